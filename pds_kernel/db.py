@@ -1,0 +1,78 @@
+"""Database engine and session handling shared by the registry, the airlock and the audit trail.
+
+SQLite (the embedded default) gets ``BEGIN IMMEDIATE`` transactions so that writers serialise
+(the hash chain of the audit trail needs one writer at a time) and foreign keys switched on.
+PostgreSQL is used as is; the audit trail takes a table lock for its short append.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table of PDS Workspace (registry, airlock, audit)."""
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` and make sure the tables exist."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's begin event drive transactions
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - trivial
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    create_all(engine)
+    return engine
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table known to :class:`Base` (imports the modules that declare them)."""
+    from . import audit  # noqa: F401  (declares the audit table)
+
+    for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models"):
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:  # a component not installed yet
+            if exc.name != module:
+                raise
+    Base.metadata.create_all(engine)
+    audit.install_append_only_guards(engine)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

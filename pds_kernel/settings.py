@@ -1,0 +1,176 @@
+"""One settings object, read once at the entry point and passed down.
+
+Sources, later ones winning:
+
+1. built-in defaults (below, documented in ``pds.yaml`` at the repository root);
+2. the YAML file named by ``--config`` or ``$PDS_CONFIG`` (default ``./pds.yaml`` if it exists);
+3. environment variables ``PDS_<SECTION>__<KEY>`` (e.g. ``PDS_PATHS__LAKE=/srv/lake``,
+   ``PDS_DATABASE__URL=postgresql+psycopg://...``).
+
+Relative paths are resolved against the directory of the config file (or the working directory
+when there is none). Nothing here mutates global state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import InvalidInput
+
+ENV_PREFIX = "PDS_"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where things live on disk. Each one is a directory."""
+
+    raw: Path = Path("var/raw")  #: incoming SNDS deliveries (CSV)
+    lake: Path = Path("var/lake")  #: typed Parquet, partitioned by table and month
+    projects: Path = Path("var/projects")  #: projects/<id>/extract, read-only extracts
+    outbox: Path = Path("var/outbox")  #: outbox/<project>/<request>/ released files
+    staging: Path = Path("var/staging")  #: airlock staging area (immutable copies)
+    keys: Path = Path("var/keys")  #: per-project pseudonymisation keys (never in an extract)
+    homes: Path = Path("var/homes")  #: private home per (user, project)
+    state: Path = Path("var/state")  #: hub state, sockets, the default SQLite database
+    reports: Path = Path("var/reports")  #: ingestion quality reports
+
+
+@dataclass(frozen=True)
+class Database:
+    """The registry, the airlock and the audit trail share one database so that a state change
+    and its audit entry commit in one transaction. Empty url = SQLite under ``paths.state``."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Ingest:
+    encoding: str = "latin-1"  #: text encoding of delivery CSV files
+    batch_rows: int = 500_000  #: rows per streamed batch (memory bound of one worker)
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    min_cell: int = 10  #: small-cell threshold (distinct persons); per-project override in registry
+    dominance_n: int = 2  #: dominance rule: top n contributors...
+    dominance_k: float = 90.0  #: ...must not exceed k % of the cell total
+    p_ratio: float = 10.0  #: p-percent rule, in %
+    min_dof: int = 10  #: minimum residual degrees of freedom of a model
+    reviews_required: int = 2  #: independent reviews before approval (per-project override)
+
+
+@dataclass(frozen=True)
+class Hub:
+    port: int = 8000  #: public port of the local JupyterHub
+    ip: str = "127.0.0.1"  #: the local hub listens on loopback only by default
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: Paths = field(default_factory=Paths)
+    database: Database = field(default_factory=Database)
+    ingest: Ingest = field(default_factory=Ingest)
+    disclosure: Disclosure = field(default_factory=Disclosure)
+    hub: Hub = field(default_factory=Hub)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.paths.state / 'pds.db').resolve()}"
+
+
+_SECTIONS = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(value: Any, current: Any, where: str) -> Any:
+    if isinstance(current, Path):
+        return Path(str(value))
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise InvalidInput(f"setting {where}: expected true/false, got {value!r}")
+    if isinstance(current, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"setting {where}: expected an integer, got {value!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"setting {where}: expected a number, got {value!r}") from None
+    return str(value)
+
+
+def _merge(settings: Settings, data: Mapping[str, Mapping[str, Any]], origin: str) -> Settings:
+    updates = {}
+    for section_name, values in data.items():
+        if section_name not in _SECTIONS:
+            raise InvalidInput(
+                f"{origin}: unknown section {section_name!r} (known: {', '.join(_SECTIONS)})"
+            )
+        if not isinstance(values, Mapping):
+            raise InvalidInput(f"{origin}: section {section_name!r} must be a mapping")
+        section = getattr(settings, section_name)
+        known = {f.name for f in fields(section)}
+        changes = {}
+        for key, value in values.items():
+            if key not in known:
+                raise InvalidInput(
+                    f"{origin}: unknown setting {section_name}.{key} (known: {', '.join(sorted(known))})"
+                )
+            changes[key] = _coerce(value, getattr(section, key), f"{section_name}.{key}")
+        updates[section_name] = replace(section, **changes)
+    return replace(settings, **updates)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    resolved = {
+        f.name: (base / getattr(settings.paths, f.name)).resolve()
+        for f in fields(settings.paths)
+    }
+    return replace(settings, paths=Paths(**resolved))
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the settings from defaults, the YAML file and the environment."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    base = Path.cwd()
+    if config_file is None and environ.get("PDS_CONFIG"):
+        config_file = Path(environ["PDS_CONFIG"])
+    if config_file is None and Path("pds.yaml").is_file():
+        config_file = Path("pds.yaml")
+    if config_file is not None:
+        if not config_file.is_file():
+            raise InvalidInput(f"config file {config_file} does not exist")
+        try:
+            data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise InvalidInput(f"config file {config_file} is not valid YAML: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise InvalidInput(f"config file {config_file} must hold a mapping of sections")
+        settings = _merge(settings, data, str(config_file))
+        base = config_file.resolve().parent
+    env_data: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        env_data.setdefault(section, {})[key] = value
+    if env_data:
+        settings = _merge(settings, env_data, "environment")
+    return _resolve_paths(settings, base)

@@ -1,0 +1,332 @@
+"""The delivery profile: which SNDS tables and columns PDS Workspace delivers and loads, and how.
+
+This is the one contract shared by the synthetic generator (which writes these files), the
+ingestion (which parses and checks them) and the extract builder (which reads the lake).
+
+For each table: the columns we carry (a realistic subset of the published schema, see
+:mod:`pds_kernel.snds.schema`), the lake type of each column, its text format in the CSV files, the
+checks applied at load time, the primary key, and how files are split (per month or one snapshot).
+
+Decisions taken here (also in ``docs/data-intake.md``):
+
+* ``ETA_NUM`` is text in every table (FINESS numbers of Corsica contain ``2A``/``2B``), ``RSA_NUM``
+  an integer in every table: the published schema disagrees between tables, the lake does not.
+* PMSI linkage return codes (``*_RET``) are kept as text codes (``"0"`` = linkage OK).
+* Dates are ``date`` in the lake. DCIR writes them as SAS datetimes (``01JAN2023:00:00:00``), PMSI
+  stay dates as ``%d%m%Y`` text. A missing date is written ``01JAN1600:00:00:00`` (or ``01011600``)
+  and loaded as the date 1600-01-01, never as null, exactly as in the SNDS.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+from .schema import source_table
+
+LakeType = Literal["str", "int", "float", "date", "year", "month", "bool"]
+TextFormat = Literal["plain", "sas_datetime", "dmy"]
+
+#: The date the SNDS writes for "missing".
+MISSING_DATE = date(1600, 1, 1)
+
+ICD10 = r"^[A-Z][0-9]{2}[0-9A-Z+]{0,3}$"
+ATC7 = r"^[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}$"
+ATC3 = r"^[A-Z][0-9]{2}$"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: LakeType
+    fmt: TextFormat = "plain"
+    nullable: bool = True
+    values: frozenset | None = None  #: closed value set (a small nomenclature), if any
+    pattern: str | None = None  #: regular expression a non-empty value must match
+    references: tuple[str, str] | None = None  #: (table, column) the value must exist in
+
+    def check_pattern(self, value: str) -> bool:
+        return self.pattern is None or re.match(self.pattern, value) is not None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    #: "monthly": one file per month (``NAME_YYYYMM.csv``); "snapshot": one file (``NAME.csv``)
+    #: that replaces the previous version of the table.
+    split: Literal["monthly", "snapshot"] = "monthly"
+    #: the column whose month decides a monthly file (the DCIR flux month, the PMSI exit month...)
+    month_from: str | None = None
+    #: the identifier columns of a person in this table (pseudonymised in every extract)
+    person_keys: tuple[str, ...] = ()
+    group: Literal["DCIR", "PMSI", "REFERENTIAL", "CAUSES_OF_DEATH"] = "DCIR"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Columns a delivered file must contain (non-nullable ones, keys included)."""
+        return tuple(c.name for c in self.columns if not c.nullable)
+
+
+def _c(name: str, type: LakeType, fmt: TextFormat = "plain", **kw) -> Column:
+    return Column(name, type, fmt, **kw)
+
+
+def _key(name: str, type: LakeType, fmt: TextFormat = "plain") -> Column:
+    return Column(name, type, fmt, nullable=False)
+
+
+#: The 9 columns that identify a DCIR claim line and join ER_PRS_F to its detail tables.
+DCIR_KEYS: tuple[str, ...] = (
+    "DCT_ORD_NUM", "FLX_DIS_DTD", "FLX_EMT_NUM", "FLX_EMT_ORD", "FLX_EMT_TYP",
+    "FLX_TRT_DTD", "ORG_CLE_NUM", "PRS_ORD_NUM", "REM_TYP_AFF",
+)
+
+_DCIR_KEY_COLUMNS = (
+    _key("DCT_ORD_NUM", "int"),
+    _key("FLX_DIS_DTD", "date", "sas_datetime"),
+    _key("FLX_EMT_NUM", "int"),
+    _key("FLX_EMT_ORD", "int"),
+    _key("FLX_EMT_TYP", "int"),
+    _key("FLX_TRT_DTD", "date", "sas_datetime"),
+    _key("ORG_CLE_NUM", "str"),
+    _key("PRS_ORD_NUM", "int"),
+    _key("REM_TYP_AFF", "int"),
+)
+
+SEX = frozenset({0, 1, 2, 9})
+
+IR_BEN_R = Table(
+    "IR_BEN_R",
+    (
+        _key("BEN_NIR_PSA", "str"),
+        _key("BEN_RNG_GEM", "int"),
+        _c("BEN_NIR_ANO", "str"),
+        _c("BEN_IDT_ANO", "str"),
+        _c("BEN_CDI_NIR", "str", pattern=r"^[0-9]{2}$"),
+        _c("BEN_NAI_ANN", "year"),
+        _c("BEN_NAI_MOI", "month"),
+        _c("BEN_SEX_COD", "int", values=SEX),
+        _c("BEN_DCD_DTE", "date", "sas_datetime"),
+        _c("BEN_RES_DPT", "str"),
+        _c("BEN_RES_COM", "str"),
+        _c("ORG_AFF_BEN", "str"),
+        _c("BEN_DTE_INS", "date", "sas_datetime"),
+        _c("BEN_DTE_MAJ", "date", "sas_datetime"),
+        _c("MAX_TRT_DTD", "date", "sas_datetime"),
+    ),
+    primary_key=("BEN_NIR_PSA", "BEN_RNG_GEM"),
+    split="snapshot",
+    person_keys=("BEN_NIR_PSA", "BEN_NIR_ANO", "BEN_IDT_ANO"),
+    group="REFERENTIAL",
+)
+
+ER_PRS_F = Table(
+    "ER_PRS_F",
+    _DCIR_KEY_COLUMNS
+    + (
+        _key("BEN_NIR_PSA", "str"),
+        _key("BEN_RNG_GEM", "int"),
+        _c("BEN_SEX_COD", "int", values=SEX),
+        _c("BEN_NAI_ANN", "year"),
+        _c("BEN_RES_DPT", "str"),
+        _c("EXE_SOI_DTD", "date", "sas_datetime"),
+        _c("EXE_SOI_DTF", "date", "sas_datetime"),
+        _c("PRS_NAT_REF", "int"),
+        _c("PRS_ACT_QTE", "float"),
+        _c("PRS_PAI_MNT", "float"),
+        _c("BSE_REM_MNT", "float"),
+        _c("DPN_QLF", "int"),
+        _c("PSE_SPE_COD", "int"),
+        _c("PFS_EXE_NUM", "str"),
+        _c("ETB_PRE_FIN", "str"),
+    ),
+    primary_key=DCIR_KEYS,
+    month_from="FLX_DIS_DTD",
+    person_keys=("BEN_NIR_PSA",),
+)
+
+ER_PHA_F = Table(
+    "ER_PHA_F",
+    _DCIR_KEY_COLUMNS
+    + (
+        _key("PHA_PRS_C13", "int", ),
+        _c("PHA_ACT_QSN", "int"),
+        _c("PHA_ACT_PRU", "float"),
+        _c("PHA_ORD_NUM", "int"),
+    ),
+    primary_key=DCIR_KEYS + ("PHA_ORD_NUM",),
+    month_from="FLX_DIS_DTD",
+)
+
+ER_BIO_F = Table(
+    "ER_BIO_F",
+    _DCIR_KEY_COLUMNS
+    + (
+        _key("BIO_PRS_IDE", "int"),
+        _c("BIO_ACT_QSN", "int"),
+        _c("BIO_ORD_NUM", "int"),
+    ),
+    primary_key=DCIR_KEYS + ("BIO_ORD_NUM",),
+    month_from="FLX_DIS_DTD",
+)
+
+IR_PHA_R = Table(
+    "IR_PHA_R",
+    (
+        _key("PHA_CIP_C13", "int"),
+        _c("PHA_PRS_IDE", "int"),
+        _c("PHA_MED_NOM", "str"),
+        _c("PHA_ATC_C07", "str", pattern=ATC7),
+        _c("PHA_ATC_L07", "str"),
+        _c("PHA_ATC_C03", "str", pattern=ATC3),
+    ),
+    primary_key=("PHA_CIP_C13",),
+    split="snapshot",
+    group="REFERENTIAL",
+)
+
+IR_IMB_R = Table(
+    "IR_IMB_R",
+    (
+        _key("BEN_NIR_PSA", "str"),
+        _key("BEN_RNG_GEM", "int"),
+        _key("IMB_ALD_NUM", "int"),
+        _key("IMB_ALD_DTD", "date", "sas_datetime"),
+        _c("IMB_ALD_DTF", "date", "sas_datetime"),
+        _c("IMB_ETM_NAT", "int"),
+        _key("MED_MTF_COD", "str"),
+    ),
+    primary_key=("BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD", "MED_MTF_COD"),
+    split="snapshot",
+    person_keys=("BEN_NIR_PSA",),
+    group="REFERENTIAL",
+)
+
+T_MCOaaB = Table(
+    "T_MCOaaB",
+    (
+        _key("ETA_NUM", "str"),
+        _key("RSA_NUM", "int"),
+        _key("DGN_PAL", "str"),
+        _c("DGN_REL", "str"),
+        _c("GRG_GHM", "str", pattern=r"^[0-9]{2}[A-Z][0-9]{2}[0-9A-Z]$"),
+        _c("SEJ_NBJ", "int"),
+        _c("AGE_ANN", "int"),
+        _c("COD_SEX", "str", values=frozenset({"1", "2"})),
+        _c("SOR_ANN", "year"),
+        _c("SOR_MOI", "month"),
+        _c("ENT_MOD", "str"),
+        _c("SOR_MOD", "str"),
+        _c("BDI_DEP", "str"),
+        _c("BDI_COD", "str"),
+    ),
+    primary_key=("ETA_NUM", "RSA_NUM"),
+    group="PMSI",
+)
+
+T_MCOaaC = Table(
+    "T_MCOaaC",
+    (
+        _key("ETA_NUM", "str"),
+        _key("RSA_NUM", "int"),
+        _key("NIR_ANO_17", "str"),
+        _c("NIR_RET", "str"),
+        _c("NAI_RET", "str"),
+        _c("SEX_RET", "str"),
+        _c("SEJ_RET", "str"),
+        _c("FHO_RET", "str"),
+        _c("PMS_RET", "str"),
+        _c("DAT_RET", "str"),
+        _c("ENT_DAT", "date", "dmy"),
+        _c("SOR_DAT", "date", "dmy"),
+        _c("EXE_SOI_DTD", "date", "sas_datetime"),
+        _c("EXE_SOI_DTF", "date", "sas_datetime"),
+        _c("SEJ_NUM", "int"),
+    ),
+    primary_key=("ETA_NUM", "RSA_NUM"),
+    person_keys=("NIR_ANO_17",),
+    group="PMSI",
+)
+
+T_MCOaaD = Table(
+    "T_MCOaaD",
+    (
+        _key("ETA_NUM", "str"),
+        _key("RSA_NUM", "int"),
+        _key("ASS_DGN", "str"),
+        _c("DGN_ASS_NUM", "int"),
+    ),
+    primary_key=("ETA_NUM", "RSA_NUM", "DGN_ASS_NUM"),
+    group="PMSI",
+)
+
+KI_CCI_R = Table(
+    "KI_CCI_R",
+    (
+        _key("BEN_IDT_ANO", "str"),
+        _c("BEN_NIR_ANO", "str"),
+        _key("BEN_DCD_DTE", "date", "sas_datetime"),
+        _key("DCD_CIM_COD", "str"),
+        _c("BEN_NAI_ANN", "year"),
+        _c("BEN_SEX_COD", "int", values=SEX),
+        _c("DCD_DPT_COD", "str"),
+    ),
+    primary_key=("BEN_IDT_ANO",),
+    month_from="BEN_DCD_DTE",
+    person_keys=("BEN_IDT_ANO", "BEN_NIR_ANO"),
+    group="CAUSES_OF_DEATH",
+)
+
+
+def _with_checks() -> dict[str, Table]:
+    """Attach the code checks (ICD-10 patterns, referential links) to the columns that need them."""
+    from dataclasses import replace
+
+    extra = {
+        ("T_MCOaaB", "DGN_PAL"): dict(pattern=ICD10),
+        ("T_MCOaaB", "DGN_REL"): dict(pattern=ICD10),
+        ("T_MCOaaD", "ASS_DGN"): dict(pattern=ICD10),
+        ("IR_IMB_R", "MED_MTF_COD"): dict(pattern=ICD10),
+        ("KI_CCI_R", "DCD_CIM_COD"): dict(pattern=ICD10),
+        ("ER_PHA_F", "PHA_PRS_C13"): dict(references=("IR_PHA_R", "PHA_CIP_C13")),
+    }
+    tables = {}
+    for table in (IR_BEN_R, ER_PRS_F, ER_PHA_F, ER_BIO_F, IR_PHA_R, IR_IMB_R,
+                  T_MCOaaB, T_MCOaaC, T_MCOaaD, KI_CCI_R):
+        columns = tuple(replace(c, **extra.get((table.name, c.name), {})) for c in table.columns)
+        tables[table.name] = replace(table, columns=columns)
+    return tables
+
+
+#: Every table of the profile, by name, in load order (referentials first).
+TABLES: dict[str, Table] = _with_checks()
+
+
+def table(name: str) -> Table:
+    """The profile of table ``name``; raises ``KeyError`` for an unknown table."""
+    return TABLES[name]
+
+
+def check_against_published_schema() -> list[str]:
+    """Columns of the profile that the published SNDS schema does not know (should be empty)."""
+    problems = []
+    for t in TABLES.values():
+        published = source_table(t.name)
+        for c in t.columns:
+            if c.name not in published.columns:
+                problems.append(f"{t.name}.{c.name}")
+    return problems
