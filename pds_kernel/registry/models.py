@@ -1,0 +1,89 @@
+"""Registry tables (SQLAlchemy). Storage only: the rules live in :mod:`.service`."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, timezone
+
+from sqlalchemy import Boolean, Date, DateTime, Enum, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..db import Base
+
+
+class Role(str, enum.Enum):
+    """Project roles. ``ADMIN`` is a platform role held on the user, the others are per membership."""
+
+    RESEARCHER = "researcher"
+    OUTPUT_CHECKER = "output-checker"
+    ADMIN = "admin"
+
+
+class ProjectStatus(str, enum.Enum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class User(Base):
+    __tablename__ = "registry_users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+
+class Project(Base):
+    __tablename__ = "registry_projects"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    data_controller: Mapped[str] = mapped_column(String(300), default="")
+    approval_ref: Mapped[str] = mapped_column(String(200), default="")
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[ProjectStatus] = mapped_column(
+        Enum(ProjectStatus, values_callable=lambda e: [m.value for m in e], native_enum=False, length=20),
+        default=ProjectStatus.ACTIVE,
+    )
+    # disclosure control (None = platform default from settings.disclosure)
+    min_cell: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reviews_required: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # workspace resources
+    cpu_limit: Mapped[float] = mapped_column(Float, default=2.0)
+    mem_limit_mb: Mapped[int] = mapped_column(Integer, default=4096)
+    dask_workers: Mapped[int] = mapped_column(Integer, default=2)
+    gpu: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    memberships: Mapped[list["Membership"]] = relationship(back_populates="project", cascade="all")
+
+    def is_open(self, today: date) -> bool:
+        """Open = active status and today within [start_date, end_date]."""
+        return self.status == ProjectStatus.ACTIVE and self.start_date <= today <= self.end_date
+
+
+class Membership(Base):
+    __tablename__ = "registry_memberships"
+    __table_args__ = (UniqueConstraint("project_id", "user_name", "role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("registry_projects.id"), index=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("registry_users.name"), index=True)
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, values_callable=lambda e: [m.value for m in e], native_enum=False, length=20)
+    )
+    expires_on: Mapped[date] = mapped_column(Date)
+
+    project: Mapped[Project] = relationship(back_populates="memberships")
+
+    def is_valid(self, today: date) -> bool:
+        """Valid through ``expires_on`` inclusive."""
+        return today <= self.expires_on

@@ -1,0 +1,358 @@
+"""The registry service: the only writer of projects, users and memberships.
+
+Every mutating method takes the acting identity and writes its audit entry in the same transaction
+as the change. Access questions go through :meth:`Registry.can_access` (bool, no side effect) or
+:meth:`Registry.check_access` (raises :class:`PermissionDenied` and records the decision).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Iterable
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..audit import AuditEvent, AuditTrail, Outcome
+from ..db import transaction
+from ..errors import InvalidInput, NotFound, PermissionDenied
+from .models import Membership, Project, ProjectStatus, Role, User
+from .names import check_project_id, check_user_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """A detached, read-only view of a project (safe to pass around after the session closed)."""
+
+    id: str
+    title: str
+    purpose: str
+    data_controller: str
+    approval_ref: str
+    start_date: date
+    end_date: date
+    status: ProjectStatus
+    min_cell: int | None
+    reviews_required: int | None
+    cpu_limit: float
+    mem_limit_mb: int
+    dask_workers: int
+    gpu: bool
+
+    def is_open(self, today: date) -> bool:
+        return self.status == ProjectStatus.ACTIVE and self.start_date <= today <= self.end_date
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    project_id: str
+    user_name: str
+    role: Role
+    expires_on: date
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    name: str
+    full_name: str
+    email: str
+    is_admin: bool
+    active: bool
+
+
+def _project_info(p: Project) -> ProjectInfo:
+    return ProjectInfo(
+        id=p.id, title=p.title, purpose=p.purpose, data_controller=p.data_controller,
+        approval_ref=p.approval_ref, start_date=p.start_date, end_date=p.end_date,
+        status=ProjectStatus(p.status), min_cell=p.min_cell, reviews_required=p.reviews_required,
+        cpu_limit=p.cpu_limit, mem_limit_mb=p.mem_limit_mb, dask_workers=p.dask_workers, gpu=p.gpu,
+    )
+
+
+def _member_info(m: Membership) -> MemberInfo:
+    return MemberInfo(m.project_id, m.user_name, Role(m.role), m.expires_on)
+
+
+def _user_info(u: User) -> UserInfo:
+    return UserInfo(u.name, u.full_name, u.email, u.is_admin, u.active)
+
+
+PROJECT_FIELDS = (
+    "title", "purpose", "data_controller", "approval_ref", "start_date", "end_date", "status",
+    "min_cell", "reviews_required", "cpu_limit", "mem_limit_mb", "dask_workers", "gpu",
+)
+
+
+class Registry:
+    """Projects, users and memberships, backed by the shared database."""
+
+    def __init__(self, sessions: sessionmaker[Session], audit: AuditTrail):
+        self._sessions = sessions
+        self._audit = audit
+
+    @classmethod
+    def from_runtime(cls, runtime) -> "Registry":
+        return cls(runtime.sessions, runtime.audit)
+
+    # ---- writes -------------------------------------------------------------------------
+    def upsert_user(self, actor: str, name: str, *, full_name: str = "", email: str = "",
+                    is_admin: bool = False, active: bool = True) -> UserInfo:
+        check_user_name(name)
+        with transaction(self._sessions) as s:
+            user = s.get(User, name)
+            created = user is None
+            before = None if created else _user_info(user)
+            if created:
+                user = User(name=name)
+                s.add(user)
+            user.full_name, user.email, user.is_admin, user.active = full_name, email, is_admin, active
+            s.flush()
+            after = _user_info(user)
+            if created or before != after:
+                self._audit.record(AuditEvent(
+                    actor=actor, action="registry.user." + ("create" if created else "update"),
+                    target=f"user:{name}", details={"is_admin": is_admin, "active": active},
+                ), session=s)
+            return after
+
+    def upsert_project(self, actor: str, project_id: str, **values) -> ProjectInfo:
+        """Create or update a project. ``values`` are :data:`PROJECT_FIELDS`."""
+        check_project_id(project_id)
+        unknown = set(values) - set(PROJECT_FIELDS)
+        if unknown:
+            raise InvalidInput(f"unknown project field(s): {', '.join(sorted(unknown))}")
+        with transaction(self._sessions) as s:
+            project = s.get(Project, project_id)
+            created = project is None
+            if created:
+                missing = [f for f in ("title", "start_date", "end_date") if values.get(f) is None]
+                if missing:
+                    raise InvalidInput(f"project {project_id}: missing {', '.join(missing)}")
+                project = Project(id=project_id, status=ProjectStatus.ACTIVE)
+                s.add(project)
+            before = None if created else _project_info(project)
+            for key, value in values.items():
+                if key == "status" and value is not None:
+                    value = ProjectStatus(value)
+                setattr(project, key, value)
+            if project.end_date < project.start_date:
+                raise InvalidInput(f"project {project_id}: end date {project.end_date} is before start {project.start_date}")
+            s.flush()
+            after = _project_info(project)
+            changed = {k: str(getattr(after, k)) for k in PROJECT_FIELDS
+                       if before is None or getattr(before, k) != getattr(after, k)}
+            if changed:
+                self._audit.record(AuditEvent(
+                    actor=actor, action="registry.project." + ("create" if created else "update"),
+                    target=f"project:{project_id}", project=project_id, details=changed,
+                ), session=s)
+            return after
+
+    def close_project(self, actor: str, project_id: str, reason: str = "") -> ProjectInfo:
+        """Close a project: from now on it grants nothing to anyone."""
+        with transaction(self._sessions) as s:
+            project = self._project(s, project_id)
+            project.status = ProjectStatus.CLOSED
+            s.flush()
+            self._audit.record(AuditEvent(
+                actor=actor, action="registry.project.close", target=f"project:{project_id}",
+                project=project_id, details={"reason": reason},
+            ), session=s)
+            return _project_info(project)
+
+    def add_member(self, actor: str, project_id: str, user_name: str, role: Role | str,
+                   expires_on: date) -> MemberInfo:
+        """Grant ``role`` on a project until ``expires_on`` (inclusive); updates the expiry if present."""
+        role = Role(role)
+        if role == Role.ADMIN:
+            raise InvalidInput("admin is a platform role: set it on the user, not on a membership")
+        with transaction(self._sessions) as s:
+            project = self._project(s, project_id)
+            if s.get(User, user_name) is None:
+                raise NotFound(f"no user {user_name!r}: create the account first")
+            if expires_on > project.end_date:
+                raise InvalidInput(
+                    f"membership of {user_name} cannot outlive project {project_id} (ends {project.end_date})"
+                )
+            member = s.scalar(select(Membership).where(
+                Membership.project_id == project_id, Membership.user_name == user_name,
+                Membership.role == role))
+            action = "registry.member.update" if member else "registry.member.add"
+            if member is None:
+                member = Membership(project_id=project_id, user_name=user_name, role=role, expires_on=expires_on)
+                s.add(member)
+            elif member.expires_on == expires_on:
+                return _member_info(member)
+            member.expires_on = expires_on
+            s.flush()
+            self._audit.record(AuditEvent(
+                actor=actor, action=action, target=f"user:{user_name}", project=project_id,
+                details={"role": role.value, "expires_on": expires_on.isoformat()},
+            ), session=s)
+            return _member_info(member)
+
+    def remove_member(self, actor: str, project_id: str, user_name: str, role: Role | str | None = None) -> int:
+        with transaction(self._sessions) as s:
+            self._project(s, project_id)
+            query = delete(Membership).where(Membership.project_id == project_id,
+                                             Membership.user_name == user_name)
+            if role is not None:
+                query = query.where(Membership.role == Role(role))
+            removed = s.execute(query).rowcount or 0
+            if not removed:
+                raise NotFound(f"{user_name} is not a member of {project_id}"
+                               + (f" with role {Role(role).value}" if role else ""))
+            self._audit.record(AuditEvent(
+                actor=actor, action="registry.member.remove", target=f"user:{user_name}",
+                project=project_id, details={"role": Role(role).value if role else "all", "removed": removed},
+            ), session=s)
+            return removed
+
+    # ---- reads --------------------------------------------------------------------------
+    def get_project(self, project_id: str) -> ProjectInfo:
+        check_project_id(project_id)
+        with transaction(self._sessions) as s:
+            return _project_info(self._project(s, project_id))
+
+    def projects(self) -> list[ProjectInfo]:
+        with transaction(self._sessions) as s:
+            return [_project_info(p) for p in s.scalars(select(Project).order_by(Project.id))]
+
+    def get_user(self, name: str) -> UserInfo:
+        with transaction(self._sessions) as s:
+            user = s.get(User, name)
+            if user is None:
+                raise NotFound(f"no user {name!r}")
+            return _user_info(user)
+
+    def users(self) -> list[UserInfo]:
+        with transaction(self._sessions) as s:
+            return [_user_info(u) for u in s.scalars(select(User).order_by(User.name))]
+
+    def members(self, project_id: str) -> list[MemberInfo]:
+        with transaction(self._sessions) as s:
+            self._project(s, project_id)
+            rows = s.scalars(select(Membership).where(Membership.project_id == project_id)
+                             .order_by(Membership.user_name, Membership.role))
+            return [_member_info(m) for m in rows]
+
+    def memberships_of(self, user_name: str) -> list[MemberInfo]:
+        with transaction(self._sessions) as s:
+            rows = s.scalars(select(Membership).where(Membership.user_name == user_name)
+                             .order_by(Membership.project_id, Membership.role))
+            return [_member_info(m) for m in rows]
+
+    def active_projects(self, user_name: str, role: Role | str = Role.RESEARCHER,
+                        today: date | None = None) -> list[ProjectInfo]:
+        """Projects where ``user_name`` holds ``role`` right now (open project, valid membership)."""
+        today = today or date.today()
+        role = Role(role)
+        with transaction(self._sessions) as s:
+            user = s.get(User, user_name)
+            if user is None or not user.active:
+                return []
+            rows = s.execute(select(Project, Membership).join(Membership).where(
+                Membership.user_name == user_name, Membership.role == role).order_by(Project.id))
+            return [_project_info(p) for p, m in rows if p.is_open(today) and m.is_valid(today)]
+
+    def can_access(self, user_name: str, project_id: str, role: Role | str = Role.RESEARCHER,
+                   today: date | None = None) -> bool:
+        """True when the user is active and holds a valid ``role`` membership of an open project."""
+        return self._deny_reason(user_name, project_id, Role(role), today or date.today()) is None
+
+    def check_access(self, user_name: str, project_id: str, role: Role | str = Role.RESEARCHER, *,
+                     action: str, actor: str | None = None, today: date | None = None) -> ProjectInfo:
+        """Decide, record the decision in the audit trail, raise :class:`PermissionDenied` if refused."""
+        role = Role(role)
+        reason = self._deny_reason(user_name, project_id, role, today or date.today())
+        event = AuditEvent(actor=actor or user_name, action=action, target=f"user:{user_name}",
+                           project=project_id if isinstance(project_id, str) else "",
+                           details={"role": role.value})
+        if reason is not None:
+            self._audit.record(event.with_outcome(Outcome.DENIED, reason=reason))
+            raise PermissionDenied(reason)
+        self._audit.record(event)
+        return self.get_project(project_id)
+
+    def _deny_reason(self, user_name: str, project_id: str, role: Role, today: date) -> str | None:
+        try:
+            check_project_id(project_id)
+            check_user_name(user_name)
+        except InvalidInput as exc:
+            return str(exc)
+        with transaction(self._sessions) as s:
+            user = s.get(User, user_name)
+            if user is None or not user.active:
+                return f"user {user_name} has no active account"
+            project = s.get(Project, project_id)
+            if project is None:
+                return f"{user_name} is not a member of project {project_id}"
+            if project.status != ProjectStatus.ACTIVE:
+                return f"project {project_id} is {ProjectStatus(project.status).value}"
+            if not project.is_open(today):
+                return f"project {project_id} runs from {project.start_date} to {project.end_date}"
+            member = s.scalar(select(Membership).where(
+                Membership.project_id == project_id, Membership.user_name == user_name,
+                Membership.role == role))
+            if member is None:
+                return f"{user_name} is not a {role.value} of project {project_id}"
+            if not member.is_valid(today):
+                return f"the {role.value} membership of {user_name} in {project_id} expired on {member.expires_on}"
+            return None
+
+    @staticmethod
+    def _project(s: Session, project_id: str) -> Project:
+        check_project_id(project_id)
+        project = s.get(Project, project_id)
+        if project is None:
+            raise NotFound(f"no project {project_id!r}")
+        return project
+
+    # ---- declarative --------------------------------------------------------------------
+    def apply(self, actor: str, spec: "RegistrySpec") -> list[str]:
+        """Make the registry match ``spec`` (users, projects and each project's member list).
+
+        Members of a listed project that the spec does not list are removed. Returns a list of
+        human-readable changes. Everything is validated before anything is written.
+        """
+        changes: list[str] = []
+        for u in spec.users:
+            before = self._maybe_user(u.name)
+            after = self.upsert_user(actor, u.name, full_name=u.full_name, email=u.email,
+                                     is_admin=u.admin, active=u.active)
+            if before != after:
+                changes.append(f"user {u.name} {'created' if before is None else 'updated'}")
+        for p in spec.projects:
+            before = self._maybe_project(p.id)
+            after = self.upsert_project(actor, p.id, **p.fields())
+            if before != after:
+                changes.append(f"project {p.id} {'created' if before is None else 'updated'}")
+            wanted = {(m.user, Role(m.role)): m.expires for m in p.members}
+            current = {(m.user_name, m.role): m.expires_on for m in self.members(p.id)}
+            for (user, role), expires in wanted.items():
+                if current.get((user, role)) != expires:
+                    self.add_member(actor, p.id, user, role, expires)
+                    changes.append(f"{p.id}: {user} {role.value} until {expires}")
+            for (user, role) in current.keys() - wanted.keys():
+                self.remove_member(actor, p.id, user, role)
+                changes.append(f"{p.id}: {user} {role.value} removed")
+        return changes
+
+    def _maybe_user(self, name: str) -> UserInfo | None:
+        try:
+            return self.get_user(name)
+        except NotFound:
+            return None
+
+    def _maybe_project(self, project_id: str) -> ProjectInfo | None:
+        try:
+            return self.get_project(project_id)
+        except NotFound:
+            return None
+
+
+from .spec import RegistrySpec  # noqa: E402  (type used in annotations above)

@@ -1,0 +1,176 @@
+"""The declarative registry file (``projects.yaml``), as Helm values feed it in production.
+
+```yaml
+users:
+  - {name: alice, full_name: Alice Martin, email: alice@example.org}
+  - {name: root, admin: true}
+projects:
+  - id: diabetes-2024
+    title: Type 2 diabetes drug use
+    purpose: ...
+    data_controller: ...
+    approval_ref: CESREES-2024-017
+    start: 2024-01-01
+    end: 2027-12-31
+    status: active                 # active | suspended | closed
+    disclosure: {min_cell: 10, reviews_required: 2}
+    resources: {cpu: 2, memory_mb: 4096, dask_workers: 2, gpu: false}
+    members:
+      - {user: alice, role: researcher, expires: 2026-12-31}
+      - {user: olga, role: output-checker, expires: 2026-12-31}
+```
+Parsing is pure and strict: an unknown key, a bad date or a bad name is an error naming where.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ..errors import InvalidInput
+from .models import ProjectStatus, Role
+from .names import check_project_id, check_user_name
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    name: str
+    full_name: str = ""
+    email: str = ""
+    admin: bool = False
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    user: str
+    role: str
+    expires: date
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    id: str
+    title: str
+    start: date
+    end: date
+    purpose: str = ""
+    data_controller: str = ""
+    approval_ref: str = ""
+    status: str = "active"
+    min_cell: int | None = None
+    reviews_required: int | None = None
+    cpu: float = 2.0
+    memory_mb: int = 4096
+    dask_workers: int = 2
+    gpu: bool = False
+    members: tuple[MemberSpec, ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        return dict(
+            title=self.title, purpose=self.purpose, data_controller=self.data_controller,
+            approval_ref=self.approval_ref, start_date=self.start, end_date=self.end,
+            status=self.status, min_cell=self.min_cell, reviews_required=self.reviews_required,
+            cpu_limit=self.cpu, mem_limit_mb=self.memory_mb, dask_workers=self.dask_workers,
+            gpu=self.gpu,
+        )
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    users: tuple[UserSpec, ...] = ()
+    projects: tuple[ProjectSpec, ...] = field(default_factory=tuple)
+
+
+def _keys(where: str, data: Any, allowed: set[str], required: set[str] = frozenset()) -> Mapping:
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"{where}: expected a mapping")
+    unknown = set(data) - allowed
+    if unknown:
+        raise InvalidInput(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    missing = required - set(data)
+    if missing:
+        raise InvalidInput(f"{where}: missing {', '.join(sorted(missing))}")
+    return data
+
+
+def _date(where: str, value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _int(where: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInput(f"{where}: expected an integer ≥ {minimum}, got {value!r}")
+    return value
+
+
+def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
+    data = _keys(origin, data or {}, {"users", "projects"})
+    users = []
+    for i, raw in enumerate(data.get("users") or []):
+        where = f"{origin}: users[{i}]"
+        raw = _keys(where, raw, {"name", "full_name", "email", "admin", "active"}, {"name"})
+        check_user_name(raw["name"])
+        users.append(UserSpec(name=raw["name"], full_name=str(raw.get("full_name", "")),
+                              email=str(raw.get("email", "")), admin=bool(raw.get("admin", False)),
+                              active=bool(raw.get("active", True))))
+    projects = []
+    seen = set()
+    for i, raw in enumerate(data.get("projects") or []):
+        where = f"{origin}: projects[{i}]"
+        raw = _keys(where, raw, {"id", "title", "purpose", "data_controller", "approval_ref", "start",
+                                 "end", "status", "disclosure", "resources", "members"},
+                    {"id", "title", "start", "end"})
+        pid = check_project_id(raw["id"])
+        if pid in seen:
+            raise InvalidInput(f"{where}: project {pid} is listed twice")
+        seen.add(pid)
+        where = f"{origin}: project {pid}"
+        status = str(raw.get("status", "active"))
+        if status not in {s.value for s in ProjectStatus}:
+            raise InvalidInput(f"{where}: status {status!r} is not one of active, suspended, closed")
+        disclosure = _keys(f"{where}.disclosure", raw.get("disclosure") or {}, {"min_cell", "reviews_required"})
+        resources = _keys(f"{where}.resources", raw.get("resources") or {},
+                          {"cpu", "memory_mb", "dask_workers", "gpu"})
+        members = []
+        for j, m in enumerate(raw.get("members") or []):
+            mwhere = f"{where}.members[{j}]"
+            m = _keys(mwhere, m, {"user", "role", "expires"}, {"user", "role", "expires"})
+            check_user_name(m["user"])
+            if m["role"] not in {Role.RESEARCHER.value, Role.OUTPUT_CHECKER.value}:
+                raise InvalidInput(f"{mwhere}: role {m['role']!r} is not researcher or output-checker")
+            members.append(MemberSpec(m["user"], m["role"], _date(f"{mwhere}.expires", m["expires"])))
+        cpu = resources.get("cpu", 2.0)
+        if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or not 0 < cpu <= 64:
+            raise InvalidInput(f"{where}.resources.cpu: expected a number of cores in (0, 64]")
+        projects.append(ProjectSpec(
+            id=pid, title=str(raw["title"]), purpose=str(raw.get("purpose", "")),
+            data_controller=str(raw.get("data_controller", "")), approval_ref=str(raw.get("approval_ref", "")),
+            start=_date(f"{where}.start", raw["start"]), end=_date(f"{where}.end", raw["end"]), status=status,
+            min_cell=_int(f"{where}.disclosure.min_cell", disclosure["min_cell"], 1) if "min_cell" in disclosure else None,
+            reviews_required=_int(f"{where}.disclosure.reviews_required", disclosure["reviews_required"], 1)
+            if "reviews_required" in disclosure else None,
+            cpu=float(cpu), memory_mb=_int(f"{where}.resources.memory_mb", resources.get("memory_mb", 4096), 256),
+            dask_workers=_int(f"{where}.resources.dask_workers", resources.get("dask_workers", 2), 0),
+            gpu=bool(resources.get("gpu", False)), members=tuple(members),
+        ))
+    return RegistrySpec(users=tuple(users), projects=tuple(projects))
+
+
+def load_registry_file(path: Path) -> RegistrySpec:
+    if not path.is_file():
+        raise InvalidInput(f"registry file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path} is not valid YAML: {exc}") from None
+    return parse_registry(data, str(path))

@@ -1,0 +1,94 @@
+"""``WorkspaceSpec``: what one (user, project) workspace is allowed, built once.
+
+The local sandbox spawner (bubblewrap) and the Kubernetes path (KubeSpawner pod and dask-gateway
+cluster options) only *translate* this object; neither decides anything on its own. It is built
+from the registry after the access check, so an expired membership or a closed project never gets
+as far as a spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from ..registry import Registry, Role
+from ..registry.names import check_project_id, check_user_name
+from ..settings import Settings
+
+#: Where the project's extract appears inside every workspace (read-only).
+DATA_MOUNT = "/data"
+#: Where the private home appears inside every workspace (read-write).
+HOME_MOUNT = "/home/jovyan"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One volume of a workspace. ``name`` is the logical volume (a PVC name on Kubernetes);
+    ``host_path`` is where it lives on a single machine."""
+
+    name: str
+    target: str
+    read_only: bool
+    host_path: Path
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    user: str
+    project: str
+    mounts: tuple[Mount, ...]
+    cpu_limit: float
+    mem_limit_mb: int
+    dask_workers: int
+    gpu: bool
+    #: the only egress allowed: none. Traffic leaves only through the bridged hub / gate sockets.
+    egress: str = "none"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def server_name(self) -> str:
+        """JupyterHub named server = project id."""
+        return self.project
+
+    def mount(self, name: str) -> Mount:
+        for m in self.mounts:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+def extract_volume_name(project: str) -> str:
+    return f"extract-{check_project_id(project)}"
+
+
+def home_volume_name(project: str, user: str) -> str:
+    return f"home-{check_project_id(project)}-{check_user_name(user).replace('.', '-').replace('_', '-')}"
+
+
+def build_workspace_spec(settings: Settings, project_info, user: str) -> WorkspaceSpec:
+    """Pure: the spec for ``user`` in the (already authorised) project ``project_info``."""
+    project = check_project_id(project_info.id)
+    check_user_name(user)
+    extract = settings.paths.projects / project / "extract"
+    home = settings.paths.homes / project / user
+    return WorkspaceSpec(
+        user=user,
+        project=project,
+        mounts=(
+            Mount(extract_volume_name(project), DATA_MOUNT, True, extract),
+            Mount(home_volume_name(project, user), HOME_MOUNT, False, home),
+        ),
+        cpu_limit=project_info.cpu_limit,
+        mem_limit_mb=project_info.mem_limit_mb,
+        dask_workers=project_info.dask_workers,
+        gpu=project_info.gpu,
+        labels={"pds.project": project, "pds.user": user.replace("_", "-"), "pds.component": "workspace"},
+    )
+
+
+def authorised_workspace_spec(settings: Settings, registry: Registry, user: str, project: str,
+                              *, action: str = "workspace.start", today: date | None = None) -> WorkspaceSpec:
+    """Check access (recorded in the audit trail; raises PermissionDenied) and build the spec."""
+    info = registry.check_access(user, project, Role.RESEARCHER, action=action, today=today)
+    return build_workspace_spec(settings, info, user)
