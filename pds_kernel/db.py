@@ -54,7 +54,7 @@ def create_all(engine: Engine) -> None:
         try:
             __import__(module)
         except ModuleNotFoundError as exc:  # a component not installed yet
-            if exc.name != module:
+            if exc.name is None or not module.startswith(exc.name):
                 raise
     Base.metadata.create_all(engine)
     audit.install_append_only_guards(engine)

@@ -163,10 +163,10 @@ ER_PHA_F = Table(
     "ER_PHA_F",
     _DCIR_KEY_COLUMNS
     + (
-        _key("PHA_PRS_C13", "int", ),
+        _key("PHA_PRS_C13", "int"),
         _c("PHA_ACT_QSN", "int"),
         _c("PHA_ACT_PRU", "float"),
-        _c("PHA_ORD_NUM", "int"),
+        _key("PHA_ORD_NUM", "int"),
     ),
     primary_key=DCIR_KEYS + ("PHA_ORD_NUM",),
     month_from="FLX_DIS_DTD",
@@ -178,7 +178,7 @@ ER_BIO_F = Table(
     + (
         _key("BIO_PRS_IDE", "int"),
         _c("BIO_ACT_QSN", "int"),
-        _c("BIO_ORD_NUM", "int"),
+        _key("BIO_ORD_NUM", "int"),
     ),
     primary_key=DCIR_KEYS + ("BIO_ORD_NUM",),
     month_from="FLX_DIS_DTD",
@@ -268,7 +268,7 @@ T_MCOaaD = Table(
         _key("ETA_NUM", "str"),
         _key("RSA_NUM", "int"),
         _key("ASS_DGN", "str"),
-        _c("DGN_ASS_NUM", "int"),
+        _key("DGN_ASS_NUM", "int"),
     ),
     primary_key=("ETA_NUM", "RSA_NUM", "DGN_ASS_NUM"),
     group="PMSI",
