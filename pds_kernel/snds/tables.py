@@ -330,3 +330,51 @@ def check_against_published_schema() -> list[str]:
             if c.name not in published.columns:
                 problems.append(f"{t.name}.{c.name}")
     return problems
+
+
+def polars_type(lake_type: LakeType):
+    """The Parquet/polars type of a lake type: the one mapping every reader and writer uses."""
+    import polars as pl
+
+    return {
+        "str": pl.String,
+        "int": pl.Int64,
+        "float": pl.Float64,
+        "date": pl.Date,
+        "year": pl.Int16,
+        "month": pl.Int8,
+        "bool": pl.Boolean,
+    }[lake_type]
+
+
+def lake_schema(name: str) -> dict:
+    """``{column: polars type}`` of table ``name`` in the lake, in profile order."""
+    return {c.name: polars_type(c.type) for c in table(name).columns}
+
+
+def file_name(name: str, month: str | None = None) -> str:
+    """Name of a delivered file: ``NAME_YYYYMM.csv`` (monthly tables) or ``NAME.csv`` (snapshots)."""
+    t = table(name)
+    if t.split == "snapshot":
+        return f"{t.name}.csv"
+    if month is None or not re.match(r"^[0-9]{6}$", month):
+        raise ValueError(f"monthly table {name} needs a YYYYMM month, got {month!r}")
+    return f"{t.name}_{month}.csv"
+
+
+_FILE = re.compile(r"^(?P<table>[A-Za-z_]+?)(?:_(?P<month>[0-9]{6}))?\.csv$")
+
+
+def parse_file_name(file: str) -> tuple[str, str | None]:
+    """``(table, month)`` of a delivered file name; ``ValueError`` when it is not one of ours."""
+    m = _FILE.match(file)
+    if not m or m.group("table") not in TABLES:
+        raise ValueError(f"{file!r} is not a delivery file name (expected NAME_YYYYMM.csv or NAME.csv)")
+    t = TABLES[m.group("table")]
+    month = m.group("month")
+    if (t.split == "snapshot") != (month is None):
+        raise ValueError(f"{file!r}: table {t.name} is delivered "
+                         + ("as one snapshot file NAME.csv" if t.split == "snapshot" else "per month as NAME_YYYYMM.csv"))
+    if month is not None and not (1 <= int(month[4:]) <= 12):
+        raise ValueError(f"{file!r}: bad month {month}")
+    return t.name, month
