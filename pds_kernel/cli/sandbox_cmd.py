@@ -1,0 +1,54 @@
+"""``pds sandbox``: run a command in exactly the sandbox a workspace gets, or show it."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import List
+
+import typer
+from rich.table import Table
+
+from ..sandbox.exec import describe_sandbox, run_in_sandbox
+from .app import console, err_console
+
+app = typer.Typer(help="The local workspace sandbox (bubblewrap).", no_args_is_help=True)
+
+
+@app.command("exec")
+def exec_(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id: the sandbox of this project's workspace."),
+    command: List[str] = typer.Argument(..., help="The command to run, after '--'."),
+    user: str = typer.Option(..., "--user", "-u", help="Whose workspace (must be an active member)."),
+    timeout: float = typer.Option(None, help="Kill the sandbox after this many seconds."),
+) -> None:
+    """Run COMMAND in USER's workspace sandbox of PROJECT and exit with its exit code.
+
+    Example: pds sandbox exec demo-a --user alice -- python -c 'import os; print(os.listdir("/data"))'
+    """
+    state = ctx.obj
+    err_console.print(f"[dim]sandbox {project}/{user}: {shlex.join(command)}[/]", highlight=False)
+    code = run_in_sandbox(state.runtime, user, project, command, actor=state.actor, timeout=timeout)
+    # SystemExit, not typer.Exit: the entry point runs click with standalone_mode=False, where
+    # typer.Exit's code is returned and dropped instead of becoming the process exit status.
+    sys.exit(code)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    user: str = typer.Option(..., "--user", "-u", help="Whose workspace."),
+    command: List[str] = typer.Argument(None, help="Command to show the sandbox line for (default: a shell)."),
+) -> None:
+    """Print the workspace spec (mounts, limits) and the full sandbox command line. Starts nothing."""
+    spec, argv, allowed = describe_sandbox(ctx.obj.runtime, user, project, command or ["/bin/sh"])
+    table = Table("mount", "host path", "inside", "access", title=f"workspace {project}/{user}")
+    for mount in spec.mounts:
+        table.add_row(mount.name, str(mount.host_path), mount.target, "read-only" if mount.read_only else "read-write")
+    console.print(table)
+    console.print(f"cpu limit: {spec.cpu_limit}  memory limit: {spec.mem_limit_mb} MB  "
+                  f"dask workers: {spec.dask_workers}  egress: {spec.egress}")
+    console.print("access now: " + ("[green]granted[/]" if allowed else "[red]refused[/]"))
+    console.print(shlex.join(argv), highlight=False, soft_wrap=True)

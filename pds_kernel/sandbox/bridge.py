@@ -1,0 +1,186 @@
+"""Byte forwarders between loopback TCP ports and Unix sockets (asyncio, standard library only).
+
+A workspace sandbox has no network but its own loopback, so every conversation with the outside
+goes through a Unix socket bind-mounted into it, and these forwarders join the two worlds:
+
+* hub side, :class:`TcpToUnix`: configurable-http-proxy routes browser traffic to
+  ``http://127.0.0.1:<port>``, forwarded to the notebook server's ``/run/pds/server.sock`` (the
+  proxy cannot target a Unix socket cleanly);
+* hub side, :class:`UnixToTcp`: the socket mounted as ``/run/pds/hub.sock`` in the sandbox,
+  forwarded to the hub API's loopback port;
+* inside the sandbox (:mod:`.inside`), :class:`TcpToUnix` again: ``127.0.0.1:8081`` to
+  ``/run/pds/hub.sock`` (JupyterHub's API client speaks TCP only).
+
+Connecting to a Unix socket never follows a symlink in its last component: the sandbox can write
+its runtime directory, and must not be able to point the hub's forwarder at another socket of the
+host (a database, the gate, a container runtime) by planting a link where its socket should be.
+
+Everything runs on the caller's event loop (no thread); ``stop()`` closes the listener and every
+open connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+
+
+async def connect_unix_nofollow(path: str | Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a stream to the Unix socket at ``path``, refusing a symlink or a non-socket there.
+
+    The socket is opened as an ``O_PATH`` file first (``O_NOFOLLOW``), checked to be a socket, and
+    connected through ``/proc/self/fd/N``, so the object checked is the object connected to.
+    """
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise ConnectionRefusedError(f"{path} is not a Unix socket")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, f"/proc/self/fd/{fd}")
+        except BaseException:
+            sock.close()
+            raise
+    finally:
+        os.close(fd)
+    return await asyncio.open_connection(sock=sock, limit=CHUNK)
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            data = await reader.read(CHUNK)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            if writer.can_write_eof():
+                writer.write_eof()
+
+
+class _Forwarder:
+    """Accepts connections on a listener and joins each to a new upstream connection."""
+
+    def __init__(self) -> None:
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        raise NotImplementedError
+
+    async def _listen(self) -> asyncio.base_events.Server:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Start listening (returns once the listener is bound)."""
+        if self._server is not None:
+            return
+        self._server = await self._listen()
+
+    async def stop(self) -> None:
+        """Stop listening and close every forwarded connection."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._join(client_reader, client_writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _join(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        upstream_writer = None
+        try:
+            try:
+                upstream_reader, upstream_writer = await self._open_upstream()
+            except OSError as exc:
+                log.warning("%s: upstream unavailable: %s", self, exc)
+                return
+            await asyncio.gather(_pump(client_reader, upstream_writer),
+                                 _pump(upstream_reader, client_writer))
+        finally:
+            for writer in (client_writer, upstream_writer):
+                if writer is not None:
+                    writer.close()
+                    with contextlib.suppress(OSError, asyncio.CancelledError, RuntimeError):
+                        await writer.wait_closed()
+
+
+class TcpToUnix(_Forwarder):
+    """Listen on ``host:listen_port`` (loopback by default) and forward to the socket ``unix_path``.
+
+    ``listen_port=0`` picks a free port; read it from :attr:`port` after :meth:`start`."""
+
+    def __init__(self, listen_port: int, unix_path: str | Path, host: str = "127.0.0.1") -> None:
+        super().__init__()
+        self.host = host
+        self.port = listen_port
+        self.unix_path = Path(unix_path)
+
+    async def _listen(self) -> asyncio.base_events.Server:
+        server = await asyncio.start_server(self._accept, self.host, self.port, limit=CHUNK)
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+    async def _open_upstream(self):
+        return await connect_unix_nofollow(self.unix_path)
+
+    def __repr__(self) -> str:
+        return f"TcpToUnix({self.host}:{self.port} -> {self.unix_path})"
+
+
+class UnixToTcp(_Forwarder):
+    """Listen on the Unix socket ``unix_path`` (mode 0600) and forward to ``host:port``.
+
+    A stale socket file at ``unix_path`` is replaced; anything else there is an error."""
+
+    def __init__(self, unix_path: str | Path, host: str, port: int) -> None:
+        super().__init__()
+        self.unix_path = Path(unix_path)
+        self.host = host
+        self.port = port
+
+    async def _listen(self) -> asyncio.base_events.Server:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(self.unix_path).st_mode):
+                os.unlink(self.unix_path)
+        old_umask = os.umask(0o177)
+        try:
+            return await asyncio.start_unix_server(self._accept, str(self.unix_path), limit=CHUNK)
+        finally:
+            os.umask(old_umask)
+
+    async def stop(self) -> None:
+        await super().stop()
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(self.unix_path).st_mode):
+                os.unlink(self.unix_path)
+
+    async def _open_upstream(self):
+        return await asyncio.open_connection(self.host, self.port, limit=CHUNK)
+
+    def __repr__(self) -> str:
+        return f"UnixToTcp({self.unix_path} -> {self.host}:{self.port})"

@@ -1,0 +1,241 @@
+"""Translate a :class:`WorkspaceSpec` into a bubblewrap command line (pure: no process started).
+
+The command has three layers, outermost first::
+
+    bwrap <namespaces, mounts>  --  prlimit <memory, processes>  taskset <cpus>  nice
+        python -m pds_kernel.sandbox.inside --keep-env K1,K2 --socket hub  --  <argv>
+
+* ``bwrap`` gives the workspace its own user, mount, network (loopback only), PID, IPC, UTS and
+  cgroup namespaces, drops every capability, sets no-new-privileges and dies with its parent. The
+  new root holds only what Python needs (read-only), the project's extract (read-only, ``/data``),
+  the private home (read-write, ``/home/jovyan``), an empty ``/tmp``, ``/proc``, ``/dev`` and the
+  runtime directory (``/run/pds``) through which the sockets pass.
+* The limits come from the registry (via the spec). cgroup v2 is not delegated to us on the hosts
+  we target (only ``hugetlb`` is enabled there), so limits are resource limits: ``RLIMIT_AS`` per
+  process (the memory limit), ``RLIMIT_NPROC`` (counted inside the sandbox's user namespace),
+  CPU affinity to ``ceil(cpu_limit)`` cores and a lower scheduling priority.
+* ``inside`` runs first in the sandbox: it filters the environment, starts the loopback TCP
+  forwarders to the mounted sockets, then runs ``argv`` and exits with its code.
+
+Environment values never appear in the returned argv (``ps`` on the host would show them; the hub
+API token is one of them): only the *names* are passed. The caller starts the command with
+``env=launch_env(env)`` and ``inside`` keeps exactly those names.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from ..errors import InvalidInput
+from .inside import BRIDGE_PORTS, RUN_DIR, SANDBOX_HOME
+from .spec import WorkspaceSpec
+
+BWRAP = "/usr/bin/bwrap"
+PRLIMIT = "/usr/bin/prlimit"
+TASKSET = "/usr/bin/taskset"
+NICE = "/usr/bin/nice"
+
+#: uid/gid of the researcher inside the sandbox (the Jupyter docker-stacks convention). Outside it
+#: is the uid that started the sandbox; no other host uid is mapped, so their files appear as nobody.
+SANDBOX_UID = 1000
+SANDBOX_GID = 100
+#: Processes and threads the sandbox may hold at once (polars and Dask start one thread per core).
+MAX_PROCESSES = 1024
+#: Scheduling niceness of everything in the sandbox, so the hub stays responsive under load.
+NICENESS = 5
+
+#: Host files of ``/etc`` that the sandbox sees (read-only). Nothing else of ``/etc``: no passwd,
+#: no hosts, no resolv.conf (there is no DNS inside anyway).
+ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf")
+#: Top-level system directories bound read-only (those that exist on the host).
+SYSTEM_DIRS = ("/usr",)
+#: Environment variable names a caller may pass (values may be secrets: they never enter argv).
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the builder needs to know about the host: where Python lives, which CPUs exist.
+
+    Read once by :func:`host_facts`; tests may pass their own. Paths are absolute and resolved.
+    """
+
+    #: the interpreter to run inside (same path inside and outside)
+    python: str
+    #: directories bound read-only at the same path: the base interpreter prefix and the venv
+    python_roots: tuple[str, ...]
+    #: the ``pds_kernel`` package directory when it is not inside ``python_roots`` (editable install)
+    package_dir: str | None
+    #: CPUs this process may run on
+    cpus: tuple[int, ...]
+
+
+def host_facts() -> HostFacts:
+    """Inspect the running interpreter: the sandbox runs the same Python with the same packages."""
+    import pds_kernel
+
+    roots: list[str] = []
+    for prefix in (sys.base_prefix, sys.prefix):
+        resolved = str(Path(prefix).resolve())
+        if resolved not in roots:
+            roots.append(resolved)
+    package = Path(pds_kernel.__file__).resolve().parent
+    inside_roots = any(package.is_relative_to(r) for r in roots)
+    return HostFacts(
+        python=str(Path(sys.prefix) / "bin" / "python"),
+        python_roots=tuple(roots),
+        package_dir=None if inside_roots else str(package),
+        cpus=tuple(sorted(os.sched_getaffinity(0))),
+    )
+
+
+def launch_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The process environment to start :func:`sandbox_command`'s argv with: exactly ``env``.
+
+    Nothing of the caller's own environment is added; ``inside`` then keeps only these names."""
+    for name in env:
+        check_env_name(name)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def check_env_name(name: str) -> str:
+    if not _ENV_NAME.match(name):
+        raise InvalidInput(f"invalid environment variable name {name!r}")
+    return name
+
+
+def check_socket_name(name: str) -> str:
+    if name not in BRIDGE_PORTS:
+        raise InvalidInput(f"unknown sandbox socket {name!r} (known: {', '.join(BRIDGE_PORTS)})")
+    return name
+
+
+def cpu_list(cpu_limit: float, cpus: tuple[int, ...]) -> str:
+    """The CPUs to pin the sandbox to: ``ceil(cpu_limit)`` of the available ones, at least one."""
+    if cpu_limit <= 0:
+        raise InvalidInput(f"cpu limit must be positive, got {cpu_limit}")
+    count = max(1, min(len(cpus), math.ceil(cpu_limit)))
+    return ",".join(str(c) for c in cpus[:count])
+
+
+def _ro_bind(path: str) -> list[str]:
+    return ["--ro-bind", path, path]
+
+
+def _system_binds() -> list[str]:
+    """``/usr`` read-only, and ``/bin``, ``/lib*``, ``/sbin`` as on the host (symlinks on merged-usr
+    systems, read-only binds otherwise)."""
+    args: list[str] = []
+    for path in SYSTEM_DIRS:
+        args += _ro_bind(path)
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = Path("/") / name
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            args += _ro_bind(str(host))
+    args += ["--dir", "/etc"]
+    for name in ETC_FILES:
+        if Path("/etc", name).exists():
+            args += _ro_bind(f"/etc/{name}")
+    return args
+
+
+def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str],
+                    sockets: dict[str, Path] = {}, runtime_dir: Path,
+                    host: HostFacts | None = None) -> list[str]:
+    """The full argv that runs ``argv`` in the workspace sandbox of ``spec``.
+
+    ``sockets`` maps a bridge name (``hub``, ``gate``) to a host Unix socket, mounted at
+    ``/run/pds/<name>.sock`` and forwarded inside to ``127.0.0.1:<port>`` (see
+    :data:`~pds_kernel.sandbox.inside.BRIDGE_PORTS`). ``runtime_dir`` (see
+    :func:`prepare_runtime_dir`) is mounted read-write at ``/run/pds``; the notebook server puts
+    its own socket there (``/run/pds/server.sock``). Start the result with ``env=launch_env(env)``.
+    """
+    if not argv:
+        raise InvalidInput("nothing to run in the sandbox: give a command")
+    host = host or host_facts()
+    for name in env:
+        check_env_name(name)
+    runtime_dir = Path(runtime_dir)
+    if not runtime_dir.is_absolute():
+        raise InvalidInput(f"runtime directory must be an absolute path, got {runtime_dir}")
+
+    args = [
+        BWRAP,
+        "--unshare-all",  # user, ipc, pid, net (loopback only), uts, cgroup
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
+        "--hostname", "workspace",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop", "ALL",
+    ]
+    # No --clearenv: it would drop the values we need and bwrap can only re-add them through
+    # argv. ``inside`` keeps exactly the names of ``env`` instead (see the module docstring).
+
+    args += _system_binds()
+    for root in host.python_roots:
+        args += _ro_bind(root)
+    if host.package_dir:
+        args += _ro_bind(host.package_dir)
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # /run: only our runtime directory, with the bridged sockets mounted into it.
+    args += ["--tmpfs", "/run", "--bind", str(runtime_dir), RUN_DIR]
+    for name, path in sorted(sockets.items()):
+        check_socket_name(name)
+        args += ["--bind", str(Path(path)), f"{RUN_DIR}/{name}.sock"]
+    for mount in spec.mounts:
+        args += ["--ro-bind" if mount.read_only else "--bind", str(mount.host_path), mount.target]
+    args += ["--chdir", SANDBOX_HOME]
+    # The new root is a tmpfs: make it read-only, so only the home, /tmp and /run/pds are writable.
+    args += ["--remount-ro", "/"]
+
+    keep = sorted(set(env))
+    args += ["--",
+             PRLIMIT, f"--as={spec.mem_limit_mb * 1024 * 1024}", f"--nproc={MAX_PROCESSES}", "--",
+             TASKSET, "-c", cpu_list(spec.cpu_limit, host.cpus),
+             NICE, "-n", str(NICENESS),
+             host.python, "-m", "pds_kernel.sandbox.inside",
+             "--keep-env", ",".join(keep),
+             "--dask-workers", str(spec.dask_workers),
+             "--mem-limit-mb", str(spec.mem_limit_mb)]
+    for name in sorted(sockets):
+        args += ["--socket", name]
+    args += ["--", *argv]
+    return args
+
+
+def prepare_runtime_dir(runtime_dir: Path) -> Path:
+    """Create the per (user, project) runtime directory (mode 0700) and empty it.
+
+    The sandbox can write there, so whatever a previous run left (a symlink planted where a socket
+    or mount point will be) is removed without being followed before the next start.
+    """
+    runtime_dir = Path(runtime_dir)
+    runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(runtime_dir)
+    if not stat.S_ISDIR(info.st_mode):
+        raise InvalidInput(f"runtime directory {runtime_dir} is not a directory")
+    os.chmod(runtime_dir, 0o700)
+    for entry in os.scandir(runtime_dir):
+        if entry.is_dir(follow_symlinks=False):
+            _remove_tree(Path(entry.path))
+        else:
+            os.unlink(entry.path)
+    return runtime_dir
+
+
+def _remove_tree(path: Path) -> None:
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            _remove_tree(Path(entry.path))
+        else:
+            os.unlink(entry.path)
+    os.rmdir(path)

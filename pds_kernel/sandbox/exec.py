@@ -1,0 +1,98 @@
+"""Run one command in the sandbox a (user, project) workspace gets: ``pds sandbox exec``.
+
+The access check is the same as for a workspace start (registry, audited, refused before anything
+is started), the spec is the same, and the command line is built by the same
+:func:`~.bwrap.sandbox_command`; only the command differs. Admins use it to debug a workspace,
+tests use it to probe the isolation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..audit import AuditEvent, Outcome
+from ..errors import NotFound
+from ..registry import Registry, Role
+from ..registry.names import check_project_id, check_user_name
+from ..settings import Settings
+from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
+from .spec import WorkspaceSpec, build_workspace_spec
+
+log = logging.getLogger(__name__)
+
+
+def workspace_runtime_dir(settings: Settings, user: str, project: str) -> Path:
+    """The host directory mounted at ``/run/pds`` for this (user, project): one per workspace."""
+    return settings.paths.state / "run" / check_project_id(project) / check_user_name(user)
+
+
+def check_mount_sources(spec: WorkspaceSpec) -> None:
+    """Refuse to start without the extract (bwrap would fail obscurely); create the home (0700)."""
+    for mount in spec.mounts:
+        if mount.read_only:
+            if not mount.host_path.is_dir():
+                raise NotFound(f"project {spec.project} has no extract at {mount.host_path}: "
+                               "build it first (pds extract build)")
+        else:
+            mount.host_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+@dataclass(frozen=True)
+class PreparedSandbox:
+    spec: WorkspaceSpec
+    argv: list[str]
+    env: dict[str, str]
+    runtime_dir: Path
+
+
+def prepare_sandbox(runtime, user: str, project: str, argv: list[str], *, actor: str,
+                    action: str = "sandbox.exec", env: dict[str, str] | None = None,
+                    sockets: dict[str, Path] | None = None) -> PreparedSandbox:
+    """Check access (audited; raises PermissionDenied), then build the command. Starts nothing."""
+    registry = Registry.from_runtime(runtime)
+    info = registry.check_access(user, project, Role.RESEARCHER, action=action, actor=actor)
+    spec = build_workspace_spec(runtime.settings, info, user)
+    check_mount_sources(spec)
+    runtime_dir = prepare_runtime_dir(workspace_runtime_dir(runtime.settings, user, project))
+    env = dict(env or {})
+    command = sandbox_command(spec, list(argv), env=env, sockets=dict(sockets or {}),
+                              runtime_dir=runtime_dir)
+    return PreparedSandbox(spec, command, launch_env(env), runtime_dir)
+
+
+def run_in_sandbox(runtime, user: str, project: str, argv: list[str], *, actor: str,
+                   env: dict[str, str] | None = None, sockets: dict[str, Path] | None = None,
+                   timeout: float | None = None) -> int:
+    """Run ``argv`` in the workspace sandbox of ``user`` in ``project``; return its exit code.
+
+    Standard input, output and error are the caller's. The start (the access decision) and the
+    exit code are both in the audit trail.
+    """
+    prepared = prepare_sandbox(runtime, user, project, argv, actor=actor, env=env, sockets=sockets)
+    event = AuditEvent(actor=actor, action="sandbox.exit", target=f"user:{user}", project=project,
+                       details={"command": list(argv)[:1]})
+    log.info("sandbox %s/%s: %s", project, user, " ".join(prepared.argv))
+    try:
+        completed = subprocess.run(prepared.argv, env=prepared.env, timeout=timeout, check=False,
+                                   cwd=os.path.sep)
+    except subprocess.TimeoutExpired:
+        runtime.audit.record(event.with_outcome(Outcome.FAILED, reason="timeout", timeout=timeout))
+        raise
+    code = completed.returncode
+    runtime.audit.record(event.with_outcome(Outcome.OK if code == 0 else Outcome.FAILED, exit_code=code))
+    return code
+
+
+def describe_sandbox(runtime, user: str, project: str, argv: list[str]) -> tuple[WorkspaceSpec, list[str], bool]:
+    """What ``user``'s workspace in ``project`` would run, without checking access or starting
+    anything (for ``pds sandbox show``); the flag says whether access would be granted now."""
+    registry = Registry.from_runtime(runtime)
+    info = registry.get_project(project)
+    spec = build_workspace_spec(runtime.settings, info, check_user_name(user))
+    command = sandbox_command(spec, list(argv), env={}, runtime_dir=workspace_runtime_dir(
+        runtime.settings, user, project))
+    return spec, command, registry.can_access(user, project, Role.RESEARCHER)
