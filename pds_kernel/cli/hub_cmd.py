@@ -1,0 +1,131 @@
+"""``pds hub``: run the local JupyterHub, push the registry into it, manage hub accounts."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
+from ..errors import InvalidInput
+from ..registry import Registry
+from .app import console
+
+app = typer.Typer(help="The local JupyterHub: run it, sync the registry into it, manage accounts.",
+                  no_args_is_help=True)
+account_app = typer.Typer(help="Hub accounts (NativeAuthenticator, with a second factor).",
+                          no_args_is_help=True)
+app.add_typer(account_app, name="account")
+
+
+def hub_config_file() -> Path:
+    """``hub_config/jupyterhub_config.py`` of the repository, else a generated equivalent."""
+    from ..hub.local import REPO_ROOT
+
+    path = REPO_ROOT / "hub_config" / "jupyterhub_config.py"
+    if path.is_file():
+        return path
+    raise InvalidInput(f"{path} is missing: reinstall PDS Workspace from its repository")
+
+
+def hub_environment(config: Optional[Path], port: Optional[int]) -> dict[str, str]:
+    """The hub's environment: ours, the config file, the port, and node/venv tools on PATH."""
+    from ..hub.local import REPO_ROOT
+
+    env = dict(os.environ)
+    env.setdefault("PDS_HUB_MODE", "local")
+    if config is not None:
+        env["PDS_CONFIG"] = str(config.resolve())
+    if port is not None:
+        env["PDS_HUB__PORT"] = str(port)
+    extra = [str(REPO_ROOT / "node_modules" / ".bin"), str(Path(sys.prefix) / "bin")]
+    env["PATH"] = os.pathsep.join([*extra, env.get("PATH", "")])
+    return env
+
+
+def hub_command() -> list[str]:
+    return [sys.executable, "-m", "jupyterhub", "-f", str(hub_config_file())]
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    port: Optional[int] = typer.Option(None, "--port", "-p", help="Public port (default: hub.port, 8000)."),
+) -> None:
+    """Start JupyterHub in the foreground (Ctrl-C stops it and every workspace)."""
+    from ..hub.local import hub_dir, hub_url
+    state = ctx.obj
+    settings = state.settings
+    if port is not None:
+        settings = replace(settings, hub=replace(settings.hub, port=port))
+    env = hub_environment(state.config, port)
+    cwd = hub_dir(settings)
+    console.print(f"JupyterHub on [bold]{hub_url(settings)}[/] (state in {cwd}); Ctrl-C to stop")
+    proc = subprocess.Popen(hub_command(), env=env, cwd=cwd)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait()
+    raise typer.Exit(code)
+
+
+@app.command("sync")
+def sync(ctx: typer.Context) -> None:
+    """Push the registry into the running hub: project groups, and stop revoked servers."""
+    from ..hub.common import sync_hub
+    from ..hub.local import api_port, sync_token
+
+    state = ctx.obj
+    settings = state.settings
+    registry = Registry.from_runtime(state.runtime)
+    api = f"http://127.0.0.1:{api_port(settings)}/hub/api"
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
+        task = bar.add_task("syncing the hub", total=None)
+        try:
+            report = sync_hub(registry, state.runtime.audit, api, sync_token(settings), actor=state.actor,
+                              progress=lambda step: bar.update(task, description=f"synced {step}"))
+        except OSError as exc:
+            raise InvalidInput(f"cannot reach the hub at {api}: is `pds hub run` running? ({exc})") from None
+    console.print(f"groups created: {len(report.groups_created)}, members added: {len(report.added)}, "
+                  f"removed: {len(report.removed)}, servers stopped: {len(report.servers_stopped)}")
+    for server in report.servers_stopped:
+        console.print(f"  stopped {server}")
+
+
+@account_app.command("add")
+def account_add(
+    ctx: typer.Context,
+    user: str = typer.Argument(..., help="Registry user name."),
+    reset: bool = typer.Option(False, "--reset", help="Replace the password and second factor."),
+) -> None:
+    """Create an approved account with a generated password and TOTP secret (printed once).
+
+    Run it while the hub is stopped; with the hub running, let the user sign up and approve
+    them at /hub/authorize instead."""
+    from ..hub.local import provision_account
+
+    state = ctx.obj
+    registry = Registry.from_runtime(state.runtime)
+    password = secrets.token_urlsafe(12)
+    secret = provision_account(state.settings, registry, user, password, actor=state.actor, reset=reset)
+    console.print(f"user: {user}\npassword: {password}\nTOTP secret: {secret}\n"
+                  f"otpauth://totp/PDS%20Workspace:{user}?secret={secret}&issuer=PDS%20Workspace\n"
+                  "[yellow]shown once: give them to the user over a safe channel[/]", highlight=False)
+
+
+@account_app.command("approve")
+def account_approve(ctx: typer.Context, user: str = typer.Argument(..., help="User who signed up.")) -> None:
+    """Approve a pending sign-up (same as the admin page /hub/authorize)."""
+    from ..hub.local import approve_account
+
+    state = ctx.obj
+    approve_account(state.settings, Registry.from_runtime(state.runtime), user, actor=state.actor)
+    console.print(f"{user} approved")

@@ -1,0 +1,296 @@
+"""What both hub modes share: the registry seen as JupyterHub groups and roles, and the audit hooks.
+
+The registry is the only authority. JupyterHub groups (one per project) and roles (researcher,
+output-checker, admin) are a *projection* of it, refreshed at every login (authenticator-managed
+groups), at hub start (roles) and by ``pds hub sync``. Whatever the projection says, the spawner
+re-checks the registry before any server starts, so a stale group never grants anything.
+
+Nothing here depends on the spawner or the authenticator class, so the local (NativeAuthenticator,
+sandbox spawner) and the Kubernetes (OIDC, KubeSpawner) configurations both use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from jupyterhub.handlers.login import LogoutHandler
+
+from ..audit import AuditEvent, Outcome
+from ..errors import InvalidInput, NotFound
+from ..registry import Registry, Role
+from ..registry.names import check_user_name
+from ..runtime import Runtime
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: JupyterHub roles loaded from the registry. Scopes stay minimal: what a server may do inside a
+#: project is decided by the registry, not by these roles.
+ROLE_SCOPES: dict[str, list[str]] = {
+    Role.RESEARCHER.value: ["self", "access:services"],
+    Role.OUTPUT_CHECKER.value: ["self", "access:services"],
+}
+ROLE_DESCRIPTIONS = {
+    Role.RESEARCHER.value: "PDS researcher: may start workspaces of the projects they belong to",
+    Role.OUTPUT_CHECKER.value: "PDS output checker: reviews export requests in the airlock",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class HubContext:
+    """The settings, runtime and registry of one hub process, handed to the authenticator and the
+    spawner through traitlets config.
+
+    traitlets deep-copies config values; this object is shared on purpose (one database engine per
+    hub), so copying returns the same instance.
+    """
+
+    settings: Settings
+    runtime: Runtime
+    registry: Registry
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "HubContext":
+        runtime = Runtime(settings)
+        return cls(settings=settings, runtime=runtime, registry=Registry.from_runtime(runtime))
+
+    def __deepcopy__(self, memo: dict) -> "HubContext":
+        return self
+
+    def __copy__(self) -> "HubContext":
+        return self
+
+    def record(self, event: AuditEvent) -> None:
+        """Write an audit entry; the hub never continues silently if the trail is unwritable."""
+        self.runtime.audit.record(event)
+
+
+# ---- registry → JupyterHub --------------------------------------------------------------------
+def is_registry_user(registry: Registry, username: str) -> bool:
+    """True when ``username`` is a valid name with an active registry account (deny by default)."""
+    try:
+        check_user_name(username)
+        return registry.get_user(username).active
+    except (InvalidInput, NotFound):
+        return False
+
+
+def project_groups(registry: Registry, username: str, today: date | None = None) -> list[str]:
+    """The JupyterHub groups of a user: the projects where they are an active researcher now."""
+    return [p.id for p in registry.active_projects(username, Role.RESEARCHER, today)]
+
+
+def user_roles(registry: Registry, username: str, today: date | None = None) -> list[str]:
+    """The PDS roles a user holds right now (any open project), plus admin from the account."""
+    roles = []
+    for role in (Role.RESEARCHER, Role.OUTPUT_CHECKER):
+        if registry.active_projects(username, role, today):
+            roles.append(role.value)
+    if is_registry_user(registry, username) and registry.get_user(username).is_admin:
+        roles.append(Role.ADMIN.value)
+    return roles
+
+
+def auth_model(registry: Registry, username: str, today: date | None = None) -> dict[str, Any] | None:
+    """The JupyterHub auth model of a registry user (``None``: not an active registry user).
+
+    ``groups`` is the authoritative list of project groups (``Authenticator.manage_groups``), so
+    a user leaves a project's group at the next login after the membership ends.
+    """
+    if not is_registry_user(registry, username):
+        return None
+    return {
+        "name": username,
+        "admin": registry.get_user(username).is_admin,
+        "groups": project_groups(registry, username, today),
+    }
+
+
+def build_load_roles(registry: Registry, today: date | None = None) -> list[dict[str, Any]]:
+    """``c.JupyterHub.load_roles`` from the registry: researcher, output-checker and admin."""
+    holders: dict[str, list[str]] = {name: [] for name in (*ROLE_SCOPES, Role.ADMIN.value)}
+    for user in registry.users():
+        if not user.active:
+            continue
+        for role in user_roles(registry, user.name, today):
+            holders[role].append(user.name)
+    roles = [
+        {"name": name, "description": ROLE_DESCRIPTIONS[name], "scopes": scopes, "users": holders[name]}
+        for name, scopes in ROLE_SCOPES.items()
+    ]
+    roles.append({"name": Role.ADMIN.value, "users": holders[Role.ADMIN.value]})
+    return roles
+
+
+def registry_admins(registry: Registry) -> set[str]:
+    return {u.name for u in registry.users() if u.active and u.is_admin}
+
+
+# ---- enforcement at login ------------------------------------------------------------------
+async def stop_revoked_servers(context: HubContext, handler, username: str, *,
+                               today: date | None = None, reason: str = "login") -> list[str]:
+    """Stop every running server of ``username`` whose project the user may no longer use.
+
+    Called at every login and every auth refresh: an expired membership or a closed project stops
+    the workspace. Returns the names of the servers stopped (each one audited).
+    """
+    user = handler.find_user(username) if handler is not None else None
+    if user is None:
+        return []
+    allowed = set(project_groups(context.registry, username, today))
+    stopped = []
+    for name, spawner in list(user.spawners.items()):
+        if not (spawner.active or spawner.ready) or name in allowed:
+            continue
+        why = revoke_reason(context.registry, username, name, today)
+        log.info("stopping %s/%s: %s", username, name, why)
+        await handler.stop_single_user(user, name)
+        context.record(AuditEvent(
+            actor="hub", action="workspace.stop", target=f"user:{username}", project=name,
+            details={"server": name, "cause": "access revoked", "reason": why, "checked_at": reason},
+        ))
+        stopped.append(name)
+    return stopped
+
+
+def revoke_reason(registry: Registry, username: str, project: str, today: date | None = None) -> str:
+    """Why ``username`` may not use ``project`` now, in one sentence for the audit trail."""
+    today = today or date.today()
+    if not project:
+        return "the default server is not a project workspace"
+    try:
+        info = registry.get_project(project)
+    except (InvalidInput, NotFound):
+        return f"there is no project {project!r}"
+    if not info.is_open(today):
+        return f"project {project} is {info.status.value} ({info.start_date} to {info.end_date})"
+    memberships = [m for m in registry.memberships_of(username)
+                   if m.project_id == project and m.role == Role.RESEARCHER]
+    if not memberships:
+        return f"{username} is not a researcher of project {project}"
+    if all(m.expires_on < today for m in memberships):
+        return f"the membership of {username} in {project} expired on {memberships[0].expires_on}"
+    if not is_registry_user(registry, username):
+        return f"{username} has no active account"
+    return "access revoked"
+
+
+def make_post_auth_hook(context: HubContext):
+    """A ``post_auth_hook`` that audits the login and stops servers whose access has ended."""
+
+    async def post_auth_hook(authenticator, handler, authentication: dict) -> dict:
+        username = authentication["name"]
+        context.record(AuditEvent(
+            actor=username, action="hub.login", target=f"user:{username}",
+            details={"groups": authentication.get("groups", []), "remote_ip": _remote_ip(handler)},
+        ))
+        await stop_revoked_servers(context, handler, username, reason="login")
+        return authentication
+
+    return post_auth_hook
+
+
+def record_login_refused(context: HubContext, username: str, handler, why: str) -> None:
+    """Audit a refused login. ``username`` is what was typed; it is truncated, never trusted."""
+    context.record(AuditEvent(
+        actor=str(username)[:64], action="hub.login", target=f"user:{str(username)[:64]}",
+        outcome=Outcome.DENIED, details={"reason": why, "remote_ip": _remote_ip(handler)},
+    ))
+
+
+def _remote_ip(handler) -> str:
+    try:
+        return handler.request.remote_ip or ""
+    except AttributeError:
+        return ""
+
+
+class AuditedLogoutHandler(LogoutHandler):
+    """JupyterHub's logout, recorded in the audit trail with the user's identity.
+
+    The context comes from the authenticator (``authenticator.context``); the handler is
+    registered through ``Authenticator.get_handlers`` so it replaces the default ``/logout``.
+    """
+
+    async def handle_logout(self):
+        user = self.current_user
+        context = getattr(self.authenticator, "context", None)
+        if user is not None and context is not None:
+            context.record(AuditEvent(actor=user.name, action="hub.logout", target=f"user:{user.name}",
+                                      details={"remote_ip": _remote_ip(self)}))
+        await super().handle_logout()
+
+
+# ---- pushing the registry into a running hub (``pds hub sync``) ------------------------------
+@dataclass(frozen=True)
+class SyncReport:
+    groups_created: tuple[str, ...]
+    added: tuple[str, ...]  #: "project:user"
+    removed: tuple[str, ...]
+    servers_stopped: tuple[str, ...]  #: "user/server"
+
+
+def sync_hub(registry: Registry, audit, api_url: str, token: str, *, actor: str,
+             today: date | None = None, progress=None) -> SyncReport:
+    """Make the hub's project groups match the registry and stop servers whose access ended.
+
+    ``api_url`` is the hub API (``http://127.0.0.1:8001/hub/api``); ``token`` one with
+    admin:users, admin:servers and admin:groups. Every stop is audited; so is the sync itself.
+    ``progress(step_name)`` is called once per project and once per user when given.
+    """
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {token}"
+    base = api_url.rstrip("/")
+
+    def call(method: str, path: str, **kwargs):
+        response = session.request(method, base + path, timeout=30, **kwargs)
+        if response.status_code >= 400 and response.status_code != 404:
+            raise PermissionError(f"hub API {method} {path}: {response.status_code} {response.text[:200]}")
+        return response
+
+    created, added, removed, stopped = [], [], [], []
+    for project in registry.projects():
+        wanted = {m.user_name for m in registry.members(project.id)
+                  if m.role == Role.RESEARCHER and registry.can_access(m.user_name, project.id, Role.RESEARCHER, today)}
+        group = call("GET", f"/groups/{project.id}")
+        if group.status_code == 404:
+            call("POST", f"/groups/{project.id}")
+            created.append(project.id)
+            current: set[str] = set()
+        else:
+            current = set(group.json().get("users", []))
+        existing_users = {u["name"] for u in call("GET", "/users").json()}
+        to_add = sorted((wanted - current) & existing_users)
+        to_remove = sorted(current - wanted)
+        if to_add:
+            call("POST", f"/groups/{project.id}/users", json={"users": to_add})
+            added += [f"{project.id}:{u}" for u in to_add]
+        if to_remove:
+            call("DELETE", f"/groups/{project.id}/users", json={"users": to_remove})
+            removed += [f"{project.id}:{u}" for u in to_remove]
+        if progress:
+            progress(f"project {project.id}")
+    for user in call("GET", "/users", params={"state": "active"}).json():
+        name = user["name"]
+        allowed = set(project_groups(registry, name, today)) if is_registry_user(registry, name) else set()
+        for server in (user.get("servers") or {}):
+            if server in allowed:
+                continue
+            why = revoke_reason(registry, name, server, today)
+            call("DELETE", f"/users/{name}/servers/{server}")
+            audit.record(AuditEvent(actor=actor, action="workspace.stop", target=f"user:{name}",
+                                    project=server, details={"server": server, "cause": "access revoked",
+                                                             "reason": why, "checked_at": "sync"}))
+            stopped.append(f"{name}/{server}")
+        if progress:
+            progress(f"user {name}")
+    report = SyncReport(tuple(created), tuple(added), tuple(removed), tuple(stopped))
+    audit.record(AuditEvent(actor=actor, action="hub.sync", target="hub", details={
+        "groups_created": len(created), "added": len(added), "removed": len(removed),
+        "servers_stopped": len(stopped)}))
+    return report

@@ -1,0 +1,324 @@
+"""``SandboxSpawner``: one bubblewrap sandbox per JupyterHub named server (server name = project).
+
+It overrides the five methods JupyterHub documents for a spawner (``start``, ``stop``, ``poll``,
+``get_state``, ``load_state``) and nothing else. Decisions are not made here:
+
+* who may start what: :func:`~pds_kernel.sandbox.spec.authorised_workspace_spec` asks the registry
+  (audited) and builds the :class:`~pds_kernel.sandbox.spec.WorkspaceSpec`;
+* what the sandbox contains: :func:`~pds_kernel.sandbox.bwrap.sandbox_command` translates the spec.
+
+The spawner only does the I/O: directories, the process, and the socket bridges. The notebook
+server listens on ``/run/pds/server.sock`` inside; the hub reaches it through a loopback TCP port
+(:class:`~.bridge.TcpToUnix`, because configurable-http-proxy cannot target a Unix socket) and the
+server reaches the hub API through ``/run/pds/hub.sock`` (:class:`~.bridge.UnixToTcp` here, a TCP
+forwarder inside, because JupyterHub's API client speaks TCP only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from jupyterhub.spawner import Spawner
+from tornado import web
+from traitlets import Any, Float, Integer, List, Unicode, default
+
+from ..audit import AuditEvent, Outcome
+from ..errors import PdsError, PermissionDenied
+from .bridge import TcpToUnix, UnixToTcp
+from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
+from .inside import BRIDGE_PORTS, DASK_DASHBOARD_PORT, RUN_DIR
+from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name
+
+#: Where the example notebooks copied into every new home come from.
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "hub" / "notebooks"
+#: Unix socket paths are limited to 107 bytes on Linux.
+MAX_SOCKET_PATH = 100
+#: Port the notebook server believes it has (it listens on a Unix socket; jupyter_server refuses an
+#: explicit port other than its default together with ``--sock``).
+NOMINAL_PORT = 8888
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SandboxSpawner(Spawner):
+    """Start each project server in a bubblewrap sandbox (network: loopback only)."""
+
+    context = Any(
+        None, allow_none=True, config=True,
+        help="The HubContext (settings, runtime, registry) of this hub, set by "
+             "pds_kernel.hub.local.configure. Required.",
+    )
+    singleuser_command = List(
+        Unicode(), config=True,
+        help="Command of the notebook server inside the sandbox (default: the venv's "
+             "jupyterhub-singleuser). Arguments for the socket and the lockdown are appended.",
+    )
+    server_args = List(
+        Unicode(), config=True,
+        help="Extra arguments of the notebook server (default: JupyterLab at /lab, the PDS lockdown "
+             "extension when installed).",
+    )
+    gate_port = Integer(
+        0, config=True,
+        help="Loopback TCP port of the airlock gate on the hub side; when non-zero the sandbox gets "
+             "it as /run/pds/gate.sock (127.0.0.1:8082 inside). Default 0: no gate.",
+    )
+    stop_grace = Float(
+        5.0, config=True,
+        help="Seconds between SIGTERM and SIGKILL when a server is stopped. Default 5.",
+    )
+    ready_poll_interval = Float(
+        0.1, config=True,
+        help="Seconds between checks for the server's socket while starting. Default 0.1.",
+    )
+
+    # ---- runtime state (persisted in get_state: pid and port) ---------------------------------
+    pid = Integer(0)
+    port = Integer(0)
+    _proc = Any(None, allow_none=True)
+    _bridges = List()
+
+    @default("singleuser_command")
+    def _default_singleuser_command(self) -> list[str]:
+        return [str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser")]
+
+    @default("server_args")
+    def _default_server_args(self) -> list[str]:
+        args = ["--ServerApp.default_url=/lab"]
+        try:
+            from . import lockdown  # noqa: F401  (written alongside the sandbox)
+        except ModuleNotFoundError:
+            return args
+        return args + ['--ServerApp.jpserver_extensions={"pds_kernel.sandbox.lockdown": True}']
+
+    # ---- paths -------------------------------------------------------------------------------
+    @property
+    def _settings(self):
+        if self.context is None:
+            raise RuntimeError("SandboxSpawner.context is not set: use pds_kernel.hub.local.configure")
+        return self.context.settings
+
+    def _key(self) -> str:
+        """Short per (user, server) directory name: socket paths must stay under 107 bytes."""
+        return hashlib.sha256(f"{self.user.name}/{self.name}".encode()).hexdigest()[:16]
+
+    def _run_root(self) -> Path:
+        return self._settings.paths.state / "run"
+
+    def _runtime_dir(self) -> Path:
+        return self._run_root() / self._key()
+
+    def _socket_path(self, name: str) -> Path:
+        path = self._run_root() / f"{self._key()}.{name}.sock"
+        if len(str(path)) > MAX_SOCKET_PATH:
+            raise PermissionDenied(f"the hub state directory {self._settings.paths.state} is too deep "
+                                   "for Unix sockets: use a shorter paths.state")
+        return path
+
+    def _log_path(self) -> Path:
+        return self._settings.paths.state / "logs" / f"{self.user.name}.{self.name or 'default'}.log"
+
+    # ---- environment ---------------------------------------------------------------------------
+    def _sandbox_env(self) -> dict[str, str]:
+        """The notebook server's environment: JupyterHub's, with URLs rewritten for the sandbox."""
+        env = {k: v for k, v in self.get_env().items() if k not in {"PATH", "PYTHONPATH", "HOME"}}
+        inside_api = "http://127.0.0.1:{}/hub/api".format(BRIDGE_PORTS["hub"])
+        hub_api = self.hub.api_url.rstrip("/")
+        for name, value in list(env.items()):
+            if isinstance(value, str) and value.startswith(hub_api):
+                env[name] = inside_api + value[len(hub_api):]
+        env["JUPYTERHUB_API_URL"] = inside_api
+        prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+        env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{NOMINAL_PORT}{prefix}"
+        env["DASK_DISTRIBUTED__DASHBOARD__LINK"] = prefix + "proxy/{port}/status"
+        env["PDS_PROJECT"] = self.name
+        return {k: str(v) for k, v in env.items()}
+
+    def _server_argv(self) -> list[str]:
+        return [*self.singleuser_command,
+                f"--ServerApp.sock={RUN_DIR}/server.sock", "--ServerApp.sock_mode=0600",
+                f"--ServerApp.port={NOMINAL_PORT}", "--ServerApp.root_dir=/home/jovyan",
+                *self.server_args, *self.args]
+
+    def _audit(self, action: str, outcome: str = Outcome.OK, **details) -> None:
+        self.context.record(AuditEvent(
+            actor=self.user.name, action=action, target=f"user:{self.user.name}",
+            project=self.name, outcome=outcome, details={"server": self.name, **details},
+        ))
+
+    # ---- JupyterHub's five methods -------------------------------------------------------------
+    async def start(self) -> str:
+        """Check access, prepare the directories, start the sandbox and its bridges."""
+        settings = self._settings
+        try:
+            if not self.name:
+                raise PermissionDenied("start a project server: the server name must be a project id")
+            spec = authorised_workspace_spec(settings, self.context.registry, self.user.name,
+                                             self.name, action="workspace.authorise")
+        except PdsError as exc:
+            self._audit("workspace.refused", Outcome.DENIED, reason=str(exc))
+            raise web.HTTPError(403, str(exc), reason=str(exc)) from None
+
+        self._prepare_home(spec.mount(home_volume_name(spec.project, spec.user)).host_path)
+        extract = spec.mount(extract_volume_name(spec.project)).host_path
+        if not extract.is_dir():
+            self._audit("workspace.start", Outcome.FAILED, reason="no extract")
+            raise web.HTTPError(503, f"project {spec.project} has no extract yet: ask the data manager to build it")
+
+        runtime_dir = prepare_runtime_dir(self._runtime_dir())
+        sockets = {"hub": self._socket_path("hub")}
+        api = urlparse(self.hub.api_url)
+        bridges: list = [UnixToTcp(sockets["hub"], api.hostname or "127.0.0.1", api.port or 80)]
+        if self.gate_port:
+            sockets["gate"] = self._socket_path("gate")
+            bridges.append(UnixToTcp(sockets["gate"], "127.0.0.1", self.gate_port))
+        for bridge in bridges:
+            await bridge.start()
+        self._bridges = bridges
+
+        env = self._sandbox_env()
+        cmd = sandbox_command(spec, self._server_argv(), env=env, sockets=sockets, runtime_dir=runtime_dir)
+        log_path = self._log_path()
+        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        started = time.monotonic()
+        with open(log_path, "ab") as log_file:
+            self._proc = await asyncio.create_subprocess_exec(
+                *cmd, env=launch_env(env), stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            )
+        self.pid = self._proc.pid
+        try:
+            await self._wait_for_socket(runtime_dir / "server.sock", log_path)
+            web_bridge = TcpToUnix(0, runtime_dir / "server.sock")
+            await web_bridge.start()
+        except BaseException:
+            await self._terminate()
+            await self._stop_bridges()
+            self._audit("workspace.start", Outcome.FAILED, reason="server did not start",
+                        log=str(log_path))
+            raise
+        self._bridges = [*self._bridges, web_bridge]
+        self.port = web_bridge.port
+        self._audit("workspace.start", pid=self.pid, port=self.port, cpu_limit=spec.cpu_limit,
+                    mem_limit_mb=spec.mem_limit_mb, dask_workers=spec.dask_workers,
+                    seconds=round(time.monotonic() - started, 3))
+        return f"http://127.0.0.1:{self.port}"
+
+    async def poll(self) -> int | None:
+        """``None`` while the sandbox runs, else its exit status (0 when unknown)."""
+        if self._proc is not None:
+            return self._proc.returncode
+        if not self.pid:
+            return 0
+        if not _alive(self.pid):
+            self.clear_state()
+            return 0
+        await self._reattach()
+        return None
+
+    async def stop(self, now: bool = False) -> None:
+        """Terminate the sandbox (its PID namespace dies with it) and close the bridges."""
+        was_running = bool(self.pid) and (self._proc is None or self._proc.returncode is None)
+        await self._terminate(grace=0 if now else self.stop_grace)
+        await self._stop_bridges()
+        if was_running:
+            self._audit("workspace.stop", cause="stopped")
+        self.clear_state()
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self.pid:
+            state.update(pid=self.pid, port=self.port)
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.pid = int(state.get("pid", 0) or 0)
+        self.port = int(state.get("port", 0) or 0)
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.pid = 0
+        self.port = 0
+        self._proc = None
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _prepare_home(self, home: Path) -> None:
+        """Create the private home (0700) and copy the example notebooks into a new one."""
+        new = not home.exists()
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(home, 0o700)
+        if new and NOTEBOOKS.is_dir():
+            target = home / "examples"
+            target.mkdir(exist_ok=True)
+            for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
+                shutil.copyfile(notebook, target / notebook.name)
+
+    async def _wait_for_socket(self, path: Path, log_path: Path) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while not path.is_socket():
+            if self._proc.returncode is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                self.log.error("sandbox of %s/%s exited:\n%s", self.user.name, self.name, "\n".join(tail))
+                raise web.HTTPError(500, f"the workspace exited during start (code {self._proc.returncode})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the workspace did not open its socket in {self.start_timeout} s")
+            await asyncio.sleep(self.ready_poll_interval)
+
+    async def _reattach(self) -> None:
+        """After a hub restart with the sandbox still alive: re-open the bridges on the same port."""
+        if self._bridges:
+            return
+        runtime_dir = self._runtime_dir()
+        api = urlparse(self.hub.api_url)
+        bridges = [UnixToTcp(self._socket_path("hub"), api.hostname or "127.0.0.1", api.port or 80),
+                   TcpToUnix(self.port, runtime_dir / "server.sock")]
+        if self.gate_port:
+            bridges.append(UnixToTcp(self._socket_path("gate"), "127.0.0.1", self.gate_port))
+        for bridge in bridges:
+            await bridge.start()
+        self._bridges = bridges
+
+    async def _terminate(self, grace: float | None = None) -> None:
+        grace = self.stop_grace if grace is None else grace
+        pid = self._proc.pid if self._proc is not None else self.pid
+        if not pid or not _alive(pid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.returncode is not None:
+                break
+            if self._proc is None and not _alive(pid):
+                break
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        if self._proc is not None:
+            await self._proc.wait()
+
+    async def _stop_bridges(self) -> None:
+        bridges, self._bridges = self._bridges, []
+        for bridge in bridges:
+            with contextlib.suppress(OSError):
+                await bridge.stop()
