@@ -1,0 +1,105 @@
+"""The bubblewrap command builder is pure: check the argv it returns (no process started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pds_kernel.errors import InvalidInput
+from pds_kernel.sandbox.bwrap import HostFacts, cpu_list, prepare_runtime_dir, sandbox_command
+from pds_kernel.sandbox.spec import Mount, WorkspaceSpec
+
+HOST = HostFacts(python="/opt/venv/bin/python", python_roots=("/opt/python", "/opt/venv"),
+                 package_dir="/src/pds_kernel", cpus=(0, 1, 2, 3))
+
+
+def _spec(tmp_path: Path) -> WorkspaceSpec:
+    return WorkspaceSpec(
+        user="alice", project="proj-a",
+        mounts=(Mount("extract-proj-a", "/data", True, tmp_path / "projects/proj-a/extract"),
+                Mount("home-proj-a-alice", "/home/jovyan", False, tmp_path / "homes/proj-a/alice")),
+        cpu_limit=1.5, mem_limit_mb=2048, dask_workers=3, gpu=False)
+
+
+def _pairs(argv: list[str], option: str) -> list[tuple[str, str]]:
+    return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == option]
+
+
+def test_namespaces_privileges_and_limits(tmp_path):
+    argv = sandbox_command(_spec(tmp_path), ["python", "-V"], env={}, runtime_dir=tmp_path / "run", host=HOST)
+    sandbox, rest = argv[:argv.index("--")], rest_of(argv)
+    assert sandbox[0] == "/usr/bin/bwrap"
+    for flag in ("--unshare-all", "--die-with-parent", "--new-session"):
+        assert flag in sandbox
+    assert "--share-net" not in sandbox
+    assert sandbox[sandbox.index("--cap-drop") + 1] == "ALL"
+    assert rest[:3] == ["/usr/bin/prlimit", f"--as={2048 * 1024 * 1024}", "--nproc=1024"]
+    assert rest[rest.index("/usr/bin/taskset") + 2] == "0,1"  # ceil(1.5) CPUs
+    assert rest[rest.index("-m") + 1] == "pds_kernel.sandbox.inside"
+    assert rest[-3:] == ["--", "python", "-V"]
+    assert rest[rest.index("--dask-workers") + 1] == "3"
+
+
+def test_mounts_are_exactly_the_spec_and_python(tmp_path):
+    argv = sandbox_command(_spec(tmp_path), ["true"], env={}, runtime_dir=tmp_path / "run",
+                           sockets={"hub": tmp_path / "hub.sock"}, host=HOST)
+    ro = dict((dest, src) for src, dest in _pairs(argv, "--ro-bind"))
+    rw = dict((dest, src) for src, dest in _pairs(argv, "--bind"))
+    assert ro["/data"] == str(tmp_path / "projects/proj-a/extract")
+    assert {"/opt/python", "/opt/venv", "/src/pds_kernel", "/usr"} <= set(ro)
+    assert rw == {"/home/jovyan": str(tmp_path / "homes/proj-a/alice"),
+                  "/run/pds": str(tmp_path / "run"),
+                  "/run/pds/hub.sock": str(tmp_path / "hub.sock")}
+    assert not any(dest.startswith("/etc/") and dest not in {"/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf"}
+                   for dest in ro)
+    # the runtime dir comes before the sockets mounted into it; the root ends read-only
+    assert argv.index(str(tmp_path / "run")) < argv.index(str(tmp_path / "hub.sock"))
+    assert argv[argv.index("--remount-ro") + 1] == "/"
+    assert rest_of(argv)[rest_of(argv).index("--socket") + 1] == "hub"
+
+
+def rest_of(argv: list[str]) -> list[str]:
+    return argv[argv.index("--") + 1:]
+
+
+def test_environment_values_never_enter_argv(tmp_path):
+    argv = sandbox_command(_spec(tmp_path), ["true"], env={"JUPYTERHUB_API_TOKEN": "s3cr3t-token", "B": "x"},
+                           runtime_dir=tmp_path / "run", host=HOST)
+    assert not any("s3cr3t-token" in a for a in argv)
+    assert rest_of(argv)[rest_of(argv).index("--keep-env") + 1] == "B,JUPYTERHUB_API_TOKEN"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sockets": {"db": Path("/x.sock")}}, "unknown sandbox socket"),
+    ({"env": {"BAD NAME": "1"}}, "invalid environment variable"),
+    ({"runtime_dir": Path("relative/run")}, "absolute"),
+    ({"argv": []}, "nothing to run"),
+])
+def test_bad_input_is_refused(tmp_path, kwargs, message):
+    args = {"argv": ["true"], "env": {}, "runtime_dir": tmp_path / "run", **kwargs}
+    with pytest.raises(InvalidInput, match=message):
+        sandbox_command(_spec(tmp_path), args.pop("argv"), host=HOST, **args)
+
+
+def test_cpu_list():
+    assert cpu_list(0.5, (0, 1)) == "0"
+    assert cpu_list(2.0, (4, 6, 7)) == "4,6"
+    assert cpu_list(16, (0, 1)) == "0,1"
+    with pytest.raises(InvalidInput):
+        cpu_list(0, (0,))
+
+
+def test_prepare_runtime_dir_removes_planted_links_without_following(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("x")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hub.sock").symlink_to(victim / "keep.txt")
+    (run / "sub").mkdir()
+    (run / "sub" / "link").symlink_to(victim)
+    prepare_runtime_dir(run)
+    assert list(run.iterdir()) == []
+    assert (run.stat().st_mode & 0o777) == 0o700
+    assert (victim / "keep.txt").read_text() == "x"
