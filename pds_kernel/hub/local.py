@@ -105,8 +105,20 @@ def proxy_command() -> list[str]:
 
 
 def airlock_available() -> bool:
-    return importlib.util.find_spec("pds_kernel.airlock.web") is not None if \
-        importlib.util.find_spec("pds_kernel.airlock") is not None else False
+    """True when the airlock gate can run as ``python -m pds_kernel.airlock.web``.
+
+    ``PDS_HUB_AIRLOCK=off`` leaves it out (a hub without exports, e.g. to debug the hub alone):
+    JupyterHub stops when a managed service dies, so a broken gate would take the hub down.
+    """
+    if os.environ.get("PDS_HUB_AIRLOCK", "auto").lower() in {"off", "0", "false", "no"}:
+        return False
+    try:
+        spec = importlib.util.find_spec("pds_kernel.airlock.web")
+        if spec is not None and spec.submodule_search_locations is not None:
+            spec = importlib.util.find_spec("pds_kernel.airlock.web.__main__")
+    except ModuleNotFoundError:
+        return False
+    return spec is not None
 
 
 # ---- authenticator ---------------------------------------------------------------------------

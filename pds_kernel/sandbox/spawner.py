@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -104,9 +105,7 @@ class SandboxSpawner(Spawner):
     @default("server_args")
     def _default_server_args(self) -> list[str]:
         args = ["--ServerApp.default_url=/lab"]
-        try:
-            from . import lockdown  # noqa: F401  (written alongside the sandbox)
-        except ModuleNotFoundError:
+        if importlib.util.find_spec("pds_kernel.sandbox.lockdown") is None:
             return args
         return args + ['--ServerApp.jpserver_extensions={"pds_kernel.sandbox.lockdown": True}']
 
