@@ -1,0 +1,312 @@
+"""Build, check and publish a project's extract.
+
+``build_plan(spec)`` says what will run (pure); ``run_build`` runs it:
+
+1. authorise the builder (an open project; an administrator or the operator of the machine), audited;
+2. check the spec against the lake;
+3. get the project's key (created on first build);
+4. select the cohort's persons, pseudonymise them (one HMAC per person);
+5. write one Parquet file per table into a staging directory, rows sorted on every column and fixed
+   writer options, so the polars and Dask paths, and any rebuild, give the same bytes;
+6. write the manifest (spec hash, lake snapshot, row counts, SHA-256 of every file, builder, time);
+7. run the conformity check; a refused extract is deleted, never published;
+8. make files 0444 and directories 0555, and swap ``projects/<id>/extract`` to the new build in one
+   atomic step (``extract`` is a symbolic link to ``builds/<build id>``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from .. import lake as lake_mod
+from ..audit import AuditEvent, Outcome
+from ..errors import DisclosureRisk, NotFound, PdsError, PermissionDenied
+from ..pseudo import KeyStore
+from ..registry import Registry
+from ..registry.names import check_project_id
+from ..snds.tables import TABLES
+from .cohort import select_persons
+from .conformity import MANIFEST, ConformityReport, check_extract, sha256_file
+from .frames import PARTITIONED_TABLES, Backend, LakeFrames, PolarsBackend
+from .linkage import cohort_table, death_maps, person_map, read_linkage_file
+from .select import table_rows
+from .spec import COHORT_TABLE, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec, check_against_lake, load_spec
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = 1
+#: Parquet writer options: fixed, so that the same rows always give the same bytes.
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=256 * 1024,
+                       use_dictionary=True, write_statistics=True, data_page_version="1.0")
+SPEC_COPY = "spec.yaml"
+
+OnStep = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    project: str
+    path: Path
+    manifest: dict
+    report: ConformityReport
+
+
+# ---- locations --------------------------------------------------------------------------------
+def project_dir(settings, project: str) -> Path:
+    return settings.paths.projects / check_project_id(project)
+
+
+def extract_dir(settings, project: str) -> Path:
+    return project_dir(settings, project) / "extract"
+
+
+# ---- plan -------------------------------------------------------------------------------------
+def build_plan(spec: ExtractSpec) -> list[str]:
+    """The steps a build of ``spec`` runs, in order (for progress bars and ``--dry-run``)."""
+    steps = ["check the spec against the lake", "project key"]
+    if spec.linkage:
+        steps.append("read the linkage file")
+    steps += [f"include {c.kind}" for c in spec.include]
+    steps += [f"exclude {c.kind}" for c in spec.exclude]
+    steps += [f"write {t}" for t in spec.output_tables()]
+    steps += ["manifest", "conformity check", "publish"]
+    return steps
+
+
+# ---- authorisation ----------------------------------------------------------------------------
+def authorise(runtime, actor: str, project: str, action: str, today: date | None = None):
+    """Who may build or check an extract: the machine's operator (``os:<user>``, who holds the lake
+    anyway) or an active platform administrator, and only for an open project. Audited when denied."""
+    today = today or date.today()
+    registry = Registry.from_runtime(runtime)
+    info = registry.get_project(project)
+    reason = None
+    if not info.is_open(today):
+        reason = (f"project {project} is {info.status.value}" if info.status.value != "active"
+                  else f"project {project} runs from {info.start_date} to {info.end_date}")
+    elif not actor.startswith("os:"):
+        try:
+            user = registry.get_user(actor)
+        except NotFound:
+            user = None
+        if user is None or not user.active or not user.is_admin:
+            reason = f"{actor} may not {action.split('.')[-1]} extracts: only an administrator may"
+    if reason:
+        runtime.audit.record(AuditEvent(actor=actor, action=action, target=f"project:{project}",
+                                          project=project, outcome=Outcome.DENIED, details={"reason": reason}))
+        raise PermissionDenied(reason)
+    return info
+
+
+# ---- reading the lake -------------------------------------------------------------------------
+def raw_identifiers(lake: Path) -> pl.Series:
+    """Every distinct raw person identifier value in the lake (for the conformity check)."""
+    frames = LakeFrames(lake)
+    parts = []
+    for name, table in TABLES.items():
+        columns = [c for c in table.column_names if c in RAW_ID_COLUMNS]
+        if columns and lake_mod.has_table(lake, name):
+            scan = frames.scan(name)
+            parts += [scan.select(pl.col(c).cast(pl.String).alias("id")) for c in columns]
+    if not parts:
+        return pl.Series("id", [], dtype=pl.String)
+    return pl.concat(parts).drop_nulls().unique().collect()["id"]
+
+
+# ---- writing ----------------------------------------------------------------------------------
+def sort_rows(df: pl.DataFrame) -> pl.DataFrame:
+    """A total, stable order: PERSON_ID first, then every other column."""
+    if df.is_empty() or not df.columns:
+        return df
+    return df.sort(df.columns, nulls_last=True, maintain_order=True)
+
+
+def write_parquet(df: pl.DataFrame, path: Path) -> None:
+    """Write with fixed options and no timestamp, so equal frames give equal bytes."""
+    table = df.rechunk().to_arrow()
+    pq.write_table(table, path, **PARQUET_OPTIONS)
+
+
+def _make_read_only(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):
+        os.chmod(path, 0o555 if path.is_dir() else 0o444)
+    os.chmod(root, 0o555)
+
+
+def _remove_tree(root: Path) -> None:
+    """Delete a (read-only) build directory."""
+    if not root.exists() and not root.is_symlink():
+        return
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            os.chmod(path, stat.S_IRWXU)
+    shutil.rmtree(root)
+
+
+def _swap_link(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` atomically (a new link renamed over the old one)."""
+    tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}")
+    os.symlink(target, tmp)
+    if link.exists() and not link.is_symlink():  # an extract directory from elsewhere: keep it aside
+        os.rename(link, link.with_name(f"{link.name}.replaced-{secrets.token_hex(4)}"))
+    os.replace(tmp, link)
+
+
+def publish(settings, project: str, staging: Path, build_id: str) -> Path:
+    """Make the staged build read-only and switch ``extract`` to it; remove the previous build."""
+    pdir = project_dir(settings, project)
+    builds = pdir / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    final = builds / build_id
+    _make_read_only(staging)
+    os.rename(staging, final)
+    link = pdir / "extract"
+    previous = os.readlink(link) if link.is_symlink() else None
+    _swap_link(link, f"builds/{build_id}")
+    if previous and (pdir / previous).resolve() != final.resolve():
+        _remove_tree(pdir / previous)
+    return final
+
+
+# ---- the build --------------------------------------------------------------------------------
+def _cohort(backend: Backend, spec: ExtractSpec, step: OnStep) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    linked = None
+    if spec.linkage:
+        linked = read_linkage_file(spec.linkage, backend)
+        step("read the linkage file")
+    return select_persons(backend, spec, linked, on_step=step), linked
+
+
+def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: Backend | None = None,
+              on_step: OnStep | None = None, today: date | None = None) -> BuildResult:
+    """Build, check and publish the extract of ``project`` from ``spec``. See the module docstring."""
+    settings = runtime.settings
+    check_project_id(project)
+    step = on_step or (lambda _name: None)
+    event = AuditEvent(actor=actor, action="extract.build", target=f"project:{project}", project=project,
+                       details={"spec_sha256": spec.sha256})
+    if spec.project != project:
+        raise PermissionDenied(f"the spec is for project {spec.project}, not {project}")
+    authorise(runtime, actor, project, "extract.build", today)
+    lake = settings.paths.lake
+    own_backend = backend is None
+    backend = backend or PolarsBackend(lake)
+    pdir = project_dir(settings, project)
+    staging = pdir / f".staging-{secrets.token_hex(6)}"
+    try:
+        check_against_lake(spec, lake)
+        snapshot = lake_mod.snapshot_id(lake)
+        step("check the spec against the lake")
+        key = KeyStore.from_runtime(runtime).ensure(project, actor)
+        step("project key")
+        persons, linked = _cohort(backend, spec, step)
+        persons_map = person_map(key, persons)
+        del key
+        deaths = death_maps(backend, persons_map) if "KI_CCI_R" in spec.tables else None
+        staging.mkdir(parents=True)
+        tables = {}
+        for table in spec.output_tables():
+            if table == COHORT_TABLE:
+                df = cohort_table(persons_map, linked, spec.linkage)
+            else:
+                df = backend.run(table_rows, table, spec, persons_map, deaths,
+                                 partitioned=table in PARTITIONED_TABLES)
+            df = sort_rows(df)
+            file = f"{table}.parquet"
+            write_parquet(df, staging / file)
+            tables[table] = {"file": file, "rows": df.height, "columns": df.columns,
+                             "sha256": sha256_file(staging / file)}
+            step(f"write {table}")
+        build_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+        manifest = {
+            "format": MANIFEST_FORMAT, "project": project, "build_id": build_id,
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "builder": actor,
+            "backend": backend.name, "spec_sha256": spec.sha256, "lake_snapshot": snapshot,
+            "period": {"from": spec.start.isoformat(), "to": spec.end.isoformat()},
+            "persons": persons.height, "tables": tables,
+        }
+        _write_manifest(staging, manifest)
+        step("manifest")
+        report = check_extract(staging, spec, persons_map[PERSON_ID], raw_identifiers(lake))
+        step("conformity check")
+        if not report.ok:
+            raise DisclosureRisk("the extract was refused by the conformity check: " + "; ".join(report.reasons))
+        manifest["conformity"] = report.as_dict()
+        _write_manifest(staging, manifest)
+        final = publish(settings, project, staging, build_id)
+        (pdir / SPEC_COPY).write_text(spec.text, encoding="utf-8")
+        step("publish")
+    except PdsError as exc:
+        _remove_tree(staging)
+        runtime.audit.record(event.with_outcome(Outcome.FAILED, reason=str(exc)))
+        raise
+    except BaseException as exc:
+        _remove_tree(staging)
+        runtime.audit.record(event.with_outcome(Outcome.FAILED, reason=f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        if own_backend:
+            backend.close()
+    runtime.audit.record(event.with_outcome(
+        Outcome.OK, build_id=build_id, backend=backend.name, lake_snapshot=snapshot, persons=persons.height,
+        rows={t: v["rows"] for t, v in tables.items()}, k_anonymity=report.k_min))
+    log.info("built extract %s of project %s (%d persons)", build_id, project, persons.height)
+    return BuildResult(project=project, path=final, manifest=manifest, report=report)
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+# ---- check and show a published extract -------------------------------------------------------
+def read_manifest(settings, project: str) -> dict:
+    path = extract_dir(settings, project) / MANIFEST
+    if not path.is_file():
+        raise NotFound(f"project {project} has no extract yet: run pds extract build {project}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_check(runtime, project: str, *, actor: str, backend: Backend | None = None,
+              today: date | None = None) -> ConformityReport:
+    """Re-run the conformity check on the published extract (recomputes the cohort from the kept
+    spec, the lake and the key). Audited as ``extract.check``."""
+    settings = runtime.settings
+    authorise(runtime, actor, project, "extract.check", today)
+    directory = extract_dir(settings, project)
+    read_manifest(settings, project)
+    spec = load_spec(project_dir(settings, project) / SPEC_COPY)
+    lake = settings.paths.lake
+    backend = backend or PolarsBackend(lake)
+    key = KeyStore.from_runtime(runtime).get(project)
+    notes = []
+    if spec.linkage and not spec.linkage.file.is_file():
+        if spec.include:
+            notes.append("the linkage file is gone: persons checked against the criteria only")
+            persons = select_persons(backend, replace(spec, linkage=None))
+            cohort = person_map(key, persons)[PERSON_ID]
+        else:
+            notes.append("the linkage file is gone: persons checked against the extract's COHORT table")
+            cohort = pl.read_parquet(directory / f"{COHORT_TABLE}.parquet", columns=[PERSON_ID])[PERSON_ID]
+    else:
+        linked = read_linkage_file(spec.linkage, backend) if spec.linkage else None
+        cohort = person_map(key, select_persons(backend, spec, linked))[PERSON_ID]
+    del key
+    report = check_extract(directory, spec, cohort, raw_identifiers(lake))
+    report.notes += notes
+    runtime.audit.record(AuditEvent(
+        actor=actor, action="extract.check", target=f"project:{project}", project=project,
+        outcome=Outcome.OK if report.ok else Outcome.FAILED,
+        details={"reasons": report.reasons, "k_anonymity": report.k_min}))
+    return report

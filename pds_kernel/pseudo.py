@@ -1,0 +1,151 @@
+"""Per-project keyed pseudonyms and the key store that holds the keys.
+
+A project pseudonym is ``HMAC-SHA256(project key, source identifier)`` written as 64 lower-case hex
+characters. One random 32-byte key per project, so two projects never share a pseudonym for the same
+person, and nobody without the key can go from a pseudonym back to the source identifier or check a
+guess. Keys live in :attr:`Settings.paths.keys`, never under an extract and never in a log line.
+Destroying a project's key at the end of the project makes the link between its extract and the lake
+unrecoverable; a tombstone then stops the same project id from silently getting a new key.
+
+Speed: pseudonymise the *distinct* identifiers (one per person) with :func:`pseudonym_table`, then
+join the small table onto the rows. Hashing per row would redo the same HMAC thousands of times.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Iterable
+
+import polars as pl
+
+from .audit import AuditEvent, AuditTrail, Outcome
+from .errors import InvalidInput, NotFound, PermissionDenied
+from .registry.names import check_project_id
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES = 32
+_KEY_SUFFIX = ".key"
+_TOMBSTONE_SUFFIX = ".destroyed"
+
+
+def pseudonym(key: bytes, source_id: str) -> str:
+    """The pseudonym of one source identifier under ``key`` (hex HMAC-SHA256)."""
+    return hmac.digest(key, source_id.encode("utf-8"), "sha256").hex()
+
+
+def pseudonyms(key: bytes, source_ids: Iterable[str]) -> list[str]:
+    """Pseudonyms of many identifiers, in order (the C ``hmac.digest`` fast path, no per-call objects)."""
+    digest = hmac.digest
+    return [digest(key, value.encode("utf-8"), "sha256").hex() for value in source_ids]
+
+
+def pseudonym_table(key: bytes, source_ids: pl.Series, *, source: str, target: str) -> pl.DataFrame:
+    """A two-column table ``source -> target`` for the distinct non-null values of ``source_ids``.
+
+    Join it onto the rows to re-key them; the HMAC runs once per distinct identifier.
+    """
+    distinct = source_ids.drop_nulls().unique().sort()
+    return pl.DataFrame(
+        {source: distinct, target: pl.Series(target, pseudonyms(key, distinct.to_list()), dtype=pl.String)},
+        schema={source: pl.String, target: pl.String},
+    )
+
+
+class KeyStore:
+    """One 32-byte key per project under ``root`` (a directory of mode 0700, files of mode 0600).
+
+    ``audit`` records key creation and destruction (never the key itself).
+    """
+
+    def __init__(self, root: Path, audit: AuditTrail | None = None):
+        self.root = Path(root)
+        self._audit = audit
+
+    @classmethod
+    def from_runtime(cls, runtime) -> "KeyStore":
+        return cls(runtime.settings.paths.keys, runtime.audit)
+
+    def _path(self, project: str) -> Path:
+        return self.root / f"{check_project_id(project)}{_KEY_SUFFIX}"
+
+    def _tombstone(self, project: str) -> Path:
+        return self.root / f"{check_project_id(project)}{_TOMBSTONE_SUFFIX}"
+
+    def exists(self, project: str) -> bool:
+        return self._path(project).is_file()
+
+    def destroyed(self, project: str) -> bool:
+        return self._tombstone(project).is_file()
+
+    def _prepare_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+
+    def create(self, project: str, actor: str) -> None:
+        """Create the key of ``project``; refuses when one exists or was destroyed."""
+        path = self._path(project)
+        if self.destroyed(project):
+            raise PermissionDenied(
+                f"the key of project {project} was destroyed at the end of the project: "
+                "its pseudonyms cannot be recreated"
+            )
+        self._prepare_root()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise InvalidInput(f"project {project} already has a key") from None
+        try:
+            os.write(fd, secrets.token_bytes(KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.info("created pseudonymisation key for project %s", project)
+        self._record(AuditEvent(actor=actor, action="pseudo.key.create", target=f"key:{project}",
+                                project=project))
+
+    def ensure(self, project: str, actor: str) -> bytes:
+        """The key of ``project``, created on first use (never after a destruction)."""
+        if not self.exists(project):
+            self.create(project, actor)
+        return self.get(project)
+
+    def get(self, project: str) -> bytes:
+        path = self._path(project)
+        if self.destroyed(project):
+            raise PermissionDenied(f"the key of project {project} was destroyed at the end of the project")
+        if not path.is_file():
+            raise NotFound(f"project {project} has no pseudonymisation key yet: build its extract first")
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise PermissionDenied(
+                f"key file of project {project} is readable by others (mode {mode:o}): fix it to 0600"
+            )
+        key = path.read_bytes()
+        if len(key) != KEY_BYTES:
+            raise InvalidInput(f"key file of project {project} is damaged (expected {KEY_BYTES} bytes)")
+        return key
+
+    def destroy(self, project: str, actor: str, reason: str = "") -> None:
+        """Overwrite and delete the key, leave a tombstone. The project's link becomes unrecoverable."""
+        path = self._path(project)
+        if not path.is_file():
+            raise NotFound(f"project {project} has no key to destroy")
+        size = path.stat().st_size
+        with open(path, "r+b") as handle:  # best effort: the bytes do not linger in the same blocks
+            handle.write(b"\0" * size)
+            handle.flush()
+            os.fsync(handle.fileno())
+        path.unlink()
+        self._tombstone(project).write_text(f"key destroyed by {actor}\n", encoding="utf-8")
+        log.info("destroyed pseudonymisation key of project %s", project)
+        self._record(AuditEvent(actor=actor, action="pseudo.key.destroy", target=f"key:{project}",
+                                project=project, outcome=Outcome.OK, details={"reason": reason}))
+
+    def _record(self, event: AuditEvent) -> None:
+        if self._audit is not None:
+            self._audit.record(event)
