@@ -1,0 +1,51 @@
+"""Run code in a Jupyter kernel of a workspace through the REST and websocket APIs (test helper)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import requests
+import websocket
+
+
+def execute(base_url: str, token: str, code: str, timeout: float = 120) -> dict:
+    """Start a kernel at ``base_url`` (``http://host/user/u/server``), run ``code``, delete the kernel.
+
+    Returns ``{"stdout": str, "error": str | None}``.
+    """
+    headers = {"Authorization": f"token {token}"}
+    response = requests.post(f"{base_url}/api/kernels", headers=headers, json={"name": "python3"}, timeout=60)
+    response.raise_for_status()
+    kernel_id = response.json()["id"]
+    ws_url = base_url.replace("http://", "ws://", 1) + f"/api/kernels/{kernel_id}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+        }))
+        stdout, error = [], None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = json.loads(ws.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = message["msg_type"]
+            if kind == "stream":
+                stdout.append(message["content"]["text"])
+            elif kind == "error":
+                error = "\n".join(message["content"].get("traceback", [])) or message["content"]["evalue"]
+            elif kind == "status" and message["content"]["execution_state"] == "idle":
+                break
+        else:
+            raise TimeoutError(f"kernel did not finish in {timeout} s")
+        return {"stdout": "".join(stdout), "error": error}
+    finally:
+        ws.close()
+        requests.delete(f"{base_url}/api/kernels/{kernel_id}", headers=headers, timeout=60)

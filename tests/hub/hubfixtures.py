@@ -1,0 +1,200 @@
+"""Helpers of the hub tests: a real JupyterHub (subprocess), on free loopback ports, in a temp directory.
+
+The hub runs ``hub_config/jupyterhub_config.py`` in local mode exactly as ``pds hub run`` does;
+the test talks to it over HTTP like a browser or a REST client. The state directory sits under a
+short ``/tmp`` path because Unix socket paths are limited to 107 bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field, fields
+from datetime import date, timedelta
+from pathlib import Path
+
+import onetimepass
+import polars as pl
+import pytest
+import requests
+import yaml
+
+from pds_kernel.cli.hub_cmd import hub_command, hub_environment
+from pds_kernel.registry import Registry
+from pds_kernel.runtime import Runtime
+from pds_kernel.settings import Paths, load_settings
+
+PROJECT = "diabetes-t2"
+OTHER_PROJECT = "mi-outcomes"
+PASSWORD = "correct-horse-battery-9"
+
+
+def free_port_block(size: int = 4) -> int:
+    """A port P such that P..P+size-1 are free on loopback now."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + size > 65000:
+            continue
+        ok = True
+        for port in range(base, base + size):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port block")
+
+
+def write_extract(directory: Path, rows: int = 200) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({
+        "person": [f"p{i % 37}" for i in range(rows)],
+        "atc": ["A10BA02" if i % 3 else "A10BB09" for i in range(rows)],
+        "amount": [float(i % 50) for i in range(rows)],
+    }).write_parquet(directory / "ER_PRS_F.parquet")
+
+
+@dataclass
+class Hub:
+    root: Path
+    config: Path
+    port: int
+    settings: object
+    runtime: Runtime
+    registry: Registry
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+    sessions: list = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        env = hub_environment(self.config, None)
+        env["PDS_ACTOR"] = "test"
+        env.setdefault("PDS_HUB_AIRLOCK", "off")
+        self.log = self.root / "hub.log"
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(hub_command(), env=env, cwd=self.root, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("hub exited:\n" + self.log.read_text()[-3000:])
+            try:
+                if requests.get(self.url + "/hub/api/", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("hub did not start:\n" + self.log.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def client(self) -> "HubClient":
+        return HubClient(self)
+
+    def admin_api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """The hub REST API with the pds-sync service token (admin of users/servers/groups)."""
+        from pds_kernel.hub.local import sync_token
+
+        headers = {"Authorization": f"token {sync_token(self.settings)}"}
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kwargs)
+
+    def actions(self, action: str) -> list:
+        return self.runtime.audit.entries(action=action)
+
+
+class HubClient:
+    """A browser-like session: forms with the _xsrf token, cookies, then a REST token."""
+
+    def __init__(self, hub: Hub):
+        self.hub = hub
+        self.http = requests.Session()
+        self.token: str | None = None
+
+    def _xsrf(self, page: str) -> str:
+        response = self.http.get(self.hub.url + page, timeout=30)
+        match = re.search(r'name="_xsrf"\s+value="([^"]+)"', response.text)
+        return match.group(1) if match else self.http.cookies.get("_xsrf", "")
+
+    def signup(self, username: str, password: str = PASSWORD) -> tuple[str, str]:
+        """Sign up with a second factor; returns (page text, OTP secret shown to the user)."""
+        xsrf = self._xsrf("/hub/signup")
+        response = self.http.post(self.hub.url + "/hub/signup", timeout=30, data={
+            "_xsrf": xsrf, "username": username, "signup_password": password,
+            "signup_password_confirmation": password, "2fa": "on"})
+        match = re.search(r"\b([A-Z2-7]{16})\b", response.text)
+        return response.text, (match.group(1) if match else "")
+
+    def login(self, username: str, secret: str, password: str = PASSWORD, code: str | None = None) -> bool:
+        xsrf = self._xsrf("/hub/login")
+        code = code if code is not None else onetimepass.get_totp(secret, as_string=True).decode()
+        response = self.http.post(self.hub.url + "/hub/login?next=/hub/home", timeout=30, data={
+            "_xsrf": xsrf, "username": username, "password": password, "2fa": code},
+            allow_redirects=False)
+        return response.status_code == 302 and "jupyterhub-hub-login" in self.http.cookies
+
+    def logout(self) -> None:
+        self.http.get(self.hub.url + "/hub/logout", timeout=30)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.http.get(self.hub.url + path, timeout=30, **kwargs)
+
+    def make_token(self, username: str) -> str:
+        xsrf = self.http.cookies.get("_xsrf", "")
+        response = self.http.post(self.hub.url + f"/hub/api/users/{username}/tokens",
+                                  headers={"X-XSRFToken": xsrf}, json={"note": "test"}, timeout=30)
+        response.raise_for_status()
+        self.token = response.json()["token"]
+        return self.token
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"token {self.token}"}
+        return requests.request(method, self.hub.url + path, headers=headers, timeout=60, **kwargs)
+
+
+def make_world(root: Path, port: int) -> Hub:
+    """Registry: root (admin), alice (diabetes-t2), bob (mi-outcomes), dave (no project)."""
+    paths = {f.name: str(root / f.name) for f in fields(Paths)}
+    config = root / "pds.yaml"
+    config.write_text(yaml.safe_dump({"paths": paths, "hub": {"port": port, "ip": "127.0.0.1"}}))
+    settings = load_settings(config, environ={})
+    for f in fields(Paths):
+        getattr(settings.paths, f.name).mkdir(parents=True, exist_ok=True)
+    runtime = Runtime(settings)
+    registry = Registry.from_runtime(runtime)
+    today = date.today()
+    registry.upsert_user("test", "root", is_admin=True)
+    for name in ("alice", "bob", "dave"):
+        registry.upsert_user("test", name)
+    for project in (PROJECT, OTHER_PROJECT):
+        registry.upsert_project("test", project, title=project, start_date=today - timedelta(days=30),
+                                end_date=today + timedelta(days=365), cpu_limit=1.0, mem_limit_mb=4096,
+                                dask_workers=1)
+        write_extract(settings.paths.projects / project / "extract")
+    registry.add_member("test", PROJECT, "alice", "researcher", today + timedelta(days=100))
+    registry.add_member("test", OTHER_PROJECT, "bob", "researcher", today + timedelta(days=100))
+    return Hub(root=root, config=config, port=port, settings=settings, runtime=runtime, registry=registry)
+
+

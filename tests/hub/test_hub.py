@@ -1,0 +1,152 @@
+"""A real JupyterHub in local mode: second-factor login, project servers in the sandbox, refusals,
+revocation at login, and the audit trail. Each test starts its own hub (see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, timedelta
+
+import pytest
+
+from pds_kernel.audit import Outcome
+from pds_kernel.hub.local import provision_account
+
+from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub
+from hub_kernel import execute
+
+pytestmark = [pytest.mark.functional, pytest.mark.timeout(240)]
+
+DASK_CODE = """
+import json
+from pds_kernel import workspace
+client = workspace.dask_client()
+ddf = workspace.dask_dataframe("ER_PRS_F")
+counts = ddf.groupby("atc")["person"].count().compute()
+print(json.dumps({"counts": {k: int(v) for k, v in counts.items()},
+                  "workers": len(client.scheduler_info()["workers"])}))
+client.close()
+"""
+
+
+def wait_ready(client, user: str, server: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = client.api("GET", f"/hub/api/users/{user}").json()
+        state = model["servers"].get(server)
+        if state and state["ready"]:
+            return state
+        time.sleep(0.3)
+    raise TimeoutError(f"{user}/{server} not ready")
+
+
+def wait_stopped(hub: Hub, user: str, server: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server not in hub.admin_api("GET", f"/users/{user}").json()["servers"]:
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"{user}/{server} still running")
+
+
+def provision(hub: Hub, user: str) -> str:
+    return provision_account(hub.settings, hub.registry, user, PASSWORD, actor="test")
+
+
+def test_signup_with_second_factor_spawn_run_dask_and_stop(hub: Hub):
+    admin = hub.client()
+    text, root_secret = admin.signup("root")
+    assert root_secret, "the sign-up page shows the TOTP secret"
+    assert admin.login("root", root_secret)
+
+    alice = hub.client()
+    _, secret = alice.signup("alice")
+    assert secret
+    assert not alice.login("alice", secret), "a sign-up waits for an admin's approval"
+    assert admin.get("/hub/authorize/alice").status_code == 200
+    assert not alice.login("alice", secret, code="000000"), "a wrong second factor is refused"
+    assert not alice.login("alice", secret, password="wrong-password-1"), "a wrong password is refused"
+    assert alice.login("alice", secret)
+
+    mallory = hub.client()
+    mallory.signup("mallory")  # not in the registry: no account is created
+    assert not mallory.login("mallory", "A" * 16)
+
+    alice.make_token("alice")
+    model = alice.api("GET", "/hub/api/users/alice").json()
+    assert model["groups"] == [PROJECT]
+    assert alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}").status_code in (201, 202)
+    state = wait_ready(alice, "alice", PROJECT)
+    home = hub.client().get("/hub/home")  # anonymous: redirected to login
+    assert "login" in home.url
+
+    result = execute(f"{hub.url}{state['url'].rstrip('/')}", alice.token, DASK_CODE)
+    assert result["error"] is None, result["error"]
+    payload = json.loads(result["stdout"].strip().splitlines()[-1])
+    assert payload["counts"] == {"A10BA02": 133, "A10BB09": 67}
+    assert payload["workers"] >= 1
+
+    page = alice.get("/hub/home")
+    assert PROJECT in page.text and OTHER_PROJECT not in page.text
+
+    assert alice.api("DELETE", f"/hub/api/users/alice/servers/{PROJECT}").status_code in (202, 204)
+    wait_stopped(hub, "alice", PROJECT)
+    alice.logout()
+
+    logins = hub.actions("hub.login")
+    assert any(e.actor == "alice" and e.outcome == Outcome.OK for e in logins)
+    assert sum(e.actor == "alice" and e.outcome == Outcome.DENIED for e in logins) >= 3
+    assert any(e.actor == "mallory" and e.outcome == Outcome.DENIED for e in logins)
+    assert [e.outcome for e in hub.actions("hub.signup") if e.actor == "mallory"] == [Outcome.DENIED]
+    assert any(e.target == "user:alice" for e in hub.actions("hub.account.approve"))
+    assert [e.project for e in hub.actions("workspace.start")] == [PROJECT]
+    assert [e.details["cause"] for e in hub.actions("workspace.stop")] == ["stopped"]
+    assert [e.actor for e in hub.actions("hub.logout")] == ["alice"]
+    assert hub.runtime.audit.verify().ok
+
+
+def test_non_member_is_refused_via_url_and_rest(hub_world: Hub):
+    secret = provision(hub_world, "bob")
+    hub_world.start()
+    bob = hub_world.client()
+    assert bob.login("bob", secret)
+    bob.make_token("bob")
+    assert bob.api("GET", "/hub/api/users/bob").json()["groups"] == [OTHER_PROJECT]
+
+    refused = bob.api("POST", f"/hub/api/users/bob/servers/{PROJECT}")
+    assert refused.status_code == 403, refused.text
+    assert "not a researcher" in refused.json()["message"] or "not a member" in refused.json()["message"]
+    default = bob.api("POST", "/hub/api/users/bob/server")
+    assert default.status_code == 403, default.text
+
+    page = bob.get(f"/hub/spawn/bob/{PROJECT}")
+    assert page.status_code in (403, 500) or "not a" in page.text
+    assert not bob.api("GET", "/hub/api/users/bob").json()["servers"].get(PROJECT, {}).get("ready")
+
+    refusals = hub_world.actions("workspace.refused")
+    assert len([e for e in refusals if e.project == PROJECT and e.actor == "bob"]) >= 2
+    assert all(e.outcome == Outcome.DENIED for e in refusals)
+    decisions = [e for e in hub_world.actions("workspace.authorise") if e.project == PROJECT]
+    assert decisions and all(e.outcome == Outcome.DENIED for e in decisions)
+    assert not hub_world.actions("workspace.start")
+
+
+def test_expired_membership_stops_the_server_at_next_login(hub_world: Hub):
+    secret = provision(hub_world, "alice")
+    hub_world.start()
+    alice = hub_world.client()
+    assert alice.login("alice", secret)
+    alice.make_token("alice")
+    assert alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}").status_code in (201, 202)
+    wait_ready(alice, "alice", PROJECT)
+
+    hub_world.registry.add_member("test", PROJECT, "alice", "researcher", date.today() - timedelta(days=1))
+    again = hub_world.client()
+    assert again.login("alice", secret)
+    wait_stopped(hub_world, "alice", PROJECT)
+    model = hub_world.admin_api("GET", "/users/alice").json()
+    assert model["groups"] == []
+
+    stops = [e for e in hub_world.actions("workspace.stop") if e.details.get("cause") == "access revoked"]
+    assert stops and stops[0].project == PROJECT and "expired" in stops[0].details["reason"]
+    assert alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}").status_code == 403
