@@ -1,0 +1,260 @@
+"""Server-side lockdown of the notebook server: the airlock is the only way out of a workspace.
+
+A jupyter_server extension, loaded inside the sandbox by the spawner with::
+
+    --ServerApp.jpserver_extensions={"pds_kernel.sandbox.lockdown": True}
+
+It refuses, on the server (hiding buttons in JupyterLab would not stop a direct request):
+
+* file downloads: ``/files/`` (also serves JupyterLab's "Download" and ``?download=1``), ``/view/``;
+* nbconvert downloads and exports: ``/nbconvert/`` and ``/api/nbconvert``;
+* contents-API reads of data: a file whose name or first bytes say it is data (Parquet, CSV,
+  Excel, Arrow, SQLite, archives, ...) above :attr:`Lockdown.max_data_read_bytes`, any other file
+  above :attr:`Lockdown.max_read_bytes`, a notebook above :attr:`Lockdown.max_notebook_bytes`
+  (metadata-only requests, ``content=0``, stay allowed so the file browser works);
+* uploads above :attr:`Lockdown.max_upload_bytes`, counting every chunk of a chunked upload;
+* jupyter-server-proxy to any port but :attr:`Lockdown.allowed_proxy_ports` (the Dask dashboard),
+  and to any other host.
+
+The refusals are installed as the first routing rules of the Tornado application, so they win over
+the server's own handlers and over handlers other extensions add later. What stays possible (what a
+person can read on screen, what the kernel prints) is described in ``docs/isolation.md``.
+Settings are traits of the ``Lockdown`` section (``--Lockdown.max_upload_bytes=...``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from urllib.parse import unquote_to_bytes
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.services.contents.handlers import ContentsHandler
+from jupyter_server.utils import ensure_async, url_path_join
+from tornado import web
+from tornado.routing import Matcher, PathMatches, Rule
+from traitlets import Int, List, Set, TraitError, Unicode, validate
+from traitlets.config import Configurable
+
+from .inside import DASK_DASHBOARD_PORT
+
+log = logging.getLogger(__name__)
+
+#: File name endings treated as data whatever their content.
+DATA_EXTENSIONS = frozenset({
+    ".parquet", ".pq", ".csv", ".tsv", ".txt.gz", ".csv.gz", ".xlsx", ".xls", ".xlsm", ".ods",
+    ".arrow", ".feather", ".ipc", ".sas7bdat", ".xpt", ".dta", ".sav", ".rds", ".rdata", ".pkl",
+    ".pickle", ".h5", ".hdf5", ".sqlite", ".db", ".duckdb", ".npy", ".npz", ".zip", ".gz", ".bz2",
+    ".xz", ".zst", ".tar", ".7z", ".json", ".jsonl", ".ndjson", ".orc", ".avro",
+})
+#: First bytes of binary data formats (caught even when renamed to ``.txt``).
+DATA_MAGIC = (b"PAR1", b"PK\x03\x04", b"SQLite format 3", b"ARROW1", b"\x1f\x8b", b"BZh",
+              b"\xfd7zXZ", b"\x28\xb5\x2f\xfd", b"\x93NUMPY", b"\x89HDF", b"ORC", b"Obj\x01",
+              b"\xd0\xcf\x11\xe0", b"\x80\x04", b"\x80\x05")
+
+
+class Lockdown(Configurable):
+    """Limits of the notebook server of a workspace (units in the help of each setting)."""
+
+    max_data_read_bytes = Int(64 * 1024, config=True, help=(
+        "Largest data file (Parquet, CSV, Excel, ... by name or content) the contents API returns, "
+        "in bytes. Default 65536: enough to look at a small result table, not to carry data out."))
+    max_read_bytes = Int(2 * 1024 * 1024, config=True, help=(
+        "Largest other file (not a notebook) the contents API returns, in bytes. Default 2 MiB."))
+    max_notebook_bytes = Int(20 * 1024 * 1024, config=True, help=(
+        "Largest notebook the contents API returns, in bytes. Default 20 MiB (plots are embedded)."))
+    max_upload_bytes = Int(10 * 1024 * 1024, config=True, help=(
+        "Largest file that can be uploaded or saved, in bytes, all chunks counted. Default 10 MiB."))
+    allowed_proxy_ports = List(default_value=[DASK_DASHBOARD_PORT], config=True, help=(
+        "Loopback ports jupyter-server-proxy may reach (``/proxy/<port>/``). Default: the Dask "
+        "dashboard (8787). Other ports and hosts are refused."))
+    data_extensions = Set(Unicode(), default_value=set(DATA_EXTENSIONS), config=True, help=(
+        "File name endings treated as data files (lower case, with the dot)."))
+
+    @validate("allowed_proxy_ports")
+    def _ports(self, proposal):
+        # On the command line of the notebook server this section is not a known class, so its
+        # values arrive as text ("8787" or "[8787, 8788]"): parse them, refuse anything else.
+        value = proposal["value"]
+        items = value if isinstance(value, (list, tuple)) else [value]
+        ports: list[int] = []
+        for item in items:
+            for part in str(item).strip("[]").split(","):
+                if part.strip():
+                    port = int(part)
+                    if not 0 < port < 65536:
+                        raise TraitError(f"not a port: {port}")
+                    ports.append(port)
+        return ports
+
+    # ---- decisions (pure but for reading a file's size and first bytes) -----------------------
+    def is_data(self, name: str, head: bytes) -> bool:
+        lower = name.lower()
+        return any(lower.endswith(ext) for ext in self.data_extensions) or head.startswith(DATA_MAGIC)
+
+    def read_refusal(self, os_path: str | None, name: str) -> str | None:
+        """Why the content of the file at ``os_path`` must not be returned, or None."""
+        if os_path is None:  # not a file-backed contents manager: decide on the name alone
+            return "reading data files is disabled in workspaces" if self.is_data(name, b"") else None
+        try:
+            info = os.stat(os_path)
+        except OSError:
+            return None  # let the contents manager answer 404
+        if not os.path.isfile(os_path):
+            return None
+        with open(os_path, "rb") as f:
+            head = f.read(16)
+        size = info.st_size
+        if self.is_data(name, head) and size > self.max_data_read_bytes:
+            return (f"{name} is a data file of {size} bytes: data leaves a workspace only through an "
+                    "export request (pds_kernel.workspace.request_export)")
+        limit = self.max_notebook_bytes if name.lower().endswith(".ipynb") else self.max_read_bytes
+        if size > limit:
+            return f"{name} is {size} bytes, more than the {limit} a workspace may show"
+        return None
+
+    def upload_refusal(self, model: dict, existing_bytes: int) -> str | None:
+        """Why a PUT of ``model`` must be refused (chunk > 1 of a chunked upload adds to the file)."""
+        content = model.get("content")
+        if content is None:
+            return None
+        if model.get("format") == "base64" and isinstance(content, str):
+            size = len(content) * 3 // 4
+        elif isinstance(content, str):
+            size = len(content.encode("utf-8", "replace"))
+        else:
+            size = len(json.dumps(content))
+        chunk = model.get("chunk")
+        total = size + (existing_bytes if isinstance(chunk, int) and chunk not in (0, 1) else 0)
+        if total > self.max_upload_bytes:
+            return f"uploads are limited to {self.max_upload_bytes} bytes in a workspace"
+        return None
+
+    def proxy_allowed(self, rest: str) -> bool:
+        """``rest`` is the path after ``/proxy/``: ``<port>/...`` or ``absolute/<port>/...``."""
+        match = re.fullmatch(r"(?:absolute/)?(\d+)(?:/.*)?", rest)
+        return bool(match) and int(match.group(1)) in self.allowed_proxy_ports
+
+
+class BlockedHandler(JupyterHandler):
+    """Answers 403 to every method, with the reason given at routing time."""
+
+    def initialize(self, reason: str) -> None:
+        self.reason = reason
+
+    def _refuse(self, *args, **kwargs) -> None:
+        self.log.warning("lockdown: refused %s %s", self.request.method, self.request.path)
+        raise web.HTTPError(403, self.reason)
+
+    get = post = put = patch = delete = head = options = _refuse
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": self.reason, "reason": "pds-lockdown"}))
+
+
+class LockedContentsHandler(ContentsHandler):
+    """The contents API with the lockdown's read and upload limits."""
+
+    def initialize(self, lockdown: Lockdown) -> None:
+        self.lockdown = lockdown
+
+    def _os_path(self, path: str) -> str | None:
+        getter = getattr(self.contents_manager, "_get_os_path", None)
+        if getter is None:
+            return None
+        try:
+            return getter(path.strip("/"))
+        except web.HTTPError:
+            return None
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str = "") -> None:
+        if self.get_query_argument("content", default="1") != "0":
+            reason = self.lockdown.read_refusal(self._os_path(path), path.rsplit("/", 1)[-1])
+            if reason:
+                self.log.warning("lockdown: refused to read %s: %s", path, reason)
+                raise web.HTTPError(403, reason)
+        await super().get(path)
+
+    @web.authenticated
+    @authorized
+    async def put(self, path: str = "") -> None:
+        model = self.get_json_body() or {}
+        os_path = self._os_path(path)
+        existing = os.path.getsize(os_path) if os_path and os.path.isfile(os_path) else 0
+        reason = self.lockdown.upload_refusal(model, existing)
+        if reason:
+            self.log.warning("lockdown: refused upload to %s: %s", path, reason)
+            raise web.HTTPError(413, reason)
+        await super().put(path)
+
+
+class _ContentsPath(Matcher):
+    """``/api/contents/<path>`` except the ``checkpoints`` and ``trust`` sub-resources."""
+
+    def __init__(self, base_url: str) -> None:
+        self.prefix = url_path_join(base_url, "/api/contents")
+        self.excluded = re.compile(r".*/(?:checkpoints(?:/[^/]+)?|trust)$")
+
+    def match(self, request):
+        path = request.path
+        if path != self.prefix and not path.startswith(self.prefix + "/"):
+            return None
+        rest = path[len(self.prefix):]
+        if self.excluded.match(rest):
+            return None
+        return {"path_args": [], "path_kwargs": {"path": unquote_to_bytes(rest)}}
+
+
+class _ProxyRefused(Matcher):
+    """``/proxy/...`` requests the lockdown does not allow."""
+
+    def __init__(self, base_url: str, lockdown: Lockdown) -> None:
+        self.prefix = url_path_join(base_url, "/proxy/")
+        self.lockdown = lockdown
+
+    def match(self, request):
+        if not request.path.startswith(self.prefix):
+            return None
+        return None if self.lockdown.proxy_allowed(request.path[len(self.prefix):]) else {}
+
+
+def lockdown_rules(base_url: str, lockdown: Lockdown) -> list[Rule]:
+    """The routing rules to put first (exported for tests and for documentation)."""
+    def blocked(pattern: str, reason: str) -> Rule:
+        return Rule(PathMatches(url_path_join(base_url, pattern)), BlockedHandler, {"reason": reason})
+
+    downloads = ("file downloads are disabled in workspaces: results leave only through an export "
+                 "request (pds_kernel.workspace.request_export)")
+    return [
+        blocked(r"/files/.*", downloads),
+        blocked(r"/view/.*", downloads),
+        blocked(r"/nbconvert/.*", "notebook exports and downloads are disabled in workspaces"),
+        blocked(r"/api/nbconvert.*", "notebook exports and downloads are disabled in workspaces"),
+        Rule(_ProxyRefused(base_url, lockdown), BlockedHandler,
+             {"reason": "only the Dask dashboard can be reached through the proxy in a workspace"}),
+        Rule(_ContentsPath(base_url), LockedContentsHandler, {"lockdown": lockdown}),
+    ]
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "pds_kernel.sandbox.lockdown"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    """Install the rules, or stop the server: jupyter_server only logs a warning when an extension
+    fails to load and would then serve without the lockdown (fail open), so exit instead."""
+    try:
+        lockdown = Lockdown(parent=serverapp)
+        rules = serverapp.web_app.default_router.rules
+        for index, rule in enumerate(lockdown_rules(serverapp.base_url, lockdown)):
+            rules.insert(index, rule)
+    except Exception as exc:
+        serverapp.log.critical("PDS lockdown could not be installed, stopping the server: %r", exc)
+        raise SystemExit(3) from exc
+    serverapp.log.info("PDS lockdown active: downloads, exports and data reads are refused")

@@ -1,0 +1,153 @@
+"""The notebook-server lockdown, against a real jupyter_server on a loopback port (no sandbox)."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.functional, pytest.mark.slow]
+
+TOKEN = secrets.token_hex(16)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Dashboard(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"dashboard"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lockdown")
+    home = root / "home"
+    home.mkdir()
+    (home / "small.csv").write_text("a;b\n1;2\n")
+    (home / "big.csv").write_text("a;b\n" + "1;2\n" * 40_000)
+    (home / "table.parquet").write_bytes(b"PAR1" + os.urandom(100_000) + b"PAR1")
+    (home / "disguised.txt").write_bytes(b"PAR1" + os.urandom(100_000))
+    (home / "notes.txt").write_text("hello\n")
+    (home / "huge.txt").write_text("x" * (3 * 1024 * 1024))
+    (home / "analysis.ipynb").write_text(json.dumps({
+        "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    dashboard = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Dashboard)
+    threading.Thread(target=dashboard.serve_forever, daemon=True).start()
+    port = _free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_DATA_DIR": str(root / "data"),
+           "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "HOME": str(home)}
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen([
+        sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+        f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={home}",
+        "--ServerApp.base_url=/user/alice/proj-a/",
+        '--ServerApp.jpserver_extensions={"pds_kernel.sandbox.lockdown": True, "jupyter_server_proxy": True}',
+        f"--Lockdown.allowed_proxy_ports={dashboard.server_address[1]}",
+    ], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/user/alice/proj-a"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError((root / "server.log").read_text())
+            time.sleep(0.3)
+    yield {"base": base, "home": home, "dashboard_port": dashboard.server_address[1], "log": root / "server.log"}
+    proc.terminate()
+    proc.wait(20)
+    log.close()
+    dashboard.shutdown()
+    dashboard.server_close()
+
+
+def request(server, path, method="GET", body=None):
+    """(status, parsed JSON or raw bytes) of one authenticated request."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{server['base']}{path}", data=data, method=method,
+                                 headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+@pytest.mark.parametrize("path", [
+    "/files/notes.txt", "/files/small.csv?download=1", "/files/table.parquet", "/view/notes.txt",
+    "/nbconvert/html/analysis.ipynb?download=true", "/nbconvert/script/analysis.ipynb",
+    "/api/nbconvert", "/proxy/9/etc", "/proxy/absolute/1234/", "/proxy/example.org:80/",
+])
+def test_download_routes_are_refused(server, path):
+    status, body = request(server, path)
+    assert status == 403, (path, body)
+
+
+@pytest.mark.parametrize("name", ["big.csv", "table.parquet", "disguised.txt", "huge.txt"])
+def test_reading_data_through_the_contents_api_is_refused(server, name):
+    status, body = request(server, f"/api/contents/{name}")
+    assert status == 403
+    assert "export request" in body["message"] or "more than" in body["message"]
+    for fmt in ("?format=base64", "?type=file&format=text"):
+        assert request(server, f"/api/contents/{name}{fmt}")[0] == 403
+    # metadata only is fine: the file browser still lists it
+    status, model = request(server, f"/api/contents/{name}?content=0")
+    assert status == 200 and model["content"] is None
+
+
+def test_what_stays_allowed(server):
+    status, listing = request(server, "/api/contents/")
+    assert status == 200 and {m["name"] for m in listing["content"]} >= {"big.csv", "analysis.ipynb"}
+    assert request(server, "/api/contents/small.csv")[1]["content"] == "a;b\n1;2\n"
+    assert request(server, "/api/contents/notes.txt")[0] == 200
+    assert request(server, "/api/contents/analysis.ipynb")[1]["type"] == "notebook"
+    assert request(server, "/api/contents/analysis.ipynb/checkpoints")[0] == 200
+    status, body = request(server, f"/proxy/{server['dashboard_port']}/status")
+    assert (status, body) == (200, b"dashboard")
+
+
+def test_uploads_are_limited(server):
+    small = base64.b64encode(b"x" * 1000).decode()
+    assert request(server, "/api/contents/up.bin", "PUT",
+                   {"type": "file", "format": "base64", "content": small})[0] == 201
+    big = base64.b64encode(b"x" * (11 * 1024 * 1024)).decode()
+    assert request(server, "/api/contents/big.bin", "PUT",
+                   {"type": "file", "format": "base64", "content": big})[0] == 413
+    assert not (server["home"] / "big.bin").exists()
+    # chunked: every chunk is small, the total is not
+    chunk = base64.b64encode(b"y" * (4 * 1024 * 1024)).decode()
+    statuses = [request(server, "/api/contents/chunked.bin", "PUT",
+                        {"type": "file", "format": "base64", "content": chunk, "chunk": n})[0]
+                for n in (1, 2, 3, -1)]
+    assert statuses[0] == 201 and statuses[1] == 200 and statuses[2] == 413
+    assert (server["home"] / "chunked.bin").stat().st_size <= 10 * 1024 * 1024
