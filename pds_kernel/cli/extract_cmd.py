@@ -1,0 +1,151 @@
+"""``pds extract``: validate a cohort spec, build, check and show a project's extract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import DisclosureRisk, InvalidInput, NotFound, PermissionDenied
+from ..registry import Registry, Role
+from ..registry.names import check_project_id
+from .app import console
+
+app = typer.Typer(help="Per-project pseudonymised extracts: spec, build, conformity check.",
+                  no_args_is_help=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+@app.command("validate")
+def validate(ctx: typer.Context, spec_file: Path = typer.Argument(..., help="The extract spec (YAML).")) -> None:
+    """Check a spec: syntax, tables, columns, code patterns, and (when the lake exists) its years."""
+    from ..extract.build import build_plan
+    from ..extract.spec import check_against_lake, load_spec
+    from ..lake import MANIFEST_NAME
+
+    spec = load_spec(spec_file)
+    lake = ctx.obj.settings.paths.lake
+    if (lake / MANIFEST_NAME).is_file():
+        check_against_lake(spec, lake)
+        where = f"valid against the lake at {lake}"
+    else:
+        where = "valid (no lake yet: years not checked)"
+    console.print(f"spec for project [bold]{spec.project}[/] is {where}: "
+                  f"{len(spec.include)} inclusion and {len(spec.exclude)} exclusion criteria, "
+                  f"{len(spec.tables)} table(s), period {spec.start} to {spec.end}")
+    for number, step in enumerate(build_plan(spec), 1):
+        console.print(f"  {number:2d}. {step}")
+
+
+@app.command("build")
+def build(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Spec file (default: the project's kept spec.yaml)."),
+    dask: Optional[str] = typer.Option(None, "--dask", metavar="ADDR",
+                                       help="Run on the Dask scheduler at ADDR (e.g. tcp://10.0.0.5:8786)."),
+) -> None:
+    """Select the cohort, re-key identifiers, write the extract, check it and publish it read-only."""
+    from ..extract.build import SPEC_COPY, build_plan, project_dir, run_build
+    from ..extract.dask_backend import DaskBackend
+    from ..extract.spec import load_spec
+
+    state = ctx.obj
+    check_project_id(project)
+    spec_path = spec_file or project_dir(state.settings, project) / SPEC_COPY
+    if spec_file is None and not spec_path.is_file():
+        raise InvalidInput(f"project {project} has no kept spec: give one with --spec FILE")
+    spec = load_spec(spec_path)
+    backend = DaskBackend(state.settings.paths.lake, dask) if dask else None
+    plan = build_plan(spec)
+    with _progress() as progress:
+        task = progress.add_task(f"building {project}", total=len(plan))
+
+        def on_step(name: str) -> None:
+            progress.update(task, advance=1, description=f"{project}: {name}")
+
+        try:
+            result = run_build(state.runtime, project, spec, actor=state.actor, backend=backend, on_step=on_step)
+        finally:
+            if backend is not None:
+                backend.close()
+    manifest = result.manifest
+    console.print(f"extract {manifest['build_id']} of [bold]{project}[/] published at {result.path.parent.parent / 'extract'}: "
+                  f"{manifest['persons']} persons, k-anonymity {result.report.k_min}")
+    _tables(manifest)
+
+
+@app.command("check")
+def check(ctx: typer.Context, project: str = typer.Argument(..., help="Project id.")) -> None:
+    """Re-run the conformity check on the published extract; exit code 6 when it is refused."""
+    from ..extract.build import run_check
+
+    state = ctx.obj
+    report = run_check(state.runtime, project, actor=state.actor)
+    for note in report.notes:
+        console.print(f"note: {note}")
+    for table, k in sorted(report.k_anonymity.items()):
+        console.print(f"k-anonymity of {table} on {', '.join(k['columns'])}: {k['k']}")
+    if not report.ok:
+        for reason in report.reasons:
+            console.print(f"[red]refused[/]: {reason}")
+        raise DisclosureRisk(f"the extract of {project} does not conform ({len(report.reasons)} problem(s))")
+    console.print(f"extract of [bold]{project}[/] conforms")
+
+
+@app.command("show")
+def show(ctx: typer.Context, project: str = typer.Argument(..., help="Project id.")) -> None:
+    """Show the manifest of a project's extract (members with a valid membership and admins)."""
+    from ..extract.build import read_manifest
+
+    state = ctx.obj
+    actor = state.actor
+    if not actor.startswith("os:"):
+        registry = Registry.from_runtime(state.runtime)
+        try:
+            is_admin = registry.get_user(actor).is_admin
+        except NotFound:
+            is_admin = False
+        if not is_admin:
+            if registry.can_access(actor, project, Role.OUTPUT_CHECKER):
+                registry.check_access(actor, project, Role.OUTPUT_CHECKER, action="extract.show")
+            else:
+                registry.check_access(actor, project, Role.RESEARCHER, action="extract.show")
+    manifest = read_manifest(state.settings, project)
+    console.print(f"extract {manifest['build_id']} of [bold]{project}[/], built {manifest['built_at']} by "
+                  f"{manifest['builder']} ({manifest['backend']}), lake snapshot {manifest['lake_snapshot']}, "
+                  f"period {manifest['period']['from']} to {manifest['period']['to']}, {manifest['persons']} persons")
+    _tables(manifest)
+
+
+@app.command("destroy-key")
+def destroy_key(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm: the link to the lake is lost for good."),
+) -> None:
+    """At project end: destroy the project's key, so its pseudonyms can never be linked again."""
+    from ..pseudo import KeyStore
+
+    state = ctx.obj
+    info = Registry.from_runtime(state.runtime).get_project(project)
+    if info.status.value != "closed":
+        raise PermissionDenied(f"project {project} is {info.status.value}: close it before destroying its key")
+    if not yes:
+        raise InvalidInput("destroying a key cannot be undone: add --yes")
+    KeyStore.from_runtime(state.runtime).destroy(project, state.actor, reason="project closed")
+    console.print(f"key of project {project} destroyed")
+
+
+def _tables(manifest: dict) -> None:
+    table = Table("table", "rows", "columns", "sha256")
+    for name, entry in manifest["tables"].items():
+        table.add_row(name, str(entry["rows"]), str(len(entry["columns"])), entry["sha256"][:16])
+    console.print(table)

@@ -1,0 +1,71 @@
+"""Key store and pseudonyms: keys kept apart, private, destroyable; one HMAC per distinct identifier."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import polars as pl
+import pytest
+
+from pds_kernel.errors import InvalidInput, NotFound, PermissionDenied
+from pds_kernel.pseudo import KEY_BYTES, KeyStore, pseudonym, pseudonym_table
+
+
+def test_key_is_private_and_stable(runtime):
+    store = KeyStore.from_runtime(runtime)
+    key = store.ensure("proj-a", "admin")
+    path = runtime.settings.paths.keys / "proj-a.key"
+    assert len(key) == KEY_BYTES
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert runtime.settings.paths.keys.stat().st_mode & 0o777 == 0o700
+    assert store.ensure("proj-a", "admin") == key  # not recreated
+    with pytest.raises(InvalidInput):
+        store.create("proj-a", "admin")
+    assert store.get("proj-a") != store.ensure("proj-b", "admin")
+    actions = [e.action for e in runtime.audit.entries(action="pseudo.key.create")]
+    assert actions == ["pseudo.key.create", "pseudo.key.create"]
+    assert all(key.hex() not in str(e) for e in runtime.audit.entries())
+
+
+def test_a_key_readable_by_others_is_refused(runtime):
+    store = KeyStore.from_runtime(runtime)
+    store.ensure("proj-a", "admin")
+    (runtime.settings.paths.keys / "proj-a.key").chmod(0o644)
+    with pytest.raises(PermissionDenied, match="0600"):
+        store.get("proj-a")
+
+
+def test_destroy_makes_the_link_unrecoverable(runtime):
+    store = KeyStore.from_runtime(runtime)
+    store.ensure("proj-a", "admin")
+    store.destroy("proj-a", "admin", reason="project closed")
+    assert not (runtime.settings.paths.keys / "proj-a.key").exists()
+    with pytest.raises(PermissionDenied, match="destroyed"):
+        store.get("proj-a")
+    with pytest.raises(PermissionDenied, match="destroyed"):
+        store.ensure("proj-a", "admin")
+    with pytest.raises(NotFound):
+        store.destroy("proj-a", "admin")
+    [entry] = runtime.audit.entries(action="pseudo.key.destroy")
+    assert entry.project == "proj-a" and entry.details["reason"] == "project closed"
+
+
+def test_bad_project_id_never_reaches_a_path(runtime):
+    with pytest.raises(InvalidInput):
+        KeyStore.from_runtime(runtime).ensure("../etc", "admin")
+
+
+def test_pseudonym_is_hmac_sha256_hex():
+    key = b"k" * 32
+    assert pseudonym(key, "ABC") == hmac.new(key, b"ABC", hashlib.sha256).hexdigest()
+    assert pseudonym(key, "ABC") != pseudonym(b"j" * 32, "ABC")
+
+
+def test_pseudonym_table_hashes_distinct_values_once():
+    key = b"k" * 32
+    ids = pl.Series(["B", "A", "B", None, "A", "C"])
+    table = pseudonym_table(key, ids, source="SRC", target="PID")
+    assert table["SRC"].to_list() == ["A", "B", "C"]
+    assert table["PID"].to_list() == [pseudonym(key, v) for v in "ABC"]
+    assert table.schema == {"SRC": pl.String, "PID": pl.String}

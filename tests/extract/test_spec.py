@@ -1,0 +1,80 @@
+"""Bad specs give one clear error naming the place of the mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from pds_kernel.errors import InvalidInput
+from pds_kernel.extract.spec import PERSON_ID, check_against_lake, load_spec, parse_spec
+
+from extract_lake import DIABETES_SPEC, write_spec
+
+BASE = """
+project: diab-study
+years: [2022, 2023]
+include:
+  - drug: {atc: [A10]}
+tables:
+  ER_PRS_F: [EXE_SOI_DTD]
+"""
+
+
+def test_full_spec_parses():
+    spec = parse_spec(DIABETES_SPEC)
+    assert spec.project == "diab-study"
+    assert [c.kind for c in spec.include] == ["drug"] and spec.include[0].codes == ("A10",)
+    assert spec.generalise.birth_year and spec.generalise.departement and spec.generalise.care_month
+    # person keys become PERSON_ID, the birth month goes with birth_date: year
+    assert spec.output_columns("IR_BEN_R") == (PERSON_ID, "BEN_NAI_ANN", "BEN_SEX_COD", "BEN_RES_DPT", "BEN_RES_COM")
+    assert spec.output_columns("IR_PHA_R")[0] == "PHA_CIP_C13"
+    assert len(spec.sha256) == 64
+
+
+@pytest.mark.parametrize("change, message", [
+    ("tables: {ER_PRS_X: all}", "unknown table 'ER_PRS_X'"),
+    ("tables: {ER_PRS_F: [NOPE]}", r"tables.ER_PRS_F\[0\]: unknown column 'NOPE'"),
+    ("include: [{drug: {atc: [A1O]}}]", r"include\[0\].drug.atc\[0\]: 'A1O' is not an ATC"),
+    ("include: [{diagnosis: {icd10: [I21, '21I']}}]", r"include\[0\].diagnosis.icd10\[1\]: '21I' is not an ICD-10"),
+    ("include: [{diagnosis: {icd10: [I21], where: [main]}}]", r"where\[0\]: 'main'"),
+    ("include: [{smoker: true}]", "unknown criterion 'smoker'"),
+    ("include: []", "at least one inclusion criterion"),
+    ("years: [2021, 2023]", "consecutive"),
+    ("period: {from: 2021-01-01, to: 2022-06-30}", "must lie within the years"),
+    ("generalise: {birth_date: day}", "only 'year'"),
+    ("colour: blue", "unknown key"),
+    ("quasi_identifiers: [BEN_NIR_PSA]", "not a \\(non-identifier\\) column"),
+    ("linkage: {file: c.csv, source_id: NIR_ANO_17, subject_id: SUBJECT}", "linkage.source_id"),
+    ("project: ../etc", "invalid project id"),
+])
+def test_bad_specs(change, message):
+    key = change.split(":")[0]
+    lines = [line for line in BASE.strip().splitlines() if not line.startswith(key) and not
+             (key in ("include", "tables") and line.startswith("  "))]
+    if key == "include":
+        lines.append("tables: {ER_PRS_F: [EXE_SOI_DTD]}")
+    if key == "tables":
+        lines.append("include: [{drug: {atc: [A10]}}]")
+    text = "\n".join(lines + [change])
+    with pytest.raises(InvalidInput, match=message):
+        parse_spec(text, "spec.yaml")
+
+
+def test_dates_outside_the_lake(small_lake, tmp_path):
+    spec = load_spec(write_spec(tmp_path, BASE.replace("[2022, 2023]", "[2023, 2024]")))
+    with pytest.raises(InvalidInput, match="years 2024 are outside the lake's data"):
+        check_against_lake(spec, small_lake.path)
+    check_against_lake(load_spec(write_spec(tmp_path, BASE)), small_lake.path)
+
+
+def test_missing_table_in_lake(small_lake, tmp_path):
+    import shutil
+
+    shutil.rmtree(small_lake.path / "KI_CCI_R")
+    spec = load_spec(write_spec(tmp_path, BASE.replace("ER_PRS_F: [EXE_SOI_DTD]", "KI_CCI_R: all")))
+    with pytest.raises(InvalidInput, match="needs table\\(s\\) KI_CCI_R"):
+        check_against_lake(spec, small_lake.path)
+
+
+def test_linkage_file_is_resolved_next_to_the_spec(tmp_path):
+    path = write_spec(tmp_path, BASE + "linkage: {file: cohort.csv, source_id: BEN_NIR_PSA, subject_id: SUBJECT}\n")
+    assert load_spec(path).linkage.file == (tmp_path / "cohort.csv").resolve()
