@@ -92,14 +92,18 @@ def _check_files(directory: Path, spec: ExtractSpec, report: ConformityReport) -
     return tables
 
 
-def _raw_hits(column: pl.Series, raw_ids: pl.Series) -> int:
+def _count_in(values: pl.Series, reference: pl.DataFrame) -> int:
+    """How many of ``values`` appear in the one-column frame ``reference`` (a hash join)."""
+    return pl.DataFrame({"v": values}).join(reference, on="v", how="semi").height
+
+
+def _raw_hits(column: pl.Series, raw_ids: pl.DataFrame) -> int:
     """How many values of a text column are, or contain as a token, a raw identifier."""
     values = column.drop_nulls()
     if values.is_empty():
         return 0
-    whole = int(values.is_in(raw_ids).sum())
     tokens = values.str.extract_all(_TOKEN).explode().drop_nulls()
-    return whole + int(tokens.is_in(raw_ids).sum())
+    return _count_in(values, raw_ids) + _count_in(tokens, raw_ids)
 
 
 def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series, raw_ids: pl.Series) -> ConformityReport:
@@ -110,8 +114,8 @@ def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series, raw_ids
     for name in spec.output_tables():
         if name not in tables:
             report.refuse(f"table {name} is missing from the extract")
-    raw_ids = raw_ids.cast(pl.String).drop_nulls().unique()
-    cohort = cohort.cast(pl.String).unique()
+    raw_frame = pl.DataFrame({"v": raw_ids.cast(pl.String).drop_nulls().unique()})
+    cohort_frame = pl.DataFrame({"v": cohort.cast(pl.String).unique()})
     for name, path in sorted(tables.items()):
         df = pl.read_parquet(path)
         allowed = spec.output_columns(name)
@@ -122,11 +126,12 @@ def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series, raw_ids
                 report.refuse(f"{name}.{column} is not allowed by the spec")
         for column, dtype in df.schema.items():
             if dtype == pl.String:
-                hits = _raw_hits(df[column], raw_ids)
+                hits = _raw_hits(df[column], raw_frame)
                 if hits:
                     report.refuse(f"{name}.{column} holds {hits} raw identifier value(s) of the lake")
         if PERSON_ID in df.columns:
-            outside = df.select(pl.col(PERSON_ID)).unique().filter(~pl.col(PERSON_ID).is_in(cohort)).height
+            persons = df[PERSON_ID].drop_nulls().unique()
+            outside = persons.len() - _count_in(persons, cohort_frame) + df[PERSON_ID].null_count()
             if outside:
                 report.refuse(f"{name} holds {outside} person(s) outside the cohort")
         _check_generalised(name, df, spec, report)
