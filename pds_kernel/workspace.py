@@ -1,0 +1,156 @@
+"""What a researcher imports in a notebook: the project's extract, a Dask cluster, the export gate.
+
+    from pds_kernel import workspace as ws
+    ws.tables()                                   # ['COHORT', 'ER_PRS_F', ...]
+    prs = ws.open_table("ER_PRS_F")               # polars LazyFrame over /data/ER_PRS_F.parquet
+    client = ws.dask_client()                     # Dask cluster inside this workspace
+    ddf = ws.dask_dataframe("ER_PRS_F")           # the same table as a Dask DataFrame
+    ws.request_export(["results/table1.csv"], "Table 1 of the article")
+
+The extract is read-only at ``$PDS_DATA_DIR`` (``/data``), one Parquet file per table and a
+``manifest.json``; only tables listed there (or present as files) can be opened, so a name never
+becomes an arbitrary path. Inside the local sandbox the Dask cluster is a ``LocalCluster`` in the
+same sandbox (same isolation, same limits), with its dashboard on loopback for
+jupyter-server-proxy. On Kubernetes (``DASK_GATEWAY__ADDRESS`` set) it is a dask-gateway cluster.
+Results leave only through :func:`request_export`, which hands files to the airlock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import polars as pl
+
+from .errors import InvalidInput, NotFound
+
+DEFAULT_DATA_DIR = "/data"
+MANIFEST = "manifest.json"
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def data_dir() -> Path:
+    """Where the extract is: ``$PDS_DATA_DIR``, default ``/data``."""
+    return Path(os.environ.get("PDS_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def manifest() -> dict:
+    """The extract's manifest (build id, period, tables with rows, columns and SHA-256)."""
+    path = data_dir() / MANIFEST
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def tables() -> list[str]:
+    """Names of the tables of this project's extract."""
+    listed = manifest().get("tables")
+    if listed:
+        return sorted(name for name in listed if _TABLE_NAME.match(name))
+    root = data_dir()
+    if not root.is_dir():
+        raise NotFound(f"no extract at {root}: is this a project workspace?")
+    return sorted(p.stem for p in root.glob("*.parquet") if _TABLE_NAME.match(p.stem))
+
+
+def table_path(name: str) -> Path:
+    """The Parquet file of table ``name`` (validated against :func:`tables`)."""
+    if not isinstance(name, str) or not _TABLE_NAME.match(name):
+        raise InvalidInput(f"invalid table name {name!r}")
+    known = tables()
+    if name not in known:
+        raise NotFound(f"table {name} is not in this project's extract (tables: {', '.join(known) or 'none'})")
+    entry = manifest().get("tables", {}).get(name, {})
+    file = entry.get("file", f"{name}.parquet")
+    if "/" in file or file.startswith(".") or not file.endswith(".parquet"):
+        raise InvalidInput(f"the manifest names an unexpected file for {name}: {file!r}")
+    return data_dir() / file
+
+
+def open_table(name: str) -> pl.LazyFrame:
+    """Table ``name`` as a polars LazyFrame (nothing is read until ``collect()``)."""
+    return pl.scan_parquet(table_path(name))
+
+
+def dask_dataframe(name: str, **read_parquet_options: Any):
+    """Table ``name`` as a Dask DataFrame (computed on the cluster of :func:`dask_client` if any)."""
+    import dask.dataframe as dd
+
+    return dd.read_parquet(str(table_path(name)), **read_parquet_options)
+
+
+def _dashboard_link(port: int) -> str:
+    """The dashboard as the browser reaches it: through jupyter-server-proxy under the server's
+    prefix (``/user/<name>/<project>/proxy/<port>/status``)."""
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    return f"{prefix.rstrip('/')}/proxy/{port}/status"
+
+
+def dask_client(workers: int | None = None):
+    """A Dask client on this workspace's cluster, started on first use and reused afterwards.
+
+    Workers default to ``$PDS_DASK_WORKERS`` (the project's setting in the registry); memory is
+    shared out of ``$PDS_MEM_LIMIT_MB`` (one share kept for the notebook's own kernel)."""
+    import dask
+    from distributed import Client, LocalCluster, default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        pass
+    workers = workers or int(os.environ.get("PDS_DASK_WORKERS") or 2)
+    if workers < 1:
+        raise InvalidInput(f"a Dask cluster needs at least one worker, not {workers}")
+    port = int(os.environ.get("PDS_DASK_DASHBOARD_PORT") or 8787)
+    dask.config.set({"distributed.dashboard.link": _dashboard_link(port)})
+    if os.environ.get("DASK_GATEWAY__ADDRESS"):
+        from dask_gateway import Gateway
+
+        cluster = Gateway().new_cluster()
+        cluster.scale(workers)
+        return cluster.get_client()
+    mem_limit_mb = int(os.environ.get("PDS_MEM_LIMIT_MB") or 0)
+    memory_limit = f"{mem_limit_mb // (workers + 1)}MiB" if mem_limit_mb else "auto"
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=f"127.0.0.1:{port}", memory_limit=memory_limit,
+        local_directory=os.environ.get("TMPDIR") or "/tmp",
+    )
+    return Client(cluster)
+
+
+def _export_files(files: Iterable[str | os.PathLike]) -> list[Path]:
+    """Resolve the files to export: each must be a file inside the home (never the extract)."""
+    home = Path(os.environ.get("HOME") or Path.home()).resolve()
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    resolved = []
+    for item in files:
+        path = Path(item)
+        path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+        if not path.is_relative_to(home):
+            raise InvalidInput(f"{item} is not in your home ({home}): only your own results can be exported")
+        if not path.is_file():
+            raise NotFound(f"{item} is not a file")
+        resolved.append(path)
+    if not resolved:
+        raise InvalidInput("give at least one file to export")
+    return resolved
+
+
+def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
+                   context: str | None = None):
+    """Ask for ``files`` to leave the workspace: they go to the airlock for checks and review.
+
+    ``justification`` says what the files are and why they are needed (reviewers read it);
+    ``context`` can describe how they were produced. Returns what the airlock answers (the
+    request and its automatic check results)."""
+    if not justification or not justification.strip():
+        raise InvalidInput("say why these files must leave the workspace (justification)")
+    paths = _export_files(files)
+    from .airlock.client import submit  # the airlock may be deployed without this module
+
+    return submit(files=[str(p) for p in paths], justification=justification.strip(), context=context)

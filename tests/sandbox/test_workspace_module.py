@@ -1,0 +1,105 @@
+"""``pds_kernel.workspace`` against a small Parquet extract, in this process and in a real sandbox."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from pds_kernel import workspace as ws
+from pds_kernel.errors import InvalidInput, NotFound
+from pds_kernel.sandbox.exec import run_in_sandbox
+
+
+@pytest.fixture
+def extract(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    pl.DataFrame({"person": ["a", "b", "a", "c"], "amount": [1.0, 2.0, 3.0, 4.0]}).write_parquet(data / "ER_PRS_F.parquet")
+    pl.DataFrame({"person": ["a", "b", "c"]}).write_parquet(data / "COHORT.parquet")
+    (data / "manifest.json").write_text(json.dumps({"tables": {
+        "ER_PRS_F": {"file": "ER_PRS_F.parquet", "rows": 4}, "COHORT": {"file": "COHORT.parquet", "rows": 3}}}))
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("PDS_DATA_DIR", str(data))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(home)
+    return data
+
+
+def test_tables_and_polars(extract):
+    assert ws.tables() == ["COHORT", "ER_PRS_F"]
+    totals = ws.open_table("ER_PRS_F").group_by("person").agg(pl.col("amount").sum()).sort("person").collect()
+    assert totals.to_dict(as_series=False) == {"person": ["a", "b", "c"], "amount": [4.0, 2.0, 4.0]}
+
+
+def test_tables_without_manifest(extract):
+    (extract / "manifest.json").unlink()
+    assert ws.tables() == ["COHORT", "ER_PRS_F"]
+
+
+@pytest.mark.parametrize("name, error", [
+    ("../../etc/passwd", InvalidInput), ("ER_PRS_F.parquet", InvalidInput), ("IR_BEN_R", NotFound),
+    ("", InvalidInput),
+])
+def test_table_names_are_validated(extract, name, error):
+    with pytest.raises(error):
+        ws.open_table(name)
+
+
+def test_manifest_cannot_point_outside(extract):
+    (extract / "manifest.json").write_text(json.dumps({"tables": {"ER_PRS_F": {"file": "../secret.parquet"}}}))
+    with pytest.raises(InvalidInput, match="unexpected file"):
+        ws.table_path("ER_PRS_F")
+
+
+def test_dask_dataframe_without_cluster(extract):
+    assert ws.dask_dataframe("ER_PRS_F")["amount"].sum().compute(scheduler="sync") == 10.0
+
+
+def test_request_export_validates_files(extract, tmp_path):
+    with pytest.raises(InvalidInput, match="justification"):
+        ws.request_export(["x.csv"], "  ")
+    with pytest.raises(InvalidInput, match="not in your home"):
+        ws.request_export([extract / "ER_PRS_F.parquet"], "want the data")
+    with pytest.raises(InvalidInput, match="not in your home"):
+        ws.request_export(["../data/ER_PRS_F.parquet"], "relative escape")
+    with pytest.raises(NotFound):
+        ws.request_export(["missing.csv"], "a table")
+    (tmp_path / "home" / "link.parquet").symlink_to(extract / "ER_PRS_F.parquet")
+    with pytest.raises(InvalidInput, match="not in your home"):
+        ws.request_export(["link.parquet"], "through a link")
+    (tmp_path / "home" / "table1.csv").write_text("a,b\n")
+    assert ws._export_files(["table1.csv"]) == [(tmp_path / "home" / "table1.csv").resolve()]
+
+
+@pytest.mark.functional
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_dask_cluster_inside_the_sandbox(world):
+    """The Dask LocalCluster runs in the sandbox, under its limits, on the project's extract."""
+    world.registry.upsert_project("admin", "proj-a", mem_limit_mb=4096)
+    script = (
+        "import json\n"
+        "from pds_kernel import workspace as ws\n"
+        "client = ws.dask_client()\n"
+        "ddf = ws.dask_dataframe('ER_PRS_F')\n"
+        "out = {'workers': len(client.scheduler_info()['workers']),\n"
+        "       'total': float(ddf['amount'].sum().compute()),\n"
+        "       'persons': int(ddf['person'].nunique().compute()),\n"
+        "       'link': client.dashboard_link, 'tables': ws.tables()}\n"
+        "client.close(); client.cluster.close()\n"
+        "json.dump(out, open('/home/jovyan/dask.json', 'w'))\n"
+    )
+    code = run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", script], actor="test",
+                          env={"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/proj-a/"}, timeout=120)
+    assert code == 0
+    out = json.loads((world.runtime.settings.paths.homes / "proj-a" / "alice" / "dask.json").read_text())
+    expected = pl.read_parquet(world.runtime.settings.paths.projects / "proj-a" / "extract" / "ER_PRS_F.parquet")
+    assert out["workers"] == 2
+    assert out["total"] == pytest.approx(expected["amount"].sum())
+    assert out["persons"] == expected["person"].n_unique()
+    assert out["link"] == "/user/alice/proj-a/proxy/8787/status"
+    assert out["tables"] == ["ER_PRS_F"]
