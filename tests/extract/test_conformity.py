@@ -1,0 +1,125 @@
+"""The conformity check catches what must never reach a project: each planted fault is named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+
+import polars as pl
+import pytest
+from extract_lake import DIABETES_SPEC
+
+from pds_kernel.errors import DisclosureRisk
+from pds_kernel.extract.build import raw_identifiers, run_build, run_check, write_parquet
+from pds_kernel.extract.conformity import check_extract, sha256_file
+from pds_kernel.extract.spec import PERSON_ID, parse_spec
+
+SPEC = parse_spec(DIABETES_SPEC)
+
+
+@pytest.fixture
+def extract(runtime, registry, small_lake, tmp_path):
+    """A writable copy of a conforming extract, with what the check needs."""
+    built = run_build(runtime, "diab-study", SPEC, actor="root")
+    copy = tmp_path / "copy"
+    shutil.copytree(built.path, copy)
+    for path in [copy, *copy.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    cohort = pl.read_parquet(copy / "COHORT.parquet")[PERSON_ID]
+    return copy, cohort, raw_identifiers(small_lake.path)
+
+
+def _rewrite(directory, table, change):
+    """Apply ``change`` to one table and record the new hash, so only the planted fault remains."""
+    path = directory / f"{table}.parquet"
+    write_parquet(change(pl.read_parquet(path)), path)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["tables"][table]["sha256"] = sha256_file(path)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_conforming_copy_passes(extract):
+    directory, cohort, raw = extract
+    report = check_extract(directory, SPEC, cohort, raw)
+    assert report.ok, report.reasons
+    assert report.k_min is not None and report.k_min >= 1
+
+
+def test_planted_raw_identifier_value(extract, small_lake):
+    directory, cohort, raw = extract
+    nir = small_lake.rows["IR_BEN_R"][0]["BEN_NIR_PSA"]
+    _rewrite(directory, "ER_PRS_F", lambda df: df.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(f"note: id={nir}")).otherwise(pl.col("PFS_EXE_NUM"))
+        .alias("PFS_EXE_NUM")))
+    report = check_extract(directory, SPEC, cohort, raw)
+    assert not report.ok
+    assert report.reasons == ["ER_PRS_F.PFS_EXE_NUM holds 1 raw identifier value(s) of the lake"]
+    assert nir not in " ".join(report.reasons)  # the reason never repeats the identifier
+
+
+def test_raw_identifier_column(extract, small_lake):
+    directory, cohort, raw = extract
+    _rewrite(directory, "T_MCOaaC", lambda df: df.with_columns(pl.lit("x").alias("NIR_ANO_17")))
+    report = check_extract(directory, SPEC, cohort, raw)
+    assert "T_MCOaaC.NIR_ANO_17 is a raw identifier column" in report.reasons
+
+
+def test_extra_column(extract):
+    directory, cohort, raw = extract
+    _rewrite(directory, "T_MCOaaB", lambda df: df.with_columns(pl.lit(3).alias("SEJ_NBJ")))
+    report = check_extract(directory, SPEC, cohort, raw)
+    assert report.reasons == ["T_MCOaaB.SEJ_NBJ is not allowed by the spec"]
+
+
+def test_person_outside_the_cohort(extract):
+    directory, cohort, raw = extract
+    _rewrite(directory, "ER_PRS_F", lambda df: pl.concat([df, df.head(1).with_columns(
+        pl.lit("f" * 64).alias(PERSON_ID))]))
+    report = check_extract(directory, SPEC, cohort, raw)
+    assert report.reasons == ["ER_PRS_F holds 1 person(s) outside the cohort"]
+
+
+def test_ungeneralised_quasi_identifiers(extract):
+    directory, cohort, raw = extract
+    _rewrite(directory, "ER_PRS_F", lambda df: df.with_columns(pl.lit(date(2022, 5, 17)).alias("EXE_SOI_DTD")))
+    _rewrite(directory, "IR_BEN_R", lambda df: df.with_columns(pl.lit("13055").alias("BEN_RES_COM")))
+    report = check_extract(directory, SPEC, cohort, raw)
+    assert sorted(report.reasons) == sorted([
+        f"ER_PRS_F.EXE_SOI_DTD: {pl.read_parquet(directory / 'ER_PRS_F.parquet').height} date(s) not generalised to the month",
+        f"IR_BEN_R.BEN_RES_COM: {pl.read_parquet(directory / 'IR_BEN_R.parquet').height} value(s) finer than a département",
+    ])
+
+
+def test_tampered_or_unlisted_file(extract):
+    directory, cohort, raw = extract
+    (directory / "notes.csv").write_text("hello\n")
+    path = directory / "IR_PHA_R.parquet"
+    write_parquet(pl.read_parquet(path).head(1), path)
+    report = check_extract(directory, SPEC, cohort, raw)
+    assert "file notes.csv is not listed in the manifest" in report.reasons
+    assert "file IR_PHA_R.parquet does not match the SHA-256 recorded in the manifest" in report.reasons
+
+
+def test_min_k_refuses_the_build(runtime, registry, small_lake):
+    spec = parse_spec(DIABETES_SPEC + "min_k: 1000\n")
+    with pytest.raises(DisclosureRisk, match="k-anonymity 1 is below the spec's min_k 1000"):
+        run_build(runtime, "diab-study", spec, actor="root")
+    assert not (runtime.settings.paths.projects / "diab-study" / "extract").exists()
+    assert not list((runtime.settings.paths.projects / "diab-study").glob(".staging-*"))
+    entry = runtime.audit.entries(action="extract.build")[-1]
+    assert entry.outcome == "failed" and "min_k" in entry.details["reason"]
+
+
+def test_check_command_catches_tampering_of_the_published_extract(runtime, registry, small_lake):
+    built = run_build(runtime, "diab-study", SPEC, actor="root")
+    target = built.path / "IR_PHA_R.parquet"
+    built.path.chmod(0o755)
+    target.chmod(0o644)
+    target.write_bytes(b"not parquet any more")
+    with pytest.raises(Exception):
+        pl.read_parquet(target)
+    target.unlink()
+    report = run_check(runtime, "diab-study", actor="root")
+    assert not report.ok and "file IR_PHA_R.parquet listed in the manifest is missing" in report.reasons
+    assert runtime.audit.entries(action="extract.check")[-1].outcome == "failed"
