@@ -1,0 +1,80 @@
+"""Rules that read any text a file carries: identifiers, day-level dates, free text.
+
+Each rule is a small pure function over one string, returning ``(rule, status, message)`` tuples;
+:func:`scan_value` runs them all. Tables call it per header and per text cell, text files per line.
+
+- NIR-like strings (the French social-security number, 13 digits + key): fail.
+- the project's pseudonyms (64 hexadecimal characters, HMAC-SHA256): fail.
+- the lake's person-key column names (``BEN_NIR_PSA``, ``NIR_ANO_17``...) as a header: fail.
+- 17-character alphanumeric tokens (the shape of SNDS pseudonymised keys): review.
+- day-level dates (ISO, French, SAS ``01JAN2020``): review (month or year is usually enough).
+- free text (long sentences in a table cell; any text file): review.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from ...snds.tables import TABLES
+from .result import Status
+
+NIR = re.compile(
+    r"(?<![0-9A-Za-z])[12] ?[0-9]{2} ?(?:0[1-9]|1[0-2]|[2-9][0-9]) ?(?:[0-9]{2}|2[ABab]) ?"
+    r"[0-9]{3} ?[0-9]{3}(?: ?[0-9]{2})?(?![0-9A-Za-z])"
+)
+PSEUDONYM = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])")
+LAKE_KEY = re.compile(r"(?<![0-9A-Za-z])(?=[A-Za-z]*[0-9])(?=[0-9]*[A-Za-z])[A-Za-z0-9]{17}(?![0-9A-Za-z])")
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+DAY_DATE = re.compile(
+    r"(?<![0-9])(?:(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[1-9]|[12][0-9]|3[01])/(?:0[1-9]|1[0-2])/(?:19|20)[0-9]{2}"
+    rf"|(?:0[1-9]|[12][0-9]|3[01])(?:{_MONTHS})(?:19|20)?[0-9]{{2}})(?![0-9])",
+    re.IGNORECASE,
+)
+FREE_TEXT_WORDS = 8  #: a cell with this many words or more is free text
+FREE_TEXT_CHARS = 80
+
+
+@lru_cache(maxsize=1)
+def person_key_columns() -> frozenset[str]:
+    """Column names that carry a person identifier somewhere in the SNDS profile."""
+    names = {key for table in TABLES.values() for key in table.person_keys}
+    return frozenset(names | {"NIR", "NIR_ANO_17", "BEN_NIR_PSA", "BEN_IDT_ANO", "BEN_NIR_ANO"})
+
+
+def identifier_rules(value: str) -> list[tuple[str, Status, str]]:
+    out = []
+    if NIR.search(value):
+        out.append(("identifier", Status.FAIL, "looks like a NIR (social-security number)"))
+    if PSEUDONYM.search(value):
+        out.append(("identifier", Status.FAIL, "looks like a project pseudonym (64 hexadecimal characters)"))
+    elif LAKE_KEY.search(value):
+        out.append(("identifier", Status.REVIEW, "looks like an SNDS person key (17 letters and digits)"))
+    return out
+
+
+def date_rules(value: str) -> list[tuple[str, Status, str]]:
+    if DAY_DATE.search(value):
+        return [("day-date", Status.REVIEW, "day-level date: publish months or years unless the day is needed")]
+    return []
+
+
+def free_text_rules(value: str) -> list[tuple[str, Status, str]]:
+    if len(value) >= FREE_TEXT_CHARS or len(value.split()) >= FREE_TEXT_WORDS:
+        return [("free-text", Status.REVIEW, "free text: a checker must read it")]
+    return []
+
+
+def header_rules(name: str) -> list[tuple[str, Status, str]]:
+    if name.strip().upper() in person_key_columns():
+        return [("identifier", Status.FAIL, f"column {name!r} is a person identifier of the SNDS")]
+    return identifier_rules(name)
+
+
+def scan_value(value: str, *, free_text: bool = True) -> list[tuple[str, Status, str]]:
+    """Every identifier, date and free-text finding for one string."""
+    found = identifier_rules(value) + date_rules(value)
+    if free_text:
+        found += free_text_rules(value)
+    return found

@@ -1,0 +1,87 @@
+"""Which kind of output a file is, decided from its extension and confirmed by its first bytes.
+
+Unknown extensions fail (deny by default); blocked ones fail with the reason; a file whose content
+does not match its extension (a ZIP renamed ``.csv``, an executable renamed ``.png``) fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from .result import Finding, Status
+
+#: extension -> kind. Everything not listed is refused.
+KINDS: dict[str, str] = {
+    ".csv": "table", ".tsv": "table", ".parquet": "table", ".xlsx": "table",
+    ".png": "figure", ".jpg": "figure", ".jpeg": "figure", ".pdf": "figure",
+    ".txt": "text", ".md": "text", ".json": "text", ".log": "text",
+    ".onnx": "model", ".joblib": "model", ".pt": "model", ".rds": "model",
+}
+
+#: extensions refused outright, with the reason a researcher is shown.
+BLOCKED: dict[str, str] = {
+    ".zip": "archives hide their content from review; submit the files themselves",
+    ".gz": "archives hide their content from review; submit the files themselves",
+    ".tar": "archives hide their content from review; submit the files themselves",
+    ".7z": "archives hide their content from review; submit the files themselves",
+    ".pkl": "pickles run code when opened; export the model as ONNX or its coefficients as CSV",
+    ".pickle": "pickles run code when opened; export the model as ONNX or its coefficients as CSV",
+    ".svg": "SVG figures can embed the plotted data and scripts; export PNG or PDF",
+    ".gph": "Stata graphs embed the plotted data; export PNG or PDF",
+    ".sqlite": "databases are microdata; export aggregated tables",
+    ".db": "databases are microdata; export aggregated tables",
+    ".feather": "export tables as CSV, Parquet or XLSX",
+    ".exe": "executables cannot leave the workspace",
+    ".sh": "scripts cannot leave the workspace; describe the method in text",
+    ".py": "code is reviewed separately; describe the method in text",
+    ".ipynb": "notebooks carry outputs and data; export the tables and figures themselves",
+}
+
+_MAGIC: dict[str, tuple[bytes, ...]] = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".pdf": (b"%PDF-",),
+    ".xlsx": (b"PK\x03\x04",),
+    ".parquet": (b"PAR1",),
+}
+
+#: first bytes of formats that must never pass as text (executables, archives, images, pickles).
+_BINARY_MARKERS = (b"\x7fELF", b"MZ", b"PK\x03\x04", b"\x1f\x8b", b"\x80\x04", b"\x80\x05", b"%PDF-",
+                   b"\x89PNG")
+
+
+def extension(name: str) -> str:
+    return PurePosixPath(name).suffix.lower()
+
+
+def kind_of(name: str) -> str:
+    """The kind of ``name`` from its extension: table, figure, text, model, or ``blocked``/``unknown``."""
+    ext = extension(name)
+    if ext in BLOCKED:
+        return "blocked"
+    return KINDS.get(ext, "unknown")
+
+
+def check_type(name: str, head: bytes, allowed: frozenset[str] | None = None) -> list[Finding]:
+    """Findings about the type of a file called ``name`` whose first bytes are ``head``."""
+    ext = extension(name)
+    if ext in BLOCKED:
+        return [Finding("file-type", Status.FAIL, f"{ext} files are blocked: {BLOCKED[ext]}")]
+    if ext not in KINDS or (allowed is not None and ext not in allowed):
+        return [Finding("file-type", Status.FAIL,
+                        f"file type {ext or '(none)'} is not allowed out of the workspace "
+                        f"(allowed: {', '.join(sorted(allowed if allowed is not None else KINDS))})")]
+    magic = _MAGIC.get(ext)
+    if magic is not None and not any(head.startswith(m) for m in magic):
+        return [Finding("file-type", Status.FAIL, f"the content of this file is not {ext[1:].upper()}")]
+    if ext == ".parquet":
+        return []
+    if KINDS[ext] in {"table", "text"} and ext != ".xlsx":
+        if any(head.startswith(m) for m in _BINARY_MARKERS) or b"\x00" in head:
+            return [Finding("file-type", Status.FAIL, f"this {ext} file holds binary content, not text")]
+    if KINDS[ext] == "model":
+        return [Finding("model", Status.REVIEW,
+                        "model files cannot be checked automatically: a checker must confirm they "
+                        "hold no individual records (e.g. training data, support vectors, leaves of one person)")]
+    return []

@@ -1,0 +1,113 @@
+"""What a check says about a file: pass / review / fail, with the reasons and where.
+
+Findings name the rule, the status it implies, a sentence for humans, and a location (a table cell
+as row/column positions of the rendered table, or a line number of a text file). Long lists are
+capped so a million-cell table cannot produce a million-row report: the cap keeps the first
+findings and the count of the rest.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+
+class Status(str, enum.Enum):
+    PASS = "pass"
+    REVIEW = "review"
+    FAIL = "fail"
+
+    @property
+    def rank(self) -> int:
+        return {"pass": 0, "review": 1, "fail": 2}[self.value]
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """The most severe of ``statuses`` (pass when empty)."""
+    result = Status.PASS
+    for status in statuses:
+        if Status(status).rank > result.rank:
+            result = Status(status)
+    return result
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str  #: e.g. "small-cell", "identifier", "day-date"
+    status: Status
+    message: str
+    row: int | None = None  #: 0-based data row of a table (header excluded)
+    col: int | None = None  #: 0-based column of a table
+    line: int | None = None  #: 1-based line of a text file
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return {k: v for k, v in data.items() if v is not None}
+
+
+#: Findings kept per rule; the rest are counted, not listed.
+MAX_FINDINGS_PER_RULE = 500
+
+
+@dataclass
+class FileCheck:
+    """The result of checking one file."""
+
+    kind: str
+    findings: list[Finding] = field(default_factory=list)
+    omitted: dict[str, int] = field(default_factory=dict)  #: rule -> findings beyond the cap
+    rule_status: dict[str, Status] = field(default_factory=dict)  #: rule -> worst status seen
+    _kept: dict[str, int] = field(default_factory=dict, repr=False)
+    _seen: set = field(default_factory=set, repr=False)
+
+    def add(self, finding: Finding) -> None:
+        self.rule_status[finding.rule] = worst([self.rule_status.get(finding.rule, Status.PASS),
+                                                finding.status])
+        located = finding.row is not None or finding.line is not None
+        key = ((finding.rule, finding.row, finding.col, finding.line) if located
+               else (finding.rule, finding.col, finding.message))
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        kept = self._kept.get(finding.rule, 0)
+        if kept >= MAX_FINDINGS_PER_RULE:
+            self.omitted[finding.rule] = self.omitted.get(finding.rule, 0) + 1
+            return
+        self._kept[finding.rule] = kept + 1
+        self.findings.append(finding)
+
+    def extend(self, findings: Iterable[Finding]) -> None:
+        for finding in findings:
+            self.add(finding)
+
+    @property
+    def status(self) -> Status:
+        return worst(self.rule_status.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "status": self.status.value,
+            "rules": {rule: status.value for rule, status in sorted(self.rule_status.items())},
+            "findings": [f.to_dict() for f in self.findings],
+            "omitted": dict(self.omitted),
+        }
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Disclosure thresholds for one project, passed explicitly (never a module global)."""
+
+    min_cell: int = 10
+    dominance_n: int = 2
+    dominance_k: float = 90.0  #: in %
+    p_ratio: float = 10.0  #: in %
+    min_dof: int = 10
+
+    @classmethod
+    def from_settings(cls, disclosure, min_cell: int | None = None) -> "Thresholds":
+        return cls(min_cell=min_cell or disclosure.min_cell, dominance_n=disclosure.dominance_n,
+                   dominance_k=disclosure.dominance_k, p_ratio=disclosure.p_ratio,
+                   min_dof=disclosure.min_dof)

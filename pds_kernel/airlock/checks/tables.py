@@ -1,0 +1,292 @@
+"""Rules for tables: reading them, small cells, zeros, cells recoverable from margins, magnitudes.
+
+A table is read into a :class:`LoadedTable`: its label columns (categories) and its numeric block
+(the published values, ``NaN`` where a cell is suppressed: empty, ``*``, ``<10``...). Cell findings
+use positions in that table (0-based data row, 0-based column), which is also how the web page
+renders it, so failing cells can be highlighted.
+
+Counts (non-negative integers): a cell in ``(0, min_cell)`` fails, a zero asks for review (it may
+be structural or may reveal that nobody in a group has an attribute), a suppressed cell that is the
+only one of its row or column next to a published total fails (total minus the others recovers it).
+
+Magnitudes (means, sums...): dominance and p-ratio need the microdata, so they are judged only from
+evidence the workspace attached (an ACRO record, or per-cell sum/top contributions); without
+evidence the table needs review, with that reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ...errors import InvalidInput
+from .result import Finding, Status, Thresholds
+
+SUPPRESSION_MARKERS = frozenset({"", "*", "**", "x", "X", "c", "s", "NA", "N/A", "-", "..", "<10",
+                                 "< 10", "<5", "< 5", "suppressed", "masqué", "secret"})
+_TOTAL = re.compile(r"^\s*(total|totaux|totals?|ensemble|all|sum|somme|margins?)\s*$", re.IGNORECASE)
+#: Tables larger than this are refused rather than loaded (the gate is not a data pipe).
+MAX_CELLS = 5_000_000
+
+
+@dataclass
+class LoadedTable:
+    frame: pd.DataFrame  #: as read, every column
+    labels: list[int]  #: positions of label (category) columns
+    numeric: list[int]  #: positions of value columns
+    values: np.ndarray  #: float array rows x len(numeric); NaN = suppressed or missing
+    suppressed: np.ndarray  #: bool array, True where a value cell holds a suppression marker/empty
+    total_rows: list[int] = field(default_factory=list)
+    total_cols: list[int] = field(default_factory=list)  #: positions within ``numeric``
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.frame.shape
+
+
+def read_table(path: Path, name: str) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet/XLSX table into pandas (first and only sheet of a workbook)."""
+    ext = Path(name).suffix.lower()
+    try:
+        if ext in {".csv", ".tsv"}:
+            with open(path, "rb") as fh:
+                head = fh.readline().decode("utf-8", "replace")
+            sep = "\t" if ext == ".tsv" else max([",", ";", "\t"], key=head.count)
+            frame = pd.read_csv(path, sep=sep, encoding_errors="replace", low_memory=False)
+        elif ext == ".parquet":
+            frame = pd.read_parquet(path)
+            if not isinstance(frame.index, pd.RangeIndex):
+                frame = frame.reset_index()
+        elif ext == ".xlsx":
+            sheets = pd.read_excel(path, sheet_name=None, engine="openpyxl")
+            if len(sheets) != 1:
+                raise InvalidInput(f"{name} has {len(sheets)} sheets: submit one table per file")
+            frame = next(iter(sheets.values()))
+        else:
+            raise InvalidInput(f"{name} is not a table")
+    except InvalidInput:
+        raise
+    except Exception as exc:  # a malformed file is the user's input, say so in one line
+        raise InvalidInput(f"{name} cannot be read as a table: {type(exc).__name__}: {exc}") from None
+    if frame.size > MAX_CELLS:
+        raise InvalidInput(f"{name} has {frame.size} cells, more than {MAX_CELLS}: outputs are aggregates")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _numeric_column(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values, suppressed) when the column holds numbers and suppression markers only."""
+    if pd.api.types.is_bool_dtype(series):
+        return None
+    if pd.api.types.is_numeric_dtype(series):
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        return values, np.isnan(values)
+    if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+        return None
+    text = series.astype("string").str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    bad = np.isnan(values)
+    markers = text.isna() | text.isin(SUPPRESSION_MARKERS)
+    if (bad & ~markers.to_numpy(dtype=bool, na_value=True)).any() or bad.all():
+        return None
+    return values, bad
+
+
+def _is_key_like(values: np.ndarray) -> bool:
+    """Unique, increasing whole numbers (years, codes): a label column, not counts."""
+    finite = values[~np.isnan(values)]
+    return (len(finite) == len(values) and len(values) > 1 and np.all(np.diff(values) > 0)
+            and np.all(finite == np.round(finite)))
+
+
+def analyse(frame: pd.DataFrame, label_columns: int | None = None) -> LoadedTable:
+    """Split ``frame`` into label and value columns and find suppressed cells and margins."""
+    labels, numeric, cols, supp = [], [], [], []
+    for pos, name in enumerate(frame.columns):
+        parsed = _numeric_column(frame.iloc[:, pos])
+        is_label = parsed is None
+        if label_columns is not None:
+            is_label = pos < label_columns or parsed is None
+        elif pos == 0 and parsed is not None:
+            is_label = name == "" or name.startswith("Unnamed") or _is_key_like(parsed[0])
+        if is_label:
+            labels.append(pos)
+        else:
+            numeric.append(pos)
+            cols.append(parsed[0])
+            supp.append(parsed[1])
+    rows = len(frame)
+    values = np.column_stack(cols) if cols else np.zeros((rows, 0))
+    suppressed = np.column_stack(supp) if supp else np.zeros((rows, 0), dtype=bool)
+    total_rows = []
+    for pos in labels:
+        column = frame.iloc[:, pos].astype("string").fillna("")
+        total_rows += [i for i, v in enumerate(column) if _TOTAL.match(v)]
+    total_cols = [j for j, pos in enumerate(numeric) if _TOTAL.match(frame.columns[pos])]
+    return LoadedTable(frame, labels, numeric, values, suppressed, sorted(set(total_rows)), total_cols)
+
+
+def is_count_table(table: LoadedTable) -> bool:
+    """Counts = every published value is a non-negative whole number."""
+    finite = table.values[~np.isnan(table.values)]
+    return finite.size > 0 and bool(np.all(finite >= 0) and np.all(finite == np.floor(finite)))
+
+
+def check_counts(table: LoadedTable, thresholds: Thresholds) -> list[Finding]:
+    """Small cells (fail) and zeros (review), cell by cell; margins included."""
+    findings = []
+    v = table.values
+    with np.errstate(invalid="ignore"):
+        small = (v > 0) & (v < thresholds.min_cell)
+        zero = v == 0
+    for r, c in zip(*np.nonzero(small)):
+        findings.append(Finding("small-cell", Status.FAIL,
+                                f"{int(v[r, c])} is below the threshold of {thresholds.min_cell} persons",
+                                row=int(r), col=table.numeric[c]))
+    for r, c in zip(*np.nonzero(zero)):
+        findings.append(Finding("zero", Status.REVIEW,
+                                "zero cell: confirm it is structural (impossible combination), "
+                                "else it reveals that nobody in this group has the attribute",
+                                row=int(r), col=table.numeric[c]))
+    return findings
+
+
+def check_margins(table: LoadedTable) -> list[Finding]:
+    """A suppressed cell alone in its row (or column) next to a published total can be recovered."""
+    findings = []
+    supp = table.suppressed
+    body_rows = [r for r in range(supp.shape[0]) if r not in table.total_rows]
+    body_cols = [c for c in range(supp.shape[1]) if c not in table.total_cols]
+    for tc in table.total_cols:
+        for r in body_rows:
+            hidden = [c for c in body_cols if supp[r, c]]
+            if len(hidden) == 1 and not supp[r, tc]:
+                findings.append(Finding("margin-recovery", Status.FAIL,
+                                        "the only suppressed cell of its row: the row total minus the "
+                                        "other cells gives it back; suppress a second cell or the total",
+                                        row=r, col=table.numeric[hidden[0]]))
+    for tr in table.total_rows:
+        for c in body_cols:
+            hidden = [r for r in body_rows if supp[r, c]]
+            if len(hidden) == 1 and not supp[tr, c]:
+                findings.append(Finding("margin-recovery", Status.FAIL,
+                                        "the only suppressed cell of its column: the column total minus "
+                                        "the other cells gives it back; suppress a second cell or the total",
+                                        row=hidden[0], col=table.numeric[c]))
+    return findings
+
+
+# ---- magnitudes --------------------------------------------------------------------------------
+def dominance_mask(total: np.ndarray, top_n_sum: np.ndarray, k_percent: float) -> np.ndarray:
+    """(n, k) rule: True where the n largest contributors make k % or more of the cell total."""
+    total = np.asarray(total, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, np.asarray(top_n_sum, dtype=float) / total, 0.0)
+    return share >= k_percent / 100.0
+
+
+def p_ratio_mask(total: np.ndarray, top1: np.ndarray, top2: np.ndarray, p_percent: float) -> np.ndarray:
+    """p % rule: True where the others (total minus the two largest) are under p % of the largest,
+    so the second largest contributor can estimate the largest too closely."""
+    total, top1, top2 = (np.asarray(a, dtype=float) for a in (total, top1, top2))
+    rest = total - top1 - top2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(top1 > 0, rest / top1, 1.0)
+    return ratio < p_percent / 100.0
+
+
+_ACRO_RULES = {"NKCheck": ("dominance", "dominance: the largest contributors make most of this cell"),
+               "PPercentCheck": ("p-ratio", "p-ratio: the other contributors are too small to hide the largest"),
+               "MinimumThresholdCheck": ("small-cell", "fewer contributors than the threshold in this cell"),
+               "RequiredZeroCheck": ("zero", "zero cell flagged by ACRO"),
+               "PresenceOfZeroCheck": ("zero", "zero cell flagged by ACRO"),
+               "AllSameValuesCheck": ("all-same", "every contributor has the same value"),
+               "MissingCheck": ("missing", "missing values in the contributors")}
+
+
+def check_acro_record(table: LoadedTable | None, record: Mapping[str, Any],
+                      thresholds: Thresholds) -> list[Finding]:
+    """Findings from an ACRO record attached by :mod:`pds_kernel.sdc`: failing cells and dof."""
+    findings = []
+    sdc = record.get("sdc") or {}
+    cells = sdc.get("cells") or {}
+    offset = len(table.labels) if table is not None else 0
+    for check, positions in cells.items():
+        rule, message = _ACRO_RULES.get(check, (check, f"ACRO {check}"))
+        status = Status.REVIEW if rule in {"zero", "missing"} else Status.FAIL
+        for pos in positions or []:
+            r, c = int(pos[0]), int(pos[1])
+            findings.append(Finding(rule, status, f"{message} (ACRO {check})", row=r, col=c + offset))
+    dof = (record.get("properties") or {}).get("dof")
+    if dof is not None and int(dof) < thresholds.min_dof:
+        findings.append(Finding("dof", Status.FAIL,
+                                f"{int(dof)} residual degrees of freedom, fewer than {thresholds.min_dof}"))
+    status = str(record.get("status", "review"))
+    if status == "review" and not findings:
+        findings.append(Finding("acro", Status.REVIEW, f"ACRO asks for review: {record.get('summary', '')}"))
+    return findings
+
+
+def check_evidence(table: LoadedTable, evidence: Mapping[str, Any], thresholds: Thresholds) -> list[Finding]:
+    """Dominance and p-ratio from per-cell microdata evidence (arrays shaped like the value block):
+    ``sum``, ``top_n_sum`` (the ``dominance_n`` largest), ``top1``, ``top2`` and ``count``."""
+    findings = []
+    try:
+        total = np.asarray(evidence["sum"], dtype=float)
+        masks = {
+            "dominance": dominance_mask(total, evidence["top_n_sum"], thresholds.dominance_k),
+            "p-ratio": p_ratio_mask(total, evidence["top1"], evidence["top2"], thresholds.p_ratio),
+        }
+        if "count" in evidence:
+            count = np.asarray(evidence["count"], dtype=float)
+            masks["small-cell"] = (count > 0) & (count < thresholds.min_cell)
+    except (KeyError, TypeError, ValueError) as exc:
+        return [Finding("evidence", Status.REVIEW, f"the attached evidence is unusable ({exc}): review by hand")]
+    messages = {"dominance": f"the {thresholds.dominance_n} largest contributors make "
+                             f"{thresholds.dominance_k:g} % or more of this cell",
+                "p-ratio": f"the other contributors are under {thresholds.p_ratio:g} % of the largest",
+                "small-cell": f"fewer than {thresholds.min_cell} contributors"}
+    for rule, mask in masks.items():
+        if mask.shape != table.values.shape:
+            return [Finding("evidence", Status.REVIEW,
+                            f"the attached evidence is shaped {mask.shape}, the table {table.values.shape}")]
+        for r, c in zip(*np.nonzero(mask)):
+            findings.append(Finding(rule, Status.FAIL, messages[rule], row=int(r), col=table.numeric[c]))
+    return findings
+
+
+def check_text_cells(table: LoadedTable, scan) -> list[Finding]:
+    """Run the content rules on headers and on every text cell (label columns included)."""
+    findings = []
+    for pos, name in enumerate(table.frame.columns):
+        if name.startswith("Unnamed"):
+            continue
+        for rule, status, message in scan(name, header=True):
+            findings.append(Finding(rule, status, f"header: {message}", row=None, col=pos))
+    text_positions = [p for p in range(table.frame.shape[1]) if p in table.labels]
+    for pos in text_positions:
+        column = table.frame.iloc[:, pos]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            findings.append(Finding("day-date", Status.REVIEW,
+                                    "date column: publish months or years unless the day is needed", col=pos))
+            continue
+        if pd.api.types.is_numeric_dtype(column):
+            big = np.abs(column.to_numpy(dtype=float, na_value=0)) >= 1e12
+            for r in np.nonzero(big)[0]:
+                for rule, status, message in scan(str(int(column.iloc[r])), header=False):
+                    findings.append(Finding(rule, status, message, row=int(r), col=pos))
+            continue
+        uniques = column.dropna().astype(str).unique()
+        flagged = {u: scan(u, header=False) for u in uniques}
+        flagged = {u: f for u, f in flagged.items() if f}
+        if not flagged:
+            continue
+        for r, value in enumerate(column.astype("string").fillna("")):
+            for rule, status, message in flagged.get(value, ()):
+                findings.append(Finding(rule, status, message, row=r, col=pos))
+    return findings

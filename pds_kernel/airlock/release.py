@@ -1,0 +1,105 @@
+"""Copying exactly the reviewed bytes to the outbox, all or nothing.
+
+    outbox/<project>/<request>/<name>            released files (only after a complete copy)
+    outbox/<project>/.tmp-<request>-<claim>/     a release in progress (never read by anyone)
+
+:func:`copy_release` re-hashes every staged file while copying it, checks the copy against the
+SHA-256 recorded at review, fsyncs, and only then renames the temporary folder to its final name
+(one atomic ``rename``). Any mismatch or crash leaves no ``<request>`` folder: at worst a
+``.tmp-`` folder that the next attempt removes. Who may release, and the guard against two
+releases at once (a conditional UPDATE on the request row), live in :mod:`.service`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import IntegrityError
+from ..registry.names import check_project_id
+from .staging import check_file_name, check_request_id
+
+log = logging.getLogger(__name__)
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReleaseItem:
+    source: Path  #: the staged copy
+    name: str  #: the name in the outbox
+    sha256: str  #: what the reviewers approved
+
+
+def outbox_dir(outbox: Path, project: str, request_id: str) -> Path:
+    return outbox / check_project_id(project) / check_request_id(request_id)
+
+
+def remove_stale(outbox: Path, project: str, request_id: str) -> None:
+    """Remove leftovers of interrupted releases of this request."""
+    parent = outbox / check_project_id(project)
+    if parent.is_dir():
+        for leftover in parent.glob(f".tmp-{check_request_id(request_id)}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_checked(item: ReleaseItem, target: Path) -> None:
+    digest = hashlib.sha256()
+    with open(item.source, "rb") as src, open(target, "xb") as out:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    if digest.hexdigest() != item.sha256:
+        raise IntegrityError(f"{item.name} changed since it was reviewed (SHA-256 mismatch): nothing was released")
+    copy = hashlib.sha256()
+    with open(target, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            copy.update(chunk)
+    if copy.hexdigest() != item.sha256:
+        raise IntegrityError(f"the outbox copy of {item.name} differs from the reviewed bytes: nothing was released")
+    os.chmod(target, 0o444)
+
+
+def copy_release(outbox: Path, project: str, request_id: str, claim: str, items: list[ReleaseItem]) -> Path:
+    """Copy ``items`` to ``outbox/<project>/<request>/`` atomically; return the final folder."""
+    final = outbox_dir(outbox, project, request_id)
+    if final.exists():
+        raise IntegrityError(f"request {request_id} already has an outbox folder: it was released before")
+    if not claim.isalnum():
+        raise IntegrityError("bad release claim")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(outbox, project, request_id)
+    tmp = final.parent / f".tmp-{request_id}-{claim}"
+    tmp.mkdir(mode=0o750)
+    try:
+        for item in items:
+            check_file_name(item.name)
+            _copy_checked(item, tmp / item.name)
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("released request %s of %s (%d files)", request_id, project, len(items))
+    return final
+
+
+def withdraw_release(outbox: Path, project: str, request_id: str) -> None:
+    """Take a released folder out of the outbox (revocation); kept aside, never served again."""
+    final = outbox_dir(outbox, project, request_id)
+    if final.exists():
+        os.rename(final, final.parent / f".revoked-{request_id}")

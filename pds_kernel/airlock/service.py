@@ -1,0 +1,689 @@
+"""The airlock service: the only writer of export requests, used by the CLI and the web service.
+
+Every call takes the acting identity, checks it (:mod:`.permissions`, backed by the registry),
+and writes the change and its audit entry in one transaction. Every state change goes through
+:func:`_apply`, which asks :func:`.states.check_transition` first; a refused move is audited and
+raised as :class:`InvalidTransition`.
+
+Reviews: a checker gives one verdict per file, bound to the file's SHA-256. A reviewer is
+*complete* for the current round when they hold a valid verdict on every current file (same bytes;
+approvals of unchanged files survive a resubmission, other verdicts are answered by it). When
+``reviews_required`` checkers are complete, the request is decided: any reject rejects, else any
+request for changes asks for changes, else it is approved (and released when ``auto_release``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Mapping
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..audit import AuditEvent, Outcome
+from ..db import transaction
+from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PdsError, PermissionDenied
+from ..registry import Registry
+from ..registry.names import check_project_id, check_user_name
+from . import permissions
+from .checks import Status, Thresholds, check_file, worst
+from .limits import AirlockLimits, load_limits
+from .models import ExportRequest, RequestFile, Review
+from .release import ReleaseItem, copy_release, outbox_dir, withdraw_release
+from .staging import StagedFile, check_names, check_request_id, request_dir, sha256_of, stage_file
+from .states import REVIEWABLE_STATES, Action, Actor, State, actions_from, check_transition
+
+log = logging.getLogger(__name__)
+
+DECISIONS = ("approve", "request_changes", "reject")
+MAX_CONTEXT_BYTES = 1_000_000
+MAX_TEXT = 10_000
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---- read models ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileView:
+    index: int
+    name: str
+    sha256: str
+    size: int
+    kind: str
+    check_status: str
+    check: dict
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    reviewer: str
+    file_index: int
+    file_sha256: str
+    decision: str
+    comment: str
+    round: int
+    created_at: str
+    valid: bool  #: still bound to the current bytes of the file and counted
+
+
+@dataclass(frozen=True)
+class RequestView:
+    id: str
+    project: str
+    author: str
+    state: str
+    justification: str
+    context: dict
+    reviews_required: int
+    min_cell: int
+    round: int
+    created_at: str
+    updated_at: str
+    released_at: str | None
+    files: list[FileView]
+    check_status: str
+    complete_reviews: int
+    reviews: list[ReviewView]  #: every verdict the viewer may see
+    reviews_hidden: bool  #: True when others' verdicts are hidden from this viewer
+    reviewed_by_me: bool  #: the viewer holds a verdict on every current file
+    actions: list[str] = field(default_factory=list)  #: what this viewer may do now
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RequestSummary:
+    id: str
+    project: str
+    author: str
+    state: str
+    check_status: str
+    files: int
+    created_at: str
+    updated_at: str
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _valid_verdicts(req: ExportRequest) -> dict[str, dict[int, Review]]:
+    """reviewer -> file index -> their latest verdict that still counts."""
+    current = {f.index: f.sha256 for f in req.files}
+    latest: dict[tuple[str, int], Review] = {}
+    for review in req.reviews:  # ordered by id: later rows win
+        latest[(review.reviewer, review.file_index)] = review
+    out: dict[str, dict[int, Review]] = {}
+    for (reviewer, index), review in latest.items():
+        if current.get(index) != review.file_sha256:
+            continue  # the file changed (or left the request): the verdict is lost
+        if review.decision != "approve" and review.round != req.round:
+            continue  # a request for changes or a rejection is answered by the resubmission
+        out.setdefault(reviewer, {})[index] = review
+    return out
+
+
+def _complete_reviewers(req: ExportRequest) -> dict[str, dict[int, Review]]:
+    indexes = {f.index for f in req.files}
+    return {r: v for r, v in _valid_verdicts(req).items() if set(v) >= indexes}
+
+
+class AirlockService:
+    """Export requests of every project, backed by the shared database and the staging area."""
+
+    def __init__(self, runtime, limits: AirlockLimits | None = None, registry: Registry | None = None):
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.limits = limits or load_limits(runtime.settings)
+        self.registry = registry or Registry.from_runtime(runtime)
+        self._sessions = runtime.sessions
+        self._audit = runtime.audit
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def _record(self, event: AuditEvent, session: Session | None = None) -> None:
+        self._audit.record(event, session=session)
+
+    def _deny(self, actor: str, action: str, req_id: str, project: str, exc: PdsError) -> None:
+        outcome = Outcome.DENIED if isinstance(exc, (PermissionDenied, InvalidTransition)) else Outcome.FAILED
+        self._record(AuditEvent(actor=actor, action=action, target=f"request:{req_id}", project=project,
+                                outcome=outcome, details={"reason": str(exc)}))
+
+    def _load(self, s: Session, request_id: str, lock: bool = False) -> ExportRequest:
+        check_request_id(request_id)
+        req = s.get(ExportRequest, request_id, with_for_update=lock)
+        if req is None:
+            raise NotFound(f"no export request {request_id}")
+        return req
+
+    def _thresholds(self, project: str) -> tuple[Thresholds, int]:
+        info = self.registry.get_project(project)
+        disclosure = self.settings.disclosure
+        thresholds = Thresholds.from_settings(disclosure, info.min_cell)
+        return thresholds, info.reviews_required or disclosure.reviews_required
+
+    def _apply(self, s: Session, req: ExportRequest, action: Action, actor: str, **details: Any) -> None:
+        """The one place a request changes state: check the move, change, audit, same transaction."""
+        rule = check_transition(req.state, action)
+        before = req.state
+        req.state = rule.to.value
+        req.updated_at = _utcnow()
+        s.flush()
+        self._record(AuditEvent(actor=actor, action=rule.event, target=f"request:{req.id}",
+                                project=req.project_id,
+                                details={"from": before, "to": rule.to.value, **details}), session=s)
+
+    def _guarded(self, actor: str, action_name: str, request_id: str, fn):
+        """Run ``fn``; audit a refusal (permission, transition, integrity) before re-raising it."""
+        try:
+            return fn()
+        except (PermissionDenied, InvalidTransition, IntegrityError, InvalidInput) as exc:
+            project = ""
+            try:
+                with transaction(self._sessions) as s:
+                    req = s.get(ExportRequest, request_id) if isinstance(request_id, str) else None
+                    project = req.project_id if req is not None else ""
+            except PdsError:
+                pass
+            self._deny(actor, action_name, request_id if isinstance(request_id, str) else "?", project, exc)
+            raise
+
+    def _view(self, req: ExportRequest, viewer: str) -> RequestView:
+        valid = _valid_verdicts(req)
+        complete = _complete_reviewers(req)
+        own_complete = viewer in complete
+        visible = permissions.can_see_votes(viewer, req.author, State(req.state), own_complete)
+        valid_ids = {r.id for v in valid.values() for r in v.values()}
+        reviews = [
+            ReviewView(r.reviewer, r.file_index, r.file_sha256, r.decision, r.comment, r.round,
+                       _iso(r.created_at), r.id in valid_ids)
+            for r in req.reviews if visible or r.reviewer == viewer
+        ]
+        hidden = not visible and any(r.reviewer != viewer for r in req.reviews)
+        files = [FileView(f.index, f.name, f.sha256, f.size, f.kind, f.check_status, json.loads(f.check_result))
+                 for f in req.files]
+        return RequestView(
+            id=req.id, project=req.project_id, author=req.author, state=req.state,
+            justification=req.justification, context=json.loads(req.context),
+            reviews_required=req.reviews_required, min_cell=req.min_cell, round=req.round,
+            created_at=_iso(req.created_at), updated_at=_iso(req.updated_at),
+            released_at=_iso(req.released_at), files=files,
+            check_status=worst(Status(f.check_status) for f in req.files).value,
+            complete_reviews=len(complete), reviews=reviews, reviews_hidden=hidden,
+            reviewed_by_me=own_complete,
+        )
+
+    def _with_actions(self, view: RequestView, viewer: str) -> RequestView:
+        """Add what ``viewer`` may do now (registry questions: outside any open transaction)."""
+        out = []
+        reg = self.registry
+        if view.state in {s.value for s in REVIEWABLE_STATES} and not view.reviewed_by_me and \
+                permissions.can_act(reg, Actor.CHECKER, viewer, view.project, view.author):
+            out.append("review")
+        for action in actions_from(view.state):
+            if action in {Action.START_REVIEW, Action.APPROVE, Action.REQUEST_CHANGES, Action.REJECT}:
+                continue  # these follow from reviews, never pressed directly
+            rule = check_transition(view.state, action)
+            if permissions.can_act(reg, rule.actor, viewer, view.project, view.author):
+                out.append(action.value)
+        if view.state == State.RELEASED.value and viewer == view.author and \
+                permissions.can_research(reg, viewer, view.project):
+            out.append("download")
+        return replace(view, actions=out)
+
+    def _peek(self, request_id: str) -> tuple[str, str, str]:
+        """(project, author, state) of a request, read in a short transaction of its own.
+
+        SQLite transactions here are exclusive (BEGIN IMMEDIATE), and the registry opens its own:
+        permission checks therefore run between transactions, never inside one, and the write
+        transaction that follows re-checks the state it acts on.
+        """
+        with transaction(self._sessions) as s:
+            req = self._load(s, request_id)
+            return req.project_id, req.author, req.state
+
+    # ---- reads -----------------------------------------------------------------------------------
+    def list_requests(self, actor: str, *, project: str | None = None, scope: str = "mine",
+                      state: str | None = None) -> list[RequestSummary]:
+        """``mine``: the actor's own requests; ``queue``: requests the actor may review now;
+        ``all``: every request the actor may see."""
+        check_user_name(actor)
+        if scope not in {"mine", "queue", "all"}:
+            raise InvalidInput(f"unknown scope {scope!r}: use mine, queue or all")
+        if project is not None:
+            check_project_id(project)
+        if state is not None:
+            state = State(state).value if state in {s.value for s in State} else None
+        rows = []
+        with transaction(self._sessions) as s:
+            query = select(ExportRequest).order_by(ExportRequest.created_at.desc())
+            if project:
+                query = query.where(ExportRequest.project_id == project)
+            if scope == "mine":
+                query = query.where(ExportRequest.author == actor)
+            if state:
+                query = query.where(ExportRequest.state == state)
+            for req in s.scalars(query):
+                rows.append((RequestSummary(req.id, req.project_id, req.author, req.state,
+                                            worst(Status(f.check_status) for f in req.files).value,
+                                            len(req.files), _iso(req.created_at), _iso(req.updated_at)),
+                             actor in _complete_reviewers(req)))
+        out = []
+        allowed: dict[tuple[str, str], bool] = {}
+        checker: dict[str, bool] = {}
+        for summary, reviewed in rows:
+            key = (summary.project, summary.author)
+            if key not in allowed:
+                allowed[key] = permissions.can_view(self.registry, actor, summary.project, summary.author)
+            if not allowed[key]:
+                continue
+            if scope == "queue":
+                if summary.project not in checker:
+                    checker[summary.project] = permissions.can_check(self.registry, actor, summary.project)
+                if summary.state not in {st.value for st in REVIEWABLE_STATES} or summary.author == actor \
+                        or reviewed or not checker[summary.project]:
+                    continue
+            out.append(summary)
+        self._record(AuditEvent(actor=actor, action="airlock.request.list", target=f"scope:{scope}",
+                                project=project or "", details={"count": len(out)}))
+        return out
+
+    def get_request(self, actor: str, request_id: str) -> RequestView:
+        def run():
+            project, author, _ = self._peek(request_id)
+            permissions.check_view(self.registry, actor, project, author)
+            with transaction(self._sessions) as s:
+                req = self._load(s, request_id)
+                view = self._view(req, actor)
+                self._record(AuditEvent(actor=actor, action="airlock.request.view", target=f"request:{req.id}",
+                                        project=req.project_id, details={"state": req.state}), session=s)
+            return self._with_actions(view, actor)
+        return self._guarded(actor, "airlock.request.view", request_id, run)
+
+    def open_staged(self, actor: str, request_id: str, index: int) -> tuple[FileView, Path]:
+        """The staged copy of file ``index`` for rendering to someone allowed to see the request."""
+        def run():
+            project, author, _ = self._peek(request_id)
+            permissions.check_view(self.registry, actor, project, author)
+            with transaction(self._sessions) as s:
+                req = self._load(s, request_id)
+                f = next((f for f in req.files if f.index == index), None)
+                if f is None:
+                    raise NotFound(f"request {request_id} has no file number {index}")
+                path = request_dir(self.settings.paths.staging, req.project_id, req.id) / f.stored_name
+                self._record(AuditEvent(actor=actor, action="airlock.file.view", target=f"request:{req.id}",
+                                        project=req.project_id, details={"file": f.index, "sha256": f.sha256}),
+                             session=s)
+                view = FileView(f.index, f.name, f.sha256, f.size, f.kind, f.check_status, json.loads(f.check_result))
+                return view, path
+        return self._guarded(actor, "airlock.file.view", request_id, run)
+
+    # ---- submission ------------------------------------------------------------------------------
+    def _stage_all(self, directory: Path, round_: int, items: list[tuple[int, str, BinaryIO]]) -> list[StagedFile]:
+        staged = []
+        budget = self.limits.max_total_bytes
+        for index, name, stream in items:
+            sf = stage_file(directory, index, round_, name, stream, self.limits, budget)
+            budget -= sf.size
+            staged.append(sf)
+        return staged
+
+    def _run_checks(self, directory: Path, files: list[tuple[int, str, str]], thresholds: Thresholds,
+                    context: Mapping[str, Any]) -> dict[int, dict]:
+        """index -> check result, for files given as (index, name, stored_name)."""
+        acro = context.get("acro") if isinstance(context.get("acro"), Mapping) else {}
+        evidence = context.get("evidence") if isinstance(context.get("evidence"), Mapping) else {}
+        names = [name for _, name, _ in files]
+        results = {}
+        for index, name, stored in files:
+            record = acro.get(name)
+            if isinstance(record, Mapping):
+                record = {**record, "source": "acro"}
+            else:
+                record = evidence.get(name) if isinstance(evidence.get(name), Mapping) else None
+            result = check_file(directory / stored, name, thresholds, evidence=record,
+                                other_files=[n for n in names if n != name], context=context,
+                                allowed_extensions=self.limits.allowed_extensions)
+            results[index] = result.to_dict()
+        return results
+
+    @staticmethod
+    def _check_context(context: Mapping[str, Any] | None) -> dict:
+        context = dict(context or {})
+        try:
+            encoded = json.dumps(context, default=str)
+        except (TypeError, ValueError):
+            raise InvalidInput("the request context must be JSON") from None
+        if len(encoded) > MAX_CONTEXT_BYTES:
+            raise InvalidInput(f"the request context is larger than {MAX_CONTEXT_BYTES} bytes")
+        return json.loads(encoded)
+
+    def create(self, actor: str, project: str, files: list[tuple[str, BinaryIO]], justification: str,
+               context: Mapping[str, Any] | None = None, *, author: str | None = None,
+               submit: bool = True) -> RequestView:
+        """Stage ``files`` (name, readable binary stream), check them, and submit unless ``submit=False``."""
+        author = author or actor
+        check_user_name(actor)
+        check_user_name(author)
+        check_project_id(project)
+        justification = (justification or "").strip()
+        try:
+            if not justification:
+                raise InvalidInput("say why these outputs need to leave the workspace (justification)")
+            if len(justification) > MAX_TEXT:
+                raise InvalidInput(f"the justification is longer than {MAX_TEXT} characters")
+            context = self._check_context(context)
+            check_names([name for name, _ in files], self.limits)
+            permissions.check_submitter(self.registry, actor, project, author)
+        except PdsError as exc:
+            self._deny(actor, "airlock.request.create", "", project, exc)
+            raise
+        thresholds, reviews_required = self._thresholds(project)
+        request_id = uuid.uuid4().hex
+        directory = request_dir(self.settings.paths.staging, project, request_id)
+        try:
+            staged = self._stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)])
+            results = self._run_checks(directory, [(sf.index, sf.name, sf.stored_name) for sf in staged],
+                                       thresholds, context)
+        except BaseException as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(exc, PdsError):
+                self._deny(actor, "airlock.request.create", request_id, project, exc)
+            raise
+        with transaction(self._sessions) as s:
+            now = _utcnow()
+            req = ExportRequest(id=request_id, project_id=project, author=author, state=State.DRAFT.value,
+                                justification=justification, context=json.dumps(context),
+                                reviews_required=reviews_required, min_cell=thresholds.min_cell, round=1,
+                                created_at=now, updated_at=now)
+            s.add(req)
+            for sf in staged:
+                result = results[sf.index]
+                s.add(RequestFile(request_id=request_id, index=sf.index, name=sf.name, stored_name=sf.stored_name,
+                                  sha256=sf.sha256, size=sf.size, kind=result["kind"],
+                                  check_status=result["status"], check_result=json.dumps(result)))
+            s.flush()
+            self._record(AuditEvent(
+                actor=actor, action="airlock.request.create", target=f"request:{request_id}", project=project,
+                details={"author": author, "files": [{"name": sf.name, "sha256": sf.sha256, "size": sf.size,
+                                                      "check": results[sf.index]["status"]} for sf in staged]},
+            ), session=s)
+            if submit:
+                self._apply(s, req, Action.SUBMIT, actor)
+            s.refresh(req)
+            view = self._view(req, actor)
+        return self._with_actions(view, actor)
+
+    def submit(self, actor: str, request_id: str) -> RequestView:
+        return self._simple(actor, request_id, Action.SUBMIT, "submit")
+
+    def withdraw(self, actor: str, request_id: str, reason: str = "") -> RequestView:
+        return self._simple(actor, request_id, Action.WITHDRAW, "withdraw", reason=reason[:MAX_TEXT])
+
+    def _simple(self, actor: str, request_id: str, action: Action, what: str, **details: Any) -> RequestView:
+        def run():
+            project, author, state = self._peek(request_id)
+            permissions.check_view(self.registry, actor, project, author)
+            rule = check_transition(state, action)
+            permissions.check_act(self.registry, rule.actor, actor, project, author, what)
+            with transaction(self._sessions) as s:
+                req = self._load(s, request_id, lock=True)
+                self._apply(s, req, action, actor, **details)
+                view = self._view(req, actor)
+            return self._with_actions(view, actor)
+        return self._guarded(actor, f"airlock.request.{action.value}", request_id, run)
+
+    def resubmit(self, actor: str, request_id: str, files: list[tuple[str, BinaryIO]] = (),
+                 remove: Iterable[str] = (), justification: str | None = None) -> RequestView:
+        """Answer a request for changes: replace or add ``files`` (by name), drop ``remove``, resubmit."""
+        files, remove = list(files), set(remove)
+
+        def prepare():
+            project, author, state = self._peek(request_id)
+            permissions.check_view(self.registry, actor, project, author)
+            rule = check_transition(state, Action.RESUBMIT)
+            permissions.check_act(self.registry, rule.actor, actor, project, author, "resubmit")
+            with transaction(self._sessions) as s:
+                req = self._load(s, request_id)
+                current = {f.name: f.index for f in req.files}
+                unknown = remove - set(current)
+                if unknown:
+                    raise InvalidInput(f"cannot remove {', '.join(sorted(unknown))}: not in the request")
+                names = [n for n in current if n not in remove] + [n for n, _ in files if n not in current]
+                check_names(names, self.limits)
+                check_names([n for n, _ in files] or names, self.limits)
+                return req.project_id, req.round + 1, current, json.loads(req.context)
+        project, round_, current, context = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
+        directory = request_dir(self.settings.paths.staging, project, request_id)
+        next_index = max(current.values(), default=-1) + 1
+        plan = []
+        for name, stream in files:
+            if name in current:
+                plan.append((current[name], name, stream))
+            else:
+                plan.append((next_index, name, stream))
+                next_index += 1
+        staged = self._stage_all(directory, round_, plan)
+        thresholds, _ = self._thresholds(project)
+
+        def run():
+            with transaction(self._sessions) as s:
+                req = self._load(s, request_id, lock=True)
+                if req.round + 1 != round_:
+                    raise InvalidTransition("the request changed while resubmitting: try again")
+                for f in list(req.files):
+                    if f.name in remove:
+                        req.files.remove(f)
+                        s.delete(f)
+                by_index = {f.index: f for f in req.files}
+                for sf in staged:
+                    f = by_index.get(sf.index)
+                    if f is None:
+                        f = RequestFile(request_id=req.id, index=sf.index, name=sf.name)
+                        req.files.append(f)
+                    f.stored_name, f.sha256, f.size = sf.stored_name, sf.sha256, sf.size
+                s.flush()
+                results = self._run_checks(directory, [(f.index, f.name, f.stored_name) for f in req.files],
+                                           thresholds, context)
+                for f in req.files:
+                    f.kind, f.check_status = results[f.index]["kind"], results[f.index]["status"]
+                    f.check_result = json.dumps(results[f.index])
+                req.round = round_
+                if justification is not None and justification.strip():
+                    req.justification = justification.strip()[:MAX_TEXT]
+                self._apply(s, req, Action.RESUBMIT, actor, round=round_,
+                            replaced=[sf.name for sf in staged], removed=sorted(remove),
+                            files=[{"name": f.name, "sha256": f.sha256} for f in req.files])
+                s.refresh(req)
+                view = self._view(req, actor)
+            return self._with_actions(view, actor)
+        return self._guarded(actor, "airlock.request.resubmit", request_id, run)
+
+    # ---- review ----------------------------------------------------------------------------------
+    def review(self, actor: str, request_id: str, verdicts: Mapping[int, Mapping[str, str]]) -> RequestView:
+        """Record ``actor``'s verdicts: ``{file index: {"decision", "comment", "sha256"?}}``.
+
+        The verdicts must cover every file the actor has no valid verdict on. ``sha256``, when given,
+        must be the bytes the reviewer saw. Decides the request when enough checkers are complete.
+        """
+        check_user_name(actor)
+
+        def run():
+            project, author, _ = self._peek(request_id)
+            permissions.check_checker(self.registry, actor, project, author)
+            with transaction(self._sessions) as s:
+                req = self._load(s, request_id, lock=True)
+                if req.state not in {st.value for st in REVIEWABLE_STATES}:
+                    raise InvalidTransition(f"cannot review a request that is {req.state}")
+                if actor in _complete_reviewers(req):
+                    raise InvalidTransition("you have already reviewed this version of the request")
+                files = {f.index: f for f in req.files}
+                mine = _valid_verdicts(req).get(actor, {})
+                clean: dict[int, tuple[str, str]] = {}
+                for raw_index, verdict in verdicts.items():
+                    try:
+                        index = int(raw_index)
+                    except (TypeError, ValueError):
+                        raise InvalidInput(f"file number {raw_index!r} is not a number") from None
+                    if index not in files:
+                        raise InvalidInput(f"request {request_id} has no file number {index}")
+                    if not isinstance(verdict, Mapping):
+                        raise InvalidInput("each verdict is {decision, comment}")
+                    decision = str(verdict.get("decision", ""))
+                    comment = str(verdict.get("comment", "") or "").strip()
+                    if decision not in DECISIONS:
+                        raise InvalidInput(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
+                    if decision != "approve" and not comment:
+                        raise InvalidInput(f"say why for file {files[index].name}: a comment is required "
+                                           "to request changes or reject")
+                    if len(comment) > MAX_TEXT:
+                        raise InvalidInput(f"comment longer than {MAX_TEXT} characters")
+                    seen = verdict.get("sha256")
+                    if seen and seen != files[index].sha256:
+                        raise IntegrityError(f"{files[index].name} changed since you opened it: reload and review again")
+                    clean[index] = (decision, comment)
+                missing = sorted(set(files) - set(mine) - set(clean))
+                if missing:
+                    raise InvalidInput("give a verdict on every file; missing: "
+                                       + ", ".join(files[i].name for i in missing))
+                for index, (decision, comment) in sorted(clean.items()):
+                    s.add(Review(request_id=req.id, reviewer=actor, file_index=index,
+                                 file_sha256=files[index].sha256, decision=decision, comment=comment,
+                                 round=req.round, created_at=_utcnow()))
+                s.flush()
+                s.refresh(req)
+                self._record(AuditEvent(
+                    actor=actor, action="airlock.review.submit", target=f"request:{req.id}",
+                    project=req.project_id,
+                    details={"round": req.round, "verdicts": {files[i].name: {"decision": d, "sha256": files[i].sha256}
+                                                               for i, (d, _) in clean.items()}}), session=s)
+                if req.state == State.SUBMITTED.value:
+                    self._apply(s, req, Action.START_REVIEW, actor)
+                complete = _complete_reviewers(req)
+                if len(complete) >= req.reviews_required:
+                    decisions = {v.decision for per in complete.values() for v in per.values()}
+                    action = (Action.REJECT if "reject" in decisions else
+                              Action.REQUEST_CHANGES if "request_changes" in decisions else Action.APPROVE)
+                    self._apply(s, req, action, actor, reviewers=sorted(complete))
+                return req.state
+        state = self._guarded(actor, "airlock.review.submit", request_id, run)
+        if state == State.APPROVED.value and self.limits.auto_release:
+            return self.release(actor, request_id)
+        return self.get_request(actor, request_id)
+
+    # ---- release, revoke, download ---------------------------------------------------------------
+    def release(self, actor: str, request_id: str) -> RequestView:
+        """Copy exactly the reviewed bytes to the outbox; at most once, whatever runs concurrently."""
+        check_user_name(actor)
+        claim = secrets.token_hex(16)
+
+        def take_claim():
+            project, author, state = self._peek(request_id)
+            rule = check_transition(state, Action.RELEASE)
+            permissions.check_act(self.registry, rule.actor, actor, project, author, "release")
+            with transaction(self._sessions) as s:
+                req = self._load(s, request_id, lock=True)
+                check_transition(req.state, Action.RELEASE)
+                complete = _complete_reviewers(req)
+                approvals = [r for r, per in complete.items() if all(v.decision == "approve" for v in per.values())]
+                if len(approvals) < req.reviews_required or len(approvals) != len(complete):
+                    raise IntegrityError("the current files do not carry the required approvals: nothing released")
+                stale = _utcnow() - timedelta(seconds=self.limits.stale_release_seconds)
+                # the conditional UPDATE is the lock: only one caller can move the claim from empty
+                taken = s.execute(
+                    update(ExportRequest)
+                    .where(ExportRequest.id == req.id, ExportRequest.state == State.APPROVED.value,
+                           (ExportRequest.release_claim.is_(None)) | (ExportRequest.release_claimed_at < stale))
+                    .values(release_claim=claim, release_claimed_at=_utcnow())
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if taken != 1:
+                    raise InvalidTransition(f"request {request_id} is being released by someone else")
+                reviewed = {(r.file_index, r.file_sha256) for per in complete.values() for r in per.values()}
+                items = []
+                directory = request_dir(self.settings.paths.staging, req.project_id, req.id)
+                for f in req.files:
+                    if (f.index, f.sha256) not in reviewed:
+                        raise IntegrityError(f"{f.name} was not reviewed in this version: nothing released")
+                    items.append(ReleaseItem(directory / f.stored_name, f.name, f.sha256))
+                return req.project_id, items
+
+        project, items = self._guarded(actor, "airlock.request.release", request_id, take_claim)
+        try:
+            copy_release(self.settings.paths.outbox, project, request_id, claim, items)
+        except BaseException as exc:
+            with transaction(self._sessions) as s:
+                s.execute(update(ExportRequest).where(ExportRequest.id == request_id,
+                                                      ExportRequest.release_claim == claim)
+                          .values(release_claim=None, release_claimed_at=None)
+                          .execution_options(synchronize_session=False))
+                self._record(AuditEvent(actor=actor, action="airlock.request.release", target=f"request:{request_id}",
+                                        project=project, outcome=Outcome.FAILED,
+                                        details={"reason": str(exc) or type(exc).__name__}), session=s)
+            raise
+
+        with transaction(self._sessions) as s:
+            req = self._load(s, request_id, lock=True)
+            if req.release_claim != claim:  # pragma: no cover - only after a takeover of a stale claim
+                raise IntegrityError(f"the release of {request_id} was taken over by another process")
+            req.released_at = _utcnow()
+            self._apply(s, req, Action.RELEASE, actor,
+                        files=[{"name": i.name, "sha256": i.sha256} for i in items])
+            view = self._view(req, actor)
+        return self._with_actions(view, actor)
+
+    def revoke(self, actor: str, request_id: str, reason: str) -> RequestView:
+        """Take back an approval (checker/admin) or a release (admin): the outbox copy is withdrawn."""
+        if not (reason or "").strip():
+            raise InvalidInput("say why the request is revoked")
+
+        def run():
+            project, author, state = self._peek(request_id)
+            rule = check_transition(state, Action.REVOKE)
+            permissions.check_act(self.registry, rule.actor, actor, project, author, "revoke")
+            with transaction(self._sessions) as s:
+                req = self._load(s, request_id, lock=True)
+                if req.state != state:
+                    raise InvalidTransition(f"request {request_id} changed meanwhile: it is now {req.state}")
+                self._apply(s, req, Action.REVOKE, actor, reason=reason.strip()[:MAX_TEXT])
+                if state == State.RELEASED.value:
+                    withdraw_release(self.settings.paths.outbox, req.project_id, req.id)
+                view = self._view(req, actor)
+            return self._with_actions(view, actor)
+        return self._guarded(actor, "airlock.request.revoke", request_id, run)
+
+    def download(self, actor: str, request_id: str, index: int) -> tuple[str, Path]:
+        """(name, path) of a released file, for its author only, after checking its bytes again."""
+        check_user_name(actor)
+
+        def run():
+            project, author, _ = self._peek(request_id)
+            if actor != author:
+                raise PermissionDenied("only the author of a request downloads its released files")
+            self.registry.check_access(actor, project, "researcher", action="airlock.access.download")
+            with transaction(self._sessions) as s:
+                req = self._load(s, request_id)
+                if req.state != State.RELEASED.value:
+                    raise InvalidTransition(f"request {request_id} is {req.state}, not released")
+                f = next((f for f in req.files if f.index == index), None)
+                if f is None:
+                    raise NotFound(f"request {request_id} has no file number {index}")
+                path = outbox_dir(self.settings.paths.outbox, req.project_id, req.id) / f.name
+                if not path.is_file() or sha256_of(path) != f.sha256:
+                    raise IntegrityError(f"the released copy of {f.name} is missing or altered: ask an admin")
+                self._record(AuditEvent(actor=actor, action="airlock.file.download", target=f"request:{req.id}",
+                                        project=req.project_id, details={"file": f.name, "sha256": f.sha256}),
+                             session=s)
+                return f.name, path
+        return self._guarded(actor, "airlock.file.download", request_id, run)

@@ -1,0 +1,110 @@
+"""The staging area: immutable, hashed copies of the files of a request.
+
+    staging/<project>/<request>/<index>-r<round>-<name>
+
+A file is copied once, hashed while copied, made read-only, and never rewritten: a changed file
+at resubmission is a new copy with a new round, and the old bytes stay for the record. Names come
+from outside, so they are validated here (a base name, never a path); the staging directory is not
+reachable from a workspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import IntegrityError, InvalidInput
+from ..registry.names import check_project_id
+from .limits import AirlockLimits
+
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ ()+-]{0,199}$")
+_REQUEST_ID = re.compile(r"^[a-f0-9]{32}$")
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    index: int
+    name: str
+    stored_name: str
+    sha256: str
+    size: int
+
+
+def check_file_name(name: str) -> str:
+    """A base file name safe in a path and a URL: letters, digits, ``._ ()+-``; no leading dot."""
+    if not isinstance(name, str) or not _FILE_NAME.match(name) or ".." in name:
+        raise InvalidInput(f"invalid file name {name!r}: use letters, digits, '.', '_', '-', spaces; "
+                           "no folders, at most 200 characters")
+    return name
+
+
+def check_request_id(value: str) -> str:
+    if not isinstance(value, str) or not _REQUEST_ID.match(value):
+        raise InvalidInput(f"invalid request id {value!r}")
+    return value
+
+
+def request_dir(staging: Path, project: str, request_id: str) -> Path:
+    return staging / check_project_id(project) / check_request_id(request_id)
+
+
+def check_names(names: list[str], limits: AirlockLimits) -> None:
+    """Validate the list of names of a request before anything is copied."""
+    if not names:
+        raise InvalidInput("a request needs at least one file")
+    if len(names) > limits.max_files:
+        raise InvalidInput(f"{len(names)} files: a request holds at most {limits.max_files}")
+    for name in names:
+        check_file_name(name)
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidInput(f"file name(s) given twice: {', '.join(duplicates)}")
+
+
+def stage_file(directory: Path, index: int, round_: int, name: str, source: BinaryIO,
+               limits: AirlockLimits, budget: int) -> StagedFile:
+    """Copy ``source`` into ``directory`` read-only, hashing it; refuse beyond the size limits.
+
+    ``budget`` is what is left of the request's total size. A refused file leaves nothing behind.
+    """
+    check_file_name(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    stored_name = f"{index}-r{round_}-{name}"
+    target = directory / stored_name
+    partial = directory / f".{stored_name}.partial"
+    digest = hashlib.sha256()
+    size = 0
+    cap = min(limits.max_file_bytes, budget)
+    try:
+        with open(partial, "xb") as out:
+            while chunk := source.read(_CHUNK):
+                size += len(chunk)
+                if size > cap:
+                    which = ("the per-file limit" if cap == limits.max_file_bytes
+                             else "what is left of the request's size limit")
+                    raise InvalidInput(f"{name} is larger than {which} ({cap} bytes)")
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(partial, 0o444)
+        if target.exists():
+            raise IntegrityError(f"staged file {stored_name} already exists: staged bytes are never replaced")
+        os.rename(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return StagedFile(index=index, name=name, stored_name=stored_name, sha256=digest.hexdigest(), size=size)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
