@@ -234,6 +234,10 @@ _PG_GUARDS = (
     "DROP TRIGGER IF EXISTS audit_log_no_change ON audit_log",
     "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
     "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+    # row triggers do not fire on TRUNCATE, which would empty the table in one statement
+    "DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log",
+    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
 )
 
 

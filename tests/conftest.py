@@ -29,3 +29,115 @@ def runtime(settings: Settings):
     rt = Runtime(settings)
     yield rt
     rt.close()
+
+
+# ---- PostgreSQL: a throwaway cluster for the session, one database per test ------------------
+# The registry, the airlock and the audit trail run on PostgreSQL in production; ``db_runtime``
+# runs a test on SQLite and again on a real PostgreSQL server (Debian's packages, started here,
+# listening on a Unix socket only, stopped at the end of the session).
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass as _dataclass
+
+from pds_kernel.settings import Database
+
+
+@_dataclass(frozen=True)
+class PgServer:
+    socket_dir: Path
+    user: str = "postgres"
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://{self.user}@/{database}?host={self.socket_dir}"
+
+
+def _pg_bindir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` that has initdb and pg_ctl."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+def _as_pg_owner(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the ``postgres`` OS user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """Start a private PostgreSQL cluster (temp data dir, Unix socket only); stop it at the end."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("runuser is needed to start PostgreSQL as the postgres user")
+    root = Path(tempfile.mkdtemp(prefix="pdspg", dir="/tmp"))  # short: socket paths max 107 bytes
+    data, sock, log = root / "data", root / "sock", root / "server.log"
+    sock.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(sock, "postgres", "postgres")
+    os.chmod(sock, 0o700)  # only the cluster owner (and root) may reach the socket
+    run = dict(check=True, capture_output=True, text=True, timeout=120)
+    subprocess.run(_as_pg_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                                 "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"]), **run)
+    options = (f"-k {sock} -c listen_addresses='' -c fsync=off -c synchronous_commit=off "
+               "-c full_page_writes=off -c max_connections=50")
+    try:
+        subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log),
+                                     "-o", options, "-w", "-t", "60", "start"]), **run)
+    except subprocess.CalledProcessError as exc:
+        detail = log.read_text() if log.exists() else exc.stderr
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"PostgreSQL did not start: {detail}") from None
+    try:
+        yield PgServer(sock)
+    finally:
+        subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                     "-w", "stop"]), capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server) -> str:
+    """URL of the maintenance database ``postgres`` of the session's cluster."""
+    return pg_server.url("postgres")
+
+
+@pytest.fixture
+def pg_database(pg_server):
+    """A fresh, empty database for one test (dropped afterwards); yields its URL."""
+    from sqlalchemy import create_engine
+
+    name = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(pg_server.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_server.url(name)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_settings(request, settings: Settings) -> Settings:
+    """``settings`` on SQLite, then on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return settings
+    return replace(settings, database=Database(url=request.getfixturevalue("pg_database")))
+
+
+@pytest.fixture
+def db_runtime(db_settings: Settings):
+    """A runtime on SQLite, then on PostgreSQL: registry and audit behave the same on both."""
+    rt = Runtime(db_settings)
+    yield rt
+    rt.close()

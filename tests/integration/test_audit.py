@@ -1,4 +1,4 @@
-import sqlite3
+"""The audit trail on SQLite and on a real PostgreSQL server (``db_runtime``)."""
 
 import pytest
 from sqlalchemy import text
@@ -13,68 +13,88 @@ def _fill(runtime, n=5):
                                         project="p1", details={"i": i}))
 
 
-def test_chain_verifies_and_entries_read_back(runtime):
-    _fill(runtime)
-    report = runtime.audit.verify()
+def test_chain_verifies_and_entries_read_back(db_runtime):
+    _fill(db_runtime)
+    report = db_runtime.audit.verify()
     assert report.ok and report.entries == 5
-    entries = runtime.audit.entries()
+    entries = db_runtime.audit.entries()
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
     assert entries[1].prev_hash == entries[0].hash
     assert entries[3].details == {"i": 3}
 
 
-def test_database_refuses_update_and_delete(runtime):
-    _fill(runtime, 2)
-    for statement in ("UPDATE audit_log SET actor='mallory'", "DELETE FROM audit_log"):
+def test_database_refuses_update_and_delete(db_runtime):
+    _fill(db_runtime, 2)
+    statements = ["UPDATE audit_log SET actor='mallory'", "DELETE FROM audit_log"]
+    if db_runtime.engine.dialect.name == "postgresql":
+        statements.append("TRUNCATE audit_log")  # row triggers do not fire on TRUNCATE
+    for statement in statements:
         with pytest.raises(Exception, match="append-only"):
-            with transaction(runtime.sessions) as s:
+            with transaction(db_runtime.sessions) as s:
                 s.execute(text(statement))
-    assert runtime.audit.verify().ok
+    assert db_runtime.audit.verify().ok
+
+
+#: what an attacker with database rights must drop before editing rows (verify still catches it)
+_GUARDS = {
+    "sqlite": ("DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"),
+    "postgresql": ("DROP TRIGGER audit_log_no_change ON audit_log",
+                   "DROP TRIGGER audit_log_no_truncate ON audit_log"),
+}
 
 
 def _tamper(runtime, *statements):
-    path = runtime.settings.database_url[len("sqlite:///"):]
-    runtime.close()
-    conn = sqlite3.connect(path)
-    conn.execute("DROP TRIGGER audit_log_no_update")
-    conn.execute("DROP TRIGGER audit_log_no_delete")
-    for s in statements:
-        conn.execute(s)
-    conn.commit()
-    conn.close()
+    engine = runtime.engine
+    with engine.begin() as conn:
+        for s in _GUARDS[engine.dialect.name] + statements:
+            conn.exec_driver_sql(s)
 
 
-def test_verify_names_edited_entry(runtime):
-    _fill(runtime)
-    _tamper(runtime, "UPDATE audit_log SET outcome='denied' WHERE seq=3")
-    report = runtime.audit.verify()
+def test_verify_names_edited_entry(db_runtime):
+    _fill(db_runtime)
+    _tamper(db_runtime, "UPDATE audit_log SET outcome='denied' WHERE seq=3")
+    report = db_runtime.audit.verify()
     assert not report.ok
     assert [(p.seq, p.kind) for p in report.problems] == [(3, "edited")]
 
 
-def test_verify_names_deleted_entries(runtime):
-    _fill(runtime)
-    _tamper(runtime, "DELETE FROM audit_log WHERE seq IN (2, 3)")
-    report = runtime.audit.verify()
+def test_verify_names_deleted_entries(db_runtime):
+    _fill(db_runtime)
+    _tamper(db_runtime, "DELETE FROM audit_log WHERE seq IN (2, 3)")
+    report = db_runtime.audit.verify()
     assert [(p.seq, p.kind) for p in report.problems] == [(4, "deleted")]
     assert "2..3" in report.problems[0].message
 
 
-def test_verify_detects_reordered_entries(runtime):
-    _fill(runtime)
+def test_verify_detects_reordered_entries(db_runtime):
+    _fill(db_runtime)
     # swap the content of entries 2 and 3, keeping their hashes consistent with their content
-    _tamper(runtime,
+    _tamper(db_runtime,
             "UPDATE audit_log SET seq=-2 WHERE seq=2",
             "UPDATE audit_log SET seq=2 WHERE seq=3",
             "UPDATE audit_log SET seq=3 WHERE seq=-2")
-    report = runtime.audit.verify()
+    report = db_runtime.audit.verify()
     assert not report.ok
     assert {p.seq for p in report.problems} & {2, 3}
 
 
-def test_event_in_failed_transaction_is_not_written(runtime):
+def test_event_in_failed_transaction_is_not_written(db_runtime):
     with pytest.raises(RuntimeError):
-        with transaction(runtime.sessions) as s:
-            runtime.audit.record(AuditEvent(actor="a", action="x", outcome=Outcome.OK), session=s)
+        with transaction(db_runtime.sessions) as s:
+            db_runtime.audit.record(AuditEvent(actor="a", action="x", outcome=Outcome.OK), session=s)
             raise RuntimeError("boom")
-    assert runtime.audit.entries() == []
+    assert db_runtime.audit.entries() == []
+
+
+def test_concurrent_writers_keep_one_chain(db_runtime):
+    """Writers in parallel threads (each its own connection) still produce one unbroken chain."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(worker: int) -> None:
+        for i in range(8):
+            db_runtime.audit.record(AuditEvent(actor=f"w{worker}", action="test.concurrent", target=str(i)))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    report = db_runtime.audit.verify()
+    assert report.ok and report.entries == 32
