@@ -1,0 +1,59 @@
+"""``pds extract``: the commands work end to end; mistakes are one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+from extract_lake import DIABETES_SPEC, write_spec
+
+pytestmark = pytest.mark.slow  # each command starts a Python process (a few seconds on a busy machine)
+
+PDS = str(Path(sys.executable).with_name("pds"))
+
+
+def _pds(config: Path, *args: str, actor: str = "root"):
+    env = {**os.environ, "PDS_ACTOR": actor, "COLUMNS": "200"}
+    return subprocess.run([PDS, "--config", str(config), "extract", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def _config(settings, tmp_path) -> Path:
+    path = tmp_path / "pds.yaml"
+    path.write_text(yaml.safe_dump({"paths": {f.name: str(getattr(settings.paths, f.name))
+                                              for f in fields(settings.paths)}}))
+    return path
+
+
+def test_validate_build_check_show(settings, registry, small_lake, tmp_path):
+    config = _config(settings, tmp_path)
+    spec = write_spec(tmp_path, DIABETES_SPEC)
+    result = _pds(config, "validate", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "valid against the lake" in result.stdout and "include drug" in result.stdout
+    result = _pds(config, "build", "diab-study", "--spec", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "published" in result.stdout and "COHORT" in result.stdout
+    result = _pds(config, "check", "diab-study")
+    assert result.returncode == 0 and "conforms" in result.stdout, result.stdout + result.stderr
+    result = _pds(config, "show", "diab-study", actor="alice")
+    assert result.returncode == 0 and "persons" in result.stdout, result.stderr
+
+
+def test_errors_are_one_line(settings, registry, small_lake, tmp_path):
+    config = _config(settings, tmp_path)
+    bad = write_spec(tmp_path, DIABETES_SPEC.replace("A10", "A1O"))
+    result = _pds(config, "validate", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "is not an ATC code prefix" in result.stderr
+    result = _pds(config, "build", "diab-study", "--spec", str(write_spec(tmp_path, DIABETES_SPEC)), actor="alice")
+    assert result.returncode == 4 and "only an administrator" in result.stderr and "Traceback" not in result.stderr
+    registry.add_member("root", "diab-study", "alice", "researcher", date(2024, 6, 30))
+    result = _pds(config, "show", "diab-study", actor="alice")
+    assert result.returncode == 4 and "expired" in result.stderr
