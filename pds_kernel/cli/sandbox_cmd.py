@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
 from typing import List
 
@@ -29,7 +30,11 @@ def exec_(
     """
     state = ctx.obj
     err_console.print(f"[dim]sandbox {project}/{user}: {shlex.join(command)}[/]", highlight=False)
-    code = run_in_sandbox(state.runtime, user, project, command, actor=state.actor, timeout=timeout)
+    try:
+        code = run_in_sandbox(state.runtime, user, project, command, actor=state.actor, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        err_console.print(f"[bold red]error:[/] the sandbox was stopped after {timeout} seconds", highlight=False)
+        code = 124
     # SystemExit, not typer.Exit: the entry point runs click with standalone_mode=False, where
     # typer.Exit's code is returned and dropped instead of becoming the process exit status.
     sys.exit(code)

@@ -2,7 +2,8 @@
 
 The command has three layers, outermost first::
 
-    bwrap <namespaces, mounts>  --  prlimit <memory, processes>  taskset <cpus>  nice
+    [python -m pds_kernel.sandbox.cgroup --memory-mb M --cpus C --]      (when cgroups are usable)
+    bwrap <namespaces, mounts>  --  prlimit <processes[, memory]>  [taskset <cpus>]  nice
         python -m pds_kernel.sandbox.inside --keep-env K1,K2 --socket hub  --  <argv>
 
 * ``bwrap`` gives the workspace its own user, mount, network (loopback only), PID, IPC, UTS and
@@ -10,10 +11,13 @@ The command has three layers, outermost first::
   new root holds only what Python needs (read-only), the project's extract (read-only, ``/data``),
   the private home (read-write, ``/home/jovyan``), an empty ``/tmp``, ``/proc``, ``/dev`` and the
   runtime directory (``/run/pds``) through which the sockets pass.
-* The limits come from the registry (via the spec). cgroup v2 is not delegated to us on the hosts
-  we target (only ``hugetlb`` is enabled there), so limits are resource limits: ``RLIMIT_AS`` per
-  process (the memory limit), ``RLIMIT_NPROC`` (counted inside the sandbox's user namespace),
-  CPU affinity to ``ceil(cpu_limit)`` cores and a lower scheduling priority.
+* The limits come from the registry (via the spec). When this host lets us create control
+  groups (cgroup v2 with a delegated subtree, or writable cgroup v1 ``memory`` and ``cpu``
+  hierarchies, see :mod:`.cgroup`), the whole sandbox shares one memory limit and one CPU quota.
+  Otherwise (fallback) the limits are per process: ``RLIMIT_AS`` (the memory limit plus
+  :data:`ADDRESS_SPACE_HEADROOM_MB`, because Python's numeric stack reserves about 2 GB of address
+  space it never touches) and CPU affinity to ``ceil(cpu_limit)`` cores. Always:
+  ``RLIMIT_NPROC`` (counted inside the sandbox's user namespace) and a lower priority.
 * ``inside`` runs first in the sandbox: it filters the environment, starts the loopback TCP
   forwarders to the mounted sockets, then runs ``argv`` and exits with its code.
 
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import InvalidInput
+from . import cgroup
 from .inside import BRIDGE_PORTS, RUN_DIR, SANDBOX_HOME
 from .spec import WorkspaceSpec
 
@@ -50,6 +55,9 @@ SANDBOX_GID = 100
 MAX_PROCESSES = 1024
 #: Scheduling niceness of everything in the sandbox, so the hub stays responsive under load.
 NICENESS = 5
+#: Without control groups, RLIMIT_AS = memory limit + this (MB): importing polars, pyarrow and
+#: Dask maps about 2 GB of address space for a resident size of about 200 MB.
+ADDRESS_SPACE_HEADROOM_MB = 4096
 
 #: Host files of ``/etc`` that the sandbox sees (read-only). Nothing else of ``/etc``: no passwd,
 #: no hosts, no resolv.conf (there is no DNS inside anyway).
@@ -75,6 +83,8 @@ class HostFacts:
     package_dir: str | None
     #: CPUs this process may run on
     cpus: tuple[int, ...]
+    #: "v2", "v1" or None: which control groups the sandbox's limits can use (see :mod:`.cgroup`)
+    cgroup: str | None = None
 
 
 def host_facts() -> HostFacts:
@@ -93,6 +103,7 @@ def host_facts() -> HostFacts:
         python_roots=tuple(roots),
         package_dir=None if inside_roots else str(package),
         cpus=tuple(sorted(os.sched_getaffinity(0))),
+        cgroup=cgroup.detect(),
     )
 
 
@@ -168,7 +179,12 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     if not runtime_dir.is_absolute():
         raise InvalidInput(f"runtime directory must be an absolute path, got {runtime_dir}")
 
-    args = [
+    args: list[str] = []
+    if host.cgroup:
+        args += [host.python, "-I", "-m", "pds_kernel.sandbox.cgroup",
+                 "--name", cgroup.group_name(spec.project, spec.user), "--memory-mb", str(spec.mem_limit_mb),
+                 "--cpus", str(spec.cpu_limit), "--"]
+    args += [
         BWRAP,
         "--unshare-all",  # user, ipc, pid, net (loopback only), uts, cgroup
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
@@ -198,11 +214,14 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     args += ["--remount-ro", "/"]
 
     keep = sorted(set(env))
-    args += ["--",
-             PRLIMIT, f"--as={spec.mem_limit_mb * 1024 * 1024}", f"--nproc={MAX_PROCESSES}", "--",
-             TASKSET, "-c", cpu_list(spec.cpu_limit, host.cpus),
-             NICE, "-n", str(NICENESS),
-             host.python, "-m", "pds_kernel.sandbox.inside",
+    args += ["--", PRLIMIT, f"--nproc={MAX_PROCESSES}"]
+    if not host.cgroup:
+        address_space = (spec.mem_limit_mb + ADDRESS_SPACE_HEADROOM_MB) * 1024 * 1024
+        args += [f"--as={address_space}", "--", TASKSET, "-c", cpu_list(spec.cpu_limit, host.cpus)]
+    else:
+        args += ["--"]
+    args += [NICE, "-n", str(NICENESS),
+             host.python, "-I", "-m", "pds_kernel.sandbox.inside",
              "--keep-env", ",".join(keep),
              "--dask-workers", str(spec.dask_workers),
              "--mem-limit-mb", str(spec.mem_limit_mb)]

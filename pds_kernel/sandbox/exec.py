@@ -19,6 +19,7 @@ from ..errors import NotFound
 from ..registry import Registry, Role
 from ..registry.names import check_project_id, check_user_name
 from ..settings import Settings
+from .cgroup import group_name, release
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
 from .spec import WorkspaceSpec, build_workspace_spec
 
@@ -82,6 +83,8 @@ def run_in_sandbox(runtime, user: str, project: str, argv: list[str], *, actor: 
     except subprocess.TimeoutExpired:
         runtime.audit.record(event.with_outcome(Outcome.FAILED, reason="timeout", timeout=timeout))
         raise
+    finally:
+        release(group_name(project, user))
     code = completed.returncode
     runtime.audit.record(event.with_outcome(Outcome.OK if code == 0 else Outcome.FAILED, exit_code=code))
     return code

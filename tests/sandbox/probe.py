@@ -103,9 +103,15 @@ def raw_socket():
 
 
 def allocate(megabytes):
+    """In a child process: beyond the limit the kernel kills it (cgroup) or it gets MemoryError."""
     def go():
-        block = bytearray(megabytes * 1024 * 1024)
-        return len(block)
+        import subprocess
+        code = subprocess.run([sys.executable, "-c",
+                               f"b = bytearray({megabytes} * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"],
+                              capture_output=True).returncode
+        if code != 0:
+            raise MemoryError(f"allocation failed, exit code {code}")
+        return code
     return go
 
 

@@ -34,11 +34,23 @@ def test_namespaces_privileges_and_limits(tmp_path):
         assert flag in sandbox
     assert "--share-net" not in sandbox
     assert sandbox[sandbox.index("--cap-drop") + 1] == "ALL"
-    assert rest[:3] == ["/usr/bin/prlimit", f"--as={2048 * 1024 * 1024}", "--nproc=1024"]
+    # no control groups on this (fake) host: per-process limits
+    assert rest[:3] == ["/usr/bin/prlimit", "--nproc=1024", f"--as={(2048 + 4096) * 1024 * 1024}"]
     assert rest[rest.index("/usr/bin/taskset") + 2] == "0,1"  # ceil(1.5) CPUs
     assert rest[rest.index("-m") + 1] == "pds_kernel.sandbox.inside"
     assert rest[-3:] == ["--", "python", "-V"]
     assert rest[rest.index("--dask-workers") + 1] == "3"
+
+
+def test_control_group_wrapper_comes_first_when_available(tmp_path):
+    host = HostFacts(**{**HOST.__dict__, "cgroup": "v1"})
+    argv = sandbox_command(_spec(tmp_path), ["true"], env={}, runtime_dir=tmp_path / "run", host=host)
+    assert argv[:12] == ["/opt/venv/bin/python", "-I", "-m", "pds_kernel.sandbox.cgroup",
+                         "--name", "proj-a--alice", "--memory-mb", "2048", "--cpus", "1.5", "--",
+                         "/usr/bin/bwrap"]
+    rest = rest_of(argv[11:])
+    assert rest[:3] == ["/usr/bin/prlimit", "--nproc=1024", "--"]
+    assert "/usr/bin/taskset" not in rest
 
 
 def test_mounts_are_exactly_the_spec_and_python(tmp_path):

@@ -80,7 +80,7 @@ def test_request_export_validates_files(extract, tmp_path):
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 def test_dask_cluster_inside_the_sandbox(world):
     """The Dask LocalCluster runs in the sandbox, under its limits, on the project's extract."""
-    world.registry.upsert_project("admin", "proj-a", mem_limit_mb=4096)
+    world.registry.upsert_project("admin", "proj-a", cpu_limit=2.0)  # memory stays at 1024 MB
     script = (
         "import json\n"
         "from pds_kernel import workspace as ws\n"

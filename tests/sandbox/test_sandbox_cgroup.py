@@ -1,0 +1,33 @@
+"""Control groups of sandboxes, on this host when it allows them."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from pds_kernel.sandbox import cgroup
+
+pytestmark = pytest.mark.skipif(cgroup.detect() is None, reason="no writable control groups here")
+
+
+def test_apply_limits_and_release():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        group = cgroup.apply("test-e1--probe", memory_mb=64, cpus=0.5, pid=child.pid)
+        limit_file = group / ("memory.max" if cgroup.detect() == "v2" else "memory.limit_in_bytes")
+        assert int(limit_file.read_text()) == 64 * 1024 * 1024
+        assert str(child.pid) in (group / "cgroup.procs").read_text().split()
+        cgroup.release("test-e1--probe")
+        assert group.exists()  # busy: kept
+    finally:
+        child.kill()
+        child.wait()
+    cgroup.release("test-e1--probe")
+    assert not group.exists()
+
+
+def test_refuses_bad_names_and_fails_closed():
+    with pytest.raises(ValueError):
+        cgroup.apply("../escape", memory_mb=64, cpus=1)
+    assert cgroup.main(["--name", "../x", "--memory-mb", "64", "--cpus", "1", "--", "/bin/true"]) == 125
