@@ -1,0 +1,205 @@
+"""The production hub: KubeSpawner (one named server per project) and OIDC sign-in.
+
+``hub_config/jupyterhub_config.py`` calls :func:`configure` when ``PDS_HUB_MODE=kubernetes``; in the
+chart that happens from z2jh's ``hub.extraConfig``, i.e. after z2jh applied its own values, so what
+is set here wins. Three hooks share one decision, :func:`check_spawn_request`:
+
+* ``profile_list`` (callable): the projects the user may start now, restricted to the server's
+  project for a named server; what the spawn form shows;
+* ``pre_spawn_hook``: refuses (403, audited) any request for a project the user may not use, a
+  default (unnamed) server, a profile that is not the server's project, or an unknown option; this
+  is what the REST API goes through as well, so it cannot be bypassed by skipping the form;
+* ``modify_pod_hook``: the last word. It re-checks and rebuilds the pod from the registry's
+  :class:`~pds_kernel.sandbox.spec.WorkspaceSpec` with
+  :func:`pds_kernel.k8s.pods.apply_workspace_invariants` (read-only extract at ``/data``, home,
+  labels, limits, restricted security, no service-account token, no DNS).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from tornado import web
+
+from ..audit import AuditEvent, Outcome
+from ..errors import PdsError, PermissionDenied
+from ..k8s.config import K8sConfig, load_k8s_config
+from ..k8s.pods import apply_workspace_invariants, build_container_security_context, build_pod_security_context
+from ..registry import Role
+from ..sandbox.spec import WorkspaceSpec, authorised_workspace_spec, home_volume_name
+from ..settings import Settings, load_settings
+from .common import HubContext, build_load_roles, make_post_auth_hook, registry_admins
+from .oidc import PdsOAuthenticator
+
+log = logging.getLogger(__name__)
+
+#: User options a spawn request may carry (KubeSpawner's profile choice). Anything else is refused.
+ALLOWED_OPTIONS = frozenset({"profile"})
+AIRLOCK_SERVICE = "airlock"
+GATEWAY_SERVICE = "dask-gateway"
+
+
+def _group_names(user: Any) -> set[str]:
+    return {getattr(g, "name", g) for g in (getattr(user, "groups", None) or ())}
+
+
+def _refuse(context: HubContext, spawner, reason: str) -> None:
+    context.record(AuditEvent(
+        actor=spawner.user.name, action="workspace.refused", target=f"user:{spawner.user.name}",
+        project=spawner.name or "", outcome=Outcome.DENIED,
+        details={"server": spawner.name or "", "reason": reason}))
+
+
+def check_spawn_request(context: HubContext, spawner, *, action: str) -> WorkspaceSpec:
+    """Decide whether ``spawner`` may start; return the spec, or raise :class:`PermissionDenied`.
+
+    The registry decision is audited by :meth:`Registry.check_access` under ``action``.
+    """
+    project = spawner.name
+    if not project:
+        raise PermissionDenied("start a project server: the server name must be a project id")
+    options = dict(spawner.user_options or {})
+    unknown = set(options) - ALLOWED_OPTIONS
+    if unknown:
+        raise PermissionDenied(f"unknown spawn option(s): {', '.join(sorted(map(str, unknown)))}")
+    profile = options.get("profile")
+    if profile not in (None, "", project):
+        raise PermissionDenied(f"profile {profile!r} is not this server's project {project}")
+    spec = authorised_workspace_spec(context.settings, context.registry, spawner.user.name, project,
+                                     action=action)
+    if project not in _group_names(spawner.user):
+        raise PermissionDenied(f"{spawner.user.name} is not in the hub group of project {project}: "
+                               "sign in again (the identity provider may have withdrawn it)")
+    return spec
+
+
+def make_profile_list(context: HubContext, k8s: K8sConfig) -> Callable:
+    """KubeSpawner's callable ``profile_list``: one profile per project the user may start."""
+
+    def profile_list(spawner) -> list[dict[str, Any]]:
+        groups = _group_names(spawner.user)
+        projects = [p for p in context.registry.active_projects(spawner.user.name, Role.RESEARCHER)
+                    if p.id in groups and (not spawner.name or p.id == spawner.name)]
+        return [{
+            "display_name": f"{p.title} ({p.id})",
+            "slug": p.id,
+            "description": f"{p.cpu_limit:g} CPU, {p.mem_limit_mb} MB memory, up to {p.dask_workers} "
+                           f"Dask workers{', GPU' if p.gpu and k8s.gpu.enabled else ''}",
+            "default": i == 0,
+            "kubespawner_override": {
+                "image": k8s.notebook_image_for(p.id),
+                "cpu_limit": float(p.cpu_limit), "cpu_guarantee": float(p.cpu_limit),
+                "mem_limit": f"{p.mem_limit_mb}M", "mem_guarantee": f"{p.mem_limit_mb}M",
+            },
+        } for i, p in enumerate(projects)]
+
+    return profile_list
+
+
+def make_pre_spawn_hook(context: HubContext) -> Callable:
+    def pre_spawn_hook(spawner) -> None:
+        try:
+            spec = check_spawn_request(context, spawner, action="workspace.authorise")
+        except PdsError as exc:
+            _refuse(context, spawner, str(exc))
+            raise web.HTTPError(403, str(exc), reason=str(exc)) from None
+        # KubeSpawner creates the home claim when missing (storage_pvc_ensure) under this name.
+        spawner.pvc_name = home_volume_name(spec.project, spec.user)
+
+    return pre_spawn_hook
+
+
+class _JsonBody:
+    """The shape ``ApiClient.deserialize`` reads (a response with JSON ``data``)."""
+
+    def __init__(self, obj: dict):
+        self.data = json.dumps(obj)
+
+
+def make_modify_pod_hook(context: HubContext, k8s: K8sConfig) -> Callable:
+    async def modify_pod_hook(spawner, pod):
+        try:
+            spec = check_spawn_request(context, spawner, action="workspace.start")
+        except PdsError as exc:
+            _refuse(context, spawner, str(exc))
+            raise web.HTTPError(403, str(exc), reason=str(exc)) from None
+        api_client = spawner.api.api_client
+        manifest = api_client.sanitize_for_serialization(pod)
+        manifest = apply_workspace_invariants(manifest, spec, k8s, hub_api_url=spawner.hub.api_url)
+        return api_client.deserialize(_JsonBody(manifest), "V1Pod")
+
+    return modify_pod_hook
+
+
+def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None) -> HubContext:
+    """Fill JupyterHub's config object ``c`` for Kubernetes. Returns the context."""
+    settings = settings or load_settings()
+    k8s = k8s or load_k8s_config()
+    context = HubContext.from_settings(settings)
+    registry = context.registry
+
+    c.JupyterHub.authenticator_class = PdsOAuthenticator
+    c.PdsOAuthenticator.context = context
+    c.Authenticator.admin_users = set()  # admin = IdP admin group ∩ registry admin, never a list
+    c.Authenticator.post_auth_hook = make_post_auth_hook(context)
+    c.Authenticator.refresh_pre_spawn = True
+    c.Authenticator.auth_refresh_age = 300
+
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = max(5, len(registry.projects()))
+    c.JupyterHub.redirect_to_server = False
+    c.JupyterHub.default_url = "/hub/home"
+    c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+
+    c.KubeSpawner.profile_list = make_profile_list(context, k8s)
+    c.KubeSpawner.pre_spawn_hook = make_pre_spawn_hook(context)
+    c.KubeSpawner.modify_pod_hook = make_modify_pod_hook(context, k8s)
+    c.KubeSpawner.image = k8s.notebook_image
+    c.KubeSpawner.image_pull_policy = k8s.pull_policy
+    c.KubeSpawner.uid = k8s.uid
+    c.KubeSpawner.gid = k8s.gid
+    c.KubeSpawner.fs_gid = k8s.gid
+    c.KubeSpawner.privileged = False
+    c.KubeSpawner.allow_privilege_escalation = False
+    c.KubeSpawner.container_security_context = build_container_security_context(k8s)
+    c.KubeSpawner.pod_security_context = build_pod_security_context(k8s)
+    c.KubeSpawner.automount_service_account_token = False
+    c.KubeSpawner.init_containers = []
+    c.KubeSpawner.extra_containers = []
+    c.KubeSpawner.volumes = []
+    c.KubeSpawner.volume_mounts = []
+    c.KubeSpawner.storage_pvc_ensure = True
+    c.KubeSpawner.storage_capacity = k8s.home_size
+    c.KubeSpawner.storage_access_modes = ["ReadWriteOnce"]
+    if k8s.home_storage_class:
+        c.KubeSpawner.storage_class = k8s.home_storage_class
+    c.KubeSpawner.enable_user_namespaces = False
+    c.KubeSpawner.default_url = "/lab"
+    c.KubeSpawner.start_timeout = 300
+    c.KubeSpawner.http_timeout = 120
+
+    roles = build_load_roles(registry)
+    services = {s.get("name") for s in (_existing(c.JupyterHub, "services") or [])}
+    if AIRLOCK_SERVICE in services:
+        roles.append({"name": "airlock-service", "description": "the airlock reads identities",
+                      "scopes": ["read:users", "read:roles:users", "read:groups"],
+                      "services": [AIRLOCK_SERVICE]})
+    c.JupyterHub.load_roles = list(_existing(c.JupyterHub, "load_roles") or []) + roles
+    # JupyterHub checks admin_users against its own list; the registry's admins are only
+    # candidates: the authenticator grants admin when the IdP agrees.
+    log.info("kubernetes mode: %d project(s), %d registry admin(s)", len(registry.projects()),
+             len(registry_admins(registry)))
+    return context
+
+
+def _existing(section, key: str):
+    """A value z2jh may already have set in ``c`` (None when unset)."""
+    try:
+        value = section[key] if key in section else None
+    except TypeError:
+        return None
+    return value if isinstance(value, (list, tuple)) else None

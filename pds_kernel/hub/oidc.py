@@ -1,0 +1,204 @@
+"""OIDC sign-in for the Kubernetes mode: ``GenericOAuthenticator`` plus the registry.
+
+The identity provider (IdP) proves who the user is and says which IdP groups they are in; the
+registry says which projects they may use. A user gets the *intersection*, so withdrawing access
+in either place is enough (deny by default):
+
+* sign-in needs one of the ``allowed_groups`` (IdP groups, e.g. ``pds-users``) **and** an active
+  registry account;
+* project groups: IdP groups named ``<project_group_prefix><project id>`` (default
+  ``pds-project-diabetes-2024``) ∩ the projects where the registry makes the user an active
+  researcher (``require_idp_project_groups=False`` keeps only the registry side);
+* roles: ``researcher`` when the user has a project, ``output-checker`` / ``admin`` when the IdP
+  groups in ``idp_output_checker_groups`` / ``idp_admin_groups`` agree with the registry; hub
+  admin status needs both the IdP admin group and the registry's admin flag.
+
+Only the documented override points of OAuthenticator are used (``update_auth_model``,
+``get_user_groups``, ``check_allowed``, ``refresh_user``); the token exchange is upstream's.
+The standard settings (``client_id``, ``authorize_url``, ``token_url``, ``userinfo_url``,
+``oauth_callback_url``, ``scope``) go in ``hub.config.GenericOAuthenticator`` of the Helm values and
+the client secret in ``$OAUTH_CLIENT_SECRET`` (from a Secret).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterable
+
+from oauthenticator.generic import GenericOAuthenticator
+from traitlets import Any, Bool, Set, Unicode, default
+
+from ..audit import AuditEvent
+from ..errors import InvalidInput
+from ..registry import Role
+from ..registry.names import check_project_id
+from .common import (
+    AuditedLogoutHandler,
+    is_registry_user,
+    project_groups,
+    record_login_refused,
+    stop_revoked_servers,
+    user_roles,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IdpGrants:
+    """What the IdP's groups alone would allow (before intersecting with the registry)."""
+
+    may_login: bool
+    projects: frozenset[str]
+    roles: frozenset[str]
+
+
+def map_idp_groups(groups: Iterable[str], *, login_groups: Iterable[str], project_prefix: str,
+                   admin_groups: Iterable[str] = (), checker_groups: Iterable[str] = ()) -> IdpGrants:
+    """Pure: IdP group names → may the user sign in, which projects, which roles.
+
+    A group that carries the prefix but not a valid project id grants nothing.
+    """
+    groups = {g for g in groups if isinstance(g, str)}
+    projects = set()
+    for g in groups:
+        if project_prefix and g.startswith(project_prefix):
+            try:
+                projects.add(check_project_id(g[len(project_prefix):]))
+            except InvalidInput:
+                log.warning("ignoring IdP group %r: not a valid project id after the prefix", g)
+    roles = set()
+    if projects:
+        roles.add(Role.RESEARCHER.value)
+    if groups & set(checker_groups):
+        roles.add(Role.OUTPUT_CHECKER.value)
+    if groups & set(admin_groups):
+        roles.add(Role.ADMIN.value)
+    return IdpGrants(may_login=bool(groups & set(login_groups)), projects=frozenset(projects),
+                     roles=frozenset(roles))
+
+
+class PdsOAuthenticator(GenericOAuthenticator):
+    """GenericOAuthenticator whose groups and admin flag are IdP ∩ registry."""
+
+    context = Any(None, allow_none=True, config=True,
+                  help="The HubContext (settings, runtime, registry); set by configure().")
+    project_group_prefix = Unicode(
+        "pds-project-", config=True,
+        help="IdP groups named <prefix><project id> grant that project (with the registry's "
+             "agreement). Default 'pds-project-'.")
+    require_idp_project_groups = Bool(
+        True, config=True,
+        help="True (default): a project needs both the IdP group and the registry membership. "
+             "False: the registry alone decides projects (the IdP only authenticates).")
+    groups_claim = Unicode(
+        "groups", config=True,
+        help="The userinfo claim holding the user's IdP groups (a list of names). Default 'groups'.")
+    idp_admin_groups = Set(
+        Unicode(), config=True,
+        help="IdP groups whose members are hub admins, if the registry also marks them admin. "
+             "Default: none.")
+    idp_output_checker_groups = Set(
+        Unicode(), config=True,
+        help="IdP groups whose members may act as output checkers (with a registry membership). "
+             "Default: none.")
+
+    @default("manage_groups")
+    def _default_manage_groups(self) -> bool:
+        return True
+
+    @default("auth_state_groups_key")
+    def _default_groups_key(self) -> str:
+        return f"oauth_user.{self.groups_claim}"
+
+    @default("username_claim")
+    def _default_username_claim(self) -> str:
+        return "preferred_username"
+
+    @default("scope")
+    def _default_scope(self) -> list[str]:
+        return ["openid", "profile", "email", "groups"]
+
+    @default("login_service")
+    def _default_login_service(self) -> str:
+        return "your institution (OIDC)"
+
+    # ---- helpers ---------------------------------------------------------------------------
+    @property
+    def registry(self):
+        return self.context.registry
+
+    def idp_grants(self, auth_state: dict | None) -> IdpGrants:
+        groups = ((auth_state or {}).get("oauth_user") or {}).get(self.groups_claim) or []
+        if isinstance(groups, str):
+            groups = [groups]
+        return map_idp_groups(groups, login_groups=self.allowed_groups,
+                              project_prefix=self.project_group_prefix,
+                              admin_groups=self.idp_admin_groups,
+                              checker_groups=self.idp_output_checker_groups)
+
+    def effective_projects(self, username: str, grants: IdpGrants) -> list[str]:
+        """Registry projects (active researcher now), restricted to the IdP's when required."""
+        projects = project_groups(self.registry, username) if is_registry_user(self.registry, username) else []
+        if self.require_idp_project_groups:
+            projects = [p for p in projects if p in grants.projects]
+        return sorted(projects)
+
+    def effective_roles(self, username: str, grants: IdpGrants) -> list[str]:
+        if not is_registry_user(self.registry, username):
+            return []
+        return sorted(set(user_roles(self.registry, username)) & grants.roles)
+
+    # ---- OAuthenticator override points ------------------------------------------------------
+    async def update_auth_model(self, auth_model: dict) -> dict:
+        username = auth_model["name"]
+        grants = self.idp_grants(auth_model.get("auth_state"))
+        auth_model["admin"] = Role.ADMIN.value in self.effective_roles(username, grants)
+        return auth_model
+
+    async def get_user_groups(self, auth_state: dict) -> set[str]:
+        """The hub groups = project ids (IdP ∩ registry); called by OAuthenticator's
+        ``manage_groups`` logic after the token exchange."""
+        user_info = (auth_state or {}).get("oauth_user") or {}
+        try:
+            username = self.normalize_username(self.user_info_to_username(user_info))
+        except Exception:  # no usable username claim: no groups (check_allowed refuses)
+            return set()
+        return set(self.effective_projects(username, self.idp_grants(auth_state)))
+
+    async def check_allowed(self, username: str, auth_model: dict | None) -> bool:
+        """Deny by default: an IdP sign-in group *and* an active registry account."""
+        if auth_model is None:  # JupyterHub's startup check of allowed users: registry decides
+            return is_registry_user(self.registry, username)
+        grants = self.idp_grants(auth_model.get("auth_state"))
+        if not grants.may_login:
+            record_login_refused(self.context, username, None, "not in an IdP sign-in group")
+            return False
+        if not is_registry_user(self.registry, username):
+            record_login_refused(self.context, username, None, "not an active registry user")
+            return False
+        self.context.record(AuditEvent(
+            actor=username, action="hub.login.oidc", target=f"user:{username}",
+            details={"projects": list(auth_model.get("groups") or []),
+                     "roles": self.effective_roles(username, grants)}))
+        return True
+
+    async def refresh_user(self, user, handler=None, **kwargs):
+        """Re-apply the registry: groups can only shrink between sign-ins (the IdP groups are
+        re-read at the next sign-in, or here when ``enable_auth_state`` keeps the tokens)."""
+        refreshed = await super().refresh_user(user, handler, **kwargs)
+        if refreshed is False or not is_registry_user(self.registry, user.name):
+            return False
+        if isinstance(refreshed, dict):
+            model = refreshed
+        else:
+            current = {g.name for g in getattr(user, "groups", [])}
+            allowed = set(project_groups(self.registry, user.name))
+            model = {"name": user.name, "groups": sorted(current & allowed)}
+        if handler is not None:
+            await stop_revoked_servers(self.context, handler, user.name, reason="refresh")
+        return model
+
+    def get_handlers(self, app):
+        return [(r"/logout", AuditedLogoutHandler), *super().get_handlers(app)]

@@ -1,0 +1,277 @@
+"""Pure builders: a :class:`~pds_kernel.sandbox.spec.WorkspaceSpec` translated into pod pieces.
+
+Nothing here decides who may do what (the registry did, before the spec existed) and nothing
+talks to a cluster: every function takes plain values and returns plain JSON-shaped dicts in the
+Kubernetes API's camelCase, so tests compare dicts and the hub hook converts at the edge.
+
+The invariants a workspace pod must satisfy, whatever JupyterHub, KubeSpawner or z2jh values put
+in it before (:func:`apply_workspace_invariants` is the last word):
+
+* volumes: the project's extract claim read-only at ``/data``, the (user, project) home claim at
+  ``/home/jovyan``, and a size-limited pod-local scratch ``/tmp`` (emptyDir, because the root
+  filesystem is read-only); nothing else, no init containers, no sidecars;
+* the project's labels, image, CPU/memory limits (requests = limits) and optional GPU;
+* restricted security (non-root, no privilege escalation, all capabilities dropped, seccomp
+  RuntimeDefault, read-only root filesystem), no service-account token, no host namespaces;
+* no DNS resolver unless enabled: the hub, the dask-gateway proxy and the airlock are reached at
+  the addresses Kubernetes injects (``$(HUB_SERVICE_HOST)``...), expanded by the kubelet.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import InvalidInput
+from ..sandbox.spec import DATA_MOUNT, HOME_MOUNT, WorkspaceSpec, extract_volume_name, home_volume_name
+from .config import K8sConfig
+
+#: KubeSpawner's name for the notebook container.
+NOTEBOOK_CONTAINER = "notebook"
+SCRATCH_MOUNT = "/tmp"
+#: Label keys written on every project pod (and selected by the chart's NetworkPolicies).
+PROJECT_LABEL = "pds.project"
+COMPONENT_LABEL = "pds.component"
+
+
+# ---- small pieces --------------------------------------------------------------------------------
+def service_env_prefix(service: str) -> str:
+    """The prefix of the variables Kubernetes injects for a Service (``proxy-public`` →
+    ``PROXY_PUBLIC``)."""
+    return service.upper().replace("-", "_")
+
+
+def service_address(service: str, *, dns: bool, port: int | None = None) -> str:
+    """``host:port`` of a Service as a workspace reaches it.
+
+    Without DNS this is ``$(NAME_SERVICE_HOST):$(NAME_SERVICE_PORT)``: the kubelet expands such
+    references in container env values from the Service variables of the pod's namespace.
+    """
+    if dns:
+        return service if port is None else f"{service}:{port}"
+    prefix = service_env_prefix(service)
+    return f"$({prefix}_SERVICE_HOST):$({prefix}_SERVICE_PORT)"
+
+
+def cpu_quantity(cores: float) -> str:
+    return f"{max(1, round(cores * 1000))}m"
+
+
+def memory_quantity(mb: int) -> str:
+    return f"{int(mb)}Mi"
+
+
+def build_labels(spec: WorkspaceSpec, component: str = "workspace") -> dict[str, str]:
+    labels = dict(spec.labels)
+    labels[PROJECT_LABEL] = spec.project
+    labels[COMPONENT_LABEL] = component
+    return labels
+
+
+def gpu_granted(spec: WorkspaceSpec, cfg: K8sConfig) -> bool:
+    """A GPU only when the platform enables GPUs *and* the registry grants one to the project."""
+    return bool(cfg.gpu.enabled and spec.gpu)
+
+
+def build_pod_security_context(cfg: K8sConfig) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": cfg.uid,
+        "runAsGroup": cfg.gid,
+        "fsGroup": cfg.gid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_container_security_context(cfg: K8sConfig) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": cfg.uid,
+        "runAsGroup": cfg.gid,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_resources(cpu: float, mem_mb: int, *, gpu_resource: str | None = None) -> dict[str, Any]:
+    """Requests equal limits: a project gets what the registry grants, never more, never less."""
+    limits: dict[str, Any] = {"cpu": cpu_quantity(cpu), "memory": memory_quantity(mem_mb)}
+    if gpu_resource:
+        limits[gpu_resource] = "1"
+    return {"limits": dict(limits), "requests": dict(limits)}
+
+
+def extract_volume(spec: WorkspaceSpec) -> dict[str, Any]:
+    return {"name": "extract", "persistentVolumeClaim": {
+        "claimName": extract_volume_name(spec.project), "readOnly": True}}
+
+
+def extract_mount() -> dict[str, Any]:
+    return {"name": "extract", "mountPath": DATA_MOUNT, "readOnly": True}
+
+
+def scratch_volume(cfg: K8sConfig) -> dict[str, Any]:
+    return {"name": "scratch", "emptyDir": {"sizeLimit": cfg.tmp_size}}
+
+
+def scratch_mount() -> dict[str, Any]:
+    return {"name": "scratch", "mountPath": SCRATCH_MOUNT}
+
+
+def build_workspace_volumes(spec: WorkspaceSpec, cfg: K8sConfig) -> list[dict[str, Any]]:
+    return [
+        extract_volume(spec),
+        {"name": "home", "persistentVolumeClaim": {"claimName": home_volume_name(spec.project, spec.user)}},
+        scratch_volume(cfg),
+    ]
+
+
+def build_workspace_mounts() -> list[dict[str, Any]]:
+    return [extract_mount(), {"name": "home", "mountPath": HOME_MOUNT}, scratch_mount()]
+
+
+def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig) -> dict[str, str]:
+    """Where the workspace finds the gateway and the airlock, and its default Dask options."""
+    s = cfg.services
+    gateway = service_address(s.gateway_proxy, dns=cfg.dns, port=80)
+    return {
+        "PDS_PROJECT": spec.project,
+        "PDS_AIRLOCK_URL": f"http://{service_address(s.airlock, dns=cfg.dns, port=8080)}",
+        "DASK_GATEWAY__ADDRESS": f"http://{gateway}{cfg.gateway_prefix}",
+        "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{gateway}",
+        "DASK_GATEWAY__PUBLIC_ADDRESS": cfg.gateway_prefix,
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+        "DASK_GATEWAY__CLUSTER__OPTIONS__PROJECT": spec.project,
+        "DASK_TEMPORARY_DIRECTORY": SCRATCH_MOUNT,
+        "HOME": HOME_MOUNT,
+    }
+
+
+def rewrite_hub_urls(env: list[dict[str, Any]], hub_api_url: str, cfg: K8sConfig) -> list[dict[str, Any]]:
+    """Point every env value that names the hub's address at the injected Service address."""
+    if cfg.dns or not hub_api_url:
+        return env
+    parts = urlsplit(hub_api_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    target = f"{parts.scheme}://{service_address(cfg.services.hub, dns=False)}"
+    out = []
+    for item in env:
+        value = item.get("value")
+        if isinstance(value, str) and value.startswith(origin):
+            item = {**item, "value": target + value[len(origin):]}
+        out.append(item)
+    return out
+
+
+def merge_env(env: list[dict[str, Any]], overrides: dict[str, str]) -> list[dict[str, Any]]:
+    """Existing variables first (order matters for ``$(VAR)`` references), ours replace theirs."""
+    kept = [e for e in env if e.get("name") not in overrides]
+    return kept + [{"name": k, "value": v} for k, v in overrides.items()]
+
+
+# ---- the last word on a workspace pod -------------------------------------------------------------
+def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8sConfig, *,
+                               hub_api_url: str = "") -> dict[str, Any]:
+    """Return a copy of ``pod`` (API dict) that satisfies every workspace invariant."""
+    pod = copy.deepcopy(pod)
+    meta = pod.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), **build_labels(spec)}
+    ps = pod.setdefault("spec", {})
+    notebook = next((c for c in ps.get("containers") or [] if c.get("name") == NOTEBOOK_CONTAINER), None)
+    if notebook is None:
+        raise InvalidInput("the workspace pod has no notebook container")
+    gpu = gpu_granted(spec, cfg)
+
+    notebook["image"] = cfg.notebook_image_for(spec.project)
+    notebook["imagePullPolicy"] = cfg.pull_policy
+    notebook["volumeMounts"] = build_workspace_mounts()
+    notebook.pop("volumeDevices", None)
+    notebook.pop("envFrom", None)
+    notebook["resources"] = build_resources(spec.cpu_limit, spec.mem_limit_mb,
+                                            gpu_resource=cfg.gpu.resource if gpu else None)
+    notebook["securityContext"] = build_container_security_context(cfg)
+    env = rewrite_hub_urls(list(notebook.get("env") or []), hub_api_url, cfg)
+    notebook["env"] = merge_env(env, build_workspace_env(spec, cfg))
+
+    ps["containers"] = [notebook]
+    for key in ("initContainers", "ephemeralContainers", "hostAliases", "serviceAccount"):
+        ps.pop(key, None)
+    ps["volumes"] = build_workspace_volumes(spec, cfg)
+    ps["securityContext"] = build_pod_security_context(cfg)
+    ps["automountServiceAccountToken"] = False
+    ps["enableServiceLinks"] = True
+    ps["hostNetwork"] = ps["hostPID"] = ps["hostIPC"] = False
+    ps["shareProcessNamespace"] = False
+    if cfg.dns:
+        ps["dnsPolicy"] = "ClusterFirst"
+        ps.pop("dnsConfig", None)
+    else:
+        # No resolver: a name lookup fails at once instead of leaking through the cluster DNS.
+        ps["dnsPolicy"] = "None"
+        ps["dnsConfig"] = {"nameservers": ["127.0.0.1"], "searches": [], "options": [{"name": "ndots", "value": "0"}]}
+    selector = {k: v for k, v in (ps.get("nodeSelector") or {}).items() if k not in cfg.gpu.node_selector}
+    tolerations = [t for t in ps.get("tolerations") or [] if t not in cfg.gpu.tolerations]
+    if gpu:
+        selector.update(cfg.gpu.node_selector)
+        tolerations.extend(dict(t) for t in cfg.gpu.tolerations)
+    ps["nodeSelector"] = selector
+    ps["tolerations"] = tolerations
+    return pod
+
+
+# ---- Dask clusters (dask-gateway KubeClusterConfig overrides) ---------------------------------------
+def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cpu: float = 1.0,
+                            scheduler_mem_mb: int = 2048) -> dict[str, Any]:
+    """The ``KubeClusterConfig`` overrides for one project's Dask cluster.
+
+    Workers get the project's image, limits (one worker = the project's CPU/memory), the extract
+    read-only at ``/data`` and labels; the scheduler gets labels and the same restricted security
+    but no data. These replace (not extend) whatever the chart's defaults set, so they must be
+    complete. dask-gateway appends lists (volumes) to its own (the TLS credentials secret).
+    """
+    gpu = gpu_granted(spec, cfg)
+    csc = build_container_security_context(cfg)
+    base_pod = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": build_pod_security_context(cfg),
+    }
+    worker_pod = {**copy.deepcopy(base_pod), "volumes": [extract_volume(spec), scratch_volume(cfg)]}
+    worker_container: dict[str, Any] = {
+        "securityContext": csc,
+        "volumeMounts": [extract_mount(), scratch_mount()],
+    }
+    if gpu:
+        worker_pod["nodeSelector"] = dict(cfg.gpu.node_selector)
+        worker_pod["tolerations"] = [dict(t) for t in cfg.gpu.tolerations]
+        worker_container["resources"] = {"limits": {cfg.gpu.resource: "1"}, "requests": {cfg.gpu.resource: "1"}}
+    scheduler_pod = {**copy.deepcopy(base_pod), "volumes": [scratch_volume(cfg)]}
+    scheduler_container = {"securityContext": copy.deepcopy(csc), "volumeMounts": [scratch_mount()]}
+    mem_bytes = int(spec.mem_limit_mb) * 2**20
+    return {
+        "image": cfg.worker_image_for(spec.project),
+        "image_pull_policy": cfg.pull_policy,
+        "worker_cores": float(spec.cpu_limit),
+        "worker_cores_limit": float(spec.cpu_limit),
+        "worker_memory": mem_bytes,
+        "worker_memory_limit": mem_bytes,
+        "worker_threads": max(1, min(cfg.worker_threads, int(spec.cpu_limit) or 1)),
+        "scheduler_cores": scheduler_cpu,
+        "scheduler_cores_limit": scheduler_cpu,
+        "scheduler_memory": scheduler_mem_mb * 2**20,
+        "scheduler_memory_limit": scheduler_mem_mb * 2**20,
+        "cluster_max_workers": spec.dask_workers,
+        "cluster_max_cores": float(spec.cpu_limit) * spec.dask_workers,
+        "cluster_max_memory": mem_bytes * spec.dask_workers,
+        "environment": {"PDS_PROJECT": spec.project, "DASK_TEMPORARY_DIRECTORY": SCRATCH_MOUNT},
+        "worker_extra_pod_labels": build_labels(spec, "dask-worker"),
+        "scheduler_extra_pod_labels": build_labels(spec, "dask-scheduler"),
+        "worker_extra_pod_config": worker_pod,
+        "worker_extra_container_config": worker_container,
+        "scheduler_extra_pod_config": scheduler_pod,
+        "scheduler_extra_container_config": scheduler_container,
+    }

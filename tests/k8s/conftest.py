@@ -1,0 +1,66 @@
+"""Fixtures of the Kubernetes tests: a registry with two projects, a dummy kubeconfig, the chart."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pds_kernel.registry import Registry
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "pds-workspace"
+DATA = REPO / "tests" / "data"
+HELM = REPO / ".tools" / "bin" / "helm"
+TODAY = date(2026, 3, 1)
+
+
+@pytest.fixture
+def registry(runtime) -> Registry:
+    """Two projects; alice in both, bob in alpha only, carol expired in alpha, dave in nothing."""
+    reg = Registry.from_runtime(runtime)
+    for name in ("alice", "bob", "carol", "dave", "olga"):
+        reg.upsert_user("admin", name)
+    reg.upsert_project("admin", "alpha-study", title="Alpha", start_date=date(2025, 1, 1),
+                       end_date=date(2030, 12, 31), cpu_limit=2.0, mem_limit_mb=4096, dask_workers=3)
+    reg.upsert_project("admin", "beta-study", title="Beta", start_date=date(2025, 1, 1),
+                       end_date=date(2030, 12, 31), cpu_limit=4.0, mem_limit_mb=8192, dask_workers=2,
+                       gpu=True)
+    far = date(2030, 6, 30)
+    reg.add_member("admin", "alpha-study", "alice", "researcher", far)
+    reg.add_member("admin", "beta-study", "alice", "researcher", far)
+    reg.add_member("admin", "alpha-study", "bob", "researcher", far)
+    reg.add_member("admin", "alpha-study", "carol", "researcher", date(2020, 1, 1))
+    reg.add_member("admin", "alpha-study", "olga", "output-checker", far)
+    return reg
+
+
+@pytest.fixture
+def kubeconfig(tmp_path, monkeypatch) -> Path:
+    """A kubeconfig naming an unroutable API server: clients can be built, nothing is contacted."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "test", "user": {"token": "not-a-real-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": "pds"}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    # kubernetes_asyncio reads $KUBECONFIG at import time
+    from kubernetes_asyncio.config import kube_config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return path
+
+
+def helm_available() -> bool:
+    return HELM.exists() or shutil.which("helm") is not None
+
+
+def helm_bin() -> str:
+    return str(HELM) if HELM.exists() else shutil.which("helm")

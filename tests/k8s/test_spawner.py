@@ -1,0 +1,162 @@
+"""KubeSpawner's own manifest generation with the PDS hooks (no cluster is contacted)."""
+
+from __future__ import annotations
+
+import pytest
+from kubespawner import KubeSpawner
+from tornado import web
+from traitlets.config import Config
+
+from pds_kernel.audit import AuditTrail
+from pds_kernel.hub.kubernetes import configure
+from pds_kernel.k8s.config import Gpu, K8sConfig
+
+pytestmark = pytest.mark.asyncio
+
+
+class FakeGroup:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class FakeUser:
+    """What KubeSpawner reads of a JupyterHub user."""
+
+    def __init__(self, name: str, groups: list[str]):
+        self.name, self.id, self.url = name, 1, f"/user/{name}/"
+        self.groups = [FakeGroup(g) for g in groups]
+
+
+class FakeHub:
+    api_url = "http://hub:8081/hub/api"
+    public_host = ""
+    url = "http://hub:8081/hub/"
+    base_url = "/hub/"
+
+
+class FakeOrmSpawner:
+    def __init__(self, name: str):
+        self.name, self.server, self.state = name, None, None
+
+
+def make_spawner(settings, user: str, groups: list[str], server: str, *, options=None, k8s=None):
+    c = Config()
+    configure(c, settings=settings, k8s=k8s or K8sConfig())
+    spawner = KubeSpawner(_mock=True, config=c, user=FakeUser(user, groups), hub=FakeHub(),
+                          orm_spawner=FakeOrmSpawner(server))
+    spawner.user_options = options or {}
+    return spawner
+
+
+async def spawn_manifest(spawner) -> dict:
+    """What KubeSpawner.start() would send: pre-spawn hook, options, manifest, modify hook."""
+    spawner.run_pre_spawn_hook()
+    await spawner.load_user_options()
+    pod = await spawner.get_pod_manifest()
+    pod = await spawner.modify_pod_hook(spawner, pod)
+    return spawner.api.api_client.sanitize_for_serialization(pod)
+
+
+def denied(runtime) -> list:
+    return [e for e in AuditTrail(runtime.sessions).entries() if e.outcome == "denied"]
+
+
+async def test_member_gets_exactly_the_project(settings, runtime, registry, kubeconfig):
+    spawner = make_spawner(settings, "alice", ["alpha-study", "beta-study"], "alpha-study")
+    pod = await spawn_manifest(spawner)
+    spec, meta = pod["spec"], pod["metadata"]
+    assert meta["labels"]["pds.project"] == "alpha-study"
+    assert meta["labels"]["pds.component"] == "workspace"
+    assert meta["labels"]["component"] == "singleuser-server"  # z2jh's policies still select it
+    assert [c["name"] for c in spec["containers"]] == ["notebook"]
+    assert not spec.get("initContainers")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert set(volumes) == {"extract", "home", "scratch"}
+    assert volumes["extract"]["persistentVolumeClaim"] == {"claimName": "extract-alpha-study", "readOnly": True}
+    assert volumes["home"]["persistentVolumeClaim"]["claimName"] == "home-alpha-study-alice"
+    assert "emptyDir" in volumes["scratch"]
+    mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["/data"] == {"name": "extract", "mountPath": "/data", "readOnly": True}
+    assert set(mounts) == {"/data", "/home/jovyan", "/tmp"}
+    resources = spec["containers"][0]["resources"]
+    assert resources["limits"] == {"cpu": "2000m", "memory": "4096Mi"}
+    assert resources["requests"] == resources["limits"]
+    assert spawner.pvc_name == "home-alpha-study-alice"
+
+
+async def test_security_context_is_restricted(settings, runtime, registry, kubeconfig):
+    pod = await spawn_manifest(make_spawner(settings, "bob", ["alpha-study"], "alpha-study"))
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["hostNetwork"] is False and spec["hostPID"] is False and spec["hostIPC"] is False
+    csc = spec["containers"][0]["securityContext"]
+    assert csc["allowPrivilegeEscalation"] is False
+    assert csc["privileged"] is False
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    assert csc["readOnlyRootFilesystem"] is True
+    assert csc["runAsUser"] != 0
+
+
+async def test_no_dns_and_hub_reached_by_service_variables(settings, runtime, registry, kubeconfig):
+    pod = await spawn_manifest(make_spawner(settings, "bob", ["alpha-study"], "alpha-study"))
+    spec = pod["spec"]
+    assert spec["dnsPolicy"] == "None"
+    assert spec["dnsConfig"]["nameservers"] == ["127.0.0.1"]
+    assert spec["enableServiceLinks"] is True
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["JUPYTERHUB_API_URL"] == "http://$(HUB_SERVICE_HOST):$(HUB_SERVICE_PORT)/hub/api"
+    assert env["DASK_GATEWAY__CLUSTER__OPTIONS__PROJECT"] == "alpha-study"
+    assert "hub:8081" not in str(env)
+
+
+async def test_gpu_only_when_enabled(settings, runtime, registry, kubeconfig):
+    off = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study", "beta-study"], "beta-study"))
+    assert "nvidia.com/gpu" not in off["spec"]["containers"][0]["resources"]["limits"]
+    assert not off["spec"].get("tolerations")
+    k8s = K8sConfig(gpu=Gpu(enabled=True))
+    on = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study", "beta-study"], "beta-study", k8s=k8s))
+    assert on["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert on["spec"]["nodeSelector"] == {"pds.gpu": "true"}
+    # a project without GPU in the registry never gets one, even with GPUs enabled
+    alpha = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study", "beta-study"], "alpha-study", k8s=k8s))
+    assert "nvidia.com/gpu" not in alpha["spec"]["containers"][0]["resources"]["limits"]
+
+
+@pytest.mark.parametrize("user,groups,server,options,why", [
+    ("bob", ["alpha-study"], "beta-study", {}, "not a researcher"),           # non-member
+    ("carol", ["alpha-study"], "alpha-study", {}, "expired"),                 # expired member
+    ("dave", [], "alpha-study", {}, "not a researcher"),                      # no membership at all
+    ("olga", ["alpha-study"], "alpha-study", {}, "not a researcher"),         # checker, not researcher
+    ("alice", ["alpha-study"], "beta-study", {}, "hub group"),                # IdP withdrew beta
+    ("alice", ["alpha-study", "beta-study"], "", {}, "server name"),          # default server
+    ("alice", ["alpha-study", "beta-study"], "alpha-study", {"profile": "beta-study"}, "profile"),
+    ("alice", ["alpha-study", "beta-study"], "alpha-study", {"image": "evil:latest"}, "unknown spawn option"),
+])
+async def test_refused_requests(settings, runtime, registry, kubeconfig, user, groups, server, options, why):
+    spawner = make_spawner(settings, user, groups, server, options=options)
+    with pytest.raises(web.HTTPError) as err:
+        spawner.run_pre_spawn_hook()
+    assert err.value.status_code == 403
+    assert why in err.value.log_message
+    assert any(e.action == "workspace.refused" for e in denied(runtime))
+
+
+async def test_modify_hook_rechecks_even_without_pre_spawn(settings, runtime, registry, kubeconfig):
+    """The last word does not trust that the pre-spawn hook ran."""
+    spawner = make_spawner(settings, "bob", ["alpha-study", "beta-study"], "beta-study")
+    pod = await spawner.get_pod_manifest()
+    with pytest.raises(web.HTTPError):
+        await spawner.modify_pod_hook(spawner, pod)
+
+
+async def test_profile_list_shows_only_active_projects(settings, runtime, registry, kubeconfig):
+    alice = make_spawner(settings, "alice", ["alpha-study", "beta-study"], "beta-study")
+    assert [p["slug"] for p in alice.profile_list(alice)] == ["beta-study"]
+    unnamed = make_spawner(settings, "alice", ["alpha-study", "beta-study"], "")
+    assert [p["slug"] for p in unnamed.profile_list(unnamed)] == ["alpha-study", "beta-study"]
+    carol = make_spawner(settings, "carol", ["alpha-study"], "alpha-study")
+    assert carol.profile_list(carol) == []
+    limits = alice.profile_list(alice)[0]["kubespawner_override"]
+    assert limits["cpu_limit"] == 4.0 and limits["mem_limit"] == "8192M"
