@@ -81,7 +81,7 @@ def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mappin
         result.add(Finding("table", Status.FAIL, str(exc)))
         return
     options = ((context.get("tables") or {}).get(name) or {})
-    label_columns = options.get("label_columns")
+    label_columns = options.get("label_columns", (evidence or {}).get("label_columns"))
     table = tables.analyse(frame, int(label_columns) if isinstance(label_columns, int) else None)
     result.extend(tables.check_text_cells(table, _scan))
     declared = options.get("measure")

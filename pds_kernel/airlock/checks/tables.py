@@ -215,7 +215,7 @@ def check_acro_record(table: LoadedTable | None, record: Mapping[str, Any],
     findings = []
     sdc = record.get("sdc") or {}
     cells = sdc.get("cells") or {}
-    offset = len(table.labels) if table is not None else 0
+    offset = int(record.get("label_columns", len(table.labels))) if table is not None else 0
     for check, positions in cells.items():
         rule, message = _ACRO_RULES.get(check, (check, f"ACRO {check}"))
         status = Status.REVIEW if rule in {"zero", "missing"} else Status.FAIL
