@@ -164,7 +164,7 @@ def _duckdb_cohort(lake: Path, cohort_sql: str, tables: tuple[str, ...]) -> dict
           AND NOT EXISTS (SELECT 1 FROM T_MCOaaB b WHERE b.ETA_NUM=c.ETA_NUM AND b.RSA_NUM=c.RSA_NUM
                           AND b.GRG_GHM LIKE '90%')""")
     con.execute(f"CREATE TEMP TABLE cohort AS {cohort_sql.format(keys=keys)}")
-    counts = {"persons": con.execute("SELECT count(*) FROM cohort").fetchone()[0]}
+    counts = {"persons": con.sql("SELECT count(*) FROM cohort").fetchall()[0][0]}
     queries = {"ER_PRS_F": "SELECT * FROM claims SEMI JOIN cohort USING (BEN_NIR_PSA)",
                "T_MCOaaC": "SELECT * FROM stays s SEMI JOIN cohort c ON s.NIR_ANO_17 = c.BEN_NIR_PSA"}
     for table in tables:
