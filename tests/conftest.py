@@ -88,7 +88,7 @@ def pg_server():
     subprocess.run(_as_pg_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
                                  "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"]), **run)
     options = (f"-k {sock} -c listen_addresses='' -c fsync=off -c synchronous_commit=off "
-               "-c full_page_writes=off -c max_connections=50")
+               "-c full_page_writes=off -c max_connections=100")
     try:
         subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log),
                                      "-o", options, "-w", "-t", "60", "start"]), **run)

@@ -1,0 +1,243 @@
+"""``pds project``: the project registry from the command line.
+
+Parse, call :class:`pds_kernel.registry.Registry`, render. Every change goes through the registry
+service, which writes it to the audit trail with ``ctx.obj.actor`` in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.table import Table
+
+from ..audit import AuditEvent, Outcome
+from ..errors import InvalidInput, NotFound, PermissionDenied
+from ..registry import Registry, Role
+from ..registry.names import check_project_id, check_user_name
+from ..registry.spec import RegistrySpec, parse_registry
+from .app import console
+
+app = typer.Typer(help="Projects, users and memberships (the project registry).", no_args_is_help=True)
+
+
+def _registry(ctx: typer.Context, action: str, target: str = "", project: str = "") -> Registry:
+    """The registry, once the actor is known to be allowed to administer it.
+
+    Same rule as the extract builder: the machine's operator (``os:<user>``, who holds the database
+    anyway) or an active platform administrator of the registry. Anyone else is refused, audited.
+    """
+    state = ctx.obj
+    registry = Registry.from_runtime(state.runtime)
+    actor = state.actor
+    if actor.startswith("os:"):
+        return registry
+    try:
+        user = registry.get_user(actor)
+    except NotFound:
+        user = None
+    if user is None or not user.active or not user.is_admin:
+        reason = f"{actor} may not administer the registry: only an administrator may"
+        state.runtime.audit.record(AuditEvent(actor=actor, action=action, target=target, project=project,
+                                              outcome=Outcome.DENIED, details={"reason": reason}))
+        raise PermissionDenied(reason)
+    return registry
+
+
+def _table(*columns: str) -> Table:
+    """A table whose first column (an id) and date-like columns never wrap; free text folds."""
+    table = Table()
+    for number, name in enumerate(columns):
+        free_text = name in {"title", "full name", "email", "active projects"}
+        table.add_column(name, no_wrap=not free_text and number == 0 or name in {"start", "end", "expires", "status"})
+    return table
+
+
+class _PlainDatesLoader(yaml.SafeLoader):
+    """Safe YAML without implicit timestamps: ``2025-13-01`` stays text, so the registry parser can
+    say which field holds the bad date instead of PyYAML failing with a bare ValueError."""
+
+
+_PlainDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_registry_file(path: Path) -> RegistrySpec:
+    """Read and validate a registry file; every error names the file and the place in it."""
+    if not path.is_file():
+        raise InvalidInput(f"registry file {path} does not exist")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_PlainDatesLoader)  # noqa: S506 (safe loader)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path} is not UTF-8 text") from None
+    return parse_registry(data, str(path))
+
+
+def _date(option: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidInput(f"--role: {value!r} is not one of researcher, output-checker") from None
+
+
+@app.command("apply")
+def apply(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Registry file (projects.yaml): users, projects, members."),
+) -> None:
+    """Make the registry match FILE (declarative) and print what changed.
+
+    Members of a listed project that FILE does not list are removed; projects and users that FILE
+    does not list are left alone."""
+    spec = load_registry_file(file)  # parse and validate everything before touching the registry
+    registry = _registry(ctx, "registry.apply", target=f"file:{file.name}")
+    changes = registry.apply(ctx.obj.actor, spec)
+    for change in changes:
+        console.print(f"  {change}", highlight=False, soft_wrap=True)
+    console.print(f"{len(changes)} change(s) applied from {file}" if changes
+                  else f"registry already matches {file}: nothing changed", highlight=False, soft_wrap=True)
+
+
+@app.command("list")
+def list_projects(ctx: typer.Context) -> None:
+    """List every project with its status, dates and number of unexpired memberships."""
+    registry = _registry(ctx, "registry.read")
+    today = date.today()
+    table = _table("id", "title", "status", "start", "end", "open", "members")
+    for p in registry.projects():
+        valid = sum(1 for m in registry.members(p.id) if m.expires_on >= today)
+        table.add_row(p.id, p.title, p.status.value, str(p.start_date), str(p.end_date),
+                      "yes" if p.is_open(today) else "no", str(valid))
+    console.print(table)
+
+
+@app.command("show")
+def show(ctx: typer.Context, project: str = typer.Argument(..., help="Project id.")) -> None:
+    """Show one project: its fields, limits and members (with their expiry)."""
+    check_project_id(project)
+    registry = _registry(ctx, "registry.read", target=f"project:{project}", project=project)
+    p = registry.get_project(project)
+    today = date.today()
+    console.print(f"[bold]{p.id}[/]: {p.title}", highlight=False, soft_wrap=True)
+    for label, value in (
+        ("status", f"{p.status.value} ({'open' if p.is_open(today) else 'grants nothing today'})"),
+        ("period", f"{p.start_date} to {p.end_date}"),
+        ("purpose", p.purpose), ("data controller", p.data_controller), ("approval", p.approval_ref),
+        ("disclosure", f"min_cell={p.min_cell if p.min_cell is not None else 'default'}, "
+                       f"reviews_required={p.reviews_required if p.reviews_required is not None else 'default'}"),
+        ("resources", f"cpu={p.cpu_limit:g}, memory={p.mem_limit_mb} MB, dask_workers={p.dask_workers}, "
+                      f"gpu={'yes' if p.gpu else 'no'}"),
+    ):
+        console.print(f"  {label}: {value}", highlight=False, soft_wrap=True)
+    table = _table("user", "role", "expires", "valid")
+    for m in registry.members(project):
+        table.add_row(m.user_name, m.role.value, str(m.expires_on), "yes" if m.expires_on >= today else "expired")
+    console.print(table)
+
+
+@app.command("add-member")
+def add_member(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    user: str = typer.Argument(..., help="Registry user name."),
+    role: str = typer.Option(..., "--role", "-r", help="researcher or output-checker."),
+    expires: str = typer.Option(..., "--expires", "-e", help="Last valid day (YYYY-MM-DD), at most the project end."),
+) -> None:
+    """Grant ROLE on PROJECT to USER until --expires (inclusive); re-run to change the expiry."""
+    check_project_id(project)
+    check_user_name(user)
+    role_value, until = _role(role), _date("--expires", expires)
+    registry = _registry(ctx, "registry.member.add", target=f"user:{user}", project=project)
+    member = registry.add_member(ctx.obj.actor, project, user, role_value, until)
+    console.print(f"{member.user_name} is {member.role.value} of {member.project_id} until {member.expires_on}",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command("remove-member")
+def remove_member(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    user: str = typer.Argument(..., help="Registry user name."),
+    role: Optional[str] = typer.Option(None, "--role", "-r", help="Only this role (default: every role)."),
+) -> None:
+    """Remove USER from PROJECT (one role, or all of them)."""
+    check_project_id(project)
+    check_user_name(user)
+    role_value = _role(role) if role is not None else None
+    registry = _registry(ctx, "registry.member.remove", target=f"user:{user}", project=project)
+    removed = registry.remove_member(ctx.obj.actor, project, user, role_value)
+    console.print(f"{user} removed from {project} ({removed} membership(s))", highlight=False, soft_wrap=True)
+
+
+@app.command("close")
+def close(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit trail)."),
+) -> None:
+    """Close PROJECT: from now on it grants nothing to anyone (workspaces, extracts, exports)."""
+    check_project_id(project)
+    if not reason.strip():
+        raise InvalidInput("--reason must say why the project is closed")
+    registry = _registry(ctx, "registry.project.close", target=f"project:{project}", project=project)
+    info = registry.close_project(ctx.obj.actor, project, reason=reason.strip())
+    console.print(f"project {info.id} is {info.status.value}", highlight=False, soft_wrap=True)
+
+
+@app.command("users")
+def users(ctx: typer.Context) -> None:
+    """List registry users, their platform role and the projects they may use today."""
+    registry = _registry(ctx, "registry.read")
+    table = _table("user", "full name", "email", "admin", "active", "active projects")
+    for u in registry.users():
+        projects = sorted({p.id for role in (Role.RESEARCHER, Role.OUTPUT_CHECKER)
+                           for p in registry.active_projects(u.name, role)})
+        table.add_row(u.name, u.full_name, u.email, "yes" if u.is_admin else "", "yes" if u.active else "no",
+                      ", ".join(projects))
+    console.print(table)
+
+
+@app.command("add-user")
+def add_user(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="User name (lower case, as the hub normalises it)."),
+    full_name: str = typer.Option("", "--full-name", help="Display name."),
+    email: str = typer.Option("", "--email", help="Contact address."),
+    admin: bool = typer.Option(False, "--admin", help="Platform administrator."),
+) -> None:
+    """Create a registry user (an account must still be created on the hub: `pds hub account add`)."""
+    check_user_name(name)
+    registry = _registry(ctx, "registry.user.create", target=f"user:{name}")
+    try:
+        registry.get_user(name)
+    except NotFound:
+        pass
+    else:
+        raise InvalidInput(f"user {name} already exists: change users through `pds project apply`")
+    registry.upsert_user(ctx.obj.actor, name, full_name=full_name, email=email, is_admin=admin)
+    console.print(f"user {name} created" + (" (administrator)" if admin else ""), highlight=False, soft_wrap=True)
+
+
+@app.command("disable-user")
+def disable_user(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
+    """Disable a user: they keep their memberships on record but are granted nothing."""
+    check_user_name(name)
+    registry = _registry(ctx, "registry.user.update", target=f"user:{name}")
+    u = registry.get_user(name)
+    registry.upsert_user(ctx.obj.actor, name, full_name=u.full_name, email=u.email, is_admin=u.is_admin,
+                         active=False)
+    console.print(f"user {name} disabled", highlight=False, soft_wrap=True)
