@@ -1,0 +1,106 @@
+"""The airlock web service: JSON API (OpenAPI 3) and HTML pages, run as a JupyterHub service.
+
+``make_app(runtime, identity=...)`` builds the Tornado application; ``run_service()`` (also
+``python -m pds_kernel.airlock.web``) reads the JupyterHub service environment and serves it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlparse
+
+import jinja2
+from tornado.web import Application
+
+from ..service import AirlockService
+from . import handlers as h
+from .openapi import build_openapi
+
+log = logging.getLogger(__name__)
+
+_ID = r"([a-f0-9]{32})"
+_INDEX = r"([0-9]{1,6})"
+
+
+def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | None = None,
+             cookie_secret: bytes | None = None) -> Application:
+    """The Tornado application. ``identity`` resolves users (production: :class:`HubIdentity`)."""
+    if not prefix.endswith("/"):
+        prefix += "/"
+    service = service or AirlockService(runtime)
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+        autoescape=True)
+    common = dict(service=service, identity=identity, templates=templates, prefix=prefix)
+    p = prefix
+    routes = [
+        (p + "api/openapi.json", h.OpenApiHandler, dict(document=build_openapi(prefix))),
+        (p + "api/me", h.MeHandler, common),
+        (p + "api/requests", h.RequestsApi, common),
+        (p + f"api/requests/{_ID}", h.RequestApi, common),
+        (p + f"api/requests/{_ID}/(submit|withdraw|revoke|release|reviews)", h.ActionApi, common),
+        (p + f"api/requests/{_ID}/files/{_INDEX}", h.StagedFileApi, common),
+        (p + f"api/requests/{_ID}/download/{_INDEX}", h.DownloadApi, common),
+        (p, h.HomePage, common),
+        (p + "requests", h.ListPage, common),
+        (p + f"requests/{_ID}", h.RequestPage, common),
+        (p + f"requests/{_ID}/files/{_INDEX}", h.FilePage, common),
+        (p + f"requests/{_ID}/download/{_INDEX}", h.DownloadPage, common),
+        (p + f"requests/{_ID}/review", h.ReviewForm, common),
+        (p + f"requests/{_ID}/(withdraw|revoke|release|submit)", h.ActionForm, common),
+    ]
+    routes += identity.handlers(prefix)
+    return Application(
+        routes,
+        cookie_secret=cookie_secret or secrets.token_bytes(32),
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"httponly": False, "samesite": "Strict", "path": prefix},
+        static_path=str(Path(__file__).with_name("static")),
+        static_url_prefix=prefix + "static/",
+        login_url=None,
+    )
+
+
+def run_service() -> None:
+    """Serve the gate as a JupyterHub service (environment set by the hub for managed services).
+
+    Reads ``JUPYTERHUB_SERVICE_PREFIX`` (URL prefix), ``JUPYTERHUB_SERVICE_URL`` (where to listen),
+    ``JUPYTERHUB_API_TOKEN``/``JUPYTERHUB_API_URL`` (used by HubOAuth), and optionally
+    ``PDS_AIRLOCK_SOCKET``: a Unix socket to listen on as well (bind-mounted into sandboxes).
+    """
+    import asyncio
+
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_unix_socket
+
+    from ...runtime import Runtime
+    from ...settings import load_settings
+    from ..limits import load_limits
+    from .identity import HubIdentity
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = Runtime(load_settings())
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/airlock/")
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
+    secret = os.environ.get("PDS_AIRLOCK_COOKIE_SECRET")
+    app = make_app(runtime, HubIdentity(), prefix=prefix,
+                   cookie_secret=bytes.fromhex(secret) if secret else None)
+    limits = load_limits(runtime.settings)
+
+    async def main() -> None:
+        server = HTTPServer(app, max_body_size=limits.max_total_bytes + 1024 * 1024, xheaders=True)
+        server.listen(url.port or 80, address=url.hostname or "127.0.0.1")
+        socket_path = os.environ.get("PDS_AIRLOCK_SOCKET")
+        if socket_path:
+            server.add_socket(bind_unix_socket(socket_path, mode=0o666))
+        log.info("airlock service on %s (prefix %s)%s", url.geturl(), prefix,
+                 f" and unix socket {socket_path}" if socket_path else "")
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(main())
+    finally:
+        runtime.close()

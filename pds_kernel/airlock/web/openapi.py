@@ -1,0 +1,128 @@
+"""The OpenAPI 3 document of the JSON API (served at ``/api/openapi.json``).
+
+Written by hand next to the handlers it describes; ``tests/airlock/test_web_api.py`` fuzzes the
+running service against it with schemathesis.
+"""
+
+from __future__ import annotations
+
+from ..states import State
+
+_ID = {"name": "request_id", "in": "path", "required": True,
+       "schema": {"type": "string", "pattern": "^[a-f0-9]{32}$"}}
+_INDEX = {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+_ERR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_VIEW = {"description": "the request as the caller may see it",
+         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}}}
+_FILE = {"description": "file bytes", "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                      "format": "binary"}}}}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(c): _ERR for c in codes}
+
+
+def _reason_body() -> dict:
+    return {"required": False, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"reason": {"type": "string", "maxLength": 10000}},
+        "additionalProperties": False}}}}
+
+
+def build_openapi(prefix: str = "/") -> dict:
+    """The document, with ``servers`` pointing at ``prefix`` (the JupyterHub service prefix)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "PDS Workspace airlock", "version": "1",
+                 "description": "Export requests out of PDS workspaces: submit, review, release, download. "
+                                "Authenticate with a JupyterHub API token: `Authorization: token <token>`."},
+        "servers": [{"url": prefix.rstrip("/") or "/"}],
+        "security": [{"hubToken": []}],
+        "components": {
+            "securitySchemes": {"hubToken": {"type": "apiKey", "in": "header", "name": "Authorization",
+                                             "description": "`token <JupyterHub API token>`"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "File": {"type": "object", "properties": {
+                    "index": {"type": "integer"}, "name": {"type": "string"}, "sha256": {"type": "string"},
+                    "size": {"type": "integer"}, "kind": {"type": "string"},
+                    "check_status": {"type": "string", "enum": ["pass", "review", "fail"]},
+                    "check": {"type": "object"}}},
+                "Review": {"type": "object", "properties": {
+                    "reviewer": {"type": "string"}, "file_index": {"type": "integer"},
+                    "file_sha256": {"type": "string"}, "decision": {"type": "string"},
+                    "comment": {"type": "string"}, "round": {"type": "integer"},
+                    "created_at": {"type": "string"}, "valid": {"type": "boolean"}}},
+                "Request": {"type": "object", "required": ["id", "project", "author", "state", "files"], "properties": {
+                    "id": {"type": "string"}, "project": {"type": "string"}, "author": {"type": "string"},
+                    "state": {"type": "string", "enum": [s.value for s in State]},
+                    "justification": {"type": "string"}, "context": {"type": "object"},
+                    "reviews_required": {"type": "integer"}, "min_cell": {"type": "integer"},
+                    "round": {"type": "integer"}, "created_at": {"type": "string"},
+                    "updated_at": {"type": "string"}, "released_at": {"type": "string", "nullable": True},
+                    "files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},
+                    "check_status": {"type": "string"}, "complete_reviews": {"type": "integer"},
+                    "reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}},
+                    "reviews_hidden": {"type": "boolean"}, "reviewed_by_me": {"type": "boolean"},
+                    "actions": {"type": "array", "items": {"type": "string"}}}},
+                "Summary": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "project": {"type": "string"}, "author": {"type": "string"},
+                    "state": {"type": "string"}, "check_status": {"type": "string"}, "files": {"type": "integer"},
+                    "created_at": {"type": "string"}, "updated_at": {"type": "string"}}},
+            },
+        },
+        "paths": {
+            "/api/me": {"get": {"operationId": "me", "summary": "Who the token belongs to",
+                                "responses": {"200": {"description": "the caller", "content": {"application/json": {
+                                    "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
+                                              **_errors(401)}}},
+            "/api/requests": {
+                "get": {"operationId": "listRequests", "summary": "Requests the caller may see",
+                        "parameters": [
+                            {"name": "scope", "in": "query", "schema": {"type": "string", "enum": ["mine", "queue", "all"]}},
+                            {"name": "project", "in": "query", "schema": {"type": "string"}},
+                            {"name": "state", "in": "query", "schema": {"type": "string"}}],
+                        "responses": {"200": {"description": "summaries", "content": {"application/json": {"schema": {
+                            "type": "object", "properties": {"requests": {"type": "array",
+                                                                          "items": {"$ref": "#/components/schemas/Summary"}}}}}}},
+                                      **_errors(400, 401)}},
+                "post": {"operationId": "createRequest", "summary": "Stage files, check them, submit",
+                         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                             "type": "object", "required": ["project", "justification", "files"], "properties": {
+                                 "project": {"type": "string"}, "justification": {"type": "string"},
+                                 "context": {"type": "string", "description": "JSON object"},
+                                 "author": {"type": "string", "description": "admins only: submit for this user"},
+                                 "submit": {"type": "string", "enum": ["true", "false"]},
+                                 "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
+                         "responses": {"201": _VIEW, **_errors(400, 401, 403, 404)}}},
+            "/api/requests/{request_id}": {"get": {
+                "operationId": "getRequest", "parameters": [_ID],
+                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404)}}},
+            "/api/requests/{request_id}/submit": {"post": {
+                "operationId": "submitRequest", "parameters": [_ID],
+                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+            "/api/requests/{request_id}/withdraw": {"post": {
+                "operationId": "withdrawRequest", "parameters": [_ID], "requestBody": _reason_body(),
+                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+            "/api/requests/{request_id}/revoke": {"post": {
+                "operationId": "revokeRequest", "parameters": [_ID], "requestBody": _reason_body(),
+                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+            "/api/requests/{request_id}/release": {"post": {
+                "operationId": "releaseRequest", "parameters": [_ID],
+                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+            "/api/requests/{request_id}/reviews": {"post": {
+                "operationId": "reviewRequest", "parameters": [_ID],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["verdicts"], "additionalProperties": False, "properties": {
+                        "verdicts": {"type": "object", "additionalProperties": {
+                            "type": "object", "required": ["decision"], "properties": {
+                                "decision": {"type": "string", "enum": ["approve", "request_changes", "reject"]},
+                                "comment": {"type": "string"}, "sha256": {"type": "string"}}}}}}}}},
+                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+            "/api/requests/{request_id}/files/{index}": {"get": {
+                "operationId": "getStagedFile", "summary": "A staged file, for those who may see the request",
+                "parameters": [_ID, _INDEX], "responses": {"200": _FILE, **_errors(400, 401, 403, 404)}}},
+            "/api/requests/{request_id}/download/{index}": {"get": {
+                "operationId": "downloadReleasedFile", "summary": "A released file, for its author",
+                "parameters": [_ID, _INDEX], "responses": {"200": _FILE, **_errors(400, 401, 403, 404, 409)}}},
+        },
+    }

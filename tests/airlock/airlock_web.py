@@ -1,0 +1,55 @@
+"""Test-only web helpers: an identity that trusts a test header, and a live server in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextlib import contextmanager
+
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+
+class FakeIdentity:
+    """TEST ONLY. API: ``Authorization: token fake-<user>``; pages: cookie ``fake_user=<user>``."""
+
+    async def user(self, handler, *, api):
+        if api:
+            header = handler.request.headers.get("Authorization", "")
+            return header[len("token fake-"):] or None if header.startswith("token fake-") else None
+        return handler.get_cookie("fake_user") or None
+
+    def login_url(self, handler):
+        return None
+
+    def handlers(self, prefix):
+        return []
+
+
+@contextmanager
+def live_server(app):
+    """Serve ``app`` on a free loopback port from a background thread; yield its base URL."""
+    sock, port = bind_unused_port()
+    ready = threading.Event()
+    state = {}
+
+    def run():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        server = HTTPServer(app)
+        server.add_sockets([sock])
+        state["loop"], state["server"] = loop, server
+        ready.set()
+        loop.run_forever()
+        server.stop()
+        loop.run_until_complete(server.close_all_connections())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        state["loop"].call_soon_threadsafe(state["loop"].stop)
+        thread.join(10)

@@ -1,0 +1,121 @@
+"""The web service: pages render, CSRF is enforced, outsiders get 403, no path is ever taken."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+
+from airlock_factories import PROJECT, SAFE_TABLE, files, make_request
+from airlock_web import FakeIdentity, live_server
+from pds_kernel.airlock.web import make_app
+
+PREFIX = "/services/airlock/"
+
+
+@pytest.fixture
+def base(runtime, service):
+    with live_server(make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)) as url:
+        yield url + PREFIX
+
+
+def browser(user: str) -> requests.Session:
+    s = requests.Session()
+    s.cookies.set("fake_user", user)
+    return s
+
+
+def api(user: str) -> dict:
+    return {"Authorization": f"token fake-{user}"}
+
+
+def xsrf(session: requests.Session, page: str) -> str:
+    html = session.get(page).text
+    return re.search(r'name="_xsrf" value="([^"]+)"', html).group(1)
+
+
+def test_pages_render_with_failing_cells_highlighted(base, service):
+    view = service.create("alice", PROJECT, files(("t.csv", b"g,n\na,4\nb,50\n"), ("notes.txt", b"method\n")),
+                          "paper")
+    olga = browser("olga")
+    listing = olga.get(base + "requests")
+    assert listing.status_code == 200 and view.id[:8] in listing.text
+    page = olga.get(base + f"requests/{view.id}")
+    assert page.status_code == 200
+    assert re.search(r'<td class="fail" title="[^"]*below the threshold[^"]*">4</td>', page.text)
+    assert "<pre>method\n</pre>" in page.text and 'id="review-form"' in page.text
+    assert "content-security-policy" in {k.lower() for k in page.headers}
+
+
+def test_review_through_the_form_with_csrf(base, service):
+    view = make_request(service)
+    olga = browser("olga")
+    page = base + f"requests/{view.id}"
+    form = {"decision_0": "approve", "comment_0": "", "sha_0": view.files[0].sha256}
+    refused = olga.post(page + "/review", data=form, allow_redirects=False)
+    assert refused.status_code == 403 and "xsrf" in refused.text.lower()
+    token = xsrf(olga, page)
+    done = olga.post(page + "/review", data={**form, "_xsrf": token}, allow_redirects=False)
+    assert done.status_code == 302
+    assert service.get_request("olga", view.id).complete_reviews == 1
+    omar = browser("omar")
+    omar_page = omar.get(page).text
+    assert "hidden until you submit yours" in omar_page and "olga" not in omar_page.split("<h3>Reviews</h3>")[1]
+
+
+def test_author_sees_no_review_form_and_downloads_after_release(base, service):
+    view = make_request(service, "released")
+    alice = browser("alice")
+    page = alice.get(base + f"requests/{view.id}").text
+    assert 'id="review-form"' not in page and 'id="download-0"' in page
+    got = alice.get(base + f"requests/{view.id}/download/0")
+    assert got.status_code == 200 and got.content == SAFE_TABLE
+    assert "attachment" in got.headers["Content-Disposition"]
+    assert browser("bob").get(base + f"requests/{view.id}/download/0").status_code == 403
+
+
+def test_non_member_gets_403_everywhere(base, service):
+    view = make_request(service)
+    mallory = browser("mallory")
+    for path in (f"requests/{view.id}", f"requests/{view.id}/files/0", f"requests/{view.id}/download/0"):
+        assert mallory.get(base + path).status_code == 403
+    r = requests.get(base + f"api/requests/{view.id}", headers=api("mallory"))
+    assert r.status_code == 403 and "error" in r.json()
+    assert requests.get(base + "requests").status_code == 403  # anonymous page, no login configured
+    assert requests.get(base + "api/requests").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["requests/../../etc/passwd", "requests/%2e%2e/%2e%2e/etc/passwd",
+                                  "requests/abc/files/0", "requests/{id}/files/..%2f..%2fpds.db",
+                                  "requests/{id}/files/-1", "requests/{id}/files/99"])
+def test_no_path_traversal(base, service, path):
+    view = make_request(service)
+    r = browser("olga").get(base + path.format(id=view.id), allow_redirects=False)
+    assert r.status_code in {400, 404}
+    assert b"sqlite" not in r.content.lower() and b"root:" not in r.content
+
+
+def test_api_round_trip(base, service):
+    up = requests.post(base + "api/requests", headers=api("alice"),
+                       data={"project": PROJECT, "justification": "table 1", "context": "{}"},
+                       files=[("files", ("t.csv", SAFE_TABLE, "text/csv"))])
+    assert up.status_code == 201, up.text
+    rid = up.json()["id"]
+    for who in ("olga", "omar"):
+        r = requests.post(base + f"api/requests/{rid}/reviews", headers=api(who),
+                          json={"verdicts": {"0": {"decision": "approve"}}})
+        assert r.status_code == 200, r.text
+    r = requests.post(base + f"api/requests/{rid}/release", headers=api("olga"))
+    assert r.status_code == 200 and r.json()["state"] == "released"
+    got = requests.get(base + f"api/requests/{rid}/download/0", headers=api("alice"))
+    assert got.content == SAFE_TABLE
+    again = requests.post(base + f"api/requests/{rid}/release", headers=api("omar"))
+    assert again.status_code == 409
+
+
+def test_upload_names_are_validated(base):
+    up = requests.post(base + "api/requests", headers=api("alice"),
+                       data={"project": PROJECT, "justification": "x"},
+                       files=[("files", ("../../evil.csv", SAFE_TABLE, "text/csv"))])
+    assert up.status_code == 400 and "invalid file name" in up.json()["error"]
