@@ -1,0 +1,244 @@
+"""The chart: lint, render, Kubernetes schemas, upstream value schemas, safe defaults.
+
+The upstream charts cannot be downloaded here, so our templates are rendered from a copy of the
+chart without ``dependencies`` and the umbrella's ``jupyterhub:`` / ``dask-gateway:`` values are
+checked against those charts' own value schemas (``tests/data``). With internet access (CI), set
+``PDS_HELM_DEPS=1`` to also run ``helm dependency build`` and validate the full render.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from pds_kernel.k8s.config import parse_k8s_config
+from pds_kernel.registry.spec import parse_registry
+
+from .conftest import CHART, DATA, helm_available, helm_bin
+
+pytestmark = pytest.mark.skipif(not helm_available(), reason="helm binary missing: run `make helm`")
+
+K8S_VERSION = "1.31.0"
+EXAMPLE = CHART / "examples" / "multi-project.yaml"
+VALUE_SETS = {"default": [], "multi-project": [EXAMPLE]}
+
+
+def chart_without_dependencies(dest: Path) -> Path:
+    chart = dest / "pds-workspace"
+    shutil.copytree(CHART, chart)
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    meta.pop("dependencies")
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    return chart
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory) -> Path:
+    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([helm_bin(), *args], capture_output=True, text=True, timeout=120)
+
+
+def render(chart: Path, values: list[Path], *extra: str) -> list[dict]:
+    args = ["template", "pds", str(chart), "--namespace", "pds"]
+    for v in values:
+        args += ["-f", str(v)]
+    result = helm(*args, *extra)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def rendered(chart) -> dict[str, list[dict]]:
+    return {name: render(chart, values) for name, values in VALUE_SETS.items()}
+
+
+def merged_values(*files: Path) -> dict:
+    def merge(a, b):
+        if isinstance(a, dict) and isinstance(b, dict):
+            out = dict(a)
+            for k, v in b.items():
+                out[k] = merge(a.get(k), v) if k in a else v
+            return out
+        return b
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for f in files:
+        values = merge(values, yaml.safe_load(f.read_text()))
+    return values
+
+
+def pod_specs(docs: list[dict]):
+    for d in docs:
+        if d["kind"] in {"Deployment", "Job"}:
+            yield d["metadata"]["name"], d["spec"]["template"]["spec"]
+
+
+def test_chart_pins_the_agreed_upstream_versions():
+    deps = {d["name"]: d for d in yaml.safe_load((CHART / "Chart.yaml").read_text())["dependencies"]}
+    assert deps["jupyterhub"]["version"] == "4.4.0"
+    assert deps["jupyterhub"]["repository"] == "https://hub.jupyter.org/helm-chart/"
+    assert deps["dask-gateway"]["version"] == "2026.3.0"
+    assert deps["dask-gateway"]["repository"] == "https://helm.dask.org/"
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_helm_lint_strict(chart, name):
+    args = ["lint", "--strict", str(chart)]
+    for v in VALUE_SETS[name]:
+        args += ["-f", str(v)]
+    result = helm(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_every_manifest_is_valid_kubernetes(rendered, name):
+    docs = rendered[name]
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_multi_project_renders_per_project_resources(rendered):
+    docs = rendered["multi-project"]
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for project in ("diabetes-2024", "imaging-ai-2025"):
+        assert ("PersistentVolumeClaim", f"extract-{project}") in names
+        for component in ("workspace", "dask-scheduler", "dask-worker"):
+            assert ("NetworkPolicy", f"pds-{project}-{component}") in names
+    assert ("PersistentVolumeClaim", "home-imaging-ai-2025-bob") in names
+    assert ("Job", "pds-extract-diabetes-2024-1") in names
+    assert ("Job", "pds-extract-imaging-ai-2025-1") not in names
+    assert ("Job", "pds-ingest-1") in names
+    # the extract build is the only pod that writes the extract; it mounts the lake read-only
+    job = next(d for d in docs if d["metadata"]["name"] == "pds-extract-diabetes-2024-1")
+    mounts = {m["name"]: m for m in job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["lake"].get("readOnly") is True
+    assert "readOnly" not in mounts["extract"]
+
+
+def test_config_map_feeds_registry_and_k8s_config(rendered):
+    cm = next(d for d in rendered["multi-project"] if d["kind"] == "ConfigMap")
+    spec = parse_registry(yaml.safe_load(cm["data"]["registry.yaml"]), "registry.yaml")
+    assert [p.id for p in spec.projects] == ["diabetes-2024", "imaging-ai-2025"]
+    assert spec.projects[1].gpu is True and spec.projects[1].cpu == 8
+    k8s = parse_k8s_config(json.loads(cm["data"]["k8s.json"]))
+    assert k8s.gpu.enabled is True
+    assert k8s.notebook_image_for("imaging-ai-2025") == "registry.example.org/pds/notebook-gpu:0.1.0"
+    assert k8s.namespace == "pds" and k8s.dns is False
+    default = next(d for d in rendered["default"] if d["kind"] == "ConfigMap")
+    assert parse_k8s_config(json.loads(default["data"]["k8s.json"])).gpu.enabled is False
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_our_pods_are_restricted(rendered, name):
+    for pod_name, spec in pod_specs(rendered[name]):
+        assert spec["automountServiceAccountToken"] is False, pod_name
+        assert spec["securityContext"]["runAsNonRoot"] is True, pod_name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", pod_name
+        assert not spec.get("initContainers"), pod_name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False, pod_name
+            assert sc["capabilities"]["drop"] == ["ALL"], pod_name
+            assert sc["readOnlyRootFilesystem"] is True, pod_name
+            assert "limits" in c["resources"], pod_name
+
+
+@pytest.mark.parametrize("bad", [
+    {"projects": [{"id": "Bad_Id", "title": "x", "start": "2024-01-01", "end": "2025-01-01"}]},
+    {"projects": [{"id": "ok-id", "title": "x", "start": "2024-01-01", "end": "2025-01-01", "typo": 1}]},
+    {"workspace": {"uid": 0}},
+    {"networkPolicy": {"enabled": "yes"}},
+    {"images": {"notebook": {"name": "x; rm -rf /", "tag": "1"}}},
+])
+def test_values_schema_rejects_bad_values(chart, tmp_path, bad):
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(bad))
+    result = helm("template", "pds", str(chart), "-f", str(f))
+    assert result.returncode != 0
+    assert "schema" in result.stderr.lower() or "values don't meet" in result.stderr.lower()
+
+
+# ---- the umbrella's values for the upstream charts -------------------------------------------------
+def partial_schema(schema: dict) -> dict:
+    """Upstream schemas require keys their own values.yaml always sets; ours are overrides."""
+    schema = copy.deepcopy(schema)
+
+    def strip(node):
+        if isinstance(node, dict):
+            node.pop("required", None)
+            for v in node.values():
+                strip(v)
+        elif isinstance(node, list):
+            for v in node:
+                strip(v)
+
+    strip(schema)
+    return schema
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+@pytest.mark.parametrize("section,schema_file", [
+    ("jupyterhub", "jupyterhub-4.4.0.values.schema.json"),
+    ("dask-gateway", "dask-gateway-2026.3.0.values.schema.json"),
+])
+def test_umbrella_values_match_upstream_schemas(name, section, schema_file):
+    schema = partial_schema(json.loads((DATA / schema_file).read_text()))
+    values = merged_values(*VALUE_SETS[name])[section]
+    jsonschema.validate(values, schema)
+
+
+def test_upstream_schema_check_catches_a_typo():
+    schema = partial_schema(json.loads((DATA / "jupyterhub-4.4.0.values.schema.json").read_text()))
+    values = merged_values()["jupyterhub"]
+    values["singleuser"]["networkPolicy"]["egressAllowRule"] = {}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values, schema)
+
+
+def test_upstream_values_are_safe_by_default():
+    values = merged_values()
+    hub, single = values["jupyterhub"]["hub"], values["jupyterhub"]["singleuser"]
+    assert hub["db"]["type"] == "postgres"
+    assert "password" not in hub["db"]
+    assert single["cloudMetadata"]["blockWithIptables"] is False
+    assert single["networkPolicy"]["enabled"] is True
+    assert single["networkPolicy"]["egress"] == []
+    assert not any(single["networkPolicy"]["egressAllowRules"].values())
+    assert single["storage"]["type"] == "none"
+    assert "pds_kernel.hub.kubernetes" in hub["extraConfig"]["pds"]
+    gateway = values["dask-gateway"]["gateway"]
+    assert gateway["auth"]["type"] == "jupyterhub"
+    assert gateway["auth"]["jupyterhub"]["jupyterhubServiceName"] == "dask-gateway"
+    assert "apiToken" not in gateway["auth"]["jupyterhub"]  # from the hub Secret, not values
+    assert "dask-gateway" in hub["services"]
+    assert "pds_kernel.k8s.gateway" in gateway["extraConfig"]["pds"]
+    assert values["workspace"]["gpu"]["enabled"] is False
+    assert values["workspace"]["dns"] is False
+
+
+@pytest.mark.skipif(os.environ.get("PDS_HELM_DEPS") != "1",
+                    reason="needs internet: set PDS_HELM_DEPS=1 (CI) to build the dependencies")
+def test_full_render_with_dependencies(tmp_path):
+    chart = tmp_path / "pds-workspace"
+    shutil.copytree(CHART, chart)
+    result = helm("dependency", "build", str(chart))
+    assert result.returncode == 0, result.stderr
+    for values in VALUE_SETS.values():
+        docs = render(chart, values)
+        for doc in docs:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        kinds = {d["kind"] for d in docs}
+        assert {"Deployment", "NetworkPolicy", "Service"} <= kinds
