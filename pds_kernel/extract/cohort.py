@@ -49,7 +49,7 @@ def stays(frames: LakeFrames, start: date, end: date) -> pl.LazyFrame:
         linked = linked & (pl.col(code) == "0").fill_null(False)
     error_stays = frames.scan("T_MCOaaB").filter(
         pl.col("GRG_GHM").str.starts_with("90").fill_null(False)).select(STAY_KEYS)
-    billed = frames.scan("T_MCOaaB").select(STAY_KEYS).unique()
+    billed = frames.scan("T_MCOaaB").select(STAY_KEYS)
     return (frames.scan("T_MCOaaC")
             .filter(linked & pl.col("EXE_SOI_DTD").is_between(start, end))
             .join(billed, on=list(STAY_KEYS), how="semi")
@@ -66,7 +66,7 @@ def drug_users(frames: LakeFrames, atc: tuple[str, ...], start: date, end: date)
     Partitioned: joins ER_PRS_F and ER_PHA_F on the 9 DCIR keys only."""
     drugs = frames.scan("IR_PHA_R").filter(_starts_with_any("PHA_ATC_C07", atc)).select(
         pl.col("PHA_CIP_C13").alias("PHA_PRS_C13")).unique()
-    lines = frames.scan("ER_PHA_F").join(drugs, on="PHA_PRS_C13", how="semi").select(DCIR_KEYS).unique()
+    lines = frames.scan("ER_PHA_F").join(drugs, on="PHA_PRS_C13", how="semi").select(DCIR_KEYS)
     return _persons(claims(frames, start, end).join(lines, on=list(DCIR_KEYS), how="semi"))
 
 
