@@ -1,0 +1,119 @@
+"""Row checks of one table, as polars expressions (pure: no I/O).
+
+Each column of a delivered file arrives as text (``null`` when the field is empty). For each column
+this module builds the typed value and the list of checks that can fail on it, in the order they
+are reported: a missing required value, an unparsable value, a value outside its closed set, a
+value not matching its pattern, a code missing from its referential. A row is quarantined for the
+first check that fails, so each quarantined row has exactly one reason.
+
+Keeping the checks vectorised (one expression per check over a whole batch) is what makes the
+ingestion as fast as a plain CSV → Parquet conversion: no Python code runs per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Collection
+
+import polars as pl
+
+from ..snds.tables import Column, Table, polars_type
+
+#: Text formats of dates in delivered files (see ``pds_kernel.snds.tables``).
+DATE_FORMATS = {"sas_datetime": "%d%b%Y:%H:%M:%S", "dmy": "%d%m%Y"}
+
+
+class Check:
+    """Names of the checks, as written in quarantine files and reports."""
+
+    COLUMN_COUNT = "column_count"
+    MISSING = "missing_value"
+    UNPARSABLE = "unparsable"
+    NOT_IN_SET = "not_in_set"
+    PATTERN = "bad_pattern"
+    REFERENCE = "unknown_reference"
+    DUPLICATE = "duplicate_key"
+
+
+@dataclass(frozen=True)
+class ColumnCheck:
+    check: str
+    column: str
+    bad: pl.Expr  #: true on rows that fail
+    reason: pl.Expr  #: the sentence written to quarantine (only evaluated on failing rows)
+
+
+def _quoted(raw: pl.Expr) -> pl.Expr:
+    return pl.lit("'") + raw.str.slice(0, 60) + pl.lit("'")
+
+
+def build_typed(column: Column, raw: pl.Expr) -> pl.Expr:
+    """The lake value of ``column`` from its text ``raw`` (null where it cannot be parsed)."""
+    target = polars_type(column.type)
+    if column.type == "date":
+        return raw.str.strptime(pl.Date, DATE_FORMATS.get(column.fmt, "%Y-%m-%d"), strict=False)
+    if column.type == "str":
+        return raw
+    return raw.cast(target, strict=False)
+
+
+def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
+                 references: Collection | None = None) -> list[ColumnCheck]:
+    """The checks of one column, in reporting order. ``references``: the allowed codes when the
+    column points into a referential (already loaded)."""
+    name = column.name
+    checks: list[ColumnCheck] = []
+    if not column.nullable:
+        checks.append(ColumnCheck(Check.MISSING, name, raw.is_null(),
+                                  pl.lit(f"missing value in required column {name}")))
+    if column.type != "str":
+        what = {"date": f"date (expected {DATE_FORMATS.get(column.fmt, 'YYYY-MM-DD')})",
+                "float": "number", "bool": "boolean"}.get(column.type, "integer")
+        checks.append(ColumnCheck(Check.UNPARSABLE, name, raw.is_not_null() & typed.is_null(),
+                                  pl.lit(f"unparsable {what} in {name}: ") + _quoted(raw)))
+    allowed = column.values
+    if allowed is None and column.type == "month":
+        allowed = frozenset(range(1, 13))
+    if allowed is not None:
+        shown = ", ".join(str(v) for v in sorted(allowed, key=str))
+        values = pl.Series(sorted(allowed, key=str), dtype=polars_type(column.type))
+        checks.append(ColumnCheck(Check.NOT_IN_SET, name, typed.is_not_null() & ~typed.is_in(values),
+                                  pl.lit(f"value outside the allowed set of {name} ({shown}): ") + _quoted(raw)))
+    if column.pattern is not None:
+        checks.append(ColumnCheck(Check.PATTERN, name, raw.is_not_null() & ~raw.str.contains(column.pattern),
+                                  pl.lit(f"{name} does not match {column.pattern}: ") + _quoted(raw)))
+    if column.references is not None:
+        ref_table, ref_column = column.references
+        codes = pl.Series(list(references or ()), dtype=polars_type(column.type))
+        checks.append(ColumnCheck(Check.REFERENCE, name, typed.is_not_null() & ~typed.is_in(codes),
+                                  pl.lit(f"{name} not found in {ref_table}.{ref_column}: ") + _quoted(raw)))
+    return checks
+
+
+def typed_name(column: str) -> str:
+    """Name of the typed copy of a text column while a batch is checked."""
+    return f"~{column}"
+
+
+def build_table_checks(table: Table, present: Collection[str],
+                       references: dict[str, Collection] | None = None
+                       ) -> tuple[dict[str, pl.Expr], list[ColumnCheck]]:
+    """Typed expressions of the columns present (named :func:`typed_name`, computed once per
+    batch) and the checks of those columns, which read the text columns and the typed copies."""
+    typed: dict[str, pl.Expr] = {}
+    checks: list[ColumnCheck] = []
+    for column in table.columns:
+        if column.name not in present:
+            continue
+        raw = pl.col(column.name)
+        typed[column.name] = build_typed(column, raw).alias(typed_name(column.name))
+        checks.extend(build_checks(column, raw, pl.col(typed_name(column.name)),
+                                   (references or {}).get(column.name)))
+    return typed, checks
+
+
+def build_lake_columns(table: Table, present: Collection[str]) -> list[pl.Expr]:
+    """The lake columns of ``table`` in profile order, from the typed copies (null when absent)."""
+    return [pl.col(typed_name(c.name)).alias(c.name) if c.name in present
+            else pl.lit(None, dtype=polars_type(c.type)).alias(c.name)
+            for c in table.columns]

@@ -1,0 +1,105 @@
+"""A delivery on disk: which files it holds, which table and month each one feeds, in which order.
+
+A delivery is a flat directory of ``NAME_YYYYMM.csv`` (monthly tables) and ``NAME.csv`` (snapshot
+tables, i.e. referentials) files. Anything else in it is refused with a reason rather than ignored,
+so that a misnamed file is noticed. Referentials are loaded first because other tables are checked
+against them (ER_PHA_F codes against IR_PHA_R).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InvalidInput, NotFound
+from ..snds.tables import TABLES
+
+#: Bytes read at a time when hashing a file.
+HASH_BLOCK = 8 << 20
+
+
+@dataclass(frozen=True)
+class DeliveryFile:
+    """One file of a delivery whose name maps to a table of the profile."""
+
+    path: Path
+    table: str
+    month: str | None  #: ``YYYYMM`` for monthly tables, ``None`` for snapshots
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.month is None
+
+    def sort_key(self) -> tuple:
+        """Snapshots (referentials) first, then tables in profile order, then months."""
+        order = list(TABLES).index(self.table)
+        return (0 if self.is_snapshot else 1, order, self.month or "", self.name)
+
+
+@dataclass(frozen=True)
+class Unrecognised:
+    """A directory entry that is not a delivery file, with the reason it is refused."""
+
+    name: str
+    reason: str
+
+
+def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
+    """The delivery files of ``source`` in load order, and the entries refused by name or type."""
+    from ..snds.tables import parse_file_name
+
+    if not source.is_dir():
+        raise NotFound(f"delivery directory {source} does not exist")
+    files: list[DeliveryFile] = []
+    refused: list[Unrecognised] = []
+    for entry in sorted(source.iterdir()):
+        if entry.name.startswith("."):
+            continue  # editor and transfer leftovers (.part, .DS_Store) are not deliveries
+        if entry.is_symlink() or not entry.is_file():
+            refused.append(Unrecognised(entry.name, "not a regular file (links and folders are refused)"))
+            continue
+        try:
+            table, month = parse_file_name(entry.name)
+        except ValueError as exc:
+            refused.append(Unrecognised(entry.name, str(exc)))
+            continue
+        files.append(DeliveryFile(entry, table, month))
+    files.sort(key=DeliveryFile.sort_key)
+    return files, refused
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_header(table: str, header: list[str]) -> list[str]:
+    """The columns of ``header`` to read; raises :class:`InvalidInput` naming every missing
+    required column and every unexpected or repeated one. Optional columns may be left out."""
+    profile = TABLES[table]
+    known = set(profile.column_names)
+    problems = []
+    missing = [c for c in profile.required if c not in header]
+    unexpected = [c for c in header if c not in known]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if missing:
+        problems.append(f"missing required column(s) {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected column(s) {', '.join(repr(c) for c in unexpected)}")
+    if repeated:
+        problems.append(f"repeated column(s) {', '.join(repeated)}")
+    if problems:
+        raise InvalidInput(f"header does not match table {table}: " + "; ".join(problems))
+    return header

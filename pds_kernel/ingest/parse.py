@@ -1,0 +1,245 @@
+"""Parse one delivered file into a staged Parquet file and a staged quarantine file.
+
+This is the unit of work that runs on a Dask worker (or in the ingesting process): it reads only the
+source file and writes only into its staging directory, so it can run anywhere the files are
+visible and be retried freely. Nothing reaches the lake here; :mod:`pds_kernel.ingest.pipeline`
+commits staged files in a fixed order.
+
+The file is streamed in blocks of about ``batch_rows`` lines. Each block is read twice by the
+polars CSV reader, both passes vectorised: once as whole lines (kept for the quarantine and for
+counting fields) and once split on ``;`` into text columns. Typed values and checks are polars
+expressions (:mod:`pds_kernel.ingest.checks`); rows that pass go to Parquet, the others to the
+quarantine with their line number, the check that failed and the raw line.
+
+Duplicate primary keys are not checked here: they depend on other files (of this delivery and of
+the lake), so the pipeline checks them when it commits, in a deterministic order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import InvalidInput, PdsError
+from ..snds.tables import TABLES, lake_schema
+from .checks import Check, build_lake_columns, build_table_checks
+from .delivery import check_header
+
+#: Parquet compression of lake files.
+COMPRESSION = "zstd"
+#: Columns of a quarantine file, in order.
+QUARANTINE_COLUMNS = ("line", "check", "column", "reason", "raw")
+#: Bytes sampled at the start of a file to size the blocks.
+_SAMPLE_BYTES = 1 << 16
+_MAX_HEADER_BYTES = 1 << 20
+#: Candidate separators for the whole-line pass: control bytes that do not occur in the block.
+_LINE_SEPARATORS = ("\x1f", "\x1e", "\x1d", "\x1c", "\x01", "\x02")
+
+
+@dataclass(frozen=True)
+class ParseJob:
+    """Everything a worker needs to parse one file (plain data, so it pickles to a Dask worker)."""
+
+    source: str
+    table: str
+    month: str | None
+    staging: str  #: directory for this file's staged outputs
+    encoding: str = "latin-1"
+    batch_rows: int = 500_000
+    references: dict[str, list] = field(default_factory=dict)  #: column -> allowed codes
+
+
+@dataclass
+class ParseOutcome:
+    """What parsing one file produced. ``parquet``/``lines``/``quarantine`` are staged paths."""
+
+    name: str
+    table: str
+    month: str | None
+    sha256: str = ""
+    bytes: int = 0
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    refused: str = ""  #: non-empty when the whole file is refused, with the reason
+    parquet: str = ""
+    lines: str = ""  #: staged Parquet of the line numbers of the loaded rows, in order
+    quarantine: str = ""  #: staged quarantine CSV, or "" when no row was quarantined
+
+    def check_conservation(self) -> None:
+        """Every row read is either loaded or quarantined: never lost, never counted twice."""
+        if self.rows_read != self.rows_loaded + self.rows_quarantined:
+            raise AssertionError(
+                f"{self.name}: rows read {self.rows_read} != loaded {self.rows_loaded} "
+                f"+ quarantined {self.rows_quarantined}")
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    """The Arrow schema of a lake file of ``table`` (what polars writes for the lake types)."""
+    return pl.DataFrame(schema=lake_schema(table)).to_arrow().schema
+
+
+def _blocks(fh, first: bytes, block_bytes: int, digest) -> Iterator[bytes]:
+    """Blocks of whole lines (each ends at a newline, except perhaps the last of the file)."""
+    pending = first
+    while True:
+        data = fh.read(block_bytes)
+        digest.update(data)
+        if not data:
+            if pending:
+                yield pending
+            return
+        data = pending + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            pending = data
+            continue
+        yield data[: cut + 1]
+        pending = data[cut + 1:]
+
+
+def _read_block(block: bytes, header: list[str], encoding: str) -> pl.DataFrame:
+    """Text columns of ``header`` plus ``__raw`` (the whole line) and ``__fields`` (its count)."""
+    if not block.isascii():
+        try:
+            block = block.decode(encoding).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"file is not valid {encoding} text: {exc.reason}") from None
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n")
+    line_sep = next((s for s in _LINE_SEPARATORS if s.encode() not in block), None)
+    if line_sep is None:  # pragma: no cover - a block holding every control byte
+        raise InvalidInput("file holds binary control characters: not a delivery CSV file")
+    lines = pl.read_csv(block, separator=line_sep, has_header=False, quote_char=None,
+                        schema={"__raw": pl.String}, truncate_ragged_lines=True,
+                        empty_string_is_null=False)
+    fields = pl.read_csv(block, separator=";", has_header=False, quote_char=None,
+                         schema={c: pl.String for c in header}, truncate_ragged_lines=True,
+                         missing_columns="insert")
+    if lines.height != fields.height:  # pragma: no cover - both readers see the same lines
+        raise PdsError(f"internal error: {lines.height} lines but {fields.height} rows in a block")
+    raw = lines.get_column("__raw").fill_null("")
+    count = raw.str.count_matches(";", literal=True) + 1
+    return fields.with_columns(raw, count.alias("__fields"))
+
+
+def _open_header(fh, digest) -> tuple[list[str], bytes]:
+    line = fh.readline(_MAX_HEADER_BYTES)
+    digest.update(line)
+    if not line:
+        raise InvalidInput("file is empty: expected a header line")
+    if not line.endswith(b"\n") and len(line) >= _MAX_HEADER_BYTES:
+        raise InvalidInput("first line is too long to be a header")
+    text = line.rstrip(b"\r\n").decode("latin-1")
+    sample = fh.read(_SAMPLE_BYTES)
+    digest.update(sample)
+    return text.split(";"), sample
+
+
+def _block_size(sample: bytes, batch_rows: int) -> int:
+    """Bytes per block so that a block holds about ``batch_rows`` lines."""
+    lines = max(sample.count(b"\n"), 1)
+    per_line = max(len(sample) // lines, 16)
+    return max(per_line * batch_rows, 1 << 16)
+
+
+def parse_file(job: ParseJob, progress: Callable[[int], None] | None = None) -> ParseOutcome:
+    """Parse ``job.source`` into staged files under ``job.staging``. A malformed file (header,
+    encoding) comes back refused, with the reason; it never raises for bad input."""
+    source = Path(job.source)
+    table = TABLES[job.table]
+    outcome = ParseOutcome(name=source.name, table=job.table, month=job.month)
+    staging = Path(job.staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    try:
+        with source.open("rb") as fh:
+            header, sample = _open_header(fh, digest)
+            header = check_header(job.table, header)
+            _parse_body(job, table, header, fh, sample, digest, outcome, staging, progress)
+    except InvalidInput as exc:
+        outcome.refused = str(exc)
+        outcome.rows_read = outcome.rows_loaded = outcome.rows_quarantined = 0
+        for name in (outcome.parquet, outcome.lines, outcome.quarantine):
+            if name:
+                Path(name).unlink(missing_ok=True)
+        outcome.parquet = outcome.lines = outcome.quarantine = ""
+        if not outcome.sha256:
+            outcome.sha256 = _finish_digest(source, digest)
+        return outcome
+    outcome.sha256 = digest.hexdigest()
+    outcome.bytes = source.stat().st_size
+    outcome.check_conservation()
+    return outcome
+
+
+def _finish_digest(source: Path, digest) -> str:
+    """SHA-256 of a whole file when parsing stopped early (the digest holds a prefix only)."""
+    from .delivery import sha256_file
+
+    return sha256_file(source)
+
+
+def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, staging: Path,
+                progress) -> None:
+    present = set(header)
+    typed, checks = build_table_checks(table, present, job.references)
+    lake_columns = build_lake_columns(table, present)
+    schema = arrow_schema(job.table)
+    bad_flags = [pl.col("__fields") != len(header)] + [c.bad for c in checks]
+    first_failing = [(pl.col("__fields") != len(header),
+                      pl.lit(Check.COLUMN_COUNT), pl.lit(""),
+                      pl.lit(f"wrong number of fields: expected {len(header)}, got ")
+                      + pl.col("__fields").cast(pl.String))]
+    first_failing += [(c.bad, pl.lit(c.check), pl.lit(c.column), c.reason) for c in checks]
+
+    def first(index: int) -> pl.Expr:
+        return pl.coalesce([pl.when(bad).then(item[index]) for bad, *item in first_failing])
+
+    stem = Path(job.source).stem
+    parquet_path = staging / f"{stem}.parquet"
+    lines_path = staging / f"{stem}.lines.parquet"
+    quarantine_path = staging / f"{stem}.quarantine.csv"
+    outcome.parquet, outcome.lines = str(parquet_path), str(lines_path)
+    loaded_lines: list[pl.Series] = []
+    next_line = 2  # line 1 is the header
+    quarantine_fh: io.BufferedWriter | None = None
+    try:
+        with pq.ParquetWriter(parquet_path, schema, compression=COMPRESSION) as writer:
+            for block in _blocks(fh, sample, _block_size(sample, job.batch_rows), digest):
+                frame = _read_block(block, header, job.encoding)
+                frame = frame.with_columns(
+                    pl.int_range(next_line, next_line + frame.height, dtype=pl.UInt32).alias("__line"),
+                    *typed.values(),
+                ).with_columns(pl.any_horizontal(bad_flags).fill_null(True).alias("__bad"))
+                next_line += frame.height
+                good = frame.filter(~pl.col("__bad"))
+                if good.height:
+                    writer.write_table(good.select(lake_columns).to_arrow().cast(schema))
+                    loaded_lines.append(good.get_column("__line"))
+                bad = frame.filter(pl.col("__bad"))
+                if bad.height:
+                    rows = bad.select(
+                        pl.col("__line").alias("line"), first(0).alias("check"),
+                        first(1).alias("column"), first(2).alias("reason"), pl.col("__raw").alias("raw"))
+                    if quarantine_fh is None:
+                        quarantine_fh = quarantine_path.open("wb")
+                        outcome.quarantine = str(quarantine_path)
+                    rows.write_csv(quarantine_fh, separator=";", include_header=quarantine_fh.tell() == 0)
+                outcome.rows_read += frame.height
+                outcome.rows_loaded += good.height
+                outcome.rows_quarantined += bad.height
+                if progress is not None:
+                    progress(len(block))
+    finally:
+        if quarantine_fh is not None:
+            quarantine_fh.close()
+    lines = pl.concat(loaded_lines) if loaded_lines else pl.Series("__line", [], dtype=pl.UInt32)
+    pl.DataFrame({"line": lines}).write_parquet(lines_path)

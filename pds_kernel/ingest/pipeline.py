@@ -1,0 +1,365 @@
+"""``ingest_delivery``: load a delivery into the lake, file by file, losing nothing.
+
+The run, in order:
+
+1. take the lake's lock (one ingest at a time) and recover from an interrupted run: remove the
+   staging area and every lake file the manifest does not name (committed by a run killed before
+   it recorded them);
+2. decide per file: already loaded with the same SHA-256 → skipped; loaded with another SHA-256 →
+   refused (monthly files are never silently replaced), except snapshot tables, whose new version
+   replaces the old one; otherwise parse it;
+3. parse (locally or on Dask workers, see :mod:`.executor`): snapshots (referentials) first, then
+   the monthly files, checked against the referentials just committed;
+4. commit each parsed file in load order: quarantine duplicate keys, move the staged Parquet and
+   quarantine files into the lake (atomic renames), then record the file in the manifest;
+5. write the quality report and the audit entries.
+
+A kill at any point leaves the lake as the manifest describes it, and the next run finishes the
+job: the result is the same as one clean run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import polars as pl
+
+from ..audit import AuditEvent, Outcome
+from ..errors import InvalidTransition
+from ..lake import QUARANTINE_DIR, partition_dir, table_dir
+from ..snds.tables import TABLES
+from .delivery import DeliveryFile, discover, sha256_file
+from .executor import make_executor
+from .keys import KeyIndex, key_hashes
+from .manifest import Manifest, ManifestEntry
+from .parse import QUARANTINE_COLUMNS, ParseJob, ParseOutcome
+from .checks import Check
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = "_staging"
+LOCK_NAME = ".ingest.lock"
+#: The manifest is saved at least this often (seconds) during a run, and at its end.
+MANIFEST_SAVE_INTERVAL = 2.0
+
+
+class Status:
+    LOADED = "loaded"
+    SKIPPED = "skipped"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file of the delivery in this run."""
+
+    name: str
+    table: str | None
+    month: str | None
+    sha256: str
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    status: str  #: loaded | skipped | refused
+    reason: str = ""
+
+
+@dataclass
+class IngestResult:
+    run_id: str
+    lake: Path
+    files: list[FileResult] = field(default_factory=list)
+    report_html: Path | None = None
+    report_json: Path | None = None
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing was refused and no row was quarantined."""
+        return all(f.status != Status.REFUSED and f.rows_quarantined == 0 for f in self.files)
+
+    def totals(self) -> dict[str, int]:
+        return {key: sum(getattr(f, key) for f in self.files)
+                for key in ("rows_read", "rows_loaded", "rows_quarantined")}
+
+
+class Progress(Protocol):
+    """What the pipeline tells a progress display (the CLI draws one bar per file)."""
+
+    def start(self, name: str, total_bytes: int) -> None: ...
+    def advance(self, name: str, nbytes: int) -> None: ...
+    def done(self, result: FileResult) -> None: ...
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@contextmanager
+def lake_lock(lake: Path) -> Iterator[None]:
+    """Hold the lake's ingest lock; refuse when another ingest holds it."""
+    lake.mkdir(parents=True, exist_ok=True)
+    with (lake / LOCK_NAME).open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InvalidTransition(f"another ingest is running on the lake {lake}: wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def recover(lake: Path, manifest: Manifest) -> list[Path]:
+    """Remove what an interrupted run left: the staging area and lake files no entry names."""
+    shutil.rmtree(lake / STAGING_DIR, ignore_errors=True)
+    referenced = manifest.referenced()
+    removed = []
+    candidates = [p for t in TABLES for p in table_dir(lake, t).glob("*/*.parquet")]
+    candidates += list((lake / QUARANTINE_DIR).glob("*/*.csv"))
+    for path in candidates:
+        if path not in referenced:
+            path.unlink()
+            removed.append(path)
+    if removed:
+        log.warning("removed %d file(s) left by an interrupted ingest", len(removed))
+    return removed
+
+
+def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | None = None,
+                    progress: Progress | None = None) -> IngestResult:
+    """Load the delivery in ``source`` into the lake; see the module docstring for the steps."""
+    from .report import write_report
+
+    settings = runtime.settings
+    lake = settings.paths.lake
+    run = _Run(runtime, lake, new_run_id(), actor, progress)
+    source = Path(source)
+    try:
+        with lake_lock(lake):
+            manifest = Manifest(lake)
+            recover(lake, manifest)
+            run.manifest = manifest
+            to_parse = run.triage(source)
+            with make_executor(dask_address) as executor:
+                for phase in ([f for f in to_parse if f.is_snapshot],
+                              [f for f in to_parse if not f.is_snapshot]):
+                    jobs, ready = run.jobs(phase, settings)
+                    for item, outcome in executor.run(jobs, progress):
+                        run.commit(ready[item], outcome)
+            manifest.save()
+            shutil.rmtree(lake / STAGING_DIR / run.run_id, ignore_errors=True)
+            result = IngestResult(run.run_id, lake, run.ordered_results())
+            result.report_json, result.report_html = write_report(
+                settings.paths.reports, run.run_id, lake, manifest, result)
+    except BaseException as exc:
+        runtime.audit.record(AuditEvent(actor=actor, action="ingest.run", target=str(source),
+                                        outcome=Outcome.FAILED,
+                                        details={"run": run.run_id, "error": str(exc)[:500],
+                                                 "files": len(run.results)}))
+        raise
+    runtime.audit.record(AuditEvent(
+        actor=actor, action="ingest.run", target=str(source), outcome=Outcome.OK,
+        details={"run": run.run_id, "files": len(result.files), **result.totals(),
+                 "refused": sum(f.status == Status.REFUSED for f in result.files),
+                 "skipped": sum(f.status == Status.SKIPPED for f in result.files),
+                 "dask": bool(dask_address), "report": str(result.report_html)}))
+    return result
+
+
+class _Run:
+    """State of one ingest run (not shared: one per call)."""
+
+    def __init__(self, runtime, lake: Path, run_id: str, actor: str, progress: Progress | None):
+        self.runtime = runtime
+        self.lake = lake
+        self.run_id = run_id
+        self.actor = actor
+        self.progress = progress
+        self.manifest: Manifest
+        self.results: dict[str, FileResult] = {}
+        self.order: list[str] = []
+        self.indexes: dict[str, KeyIndex] = {}
+        self.last_save = time.monotonic()
+
+    # -- decisions ---------------------------------------------------------------------------
+    def triage(self, source: Path) -> list[DeliveryFile]:
+        files, unrecognised = discover(source)
+        for item in unrecognised:
+            self.record(FileResult(item.name, None, None, "", 0, 0, 0, Status.REFUSED, item.reason))
+        to_parse = []
+        for f in files:
+            entry = self.manifest.get(f.name)
+            if entry is None:
+                to_parse.append(f)
+                continue
+            sha = sha256_file(f.path)
+            if sha == entry.sha256:
+                self.record(FileResult(f.name, f.table, f.month, sha, 0, 0, 0, Status.SKIPPED,
+                                       f"already loaded with the same SHA-256 (run {entry.run})"))
+            elif f.is_snapshot:
+                to_parse.append(f)  # a new version of a referential replaces the old one
+            else:
+                self.record(FileResult(
+                    f.name, f.table, f.month, sha, 0, 0, 0, Status.REFUSED,
+                    f"a different file with this name was loaded (run {entry.run}, SHA-256 "
+                    f"{entry.sha256[:12]}…, now {sha[:12]}…): a loaded month is never replaced "
+                    "silently; deliver corrections under a new month or remove the old one first"))
+        return to_parse
+
+    def jobs(self, files: list[DeliveryFile], settings) -> tuple[list[ParseJob], list[DeliveryFile]]:
+        """Parse jobs for ``files``; files whose referential is missing are refused here."""
+        jobs, ready = [], []
+        staging = self.lake / STAGING_DIR / self.run_id
+        for f in files:
+            references, missing = {}, None
+            for column in TABLES[f.table].columns:
+                if column.references is None:
+                    continue
+                ref_table, ref_column = column.references
+                entries = self.manifest.of_table(ref_table)
+                if not entries:
+                    missing = ref_table
+                    break
+                codes = pl.scan_parquet([self.lake / e.parquet for e in entries]).select(
+                    pl.col(ref_column).unique()).collect().get_column(ref_column)
+                references[column.name] = codes.drop_nulls().to_list()
+            if missing:
+                self.record(FileResult(
+                    f.name, f.table, f.month, sha256_file(f.path), 0, 0, 0, Status.REFUSED,
+                    f"referential {missing} is not loaded: deliver {missing}.csv (with this delivery or before)"))
+                continue
+            jobs.append(ParseJob(source=str(f.path), table=f.table, month=f.month,
+                                 staging=str(staging / f.table), encoding=settings.ingest.encoding,
+                                 batch_rows=settings.ingest.batch_rows, references=references))
+            ready.append(f)
+        return jobs, ready
+
+    # -- commit -------------------------------------------------------------------------------
+    def commit(self, f: DeliveryFile, outcome: ParseOutcome) -> None:
+        if outcome.refused:
+            self.record(FileResult(f.name, f.table, f.month, outcome.sha256, 0, 0, 0,
+                                   Status.REFUSED, outcome.refused))
+            return
+        self._quarantine_duplicates(f, outcome)
+        outcome.check_conservation()
+        target = partition_dir(self.lake, f.table, f.month) / f"{f.stem}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(outcome.parquet, target)
+        quarantine = self.lake / QUARANTINE_DIR / f.table / f"{f.stem}.csv"
+        if outcome.quarantine:
+            quarantine.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(outcome.quarantine, quarantine)
+        else:
+            quarantine.unlink(missing_ok=True)
+        previous = self.manifest.get(f.name)
+        entry = ManifestEntry(
+            name=f.name, table=f.table, month=f.month, sha256=outcome.sha256,
+            rows_read=outcome.rows_read, rows_loaded=outcome.rows_loaded,
+            rows_quarantined=outcome.rows_quarantined,
+            parquet=str(target.relative_to(self.lake)),
+            quarantine=str(quarantine.relative_to(self.lake)) if outcome.quarantine else None,
+            run=self.run_id, replaces=previous.sha256 if previous else None)
+        self.manifest.entries[f.name] = entry
+        if time.monotonic() - self.last_save >= MANIFEST_SAVE_INTERVAL:
+            self.manifest.save()
+            self.last_save = time.monotonic()
+        reason = f"replaces the snapshot with SHA-256 {previous.sha256[:12]}…" if previous else ""
+        self.record(FileResult(f.name, f.table, f.month, outcome.sha256, outcome.rows_read,
+                               outcome.rows_loaded, outcome.rows_quarantined, Status.LOADED, reason))
+
+    def _index(self, f: DeliveryFile) -> KeyIndex:
+        """Keys loaded before ``f``: earlier months of its table, unless it is a snapshot."""
+        if f.is_snapshot:
+            return KeyIndex(f.table)
+        if f.table not in self.indexes:
+            index = KeyIndex(f.table)
+            for entry in self.manifest.of_table(f.table):
+                index.add_lake_file(entry.name, self.lake / entry.parquet)
+            self.indexes[f.table] = index
+        return self.indexes[f.table]
+
+    def _quarantine_duplicates(self, f: DeliveryFile, outcome: ParseOutcome) -> None:
+        index = self._index(f)
+        hashes = key_hashes(pl.scan_parquet(outcome.parquet), f.table).collect()
+        lines = pl.read_parquet(outcome.lines).get_column("line")
+        dups = index.find_duplicates(hashes, lines)
+        if dups.height:
+            _remove_rows(outcome, f, dups, self.runtime.settings.ingest.encoding)
+            keep = ~pl.int_range(hashes.height, dtype=pl.UInt32, eager=True).is_in(dups.get_column("row"))
+            hashes, lines = hashes.filter(keep), lines.filter(keep)
+        if not f.is_snapshot:
+            index.add(f.name, hashes, lines)
+
+    # -- results ------------------------------------------------------------------------------
+    def record(self, result: FileResult) -> None:
+        self.results[result.name] = result
+        if result.name not in self.order:
+            self.order.append(result.name)
+        outcome = Outcome.DENIED if result.status == Status.REFUSED else Outcome.OK
+        details = {k: v for k, v in asdict(result).items() if k != "name"}
+        self.runtime.audit.record(AuditEvent(actor=self.actor, action="ingest.file", target=result.name,
+                                             outcome=outcome, details={"run": self.run_id, **details}))
+        if self.progress is not None:
+            self.progress.done(result)
+
+    def ordered_results(self) -> list[FileResult]:
+        return sorted(self.results.values(), key=lambda r: r.name)
+
+
+def _remove_rows(outcome: ParseOutcome, f: DeliveryFile, dups: pl.DataFrame, encoding: str) -> None:
+    """Move duplicate-key rows from the staged Parquet file to the staged quarantine."""
+    rows = dups.get_column("row")
+    staged = Path(outcome.parquet)
+    tmp = staged.with_suffix(".dedup.parquet")
+    (pl.scan_parquet(staged).with_row_index("__row")
+     .filter(~pl.col("__row").is_in(rows.implode())).drop("__row").sink_parquet(tmp))
+    os.replace(tmp, staged)
+    lines_path = Path(outcome.lines)
+    lines = pl.read_parquet(lines_path).with_row_index("__row")
+    lines.filter(~pl.col("__row").is_in(rows.implode())).drop("__row").write_parquet(lines_path)
+    raw = _raw_lines(f.path, set(dups.get_column("line").to_list()), encoding)
+    where = (pl.when(pl.col("first_file").is_null()).then(pl.lit("line ") + pl.col("first_line").cast(pl.String))
+             .when(pl.col("first_line").is_null()).then(pl.col("first_file"))
+             .otherwise(pl.col("first_file") + pl.lit(" line ") + pl.col("first_line").cast(pl.String)))
+    keys = ", ".join(TABLES[f.table].primary_key)
+    new = dups.select(
+        pl.col("line"), pl.lit(Check.DUPLICATE).alias("check"), pl.lit("").alias("column"),
+        (pl.lit(f"duplicate primary key ({keys}): same key as ") + where).alias("reason"),
+        pl.col("line").replace_strict(raw, return_dtype=pl.String, default="").alias("raw"))
+    quarantine = Path(outcome.quarantine) if outcome.quarantine else staged.with_name(f"{f.stem}.quarantine.csv")
+    if outcome.quarantine:
+        old = read_quarantine(quarantine)
+        new = pl.concat([old, new.cast(old.schema)]).sort("line")
+    new.select(QUARANTINE_COLUMNS).write_csv(quarantine, separator=";")
+    outcome.quarantine = str(quarantine)
+    outcome.rows_loaded -= dups.height
+    outcome.rows_quarantined += dups.height
+
+
+def read_quarantine(path: Path) -> pl.DataFrame:
+    """A quarantine file as written by the ingestion (UTF-8, ``;``, quoted raw lines)."""
+    return pl.read_csv(path, separator=";", schema={"line": pl.UInt32, "check": pl.String,
+                                                    "column": pl.String, "reason": pl.String,
+                                                    "raw": pl.String})
+
+
+def _raw_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:
+    """The text of the given line numbers of ``path`` (one streaming pass; only for duplicates)."""
+    found: dict[int, str] = {}
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if number in wanted:
+                found[number] = line.rstrip(b"\r\n").decode(encoding, errors="replace")
+                if len(found) == len(wanted):
+                    break
+    return found

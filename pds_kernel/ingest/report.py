@@ -1,0 +1,226 @@
+"""The quality report of the lake after an ingest: ``report.json`` for machines, ``report.html``
+for people (one self-contained page: no script, no external asset).
+
+It describes the lake as the manifest records it (not only this run's files), so two runs that
+build the same lake (local or Dask, clean or resumed after a crash) give the same figures:
+
+* this run's files (status, counts, reasons) and per-table totals;
+* null rates per column, and for dates the share of the SNDS "missing" date 1600-01-01;
+* quarantine reasons per table, check and column, with counts and a few examples;
+* referential integrity between tables (claims without a beneficiary, stays whose NIR_ANO_17 is
+  not a known BEN_NIR_PSA, dispensed drugs missing from IR_PHA_R...);
+* monthly volumes per table, drawn as inline SVG bar charts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+import polars as pl
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from ..snds.tables import MISSING_DATE, TABLES
+from .manifest import Manifest, write_atomic
+
+#: Examples kept per quarantine reason, and characters kept of each raw line.
+EXAMPLES = 3
+RAW_CHARS = 160
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class Link:
+    """Rows of ``child`` whose ``child_columns`` have no match in ``parent``'s ``parent_columns``."""
+
+    name: str
+    child: str
+    child_columns: tuple[str, ...]
+    parent: str
+    parent_columns: tuple[str, ...]
+    meaning: str
+
+
+LINKS = (
+    Link("claims_without_beneficiary", "ER_PRS_F", ("BEN_NIR_PSA", "BEN_RNG_GEM"),
+         "IR_BEN_R", ("BEN_NIR_PSA", "BEN_RNG_GEM"),
+         "claims whose beneficiary (BEN_NIR_PSA, BEN_RNG_GEM) is missing from IR_BEN_R"),
+    Link("stays_without_beneficiary", "T_MCOaaC", ("NIR_ANO_17",), "IR_BEN_R", ("BEN_NIR_PSA",),
+         "PMSI stays whose NIR_ANO_17 is not a BEN_NIR_PSA of IR_BEN_R"),
+    Link("drugs_without_referential", "ER_PHA_F", ("PHA_PRS_C13",), "IR_PHA_R", ("PHA_CIP_C13",),
+         "dispensed drug lines whose CIP13 code is missing from IR_PHA_R"),
+    Link("pharmacy_without_claim", "ER_PHA_F", ("DCT_ORD_NUM", "FLX_DIS_DTD", "FLX_EMT_NUM", "FLX_EMT_ORD",
+                                                "FLX_EMT_TYP", "FLX_TRT_DTD", "ORG_CLE_NUM", "PRS_ORD_NUM",
+                                                "REM_TYP_AFF"),
+         "ER_PRS_F", ("DCT_ORD_NUM", "FLX_DIS_DTD", "FLX_EMT_NUM", "FLX_EMT_ORD", "FLX_EMT_TYP",
+                      "FLX_TRT_DTD", "ORG_CLE_NUM", "PRS_ORD_NUM", "REM_TYP_AFF"),
+         "pharmacy lines whose 9 join keys match no claim of ER_PRS_F"),
+    Link("deaths_without_beneficiary", "KI_CCI_R", ("BEN_IDT_ANO",), "IR_BEN_R", ("BEN_IDT_ANO",),
+         "causes of death whose BEN_IDT_ANO is not in IR_BEN_R"),
+)
+
+
+def _scan(lake: Path, manifest: Manifest, table: str) -> pl.LazyFrame | None:
+    entries = manifest.of_table(table)
+    if not entries:
+        return None
+    return pl.scan_parquet([lake / e.parquet for e in entries])
+
+
+def build_table_stats(lake: Path, manifest: Manifest) -> dict:
+    """Per table: files and row counts from the manifest, null rates from the lake."""
+    stats = {}
+    for name, table in TABLES.items():
+        entries = manifest.of_table(name)
+        if not entries:
+            continue
+        frame = _scan(lake, manifest, name)
+        exprs = [pl.len().alias("__rows")]
+        for c in table.columns:
+            exprs.append(pl.col(c.name).null_count().alias(f"n:{c.name}"))
+            if c.type == "date":
+                exprs.append((pl.col(c.name) == MISSING_DATE).sum().alias(f"m:{c.name}"))
+        row = frame.select(exprs).collect().row(0, named=True)
+        rows = row["__rows"]
+        columns = {}
+        for c in table.columns:
+            nulls = row[f"n:{c.name}"]
+            info = {"nulls": nulls, "null_rate": round(nulls / rows, 6) if rows else 0.0}
+            if c.type == "date":
+                missing = row[f"m:{c.name}"] or 0
+                info.update(missing_dates=missing, missing_date_rate=round(missing / rows, 6) if rows else 0.0)
+            columns[c.name] = info
+        stats[name] = {
+            "group": table.group, "files": len(entries),
+            "rows_read": sum(e.rows_read for e in entries),
+            "rows_loaded": sum(e.rows_loaded for e in entries),
+            "rows_quarantined": sum(e.rows_quarantined for e in entries),
+            "rows_in_lake": rows, "columns": columns,
+        }
+    return stats
+
+
+def build_monthly_volumes(manifest: Manifest) -> dict[str, dict[str, int]]:
+    volumes: dict[str, dict[str, int]] = {}
+    for entry in sorted(manifest.entries.values(), key=lambda e: (e.table, e.month or "")):
+        if entry.month is not None:
+            table = volumes.setdefault(entry.table, {})
+            table[entry.month] = table.get(entry.month, 0) + entry.rows_loaded
+    return volumes
+
+
+def build_quarantine_summary(lake: Path, manifest: Manifest) -> list[dict]:
+    from .pipeline import read_quarantine
+
+    frames = []
+    for entry in sorted(manifest.entries.values(), key=lambda e: e.name):
+        if entry.quarantine:
+            frames.append(read_quarantine(lake / entry.quarantine).with_columns(
+                pl.lit(entry.table).alias("table"), pl.lit(entry.name).alias("file")))
+    if not frames:
+        return []
+    rows = pl.concat(frames).with_columns(pl.col("column").fill_null(""))
+    summary = []
+    for (table, check, column), group in rows.group_by(["table", "check", "column"], maintain_order=True):
+        examples = group.sort(["file", "line"]).head(EXAMPLES)
+        summary.append({
+            "table": table, "check": check, "column": column, "count": group.height,
+            "examples": [{"file": e["file"], "line": e["line"], "reason": e["reason"],
+                          "raw": (e["raw"] or "")[:RAW_CHARS]} for e in examples.iter_rows(named=True)],
+        })
+    summary.sort(key=lambda s: (s["table"], -s["count"], s["check"], s["column"]))
+    return summary
+
+
+def build_integrity(lake: Path, manifest: Manifest) -> list[dict]:
+    results = []
+    for link in LINKS:
+        child, parent = _scan(lake, manifest, link.child), _scan(lake, manifest, link.parent)
+        if child is None or parent is None:
+            continue
+        keys = parent.select([pl.col(p).alias(c) for p, c in zip(link.parent_columns, link.child_columns)]).unique()
+        counts = child.select(link.child_columns).join(keys, on=list(link.child_columns), how="anti", nulls_equal=False)
+        checked = child.select(pl.len()).collect().item()
+        missing = counts.select(pl.len()).collect().item()
+        results.append({
+            "name": link.name, "meaning": link.meaning,
+            "child": f"{link.child}({', '.join(link.child_columns)})",
+            "parent": f"{link.parent}({', '.join(link.parent_columns)})",
+            "rows": checked, "missing": missing, "rate": round(missing / checked, 6) if checked else 0.0,
+        })
+    return results
+
+
+def render_bars_svg(title: str, values: dict[str, int], width: int = 640, height: int = 180) -> str:
+    """A bar chart of ``values`` (label → count) as inline SVG. Pure: returns text."""
+    if not values:
+        return ""
+    labels = list(values)
+    top = max(values.values()) or 1
+    left, bottom, pad = 56, 34, 6
+    inner_w, inner_h = width - left - pad, height - bottom - 20
+    bar = inner_w / len(labels)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" aria-label="{escape(title)}">',
+             f'<text x="{left}" y="13" font-size="12" font-weight="bold">{escape(title)}</text>',
+             f'<line x1="{left}" y1="{20 + inner_h}" x2="{width - pad}" y2="{20 + inner_h}" stroke="#555"/>',
+             f'<text x="{left - 4}" y="26" font-size="10" text-anchor="end">{top:,}</text>',
+             f'<text x="{left - 4}" y="{20 + inner_h}" font-size="10" text-anchor="end">0</text>']
+    step = max(1, len(labels) // 12)
+    for i, label in enumerate(labels):
+        h = inner_h * values[label] / top
+        x = left + i * bar
+        parts.append(f'<rect x="{x + 1:.1f}" y="{20 + inner_h - h:.1f}" width="{max(bar - 2, 1):.1f}" '
+                     f'height="{h:.1f}" fill="#3b6ea8"><title>{escape(label)}: {values[label]:,}</title></rect>')
+        if i % step == 0:
+            parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - 14}" font-size="9" '
+                         f'text-anchor="middle">{escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def build_report(run_id: str, lake: Path, manifest: Manifest, result) -> dict:
+    """Every figure of the report, as plain data (what ``report.json`` holds)."""
+    files = [asdict(f) for f in result.files]
+    return {
+        "format": 1,
+        "run": run_id,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "lake": str(lake),
+        "run_files": files,
+        "run_totals": result.totals(),
+        "run_status": {s: sum(f["status"] == s for f in files) for s in ("loaded", "skipped", "refused")},
+        "tables": build_table_stats(lake, manifest),
+        "monthly_volumes": build_monthly_volumes(manifest),
+        "quarantine": build_quarantine_summary(lake, manifest),
+        "integrity": build_integrity(lake, manifest),
+    }
+
+
+def render_html(report: dict) -> str:
+    env = Environment(loader=PackageLoader("pds_kernel.ingest", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    charts = {table: render_bars_svg(f"{table}: rows loaded per month", volumes)
+              for table, volumes in report["monthly_volumes"].items()}
+    return env.get_template("report.html.j2").render(report=report, charts=charts)
+
+
+def write_report(reports: Path, run_id: str, lake: Path, manifest: Manifest, result) -> tuple[Path, Path]:
+    """Write ``reports/<run-id>/report.{json,html}`` and copy them to ``reports/latest/``."""
+    report = build_report(run_id, lake, manifest, result)
+    out = reports / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / "report.json", out / "report.html"
+    write_atomic(json_path, json.dumps(report, indent=1, ensure_ascii=False, default=str).encode("utf-8"))
+    write_atomic(html_path, render_html(report).encode("utf-8"))
+    latest = reports / LATEST
+    tmp = reports / f".{LATEST}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(out, tmp)
+    shutil.rmtree(latest, ignore_errors=True)
+    tmp.rename(latest)
+    return json_path, html_path
