@@ -265,8 +265,9 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cp
         "scheduler_memory": scheduler_mem_mb * 2**20,
         "scheduler_memory_limit": scheduler_mem_mb * 2**20,
         "cluster_max_workers": spec.dask_workers,
-        "cluster_max_cores": float(spec.cpu_limit) * spec.dask_workers,
-        "cluster_max_memory": mem_bytes * spec.dask_workers,
+        # dask-gateway counts the scheduler within these caps
+        "cluster_max_cores": float(spec.cpu_limit) * spec.dask_workers + scheduler_cpu,
+        "cluster_max_memory": mem_bytes * spec.dask_workers + scheduler_mem_mb * 2**20,
         "environment": {"PDS_PROJECT": spec.project, "DASK_TEMPORARY_DIRECTORY": SCRATCH_MOUNT},
         "worker_extra_pod_labels": build_labels(spec, "dask-worker"),
         "scheduler_extra_pod_labels": build_labels(spec, "dask-scheduler"),
