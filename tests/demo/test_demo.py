@@ -1,0 +1,109 @@
+"""``pds demo run --no-hub`` end to end on a tiny population, twice: the second run changes nothing.
+
+Uses every real component (generator, ingestion, registry, hub accounts, extract builder) in a
+temporary directory with its own pds.yaml."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pds_kernel.cli.app import app
+from pds_kernel.demo import CONFIG_NAME, DEMO_PROJECTS, DEMO_USERS, hub_account_exists
+from pds_kernel.registry import Registry
+from pds_kernel.runtime import Runtime
+from pds_kernel.settings import load_settings
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["--patients", "300", "--years", "2023", "--seed", "7", "--no-hub"]
+
+
+def _run(directory: Path) -> str:
+    result = CliRunner().invoke(app, ["--as", "os:demo-tester", "demo", "run", "--dir", str(directory), *ARGS])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    """Bytes of the delivery, the lake manifest and the published extracts."""
+    files = {}
+    for pattern in ("raw/**/*.csv", "lake/_manifest.json", "projects/*/extract/*"):
+        for path in sorted(root.glob(pattern)):
+            if path.is_file():
+                files[str(path.relative_to(root))] = path.read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo") / "demo"
+    first = _run(root)
+    before = _snapshot(root)
+    settings = load_settings(root / CONFIG_NAME, environ={})
+    runtime = Runtime(settings)
+    audit_before = len(runtime.audit.entries())
+    second = _run(root)
+    yield root, first, second, before, audit_before, runtime
+    runtime.close()
+
+
+def test_first_run_leaves_lake_report_registry_accounts_and_extracts(demo_runs):
+    root, first, _second, _before, _n, runtime = demo_runs
+    settings = runtime.settings
+    assert settings.paths.lake == root / "lake"  # everything lives under the demo directory
+    assert (root / "lake" / "_manifest.json").is_file()
+    assert list((root / "lake" / "ER_PRS_F").glob("month=*/*.parquet"))
+    reports = list((root / "reports").glob("*/report.html"))
+    assert reports and "quality report" in first
+
+    registry = Registry.from_runtime(runtime)
+    assert sorted(p.id for p in registry.projects()) == sorted(DEMO_PROJECTS)
+    assert sorted(u.name for u in registry.users()) == sorted(u[0] for u in DEMO_USERS)
+    in_a_year = date.today() + timedelta(days=365)
+    for project in DEMO_PROJECTS:
+        members = registry.members(project)
+        assert members and all(m.expires_on == in_a_year for m in members)
+    assert [p.id for p in registry.active_projects("carol")] == sorted(DEMO_PROJECTS)
+    assert registry.get_user("admin").is_admin
+    assert all(hub_account_exists(settings, u[0]) for u in DEMO_USERS)
+
+    for project in DEMO_PROJECTS:
+        manifest = json.loads((root / "projects" / project / "extract" / "manifest.json").read_text())
+        assert manifest["project"] == project and manifest["conformity"]["ok"]
+    assert runtime.audit.verify().ok
+    actors = {e.actor for e in runtime.audit.entries() if e.action.startswith(("registry.", "extract.build"))}
+    assert actors == {"os:demo-tester"}
+
+
+def test_passwords_are_printed_once_and_stored_nowhere_in_clear(demo_runs):
+    root, first, second, *_ = demo_runs
+    rows = re.findall(r"│ (alice|bob|carol|olga|admin) +│.*?│ (\S{16}) +│ ([A-Z2-7]{16}) +│", first)
+    assert {r[0] for r in rows} == {u[0] for u in DEMO_USERS}, first
+    passwords = [r[1] for r in rows]
+    assert len(set(passwords)) == len(passwords)  # generated, not shared
+    for password in passwords:
+        assert password not in second
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert password.encode() not in path.read_bytes(), path
+    assert "demo accounts" not in second and "exist already" in second
+
+
+def test_second_run_is_idempotent(demo_runs):
+    root, _first, second, before, audit_before, runtime = demo_runs
+    assert "reused the delivery" in second
+    assert "0 file(s) loaded" in second
+    assert "registry already holds" in second
+    assert "0 extract(s) built, 2 reused" in second
+    assert _snapshot(root) == before  # same delivery, lake manifest and extract bytes
+    new = runtime.audit.entries()[audit_before:]
+    # a re-run records the (empty) ingest run, and no registry change, account or build
+    actions = {e.action for e in new}
+    assert "ingest.run" in actions
+    assert not [a for a in actions if a.startswith(("registry.", "hub.account", "extract.build", "pseudo."))]
