@@ -77,7 +77,7 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
     if allowed is not None:
         shown = ", ".join(str(v) for v in sorted(allowed, key=str))
         values = pl.Series(sorted(allowed, key=str), dtype=polars_type(column.type))
-        checks.append(ColumnCheck(Check.NOT_IN_SET, name, typed.is_not_null() & ~typed.is_in(values),
+        checks.append(ColumnCheck(Check.NOT_IN_SET, name, typed.is_not_null() & ~typed.is_in(values.implode()),
                                   pl.lit(f"value outside the allowed set of {name} ({shown}): ") + _quoted(raw)))
     if column.pattern is not None:
         checks.append(ColumnCheck(Check.PATTERN, name, raw.is_not_null() & ~raw.str.contains(column.pattern),
@@ -85,7 +85,7 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
     if column.references is not None:
         ref_table, ref_column = column.references
         codes = pl.Series(list(references or ()), dtype=polars_type(column.type))
-        checks.append(ColumnCheck(Check.REFERENCE, name, typed.is_not_null() & ~typed.is_in(codes),
+        checks.append(ColumnCheck(Check.REFERENCE, name, typed.is_not_null() & ~typed.is_in(codes.implode()),
                                   pl.lit(f"{name} not found in {ref_table}.{ref_column}: ") + _quoted(raw)))
     return checks
 

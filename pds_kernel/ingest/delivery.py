@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput
 from ..snds.tables import TABLES
 
 #: Bytes read at a time when hashing a file.
@@ -58,7 +58,7 @@ def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
     from ..snds.tables import parse_file_name
 
     if not source.is_dir():
-        raise NotFound(f"delivery directory {source} does not exist")
+        raise InvalidInput(f"delivery directory {source} does not exist or is not a directory")
     files: list[DeliveryFile] = []
     refused: list[Unrecognised] = []
     for entry in sorted(source.iterdir()):

@@ -147,7 +147,7 @@ def _block_size(sample: bytes, batch_rows: int) -> int:
     """Bytes per block so that a block holds about ``batch_rows`` lines."""
     lines = max(sample.count(b"\n"), 1)
     per_line = max(len(sample) // lines, 16)
-    return max(per_line * batch_rows, 1 << 16)
+    return max(per_line * batch_rows, 1 << 12)
 
 
 def parse_file(job: ParseJob, progress: Callable[[int], None] | None = None) -> ParseOutcome:

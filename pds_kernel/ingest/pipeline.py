@@ -295,7 +295,7 @@ class _Run:
         dups = index.find_duplicates(hashes, lines)
         if dups.height:
             _remove_rows(outcome, f, dups, self.runtime.settings.ingest.encoding)
-            keep = ~pl.int_range(hashes.height, dtype=pl.UInt32, eager=True).is_in(dups.get_column("row"))
+            keep = ~pl.int_range(hashes.height, dtype=pl.UInt32, eager=True).is_in(dups.get_column("row").implode())
             hashes, lines = hashes.filter(keep), lines.filter(keep)
         if not f.is_snapshot:
             index.add(f.name, hashes, lines)
