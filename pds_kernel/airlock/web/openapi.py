@@ -10,7 +10,8 @@ from ..states import State
 
 _ID = {"name": "request_id", "in": "path", "required": True,
        "schema": {"type": "string", "pattern": "^[a-f0-9]{32}$"}}
-_INDEX = {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+_INDEX = {"name": "index", "in": "path", "required": True,
+          "schema": {"type": "integer", "minimum": 0, "maximum": 999999}}
 _ERR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _VIEW = {"description": "the request as the caller may see it",
          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}}}
