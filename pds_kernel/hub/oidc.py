@@ -15,7 +15,7 @@ in either place is enough (deny by default):
 
 Only the documented override points of OAuthenticator are used (``update_auth_model``,
 ``get_user_groups``, ``check_allowed``, ``refresh_user``); the token exchange is upstream's.
-The standard settings (``client_id``, ``authorize_url``, ``token_url``, ``userinfo_url``,
+The standard settings (``client_id``, ``authorize_url``, ``token_url``, ``userdata_url``,
 ``oauth_callback_url``, ``scope``) go in ``hub.config.GenericOAuthenticator`` of the Helm values and
 the client secret in ``$OAUTH_CLIENT_SECRET`` (from a Secret).
 """

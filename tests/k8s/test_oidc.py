@@ -1,0 +1,186 @@
+"""OIDC sign-in through a real authorization-code + PKCE exchange with a tiny provider on loopback."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import pytest
+import pytest_asyncio
+from oauthenticator.oauth2 import _serialize_state
+from tornado import httpserver, netutil, web
+from tornado.httpclient import AsyncHTTPClient
+
+from pds_kernel.audit import AuditTrail
+from pds_kernel.hub.common import HubContext
+from pds_kernel.hub.oidc import PdsOAuthenticator, map_idp_groups
+from pds_kernel.registry import Registry
+
+pytestmark = pytest.mark.asyncio
+
+CLIENT_ID, CLIENT_SECRET = "pds-workspace", "s3cret-for-tests"
+CALLBACK = "https://pds.example.org/hub/oauth_callback"
+
+#: the identity provider's directory: username → IdP groups
+DIRECTORY = {
+    "alice": ["pds-users", "pds-project-alpha-study", "pds-project-beta-study", "pds-admins"],
+    "bob": ["pds-users", "pds-project-alpha-study", "pds-project-beta-study"],
+    "mallory": ["staff"],                                     # no sign-in group
+    "zed": ["pds-users", "pds-project-alpha-study"],          # not in the registry
+}
+
+
+class FakeOpenIdProvider:
+    """authorize → code (bound to the PKCE challenge), token → access token, userinfo → claims."""
+
+    def __init__(self):
+        self.codes: dict[str, tuple[str, str, str]] = {}
+        self.tokens: dict[str, str] = {}
+        provider = self
+
+        class Authorize(web.RequestHandler):
+            def get(self):
+                user = self.get_argument("login_hint")  # the "login page" of this test IdP
+                if self.get_argument("client_id") != CLIENT_ID or user not in DIRECTORY:
+                    raise web.HTTPError(400)
+                code = secrets.token_urlsafe(16)
+                provider.codes[code] = (user, self.get_argument("code_challenge"), self.get_argument("redirect_uri"))
+                self.redirect(f"{self.get_argument('redirect_uri')}?" + urlencode(
+                    {"code": code, "state": self.get_argument("state")}))
+
+        class Token(web.RequestHandler):
+            def post(self):
+                code = self.get_body_argument("code")
+                user, challenge, redirect_uri = provider.codes.pop(code, (None, None, None))
+                verifier = self.get_body_argument("code_verifier", "")
+                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+                if (user is None or digest != challenge
+                        or self.get_body_argument("client_secret") != CLIENT_SECRET
+                        or self.get_body_argument("redirect_uri") != redirect_uri):
+                    self.set_status(400)
+                    self.finish({"error": "invalid_grant"})
+                    return
+                token = secrets.token_urlsafe(24)
+                provider.tokens[token] = user
+                self.finish({"access_token": token, "token_type": "Bearer", "expires_in": 300,
+                             "scope": "openid profile email groups"})
+
+        class UserInfo(web.RequestHandler):
+            def get(self):
+                token = self.request.headers.get("Authorization", "").removeprefix("Bearer ")
+                user = provider.tokens.get(token)
+                if user is None:
+                    raise web.HTTPError(401)
+                self.finish({"sub": f"id-{user}", "preferred_username": user.upper(),
+                             "email": f"{user}@example.org", "groups": DIRECTORY[user]})
+
+        self.app = web.Application([(r"/authorize", Authorize), (r"/token", Token), (r"/userinfo", UserInfo)])
+
+
+@pytest_asyncio.fixture
+async def idp():
+    sockets = netutil.bind_sockets(0, "127.0.0.1")
+    server = httpserver.HTTPServer(FakeOpenIdProvider().app)
+    server.add_sockets(sockets)
+    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    server.stop()
+    await server.close_all_connections()
+
+
+class FakeLoginHandler:
+    """The callback request JupyterHub's OAuthCallbackHandler would hand to the authenticator."""
+
+    def __init__(self, code: str, verifier: str):
+        self._code, self._state = code, _serialize_state({"state_id": "x", "code_verifier": verifier})
+
+    def get_argument(self, name, default=None):
+        return self._code if name == "code" else default
+
+    def get_state_cookie(self):
+        return self._state
+
+
+@pytest.fixture
+def authenticator(settings, runtime, registry, idp):
+    context = HubContext(settings=settings, runtime=runtime, registry=registry)
+    return PdsOAuthenticator(
+        context=context, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        authorize_url=f"{idp}/authorize", token_url=f"{idp}/token", userdata_url=f"{idp}/userinfo",
+        oauth_callback_url=CALLBACK, allowed_groups={"pds-users"}, idp_admin_groups={"pds-admins"},
+    )
+
+
+async def sign_in(authenticator: PdsOAuthenticator, idp: str, user: str):
+    """Run the browser's part (authorize) then JupyterHub's (callback → token → userinfo)."""
+    verifier = secrets.token_urlsafe(32)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = urlencode({"client_id": CLIENT_ID, "redirect_uri": CALLBACK, "response_type": "code",
+                       "state": "x", "code_challenge": challenge, "code_challenge_method": "S256",
+                       "login_hint": user, "scope": "openid groups"})
+    response = await AsyncHTTPClient().fetch(f"{idp}/authorize?{query}", follow_redirects=False,
+                                             raise_error=False)
+    assert response.code == 302
+    code = parse_qs(urlparse(response.headers["Location"]).query)["code"][0]
+    return await authenticator.get_authenticated_user(FakeLoginHandler(code, verifier), None)
+
+
+async def test_member_signs_in_with_projects_from_registry_and_idp(authenticator, idp, registry):
+    registry.upsert_user("admin", "alice", is_admin=True)
+    model = await sign_in(authenticator, idp, "alice")
+    assert model["name"] == "alice"  # normalised from the claim "ALICE"
+    assert model["groups"] == ["alpha-study", "beta-study"]
+    assert model["admin"] is True  # IdP admin group and registry admin flag agree
+
+
+async def test_groups_are_the_intersection(authenticator, idp, runtime):
+    # bob: IdP grants alpha and beta, the registry only alpha → alpha; no admin
+    model = await sign_in(authenticator, idp, "bob")
+    assert model["groups"] == ["alpha-study"]
+    assert not model["admin"]
+
+
+async def test_idp_admin_without_registry_admin_is_not_admin(authenticator, idp):
+    model = await sign_in(authenticator, idp, "alice")
+    assert not model["admin"]
+
+
+async def test_user_without_sign_in_group_is_refused(authenticator, idp, runtime, registry):
+    registry.upsert_user("admin", "mallory")
+    assert await sign_in(authenticator, idp, "mallory") is None
+    refused = [e for e in AuditTrail(runtime.sessions).entries() if e.outcome == "denied"]
+    assert any(e.actor == "mallory" and "sign-in group" in e.details["reason"] for e in refused)
+
+
+async def test_user_unknown_to_the_registry_is_refused(authenticator, idp):
+    assert await sign_in(authenticator, idp, "zed") is None
+
+
+async def test_a_forged_code_is_refused(authenticator):
+    from tornado.httpclient import HTTPClientError
+
+    with pytest.raises((HTTPClientError, web.HTTPError)):
+        await authenticator.get_authenticated_user(FakeLoginHandler("forged", "verifier"), None)
+
+
+async def test_map_idp_groups():
+    grants = map_idp_groups(["pds-users", "pds-project-alpha-study", "pds-project-BAD_ID", "checkers"],
+                            login_groups={"pds-users"}, project_prefix="pds-project-",
+                            checker_groups={"checkers"})
+    assert grants.may_login
+    assert grants.projects == {"alpha-study"}
+    assert grants.roles == {"researcher", "output-checker"}
+    assert not map_idp_groups(["staff"], login_groups={"pds-users"}, project_prefix="p-").may_login
+
+
+@pytest.mark.parametrize("section", ["GenericOAuthenticator", "PdsOAuthenticator"])
+async def test_chart_oidc_settings_are_real_traits(section):
+    """z2jh's schema accepts any key under hub.config: a typo would silently disable a setting."""
+    from .test_chart import EXAMPLE, merged_values
+
+    traits = PdsOAuthenticator.class_traits(config=True)
+    for values in (merged_values(), merged_values(EXAMPLE)):
+        for key in values["jupyterhub"]["hub"]["config"][section]:
+            assert key in traits, f"hub.config.{section}.{key} is not a setting"
