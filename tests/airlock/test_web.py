@@ -119,3 +119,47 @@ def test_upload_names_are_validated(base):
                        data={"project": PROJECT, "justification": "x"},
                        files=[("files", ("../../evil.csv", SAFE_TABLE, "text/csv"))])
     assert up.status_code == 400 and "invalid file name" in up.json()["error"]
+
+
+def test_client_submits_over_tcp_and_unix_socket(runtime, service, tmp_path):
+    import asyncio
+    import threading
+
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_unix_socket
+
+    from pds_kernel.airlock.client import AirlockClient
+
+    app = make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)
+    table = tmp_path / "ages.csv"
+    table.write_bytes(SAFE_TABLE)
+    with live_server(app) as url:
+        made = AirlockClient(url + PREFIX, token="fake-alice").submit([table], "fig 1", {"notebook": "a.ipynb"},
+                                                                      project=PROJECT)
+        assert made["state"] == "submitted" and made["files"][0]["check_status"] == "pass"
+    sock_path = str(tmp_path / "airlock.sock")
+    sock = bind_unix_socket(sock_path)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        server = HTTPServer(app)
+        server.add_socket(sock)
+        started.set()
+        loop.run_forever()
+        server.stop()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started.wait(5)
+    try:
+        client = AirlockClient(token="fake-alice", unix_socket=sock_path, prefix=PREFIX)
+        made = client.submit([table], "fig 1 again", project=PROJECT)
+        assert client.get(made["id"])["author"] == "alice"
+        with pytest.raises(Exception, match="airlock"):
+            AirlockClient(token="fake-mallory", unix_socket=sock_path, prefix=PREFIX).submit(
+                [table], "steal", project=PROJECT)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

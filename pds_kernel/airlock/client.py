@@ -1,0 +1,121 @@
+"""Submit an export request to the gate over HTTP, from inside a workspace.
+
+Used by :func:`pds_kernel.workspace.request_export`. The gate is reached at its JupyterHub service
+URL, or through a Unix socket bind-mounted into the sandbox (the sandbox has no other network).
+Authentication is the workspace's JupyterHub API token (``$JUPYTERHUB_API_TOKEN``).
+Standard library only, so it works in any notebook image.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlparse
+
+from ..errors import InvalidInput, NotFound, PdsError, PermissionDenied
+
+DEFAULT_PREFIX = "/services/airlock/"
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def _multipart(fields: Mapping[str, str], files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+                     + value.encode() + b"\r\n")
+    for filename, data in files:
+        header = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{filename}"\r\n'
+                  "Content-Type: application/octet-stream\r\n\r\n")
+        parts.append(header.encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+class AirlockClient:
+    """A small HTTP client of the gate's JSON API."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *, unix_socket: str | None = None,
+                 prefix: str | None = None, timeout: float = 120.0):
+        self.token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        self.unix_socket = unix_socket or os.environ.get("PDS_AIRLOCK_SOCKET") or None
+        self.url = url or os.environ.get("PDS_AIRLOCK_URL", "")
+        self.prefix = prefix or (urlparse(self.url).path if self.url else "") or DEFAULT_PREFIX
+        if not self.prefix.endswith("/"):
+            self.prefix += "/"
+        self.timeout = timeout
+        if not self.unix_socket and not self.url:
+            raise InvalidInput("no airlock address: set PDS_AIRLOCK_URL or PDS_AIRLOCK_SOCKET")
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.unix_socket:
+            return _UnixConnection(self.unix_socket, self.timeout)
+        parsed = urlparse(self.url)
+        cls = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
+        return cls(parsed.hostname or "127.0.0.1", parsed.port, timeout=self.timeout)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                content_type: str = "application/json") -> Any:
+        conn = self._connection()
+        try:
+            headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
+            if body is not None:
+                headers["Content-Type"] = content_type
+            conn.request(method, self.prefix + path.lstrip("/"), body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        try:
+            payload = json.loads(data) if data else {}
+        except ValueError:
+            payload = {"error": data[:200].decode("utf-8", "replace")}
+        if response.status >= 400:
+            message = payload.get("error") if isinstance(payload, dict) else str(payload)
+            cls = {401: PermissionDenied, 403: PermissionDenied, 404: NotFound}.get(response.status, PdsError)
+            if response.status == 400:
+                cls = InvalidInput
+            raise cls(f"airlock: {message or response.reason}")
+        return payload
+
+    def submit(self, files: Iterable[str | Path], justification: str, context: Mapping[str, Any] | None = None,
+               *, project: str | None = None) -> dict:
+        """Send ``files`` for review; returns the request (id, state, check results per file)."""
+        project = project or os.environ.get("PDS_PROJECT") or os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+        if not project:
+            raise InvalidInput("which project? pass project= or set PDS_PROJECT")
+        uploads = []
+        for item in files:
+            path = Path(item)
+            if not path.is_file():
+                raise InvalidInput(f"{path} is not a file")
+            uploads.append((path.name, path.read_bytes()))
+        body, ctype = _multipart({"project": project, "justification": justification,
+                                  "context": json.dumps(dict(context or {}), default=str)}, uploads)
+        return self.request("POST", "api/requests", body, ctype)
+
+    def get(self, request_id: str) -> dict:
+        return self.request("GET", f"api/requests/{request_id}")
+
+
+def submit(files: Iterable[str | Path], justification: str, context: Mapping[str, Any] | None = None, *,
+           project: str | None = None, url: str | None = None, token: str | None = None,
+           unix_socket: str | None = None) -> dict:
+    """One call: submit ``files`` with ``justification`` (and ACRO evidence in ``context``)."""
+    return AirlockClient(url, token, unix_socket=unix_socket).submit(files, justification, context, project=project)

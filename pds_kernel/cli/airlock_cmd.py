@@ -1,0 +1,177 @@
+"""``pds airlock``: everything the review pages do, with the same rules and the same audit.
+
+The acting identity is ``--as`` (or ``$PDS_ACTOR``) and must be a registry user: the CLI is not a
+way around the roles.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import ExitStack
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from ..errors import InvalidInput
+from .app import console
+
+app = typer.Typer(help="Export requests: list, show, submit, review, release, download.", no_args_is_help=True)
+
+
+def _service(ctx: typer.Context):
+    from ..airlock.service import AirlockService
+
+    return AirlockService(ctx.obj.runtime)
+
+
+def _show(view) -> None:
+    console.print(f"request [bold]{view.id}[/] · project {view.project} · author {view.author} · "
+                  f"state [bold]{view.state}[/] · round {view.round} · "
+                  f"{view.complete_reviews}/{view.reviews_required} reviews · checks {view.check_status}")
+    table = Table("#", "file", "kind", "size", "check", "sha256")
+    for f in view.files:
+        table.add_row(str(f.index), f.name, f.kind, str(f.size), f.check_status, f.sha256[:16])
+    console.print(table)
+    for f in view.files:
+        for finding in f.check.get("findings", [])[:20]:
+            where = (f"row {finding['row'] + 1} col {finding['col'] + 1}" if "row" in finding
+                     else f"line {finding['line']}" if "line" in finding else "file")
+            console.print(f"  {f.name}: [{finding['status']}] {finding['rule']} at {where}: {finding['message']}",
+                          highlight=False)
+    if view.reviews:
+        reviews = Table("reviewer", "file", "decision", "comment", "counts")
+        for r in view.reviews:
+            reviews.add_row(r.reviewer, str(r.file_index), r.decision, r.comment, "yes" if r.valid else "no")
+        console.print(reviews)
+    if view.reviews_hidden:
+        console.print("other reviews are hidden until you submit yours")
+    if view.actions:
+        console.print("you may: " + ", ".join(view.actions))
+
+
+@app.command("list")
+def list_(ctx: typer.Context,
+          scope: str = typer.Option("mine", help="mine | queue (what you may review) | all"),
+          project: Optional[str] = typer.Option(None, help="Only this project."),
+          state: Optional[str] = typer.Option(None, help="Only requests in this state.")) -> None:
+    """List export requests you may see."""
+    rows = _service(ctx).list_requests(ctx.obj.actor, project=project, scope=scope, state=state)
+    table = Table("request", "project", "author", "state", "checks", "files", "updated")
+    for r in rows:
+        table.add_row(r.id, r.project, r.author, r.state, r.check_status, str(r.files), r.updated_at[:16])
+    console.print(table)
+
+
+@app.command("show")
+def show(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id."),
+         as_json: bool = typer.Option(False, "--json", help="Print the request as JSON.")) -> None:
+    """Show a request: files, check results, reviews you may see, what you may do."""
+    view = _service(ctx).get_request(ctx.obj.actor, request_id)
+    if as_json:
+        console.print_json(json.dumps(view.to_dict(), default=str))
+    else:
+        _show(view)
+
+
+@app.command("submit")
+def submit(ctx: typer.Context,
+           project: str = typer.Option(..., help="Project id."),
+           files: List[Path] = typer.Argument(..., help="Files to export."),
+           justification: str = typer.Option(..., "--why", help="Why these outputs must leave."),
+           author: Optional[str] = typer.Option(None, help="Admins: submit on behalf of this researcher."),
+           context: Optional[Path] = typer.Option(None, help="JSON file with the request context (ACRO records...)."),
+           draft: bool = typer.Option(False, help="Stage and check, but do not submit yet.")) -> None:
+    """Stage files, check them and submit them for review (admins and tests; researchers use their workspace)."""
+    data = {}
+    if context is not None:
+        try:
+            data = json.loads(context.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"context file {context}: {exc}") from None
+    for path in files:
+        if not path.is_file():
+            raise InvalidInput(f"{path} is not a file")
+    with ExitStack() as stack, Progress(console=console, transient=True) as progress:
+        progress.add_task("staging and checking", total=None)
+        streams = [(p.name, stack.enter_context(open(p, "rb"))) for p in files]
+        view = _service(ctx).create(ctx.obj.actor, project, streams, justification, data,
+                                    author=author, submit=not draft)
+    _show(view)
+
+
+@app.command("review")
+def review(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id."),
+           decision: str = typer.Option(..., help="approve | request_changes | reject (for every file)"),
+           comment: str = typer.Option("", help="Why (required unless approving)."),
+           file: Optional[List[int]] = typer.Option(None, help="Only these file numbers (default: all).")) -> None:
+    """Give your verdict on the files of a request."""
+    service = _service(ctx)
+    view = service.get_request(ctx.obj.actor, request_id)
+    indexes = file or [f.index for f in view.files]
+    shas = {f.index: f.sha256 for f in view.files}
+    verdicts = {i: {"decision": decision, "comment": comment, "sha256": shas.get(i, "")} for i in indexes}
+    _show(service.review(ctx.obj.actor, request_id, verdicts))
+
+
+@app.command("release")
+def release(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id.")) -> None:
+    """Copy the reviewed bytes of an approved request to the outbox."""
+    with Progress(console=console, transient=True) as progress:
+        progress.add_task("releasing (verifying every SHA-256)", total=None)
+        view = _service(ctx).release(ctx.obj.actor, request_id)
+    _show(view)
+
+
+@app.command("withdraw")
+def withdraw(ctx: typer.Context, request_id: str = typer.Argument(...),
+             reason: str = typer.Option("", help="Why.")) -> None:
+    """Withdraw your request."""
+    _show(_service(ctx).withdraw(ctx.obj.actor, request_id, reason))
+
+
+@app.command("revoke")
+def revoke(ctx: typer.Context, request_id: str = typer.Argument(...),
+           reason: str = typer.Option(..., help="Why.")) -> None:
+    """Revoke an approval (checkers) or a release (admins)."""
+    _show(_service(ctx).revoke(ctx.obj.actor, request_id, reason))
+
+
+@app.command("download")
+def download(ctx: typer.Context, request_id: str = typer.Argument(...),
+             dest: Path = typer.Option(Path("."), help="Folder to write the files to.")) -> None:
+    """Download the released files of your request (checked against their SHA-256)."""
+    service = _service(ctx)
+    view = service.get_request(ctx.obj.actor, request_id)
+    dest.mkdir(parents=True, exist_ok=True)
+    with Progress(console=console) as progress:
+        task = progress.add_task("downloading", total=len(view.files))
+        for f in view.files:
+            name, path = service.download(ctx.obj.actor, request_id, f.index)
+            target = dest / name
+            if target.exists():
+                raise InvalidInput(f"{target} exists: choose another --dest")
+            shutil.copyfile(path, target)
+            progress.advance(task)
+    console.print(f"{len(view.files)} file(s) written to {dest}")
+
+
+@app.command("diagram")
+def diagram(out: Path = typer.Option(Path("docs/reference/request-states.md"), help="Where to write it.")) -> None:
+    """Write the request-state reference page from the transition table."""
+    from ..airlock.states import render_diagram
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_diagram(), encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+@app.command("serve")
+def serve() -> None:
+    """Run the web service (as JupyterHub starts it: reads the JUPYTERHUB_SERVICE_* environment)."""
+    from ..airlock.web import run_service
+
+    run_service()
