@@ -1,0 +1,215 @@
+"""Workspace start time on the local hub: sandboxed project server vs a plain notebook server.
+
+Two real hubs run one after the other with the same configuration (``pds_kernel.hub.local``);
+the peer hub only swaps the spawner for JupyterHub's ``SimpleLocalProcessSpawner`` (a plain
+``jupyterhub-singleuser`` on a TCP port, no sandbox, no bridges, no registry check). Measured
+through the hub REST API, as a user's "start" button does:
+
+* start → ready, one server at a time (median of 10; 3 in quick mode);
+* N users starting at once (20; 5 in quick mode): time until all are ready, and the peak memory
+  (RSS) of the hub's whole process tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import fields
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import psutil
+import requests
+import yaml
+
+PROJECT = "bench-proj"
+
+
+def _free_port_block(size: int = 4) -> int:
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port block")
+
+
+class _Hub:
+    """One hub in ``root``; ``plain=True`` uses the unsandboxed peer spawner."""
+
+    def __init__(self, root: Path, users: list[str], plain: bool):
+        from pds_kernel.registry import Registry
+        from pds_kernel.runtime import Runtime
+        from pds_kernel.settings import Paths, load_settings
+
+        self.root = root
+        self.port = _free_port_block()
+        paths = {f.name: str(root / f.name) for f in fields(Paths)}
+        config = root / "pds.yaml"
+        config.write_text(yaml.safe_dump({"paths": paths, "hub": {"port": self.port}}))
+        self.settings = load_settings(config, environ={})
+        runtime = Runtime(self.settings)
+        registry = Registry.from_runtime(runtime)
+        today = date.today()
+        registry.upsert_project("bench", PROJECT, title="bench", start_date=today,
+                                end_date=today + timedelta(days=30), cpu_limit=1.0, dask_workers=1)
+        extract = self.settings.paths.projects / PROJECT / "extract"
+        extract.mkdir(parents=True, exist_ok=True)
+        pl.DataFrame({"PERSON_ID": ["a", "b"], "n": [1, 2]}).write_parquet(extract / "T.parquet")
+        for user in users:
+            registry.upsert_user("bench", user)
+            registry.add_member("bench", PROJECT, user, "researcher", today + timedelta(days=10))
+        runtime.close()
+        hub_config = root / "jupyterhub_config.py"
+        lines = ["from pds_kernel.hub.local import configure", "configure(c)"]
+        if plain:
+            lines += ["c.JupyterHub.spawner_class = 'simple'", "c.SimpleLocalProcessSpawner.args = ['--allow-root']",
+                      f"c.SimpleLocalProcessSpawner.home_dir_template = {str(root / 'plain' / '{username}')!r}"]
+        hub_config.write_text("\n".join(lines) + "\n")
+        from pds_kernel.cli.hub_cmd import hub_environment
+
+        env = hub_environment(config, None)
+        env["PDS_HUB_AIRLOCK"] = "off"
+        self.log = open(root / "hub.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(hub_config)], env=env,
+                                     cwd=root, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        from pds_kernel.hub.local import sync_token
+
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"token {sync_token(self.settings)}"
+        self.api = f"http://127.0.0.1:{self.port}/hub/api"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.api + "/", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        else:
+            self.close()
+            raise RuntimeError("hub did not start: " + (root / "hub.log").read_text()[-2000:])
+        self.http.post(self.api + "/users", json={"usernames": users}, timeout=30)
+
+    def start_and_wait(self, user: str, timeout: float = 120) -> float:
+        started = time.monotonic()
+        self.http.post(f"{self.api}/users/{user}/servers/{PROJECT}", timeout=timeout)
+        while time.monotonic() - started < timeout:
+            server = self.http.get(f"{self.api}/users/{user}", timeout=30).json()["servers"].get(PROJECT)
+            if server and server["ready"]:
+                return time.monotonic() - started
+            time.sleep(0.1)
+        raise TimeoutError(f"{user} not ready")
+
+    def stop_server(self, user: str) -> None:
+        self.http.delete(f"{self.api}/users/{user}/servers/{PROJECT}", timeout=60)
+        for _ in range(300):
+            if PROJECT not in self.http.get(f"{self.api}/users/{user}", timeout=30).json()["servers"]:
+                return
+            time.sleep(0.1)
+
+    def tree_rss_mb(self) -> float:
+        proc = psutil.Process(self.proc.pid)
+        total = 0
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / 2**20
+
+    def close(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+
+def _measure(plain: bool, runs: int, crowd: int) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="pdsb", dir="/tmp"))
+    users = [f"u{i:02d}" for i in range(max(crowd, 1))]
+    hub = _Hub(root, users, plain)
+    try:
+        single = []
+        for _ in range(runs):
+            single.append(hub.start_and_wait(users[0]))
+            hub.stop_server(users[0])
+        times: dict[str, float] = {}
+        peak = [hub.tree_rss_mb()]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak.append(hub.tree_rss_mb())
+                time.sleep(0.5)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        threads = [threading.Thread(target=lambda u=u: times.__setitem__(u, hub.start_and_wait(u)))
+                   for u in users[:crowd]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        crowd_wall = time.monotonic() - started
+        time.sleep(1)
+        done.set()
+        sampler.join()
+        for user in users[:crowd]:
+            hub.stop_server(user)
+        return {"median": statistics.median(single), "all": single, "crowd_wall": crowd_wall,
+                "crowd_ready": len(times), "peak_rss_mb": max(peak)}
+    except BaseException:
+        print("\n".join(l for l in (root / "hub.log").read_text().splitlines() if "GET /hub/api/users" not in l)[-6000:], file=sys.stderr)
+        raise
+    finally:
+        hub.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(out_dir: Path, quick: bool) -> dict:
+    runs, crowd = (3, 5) if quick else (10, 20)
+    sandbox = _measure(False, runs, crowd)
+    plain = _measure(True, runs, crowd)
+
+    def row(name, value, unit, peer_value, note):
+        return {"name": name, "value": round(value, 2), "unit": unit, "peer": "plain jupyterhub-singleuser",
+                "peer_value": round(peer_value, 2), "ratio": round(value / peer_value, 2) if peer_value else None,
+                "note": note}
+
+    rows = [
+        row("start → ready (median)", sandbox["median"], "s", plain["median"], f"median of {runs}"),
+        row(f"{crowd} users at once: all ready", sandbox["crowd_wall"], "s", plain["crowd_wall"],
+            f"{sandbox['crowd_ready']}/{crowd} ready (peer {plain['crowd_ready']}/{crowd})"),
+        row(f"{crowd} users at once: peak RSS of hub tree", sandbox["peak_rss_mb"], "MiB",
+            plain["peak_rss_mb"], "hub + proxy + every server"),
+    ]
+    lines = [f"| measure | sandbox | plain | ratio | note |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['name']} | {r['value']} {r['unit']} | {r['peer_value']} {r['unit']} | {r['ratio']} | {r['note']} |"
+              for r in rows]
+    markdown = ("Local hub, this machine. Sandbox = SandboxSpawner (bubblewrap, bridges, registry check, "
+                "lockdown); plain = SimpleLocalProcessSpawner on the same hub configuration.\n\n" + "\n".join(lines))
+    return {"title": "Workspace start (local hub)", "rows": rows, "markdown": markdown}
+
+
+if __name__ == "__main__":
+    result = run(Path("."), quick="--quick" in sys.argv)
+    print(result["markdown"])
