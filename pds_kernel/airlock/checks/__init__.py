@@ -97,7 +97,10 @@ def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mappin
         result.add(Finding("table", Status.REVIEW, "no numeric column: a checker must read this table"))
     elif is_count:
         # our own count rules run even when evidence is attached: evidence adds, never replaces
-        result.extend(tables.check_counts(table, thresholds))
+        findings, omitted = tables.check_counts(table, thresholds)
+        result.extend(findings)
+        result.add_omitted("small-cell", Status.FAIL, omitted["small-cell"])
+        result.add_omitted("zero", Status.REVIEW, omitted["zero"])
     elif not has_evidence:
         result.add(Finding("magnitude", Status.REVIEW,
                            "table of magnitudes without microdata evidence: dominance (n="

@@ -78,6 +78,12 @@ class FileCheck:
         self._kept[finding.rule] = kept + 1
         self.findings.append(finding)
 
+    def add_omitted(self, rule: str, status: Status, count: int) -> None:
+        """Count ``count`` more findings of ``rule`` without listing them (large tables)."""
+        if count > 0:
+            self.rule_status[rule] = worst([self.rule_status.get(rule, Status.PASS), status])
+            self.omitted[rule] = self.omitted.get(rule, 0) + count
+
     def extend(self, findings: Iterable[Finding]) -> None:
         for finding in findings:
             self.add(finding)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InvalidInput
-from .result import Finding, Status, Thresholds
+from .result import MAX_FINDINGS_PER_RULE, Finding, Status, Thresholds
 
 SUPPRESSION_MARKERS = frozenset({"", "*", "**", "x", "X", "c", "s", "NA", "N/A", "-", "..", "<10",
                                  "< 10", "<5", "< 5", "suppressed", "masqué", "secret"})
@@ -137,23 +137,32 @@ def is_count_table(table: LoadedTable) -> bool:
     return finite.size > 0 and bool(np.all(finite >= 0) and np.all(finite == np.floor(finite)))
 
 
-def check_counts(table: LoadedTable, thresholds: Thresholds) -> list[Finding]:
-    """Small cells (fail) and zeros (review), cell by cell; margins included."""
+def check_counts(table: LoadedTable, thresholds: Thresholds,
+                 cap: int = MAX_FINDINGS_PER_RULE) -> tuple[list[Finding], dict[str, int]]:
+    """Small cells (fail) and zeros (review), cell by cell, margins included.
+
+    Returns the findings (at most ``cap`` per rule) and the number of further ones per rule.
+    """
     findings = []
+    omitted = {}
     v = table.values
     with np.errstate(invalid="ignore"):
         small = (v > 0) & (v < thresholds.min_cell)
         zero = v == 0
-    for r, c in zip(*np.nonzero(small)):
+    rows, cols = np.nonzero(small)
+    omitted["small-cell"] = max(0, len(rows) - cap)
+    for r, c in zip(rows[:cap], cols[:cap]):
         findings.append(Finding("small-cell", Status.FAIL,
                                 f"{int(v[r, c])} is below the threshold of {thresholds.min_cell} persons",
                                 row=int(r), col=table.numeric[c]))
-    for r, c in zip(*np.nonzero(zero)):
+    rows, cols = np.nonzero(zero)
+    omitted["zero"] = max(0, len(rows) - cap)
+    for r, c in zip(rows[:cap], cols[:cap]):
         findings.append(Finding("zero", Status.REVIEW,
                                 "zero cell: confirm it is structural (impossible combination), "
                                 "else it reveals that nobody in this group has the attribute",
                                 row=int(r), col=table.numeric[c]))
-    return findings
+    return findings, omitted
 
 
 def check_margins(table: LoadedTable) -> list[Finding]:
