@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
 LOCK_NAME = ".ingest.lock"
-#: The manifest is saved at least this often (seconds) during a run, and at its end.
+#: The manifest is saved after every file while it is small, then at least this often (seconds)
+#: so that a run of tens of thousands of files does not rewrite it tens of thousands of times.
 MANIFEST_SAVE_INTERVAL = 2.0
+MANIFEST_SAVE_EVERY_FILE_BELOW = 2000
 
 
 class Status:
@@ -270,7 +272,8 @@ class _Run:
             quarantine=str(quarantine.relative_to(self.lake)) if outcome.quarantine else None,
             run=self.run_id, replaces=previous.sha256 if previous else None)
         self.manifest.entries[f.name] = entry
-        if time.monotonic() - self.last_save >= MANIFEST_SAVE_INTERVAL:
+        if (len(self.manifest.entries) < MANIFEST_SAVE_EVERY_FILE_BELOW
+                or time.monotonic() - self.last_save >= MANIFEST_SAVE_INTERVAL):
             self.manifest.save()
             self.last_save = time.monotonic()
         reason = f"replaces the snapshot with SHA-256 {previous.sha256[:12]}…" if previous else ""

@@ -1,0 +1,112 @@
+"""kill -9 in the middle of an ingest, then a re-run, gives the lake of one clean run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pds_kernel import lake as lake_mod
+from pds_kernel.ingest import ingest_delivery
+from pds_kernel.runtime import Runtime
+from pds_kernel.settings import load_settings
+from pds_kernel.snds.tables import TABLES
+
+from delivery_factory import make_rows, write_delivery
+
+pytestmark = pytest.mark.slow
+
+MONTHS = ("202301", "202302", "202303", "202304", "202305", "202306")
+
+
+def _config(root: Path) -> Path:
+    root.mkdir(parents=True)
+    config = root / "pds.yaml"
+    config.write_text("paths:\n" + "".join(f"  {p}: {p}\n" for p in ("lake", "reports", "state", "raw"))
+                      + "ingest:\n  batch_rows: 150\n")
+    return config
+
+
+def _snapshot(root: Path) -> dict:
+    """Everything that must be equal between two lakes: table contents, quarantine, manifest counts."""
+    lake = root / "lake"
+    out = {}
+    for table in TABLES:
+        if lake_mod.has_table(lake, table):
+            frame = lake_mod.scan_table(lake, table).collect()
+            out[table] = frame.sort(list(TABLES[table].primary_key)).to_dicts()
+    out["quarantine"] = {str(p.relative_to(lake)): p.read_text() for p in sorted((lake / "_quarantine").glob("*/*.csv"))}
+    manifest = json.loads((lake / "_manifest.json").read_text())["files"]
+    out["manifest"] = {name: {k: v for k, v in e.items() if k != "run"} for name, e in manifest.items()}
+    out["files"] = sorted(str(p.relative_to(lake)) for p in lake.rglob("*.parquet"))
+    return out
+
+
+def _corrupt(delivery: Path) -> None:
+    prs = delivery / "ER_PRS_F_202303.csv"
+    prs.write_text(prs.read_text(encoding="latin-1") + "1;2\n", encoding="latin-1")
+
+
+@pytest.fixture(scope="module")
+def crash_delivery(tmp_path_factory) -> Path:
+    delivery = write_delivery(tmp_path_factory.mktemp("crash") / "delivery", make_rows(persons=1200, months=MONTHS))
+    _corrupt(delivery)
+    return delivery
+
+
+@pytest.fixture(scope="module")
+def clean(crash_delivery, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("clean") / "pds"
+    runtime = Runtime(load_settings(_config(root)))
+    ingest_delivery(runtime, crash_delivery, actor="tester")
+    runtime.close()
+    return _snapshot(root)
+
+
+def _wait_for(condition, proc, timeout=60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if condition():
+            return True
+        time.sleep(0.002)
+    return False
+
+
+@pytest.mark.parametrize("moment", ["parsing", "committed", "manifest"])
+def test_kill_then_rerun_equals_clean_run(crash_delivery, clean, tmp_path, moment):
+    root = tmp_path / "pds"
+    config = _config(root)
+    lake = root / "lake"
+    conditions = {
+        "parsing": lambda: any((lake / "_staging").glob("*/*/*.parquet")),
+        "committed": lambda: any((lake / "ER_PRS_F").glob("*/*.parquet")),
+        "manifest": lambda: (lake / "_manifest.json").exists(),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from pds_kernel.cli import main; main()", "--config", str(config),
+         "ingest", str(crash_delivery)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"})
+    try:
+        killed = _wait_for(conditions[moment], proc)
+        if killed:
+            os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert killed, f"the ingest finished before reaching {moment!r}: make the delivery bigger"
+    # the lake as left by the kill is readable or absent, never half-written
+    for path in lake.glob("*/*/*.parquet"):
+        pl.read_parquet_schema(path)
+    runtime = Runtime(load_settings(config))
+    result = ingest_delivery(runtime, crash_delivery, actor="tester")
+    runtime.close()
+    assert all(f.rows_read == f.rows_loaded + f.rows_quarantined for f in result.files)
+    assert _snapshot(root) == clean
