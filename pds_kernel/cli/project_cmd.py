@@ -80,6 +80,23 @@ def load_registry_file(path: Path) -> RegistrySpec:
     return parse_registry(data, str(path))
 
 
+def check_references(spec: RegistrySpec, existing_users: set[str], origin: str) -> None:
+    """Refuse a file whose projects or members cannot all be written, before anything is written.
+
+    ``Registry.apply`` writes item by item; without this check a member naming an unknown user would
+    leave the projects before it applied and the rest not (see the integration notes)."""
+    known = existing_users | {u.name for u in spec.users}
+    for p in spec.projects:
+        if p.end < p.start:
+            raise InvalidInput(f"{origin}: project {p.id}: end {p.end} is before start {p.start}")
+        for j, m in enumerate(p.members):
+            where = f"{origin}: project {p.id}.members[{j}]"
+            if m.user not in known:
+                raise InvalidInput(f"{where}: no user {m.user!r}: list it under users or create it first")
+            if m.expires > p.end:
+                raise InvalidInput(f"{where}: membership until {m.expires} outlives the project (ends {p.end})")
+
+
 def _date(option: str, value: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -105,6 +122,7 @@ def apply(
     does not list are left alone."""
     spec = load_registry_file(file)  # parse and validate everything before touching the registry
     registry = _registry(ctx, "registry.apply", target=f"file:{file.name}")
+    check_references(spec, {u.name for u in registry.users()}, str(file))
     changes = registry.apply(ctx.obj.actor, spec)
     for change in changes:
         console.print(f"  {change}", highlight=False, soft_wrap=True)

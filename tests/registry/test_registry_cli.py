@@ -117,6 +117,16 @@ def test_non_admin_is_refused_and_the_refusal_audited(cli, registry_file):
      "    resources: {cpu: 2, ram: 4}}\n", "project p-one.resources: unknown key(s) ram"),
     ("projects: [\n  {id: p-one\n", "is not valid YAML"),
     ("colour: blue\n", "unknown key(s) colour"),
+    ("projects:\n  - {id: p-one, title: T, start: 2025-01-01, end: 2026-01-01}\n"
+     "  - id: p-two\n    title: T\n    start: 2025-01-01\n    end: 2026-01-01\n"
+     "    members: [{user: ghost, role: researcher, expires: 2025-06-01}]\n",
+     "project p-two.members[0]: no user 'ghost'"),
+    ("projects:\n  - {id: p-one, title: T, start: 2025-01-01, end: 2026-01-01}\n"
+     "  - id: p-two\n    title: T\n    start: 2025-01-01\n    end: 2026-01-01\n"
+     "    members: [{user: a, role: researcher, expires: 2027-06-01}]\nusers: [{name: a}]\n",
+     "project p-two.members[0]: membership until 2027-06-01 outlives"),
+    ("projects:\n  - {id: p-one, title: T, start: 2025-01-01, end: 2024-01-01}\n",
+     "project p-one: end 2024-01-01 is before start"),
 ])
 def test_bad_registry_file_names_the_place(cli, tmp_path, body, where):
     path = tmp_path / "bad.yaml"
