@@ -117,6 +117,21 @@ def review(ctx: typer.Context, request_id: str = typer.Argument(..., help="Reque
     _show(service.review(ctx.obj.actor, request_id, verdicts))
 
 
+@app.command("resubmit")
+def resubmit(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id."),
+             files: Optional[List[Path]] = typer.Argument(None, help="New versions (same name) or new files."),
+             remove: Optional[List[str]] = typer.Option(None, help="Drop this file (by name) from the request."),
+             justification: Optional[str] = typer.Option(None, "--why", help="New justification.")) -> None:
+    """Answer a request for changes: replace, add or remove files, and submit again."""
+    for path in files or []:
+        if not path.is_file():
+            raise InvalidInput(f"{path} is not a file")
+    with ExitStack() as stack:
+        streams = [(p.name, stack.enter_context(open(p, "rb"))) for p in files or []]
+        view = _service(ctx).resubmit(ctx.obj.actor, request_id, streams, remove or [], justification)
+    _show(view)
+
+
 @app.command("release")
 def release(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id.")) -> None:
     """Copy the reviewed bytes of an approved request to the outbox."""
