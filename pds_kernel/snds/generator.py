@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -43,7 +44,6 @@ Progress = Callable[[int, int, str], None]
 _EPOCH = date(1970, 1, 1).toordinal()
 MISSING_DAY = date(1600, 1, 1).toordinal() - _EPOCH  #: the SNDS "missing date", as a day number
 _NEVER = np.int32(np.iinfo(np.int32).max)  #: day number of an event that does not happen
-_CHUNK_NULL = -1
 
 #: One stream number per table, so that ``(seed, table, month)`` names an independent generator.
 _STREAM = {name: i + 1 for i, name in enumerate(TABLES)}
@@ -186,6 +186,7 @@ class _Population:
     has_death_record: np.ndarray
     alt_row: np.ndarray  # row index of the second identifier, -1 = none
     switch_day: np.ndarray  # claims before this day use the second identifier
+    mi_month: np.ndarray  # month index of the end of the infarction stay (huge when none)
     # row-level (IR_BEN_R rows: n primary rows, then the second identifiers)
     row_person: np.ndarray = field(repr=False, default=None)
     nir: pl.Series = field(repr=False, default=None)
@@ -193,10 +194,6 @@ class _Population:
     nir_ano: pl.Series = field(repr=False, default=None)  # per person
     idt_ano: pl.Series = field(repr=False, default=None)  # per person
     dept_text: pl.Series = field(repr=False, default=None)  # per department
-
-    @property
-    def mi_month(self) -> np.ndarray:
-        return np.where(self.mi_day == _NEVER, np.iinfo(np.int64).max, _month_of(self.mi_exit))
 
 
 def _identifiers(rng: np.random.Generator, count: int, length: int = 17) -> pl.Series:
@@ -332,7 +329,9 @@ def _build_population(patients: int, years: tuple[int, int], seed: int) -> _Popu
         ald=ald, acute_rate=acute_rate, stay_rate=stay_rate, chemo=cancer & (rng.random(n) < 0.3),
         gp=rng.integers(0, nom.PRACTITIONERS_PER_DEPARTMENT, size=n), mi_day=mi_day, mi_exit=mi_exit,
         mi_fatal=mi_fatal, death_day=death_day, death_cause=cause, terminal_los=terminal_los,
-        has_death_record=has_death_record, alt_row=alt_row, switch_day=switch_day, row_person=row_person,
+        has_death_record=has_death_record, alt_row=alt_row, switch_day=switch_day,
+        mi_month=np.where(has_mi, _month_of(np.where(has_mi, mi_exit, 0)), np.iinfo(np.int64).max),
+        row_person=row_person,
         nir=nir, org=org_codes.gather(dept[row_person]), nir_ano=_identifiers(rng, n),
         idt_ano=_identifiers(rng, n), dept_text=dept_text,
     )
@@ -505,6 +504,18 @@ def _long_term_illnesses(pop: _Population, seed: int) -> pl.DataFrame:
 # DCIR: claims of one care month, with their pharmacy and biology details.
 
 
+@lru_cache(maxsize=None)
+def _drug_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(box price, CIP13) per drug index, and the occasional drugs with their probabilities."""
+    drugs = nom.drugs()
+    price = np.array([d.price for d in drugs])
+    cip = np.array([d.cip13 for d in drugs], dtype=np.int64)
+    groups = [nom.drug_indices(atc) for atc, _ in nom.ACUTE_DRUGS]
+    acute = np.array([i for g in groups for i in g])
+    weight = np.array([w / len(g) for (_, w), g in zip(nom.ACUTE_DRUGS, groups) for _ in g])
+    return price, cip, acute, weight / weight.sum()
+
+
 def _group_rank(groups: np.ndarray) -> np.ndarray:
     """1, 2, 3... within each run of equal values (rows of one claim are contiguous)."""
     if groups.size == 0:
@@ -558,21 +569,15 @@ def _dcir_month(pop: _Population, care: int, seed: int) -> dict[str, tuple[pl.Da
     flux_day = _month_first(flux)
 
     # Pharmacy lines: the person's chronic drugs, or one to three occasional drugs.
-    drugs = nom.drugs()
-    price = np.array([d.price for d in drugs])
-    cip = np.array([d.cip13 for d in drugs], dtype=np.int64)
+    price, cip, acute_idx, acute_p = _drug_arrays()
     chronic_claims = np.flatnonzero(routine & (kind == nom.PHARMACY))
     held = pop.slots[person[chronic_claims]].copy()
     held[:, _POST_MI] = np.where(post_mi[person[chronic_claims]][:, None], held[:, _POST_MI], -1)
     line, slot = np.nonzero(held >= 0)
     acute_claims = np.flatnonzero(~routine & (kind == nom.PHARMACY))
     per_claim = 1 + rng_pha.binomial(2, 0.35, size=acute_claims.size)
-    acute_atc = [nom.drug_indices(a) for a, _ in nom.ACUTE_DRUGS]
-    acute_idx = np.array([i for group in acute_atc for i in group])
-    acute_p = np.array([w / len(g) for (_, w), g in zip(nom.ACUTE_DRUGS, acute_atc) for _ in g])
     pha_claim = np.concatenate([chronic_claims[line], np.repeat(acute_claims, per_claim)])
-    pha_drug = np.concatenate([held[line, slot], rng_pha.choice(acute_idx, size=int(per_claim.sum()),
-                                                                  p=acute_p / acute_p.sum())])
+    pha_drug = np.concatenate([held[line, slot], rng_pha.choice(acute_idx, size=int(per_claim.sum()), p=acute_p)])
     by_claim = np.argsort(pha_claim, kind="stable")
     pha_claim, pha_drug = pha_claim[by_claim], pha_drug[by_claim]
     pha_qsn = np.where(rng_pha.random(pha_claim.size) < 0.1, 3, 1)
@@ -854,7 +859,8 @@ def generate(out: Path, *, patients: int, years: tuple[int, int], seed: int,
     pending: dict[int, dict[str, list[pl.DataFrame]]] = {}
     dcir = ("ER_PRS_F", "ER_PHA_F", "ER_BIO_F")
     for step, care in enumerate(range(first_care, last_month), start=2):
-        for table, (frame, flux) in _dcir_month(pop, care, seed).items():
+        drawn = _dcir_month(pop, care, seed)
+        for table, (frame, flux) in drawn.items():
             months, starts = np.unique(flux, return_index=True)
             ends = np.r_[starts[1:], flux.size]
             for flux_month, a, b in zip(months, starts, ends):
@@ -867,7 +873,7 @@ def generate(out: Path, *, patients: int, years: tuple[int, int], seed: int,
             ready = pending.pop(month, {t: [] for t in dcir})
             for table in dcir:
                 parts = ready[table]
-                frame = pl.concat(parts) if parts else _empty_dcir(pop, care, seed, table)
+                frame = pl.concat(parts) if parts else drawn[table][0].clear()  # header only
                 writer.write(table, frame, month)
             for table, frame in _pmsi_month(pop, month, seed).items():
                 writer.write(table, frame, month)
@@ -876,7 +882,3 @@ def generate(out: Path, *, patients: int, years: tuple[int, int], seed: int,
     return GenerationSummary(files=dict(writer.files), patients=patients, years=tuple(years), seed=seed,
                              beneficiary_rows=int(pop.row_person.size))
 
-
-def _empty_dcir(pop: _Population, care: int, seed: int, table: str) -> pl.DataFrame:
-    """A header-only month (a tiny population can have a month without claims)."""
-    return _dcir_month(pop, care, seed)[table][0].clear()

@@ -93,3 +93,13 @@ def test_bad_arguments_are_refused_before_writing(tmp_path, kwargs, message):
     with pytest.raises(InvalidInput, match=message):
         generate(tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tiny_population_still_gives_every_file_with_its_header(tmp_path):
+    summary = generate(tmp_path, patients=3, years=(2000, 2000), seed=0)
+    assert len(summary.files) == 3 + 7 * 12
+    empty = [name for name, rows in summary.files.items() if rows == 0]
+    assert empty  # three people have months without claims, stays or deaths
+    for name in empty:
+        table = name[:-11]
+        assert (tmp_path / name).read_text(encoding="latin-1") == ";".join(TABLES[table].column_names) + "\n"

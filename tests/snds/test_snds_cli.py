@@ -1,4 +1,8 @@
-"""``pds snds``: the real command, run as a user would; mistakes give one line and a non-zero code."""
+"""``pds snds`` through the real entry point; mistakes give one line and a non-zero exit code.
+
+Most tests call :func:`pds_kernel.cli.main` in-process with a patched ``sys.argv`` (fast); one runs
+the installed ``pds`` script to check the console entry point itself.
+"""
 
 from __future__ import annotations
 
@@ -8,56 +12,77 @@ from pathlib import Path
 
 import pytest
 
+from pds_kernel.cli import main
+
 PDS = Path(sys.executable).with_name("pds")
 
 
-def pds(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(PDS), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def pds(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["pds", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_generate_writes_a_delivery_and_prints_a_summary(tmp_path):
-    result = pds("snds", "generate", "--out", "out", "--patients", "60", "--years", "2023", "--seed", "4",
-                 cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "ER_PRS_F" in result.stdout and "total" in result.stdout
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def test_generate_writes_a_delivery_and_prints_a_summary(tmp_path, monkeypatch, capsys):
+    code, out, err = pds(monkeypatch, capsys, "snds", "generate", "--out", "out", "--patients", "60",
+                         "--years", "2023", "--seed", "4")
+    assert code == 0, err
+    assert "ER_PRS_F" in out and "total" in out
     assert (tmp_path / "out" / "IR_BEN_R.csv").is_file()
     assert len(list((tmp_path / "out").glob("ER_PRS_F_2023??.csv"))) == 12
 
 
-@pytest.mark.parametrize("years", ["2024-2023", "23-24"])
-def test_bad_years_are_one_line_errors(tmp_path, years):
-    result = pds("snds", "generate", "--out", "out", "--years", years, cwd=tmp_path)
-    assert result.returncode != 0
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "years" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("years", ["2024-2023", "23-24", "2022-2023-2024", "1800-1801"])
+def test_bad_years_are_one_line_errors(tmp_path, monkeypatch, capsys, years):
+    code, _, err = pds(monkeypatch, capsys, "snds", "generate", "--out", "out", "--years", years)
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1, err
+    assert "years" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
-def test_non_empty_directory_is_refused_unless_forced(tmp_path):
+def test_the_installed_command_reports_a_mistake_in_one_line(tmp_path):
+    result = subprocess.run([str(PDS), "snds", "generate", "--out", "out", "--years", "2024-2023"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2  # InvalidInput
+    assert result.stderr.strip().splitlines() == ["error: --years 2024-2023: the first year comes after the last"]
+
+
+def test_non_empty_directory_is_refused_unless_forced(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     (out / "ER_PRS_F_201901.csv").write_text("stale")
-    result = pds("snds", "generate", "--out", "out", "--patients", "30", "--years", "2023", cwd=tmp_path)
-    assert result.returncode != 0
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "not empty" in result.stderr
+    args = ("snds", "generate", "--out", "out", "--patients", "30", "--years", "2023")
+    code, _, err = pds(monkeypatch, capsys, *args)
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1, err
+    assert "not empty" in err
     assert not (out / "IR_BEN_R.csv").exists()
 
-    forced = pds("snds", "generate", "--out", "out", "--patients", "30", "--years", "2023", "--force",
-                 cwd=tmp_path)
-    assert forced.returncode == 0, forced.stderr
+    code, _, err = pds(monkeypatch, capsys, *args, "--force")
+    assert code == 0, err
     assert (out / "notes.txt").read_text() == "mine"  # not a delivery file: kept
     assert not (out / "ER_PRS_F_201901.csv").exists()  # a stale delivery file: replaced
     assert (out / "IR_BEN_R.csv").is_file()
 
 
-def test_tables_lists_the_profile(tmp_path):
-    result = pds("snds", "tables", cwd=tmp_path)
-    assert result.returncode == 0
+def test_tables_lists_the_profile(monkeypatch, capsys):
+    code, out, _ = pds(monkeypatch, capsys, "snds", "tables")
+    assert code == 0
     for name in ("IR_BEN_R", "ER_PRS_F", "T_MCOaaC", "KI_CCI_R"):
-        assert name in result.stdout
-    one = pds("snds", "tables", "ER_PHA_F", cwd=tmp_path)
-    assert one.returncode == 0 and "PHA_PRS_C13" in one.stdout
-    unknown = pds("snds", "tables", "NOPE", cwd=tmp_path)
-    assert unknown.returncode != 0 and "NOPE" in unknown.stderr
+        assert name in out
+    code, out, _ = pds(monkeypatch, capsys, "snds", "tables", "ER_PHA_F")
+    assert code == 0 and "PHA_PRS_C13" in out
+    code, _, err = pds(monkeypatch, capsys, "snds", "tables", "NOPE")
+    assert code == 3 and "NOPE" in err  # NotFound
