@@ -76,7 +76,6 @@ def run(
     port: int = typer.Option(8000, "--port", help="Public port of the hub (it also uses the next three)."),
 ) -> None:
     """Generate, ingest, register, extract, then serve JupyterHub on 127.0.0.1 (idempotent)."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # the hub database's migrations are noise here
     options = demo.DemoOptions(directory=directory, patients=patients, years=_years(years), seed=seed, port=port)
     actor = ctx.obj.actor
     config, settings = demo.prepare(options)
@@ -89,7 +88,13 @@ def run(
         accounts: list[demo.Account] = []
 
         def make_accounts(_p: demo.Progress) -> demo.StepResult:
-            result, created = demo.create_accounts(runtime, actor)
+            # JupyterHub's database set-up reconfigures logging (alembic.ini) and logs its migrations
+            # at INFO: noise here, so INFO is silenced for this step only.
+            logging.disable(logging.INFO)
+            try:
+                result, created = demo.create_accounts(runtime, actor)
+            finally:
+                logging.disable(logging.NOTSET)
             accounts.extend(created)
             return result
 
