@@ -1,0 +1,24 @@
+"""The benchmark runner keeps working: ``python -m bench --quick --only ingest`` into a temp dir."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_runner_quick_ingest(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "ingest",
+                           "--out", str(tmp_path / "scratch"), "--results", str(results)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = results.read_text()
+    assert "Ingestion: CSV → Parquet lake vs DuckDB" in text
+    assert "DuckDB COPY" in text and "MB/s" in text and "peak memory" in text
+    assert "Machine:" in text
