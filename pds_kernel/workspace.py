@@ -17,6 +17,8 @@ Results leave only through :func:`request_export`, which hands files to the airl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import json
 import os
 import re
@@ -142,7 +144,7 @@ def _export_files(files: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
-                   context: str | None = None):
+                   context: str | Mapping | None = None):
     """Ask for ``files`` to leave the workspace: they go to the airlock for checks and review.
 
     ``justification`` says what the files are and why they are needed (reviewers read it);
@@ -153,4 +155,6 @@ def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
     paths = _export_files(files)
     from .airlock.client import submit  # the airlock may be deployed without this module
 
-    return submit(files=[str(p) for p in paths], justification=justification.strip(), context=context)
+    if isinstance(context, str):
+        context = {"description": context}
+    return submit([str(p) for p in paths], justification.strip(), context)

@@ -33,7 +33,7 @@ BRIDGE_PORTS = {"hub": 8081, "gate": 8082}
 #: Environment variable set (inside) to the URL of each bridge.
 BRIDGE_URLS = {
     "hub": ("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
-    "gate": ("PDS_GATE_URL", "http://127.0.0.1:8082"),
+    "gate": ("PDS_AIRLOCK_URL", "http://127.0.0.1:8082"),
 }
 #: Dask dashboard port inside the sandbox (reached through jupyter-server-proxy).
 DASK_DASHBOARD_PORT = 8787

@@ -189,7 +189,7 @@ def test_bridge_reaches_the_hub_socket_and_nothing_else(world, tmp_path):
     thread.start()
     script = (
         "import json, os, socket\n"
-        "out = {'url': os.environ.get('JUPYTERHUB_API_URL'), 'gate': os.environ.get('PDS_GATE_URL')}\n"
+        "out = {'url': os.environ.get('JUPYTERHUB_API_URL'), 'gate': os.environ.get('PDS_AIRLOCK_URL')}\n"
         "s = socket.create_connection(('127.0.0.1', 8081), timeout=5); s.sendall(b'ping\\n')\n"
         "out['hub'] = s.recv(100).decode()\n"
         "try:\n"
