@@ -172,10 +172,8 @@ def delivery_dir(settings: Settings, options: DemoOptions) -> Path:
 
 def generate_delivery(settings: Settings, options: DemoOptions, progress: Progress = _quiet) -> StepResult:
     """Write the synthetic delivery once (to a temporary directory renamed when complete)."""
-    try:
-        from .snds.generator import generate
-    except ImportError:
-        return StepResult("delivery", "skipped", "the synthetic generator (pds_kernel.snds.generator) is not available")
+    from .snds.generator import generate
+
     target = delivery_dir(settings, options)
     if (target / DELIVERY_DONE).is_file():
         files = len(list(target.glob("*.csv")))
@@ -214,10 +212,8 @@ class _IngestProgress:
 
 def ingest(runtime: Runtime, options: DemoOptions, actor: str, progress: Progress = _quiet) -> StepResult:
     """Load the delivery into the lake; the ingest manifest makes a re-run load nothing twice."""
-    try:
-        from .ingest import ingest_delivery
-    except ImportError:
-        return StepResult("ingest", "skipped", "the ingestion (pds_kernel.ingest.ingest_delivery) is not available")
+    from .ingest import ingest_delivery
+
     source = delivery_dir(runtime.settings, options)
     if not (source / DELIVERY_DONE).is_file():
         return StepResult("ingest", "skipped", "there is no complete delivery to ingest")
@@ -350,12 +346,10 @@ def write_specs(root: Path, options: DemoOptions) -> dict[str, Path]:
 def build_extracts(runtime: Runtime, root: Path, options: DemoOptions, actor: str,
                    progress: Progress = _quiet) -> StepResult:
     """Build each project's extract unless the published one was built from the same spec and lake."""
-    try:
-        from .extract.build import read_manifest, run_build
-        from .extract.spec import load_spec
-        from .lake import MANIFEST_NAME, snapshot_id
-    except ImportError:
-        return StepResult("extracts", "skipped", "the extract builder (pds_kernel.extract) is not available")
+    from .extract.build import read_manifest, run_build
+    from .extract.spec import load_spec
+    from .lake import MANIFEST_NAME, snapshot_id
+
     settings = runtime.settings
     if not (settings.paths.lake / MANIFEST_NAME).is_file():
         return StepResult("extracts", "skipped", "the lake is empty: nothing to extract from")
