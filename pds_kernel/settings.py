@@ -65,6 +65,18 @@ class Disclosure:
 
 
 @dataclass(frozen=True)
+class Airlock:
+    """Limits of export requests (see ``pds_kernel.airlock.limits``)."""
+
+    max_files: int = 20  #: files in one request
+    max_file_bytes: int = 50 * 1024 * 1024  #: size of one file
+    max_total_bytes: int = 100 * 1024 * 1024  #: size of all files of one request
+    allowed_extensions: str = ""  #: comma-separated (".csv,.png"); empty = every known type
+    auto_release: bool = True  #: release as soon as the last required review approves
+    stale_release_seconds: int = 600  #: a release claim older than this may be taken over
+
+
+@dataclass(frozen=True)
 class Hub:
     port: int = 8000  #: public port of the local JupyterHub
     ip: str = "127.0.0.1"  #: the local hub listens on loopback only by default
@@ -76,6 +88,7 @@ class Settings:
     database: Database = field(default_factory=Database)
     ingest: Ingest = field(default_factory=Ingest)
     disclosure: Disclosure = field(default_factory=Disclosure)
+    airlock: Airlock = field(default_factory=Airlock)
     hub: Hub = field(default_factory=Hub)
 
     @property

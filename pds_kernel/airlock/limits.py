@@ -1,7 +1,8 @@
 """Airlock limits and switches, with their defaults.
 
-These belong in ``settings.Settings`` as an ``airlock`` section; until that section exists they
-are read from ``PDS_AIRLOCK__<KEY>`` environment variables on top of the defaults below.
+They come from the ``airlock`` section of the settings (``pds.yaml``, overridden by
+``PDS_AIRLOCK__<KEY>`` environment variables like every setting); the environment-only path below
+serves callers that have no settings object.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def load_limits(settings=None, environ: Mapping[str, str] | None = None) -> Airl
         known = {f.name for f in fields(AirlockLimits)}
         values = {f.name: getattr(section, f.name) for f in fields(section) if f.name in known}
         if isinstance(values.get("allowed_extensions"), str):
-            values["allowed_extensions"] = _extensions(values["allowed_extensions"])
+            if values["allowed_extensions"].strip():
+                values["allowed_extensions"] = _extensions(values["allowed_extensions"])
+            else:
+                del values["allowed_extensions"]  # empty: every known type
         return replace(AirlockLimits(), **values)
     environ = os.environ if environ is None else environ
     limits = AirlockLimits()

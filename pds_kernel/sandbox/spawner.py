@@ -34,6 +34,7 @@ from traitlets import Any, Float, Integer, List, Unicode, default
 
 from ..audit import AuditEvent, Outcome
 from ..errors import PdsError, PermissionDenied
+from . import cgroup
 from .bridge import TcpToUnix, UnixToTcp
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
 from .inside import BRIDGE_PORTS, DASK_DASHBOARD_PORT, RUN_DIR
@@ -239,6 +240,11 @@ class SandboxSpawner(Spawner):
         was_running = bool(self.pid) and (self._proc is None or self._proc.returncode is None)
         await self._terminate(grace=0 if now else self.stop_grace)
         await self._stop_bridges()
+        if self.name:
+            try:  # the sandbox's control group is empty now: remove it (a busy group stays)
+                cgroup.release(cgroup.group_name(self.name, self.user.name))
+            except ValueError:
+                pass
         if was_running:
             self._audit("workspace.stop", cause="stopped")
         self.clear_state()
