@@ -26,7 +26,7 @@ Coherence guarantees are listed in ``docs/synthetic-data.md`` and checked by ``t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -151,8 +151,10 @@ class _DateText:
 # The population: every person-level fact, drawn once.
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Population:
+    """Person-level arrays (index = person, 0..n-1), day numbers, month indices; never mutated."""
+
     n: int
     start: int  # first month index of the window
     end: int  # last month index of the window
@@ -188,12 +190,12 @@ class _Population:
     switch_day: np.ndarray  # claims before this day use the second identifier
     mi_month: np.ndarray  # month index of the end of the infarction stay (huge when none)
     # row-level (IR_BEN_R rows: n primary rows, then the second identifiers)
-    row_person: np.ndarray = field(repr=False, default=None)
-    nir: pl.Series = field(repr=False, default=None)
-    org: pl.Series = field(repr=False, default=None)
-    nir_ano: pl.Series = field(repr=False, default=None)  # per person
-    idt_ano: pl.Series = field(repr=False, default=None)  # per person
-    dept_text: pl.Series = field(repr=False, default=None)  # per department
+    row_person: np.ndarray  # person of each row
+    nir: pl.Series  # BEN_NIR_PSA of each row
+    org: pl.Series  # ORG_AFF_BEN of each row
+    nir_ano: pl.Series  # BEN_NIR_ANO of each person
+    idt_ano: pl.Series  # BEN_IDT_ANO of each person
+    dept_text: pl.Series  # code of each department
 
 
 def _identifiers(rng: np.random.Generator, count: int, length: int = 17) -> pl.Series:
