@@ -158,7 +158,8 @@ def prepare(options: DemoOptions) -> tuple[Path, Settings]:
     config = root / CONFIG_NAME
     if not config.exists():
         config.write_text(DEMO_CONFIG.format(port=options.port), encoding="utf-8")
-    settings = load_settings(config)
+    # environ={}: PDS_* variables of the shell (e.g. a production database URL) must not leak in
+    settings = load_settings(config, environ={})
     for f in ("raw", "lake", "projects", "outbox", "staging", "homes", "state", "reports"):
         getattr(settings.paths, f).mkdir(parents=True, exist_ok=True)
     return config, settings
@@ -232,8 +233,11 @@ def ingest(runtime: Runtime, options: DemoOptions, actor: str, progress: Progres
 
 # ---- (c) registry and accounts --------------------------------------------------------------------
 def build_registry_spec(registry: Registry, today: date) -> dict:
-    """The demo registry as a ``projects.yaml`` mapping. Pure apart from reading current expiries:
-    an unexpired membership keeps its date, so re-running the same day (or later) changes nothing."""
+    """The demo registry as a ``projects.yaml`` mapping, given what the registry holds now.
+
+    An unexpired membership keeps its date (so a re-run changes nothing), an expired one is renewed
+    for a year, and an administrator's decisions stand: a closed project stays closed and a
+    disabled account stays disabled."""
     current: dict[tuple[str, str, str], date] = {}
     existing_projects = {p.id: p for p in registry.projects()}
     for pid in DEMO_PROJECTS:
@@ -256,11 +260,14 @@ def build_registry_spec(registry: Registry, today: date) -> dict:
         projects.append({
             "id": pid, "title": title, "purpose": purpose, "data_controller": "PDS Workspace demo",
             "approval_ref": f"DEMO-{pid.upper()}", "start": start.isoformat(), "end": end.isoformat(),
+            "status": known.status.value if known else "active",  # a closed demo project stays closed
             "disclosure": {"min_cell": 10, "reviews_required": 2},
             "resources": {"cpu": 1, "memory_mb": 2048, "dask_workers": 1},
             "members": members,
         })
-    users = [{"name": u, "full_name": full, "admin": admin} for u, full, admin, _roles in DEMO_USERS]
+    active = {u.name: u.active for u in registry.users()}  # a disabled demo account stays disabled
+    users = [{"name": u, "full_name": full, "admin": admin, "active": active.get(u, True)}
+             for u, full, admin, _roles in DEMO_USERS]
     return {"users": users, "projects": projects}
 
 

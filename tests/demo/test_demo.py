@@ -107,3 +107,19 @@ def test_second_run_is_idempotent(demo_runs):
     actions = {e.action for e in new}
     assert "ingest.run" in actions
     assert not [a for a in actions if a.startswith(("registry.", "hub.account", "extract.build", "pseudo."))]
+
+
+def test_registry_step_keeps_admin_decisions_and_renews_expired_memberships(runtime):
+    """Pure registry step on a fresh database: a closed project and a disabled account stay so."""
+    from pds_kernel.demo import register
+
+    assert register(runtime, "os:t").status == "done"
+    registry = Registry.from_runtime(runtime)
+    registry.close_project("root", "mi-outcomes", reason="test")
+    registry.upsert_user("root", "bob", full_name=registry.get_user("bob").full_name, active=False)
+    registry.add_member("root", "diabetes-t2", "alice", "researcher", date.today() - timedelta(days=1))
+    result = register(runtime, "os:t")
+    assert result.lines == [f"diabetes-t2: alice researcher until {date.today() + timedelta(days=365)}"]
+    assert registry.get_project("mi-outcomes").status.value == "closed"
+    assert not registry.get_user("bob").active
+    assert register(runtime, "os:t").status == "reused"
