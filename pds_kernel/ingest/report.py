@@ -155,7 +155,7 @@ def build_integrity(lake: Path, manifest: Manifest) -> list[dict]:
     return results
 
 
-def render_bars_svg(title: str, values: dict[str, int], width: int = 640, height: int = 180) -> str:
+def render_bars_svg(title: str, values: dict[str, int], width: int = 400, height: int = 150) -> str:
     """A bar chart of ``values`` (label → count) as inline SVG. Pure: returns text."""
     if not values:
         return ""
@@ -170,7 +170,7 @@ def render_bars_svg(title: str, values: dict[str, int], width: int = 640, height
              f'<line x1="{left}" y1="{20 + inner_h}" x2="{width - pad}" y2="{20 + inner_h}" stroke="#555"/>',
              f'<text x="{left - 4}" y="26" font-size="10" text-anchor="end">{top:,}</text>',
              f'<text x="{left - 4}" y="{20 + inner_h}" font-size="10" text-anchor="end">0</text>']
-    step = max(1, len(labels) // 12)
+    step = max(1, -(-len(labels) // 6))
     for i, label in enumerate(labels):
         h = inner_h * values[label] / top
         x = left + i * bar
