@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pytest
 
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, Settings
+from pds_kernel.settings import Database, Paths, Settings
 
 
 def make_settings(root: Path, **sections) -> Settings:
@@ -36,17 +41,7 @@ def runtime(settings: Settings):
 # runs a test on SQLite and again on a real PostgreSQL server (Debian's packages, started here,
 # listening on a Unix socket only, stopped at the end of the session).
 
-import os
-import secrets
-import shutil
-import subprocess
-import tempfile
-from dataclasses import dataclass as _dataclass
-
-from pds_kernel.settings import Database
-
-
-@_dataclass(frozen=True)
+@dataclass(frozen=True)
 class PgServer:
     socket_dir: Path
     user: str = "postgres"
