@@ -105,7 +105,7 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except PdsError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         err_console.print("aborted")
