@@ -123,3 +123,64 @@ def test_registry_step_keeps_admin_decisions_and_renews_expired_memberships(runt
     assert registry.get_project("mi-outcomes").status.value == "closed"
     assert not registry.get_user("bob").active
     assert register(runtime, "os:t").status == "reused"
+
+
+def _free_port_block(size: int = 4) -> int:
+    import socket
+
+    for base in range(18000, 30000, 7):
+        sockets = []
+        try:
+            for port in range(base, base + size):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free block of ports")
+
+
+@pytest.mark.functional
+def test_run_ends_with_the_hub_serving_and_ctrl_c_stops_it(demo_runs):
+    """What `make run` ends with: JupyterHub answering on 127.0.0.1, stopped cleanly by Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = demo_runs[0]
+    port = _free_port_block()
+    args = [a for a in ARGS if a != "--no-hub"]
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "pds"), "demo", "run", "--dir", str(root),
+                             *args, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        deadline, status = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/hub/login", timeout=5) as response:
+                    status = response.status
+                    page = response.read().decode()
+                break
+            except OSError:
+                time.sleep(1)
+        assert status == 200, proc.stdout.read() if proc.poll() is not None else "hub did not answer"
+        assert "password" in page.lower()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = proc.stdout.read()
+    assert f"JupyterHub: http://127.0.0.1:{port}" in output
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/hub/login", timeout=5)
