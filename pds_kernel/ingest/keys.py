@@ -47,25 +47,31 @@ class KeyIndex:
 
     def find_duplicates(self, hashes: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
         """Rows of a new file whose key was seen before: ``row`` (position in the file's loaded
-        rows), ``line``, ``first_file``, ``first_line``. Empty frame when there is none."""
+        rows), ``line``, ``first_file``, ``first_line``. Empty frame when there is none.
+
+        Candidates are found on ``h1`` alone (one 64-bit column: fast) and confirmed on ``h2``."""
         current = hashes.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
                                       lines.cast(pl.UInt32).alias("line"))
         found = []
         if self._parts:
-            known = pl.concat(self._parts)
-            against = current.join(known, on=["h1", "h2"], how="inner")
-            found.append(against.with_columns(
-                pl.col("origin").replace_strict(list(range(len(self._names))), self._names,
-                                                return_dtype=pl.String).alias("first_file")
-            ).select("row", "line", "first_file", "first_line"))
-            current = current.join(against.select("row"), on="row", how="anti")
-        firsts = current.filter(pl.struct("h1", "h2").is_first_distinct())
-        repeats = current.filter(~pl.struct("h1", "h2").is_first_distinct())
-        if repeats.height:
-            found.append(repeats.join(firsts.select("h1", "h2", pl.col("line").alias("first_line")),
-                                      on=["h1", "h2"], how="left")
-                         .select("row", "line", pl.lit(None, dtype=pl.String).alias("first_file"),
-                                 "first_line"))
+            known = pl.concat(self._parts, rechunk=False)
+            against = (current.join(known, on="h1", how="inner", suffix="_known")
+                       .filter(pl.col("h2") == pl.col("h2_known")))
+            if against.height:
+                found.append(against.with_columns(
+                    pl.col("origin").replace_strict(list(range(len(self._names))), self._names,
+                                                    return_dtype=pl.String).alias("first_file")
+                ).select("row", "line", "first_file", "first_line"))
+                current = current.join(against.select("row"), on="row", how="anti")
+        maybe = current.filter(pl.col("h1").is_duplicated())
+        if maybe.height:
+            repeated = ~pl.struct("h1", "h2").is_first_distinct()
+            repeats = maybe.filter(repeated)
+            firsts = maybe.filter(~repeated).select("h1", "h2", pl.col("line").alias("first_line"))
+            if repeats.height:
+                found.append(repeats.join(firsts, on=["h1", "h2"], how="left")
+                             .select("row", "line", pl.lit(None, dtype=pl.String).alias("first_file"),
+                                     "first_line"))
         if not found:
             return pl.DataFrame(schema={"row": pl.UInt32, "line": pl.UInt32,
                                         "first_file": pl.String, "first_line": pl.UInt32})

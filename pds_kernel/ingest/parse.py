@@ -32,8 +32,9 @@ from ..snds.tables import TABLES, lake_schema
 from .checks import Check, build_lake_columns, build_table_checks
 from .delivery import check_header
 
-#: Parquet compression of lake files.
+#: Parquet compression of lake files (zstd level 1: nearly as fast as snappy, clearly smaller).
 COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 1
 #: Columns of a quarantine file, in order.
 QUARANTINE_COLUMNS = ("line", "check", "column", "reason", "raw")
 #: Bytes sampled at the start of a file to size the blocks.
@@ -212,7 +213,8 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
     try:
-        with pq.ParquetWriter(parquet_path, schema, compression=COMPRESSION) as writer:
+        with pq.ParquetWriter(parquet_path, schema, compression=COMPRESSION,
+                              compression_level=COMPRESSION_LEVEL) as writer:
             for block in _blocks(fh, sample, _block_size(sample, job.batch_rows), digest):
                 frame = _read_block(block, header, job.encoding)
                 frame = frame.with_columns(
