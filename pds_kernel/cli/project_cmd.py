@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 from rich.table import Table
 
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..registry import Registry, Role
 from ..registry.names import check_project_id, check_user_name
-from ..registry.spec import RegistrySpec, parse_registry
+from ..registry.spec import RegistrySpec, load_registry_file
 from .app import console
 
 app = typer.Typer(help="Projects, users and memberships (the project registry).", no_args_is_help=True)
@@ -54,30 +53,6 @@ def _table(*columns: str) -> Table:
         free_text = name in {"title", "full name", "email", "active projects"}
         table.add_column(name, no_wrap=not free_text and number == 0 or name in {"start", "end", "expires", "status"})
     return table
-
-
-class _PlainDatesLoader(yaml.SafeLoader):
-    """Safe YAML without implicit timestamps: ``2025-13-01`` stays text, so the registry parser can
-    say which field holds the bad date instead of PyYAML failing with a bare ValueError."""
-
-
-_PlainDatesLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def load_registry_file(path: Path) -> RegistrySpec:
-    """Read and validate a registry file; every error names the file and the place in it."""
-    if not path.is_file():
-        raise InvalidInput(f"registry file {path} does not exist")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_PlainDatesLoader)  # noqa: S506 (safe loader)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path} is not UTF-8 text") from None
-    return parse_registry(data, str(path))
 
 
 def check_references(spec: RegistrySpec, existing_users: set[str], origin: str) -> None:

@@ -166,11 +166,25 @@ def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
     return RegistrySpec(users=tuple(users), projects=tuple(projects))
 
 
+class _PlainDatesLoader(yaml.SafeLoader):
+    """Safe YAML without implicit timestamps: ``2025-13-01`` stays text, so the parser can say which
+    field holds the bad date instead of PyYAML failing with a bare ValueError."""
+
+
+_PlainDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_registry_file(path: Path) -> RegistrySpec:
+    """Read and validate a registry file; every error names the file and the place in it."""
     if not path.is_file():
         raise InvalidInput(f"registry file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_PlainDatesLoader)  # noqa: S506 (safe loader)
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path} is not valid YAML: {exc}") from None
+        raise InvalidInput(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path} is not UTF-8 text") from None
     return parse_registry(data, str(path))
