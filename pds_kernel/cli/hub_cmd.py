@@ -41,6 +41,8 @@ def hub_environment(config: Optional[Path], port: Optional[int]) -> dict[str, st
 
     env = dict(os.environ)
     env.setdefault("PDS_HUB_MODE", "local")
+    if config is None and not env.get("PDS_CONFIG") and Path("pds.yaml").is_file():
+        config = Path("pds.yaml")  # the hub runs in its state directory: name the file we read
     if config is not None:
         env["PDS_CONFIG"] = str(config.resolve())
     if port is not None:

@@ -93,6 +93,27 @@ def sync_token(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def airlock_cookie_secret(settings: Settings) -> str:
+    """The gate's cookie secret (hex), created (0600) on first use so that its HubOAuth sessions
+    survive a hub restart; never logged."""
+    path = hub_dir(settings) / "airlock_cookie_secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def airlock_environment(settings: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The gate's environment: the hub's own ``PDS_*`` settings (JupyterHub passes a managed
+    service only a few variables), so the gate reads the same database, staging and outbox."""
+    environ = os.environ if environ is None else environ
+    env = {name: value for name, value in environ.items()
+           if name.startswith("PDS_") and name not in {"PDS_HUB_AIRLOCK", "PDS_AIRLOCK_COOKIE_SECRET"}}
+    env["PDS_AIRLOCK_COOKIE_SECRET"] = airlock_cookie_secret(settings)
+    return env
+
+
 def proxy_command() -> list[str]:
     """configurable-http-proxy: the repository's node_modules first, then $PATH."""
     local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -327,7 +348,7 @@ def configure(c, settings: Settings | None = None) -> HubContext:
         services.append({
             "name": AIRLOCK_SERVICE, "url": f"http://127.0.0.1:{port}",
             "command": [sys.executable, "-m", "pds_kernel.airlock.web"],
-            "environment": {"PDS_CONFIG": os.environ.get("PDS_CONFIG", "")},
+            "environment": airlock_environment(settings),
             "oauth_no_confirm": True,
         })
         roles.append({"name": "airlock-service", "description": "the airlock reads identities",

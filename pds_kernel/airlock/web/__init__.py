@@ -102,5 +102,7 @@ def run_service() -> None:
 
     try:
         asyncio.run(main())
+    except KeyboardInterrupt:  # JupyterHub stops a managed service with SIGINT: a normal exit
+        log.info("airlock service stopped")
     finally:
         runtime.close()
