@@ -55,7 +55,22 @@ table = results / "dispensings_by_atc.csv"
 table.write_text({TABLE!r})
 answer = workspace.request_export([str(table)], "Table 1: dispensings by ATC code",
                                   "notebook analysis.ipynb, counts of distinct persons")
-print(json.dumps({{"id": answer["id"], "state": answer["state"],
+refused = {{}}
+from pds_kernel.airlock.client import AirlockClient, submit
+gate = AirlockClient()
+for what, call in {{
+    "other project": lambda: submit([str(table)], "elsewhere", project={OTHER_PROJECT!r}),
+    "review": lambda: gate.request("POST", f"api/requests/{{answer['id']}}/reviews",
+        json.dumps({{"verdicts": {{"0": {{"decision": "approve"}}}}}}).encode()),
+    "release": lambda: gate.request("POST", f"api/requests/{{answer['id']}}/release", b"{{}}"),
+    "page": lambda: gate.request("GET", "requests"),
+}}.items():
+    try:
+        call()
+        refused[what] = None
+    except Exception as exc:
+        refused[what] = type(exc).__name__ + ": " + str(exc)
+print(json.dumps({{"id": answer["id"], "state": answer["state"], "refused": refused,
                   "gate": os.environ.get("PDS_AIRLOCK_URL"), "home": str(Path.home())}}))
 """
 
@@ -65,6 +80,8 @@ def gate_hub(hub_world: Hub, monkeypatch) -> Hub:
     """The hub world with two output checkers of the project and the airlock service on."""
     monkeypatch.setenv("PDS_HUB_AIRLOCK", "on")
     expiry = date.today() + timedelta(days=100)
+    # alice also works on another project: her workspace of PROJECT must not act for it
+    hub_world.registry.add_member("test", OTHER_PROJECT, "alice", "researcher", expiry)
     for name in CHECKERS:
         hub_world.registry.upsert_user("test", name)
         hub_world.registry.add_member("test", PROJECT, name, "output-checker", expiry)
@@ -131,6 +148,9 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     assert answer["state"] == "submitted"
     assert answer["gate"] == "http://127.0.0.1:8082"  # the forwarded gate socket, nothing else
     request_id = answer["id"]
+    # the workspace's own token acts only for its project, and never reviews or releases
+    assert all(why and why.startswith("PermissionDenied") for why in answer["refused"].values()), answer
+    assert "can only submit and follow" in answer["refused"]["other project"]
     table = TABLE.encode()
 
     # the request as the gate's JSON API shows it to its author, and as the database holds it
@@ -208,6 +228,9 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     assert releases and releases[-1].project == PROJECT
     downloads = [e for e in by_action["airlock.file.download"] if e.outcome == Outcome.OK]
     assert [e.actor for e in downloads] == ["alice"]
+    confined = hub.actions("airlock.access.workspace")
+    assert len(confined) == len(answer["refused"])
+    assert all((e.actor, e.project, e.outcome) == ("alice", PROJECT, Outcome.DENIED) for e in confined)
     assert hub.runtime.audit.verify().ok
 
 

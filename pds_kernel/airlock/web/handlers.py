@@ -17,7 +17,8 @@ from typing import Any
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler
 
-from ...errors import InvalidInput, PdsError
+from ...audit import AuditEvent, Outcome
+from ...errors import InvalidInput, PdsError, PermissionDenied
 from ..service import AirlockService
 from .render import render_file
 
@@ -28,6 +29,8 @@ _INLINE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
 
 class BaseHandler(RequestHandler):
     api = False
+    #: reachable with a workspace's own token (confined to its project); else users only
+    from_workspace = False
 
     def initialize(self, service: AirlockService, identity, templates, prefix: str):
         self.service = service
@@ -35,6 +38,7 @@ class BaseHandler(RequestHandler):
         self.templates = templates
         self.prefix = prefix
         self.user: str | None = None
+        self.workspace_project: str | None = None  #: set by the identity for a workspace's token
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -55,8 +59,27 @@ class BaseHandler(RequestHandler):
                 self.redirect(url)
                 return
             raise HTTPError(403)
+        if self.workspace_project is not None and not self.from_workspace:
+            self.check_workspace("")
         if self.request.method not in {"GET", "HEAD", "OPTIONS"} and not self.api:
             self.check_xsrf_cookie()
+
+    def check_workspace(self, project: str) -> None:
+        """Code in a workspace acts only on its own project's requests (audited refusal)."""
+        if self.workspace_project is None or project == self.workspace_project:
+            return
+        exc = PermissionDenied(f"a workspace of project {self.workspace_project} can only submit and "
+                               f"follow that project's export requests")
+        self.service.runtime.audit.record(AuditEvent(
+            actor=self.user or "?", action="airlock.access.workspace", target=f"path:{self.request.path[:200]}",
+            project=self.workspace_project, outcome=Outcome.DENIED,
+            details={"reason": str(exc), "asked_project": project[:64], "method": self.request.method}))
+        raise exc
+
+    async def check_request_project(self, request_id: str) -> None:
+        if self.workspace_project is not None:
+            view = await self.call(self.service.get_request, self.user, request_id)
+            self.check_workspace(view.project)
 
     def check_xsrf_cookie(self) -> None:
         # Pages: Tornado's check, called once identity is known (in prepare). API: token auth only.
@@ -128,6 +151,10 @@ class ApiHandler(BaseHandler):
     api = True
 
 
+class WorkspaceApiHandler(ApiHandler):
+    from_workspace = True
+
+
 class OpenApiHandler(RequestHandler):
     def initialize(self, document: dict):
         self.document = document
@@ -137,21 +164,25 @@ class OpenApiHandler(RequestHandler):
         self.finish(json.dumps(self.document))
 
 
-class MeHandler(ApiHandler):
+class MeHandler(WorkspaceApiHandler):
     def get(self) -> None:
         self.send_json({"name": self.user})
 
 
-class RequestsApi(ApiHandler):
+class RequestsApi(WorkspaceApiHandler):
     async def get(self) -> None:
-        rows = await self.call(self.service.list_requests, self.user,
-                               project=self.get_query_argument("project", None),
+        project = self.get_query_argument("project", None)
+        if self.workspace_project is not None:
+            self.check_workspace(project or self.workspace_project)
+            project = self.workspace_project
+        rows = await self.call(self.service.list_requests, self.user, project=project,
                                scope=self.get_query_argument("scope", "mine"),
                                state=self.get_query_argument("state", None))
         self.send_json({"requests": [vars(r) for r in rows]})
 
     async def post(self) -> None:
         args = {k: self.get_body_argument(k, "") for k in ("project", "justification", "context", "author", "submit")}
+        self.check_workspace(args["project"])
         try:
             context = json.loads(args["context"]) if args["context"] else {}
         except ValueError:
@@ -165,14 +196,19 @@ class RequestsApi(ApiHandler):
         self.send_json(view.to_dict(), status=201)
 
 
-class RequestApi(ApiHandler):
+class RequestApi(WorkspaceApiHandler):
     async def get(self, request_id: str) -> None:
+        await self.check_request_project(request_id)
         view = await self.call(self.service.get_request, self.user, request_id)
         self.send_json(view.to_dict())
 
 
-class ActionApi(ApiHandler):
+class ActionApi(WorkspaceApiHandler):
     async def post(self, request_id: str, action: str) -> None:
+        if self.workspace_project is not None:
+            if action not in {"submit", "withdraw"}:
+                self.check_workspace("")  # reviews, release, revoke: never from a workspace
+            await self.check_request_project(request_id)
         body = self.json_body()
         reason = body.get("reason", "")
         if not isinstance(reason, str):
@@ -195,8 +231,9 @@ class ActionApi(ApiHandler):
         self.send_json(view.to_dict())
 
 
-class StagedFileApi(ApiHandler):
+class StagedFileApi(WorkspaceApiHandler):
     async def get(self, request_id: str, index: str) -> None:
+        await self.check_request_project(request_id)
         view, path = await self.call(self.service.open_staged, self.user, request_id, int(index))
         await self.send_path(view.name, path, inline=not self.api)
 

@@ -2,7 +2,9 @@
 
 Production (:class:`HubIdentity`) asks JupyterHub: pages log in through HubOAuth (cookie, redirect
 to the hub's login), the JSON API accepts JupyterHub API tokens (``Authorization: token ...``) so a
-workspace can submit. Tests inject their own :class:`Identity` (defined in the test code); there is
+workspace can submit. A workspace's own server token is confined to that workspace's project
+(``handler.workspace_project``): it submits and follows that project's requests, nothing else.
+Tests inject their own :class:`Identity` (defined in the test code); there is
 no switch here that trusts a header or skips authentication.
 """
 
@@ -30,6 +32,27 @@ class Identity(Protocol):
         """Extra Tornado routes the identity needs (an OAuth callback)."""
 
 
+def workspace_project(model: dict, access_scopes: set[str]) -> tuple[bool, str | None]:
+    """Pure: is this hub identity model (``/hub/api/user``) usable at the gate, and from where?
+
+    Returns ``(True, None)`` for the user themselves (their browser session or a token they made:
+    scopes grant access to this service), ``(True, project)`` for a workspace's own server token
+    (``$JUPYTERHUB_API_TOKEN`` inside a sandbox: its scopes name exactly one server,
+    ``access:servers!server=<user>/<project>``), and ``(False, None)`` for any other token.
+    Code running in a workspace acts only for that workspace's project.
+    """
+    from jupyterhub.services.auth import check_scopes
+
+    scopes = set(model.get("scopes") or [])
+    if access_scopes and check_scopes(access_scopes, scopes):
+        return True, None
+    prefix = f"access:servers!server={model.get('name')}/"
+    servers = [scope[len(prefix):] for scope in scopes if scope.startswith(prefix)]
+    if len(servers) == 1 and servers[0]:
+        return True, servers[0]
+    return not access_scopes, None  # outside a hub (no service scopes to require): the user
+
+
 class HubIdentity:
     """JupyterHub OAuth for pages, JupyterHub API tokens for the JSON API."""
 
@@ -49,6 +72,10 @@ class HubIdentity:
             model = await self.hub_auth.get_user(handler, sync=False)
         if not model or model.get("kind", "user") != "user":
             return None
+        usable, project = workspace_project(model, set(self.hub_auth.access_scopes))
+        if not usable:
+            return None
+        handler.workspace_project = project
         return model.get("name")
 
     def login_url(self, handler: RequestHandler) -> str | None:
