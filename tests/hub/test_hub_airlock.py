@@ -195,6 +195,9 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
             assert page.inner_text("#state").strip() == "released"
             assert page.locator("#review-form").count() == 0
             page.screenshot(path=str(IMG / "airlock-researcher-released.png"), full_page=True)
+            with page.expect_download(timeout=30_000) as download_info:
+                page.click("#download-0")
+            browser_download = Path(download_info.value.path()).read_bytes()
             context.close()
         finally:
             browser.close()
@@ -205,6 +208,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     download = gate_api(hub, token, "GET", f"requests/{request_id}/download/0")
     assert download.status_code == 200, download.text
     assert download.content == table
+    assert browser_download == table
     carol = hub.client()  # a checker cannot download: only the author, after release
     assert carol.login("carol", secrets["carol"])
     carol_token = carol.make_token("carol")
@@ -227,7 +231,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     releases = [e for e in by_action["airlock.request.release"] if e.outcome == Outcome.OK]
     assert releases and releases[-1].project == PROJECT
     downloads = [e for e in by_action["airlock.file.download"] if e.outcome == Outcome.OK]
-    assert [e.actor for e in downloads] == ["alice"]
+    assert [e.actor for e in downloads] == ["alice", "alice"]  # the browser, then the API
     confined = hub.actions("airlock.access.workspace")
     assert len(confined) == len(answer["refused"])
     assert all((e.actor, e.project, e.outcome) == ("alice", PROJECT, Outcome.DENIED) for e in confined)
