@@ -20,10 +20,20 @@ from ..snds.tables import TABLES
 _SEEDS = (0x5DF1, 0x9E37)
 
 
-def key_hashes(frame: pl.LazyFrame, table: str) -> pl.LazyFrame:
-    """``h1``, ``h2``: the two hashes of the primary key of each row of ``frame``."""
+#: Staged companion of a parsed file: line number and key hashes of each loaded row, in order.
+LINES_SCHEMA = {"line": pl.UInt32, "h1": pl.UInt64, "h2": pl.UInt64}
+
+
+def key_hash_exprs(table: str) -> list[pl.Expr]:
+    """``h1``, ``h2``: the two hashes of the primary key of a row with the lake types of ``table``
+    (the parser hashes rows before writing them; the same values read back hash the same)."""
     key = pl.struct(list(TABLES[table].primary_key))
-    return frame.select(key.hash(seed=_SEEDS[0]).alias("h1"), key.hash(seed=_SEEDS[1]).alias("h2"))
+    return [key.hash(seed=_SEEDS[0]).alias("h1"), key.hash(seed=_SEEDS[1]).alias("h2")]
+
+
+def key_hashes(frame: pl.LazyFrame, table: str) -> pl.LazyFrame:
+    """``h1``, ``h2`` of each row of ``frame`` (a lake file of ``table``)."""
+    return frame.select(key_hash_exprs(table))
 
 
 class KeyIndex:

@@ -31,6 +31,7 @@ from ..errors import InvalidInput, PdsError
 from ..snds.tables import TABLES, lake_schema
 from .checks import Check, build_lake_columns, build_table_checks
 from .delivery import check_header
+from .keys import LINES_SCHEMA, key_hash_exprs
 
 #: Parquet compression of lake files (zstd level 1: nearly as fast as snappy, clearly smaller).
 COMPRESSION = "zstd"
@@ -106,8 +107,8 @@ def _blocks(fh, first: bytes, block_bytes: int, digest) -> Iterator[bytes]:
         pending = data[cut + 1:]
 
 
-def _read_block(block: bytes, header: list[str], encoding: str) -> pl.DataFrame:
-    """Text columns of ``header`` plus ``__raw`` (the whole line) and ``__fields`` (its count)."""
+def _decode(block: bytes, encoding: str) -> bytes:
+    """``block`` as UTF-8 with ``\n`` line ends (what the polars CSV reader expects)."""
     if not block.isascii():
         try:
             block = block.decode(encoding).encode("utf-8")
@@ -115,6 +116,26 @@ def _read_block(block: bytes, header: list[str], encoding: str) -> pl.DataFrame:
             raise InvalidInput(f"file is not valid {encoding} text: {exc.reason}") from None
     if b"\r" in block:
         block = block.replace(b"\r\n", b"\n")
+    return block
+
+
+def _read_block(block: bytes, header: list[str], encoding: str) -> pl.DataFrame:
+    """Text columns of ``header`` plus ``__fields`` (the field count of each line), and ``__raw``
+    (the whole line) when it cannot be rebuilt from the fields (see :func:`_raw_line`).
+
+    Fast path, taken by every well-formed block: one strict read split on ``;``. The reader fails
+    on a line with too many fields and pads a line with too few with nulls; the second case is
+    caught by counting the separators of the block (with no line above the expected count, the
+    total is right only when every line has exactly the expected count). Any other block is read
+    by the slow path, twice: once as whole lines, once split and padded."""
+    block = _decode(block, encoding)
+    text_schema = {c: pl.String for c in header}
+    try:
+        fields = pl.read_csv(block, separator=";", has_header=False, quote_char=None, schema=text_schema)
+    except pl.exceptions.PolarsError:
+        fields = None
+    if fields is not None and block.count(b";") == fields.height * (len(header) - 1):
+        return fields.with_columns(pl.lit(len(header), dtype=pl.UInt32).alias("__fields"))
     line_sep = next((s for s in _LINE_SEPARATORS if s.encode() not in block), None)
     if line_sep is None:  # pragma: no cover - a block holding every control byte
         raise InvalidInput("file holds binary control characters: not a delivery CSV file")
@@ -122,13 +143,21 @@ def _read_block(block: bytes, header: list[str], encoding: str) -> pl.DataFrame:
                         schema={"__raw": pl.String}, truncate_ragged_lines=True,
                         empty_string_is_null=False)
     fields = pl.read_csv(block, separator=";", has_header=False, quote_char=None,
-                         schema={c: pl.String for c in header}, truncate_ragged_lines=True,
-                         missing_columns="insert")
+                         schema=text_schema, truncate_ragged_lines=True, missing_columns="insert")
     if lines.height != fields.height:  # pragma: no cover - both readers see the same lines
         raise PdsError(f"internal error: {lines.height} lines but {fields.height} rows in a block")
     raw = lines.get_column("__raw").fill_null("")
-    count = raw.str.count_matches(";", literal=True) + 1
+    count = (raw.str.count_matches(";", literal=True) + 1).cast(pl.UInt32)
     return fields.with_columns(raw, count.alias("__fields"))
+
+
+def _raw_line(frame: pl.DataFrame, header: list[str]) -> pl.Expr:
+    """The original text of each line: ``__raw`` when the slow path kept it, otherwise the fields
+    joined again (exact: the fast path only takes blocks whose every line has exactly one field
+    per column, and a field never holds ``;`` or a line end; empty fields read as null)."""
+    if "__raw" in frame.columns:
+        return pl.col("__raw")
+    return pl.concat_str([pl.col(c).fill_null("") for c in header], separator=";")
 
 
 def _open_header(fh, digest) -> tuple[list[str], bytes]:
@@ -194,6 +223,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     typed, checks = build_table_checks(table, present, job.references)
     lake_columns = build_lake_columns(table, present)
     schema = arrow_schema(job.table)
+    lake_types = lake_schema(job.table)
     bad_flags = [pl.col("__fields") != len(header)] + [c.bad for c in checks]
     first_failing = [(pl.col("__fields") != len(header),
                       pl.lit(Check.COLUMN_COUNT), pl.lit(""),
@@ -209,7 +239,8 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     lines_path = staging / f"{stem}.lines.parquet"
     quarantine_path = staging / f"{stem}.quarantine.csv"
     outcome.parquet, outcome.lines = str(parquet_path), str(lines_path)
-    loaded_lines: list[pl.Series] = []
+    loaded: list[pl.DataFrame] = []  # line number and key hashes of each loaded row
+    hashes = key_hash_exprs(job.table)
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
     try:
@@ -219,29 +250,34 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                 frame = _read_block(block, header, job.encoding)
                 frame = frame.with_columns(
                     pl.int_range(next_line, next_line + frame.height, dtype=pl.UInt32).alias("__line"),
-                    *typed.values(),
-                ).with_columns(pl.any_horizontal(bad_flags).fill_null(True).alias("__bad"))
+                    *typed.values())
                 next_line += frame.height
-                good = frame.filter(~pl.col("__bad"))
+                flags = frame.select(pl.any_horizontal(bad_flags).fill_null(True)).to_series()
+                n_bad = int(flags.sum())
+                # Only the lake columns are filtered (the text columns are not copied), and not
+                # at all in the usual case of a block without a bad row.
+                good = frame.select(*lake_columns, "__line").cast(lake_types)
+                if n_bad:
+                    good = good.filter(~flags)
                 if good.height:
-                    writer.write_table(good.select(lake_columns).to_arrow().cast(schema))
-                    loaded_lines.append(good.get_column("__line"))
-                bad = frame.filter(pl.col("__bad"))
-                if bad.height:
-                    rows = bad.select(
+                    writer.write_table(good.drop("__line").to_arrow().cast(schema))
+                    loaded.append(good.select(pl.col("__line").alias("line"), *hashes))
+                if n_bad:
+                    rows = frame.filter(flags).select(
                         pl.col("__line").alias("line"), first(0).alias("check"),
-                        first(1).alias("column"), first(2).alias("reason"), pl.col("__raw").alias("raw"))
+                        first(1).alias("column"), first(2).alias("reason"),
+                        _raw_line(frame, header).alias("raw"))
                     if quarantine_fh is None:
                         quarantine_fh = quarantine_path.open("wb")
                         outcome.quarantine = str(quarantine_path)
                     rows.write_csv(quarantine_fh, separator=";", include_header=quarantine_fh.tell() == 0)
                 outcome.rows_read += frame.height
                 outcome.rows_loaded += good.height
-                outcome.rows_quarantined += bad.height
+                outcome.rows_quarantined += n_bad
                 if progress is not None:
                     progress(len(block))
     finally:
         if quarantine_fh is not None:
             quarantine_fh.close()
-    lines = pl.concat(loaded_lines) if loaded_lines else pl.Series("__line", [], dtype=pl.UInt32)
-    pl.DataFrame({"line": lines}).write_parquet(lines_path)
+    lines = pl.concat(loaded) if loaded else pl.DataFrame(schema=LINES_SCHEMA)
+    lines.write_parquet(lines_path, compression="lz4")

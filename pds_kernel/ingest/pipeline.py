@@ -35,12 +35,12 @@ from typing import Iterator, Protocol
 import polars as pl
 
 from ..audit import AuditEvent, Outcome
-from ..errors import InvalidTransition
+from ..errors import InvalidTransition, PdsError
 from ..lake import QUARANTINE_DIR, partition_dir, table_dir
 from ..snds.tables import TABLES
 from .delivery import DeliveryFile, discover, sha256_file
 from .executor import make_executor
-from .keys import KeyIndex, key_hashes
+from .keys import KeyIndex
 from .manifest import Manifest, ManifestEntry
 from .parse import QUARANTINE_COLUMNS, ParseJob, ParseOutcome
 from .checks import Check
@@ -156,8 +156,12 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
                 for phase in ([f for f in to_parse if f.is_snapshot],
                               [f for f in to_parse if not f.is_snapshot]):
                     jobs, ready = run.jobs(phase, settings)
+                    done = 0
                     for item, outcome in executor.run(jobs, progress):
                         run.commit(ready[item], outcome)
+                        done += 1
+                    if done != len(jobs):  # an executor must answer for every job
+                        raise PdsError(f"internal error: {len(jobs)} files to parse, {done} parsed")
             manifest.save()
             shutil.rmtree(lake / STAGING_DIR / run.run_id, ignore_errors=True)
             result = IngestResult(run.run_id, lake, run.ordered_results())
@@ -293,8 +297,8 @@ class _Run:
 
     def _quarantine_duplicates(self, f: DeliveryFile, outcome: ParseOutcome) -> None:
         index = self._index(f)
-        hashes = key_hashes(pl.scan_parquet(outcome.parquet), f.table).collect()
-        lines = pl.read_parquet(outcome.lines).get_column("line")
+        staged = pl.read_parquet(outcome.lines)  # line, h1, h2 of each loaded row (see parse)
+        hashes, lines = staged.select("h1", "h2"), staged.get_column("line")
         dups = index.find_duplicates(hashes, lines)
         if dups.height:
             _remove_rows(outcome, f, dups, self.runtime.settings.ingest.encoding)
