@@ -6,18 +6,22 @@
     lake/_manifest.json                                    the ingest manifest (owned by pds_kernel.ingest)
 
 Readers use :func:`scan_table`, never the paths directly, so the layout can change in one place.
-The table and month names that reach a path are validated here (never trust a name from outside).
+It reads only the files the manifest names: the ingest moves a file into place before it records
+it, so a file on disk that the manifest does not name is uncommitted (being committed, or left by
+a killed run) and must stay invisible. The table and month names that reach a path are validated
+here (never trust a name from outside), and so are the paths the manifest holds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
 import polars as pl
 
-from .errors import InvalidInput, NotFound
+from .errors import IntegrityError, InvalidInput, NotFound
 from .snds.tables import TABLES
 
 MANIFEST_NAME = "_manifest.json"
@@ -45,7 +49,8 @@ def partition_dir(lake: Path, table: str, month: str | None) -> Path:
 
 
 def table_files(lake: Path, table: str) -> list[Path]:
-    """Every Parquet file of ``table``, in a stable order."""
+    """Every Parquet file of ``table`` on disk, committed or not, in a stable order (for lakes
+    written without the ingest; readers of an ingested lake use :func:`committed_files`)."""
     return sorted(table_dir(lake, table).glob("*/*.parquet"))
 
 
@@ -53,9 +58,31 @@ def has_table(lake: Path, table: str) -> bool:
     return bool(table_files(lake, table))
 
 
+def committed_files(lake: Path, table: str) -> list[Path]:
+    """The Parquet files of ``table`` that the ingest manifest names, in a stable order; none
+    when there is no manifest yet. A manifest naming a file outside the table's folder is refused."""
+    folder = table_dir(lake, table)
+    manifest = lake / MANIFEST_NAME
+    if not manifest.is_file():
+        return []
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["files"].values()
+        names = [e["parquet"] for e in entries if e["table"] == table]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise IntegrityError(f"ingest manifest {manifest} is unreadable ({exc}): restore it from backup") from None
+    root = folder.resolve()
+    files = []
+    for name in names:
+        path = lake / name if isinstance(name, str) else folder
+        if root not in path.resolve().parents or path.suffix != ".parquet":
+            raise IntegrityError(f"ingest manifest {manifest} names {name!r} outside {folder}: restore it from backup")
+        files.append(path)
+    return sorted(files)
+
+
 def scan_table(lake: Path, table: str) -> pl.LazyFrame:
-    """A lazy view of ``table`` over all its partitions (without the partition column)."""
-    files = table_files(lake, table)
+    """A lazy view of ``table`` over all its committed files (without the partition column)."""
+    files = committed_files(lake, table)
     if not files:
         raise NotFound(f"table {table} is not in the lake at {lake}: ingest a delivery first")
     return pl.scan_parquet(files, hive_partitioning=False)
