@@ -1,0 +1,103 @@
+"""The one-read fast path and the two-read slow path of the parser give the same result.
+
+Blocks whose every line has the right field count are read once and the raw text of quarantined
+lines is rebuilt from the fields; other blocks are read as whole lines too. The same file parsed in
+small blocks (most of them clean: fast path) and in one block (slow path, because of its ragged
+lines) must load the same rows and quarantine the same lines, with the raw text verbatim.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pds_kernel.ingest.executor import LocalExecutor
+from pds_kernel.ingest.parse import ParseJob, _read_block, parse_file
+from pds_kernel.ingest.pipeline import read_quarantine
+
+from delivery_factory import make_rows, write_table
+
+
+def _corrupted_file(path: Path) -> tuple[Path, dict[int, str]]:
+    """ER_PRS_F rows with bad values (fast-path blocks) and ragged or empty lines (slow-path
+    blocks); returns the file and the expected check of each bad line number."""
+    rows = make_rows(persons=600, months=("202301",))[("ER_PRS_F", "202301")]  # > 64 KiB
+    write_table(path, "ER_PRS_F", rows)
+    lines = path.read_bytes().decode("latin-1").split("\n")
+    header = lines[0].split(";")
+    expected = {}
+
+    def edit(number: int, column: str, value: str, check: str) -> None:
+        fields = lines[number - 1].split(";")
+        fields[header.index(column)] = value
+        lines[number - 1] = ";".join(fields)
+        expected[number] = check
+
+    edit(5, "FLX_DIS_DTD", "32JAN2023:00:00:00", "unparsable")
+    edit(9, "BEN_SEX_COD", "7", "not_in_set")
+    edit(10, "PFS_EXE_NUM", "É", "unparsable")  # latin-1 text in a rebuilt raw line
+    lines[10 - 1] = lines[10 - 1].replace(";1.0;", ";1,0;", 1)
+    edit(12, "ETB_PRE_FIN", "", "unparsable")
+    lines[12 - 1] = lines[12 - 1].replace(";3317;", ";x3317;")
+    edit(40, "BEN_NIR_PSA", "", "missing_value")
+    # Past the first 64 KiB block: lines that send their blocks to the slow path.
+    edit(600, "PFS_EXE_NUM", "é;", "column_count")  # one field too many
+    lines[700 - 1] = lines[700 - 1].rsplit(";", 3)[0]  # three fields short
+    expected[700] = "column_count"
+    lines[750 - 1] = ""  # an empty line in the middle
+    expected[750] = "column_count"
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+    return path, expected
+
+
+def _parse(source: Path, staging: Path, batch_rows: int):
+    outcome = parse_file(ParseJob(source=str(source), table="ER_PRS_F", month="202301",
+                                  staging=str(staging), batch_rows=batch_rows))
+    assert not outcome.refused, outcome.refused
+    quarantine = read_quarantine(Path(outcome.quarantine))
+    return outcome, pl.read_parquet(outcome.parquet), pl.read_parquet(outcome.lines), quarantine
+
+
+def test_fast_and_slow_paths_agree(tmp_path):
+    source, expected = _corrupted_file(tmp_path / "ER_PRS_F_202301.csv")
+    text_lines = source.read_bytes().decode("latin-1").split("\n")
+    small = _parse(source, tmp_path / "small", batch_rows=8)
+    whole = _parse(source, tmp_path / "whole", batch_rows=1_000_000)
+    for outcome, lake, lines, quarantine in (small, whole):
+        assert outcome.rows_read == len(text_lines) - 1 - (text_lines[-1] == "")
+        assert outcome.rows_quarantined == len(expected)
+        assert dict(zip(quarantine["line"], quarantine["check"])) == expected
+        for row in quarantine.iter_rows(named=True):
+            assert row["raw"] == text_lines[row["line"] - 1], "raw line kept verbatim"
+        assert lines.height == lake.height == outcome.rows_loaded
+        assert set(lines["line"]).isdisjoint(expected)
+    assert small[1].equals(whole[1]) and small[2].equals(whole[2]) and small[3].equals(whole[3])
+
+
+@pytest.mark.parametrize("block, fast", [
+    (b"1;2;3\n4;5;6\n", True),
+    (b"1;2;3\n4;5\n", False),       # too few fields: nulls, caught by the separator count
+    (b"1;2;3\n4;5;6;7\n", False),   # too many: the strict read fails
+    (b"1;2;3\n\n4;5;6\n", False),   # empty line
+    (b";;\n1;2;3", True),           # only empty fields, last line without newline
+])
+def test_read_block_takes_the_fast_path_only_when_exact(block, fast):
+    frame = _read_block(block, ["a", "b", "c"], "latin-1")
+    assert ("__raw" not in frame.columns) is fast
+    lines = block.decode().rstrip("\n").split("\n")
+    assert frame.height == len(lines)
+    assert frame["__fields"].to_list() == [line.count(";") + 1 for line in lines]
+
+
+def test_local_executor_answers_every_job_in_order(tmp_path):
+    sources = []
+    for i in range(5):
+        rows = make_rows(persons=5 + i, months=("202301",), seed=i)[("ER_PRS_F", "202301")]
+        sources.append(write_table(tmp_path / f"ER_PRS_F_20230{i + 1}.csv", "ER_PRS_F", rows))
+    jobs = [ParseJob(source=str(s), table="ER_PRS_F", month=s.stem[-6:], staging=str(tmp_path / "staging"))
+            for s in sources]
+    results = list(LocalExecutor(workers=2).run(jobs))
+    assert [position for position, _ in results] == list(range(5))
+    assert [outcome.name for _, outcome in results] == [s.name for s in sources]
