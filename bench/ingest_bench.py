@@ -6,9 +6,12 @@ own fresh subprocess, one after the other, on the same files with the OS cache w
 
 * ours: ``ingest_delivery`` (typed parsing, every check, quarantine, duplicate keys, manifest,
   SHA-256 of every file, quality report, audit entries);
-* DuckDB: ``COPY (SELECT * FROM read_csv(file, delim=';', header=true)) TO ... (FORMAT parquet)``
-  per file, with DuckDB's type sniffing (it loads SAS dates as text and checks nothing).
+* DuckDB: ``COPY (SELECT * FROM read_csv(file, delim=';', header=true)) TO ... (FORMAT parquet,
+  COMPRESSION ...)`` per file, with DuckDB's type sniffing (it loads SAS dates as text and checks
+  nothing), writing the same Parquet compression as the lake (zstd level 1): the peer of the ratio.
+  DuckDB with its default compression (snappy) is reported too, for reference.
 
+The machine is shared, so each side runs ``REPEATS`` times, alternating, and its best time counts.
 Peak memory is the peak RSS of each subprocess (``getrusage(RUSAGE_CHILDREN)`` in a wrapper).
 Ratio = DuckDB time / our time: ≥ 1.0 means the ingestion is at least as fast as DuckDB.
 """
@@ -52,11 +55,27 @@ import sys
 from pathlib import Path
 import duckdb
 out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+options = sys.argv[3]
 con = duckdb.connect()
 for csv in sorted(Path(sys.argv[2]).glob("*.csv")):
     con.execute(f"COPY (SELECT * FROM read_csv('{csv}', delim=';', header=true)) "
-                f"TO '{out / (csv.stem + '.parquet')}' (FORMAT parquet)")
+                f"TO '{out / (csv.stem + '.parquet')}' (FORMAT parquet{options})")
 """
+
+#: Runs of each side (alternating); the best counts, since other jobs share the machine.
+REPEATS = 2
+
+
+def _duckdb_options() -> tuple[str, str]:
+    """COPY options writing the lake's Parquet compression (same codec and level as ours), and
+    the peer's name for the results table."""
+    from pds_kernel.ingest.parse import COMPRESSION, COMPRESSION_LEVEL
+
+    options, label = f", COMPRESSION {COMPRESSION}", COMPRESSION
+    if COMPRESSION_LEVEL is not None:
+        options += f", COMPRESSION_LEVEL {COMPRESSION_LEVEL}"
+        label += f" level {COMPRESSION_LEVEL}"
+    return options, f"DuckDB COPY ({label})"
 
 
 def _measure(code: str, *args: str) -> dict:
@@ -96,19 +115,31 @@ def run(out_dir: Path, quick: bool) -> dict:
         raise RuntimeError(f"the generated delivery has {rows:,} ER_PRS_F rows, fewer than 5 million")
     for csv in delivery.glob("*.csv"):  # warm the OS cache for both sides
         csv.read_bytes()
-    duck = _measure(_DUCKDB, str(out_dir / "duckdb"), str(delivery))
-    ours = _measure(_OURS, str(out_dir / "ours"), str(delivery))
+    same, peer = _duckdb_options()
+    runs: dict[str, list[dict]] = {"duck": [], "ours": [], "snappy": []}
+    for attempt in range(1 if quick else REPEATS):
+        runs["duck"].append(_measure(_DUCKDB, str(out_dir / "duckdb"), str(delivery), same))
+        runs["ours"].append(_measure(_OURS, str(out_dir / f"ours-{attempt}"), str(delivery)))
+    runs["snappy"].append(_measure(_DUCKDB, str(out_dir / "duckdb-snappy"), str(delivery), ""))
+    duck, ours, snappy = (min(r, key=lambda m: m["seconds"]) for r in runs.values())
     mb = size / 1e6
     ratio = duck["seconds"] / ours["seconds"]
+    files = len(list(delivery.glob("*.csv")))
+    tried = ", ".join(f"{m['seconds']:.1f}" for m in runs["ours"])
+    tried_duck = ", ".join(f"{m['seconds']:.1f}" for m in runs["duck"])
     rows_out = [
-        dict(name="ingest time", value=round(ours["seconds"], 2), unit="s", peer="DuckDB COPY",
+        dict(name="ingest time", value=round(ours["seconds"], 2), unit="s", peer=peer,
              peer_value=round(duck["seconds"], 2), ratio=round(ratio, 2),
-             note=f"{rows:,} ER_PRS_F rows, {mb:,.0f} MB of CSV in {len(list(delivery.glob('*.csv')))} files"),
-        dict(name="throughput", value=round(mb / ours["seconds"], 1), unit="MB/s", peer="DuckDB COPY",
+             note=f"{rows:,} ER_PRS_F rows, {mb:,.0f} MB of CSV in {files} files; "
+                  f"best of ours [{tried}] s, DuckDB [{tried_duck}] s"),
+        dict(name="ingest time", value=round(ours["seconds"], 2), unit="s", peer="DuckDB COPY (snappy, default)",
+             peer_value=round(snappy["seconds"], 2), ratio=round(snappy["seconds"] / ours["seconds"], 2),
+             note="DuckDB's default codec, for reference (the lake writes zstd)"),
+        dict(name="throughput", value=round(mb / ours["seconds"], 1), unit="MB/s", peer=peer,
              peer_value=round(mb / duck["seconds"], 1), ratio=round(ratio, 2), note=""),
-        dict(name="throughput", value=round(rows / ours["seconds"]), unit="rows/s", peer="DuckDB COPY",
+        dict(name="throughput", value=round(rows / ours["seconds"]), unit="rows/s", peer=peer,
              peer_value=round(rows / duck["seconds"]), ratio=round(ratio, 2), note=""),
-        dict(name="peak memory", value=round(ours["peak_kib"] / 1024), unit="MiB", peer="DuckDB COPY",
+        dict(name="peak memory", value=round(ours["peak_kib"] / 1024), unit="MiB", peer=peer,
              peer_value=round(duck["peak_kib"] / 1024),
              ratio=round(duck["peak_kib"] / ours["peak_kib"], 2), note="peak RSS; ratio = DuckDB / ours"),
     ]
@@ -117,5 +148,6 @@ def run(out_dir: Path, quick: bool) -> dict:
         f"Delivery generated in {generated_in:.0f} s. Our run does more than DuckDB's: typed dates, "
         f"every check of the profile, quarantine, duplicate keys, SHA-256, manifest, quality report "
         f"and audit. It {verdict} the target ratio ≥ 1.0 on this run ({ratio:.2f}). "
-        f"The machine is shared, so absolute times vary between runs; both sides run back to back.")
+        f"Both sides write zstd level 1 Parquet; the machine is shared, so each side ran "
+        f"{1 if quick else REPEATS} time(s), alternating, and its best time counts.")
     return {"title": "Ingestion: CSV → Parquet lake vs DuckDB", "rows": rows_out, "markdown": markdown}

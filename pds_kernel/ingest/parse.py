@@ -5,11 +5,14 @@ source file and writes only into its staging directory, so it can run anywhere t
 visible and be retried freely. Nothing reaches the lake here; :mod:`pds_kernel.ingest.pipeline`
 commits staged files in a fixed order.
 
-The file is streamed in blocks of about ``batch_rows`` lines. Each block is read twice by the
-polars CSV reader, both passes vectorised: once as whole lines (kept for the quarantine and for
-counting fields) and once split on ``;`` into text columns. Typed values and checks are polars
-expressions (:mod:`pds_kernel.ingest.checks`); rows that pass go to Parquet, the others to the
-quarantine with their line number, the check that failed and the raw line.
+The file is streamed in blocks of about ``batch_rows`` lines. A well-formed block (every line has
+one field per column: the usual case) is read once by the polars CSV reader, split on ``;`` into
+text columns, and the raw text of a quarantined line is rebuilt from its fields. A block with a
+ragged or empty line is read twice: once as whole lines (kept for the quarantine and for counting
+fields) and once split. Typed values and checks are polars expressions
+(:mod:`pds_kernel.ingest.checks`); rows that pass go to Parquet, the others to the quarantine with
+their line number, the check that failed and the raw line. The key hashes of the loaded rows are
+computed here too, while the rows are in memory, for the duplicate check of the pipeline.
 
 Duplicate primary keys are not checked here: they depend on other files (of this delivery and of
 the lake), so the pipeline checks them when it commits, in a deterministic order.
