@@ -6,6 +6,10 @@ import random
 from datetime import date, timedelta
 from pathlib import Path
 
+from dataclasses import fields
+
+from pds_kernel.runtime import Runtime
+from pds_kernel.settings import Ingest, Paths, Settings
 from pds_kernel.snds.tables import MISSING_DATE, TABLES, file_name
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -86,3 +90,10 @@ def write_delivery(directory: Path, rows: dict) -> Path:
         table, month = (key, None) if isinstance(key, str) else key
         write_table(directory / file_name(table, month), table, table_rows)
     return directory
+
+
+def fresh_runtime(root: Path, **ingest) -> Runtime:
+    """A runtime whose paths are all fresh directories under ``root`` (several per test)."""
+    paths = Paths(**{f.name: root / f.name for f in fields(Paths)})
+    settings = Settings(paths=paths, ingest=Ingest(**ingest))
+    return Runtime(settings)

@@ -9,7 +9,7 @@ import pytest
 from pds_kernel.errors import InvalidInput
 from pds_kernel.ingest import ingest_delivery
 
-from conftest import fresh_runtime
+from delivery_factory import fresh_runtime
 from test_crash import _snapshot
 from test_quarantine import _corrupt
 

@@ -68,7 +68,7 @@ def test_layout_manifest_and_reports(runtime, delivery):
 
 def test_small_batches_give_the_same_lake(tmp_path, delivery):
     """Streaming: a batch of 7 rows gives exactly the lake of one big batch."""
-    from conftest import fresh_runtime
+    from delivery_factory import fresh_runtime
 
     frames = []
     for batch in (7, 500_000):
