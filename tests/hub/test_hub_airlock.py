@@ -71,6 +71,7 @@ for what, call in {{
     except Exception as exc:
         refused[what] = type(exc).__name__ + ": " + str(exc)
 print(json.dumps({{"id": answer["id"], "state": answer["state"], "refused": refused,
+                  "followed": gate.get(answer["id"])["state"],
                   "gate": os.environ.get("PDS_AIRLOCK_URL"), "home": str(Path.home())}}))
 """
 
@@ -145,7 +146,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     result = execute(f"{hub.url}{state['url'].rstrip('/')}", token, EXPORT_CODE)
     assert result["error"] is None, result["error"]
     answer = json.loads(result["stdout"].strip().splitlines()[-1])
-    assert answer["state"] == "submitted"
+    assert answer["state"] == answer["followed"] == "submitted"
     assert answer["gate"] == "http://127.0.0.1:8082"  # the forwarded gate socket, nothing else
     request_id = answer["id"]
     # the workspace's own token acts only for its project, and never reviews or releases
