@@ -1,7 +1,7 @@
 """The demo behind ``make run``: a whole PDS Workspace on one machine, from synthetic data.
 
 Each step uses the real component, in order: generate a synthetic SNDS delivery, ingest it into the
-lake, register two projects and five demo accounts, build both projects' extracts, then (in the
+lake, register two projects and six demo accounts, build both projects' extracts, then (in the
 CLI) start the local JupyterHub. Everything lives under one directory with its own ``pds.yaml``,
 so the demo never touches another configuration.
 
@@ -65,6 +65,8 @@ DEMO_USERS: tuple[tuple[str, str, bool, dict[str, str]], ...] = (
     ("carol", "Carol (researcher, both projects)", False,
      {"diabetes-t2": "researcher", "mi-outcomes": "researcher"}),
     ("olga", "Olga (output checker)", False, {"diabetes-t2": "output-checker", "mi-outcomes": "output-checker"}),
+    # two independent reviews are required: a second checker, so the demo can approve an export
+    ("oscar", "Oscar (output checker)", False, {"diabetes-t2": "output-checker", "mi-outcomes": "output-checker"}),
     ("admin", "Platform administrator", True, {}),
 )
 

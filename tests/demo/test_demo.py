@@ -83,7 +83,7 @@ def test_first_run_leaves_lake_report_registry_accounts_and_extracts(demo_runs):
 
 def test_passwords_are_printed_once_and_stored_nowhere_in_clear(demo_runs):
     root, first, second, *_ = demo_runs
-    rows = re.findall(r"│ (alice|bob|carol|olga|admin) +│.*?│ (\S{16}) +│ ([A-Z2-7]{16}) +│", first)
+    rows = re.findall(r"│ (alice|bob|carol|olga|oscar|admin) +│.*?│ (\S{16}) +│ ([A-Z2-7]{16}) +│", first)
     assert {r[0] for r in rows} == {u[0] for u in DEMO_USERS}, first
     passwords = [r[1] for r in rows]
     assert len(set(passwords)) == len(passwords)  # generated, not shared
