@@ -75,6 +75,17 @@ print(json.dumps({{"id": answer["id"], "state": answer["state"], "refused": refu
                   "gate": os.environ.get("PDS_AIRLOCK_URL"), "home": str(Path.home())}}))
 """
 
+#: After release: the released file does not go back into a workspace.
+DOWNLOAD_CODE = """
+import sys
+from pds_kernel.airlock.client import AirlockClient
+try:
+    AirlockClient().request("GET", "api/requests/%s/download/0")
+    print("downloaded")
+except Exception as exc:
+    print(type(exc).__name__ + ": " + str(exc))
+"""
+
 
 @pytest.fixture
 def gate_hub(hub_world: Hub, monkeypatch) -> Hub:
@@ -210,6 +221,8 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     assert download.status_code == 200, download.text
     assert download.content == table
     assert browser_download == table
+    inside = execute(f"{hub.url}{state['url'].rstrip('/')}", token, DOWNLOAD_CODE % request_id)
+    assert inside["error"] is None and inside["stdout"].startswith("PermissionDenied"), inside
     carol = hub.client()  # a checker cannot download: only the author, after release
     assert carol.login("carol", secrets["carol"])
     carol_token = carol.make_token("carol")
@@ -234,7 +247,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     downloads = [e for e in by_action["airlock.file.download"] if e.outcome == Outcome.OK]
     assert [e.actor for e in downloads] == ["alice", "alice"]  # the browser, then the API
     confined = hub.actions("airlock.access.workspace")
-    assert len(confined) == len(answer["refused"])
+    assert len(confined) == len(answer["refused"]) + 1  # + the download from inside
     assert all((e.actor, e.project, e.outcome) == ("alice", PROJECT, Outcome.DENIED) for e in confined)
     assert hub.runtime.audit.verify().ok
 
