@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, PdsError
 
 DEFAULT_DATA_DIR = "/data"
 MANIFEST = "manifest.json"
@@ -158,3 +158,39 @@ def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
     if isinstance(context, str):
         context = {"description": context}
     return submit([str(p) for p in paths], justification.strip(), context)
+
+
+def _parse_magic_line(line: str) -> tuple[list[str], str]:
+    """``FILE [FILE...] -- JUSTIFICATION`` → (files, justification); shell-like quoting for files."""
+    import shlex
+
+    head, sep, justification = line.partition("--")
+    if not sep or not justification.strip():
+        raise InvalidInput("usage: %request_export FILE [FILE...] -- why these files must leave")
+    try:
+        files = shlex.split(head)
+    except ValueError as exc:
+        raise InvalidInput(f"%request_export: {exc}") from None
+    if not files:
+        raise InvalidInput("usage: %request_export FILE [FILE...] -- why these files must leave")
+    return files, justification.strip()
+
+
+def _request_export_magic(line: str):
+    """``%request_export results.csv figure.png -- monthly counts for the paper``"""
+    files, justification = _parse_magic_line(line)
+    try:
+        answer = request_export(files, justification)
+    except PdsError as exc:  # a researcher's mistake: one line, no traceback
+        print(f"export refused: {exc}")
+        return None
+    request = answer.get("request", answer) if isinstance(answer, dict) else answer
+    if isinstance(request, dict):
+        print(f"request {request.get('id', '?')} is {request.get('state', '?')}: "
+              "output checkers will review it; follow it on the gate's page")
+    return answer
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext pds_kernel.workspace`` adds the ``%request_export`` line magic."""
+    ipython.register_magic_function(_request_export_magic, magic_kind="line", magic_name="request_export")
