@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -116,19 +114,13 @@ def _serve(config: Path, settings, port: int) -> None:
     """Run the local JupyterHub in the foreground, as `pds hub run` does, on the demo's config."""
     try:
         from ..hub.local import hub_dir, hub_url
-        from .hub_cmd import hub_command, hub_environment
+        from .hub_cmd import hub_environment, run_hub_foreground
     except ImportError:
         console.print("[yellow]hub: skipped[/] JupyterHub is not installed (pip install -e '.[hub]')")
         return
     console.print(f"[bold green]JupyterHub: {hub_url(settings)}[/] (Ctrl-C stops it and every workspace)",
                   highlight=False, soft_wrap=True)
-    proc = subprocess.Popen(hub_command(), env=hub_environment(config, port), cwd=hub_dir(settings))
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait()
-    raise typer.Exit(code)
+    raise typer.Exit(run_hub_foreground(hub_environment(config, port), hub_dir(settings)))
 
 
 @app.command("code")

@@ -70,13 +70,17 @@ def run(
     env = hub_environment(state.config, port)
     cwd = hub_dir(settings)
     console.print(f"JupyterHub on [bold]{hub_url(settings)}[/] (state in {cwd}); Ctrl-C to stop")
+    raise typer.Exit(run_hub_foreground(env, cwd))
+
+
+def run_hub_foreground(env: dict[str, str], cwd: Path) -> int:
+    """Run JupyterHub until it exits; Ctrl-C is passed on so it stops every workspace first."""
     proc = subprocess.Popen(hub_command(), env=env, cwd=cwd)
     try:
-        code = proc.wait()
+        return proc.wait()
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
-        code = proc.wait()
-    raise typer.Exit(code)
+        return proc.wait()
 
 
 @app.command("sync")
