@@ -119,7 +119,8 @@ def raw_identifiers(lake: Path) -> pl.Series:
         columns = [c for c in table.column_names if c in RAW_ID_COLUMNS]
         if columns and lake_mod.has_table(lake, name):
             scan = frames.scan(name)
-            parts += [scan.select(pl.col(c).cast(pl.String).alias("id")) for c in columns]
+            # distinct per column first: the final unique then works on far fewer values
+            parts += [scan.select(pl.col(c).cast(pl.String).alias("id")).unique() for c in columns]
     if not parts:
         return pl.Series("id", [], dtype=pl.String)
     return pl.concat(parts).drop_nulls().unique().collect()["id"]
