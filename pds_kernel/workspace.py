@@ -160,6 +160,17 @@ def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
     return submit([str(p) for p in paths], justification.strip(), context)
 
 
+def resubmit_export(request_id: str, files: Iterable[str | os.PathLike] | str = (), *,
+                    remove: Iterable[str] = (), justification: str | None = None):
+    """Answer an output checker's request for changes: send corrected ``files`` (same names replace
+    the reviewed ones, and lose their reviews), drop ``remove``, and submit the request again."""
+    paths = _export_files(files) if files else []
+    from .airlock.client import AirlockClient
+
+    return AirlockClient().resubmit(request_id, [str(p) for p in paths], remove=list(remove),
+                                    justification=justification)
+
+
 def _parse_magic_line(line: str) -> tuple[list[str], str]:
     """``FILE [FILE...] -- JUSTIFICATION`` → (files, justification); shell-like quoting for files."""
     import shlex

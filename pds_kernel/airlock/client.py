@@ -34,10 +34,12 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _multipart(fields: Mapping[str, str], files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+def _multipart(fields: Mapping[str, str | list[str]], files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     parts = []
-    for name, value in fields.items():
+    flat = [(name, v) for name, value in fields.items()
+            for v in (value if isinstance(value, list) else [value])]
+    for name, value in flat:
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
                      + value.encode() + b"\r\n")
     for filename, data in files:
@@ -112,6 +114,21 @@ class AirlockClient:
 
     def get(self, request_id: str) -> dict:
         return self.request("GET", f"api/requests/{request_id}")
+
+    def resubmit(self, request_id: str, files: Iterable[str | Path] = (), *, remove: Iterable[str] = (),
+                 justification: str | None = None) -> dict:
+        """Answer a request for changes: replace or add ``files`` (matched by name), drop ``remove``."""
+        uploads = []
+        for item in files:
+            path = Path(item)
+            if not path.is_file():
+                raise InvalidInput(f"{path} is not a file")
+            uploads.append((path.name, path.read_bytes()))
+        fields: dict[str, str | list[str]] = {"remove": [str(n) for n in remove]}
+        if justification:
+            fields["justification"] = justification
+        body, ctype = _multipart(fields, uploads)
+        return self.request("POST", f"api/requests/{request_id}/resubmit", body, ctype)
 
 
 def submit(files: Iterable[str | Path], justification: str, context: Mapping[str, Any] | None = None, *,

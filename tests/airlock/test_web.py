@@ -163,3 +163,28 @@ def test_client_submits_over_tcp_and_unix_socket(runtime, service, tmp_path):
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def test_resubmit_after_changes_requested_through_the_api_and_client(base, service, tmp_path):
+    from pds_kernel.airlock.client import AirlockClient
+
+    up = requests.post(base + "api/requests", headers=api("alice"),
+                       data={"project": PROJECT, "justification": "table 1", "context": "{}"},
+                       files=[("files", ("t.csv", SAFE_TABLE, "text/csv"))])
+    rid = up.json()["id"]
+    early = requests.post(base + f"api/requests/{rid}/resubmit", headers=api("alice"))
+    assert early.status_code == 409, early.text  # nothing was asked yet
+    for who in ("olga", "omar"):
+        r = requests.post(base + f"api/requests/{rid}/reviews", headers=api(who),
+                          json={"verdicts": {"0": {"decision": "request_changes", "comment": "round"}}})
+        assert r.status_code == 200, r.text
+    assert r.json()["state"] == "changes_requested"
+    outsider = requests.post(base + f"api/requests/{rid}/resubmit", headers=api("mallory"))
+    assert outsider.status_code in (403, 404)
+    fixed = tmp_path / "t.csv"
+    fixed.write_bytes(SAFE_TABLE.replace(b"\n", b"\r\n"))
+    client = AirlockClient(base, token="fake-alice")
+    view = client.resubmit(rid, [fixed], justification="rounded")
+    assert view["state"] == "submitted" and view["round"] == 2
+    staged = requests.get(base + f"api/requests/{rid}/files/0", headers=api("olga"))
+    assert staged.status_code == 200

@@ -30,7 +30,7 @@ def test_no_server_error_and_no_bypass(server):
     schema = schemathesis.openapi.from_url(server + PREFIX + "api/openapi.json")
     base = server + PREFIX.rstrip("/")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 11
+    assert len(operations) == 12
 
     for operation in operations:
         @given(case=operation.as_strategy())

@@ -42,6 +42,7 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         (p + "api/requests", h.RequestsApi, common),
         (p + f"api/requests/{_ID}", h.RequestApi, common),
         (p + f"api/requests/{_ID}/(submit|withdraw|revoke|release|reviews)", h.ActionApi, common),
+        (p + f"api/requests/{_ID}/resubmit", h.ResubmitApi, common),
         (p + f"api/requests/{_ID}/files/{_INDEX}", h.StagedFileApi, common),
         (p + f"api/requests/{_ID}/download/{_INDEX}", h.DownloadApi, common),
         (p, h.HomePage, common),

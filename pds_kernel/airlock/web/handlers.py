@@ -231,6 +231,19 @@ class ActionApi(WorkspaceApiHandler):
         self.send_json(view.to_dict())
 
 
+class ResubmitApi(WorkspaceApiHandler):
+    """Answer a request for changes: replaced or added files (by name), removed names, new justification."""
+
+    async def post(self, request_id: str) -> None:
+        await self.check_request_project(request_id)
+        remove = [n for n in self.get_body_arguments("remove") if n]
+        justification = self.get_body_argument("justification", "") or None
+        uploads = self.request.files.get("files", [])
+        files = [(u["filename"], io.BytesIO(u["body"])) for u in uploads]
+        view = await self.call(self.service.resubmit, self.user, request_id, files, remove, justification)
+        self.send_json(view.to_dict())
+
+
 class StagedFileApi(WorkspaceApiHandler):
     async def get(self, request_id: str, index: str) -> None:
         await self.check_request_project(request_id)

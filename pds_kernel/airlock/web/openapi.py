@@ -101,6 +101,15 @@ def build_openapi(prefix: str = "/") -> dict:
             "/api/requests/{request_id}/submit": {"post": {
                 "operationId": "submitRequest", "parameters": [_ID],
                 "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+            "/api/requests/{request_id}/resubmit": {"post": {
+                "operationId": "resubmitRequest", "summary": "Answer a request for changes and submit again",
+                "parameters": [_ID],
+                "requestBody": {"required": False, "content": {"multipart/form-data": {"schema": {
+                    "type": "object", "properties": {
+                        "justification": {"type": "string"},
+                        "remove": {"type": "array", "items": {"type": "string"}},
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
+                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
             "/api/requests/{request_id}/withdraw": {"post": {
                 "operationId": "withdrawRequest", "parameters": [_ID], "requestBody": _reason_body(),
                 "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
