@@ -131,10 +131,10 @@ def generated(tmp_path_factory) -> Generated:
     ingest_delivery(runtime, delivery, actor="test")
     registry = Registry.from_runtime(runtime)
     registry.upsert_user("admin", "root", is_admin=True)
-    for project in SPECS:
+    for project, text in SPECS.items():
         registry.upsert_project("admin", project, title=project, start_date=date(2024, 1, 1),
                                 end_date=date(2099, 12, 31))
-        run_build(runtime, project, parse_spec(SPECS[project]), actor="root")
+        run_build(runtime, project, parse_spec(text), actor="root")
     yield Generated(runtime, delivery)
     runtime.close()
 
@@ -201,7 +201,7 @@ def test_no_raw_identifier_of_the_lake_in_the_extracts(generated):
     for project in SPECS:
         for table, df in generated.tables(project).items():
             assert not set(df.columns) & set(RAW_ID_COLUMNS), table
-            for column, dtype in df.schema.items():
+            for column in df.columns:
                 values = df[column].cast(pl.String)
                 hits = values.str.contains_any(pattern).fill_null(False)
                 assert not hits.any(), f"{project}/{table}.{column} holds a raw identifier"
