@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InvalidInput, PdsError
-from ..snds.tables import TABLES, lake_schema
+from ..snds.tables import TABLES, lake_schema, polars_type
 from .checks import Check, build_lake_columns, build_table_checks
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
@@ -46,6 +46,10 @@ _SAMPLE_BYTES = 1 << 16
 _MAX_HEADER_BYTES = 1 << 20
 #: Candidate separators for the whole-line pass: control bytes that do not occur in the block.
 _LINE_SEPARATORS = ("\x1f", "\x1e", "\x1d", "\x1c", "\x01", "\x02")
+#: Bytes the typed CSV reader skips around a number where the text conversion refuses it.
+_BLANKS = (b" ", b"\t", b"\r")
+#: Lake types that the fast path reads typed (see :func:`_read_block`).
+_NUMBER_TYPES = ("int", "float", "year", "month")
 
 
 @dataclass(frozen=True)
@@ -122,21 +126,34 @@ def _decode(block: bytes, encoding: str) -> bytes:
     return block
 
 
-def _read_block(block: bytes, header: list[str], encoding: str) -> pl.DataFrame:
-    """Text columns of ``header`` plus ``__fields`` (the field count of each line), and ``__raw``
+def _read_block(block: bytes, header: list[str], encoding: str,
+                numbers: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+    """Columns of ``header`` plus ``__fields`` (the field count of each line), and ``__raw``
     (the whole line) when it cannot be rebuilt from the fields (see :func:`_raw_line`).
 
     Fast path, taken by every well-formed block: one strict read split on ``;``. The reader fails
     on a line with too many fields and pads a line with too few with nulls; the second case is
     caught by counting the separators of the block (with no line above the expected count, the
     total is right only when every line has exactly the expected count). Any other block is read
-    by the slow path, twice: once as whole lines, once split and padded."""
+    by the slow path, twice: once as whole lines, once split and padded.
+
+    With ``numbers`` (column → numeric type), the fast path first tries to read those columns
+    typed, which saves building and converting their text. The reader accepts what the text
+    conversion of :mod:`.checks` accepts, with the same values, and fails on the rest, except for
+    a leading blank or a trailing carriage return (which it ignores): blocks holding a blank or a
+    carriage return are read as text. Columns come back typed only when every value parsed."""
     block = _decode(block, encoding)
     text_schema = {c: pl.String for c in header}
-    try:
-        fields = pl.read_csv(block, separator=";", has_header=False, quote_char=None, schema=text_schema)
-    except pl.exceptions.PolarsError:
-        fields = None
+    schemas = [text_schema]
+    if numbers and not any(blank in block for blank in _BLANKS):
+        schemas.insert(0, {c: numbers.get(c, pl.String) for c in header})
+    fields = None
+    for schema in schemas:
+        try:
+            fields = pl.read_csv(block, separator=";", has_header=False, quote_char=None, schema=schema)
+            break
+        except pl.exceptions.PolarsError:
+            continue
     if fields is not None and block.count(b";") == fields.height * (len(header) - 1):
         return fields.with_columns(pl.lit(len(header), dtype=pl.UInt32).alias("__fields"))
     line_sep = next((s for s in _LINE_SEPARATORS if s.encode() not in block), None)
@@ -237,6 +254,16 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     def first(index: int) -> pl.Expr:
         return pl.coalesce([pl.when(bad).then(item[index]) for bad, *item in first_failing])
 
+    numbers = {c.name: polars_type(c.type) for c in table.columns
+               if c.name in present and c.type in _NUMBER_TYPES}
+
+    def checked(block: bytes, first_line: int, numbers) -> tuple[pl.DataFrame, pl.Series]:
+        """The block with its line numbers and typed copies, and the flags of its bad rows."""
+        frame = _read_block(block, header, job.encoding, numbers).with_columns(
+            pl.int_range(first_line, first_line + pl.len(), dtype=pl.UInt32).alias("__line"),
+            *typed.values())
+        return frame, frame.select(pl.any_horizontal(bad_flags).fill_null(True)).to_series()
+
     stem = Path(job.source).stem
     parquet_path = staging / f"{stem}.parquet"
     lines_path = staging / f"{stem}.lines.parquet"
@@ -250,13 +277,12 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
         with pq.ParquetWriter(parquet_path, schema, compression=COMPRESSION,
                               compression_level=COMPRESSION_LEVEL) as writer:
             for block in _blocks(fh, sample, _block_size(sample, job.batch_rows), digest):
-                frame = _read_block(block, header, job.encoding)
-                frame = frame.with_columns(
-                    pl.int_range(next_line, next_line + frame.height, dtype=pl.UInt32).alias("__line"),
-                    *typed.values())
-                next_line += frame.height
-                flags = frame.select(pl.any_horizontal(bad_flags).fill_null(True)).to_series()
+                frame, flags = checked(block, next_line, numbers)
                 n_bad = int(flags.sum())
+                if n_bad and any(frame.schema[c] != pl.String for c in numbers):
+                    # Quarantined rows need the text of every field: read this block as text.
+                    frame, flags = checked(block, next_line, None)
+                next_line += frame.height
                 # Only the lake columns are filtered (the text columns are not copied), and not
                 # at all in the usual case of a block without a bad row.
                 good = frame.select(*lake_columns, "__line").cast(lake_types)

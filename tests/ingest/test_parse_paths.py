@@ -42,6 +42,9 @@ def _corrupted_file(path: Path) -> tuple[Path, dict[int, str]]:
     edit(12, "ETB_PRE_FIN", "", "unparsable")
     lines[12 - 1] = lines[12 - 1].replace(";3317;", ";x3317;")
     edit(40, "BEN_NIR_PSA", "", "missing_value")
+    edit(44, "PRS_NAT_REF", " 3317", "unparsable")  # the typed reader would accept it
+    edit(400, "BEN_RNG_GEM", "+1", "")  # accepted by both readers: loaded
+    del expected[400]
     # Past the first 64 KiB block: lines that send their blocks to the slow path.
     edit(600, "PFS_EXE_NUM", "é;", "column_count")  # one field too many
     lines[700 - 1] = lines[700 - 1].rsplit(";", 3)[0]  # three fields short
@@ -101,3 +104,19 @@ def test_local_executor_answers_every_job_in_order(tmp_path):
     results = list(LocalExecutor(workers=2).run(jobs))
     assert [position for position, _ in results] == list(range(5))
     assert [outcome.name for _, outcome in results] == [s.name for s in sources]
+
+
+@pytest.mark.parametrize("block, typed", [
+    (b"1;2.5;a\n+3;-1e3;b c\n", False),  # a blank anywhere: text (" 1" would read as 1)
+    (b"1;2.5;a\n+3;-1e3;b\n", True),
+    (b"1;x;a\n", False),                  # not a number: text, for the checks to report it
+    (b"1;;a\n;2;\n", True),              # empty fields are nulls either way
+])
+def test_numbers_are_read_typed_only_when_the_text_path_agrees(block, typed):
+    numbers = {"a": pl.Int64, "b": pl.Float64}
+    frame = _read_block(block, ["a", "b", "c"], "latin-1", numbers)
+    assert (frame.schema["a"] == pl.Int64) is typed
+    text = _read_block(block, ["a", "b", "c"], "latin-1")
+    as_text = text.select(pl.col("a").cast(pl.Int64, strict=False), pl.col("b").cast(pl.Float64, strict=False))
+    assert frame.select(pl.col("a").cast(pl.Int64, strict=False),
+                        pl.col("b").cast(pl.Float64, strict=False)).equals(as_text)
