@@ -1,8 +1,8 @@
 """Duplicate primary keys: within a file, and against what the lake already holds.
 
 Keys are compared as two independent 64-bit hashes of the key columns (128 bits: a false match is
-vanishingly unlikely even over billions of rows) so that the index of a table stays small: 16 bytes
-per loaded row plus where it came from. The first occurrence wins: a later row with the same key is
+vanishingly unlikely even over billions of rows) so that the index of a table stays small: 24 bytes
+per loaded row, where it came from included. The first occurrence wins: a later row with the same key is
 quarantined with the file and line of the row it duplicates.
 
 The pipeline checks files one at a time in load order, whatever order workers finished in, so a
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from ..snds.tables import TABLES
@@ -37,23 +38,51 @@ def key_hashes(frame: pl.LazyFrame, table: str) -> pl.LazyFrame:
 
 
 class KeyIndex:
-    """Keys already loaded for one table, with their origin (file name and line, when known)."""
+    """Keys already loaded for one table, with their origin (file name and line, when known).
+
+    Held as NumPy arrays sorted on ``h1`` (with ``h2``, origin file and line alongside, 24 bytes
+    per key): a new file is looked up with a binary search, O(m log n), and merged in with one
+    insertion pass, instead of building a hash table of every loaded key for each new file."""
 
     def __init__(self, table: str):
         self.table = table
         self._names: list[str] = []
-        self._parts: list[pl.DataFrame] = []
+        self._h1 = np.empty(0, dtype=np.uint64)
+        self._h2 = np.empty(0, dtype=np.uint64)
+        self._origin = np.empty(0, dtype=np.uint32)
+        self._line = np.empty(0, dtype=np.uint32)  #: 0 when unknown (line 1 is a header)
+
+    def __len__(self) -> int:
+        return len(self._h1)
 
     def add(self, name: str, hashes: pl.DataFrame, lines: pl.Series | None) -> None:
         """Record the keys of the rows loaded from file ``name`` (``lines``: their line numbers)."""
         origin = len(self._names)
         self._names.append(name)
-        line = lines.cast(pl.UInt32) if lines is not None else pl.Series([None] * hashes.height, dtype=pl.UInt32)
-        self._parts.append(hashes.with_columns(pl.lit(origin, dtype=pl.UInt32).alias("origin"),
-                                               line.alias("first_line")))
+        h1 = hashes.get_column("h1").to_numpy()
+        order = np.argsort(h1)
+        h1 = h1[order]
+        line = (lines.cast(pl.UInt32).to_numpy()[order] if lines is not None
+                else np.zeros(len(h1), dtype=np.uint32))
+        at = np.searchsorted(self._h1, h1, side="right")
+        self._h1 = np.insert(self._h1, at, h1)
+        self._h2 = np.insert(self._h2, at, hashes.get_column("h2").to_numpy()[order])
+        self._origin = np.insert(self._origin, at, np.full(len(h1), origin, dtype=np.uint32))
+        self._line = np.insert(self._line, at, line)
 
     def add_lake_file(self, name: str, parquet: Path) -> None:
         self.add(name, key_hashes(pl.scan_parquet(parquet), self.table).collect(), None)
+
+    def _known(self, h1: np.ndarray) -> pl.DataFrame:
+        """Loaded keys whose ``h1`` is one of ``h1`` (every one of them, should two keys share it)."""
+        lo = np.searchsorted(self._h1, h1, side="left")
+        hi = np.searchsorted(self._h1, h1, side="right")
+        hit = hi > lo
+        lo, counts = lo[hit], (hi - lo)[hit]
+        starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+        at = starts + np.arange(counts.sum())
+        return pl.DataFrame({"h1": self._h1[at], "h2_known": self._h2[at], "origin": self._origin[at],
+                             "first_line": self._line[at]})
 
     def find_duplicates(self, hashes: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
         """Rows of a new file whose key was seen before: ``row`` (position in the file's loaded
@@ -63,16 +92,21 @@ class KeyIndex:
         current = hashes.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
                                       lines.cast(pl.UInt32).alias("line"))
         found = []
-        if self._parts:
-            known = pl.concat(self._parts, rechunk=False)
-            against = (current.join(known, on="h1", how="inner", suffix="_known")
-                       .filter(pl.col("h2") == pl.col("h2_known")))
-            if against.height:
-                found.append(against.with_columns(
-                    pl.col("origin").replace_strict(list(range(len(self._names))), self._names,
-                                                    return_dtype=pl.String).alias("first_file")
-                ).select("row", "line", "first_file", "first_line"))
-                current = current.join(against.select("row"), on="row", how="anti")
+        if len(self):
+            h1 = current.get_column("h1").to_numpy()
+            at = np.minimum(np.searchsorted(self._h1, h1), len(self._h1) - 1)
+            candidates = current.filter(pl.Series(self._h1[at] == h1))
+            if candidates.height:
+                known = self._known(np.unique(candidates.get_column("h1").to_numpy()))
+                against = (candidates.join(known, on="h1", how="inner")
+                           .filter(pl.col("h2") == pl.col("h2_known")))
+                if against.height:
+                    found.append(against.with_columns(
+                        pl.col("origin").replace_strict(list(range(len(self._names))), self._names,
+                                                        return_dtype=pl.String).alias("first_file"),
+                        pl.when(pl.col("first_line") > 0).then(pl.col("first_line")).alias("first_line"),
+                    ).select("row", "line", "first_file", "first_line"))
+                    current = current.join(against.select("row"), on="row", how="anti")
         maybe = current.filter(pl.col("h1").is_duplicated())
         if maybe.height:
             repeated = ~pl.struct("h1", "h2").is_first_distinct()
