@@ -1,7 +1,7 @@
 """Duplicate primary keys: within a file, and against what the lake already holds.
 
 Keys are compared as two independent 64-bit hashes of the key columns (128 bits: a false match is
-vanishingly unlikely even over billions of rows) so that the index of a table stays small: 24 bytes
+vanishingly unlikely even over billions of rows) so that the index of a table stays small: 20 bytes
 per loaded row, where it came from included. The first occurrence wins: a later row with the same key is
 quarantined with the file and line of the row it duplicates.
 
@@ -40,49 +40,43 @@ def key_hashes(frame: pl.LazyFrame, table: str) -> pl.LazyFrame:
 class KeyIndex:
     """Keys already loaded for one table, with their origin (file name and line, when known).
 
-    Held as NumPy arrays sorted on ``h1`` (with ``h2``, origin file and line alongside, 24 bytes
-    per key): a new file is looked up with a binary search, O(m log n), and merged in with one
-    insertion pass, instead of building a hash table of every loaded key for each new file."""
+    Every ``h1`` is held once in one sorted NumPy array (8 bytes per key): a new file is looked up
+    with a binary search of its sorted hashes and merged in with one insertion pass, instead of
+    building a hash table of every loaded key for each new file. ``h2`` and line numbers stay in
+    load order, per file (12 bytes per key), and are read only to confirm the rare candidates."""
 
     def __init__(self, table: str):
         self.table = table
         self._names: list[str] = []
-        self._h1 = np.empty(0, dtype=np.uint64)
-        self._h2 = np.empty(0, dtype=np.uint64)
-        self._origin = np.empty(0, dtype=np.uint32)
-        self._line = np.empty(0, dtype=np.uint32)  #: 0 when unknown (line 1 is a header)
+        self._sorted_h1 = np.empty(0, dtype=np.uint64)
+        self._files: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  #: h1, h2, line (0: unknown)
 
     def __len__(self) -> int:
-        return len(self._h1)
+        return len(self._sorted_h1)
 
     def add(self, name: str, hashes: pl.DataFrame, lines: pl.Series | None) -> None:
         """Record the keys of the rows loaded from file ``name`` (``lines``: their line numbers)."""
-        origin = len(self._names)
         self._names.append(name)
         h1 = hashes.get_column("h1").to_numpy()
-        order = np.argsort(h1)
-        h1 = h1[order]
-        line = (lines.cast(pl.UInt32).to_numpy()[order] if lines is not None
+        line = (lines.cast(pl.UInt32).to_numpy() if lines is not None
                 else np.zeros(len(h1), dtype=np.uint32))
-        at = np.searchsorted(self._h1, h1, side="right")
-        self._h1 = np.insert(self._h1, at, h1)
-        self._h2 = np.insert(self._h2, at, hashes.get_column("h2").to_numpy()[order])
-        self._origin = np.insert(self._origin, at, np.full(len(h1), origin, dtype=np.uint32))
-        self._line = np.insert(self._line, at, line)
+        self._files.append((h1, hashes.get_column("h2").to_numpy(), line))
+        new = np.sort(h1)
+        self._sorted_h1 = np.insert(self._sorted_h1, np.searchsorted(self._sorted_h1, new), new)
 
     def add_lake_file(self, name: str, parquet: Path) -> None:
         self.add(name, key_hashes(pl.scan_parquet(parquet), self.table).collect(), None)
 
     def _known(self, h1: np.ndarray) -> pl.DataFrame:
         """Loaded keys whose ``h1`` is one of ``h1`` (every one of them, should two keys share it)."""
-        lo = np.searchsorted(self._h1, h1, side="left")
-        hi = np.searchsorted(self._h1, h1, side="right")
-        hit = hi > lo
-        lo, counts = lo[hit], (hi - lo)[hit]
-        starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
-        at = starts + np.arange(counts.sum())
-        return pl.DataFrame({"h1": self._h1[at], "h2_known": self._h2[at], "origin": self._origin[at],
-                             "first_line": self._line[at]})
+        parts = []
+        for origin, (file_h1, file_h2, file_line) in enumerate(self._files):
+            hit = np.isin(file_h1, h1)
+            if hit.any():
+                parts.append(pl.DataFrame({
+                    "h1": file_h1[hit], "h2_known": file_h2[hit],
+                    "origin": np.full(int(hit.sum()), origin, dtype=np.uint32), "first_line": file_line[hit]}))
+        return pl.concat(parts)
 
     def find_duplicates(self, hashes: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
         """Rows of a new file whose key was seen before: ``row`` (position in the file's loaded
@@ -94,8 +88,11 @@ class KeyIndex:
         found = []
         if len(self):
             h1 = current.get_column("h1").to_numpy()
-            at = np.minimum(np.searchsorted(self._h1, h1), len(self._h1) - 1)
-            candidates = current.filter(pl.Series(self._h1[at] == h1))
+            order = np.argsort(h1)  # a sorted search walks the index once, cache-friendly
+            at = np.minimum(np.searchsorted(self._sorted_h1, h1[order]), len(self) - 1)
+            seen = np.empty(len(h1), dtype=bool)
+            seen[order] = self._sorted_h1[at] == h1[order]
+            candidates = current.filter(pl.Series(seen))
             if candidates.height:
                 known = self._known(np.unique(candidates.get_column("h1").to_numpy()))
                 against = (candidates.join(known, on="h1", how="inner")
