@@ -70,8 +70,9 @@ class KeyIndex:
     def _known(self, h1: np.ndarray) -> pl.DataFrame:
         """Loaded keys whose ``h1`` is one of ``h1`` (every one of them, should two keys share it)."""
         parts = []
+        wanted = pl.Series(h1).implode()
         for origin, (file_h1, file_h2, file_line) in enumerate(self._files):
-            hit = np.isin(file_h1, h1)
+            hit = pl.Series(file_h1).is_in(wanted).to_numpy()
             if hit.any():
                 parts.append(pl.DataFrame({
                     "h1": file_h1[hit], "h2_known": file_h2[hit],
