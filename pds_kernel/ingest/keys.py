@@ -87,12 +87,13 @@ class KeyIndex:
         current = hashes.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
                                       lines.cast(pl.UInt32).alias("line"))
         found = []
+        h1 = current.get_column("h1").to_numpy()
+        order = np.argsort(h1)  # a sorted search walks the index once, cache-friendly
+        sorted_h1 = h1[order]
         if len(self):
-            h1 = current.get_column("h1").to_numpy()
-            order = np.argsort(h1)  # a sorted search walks the index once, cache-friendly
-            at = np.minimum(np.searchsorted(self._sorted_h1, h1[order]), len(self) - 1)
+            at = np.minimum(np.searchsorted(self._sorted_h1, sorted_h1), len(self) - 1)
             seen = np.empty(len(h1), dtype=bool)
-            seen[order] = self._sorted_h1[at] == h1[order]
+            seen[order] = self._sorted_h1[at] == sorted_h1
             candidates = current.filter(pl.Series(seen))
             if candidates.height:
                 known = self._known(np.unique(candidates.get_column("h1").to_numpy()))
@@ -105,7 +106,8 @@ class KeyIndex:
                         pl.when(pl.col("first_line") > 0).then(pl.col("first_line")).alias("first_line"),
                     ).select("row", "line", "first_file", "first_line"))
                     current = current.join(against.select("row"), on="row", how="anti")
-        maybe = current.filter(pl.col("h1").is_duplicated())
+        repeats_h1 = bool(len(sorted_h1)) and bool((sorted_h1[1:] == sorted_h1[:-1]).any())
+        maybe = current.filter(pl.col("h1").is_duplicated()) if repeats_h1 else current.clear()
         if maybe.height:
             repeated = ~pl.struct("h1", "h2").is_first_distinct()
             repeats = maybe.filter(repeated)
