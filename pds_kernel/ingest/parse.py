@@ -257,9 +257,9 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     numbers = {c.name: polars_type(c.type) for c in table.columns
                if c.name in present and c.type in _NUMBER_TYPES}
 
-    def checked(block: bytes, first_line: int, numbers) -> tuple[pl.DataFrame, pl.Series]:
+    def checked(block: bytes, first_line: int, read_typed: dict | None) -> tuple[pl.DataFrame, pl.Series]:
         """The block with its line numbers and typed copies, and the flags of its bad rows."""
-        frame = _read_block(block, header, job.encoding, numbers).with_columns(
+        frame = _read_block(block, header, job.encoding, read_typed).with_columns(
             pl.int_range(first_line, first_line + pl.len(), dtype=pl.UInt32).alias("__line"),
             *typed.values())
         return frame, frame.select(pl.any_horizontal(bad_flags).fill_null(True)).to_series()
@@ -282,6 +282,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                 if n_bad and any(frame.schema[c] != pl.String for c in numbers):
                     # Quarantined rows need the text of every field: read this block as text.
                     frame, flags = checked(block, next_line, None)
+                    n_bad = int(flags.sum())
                 next_line += frame.height
                 # Only the lake columns are filtered (the text columns are not copied), and not
                 # at all in the usual case of a block without a bad row.
