@@ -49,9 +49,9 @@ def partition_dir(lake: Path, table: str, month: str | None) -> Path:
 
 
 def table_files(lake: Path, table: str) -> list[Path]:
-    """Every Parquet file of ``table`` on disk, committed or not, in a stable order (for lakes
-    written without the ingest; readers of an ingested lake use :func:`committed_files`)."""
-    return sorted(table_dir(lake, table).glob("*/*.parquet"))
+    """The committed Parquet files of ``table`` (named by the ingest manifest), in a stable order:
+    a file left on disk by a killed ingest is never read."""
+    return committed_files(lake, table)
 
 
 def has_table(lake: Path, table: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pds_kernel.errors import InvalidInput
@@ -70,6 +72,10 @@ def test_missing_table_in_lake(small_lake, tmp_path):
     import shutil
 
     shutil.rmtree(small_lake.path / "KI_CCI_R")
+    manifest_path = small_lake.path / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if v["table"] != "KI_CCI_R"}
+    manifest_path.write_text(json.dumps(manifest))
     spec = load_spec(write_spec(tmp_path, BASE.replace("ER_PRS_F: [EXE_SOI_DTD]", "KI_CCI_R: all")))
     with pytest.raises(InvalidInput, match="needs table\\(s\\) KI_CCI_R"):
         check_against_lake(spec, small_lake.path)

@@ -25,8 +25,9 @@ def test_scan_table_ignores_files_the_manifest_does_not_name(runtime, delivery):
     stray.parent.mkdir(parents=True)
     shutil.copy(committed[0], stray)
     shutil.copy(committed[0], committed[0].with_name("ER_PRS_F_leftover.parquet"))
-    assert stray in lake_mod.table_files(lake, "ER_PRS_F")  # on disk...
+    assert stray.is_file()  # on disk...
     assert stray not in lake_mod.committed_files(lake, "ER_PRS_F")  # ...but not committed
+    assert stray not in lake_mod.table_files(lake, "ER_PRS_F")  # so no reader (extracts too) sees it
     assert lake_mod.scan_table(lake, "ER_PRS_F").collect().equals(before)
 
 
