@@ -197,11 +197,13 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     # argv. ``inside`` keeps exactly the names of ``env`` instead (see the module docstring).
 
     args += _system_binds()
+    # The empty /tmp comes before the Python binds: an installation that lives under /tmp (a CI
+    # checkout, say) must stay visible, mounted over the empty /tmp rather than hidden by it.
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for root in host.python_roots:
         args += _ro_bind(root)
     if host.package_dir:
         args += _ro_bind(host.package_dir)
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     # /run: only our runtime directory, with the bridged sockets mounted into it.
     args += ["--tmpfs", "/run", "--bind", str(runtime_dir), RUN_DIR]
     for name, path in sorted(sockets.items()):
