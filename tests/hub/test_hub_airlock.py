@@ -21,7 +21,6 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-import onetimepass
 import pytest
 import requests
 from sqlalchemy import select
@@ -30,7 +29,7 @@ from pds_kernel.airlock.models import ExportRequest
 from pds_kernel.audit import Outcome
 from pds_kernel.hub.local import provision_account
 
-from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub
+from hubfixtures import current_totp, OTHER_PROJECT, PASSWORD, PROJECT, Hub
 from hub_kernel import execute
 from test_hub import wait_ready, wait_stopped
 
@@ -114,7 +113,7 @@ def browser_login(page, hub: Hub, user: str, secret: str) -> None:
     page.goto(f"{hub.url}/hub/login")
     page.fill("#username_input", user)
     page.fill("#password_input", PASSWORD)
-    page.fill("input[name='2fa']", onetimepass.get_totp(secret, as_string=True).decode())
+    page.fill("input[name='2fa']", current_totp(secret))
     page.click("#login_submit")
     page.wait_for_url("**/hub/home", timeout=30_000)
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onetimepass
 import pytest
 
-from hubfixtures import PASSWORD, PROJECT, Hub
+from hubfixtures import current_totp, PASSWORD, PROJECT, Hub
 from pds_kernel.hub.local import provision_account
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(240)]
@@ -33,7 +32,7 @@ def test_login_start_project_and_jupyterlab_loads(hub_world: Hub):
             page.goto(f"{hub_world.url}/hub/login")
             page.fill("#username_input", "alice")
             page.fill("#password_input", PASSWORD)
-            page.fill("input[name='2fa']", onetimepass.get_totp(secret, as_string=True).decode())
+            page.fill("input[name='2fa']", current_totp(secret))
             page.screenshot(path=str(IMG / "login.png"))
             page.click("#login_submit")
             page.wait_for_url("**/hub/home", timeout=30_000)
