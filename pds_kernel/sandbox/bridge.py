@@ -167,11 +167,18 @@ class UnixToTcp(_Forwarder):
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(self.unix_path).st_mode):
                 os.unlink(self.unix_path)
-        old_umask = os.umask(0o177)
+        # No umask change here: the umask is process-wide, and changing it across an ``await`` made
+        # every other coroutine of the hub (e.g. concurrent spawns creating homes) create files with
+        # it. The socket lives in a 0700 directory; bind, then restrict it, before listening.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            return await asyncio.start_unix_server(self._accept, str(self.unix_path), limit=CHUNK)
-        finally:
-            os.umask(old_umask)
+            sock.bind(str(self.unix_path))
+            os.chmod(self.unix_path, 0o600)
+            sock.setblocking(False)
+            return await asyncio.start_unix_server(self._accept, sock=sock, limit=CHUNK)
+        except BaseException:
+            sock.close()
+            raise
 
     async def stop(self) -> None:
         await super().stop()

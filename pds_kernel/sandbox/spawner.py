@@ -275,6 +275,7 @@ class SandboxSpawner(Spawner):
         if new and NOTEBOOKS.is_dir():
             target = home / "examples"
             target.mkdir(exist_ok=True)
+            os.chmod(target, 0o700)
             for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
                 shutil.copyfile(notebook, target / notebook.name)
 
