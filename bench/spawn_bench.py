@@ -202,7 +202,7 @@ def run(out_dir: Path, quick: bool) -> dict:
         row(f"{crowd} users at once: peak RSS of hub tree", sandbox["peak_rss_mb"], "MiB",
             plain["peak_rss_mb"], "hub + proxy + every server"),
     ]
-    lines = [f"| measure | sandbox | plain | ratio | note |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| measure | sandbox | plain | ratio | note |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['name']} | {r['value']} {r['unit']} | {r['peer_value']} {r['unit']} | {r['ratio']} | {r['note']} |"
               for r in rows]
     markdown = ("Local hub, this machine. Sandbox = SandboxSpawner (bubblewrap, bridges, registry check, "

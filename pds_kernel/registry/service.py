@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker

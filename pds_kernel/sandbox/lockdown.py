@@ -33,7 +33,7 @@ from urllib.parse import unquote_to_bytes
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.services.contents.handlers import ContentsHandler
-from jupyter_server.utils import ensure_async, url_path_join
+from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.routing import Matcher, PathMatches, Rule
 from traitlets import Int, List, Set, TraitError, Unicode, validate

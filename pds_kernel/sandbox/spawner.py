@@ -37,7 +37,7 @@ from ..errors import PdsError, PermissionDenied
 from . import cgroup
 from .bridge import TcpToUnix, UnixToTcp
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
-from .inside import BRIDGE_PORTS, DASK_DASHBOARD_PORT, RUN_DIR
+from .inside import BRIDGE_PORTS, RUN_DIR
 from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name
 
 #: Where the example notebooks copied into every new home come from.

@@ -20,7 +20,7 @@ Decisions taken here (also in ``docs/data-intake.md``):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 from pds_kernel import lake as lake_mod
-from pds_kernel.snds.tables import DCIR_KEYS, MISSING_DATE, TABLES, lake_schema
+from pds_kernel.snds.tables import MISSING_DATE, TABLES, lake_schema
 
 YEARS = (2021, 2022, 2023)
 DRUGS = {  # CIP13 -> ATC7

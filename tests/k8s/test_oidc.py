@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -17,7 +16,6 @@ from tornado.httpclient import AsyncHTTPClient
 from pds_kernel.audit import AuditTrail
 from pds_kernel.hub.common import HubContext
 from pds_kernel.hub.oidc import PdsOAuthenticator, map_idp_groups
-from pds_kernel.registry import Registry
 
 pytestmark = pytest.mark.asyncio
 

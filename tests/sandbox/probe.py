@@ -6,7 +6,6 @@ must work (so that a probe that cannot run at all does not pass as "everything f
 Standard library only: the probe must not depend on what it tests.
 """
 
-import errno
 import json
 import os
 import socket
