@@ -109,7 +109,7 @@ def make_lake(lake: Path, claims: int, seed: int = 1) -> dict:
         _write(lake, "T_MCOaaC", month, part)
         _write(lake, "T_MCOaaD", month, part.with_columns(pl.lit("E119").alias("ASS_DGN"), pl.lit(1).alias("DGN_ASS_NUM")))
     (lake / lake_mod.MANIFEST_NAME).write_text(json.dumps({"synthetic": True, "claims": claims,
-                                                          **_manifest_of_written_files(lake)}))
+                                                          **lake_mod.manifest_of_written_files(lake)}))
     return {"claims": per_month * len(MONTHS), "persons": persons, "stays": stays}
 
 
@@ -319,12 +319,3 @@ if __name__ == "__main__":  # pragma: no cover
         print(f"{row['name']}: {row['value']} {row['unit']} vs {row['peer_value']} ({row['peer']}), "
               f"ratio {row['ratio']}; {row['note']}")
     print(result["markdown"])
-
-
-def _manifest_of_written_files(lake: Path) -> dict:
-    """An ingest-style manifest naming every Parquet file written (readers see only named files)."""
-    files = {}
-    for parquet in sorted(lake.glob("*/*/*.parquet")):
-        name = str(parquet.relative_to(lake))
-        files[name] = {"table": parquet.parts[-3], "parquet": name}
-    return {"format": 1, "files": files}

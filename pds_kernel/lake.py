@@ -80,6 +80,16 @@ def committed_files(lake: Path, table: str) -> list[Path]:
     return sorted(files)
 
 
+def manifest_of_written_files(lake: Path) -> dict:
+    """A manifest naming every Parquet file under ``lake``, for lakes written without the ingest
+    (test fixtures, benchmarks): readers only see files a manifest names."""
+    files = {}
+    for parquet in sorted(lake.glob("*/*/*.parquet")):
+        name = str(parquet.relative_to(lake))
+        files[name] = {"table": parquet.parts[-3], "parquet": name}
+    return {"format": 1, "files": files}
+
+
 def scan_table(lake: Path, table: str) -> pl.LazyFrame:
     """A lazy view of ``table`` over all its committed files (without the partition column)."""
     files = committed_files(lake, table)

@@ -50,6 +50,17 @@ def _multipart(fields: Mapping[str, str | list[str]], files: list[tuple[str, byt
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+def _read_uploads(files: Iterable[str | Path]) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each file to send; a path that is not a file is refused before sending."""
+    uploads = []
+    for item in files:
+        path = Path(item)
+        if not path.is_file():
+            raise InvalidInput(f"{path} is not a file")
+        uploads.append((path.name, path.read_bytes()))
+    return uploads
+
+
 class AirlockClient:
     """A small HTTP client of the gate's JSON API."""
 
@@ -102,12 +113,7 @@ class AirlockClient:
         project = project or os.environ.get("PDS_PROJECT") or os.environ.get("JUPYTERHUB_SERVER_NAME", "")
         if not project:
             raise InvalidInput("which project? pass project= or set PDS_PROJECT")
-        uploads = []
-        for item in files:
-            path = Path(item)
-            if not path.is_file():
-                raise InvalidInput(f"{path} is not a file")
-            uploads.append((path.name, path.read_bytes()))
+        uploads = _read_uploads(files)
         body, ctype = _multipart({"project": project, "justification": justification,
                                   "context": json.dumps(dict(context or {}), default=str)}, uploads)
         return self.request("POST", "api/requests", body, ctype)
@@ -118,12 +124,7 @@ class AirlockClient:
     def resubmit(self, request_id: str, files: Iterable[str | Path] = (), *, remove: Iterable[str] = (),
                  justification: str | None = None) -> dict:
         """Answer a request for changes: replace or add ``files`` (matched by name), drop ``remove``."""
-        uploads = []
-        for item in files:
-            path = Path(item)
-            if not path.is_file():
-                raise InvalidInput(f"{path} is not a file")
-            uploads.append((path.name, path.read_bytes()))
+        uploads = _read_uploads(files)
         fields: dict[str, str | list[str]] = {"remove": [str(n) for n in remove]}
         if justification:
             fields["justification"] = justification

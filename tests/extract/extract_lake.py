@@ -123,7 +123,7 @@ def write_lake(path: Path, rows: dict[str, list[dict]]) -> None:
             directory.mkdir(parents=True, exist_ok=True)
             pl.DataFrame(part, schema=lake_schema(table)).write_parquet(
                 directory / "part.parquet")
-    (path / lake_mod.MANIFEST_NAME).write_text(json.dumps({"fixture": "small", **_manifest_of_written_files(path)}))
+    (path / lake_mod.MANIFEST_NAME).write_text(json.dumps({"fixture": "small", **lake_mod.manifest_of_written_files(path)}))
 
 
 DIABETES_SPEC = """
@@ -152,12 +152,3 @@ def write_spec(directory: Path, text: str, name: str = "spec.yaml") -> Path:
     path = directory / name
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def _manifest_of_written_files(lake: Path) -> dict:
-    """An ingest-style manifest naming every Parquet file written (readers see only named files)."""
-    files = {}
-    for parquet in sorted(lake.glob("*/*/*.parquet")):
-        name = str(parquet.relative_to(lake))
-        files[name] = {"table": parquet.parts[-3], "parquet": name}
-    return {"format": 1, "files": files}
