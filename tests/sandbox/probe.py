@@ -137,7 +137,8 @@ for label, path in config["secrets"].items():
 for path in config["host_dirs"]:
     attempt(f"list {path}", listdir(path))
 for path in ("/etc/passwd", "/etc/shadow", "/etc/hosts", "/etc/resolv.conf", "/root/.bashrc",
-             "/var/log/dpkg.log", "/work/main/README.md", "/work/main/pds.yaml"):
+             "/var/log/dpkg.log", os.path.join(config["repo"], "README.md"),
+             os.path.join(config["repo"], "pds.yaml")):
     attempt(f"read {path}", read(path))
 existing = config["data_file"]
 attempt("write a new file in /data", write("/data/new.txt"))
@@ -173,4 +174,5 @@ for line in open("/proc/self/status"):
 with open("/home/jovyan/probe.json", "w") as out:
     json.dump({"attempts": attempts, "controls": controls, "uid": os.getuid(),
                "root": sorted(os.listdir("/")),
-               "work_main": sorted(os.listdir("/work/main")) if os.path.isdir("/work/main") else []}, out, indent=1)
+               "repo": sorted(os.listdir(config["repo"])) if os.path.isdir(config["repo"]) else []},
+              out, indent=1)

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import socketserver
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -23,6 +24,8 @@ pytestmark = [pytest.mark.functional,
               pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]
 
 PROBE = (Path(__file__).parent / "probe.py").read_text()
+#: the checkout under test (/work/main here, somewhere else on CI)
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -98,8 +101,9 @@ def test_every_way_out_fails(world, listeners, tmp_path):
         "secrets": {**{k: str(v) for k, v in world.secret_files.items()},
                     "file under /var/tmp": str(marker / "secret.txt")},
         "host_dirs": [str(settings.paths.lake), str(settings.paths.projects), str(settings.paths.state),
-                      str(settings.paths.keys), str(settings.paths.homes), "/work/main/.git",
-                      "/work/main/tests", "/root/.ssh", "/var"],
+                      str(settings.paths.keys), str(settings.paths.homes), str(REPO / ".git"),
+                      str(REPO / "tests"), "/root/.ssh", "/var"],
+        "repo": str(REPO),
         "data_file": "/data/ER_PRS_F.parquet",
         "host_pid": os.getpid(),
         "allocate_mb": 2048,  # the project's limit is 1024 MB
@@ -127,10 +131,12 @@ def test_every_way_out_fails(world, listeners, tmp_path):
     # and nothing reached the host's listeners
     assert all(server.hits == 0 for server in listeners["servers"])
     assert result["uid"] == 1000
-    # of /work, only the mount points of the Python environment and the package exist
-    assert set(result["work_main"]) <= {".venv", "pds_kernel"}
+    # of the checkout, only the mount points of the Python environment and the package exist
+    assert set(result["repo"]) <= {".venv", "pds_kernel"}
+    # at /, the system directories and the first component of the paths bound for Python
+    bound_tops = {Path(p).resolve().parts[1] for p in (sys.prefix, sys.base_prefix, REPO)}
     assert set(result["root"]) <= {"bin", "data", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32",
-                                   "proc", "root", "run", "sbin", "tmp", "usr", "work"}
+                                   "proc", "root", "run", "sbin", "tmp", "usr"} | bound_tops
     # the home is the private one: the control file is on the host, in alice's proj-a home only
     assert (settings.paths.homes / "proj-a" / "alice" / "control.txt").read_bytes() == b"x"
     assert (settings.paths.projects / "proj-a" / "extract" / "ER_PRS_F.parquet").stat().st_size > 100
