@@ -51,7 +51,7 @@ class Database:
 @dataclass(frozen=True)
 class Ingest:
     encoding: str = "latin-1"  #: text encoding of delivery CSV files
-    batch_rows: int = 500_000  #: rows per streamed batch (memory bound of one worker)
+    batch_rows: int = 100_000  #: rows per streamed batch and Parquet row group (memory bound of one worker)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Each column of a delivered file arrives as text (``null`` when the field is empty). For each column
 this module builds the typed value and the list of checks that can fail on it, in the order they
 are reported: a missing required value, an unparsable value, a value outside its closed set, a
-value not matching its pattern, a code missing from its referential. A row is quarantined for the
-first check that fails, so each quarantined row has exactly one reason.
+value not matching its pattern, a code missing from its referential, a date outside the month of
+its monthly file (the column that decides the month, see ``Table.month_from``). A row is
+quarantined for the first check that fails, so each quarantined row has exactly one reason.
 
 Keeping the checks vectorised (one expression per check over a whole batch) is what makes the
 ingestion as fast as a plain CSV → Parquet conversion: no Python code runs per row.
@@ -13,6 +14,7 @@ ingestion as fast as a plain CSV → Parquet conversion: no Python code runs per
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Collection
 
 import polars as pl
@@ -32,6 +34,7 @@ class Check:
     NOT_IN_SET = "not_in_set"
     PATTERN = "bad_pattern"
     REFERENCE = "unknown_reference"
+    WRONG_MONTH = "wrong_month"
     DUPLICATE = "duplicate_key"
 
 
@@ -90,16 +93,29 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
     return checks
 
 
+def build_month_check(column: Column, raw: pl.Expr, typed: pl.Expr, month: str) -> ColumnCheck:
+    """A date of ``column`` outside ``month`` (``YYYYMM``, the month of the file being loaded)."""
+    if column.type != "date":
+        raise ValueError(f"{column.name}: only a date column can decide the month of a file")
+    year, number = int(month[:4]), int(month[4:])
+    first, after = date(year, number, 1), date(year + number // 12, number % 12 + 1, 1)
+    return ColumnCheck(Check.WRONG_MONTH, column.name,
+                       typed.is_not_null() & ((typed < first) | (typed >= after)),
+                       pl.lit(f"{column.name} is not in the month of the file ({year}-{number:02d}): ")
+                       + _quoted(raw))
+
+
 def typed_name(column: str) -> str:
     """Name of the typed copy of a text column while a batch is checked."""
     return f"~{column}"
 
 
 def build_table_checks(table: Table, present: Collection[str],
-                       references: dict[str, Collection] | None = None
+                       references: dict[str, Collection] | None = None, month: str | None = None
                        ) -> tuple[dict[str, pl.Expr], list[ColumnCheck]]:
     """Typed expressions of the columns present (named :func:`typed_name`, computed once per
-    batch) and the checks of those columns, which read the text columns and the typed copies."""
+    batch) and the checks of those columns, which read the text columns and the typed copies.
+    ``month``: the month of a monthly file (``YYYYMM``), checked on ``table.month_from``."""
     typed: dict[str, pl.Expr] = {}
     checks: list[ColumnCheck] = []
     for column in table.columns:
@@ -109,6 +125,8 @@ def build_table_checks(table: Table, present: Collection[str],
         typed[column.name] = build_typed(column, raw).alias(typed_name(column.name))
         checks.extend(build_checks(column, raw, pl.col(typed_name(column.name)),
                                    (references or {}).get(column.name)))
+        if month is not None and column.name == table.month_from:
+            checks.append(build_month_check(column, raw, pl.col(typed_name(column.name)), month))
     return typed, checks
 
 

@@ -1,7 +1,8 @@
 """The ingest manifest ``lake/_manifest.json``: what the lake holds, file by file.
 
 One entry per delivered file name: its table and month, its SHA-256, rows read, loaded and
-quarantined, and where its Parquet and quarantine files are (relative to the lake). The manifest is
+quarantined, where its Parquet and quarantine files are (relative to the lake), and the null and
+missing-date counts of its loaded rows per column (for the quality report, see :mod:`.stats`). The manifest is
 the lake's commit record: a Parquet file that no entry names is a leftover of an interrupted run and
 is removed by the next one. It is always rewritten whole and atomically (temporary file, fsync,
 rename), and only after the files it names are in place.
@@ -33,6 +34,8 @@ class ManifestEntry:
     quarantine: str | None  #: path relative to the lake, None when no row was quarantined
     run: str  #: id of the run that loaded it
     replaces: str | None = None  #: SHA-256 of the snapshot this one replaced
+    nulls: dict[str, int] | None = None  #: per column, over the loaded rows (None: not recorded)
+    missing_dates: dict[str, int] | None = None  #: per date column: rows holding 1600-01-01
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,10 +36,16 @@ from ..snds.tables import TABLES, lake_schema, polars_type
 from .checks import Check, build_lake_columns, build_table_checks
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
+from .stats import ColumnStats
 
 #: Parquet compression of lake files (zstd level 1: nearly as fast as snappy, clearly smaller).
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
+#: Dictionary page limit per column chunk: a column with more distinct values per row group than
+#: fit (an order number, a pseudonym) falls back to plain encoding early instead of hashing
+#: every value into a dictionary that would be dropped anyway. On ER_PRS_F this writes 10% faster
+#: and 7% smaller files than Arrow's 1 MiB default; low-cardinality columns keep their dictionary.
+DICTIONARY_PAGE_BYTES = 64 << 10
 #: Columns of a quarantine file, in order.
 QUARANTINE_COLUMNS = ("line", "check", "column", "reason", "raw")
 #: Bytes sampled at the start of a file to size the blocks.
@@ -48,6 +55,7 @@ _MAX_HEADER_BYTES = 1 << 20
 _LINE_SEPARATORS = ("\x1f", "\x1e", "\x1d", "\x1c", "\x01", "\x02")
 #: Bytes the typed CSV reader skips around a number where the text conversion refuses it.
 _BLANKS = (b" ", b"\t", b"\r")
+_SEPARATOR_BYTE = ord(";")
 #: Lake types that the fast path reads typed (see :func:`_read_block`).
 _NUMBER_TYPES = ("int", "float", "year", "month")
 
@@ -61,7 +69,7 @@ class ParseJob:
     month: str | None
     staging: str  #: directory for this file's staged outputs
     encoding: str = "latin-1"
-    batch_rows: int = 500_000
+    batch_rows: int = 100_000
     references: dict[str, list] = field(default_factory=dict)  #: column -> allowed codes
 
 
@@ -79,8 +87,11 @@ class ParseOutcome:
     rows_quarantined: int = 0
     refused: str = ""  #: non-empty when the whole file is refused, with the reason
     parquet: str = ""
-    lines: str = ""  #: staged Parquet of the line numbers of the loaded rows, in order
+    #: staged Parquet of the line numbers and key hashes of the loaded rows, in order; "" when the
+    #: duplicate check has nothing to do (the file repeats no key and no other file can share one)
+    lines: str = ""
     quarantine: str = ""  #: staged quarantine CSV, or "" when no row was quarantined
+    stats: ColumnStats | None = None  #: nulls and missing dates of the loaded rows
 
     def check_conservation(self) -> None:
         """Every row read is either loaded or quarantined: never lost, never counted twice."""
@@ -154,7 +165,7 @@ def _read_block(block: bytes, header: list[str], encoding: str,
             break
         except pl.exceptions.PolarsError:
             continue
-    if fields is not None and block.count(b";") == fields.height * (len(header) - 1):
+    if fields is not None and _count_separators(block) == fields.height * (len(header) - 1):
         return fields.with_columns(pl.lit(len(header), dtype=pl.UInt32).alias("__fields"))
     line_sep = next((s for s in _LINE_SEPARATORS if s.encode() not in block), None)
     if line_sep is None:  # pragma: no cover - a block holding every control byte
@@ -169,6 +180,11 @@ def _read_block(block: bytes, header: list[str], encoding: str,
     raw = lines.get_column("__raw").fill_null("")
     count = (raw.str.count_matches(";", literal=True) + 1).cast(pl.UInt32)
     return fields.with_columns(raw, count.alias("__fields"))
+
+
+def _count_separators(block: bytes) -> int:
+    """Number of ``;`` in ``block`` (NumPy compares a whole block at once: 3x ``bytes.count``)."""
+    return int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == _SEPARATOR_BYTE))
 
 
 def _raw_line(frame: pl.DataFrame, header: list[str]) -> pl.Expr:
@@ -221,6 +237,7 @@ def parse_file(job: ParseJob, progress: Callable[[int], None] | None = None) -> 
             if name:
                 Path(name).unlink(missing_ok=True)
         outcome.parquet = outcome.lines = outcome.quarantine = ""
+        outcome.stats = None
         if not outcome.sha256:
             outcome.sha256 = _finish_digest(source, digest)
         return outcome
@@ -240,7 +257,7 @@ def _finish_digest(source: Path, digest) -> str:
 def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, staging: Path,
                 progress) -> None:
     present = set(header)
-    typed, checks = build_table_checks(table, present, job.references)
+    typed, checks = build_table_checks(table, present, job.references, job.month)
     lake_columns = build_lake_columns(table, present)
     schema = arrow_schema(job.table)
     lake_types = lake_schema(job.table)
@@ -258,8 +275,11 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                if c.name in present and c.type in _NUMBER_TYPES}
 
     def checked(block: bytes, first_line: int, read_typed: dict | None) -> tuple[pl.DataFrame, pl.Series]:
-        """The block with its line numbers and typed copies, and the flags of its bad rows."""
-        frame = _read_block(block, header, job.encoding, read_typed).with_columns(
+        """The block with its line numbers and typed copies, and the flags of its bad rows.
+        The CSV reader returns columns in several chunks and the line numbers come as one: the
+        frame is made contiguous first, or every later step would realign its chunks (a copy of
+        the whole block each time, which costs more than this one)."""
+        frame = _read_block(block, header, job.encoding, read_typed).rechunk().with_columns(
             pl.int_range(first_line, first_line + pl.len(), dtype=pl.UInt32).alias("__line"),
             *typed.values())
         return frame, frame.select(pl.any_horizontal(bad_flags).fill_null(True)).to_series()
@@ -269,13 +289,15 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     lines_path = staging / f"{stem}.lines.parquet"
     quarantine_path = staging / f"{stem}.quarantine.csv"
     outcome.parquet, outcome.lines = str(parquet_path), str(lines_path)
+    outcome.stats = stats = ColumnStats(job.table)
     loaded: list[pl.DataFrame] = []  # line number and key hashes of each loaded row
     hashes = key_hash_exprs(job.table)
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
     try:
         with pq.ParquetWriter(parquet_path, schema, compression=COMPRESSION,
-                              compression_level=COMPRESSION_LEVEL) as writer:
+                              compression_level=COMPRESSION_LEVEL,
+                              dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES) as writer:
             for block in _blocks(fh, sample, _block_size(sample, job.batch_rows), digest):
                 frame, flags = checked(block, next_line, numbers)
                 n_bad = int(flags.sum())
@@ -292,6 +314,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                 if good.height:
                     writer.write_table(good.drop("__line").to_arrow().cast(schema))
                     loaded.append(good.select(pl.col("__line").alias("line"), *hashes))
+                    stats.add(good)
                 if n_bad:
                     rows = frame.filter(flags).select(
                         pl.col("__line").alias("line"), first(0).alias("check"),
@@ -310,4 +333,15 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
         if quarantine_fh is not None:
             quarantine_fh.close()
     lines = pl.concat(loaded) if loaded else pl.DataFrame(schema=LINES_SCHEMA)
+    if table.duplicates_only_within_a_file and not _repeats_a_key(lines):
+        outcome.lines = ""  # nothing for the pipeline's duplicate check to do: no key file
+        return
     lines.write_parquet(lines_path, compression="lz4")
+
+
+def _repeats_a_key(lines: pl.DataFrame) -> bool:
+    """True when two loaded rows of the file share their key hashes (h1 and h2). Counting the
+    distinct ``h1`` is cheap; the pair is compared only when some ``h1`` repeats."""
+    if lines.height < 2 or lines.get_column("h1").n_unique() == lines.height:
+        return False
+    return bool(lines.select(pl.struct("h1", "h2").is_duplicated().any()).item())

@@ -42,7 +42,8 @@ from .delivery import DeliveryFile, discover, sha256_file
 from .executor import make_executor
 from .keys import KeyIndex
 from .manifest import Manifest, ManifestEntry
-from .parse import QUARANTINE_COLUMNS, ParseJob, ParseOutcome
+from .parse import COMPRESSION, COMPRESSION_LEVEL, QUARANTINE_COLUMNS, ParseJob, ParseOutcome
+from .stats import ColumnStats
 from .checks import Check
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,8 @@ class _Run:
             rows_quarantined=outcome.rows_quarantined,
             parquet=str(target.relative_to(self.lake)),
             quarantine=str(quarantine.relative_to(self.lake)) if outcome.quarantine else None,
-            run=self.run_id, replaces=previous.sha256 if previous else None)
+            run=self.run_id, replaces=previous.sha256 if previous else None,
+            nulls=outcome.stats.nulls, missing_dates=outcome.stats.missing_dates)
         self.manifest.entries[f.name] = entry
         if (len(self.manifest.entries) < MANIFEST_SAVE_EVERY_FILE_BELOW
                 or time.monotonic() - self.last_save >= MANIFEST_SAVE_INTERVAL):
@@ -285,8 +287,11 @@ class _Run:
                                outcome.rows_loaded, outcome.rows_quarantined, Status.LOADED, reason))
 
     def _index(self, f: DeliveryFile) -> KeyIndex:
-        """Keys loaded before ``f``: earlier months of its table, unless it is a snapshot."""
-        if f.is_snapshot:
+        """Keys loaded before ``f`` that it could repeat: those of the earlier months of its table.
+        None for a snapshot (it replaces the table) or a table whose key holds the month of the
+        file (DCIR: FLX_DIS_DTD; its month is checked, and a month is loaded once): then only
+        duplicates within the file are possible, and no index of the table is kept in memory."""
+        if TABLES[f.table].duplicates_only_within_a_file:
             return KeyIndex(f.table)
         if f.table not in self.indexes:
             index = KeyIndex(f.table)
@@ -296,6 +301,8 @@ class _Run:
         return self.indexes[f.table]
 
     def _quarantine_duplicates(self, f: DeliveryFile, outcome: ParseOutcome) -> None:
+        if not outcome.lines:  # the parser found no repeated key, and no other file can hold one
+            return
         index = self._index(f)
         staged = pl.read_parquet(outcome.lines)  # line, h1, h2 of each loaded row (see parse)
         hashes, lines = staged.select("h1", "h2"), staged.get_column("line")
@@ -304,7 +311,7 @@ class _Run:
             _remove_rows(outcome, f, dups, self.runtime.settings.ingest.encoding)
             keep = ~pl.int_range(hashes.height, dtype=pl.UInt32, eager=True).is_in(dups.get_column("row").implode())
             hashes, lines = hashes.filter(keep), lines.filter(keep)
-        if not f.is_snapshot:
+        if f.table in self.indexes:
             index.add(f.name, hashes, lines)
 
     # -- results ------------------------------------------------------------------------------
@@ -329,8 +336,10 @@ def _remove_rows(outcome: ParseOutcome, f: DeliveryFile, dups: pl.DataFrame, enc
     staged = Path(outcome.parquet)
     tmp = staged.with_suffix(".dedup.parquet")
     (pl.scan_parquet(staged).with_row_index("__row")
-     .filter(~pl.col("__row").is_in(rows.implode())).drop("__row").sink_parquet(tmp))
+     .filter(~pl.col("__row").is_in(rows.implode())).drop("__row")
+     .sink_parquet(tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL))
     os.replace(tmp, staged)
+    outcome.stats = ColumnStats(f.table).add(pl.scan_parquet(staged))
     lines_path = Path(outcome.lines)
     lines = pl.read_parquet(lines_path).with_row_index("__row")
     lines.filter(~pl.col("__row").is_in(rows.implode())).drop("__row").write_parquet(lines_path)

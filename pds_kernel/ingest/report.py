@@ -5,7 +5,8 @@ It describes the lake as the manifest records it (not only this run's files), so
 build the same lake (local or Dask, clean or resumed after a crash) give the same figures:
 
 * this run's files (status, counts, reasons) and per-table totals;
-* null rates per column, and for dates the share of the SNDS "missing" date 1600-01-01;
+* null rates per column, and for dates the share of the SNDS "missing" date 1600-01-01 (counted
+  when each file was parsed and kept in the manifest, see :mod:`.stats`);
 * quarantine reasons per table, check and column, with counts and a few examples;
 * referential integrity between tables (claims without a beneficiary, stays whose NIR_ANO_17 is
   not a known BEN_NIR_PSA, dispensed drugs missing from IR_PHA_R...);
@@ -24,8 +25,9 @@ from pathlib import Path
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ..snds.tables import MISSING_DATE, TABLES
+from ..snds.tables import TABLES
 from .manifest import Manifest, write_atomic
+from .stats import ColumnStats
 
 #: Examples kept per quarantine reason, and characters kept of each raw line.
 EXAMPLES = 3
@@ -71,27 +73,37 @@ def _scan(lake: Path, manifest: Manifest, table: str) -> pl.LazyFrame | None:
     return pl.scan_parquet([lake / e.parquet for e in entries])
 
 
+def _column_stats(lake: Path, entries: list) -> ColumnStats:
+    """Null and missing-date counts of a table's files: from the manifest, or (for files recorded
+    without them, by an older version) from the files themselves."""
+    total = ColumnStats(entries[0].table)
+    unrecorded = []
+    for e in entries:
+        if e.nulls is None or e.missing_dates is None:
+            unrecorded.append(lake / e.parquet)
+            continue
+        total.merge(ColumnStats(e.table, dict(e.nulls), dict(e.missing_dates)))
+    if unrecorded:
+        total.add(pl.scan_parquet(unrecorded))
+    return total
+
+
 def build_table_stats(lake: Path, manifest: Manifest) -> dict:
-    """Per table: files and row counts from the manifest, null rates from the lake."""
+    """Per table: files and row counts from the manifest (rows in the lake from the Parquet
+    footers), null rates and missing dates from the figures recorded with each file."""
     stats = {}
     for name, table in TABLES.items():
         entries = manifest.of_table(name)
         if not entries:
             continue
-        frame = _scan(lake, manifest, name)
-        exprs = [pl.len().alias("__rows")]
-        for c in table.columns:
-            exprs.append(pl.col(c.name).null_count().alias(f"n:{c.name}"))
-            if c.type == "date":
-                exprs.append((pl.col(c.name) == MISSING_DATE).sum().alias(f"m:{c.name}"))
-        row = frame.select(exprs).collect().row(0, named=True)
-        rows = row["__rows"]
+        rows = _scan(lake, manifest, name).select(pl.len()).collect().item()
+        figures = _column_stats(lake, entries)
         columns = {}
         for c in table.columns:
-            nulls = row[f"n:{c.name}"]
+            nulls = figures.nulls[c.name]
             info = {"nulls": nulls, "null_rate": round(nulls / rows, 6) if rows else 0.0}
             if c.type == "date":
-                missing = row[f"m:{c.name}"] or 0
+                missing = figures.missing_dates[c.name]
                 info.update(missing_dates=missing, missing_date_rate=round(missing / rows, 6) if rows else 0.0)
             columns[c.name] = info
         stats[name] = {

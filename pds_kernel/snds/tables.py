@@ -59,7 +59,8 @@ class Table:
     #: "monthly": one file per month (``NAME_YYYYMM.csv``); "snapshot": one file (``NAME.csv``)
     #: that replaces the previous version of the table.
     split: Literal["monthly", "snapshot"] = "monthly"
-    #: the column whose month decides a monthly file (the DCIR flux month, the PMSI exit month...)
+    #: the date column whose month decides a monthly file (the DCIR flux date, the date of death):
+    #: the ingestion quarantines a row whose value falls outside its file's month
     month_from: str | None = None
     #: the identifier columns of a person in this table (pseudonymised in every extract)
     person_keys: tuple[str, ...] = ()
@@ -74,6 +75,18 @@ class Table:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+    @property
+    def keys_bound_to_month(self) -> bool:
+        """True when the primary key holds the ``month_from`` column: rows of two monthly files can
+        never share a key (their months differ), so duplicates are only possible within a file."""
+        return self.month_from is not None and self.month_from in self.primary_key
+
+    @property
+    def duplicates_only_within_a_file(self) -> bool:
+        """True when a loaded file's keys can never repeat a key of another file: a snapshot
+        (it replaces the table) or a table whose keys are bound to the file's month."""
+        return self.split == "snapshot" or self.keys_bound_to_month
 
     @property
     def required(self) -> tuple[str, ...]:

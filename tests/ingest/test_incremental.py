@@ -83,3 +83,21 @@ def test_duplicate_key_against_an_earlier_run(runtime, tmp_path, rows):
     q = read_quarantine(runtime.settings.paths.lake / "_quarantine" / "T_MCOaaC" / "T_MCOaaC_202302.csv")
     assert q["check"].to_list() == ["duplicate_key"]
     assert "T_MCOaaC_202301.csv" in q["reason"][0]
+
+
+def test_a_claim_repeated_in_a_later_month_is_caught_by_its_month(runtime, tmp_path, rows):
+    """DCIR keys hold the flux date: a January claim sent again in February's file fails the month
+    check (no cross-file key index is needed for these tables), and February's own rows load."""
+    january = {k: v for k, v in rows.items() if isinstance(k, str) or k[1] == "202301"}
+    ingest_delivery(runtime, write_delivery(tmp_path / "d1", january), actor="tester")
+    d2 = tmp_path / "d2"
+    d2.mkdir()
+    again = rows[("ER_PRS_F", "202301")][0]
+    write_table(d2 / "ER_PRS_F_202302.csv", "ER_PRS_F", rows[("ER_PRS_F", "202302")] + [again])
+    f = ingest_delivery(runtime, d2, actor="tester").files[0]
+    assert (f.rows_loaded, f.rows_quarantined) == (len(rows[("ER_PRS_F", "202302")]), 1)
+    from pds_kernel.ingest.pipeline import read_quarantine
+
+    q = read_quarantine(runtime.settings.paths.lake / "_quarantine" / "ER_PRS_F" / "ER_PRS_F_202302.csv")
+    assert q.select("check", "column").rows() == [("wrong_month", "FLX_DIS_DTD")]
+    assert q["line"].to_list() == [len(rows[("ER_PRS_F", "202302")]) + 2]

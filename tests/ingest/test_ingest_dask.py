@@ -38,7 +38,7 @@ def test_dask_run_equals_local_run(tmp_path, delivery):
     assert distributed.files == local.files
     assert _snapshot(tmp_path / "dask") == _snapshot(tmp_path / "local")
     assert _report(distributed) == _report(local)
-    assert sum(f.rows_quarantined for f in local.files) == 11
+    assert sum(f.rows_quarantined for f in local.files) == 12
     runs = dask_rt.audit.entries(action="ingest.run")
     assert runs[-1].details["dask"] is True
 

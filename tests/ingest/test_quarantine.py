@@ -38,6 +38,8 @@ def _corrupt(delivery):
         ("unparsable", "BEN_RNG_GEM", _set_field(_set_field(good, "DCT_ORD_NUM", "900003"), "BEN_RNG_GEM", "A")),
         ("not_in_set", "BEN_SEX_COD", _set_field(_set_field(good, "DCT_ORD_NUM", "900004"), "BEN_SEX_COD", "5")),
         ("missing_value", "BEN_NIR_PSA", _set_field(_set_field(good, "DCT_ORD_NUM", "900005"), "BEN_NIR_PSA", "")),
+        ("wrong_month", "FLX_DIS_DTD", _set_field(_set_field(good, "DCT_ORD_NUM", "900006"),
+                                                   "FLX_DIS_DTD", "01FEB2023:00:00:00")),
         ("duplicate_key", "", good),
         ("column_count", "", good + ";extra"),
         ("column_count", "", ""),
@@ -72,6 +74,7 @@ def test_each_bad_row_is_quarantined_with_line_and_reason(runtime, delivery):
     dup_line = [line for line, (check, _) in expected_prs.items() if check == "duplicate_key"][0]
     assert "same key as line 2" in reasons[dup_line]
     assert "32JAN2023" in " ".join(reasons.values())
+    assert "FLX_DIS_DTD is not in the month of the file (2023-01): '01FEB2023:00:00:00'" in reasons.values()
     # the good rows of the corrupted files are all loaded
     prs = lake_mod.scan_table(lake, "ER_PRS_F").collect()
     assert not prs.filter(pl.col("DCT_ORD_NUM") >= 900000).height
@@ -92,7 +95,7 @@ def test_conservation_on_a_corrupted_delivery(runtime, delivery):
         q = lake / "_quarantine" / f.table / f"{f.name[:-4]}.csv"
         assert (read_quarantine(q).height if q.exists() else 0) == f.rows_quarantined
     totals = result.totals()
-    assert totals["rows_quarantined"] == 10
+    assert totals["rows_quarantined"] == 11
 
 
 def test_header_mismatch_refuses_the_whole_file(runtime, delivery, rows):

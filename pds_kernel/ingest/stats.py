@@ -1,0 +1,55 @@
+"""Column figures of a lake file (nulls per column, SNDS "missing" dates per date column).
+
+The parser computes them while the rows are in memory, block by block, and the manifest keeps them
+with the file; the quality report sums the manifest's figures instead of reading the whole lake
+again after every ingest (a lake of many years would otherwise be scanned at each monthly load).
+A file whose figures are unknown (recorded by an older version) is scanned by the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ..snds.tables import MISSING_DATE, TABLES
+
+
+def _exprs(table: str) -> list[pl.Expr]:
+    exprs = []
+    for c in TABLES[table].columns:
+        exprs.append(pl.col(c.name).null_count().cast(pl.Int64).alias(f"n:{c.name}"))
+        if c.type == "date":
+            exprs.append((pl.col(c.name) == MISSING_DATE).sum().cast(pl.Int64).alias(f"m:{c.name}"))
+    return exprs
+
+
+@dataclass
+class ColumnStats:
+    """Running totals for the rows of one table: ``nulls`` and ``missing_dates`` per column."""
+
+    table: str
+    nulls: dict[str, int] = field(default_factory=dict)
+    missing_dates: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for c in TABLES[self.table].columns:
+            self.nulls.setdefault(c.name, 0)
+            if c.type == "date":
+                self.missing_dates.setdefault(c.name, 0)
+
+    def add(self, frame: pl.DataFrame | pl.LazyFrame) -> "ColumnStats":
+        """Add the figures of ``frame`` (rows with the lake columns of the table)."""
+        row = frame.select(_exprs(self.table))
+        row = (row.collect() if isinstance(row, pl.LazyFrame) else row).row(0, named=True)
+        for name in self.nulls:
+            self.nulls[name] += row[f"n:{name}"] or 0
+        for name in self.missing_dates:
+            self.missing_dates[name] += row[f"m:{name}"] or 0
+        return self
+
+    def merge(self, other: "ColumnStats") -> None:
+        for name, n in other.nulls.items():
+            self.nulls[name] += n
+        for name, n in other.missing_dates.items():
+            self.missing_dates[name] += n
