@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -25,43 +25,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from .db import Base, transaction
+from .events import SCHEMA_VERSION, AuditEvent, Outcome  # noqa: F401  (defined there, re-exported)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 GENESIS_HASH = "0" * 64
-
-
-class Outcome:
-    """Outcome values of an audit event (plain strings in storage)."""
-
-    OK = "ok"
-    DENIED = "denied"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """What happened, before it is written. Every mutating service function takes one."""
-
-    actor: str
-    action: str
-    target: str = ""
-    project: str = ""
-    outcome: str = Outcome.OK
-    details: Mapping[str, Any] = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
-
-    def with_outcome(self, outcome: str, **more_details: Any) -> "AuditEvent":
-        return AuditEvent(
-            actor=self.actor,
-            action=self.action,
-            target=self.target,
-            project=self.project,
-            outcome=outcome,
-            details={**self.details, **more_details},
-            schema_version=self.schema_version,
-        )
 
 
 class AuditRow(Base):

@@ -3,19 +3,24 @@
 ``Runtime`` owns the database engine, the session factory and the audit trail. Entry points (CLI,
 hub configuration, airlock service) create one; library code receives it as an argument and never
 reaches for a global.
+
+The database layer (SQLAlchemy, the audit store) is imported when first used, not with this
+module: an ingest starts parsing while it loads, instead of waiting for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
-from .audit import AuditTrail
-from .db import make_engine, session_factory
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from .audit import AuditTrail
 
 
 @dataclass
@@ -26,15 +31,21 @@ class Runtime:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            from .db import make_engine
+
             self._engine = make_engine(self.settings.database_url)
         return self._engine
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
+        from .db import session_factory
+
         return session_factory(self.engine)
 
     @cached_property
     def audit(self) -> AuditTrail:
+        from .audit import AuditTrail
+
         return AuditTrail(self.sessions)
 
     def close(self) -> None:

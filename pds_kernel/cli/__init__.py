@@ -6,6 +6,4 @@ maps :class:`pds_kernel.errors.PdsError` to a one-line message and the error's e
 
 from __future__ import annotations
 
-import sys
-
 from .app import app, main  # noqa: F401  (re-exported entry point)

@@ -34,7 +34,7 @@ from typing import Iterator, Protocol
 
 import polars as pl
 
-from ..audit import AuditEvent, Outcome
+from ..events import AuditEvent, Outcome
 from ..errors import InvalidTransition, PdsError
 from ..lake import QUARANTINE_DIR, partition_dir, table_dir
 from ..snds.tables import TABLES
