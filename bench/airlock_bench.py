@@ -73,19 +73,19 @@ def run(out_dir: Path, quick: bool) -> dict:
         assert found == count, (found, count)
         rows.append({"name": f"check {label} cells ({cells} cells)", "value": round(ours, 3), "unit": "s",
                      "peer": "pandas small-cell rule only", "peer_value": round(peer, 3),
-                     "ratio": round(ours / peer, 2) if peer else None,
+                     "ratio": round(peer / ours, 2) if ours else None,
                      "note": f"peak {peak:.1f} MB vs {peer_peak:.1f} MB; {count} small cells, all rules run"})
     acro_time = _acro_check(10_000 if not quick else 2_500)
     ten_k = rows[0]["value"]
-    rows.append({"name": "ACRO crosstab check (10k-cell table from microdata)", "value": round(acro_time, 3),
-                 "unit": "s", "peer": "our check of a 10k-cell table", "peer_value": ten_k,
+    rows.append({"name": "check a 10k-cell table", "value": ten_k, "unit": "s",
+                 "peer": "ACRO crosstab check of the same table from microdata", "peer_value": round(acro_time, 3),
                  "ratio": round(acro_time / ten_k, 2) if ten_k else None,
                  "note": "ACRO works on microdata (200k rows); the gate works on the published table"})
-    lines = ["| measure | value | peer | peer value | ratio | note |", "| --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r['value']} {r['unit']} | {r['peer']} | {r['peer_value']} {r['unit']} "
-                     f"| {r['ratio']} | {r['note']} |")
-    return {"title": "Airlock disclosure checks", "rows": rows, "markdown": "\n".join(lines)}
+    markdown = ("The gate's `check_file` runs all its rules on the file (file type, identifiers, dates, "
+                "small cells, the table-of-magnitudes rules) where the pandas peer applies the small-cell "
+                "rule alone: a ratio below 1 on the first two rows is the price of the other rules. Both "
+                "find the same small cells (asserted).")
+    return {"title": "Airlock disclosure checks", "rows": rows, "markdown": markdown}
 
 
 if __name__ == "__main__":  # pragma: no cover

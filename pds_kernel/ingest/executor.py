@@ -23,7 +23,10 @@ class LocalExecutor:
     Each step of a parse runs in polars or Arrow code that releases the GIL, but not every step
     uses every core (the Parquet encoder of one file is mostly serial): with two files in flight,
     one file's write overlaps the next one's read, which keeps both cores of a small machine busy.
-    Memory is bounded by ``workers`` batches; results still come back in the jobs' order."""
+    A further ``workers`` jobs wait in the pool's queue, so a thread that finishes its file starts
+    the next one at once instead of waiting for an earlier, slower file to be committed. Memory is
+    bounded by ``workers`` batches (a queued job holds nothing); results still come back in the
+    jobs' order."""
 
     def __init__(self, workers: int = 2):
         self.workers = max(1, workers)
@@ -34,23 +37,24 @@ class LocalExecutor:
         from itertools import islice
         from pathlib import Path
 
-        def submit(pool, job: ParseJob):
-            name = Path(job.source).name
+        def parse(job: ParseJob) -> ParseOutcome:
             if progress is None:
-                return pool.submit(parse_file, job)
+                return parse_file(job)
+            name = Path(job.source).name
             progress.start(name, Path(job.source).stat().st_size)
-            return pool.submit(parse_file, job, lambda n, name=name: progress.advance(name, n))
+            return parse_file(job, lambda n: progress.advance(name, n))
 
         pending = iter(jobs)
+        ahead = 2 * self.workers  # running + queued
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pds-parse") as pool:
-            running = deque(submit(pool, job) for job in islice(pending, self.workers))
+            running = deque(pool.submit(parse, job) for job in islice(pending, ahead))
             position = 0
             try:
                 while running:
                     outcome = running.popleft().result()
                     job = next(pending, None)
                     if job is not None:
-                        running.append(submit(pool, job))
+                        running.append(pool.submit(parse, job))
                     yield position, outcome
                     position += 1
             finally:
