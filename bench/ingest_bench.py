@@ -11,7 +11,9 @@ own fresh subprocess, one after the other, on the same files with the OS cache w
   nothing), writing the same Parquet compression as the lake (zstd level 1): the peer of the ratio.
   DuckDB with its default compression (snappy) is reported too, for reference.
 
-The machine is shared, so each side runs ``REPEATS`` times, alternating, and its best time counts.
+The machine is shared and its speed drifts within minutes, so the sides run ``REPEATS`` times in
+pairs (DuckDB, then ours, back to back): the headline ratio is the median of the pairs' ratios (both
+runs of a pair see the same machine), and the ratio of each side's best time is reported too.
 Peak memory is the peak RSS of each subprocess (``getrusage(RUSAGE_CHILDREN)`` in a wrapper).
 Ratio = DuckDB time / our time: ≥ 1.0 means the ingestion is at least as fast as DuckDB.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -62,8 +65,8 @@ for csv in sorted(Path(sys.argv[2]).glob("*.csv")):
                 f"TO '{out / (csv.stem + '.parquet')}' (FORMAT parquet{options})")
 """
 
-#: Runs of each side (alternating); the best counts, since other jobs share the machine.
-REPEATS = 3
+#: Pairs of runs (DuckDB then ours); other jobs share the machine, see the module docstring.
+REPEATS = 5
 
 
 def _duckdb_options() -> tuple[str, str]:
@@ -123,22 +126,29 @@ def run(out_dir: Path, quick: bool) -> dict:
     runs["snappy"].append(_measure(_DUCKDB, str(out_dir / "duckdb-snappy"), str(delivery), ""))
     duck, ours, snappy = (min(r, key=lambda m: m["seconds"]) for r in runs.values())
     mb = size / 1e6
-    ratio = duck["seconds"] / ours["seconds"]
+    paired = sorted(d["seconds"] / o["seconds"] for d, o in zip(runs["duck"], runs["ours"]))
+    ratio = statistics.median(paired)
+    best_ratio = duck["seconds"] / ours["seconds"]
     files = len(list(delivery.glob("*.csv")))
     tried = ", ".join(f"{m['seconds']:.1f}" for m in runs["ours"])
     tried_duck = ", ".join(f"{m['seconds']:.1f}" for m in runs["duck"])
+    pairs = ", ".join(f"{r:.2f}" for r in paired)
     rows_out = [
-        dict(name="ingest time", value=round(ours["seconds"], 2), unit="s", peer=peer,
-             peer_value=round(duck["seconds"], 2), ratio=round(ratio, 2),
-             note=f"{rows:,} ER_PRS_F rows, {mb:,.0f} MB of CSV in {files} files; "
-                  f"best of ours [{tried}] s, DuckDB [{tried_duck}] s"),
+        dict(name="ingest time (median of paired ratios)", value=round(statistics.median(
+                 m["seconds"] for m in runs["ours"]), 2), unit="s", peer=peer,
+             peer_value=round(statistics.median(m["seconds"] for m in runs["duck"]), 2), ratio=round(ratio, 2),
+             note=f"{rows:,} ER_PRS_F rows, {mb:,.0f} MB of CSV in {files} files; median times; "
+                  f"ratios of the pairs [{pairs}]"),
+        dict(name="ingest time (best of each side)", value=round(ours["seconds"], 2), unit="s", peer=peer,
+             peer_value=round(duck["seconds"], 2), ratio=round(best_ratio, 2),
+             note=f"ours [{tried}] s, DuckDB [{tried_duck}] s"),
         dict(name="ingest time", value=round(ours["seconds"], 2), unit="s", peer="DuckDB COPY (snappy, default)",
              peer_value=round(snappy["seconds"], 2), ratio=round(snappy["seconds"] / ours["seconds"], 2),
              note="DuckDB's default codec, for reference (the lake writes zstd)"),
         dict(name="throughput", value=round(mb / ours["seconds"], 1), unit="MB/s", peer=peer,
-             peer_value=round(mb / duck["seconds"], 1), ratio=round(ratio, 2), note=""),
+             peer_value=round(mb / duck["seconds"], 1), ratio=round(best_ratio, 2), note="best runs"),
         dict(name="throughput", value=round(rows / ours["seconds"]), unit="rows/s", peer=peer,
-             peer_value=round(rows / duck["seconds"]), ratio=round(ratio, 2), note=""),
+             peer_value=round(rows / duck["seconds"]), ratio=round(best_ratio, 2), note="best runs"),
         dict(name="peak memory", value=round(ours["peak_kib"] / 1024), unit="MiB", peer=peer,
              peer_value=round(duck["peak_kib"] / 1024),
              ratio=round(duck["peak_kib"] / ours["peak_kib"], 2), note="peak RSS; ratio = DuckDB / ours"),
@@ -147,7 +157,8 @@ def run(out_dir: Path, quick: bool) -> dict:
     markdown = (
         f"Delivery generated in {generated_in:.0f} s. Our run does more than DuckDB's: typed dates, "
         f"every check of the profile, quarantine, duplicate keys, SHA-256, manifest, quality report "
-        f"and audit. It {verdict} the target ratio ≥ 1.0 on this run ({ratio:.2f}). "
-        f"Both sides write zstd level 1 Parquet; the machine is shared, so each side ran "
-        f"{1 if quick else REPEATS} time(s), alternating, and its best time counts.")
+        f"and audit. It {verdict} the target ratio ≥ 1.0 on this run (median of the paired ratios "
+        f"{ratio:.2f}; best of each side {best_ratio:.2f}). Both sides write zstd level 1 Parquet; the "
+        f"machine is shared and its speed drifts, so the sides ran {1 if quick else REPEATS} time(s) "
+        f"in pairs, back to back.")
     return {"title": "Ingestion: CSV → Parquet lake vs DuckDB", "rows": rows_out, "markdown": markdown}
