@@ -288,9 +288,9 @@ class _Run:
 
     def _index(self, f: DeliveryFile) -> KeyIndex:
         """Keys loaded before ``f`` that it could repeat: those of the earlier months of its table.
-        None for a snapshot (it replaces the table) or a table whose key holds the month of the
-        file (DCIR: FLX_DIS_DTD; its month is checked, and a month is loaded once): then only
-        duplicates within the file are possible, and no index of the table is kept in memory."""
+        An empty index for a snapshot (it replaces the table) or a table whose key holds the
+        month of the file (DCIR: FLX_DIS_DTD; its month is checked, and a month is loaded once):
+        then only duplicates within the file are possible, and no index of the table is kept."""
         if TABLES[f.table].duplicates_only_within_a_file:
             return KeyIndex(f.table)
         if f.table not in self.indexes:
