@@ -49,7 +49,10 @@ class ColumnStats:
         return self
 
     def merge(self, other: "ColumnStats") -> None:
+        """Add ``other``'s figures (columns the table no longer has are ignored)."""
         for name, n in other.nulls.items():
-            self.nulls[name] += n
+            if name in self.nulls:
+                self.nulls[name] += n
         for name, n in other.missing_dates.items():
-            self.missing_dates[name] += n
+            if name in self.missing_dates:
+                self.missing_dates[name] += n
