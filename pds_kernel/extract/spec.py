@@ -35,6 +35,7 @@ import yaml
 
 from .. import lake as lake_mod
 from ..errors import InvalidInput
+from ..validate import parse_date as _date
 from ..registry.names import check_project_id
 from ..snds.tables import TABLES
 
@@ -175,15 +176,6 @@ def _list(where: str, value: Any) -> list:
     if not isinstance(value, list) or not value:
         raise InvalidInput(f"{where}: expected a non-empty list")
     return value
-
-
-def _date(where: str, value: Any) -> date:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidInput(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _int(where: str, value: Any, low: int, high: int) -> int:

@@ -32,6 +32,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..errors import InvalidInput
+from ..validate import parse_date as _date
 from .models import ProjectStatus, Role
 from .names import check_project_id, check_user_name
 
@@ -96,15 +97,6 @@ def _keys(where: str, data: Any, allowed: set[str], required: set[str] = frozens
     if missing:
         raise InvalidInput(f"{where}: missing {', '.join(sorted(missing))}")
     return data
-
-
-def _date(where: str, value: Any) -> date:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidInput(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _int(where: str, value: Any, minimum: int = 0) -> int:
