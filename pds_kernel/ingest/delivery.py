@@ -8,15 +8,11 @@ against them (ER_PHA_F codes against IR_PHA_R).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidInput
 from ..snds.tables import TABLES
-
-#: Bytes read at a time when hashing a file.
-HASH_BLOCK = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -75,14 +71,6 @@ def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
         files.append(DeliveryFile(entry, table, month))
     files.sort(key=DeliveryFile.sort_key)
     return files, refused
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_header(table: str, header: list[str]) -> list[str]:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InvalidInput, PdsError
+from ..hashing import sha256_file
 from ..snds.tables import TABLES, lake_schema, polars_type
 from .checks import Check, build_lake_columns, build_table_checks
 from .delivery import check_header
@@ -249,8 +250,6 @@ def parse_file(job: ParseJob, progress: Callable[[int], None] | None = None) -> 
 
 def _finish_digest(source: Path, digest) -> str:
     """SHA-256 of a whole file when parsing stopped early (the digest holds a prefix only)."""
-    from .delivery import sha256_file
-
     return sha256_file(source)
 
 

@@ -38,7 +38,8 @@ from ..events import AuditEvent, Outcome
 from ..errors import InvalidTransition, PdsError
 from ..lake import QUARANTINE_DIR, partition_dir, table_dir
 from ..snds.tables import TABLES
-from .delivery import DeliveryFile, discover, sha256_file
+from ..hashing import sha256_file
+from .delivery import DeliveryFile, discover
 from .executor import make_executor
 from .keys import KeyIndex
 from .manifest import Manifest, ManifestEntry

@@ -67,16 +67,21 @@ def test_new_snapshot_replaces_the_old_one(runtime, delivery, rows):
     assert _manifest(runtime)["IR_BEN_R.csv"]["replaces"]
 
 
-def test_duplicate_key_against_an_earlier_run(runtime, tmp_path, rows):
+def _january_then_february_with_a_january_row(runtime, tmp_path, rows, table: str):
+    """Ingest January's delivery, then ``table``'s February file holding one of its January rows
+    again (last line); the February file's result."""
     january = {k: v for k, v in rows.items() if isinstance(k, str) or k[1] == "202301"}
     ingest_delivery(runtime, write_delivery(tmp_path / "d1", january), actor="tester")
     d2 = tmp_path / "d2"
     d2.mkdir()
+    again = rows[(table, "202301")][0]
+    write_table(d2 / f"{table}_202302.csv", table, rows[(table, "202302")] + [again])
+    return ingest_delivery(runtime, d2, actor="tester").files[0]
+
+
+def test_duplicate_key_against_an_earlier_run(runtime, tmp_path, rows):
     # a PMSI stay delivered again in a later month: same (ETA_NUM, RSA_NUM) key
-    again = rows[("T_MCOaaC", "202301")][0]
-    write_table(d2 / "T_MCOaaC_202302.csv", "T_MCOaaC", rows[("T_MCOaaC", "202302")] + [again])
-    result = ingest_delivery(runtime, d2, actor="tester")
-    f = result.files[0]
+    f = _january_then_february_with_a_january_row(runtime, tmp_path, rows, "T_MCOaaC")
     assert (f.rows_loaded, f.rows_quarantined) == (len(rows[("T_MCOaaC", "202302")]), 1)
     from pds_kernel.ingest.pipeline import read_quarantine
 
@@ -88,13 +93,7 @@ def test_duplicate_key_against_an_earlier_run(runtime, tmp_path, rows):
 def test_a_claim_repeated_in_a_later_month_is_caught_by_its_month(runtime, tmp_path, rows):
     """DCIR keys hold the flux date: a January claim sent again in February's file fails the month
     check (no cross-file key index is needed for these tables), and February's own rows load."""
-    january = {k: v for k, v in rows.items() if isinstance(k, str) or k[1] == "202301"}
-    ingest_delivery(runtime, write_delivery(tmp_path / "d1", january), actor="tester")
-    d2 = tmp_path / "d2"
-    d2.mkdir()
-    again = rows[("ER_PRS_F", "202301")][0]
-    write_table(d2 / "ER_PRS_F_202302.csv", "ER_PRS_F", rows[("ER_PRS_F", "202302")] + [again])
-    f = ingest_delivery(runtime, d2, actor="tester").files[0]
+    f = _january_then_february_with_a_january_row(runtime, tmp_path, rows, "ER_PRS_F")
     assert (f.rows_loaded, f.rows_quarantined) == (len(rows[("ER_PRS_F", "202302")]), 1)
     from pds_kernel.ingest.pipeline import read_quarantine
 
