@@ -5,7 +5,10 @@ characters. One random 32-byte key per project, so two projects never share a ps
 person, and nobody without the key can go from a pseudonym back to the source identifier or check a
 guess. Keys live in :attr:`Settings.paths.keys`, never under an extract and never in a log line.
 Destroying a project's key at the end of the project makes the link between its extract and the lake
-unrecoverable; a tombstone then stops the same project id from silently getting a new key.
+unrecoverable; a tombstone then stops the same project id from silently getting a new key. Because it
+cannot be undone, :meth:`KeyStore.destroy` itself decides who may do it (the platform's administrators,
+as for extract builds), when (a closed or ended project only) and asks for an explicit confirmation;
+every refusal is audited.
 
 Speed: pseudonymise the *distinct* identifiers (one per person) with :func:`pseudonym_table`, then
 join the small table onto the rows. Hashing per row would redo the same HMAC thousands of times.
@@ -17,14 +20,18 @@ import hmac
 import logging
 import os
 import secrets
+from datetime import date
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import polars as pl
 
 from .audit import AuditEvent, AuditTrail, Outcome
 from .errors import InvalidInput, NotFound, PermissionDenied
 from .registry.names import check_project_id
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +66,20 @@ def pseudonym_table(key: bytes, source_ids: pl.Series, *, source: str, target: s
 class KeyStore:
     """One 32-byte key per project under ``root`` (a directory of mode 0700, files of mode 0600).
 
-    ``audit`` records key creation and destruction (never the key itself).
+    ``audit`` records key creation and destruction (never the key itself). ``registry`` decides who
+    may destroy a key; without one (and an audit trail) :meth:`destroy` refuses everyone.
     """
 
-    def __init__(self, root: Path, audit: AuditTrail | None = None):
+    def __init__(self, root: Path, audit: AuditTrail | None = None, registry: "Registry | None" = None):
         self.root = Path(root)
         self._audit = audit
+        self._registry = registry
 
     @classmethod
     def from_runtime(cls, runtime) -> "KeyStore":
-        return cls(runtime.settings.paths.keys, runtime.audit)
+        from .registry import Registry
+
+        return cls(runtime.settings.paths.keys, runtime.audit, Registry.from_runtime(runtime))
 
     def _path(self, project: str) -> Path:
         return self.root / f"{check_project_id(project)}{_KEY_SUFFIX}"
@@ -130,8 +141,39 @@ class KeyStore:
             raise InvalidInput(f"key file of project {project} is damaged (expected {KEY_BYTES} bytes)")
         return key
 
-    def destroy(self, project: str, actor: str, reason: str = "") -> None:
-        """Overwrite and delete the key, leave a tombstone. The project's link becomes unrecoverable."""
+    def authorise_destroy(self, project: str, actor: str, today: date | None = None) -> None:
+        """Who may destroy a key, and when; a refusal is audited as ``pseudo.key.destroy`` denied.
+
+        Only the machine's operator (``os:<user>``) or an active platform administrator, the same
+        rule as for building an extract (:func:`pds_kernel.extract.build.authorise`), and only once
+        the project is over: closed, or past its end date. An active or suspended project may still
+        need its extract rebuilt, which the key makes possible."""
+        check_project_id(project)
+        if self._registry is None or self._audit is None:
+            raise PermissionDenied("destroying a key needs the project registry and the audit trail: "
+                                   "open the key store with KeyStore.from_runtime")
+        today = today or date.today()
+        reason = None
+        if not self._registry.is_administrator(actor):
+            reason = f"{actor} may not destroy pseudonymisation keys: only an administrator may"
+        else:
+            info = self._registry.get_project(project)
+            if info.status.value != "closed" and not info.end_date < today:
+                reason = (f"project {project} is {info.status.value} until {info.end_date}: close it "
+                          "(pds project close) before destroying its key")
+        if reason:
+            self._audit.record(AuditEvent(actor=actor, action="pseudo.key.destroy", target=f"key:{project}",
+                                          project=project, outcome=Outcome.DENIED, details={"reason": reason}))
+            raise PermissionDenied(reason)
+
+    def destroy(self, project: str, actor: str, *, confirm: bool = False, reason: str = "",
+                today: date | None = None) -> None:
+        """Overwrite and delete the key, leave a tombstone. The project's link becomes unrecoverable.
+
+        Refused unless :meth:`authorise_destroy` allows ``actor`` (audited) and ``confirm`` is true."""
+        self.authorise_destroy(project, actor, today)
+        if not confirm:
+            raise InvalidInput(f"destroying the key of project {project} cannot be undone: confirm it (--yes)")
         path = self._path(project)
         if not path.is_file():
             raise NotFound(f"project {project} has no key to destroy")

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import DisclosureRisk, InvalidInput, NotFound, PermissionDenied
+from ..errors import DisclosureRisk, InvalidInput, NotFound
 from ..registry import Registry, Role
 from ..registry.names import check_project_id
 from .app import console
@@ -131,17 +131,14 @@ def destroy_key(
     project: str = typer.Argument(..., help="Project id."),
     yes: bool = typer.Option(False, "--yes", help="Confirm: the link to the lake is lost for good."),
 ) -> None:
-    """At project end: destroy the project's key, so its pseudonyms can never be linked again."""
+    """At project end (closed or past its end date): destroy the project's key, so its pseudonyms can
+    never be linked to the lake again. Administrators only; every refusal is audited."""
     from ..pseudo import KeyStore
 
     state = ctx.obj
-    info = Registry.from_runtime(state.runtime).get_project(project)
-    if info.status.value != "closed":
-        raise PermissionDenied(f"project {project} is {info.status.value}: close it before destroying its key")
-    if not yes:
-        raise InvalidInput("destroying a key cannot be undone: add --yes")
-    KeyStore.from_runtime(state.runtime).destroy(project, state.actor, reason="project closed")
-    console.print(f"key of project {project} destroyed")
+    check_project_id(project)
+    KeyStore.from_runtime(state.runtime).destroy(project, state.actor, confirm=yes, reason="project ended")
+    console.print(f"key of project {project} destroyed: its extract can no longer be linked to the lake")
 
 
 def _tables(manifest: dict) -> None:

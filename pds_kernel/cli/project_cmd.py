@@ -17,7 +17,7 @@ from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..registry import Registry, Role
 from ..registry.names import check_project_id, check_user_name
-from ..registry.spec import RegistrySpec, load_registry_file
+from ..registry.spec import load_registry_file
 from .app import console
 
 app = typer.Typer(help="Projects, users and memberships (the project registry).", no_args_is_help=True)
@@ -32,13 +32,7 @@ def _registry(ctx: typer.Context, action: str, target: str = "", project: str = 
     state = ctx.obj
     registry = Registry.from_runtime(state.runtime)
     actor = state.actor
-    if actor.startswith("os:"):
-        return registry
-    try:
-        user = registry.get_user(actor)
-    except NotFound:
-        user = None
-    if user is None or not user.active or not user.is_admin:
+    if not registry.is_administrator(actor):
         reason = f"{actor} may not administer the registry: only an administrator may"
         state.runtime.audit.record(AuditEvent(actor=actor, action=action, target=target, project=project,
                                               outcome=Outcome.DENIED, details={"reason": reason}))
@@ -53,23 +47,6 @@ def _table(*columns: str) -> Table:
         free_text = name in {"title", "full name", "email", "active projects"}
         table.add_column(name, no_wrap=not free_text and number == 0 or name in {"start", "end", "expires", "status"})
     return table
-
-
-def check_references(spec: RegistrySpec, existing_users: set[str], origin: str) -> None:
-    """Refuse a file whose projects or members cannot all be written, before anything is written.
-
-    ``Registry.apply`` writes item by item; without this check a member naming an unknown user would
-    leave the projects before it applied and the rest not (see the integration notes)."""
-    known = existing_users | {u.name for u in spec.users}
-    for p in spec.projects:
-        if p.end < p.start:
-            raise InvalidInput(f"{origin}: project {p.id}: end {p.end} is before start {p.start}")
-        for j, m in enumerate(p.members):
-            where = f"{origin}: project {p.id}.members[{j}]"
-            if m.user not in known:
-                raise InvalidInput(f"{where}: no user {m.user!r}: list it under users or create it first")
-            if m.expires > p.end:
-                raise InvalidInput(f"{where}: membership until {m.expires} outlives the project (ends {p.end})")
 
 
 def _date(option: str, value: str) -> date:
@@ -95,10 +72,9 @@ def apply(
 
     Members of a listed project that FILE does not list are removed; projects and users that FILE
     does not list are left alone."""
-    spec = load_registry_file(file)  # parse and validate everything before touching the registry
+    spec = load_registry_file(file)  # parse and validate each item before touching the registry
     registry = _registry(ctx, "registry.apply", target=f"file:{file.name}")
-    check_references(spec, {u.name for u in registry.users()}, str(file))
-    changes = registry.apply(ctx.obj.actor, spec)
+    changes = registry.apply(ctx.obj.actor, spec)  # checks references, then writes all or nothing
     for change in changes:
         console.print(f"  {change}", highlight=False, soft_wrap=True)
     console.print(f"{len(changes)} change(s) applied from {file}" if changes

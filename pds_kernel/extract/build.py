@@ -24,6 +24,7 @@ import shutil
 import stat
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -38,9 +39,11 @@ from ..registry import Registry
 from ..registry.names import check_project_id
 from ..snds.tables import TABLES
 from .cohort import select_persons
-from .conformity import MANIFEST, ConformityReport, check_extract, sha256_file
+from ..hashing import sha256_file
+from .conformity import MANIFEST, ConformityReport, check_extract
 from .frames import PARTITIONED_TABLES, Backend, LakeFrames, PolarsBackend
 from .linkage import cohort_table, death_maps, person_map, read_linkage_file
+from .order import sort_rows  # noqa: F401  (the canonical row order; re-exported)
 from .select import table_rows
 from .spec import COHORT_TABLE, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec, check_against_lake, load_spec
 
@@ -96,13 +99,8 @@ def authorise(runtime, actor: str, project: str, action: str, today: date | None
     if not info.is_open(today):
         reason = (f"project {project} is {info.status.value}" if info.status.value != "active"
                   else f"project {project} runs from {info.start_date} to {info.end_date}")
-    elif not actor.startswith("os:"):
-        try:
-            user = registry.get_user(actor)
-        except NotFound:
-            user = None
-        if user is None or not user.active or not user.is_admin:
-            reason = f"{actor} may not {action.split('.')[-1]} extracts: only an administrator may"
+    elif not registry.is_administrator(actor):
+        reason = f"{actor} may not {action.split('.')[-1]} extracts: only an administrator may"
     if reason:
         runtime.audit.record(AuditEvent(actor=actor, action=action, target=f"project:{project}",
                                           project=project, outcome=Outcome.DENIED, details={"reason": reason}))
@@ -111,29 +109,30 @@ def authorise(runtime, actor: str, project: str, action: str, today: date | None
 
 
 # ---- reading the lake -------------------------------------------------------------------------
-def raw_identifiers(lake: Path) -> pl.Series:
-    """Every distinct raw person identifier value in the lake (for the conformity check)."""
+def raw_identifiers(lake: Path, among: pl.Series | None = None) -> pl.Series:
+    """Every distinct raw person identifier value in the lake (for the conformity check); with
+    ``among``, only those equal to one of its values.
+
+    The conformity check passes the extract's distinct text values and tokens as ``among``: testing
+    the lake's identifier columns against that set is much cheaper than collecting every distinct
+    identifier of the lake, and finds exactly the identifiers that matter."""
     frames = LakeFrames(lake)
+    wanted = None if among is None else among.cast(pl.String).drop_nulls().unique().implode()
     parts = []
     for name, table in TABLES.items():
         columns = [c for c in table.column_names if c in RAW_ID_COLUMNS]
         if columns and lake_mod.has_table(lake, name):
             scan = frames.scan(name)
-            # distinct per column first: the final unique then works on far fewer values
-            parts += [scan.select(pl.col(c).cast(pl.String).alias("id")).unique() for c in columns]
+            for c in columns:
+                ids = scan.select(pl.col(c).cast(pl.String).alias("id"))
+                # filter (or take the distinct values) per column first: the final unique is small
+                parts.append(ids.unique() if wanted is None else ids.filter(pl.col("id").is_in(wanted)))
     if not parts:
         return pl.Series("id", [], dtype=pl.String)
     return pl.concat(parts).drop_nulls().unique().collect()["id"]
 
 
 # ---- writing ----------------------------------------------------------------------------------
-def sort_rows(df: pl.DataFrame) -> pl.DataFrame:
-    """A total, stable order: PERSON_ID first, then every other column."""
-    if df.is_empty() or not df.columns:
-        return df
-    return df.sort(df.columns, nulls_last=True, maintain_order=True)
-
-
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
     """Write with fixed options and no timestamp, so equal frames give equal bytes."""
     table = df.rechunk().to_arrow()
@@ -171,8 +170,14 @@ def publish(settings, project: str, staging: Path, build_id: str) -> Path:
     builds = pdir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
     final = builds / build_id
-    _make_read_only(staging)
+    # move first, then make read-only: moving a directory to another parent rewrites its `..`
+    # entry, which needs write permission on it (refused to a non-root builder, e.g. the chart's Job)
     os.rename(staging, final)
+    try:
+        _make_read_only(final)
+    except BaseException:
+        _remove_tree(final)
+        raise
     link = pdir / "extract"
     previous = os.readlink(link) if link.is_symlink() else None
     _swap_link(link, f"builds/{build_id}")
@@ -240,7 +245,7 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
         }
         _write_manifest(staging, manifest)
         step("manifest")
-        report = check_extract(staging, spec, persons_map[PERSON_ID], raw_identifiers(lake))
+        report = check_extract(staging, spec, persons_map[PERSON_ID], partial(raw_identifiers, lake))
         step("conformity check")
         if not report.ok:
             raise DisclosureRisk("the extract was refused by the conformity check: " + "; ".join(report.reasons))
@@ -304,7 +309,7 @@ def run_check(runtime, project: str, *, actor: str, backend: Backend | None = No
         linked = read_linkage_file(spec.linkage, backend) if spec.linkage else None
         cohort = person_map(key, select_persons(backend, spec, linked))[PERSON_ID]
     del key
-    report = check_extract(directory, spec, cohort, raw_identifiers(lake))
+    report = check_extract(directory, spec, cohort, partial(raw_identifiers, lake))
     report.notes += notes
     runtime.audit.record(AuditEvent(
         actor=actor, action="extract.check", target=f"project:{project}", project=project,

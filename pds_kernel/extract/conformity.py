@@ -18,12 +18,14 @@ distinct persons sharing one combination of their values.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
+
+from ..hashing import sha256_file
 
 from .spec import BIRTH_MONTH_COLUMNS, COMMUNE_COLUMNS, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec
 
@@ -52,14 +54,6 @@ class ConformityReport:
     def as_dict(self) -> dict:
         return {"ok": self.ok, "reasons": self.reasons, "k_anonymity": self.k_anonymity,
                 "k_min": self.k_min, "notes": self.notes}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_files(directory: Path, spec: ExtractSpec, report: ConformityReport) -> dict[str, Path]:
@@ -96,27 +90,61 @@ def _count_in(values: pl.Series, reference: pl.DataFrame) -> int:
     return pl.DataFrame({"v": values}).join(reference, on="v", how="semi").height
 
 
-def _raw_hits(column: pl.Series, raw_ids: pl.DataFrame) -> int:
-    """How many values of a text column are, or contain as a token, a raw identifier."""
+def _raw_hits(column: pl.Series, distinct: pl.Series, raw_ids: pl.DataFrame) -> int:
+    """How many values of a text column are, or contain as a token, a raw identifier (a value equal
+    to an identifier counts once as a value and once as its token, as each row is searched both ways).
+
+    ``distinct`` are the column's distinct non-null values: the (slow) token search runs on them
+    only, as an extract column of millions of rows has few distinct values (a pseudonym per person,
+    a handful of codes)."""
     values = column.drop_nulls()
     if values.is_empty():
         return 0
-    tokens = values.str.extract_all(_TOKEN).explode().drop_nulls()
-    return _count_in(values, raw_ids) + _count_in(tokens, raw_ids)
+    tokens = pl.DataFrame({"value": distinct, "token": distinct.str.extract_all(_TOKEN)}).explode("token")
+    hits_per_value = pl.concat([
+        pl.DataFrame({"value": distinct}).join(raw_ids, left_on="value", right_on="v", how="semi"),
+        tokens.join(raw_ids, left_on="token", right_on="v", how="semi").select("value"),
+    ]).group_by("value").len()
+    if hits_per_value.is_empty():
+        return 0
+    return int(pl.DataFrame({"value": values}).join(hits_per_value, on="value")["len"].sum())
 
 
-def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series, raw_ids: pl.Series) -> ConformityReport:
+def _distinct_text(frames: dict[str, pl.DataFrame]) -> dict[tuple[str, str], pl.Series]:
+    """(table, column) -> distinct non-null values, for every text column of the extract."""
+    return {(name, column): df.lazy().select(pl.col(column).drop_nulls().unique()).collect().to_series()
+            for name, df in frames.items() for column, dtype in df.schema.items() if dtype == pl.String}
+
+
+def _text_candidates(distinct: dict[tuple[str, str], pl.Series]) -> pl.Series:
+    """The distinct text values of the extract and their alphanumeric tokens: the only values
+    that a raw identifier of the lake could be found as."""
+    parts = [pl.Series("v", [], dtype=pl.String)]
+    for values in distinct.values():
+        values = values.alias("v")
+        parts += [values, values.str.extract_all(_TOKEN).explode().drop_nulls().alias("v")]
+    return pl.concat(parts).unique()
+
+
+def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series,
+                  raw_ids: pl.Series | Callable[[pl.Series], pl.Series]) -> ConformityReport:
     """Check the extract in ``directory`` against ``spec``, the cohort's PERSON_IDs and the lake's
-    raw identifier values. Never raises for a non-conformity: the report says what is wrong."""
+    raw identifier values. Never raises for a non-conformity: the report says what is wrong.
+
+    ``raw_ids``: the lake's raw identifiers, or a function that, given the extract's distinct text
+    values and tokens, returns the raw identifiers of the lake among them (same result, less work)."""
     report = ConformityReport()
     tables = _check_files(Path(directory), spec, report)
     for name in spec.output_tables():
         if name not in tables:
             report.refuse(f"table {name} is missing from the extract")
+    frames = {name: pl.read_parquet(path) for name, path in sorted(tables.items())}
+    distinct = _distinct_text(frames)
+    if callable(raw_ids):
+        raw_ids = raw_ids(_text_candidates(distinct))
     raw_frame = pl.DataFrame({"v": raw_ids.cast(pl.String).drop_nulls().unique()})
     cohort_frame = pl.DataFrame({"v": cohort.cast(pl.String).unique()})
-    for name, path in sorted(tables.items()):
-        df = pl.read_parquet(path)
+    for name, df in frames.items():
         allowed = spec.output_columns(name)
         for column in df.columns:
             if column in RAW_ID_COLUMNS:
@@ -125,11 +153,12 @@ def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series, raw_ids
                 report.refuse(f"{name}.{column} is not allowed by the spec")
         for column, dtype in df.schema.items():
             if dtype == pl.String:
-                hits = _raw_hits(df[column], raw_frame)
+                hits = _raw_hits(df[column], distinct[(name, column)], raw_frame)
                 if hits:
                     report.refuse(f"{name}.{column} holds {hits} raw identifier value(s) of the lake")
         if PERSON_ID in df.columns:
-            persons = df[PERSON_ID].drop_nulls().unique()
+            persons = distinct[(name, PERSON_ID)] if (name, PERSON_ID) in distinct \
+                else df[PERSON_ID].drop_nulls().unique()
             outside = persons.len() - _count_in(persons, cohort_frame) + df[PERSON_ID].null_count()
             if outside:
                 report.refuse(f"{name} holds {outside} person(s) outside the cohort")
@@ -170,5 +199,9 @@ def _k_anonymity(name: str, df: pl.DataFrame, spec: ExtractSpec, report: Conform
     if df.is_empty():
         report.k_anonymity[name] = {"columns": qis, "k": None}
         return
-    k = df.group_by(qis).agg(pl.col(PERSON_ID).n_unique().alias("n"))["n"].min()
+    # distinct persons per combination, counted on a 64-bit hash of the pseudonym (ten times
+    # cheaper than on the 64-character strings); a collision could only merge two persons, so k
+    # can come out smaller than the truth, never larger: the check errs towards refusing
+    person = pl.col(PERSON_ID).hash(seed=0).alias(PERSON_ID)
+    k = df.select(*qis, person).group_by(qis).agg(pl.col(PERSON_ID).n_unique().alias("n"))["n"].min()
     report.k_anonymity[name] = {"columns": qis, "k": int(k)}

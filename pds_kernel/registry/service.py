@@ -98,25 +98,14 @@ class Registry:
         return cls(runtime.sessions, runtime.audit)
 
     # ---- writes -------------------------------------------------------------------------
+    # Each public write is one transaction around a ``_write_*`` step that works inside a given
+    # session, so that :meth:`apply` can run many steps in a single transaction (all or nothing).
     def upsert_user(self, actor: str, name: str, *, full_name: str = "", email: str = "",
                     is_admin: bool = False, active: bool = True) -> UserInfo:
         check_user_name(name)
         with transaction(self._sessions) as s:
-            user = s.get(User, name)
-            created = user is None
-            before = None if created else _user_info(user)
-            if created:
-                user = User(name=name)
-                s.add(user)
-            user.full_name, user.email, user.is_admin, user.active = full_name, email, is_admin, active
-            s.flush()
-            after = _user_info(user)
-            if created or before != after:
-                self._audit.record(AuditEvent(
-                    actor=actor, action="registry.user." + ("create" if created else "update"),
-                    target=f"user:{name}", details={"is_admin": is_admin, "active": active},
-                ), session=s)
-            return after
+            return self._write_user(s, actor, name, full_name=full_name, email=email,
+                                    is_admin=is_admin, active=active)
 
     def upsert_project(self, actor: str, project_id: str, **values) -> ProjectInfo:
         """Create or update a project. ``values`` are :data:`PROJECT_FIELDS`."""
@@ -125,31 +114,7 @@ class Registry:
         if unknown:
             raise InvalidInput(f"unknown project field(s): {', '.join(sorted(unknown))}")
         with transaction(self._sessions) as s:
-            project = s.get(Project, project_id)
-            created = project is None
-            if created:
-                missing = [f for f in ("title", "start_date", "end_date") if values.get(f) is None]
-                if missing:
-                    raise InvalidInput(f"project {project_id}: missing {', '.join(missing)}")
-                project = Project(id=project_id, status=ProjectStatus.ACTIVE)
-                s.add(project)
-            before = None if created else _project_info(project)
-            for key, value in values.items():
-                if key == "status" and value is not None:
-                    value = ProjectStatus(value)
-                setattr(project, key, value)
-            if project.end_date < project.start_date:
-                raise InvalidInput(f"project {project_id}: end date {project.end_date} is before start {project.start_date}")
-            s.flush()
-            after = _project_info(project)
-            changed = {k: str(getattr(after, k)) for k in PROJECT_FIELDS
-                       if before is None or getattr(before, k) != getattr(after, k)}
-            if changed:
-                self._audit.record(AuditEvent(
-                    actor=actor, action="registry.project." + ("create" if created else "update"),
-                    target=f"project:{project_id}", project=project_id, details=changed,
-                ), session=s)
-            return after
+            return self._write_project(s, actor, project_id, values)
 
     def close_project(self, actor: str, project_id: str, reason: str = "") -> ProjectInfo:
         """Close a project: from now on it grants nothing to anyone."""
@@ -170,46 +135,98 @@ class Registry:
         if role == Role.ADMIN:
             raise InvalidInput("admin is a platform role: set it on the user, not on a membership")
         with transaction(self._sessions) as s:
-            project = self._project(s, project_id)
-            if s.get(User, user_name) is None:
-                raise NotFound(f"no user {user_name!r}: create the account first")
-            if expires_on > project.end_date:
-                raise InvalidInput(
-                    f"membership of {user_name} cannot outlive project {project_id} (ends {project.end_date})"
-                )
-            member = s.scalar(select(Membership).where(
-                Membership.project_id == project_id, Membership.user_name == user_name,
-                Membership.role == role))
-            action = "registry.member.update" if member else "registry.member.add"
-            if member is None:
-                member = Membership(project_id=project_id, user_name=user_name, role=role, expires_on=expires_on)
-                s.add(member)
-            elif member.expires_on == expires_on:
-                return _member_info(member)
-            member.expires_on = expires_on
-            s.flush()
-            self._audit.record(AuditEvent(
-                actor=actor, action=action, target=f"user:{user_name}", project=project_id,
-                details={"role": role.value, "expires_on": expires_on.isoformat()},
-            ), session=s)
-            return _member_info(member)
+            return self._write_member(s, actor, project_id, user_name, role, expires_on)
 
     def remove_member(self, actor: str, project_id: str, user_name: str, role: Role | str | None = None) -> int:
         with transaction(self._sessions) as s:
-            self._project(s, project_id)
-            query = delete(Membership).where(Membership.project_id == project_id,
-                                             Membership.user_name == user_name)
-            if role is not None:
-                query = query.where(Membership.role == Role(role))
-            removed = s.execute(query).rowcount or 0
-            if not removed:
-                raise NotFound(f"{user_name} is not a member of {project_id}"
-                               + (f" with role {Role(role).value}" if role else ""))
+            return self._delete_member(s, actor, project_id, user_name, None if role is None else Role(role))
+
+    def _write_user(self, s: Session, actor: str, name: str, *, full_name: str, email: str,
+                    is_admin: bool, active: bool) -> UserInfo:
+        user = s.get(User, name)
+        created = user is None
+        before = None if created else _user_info(user)
+        if created:
+            user = User(name=name)
+            s.add(user)
+        user.full_name, user.email, user.is_admin, user.active = full_name, email, is_admin, active
+        s.flush()
+        after = _user_info(user)
+        if created or before != after:
             self._audit.record(AuditEvent(
-                actor=actor, action="registry.member.remove", target=f"user:{user_name}",
-                project=project_id, details={"role": Role(role).value if role else "all", "removed": removed},
+                actor=actor, action="registry.user." + ("create" if created else "update"),
+                target=f"user:{name}", details={"is_admin": is_admin, "active": active},
             ), session=s)
-            return removed
+        return after
+
+    def _write_project(self, s: Session, actor: str, project_id: str, values: dict) -> ProjectInfo:
+        project = s.get(Project, project_id)
+        created = project is None
+        if created:
+            missing = [f for f in ("title", "start_date", "end_date") if values.get(f) is None]
+            if missing:
+                raise InvalidInput(f"project {project_id}: missing {', '.join(missing)}")
+            project = Project(id=project_id, status=ProjectStatus.ACTIVE)
+            s.add(project)
+        before = None if created else _project_info(project)
+        for key, value in values.items():
+            if key == "status" and value is not None:
+                value = ProjectStatus(value)
+            setattr(project, key, value)
+        if project.end_date < project.start_date:
+            raise InvalidInput(f"project {project_id}: end date {project.end_date} is before start {project.start_date}")
+        s.flush()
+        after = _project_info(project)
+        changed = {k: str(getattr(after, k)) for k in PROJECT_FIELDS
+                   if before is None or getattr(before, k) != getattr(after, k)}
+        if changed:
+            self._audit.record(AuditEvent(
+                actor=actor, action="registry.project." + ("create" if created else "update"),
+                target=f"project:{project_id}", project=project_id, details=changed,
+            ), session=s)
+        return after
+
+    def _write_member(self, s: Session, actor: str, project_id: str, user_name: str, role: Role,
+                      expires_on: date) -> MemberInfo:
+        project = self._project(s, project_id)
+        if s.get(User, user_name) is None:
+            raise NotFound(f"no user {user_name!r}: create the account first")
+        if expires_on > project.end_date:
+            raise InvalidInput(
+                f"membership of {user_name} cannot outlive project {project_id} (ends {project.end_date})"
+            )
+        member = s.scalar(select(Membership).where(
+            Membership.project_id == project_id, Membership.user_name == user_name,
+            Membership.role == role))
+        action = "registry.member.update" if member else "registry.member.add"
+        if member is None:
+            member = Membership(project_id=project_id, user_name=user_name, role=role, expires_on=expires_on)
+            s.add(member)
+        elif member.expires_on == expires_on:
+            return _member_info(member)
+        member.expires_on = expires_on
+        s.flush()
+        self._audit.record(AuditEvent(
+            actor=actor, action=action, target=f"user:{user_name}", project=project_id,
+            details={"role": role.value, "expires_on": expires_on.isoformat()},
+        ), session=s)
+        return _member_info(member)
+
+    def _delete_member(self, s: Session, actor: str, project_id: str, user_name: str, role: Role | None) -> int:
+        self._project(s, project_id)
+        query = delete(Membership).where(Membership.project_id == project_id,
+                                         Membership.user_name == user_name)
+        if role is not None:
+            query = query.where(Membership.role == role)
+        removed = s.execute(query).rowcount or 0
+        if not removed:
+            raise NotFound(f"{user_name} is not a member of {project_id}"
+                           + (f" with role {role.value}" if role else ""))
+        self._audit.record(AuditEvent(
+            actor=actor, action="registry.member.remove", target=f"user:{user_name}",
+            project=project_id, details={"role": role.value if role else "all", "removed": removed},
+        ), session=s)
+        return removed
 
     # ---- reads --------------------------------------------------------------------------
     def get_project(self, project_id: str) -> ProjectInfo:
@@ -257,6 +274,16 @@ class Registry:
             rows = s.execute(select(Project, Membership).join(Membership).where(
                 Membership.user_name == user_name, Membership.role == role).order_by(Project.id))
             return [_project_info(p) for p, m in rows if p.is_open(today) and m.is_valid(today)]
+
+    def is_administrator(self, actor: str) -> bool:
+        """Whether ``actor`` may administer the platform: the machine's operator (``os:<user>``, who
+        holds the database, the lake and the keys anyway) or an active platform administrator of
+        the registry. The one rule behind registry changes, extract builds and key destruction."""
+        if actor.startswith("os:"):
+            return True
+        with transaction(self._sessions) as s:
+            user = s.get(User, actor)
+            return user is not None and user.active and user.is_admin
 
     def can_access(self, user_name: str, project_id: str, role: Role | str = Role.RESEARCHER,
                    today: date | None = None) -> bool:
@@ -316,42 +343,41 @@ class Registry:
         """Make the registry match ``spec`` (users, projects and each project's member list).
 
         Members of a listed project that the spec does not list are removed. Returns a list of
-        human-readable changes. Everything is validated before anything is written.
+        human-readable changes. All or nothing: one transaction, in which the whole spec is
+        validated first (names, dates, roles, and that every member names a user the spec lists or
+        the registry holds) and only then written; any error rolls everything back, audit entries
+        included. Every caller (``pds project apply``, the chart's registry Job, the demo) gets this.
         """
+        with transaction(self._sessions) as s:
+            validate_registry_spec(spec, set(s.scalars(select(User.name))))
+            return self._apply_in(s, actor, spec)
+
+    def _apply_in(self, s: Session, actor: str, spec: "RegistrySpec") -> list[str]:
         changes: list[str] = []
         for u in spec.users:
-            before = self._maybe_user(u.name)
-            after = self.upsert_user(actor, u.name, full_name=u.full_name, email=u.email,
+            before = s.get(User, u.name)
+            before = None if before is None else _user_info(before)
+            after = self._write_user(s, actor, u.name, full_name=u.full_name, email=u.email,
                                      is_admin=u.admin, active=u.active)
             if before != after:
                 changes.append(f"user {u.name} {'created' if before is None else 'updated'}")
         for p in spec.projects:
-            before = self._maybe_project(p.id)
-            after = self.upsert_project(actor, p.id, **p.fields())
+            before = s.get(Project, p.id)
+            before = None if before is None else _project_info(before)
+            after = self._write_project(s, actor, p.id, p.fields())
             if before != after:
                 changes.append(f"project {p.id} {'created' if before is None else 'updated'}")
             wanted = {(m.user, Role(m.role)): m.expires for m in p.members}
-            current = {(m.user_name, m.role): m.expires_on for m in self.members(p.id)}
+            current = {(m.user_name, Role(m.role)): m.expires_on for m in s.scalars(
+                select(Membership).where(Membership.project_id == p.id))}
             for (user, role), expires in wanted.items():
                 if current.get((user, role)) != expires:
-                    self.add_member(actor, p.id, user, role, expires)
+                    self._write_member(s, actor, p.id, user, role, expires)
                     changes.append(f"{p.id}: {user} {role.value} until {expires}")
-            for (user, role) in current.keys() - wanted.keys():
-                self.remove_member(actor, p.id, user, role)
+            for (user, role) in sorted(current.keys() - wanted.keys()):
+                self._delete_member(s, actor, p.id, user, role)
                 changes.append(f"{p.id}: {user} {role.value} removed")
         return changes
 
-    def _maybe_user(self, name: str) -> UserInfo | None:
-        try:
-            return self.get_user(name)
-        except NotFound:
-            return None
 
-    def _maybe_project(self, project_id: str) -> ProjectInfo | None:
-        try:
-            return self.get_project(project_id)
-        except NotFound:
-            return None
-
-
-from .spec import RegistrySpec  # noqa: E402  (type used in annotations above)
+from .spec import RegistrySpec, validate_registry_spec  # noqa: E402  (spec imports models only)

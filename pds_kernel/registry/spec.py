@@ -20,6 +20,9 @@ projects:
       - {user: olga, role: output-checker, expires: 2026-12-31}
 ```
 Parsing is pure and strict: an unknown key, a bad date or a bad name is an error naming where.
+What needs the whole file and the registry (members naming known users, memberships within their
+project's dates, nothing listed twice) is :func:`validate_registry_spec`, which
+:meth:`Registry.apply` runs inside its single transaction before writing anything.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class ProjectSpec:
 class RegistrySpec:
     users: tuple[UserSpec, ...] = ()
     projects: tuple[ProjectSpec, ...] = field(default_factory=tuple)
+    origin: str = "registry"  #: where it was read from (a file name), for error messages
 
 
 def _keys(where: str, data: Any, allowed: set[str], required: set[str] = frozenset()) -> Mapping:
@@ -155,7 +159,60 @@ def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
             dask_workers=_int(f"{where}.resources.dask_workers", resources.get("dask_workers", 2), 0),
             gpu=bool(resources.get("gpu", False)), members=tuple(members),
         ))
-    return RegistrySpec(users=tuple(users), projects=tuple(projects))
+    return RegistrySpec(users=tuple(users), projects=tuple(projects), origin=origin)
+
+
+def _fits(where: str, **fields: tuple[str, int]) -> None:
+    """Text fields fit their database columns (PostgreSQL would refuse them in the middle of a write)."""
+    for name, (value, limit) in fields.items():
+        if len(value) > limit:
+            raise InvalidInput(f"{where}.{name}: at most {limit} characters, got {len(value)}")
+
+
+def validate_registry_spec(spec: RegistrySpec, existing_users: set[str]) -> None:
+    """Refuse a spec that cannot be written whole, before anything is written.
+
+    :func:`parse_registry` checks each item alone; this checks what needs the whole file and the
+    registry: every member names a user that the spec lists or ``existing_users`` holds, no
+    membership outlives its project, no project ends before it starts, nothing is listed twice.
+    Names, roles and statuses are checked again so that a spec built in code gets the same rules.
+    :meth:`Registry.apply` calls it inside its transaction, so every caller gets it.
+    """
+    origin = spec.origin
+    seen_users: set[str] = set()
+    for i, u in enumerate(spec.users):
+        check_user_name(u.name)
+        _fits(f"{origin}: users[{i}]", full_name=(u.full_name, 200), email=(u.email, 200))
+        if u.name in seen_users:
+            raise InvalidInput(f"{origin}: users[{i}]: user {u.name} is listed twice")
+        seen_users.add(u.name)
+    known = existing_users | seen_users
+    seen_projects: set[str] = set()
+    for p in spec.projects:
+        check_project_id(p.id)
+        where = f"{origin}: project {p.id}"
+        if p.id in seen_projects:
+            raise InvalidInput(f"{where}: listed twice")
+        seen_projects.add(p.id)
+        _fits(where, title=(p.title, 300), data_controller=(p.data_controller, 300),
+              approval_ref=(p.approval_ref, 200))
+        if p.status not in {s.value for s in ProjectStatus}:
+            raise InvalidInput(f"{where}: status {p.status!r} is not one of active, suspended, closed")
+        if p.end < p.start:
+            raise InvalidInput(f"{where}: end {p.end} is before start {p.start}")
+        seen_members: set[tuple[str, str]] = set()
+        for j, m in enumerate(p.members):
+            mwhere = f"{where}.members[{j}]"
+            check_user_name(m.user)
+            if m.role not in {Role.RESEARCHER.value, Role.OUTPUT_CHECKER.value}:
+                raise InvalidInput(f"{mwhere}: role {m.role!r} is not researcher or output-checker")
+            if (m.user, m.role) in seen_members:
+                raise InvalidInput(f"{mwhere}: {m.user} is listed twice as {m.role}")
+            seen_members.add((m.user, m.role))
+            if m.user not in known:
+                raise InvalidInput(f"{mwhere}: no user {m.user!r}: list it under users or create it first")
+            if m.expires > p.end:
+                raise InvalidInput(f"{mwhere}: membership until {m.expires} outlives the project (ends {p.end})")
 
 
 class _PlainDatesLoader(yaml.SafeLoader):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 from datetime import date
 
@@ -12,7 +14,7 @@ from extract_lake import DIABETES_SPEC, write_spec
 
 from pds_kernel.errors import PermissionDenied
 from pds_kernel.extract.build import extract_dir, raw_identifiers, run_build, run_check
-from pds_kernel.extract.conformity import sha256_file
+from pds_kernel.hashing import sha256_file
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
 from pds_kernel.pseudo import KeyStore, pseudonym
 
@@ -157,7 +159,9 @@ def test_only_an_administrator_builds(runtime, registry, small_lake):
 
 
 def test_destroyed_key_refuses_a_rebuild(runtime, registry, built):
-    KeyStore.from_runtime(runtime).destroy("diab-study", "root")
+    registry.close_project("root", "diab-study", reason="end of study")
+    KeyStore.from_runtime(runtime).destroy("diab-study", "root", confirm=True)
+    registry.upsert_project("root", "diab-study", status="active")  # reopened: the tombstone still refuses
     with pytest.raises(PermissionDenied, match="destroyed"):
         run_build(runtime, "diab-study", parse_spec(DIABETES_SPEC), actor="root")
     assert runtime.audit.entries(action="extract.build")[-1].outcome == "failed"
@@ -186,3 +190,21 @@ def test_linkage_subject_numbers_reach_the_cohort_table_not_the_source_ids(runti
     os.remove(tmp_path / "cohort.csv")  # the correspondence is not kept: check still works without it
     report = run_check(runtime, "diab-study", actor="root")
     assert report.ok and report.notes
+
+
+def test_no_key_bytes_reach_the_logs_at_debug_level(runtime, registry, small_lake, caplog):
+    """Every logger at DEBUG (ours, polars', pyarrow's...): neither the key's hex nor its raw bytes."""
+    caplog.set_level(logging.DEBUG)
+    result = run_build(runtime, "diab-study", parse_spec(DIABETES_SPEC), actor="root")
+    run_check(runtime, "diab-study", actor="root")
+    key = KeyStore.from_runtime(runtime).get("diab-study")
+    assert any(r.name.startswith("pds_kernel") for r in caplog.records), "the build should log something"
+    assert any("diab-study" in r.getMessage() for r in caplog.records)
+    logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records) + caplog.text
+    forms = {"hex": key.hex(), "HEX": key.hex().upper(), "repr": repr(key)[2:-1],
+             "latin-1": key.decode("latin-1"), "base64": base64.b64encode(key).decode()}
+    for name, form in forms.items():
+        assert form not in logged, f"the key ({name}) reached the logs"
+    raw_ids = set(raw_identifiers(small_lake.path).to_list())
+    assert not {word for word in logged.replace(",", " ").split() if word.strip("'\"") in raw_ids}
+    assert result.manifest["persons"] > 0

@@ -70,9 +70,9 @@ def brute_cohort(rows, include, exclude, start, end) -> set[str]:
 
 
 CASES = {
-    "diabetes drug users without ALD I25": (
-        "include: [{drug: {atc: [A10]}}]\nexclude: [{long_term_illness: {icd10: [I25]}}]\n",
-        [dict(kind="drug", codes=["A10"])], [dict(kind="ald", codes=["I25"])]),
+    "diabetes drug users without ALD E11": (  # (no drug user has an ALD I25 in this fixture)
+        "include: [{drug: {atc: [A10]}}]\nexclude: [{long_term_illness: {icd10: [E11]}}]\n",
+        [dict(kind="drug", codes=["A10"])], [dict(kind="ald", codes=["E11"])]),
     "I21 principal diagnosis": (
         "include: [{diagnosis: {icd10: [I21], where: [principal]}}]\n",
         [dict(kind="diagnosis", codes=["I21"], where=["principal"])], []),
@@ -86,6 +86,26 @@ CASES = {
         "include:\n  - care: {from: 2022-03-01, to: 2022-09-30}\n  - long_term_illness: {icd10: [E11, E10]}\n",
         [dict(kind="care", **{"from": date(2022, 3, 1), "to": date(2022, 9, 30)}), dict(kind="ald", codes=["E11", "E10"])],
         []),
+    "I21 related diagnosis alone": (
+        "include: [{diagnosis: {icd10: [I21], where: [related]}}]\n",
+        [dict(kind="diagnosis", codes=["I21"], where=["related"])], []),
+    "diabetes drug users without a stay for I25 anywhere": (
+        "include: [{drug: {atc: [A10]}}]\nexclude: [{diagnosis: {icd10: [I25]}}]\n",
+        [dict(kind="drug", codes=["A10"])],
+        [dict(kind="diagnosis", codes=["I25"], where=["principal", "related", "secondary"])]),
+    "diabetes drug users, excluding those aged 0-60 in mid-2022": (
+        "include: [{drug: {atc: [A10]}}]\nexclude: [{age: {min: 0, max: 60, at: 2022-06-15}}]\n",
+        [dict(kind="drug", codes=["A10"])], [dict(kind="age", min=0, max=60, at=date(2022, 6, 15))]),
+    "I2 principal stays, men excluded": (
+        "include: [{diagnosis: {icd10: [I2], where: [principal]}}]\nexclude: [{sex: [1]}]\n",
+        [dict(kind="diagnosis", codes=["I2"], where=["principal"])], [dict(kind="sex", sexes=[1])]),
+    "diabetes drug users without care in the first half of 2023": (
+        "include: [{drug: {atc: [A10]}}]\nexclude: [{care: {from: 2023-01-01, to: 2023-06-30}}]\n",
+        [dict(kind="drug", codes=["A10"])],
+        [dict(kind="care", **{"from": date(2023, 1, 1), "to": date(2023, 6, 30)})]),
+    "age 50-70 at the period start (default date), women": (
+        "include: [{age: {min: 50, max: 70}}, {sex: [2]}]\n",
+        [dict(kind="age", min=50, max=70, at=date(2022, 1, 1)), dict(kind="sex", sexes=[2])], []),
 }
 
 
@@ -97,6 +117,9 @@ def test_cohort_equals_brute_force(name, small_lake):
     expected = brute_cohort(small_lake.rows, include, exclude, date(2022, 1, 1), date(2023, 12, 31))
     assert got == expected
     assert 0 < len(got) < len(small_lake.rows["IR_BEN_R"]), "the case should select some, not all"
+    if exclude:  # the exclusion must matter on this data, or the case would test nothing
+        included = brute_cohort(small_lake.rows, include, [], date(2022, 1, 1), date(2023, 12, 31))
+        assert got < included
 
 
 def test_period_narrows_the_criteria(small_lake):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import date
+from functools import partial
 
 import polars as pl
 import pytest
@@ -12,7 +13,8 @@ from extract_lake import DIABETES_SPEC
 
 from pds_kernel.errors import DisclosureRisk
 from pds_kernel.extract.build import raw_identifiers, run_build, run_check, write_parquet
-from pds_kernel.extract.conformity import check_extract, sha256_file
+from pds_kernel.extract.conformity import check_extract
+from pds_kernel.hashing import sha256_file
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
 
 SPEC = parse_spec(DIABETES_SPEC)
@@ -123,3 +125,24 @@ def test_check_command_catches_tampering_of_the_published_extract(runtime, regis
     report = run_check(runtime, "diab-study", actor="root")
     assert not report.ok and "file IR_PHA_R.parquet listed in the manifest is missing" in report.reasons
     assert runtime.audit.entries(action="extract.check")[-1].outcome == "failed"
+
+
+def test_raw_identifiers_found_the_same_way_through_the_lake_lookup(extract, small_lake):
+    """The build passes a lookup (the lake's identifiers among the extract's text values) instead of
+    every identifier of the lake: the same faults, counted the same, in any text column and row."""
+    directory, cohort, raw = extract
+    people = small_lake.rows["IR_BEN_R"]
+    nir, idt, stay_nir = people[0]["BEN_NIR_PSA"], people[1]["BEN_IDT_ANO"], small_lake.rows["T_MCOaaC"][0]["NIR_ANO_17"]
+    _rewrite(directory, "ER_PRS_F", lambda df: df.with_columns(
+        pl.when(pl.int_range(pl.len()) < 3).then(pl.lit(f"{nir} {idt}"))  # 3 rows, 2 identifiers each
+        .when(pl.int_range(pl.len()) < 5).then(pl.lit(nir))                # 2 rows: the value and its token
+        .otherwise(pl.col("PFS_EXE_NUM")).alias("PFS_EXE_NUM")))
+    _rewrite(directory, "T_MCOaaB", lambda df: df.with_columns(pl.lit(f"x-{stay_nir}").alias("DGN_PAL")))
+    rows_b = pl.read_parquet(directory / "T_MCOaaB.parquet").height
+    expected = ["ER_PRS_F.PFS_EXE_NUM holds 10 raw identifier value(s) of the lake",
+                f"T_MCOaaB.DGN_PAL holds {rows_b} raw identifier value(s) of the lake"]
+    with_all = check_extract(directory, SPEC, cohort, raw)
+    looked_up = check_extract(directory, SPEC, cohort, partial(raw_identifiers, small_lake.path))
+    assert sorted(with_all.reasons) == sorted(looked_up.reasons) == sorted(expected)
+    found = raw_identifiers(small_lake.path, among=pl.Series([nir, "nobody", idt, None]))
+    assert sorted(found.to_list()) == sorted([nir, idt])

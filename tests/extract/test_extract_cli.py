@@ -57,3 +57,26 @@ def test_errors_are_one_line(settings, registry, small_lake, tmp_path):
     registry.add_member("root", "diab-study", "alice", "researcher", date(2024, 6, 30))
     result = _pds(config, "show", "diab-study", actor="alice")
     assert result.returncode == 4 and "expired" in result.stderr
+
+
+def test_check_of_a_tampered_extract_exits_with_the_refusal_code(settings, runtime, registry, small_lake, tmp_path):
+    import polars as pl
+
+    from pds_kernel.errors import DisclosureRisk
+    from pds_kernel.extract.build import run_build
+    from pds_kernel.extract.spec import parse_spec
+
+    config = _config(settings, tmp_path)
+    result = run_build(runtime, "diab-study", parse_spec(DIABETES_SPEC), actor="root")
+    cohort = result.path / "COHORT.parquet"
+    os.chmod(result.path, 0o755)
+    os.chmod(cohort, 0o644)
+    tampered = pl.read_parquet(cohort)
+    pl.concat([tampered, tampered.head(1).with_columns(pl.lit("0" * 64).alias("PERSON_ID"))]).write_parquet(cohort)
+    result = _pds(config, "check", "diab-study")
+    assert result.returncode == DisclosureRisk.exit_code, result.stdout + result.stderr
+    assert "does not conform" in result.stderr and "Traceback" not in result.stderr
+    assert "refused: file COHORT.parquet does not match the SHA-256 recorded in the manifest" in result.stdout
+    assert "refused: COHORT holds 1 person(s) outside the cohort" in result.stdout  # counted, never quoted
+    assert "0" * 64 not in result.stdout + result.stderr
+    assert runtime.audit.entries(action="extract.check")[-1].outcome == "failed"

@@ -1,15 +1,36 @@
-"""The Dask path (a real local cluster of two worker processes) gives byte-identical files."""
+"""The Dask path (a real local cluster of two worker processes) gives byte-identical files.
+
+The Parquet files are byte for byte the same; the manifests differ only by the run's own metadata
+(``backend``, ``build_id``, ``built_at``)."""
 
 from __future__ import annotations
 
 import pytest
-from extract_lake import DIABETES_SPEC
+from extract_lake import DIABETES_SPEC, write_spec
 
 from pds_kernel.extract.build import run_build
 from pds_kernel.extract.dask_backend import DaskBackend
-from pds_kernel.extract.spec import parse_spec
+from pds_kernel.extract.spec import load_spec, parse_spec
 
 pytestmark = pytest.mark.slow
+
+#: What a build writes in the manifest about itself rather than about the extract.
+RUN_METADATA = ("backend", "build_id", "built_at")
+
+MI_LINKED_SPEC = """
+project: mi-study
+years: [2022, 2023]
+include: [{diagnosis: {icd10: [I21], where: [principal, related]}}]
+tables:
+  IR_BEN_R: [BEN_NAI_ANN, BEN_SEX_COD, BEN_RES_DPT]
+  ER_PRS_F: [DCT_ORD_NUM, EXE_SOI_DTD, PRS_PAI_MNT, DPN_QLF]
+  T_MCOaaB: all
+  T_MCOaaC: all
+  T_MCOaaD: all
+  KI_CCI_R: all
+quasi_identifiers: [BEN_NAI_ANN, BEN_SEX_COD]
+linkage: {file: cohort.csv, source_id: BEN_IDT_ANO, subject_id: SUBJECT}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +42,48 @@ def cluster():
         yield local, client
 
 
-def test_polars_and_dask_give_the_same_bytes(runtime, registry, small_lake, cluster):
-    local, _client = cluster
-    spec = parse_spec(DIABETES_SPEC)
-    with_polars = run_build(runtime, "diab-study", spec, actor="root")
+def _both_ways(runtime, project, spec, lake, address):
+    """Build with polars, then with Dask through the scheduler's address (as the CLI does)."""
+    with_polars = run_build(runtime, project, spec, actor="root")
     polars_bytes = {p.name: p.read_bytes() for p in with_polars.path.glob("*.parquet")}
-    backend = DaskBackend(small_lake.path, local.scheduler_address)  # through the address, as the CLI does
+    backend = DaskBackend(lake, address)
     try:
-        with_dask = run_build(runtime, "diab-study", spec, actor="root", backend=backend)
+        with_dask = run_build(runtime, project, spec, actor="root", backend=backend)
     finally:
         backend.close()
-    assert with_dask.manifest["backend"] == "dask"
+    dask_bytes = {p.name: p.read_bytes() for p in with_dask.path.glob("*.parquet")}
+    return with_polars, polars_bytes, with_dask, dask_bytes
+
+
+def _without_run_metadata(manifest: dict) -> dict:
+    return {k: v for k, v in manifest.items() if k not in RUN_METADATA}
+
+
+def test_polars_and_dask_give_the_same_bytes(runtime, registry, small_lake, cluster):
+    local, _client = cluster
+    with_polars, polars_bytes, with_dask, dask_bytes = _both_ways(
+        runtime, "diab-study", parse_spec(DIABETES_SPEC), small_lake.path, local.scheduler_address)
+    assert (with_polars.manifest["backend"], with_dask.manifest["backend"]) == ("polars", "dask")
     hashes = {t: e["sha256"] for t, e in with_polars.manifest["tables"].items()}
     assert {t: e["sha256"] for t, e in with_dask.manifest["tables"].items()} == hashes
     assert with_dask.manifest["persons"] == with_polars.manifest["persons"] > 0
-    assert {p.name: p.read_bytes() for p in with_dask.path.glob("*.parquet")} == polars_bytes
+    assert dask_bytes == polars_bytes
+    assert _without_run_metadata(with_dask.manifest) == _without_run_metadata(with_polars.manifest)
+
+
+def test_diagnosis_cohort_with_a_linkage_file_same_bytes(runtime, registry, small_lake, cluster, tmp_path):
+    """MI-like cohort (I21, principal or related) restricted by a linkage file keyed by BEN_IDT_ANO,
+    which both paths resolve through IR_BEN_R; deaths linked through the referential too."""
+    local, _client = cluster
+    people = small_lake.rows["IR_BEN_R"]
+    (tmp_path / "cohort.csv").write_text("BEN_IDT_ANO,SUBJECT\n" + "".join(
+        f"{p['BEN_IDT_ANO']},MI-{n:03d}\n" for n, p in enumerate(people) if n % 3))  # two thirds of the lake
+    spec = load_spec(write_spec(tmp_path, MI_LINKED_SPEC))
+    with_polars, polars_bytes, with_dask, dask_bytes = _both_ways(
+        runtime, "mi-study", spec, small_lake.path, local.scheduler_address)
+    assert set(polars_bytes) == {f"{t}.parquet" for t in spec.output_tables()}
+    rows = with_polars.manifest["tables"]
+    assert with_polars.manifest["persons"] > 0 and rows["COHORT"]["columns"] == ["PERSON_ID", "SUBJECT"]
+    assert all(rows[t]["rows"] > 0 for t in ("ER_PRS_F", "T_MCOaaB", "T_MCOaaC", "T_MCOaaD"))
+    assert dask_bytes == polars_bytes
+    assert _without_run_metadata(with_dask.manifest) == _without_run_metadata(with_polars.manifest)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import date
 
 import polars as pl
 import pytest
 
 from pds_kernel.errors import InvalidInput, NotFound, PermissionDenied
 from pds_kernel.pseudo import KEY_BYTES, KeyStore, pseudonym, pseudonym_table
+from pds_kernel.registry import Registry
 
 
 def test_key_is_private_and_stable(runtime):
@@ -37,18 +39,22 @@ def test_a_key_readable_by_others_is_refused(runtime):
 
 
 def test_destroy_makes_the_link_unrecoverable(runtime):
+    registry = Registry.from_runtime(runtime)
+    registry.upsert_project("os:admin", "proj-a", title="A", start_date=date(2024, 1, 1), end_date=date(2099, 1, 1))
     store = KeyStore.from_runtime(runtime)
-    store.ensure("proj-a", "admin")
-    store.destroy("proj-a", "admin", reason="project closed")
+    key = store.ensure("proj-a", "admin")
+    registry.close_project("os:admin", "proj-a", reason="protocol ended")
+    store.destroy("proj-a", "os:admin", confirm=True, reason="project closed")
     assert not (runtime.settings.paths.keys / "proj-a.key").exists()
     with pytest.raises(PermissionDenied, match="destroyed"):
         store.get("proj-a")
     with pytest.raises(PermissionDenied, match="destroyed"):
         store.ensure("proj-a", "admin")
     with pytest.raises(NotFound):
-        store.destroy("proj-a", "admin")
+        store.destroy("proj-a", "os:admin", confirm=True)
     [entry] = runtime.audit.entries(action="pseudo.key.destroy")
     assert entry.project == "proj-a" and entry.details["reason"] == "project closed"
+    assert key.hex() not in (runtime.settings.paths.keys / "proj-a.destroyed").read_text()
 
 
 def test_bad_project_id_never_reaches_a_path(runtime):

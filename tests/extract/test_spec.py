@@ -84,3 +84,27 @@ def test_missing_table_in_lake(small_lake, tmp_path):
 def test_linkage_file_is_resolved_next_to_the_spec(tmp_path):
     path = write_spec(tmp_path, BASE + "linkage: {file: cohort.csv, source_id: BEN_NIR_PSA, subject_id: SUBJECT}\n")
     assert load_spec(path).linkage.file == (tmp_path / "cohort.csv").resolve()
+
+
+def _cut_lake_after(lake, last_month: str) -> None:
+    """Leave only the monthly partitions up to ``last_month`` committed in the lake's manifest (the
+    later files stay on disk, uncommitted: the lake never reads them)."""
+    manifest_path = lake / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items()
+                         if "/month=" not in k or k.split("/month=")[1][:6] <= last_month}
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_period_outside_the_lakes_months(small_lake, tmp_path):
+    """Years the lake holds, but a period past its last month: refused, naming the lake's range."""
+    _cut_lake_after(small_lake.path, "202306")
+    late = BASE.replace("[2022, 2023]", "[2023]") + "period: {from: 2023-08-01, to: 2023-12-31}\n"
+    spec = load_spec(write_spec(tmp_path, late))
+    with pytest.raises(InvalidInput, match=r"period 2023-08-01\.\.2023-12-31 is outside the lake's data "
+                                           r"\(2021-01 to 2023-06\)"):
+        check_against_lake(spec, small_lake.path)
+    # the last day of the lake's last month is still inside; a period overlapping the lake is fine
+    for period in ("{from: 2023-06-30, to: 2023-12-31}", "{from: 2023-01-01, to: 2023-12-31}"):
+        check_against_lake(load_spec(write_spec(tmp_path, BASE.replace("[2022, 2023]", "[2023]")
+                                                + f"period: {period}\n")), small_lake.path)

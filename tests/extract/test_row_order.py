@@ -1,0 +1,68 @@
+"""The canonical row order (``sort_rows``) is exactly polars' sort on every column, nulls last.
+
+It packs leading columns into one integer and only re-sorts ties, so the cases that matter are the
+ones where packing stops or ties remain: nulls, NaN, strings, dates, wide integer ranges, all-null
+columns, floats first, duplicate rows."""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+
+import polars as pl
+import pytest
+
+from pds_kernel.extract.order import sort_rows
+
+VALUES = {
+    "str": (pl.String, ["a", "b", "ab", "", None, "Z", "é", "a b"]),
+    "int": (pl.Int64, [1, 2, None, -5, 2**40]),
+    "float": (pl.Float64, [1.0, float("nan"), None, 2.5, -1e300]),
+    "date": (pl.Date, [date(2022, 1, 1), None, date(1600, 1, 1), date(2023, 12, 31)]),
+    "small": (pl.UInt8, [0, 255, None]),
+    "bool": (pl.Boolean, [True, False, None]),
+    "wide": (pl.Int64, [-2**62, 2**62, 0]),  # a range too wide to pack
+    "nulls": (pl.Int32, [None]),
+    "u64": (pl.UInt64, [0, 2**64 - 1, 7, None]),
+}
+
+
+def reference(df: pl.DataFrame) -> pl.DataFrame:
+    return df.sort(df.columns, nulls_last=True, maintain_order=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_same_order_as_sorting_on_every_column(seed):
+    rng = random.Random(seed)
+    for _ in range(150):
+        kinds = [rng.choice(list(VALUES)) for _ in range(rng.randint(1, 6))]
+        height = rng.randint(0, 90)
+        df = pl.DataFrame({f"c{i}": [rng.choice(VALUES[k][1]) for _ in range(height)] for i, k in enumerate(kinds)},
+                          schema={f"c{i}": VALUES[k][0] for i, k in enumerate(kinds)})
+        assert sort_rows(df).equals(reference(df)), (kinds, df)
+
+
+def test_wide_table_with_ties_beyond_the_packed_columns():
+    """Like an extract table: a pseudonym, keys that fit the 64-bit word, then more columns that
+    must settle rows tying on the word (same person and keys, different amounts)."""
+    rng = random.Random(42)
+    height = 20_000
+    df = pl.DataFrame({
+        "PERSON_ID": [f"{rng.randrange(500):064x}" for _ in range(height)],
+        "DCT_ORD_NUM": [rng.randrange(5_000_000_000) for _ in range(height)],
+        "FLX_DIS_DTD": [date(2022, rng.randint(1, 12), 1) for _ in range(height)],
+        "ORG_CLE_NUM": [rng.choice(["01C751000", "01C131000", None]) for _ in range(height)],
+        "PRS_ORD_NUM": [rng.randrange(3) for _ in range(height)],
+        "PRS_PAI_MNT": [rng.choice([1.5, 2.0, float("nan"), None]) for _ in range(height)],
+        "NOTE": [rng.choice(["x", "y", None]) for _ in range(height)],
+    })
+    df = pl.concat([df, df.head(300)])  # exact duplicate rows too
+    assert sort_rows(df).equals(reference(df))
+    assert sort_rows(df.reverse()).equals(reference(df))  # the input order does not matter
+
+
+def test_trivial_frames_are_returned_as_they_are():
+    empty = pl.DataFrame(schema={"a": pl.String})
+    assert sort_rows(empty).equals(empty)
+    one = pl.DataFrame({"a": ["x"], "b": [None]})
+    assert sort_rows(one).equals(one)
