@@ -8,6 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(CURDIR)/.tools/bin
 
 APT_PACKAGES := bubblewrap postgresql chromium iproute2 socat
 RUN_DIR ?= var/demo
+PORT ?= 8000
 
 .PHONY: help run test bench venv system-deps node-deps helm clean lint
 
@@ -47,7 +48,7 @@ helm: .tools/bin/helm
 
 # ---- the main job -------------------------------------------------------------------------
 run: .stamp-system .stamp-venv .stamp-node
-	$(BIN)/pds demo run --dir $(RUN_DIR)
+	$(BIN)/pds demo run --dir $(RUN_DIR) --port $(PORT)
 
 # ---- tests and benchmarks -----------------------------------------------------------------
 test: .stamp-system .stamp-venv .stamp-node .tools/bin/helm

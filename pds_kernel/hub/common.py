@@ -36,7 +36,17 @@ ROLE_SCOPES: dict[str, list[str]] = {
 ROLE_DESCRIPTIONS = {
     Role.RESEARCHER.value: "PDS researcher: may start workspaces of the projects they belong to",
     Role.OUTPUT_CHECKER.value: "PDS output checker: reviews export requests in the airlock",
+    Role.ADMIN.value: "PDS administrator: accounts, groups and servers, never the inside of a workspace",
 }
+
+#: JupyterHub role of the registry's administrators. Not JupyterHub's built-in ``admin`` role:
+#: that one holds ``access:servers`` and ``shares`` (open anyone's running workspace, share it with
+#: a non-member) and ``tokens`` (act as anyone), which would let an administrator who is not a
+#: member of a project see its data. PDS administrators manage accounts (approve sign-ups,
+#: ``admin:users``), groups and the life of servers (start, stop), and use the gate.
+ADMIN_ROLE = "pds-admin"
+ADMIN_SCOPES = ["self", "admin-ui", "admin:users", "admin:groups", "admin:servers", "list:services",
+                "read:services", "read:hub", "read:roles", "read:metrics", "access:services"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,13 +114,14 @@ def auth_model(registry: Registry, username: str, today: date | None = None) -> 
         return None
     return {
         "name": username,
-        "admin": registry.get_user(username).is_admin,
+        "admin": False,  # registry admins hold the ADMIN_ROLE, never JupyterHub's built-in admin
         "groups": project_groups(registry, username, today),
     }
 
 
 def build_load_roles(registry: Registry, today: date | None = None) -> list[dict[str, Any]]:
-    """``c.JupyterHub.load_roles`` from the registry: researcher, output-checker and admin."""
+    """``c.JupyterHub.load_roles`` from the registry: researcher, output-checker and admin (as
+    :data:`ADMIN_ROLE`, with :data:`ADMIN_SCOPES`)."""
     holders: dict[str, list[str]] = {name: [] for name in (*ROLE_SCOPES, Role.ADMIN.value)}
     for user in registry.users():
         if not user.active:
@@ -121,7 +132,8 @@ def build_load_roles(registry: Registry, today: date | None = None) -> list[dict
         {"name": name, "description": ROLE_DESCRIPTIONS[name], "scopes": scopes, "users": holders[name]}
         for name, scopes in ROLE_SCOPES.items()
     ]
-    roles.append({"name": Role.ADMIN.value, "users": holders[Role.ADMIN.value]})
+    roles.append({"name": ADMIN_ROLE, "description": ROLE_DESCRIPTIONS[Role.ADMIN.value],
+                  "scopes": ADMIN_SCOPES, "users": holders[Role.ADMIN.value]})
     return roles
 
 

@@ -186,6 +186,12 @@ class PdsNativeAuthenticator(NativeAuthenticator):
     def check_allowed(self, username, authentication=None):
         return is_registry_user(self.registry, username)
 
+    def get_authed_users(self):
+        """Accounts approved already, plus the registry's admins: their sign-up needs no approval
+        (NativeAuthenticator pre-approves ``admin_users``, which stays empty here: see
+        :data:`~.common.ADMIN_ROLE`)."""
+        return set(super().get_authed_users()) | registry_admins(self.registry)
+
     def create_user(self, username, password, **kwargs):
         """Sign-up: only registry users, and always with a second factor."""
         name = self.normalize_username(username)
@@ -321,7 +327,8 @@ def configure(c, settings: Settings | None = None) -> HubContext:
 
     c.JupyterHub.authenticator_class = PdsNativeAuthenticator
     c.PdsNativeAuthenticator.context = context
-    c.Authenticator.admin_users = registry_admins(registry)
+    # No JupyterHub admins: registry admins get the narrower ADMIN_ROLE from build_load_roles.
+    c.Authenticator.admin_users = set()
     c.Authenticator.post_auth_hook = make_post_auth_hook(context)
     c.Authenticator.refresh_pre_spawn = True
     c.Authenticator.auth_refresh_age = 300

@@ -60,8 +60,11 @@ NICENESS = 5
 ADDRESS_SPACE_HEADROOM_MB = 4096
 
 #: Host files of ``/etc`` that the sandbox sees (read-only). Nothing else of ``/etc``: no passwd,
-#: no hosts, no resolv.conf (there is no DNS inside anyway).
+#: no host's hosts, no resolv.conf (there is no DNS inside anyway).
 ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf")
+#: The sandbox's own ``/etc/hosts``: ``localhost`` only (jupyter-server-proxy reaches the Dask
+#: dashboard by that name).
+SANDBOX_HOSTS = Path(__file__).resolve().parent / "etc" / "hosts"
 #: Top-level system directories bound read-only (those that exist on the host).
 SYSTEM_DIRS = ("/usr",)
 #: Environment variable names a caller may pass (values may be secrets: they never enter argv).
@@ -156,6 +159,7 @@ def _system_binds() -> list[str]:
     for name in ETC_FILES:
         if Path("/etc", name).exists():
             args += _ro_bind(f"/etc/{name}")
+    args += ["--ro-bind", str(SANDBOX_HOSTS), "/etc/hosts"]
     return args
 
 

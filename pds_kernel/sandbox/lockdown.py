@@ -9,7 +9,8 @@ It refuses, on the server (hiding buttons in JupyterLab would not stop a direct 
 * file downloads: ``/files/`` (also serves JupyterLab's "Download" and ``?download=1``), ``/view/``;
 * nbconvert downloads and exports: ``/nbconvert/`` and ``/api/nbconvert``;
 * contents-API reads of data: a file whose name or first bytes say it is data (Parquet, CSV,
-  Excel, Arrow, SQLite, archives, ...) above :attr:`Lockdown.max_data_read_bytes`, any other file
+  Excel, Arrow, SQLite, archives, ..., and delimited text under any name: a CSV renamed ``.txt``
+  or ``.ipynb``) above :attr:`Lockdown.max_data_read_bytes`, any other file
   above :attr:`Lockdown.max_read_bytes`, a notebook above :attr:`Lockdown.max_notebook_bytes`
   (metadata-only requests, ``content=0``, stay allowed so the file browser works);
 * uploads above :attr:`Lockdown.max_upload_bytes`, counting every chunk of a chunked upload;
@@ -54,6 +55,19 @@ DATA_EXTENSIONS = frozenset({
 DATA_MAGIC = (b"PAR1", b"PK\x03\x04", b"SQLite format 3", b"ARROW1", b"\x1f\x8b", b"BZh",
               b"\xfd7zXZ", b"\x28\xb5\x2f\xfd", b"\x93NUMPY", b"\x89HDF", b"ORC", b"Obj\x01",
               b"\xd0\xcf\x11\xe0", b"\x80\x04", b"\x80\x05")
+#: How much of a file is read to recognise data by its content.
+SNIFF_BYTES = 8192
+_SEPARATORS = (b";", b",", b"\t", b"|")
+
+
+def looks_tabular(head: bytes, min_lines: int = 4) -> bool:
+    """True when ``head`` reads like delimited records: at least ``min_lines`` complete lines with
+    the same number (at least one) of one separator. One JSON record per line counts too."""
+    lines = [line for line in head.split(b"\n")[:-1] if line.strip()]  # the last one may be cut
+    if len(lines) < min_lines:
+        return False
+    return any(len({line.count(sep) for line in lines}) == 1 and lines[0].count(sep) >= 1
+               for sep in _SEPARATORS)
 
 
 class Lockdown(Configurable):
@@ -93,7 +107,8 @@ class Lockdown(Configurable):
     # ---- decisions (pure but for reading a file's size and first bytes) -----------------------
     def is_data(self, name: str, head: bytes) -> bool:
         lower = name.lower()
-        return any(lower.endswith(ext) for ext in self.data_extensions) or head.startswith(DATA_MAGIC)
+        return (any(lower.endswith(ext) for ext in self.data_extensions) or head.startswith(DATA_MAGIC)
+                or looks_tabular(head))
 
     def read_refusal(self, os_path: str | None, name: str) -> str | None:
         """Why the content of the file at ``os_path`` must not be returned, or None."""
@@ -106,7 +121,7 @@ class Lockdown(Configurable):
         if not os.path.isfile(os_path):
             return None
         with open(os_path, "rb") as f:
-            head = f.read(16)
+            head = f.read(SNIFF_BYTES)
         size = info.st_size
         if self.is_data(name, head) and size > self.max_data_read_bytes:
             return (f"{name} is a data file of {size} bytes: data leaves a workspace only through an "

@@ -8,6 +8,7 @@ as far as a spec.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -63,7 +64,19 @@ def extract_volume_name(project: str) -> str:
 
 
 def home_volume_name(project: str, user: str) -> str:
-    return f"home-{check_project_id(project)}-{check_user_name(user).replace('.', '-').replace('_', '-')}"
+    """The claim (volume) name of ``user``'s home in ``project``: a readable prefix and a hash of
+    the exact pair.
+
+    The prefix alone is ambiguous: ``.`` and ``_`` become ``-`` (``jean.dupont``, ``jean_dupont``
+    and ``jean-dupont`` would share a claim) and ``-`` may be in both ids (project ``abc`` with user
+    ``def-x`` and project ``abc-def`` with user ``x``). The 12 hex digits of SHA-256 over
+    ``project/user`` (``/`` is in neither id) tell them apart. The chart's ``pds.homeClaim`` helper
+    computes the same name; tests/k8s checks that both agree.
+    """
+    check_project_id(project)
+    check_user_name(user)
+    digest = hashlib.sha256(f"{project}/{user}".encode()).hexdigest()[:12]
+    return f"home-{project}-{user.replace('.', '-').replace('_', '-')}-{digest}"
 
 
 def build_workspace_spec(settings: Settings, project_info, user: str) -> WorkspaceSpec:

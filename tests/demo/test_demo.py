@@ -184,3 +184,44 @@ def test_run_ends_with_the_hub_serving_and_ctrl_c_stops_it(demo_runs):
     assert f"JupyterHub: http://127.0.0.1:{port}" in output
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/hub/login", timeout=5)
+
+
+@pytest.mark.functional
+def test_example_notebook_runs_in_the_sandbox_and_its_table_is_right(demo_runs):
+    """The example notebook a researcher finds in a new home runs unchanged, through `pds sandbox
+    exec`, in alice's diabetes-t2 sandbox (Dask cluster inside), and saves the right table."""
+    import subprocess
+    import sys
+
+    import polars as pl
+
+    from pds_kernel.sandbox.spawner import NOTEBOOKS
+
+    root = demo_runs[0]
+    home = root / "homes" / "diabetes-t2" / "alice"
+    (home / "examples").mkdir(parents=True, exist_ok=True)
+    notebook = "01-claims-per-month-dask.ipynb"
+    (home / "examples" / notebook).write_bytes((NOTEBOOKS / notebook).read_bytes())
+    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(root / CONFIG_NAME), "--as", "os:demo-tester"]
+    run = subprocess.run([*pds, "sandbox", "exec", "diabetes-t2", "--user", "alice", "--",
+                          "python", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                          "--output", "executed.ipynb", f"examples/{notebook}"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    executed = json.loads((home / "examples" / "executed.ipynb").read_text())
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert outputs and not [o for o in outputs if o["output_type"] == "error"]
+
+    saved = pl.read_csv(home / "examples" / "results" / "claims_per_month.csv").sort("month")
+    claims = pl.read_parquet(root / "projects" / "diabetes-t2" / "extract" / "ER_PRS_F.parquet")
+    expected = (claims.group_by(pl.col("EXE_SOI_DTD").dt.strftime("%Y-%m").alias("month"))
+                .agg(pl.len().alias("claims"), pl.col("PERSON_ID").n_unique().alias("persons"))
+                .filter(pl.col("persons") >= 10).sort("month"))
+    assert saved.height > 0
+    assert saved.select("month", "claims", "persons").to_dicts() == \
+        expected.select("month", pl.col("claims").cast(pl.Int64), pl.col("persons").cast(pl.Int64)).to_dicts()
+
+    # the command's own exit code comes back through `pds sandbox exec`
+    failing = subprocess.run([*pds, "sandbox", "exec", "diabetes-t2", "--user", "alice", "--",
+                              "python", "-c", "raise SystemExit(3)"], capture_output=True, timeout=120)
+    assert failing.returncode == 3

@@ -10,10 +10,11 @@ import requests
 import websocket
 
 
-def execute(base_url: str, token: str, code: str, timeout: float = 120) -> dict:
-    """Start a kernel at ``base_url`` (``http://host/user/u/server``), run ``code``, delete the kernel.
+def execute(base_url: str, token: str, code: str, timeout: float = 120, keep: bool = False) -> dict:
+    """Start a kernel at ``base_url`` (``http://host/user/u/server``), run ``code``, delete the kernel
+    (unless ``keep``: then the caller deletes it with :func:`delete_kernel`).
 
-    Returns ``{"stdout": str, "error": str | None}``.
+    Returns ``{"stdout": str, "error": str | None, "kernel_id": str}``.
     """
     headers = {"Authorization": f"token {token}"}
     response = requests.post(f"{base_url}/api/kernels", headers=headers, json={"name": "python3"}, timeout=60)
@@ -45,7 +46,13 @@ def execute(base_url: str, token: str, code: str, timeout: float = 120) -> dict:
                 break
         else:
             raise TimeoutError(f"kernel did not finish in {timeout} s")
-        return {"stdout": "".join(stdout), "error": error}
+        return {"stdout": "".join(stdout), "error": error, "kernel_id": kernel_id}
     finally:
         ws.close()
-        requests.delete(f"{base_url}/api/kernels/{kernel_id}", headers=headers, timeout=60)
+        if not keep:
+            delete_kernel(base_url, token, kernel_id)
+
+
+def delete_kernel(base_url: str, token: str, kernel_id: str) -> None:
+    requests.delete(f"{base_url}/api/kernels/{kernel_id}", headers={"Authorization": f"token {token}"},
+                    timeout=60)

@@ -13,7 +13,7 @@ from pds_kernel.audit import Outcome
 from pds_kernel.hub.local import provision_account
 
 from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub
-from hub_kernel import execute
+from hub_kernel import delete_kernel, execute
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(240)]
 
@@ -26,6 +26,19 @@ counts = ddf.groupby("atc")["person"].count().compute()
 print(json.dumps({"counts": {k: int(v) for k, v in counts.items()},
                   "workers": len(client.scheduler_info()["workers"])}))
 client.close()
+"""
+
+
+#: Leaves a Dask cluster running (kernel kept) and writes data files in the private home.
+WORKSPACE_FILES_CODE = """
+from pathlib import Path
+from pds_kernel import workspace
+client = workspace.dask_client()
+rows = "".join(f"{i};{i % 7};{i % 3}\\n" for i in range(20000))
+Path("big.csv").write_text("id;a;b\\n" + rows)
+Path("renamed.txt").write_text("id;a;b\\n" + rows)  # the same data under a harmless name
+Path("notes.txt").write_text("a short note")
+print(client.dashboard_link)
 """
 
 
@@ -89,6 +102,41 @@ def test_signup_with_second_factor_spawn_run_dask_and_stop(hub: Hub):
     page = alice.get("/hub/home")
     assert PROJECT in page.text and OTHER_PROJECT not in page.text
 
+    # Through the hub's proxy, as a browser would: the Dask dashboard is served, the lockdown holds.
+    base = f"{hub.url}{state['url'].rstrip('/')}"
+    kept = execute(base, alice.token, WORKSPACE_FILES_CODE, keep=True)
+    try:
+        assert kept["error"] is None, kept["error"]
+        link = kept["stdout"].strip().splitlines()[-1]
+        assert link == f"/user/alice/{PROJECT}/proxy/8787/status"
+        dashboard = alice.api("GET", link)
+        server_log = hub.settings.paths.state / "logs" / f"alice.{PROJECT}.log"
+        assert dashboard.status_code == 200 and "bokeh" in dashboard.text.lower(), server_log.read_text()[-3000:]
+        refused = {
+            "files/big.csv": 403, "files/notes.txt": 403, "view/notes.txt": 403,
+            "nbconvert/html/examples/01-claims-per-month-dask.ipynb?download=true": 403,
+            "api/contents/big.csv": 403, "api/contents/renamed.txt": 403,
+            "api/contents/renamed.txt?type=file&format=text": 403, "proxy/22/": 403,
+        }
+        got = {path: alice.api("GET", f"{state['url']}{path}").status_code for path in refused}
+        assert got == refused
+        allowed = {"api/contents/big.csv?content=0": 200, "api/contents/notes.txt": 200,
+                   "api/contents/examples/01-claims-per-month-dask.ipynb": 200}
+        assert {path: alice.api("GET", f"{state['url']}{path}").status_code for path in allowed} == allowed
+    finally:
+        delete_kernel(base, alice.token, kept["kernel_id"])
+
+    # A registry admin runs the hub (accounts, servers) but cannot open someone's workspace.
+    admin.make_token("root")
+    assert admin.get("/hub/admin").status_code == 200
+    # the registry's roles are JupyterHub roles
+    assert "researcher" in admin.api("GET", "/hub/api/users/alice").json()["roles"]
+    assert "pds-admin" in admin.api("GET", "/hub/api/users/root").json()["roles"]
+    assert admin.api("GET", f"{state['url']}api/contents").status_code == 403
+    share = admin.api("POST", f"/hub/api/shares/alice/{PROJECT}", json={"user": "root"})
+    assert share.status_code == 403, share.text
+    assert admin.api("GET", "/hub/api/users/root").json()["admin"] is False
+
     assert alice.api("DELETE", f"/hub/api/users/alice/servers/{PROJECT}").status_code in (202, 204)
     wait_stopped(hub, "alice", PROJECT)
     alice.logout()
@@ -120,7 +168,7 @@ def test_non_member_is_refused_via_url_and_rest(hub_world: Hub):
     assert default.status_code == 403, default.text
 
     page = bob.get(f"/hub/spawn/bob/{PROJECT}")
-    assert page.status_code in (403, 500) or "not a" in page.text
+    assert page.status_code == 403, (page.status_code, page.text[-500:])
     assert not bob.api("GET", "/hub/api/users/bob").json()["servers"].get(PROJECT, {}).get("ready")
 
     refusals = hub_world.actions("workspace.refused")
@@ -131,7 +179,12 @@ def test_non_member_is_refused_via_url_and_rest(hub_world: Hub):
     assert not hub_world.actions("workspace.start")
 
 
-def test_expired_membership_stops_the_server_at_next_login(hub_world: Hub):
+@pytest.mark.parametrize("revoke, reason", [
+    ("expire", "expired"),
+    ("close", "closed"),
+])
+def test_revoked_access_stops_the_server_at_next_login(hub_world: Hub, revoke: str, reason: str):
+    """An expired membership or a closed project: the running server stops at the next login."""
     secret = provision(hub_world, "alice")
     hub_world.start()
     alice = hub_world.client()
@@ -140,7 +193,10 @@ def test_expired_membership_stops_the_server_at_next_login(hub_world: Hub):
     assert alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}").status_code in (201, 202)
     wait_ready(alice, "alice", PROJECT)
 
-    hub_world.registry.add_member("test", PROJECT, "alice", "researcher", date.today() - timedelta(days=1))
+    if revoke == "expire":
+        hub_world.registry.add_member("test", PROJECT, "alice", "researcher", date.today() - timedelta(days=1))
+    else:
+        hub_world.registry.close_project("test", PROJECT, reason="study ended")
     again = hub_world.client()
     assert again.login("alice", secret)
     wait_stopped(hub_world, "alice", PROJECT)
@@ -148,5 +204,5 @@ def test_expired_membership_stops_the_server_at_next_login(hub_world: Hub):
     assert model["groups"] == []
 
     stops = [e for e in hub_world.actions("workspace.stop") if e.details.get("cause") == "access revoked"]
-    assert stops and stops[0].project == PROJECT and "expired" in stops[0].details["reason"]
+    assert stops and stops[0].project == PROJECT and reason in stops[0].details["reason"], stops
     assert alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}").status_code == 403

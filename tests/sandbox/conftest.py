@@ -55,9 +55,15 @@ def world(runtime) -> World:
         "raw delivery": settings.paths.raw / "ER_PRS_F_2020.csv",
         "other user's home": settings.paths.homes / "proj-b" / "bob" / "notes.txt",
         "database": Path(settings.database_url.removeprefix("sqlite:///")),
+        # the hub's own state, by the names the local hub gives it
+        "hub database": settings.paths.state / "hub" / "jupyterhub.sqlite",
+        "hub cookie secret": settings.paths.state / "hub" / "jupyterhub_cookie_secret",
+        "hub sync token": settings.paths.state / "hub" / "pds-sync.token",
+        "gate cookie secret": settings.paths.state / "hub" / "airlock_cookie_secret",
     }
     _write_table(secrets["lake"], 10, seed=3)
-    for label in ("key store", "staging", "outbox", "raw delivery", "other user's home"):
+    for label in ("key store", "staging", "outbox", "raw delivery", "other user's home", "hub database",
+                  "hub cookie secret", "hub sync token", "gate cookie secret"):
         secrets[label].parent.mkdir(parents=True, exist_ok=True)
         secrets[label].write_text(f"secret {label}\n")
     assert secrets["database"].is_file()

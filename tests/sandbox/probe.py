@@ -136,10 +136,22 @@ for label, path in config["secrets"].items():
     attempt(f"read {label} ({path})", read(path))
 for path in config["host_dirs"]:
     attempt(f"list {path}", listdir(path))
-for path in ("/etc/passwd", "/etc/shadow", "/etc/hosts", "/etc/resolv.conf", "/root/.bashrc",
+for path in ("/etc/passwd", "/etc/shadow", "/etc/resolv.conf", "/root/.bashrc",
              "/var/log/dpkg.log", os.path.join(config["repo"], "README.md"),
              os.path.join(config["repo"], "pds.yaml")):
     attempt(f"read {path}", read(path))
+
+
+def hosts_names_only_localhost():
+    with open("/etc/hosts") as f:
+        names = {n for line in f if not line.startswith("#") for n in line.split()[1:]}
+    if names != {"localhost"}:
+        raise ValueError(f"/etc/hosts names {sorted(names)}")
+    return names
+
+
+control("/etc/hosts is the sandbox's own: localhost only", hosts_names_only_localhost)
+attempt("resolve a host name of the machine's /etc/hosts", lambda: socket.gethostbyname(config["host_alias"]))
 existing = config["data_file"]
 attempt("write a new file in /data", write("/data/new.txt"))
 attempt("overwrite a file of /data", write(existing))

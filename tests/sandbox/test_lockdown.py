@@ -50,6 +50,12 @@ def server(tmp_path_factory):
     (home / "table.parquet").write_bytes(b"PAR1" + os.urandom(100_000) + b"PAR1")
     (home / "disguised.txt").write_bytes(b"PAR1" + os.urandom(100_000))
     (home / "notes.txt").write_text("hello\n")
+    rows = "".join(f"{i};{i % 7};x{i % 3}\n" for i in range(20_000))
+    (home / "renamed-csv.txt").write_text("id;a;b\n" + rows)  # a CSV under a harmless name
+    (home / "renamed-csv.ipynb").write_text("id;a;b\n" + rows)
+    (home / "records.log").write_text("".join(f'{{"id": {i}, "v": {i % 5}}}\n' for i in range(5_000)))
+    (home / "prose.md").write_text("A long report, line after line; some with commas, some not.\n"
+                                   + "".join(f"Paragraph {i} of the report.\n" for i in range(4_000)))
     (home / "huge.txt").write_text("x" * (3 * 1024 * 1024))
     (home / "analysis.ipynb").write_text(json.dumps({
         "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
@@ -112,7 +118,8 @@ def test_download_routes_are_refused(server, path):
     assert status == 403, (path, body)
 
 
-@pytest.mark.parametrize("name", ["big.csv", "table.parquet", "disguised.txt", "huge.txt"])
+@pytest.mark.parametrize("name", ["big.csv", "table.parquet", "disguised.txt", "huge.txt", "renamed-csv.txt",
+                                  "renamed-csv.ipynb", "records.log"])
 def test_reading_data_through_the_contents_api_is_refused(server, name):
     status, body = request(server, f"/api/contents/{name}")
     assert status == 403
@@ -129,10 +136,21 @@ def test_what_stays_allowed(server):
     assert status == 200 and {m["name"] for m in listing["content"]} >= {"big.csv", "analysis.ipynb"}
     assert request(server, "/api/contents/small.csv")[1]["content"] == "a;b\n1;2\n"
     assert request(server, "/api/contents/notes.txt")[0] == 200
+    assert request(server, "/api/contents/prose.md")[0] == 200  # 100 KB of text that is not a table
     assert request(server, "/api/contents/analysis.ipynb")[1]["type"] == "notebook"
     assert request(server, "/api/contents/analysis.ipynb/checkpoints")[0] == 200
     status, body = request(server, f"/proxy/{server['dashboard_port']}/status")
     assert (status, body) == (200, b"dashboard")
+
+
+def test_delimited_text_is_recognised_as_data():
+    from pds_kernel.sandbox.lockdown import looks_tabular
+
+    assert looks_tabular(b"a;b\n1;2\n3;4\n5;6\n7;")
+    assert looks_tabular(b"x\ty\tz\n1\t2\t3\n4\t5\t6\n7\t8\t9\n")
+    assert not looks_tabular(b"a;b\n1;2\n")  # too few lines to tell
+    assert not looks_tabular(b'{\n "cells": [\n  {\n   "cell_type": "code",\n   "outputs": [],\n')
+    assert not looks_tabular(b"import polars as pl\n\nprs = pl.scan_parquet(p)\nprint(prs, x)\n")
 
 
 def test_uploads_are_limited(server):

@@ -18,6 +18,14 @@ def test_apply_limits_and_release():
         limit_file = group / ("memory.max" if cgroup.detect() == "v2" else "memory.limit_in_bytes")
         assert int(limit_file.read_text()) == 64 * 1024 * 1024
         assert str(child.pid) in (group / "cgroup.procs").read_text().split()
+        # half a CPU: a CFS quota of half the period, and the child is in that CPU group
+        if cgroup.detect() == "v2":
+            assert (group / "cpu.max").read_text().split() == ["50000", "100000"]
+        else:
+            cpu_group = cgroup._v1_bases()["cpu"] / "pds-test-e1--probe"
+            assert int((cpu_group / "cpu.cfs_quota_us").read_text()) == 50000
+            assert int((cpu_group / "cpu.cfs_period_us").read_text()) == 100000
+            assert str(child.pid) in (cpu_group / "cgroup.procs").read_text().split()
         cgroup.release("test-e1--probe")
         assert group.exists()  # busy: kept
     finally:

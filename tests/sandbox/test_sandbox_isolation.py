@@ -34,6 +34,16 @@ class _Echo(socketserver.BaseRequestHandler):
         self.request.sendall(b"escaped\n")
 
 
+class _LineEcho(socketserver.StreamRequestHandler):
+    """Reads the request line before answering, as the hub does: a peer that closes with an unread
+    request resets the connection, and the reset may overtake the answer (seen on a loaded CI)."""
+
+    def handle(self):
+        self.rfile.readline()
+        self.server.hits += 1
+        self.wfile.write(b"escaped\n")
+
+
 class _UdpEcho(socketserver.BaseRequestHandler):
     def handle(self):
         data, sock = self.request
@@ -88,6 +98,15 @@ def listeners():
         thread.join(5)
 
 
+def _host_alias() -> str:
+    """A name the machine's own /etc/hosts resolves, other than localhost (or the host name)."""
+    for line in Path("/etc/hosts").read_text().splitlines():
+        names = [n for n in line.split("#")[0].split()[1:] if not n.startswith("localhost")]
+        if names:
+            return names[0]
+    return socket.gethostname()
+
+
 def test_every_way_out_fails(world, listeners, tmp_path):
     settings = world.runtime.settings
     marker = Path("/var/tmp") / f"pds-e1-{uuid.uuid4().hex[:8]}"
@@ -98,6 +117,7 @@ def test_every_way_out_fails(world, listeners, tmp_path):
         "udp": listeners["udp"] + [("192.0.2.1", 9)],  # TEST-NET-1: never routed anywhere
         "abstract": listeners["abstract"],
         "hostname": socket.gethostname(),
+        "host_alias": _host_alias(),
         "secrets": {**{k: str(v) for k, v in world.secret_files.items()},
                     "file under /var/tmp": str(marker / "secret.txt")},
         "host_dirs": [str(settings.paths.lake), str(settings.paths.projects), str(settings.paths.state),
@@ -189,7 +209,7 @@ def test_bridge_reaches_the_hub_socket_and_nothing_else(world, tmp_path):
     """Inside, 127.0.0.1:8081 reaches the host socket mounted as the hub's; 8082 (no gate) does not."""
     settings = world.runtime.settings
     hub_socket = tmp_path / "hub.sock"
-    server = socketserver.ThreadingUnixStreamServer(str(hub_socket), _Echo)
+    server = socketserver.ThreadingUnixStreamServer(str(hub_socket), _LineEcho)
     server.hits = 0
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
