@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -143,13 +144,33 @@ def _export_files(files: Iterable[str | os.PathLike]) -> list[Path]:
     return resolved
 
 
+def _sdc_records(paths: list[Path]) -> dict[str, dict]:
+    """ACRO records that :mod:`pds_kernel.sdc` sessions of this kernel made for ``paths``.
+
+    Only looked up when the notebook imported ``pds_kernel.sdc`` (no session, no record: importing
+    it here would load ACRO for nothing)."""
+    sdc = sys.modules.get("pds_kernel.sdc")
+    return sdc.evidence_for(paths) if sdc is not None else {}
+
+
+def _with_sdc_records(context: Mapping | None, paths: list[Path]) -> dict:
+    """``context`` with the sdc records of ``paths`` under ``"acro"``; records given explicitly win."""
+    context = dict(context or {})
+    records = _sdc_records(paths)
+    if records:
+        explicit = context.get("acro") if isinstance(context.get("acro"), Mapping) else {}
+        context["acro"] = {**records, **explicit}
+    return context
+
+
 def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
                    context: str | Mapping | None = None):
     """Ask for ``files`` to leave the workspace: they go to the airlock for checks and review.
 
     ``justification`` says what the files are and why they are needed (reviewers read it);
-    ``context`` can describe how they were produced. Returns what the airlock answers (the
-    request and its automatic check results)."""
+    ``context`` can describe how they were produced. Files saved with :mod:`pds_kernel.sdc` carry
+    their ACRO record automatically (``context={"acro": ...}`` still adds or overrides records).
+    Returns what the airlock answers (the request and its automatic check results)."""
     if not justification or not justification.strip():
         raise InvalidInput("say why these files must leave the workspace (justification)")
     paths = _export_files(files)
@@ -157,18 +178,19 @@ def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
 
     if isinstance(context, str):
         context = {"description": context}
-    return submit([str(p) for p in paths], justification.strip(), context)
+    return submit([str(p) for p in paths], justification.strip(), _with_sdc_records(context, paths))
 
 
 def resubmit_export(request_id: str, files: Iterable[str | os.PathLike] | str = (), *,
                     remove: Iterable[str] = (), justification: str | None = None):
     """Answer an output checker's request for changes: send corrected ``files`` (same names replace
-    the reviewed ones, and lose their reviews), drop ``remove``, and submit the request again."""
+    the reviewed ones, and lose their reviews), drop ``remove``, and submit the request again.
+    New versions saved with :mod:`pds_kernel.sdc` carry their new ACRO record."""
     paths = _export_files(files) if files else []
     from .airlock.client import AirlockClient
 
     return AirlockClient().resubmit(request_id, [str(p) for p in paths], remove=list(remove),
-                                    justification=justification)
+                                    justification=justification, acro=_sdc_records(paths) or None)
 
 
 def _parse_magic_line(line: str) -> tuple[list[str], str]:

@@ -122,12 +122,15 @@ class AirlockClient:
         return self.request("GET", f"api/requests/{request_id}")
 
     def resubmit(self, request_id: str, files: Iterable[str | Path] = (), *, remove: Iterable[str] = (),
-                 justification: str | None = None) -> dict:
-        """Answer a request for changes: replace or add ``files`` (matched by name), drop ``remove``."""
+                 justification: str | None = None, acro: Mapping[str, Any] | None = None) -> dict:
+        """Answer a request for changes: replace or add ``files`` (matched by name), drop ``remove``;
+        ``acro`` adds the ACRO records of the new versions (by file name)."""
         uploads = _read_uploads(files)
         fields: dict[str, str | list[str]] = {"remove": [str(n) for n in remove]}
         if justification:
             fields["justification"] = justification
+        if acro:
+            fields["acro"] = json.dumps(dict(acro), default=str)
         body, ctype = _multipart(fields, uploads)
         return self.request("POST", f"api/requests/{request_id}/resubmit", body, ctype)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import IntegrityError
+from ..hashing import sha256_file
 from ..registry.names import check_project_id
 from .staging import check_file_name, check_request_id
 
@@ -64,11 +65,7 @@ def _copy_checked(item: ReleaseItem, target: Path) -> None:
         os.fsync(out.fileno())
     if digest.hexdigest() != item.sha256:
         raise IntegrityError(f"{item.name} changed since it was reviewed (SHA-256 mismatch): nothing was released")
-    copy = hashlib.sha256()
-    with open(target, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            copy.update(chunk)
-    if copy.hexdigest() != item.sha256:
+    if sha256_file(target) != item.sha256:
         raise IntegrityError(f"the outbox copy of {item.name} differs from the reviewed bytes: nothing was released")
     os.chmod(target, 0o444)
 

@@ -10,6 +10,13 @@ Reviews: a checker gives one verdict per file, bound to the file's SHA-256. A re
 approvals of unchanged files survive a resubmission, other verdicts are answered by it). When
 ``reviews_required`` checkers are complete, the request is decided: any reject rejects, else any
 request for changes asks for changes, else it is approved (and released when ``auto_release``).
+A checker may approve a file whose automatic checks *failed* only with a comment explaining the
+exception.
+
+Types: blocked, unknown and not-allowed types are refused before staging, and a staged file whose
+content is not its type is refused and removed (:class:`.staging.RefusedFiles`, audited as
+``denied`` with the reason per file); such a file never reaches a reviewer. Release checks the type
+again (stored result, name, first bytes) and refuses rather than trust the votes.
 """
 
 from __future__ import annotations
@@ -30,14 +37,16 @@ from sqlalchemy.orm import Session
 from ..audit import AuditEvent, Outcome
 from ..db import transaction
 from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PdsError, PermissionDenied
+from ..hashing import sha256_file
 from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions
-from .checks import Status, Thresholds, check_file, worst
+from .checks import Status, Thresholds, check_file, filetypes, worst
 from .limits import AirlockLimits, load_limits
 from .models import ExportRequest, RequestFile, Review
 from .release import ReleaseItem, copy_release, outbox_dir, withdraw_release
-from .staging import StagedFile, check_names, check_request_id, request_dir, sha256_of, stage_file
+from .staging import (RefusedFiles, StagedFile, check_names, check_request_id, check_staged_types, check_types,
+                      request_dir, stage_file)
 from .states import REVIEWABLE_STATES, Action, Actor, State, actions_from, check_transition
 
 log = logging.getLogger(__name__)
@@ -135,6 +144,42 @@ def _valid_verdicts(req: ExportRequest) -> dict[str, dict[int, Review]]:
     return out
 
 
+def _stored_check(f: RequestFile) -> dict:
+    """The stored check result of ``f``; an unreadable one (a damaged row) shows as a failure."""
+    try:
+        result = json.loads(f.check_result or "")
+    except ValueError:
+        result = None
+    if isinstance(result, dict):
+        return result
+    return {"kind": f.kind, "status": Status.FAIL.value, "rules": {"record": Status.FAIL.value}, "omitted": {},
+            "findings": [{"rule": "record", "status": Status.FAIL.value,
+                          "message": "the stored check result is unreadable: ask an admin"}]}
+
+
+def _discard(directory: Path, staged: Iterable[StagedFile]) -> None:
+    """Remove staged copies that no request row refers to (a refused or failed submission)."""
+    for sf in staged:
+        (directory / sf.stored_name).unlink(missing_ok=True)
+
+
+def _type_problem(directory: Path, f: RequestFile, allowed: frozenset[str]) -> str | None:
+    """Why file ``f`` must not be released because of its type, else None (checked again at release:
+    the stored check result, the name, and the first bytes of the staged copy)."""
+    result = _stored_check(f)
+    rules, findings = result.get("rules"), result.get("findings", [])
+    if not isinstance(rules, dict) or not isinstance(findings, list) or "record" in rules:
+        return "its stored check result is unreadable"
+    if rules.get("file-type") == Status.FAIL.value or any(
+            isinstance(x, dict) and x.get("rule") == "file-type" and x.get("status") == Status.FAIL.value
+            for x in findings):
+        return "its type failed the automatic checks"
+    try:
+        return filetypes.staged_refusal(directory / f.stored_name, f.name, allowed)
+    except OSError:
+        return "its staged copy cannot be read"
+
+
 def _complete_reviewers(req: ExportRequest) -> dict[str, dict[int, Review]]:
     indexes = {f.index for f in req.files}
     return {r: v for r, v in _valid_verdicts(req).items() if set(v) >= indexes}
@@ -156,9 +201,14 @@ class AirlockService:
         self._audit.record(event, session=session)
 
     def _deny(self, actor: str, action: str, req_id: str, project: str, exc: PdsError) -> None:
-        outcome = Outcome.DENIED if isinstance(exc, (PermissionDenied, InvalidTransition)) else Outcome.FAILED
+        """Audit a refusal: a policy decision (role, state, a refused file type) is ``denied``, a bad
+        input or a broken record ``failed``."""
+        denied = isinstance(exc, (PermissionDenied, InvalidTransition, RefusedFiles))
+        details: dict[str, Any] = {"reason": str(exc)}
+        if isinstance(exc, RefusedFiles):
+            details["refused"] = exc.reasons
         self._record(AuditEvent(actor=actor, action=action, target=f"request:{req_id}", project=project,
-                                outcome=outcome, details={"reason": str(exc)}))
+                                outcome=Outcome.DENIED if denied else Outcome.FAILED, details=details))
 
     def _load(self, s: Session, request_id: str, lock: bool = False) -> ExportRequest:
         check_request_id(request_id)
@@ -211,7 +261,7 @@ class AirlockService:
             for r in req.reviews if visible or r.reviewer == viewer
         ]
         hidden = not visible and any(r.reviewer != viewer for r in req.reviews)
-        files = [FileView(f.index, f.name, f.sha256, f.size, f.kind, f.check_status, json.loads(f.check_result))
+        files = [FileView(f.index, f.name, f.sha256, f.size, f.kind, f.check_status, _stored_check(f))
                  for f in req.files]
         return RequestView(
             id=req.id, project=req.project_id, author=req.author, state=req.state,
@@ -325,36 +375,41 @@ class AirlockService:
                 self._record(AuditEvent(actor=actor, action="airlock.file.view", target=f"request:{req.id}",
                                         project=req.project_id, details={"file": f.index, "sha256": f.sha256}),
                              session=s)
-                view = FileView(f.index, f.name, f.sha256, f.size, f.kind, f.check_status, json.loads(f.check_result))
+                view = FileView(f.index, f.name, f.sha256, f.size, f.kind, f.check_status, _stored_check(f))
                 return view, path
         return self._guarded(actor, "airlock.file.view", request_id, run)
 
     # ---- submission ------------------------------------------------------------------------------
     def _stage_all(self, directory: Path, round_: int, items: list[tuple[int, str, BinaryIO]]) -> list[StagedFile]:
-        staged = []
+        """Stage every item, or none: a refusal removes the copies this call already made, so the
+        same round can be tried again."""
+        staged: list[StagedFile] = []
         budget = self.limits.max_total_bytes
-        for index, name, stream in items:
-            sf = stage_file(directory, index, round_, name, stream, self.limits, budget)
-            budget -= sf.size
-            staged.append(sf)
+        try:
+            for index, name, stream in items:
+                sf = stage_file(directory, index, round_, name, stream, self.limits, budget)
+                budget -= sf.size
+                staged.append(sf)
+        except BaseException:
+            _discard(directory, staged)
+            raise
         return staged
 
-    def _run_checks(self, directory: Path, files: list[tuple[int, str, str]], thresholds: Thresholds,
+    def _run_checks(self, directory: Path, files: list[tuple[int, str, str, str]], thresholds: Thresholds,
                     context: Mapping[str, Any]) -> dict[int, dict]:
-        """index -> check result, for files given as (index, name, stored_name)."""
+        """index -> check result, for files given as (index, name, stored_name, sha256).
+
+        ``context["acro"]`` maps file names to the ACRO records :mod:`pds_kernel.sdc` made; a record
+        counts only for the bytes it was made for (:func:`.checks.matching_evidence`)."""
         acro = context.get("acro") if isinstance(context.get("acro"), Mapping) else {}
-        evidence = context.get("evidence") if isinstance(context.get("evidence"), Mapping) else {}
-        names = [name for _, name, _ in files]
+        names = [name for _, name, _, _ in files]
         results = {}
-        for index, name, stored in files:
+        for index, name, stored, sha256 in files:
             record = acro.get(name)
-            if isinstance(record, Mapping):
-                record = {**record, "source": "acro"}
-            else:
-                record = evidence.get(name) if isinstance(evidence.get(name), Mapping) else None
+            record = {**record, "source": "acro"} if isinstance(record, Mapping) else None
             result = check_file(directory / stored, name, thresholds, evidence=record,
                                 other_files=[n for n in names if n != name], context=context,
-                                allowed_extensions=self.limits.allowed_extensions)
+                                allowed_extensions=self.limits.allowed_extensions, sha256=sha256)
             results[index] = result.to_dict()
         return results
 
@@ -386,6 +441,7 @@ class AirlockService:
             context = self._check_context(context)
             check_names([name for name, _ in files], self.limits)
             permissions.check_submitter(self.registry, actor, project, author)
+            check_types([name for name, _ in files], self.limits)
         except PdsError as exc:
             self._deny(actor, "airlock.request.create", "", project, exc)
             raise
@@ -394,7 +450,8 @@ class AirlockService:
         directory = request_dir(self.settings.paths.staging, project, request_id)
         try:
             staged = self._stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)])
-            results = self._run_checks(directory, [(sf.index, sf.name, sf.stored_name) for sf in staged],
+            check_staged_types(directory, staged, self.limits)
+            results = self._run_checks(directory, [(sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged],
                                        thresholds, context)
         except BaseException as exc:
             shutil.rmtree(directory, ignore_errors=True)
@@ -445,8 +502,13 @@ class AirlockService:
         return self._guarded(actor, f"airlock.request.{action.value}", request_id, run)
 
     def resubmit(self, actor: str, request_id: str, files: list[tuple[str, BinaryIO]] = (),
-                 remove: Iterable[str] = (), justification: str | None = None) -> RequestView:
-        """Answer a request for changes: replace or add ``files`` (by name), drop ``remove``, resubmit."""
+                 remove: Iterable[str] = (), justification: str | None = None,
+                 acro: Mapping[str, Any] | None = None) -> RequestView:
+        """Answer a request for changes: replace or add ``files`` (by name), drop ``remove``, resubmit.
+
+        ``acro`` adds or replaces ACRO records (by file name) for the new versions. A refused or
+        failed resubmission is audited and leaves nothing of its round in staging, so it can be
+        tried again."""
         files, remove = list(files), set(remove)
 
         def prepare():
@@ -454,6 +516,9 @@ class AirlockService:
             permissions.check_view(self.registry, actor, project, author)
             rule = check_transition(state, Action.RESUBMIT)
             permissions.check_act(self.registry, rule.actor, actor, project, author, "resubmit")
+            records = self._check_context({"acro": acro}).get("acro") if acro else {}
+            if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+                raise InvalidInput("acro must map file names to ACRO records")
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
                 current = {f.name: f.index for f in req.files}
@@ -463,7 +528,12 @@ class AirlockService:
                 names = [n for n in current if n not in remove] + [n for n, _ in files if n not in current]
                 check_names(names, self.limits)
                 check_names([n for n, _ in files] or names, self.limits)
-                return req.project_id, req.round + 1, current, json.loads(req.context)
+                check_types([n for n, _ in files], self.limits)
+                context = json.loads(req.context)
+                if records:
+                    before = context.get("acro") if isinstance(context.get("acro"), dict) else {}
+                    context = self._check_context({**context, "acro": {**before, **records}})
+                return req.project_id, req.round + 1, current, context
         project, round_, current, context = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
         directory = request_dir(self.settings.paths.staging, project, request_id)
         next_index = max(current.values(), default=-1) + 1
@@ -474,10 +544,14 @@ class AirlockService:
             else:
                 plan.append((next_index, name, stream))
                 next_index += 1
-        staged = self._stage_all(directory, round_, plan)
-        thresholds, _ = self._thresholds(project)
+        staged: list[StagedFile] = []
+
+        def stage():
+            staged.extend(self._stage_all(directory, round_, plan))
+            check_staged_types(directory, staged, self.limits)
 
         def run():
+            thresholds, _ = self._thresholds(project)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.round + 1 != round_:
@@ -494,21 +568,28 @@ class AirlockService:
                         req.files.append(f)
                     f.stored_name, f.sha256, f.size = sf.stored_name, sf.sha256, sf.size
                 s.flush()
-                results = self._run_checks(directory, [(f.index, f.name, f.stored_name) for f in req.files],
+                results = self._run_checks(directory, [(f.index, f.name, f.stored_name, f.sha256) for f in req.files],
                                            thresholds, context)
                 for f in req.files:
                     f.kind, f.check_status = results[f.index]["kind"], results[f.index]["status"]
                     f.check_result = json.dumps(results[f.index])
                 req.round = round_
+                req.context = json.dumps(context)
                 if justification is not None and justification.strip():
                     req.justification = justification.strip()[:MAX_TEXT]
                 self._apply(s, req, Action.RESUBMIT, actor, round=round_,
                             replaced=[sf.name for sf in staged], removed=sorted(remove),
                             files=[{"name": f.name, "sha256": f.sha256} for f in req.files])
                 s.refresh(req)
-                view = self._view(req, actor)
-            return self._with_actions(view, actor)
-        return self._guarded(actor, "airlock.request.resubmit", request_id, run)
+                return self._view(req, actor)
+
+        try:
+            self._guarded(actor, "airlock.request.resubmit", request_id, stage)
+            view = self._guarded(actor, "airlock.request.resubmit", request_id, run)
+        except BaseException:
+            _discard(directory, staged)  # nothing committed refers to this round's copies
+            raise
+        return self._with_actions(view, actor)
 
     # ---- review ----------------------------------------------------------------------------------
     def review(self, actor: str, request_id: str, verdicts: Mapping[int, Mapping[str, str]]) -> RequestView:
@@ -547,6 +628,10 @@ class AirlockService:
                     if decision != "approve" and not comment:
                         raise InvalidInput(f"say why for file {files[index].name}: a comment is required "
                                            "to request changes or reject")
+                    if decision == "approve" and not comment and files[index].check_status == Status.FAIL.value:
+                        raise InvalidInput(f"{files[index].name} failed the automatic checks: approving it "
+                                           "needs a comment explaining the exception (why the finding is a "
+                                           "false positive or acceptable)")
                     if len(comment) > MAX_TEXT:
                         raise InvalidInput(f"comment longer than {MAX_TEXT} characters")
                     seen = verdict.get("sha256")
@@ -590,6 +675,8 @@ class AirlockService:
 
         def take_claim():
             project, author, state = self._peek(request_id)
+            # who may see the request comes first: its state is nobody else's business
+            permissions.check_view(self.registry, actor, project, author)
             rule = check_transition(state, Action.RELEASE)
             permissions.check_act(self.registry, rule.actor, actor, project, author, "release")
             with transaction(self._sessions) as s:
@@ -599,6 +686,11 @@ class AirlockService:
                 approvals = [r for r, per in complete.items() if all(v.decision == "approve" for v in per.values())]
                 if len(approvals) < req.reviews_required or len(approvals) != len(complete):
                     raise IntegrityError("the current files do not carry the required approvals: nothing released")
+                directory = request_dir(self.settings.paths.staging, req.project_id, req.id)
+                for f in req.files:  # defence in depth: a refused type never leaves, whatever the votes say
+                    problem = _type_problem(directory, f, self.limits.allowed_extensions)
+                    if problem is not None:
+                        raise IntegrityError(f"{f.name} cannot be released: {problem}; nothing released")
                 stale = _utcnow() - timedelta(seconds=self.limits.stale_release_seconds)
                 # the conditional UPDATE is the lock: only one caller can move the claim from empty
                 taken = s.execute(
@@ -612,7 +704,6 @@ class AirlockService:
                     raise InvalidTransition(f"request {request_id} is being released by someone else")
                 reviewed = {(r.file_index, r.file_sha256) for per in complete.values() for r in per.values()}
                 items = []
-                directory = request_dir(self.settings.paths.staging, req.project_id, req.id)
                 for f in req.files:
                     if (f.index, f.sha256) not in reviewed:
                         raise IntegrityError(f"{f.name} was not reviewed in this version: nothing released")
@@ -650,6 +741,8 @@ class AirlockService:
 
         def run():
             project, author, state = self._peek(request_id)
+            # who may see the request comes first: its state is nobody else's business
+            permissions.check_view(self.registry, actor, project, author)
             rule = check_transition(state, Action.REVOKE)
             permissions.check_act(self.registry, rule.actor, actor, project, author, "revoke")
             with transaction(self._sessions) as s:
@@ -680,7 +773,7 @@ class AirlockService:
                 if f is None:
                     raise NotFound(f"request {request_id} has no file number {index}")
                 path = outbox_dir(self.settings.paths.outbox, req.project_id, req.id) / f.name
-                if not path.is_file() or sha256_of(path) != f.sha256:
+                if not path.is_file() or sha256_file(path) != f.sha256:
                     raise IntegrityError(f"the released copy of {f.name} is missing or altered: ask an admin")
                 self._record(AuditEvent(actor=actor, action="airlock.file.download", target=f"request:{req.id}",
                                         project=req.project_id, details={"file": f.name, "sha256": f.sha256}),

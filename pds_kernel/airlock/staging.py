@@ -6,6 +6,10 @@ A file is copied once, hashed while copied, made read-only, and never rewritten:
 at resubmission is a new copy with a new round, and the old bytes stay for the record. Names come
 from outside, so they are validated here (a base name, never a path); the staging directory is not
 reachable from a workspace.
+
+Types are judged twice: :func:`check_types` refuses blocked, unknown and not-allowed extensions
+before a byte is copied, :func:`check_staged_types` refuses a staged copy whose content is not what
+its extension says (a ZIP named ``.csv``). Both raise :class:`RefusedFiles`, one reason per file.
 """
 
 from __future__ import annotations
@@ -15,15 +19,24 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Mapping
 
 from ..errors import IntegrityError, InvalidInput
 from ..registry.names import check_project_id
+from .checks import filetypes
 from .limits import AirlockLimits
 
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ ()+-]{0,199}$")
 _REQUEST_ID = re.compile(r"^[a-f0-9]{32}$")
 _CHUNK = 1024 * 1024
+
+
+class RefusedFiles(InvalidInput):
+    """Files the gate will not take at all, with the reason for each (shown to the researcher)."""
+
+    def __init__(self, reasons: Mapping[str, str]):
+        self.reasons = dict(reasons)
+        super().__init__("refused: " + "; ".join(f"{name}: {why}" for name, why in self.reasons.items()))
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,28 @@ def check_names(names: list[str], limits: AirlockLimits) -> None:
         raise InvalidInput(f"file name(s) given twice: {', '.join(duplicates)}")
 
 
+def check_types(names: list[str], limits: AirlockLimits) -> None:
+    """Refuse, before staging, every file whose type is blocked, unknown or not allowed here."""
+    reasons = {}
+    for name in names:
+        why = filetypes.refusal(name, limits.allowed_extensions)
+        if why is not None:
+            reasons[name] = why
+    if reasons:
+        raise RefusedFiles(reasons)
+
+
+def check_staged_types(directory: Path, staged: list["StagedFile"], limits: AirlockLimits) -> None:
+    """Refuse staged copies whose first bytes contradict their extension (the ``file-type`` rule)."""
+    reasons = {}
+    for sf in staged:
+        why = filetypes.staged_refusal(directory / sf.stored_name, sf.name, limits.allowed_extensions)
+        if why is not None:
+            reasons[sf.name] = why
+    if reasons:
+        raise RefusedFiles(reasons)
+
+
 def stage_file(directory: Path, index: int, round_: int, name: str, source: BinaryIO,
                limits: AirlockLimits, budget: int) -> StagedFile:
     """Copy ``source`` into ``directory`` read-only, hashing it; refuse beyond the size limits.
@@ -101,10 +136,3 @@ def stage_file(directory: Path, index: int, round_: int, name: str, source: Bina
         raise
     return StagedFile(index=index, name=name, stored_name=stored_name, sha256=digest.hexdigest(), size=size)
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -37,20 +38,108 @@ def _show(view) -> None:
         table.add_row(str(f.index), f.name, f.kind, str(f.size), f.check_status, f.sha256[:16])
     console.print(table)
     for f in view.files:
-        for finding in f.check.get("findings", [])[:20]:
-            where = (f"row {finding['row'] + 1} col {finding['col'] + 1}" if "row" in finding
-                     else f"line {finding['line']}" if "line" in finding else "file")
-            console.print(f"  {f.name}: [{finding['status']}] {finding['rule']} at {where}: {finding['message']}",
-                          highlight=False)
+        _findings(f, limit=20)
     if view.reviews:
         reviews = Table("reviewer", "file", "decision", "comment", "counts")
         for r in view.reviews:
-            reviews.add_row(r.reviewer, str(r.file_index), r.decision, r.comment, "yes" if r.valid else "no")
+            reviews.add_row(r.reviewer, str(r.file_index), r.decision, escape(r.comment), "yes" if r.valid else "no")
         console.print(reviews)
     if view.reviews_hidden:
         console.print("other reviews are hidden until you submit yours")
     if view.actions:
         console.print("you may: " + ", ".join(view.actions))
+
+
+def _findings(f, limit: int | None = None) -> None:
+    """One line per finding of file ``f`` (the first ``limit``), located as in the web page."""
+    found = f.check.get("findings", [])
+    for finding in found[:limit]:
+        where = (f"row {finding['row'] + 1} col {finding['col'] + 1}" if "row" in finding
+                 else f"col {finding['col'] + 1}" if "col" in finding
+                 else f"line {finding['line']}" if "line" in finding else "file")
+        console.print(escape(f"  {f.name}: [{finding['status']}] {finding['rule']} at {where}: {finding['message']}"),
+                      highlight=False)
+    if limit is not None and len(found) > limit:
+        console.print(f"  {escape(f.name)}: {len(found) - limit} more finding(s): airlock show ID --file {f.index}")
+
+
+#: Extensions whose bytes are printed as they are (what the checker votes on is exactly this text).
+_TEXT_EXTENSIONS = {".csv", ".tsv", ".txt", ".md", ".json", ".log"}
+_CELL_STYLE = {"fail": "bold red", "review": "yellow"}
+_CELL_MARK = {"fail": " (!)", "review": " (?)"}
+
+
+def _print_file(f, path: Path) -> None:
+    """Show a staged file to a checker: text as it is, other tables as a table with the flagged
+    cells marked (like the web page), figures and models by the path of their read-only copy."""
+    from ..airlock.web.render import MAX_TEXT, render_file
+
+    console.print(f"file {f.index}: [bold]{escape(f.name)}[/] · {f.kind} · {f.size} bytes · "
+                  f"checks {f.check_status} · SHA-256 {f.sha256}", highlight=False)
+    if Path(f.name).suffix.lower() in _TEXT_EXTENSIONS and f.check.get("rules", {}).get("file-type") != "fail":
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TEXT + 1)
+        console.rule()
+        console.out(data[:MAX_TEXT].decode("utf-8", "replace"), highlight=False, end="")
+        console.rule()
+        if len(data) > MAX_TEXT:
+            console.print(f"showing the first {MAX_TEXT} bytes")
+    else:
+        rendered = render_file(f, path)
+        if rendered.mode == "table":
+            table = Table(*[escape(h) for h in rendered.header])
+            for row in rendered.rows:
+                table.add_row(*[f"[{_CELL_STYLE[cls]}]{escape(v + _CELL_MARK[cls])}[/]" if cls in _CELL_STYLE
+                                else escape(v) for v, cls, _ in row])
+            console.print(table)
+            console.print("(!) fails a check, (?) needs review: see the findings below")
+        elif rendered.mode == "text":
+            console.out(rendered.text, highlight=False)
+        else:
+            console.print(f"no terminal preview for a {f.kind}: the read-only staged copy is {path}", highlight=False)
+        if rendered.note:
+            console.print(escape(rendered.note), highlight=False)
+    _findings(f)
+
+
+def _parse_verdict(raw: str, files: dict[int, str]) -> tuple[int, dict]:
+    """``FILE=DECISION[:COMMENT]`` (FILE: number or name) -> (index, {decision, comment})."""
+    target, sep, rest = raw.partition("=")
+    if not sep or not rest:
+        raise InvalidInput(f"--verdict {raw!r}: write FILE=DECISION[:COMMENT], e.g. 1=request_changes:round to 5")
+    target = target.strip()
+    by_name = {name: index for index, name in files.items()}
+    if target.isdigit() and int(target) in files:
+        index = int(target)
+    elif target in by_name:
+        index = by_name[target]
+    else:
+        raise InvalidInput(f"--verdict {raw!r}: no file {target!r} in this request "
+                           f"(files: {', '.join(f'{i}={n}' for i, n in files.items())})")
+    decision, _, comment = rest.partition(":")
+    return index, {"decision": decision.strip(), "comment": comment.strip()}
+
+
+def collect_verdicts(files: dict[int, str], verdict: list[str], decision: str | None, comment: str,
+                     only: list[int]) -> dict[int, dict]:
+    """Per-file verdicts from ``--verdict`` options, then ``--decision`` for the other files (or only
+    for ``--file`` numbers)."""
+    out: dict[int, dict] = {}
+    for raw in verdict:
+        index, given = _parse_verdict(raw, files)
+        if index in out:
+            raise InvalidInput(f"two verdicts for file {index} ({files[index]})")
+        out[index] = given
+    if only and decision is None:
+        raise InvalidInput("--file chooses the files --decision applies to: give --decision too")
+    if decision is not None:
+        for index in only or list(files):
+            if index not in files:
+                raise InvalidInput(f"no file number {index} in this request")
+            out.setdefault(index, {"decision": decision, "comment": comment})
+    if not out:
+        raise InvalidInput("give --decision (same verdict on every file) or --verdict FILE=DECISION[:COMMENT]")
+    return out
 
 
 @app.command("list")
@@ -68,9 +157,17 @@ def list_(ctx: typer.Context,
 
 @app.command("show")
 def show(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id."),
-         as_json: bool = typer.Option(False, "--json", help="Print the request as JSON.")) -> None:
+         as_json: bool = typer.Option(False, "--json", help="Print the request as JSON."),
+         file: Optional[int] = typer.Option(None, "--file", help="Show this file (by number): text and CSV as "
+                                            "they are, other tables with flagged cells marked, figures and "
+                                            "models by path; audited as a file view.")) -> None:
     """Show a request: files, check results, reviews you may see, what you may do."""
-    view = _service(ctx).get_request(ctx.obj.actor, request_id)
+    service = _service(ctx)
+    if file is not None:
+        f, path = service.open_staged(ctx.obj.actor, request_id, file)
+        _print_file(f, path)
+        return
+    view = service.get_request(ctx.obj.actor, request_id)
     if as_json:
         console.print_json(json.dumps(view.to_dict(), default=str))
     else:
@@ -105,15 +202,24 @@ def submit(ctx: typer.Context,
 
 @app.command("review")
 def review(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id."),
-           decision: str = typer.Option(..., help="approve | request_changes | reject (for every file)"),
-           comment: str = typer.Option("", help="Why (required unless approving)."),
-           file: Optional[List[int]] = typer.Option(None, help="Only these file numbers (default: all).")) -> None:
-    """Give your verdict on the files of a request."""
+           verdict: Optional[List[str]] = typer.Option(
+               None, "--verdict", help="FILE=DECISION[:COMMENT] for one file (FILE: its number or name; "
+                                       "DECISION: approve | request_changes | reject). Repeat for each file."),
+           decision: Optional[str] = typer.Option(
+               None, help="approve | request_changes | reject for every file without a --verdict."),
+           comment: str = typer.Option("", help="The comment going with --decision."),
+           file: Optional[List[int]] = typer.Option(None, help="Apply --decision only to these file numbers."),
+           ) -> None:
+    """Give your verdict on the files of a request: one per file, each with its comment.
+
+    A comment is required to request changes or reject, and to approve a file whose automatic
+    checks failed (say why the finding is acceptable)."""
     service = _service(ctx)
     view = service.get_request(ctx.obj.actor, request_id)
-    indexes = file or [f.index for f in view.files]
+    verdicts = collect_verdicts({f.index: f.name for f in view.files}, verdict or [], decision, comment, file or [])
     shas = {f.index: f.sha256 for f in view.files}
-    verdicts = {i: {"decision": decision, "comment": comment, "sha256": shas.get(i, "")} for i in indexes}
+    for index, given in verdicts.items():
+        given["sha256"] = shas[index]  # bound to the bytes listed above: a file changed since is refused
     _show(service.review(ctx.obj.actor, request_id, verdicts))
 
 

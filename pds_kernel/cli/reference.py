@@ -47,7 +47,9 @@ EXAMPLES: dict[str, str] = {
     "airlock show": "pds --as olga airlock show 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b",
     "airlock submit": "pds --as admin airlock submit --project diabetes-t2 --author alice "
                       "--why 'table 2 of the report' out/table2.csv",
-    "airlock review": "pds --as olga airlock review 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b --decision approve",
+    "airlock review": (
+        "pds --as olga airlock review 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b --verdict 0=approve "
+        "--verdict 1=request_changes:small-cells-in-row-3"),
     "airlock resubmit": "pds --as alice airlock resubmit 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b out/table2.csv "
                         "--why 'cells under 10 suppressed'",
     "airlock release": "pds --as admin airlock release 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b",

@@ -9,7 +9,9 @@ Every file gets a :class:`FileCheck` (pass / review / fail with reasons per cell
 - figures pass only through review, and fail when the request does not carry their table.
 
 Thresholds are an explicit argument, so two projects with different rules can be checked in one
-process. ACRO evidence (``evidence``) is what :mod:`pds_kernel.sdc` attached for this file.
+process. ACRO evidence (``evidence``) is the record :mod:`pds_kernel.sdc` made when it saved this
+file; it is used only when the SHA-256 it carries is the SHA-256 of the checked bytes, otherwise it
+is ignored and the file needs review ("ACRO record does not match this file").
 """
 
 from __future__ import annotations
@@ -18,12 +20,31 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from ...errors import InvalidInput
+from ...hashing import sha256_file
 from . import content, filetypes, tables
 from .result import FileCheck, Finding, Status, Thresholds, worst
 
 __all__ = ["check_file", "FileCheck", "Finding", "Status", "Thresholds", "worst", "figure_table"]
 
 _TEXT_LIMIT = 2_000_000  #: bytes of a text file that are scanned line by line
+ACRO_MISMATCH = "ACRO record does not match this file"
+
+
+def matching_evidence(evidence: Mapping[str, Any] | None, sha256: str) -> tuple[Mapping[str, Any] | None, Finding | None]:
+    """(the ACRO record if it was made for exactly these bytes, else None; the finding saying why not).
+
+    A record is bound to the file :meth:`pds_kernel.sdc.Session.save` wrote through its SHA-256: a
+    record for another version of the file (or a hand-made one without a hash) says nothing about
+    these cells, so it is ignored and a checker is told.
+    """
+    if not evidence:
+        return None, None
+    recorded = evidence.get("sha256") if isinstance(evidence, Mapping) else None
+    if isinstance(recorded, str) and recorded.lower() == sha256:
+        return evidence, None
+    why = ("it carries no SHA-256 (save the file with pds_kernel.sdc.Session.save)" if not recorded else
+           "it was made for other bytes (the file changed after sdc saved it)")
+    return None, Finding("acro", Status.REVIEW, f"{ACRO_MISMATCH}: {why}; the record is ignored")
 
 
 def _scan(value: str, header: bool) -> list[tuple[str, Status, str]]:
@@ -48,15 +69,21 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
                evidence: Mapping[str, Any] | None = None,
                other_files: list[str] | None = None,
                context: Mapping[str, Any] | None = None,
-               allowed_extensions: frozenset[str] | None = None) -> FileCheck:
-    """Check one staged file. ``other_files`` are the names of the rest of the request."""
+               allowed_extensions: frozenset[str] | None = None,
+               sha256: str | None = None) -> FileCheck:
+    """Check one staged file. ``other_files`` are the names of the rest of the request; ``sha256``
+    is the file's (computed when not given, and only when evidence is attached)."""
     kind = filetypes.kind_of(name)
     result = FileCheck(kind=kind)
     with open(path, "rb") as fh:
-        head = fh.read(4096)
+        head = fh.read(filetypes.HEAD_BYTES)
     result.extend(filetypes.check_type(name, head, allowed_extensions))
     if result.status == Status.FAIL:
         return result
+    if evidence:
+        evidence, ignored = matching_evidence(evidence, sha256 or sha256_file(path))
+        if ignored is not None:
+            result.add(ignored)
     if kind == "table":
         _check_table(path, name, thresholds, evidence, context or {}, result)
     elif kind == "text":
@@ -89,9 +116,6 @@ def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mappin
     has_evidence = False
     if evidence and evidence.get("source") == "acro":
         result.extend(tables.check_acro_record(table, evidence, thresholds))
-        has_evidence = True
-    elif evidence and "sum" in evidence:
-        result.extend(tables.check_evidence(table, evidence, thresholds))
         has_evidence = True
     if not table.numeric:
         result.add(Finding("table", Status.REVIEW, "no numeric column: a checker must read this table"))

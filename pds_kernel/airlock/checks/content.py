@@ -5,7 +5,8 @@ Each rule is a small pure function over one string, returning ``(rule, status, m
 
 - NIR-like strings (the French social-security number, 13 digits + key): fail.
 - the project's pseudonyms (64 hexadecimal characters, HMAC-SHA256): fail.
-- the lake's person-key column names (``BEN_NIR_PSA``, ``NIR_ANO_17``...) as a header: fail.
+- the lake's person-key column names (``BEN_NIR_PSA``, ``NIR_ANO_17``...) and the extract's
+  pseudonym column (``PERSON_ID``) as a header: fail.
 - 17-character alphanumeric tokens (the shape of SNDS pseudonymised keys): review.
 - day-level dates (ISO, French, SAS ``01JAN2020``): review (month or year is usually enough).
 - free text (long sentences in a table cell; any text file): review.
@@ -38,9 +39,12 @@ FREE_TEXT_CHARS = 80
 
 @lru_cache(maxsize=1)
 def person_key_columns() -> frozenset[str]:
-    """Column names that carry a person identifier somewhere in the SNDS profile."""
+    """Column names that carry a person identifier: the SNDS profile's person keys, and the column
+    holding the project's pseudonym in every table of an extract."""
+    from ...extract.spec import PERSON_ID  # here: the checks need nothing else of the extract package
+
     names = {key for table in TABLES.values() for key in table.person_keys}
-    return frozenset(names | {"NIR", "NIR_ANO_17", "BEN_NIR_PSA", "BEN_IDT_ANO", "BEN_NIR_ANO"})
+    return frozenset(names | {"NIR", "NIR_ANO_17", "BEN_NIR_PSA", "BEN_IDT_ANO", "BEN_NIR_ANO", PERSON_ID})
 
 
 def identifier_rules(value: str) -> list[tuple[str, Status, str]]:
@@ -68,7 +72,7 @@ def free_text_rules(value: str) -> list[tuple[str, Status, str]]:
 
 def header_rules(name: str) -> list[tuple[str, Status, str]]:
     if name.strip().upper() in person_key_columns():
-        return [("identifier", Status.FAIL, f"column {name!r} is a person identifier of the SNDS")]
+        return [("identifier", Status.FAIL, f"column {name!r} holds person identifiers (an SNDS key or the extract's pseudonym)")]
     return identifier_rules(name)
 
 

@@ -1,21 +1,26 @@
 """Which kind of output a file is, decided from its extension and confirmed by its first bytes.
 
 Unknown extensions fail (deny by default); blocked ones fail with the reason; a file whose content
-does not match its extension (a ZIP renamed ``.csv``, an executable renamed ``.png``) fails.
+does not match its extension (a ZIP renamed ``.csv``, an executable renamed ``.png``) fails. The
+gate refuses all three outright (:func:`refusal` before a byte is staged, the ``file-type`` rule of
+:func:`check_type` right after staging): such a file never reaches a reviewer.
 """
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from .result import Finding, Status
+
+#: How much of a file its type is judged on.
+HEAD_BYTES = 4096
 
 #: extension -> kind. Everything not listed is refused.
 KINDS: dict[str, str] = {
     ".csv": "table", ".tsv": "table", ".parquet": "table", ".xlsx": "table",
     ".png": "figure", ".jpg": "figure", ".jpeg": "figure", ".pdf": "figure",
     ".txt": "text", ".md": "text", ".json": "text", ".log": "text",
-    ".onnx": "model", ".joblib": "model", ".pt": "model", ".rds": "model",
+    ".onnx": "model", ".pt": "model", ".rds": "model",
 }
 
 #: extensions refused outright, with the reason a researcher is shown.
@@ -26,6 +31,8 @@ BLOCKED: dict[str, str] = {
     ".7z": "archives hide their content from review; submit the files themselves",
     ".pkl": "pickles run code when opened; export the model as ONNX or its coefficients as CSV",
     ".pickle": "pickles run code when opened; export the model as ONNX or its coefficients as CSV",
+    ".joblib": "joblib files are pickles and run code when opened; export the model as ONNX or its "
+               "coefficients as CSV",
     ".svg": "SVG figures can embed the plotted data and scripts; export PNG or PDF",
     ".gph": "Stata graphs embed the plotted data; export PNG or PDF",
     ".sqlite": "databases are microdata; export aggregated tables",
@@ -63,15 +70,40 @@ def kind_of(name: str) -> str:
     return KINDS.get(ext, "unknown")
 
 
+def refusal(name: str, allowed: frozenset[str] | None = None) -> str | None:
+    """Why a file called ``name`` may not leave at all (blocked, unknown or not allowed), else None.
+
+    Decided from the name alone, so the gate can refuse before copying anything.
+    """
+    ext = extension(name)
+    if ext in BLOCKED:
+        return f"{ext} files are blocked: {BLOCKED[ext]}"
+    if ext not in KINDS or (allowed is not None and ext not in allowed):
+        return (f"file type {ext or '(none)'} is not allowed out of the workspace "
+                f"(allowed: {', '.join(sorted(allowed if allowed is not None else KINDS))})")
+    return None
+
+
+def staged_refusal(path: Path, name: str, allowed: frozenset[str] | None = None) -> str | None:
+    """Why the file at ``path``, submitted as ``name``, may not leave: its name (see :func:`refusal`)
+    or its first bytes contradicting its extension; else None. Raises OSError if unreadable."""
+    refused = refusal(name, allowed)
+    if refused is not None:
+        return refused
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    for finding in check_type(name, head, allowed):
+        if finding.rule == "file-type" and finding.status == Status.FAIL:
+            return finding.message
+    return None
+
+
 def check_type(name: str, head: bytes, allowed: frozenset[str] | None = None) -> list[Finding]:
     """Findings about the type of a file called ``name`` whose first bytes are ``head``."""
     ext = extension(name)
-    if ext in BLOCKED:
-        return [Finding("file-type", Status.FAIL, f"{ext} files are blocked: {BLOCKED[ext]}")]
-    if ext not in KINDS or (allowed is not None and ext not in allowed):
-        return [Finding("file-type", Status.FAIL,
-                        f"file type {ext or '(none)'} is not allowed out of the workspace "
-                        f"(allowed: {', '.join(sorted(allowed if allowed is not None else KINDS))})")]
+    refused = refusal(name, allowed)
+    if refused is not None:
+        return [Finding("file-type", Status.FAIL, refused)]
     magic = _MAGIC.get(ext)
     if magic is not None and not any(head.startswith(m) for m in magic):
         return [Finding("file-type", Status.FAIL, f"the content of this file is not {ext[1:].upper()}")]

@@ -10,8 +10,8 @@ be structural or may reveal that nobody in a group has an attribute), a suppress
 only one of its row or column next to a published total fails (total minus the others recovers it).
 
 Magnitudes (means, sums...): dominance and p-ratio need the microdata, so they are judged only from
-evidence the workspace attached (an ACRO record, or per-cell sum/top contributions); without
-evidence the table needs review, with that reason.
+the ACRO record :mod:`pds_kernel.sdc` attached for exactly these bytes; without one the table needs
+review, with that reason.
 """
 
 from __future__ import annotations
@@ -190,25 +190,7 @@ def check_margins(table: LoadedTable) -> list[Finding]:
     return findings
 
 
-# ---- magnitudes --------------------------------------------------------------------------------
-def dominance_mask(total: np.ndarray, top_n_sum: np.ndarray, k_percent: float) -> np.ndarray:
-    """(n, k) rule: True where the n largest contributors make k % or more of the cell total."""
-    total = np.asarray(total, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(total > 0, np.asarray(top_n_sum, dtype=float) / total, 0.0)
-    return share >= k_percent / 100.0
-
-
-def p_ratio_mask(total: np.ndarray, top1: np.ndarray, top2: np.ndarray, p_percent: float) -> np.ndarray:
-    """p % rule: True where the others (total minus the two largest) are under p % of the largest,
-    so the second largest contributor can estimate the largest too closely."""
-    total, top1, top2 = (np.asarray(a, dtype=float) for a in (total, top1, top2))
-    rest = total - top1 - top2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(top1 > 0, rest / top1, 1.0)
-    return ratio < p_percent / 100.0
-
-
+# ---- magnitudes (from ACRO) -------------------------------------------------------------------
 _ACRO_RULES = {"NKCheck": ("dominance", "dominance: the largest contributors make most of this cell"),
                "PPercentCheck": ("p-ratio", "p-ratio: the other contributors are too small to hide the largest"),
                "MinimumThresholdCheck": ("small-cell", "fewer contributors than the threshold in this cell"),
@@ -220,7 +202,18 @@ _ACRO_RULES = {"NKCheck": ("dominance", "dominance: the largest contributors mak
 
 def check_acro_record(table: LoadedTable | None, record: Mapping[str, Any],
                       thresholds: Thresholds) -> list[Finding]:
-    """Findings from an ACRO record attached by :mod:`pds_kernel.sdc`: failing cells and dof."""
+    """Findings from an ACRO record attached by :mod:`pds_kernel.sdc`: failing cells and dof.
+
+    The record comes from the workspace, so a malformed one is a finding (review), never a crash.
+    """
+    try:
+        return _acro_findings(table, record, thresholds)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        return [Finding("acro", Status.REVIEW,
+                        f"the ACRO record of this file is malformed ({type(exc).__name__}): review by hand")]
+
+
+def _acro_findings(table: LoadedTable | None, record: Mapping[str, Any], thresholds: Thresholds) -> list[Finding]:
     findings = []
     sdc = record.get("sdc") or {}
     cells = sdc.get("cells") or {}
@@ -238,34 +231,6 @@ def check_acro_record(table: LoadedTable | None, record: Mapping[str, Any],
     status = str(record.get("status", "review"))
     if status == "review" and not findings:
         findings.append(Finding("acro", Status.REVIEW, f"ACRO asks for review: {record.get('summary', '')}"))
-    return findings
-
-
-def check_evidence(table: LoadedTable, evidence: Mapping[str, Any], thresholds: Thresholds) -> list[Finding]:
-    """Dominance and p-ratio from per-cell microdata evidence (arrays shaped like the value block):
-    ``sum``, ``top_n_sum`` (the ``dominance_n`` largest), ``top1``, ``top2`` and ``count``."""
-    findings = []
-    try:
-        total = np.asarray(evidence["sum"], dtype=float)
-        masks = {
-            "dominance": dominance_mask(total, evidence["top_n_sum"], thresholds.dominance_k),
-            "p-ratio": p_ratio_mask(total, evidence["top1"], evidence["top2"], thresholds.p_ratio),
-        }
-        if "count" in evidence:
-            count = np.asarray(evidence["count"], dtype=float)
-            masks["small-cell"] = (count > 0) & (count < thresholds.min_cell)
-    except (KeyError, TypeError, ValueError) as exc:
-        return [Finding("evidence", Status.REVIEW, f"the attached evidence is unusable ({exc}): review by hand")]
-    messages = {"dominance": f"the {thresholds.dominance_n} largest contributors make "
-                             f"{thresholds.dominance_k:g} % or more of this cell",
-                "p-ratio": f"the other contributors are under {thresholds.p_ratio:g} % of the largest",
-                "small-cell": f"fewer than {thresholds.min_cell} contributors"}
-    for rule, mask in masks.items():
-        if mask.shape != table.values.shape:
-            return [Finding("evidence", Status.REVIEW,
-                            f"the attached evidence is shaped {mask.shape}, the table {table.values.shape}")]
-        for r, c in zip(*np.nonzero(mask)):
-            findings.append(Finding(rule, Status.FAIL, messages[rule], row=int(r), col=table.numeric[c]))
     return findings
 
 

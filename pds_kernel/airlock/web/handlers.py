@@ -128,6 +128,21 @@ class BaseHandler(RequestHandler):
             raise InvalidInput("the request body must be a JSON object")
         return data
 
+    def json_object_argument(self, name: str) -> dict:
+        """A form field holding a JSON object; an empty or missing field is ``{}``."""
+        raw = self.get_body_argument(name, "")
+        try:
+            value = json.loads(raw) if raw else {}
+        except ValueError:
+            raise InvalidInput(f"{name} must be a JSON object") from None
+        if not isinstance(value, dict):
+            raise InvalidInput(f"{name} must be a JSON object")
+        return value
+
+    def uploaded_files(self) -> list[tuple[str, io.BytesIO]]:
+        """The files of a multipart ``files`` field as (name, stream); names are checked by the service."""
+        return [(u["filename"], io.BytesIO(u["body"])) for u in self.request.files.get("files", [])]
+
     def send_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -181,16 +196,10 @@ class RequestsApi(WorkspaceApiHandler):
         self.send_json({"requests": [vars(r) for r in rows]})
 
     async def post(self) -> None:
-        args = {k: self.get_body_argument(k, "") for k in ("project", "justification", "context", "author", "submit")}
+        args = {k: self.get_body_argument(k, "") for k in ("project", "justification", "author", "submit")}
         self.check_workspace(args["project"])
-        try:
-            context = json.loads(args["context"]) if args["context"] else {}
-        except ValueError:
-            raise InvalidInput("context must be a JSON object") from None
-        if not isinstance(context, dict):
-            raise InvalidInput("context must be a JSON object")
-        uploads = self.request.files.get("files", [])
-        files = [(u["filename"], io.BytesIO(u["body"])) for u in uploads]
+        context = self.json_object_argument("context")
+        files = self.uploaded_files()
         view = await self.call(self.service.create, self.user, args["project"], files, args["justification"],
                                context, author=args["author"] or None, submit=args["submit"] != "false")
         self.send_json(view.to_dict(), status=201)
@@ -238,9 +247,10 @@ class ResubmitApi(WorkspaceApiHandler):
         await self.check_request_project(request_id)
         remove = [n for n in self.get_body_arguments("remove") if n]
         justification = self.get_body_argument("justification", "") or None
-        uploads = self.request.files.get("files", [])
-        files = [(u["filename"], io.BytesIO(u["body"])) for u in uploads]
-        view = await self.call(self.service.resubmit, self.user, request_id, files, remove, justification)
+        acro = self.json_object_argument("acro")
+        files = self.uploaded_files()
+        view = await self.call(self.service.resubmit, self.user, request_id, files, remove, justification,
+                               acro or None)
         self.send_json(view.to_dict())
 
 

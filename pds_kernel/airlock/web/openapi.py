@@ -107,6 +107,7 @@ def build_openapi(prefix: str = "/") -> dict:
                 "requestBody": {"required": False, "content": {"multipart/form-data": {"schema": {
                     "type": "object", "properties": {
                         "justification": {"type": "string"},
+                        "acro": {"type": "string", "description": "JSON object: file name -> ACRO record"},
                         "remove": {"type": "array", "items": {"type": "string"}},
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
                 "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
