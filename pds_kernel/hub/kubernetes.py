@@ -13,6 +13,21 @@ is set here wins. Three hooks share one decision, :func:`check_spawn_request`:
   :class:`~pds_kernel.sandbox.spec.WorkspaceSpec` with
   :func:`pds_kernel.k8s.pods.apply_workspace_invariants` (read-only extract at ``/data``, home,
   labels, limits, restricted security, no service-account token, no DNS).
+
+Scopes and roles name no user, so nothing depends on who was in the registry when the hub started
+(``helm upgrade`` adds members without restarting the hub):
+
+* a workspace's ``$JUPYTERHUB_API_TOKEN`` gets JupyterHub's default server-token scopes plus
+  ``access:services!service=dask-gateway`` (:func:`server_token_scopes`), so the notebook can
+  start Dask clusters; the gateway binds them to the token's one server, i.e. its project
+  (:mod:`pds_kernel.k8s.gateway`). Not plain ``access:services``: the airlock would then take the
+  workspace token for the user in person (``pds_kernel.airlock.web.identity.workspace_project``);
+* every hub user (the built-in ``user`` role) may reach the gateway and the airlock services;
+  what they may do there is decided by the registry, not by hub roles;
+* administrators: the ``pds-admin`` role (no access to others' servers, shares or tokens) is held
+  by the hub group ``pds:admins``, which ``PdsOAuthenticator`` manages at each sign-in and refresh
+  (identity-provider admin group ∩ registry admin flag); JupyterHub's built-in ``admin`` role is
+  emptied at every start and never granted.
 """
 
 from __future__ import annotations
@@ -25,14 +40,14 @@ from typing import Any, Callable
 from tornado import web
 
 from ..audit import AuditEvent, Outcome
-from ..errors import PdsError, PermissionDenied
+from ..errors import InvalidInput, PdsError, PermissionDenied
 from ..k8s.config import K8sConfig, load_k8s_config
 from ..k8s.pods import apply_workspace_invariants, build_container_security_context, build_pod_security_context
 from ..registry import Role
 from ..sandbox.spec import WorkspaceSpec, authorised_workspace_spec, home_volume_name
 from ..settings import Settings, load_settings
-from .common import HubContext, build_load_roles, make_post_auth_hook, registry_admins
-from .oidc import PdsOAuthenticator
+from .common import ADMIN_ROLE, ADMIN_SCOPES, ROLE_DESCRIPTIONS, HubContext, make_post_auth_hook, registry_admins
+from .oidc import ADMIN_GROUP, PdsOAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +55,48 @@ log = logging.getLogger(__name__)
 ALLOWED_OPTIONS = frozenset({"profile"})
 AIRLOCK_SERVICE = "airlock"
 GATEWAY_SERVICE = "dask-gateway"
+#: Roles this module defines; configuration from the chart (``hub.loadRoles``) may not redefine them.
+OWNED_ROLES = frozenset({"user", "admin", ADMIN_ROLE})
+
+
+def server_token_scopes() -> list[str]:
+    """``Spawner.server_token_scopes``: JupyterHub's own default for a server's token (the
+    built-in ``server`` role: post activity, be reached as that one server) plus access to the
+    dask-gateway service, and nothing else.
+
+    JupyterHub grants the subset the user holds (the ``user`` role below holds the gateway scope)
+    and resolves ``access:servers!server`` to ``<user>/<server name>``.
+    """
+    from jupyterhub.roles import get_default_roles
+
+    default = next(r["scopes"] for r in get_default_roles() if r["name"] == "server")
+    return sorted({*default, f"access:services!service={GATEWAY_SERVICE}"})
+
+
+def build_roles(services: set[str]) -> list[dict[str, Any]]:
+    """The hub roles of the Kubernetes mode; none of them lists users.
+
+    * ``user`` (every hub user, assigned by JupyterHub when the user is created): their own
+      resources, and access to the gateway and the airlock when those services are registered;
+    * ``pds-admin``: held by the hub group ``pds:admins`` only (its members are set at each
+      sign-in and refresh by ``PdsOAuthenticator``); any user holding it directly loses it at start;
+    * ``admin`` (JupyterHub's built-in): nobody; JupyterHub clears every admin flag at start;
+    * ``airlock-service``: the airlock reads identities and groups.
+    """
+    reachable = [s for s in (GATEWAY_SERVICE, AIRLOCK_SERVICE) if s in services]
+    roles: list[dict[str, Any]] = [
+        {"name": "user", "description": "PDS user: own resources; the gateway and the airlock "
+                                        "(the registry decides what they may do there)",
+         "scopes": ["self", *(f"access:services!service={s}" for s in reachable)]},
+        {"name": ADMIN_ROLE, "description": ROLE_DESCRIPTIONS[Role.ADMIN.value],
+         "scopes": list(ADMIN_SCOPES), "groups": [ADMIN_GROUP]},
+        {"name": "admin", "users": []},
+    ]
+    if AIRLOCK_SERVICE in services:
+        roles.append({"name": "airlock-service", "description": "the airlock reads identities",
+                      "scopes": ["read:users", "read:roles:users", "read:groups"],
+                      "services": [AIRLOCK_SERVICE]})
+    return roles
 
 
 def _group_names(user: Any) -> set[str]:
@@ -143,7 +200,7 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
 
     c.JupyterHub.authenticator_class = PdsOAuthenticator
     c.PdsOAuthenticator.context = context
-    c.Authenticator.admin_users = set()  # admin = IdP admin group ∩ registry admin, never a list
+    c.Authenticator.admin_users = set()  # nobody is JupyterHub's built-in admin (see build_roles)
     c.Authenticator.post_auth_hook = make_post_auth_hook(context)
     c.Authenticator.refresh_pre_spawn = True
     c.Authenticator.auth_refresh_age = 300
@@ -182,15 +239,16 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.KubeSpawner.start_timeout = 300
     c.KubeSpawner.http_timeout = 120
 
-    roles = build_load_roles(registry)
+    c.KubeSpawner.server_token_scopes = server_token_scopes()
+    existing = list(_existing(c.JupyterHub, "load_roles") or [])
+    clash = sorted({r.get("name") for r in existing if isinstance(r, dict)} & OWNED_ROLES)
+    if clash:
+        raise InvalidInput(f"hub.loadRoles may not define the role(s) {', '.join(clash)}: "
+                           "the PDS hub configuration owns them (see pds_kernel/hub/kubernetes.py)")
     services = {s.get("name") for s in (_existing(c.JupyterHub, "services") or [])}
-    if AIRLOCK_SERVICE in services:
-        roles.append({"name": "airlock-service", "description": "the airlock reads identities",
-                      "scopes": ["read:users", "read:roles:users", "read:groups"],
-                      "services": [AIRLOCK_SERVICE]})
-    c.JupyterHub.load_roles = list(_existing(c.JupyterHub, "load_roles") or []) + roles
-    # JupyterHub checks admin_users against its own list; the registry's admins are only
-    # candidates: the authenticator grants admin when the IdP agrees.
+    c.JupyterHub.load_roles = existing + build_roles(services)
+    # Registry admins are only candidates: PdsOAuthenticator puts them in ADMIN_GROUP at sign-in
+    # when the identity provider's admin group agrees.
     log.info("kubernetes mode: %d project(s), %d registry admin(s)", len(registry.projects()),
              len(registry_admins(registry)))
     return context

@@ -10,8 +10,23 @@ in either place is enough (deny by default):
   ``pds-project-diabetes-2024``) ∩ the projects where the registry makes the user an active
   researcher (``require_idp_project_groups=False`` keeps only the registry side);
 * roles: ``researcher`` when the user has a project, ``output-checker`` / ``admin`` when the IdP
-  groups in ``idp_output_checker_groups`` / ``idp_admin_groups`` agree with the registry; hub
-  admin status needs both the IdP admin group and the registry's admin flag.
+  groups in ``idp_output_checker_groups`` / ``idp_admin_groups`` agree with the registry.
+
+Administrators, precisely. Nobody gets JupyterHub's built-in ``admin`` (it may open anyone's
+running workspace, share it or act with anyone's token, i.e. reach project data without being a
+member). A PDS administrator is put in the hub group :data:`ADMIN_GROUP`, which holds the narrower
+``pds-admin`` role (:data:`pds_kernel.hub.common.ADMIN_SCOPES`: accounts, groups, starting and
+stopping servers, the services), when:
+
+* at sign-in: they are in one of the ``idp_admin_groups`` *and* the registry marks their active
+  account admin; a sign-in without both takes them out of the group;
+* at each auth refresh (``auth_refresh_age``): they stay only while the registry still says so
+  (the IdP groups are re-read there only with ``enable_auth_state``, otherwise at the next sign-in).
+
+No other path: ``admin_users`` and upstream's ``admin_groups`` are refused as settings, the auth
+model always says ``admin: False``, and the Kubernetes configuration binds the role to the group,
+never to a list of users (:func:`pds_kernel.hub.kubernetes.build_roles`). The group name is not a
+valid project id, so no project can be mistaken for it.
 
 Only the documented override points of OAuthenticator are used (``update_auth_model``,
 ``get_user_groups``, ``check_allowed``, ``refresh_user``); the token exchange is upstream's.
@@ -27,7 +42,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from oauthenticator.generic import GenericOAuthenticator
-from traitlets import Any, Bool, Set, Unicode, default
+from traitlets import Any, Bool, Set, TraitError, Unicode, default, validate
 
 from ..audit import AuditEvent
 from ..errors import InvalidInput
@@ -43,6 +58,10 @@ from .common import (
 )
 
 log = logging.getLogger(__name__)
+
+#: The hub group of the administrators whom the IdP and the registry agree on. The ``:`` keeps it
+#: apart from project groups (project ids never contain one).
+ADMIN_GROUP = "pds:admins"
 
 
 @dataclass(frozen=True)
@@ -80,7 +99,7 @@ def map_idp_groups(groups: Iterable[str], *, login_groups: Iterable[str], projec
 
 
 class PdsOAuthenticator(GenericOAuthenticator):
-    """GenericOAuthenticator whose groups and admin flag are IdP ∩ registry."""
+    """GenericOAuthenticator whose groups (projects, administrators) are IdP ∩ registry."""
 
     context = Any(None, allow_none=True, config=True,
                   help="The HubContext (settings, runtime, registry); set by configure().")
@@ -97,12 +116,20 @@ class PdsOAuthenticator(GenericOAuthenticator):
         help="The userinfo claim holding the user's IdP groups (a list of names). Default 'groups'.")
     idp_admin_groups = Set(
         Unicode(), config=True,
-        help="IdP groups whose members are hub admins, if the registry also marks them admin. "
-             "Default: none.")
+        help="IdP groups whose members are PDS administrators (hub group pds:admins, role "
+             "pds-admin), if the registry also marks them admin. Default: none.")
     idp_output_checker_groups = Set(
         Unicode(), config=True,
         help="IdP groups whose members may act as output checkers (with a registry membership). "
              "Default: none.")
+
+    @validate("admin_users", "admin_groups")
+    def _refuse_admin_lists(self, proposal):
+        """Administrators come from ``idp_admin_groups`` ∩ the registry only (module docstring)."""
+        if proposal["value"]:
+            raise TraitError(f"PdsOAuthenticator.{proposal['trait'].name} is not used: administrators "
+                             "are the members of idp_admin_groups whom the registry marks admin")
+        return proposal["value"]
 
     @default("manage_groups")
     def _default_manage_groups(self) -> bool:
@@ -145,6 +172,9 @@ class PdsOAuthenticator(GenericOAuthenticator):
             projects = [p for p in projects if p in grants.projects]
         return sorted(projects)
 
+    def is_registry_admin(self, username: str) -> bool:
+        return is_registry_user(self.registry, username) and self.registry.get_user(username).is_admin
+
     def effective_roles(self, username: str, grants: IdpGrants) -> list[str]:
         if not is_registry_user(self.registry, username):
             return []
@@ -152,20 +182,24 @@ class PdsOAuthenticator(GenericOAuthenticator):
 
     # ---- OAuthenticator override points ------------------------------------------------------
     async def update_auth_model(self, auth_model: dict) -> dict:
-        username = auth_model["name"]
-        grants = self.idp_grants(auth_model.get("auth_state"))
-        auth_model["admin"] = Role.ADMIN.value in self.effective_roles(username, grants)
+        """Never JupyterHub's built-in admin (administrators are in :data:`ADMIN_GROUP`,
+        set by :meth:`get_user_groups`)."""
+        auth_model["admin"] = False
         return auth_model
 
     async def get_user_groups(self, auth_state: dict) -> set[str]:
-        """The hub groups = project ids (IdP ∩ registry); called by OAuthenticator's
-        ``manage_groups`` logic after the token exchange."""
+        """The hub groups: project ids, and :data:`ADMIN_GROUP` for an administrator (each IdP ∩
+        registry); called by OAuthenticator's ``manage_groups`` logic after the token exchange."""
         user_info = (auth_state or {}).get("oauth_user") or {}
         try:
             username = self.normalize_username(self.user_info_to_username(user_info))
         except Exception:  # no usable username claim: no groups (check_allowed refuses)
             return set()
-        return set(self.effective_projects(username, self.idp_grants(auth_state)))
+        grants = self.idp_grants(auth_state)
+        groups = set(self.effective_projects(username, grants))
+        if Role.ADMIN.value in self.effective_roles(username, grants):
+            groups.add(ADMIN_GROUP)
+        return groups
 
     async def check_allowed(self, username: str, auth_model: dict | None) -> bool:
         """Deny by default: an IdP sign-in group *and* an active registry account."""
@@ -185,17 +219,20 @@ class PdsOAuthenticator(GenericOAuthenticator):
         return True
 
     async def refresh_user(self, user, handler=None, **kwargs):
-        """Re-apply the registry: groups can only shrink between sign-ins (the IdP groups are
-        re-read at the next sign-in, or here when ``enable_auth_state`` keeps the tokens)."""
+        """Re-apply the registry: groups (projects and :data:`ADMIN_GROUP`) can only shrink between
+        sign-ins (the IdP groups are re-read at the next sign-in, or here when
+        ``enable_auth_state`` keeps the tokens)."""
         refreshed = await super().refresh_user(user, handler, **kwargs)
         if refreshed is False or not is_registry_user(self.registry, user.name):
             return False
-        if isinstance(refreshed, dict):
+        if isinstance(refreshed, dict):  # fresh IdP data, through update_auth_model
             model = refreshed
         else:
             current = {g.name for g in getattr(user, "groups", [])}
             allowed = set(project_groups(self.registry, user.name))
-            model = {"name": user.name, "groups": sorted(current & allowed)}
+            if self.is_registry_admin(user.name):
+                allowed.add(ADMIN_GROUP)
+            model = {"name": user.name, "groups": sorted(current & allowed), "admin": False}
         if handler is not None:
             await stop_revoked_servers(self.context, handler, user.name, reason="refresh")
         return model

@@ -1,28 +1,50 @@
-"""dask-gateway configuration: each project's Dask clusters get that project's image, limits,
-read-only extract and labels, and only members of the project get a cluster at all.
+"""dask-gateway configuration: a Dask cluster belongs to one workspace's project, gets that
+project's image, limits, read-only extract and labels, and only that workspace can see or use it.
 
 ``configure_gateway(c)`` is called from the dask-gateway chart's ``gateway.extraConfig`` (see
-``helm/pds-workspace/values.yaml``). The gateway authenticates users against JupyterHub (service
-``dask-gateway``); this module then:
+``helm/pds-workspace/values.yaml``), after the chart configured JupyterHub authentication
+(service ``dask-gateway``). It replaces the authenticator by :class:`WorkspaceAuthenticator` and
+sets the cluster options.
 
-* offers one option, ``project``, whose choices are the projects where the user is an active
-  researcher now (the notebook sets it by default from ``$DASK_GATEWAY__CLUSTER__OPTIONS__PROJECT``);
-* re-checks the choice against the registry (audited as ``dask.cluster.authorise``) and against the
-  user's hub groups (which the hub keeps as registry ∩ identity-provider groups), refusing otherwise;
-* translates the project's :class:`~pds_kernel.sandbox.spec.WorkspaceSpec` into
-  ``KubeClusterConfig`` overrides with :func:`pds_kernel.k8s.pods.build_cluster_overrides`.
+**Who is calling.** dask-gateway keys clusters by the name its authenticator returns: a user lists,
+connects to, scales and stops only the clusters created under the same name. A notebook calls with
+its server's ``$JUPYTERHUB_API_TOKEN``; for that token the hub's ``/hub/api/user`` lists exactly one
+``access:servers!server=<user>/<server>`` scope, and the server name is the project id (one named
+server per project). :class:`WorkspaceAuthenticator` therefore returns the identity
+``<user>/<project>``, so the clusters of ``alice``'s ``alpha`` workspace and of her ``beta``
+workspace live under two different names and neither workspace can list or reach the other's
+clusters. A token that names no single server (a personal API token, a browser session) is refused:
+clusters are started from a workspace only. The token must also carry
+``access:services!service=<gateway>`` (the hub grants it to server tokens in Kubernetes mode, see
+:func:`pds_kernel.hub.kubernetes.server_token_scopes`).
+
+**What cluster.** One option, ``project``, which defaults to the calling workspace's project (the
+notebook also sends it from ``$DASK_GATEWAY__CLUSTER__OPTIONS__PROJECT``). The handler refuses any
+other value, then re-checks the registry (audited as ``dask.cluster.authorise``) and the user's hub
+groups (registry ∩ identity-provider groups), and translates the project's
+:class:`~pds_kernel.sandbox.spec.WorkspaceSpec` into ``KubeClusterConfig`` overrides with
+:func:`pds_kernel.k8s.pods.build_cluster_overrides`.
+
+The gateway image has no JupyterHub: nothing here imports it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
+from dask_gateway_server.models import User
+from traitlets import Any as AnyTrait
 
 from ..audit import AuditEvent, AuditTrail, Outcome
-from ..errors import PdsError, PermissionDenied
-from ..registry import Registry, Role
+from ..errors import InvalidInput, PdsError, PermissionDenied
+from ..registry import Registry
+from ..registry.names import check_project_id, check_user_name
 from ..runtime import Runtime
 from ..sandbox.spec import authorised_workspace_spec
 from ..settings import Settings, load_settings
@@ -32,6 +54,10 @@ from .pods import build_cluster_overrides
 log = logging.getLogger(__name__)
 
 ACTION = "dask.cluster.authorise"
+AUTH_ACTION = "dask.gateway.authenticate"
+#: Separates the hub user from the project in a gateway identity. Neither user names nor project
+#: ids may contain it (:mod:`pds_kernel.registry.names`), so the split is unambiguous.
+SEPARATOR = "/"
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,36 +69,151 @@ class GatewayContext:
     #: ``today`` for tests; ``None`` = the real date at each decision.
     today: date | None = None
 
+    # traitlets copies config values; this object is shared on purpose (one database engine)
+    def __deepcopy__(self, memo: dict) -> GatewayContext:
+        return self
 
+    def __copy__(self) -> GatewayContext:
+        return self
+
+
+# ---- identity: which workspace is calling ------------------------------------------------------
+@dataclass(frozen=True)
+class WorkspaceIdentity:
+    user: str
+    project: str
+
+    @property
+    def name(self) -> str:
+        """The name dask-gateway keys clusters by."""
+        return f"{self.user}{SEPARATOR}{self.project}"
+
+
+def parse_identity(name: str) -> WorkspaceIdentity:
+    """``alice/alpha-study`` → (alice, alpha-study); anything else raises :class:`PermissionDenied`."""
+    user, sep, project = str(name).partition(SEPARATOR)
+    try:
+        if not sep:
+            raise InvalidInput("no project")
+        return WorkspaceIdentity(check_user_name(user), check_project_id(project))
+    except InvalidInput:
+        raise PermissionDenied(f"{name!r} is not a workspace identity (<user>/<project>): "
+                               "start Dask clusters from a project workspace") from None
+
+
+def workspace_identity(model: dict, service_name: str) -> WorkspaceIdentity:
+    """Pure: the workspace a hub identity model (``/hub/api/user``) belongs to.
+
+    Accepted only when the model is a user's, its scopes grant access to the gateway service, and
+    they name exactly one server of that user (``access:servers!server=<user>/<project>``) and no
+    wider server access. Raises :class:`PermissionDenied` otherwise (deny by default).
+    """
+    if not service_name:
+        raise PermissionDenied("the gateway has no JupyterHub service name: refusing every token")
+    if not isinstance(model, dict) or model.get("kind") != "user":
+        raise PermissionDenied("only a user's workspace token may use the gateway")
+    name = model.get("name")
+    scopes = {s for s in (model.get("scopes") or []) if isinstance(s, str)}
+    if not scopes & {"access:services", f"access:services!service={service_name}"}:
+        raise PermissionDenied(f"the token has no access to the service {service_name}")
+    prefix = f"access:servers!server={name}/"
+    servers = [s[len(prefix):] for s in scopes if s.startswith(prefix)]
+    wider = [s for s in scopes if s.startswith("access:servers") and not s.startswith(prefix)]
+    if len(servers) != 1 or wider:
+        raise PermissionDenied("the token is not a workspace's own token (it must name exactly one "
+                               "server): start Dask clusters from a project workspace")
+    try:
+        return WorkspaceIdentity(check_user_name(name), check_project_id(servers[0]))
+    except InvalidInput as exc:
+        raise PermissionDenied(f"not a project workspace: {exc}") from None
+
+
+class WorkspaceAuthenticator(JupyterHubAuthenticator):
+    """dask-gateway's JupyterHub authenticator, bound to the calling workspace's project.
+
+    Same settings as ``JupyterHubAuthenticator`` (the chart's ``gateway.auth.jupyterhub`` values
+    apply); the identity returned is ``<user>/<project>`` (:func:`workspace_identity`), and the
+    service access scope is always required.
+    """
+
+    context = AnyTrait(None, allow_none=True, config=True,
+                       help="The GatewayContext (audit trail); set by configure_gateway().")
+
+    async def setup(self, app):
+        if not self.jupyterhub_service_name:
+            raise ValueError("WorkspaceAuthenticator needs jupyterhub_service_name "
+                             "(gateway.auth.jupyterhub.jupyterhubServiceName in the chart)")
+        self.use_service_access_scopes = True
+        await super().setup(app)
+
+    async def hub_model(self, token: str) -> dict:
+        """The hub's ``/user`` model for ``token``; 401 when the hub does not know the token."""
+        response = await self.session.get(f"{self.jupyterhub_api_url}/user", ssl=self.ssl_context,
+                                          headers={"Authorization": f"token {token}"})
+        async with response:
+            if response.status >= 500:
+                raise web.HTTPBadGateway(reason="JupyterHub failed to verify the token")
+            if response.status >= 400:
+                raise unauthorized("jupyterhub")
+            return await response.json()
+
+    async def authenticate(self, request):
+        token = self.get_token(request)
+        if token is None:
+            raise unauthorized("jupyterhub")
+        model = await self.hub_model(token)
+        try:
+            identity = workspace_identity(model, self.jupyterhub_service_name)
+        except PermissionDenied as exc:
+            self._record_refusal(model, str(exc))
+            raise unauthorized("jupyterhub") from None
+        return User(identity.name, groups=model.get("groups") or [], admin=False)
+
+    def _record_refusal(self, model: dict, reason: str) -> None:
+        actor = str(model.get("name", "?"))[:64] if isinstance(model, dict) else "?"
+        log.info("gateway refused a token of %s: %s", actor, reason)
+        if self.context is not None:
+            self.context.audit.record(AuditEvent(actor=actor, action=AUTH_ACTION, target="dask-gateway",
+                                                 outcome=Outcome.DENIED, details={"reason": reason}))
+
+
+# ---- cluster options: what the calling workspace may start --------------------------------------
 def _groups(user: Any) -> set[str]:
     return {getattr(g, "name", g) for g in (getattr(user, "groups", None) or ())}
 
 
-def allowed_projects(context: GatewayContext, user: Any) -> list[str]:
-    """Projects where ``user`` may run a cluster now: active researcher in the registry *and*
-    the project is one of the user's hub groups. Deny by default."""
-    groups = _groups(user)
-    return [p.id for p in context.registry.active_projects(user.name, Role.RESEARCHER, context.today)
-            if p.id in groups]
+def _deny(context: GatewayContext, actor: str, project: str, reason: str) -> PermissionDenied:
+    context.audit.record(AuditEvent(actor=actor, action=ACTION, target=f"user:{actor}",
+                                    project=project, outcome=Outcome.DENIED,
+                                    details={"reason": reason}))
+    return PermissionDenied(reason)
 
 
-def cluster_overrides(context: GatewayContext, project: str, user: Any) -> dict[str, Any]:
-    """Check access (audited, raises :class:`PermissionDenied`) and build the overrides."""
-    if not isinstance(project, str) or not project:
-        raise PermissionDenied("choose a project for the cluster (option 'project')")
-    spec = authorised_workspace_spec(context.settings, context.registry, user.name, project,
+def cluster_overrides(context: GatewayContext, project: Any, user: Any) -> dict[str, Any]:
+    """Check access (audited, raises :class:`PermissionDenied`) and build the overrides.
+
+    ``user`` is the gateway user of :class:`WorkspaceAuthenticator` (``<user>/<project>``); the
+    requested ``project`` must be that workspace's project.
+    """
+    try:
+        identity = parse_identity(getattr(user, "name", ""))
+    except PermissionDenied as exc:
+        raise _deny(context, str(getattr(user, "name", "?"))[:64], str(project)[:64], str(exc)) from None
+    if project != identity.project:
+        raise _deny(context, identity.user, str(project)[:64],
+                    f"a cluster of this workspace must be for its project {identity.project}, "
+                    f"not {str(project)[:64]!r}")
+    spec = authorised_workspace_spec(context.settings, context.registry, identity.user, identity.project,
                                      action=ACTION, today=context.today)
-    if project not in _groups(user):
-        context.audit.record(AuditEvent(actor=user.name, action=ACTION, target=f"user:{user.name}",
-                                        project=project, outcome=Outcome.DENIED,
-                                        details={"reason": "not in the project's hub group"}))
-        raise PermissionDenied(f"{user.name} is not in the hub group of project {project}: sign in again")
+    if identity.project not in _groups(user):
+        raise _deny(context, identity.user, identity.project,
+                    f"{identity.user} is not in the hub group of project {identity.project}: sign in again")
     return build_cluster_overrides(spec, context.k8s)
 
 
 def make_cluster_options(context: GatewayContext) -> Callable[[Any], Any]:
     """The ``c.Backend.cluster_options`` callable (dask-gateway calls it with the user)."""
-    from dask_gateway_server.options import Options, Select, String
+    from dask_gateway_server.options import Options, String
 
     def handler(options, user) -> dict[str, Any]:
         try:
@@ -82,12 +223,14 @@ def make_cluster_options(context: GatewayContext) -> Callable[[Any], Any]:
             raise
 
     def cluster_options(user) -> Options:
-        projects = allowed_projects(context, user)
-        if projects:
-            field = Select("project", projects, default=projects[0], label="Project")
-        else:  # nothing to choose; any value will be refused by the handler (and audited)
-            field = String("project", default="", label="Project")
-        return Options(field, handler=handler)
+        # A text field, not a choice list: a request for another project reaches the handler,
+        # which refuses it *and* records the attempt in the audit trail.
+        try:
+            default = parse_identity(user.name).project
+        except PermissionDenied:
+            default = ""
+        return Options(String("project", default=default, label="Project (this workspace's)"),
+                       handler=handler)
 
     return cluster_options
 
@@ -102,13 +245,15 @@ def configure_gateway(c, runtime: Runtime | None = None, k8s: K8sConfig | None =
     runtime = runtime or Runtime(load_settings())
     context = GatewayContext(settings=runtime.settings, registry=Registry.from_runtime(runtime),
                              audit=runtime.audit, k8s=k8s or load_k8s_config(), today=today)
+    c.DaskGateway.authenticator_class = f"{__name__}.{WorkspaceAuthenticator.__name__}"
+    c.WorkspaceAuthenticator.context = context
     c.Backend.cluster_options = make_cluster_options(context)
     return context
 
 
-def project_choices(options_spec: Iterable[dict]) -> list[str]:
-    """The project choices in an ``Options.get_specification()`` (what a client is shown)."""
+def offered_project(options_spec: Iterable[dict]) -> str:
+    """The project an ``Options.get_specification()`` offers the client ("" = none)."""
     for f in options_spec:
         if f.get("field") == "project":
-            return list(f.get("spec", {}).get("options", []))
-    return []
+            return str(f.get("default") or "")
+    return ""

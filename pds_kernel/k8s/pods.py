@@ -111,7 +111,11 @@ def extract_volume(spec: WorkspaceSpec) -> dict[str, Any]:
 
 
 def extract_mount() -> dict[str, Any]:
-    return {"name": "extract", "mountPath": DATA_MOUNT, "readOnly": True}
+    """The published extract, read-only at ``/data``. The project's claim is laid out as the
+    builder writes it (``builds/<id>/``, ``spec.yaml``, and the ``extract`` link to the published
+    build): only ``extract`` is mounted; the kubelet resolves the link inside the volume when the
+    container starts, so a pod keeps the build it started with."""
+    return {"name": "extract", "mountPath": DATA_MOUNT, "readOnly": True, "subPath": "extract"}
 
 
 def scratch_volume(cfg: K8sConfig) -> dict[str, Any]:

@@ -20,8 +20,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from pds_kernel.extract.spec import parse_spec
 from pds_kernel.k8s.config import parse_k8s_config
 from pds_kernel.registry.spec import parse_registry
+from pds_kernel.sandbox.spec import home_volume_name
 
 from .conftest import CHART, DATA, helm_available, helm_bin
 
@@ -117,15 +119,37 @@ def test_multi_project_renders_per_project_resources(rendered):
         assert ("PersistentVolumeClaim", f"extract-{project}") in names
         for component in ("workspace", "dask-scheduler", "dask-worker"):
             assert ("NetworkPolicy", f"pds-{project}-{component}") in names
-    assert ("PersistentVolumeClaim", "home-imaging-ai-2025-bob") in names
-    assert ("Job", "pds-extract-diabetes-2024-1") in names
-    assert ("Job", "pds-extract-imaging-ai-2025-1") not in names
-    assert ("Job", "pds-ingest-1") in names
-    # the extract build is the only pod that writes the extract; it mounts the lake read-only
-    job = next(d for d in docs if d["metadata"]["name"] == "pds-extract-diabetes-2024-1")
+    assert ("PersistentVolumeClaim", home_volume_name("imaging-ai-2025", "bob")) in names
+    jobs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Job"}
+    assert [n for n in jobs if n.startswith("pds-extract-")] == [
+        n for n in jobs if n.startswith("pds-extract-diabetes-2024-")]  # only the project with a spec
+    assert len([n for n in jobs if n.startswith("pds-ingest-2026-03-")]) == 1
+    assert ("ConfigMap", "pds-extract-spec-diabetes-2024") in names
+    # the extract build is the only pod that writes the project's claim; it mounts the lake read-only
+    job = next(j for n, j in jobs.items() if n.startswith("pds-extract-"))
     mounts = {m["name"]: m for m in job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
-    assert mounts["lake"].get("readOnly") is True
-    assert "readOnly" not in mounts["extract"]
+    assert mounts["lake"].get("readOnly") is True and mounts["spec"].get("readOnly") is True
+    assert "readOnly" not in mounts["project"]
+    assert mounts["project"]["mountPath"] == "/srv/pds/projects/diabetes-2024"
+
+
+def test_example_extract_spec_is_valid():
+    """The example's spec parses with the builder's own parser, and its ConfigMap holds it verbatim."""
+    example = yaml.safe_load(EXAMPLE.read_text())
+    project = next(p for p in example["projects"] if "extract" in p)
+    spec = parse_spec(project["extract"]["spec"], "example")
+    assert spec.project == project["id"]
+
+
+def test_extract_spec_config_map_is_verbatim(rendered):
+    example = yaml.safe_load(EXAMPLE.read_text())
+    text = next(p for p in example["projects"] if "extract" in p)["extract"]["spec"]
+    cm = next(d for d in rendered["multi-project"] if d["metadata"]["name"] == "pds-extract-spec-diabetes-2024")
+    assert cm["data"]["spec.yaml"] == text
+    job = next(d for d in rendered["multi-project"]
+               if d["kind"] == "Job" and d["metadata"]["name"].startswith("pds-extract-"))
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--spec-sha256") + 1] == parse_spec(text).sha256
 
 
 def test_config_map_feeds_registry_and_k8s_config(rendered):
@@ -169,6 +193,52 @@ def test_values_schema_rejects_bad_values(chart, tmp_path, bad):
     result = helm("template", "pds", str(chart), "-f", str(f))
     assert result.returncode != 0
     assert "schema" in result.stderr.lower() or "values don't meet" in result.stderr.lower()
+
+
+# ---- home claims: the helm helper and the Python rule agree, and never collide ----------------------
+COLLIDING = [("abc", "def-x"), ("abc-def", "x"), ("proj", "jean.dupont"), ("proj", "jean_dupont"),
+             ("proj", "jean-dupont"), ("proj", "a-"), ("proj", "a."), ("proj", "a_")]
+
+
+def test_home_claims_agree_with_python_and_never_collide(chart, tmp_path):
+    projects: dict[str, list] = {}
+    for project, user in COLLIDING:
+        projects.setdefault(project, []).append({"user": user, "role": "researcher", "expires": "2030-01-01"})
+    values = {"projects": [{"id": p, "title": p, "start": "2024-01-01", "end": "2030-12-31", "members": m}
+                           for p, m in projects.items()]}
+    f = tmp_path / "homes.yaml"
+    f.write_text(yaml.safe_dump(values))
+    claims = {(d["metadata"]["labels"]["pds.project"], d["metadata"]["name"]) for d in render(chart, [f])
+              if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["labels"].get("pds.component") == "home"}
+    expected = {(p, home_volume_name(p, u)) for p, u in COLLIDING}
+    assert claims == expected
+    names = [home_volume_name(p, u) for p, u in COLLIDING]
+    assert len(set(names)) == len(names)
+    assert home_volume_name("abc", "def-x") != home_volume_name("abc-def", "x")
+    for name in names:
+        assert len(name) <= 253 and name.startswith("home-")
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                      "metadata": {"name": name},
+                                      "spec": {"accessModes": ["ReadWriteOnce"],
+                                               "resources": {"requests": {"storage": "1Gi"}}}},
+                                     K8S_VERSION, strict=True)
+
+
+def test_home_claim_name_is_readable_and_bounded():
+    longest = home_volume_name("p" + "a" * 38 + "z", "u" * 63)
+    assert len(longest) <= 253
+    assert home_volume_name("alpha-study", "jean.dupont").startswith("home-alpha-study-jean-dupont-")
+
+
+def test_example_gives_the_upstream_pods_the_pull_secret():
+    """Our own pods use images.pullSecrets; the hub, user pods, gateway, Dask pods, controller and
+    traefik come from the upstream charts and need theirs (see docs/deploy-kubernetes.md)."""
+    values = merged_values(EXAMPLE)
+    secret = values["images"]["pullSecrets"][0]["name"]
+    assert secret in values["jupyterhub"]["imagePullSecrets"]
+    gateway = values["dask-gateway"]
+    for where in (gateway["gateway"], gateway["gateway"]["backend"], gateway["controller"], gateway["traefik"]):
+        assert {"name": secret} in where["imagePullSecrets"]
 
 
 # ---- the umbrella's values for the upstream charts -------------------------------------------------

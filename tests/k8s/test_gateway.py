@@ -1,4 +1,6 @@
-"""dask-gateway cluster options: project image, limits, read-only extract, labels, GPU opt-in."""
+"""dask-gateway cluster options: project image, limits, read-only extract, labels, GPU opt-in; the
+project is the calling workspace's (identity ``<user>/<project>``, see test_gateway_hub.py for the
+same through the real hub and gateway API)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from traitlets.config import Config
 from pds_kernel.audit import AuditTrail
 from pds_kernel.errors import PermissionDenied
 from pds_kernel.k8s.config import Gpu, K8sConfig
-from pds_kernel.k8s.gateway import configure_gateway, project_choices
+from pds_kernel.k8s.gateway import configure_gateway, offered_project, workspace_identity
 
 K8S = K8sConfig(project_images={"beta-study": "registry.example.org/pds/notebook-gpu:1"})
 
@@ -24,9 +26,10 @@ def options_for(runtime, user: User, request: dict, k8s: K8sConfig = K8S):
 
 
 def test_member_gets_project_cluster(runtime, registry):
-    alice = User("alice", groups=["alpha-study", "beta-study"])
+    alice = User("alice/alpha-study", groups=["alpha-study", "beta-study"])
     options, overrides = options_for(runtime, alice, {"project": "alpha-study"})
-    assert project_choices(options.get_specification()) == ["alpha-study", "beta-study"]
+    assert offered_project(options.get_specification()) == "alpha-study"
+    assert options_for(runtime, alice, {})[1] == overrides  # no option: the workspace's project
     config = KubeClusterConfig(**overrides)  # dask-gateway accepts every override
     assert config.image == "registry.example.org/pds/dask-worker:0.1.0"
     assert config.worker_cores_limit == 2.0 and config.worker_memory_limit == 4096 * 2**20
@@ -39,7 +42,7 @@ def test_member_gets_project_cluster(runtime, registry):
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert {"name": "extract", "persistentVolumeClaim": {"claimName": "extract-alpha-study", "readOnly": True}} in pod["volumes"]
     mounts = config.worker_extra_container_config["volumeMounts"]
-    assert {"name": "extract", "mountPath": "/data", "readOnly": True} in mounts
+    assert {"name": "extract", "mountPath": "/data", "readOnly": True, "subPath": "extract"} in mounts
     assert config.worker_extra_container_config["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert "volumes" not in config.scheduler_extra_pod_config or all(
         v["name"] != "extract" for v in config.scheduler_extra_pod_config["volumes"])
@@ -47,46 +50,126 @@ def test_member_gets_project_cluster(runtime, registry):
 
 
 def test_project_image_for_workers(runtime, registry):
-    alice = User("alice", groups=["alpha-study", "beta-study"])
+    alice = User("alice/beta-study", groups=["alpha-study", "beta-study"])
     _, overrides = options_for(runtime, alice, {"project": "beta-study"})
     assert overrides["image"] == "registry.example.org/pds/notebook-gpu:1"
     assert overrides["worker_cores_limit"] == 4.0
 
 
 def test_gpu_only_when_platform_enables_it(runtime, registry):
-    alice = User("alice", groups=["alpha-study", "beta-study"])
-    _, off = options_for(runtime, alice, {"project": "beta-study"})
+    beta = User("alice/beta-study", groups=["alpha-study", "beta-study"])
+    _, off = options_for(runtime, beta, {"project": "beta-study"})
     assert "nvidia.com/gpu" not in str(off)
     k8s = K8sConfig(gpu=Gpu(enabled=True))
-    _, on = options_for(runtime, alice, {"project": "beta-study"}, k8s)
+    _, on = options_for(runtime, beta, {"project": "beta-study"}, k8s)
     assert on["worker_extra_container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert on["worker_extra_pod_config"]["nodeSelector"] == {"pds.gpu": "true"}
-    _, alpha = options_for(runtime, alice, {"project": "alpha-study"}, k8s)
+    alpha_user = User("alice/alpha-study", groups=["alpha-study", "beta-study"])
+    _, alpha = options_for(runtime, alpha_user, {"project": "alpha-study"}, k8s)
     assert "nvidia.com/gpu" not in str(alpha)
 
 
+def denied(runtime, action="dask.cluster.authorise") -> list:
+    return [e for e in AuditTrail(runtime.sessions).entries() if e.outcome == "denied" and e.action == action]
+
+
 @pytest.mark.parametrize("name,groups,project", [
-    ("bob", ["alpha-study"], "beta-study"),     # not a member: not even a choice
+    ("bob", ["alpha-study"], "beta-study"),     # not a member
     ("carol", ["alpha-study"], "alpha-study"),  # expired
     ("dave", [], "alpha-study"),                # nobody
 ])
 def test_non_members_are_refused(runtime, registry, name, groups, project):
     c = Config()
     configure_gateway(c, runtime=runtime, k8s=K8S)
-    user = User(name, groups=groups)
+    user = User(f"{name}/{project}", groups=groups)
     options = c.Backend.cluster_options(user)
-    assert project not in project_choices(options.get_specification())
-    with pytest.raises((PermissionDenied, ValueError)):
+    with pytest.raises(PermissionDenied):
         options.get_configuration(options.parse_options({"project": project}), user)
+    assert [(e.actor, e.project) for e in denied(runtime)] == [(name, project)]
+
+
+def test_a_workspace_cannot_start_another_projects_cluster(runtime, registry):
+    """alice is in both projects, but her alpha workspace gets no beta cluster (audited)."""
+    c = Config()
+    configure_gateway(c, runtime=runtime, k8s=K8S)
+    alice_in_alpha = User("alice/alpha-study", groups=["alpha-study", "beta-study"])
+    options = c.Backend.cluster_options(alice_in_alpha)
+    with pytest.raises(PermissionDenied, match="its project alpha-study"):
+        options.get_configuration(options.parse_options({"project": "beta-study"}), alice_in_alpha)
+    assert [(e.actor, e.project) for e in denied(runtime)] == [("alice", "beta-study")]
+
+
+@pytest.mark.parametrize("name", ["alice", "alice/", "alice/BAD", "service:airlock", "alice/alpha-study/x"])
+def test_identities_without_a_workspace_are_refused(runtime, registry, name):
+    """E.g. the stock JupyterHubAuthenticator's plain user names: no project, no cluster."""
+    c = Config()
+    configure_gateway(c, runtime=runtime, k8s=K8S)
+    user = User(name, groups=["alpha-study"])
+    options = c.Backend.cluster_options(user)
+    assert offered_project(options.get_specification()) == ""
+    with pytest.raises(PermissionDenied, match="not a workspace identity"):
+        options.get_configuration(options.parse_options({"project": "alpha-study"}), user)
+    assert len(denied(runtime)) == 1
+
+
+SERVER = ["users:activity!user=alice", "access:servers!server=alice/alpha-study"]
+IDENTIFY = ["read:users:name!user=alice", "read:users:groups!user=alice"]
+
+
+def hub_model(*scopes: str, kind: str = "user", name: str = "alice") -> dict:
+    return {"kind": kind, "name": name, "groups": ["alpha-study"], "scopes": [*IDENTIFY, *scopes]}
+
+
+def test_workspace_identity_from_the_hub_model():
+    identity = workspace_identity(hub_model(*SERVER, "access:services!service=dask-gateway"), "dask-gateway")
+    assert (identity.user, identity.project, identity.name) == ("alice", "alpha-study", "alice/alpha-study")
+    assert workspace_identity(hub_model(*SERVER, "access:services"), "dask-gateway").project == "alpha-study"
+
+
+@pytest.mark.parametrize("model,why", [
+    (hub_model(*SERVER), "no access to the service"),                                   # JupyterHub's default
+    (hub_model(*SERVER, "access:services!service=airlock"), "no access to the service"),
+    (hub_model("access:services!service=dask-gateway", "access:servers!user=alice"), "exactly one"),
+    (hub_model("access:services!service=dask-gateway", *SERVER, "access:servers!user=alice"), "exactly one"),
+    (hub_model("access:services!service=dask-gateway", *SERVER, "access:servers!server=alice/beta-study"),
+     "exactly one"),
+    (hub_model("access:services!service=dask-gateway", "access:servers!server=bob/alpha-study"), "exactly one"),
+    (hub_model("access:services!service=dask-gateway", "access:servers!server=alice/"), "not a project"),
+    (hub_model("access:services", *SERVER, kind="service", name="airlock"), "only a user"),
+])
+def test_other_tokens_are_not_workspaces(model, why):
+    with pytest.raises(PermissionDenied, match=why):
+        workspace_identity(model, "dask-gateway")
+
+
+def test_no_service_name_refuses_everything():
+    with pytest.raises(PermissionDenied, match="no JupyterHub service name"):
+        workspace_identity(hub_model(*SERVER, "access:services"), "")
+
+
+def test_real_backend_refuses_cross_project_options(runtime, registry):
+    """dask-gateway's own Backend.process_cluster_options (what POST /clusters runs)."""
+    import asyncio
+
+    from dask_gateway_server.backends.base import Backend, PublicException
+
+    c = Config()
+    configure_gateway(c, runtime=runtime, k8s=K8S)
+    backend = Backend(config=c, cluster_config_class=KubeClusterConfig)
+    alice_in_alpha = User("alice/alpha-study", groups=["alpha-study", "beta-study"])
+    options, config = asyncio.run(backend.process_cluster_options(alice_in_alpha, {}))
+    assert options == {"project": "alpha-study"}
+    assert config.worker_extra_pod_labels["pds.project"] == "alpha-study"
+    with pytest.raises(PublicException, match="its project alpha-study"):  # the API's 422 reason
+        asyncio.run(backend.process_cluster_options(alice_in_alpha, {"project": "beta-study"}))
 
 
 def test_registry_and_hub_group_must_agree(runtime, registry):
     """A registry member whose IdP group was withdrawn gets no cluster, and it is audited."""
     c = Config()
     configure_gateway(c, runtime=runtime, k8s=K8S)
-    alice = User("alice", groups=["alpha-study"])
+    alice = User("alice/beta-study", groups=["alpha-study"])
     options = c.Backend.cluster_options(alice)
-    assert project_choices(options.get_specification()) == ["alpha-study"]
     from dask_gateway_server.utils import FrozenAttrDict
 
     with pytest.raises(PermissionDenied):

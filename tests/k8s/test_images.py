@@ -42,7 +42,7 @@ def test_worker_runs_the_notebook_environment():
     notebook, worker = requirements("notebook"), requirements("worker")
     assert worker == notebook
     for package in ("dask", "distributed", "dask-gateway", "polars", "pyarrow", "acro", "jupyterlab",
-                    "jupyter-server-proxy"):
+                    "jupyter-server-proxy", "bokeh"):
         assert package in notebook
 
 

@@ -15,7 +15,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from pds_kernel.audit import AuditTrail
 from pds_kernel.hub.common import HubContext
-from pds_kernel.hub.oidc import PdsOAuthenticator, map_idp_groups
+from pds_kernel.hub.oidc import ADMIN_GROUP, PdsOAuthenticator, map_idp_groups
 
 pytestmark = pytest.mark.asyncio
 
@@ -129,8 +129,10 @@ async def test_member_signs_in_with_projects_from_registry_and_idp(authenticator
     registry.upsert_user("admin", "alice", is_admin=True)
     model = await sign_in(authenticator, idp, "alice")
     assert model["name"] == "alice"  # normalised from the claim "ALICE"
-    assert model["groups"] == ["alpha-study", "beta-study"]
-    assert model["admin"] is True  # IdP admin group and registry admin flag agree
+    # IdP admin group and registry admin flag agree: the administrators' group, which holds the
+    # narrow pds-admin role; never JupyterHub's built-in admin
+    assert model["groups"] == ["alpha-study", "beta-study", ADMIN_GROUP]
+    assert model["admin"] is False
 
 
 async def test_groups_are_the_intersection(authenticator, idp, runtime):
@@ -142,7 +144,51 @@ async def test_groups_are_the_intersection(authenticator, idp, runtime):
 
 async def test_idp_admin_without_registry_admin_is_not_admin(authenticator, idp):
     model = await sign_in(authenticator, idp, "alice")
-    assert not model["admin"]
+    assert ADMIN_GROUP not in model["groups"] and not model["admin"]
+
+
+async def test_registry_admin_without_idp_admin_is_not_admin(authenticator, idp, registry):
+    registry.upsert_user("admin", "bob", is_admin=True)  # bob is not in the IdP's pds-admins
+    model = await sign_in(authenticator, idp, "bob")
+    assert model["groups"] == ["alpha-study"] and not model["admin"]
+
+
+class SignedInUser:
+    """What refresh_user reads of a hub user (name, current groups)."""
+
+    def __init__(self, name: str, groups: list[str]):
+        self.name = name
+        self.groups = [type("Group", (), {"name": g})() for g in groups]
+
+
+async def test_refresh_keeps_admin_only_while_the_registry_agrees(authenticator, registry):
+    registry.upsert_user("admin", "alice", is_admin=True)
+    alice = SignedInUser("alice", ["alpha-study", "beta-study", ADMIN_GROUP])
+    kept = await authenticator.refresh_user(alice)
+    assert kept == {"name": "alice", "groups": ["alpha-study", "beta-study", ADMIN_GROUP], "admin": False}
+    registry.upsert_user("admin", "alice", is_admin=False)
+    dropped = await authenticator.refresh_user(alice)
+    assert dropped["groups"] == ["alpha-study", "beta-study"]
+    # a refresh never adds the group (only a sign-in with the IdP's agreement does)
+    registry.upsert_user("admin", "alice", is_admin=True)
+    assert ADMIN_GROUP not in (await authenticator.refresh_user(SignedInUser("alice", ["alpha-study"])))["groups"]
+
+
+@pytest.mark.parametrize("setting", ["admin_users", "admin_groups"])
+async def test_other_admin_settings_are_refused(settings, runtime, registry, setting):
+    from traitlets import TraitError
+
+    context = HubContext(settings=settings, runtime=runtime, registry=registry)
+    with pytest.raises(TraitError, match="idp_admin_groups"):
+        PdsOAuthenticator(context=context, **{setting: {"alice"}})
+
+
+async def test_admin_group_is_never_a_project_id():
+    from pds_kernel.errors import InvalidInput
+    from pds_kernel.registry.names import check_project_id
+
+    with pytest.raises(InvalidInput):
+        check_project_id(ADMIN_GROUP)
 
 
 async def test_user_without_sign_in_group_is_refused(authenticator, idp, runtime, registry):

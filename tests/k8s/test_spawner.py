@@ -8,8 +8,12 @@ from tornado import web
 from traitlets.config import Config
 
 from pds_kernel.audit import AuditTrail
+from pds_kernel.errors import InvalidInput
+from pds_kernel.hub.common import ADMIN_ROLE, ADMIN_SCOPES
 from pds_kernel.hub.kubernetes import configure
+from pds_kernel.hub.oidc import ADMIN_GROUP
 from pds_kernel.k8s.config import Gpu, K8sConfig
+from pds_kernel.sandbox.spec import home_volume_name
 
 pytestmark = pytest.mark.asyncio
 
@@ -73,15 +77,15 @@ async def test_member_gets_exactly_the_project(settings, runtime, registry, kube
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert set(volumes) == {"extract", "home", "scratch"}
     assert volumes["extract"]["persistentVolumeClaim"] == {"claimName": "extract-alpha-study", "readOnly": True}
-    assert volumes["home"]["persistentVolumeClaim"]["claimName"] == "home-alpha-study-alice"
+    assert volumes["home"]["persistentVolumeClaim"]["claimName"] == home_volume_name("alpha-study", "alice")
     assert "emptyDir" in volumes["scratch"]
     mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
-    assert mounts["/data"] == {"name": "extract", "mountPath": "/data", "readOnly": True}
+    assert mounts["/data"] == {"name": "extract", "mountPath": "/data", "readOnly": True, "subPath": "extract"}
     assert set(mounts) == {"/data", "/home/jovyan", "/tmp"}
     resources = spec["containers"][0]["resources"]
     assert resources["limits"] == {"cpu": "2000m", "memory": "4096Mi"}
     assert resources["requests"] == resources["limits"]
-    assert spawner.pvc_name == "home-alpha-study-alice"
+    assert spawner.pvc_name == home_volume_name("alpha-study", "alice")
 
 
 async def test_security_context_is_restricted(settings, runtime, registry, kubeconfig):
@@ -160,3 +164,47 @@ async def test_profile_list_shows_only_active_projects(settings, runtime, regist
     assert carol.profile_list(carol) == []
     limits = alice.profile_list(alice)[0]["kubespawner_override"]
     assert limits["cpu_limit"] == 4.0 and limits["mem_limit"] == "8192M"
+
+
+# ---- hub scopes and roles (the hub and gateway running them: test_gateway_hub.py) -----------------
+def hub_config(settings, services=("dask-gateway", "airlock"), load_roles=None) -> Config:
+    c = Config()
+    c.JupyterHub.services = [{"name": s, "api_token": "x" * 32} for s in services]
+    if load_roles is not None:
+        c.JupyterHub.load_roles = load_roles
+    configure(c, settings=settings, k8s=K8sConfig())
+    return c
+
+
+async def test_server_token_gets_default_scopes_plus_the_gateway(settings, runtime, registry, kubeconfig):
+    from jupyterhub.roles import get_default_roles
+
+    spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    default = next(r["scopes"] for r in get_default_roles() if r["name"] == "server")
+    assert set(spawner.server_token_scopes) - set(default) == {"access:services!service=dask-gateway"}
+    assert set(default) <= set(spawner.server_token_scopes)
+
+
+async def test_roles_name_no_user(settings, runtime, registry):
+    """Members added after the hub started get the same access: no role lists registry users."""
+    registry.upsert_user("admin", "alice", is_admin=True)
+    roles = {r["name"]: r for r in hub_config(settings).JupyterHub.load_roles}
+    assert set(roles) == {"user", ADMIN_ROLE, "admin", "airlock-service"}
+    assert roles["user"]["scopes"] == ["self", "access:services!service=dask-gateway",
+                                       "access:services!service=airlock"]
+    assert "users" not in roles["user"]  # JupyterHub keeps its default: every user
+    assert roles[ADMIN_ROLE]["groups"] == [ADMIN_GROUP] and "users" not in roles[ADMIN_ROLE]
+    assert roles[ADMIN_ROLE]["scopes"] == ADMIN_SCOPES
+    assert roles["admin"]["users"] == []  # nobody is JupyterHub's built-in admin
+    assert roles["airlock-service"]["services"] == ["airlock"]
+    alone = {r["name"]: r for r in hub_config(settings, services=()).JupyterHub.load_roles}
+    assert alone["user"]["scopes"] == ["self"] and "airlock-service" not in alone
+
+
+async def test_chart_roles_are_kept_but_may_not_replace_ours(settings, runtime, registry):
+    culler = {"name": "jupyterhub-idle-culler", "scopes": ["list:users"], "services": ["culler"]}
+    roles = hub_config(settings, load_roles=[culler]).JupyterHub.load_roles
+    assert roles[0] == culler
+    for name in ("user", "admin", ADMIN_ROLE):
+        with pytest.raises(InvalidInput, match=name):
+            hub_config(settings, load_roles=[{"name": name, "scopes": ["admin:users"]}])

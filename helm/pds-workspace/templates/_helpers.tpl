@@ -12,9 +12,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- printf "%s:%s" .name .tag -}}
 {{- end }}
 
-{{/* Kubernetes-safe home claim name, same rule as pds_kernel.sandbox.spec.home_volume_name */}}
+{{/* Home claim of (project, user): a readable prefix and 12 hex digits of SHA-256("project/user"),
+     so that no two pairs share a claim (jean.dupont / jean_dupont / jean-dupont; abc + def-x /
+     abc-def + x). Same rule as pds_kernel.sandbox.spec.home_volume_name (tests/k8s check both). */}}
 {{- define "pds.homeClaim" -}}
-{{- printf "home-%s-%s" .project (.user | replace "." "-" | replace "_" "-") -}}
+{{- $digest := printf "%s/%s" .project .user | sha256sum | trunc 12 -}}
+{{- printf "home-%s-%s-%s" .project (.user | replace "." "-" | replace "_" "-") $digest -}}
 {{- end }}
 
 {{/* Restricted pod and container security contexts of our own pods. */}}
@@ -23,6 +26,7 @@ runAsNonRoot: true
 runAsUser: {{ .Values.workspace.uid }}
 runAsGroup: {{ .Values.workspace.gid }}
 fsGroup: {{ .Values.workspace.gid }}
+fsGroupChangePolicy: OnRootMismatch
 seccompProfile: {type: RuntimeDefault}
 {{- end }}
 
@@ -43,7 +47,9 @@ annotations:
 {{- end }}
 {{- end }}
 
-{{/* Environment shared by our pods that use the database and the data paths. */}}
+{{/* Environment shared by our pods that use the database and the data paths. The key store sits
+     in a directory below its claim's mount: the store makes its directory 0700, which only the
+     directory's owner may do, and a claim's root belongs to root (fsGroup only adds the group). */}}
 {{- define "pds.env" -}}
 - name: PDS_DATABASE__URL
   valueFrom: {secretKeyRef: {name: {{ .Values.database.existingSecret }}, key: {{ .Values.database.urlKey }}}}
@@ -54,7 +60,7 @@ annotations:
 - name: PDS_PATHS__PROJECTS
   value: /srv/pds/projects
 - name: PDS_PATHS__KEYS
-  value: /srv/pds/keys
+  value: /srv/pds/key-store/keys
 - name: PDS_PATHS__STAGING
   value: /srv/pds/staging
 - name: PDS_PATHS__OUTBOX
@@ -65,4 +71,32 @@ annotations:
   value: /tmp/pds-reports
 - name: HOME
   value: /tmp
+{{- end }}
+
+{{/* The egress rule to PostgreSQL: databasePeers on databasePort only. No peers = no rule (an
+     empty `to` would mean every address, the internet and the metadata endpoint included). */}}
+{{- define "pds.databaseEgress" -}}
+{{- with .Values.networkPolicy.databasePeers -}}
+- to:
+    {{- toYaml . | nindent 4 }}
+  ports: [{port: {{ $.Values.networkPolicy.databasePort }}, protocol: TCP}]
+{{- end -}}
+{{- end }}
+
+{{/* Refuse a database peer whose IPv4 block overlaps 169.254.0.0/16 (link-local: the cloud
+     metadata endpoint 169.254.169.254 lives there); 0.0.0.0/0 overlaps it too. The block's first
+     16 bits are compared with 169.254 on min(prefix, 16) bits. */}}
+{{- define "pds.checkDatabasePeers" -}}
+{{- range $i, $peer := .Values.networkPolicy.databasePeers }}
+{{- with $peer.ipBlock }}
+{{- $parts := splitList "/" .cidr }}
+{{- $octets := splitList "." (first $parts) }}
+{{- $high := add (mul (atoi (index $octets 0)) 256) (atoi (index $octets 1)) }}
+{{- $bits := min (atoi (last $parts)) 16 }}
+{{- $unit := index (list 65536 32768 16384 8192 4096 2048 1024 512 256 128 64 32 16 8 4 2 1) $bits }}
+{{- if eq (div $high $unit) (div 43518 $unit) }}
+{{- fail (printf "networkPolicy.databasePeers[%d]: %s overlaps 169.254.0.0/16 (link-local, where the cloud metadata endpoint is): give your PostgreSQL's own address, e.g. 10.20.0.5/32" $i .cidr) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}

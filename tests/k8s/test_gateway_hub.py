@@ -1,0 +1,403 @@
+"""A workspace's token through the real JupyterHub and the real dask-gateway API server (no cluster).
+
+In process, on loopback:
+
+* JupyterHub 5.5 configured by :func:`pds_kernel.hub.kubernetes.configure` (after the services
+  z2jh renders from the chart's ``hub.services``), serving its real REST API. Servers start through
+  the hub's own ``User.spawn``: it mints ``$JUPYTERHUB_API_TOKEN`` from ``server_token_scopes``
+  and runs the PDS hooks on KubeSpawner's real pod manifest; only the Kubernetes calls are
+  replaced (:class:`NoClusterSpawner`);
+* the dask-gateway API server (``DaskGateway`` with its aiohttp routes) configured as the chart's
+  config file does, then by :func:`pds_kernel.k8s.gateway.configure_gateway`; only the part of
+  ``KubeBackend`` that creates ``DaskCluster`` objects is replaced by :class:`MemoryBackend`,
+  which keeps clusters per user name as ``KubeBackend`` does;
+* the real ``dask_gateway`` client, authenticating with the workspace's token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+import uuid
+from datetime import date
+
+import pytest
+import pytest_asyncio
+from aiohttp import ClientResponseError, web
+from aiohttp.test_utils import make_mocked_request
+from dask_gateway import Gateway, JupyterHubAuth
+from dask_gateway_server import models
+from dask_gateway_server.app import DaskGateway
+from dask_gateway_server.auth import JupyterHubAuthenticator
+from dask_gateway_server.backends.base import Backend
+from jupyterhub import orm, roles
+from jupyterhub.app import JupyterHub
+from kubespawner import KubeSpawner
+from tornado import httpserver, netutil
+from tornado import web as tornado_web
+from tornado.httpclient import AsyncHTTPClient
+from traitlets import Type
+from traitlets.config import Config
+
+from pds_kernel.airlock.web.identity import workspace_project
+from pds_kernel.audit import AuditTrail
+from pds_kernel.hub.common import ADMIN_ROLE
+from pds_kernel.hub.kubernetes import configure
+from pds_kernel.hub.oidc import ADMIN_GROUP
+from pds_kernel.k8s.config import K8sConfig
+from pds_kernel.k8s.gateway import WorkspaceAuthenticator, configure_gateway
+
+pytestmark = pytest.mark.asyncio
+
+GATEWAY = "dask-gateway"
+#: One plain log format for both applications (importing dask_gateway_server changes the default
+#: format of every traitlets application to one that JupyterHub's formatter cannot fill).
+LOG_FORMAT = "[%(levelname)1.1s %(name)s] %(message)s"
+AIRLOCK_SCOPES = {"access:services!service=airlock"}  # what the airlock's HubOAuth requires
+
+
+# ---- JupyterHub -------------------------------------------------------------------------------
+class _Ok(tornado_web.RequestHandler):
+    def get(self, *args):
+        self.finish({})
+
+
+class NoClusterSpawner(KubeSpawner):
+    """KubeSpawner without Kubernetes: ``start`` builds the real pod (profile, pre-spawn and
+    modify-pod hooks) and keeps it, then hands the hub a loopback stand-in for the notebook."""
+
+    notebook_url = ""  # set by the fixture
+
+    async def start(self):
+        await self.load_user_options()
+        pod = await self.modify_pod_hook(self, await self.get_pod_manifest())
+        self.pod_manifest = self.api.api_client.sanitize_for_serialization(pod)
+        return self.notebook_url
+
+    async def poll(self):
+        return None
+
+    async def stop(self, now=False):
+        return None
+
+
+def chart_services() -> list[dict]:
+    """``c.JupyterHub.services`` as z2jh renders the chart's ``hub.services`` (tokens generated)."""
+    return [
+        {"name": GATEWAY, "url": "http://traefik-dask-gateway", "display": False,
+         "api_token": secrets.token_hex(32)},
+        {"name": "airlock", "url": "http://pds-airlock:8080", "oauth_no_confirm": True,
+         "api_token": secrets.token_hex(32)},
+    ]
+
+
+async def start_hub(settings, db_url: str, tmp_path, notebook_url: str):
+    sockets = netutil.bind_sockets(0, "127.0.0.1")
+    port = sockets[0].getsockname()[1]
+    c = Config()
+    c.JupyterHub.services = chart_services()
+    configure(c, settings=settings, k8s=K8sConfig())
+    # test plumbing: a local database, loopback addresses, no Kubernetes API calls
+    c.JupyterHub.db_url = db_url
+    c.JupyterHub.cookie_secret = secrets.token_bytes(32)
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port}"
+    c.JupyterHub.spawner_class = NoClusterSpawner
+    c.Application.log_format = LOG_FORMAT
+    NoClusterSpawner.notebook_url = notebook_url
+    empty = tmp_path / "jupyterhub_config.py"
+    empty.write_text("")
+    app = JupyterHub(config=c)
+    app.config_file = str(empty)
+    await app.initialize([])
+    server = httpserver.HTTPServer(app.tornado_application)
+    server.add_sockets(sockets)
+    return app, server, f"http://127.0.0.1:{port}/hub/api"
+
+
+class Hub:
+    def __init__(self, app, api_url: str, services: list[dict]):
+        self.app, self.api_url = app, api_url
+        self.service_tokens = {s["name"]: s["api_token"] for s in services}
+
+    def sign_in(self, name: str, groups: list[str]):
+        """What the hub does once PdsOAuthenticator accepted a user (``BaseHandler.auth_to_user``):
+        create the user with JupyterHub's default roles, set the project groups."""
+        orm_user = orm.User.find(self.app.db, name)
+        if orm_user is None:
+            orm_user = orm.User(name=name)
+            self.app.db.add(orm_user)
+            roles.assign_default_roles(self.app.db, entity=orm_user)
+            self.app.db.commit()
+        user = self.app.users[orm_user]
+        user.sync_groups(groups)
+        return user
+
+    async def start_server(self, user, project: str, token_scopes=None) -> str:
+        """Start a named server through JupyterHub's own ``User.spawn``; its token."""
+        spawner = user.get_spawner(project, replace_failed=True)
+        if token_scopes is not None:
+            spawner.server_token_scopes = token_scopes
+        await user.spawn(project)
+        spawner.stop_polling()
+        return spawner.api_token
+
+    async def whoami(self, token: str) -> dict:
+        """``GET /hub/api/user``: what the gateway and the airlock are told about a token."""
+        import json
+
+        response = await AsyncHTTPClient().fetch(f"{self.api_url}/user",
+                                                 headers={"Authorization": f"token {token}"})
+        return json.loads(response.body)
+
+
+@pytest_asyncio.fixture
+async def hub(settings, runtime, registry, kubeconfig, tmp_path):
+    notebook = httpserver.HTTPServer(tornado_web.Application([(r"/(.*)", _Ok)]))
+    nb_sockets = netutil.bind_sockets(0, "127.0.0.1")
+    notebook.add_sockets(nb_sockets)
+    app, server, api_url = await start_hub(settings, f"sqlite:///{tmp_path}/hub.sqlite", tmp_path,
+                                           f"http://127.0.0.1:{nb_sockets[0].getsockname()[1]}")
+    yield Hub(app, api_url, app.services)
+    server.stop()
+    notebook.stop()
+    app.db.close()
+
+
+# ---- dask-gateway ------------------------------------------------------------------------------
+class MemoryBackend(Backend):
+    """Stands in for KubeBackend's Kubernetes calls: clusters are created through the real
+    ``process_cluster_options`` and kept in memory per ``user.name``, the key KubeBackend uses
+    (``DaskCluster.spec.username`` → ``username_to_clusters``)."""
+
+    cluster_config_class = Type("dask_gateway_server.backends.kubernetes.backend.KubeClusterConfig",
+                                klass="dask_gateway_server.backends.base.ClusterConfig", config=True)
+
+    async def setup(self, app):
+        await super().setup(app)
+        self.clusters: dict[str, models.Cluster] = {}
+
+    async def start_cluster(self, user, cluster_options):
+        options, config = await self.process_cluster_options(user, cluster_options)
+        name = uuid.uuid4().hex
+        self.clusters[name] = models.Cluster(
+            name=name, username=user.name, token="", options=options, config=config.to_dict(),
+            status=models.ClusterStatus.PENDING, start_time=int(time.time() * 1000))
+        return name
+
+    async def stop_cluster(self, cluster_name, failed=False):
+        cluster = self.clusters.get(cluster_name)
+        if cluster is not None:
+            cluster.status = models.ClusterStatus.STOPPED
+
+    async def get_cluster(self, cluster_name, wait=False):
+        return self.clusters.get(cluster_name)
+
+    async def list_clusters(self, username=None, statuses=None):
+        wanted = set(statuses or [models.ClusterStatus.PENDING, models.ClusterStatus.RUNNING])
+        return [c for c in self.clusters.values()
+                if c.status in wanted and (username is None or c.username == username)]
+
+
+@pytest_asyncio.fixture
+async def gateway(hub, runtime, tmp_path, monkeypatch):
+    c = Config()
+    # what the dask-gateway chart's dask_gateway_config.py sets for gateway.auth.type=jupyterhub
+    # (the token comes from the Deployment's environment) ...
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", hub.service_tokens[GATEWAY])
+    c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
+    c.JupyterHubAuthenticator.jupyterhub_api_url = hub.api_url  # apiUrl
+    c.JupyterHubAuthenticator.jupyterhub_service_name = GATEWAY  # jupyterhubServiceName
+    # ... then gateway.extraConfig
+    context = configure_gateway(c, runtime=runtime, k8s=K8sConfig())
+    c.DaskGateway.backend_class = MemoryBackend
+    c.DaskGateway.address = "127.0.0.1:0"
+    c.Application.log_format = LOG_FORMAT
+    config_file = tmp_path / "dask_gateway_config.py"
+    config_file.write_text("")
+    app = DaskGateway(config=c)
+    app.config_file = str(config_file)
+    app.initialize([])
+    assert isinstance(app.authenticator, WorkspaceAuthenticator)
+    assert app.authenticator.context is context
+    await app.authenticator.setup(app.app)
+    await app.backend.setup(app.app)
+    runner = web.AppRunner(app.app)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    port = sock.getsockname()[1]
+    yield f"http://127.0.0.1:{port}", app
+    await runner.cleanup()
+    await app.backend.cleanup()
+    await app.authenticator.cleanup()
+
+
+def client(address: str, token: str) -> Gateway:
+    return Gateway(address=address, auth=JupyterHubAuth(api_token=token), asynchronous=True)
+
+
+def gateway_request(token: str):
+    return make_mocked_request("GET", "/api/v1/clusters/", headers={"Authorization": f"jupyterhub {token}"})
+
+
+async def stock_authenticator(hub) -> JupyterHubAuthenticator:
+    auth = JupyterHubAuthenticator(jupyterhub_api_url=hub.api_url, jupyterhub_service_name=GATEWAY,
+                                   jupyterhub_api_token=hub.service_tokens[GATEWAY])
+    await auth.setup(None)
+    return auth
+
+
+# ---- gap 1: the workspace token reaches the gateway ----------------------------------------------
+async def test_workspace_token_has_default_server_scopes_plus_gateway(hub):
+    alice = hub.sign_in("alice", ["alpha-study", "beta-study"])
+    token = await hub.start_server(alice, "alpha-study")
+    stored = orm.APIToken.find(hub.app.db, token)
+    assert set(stored.scopes) == {"users:activity!user", "access:servers!server=alice/alpha-study",
+                                  "access:services!service=dask-gateway"}
+    pod = alice.spawners["alpha-study"].pod_manifest
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["JUPYTERHUB_API_TOKEN"] == token  # the token dask_gateway.JupyterHubAuth reads
+    model = await hub.whoami(token)
+    assert "access:services!service=dask-gateway" in model["scopes"]
+    assert not {"access:services", "access:services!service=airlock"} & set(model["scopes"])
+
+
+async def test_stock_gateway_authenticator_accepts_the_workspace_token(hub):
+    alice = hub.sign_in("alice", ["alpha-study", "beta-study"])
+    token = await hub.start_server(alice, "alpha-study")
+    # JupyterHub 5.5's default server token (the built-in 'server' role), as before the fix
+    bare = await hub.start_server(alice, "beta-study", token_scopes=[])
+    assert set(orm.APIToken.find(hub.app.db, bare).scopes) == {
+        "users:activity!user", "access:servers!server=alice/beta-study"}
+    auth = await stock_authenticator(hub)
+    try:
+        user = await auth.authenticate(gateway_request(token))
+        assert user.name == "alice" and "alpha-study" in user.groups
+        with pytest.raises(web.HTTPUnauthorized):
+            await auth.authenticate(gateway_request(bare))
+    finally:
+        await auth.cleanup()
+
+
+async def test_airlock_still_tells_the_workspace_from_the_user(hub):
+    """The gateway scope does not make a workspace token pass for the user at the airlock."""
+    alice = hub.sign_in("alice", ["alpha-study", "beta-study"])
+    token = await hub.start_server(alice, "alpha-study")
+    assert workspace_project(await hub.whoami(token), AIRLOCK_SCOPES) == (True, "alpha-study")
+    personal = alice.new_api_token(note="made on the token page")  # scopes: inherit
+    assert workspace_project(await hub.whoami(personal), AIRLOCK_SCOPES) == (True, None)
+
+
+# ---- gap 3: nothing depends on the users present at hub start -------------------------------------
+async def test_member_added_after_hub_start_reaches_the_gateway(hub, registry, gateway):
+    address, _ = gateway
+    registry.upsert_user("admin", "erin")
+    registry.add_member("admin", "alpha-study", "erin", "researcher", date(2030, 6, 30))
+    erin = hub.sign_in("erin", ["alpha-study"])
+    token = await hub.start_server(erin, "alpha-study")
+    assert "access:services!service=dask-gateway" in orm.APIToken.find(hub.app.db, token).scopes
+    async with client(address, token) as gw:
+        name = await gw.submit()
+        assert [c.name for c in await gw.list_clusters()] == [name]
+
+
+# ---- gap 2: a cluster belongs to the workspace that created it --------------------------------------
+async def test_clusters_are_bound_to_the_calling_workspace(hub, gateway, runtime):
+    address, app = gateway
+    alice = hub.sign_in("alice", ["alpha-study", "beta-study"])
+    token_a = await hub.start_server(alice, "alpha-study")
+    token_b = await hub.start_server(alice, "beta-study")
+    async with client(address, token_a) as from_a, client(address, token_b) as from_b:
+        alpha = await from_a.submit()  # no option: the workspace's project
+        beta = await from_b.submit(project="beta-study")
+        assert app.backend.clusters[alpha].username == "alice/alpha-study"
+        assert app.backend.clusters[alpha].config["image"] == "registry.example.org/pds/dask-worker:0.1.0"
+        assert app.backend.clusters[alpha].options == {"project": "alpha-study"}
+        assert [c.name for c in await from_a.list_clusters()] == [alpha]
+        assert [c.name for c in await from_b.list_clusters()] == [beta]
+        for attempt in (from_a.get_cluster(beta), from_a.scale_cluster(beta, 2),
+                        from_a.stop_cluster(beta)):
+            with pytest.raises(ClientResponseError) as refused:
+                await attempt
+            assert refused.value.status == 403
+        assert app.backend.clusters[beta].status == models.ClusterStatus.PENDING  # not stopped
+        # asking from A for a B cluster is refused, and the attempt is audited
+        with pytest.raises(ValueError, match="must be for its project alpha-study"):
+            await from_a.submit(project="beta-study")
+        assert len(app.backend.clusters) == 2
+    denied = [e for e in AuditTrail(runtime.sessions).entries()
+              if e.outcome == "denied" and e.action == "dask.cluster.authorise"]
+    assert [(e.actor, e.project) for e in denied] == [("alice", "beta-study")]
+
+
+async def test_tokens_that_name_no_workspace_are_refused(hub, gateway, runtime):
+    address, _ = gateway
+    alice = hub.sign_in("alice", ["alpha-study"])
+    personal = alice.new_api_token(note="made on the token page")  # inherit: every server of alice
+    service = hub.service_tokens["airlock"]
+    for token in (personal, service):
+        async with client(address, token) as gw:
+            with pytest.raises(ClientResponseError) as refused:
+                await gw.list_clusters()
+            assert refused.value.status == 401
+    refused = [e for e in AuditTrail(runtime.sessions).entries() if e.action == "dask.gateway.authenticate"]
+    assert [e.actor for e in refused] == ["alice", "airlock"]
+    assert all(e.outcome == "denied" for e in refused)
+
+
+async def test_workspace_of_a_withdrawn_member_gets_no_cluster(hub, gateway, registry):
+    """bob's token is valid at the hub, but the registry no longer lets him use beta: refused."""
+    address, _ = gateway
+    registry.add_member("admin", "beta-study", "bob", "researcher", date(2030, 6, 30))
+    bob = hub.sign_in("bob", ["alpha-study", "beta-study"])
+    token = await hub.start_server(bob, "beta-study")
+    registry.remove_member("admin", "beta-study", "bob", "researcher")
+    async with client(address, token) as gw:
+        with pytest.raises(ValueError, match="researcher"):
+            await gw.submit()
+
+
+# ---- gap 4: administrators come from sign-ins, never from a list loaded at start ---------------------
+async def test_hub_start_loads_no_administrator(settings, registry, kubeconfig, tmp_path):
+    """Admin grants left in the hub database (e.g. by the earlier configuration, which listed the
+    registry's admins in a role) do not survive a start."""
+    registry.upsert_user("admin", "alice", is_admin=True)
+    db_url = f"sqlite:///{tmp_path}/hub.sqlite"
+    app, server, _ = await start_hub(settings, db_url, tmp_path, "http://127.0.0.1:1")
+    user = orm.User(name="alice", admin=True)
+    app.db.add(user)
+    roles.assign_default_roles(app.db, entity=user)
+    roles.grant_role(app.db, user, ADMIN_ROLE)
+    app.db.commit()
+    assert {"admin", ADMIN_ROLE} <= {r.name for r in user.roles}
+    server.stop()
+    app.db.close()
+    again, server, _ = await start_hub(settings, db_url, tmp_path, "http://127.0.0.1:1")
+    try:
+        alice = orm.User.find(again.db, "alice")
+        assert alice.admin is False
+        assert {r.name for r in alice.roles} == {"user"}
+        assert orm.Role.find(again.db, "admin").users == []
+        assert [g.name for g in orm.Role.find(again.db, ADMIN_ROLE).groups] == [ADMIN_GROUP]
+    finally:
+        server.stop()
+        again.db.close()
+
+
+async def test_administrators_hold_the_narrow_role_through_their_group(hub, registry):
+    """A sign-in that puts olga in ADMIN_GROUP (IdP and registry agreeing, see test_oidc.py) gives
+    her the pds-admin scopes at once, without a hub restart, never others' servers; the hub's
+    next auth refresh (PdsOAuthenticator.refresh_user) takes them away when the registry does."""
+    registry.upsert_user("admin", "olga", is_admin=True)
+    olga = hub.sign_in("olga", [ADMIN_GROUP])
+    model = await hub.whoami(olga.new_api_token(note="olga's own"))
+    assert {"admin:users", "admin:servers", "admin:groups"} <= set(model["scopes"])
+    assert not {"access:servers", "tokens", "shares"} & set(model["scopes"])
+    assert all(s.endswith("!user=olga") for s in model["scopes"] if s.startswith("access:servers"))
+    assert model["admin"] is False and ADMIN_GROUP in model["groups"]
+    registry.upsert_user("admin", "olga", is_admin=False)
+    olga._auth_refreshed = None  # as if auth_refresh_age had passed
+    model = await hub.whoami(olga.new_api_token(note="after"))
+    assert "admin:users" not in model["scopes"] and ADMIN_GROUP not in model["groups"]
