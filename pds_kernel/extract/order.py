@@ -15,6 +15,8 @@ the lexicographic order; only the work differs.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import polars as pl
 
 _WORD_BITS = 64
@@ -25,19 +27,36 @@ _ROW = "__row"
 _GROUP = "__group"
 
 
+def _hash(values: pl.Series) -> pl.Series:
+    return values.hash(seed=0)
+
+
+def _string_codes(values: pl.Series, hasher: Callable[[pl.Series], pl.Series] = _hash) -> tuple[pl.Series, int]:
+    """Each value's rank among the distinct non-null values (sorted bytewise, as polars sorts
+    strings; nulls left null) and the number of distinct values.
+
+    The distinct values are found and looked up by a 64-bit hash of each value rather than by the
+    value (hashing and joining millions of 64-character pseudonyms as strings costs three times
+    more). A hash shared by two different values would merge them: every row is compared with the
+    value its code stands for, and on any difference the exact (slower) lookup by value is used.
+    ``hasher`` is there for the tests, which force collisions."""
+    frame = pl.DataFrame({"h": hasher(values), "v": values})
+    distinct = (frame.filter(pl.col("v").is_not_null()).unique(subset="h", keep="any")
+                .sort("v").with_row_index("code"))
+    coded = frame.join(distinct.rename({"v": "stands_for"}), on="h", how="left", maintain_order="left")
+    if coded.filter(pl.col("v").is_not_null() & (pl.col("stands_for") != pl.col("v")).fill_null(True)).height:
+        distinct = frame.select(pl.col("v").drop_nulls().unique().sort()).with_row_index("code")
+        coded = frame.join(distinct, on="v", how="left", maintain_order="left")
+    return coded.get_column("code").cast(pl.UInt64), distinct.height
+
+
 def _code(df: pl.DataFrame, column: str) -> tuple[pl.Expr, int] | None:
     """An expression giving ``column``'s order-preserving code (nulls last) and the code's bit width,
     or None when the column cannot be packed (floats, very wide integer ranges, other types)."""
     dtype = df.schema[column]
     if dtype == pl.String:
-        # the rank of each value among the distinct values (sorted bytewise, as polars sorts
-        # strings), looked up by a hash join: several times faster than a cast to an Enum or a
-        # Series.unique() on millions of 64-character pseudonyms
-        distinct = df.lazy().select(pl.col(column).drop_nulls().unique()).collect().to_series().sort()
-        lookup = pl.DataFrame({column: distinct, "__code": pl.int_range(distinct.len(), eager=True, dtype=pl.UInt64)})
-        codes = df.select(column).join(lookup, on=column, how="left", maintain_order="left").get_column("__code")
+        codes, null_code = _string_codes(df.get_column(column))
         code = pl.lit(codes)
-        null_code = distinct.len()
     elif any(dtype == t for t in _INTEGER_LIKE):
         as_int = pl.UInt64 if dtype == pl.UInt64 else pl.Int64
         value = pl.col(column).to_physical().cast(as_int)
@@ -88,11 +107,12 @@ def _order(df: pl.DataFrame, columns: list[str], grouped: bool = False) -> pl.Se
     if not rest:
         return order
     ordered = word.gather(order)
-    groups = (ordered != ordered.shift(1)).fill_null(True).cum_sum().cast(pl.UInt32)
+    starts = (ordered != ordered.shift(1)).fill_null(True)
+    if starts.all():  # every packed word is unique: nothing left to order
+        return order
+    groups = starts.cum_sum().cast(pl.UInt32)
     tied = (pl.DataFrame({_ROW: order, _GROUP: groups}).with_row_index("position")
             .filter(pl.len().over(_GROUP) > 1))
-    if tied.is_empty():
-        return order
     # rows that tie on the packed columns: order them within their group on the remaining columns
     subset = df.select(pl.col(rest).gather(tied[_ROW])).with_columns(tied[_GROUP])
     inner = _order(subset.select(_GROUP, *rest), [_GROUP, *rest], grouped=True)

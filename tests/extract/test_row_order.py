@@ -12,7 +12,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from pds_kernel.extract.order import sort_rows
+from pds_kernel.extract.order import _string_codes, sort_rows
 
 VALUES = {
     "str": (pl.String, ["a", "b", "ab", "", None, "Z", "é", "a b"]),
@@ -66,3 +66,18 @@ def test_trivial_frames_are_returned_as_they_are():
     assert sort_rows(empty).equals(empty)
     one = pl.DataFrame({"a": ["x"], "b": [None]})
     assert sort_rows(one).equals(one)
+
+
+@pytest.mark.parametrize("hasher", [
+    lambda s: pl.Series([0] * s.len(), dtype=pl.UInt64),           # every value collides
+    lambda s: (s.str.len_bytes().fill_null(0)).cast(pl.UInt64),     # values of one length collide
+], ids=["all-collide", "same-length-collide"])
+def test_string_codes_stay_exact_when_hashes_collide(hasher):
+    """Strings are coded through a 64-bit hash; a collision must fall back to the exact lookup,
+    never merge two values into one code."""
+    values = pl.Series("v", ["b", "a", None, "ab", "a", "", "ba", None, "é"])
+    codes, distinct = _string_codes(values, hasher)
+    expected = {v: i for i, v in enumerate(sorted({v for v in values if v is not None}, key=str.encode))}
+    assert distinct == len(expected)
+    assert codes.to_list() == [expected.get(v) for v in values]
+    assert _string_codes(values)[0].to_list() == codes.to_list()
