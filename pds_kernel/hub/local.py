@@ -129,7 +129,9 @@ def airlock_available() -> bool:
     """True when the airlock gate can run as ``python -m pds_kernel.airlock.web``.
 
     ``PDS_HUB_AIRLOCK=off`` leaves it out (a hub without exports, e.g. to debug the hub alone):
-    JupyterHub stops when a managed service dies, so a broken gate would take the hub down.
+    JupyterHub refuses to start when a managed service cannot start, so a gate that cannot even
+    start would keep the hub down. A gate that dies later is started again by JupyterHub at its
+    next poll (within 30 s), while the hub keeps serving.
     """
     if os.environ.get("PDS_HUB_AIRLOCK", "auto").lower() in {"off", "0", "false", "no"}:
         return False

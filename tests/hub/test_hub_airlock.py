@@ -296,3 +296,45 @@ def test_pds_hub_sync_follows_the_registry(hub_world: Hub):
     assert syncs[0].details["servers_stopped"] == 1 and syncs[0].details["removed"] == 1
     assert syncs[0].details["added"] == 2 and syncs[1].details["added"] == 0
     assert hub.runtime.audit.verify().ok
+
+
+def _gate_processes(hub: Hub) -> set[int]:
+    """The gate's processes among the hub's descendants (it runs in a session of its own)."""
+    table = [line.split(None, 2) for line in subprocess.run(
+        ["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout.splitlines()]
+    family, grew = {hub.proc.pid}, True
+    while grew:
+        children = {int(pid) for pid, ppid, *_ in table if int(ppid) in family}
+        grew = not children <= family
+        family |= children
+    return {int(row[0]) for row in table if int(row[0]) in family and len(row) == 3
+            and "pds_kernel.airlock.web" in row[2]}
+
+
+def test_gate_that_dies_is_started_again_and_the_hub_keeps_serving(gate_hub: Hub):
+    """A crashed gate is a pause in exports, not an outage: JupyterHub notices at its next poll
+    (every 30 s) and starts it again; meanwhile the hub answers and the gate's URL says 503."""
+    import signal
+    import time
+
+    gate_hub.start()
+    openapi = f"{gate_hub.url}{GATE}api/openapi.json"
+    assert requests.get(openapi, timeout=30).status_code == 200
+    before = _gate_processes(gate_hub)
+    assert before
+    for pid in before:
+        os.kill(pid, signal.SIGKILL)
+    seen_down, back = False, None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert gate_hub.proc.poll() is None, gate_hub.log.read_text()[-2000:]
+        assert requests.get(f"{gate_hub.url}/hub/api/", timeout=10).status_code == 200
+        status = requests.get(openapi, timeout=10).status_code
+        if status == 200 and seen_down:
+            back = _gate_processes(gate_hub)
+            break
+        seen_down = seen_down or status == 503
+        time.sleep(1)
+    assert seen_down and back, "the gate did not come back within 90 s"
+    assert not back & before
+    assert "Service airlock exited" in gate_hub.log.read_text()
