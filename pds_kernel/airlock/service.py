@@ -303,6 +303,18 @@ class AirlockService:
             req = self._load(s, request_id)
             return req.project_id, req.author, req.state
 
+    def _authorise(self, actor: str, request_id: str, action: Action, what: str) -> tuple[str, str, str]:
+        """(project, author, state) of a request that ``actor`` may ``action`` now, else raises.
+
+        Visibility comes first (a request's state is nobody else's business), then whether the
+        state allows ``action``, then whether ``actor`` holds the role the transition needs. Runs
+        between transactions (see :meth:`_peek`); the write that follows re-checks the state."""
+        project, author, state = self._peek(request_id)
+        permissions.check_view(self.registry, actor, project, author)
+        rule = check_transition(state, action)
+        permissions.check_act(self.registry, rule.actor, actor, project, author, what)
+        return project, author, state
+
     # ---- reads -----------------------------------------------------------------------------------
     def list_requests(self, actor: str, *, project: str | None = None, scope: str = "mine",
                       state: str | None = None) -> list[RequestSummary]:
@@ -490,10 +502,7 @@ class AirlockService:
 
     def _simple(self, actor: str, request_id: str, action: Action, what: str, **details: Any) -> RequestView:
         def run():
-            project, author, state = self._peek(request_id)
-            permissions.check_view(self.registry, actor, project, author)
-            rule = check_transition(state, action)
-            permissions.check_act(self.registry, rule.actor, actor, project, author, what)
+            project, author, state = self._authorise(actor, request_id, action, what)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 self._apply(s, req, action, actor, **details)
@@ -512,10 +521,7 @@ class AirlockService:
         files, remove = list(files), set(remove)
 
         def prepare():
-            project, author, state = self._peek(request_id)
-            permissions.check_view(self.registry, actor, project, author)
-            rule = check_transition(state, Action.RESUBMIT)
-            permissions.check_act(self.registry, rule.actor, actor, project, author, "resubmit")
+            project, author, state = self._authorise(actor, request_id, Action.RESUBMIT, "resubmit")
             records = self._check_context({"acro": acro}).get("acro") if acro else {}
             if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
                 raise InvalidInput("acro must map file names to ACRO records")
@@ -674,11 +680,7 @@ class AirlockService:
         claim = secrets.token_hex(16)
 
         def take_claim():
-            project, author, state = self._peek(request_id)
-            # who may see the request comes first: its state is nobody else's business
-            permissions.check_view(self.registry, actor, project, author)
-            rule = check_transition(state, Action.RELEASE)
-            permissions.check_act(self.registry, rule.actor, actor, project, author, "release")
+            project, author, state = self._authorise(actor, request_id, Action.RELEASE, "release")
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 check_transition(req.state, Action.RELEASE)
@@ -740,11 +742,7 @@ class AirlockService:
             raise InvalidInput("say why the request is revoked")
 
         def run():
-            project, author, state = self._peek(request_id)
-            # who may see the request comes first: its state is nobody else's business
-            permissions.check_view(self.registry, actor, project, author)
-            rule = check_transition(state, Action.REVOKE)
-            permissions.check_act(self.registry, rule.actor, actor, project, author, "revoke")
+            project, author, state = self._authorise(actor, request_id, Action.REVOKE, "revoke")
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.state != state:
