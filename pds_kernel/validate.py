@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import date
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import InvalidInput
@@ -17,3 +18,19 @@ def parse_date(where: str, value: Any) -> date:
         return date.fromisoformat(str(value))
     except ValueError:
         raise InvalidInput(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def check_mapping(where: str, data: Any, allowed: Iterable[str], required: Iterable[str] = ()) -> Mapping:
+    """``data`` if it is a mapping with only ``allowed`` keys and every ``required`` one."""
+    allowed = sorted(allowed) if isinstance(allowed, (set, frozenset)) else list(allowed)
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = [str(k) for k in data if k not in allowed]
+    if unknown:
+        raise InvalidInput(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                           f"(allowed: {', '.join(allowed)})")
+    missing = [k for k in (sorted(required) if isinstance(required, (set, frozenset)) else required)
+               if k not in data]
+    if missing:
+        raise InvalidInput(f"{where}: missing {', '.join(missing)}")
+    return data

@@ -35,7 +35,7 @@ import yaml
 
 from .. import lake as lake_mod
 from ..errors import InvalidInput
-from ..validate import parse_date as _date
+from ..validate import check_mapping, parse_date as _date
 from ..registry.names import check_project_id
 from ..snds.tables import TABLES
 
@@ -157,19 +157,6 @@ class ExtractSpec:
         return tuple(self.tables) + (COHORT_TABLE,)
 
 
-def _mapping(where: str, data: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> Mapping:
-    if not isinstance(data, Mapping):
-        raise InvalidInput(f"{where}: expected a mapping, got {type(data).__name__}")
-    unknown = [str(k) for k in data if k not in allowed]
-    if unknown:
-        raise InvalidInput(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-                           f"(allowed: {', '.join(allowed)})")
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise InvalidInput(f"{where}: missing {', '.join(missing)}")
-    return data
-
-
 def _list(where: str, value: Any) -> list:
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return [value]
@@ -204,10 +191,10 @@ def _criterion(where: str, raw: Any) -> Criterion:
     (kind, body), = raw.items()
     where = f"{where}.{kind}"
     if kind == "drug":
-        body = _mapping(where, body, ("atc",), ("atc",))
+        body = check_mapping(where, body, ("atc",), ("atc",))
         return Criterion("drug", codes=_codes(f"{where}.atc", body["atc"], ATC_PREFIX, _ATC_WHAT))
     if kind == "diagnosis":
-        body = _mapping(where, body, ("icd10", "where"), ("icd10",))
+        body = check_mapping(where, body, ("icd10", "where"), ("icd10",))
         places = tuple(_list(f"{where}.where", body.get("where", list(DIAGNOSIS_PLACES))))
         for i, place in enumerate(places):
             if place not in DIAGNOSIS_PLACES:
@@ -215,10 +202,10 @@ def _criterion(where: str, raw: Any) -> Criterion:
         return Criterion("diagnosis", codes=_codes(f"{where}.icd10", body["icd10"], ICD10_PREFIX, _ICD_WHAT),
                          where=tuple(p for p in DIAGNOSIS_PLACES if p in places))
     if kind == "long_term_illness":
-        body = _mapping(where, body, ("icd10",), ("icd10",))
+        body = check_mapping(where, body, ("icd10",), ("icd10",))
         return Criterion("long_term_illness", codes=_codes(f"{where}.icd10", body["icd10"], ICD10_PREFIX, _ICD_WHAT))
     if kind == "age":
-        body = _mapping(where, body, ("min", "max", "at"))
+        body = check_mapping(where, body, ("min", "max", "at"))
         low = _int(f"{where}.min", body.get("min", 0), 0, 130)
         high = _int(f"{where}.max", body.get("max", 130), 0, 130)
         if high < low:
@@ -234,7 +221,7 @@ def _criterion(where: str, raw: Any) -> Criterion:
             sexes.append(value)
         return Criterion("sex", sexes=tuple(sorted(set(sexes))))
     if kind == "care":
-        body = _mapping(where, body, ("from", "to"), ("from", "to"))
+        body = check_mapping(where, body, ("from", "to"), ("from", "to"))
         start, end = _date(f"{where}.from", body["from"]), _date(f"{where}.to", body["to"])
         if end < start:
             raise InvalidInput(f"{where}: 'to' ({end}) is before 'from' ({start})")
@@ -243,7 +230,7 @@ def _criterion(where: str, raw: Any) -> Criterion:
 
 
 def _tables(where: str, raw: Any) -> dict[str, tuple[str, ...]]:
-    raw = _mapping(where, raw, tuple(TABLES))
+    raw = check_mapping(where, raw, tuple(TABLES))
     if not raw:
         raise InvalidInput(f"{where}: list at least one table")
     result: dict[str, tuple[str, ...]] = {}
@@ -269,7 +256,7 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{origin} is not valid YAML: {exc}") from None
-    data = _mapping(origin, data or {}, ("project", "years", "period", "include", "exclude", "tables",
+    data = check_mapping(origin, data or {}, ("project", "years", "period", "include", "exclude", "tables",
                                         "generalise", "quasi_identifiers", "min_k", "linkage"),
                     ("project", "years", "tables"))
     project = check_project_id(data["project"])
@@ -279,7 +266,7 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
         raise InvalidInput(f"{origin}: years must be consecutive, got {years}")
     start, end = date(years[0], 1, 1), date(years[-1], 12, 31)
     if "period" in data:
-        period = _mapping(f"{origin}: period", data["period"], ("from", "to"))
+        period = check_mapping(f"{origin}: period", data["period"], ("from", "to"))
         p_start = _date(f"{origin}: period.from", period.get("from", start))
         p_end = _date(f"{origin}: period.to", period.get("to", end))
         if not start <= p_start <= p_end <= end:
@@ -298,7 +285,7 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
                 raise InvalidInput(f"{origin}: tables: unknown table {name!r} (known: {', '.join(TABLES)})")
     tables = _tables(f"{origin}: tables", data["tables"])
 
-    gen_raw = _mapping(f"{origin}: generalise", data.get("generalise") or {}, ("birth_date", "commune", "care_date"))
+    gen_raw = check_mapping(f"{origin}: generalise", data.get("generalise") or {}, ("birth_date", "commune", "care_date"))
     for key, allowed in (("birth_date", "year"), ("commune", "departement"), ("care_date", "month")):
         if key in gen_raw and gen_raw[key] != allowed:
             raise InvalidInput(f"{origin}: generalise.{key}: only {allowed!r} is supported, got {gen_raw[key]!r}")
@@ -317,7 +304,7 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
 
     linkage = None
     if "linkage" in data:
-        raw = _mapping(f"{origin}: linkage", data["linkage"], ("file", "source_id", "subject_id"),
+        raw = check_mapping(f"{origin}: linkage", data["linkage"], ("file", "source_id", "subject_id"),
                        ("file", "source_id", "subject_id"))
         if raw["source_id"] not in LINKAGE_SOURCES:
             raise InvalidInput(f"{origin}: linkage.source_id: {raw['source_id']!r} is not one of "

@@ -30,12 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from ..errors import InvalidInput
-from ..validate import parse_date as _date
+from ..validate import check_mapping, parse_date as _date
 from .models import ProjectStatus, Role
 from .names import check_project_id, check_user_name
 
@@ -91,18 +91,6 @@ class RegistrySpec:
     origin: str = "registry"  #: where it was read from (a file name), for error messages
 
 
-def _keys(where: str, data: Any, allowed: set[str], required: set[str] = frozenset()) -> Mapping:
-    if not isinstance(data, Mapping):
-        raise InvalidInput(f"{where}: expected a mapping")
-    unknown = set(data) - allowed
-    if unknown:
-        raise InvalidInput(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-    missing = required - set(data)
-    if missing:
-        raise InvalidInput(f"{where}: missing {', '.join(sorted(missing))}")
-    return data
-
-
 def _int(where: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidInput(f"{where}: expected an integer ≥ {minimum}, got {value!r}")
@@ -110,11 +98,11 @@ def _int(where: str, value: Any, minimum: int = 0) -> int:
 
 
 def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
-    data = _keys(origin, data or {}, {"users", "projects"})
+    data = check_mapping(origin, data or {}, {"users", "projects"})
     users = []
     for i, raw in enumerate(data.get("users") or []):
         where = f"{origin}: users[{i}]"
-        raw = _keys(where, raw, {"name", "full_name", "email", "admin", "active"}, {"name"})
+        raw = check_mapping(where, raw, {"name", "full_name", "email", "admin", "active"}, {"name"})
         check_user_name(raw["name"])
         users.append(UserSpec(name=raw["name"], full_name=str(raw.get("full_name", "")),
                               email=str(raw.get("email", "")), admin=bool(raw.get("admin", False)),
@@ -123,7 +111,7 @@ def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
     seen = set()
     for i, raw in enumerate(data.get("projects") or []):
         where = f"{origin}: projects[{i}]"
-        raw = _keys(where, raw, {"id", "title", "purpose", "data_controller", "approval_ref", "start",
+        raw = check_mapping(where, raw, {"id", "title", "purpose", "data_controller", "approval_ref", "start",
                                  "end", "status", "disclosure", "resources", "members"},
                     {"id", "title", "start", "end"})
         pid = check_project_id(raw["id"])
@@ -134,13 +122,13 @@ def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
         status = str(raw.get("status", "active"))
         if status not in {s.value for s in ProjectStatus}:
             raise InvalidInput(f"{where}: status {status!r} is not one of active, suspended, closed")
-        disclosure = _keys(f"{where}.disclosure", raw.get("disclosure") or {}, {"min_cell", "reviews_required"})
-        resources = _keys(f"{where}.resources", raw.get("resources") or {},
+        disclosure = check_mapping(f"{where}.disclosure", raw.get("disclosure") or {}, {"min_cell", "reviews_required"})
+        resources = check_mapping(f"{where}.resources", raw.get("resources") or {},
                           {"cpu", "memory_mb", "dask_workers", "gpu"})
         members = []
         for j, m in enumerate(raw.get("members") or []):
             mwhere = f"{where}.members[{j}]"
-            m = _keys(mwhere, m, {"user", "role", "expires"}, {"user", "role", "expires"})
+            m = check_mapping(mwhere, m, {"user", "role", "expires"}, {"user", "role", "expires"})
             check_user_name(m["user"])
             if m["role"] not in {Role.RESEARCHER.value, Role.OUTPUT_CHECKER.value}:
                 raise InvalidInput(f"{mwhere}: role {m['role']!r} is not researcher or output-checker")
