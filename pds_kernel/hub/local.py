@@ -83,25 +83,25 @@ def hub_url(settings: Settings) -> str:
     return f"http://{settings.hub.ip}:{settings.hub.port}"
 
 
-def sync_token(settings: Settings) -> str:
-    """The ``pds-sync`` service token, created (0600) on first use; never logged."""
-    path = hub_dir(settings) / "pds-sync.token"
+def _secret_file(path: Path) -> str:
+    """The 32 random bytes (hex) kept in ``path``, written there (0600, never over an existing
+    file) on first use."""
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def sync_token(settings: Settings) -> str:
+    """The ``pds-sync`` service token, created (0600) on first use; never logged."""
+    return _secret_file(hub_dir(settings) / "pds-sync.token")
 
 
 def airlock_cookie_secret(settings: Settings) -> str:
     """The gate's cookie secret (hex), created (0600) on first use so that its HubOAuth sessions
     survive a hub restart; never logged."""
-    path = hub_dir(settings) / "airlock_cookie_secret"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return path.read_text().strip()
+    return _secret_file(hub_dir(settings) / "airlock_cookie_secret")
 
 
 def airlock_environment(settings: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
