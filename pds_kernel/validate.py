@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from datetime import date
 from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any
 
 from .errors import InvalidInput

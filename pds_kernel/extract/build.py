@@ -49,9 +49,8 @@ from .spec import COHORT_TABLE, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec, check_ag
 log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = 1
-#: Parquet writer options: fixed, so that the same rows always give the same bytes.
-#: Parquet writer options of every extract file (polars' writer: it encodes columns in parallel,
-#: twice as fast as pyarrow's on an extract table, and gives the same bytes for the same rows).
+#: Parquet writer options of every extract file: fixed, so that the same rows always give the same
+#: bytes (polars' writer: it encodes columns in parallel, twice as fast as pyarrow's here).
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=256 * 1024, statistics=True)
 SPEC_COPY = "spec.yaml"
 
