@@ -47,6 +47,21 @@ ROLE_DESCRIPTIONS = {
 ADMIN_ROLE = "pds-admin"
 ADMIN_SCOPES = ["self", "admin-ui", "admin:users", "admin:groups", "admin:servers", "list:services",
                 "read:services", "read:hub", "read:roles", "read:metrics", "access:services"]
+#: The JupyterHub service name of the gate, in both modes.
+AIRLOCK_SERVICE = "airlock"
+
+
+def admin_role(**holders: list[str]) -> dict[str, Any]:
+    """The :data:`ADMIN_ROLE` definition, held by ``users=[...]`` (local) or ``groups=[...]``
+    (Kubernetes)."""
+    return {"name": ADMIN_ROLE, "description": ROLE_DESCRIPTIONS[Role.ADMIN.value],
+            "scopes": list(ADMIN_SCOPES), **holders}
+
+
+def airlock_service_role() -> dict[str, Any]:
+    """The gate's own role: it reads identities, roles and groups to decide who may do what."""
+    return {"name": "airlock-service", "description": "the airlock reads identities",
+            "scopes": ["read:users", "read:roles:users", "read:groups"], "services": [AIRLOCK_SERVICE]}
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,8 +147,7 @@ def build_load_roles(registry: Registry, today: date | None = None) -> list[dict
         {"name": name, "description": ROLE_DESCRIPTIONS[name], "scopes": scopes, "users": holders[name]}
         for name, scopes in ROLE_SCOPES.items()
     ]
-    roles.append({"name": ADMIN_ROLE, "description": ROLE_DESCRIPTIONS[Role.ADMIN.value],
-                  "scopes": ADMIN_SCOPES, "users": holders[Role.ADMIN.value]})
+    roles.append(admin_role(users=holders[Role.ADMIN.value]))
     return roles
 
 

@@ -46,14 +46,14 @@ from ..k8s.pods import apply_workspace_invariants, build_container_security_cont
 from ..registry import Role
 from ..sandbox.spec import WorkspaceSpec, authorised_workspace_spec, home_volume_name
 from ..settings import Settings, load_settings
-from .common import ADMIN_ROLE, ADMIN_SCOPES, ROLE_DESCRIPTIONS, HubContext, make_post_auth_hook, registry_admins
+from .common import (ADMIN_ROLE, AIRLOCK_SERVICE, HubContext, admin_role, airlock_service_role, make_post_auth_hook,
+                     registry_admins)
 from .oidc import ADMIN_GROUP, PdsOAuthenticator
 
 log = logging.getLogger(__name__)
 
 #: User options a spawn request may carry (KubeSpawner's profile choice). Anything else is refused.
 ALLOWED_OPTIONS = frozenset({"profile"})
-AIRLOCK_SERVICE = "airlock"
 GATEWAY_SERVICE = "dask-gateway"
 #: Roles this module defines; configuration from the chart (``hub.loadRoles``) may not redefine them.
 OWNED_ROLES = frozenset({"user", "admin", ADMIN_ROLE})
@@ -88,14 +88,11 @@ def build_roles(services: set[str]) -> list[dict[str, Any]]:
         {"name": "user", "description": "PDS user: own resources; the gateway and the airlock "
                                         "(the registry decides what they may do there)",
          "scopes": ["self", *(f"access:services!service={s}" for s in reachable)]},
-        {"name": ADMIN_ROLE, "description": ROLE_DESCRIPTIONS[Role.ADMIN.value],
-         "scopes": list(ADMIN_SCOPES), "groups": [ADMIN_GROUP]},
+        admin_role(groups=[ADMIN_GROUP]),
         {"name": "admin", "users": []},
     ]
     if AIRLOCK_SERVICE in services:
-        roles.append({"name": "airlock-service", "description": "the airlock reads identities",
-                      "scopes": ["read:users", "read:roles:users", "read:groups"],
-                      "services": [AIRLOCK_SERVICE]})
+        roles.append(airlock_service_role())
     return roles
 
 

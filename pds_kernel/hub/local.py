@@ -39,8 +39,10 @@ from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
 from .common import (
+    AIRLOCK_SERVICE,
     AuditedLogoutHandler,
     HubContext,
+    airlock_service_role,
     auth_model,
     build_load_roles,
     is_registry_user,
@@ -52,7 +54,6 @@ from .common import (
 
 #: JupyterHub service holding the token that ``pds hub sync`` uses (admin of users, groups, servers).
 SYNC_SERVICE = "pds-sync"
-AIRLOCK_SERVICE = "airlock"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -360,9 +361,7 @@ def configure(c, settings: Settings | None = None) -> HubContext:
             "environment": airlock_environment(settings),
             "oauth_no_confirm": True,
         })
-        roles.append({"name": "airlock-service", "description": "the airlock reads identities",
-                      "scopes": ["read:users", "read:roles:users", "read:groups"],
-                      "services": [AIRLOCK_SERVICE]})
+        roles.append(airlock_service_role())
         c.SandboxSpawner.gate_port = port
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
