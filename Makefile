@@ -10,7 +10,7 @@ APT_PACKAGES := bubblewrap postgresql chromium iproute2 socat
 RUN_DIR ?= var/demo
 PORT ?= 8000
 
-.PHONY: help run test bench venv system-deps node-deps helm clean lint
+.PHONY: help run test bench venv system-deps node-deps helm clean lint lock image-requirements
 
 help:
 	@echo "make run    set up everything and run the embedded default (demo delivery, lake, report)"
@@ -26,14 +26,27 @@ help:
 	else echo "not root: assuming $(APT_PACKAGES) are installed"; fi
 	@touch $@
 
-.stamp-venv: pyproject.toml
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[hub,sdc,postgres,test]'
+# uv installs the Python environment from uv.lock, the one lock of every environment (the
+# development .venv and every image). uv itself is pinned by version and hash.
+UV_VERSION := 0.13.9
+UV_HASHES := --hash=sha256:d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19 \
+             --hash=sha256:ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375
+UV := .tools/uv/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+$(UV):
+	@test -x .tools/uv/bin/python || $(PY) -m venv .tools/uv
+	@echo 'uv==$(UV_VERSION) $(UV_HASHES)' > .tools/uv-requirements.txt
+	.tools/uv/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps -r .tools/uv-requirements.txt
+
+# Exactly the lock: --frozen never resolves, and uv checks every file against the lock's hashes.
+.stamp-venv: pyproject.toml uv.lock $(UV)
+	$(UV) sync --frozen --all-extras --python $(PY) --quiet
 	@touch $@
 
-.stamp-node: package.json
-	npm install --no-audit --no-fund --silent
+.stamp-node: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
 	@touch $@
 
 .tools/bin/helm: .stamp-node
@@ -51,14 +64,28 @@ run: .stamp-system .stamp-venv .stamp-node
 	$(BIN)/pds demo run --dir $(RUN_DIR) --port $(PORT)
 
 # ---- tests and benchmarks -----------------------------------------------------------------
-test: .stamp-system .stamp-venv .stamp-node .tools/bin/helm
+test: .stamp-system .stamp-venv .stamp-node .tools/bin/helm lint
 	$(BIN)/python -m pytest -q tests
 
 bench: .stamp-system .stamp-venv
 	$(BIN)/python -m bench
 
-lint:
-	$(BIN)/python -m ruff check pds_kernel tests || true
+lint: .stamp-venv
+	$(BIN)/ruff check pds_kernel hub_config tests bench
+
+# ---- versions -----------------------------------------------------------------------------
+# The one way to move versions: re-resolve every dependency, then regenerate the images'
+# requirement files from the new lock. Review and commit the diff of uv.lock.
+lock: $(UV)
+	$(UV) lock --upgrade --python $(PY)
+	$(MAKE) image-requirements
+
+# The images install the lock too: hashed requirement files exported from uv.lock.
+EXPORT = $(UV) export --frozen --no-emit-project --no-default-groups --format requirements-txt --quiet
+image-requirements: $(UV)
+	$(EXPORT) --extra postgres --extra sdc --extra hub -o images/requirements-hub.txt
+	$(EXPORT) --extra postgres --extra sdc --extra notebook -o images/requirements-notebook.txt
+	$(EXPORT) --only-group gateway-image -o images/requirements-gateway.txt
 
 clean:
 	rm -rf var bench/out .pytest_cache

@@ -67,8 +67,8 @@ def run(out_dir: Path, quick: bool) -> dict:
     for label, nrows, ncols in sizes:
         path = _table(out_dir / f"airlock_{label}.csv", nrows, ncols)
         cells = nrows * ncols
-        result, ours, peak = _timed(lambda: check_file(path, path.name, Thresholds()))
-        count, peer, peer_peak = _timed(lambda: _pandas_rule(path))
+        result, ours, peak = _timed(lambda path=path: check_file(path, path.name, Thresholds()))
+        count, peer, peer_peak = _timed(lambda path=path: _pandas_rule(path))
         found = sum(1 for f in result.findings if f.rule == "small-cell") + result.omitted.get("small-cell", 0)
         assert found == count, (found, count)
         rows.append({"name": f"check {label} cells ({cells} cells)", "value": round(ours, 3), "unit": "s",

@@ -307,7 +307,7 @@ def _full_build_rows(name: str, lake: Path, root: Path, repeats: int) -> list[di
             with _PeakRSS() as m:
                 started = time.perf_counter()
                 result = run_build(runtime, spec.project, spec, actor="os:bench",
-                                   on_step=lambda step: marks.append((step, time.perf_counter())))
+                                   on_step=lambda step, marks=marks: marks.append((step, time.perf_counter())))
             if m.seconds < best["polars"]:
                 steps = _step_seconds(started, marks)
             best["polars"] = min(best["polars"], m.seconds)

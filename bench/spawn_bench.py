@@ -85,7 +85,7 @@ class _Hub:
 
         env = hub_environment(config, None)
         env["PDS_HUB_AIRLOCK"] = "off"
-        self.log = open(root / "hub.log", "ab")  # noqa: SIM115 - closed in close()
+        self.log = open(root / "hub.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(hub_config)], env=env,
                                      cwd=root, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         from pds_kernel.hub.local import sync_token
@@ -178,7 +178,7 @@ def _measure(plain: bool, runs: int, crowd: int) -> dict:
         return {"median": statistics.median(single), "all": single, "crowd_wall": crowd_wall,
                 "crowd_ready": len(times), "peak_rss_mb": max(peak)}
     except BaseException:
-        print("\n".join(l for l in (root / "hub.log").read_text().splitlines() if "GET /hub/api/users" not in l)[-6000:], file=sys.stderr)
+        print("\n".join(line for line in (root / "hub.log").read_text().splitlines() if "GET /hub/api/users" not in line)[-6000:], file=sys.stderr)
         raise
     finally:
         hub.close()

@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Integer, String, Text, select, text
 from sqlalchemy.engine import Engine
@@ -82,7 +83,7 @@ def compute_hash(
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def append(session: Session, event: AuditEvent) -> AuditEntry:
@@ -136,7 +137,7 @@ class AuditTrail:
                 query = query.limit(limit)
             return [_entry(row) for row in session.scalars(query)]
 
-    def verify(self) -> "VerifyReport":
+    def verify(self) -> VerifyReport:
         with transaction(self._sessions) as session:
             rows = session.scalars(select(AuditRow).order_by(AuditRow.seq))
             return verify_rows(rows)

@@ -7,9 +7,9 @@ PostgreSQL is used as is; the audit trail takes a table lock for its short appen
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -48,7 +48,7 @@ def make_engine(url: str) -> Engine:
 
 def create_all(engine: Engine) -> None:
     """Create every table known to :class:`Base` (imports the modules that declare them)."""
-    from . import audit  # noqa: F401  (declares the audit table)
+    from . import audit
 
     for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models"):
         try:

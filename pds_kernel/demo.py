@@ -20,11 +20,10 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Callable
-
 
 from .errors import InvalidInput, NotFound
 from .registry import Registry

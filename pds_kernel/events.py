@@ -7,8 +7,9 @@ the store is loaded when the first event is recorded. ``pds_kernel.audit`` re-ex
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -33,7 +34,7 @@ class AuditEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
-    def with_outcome(self, outcome: str, **more_details: Any) -> "AuditEvent":
+    def with_outcome(self, outcome: str, **more_details: Any) -> AuditEvent:
         return AuditEvent(
             actor=self.actor,
             action=self.action,

@@ -20,9 +20,10 @@ import hmac
 import logging
 import os
 import secrets
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -70,13 +71,13 @@ class KeyStore:
     may destroy a key; without one (and an audit trail) :meth:`destroy` refuses everyone.
     """
 
-    def __init__(self, root: Path, audit: AuditTrail | None = None, registry: "Registry | None" = None):
+    def __init__(self, root: Path, audit: AuditTrail | None = None, registry: Registry | None = None):
         self.root = Path(root)
         self._audit = audit
         self._registry = registry
 
     @classmethod
-    def from_runtime(cls, runtime) -> "KeyStore":
+    def from_runtime(cls, runtime) -> KeyStore:
         from .registry import Registry
 
         return cls(runtime.settings.paths.keys, runtime.audit, Registry.from_runtime(runtime))

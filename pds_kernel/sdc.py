@@ -23,8 +23,9 @@ import json
 import logging
 import os
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 #: Formats :meth:`Session.save` writes (the gate reads both as tables).
 SAVE_FORMATS = (".csv", ".xlsx")
 #: Every live session of this process, so an export request finds the records of its files.
-_SESSIONS: "weakref.WeakSet[Session]" = weakref.WeakSet()
+_SESSIONS: weakref.WeakSet[Session] = weakref.WeakSet()
 _SAVES = itertools.count(1)  #: order of saves across sessions: the latest record of a path wins
 
 
@@ -52,8 +53,8 @@ def _acro_class():
     """Import ACRO lazily: its import configures logging, which only an entry point should do."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    from acro import ACRO  # noqa: PLC0415
-    from acro.sdcchecks import SDCChecks  # noqa: PLC0415
+    from acro import ACRO
+    from acro.sdcchecks import SDCChecks
 
     root.handlers[:], root.level = handlers, level  # undo ACRO's logging.basicConfig
     logging.getLogger("acro").setLevel(logging.WARNING)

@@ -17,14 +17,13 @@ Results leave only through :func:`request_export`, which hands files to the airl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import json
 import os
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import polars as pl
 

@@ -13,8 +13,9 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import InvalidInput, NotFound, PdsError, PermissionDenied

@@ -8,8 +8,8 @@ serves callers that have no settings object.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Mapping
 
 from ..errors import InvalidInput
 from .checks.filetypes import KINDS

@@ -7,7 +7,7 @@ bound to that file's SHA-256 so that a changed file silently loses every review 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -16,7 +16,7 @@ from ..db import Base
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ExportRequest(Base):
@@ -38,9 +38,9 @@ class ExportRequest(Base):
     release_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    files: Mapped[list["RequestFile"]] = relationship(
+    files: Mapped[list[RequestFile]] = relationship(
         back_populates="request", cascade="all", order_by="RequestFile.index")
-    reviews: Mapped[list["Review"]] = relationship(
+    reviews: Mapped[list[Review]] = relationship(
         back_populates="request", cascade="all", order_by="Review.id")
 
 

@@ -26,10 +26,11 @@ import logging
 import secrets
 import shutil
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Mapping
+from typing import Any, BinaryIO
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -45,8 +46,16 @@ from .checks import Status, Thresholds, check_file, filetypes, worst
 from .limits import AirlockLimits, load_limits
 from .models import ExportRequest, RequestFile, Review
 from .release import ReleaseItem, copy_release, outbox_dir, withdraw_release
-from .staging import (RefusedFiles, StagedFile, check_names, check_request_id, check_staged_types, check_types,
-                      request_dir, stage_file)
+from .staging import (
+    RefusedFiles,
+    StagedFile,
+    check_names,
+    check_request_id,
+    check_staged_types,
+    check_types,
+    request_dir,
+    stage_file,
+)
 from .states import REVIEWABLE_STATES, Action, Actor, State, actions_from, check_transition
 
 log = logging.getLogger(__name__)
@@ -57,7 +66,7 @@ MAX_TEXT = 10_000
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # ---- read models ---------------------------------------------------------------------------------

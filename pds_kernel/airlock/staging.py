@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Mapping
+from typing import BinaryIO
 
 from ..errors import IntegrityError, InvalidInput
 from ..registry.names import check_project_id
@@ -90,7 +91,7 @@ def check_types(names: list[str], limits: AirlockLimits) -> None:
         raise RefusedFiles(reasons)
 
 
-def check_staged_types(directory: Path, staged: list["StagedFile"], limits: AirlockLimits) -> None:
+def check_staged_types(directory: Path, staged: list[StagedFile], limits: AirlockLimits) -> None:
     """Refuse staged copies whose first bytes contradict their extension (the ``file-type`` rule)."""
     reasons = {}
     for sf in staged:

@@ -10,7 +10,6 @@ import json
 import shutil
 from contextlib import ExitStack
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -145,8 +144,8 @@ def collect_verdicts(files: dict[int, str], verdict: list[str], decision: str | 
 @app.command("list")
 def list_(ctx: typer.Context,
           scope: str = typer.Option("mine", help="mine | queue (what you may review) | all"),
-          project: Optional[str] = typer.Option(None, help="Only this project."),
-          state: Optional[str] = typer.Option(None, help="Only requests in this state.")) -> None:
+          project: str | None = typer.Option(None, help="Only this project."),
+          state: str | None = typer.Option(None, help="Only requests in this state.")) -> None:
     """List export requests you may see."""
     rows = _service(ctx).list_requests(ctx.obj.actor, project=project, scope=scope, state=state)
     table = Table("request", "project", "author", "state", "checks", "files", "updated")
@@ -158,7 +157,7 @@ def list_(ctx: typer.Context,
 @app.command("show")
 def show(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id."),
          as_json: bool = typer.Option(False, "--json", help="Print the request as JSON."),
-         file: Optional[int] = typer.Option(None, "--file", help="Show this file (by number): text and CSV as "
+         file: int | None = typer.Option(None, "--file", help="Show this file (by number): text and CSV as "
                                             "they are, other tables with flagged cells marked, figures and "
                                             "models by path; audited as a file view.")) -> None:
     """Show a request: files, check results, reviews you may see, what you may do."""
@@ -177,10 +176,10 @@ def show(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request
 @app.command("submit")
 def submit(ctx: typer.Context,
            project: str = typer.Option(..., help="Project id."),
-           files: List[Path] = typer.Argument(..., help="Files to export."),
+           files: list[Path] = typer.Argument(..., help="Files to export."),
            justification: str = typer.Option(..., "--why", help="Why these outputs must leave."),
-           author: Optional[str] = typer.Option(None, help="Admins: submit on behalf of this researcher."),
-           context: Optional[Path] = typer.Option(None, help="JSON file with the request context (ACRO records...)."),
+           author: str | None = typer.Option(None, help="Admins: submit on behalf of this researcher."),
+           context: Path | None = typer.Option(None, help="JSON file with the request context (ACRO records...)."),
            draft: bool = typer.Option(False, help="Stage and check, but do not submit yet.")) -> None:
     """Stage files, check them and submit them for review (admins and tests; researchers use their workspace)."""
     data = {}
@@ -202,13 +201,13 @@ def submit(ctx: typer.Context,
 
 @app.command("review")
 def review(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id."),
-           verdict: Optional[List[str]] = typer.Option(
+           verdict: list[str] | None = typer.Option(
                None, "--verdict", help="FILE=DECISION[:COMMENT] for one file (FILE: its number or name; "
                                        "DECISION: approve | request_changes | reject). Repeat for each file."),
-           decision: Optional[str] = typer.Option(
+           decision: str | None = typer.Option(
                None, help="approve | request_changes | reject for every file without a --verdict."),
            comment: str = typer.Option("", help="The comment going with --decision."),
-           file: Optional[List[int]] = typer.Option(None, help="Apply --decision only to these file numbers."),
+           file: list[int] | None = typer.Option(None, help="Apply --decision only to these file numbers."),
            ) -> None:
     """Give your verdict on the files of a request: one per file, each with its comment.
 
@@ -225,9 +224,9 @@ def review(ctx: typer.Context, request_id: str = typer.Argument(..., help="Reque
 
 @app.command("resubmit")
 def resubmit(ctx: typer.Context, request_id: str = typer.Argument(..., help="Request id."),
-             files: Optional[List[Path]] = typer.Argument(None, help="New versions (same name) or new files."),
-             remove: Optional[List[str]] = typer.Option(None, help="Drop this file (by name) from the request."),
-             justification: Optional[str] = typer.Option(None, "--why", help="New justification.")) -> None:
+             files: list[Path] | None = typer.Argument(None, help="New versions (same name) or new files."),
+             remove: list[str] | None = typer.Option(None, help="Drop this file (by name) from the request."),
+             justification: str | None = typer.Option(None, "--why", help="New justification.")) -> None:
     """Answer a request for changes: replace, add or remove files, and submit again."""
     for path in files or []:
         if not path.is_file():

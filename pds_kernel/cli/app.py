@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -31,7 +30,7 @@ app = typer.Typer(
 class State:
     """What the top-level callback parsed; sub-commands get it through ``ctx.obj``."""
 
-    def __init__(self, config: Optional[Path], actor: Optional[str]):
+    def __init__(self, config: Path | None, actor: str | None):
         self.config = config
         self._actor = actor
         self._runtime: Runtime | None = None
@@ -57,10 +56,10 @@ class State:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    config: Optional[Path] = typer.Option(
+    config: Path | None = typer.Option(
         None, "--config", "-c", help="Configuration file (default: $PDS_CONFIG or ./pds.yaml)."
     ),
-    actor: Optional[str] = typer.Option(
+    actor: str | None = typer.Option(
         None, "--as", help="Identity recorded in the audit trail (default: $PDS_ACTOR or os:<user>)."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -116,7 +116,7 @@ def _serve(config: Path, settings, port: int) -> None:
         from ..hub.local import hub_dir, hub_url
         from .hub_cmd import hub_environment, run_hub_foreground
     except ImportError:
-        console.print("[yellow]hub: skipped[/] JupyterHub is not installed (pip install -e '.[hub]')")
+        console.print("[yellow]hub: skipped[/] JupyterHub is not installed (make venv installs it from uv.lock)")
         return
     console.print(f"[bold green]JupyterHub: {hub_url(settings)}[/] (Ctrl-C stops it and every workspace)",
                   highlight=False, soft_wrap=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -48,8 +47,8 @@ def validate(ctx: typer.Context, spec_file: Path = typer.Argument(..., help="The
 def build(
     ctx: typer.Context,
     project: str = typer.Argument(..., help="Project id."),
-    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Spec file (default: the project's kept spec.yaml)."),
-    dask: Optional[str] = typer.Option(None, "--dask", metavar="ADDR",
+    spec_file: Path | None = typer.Option(None, "--spec", help="Spec file (default: the project's kept spec.yaml)."),
+    dask: str | None = typer.Option(None, "--dask", metavar="ADDR",
                                        help="Run on the Dask scheduler at ADDR (e.g. tcp://10.0.0.5:8786)."),
 ) -> None:
     """Select the cohort, re-key identifiers, write the extract, check it and publish it read-only."""

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -35,7 +34,7 @@ def hub_config_file() -> Path:
     raise InvalidInput(f"{path} is missing: reinstall PDS Workspace from its repository")
 
 
-def hub_environment(config: Optional[Path], port: Optional[int]) -> dict[str, str]:
+def hub_environment(config: Path | None, port: int | None) -> dict[str, str]:
     """The hub's environment: ours, the config file, the port, and node/venv tools on PATH."""
     from ..hub.local import REPO_ROOT
 
@@ -59,7 +58,7 @@ def hub_command() -> list[str]:
 @app.command("run")
 def run(
     ctx: typer.Context,
-    port: Optional[int] = typer.Option(None, "--port", "-p", help="Public port (default: hub.port, 8000)."),
+    port: int | None = typer.Option(None, "--port", "-p", help="Public port (default: hub.port, 8000)."),
 ) -> None:
     """Start JupyterHub in the foreground (Ctrl-C stops it and every workspace)."""
     from ..hub.local import hub_dir, hub_url

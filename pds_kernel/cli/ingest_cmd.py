@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
@@ -40,7 +39,7 @@ class _RichProgress:
 def ingest(
     ctx: typer.Context,
     directory: Path = typer.Argument(..., help="Delivery directory (NAME_YYYYMM.csv and NAME.csv files)."),
-    dask: Optional[str] = typer.Option(
+    dask: str | None = typer.Option(
         None, "--dask", metavar="ADDRESS",
         help="Spread the files over this Dask scheduler (e.g. tcp://10.0.0.5:8786); the workers must "
              "see the delivery and the lake at the same paths."),

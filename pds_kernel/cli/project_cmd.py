@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -141,7 +140,7 @@ def remove_member(
     ctx: typer.Context,
     project: str = typer.Argument(..., help="Project id."),
     user: str = typer.Argument(..., help="Registry user name."),
-    role: Optional[str] = typer.Option(None, "--role", "-r", help="Only this role (default: every role)."),
+    role: str | None = typer.Option(None, "--role", "-r", help="Only this role (default: every role)."),
 ) -> None:
     """Remove USER from PROJECT (one role, or all of them)."""
     check_project_id(project)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 #: One example per command, keyed by the command path without ``pds``. Keep them runnable.
 EXAMPLES: dict[str, str] = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-from typing import List
 
 import typer
 from rich.table import Table
@@ -20,7 +19,7 @@ app = typer.Typer(help="The local workspace sandbox (bubblewrap).", no_args_is_h
 def exec_(
     ctx: typer.Context,
     project: str = typer.Argument(..., help="Project id: the sandbox of this project's workspace."),
-    command: List[str] = typer.Argument(..., help="The command to run, after '--'."),
+    command: list[str] = typer.Argument(..., help="The command to run, after '--'."),
     user: str = typer.Option(..., "--user", "-u", help="Whose workspace (must be an active member)."),
     timeout: float = typer.Option(None, help="Kill the sandbox after this many seconds."),
 ) -> None:
@@ -45,7 +44,7 @@ def show(
     ctx: typer.Context,
     project: str = typer.Argument(..., help="Project id."),
     user: str = typer.Option(..., "--user", "-u", help="Whose workspace."),
-    command: List[str] = typer.Argument(None, help="Command to show the sandbox line for (default: a shell)."),
+    command: list[str] = typer.Argument(None, help="Command to show the sandbox line for (default: a shell)."),
 ) -> None:
     """Print the workspace spec (mounts, limits) and the full sandbox command line. Starts nothing."""
     spec, argv, allowed = describe_sandbox(ctx.obj.runtime, user, project, command or ["/bin/sh"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -60,7 +59,8 @@ def generate(
                                                        "its delivery files (other files are kept)."),
 ) -> None:
     """Write a synthetic SNDS delivery: one ';'-separated Latin-1 CSV per table and month."""
-    from ..snds.generator import check_arguments, generate as run_generate
+    from ..snds.generator import check_arguments
+    from ..snds.generator import generate as run_generate
 
     span = parse_years(years)
     check_arguments(patients, span, seed)
@@ -97,7 +97,7 @@ def generate(
 
 @app.command("tables")
 def tables(
-    name: Optional[str] = typer.Argument(None, help="Show the columns of this table (default: list all tables)."),
+    name: str | None = typer.Argument(None, help="Show the columns of this table (default: list all tables)."),
 ) -> None:
     """List the delivery profile: tables, keys and file split; or one table's columns and types."""
     if name is None:

@@ -22,27 +22,27 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
 from .. import lake as lake_mod
 from ..audit import AuditEvent, Outcome
 from ..errors import DisclosureRisk, NotFound, PdsError, PermissionDenied
+from ..hashing import sha256_file
 from ..pseudo import KeyStore
 from ..registry import Registry
 from ..registry.names import check_project_id
 from ..snds.tables import TABLES
 from .cohort import select_persons
-from ..hashing import sha256_file
 from .conformity import MANIFEST, ConformityReport, check_extract
 from .frames import PARTITIONED_TABLES, Backend, LakeFrames, PolarsBackend
 from .linkage import cohort_table, death_maps, person_map, read_linkage_file
-from .order import sort_rows  # noqa: F401  (the canonical row order; re-exported)
+from .order import sort_rows
 from .select import table_rows
 from .spec import COHORT_TABLE, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec, check_against_lake, load_spec
 
@@ -233,10 +233,10 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
             tables[table] = {"file": file, "rows": df.height, "columns": df.columns,
                              "sha256": sha256_file(staging / file)}
             step(f"write {table}")
-        build_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+        build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         manifest = {
             "format": MANIFEST_FORMAT, "project": project, "build_id": build_id,
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "builder": actor,
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"), "builder": actor,
             "backend": backend.name, "spec_sha256": spec.sha256, "lake_snapshot": snapshot,
             "period": {"from": spec.start.isoformat(), "to": spec.end.isoformat()},
             "persons": persons.height, "tables": tables,

@@ -12,8 +12,8 @@ PMSI error stays (``GRG_GHM`` starting with ``90``) and stays whose linkage retu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
-from typing import Iterable
 
 import polars as pl
 

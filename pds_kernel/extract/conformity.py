@@ -19,14 +19,13 @@ distinct persons sharing one combination of their values.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
 from ..hashing import sha256_file
-
 from .spec import BIRTH_MONTH_COLUMNS, COMMUNE_COLUMNS, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec
 
 MANIFEST = "manifest.json"
@@ -79,7 +78,7 @@ def _check_files(directory: Path, spec: ExtractSpec, report: ConformityReport) -
             report.refuse(f"table {name} is not allowed by the spec")
             continue
         tables[name] = path
-    for rel, (name, _) in listed.items():
+    for rel in listed:
         if not (directory / rel).is_file():
             report.refuse(f"file {rel} listed in the manifest is missing")
     return tables

@@ -15,7 +15,7 @@ the lexicographic order; only the work differs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import polars as pl
 

@@ -26,18 +26,20 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from .. import lake as lake_mod
 from ..errors import InvalidInput
-from ..validate import check_mapping, parse_date as _date
 from ..registry.names import check_project_id
 from ..snds.tables import TABLES
+from ..validate import check_mapping
+from ..validate import parse_date as _date
 
 #: The column that carries the project pseudonym of the person in every extract table.
 PERSON_ID = "PERSON_ID"

@@ -78,14 +78,14 @@ class HubContext:
     registry: Registry
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "HubContext":
+    def from_settings(cls, settings: Settings) -> HubContext:
         runtime = Runtime(settings)
         return cls(settings=settings, runtime=runtime, registry=Registry.from_runtime(runtime))
 
-    def __deepcopy__(self, memo: dict) -> "HubContext":
+    def __deepcopy__(self, memo: dict) -> HubContext:
         return self
 
-    def __copy__(self) -> "HubContext":
+    def __copy__(self) -> HubContext:
         return self
 
     def record(self, event: AuditEvent) -> None:

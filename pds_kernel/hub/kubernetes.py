@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tornado import web
 
@@ -46,8 +47,15 @@ from ..k8s.pods import apply_workspace_invariants, build_container_security_cont
 from ..registry import Role
 from ..sandbox.spec import WorkspaceSpec, authorised_workspace_spec, home_volume_name
 from ..settings import Settings, load_settings
-from .common import (ADMIN_ROLE, AIRLOCK_SERVICE, HubContext, admin_role, airlock_service_role, make_post_auth_hook,
-                     registry_admins)
+from .common import (
+    ADMIN_ROLE,
+    AIRLOCK_SERVICE,
+    HubContext,
+    admin_role,
+    airlock_service_role,
+    make_post_auth_hook,
+    registry_admins,
+)
 from .oidc import ADMIN_GROUP, PdsOAuthenticator
 
 log = logging.getLogger(__name__)

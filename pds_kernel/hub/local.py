@@ -245,8 +245,8 @@ class PdsNativeAuthenticator(NativeAuthenticator):
 # ---- accounts provisioned by an admin ----------------------------------------------------------
 def _hub_sessions(settings: Settings):
     from jupyterhub import orm  # noqa: F401  (declares the hub tables)
-    from nativeauthenticator.orm import UserInfo  # noqa: F401  (adds users_info to them)
     from jupyterhub.orm import new_session_factory
+    from nativeauthenticator.orm import UserInfo  # noqa: F401  (adds users_info to them)
 
     return new_session_factory(hub_db_url(settings))
 

@@ -38,8 +38,8 @@ the client secret in ``$OAUTH_CLIENT_SECRET`` (from a Secret).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from oauthenticator.generic import GenericOAuthenticator
 from traitlets import Any, Bool, Set, TraitError, Unicode, default, validate

@@ -13,9 +13,9 @@ ingestion as fast as a plain CSV → Parquet conversion: no Python code runs per
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
-from typing import Collection
 
 import polars as pl
 

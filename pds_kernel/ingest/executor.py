@@ -8,8 +8,8 @@ in both modes (and builds the same lake, manifest and report).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from ..errors import InvalidInput
 from .parse import ParseJob, ParseOutcome, parse_file

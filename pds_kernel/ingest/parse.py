@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import polars as pl

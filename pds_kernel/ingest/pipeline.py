@@ -26,26 +26,27 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import polars as pl
 
-from ..events import AuditEvent, Outcome
 from ..errors import InvalidTransition, PdsError
+from ..events import AuditEvent, Outcome
+from ..hashing import sha256_file
 from ..lake import QUARANTINE_DIR, partition_dir, table_dir
 from ..snds.tables import TABLES
-from ..hashing import sha256_file
+from .checks import Check
 from .delivery import DeliveryFile, discover
 from .executor import make_executor
 from .keys import KeyIndex
 from .manifest import Manifest, ManifestEntry
 from .parse import COMPRESSION, COMPRESSION_LEVEL, QUARANTINE_COLUMNS, ParseJob, ParseOutcome
 from .stats import ColumnStats
-from .checks import Check
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class Progress(Protocol):
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
@@ -201,7 +201,7 @@ def build_report(run_id: str, lake: Path, manifest: Manifest, result) -> dict:
     return {
         "format": 1,
         "run": run_id,
-        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "lake": str(lake),
         "run_files": files,
         "run_totals": result.totals(),

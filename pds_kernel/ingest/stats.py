@@ -38,7 +38,7 @@ class ColumnStats:
             if c.type == "date":
                 self.missing_dates.setdefault(c.name, 0)
 
-    def add(self, frame: pl.DataFrame | pl.LazyFrame) -> "ColumnStats":
+    def add(self, frame: pl.DataFrame | pl.LazyFrame) -> ColumnStats:
         """Add the figures of ``frame`` (rows with the lake columns of the table)."""
         row = frame.select(_exprs(self.table))
         row = (row.collect() if isinstance(row, pl.LazyFrame) else row).row(0, named=True)
@@ -48,7 +48,7 @@ class ColumnStats:
             self.missing_dates[name] += row[f"m:{name}"] or 0
         return self
 
-    def merge(self, other: "ColumnStats") -> None:
+    def merge(self, other: ColumnStats) -> None:
         """Add ``other``'s figures (columns the table no longer has are ignored)."""
         for name, n in other.nulls.items():
             if name in self.nulls:

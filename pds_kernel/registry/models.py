@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Boolean, Date, DateTime, Enum, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -26,7 +26,7 @@ class ProjectStatus(str, enum.Enum):
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class User(Base):
@@ -63,7 +63,7 @@ class Project(Base):
     dask_workers: Mapped[int] = mapped_column(Integer, default=2)
     gpu: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    memberships: Mapped[list["Membership"]] = relationship(back_populates="project", cascade="all")
+    memberships: Mapped[list[Membership]] = relationship(back_populates="project", cascade="all")
 
     def is_open(self, today: date) -> bool:
         """Open = active status and today within [start_date, end_date]."""

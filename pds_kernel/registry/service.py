@@ -94,7 +94,7 @@ class Registry:
         self._audit = audit
 
     @classmethod
-    def from_runtime(cls, runtime) -> "Registry":
+    def from_runtime(cls, runtime) -> Registry:
         return cls(runtime.sessions, runtime.audit)
 
     # ---- writes -------------------------------------------------------------------------
@@ -339,7 +339,7 @@ class Registry:
         return project
 
     # ---- declarative --------------------------------------------------------------------
-    def apply(self, actor: str, spec: "RegistrySpec") -> list[str]:
+    def apply(self, actor: str, spec: RegistrySpec) -> list[str]:
         """Make the registry match ``spec`` (users, projects and each project's member list).
 
         Members of a listed project that the spec does not list are removed. Returns a list of
@@ -352,7 +352,7 @@ class Registry:
             validate_registry_spec(spec, set(s.scalars(select(User.name))))
             return self._apply_in(s, actor, spec)
 
-    def _apply_in(self, s: Session, actor: str, spec: "RegistrySpec") -> list[str]:
+    def _apply_in(self, s: Session, actor: str, spec: RegistrySpec) -> list[str]:
         changes: list[str] = []
         for u in spec.users:
             before = s.get(User, u.name)

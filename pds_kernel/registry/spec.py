@@ -35,7 +35,8 @@ from typing import Any
 import yaml
 
 from ..errors import InvalidInput
-from ..validate import check_mapping, parse_date as _date
+from ..validate import check_mapping
+from ..validate import parse_date as _date
 from .models import ProjectStatus, Role
 from .names import check_project_id, check_user_name
 
@@ -219,7 +220,7 @@ def load_registry_file(path: Path) -> RegistrySpec:
     if not path.is_file():
         raise InvalidInput(f"registry file {path} does not exist")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_PlainDatesLoader)  # noqa: S506 (safe loader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_PlainDatesLoader)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     except UnicodeDecodeError:

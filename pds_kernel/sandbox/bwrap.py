@@ -33,9 +33,9 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from ..errors import InvalidInput
 from . import cgroup
@@ -164,7 +164,7 @@ def _system_binds() -> list[str]:
 
 
 def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str],
-                    sockets: dict[str, Path] = {}, runtime_dir: Path,
+                    sockets: dict[str, Path] | None = None, runtime_dir: Path,
                     host: HostFacts | None = None) -> list[str]:
     """The full argv that runs ``argv`` in the workspace sandbox of ``spec``.
 
@@ -210,6 +210,7 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
         args += _ro_bind(host.package_dir)
     # /run: only our runtime directory, with the bridged sockets mounted into it.
     args += ["--tmpfs", "/run", "--bind", str(runtime_dir), RUN_DIR]
+    sockets = sockets or {}
     for name, path in sorted(sockets.items()):
         check_socket_name(name)
         args += ["--bind", str(Path(path)), f"{RUN_DIR}/{name}.sock"]

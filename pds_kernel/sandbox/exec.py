@@ -19,8 +19,8 @@ from ..errors import NotFound
 from ..registry import Registry, Role
 from ..registry.names import check_project_id, check_user_name
 from ..settings import Settings
-from .cgroup import group_name, release
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
+from .cgroup import group_name, release
 from .spec import WorkspaceSpec, build_workspace_spec
 
 log = logging.getLogger(__name__)

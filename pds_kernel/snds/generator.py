@@ -26,11 +26,11 @@ Coherence guarantees are listed in ``docs/synthetic-data.md`` and checked by ``t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -506,7 +506,7 @@ def _long_term_illnesses(pop: _Population, seed: int) -> pl.DataFrame:
 # DCIR: claims of one care month, with their pharmacy and biology details.
 
 
-@lru_cache(maxsize=None)
+@cache
 def _drug_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(box price, CIP13) per drug index, and the occasional drugs with their probabilities."""
     drugs = nom.drugs()

@@ -11,7 +11,7 @@ Text may contain Latin-1 accents (``MÉTFORMINE``): the delivery is written in L
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -110,7 +110,7 @@ def _ean13(first12: str) -> str:
     return first12 + str((10 - total % 10) % 10)
 
 
-@lru_cache(maxsize=None)
+@cache
 def drugs() -> tuple[Drug, ...]:
     """The drug referential (~100 presentations), identical for every seed.
 
@@ -175,7 +175,7 @@ def postal_prefix(dept: str) -> str:
     return dept
 
 
-@lru_cache(maxsize=None)
+@cache
 def hospitals() -> tuple[str, ...]:
     """FINESS numbers (9 characters) of the hospitals, ``HOSPITALS_PER_DEPARTMENT`` per department."""
     out = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 
@@ -31,7 +31,7 @@ class SourceTable:
     missing_values: tuple[str, ...]
 
 
-@lru_cache(maxsize=None)
+@cache
 def source_table(name: str) -> SourceTable:
     """The published schema of SNDS table ``name`` (e.g. ``"ER_PRS_F"``)."""
     path = resources.files("pds_kernel.snds") / "schemas" / f"{name}.json"

@@ -6,12 +6,11 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
+from airlock_factories import OTHER, PROJECT
 
 from pds_kernel.airlock.limits import AirlockLimits
 from pds_kernel.airlock.service import AirlockService
 from pds_kernel.registry import Registry, Role
-
-from airlock_factories import OTHER, PROJECT
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-
 from airlock_factories import PROJECT
 from airlock_web import FakeIdentity, live_server
+
 from pds_kernel import sdc
 from pds_kernel import workspace as ws
 from pds_kernel.airlock.checks import ACRO_MISMATCH, Thresholds

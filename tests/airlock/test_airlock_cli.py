@@ -8,9 +8,9 @@ import sys
 from dataclasses import fields
 
 import yaml
+from airlock_factories import PROJECT
 from typer.testing import CliRunner
 
-from airlock_factories import PROJECT
 from pds_kernel.cli.app import app
 from pds_kernel.errors import InvalidInput, PermissionDenied
 

@@ -4,8 +4,8 @@ alone; enforced by the service with a reason (request total size, allowed types)
 from __future__ import annotations
 
 import pytest
-
 from airlock_factories import PROJECT, SAFE_TABLE, files
+
 from pds_kernel.airlock.checks.filetypes import KINDS
 from pds_kernel.airlock.limits import AirlockLimits, load_limits
 from pds_kernel.airlock.service import AirlockService

@@ -9,7 +9,6 @@ modules and run again here with ``runtime`` on SQLite and on a real PostgreSQL s
 from __future__ import annotations
 
 import pytest
-
 from test_release import (  # noqa: F401  (collected again here, on both databases)
     test_concurrent_final_approvals_release_once,
     test_concurrent_releases_release_once,

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pds_kernel.airlock.checks import Thresholds, check_file
-from pds_kernel.airlock.checks import content
+from pds_kernel.airlock.checks import Thresholds, check_file, content
 
 T = Thresholds()
 

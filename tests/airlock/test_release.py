@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from airlock_factories import PROJECT, SAFE_TABLE, files, make_request
+
 from pds_kernel.airlock.release import ReleaseItem, copy_release
 from pds_kernel.airlock.service import AirlockService
 from pds_kernel.airlock.staging import request_dir

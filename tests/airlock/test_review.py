@@ -6,8 +6,8 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-
 from airlock_factories import OTHER, PROJECT, SAFE_TABLE, files, make_request
+
 from pds_kernel.airlock.service import AirlockService
 from pds_kernel.errors import IntegrityError, InvalidInput, InvalidTransition, PermissionDenied
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from airlock_factories import make_request
 
 from pds_kernel.airlock import states
 from pds_kernel.airlock.states import FINAL_STATES, TRANSITIONS, Action, State, check_transition
 from pds_kernel.errors import InvalidTransition
-
-from airlock_factories import make_request
 
 
 def test_every_state_is_reachable_and_every_rule_has_an_event():

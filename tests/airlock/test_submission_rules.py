@@ -13,9 +13,9 @@ import json
 from dataclasses import replace
 
 import pytest
+from airlock_factories import PROJECT, SAFE_TABLE, files, make_request
 from sqlalchemy import select
 
-from airlock_factories import PROJECT, SAFE_TABLE, files, make_request
 from pds_kernel.airlock.models import RequestFile, Review
 from pds_kernel.airlock.service import AirlockService
 from pds_kernel.airlock.staging import RefusedFiles, request_dir

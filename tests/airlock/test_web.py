@@ -6,9 +6,9 @@ import re
 
 import pytest
 import requests
-
 from airlock_factories import PROJECT, SAFE_TABLE, files, make_request
 from airlock_web import FakeIdentity, live_server
+
 from pds_kernel.airlock.web import make_app
 
 PREFIX = "/services/airlock/"

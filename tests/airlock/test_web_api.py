@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-
 from airlock_factories import make_request
 from airlock_web import FakeIdentity, live_server
+from hypothesis import HealthCheck, given, settings
+
 from pds_kernel.airlock.web import make_app
 
 PREFIX = "/services/airlock/"

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
+
 from pds_kernel import lake as lake_mod
 from pds_kernel.snds.tables import MISSING_DATE, TABLES, lake_schema
 

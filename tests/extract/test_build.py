@@ -14,8 +14,8 @@ from extract_lake import DIABETES_SPEC, write_spec
 
 from pds_kernel.errors import PermissionDenied
 from pds_kernel.extract.build import extract_dir, raw_identifiers, run_build, run_check
-from pds_kernel.hashing import sha256_file
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
+from pds_kernel.hashing import sha256_file
 from pds_kernel.pseudo import KeyStore, pseudonym
 
 MI_SPEC = """
@@ -48,7 +48,7 @@ def test_extract_is_published_read_only_with_a_true_manifest(runtime, built):
     assert manifest["conformity"]["ok"] and manifest["conformity"]["k_min"] >= 1
     assert set(manifest["tables"]) == {"IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "IR_PHA_R", "IR_IMB_R", "T_MCOaaB",
                                        "T_MCOaaC", "T_MCOaaD", "KI_CCI_R", "COHORT"}
-    for name, entry in manifest["tables"].items():
+    for entry in manifest["tables"].values():
         path = directory / entry["file"]
         assert sha256_file(path) == entry["sha256"]
         assert pl.read_parquet(path).height == entry["rows"]

@@ -14,8 +14,8 @@ from extract_lake import DIABETES_SPEC
 from pds_kernel.errors import DisclosureRisk
 from pds_kernel.extract.build import raw_identifiers, run_build, run_check, write_parquet
 from pds_kernel.extract.conformity import check_extract
-from pds_kernel.hashing import sha256_file
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
+from pds_kernel.hashing import sha256_file
 
 SPEC = parse_spec(DIABETES_SPEC)
 
@@ -119,7 +119,7 @@ def test_check_command_catches_tampering_of_the_published_extract(runtime, regis
     built.path.chmod(0o755)
     target.chmod(0o644)
     target.write_bytes(b"not parquet any more")
-    with pytest.raises(Exception):
+    with pytest.raises(pl.exceptions.ComputeError):
         pl.read_parquet(target)
     target.unlink()
     report = run_check(runtime, "diab-study", actor="root")

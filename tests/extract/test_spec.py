@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from extract_lake import DIABETES_SPEC, write_spec
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.extract.spec import PERSON_ID, check_against_lake, load_spec, parse_spec
-
-from extract_lake import DIABETES_SPEC, write_spec
 
 BASE = """
 project: diab-study

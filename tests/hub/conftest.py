@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from hubfixtures import free_port_block, make_world
 
 

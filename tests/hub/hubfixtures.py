@@ -108,7 +108,7 @@ class Hub:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def client(self) -> "HubClient":
+    def client(self) -> HubClient:
         return HubClient(self)
 
     def admin_api(self, method: str, path: str, **kwargs) -> requests.Response:

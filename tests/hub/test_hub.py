@@ -8,12 +8,11 @@ import time
 from datetime import date, timedelta
 
 import pytest
+from hub_kernel import delete_kernel, execute
+from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub
 
 from pds_kernel.audit import Outcome
 from pds_kernel.hub.local import provision_account
-
-from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub
-from hub_kernel import delete_kernel, execute
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(240)]
 

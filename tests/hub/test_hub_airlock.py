@@ -23,15 +23,14 @@ from pathlib import Path
 
 import pytest
 import requests
+from hub_kernel import execute
+from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub, current_totp
 from sqlalchemy import select
+from test_hub import wait_ready, wait_stopped
 
 from pds_kernel.airlock.models import ExportRequest
 from pds_kernel.audit import Outcome
 from pds_kernel.hub.local import provision_account
-
-from hubfixtures import current_totp, OTHER_PROJECT, PASSWORD, PROJECT, Hub
-from hub_kernel import execute
-from test_hub import wait_ready, wait_stopped
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(300)]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hubfixtures import PASSWORD, PROJECT, Hub, current_totp
 
-from hubfixtures import current_totp, PASSWORD, PROJECT, Hub
 from pds_kernel.hub.local import provision_account
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(240)]

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-
 sys.path.insert(0, str(Path(__file__).parent))
 
-from delivery_factory import fresh_runtime, make_rows, write_delivery  # noqa: E402,F401
+from delivery_factory import fresh_runtime, make_rows, write_delivery  # noqa: F401
 
 
 @pytest.fixture

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import random
+from dataclasses import fields
 from datetime import date, timedelta
 from pathlib import Path
-
-from dataclasses import fields
 
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Ingest, Paths, Settings

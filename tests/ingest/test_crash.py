@@ -12,14 +12,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from delivery_factory import make_rows, write_delivery
 
 from pds_kernel import lake as lake_mod
 from pds_kernel.ingest import ingest_delivery
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import load_settings
 from pds_kernel.snds.tables import TABLES
-
-from delivery_factory import make_rows, write_delivery
 
 pytestmark = pytest.mark.slow
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import polars as pl
+from delivery_factory import make_rows, write_delivery, write_table
 
 from pds_kernel import lake as lake_mod
 from pds_kernel.ingest import Status, ingest_delivery
-
-from delivery_factory import make_rows, write_delivery, write_table
 
 
 def _manifest(runtime):

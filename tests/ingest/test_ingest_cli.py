@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from delivery_factory import make_rows, write_delivery
+
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import load_settings
-
-from delivery_factory import make_rows, write_delivery
 
 
 def _pds(config: Path, *args: str) -> subprocess.CompletedProcess:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from pds_kernel.errors import InvalidInput
-from pds_kernel.ingest import ingest_delivery
-
 from delivery_factory import fresh_runtime
 from test_crash import _snapshot
 from test_quarantine import _corrupt
+
+from pds_kernel.errors import InvalidInput
+from pds_kernel.ingest import ingest_delivery
 
 pytestmark = pytest.mark.slow
 

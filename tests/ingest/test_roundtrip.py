@@ -113,9 +113,10 @@ def test_report_figures_equal_a_scan_of_the_lake(runtime, delivery):
     older version) gives the same report, from a scan."""
     import json
 
+    from test_quarantine import _corrupt
+
     from pds_kernel.ingest.manifest import Manifest
     from pds_kernel.ingest.report import build_table_stats
-    from test_quarantine import _corrupt
 
     _corrupt(delivery)  # holds a duplicate key, removed from the staged file at commit
     result = ingest_delivery(runtime, delivery, actor="tester")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -9,33 +10,74 @@ from importlib.metadata import version
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from .conftest import CHART, REPO
 
 IMAGES = REPO / "images"
-PIN = re.compile(r"^([A-Za-z0-9_.-]+)(\[[a-z,]+\])?==([0-9][A-Za-z0-9.]*)$")
+UV = REPO / ".tools" / "uv" / "bin" / "uv"
+# The export command of each generated file (the Makefile's image-requirements target).
+EXPORTS = {
+    "hub": ["--extra", "postgres", "--extra", "sdc", "--extra", "hub"],
+    "notebook": ["--extra", "postgres", "--extra", "sdc", "--extra", "notebook"],
+    "gateway": ["--only-group", "gateway-image"],
+}
 
 
 def requirements(name: str) -> dict[str, str]:
-    """Resolved pins of ``requirements-<name>.txt`` (following ``-r`` includes)."""
+    """Pins of ``requirements-<name>.txt`` that apply to this interpreter (following ``-r``).
+
+    Every line must pin one version with ``==`` and carry hashes; a pin whose environment
+    marker does not hold here (e.g. another Python version) is skipped.
+    """
     pins: dict[str, str] = {}
-    for line in (IMAGES / f"requirements-{name}.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if not line:
+    text = (IMAGES / f"requirements-{name}.txt").read_text()
+    for entry in text.replace("\\\n", " ").splitlines():
+        entry = entry.split(" #")[0].strip()
+        if not entry or entry.startswith("#"):
             continue
-        if line.startswith("-r "):
-            pins.update(requirements(line[3:].removeprefix("requirements-").removesuffix(".txt")))
+        if entry.startswith("-r "):
+            pins.update(requirements(entry[3:].removeprefix("requirements-").removesuffix(".txt")))
             continue
-        match = PIN.match(line)
-        assert match, f"requirements-{name}.txt: {line!r} is not pinned with =="
-        pins[match.group(1).lower()] = match.group(3)
+        spec, _, hashes = entry.partition(" --hash=")
+        assert hashes, f"requirements-{name}.txt: {spec!r} has no hash"
+        req = Requirement(spec)
+        (pin,) = req.specifier
+        assert pin.operator == "==", f"requirements-{name}.txt: {spec!r} is not pinned with =="
+        if req.marker is None or req.marker.evaluate():
+            pins[canonicalize_name(req.name)] = pin.version
     return pins
 
 
-@pytest.mark.parametrize("name", ["platform", "hub", "notebook", "worker", "gateway"])
+@pytest.mark.parametrize("name", sorted(EXPORTS))
+def test_image_requirements_are_exported_from_the_lock(name):
+    """Each file is exactly what uv exports from uv.lock: the images install the lock."""
+    cmd = [str(UV), "export", "--frozen", "--no-emit-project", "--no-default-groups",
+           "--format", "requirements-txt", "--quiet", *EXPORTS[name],
+           "-o", f"images/requirements-{name}.txt"]
+    out = subprocess.run([*cmd[:-2]], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"}).stdout
+    body = lambda text: [line for line in text.splitlines() if not line.startswith("#")]  # noqa: E731
+    assert body(out) == body((IMAGES / f"requirements-{name}.txt").read_text()), (
+        f"images/requirements-{name}.txt is not the lock's export: run `make image-requirements`")
+
+
+@pytest.mark.parametrize("name", ["hub", "notebook", "worker", "gateway"])
 def test_pins_equal_the_tested_versions(name):
-    for package, pinned in requirements(name).items():
+    pins = requirements(name)
+    assert len(pins) > 5
+    for package, pinned in pins.items():
         assert version(package) == pinned, f"{package}: image pins {pinned}, tests run {version(package)}"
+
+
+def test_the_environment_is_exactly_the_lock():
+    """`uv sync --frozen --check` finds nothing to change: no package was resolved at install."""
+    result = subprocess.run([str(UV), "sync", "--frozen", "--all-extras", "--check"], cwd=REPO,
+                            capture_output=True, text=True,
+                            env={**os.environ, "UV_PYTHON_DOWNLOADS": "never",
+                                 "UV_PROJECT_ENVIRONMENT": sys.prefix})
+    assert result.returncode == 0, result.stderr
 
 
 def test_worker_runs_the_notebook_environment():

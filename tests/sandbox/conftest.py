@@ -12,6 +12,7 @@ import pytest
 
 from pds_kernel.registry import Registry
 
+
 @dataclass
 class World:
     runtime: object

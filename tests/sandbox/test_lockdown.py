@@ -82,7 +82,7 @@ def server(tmp_path_factory):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError((root / "server.log").read_text())
+                raise RuntimeError((root / "server.log").read_text()) from None
             time.sleep(0.3)
     yield {"base": base, "home": home, "dashboard_port": dashboard.server_address[1], "log": root / "server.log"}
     proc.terminate()

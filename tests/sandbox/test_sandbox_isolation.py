@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import socketserver
 import sys
@@ -17,8 +18,6 @@ import pytest
 from pds_kernel.audit import Outcome
 from pds_kernel.errors import PermissionDenied
 from pds_kernel.sandbox.exec import run_in_sandbox, workspace_runtime_dir
-
-import shutil
 
 pytestmark = [pytest.mark.functional,
               pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]

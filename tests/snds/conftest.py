@@ -7,11 +7,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from snds_helpers import PATIENTS, SEED, YEARS
 
 from pds_kernel.snds.generator import GenerationSummary, generate
 from pds_kernel.snds.tables import TABLES, parse_file_name
-
-from snds_helpers import PATIENTS, SEED, YEARS
 
 
 @dataclass

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 import polars as pl
+from snds_helpers import MISSING, typed
 
 from pds_kernel.snds.tables import DCIR_KEYS, TABLES
-
-from snds_helpers import MISSING, typed
 
 
 def _t(delivery, name: str) -> pl.DataFrame:

@@ -6,12 +6,11 @@ import re
 
 import polars as pl
 import pytest
+from snds_helpers import YEARS, typed
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.snds.generator import generate
 from pds_kernel.snds.tables import TABLES, file_name
-
-from snds_helpers import YEARS, typed
 
 SAS = re.compile(r"^[0-9]{2}(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[0-9]{4}:00:00:00$")
 DMY = re.compile(r"^(0[1-9]|[12][0-9]|3[01])(0[1-9]|1[0-2])[0-9]{4}$")

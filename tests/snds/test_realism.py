@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import polars as pl
-
 from snds_helpers import MISSING, PATIENTS, YEARS, typed
 
 PERSON_YEARS = PATIENTS * (YEARS[1] - YEARS[0] + 1)

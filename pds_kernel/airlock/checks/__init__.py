@@ -16,8 +16,9 @@ is ignored and the file needs review ("ACRO record does not match this file").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from ...errors import InvalidInput
 from ...hashing import sha256_file

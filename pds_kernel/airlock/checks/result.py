@@ -9,8 +9,9 @@ findings and the count of the rest.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 
 class Status(str, enum.Enum):
@@ -113,7 +114,7 @@ class Thresholds:
     min_dof: int = 10
 
     @classmethod
-    def from_settings(cls, disclosure, min_cell: int | None = None) -> "Thresholds":
+    def from_settings(cls, disclosure, min_cell: int | None = None) -> Thresholds:
         return cls(min_cell=min_cell or disclosure.min_cell, dominance_n=disclosure.dominance_n,
                    dominance_k=disclosure.dominance_k, p_ratio=disclosure.p_ratio,
                    min_dof=disclosure.min_dof)
