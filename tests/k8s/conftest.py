@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -63,3 +64,22 @@ def helm_available() -> bool:
 
 def helm_bin() -> str:
     return str(HELM) if HELM.exists() else shutil.which("helm")
+
+
+#: The upstream charts (Zero to JupyterHub 4.4.0, dask-gateway 2026.3.0) as their releases publish
+#: them. Third-party code: never committed here; CI lays the steering repository's shared/ folder
+#: beside the checkout, and PDS_UPSTREAM_CHARTS can point elsewhere.
+UPSTREAM_CHARTS = Path(os.environ.get("PDS_UPSTREAM_CHARTS", REPO.parent / "shared" / "upstream" / "charts"))
+
+
+def upstream_charts_available() -> bool:
+    return all((UPSTREAM_CHARTS / name / "Chart.yaml").is_file() for name in ("jupyterhub", "dask-gateway"))
+
+
+def chart_with_upstream(dest: Path) -> Path:
+    """A copy of the umbrella chart with both upstream charts in its ``charts/``: the whole release."""
+    chart = dest / "pds-workspace"
+    shutil.copytree(CHART, chart)
+    for name in ("jupyterhub", "dask-gateway"):
+        shutil.copytree(UPSTREAM_CHARTS / name, chart / "charts" / name)
+    return chart

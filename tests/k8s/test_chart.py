@@ -25,7 +25,15 @@ from pds_kernel.k8s.config import parse_k8s_config
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.sandbox.spec import home_volume_name
 
-from .conftest import CHART, DATA, helm_available, helm_bin
+from .conftest import (
+    CHART,
+    DATA,
+    UPSTREAM_CHARTS,
+    chart_with_upstream,
+    helm_available,
+    helm_bin,
+    upstream_charts_available,
+)
 
 pytestmark = pytest.mark.skipif(not helm_available(), reason="helm binary missing: run `make helm`")
 
@@ -299,16 +307,46 @@ def test_upstream_values_are_safe_by_default():
     assert values["workspace"]["dns"] is False
 
 
-@pytest.mark.skipif(os.environ.get("PDS_HELM_DEPS") != "1",
-                    reason="needs internet: set PDS_HELM_DEPS=1 (CI) to build the dependencies")
-def test_full_render_with_dependencies(tmp_path):
-    chart = tmp_path / "pds-workspace"
+#: Custom resources dask-gateway's chart renders for its traefik proxy (validated by helm lint).
+CUSTOM_KINDS = {"IngressRoute", "Middleware", "TLSOption", "IngressRouteTCP", "Certificate"}
+
+
+@pytest.fixture(scope="module")
+def whole_release(tmp_path_factory) -> Path:
+    """The umbrella chart with the real upstream charts (offline copy, or `helm dependency build`)."""
+    dest = tmp_path_factory.mktemp("release")
+    if upstream_charts_available():
+        return chart_with_upstream(dest)
+    if os.environ.get("PDS_HELM_DEPS") != "1":
+        pytest.skip(f"upstream charts not found at {UPSTREAM_CHARTS} (set PDS_UPSTREAM_CHARTS, "
+                    "or PDS_HELM_DEPS=1 with internet to download them)")
+    chart = dest / "pds-workspace"
     shutil.copytree(CHART, chart)
     result = helm("dependency", "build", str(chart))
     assert result.returncode == 0, result.stderr
+    return chart
+
+
+@pytest.mark.slow
+def test_whole_release_lints_strict(whole_release):
     for values in VALUE_SETS.values():
-        docs = render(chart, values)
+        args = ["lint", "--strict", str(whole_release)]
+        for v in values:
+            args += ["-f", str(v)]
+        result = helm(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_full_render_with_dependencies(whole_release):
+    for values in VALUE_SETS.values():
+        docs = render(whole_release, values)
         for doc in docs:
+            if doc["kind"] in CUSTOM_KINDS:  # traefik's own resources: no Kubernetes schema
+                continue
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         kinds = {d["kind"] for d in docs}
         assert {"Deployment", "NetworkPolicy", "Service"} <= kinds
+        labels = [d["metadata"].get("labels", {}) for d in docs]
+        assert any(la.get("chart") == "jupyterhub-4.4.0" for la in labels)
+        assert any(la.get("helm.sh/chart") == "dask-gateway-2026.3.0" for la in labels), labels
