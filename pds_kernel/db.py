@@ -10,14 +10,37 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from .errors import NotFound
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
 
 class Base(DeclarativeBase):
     """Declarative base of every table of PDS Workspace (registry, airlock, audit)."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for another database or an in-memory one)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def check_database_exists(settings: Settings) -> None:
+    """Refuse to go on when the configured SQLite database does not exist (a command that only
+    reads must not create an empty one and report on it)."""
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.is_file():
+        raise NotFound(f"no database at {path}: point --config (or $PDS_CONFIG) at the installation's "
+                       "pds.yaml, or set PDS_DATABASE__URL")
 
 
 def make_engine(url: str) -> Engine:

@@ -45,8 +45,11 @@ class Runtime:
     @cached_property
     def audit(self) -> AuditTrail:
         from .audit import AuditTrail
+        from .audit_anchor import FileAnchorStore
+        from .audit_key import load_key
 
-        return AuditTrail(self.sessions)
+        key = load_key(self.settings.audit_key_file, create=self.settings.audit.create_key)
+        return AuditTrail(self.sessions, key=key, anchors=FileAnchorStore(self.settings.audit_anchor_file))
 
     def close(self) -> None:
         if self._engine is not None:

@@ -62,7 +62,8 @@ def test_verify_names_deleted_entries(db_runtime):
     _fill(db_runtime)
     _tamper(db_runtime, "DELETE FROM audit_log WHERE seq IN (2, 3)")
     report = db_runtime.audit.verify()
-    assert [(p.seq, p.kind) for p in report.problems] == [(4, "deleted")]
+    # the problem names the deleted entries themselves (2..3), not the one after them
+    assert [(p.seq, p.until, p.kind) for p in report.problems] == [(2, 3, "deleted")]
     assert "2..3" in report.problems[0].message
 
 
