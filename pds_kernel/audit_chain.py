@@ -194,7 +194,7 @@ class _Checker:
 
     # ---- the whole chain ---------------------------------------------------------------------
     def problems(self) -> list[Problem]:
-        problems = list(self.conflicts)
+        problems: list[Problem] = []
         flagged: set[int] = set()
         expected_seq = 1
         for index, row in enumerate(self.rows):
@@ -232,7 +232,7 @@ class _Checker:
                 f"{missing} missing at the end: the head was anchored at entry {anchor.seq} "
                 f"({anchor.time}) in {self.where}; the tail was deleted or the database restored "
                 "from an older backup"), until=anchor.seq))
-        return problems
+        return problems + self.conflicts
 
 
 def verify_chain(rows: Iterable[ChainRow], key: AuditKey | None, anchors: Sequence[Anchor],
@@ -257,5 +257,6 @@ def verify_chain(rows: Iterable[ChainRow], key: AuditKey | None, anchors: Sequen
         problems.append(Problem(keyed_from, "unanchored", (
             f"the chain is keyed from entry {keyed_from} but {where} holds no anchor: the anchor "
             "file was lost or another one is configured; restore it from its copy")))
-    return VerifyReport(len(rows), tuple(sorted(problems, key=lambda p: p.seq)), keyed_from,
+    unique = {(p.seq, p.kind): p for p in reversed(problems)}  # one problem per entry and kind
+    return VerifyReport(len(rows), tuple(sorted(unique.values(), key=lambda p: p.seq)), keyed_from,
                         anchor_store=where)
