@@ -44,7 +44,7 @@ def check_database_exists(settings: Settings) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url`` and make sure the tables exist."""
+    """Create an engine for ``url`` (its schema is :mod:`pds_kernel.schema`'s business)."""
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         if str(path) != ":memory:":
@@ -65,13 +65,12 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    create_all(engine)
     return engine
 
 
-def create_all(engine: Engine) -> None:
-    """Create every table known to :class:`Base` (imports the modules that declare them)."""
-    from . import audit
+def import_models() -> None:
+    """Import every module that declares tables on :class:`Base` (registry, airlock, audit)."""
+    from . import audit  # noqa: F401
 
     for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models"):
         try:
@@ -79,8 +78,6 @@ def create_all(engine: Engine) -> None:
         except ModuleNotFoundError as exc:  # a component not installed yet
             if exc.name is None or not module.startswith(exc.name):
                 raise
-    Base.metadata.create_all(engine)
-    audit.install_append_only_guards(engine)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -32,8 +32,15 @@ class Runtime:
     def engine(self) -> Engine:
         if self._engine is None:
             from .db import make_engine
+            from .schema import check_schema
 
-            self._engine = make_engine(self.settings.database_url)
+            engine = make_engine(self.settings.database_url)
+            try:
+                check_schema(engine)
+            except BaseException:
+                engine.dispose()
+                raise
+            self._engine = engine
         return self._engine
 
     @cached_property
