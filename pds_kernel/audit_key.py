@@ -51,9 +51,16 @@ def _parse(text: str, path: Path) -> bytes:
                              "(`python -c 'import secrets; print(secrets.token_hex(32))'`)") from None
 
 
-def load_key(path: Path, create: bool) -> AuditKey:
+def load_key(path: Path | str, create: bool) -> AuditKey:
     """Read the key from ``path``; when it is missing, create it (0600, in a 0700 directory) if
-    ``create``, else refuse with what to do."""
+    ``create``, else refuse with what to do. ``env:NAME`` reads it from that environment variable
+    (for a pod whose chart cannot mount the Secret as a file)."""
+    if isinstance(path, str) and path.startswith("env:"):
+        name = path[len("env:"):]
+        if not os.environ.get(name):
+            raise NotFound(f"the audit key variable ${name} is empty: set it from the pds-audit-key Secret")
+        return AuditKey(_parse(os.environ[name], Path(f"${name}")))
+    path = Path(path)
     if not path.exists():
         if not create:
             raise NotFound(f"the audit key {path} does not exist: mount the pds-audit-key Secret "

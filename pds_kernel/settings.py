@@ -57,7 +57,9 @@ class Audit:
     ``key_file`` at the mounted ``pds-audit-key`` Secret and ``anchor_file`` at the anchor volume.
     """
 
-    key_file: str = ""  #: HMAC key of the chain (32 random bytes, hex); "" = <state>/secrets/audit.key
+    #: HMAC key of the chain (32 random bytes, hex); "" = <state>/secrets/audit.key; ``env:NAME`` =
+    #: from that environment variable (only for a pod that cannot mount the Secret: dask-gateway)
+    key_file: str = ""
     anchor_file: str = ""  #: append-only anchors of the chain head; "" = <state>/audit/anchors.jsonl
     create_key: bool = True  #: create the key (0600) on first use if missing; false in production
 
@@ -113,8 +115,11 @@ class Settings:
         return f"sqlite:///{(self.paths.state / 'pds.db').resolve()}"
 
     @property
-    def audit_key_file(self) -> Path:
-        """The one place the audit chain's key is read from (and created, locally)."""
+    def audit_key_file(self) -> Path | str:
+        """The one place the audit chain's key is read from (and created, locally): a path, or
+        ``env:NAME``."""
+        if self.audit.key_file.startswith("env:"):
+            return self.audit.key_file
         return Path(self.audit.key_file) if self.audit.key_file else self.paths.state / "secrets" / "audit.key"
 
     @property
@@ -179,8 +184,10 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         f.name: (base / getattr(settings.paths, f.name)).resolve()
         for f in fields(settings.paths)
     }
-    audit = {name: str((base / getattr(settings.audit, name)).resolve()) if getattr(settings.audit, name) else ""
-             for name in ("key_file", "anchor_file")}
+    audit = {}
+    for name in ("key_file", "anchor_file"):
+        value = getattr(settings.audit, name)
+        audit[name] = str((base / value).resolve()) if value and not value.startswith("env:") else value
     return replace(settings, paths=Paths(**resolved), audit=replace(settings.audit, **audit))
 
 
