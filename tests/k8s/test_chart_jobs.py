@@ -303,13 +303,18 @@ def test_db_upgrade_hook_runs_first_and_every_audit_writer_anchors(cluster):
     assert sync.returncode == 0, sync.stderr
     anchors = (cluster.claim("pds-audit-anchor") / "anchors.jsonl").read_text().splitlines()
     assert anchors and all(json.loads(a)["key_id"] for a in anchors)
-    verify = cluster.run(extract_job(docs), ["pds", "audit", "verify"])
+    # the scheduled verification, run once: intact, and it anchors the head
+    (cron,) = [d for d in docs if d["kind"] == "CronJob" and d["metadata"]["name"] == "pds-audit-verify"]
+    verify = cluster.run({"spec": cron["spec"]["jobTemplate"]["spec"]})
     assert verify.returncode == 0 and "intact" in verify.stdout, verify.stdout + verify.stderr
+    last = json.loads((cluster.claim("pds-audit-anchor") / "anchors.jsonl").read_text().splitlines()[-1])
+    assert last["reason"] == "verify"
     # every pod of the chart that reaches the database and audits mounts the same key and anchors
     for doc in docs:
-        if doc["kind"] not in ("Job", "Deployment") or doc["metadata"]["name"] == "pds-db-upgrade-1":
+        if doc["kind"] not in ("Job", "Deployment", "CronJob") or doc["metadata"]["name"] == "pds-db-upgrade-1":
             continue
-        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+        (container,) = spec["template"]["spec"]["containers"]
         env = {e["name"]: e.get("value") for e in container["env"]}
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert env["PDS_AUDIT__KEY_FILE"] == "/etc/pds-audit/key" and env["PDS_AUDIT__CREATE_KEY"] == "false"
