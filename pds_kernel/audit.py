@@ -94,17 +94,20 @@ class _Head:
     keyed_from: int
 
 
-def append(session: Session, event: AuditEvent, key: AuditKey) -> AuditEntry:
-    """Append ``event`` inside the caller's transaction (committed with the caller's change)."""
+def append(session: Session, event: AuditEvent, key: AuditKey, keyed_from: int | None = None) -> AuditEntry:
+    """Append ``event`` inside the caller's transaction (committed with the caller's change).
+
+    ``keyed_from``: the first keyed entry when the caller knows it already (saves a scan of the
+    unkeyed entries of an upgraded database at each append)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
     last = session.execute(select(AuditRow.seq, AuditRow.hash, AuditRow.chain_version)
                            .order_by(AuditRow.seq.desc()).limit(1)).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-    if last is not None and last[2] >= CHAIN_KEYED:
+    if last is not None and last[2] >= CHAIN_KEYED and keyed_from is None:
         keyed_from = session.execute(select(AuditRow.seq).where(AuditRow.chain_version >= CHAIN_KEYED)
                                      .order_by(AuditRow.seq).limit(1)).scalar_one()
-    else:
+    elif last is None or last[2] < CHAIN_KEYED:
         keyed_from = seq  # the first keyed entry of this database
     details = json.dumps(dict(event.details), sort_keys=True, ensure_ascii=False, default=str)
     values = dict(
@@ -140,6 +143,7 @@ class AuditTrail:
         self._sessions = sessions
         self._key = key
         self._anchors = anchors
+        self._keyed_from: int | None = None  #: learnt at the first anchored commit
 
     def _check_writable(self) -> tuple[AuditKey, AnchorStore]:
         if self._key is None or self._anchors is None:
@@ -155,11 +159,11 @@ class AuditTrail:
         key, _ = self._check_writable()
         if session is not None:
             self._anchor_on_commit(session)
-            return append(session, event, key)
+            return append(session, event, key, self._keyed_from)
         own = self._sessions()
         self._anchor_on_commit(own)
         try:
-            entry = append(own, event, key)
+            entry = append(own, event, key, self._keyed_from)
             own.commit()
         except BaseException:
             own.rollback()
@@ -180,6 +184,7 @@ class AuditTrail:
         if head is None:
             return
         key, anchors = self._check_writable()
+        self._keyed_from = head.keyed_from
         anchor = Anchor(seq=head.seq, head=head.hash, time=_now(), keyed_from=head.keyed_from,
                         key_id=key.key_id, reason="write")
         try:
