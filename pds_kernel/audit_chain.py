@@ -218,7 +218,11 @@ class _Checker:
                         f"different entry {where}")) if preceding else Problem(row.seq, "deleted", (
                         f"entries before entry {row.seq} were deleted")))
                 anchor = self.anchored.get(row.seq)
-                if anchor is not None and anchor.head != row.hash:
+                if anchor is not None and anchor.head != row.hash and not self.keyed(row.seq):
+                    problems.append(Problem(row.seq, "rewritten", (
+                        f"entry {row.seq} (written before the key) was rewritten: its hash differs "
+                        f"from the one anchored at {anchor.time} in {self.where}")))
+                elif anchor is not None and anchor.head != row.hash:
                     problems.append(Problem(row.seq, "rolled back", (
                         f"entry {row.seq} is not the one anchored at {anchor.time} in {self.where}: "
                         "the database was restored from an older copy and written again, or replaced")))

@@ -31,6 +31,7 @@ from audit_support import (
 )
 from sqlalchemy import create_engine
 
+from pds_kernel.audit_chain import GENESIS_HASH
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Audit
 
@@ -295,3 +296,29 @@ def test_restore_an_older_backup_and_write_new_entries_over_the_gap(db_runtime):
         fresh.close()
     assert [(p.seq, p.kind) for p in report.problems] == [(4, "rolled back"), (5, "rolled back"),
                                                          (6, "rolled back")]
+
+
+def test_rewrite_the_entries_written_before_the_key(db_runtime):
+    """An upgraded database keeps its unkeyed entries (rule 1). The attacker edits one and
+    re-hashes the unkeyed part, which needs no key: the first keyed entry, and the anchor of the
+    unkeyed head, still bind the old hashes."""
+    previous = GENESIS_HASH
+    legacy = []
+    for seq in range(1, 6):  # what the previous release wrote (no key, no anchor)
+        row = dict(seq=seq, time=f"2026-11-0{seq}T00:00:00+00:00", schema_version=1, actor="os:setup",
+                   action="registry.user.upsert", target=f"user:u{seq}", project="", outcome="ok",
+                   details="{}", prev_hash=previous, chain_version=1)
+        row["hash"] = forged_hash(row, None)
+        previous = row["hash"]
+        legacy.append(row)
+    for row in legacy:
+        insert(db_runtime, row)
+    assert db_runtime.audit.verify().ok  # anchors the unkeyed head: the chain is keyed from entry 6
+    fill(db_runtime, 3)
+    rewrite_from(db_runtime, 2, key=None, edit={"actor": "os:mallory"}, chain_version=1)
+    stored = rows(db_runtime)
+    assert [r["chain_version"] for r in stored] == [1] * 8  # the keyed entries re-hashed too
+    report = db_runtime.audit.verify()
+    assert not report.ok
+    named = _named(report)
+    assert (5, "rewritten") in named and all((s, "rewritten") in named for s in (6, 7, 8))
