@@ -122,6 +122,12 @@ def check_schema(engine: Engine) -> None:
         _lock(connection)
         state = read_state(connection)
         if state.current:
+            missing = set(Base.metadata.tables) - state.tables
+            if missing:
+                raise IntegrityError(
+                    f"the database is at schema revision {state.revision} but its tables "
+                    f"{', '.join(sorted(missing))} are gone: it was tampered with or damaged; "
+                    "restore it from a backup, then run `pds audit verify` (docs/audit.md)")
             return
         if state.empty:
             _create_current(connection)

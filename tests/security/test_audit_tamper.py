@@ -146,6 +146,15 @@ def test_truncate_an_append_only_anchor_file_as_its_owner(host_runtime):
     assert runtime.audit.verify().ok  # and the platform still anchors
 
 
+def test_drop_the_audit_table(db_runtime):
+    fill(db_runtime, 4)
+    as_owner(db_runtime, "DROP TABLE audit_log")
+    db_runtime.close()
+    result = pds_audit_verify(db_runtime)
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "audit_log are gone" in result.stderr
+
+
 def test_reorder_two_entries(db_runtime):
     fill(db_runtime, 6)
     as_owner(db_runtime,
