@@ -211,6 +211,8 @@ class AuditTrail:
 
     def verify(self) -> VerifyReport:
         """Check the chain against the key and the anchors; anchor the head when it is intact."""
+        # anchors first, rows second: an anchor is written after its commit, so every anchored
+        # entry is visible to the read below (the other order could miss a tail just anchored)
         anchors = self._anchors.read() if self._anchors is not None else []
         where = self._anchors.describe() if self._anchors is not None else "no anchor store"
         with transaction(self._sessions) as session:
