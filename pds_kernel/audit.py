@@ -1,9 +1,11 @@
-"""The audit trail: append-only, hash-chained, one for every component.
+"""The audit trail: append-only, keyed hash chain anchored outside the database.
 
 Each entry records who (actor) did what (action) to what (target), in which project, with which
-outcome, when, and why (details). Entries are chained: ``hash = SHA-256(canonical JSON of the
-entry including prev_hash)``. :func:`verify` recomputes the chain and names the first entry that
-was edited, deleted or moved.
+outcome, when, and why (details). Entries are chained and each entry's hash is an HMAC under a
+platform key the database does not hold (:mod:`.audit_key`; rules in :mod:`.audit_chain`). After
+every commit that adds entries, and after every successful verification, the chain head is
+anchored outside the database (:mod:`.audit_anchor`). :meth:`AuditTrail.verify` names every entry
+that was edited, deleted (the tail included), reordered, inserted or rewritten.
 
 Entries live in the shared database so that a registry or airlock change and its audit entry commit
 in one transaction: callers pass their open session to :meth:`AuditTrail.record`. No code path
@@ -13,24 +15,36 @@ dropping the guard first, which verification still detects.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import BigInteger, Integer, String, Text, event, select, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from .audit_anchor import Anchor, AnchorStore
+from .audit_chain import (  # noqa: F401  (re-exported)
+    CHAIN_KEYED,
+    CHAIN_UNKEYED,
+    GENESIS_HASH,
+    Problem,
+    VerifyReport,
+    compute_hash,
+    compute_keyed_hash,
+    verify_chain,
+)
+from .audit_key import AuditKey
 from .db import Base, transaction
+from .errors import IntegrityError
 from .events import SCHEMA_VERSION, AuditEvent, Outcome  # noqa: F401  (defined there, re-exported)
 
 log = logging.getLogger(__name__)
 
-GENESIS_HASH = "0" * 64
+#: key of :attr:`Session.info` holding the head written by the session's open transaction
+_PENDING = "pds_audit_pending_head"
 
 
 class AuditRow(Base):
@@ -47,6 +61,8 @@ class AuditRow(Base):
     details: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    #: hash rule of this entry: 1 = SHA-256 (written before the key existed), 2 = HMAC under the key
+    chain_version: Mapped[int] = mapped_column(Integer, server_default=str(CHAIN_UNKEYED))
 
 
 @dataclass(frozen=True)
@@ -64,43 +80,45 @@ class AuditEntry:
     details: dict
     prev_hash: str
     hash: str
-
-
-def _canonical(entry: Mapping[str, Any]) -> bytes:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
-def compute_hash(
-    *, seq: int, time: str, schema_version: int, actor: str, action: str, target: str,
-    project: str, outcome: str, details: str, prev_hash: str,
-) -> str:
-    payload = {
-        "seq": seq, "time": time, "schema_version": schema_version, "actor": actor,
-        "action": action, "target": target, "project": project, "outcome": outcome,
-        "details": details, "prev_hash": prev_hash,
-    }
-    return hashlib.sha256(_canonical(payload)).hexdigest()
+    chain_version: int = CHAIN_KEYED
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def append(session: Session, event: AuditEvent) -> AuditEntry:
-    """Append ``event`` inside the caller's transaction (committed with the caller's change)."""
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    hash: str
+    keyed_from: int
+
+
+def append(session: Session, event: AuditEvent, key: AuditKey, keyed_from: int | None = None) -> AuditEntry:
+    """Append ``event`` inside the caller's transaction (committed with the caller's change).
+
+    ``keyed_from``: the first keyed entry when the caller knows it already (saves a scan of the
+    unkeyed entries of an upgraded database at each append)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
-    last = session.execute(select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)).first()
+    last = session.execute(select(AuditRow.seq, AuditRow.hash, AuditRow.chain_version)
+                           .order_by(AuditRow.seq.desc()).limit(1)).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    if last is not None and last[2] >= CHAIN_KEYED and keyed_from is None:
+        keyed_from = session.execute(select(AuditRow.seq).where(AuditRow.chain_version >= CHAIN_KEYED)
+                                     .order_by(AuditRow.seq).limit(1)).scalar_one()
+    elif last is None or last[2] < CHAIN_KEYED:
+        keyed_from = seq  # the first keyed entry of this database
     details = json.dumps(dict(event.details), sort_keys=True, ensure_ascii=False, default=str)
     values = dict(
         seq=seq, time=_now(), schema_version=event.schema_version, actor=event.actor,
         action=event.action, target=event.target, project=event.project,
-        outcome=event.outcome, details=details, prev_hash=prev_hash,
+        outcome=event.outcome, details=details, prev_hash=prev_hash, chain_version=CHAIN_KEYED,
     )
-    digest = compute_hash(**values)
+    digest = compute_keyed_hash(key, **values)
     session.add(AuditRow(**values, hash=digest))
     session.flush()
+    session.info[_PENDING] = _Head(seq, digest, keyed_from)
     return _entry(AuditRow(**values, hash=digest))
 
 
@@ -109,86 +127,111 @@ def _entry(row: AuditRow) -> AuditEntry:
         seq=row.seq, time=row.time, schema_version=row.schema_version, actor=row.actor,
         action=row.action, target=row.target, project=row.project, outcome=row.outcome,
         details=json.loads(row.details), prev_hash=row.prev_hash, hash=row.hash,
+        chain_version=row.chain_version,
     )
 
 
 class AuditTrail:
-    """The audit trail of one database. Thread-safe through the database's own locking."""
+    """The audit trail of one database. Thread-safe through the database's own locking.
 
-    def __init__(self, sessions: sessionmaker[Session]):
+    Writing needs the ``key`` and an ``anchors`` store; without them the trail is read-only
+    (``entries``) and ``verify`` cannot check keyed entries.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], key: AuditKey | None = None,
+                 anchors: AnchorStore | None = None):
         self._sessions = sessions
+        self._key = key
+        self._anchors = anchors
+        self._keyed_from: int | None = None  #: learnt at the first anchored commit
+
+    def _check_writable(self) -> tuple[AuditKey, AnchorStore]:
+        if self._key is None or self._anchors is None:
+            raise IntegrityError("this audit trail was opened without its key and anchor store: "
+                                 "open it through Runtime.audit to write")
+        return self._key, self._anchors
 
     def record(self, event: AuditEvent, session: Session | None = None) -> AuditEntry:
-        """Write one event: inside ``session`` when given (same transaction), else on its own."""
+        """Write one event: inside ``session`` when given (same transaction), else on its own.
+
+        The chain head is anchored once the transaction commits (nothing is anchored when it
+        rolls back)."""
+        key, _ = self._check_writable()
         if session is not None:
-            return append(session, event)
-        with transaction(self._sessions) as own:
-            return append(own, event)
+            self._anchor_on_commit(session)
+            return append(session, event, key, self._keyed_from)
+        own = self._sessions()
+        self._anchor_on_commit(own)
+        try:
+            entry = append(own, event, key, self._keyed_from)
+            own.commit()
+        except BaseException:
+            own.rollback()
+            raise
+        finally:
+            own.close()
+        return entry
+
+    def _anchor_on_commit(self, session: Session) -> None:
+        if session.info.get("pds_audit_listening") is self:
+            return
+        session.info["pds_audit_listening"] = self
+        event.listen(session, "after_commit", self._after_commit)
+        event.listen(session, "after_rollback", _forget_pending)
+
+    def _after_commit(self, session: Session) -> None:
+        head = session.info.pop(_PENDING, None)
+        if head is None:
+            return
+        key, anchors = self._check_writable()
+        self._keyed_from = head.keyed_from
+        anchor = Anchor(seq=head.seq, head=head.hash, time=_now(), keyed_from=head.keyed_from,
+                        key_id=key.key_id, reason="write")
+        try:
+            anchors.append(anchor)
+        except OSError as exc:
+            raise IntegrityError(
+                f"audit entry {head.seq} was committed but the chain head could not be anchored in "
+                f"{anchors.describe()} ({exc}): repair the anchor storage, then run `pds audit "
+                "verify` to anchor the head") from exc
 
     def entries(self, project: str | None = None, action: str | None = None,
-                limit: int | None = None) -> list[AuditEntry]:
+                limit: int | None = None, newest: bool = False) -> list[AuditEntry]:
+        """Entries in chain order; with ``limit`` and ``newest``, the last ``limit`` of them."""
         with transaction(self._sessions) as session:
-            query = select(AuditRow).order_by(AuditRow.seq)
+            query = select(AuditRow).order_by(AuditRow.seq.desc() if newest else AuditRow.seq)
             if project:
                 query = query.where(AuditRow.project == project)
             if action:
                 query = query.where(AuditRow.action == action)
             if limit:
                 query = query.limit(limit)
-            return [_entry(row) for row in session.scalars(query)]
+            found = [_entry(row) for row in session.scalars(query)]
+        return sorted(found, key=lambda e: e.seq)
 
     def verify(self) -> VerifyReport:
+        """Check the chain against the key and the anchors; anchor the head when it is intact."""
+        # anchors first, rows second: an anchor is written after its commit, so every anchored
+        # entry is visible to the read below (the other order could miss a tail just anchored)
+        anchors = self._anchors.read() if self._anchors is not None else []
+        where = self._anchors.describe() if self._anchors is not None else "no anchor store"
         with transaction(self._sessions) as session:
-            rows = session.scalars(select(AuditRow).order_by(AuditRow.seq))
-            return verify_rows(rows)
+            # plain rows (not ORM objects): a third of the memory for a long chain
+            columns = [getattr(AuditRow, c.key) for c in AuditRow.__table__.columns]
+            rows = session.execute(select(*columns).order_by(AuditRow.seq)).all()
+            report = verify_chain(rows, self._key, anchors, where)
+        if not report.ok or not report.entries or self._key is None or self._anchors is None:
+            return report
+        last = rows[-1]
+        anchor = Anchor(seq=last.seq, head=last.hash, time=_now(),
+                        keyed_from=report.keyed_from if report.keyed_from is not None else last.seq + 1,
+                        key_id=self._key.key_id, reason="verify")
+        self._anchors.append(anchor)
+        return replace(report, anchored=anchor)
 
 
-@dataclass(frozen=True)
-class Problem:
-    seq: int
-    kind: str  # "edited" | "deleted" | "reordered"
-    message: str
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    entries: int
-    problems: tuple[Problem, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def verify_rows(rows: Iterable[AuditRow]) -> VerifyReport:
-    """Recompute the chain; report every entry whose content, predecessor or place is wrong."""
-    problems: list[Problem] = []
-    expected_prev = GENESIS_HASH
-    expected_seq = 1
-    count = 0
-    for row in rows:
-        count += 1
-        recomputed = compute_hash(
-            seq=row.seq, time=row.time, schema_version=row.schema_version, actor=row.actor,
-            action=row.action, target=row.target, project=row.project, outcome=row.outcome,
-            details=row.details, prev_hash=row.prev_hash,
-        )
-        if recomputed != row.hash:
-            problems.append(Problem(row.seq, "edited",
-                                    f"entry {row.seq} was edited: its content no longer matches its hash"))
-        elif row.seq != expected_seq and row.prev_hash == expected_prev:
-            problems.append(Problem(row.seq, "reordered",
-                                    f"entry {row.seq} was renumbered: expected number {expected_seq}"))
-        elif row.prev_hash != expected_prev:
-            if row.seq > expected_seq:
-                problems.append(Problem(row.seq, "deleted",
-                                        f"entries {expected_seq}..{row.seq - 1} are missing before entry {row.seq}"))
-            else:
-                problems.append(Problem(row.seq, "reordered",
-                                        f"entry {row.seq} does not follow entry {row.seq - 1}: the chain was reordered"))
-        expected_prev = row.hash
-        expected_seq = row.seq + 1
-    return VerifyReport(entries=count, problems=tuple(problems))
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 _SQLITE_GUARDS = (
@@ -210,12 +253,15 @@ _PG_GUARDS = (
 )
 
 
-def install_append_only_guards(engine: Engine) -> None:
-    """Make the database itself refuse UPDATE and DELETE on the audit table."""
-    statements = {"sqlite": _SQLITE_GUARDS, "postgresql": _PG_GUARDS}.get(engine.dialect.name, ())
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.exec_driver_sql(statement)
+def install_append_only_guards(bind: Engine | Connection) -> None:
+    """Make the database itself refuse UPDATE and DELETE (and TRUNCATE) on the audit table."""
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            install_append_only_guards(conn)
+        return
+    statements = {"sqlite": _SQLITE_GUARDS, "postgresql": _PG_GUARDS}.get(bind.dialect.name, ())
+    for statement in statements:
+        bind.exec_driver_sql(statement)
 
 
 def iter_jsonl(entries: Iterable[AuditEntry]) -> Iterator[str]:

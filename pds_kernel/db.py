@@ -10,18 +10,41 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from .errors import NotFound
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 class Base(DeclarativeBase):
     """Declarative base of every table of PDS Workspace (registry, airlock, audit)."""
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for another database or an in-memory one)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def check_database_exists(settings: Settings) -> None:
+    """Refuse to go on when the configured SQLite database does not exist (a command that only
+    reads must not create an empty one and report on it)."""
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.is_file():
+        raise NotFound(f"no database at {path}: point --config (or $PDS_CONFIG) at the installation's "
+                       "pds.yaml, or set PDS_DATABASE__URL")
+
+
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url`` and make sure the tables exist."""
+    """Create an engine for ``url`` (its schema is :mod:`pds_kernel.schema`'s business)."""
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         if str(path) != ":memory:":
@@ -42,13 +65,12 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    create_all(engine)
     return engine
 
 
-def create_all(engine: Engine) -> None:
-    """Create every table known to :class:`Base` (imports the modules that declare them)."""
-    from . import audit
+def import_models() -> None:
+    """Import every module that declares tables on :class:`Base` (registry, airlock, audit)."""
+    from . import audit  # noqa: F401
 
     for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models"):
         try:
@@ -56,8 +78,6 @@ def create_all(engine: Engine) -> None:
         except ModuleNotFoundError as exc:  # a component not installed yet
             if exc.name is None or not module.startswith(exc.name):
                 raise
-    Base.metadata.create_all(engine)
-    audit.install_append_only_guards(engine)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

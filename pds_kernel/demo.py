@@ -212,6 +212,22 @@ class _IngestProgress:
         self._progress(f"ingested {result.name}", self._done, self._total)
 
 
+def upgrade_database(settings: Settings, _progress: Progress = _quiet) -> StepResult:
+    """``pds db upgrade`` of the demo's database (created at the current schema when new)."""
+    from .db import make_engine
+    from .schema import upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        result = upgrade(engine)
+    finally:
+        engine.dispose()
+    if not result.changed:
+        return StepResult("database", "reused", f"schema at revision {result.after}")
+    before = "new database" if result.created else (result.before or "created before migrations")
+    return StepResult("database", "done", f"schema {before} -> {result.after}")
+
+
 def ingest(runtime: Runtime, options: DemoOptions, actor: str, progress: Progress = _quiet) -> StepResult:
     """Load the delivery into the lake; the ingest manifest makes a re-run load nothing twice."""
     from .ingest import ingest_delivery

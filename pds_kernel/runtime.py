@@ -32,8 +32,15 @@ class Runtime:
     def engine(self) -> Engine:
         if self._engine is None:
             from .db import make_engine
+            from .schema import check_schema
 
-            self._engine = make_engine(self.settings.database_url)
+            engine = make_engine(self.settings.database_url)
+            try:
+                check_schema(engine)
+            except BaseException:
+                engine.dispose()
+                raise
+            self._engine = engine
         return self._engine
 
     @cached_property
@@ -45,8 +52,11 @@ class Runtime:
     @cached_property
     def audit(self) -> AuditTrail:
         from .audit import AuditTrail
+        from .audit_anchor import FileAnchorStore
+        from .audit_key import load_key
 
-        return AuditTrail(self.sessions)
+        key = load_key(self.settings.audit_key_file, create=self.settings.audit.create_key)
+        return AuditTrail(self.sessions, key=key, anchors=FileAnchorStore(self.settings.audit_anchor_file))
 
     def close(self) -> None:
         if self._engine is not None:

@@ -50,6 +50,21 @@ class Database:
 
 
 @dataclass(frozen=True)
+class Audit:
+    """Where the audit trail keeps what the database must not hold (docs/audit.md).
+
+    Empty paths mean the local defaults under ``paths.state``; in Kubernetes the chart points
+    ``key_file`` at the mounted ``pds-audit-key`` Secret and ``anchor_file`` at the anchor volume.
+    """
+
+    #: HMAC key of the chain (32 random bytes, hex); "" = <state>/secrets/audit.key; ``env:NAME`` =
+    #: from that environment variable (only for a pod that cannot mount the Secret: dask-gateway)
+    key_file: str = ""
+    anchor_file: str = ""  #: append-only anchors of the chain head; "" = <state>/audit/anchors.jsonl
+    create_key: bool = True  #: create the key (0600) on first use if missing; false in production
+
+
+@dataclass(frozen=True)
 class Ingest:
     encoding: str = "latin-1"  #: text encoding of delivery CSV files
     batch_rows: int = 100_000  #: rows per streamed batch and Parquet row group (memory bound of one worker)
@@ -87,6 +102,7 @@ class Hub:
 class Settings:
     paths: Paths = field(default_factory=Paths)
     database: Database = field(default_factory=Database)
+    audit: Audit = field(default_factory=Audit)
     ingest: Ingest = field(default_factory=Ingest)
     disclosure: Disclosure = field(default_factory=Disclosure)
     airlock: Airlock = field(default_factory=Airlock)
@@ -97,6 +113,20 @@ class Settings:
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.paths.state / 'pds.db').resolve()}"
+
+    @property
+    def audit_key_file(self) -> Path | str:
+        """The one place the audit chain's key is read from (and created, locally): a path, or
+        ``env:NAME``."""
+        if self.audit.key_file.startswith("env:"):
+            return self.audit.key_file
+        return Path(self.audit.key_file) if self.audit.key_file else self.paths.state / "secrets" / "audit.key"
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        """The one place the audit chain's head is anchored (append-only file)."""
+        return (Path(self.audit.anchor_file) if self.audit.anchor_file
+                else self.paths.state / "audit" / "anchors.jsonl")
 
 
 _SECTIONS = {f.name: f.type for f in fields(Settings)}
@@ -154,7 +184,11 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         f.name: (base / getattr(settings.paths, f.name)).resolve()
         for f in fields(settings.paths)
     }
-    return replace(settings, paths=Paths(**resolved))
+    audit = {}
+    for name in ("key_file", "anchor_file"):
+        value = getattr(settings.audit, name)
+        audit[name] = str((base / value).resolve()) if value and not value.startswith("env:") else value
+    return replace(settings, paths=Paths(**resolved), audit=replace(settings.audit, **audit))
 
 
 def load_settings(

@@ -5,23 +5,38 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from ..db import check_database_exists
 from ..errors import IntegrityError
 from .app import console
 
-app = typer.Typer(help="The append-only, hash-chained audit trail.", no_args_is_help=True)
+app = typer.Typer(help="The append-only, keyed and anchored audit trail.", no_args_is_help=True)
+
+
+def _runtime(ctx: typer.Context):
+    """The runtime, once it is certain there is a database to read (never create an empty one)."""
+    check_database_exists(ctx.obj.settings)
+    return ctx.obj.runtime
 
 
 @app.command("verify")
 def verify(ctx: typer.Context) -> None:
-    """Recompute the hash chain; name every edited, deleted or reordered entry."""
-    report = ctx.obj.runtime.audit.verify()
+    """Check the keyed chain and its anchors; name every edited, deleted, reordered, inserted or
+    rewritten entry. Anchors the head when the chain is intact."""
+    report = _runtime(ctx).audit.verify()
     if report.ok:
-        console.print(f"audit trail intact: {report.entries} entries, chain verified")
+        anchored = report.anchored
+        where = (f"head anchored at entry {anchored.seq} ({anchored.head[:16]}…, {anchored.time}) "
+                 f"in {report.anchor_store}") if anchored else "nothing to anchor"
+        unkeyed = (f"; entries 1..{report.keyed_from - 1} predate the key (unkeyed rule)"
+                   if report.keyed_from and report.keyed_from > 1 else "")
+        console.print(f"audit trail intact: {report.entries} entries, {where}{unkeyed}",
+                      highlight=False, soft_wrap=True)
         return
     for problem in report.problems:
-        console.print(f"[red]{problem.kind}[/]: {problem.message}")
+        console.print(f"[red]{problem.kind}[/]: {problem.message}", highlight=False, soft_wrap=True)
     raise IntegrityError(
-        f"audit trail broken: {len(report.problems)} problem(s) in {report.entries} entries"
+        f"audit trail broken: {len(report.problems)} problem(s) in {report.entries} entries "
+        f"(anchors: {report.anchor_store}); see docs/audit.md"
     )
 
 
@@ -30,10 +45,10 @@ def show(
     ctx: typer.Context,
     project: str = typer.Option(None, help="Only entries of this project."),
     action: str = typer.Option(None, help="Only entries with this action."),
-    limit: int = typer.Option(50, help="At most this many entries (oldest first)."),
+    limit: int = typer.Option(50, help="The newest N entries (shown oldest first); 0 = all."),
 ) -> None:
-    """List audit entries."""
+    """List audit entries: the newest ``--limit`` of them, in chain order."""
     table = Table("seq", "time", "actor", "action", "target", "project", "outcome")
-    for e in ctx.obj.runtime.audit.entries(project=project, action=action, limit=limit):
+    for e in _runtime(ctx).audit.entries(project=project, action=action, limit=limit or None, newest=True):
         table.add_row(str(e.seq), e.time[:19], e.actor, e.action, e.target, e.project, e.outcome)
     console.print(table)

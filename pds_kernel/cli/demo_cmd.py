@@ -78,6 +78,7 @@ def run(
     actor = ctx.obj.actor
     config, settings = demo.prepare(options)
     console.print(f"demo directory {config.parent} (configuration {config})", highlight=False, soft_wrap=True)
+    _run_step("database", lambda p: demo.upgrade_database(settings, p))
     runtime = Runtime(settings)
     try:
         _run_step("synthetic delivery", lambda p: demo.generate_delivery(settings, options, p))

@@ -24,6 +24,8 @@ EXAMPLES: dict[str, str] = {
     "ingest": "pds ingest var/raw/delivery-2023",
     "audit verify": "pds audit verify",
     "audit show": "pds audit show --project diabetes-t2 --limit 20",
+    "db upgrade": "pds db upgrade",
+    "db status": "pds db status",
     "project apply": "pds project apply projects.yaml",
     "project list": "pds project list",
     "project show": "pds project show diabetes-t2",

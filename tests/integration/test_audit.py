@@ -1,5 +1,11 @@
 """The audit trail on SQLite and on a real PostgreSQL server (``db_runtime``)."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
@@ -62,7 +68,8 @@ def test_verify_names_deleted_entries(db_runtime):
     _fill(db_runtime)
     _tamper(db_runtime, "DELETE FROM audit_log WHERE seq IN (2, 3)")
     report = db_runtime.audit.verify()
-    assert [(p.seq, p.kind) for p in report.problems] == [(4, "deleted")]
+    # the problem names the deleted entries themselves (2..3), not the one after them
+    assert [(p.seq, p.until, p.kind) for p in report.problems] == [(2, 3, "deleted")]
     assert "2..3" in report.problems[0].message
 
 
@@ -98,3 +105,34 @@ def test_concurrent_writers_keep_one_chain(db_runtime):
         list(pool.map(write, range(4)))
     report = db_runtime.audit.verify()
     assert report.ok and report.entries == 32
+
+
+def test_anchor_lines_are_written_for_each_commit_and_each_verification(runtime):
+    """The precondition of the tail checks of tests/security/test_audit_tamper.py."""
+    for i in range(3):
+        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target=f"t{i}"))
+    with transaction(runtime.sessions) as s:  # one commit of two entries: one anchor, at its head
+        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target="a"), session=s)
+        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target="b"), session=s)
+    anchors = runtime.settings.audit_anchor_file.read_text().splitlines()
+    assert [json.loads(a)["seq"] for a in anchors] == [1, 2, 3, 5]
+    assert runtime.audit.verify().ok
+    last = json.loads(runtime.settings.audit_anchor_file.read_text().splitlines()[-1])
+    assert (last["seq"], last["reason"]) == (5, "verify")
+
+
+def test_verify_refuses_without_a_database(tmp_path):
+    """Issue #15: no configuration must not create an empty database and call it intact."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PDS_")}
+    result = subprocess.run([str(Path(sys.executable).parent / "pds"), "audit", "verify"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert "no database at" in result.stderr and "intact" not in result.stdout
+    assert not (tmp_path / "var").exists()
+
+
+def test_show_limit_gives_the_newest_entries(runtime):
+    for i in range(7):
+        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target=f"t{i}"))
+    assert [e.seq for e in runtime.audit.entries(limit=3, newest=True)] == [5, 6, 7]
+    assert [e.seq for e in runtime.audit.entries(limit=3)] == [1, 2, 3]

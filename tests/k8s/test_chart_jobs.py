@@ -72,6 +72,9 @@ LAKE = _extract_lake_module()
 class Cluster:
     """Claims, ConfigMaps and emptyDirs as directories; runs a container of a rendered pod."""
 
+    #: Secrets the operator creates before install (docs/deploy-kubernetes.md)
+    secrets = {"pds-audit-key": {"key": "5f" * 32}}
+
     def __init__(self, root: Path, docs: list[dict], database: Path):
         self.root = root
         self.docs = docs
@@ -100,6 +103,15 @@ class Cluster:
             return self.claim(pvc["claimName"]), bool(pvc.get("readOnly"))
         if "configMap" in volume:
             return self.config_map(volume["configMap"]["name"]), True  # ConfigMaps are read-only
+        if "secret" in volume:  # the operator's Secret (created before install), as files
+            secret = volume["secret"]
+            path = self.root / "secrets" / volume["name"]
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+            for item in secret["items"]:
+                (path / item["path"]).write_text(self.secrets[secret["secretName"]][item["key"]])
+                os.chmod(path / item["path"], secret["defaultMode"] | 0o004)  # group = fsGroup in a pod
+            return path, True
         if "emptyDir" in volume:
             path = self.root / "emptydir" / f"{volume['name']}-{os.urandom(4).hex()}"
             path.mkdir(parents=True)
@@ -223,7 +235,7 @@ def cluster(tmp_path, chart):
     lake = c.claim("pds-lake")
     LAKE.write_lake(lake, LAKE.generate_rows())
     set_read_only(lake, True)
-    for name in ("pds-keys", f"extract-{PROJECT}"):
+    for name in ("pds-keys", f"extract-{PROJECT}", "pds-audit-anchor"):
         os.chmod(c.claim(name), 0o777)  # what fsGroup gives the pod's group on a fresh claim
     yield c
     set_read_only(lake, False)
@@ -272,6 +284,42 @@ def test_a_spec_for_another_project_is_refused_at_render(chart, tmp_path, spec, 
     path.write_text(yaml.safe_dump(data))
     result = helm("template", "pds", str(chart), "-f", str(path))
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_db_upgrade_hook_runs_first_and_every_audit_writer_anchors(cluster):
+    """The pre-install/pre-upgrade Job creates (then keeps) the schema; the Jobs that audit write
+    keyed entries with the Secret's key and anchor them on the anchor claim; verification there
+    finds the chain intact."""
+    docs = cluster.docs
+    upgrade = jobs(docs)["pds-db-upgrade-1"]
+    hooks = set(upgrade["metadata"]["annotations"]["helm.sh/hook"].split(","))
+    assert hooks == {"pre-install", "pre-upgrade"}
+    assert int(upgrade["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
+    for _ in range(2):  # idempotent: the second run finds nothing to do
+        done = cluster.run(upgrade)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "already at schema revision" in done.stdout
+    sync = cluster.run(jobs(docs)["pds-registry-sync-1"])
+    assert sync.returncode == 0, sync.stderr
+    anchors = (cluster.claim("pds-audit-anchor") / "anchors.jsonl").read_text().splitlines()
+    assert anchors and all(json.loads(a)["key_id"] for a in anchors)
+    # the scheduled verification, run once: intact, and it anchors the head
+    (cron,) = [d for d in docs if d["kind"] == "CronJob" and d["metadata"]["name"] == "pds-audit-verify"]
+    verify = cluster.run({"spec": cron["spec"]["jobTemplate"]["spec"]})
+    assert verify.returncode == 0 and "intact" in verify.stdout, verify.stdout + verify.stderr
+    last = json.loads((cluster.claim("pds-audit-anchor") / "anchors.jsonl").read_text().splitlines()[-1])
+    assert last["reason"] == "verify"
+    # every pod of the chart that reaches the database and audits mounts the same key and anchors
+    for doc in docs:
+        if doc["kind"] not in ("Job", "Deployment", "CronJob") or doc["metadata"]["name"] == "pds-db-upgrade-1":
+            continue
+        spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+        (container,) = spec["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert env["PDS_AUDIT__KEY_FILE"] == "/etc/pds-audit/key" and env["PDS_AUDIT__CREATE_KEY"] == "false"
+        assert env["PDS_AUDIT__ANCHOR_FILE"].startswith("/srv/pds/audit-anchor/")
+        assert mounts["/etc/pds-audit"].get("readOnly") is True and "/srv/pds/audit-anchor" in mounts
 
 
 def test_emulated_pod_is_read_only_outside_its_writable_mounts(cluster):

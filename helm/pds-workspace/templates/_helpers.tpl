@@ -71,6 +71,27 @@ annotations:
   value: /tmp/pds-reports
 - name: HOME
   value: /tmp
+- name: PDS_AUDIT__KEY_FILE
+  value: /etc/pds-audit/key
+- name: PDS_AUDIT__ANCHOR_FILE
+  value: /srv/pds/audit-anchor/anchors.jsonl
+- name: PDS_AUDIT__CREATE_KEY
+  value: "false"
+{{- end }}
+
+{{/* The audit chain's key (Secret, read-only) and anchor file (claim pds-audit-anchor): mounted
+     into every pod that writes the audit trail, at the paths pds.env names. */}}
+{{- define "pds.auditVolumeMounts" -}}
+- {name: audit-key, mountPath: /etc/pds-audit, readOnly: true}
+- {name: audit-anchor, mountPath: /srv/pds/audit-anchor}
+{{- end }}
+{{- define "pds.auditVolumes" -}}
+- name: audit-key
+  secret:
+    secretName: {{ .Values.audit.keySecret }}
+    items: [{key: {{ .Values.audit.keySecretKey }}, path: key}]
+    defaultMode: 0440
+- {name: audit-anchor, persistentVolumeClaim: {claimName: pds-audit-anchor}}
 {{- end }}
 
 {{/* The egress rule to PostgreSQL: databasePeers on databasePort only. No peers = no rule (an

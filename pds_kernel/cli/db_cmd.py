@@ -1,0 +1,46 @@
+"""``pds db``: the schema of the platform database (registry, airlock, audit trail)."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import schema
+from ..db import check_database_exists, make_engine
+from .app import console
+
+app = typer.Typer(help="Schema migrations of the platform database.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade(ctx: typer.Context) -> None:
+    """Bring the database to this release's schema (idempotent; refuses to downgrade). Back the
+    database up first: docs/deploy-kubernetes.md, "Upgrades"."""
+    engine = make_engine(ctx.obj.settings.database_url)
+    try:
+        result = schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    if result.created:
+        console.print(f"database created at schema revision {result.after}", highlight=False)
+    elif result.changed:
+        before = result.before or "no revision (created before migrations)"
+        baseline = f", stamped {schema.BASELINE} first" if result.stamped_baseline else ""
+        console.print(f"database upgraded from {before} to {result.after}{baseline}", highlight=False)
+    else:
+        console.print(f"database already at schema revision {result.after}", highlight=False)
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Show the database's schema revision and this release's."""
+    check_database_exists(ctx.obj.settings)
+    engine = make_engine(ctx.obj.settings.database_url)
+    try:
+        with engine.connect() as connection:
+            state = schema.read_state(connection)
+    finally:
+        engine.dispose()
+    found = state.revision or ("empty" if state.empty else "no revision (created before migrations)")
+    verdict = ("current" if state.current else "unknown to this release (a newer one upgraded it)"
+               if state.unknown else "needs `pds db upgrade`")
+    console.print(f"database: {found}; this release: {schema.head_revision()}: {verdict}", highlight=False)

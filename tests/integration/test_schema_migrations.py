@@ -1,0 +1,232 @@
+"""Schema migrations of the platform database (issue #14): baseline, upgrade, refusals, and the
+upgrade of a database written by the previous release's own code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import replace
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import MetaData, select, text
+
+from pds_kernel import schema
+from pds_kernel.db import Base, import_models, make_engine
+from pds_kernel.errors import IntegrityError
+from pds_kernel.runtime import Runtime
+from pds_kernel.settings import Database
+
+REPO = Path(__file__).resolve().parents[2]
+#: the last commit of main before migrations (and the keyed audit chain) existed
+PREVIOUS_RELEASE = "8444f71"
+PDS = str(Path(sys.executable).parent / "pds")
+
+
+def _upgrade(settings):
+    engine = make_engine(settings.database_url)
+    try:
+        return schema.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def test_migrations_build_exactly_the_models_schema(db_settings):
+    """An empty database upgraded revision by revision has the schema the models declare."""
+    result = _upgrade(db_settings)
+    assert result.created and result.after == schema.head_revision()
+    engine = make_engine(db_settings.database_url)
+    try:
+        import_models()
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        assert diff == []
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO audit_log (seq, time, schema_version, actor, action, target, project, "
+                                 "outcome, details, prev_hash, hash) VALUES (1, 't', 1, 'a', 'x', '', '', 'ok', "
+                                 "'{}', 'p', 'h')")
+        with pytest.raises(Exception, match="append-only"):  # the guards are part of the baseline
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM audit_log")
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_is_idempotent(db_settings):
+    _upgrade(db_settings)
+    again = _upgrade(db_settings)
+    assert not again.changed and again.before == again.after == schema.head_revision()
+
+
+def test_a_new_runtime_creates_the_current_schema_and_a_stale_one_is_refused(db_settings, tmp_path):
+    rt = Runtime(db_settings)
+    try:
+        with rt.engine.connect() as conn:
+            assert schema.read_state(conn).current
+    finally:
+        rt.close()
+    stale = db_settings
+    if stale.database_url.startswith("sqlite:///"):
+        stale = replace(stale, database=Database(url=f"sqlite:///{tmp_path / 'stale.db'}"))
+    else:  # a fresh database next to the first one
+        engine = make_engine(stale.database_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+        engine.dispose()
+    engine = make_engine(stale.database_url)
+    with engine.begin() as conn:  # a database left at the baseline by an older release
+        command.upgrade(schema.alembic_config(conn), schema.BASELINE)
+    engine.dispose()
+    with pytest.raises(IntegrityError, match="run `pds db upgrade`"):
+        _ = Runtime(stale).engine
+    result = _upgrade(stale)
+    assert (result.before, result.after) == (schema.BASELINE, schema.head_revision())
+
+
+def test_a_database_from_a_newer_release_is_never_downgraded(db_settings):
+    _upgrade(db_settings)
+    engine = make_engine(db_settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    engine.dispose()
+    with pytest.raises(IntegrityError, match="never downgrades"):
+        _upgrade(db_settings)
+    with pytest.raises(IntegrityError, match="does not know"):
+        _ = Runtime(db_settings).engine
+
+
+# ---- a database of the previous release ----------------------------------------------------------
+
+_FILL = r'''
+"""Run with the previous release's code: registry, requests and reviews, through its services."""
+import io, sys
+from datetime import date
+from pds_kernel.runtime import Runtime
+from pds_kernel.settings import load_settings
+from pds_kernel.registry import Registry, Role
+from pds_kernel.airlock.service import AirlockService
+from pds_kernel.airlock.limits import AirlockLimits
+from pds_kernel.audit import AuditEvent
+from dataclasses import replace
+
+assert sys.modules["pds_kernel"].__file__.startswith(sys.argv[1]), sys.modules["pds_kernel"].__file__
+rt = Runtime(load_settings())
+reg = Registry.from_runtime(rt)
+for name in ("alice", "bob", "olga", "omar"):
+    reg.upsert_user("os:setup", name, full_name=name.title())
+reg.upsert_user("os:setup", "root", is_admin=True)
+far = date(2099, 12, 31)
+for pid in ("diab-2024", "mi-2025"):
+    reg.upsert_project("os:setup", pid, title=pid, start_date=date(2020, 1, 1), end_date=far)
+reg.add_member("os:setup", "diab-2024", "alice", Role.RESEARCHER, far)
+reg.add_member("os:setup", "diab-2024", "olga", Role.OUTPUT_CHECKER, far)
+reg.add_member("os:setup", "diab-2024", "omar", Role.OUTPUT_CHECKER, far)
+reg.add_member("os:setup", "mi-2025", "bob", Role.RESEARCHER, far)
+service = AirlockService(rt, limits=replace(AirlockLimits(), auto_release=False), registry=reg)
+table = b"age,count\n18-40,120\n40-65,230\n65+,310\n"
+approve = {0: {"decision": "approve", "comment": "fine"}}
+released = service.create("alice", "diab-2024", [("ages.csv", io.BytesIO(table))], "figure 2")
+service.review("olga", released.id, approve)
+service.review("omar", released.id, approve)
+service.release("omar", released.id)
+changes = service.create("alice", "diab-2024", [("ages.csv", io.BytesIO(table))], "figure 3")
+service.review("olga", changes.id, {0: {"decision": "request_changes", "comment": "round them"}})
+service.create("alice", "diab-2024", [("draft.csv", io.BytesIO(table))], "later", submit=False)
+rt.audit.record(AuditEvent(actor="os:setup", action="test.previous_release", target="db"))
+rt.close()
+'''
+
+
+def _previous_release(tmp_path: Path) -> Path:
+    """The previous release's ``pds_kernel`` (``git archive`` of its commit: the same files a
+    ``git worktree add`` would check out, without touching the repository's worktree list)."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the previous release's code is not available")
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", PREVIOUS_RELEASE, "pds_kernel"],
+                             capture_output=True, timeout=120)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {PREVIOUS_RELEASE} is not in this clone: {archive.stderr.decode().strip()}")
+    tree = tmp_path / f"release-{PREVIOUS_RELEASE}"
+    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def _environment(settings, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PDS_")}
+    env.update({f"PDS_PATHS__{name.upper()}": str(getattr(settings.paths, name))
+                for name in ("raw", "lake", "projects", "outbox", "staging", "keys", "homes", "state", "reports")})
+    env.update(PDS_DATABASE__URL=settings.database_url, COLUMNS="200", **extra)
+    return env
+
+
+def _dump(settings) -> dict[str, list]:
+    """Every row of every platform table, read by reflection (independent of either release's code)."""
+    engine = make_engine(settings.database_url)
+    try:
+        meta = MetaData()
+        meta.reflect(engine)
+        with engine.connect() as conn:
+            return {name: [dict(r._mapping) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]
+                    for name, table in meta.tables.items() if name != "alembic_version"}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_upgrade_a_database_written_by_the_previous_release(backend, settings, tmp_path, request):
+    if backend == "postgres":
+        settings = replace(settings, database=Database(url=request.getfixturevalue("pg_database")))
+    tree = _previous_release(tmp_path)
+    env = _environment(settings, PYTHONPATH=str(tree))
+    filled = subprocess.run([sys.executable, "-c", _FILL, str(tree)], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert filled.returncode == 0, filled.stderr[-3000:]
+    before = _dump(settings)
+    assert len(before["registry_users"]) == 5 and len(before["registry_memberships"]) == 4
+    assert len(before["airlock_requests"]) == 3 and len(before["airlock_reviews"]) == 3
+    assert len(before["audit_log"]) >= 15 and "chain_version" not in before["audit_log"][0]
+
+    current = _environment(settings)
+    for argv in (["db", "upgrade"], ["db", "upgrade"]):  # the second one has nothing to do
+        done = subprocess.run([PDS, *argv], env=current, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert "already at schema revision" in done.stdout
+
+    after = _dump(settings)
+    assert after.keys() == before.keys()
+    for table, rows in before.items():
+        kept = [{k: v for k, v in row.items() if k != "chain_version"} for row in after[table]]
+        assert kept == rows, table
+    assert {row["chain_version"] for row in after["audit_log"]} == {1}
+
+    verified = subprocess.run([PDS, "audit", "verify"], env=current, cwd=tmp_path, capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"intact: {len(before['audit_log'])} entries" in verified.stdout
+
+    # the current code works on the upgraded data, and the chain goes on keyed
+    rt = Runtime(settings)
+    try:
+        from pds_kernel.airlock.service import AirlockService
+        from pds_kernel.registry import Registry
+
+        registry = Registry.from_runtime(rt)
+        assert {p.id for p in registry.projects()} == {"diab-2024", "mi-2025"}
+        assert {(m.user_name, str(m.role.value)) for m in registry.members("diab-2024")} == {
+            ("alice", "researcher"), ("olga", "output-checker"), ("omar", "output-checker")}
+        states = sorted(v.state for v in AirlockService(rt, registry=registry).list_requests("alice"))
+        assert states == ["draft", "released", "under_review"]
+        registry.upsert_user("os:setup", "newcomer")
+        report = rt.audit.verify()
+        assert report.ok and report.keyed_from == len(before["audit_log"]) + 1
+        assert json.loads(Path(rt.settings.audit_anchor_file).read_text().splitlines()[-1])["seq"] == report.entries
+    finally:
+        rt.close()
