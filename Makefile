@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(CURDIR)/.tools/bin:$(PATH)
 
-APT_PACKAGES := bubblewrap postgresql chromium iproute2 socat
+APT_PACKAGES := bubblewrap libseccomp2 postgresql chromium iproute2 socat
 RUN_DIR ?= var/demo
 PORT ?= 8000
 

@@ -5,10 +5,12 @@ reuses) the control group ``pds-N`` below the caller's own, sets its limits, mov
 and execs COMMAND (bubblewrap), so every process of the sandbox, Dask workers included, shares one
 memory limit (the kernel's OOM killer ends the largest one beyond it) and one CPU quota.
 
-Both hierarchies are handled: cgroup v2 (``memory.max``, ``cpu.max``) when the ``memory`` and
-``cpu`` controllers can be enabled below our cgroup (a delegated subtree), else cgroup v1
-(``memory.limit_in_bytes`` + ``memory.memsw.limit_in_bytes``, ``cpu.cfs_quota_us``) when those
-directories are writable. :func:`detect` says which one applies; with neither, the builder falls
+Both hierarchies are handled: cgroup v2 (``memory.max``, ``cpu.max``, ``pids.max``) when the
+``memory`` and ``cpu`` controllers can be enabled below our cgroup (a delegated subtree), else
+cgroup v1 (``memory.limit_in_bytes`` + ``memory.memsw.limit_in_bytes``, ``cpu.cfs_quota_us``,
+``pids.max``) when those directories are writable. The process limit (``--pids N``: processes
+and threads of the whole sandbox) is set wherever the ``pids`` controller is available; the
+sandbox also gets ``RLIMIT_NPROC`` inside (see :mod:`.bwrap`), so it holds without it. :func:`detect` says which one applies; with neither, the builder falls
 back to resource limits (see :mod:`.bwrap`). Standard library only: it runs before bubblewrap.
 
 A group is named after (project, user), so ``pds sandbox exec`` and the running workspace of the
@@ -18,6 +20,7 @@ same person in the same project share one limit; an empty group is reused by the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -53,6 +56,9 @@ def _v2_base() -> Path | None:
             (base / "cgroup.subtree_control").write_text("+memory +cpu")
         except OSError:
             return None
+    if "pids" in available and "pids" not in enabled:
+        with contextlib.suppress(OSError):  # optional: RLIMIT_NPROC still bounds the sandbox
+            (base / "cgroup.subtree_control").write_text("+pids")
     return base if os.access(base, os.W_OK) else None
 
 
@@ -67,6 +73,10 @@ def _v1_bases() -> dict[str, Path] | None:
         if not os.access(base, os.W_OK):
             return None
         bases[controller] = base
+    own_pids = own.get("pids")
+    pids_base = CGROUP_ROOT / "pids" / (own_pids or "").lstrip("/")
+    if own_pids is not None and (CGROUP_ROOT / "pids" / "cgroup.procs").is_file() and os.access(pids_base, os.W_OK):
+        bases["pids"] = pids_base
     return bases
 
 
@@ -82,8 +92,11 @@ def detect() -> str | None:
     return None
 
 
-def apply(name: str, memory_mb: int, cpus: float, pid: int | None = None) -> Path:
-    """Create or reuse group ``pds-<name>``, set its limits, move ``pid`` (default: self) into it."""
+def apply(name: str, memory_mb: int, cpus: float, pid: int | None = None, pids: int | None = None) -> Path:
+    """Create or reuse group ``pds-<name>``, set its limits, move ``pid`` (default: self) into it.
+
+    ``pids``: the most processes and threads the group may hold (``pids.max``), when the ``pids``
+    controller is available here (see :func:`can_limit_pids`)."""
     if not _NAME.match(name):
         raise ValueError(f"invalid control group name {name!r}")
     pid = os.getpid() if pid is None else pid
@@ -97,6 +110,8 @@ def apply(name: str, memory_mb: int, cpus: float, pid: int | None = None) -> Pat
         if (group / "memory.swap.max").exists():
             (group / "memory.swap.max").write_text("0")
         (group / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
+        if pids is not None and (group / "pids.max").exists():
+            (group / "pids.max").write_text(str(pids))
         (group / "cgroup.procs").write_text(str(pid))
         return group
     bases = _v1_bases()
@@ -120,9 +135,25 @@ def apply(name: str, memory_mb: int, cpus: float, pid: int | None = None) -> Pat
     cpu.mkdir(exist_ok=True)
     (cpu / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
     (cpu / "cpu.cfs_quota_us").write_text(quota)
+    if pids is not None and "pids" in bases:
+        tasks = bases["pids"] / f"pds-{name}"
+        tasks.mkdir(exist_ok=True)
+        (tasks / "pids.max").write_text(str(pids))
+        (tasks / "cgroup.procs").write_text(str(pid))
     (mem / "cgroup.procs").write_text(str(pid))
     (cpu / "cgroup.procs").write_text(str(pid))
     return mem
+
+
+def can_limit_pids() -> bool:
+    """Whether :func:`apply` can set ``pids.max`` here (the ``pids`` controller is ours)."""
+    try:
+        base = _v2_base()
+        if base is not None:
+            return "pids" in (base / "cgroup.subtree_control").read_text().split()
+        return "pids" in (_v1_bases() or {})
+    except (OSError, ValueError):
+        return False
 
 
 def release(name: str) -> None:
@@ -155,13 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--memory-mb", type=int, required=True)
     parser.add_argument("--cpus", type=float, required=True)
+    parser.add_argument("--pids", type=int, default=None)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")
     try:
-        apply(args.name, args.memory_mb, args.cpus)
+        apply(args.name, args.memory_mb, args.cpus, pids=args.pids)
     except (OSError, ValueError) as exc:  # fail closed: never start a sandbox without its limits
         print(f"pds sandbox: cannot apply the memory and CPU limits: {exc}", file=sys.stderr)
         return 125
