@@ -1,9 +1,9 @@
 """Memory and CPU limits of a sandbox through a control group, when this host lets us make one.
 
-``python -m pds_kernel.sandbox.cgroup --name N --memory-mb M --cpus C -- COMMAND...`` creates (or
-reuses) the control group ``pds-N`` below the caller's own, sets its limits, moves itself into it
-and execs COMMAND (bubblewrap), so every process of the sandbox, Dask workers included, shares one
-memory limit (the kernel's OOM killer ends the largest one beyond it) and one CPU quota.
+The sandbox launcher (:mod:`.launch`) calls :func:`apply`: it creates (or reuses) the control group
+``pds-N`` below the caller's own, sets its limits and moves the launcher into it before it execs
+bubblewrap, so every process of the sandbox, Dask workers included, shares one memory limit (the
+kernel's OOM killer ends the largest one beyond it), one CPU quota and one process limit.
 
 Both hierarchies are handled: cgroup v2 (``memory.max``, ``cpu.max``, ``pids.max``) when the
 ``memory`` and ``cpu`` controllers can be enabled below our cgroup (a delegated subtree), else
@@ -19,11 +19,9 @@ same person in the same project share one limit; an empty group is reused by the
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
-import sys
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -179,27 +177,3 @@ def release(name: str) -> None:
 def group_name(project: str, user: str) -> str:
     """The group of one (project, user): shared by the workspace and ``pds sandbox exec``."""
     return f"{project}--{user}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pds_kernel.sandbox.cgroup", description=__doc__.split("\n")[0])
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--memory-mb", type=int, required=True)
-    parser.add_argument("--cpus", type=float, required=True)
-    parser.add_argument("--pids", type=int, default=None)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("give the command to run after --")
-    try:
-        apply(args.name, args.memory_mb, args.cpus, pids=args.pids)
-    except (OSError, ValueError) as exc:  # fail closed: never start a sandbox without its limits
-        print(f"pds sandbox: cannot apply the memory and CPU limits: {exc}", file=sys.stderr)
-        return 125
-    os.execv(command[0], command)
-    return 127  # pragma: no cover - execv does not return
-
-
-if __name__ == "__main__":
-    sys.exit(main())
