@@ -105,6 +105,7 @@ def test_sandbox_of_a_root_hub_maps_to_the_unprivileged_account(world):
     mapped = checks["sandbox uid maps to host root (uid_map seen from the host)"]
     assert not uids.succeeded and not mapped.succeeded, (uids, mapped)
     assert uids.detail == f"host uids [{account}]"
+    assert mapped.detail == f"host uids mapped [{account}]"
 
 
 @root_only
