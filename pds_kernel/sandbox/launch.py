@@ -196,23 +196,31 @@ def prepare(argv: list[str]) -> list[str]:
 
     args = _parse(argv)
     bwrap = split_bwrap(args.command)
+    run_as = _check_run_as(args.run_as)
     if args.cgroup:
         cgroup.apply(args.cgroup, args.memory_mb, args.cpus, pids=args.pids)
     options = bwrap.options
-    if args.run_as:
-        uid, gid = (int(part) for part in args.run_as.split(":"))
+    if run_as is not None:
         options, sources = staged_options(options)
         stage_sources(sources)
-    else:
-        uid = gid = None
-        if os.geteuid() == 0:
-            raise LaunchError("the launcher runs as root without --run-as: refusing to map a sandbox to root")
     seccomp_fd = _memory_file("pds-seccomp", seccomp.build_bpf())
     words = [word for option in options for word in option] + ["--seccomp", str(seccomp_fd)]
     args_fd = _memory_file("pds-bwrap-args", b"".join(w.encode() + b"\0" for w in words))
-    if uid is not None:
-        drop_privileges(uid, gid)
+    if run_as is not None:
+        drop_privileges(*run_as)
     return [bwrap.bwrap, "--args", str(args_fd), "--", *bwrap.command]
+
+
+def _check_run_as(value: str | None) -> tuple[int, int] | None:
+    """``UID:GID`` -> the pair; refused before anything is done when it would leave root."""
+    if value is None:
+        if os.geteuid() == 0:
+            raise LaunchError("the launcher runs as root without --run-as: refusing to map a sandbox to root")
+        return None
+    uid, gid = (int(part) for part in value.split(":"))
+    if uid == 0 or gid == 0:
+        raise LaunchError("refusing to run a sandbox as root")
+    return uid, gid
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from pds_kernel.sandbox.launch import LaunchError, split_bwrap, staged_options
+from pds_kernel.sandbox.launch import LaunchError, drop_privileges, main, split_bwrap, staged_options
 
 
 def test_split_keeps_each_option_with_its_values():
@@ -36,3 +38,12 @@ def test_staging_replaces_every_bind_source_and_drops_missing_optional_ones(tmp_
     assert staged == [["--unshare-all"], ["--ro-bind", "/run/stage/0", "/data"],
                       ["--bind", "/run/stage/1", "/home/jovyan"], ["--symlink", "usr/bin", "/bin"]]
     assert sources == [str(present), "/x/home"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root could map a sandbox to root")
+def test_root_launcher_refuses_to_keep_root():
+    # without --run-as, a root launcher would hand bubblewrap host uid 0: refused, nothing started
+    assert main(["--", "/usr/bin/bwrap", "--unshare-all", "--", "/bin/true"]) == 125
+    with pytest.raises(LaunchError, match="as root"):
+        drop_privileges(0, 0)
+    assert main(["--run-as", "0:0", "--", "/usr/bin/bwrap", "--unshare-all", "--", "/bin/true"]) == 125
