@@ -137,3 +137,36 @@ def test_pds_sandbox_probe_on_a_real_project_reports_no_escape(world, tmp_path):
     assert " attempts, 0 succeeded" in done.stdout
     attempts = int(done.stdout.strip().splitlines()[-1].split()[0])
     assert attempts >= len(PROBES) + len(FORBIDDEN_READS), done.stdout
+
+
+KILL_ALL = r"""
+import os, signal, sys
+try:
+    os.kill(-1, signal.SIGKILL)  # every process this uid may signal; its own namespace hides the others
+except OSError as exc:
+    print("kill -1:", exc)
+try:
+    os.kill(int(sys.argv[1]), signal.SIGKILL)  # bob's sandbox, by its host PID
+    print("killed by host pid")
+except OSError as exc:
+    print("host pid refused:", exc)
+"""
+
+
+def test_one_sandbox_cannot_kill_another_of_the_same_account(world, capfd):
+    """Every sandbox runs as the same host account: alice's must still not reach bob's processes."""
+    from pds_kernel.sandbox.exec import prepare_sandbox
+
+    bob = prepare_sandbox(world.runtime, "bob", "proj-b", ["sleep", "60"], actor="red-team")
+    victim = subprocess.Popen(bob.argv, env=bob.env, cwd="/")
+    try:
+        time.sleep(2)
+        assert victim.poll() is None, "bob's sandbox did not start"
+        run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", KILL_ALL, str(victim.pid)],
+                       actor="red-team", timeout=60)
+        time.sleep(0.5)
+        assert victim.poll() is None, "alice's sandbox killed bob's"
+        assert "host pid refused" in capfd.readouterr().out
+    finally:
+        victim.kill()
+        victim.wait()
