@@ -170,3 +170,15 @@ def test_one_sandbox_cannot_kill_another_of_the_same_account(world, capfd):
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_fork_bomb_without_control_groups_stops_at_the_process_limit(world, monkeypatch):
+    """On a host without usable control groups, RLIMIT_NPROC alone must hold (it is counted per
+    user namespace and host uid, and the kernel never applies it to host root)."""
+    from pds_kernel.sandbox import bwrap
+
+    monkeypatch.setattr(bwrap.cgroup, "detect", lambda: None)
+    assert bwrap.host_facts().cgroup is None
+    result = attempt(world, "probe_fork_bomb")
+    assert not result.succeeded, f"{result.name}: {result.detail}"
+    assert "Resource temporarily unavailable" in result.detail  # EAGAIN: the process limit, not memory
