@@ -42,6 +42,7 @@ EXAMPLES: dict[str, str] = {
     "extract destroy-key": "pds extract destroy-key diabetes-t2 --yes",
     "sandbox exec": "pds sandbox exec diabetes-t2 --user alice -- python -c 'import os; print(os.listdir(\"/data\"))'",
     "sandbox show": "pds sandbox show diabetes-t2 --user alice",
+    "sandbox probe": "pds sandbox probe diabetes-t2 --user alice",
     "hub run": "pds hub run --port 8000",
     "hub sync": "pds hub sync",
     "hub account add": "pds hub account add alice",

@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..sandbox.exec import describe_sandbox, run_in_sandbox
+from ..sandbox.probing import run_probes
 from .app import console, err_console
 
 app = typer.Typer(help="The local workspace sandbox (bubblewrap).", no_args_is_help=True)
@@ -56,3 +58,24 @@ def show(
                   f"dask workers: {spec.dask_workers}  egress: {spec.egress}")
     console.print("access now: " + ("[green]granted[/]" if allowed else "[red]refused[/]"))
     console.print(shlex.join(argv), highlight=False, soft_wrap=True)
+
+
+@app.command("probe")
+def probe(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id: probe the sandbox of this project's workspace."),
+    user: str = typer.Option(..., "--user", "-u", help="Whose workspace (must be an active member)."),
+) -> None:
+    """Try every known way out of USER's workspace sandbox of PROJECT; exit 0 only if all fail.
+
+    The sandbox is exactly the one the workspace gets (same access check, spec and command line);
+    each escape attempt is printed, then `N attempts, K succeeded`. Run it as the hub's user
+    (root for `make run`) to check a live system.
+    """
+    results = run_probes(ctx.obj.runtime, user, project, actor=ctx.obj.actor)
+    for result in results:
+        mark = "[bold red]ESCAPED[/]" if result.succeeded else "[green]blocked[/]"
+        console.print(f"{mark}  {escape(result.name)}: [dim]{escape(result.detail)}[/]", highlight=False)
+    succeeded = sum(r.succeeded for r in results)
+    console.print(f"{len(results)} attempts, {succeeded} succeeded", highlight=False)
+    sys.exit(0 if succeeded == 0 else 1)

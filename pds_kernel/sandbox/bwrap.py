@@ -2,22 +2,33 @@
 
 The command has three layers, outermost first::
 
-    [python -m pds_kernel.sandbox.cgroup --memory-mb M --cpus C --]      (when cgroups are usable)
+    python -I -m pds_kernel.sandbox.launch [--cgroup N --memory-mb M --cpus C --pids P]
+        [--run-as UID:GID] --
     bwrap <namespaces, mounts>  --  prlimit <processes[, memory]>  [taskset <cpus>]  nice
-        python -m pds_kernel.sandbox.inside --keep-env K1,K2 --socket hub  --  <argv>
+        python -I -m pds_kernel.sandbox.inside --keep-env K1,K2 --socket hub  --  <argv>
 
+* ``launch`` (see :mod:`.launch`) sets the control group's limits, and when the caller is root
+  drops to the unprivileged sandbox account (:mod:`.identity`) before it starts bubblewrap: the
+  sandbox's uid never maps to a privileged host uid. It hands bubblewrap the seccomp filter
+  (:mod:`.seccomp`) and passes bubblewrap's options through a file descriptor, so the sandbox's
+  PID 1 (bubblewrap) shows no host path in ``/proc/1/cmdline``.
 * ``bwrap`` gives the workspace its own user, mount, network (loopback only), PID, IPC, UTS and
-  cgroup namespaces, drops every capability, sets no-new-privileges and dies with its parent. The
-  new root holds only what Python needs (read-only), the project's extract (read-only, ``/data``),
-  the private home (read-write, ``/home/jovyan``), an empty ``/tmp``, ``/proc``, ``/dev`` and the
-  runtime directory (``/run/pds``) through which the sockets pass.
+  cgroup namespaces, forbids further user namespaces (``--disable-userns``), drops every
+  capability, sets no-new-privileges and dies with its parent. The new root holds only what
+  Python needs (read-only), the project's extract (read-only, ``/data``), the private home
+  (read-write, ``/home/jovyan``), an empty ``/tmp``, ``/proc`` (with ``/proc/sys`` and the
+  other kernel-tuning entries read-only, and the kernel-memory and keyring entries masked),
+  ``/dev`` (null, zero, random, tty only) and the runtime directory (``/run/pds``) through which
+  the sockets pass.
 * The limits come from the registry (via the spec). When this host lets us create control
   groups (cgroup v2 with a delegated subtree, or writable cgroup v1 ``memory`` and ``cpu``
-  hierarchies, see :mod:`.cgroup`), the whole sandbox shares one memory limit and one CPU quota.
+  hierarchies, see :mod:`.cgroup`), the whole sandbox shares one memory limit, one CPU quota and
+  one process limit (``pids.max``, where the ``pids`` controller is available).
   Otherwise (fallback) the limits are per process: ``RLIMIT_AS`` (the memory limit plus
   :data:`ADDRESS_SPACE_HEADROOM_MB`, because Python's numeric stack reserves about 2 GB of address
   space it never touches) and CPU affinity to ``ceil(cpu_limit)`` cores. Always:
-  ``RLIMIT_NPROC`` (counted inside the sandbox's user namespace) and a lower priority.
+  ``RLIMIT_NPROC`` (counted per user namespace and host uid, so per sandbox; never enforced on
+  host root, which is one more reason a sandbox never maps to it) and a lower priority.
 * ``inside`` runs first in the sandbox: it filters the environment, starts the loopback TCP
   forwarders to the mounted sockets, then runs ``argv`` and exits with its code.
 
@@ -28,17 +39,20 @@ API token is one of them): only the *names* are passed. The caller starts the co
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import stat
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, PermissionDenied
 from . import cgroup
+from .identity import SandboxAccount, lookup_sandbox_account, runs_as_root
 from .inside import BRIDGE_PORTS, RUN_DIR, SANDBOX_HOME
 from .spec import WorkspaceSpec
 
@@ -51,8 +65,17 @@ NICE = "/usr/bin/nice"
 #: is the uid that started the sandbox; no other host uid is mapped, so their files appear as nobody.
 SANDBOX_UID = 1000
 SANDBOX_GID = 100
-#: Processes and threads the sandbox may hold at once (polars and Dask start one thread per core).
+#: Processes and threads the sandbox may hold at once (polars and Dask start one thread per core):
+#: ``pids.max`` of its control group and ``RLIMIT_NPROC`` inside.
 MAX_PROCESSES = 1024
+#: ``/proc`` entries made read-only inside (bubblewrap itself covers ``bus`` and ``irq``): kernel
+#: tuning, file system tuning, the magic SysRq key. Only those that exist on this kernel.
+PROC_READ_ONLY = ("sys", "fs", "sysrq-trigger")
+#: ``/proc`` entries hidden (``/dev/null`` bound over them, unreadable on a nodev mount): kernel
+#: memory, kernel messages and symbols, the keyring lists, timer and scheduler internals.
+PROC_MASKED = ("kcore", "kmsg", "kallsyms", "keys", "key-users", "timer_list", "sched_debug",
+               "latency_stats", "kpagecount", "kpageflags", "kpagecgroup", "iomem", "ioports",
+               "vmallocinfo", "slabinfo", "config.gz")
 #: Scheduling niceness of everything in the sandbox, so the hub stays responsive under load.
 NICENESS = 5
 #: Without control groups, RLIMIT_AS = memory limit + this (MB): importing polars, pyarrow and
@@ -88,6 +111,14 @@ class HostFacts:
     cpus: tuple[int, ...]
     #: "v2", "v1" or None: which control groups the sandbox's limits can use (see :mod:`.cgroup`)
     cgroup: str | None = None
+    #: whether this process is root (then ``account`` is required)
+    root: bool = False
+    #: the unprivileged account sandboxes run as when this process is root (see :mod:`.identity`)
+    account: SandboxAccount | None = None
+    #: whether the installed bubblewrap has ``--disable-userns`` (0.8 and later)
+    disable_userns: bool = False
+    #: the entries of the host's ``/proc`` among :data:`PROC_READ_ONLY` and :data:`PROC_MASKED`
+    proc_entries: frozenset[str] = frozenset()
 
 
 def host_facts() -> HostFacts:
@@ -107,7 +138,21 @@ def host_facts() -> HostFacts:
         package_dir=None if inside_roots else str(package),
         cpus=tuple(sorted(os.sched_getaffinity(0))),
         cgroup=cgroup.detect(),
+        root=runs_as_root(),
+        account=lookup_sandbox_account(),
+        disable_userns=bwrap_can_disable_userns(),
+        proc_entries=frozenset(name for name in (*PROC_READ_ONLY, *PROC_MASKED) if Path("/proc", name).exists()),
     )
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_can_disable_userns() -> bool:
+    """Whether the installed bubblewrap forbids nested user namespaces (``--disable-userns``)."""
+    try:
+        completed = subprocess.run([BWRAP, "--help"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--disable-userns" in completed.stdout + completed.stderr
 
 
 def launch_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -163,6 +208,18 @@ def _system_binds() -> list[str]:
     return args
 
 
+def _proc_hardening(host: HostFacts) -> list[str]:
+    """Read-only kernel tuning (``/proc/sys``...) and masked kernel internals in the new ``/proc``."""
+    args: list[str] = []
+    for name in PROC_READ_ONLY:
+        if name in host.proc_entries:
+            args += ["--ro-bind", f"/proc/{name}", f"/proc/{name}"]
+    for name in PROC_MASKED:
+        if name in host.proc_entries:
+            args += ["--ro-bind", "/dev/null", f"/proc/{name}"]
+    return args
+
+
 def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str],
                     sockets: dict[str, Path] | None = None, runtime_dir: Path,
                     host: HostFacts | None = None) -> list[str]:
@@ -183,14 +240,21 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     if not runtime_dir.is_absolute():
         raise InvalidInput(f"runtime directory must be an absolute path, got {runtime_dir}")
 
-    args: list[str] = []
+    args: list[str] = [host.python, "-I", "-m", "pds_kernel.sandbox.launch"]
     if host.cgroup:
-        args += [host.python, "-I", "-m", "pds_kernel.sandbox.cgroup",
-                 "--name", cgroup.group_name(spec.project, spec.user), "--memory-mb", str(spec.mem_limit_mb),
-                 "--cpus", str(spec.cpu_limit), "--"]
+        args += ["--cgroup", cgroup.group_name(spec.project, spec.user), "--memory-mb", str(spec.mem_limit_mb),
+                 "--cpus", str(spec.cpu_limit), "--pids", str(MAX_PROCESSES)]
+    if host.account is not None:
+        args += ["--run-as", f"{host.account.uid}:{host.account.gid}"]
+    elif host.root:
+        raise PermissionDenied("refusing to start a sandbox as root: it would map to host root; "
+                               "the sandbox account is missing (see pds_kernel.sandbox.identity)")
     args += [
+        "--",
         BWRAP,
         "--unshare-all",  # user, ipc, pid, net (loopback only), uts, cgroup
+        "--unshare-user",  # required, not "try": the sandbox must have its own user namespace
+        *(["--disable-userns", "--assert-userns-disabled"] if host.disable_userns else []),
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
         "--hostname", "workspace",
         "--die-with-parent",
@@ -203,7 +267,7 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     args += _system_binds()
     # The empty /tmp comes before the Python binds: an installation that lives under /tmp (a CI
     # checkout, say) must stay visible, mounted over the empty /tmp rather than hidden by it.
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc"] + _proc_hardening(host) + ["--dev", "/dev", "--tmpfs", "/tmp"]
     for root in host.python_roots:
         args += _ro_bind(root)
     if host.package_dir:

@@ -1,14 +1,16 @@
 """Memory and CPU limits of a sandbox through a control group, when this host lets us make one.
 
-``python -m pds_kernel.sandbox.cgroup --name N --memory-mb M --cpus C -- COMMAND...`` creates (or
-reuses) the control group ``pds-N`` below the caller's own, sets its limits, moves itself into it
-and execs COMMAND (bubblewrap), so every process of the sandbox, Dask workers included, shares one
-memory limit (the kernel's OOM killer ends the largest one beyond it) and one CPU quota.
+The sandbox launcher (:mod:`.launch`) calls :func:`apply`: it creates (or reuses) the control group
+``pds-N`` below the caller's own, sets its limits and moves the launcher into it before it execs
+bubblewrap, so every process of the sandbox, Dask workers included, shares one memory limit (the
+kernel's OOM killer ends the largest one beyond it), one CPU quota and one process limit.
 
-Both hierarchies are handled: cgroup v2 (``memory.max``, ``cpu.max``) when the ``memory`` and
-``cpu`` controllers can be enabled below our cgroup (a delegated subtree), else cgroup v1
-(``memory.limit_in_bytes`` + ``memory.memsw.limit_in_bytes``, ``cpu.cfs_quota_us``) when those
-directories are writable. :func:`detect` says which one applies; with neither, the builder falls
+Both hierarchies are handled: cgroup v2 (``memory.max``, ``cpu.max``, ``pids.max``) when the
+``memory`` and ``cpu`` controllers can be enabled below our cgroup (a delegated subtree), else
+cgroup v1 (``memory.limit_in_bytes`` + ``memory.memsw.limit_in_bytes``, ``cpu.cfs_quota_us``,
+``pids.max``) when those directories are writable. The process limit (``--pids N``: processes
+and threads of the whole sandbox) is set wherever the ``pids`` controller is available; the
+sandbox also gets ``RLIMIT_NPROC`` inside (see :mod:`.bwrap`), so it holds without it. :func:`detect` says which one applies; with neither, the builder falls
 back to resource limits (see :mod:`.bwrap`). Standard library only: it runs before bubblewrap.
 
 A group is named after (project, user), so ``pds sandbox exec`` and the running workspace of the
@@ -17,10 +19,9 @@ same person in the same project share one limit; an empty group is reused by the
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
 import re
-import sys
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -53,6 +54,9 @@ def _v2_base() -> Path | None:
             (base / "cgroup.subtree_control").write_text("+memory +cpu")
         except OSError:
             return None
+    if "pids" in available and "pids" not in enabled:
+        with contextlib.suppress(OSError):  # optional: RLIMIT_NPROC still bounds the sandbox
+            (base / "cgroup.subtree_control").write_text("+pids")
     return base if os.access(base, os.W_OK) else None
 
 
@@ -67,6 +71,10 @@ def _v1_bases() -> dict[str, Path] | None:
         if not os.access(base, os.W_OK):
             return None
         bases[controller] = base
+    own_pids = own.get("pids")
+    pids_base = CGROUP_ROOT / "pids" / (own_pids or "").lstrip("/")
+    if own_pids is not None and (CGROUP_ROOT / "pids" / "cgroup.procs").is_file() and os.access(pids_base, os.W_OK):
+        bases["pids"] = pids_base
     return bases
 
 
@@ -82,8 +90,11 @@ def detect() -> str | None:
     return None
 
 
-def apply(name: str, memory_mb: int, cpus: float, pid: int | None = None) -> Path:
-    """Create or reuse group ``pds-<name>``, set its limits, move ``pid`` (default: self) into it."""
+def apply(name: str, memory_mb: int, cpus: float, pid: int | None = None, pids: int | None = None) -> Path:
+    """Create or reuse group ``pds-<name>``, set its limits, move ``pid`` (default: self) into it.
+
+    ``pids``: the most processes and threads the group may hold (``pids.max``), when the ``pids``
+    controller is available here (see :func:`can_limit_pids`)."""
     if not _NAME.match(name):
         raise ValueError(f"invalid control group name {name!r}")
     pid = os.getpid() if pid is None else pid
@@ -97,6 +108,8 @@ def apply(name: str, memory_mb: int, cpus: float, pid: int | None = None) -> Pat
         if (group / "memory.swap.max").exists():
             (group / "memory.swap.max").write_text("0")
         (group / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
+        if pids is not None and (group / "pids.max").exists():
+            (group / "pids.max").write_text(str(pids))
         (group / "cgroup.procs").write_text(str(pid))
         return group
     bases = _v1_bases()
@@ -120,9 +133,25 @@ def apply(name: str, memory_mb: int, cpus: float, pid: int | None = None) -> Pat
     cpu.mkdir(exist_ok=True)
     (cpu / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
     (cpu / "cpu.cfs_quota_us").write_text(quota)
+    if pids is not None and "pids" in bases:
+        tasks = bases["pids"] / f"pds-{name}"
+        tasks.mkdir(exist_ok=True)
+        (tasks / "pids.max").write_text(str(pids))
+        (tasks / "cgroup.procs").write_text(str(pid))
     (mem / "cgroup.procs").write_text(str(pid))
     (cpu / "cgroup.procs").write_text(str(pid))
     return mem
+
+
+def can_limit_pids() -> bool:
+    """Whether :func:`apply` can set ``pids.max`` here (the ``pids`` controller is ours)."""
+    try:
+        base = _v2_base()
+        if base is not None:
+            return "pids" in (base / "cgroup.subtree_control").read_text().split()
+        return "pids" in (_v1_bases() or {})
+    except (OSError, ValueError):
+        return False
 
 
 def release(name: str) -> None:
@@ -148,26 +177,3 @@ def release(name: str) -> None:
 def group_name(project: str, user: str) -> str:
     """The group of one (project, user): shared by the workspace and ``pds sandbox exec``."""
     return f"{project}--{user}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pds_kernel.sandbox.cgroup", description=__doc__.split("\n")[0])
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--memory-mb", type=int, required=True)
-    parser.add_argument("--cpus", type=float, required=True)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("give the command to run after --")
-    try:
-        apply(args.name, args.memory_mb, args.cpus)
-    except (OSError, ValueError) as exc:  # fail closed: never start a sandbox without its limits
-        print(f"pds sandbox: cannot apply the memory and CPU limits: {exc}", file=sys.stderr)
-        return 125
-    os.execv(command[0], command)
-    return 127  # pragma: no cover - execv does not return
-
-
-if __name__ == "__main__":
-    sys.exit(main())

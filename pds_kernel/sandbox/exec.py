@@ -21,6 +21,7 @@ from ..registry.names import check_project_id, check_user_name
 from ..settings import Settings
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
 from .cgroup import group_name, release
+from .identity import SandboxAccount, ensure_sandbox_account, hand_over
 from .spec import WorkspaceSpec, build_workspace_spec
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ def workspace_runtime_dir(settings: Settings, user: str, project: str) -> Path:
     return settings.paths.state / "run" / check_project_id(project) / check_user_name(user)
 
 
-def check_mount_sources(spec: WorkspaceSpec) -> None:
-    """Refuse to start without the extract (bwrap would fail obscurely); create the home (0700)."""
+def check_mount_sources(spec: WorkspaceSpec, account: SandboxAccount | None = None) -> None:
+    """Refuse to start without the extract (bwrap would fail obscurely); create the home (0700),
+    owned by the sandbox account when sandboxes run as one (see :mod:`.identity`)."""
     for mount in spec.mounts:
         if mount.read_only:
             if not mount.host_path.is_dir():
@@ -40,6 +42,7 @@ def check_mount_sources(spec: WorkspaceSpec) -> None:
                                "build it first (pds extract build)")
         else:
             mount.host_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            hand_over(mount.host_path, account)
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,12 @@ def prepare_sandbox(runtime, user: str, project: str, argv: list[str], *, actor:
     registry = Registry.from_runtime(runtime)
     info = registry.check_access(user, project, Role.RESEARCHER, action=action, actor=actor)
     spec = build_workspace_spec(runtime.settings, info, user)
-    check_mount_sources(spec)
+    account = ensure_sandbox_account()
+    check_mount_sources(spec, account)
     runtime_dir = prepare_runtime_dir(workspace_runtime_dir(runtime.settings, user, project))
+    hand_over(runtime_dir, account)
+    for path in (sockets or {}).values():
+        hand_over(Path(path), account)
     env = dict(env or {})
     command = sandbox_command(spec, list(argv), env=env, sockets=dict(sockets or {}),
                               runtime_dir=runtime_dir)

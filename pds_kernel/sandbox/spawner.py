@@ -37,6 +37,7 @@ from ..errors import PdsError, PermissionDenied
 from . import cgroup
 from .bridge import TcpToUnix, UnixToTcp
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
+from .identity import ensure_sandbox_account, hand_over
 from .inside import BRIDGE_PORTS, RUN_DIR
 from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name
 
@@ -178,13 +179,17 @@ class SandboxSpawner(Spawner):
             self._audit("workspace.refused", Outcome.DENIED, reason=str(exc))
             raise web.HTTPError(403, str(exc), reason=str(exc)) from None
 
+        # Root hub: the sandbox runs as the unprivileged sandbox account, which owns what it writes.
+        account = ensure_sandbox_account()
         self._prepare_home(spec.mount(home_volume_name(spec.project, spec.user)).host_path)
+        hand_over(spec.mount(home_volume_name(spec.project, spec.user)).host_path, account)
         extract = spec.mount(extract_volume_name(spec.project)).host_path
         if not extract.is_dir():
             self._audit("workspace.start", Outcome.FAILED, reason="no extract")
             raise web.HTTPError(503, f"project {spec.project} has no extract yet: ask the data manager to build it")
 
         runtime_dir = prepare_runtime_dir(self._runtime_dir())
+        hand_over(runtime_dir, account)
         sockets = {"hub": self._socket_path("hub")}
         api = urlparse(self.hub.api_url)
         bridges: list = [UnixToTcp(sockets["hub"], api.hostname or "127.0.0.1", api.port or 80)]
@@ -194,6 +199,8 @@ class SandboxSpawner(Spawner):
         for bridge in bridges:
             await bridge.start()
         self._bridges = bridges
+        for path in sockets.values():
+            hand_over(path, account)
 
         env = self._sandbox_env()
         cmd = sandbox_command(spec, self._server_argv(), env=env, sockets=sockets, runtime_dir=runtime_dir)
@@ -303,6 +310,10 @@ class SandboxSpawner(Spawner):
         for bridge in bridges:
             await bridge.start()
         self._bridges = bridges
+        account = ensure_sandbox_account()
+        for bridge in bridges:
+            if isinstance(bridge, UnixToTcp):
+                hand_over(bridge.unix_path, account)
 
     async def _terminate(self, grace: float | None = None) -> None:
         grace = self.stop_grace if grace is None else grace

@@ -225,3 +225,17 @@ def test_example_notebook_runs_in_the_sandbox_and_its_table_is_right(demo_runs):
     failing = subprocess.run([*pds, "sandbox", "exec", "diabetes-t2", "--user", "alice", "--",
                               "python", "-c", "raise SystemExit(3)"], capture_output=True, timeout=120)
     assert failing.returncode == 3
+
+
+@pytest.mark.functional
+def test_sandbox_probe_on_the_demo_reports_no_escape(demo_runs):
+    """`pds sandbox probe` on the demo's diabetes-t2 workspace of alice: every attempt fails."""
+    import subprocess
+    import sys
+
+    root = demo_runs[0]
+    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(root / CONFIG_NAME), "--as", "os:demo-tester"]
+    run = subprocess.run([*pds, "sandbox", "probe", "diabetes-t2", "--user", "alice"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"^\d+ attempts, 0 succeeded$", run.stdout, re.MULTILINE), run.stdout

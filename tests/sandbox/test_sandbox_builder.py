@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pds_kernel.errors import InvalidInput
+from pds_kernel.errors import InvalidInput, PermissionDenied
 from pds_kernel.sandbox.bwrap import HostFacts, cpu_list, prepare_runtime_dir, sandbox_command
+from pds_kernel.sandbox.identity import SandboxAccount
 from pds_kernel.sandbox.spec import Mount, WorkspaceSpec
 
 HOST = HostFacts(python="/opt/venv/bin/python", python_roots=("/opt/python", "/opt/venv"),
@@ -26,12 +27,19 @@ def _pairs(argv: list[str], option: str) -> list[tuple[str, str]]:
     return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == option]
 
 
+def bwrap_part(argv: list[str]) -> list[str]:
+    return argv[argv.index("/usr/bin/bwrap"):]
+
+
 def test_namespaces_privileges_and_limits(tmp_path):
     argv = sandbox_command(_spec(tmp_path), ["python", "-V"], env={}, runtime_dir=tmp_path / "run", host=HOST)
-    sandbox, rest = argv[:argv.index("--")], rest_of(argv)
+    # the launcher comes first (seccomp, options through a file descriptor); not root: no --run-as
+    assert argv[:5] == ["/opt/venv/bin/python", "-I", "-m", "pds_kernel.sandbox.launch", "--"]
+    sandbox, rest = bwrap_part(argv)[:bwrap_part(argv).index("--")], rest_of(argv)
     assert sandbox[0] == "/usr/bin/bwrap"
-    for flag in ("--unshare-all", "--die-with-parent", "--new-session"):
+    for flag in ("--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"):
         assert flag in sandbox
+    assert "--disable-userns" not in sandbox  # this (fake) bubblewrap is too old for it
     assert "--share-net" not in sandbox
     assert sandbox[sandbox.index("--cap-drop") + 1] == "ALL"
     # no control groups on this (fake) host: per-process limits
@@ -42,13 +50,13 @@ def test_namespaces_privileges_and_limits(tmp_path):
     assert rest[rest.index("--dask-workers") + 1] == "3"
 
 
-def test_control_group_wrapper_comes_first_when_available(tmp_path):
+def test_control_group_limits_go_to_the_launcher_when_available(tmp_path):
     host = HostFacts(**{**HOST.__dict__, "cgroup": "v1"})
     argv = sandbox_command(_spec(tmp_path), ["true"], env={}, runtime_dir=tmp_path / "run", host=host)
-    assert argv[:12] == ["/opt/venv/bin/python", "-I", "-m", "pds_kernel.sandbox.cgroup",
-                         "--name", "proj-a--alice", "--memory-mb", "2048", "--cpus", "1.5", "--",
-                         "/usr/bin/bwrap"]
-    rest = rest_of(argv[11:])
+    assert argv[:14] == ["/opt/venv/bin/python", "-I", "-m", "pds_kernel.sandbox.launch",
+                         "--cgroup", "proj-a--alice", "--memory-mb", "2048", "--cpus", "1.5",
+                         "--pids", "1024", "--", "/usr/bin/bwrap"]
+    rest = rest_of(argv)
     assert rest[:3] == ["/usr/bin/prlimit", "--nproc=1024", "--"]
     assert "/usr/bin/taskset" not in rest
 
@@ -74,7 +82,37 @@ def test_mounts_are_exactly_the_spec_and_python(tmp_path):
 
 
 def rest_of(argv: list[str]) -> list[str]:
-    return argv[argv.index("--") + 1:]
+    """What bubblewrap runs inside: after its own ``--``."""
+    sandbox = bwrap_part(argv)
+    return sandbox[sandbox.index("--") + 1:]
+
+
+def test_root_drops_to_the_sandbox_account_and_never_maps_to_root(tmp_path):
+    root = HostFacts(**{**HOST.__dict__, "root": True, "account": None})
+    with pytest.raises(PermissionDenied, match="as root"):
+        sandbox_command(_spec(tmp_path), ["true"], env={}, runtime_dir=tmp_path / "run", host=root)
+    account = SandboxAccount("pds-sandbox", 999, 995)
+    argv = sandbox_command(_spec(tmp_path), ["true"], env={}, runtime_dir=tmp_path / "run",
+                           host=HostFacts(**{**root.__dict__, "account": account}))
+    launcher = argv[:argv.index("/usr/bin/bwrap")]
+    assert launcher[launcher.index("--run-as") + 1] == "999:995"
+    with pytest.raises(PermissionDenied, match="privileged"):
+        SandboxAccount("root", 0, 0)
+    with pytest.raises(PermissionDenied, match="privileged"):
+        SandboxAccount("wheel", 1001, 0)
+
+
+def test_nested_user_namespaces_off_and_proc_hardened_when_supported(tmp_path):
+    host = HostFacts(**{**HOST.__dict__, "disable_userns": True,
+                        "proc_entries": frozenset({"sys", "sysrq-trigger", "kcore", "keys"})})
+    argv = bwrap_part(sandbox_command(_spec(tmp_path), ["true"], env={}, runtime_dir=tmp_path / "run", host=host))
+    assert {"--disable-userns", "--assert-userns-disabled"} <= set(argv[:argv.index("--")])
+    ro = _pairs(argv, "--ro-bind")
+    assert ("/proc/sys", "/proc/sys") in ro and ("/proc/sysrq-trigger", "/proc/sysrq-trigger") in ro
+    assert ("/dev/null", "/proc/kcore") in ro and ("/dev/null", "/proc/keys") in ro
+    assert ("/proc/fs", "/proc/fs") not in ro  # absent on this (fake) kernel: not bound
+    # after the new /proc, before anything else is mounted over it
+    assert argv.index("/proc/sys") > argv.index("--proc")
 
 
 def test_environment_values_never_enter_argv(tmp_path):

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from pds_kernel.sandbox import cgroup
+from pds_kernel.sandbox import cgroup, launch
 
 pytestmark = pytest.mark.skipif(cgroup.detect() is None, reason="no writable control groups here")
 
@@ -38,4 +38,24 @@ def test_apply_limits_and_release():
 def test_refuses_bad_names_and_fails_closed():
     with pytest.raises(ValueError):
         cgroup.apply("../escape", memory_mb=64, cpus=1)
-    assert cgroup.main(["--name", "../x", "--memory-mb", "64", "--cpus", "1", "--", "/bin/true"]) == 125
+    # the launcher never starts a sandbox without its limits
+    assert launch.main(["--cgroup", "../x", "--memory-mb", "64", "--cpus", "1", "--",
+                        "/usr/bin/bwrap", "--unshare-all", "--", "/bin/true"]) == 125
+
+
+def test_process_limit_of_the_group():
+    if not cgroup.can_limit_pids():
+        pytest.skip("no pids controller here")
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        cgroup.apply("test-e1--pids", memory_mb=64, cpus=0.5, pid=child.pid, pids=17)
+        if cgroup.detect() == "v2":
+            group = cgroup._v2_base() / "pds-test-e1--pids"
+        else:
+            group = cgroup._v1_bases()["pids"] / "pds-test-e1--pids"
+        assert (group / "pids.max").read_text().strip() == "17"
+        assert str(child.pid) in (group / "cgroup.procs").read_text().split()
+    finally:
+        child.kill()
+        child.wait()
+    cgroup.release("test-e1--pids")
