@@ -373,6 +373,7 @@ def configure(c, settings: Settings | None = None) -> HubContext:
     c.Authenticator.post_auth_hook = make_post_auth_hook(context)
     c.Authenticator.refresh_pre_spawn = True
     c.Authenticator.auth_refresh_age = 300
+    c.PdsNativeAuthenticator.membership_check_interval = settings.hub.membership_check_seconds
     c.NativeAuthenticator.minimum_password_length = 8
     c.NativeAuthenticator.check_common_password = True
     c.NativeAuthenticator.allowed_failed_logins = 5
