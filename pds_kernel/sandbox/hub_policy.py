@@ -123,10 +123,11 @@ def parse_head(raw: bytes) -> RequestHead:
         key = name.lower()
         if key in _FORBIDDEN_HEADERS:
             raise RequestRefused(f"header {key.decode()} is not allowed", method, path)
-        if key in headers and key in _SINGLE_HEADERS:
-            raise RequestRefused(f"header {key.decode()} repeated", method, path)
+        field_name = key.decode()
+        if field_name in headers and key in _SINGLE_HEADERS:
+            raise RequestRefused(f"header {field_name} repeated", method, path)
         text = value.strip(b" \t").decode("ascii")
-        headers[key.decode()] = f"{headers[key.decode()]}, {text}" if key.decode() in headers else text
+        headers[field_name] = f"{headers[field_name]}, {text}" if field_name in headers else text
     connection = headers.get("connection", "keep-alive").lower()
     if connection not in {"keep-alive", "close"}:
         raise RequestRefused("Connection must be keep-alive or close", method, path)
