@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 
 import onetimepass
+from jupyterhub.apihandlers.users import UserAPIHandler
 from jupyterhub.scopes import needs_scope
 from nativeauthenticator.handlers import AuthorizationAreaHandler, ChangePasswordHandler, LocalBase
 from nativeauthenticator.orm import UserInfo
@@ -128,6 +129,42 @@ class AccountAuthorizationHandler(LocalBase):
         self.redirect(self.hub.base_url + "authorize#" + slug)
 
 
+class AuditedChangePasswordHandler(ChangePasswordHandler):
+    """``/hub/change-password``: a user changes their own password (the current one is required;
+    JupyterHub checks ``_xsrf``); a change is audited as ``hub.account.password``."""
+
+    async def post(self):
+        user = self.current_user
+        info = self.authenticator.get_user(user.name) if user is not None else None
+        before = info.password if info is not None else None
+        await super().post()
+        if info is not None and info.password != before:
+            self.authenticator.context.record(AuditEvent(
+                actor=user.name, action="hub.account.password", target=f"user:{user.name}",
+                details={"remote_ip": self.request.remote_ip or ""}))
+
+
+class NoRenameUserAPIHandler(UserAPIHandler):
+    """JupyterHub's ``/hub/api/users/USER`` without renames.
+
+    ``admin:users`` lets an administrator rename a hub user: renaming their own user (whose login
+    cookie they hold) to a researcher's name made the hub treat them as that researcher (groups,
+    servers) at the next refresh. Hub user names are registry names here: a rename is refused
+    (403) and audited; every other field goes to JupyterHub's handler."""
+
+    async def patch(self, user_name):
+        data = self.get_json_body() or {}
+        if isinstance(data, dict) and "name" in data and data["name"] != user_name:
+            actor = self.current_user.name if self.current_user is not None else ""
+            context = getattr(self.authenticator, "context", None)
+            if context is not None:
+                context.record(AuditEvent(actor=actor, action="hub.user.rename", target=f"user:{user_name}",
+                                          outcome=Outcome.DENIED,
+                                          details={"to": str(data["name"])[:64], "reason": "renames are refused"}))
+            raise web.HTTPError(403, "hub users cannot be renamed: user names are the registry's")
+        return await super().patch(user_name)
+
+
 class NotServedHandler(LocalBase):
     """A NativeAuthenticator page that PDS does not serve (see the module docstring)."""
 
@@ -139,7 +176,8 @@ class NotServedHandler(LocalBase):
 
 
 def account_handlers(login_handler, logout_handler) -> list[tuple[str, type]]:
-    """The authenticator's pages: login, logout, own password, the accounts area; nothing else."""
+    """The authenticator's pages: login, logout, own password, the accounts area; nothing else;
+    and the user API without renames (JupyterHub puts the authenticator's handlers first)."""
     return [
         (r"/login", login_handler),
         (r"/logout", logout_handler),
@@ -148,6 +186,7 @@ def account_handlers(login_handler, logout_handler) -> list[tuple[str, type]]:
         (r"/authorize/([^/]*)", AccountAuthorizationHandler),
         (r"/discard/([^/]*)", NotServedHandler),
         (r"/confirm/([^/]*)", NotServedHandler),
-        (r"/change-password", ChangePasswordHandler),
+        (r"/change-password", AuditedChangePasswordHandler),
         (r"/change-password/([^/]+)", NotServedHandler),
+        (r"/api/users/([^/]+)", NoRenameUserAPIHandler),
     ]

@@ -42,7 +42,7 @@ ROLE_DESCRIPTIONS = {
 #: JupyterHub role of the registry's administrators. Not JupyterHub's built-in ``admin`` role:
 #: that one holds ``access:servers`` and ``shares`` (open anyone's running workspace, share it with
 #: a non-member) and ``tokens`` (act as anyone), which would let an administrator who is not a
-#: member of a project see its data. PDS administrators manage accounts (approve sign-ups,
+#: member of a project see its data. PDS administrators manage accounts (approve or revoke them,
 #: ``admin:users``), groups and the life of servers (start, stop), and use the gate.
 ADMIN_ROLE = "pds-admin"
 ADMIN_SCOPES = ["self", "admin-ui", "admin:users", "admin:groups", "admin:servers", "list:services",

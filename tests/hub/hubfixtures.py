@@ -93,7 +93,7 @@ class Hub:
             try:
                 if requests.get(self.url + "/hub/api/", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 pass
             time.sleep(0.3)
         raise RuntimeError("hub did not start:\n" + self.log.read_text()[-3000:])

@@ -317,6 +317,19 @@ def test_admin_takes_over_a_researchers_account(hub, admin):
     assert not hub.client().login("carol", "A" * 16, password="admin-chosen-99", code="123456")
 
 
+def test_admin_renames_their_hub_user_to_a_researchers_name(hub, secrets):
+    """An admin with admin:users renames their own hub user (whose cookie they hold) to a
+    researcher who has not logged in yet, to get that researcher's groups and servers."""
+    admin = hub.client()
+    assert admin.login("root", secrets["root"])
+    admin.make_token("root")
+    renamed = admin.api("PATCH", "/hub/api/users/root", json={"name": UNCLAIMED_RESEARCHER})
+    assert renamed.status_code == 403, renamed.text
+    me = admin.http.get(f"{hub.url}/hub/api/user", timeout=30).json()
+    assert me["name"] == "root" and PROJECT not in me.get("groups", [])
+    assert any(e.actor == "root" for e in hub.actions("hub.user.rename"))
+
+
 def test_revoked_researcher_keeps_using_an_api_token(hub, admin, secrets):
     jack = hub.client()
     assert jack.login("jack", secrets["jack"])
