@@ -23,7 +23,7 @@ from pds_kernel.sandbox.hub_bridge import HubApiBridge
 from pds_kernel.sandbox.hub_policy import HubApiPolicy
 
 #: Users with a hub account (made by provision_account) in the identity world.
-ACCOUNTS = ("root", "alice", "bob", "carol", "dave", "erin", "frank", "henry", "jack", "kate")
+ACCOUNTS = ("root", "alice", "bob", "carol", "dave", "erin", "frank", "henry", "jack", "kate", "lena")
 #: A registry admin and a researcher who have no hub account yet.
 UNCLAIMED_ADMIN = "root2"
 UNCLAIMED_RESEARCHER = "gina"
@@ -34,7 +34,7 @@ def make_identity_world(root: Path) -> tuple[Hub, dict[str, str]]:
     hub = make_world(root, free_port_block())
     registry, today = hub.registry, date.today()
     registry.upsert_user("test", UNCLAIMED_ADMIN, is_admin=True)
-    for name in ("carol", "erin", "frank", "henry", "jack", "kate", UNCLAIMED_RESEARCHER):
+    for name in ("carol", "erin", "frank", "henry", "jack", "kate", "lena", UNCLAIMED_RESEARCHER):
         registry.upsert_user("test", name)
         registry.add_member("test", PROJECT, name, "researcher", today + timedelta(days=100))
     secrets = {name: provision_account(hub.settings, registry, name, PASSWORD, actor="test")
@@ -127,3 +127,14 @@ def account_row(hub: Hub, user: str) -> tuple | None:
     with sqlite3.connect(hub_dir(hub.settings) / "jupyterhub.sqlite") as db:
         return db.execute("SELECT is_authorized, password FROM users_info WHERE username = ?",
                           (user,)).fetchone()
+
+
+def pds_cli(hub: Hub, *args: str):
+    """The ``pds`` command in a subprocess, with this hub's configuration (as an operator runs it)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PDS_ACTOR": "operator"}
+    return subprocess.run([sys.executable, "-c", "from pds_kernel.cli import main; main()",
+                           "--config", str(hub.config), *args],
+                          capture_output=True, text=True, env=env, timeout=120)

@@ -23,6 +23,7 @@ from hub_identity_support import (
     BridgeThread,
     account_row,
     make_identity_world,
+    pds_cli,
     request,
     short_tmp,
     statuses,
@@ -339,6 +340,21 @@ def test_revoked_researcher_keeps_using_an_api_token(hub, admin, secrets):
     admin.http.post(f"{hub.url}/hub/authorize/jack", data={"_xsrf": xsrf, "action": "revoke"}, timeout=30)
     assert jack.api("GET", "/hub/api/user").status_code == 403
     assert "login" in jack.get("/hub/home").url
+
+
+def test_session_and_token_outlive_a_revocation_on_the_host(hub, secrets):
+    """The operator revokes lena with `pds hub account revoke` while she is logged in with a
+    cookie and an API token, the hub running: both must stop working at once, and so her login."""
+    lena = hub.client()
+    assert lena.login("lena", secrets["lena"])
+    lena.make_token("lena")
+    assert lena.get("/hub/api/user").status_code == 200 and lena.api("GET", "/hub/api/user").status_code == 200
+    done = pds_cli(hub, "hub", "account", "revoke", "lena")
+    assert done.returncode == 0, done.stderr
+    assert lena.get("/hub/api/user").status_code == 403
+    assert lena.api("GET", "/hub/api/user").status_code == 403
+    assert not hub.client().login("lena", secrets["lena"])
+    assert any(e.actor == "operator" and e.target == "user:lena" for e in hub.actions("hub.account.revoke"))
 
 
 def test_session_cookie_after_logout(hub, secrets):
