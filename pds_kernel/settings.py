@@ -96,6 +96,8 @@ class Airlock:
 class Hub:
     port: int = 8000  #: public port of the local JupyterHub
     ip: str = "127.0.0.1"  #: the local hub listens on loopback only by default
+    #: seconds between checks that stop running workspaces whose access ended (0: only at login)
+    membership_check_seconds: float = 10.0
 
 
 @dataclass(frozen=True)

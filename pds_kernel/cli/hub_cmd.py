@@ -113,8 +113,8 @@ def account_add(
 ) -> None:
     """Create an approved account with a generated password and TOTP secret (printed once).
 
-    Run it while the hub is stopped; with the hub running, let the user sign up and approve
-    them at /hub/authorize instead."""
+    The only way to create a hub account (there is no web sign-up). Works with the hub running;
+    ``--reset`` gives a lost account a new password and second factor."""
     from ..hub.local import provision_account
 
     state = ctx.obj
@@ -127,10 +127,20 @@ def account_add(
 
 
 @account_app.command("approve")
-def account_approve(ctx: typer.Context, user: str = typer.Argument(..., help="User who signed up.")) -> None:
-    """Approve a pending sign-up (same as the admin page /hub/authorize)."""
-    from ..hub.local import approve_account
+def account_approve(ctx: typer.Context, user: str = typer.Argument(..., help="Registry user name.")) -> None:
+    """Approve a hub account again after a revocation (audited)."""
+    from ..hub.local import set_account_approval
 
     state = ctx.obj
-    approve_account(state.settings, Registry.from_runtime(state.runtime), user, actor=state.actor)
+    set_account_approval(state.settings, Registry.from_runtime(state.runtime), user, True, actor=state.actor)
     console.print(f"{user} approved")
+
+
+@account_app.command("revoke")
+def account_revoke(ctx: typer.Context, user: str = typer.Argument(..., help="Registry user name.")) -> None:
+    """Disable a hub account: no login, every session cookie refused at once (audited)."""
+    from ..hub.local import set_account_approval
+
+    state = ctx.obj
+    set_account_approval(state.settings, Registry.from_runtime(state.runtime), user, False, actor=state.actor)
+    console.print(f"{user} revoked: logins refused, open sessions ended")

@@ -47,6 +47,7 @@ EXAMPLES: dict[str, str] = {
     "hub sync": "pds hub sync",
     "hub account add": "pds hub account add alice",
     "hub account approve": "pds hub account approve alice",
+    "hub account revoke": "pds hub account revoke alice",
     "airlock list": "pds --as olga airlock list --scope queue --project diabetes-t2",
     "airlock show": "pds --as olga airlock show 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b",
     "airlock submit": "pds --as admin airlock submit --project diabetes-t2 --author alice "

@@ -42,7 +42,7 @@ ROLE_DESCRIPTIONS = {
 #: JupyterHub role of the registry's administrators. Not JupyterHub's built-in ``admin`` role:
 #: that one holds ``access:servers`` and ``shares`` (open anyone's running workspace, share it with
 #: a non-member) and ``tokens`` (act as anyone), which would let an administrator who is not a
-#: member of a project see its data. PDS administrators manage accounts (approve sign-ups,
+#: member of a project see its data. PDS administrators manage accounts (approve or revoke them,
 #: ``admin:users``), groups and the life of servers (start, stop), and use the gate.
 ADMIN_ROLE = "pds-admin"
 ADMIN_SCOPES = ["self", "admin-ui", "admin:users", "admin:groups", "admin:servers", "list:services",
@@ -235,7 +235,13 @@ def _remote_ip(handler) -> str:
 
 
 class AuditedLogoutHandler(LogoutHandler):
-    """JupyterHub's logout, recorded in the audit trail with the user's identity.
+    """JupyterHub's logout, recorded in the audit trail, that also ends the session on the hub.
+
+    JupyterHub's login cookie carries the user's ``cookie_id``, which JupyterHub never changes: a
+    cookie copied before a logout keeps working after it (until ``cookie_max_age_days``). Here the
+    logout gives the user a new ``cookie_id`` once the cookies are cleared, so every login cookie
+    issued before it (this browser's and any copy) is refused from then on; JupyterHub also deletes
+    the OAuth tokens of the session (the workspace's own cookie).
 
     The context comes from the authenticator (``authenticator.context``); the handler is
     registered through ``Authenticator.get_handlers`` so it replaces the default ``/logout``.
@@ -248,6 +254,25 @@ class AuditedLogoutHandler(LogoutHandler):
             context.record(AuditEvent(actor=user.name, action="hub.logout", target=f"user:{user.name}",
                                       details={"remote_ip": _remote_ip(self)}))
         await super().handle_logout()
+        if user is not None and getattr(user, "orm_user", None) is not None:
+            end_sessions(self.db, user.orm_user)
+
+
+def end_sessions(db, orm_user, *, delete_tokens: bool = False) -> int:
+    """Refuse every hub login cookie issued so far to ``orm_user`` (a new ``cookie_id``) and, with
+    ``delete_tokens`` (an account revoked), delete all their API and OAuth tokens, servers'
+    included. Commits; returns the number of tokens deleted."""
+    from jupyterhub import orm
+    from jupyterhub.utils import new_token
+
+    orm_user.cookie_id = new_token()
+    deleted = 0
+    if delete_tokens:
+        for token in db.query(orm.APIToken).filter(orm.APIToken.user_id == orm_user.id).all():
+            db.delete(token)
+            deleted += 1
+    db.commit()
+    return deleted
 
 
 # ---- pushing the registry into a running hub (``pds hub sync``) ------------------------------

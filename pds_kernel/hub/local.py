@@ -10,10 +10,10 @@ Ports, all on loopback except the public one (``settings.hub.ip``):
 ``settings.hub.port + 3``      airlock gate service (when ``pds_kernel.airlock.web`` exists)
 ============================  =====================================
 
-Accounts: only registry users may sign up (``check_allowed`` and ``create_user`` ask the
-registry), every account has a TOTP second factor, and an admin approves each sign-up
-(``/hub/authorize``) unless the account is provisioned by an admin with :func:`provision_account`
-(``pds hub account add``). Data files (hub database, cookie secret, proxy pid, service token) live
+Accounts: created only by an operator with :func:`provision_account` (``pds hub account add``),
+for active registry users, always with a TOTP second factor; there is no web sign-up (see
+:mod:`.accounts` for the account pages that are served, all POST with XSRF and audited). A TOTP
+code opens one session only. Data files (hub database, cookie secret, proxy pid, service token) live
 in ``settings.paths.state / "hub"``.
 """
 
@@ -29,8 +29,8 @@ from datetime import date
 from pathlib import Path
 
 from nativeauthenticator import NativeAuthenticator
-from nativeauthenticator.handlers import ToggleAuthorizationHandler
-from traitlets import Any, Bool, default
+from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
+from traitlets import Any, Bool, Float, default
 
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, PermissionDenied
@@ -38,6 +38,7 @@ from ..registry import Registry
 from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
+from .accounts import TotpSteps, account_handlers, code_step
 from .common import (
     AIRLOCK_SERVICE,
     AuditedLogoutHandler,
@@ -45,12 +46,13 @@ from .common import (
     airlock_service_role,
     auth_model,
     build_load_roles,
+    end_sessions,
     is_registry_user,
     make_post_auth_hook,
     record_login_refused,
-    registry_admins,
     stop_revoked_servers,
 )
+from .expiry import MembershipWatcher
 
 #: JupyterHub service holding the token that ``pds hub sync`` uses (admin of users, groups, servers).
 SYNC_SERVICE = "pds-sync"
@@ -146,25 +148,12 @@ def airlock_available() -> bool:
 
 
 # ---- authenticator ---------------------------------------------------------------------------
-class AuditedToggleAuthorizationHandler(ToggleAuthorizationHandler):
-    """NativeAuthenticator's approve/revoke toggle, recorded in the audit trail."""
-
-    async def get(self, slug):
-        await super().get(slug)
-        context = self.authenticator.context
-        info = self.authenticator.get_user(slug)
-        if context is not None and info is not None:
-            context.record(AuditEvent(
-                actor=self.current_user.name, action="hub.account.approve" if info.is_authorized
-                else "hub.account.revoke", target=f"user:{slug}",
-            ))
-
-
 class PdsNativeAuthenticator(NativeAuthenticator):
     """NativeAuthenticator restricted to registry accounts, with a mandatory second factor.
 
-    * sign-up is possible only for active registry users, always with a TOTP secret;
-    * login needs password + code, an approved account and an active registry account;
+    * no web sign-up: accounts come from ``pds hub account add`` (:func:`provision_account`);
+    * login needs password + a code not used before, an approved account and an active registry
+      account;
     * the auth model carries the project groups (``manage_groups``), recomputed at every login
       and every auth refresh, which also stop servers of projects the user may no longer use.
     """
@@ -173,6 +162,22 @@ class PdsNativeAuthenticator(NativeAuthenticator):
                   help="The HubContext (settings, runtime, registry); set by configure().")
     require_2fa = Bool(True, config=True,
                        help="Refuse logins of accounts without a TOTP second factor. Default True.")
+    membership_check_interval = Float(
+        10.0, config=True,
+        help="Seconds between checks that every running workspace's user may still use its project "
+             "(expired membership, closed project, disabled account stop it). 0 disables. Default 10.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._totp_steps: TotpSteps | None = None
+        self._watcher: MembershipWatcher | None = None
+        if self.context is not None and self.membership_check_interval > 0:
+            self._watcher = MembershipWatcher.start_for(self, self.membership_check_interval,
+                                                        sync_token(self.context.settings))
+
+    @default("enable_signup")
+    def _default_enable_signup(self) -> bool:
+        return False
 
     @default("allow_2fa")
     def _default_allow_2fa(self) -> bool:
@@ -189,27 +194,19 @@ class PdsNativeAuthenticator(NativeAuthenticator):
     def check_allowed(self, username, authentication=None):
         return is_registry_user(self.registry, username)
 
-    def get_authed_users(self):
-        """Accounts approved already, plus the registry's admins: their sign-up needs no approval
-        (NativeAuthenticator pre-approves ``admin_users``, which stays empty here: see
-        :data:`~.common.ADMIN_ROLE`)."""
-        return set(super().get_authed_users()) | registry_admins(self.registry)
-
     def create_user(self, username, password, **kwargs):
-        """Sign-up: only registry users, and always with a second factor."""
-        name = self.normalize_username(username)
-        if not is_registry_user(self.registry, name):
-            self.context.record(AuditEvent(actor=str(name)[:64], action="hub.signup",
-                                           target=f"user:{str(name)[:64]}", outcome=Outcome.DENIED,
-                                           details={"reason": "not a registry user"}))
-            return None
-        kwargs["has_2fa"] = True
-        kwargs["email"] = kwargs.get("email") or None
-        info = super().create_user(name, password, **kwargs)
-        if info is not None:
-            self.context.record(AuditEvent(actor=name, action="hub.signup", target=f"user:{name}",
-                                           details={"approved": bool(info.is_authorized)}))
-        return info
+        """No web sign-up (``/hub/signup`` is not served): refused and audited if ever reached."""
+        name = str(username)[:64]
+        self.context.record(AuditEvent(actor=name, action="hub.signup", target=f"user:{name}",
+                                       outcome=Outcome.DENIED,
+                                       details={"reason": "accounts are created by pds hub account add"}))
+        return None
+
+    @property
+    def totp_steps(self) -> TotpSteps:
+        if self._totp_steps is None:
+            self._totp_steps = TotpSteps(self.db)
+        return self._totp_steps
 
     async def authenticate(self, handler, data):
         username = self.normalize_username((data or {}).get("username", ""))
@@ -217,8 +214,15 @@ class PdsNativeAuthenticator(NativeAuthenticator):
             record_login_refused(self.context, username, handler, "not an active registry user")
             return None
         info = self.get_user(username)
+        if info is not None:  # the hub's session keeps rows: see changes made by `pds hub account`
+            self.db.refresh(info)
         if self.require_2fa and info is not None and not info.has_2fa:
             record_login_refused(self.context, username, handler, "account has no second factor")
+            return None
+        step = code_step((data or {}).get("2fa", ""), info.otp_secret) if info is not None else None
+        if step is not None and not self.totp_steps.can_use(username, step):
+            self.add_login_attempt(username)
+            record_login_refused(self.context, username, handler, "second-factor code used already")
             return None
         name = await super().authenticate(handler, data)
         if name is None:
@@ -226,20 +230,34 @@ class PdsNativeAuthenticator(NativeAuthenticator):
                 else "wrong password or code"
             record_login_refused(self.context, username, handler, why)
             return None
+        if step is None or not self.totp_steps.claim(name, step):
+            record_login_refused(self.context, username, handler, "second-factor code used already")
+            return None
         return auth_model(self.registry, name)
 
     async def refresh_user(self, user, handler=None):
         model = auth_model(self.registry, user.name)
         if model is None:
             return False
+        info = self.get_user(user.name)
+        if info is not None:
+            self.db.refresh(info)
+        if info is None or not info.is_authorized:  # revoked (web or CLI): cookies and tokens stop
+            return False
         if handler is not None:
             await stop_revoked_servers(self.context, handler, user.name, reason="refresh")
         return model
 
+    def can_use_account(self, username: str) -> bool:
+        """True when ``username`` has a hub account that is approved now (re-read from the database)."""
+        info = self.get_user(username)
+        if info is None:
+            return False
+        self.db.refresh(info)
+        return bool(info.is_authorized)
+
     def get_handlers(self, app):
-        return [(r"/authorize/([^/]*)", AuditedToggleAuthorizationHandler),
-                (r"/logout", AuditedLogoutHandler),
-                *super().get_handlers(app)]
+        return account_handlers(NativeLoginHandler, AuditedLogoutHandler)
 
 
 # ---- accounts provisioned by an admin ----------------------------------------------------------
@@ -255,8 +273,10 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
                       actor: str, reset: bool = False) -> str:
     """Create an approved NativeAuthenticator account with a TOTP secret; return the secret.
 
-    For admins and the demo. Run it while the hub is stopped (the hub caches accounts). The
-    password is stored as a bcrypt hash; neither it nor the secret is logged or audited.
+    The only way accounts are made (``pds hub account add``, and the demo). Works with the hub
+    running: the hub re-reads the account at each login. ``reset`` also refuses every login cookie
+    issued before. The password is stored as a bcrypt hash; neither it nor the secret is logged or
+    audited.
     """
     import bcrypt
     from nativeauthenticator.orm import UserInfo
@@ -278,6 +298,13 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
             session.add(info)
         info.password, info.otp_secret = hashed, secret
         info.is_authorized, info.has_2fa = True, True
+        if reset:
+            from jupyterhub import orm
+            from jupyterhub.utils import new_token
+
+            hub_user = session.query(orm.User).filter(orm.User.name == username).first()
+            if hub_user is not None:
+                hub_user.cookie_id = new_token()
         session.commit()
     finally:
         session.close()
@@ -287,8 +314,14 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
     return secret
 
 
-def approve_account(settings: Settings, registry: Registry, username: str, *, actor: str) -> None:
-    """Approve a pending sign-up (same as the admin's /hub/authorize page)."""
+def set_account_approval(settings: Settings, registry: Registry, username: str, approved: bool, *,
+                         actor: str) -> None:
+    """Approve or revoke a hub account (``pds hub account approve|revoke``), audited.
+
+    Revoking also refuses every login cookie the user holds (a new JupyterHub ``cookie_id``),
+    deletes their API tokens, and the hub's membership watcher stops their running servers within
+    ``membership_check_interval``. Works with the hub running."""
+    from jupyterhub import orm
     from nativeauthenticator.orm import UserInfo
 
     check_user_name(username)
@@ -296,13 +329,18 @@ def approve_account(settings: Settings, registry: Registry, username: str, *, ac
     try:
         info = UserInfo.find(session, username)
         if info is None:
-            raise InvalidInput(f"{username} has not signed up yet")
-        info.is_authorized = True
+            raise InvalidInput(f"{username} has no hub account: create it with pds hub account add {username}")
+        info.is_authorized = approved
         session.commit()
+        hub_user = session.query(orm.User).filter(orm.User.name == username).first()
+        if hub_user is not None and not approved:
+            end_sessions(session, hub_user, delete_tokens=True)
     finally:
         session.close()
         session.get_bind().dispose()
-    registry._audit.record(AuditEvent(actor=actor, action="hub.account.approve", target=f"user:{username}"))
+    registry._audit.record(AuditEvent(actor=actor, action="hub.account.approve" if approved
+                                      else "hub.account.revoke", target=f"user:{username}",
+                                      details={"via": "cli"}))
 
 
 # ---- the configuration -------------------------------------------------------------------------
@@ -335,10 +373,14 @@ def configure(c, settings: Settings | None = None) -> HubContext:
     c.Authenticator.post_auth_hook = make_post_auth_hook(context)
     c.Authenticator.refresh_pre_spawn = True
     c.Authenticator.auth_refresh_age = 300
+    c.PdsNativeAuthenticator.membership_check_interval = settings.hub.membership_check_seconds
     c.NativeAuthenticator.minimum_password_length = 8
     c.NativeAuthenticator.check_common_password = True
     c.NativeAuthenticator.allowed_failed_logins = 5
     c.NativeAuthenticator.open_signup = False
+    c.NativeAuthenticator.enable_signup = False
+    # A login cookie lives 12 hours at most; a logout refuses it at once (AuditedLogoutHandler).
+    c.JupyterHub.cookie_max_age_days = 0.5
 
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = max(5, len(registry.projects()))

@@ -157,6 +157,9 @@ class UnixToTcp(_Forwarder):
 
     A stale socket file at ``unix_path`` is replaced; anything else there is an error."""
 
+    #: Buffer limit of each accepted connection's reader (bytes).
+    reader_limit = CHUNK
+
     def __init__(self, unix_path: str | Path, host: str, port: int) -> None:
         super().__init__()
         self.unix_path = Path(unix_path)
@@ -175,7 +178,7 @@ class UnixToTcp(_Forwarder):
             sock.bind(str(self.unix_path))
             os.chmod(self.unix_path, 0o600)
             sock.setblocking(False)
-            return await asyncio.start_unix_server(self._accept, sock=sock, limit=CHUNK)
+            return await asyncio.start_unix_server(self._accept, sock=sock, limit=self.reader_limit)
         except BaseException:
             sock.close()
             raise

@@ -37,6 +37,8 @@ from ..errors import PdsError, PermissionDenied
 from . import cgroup
 from .bridge import TcpToUnix, UnixToTcp
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
+from .hub_bridge import HubApiBridge
+from .hub_policy import HubApiPolicy
 from .identity import ensure_sandbox_account, hand_over
 from .inside import BRIDGE_PORTS, RUN_DIR
 from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name
@@ -99,6 +101,7 @@ class SandboxSpawner(Spawner):
     port = Integer(0)
     _proc = Any(None, allow_none=True)
     _bridges = List()
+    _token_sha256 = Unicode("")
 
     @default("singleuser_command")
     def _default_singleuser_command(self) -> list[str]:
@@ -191,8 +194,8 @@ class SandboxSpawner(Spawner):
         runtime_dir = prepare_runtime_dir(self._runtime_dir())
         hand_over(runtime_dir, account)
         sockets = {"hub": self._socket_path("hub")}
-        api = urlparse(self.hub.api_url)
-        bridges: list = [UnixToTcp(sockets["hub"], api.hostname or "127.0.0.1", api.port or 80)]
+        self._token_sha256 = HubApiPolicy.for_token(self.user.name, self.api_token).token_sha256
+        bridges: list = [self._hub_bridge()]
         if self.gate_port:
             sockets["gate"] = self._socket_path("gate")
             bridges.append(UnixToTcp(sockets["gate"], "127.0.0.1", self.gate_port))
@@ -259,18 +262,20 @@ class SandboxSpawner(Spawner):
     def get_state(self) -> dict:
         state = super().get_state()
         if self.pid:
-            state.update(pid=self.pid, port=self.port)
+            state.update(pid=self.pid, port=self.port, token_sha256=self._token_sha256)
         return state
 
     def load_state(self, state: dict) -> None:
         super().load_state(state)
         self.pid = int(state.get("pid", 0) or 0)
         self.port = int(state.get("port", 0) or 0)
+        self._token_sha256 = str(state.get("token_sha256", "") or "")
 
     def clear_state(self) -> None:
         super().clear_state()
         self.pid = 0
         self.port = 0
+        self._token_sha256 = ""
         self._proc = None
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -302,9 +307,7 @@ class SandboxSpawner(Spawner):
         if self._bridges:
             return
         runtime_dir = self._runtime_dir()
-        api = urlparse(self.hub.api_url)
-        bridges = [UnixToTcp(self._socket_path("hub"), api.hostname or "127.0.0.1", api.port or 80),
-                   TcpToUnix(self.port, runtime_dir / "server.sock")]
+        bridges = [self._hub_bridge(), TcpToUnix(self.port, runtime_dir / "server.sock")]
         if self.gate_port:
             bridges.append(UnixToTcp(self._socket_path("gate"), "127.0.0.1", self.gate_port))
         for bridge in bridges:
@@ -314,6 +317,18 @@ class SandboxSpawner(Spawner):
         for bridge in bridges:
             if isinstance(bridge, UnixToTcp):
                 hand_over(bridge.unix_path, account)
+
+    def _hub_bridge(self) -> HubApiBridge:
+        """The hub socket: only the hub API requests this server needs, refusals audited."""
+        api = urlparse(self.hub.api_url)
+
+        def refused(method: str, path: str, reason: str, suppressed: int) -> None:
+            self._audit("hub.socket.refused", Outcome.DENIED, method=method, path=path, reason=reason,
+                        earlier_refusals_not_recorded=suppressed)
+
+        policy = HubApiPolicy(user=self.user.name, token_sha256=self._token_sha256)
+        return HubApiBridge(self._socket_path("hub"), api.hostname or "127.0.0.1", api.port or 80,
+                            policy, on_refusal=refused)
 
     async def _terminate(self, grace: float | None = None) -> None:
         grace = self.stop_grace if grace is None else grace

@@ -93,7 +93,7 @@ class Hub:
             try:
                 if requests.get(self.url + "/hub/api/", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 pass
             time.sleep(0.3)
         raise RuntimeError("hub did not start:\n" + self.log.read_text()[-3000:])
@@ -195,12 +195,19 @@ def make_world(root: Path, port: int) -> Hub:
     return Hub(root=root, config=config, port=port, settings=settings, runtime=runtime, registry=registry)
 
 
+#: secret -> last 30-second step whose code was handed out (the hub accepts each code once).
+_USED_STEPS: dict[str, int] = {}
+
+
 def current_totp(secret: str, margin: float = 8.0) -> str:
     """The second-factor code of ``secret``, taken early enough in its 30-second window that it is
-    still valid when the form reaches the hub (a code read just before the window turns is not)."""
-    import time
-
-    left = 30 - time.time() % 30
-    if left < margin:
-        time.sleep(left + 0.2)
-    return onetimepass.get_totp(secret, as_string=True).decode()
+    still valid when the form reaches the hub (a code read just before the window turns is not),
+    and never the code of a window already used for this secret (the hub refuses a code twice)."""
+    while True:
+        now = time.time()
+        left = 30 - now % 30
+        if left < margin or _USED_STEPS.get(secret) == int(now) // 30:
+            time.sleep(left + 0.2)
+            continue
+        _USED_STEPS[secret] = int(now) // 30
+        return onetimepass.get_totp(secret, as_string=True, clock=int(now)).decode()

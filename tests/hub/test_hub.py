@@ -65,23 +65,32 @@ def provision(hub: Hub, user: str) -> str:
     return provision_account(hub.settings, hub.registry, user, PASSWORD, actor="test")
 
 
-def test_signup_with_second_factor_spawn_run_dask_and_stop(hub: Hub):
+def test_accounts_second_factor_spawn_run_dask_and_stop(hub: Hub):
+    """Accounts come from `pds hub account add` (no web sign-up); an admin revokes and approves an
+    account with POST forms; login needs password + an unused code; then a project workspace."""
     admin = hub.client()
-    text, root_secret = admin.signup("root")
-    assert root_secret, "the sign-up page shows the TOTP secret"
+    admin.signup("root")
+    assert admin.get("/hub/signup").status_code == 404, "no web sign-up"
+    root_secret = provision(hub, "root")
     assert admin.login("root", root_secret)
 
     alice = hub.client()
-    _, secret = alice.signup("alice")
-    assert secret
-    assert not alice.login("alice", secret), "a sign-up waits for an admin's approval"
-    assert admin.get("/hub/authorize/alice").status_code == 200
+    secret = provision(hub, "alice")
+    xsrf = admin.http.cookies.get("_xsrf", "")
+    assert admin.get("/hub/authorize/alice").status_code == 405, "no GET link changes an account"
+    revoke = admin.http.post(hub.url + "/hub/authorize/alice", data={"_xsrf": xsrf, "action": "revoke"},
+                             timeout=30)
+    assert revoke.status_code == 200, revoke.text[-300:]
+    assert not alice.login("alice", secret), "a revoked account cannot log in"
+    approve = admin.http.post(hub.url + "/hub/authorize/alice", data={"_xsrf": xsrf, "action": "approve"},
+                              timeout=30)
+    assert approve.status_code == 200
     assert not alice.login("alice", secret, code="000000"), "a wrong second factor is refused"
     assert not alice.login("alice", secret, password="wrong-password-1"), "a wrong password is refused"
     assert alice.login("alice", secret)
 
     mallory = hub.client()
-    mallory.signup("mallory")  # not in the registry: no account is created
+    mallory.signup("mallory")  # not in the registry, and no sign-up anyway
     assert not mallory.login("mallory", "A" * 16)
 
     alice.make_token("alice")
@@ -144,8 +153,8 @@ def test_signup_with_second_factor_spawn_run_dask_and_stop(hub: Hub):
     assert any(e.actor == "alice" and e.outcome == Outcome.OK for e in logins)
     assert sum(e.actor == "alice" and e.outcome == Outcome.DENIED for e in logins) >= 3
     assert any(e.actor == "mallory" and e.outcome == Outcome.DENIED for e in logins)
-    assert [e.outcome for e in hub.actions("hub.signup") if e.actor == "mallory"] == [Outcome.DENIED]
-    assert any(e.target == "user:alice" for e in hub.actions("hub.account.approve"))
+    assert any(e.target == "user:alice" and e.actor == "root" for e in hub.actions("hub.account.revoke"))
+    assert any(e.target == "user:alice" and e.actor == "root" for e in hub.actions("hub.account.approve"))
     assert [e.project for e in hub.actions("workspace.start")] == [PROJECT]
     assert [e.details["cause"] for e in hub.actions("workspace.stop")] == ["stopped"]
     assert [e.actor for e in hub.actions("hub.logout")] == ["alice"]

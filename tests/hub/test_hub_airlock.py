@@ -258,8 +258,9 @@ def pds(hub: Hub, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_pds_hub_sync_follows_the_registry(hub_world: Hub):
+def test_pds_hub_sync_follows_the_registry(hub_world: Hub, monkeypatch):
     hub = hub_world
+    monkeypatch.setenv("PDS_HUB__MEMBERSHIP_CHECK_SECONDS", "0")  # sync, not the watcher, stops it
     secrets = {name: provision(hub, name) for name in ("alice", "dave")}
     hub.start()
     for name in ("alice", "dave"):

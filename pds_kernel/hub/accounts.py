@@ -1,0 +1,192 @@
+"""Hub accounts of the local mode: the web handlers an admin may use, one-time second-factor codes.
+
+NativeAuthenticator 1.3 ships account actions as plain GET links (``/hub/authorize/USER`` toggles
+an account, ``/hub/discard/USER`` deletes a pending one), which any page an admin visits can
+trigger (CSRF), and an admin page that sets another user's password. None of them is served here:
+
+* ``/hub/signup`` is not served: accounts are created by ``pds hub account add`` only (an operator
+  on the host), so nobody can claim a name, an admin's included, and nothing is pre-approved;
+* ``/hub/authorize`` lists accounts; ``POST /hub/authorize/USER`` with ``action=approve|revoke``
+  and the ``_xsrf`` form token (JupyterHub checks it for every cookie-authenticated POST) sets the
+  approval, audited (``hub.account.approve`` / ``hub.account.revoke``); GET there is 405;
+* ``/hub/discard/USER``, ``/hub/change-password/USER`` (another user's password) and
+  ``/hub/confirm/...`` (e-mail self-approval) are not served (404): ``pds hub account add USER
+  --reset`` replaces a password and second factor, ``pds hub account revoke USER`` disables one.
+
+A TOTP code is accepted once: :class:`TotpSteps` keeps, per user, the last 30-second time step
+whose code opened a session, in the hub database (so a restart does not reopen the window), and
+:meth:`TotpSteps.claim` refuses the same or an earlier step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import onetimepass
+from jupyterhub.apihandlers.users import UserAPIHandler
+from jupyterhub.scopes import needs_scope
+from nativeauthenticator.handlers import AuthorizationAreaHandler, ChangePasswordHandler, LocalBase
+from nativeauthenticator.orm import UserInfo
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
+from tornado import web
+
+from ..audit import AuditEvent, Outcome
+from .common import end_sessions
+
+_admin_users_scope = needs_scope("admin:users")
+
+#: Length of a TOTP time step, in seconds (RFC 6238 default, as NativeAuthenticator uses it).
+TOTP_STEP = 30
+
+_metadata = MetaData()
+totp_steps_table = Table(
+    "pds_totp_last_step", _metadata,
+    Column("username", String(255), primary_key=True),
+    Column("step", Integer, nullable=False),
+)
+
+
+def current_step(now: float | None = None) -> int:
+    return int(time.time() if now is None else now) // TOTP_STEP
+
+
+class TotpSteps:
+    """The last accepted TOTP time step of each user, in the hub database (table created here)."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+        _metadata.create_all(db.get_bind(), tables=[totp_steps_table])
+
+    def last_step(self, username: str) -> int | None:
+        return self.db.execute(select(totp_steps_table.c.step)
+                               .where(totp_steps_table.c.username == username)).scalar()
+
+    def can_use(self, username: str, step: int) -> bool:
+        last = self.last_step(username)
+        return last is None or step > last
+
+    def claim(self, username: str, step: int) -> bool:
+        """Record ``step`` as used by ``username``; False when it (or a later one) was used already.
+
+        One conditional UPDATE (or INSERT), committed at once: of two logins racing with the
+        same code, one wins."""
+        result = self.db.execute(update(totp_steps_table)
+                                 .where(totp_steps_table.c.username == username,
+                                        totp_steps_table.c.step < step).values(step=step))
+        if result.rowcount == 1:
+            self.db.commit()
+            return True
+        if self.last_step(username) is not None:
+            self.db.rollback()
+            return False
+        try:
+            self.db.execute(insert(totp_steps_table).values(username=username, step=step))
+            self.db.commit()
+        except Exception:  # a concurrent insert of the same user: that login won
+            self.db.rollback()
+            return False
+        return True
+
+
+def code_step(code: str, secret: str, now: float | None = None) -> int | None:
+    """The time step (now) for which ``code`` is the valid TOTP of ``secret``; ``None`` if not."""
+    now = time.time() if now is None else now
+    if onetimepass.valid_totp(str(code or "").strip(), secret, clock=int(now)):
+        return current_step(now)
+    return None
+
+
+class AccountsAreaHandler(AuthorizationAreaHandler):
+    """``GET /hub/authorize``: the accounts, with POST forms (template ``authorization-area.html``
+    of ``pds_kernel/hub/templates``)."""
+
+
+class AccountAuthorizationHandler(LocalBase):
+    """``POST /hub/authorize/USER`` with ``action=approve`` or ``action=revoke``: audited."""
+
+    async def get(self, slug):
+        raise web.HTTPError(405, "account approval is a POST form with its _xsrf token")
+
+    @_admin_users_scope
+    async def post(self, slug):
+        action = self.get_body_argument("action", "")
+        if action not in {"approve", "revoke"}:
+            raise web.HTTPError(400, "action must be approve or revoke")
+        info = UserInfo.find(self.db, slug)
+        context = self.authenticator.context
+        actor = self.current_user.name
+        if info is None:
+            context.record(AuditEvent(actor=actor, action=f"hub.account.{action}", target=f"user:{slug[:64]}",
+                                      outcome=Outcome.DENIED, details={"reason": "no such account"}))
+            raise web.HTTPError(404, "no such account")
+        info.is_authorized = action == "approve"
+        self.db.commit()
+        hub_user = self.find_user(slug)
+        if hub_user is not None and action == "revoke":  # its servers stop at the next watcher pass
+            end_sessions(self.db, hub_user.orm_user, delete_tokens=True)
+        context.record(AuditEvent(actor=actor, action=f"hub.account.{action}", target=f"user:{slug}",
+                                  details={"via": "web", "remote_ip": self.request.remote_ip or ""}))
+        self.redirect(self.hub.base_url + "authorize#" + slug)
+
+
+class AuditedChangePasswordHandler(ChangePasswordHandler):
+    """``/hub/change-password``: a user changes their own password (the current one is required;
+    JupyterHub checks ``_xsrf``); a change is audited as ``hub.account.password``."""
+
+    async def post(self):
+        user = self.current_user
+        info = self.authenticator.get_user(user.name) if user is not None else None
+        before = info.password if info is not None else None
+        await super().post()
+        if info is not None and info.password != before:
+            self.authenticator.context.record(AuditEvent(
+                actor=user.name, action="hub.account.password", target=f"user:{user.name}",
+                details={"remote_ip": self.request.remote_ip or ""}))
+
+
+class NoRenameUserAPIHandler(UserAPIHandler):
+    """JupyterHub's ``/hub/api/users/USER`` without renames.
+
+    ``admin:users`` lets an administrator rename a hub user: renaming their own user (whose login
+    cookie they hold) to a researcher's name made the hub treat them as that researcher (groups,
+    servers) at the next refresh. Hub user names are registry names here: a rename is refused
+    (403) and audited; every other field goes to JupyterHub's handler."""
+
+    async def patch(self, user_name):
+        data = self.get_json_body() or {}
+        if isinstance(data, dict) and "name" in data and data["name"] != user_name:
+            actor = self.current_user.name if self.current_user is not None else ""
+            context = getattr(self.authenticator, "context", None)
+            if context is not None:
+                context.record(AuditEvent(actor=actor, action="hub.user.rename", target=f"user:{user_name}",
+                                          outcome=Outcome.DENIED,
+                                          details={"to": str(data["name"])[:64], "reason": "renames are refused"}))
+            raise web.HTTPError(403, "hub users cannot be renamed: user names are the registry's")
+        return await super().patch(user_name)
+
+
+class NotServedHandler(LocalBase):
+    """A NativeAuthenticator page that PDS does not serve (see the module docstring)."""
+
+    async def get(self, *args):
+        raise web.HTTPError(404)
+
+    async def post(self, *args):
+        raise web.HTTPError(404)
+
+
+def account_handlers(login_handler, logout_handler) -> list[tuple[str, type]]:
+    """The authenticator's pages: login, logout, own password, the accounts area; nothing else;
+    and the user API without renames (JupyterHub puts the authenticator's handlers first)."""
+    return [
+        (r"/login", login_handler),
+        (r"/logout", logout_handler),
+        (r"/signup", NotServedHandler),
+        (r"/authorize", AccountsAreaHandler),
+        (r"/authorize/([^/]*)", AccountAuthorizationHandler),
+        (r"/discard/([^/]*)", NotServedHandler),
+        (r"/confirm/([^/]*)", NotServedHandler),
+        (r"/change-password", AuditedChangePasswordHandler),
+        (r"/change-password/([^/]+)", NotServedHandler),
+        (r"/api/users/([^/]+)", NoRenameUserAPIHandler),
+    ]

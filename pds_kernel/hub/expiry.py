@@ -1,0 +1,132 @@
+"""Stop running workspaces whose user may no longer use the project, within seconds.
+
+Logins, JupyterHub's auth refresh (``auth_refresh_age``, 300 s, and only when the user makes a
+request to the hub) and ``pds hub sync`` already stop such servers; none of them runs on its own
+while a researcher keeps working in an open workspace. :class:`MembershipWatcher` runs in the hub
+process every ``interval`` seconds (10 by default): for each running server it asks the registry
+whether the user may still use that project (membership not expired, project open, account
+active) and, if not, stops it through the hub's own REST API (so the proxy route, the database and
+the spawner are cleaned up exactly as by an admin's stop), audited as ``workspace.stop`` with
+``checked_at: watcher``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import date
+
+from ..audit import AuditEvent
+from .common import HubContext, is_registry_user, project_groups, revoke_reason
+
+log = logging.getLogger(__name__)
+
+
+def servers_to_stop(context: HubContext, running: dict[str, list[str]], today: date | None = None,
+                    account_ok: Callable[[str], bool] | None = None) -> list[tuple[str, str, str]]:
+    """``(user, server, reason)`` for every running server whose user may not use that project now
+    (registry) or whose hub account is revoked (``account_ok(user)`` false). ``running`` maps user
+    name -> running server names."""
+    registry = context.registry
+    doomed = []
+    for user, servers in running.items():
+        if account_ok is not None and not account_ok(user):
+            doomed += [(user, server, f"the hub account of {user} is revoked") for server in servers]
+            continue
+        allowed = set(project_groups(registry, user, today)) if is_registry_user(registry, user) else set()
+        for server in servers:
+            if server not in allowed:
+                doomed.append((user, server, revoke_reason(registry, user, server, today)))
+    return doomed
+
+
+class MembershipWatcher:
+    """The periodic check described in the module docstring (one per hub process)."""
+
+    def __init__(self, app, context: HubContext, token: str, interval: float,
+                 account_ok: Callable[[str], bool] | None = None) -> None:
+        self.app = app
+        self.account_ok = account_ok
+        self.context = context
+        self.token = token
+        self.interval = interval
+        self._stopping: set[tuple[str, str]] = set()
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def start_for(cls, authenticator, interval: float, token: str) -> MembershipWatcher | None:
+        """Start the watcher of the hub that owns ``authenticator`` (needs a running event loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        watcher = cls(authenticator.parent, authenticator.context, token, interval,
+                      account_ok=getattr(authenticator, "can_use_account", None))
+        watcher._task = loop.create_task(watcher._run())
+        return watcher
+
+    def _running(self) -> dict[str, list[str]]:
+        running: dict[str, list[str]] = {}
+        for user in list(self.app.users.values()):
+            for name, spawner in list(user.spawners.items()):
+                if spawner.active and not spawner.pending and (user.name, name) not in self._stopping:
+                    running.setdefault(user.name, []).append(name)
+        return running
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("membership check failed; next try in %s s", self.interval)
+
+    async def check_once(self, today: date | None = None) -> list[str]:
+        """Stop the servers of users who may no longer use their project; return ``user/server``."""
+        if getattr(self.app, "hub", None) is None or not hasattr(self.app, "users"):
+            return []
+        stopped = []
+        for user, server, why in servers_to_stop(self.context, self._running(), today, self.account_ok):
+            self._stopping.add((user, server))
+            try:
+                if await self._stop(user, server):
+                    stopped.append(f"{user}/{server}")
+                    log.info("stopped %s/%s: %s", user, server, why)
+                    self.context.record(AuditEvent(
+                        actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
+                        details={"server": server, "cause": "access revoked", "reason": why,
+                                 "checked_at": "watcher"}))
+            finally:
+                self._stopping.discard((user, server))
+        return stopped
+
+    async def _stop(self, user: str, server: str) -> bool:
+        from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+        url = f"{self.app.hub.api_url.rstrip('/')}/users/{user}/servers/{server}"
+        request = HTTPRequest(url, method="DELETE", headers={"Authorization": f"token {self.token}"},
+                              request_timeout=60, allow_nonstandard_methods=True)
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        if response.code in (202, 204):
+            if response.code == 202:  # stop pending: wait for it so the audit entry is true
+                await self._wait_stopped(user, server)
+            return True
+        body = response.body.decode(errors="replace")[:200] if response.body else ""
+        with contextlib.suppress(ValueError):
+            body = json.loads(body).get("message", body)
+        log.warning("could not stop %s/%s: %s %s", user, server, response.code, body)
+        return False
+
+    async def _wait_stopped(self, user: str, server: str, timeout: float = 60) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            spawner = self.app.users[user].spawners.get(server) if user in self.app.users else None
+            if spawner is None or not spawner.active:
+                return
+            await asyncio.sleep(0.2)
