@@ -50,7 +50,7 @@ def create_all(engine: Engine) -> None:
     """Create every table known to :class:`Base` (imports the modules that declare them)."""
     from . import audit
 
-    for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models"):
+    for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models", "pds_kernel.served_bytes"):
         try:
             __import__(module)
         except ModuleNotFoundError as exc:  # a component not installed yet

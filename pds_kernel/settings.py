@@ -81,6 +81,8 @@ class Airlock:
 class Hub:
     port: int = 8000  #: public port of the local JupyterHub
     ip: str = "127.0.0.1"  #: the local hub listens on loopback only by default
+    #: bytes a workspace's notebook server may hand to the browser per 24 h (pds_kernel.served_bytes)
+    served_bytes_per_day: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
