@@ -61,6 +61,12 @@ class ServedBytesLedger:
         self.period_seconds = float(period_seconds)
         self.clock = clock
 
+    def __deepcopy__(self, memo: dict) -> ServedBytesLedger:
+        return self  # shared on purpose, like HubContext: traitlets deep-copies config values
+
+    def __copy__(self) -> ServedBytesLedger:
+        return self
+
     @property
     def refusal(self) -> str:
         return REFUSAL.format(capacity=self.capacity, hours=self.period_seconds / 3600,
