@@ -10,6 +10,10 @@ Two choke points see all of it, whatever handler or extension produced it:
   WebSocket message goes through (kernel channels: outputs, completions, comm messages; terminals;
   proxied WebSockets), is wrapped once at load time.
 
+A GET answered in one piece with exactly the bytes this server already sent for the same path
+is not counted again (:class:`RecentBodies`): JupyterLab polls the directory, its kernels and
+sessions every few seconds, and a repeat carries no new information.
+
 Bytes are *reserved* from the hub (:mod:`pds_kernel.hub.budget`) before they are sent, a few MiB
 at a time, so a server that is killed loses only its unspent reservation (counted as spent).
 Past the budget an HTTP response becomes a 403 with the reason, a WebSocket is closed with code
@@ -18,12 +22,14 @@ Past the budget an HTTP response becomes a 403 with the reason, a WebSocket is c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import threading
 import urllib.error
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
@@ -108,6 +114,33 @@ class BudgetClient:
         return granted
 
 
+class RecentBodies:
+    """Digests of the last ``size`` (path, body) pairs served, to count a repeat once."""
+
+    def __init__(self, size: int = 2048):
+        self.size = size
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def digest(path: str, body: bytes) -> bytes:
+        return hashlib.sha256(path.encode() + b"\0" + body).digest()
+
+    def seen_before(self, digest: bytes) -> bool:
+        with self._lock:
+            if digest in self._seen:
+                self._seen.move_to_end(digest)
+                return True
+            return False
+
+    def remember(self, digest: bytes) -> None:
+        """Call only once the body was counted."""
+        with self._lock:
+            self._seen[digest] = None
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+
+
 def _message_size(message) -> int:
     if isinstance(message, bytes):
         return len(message)
@@ -120,10 +153,12 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
                    looks_like_data: Callable[[bytes], bool], proxy_prefix: str) -> type[OutputTransform]:
     """An output transform class counting every response body against ``client``."""
     exempt = tuple(exempt_prefixes)
+    recent = RecentBodies()
 
     class CountedOutput(OutputTransform):
         def __init__(self, request: httputil.HTTPServerRequest) -> None:
             self.path = request.path
+            self.get = request.method == "GET"
             self.exempt = request.method in ("GET", "HEAD") and self.path.startswith(exempt)
             self.cut = False
 
@@ -144,8 +179,15 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
             if self.path.startswith(proxy_prefix) and looks_like_data(chunk):
                 return self._refused("data files cannot be fetched through the proxy: results leave only "
                                      "through an export request (pds_kernel.workspace.request_export)", headers)
+            digest = None
+            if finishing and self.get and status_code == 200:
+                digest = recent.digest(self.path, chunk)
+                if recent.seen_before(digest):
+                    return status_code, headers, chunk
             if not client.spend(len(chunk)):
                 return self._refused(client.refusal or NO_LEDGER, headers)
+            if digest is not None:
+                recent.remember(digest)
             return status_code, headers, chunk
 
         def transform_chunk(self, chunk, finishing):

@@ -246,6 +246,20 @@ def test_user_labextension_static_files(world, full_budget):
     assert status == 404, status
 
 
+def test_same_file_rewritten_between_reads(world, full_budget):
+    """A repeated identical answer is not counted twice (JupyterLab's polling): rewrite one file
+    with the next slice of the data before each read, so that every read is 'the same file'."""
+    blob = base64.b64encode(world["csv"].encode()).decode()
+    got = 0
+    for start in range(0, len(blob), 500_000):
+        (world["home"] / "same.txt").write_text(blob[start:start + 500_000])
+        status, body, _ = full_budget.request("/api/contents/same.txt")
+        if status != 200:
+            break
+        got += len(body["content"])
+    assert got <= BUDGET + RESERVATION < len(blob)
+
+
 # ---- routes refused outright --------------------------------------------------------------------------
 @pytest.mark.parametrize("path,headers", [
     ("/files/big.csv", {}),
@@ -375,16 +389,17 @@ def test_kernel_cannot_refill_its_budget(world, full_budget, want, need):
 def test_budget_survives_a_server_restart(world, full_budget, tmp_path):
     """Use the budget up, restart the server (as the hub would, or by killing it): still refused."""
     server = full_budget
-    (world["home"] / "report.txt").write_text("x" * 600_000)
-    for _ in range(12):
-        status, _, _ = server.request("/api/contents/report.txt")
+    for n in range(12):
+        (world["home"] / f"report{n}.txt").write_text(secrets.token_hex(300_000))
+    for n in range(12):
+        status, _, _ = server.request(f"/api/contents/report{n}.txt")
         if status == 403:
             break
     assert status == 403
     again = start_server(world["home"], tmp_path, ledger=world["ledger"],
                          args=[f"--Lockdown.budget_reservation_bytes={RESERVATION}"])
     try:
-        status, body, _ = again.request("/api/contents/report.txt")
+        status, body, _ = again.request("/api/contents/report11.txt")
     finally:
         again.stop()
     assert status == 403 and "export request" in body["message"]
