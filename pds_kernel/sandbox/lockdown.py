@@ -312,6 +312,20 @@ def exempt_static_prefixes(base_url: str) -> list[str]:
     return [url_path_join(base_url, p) for p in ("/static/", "/lab/static/", "/lab/extensions/", "/lab/api/themes/")]
 
 
+def dashboard_static_dirs() -> list[str]:
+    """The read-only static directories of the Dask dashboard (Bokeh's and distributed's)."""
+    import importlib.util
+
+    found = []
+    for package, sub in (("bokeh", ("server", "static")), ("distributed", ("http", "static"))):
+        spec = importlib.util.find_spec(package)
+        if spec and spec.origin:
+            path = Path(spec.origin).parent.joinpath(*sub)
+            if path.is_dir() and path.resolve().is_relative_to(Path(sys.prefix).resolve()):
+                found.append(str(path))
+    return found
+
+
 def _jupyter_server_extension_points():
     return [{"module": "pds_kernel.sandbox.lockdown"}]
 
@@ -329,7 +343,7 @@ def _load_jupyter_server_extension(serverapp) -> None:
                                      lockdown.budget_reservation_bytes)
         budget.install(serverapp.web_app, client, exempt_static_prefixes(serverapp.base_url),
                        lambda chunk: lockdown.is_data("", chunk[:SNIFF_BYTES]),
-                       url_path_join(serverapp.base_url, "/proxy/"))
+                       url_path_join(serverapp.base_url, "/proxy/"), budget.PlatformFiles(dashboard_static_dirs))
     except Exception as exc:
         serverapp.log.critical("PDS lockdown could not be installed, stopping the server: %r", exc)
         raise SystemExit(3) from exc
