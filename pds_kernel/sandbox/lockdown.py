@@ -53,7 +53,7 @@ from traitlets.config import Configurable
 
 from . import budget
 from .inside import DASK_DASHBOARD_PORT
-from .notebook_server import ALLOWED_SERVER_EXTENSIONS, PLATFORM_CONFIG_DIR
+from .notebook_server import ALLOWED_SERVER_EXTENSIONS, PLATFORM_CONFIG_DIR, is_undumpable
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,8 @@ def check_platform_config(serverapp) -> None:
 
     if not sys.flags.isolated:
         raise RuntimeError("the notebook server must run in isolated Python (python -I)")
+    if not is_undumpable():
+        raise RuntimeError("the notebook server must be non-dumpable (its kernels could ptrace it)")
     platform = str(PLATFORM_CONFIG_DIR)
     if os.environ.get("JUPYTER_CONFIG_DIR") != platform or serverapp.config_dir != platform:
         raise RuntimeError(f"the Jupyter configuration directory is not the platform's {platform}")

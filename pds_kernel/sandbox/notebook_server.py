@@ -18,7 +18,11 @@ Before jupyter is imported it:
   ``~/.local/etc/jupyter``, a ``jupyter_*_config.py`` in the home or the working directory, or
   ``$JUPYTER_PREFER_ENV_PATH`` tricks;
 * puts the platform's arguments (:func:`platform_args`: the lockdown extension and its limits,
-  JupyterLab's paths) *after* the caller's, so they win over anything else on the command line.
+  JupyterLab's paths) *after* the caller's, so they win over anything else on the command line;
+* makes the server process non-dumpable (:func:`make_undumpable`): its kernels run as the same
+  user, and could otherwise attach to it with ``ptrace`` or write ``/proc/<pid>/mem`` to switch
+  the lockdown off in memory. Kernels are separate programs (``execve`` makes them dumpable again),
+  so debugging one's own code still works.
 
 The lockdown checks all of this again when it loads (:func:`check_platform_config`) and stops
 the server when a path or an extension is not the platform's.
@@ -89,11 +93,32 @@ def platform_args(home: str) -> list[str]:
     ]
 
 
+PR_SET_DUMPABLE, PR_GET_DUMPABLE = 4, 3
+
+
+def _prctl(option: int, arg: int = 0) -> int:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(option, arg, 0, 0, 0)
+
+
+def make_undumpable() -> None:
+    """No same-user process may ptrace this one or open its ``/proc/<pid>/mem``."""
+    if _prctl(PR_SET_DUMPABLE, 0) != 0:
+        raise OSError("prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def is_undumpable() -> bool:
+    return _prctl(PR_GET_DUMPABLE) == 0
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     mode = argv.pop(0) if argv and argv[0] in MODES else "singleuser"
     if not sys.flags.isolated:
         os.execv(sys.executable, [sys.executable, "-I", "-m", __name__, mode, *argv])
+    make_undumpable()
     env = platform_env(dict(os.environ))
     os.environ.clear()
     os.environ.update(env)

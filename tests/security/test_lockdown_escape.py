@@ -13,9 +13,11 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from lockdown_support import LedgerHost, kernel_output, start_server, tabular_text, terminal_output
@@ -365,6 +367,51 @@ def test_http_server_on_the_dashboard_port(world, full_budget, dashboard_port_se
     (world["data"] / "blob.txt").write_bytes(base64.b64encode(world["csv"].encode()))
     status, body, _ = server.request(f"/proxy/{port}/blob.txt")
     assert _obtained(body) <= BUDGET + RESERVATION < len(world["csv"])
+
+
+# ---- the server's memory ---------------------------------------------------------------------------------
+PTRACE_PROBE = r"""
+import ctypes, json, os, sys, time
+from pds_kernel.sandbox.notebook_server import make_undumpable
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    if sys.argv[1] == "undumpable":
+        make_undumpable()
+    os.write(w, b"x")
+    time.sleep(30)
+    os._exit(0)
+os.read(r, 1)
+libc = ctypes.CDLL(None, use_errno=True)
+attached = libc.ptrace(16, pid, 0, 0) == 0  # PTRACE_ATTACH
+try:
+    open(f"/proc/{pid}/mem", "rb").close()
+    mem = True
+except OSError:
+    mem = False
+os.kill(pid, 9)
+print(json.dumps({"attached": attached, "mem": mem}))
+"""
+
+
+def _probe_as_nobody(mode: str) -> dict:
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                             sys.executable, "-c", PTRACE_PROBE, mode], capture_output=True, text=True,
+                            timeout=60, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])}, cwd="/")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_kernel_attaches_to_its_server_to_patch_the_lockdown_in_memory(world):
+    """A kernel runs as the server's user: ptrace it, or open /proc/<server>/mem, to switch the
+    lockdown off in memory. The launcher makes the server non-dumpable (the lockdown refuses to
+    load otherwise), which closes both. The control shows the probe works on a dumpable process."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is missing")
+    control = _probe_as_nobody("dumpable")
+    if not control["attached"]:
+        pytest.skip(f"this host forbids same-user ptrace already: {control}")
+    assert _probe_as_nobody("undumpable") == {"attached": False, "mem": False}
 
 
 # ---- the ledger --------------------------------------------------------------------------------------
