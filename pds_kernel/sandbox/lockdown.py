@@ -1,10 +1,7 @@
 """Server-side lockdown of the notebook server: the airlock is the only way out of a workspace.
 
-A jupyter_server extension, loaded inside the sandbox by the spawner with::
-
-    --ServerApp.jpserver_extensions={"pds_kernel.sandbox.lockdown": True}
-
-It refuses, on the server (hiding buttons in JupyterLab would not stop a direct request):
+A jupyter_server extension, enabled on the command line by :mod:`.notebook_server`, the launcher
+both spawners run (the local sandbox and the Kubernetes pod). It refuses, on the server (hiding buttons in JupyterLab would not stop a direct request):
 
 * file downloads: ``/files/`` (also serves JupyterLab's "Download" and ``?download=1``), ``/view/``;
 * nbconvert downloads and exports: ``/nbconvert/`` and ``/api/nbconvert``;
