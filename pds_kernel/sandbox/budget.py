@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -49,9 +50,14 @@ CLOSE_REASON = "budget of bytes shown in the browser used up: results leave only
 
 
 class BudgetClient:
-    """Reservations from the hub's ledger, spent locally (thread-safe, synchronous)."""
+    """Reservations from the hub's ledger, spent locally (thread-safe, synchronous). After a
+    refusal, the hub is not asked again for :attr:`retry_seconds` for more than it said was left
+    (JupyterLab reconnects a closed kernel WebSocket every few seconds: each attempt would be an
+    audit entry)."""
 
-    def __init__(self, url: str | None, token: str | None, chunk: int, timeout: float = 10.0):
+    def __init__(self, url: str | None, token: str | None, chunk: int, timeout: float = 10.0,
+                 retry_seconds: float = 60.0):
+        self.retry_seconds = retry_seconds
         self.url = url
         self.token = token
         self.chunk = max(1, int(chunk))
@@ -59,6 +65,8 @@ class BudgetClient:
         self.local = 0
         self.spent = 0
         self.refusal: str | None = None
+        self._refused_at = float("-inf")
+        self._left_at_refusal = 0
         self._lock = threading.Lock()
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -74,8 +82,12 @@ class BudgetClient:
         with self._lock:
             if self.local < nbytes:
                 need = nbytes - self.local
+                if (time.monotonic() - self._refused_at < self.retry_seconds
+                        and need > self._left_at_refusal):
+                    return False
                 granted = self._reserve(max(need, self.chunk), need)
                 if granted < need:
+                    self._refused_at = time.monotonic()
                     return False
                 self.local += granted
             self.local -= nbytes
@@ -99,13 +111,17 @@ class BudgetClient:
                 answer = json.loads(response.read())
         except urllib.error.HTTPError as err:
             try:
-                self.refusal = json.loads(err.read()).get("message") or NO_LEDGER
-            except ValueError:
+                answer = json.loads(err.read())
+                self.refusal = answer.get("message") or NO_LEDGER
+                self._left_at_refusal = int(answer.get("available", 0))
+            except (ValueError, TypeError, AttributeError):
                 self.refusal = NO_LEDGER
+                self._left_at_refusal = 0
             log.warning("lockdown: budget reservation refused (%s): %s", err.code, self.refusal)
             return 0
         except (OSError, ValueError) as exc:
             self.refusal = NO_LEDGER
+            self._left_at_refusal = 0
             log.error("lockdown: the hub's budget ledger did not answer: %r", exc)
             return 0
         granted = int(answer.get("granted", 0))

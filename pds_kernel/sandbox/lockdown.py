@@ -104,6 +104,10 @@ class Lockdown(Configurable):
     budget_reservation_bytes = Int(4 * 1024 * 1024, config=True, help=(
         "Bytes reserved from the hub at a time (a killed server loses at most this). Default 4 MiB."))
 
+    budget_retry_seconds = Int(60, config=True, help=(
+        "After the hub refused a reservation, seconds during which it is not asked again for more "
+        "than it said was left. Default 60."))
+
     @default("budget_url")
     def _budget_url(self) -> str:
         api, user = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_USER")
@@ -339,7 +343,8 @@ def _load_jupyter_server_extension(serverapp) -> None:
         for index, rule in enumerate(lockdown_rules(serverapp.base_url, lockdown)):
             rules.insert(index, rule)
         client = budget.BudgetClient(lockdown.budget_url or None, os.environ.get("JUPYTERHUB_API_TOKEN"),
-                                     lockdown.budget_reservation_bytes)
+                                     lockdown.budget_reservation_bytes,
+                                     retry_seconds=lockdown.budget_retry_seconds)
         budget.install(serverapp.web_app, client, exempt_static_prefixes(serverapp.base_url),
                        lambda chunk: lockdown.is_data("", chunk[:SNIFF_BYTES]),
                        url_path_join(serverapp.base_url, "/proxy/"), budget.PlatformFiles(dashboard_static_dirs))

@@ -44,17 +44,20 @@ class LedgerHost:
     def __init__(self, path: Path, capacity: int, token: str):
         self.ledger = ServedBytesLedger(session_factory(make_engine(f"sqlite:///{path}")), capacity=capacity)
         self.token = token
+        self.requests = 0
         host = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
+                host.requests += 1
                 match = re.fullmatch(r"/hub" + API_PATH + r"/([^/]+)/([^/]+)", self.path)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if not match or self.headers.get("Authorization") != f"token {host.token}":
                     return self._answer(403, {"message": "Missing or invalid credentials."})
                 r = host.ledger.reserve(match[1], match[2], body["want"], body["need"])
                 if not r.granted:
-                    return self._answer(403, {"message": host.ledger.refusal, "reason": "pds-budget"})
+                    return self._answer(403, {"message": host.ledger.refusal, "reason": "pds-budget",
+                                              "available": r.available})
                 return self._answer(200, {"granted": r.granted, "available": r.available})
 
             def _answer(self, status, obj):

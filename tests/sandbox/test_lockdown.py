@@ -137,3 +137,24 @@ def test_uploads_are_limited(server):
                 for n in (1, 2, 3, -1)]
     assert statuses[0] == 201 and statuses[1] == 200 and statuses[2] == 413
     assert (server["home"] / "chunked.bin").stat().st_size <= 10 * 1024 * 1024
+
+
+def test_budget_client_reserves_ahead_and_backs_off_after_a_refusal(tmp_path):
+    """Against the ledger over HTTP: reservations in chunks, and after a refusal no new request
+    to the hub for more than it said was left (a reconnecting kernel WebSocket would flood the
+    audit trail); smaller amounts are still asked for."""
+    from pds_kernel.sandbox.budget import BudgetClient
+
+    ledger = LedgerHost(tmp_path / "ledger.db", capacity=10_000, token="t")
+    try:
+        client = BudgetClient(ledger.url(), "t", chunk=1_000)
+        assert client.spend(600) and client.spend(300) and ledger.requests == 1  # one 1,000-byte reservation
+        assert client.spend(8_000) and ledger.requests == 2
+        assert not client.spend(5_000) and "export request" in client.refusal
+        asked = ledger.requests
+        assert not client.spend(5_000) and not client.spend(3_000) and ledger.requests == asked
+        assert client.spend(500) and ledger.requests == asked + 1
+        assert not BudgetClient(ledger.url(), "wrong", chunk=1).spend(1)
+        assert not BudgetClient(None, None, chunk=1).spend(1)
+    finally:
+        ledger.close()

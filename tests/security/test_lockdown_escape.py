@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.functional, pytest.mark.slow]
 BUDGET = 2 * 1024 * 1024
 RESERVATION = 256 * 1024
 CSV_ROWS = 120_000  # about 6.6 MB of claims-like rows
+#: Each attempt starts from a full budget: the server must ask the hub again at once.
+NO_BACKOFF = ["--Lockdown.budget_retry_seconds=0"]
 
 
 # ---- a server whose home carries every configuration trap at once ---------------------------------
@@ -95,7 +97,7 @@ def world(tmp_path_factory):
     traps = _plant_configuration_traps(home, root)
     ledger = LedgerHost(root / "ledger.db", capacity=BUDGET, token=secrets.token_hex(8))
     server = start_server(home, root, ledger=ledger, env=traps["env"],
-                          args=[f"--Lockdown.budget_reservation_bytes={RESERVATION}"])
+                          args=[f"--Lockdown.budget_reservation_bytes={RESERVATION}", *NO_BACKOFF])
     yield {"root": root, "home": home, "data": data, "csv": csv, "server": server, "ledger": ledger, **traps}
     server.stop()
     ledger.close()
@@ -353,7 +355,7 @@ def dashboard_port_server(tmp_path_factory, world):
     port = free_port()
     server = start_server(home, root, ledger=world["ledger"],
                           args=[f"--Lockdown.allowed_proxy_ports={port}",
-                                f"--Lockdown.budget_reservation_bytes={RESERVATION}"])
+                                f"--Lockdown.budget_reservation_bytes={RESERVATION}", *NO_BACKOFF])
     yield server, port
     server.stop()
 
@@ -444,7 +446,7 @@ def test_budget_survives_a_server_restart(world, full_budget, tmp_path):
             break
     assert status == 403
     again = start_server(world["home"], tmp_path, ledger=world["ledger"],
-                         args=[f"--Lockdown.budget_reservation_bytes={RESERVATION}"])
+                         args=[f"--Lockdown.budget_reservation_bytes={RESERVATION}", *NO_BACKOFF])
     try:
         status, body, _ = again.request("/api/contents/report11.txt")
     finally:
