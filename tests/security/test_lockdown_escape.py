@@ -281,6 +281,19 @@ def test_download_routes(world, full_budget, path, headers):
     assert "attachment" not in str(hdrs.get("Content-Disposition", ""))
 
 
+@pytest.mark.parametrize("name,make", [
+    ("figure.png", lambda csv: b"PAR1" + csv.encode()[:200_000] + b"PAR1"),  # Parquet named as a figure
+    ("helpers.py", lambda csv: csv.encode()[:200_000]),  # a CSV named as code
+    ("README", lambda csv: csv.replace(";", "\t").encode()[:200_000]),  # TSV, no extension at all
+])
+def test_renamed_data_files(world, full_budget, name, make):
+    """Data under a harmless name or extension, read through the contents API."""
+    (world["home"] / name).write_bytes(make(world["csv"]))
+    for query in ("", "?format=base64", "?type=file&format=text"):
+        status, _, _ = full_budget.request(f"/api/contents/{name}{query}")
+        assert status == 403, (name, query, status)
+
+
 def test_head_request_reveals_nothing(world, full_budget):
     status, body, _ = full_budget.request("/files/big.csv", method="HEAD")
     assert status == 403 and not body
