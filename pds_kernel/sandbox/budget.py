@@ -224,7 +224,8 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
             digest = None
             if finishing and self.get and status_code == 200:
                 digest = recent.digest(self.path, chunk)
-                if recent.seen_before(digest) or (platform_files and platform_files.contains(chunk)):
+                relayed = self.path.startswith(proxy_prefix) and platform_files is not None
+                if recent.seen_before(digest) or (relayed and platform_files.contains(chunk)):
                     return status_code, headers, chunk
             if not client.spend(len(chunk)):
                 return self._refused(client.refusal or NO_LEDGER, headers)
