@@ -72,7 +72,7 @@ def import_models() -> None:
     """Import every module that declares tables on :class:`Base` (registry, airlock, audit)."""
     from . import audit  # noqa: F401
 
-    for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models"):
+    for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models", "pds_kernel.served_bytes"):
         try:
             __import__(module)
         except ModuleNotFoundError as exc:  # a component not installed yet

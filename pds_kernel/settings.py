@@ -98,6 +98,8 @@ class Hub:
     ip: str = "127.0.0.1"  #: the local hub listens on loopback only by default
     #: seconds between checks that stop running workspaces whose access ended (0: only at login)
     membership_check_seconds: float = 10.0
+    #: bytes a workspace's notebook server may hand to the browser per 24 h (pds_kernel.served_bytes)
+    served_bytes_per_day: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,16 @@ from tornado import web
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, PdsError, PermissionDenied
 from ..k8s.config import K8sConfig, load_k8s_config
-from ..k8s.pods import apply_workspace_invariants, build_container_security_context, build_pod_security_context
+from ..k8s.pods import (
+    NOTEBOOK_COMMAND,
+    apply_workspace_invariants,
+    build_container_security_context,
+    build_pod_security_context,
+)
 from ..registry import Role
 from ..sandbox.spec import WorkspaceSpec, authorised_workspace_spec, home_volume_name
 from ..settings import Settings, load_settings
+from . import budget
 from .common import (
     ADMIN_ROLE,
     AIRLOCK_SERVICE,
@@ -216,11 +222,14 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    budget.configure(c, context)
 
     c.KubeSpawner.profile_list = make_profile_list(context, k8s)
     c.KubeSpawner.pre_spawn_hook = make_pre_spawn_hook(context)
     c.KubeSpawner.modify_pod_hook = make_modify_pod_hook(context, k8s)
     c.KubeSpawner.image = k8s.notebook_image
+    # The lockdown and its settings come with the launcher (the pod hook enforces it too).
+    c.KubeSpawner.cmd = list(NOTEBOOK_COMMAND)
     c.KubeSpawner.image_pull_policy = k8s.pull_policy
     c.KubeSpawner.uid = k8s.uid
     c.KubeSpawner.gid = k8s.gid

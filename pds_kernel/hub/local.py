@@ -38,6 +38,7 @@ from ..registry import Registry
 from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
+from . import budget
 from .accounts import TotpSteps, account_handlers, code_step
 from .common import (
     AIRLOCK_SERVICE,
@@ -386,6 +387,7 @@ def configure(c, settings: Settings | None = None) -> HubContext:
     c.JupyterHub.named_server_limit_per_user = max(5, len(registry.projects()))
     c.JupyterHub.spawner_class = SandboxSpawner
     c.SandboxSpawner.context = context
+    budget.configure(c, context)
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 60
     c.Spawner.default_url = "/lab"

@@ -10,6 +10,9 @@ in it before (:func:`apply_workspace_invariants` is the last word):
 * volumes: the project's extract claim read-only at ``/data``, the (user, project) home claim at
   ``/home/jovyan``, and a size-limited pod-local scratch ``/tmp`` (emptyDir, because the root
   filesystem is read-only); nothing else, no init containers, no sidecars;
+* the notebook server started by :mod:`pds_kernel.sandbox.notebook_server` (the lockdown and its
+  settings, as in the local sandbox), with no other arguments and no ``JUPYTER*``/``PYTHON*``
+  variable from the chart's values;
 * the project's labels, image, CPU/memory limits (requests = limits) and optional GPU;
 * restricted security (non-root, no privilege escalation, all capabilities dropped, seccomp
   RuntimeDefault, read-only root filesystem), no service-account token, no host namespaces;
@@ -24,12 +27,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvalidInput
+from ..sandbox.notebook_server import server_command
 from ..sandbox.spec import DATA_MOUNT, HOME_MOUNT, WorkspaceSpec, extract_volume_name, home_volume_name
 from .config import K8sConfig
 
 #: KubeSpawner's name for the notebook container.
 NOTEBOOK_CONTAINER = "notebook"
 SCRATCH_MOUNT = "/tmp"
+#: The notebook image's Python (on its PATH).
+NOTEBOOK_PYTHON = "python"
+#: The notebook container's command: the same launcher as the local sandbox's.
+NOTEBOOK_COMMAND = server_command(NOTEBOOK_PYTHON)
 #: Label keys written on every project pod (and selected by the chart's NetworkPolicies).
 PROJECT_LABEL = "pds.project"
 COMPONENT_LABEL = "pds.component"
@@ -171,6 +179,13 @@ def rewrite_hub_urls(env: list[dict[str, Any]], hub_api_url: str, cfg: K8sConfig
     return out
 
 
+def is_server_config_variable(name: str) -> bool:
+    """Variables that could move the notebook server's configuration (the launcher drops them
+    too; they are not even written into the pod)."""
+    return (name.startswith(("JUPYTER", "PYTHON")) and not name.startswith("JUPYTERHUB_")
+            and name != "JUPYTER_RUNTIME_DIR")
+
+
 def merge_env(env: list[dict[str, Any]], overrides: dict[str, str]) -> list[dict[str, Any]]:
     """Existing variables first (order matters for ``$(VAR)`` references), ours replace theirs."""
     kept = [e for e in env if e.get("name") not in overrides]
@@ -191,6 +206,8 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     gpu = gpu_granted(spec, cfg)
 
     notebook["image"] = cfg.notebook_image_for(spec.project)
+    notebook["command"] = list(NOTEBOOK_COMMAND)
+    notebook["args"] = []
     notebook["imagePullPolicy"] = cfg.pull_policy
     notebook["volumeMounts"] = build_workspace_mounts()
     notebook.pop("volumeDevices", None)
@@ -198,7 +215,8 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     notebook["resources"] = build_resources(spec.cpu_limit, spec.mem_limit_mb,
                                             gpu_resource=cfg.gpu.resource if gpu else None)
     notebook["securityContext"] = build_container_security_context(cfg)
-    env = rewrite_hub_urls(list(notebook.get("env") or []), hub_api_url, cfg)
+    env = [e for e in notebook.get("env") or [] if not is_server_config_variable(str(e.get("name", "")))]
+    env = rewrite_hub_urls(env, hub_api_url, cfg)
     notebook["env"] = merge_env(env, build_workspace_env(spec, cfg))
 
     ps["containers"] = [notebook]

@@ -1,7 +1,8 @@
 """What a workspace may ask the hub API through its hub socket: a pure HTTP/1.1 request-head parser
 and the allow-list of requests a notebook server needs (no I/O; :mod:`.hub_bridge` applies it).
 
-A notebook server (jupyterhub-singleuser 5) calls the hub for four things only:
+A notebook server (jupyterhub-singleuser 5, with the platform's lockdown) calls the hub for five
+things only:
 
 =========================================  ===================================================
 ``GET /hub/api`` (or ``/hub/api/``)         version check at start, no token
@@ -9,6 +10,8 @@ A notebook server (jupyterhub-singleuser 5) calls the hub for four things only:
 ``GET /hub/api/user``                       who owns a token (the server's, or a browser user's
                                             OAuth token for this server): read-only
 ``POST /hub/api/users/{user}/activity``     activity report, with the server's own token
+``POST /hub/api/pds/served-bytes/{user}/    reservation from the workspace's budget of bytes
+{server}``                                  shown in the browser, with the server's own token
 =========================================  ===================================================
 
 The gate has its own socket (``gate.sock``); ``pds_kernel.workspace`` and the airlock client call
@@ -42,6 +45,7 @@ _FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z\-]{1,100}")
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e]*")
 _AUTH = re.compile(r"(?:token|bearer) +([A-Za-z0-9_\-.~+/=]{16,512})", re.IGNORECASE)
 _ACTIVITY = re.compile(r"/hub/api/users/([^/]+)/activity")
+_SERVED_BYTES = re.compile(r"/hub/api/pds/served-bytes/([^/]+)/([^/]+)")
 #: Headers refused outright: a notebook server never sends them to the hub.
 _FORBIDDEN_HEADERS = {b"cookie", b"transfer-encoding", b"upgrade", b"expect", b"te", b"trailer",
                       b"proxy-authorization", b"x-forwarded-for", b"x-forwarded-host",
@@ -142,14 +146,16 @@ def parse_head(raw: bytes) -> RequestHead:
 
 @dataclass(frozen=True)
 class HubApiPolicy:
-    """The requests one workspace server may make: its user, and the SHA-256 of its API token."""
+    """The requests one workspace server may make: its user, its server (project) name, and the
+    SHA-256 of its API token."""
 
     user: str
     token_sha256: str
+    server: str = ""
 
     @classmethod
-    def for_token(cls, user: str, token: str) -> HubApiPolicy:
-        return cls(user=user, token_sha256=hashlib.sha256(token.encode()).hexdigest())
+    def for_token(cls, user: str, token: str, server: str = "") -> HubApiPolicy:
+        return cls(user=user, token_sha256=hashlib.sha256(token.encode()).hexdigest(), server=server)
 
     def _is_server_token(self, token: str | None) -> bool:
         if token is None or not self.token_sha256:
@@ -158,7 +164,7 @@ class HubApiPolicy:
         return hmac.compare_digest(digest, self.token_sha256)
 
     def check(self, head: RequestHead) -> None:
-        """Raise :class:`RequestRefused` unless ``head`` is one of the four requests above."""
+        """Raise :class:`RequestRefused` unless ``head`` is one of the five requests above."""
         method, path = head.method, head.path
         token = head.token
         if method in {"GET", "HEAD"} and head.content_length:
@@ -181,5 +187,12 @@ class HubApiPolicy:
                 raise RequestRefused("activity of another user", method, path)
             if not self._is_server_token(token):
                 raise RequestRefused("the activity report needs the server's own token", method, path)
+            return
+        match = _SERVED_BYTES.fullmatch(path)
+        if method == "POST" and match is not None:
+            if match.group(1) != self.user or not self.server or match.group(2) != self.server:
+                raise RequestRefused("served-bytes reservation of another workspace", method, path)
+            if not self._is_server_token(token):
+                raise RequestRefused("a served-bytes reservation needs the server's own token", method, path)
             return
         raise RequestRefused("not a request a notebook server makes to the hub", method, path)

@@ -1,10 +1,7 @@
 """Server-side lockdown of the notebook server: the airlock is the only way out of a workspace.
 
-A jupyter_server extension, loaded inside the sandbox by the spawner with::
-
-    --ServerApp.jpserver_extensions={"pds_kernel.sandbox.lockdown": True}
-
-It refuses, on the server (hiding buttons in JupyterLab would not stop a direct request):
+A jupyter_server extension, enabled on the command line by :mod:`.notebook_server`, the launcher
+both spawners run (the local sandbox and the Kubernetes pod). It refuses, on the server (hiding buttons in JupyterLab would not stop a direct request):
 
 * file downloads: ``/files/`` (also serves JupyterLab's "Download" and ``?download=1``), ``/view/``;
 * nbconvert downloads and exports: ``/nbconvert/`` and ``/api/nbconvert``;
@@ -15,12 +12,21 @@ It refuses, on the server (hiding buttons in JupyterLab would not stop a direct 
   (metadata-only requests, ``content=0``, stay allowed so the file browser works);
 * uploads above :attr:`Lockdown.max_upload_bytes`, counting every chunk of a chunked upload;
 * jupyter-server-proxy to any port but :attr:`Lockdown.allowed_proxy_ports` (the Dask dashboard),
-  and to any other host.
+  and to any other host; a proxied response that looks like a data file;
+* anything past the workspace's budget of bytes shown in the browser: every HTTP body and
+  WebSocket message but the platform's static assets is counted against a budget the hub keeps
+  (:mod:`.budget`, :mod:`pds_kernel.hub.budget`), so scripted reads are bounded however the
+  data is disguised (base64 parts, notebook outputs, kernel messages, terminals, the proxy).
+
+The server must be started by :mod:`.notebook_server` (isolated Python, the platform's Jupyter
+configuration only): at load time :func:`check_platform_config` stops it otherwise, and when a
+server extension the platform does not know is enabled.
 
 The refusals are installed as the first routing rules of the Tornado application, so they win over
 the server's own handlers and over handlers other extensions add later. What stays possible (what a
 person can read on screen, what the kernel prints) is described in ``docs/isolation.md``.
-Settings are traits of the ``Lockdown`` section (``--Lockdown.max_upload_bytes=...``).
+Settings are traits of the ``Lockdown`` section (``--Lockdown.max_upload_bytes=...``), given on
+the command line by :mod:`.notebook_server` only.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import json
 import logging
 import os
 import re
+import sys
+from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 from jupyter_server.auth.decorator import authorized
@@ -37,10 +45,12 @@ from jupyter_server.services.contents.handlers import ContentsHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.routing import Matcher, PathMatches, Rule
-from traitlets import Int, List, Set, TraitError, Unicode, validate
+from traitlets import Int, List, Set, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
+from . import budget
 from .inside import DASK_DASHBOARD_PORT
+from .notebook_server import ALLOWED_SERVER_EXTENSIONS, PLATFORM_CONFIG_DIR, is_undumpable
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +97,24 @@ class Lockdown(Configurable):
         "dashboard (8787). Other ports and hosts are refused."))
     data_extensions = Set(Unicode(), default_value=set(DATA_EXTENSIONS), config=True, help=(
         "File name endings treated as data files (lower case, with the dot)."))
+    budget_url = Unicode(config=True, help=(
+        "URL of this workspace's reservation endpoint in the hub's budget ledger. Default: "
+        "$JUPYTERHUB_API_URL/pds/served-bytes/$JUPYTERHUB_USER/$JUPYTERHUB_SERVER_NAME. Empty: "
+        "every counted byte is refused."))
+    budget_reservation_bytes = Int(4 * 1024 * 1024, config=True, help=(
+        "Bytes reserved from the hub at a time (a killed server loses at most this). Default 4 MiB."))
+
+    budget_retry_seconds = Int(60, config=True, help=(
+        "After the hub refused a reservation, seconds during which it is not asked again for more "
+        "than it said was left. Default 60."))
+
+    @default("budget_url")
+    def _budget_url(self) -> str:
+        api, user = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_USER")
+        server = os.environ.get("JUPYTERHUB_SERVER_NAME")
+        if not (api and user and server):
+            return ""
+        return budget.BudgetClient.for_hub(api, user, server, None, 1).url
 
     @validate("allowed_proxy_ports")
     def _ports(self, proposal):
@@ -257,6 +285,50 @@ def lockdown_rules(base_url: str, lockdown: Lockdown) -> list[Rule]:
     ]
 
 
+def check_platform_config(serverapp) -> None:
+    """Raise RuntimeError unless the server runs as :mod:`.notebook_server` starts it: isolated
+    Python, the platform's configuration directories only, known server extensions only."""
+    from jupyter_core.paths import SYSTEM_CONFIG_PATH
+
+    if not sys.flags.isolated:
+        raise RuntimeError("the notebook server must run in isolated Python (python -I)")
+    if not is_undumpable():
+        raise RuntimeError("the notebook server must be non-dumpable (its kernels could ptrace it)")
+    platform = str(PLATFORM_CONFIG_DIR)
+    if os.environ.get("JUPYTER_CONFIG_DIR") != platform or serverapp.config_dir != platform:
+        raise RuntimeError(f"the Jupyter configuration directory is not the platform's {platform}")
+    allowed = {platform, *SYSTEM_CONFIG_PATH}
+    prefix = Path(sys.prefix).resolve()
+    for path in serverapp.config_file_paths:
+        if path not in allowed and not Path(path).resolve().is_relative_to(prefix):
+            raise RuntimeError(f"Jupyter configuration path {path} is not the platform's")
+    enabled = {name for name, on in serverapp.jpserver_extensions.items() if on}
+    unknown = enabled - ALLOWED_SERVER_EXTENSIONS
+    if unknown:
+        raise RuntimeError(f"server extension(s) {', '.join(sorted(unknown))} are not allowed in a workspace")
+    if not serverapp.jpserver_extensions.get("pds_kernel.sandbox.lockdown"):
+        raise RuntimeError("the lockdown extension is not enabled on the command line")
+
+
+def exempt_static_prefixes(base_url: str) -> list[str]:
+    """Paths served from the platform's read-only static directories only (not counted)."""
+    return [url_path_join(base_url, p) for p in ("/static/", "/lab/static/", "/lab/extensions/", "/lab/api/themes/")]
+
+
+def dashboard_static_dirs() -> list[str]:
+    """The read-only static directories of the Dask dashboard (Bokeh's and distributed's)."""
+    import importlib.util
+
+    found = []
+    for package, sub in (("bokeh", ("server", "static")), ("distributed", ("http", "static"))):
+        spec = importlib.util.find_spec(package)
+        if spec and spec.origin:
+            path = Path(spec.origin).parent.joinpath(*sub)
+            if path.is_dir() and path.resolve().is_relative_to(Path(sys.prefix).resolve()):
+                found.append(str(path))
+    return found
+
+
 def _jupyter_server_extension_points():
     return [{"module": "pds_kernel.sandbox.lockdown"}]
 
@@ -265,11 +337,19 @@ def _load_jupyter_server_extension(serverapp) -> None:
     """Install the rules, or stop the server: jupyter_server only logs a warning when an extension
     fails to load and would then serve without the lockdown (fail open), so exit instead."""
     try:
+        check_platform_config(serverapp)
         lockdown = Lockdown(parent=serverapp)
         rules = serverapp.web_app.default_router.rules
         for index, rule in enumerate(lockdown_rules(serverapp.base_url, lockdown)):
             rules.insert(index, rule)
+        client = budget.BudgetClient(lockdown.budget_url or None, os.environ.get("JUPYTERHUB_API_TOKEN"),
+                                     lockdown.budget_reservation_bytes,
+                                     retry_seconds=lockdown.budget_retry_seconds)
+        budget.install(serverapp.web_app, client, exempt_static_prefixes(serverapp.base_url),
+                       lambda chunk: lockdown.is_data("", chunk[:SNIFF_BYTES]),
+                       url_path_join(serverapp.base_url, "/proxy/"), budget.PlatformFiles(dashboard_static_dirs))
     except Exception as exc:
         serverapp.log.critical("PDS lockdown could not be installed, stopping the server: %r", exc)
         raise SystemExit(3) from exc
-    serverapp.log.info("PDS lockdown active: downloads, exports and data reads are refused")
+    serverapp.log.info("PDS lockdown active: downloads, exports and data reads are refused; "
+                       "bytes shown are counted against %s", lockdown.budget_url or "nothing (all refused)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib.util
 import os
 import shutil
 import signal
@@ -41,6 +40,7 @@ from .hub_bridge import HubApiBridge
 from .hub_policy import HubApiPolicy
 from .identity import ensure_sandbox_account, hand_over
 from .inside import BRIDGE_PORTS, RUN_DIR
+from .notebook_server import server_command
 from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name
 
 #: Where the example notebooks copied into every new home come from.
@@ -74,13 +74,14 @@ class SandboxSpawner(Spawner):
     )
     singleuser_command = List(
         Unicode(), config=True,
-        help="Command of the notebook server inside the sandbox (default: the venv's "
-             "jupyterhub-singleuser). Arguments for the socket and the lockdown are appended.",
+        help="Command of the notebook server inside the sandbox (default: "
+             "pds_kernel.sandbox.notebook_server with the venv's Python, which adds the lockdown and "
+             "its settings, as on Kubernetes). Arguments for the socket are appended.",
     )
     server_args = List(
         Unicode(), config=True,
-        help="Extra arguments of the notebook server (default: JupyterLab at /lab, the PDS lockdown "
-             "extension when installed).",
+        help="Extra arguments of the notebook server (default: JupyterLab at /lab). The platform's "
+             "own arguments (the lockdown) come after these and win.",
     )
     gate_port = Integer(
         0, config=True,
@@ -105,14 +106,11 @@ class SandboxSpawner(Spawner):
 
     @default("singleuser_command")
     def _default_singleuser_command(self) -> list[str]:
-        return [str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser")]
+        return server_command(str(Path(sys.prefix) / "bin" / "python"))
 
     @default("server_args")
     def _default_server_args(self) -> list[str]:
-        args = ["--ServerApp.default_url=/lab"]
-        if importlib.util.find_spec("pds_kernel.sandbox.lockdown") is None:
-            return args
-        return args + ['--ServerApp.jpserver_extensions={"pds_kernel.sandbox.lockdown": True}']
+        return ["--ServerApp.default_url=/lab"]
 
     # ---- paths -------------------------------------------------------------------------------
     @property
@@ -326,7 +324,7 @@ class SandboxSpawner(Spawner):
             self._audit("hub.socket.refused", Outcome.DENIED, method=method, path=path, reason=reason,
                         earlier_refusals_not_recorded=suppressed)
 
-        policy = HubApiPolicy(user=self.user.name, token_sha256=self._token_sha256)
+        policy = HubApiPolicy(user=self.user.name, token_sha256=self._token_sha256, server=self.name)
         return HubApiBridge(self._socket_path("hub"), api.hostname or "127.0.0.1", api.port or 80,
                             policy, on_refusal=refused)
 

@@ -40,6 +40,24 @@ Path("notes.txt").write_text("a short note")
 print(client.dashboard_link)
 """
 
+# The kernel holds the server's token: it may spend its own served-bytes budget, never another
+# workspace's, never with a negative or oversized reservation (the hub's ledger answers).
+LEDGER_CODE = """
+import json, os, urllib.error, urllib.request
+api, me = os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_USER"]
+def post(path, body):
+    req = urllib.request.Request(api + path, method="POST", data=json.dumps(body).encode(),
+                                 headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]})
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as err:
+        return err.code
+project = os.environ["PDS_PROJECT"]
+print(json.dumps([post(f"/pds/served-bytes/{me}/{project}", {"want": 10, "need": 10}),
+                  post(f"/pds/served-bytes/bob/{project}", {"want": 10, "need": 10}),
+                  post(f"/pds/served-bytes/{me}/{project}", {"want": -10**9, "need": -10**9})]))
+"""
+
 
 def wait_ready(client, user: str, server: str, timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
@@ -131,6 +149,10 @@ def test_accounts_second_factor_spawn_run_dask_and_stop(hub: Hub):
         allowed = {"api/contents/big.csv?content=0": 200, "api/contents/notes.txt": 200,
                    "api/contents/examples/01-claims-per-month-dask.ipynb": 200}
         assert {path: alice.api("GET", f"{state['url']}{path}").status_code for path in allowed} == allowed
+        ledger = execute(base, alice.token, LEDGER_CODE)
+        assert ledger["error"] is None, ledger["error"]
+        own, other, negative = json.loads(ledger["stdout"].strip().splitlines()[-1])
+        assert (own, negative) == (200, 400) and other in (403, 404)  # JupyterHub hides others: 404
     finally:
         delete_kernel(base, alice.token, kept["kernel_id"])
 
@@ -156,6 +178,8 @@ def test_accounts_second_factor_spawn_run_dask_and_stop(hub: Hub):
     assert any(e.target == "user:alice" and e.actor == "root" for e in hub.actions("hub.account.revoke"))
     assert any(e.target == "user:alice" and e.actor == "root" for e in hub.actions("hub.account.approve"))
     assert [e.project for e in hub.actions("workspace.start")] == [PROJECT]
+    reserved = hub.actions("workspace.bytes_reserved")  # the hub's served-bytes ledger, audited
+    assert reserved and {(e.actor, e.project) for e in reserved} == {("alice", PROJECT)}
     assert [e.details["cause"] for e in hub.actions("workspace.stop")] == ["stopped"]
     assert [e.actor for e in hub.actions("hub.logout")] == ["alice"]
     assert hub.runtime.audit.verify().ok

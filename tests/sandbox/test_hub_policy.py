@@ -1,4 +1,4 @@
-"""The hub socket's request rules (pure): the four requests a notebook server makes pass, framed
+"""The hub socket's request rules (pure): the five requests a notebook server makes pass, framed
 as jupyterhub-singleuser frames them; near misses are refused with a reason."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from pds_kernel.sandbox.hub_policy import MAX_HEAD, HubApiPolicy, RequestRefused, parse_head
 
 TOKEN = "a" * 32
-POLICY = HubApiPolicy.for_token("alice", TOKEN)
+POLICY = HubApiPolicy.for_token("alice", TOKEN, server="diabetes-t2")
 
 
 def head(request_line: str, *headers: str) -> bytes:
@@ -24,6 +24,8 @@ def head(request_line: str, *headers: str) -> bytes:
          "Content-Type: application/x-www-form-urlencoded"),
     head("POST /hub/api/users/alice/activity HTTP/1.1", "Authorization: token " + TOKEN,
          "Content-Type: application/json", "Content-Length: 80"),
+    head("POST /hub/api/pds/served-bytes/alice/diabetes-t2 HTTP/1.1", "Authorization: token " + TOKEN,
+         "Content-Type: application/json", "Content-Length: 30"),
 ])
 def test_the_requests_of_a_notebook_server_pass(raw):
     parsed = parse_head(raw)
@@ -37,6 +39,14 @@ def test_the_requests_of_a_notebook_server_pass(raw):
     (head("POST /hub/api/users/bob/activity HTTP/1.1", "Authorization: token " + TOKEN), "another user"),
     (head("POST /hub/api/users/alice/activity HTTP/1.1", "Authorization: token " + "b" * 32), "own token"),
     (head("POST /hub/api/oauth2/token HTTP/1.1"), "own token"),
+    (head("POST /hub/api/pds/served-bytes/alice/mi-outcomes HTTP/1.1", "Authorization: token " + TOKEN),
+     "another workspace"),
+    (head("POST /hub/api/pds/served-bytes/bob/diabetes-t2 HTTP/1.1", "Authorization: token " + TOKEN),
+     "another workspace"),
+    (head("POST /hub/api/pds/served-bytes/alice/diabetes-t2 HTTP/1.1", "Authorization: token " + "b" * 32),
+     "own token"),
+    (head("GET /hub/api/pds/served-bytes/alice/diabetes-t2 HTTP/1.1", "Authorization: token " + TOKEN),
+     "not a request"),
     (head("GET /hub/api/user HTTP/1.1"), "needs a token"),
     (head("GET /hub/api HTTP/1.1", "Authorization: token " + "b" * 32), "version check"),
     (head("GET /hub/api/user HTTP/1.1", "Authorization: token " + TOKEN, "Content-Length: 4"), "no body"),

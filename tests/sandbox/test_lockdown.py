@@ -1,4 +1,5 @@
-"""The notebook-server lockdown, against a real jupyter_server on a loopback port (no sandbox)."""
+"""The notebook-server lockdown, against a real jupyter_server on a loopback port (no sandbox),
+started the platform's way (pds_kernel.sandbox.notebook_server) with a served-bytes ledger."""
 
 from __future__ import annotations
 
@@ -7,26 +8,14 @@ import http.server
 import json
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 
 import pytest
+from lockdown_server import LedgerHost, start_server
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
-
-TOKEN = secrets.token_hex(16)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class _Dashboard(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -61,33 +50,13 @@ def server(tmp_path_factory):
         "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     dashboard = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Dashboard)
     threading.Thread(target=dashboard.serve_forever, daemon=True).start()
-    port = _free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_DATA_DIR": str(root / "data"),
-           "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "HOME": str(home)}
-    log = open(root / "server.log", "wb")
-    proc = subprocess.Popen([
-        sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-        f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={home}",
-        "--ServerApp.base_url=/user/alice/proj-a/",
-        '--ServerApp.jpserver_extensions={"pds_kernel.sandbox.lockdown": True, "jupyter_server_proxy": True}',
-        f"--Lockdown.allowed_proxy_ports={dashboard.server_address[1]}",
-    ], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/user/alice/proj-a"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError((root / "server.log").read_text()) from None
-            time.sleep(0.3)
-    yield {"base": base, "home": home, "dashboard_port": dashboard.server_address[1], "log": root / "server.log"}
-    proc.terminate()
-    proc.wait(20)
-    log.close()
+    ledger = LedgerHost(root / "ledger.db", capacity=256 * 1024 * 1024, token=secrets.token_hex(8))
+    notebook = start_server(home, root, ledger=ledger,
+                            args=[f"--Lockdown.allowed_proxy_ports={dashboard.server_address[1]}"])
+    yield {"base": notebook.base, "token": notebook.token, "home": home,
+           "dashboard_port": dashboard.server_address[1], "log": notebook.log_path}
+    notebook.stop()
+    ledger.close()
     dashboard.shutdown()
     dashboard.server_close()
 
@@ -96,7 +65,7 @@ def request(server, path, method="GET", body=None):
     """(status, parsed JSON or raw bytes) of one authenticated request."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"{server['base']}{path}", data=data, method=method,
-                                 headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"})
+                                 headers={"Authorization": f"token {server['token']}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=20) as resp:
             status, raw = resp.status, resp.read()
@@ -168,3 +137,24 @@ def test_uploads_are_limited(server):
                 for n in (1, 2, 3, -1)]
     assert statuses[0] == 201 and statuses[1] == 200 and statuses[2] == 413
     assert (server["home"] / "chunked.bin").stat().st_size <= 10 * 1024 * 1024
+
+
+def test_budget_client_reserves_ahead_and_backs_off_after_a_refusal(tmp_path):
+    """Against the ledger over HTTP: reservations in chunks, and after a refusal no new request
+    to the hub for more than it said was left (a reconnecting kernel WebSocket would flood the
+    audit trail); smaller amounts are still asked for."""
+    from pds_kernel.sandbox.budget import BudgetClient
+
+    ledger = LedgerHost(tmp_path / "ledger.db", capacity=10_000, token="t")
+    try:
+        client = BudgetClient(ledger.url(), "t", chunk=1_000)
+        assert client.spend(600) and client.spend(300) and ledger.requests == 1  # one 1,000-byte reservation
+        assert client.spend(8_000) and ledger.requests == 2
+        assert not client.spend(5_000) and "export request" in client.refusal
+        asked = ledger.requests
+        assert not client.spend(5_000) and not client.spend(3_000) and ledger.requests == asked
+        assert client.spend(500) and ledger.requests == asked + 1
+        assert not BudgetClient(ledger.url(), "wrong", chunk=1).spend(1)
+        assert not BudgetClient(None, None, chunk=1).spend(1)
+    finally:
+        ledger.close()

@@ -1,0 +1,282 @@
+"""Counting, in the notebook server, every byte it hands to the browser against the hub's budget.
+
+Two choke points see all of it, whatever handler or extension produced it:
+
+* HTTP: a Tornado output transform (:func:`make_transform`) appended to the application sees
+  every response body, chunk by chunk (contents API, notebooks with their outputs, directory
+  listings, settings, kernelspec resources, jupyter-server-proxy, ...). Only static files of the
+  platform (JupyterLab's and jupyter_server's own assets, read-only) are exempt;
+* WebSocket: ``tornado.websocket.WebSocketHandler.write_message``, which every server-to-browser
+  WebSocket message goes through (kernel channels: outputs, completions, comm messages; terminals;
+  proxied WebSockets), is wrapped once at load time.
+
+A GET answered in one piece with exactly the bytes this server already sent for the same path
+is not counted again (:class:`RecentBodies`): JupyterLab polls the directory, its kernels and
+sessions every few seconds, and a repeat carries no new information.
+
+Bytes are *reserved* from the hub (:mod:`pds_kernel.hub.budget`) before they are sent, a few MiB
+at a time, so a server that is killed loses only its unspent reservation (counted as spent).
+Past the budget an HTTP response becomes a 403 with the reason, a WebSocket is closed with code
+1008 and the reason (JupyterLab then shows the kernel as disconnected).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from urllib.parse import quote
+
+from tornado import httputil, websocket
+from tornado.web import OutputTransform
+
+log = logging.getLogger(__name__)
+
+#: Path of the hub's reservation endpoint under its API (``/hub/api/pds/served-bytes/USER/SERVER``).
+API_PATH = "/api/pds/served-bytes"
+#: Largest single reservation a server may ask for (and the largest single response).
+MAX_RESERVATION = 64 * 1024 * 1024
+NO_LEDGER = ("the budget of bytes shown in the browser cannot be checked (no hub to ask): results "
+             "leave only through an export request (pds_kernel.workspace.request_export)")
+#: WebSocket close reasons are limited to 123 bytes.
+CLOSE_REASON = "budget of bytes shown in the browser used up: results leave only through an export request"
+
+
+class BudgetClient:
+    """Reservations from the hub's ledger, spent locally (thread-safe, synchronous). After a
+    refusal, the hub is not asked again for :attr:`retry_seconds` for more than it said was left
+    (JupyterLab reconnects a closed kernel WebSocket every few seconds: each attempt would be an
+    audit entry)."""
+
+    def __init__(self, url: str | None, token: str | None, chunk: int, timeout: float = 10.0,
+                 retry_seconds: float = 60.0):
+        self.retry_seconds = retry_seconds
+        self.url = url
+        self.token = token
+        self.chunk = max(1, int(chunk))
+        self.timeout = timeout
+        self.local = 0
+        self.spent = 0
+        self.refusal: str | None = None
+        self._refused_at = float("-inf")
+        self._left_at_refusal = 0
+        self._lock = threading.Lock()
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    @classmethod
+    def for_hub(cls, api_url: str, user: str, server: str, token: str | None, chunk: int) -> BudgetClient:
+        path = API_PATH.removeprefix("/api")
+        return cls(f"{api_url.rstrip('/')}{path}/{quote(user, safe='')}/{quote(server, safe='')}", token, chunk)
+
+    def spend(self, nbytes: int) -> bool:
+        """Take ``nbytes`` from the budget; False (and :attr:`refusal` set) when it is used up."""
+        if nbytes <= 0:
+            return True
+        with self._lock:
+            if self.local < nbytes:
+                need = nbytes - self.local
+                if (time.monotonic() - self._refused_at < self.retry_seconds
+                        and need > self._left_at_refusal):
+                    return False
+                granted = self._reserve(max(need, self.chunk), need)
+                if granted < need:
+                    self._refused_at = time.monotonic()
+                    return False
+                self.local += granted
+            self.local -= nbytes
+            self.spent += nbytes
+            return True
+
+    def _reserve(self, want: int, need: int) -> int:
+        if not self.url:
+            self.refusal = NO_LEDGER
+            return 0
+        if need > MAX_RESERVATION:
+            self.refusal = f"a single response of {need} bytes is more than a workspace may be shown at once"
+            return 0
+        want = min(want, MAX_RESERVATION)
+        request = urllib.request.Request(
+            self.url, method="POST", data=json.dumps({"want": want, "need": need}).encode(),
+            headers={"Content-Type": "application/json",
+                     **({"Authorization": f"token {self.token}"} if self.token else {})})
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            try:
+                answer = json.loads(err.read())
+                self.refusal = answer.get("message") or NO_LEDGER
+                self._left_at_refusal = int(answer.get("available", 0))
+            except (ValueError, TypeError, AttributeError):
+                self.refusal = NO_LEDGER
+                self._left_at_refusal = 0
+            log.warning("lockdown: budget reservation refused (%s): %s", err.code, self.refusal)
+            return 0
+        except (OSError, ValueError) as exc:
+            self.refusal = NO_LEDGER
+            self._left_at_refusal = 0
+            log.error("lockdown: the hub's budget ledger did not answer: %r", exc)
+            return 0
+        granted = int(answer.get("granted", 0))
+        if granted < need:
+            self.refusal = NO_LEDGER
+        return granted
+
+
+class RecentBodies:
+    """Digests of the last ``size`` (path, body) pairs served, to count a repeat once."""
+
+    def __init__(self, size: int = 2048):
+        self.size = size
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def digest(path: str, body: bytes) -> bytes:
+        return hashlib.sha256(path.encode() + b"\0" + body).digest()
+
+    def seen_before(self, digest: bytes) -> bool:
+        with self._lock:
+            if digest in self._seen:
+                self._seen.move_to_end(digest)
+                return True
+            return False
+
+    def remember(self, digest: bytes) -> None:
+        """Call only once the body was counted."""
+        with self._lock:
+            self._seen[digest] = None
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+
+
+def _message_size(message) -> int:
+    if isinstance(message, bytes):
+        return len(message)
+    if isinstance(message, str):
+        return len(message.encode("utf-8", "replace"))
+    return len(json.dumps(message).encode())
+
+
+class PlatformFiles:
+    """SHA-256 digests of the static files of the environment that the server may relay (the Dask
+    dashboard's Bokeh and distributed assets, read-only): a body equal to one of them carries no
+    information from the workspace and is not counted. Computed at the first use (22 MB, 0.1 s)."""
+
+    def __init__(self, directories: Callable[[], Iterable[str]]):
+        self._directories = directories
+        self._digests: frozenset[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def contains(self, body: bytes) -> bool:
+        if len(body) < 1024:
+            return False
+        with self._lock:
+            if self._digests is None:
+                digests = set()
+                for directory in self._directories():
+                    for root, _dirs, names in os.walk(directory):
+                        for name in names:
+                            with open(os.path.join(root, name), "rb") as f:
+                                digests.add(hashlib.sha256(f.read()).digest())
+                self._digests = frozenset(digests)
+        return hashlib.sha256(body).digest() in self._digests
+
+
+def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
+                   looks_like_data: Callable[[bytes], bool], proxy_prefix: str,
+                   platform_files: PlatformFiles | None = None) -> type[OutputTransform]:
+    """An output transform class counting every response body against ``client``."""
+    exempt = tuple(exempt_prefixes)
+    recent = RecentBodies()
+
+    class CountedOutput(OutputTransform):
+        def __init__(self, request: httputil.HTTPServerRequest) -> None:
+            self.path = request.path
+            self.get = request.method == "GET"
+            self.exempt = request.method in ("GET", "HEAD") and self.path.startswith(exempt)
+            self.cut = False
+
+        def _refused(self, reason: str, headers: httputil.HTTPHeaders) -> tuple[int, httputil.HTTPHeaders, bytes]:
+            log.warning("lockdown: refused response to %s: %s", self.path, reason)
+            body = json.dumps({"message": reason, "reason": "pds-lockdown"}).encode()
+            fresh = httputil.HTTPHeaders({"Content-Type": "application/json", "Content-Length": str(len(body)),
+                                          "Cache-Control": "no-store"})
+            for name in ("Set-Cookie",):
+                for value in headers.get_list(name):
+                    fresh.add(name, value)
+            self.cut = True
+            return 403, fresh, body
+
+        def transform_first_chunk(self, status_code, headers, chunk, finishing):
+            if self.exempt:
+                return status_code, headers, chunk
+            if self.path.startswith(proxy_prefix) and looks_like_data(chunk):
+                return self._refused("data files cannot be fetched through the proxy: results leave only "
+                                     "through an export request (pds_kernel.workspace.request_export)", headers)
+            digest = None
+            if finishing and self.get and status_code == 200:
+                digest = recent.digest(self.path, chunk)
+                relayed = self.path.startswith(proxy_prefix) and platform_files is not None
+                if recent.seen_before(digest) or (relayed and platform_files.contains(chunk)):
+                    return status_code, headers, chunk
+            if not client.spend(len(chunk)):
+                return self._refused(client.refusal or NO_LEDGER, headers)
+            if digest is not None:
+                recent.remember(digest)
+            return status_code, headers, chunk
+
+        def transform_chunk(self, chunk, finishing):
+            if self.exempt or not chunk:
+                return chunk
+            if self.cut or not client.spend(len(chunk)):
+                if not self.cut:
+                    log.warning("lockdown: cut the response to %s: %s", self.path, client.refusal)
+                self.cut = True
+                return b""
+            return chunk
+
+    return CountedOutput
+
+
+_original_write_message = websocket.WebSocketHandler.write_message
+_clients: dict[int, BudgetClient] = {}
+
+
+def _counted_write_message(self, message, binary: bool = False):
+    client = _clients.get(os.getpid())
+    if client is None or client.spend(_message_size(message)):
+        if client is None:
+            log.error("lockdown: WebSocket message with no budget client: refused")
+            self.close(1008, CLOSE_REASON)
+            return _closed_future()
+        return _original_write_message(self, message, binary=binary)
+    log.warning("lockdown: closed the WebSocket %s: %s", self.request.path, client.refusal)
+    self.close(1008, CLOSE_REASON)
+    return _closed_future()
+
+
+def _closed_future():
+    from tornado.concurrent import Future
+
+    future: Future = Future()
+    future.set_exception(websocket.WebSocketClosedError())
+    future.exception()  # retrieved: no "exception never retrieved" noise when nobody awaits it
+    return future
+
+
+def install(web_app, client: BudgetClient, exempt_prefixes: Iterable[str],
+            looks_like_data: Callable[[bytes], bool], proxy_prefix: str,
+            platform_files: PlatformFiles | None = None) -> None:
+    """Count every HTTP body and WebSocket message of ``web_app`` against ``client``."""
+    web_app.transforms.append(make_transform(client, exempt_prefixes, looks_like_data, proxy_prefix,
+                                             platform_files))
+    _clients[os.getpid()] = client
+    websocket.WebSocketHandler.write_message = _counted_write_message
