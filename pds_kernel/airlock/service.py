@@ -225,7 +225,8 @@ class AirlockService:
         if project is not None:
             check_project_id(project)
         if state is not None:
-            state = State(state).value if state in {s.value for s in State} else None
+            if state not in {s.value for s in State}:
+                raise InvalidInput(f"unknown state {state[:40]!r}: use one of {', '.join(s.value for s in State)}")
         rows = []
         with transaction(self._sessions) as s:
             query = select(ExportRequest).order_by(ExportRequest.created_at.desc())

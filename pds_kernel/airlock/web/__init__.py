@@ -53,6 +53,7 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         (p + f"api/requests/{_ID}/resubmit", h.ResubmitApi, common),
         (p + f"api/requests/{_ID}/files/{_INDEX}", h.StagedFileApi, common),
         (p + f"api/requests/{_ID}/download/{_INDEX}", h.DownloadApi, common),
+        (p + "api/.*", h.NotFoundApi, common),
         (p, h.HomePage, common),
         (p + "requests", h.ListPage, common),
         (p + f"requests/{_ID}", h.RequestPage, common),

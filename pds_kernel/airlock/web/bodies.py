@@ -19,6 +19,9 @@ MULTIPART_OVERHEAD = 1024 * 1024
 #: Deepest JSON body of an action (reviews: body -> verdicts -> file -> field).
 MAX_JSON_DEPTH = 4
 MAX_TEXT = 10_000
+#: Form fields holding JSON (the context, ACRO records) and their size limit (the service's too).
+JSON_FIELDS = {"context", "acro"}
+MAX_JSON_FIELD = 1_000_000
 DECISIONS = ("approve", "request_changes", "reject")
 JSON_TYPES = {"application/json"}
 FORM_TYPES = {"multipart/form-data", "application/x-www-form-urlencoded"}

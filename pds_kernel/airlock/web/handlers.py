@@ -237,7 +237,8 @@ class BaseHandler(BoundedBody):
             values = self.get_body_arguments(name, strip=False)
             if len(values) > 1:
                 raise InvalidInput(f"{name} is given more than once")
-            out[name] = bodies.check_text(values[0] if values else "", name, bodies.MAX_TEXT)
+            limit = bodies.MAX_JSON_FIELD if name in bodies.JSON_FIELDS else bodies.MAX_TEXT
+            out[name] = bodies.check_text(values[0] if values else "", name, limit)
         for name in lists:
             out[name] = [bodies.check_text(v, name, bodies.MAX_TEXT) for v in self.get_body_arguments(name)]
         return out
@@ -283,6 +284,14 @@ class OpenApiHandler(BoundedBody):
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(self.document))
+
+
+class NotFoundApi(ApiHandler):
+    """Any other path under ``api/``: a JSON 404 (a malformed request id or file number lands here)."""
+
+    def prepare(self) -> None:
+        self.start_body()
+        raise HTTPError(404, "no such operation: see api/openapi.json")
 
 
 class MeHandler(WorkspaceApiHandler):
