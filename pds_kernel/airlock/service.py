@@ -5,13 +5,10 @@ and writes the change and its audit entry in one transaction. Every state change
 :func:`_apply`, which asks :func:`.states.check_transition` first; a refused move is audited and
 raised as :class:`InvalidTransition`.
 
-Reviews: a checker gives one verdict per file, bound to the file's SHA-256. A reviewer is
-*complete* for the current round when they hold a valid verdict on every current file (same bytes;
-approvals of unchanged files survive a resubmission, other verdicts are answered by it). When
-``reviews_required`` checkers are complete, the request is decided: any reject rejects, else any
-request for changes asks for changes, else it is approved (and released when ``auto_release``).
-A checker may approve a file whose automatic checks *failed* only with a comment explaining the
-exception.
+Reviews: one verdict per file, bound to its SHA-256; the quorum and decision rules are in
+:mod:`.reviews` (approved requests are released when ``auto_release``). Only output checkers of the
+project review, release and read the contents of unreleased files (:func:`.open_staged`); everyone
+else who may see a request gets a redacted view (:mod:`.views`, :mod:`.permissions`).
 
 Types: blocked, unknown and not-allowed types are refused before staging, and a staged file whose
 content is not its type is refused and removed (:class:`.staging.RefusedFiles`, audited as
@@ -47,6 +44,9 @@ from .inputs import check_context_shape, check_text
 from .limits import AirlockLimits, load_limits
 from .models import ExportRequest, RequestFile, Review
 from .release import ReleaseItem, copy_release, outbox_dir, withdraw_release
+from .reviews import DECISIONS, clean_verdicts, decision_of  # noqa: F401  (DECISIONS: re-exported)
+from .reviews import complete_reviewers as _complete_reviewers
+from .reviews import valid_verdicts as _valid_verdicts
 from .staging import (
     RefusedFiles,
     StagedFile,
@@ -65,14 +65,11 @@ from .views import (  # noqa: F401  (FileView, RequestSummary, RequestView, Revi
     ReviewView,
     build_view,
 )
-from .views import complete_reviewers as _complete_reviewers
 from .views import iso as _iso
 from .views import stored_check as _stored_check
-from .views import valid_verdicts as _valid_verdicts
 
 log = logging.getLogger(__name__)
 
-DECISIONS = ("approve", "request_changes", "reject")
 MAX_CONTEXT_BYTES = 1_000_000
 MAX_TEXT = 10_000
 
@@ -527,36 +524,7 @@ class AirlockService:
                 if actor in _complete_reviewers(req):
                     raise InvalidTransition("you have already reviewed this version of the request")
                 files = {f.index: f for f in req.files}
-                mine = _valid_verdicts(req).get(actor, {})
-                clean: dict[int, tuple[str, str]] = {}
-                for raw_index, verdict in verdicts.items():
-                    try:
-                        index = int(raw_index)
-                    except (TypeError, ValueError):
-                        raise InvalidInput(f"file number {raw_index!r} is not a number") from None
-                    if index not in files:
-                        raise InvalidInput(f"request {request_id} has no file number {index}")
-                    if not isinstance(verdict, Mapping):
-                        raise InvalidInput("each verdict is {decision, comment}")
-                    decision = str(verdict.get("decision", ""))
-                    comment = check_text(verdict.get("comment", "") or "", "a comment", MAX_TEXT).strip()
-                    if decision not in DECISIONS:
-                        raise InvalidInput(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
-                    if decision != "approve" and not comment:
-                        raise InvalidInput(f"say why for file {files[index].name}: a comment is required "
-                                           "to request changes or reject")
-                    if decision == "approve" and not comment and files[index].check_status == Status.FAIL.value:
-                        raise InvalidInput(f"{files[index].name} failed the automatic checks: approving it "
-                                           "needs a comment explaining the exception (why the finding is a "
-                                           "false positive or acceptable)")
-                    seen = verdict.get("sha256")
-                    if seen and seen != files[index].sha256:
-                        raise IntegrityError(f"{files[index].name} changed since you opened it: reload and review again")
-                    clean[index] = (decision, comment)
-                missing = sorted(set(files) - set(mine) - set(clean))
-                if missing:
-                    raise InvalidInput("give a verdict on every file; missing: "
-                                       + ", ".join(files[i].name for i in missing))
+                clean = clean_verdicts(request_id, files, verdicts, _valid_verdicts(req).get(actor, {}))
                 for index, (decision, comment) in sorted(clean.items()):
                     s.add(Review(request_id=req.id, reviewer=actor, file_index=index,
                                  file_sha256=files[index].sha256, decision=decision, comment=comment,
@@ -571,10 +539,8 @@ class AirlockService:
                 if req.state == State.SUBMITTED.value:
                     self._apply(s, req, Action.START_REVIEW, actor)
                 complete = _complete_reviewers(req)
-                if len(complete) >= req.reviews_required:
-                    decisions = {v.decision for per in complete.values() for v in per.values()}
-                    action = (Action.REJECT if "reject" in decisions else
-                              Action.REQUEST_CHANGES if "request_changes" in decisions else Action.APPROVE)
+                action = decision_of(complete, req.reviews_required)
+                if action is not None:
                     self._apply(s, req, action, actor, reviewers=sorted(complete))
                 return req.state
         state = self._guarded(actor, "airlock.review.submit", request_id, run)

@@ -1,8 +1,7 @@
 """Read models of export requests, and what each viewer may see of them. Pure: no I/O.
 
 :func:`build_view` turns a request row into a :class:`RequestView` for one viewer. The quorum
-rules it reports (:func:`valid_verdicts`, :func:`complete_reviewers`) are the ones the service
-decides with. A viewer who may not read the contents (:func:`.permissions.can_read_contents`: the
+rules it reports (:mod:`.reviews`) are the ones the service decides with. A viewer who may not read the contents (:func:`.permissions.can_read_contents`: the
 author, an admin who is not a checker of the project) gets a *redacted* view: names, sizes,
 SHA-256s, statuses, verdicts and comments, but neither the justification nor the context the author
 sent, and check findings reduced to rule, status and location (:func:`build_redacted_check`).
@@ -16,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from .checks import Status, worst
-from .models import ExportRequest, RequestFile, Review
+from .models import ExportRequest, RequestFile
 from .permissions import can_see_votes
+from .reviews import complete_reviewers, valid_verdicts
 from .states import State
 
 #: Findings listed per rule in a redacted check; the rest are counted. Locations (row, column,
@@ -118,28 +118,6 @@ class RequestSummary:
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def valid_verdicts(req: ExportRequest) -> dict[str, dict[int, Review]]:
-    """reviewer -> file index -> their latest verdict that still counts."""
-    current = {f.index: f.sha256 for f in req.files}
-    latest: dict[tuple[str, int], Review] = {}
-    for review in req.reviews:  # ordered by id: later rows win
-        latest[(review.reviewer, review.file_index)] = review
-    out: dict[str, dict[int, Review]] = {}
-    for (reviewer, index), review in latest.items():
-        if current.get(index) != review.file_sha256:
-            continue  # the file changed (or left the request): the verdict is lost
-        if review.decision != "approve" and review.round != req.round:
-            continue  # a request for changes or a rejection is answered by the resubmission
-        out.setdefault(reviewer, {})[index] = review
-    return out
-
-
-def complete_reviewers(req: ExportRequest) -> dict[str, dict[int, Review]]:
-    """Reviewers holding a valid verdict on every current file (they count toward the quorum)."""
-    indexes = {f.index for f in req.files}
-    return {r: v for r, v in valid_verdicts(req).items() if set(v) >= indexes}
 
 
 def stored_check(f: RequestFile) -> dict:
