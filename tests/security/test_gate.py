@@ -381,3 +381,30 @@ def test_nir_in_a_table_reaches_the_author_through_findings(gate):
     view = gate.submit()
     data = gate.api("alice", "GET", f"requests/{view.id}").text
     assert NIR_LIKE not in data and NIR_LIKE.replace(" ", "") not in data
+
+
+def test_request_smuggling_with_both_length_and_chunked(gate):
+    """A body framed two ways (Content-Length and chunked): a proxy and the gate could disagree on
+    where the next request starts; the gate must refuse it rather than run the hidden request."""
+    import socket
+    from urllib.parse import urlparse
+
+    view = gate.submit()
+    url = urlparse(gate.base)
+    hidden = (f"POST {url.path}api/requests/{view.id}/reviews HTTP/1.1\r\nHost: x\r\n"
+              "Authorization: token fake-olga\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n"
+              '{"verdicts": {"0": {"decision": "approve", "comment": "x"}}}')
+    outer = (f"POST {url.path}api/requests/{view.id}/withdraw HTTP/1.1\r\nHost: x\r\n"
+             "Authorization: token fake-alice\r\nContent-Type: application/json\r\n"
+             f"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}")
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(outer.encode())
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    after = gate.service.get_request("olga", view.id)
+    assert after.state == "submitted" and after.complete_reviews == 0

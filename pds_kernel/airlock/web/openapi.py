@@ -160,3 +160,51 @@ def build_openapi(prefix: str = "/") -> dict:
                 "parameters": [_ID, _INDEX], "responses": {"200": _FILE, **_errors(400, 401, 403, 404, 409)}}},
         },
     }
+
+
+#: Who may call each operation (enforced by the service, :mod:`..permissions`).
+WHO = {
+    "me": "anyone with a token",
+    "listRequests": "anyone: each sees the requests they may see (`queue`: checkers of the project)",
+    "createRequest": "a researcher of the project (an admin on behalf of one)",
+    "getRequest": "author, admins: redacted view; output checkers of the project: full",
+    "submitRequest": "the author",
+    "resubmitRequest": "the author",
+    "withdrawRequest": "the author",
+    "revokeRequest": "an output checker of the project (approved), an admin (released)",
+    "releaseRequest": "an output checker of the project, never the author",
+    "reviewRequest": "an output checker of the project, never the author",
+    "getStagedFile": "output checkers of the project only (never the author, never an admin as such)",
+    "downloadReleasedFile": "the author, once released (never from a workspace)",
+}
+
+
+def render_reference(prefix: str = "/services/airlock/") -> str:
+    """docs/reference/gate-api.md, generated from :func:`build_openapi` (a test keeps it in step)."""
+    doc = build_openapi(prefix)
+    lines = ["# The gate's JSON API", "",
+             "Generated from `pds_kernel/airlock/web/openapi.py` by "
+             "`python -m pds_kernel.airlock.web.openapi > docs/reference/gate-api.md`; do not edit.",
+             "", f"Base URL: `{prefix}` on the hub; the document itself: `{prefix}api/openapi.json`. "
+             "Authenticate with `Authorization: token <JupyterHub API token>`. What each caller sees and "
+             "what the gate accepts: [output checking](../output-checking.md#who-sees-what).", "",
+             "| operation | method and path | body | who | answers |", "| --- | --- | --- | --- | --- |"]
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            body = op.get("requestBody", {}).get("content", {})
+            kinds = ", ".join(f"`{k}`" for k in body) or "none"
+            if body and not op["requestBody"].get("required"):
+                kinds += " (optional)"
+            answers = ", ".join(sorted(op["responses"]))
+            lines.append(f"| `{op['operationId']}` | `{method.upper()} {path}` | {kinds} | "
+                         f"{WHO[op['operationId']]} | {answers} |")
+    lines += ["", "Errors are `{\"error\": \"<what went wrong and what to do>\"}`. 400: malformed body, unknown "
+              "field or query parameter, wrong type, nesting too deep; 401: no valid token; 403: not "
+              "allowed (audited); 404: no such request, file or operation; 409: not in this state; "
+              "413: body over the limit (1 MiB, uploads: the request limit + 1 MiB); 415: another media "
+              "type or a compressed body.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_reference(), end="")
