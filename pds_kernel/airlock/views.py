@@ -29,7 +29,7 @@ REDACTED_FINDINGS_PER_RULE = 20
 #: stored message (which may quote a cell value, a column name or a record the workspace sent).
 #: A rule missing here shows as ``other`` with the generic text: add new rules of the checks.
 RULE_EXPLANATIONS = {
-    "small-cell": "count below the project's small-cell threshold",
+    "small-cell": "count below the project's small-cell threshold of {min_cell}",
     "zero": "zero cell: a checker confirms it is structural",
     "margin-recovery": "the only suppressed cell of its row or column next to a total: recoverable",
     "dominance": "dominance: the largest contributors make most of this cell",
@@ -141,12 +141,13 @@ def _status(value: Any) -> str:
     return value if isinstance(value, str) and value in _STATUSES else Status.FAIL.value
 
 
-def build_redacted_check(check: dict) -> dict:
+def build_redacted_check(check: dict, min_cell: int) -> dict:
     """What a viewer who may not read the contents sees of a check result: the kind, the status, the
     status per rule, and per finding its rule, status and location (row, column or line numbers),
     with the rule's fixed explanation; at most :data:`REDACTED_FINDINGS_PER_RULE` per rule, the rest
     counted. Never the stored message (cell values, column names, ACRO summaries), never a rule
-    name the catalogue does not know (an ACRO record names its own checks)."""
+    name the catalogue does not know (an ACRO record names its own checks). The numbers an
+    explanation gives are the project's thresholds (``min_cell``), never the data's."""
     rules: dict[str, str] = {}
     raw_rules = check.get("rules") if isinstance(check.get("rules"), dict) else {}
     for name, status in raw_rules.items():
@@ -162,8 +163,9 @@ def build_redacted_check(check: dict) -> dict:
             omitted[rule] = omitted.get(rule, 0) + 1
             continue
         kept[rule] = kept.get(rule, 0) + 1
+        explanation = RULE_EXPLANATIONS.get(rule, "see the rule catalogue in docs/output-checking.md")
         out = {"rule": rule, "status": _status(raw.get("status")),
-               "message": RULE_EXPLANATIONS.get(rule, "see the rule catalogue in docs/output-checking.md")}
+               "message": explanation.format(min_cell=int(min_cell))}
         for key in ("row", "col", "line"):
             value = raw.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
@@ -195,7 +197,7 @@ def build_view(req: ExportRequest, viewer: str, *, contents: bool) -> RequestVie
     for f in req.files:
         check = stored_check(f)
         files.append(FileView(f.index, f.name, f.sha256, f.size, f.kind, f.check_status,
-                              check if contents else build_redacted_check(check)))
+                              check if contents else build_redacted_check(check, req.min_cell)))
     return RequestView(
         id=req.id, project=req.project_id, author=req.author, state=req.state,
         justification=req.justification if contents else "",

@@ -408,3 +408,14 @@ def test_request_smuggling_with_both_length_and_chunked(gate):
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
     after = gate.service.get_request("olga", view.id)
     assert after.state == "submitted" and after.complete_reviews == 0
+
+
+def test_admin_reviews_through_the_page_form(gate):
+    """The page path to a review (cookie session, real XSRF token) refuses an admin like the API."""
+    view = gate.submit(content=b"a,n\nx,20\n")
+    root = gate.browser("root")
+    token = gate.xsrf(root, f"requests/{view.id}")  # the page offers root a withdraw form, with its token
+    form = {"decision_0": "approve", "comment_0": "fine", "sha_0": view.files[0].sha256, "_xsrf": token}
+    r = root.post(gate.base + f"requests/{view.id}/review", data=form, allow_redirects=False, timeout=30)
+    assert r.status_code == 403, (r.status_code, r.text[:200])
+    assert gate.service.get_request("olga", view.id).complete_reviews == 0

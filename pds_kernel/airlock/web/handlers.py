@@ -280,6 +280,8 @@ class OpenApiHandler(BoundedBody):
 
     def prepare(self) -> None:
         self.start_body()
+        if self._refusal is not None:  # anonymous: nothing is drained for it, the connection closes
+            raise self._refusal
 
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
