@@ -419,3 +419,27 @@ def test_admin_reviews_through_the_page_form(gate):
     r = root.post(gate.base + f"requests/{view.id}/review", data=form, allow_redirects=False, timeout=30)
     assert r.status_code == 403, (r.status_code, r.text[:200])
     assert gate.service.get_request("olga", view.id).complete_reviews == 0
+
+
+def test_script_in_a_submitted_table_and_text_on_the_checkers_page(gate):
+    """The checker's page renders the author's files: a cell or a line of text must stay text."""
+    payload = "<script>alert(3)</script>"
+    table = gate.submit(content=f'group,n\n"{payload}",20\nb,30\n'.encode())
+    text = gate.submit(content=f"method\n</pre>{payload}<pre>\n".encode(), name="notes.txt")
+    for view in (table, text):
+        page = gate.browser("olga").get(gate.base + f"requests/{view.id}", timeout=60)
+        assert page.status_code == 200 and "alert(3)" in page.text  # rendered for the checker...
+        assert payload not in page.text and "</pre><script>" not in page.text  # ...as inert text
+
+
+def test_member_of_another_project_resubmits_files_into_a_request(gate):
+    """IDOR on a write: replace or remove files (by name) of another project's request."""
+    view = gate.submit(content=b"a,n\nx,20\n")
+    for who in ("olga", "omar"):
+        gate.service.review(who, view.id, {0: {"decision": "request_changes", "comment": "round"}})
+    r = gate.api("mallory", "POST", f"requests/{view.id}/resubmit", data={"remove": "t.csv"},
+                 files=[("files", ("t.csv", b"a,n\nstolen,99\n", "text/csv"))])
+    assert r.status_code == 403, (r.status_code, r.text)
+    after = gate.service.get_request("olga", view.id)
+    assert after.state == "changes_requested" and after.round == 1
+    assert after.files[0].sha256 == view.files[0].sha256
