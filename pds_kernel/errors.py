@@ -55,3 +55,15 @@ class IntegrityError(PdsError):
 
     exit_code = 7
     http_status = 409
+
+
+class BodyTooLarge(InvalidInput):
+    """A request body over the limit of the operation it was sent to."""
+
+    http_status = 413
+
+
+class UnsupportedBody(InvalidInput):
+    """A request body of a media type (or encoding) the operation does not take."""
+
+    http_status = 415

@@ -103,7 +103,7 @@ class AirlockClient:
         if response.status >= 400:
             message = payload.get("error") if isinstance(payload, dict) else str(payload)
             cls = {401: PermissionDenied, 403: PermissionDenied, 404: NotFound}.get(response.status, PdsError)
-            if response.status == 400:
+            if response.status in (400, 413, 415):  # what was sent: malformed, too large, wrong type
                 cls = InvalidInput
             raise cls(f"airlock: {message or response.reason}")
         return payload

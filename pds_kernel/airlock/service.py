@@ -5,13 +5,10 @@ and writes the change and its audit entry in one transaction. Every state change
 :func:`_apply`, which asks :func:`.states.check_transition` first; a refused move is audited and
 raised as :class:`InvalidTransition`.
 
-Reviews: a checker gives one verdict per file, bound to the file's SHA-256. A reviewer is
-*complete* for the current round when they hold a valid verdict on every current file (same bytes;
-approvals of unchanged files survive a resubmission, other verdicts are answered by it). When
-``reviews_required`` checkers are complete, the request is decided: any reject rejects, else any
-request for changes asks for changes, else it is approved (and released when ``auto_release``).
-A checker may approve a file whose automatic checks *failed* only with a comment explaining the
-exception.
+Reviews: one verdict per file, bound to its SHA-256; the quorum and decision rules are in
+:mod:`.reviews` (approved requests are released when ``auto_release``). Only output checkers of the
+project review, release and read the contents of unreleased files (:func:`.open_staged`); everyone
+else who may see a request gets a redacted view (:mod:`.views`, :mod:`.permissions`).
 
 Types: blocked, unknown and not-allowed types are refused before staging, and a staged file whose
 content is not its type is refused and removed (:class:`.staging.RefusedFiles`, audited as
@@ -27,7 +24,7 @@ import secrets
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,9 +40,13 @@ from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions
 from .checks import Status, Thresholds, check_file, filetypes, worst
+from .inputs import check_context_shape, check_text
 from .limits import AirlockLimits, load_limits
 from .models import ExportRequest, RequestFile, Review
 from .release import ReleaseItem, copy_release, outbox_dir, withdraw_release
+from .reviews import DECISIONS, clean_verdicts, decision_of  # noqa: F401  (DECISIONS: re-exported)
+from .reviews import complete_reviewers as _complete_reviewers
+from .reviews import valid_verdicts as _valid_verdicts
 from .staging import (
     RefusedFiles,
     StagedFile,
@@ -57,113 +58,24 @@ from .staging import (
     stage_file,
 )
 from .states import REVIEWABLE_STATES, Action, Actor, State, actions_from, check_transition
+from .views import (  # noqa: F401  (FileView, RequestSummary, RequestView, ReviewView: re-exported)
+    FileView,
+    RequestSummary,
+    RequestView,
+    ReviewView,
+    build_view,
+)
+from .views import iso as _iso
+from .views import stored_check as _stored_check
 
 log = logging.getLogger(__name__)
 
-DECISIONS = ("approve", "request_changes", "reject")
 MAX_CONTEXT_BYTES = 1_000_000
 MAX_TEXT = 10_000
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# ---- read models ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FileView:
-    index: int
-    name: str
-    sha256: str
-    size: int
-    kind: str
-    check_status: str
-    check: dict
-
-
-@dataclass(frozen=True)
-class ReviewView:
-    reviewer: str
-    file_index: int
-    file_sha256: str
-    decision: str
-    comment: str
-    round: int
-    created_at: str
-    valid: bool  #: still bound to the current bytes of the file and counted
-
-
-@dataclass(frozen=True)
-class RequestView:
-    id: str
-    project: str
-    author: str
-    state: str
-    justification: str
-    context: dict
-    reviews_required: int
-    min_cell: int
-    round: int
-    created_at: str
-    updated_at: str
-    released_at: str | None
-    files: list[FileView]
-    check_status: str
-    complete_reviews: int
-    reviews: list[ReviewView]  #: every verdict the viewer may see
-    reviews_hidden: bool  #: True when others' verdicts are hidden from this viewer
-    reviewed_by_me: bool  #: the viewer holds a verdict on every current file
-    actions: list[str] = field(default_factory=list)  #: what this viewer may do now
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RequestSummary:
-    id: str
-    project: str
-    author: str
-    state: str
-    check_status: str
-    files: int
-    created_at: str
-    updated_at: str
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _valid_verdicts(req: ExportRequest) -> dict[str, dict[int, Review]]:
-    """reviewer -> file index -> their latest verdict that still counts."""
-    current = {f.index: f.sha256 for f in req.files}
-    latest: dict[tuple[str, int], Review] = {}
-    for review in req.reviews:  # ordered by id: later rows win
-        latest[(review.reviewer, review.file_index)] = review
-    out: dict[str, dict[int, Review]] = {}
-    for (reviewer, index), review in latest.items():
-        if current.get(index) != review.file_sha256:
-            continue  # the file changed (or left the request): the verdict is lost
-        if review.decision != "approve" and review.round != req.round:
-            continue  # a request for changes or a rejection is answered by the resubmission
-        out.setdefault(reviewer, {})[index] = review
-    return out
-
-
-def _stored_check(f: RequestFile) -> dict:
-    """The stored check result of ``f``; an unreadable one (a damaged row) shows as a failure."""
-    try:
-        result = json.loads(f.check_result or "")
-    except ValueError:
-        result = None
-    if isinstance(result, dict):
-        return result
-    return {"kind": f.kind, "status": Status.FAIL.value, "rules": {"record": Status.FAIL.value}, "omitted": {},
-            "findings": [{"rule": "record", "status": Status.FAIL.value,
-                          "message": "the stored check result is unreadable: ask an admin"}]}
 
 
 def _discard(directory: Path, staged: Iterable[StagedFile]) -> None:
@@ -187,11 +99,6 @@ def _type_problem(directory: Path, f: RequestFile, allowed: frozenset[str]) -> s
         return filetypes.staged_refusal(directory / f.stored_name, f.name, allowed)
     except OSError:
         return "its staged copy cannot be read"
-
-
-def _complete_reviewers(req: ExportRequest) -> dict[str, dict[int, Review]]:
-    indexes = {f.index for f in req.files}
-    return {r: v for r, v in _valid_verdicts(req).items() if set(v) >= indexes}
 
 
 class AirlockService:
@@ -258,30 +165,10 @@ class AirlockService:
             self._deny(actor, action_name, request_id if isinstance(request_id, str) else "?", project, exc)
             raise
 
-    def _view(self, req: ExportRequest, viewer: str) -> RequestView:
-        valid = _valid_verdicts(req)
-        complete = _complete_reviewers(req)
-        own_complete = viewer in complete
-        visible = permissions.can_see_votes(viewer, req.author, State(req.state), own_complete)
-        valid_ids = {r.id for v in valid.values() for r in v.values()}
-        reviews = [
-            ReviewView(r.reviewer, r.file_index, r.file_sha256, r.decision, r.comment, r.round,
-                       _iso(r.created_at), r.id in valid_ids)
-            for r in req.reviews if visible or r.reviewer == viewer
-        ]
-        hidden = not visible and any(r.reviewer != viewer for r in req.reviews)
-        files = [FileView(f.index, f.name, f.sha256, f.size, f.kind, f.check_status, _stored_check(f))
-                 for f in req.files]
-        return RequestView(
-            id=req.id, project=req.project_id, author=req.author, state=req.state,
-            justification=req.justification, context=json.loads(req.context),
-            reviews_required=req.reviews_required, min_cell=req.min_cell, round=req.round,
-            created_at=_iso(req.created_at), updated_at=_iso(req.updated_at),
-            released_at=_iso(req.released_at), files=files,
-            check_status=worst(Status(f.check_status) for f in req.files).value,
-            complete_reviews=len(complete), reviews=reviews, reviews_hidden=hidden,
-            reviewed_by_me=own_complete,
-        )
+    def _view(self, req: ExportRequest, viewer: str, contents: bool = False) -> RequestView:
+        """``req`` as ``viewer`` sees it: redacted unless ``contents`` (decided by
+        :func:`.permissions.can_read_contents`, between transactions: see :meth:`_peek`)."""
+        return build_view(req, viewer, contents=contents)
 
     def _with_actions(self, view: RequestView, viewer: str) -> RequestView:
         """Add what ``viewer`` may do now (registry questions: outside any open transaction)."""
@@ -335,7 +222,8 @@ class AirlockService:
         if project is not None:
             check_project_id(project)
         if state is not None:
-            state = State(state).value if state in {s.value for s in State} else None
+            if state not in {s.value for s in State}:
+                raise InvalidInput(f"unknown state {state[:40]!r}: use one of {', '.join(s.value for s in State)}")
         rows = []
         with transaction(self._sessions) as s:
             query = select(ExportRequest).order_by(ExportRequest.created_at.desc())
@@ -374,19 +262,26 @@ class AirlockService:
         def run():
             project, author, _ = self._peek(request_id)
             permissions.check_view(self.registry, actor, project, author)
+            contents = permissions.can_read_contents(self.registry, actor, project, author)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
-                view = self._view(req, actor)
+                view = self._view(req, actor, contents)
                 self._record(AuditEvent(actor=actor, action="airlock.request.view", target=f"request:{req.id}",
                                         project=req.project_id, details={"state": req.state}), session=s)
             return self._with_actions(view, actor)
         return self._guarded(actor, "airlock.request.view", request_id, run)
 
     def open_staged(self, actor: str, request_id: str, index: int) -> tuple[FileView, Path]:
-        """The staged copy of file ``index`` for rendering to someone allowed to see the request."""
+        """The staged copy of file ``index``, for an output checker of the project only
+        (:func:`.permissions.check_read_contents`): never the author, before or after release (the
+        author downloads released bytes with :meth:`download`), never an admin as such."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10**6:
+            raise InvalidInput("a file number is a whole number from 0")
+
         def run():
             project, author, _ = self._peek(request_id)
             permissions.check_view(self.registry, actor, project, author)
+            permissions.check_read_contents(self.registry, actor, project, author)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
                 f = next((f for f in req.files if f.index == index), None)
@@ -437,6 +332,7 @@ class AirlockService:
     @staticmethod
     def _check_context(context: Mapping[str, Any] | None) -> dict:
         context = dict(context or {})
+        check_context_shape(context)  # before encoding: a deep value would exhaust the stack
         try:
             encoded = json.dumps(context, default=str)
         except (TypeError, ValueError):
@@ -457,12 +353,12 @@ class AirlockService:
         try:
             if not justification:
                 raise InvalidInput("say why these outputs need to leave the workspace (justification)")
-            if len(justification) > MAX_TEXT:
-                raise InvalidInput(f"the justification is longer than {MAX_TEXT} characters")
+            check_text(justification, "the justification", MAX_TEXT)
             context = self._check_context(context)
             check_names([name for name, _ in files], self.limits)
             permissions.check_submitter(self.registry, actor, project, author)
             check_types([name for name, _ in files], self.limits)
+            contents = permissions.can_read_contents(self.registry, actor, project, author)
         except PdsError as exc:
             self._deny(actor, "airlock.request.create", "", project, exc)
             raise
@@ -500,22 +396,24 @@ class AirlockService:
             if submit:
                 self._apply(s, req, Action.SUBMIT, actor)
             s.refresh(req)
-            view = self._view(req, actor)
+            view = self._view(req, actor, contents)
         return self._with_actions(view, actor)
 
     def submit(self, actor: str, request_id: str) -> RequestView:
         return self._simple(actor, request_id, Action.SUBMIT, "submit")
 
     def withdraw(self, actor: str, request_id: str, reason: str = "") -> RequestView:
+        check_text(reason, "the reason", MAX_TEXT)
         return self._simple(actor, request_id, Action.WITHDRAW, "withdraw", reason=reason[:MAX_TEXT])
 
     def _simple(self, actor: str, request_id: str, action: Action, what: str, **details: Any) -> RequestView:
         def run():
             project, author, state = self._authorise(actor, request_id, action, what)
+            contents = permissions.can_read_contents(self.registry, actor, project, author)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 self._apply(s, req, action, actor, **details)
-                view = self._view(req, actor)
+                view = self._view(req, actor, contents)
             return self._with_actions(view, actor)
         return self._guarded(actor, f"airlock.request.{action.value}", request_id, run)
 
@@ -531,6 +429,7 @@ class AirlockService:
 
         def prepare():
             project, author, state = self._authorise(actor, request_id, Action.RESUBMIT, "resubmit")
+            contents = permissions.can_read_contents(self.registry, actor, project, author)
             records = self._check_context({"acro": acro}).get("acro") if acro else {}
             if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
                 raise InvalidInput("acro must map file names to ACRO records")
@@ -548,8 +447,8 @@ class AirlockService:
                 if records:
                     before = context.get("acro") if isinstance(context.get("acro"), dict) else {}
                     context = self._check_context({**context, "acro": {**before, **records}})
-                return req.project_id, req.round + 1, current, context
-        project, round_, current, context = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
+                return req.project_id, req.round + 1, current, context, contents
+        project, round_, current, context, contents = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
         directory = request_dir(self.settings.paths.staging, project, request_id)
         next_index = max(current.values(), default=-1) + 1
         plan = []
@@ -596,7 +495,7 @@ class AirlockService:
                             replaced=[sf.name for sf in staged], removed=sorted(remove),
                             files=[{"name": f.name, "sha256": f.sha256} for f in req.files])
                 s.refresh(req)
-                return self._view(req, actor)
+                return self._view(req, actor, contents)
 
         try:
             self._guarded(actor, "airlock.request.resubmit", request_id, stage)
@@ -625,38 +524,7 @@ class AirlockService:
                 if actor in _complete_reviewers(req):
                     raise InvalidTransition("you have already reviewed this version of the request")
                 files = {f.index: f for f in req.files}
-                mine = _valid_verdicts(req).get(actor, {})
-                clean: dict[int, tuple[str, str]] = {}
-                for raw_index, verdict in verdicts.items():
-                    try:
-                        index = int(raw_index)
-                    except (TypeError, ValueError):
-                        raise InvalidInput(f"file number {raw_index!r} is not a number") from None
-                    if index not in files:
-                        raise InvalidInput(f"request {request_id} has no file number {index}")
-                    if not isinstance(verdict, Mapping):
-                        raise InvalidInput("each verdict is {decision, comment}")
-                    decision = str(verdict.get("decision", ""))
-                    comment = str(verdict.get("comment", "") or "").strip()
-                    if decision not in DECISIONS:
-                        raise InvalidInput(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
-                    if decision != "approve" and not comment:
-                        raise InvalidInput(f"say why for file {files[index].name}: a comment is required "
-                                           "to request changes or reject")
-                    if decision == "approve" and not comment and files[index].check_status == Status.FAIL.value:
-                        raise InvalidInput(f"{files[index].name} failed the automatic checks: approving it "
-                                           "needs a comment explaining the exception (why the finding is a "
-                                           "false positive or acceptable)")
-                    if len(comment) > MAX_TEXT:
-                        raise InvalidInput(f"comment longer than {MAX_TEXT} characters")
-                    seen = verdict.get("sha256")
-                    if seen and seen != files[index].sha256:
-                        raise IntegrityError(f"{files[index].name} changed since you opened it: reload and review again")
-                    clean[index] = (decision, comment)
-                missing = sorted(set(files) - set(mine) - set(clean))
-                if missing:
-                    raise InvalidInput("give a verdict on every file; missing: "
-                                       + ", ".join(files[i].name for i in missing))
+                clean = clean_verdicts(request_id, files, verdicts, _valid_verdicts(req).get(actor, {}))
                 for index, (decision, comment) in sorted(clean.items()):
                     s.add(Review(request_id=req.id, reviewer=actor, file_index=index,
                                  file_sha256=files[index].sha256, decision=decision, comment=comment,
@@ -671,10 +539,8 @@ class AirlockService:
                 if req.state == State.SUBMITTED.value:
                     self._apply(s, req, Action.START_REVIEW, actor)
                 complete = _complete_reviewers(req)
-                if len(complete) >= req.reviews_required:
-                    decisions = {v.decision for per in complete.values() for v in per.values()}
-                    action = (Action.REJECT if "reject" in decisions else
-                              Action.REQUEST_CHANGES if "request_changes" in decisions else Action.APPROVE)
+                action = decision_of(complete, req.reviews_required)
+                if action is not None:
                     self._apply(s, req, action, actor, reviewers=sorted(complete))
                 return req.state
         state = self._guarded(actor, "airlock.review.submit", request_id, run)
@@ -690,6 +556,7 @@ class AirlockService:
 
         def take_claim():
             project, author, state = self._authorise(actor, request_id, Action.RELEASE, "release")
+            contents = permissions.can_read_contents(self.registry, actor, project, author)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 check_transition(req.state, Action.RELEASE)
@@ -719,9 +586,9 @@ class AirlockService:
                     if (f.index, f.sha256) not in reviewed:
                         raise IntegrityError(f"{f.name} was not reviewed in this version: nothing released")
                     items.append(ReleaseItem(directory / f.stored_name, f.name, f.sha256))
-                return req.project_id, items
+                return req.project_id, items, contents
 
-        project, items = self._guarded(actor, "airlock.request.release", request_id, take_claim)
+        project, items, contents = self._guarded(actor, "airlock.request.release", request_id, take_claim)
         try:
             copy_release(self.settings.paths.outbox, project, request_id, claim, items)
         except BaseException as exc:
@@ -742,16 +609,18 @@ class AirlockService:
             req.released_at = _utcnow()
             self._apply(s, req, Action.RELEASE, actor,
                         files=[{"name": i.name, "sha256": i.sha256} for i in items])
-            view = self._view(req, actor)
+            view = self._view(req, actor, contents)
         return self._with_actions(view, actor)
 
     def revoke(self, actor: str, request_id: str, reason: str) -> RequestView:
         """Take back an approval (checker/admin) or a release (admin): the outbox copy is withdrawn."""
         if not (reason or "").strip():
             raise InvalidInput("say why the request is revoked")
+        check_text(reason, "the reason", MAX_TEXT)
 
         def run():
             project, author, state = self._authorise(actor, request_id, Action.REVOKE, "revoke")
+            contents = permissions.can_read_contents(self.registry, actor, project, author)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.state != state:
@@ -759,7 +628,7 @@ class AirlockService:
                 self._apply(s, req, Action.REVOKE, actor, reason=reason.strip()[:MAX_TEXT])
                 if state == State.RELEASED.value:
                     withdraw_release(self.settings.paths.outbox, req.project_id, req.id)
-                view = self._view(req, actor)
+                view = self._view(req, actor, contents)
             return self._with_actions(view, actor)
         return self._guarded(actor, "airlock.request.revoke", request_id, run)
 

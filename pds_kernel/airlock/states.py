@@ -43,7 +43,7 @@ class Actor(str, enum.Enum):
     """Who may trigger a move (checked by :mod:`.permissions`, not here)."""
 
     AUTHOR = "author"  #: the researcher who made the request (or an admin on their behalf)
-    CHECKER = "checker"  #: an output checker of the project who is not the author, or an admin
+    CHECKER = "checker"  #: an output checker of the project who is not the author (never an admin as such)
     ADMIN = "admin"  #: a platform admin only
 
 

@@ -57,7 +57,7 @@ EXAMPLES: dict[str, str] = {
         "--verdict 1=request_changes:small-cells-in-row-3"),
     "airlock resubmit": "pds --as alice airlock resubmit 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b out/table2.csv "
                         "--why 'cells under 10 suppressed'",
-    "airlock release": "pds --as admin airlock release 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b",
+    "airlock release": "pds --as olga airlock release 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b",
     "airlock withdraw": "pds --as alice airlock withdraw 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b --reason 'wrong file'",
     "airlock revoke": "pds --as olga airlock revoke 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b --reason 'cell of 3 missed'",
     "airlock download": "pds --as alice airlock download 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b --dest results/",

@@ -27,8 +27,10 @@ class FakeIdentity:
 
 
 @contextmanager
-def live_server(app):
-    """Serve ``app`` on a free loopback port from a background thread; yield its base URL."""
+def live_server(app, **server_options):
+    """Serve ``app`` on a free loopback port from a background thread; yield its base URL.
+
+    ``server_options`` go to Tornado's ``HTTPServer`` (production's: ``web.server_options()``)."""
     sock, port = bind_unused_port()
     ready = threading.Event()
     state = {}
@@ -36,7 +38,7 @@ def live_server(app):
     def run():
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        server = HTTPServer(app)
+        server = HTTPServer(app, **server_options)
         server.add_sockets([sock])
         state["loop"], state["server"] = loop, server
         ready.set()

@@ -43,6 +43,12 @@ def messages(file_view, rule: str) -> list[str]:
     return [f["message"] for f in check["findings"] if f["rule"] == rule]
 
 
+def checker_view(service, request_id: str, index: int = 0):
+    """The file as an output checker sees it: the author's view of findings carries no messages
+    from the data (docs/output-checking.md, "Who sees what")."""
+    return service.get_request("olga", request_id).files[index]
+
+
 def saved_means(tmp_path, microdata, name="means.csv"):
     session = sdc.Session(Thresholds())
     table = session.crosstab(microdata.year, microdata.grant, values=microdata.inc, aggfunc="mean")
@@ -60,7 +66,8 @@ def test_matching_record_drives_the_magnitude_checks(service, tmp_path, microdat
     assert rules(f)["dominance"] == "fail" and "magnitude" not in rules(f) and "acro" not in rules(f)
     nk = {(x["row"], x["col"]) for x in f.check["findings"] if x["rule"] == "dominance"}
     assert nk == {(int(r), int(c) + 1) for r, c in record["sdc"]["cells"]["NKCheck"]}
-    assert view.context["acro"][name]["sha256"] == f.sha256  # kept with the request, for the checkers
+    assert service.get_request("olga", view.id).context["acro"][name]["sha256"] == f.sha256  # for the checkers
+    assert view.context == {} and view.justification == ""  # the author's view: nothing sent is echoed
 
 
 def test_record_of_other_bytes_is_ignored_with_the_reason(service, tmp_path, microdata):
@@ -68,7 +75,7 @@ def test_record_of_other_bytes_is_ignored_with_the_reason(service, tmp_path, mic
     edited = pd.read_csv(path).round(1).to_csv(index=False).encode()  # the file changed after sdc saved it
     view = service.create("alice", PROJECT, [("means.csv", io.BytesIO(edited))], "Table 3",
                           {"acro": session.evidence()})
-    f = view.files[0]
+    f = checker_view(service, view.id)
     assert f.check_status == "review"
     assert "dominance" not in rules(f)  # nothing of the stale record is used
     assert [m.startswith(ACRO_MISMATCH) and "other bytes" in m for m in messages(f, "acro")] == [True]
@@ -80,7 +87,7 @@ def test_record_without_a_hash_is_ignored(service, tmp_path, microdata):
     record = {k: v for k, v in session.evidence()["means.csv"].items() if k != "sha256"}
     view = service.create("alice", PROJECT, [("means.csv", io.BytesIO(path.read_bytes()))], "Table 3",
                           {"acro": {"means.csv": record}})
-    f = view.files[0]
+    f = checker_view(service, view.id)
     assert "dominance" not in rules(f) and "carries no SHA-256" in messages(f, "acro")[0]
 
 
@@ -89,7 +96,7 @@ def test_malformed_record_is_a_finding_not_a_crash(service, tmp_path, microdata)
     record = {**session.evidence()["means.csv"], "sdc": {"cells": {"NKCheck": [["x", None]]}}}
     view = service.create("alice", PROJECT, [("means.csv", io.BytesIO(path.read_bytes()))], "Table 3",
                           {"acro": {"means.csv": record}})
-    assert "malformed" in messages(view.files[0], "acro")[0]
+    assert "malformed" in messages(checker_view(service, view.id), "acro")[0]
 
 
 def test_save_refuses_other_formats_and_foreign_outputs(tmp_path, microdata):
@@ -127,25 +134,25 @@ def test_request_export_attaches_the_sdc_record_by_itself(workspace_env, service
     assert rules(by_name["means.csv"])["dominance"] == "fail"
     assert rules(by_name["counts.xlsx"])["small-cell"] == "fail"
     assert "acro" not in rules(by_name["means.csv"]) and "acro" not in rules(by_name["counts.xlsx"])
-    stored = service.get_request("alice", answer["id"]).context["acro"]
+    stored = service.get_request("olga", answer["id"]).context["acro"]
     assert set(stored) == {"means.csv", "counts.xlsx"}  # notes.txt was not made by sdc
     assert stored["means.csv"]["sha256"] == by_name["means.csv"]["sha256"]
 
 
-def test_file_changed_after_save_gets_review_with_the_reason(workspace_env, microdata):
+def test_file_changed_after_save_gets_review_with_the_reason(workspace_env, service, microdata):
     _, path = saved_means(workspace_env, microdata)
     path.write_text(path.read_text().replace(".", ",", 1))  # edited by hand after sdc saved it
     answer = ws.request_export([path], "Table 3")
     f = answer["files"][0]
-    assert f["check_status"] == "review" and "dominance" not in rules(f)
-    assert messages(f, "acro")[0].startswith(ACRO_MISMATCH)
+    assert f["check_status"] == "review" and "dominance" not in rules(f) and "acro" in rules(f)
+    assert messages(checker_view(service, answer["id"]), "acro")[0].startswith(ACRO_MISMATCH)
 
 
-def test_explicit_context_still_works_and_wins(workspace_env, microdata):
+def test_explicit_context_still_works_and_wins(workspace_env, service, microdata):
     session, path = saved_means(workspace_env, microdata)
     stale = {**session.evidence()["means.csv"], "sha256": "0" * 64}
     answer = ws.request_export([path], "Table 3", context={"acro": {"means.csv": stale}, "notebook": "a.ipynb"})
-    assert messages(answer["files"][0], "acro")[0].startswith(ACRO_MISMATCH)
+    assert messages(checker_view(service, answer["id"]), "acro")[0].startswith(ACRO_MISMATCH)
     answer = ws.request_export([path], "Table 3", context={"acro": session.evidence()})
     assert rules(answer["files"][0])["dominance"] == "fail"
 
@@ -171,4 +178,4 @@ def test_magic_and_resubmit_carry_the_record(workspace_env, service, microdata, 
     assert view["round"] == 2
     f = view["files"][0]
     assert "acro" not in rules(f)  # the new record matches the new bytes
-    assert service.get_request("alice", answer["id"]).context["acro"]["means.csv"]["sha256"] == f["sha256"]
+    assert service.get_request("olga", answer["id"]).context["acro"]["means.csv"]["sha256"] == f["sha256"]

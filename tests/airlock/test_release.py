@@ -109,7 +109,7 @@ def test_concurrent_releases_release_once(runtime, registry, limits, settings):
         except (InvalidTransition, IntegrityError) as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=attempt, args=(who,)) for who in ("olga", "omar", "root", "olga")]
+    threads = [threading.Thread(target=attempt, args=(who,)) for who in ("olga", "omar", "bob", "olga")]
     for t in threads:
         t.start()
     for t in threads:
@@ -135,7 +135,7 @@ def test_concurrent_final_approvals_release_once(runtime, registry, limits, sett
         except (InvalidTransition, IntegrityError) as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=attempt, args=(who,)) for who in ("omar", "root")]
+    threads = [threading.Thread(target=attempt, args=(who,)) for who in ("omar", "bob")]
     for t in threads:
         t.start()
     for t in threads:

@@ -188,3 +188,16 @@ def test_resubmit_after_changes_requested_through_the_api_and_client(base, servi
     assert view["state"] == "submitted" and view["round"] == 2
     staged = requests.get(base + f"api/requests/{rid}/files/0", headers=api("olga"))
     assert staged.status_code == 200
+
+
+def test_client_reports_a_refused_body_as_invalid_input(base, service):
+    from pds_kernel.airlock.client import AirlockClient
+    from pds_kernel.errors import InvalidInput
+
+    view = make_request(service)
+    client = AirlockClient(base, token="fake-alice")
+    with pytest.raises(InvalidInput, match="at most"):
+        client.request("POST", f"api/requests/{view.id}/withdraw", b" " * (2 * 1024 * 1024))
+    with pytest.raises(InvalidInput, match="application/json"):
+        client.request("POST", f"api/requests/{view.id}/withdraw", b"reason=x", "text/plain")
+    assert service.get_request("alice", view.id).state == "submitted"

@@ -104,8 +104,8 @@ def provision(hub: Hub, user: str) -> str:
 
 def gate_api(hub: Hub, token: str, method: str, path: str, **kwargs) -> requests.Response:
     """The gate's JSON API through the public proxy, authenticated by a hub API token."""
-    return requests.request(method, f"{hub.url}{GATE}api/{path}", timeout=60,
-                            headers={"Authorization": f"token {token}"}, **kwargs)
+    headers = {"Authorization": f"token {token}", **kwargs.pop("headers", {})}
+    return requests.request(method, f"{hub.url}{GATE}api/{path}", timeout=60, headers=headers, **kwargs)
 
 
 def browser_login(page, hub: Hub, user: str, secret: str) -> None:
@@ -175,14 +175,20 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
         assert (row.author, row.project_id, row.state, row.reviews_required) == ("alice", PROJECT, "submitted", 2)
         assert [(f.name, f.sha256, f.size) for f in row.files] == [
             ("dispensings_by_atc.csv", hashlib.sha256(table).hexdigest(), len(table))]
+    # the author never gets the contents of an unreleased file back (the gate is outside the workspace)
     staged = gate_api(hub, token, "GET", f"requests/{request_id}/files/0")
-    assert staged.status_code == 200 and staged.content == table
+    assert staged.status_code == 403 and b"A10BA02" not in staged.content, staged.text
     assert gate_api(hub, "not-a-token", "GET", f"requests/{request_id}").status_code == 401
 
     # the author never reviews their own request
     own = gate_api(hub, token, "POST", f"requests/{request_id}/reviews",
                    json={"verdicts": {"0": {"decision": "approve", "comment": ""}}})
     assert own.status_code == 403, own.text
+    assert gate_api(hub, token, "GET", f"requests/{request_id}").json()["state"] == "submitted"
+    # a 120 MB body through the hub's proxy: 413 from the gate (it was 503), and the gate still serves
+    huge = gate_api(hub, token, "POST", f"requests/{request_id}/withdraw", data=b" " * (120 * 1024 * 1024),
+                    headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413, (huge.status_code, huge.text[:200])
     assert gate_api(hub, token, "GET", f"requests/{request_id}").json()["state"] == "submitted"
 
     # -- two output checkers approve through the gate's pages ---------------------------------

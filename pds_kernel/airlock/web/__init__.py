@@ -17,12 +17,20 @@ from tornado.web import Application
 
 from ..service import AirlockService
 from . import handlers as h
+from .bodies import MAX_SMALL_BODY
 from .openapi import build_openapi
 
 log = logging.getLogger(__name__)
 
 _ID = r"([a-f0-9]{32})"
 _INDEX = r"([0-9]{1,6})"
+
+
+def server_options() -> dict:
+    """Options of the HTTP server in front of :func:`make_app`: bodies of routes that do not stream
+    (unknown paths, the OAuth callback) are capped small; each handler of the gate raises its own
+    limit per request (:class:`.handlers.BoundedBody`)."""
+    return {"max_body_size": MAX_SMALL_BODY}
 
 
 def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | None = None,
@@ -45,6 +53,7 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         (p + f"api/requests/{_ID}/resubmit", h.ResubmitApi, common),
         (p + f"api/requests/{_ID}/files/{_INDEX}", h.StagedFileApi, common),
         (p + f"api/requests/{_ID}/download/{_INDEX}", h.DownloadApi, common),
+        (p + "api/.*", h.NotFoundApi, common),
         (p, h.HomePage, common),
         (p + "requests", h.ListPage, common),
         (p + f"requests/{_ID}", h.RequestPage, common),
@@ -79,7 +88,6 @@ def run_service() -> None:
 
     from ...runtime import Runtime
     from ...settings import load_settings
-    from ..limits import load_limits
     from .identity import HubIdentity
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -89,10 +97,9 @@ def run_service() -> None:
     secret = os.environ.get("PDS_AIRLOCK_COOKIE_SECRET")
     app = make_app(runtime, HubIdentity(), prefix=prefix,
                    cookie_secret=bytes.fromhex(secret) if secret else None)
-    limits = load_limits(runtime.settings)
 
     async def main() -> None:
-        server = HTTPServer(app, max_body_size=limits.max_total_bytes + 1024 * 1024, xheaders=True)
+        server = HTTPServer(app, xheaders=True, **server_options())
         server.listen(url.port or 80, address=url.hostname or "127.0.0.1")
         socket_path = os.environ.get("PDS_AIRLOCK_SOCKET")
         if socket_path:

@@ -1,12 +1,20 @@
-"""Tornado handlers: thin. Resolve the identity, call the service, map errors to HTTP.
+"""Tornado handlers: thin. Check what was sent, resolve the identity, call the service, map errors
+to HTTP.
 
 Files are addressed by request id + file index, never by a path. JSON API handlers answer 401
 without a token identity; pages redirect to the login (or answer 403). Forms carry Tornado's XSRF
 token; the API, authenticated by a token header and never by a cookie, is exempt.
+
+Bodies (:class:`BoundedBody`): every handler streams its body and checks it before anything reads
+it. A declared ``Content-Length`` over the operation's limit is refused with 413 from the headers
+(the bytes that follow are read and dropped, never kept, so the client gets the answer instead of
+a reset connection); a type the operation does not take gets 415; malformed JSON or forms, unknown
+fields, wrong types and deep nesting get 400 (:mod:`.bodies`). Nothing a client sends answers 500.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -14,23 +22,108 @@ import mimetypes
 from functools import partial
 from typing import Any
 
+from tornado import httputil
 from tornado.ioloop import IOLoop
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ...audit import AuditEvent, Outcome
-from ...errors import InvalidInput, PdsError, PermissionDenied
+from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
 from ..service import AirlockService
-from .render import render_file
+from . import bodies
+from .render import redacted_file, render_file
 
 log = logging.getLogger(__name__)
 
 _INLINE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".pdf": "application/pdf"}
+#: A body declared larger than this is refused at once (the connection closes); a smaller one
+#: over the operation's limit is read and dropped, then refused with 413.
+DISCARD_LIMIT = 256 * 1024 * 1024
+_METHODS = ("get", "post", "head", "put", "patch", "delete", "options")
 
 
-class BaseHandler(RequestHandler):
+def _after_body(method):
+    """Run ``method`` only once the body has arrived and passed :meth:`BoundedBody.read_body`."""
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):
+        self.read_body()
+        result = method(self, *args, **kwargs)
+        if result is not None:
+            await result
+    return wrapper
+
+
+@stream_request_body
+class BoundedBody(RequestHandler):
+    """Stream the body, keep at most :meth:`body_limit` bytes of it, check its type, then parse it.
+
+    Subclasses list the media types they take (``body_types``); their HTTP methods run after
+    :meth:`read_body` (wrapped automatically)."""
+
+    body_types: set[str] = bodies.JSON_TYPES
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in _METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, _after_body(cls.__dict__[name]))
+
+    def body_limit(self) -> int:
+        return bodies.MAX_SMALL_BODY
+
+    def start_body(self) -> None:
+        """From the headers alone: refuse a body too large or encoded (called first in prepare)."""
+        self._chunks: list[bytes] = []
+        self._received = 0
+        self._refusal: PdsError | None = None
+        self._body_ready = False
+        limit = self.body_limit()
+        bodies.check_encoding(self.request.headers.get("Content-Encoding"))
+        declared = self.request.headers.get("Content-Length")
+        try:
+            bodies.check_declared_size(declared, limit)
+        except BodyTooLarge as exc:
+            if int(declared) > DISCARD_LIMIT:
+                raise
+            self._refusal = exc  # answered once the body is drained, so the client reads the answer
+        self.request.connection.set_max_body_size(max(limit, DISCARD_LIMIT))
+
+    def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._refusal is not None:
+            return
+        if self._received > self.body_limit():
+            self._chunks = []
+            self._refusal = BodyTooLarge(f"the body is over {self.body_limit()} bytes: this operation "
+                                         f"accepts at most {self.body_limit()}")
+            return
+        self._chunks.append(chunk)
+
+    def read_body(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal
+        body = b"".join(self._chunks)
+        self._chunks = []
+        self.request.body = body
+        if body:
+            content_type = self.request.headers.get("Content-Type", "")
+            bodies.check_media_type(content_type, body, self.body_types)
+            if bodies.media_type(content_type) in bodies.FORM_TYPES:
+                try:
+                    httputil.parse_body_arguments(content_type, body, self.request.body_arguments,
+                                                  self.request.files, self.request.headers)
+                except httputil.HTTPInputError as exc:
+                    raise InvalidInput(f"the form is malformed: {exc}") from None
+                for key, values in self.request.body_arguments.items():
+                    self.request.arguments.setdefault(key, []).extend(values)
+        self._body_ready = True
+
+
+class BaseHandler(BoundedBody):
     api = False
     #: reachable with a workspace's own token (confined to its project); else users only
     from_workspace = False
+    #: query parameters an API operation documents; any other is refused (pages ignore queries)
+    query_params: set[str] = set()
 
     def initialize(self, service: AirlockService, identity, templates, prefix: str):
         self.service = service
@@ -39,6 +132,11 @@ class BaseHandler(RequestHandler):
         self.prefix = prefix
         self.user: str | None = None
         self.workspace_project: str | None = None  #: set by the identity for a workspace's token
+        self._body_ready = False
+
+    @property
+    def body_types(self) -> set[str]:  # type: ignore[override]
+        return bodies.JSON_TYPES if self.api else bodies.FORM_TYPES
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -50,6 +148,9 @@ class BaseHandler(RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     async def prepare(self) -> None:
+        self.start_body()
+        if self.api:
+            bodies.check_query(self.request.query_arguments, self.query_params)
         self.user = await self.identity.user(self, api=self.api)
         if self.user is None:
             if self.api:
@@ -61,8 +162,11 @@ class BaseHandler(RequestHandler):
             raise HTTPError(403)
         if self.workspace_project is not None and not self.from_workspace:
             self.check_workspace("")
+
+    def read_body(self) -> None:
+        super().read_body()
         if self.request.method not in {"GET", "HEAD", "OPTIONS"} and not self.api:
-            self.check_xsrf_cookie()
+            self.check_xsrf_cookie()  # pages: once the form (and its _xsrf field) has arrived
 
     def check_workspace(self, project: str) -> None:
         """Code in a workspace acts only on its own project's requests (audited refusal)."""
@@ -82,8 +186,9 @@ class BaseHandler(RequestHandler):
             self.check_workspace(view.project)
 
     def check_xsrf_cookie(self) -> None:
-        # Pages: Tornado's check, called once identity is known (in prepare). API: token auth only.
-        if not self.api:
+        # Pages: Tornado's check, once the form has arrived (read_body); Tornado's own early call
+        # comes before the streamed body and is skipped. API: token auth only, no cookie.
+        if not self.api and self._body_ready:
             super().check_xsrf_cookie()
 
     async def call(self, fn, *args, **kwargs) -> Any:
@@ -118,26 +223,25 @@ class BaseHandler(RequestHandler):
         super()._handle_request_exception(e)
 
     def json_body(self) -> dict:
-        if not self.request.body:
-            return {}
-        try:
-            data = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidInput("the request body is not JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidInput("the request body must be a JSON object")
-        return data
+        return bodies.parse_json_object(self.request.body)
 
-    def json_object_argument(self, name: str) -> dict:
-        """A form field holding a JSON object; an empty or missing field is ``{}``."""
-        raw = self.get_body_argument(name, "")
-        try:
-            value = json.loads(raw) if raw else {}
-        except ValueError:
-            raise InvalidInput(f"{name} must be a JSON object") from None
-        if not isinstance(value, dict):
-            raise InvalidInput(f"{name} must be a JSON object")
-        return value
+    def form_fields(self, scalars: set[str], lists: set[str] = frozenset(), files: bool = False) -> dict[str, Any]:
+        """The fields of a form: each of ``scalars`` at most once (text, ``""`` when absent), each of
+        ``lists`` as a list; any other field, or files where none are expected, is refused."""
+        sent = set(self.request.body_arguments)
+        bodies.check_fields(dict.fromkeys(sent), scalars | lists, "the form")
+        if set(self.request.files) - ({"files"} if files else set()):
+            raise InvalidInput("the form carries files in an unknown field: send them as files")
+        out: dict[str, Any] = {}
+        for name in scalars:
+            values = self.get_body_arguments(name, strip=False)
+            if len(values) > 1:
+                raise InvalidInput(f"{name} is given more than once")
+            limit = bodies.MAX_JSON_FIELD if name in bodies.JSON_FIELDS else bodies.MAX_TEXT
+            out[name] = bodies.check_text(values[0] if values else "", name, limit)
+        for name in lists:
+            out[name] = [bodies.check_text(v, name, bodies.MAX_TEXT) for v in self.get_body_arguments(name)]
+        return out
 
     def uploaded_files(self) -> list[tuple[str, io.BytesIO]]:
         """The files of a multipart ``files`` field as (name, stream); names are checked by the service."""
@@ -170,13 +274,26 @@ class WorkspaceApiHandler(ApiHandler):
     from_workspace = True
 
 
-class OpenApiHandler(RequestHandler):
+class OpenApiHandler(BoundedBody):
     def initialize(self, document: dict):
         self.document = document
+
+    def prepare(self) -> None:
+        self.start_body()
+        if self._refusal is not None:  # anonymous: nothing is drained for it, the connection closes
+            raise self._refusal
 
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(self.document))
+
+
+class NotFoundApi(ApiHandler):
+    """Any other path under ``api/``: a JSON 404 (a malformed request id or file number lands here)."""
+
+    def prepare(self) -> None:
+        self.start_body()
+        raise HTTPError(404, "no such operation: see api/openapi.json")
 
 
 class MeHandler(WorkspaceApiHandler):
@@ -185,6 +302,15 @@ class MeHandler(WorkspaceApiHandler):
 
 
 class RequestsApi(WorkspaceApiHandler):
+    query_params = {"project", "scope", "state"}
+
+    def body_limit(self) -> int:  # uploads: the gate's total limit plus the multipart framing
+        return self.service.limits.max_total_bytes + bodies.MULTIPART_OVERHEAD
+
+    @property
+    def body_types(self) -> set[str]:  # type: ignore[override]
+        return {"multipart/form-data"}
+
     async def get(self) -> None:
         project = self.get_query_argument("project", None)
         if self.workspace_project is not None:
@@ -196,9 +322,11 @@ class RequestsApi(WorkspaceApiHandler):
         self.send_json({"requests": [vars(r) for r in rows]})
 
     async def post(self) -> None:
-        args = {k: self.get_body_argument(k, "") for k in ("project", "justification", "author", "submit")}
+        args = self.form_fields({"project", "justification", "author", "submit", "context"}, files=True)
+        if args["submit"] not in {"", "true", "false"}:
+            raise InvalidInput("submit is true or false")
         self.check_workspace(args["project"])
-        context = self.json_object_argument("context")
+        context = bodies.parse_json_field(args["context"], "context")
         files = self.uploaded_files()
         view = await self.call(self.service.create, self.user, args["project"], files, args["justification"],
                                context, author=args["author"] or None, submit=args["submit"] != "false")
@@ -219,22 +347,18 @@ class ActionApi(WorkspaceApiHandler):
                 self.check_workspace("")  # reviews, release, revoke: never from a workspace
             await self.check_request_project(request_id)
         body = self.json_body()
-        reason = body.get("reason", "")
-        if not isinstance(reason, str):
-            raise InvalidInput("reason must be text")
         if action == "submit":
+            bodies.check_fields(body, set())
             view = await self.call(self.service.submit, self.user, request_id)
         elif action == "withdraw":
-            view = await self.call(self.service.withdraw, self.user, request_id, reason)
+            view = await self.call(self.service.withdraw, self.user, request_id, bodies.reason_of(body))
         elif action == "revoke":
-            view = await self.call(self.service.revoke, self.user, request_id, reason)
+            view = await self.call(self.service.revoke, self.user, request_id, bodies.reason_of(body))
         elif action == "release":
+            bodies.check_fields(body, set())
             view = await self.call(self.service.release, self.user, request_id)
         elif action == "reviews":
-            verdicts = body.get("verdicts")
-            if not isinstance(verdicts, dict) or set(body) - {"verdicts"}:
-                raise InvalidInput("send {\"verdicts\": {file index: {decision, comment, sha256}}}")
-            view = await self.call(self.service.review, self.user, request_id, verdicts)
+            view = await self.call(self.service.review, self.user, request_id, bodies.verdicts_of(body))
         else:  # pragma: no cover - the route only matches the names above
             raise HTTPError(404)
         self.send_json(view.to_dict())
@@ -243,22 +367,31 @@ class ActionApi(WorkspaceApiHandler):
 class ResubmitApi(WorkspaceApiHandler):
     """Answer a request for changes: replaced or added files (by name), removed names, new justification."""
 
+    def body_limit(self) -> int:
+        return self.service.limits.max_total_bytes + bodies.MULTIPART_OVERHEAD
+
+    @property
+    def body_types(self) -> set[str]:  # type: ignore[override]
+        return {"multipart/form-data"}
+
     async def post(self, request_id: str) -> None:
         await self.check_request_project(request_id)
-        remove = [n for n in self.get_body_arguments("remove") if n]
-        justification = self.get_body_argument("justification", "") or None
-        acro = self.json_object_argument("acro")
+        args = self.form_fields({"justification", "acro"}, {"remove"}, files=True)
+        remove = [n for n in args["remove"] if n]
+        acro = bodies.parse_json_field(args["acro"], "acro")
         files = self.uploaded_files()
-        view = await self.call(self.service.resubmit, self.user, request_id, files, remove, justification,
-                               acro or None)
+        view = await self.call(self.service.resubmit, self.user, request_id, files, remove,
+                               args["justification"] or None, acro or None)
         self.send_json(view.to_dict())
 
 
 class StagedFileApi(WorkspaceApiHandler):
+    """A staged file, for the project's output checkers only (the service decides)."""
+
     async def get(self, request_id: str, index: str) -> None:
         await self.check_request_project(request_id)
         view, path = await self.call(self.service.open_staged, self.user, request_id, int(index))
-        await self.send_path(view.name, path, inline=not self.api)
+        await self.send_path(view.name, path, inline=False)
 
 
 class DownloadApi(ApiHandler):
@@ -294,8 +427,11 @@ class RequestPage(PageHandler):
         view = await self.call(self.service.get_request, self.user, request_id)
         rendered = []
         for f in view.files:
-            _, path = await self.call(self.service.open_staged, self.user, request_id, f.index)
-            rendered.append(await self.call(render_file, f, path))
+            if view.contents_visible:  # a checker of the project: the service checks it again
+                _, path = await self.call(self.service.open_staged, self.user, request_id, f.index)
+                rendered.append(await self.call(render_file, f, path))
+            else:
+                rendered.append(redacted_file(f))
         self.render_page("request.html", req=view, rendered=rendered)
 
 
@@ -315,17 +451,18 @@ class ReviewForm(PageHandler):
     async def post(self, request_id: str) -> None:
         verdicts: dict[int, dict] = {}
         for key in self.request.body_arguments:
-            if key.startswith("decision_"):
-                try:
-                    index = int(key[len("decision_"):])
-                except ValueError:
-                    raise InvalidInput(f"bad form field {key}") from None
-                decision = self.get_body_argument(key)
-                if not decision:
-                    continue
-                verdicts[index] = {"decision": decision,
-                                   "comment": self.get_body_argument(f"comment_{index}", ""),
-                                   "sha256": self.get_body_argument(f"sha_{index}", "")}
+            if key == "_xsrf" or key.startswith(("comment_", "sha_")):
+                continue
+            if not key.startswith("decision_") or not key[len("decision_"):].isdigit() \
+                    or len(key) > len("decision_") + 6:
+                raise InvalidInput(f"bad form field {key[:40]}")
+            index = int(key[len("decision_"):])
+            decision = self.get_body_argument(key)
+            if not decision:
+                continue
+            verdicts[index] = {"decision": decision,
+                               "comment": self.get_body_argument(f"comment_{index}", ""),
+                               "sha256": self.get_body_argument(f"sha_{index}", "")}
         await self.call(self.service.review, self.user, request_id, verdicts)
         self.redirect(f"{self.prefix}requests/{request_id}")
 

@@ -1,12 +1,16 @@
 """The OpenAPI 3 document of the JSON API (served at ``/api/openapi.json``).
 
 Written by hand next to the handlers it describes; ``tests/airlock/test_web_api.py`` fuzzes the
-running service against it with schemathesis.
+running service against it with schemathesis (no 5xx, answers conforming to this document, invalid
+inputs refused). Every operation may answer 400 (a malformed body, an unknown field or query
+parameter), those with a body 413 (over the limit) and 415 (another media type).
 """
 
 from __future__ import annotations
 
+from ...registry.names import PROJECT_ID
 from ..states import State
+from .bodies import MAX_JSON_FIELD, MAX_TEXT
 
 _ID = {"name": "request_id", "in": "path", "required": True,
        "schema": {"type": "string", "pattern": "^[a-f0-9]{32}$"}}
@@ -23,10 +27,18 @@ def _errors(*codes: int) -> dict:
     return {str(c): _ERR for c in codes}
 
 
+_BODY_ERRORS = (400, 401, 403, 404, 409, 413, 415)
+
+
 def _reason_body() -> dict:
     return {"required": False, "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"reason": {"type": "string", "maxLength": 10000}},
+        "type": "object", "properties": {"reason": {"type": "string", "maxLength": MAX_TEXT}},
         "additionalProperties": False}}}}
+
+
+def _empty_body() -> dict:
+    return {"required": False, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False}}}}
 
 
 def build_openapi(prefix: str = "/") -> dict:
@@ -64,7 +76,10 @@ def build_openapi(prefix: str = "/") -> dict:
                     "check_status": {"type": "string"}, "complete_reviews": {"type": "integer"},
                     "reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}},
                     "reviews_hidden": {"type": "boolean"}, "reviewed_by_me": {"type": "boolean"},
-                    "actions": {"type": "array", "items": {"type": "string"}}}},
+                    "actions": {"type": "array", "items": {"type": "string"}},
+                    "contents_visible": {"type": "boolean", "description":
+                                         "false: a redacted view (no justification or context, check "
+                                         "findings as rule, status and location only)"}}},
                 "Summary": {"type": "object", "properties": {
                     "id": {"type": "string"}, "project": {"type": "string"}, "author": {"type": "string"},
                     "state": {"type": "string"}, "check_status": {"type": "string"}, "files": {"type": "integer"},
@@ -75,13 +90,15 @@ def build_openapi(prefix: str = "/") -> dict:
             "/api/me": {"get": {"operationId": "me", "summary": "Who the token belongs to",
                                 "responses": {"200": {"description": "the caller", "content": {"application/json": {
                                     "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
-                                              **_errors(401)}}},
+                                              **_errors(400, 401)}}},
             "/api/requests": {
                 "get": {"operationId": "listRequests", "summary": "Requests the caller may see",
                         "parameters": [
                             {"name": "scope", "in": "query", "schema": {"type": "string", "enum": ["mine", "queue", "all"]}},
-                            {"name": "project", "in": "query", "schema": {"type": "string"}},
-                            {"name": "state", "in": "query", "schema": {"type": "string"}}],
+                            {"name": "project", "in": "query", "schema": {"type": "string",
+                                                                          "pattern": PROJECT_ID.pattern}},
+                            {"name": "state", "in": "query", "schema": {"type": "string",
+                                                                        "enum": [s.value for s in State]}}],
                         "responses": {"200": {"description": "summaries", "content": {"application/json": {"schema": {
                             "type": "object", "properties": {"requests": {"type": "array",
                                                                           "items": {"$ref": "#/components/schemas/Summary"}}}}}}},
@@ -89,51 +106,105 @@ def build_openapi(prefix: str = "/") -> dict:
                 "post": {"operationId": "createRequest", "summary": "Stage files, check them, submit",
                          "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                              "type": "object", "required": ["project", "justification", "files"], "properties": {
-                                 "project": {"type": "string"}, "justification": {"type": "string"},
-                                 "context": {"type": "string", "description": "JSON object"},
+                                 "project": {"type": "string"},
+                                 "justification": {"type": "string", "maxLength": MAX_TEXT},
+                                 "context": {"type": "string", "maxLength": MAX_JSON_FIELD,
+                                             "description": "JSON object"},
                                  "author": {"type": "string", "description": "admins only: submit for this user"},
                                  "submit": {"type": "string", "enum": ["true", "false"]},
                                  "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
-                         "responses": {"201": _VIEW, **_errors(400, 401, 403, 404)}}},
+                         "responses": {"201": _VIEW, **_errors(*_BODY_ERRORS)}}},
             "/api/requests/{request_id}": {"get": {
                 "operationId": "getRequest", "parameters": [_ID],
                 "responses": {"200": _VIEW, **_errors(400, 401, 403, 404)}}},
             "/api/requests/{request_id}/submit": {"post": {
-                "operationId": "submitRequest", "parameters": [_ID],
-                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+                "operationId": "submitRequest", "parameters": [_ID], "requestBody": _empty_body(),
+                "responses": {"200": _VIEW, **_errors(*_BODY_ERRORS)}}},
             "/api/requests/{request_id}/resubmit": {"post": {
                 "operationId": "resubmitRequest", "summary": "Answer a request for changes and submit again",
                 "parameters": [_ID],
                 "requestBody": {"required": False, "content": {"multipart/form-data": {"schema": {
                     "type": "object", "properties": {
-                        "justification": {"type": "string"},
-                        "acro": {"type": "string", "description": "JSON object: file name -> ACRO record"},
+                        "justification": {"type": "string", "maxLength": MAX_TEXT},
+                        "acro": {"type": "string", "maxLength": MAX_JSON_FIELD,
+                                 "description": "JSON object: file name -> ACRO record"},
                         "remove": {"type": "array", "items": {"type": "string"}},
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
-                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+                "responses": {"200": _VIEW, **_errors(*_BODY_ERRORS)}}},
             "/api/requests/{request_id}/withdraw": {"post": {
                 "operationId": "withdrawRequest", "parameters": [_ID], "requestBody": _reason_body(),
-                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+                "responses": {"200": _VIEW, **_errors(*_BODY_ERRORS)}}},
             "/api/requests/{request_id}/revoke": {"post": {
                 "operationId": "revokeRequest", "parameters": [_ID], "requestBody": _reason_body(),
-                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+                "responses": {"200": _VIEW, **_errors(*_BODY_ERRORS)}}},
             "/api/requests/{request_id}/release": {"post": {
-                "operationId": "releaseRequest", "parameters": [_ID],
-                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+                "operationId": "releaseRequest", "parameters": [_ID], "requestBody": _empty_body(),
+                "responses": {"200": _VIEW, **_errors(*_BODY_ERRORS)}}},
             "/api/requests/{request_id}/reviews": {"post": {
                 "operationId": "reviewRequest", "parameters": [_ID],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["verdicts"], "additionalProperties": False, "properties": {
-                        "verdicts": {"type": "object", "additionalProperties": {
-                            "type": "object", "required": ["decision"], "properties": {
+                        "verdicts": {"type": "object", "minProperties": 1,
+                                     "propertyNames": {"pattern": "^[0-9]{1,6}$"}, "additionalProperties": {
+                            "type": "object", "required": ["decision"], "additionalProperties": False, "properties": {
                                 "decision": {"type": "string", "enum": ["approve", "request_changes", "reject"]},
-                                "comment": {"type": "string"}, "sha256": {"type": "string"}}}}}}}}},
-                "responses": {"200": _VIEW, **_errors(400, 401, 403, 404, 409)}}},
+                                "comment": {"type": "string", "maxLength": MAX_TEXT},
+                                "sha256": {"type": "string", "pattern": "^([0-9a-f]{64})?$"}}}}}}}}},
+                "responses": {"200": _VIEW, **_errors(*_BODY_ERRORS)}}},
             "/api/requests/{request_id}/files/{index}": {"get": {
-                "operationId": "getStagedFile", "summary": "A staged file, for those who may see the request",
+                "operationId": "getStagedFile",
+                "summary": "A staged file, for output checkers of the project only (never its author)",
                 "parameters": [_ID, _INDEX], "responses": {"200": _FILE, **_errors(400, 401, 403, 404)}}},
             "/api/requests/{request_id}/download/{index}": {"get": {
                 "operationId": "downloadReleasedFile", "summary": "A released file, for its author",
                 "parameters": [_ID, _INDEX], "responses": {"200": _FILE, **_errors(400, 401, 403, 404, 409)}}},
         },
     }
+
+
+#: Who may call each operation (enforced by the service, :mod:`..permissions`).
+WHO = {
+    "me": "anyone with a token",
+    "listRequests": "anyone: each sees the requests they may see (`queue`: checkers of the project)",
+    "createRequest": "a researcher of the project (an admin on behalf of one)",
+    "getRequest": "author, admins: redacted view; output checkers of the project: full",
+    "submitRequest": "the author",
+    "resubmitRequest": "the author",
+    "withdrawRequest": "the author",
+    "revokeRequest": "an output checker of the project (approved), an admin (released)",
+    "releaseRequest": "an output checker of the project, never the author",
+    "reviewRequest": "an output checker of the project, never the author",
+    "getStagedFile": "output checkers of the project only (never the author, never an admin as such)",
+    "downloadReleasedFile": "the author, once released (never from a workspace)",
+}
+
+
+def render_reference(prefix: str = "/services/airlock/") -> str:
+    """docs/reference/gate-api.md, generated from :func:`build_openapi` (a test keeps it in step)."""
+    doc = build_openapi(prefix)
+    lines = ["# The gate's JSON API", "",
+             "Generated from `pds_kernel/airlock/web/openapi.py` by "
+             "`python -m pds_kernel.airlock.web.openapi > docs/reference/gate-api.md`; do not edit.",
+             "", f"Base URL: `{prefix}` on the hub; the document itself: `{prefix}api/openapi.json`. "
+             "Authenticate with `Authorization: token <JupyterHub API token>`. What each caller sees and "
+             "what the gate accepts: [output checking](../output-checking.md#who-sees-what).", "",
+             "| operation | method and path | body | who | answers |", "| --- | --- | --- | --- | --- |"]
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            body = op.get("requestBody", {}).get("content", {})
+            kinds = ", ".join(f"`{k}`" for k in body) or "none"
+            if body and not op["requestBody"].get("required"):
+                kinds += " (optional)"
+            answers = ", ".join(sorted(op["responses"]))
+            lines.append(f"| `{op['operationId']}` | `{method.upper()} {path}` | {kinds} | "
+                         f"{WHO[op['operationId']]} | {answers} |")
+    lines += ["", "Errors are `{\"error\": \"<what went wrong and what to do>\"}`. 400: malformed body, unknown "
+              "field or query parameter, wrong type, nesting too deep; 401: no valid token; 403: not "
+              "allowed (audited); 404: no such request, file or operation; 409: not in this state; "
+              "413: body over the limit (1 MiB, uploads: the request limit + 1 MiB); 415: another media "
+              "type or a compressed body.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_reference(), end="")

@@ -1,5 +1,8 @@
 """Turn a staged file into something a checker can look at: a table with its failing cells marked,
-an inline image, or text. Pure data for the template (which escapes everything)."""
+an inline image, or text. Pure data for the template (which escapes everything).
+
+Only for output checkers of the project (the page asks the service, which checks it again).
+Anyone else gets :func:`redacted_file`: the file's metadata and its redacted findings, no bytes."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ MAX_TEXT = 200_000
 @dataclass
 class Rendered:
     file: object  #: the service's FileView
-    mode: str  #: table | image | pdf | text | none
+    mode: str  #: table | image | pdf | text | none | redacted
     header: list[str] = field(default_factory=list)
     rows: list[list[tuple[str, str, str]]] = field(default_factory=list)  #: (value, css class, tooltip)
     text: str = ""
@@ -71,3 +74,12 @@ def render_file(file, path: Path) -> Rendered:
         return Rendered(file, "text", text=data[:MAX_TEXT].decode("utf-8", "replace"), note=note,
                         general=[f for f in general])
     return Rendered(file, "none", note="no preview for this type: download it to inspect", general=general)
+
+
+def redacted_file(file) -> Rendered:
+    """What a viewer who may not read the contents gets: no bytes, the redacted findings only
+    (rule, status, location, the rule's fixed explanation: :func:`..views.build_redacted_check`)."""
+    findings = [f for f in (file.check or {}).get("findings", []) if isinstance(f, dict)]
+    return Rendered(file, "redacted", general=findings,
+                    note="the contents are shown to the project's output checkers only; "
+                         "once released, download the file from this page")

@@ -1,0 +1,93 @@
+"""The review rules: which verdicts count, what a verdict must hold, how complete reviews decide.
+
+Pure functions over request rows, used by :mod:`.service` (to decide) and :mod:`.views` (to
+report). A checker gives one verdict per file, bound to the file's SHA-256. A reviewer is
+*complete* for the current round when they hold a valid verdict on every current file (same bytes;
+approvals of unchanged files survive a resubmission, other verdicts are answered by it). When
+``reviews_required`` checkers are complete, the request is decided: any reject rejects, else any
+request for changes asks for changes, else it is approved. Who may review is
+:func:`.permissions.check_checker`'s question (output checkers of the project, never the author).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..errors import IntegrityError, InvalidInput
+from .checks import Status
+from .inputs import check_text
+from .models import ExportRequest, RequestFile, Review
+from .states import Action
+
+DECISIONS = ("approve", "request_changes", "reject")
+MAX_COMMENT = 10_000
+
+
+def valid_verdicts(req: ExportRequest) -> dict[str, dict[int, Review]]:
+    """reviewer -> file index -> their latest verdict that still counts."""
+    current = {f.index: f.sha256 for f in req.files}
+    latest: dict[tuple[str, int], Review] = {}
+    for review in req.reviews:  # ordered by id: later rows win
+        latest[(review.reviewer, review.file_index)] = review
+    out: dict[str, dict[int, Review]] = {}
+    for (reviewer, index), review in latest.items():
+        if current.get(index) != review.file_sha256:
+            continue  # the file changed (or left the request): the verdict is lost
+        if review.decision != "approve" and review.round != req.round:
+            continue  # a request for changes or a rejection is answered by the resubmission
+        out.setdefault(reviewer, {})[index] = review
+    return out
+
+
+def complete_reviewers(req: ExportRequest) -> dict[str, dict[int, Review]]:
+    """Reviewers holding a valid verdict on every current file (they count toward the quorum)."""
+    indexes = {f.index for f in req.files}
+    return {r: v for r, v in valid_verdicts(req).items() if set(v) >= indexes}
+
+
+def clean_verdicts(request_id: str, files: Mapping[int, RequestFile], verdicts: Mapping,
+                   already: Mapping[int, Review]) -> dict[int, tuple[str, str]]:
+    """file index -> (decision, comment) from a reviewer's ``{index: {decision, comment, sha256?}}``.
+
+    Every current file must get a verdict unless the reviewer already holds a valid one
+    (``already``); a request for changes or a rejection needs a comment, and so does approving a
+    file whose automatic checks failed; ``sha256``, when given, must be the bytes the reviewer saw.
+    """
+    clean: dict[int, tuple[str, str]] = {}
+    for raw_index, verdict in verdicts.items():
+        try:
+            index = int(raw_index)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"file number {str(raw_index)[:20]!r} is not a number") from None
+        if index not in files:
+            raise InvalidInput(f"request {request_id} has no file number {index}")
+        if not isinstance(verdict, Mapping):
+            raise InvalidInput("each verdict is {decision, comment}")
+        decision = str(verdict.get("decision", ""))
+        comment = check_text(verdict.get("comment", "") or "", "a comment", MAX_COMMENT).strip()
+        if decision not in DECISIONS:
+            raise InvalidInput(f"decision {decision[:40]!r} is not one of {', '.join(DECISIONS)}")
+        if decision != "approve" and not comment:
+            raise InvalidInput(f"say why for file {files[index].name}: a comment is required "
+                               "to request changes or reject")
+        if decision == "approve" and not comment and files[index].check_status == Status.FAIL.value:
+            raise InvalidInput(f"{files[index].name} failed the automatic checks: approving it "
+                               "needs a comment explaining the exception (why the finding is a "
+                               "false positive or acceptable)")
+        seen = verdict.get("sha256")
+        if seen and seen != files[index].sha256:
+            raise IntegrityError(f"{files[index].name} changed since you opened it: reload and review again")
+        clean[index] = (decision, comment)
+    missing = sorted(set(files) - set(already) - set(clean))
+    if missing:
+        raise InvalidInput("give a verdict on every file; missing: " + ", ".join(files[i].name for i in missing))
+    return clean
+
+
+def decision_of(complete: Mapping[str, Mapping[int, Review]], reviews_required: int) -> Action | None:
+    """The move the complete reviews make, or None while fewer than ``reviews_required``."""
+    if len(complete) < reviews_required:
+        return None
+    decisions = {v.decision for per in complete.values() for v in per.values()}
+    return (Action.REJECT if "reject" in decisions else
+            Action.REQUEST_CHANGES if "request_changes" in decisions else Action.APPROVE)

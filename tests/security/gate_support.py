@@ -1,0 +1,130 @@
+"""Support of tests/security/test_gate.py: a real gate web service on loopback, and its people.
+
+The gate is the production Tornado application (``make_app``) with the production server options
+(``server_options()``), served by a real ``HTTPServer`` on a free loopback port; only the identity
+is the test one of tests/airlock (a token header or cookie naming the user: what JupyterHub
+resolves in production). Requests are reached through the real service (tests/airlock's factories).
+
+People of project ``diab-2024``: alice and carol (researchers), olga and omar (output checkers),
+bob (researcher and checker); root is a platform admin and a checker of no project; of project
+``other-2024``: mallory (researcher) and oscar (checker).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airlock"))  # its helper modules
+
+from airlock_factories import OTHER, PROJECT, files
+from airlock_web import FakeIdentity, live_server
+
+from pds_kernel.airlock.limits import AirlockLimits
+from pds_kernel.airlock.service import AirlockService
+from pds_kernel.airlock.web import make_app, server_options
+from pds_kernel.registry import Registry, Role
+
+PREFIX = "/services/airlock/"
+#: A table with markers no page or answer to the author may carry: a label, a small cell (7), a
+#: NIR-like identifier and a column name, all from "the data".
+SECRET_LABEL = "ZZQSECRETLABEL"
+SECRET_COLUMN = "ZZQSECRETCOLUMN"
+NIR_LIKE = "1 84 12 75 123 456 78"
+SECRET_TABLE = (f"group,{SECRET_COLUMN}\n{SECRET_LABEL},7\nB,120\n{NIR_LIKE},130\n").encode()
+SECRET_MARKERS = (SECRET_LABEL, SECRET_COLUMN, "84 12 75", "7 is below", "ZZQ")
+
+
+@dataclass
+class Gate:
+    base: str  #: URL of the gate, prefix included, ending in "/"
+    service: AirlockService
+    registry: Registry
+
+    def api(self, user: str | None, method: str, path: str, **kwargs) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if user is not None:
+            headers = {"Authorization": f"token fake-{user}", **headers}
+        return requests.request(method, self.base + "api/" + path, headers=headers, timeout=60, **kwargs)
+
+    def browser(self, user: str) -> requests.Session:
+        session = requests.Session()
+        session.cookies.set("fake_user", user)
+        return session
+
+    def xsrf(self, session: requests.Session, page: str) -> str:
+        html = session.get(self.base + page).text
+        return re.search(r'name="_xsrf" value="([^"]+)"', html).group(1)
+
+    def submit(self, author: str = "alice", content: bytes = SECRET_TABLE, name: str = "t.csv",
+               justification: str = "Table 1 ZZQJUSTIFICATION", context: dict | None = None):
+        context = {"notebook": "ZZQCONTEXT.ipynb"} if context is None else context
+        return self.service.create(author, PROJECT, files((name, content)), justification, context)
+
+    def approve(self, request_id: str, *checkers: str):
+        view = None
+        for who in checkers or ("olga", "omar"):
+            view = self.service.review(who, request_id, {0: {"decision": "approve", "comment": "an exception"}})
+        return view
+
+
+@pytest.fixture(name="gate_registry")
+def gate_registry_fixture(runtime) -> Registry:
+    reg = Registry.from_runtime(runtime)
+    for name in ("alice", "carol", "bob", "olga", "omar", "oscar", "mallory"):
+        reg.upsert_user("setup", name)
+    reg.upsert_user("setup", "root", is_admin=True)
+    far = date(2099, 12, 31)
+    for pid in (PROJECT, OTHER):
+        reg.upsert_project("setup", pid, title=pid, start_date=date(2020, 1, 1), end_date=far)
+    for user, role in (("alice", Role.RESEARCHER), ("carol", Role.RESEARCHER), ("bob", Role.RESEARCHER),
+                       ("bob", Role.OUTPUT_CHECKER), ("olga", Role.OUTPUT_CHECKER),
+                       ("omar", Role.OUTPUT_CHECKER)):
+        reg.add_member("setup", PROJECT, user, role, far)
+    reg.add_member("setup", OTHER, "mallory", Role.RESEARCHER, far)
+    reg.add_member("setup", OTHER, "oscar", Role.OUTPUT_CHECKER, far)
+    return reg
+
+
+@pytest.fixture(name="gate")
+def gate_fixture(runtime, gate_registry):
+    service = AirlockService(runtime, limits=replace(AirlockLimits(), auto_release=False), registry=gate_registry)
+    app = make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)
+    with live_server(app, **server_options()) as url:
+        yield Gate(url + PREFIX, service, gate_registry)
+
+
+def leaks(text: str | bytes) -> list[str]:
+    """The secret markers of :data:`SECRET_TABLE` found in ``text``."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return [m for m in SECRET_MARKERS if m in text]
+
+
+class Spaces:
+    """A request body of ``size`` spaces, produced as it is sent (never held in memory)."""
+
+    def __init__(self, size: int, head: bytes = b""):
+        self.size, self.sent, self.head = size, 0, head
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, amount: int = 65536) -> bytes:
+        amount = min(amount if amount and amount > 0 else 65536, self.size - self.sent)
+        chunk = (self.head + b" " * amount)[:amount] if self.sent == 0 else b" " * amount
+        self.sent += amount
+        return chunk
+
+
+def spaces(size: int, chunk: int = 1024 * 1024):
+    """The same, as a generator: sent with ``Transfer-Encoding: chunked`` (no Content-Length)."""
+    while size > 0:
+        yield b" " * min(chunk, size)
+        size -= chunk
