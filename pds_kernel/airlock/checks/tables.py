@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InvalidInput
+from .declaration import Declaration, Roles, assign
 from .result import MAX_FINDINGS_PER_RULE, Finding, Status, Thresholds
 
 SUPPRESSION_MARKERS = frozenset({"", "*", "**", "x", "X", "c", "s", "NA", "N/A", "-", "..", "<10",
@@ -39,15 +40,37 @@ MAX_CELLS = 5_000_000
 class LoadedTable:
     frame: pd.DataFrame  #: as read, every column
     labels: list[int]  #: positions of label (category) columns
-    numeric: list[int]  #: positions of value columns
+    numeric: list[int]  #: positions of value columns (counts, magnitudes, undeclared values)
     values: np.ndarray  #: float array rows x len(numeric); NaN = suppressed or missing
     suppressed: np.ndarray  #: bool array, True where a value cell holds a suppression marker/empty
     total_rows: list[int] = field(default_factory=list)
     total_cols: list[int] = field(default_factory=list)  #: positions within ``numeric``
+    roles: Roles | None = None
+    declaration: Declaration = field(default_factory=Declaration)
+    numbers: dict[int, np.ndarray] = field(default_factory=dict)  #: every number-like column, by position
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.frame.shape
+
+    def value_index(self, positions) -> list[int]:
+        """Indexes in ``numeric`` (columns of ``values``) of the frame positions ``positions``."""
+        wanted = set(positions)
+        return [j for j, pos in enumerate(self.numeric) if pos in wanted]
+
+    def cell(self, row: int | None, pos: int | None) -> str:
+        """A cell named by its labels, ``year=2020, BEN_SEX_COD=2 / persons`` (what a finding shows)."""
+        parts = []
+        if row is not None:
+            for lab in self.labels[:4]:
+                value = self.frame.iat[row, lab]
+                parts.append(f"{self.frame.columns[lab]}={'' if value != value else value}")
+            if not parts:
+                parts.append(f"row {row + 1}")
+        where = ", ".join(parts)
+        if pos is not None:
+            where = f"{where} / {self.frame.columns[pos]}" if where else str(self.frame.columns[pos])
+        return where
 
 
 def read_table(path: Path, name: str) -> pd.DataFrame:
@@ -98,38 +121,35 @@ def _numeric_column(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     return values, bad
 
 
-def _is_key_like(values: np.ndarray) -> bool:
-    """Unique, increasing whole numbers (years, codes): a label column, not counts."""
-    finite = values[~np.isnan(values)]
-    return (len(finite) == len(values) and len(values) > 1 and np.all(np.diff(values) > 0)
-            and np.all(finite == np.round(finite)))
-
-
-def analyse(frame: pd.DataFrame, label_columns: int | None = None) -> LoadedTable:
-    """Split ``frame`` into label and value columns and find suppressed cells and margins."""
-    labels, numeric, cols, supp = [], [], [], []
-    for pos, name in enumerate(frame.columns):
-        parsed = _numeric_column(frame.iloc[:, pos])
-        is_label = parsed is None
-        if label_columns is not None:
-            is_label = pos < label_columns or parsed is None
-        elif pos == 0 and parsed is not None:
-            is_label = name == "" or name.startswith("Unnamed") or _is_key_like(parsed[0])
-        if is_label:
-            labels.append(pos)
-        else:
-            numeric.append(pos)
-            cols.append(parsed[0])
-            supp.append(parsed[1])
+def analyse(frame: pd.DataFrame, declaration: Declaration | int | None = None) -> LoadedTable:
+    """Split ``frame`` into label and value columns (:func:`.declaration.assign`) and find suppressed
+    cells and margins (declared totals, and rows/columns named Total, All...)."""
+    if not isinstance(declaration, Declaration):
+        declaration = Declaration(labels=declaration) if isinstance(declaration, int) else Declaration()
+    parsed = {}
+    for pos in range(frame.shape[1]):
+        column = _numeric_column(frame.iloc[:, pos])
+        if column is not None:
+            parsed[pos] = column
+    roles = assign(frame, {p: v for p, (v, _) in parsed.items()}, declaration)
+    numeric = sorted(roles.counts + list(roles.magnitudes) + roles.unknown)
     rows = len(frame)
-    values = np.column_stack(cols) if cols else np.zeros((rows, 0))
-    suppressed = np.column_stack(supp) if supp else np.zeros((rows, 0), dtype=bool)
-    total_rows = []
-    for pos in labels:
-        column = frame.iloc[:, pos].astype("string").fillna("")
-        total_rows += [i for i, v in enumerate(column) if _TOTAL.match(v)]
-    total_cols = [j for j, pos in enumerate(numeric) if _TOTAL.match(frame.columns[pos])]
-    return LoadedTable(frame, labels, numeric, values, suppressed, sorted(set(total_rows)), total_cols)
+    values = np.column_stack([parsed[p][0] for p in numeric]) if numeric else np.zeros((rows, 0))
+    suppressed = (np.column_stack([parsed[p][1] for p in numeric]) if numeric
+                  else np.zeros((rows, 0), dtype=bool))
+    total_names = set(declaration.total_rows)
+    total_rows = set()
+    for pos in roles.labels:
+        column = frame.iloc[:, pos]
+        if pd.api.types.is_numeric_dtype(column):
+            continue
+        text = column.astype("string").fillna("").str.strip()
+        hit = text.str.match(_TOTAL) | text.isin(total_names)
+        total_rows.update(np.nonzero(hit.to_numpy(dtype=bool, na_value=False))[0].tolist())
+    total_cols = [j for j, pos in enumerate(numeric)
+                  if _TOTAL.match(str(frame.columns[pos])) or str(frame.columns[pos]) in declaration.total_cols]
+    return LoadedTable(frame, roles.labels, numeric, values, suppressed, sorted(total_rows), total_cols,
+                       roles, declaration, {p: v for p, (v, _) in parsed.items()})
 
 
 def is_count_table(table: LoadedTable) -> bool:
@@ -138,15 +158,30 @@ def is_count_table(table: LoadedTable) -> bool:
     return finite.size > 0 and bool(np.all(finite >= 0) and np.all(finite == np.floor(finite)))
 
 
-def check_counts(table: LoadedTable, thresholds: Thresholds,
-                 cap: int = MAX_FINDINGS_PER_RULE) -> tuple[list[Finding], dict[str, int]]:
-    """Small cells (fail) and zeros (review), cell by cell, margins included.
+def whole_columns(table: LoadedTable, indexes: list[int]) -> list[int]:
+    """Those of ``indexes`` (columns of ``values``) holding only non-negative whole numbers."""
+    out = []
+    for j in indexes:
+        finite = table.values[:, j][~np.isnan(table.values[:, j])]
+        if finite.size and np.all(finite >= 0) and np.all(finite == np.floor(finite)):
+            out.append(j)
+    return out
+
+
+def check_counts(table: LoadedTable, thresholds: Thresholds, columns: list[int] | None = None,
+                 cap: int = MAX_FINDINGS_PER_RULE, unit: str = "persons") -> tuple[list[Finding], dict[str, int]]:
+    """Small cells (fail) and zeros (review), cell by cell, margins included, in the value columns
+    ``columns`` (indexes in ``values``; every value column when None).
 
     Returns the findings (at most ``cap`` per rule) and the number of further ones per rule.
     """
     findings = []
     omitted = {}
-    v = table.values
+    v = table.values.copy()
+    if columns is not None:
+        keep = np.zeros(v.shape[1], dtype=bool)
+        keep[columns] = True
+        v[:, ~keep] = np.nan
     with np.errstate(invalid="ignore"):
         small = (v > 0) & (v < thresholds.min_cell)
         zero = v == 0
@@ -154,15 +189,15 @@ def check_counts(table: LoadedTable, thresholds: Thresholds,
     omitted["small-cell"] = max(0, len(rows) - cap)
     for r, c in zip(rows[:cap], cols[:cap]):
         findings.append(Finding("small-cell", Status.FAIL,
-                                f"{int(v[r, c])} is below the threshold of {thresholds.min_cell} persons",
-                                row=int(r), col=table.numeric[c]))
+                                f"{int(v[r, c])} is below the threshold of {thresholds.min_cell} {unit}",
+                                row=int(r), col=table.numeric[c], cell=table.cell(int(r), table.numeric[c])))
     rows, cols = np.nonzero(zero)
     omitted["zero"] = max(0, len(rows) - cap)
     for r, c in zip(rows[:cap], cols[:cap]):
         findings.append(Finding("zero", Status.REVIEW,
                                 "zero cell: confirm it is structural (impossible combination), "
                                 "else it reveals that nobody in this group has the attribute",
-                                row=int(r), col=table.numeric[c]))
+                                row=int(r), col=table.numeric[c], cell=table.cell(int(r), table.numeric[c])))
     return findings, omitted
 
 
@@ -219,6 +254,8 @@ def _acro_findings(table: LoadedTable | None, record: Mapping[str, Any], thresho
     sdc = record.get("sdc") or {}
     cells = sdc.get("cells") or {}
     offset = int(record.get("label_columns", len(table.labels))) if table is not None else 0
+    if table is not None and table.declaration.labels is None and isinstance(record.get("label_columns"), int):
+        offset = int(record["label_columns"])
     for check, positions in cells.items():
         rule, message = _ACRO_RULES.get(check, (check, f"ACRO {check}"))
         status = Status.REVIEW if rule in {"zero", "missing"} else Status.FAIL
