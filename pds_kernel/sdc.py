@@ -253,6 +253,12 @@ def evidence_for(paths: Iterable[str | os.PathLike]) -> dict[str, dict]:
     return _plain({name: r for name, r in _latest_records(paths).items() if r["source"] == "acro"})
 
 
+def records_for(paths: Iterable[str | os.PathLike]) -> dict[str, dict]:
+    """``{file name: record}`` of every sdc save of ``paths``, ACRO's or sdc's own (each carries
+    its declaration and SHA-256): what a resubmission sends with the new versions."""
+    return _plain(_latest_records(paths))
+
+
 def declarations_for(paths: Iterable[str | os.PathLike]) -> dict[str, dict]:
     """``{file name: declaration}`` (with the SHA-256 of the bytes saved) for the files at ``paths``."""
     return _plain({name: r["declaration"] for name, r in _latest_records(paths).items()})

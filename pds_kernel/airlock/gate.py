@@ -110,7 +110,10 @@ def check_files(gate: ProjectGate, files: list[tuple[int, str, Path, str | None]
     results = {}
     for index, name, path, sha256 in files:
         record = acro.get(name)
-        record = {**record, "source": "acro"} if isinstance(record, Mapping) else None
+        if isinstance(record, Mapping):  # an ACRO record, or sdc's own (a declaration without ACRO)
+            record = {**record, "source": "sdc" if record.get("source") == "sdc" else "acro"}
+        else:
+            record = None
         results[index] = check_file(path, name, gate.thresholds, evidence=record,
                                     other_files=[n for n in names if n != name], context=context,
                                     allowed_extensions=gate.allowed, sha256=sha256, max_bytes=gate.max_bytes,
@@ -142,3 +145,18 @@ def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str
                           directory.name)
     check_refusals(results, {i: n for i, n, _, _ in files})
     return {i: r.to_dict() for i, r in results.items()}
+
+
+def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"files": [{"name", "verdict", "kind", "findings", "omitted"}]}`` for local files, as the
+    gate would judge them on submission (``pds airlock check``, ``workspace.check``)."""
+    names = [Path(p).name for p in paths]
+    if len(set(names)) != len(names):
+        raise InvalidInput("two files share a name: the gate matches declarations by file name")
+    results = check_files(gate, [(i, Path(p).name, Path(p), None) for i, p in enumerate(paths)], context)
+    files = []
+    for i, path in enumerate(paths):
+        data = results[i].to_dict()
+        files.append({"name": Path(path).name, "verdict": data["verdict"], "kind": data["kind"],
+                      "findings": data["findings"], "omitted": data["omitted"]})
+    return {"files": files}

@@ -117,7 +117,7 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
         if ignored is not None:
             result.add(ignored)
     if kind == "table":
-        raw = _bound_declaration(raw, sha256, result)
+        raw = _bound_declaration(raw, sha256, result, superseded=bool(evidence and evidence.get("declaration")))
         _check_table(path, name, thresholds, evidence, raw, result, max_bytes=max_bytes, known_ids=known_ids,
                      released=released, request_id=request_id)
     elif kind == "text":
@@ -138,12 +138,15 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
     return result
 
 
-def _bound_declaration(raw: Any, sha256: str | None, result: FileCheck) -> Mapping[str, Any] | None:
-    """The declaration of a file, unless it names other bytes (an sdc declaration of an older version)."""
+def _bound_declaration(raw: Any, sha256: str | None, result: FileCheck, superseded: bool) -> Mapping[str, Any] | None:
+    """The declaration of a file, unless it names other bytes (an sdc declaration of an older
+    version; ``superseded`` when the sdc record of these very bytes carries the new one)."""
     if not isinstance(raw, Mapping):
         return None
     recorded = raw.get("sha256")
     if isinstance(recorded, str) and recorded.lower() != sha256:
+        if superseded:
+            return None
         result.add(Finding("declaration", Status.REVIEW, "the declaration was made for other bytes (the file "
                                                          "changed after sdc saved it): it is ignored"))
         return None
