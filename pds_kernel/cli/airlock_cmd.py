@@ -63,7 +63,7 @@ def _findings(f, limit: int | None = None) -> None:
 
 
 #: Extensions whose bytes are printed as they are (what the checker votes on is exactly this text).
-_TEXT_EXTENSIONS = {".csv", ".tsv", ".txt", ".md", ".json", ".log"}
+_TEXT_EXTENSIONS = {".csv", ".tsv", ".txt", ".md", ".json", ".log", ".py", ".r", ".sql", ".sh", ".ipynb", ".qmd", ".rmd"}
 _CELL_STYLE = {"fail": "bold red", "review": "yellow"}
 _CELL_MARK = {"fail": " (!)", "review": " (?)"}
 
