@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from ..db import transaction
 from ..errors import InvalidInput
-from .checks import FileCheck, Released, Thresholds, check_file, declaration, tables
+from .checks import FileCheck, Released, Thresholds, check_file, content, declaration, tables
 from .checks.pregates import PSEUDONYM_PREFIX
 from .models import ExportRequest
 from .staging import RefusedFiles, request_dir
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 #: the project's released tables compared with a new one (the most recent first)
 MAX_RELEASED_TABLES = 100
 COHORT_FILE = "COHORT.parquet"
-PERSON_COLUMN = "PERSON_ID"
+PERSON_COLUMN = content.PERSON_ID
 
 
 @dataclass(frozen=True)

@@ -245,6 +245,26 @@ def test_max_table_rows_is_a_per_project_setting(runtime, service, registry):
         service.create("alice", PROJECT, files(("t.csv", big.encode())), "why", declared)
 
 
+def test_person_id_column_name_is_the_extracts():
+    from pds_kernel.airlock.checks import content
+    from pds_kernel.extract.spec import PERSON_ID
+
+    assert content.PERSON_ID == PERSON_ID and PERSON_ID in content.person_key_columns()
+
+
+def test_project_person_ids_are_read_from_the_published_extract(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pds_kernel.airlock.gate import person_id_prefixes
+
+    assert person_id_prefixes(tmp_path, "p-1") is None  # no extract yet
+    extract = tmp_path / "p-1" / "extract"
+    extract.mkdir(parents=True)
+    pq.write_table(pa.table({"PERSON_ID": ["AB" * 32, "cd" * 32]}), extract / "COHORT.parquet")
+    assert person_id_prefixes(tmp_path, "p-1") == frozenset({"ab" * 6, "cd" * 6})
+
+
 def test_registry_file_sets_max_table_rows():
     from pds_kernel.registry.spec import parse_registry
 

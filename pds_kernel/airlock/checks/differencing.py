@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .result import MAX_FINDINGS_PER_RULE, Finding, Status, Thresholds
 from .tables import LoadedTable
@@ -31,21 +30,25 @@ class Released:
     table: LoadedTable
 
 
-def _check_line(total: float, cells: np.ndarray, hidden: np.ndarray, thresholds: Thresholds,
-                counts: bool) -> tuple[Status, str] | None:
-    visible = float(np.nansum(np.where(hidden, np.nan, cells)))
-    diff = total - visible
-    if abs(diff) < 1e-9 and not hidden.any():
-        return None
-    n_hidden = int(hidden.sum())
-    if counts and 0 < diff < thresholds.min_cell:
-        what = (f"the {n_hidden} suppressed cells add up to {diff:g}" if n_hidden
-                else f"the total exceeds its visible cells by {diff:g}")
-        return Status.FAIL, f"differencing: {what}, fewer than {thresholds.min_cell}: the difference isolates them"
-    if n_hidden:
-        return None  # several suppressed cells that hide enough persons: the usual secondary suppression
-    return Status.REVIEW, (f"the total differs from the sum of its cells by {diff:g}: a hidden category, or "
-                           "persons in several categories; a checker must confirm")
+def _judge(totals: np.ndarray, visible: np.ndarray, hidden: np.ndarray, thresholds: Thresholds,
+           counts: bool) -> list[tuple[int, Status, str]]:
+    """(index, status, message) for each total that disagrees with its cells: ``visible`` is the
+    sum of the published cells of each line, ``hidden`` the number of suppressed ones."""
+    out = []
+    with np.errstate(invalid="ignore"):
+        diff = totals - visible
+        flagged = ~np.isnan(totals) & ((np.abs(diff) > 1e-9) | (hidden > 0))
+    for i in np.nonzero(flagged)[0]:
+        d, n_hidden = float(diff[i]), int(hidden[i])
+        if counts and 0 < d < thresholds.min_cell:
+            what = (f"the {n_hidden} suppressed cells add up to {d:g}" if n_hidden
+                    else f"the total exceeds its visible cells by {d:g}")
+            out.append((int(i), Status.FAIL, f"differencing: {what}, fewer than {thresholds.min_cell}: "
+                                             "the difference isolates them"))
+        elif not n_hidden:  # suppressed cells that hide enough persons are the usual secondary suppression
+            out.append((int(i), Status.REVIEW, f"the total differs from the sum of its cells by {d:g}: a hidden "
+                                               "category, or persons in several categories; a checker must confirm"))
+    return out
 
 
 def check_totals(table: LoadedTable, thresholds: Thresholds, count_columns: Iterable[int],
@@ -53,36 +56,35 @@ def check_totals(table: LoadedTable, thresholds: Thresholds, count_columns: Iter
     """Total rows and columns against their cells, for count and sum columns (indexes in ``values``)."""
     out: list[Finding] = []
     counts, sums = set(count_columns), set(sum_columns)
-    additive = sorted(counts | sums)
-    body_rows = [r for r in range(table.values.shape[0]) if r not in table.total_rows]
-    body_cols = [c for c in additive if c not in table.total_cols]
+    totals = set(table.total_cols)
+    body_rows = np.array([r for r in range(table.values.shape[0]) if r not in set(table.total_rows)], dtype=int)
     v, hidden = table.values, table.suppressed
-    for tr in table.total_rows:
-        for c in additive:
-            if c in table.total_cols or np.isnan(v[tr, c]):
-                continue
-            found = _check_line(v[tr, c], v[body_rows, c], hidden[body_rows, c], thresholds, c in counts)
-            if found and len(out) < MAX_FINDINGS_PER_RULE:
-                out.append(Finding("differencing", found[0], found[1], row=tr, col=table.numeric[c],
-                                   cell=table.cell(tr, table.numeric[c])))
-    for tc in table.total_cols:
-        if tc not in additive:
-            continue
-        for r in body_rows:
-            if np.isnan(v[r, tc]) or not body_cols:
-                continue
-            found = _check_line(v[r, tc], v[r, body_cols], hidden[r, body_cols], thresholds, tc in counts)
-            if found and len(out) < MAX_FINDINGS_PER_RULE:
-                out.append(Finding("differencing", found[0], found[1], row=r, col=table.numeric[tc],
-                                   cell=table.cell(r, table.numeric[tc])))
+
+    def add(found, row_of, col_of):
+        for i, status, message in found:
+            if len(out) < MAX_FINDINGS_PER_RULE:
+                r, c = row_of(i), table.numeric[col_of(i)]
+                out.append(Finding("differencing", status, message, row=r, col=c, cell=table.cell(r, c)))
+
+    for kind in (counts, sums):
+        columns = np.array(sorted(c for c in kind if c not in totals), dtype=int)
+        if len(columns) and len(body_rows):
+            block, shut = v[np.ix_(body_rows, columns)], hidden[np.ix_(body_rows, columns)]
+            visible = np.nansum(np.where(shut, np.nan, block), axis=0)
+            for tr in table.total_rows:
+                add(_judge(v[tr, columns], visible, shut.sum(axis=0), thresholds, kind is counts),
+                    lambda i, tr=tr: tr, lambda i, columns=columns: int(columns[i]))
+            row_visible = np.nansum(np.where(shut, np.nan, block), axis=1)
+            for tc in sorted(totals & kind):
+                add(_judge(v[body_rows, tc], row_visible, shut.sum(axis=1), thresholds, kind is counts),
+                    lambda i: int(body_rows[i]), lambda i, tc=tc: tc)
     return out
 
 
-def _keyed(table: LoadedTable) -> pd.DataFrame:
-    keys = table.frame.iloc[:, table.labels].astype("string").fillna("")
-    index = pd.MultiIndex.from_frame(keys) if len(table.labels) > 1 else pd.Index(keys.iloc[:, 0])
-    names = [str(table.frame.columns[p]) for p in table.numeric]
-    return pd.DataFrame(table.values, index=index, columns=names)
+def _keys(table: LoadedTable) -> list[tuple]:
+    """The label combination of each row, as text."""
+    columns = [table.frame.iloc[:, p].astype("string").fillna("").tolist() for p in table.labels]
+    return list(zip(*columns))
 
 
 def same_shape(new: LoadedTable, old: LoadedTable) -> bool:
@@ -94,28 +96,28 @@ def check_history(table: LoadedTable, thresholds: Thresholds, count_columns: lis
                   released: Iterable[Released], request_id: str | None = None) -> list[Finding]:
     """Compare ``table`` with the project's released tables of the same shape (counts only)."""
     out = []
-    if not count_columns or not table.labels:
+    released = [old for old in released if same_shape(table, old.table)]
+    if not count_columns or not table.labels or not released:
         return out
-    names = [str(table.frame.columns[table.numeric[c]]) for c in count_columns]
-    mine = _keyed(table)
-    if not mine.index.is_unique:
+    mine = _keys(table)
+    if len(set(mine)) != len(mine):
         return out
     for old in released:
-        if not same_shape(table, old.table):
+        theirs = _keys(old.table)
+        where = {key: i for i, key in enumerate(theirs)}
+        if len(where) != len(theirs):
             continue
-        theirs = _keyed(old.table)
-        if not theirs.index.is_unique:
+        pairs = [(i, where[key]) for i, key in enumerate(mine) if key in where]
+        if len(pairs) < 0.5 * max(len(mine), 1):
             continue
-        common = mine.index.intersection(theirs.index)
-        if len(common) < 0.5 * max(len(mine), 1):
-            continue
-        diff = (mine.loc[common, names] - theirs.loc[common, names]).abs().to_numpy()
+        new_rows, old_rows = (np.array(x, dtype=int) for x in zip(*pairs))
+        cols = np.array(count_columns, dtype=int)
+        diff = np.abs(table.values[np.ix_(new_rows, cols)] - old.table.values[np.ix_(old_rows, cols)])
         with np.errstate(invalid="ignore"):
             small = (diff > 0) & (diff < thresholds.min_cell)
         if small.any():
             r, c = (int(x[0]) for x in np.nonzero(small))
-            row = int(np.nonzero(mine.index == common[r])[0][0])
-            col = table.numeric[count_columns[c]]
+            row, col = int(new_rows[r]), table.numeric[count_columns[c]]
             this = f"request {request_id}" if request_id else "this request"
             out.append(Finding("differencing", Status.REVIEW,
                                f"{int(small.sum())} cell(s) differ by fewer than {thresholds.min_cell} from "

@@ -170,9 +170,8 @@ def check_microdata(frame: pd.DataFrame, labels: list[int], counts: list[np.ndar
         if rows >= UNLABELLED_MAX_ROWS and _distinct_tokens(frame.iloc[:, pos]):
             out.append(_refuse("microdata", f"column {frame.columns[pos]!r} has as many distinct identifier-like "
                                             "values as rows: one row per record, not a table", col=pos))
-    if labels and len(body) >= MICRODATA_MIN_ROWS:
-        keys = body.iloc[:, labels].astype("string").fillna("")
-        repeated = int(keys.duplicated(keep=False).sum())
+    if labels and len(body) >= MICRODATA_MIN_ROWS and not any(body.iloc[:, p].is_unique for p in labels[:3]):
+        repeated = int(body.iloc[:, labels].duplicated(keep=False).sum())
         if repeated >= max(2, 0.05 * len(body)):
             out.append(_refuse("microdata", f"{repeated} of {len(body)} rows repeat the categories of another "
                                             "row: rows are records, not cells (declare the label columns if "

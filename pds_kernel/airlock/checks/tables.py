@@ -205,24 +205,26 @@ def check_margins(table: LoadedTable) -> list[Finding]:
     """A suppressed cell alone in its row (or column) next to a published total can be recovered."""
     findings = []
     supp = table.suppressed
-    body_rows = [r for r in range(supp.shape[0]) if r not in table.total_rows]
-    body_cols = [c for c in range(supp.shape[1]) if c not in table.total_cols]
+    body_rows = np.array([r for r in range(supp.shape[0]) if r not in set(table.total_rows)], dtype=int)
+    body_cols = np.array([c for c in range(supp.shape[1]) if c not in set(table.total_cols)], dtype=int)
+    if not len(body_rows) or not len(body_cols):
+        return findings
+    block = supp[np.ix_(body_rows, body_cols)]
+    per_row, per_col = block.sum(axis=1), block.sum(axis=0)
     for tc in table.total_cols:
-        for r in body_rows:
-            hidden = [c for c in body_cols if supp[r, c]]
-            if len(hidden) == 1 and not supp[r, tc]:
-                findings.append(Finding("margin-recovery", Status.FAIL,
-                                        "the only suppressed cell of its row: the row total minus the "
-                                        "other cells gives it back; suppress a second cell or the total",
-                                        row=r, col=table.numeric[hidden[0]]))
+        for i in np.nonzero((per_row == 1) & ~supp[body_rows, tc])[0]:
+            r, c = int(body_rows[i]), int(body_cols[np.argmax(block[i])])
+            findings.append(Finding("margin-recovery", Status.FAIL,
+                                    "the only suppressed cell of its row: the row total minus the "
+                                    "other cells gives it back; suppress a second cell or the total",
+                                    row=r, col=table.numeric[c], cell=table.cell(r, table.numeric[c])))
     for tr in table.total_rows:
-        for c in body_cols:
-            hidden = [r for r in body_rows if supp[r, c]]
-            if len(hidden) == 1 and not supp[tr, c]:
-                findings.append(Finding("margin-recovery", Status.FAIL,
-                                        "the only suppressed cell of its column: the column total minus "
-                                        "the other cells gives it back; suppress a second cell or the total",
-                                        row=hidden[0], col=table.numeric[c]))
+        for j in np.nonzero((per_col == 1) & ~supp[tr, body_cols])[0]:
+            r, c = int(body_rows[np.argmax(block[:, j])]), int(body_cols[j])
+            findings.append(Finding("margin-recovery", Status.FAIL,
+                                    "the only suppressed cell of its column: the column total minus "
+                                    "the other cells gives it back; suppress a second cell or the total",
+                                    row=r, col=table.numeric[c], cell=table.cell(r, table.numeric[c])))
     return findings
 
 
