@@ -48,6 +48,8 @@ class LoadedTable:
     roles: Roles | None = None
     declaration: Declaration = field(default_factory=Declaration)
     numbers: dict[int, np.ndarray] = field(default_factory=dict)  #: every number-like column, by position
+    _label_values: list | None = field(default=None, repr=False)
+    _names: list[str] = field(default_factory=list, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -60,16 +62,19 @@ class LoadedTable:
 
     def cell(self, row: int | None, pos: int | None) -> str:
         """A cell named by its labels, ``year=2020, BEN_SEX_COD=2 / persons`` (what a finding shows)."""
+        if self._label_values is None:
+            self._label_values = [(str(self.frame.columns[p]), self.frame.iloc[:, p].tolist()) for p in self.labels[:4]]
+            self._names = [str(c) for c in self.frame.columns]
         parts = []
         if row is not None:
-            for lab in self.labels[:4]:
-                value = self.frame.iat[row, lab]
-                parts.append(f"{self.frame.columns[lab]}={'' if value != value else value}")
+            for name, values in self._label_values:
+                value = values[row]
+                parts.append(f"{name}={'' if value != value else value}")
             if not parts:
                 parts.append(f"row {row + 1}")
         where = ", ".join(parts)
         if pos is not None:
-            where = f"{where} / {self.frame.columns[pos]}" if where else str(self.frame.columns[pos])
+            where = f"{where} / {self._names[pos]}" if where else self._names[pos]
         return where
 
 
