@@ -79,10 +79,6 @@ class Thresholds:
             base["max_table_rows"] = max_table_rows
         return cls(**base)
 
-    @classmethod
-    def from_settings(cls, disclosure: Thresholds, min_cell: int | None = None) -> Thresholds:
-        return cls.for_project(disclosure, min_cell)
-
 
 @dataclass(frozen=True)
 class Disclosure(Thresholds):

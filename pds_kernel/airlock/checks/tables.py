@@ -1,17 +1,17 @@
 """Rules for tables: reading them, small cells, zeros, cells recoverable from margins, magnitudes.
 
-A table is read into a :class:`LoadedTable`: its label columns (categories) and its numeric block
-(the published values, ``NaN`` where a cell is suppressed: empty, ``*``, ``<10``...). Cell findings
-use positions in that table (0-based data row, 0-based column), which is also how the web page
-renders it, so failing cells can be highlighted.
+A table is read into a :class:`LoadedTable`: its label columns (categories, from the declaration
+and column names: :mod:`.declaration`) and its numeric block (the published values, ``NaN`` where
+a cell is suppressed: empty, ``*``, ``<10``...). Cell findings use positions in that table (0-based
+data row, 0-based column), which is also how the web page renders it, so failing cells can be
+highlighted, and name the cell by its labels.
 
-Counts (non-negative integers): a cell in ``(0, min_cell)`` fails, a zero asks for review (it may
-be structural or may reveal that nobody in a group has an attribute), a suppressed cell that is the
-only one of its row or column next to a published total fails (total minus the others recovers it).
+Counts: a cell in ``(0, min_cell)`` fails, a zero asks for review (it may be structural or may
+reveal that nobody in a group has an attribute), a suppressed cell that is the only one of its row
+or column next to a published total fails (total minus the others recovers it).
 
-Magnitudes (means, sums...): dominance and p-ratio need the microdata, so they are judged only from
-the ACRO record :mod:`pds_kernel.sdc` attached for exactly these bytes; without one the table needs
-review, with that reason.
+Magnitudes are judged in :mod:`.magnitudes` (from contributions) and from the ACRO record
+:mod:`pds_kernel.sdc` attached for exactly these bytes (:func:`check_acro_record`).
 """
 
 from __future__ import annotations
@@ -157,12 +157,6 @@ def analyse(frame: pd.DataFrame, declaration: Declaration | int | None = None) -
                        roles, declaration, {p: v for p, (v, _) in parsed.items()})
 
 
-def is_count_table(table: LoadedTable) -> bool:
-    """Counts = every published value is a non-negative whole number."""
-    finite = table.values[~np.isnan(table.values)]
-    return finite.size > 0 and bool(np.all(finite >= 0) and np.all(finite == np.floor(finite)))
-
-
 def whole_columns(table: LoadedTable, indexes: list[int]) -> list[int]:
     """Those of ``indexes`` (columns of ``values``) holding only non-negative whole numbers."""
     out = []
@@ -295,11 +289,7 @@ def check_text_cells(table: LoadedTable, scan) -> list[Finding]:
                                     "date column: publish months or years unless the day is needed", col=pos))
             continue
         if pd.api.types.is_numeric_dtype(column):
-            big = np.abs(column.to_numpy(dtype=float, na_value=0)) >= 1e12
-            for r in np.nonzero(big)[0]:
-                for rule, status, message in scan(str(int(column.iloc[r])), header=False):
-                    findings.append(Finding(rule, status, message, row=int(r), col=pos))
-            continue
+            continue  # numbers that are identifiers are a pre-gate (pregates.check_identifiers)
         uniques = column.dropna().astype(str).unique()
         flagged = {u: scan(u, header=False) for u in uniques}
         flagged = {u: f for u, f in flagged.items() if f}
