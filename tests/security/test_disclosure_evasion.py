@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import pickle
+from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
@@ -109,6 +110,13 @@ def test_seventeen_character_keys_are_refused(tmp_path):
 def test_pickle_renamed_model_pt_is_refused(tmp_path):
     r = check(tmp_path, "model.pt", pickle.dumps({"rows": [[1, 2], [3, 4]]}, protocol=4))
     assert r.verdict == "refused" and r.rule_status["pickle"].value == "fail"
+
+
+def test_text_pickle_renamed_csv_is_refused(tmp_path):
+    # a protocol-0 pickle is ASCII: it would pass a binary-content test
+    data = pickle.dumps(OrderedDict(rows=[[185, 12], [290, 3]]), protocol=0)
+    r = check(tmp_path, "table.csv", data)
+    assert r.verdict == "refused"
 
 
 @pytest.mark.parametrize("name", ["model.pt", "model.onnx", "model.skops"])

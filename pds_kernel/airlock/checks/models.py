@@ -11,6 +11,7 @@ pickles), XGBoost/LightGBM JSON, UBJ or text models. Whatever the format, a mode
 
 from __future__ import annotations
 
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -19,7 +20,11 @@ from .result import Finding, Status
 
 PICKLE_EXTENSIONS = frozenset({".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".npz"})
 _PICKLE_MEMBER = (".pkl", ".pickle", ".joblib", "data.pkl")
-_PROTO0 = (b"(dp0", b"(lp0", b"ccopy_reg", b"c__builtin__", b"cnumpy", b"(i", b"}q\x00", b"]q\x00", b"(cnumpy")
+#: how protocol 0 and 1 pickles start (an empty dict or list, a global); never how text starts
+_PROTO0 = (b"(dp0\n", b"(lp0\n", b"ccopy_reg\n", b"c__builtin__\n", b"cnumpy", b"(cnumpy", b"}q\x00", b"]q\x00",
+           b"(dp1\n", b"(lp1\n")
+#: protocol 0 GLOBAL opcode (``c<module>\n<name>\n``) followed by a PUT, MARK, TUPLE, NONE or REDUCE
+_GLOBAL0 = re.compile(rb"c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n(?:p\d+\n|\(|\)|N|R|q)")
 ZIP_MAGIC = b"PK\x03\x04"
 #: a ZIP with more members than this is not inspected member by member: refused as an archive
 MAX_MEMBERS = 10_000
@@ -29,7 +34,7 @@ def is_pickle(head: bytes) -> bool:
     """A pickle stream: ``\\x80`` + protocol 2..5 + a plausible opcode, or protocol 0/1 openings."""
     if len(head) >= 3 and head[0] == 0x80 and head[1] in (2, 3, 4, 5):
         return True
-    return head.startswith(_PROTO0)
+    return head.startswith(_PROTO0) or bool(_GLOBAL0.match(head))
 
 
 def _npy_holds_objects(data: bytes) -> bool:
