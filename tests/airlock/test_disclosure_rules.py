@@ -325,3 +325,20 @@ def test_parquet_person_table_passes_through_the_service(service):
     view = service.create("alice", PROJECT, files(("t.parquet", buffer.getvalue())), "why",
                           {"tables": {"t.parquet": {"counts": ["persons"]}}})
     assert view.files[0].check_status == "pass" and view.files[0].check["verdict"] == "pass"
+
+
+def test_resubmitted_sdc_table_carries_its_new_declaration(service, tmp_path, claims):
+    from pds_kernel import sdc
+
+    session = sdc.Session()
+    path = session.save(session.persons_table(claims, by="month"), tmp_path / "persons.csv")
+    view = service.create("alice", PROJECT, files(("persons.csv", path.read_bytes())), "why",
+                          {"tables": sdc.declarations_for([path])})
+    assert view.files[0].check_status == "pass"
+    for who in ("olga", "omar"):
+        service.review(who, view.id, {0: {"decision": "request_changes", "comment": "by quarter"}})
+    fewer = claims[claims.month != "2020-03"]
+    session.save(session.persons_table(fewer, by="month"), path)
+    again = service.resubmit("alice", view.id, files(("persons.csv", path.read_bytes())),
+                             acro=sdc.records_for([path]))
+    assert again.round == 2 and again.files[0].check_status == "pass", again.files[0].check
