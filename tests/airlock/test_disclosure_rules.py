@@ -342,3 +342,28 @@ def test_resubmitted_sdc_table_carries_its_new_declaration(service, tmp_path, cl
     again = service.resubmit("alice", view.id, files(("persons.csv", path.read_bytes())),
                              acro=sdc.records_for([path]))
     assert again.round == 2 and again.files[0].check_status == "pass", again.files[0].check
+
+
+def test_cli_check_with_a_project_uses_its_thresholds_and_members_only(tmp_path, settings, registry):
+    from dataclasses import fields
+
+    import yaml
+
+    from pds_kernel.cli.app import app
+    from pds_kernel.errors import PermissionDenied
+
+    cfg = tmp_path / "pds.yaml"
+    cfg.write_text(yaml.safe_dump({"paths": {f.name: str(getattr(settings.paths, f.name))
+                                             for f in fields(settings.paths)}}))
+    table = tmp_path / "t.csv"
+    table.write_bytes(b"g,n\na,5\nb,40\n")
+    context = json.dumps({"tables": {"t.csv": {"counts": ["n"]}}})
+    runner = CliRunner()
+    args = ["airlock", "check", str(table), "--project", PROJECT, "--context", context, "--json"]
+    strict = runner.invoke(app, ["-c", str(cfg), "--as", "alice", *args])
+    assert strict.exit_code == 6 and json.loads(strict.output)["files"][0]["verdict"] == "fail"
+    registry.upsert_project("setup", PROJECT, min_cell=3)
+    lax = runner.invoke(app, ["-c", str(cfg), "--as", "alice", *args])
+    assert lax.exit_code == 0, lax.output
+    stranger = runner.invoke(app, ["-c", str(cfg), "--as", "mallory", *args])
+    assert isinstance(stranger.exception, PermissionDenied)
