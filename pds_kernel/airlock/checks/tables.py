@@ -117,6 +117,11 @@ def _numeric_column(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
         return values, np.isnan(values)
     if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
         return None
+    # judged on the distinct values first: a text column of categories is rejected at little cost
+    uniques = pd.Series(pd.unique(series.dropna()), dtype="string").str.strip()
+    known = pd.to_numeric(uniques, errors="coerce").isna() & ~uniques.isin(SUPPRESSION_MARKERS)
+    if known.any():
+        return None
     text = series.astype("string").str.strip()
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = np.isnan(values)
@@ -148,9 +153,11 @@ def analyse(frame: pd.DataFrame, declaration: Declaration | int | None = None) -
         column = frame.iloc[:, pos]
         if pd.api.types.is_numeric_dtype(column):
             continue
-        text = column.astype("string").fillna("").str.strip()
-        hit = text.str.match(_TOTAL) | text.isin(total_names)
-        total_rows.update(np.nonzero(hit.to_numpy(dtype=bool, na_value=False))[0].tolist())
+        distinct = pd.unique(column.dropna())
+        named = {v for v in distinct if _TOTAL.match(str(v).strip()) or str(v).strip() in total_names}
+        if named:
+            hit = column.isin(list(named)).to_numpy(dtype=bool, na_value=False)
+            total_rows.update(np.nonzero(hit)[0].tolist())
     total_cols = [j for j, pos in enumerate(numeric)
                   if _TOTAL.match(str(frame.columns[pos])) or str(frame.columns[pos]) in declaration.total_cols]
     return LoadedTable(frame, roles.labels, numeric, values, suppressed, sorted(total_rows), total_cols,
