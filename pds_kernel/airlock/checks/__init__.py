@@ -229,7 +229,7 @@ def _check_values(table, thresholds: Thresholds, evidence, declared, whole_unkno
                            f"{thresholds.dominance_n}, k={thresholds.dominance_k:g} %) and p-ratio "
                            f"({thresholds.p_ratio:g} %) cannot be checked; build it with pds_kernel.sdc",
                            col=table.numeric[unknown[0]]))
-    if (roles.unknown and not has_acro) or not declared.declared and not has_acro:
+    if not has_acro and (roles.unknown or not declared.declared):
         result.add(Finding("undeclared", Status.REVIEW, UNDECLARED))
     elif has_acro and not declared.declared and whole_unknown:
         result.add(Finding("unit", Status.REVIEW, "ACRO counts rows: the gate cannot establish that these are "
