@@ -71,12 +71,34 @@ class Ingest:
 
 
 @dataclass(frozen=True)
-class Disclosure:
+class Thresholds:
+    """Disclosure thresholds of one project: the one definition, read by the settings
+    (``disclosure`` section, platform defaults) and passed explicitly to the checks
+    (:mod:`pds_kernel.airlock.checks`) and to :mod:`pds_kernel.sdc` (never a module global)."""
+
     min_cell: int = 10  #: small-cell threshold (distinct persons); per-project override in registry
     dominance_n: int = 2  #: dominance rule: top n contributors...
     dominance_k: float = 90.0  #: ...must not exceed k % of the cell total
     p_ratio: float = 10.0  #: p-percent rule, in %
     min_dof: int = 10  #: minimum residual degrees of freedom of a model
+    max_table_rows: int = 5_000  #: rows of one table file (pre-gate); per-project override in registry
+
+    @classmethod
+    def for_project(cls, disclosure: Thresholds, min_cell: int | None = None,
+                    max_table_rows: int | None = None) -> Thresholds:
+        """The platform's thresholds with a project's overrides (None = platform default)."""
+        base = {f.name: getattr(disclosure, f.name) for f in fields(Thresholds)}
+        if min_cell:
+            base["min_cell"] = min_cell
+        if max_table_rows:
+            base["max_table_rows"] = max_table_rows
+        return cls(**base)
+
+
+@dataclass(frozen=True)
+class Disclosure(Thresholds):
+    """The platform's disclosure defaults: the thresholds, and the review quorum."""
+
     reviews_required: int = 2  #: independent reviews before approval (per-project override)
 
 

@@ -5,6 +5,7 @@
     prs = ws.open_table("ER_PRS_F")               # polars LazyFrame over /data/ER_PRS_F.parquet
     client = ws.dask_client()                     # Dask cluster inside this workspace
     ddf = ws.dask_dataframe("ER_PRS_F")           # the same table as a Dask DataFrame
+    ws.check("results/table1.csv")                # the gate's checks, without submitting
     ws.request_export(["results/table1.csv"], "Table 1 of the article")
 
 The extract is read-only at ``$PDS_DATA_DIR`` (``/data``), one Parquet file per table and a
@@ -152,14 +153,56 @@ def _sdc_records(paths: list[Path]) -> dict[str, dict]:
     return sdc.evidence_for(paths) if sdc is not None else {}
 
 
+def _resubmission_records(paths: list[Path]) -> dict[str, dict]:
+    """Every sdc record of ``paths`` (ACRO's and sdc's own, each with its declaration)."""
+    sdc = sys.modules.get("pds_kernel.sdc")
+    return sdc.records_for(paths) if sdc is not None else {}
+
+
+def _sdc_declarations(paths: list[Path]) -> dict[str, dict]:
+    """Declarations (which column is what, contributions) that :mod:`pds_kernel.sdc` saved for ``paths``."""
+    sdc = sys.modules.get("pds_kernel.sdc")
+    return sdc.declarations_for(paths) if sdc is not None else {}
+
+
 def _with_sdc_records(context: Mapping | None, paths: list[Path]) -> dict:
-    """``context`` with the sdc records of ``paths`` under ``"acro"``; records given explicitly win."""
+    """``context`` with the sdc records of ``paths`` under ``"acro"`` and their declarations under
+    ``"tables"``; what is given explicitly wins."""
     context = dict(context or {})
     records = _sdc_records(paths)
     if records:
         explicit = context.get("acro") if isinstance(context.get("acro"), Mapping) else {}
         context["acro"] = {**records, **explicit}
+    declarations = _sdc_declarations(paths)
+    if declarations:
+        explicit = context.get("tables") if isinstance(context.get("tables"), Mapping) else {}
+        context["tables"] = {**declarations, **explicit}
     return context
+
+
+def check(files: Iterable[str | os.PathLike] | str, context: Mapping | None = None, *, quiet: bool = False) -> dict:
+    """Run the gate's checks on ``files`` here, before submitting: ``{"files": [{"name", "verdict",
+    "findings"...}]}``, and a line per file unless ``quiet``. Files saved with :mod:`pds_kernel.sdc`
+    carry their declaration, as with :func:`request_export`. The thresholds are the platform's
+    defaults (``$PDS_MIN_CELL``, ``$PDS_MAX_TABLE_ROWS`` override them); the gate judges again on
+    submission with the project's own, its PERSON_IDs and its released tables."""
+    from .airlock.checks import DEFAULT_MAX_BYTES, Thresholds
+    from .airlock.gate import ProjectGate, check_paths
+
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    paths = [Path(f).resolve() for f in files]
+    for path in paths:
+        if not path.is_file():
+            raise NotFound(f"{path} is not a file")
+    overrides = {"min_cell": os.environ.get("PDS_MIN_CELL"), "max_table_rows": os.environ.get("PDS_MAX_TABLE_ROWS")}
+    thresholds = Thresholds(**{k: int(v) for k, v in overrides.items() if v})
+    report = check_paths(ProjectGate(thresholds, DEFAULT_MAX_BYTES), paths, _with_sdc_records(context, paths))
+    if not quiet:
+        for f in report["files"]:
+            rules = sorted({x["rule"] for x in f["findings"] if x["status"] != "pass"})
+            print(f"{f['name']}: {f['verdict']}" + (f" ({', '.join(rules)})" if rules else ""))
+    return report
 
 
 def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
@@ -167,8 +210,10 @@ def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
     """Ask for ``files`` to leave the workspace: they go to the airlock for checks and review.
 
     ``justification`` says what the files are and why they are needed (reviewers read it);
-    ``context`` can describe how they were produced. Files saved with :mod:`pds_kernel.sdc` carry
-    their ACRO record automatically (``context={"acro": ...}`` still adds or overrides records).
+    ``context`` can describe how they were produced and declare tables (``{"tables": {name:
+    {"labels": [...], "counts": [...], "magnitudes": {...}}}}``). Files saved with
+    :mod:`pds_kernel.sdc` carry their declaration and ACRO record automatically (``context``
+    still adds or overrides them).
     Returns what the airlock answers (the request and its automatic check results)."""
     if not justification or not justification.strip():
         raise InvalidInput("say why these files must leave the workspace (justification)")
@@ -189,7 +234,7 @@ def resubmit_export(request_id: str, files: Iterable[str | os.PathLike] | str = 
     from .airlock.client import AirlockClient
 
     return AirlockClient().resubmit(request_id, [str(p) for p in paths], remove=list(remove),
-                                    justification=justification, acro=_sdc_records(paths) or None)
+                                    justification=justification, acro=_resubmission_records(paths) or None)
 
 
 def _parse_magic_line(line: str) -> tuple[list[str], str]:

@@ -39,7 +39,8 @@ from ..hashing import sha256_file
 from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions
-from .checks import Status, Thresholds, check_file, filetypes, worst
+from .checks import Status, Thresholds, filetypes, worst
+from .gate import ProjectGate, project_gate, run_gate
 from .inputs import check_context_shape, check_text
 from .limits import AirlockLimits, load_limits
 from .models import ExportRequest, RequestFile, Review
@@ -136,7 +137,7 @@ class AirlockService:
     def _thresholds(self, project: str) -> tuple[Thresholds, int]:
         info = self.registry.get_project(project)
         disclosure = self.settings.disclosure
-        thresholds = Thresholds.from_settings(disclosure, info.min_cell)
+        thresholds = Thresholds.for_project(disclosure, info.min_cell, info.max_table_rows)
         return thresholds, info.reviews_required or disclosure.reviews_required
 
     def _apply(self, s: Session, req: ExportRequest, action: Action, actor: str, **details: Any) -> None:
@@ -311,23 +312,15 @@ class AirlockService:
             raise
         return staged
 
-    def _run_checks(self, directory: Path, files: list[tuple[int, str, str, str]], thresholds: Thresholds,
-                    context: Mapping[str, Any]) -> dict[int, dict]:
-        """index -> check result, for files given as (index, name, stored_name, sha256).
+    def _gate(self, project: str, thresholds: Thresholds, request_id: str) -> ProjectGate:
+        """The project's PERSON_IDs and released tables (reads the database: outside a transaction)."""
+        return project_gate(self.settings, self._sessions, self.limits, project, thresholds, request_id)
 
-        ``context["acro"]`` maps file names to the ACRO records :mod:`pds_kernel.sdc` made; a record
-        counts only for the bytes it was made for (:func:`.checks.matching_evidence`)."""
-        acro = context.get("acro") if isinstance(context.get("acro"), Mapping) else {}
-        names = [name for _, name, _, _ in files]
-        results = {}
-        for index, name, stored, sha256 in files:
-            record = acro.get(name)
-            record = {**record, "source": "acro"} if isinstance(record, Mapping) else None
-            result = check_file(directory / stored, name, thresholds, evidence=record,
-                                other_files=[n for n in names if n != name], context=context,
-                                allowed_extensions=self.limits.allowed_extensions, sha256=sha256)
-            results[index] = result.to_dict()
-        return results
+    def _run_checks(self, directory: Path, files: list[tuple[int, str, str, str]], gate: ProjectGate,
+                    context: Mapping[str, Any]) -> dict[int, dict]:
+        """index -> check result, for files given as (index, name, stored_name, sha256); a file refused
+        by a pre-gate or its type raises :class:`RefusedFiles` (see :func:`.gate.run_gate`)."""
+        return run_gate(gate, directory, files, context)
 
     @staticmethod
     def _check_context(context: Mapping[str, Any] | None) -> dict:
@@ -369,7 +362,7 @@ class AirlockService:
             staged = self._stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)])
             check_staged_types(directory, staged, self.limits)
             results = self._run_checks(directory, [(sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged],
-                                       thresholds, context)
+                                       self._gate(project, thresholds, request_id), context)
         except BaseException as exc:
             shutil.rmtree(directory, ignore_errors=True)
             if isinstance(exc, PdsError):
@@ -466,6 +459,7 @@ class AirlockService:
 
         def run():
             thresholds, _ = self._thresholds(project)
+            gate = self._gate(project, thresholds, request_id)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.round + 1 != round_:
@@ -483,7 +477,7 @@ class AirlockService:
                     f.stored_name, f.sha256, f.size = sf.stored_name, sf.sha256, sf.size
                 s.flush()
                 results = self._run_checks(directory, [(f.index, f.name, f.stored_name, f.sha256) for f in req.files],
-                                           thresholds, context)
+                                           gate, context)
                 for f in req.files:
                     f.kind, f.check_status = results[f.index]["kind"], results[f.index]["status"]
                     f.check_result = json.dumps(results[f.index])

@@ -48,6 +48,22 @@ RULE_EXPLANATIONS = {
     "file-type": "the content of this file does not match its type",
     "model": "model file: a checker reviews it",
     "record": "the stored check result is unreadable: ask an admin",
+    "declaration": "the declaration does not match the file or is incomplete: a checker reads it",
+    "undeclared": "undeclared table: declare its label, count and magnitude columns (pds_kernel.sdc) "
+                  "or a checker judges what the numbers are",
+    "unit": "counts that may not be of distinct persons: a checker judges them",
+    "rounding": "counts not rounded to the project's base",
+    "differencing": "a total differs from the sum of its visible cells by less than the threshold "
+                    "of {min_cell}: the difference is a small cell",
+    "max-rows": "more rows than a table file may hold in this project",
+    "max-size": "larger than a file of this kind may be",
+    "person-identifier": "a column holds person identifiers: identifiers never leave",
+    "exact-date": "exact dates of birth or death: publish months or years",
+    "microdata": "one row per person (records), not a table of aggregates",
+    "pickle": "a pickle runs code when opened: export models in a safe format (skops, JSON, ONNX)",
+    "code": "code file: a checker reads it",
+    "notebook-output": "an output left in a notebook: strip outputs or a checker reads each one",
+    "embedded-data": "data embedded in code or a notebook (attachments, widget state, long literals)",
 }
 OTHER_RULE = "other"
 _KINDS = {"table", "figure", "text", "model", "code", "unknown"}

@@ -63,7 +63,7 @@ def _findings(f, limit: int | None = None) -> None:
 
 
 #: Extensions whose bytes are printed as they are (what the checker votes on is exactly this text).
-_TEXT_EXTENSIONS = {".csv", ".tsv", ".txt", ".md", ".json", ".log"}
+_TEXT_EXTENSIONS = {".csv", ".tsv", ".txt", ".md", ".json", ".log", ".py", ".r", ".sql", ".sh", ".ipynb", ".qmd", ".rmd"}
 _CELL_STYLE = {"fail": "bold red", "review": "yellow"}
 _CELL_MARK = {"fail": " (!)", "review": " (?)"}
 
@@ -197,6 +197,78 @@ def submit(ctx: typer.Context,
         view = _service(ctx).create(ctx.obj.actor, project, streams, justification, data,
                                     author=author, submit=not draft)
     _show(view)
+
+
+def _context_option(raw: str | None) -> dict:
+    """``--context``: a JSON object, or the path of a file holding one."""
+    if not raw:
+        return {}
+    text = raw
+    if not raw.lstrip().startswith("{"):
+        try:
+            text = Path(raw).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"--context: neither JSON nor a readable file ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"--context: invalid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("--context: a JSON object is expected, e.g. {\"tables\": {...}}")
+    return data
+
+
+@app.command("check")
+def check(ctx: typer.Context, files: list[Path] = typer.Argument(..., help="Files to check."),
+          project: str | None = typer.Option(None, help="Use this project's thresholds, PERSON_IDs and "
+                                                        "released tables (you must be a member)."),
+          context: str | None = typer.Option(None, help="Declarations as JSON, or a JSON file: "
+                                                        "{\"tables\": {\"t.csv\": {\"counts\": [\"n\"]}}}."),
+          as_json: bool = typer.Option(False, "--json", help="Print {\"files\": [{name, verdict, findings}]}.")) -> None:
+    """Run every check the gate runs on submission, without submitting. Exit 0 when every file
+    passes, 6 otherwise (review, fail or refused)."""
+    from ..airlock import permissions
+    from ..airlock.checks import DEFAULT_MAX_BYTES, Thresholds
+    from ..airlock.gate import ProjectGate, check_paths, project_gate
+    from ..airlock.limits import load_limits
+    from ..errors import PermissionDenied
+
+    for path in files:
+        if not path.is_file():
+            raise InvalidInput(f"{path} is not a file")
+    data = _context_option(context)
+    settings = ctx.obj.settings
+    if project:
+        from ..registry import Registry
+
+        runtime = ctx.obj.runtime
+        registry = Registry.from_runtime(runtime)
+        actor = ctx.obj.actor
+        if not (permissions.can_research(registry, actor, project) or permissions.can_check(registry, actor, project)):
+            raise PermissionDenied(f"{actor} is not a member of project {project}")
+        info = registry.get_project(project)
+        thresholds = Thresholds.for_project(settings.disclosure, info.min_cell, info.max_table_rows)
+        gate = project_gate(settings, runtime.sessions, load_limits(settings), project, thresholds)
+    else:
+        gate = ProjectGate(Thresholds.for_project(settings.disclosure), DEFAULT_MAX_BYTES)
+    report = check_paths(gate, list(files), data)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for f in report["files"]:
+            console.print(f"{escape(f['name'])}: [bold]{f['verdict']}[/] ({f['kind']})", highlight=False)
+            _print_findings(f["name"], f["findings"])
+    if any(f["verdict"] != "pass" for f in report["files"]):
+        raise typer.Exit(6)
+
+
+def _print_findings(name: str, found: list[dict]) -> None:
+    for finding in found:
+        where = finding.get("cell") or (f"row {finding['row'] + 1} col {finding['col'] + 1}" if "row" in finding
+                                        else f"col {finding['col'] + 1}" if "col" in finding
+                                        else f"line {finding['line']}" if "line" in finding else "file")
+        console.print(escape(f"  {name}: [{finding['status']}] {finding['rule']} at {where}: {finding['message']}"),
+                      highlight=False)
 
 
 @app.command("review")

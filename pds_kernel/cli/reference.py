@@ -62,6 +62,7 @@ EXAMPLES: dict[str, str] = {
     "airlock revoke": "pds --as olga airlock revoke 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b --reason 'cell of 3 missed'",
     "airlock download": "pds --as alice airlock download 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b --dest results/",
     "airlock diagram": "pds airlock diagram",
+    "airlock check": "pds --as alice airlock check out/table2.csv out/analysis.ipynb --project diabetes-t2 --json",
     "airlock serve": "pds airlock serve",
     "demo run": "pds demo run --dir var/demo --patients 2000 --seed 42",
     "demo code": "pds demo code alice --dir var/demo",

@@ -57,6 +57,7 @@ class Project(Base):
     # disclosure control (None = platform default from settings.disclosure)
     min_cell: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reviews_required: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_table_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)  #: airlock pre-gate
     # workspace resources
     cpu_limit: Mapped[float] = mapped_column(Float, default=2.0)
     mem_limit_mb: Mapped[int] = mapped_column(Integer, default=4096)

@@ -37,6 +37,7 @@ class ProjectInfo:
     status: ProjectStatus
     min_cell: int | None
     reviews_required: int | None
+    max_table_rows: int | None
     cpu_limit: float
     mem_limit_mb: int
     dask_workers: int
@@ -68,6 +69,7 @@ def _project_info(p: Project) -> ProjectInfo:
         id=p.id, title=p.title, purpose=p.purpose, data_controller=p.data_controller,
         approval_ref=p.approval_ref, start_date=p.start_date, end_date=p.end_date,
         status=ProjectStatus(p.status), min_cell=p.min_cell, reviews_required=p.reviews_required,
+        max_table_rows=p.max_table_rows,
         cpu_limit=p.cpu_limit, mem_limit_mb=p.mem_limit_mb, dask_workers=p.dask_workers, gpu=p.gpu,
     )
 
@@ -82,7 +84,7 @@ def _user_info(u: User) -> UserInfo:
 
 PROJECT_FIELDS = (
     "title", "purpose", "data_controller", "approval_ref", "start_date", "end_date", "status",
-    "min_cell", "reviews_required", "cpu_limit", "mem_limit_mb", "dask_workers", "gpu",
+    "min_cell", "reviews_required", "max_table_rows", "cpu_limit", "mem_limit_mb", "dask_workers", "gpu",
 )
 
 

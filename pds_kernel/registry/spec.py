@@ -13,7 +13,7 @@ projects:
     start: 2024-01-01
     end: 2027-12-31
     status: active                 # active | suspended | closed
-    disclosure: {min_cell: 10, reviews_required: 2}
+    disclosure: {min_cell: 10, reviews_required: 2, max_table_rows: 5000}
     resources: {cpu: 2, memory_mb: 4096, dask_workers: 2, gpu: false}
     members:
       - {user: alice, role: researcher, expires: 2026-12-31}
@@ -69,6 +69,7 @@ class ProjectSpec:
     status: str = "active"
     min_cell: int | None = None
     reviews_required: int | None = None
+    max_table_rows: int | None = None
     cpu: float = 2.0
     memory_mb: int = 4096
     dask_workers: int = 2
@@ -80,6 +81,7 @@ class ProjectSpec:
             title=self.title, purpose=self.purpose, data_controller=self.data_controller,
             approval_ref=self.approval_ref, start_date=self.start, end_date=self.end,
             status=self.status, min_cell=self.min_cell, reviews_required=self.reviews_required,
+            max_table_rows=self.max_table_rows,
             cpu_limit=self.cpu, mem_limit_mb=self.memory_mb, dask_workers=self.dask_workers,
             gpu=self.gpu,
         )
@@ -123,7 +125,8 @@ def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
         status = str(raw.get("status", "active"))
         if status not in {s.value for s in ProjectStatus}:
             raise InvalidInput(f"{where}: status {status!r} is not one of active, suspended, closed")
-        disclosure = check_mapping(f"{where}.disclosure", raw.get("disclosure") or {}, {"min_cell", "reviews_required"})
+        disclosure = check_mapping(f"{where}.disclosure", raw.get("disclosure") or {},
+                                   {"min_cell", "reviews_required", "max_table_rows"})
         resources = check_mapping(f"{where}.resources", raw.get("resources") or {},
                           {"cpu", "memory_mb", "dask_workers", "gpu"})
         members = []
@@ -144,6 +147,8 @@ def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
             min_cell=_int(f"{where}.disclosure.min_cell", disclosure["min_cell"], 1) if "min_cell" in disclosure else None,
             reviews_required=_int(f"{where}.disclosure.reviews_required", disclosure["reviews_required"], 1)
             if "reviews_required" in disclosure else None,
+            max_table_rows=_int(f"{where}.disclosure.max_table_rows", disclosure["max_table_rows"], 1)
+            if "max_table_rows" in disclosure else None,
             cpu=float(cpu), memory_mb=_int(f"{where}.resources.memory_mb", resources.get("memory_mb", 4096), 256),
             dask_workers=_int(f"{where}.resources.dask_workers", resources.get("dask_workers", 2), 0),
             gpu=bool(resources.get("gpu", False)), members=tuple(members),

@@ -25,9 +25,16 @@ def cells(result, rule):
     return sorted((f.row, f.col) for f in result.findings if f.rule == rule)
 
 
-def test_safe_count_table_passes(tmp_path):
-    r = run(tmp_path, "t.csv", b"age;count\n18-40;120\n40-65;230\n")
+COUNTS = {"tables": {"t.csv": {"counts": ["count"]}}}  # declared: distinct persons
+
+
+def test_safe_count_table_passes_when_declared(tmp_path):
+    # issue #12: undeclared counts are not verifiable (are they distinct persons?): review, not pass
+    data = b"age;count\n18-40;120\n40-65;230\n"
+    r = run(tmp_path, "t.csv", data, context=COUNTS)
     assert r.status.value == "pass" and r.findings == []
+    undeclared = run(tmp_path, "t.csv", data)
+    assert undeclared.status.value == "review" and "undeclared" in undeclared.rule_status
 
 
 def test_small_cells_zero_and_margin(tmp_path):
@@ -47,12 +54,13 @@ def test_two_suppressed_cells_in_row_are_not_recoverable_from_that_row(tmp_path)
 
 def test_threshold_is_per_project(tmp_path):
     data = b"g,n\na,5\nb,40\n"
-    assert run(tmp_path, "t.csv", data).status.value == "fail"
-    assert run(tmp_path, "t.csv", data, thresholds=Thresholds(min_cell=3)).status.value == "pass"
+    declared = {"tables": {"t.csv": {"counts": ["n"]}}}
+    assert run(tmp_path, "t.csv", data, context=declared).status.value == "fail"
+    assert run(tmp_path, "t.csv", data, context=declared, thresholds=Thresholds(min_cell=3)).status.value == "pass"
 
 
 def test_year_index_is_a_label_not_a_count(tmp_path):
-    r = run(tmp_path, "t.csv", b"year,n\n2010,50\n2011,60\n2012,70\n")
+    r = run(tmp_path, "t.csv", b"year,n\n2010,50\n2011,60\n2012,70\n", context={"tables": {"t.csv": {"counts": "n"}}})
     assert r.status.value == "pass"
 
 
@@ -61,23 +69,28 @@ def test_magnitudes_without_evidence_need_review(tmp_path):
     assert r.status.value == "review" and "magnitude" in r.rule_status
 
 
-def test_identifiers_dates_free_text_in_tables(tmp_path):
-    pseudo = "ab" * 32
-    data = (f"person,when,note,n\n{pseudo},2021-03-04,ok,50\n"
-            "1 85 12 75 123 456 78,2021-03,this is a long sentence written by hand about one patient,60\n").encode()
+@pytest.mark.parametrize("value", ["ab" * 32, "1 85 12 75 123 456 78"])
+def test_identifiers_in_tables_are_refused(tmp_path, value):
+    # issue #12: a column of person identifiers is a pre-gate (refused), no longer a cell finding
+    r = run(tmp_path, "t.csv", f"person,n\nx,50\n{value},60\n".encode())
+    assert r.verdict == "refused" and r.rule_status["person-identifier"].value == "fail"
+    assert [f.col for f in r.findings if f.rule == "person-identifier"] == [0]
+
+
+def test_dates_free_text_in_tables(tmp_path):
+    data = (b"group,when,note,n\na,2021-03-04,ok,50\n"
+            b"b,2021-03,this is a long sentence written by hand about one patient,60\n")
     r = run(tmp_path, "t.csv", data)
-    assert r.status.value == "fail"
-    ident = {(f.row, f.col) for f in r.findings if f.rule == "identifier"}
-    assert ident == {(0, 0), (1, 0)}
+    assert r.status.value == "review"
     assert cells(r, "day-date") == [(0, 1)]
     assert cells(r, "free-text") == [(1, 2)]
 
 
 @pytest.mark.parametrize("header", ["BEN_NIR_PSA", "PERSON_ID", "person_id"])
-def test_person_key_header_fails(tmp_path, header):
+def test_person_key_header_is_refused(tmp_path, header):
     r = run(tmp_path, "t.csv", f"{header},n\nx,50\n".encode())
-    assert r.rule_status["identifier"].value == "fail"
-    assert [f.col for f in r.findings if f.rule == "identifier"] == [0]
+    assert r.verdict == "refused" and r.rule_status["person-identifier"].value == "fail"
+    assert [f.col for f in r.findings if f.rule == "person-identifier"] == [0]
 
 
 @pytest.mark.parametrize("value,hit", [

@@ -7,6 +7,9 @@ through the running gate with real checks).
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from pds_kernel.airlock.views import REDACTED_FINDINGS_PER_RULE, RULE_EXPLANATIONS, build_redacted_check
 
 
@@ -46,3 +49,12 @@ def test_a_damaged_check_result_redacts_without_failing():
         assert out["kind"] in {"unknown", "table"} and out["status"] in {"pass", "review", "fail"}
         assert all(f["rule"] in {*RULE_EXPLANATIONS, "other"} and set(f) <= {"rule", "status", "message"}
                    for f in out["findings"])
+
+
+def test_every_rule_of_the_catalogue_has_a_fixed_explanation():
+    """A rule without an explanation shows as ``other`` to the author: each rule the catalogue in
+    docs/output-checking.md names (first column of its tables) must have one."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "output-checking.md").read_text()
+    catalogued = set(re.findall(r"^\| `([a-z][a-z-]+)`", doc, flags=re.M))
+    assert {"small-cell", "differencing", "microdata", "pickle"} <= catalogued
+    assert catalogued - set(RULE_EXPLANATIONS) == set()

@@ -134,7 +134,8 @@ def test_client_submits_over_tcp_and_unix_socket(runtime, service, tmp_path):
     table = tmp_path / "ages.csv"
     table.write_bytes(SAFE_TABLE)
     with live_server(app) as url:
-        made = AirlockClient(url + PREFIX, token="fake-alice").submit([table], "fig 1", {"notebook": "a.ipynb"},
+        made = AirlockClient(url + PREFIX, token="fake-alice").submit([table], "fig 1", {"notebook": "a.ipynb",
+                                                                      "tables": {"ages.csv": {"counts": ["count"]}}},
                                                                       project=PROJECT)
         assert made["state"] == "submitted" and made["files"][0]["check_status"] == "pass"
     sock_path = str(tmp_path / "airlock.sock")

@@ -1,11 +1,18 @@
 """Automatic disclosure checks: one entry point, :func:`check_file`, and small rule modules.
 
-Every file gets a :class:`FileCheck` (pass / review / fail with reasons per cell or line):
+Every file gets a :class:`FileCheck`: its verdict is ``refused`` (a pre-gate or type failed: the
+gate will not take it), else ``pass`` / ``review`` / ``fail`` with reasons per cell or line. A
+``pass`` means every rule applied and the gate verified every cell it could; whatever it cannot
+establish (are these distinct persons? magnitudes?) is ``review`` unless the table is declared.
 
-- :mod:`.filetypes`: allowed, blocked and disguised types; model files always need review;
-- :mod:`.tables`: counts (small cells, zeros, recovery from margins), magnitudes (from ACRO
-  evidence, else review);
+- :mod:`.filetypes` and :mod:`.models`: allowed, blocked and disguised types, pickles by content;
+- :mod:`.pregates`: rows, size, person identifiers in any column, dates of birth/death, microdata;
+- :mod:`.declaration`: what each column is (declared, or an SNDS code column by its name);
+- :mod:`.tables`: counts (small cells, zeros, recovery from margins); :mod:`.magnitudes`:
+  dominance and p-ratio from contributions; :mod:`.differencing`: totals against cells, and
+  against the project's released tables;
 - :mod:`.content`: identifiers, day-level dates, free text, for tables and text alike;
+- :mod:`.code`: code and notebooks (outputs, embedded data, identifiers);
 - figures pass only through review, and fail when the request does not carry their table.
 
 Thresholds are an explicit argument, so two projects with different rules can be checked in one
@@ -16,16 +23,26 @@ is ignored and the file needs review ("ACRO record does not match this file").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from ...errors import InvalidInput
 from ...hashing import sha256_file
-from . import content, filetypes, tables
-from .result import FileCheck, Finding, Status, Thresholds, worst
+from . import code, content, declaration, differencing, filetypes, magnitudes, models, pregates, tables
+from .differencing import Released
+from .result import REFUSAL_RULES, FileCheck, Finding, Status, Thresholds, worst
 
-__all__ = ["check_file", "FileCheck", "Finding", "Status", "Thresholds", "worst", "figure_table"]
+__all__ = ["check_file", "FileCheck", "Finding", "Released", "REFUSAL_RULES", "Status", "Thresholds", "worst",
+           "figure_table", "DEFAULT_MAX_BYTES"]
+
+#: the largest table file the gate reads (pre-gate ``max-size``); the staging limit may be lower
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+UNDECLARED = ("undeclared table: the gate cannot establish that these counts are distinct persons "
+              "(or which columns are magnitudes); declare it with pds_kernel.sdc or "
+              "context={'tables': {name: {'labels': [...], 'counts': [...]}}}")
 
 _TEXT_LIMIT = 2_000_000  #: bytes of a text file that are scanned line by line
 ACRO_MISMATCH = "ACRO record does not match this file"
@@ -71,24 +88,44 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
                other_files: list[str] | None = None,
                context: Mapping[str, Any] | None = None,
                allowed_extensions: frozenset[str] | None = None,
-               sha256: str | None = None) -> FileCheck:
-    """Check one staged file. ``other_files`` are the names of the rest of the request; ``sha256``
-    is the file's (computed when not given, and only when evidence is attached)."""
+               sha256: str | None = None,
+               max_bytes: int = DEFAULT_MAX_BYTES,
+               known_ids: frozenset[str] | None = None,
+               released: Iterable[Released] = (),
+               request_id: str | None = None) -> FileCheck:
+    """Check one file. ``other_files`` are the names of the rest of the request; ``sha256`` is the
+    file's (computed when not given and needed); ``known_ids`` the 12-character prefixes of the
+    project's PERSON_IDs; ``released`` the project's released tables (differencing)."""
     kind = filetypes.kind_of(name)
-    result = FileCheck(kind=kind)
     with open(path, "rb") as fh:
         head = fh.read(filetypes.HEAD_BYTES)
+    if kind == "text" and filetypes.extension(name) == ".json" and models.sniff_model_json(head):
+        kind = "model"
+    result = FileCheck(kind=kind)
     result.extend(filetypes.check_type(name, head, allowed_extensions))
     if result.status == Status.FAIL:
         return result
+    result.extend(models.check_pickles(path, head))
+    if result.status == Status.FAIL:
+        return result
+    context = context or {}
+    raw = ((context.get("tables") or {}) if isinstance(context.get("tables"), Mapping) else {}).get(name)
+    if evidence or (isinstance(raw, Mapping) and raw.get("sha256")):
+        sha256 = sha256 or sha256_file(path)
     if evidence:
-        evidence, ignored = matching_evidence(evidence, sha256 or sha256_file(path))
+        evidence, ignored = matching_evidence(evidence, sha256)
         if ignored is not None:
             result.add(ignored)
     if kind == "table":
-        _check_table(path, name, thresholds, evidence, context or {}, result)
+        raw = _bound_declaration(raw, sha256, result, superseded=bool(evidence and evidence.get("declaration")))
+        _check_table(path, name, thresholds, evidence, raw, result, max_bytes=max_bytes, known_ids=known_ids,
+                     released=released, request_id=request_id)
     elif kind == "text":
         _check_text(path, result)
+    elif kind == "code":
+        result.extend(code.check_code(path, name, path.stat().st_size))
+    elif kind == "model":
+        result.extend(models.check_model(path, name, head, path.stat().st_size))
     elif kind == "figure":
         table = figure_table(name, other_files or [], context)
         if table is None:
@@ -101,38 +138,108 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
     return result
 
 
+def _bound_declaration(raw: Any, sha256: str | None, result: FileCheck, superseded: bool) -> Mapping[str, Any] | None:
+    """The declaration of a file, unless it names other bytes (an sdc declaration of an older
+    version; ``superseded`` when the sdc record of these very bytes carries the new one)."""
+    if not isinstance(raw, Mapping):
+        return None
+    recorded = raw.get("sha256")
+    if isinstance(recorded, str) and recorded.lower() != sha256:
+        if superseded:
+            return None
+        result.add(Finding("declaration", Status.REVIEW, "the declaration was made for other bytes (the file "
+                                                         "changed after sdc saved it): it is ignored"))
+        return None
+    return raw
+
+
 def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mapping[str, Any] | None,
-                 context: Mapping[str, Any], result: FileCheck) -> None:
+                 raw: Mapping[str, Any] | None, result: FileCheck, *, max_bytes: int,
+                 known_ids: frozenset[str] | None, released: Iterable[Released], request_id: str | None) -> None:
+    size = path.stat().st_size
+    if size > max_bytes:
+        result.extend(pregates.check_size(0, size, thresholds.max_table_rows, max_bytes))
+        return
     try:
         frame = tables.read_table(path, name)
     except InvalidInput as exc:
         result.add(Finding("table", Status.FAIL, str(exc)))
         return
-    options = ((context.get("tables") or {}).get(name) or {})
-    label_columns = options.get("label_columns", (evidence or {}).get("label_columns"))
-    table = tables.analyse(frame, int(label_columns) if isinstance(label_columns, int) else None)
+    declared = declaration.parse(raw, evidence)
+    table = tables.analyse(frame, declared)
+    roles = table.roles
+    whole_unknown = tables.whole_columns(table, table.value_index(roles.unknown))
+    count_idx = table.value_index(roles.counts) + whole_unknown
+    keys = table.labels if declared.labels is not None else sorted(
+        table.labels + [table.numeric[j] for j in whole_unknown])
+    result.extend(pregates.check_size(len(frame), size, thresholds.max_table_rows, max_bytes))
+    result.extend(pregates.check_identifiers(frame, table.numbers, known_ids))
+    result.extend(pregates.check_dates(frame))
+    result.extend(pregates.check_microdata(frame, keys, [table.values[:, j] for j in count_idx],
+                                           table.total_rows))
+    if result.refusals:
+        return  # pre-gates come before any rule: a refused file is not judged further
+    for problem in declared.problems + roles.problems:
+        result.add(Finding("declaration", Status.REVIEW, f"declaration: {problem}"))
     result.extend(tables.check_text_cells(table, _scan))
-    declared = options.get("measure")
-    is_count = declared == "count" if declared else tables.is_count_table(table)
-    has_evidence = False
-    if evidence and evidence.get("source") == "acro":
-        result.extend(tables.check_acro_record(table, evidence, thresholds))
-        has_evidence = True
+    _check_values(table, thresholds, evidence, declared, whole_unknown, result)
+    sums = [j for j, pos in enumerate(table.numeric) if roles.magnitudes.get(pos) == "sum"]
+    result.extend(tables.check_margins(table))
+    result.extend(differencing.check_totals(table, thresholds, count_idx, sums))
+    result.extend(differencing.check_history(table, thresholds, count_idx, released, request_id))
+
+
+def _check_values(table, thresholds: Thresholds, evidence, declared, whole_unknown: list[int],
+                  result: FileCheck) -> None:
+    roles = table.roles
     if not table.numeric:
-        result.add(Finding("table", Status.REVIEW, "no numeric column: a checker must read this table"))
-    elif is_count:
-        # our own count rules run even when evidence is attached: evidence adds, never replaces
-        findings, omitted = tables.check_counts(table, thresholds)
+        result.add(Finding("table", Status.REVIEW, "no value column: a checker must read this table"))
+        return
+    counted = table.value_index(roles.counts)
+    unit = "persons" if declared.unit == "persons" else "rows"
+    if counted:
+        findings, omitted = tables.check_counts(table, thresholds, counted, unit=unit)
         result.extend(findings)
         result.add_omitted("small-cell", Status.FAIL, omitted["small-cell"])
         result.add_omitted("zero", Status.REVIEW, omitted["zero"])
-    elif not has_evidence:
+        if declared.unit != "persons":
+            result.add(Finding("unit", Status.REVIEW, "counts of rows (events, claims...), not of distinct persons: "
+                                                      "a cell of 10 rows may hold fewer than 10 persons"))
+        if declared.rounding and declared.rounding > 1:
+            block = table.values[:, counted]
+            with np.errstate(invalid="ignore"):
+                off = np.nansum(np.mod(block, declared.rounding) != 0)
+            if off:
+                result.add(Finding("rounding", Status.REVIEW, f"{int(off)} count(s) are not multiples of the "
+                                                              f"declared rounding base {declared.rounding}"))
+    if whole_unknown:
+        findings, omitted = tables.check_counts(table, thresholds, whole_unknown, unit="(undeclared counts)")
+        result.extend(findings)
+        result.add_omitted("small-cell", Status.FAIL, omitted["small-cell"])
+        result.add_omitted("zero", Status.REVIEW, omitted["zero"])
+    has_acro = bool(evidence and evidence.get("source") == "acro")
+    if has_acro:
+        result.extend(tables.check_acro_record(table, evidence, thresholds))
+    result.extend(magnitudes.check_magnitudes(table, thresholds))
+    result.extend(magnitudes.check_dof(declared.dof, thresholds))
+    unknown = [j for j in table.value_index(roles.unknown) if j not in whole_unknown]
+    if unknown and not has_acro:
         result.add(Finding("magnitude", Status.REVIEW,
-                           "table of magnitudes without microdata evidence: dominance (n="
+                           f"{magnitudes.NOT_VERIFIABLE}: table of magnitudes without contributions: dominance (n="
                            f"{thresholds.dominance_n}, k={thresholds.dominance_k:g} %) and p-ratio "
-                           f"({thresholds.p_ratio:g} %) cannot be checked automatically; build it with "
-                           "pds_kernel.sdc to attach the evidence"))
-    result.extend(tables.check_margins(table))
+                           f"({thresholds.p_ratio:g} %) cannot be checked; build it with pds_kernel.sdc",
+                           col=table.numeric[unknown[0]]))
+    if not has_acro and (roles.unknown or not declared.declared):
+        result.add(Finding("undeclared", Status.REVIEW, UNDECLARED))
+    elif has_acro and not declared.declared and whole_unknown:
+        result.add(Finding("unit", Status.REVIEW, "ACRO counts rows: the gate cannot establish that these are "
+                                                  "distinct persons"))
+    labels = table.frame.iloc[:, table.labels] if table.labels else None
+    if labels is not None and len(labels):
+        body = labels.drop(index=labels.index[table.total_rows]) if table.total_rows else labels
+        if body.astype("string").fillna("").duplicated().any():
+            result.add(Finding("declaration", Status.REVIEW, "two rows share the same categories: a checker must "
+                                                             "confirm what each row is"))
 
 
 def _check_text(path: Path, result: FileCheck) -> None:

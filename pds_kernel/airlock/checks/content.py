@@ -33,6 +33,9 @@ DAY_DATE = re.compile(
     rf"|(?:0[1-9]|[12][0-9]|3[01])(?:{_MONTHS})(?:19|20)?[0-9]{{2}})(?![0-9])",
     re.IGNORECASE,
 )
+#: the extract's pseudonym column (``pds_kernel.extract.spec.PERSON_ID``; a test keeps them equal:
+#: importing the extract package here would load polars into the gate for one name)
+PERSON_ID = "PERSON_ID"
 FREE_TEXT_WORDS = 8  #: a cell with this many words or more is free text
 FREE_TEXT_CHARS = 80
 
@@ -41,8 +44,6 @@ FREE_TEXT_CHARS = 80
 def person_key_columns() -> frozenset[str]:
     """Column names that carry a person identifier: the SNDS profile's person keys, and the column
     holding the project's pseudonym in every table of an extract."""
-    from ...extract.spec import PERSON_ID  # here: the checks need nothing else of the extract package
-
     names = {key for table in TABLES.values() for key in table.person_keys}
     return frozenset(names | {"NIR", "NIR_ANO_17", "BEN_NIR_PSA", "BEN_IDT_ANO", "BEN_NIR_ANO", PERSON_ID})
 

@@ -1,7 +1,8 @@
 """Which kind of output a file is, decided from its extension and confirmed by its first bytes.
 
 Unknown extensions fail (deny by default); blocked ones fail with the reason; a file whose content
-does not match its extension (a ZIP renamed ``.csv``, an executable renamed ``.png``) fails. The
+does not match its extension (a ZIP renamed ``.csv``, an executable renamed ``.png``) fails, and
+so does any file that is or holds a pickle, whatever its name (:mod:`.models`). The
 gate refuses all three outright (:func:`refusal` before a byte is staged, the ``file-type`` rule of
 :func:`check_type` right after staging): such a file never reaches a reviewer.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from .models import check_pickles
 from .result import Finding, Status
 
 #: How much of a file its type is judged on.
@@ -20,7 +22,11 @@ KINDS: dict[str, str] = {
     ".csv": "table", ".tsv": "table", ".parquet": "table", ".xlsx": "table",
     ".png": "figure", ".jpg": "figure", ".jpeg": "figure", ".pdf": "figure",
     ".txt": "text", ".md": "text", ".json": "text", ".log": "text",
-    ".onnx": "model", ".pt": "model", ".rds": "model",
+    ".py": "code", ".r": "code", ".sql": "code", ".sh": "code", ".ipynb": "code", ".qmd": "code",
+    ".rmd": "code",
+    # models: pickle-bearing ones (.pt, .pth, .ckpt) are refused by content (checks/models.py)
+    ".onnx": "model", ".safetensors": "model", ".skops": "model", ".ubj": "model", ".pt": "model",
+    ".pth": "model", ".ckpt": "model", ".rds": "model",
 }
 
 #: extensions refused outright, with the reason a researcher is shown.
@@ -39,9 +45,6 @@ BLOCKED: dict[str, str] = {
     ".db": "databases are microdata; export aggregated tables",
     ".feather": "export tables as CSV, Parquet or XLSX",
     ".exe": "executables cannot leave the workspace",
-    ".sh": "scripts cannot leave the workspace; describe the method in text",
-    ".py": "code is reviewed separately; describe the method in text",
-    ".ipynb": "notebooks carry outputs and data; export the tables and figures themselves",
 }
 
 _MAGIC: dict[str, tuple[bytes, ...]] = {
@@ -85,15 +88,16 @@ def refusal(name: str, allowed: frozenset[str] | None = None) -> str | None:
 
 
 def staged_refusal(path: Path, name: str, allowed: frozenset[str] | None = None) -> str | None:
-    """Why the file at ``path``, submitted as ``name``, may not leave: its name (see :func:`refusal`)
-    or its first bytes contradicting its extension; else None. Raises OSError if unreadable."""
+    """Why the file at ``path``, submitted as ``name``, may not leave: its name (see :func:`refusal`),
+    its first bytes contradicting its extension, or a pickle in it; else None. Raises OSError if
+    unreadable."""
     refused = refusal(name, allowed)
     if refused is not None:
         return refused
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
-    for finding in check_type(name, head, allowed):
-        if finding.rule == "file-type" and finding.status == Status.FAIL:
+    for finding in check_type(name, head, allowed) + check_pickles(path, head):
+        if finding.rule in {"file-type", "pickle"} and finding.status == Status.FAIL:
             return finding.message
     return None
 
@@ -109,11 +113,7 @@ def check_type(name: str, head: bytes, allowed: frozenset[str] | None = None) ->
         return [Finding("file-type", Status.FAIL, f"the content of this file is not {ext[1:].upper()}")]
     if ext == ".parquet":
         return []
-    if KINDS[ext] in {"table", "text"} and ext != ".xlsx":
+    if KINDS[ext] in {"table", "text", "code"} and ext != ".xlsx":
         if any(head.startswith(m) for m in _BINARY_MARKERS) or b"\x00" in head:
             return [Finding("file-type", Status.FAIL, f"this {ext} file holds binary content, not text")]
-    if KINDS[ext] == "model":
-        return [Finding("model", Status.REVIEW,
-                        "model files cannot be checked automatically: a checker must confirm they "
-                        "hold no individual records (e.g. training data, support vectors, leaves of one person)")]
     return []

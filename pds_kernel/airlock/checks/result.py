@@ -13,6 +13,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ...settings import Thresholds
+
+__all__ = ["Finding", "FileCheck", "Status", "Thresholds", "worst", "MAX_FINDINGS_PER_RULE", "REFUSAL_RULES"]
+
 
 class Status(str, enum.Enum):
     PASS = "pass"
@@ -41,12 +45,18 @@ class Finding:
     row: int | None = None  #: 0-based data row of a table (header excluded)
     col: int | None = None  #: 0-based column of a table
     line: int | None = None  #: 1-based line of a text file
+    cell: str | None = None  #: the cell by its labels ("year=2020, sex=2 / persons"), for humans
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
         return {k: v for k, v in data.items() if v is not None}
 
+
+#: Rules whose failure means the gate refuses the file at submission (pre-gates and types): such a
+#: file is never staged as part of a request and never reaches a reviewer.
+REFUSAL_RULES = frozenset({"file-type", "pickle", "max-rows", "max-size", "person-identifier",
+                           "exact-date", "microdata"})
 
 #: Findings kept per rule; the rest are counted, not listed.
 MAX_FINDINGS_PER_RULE = 500
@@ -93,28 +103,22 @@ class FileCheck:
     def status(self) -> Status:
         return worst(self.rule_status.values())
 
+    @property
+    def refusals(self) -> list[str]:
+        """The reasons the gate refuses this file outright (empty when it may be submitted)."""
+        return [f.message for f in self.findings if f.rule in REFUSAL_RULES and f.status == Status.FAIL]
+
+    @property
+    def verdict(self) -> str:
+        """``refused`` (never staged), else the status: ``pass``, ``review`` or ``fail``."""
+        return "refused" if self.refusals else self.status.value
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "status": self.status.value,
+            "verdict": self.verdict,
             "rules": {rule: status.value for rule, status in sorted(self.rule_status.items())},
             "findings": [f.to_dict() for f in self.findings],
             "omitted": dict(self.omitted),
         }
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Disclosure thresholds for one project, passed explicitly (never a module global)."""
-
-    min_cell: int = 10
-    dominance_n: int = 2
-    dominance_k: float = 90.0  #: in %
-    p_ratio: float = 10.0  #: in %
-    min_dof: int = 10
-
-    @classmethod
-    def from_settings(cls, disclosure, min_cell: int | None = None) -> Thresholds:
-        return cls(min_cell=min_cell or disclosure.min_cell, dominance_n=disclosure.dominance_n,
-                   dominance_k=disclosure.dominance_k, p_ratio=disclosure.p_ratio,
-                   min_dof=disclosure.min_dof)

@@ -1,17 +1,17 @@
 """Rules for tables: reading them, small cells, zeros, cells recoverable from margins, magnitudes.
 
-A table is read into a :class:`LoadedTable`: its label columns (categories) and its numeric block
-(the published values, ``NaN`` where a cell is suppressed: empty, ``*``, ``<10``...). Cell findings
-use positions in that table (0-based data row, 0-based column), which is also how the web page
-renders it, so failing cells can be highlighted.
+A table is read into a :class:`LoadedTable`: its label columns (categories, from the declaration
+and column names: :mod:`.declaration`) and its numeric block (the published values, ``NaN`` where
+a cell is suppressed: empty, ``*``, ``<10``...). Cell findings use positions in that table (0-based
+data row, 0-based column), which is also how the web page renders it, so failing cells can be
+highlighted, and name the cell by its labels.
 
-Counts (non-negative integers): a cell in ``(0, min_cell)`` fails, a zero asks for review (it may
-be structural or may reveal that nobody in a group has an attribute), a suppressed cell that is the
-only one of its row or column next to a published total fails (total minus the others recovers it).
+Counts: a cell in ``(0, min_cell)`` fails, a zero asks for review (it may be structural or may
+reveal that nobody in a group has an attribute), a suppressed cell that is the only one of its row
+or column next to a published total fails (total minus the others recovers it).
 
-Magnitudes (means, sums...): dominance and p-ratio need the microdata, so they are judged only from
-the ACRO record :mod:`pds_kernel.sdc` attached for exactly these bytes; without one the table needs
-review, with that reason.
+Magnitudes are judged in :mod:`.magnitudes` (from contributions) and from the ACRO record
+:mod:`pds_kernel.sdc` attached for exactly these bytes (:func:`check_acro_record`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InvalidInput
+from .declaration import Declaration, Roles, assign
 from .result import MAX_FINDINGS_PER_RULE, Finding, Status, Thresholds
 
 SUPPRESSION_MARKERS = frozenset({"", "*", "**", "x", "X", "c", "s", "NA", "N/A", "-", "..", "<10",
@@ -39,15 +40,42 @@ MAX_CELLS = 5_000_000
 class LoadedTable:
     frame: pd.DataFrame  #: as read, every column
     labels: list[int]  #: positions of label (category) columns
-    numeric: list[int]  #: positions of value columns
+    numeric: list[int]  #: positions of value columns (counts, magnitudes, undeclared values)
     values: np.ndarray  #: float array rows x len(numeric); NaN = suppressed or missing
     suppressed: np.ndarray  #: bool array, True where a value cell holds a suppression marker/empty
     total_rows: list[int] = field(default_factory=list)
     total_cols: list[int] = field(default_factory=list)  #: positions within ``numeric``
+    roles: Roles | None = None
+    declaration: Declaration = field(default_factory=Declaration)
+    numbers: dict[int, np.ndarray] = field(default_factory=dict)  #: every number-like column, by position
+    _label_values: list | None = field(default=None, repr=False)
+    _names: list[str] = field(default_factory=list, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.frame.shape
+
+    def value_index(self, positions) -> list[int]:
+        """Indexes in ``numeric`` (columns of ``values``) of the frame positions ``positions``."""
+        wanted = set(positions)
+        return [j for j, pos in enumerate(self.numeric) if pos in wanted]
+
+    def cell(self, row: int | None, pos: int | None) -> str:
+        """A cell named by its labels, ``year=2020, BEN_SEX_COD=2 / persons`` (what a finding shows)."""
+        if self._label_values is None:
+            self._label_values = [(str(self.frame.columns[p]), self.frame.iloc[:, p].tolist()) for p in self.labels[:4]]
+            self._names = [str(c) for c in self.frame.columns]
+        parts = []
+        if row is not None:
+            for name, values in self._label_values:
+                value = values[row]
+                parts.append(f"{name}={'' if value != value else value}")
+            if not parts:
+                parts.append(f"row {row + 1}")
+        where = ", ".join(parts)
+        if pos is not None:
+            where = f"{where} / {self._names[pos]}" if where else self._names[pos]
+        return where
 
 
 def read_table(path: Path, name: str) -> pd.DataFrame:
@@ -89,6 +117,11 @@ def _numeric_column(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
         return values, np.isnan(values)
     if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
         return None
+    # judged on the distinct values first: a text column of categories is rejected at little cost
+    uniques = pd.Series(pd.unique(series.dropna()), dtype="string").str.strip()
+    known = pd.to_numeric(uniques, errors="coerce").isna() & ~uniques.isin(SUPPRESSION_MARKERS)
+    if known.any():
+        return None
     text = series.astype("string").str.strip()
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = np.isnan(values)
@@ -98,55 +131,63 @@ def _numeric_column(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     return values, bad
 
 
-def _is_key_like(values: np.ndarray) -> bool:
-    """Unique, increasing whole numbers (years, codes): a label column, not counts."""
-    finite = values[~np.isnan(values)]
-    return (len(finite) == len(values) and len(values) > 1 and np.all(np.diff(values) > 0)
-            and np.all(finite == np.round(finite)))
-
-
-def analyse(frame: pd.DataFrame, label_columns: int | None = None) -> LoadedTable:
-    """Split ``frame`` into label and value columns and find suppressed cells and margins."""
-    labels, numeric, cols, supp = [], [], [], []
-    for pos, name in enumerate(frame.columns):
-        parsed = _numeric_column(frame.iloc[:, pos])
-        is_label = parsed is None
-        if label_columns is not None:
-            is_label = pos < label_columns or parsed is None
-        elif pos == 0 and parsed is not None:
-            is_label = name == "" or name.startswith("Unnamed") or _is_key_like(parsed[0])
-        if is_label:
-            labels.append(pos)
-        else:
-            numeric.append(pos)
-            cols.append(parsed[0])
-            supp.append(parsed[1])
+def analyse(frame: pd.DataFrame, declaration: Declaration | int | None = None) -> LoadedTable:
+    """Split ``frame`` into label and value columns (:func:`.declaration.assign`) and find suppressed
+    cells and margins (declared totals, and rows/columns named Total, All...)."""
+    if not isinstance(declaration, Declaration):
+        declaration = Declaration(labels=declaration) if isinstance(declaration, int) else Declaration()
+    parsed = {}
+    for pos in range(frame.shape[1]):
+        column = _numeric_column(frame.iloc[:, pos])
+        if column is not None:
+            parsed[pos] = column
+    roles = assign(frame, {p: v for p, (v, _) in parsed.items()}, declaration)
+    numeric = sorted(roles.counts + list(roles.magnitudes) + roles.unknown)
     rows = len(frame)
-    values = np.column_stack(cols) if cols else np.zeros((rows, 0))
-    suppressed = np.column_stack(supp) if supp else np.zeros((rows, 0), dtype=bool)
-    total_rows = []
-    for pos in labels:
-        column = frame.iloc[:, pos].astype("string").fillna("")
-        total_rows += [i for i, v in enumerate(column) if _TOTAL.match(v)]
-    total_cols = [j for j, pos in enumerate(numeric) if _TOTAL.match(frame.columns[pos])]
-    return LoadedTable(frame, labels, numeric, values, suppressed, sorted(set(total_rows)), total_cols)
+    values = np.column_stack([parsed[p][0] for p in numeric]) if numeric else np.zeros((rows, 0))
+    suppressed = (np.column_stack([parsed[p][1] for p in numeric]) if numeric
+                  else np.zeros((rows, 0), dtype=bool))
+    total_names = set(declaration.total_rows)
+    total_rows = set()
+    for pos in roles.labels:
+        column = frame.iloc[:, pos]
+        if pd.api.types.is_numeric_dtype(column):
+            continue
+        distinct = pd.unique(column.dropna())
+        named = {v for v in distinct if _TOTAL.match(str(v).strip()) or str(v).strip() in total_names}
+        if named:
+            hit = column.isin(list(named)).to_numpy(dtype=bool, na_value=False)
+            total_rows.update(np.nonzero(hit)[0].tolist())
+    total_cols = [j for j, pos in enumerate(numeric)
+                  if _TOTAL.match(str(frame.columns[pos])) or str(frame.columns[pos]) in declaration.total_cols]
+    return LoadedTable(frame, roles.labels, numeric, values, suppressed, sorted(total_rows), total_cols,
+                       roles, declaration, {p: v for p, (v, _) in parsed.items()})
 
 
-def is_count_table(table: LoadedTable) -> bool:
-    """Counts = every published value is a non-negative whole number."""
-    finite = table.values[~np.isnan(table.values)]
-    return finite.size > 0 and bool(np.all(finite >= 0) and np.all(finite == np.floor(finite)))
+def whole_columns(table: LoadedTable, indexes: list[int]) -> list[int]:
+    """Those of ``indexes`` (columns of ``values``) holding only non-negative whole numbers."""
+    out = []
+    for j in indexes:
+        finite = table.values[:, j][~np.isnan(table.values[:, j])]
+        if finite.size and np.all(finite >= 0) and np.all(finite == np.floor(finite)):
+            out.append(j)
+    return out
 
 
-def check_counts(table: LoadedTable, thresholds: Thresholds,
-                 cap: int = MAX_FINDINGS_PER_RULE) -> tuple[list[Finding], dict[str, int]]:
-    """Small cells (fail) and zeros (review), cell by cell, margins included.
+def check_counts(table: LoadedTable, thresholds: Thresholds, columns: list[int] | None = None,
+                 cap: int = MAX_FINDINGS_PER_RULE, unit: str = "persons") -> tuple[list[Finding], dict[str, int]]:
+    """Small cells (fail) and zeros (review), cell by cell, margins included, in the value columns
+    ``columns`` (indexes in ``values``; every value column when None).
 
     Returns the findings (at most ``cap`` per rule) and the number of further ones per rule.
     """
     findings = []
     omitted = {}
-    v = table.values
+    v = table.values.copy()
+    if columns is not None:
+        keep = np.zeros(v.shape[1], dtype=bool)
+        keep[columns] = True
+        v[:, ~keep] = np.nan
     with np.errstate(invalid="ignore"):
         small = (v > 0) & (v < thresholds.min_cell)
         zero = v == 0
@@ -154,15 +195,15 @@ def check_counts(table: LoadedTable, thresholds: Thresholds,
     omitted["small-cell"] = max(0, len(rows) - cap)
     for r, c in zip(rows[:cap], cols[:cap]):
         findings.append(Finding("small-cell", Status.FAIL,
-                                f"{int(v[r, c])} is below the threshold of {thresholds.min_cell} persons",
-                                row=int(r), col=table.numeric[c]))
+                                f"{int(v[r, c])} is below the threshold of {thresholds.min_cell} {unit}",
+                                row=int(r), col=table.numeric[c], cell=table.cell(int(r), table.numeric[c])))
     rows, cols = np.nonzero(zero)
     omitted["zero"] = max(0, len(rows) - cap)
     for r, c in zip(rows[:cap], cols[:cap]):
         findings.append(Finding("zero", Status.REVIEW,
                                 "zero cell: confirm it is structural (impossible combination), "
                                 "else it reveals that nobody in this group has the attribute",
-                                row=int(r), col=table.numeric[c]))
+                                row=int(r), col=table.numeric[c], cell=table.cell(int(r), table.numeric[c])))
     return findings, omitted
 
 
@@ -170,24 +211,26 @@ def check_margins(table: LoadedTable) -> list[Finding]:
     """A suppressed cell alone in its row (or column) next to a published total can be recovered."""
     findings = []
     supp = table.suppressed
-    body_rows = [r for r in range(supp.shape[0]) if r not in table.total_rows]
-    body_cols = [c for c in range(supp.shape[1]) if c not in table.total_cols]
+    body_rows = np.array([r for r in range(supp.shape[0]) if r not in set(table.total_rows)], dtype=int)
+    body_cols = np.array([c for c in range(supp.shape[1]) if c not in set(table.total_cols)], dtype=int)
+    if not len(body_rows) or not len(body_cols):
+        return findings
+    block = supp[np.ix_(body_rows, body_cols)]
+    per_row, per_col = block.sum(axis=1), block.sum(axis=0)
     for tc in table.total_cols:
-        for r in body_rows:
-            hidden = [c for c in body_cols if supp[r, c]]
-            if len(hidden) == 1 and not supp[r, tc]:
-                findings.append(Finding("margin-recovery", Status.FAIL,
-                                        "the only suppressed cell of its row: the row total minus the "
-                                        "other cells gives it back; suppress a second cell or the total",
-                                        row=r, col=table.numeric[hidden[0]]))
+        for i in np.nonzero((per_row == 1) & ~supp[body_rows, tc])[0]:
+            r, c = int(body_rows[i]), int(body_cols[np.argmax(block[i])])
+            findings.append(Finding("margin-recovery", Status.FAIL,
+                                    "the only suppressed cell of its row: the row total minus the "
+                                    "other cells gives it back; suppress a second cell or the total",
+                                    row=r, col=table.numeric[c], cell=table.cell(r, table.numeric[c])))
     for tr in table.total_rows:
-        for c in body_cols:
-            hidden = [r for r in body_rows if supp[r, c]]
-            if len(hidden) == 1 and not supp[tr, c]:
-                findings.append(Finding("margin-recovery", Status.FAIL,
-                                        "the only suppressed cell of its column: the column total minus "
-                                        "the other cells gives it back; suppress a second cell or the total",
-                                        row=hidden[0], col=table.numeric[c]))
+        for j in np.nonzero((per_col == 1) & ~supp[tr, body_cols])[0]:
+            r, c = int(body_rows[np.argmax(block[:, j])]), int(body_cols[j])
+            findings.append(Finding("margin-recovery", Status.FAIL,
+                                    "the only suppressed cell of its column: the column total minus "
+                                    "the other cells gives it back; suppress a second cell or the total",
+                                    row=r, col=table.numeric[c], cell=table.cell(r, table.numeric[c])))
     return findings
 
 
@@ -219,6 +262,8 @@ def _acro_findings(table: LoadedTable | None, record: Mapping[str, Any], thresho
     sdc = record.get("sdc") or {}
     cells = sdc.get("cells") or {}
     offset = int(record.get("label_columns", len(table.labels))) if table is not None else 0
+    if table is not None and table.declaration.labels is None and isinstance(record.get("label_columns"), int):
+        offset = int(record["label_columns"])
     for check, positions in cells.items():
         rule, message = _ACRO_RULES.get(check, (check, f"ACRO {check}"))
         status = Status.REVIEW if rule in {"zero", "missing"} else Status.FAIL
@@ -251,11 +296,7 @@ def check_text_cells(table: LoadedTable, scan) -> list[Finding]:
                                     "date column: publish months or years unless the day is needed", col=pos))
             continue
         if pd.api.types.is_numeric_dtype(column):
-            big = np.abs(column.to_numpy(dtype=float, na_value=0)) >= 1e12
-            for r in np.nonzero(big)[0]:
-                for rule, status, message in scan(str(int(column.iloc[r])), header=False):
-                    findings.append(Finding(rule, status, message, row=int(r), col=pos))
-            continue
+            continue  # numbers that are identifiers are a pre-gate (pregates.check_identifiers)
         uniques = column.dropna().astype(str).unique()
         flagged = {u: scan(u, header=False) for u in uniques}
         flagged = {u: f for u, f in flagged.items() if f}

@@ -20,12 +20,67 @@ MAX_TEXT = 200_000
 @dataclass
 class Rendered:
     file: object  #: the service's FileView
-    mode: str  #: table | image | pdf | text | none | redacted
+    mode: str  #: table | image | pdf | text | code | none | redacted
     header: list[str] = field(default_factory=list)
     rows: list[list[tuple[str, str, str]]] = field(default_factory=list)  #: (value, css class, tooltip)
     text: str = ""
     note: str = ""
     general: list[dict] = field(default_factory=list)  #: findings without a cell
+    html: str = ""  #: code highlighted by pygments (it escapes the source: safe to insert as is)
+
+
+_LEXERS = {".py": "python", ".r": "r", ".rmd": "markdown", ".qmd": "markdown", ".sql": "sql", ".sh": "bash"}
+
+
+def notebook_source(text: str) -> tuple[str, str]:
+    """(the cells of a notebook as one script with cell markers, its language): what a checker reads,
+    outputs written as comments under their cell."""
+    import json
+
+    try:
+        notebook = json.loads(text)
+        cells = notebook["cells"]
+        language = str(((notebook.get("metadata") or {}).get("kernelspec") or {}).get("language") or "python")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return text, "json"
+    parts = []
+    for number, cell in enumerate(cells if isinstance(cells, list) else [], start=1):
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        kind = cell.get("cell_type", "code")
+        if kind == "code":
+            parts.append(f"# ---- cell {number} (code)\n{source}")
+        else:
+            parts.append(f"# ---- cell {number} ({kind})\n" + "\n".join("# " + line for line in source.splitlines()))
+        for output in cell.get("outputs") or []:
+            if not isinstance(output, dict):
+                continue
+            shown = output.get("text") or (output.get("data") or {}).get("text/plain") or ""
+            shown = "".join(shown) if isinstance(shown, list) else str(shown)
+            kinds = ", ".join(sorted(k for k in (output.get("data") or {}) if k != "text/plain"))
+            parts.append(f"# output ({output.get('output_type', '?')}{': ' + kinds if kinds else ''}):\n"
+                         + "\n".join("#   " + line for line in shown.splitlines()))
+    return "\n\n".join(parts) + "\n", language
+
+
+def highlight_code(name: str, text: str) -> str:
+    """The source as HTML with syntax highlighting and line numbers (pygments escapes it)."""
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import TextLexer, get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    ext = Path(name).suffix.lower()
+    language = _LEXERS.get(ext, "text")
+    if ext == ".ipynb":
+        text, language = notebook_source(text)
+    try:
+        lexer = get_lexer_by_name(language)
+    except ClassNotFound:  # an unknown kernel language reads as plain text
+        lexer = TextLexer()
+    return highlight(text, lexer, HtmlFormatter(noclasses=True, linenos="inline", cssclass="code"))
 
 
 def _cell_marks(check: dict) -> dict[tuple[int, int], tuple[str, str]]:
@@ -67,6 +122,12 @@ def render_file(file, path: Path) -> Rendered:
         return Rendered(file, "image", general=general)
     if ext == ".pdf" and check.get("rules", {}).get("file-type") != "fail":
         return Rendered(file, "pdf", general=general)
+    if file.kind == "code" and check.get("rules", {}).get("file-type") != "fail":
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TEXT + 1)
+        note = f"showing the first {MAX_TEXT} bytes" if len(data) > MAX_TEXT else ""
+        return Rendered(file, "code", html=highlight_code(file.name, data[:MAX_TEXT].decode("utf-8", "replace")),
+                        note=note, general=general)
     if file.kind == "text":
         with open(path, "rb") as fh:
             data = fh.read(MAX_TEXT + 1)

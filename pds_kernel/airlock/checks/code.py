@@ -1,0 +1,159 @@
+"""Code export: ``.py .R .sql .sh .ipynb .qmd .Rmd`` leave as kind ``code``, read by a checker.
+
+Publishing code is expected of researchers; what must not leave with it is data. The rules:
+
+- ``max-size``: code files are small (:data:`MAX_CODE_BYTES`); a bigger one carries data;
+- ``embedded-data``: a base64 (or hex) payload over :data:`MAX_BLOB_BYTES`, or a long literal
+  table (:data:`MAX_LITERAL_ROWS` lines of numbers in a row, or one line of many numbers) fails;
+- ``identifier``: NIR-like numbers, pseudonyms, SNDS person keys in the source fail;
+- ``notebook-output``: a notebook should leave with its outputs stripped (``jupyter nbconvert
+  --clear-output``); each output that remains is checked like the file it shows: text for
+  identifiers (fail) and read by a checker (review), figures and tables go to review, and
+  attachments or widget state count as embedded data;
+- ``code``: every code file is read by a checker (review): the gate cannot tell what a program does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from . import content
+from .result import MAX_FINDINGS_PER_RULE, Finding, Status
+
+MAX_CODE_BYTES = 1024 * 1024
+MAX_BLOB_BYTES = 4096
+MAX_LITERAL_ROWS = 20
+MAX_LITERAL_NUMBERS = 200
+
+_BASE64 = re.compile(rf"[A-Za-z0-9+/]{{{MAX_BLOB_BYTES},}}={{0,2}}")
+_HEXBLOB = re.compile(rf"[0-9A-Fa-f]{{{2 * MAX_BLOB_BYTES},}}")
+_NUMBER = re.compile(r"(?<![A-Za-z_])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_DATA_ROW = re.compile(r"^\s*[\[(\"']?\s*-?\d[\d.eE+-]*(?:\s*[,;\t|]\s*[\"']?-?[\w.+-]*[\"']?){2,}\s*[\])\"']?,?\s*$")
+
+
+def _embedded(text: str, where: str) -> list[tuple[str, Status, str, int | None]]:
+    out = []
+    compact = re.sub(r"\\\n|\"\s*\n\s*\"|'\s*\n\s*'", "", text)  # literals continued over lines
+    for match in _BASE64.finditer(compact):
+        size = len(match.group(0)) * 3 // 4
+        out.append(("embedded-data", Status.FAIL, f"{where}: a base64 block of about {size} bytes: data or "
+                                                   "files must leave as reviewed outputs, not inside code", None))
+        break
+    if _HEXBLOB.search(compact):
+        out.append(("embedded-data", Status.FAIL, f"{where}: a hexadecimal block over {MAX_BLOB_BYTES} bytes", None))
+    run = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if len(_NUMBER.findall(line)) > MAX_LITERAL_NUMBERS:
+            out.append(("embedded-data", Status.FAIL, f"{where}: a line of more than {MAX_LITERAL_NUMBERS} numbers "
+                                                       "(a literal table)", number))
+            break
+        run = run + 1 if _DATA_ROW.match(line) else 0
+        if run == MAX_LITERAL_ROWS:
+            out.append(("embedded-data", Status.FAIL, f"{where}: {MAX_LITERAL_ROWS} lines of literal data in a row "
+                                                       "(a table written into the code)", number))
+            break
+    return out
+
+
+def _identifiers(text: str, where: str, first_line: int = 1) -> list[tuple[str, Status, str, int | None]]:
+    out = []
+    for number, line in enumerate(text.splitlines(), start=first_line):
+        for rule, status, message in content.identifier_rules(line):
+            out.append((rule, status, f"{where}: {message}", number))
+    return out
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _output_text(output: dict) -> tuple[str, list[str]]:
+    """(the text an output shows, the rich kinds it carries: figure, table, data)."""
+    kinds = []
+    texts = []
+    if output.get("output_type") == "stream":
+        texts.append(_source({"source": output.get("text", "")}))
+    if output.get("output_type") == "error":
+        texts.append("\n".join(str(x) for x in output.get("traceback", [])))
+    data = output.get("data") or {}
+    if isinstance(data, dict):
+        for mime, value in data.items():
+            value = "".join(value) if isinstance(value, list) else str(value)
+            if mime.startswith("image/"):
+                kinds.append("figure")
+            elif mime == "text/html" and "<table" in value.lower():
+                kinds.append("table")
+                texts.append(value)
+            elif mime.startswith("text/"):
+                texts.append(value)
+            else:
+                kinds.append("data")
+                texts.append(value)
+    return "\n".join(texts), kinds
+
+
+def check_notebook(text: str) -> list[Finding]:
+    try:
+        notebook = json.loads(text)
+    except ValueError as exc:
+        return [Finding("file-type", Status.FAIL, f"this .ipynb is not a notebook (invalid JSON: {exc.msg})")]
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        return [Finding("file-type", Status.FAIL, "this .ipynb is not a notebook (no list of cells)")]
+    out: list[Finding] = []
+    outputs = 0
+    for index, cell in enumerate(notebook["cells"], start=1):
+        if not isinstance(cell, dict):
+            continue
+        where = f"cell {index}"
+        source = _source(cell)
+        found = _embedded(source, where) + _identifiers(source, where)
+        if cell.get("attachments"):
+            found.append(("embedded-data", Status.FAIL, f"{where}: attachments (files inside the notebook)", None))
+        for n, output in enumerate(cell.get("outputs") or [], start=1):
+            if not isinstance(output, dict):
+                continue
+            outputs += 1
+            shown, kinds = _output_text(output)
+            label = f"{where}, output {n}"
+            found += _identifiers(shown, label)
+            if content.DAY_DATE.search(shown):
+                found.append(("day-date", Status.REVIEW, f"{label}: day-level date", None))
+            for kind in kinds:
+                found.append(("notebook-output", Status.REVIEW, f"{label}: a {kind} in the output: a checker "
+                                                                 "must check it like the file it shows", None))
+            if shown.strip() and not kinds:
+                found.append(("notebook-output", Status.REVIEW, f"{label}: text output, read by a checker", None))
+        for rule, status, message, line in found:
+            out.append(Finding(rule, status, message, line=line))
+    widgets = (notebook.get("metadata") or {}).get("widgets") if isinstance(notebook.get("metadata"), dict) else None
+    if widgets:
+        out.append(Finding("embedded-data", Status.FAIL, "notebook metadata holds widget state (data): clear it"))
+    if outputs:
+        out.append(Finding("notebook-output", Status.REVIEW, f"{outputs} output(s) left in the notebook: strip them "
+                                                             "(jupyter nbconvert --clear-output) or a checker "
+                                                             "reads each one"))
+    return out
+
+
+def check_code(path: Path, name: str, size: int) -> list[Finding]:
+    """Every finding of a code file."""
+    if size > MAX_CODE_BYTES:
+        return [Finding("max-size", Status.FAIL, f"{size} bytes: a code file holds at most {MAX_CODE_BYTES} bytes "
+                                                 "(strip notebook outputs; data leaves as reviewed tables)")]
+    text = path.read_bytes().decode("utf-8", "replace")
+    if Path(name).suffix.lower() == ".ipynb":
+        findings = check_notebook(text)
+    else:
+        findings = [Finding(rule, status, message, line=line)
+                    for rule, status, message, line in _embedded(text, "source") + _identifiers(text, "source")]
+    kept: dict[str, int] = {}
+    out = []
+    for finding in findings:
+        kept[finding.rule] = kept.get(finding.rule, 0) + 1
+        if kept[finding.rule] <= MAX_FINDINGS_PER_RULE:
+            out.append(finding)
+    out.append(Finding("code", Status.REVIEW, "code is read by a checker: the gate cannot tell what a program does"))
+    return out

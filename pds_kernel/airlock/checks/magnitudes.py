@@ -1,0 +1,135 @@
+"""Magnitude tables (sums, means...): dominance (n, k), p-ratio and contributor counts, computed by
+the gate from the contributions a table carries, else review with "dominance not verifiable".
+
+The contributions of a cell are ``[n, total, [x1, x2, ...]]``: the number of contributors (persons,
+or rows for a table of rows), the cell total, and the largest contributions in decreasing order (at
+least ``dominance_n``, and two for the p-ratio). :mod:`pds_kernel.sdc` writes them into the table's
+declaration, bound to the file's SHA-256; they never leave with the table (the largest
+contribution of a cell is one person's value). Before using them the gate checks that they
+reproduce the published cell (a sum is the total, a mean the total over n): contributions that do
+not are ignored and the cell needs review.
+
+- dominance: ``x1 + ... + xn > k % of |total|`` fails;
+- p-ratio: ``|total| - x1 - x2 < p % of x1`` fails (the second largest contributor could estimate
+  the largest within p %);
+- contributors: fewer than ``min_cell`` contributors fails (``small-cell``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .declaration import DERIVED, ESTIMATES
+from .result import MAX_FINDINGS_PER_RULE, Finding, Status, Thresholds
+from .tables import LoadedTable
+
+NOT_VERIFIABLE = "dominance not verifiable"
+#: relative difference between a published cell and what its contributions give, beyond rounding
+TOLERANCE = 0.005
+
+
+def _reproduces(value: float, agg: str, n: float, total: float) -> bool:
+    expected = total if agg == "sum" else total / n if agg == "mean" and n else None
+    if expected is None:
+        return True  # medians and the like: nothing to compare
+    return abs(value - expected) <= max(0.51, TOLERANCE * abs(expected))
+
+
+def _cell_contribution(raw: Any) -> tuple[float, float, list[float]] | None:
+    if not isinstance(raw, (list, tuple)) or len(raw) != 3 or not isinstance(raw[2], (list, tuple)):
+        return None
+    try:
+        n, total = float(raw[0]), float(raw[1])
+        top = sorted((abs(float(x)) for x in raw[2]), reverse=True)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(n) and math.isfinite(total)) or n < 0 or any(not math.isfinite(x) for x in top):
+        return None
+    return n, total, top
+
+
+def check_cell(value: float, agg: str, contribution: tuple[float, float, list[float]],
+               thresholds: Thresholds) -> list[tuple[str, Status, str]]:
+    """(rule, status, message) for one published magnitude cell and its contributions."""
+    n, total, top = contribution
+    if not _reproduces(value, agg, n, total):
+        return [("magnitude", Status.REVIEW, f"{NOT_VERIFIABLE}: the declared contributions do not reproduce "
+                                             "this cell")]
+    out = []
+    if n < thresholds.min_cell:
+        out.append(("small-cell", Status.FAIL, f"{int(n)} contributors: a cell needs at least {thresholds.min_cell}"))
+    size = abs(total)
+    k = thresholds.dominance_n
+    if len(top) < min(k, int(n)) or len(top) < min(2, int(n)):
+        return out + [("magnitude", Status.REVIEW, f"{NOT_VERIFIABLE}: fewer top contributions than needed")]
+    if size > 0 and sum(top[:k]) > thresholds.dominance_k / 100 * size:
+        share = 100 * sum(top[:k]) / size
+        out.append(("dominance", Status.FAIL, f"the largest {k} contributors make {share:.0f} % of this cell "
+                                              f"(at most {thresholds.dominance_k:g} %)"))
+    if top and top[0] > 0:
+        rest = size - top[0] - (top[1] if len(top) > 1 else 0)
+        if rest < thresholds.p_ratio / 100 * top[0]:
+            out.append(("p-ratio", Status.FAIL, f"the other contributors are within {thresholds.p_ratio:g} % of "
+                                                "the largest: the second largest could estimate it"))
+    return out
+
+
+def check_magnitudes(table: LoadedTable, thresholds: Thresholds) -> list[Finding]:
+    """Findings for every declared magnitude column of ``table``."""
+    roles, declaration = table.roles, table.declaration
+    if roles is None:
+        return []
+    out: list[Finding] = []
+    kept: dict[str, int] = {}
+
+    def add(rule, status, message, row=None, col=None):
+        if kept.get(rule, 0) < MAX_FINDINGS_PER_RULE:
+            kept[rule] = kept.get(rule, 0) + 1
+            out.append(Finding(rule, status, message, row=row, col=col,
+                               cell=table.cell(row, col) if col is not None else None))
+
+    for pos, agg in sorted(roles.magnitudes.items()):
+        name = str(table.frame.columns[pos])
+        if agg in DERIVED:
+            if not roles.counts:
+                add("magnitude", Status.REVIEW, f"{agg} column {name!r} without its counts: publish the counts it "
+                                                "is computed from (and declare them) so the gate can check them",
+                    col=pos)
+            continue
+        if agg in ESTIMATES:
+            if declaration.dof is None:
+                add("dof", Status.REVIEW, f"model output {name!r}: residual degrees of freedom unknown (save it "
+                                          "with pds_kernel.sdc, which records them)", col=pos)
+            continue
+        if agg in {"min", "max"}:
+            add("magnitude", Status.FAIL, f"{agg} of a group is one person's value: publish it only with a "
+                                          "checker's exception", col=pos)
+            continue
+        j = table.numeric.index(pos)
+        values = table.values[:, j]
+        cells = declaration.contributions.get(name)
+        if not isinstance(cells, list) or len(cells) != len(values):
+            add("magnitude", Status.REVIEW, f"{NOT_VERIFIABLE}: column {name!r} ({agg}) carries no contributions "
+                                            f"per cell; dominance (n={thresholds.dominance_n}, "
+                                            f"k={thresholds.dominance_k:g} %) and p-ratio ({thresholds.p_ratio:g} %) "
+                                            "need them (build the table with pds_kernel.sdc)", col=pos)
+            continue
+        for r in np.nonzero(~np.isnan(values))[0]:
+            contribution = _cell_contribution(cells[r])
+            if contribution is None:
+                add("magnitude", Status.REVIEW, f"{NOT_VERIFIABLE}: no usable contributions for this cell",
+                    row=int(r), col=pos)
+                continue
+            for rule, status, message in check_cell(float(values[r]), agg, contribution, thresholds):
+                add(rule, status, message, row=int(r), col=pos)
+    return out
+
+
+def check_dof(table_dof: int | None, thresholds: Thresholds) -> list[Finding]:
+    if table_dof is not None and table_dof < thresholds.min_dof:
+        return [Finding("dof", Status.FAIL, f"{table_dof} residual degrees of freedom: a model needs at least "
+                                            f"{thresholds.min_dof}")]
+    return []

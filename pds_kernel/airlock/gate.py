@@ -1,0 +1,162 @@
+"""What the gate knows about a project when it checks files: its thresholds, its PERSON_IDs, and
+the tables it already released; and the one function that checks the files of a request.
+
+Used by :class:`.service.AirlockService` at submission and resubmission (a file refused by a
+pre-gate or by its type raises :class:`.staging.RefusedFiles`: it never becomes part of a request)
+and by ``pds airlock check`` (the same checks, without submitting).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ..db import transaction
+from ..errors import InvalidInput
+from .checks import FileCheck, Released, Thresholds, check_file, content, declaration, tables
+from .checks.pregates import PSEUDONYM_PREFIX
+from .models import ExportRequest
+from .staging import RefusedFiles, request_dir
+
+log = logging.getLogger(__name__)
+
+#: the project's released tables compared with a new one (the most recent first)
+MAX_RELEASED_TABLES = 100
+COHORT_FILE = "COHORT.parquet"
+PERSON_COLUMN = content.PERSON_ID
+
+
+@dataclass(frozen=True)
+class ProjectGate:
+    """Everything :func:`check_files` needs about one project."""
+
+    thresholds: Thresholds
+    max_bytes: int
+    allowed: frozenset[str] | None = None
+    known_ids: frozenset[str] | None = None  #: 12-character prefixes of the project's PERSON_IDs
+    released: tuple[Released, ...] = ()
+
+
+@lru_cache(maxsize=8)
+def _prefixes(path: str, mtime_ns: int) -> frozenset[str]:
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(path, columns=[PERSON_COLUMN]).column(PERSON_COLUMN)
+    return frozenset(str(v)[:PSEUDONYM_PREFIX].lower() for v in column.to_pylist() if v)
+
+
+def person_id_prefixes(projects_root: Path, project: str) -> frozenset[str] | None:
+    """Prefixes of the PERSON_IDs of the project's published extract (None when it has none yet)."""
+    path = Path(projects_root) / project / "extract" / COHORT_FILE
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _prefixes(str(path.resolve()), stat.st_mtime_ns)
+
+
+def _declaration_of(context_json: str, name: str) -> Any:
+    try:
+        context = json.loads(context_json or "{}")
+    except ValueError:
+        return None
+    return ((context.get("tables") or {}) if isinstance(context, dict) else {}).get(name)
+
+
+def released_tables(sessions, staging: Path, project: str, exclude: str | None = None) -> tuple[Released, ...]:
+    """The tables the project already released, as the gate read them (at most the latest
+    :data:`MAX_RELEASED_TABLES`)."""
+    with transaction(sessions) as s:
+        query = (select(ExportRequest).where(ExportRequest.project_id == project,
+                                             ExportRequest.state == "released")
+                 .order_by(ExportRequest.released_at.desc()))
+        rows = []
+        for req in s.scalars(query):
+            if req.id == exclude:
+                continue
+            for f in req.files:
+                if f.kind == "table":
+                    rows.append((req.id, f.name, f.stored_name, req.context))
+            if len(rows) >= MAX_RELEASED_TABLES:
+                break
+    out = []
+    for request_id, name, stored, context in rows[:MAX_RELEASED_TABLES]:
+        path = request_dir(staging, project, request_id) / stored
+        try:
+            frame = tables.read_table(path, name)
+        except (InvalidInput, OSError) as exc:
+            log.warning("released table %s of %s unreadable for differencing: %s", name, request_id, exc)
+            continue
+        out.append(Released(request_id, name, tables.analyse(frame, declaration.parse(_declaration_of(context, name)))))
+    return tuple(out)
+
+
+def check_files(gate: ProjectGate, files: list[tuple[int, str, Path, str | None]],
+                context: Mapping[str, Any], request_id: str | None = None) -> dict[int, FileCheck]:
+    """index -> check of each file given as (index, name, path, sha256 or None).
+
+    ``context["acro"]`` maps file names to the ACRO records :mod:`pds_kernel.sdc` made and
+    ``context["tables"]`` to the tables' declarations; each counts only for the bytes it was made for.
+    """
+    acro = context.get("acro") if isinstance(context.get("acro"), Mapping) else {}
+    names = [name for _, name, _, _ in files]
+    results = {}
+    for index, name, path, sha256 in files:
+        record = acro.get(name)
+        if isinstance(record, Mapping):  # an ACRO record, or sdc's own (a declaration without ACRO)
+            record = {**record, "source": "sdc" if record.get("source") == "sdc" else "acro"}
+        else:
+            record = None
+        results[index] = check_file(path, name, gate.thresholds, evidence=record,
+                                    other_files=[n for n in names if n != name], context=context,
+                                    allowed_extensions=gate.allowed, sha256=sha256, max_bytes=gate.max_bytes,
+                                    known_ids=gate.known_ids, released=gate.released, request_id=request_id)
+    return results
+
+
+def check_refusals(results: Mapping[int, FileCheck], names: Mapping[int, str]) -> None:
+    """Raise :class:`RefusedFiles` when a file failed a pre-gate or its type (one reason per file)."""
+    reasons = {names[i]: "; ".join(r.refusals) for i, r in results.items() if r.refusals}
+    if reasons:
+        raise RefusedFiles(reasons)
+
+
+def project_gate(settings, sessions, limits, project: str, thresholds: Thresholds,
+                 request_id: str | None = None) -> ProjectGate:
+    """The gate's knowledge of ``project`` (reads the database: call it outside a transaction)."""
+    return ProjectGate(thresholds, limits.max_file_bytes, limits.allowed_extensions,
+                       person_id_prefixes(settings.paths.projects, project),
+                       released_tables(sessions, settings.paths.staging, project, exclude=request_id))
+
+
+def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str, str]],
+             context: Mapping[str, Any]) -> dict[int, dict]:
+    """The checks of a request's staged files (``directory`` is ``staging/<project>/<request>``),
+    given as (index, name, stored name, sha256): index -> check result; raises
+    :class:`RefusedFiles` first when a file is refused."""
+    results = check_files(gate, [(i, n, directory / stored, sha) for i, n, stored, sha in files], context,
+                          directory.name)
+    check_refusals(results, {i: n for i, n, _, _ in files})
+    return {i: r.to_dict() for i, r in results.items()}
+
+
+def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"files": [{"name", "verdict", "kind", "findings", "omitted"}]}`` for local files, as the
+    gate would judge them on submission (``pds airlock check``, ``workspace.check``)."""
+    names = [Path(p).name for p in paths]
+    if len(set(names)) != len(names):
+        raise InvalidInput("two files share a name: the gate matches declarations by file name")
+    results = check_files(gate, [(i, Path(p).name, Path(p), None) for i, p in enumerate(paths)], context)
+    files = []
+    for i, path in enumerate(paths):
+        data = results[i].to_dict()
+        files.append({"name": Path(path).name, "verdict": data["verdict"], "kind": data["kind"],
+                      "findings": data["findings"], "omitted": data["omitted"]})
+    return {"files": files}
