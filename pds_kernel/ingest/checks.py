@@ -28,6 +28,8 @@ DATE_FORMATS = {"sas_datetime": "%d%b%Y:%H:%M:%S", "dmy": "%d%m%Y"}
 class Check:
     """Names of the checks, as written in quarantine files and reports."""
 
+    CONTROL_CHARACTER = "control_character"
+    LAST_LINE_CUT = "last_line_cut"
     COLUMN_COUNT = "column_count"
     MISSING = "missing_value"
     UNPARSABLE = "unparsable"

@@ -50,7 +50,9 @@ class Unrecognised:
 
 
 def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
-    """The delivery files of ``source`` in load order, and the entries refused by name or type."""
+    """The delivery files of ``source`` in load order, and the entries refused by name or type.
+    A directory with no entry at all (hidden files aside) is refused: an empty delivery is a
+    failed transfer or a wrong path, never a successful ingest of nothing."""
     from ..snds.tables import parse_file_name
 
     if not source.is_dir():
@@ -69,6 +71,10 @@ def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
             refused.append(Unrecognised(entry.name, str(exc)))
             continue
         files.append(DeliveryFile(entry, table, month))
+    if not files and not refused:
+        raise InvalidInput(f"delivery directory {source} holds no file: nothing to ingest (expected "
+                           "NAME_YYYYMM.csv and NAME.csv files; check the path and that the transfer "
+                           "finished)")
     files.sort(key=DeliveryFile.sort_key)
     return files, refused
 

@@ -62,6 +62,7 @@ class Status:
     LOADED = "loaded"
     SKIPPED = "skipped"
     REFUSED = "refused"
+    EMPTY = "empty"  #: a header and no row: not loaded, its month stays open
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class FileResult:
     rows_read: int
     rows_loaded: int
     rows_quarantined: int
-    status: str  #: loaded | skipped | refused
+    status: str  #: loaded | skipped | refused | empty
     reason: str = ""
 
 
@@ -258,6 +259,12 @@ class _Run:
         if outcome.refused:
             self.record(FileResult(f.name, f.table, f.month, outcome.sha256, 0, 0, 0,
                                    Status.REFUSED, outcome.refused))
+            return
+        if outcome.empty:
+            self.record(FileResult(f.name, f.table, f.month, outcome.sha256, 0, 0, 0, Status.EMPTY,
+                                   "empty file: a header and no row; nothing loaded, the "
+                                   + ("month stays open for the complete file" if f.month
+                                      else "loaded referential is kept")))
             return
         self._quarantine_duplicates(f, outcome)
         outcome.check_conservation()
