@@ -127,7 +127,7 @@ def build_table_checks(table: Table, present: Collection[str],
         typed[column.name] = build_typed(column, raw).alias(typed_name(column.name))
         checks.extend(build_checks(column, raw, pl.col(typed_name(column.name)),
                                    (references or {}).get(column.name)))
-        if month is not None and column.name == table.month_from:
+        if month is not None and len(month) == 6 and column.name == table.month_from:
             checks.append(build_month_check(column, raw, pl.col(typed_name(column.name)), month))
     return typed, checks
 

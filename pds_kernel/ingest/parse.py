@@ -21,6 +21,7 @@ the lake), so the pipeline checks them when it commits, in a deterministic order
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import io
 import re
@@ -35,7 +36,8 @@ import pyarrow.parquet as pq
 
 from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
-from ..snds.tables import TABLES, lake_schema, polars_type
+from ..snds.catalogue import ingestible_table, nomenclature_codes
+from ..snds.tables import polars_type
 from .checks import Check, build_lake_columns, build_table_checks
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
@@ -81,6 +83,9 @@ class ParseJob:
     encoding: str = "latin-1"
     batch_rows: int = 100_000
     references: dict[str, list] = field(default_factory=dict)  #: column -> allowed codes
+    #: column -> (nomenclature, code column) whose codes it should hold (unknown codes are
+    #: counted for the report, not refused); the worker reads the lists from the package
+    nomenclatures: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +117,11 @@ class ParseOutcome:
             raise AssertionError(
                 f"{self.name}: rows read {self.rows_read} != loaded {self.rows_loaded} "
                 f"+ quarantined {self.rows_quarantined}")
+
+
+def lake_schema(table: str) -> dict:
+    """``{column: polars type}`` of ``table`` (profile or catalogue) in the lake, in table order."""
+    return {c.name: polars_type(c.type) for c in ingestible_table(table).columns}
 
 
 def arrow_schema(table: str) -> pa.Schema:
@@ -320,7 +330,7 @@ def parse_file(job: ParseJob, progress: Callable[[int], None] | None = None) -> 
     """Parse ``job.source`` into staged files under ``job.staging``. A malformed file (header,
     encoding) comes back refused, with the reason; it never raises for bad input."""
     source = Path(job.source)
-    table = TABLES[job.table]
+    table = ingestible_table(job.table)
     outcome = ParseOutcome(name=source.name, table=job.table, month=job.month)
     staging = Path(job.staging)
     staging.mkdir(parents=True, exist_ok=True)
@@ -400,7 +410,9 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     outcome.parquet, outcome.lines = str(parquet_path), str(lines_path)
     outcome.stats = stats = ColumnStats(job.table)
     loaded: list[pl.DataFrame] = []  # line number and key hashes of each loaded row
-    hashes = key_hash_exprs(job.table)
+    hashes = key_hash_exprs(job.table) if table.primary_key else []
+    codes = {c: _known_codes(*n, lake_types[c].is_numeric())
+             for c, n in job.nomenclatures.items() if c in present}
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
     try:
@@ -423,8 +435,11 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                         good = good.filter(~flags)
                     if good.height:
                         writer.write_table(good.drop("__line").to_arrow().cast(schema))
-                        loaded.append(good.select(pl.col("__line").alias("line"), *hashes))
+                        if hashes:
+                            loaded.append(good.select(pl.col("__line").alias("line"), *hashes))
                         stats.add(good)
+                        if codes:
+                            _count_unknown_codes(good, codes, stats)
                     if n_bad:
                         rows = frame.filter(flags).select(
                             pl.col("__line").alias("line"), first(0).alias("check"),
@@ -443,11 +458,44 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     finally:
         if quarantine_fh is not None:
             quarantine_fh.close()
+    if not table.primary_key:
+        outcome.lines = ""  # no key declared: no duplicate to look for
+        return
     lines = pl.concat(loaded) if loaded else pl.DataFrame(schema=LINES_SCHEMA)
     if table.duplicates_only_within_a_file and not _repeats_a_key(lines):
         outcome.lines = ""  # nothing for the pipeline's duplicate check to do: no key file
         return
     lines.write_parquet(lines_path, compression="lz4")
+
+
+@functools.cache
+def _known_codes(name: str, column: str, numeric: bool) -> frozenset:
+    """The codes of a nomenclature as the lake holds them: text, or numbers for a numeric column
+    (``"001"`` and ``"1.00"`` are the number 1). Built once per process."""
+    codes = nomenclature_codes(name, column)
+    if not numeric:
+        return frozenset(codes)
+    numbers = set()
+    for code in codes:
+        try:
+            numbers.add(float(code))
+        except ValueError:
+            continue
+    return frozenset(numbers)
+
+
+def _count_unknown_codes(good: pl.DataFrame, codes: dict[str, frozenset], stats: ColumnStats) -> None:
+    """Add to ``stats.unknown_codes`` the loaded values missing from their column's nomenclature.
+    The distinct values of the block (a few per column) are looked up in a set built once, in
+    one select for every column; rows are counted only for a value that is unknown."""
+    distinct = good.select(pl.col(c).drop_nulls().unique().implode() for c in codes).row(0)
+    for (column, known), values in zip(codes.items(), distinct):
+        numeric = good.schema[column].is_numeric()
+        unknown = [v for v in values if (float(v) if numeric else v) not in known]
+        if unknown:
+            wanted = pl.Series(unknown, dtype=good.schema[column]).implode()
+            stats.unknown_codes[column] = (stats.unknown_codes.get(column, 0)
+                                           + int(good.get_column(column).is_in(wanted).sum()))
 
 
 def _split_cut_line(block: bytes) -> list[tuple[bytes, str | None]]:
