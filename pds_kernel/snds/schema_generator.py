@@ -19,6 +19,7 @@ Deterministic: the same seed gives the same files.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class _Context:
     written: dict[tuple[str, str], list] = field(default_factory=dict)  #: (table, column) -> values
 
 
+@functools.cache
 def _bounds(table: str, column: str) -> tuple[int, int]:
     """``(minimum, maximum)`` of an integer column from its published constraints and length."""
     low, high = 0, 999
@@ -98,19 +100,20 @@ def _as_int(code: str) -> str | None:
     return str(int(number)) if number.is_integer() else None
 
 
-def _candidates(column: Column) -> list[str] | None:
+@functools.cache
+def _candidates(column: Column) -> tuple[str, ...] | None:
     """Texts a value may take, when the metadata restricts it (set, nomenclature, pattern)."""
     if column.values is not None:
-        return sorted(str(v) for v in column.values)
+        return tuple(sorted(str(v) for v in column.values))
     if column.nomenclature is not None:
         codes = nomenclature_codes(*column.nomenclature)
         if column.type == "int":  # "001", "1.00": the integer 1 in the lake
             codes = [_as_int(c) for c in codes if _as_int(c) is not None]
         codes = [c for c in codes if c.isascii() and _parses(column, c)]
         if codes:
-            return codes[:500]
+            return tuple(codes[:500])
     if column.pattern is not None:
-        return list(_PATTERN_VALUES.get(column.pattern, ()))
+        return _PATTERN_VALUES.get(column.pattern, ())
     return None
 
 
@@ -152,6 +155,13 @@ def _value(table: Table, column: Column, row: int, ctx: _Context) -> str:
                                                             for _ in range(width))
 
 
+@functools.cache
+def _referenced() -> frozenset:
+    """The ``(table, column)`` pairs some column references (their values are kept)."""
+    return frozenset(c.references for n in ingestible_names() for c in ingestible_table(n).columns
+                     if c.references is not None)
+
+
 def generate_table(out: Path, name: str, *, rows: int = 3, period: str = "202301", seed: int = 0,
                    ctx: _Context | None = None, first_key: int = 0) -> GeneratedFile:
     """Write one delivery file of table ``name`` for ``period`` (a month; its year for a yearly
@@ -166,7 +176,8 @@ def generate_table(out: Path, name: str, *, rows: int = 3, period: str = "202301
         values = [_value(table, c, first_key + i, ctx) for c in table.columns]
         lines.append(";".join(values))
         for c, v in zip(table.columns, values):
-            ctx.written.setdefault((name, c.name), []).append(v)
+            if (name, c.name) in _referenced():
+                ctx.written.setdefault((name, c.name), []).append(v)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
     return GeneratedFile(path, name, file_period, rows)
