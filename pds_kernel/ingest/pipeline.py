@@ -343,10 +343,11 @@ class _Run:
         return self.indexes[f.table]
 
     def _quarantine_duplicates(self, f: DeliveryFile, outcome: ParseOutcome) -> None:
-        if not outcome.lines:  # the parser found no repeated key, and no other file can hold one
-            return
+        if not outcome.lines and outcome.key_lines is None:
+            return  # the parser found no repeated key, and no other file can hold one
         index = self._index(f)
-        staged = pl.read_parquet(outcome.lines)  # line, h1, h2 of each loaded row (see parse)
+        # line, h1, h2 of each loaded row (see parse): in memory for a small file
+        staged = outcome.key_lines if outcome.key_lines is not None else pl.read_parquet(outcome.lines)
         hashes, lines = staged.select("h1", "h2"), staged.get_column("line")
         dups = index.find_duplicates(hashes, lines)
         if dups.height:
@@ -382,9 +383,13 @@ def _remove_rows(outcome: ParseOutcome, f: DeliveryFile, dups: pl.DataFrame, enc
     unknown_codes = outcome.stats.unknown_codes if outcome.stats else {}
     outcome.stats = ColumnStats(f.table).add(pl.scan_parquet(staged))
     outcome.stats.unknown_codes = unknown_codes  # counted before: may include the duplicate rows
-    lines_path = Path(outcome.lines)
-    lines = pl.read_parquet(lines_path).with_row_index("__row")
-    lines.filter(~pl.col("__row").is_in(rows.implode())).drop("__row").write_parquet(lines_path)
+    if outcome.key_lines is not None:
+        outcome.key_lines = (outcome.key_lines.with_row_index("__row")
+                             .filter(~pl.col("__row").is_in(rows.implode())).drop("__row"))
+    else:
+        lines_path = Path(outcome.lines)
+        lines = pl.read_parquet(lines_path).with_row_index("__row")
+        lines.filter(~pl.col("__row").is_in(rows.implode())).drop("__row").write_parquet(lines_path)
     raw = _raw_lines(f.path, set(dups.get_column("line").to_list()), encoding)
     where = (pl.when(pl.col("first_file").is_null()).then(pl.lit("line ") + pl.col("first_line").cast(pl.String))
              .when(pl.col("first_line").is_null()).then(pl.col("first_file"))
