@@ -10,6 +10,7 @@ against them (ER_PHA_F codes against IR_PHA_R).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from ..errors import InvalidInput
@@ -42,6 +43,7 @@ class DeliveryFile:
         return (0 if self.is_snapshot else 1, order, self.month or "", self.name)
 
 
+@cache
 def _load_order() -> dict[str, int]:
     return {name: i for i, name in enumerate(ingestible_names())}
 
