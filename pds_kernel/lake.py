@@ -1,9 +1,11 @@
 """Layout of the lake: where each table's Parquet files live, and how to read them.
 
     lake/<TABLE>/month=YYYYMM/<source-file-stem>.parquet   monthly tables (one file per delivered file)
+    lake/<TABLE>/year=YYYY/<source-file-stem>.parquet      yearly files (PMSI ``T_MCO23B.csv``)
     lake/<TABLE>/snapshot/<source-file-stem>.parquet       snapshot tables (referentials)
     lake/_quarantine/<TABLE>/<source-file-stem>.csv        rejected rows, with line number and reason
     lake/_manifest.json                                    the ingest manifest (owned by pds_kernel.ingest)
+    lake/_manifest.journal                                 files committed since it was last written
 
 Readers use :func:`scan_table`, never the paths directly, so the layout can change in one place.
 It reads only the files the manifest names: the ingest moves a file into place before it records
@@ -22,16 +24,19 @@ from pathlib import Path
 import polars as pl
 
 from .errors import IntegrityError, InvalidInput, NotFound
-from .snds.tables import TABLES
 
 MANIFEST_NAME = "_manifest.json"
+JOURNAL_NAME = "_manifest.journal"
 QUARANTINE_DIR = "_quarantine"
 _MONTH = re.compile(r"^[0-9]{6}$")
+_YEAR = re.compile(r"^[0-9]{4}$")
 
 
 def check_table_name(name: str) -> str:
-    if name not in TABLES:
-        raise InvalidInput(f"unknown SNDS table {name!r} (known: {', '.join(TABLES)})")
+    from .snds.catalogue import is_ingestible
+
+    if not is_ingestible(name):
+        raise InvalidInput(f"unknown SNDS table {name!r} (see pds snds tables for the catalogue)")
     return name
 
 
@@ -40,11 +45,14 @@ def table_dir(lake: Path, table: str) -> Path:
 
 
 def partition_dir(lake: Path, table: str, month: str | None) -> Path:
-    """Directory of one partition: ``month=YYYYMM`` for monthly tables, ``snapshot`` otherwise."""
+    """Directory of one partition: ``month=YYYYMM`` for a month, ``year=YYYY`` for a year (yearly
+    PMSI files), ``snapshot`` otherwise."""
     if month is None:
         return table_dir(lake, table) / "snapshot"
+    if _YEAR.match(month):
+        return table_dir(lake, table) / f"year={month}"
     if not _MONTH.match(month):
-        raise InvalidInput(f"bad month {month!r}: expected YYYYMM")
+        raise InvalidInput(f"bad month {month!r}: expected YYYYMM (or YYYY for a yearly file)")
     return table_dir(lake, table) / f"month={month}"
 
 
@@ -58,17 +66,35 @@ def has_table(lake: Path, table: str) -> bool:
     return bool(table_files(lake, table))
 
 
+def read_manifest(lake: Path) -> dict[str, dict]:
+    """The manifest's entries by file name: ``_manifest.json`` with the lines of its journal
+    applied in order (see :mod:`pds_kernel.ingest.manifest`). A torn last journal line (a kill
+    while it was written) is ignored; any other unreadable content is an integrity error."""
+    manifest, journal = lake / MANIFEST_NAME, lake / JOURNAL_NAME
+    files: dict[str, dict] = {}
+    try:
+        if manifest.is_file():
+            files = dict(json.loads(manifest.read_text(encoding="utf-8"))["files"])
+        if journal.is_file():
+            data = journal.read_bytes()
+            complete = data[: data.rfind(b"\n") + 1]
+            for line in complete.splitlines():
+                entry = json.loads(line)
+                files[entry["name"]] = entry
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise IntegrityError(f"ingest manifest {manifest} (or its journal) is unreadable ({exc}): "
+                             "restore it from backup") from None
+    return files
+
+
 def committed_files(lake: Path, table: str) -> list[Path]:
     """The Parquet files of ``table`` that the ingest manifest names, in a stable order; none
     when there is no manifest yet. A manifest naming a file outside the table's folder is refused."""
     folder = table_dir(lake, table)
     manifest = lake / MANIFEST_NAME
-    if not manifest.is_file():
-        return []
     try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))["files"].values()
-        names = [e["parquet"] for e in entries if e["table"] == table]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        names = [e["parquet"] for e in read_manifest(lake).values() if e.get("table") == table]
+    except (KeyError, TypeError, AttributeError) as exc:
         raise IntegrityError(f"ingest manifest {manifest} is unreadable ({exc}): restore it from backup") from None
     root = folder.resolve()
     files = []
@@ -100,7 +126,10 @@ def scan_table(lake: Path, table: str) -> pl.LazyFrame:
 
 def snapshot_id(lake: Path) -> str:
     """A short fingerprint of the lake's content (hash of its manifest), recorded in extracts."""
-    manifest = lake / MANIFEST_NAME
-    if not manifest.is_file():
+    manifest, journal = lake / MANIFEST_NAME, lake / JOURNAL_NAME
+    if not manifest.is_file() and not journal.is_file():
         raise NotFound(f"no ingest manifest at {manifest}: ingest a delivery first")
-    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(manifest.read_bytes() if manifest.is_file() else b"")
+    if journal.is_file():  # files committed by a run that has not finished (or was killed)
+        digest.update(journal.read_bytes())
+    return digest.hexdigest()[:16]

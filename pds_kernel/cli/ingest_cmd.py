@@ -46,9 +46,9 @@ def ingest(
 ) -> None:
     """Load an SNDS delivery (CSV) into the lake (typed Parquet), with quarantine and a quality report.
 
-    Files already loaded with the same SHA-256 are skipped; a new month is appended; a changed monthly file is refused.
+    Files already loaded with the same SHA-256 are skipped; a new month is appended; a changed monthly file is refused; a file with a header and no row is reported empty and not loaded (its month stays open).
 
-    Exit codes: 0 everything loaded cleanly; 3 the run completed but rows were quarantined or files refused (the lake is consistent either way); 2 bad input (missing directory, unreachable Dask scheduler).
+    Exit codes: 0 everything loaded cleanly; 3 the run completed but rows were quarantined or files refused (the lake is consistent either way); 2 bad input (missing or empty directory, unreachable Dask scheduler).
     """
     from ..ingest import Status, ingest_delivery
 
@@ -59,7 +59,7 @@ def ingest(
                                  progress=_RichProgress(bars))
     table = Table("file", "table", "month", "status", "read", "loaded", "quarantined", "reason",
                   title=f"ingest run {result.run_id}")
-    colours = {Status.LOADED: "green", Status.SKIPPED: "dim", Status.REFUSED: "red"}
+    colours = {Status.LOADED: "green", Status.SKIPPED: "dim", Status.REFUSED: "red", Status.EMPTY: "yellow"}
     for f in result.files:
         table.add_row(f.name, f.table or "", f.month or "", f"[{colours[f.status]}]{f.status}[/]",
                       f"{f.rows_read:,}", f"{f.rows_loaded:,}",

@@ -98,24 +98,38 @@ def generate(
 @app.command("tables")
 def tables(
     name: str | None = typer.Argument(None, help="Show the columns of this table (default: list all tables)."),
+    product: str | None = typer.Option(None, "--product", help="Only the tables of this product (DCIR, PMSI...)."),
 ) -> None:
-    """List the delivery profile: tables, keys and file split; or one table's columns and types."""
+    """List the ingestible tables: the profile and the SNDS catalogue (keys, file names, columns);
+    or one table's columns, types, checks and nomenclatures."""
+    from ..snds.catalogue import entries, ingestible_names, ingestible_table
+    from ..snds.file_names import example_name
+
     if name is None:
-        table = Table("table", "group", "files", "month from", "primary key", "columns")
-        for t in TABLES.values():
-            files = "NAME.csv" if t.split == "snapshot" else "NAME_YYYYMM.csv"
+        table = Table("table", "product", "source", "file name", "month from", "primary key", "columns",
+                      title="ingestible SNDS tables")
+        shown = 0
+        for table_name in ingestible_names():
+            t = ingestible_table(table_name)
+            if product and t.group.upper() != product.upper() and (
+                    table_name not in entries() or entries()[table_name].product != product.upper()):
+                continue
             key = t.primary_key
             if key[:len(DCIR_KEYS)] == DCIR_KEYS:
                 key = ("the 9 DCIR keys",) + key[len(DCIR_KEYS):]
-            month_from = t.month_from or ("exit month" if t.group == "PMSI" else "")
-            table.add_row(t.name, t.group, files, month_from, " + ".join(key), str(len(t.columns)))
+            source = "profile" if table_name in TABLES else "catalogue"
+            table.add_row(t.name, t.group, source, example_name(t.name), t.month_from or "",
+                          " + ".join(key), str(len(t.columns)))
+            shown += 1
         console.print(table)
-        console.print("DCIR keys: " + ", ".join(DCIR_KEYS))
+        console.print(f"{shown} tables. DCIR keys: " + ", ".join(DCIR_KEYS))
         return
-    if name not in TABLES:
-        raise NotFound(f"unknown SNDS table {name!r} (known: {', '.join(TABLES)})")
-    t = TABLES[name]
-    table = Table("column", "lake type", "text format", "required", "key", "check", title=t.name)
+    try:
+        t = ingestible_table(name)
+    except KeyError:
+        raise NotFound(f"unknown SNDS table {name!r}: see pds snds tables for the catalogue") from None
+    table = Table("column", "lake type", "text format", "required", "key", "check", "nomenclature",
+                  title=f"{t.name} ({example_name(t.name)})")
     for c in t.columns:
         check = ""
         if c.values is not None:
@@ -125,5 +139,8 @@ def tables(
         elif c.references:
             check = f"in {c.references[0]}.{c.references[1]}"
         table.add_row(c.name, c.type, c.fmt, "" if c.nullable else "yes",
-                      "yes" if c.name in t.primary_key else "", check)
+                      "yes" if c.name in t.primary_key else "", check,
+                      ":".join(c.nomenclature) if c.nomenclature else "")
     console.print(table)
+    for columns, parent, parent_columns in t.foreign_keys:
+        console.print(f"foreign key ({', '.join(columns)}) → {parent} ({', '.join(parent_columns)})")

@@ -28,6 +28,8 @@ DATE_FORMATS = {"sas_datetime": "%d%b%Y:%H:%M:%S", "dmy": "%d%m%Y"}
 class Check:
     """Names of the checks, as written in quarantine files and reports."""
 
+    CONTROL_CHARACTER = "control_character"
+    LAST_LINE_CUT = "last_line_cut"
     COLUMN_COUNT = "column_count"
     MISSING = "missing_value"
     UNPARSABLE = "unparsable"
@@ -125,7 +127,7 @@ def build_table_checks(table: Table, present: Collection[str],
         typed[column.name] = build_typed(column, raw).alias(typed_name(column.name))
         checks.extend(build_checks(column, raw, pl.col(typed_name(column.name)),
                                    (references or {}).get(column.name)))
-        if month is not None and column.name == table.month_from:
+        if month is not None and len(month) == 6 and column.name == table.month_from:
             checks.append(build_month_check(column, raw, pl.col(typed_name(column.name)), month))
     return typed, checks
 

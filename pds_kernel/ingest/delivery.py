@@ -1,7 +1,8 @@
 """A delivery on disk: which files it holds, which table and month each one feeds, in which order.
 
-A delivery is a flat directory of ``NAME_YYYYMM.csv`` (monthly tables) and ``NAME.csv`` (snapshot
-tables, i.e. referentials) files. Anything else in it is refused with a reason rather than ignored,
+A delivery is a flat directory of ``NAME_YYYYMM.csv`` (monthly tables), ``NAME.csv`` (snapshot
+tables, i.e. referentials) and yearly ``T_MCO23B.csv`` files of the tables of the profile and the
+SNDS catalogue (see :mod:`pds_kernel.snds.file_names`). Anything else in it is refused with a reason rather than ignored,
 so that a misnamed file is noticed. Referentials are loaded first because other tables are checked
 against them (ER_PHA_F codes against IR_PHA_R).
 """
@@ -9,10 +10,11 @@ against them (ER_PHA_F codes against IR_PHA_R).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from ..errors import InvalidInput
-from ..snds.tables import TABLES
+from ..snds.catalogue import ingestible_names, ingestible_table
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class DeliveryFile:
 
     path: Path
     table: str
-    month: str | None  #: ``YYYYMM`` for monthly tables, ``None`` for snapshots
+    month: str | None  #: ``YYYYMM`` (monthly), ``YYYY`` (yearly) or ``None`` (snapshot)
 
     @property
     def name(self) -> str:
@@ -36,9 +38,14 @@ class DeliveryFile:
         return self.month is None
 
     def sort_key(self) -> tuple:
-        """Snapshots (referentials) first, then tables in profile order, then months."""
-        order = list(TABLES).index(self.table)
+        """Snapshots (referentials) first, then tables in profile then catalogue order, then periods."""
+        order = _load_order()[self.table]
         return (0 if self.is_snapshot else 1, order, self.month or "", self.name)
+
+
+@cache
+def _load_order() -> dict[str, int]:
+    return {name: i for i, name in enumerate(ingestible_names())}
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,10 @@ class Unrecognised:
 
 
 def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
-    """The delivery files of ``source`` in load order, and the entries refused by name or type."""
-    from ..snds.tables import parse_file_name
+    """The delivery files of ``source`` in load order, and the entries refused by name or type.
+    A directory with no entry at all (hidden files aside) is refused: an empty delivery is a
+    failed transfer or a wrong path, never a successful ingest of nothing."""
+    from ..snds.file_names import parse_delivery_name
 
     if not source.is_dir():
         raise InvalidInput(f"delivery directory {source} does not exist or is not a directory")
@@ -64,11 +73,15 @@ def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
             refused.append(Unrecognised(entry.name, "not a regular file (links and folders are refused)"))
             continue
         try:
-            table, month = parse_file_name(entry.name)
+            table, month = parse_delivery_name(entry.name)
         except ValueError as exc:
             refused.append(Unrecognised(entry.name, str(exc)))
             continue
         files.append(DeliveryFile(entry, table, month))
+    if not files and not refused:
+        raise InvalidInput(f"delivery directory {source} holds no file: nothing to ingest (expected "
+                           "NAME_YYYYMM.csv and NAME.csv files; check the path and that the transfer "
+                           "finished)")
     files.sort(key=DeliveryFile.sort_key)
     return files, refused
 
@@ -76,7 +89,7 @@ def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
 def check_header(table: str, header: list[str]) -> list[str]:
     """The columns of ``header`` to read; raises :class:`InvalidInput` naming every missing
     required column and every unexpected or repeated one. Optional columns may be left out."""
-    profile = TABLES[table]
+    profile = ingestible_table(table)
     known = set(profile.column_names)
     problems = []
     missing = [c for c in profile.required if c not in header]

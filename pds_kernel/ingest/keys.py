@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..snds.tables import TABLES
+from ..snds.catalogue import ingestible_table
 
 _SEEDS = (0x5DF1, 0x9E37)
 
@@ -28,7 +28,7 @@ LINES_SCHEMA = {"line": pl.UInt32, "h1": pl.UInt64, "h2": pl.UInt64}
 def key_hash_exprs(table: str) -> list[pl.Expr]:
     """``h1``, ``h2``: the two hashes of the primary key of a row with the lake types of ``table``
     (the parser hashes rows before writing them; the same values read back hash the same)."""
-    key = pl.struct(list(TABLES[table].primary_key))
+    key = pl.struct(list(ingestible_table(table).primary_key))
     return [key.hash(seed=_SEEDS[0]).alias("h1"), key.hash(seed=_SEEDS[1]).alias("h2")]
 
 

@@ -20,8 +20,11 @@ the lake), so the pipeline checks them when it commits, in a deterministic order
 
 from __future__ import annotations
 
+import codecs
+import functools
 import hashlib
 import io
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +36,8 @@ import pyarrow.parquet as pq
 
 from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
-from ..snds.tables import TABLES, lake_schema, polars_type
+from ..snds.catalogue import ingestible_table, nomenclature_codes
+from ..snds.tables import polars_type
 from .checks import Check, build_lake_columns, build_table_checks
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
@@ -47,6 +51,8 @@ COMPRESSION_LEVEL = 1
 #: every value into a dictionary that would be dropped anyway. On ER_PRS_F this writes 10% faster
 #: and 7% smaller files than Arrow's 1 MiB default; low-cardinality columns keep their dictionary.
 DICTIONARY_PAGE_BYTES = 64 << 10
+#: Files with at most this many loaded rows hand their key hashes to the pipeline in memory.
+INLINE_KEY_ROWS = 50_000
 #: Columns of a quarantine file, in order.
 QUARANTINE_COLUMNS = ("line", "check", "column", "reason", "raw")
 #: Bytes sampled at the start of a file to size the blocks.
@@ -59,6 +65,13 @@ _BLANKS = (b" ", b"\t", b"\r")
 _SEPARATOR_BYTE = ord(";")
 #: Lake types that the fast path reads typed (see :func:`_read_block`).
 _NUMBER_TYPES = ("int", "float", "year", "month")
+#: C0 control characters a field may not hold (tab, line feed and carriage return are text).
+_CONTROL = "[\x00-\x08\x0b\x0c\x0e-\x1f]"
+_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")
+_C1_TEXT = re.compile("[\x80-\x9f]")
+#: Byte order marks: what each one says the file is.
+_BOMS = ((codecs.BOM_UTF8, "UTF-8"), (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,9 @@ class ParseJob:
     encoding: str = "latin-1"
     batch_rows: int = 100_000
     references: dict[str, list] = field(default_factory=dict)  #: column -> allowed codes
+    #: column -> (nomenclature, code column) whose codes it should hold (unknown codes are
+    #: counted for the report, not refused); the worker reads the lists from the package
+    nomenclatures: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,9 +106,16 @@ class ParseOutcome:
     parquet: str = ""
     #: staged Parquet of the line numbers and key hashes of the loaded rows, in order; "" when the
     #: duplicate check has nothing to do (the file repeats no key and no other file can share one)
+    #: or when they are small enough to travel in ``key_lines``
     lines: str = ""
+    #: the same line numbers and key hashes in memory, for a file of at most
+    #: :data:`INLINE_KEY_ROWS` loaded rows (saves writing and reading back a file per small file)
+    key_lines: pl.DataFrame | None = None
     quarantine: str = ""  #: staged quarantine CSV, or "" when no row was quarantined
     stats: ColumnStats | None = None  #: nulls and missing dates of the loaded rows
+    #: a header and no row: reported, never committed, so that the month (or the referential)
+    #: stays open for the complete file
+    empty: bool = False
 
     def check_conservation(self) -> None:
         """Every row read is either loaded or quarantined: never lost, never counted twice."""
@@ -100,6 +123,11 @@ class ParseOutcome:
             raise AssertionError(
                 f"{self.name}: rows read {self.rows_read} != loaded {self.rows_loaded} "
                 f"+ quarantined {self.rows_quarantined}")
+
+
+def lake_schema(table: str) -> dict:
+    """``{column: polars type}`` of ``table`` (profile or catalogue) in the lake, in table order."""
+    return {c.name: polars_type(c.type) for c in ingestible_table(table).columns}
 
 
 def arrow_schema(table: str) -> pa.Schema:
@@ -126,35 +154,90 @@ def _blocks(fh, first: bytes, block_bytes: int, digest) -> Iterator[bytes]:
         pending = data[cut + 1:]
 
 
-def _decode(block: bytes, encoding: str) -> bytes:
-    """``block`` as UTF-8 with ``\n`` line ends (what the polars CSV reader expects)."""
+def _line_of(block: bytes, offset: int, first_line: int) -> int:
+    return first_line + block.count(b"\n", 0, offset)
+
+
+def _decode(block: bytes, encoding: str, first_line: int = 0) -> bytes:
+    """``block`` as UTF-8 with ``\n`` line ends (what the polars CSV reader expects).
+
+    Refuses (:class:`InvalidInput`) text that is not valid in ``encoding`` and text that decodes
+    to C1 control characters (U+0080 to U+009F), which no delivery holds: they are what a cp1252
+    or UTF-8 file read as latin-1 turns into (``MÉTFORMINE`` in UTF-8 read as latin-1 is
+    ``MÃ\x89TFORMINE``). Declared latin-1, a block whose non-ASCII bytes are all valid UTF-8
+    sequences is refused too: a real latin-1 text practically never is (an accented letter is
+    followed by an ASCII one), so it is a UTF-8 file read with the wrong encoding. ASCII blocks
+    (the usual case) are returned as they are, with no other scan."""
     if not block.isascii():
+        codec = codecs.lookup(encoding).name
+        if codec == "iso8859-1":
+            _check_latin1(block, encoding, first_line)
+        elif codec == "utf-8" and (found := _C1_UTF8.search(block)):
+            _refuse_c1(block, found.start(), f"U+00{block[found.start() + 1]:02X}", encoding, first_line)
         try:
-            block = block.decode(encoding).encode("utf-8")
+            text = block.decode(encoding)
         except UnicodeDecodeError as exc:
-            raise InvalidInput(f"file is not valid {encoding} text: {exc.reason}") from None
+            raise InvalidInput(
+                f"line {_line_of(block, exc.start, first_line)}: file is not valid {encoding} text "
+                f"({exc.reason}): convert it to {encoding} or set the delivery's encoding "
+                "(ingest.encoding)") from None
+        if codec not in ("iso8859-1", "utf-8") and (char := _C1_TEXT.search(text)):
+            line = first_line + text.count("\n", 0, char.start())
+            raise InvalidInput(_c1_message(line, f"U+{ord(char.group()):04X}", encoding))
+        block = text.encode("utf-8")
     if b"\r" in block:
         block = block.replace(b"\r\n", b"\n")
     return block
 
 
+def _check_latin1(block: bytes, encoding: str, first_line: int) -> None:
+    codes = np.frombuffer(block, dtype=np.uint8)
+    c1 = np.flatnonzero((codes & 0xE0) == 0x80)  # bytes 0x80-0x9F: C1 controls in latin-1
+    if c1.size:
+        _refuse_c1(block, int(c1[0]), f"byte 0x{block[c1[0]]:02X}", encoding, first_line)
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    offset = next(i for i, byte in enumerate(block) if byte >= 0x80)
+    raise InvalidInput(
+        f"line {_line_of(block, offset, first_line)}: the text is UTF-8 (every accented letter is "
+        f"a UTF-8 multi-byte sequence) but the delivery is declared {encoding}: read as {encoding} "
+        "it would load as mojibake (É as Ã‰); convert the file to latin-1 or set the encoding "
+        "(ingest.encoding: utf-8)")
+
+
+def _refuse_c1(block: bytes, offset: int, what: str, encoding: str, first_line: int) -> None:
+    raise InvalidInput(_c1_message(_line_of(block, offset, first_line), what, encoding))
+
+
+def _c1_message(line: int, what: str, encoding: str) -> str:
+    return (f"line {line}: {what} decodes to a C1 control character in {encoding}, which no SNDS "
+            "text holds: the file is probably cp1252 (Windows) or UTF-8 text declared as "
+            f"{encoding}; convert it or set the delivery's encoding (ingest.encoding)")
+
+
 def _read_block(block: bytes, header: list[str], encoding: str,
-                numbers: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
-    """Columns of ``header`` plus ``__fields`` (the field count of each line), and ``__raw``
-    (the whole line) when it cannot be rebuilt from the fields (see :func:`_raw_line`).
+                numbers: dict[str, pl.DataType] | None = None, first_line: int = 0,
+                flaw: str | None = None) -> pl.DataFrame:
+    """Columns of ``header`` plus ``__fields`` (the field count of each line), ``__flaw`` (the
+    check a whole line fails, null when none: see :data:`LINE_FLAWS`) and ``__raw`` (the whole
+    line) when it cannot be rebuilt from the fields (see :func:`_raw_line`). ``flaw`` marks every
+    line of the block (the last line of a file without a final line end).
 
     Fast path, taken by every well-formed block: one strict read split on ``;``. The reader fails
     on a line with too many fields and pads a line with too few with nulls; the second case is
     caught by counting the separators of the block (with no line above the expected count, the
     total is right only when every line has exactly the expected count). Any other block is read
-    by the slow path, twice: once as whole lines, once split and padded.
+    by the slow path, twice: once as whole lines, once split and padded. A block holding a C0
+    control character (NUL...) takes the slow path too, and its lines holding one are flagged.
 
     With ``numbers`` (column → numeric type), the fast path first tries to read those columns
     typed, which saves building and converting their text. The reader accepts what the text
     conversion of :mod:`.checks` accepts, with the same values, and fails on the rest, except for
     a leading blank or a trailing carriage return (which it ignores): blocks holding a blank or a
     carriage return are read as text. Columns come back typed only when every value parsed."""
-    block = _decode(block, encoding)
+    block = _decode(block, encoding, first_line)
     text_schema = {c: pl.String for c in header}
     schemas = [text_schema]
     if numbers and not any(blank in block for blank in _BLANKS):
@@ -166,8 +249,12 @@ def _read_block(block: bytes, header: list[str], encoding: str,
             break
         except pl.exceptions.PolarsError:
             continue
-    if fields is not None and _count_separators(block) == fields.height * (len(header) - 1):
-        return fields.with_columns(pl.lit(len(header), dtype=pl.UInt32).alias("__fields"))
+    codes = np.frombuffer(block, dtype=np.uint8)
+    controls = _has_controls(codes, fields.height if fields is not None else -1)
+    if (fields is not None and not controls
+            and int(np.count_nonzero(codes == _SEPARATOR_BYTE)) == fields.height * (len(header) - 1)):
+        return fields.with_columns(pl.lit(len(header), dtype=pl.UInt32).alias("__fields"),
+                                   pl.lit(flaw, dtype=pl.String).alias("__flaw"))
     line_sep = next((s for s in _LINE_SEPARATORS if s.encode() not in block), None)
     if line_sep is None:  # pragma: no cover - a block holding every control byte
         raise InvalidInput("file holds binary control characters: not a delivery CSV file")
@@ -180,12 +267,31 @@ def _read_block(block: bytes, header: list[str], encoding: str,
         raise PdsError(f"internal error: {lines.height} lines but {fields.height} rows in a block")
     raw = lines.get_column("__raw").fill_null("")
     count = (raw.str.count_matches(";", literal=True) + 1).cast(pl.UInt32)
-    return fields.with_columns(raw, count.alias("__fields"))
+    if flaw is not None:
+        flaws = pl.lit(flaw, dtype=pl.String)
+    elif controls:
+        flaws = pl.when(pl.col("__raw").str.contains(_CONTROL)).then(pl.lit(Check.CONTROL_CHARACTER))
+    else:
+        flaws = pl.lit(None, dtype=pl.String)
+    return fields.with_columns(raw, count.alias("__fields")).with_columns(flaws.alias("__flaw"))
 
 
-def _count_separators(block: bytes) -> int:
-    """Number of ``;`` in ``block`` (NumPy compares a whole block at once: 3x ``bytes.count``)."""
-    return int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == _SEPARATOR_BYTE))
+def _has_controls(codes: np.ndarray, lines: int) -> bool:
+    """True when the block ``codes`` holds a C0 control byte other than tab, line feed and carriage
+    return (a NUL of a damaged transfer, binary data). In the usual case one vectorised count
+    settles it: the block's only bytes below 0x20 are the line ends of its ``lines`` lines."""
+    if int(np.count_nonzero(codes < 0x20)) == lines:
+        return False
+    return bool(np.count_nonzero((codes < 0x20) & (codes != 0x0A) & (codes != 0x0D) & (codes != 0x09)))
+
+
+#: Checks a whole line can fail before its fields are read, with the reason written to quarantine.
+LINE_FLAWS = {
+    Check.CONTROL_CHARACTER: "the line holds a control character (NUL or another C0 code): "
+                             "damaged or binary data, never SNDS text",
+    Check.LAST_LINE_CUT: "the last line of the file has no line end: the file may be cut (an "
+                         "interrupted transfer shortens the last value); deliver it again whole",
+}
 
 
 def _raw_line(frame: pl.DataFrame, header: list[str]) -> pl.Expr:
@@ -197,11 +303,20 @@ def _raw_line(frame: pl.DataFrame, header: list[str]) -> pl.Expr:
     return pl.concat_str([pl.col(c).fill_null("") for c in header], separator=";")
 
 
-def _open_header(fh, digest) -> tuple[list[str], bytes]:
+def _open_header(fh, digest, encoding: str) -> tuple[list[str], bytes]:
     line = fh.readline(_MAX_HEADER_BYTES)
     digest.update(line)
     if not line:
         raise InvalidInput("file is empty: expected a header line")
+    for bom, what in _BOMS:
+        if line.startswith(bom):
+            if what == "UTF-8" and codecs.lookup(encoding).name == "utf-8":
+                line = line[len(bom):]  # declared UTF-8: the mark says the same, drop it
+                break
+            raise InvalidInput(
+                f"file starts with a {what} byte order mark (BOM, bytes {bom.hex(' ').upper()}): "
+                f"it is {what} text, not {encoding} as declared; convert it to {encoding} "
+                "without a BOM, or set the delivery's encoding (ingest.encoding)")
     if not line.endswith(b"\n") and len(line) >= _MAX_HEADER_BYTES:
         raise InvalidInput("first line is too long to be a header")
     text = line.rstrip(b"\r\n").decode("latin-1")
@@ -221,14 +336,14 @@ def parse_file(job: ParseJob, progress: Callable[[int], None] | None = None) -> 
     """Parse ``job.source`` into staged files under ``job.staging``. A malformed file (header,
     encoding) comes back refused, with the reason; it never raises for bad input."""
     source = Path(job.source)
-    table = TABLES[job.table]
+    table = ingestible_table(job.table)
     outcome = ParseOutcome(name=source.name, table=job.table, month=job.month)
     staging = Path(job.staging)
     staging.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     try:
         with source.open("rb") as fh:
-            header, sample = _open_header(fh, digest)
+            header, sample = _open_header(fh, digest, job.encoding)
             header = check_header(job.table, header)
             _parse_body(job, table, header, fh, sample, digest, outcome, staging, progress)
     except InvalidInput as exc:
@@ -238,6 +353,7 @@ def parse_file(job: ParseJob, progress: Callable[[int], None] | None = None) -> 
             if name:
                 Path(name).unlink(missing_ok=True)
         outcome.parquet = outcome.lines = outcome.quarantine = ""
+        outcome.key_lines = None
         outcome.stats = None
         if not outcome.sha256:
             outcome.sha256 = _finish_digest(source, digest)
@@ -245,6 +361,13 @@ def parse_file(job: ParseJob, progress: Callable[[int], None] | None = None) -> 
     outcome.sha256 = digest.hexdigest()
     outcome.bytes = source.stat().st_size
     outcome.check_conservation()
+    if outcome.rows_read == 0:  # a header and no row: nothing to commit (see ParseOutcome.empty)
+        for name in (outcome.parquet, outcome.lines):
+            if name:
+                Path(name).unlink(missing_ok=True)
+        outcome.parquet = outcome.lines = ""
+        outcome.key_lines = None
+        outcome.empty = True
     return outcome
 
 
@@ -260,8 +383,12 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     lake_columns = build_lake_columns(table, present)
     schema = arrow_schema(job.table)
     lake_types = lake_schema(job.table)
-    bad_flags = [pl.col("__fields") != len(header)] + [c.bad for c in checks]
-    first_failing = [(pl.col("__fields") != len(header),
+    flawed = pl.col("__flaw").is_not_null()
+    bad_flags = [flawed, pl.col("__fields") != len(header)] + [c.bad for c in checks]
+    flaw_reason = pl.coalesce([pl.when(pl.col("__flaw") == check).then(pl.lit(reason))
+                               for check, reason in LINE_FLAWS.items()])
+    first_failing = [(flawed, pl.col("__flaw"), pl.lit(""), flaw_reason),
+                     (pl.col("__fields") != len(header),
                       pl.lit(Check.COLUMN_COUNT), pl.lit(""),
                       pl.lit(f"wrong number of fields: expected {len(header)}, got ")
                       + pl.col("__fields").cast(pl.String))]
@@ -273,12 +400,13 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     numbers = {c.name: polars_type(c.type) for c in table.columns
                if c.name in present and c.type in _NUMBER_TYPES}
 
-    def checked(block: bytes, first_line: int, read_typed: dict | None) -> tuple[pl.DataFrame, pl.Series]:
+    def checked(block: bytes, first_line: int, read_typed: dict | None,
+                flaw: str | None) -> tuple[pl.DataFrame, pl.Series]:
         """The block with its line numbers and typed copies, and the flags of its bad rows.
         The CSV reader returns columns in several chunks and the line numbers come as one: the
         frame is made contiguous first, or every later step would realign its chunks (a copy of
         the whole block each time, which costs more than this one)."""
-        frame = _read_block(block, header, job.encoding, read_typed).rechunk().with_columns(
+        frame = _read_block(block, header, job.encoding, read_typed, first_line, flaw).rechunk().with_columns(
             pl.int_range(first_line, first_line + pl.len(), dtype=pl.UInt32).alias("__line"),
             *typed.values())
         return frame, frame.select(pl.any_horizontal(bad_flags).fill_null(True)).to_series()
@@ -290,52 +418,106 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     outcome.parquet, outcome.lines = str(parquet_path), str(lines_path)
     outcome.stats = stats = ColumnStats(job.table)
     loaded: list[pl.DataFrame] = []  # line number and key hashes of each loaded row
-    hashes = key_hash_exprs(job.table)
+    hashes = key_hash_exprs(job.table) if table.primary_key else []
+    codes = {c: _known_codes(*n, lake_types[c].is_numeric())
+             for c, n in job.nomenclatures.items() if c in present}
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
     try:
         with pq.ParquetWriter(parquet_path, schema, compression=COMPRESSION,
                               compression_level=COMPRESSION_LEVEL,
                               dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES) as writer:
-            for block in _blocks(fh, sample, _block_size(sample, job.batch_rows), digest):
-                frame, flags = checked(block, next_line, numbers)
-                n_bad = int(flags.sum())
-                if n_bad and any(frame.schema[c] != pl.String for c in numbers):
-                    # Quarantined rows need the text of every field: read this block as text.
-                    frame, flags = checked(block, next_line, None)
+            for piece in _blocks(fh, sample, _block_size(sample, job.batch_rows), digest):
+                for block, flaw in _split_cut_line(piece):
+                    frame, flags = checked(block, next_line, numbers, flaw)
                     n_bad = int(flags.sum())
-                next_line += frame.height
-                # Only the lake columns are filtered (the text columns are not copied), and not
-                # at all in the usual case of a block without a bad row.
-                good = frame.select(*lake_columns, "__line").cast(lake_types)
-                if n_bad:
-                    good = good.filter(~flags)
-                if good.height:
-                    writer.write_table(good.drop("__line").to_arrow().cast(schema))
-                    loaded.append(good.select(pl.col("__line").alias("line"), *hashes))
-                    stats.add(good)
-                if n_bad:
-                    rows = frame.filter(flags).select(
-                        pl.col("__line").alias("line"), first(0).alias("check"),
-                        first(1).alias("column"), first(2).alias("reason"),
-                        _raw_line(frame, header).alias("raw"))
-                    if quarantine_fh is None:
-                        quarantine_fh = quarantine_path.open("wb")
-                        outcome.quarantine = str(quarantine_path)
-                    rows.write_csv(quarantine_fh, separator=";", include_header=quarantine_fh.tell() == 0)
-                outcome.rows_read += frame.height
-                outcome.rows_loaded += good.height
-                outcome.rows_quarantined += n_bad
+                    if n_bad and any(frame.schema[c] != pl.String for c in numbers):
+                        # Quarantined rows need the text of every field: read this block as text.
+                        frame, flags = checked(block, next_line, None, flaw)
+                        n_bad = int(flags.sum())
+                    next_line += frame.height
+                    # Only the lake columns are filtered (the text columns are not copied), and
+                    # not at all in the usual case of a block without a bad row.
+                    good = frame.select(*lake_columns, "__line").cast(lake_types)
+                    if n_bad:
+                        good = good.filter(~flags)
+                    if good.height:
+                        writer.write_table(good.drop("__line").to_arrow().cast(schema))
+                        if hashes:
+                            loaded.append(good.select(pl.col("__line").alias("line"), *hashes))
+                        stats.add(good)
+                        if codes:
+                            _count_unknown_codes(good, codes, stats)
+                    if n_bad:
+                        rows = frame.filter(flags).select(
+                            pl.col("__line").alias("line"), first(0).alias("check"),
+                            first(1).alias("column"), first(2).alias("reason"),
+                            _raw_line(frame, header).alias("raw"))
+                        if quarantine_fh is None:
+                            quarantine_fh = quarantine_path.open("wb")
+                            outcome.quarantine = str(quarantine_path)
+                        rows.write_csv(quarantine_fh, separator=";",
+                                       include_header=quarantine_fh.tell() == 0)
+                    outcome.rows_read += frame.height
+                    outcome.rows_loaded += good.height
+                    outcome.rows_quarantined += n_bad
                 if progress is not None:
-                    progress(len(block))
+                    progress(len(piece))
     finally:
         if quarantine_fh is not None:
             quarantine_fh.close()
+    if not table.primary_key:
+        outcome.lines = ""  # no key declared: no duplicate to look for
+        return
     lines = pl.concat(loaded) if loaded else pl.DataFrame(schema=LINES_SCHEMA)
     if table.duplicates_only_within_a_file and not _repeats_a_key(lines):
         outcome.lines = ""  # nothing for the pipeline's duplicate check to do: no key file
         return
+    if lines.height <= INLINE_KEY_ROWS:
+        outcome.lines, outcome.key_lines = "", lines
+        return
     lines.write_parquet(lines_path, compression="lz4")
+
+
+@functools.cache
+def _known_codes(name: str, column: str, numeric: bool) -> frozenset:
+    """The codes of a nomenclature as the lake holds them: text, or numbers for a numeric column
+    (``"001"`` and ``"1.00"`` are the number 1). Built once per process."""
+    codes = nomenclature_codes(name, column)
+    if not numeric:
+        return frozenset(codes)
+    numbers = set()
+    for code in codes:
+        try:
+            numbers.add(float(code))
+        except ValueError:
+            continue
+    return frozenset(numbers)
+
+
+def _count_unknown_codes(good: pl.DataFrame, codes: dict[str, frozenset], stats: ColumnStats) -> None:
+    """Add to ``stats.unknown_codes`` the loaded values missing from their column's nomenclature.
+    The distinct values of the block (a few per column) are looked up in a set built once, in
+    one select for every column; rows are counted only for a value that is unknown."""
+    distinct = good.select(pl.col(c).drop_nulls().unique().implode() for c in codes).row(0)
+    for (column, known), values in zip(codes.items(), distinct):
+        numeric = good.schema[column].is_numeric()
+        unknown = [v for v in values if (float(v) if numeric else v) not in known]
+        if unknown:
+            wanted = pl.Series(unknown, dtype=good.schema[column]).implode()
+            stats.unknown_codes[column] = (stats.unknown_codes.get(column, 0)
+                                           + int(good.get_column(column).is_in(wanted).sum()))
+
+
+def _split_cut_line(block: bytes) -> list[tuple[bytes, str | None]]:
+    """``block`` as it is when it ends with a line end (every block but perhaps the file's last);
+    otherwise its whole lines, then its last line flagged :attr:`Check.LAST_LINE_CUT`: a file
+    must end with a line end, or its last value may have been cut by the transfer."""
+    if block.endswith(b"\n"):
+        return [(block, None)]
+    cut = block.rfind(b"\n") + 1
+    pieces = [(block[:cut], None)] if cut else []
+    return pieces + [(block[cut:] + b"\n", Check.LAST_LINE_CUT)]
 
 
 def _repeats_a_key(lines: pl.DataFrame) -> bool:

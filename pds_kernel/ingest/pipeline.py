@@ -11,8 +11,13 @@ The run, in order:
 3. parse (locally or on Dask workers, see :mod:`.executor`): snapshots (referentials) first, then
    the monthly files, checked against the referentials just committed;
 4. commit each parsed file in load order: quarantine duplicate keys, move the staged Parquet and
-   quarantine files into the lake (atomic renames), then record the file in the manifest;
-5. write the quality report and the audit entries.
+   quarantine files into the lake (atomic renames), then record the file in the manifest's
+   journal; the journal is made durable, and the files' audit entries written (one transaction),
+   in batches (:data:`FLUSH_EVERY_FILES` files or :data:`FLUSH_SECONDS`), at once for a snapshot;
+5. write the whole manifest, the quality report and the run's audit entry.
+
+The cost of committing one file does not grow with the lake: an append to the journal and, per
+batch, one fsync and one database transaction (see :mod:`.manifest`).
 
 A kill at any point leaves the lake as the manifest describes it, and the next run finishes the
 job: the result is the same as one clean run.
@@ -38,8 +43,8 @@ import polars as pl
 from ..errors import InvalidTransition, PdsError
 from ..events import AuditEvent, Outcome
 from ..hashing import sha256_file
-from ..lake import QUARANTINE_DIR, partition_dir, table_dir
-from ..snds.tables import TABLES
+from ..lake import QUARANTINE_DIR, partition_dir
+from ..snds.catalogue import ingestible_table, is_ingestible
 from .checks import Check
 from .delivery import DeliveryFile, discover
 from .executor import make_executor
@@ -52,16 +57,17 @@ log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
 LOCK_NAME = ".ingest.lock"
-#: The manifest is saved after every file while it is small, then at least this often (seconds)
-#: so that a run of tens of thousands of files does not rewrite it tens of thousands of times.
-MANIFEST_SAVE_INTERVAL = 2.0
-MANIFEST_SAVE_EVERY_FILE_BELOW = 2000
+#: Committed files are made durable (journal fsync, audit transaction) at least every this many
+#: files or this many seconds: a kill loses at most that much work, which the next run redoes.
+FLUSH_EVERY_FILES = 256
+FLUSH_SECONDS = 1.0
 
 
 class Status:
     LOADED = "loaded"
     SKIPPED = "skipped"
     REFUSED = "refused"
+    EMPTY = "empty"  #: a header and no row: not loaded, its month stays open
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class FileResult:
     rows_read: int
     rows_loaded: int
     rows_quarantined: int
-    status: str  #: loaded | skipped | refused
+    status: str  #: loaded | skipped | refused | empty
     reason: str = ""
 
 
@@ -129,7 +135,7 @@ def recover(lake: Path, manifest: Manifest) -> list[Path]:
     shutil.rmtree(lake / STAGING_DIR, ignore_errors=True)
     referenced = manifest.referenced()
     removed = []
-    candidates = [p for t in TABLES for p in table_dir(lake, t).glob("*/*.parquet")]
+    candidates = [p for p in lake.glob("*/*/*.parquet") if is_ingestible(p.parts[-3])]
     candidates += list((lake / QUARANTINE_DIR).glob("*/*.csv"))
     for path in candidates:
         if path not in referenced:
@@ -165,12 +171,18 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
                         done += 1
                     if done != len(jobs):  # an executor must answer for every job
                         raise PdsError(f"internal error: {len(jobs)} files to parse, {done} parsed")
+                    run.flush()
             manifest.save()
+            run.flush()
             shutil.rmtree(lake / STAGING_DIR / run.run_id, ignore_errors=True)
             result = IngestResult(run.run_id, lake, run.ordered_results())
             result.report_json, result.report_html = write_report(
                 settings.paths.reports, run.run_id, lake, manifest, result)
     except BaseException as exc:
+        try:  # what was committed stays recorded and audited
+            run.flush()
+        except Exception:
+            log.exception("could not record the files committed before the failure")
         runtime.audit.record(AuditEvent(actor=actor, action="ingest.run", target=str(source),
                                         outcome=Outcome.FAILED,
                                         details={"run": run.run_id, "error": str(exc)[:500],
@@ -196,9 +208,11 @@ class _Run:
         self.progress = progress
         self.manifest: Manifest
         self.results: dict[str, FileResult] = {}
-        self.order: list[str] = []
         self.indexes: dict[str, KeyIndex] = {}
-        self.last_save = time.monotonic()
+        self.codes: dict[tuple[str, str], list] = {}  #: referential codes, per run
+        self.events: list[AuditEvent] = []  #: audit entries of files not flushed yet
+        self.unflushed = 0
+        self.last_flush = time.monotonic()
 
     # -- decisions ---------------------------------------------------------------------------
     def triage(self, source: Path) -> list[DeliveryFile]:
@@ -231,7 +245,8 @@ class _Run:
         staging = self.lake / STAGING_DIR / self.run_id
         for f in files:
             references, missing = {}, None
-            for column in TABLES[f.table].columns:
+            table = ingestible_table(f.table)
+            for column in table.columns:
                 if column.references is None:
                     continue
                 ref_table, ref_column = column.references
@@ -239,17 +254,21 @@ class _Run:
                 if not entries:
                     missing = ref_table
                     break
-                codes = pl.scan_parquet([self.lake / e.parquet for e in entries]).select(
-                    pl.col(ref_column).unique()).collect().get_column(ref_column)
-                references[column.name] = codes.drop_nulls().to_list()
+                if column.references not in self.codes:  # referentials are committed first
+                    codes = pl.scan_parquet([self.lake / e.parquet for e in entries]).select(
+                        pl.col(ref_column).unique()).collect().get_column(ref_column)
+                    self.codes[column.references] = codes.drop_nulls().to_list()
+                references[column.name] = self.codes[column.references]
             if missing:
                 self.record(FileResult(
                     f.name, f.table, f.month, sha256_file(f.path), 0, 0, 0, Status.REFUSED,
                     f"referential {missing} is not loaded: deliver {missing}.csv (with this delivery or before)"))
                 continue
+            nomenclatures = {c.name: c.nomenclature for c in table.columns if c.nomenclature is not None}
             jobs.append(ParseJob(source=str(f.path), table=f.table, month=f.month,
                                  staging=str(staging / f.table), encoding=settings.ingest.encoding,
-                                 batch_rows=settings.ingest.batch_rows, references=references))
+                                 batch_rows=settings.ingest.batch_rows, references=references,
+                                 nomenclatures=nomenclatures))
             ready.append(f)
         return jobs, ready
 
@@ -258,6 +277,12 @@ class _Run:
         if outcome.refused:
             self.record(FileResult(f.name, f.table, f.month, outcome.sha256, 0, 0, 0,
                                    Status.REFUSED, outcome.refused))
+            return
+        if outcome.empty:
+            self.record(FileResult(f.name, f.table, f.month, outcome.sha256, 0, 0, 0, Status.EMPTY,
+                                   "empty file: a header and no row; nothing loaded, the "
+                                   + ("month stays open for the complete file" if f.month
+                                      else "loaded referential is kept")))
             return
         self._quarantine_duplicates(f, outcome)
         outcome.check_conservation()
@@ -278,22 +303,37 @@ class _Run:
             parquet=str(target.relative_to(self.lake)),
             quarantine=str(quarantine.relative_to(self.lake)) if outcome.quarantine else None,
             run=self.run_id, replaces=previous.sha256 if previous else None,
-            nulls=outcome.stats.nulls, missing_dates=outcome.stats.missing_dates)
-        self.manifest.entries[f.name] = entry
-        if (len(self.manifest.entries) < MANIFEST_SAVE_EVERY_FILE_BELOW
-                or time.monotonic() - self.last_save >= MANIFEST_SAVE_INTERVAL):
-            self.manifest.save()
-            self.last_save = time.monotonic()
+            nulls=outcome.stats.nulls, missing_dates=outcome.stats.missing_dates,
+            unknown_codes=outcome.stats.unknown_codes)
+        self.manifest.put(entry)
+        self.unflushed += 1
         reason = f"replaces the snapshot with SHA-256 {previous.sha256[:12]}…" if previous else ""
         self.record(FileResult(f.name, f.table, f.month, outcome.sha256, outcome.rows_read,
                                outcome.rows_loaded, outcome.rows_quarantined, Status.LOADED, reason))
+        if (f.is_snapshot or self.unflushed >= FLUSH_EVERY_FILES
+                or time.monotonic() - self.last_flush >= FLUSH_SECONDS):
+            self.flush()  # a snapshot replaced a lake file in place: its record is made durable at once
+
+    def flush(self) -> None:
+        """Make the committed files durable: the manifest's journal (fsync), then their audit
+        entries, in one database transaction."""
+        from ..db import transaction
+
+        self.manifest.flush()
+        if self.events:
+            with transaction(self.runtime.sessions) as session:
+                for event in self.events:
+                    self.runtime.audit.record(event, session=session)
+            self.events.clear()
+        self.unflushed = 0
+        self.last_flush = time.monotonic()
 
     def _index(self, f: DeliveryFile) -> KeyIndex:
         """Keys loaded before ``f`` that it could repeat: those of the earlier months of its table.
         An empty index for a snapshot (it replaces the table) or a table whose key holds the
         month of the file (DCIR: FLX_DIS_DTD; its month is checked, and a month is loaded once):
         then only duplicates within the file are possible, and no index of the table is kept."""
-        if TABLES[f.table].duplicates_only_within_a_file:
+        if ingestible_table(f.table).duplicates_only_within_a_file:
             return KeyIndex(f.table)
         if f.table not in self.indexes:
             index = KeyIndex(f.table)
@@ -303,10 +343,11 @@ class _Run:
         return self.indexes[f.table]
 
     def _quarantine_duplicates(self, f: DeliveryFile, outcome: ParseOutcome) -> None:
-        if not outcome.lines:  # the parser found no repeated key, and no other file can hold one
-            return
+        if not outcome.lines and outcome.key_lines is None:
+            return  # the parser found no repeated key, and no other file can hold one
         index = self._index(f)
-        staged = pl.read_parquet(outcome.lines)  # line, h1, h2 of each loaded row (see parse)
+        # line, h1, h2 of each loaded row (see parse): in memory for a small file
+        staged = outcome.key_lines if outcome.key_lines is not None else pl.read_parquet(outcome.lines)
         hashes, lines = staged.select("h1", "h2"), staged.get_column("line")
         dups = index.find_duplicates(hashes, lines)
         if dups.height:
@@ -319,12 +360,10 @@ class _Run:
     # -- results ------------------------------------------------------------------------------
     def record(self, result: FileResult) -> None:
         self.results[result.name] = result
-        if result.name not in self.order:
-            self.order.append(result.name)
         outcome = Outcome.DENIED if result.status == Status.REFUSED else Outcome.OK
         details = {k: v for k, v in asdict(result).items() if k != "name"}
-        self.runtime.audit.record(AuditEvent(actor=self.actor, action="ingest.file", target=result.name,
-                                             outcome=outcome, details={"run": self.run_id, **details}))
+        self.events.append(AuditEvent(actor=self.actor, action="ingest.file", target=result.name,
+                                      outcome=outcome, details={"run": self.run_id, **details}))
         if self.progress is not None:
             self.progress.done(result)
 
@@ -341,15 +380,21 @@ def _remove_rows(outcome: ParseOutcome, f: DeliveryFile, dups: pl.DataFrame, enc
      .filter(~pl.col("__row").is_in(rows.implode())).drop("__row")
      .sink_parquet(tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL))
     os.replace(tmp, staged)
+    unknown_codes = outcome.stats.unknown_codes if outcome.stats else {}
     outcome.stats = ColumnStats(f.table).add(pl.scan_parquet(staged))
-    lines_path = Path(outcome.lines)
-    lines = pl.read_parquet(lines_path).with_row_index("__row")
-    lines.filter(~pl.col("__row").is_in(rows.implode())).drop("__row").write_parquet(lines_path)
+    outcome.stats.unknown_codes = unknown_codes  # counted before: may include the duplicate rows
+    if outcome.key_lines is not None:
+        outcome.key_lines = (outcome.key_lines.with_row_index("__row")
+                             .filter(~pl.col("__row").is_in(rows.implode())).drop("__row"))
+    else:
+        lines_path = Path(outcome.lines)
+        lines = pl.read_parquet(lines_path).with_row_index("__row")
+        lines.filter(~pl.col("__row").is_in(rows.implode())).drop("__row").write_parquet(lines_path)
     raw = _raw_lines(f.path, set(dups.get_column("line").to_list()), encoding)
     where = (pl.when(pl.col("first_file").is_null()).then(pl.lit("line ") + pl.col("first_line").cast(pl.String))
              .when(pl.col("first_line").is_null()).then(pl.col("first_file"))
              .otherwise(pl.col("first_file") + pl.lit(" line ") + pl.col("first_line").cast(pl.String)))
-    keys = ", ".join(TABLES[f.table].primary_key)
+    keys = ", ".join(ingestible_table(f.table).primary_key)
     new = dups.select(
         pl.col("line"), pl.lit(Check.DUPLICATE).alias("check"), pl.lit("").alias("column"),
         (pl.lit(f"duplicate primary key ({keys}): same key as ") + where).alias("reason"),

@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ..snds.tables import TABLES
+from ..snds.catalogue import ingestible_names, ingestible_table
 from .manifest import Manifest, write_atomic
 from .stats import ColumnStats
 
@@ -81,8 +81,9 @@ def _column_stats(lake: Path, entries: list) -> ColumnStats:
     for e in entries:
         if e.nulls is None or e.missing_dates is None:
             unrecorded.append(lake / e.parquet)
+            total.merge(ColumnStats(e.table, unknown_codes=dict(e.unknown_codes or {})))
             continue
-        total.merge(ColumnStats(e.table, dict(e.nulls), dict(e.missing_dates)))
+        total.merge(ColumnStats(e.table, dict(e.nulls), dict(e.missing_dates), dict(e.unknown_codes or {})))
     if unrecorded:
         total.add(pl.scan_parquet(unrecorded))
     return total
@@ -92,7 +93,8 @@ def build_table_stats(lake: Path, manifest: Manifest) -> dict:
     """Per table: files and row counts from the manifest (rows in the lake from the Parquet
     footers), null rates and missing dates from the figures recorded with each file."""
     stats = {}
-    for name, table in TABLES.items():
+    for name in _loaded_tables(manifest):
+        table = ingestible_table(name)
         entries = manifest.of_table(name)
         if not entries:
             continue
@@ -105,6 +107,9 @@ def build_table_stats(lake: Path, manifest: Manifest) -> dict:
             if c.type == "date":
                 missing = figures.missing_dates[c.name]
                 info.update(missing_dates=missing, missing_date_rate=round(missing / rows, 6) if rows else 0.0)
+            if c.nomenclature is not None:
+                info.update(nomenclature=":".join(c.nomenclature),
+                            unknown_codes=figures.unknown_codes.get(c.name, 0))
             columns[c.name] = info
         stats[name] = {
             "group": table.group, "files": len(entries),
@@ -114,6 +119,32 @@ def build_table_stats(lake: Path, manifest: Manifest) -> dict:
             "rows_in_lake": rows, "columns": columns,
         }
     return stats
+
+
+def _loaded_tables(manifest: Manifest) -> list[str]:
+    """Tables with at least one file in the lake, in load order (profile, then catalogue)."""
+    loaded = {e.table for e in manifest.entries.values()}
+    return [name for name in ingestible_names() if name in loaded]
+
+
+def build_catalogue_links(manifest: Manifest) -> list[Link]:
+    """The foreign keys declared by the published schema between tables both in the lake (those
+    the profile's :data:`LINKS` already check left out)."""
+    loaded = set(_loaded_tables(manifest))
+    known = {(link.child, link.parent) for link in LINKS}
+    links = []
+    for name in _loaded_tables(manifest):
+        table = ingestible_table(name)
+        for columns, parent, parent_columns in table.foreign_keys:
+            if parent not in loaded or (name, parent) in known or parent == name:
+                continue
+            parent_names = set(ingestible_table(parent).column_names)
+            if not set(columns) <= set(table.column_names) or not set(parent_columns) <= parent_names:
+                continue
+            links.append(Link(f"fk_{name}_{parent}", name, columns, parent, parent_columns,
+                              f"{name} rows whose foreign key ({', '.join(columns)}) matches no row of {parent} "
+                              "(foreign key of the published schema)"))
+    return links
 
 
 def build_monthly_volumes(manifest: Manifest) -> dict[str, dict[str, int]]:
@@ -150,12 +181,16 @@ def build_quarantine_summary(lake: Path, manifest: Manifest) -> list[dict]:
 
 def build_integrity(lake: Path, manifest: Manifest) -> list[dict]:
     results = []
-    for link in LINKS:
+    for link in LINKS + tuple(build_catalogue_links(manifest)):
         child, parent = _scan(lake, manifest, link.child), _scan(lake, manifest, link.parent)
         if child is None or parent is None:
             continue
         keys = parent.select([pl.col(p).alias(c) for p, c in zip(link.parent_columns, link.child_columns)]).unique()
-        counts = child.select(link.child_columns).join(keys, on=list(link.child_columns), how="anti", nulls_equal=False)
+        child_keys = child.select(link.child_columns)
+        if keys.collect_schema() != child_keys.collect_schema():  # published types that disagree
+            keys = keys.select(pl.all().cast(pl.String)).unique()
+            child_keys = child_keys.select(pl.all().cast(pl.String))
+        counts = child_keys.join(keys, on=list(link.child_columns), how="anti", nulls_equal=False)
         checked = child.select(pl.len()).collect().item()
         missing = counts.select(pl.len()).collect().item()
         results.append({
@@ -205,7 +240,7 @@ def build_report(run_id: str, lake: Path, manifest: Manifest, result) -> dict:
         "lake": str(lake),
         "run_files": files,
         "run_totals": result.totals(),
-        "run_status": {s: sum(f["status"] == s for f in files) for s in ("loaded", "skipped", "refused")},
+        "run_status": {s: sum(f["status"] == s for f in files) for s in ("loaded", "skipped", "refused", "empty")},
         "tables": build_table_stats(lake, manifest),
         "monthly_volumes": build_monthly_volumes(manifest),
         "quarantine": build_quarantine_summary(lake, manifest),

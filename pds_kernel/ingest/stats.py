@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from ..snds.tables import MISSING_DATE, TABLES
+from ..snds.catalogue import ingestible_table
+from ..snds.tables import MISSING_DATE
 
 
 def _exprs(table: str) -> list[pl.Expr]:
     exprs = []
-    for c in TABLES[table].columns:
+    for c in ingestible_table(table).columns:
         exprs.append(pl.col(c.name).null_count().cast(pl.Int64).alias(f"n:{c.name}"))
         if c.type == "date":
             exprs.append((pl.col(c.name) == MISSING_DATE).sum().cast(pl.Int64).alias(f"m:{c.name}"))
@@ -31,9 +32,11 @@ class ColumnStats:
     table: str
     nulls: dict[str, int] = field(default_factory=dict)
     missing_dates: dict[str, int] = field(default_factory=dict)
+    #: per column with a nomenclature: loaded values its nomenclature does not hold (if any)
+    unknown_codes: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
-        for c in TABLES[self.table].columns:
+        for c in ingestible_table(self.table).columns:
             self.nulls.setdefault(c.name, 0)
             if c.type == "date":
                 self.missing_dates.setdefault(c.name, 0)
@@ -56,3 +59,6 @@ class ColumnStats:
         for name, n in other.missing_dates.items():
             if name in self.missing_dates:
                 self.missing_dates[name] += n
+        for name, n in other.unknown_codes.items():
+            if name in self.nulls:
+                self.unknown_codes[name] = self.unknown_codes.get(name, 0) + n

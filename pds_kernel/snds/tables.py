@@ -46,6 +46,9 @@ class Column:
     values: frozenset | None = None  #: closed value set (a small nomenclature), if any
     pattern: str | None = None  #: regular expression a non-empty value must match
     references: tuple[str, str] | None = None  #: (table, column) the value must exist in
+    #: (nomenclature, code column) of the catalogue the value should exist in; reported in the
+    #: quality report (counts of unknown codes), never a reason to quarantine
+    nomenclature: tuple[str, str] | None = None
 
     def check_pattern(self, value: str) -> bool:
         return self.pattern is None or re.match(self.pattern, value) is not None
@@ -56,15 +59,19 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
-    #: "monthly": one file per month (``NAME_YYYYMM.csv``); "snapshot": one file (``NAME.csv``)
-    #: that replaces the previous version of the table.
-    split: Literal["monthly", "snapshot"] = "monthly"
+    #: "monthly": one file per month (``NAME_YYYYMM.csv``); "yearly": one file per year (the PMSI
+    #: ``T_MCO23B.csv`` for ``T_MCOaaB``); "snapshot": one file (``NAME.csv``) that replaces the
+    #: previous version of the table.
+    split: Literal["monthly", "yearly", "snapshot"] = "monthly"
     #: the date column whose month decides a monthly file (the DCIR flux date, the date of death):
     #: the ingestion quarantines a row whose value falls outside its file's month
     month_from: str | None = None
     #: the identifier columns of a person in this table (pseudonymised in every extract)
     person_keys: tuple[str, ...] = ()
-    group: Literal["DCIR", "PMSI", "REFERENTIAL", "CAUSES_OF_DEATH"] = "DCIR"
+    #: DCIR, PMSI, REFERENTIAL, CAUSES_OF_DEATH for the profile; the SNDS product for the others
+    group: str = "DCIR"
+    #: declared foreign keys: ((columns), table, (columns)), checked in the quality report
+    foreign_keys: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:

@@ -88,7 +88,9 @@ def test_kill_then_rerun_equals_clean_run(crash_delivery, clean, tmp_path, momen
     conditions = {
         "parsing": lambda: any((lake / "_staging").glob("*/*/*.parquet")),
         "committed": lambda: any((lake / "ER_PRS_F").glob("*/*.parquet")),
-        "manifest": lambda: (lake / "_manifest.json").exists(),
+        # files are recorded in the manifest's journal as they are committed (the whole manifest
+        # is written at the end of the run)
+        "manifest": lambda: (lake / "_manifest.journal").exists() or (lake / "_manifest.json").exists(),
     }
     proc = subprocess.Popen(
         [sys.executable, "-c", "from pds_kernel.cli import main; main()", "--config", str(config),

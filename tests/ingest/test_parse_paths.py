@@ -122,16 +122,22 @@ def test_numbers_are_read_typed_only_when_the_text_path_agrees(block, typed):
                         pl.col("b").cast(pl.Float64, strict=False)).equals(as_text)
 
 
-def test_key_file_only_when_the_pipeline_needs_it(tmp_path):
-    """The staged key file (line and key hashes of each loaded row) is written when the file
-    repeats a key, or when its table's keys may repeat another file's (PMSI); its lines are the
-    loaded rows' lines, in order."""
+def _keys(outcome) -> pl.DataFrame:
+    """The key hashes a parse hands to the pipeline: in memory for a small file, else staged."""
+    return outcome.key_lines if outcome.key_lines is not None else pl.read_parquet(outcome.lines)
+
+
+def test_key_file_only_when_the_pipeline_needs_it(tmp_path, monkeypatch):
+    """The key hashes (line and key hashes of each loaded row) are handed over when the file
+    repeats a key, or when its table's keys may repeat another file's (PMSI): in memory for a
+    small file, as a staged file for a large one; their lines are the loaded rows' lines, in
+    order."""
     source, expected = _corrupted_file(tmp_path / "ER_PRS_F_202301.csv")
     lines = source.read_bytes().decode("latin-1").split("\n")
     source.write_bytes("\n".join(lines[:-1] + [lines[1], lines[-1]]).encode("latin-1"))  # line 2 again
     outcome = parse_file(ParseJob(source=str(source), table="ER_PRS_F", month="202301",
                                   staging=str(tmp_path / "dup"), batch_rows=100))
-    keys = pl.read_parquet(outcome.lines)
+    keys = _keys(outcome)
     assert keys.height == outcome.rows_loaded
     assert set(keys["line"]).isdisjoint(expected) and keys["line"].is_sorted()
     assert keys.select(pl.struct("h1", "h2").is_duplicated().sum()).item() == 2
@@ -142,4 +148,11 @@ def test_key_file_only_when_the_pipeline_needs_it(tmp_path):
     pmsi = write_table(tmp_path / "T_MCOaaC_202301.csv", "T_MCOaaC", rows[("T_MCOaaC", "202301")])
     outcome = parse_file(ParseJob(source=str(pmsi), table="T_MCOaaC", month="202301",
                                   staging=str(tmp_path / "pmsi")))
-    assert pl.read_parquet(outcome.lines).height == outcome.rows_loaded > 0
+    assert _keys(outcome).height == outcome.rows_loaded > 0 and outcome.lines == ""  # small: in memory
+
+    import pds_kernel.ingest.parse as parse_mod
+
+    monkeypatch.setattr(parse_mod, "INLINE_KEY_ROWS", 1)
+    outcome = parse_file(ParseJob(source=str(pmsi), table="T_MCOaaC", month="202301",
+                                  staging=str(tmp_path / "pmsi-large")))
+    assert outcome.key_lines is None and pl.read_parquet(outcome.lines).height == outcome.rows_loaded

@@ -77,11 +77,21 @@ def test_non_empty_directory_is_refused_unless_forced(tmp_path, monkeypatch, cap
     assert (out / "IR_BEN_R.csv").is_file()
 
 
-def test_tables_lists_the_profile(monkeypatch, capsys):
+def test_tables_lists_the_profile_and_the_catalogue(monkeypatch, capsys):
+    from pds_kernel.snds.catalogue import entries
+    from pds_kernel.snds.tables import TABLES
+
+    monkeypatch.setenv("COLUMNS", "250")
     code, out, _ = pds(monkeypatch, capsys, "snds", "tables")
     assert code == 0
-    for name in ("IR_BEN_R", "ER_PRS_F", "T_MCOaaC", "KI_CCI_R"):
+    for name in ("IR_BEN_R", "ER_PRS_F", "T_MCOaaC", "KI_CCI_R", "ER_UCD_F", "T_SSRaaB", "BE_IDE_R"):
         assert name in out
+    assert f"{len(set(entries()) | set(TABLES))} tables" in out  # every catalogued table + the profile's
+    assert "T_MCO23B.csv" in out and "ER_UCD_F_202301.csv" in out
+    code, out, _ = pds(monkeypatch, capsys, "snds", "tables", "--product", "PMSI")
+    assert code == 0 and "T_HADaaB" in out and "ER_PRS_F" not in out
+    code, out, _ = pds(monkeypatch, capsys, "snds", "tables", "T_MCOaaB")
+    assert code == 0 and "MS_CIM_V:CIM_COD" in out
     code, out, _ = pds(monkeypatch, capsys, "snds", "tables", "ER_PHA_F")
     assert code == 0 and "PHA_PRS_C13" in out
     code, _, err = pds(monkeypatch, capsys, "snds", "tables", "NOPE")

@@ -1,0 +1,40 @@
+"""Helpers of the intake damage attacks: crafted deliveries built with the ingestion tests' factory
+(``tests/ingest/delivery_factory.py``), and what the lake holds after an ingest."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "ingest"))
+
+from delivery_factory import fresh_runtime, make_rows, write_delivery, write_table
+
+from pds_kernel import lake as lake_mod
+from pds_kernel.ingest import ingest_delivery
+from pds_kernel.ingest.manifest import Manifest
+
+__all__ = ["fresh_runtime", "make_rows", "write_delivery", "write_table", "ingest", "lake_values",
+           "committed"]
+
+
+def ingest(runtime, delivery: Path) -> dict:
+    """Ingest ``delivery``; the result of each file by name."""
+    result = ingest_delivery(runtime, delivery, actor="attacker")
+    for f in result.files:
+        assert f.rows_read == f.rows_loaded + f.rows_quarantined, f
+    return {f.name: f for f in result.files}
+
+
+def lake_values(runtime, table: str, column: str) -> list:
+    """Every value of ``column`` in ``table`` as the lake serves it (empty when not loaded)."""
+    lake = runtime.settings.paths.lake
+    if not Manifest(lake).of_table(table):
+        return []
+    return lake_mod.scan_table(lake, table).select(pl.col(column)).collect().to_series().to_list()
+
+
+def committed(runtime, name: str) -> bool:
+    return Manifest(runtime.settings.paths.lake).get(name) is not None
