@@ -105,11 +105,11 @@ def fit_xgboost(client, train, label: str, *, params: dict | None = None, rounds
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         train = dd.from_pandas(_collect(train).to_pandas(), npartitions=workers)
     features = list(features) if features is not None else feature_columns(train, label)
-    train = train.persist()
+    train = client.persist(train)  # this client's cluster, whether or not it is the default one
     matrix = dxgb.DaskDMatrix(client, train[features].astype("float32"), train[label].astype("int32"))
     out = dxgb.train(client, {**DEFAULT_PARAMS, **(params or {})}, matrix, num_boost_round=rounds,
                      evals=[(matrix, "train")], verbose_eval=False, coll_cfg=collective_config(client))
-    return Fit(out["booster"], features, out.get("history", {}), rows=int(train.shape[0].compute()))
+    return Fit(out["booster"], features, out.get("history", {}), rows=int(client.compute(train.shape[0]).result()))
 
 
 def fit_xgboost_local(train, label: str, *, params: dict | None = None, rounds: int = 100,
@@ -136,7 +136,8 @@ def predict(client, booster, frame, features: Sequence[str]) -> np.ndarray:
     if _is_dask(frame):
         from xgboost import dask as dxgb
 
-        return np.asarray(dxgb.predict(client, booster, frame[list(features)].astype("float32")).compute())
+        prediction = dxgb.predict(client, booster, frame[list(features)].astype("float32"))
+        return np.asarray(client.compute(prediction).result())
     import xgboost as xgb
 
     data = _collect(frame).select(list(features)).to_numpy().astype(np.float32)
