@@ -85,6 +85,7 @@ image-requirements: $(UV)
 	$(EXPORT) --extra postgres --extra sdc --extra hub -o images/requirements-hub.txt
 	$(EXPORT) --extra postgres --extra sdc --extra notebook -o images/requirements-notebook.txt
 	$(EXPORT) --only-group gateway-image -o images/requirements-gateway.txt
+	$(EXPORT) --only-group gpu-image -o images/requirements-gpu.txt
 
 clean:
 	rm -rf var bench/out .pytest_cache

@@ -73,7 +73,7 @@ DEMO_USERS: tuple[tuple[str, str, bool, dict[str, str]], ...] = (
 DEMO_PROJECTS: dict[str, tuple[str, str, str]] = {
     "diabetes-t2": (
         "Type 2 diabetes: antidiabetic drug use",
-        "Describe treatment pathways of people dispensed an antidiabetic drug (ATC A10).",
+        "Describe treatment pathways and hospital outcomes of people dispensed an antidiabetic drug (ATC A10).",
         """\
 include:
   - drug: {atc: [A10]}
@@ -82,6 +82,8 @@ tables:
   ER_PRS_F: [EXE_SOI_DTD, PRS_NAT_REF, PRS_PAI_MNT]
   ER_PHA_F: all
   IR_PHA_R: all
+  T_MCOaaB: [ETA_NUM, RSA_NUM, DGN_PAL, GRG_GHM]
+  T_MCOaaC: [ETA_NUM, RSA_NUM, EXE_SOI_DTD, EXE_SOI_DTF]
   KI_CCI_R: [BEN_DCD_DTE, DCD_CIM_COD]
 generalise: {birth_date: year, commune: departement}
 quasi_identifiers: [BEN_NAI_ANN, BEN_SEX_COD, BEN_RES_DPT]

@@ -271,3 +271,13 @@ def _request_export_magic(line: str):
 def load_ipython_extension(ipython) -> None:
     """``%load_ext pds_kernel.workspace`` adds the ``%request_export`` line magic."""
     ipython.register_magic_function(_request_export_magic, magic_kind="line", magic_name="request_export")
+
+
+def person_features(window, *, dask: bool = False, **options):
+    """One row per cohort member with age, sex, claims, drugs by ATC class and stays by ICD-10
+    chapter over ``window`` (a :class:`pds_kernel.features.Window`), as a polars LazyFrame or, with
+    ``dask=True``, a Dask DataFrame computed on :func:`dask_client`'s cluster. See
+    :func:`pds_kernel.features.person_table` for ``options``."""
+    from .features import person_table
+
+    return person_table(dask_dataframe if dask else open_table, window, **options)

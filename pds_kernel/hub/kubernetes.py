@@ -158,7 +158,7 @@ def make_profile_list(context: HubContext, k8s: K8sConfig) -> Callable:
                            f"Dask workers{', GPU' if p.gpu and k8s.gpu.enabled else ''}",
             "default": i == 0,
             "kubespawner_override": {
-                "image": k8s.notebook_image_for(p.id),
+                "image": k8s.notebook_image_for(p.id, gpu=bool(p.gpu and k8s.gpu.enabled)),
                 "cpu_limit": float(p.cpu_limit), "cpu_guarantee": float(p.cpu_limit),
                 "mem_limit": f"{p.mem_limit_mb}M", "mem_guarantee": f"{p.mem_limit_mb}M",
             },

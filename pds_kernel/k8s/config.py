@@ -48,6 +48,9 @@ class Gpu:
     tolerations: tuple[Mapping[str, Any], ...] = (
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
     )
+    #: notebook and worker image of projects granted a GPU ("" = the default images); a project's own
+    #: image wins (images/notebook-gpu: CUDA PyTorch and XGBoost)
+    image: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,14 @@ class K8sConfig:
     services: Services = field(default_factory=Services)
     gpu: Gpu = field(default_factory=Gpu)
 
-    def notebook_image_for(self, project: str) -> str:
-        return self.project_images.get(project, self.notebook_image)
+    def notebook_image_for(self, project: str, gpu: bool = False) -> str:
+        """The project's own image, else the GPU image when a GPU is granted, else the default."""
+        return self.project_images.get(project) or (gpu and self.gpu.image) or self.notebook_image
 
-    def worker_image_for(self, project: str) -> str:
-        """Workers run the project's notebook environment when the project pins an image."""
-        return self.project_images.get(project, self.worker_image)
+    def worker_image_for(self, project: str, gpu: bool = False) -> str:
+        """Workers run the project's notebook environment when the project pins an image, the GPU
+        image (notebook and worker in one) when a GPU is granted."""
+        return self.project_images.get(project) or (gpu and self.gpu.image) or self.worker_image
 
 
 def _keys(where: str, data: Any, allowed: set[str]) -> Mapping[str, Any]:
@@ -137,7 +142,8 @@ def parse_k8s_config(data: Any, origin: str = "k8s config") -> K8sConfig:
         if not isinstance(name, str) or not SERVICE_NAME.match(name):
             raise InvalidInput(f"{origin}.services.{key}: {name!r} is not a Service name")
     values["services"] = Services(**services)
-    gpu = _keys(f"{origin}.gpu", data.get("gpu") or {}, {"enabled", "resource", "node_selector", "tolerations"})
+    gpu = _keys(f"{origin}.gpu", data.get("gpu") or {}, {"enabled", "resource", "node_selector", "tolerations",
+                                                                  "image"})
     gpu_values: dict[str, Any] = {}
     if "enabled" in gpu:
         gpu_values["enabled"] = bool(gpu["enabled"])
@@ -154,6 +160,10 @@ def parse_k8s_config(data: Any, origin: str = "k8s config") -> K8sConfig:
         if not isinstance(gpu["tolerations"], list):
             raise InvalidInput(f"{origin}.gpu.tolerations: expected a list")
         gpu_values["tolerations"] = tuple(dict(t) for t in gpu["tolerations"])
+    if "image" in gpu:
+        if not isinstance(gpu["image"], str):
+            raise InvalidInput(f"{origin}.gpu.image: expected an image reference such as registry/pds/notebook-gpu:1")
+        gpu_values["image"] = gpu["image"]
     values["gpu"] = Gpu(**gpu_values)
     return K8sConfig(**values)
 

@@ -205,7 +205,7 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
         raise InvalidInput("the workspace pod has no notebook container")
     gpu = gpu_granted(spec, cfg)
 
-    notebook["image"] = cfg.notebook_image_for(spec.project)
+    notebook["image"] = cfg.notebook_image_for(spec.project, gpu=gpu)
     notebook["command"] = list(NOTEBOOK_COMMAND)
     notebook["args"] = []
     notebook["imagePullPolicy"] = cfg.pull_policy
@@ -275,7 +275,7 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cp
     scheduler_container = {"securityContext": copy.deepcopy(csc), "volumeMounts": [scratch_mount()]}
     mem_bytes = int(spec.mem_limit_mb) * 2**20
     return {
-        "image": cfg.worker_image_for(spec.project),
+        "image": cfg.worker_image_for(spec.project, gpu=gpu),
         "image_pull_policy": cfg.pull_policy,
         "worker_cores": float(spec.cpu_limit),
         "worker_cores_limit": float(spec.cpu_limit),

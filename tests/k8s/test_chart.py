@@ -171,6 +171,9 @@ def test_config_map_feeds_registry_and_k8s_config(rendered):
     assert k8s.namespace == "pds" and k8s.dns is False
     default = next(d for d in rendered["default"] if d["kind"] == "ConfigMap")
     assert parse_k8s_config(json.loads(default["data"]["k8s.json"])).gpu.enabled is False
+    # images/notebook-gpu for projects granted a GPU (the example's GPU project pins its own image)
+    assert k8s.gpu.image == parse_k8s_config(json.loads(default["data"]["k8s.json"])).gpu.image \
+        == "registry.example.org/pds/notebook-gpu:0.1.0"
 
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))

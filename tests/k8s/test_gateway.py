@@ -176,3 +176,17 @@ def test_registry_and_hub_group_must_agree(runtime, registry):
         options.handler(FrozenAttrDict({"project": "beta-study"}), alice)
     denied = [e for e in AuditTrail(runtime.sessions).entries() if e.outcome == "denied"]
     assert any(e.action == "dask.cluster.authorise" and e.project == "beta-study" for e in denied)
+
+
+def test_gpu_projects_workers_run_the_gpu_image(runtime, registry):
+    """The workers of a project granted a GPU run workspace.gpu.image, unless the project has its own."""
+    gpu_image = "registry.example.org/pds/notebook-gpu:0.1.0"
+    beta = User("alice/beta-study", groups=["alpha-study", "beta-study"])
+    alpha = User("alice/alpha-study", groups=["alpha-study", "beta-study"])
+    k8s = K8sConfig(gpu=Gpu(enabled=True, image=gpu_image))
+    assert options_for(runtime, beta, {"project": "beta-study"}, k8s)[1]["image"] == gpu_image
+    assert options_for(runtime, alpha, {"project": "alpha-study"}, k8s)[1]["image"] == K8sConfig().worker_image
+    off = K8sConfig(gpu=Gpu(enabled=False, image=gpu_image))
+    assert options_for(runtime, beta, {"project": "beta-study"}, off)[1]["image"] == K8sConfig().worker_image
+    own = K8sConfig(gpu=Gpu(enabled=True, image=gpu_image), project_images={"beta-study": "r/pds/own:1"})
+    assert options_for(runtime, beta, {"project": "beta-study"}, own)[1]["image"] == "r/pds/own:1"

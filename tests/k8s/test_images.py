@@ -22,6 +22,7 @@ EXPORTS = {
     "hub": ["--extra", "postgres", "--extra", "sdc", "--extra", "hub"],
     "notebook": ["--extra", "postgres", "--extra", "sdc", "--extra", "notebook"],
     "gateway": ["--only-group", "gateway-image"],
+    "gpu": ["--only-group", "gpu-image"],
 }
 
 
@@ -99,7 +100,7 @@ def test_hub_and_gateway_match_the_chart():
     assert requirements("notebook")["dask-gateway"] == deps["dask-gateway"]
 
 
-@pytest.mark.parametrize("image", ["hub", "notebook", "dask-worker", "gateway"])
+@pytest.mark.parametrize("image", ["hub", "notebook", "dask-worker", "gateway", "notebook-gpu"])
 def test_dockerfiles_pin_bases_and_drop_root(image):
     text = (IMAGES / image / "Dockerfile").read_text()
     bases = re.findall(r"^FROM\s+(\S+)", text, re.M)
@@ -119,3 +120,23 @@ def test_gateway_handler_needs_no_hub_or_data_libraries():
     code = ("import sys, pds_kernel.k8s.gateway; bad = {'jupyterhub', 'polars', 'kubespawner', 'pyarrow'}"
             " & set(m.split('.')[0] for m in sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _names(name: str) -> set[str]:
+    text = (IMAGES / f"requirements-{name}.txt").read_text()
+    return {canonicalize_name(m) for m in re.findall(r"^([A-Za-z0-9_.-]+)==", text, re.M)}
+
+
+def test_cuda_only_in_the_gpu_image():
+    """The notebook/worker environment (and so .venv and every sandbox) has no CUDA library and no
+    torch; the GPU image adds torch and XGBoost's CUDA build, and installs xgboost in place of
+    xgboost-cpu (both provide the ``xgboost`` module)."""
+    notebook, gpu = _names("notebook"), _names("gpu")
+    cuda = {n for n in notebook if n.startswith(("nvidia-", "cuda-")) or n in {"torch", "triton", "xgboost"}}
+    assert not cuda, cuda
+    assert {"xgboost-cpu", "scikit-learn", "lightgbm", "skops"} <= notebook
+    assert {"torch", "xgboost", "nvidia-nccl-cu12"} <= gpu and "xgboost-cpu" not in gpu
+    dockerfile = (IMAGES / "notebook-gpu" / "Dockerfile").read_text()
+    steps = [dockerfile.index(s) for s in ("-r /tmp/req/requirements-notebook.txt", "pip uninstall -y xgboost-cpu",
+                                           "-r /tmp/req/requirements-gpu.txt")]
+    assert steps == sorted(steps) and dockerfile.count("--require-hashes") == 2

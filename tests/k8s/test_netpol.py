@@ -201,7 +201,8 @@ OUTSIDE = {
 }
 #: every destination is probed on all of these
 PROBES = [(22, "TCP"), (53, "UDP"), (53, "TCP"), (443, "TCP"), (5432, "TCP"), (8000, "TCP"), (8080, "TCP"),
-          (8081, "TCP"), (8786, "TCP"), (8787, "TCP"), (8788, "TCP"), (8888, "TCP"), (40000, "TCP")]
+          (8081, "TCP"), (8786, "TCP"), (8787, "TCP"), (8788, "TCP"), (8789, "TCP"), (8888, "TCP"),
+          (40000, "TCP")]
 ANY = frozenset(PROBES)
 DNS = frozenset({(53, "UDP"), (53, "TCP")})
 
@@ -219,7 +220,7 @@ def expected_matrix(database: bool) -> dict[tuple[str, str], frozenset]:
             (ws, "hub"): tcp(8081), (ws, "gateway-proxy"): tcp(8000, 8786), (ws, "airlock"): tcp(8080),
             (ws, sched): tcp(8786, 8787),
             (sched, w1): ANY, (sched, w2): ANY, (w1, w2): ANY, (w2, w1): ANY,
-            (w1, sched): tcp(8786), (w2, sched): tcp(8786),
+            (w1, sched): tcp(8786, 8789), (w2, sched): tcp(8786, 8789),  # 8789: XGBoost's tracker
             (sched, "gateway-api"): tcp(8000), (sched, "dns"): DNS, (w1, "dns"): DNS, (w2, "dns"): DNS,
             ("hub", ws): tcp(8888), ("proxy", ws): tcp(8888),
             ("gateway-proxy", sched): tcp(8786, 8787), ("gateway-api", sched): tcp(8788),

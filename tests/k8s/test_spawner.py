@@ -208,3 +208,16 @@ async def test_chart_roles_are_kept_but_may_not_replace_ours(settings, runtime, 
     for name in ("user", "admin", ADMIN_ROLE):
         with pytest.raises(InvalidInput, match=name):
             hub_config(settings, load_roles=[{"name": name, "scopes": ["admin:users"]}])
+
+
+async def test_gpu_projects_get_the_gpu_image(settings, runtime, registry, kubeconfig):
+    """workspace.gpu.image (images/notebook-gpu) for a project granted a GPU, only when GPUs are on."""
+    gpu_image = "registry.example.org/pds/notebook-gpu:0.1.0"
+    k8s = K8sConfig(gpu=Gpu(enabled=True, image=gpu_image))
+    beta = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study", "beta-study"], "beta-study", k8s=k8s))
+    assert beta["spec"]["containers"][0]["image"] == gpu_image
+    alpha = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study", "beta-study"], "alpha-study", k8s=k8s))
+    assert alpha["spec"]["containers"][0]["image"] == K8sConfig().notebook_image  # no GPU granted
+    off = K8sConfig(gpu=Gpu(enabled=False, image=gpu_image))
+    beta_off = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study", "beta-study"], "beta-study", k8s=off))
+    assert beta_off["spec"]["containers"][0]["image"] == K8sConfig().notebook_image
