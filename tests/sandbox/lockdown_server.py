@@ -27,6 +27,7 @@ from pathlib import Path
 from pds_kernel.db import make_engine, session_factory
 from pds_kernel.sandbox.budget import API_PATH
 from pds_kernel.sandbox.notebook_server import server_command
+from pds_kernel.schema import check_schema
 from pds_kernel.served_bytes import ServedBytesLedger
 
 BASE_URL = "/user/alice/proj-a/"
@@ -42,7 +43,9 @@ class LedgerHost:
     """``ServedBytesLedger`` over HTTP at ``/hub/api/pds/served-bytes/<user>/<server>``."""
 
     def __init__(self, path: Path, capacity: int, token: str):
-        self.ledger = ServedBytesLedger(session_factory(make_engine(f"sqlite:///{path}")), capacity=capacity)
+        engine = make_engine(f"sqlite:///{path}")
+        check_schema(engine)  # a new database: the platform's schema, as the hub's runtime creates it
+        self.ledger = ServedBytesLedger(session_factory(engine), capacity=capacity)
         self.token = token
         self.requests = 0
         host = self
