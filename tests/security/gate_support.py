@@ -32,12 +32,14 @@ from pds_kernel.airlock.web import make_app, server_options
 from pds_kernel.registry import Registry, Role
 
 PREFIX = "/services/airlock/"
-#: A table with markers no page or answer to the author may carry: a label, a small cell (7), a
-#: NIR-like identifier and a column name, all from "the data".
+#: A table with markers no page or answer to the author may carry: a label, a small cell (7) and a
+#: column name, all from "the data". (A NIR-like identifier makes the pre-gates refuse the file at
+#: submission, so it has its own table: :data:`NIR_TABLE`.)
 SECRET_LABEL = "ZZQSECRETLABEL"
 SECRET_COLUMN = "ZZQSECRETCOLUMN"
 NIR_LIKE = "1 84 12 75 123 456 78"
-SECRET_TABLE = (f"group,{SECRET_COLUMN}\n{SECRET_LABEL},7\nB,120\n{NIR_LIKE},130\n").encode()
+SECRET_TABLE = (f"group,{SECRET_COLUMN}\n{SECRET_LABEL},7\nB,120\nC,130\n").encode()
+NIR_TABLE = (f"group,{SECRET_COLUMN}\n{SECRET_LABEL},70\nB,120\n{NIR_LIKE},130\n").encode()
 SECRET_MARKERS = (SECRET_LABEL, SECRET_COLUMN, "84 12 75", "7 is below", "ZZQ")
 
 
