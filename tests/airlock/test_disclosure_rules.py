@@ -324,7 +324,9 @@ def test_parquet_person_table_passes_through_the_service(service):
     frame.to_parquet(buffer, index=False)
     view = service.create("alice", PROJECT, files(("t.parquet", buffer.getvalue())), "why",
                           {"tables": {"t.parquet": {"counts": ["persons"]}}})
-    assert view.files[0].check_status == "pass" and view.files[0].check["verdict"] == "pass"
+    assert view.files[0].check_status == "pass"
+    checked = service.get_request("olga", view.id)  # the author's view of a check is redacted
+    assert checked.files[0].check["verdict"] == "pass"
 
 
 def test_resubmitted_sdc_table_carries_its_new_declaration(service, tmp_path, claims):
