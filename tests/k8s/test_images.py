@@ -18,12 +18,20 @@ from .conftest import CHART, REPO
 IMAGES = REPO / "images"
 UV = REPO / ".tools" / "uv" / "bin" / "uv"
 # The export command of each generated file (the Makefile's image-requirements target).
-EXPORTS = {
-    "hub": ["--extra", "postgres", "--extra", "sdc", "--extra", "hub"],
-    "notebook": ["--extra", "postgres", "--extra", "sdc", "--extra", "notebook"],
-    "gateway": ["--only-group", "gateway-image"],
-    "gpu": ["--only-group", "gpu-image"],
-}
+def makefile_exports() -> dict[str, list[str]]:
+    """The export arguments of each image file, read from the Makefile's ``image-requirements``
+    recipe (``$(EXPORT) ARGS... -o images/requirements-NAME.txt``): one list, in the Makefile."""
+    recipe = (REPO / "Makefile").read_text().split("\nimage-requirements:", 1)[1].split("\n\n", 1)[0]
+    exports = {}
+    for line in recipe.splitlines()[1:]:
+        words = line.split()
+        assert words[0] == "$(EXPORT)" and words[-2] == "-o", line
+        name = words[-1].removeprefix("images/requirements-").removesuffix(".txt")
+        exports[name] = words[1:-2]
+    return exports
+
+
+EXPORTS = makefile_exports()
 
 
 def requirements(name: str) -> dict[str, str]:
