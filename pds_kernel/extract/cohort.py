@@ -61,22 +61,37 @@ def _persons(lf: pl.LazyFrame, column: str = PERSON) -> pl.LazyFrame:
 
 
 # ---- criteria (steps) -------------------------------------------------------------------------
-def drug_users(frames: LakeFrames, atc: tuple[str, ...], start: date, end: date) -> pl.LazyFrame:
-    """Persons with a dispensation of a drug whose ATC code starts with one of ``atc``.
-    Partitioned: joins ER_PRS_F and ER_PHA_F on the 9 DCIR keys only.
+def _claims_of_lines(frames: LakeFrames, lines: pl.DataFrame, start: date, end: date) -> pl.LazyFrame:
+    """Persons of the care lines (ER_PRS_F, information lines dropped, care in [start, end]) that
+    own one of ``lines`` (detail rows reduced to the 9 DCIR keys).
 
-    Speed: the pharmacy lines of those drugs are few (ER_PHA_F filtered by the CIP13 codes of the
-    referential), so they are collected first; their claim numbers then filter ER_PRS_F inside the
-    Parquet scan, and only the claims that pass are joined on the 9 keys. The number filter is a
-    necessary condition of the join, so the result is the same as the plain 9-key semi-join."""
-    codes = frames.scan("IR_PHA_R").filter(_starts_with_any("PHA_ATC_C07", atc)).select(
-        pl.col("PHA_CIP_C13").alias("PHA_PRS_C13"))
-    lines = (frames.scan("ER_PHA_F").join(codes, on="PHA_PRS_C13", how="semi")
-             .select(DCIR_KEYS).unique().collect())
+    Speed: detail lines of a few codes are few, so they are collected first; their claim numbers
+    then filter ER_PRS_F inside the Parquet scan, and only the claims that pass are joined on the 9
+    keys. The number filter is a necessary condition of the join, so the result is the same as the
+    plain 9-key semi-join."""
     numbers = lines.get_column("DCT_ORD_NUM").drop_nulls().unique()
     return _persons(claims(frames, start, end)
                     .filter(pl.col("DCT_ORD_NUM").is_in(numbers.implode()))
                     .join(lines.lazy(), on=list(DCIR_KEYS), how="semi"))
+
+
+def drug_users(frames: LakeFrames, atc: tuple[str, ...], start: date, end: date) -> pl.LazyFrame:
+    """Persons with a dispensation of a drug whose ATC code starts with one of ``atc``.
+    Partitioned: joins ER_PRS_F and ER_PHA_F on the 9 DCIR keys only."""
+    codes = frames.scan("IR_PHA_R").filter(_starts_with_any("PHA_ATC_C07", atc)).select(
+        pl.col("PHA_CIP_C13").alias("PHA_PRS_C13"))
+    lines = (frames.scan("ER_PHA_F").join(codes, on="PHA_PRS_C13", how="semi")
+             .select(DCIR_KEYS).unique().collect())
+    return _claims_of_lines(frames, lines, start, end)
+
+
+def lab_tested(frames: LakeFrames, nabm: tuple[str, ...], start: date, end: date) -> pl.LazyFrame:
+    """Persons with a laboratory test (ER_BIO_F) of one of the NABM codes ``nabm``, reimbursed on a
+    care line of [start, end]. Partitioned: joins ER_PRS_F and ER_BIO_F on the 9 DCIR keys only."""
+    wanted = [int(code) for code in nabm]
+    lines = (frames.scan("ER_BIO_F").filter(pl.col("BIO_PRS_IDE").is_in(wanted))
+             .select(DCIR_KEYS).unique().collect())
+    return _claims_of_lines(frames, lines, start, end)
 
 
 def diagnosed(frames: LakeFrames, icd10: tuple[str, ...], where: tuple[str, ...],
@@ -135,6 +150,8 @@ def criterion_persons(backend: Backend, criterion: Criterion, spec: ExtractSpec)
     kind = criterion.kind
     if kind == "drug":
         df = backend.run(drug_users, criterion.codes, start, end, partitioned=True)
+    elif kind == "biology":
+        df = backend.run(lab_tested, criterion.codes, start, end, partitioned=True)
     elif kind == "diagnosis":
         df = backend.run(diagnosed, criterion.codes, criterion.where, start, end)
     elif kind == "long_term_illness":

@@ -6,6 +6,7 @@ years: [2022, 2023]                # the years the project may see (consecutive)
 period: {from: 2022-03-01, to: 2023-12-31}   # optional: narrows the years
 include:                           # every criterion must hold (AND)
   - drug: {atc: [A10]}             # ATC prefixes, ER_PRS_F ⨝ ER_PHA_F ⨝ IR_PHA_R
+  - biology: {nabm: [1577]}        # NABM codes of a lab test, ER_PRS_F ⨝ ER_BIO_F
   - age: {min: 18, max: 85, at: 2022-01-01}
 exclude:                           # any criterion excludes (OR)
   - long_term_illness: {icd10: [E10]}
@@ -65,7 +66,8 @@ ICD10_PREFIX = re.compile(r"^[A-Z]([0-9]([0-9][0-9A-Z+]{0,3})?)?$")
 SUBJECT_COLUMN = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
 DIAGNOSIS_PLACES = ("principal", "related", "secondary")
 LINKAGE_SOURCES = ("BEN_NIR_PSA", "BEN_IDT_ANO", "BEN_NIR_ANO")
-CRITERIA = ("drug", "diagnosis", "long_term_illness", "age", "sex", "care")
+NABM_CODE = re.compile(r"^[0-9]{1,4}$")
+CRITERIA = ("drug", "biology", "diagnosis", "long_term_illness", "age", "sex", "care")
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class Criterion:
     """One inclusion or exclusion criterion; only the fields of its ``kind`` are set."""
 
     kind: str
-    codes: tuple[str, ...] = ()  #: ATC or ICD-10 prefixes
+    codes: tuple[str, ...] = ()  #: ATC or ICD-10 prefixes; NABM codes (exact, without leading zeros)
     where: tuple[str, ...] = ()  #: diagnosis places: principal, related, secondary
     min_age: int | None = None
     max_age: int | None = None
@@ -86,6 +88,7 @@ class Criterion:
         """Lake tables this criterion reads."""
         return {
             "drug": ("ER_PRS_F", "ER_PHA_F", "IR_PHA_R"),
+            "biology": ("ER_PRS_F", "ER_BIO_F"),
             "diagnosis": ("T_MCOaaB", "T_MCOaaC") + (("T_MCOaaD",) if "secondary" in self.where else ()),
             "long_term_illness": ("IR_IMB_R",),
             "age": ("IR_BEN_R",),
@@ -184,6 +187,18 @@ def _codes(where: str, value: Any, pattern: re.Pattern, what: str) -> tuple[str,
 
 _ATC_WHAT = "an ATC code prefix (e.g. A, A10, A10B, A10BA02)"
 _ICD_WHAT = "an ICD-10 code prefix (e.g. I, I2, I21, I210)"
+_NABM_WHAT = "a NABM code of a laboratory test (1 to 4 digits, e.g. 1577 or \"0552\")"
+
+
+def _nabm_codes(where: str, value: Any) -> tuple[str, ...]:
+    """NABM codes as written in ER_BIO_F's integer ``BIO_PRS_IDE``: digits, leading zeros dropped."""
+    codes = []
+    for i, code in enumerate(_list(where, value)):
+        text = str(code) if isinstance(code, int) and not isinstance(code, bool) else code
+        if not isinstance(text, str) or not NABM_CODE.match(text):
+            raise InvalidInput(f"{where}[{i}]: {code!r} is not {_NABM_WHAT}")
+        codes.append(str(int(text)))
+    return tuple(dict.fromkeys(codes))
 
 
 def _criterion(where: str, raw: Any) -> Criterion:
@@ -195,6 +210,9 @@ def _criterion(where: str, raw: Any) -> Criterion:
     if kind == "drug":
         body = check_mapping(where, body, ("atc",), ("atc",))
         return Criterion("drug", codes=_codes(f"{where}.atc", body["atc"], ATC_PREFIX, _ATC_WHAT))
+    if kind == "biology":
+        body = check_mapping(where, body, ("nabm",), ("nabm",))
+        return Criterion("biology", codes=_nabm_codes(f"{where}.nabm", body["nabm"]))
     if kind == "diagnosis":
         body = check_mapping(where, body, ("icd10", "where"), ("icd10",))
         places = tuple(_list(f"{where}.where", body.get("where", list(DIAGNOSIS_PLACES))))

@@ -20,6 +20,8 @@ DRUGS = {  # CIP13 -> ATC7
     3400930000044: "N02BE01", 3400930000055: "A10BD07",
 }
 DIAGNOSES = ["I210", "I214", "I251", "E119", "J189", "K359", "I10", "E110"]
+#: NABM codes of laboratory tests: HbA1c (1577), creatinine (592), lipid panel (996), TSH (1208)
+LAB_TESTS = [1577, 592, 996, 1208]
 
 
 @dataclass
@@ -39,6 +41,7 @@ def _month(d: date) -> str:
 def generate_rows(persons: int = 60, seed: int = 7) -> dict[str, list[dict]]:
     """Deterministic small SNDS-like rows, with every corner the filters care about."""
     rng = random.Random(seed)
+    lab_rng = random.Random(seed + 1)  # its own stream: the other tables' rows stay as they were
     rows: dict[str, list[dict]] = {name: [] for name in TABLES}
     for cip, atc in DRUGS.items():
         rows["IR_PHA_R"].append(dict(PHA_CIP_C13=cip, PHA_PRS_IDE=cip % 10_000_000, PHA_MED_NOM=f"DRUG {atc}",
@@ -70,6 +73,9 @@ def generate_rows(persons: int = 60, seed: int = 7) -> dict[str, list[dict]]:
             for order in range(rng.randint(0, 2)):
                 rows["ER_PHA_F"].append(dict(**keys, PHA_PRS_C13=rng.choice(list(DRUGS)), PHA_ACT_QSN=1,
                                              PHA_ACT_PRU=3.5, PHA_ORD_NUM=order + 1))
+            for order in range(lab_rng.choice([0, 0, 1, 2])):
+                rows["ER_BIO_F"].append(dict(**keys, BIO_PRS_IDE=lab_rng.choice(LAB_TESTS), BIO_ACT_QSN=1,
+                                             BIO_ORD_NUM=order + 1))
         for s in range(rng.randint(0, 2)):
             start = date(rng.choice(YEARS), rng.randint(1, 12), rng.randint(1, 20))
             end = start + timedelta(days=rng.randint(0, 7))

@@ -35,6 +35,9 @@ def brute(rows, c, start, end) -> set[str]:
         lines = {tuple(r[k] for k in DCIR_KEYS) for r in rows["ER_PHA_F"]
                  if any(atc[r["PHA_PRS_C13"]].startswith(p) for p in c["codes"])}
         return {r["BEN_NIR_PSA"] for r in claims(rows, start, end) if tuple(r[k] for k in DCIR_KEYS) in lines}
+    if c["kind"] == "biology":
+        lines = {tuple(r[k] for k in DCIR_KEYS) for r in rows["ER_BIO_F"] if r["BIO_PRS_IDE"] in c["nabm"]}
+        return {r["BEN_NIR_PSA"] for r in claims(rows, start, end) if tuple(r[k] for k in DCIR_KEYS) in lines}
     if c["kind"] == "diagnosis":
         keys = set()
         for r in rows["T_MCOaaB"]:
@@ -103,6 +106,12 @@ CASES = {
         "include: [{drug: {atc: [A10]}}]\nexclude: [{care: {from: 2023-01-01, to: 2023-06-30}}]\n",
         [dict(kind="drug", codes=["A10"])],
         [dict(kind="care", **{"from": date(2023, 1, 1), "to": date(2023, 6, 30)})]),
+    "HbA1c tested diabetes drug users": (
+        "include: [{drug: {atc: [A10]}}, {biology: {nabm: [1577]}}]\n",
+        [dict(kind="drug", codes=["A10"]), dict(kind="biology", nabm=[1577])], []),
+    "a creatinine or TSH test, none of HbA1c (codes as text, leading zero)": (
+        "include: [{biology: {nabm: [\"0592\", 1208]}}]\nexclude: [{biology: {nabm: [1577]}}]\n",
+        [dict(kind="biology", nabm=[592, 1208])], [dict(kind="biology", nabm=[1577])]),
     "age 50-70 at the period start (default date), women": (
         "include: [{age: {min: 50, max: 70}}, {sex: [2]}]\n",
         [dict(kind="age", min=50, max=70, at=date(2022, 1, 1)), dict(kind="sex", sexes=[2])], []),
