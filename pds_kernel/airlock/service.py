@@ -36,6 +36,7 @@ from ..audit import AuditEvent, Outcome
 from ..db import transaction
 from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PdsError, PermissionDenied
 from ..hashing import sha256_file
+from ..modelcheck.checker import ModelChecker
 from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions
@@ -312,9 +313,13 @@ class AirlockService:
             raise
         return staged
 
-    def _gate(self, project: str, thresholds: Thresholds, request_id: str) -> ProjectGate:
-        """The project's PERSON_IDs and released tables (reads the database: outside a transaction)."""
-        return project_gate(self.settings, self._sessions, self.limits, project, thresholds, request_id)
+    def _gate(self, project: str, thresholds: Thresholds, request_id: str, author: str) -> ProjectGate:
+        """The project's PERSON_IDs and released tables, and the model checker of ``author``'s
+        request (reads the database: outside a transaction)."""
+        checker = ModelChecker(self.settings, self.registry.get_project(project),
+                               self.settings.paths.homes / project / author,
+                               self.settings.paths.state / "model-checks" / project / request_id)
+        return project_gate(self.settings, self._sessions, self.limits, project, thresholds, request_id, checker)
 
     def _run_checks(self, directory: Path, files: list[tuple[int, str, str, str]], gate: ProjectGate,
                     context: Mapping[str, Any]) -> dict[int, dict]:
@@ -362,7 +367,7 @@ class AirlockService:
             staged = self._stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)])
             check_staged_types(directory, staged, self.limits)
             results = self._run_checks(directory, [(sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged],
-                                       self._gate(project, thresholds, request_id), context)
+                                       self._gate(project, thresholds, request_id, author), context)
         except BaseException as exc:
             shutil.rmtree(directory, ignore_errors=True)
             if isinstance(exc, PdsError):
@@ -440,8 +445,8 @@ class AirlockService:
                 if records:
                     before = context.get("acro") if isinstance(context.get("acro"), dict) else {}
                     context = self._check_context({**context, "acro": {**before, **records}})
-                return req.project_id, req.round + 1, current, context, contents
-        project, round_, current, context, contents = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
+                return req.project_id, req.round + 1, current, context, contents, req.author
+        project, round_, current, context, contents, author = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
         directory = request_dir(self.settings.paths.staging, project, request_id)
         next_index = max(current.values(), default=-1) + 1
         plan = []
@@ -459,7 +464,7 @@ class AirlockService:
 
         def run():
             thresholds, _ = self._thresholds(project)
-            gate = self._gate(project, thresholds, request_id)
+            gate = self._gate(project, thresholds, request_id, author)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.round + 1 != round_:

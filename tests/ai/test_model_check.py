@@ -1,0 +1,81 @@
+"""The platform attacks a model that asks to leave, in a real check sandbox of the project.
+
+Each test trains a real model here, submits it through the real airlock service with the
+declaration of its training and test rows, and lets the gate run sacroml (structural attack,
+worst-case attack, LiRA) in a fresh bubblewrap sandbox over the check environment
+(``.venv-modelcheck``). Verdicts follow ``settings.model_check``'s thresholds."""
+
+from __future__ import annotations
+
+import pytest
+from model_check_support import (
+    PROJECT,
+    home,
+    make_service,
+    model_file,
+    overfit_tree,
+    people,
+    publish_cohort,
+    reasonable_xgboost,
+    submit,
+    write_rows,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.functional]
+
+
+@pytest.fixture
+def project(runtime):
+    """(service, settings, rows, home) with 600 persons published in the project's extract."""
+    settings = runtime.settings
+    rows = people(PROJECT, 600, seed=3)
+    publish_cohort(settings, PROJECT, rows)
+    return make_service(runtime), settings, rows, home(settings, PROJECT, "alice")
+
+
+def _rules(view_file):
+    return {(f["rule"], f["status"]) for f in view_file.check["findings"]}
+
+
+def test_overfit_tree_fails_and_checkers_see_the_report(project):
+    service, settings, rows, alice_home = project
+    train, test = rows.PERSON_ID[:40], rows.PERSON_ID[300:]
+    declaration = write_rows(alice_home, rows, train, test)
+    view = submit(service, "tree.skops", overfit_tree(rows), declaration)
+    f = model_file(view)
+    assert f.check_status == "fail"
+    report = service.get_request("olga", view.id).files[f.index].check["model_check"]
+    assert report["status"] == "ok" and report["model"] == "DecisionTreeClassifier"
+    assert report["n_train"] == 40 and report["n_test"] == 300
+    assert report["lira"]["auc"] > settings.model_check.max_auc
+    assert report["structural"]["k_anonymity_risk"] is True
+    assert report["plot_png"]
+    assert ("model-attack", "fail") in _rules(service.get_request("olga", view.id).files[f.index])
+    author = service.get_request("alice", view.id).files[f.index]
+    assert "model_check" not in author.check and author.check_status == "fail"
+    assert all("message" not in x or "AUC" not in x["message"] for x in author.check["findings"])
+
+
+def test_reasonable_xgboost_passes_the_attacks(project):
+    service, settings, rows, alice_home = project
+    train, test = rows.PERSON_ID[:300], rows.PERSON_ID[300:]
+    declaration = write_rows(alice_home, rows, train, test)
+    view = submit(service, "model.ubj", reasonable_xgboost(rows, 300), declaration)
+    f = service.get_request("olga", view.id).files[0]
+    report = f.check["model_check"]
+    assert report["model"] == "XGBClassifier" and report["params"]["max_depth"] == 2
+    assert report["lira"]["auc"] < settings.model_check.max_auc
+    assert not [x for x in f.check["findings"] if x["rule"] == "model-attack" and x["status"] == "fail"]
+    assert f.check_status == "review"  # a model is always read by a checker
+
+
+def test_unsupported_model_type_goes_to_review_with_the_reason(project):
+    service, _, rows, alice_home = project
+    declaration = write_rows(alice_home, rows, rows.PERSON_ID[:300], rows.PERSON_ID[300:])
+    tensors = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    data = len(tensors).to_bytes(8, "little") + tensors + b"\x00\x00\x80\x3f"
+    view = submit(service, "weights.safetensors", data, declaration)
+    f = service.get_request("olga", view.id).files[0]
+    assert f.check_status == "review"
+    assert any(x["rule"] == "model-check" and "does not attack safetensors" in x["message"]
+               for x in f.check["findings"])
