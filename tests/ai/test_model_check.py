@@ -7,7 +7,11 @@ worst-case attack, LiRA) in a fresh bubblewrap sandbox over the check environmen
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+import requests
 from model_check_support import (
     PROJECT,
     home,
@@ -21,7 +25,13 @@ from model_check_support import (
     write_rows,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airlock"))  # its web helpers
+from airlock_web import FakeIdentity, live_server
+
+from pds_kernel.airlock.web import make_app
+
 pytestmark = [pytest.mark.slow, pytest.mark.functional]
+PREFIX = "/services/airlock/"
 
 
 @pytest.fixture
@@ -37,7 +47,7 @@ def _rules(view_file):
     return {(f["rule"], f["status"]) for f in view_file.check["findings"]}
 
 
-def test_overfit_tree_fails_and_checkers_see_the_report(project):
+def test_overfit_tree_fails_and_checkers_see_the_report(project, runtime):
     service, settings, rows, alice_home = project
     train, test = rows.PERSON_ID[:40], rows.PERSON_ID[300:]
     declaration = write_rows(alice_home, rows, train, test)
@@ -54,6 +64,22 @@ def test_overfit_tree_fails_and_checkers_see_the_report(project):
     author = service.get_request("alice", view.id).files[f.index]
     assert "model_check" not in author.check and author.check_status == "fail"
     assert all("message" not in x or "AUC" not in x["message"] for x in author.check["findings"])
+
+    # The review page: the checker reads the report and its plot; the author gets neither.
+    with live_server(make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)) as url:
+        page = url + PREFIX + f"requests/{view.id}"
+        olga, alice = requests.Session(), requests.Session()
+        olga.cookies.set("fake_user", "olga")
+        alice.cookies.set("fake_user", "alice")
+        seen = olga.get(page)
+        assert seen.status_code == 200 and 'id="model-check-0"' in seen.text and "LiRA" in seen.text
+        assert "k_anonymity_risk = True" in seen.text and "model-check.png" in seen.text
+        plot = olga.get(page + "/files/0/model-check.png")
+        assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG") and \
+            plot.headers["Content-Type"] == "image/png"
+        mine = alice.get(page)
+        assert mine.status_code == 200 and "LiRA" not in mine.text and "model-check.png" not in mine.text
+        assert alice.get(page + "/files/0/model-check.png").status_code == 403
 
 
 def test_reasonable_xgboost_passes_the_attacks(project):
