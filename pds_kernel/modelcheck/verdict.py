@@ -6,7 +6,8 @@ The report is read as untrusted input: only the fields below are kept, each of i
 
 - ``model-attack`` **fail**: a membership-inference attack (worst-case or LiRA) whose mean AUC
   exceeds ``max_auc`` with p < ``p_value``, or whose TPR at FPR <= ``low_fpr`` exceeds
-  ``max_tpr_at_low_fpr``; the declared rows name persons outside the project's extract; the
+  ``max_tpr_at_low_fpr`` (with at least ``1 / low_fpr`` test rows; with fewer, that FPR cannot be
+  measured and the same finding is ``review``); the declared rows name persons outside the project's extract; the
   model file names untrusted types (skops).
 - ``model-attack`` **review**: a structural risk (k-anonymity of leaves, class disclosure,
   residual degrees of freedom, hyper-parameters, small groups); sacroml's own recommendation
@@ -118,9 +119,15 @@ def findings(report: dict[str, Any], limits) -> list[Finding]:
         if tpr is None:
             out.append(Finding("model-attack", Status.REVIEW, f"{label}: TPR at FPR {limits.low_fpr:g} not reported"))
         elif tpr > limits.max_tpr_at_low_fpr:
-            out.append(Finding("model-attack", Status.FAIL, f"{label}: finds {tpr:.0%} of the training rows at a "
-                                                            f"false positive rate of {limits.low_fpr:g} (limit "
-                                                            f"{limits.max_tpr_at_low_fpr:.0%})"))
+            measurable = (report.get("n_test") or 0) * limits.low_fpr >= 1
+            message = (f"{label}: finds {tpr:.0%} of the training rows at a false positive rate of "
+                       f"{limits.low_fpr:g} (limit {limits.max_tpr_at_low_fpr:.0%})")
+            if measurable:
+                out.append(Finding("model-attack", Status.FAIL, message))
+            else:  # fewer test rows than 1 / low_fpr: this is the TPR at zero false positives
+                out.append(Finding("model-attack", Status.REVIEW, f"{message}; with {report.get('n_test')} test rows "
+                                                                  "that false positive rate cannot be measured (this "
+                                                                  "is the TPR at zero false positives)"))
     structural = report.get("structural")
     if not isinstance(structural, dict):
         why = (report.get("skipped") or {}).get("structural", "not in the report")
