@@ -121,8 +121,8 @@ def run(out_dir: Path, quick: bool) -> dict:
     markdown = ("Ours: the gate's check in a fresh bubblewrap sandbox of the project (check environment "
                 "`.venv-modelcheck`, extract and snapshot read-only, no network), timed by the gate; peer: "
                 "`python -m pds_kernel.modelcheck.run` on the same job without a sandbox. The difference is "
-                "the sandbox's start (launcher, bubblewrap, seccomp). Most of the time is importing sacroml, "
-                "scikit-learn, XGBoost and matplotlib (~7 s idle) and the worst-case attack's random forests. "
-                "Attack times: " + "; ".join(notes) + f". Python {sys.version.split()[0]}.")
+                "the sandbox's start (launcher, bubblewrap, seccomp); the rest is importing sacroml, "
+                "scikit-learn, XGBoost and matplotlib (about 7 s on an idle machine) and the attacks. "
+                "Attack times inside the sandbox: " + "; ".join(notes) + f". Python {sys.version.split()[0]}.")
     return {"title": "Model check: sacroml in a fresh check sandbox vs the same check without a sandbox",
             "rows": rows, "markdown": markdown}
