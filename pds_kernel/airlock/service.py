@@ -445,8 +445,9 @@ class AirlockService:
                 if records:
                     before = context.get("acro") if isinstance(context.get("acro"), dict) else {}
                     context = self._check_context({**context, "acro": {**before, **records}})
-                return req.project_id, req.round + 1, current, context, contents, req.author
-        project, round_, current, context, contents, author = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
+                kept = {f.index: (f.name, f.stored_name, f.sha256) for f in req.files if f.name not in remove}
+                return req.project_id, req.round + 1, current, context, contents, req.author, kept
+        project, round_, current, context, contents, author, kept = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
         directory = request_dir(self.settings.paths.staging, project, request_id)
         next_index = max(current.values(), default=-1) + 1
         plan = []
@@ -465,6 +466,11 @@ class AirlockService:
         def run():
             thresholds, _ = self._thresholds(project)
             gate = self._gate(project, thresholds, request_id, author)
+            # The checks (a model's attack takes minutes) run before the write transaction, on the
+            # files the request will hold; the transaction then checks that nobody resubmitted meanwhile.
+            files_after = {i: (i, n, stored, sha) for i, (n, stored, sha) in kept.items()}
+            files_after.update({sf.index: (sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged})
+            results = self._run_checks(directory, [files_after[i] for i in sorted(files_after)], gate, context)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.round + 1 != round_:
@@ -481,8 +487,8 @@ class AirlockService:
                         req.files.append(f)
                     f.stored_name, f.sha256, f.size = sf.stored_name, sf.sha256, sf.size
                 s.flush()
-                results = self._run_checks(directory, [(f.index, f.name, f.stored_name, f.sha256) for f in req.files],
-                                           gate, context)
+                if {f.index: (f.index, f.name, f.stored_name, f.sha256) for f in req.files} != files_after:
+                    raise InvalidTransition("the request changed while resubmitting: try again")
                 for f in req.files:
                     f.kind, f.check_status = results[f.index]["kind"], results[f.index]["status"]
                     f.check_result = json.dumps(results[f.index])

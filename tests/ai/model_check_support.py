@@ -81,6 +81,17 @@ def overfit_tree(frame: pd.DataFrame, train_rows: int = 40) -> bytes:
     return sio.dumps(model)
 
 
+def reasonable_tree(frame: pd.DataFrame, train_rows: int = 300) -> bytes:
+    """A shallow decision tree with large leaves, as skops bytes."""
+    import skops.io as sio
+    from sklearn.tree import DecisionTreeClassifier
+
+    rows = frame.iloc[:train_rows]
+    model = DecisionTreeClassifier(max_depth=2, min_samples_leaf=40, random_state=0)
+    model.fit(rows[FEATURES].to_numpy(), rows["outcome"].to_numpy())
+    return sio.dumps(model)
+
+
 def reasonable_xgboost(frame: pd.DataFrame, train_rows: int) -> bytes:
     """A small, regularised XGBoost model (the notebook's kind), as UBJ bytes."""
     import tempfile

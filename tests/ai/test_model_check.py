@@ -20,6 +20,7 @@ from model_check_support import (
     overfit_tree,
     people,
     publish_cohort,
+    reasonable_tree,
     reasonable_xgboost,
     submit,
     write_rows,
@@ -105,3 +106,20 @@ def test_unsupported_model_type_goes_to_review_with_the_reason(project):
     assert f.check_status == "review"
     assert any(x["rule"] == "model-check" and "does not attack safetensors" in x["message"]
                for x in f.check["findings"])
+
+
+def test_resubmitted_model_is_attacked_again(project):
+    import io
+
+    service, _, rows, alice_home = project
+    declaration = write_rows(alice_home, rows, rows.PERSON_ID[:40], rows.PERSON_ID[300:])
+    view = submit(service, "tree.skops", overfit_tree(rows), declaration)
+    assert view.files[0].check_status == "fail"
+    for checker in ("olga", "omar"):
+        service.review(checker, view.id, {0: {"decision": "request_changes", "comment": "memorises its rows"}})
+    write_rows(alice_home, rows, rows.PERSON_ID[:300], rows.PERSON_ID[300:])
+    service.resubmit("alice", view.id, [("tree.skops", io.BytesIO(reasonable_tree(rows)))])
+    again = service.get_request("olga", view.id)
+    report = again.files[0].check["model_check"]
+    assert again.round == 2 and report["n_train"] == 300
+    assert not [x for x in again.files[0].check["findings"] if x["status"] == "fail"]
