@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import PdsError
 from ..sandbox.bwrap import host_facts, launch_env, prepare_runtime_dir, sandbox_command
 from ..sandbox.cgroup import group_name, release
 from ..sandbox.identity import ensure_sandbox_account, hand_over
@@ -115,7 +116,7 @@ def run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
         argv, env = build_check_command(settings, project_info, check_dir, work,
                                         [python, "-I", "-m", "pds_kernel.modelcheck.run",
                                          f"{CHECK_MOUNT}/job.json", OUT_DIR])
-    except (OSError, FileNotFoundError) as exc:
+    except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account, no check environment
         return CheckRun(None, None, None, 0.0, f"the check sandbox could not be prepared: {exc}")
     timeout = settings.model_check.timeout_seconds
     try:
@@ -124,6 +125,8 @@ def run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
     except subprocess.TimeoutExpired:
         return CheckRun(None, None, None, time.monotonic() - start,
                         f"the check did not finish within {timeout} s")
+    except OSError as exc:
+        return CheckRun(None, None, None, time.monotonic() - start, f"the check sandbox could not start: {exc}")
     finally:
         release(group_name(project_info.id, CHECK_USER))
     seconds = time.monotonic() - start
