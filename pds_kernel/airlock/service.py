@@ -103,6 +103,14 @@ def _type_problem(directory: Path, f: RequestFile, allowed: frozenset[str]) -> s
         return "its staged copy cannot be read"
 
 
+def _model_check_summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What the audit trail keeps of a model's check: its outcome and wall time, no figure."""
+    report = result.get("model_check")
+    if not isinstance(report, Mapping):
+        return {}
+    return {"model_check": {"status": report.get("status"), "seconds": report.get("wall_seconds")}}
+
+
 class AirlockService:
     """Export requests of every project, backed by the shared database and the staging area."""
 
@@ -389,7 +397,9 @@ class AirlockService:
             self._record(AuditEvent(
                 actor=actor, action="airlock.request.create", target=f"request:{request_id}", project=project,
                 details={"author": author, "files": [{"name": sf.name, "sha256": sf.sha256, "size": sf.size,
-                                                      "check": results[sf.index]["status"]} for sf in staged]},
+                                                      "check": results[sf.index]["status"],
+                                                      **_model_check_summary(results[sf.index])}
+                                                     for sf in staged]},
             ), session=s)
             if submit:
                 self._apply(s, req, Action.SUBMIT, actor)

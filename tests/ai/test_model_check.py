@@ -92,6 +92,9 @@ def test_reasonable_xgboost_passes_the_attacks(project):
     report = f.check["model_check"]
     assert report["model"] == "XGBClassifier" and report["params"]["max_depth"] == 2
     assert report["lira"]["auc"] < settings.model_check.max_auc
+    created = [e for e in service.runtime.audit.entries(action="airlock.request.create")
+               if e.target == f"request:{view.id}"]
+    assert created[0].details["files"][0]["model_check"]["status"] == "ok"
     assert not [x for x in f.check["findings"] if x["rule"] == "model-attack" and x["status"] == "fail"]
     assert f.check_status == "review"  # a model is always read by a checker
 
