@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -121,15 +120,13 @@ def snapshot(home: Path, declaration: Mapping[str, Any], directory: Path, max_by
         relative = declaration[key]
         fd = open_beneath(home, relative)
         with os.fdopen(fd, "rb") as src:
-            size = os.fstat(src.fileno()).st_size
-            if size > budget:
-                raise InvalidInput(f"{relative}: the declared files exceed {max_bytes} bytes in all")
             target = directory / f"{key}{PurePosixPath(relative).suffix.lower()}"
-            with open(target, "wb") as dst:
-                copied = shutil.copyfileobj(src, dst, 1 << 20) or dst.tell()
-            if copied > budget:
-                raise InvalidInput(f"{relative}: the declared files exceed {max_bytes} bytes in all")
-            budget -= copied
+            with open(target, "wb") as dst:  # bounded: the file may grow while it is copied
+                while chunk := src.read(min(1 << 20, budget + 1 - dst.tell())):
+                    dst.write(chunk)
+                    if dst.tell() > budget:
+                        raise InvalidInput(f"{relative}: the declared files exceed {max_bytes} bytes in all")
+                budget -= dst.tell()
         os.chmod(target, 0o644)
         out[key] = target
     return out
