@@ -9,7 +9,7 @@ APT_PACKAGES := bubblewrap libseccomp2 postgresql chromium iproute2 socat
 RUN_DIR ?= var/demo
 PORT ?= 8000
 
-.PHONY: help run test bench venv system-deps node-deps helm clean lint lock image-requirements
+.PHONY: help run test bench venv venv-modelcheck lock-modelcheck system-deps node-deps helm clean lint lock image-requirements
 
 help:
 	@echo "make run    set up everything and run the embedded default (demo delivery, lake, report)"
@@ -44,6 +44,15 @@ $(UV):
 	$(UV) sync --frozen --all-extras --python $(PY) --quiet
 	@touch $@
 
+# The model check's own environment (sacroml and the model loaders, images/model-check): only the
+# check sandbox the gate starts runs it, so workspaces do not carry it. Its own lock, installed the
+# same way; the .pth file lets its interpreter import pds_kernel from this checkout.
+MODELCHECK_VENV := .venv-modelcheck
+.stamp-venv-modelcheck: images/model-check/pyproject.toml images/model-check/uv.lock images/model-check/torch-stub/pyproject.toml $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(MODELCHECK_VENV) $(UV) sync --frozen --project images/model-check --python $(PY) --quiet
+	$(MODELCHECK_VENV)/bin/python -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'pds_kernel_source.pth').write_text('$(CURDIR)\n')"
+	@touch $@
+
 .stamp-node: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	@touch $@
@@ -54,6 +63,7 @@ $(UV):
 	chmod +x .tools/bin/helm
 
 venv: .stamp-venv
+venv-modelcheck: .stamp-venv-modelcheck
 system-deps: .stamp-system
 node-deps: .stamp-node
 helm: .tools/bin/helm
@@ -63,10 +73,10 @@ run: .stamp-system .stamp-venv .stamp-node
 	$(BIN)/pds demo run --dir $(RUN_DIR) --port $(PORT)
 
 # ---- tests and benchmarks -----------------------------------------------------------------
-test: .stamp-system .stamp-venv .stamp-node .tools/bin/helm lint
+test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/helm lint
 	$(BIN)/python -m pytest -q tests
 
-bench: .stamp-system .stamp-venv
+bench: .stamp-system .stamp-venv .stamp-venv-modelcheck
 	$(BIN)/python -m bench
 
 lint: .stamp-venv
@@ -78,6 +88,10 @@ lint: .stamp-venv
 lock: $(UV)
 	$(UV) lock --upgrade --python $(PY)
 	$(MAKE) image-requirements
+
+# The model check's environment has its own lock (images/model-check/uv.lock).
+lock-modelcheck: $(UV)
+	$(UV) lock --upgrade --project images/model-check --python $(PY)
 
 # The images install the lock too: hashed requirement files exported from uv.lock.
 EXPORT = $(UV) export --frozen --no-emit-project --no-default-groups --format requirements-txt --quiet

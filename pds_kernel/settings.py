@@ -115,6 +115,26 @@ class Airlock:
 
 
 @dataclass(frozen=True)
+class ModelCheck:
+    """The platform's attack of a model that asks to leave (``pds_kernel.modelcheck``, docs/ai.md)."""
+
+    python: str = ""  #: interpreter of the check environment; "" = <checkout>/.venv-modelcheck/bin/python
+    timeout_seconds: int = 600  #: a check still running then is killed: the model goes to review
+    max_input_bytes: int = 512 * 1024 * 1024  #: the declared data, training and test files, in all
+    max_model_bytes: int = 50 * 1024 * 1024  #: a larger model is not loaded: review
+    shadow_models: int = 16  #: LiRA's shadow models (0: no LiRA)
+    worst_case_reps: int = 5  #: repetitions of the worst-case attack
+    #: an attack whose AUC exceeds this with p < ``p_value`` makes the model fail (SACRO-ML's own
+    #: recommendation uses 0.65)
+    max_auc: float = 0.65
+    p_value: float = 0.05
+    #: an attack that finds more than this share of the training rows at a false positive rate of
+    #: at most ``low_fpr`` makes the model fail
+    max_tpr_at_low_fpr: float = 0.2
+    low_fpr: float = 0.01
+
+
+@dataclass(frozen=True)
 class Hub:
     port: int = 8000  #: public port of the local JupyterHub
     ip: str = "127.0.0.1"  #: the local hub listens on loopback only by default
@@ -133,6 +153,7 @@ class Settings:
     disclosure: Disclosure = field(default_factory=Disclosure)
     airlock: Airlock = field(default_factory=Airlock)
     hub: Hub = field(default_factory=Hub)
+    model_check: ModelCheck = field(default_factory=ModelCheck)
 
     @property
     def database_url(self) -> str:

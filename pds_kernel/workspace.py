@@ -205,15 +205,38 @@ def check(files: Iterable[str | os.PathLike] | str, context: Mapping | None = No
     return report
 
 
+def declare_model(data: str | os.PathLike, target: str, train: str | os.PathLike, test: str | os.PathLike,
+                  features: Iterable[str] | None = None) -> dict:
+    """The declaration of a model's training and test rows for :func:`request_export`'s ``models``.
+
+    ``data`` is a table (.parquet or .csv) in your home with one row per person: the features, the
+    ``target`` column and, to declare persons, ``PERSON_ID``. ``train`` and ``test`` are tables with a
+    ``PERSON_ID`` column (or a ``row`` column: row numbers of ``data``). Paths may be relative to the
+    current directory; they are sent relative to your home. The platform rebuilds these rows in a
+    fresh sandbox and attacks the model with them (docs/ai.md)."""
+    home = Path(os.environ.get("HOME") or Path.home()).resolve()
+    out: dict = {"target": str(target)}
+    for key, item in (("data", data), ("train", train), ("test", test)):
+        path = Path(item)
+        path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+        if not path.is_relative_to(home) or not path.is_file():
+            raise InvalidInput(f"{item} is not a file in your home ({home}): declare your own tables")
+        out[key] = path.relative_to(home).as_posix()
+    if features is not None:
+        out["features"] = [str(c) for c in features]
+    return out
+
+
 def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
-                   context: str | Mapping | None = None):
+                   context: str | Mapping | None = None, *, models: Mapping[str, Mapping] | None = None):
     """Ask for ``files`` to leave the workspace: they go to the airlock for checks and review.
 
     ``justification`` says what the files are and why they are needed (reviewers read it);
     ``context`` can describe how they were produced and declare tables (``{"tables": {name:
     {"labels": [...], "counts": [...], "magnitudes": {...}}}}``). Files saved with
     :mod:`pds_kernel.sdc` carry their declaration and ACRO record automatically (``context``
-    still adds or overrides them).
+    still adds or overrides them). ``models`` maps each model file's name to the declaration of its
+    training and test rows (:func:`declare_model`): the platform attacks the model with them.
     Returns what the airlock answers (the request and its automatic check results)."""
     if not justification or not justification.strip():
         raise InvalidInput("say why these files must leave the workspace (justification)")
@@ -222,6 +245,10 @@ def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
 
     if isinstance(context, str):
         context = {"description": context}
+    if models:
+        from .modelcheck.inputs import check_models_context
+
+        context = {**(context or {}), "models": check_models_context(models)}
     return submit([str(p) for p in paths], justification.strip(), _with_sdc_records(context, paths))
 
 

@@ -63,10 +63,11 @@ def _read_uploads(files: Iterable[str | Path]) -> list[tuple[str, bytes]]:
 
 
 class AirlockClient:
-    """A small HTTP client of the gate's JSON API."""
+    """A small HTTP client of the gate's JSON API. The default timeout covers a submission whose
+    model the gate attacks before answering (``model_check.timeout_seconds``, 600 s)."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, unix_socket: str | None = None,
-                 prefix: str | None = None, timeout: float = 120.0):
+                 prefix: str | None = None, timeout: float = 900.0):
         self.token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
         self.unix_socket = unix_socket or os.environ.get("PDS_AIRLOCK_SOCKET") or None
         self.url = url or os.environ.get("PDS_AIRLOCK_URL", "")

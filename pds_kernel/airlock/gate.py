@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from ..db import transaction
 from ..errors import InvalidInput
-from .checks import FileCheck, Released, Thresholds, check_file, content, declaration, tables
+from .checks import FileCheck, Released, Status, Thresholds, check_file, content, declaration, tables
 from .checks.pregates import PSEUDONYM_PREFIX
 from .models import ExportRequest
 from .staging import RefusedFiles, request_dir
@@ -42,6 +42,9 @@ class ProjectGate:
     allowed: frozenset[str] | None = None
     known_ids: frozenset[str] | None = None  #: 12-character prefixes of the project's PERSON_IDs
     released: tuple[Released, ...] = ()
+    #: runs the platform's attack of a model file: (index, name, staged path, declaration or None)
+    #: -> (findings, report); None where nothing is submitted (``pds airlock check``)
+    model_checker: Callable | None = None
 
 
 @lru_cache(maxsize=8)
@@ -129,11 +132,12 @@ def check_refusals(results: Mapping[int, FileCheck], names: Mapping[int, str]) -
 
 
 def project_gate(settings, sessions, limits, project: str, thresholds: Thresholds,
-                 request_id: str | None = None) -> ProjectGate:
+                 request_id: str | None = None, model_checker: Callable | None = None) -> ProjectGate:
     """The gate's knowledge of ``project`` (reads the database: call it outside a transaction)."""
     return ProjectGate(thresholds, limits.max_file_bytes, limits.allowed_extensions,
                        person_id_prefixes(settings.paths.projects, project),
-                       released_tables(sessions, settings.paths.staging, project, exclude=request_id))
+                       released_tables(sessions, settings.paths.staging, project, exclude=request_id),
+                       model_checker)
 
 
 def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str, str]],
@@ -144,7 +148,18 @@ def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str
     results = check_files(gate, [(i, n, directory / stored, sha) for i, n, stored, sha in files], context,
                           directory.name)
     check_refusals(results, {i: n for i, n, _, _ in files})
-    return {i: r.to_dict() for i, r in results.items()}
+    reports = {}
+    if gate.model_checker is not None:
+        declared = context.get("models") if isinstance(context.get("models"), Mapping) else {}
+        for i, name, stored, _ in files:
+            if results[i].kind == "model" and results[i].status != Status.FAIL:
+                found, reports[i] = gate.model_checker(i, name, directory / stored, declared.get(name))
+                results[i].extend(found)
+    out = {i: r.to_dict() for i, r in results.items()}
+    for i, report in reports.items():
+        if report is not None:
+            out[i]["model_check"] = report
+    return out
 
 
 def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]) -> dict[str, Any]:

@@ -58,7 +58,8 @@ def _mapping_of(value: Any, what: str, item_ok, item_what: str) -> None:
 def check_context_shape(context: Any) -> None:
     """The request context: a JSON object, nested at most :data:`MAX_DEPTH` deep, whose keys the
     checks read have the types they expect (``acro`` and ``tables``: file name -> object,
-    ``figures``: figure name -> table name). Other keys (``notebook``...) are kept for checkers."""
+    ``figures``: figure name -> table name, ``models``: model name -> declaration of its training
+    and test rows, :func:`pds_kernel.modelcheck.inputs.check_declaration`). Other keys (``notebook``...) are kept for checkers."""
     if not isinstance(context, Mapping):
         raise InvalidInput("the request context must be a JSON object")
     if not depth_within(context, MAX_DEPTH):
@@ -76,5 +77,9 @@ def check_context_shape(context: Any) -> None:
                                        or not 0 <= labels <= 10_000):
                 raise InvalidInput(f"context['tables'][{name[:80]!r}]['label_columns'] must be a whole "
                                    "number from 0 to 10000")
+    if "models" in context:
+        from ..modelcheck.inputs import check_models_context
+
+        check_models_context(context["models"])
     if "figures" in context:
         _mapping_of(context["figures"], "figures", lambda v: isinstance(v, str), "a table name (text)")

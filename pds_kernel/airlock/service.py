@@ -36,6 +36,7 @@ from ..audit import AuditEvent, Outcome
 from ..db import transaction
 from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PdsError, PermissionDenied
 from ..hashing import sha256_file
+from ..modelcheck.checker import ModelChecker
 from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions
@@ -100,6 +101,14 @@ def _type_problem(directory: Path, f: RequestFile, allowed: frozenset[str]) -> s
         return filetypes.staged_refusal(directory / f.stored_name, f.name, allowed)
     except OSError:
         return "its staged copy cannot be read"
+
+
+def _model_check_summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What the audit trail keeps of a model's check: its outcome and wall time, no figure."""
+    report = result.get("model_check")
+    if not isinstance(report, Mapping):
+        return {}
+    return {"model_check": {"status": report.get("status"), "seconds": report.get("wall_seconds")}}
 
 
 class AirlockService:
@@ -312,9 +321,13 @@ class AirlockService:
             raise
         return staged
 
-    def _gate(self, project: str, thresholds: Thresholds, request_id: str) -> ProjectGate:
-        """The project's PERSON_IDs and released tables (reads the database: outside a transaction)."""
-        return project_gate(self.settings, self._sessions, self.limits, project, thresholds, request_id)
+    def _gate(self, project: str, thresholds: Thresholds, request_id: str, author: str) -> ProjectGate:
+        """The project's PERSON_IDs and released tables, and the model checker of ``author``'s
+        request (reads the database: outside a transaction)."""
+        checker = ModelChecker(self.settings, self.registry.get_project(project),
+                               self.settings.paths.homes / project / author,
+                               self.settings.paths.state / "model-checks" / project / request_id)
+        return project_gate(self.settings, self._sessions, self.limits, project, thresholds, request_id, checker)
 
     def _run_checks(self, directory: Path, files: list[tuple[int, str, str, str]], gate: ProjectGate,
                     context: Mapping[str, Any]) -> dict[int, dict]:
@@ -362,7 +375,7 @@ class AirlockService:
             staged = self._stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)])
             check_staged_types(directory, staged, self.limits)
             results = self._run_checks(directory, [(sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged],
-                                       self._gate(project, thresholds, request_id), context)
+                                       self._gate(project, thresholds, request_id, author), context)
         except BaseException as exc:
             shutil.rmtree(directory, ignore_errors=True)
             if isinstance(exc, PdsError):
@@ -384,7 +397,9 @@ class AirlockService:
             self._record(AuditEvent(
                 actor=actor, action="airlock.request.create", target=f"request:{request_id}", project=project,
                 details={"author": author, "files": [{"name": sf.name, "sha256": sf.sha256, "size": sf.size,
-                                                      "check": results[sf.index]["status"]} for sf in staged]},
+                                                      "check": results[sf.index]["status"],
+                                                      **_model_check_summary(results[sf.index])}
+                                                     for sf in staged]},
             ), session=s)
             if submit:
                 self._apply(s, req, Action.SUBMIT, actor)
@@ -440,8 +455,9 @@ class AirlockService:
                 if records:
                     before = context.get("acro") if isinstance(context.get("acro"), dict) else {}
                     context = self._check_context({**context, "acro": {**before, **records}})
-                return req.project_id, req.round + 1, current, context, contents
-        project, round_, current, context, contents = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
+                kept = {f.index: (f.name, f.stored_name, f.sha256) for f in req.files if f.name not in remove}
+                return req.project_id, req.round + 1, current, context, contents, req.author, kept
+        project, round_, current, context, contents, author, kept = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
         directory = request_dir(self.settings.paths.staging, project, request_id)
         next_index = max(current.values(), default=-1) + 1
         plan = []
@@ -459,7 +475,12 @@ class AirlockService:
 
         def run():
             thresholds, _ = self._thresholds(project)
-            gate = self._gate(project, thresholds, request_id)
+            gate = self._gate(project, thresholds, request_id, author)
+            # The checks (a model's attack takes minutes) run before the write transaction, on the
+            # files the request will hold; the transaction then checks that nobody resubmitted meanwhile.
+            files_after = {i: (i, n, stored, sha) for i, (n, stored, sha) in kept.items()}
+            files_after.update({sf.index: (sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged})
+            results = self._run_checks(directory, [files_after[i] for i in sorted(files_after)], gate, context)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.round + 1 != round_:
@@ -476,8 +497,8 @@ class AirlockService:
                         req.files.append(f)
                     f.stored_name, f.sha256, f.size = sf.stored_name, sf.sha256, sf.size
                 s.flush()
-                results = self._run_checks(directory, [(f.index, f.name, f.stored_name, f.sha256) for f in req.files],
-                                           gate, context)
+                if {f.index: (f.index, f.name, f.stored_name, f.sha256) for f in req.files} != files_after:
+                    raise InvalidTransition("the request changed while resubmitting: try again")
                 for f in req.files:
                     f.kind, f.check_status = results[f.index]["kind"], results[f.index]["status"]
                     f.check_result = json.dumps(results[f.index])

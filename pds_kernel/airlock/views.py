@@ -47,6 +47,9 @@ RULE_EXPLANATIONS = {
     "figure": "a figure is compared with its table by a checker",
     "file-type": "the content of this file does not match its type",
     "model": "model file: a checker reviews it",
+    "model-attack": "the platform's attack of the model (membership inference, structural): see the verdict",
+    "model-check": "the platform could not attack this model (no declaration, unsupported type, or the check "
+                   "did not finish): a checker judges it",
     "record": "the stored check result is unreadable: ask an admin",
     "declaration": "the declaration does not match the file or is incomplete: a checker reads it",
     "undeclared": "undeclared table: declare its label, count and magnitude columns (pds_kernel.sdc) "

@@ -119,6 +119,9 @@ class HostFacts:
     disable_userns: bool = False
     #: the entries of the host's ``/proc`` among :data:`PROC_READ_ONLY` and :data:`PROC_MASKED`
     proc_entries: frozenset[str] = frozenset()
+    #: the interpreter of the launcher outside, when it differs from ``python`` (the model check
+    #: runs the check environment inside: :mod:`pds_kernel.modelcheck.sandbox`)
+    launcher: str | None = None
 
 
 def host_facts() -> HostFacts:
@@ -240,7 +243,7 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     if not runtime_dir.is_absolute():
         raise InvalidInput(f"runtime directory must be an absolute path, got {runtime_dir}")
 
-    args: list[str] = [host.python, "-I", "-m", "pds_kernel.sandbox.launch"]
+    args: list[str] = [host.launcher or host.python, "-I", "-m", "pds_kernel.sandbox.launch"]
     if host.cgroup:
         args += ["--cgroup", cgroup.group_name(spec.project, spec.user), "--memory-mb", str(spec.mem_limit_mb),
                  "--cpus", str(spec.cpu_limit), "--pids", str(MAX_PROCESSES)]

@@ -111,3 +111,26 @@ def test_ml_notebook_trains_on_the_sandbox_cluster_and_saves_a_safe_model(demo_e
     y = rows.get_column("outcome").to_numpy()
     assert int(y.sum()) == int(tested.group(2))
     assert abs(roc_auc_score(y, booster.predict(data)) - float(tested.group(3))) < 1e-3
+
+    # The platform's own check of the saved model, submitted as the notebook's (commented) request
+    # would: the gate attacks it in a fresh sandbox of the project with the declared rows.
+    from pds_kernel.airlock.service import AirlockService
+    from pds_kernel.settings import load_settings
+
+    runtime = Runtime(load_settings(config))
+    try:
+        service = AirlockService(runtime)
+        declaration = {"data": "examples/results/model_data.parquet", "target": "outcome",
+                       "train": "examples/results/model_train_persons.csv",
+                       "test": "examples/results/model_test_persons.csv"}
+        view = service.create(USER, PROJECT, [("model.ubj", open(results / "model.ubj", "rb"))],
+                              "one-year risk model", {"models": {"model.ubj": declaration}})
+        checked = service.get_request("olga", view.id).files[0]
+    finally:
+        runtime.close()
+    report = checked.check["model_check"]
+    print("model check:", json.dumps({k: v for k, v in report.items() if k != "plot_png"}))
+    assert report["status"] == "ok" and report["model"] == "XGBClassifier", report
+    assert report["n_train"] == int(trained.group(1)) and report["n_test"] == int(tested.group(1))
+    assert report["foreign_persons"] == 0 and report["lira"]["auc"] is not None and report["plot_png"]
+    assert checked.check_status in {"review", "fail"}

@@ -99,7 +99,8 @@ def model_format(path: Path, ext: str, head: bytes, size: int) -> str | None:
             text = head.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        if '"learner"' in text and '"version"' in text:
+        # "version" comes last in XGBoost's JSON: beyond the first bytes of a large model
+        if '"learner"' in text and ('"version"' in text or '"gradient_booster"' in text):
             return "xgboost-json"
     if head.startswith(b"tree\nversion=v"):
         return "lightgbm"

@@ -58,6 +58,7 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         (p + "requests", h.ListPage, common),
         (p + f"requests/{_ID}", h.RequestPage, common),
         (p + f"requests/{_ID}/files/{_INDEX}", h.FilePage, common),
+        (p + f"requests/{_ID}/files/{_INDEX}/model-check.png", h.ModelPlotPage, common),
         (p + f"requests/{_ID}/download/{_INDEX}", h.DownloadPage, common),
         (p + f"requests/{_ID}/review", h.ReviewForm, common),
         (p + f"requests/{_ID}/(withdraw|revoke|release|submit)", h.ActionForm, common),

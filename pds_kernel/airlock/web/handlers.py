@@ -30,7 +30,7 @@ from ...audit import AuditEvent, Outcome
 from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
 from ..service import AirlockService
 from . import bodies
-from .render import redacted_file, render_file
+from .render import model_plot, redacted_file, render_file
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +439,20 @@ class FilePage(PageHandler):
     async def get(self, request_id: str, index: str) -> None:
         view, path = await self.call(self.service.open_staged, self.user, request_id, int(index))
         await self.send_path(view.name, path, inline=True)
+
+
+class ModelPlotPage(PageHandler):
+    """The ROC plot of the platform's attack of a model: for the project's checkers only (the
+    service's :meth:`~.AirlockService.open_staged` decides and audits, as for the file itself)."""
+
+    async def get(self, request_id: str, index: str) -> None:
+        view, _ = await self.call(self.service.open_staged, self.user, request_id, int(index))
+        data = model_plot(view.check)
+        if data is None:
+            raise HTTPError(404)
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
+        self.finish(data)
 
 
 class DownloadPage(PageHandler):

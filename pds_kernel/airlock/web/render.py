@@ -6,6 +6,7 @@ Anyone else gets :func:`redacted_file`: the file's metadata and its redacted fin
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +21,14 @@ MAX_TEXT = 200_000
 @dataclass
 class Rendered:
     file: object  #: the service's FileView
-    mode: str  #: table | image | pdf | text | code | none | redacted
+    mode: str  #: table | image | pdf | text | code | model | none | redacted
     header: list[str] = field(default_factory=list)
     rows: list[list[tuple[str, str, str]]] = field(default_factory=list)  #: (value, css class, tooltip)
     text: str = ""
     note: str = ""
     general: list[dict] = field(default_factory=list)  #: findings without a cell
     html: str = ""  #: code highlighted by pygments (it escapes the source: safe to insert as is)
+    model: dict = field(default_factory=dict)  #: the platform's model check report (mode ``model``)
 
 
 _LEXERS = {".py": "python", ".r": "r", ".rmd": "markdown", ".qmd": "markdown", ".sql": "sql", ".sh": "bash"}
@@ -134,7 +136,23 @@ def render_file(file, path: Path) -> Rendered:
         note = f"showing the first {MAX_TEXT} bytes" if len(data) > MAX_TEXT else ""
         return Rendered(file, "text", text=data[:MAX_TEXT].decode("utf-8", "replace"), note=note,
                         general=[f for f in general])
+    if file.kind == "model" and isinstance(check.get("model_check"), dict):
+        return Rendered(file, "model", general=general, model=check["model_check"],
+                        note="" if model_plot(check) else "no ROC plot: no membership-inference attack ran")
     return Rendered(file, "none", note="no preview for this type: download it to inspect", general=general)
+
+
+def model_plot(check: dict) -> bytes | None:
+    """The PNG bytes of a model check's ROC plot (stored base64 in the check result), else None."""
+    report = check.get("model_check") if isinstance(check, dict) else None
+    encoded = report.get("plot_png") if isinstance(report, dict) else None
+    if not isinstance(encoded, str):
+        return None
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        return None
+    return data if data.startswith(b"\x89PNG\r\n\x1a\n") else None
 
 
 def redacted_file(file) -> Rendered:

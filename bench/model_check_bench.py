@@ -1,0 +1,128 @@
+"""The platform's model check: its wall time in a fresh check sandbox, against the same check run
+directly in the check environment without a sandbox (what the sandbox costs), on the example's
+size (notebook 02 on the demo: 125 training and 53 test persons, 56 features, the notebook's
+XGBoost parameters, 100 rounds) and on a larger table.
+
+Ours: ``AirlockService.create`` of the model with its declaration, timed end to end (staging,
+checks, snapshot, sandbox, sacroml: structural, worst-case with 5 repetitions, LiRA with 16 shadow
+models), and the check's own wall time as the gate measured it. Peer: ``python -m
+pds_kernel.modelcheck.run`` over the same job in the check environment, no sandbox.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FEATURES = 56
+SIZES_QUICK = [(125, 53)]
+SIZES = [(125, 53), (3500, 1500)]
+
+
+def _rows(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    X = rng.poisson(2.0, size=(n, FEATURES)).astype(float)
+    y = (X[:, 0] + X[:, 1] + rng.normal(scale=2.0, size=n) > 5).astype(int)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(FEATURES)])
+    frame["outcome"] = y
+    frame.insert(0, "PERSON_ID", [f"{i:064x}" for i in range(n)])
+    return frame
+
+
+def _model(frame: pd.DataFrame, n_train: int, path: Path) -> float:
+    import xgboost as xgb
+
+    from pds_kernel.training import DEFAULT_PARAMS
+
+    rows = frame.iloc[:n_train]
+    start = time.perf_counter()
+    params = {k: v for k, v in DEFAULT_PARAMS.items() if k not in ("eval_metric", "seed")}
+    booster = xgb.train(params, xgb.DMatrix(rows.iloc[:, 1:-1].to_numpy(), label=rows.outcome.to_numpy()), 100)
+    booster.save_model(path)
+    return time.perf_counter() - start
+
+
+def _case(out_dir: Path, n_train: int, n_test: int) -> dict:
+    from pds_kernel.airlock.limits import AirlockLimits
+    from pds_kernel.airlock.service import AirlockService
+    from pds_kernel.modelcheck.sandbox import check_python
+    from pds_kernel.registry import Registry, Role
+    from pds_kernel.runtime import Runtime
+    from pds_kernel.settings import Paths, Settings
+
+    root = out_dir / f"case-{n_train}"
+    paths = Paths(**{name: root / name for name in Paths.__dataclass_fields__})
+    for name in Paths.__dataclass_fields__:
+        getattr(paths, name).mkdir(parents=True, exist_ok=True)
+    settings = Settings(paths=paths)
+    frame = _rows(n_train + n_test)
+    (paths.projects / "bench" / "extract").mkdir(parents=True)
+    frame[["PERSON_ID"]].to_parquet(paths.projects / "bench" / "extract" / "COHORT.parquet")
+    results = paths.homes / "bench" / "alice" / "results"
+    results.mkdir(parents=True)
+    frame.to_parquet(results / "data.parquet")
+    frame[["PERSON_ID"]].iloc[:n_train].to_csv(results / "train.csv", index=False)
+    frame[["PERSON_ID"]].iloc[n_train:].to_csv(results / "test.csv", index=False)
+    train_seconds = _model(frame, n_train, results / "model.ubj")
+    runtime = Runtime(settings)
+    try:
+        reg = Registry.from_runtime(runtime)
+        for user in ("alice", "olga"):
+            reg.upsert_user("bench", user)
+        reg.upsert_project("bench", "bench", title="bench", start_date=date(2020, 1, 1), end_date=date(2099, 1, 1))
+        reg.add_member("bench", "bench", "alice", Role.RESEARCHER, date(2099, 1, 1))
+        reg.add_member("bench", "bench", "olga", Role.OUTPUT_CHECKER, date(2099, 1, 1))
+        service = AirlockService(runtime, limits=replace(AirlockLimits(), auto_release=False), registry=reg)
+        declaration = {"data": "results/data.parquet", "target": "outcome", "train": "results/train.csv",
+                       "test": "results/test.csv"}
+        start = time.perf_counter()
+        view = service.create("alice", "bench", [("model.ubj", io.BytesIO((results / "model.ubj").read_bytes()))],
+                              "bench", {"models": {"model.ubj": declaration}})
+        ours = time.perf_counter() - start
+        report = service.get_request("olga", view.id).files[0].check["model_check"]
+    finally:
+        runtime.close()
+    job = {"model": str(results / "model.ubj"), "format": "xgboost-ubj", "data": str(results / "data.parquet"),
+           "train": str(results / "train.csv"), "test": str(results / "test.csv"), "target": "outcome",
+           "cohort": str(paths.projects / "bench" / "extract" / "COHORT.parquet"),
+           "shadow_models": settings.model_check.shadow_models,
+           "worst_case_reps": settings.model_check.worst_case_reps}
+    (root / "job.json").write_text(json.dumps(job))
+    start = time.perf_counter()
+    subprocess.run([str(check_python(settings)), "-I", "-m", "pds_kernel.modelcheck.run", str(root / "job.json"),
+                    str(root / "peer-out")], check=True, capture_output=True, timeout=1800)
+    peer = time.perf_counter() - start
+    return {"ours": ours, "check": report["wall_seconds"], "peer": peer, "train": train_seconds,
+            "attacks": report.get("seconds", {}), "lira_auc": (report.get("lira") or {}).get("auc"),
+            "status": report["status"]}
+
+
+def run(out_dir: Path, quick: bool) -> dict:
+    rows, notes = [], []
+    for n_train, n_test in (SIZES_QUICK if quick else SIZES):
+        r = _case(out_dir, n_train, n_test)
+        size = f"{n_train} training + {n_test} test rows × {FEATURES} features"
+        rows.append({"name": f"model check, {n_train + n_test} rows", "value": r["check"], "unit": "s",
+                     "peer": "same check, check environment, no sandbox", "peer_value": r["peer"],
+                     "ratio": r["peer"] / r["check"], "note": f"{size}; LiRA AUC {r['lira_auc']:.3f}"})
+        rows.append({"name": f"submission with the check, {n_train + n_test} rows", "value": r["ours"], "unit": "s",
+                     "peer": "training the model (xgboost.train, 100 rounds)", "peer_value": r["train"],
+                     "ratio": r["train"] / r["ours"], "note": "AirlockService.create end to end"})
+        notes.append(f"{n_train + n_test} rows: attacks " + ", ".join(f"{k} {v:.1f} s" for k, v in r["attacks"].items()))
+    markdown = ("Ours: the gate's check in a fresh bubblewrap sandbox of the project (check environment "
+                "`.venv-modelcheck`, extract and snapshot read-only, no network), timed by the gate; peer: "
+                "`python -m pds_kernel.modelcheck.run` on the same job without a sandbox. The difference is "
+                "the sandbox's start (launcher, bubblewrap, seccomp); the rest is importing sacroml, "
+                "scikit-learn, XGBoost and matplotlib (about 7 s on an idle machine) and the attacks. "
+                "Attack times inside the sandbox: " + "; ".join(notes) + f". Python {sys.version.split()[0]}.")
+    return {"title": "Model check: sacroml in a fresh check sandbox vs the same check without a sandbox",
+            "rows": rows, "markdown": markdown}

@@ -1,0 +1,83 @@
+"""The gate's side of the model check: one call per model file of a submitted request.
+
+:class:`ModelChecker` is built by the airlock service for one (project, author, request) and
+called by :func:`pds_kernel.airlock.gate.run_gate` for each file of kind ``model``. It snapshots
+the declared files (:mod:`.inputs`), writes the job, runs the check in a fresh sandbox of the
+project (:mod:`.sandbox`), and turns what the sandbox wrote into findings (:mod:`.verdict`). The
+request's check directory (the model copy, the snapshot, the sandbox's home) is deleted when the
+check ends: only the cleaned report and its plot stay, in the file's stored check result.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..airlock.checks.models import model_format
+from ..airlock.checks.result import Finding, Status
+from . import ATTACKED_FORMATS, verdict
+from .inputs import snapshot
+from .sandbox import run_check
+
+NO_DECLARATION = ("no declaration of the training and test rows: the platform cannot attack this model; "
+                  "send context={'models': {name: {'data', 'target', 'train', 'test'}}} "
+                  "(ws.request_export(..., models=...))")
+
+
+@dataclass(frozen=True)
+class ModelChecker:
+    settings: Any
+    project: Any  #: the registry's ProjectInfo (limits of the sandbox)
+    home: Path  #: the author's home in the project (declared paths are relative to it)
+    root: Path  #: this request's check directory (deleted after each check)
+
+    def __call__(self, index: int, name: str, staged: Path, declaration: Mapping[str, Any] | None
+                 ) -> tuple[list[Finding], dict[str, Any] | None]:
+        limits = self.settings.model_check
+        if declaration is None:
+            return [Finding("model-check", Status.REVIEW, NO_DECLARATION)], None
+        size = staged.stat().st_size
+        if size > limits.max_model_bytes:
+            return [Finding("model-check", Status.REVIEW, f"a model of {size} bytes is larger than the check loads "
+                                                          f"({limits.max_model_bytes}): a checker judges it")], None
+        with open(staged, "rb") as fh:
+            head = fh.read(4096)
+        fmt = model_format(staged, Path(name).suffix.lower(), head, size)
+        if fmt not in ATTACKED_FORMATS:
+            return [Finding("model-check", Status.REVIEW, f"the platform does not attack {fmt} models (it attacks "
+                                                          f"{', '.join(sorted(ATTACKED_FORMATS))}): a checker "
+                                                          "judges it")], {"status": "unsupported", "format": fmt}
+        work = self.root / str(index)
+        check_dir = work / "check"
+        try:
+            files = snapshot(self.home, declaration, check_dir, limits.max_input_bytes)
+            model = check_dir / f"model{Path(name).suffix.lower()}"
+            shutil.copyfile(staged, model)
+            model.chmod(0o644)
+            job = {"model": f"/check/{model.name}", "format": fmt, "target": declaration["target"],
+                   "features": declaration.get("features"), "cohort": "/data/COHORT.parquet",
+                   "shadow_models": limits.shadow_models, "worst_case_reps": limits.worst_case_reps,
+                   "low_fprs": sorted({0.001, limits.low_fpr, 0.1}),
+                   **{key: f"/check/{path.name}" for key, path in files.items()}}
+            (check_dir / "job.json").write_text(json.dumps(job))
+            for path in (check_dir / "job.json", check_dir):
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            run = run_check(self.settings, self.project, check_dir, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if run.report is None:
+            return [Finding("model-check", Status.REVIEW, f"{run.problem}: a checker judges the model")], \
+                {"status": "error", "reason": run.problem, "wall_seconds": round(run.seconds, 1)}
+        report = verdict.clean_report(run.report)
+        report["wall_seconds"] = round(run.seconds, 1)
+        report["thresholds"] = {"max_auc": limits.max_auc, "p_value": limits.p_value,
+                                "max_tpr_at_low_fpr": limits.max_tpr_at_low_fpr, "low_fpr": limits.low_fpr,
+                                "shadow_models": limits.shadow_models}
+        if run.plot is not None:
+            report["plot_png"] = base64.b64encode(run.plot).decode("ascii")
+        return verdict.findings(report, limits), report

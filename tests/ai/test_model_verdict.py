@@ -1,0 +1,47 @@
+"""The gate's reading of a model check report (pure): untrusted fields dropped, thresholds applied."""
+
+from __future__ import annotations
+
+from pds_kernel.modelcheck.verdict import clean_report, findings
+from pds_kernel.settings import ModelCheck
+
+LIMITS = ModelCheck()
+
+
+def _report(**mia) -> dict:
+    attack = {"auc": 0.55, "p_value": 0.2, "tpr_at_fpr": {"0.001": 0.0, "0.01": 0.02, "0.1": 0.12}, **mia}
+    return clean_report({"status": "ok", "model": "XGBClassifier", "n_train": 400, "n_test": 200,
+                         "structural": {"k_anonymity_risk": False}, "worst_case": dict(attack), "lira": dict(attack),
+                         "recommendation": {"immediate_rejection": [], "support_rejection": []}})
+
+
+def _statuses(report) -> set[tuple[str, str]]:
+    return {(f.rule, f.status.value) for f in findings(report, LIMITS)}
+
+
+def test_unknown_fields_and_non_finite_numbers_are_dropped():
+    report = clean_report({"status": "ok", "verdict": "pass", "lira": {"auc": float("nan"), "evil": 1},
+                           "n_train": "many", "params": {"x": float("inf")}, "reason": "x" * 5000})
+    assert "verdict" not in report and report["lira"]["auc"] is None and "evil" not in report["lira"]
+    assert "n_train" not in report and len(report["reason"]) == 500
+    assert ("model-attack", "review") in _statuses(report)  # nothing to judge: never a pass
+
+
+def test_quiet_attacks_pass_and_a_strong_one_fails():
+    assert _statuses(_report()) == {("model-attack", "pass")}
+    assert ("model-attack", "fail") in _statuses(_report(auc=0.7, p_value=0.001))
+    assert ("model-attack", "fail") not in _statuses(_report(auc=0.7, p_value=0.2))  # not significant
+
+
+def test_tpr_at_low_fpr_fails_only_when_the_test_rows_can_measure_it():
+    loud = _report(tpr_at_fpr={"0.01": 0.3})
+    assert ("model-attack", "fail") in _statuses(loud)
+    few = dict(loud, n_test=40)
+    assert _statuses(few) == {("model-attack", "review")}
+
+
+def test_untrusted_unsupported_and_broken_reports():
+    assert _statuses(clean_report({"status": "untrusted", "reason": "os.system"})) == {("model-attack", "fail")}
+    assert _statuses(clean_report({"status": "unsupported", "reason": "onnx"})) == {("model-check", "review")}
+    assert _statuses(clean_report({"status": "bad-declaration"})) == {("model-check", "review")}
+    assert ("model-attack", "fail") in _statuses(dict(_report(), foreign_persons=3))
