@@ -186,6 +186,19 @@ class GatewayProcess:
         self._log.close()
 
 
+def _settings(root: Path) -> Settings:
+    """tests/conftest.py's ``make_settings`` (that module cannot be imported by name from
+    tests/security, whose own conftest shadows it)."""
+    from dataclasses import replace
+
+    from pds_kernel.settings import Paths
+
+    paths = Paths(**{f.name: root / f.name for f in fields(Paths)})
+    for f in fields(Paths):
+        getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
+    return replace(Settings(), paths=paths)
+
+
 def _fernet_key() -> str:
     from cryptography.fernet import Fernet
 
@@ -204,7 +217,6 @@ class GatewayWorld:
         self.root = root
 
     def __enter__(self) -> GatewayWorld:
-        from conftest import make_settings
         from pytest import MonkeyPatch
 
         from pds_kernel.registry import Registry
@@ -214,7 +226,7 @@ class GatewayWorld:
 
         self._patch = MonkeyPatch()
         use_dummy_kubeconfig(self.root, self._patch)
-        self.settings = make_settings(self.root / "pds")
+        self.settings = _settings(self.root / "pds")
         self.runtime = Runtime(self.settings)
         self.registry = two_projects(Registry.from_runtime(self.runtime))
         self._tokens: dict[tuple[str, str], str] = {}
