@@ -1,4 +1,8 @@
-"""DNS of Dask schedulers and workers limited to what dask-gateway needs (networkPolicy.dns.nameFilter).
+"""The NetworkPolicies of the whole release, upstream charts' included, and the DNS of Dask schedulers
+and workers limited to what dask-gateway needs (networkPolicy.dns.nameFilter).
+
+z2jh renders its own policies (hub, proxy, and ``singleuser``, which selects our workspace pods
+too): policies add up, so the project matrix of test_netpol.py must hold with them as well.
 
 The whole release (our chart with the upstream z2jh and dask-gateway charts, offline copies) is
 rendered by the real ``helm``. The names a Dask pod must resolve are read from what the release
@@ -17,7 +21,7 @@ import yaml
 
 from .conftest import chart_with_upstream, helm_available, upstream_charts_available
 from .test_chart import EXAMPLE, render
-from .test_netpol import NS, PODS, A, B, labels_match, reachable_probes
+from .test_netpol import NS, OURS, OUTSIDE, PODS, UPSTREAM, A, B, expected_matrix, labels_match, reachable_probes
 
 pytestmark = [pytest.mark.skipif(not helm_available(), reason="helm binary missing: run `make helm`"),
               pytest.mark.skipif(not upstream_charts_available(), reason="upstream charts missing")]
@@ -89,6 +93,58 @@ def dns_patterns(docs, project: str, component: str) -> list[str]:
 
 def allowed(patterns: list[str], name: str) -> bool:
     return any(cilium_pattern_matches(p, name) for p in patterns)
+
+
+# ---- the whole release: upstream policies add nothing to project pods ----------------------------------
+def test_upstream_policies_are_rendered(releases):
+    names = {p["metadata"]["name"] for p in kind(releases["plain"], "NetworkPolicy")}
+    assert {"hub", "proxy", "singleuser"} <= names  # z2jh's, with our values
+
+
+def release_matrix() -> dict:
+    """test_netpol.py's matrix (the example sets a database peer), plus what z2jh's singleuser
+    policy adds unconditionally: a workspace reaches the hub proxy's HTTP port, i.e. the public
+    entry point, from inside (routes to the hub, the services and, with their owners' credentials
+    only, user servers)."""
+    matrix = dict(expected_matrix(database=True))
+    for project in (A, B):
+        matrix[f"{project}/workspace", "proxy"] = frozenset({(8000, "TCP")})
+    return matrix
+
+
+def test_hub_and_proxy_reach_the_gateway_proxy_without_relying_on_ipblocks(releases, monkeypatch):
+    """Upstream to upstream, but ours to configure: dashboards and the gateway service route."""
+    from . import test_netpol
+
+    monkeypatch.setattr(test_netpol, "IPBLOCK_MATCHES_PODS", False)
+    policies = kind(releases["plain"], "NetworkPolicy")
+    for src in ("hub", "proxy"):
+        assert reachable_probes(policies, src, "gateway-proxy") >= {(8000, "TCP")}, src
+
+
+@pytest.fixture(params=[False, True], ids=["ipblock-skips-pods", "ipblock-matches-pods"])
+def ipblock_mode(request, monkeypatch):
+    """Both ways a network plugin may treat z2jh's ipBlock rules for pod IPs (test_netpol.py)."""
+    from . import test_netpol
+
+    monkeypatch.setattr(test_netpol, "IPBLOCK_MATCHES_PODS", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("src", OURS + UPSTREAM)
+def test_full_matrix_with_every_policy_of_the_release(releases, ipblock_mode, src):
+    """Neither more (isolation) nor less (the hub and proxy reach the airlock, workspaces the
+    hub) than test_netpol.py's matrix, with z2jh's policies added, whatever the network plugin
+    does with ipBlocks."""
+    policies = kind(releases["plain"], "NetworkPolicy")
+    expected, wrong = release_matrix(), []
+    for dst in list(PODS) + list(OUTSIDE):
+        if dst == src or (src in UPSTREAM and dst not in OURS):
+            continue  # traffic between the upstream charts' pods is theirs to govern
+        want, got = expected.get((src, dst), frozenset()), reachable_probes(policies, src, dst)
+        if got != want:
+            wrong.append(f"{src} → {dst}: expected {sorted(want)}, got {sorted(got)}")
+    assert not wrong, "\n".join(wrong)
 
 
 # ---- default: plain NetworkPolicies, any name -------------------------------------------------------
