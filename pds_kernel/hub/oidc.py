@@ -4,8 +4,9 @@ The identity provider (IdP) proves who the user is and says which IdP groups the
 registry says which projects they may use. A user gets the *intersection*, so withdrawing access
 in either place is enough (deny by default):
 
-* sign-in needs one of the ``allowed_groups`` (IdP groups, e.g. ``pds-users``) **and** an active
-  registry account;
+* sign-in needs a second factor shown by the ID token (``required_amr`` / ``required_acr``,
+  :mod:`pds_kernel.hub.second_factor`), one of the ``allowed_groups`` (IdP groups, e.g.
+  ``pds-users``) **and** an active registry account;
 * project groups: IdP groups named ``<project_group_prefix><project id>`` (default
   ``pds-project-diabetes-2024``) ∩ the projects where the registry makes the user an active
   researcher (``require_idp_project_groups=False`` keeps only the registry side);
@@ -42,10 +43,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from oauthenticator.generic import GenericOAuthenticator
+from tornado import web
 from traitlets import Any, Bool, Set, TraitError, Unicode, default, validate
 
 from ..audit import AuditEvent
-from ..errors import InvalidInput
+from ..errors import InvalidInput, PermissionDenied
 from ..registry import Role
 from ..registry.names import check_project_id
 from .common import (
@@ -56,6 +58,7 @@ from .common import (
     stop_revoked_servers,
     user_roles,
 )
+from .second_factor import FactorPolicy, check_second_factor, id_token_claims
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,21 @@ class PdsOAuthenticator(GenericOAuthenticator):
         Unicode(), config=True,
         help="IdP groups whose members may act as output checkers (with a registry membership). "
              "Default: none.")
+
+    required_amr = Set(
+        Unicode(), default_value={"mfa"}, config=True,
+        help="A sign-in passes when the ID token's amr (RFC 8176) holds one of these, e.g. "
+             "['mfa', 'otp', 'hwk'], or its acr is one of required_acr. Default ['mfa'].")
+    required_acr = Set(
+        Unicode(), config=True,
+        help="ID token acr values that show a second factor (the provider's level names, e.g. "
+             "'http://eidas.europa.eu/LoA/substantial'). Default: none.")
+    jwks_url = Unicode(
+        "", config=True,
+        help="The provider's JSON Web Key Set URL: ID token signatures are verified against it. "
+             "Empty: the token is trusted because it came from the token endpoint over TLS.")
+    id_token_issuer = Unicode(
+        "", config=True, help="The expected 'iss' of ID tokens (the provider's issuer URL); empty = not checked.")
 
     @validate("admin_users", "admin_groups")
     def _refuse_admin_lists(self, proposal):
@@ -201,10 +219,28 @@ class PdsOAuthenticator(GenericOAuthenticator):
             groups.add(ADMIN_GROUP)
         return groups
 
+    async def check_second_factor(self, auth_state: dict) -> dict:
+        """The verified ID token claims; :class:`PermissionDenied` without a second factor."""
+        jwks = None
+        if self.jwks_url:
+            jwks = await self.httpfetch(self.jwks_url, "Fetching the provider's keys...",
+                                        validate_cert=self.validate_server_cert)
+        claims = id_token_claims(auth_state.get("id_token"), client_id=self.client_id, jwks=jwks,
+                                 issuer=self.id_token_issuer)
+        check_second_factor(claims, FactorPolicy.of(self.required_amr, self.required_acr))
+        return claims
+
     async def check_allowed(self, username: str, auth_model: dict | None) -> bool:
-        """Deny by default: an IdP sign-in group *and* an active registry account."""
+        """Deny by default: a second factor, an IdP sign-in group *and* an active registry account.
+
+        A sign-in without a second factor is refused with a page that says so (HTTP 403)."""
         if auth_model is None:  # JupyterHub's startup check of allowed users: registry decides
             return is_registry_user(self.registry, username)
+        try:
+            await self.check_second_factor(auth_model.get("auth_state") or {})
+        except PermissionDenied as exc:
+            record_login_refused(self.context, username, None, str(exc))
+            raise web.HTTPError(403, "%s", str(exc)) from None
         grants = self.idp_grants(auth_model.get("auth_state"))
         if not grants.may_login:
             record_login_refused(self.context, username, None, "not in an IdP sign-in group")

@@ -34,6 +34,9 @@ from .config import K8sConfig
 #: KubeSpawner's name for the notebook container.
 NOTEBOOK_CONTAINER = "notebook"
 SCRATCH_MOUNT = "/tmp"
+#: The commands dask-gateway runs in the worker image for a cluster's scheduler and workers.
+SCHEDULER_CMD = ("dask", "scheduler")
+WORKER_CMD = ("dask", "worker")
 #: The notebook image's Python (on its PATH).
 NOTEBOOK_PYTHON = "python"
 #: The notebook container's command: the same launcher as the local sandbox's.
@@ -275,6 +278,10 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cp
     scheduler_container = {"securityContext": copy.deepcopy(csc), "volumeMounts": [scratch_mount()]}
     mem_bytes = int(spec.mem_limit_mb) * 2**20
     return {
+        # distributed ≥ 2025 ships only the ``dask`` command: dask-gateway's defaults
+        # (dask-scheduler / dask-worker) do not exist in the worker image
+        "scheduler_cmd": list(SCHEDULER_CMD),
+        "worker_cmd": list(WORKER_CMD),
         "image": cfg.worker_image_for(spec.project, gpu=gpu),
         "image_pull_policy": cfg.pull_policy,
         "worker_cores": float(spec.cpu_limit),

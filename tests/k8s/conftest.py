@@ -21,8 +21,11 @@ TODAY = date(2026, 3, 1)
 
 @pytest.fixture
 def registry(runtime) -> Registry:
+    return two_projects(Registry.from_runtime(runtime))
+
+
+def two_projects(reg: Registry) -> Registry:
     """Two projects; alice in both, bob in alpha only, carol expired in alpha, dave in nothing."""
-    reg = Registry.from_runtime(runtime)
     for name in ("alice", "bob", "carol", "dave", "olga"):
         reg.upsert_user("admin", name)
     reg.upsert_project("admin", "alpha-study", title="Alpha", start_date=date(2025, 1, 1),
@@ -41,6 +44,10 @@ def registry(runtime) -> Registry:
 
 @pytest.fixture
 def kubeconfig(tmp_path, monkeypatch) -> Path:
+    return use_dummy_kubeconfig(tmp_path, monkeypatch)
+
+
+def use_dummy_kubeconfig(tmp_path: Path, monkeypatch) -> Path:
     """A kubeconfig naming an unroutable API server: clients can be built, nothing is contacted."""
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump({

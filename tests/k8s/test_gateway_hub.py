@@ -1,12 +1,11 @@
 """A workspace's token through the real JupyterHub and the real dask-gateway API server (no cluster).
 
+tests/security/test_gateway_isolation.py runs the same hub with the real ``dask-gateway-server``
+and its local process backend (schedulers and workers that run).
+
 In process, on loopback:
 
-* JupyterHub 5.5 configured by :func:`pds_kernel.hub.kubernetes.configure` (after the services
-  z2jh renders from the chart's ``hub.services``), serving its real REST API. Servers start through
-  the hub's own ``User.spawn``: it mints ``$JUPYTERHUB_API_TOKEN`` from ``server_token_scopes``
-  and runs the PDS hooks on KubeSpawner's real pod manifest; only the Kubernetes calls are
-  replaced (:class:`NoClusterSpawner`);
+* JupyterHub 5.5 in Kubernetes mode without Kubernetes (:mod:`k8s_hub`);
 * the dask-gateway API server (``DaskGateway`` with its aiohttp routes) configured as the chart's
   config file does, then by :func:`pds_kernel.k8s.gateway.configure_gateway`; only the part of
   ``KubeBackend`` that creates ``DaskCluster`` objects is replaced by :class:`MemoryBackend`,
@@ -16,7 +15,6 @@ In process, on loopback:
 
 from __future__ import annotations
 
-import secrets
 import socket
 import time
 import uuid
@@ -32,132 +30,28 @@ from dask_gateway_server.app import DaskGateway
 from dask_gateway_server.auth import JupyterHubAuthenticator
 from dask_gateway_server.backends.base import Backend
 from jupyterhub import orm, roles
-from jupyterhub.app import JupyterHub
-from kubespawner import KubeSpawner
-from tornado import httpserver, netutil
-from tornado import web as tornado_web
-from tornado.httpclient import AsyncHTTPClient
 from traitlets import Type
 from traitlets.config import Config
 
 from pds_kernel.airlock.web.identity import workspace_project
 from pds_kernel.audit import AuditTrail
 from pds_kernel.hub.common import ADMIN_ROLE
-from pds_kernel.hub.kubernetes import configure
 from pds_kernel.hub.oidc import ADMIN_GROUP
 from pds_kernel.k8s.config import K8sConfig
 from pds_kernel.k8s.gateway import WorkspaceAuthenticator, configure_gateway
 
+from .k8s_hub import GATEWAY, LOG_FORMAT, Hub, start_hub, start_notebook_stand_in
+
 pytestmark = pytest.mark.asyncio
 
-GATEWAY = "dask-gateway"
-#: One plain log format for both applications (importing dask_gateway_server changes the default
-#: format of every traitlets application to one that JupyterHub's formatter cannot fill).
-LOG_FORMAT = "[%(levelname)1.1s %(name)s] %(message)s"
 AIRLOCK_SCOPES = {"access:services!service=airlock"}  # what the airlock's HubOAuth requires
-
-
-# ---- JupyterHub -------------------------------------------------------------------------------
-class _Ok(tornado_web.RequestHandler):
-    def get(self, *args):
-        self.finish({})
-
-
-class NoClusterSpawner(KubeSpawner):
-    """KubeSpawner without Kubernetes: ``start`` builds the real pod (profile, pre-spawn and
-    modify-pod hooks) and keeps it, then hands the hub a loopback stand-in for the notebook."""
-
-    notebook_url = ""  # set by the fixture
-
-    async def start(self):
-        await self.load_user_options()
-        pod = await self.modify_pod_hook(self, await self.get_pod_manifest())
-        self.pod_manifest = self.api.api_client.sanitize_for_serialization(pod)
-        return self.notebook_url
-
-    async def poll(self):
-        return None
-
-    async def stop(self, now=False):
-        return None
-
-
-def chart_services() -> list[dict]:
-    """``c.JupyterHub.services`` as z2jh renders the chart's ``hub.services`` (tokens generated)."""
-    return [
-        {"name": GATEWAY, "url": "http://traefik-dask-gateway", "display": False,
-         "api_token": secrets.token_hex(32)},
-        {"name": "airlock", "url": "http://pds-airlock:8080", "oauth_no_confirm": True,
-         "api_token": secrets.token_hex(32)},
-    ]
-
-
-async def start_hub(settings, db_url: str, tmp_path, notebook_url: str):
-    sockets = netutil.bind_sockets(0, "127.0.0.1")
-    port = sockets[0].getsockname()[1]
-    c = Config()
-    c.JupyterHub.services = chart_services()
-    configure(c, settings=settings, k8s=K8sConfig())
-    # test plumbing: a local database, loopback addresses, no Kubernetes API calls
-    c.JupyterHub.db_url = db_url
-    c.JupyterHub.cookie_secret = secrets.token_bytes(32)
-    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port}"
-    c.JupyterHub.spawner_class = NoClusterSpawner
-    c.Application.log_format = LOG_FORMAT
-    NoClusterSpawner.notebook_url = notebook_url
-    empty = tmp_path / "jupyterhub_config.py"
-    empty.write_text("")
-    app = JupyterHub(config=c)
-    app.config_file = str(empty)
-    await app.initialize([])
-    server = httpserver.HTTPServer(app.tornado_application)
-    server.add_sockets(sockets)
-    return app, server, f"http://127.0.0.1:{port}/hub/api"
-
-
-class Hub:
-    def __init__(self, app, api_url: str, services: list[dict]):
-        self.app, self.api_url = app, api_url
-        self.service_tokens = {s["name"]: s["api_token"] for s in services}
-
-    def sign_in(self, name: str, groups: list[str]):
-        """What the hub does once PdsOAuthenticator accepted a user (``BaseHandler.auth_to_user``):
-        create the user with JupyterHub's default roles, set the project groups."""
-        orm_user = orm.User.find(self.app.db, name)
-        if orm_user is None:
-            orm_user = orm.User(name=name)
-            self.app.db.add(orm_user)
-            roles.assign_default_roles(self.app.db, entity=orm_user)
-            self.app.db.commit()
-        user = self.app.users[orm_user]
-        user.sync_groups(groups)
-        return user
-
-    async def start_server(self, user, project: str, token_scopes=None) -> str:
-        """Start a named server through JupyterHub's own ``User.spawn``; its token."""
-        spawner = user.get_spawner(project, replace_failed=True)
-        if token_scopes is not None:
-            spawner.server_token_scopes = token_scopes
-        await user.spawn(project)
-        spawner.stop_polling()
-        return spawner.api_token
-
-    async def whoami(self, token: str) -> dict:
-        """``GET /hub/api/user``: what the gateway and the airlock are told about a token."""
-        import json
-
-        response = await AsyncHTTPClient().fetch(f"{self.api_url}/user",
-                                                 headers={"Authorization": f"token {token}"})
-        return json.loads(response.body)
 
 
 @pytest_asyncio.fixture
 async def hub(settings, runtime, registry, kubeconfig, tmp_path):
-    notebook = httpserver.HTTPServer(tornado_web.Application([(r"/(.*)", _Ok)]))
-    nb_sockets = netutil.bind_sockets(0, "127.0.0.1")
-    notebook.add_sockets(nb_sockets)
+    notebook, notebook_url = start_notebook_stand_in()
     app, server, api_url = await start_hub(settings, f"sqlite:///{tmp_path}/hub.sqlite", tmp_path,
-                                           f"http://127.0.0.1:{nb_sockets[0].getsockname()[1]}")
+                                           notebook_url)
     yield Hub(app, api_url, app.services)
     server.stop()
     notebook.stop()

@@ -48,6 +48,14 @@ class Pod:
     ip: str
     namespace: str = NS
     namespace_labels: dict = field(default_factory=dict)
+    named_ports: dict = field(default_factory=dict)  #: container port names → numbers (z2jh's rules use names)
+
+
+#: Whether an ``ipBlock`` peer also matches pod IPs. Kubernetes leaves it to the network plugin
+#: (Calico matches them; others only see the node's IP after SNAT), so a rule meant for outside
+#: addresses (z2jh's "private IPs" egress of the hub and proxy) may or may not reach pods. Tests
+#: check isolation with True (the worst case) and required paths with False.
+IPBLOCK_MATCHES_PODS = False
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,8 @@ def labels_match(selector: dict | None, labels: dict) -> bool:
 
 def peer_matches(peer: dict, other, policy_ns: str) -> bool:
     if "ipBlock" in peer:
-        if isinstance(other, Pod):
-            return False  # cluster pod IPs are not matched by ipBlock in practice for our test ranges
+        if isinstance(other, Pod) and not IPBLOCK_MATCHES_PODS:
+            return False
         ip = ipaddress.ip_address(other.ip)
         block = peer["ipBlock"]
         return ip in ipaddress.ip_network(block["cidr"]) and not any(
@@ -94,10 +102,13 @@ def peer_matches(peer: dict, other, policy_ns: str) -> bool:
     return labels_match(peer.get("podSelector", {}), other.labels) if "podSelector" in peer else True
 
 
-def port_matches(ports: list | None, port: int, protocol: str) -> bool:
+def port_matches(ports: list | None, port: int, protocol: str, named: dict | None = None) -> bool:
+    """``named``: the destination pod's port names (a rule's ``port: http`` means its number)."""
     if not ports:
         return True
-    return any(p.get("port") in (None, port) and p.get("protocol", "TCP") == protocol for p in ports)
+    named = named or {}
+    return any(named.get(p.get("port"), p.get("port")) in (None, port) and p.get("protocol", "TCP") == protocol
+               for p in ports)
 
 
 def direction_allows(policies, pod, other, port, protocol, direction: str) -> bool:
@@ -114,7 +125,9 @@ def direction_allows(policies, pod, other, port, protocol, direction: str) -> bo
         for rule in policy["spec"].get(key) or []:
             peers = rule.get(peers_key)
             peer_ok = True if not peers else any(peer_matches(x, other, pod.namespace) for x in peers)
-            if peer_ok and port_matches(rule.get("ports"), port, protocol):
+            destination = other if direction == "Egress" else pod
+            named = destination.named_ports if isinstance(destination, Pod) else {}
+            if peer_ok and port_matches(rule.get("ports"), port, protocol, named):
                 return True
     return False
 
@@ -165,7 +178,8 @@ def gateway_chart_labels(component: str) -> dict:
 def project_pods(project: str, n: int) -> dict[str, Pod]:
     cluster = f"{n:02d}c0ffee{n:02d}"
     return {
-        f"{project}/workspace": Pod(f"{project}-ws", workspace_labels(project), f"10.1.{n}.1"),
+        f"{project}/workspace": Pod(f"{project}-ws", workspace_labels(project), f"10.1.{n}.1",
+                                    named_ports={"notebook-port": 8888}),
         f"{project}/scheduler": Pod(f"{project}-sched", dask_pod_labels(project, cluster, False), f"10.1.{n}.2"),
         f"{project}/worker": Pod(f"{project}-worker", dask_pod_labels(project, cluster, True), f"10.1.{n}.3"),
         f"{project}/worker2": Pod(f"{project}-worker2", dask_pod_labels(project, cluster, True), f"10.1.{n}.4"),
@@ -176,16 +190,19 @@ PODS = {
     **project_pods(A, 1), **project_pods(B, 2),
     "hub": Pod("hub", {"app": "jupyterhub", "component": "hub", "release": RELEASE,
                        "hub.jupyter.org/network-access-proxy-api": "true",
-                       "hub.jupyter.org/network-access-singleuser": "true"}, "10.1.9.1"),
+                       "hub.jupyter.org/network-access-singleuser": "true"}, "10.1.9.1",
+               named_ports={"http": 8081}),
     "proxy": Pod("proxy", {"app": "jupyterhub", "component": "proxy", "release": RELEASE,
                            "hub.jupyter.org/network-access-hub": "true",
-                           "hub.jupyter.org/network-access-singleuser": "true"}, "10.1.9.2"),
+                           "hub.jupyter.org/network-access-singleuser": "true"}, "10.1.9.2",
+                 named_ports={"http": 8000, "https": 8443, "api": 8001}),
     "gateway-proxy": Pod("traefik", gateway_chart_labels("traefik"), "10.1.9.3"),
     "gateway-api": Pod("api", {**gateway_chart_labels("gateway"), "hub.jupyter.org/network-access-hub": "true"},
                        "10.1.9.4"),
     "gateway-controller": Pod("controller", gateway_chart_labels("controller"), "10.1.9.6"),
     "airlock": Pod("airlock", {"pds.component": "airlock", "app.kubernetes.io/name": "pds-workspace",
-                               "app.kubernetes.io/instance": RELEASE}, "10.1.9.5"),
+                               "app.kubernetes.io/instance": RELEASE,
+                               "hub.jupyter.org/network-access-hub": "true"}, "10.1.9.5"),  # templates/airlock.yaml
     "job": Pod("extract-job", {"pds.component": "job", "app.kubernetes.io/name": "pds-workspace",
                                "app.kubernetes.io/instance": RELEASE, "pds.project": A}, "10.1.9.7"),
     "dns": Pod("coredns", {"k8s-app": "kube-dns"}, "10.96.0.10", namespace="kube-system"),

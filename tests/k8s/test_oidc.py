@@ -1,4 +1,6 @@
-"""OIDC sign-in through a real authorization-code + PKCE exchange with a tiny provider on loopback."""
+"""OIDC sign-in through a real authorization-code + PKCE exchange with a small provider on loopback
+(tests/k8s/oidc_provider.py: signed ID tokens). Every sign-in here uses a second factor unless the
+test says otherwise (the hub refuses the others: the tests at the end)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import pytest
 import pytest_asyncio
 from oauthenticator.oauth2 import _serialize_state
-from tornado import httpserver, netutil, web
+from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 
 from pds_kernel.audit import AuditTrail
 from pds_kernel.hub.common import HubContext
 from pds_kernel.hub.oidc import ADMIN_GROUP, PdsOAuthenticator, map_idp_groups
+
+from .oidc_provider import PASSWORD_ONLY, WITH_OTP, OpenIdProvider, new_key
 
 pytestmark = pytest.mark.asyncio
 
@@ -31,61 +35,17 @@ DIRECTORY = {
 }
 
 
-class FakeOpenIdProvider:
-    """authorize → code (bound to the PKCE challenge), token → access token, userinfo → claims."""
-
-    def __init__(self):
-        self.codes: dict[str, tuple[str, str, str]] = {}
-        self.tokens: dict[str, str] = {}
-        provider = self
-
-        class Authorize(web.RequestHandler):
-            def get(self):
-                user = self.get_argument("login_hint")  # the "login page" of this test IdP
-                if self.get_argument("client_id") != CLIENT_ID or user not in DIRECTORY:
-                    raise web.HTTPError(400)
-                code = secrets.token_urlsafe(16)
-                provider.codes[code] = (user, self.get_argument("code_challenge"), self.get_argument("redirect_uri"))
-                self.redirect(f"{self.get_argument('redirect_uri')}?" + urlencode(
-                    {"code": code, "state": self.get_argument("state")}))
-
-        class Token(web.RequestHandler):
-            def post(self):
-                code = self.get_body_argument("code")
-                user, challenge, redirect_uri = provider.codes.pop(code, (None, None, None))
-                verifier = self.get_body_argument("code_verifier", "")
-                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-                if (user is None or digest != challenge
-                        or self.get_body_argument("client_secret") != CLIENT_SECRET
-                        or self.get_body_argument("redirect_uri") != redirect_uri):
-                    self.set_status(400)
-                    self.finish({"error": "invalid_grant"})
-                    return
-                token = secrets.token_urlsafe(24)
-                provider.tokens[token] = user
-                self.finish({"access_token": token, "token_type": "Bearer", "expires_in": 300,
-                             "scope": "openid profile email groups"})
-
-        class UserInfo(web.RequestHandler):
-            def get(self):
-                token = self.request.headers.get("Authorization", "").removeprefix("Bearer ")
-                user = provider.tokens.get(token)
-                if user is None:
-                    raise web.HTTPError(401)
-                self.finish({"sub": f"id-{user}", "preferred_username": user.upper(),
-                             "email": f"{user}@example.org", "groups": DIRECTORY[user]})
-
-        self.app = web.Application([(r"/authorize", Authorize), (r"/token", Token), (r"/userinfo", UserInfo)])
+@pytest_asyncio.fixture
+async def provider():
+    idp = OpenIdProvider(DIRECTORY, CLIENT_ID, CLIENT_SECRET)
+    idp.start()
+    yield idp
+    await idp.stop()
 
 
 @pytest_asyncio.fixture
-async def idp():
-    sockets = netutil.bind_sockets(0, "127.0.0.1")
-    server = httpserver.HTTPServer(FakeOpenIdProvider().app)
-    server.add_sockets(sockets)
-    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    server.stop()
-    await server.close_all_connections()
+async def idp(provider):
+    return provider.issuer
 
 
 class FakeLoginHandler:
@@ -108,16 +68,19 @@ def authenticator(settings, runtime, registry, idp):
         context=context, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
         authorize_url=f"{idp}/authorize", token_url=f"{idp}/token", userdata_url=f"{idp}/userinfo",
         oauth_callback_url=CALLBACK, allowed_groups={"pds-users"}, idp_admin_groups={"pds-admins"},
+        jwks_url=f"{idp}/jwks", id_token_issuer=idp,
     )
 
 
-async def sign_in(authenticator: PdsOAuthenticator, idp: str, user: str):
-    """Run the browser's part (authorize) then JupyterHub's (callback → token → userinfo)."""
+async def sign_in(authenticator: PdsOAuthenticator, idp: str, user: str, factors=WITH_OTP, acr: str = ""):
+    """Run the browser's part (authorize: ``user`` signs in with ``factors``) then JupyterHub's
+    (callback → token → userinfo → PdsOAuthenticator's checks)."""
     verifier = secrets.token_urlsafe(32)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     query = urlencode({"client_id": CLIENT_ID, "redirect_uri": CALLBACK, "response_type": "code",
                        "state": "x", "code_challenge": challenge, "code_challenge_method": "S256",
-                       "login_hint": user, "scope": "openid groups"})
+                       "login_hint": user, "scope": "openid groups", "factors": ",".join(factors),
+                       "acr": acr})
     response = await AsyncHTTPClient().fetch(f"{idp}/authorize?{query}", follow_redirects=False,
                                              raise_error=False)
     assert response.code == 302
@@ -228,3 +191,69 @@ async def test_chart_oidc_settings_are_real_traits(section):
     for values in (merged_values(), merged_values(EXAMPLE)):
         for key in values["jupyterhub"]["hub"]["config"][section]:
             assert key in traits, f"hub.config.{section}.{key} is not a setting"
+
+
+# ---- a second factor, shown by the ID token (pds_kernel/hub/second_factor.py) ---------------------------
+def refusals(runtime) -> list:
+    return [e for e in AuditTrail(runtime.sessions).entries() if e.action == "hub.login" and e.outcome == "denied"]
+
+
+async def test_password_only_sign_in_is_refused_with_a_clear_message(authenticator, idp, runtime):
+    with pytest.raises(web.HTTPError) as refused:
+        await sign_in(authenticator, idp, "alice", factors=PASSWORD_ONLY)
+    assert refused.value.status_code == 403
+    message = refused.value.log_message % refused.value.args
+    assert "did not use a second factor" in message and "['pwd']" in message and "mfa" in message
+    assert [e.actor for e in refusals(runtime)] == ["alice"]
+
+
+async def test_one_time_code_counts_when_configured(authenticator, idp):
+    authenticator.required_amr = {"mfa", "otp"}
+    model = await sign_in(authenticator, idp, "bob", factors=("pwd", "otp"))
+    assert model["name"] == "bob"
+    with pytest.raises(web.HTTPError):
+        await sign_in(authenticator, idp, "bob", factors=("pwd", "kba"))
+
+
+async def test_assurance_level_counts_when_configured(authenticator, idp):
+    authenticator.required_amr, authenticator.required_acr = set(), {"urn:pds:loa:2fa"}
+    assert (await sign_in(authenticator, idp, "bob", factors=PASSWORD_ONLY, acr="urn:pds:loa:2fa"))["name"] == "bob"
+    with pytest.raises(web.HTTPError):
+        await sign_in(authenticator, idp, "bob", factors=WITH_OTP, acr="urn:pds:loa:1")
+
+
+async def test_no_factor_configured_refuses_everyone(authenticator, idp):
+    authenticator.required_amr, authenticator.required_acr = set(), set()
+    with pytest.raises(web.HTTPError) as refused:
+        await sign_in(authenticator, idp, "alice")
+    assert "names none" in refused.value.log_message % refused.value.args
+
+
+async def test_id_token_signed_by_another_key_is_refused(authenticator, idp, provider):
+    """A token claiming mfa, signed by a key the provider does not publish."""
+    provider.forge_with = new_key()
+    with pytest.raises(web.HTTPError) as refused:
+        await sign_in(authenticator, idp, "alice")
+    assert "not valid" in refused.value.log_message % refused.value.args
+
+
+async def test_id_token_for_another_client_is_refused(authenticator, idp, provider):
+    original = provider.id_token
+
+    def for_another_client(grant):
+        import jwt as pyjwt
+        claims = pyjwt.decode(original(grant), options={"verify_signature": False})
+        return pyjwt.encode({**claims, "aud": "another-app"}, provider.key, algorithm="RS256",
+                            headers={"kid": provider.kid})
+
+    provider.id_token = for_another_client
+    with pytest.raises(web.HTTPError, match="403"):
+        await sign_in(authenticator, idp, "alice")
+
+
+async def test_chart_requires_a_second_factor():
+    from .test_chart import EXAMPLE, merged_values
+
+    for values in (merged_values(), merged_values(EXAMPLE)):
+        section = values["jupyterhub"]["hub"]["config"]["PdsOAuthenticator"]
+        assert set(section["required_amr"]) or set(section.get("required_acr") or [])

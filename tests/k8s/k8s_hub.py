@@ -1,0 +1,131 @@
+"""A real JupyterHub 5.5 in Kubernetes mode without Kubernetes, for the gateway tests.
+
+:func:`start_hub` configures it with :func:`pds_kernel.hub.kubernetes.configure` (after the services
+z2jh renders from the chart's ``hub.services``) and serves its real REST API on loopback. Servers
+start through the hub's own ``User.spawn``: it mints ``$JUPYTERHUB_API_TOKEN`` from
+``server_token_scopes`` and runs the PDS hooks on KubeSpawner's real pod manifest; only the
+Kubernetes calls are replaced (:class:`NoClusterSpawner`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from jupyterhub import orm, roles
+from jupyterhub.app import JupyterHub
+from kubespawner import KubeSpawner
+from tornado import httpserver, netutil
+from tornado import web as tornado_web
+from tornado.httpclient import AsyncHTTPClient
+from traitlets.config import Config
+
+from pds_kernel.hub.kubernetes import configure
+from pds_kernel.k8s.config import K8sConfig
+
+GATEWAY = "dask-gateway"
+#: One plain log format for both applications (importing dask_gateway_server changes the default
+#: format of every traitlets application to one that JupyterHub's formatter cannot fill).
+LOG_FORMAT = "[%(levelname)1.1s %(name)s] %(message)s"
+
+
+# ---- JupyterHub -------------------------------------------------------------------------------
+class _Ok(tornado_web.RequestHandler):
+    def get(self, *args):
+        self.finish({})
+
+
+class NoClusterSpawner(KubeSpawner):
+    """KubeSpawner without Kubernetes: ``start`` builds the real pod (profile, pre-spawn and
+    modify-pod hooks) and keeps it, then hands the hub a loopback stand-in for the notebook."""
+
+    notebook_url = ""  # set by the fixture
+
+    async def start(self):
+        await self.load_user_options()
+        pod = await self.modify_pod_hook(self, await self.get_pod_manifest())
+        self.pod_manifest = self.api.api_client.sanitize_for_serialization(pod)
+        return self.notebook_url
+
+    async def poll(self):
+        return None
+
+    async def stop(self, now=False):
+        return None
+
+
+def start_notebook_stand_in() -> tuple[httpserver.HTTPServer, str]:
+    """What the hub sees of a started notebook server: an HTTP server answering ``{}``."""
+    server = httpserver.HTTPServer(tornado_web.Application([(r"/(.*)", _Ok)]))
+    sockets = netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets(sockets)
+    return server, f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+
+
+def chart_services() -> list[dict]:
+    """``c.JupyterHub.services`` as z2jh renders the chart's ``hub.services`` (tokens generated)."""
+    return [
+        {"name": GATEWAY, "url": "http://traefik-dask-gateway", "display": False,
+         "api_token": secrets.token_hex(32)},
+        {"name": "airlock", "url": "http://pds-airlock:8080", "oauth_no_confirm": True,
+         "api_token": secrets.token_hex(32)},
+    ]
+
+
+async def start_hub(settings, db_url: str, tmp_path, notebook_url: str):
+    sockets = netutil.bind_sockets(0, "127.0.0.1")
+    port = sockets[0].getsockname()[1]
+    c = Config()
+    c.JupyterHub.services = chart_services()
+    configure(c, settings=settings, k8s=K8sConfig())
+    # test plumbing: a local database, loopback addresses, no Kubernetes API calls
+    c.JupyterHub.db_url = db_url
+    c.JupyterHub.cookie_secret = secrets.token_bytes(32)
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port}"
+    c.JupyterHub.spawner_class = NoClusterSpawner
+    c.Application.log_format = LOG_FORMAT
+    NoClusterSpawner.notebook_url = notebook_url
+    empty = tmp_path / "jupyterhub_config.py"
+    empty.write_text("")
+    app = JupyterHub(config=c)
+    app.config_file = str(empty)
+    await app.initialize([])
+    server = httpserver.HTTPServer(app.tornado_application)
+    server.add_sockets(sockets)
+    return app, server, f"http://127.0.0.1:{port}/hub/api"
+
+
+class Hub:
+    def __init__(self, app, api_url: str, services: list[dict]):
+        self.app, self.api_url = app, api_url
+        self.service_tokens = {s["name"]: s["api_token"] for s in services}
+
+    def sign_in(self, name: str, groups: list[str]):
+        """What the hub does once PdsOAuthenticator accepted a user (``BaseHandler.auth_to_user``):
+        create the user with JupyterHub's default roles, set the project groups."""
+        orm_user = orm.User.find(self.app.db, name)
+        if orm_user is None:
+            orm_user = orm.User(name=name)
+            self.app.db.add(orm_user)
+            roles.assign_default_roles(self.app.db, entity=orm_user)
+            self.app.db.commit()
+        user = self.app.users[orm_user]
+        user.sync_groups(groups)
+        return user
+
+    async def start_server(self, user, project: str, token_scopes=None) -> str:
+        """Start a named server through JupyterHub's own ``User.spawn``; its token."""
+        spawner = user.get_spawner(project, replace_failed=True)
+        if token_scopes is not None:
+            spawner.server_token_scopes = token_scopes
+        await user.spawn(project)
+        spawner.stop_polling()
+        return spawner.api_token
+
+    async def whoami(self, token: str) -> dict:
+        """``GET /hub/api/user``: what the gateway and the airlock are told about a token."""
+        response = await AsyncHTTPClient().fetch(f"{self.api_url}/user",
+                                                 headers={"Authorization": f"token {token}"})
+        return json.loads(response.body)
+
+

@@ -1,0 +1,154 @@
+"""Attacks on per-project Dask isolation through the real dask-gateway (docs/adr/0005).
+
+The attacker holds alice's ``alpha-study`` workspace (its hub token, the TLS credentials of its own
+cluster, a shell on the machine that can reach every loopback port); the target is the cluster of
+another project, ``beta-study`` (alice is a member of both: the hardest case, the same person in
+two projects). Every cluster is keyed by ``<user>/<project>`` (pds_kernel/k8s/gateway.py). The real
+``dask-gateway-server`` runs with its local process backend: schedulers are real processes with
+their own TLS credentials, reached through the gateway's SNI-routing proxy.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from dask_gateway.client import ClusterStatus, GatewayClusterError
+from distributed import Client
+from gateway_isolation_support import (
+    ALPHA,
+    BETA,
+    CONNECT_TIMEOUT,
+    beta_as_its_owner_sees_it,
+    make_scene,
+    requested_workers,
+)
+
+from pds_kernel.audit import AuditTrail
+
+pytestmark = [pytest.mark.functional, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from k8s.gateway_processes import GatewayWorld
+
+    with GatewayWorld(tmp_path_factory.mktemp("gwi")) as world:
+        scene, clusters = make_scene(world)
+        try:
+            yield scene
+        finally:
+            for cluster in clusters:
+                cluster.close()
+
+
+def refused(exc_info) -> int:
+    return exc_info.value.response.status_code if hasattr(exc_info.value, "response") else 0
+
+
+def test_list_clusters_of_another_project(scene):
+    with scene.gateway.client(scene.alpha_token) as gw:
+        names = [c.name for c in gw.list_clusters()]
+    assert names == [scene.alpha_cluster]
+    assert scene.beta.name not in names
+
+
+def test_fetch_connection_details_of_another_projects_cluster(scene):
+    """The details include the cluster's TLS key: refused."""
+    with scene.gateway.client(scene.alpha_token) as gw, pytest.raises(Exception) as denied:
+        gw.connect(scene.beta.name)
+    assert "403" in str(denied.value) or "404" in str(denied.value)
+
+
+def test_shutdown_another_projects_cluster(scene):
+    with scene.gateway.client(scene.alpha_token) as gw, pytest.raises(Exception, match="403|404"):
+        gw.stop_cluster(scene.beta.name)
+    assert beta_as_its_owner_sees_it(scene).status == ClusterStatus.RUNNING
+
+
+def test_scale_another_projects_cluster(scene):
+    before = requested_workers(scene, scene.beta.name)
+    with scene.gateway.client(scene.alpha_token) as gw, pytest.raises(Exception, match="403|404"):
+        gw.scale_cluster(scene.beta.name, 3)
+    assert requested_workers(scene, scene.beta.name) == before == 0
+
+
+def test_create_a_cluster_with_options_claiming_the_other_project(scene):
+    with scene.gateway.client(scene.alpha_token) as gw:
+        with pytest.raises((ValueError, GatewayClusterError), match=f"must be for its project {ALPHA}"):
+            gw.submit(project=BETA)
+        assert [c.name for c in gw.list_clusters()] == [scene.alpha_cluster]
+    denied = [e for e in AuditTrail(scene.world.runtime.sessions).entries()
+              if e.action == "dask.cluster.authorise" and e.outcome == "denied"]
+    assert [(e.actor, e.project) for e in denied][-1] == ("alice", BETA)
+
+
+def test_connect_to_the_other_scheduler_through_the_proxy_with_own_credentials(scene):
+    """SNI names beta's cluster; the TLS credentials are alpha's (the only ones alpha has)."""
+    address = f"gateway://{scene.gateway.proxy_tcp}/{scene.beta.name}"
+    with pytest.raises((OSError, TimeoutError)):
+        Client(address, security=scene.alpha_security, timeout=CONNECT_TIMEOUT)
+
+
+def test_connect_straight_to_the_other_scheduler_port_with_own_credentials(scene):
+    """Bypassing the proxy: the scheduler's own port (on Kubernetes the NetworkPolicy also drops it)."""
+    assert scene.beta.scheduler_address.startswith("tls://")
+    with pytest.raises((OSError, TimeoutError)):
+        Client(scene.beta.scheduler_address, security=scene.alpha_security, timeout=CONNECT_TIMEOUT)
+
+
+def test_connect_to_the_other_scheduler_port_without_tls(scene):
+    address = scene.beta.scheduler_address.replace("tls://", "tcp://")
+    with pytest.raises((OSError, TimeoutError)):
+        Client(address, timeout=CONNECT_TIMEOUT)
+
+
+def test_drive_the_other_scheduler_api_with_the_workspace_token(scene):
+    """dask-gateway's control channel of the scheduler (scale, adapt, shutdown): needs the
+    cluster's own token, which only the gateway holds."""
+    response = requests.post(f"{scene.beta.api_address}/api/comm", timeout=5,
+                             json=[{"op": "close"}],
+                             headers={"Authorization": f"token {scene.alpha_token}"})
+    assert response.status_code in (401, 403)
+    assert beta_as_its_owner_sees_it(scene).status == ClusterStatus.RUNNING
+
+
+def test_another_users_workspace_token_reaches_alices_cluster(scene):
+    """bob is in alpha-study too; alice's alpha cluster is still not his."""
+    bob = scene.world.token("bob", ALPHA)
+    with scene.gateway.client(bob) as gw:
+        assert gw.list_clusters() == []
+        with pytest.raises(Exception, match="403|404"):
+            gw.connect(scene.alpha_cluster)
+
+
+def test_personal_token_of_the_same_user(scene):
+    """A token made on the hub's token page names no single workspace: refused outright."""
+    personal = scene.world.hub.personal_token("alice")
+    response = requests.get(f"{scene.gateway.address}/api/v1/clusters/", timeout=10,
+                            headers={"Authorization": f"jupyterhub {personal}"})
+    assert response.status_code == 401
+
+
+def test_gateway_api_without_a_token(scene):
+    response = requests.get(f"{scene.gateway.address}/api/v1/clusters/", timeout=10)
+    assert response.status_code == 401
+
+
+def test_gateway_api_with_a_forged_token(scene):
+    response = requests.get(f"{scene.gateway.address}/api/v1/clusters/{scene.beta.name}", timeout=10,
+                            headers={"Authorization": "jupyterhub " + "0" * 32})
+    assert response.status_code == 401
+
+
+def test_withdrawn_member_starts_a_cluster_from_a_running_workspace(scene):
+    """dave's workspace and its token were made while he was a member; the registry withdrew him
+    since (his hub group is stale until the next auth refresh): the gateway asks the registry."""
+    from datetime import date
+
+    registry = scene.world.registry
+    registry.add_member("admin", ALPHA, "dave", "researcher", date(2030, 6, 30))
+    token = scene.world.token("dave", ALPHA)
+    registry.remove_member("admin", ALPHA, "dave", "researcher")
+    with scene.gateway.client(token) as gw, pytest.raises((ValueError, GatewayClusterError), match="researcher"):
+        gw.submit()
+    assert all(r["username"] != f"dave/{ALPHA}" for r in scene.gateway.cluster_rows().values())
