@@ -399,7 +399,8 @@ class ImportUpload:
         return {"multipart/form-data"}
 
     async def create_import(self):
-        args = self.form_fields({"project", "justification", "kind"}, files=True)
+        args = self.form_fields({"project", "justification", "kind"} | ({"_xsrf"} if not self.api else set()),
+                                files=True)
         return await self.call(ImportService(self.service).create, self.user, args["project"],
                                self.uploaded_files(), args["justification"], kind=args["kind"] or "files",
                                from_workspace=self.workspace_project is not None)
