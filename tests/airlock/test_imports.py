@@ -13,7 +13,7 @@ from dataclasses import replace
 import polars as pl
 import pytest
 from airlock_factories import PROJECT, files
-from imports_support import HASHED, MARKER, import_settings
+from import_signatures import HASHED, MARKER, import_settings
 
 from pds_kernel.airlock.imports import ImportService
 from pds_kernel.airlock.imports_mount import MANIFEST

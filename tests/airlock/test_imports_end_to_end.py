@@ -15,7 +15,7 @@ import pytest
 import requests
 from airlock_factories import PROJECT
 from airlock_web import FakeIdentity, live_server
-from imports_support import MARKER, import_settings
+from import_signatures import MARKER, import_settings
 
 from pds_kernel.airlock.web import make_app, server_options
 from pds_kernel.sandbox.cgroup import group_name, release
