@@ -18,13 +18,12 @@ from pathlib import Path
 import pytest
 import requests
 
-_TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_TESTS / "airlock"))
-sys.path.insert(0, str(_TESTS / "hub"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airlock"))  # helper modules of
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))  # tests/airlock and tests/hub
 
 from airlock_web import FakeIdentity, live_server
 from gate_support import PREFIX, gate_registry_fixture  # noqa: F401  (the gate_registry fixture)
-from import_signatures import import_settings
+from import_signatures import MARKER, import_settings  # noqa: F401  (MARKER: re-exported)
 
 from pds_kernel.airlock.imports import ImportService
 from pds_kernel.airlock.limits import AirlockLimits
@@ -56,13 +55,13 @@ class ImportGate:
         return any(p.is_file() for p in staging.rglob("*"))
 
 
-@pytest.fixture
-def settings(settings, tmp_path):
+@pytest.fixture(name="settings")
+def settings_fixture(settings, tmp_path):
     return import_settings(settings, tmp_path / "clamav", import_max_file_bytes=IMPORT_LIMIT)
 
 
-@pytest.fixture
-def import_gate(runtime, gate_registry):
+@pytest.fixture(name="import_gate")
+def import_gate_fixture(runtime, gate_registry):
     from dataclasses import replace
 
     service = AirlockService(runtime, limits=replace(AirlockLimits(), auto_release=False), registry=gate_registry)

@@ -16,16 +16,16 @@ import polars as pl
 import pytest
 from imports_support import (  # noqa: F401  (fixtures)
     IMPORT_LIMIT,
+    MARKER,
     PROJECT,
     gate_registry_fixture,
-    import_gate,
+    import_gate_fixture,
     link_member,
-    settings,
+    settings_fixture,
     tar_of,
     zeros_zip,
     zip_of,
 )
-from import_signatures import MARKER
 
 from pds_kernel.airlock.models import ExportRequest
 from pds_kernel.pseudo import KeyStore
@@ -168,10 +168,10 @@ def test_release_of_an_import_before_approval(import_gate):
 # ---- cohort lists: NIRs never enter ----------------------------------------------------------------
 @pytest.fixture
 def cohort(import_gate, tmp_path):
-    settings = import_gate.service.settings
+    paths = import_gate.service.settings.paths
     generate(tmp_path / "delivery", patients=120, years=(2022, 2022), seed=3)
-    KeyStore(settings.paths.keys).ensure(PROJECT, "setup")
-    return generate_cohort_list(tmp_path / "delivery", tmp_path / "outside" / "list.csv", settings.paths.ttp,
+    KeyStore(paths.keys).ensure(PROJECT, "setup")
+    return generate_cohort_list(tmp_path / "delivery", tmp_path / "outside" / "list.csv", paths.ttp,
                                 matched=20, unmatched=5, seed=5)
 
 
@@ -192,10 +192,10 @@ def test_nir_leaks_into_what_reviewers_and_the_workspace_see(import_gate, cohort
         import_gate.api(checker, "POST", f"requests/{rid}/reviews",
                         json={"verdicts": {"0": {"decision": "approve"}, "1": {"decision": "approve"}}})
     assert import_gate.api("omar", "POST", f"requests/{rid}/release", json={}).status_code == 200
-    settings = import_gate.service.settings
+    paths = import_gate.service.settings.paths
     seen = [import_gate.api(u, "GET", f"requests/{rid}").content for u in ("olga", "alice")]
     seen += [import_gate.api("olga", "GET", f"requests/{rid}/files/{i}").content for i in (0, 1)]
-    seen += [p.read_bytes() for p in (settings.paths.imports / PROJECT).rglob("*") if p.is_file()]
+    seen += [p.read_bytes() for p in (paths.imports / PROJECT).rglob("*") if p.is_file()]
     seen += [json.dumps(e.details).encode() for e in import_gate.service.runtime.audit.entries()]
     nirs = [n.replace(" ", "").encode() for n in pl.read_csv(cohort.path)["NIR"].to_list()]
     assert len(seen) > 5 and not [n for n in nirs if any(n in blob for blob in seen)]
