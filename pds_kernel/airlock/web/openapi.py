@@ -178,6 +178,7 @@ WHO = {
     "me": "anyone with a token",
     "listRequests": "anyone: each sees the requests they may see (`queue`: checkers of the project)",
     "createRequest": "a researcher of the project (an admin on behalf of one)",
+    "createImport": "a researcher of the project, for themselves, never from a workspace",
     "getRequest": "author, admins: redacted view; output checkers of the project: full",
     "submitRequest": "the author",
     "resubmitRequest": "the author",
