@@ -4,10 +4,12 @@ and read inside a workspace sandbox that was already running when the release ha
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import polars as pl
@@ -133,3 +135,15 @@ def test_import_page_uploads_from_a_browser(gate, settings, registry):
     view = api(gate, "olga", "GET", f"requests/{rid}").json()
     assert view["direction"] == "import" and view["files"][0]["check"]["clamav"]["verdict"] == "clean"
     assert not Path(settings.paths.imports / PROJECT / rid).exists()  # nothing in before review
+    checker = requests.Session()
+    checker.cookies.set("fake_user", "olga")
+    listing = checker.get(gate + "requests", timeout=60)
+    assert listing.status_code == 200 and "import" in listing.text and rid[:8] in listing.text
+    page = checker.get(gate + f"requests/{rid}", timeout=60)
+    assert page.status_code == 200 and "E11" in page.text
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("repo/model.py", SCRIPT)
+    zid = upload(gate, "alice", "repo.zip", archive.getvalue()).json()["id"]
+    page = checker.get(gate + f"requests/{zid}", timeout=60)
+    assert page.status_code == 200 and "repo.zip" in page.text
