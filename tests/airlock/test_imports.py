@@ -196,3 +196,20 @@ def test_cli_import_round_trip(tmp_path, settings, registry):
     assert (settings.paths.imports / PROJECT / rid / "analysis.R").read_bytes() == b"library(survival)\n"
     manifest = json.loads((settings.paths.imports / PROJECT / MANIFEST).read_text())
     assert [e["id"] for e in manifest["imports"]] == [rid]
+
+
+def test_cli_cohort_list_installs_the_correspondence(tmp_path, settings):
+    import yaml
+    from typer.testing import CliRunner
+
+    from pds_kernel.cli.app import app
+
+    generate(tmp_path / "delivery", patients=60, years=(2022, 2022), seed=2)
+    cfg = tmp_path / "pds.yaml"
+    cfg.write_text(yaml.safe_dump({"paths": {f: str(getattr(settings.paths, f)) for f in vars(settings.paths)}}))
+    out = CliRunner().invoke(app, ["-c", str(cfg), "snds", "cohort-list", "--delivery", str(tmp_path / "delivery"),
+                                   "--out", str(tmp_path / "list.csv"), "--matched", "12", "--unmatched", "3"])
+    assert out.exit_code == 0, out.output
+    assert "matched 12, unmatched 3, duplicates 4, invalid 3" in " ".join(out.output.split())
+    assert pl.read_csv(tmp_path / "list.csv").height == 12 + 3 + 4 + 3
+    assert (settings.paths.ttp / "nir_correspondence.parquet").is_file()
