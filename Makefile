@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(CURDIR)/.tools/bin:$(PATH)
 
-APT_PACKAGES := bubblewrap libseccomp2 postgresql chromium iproute2 socat
+APT_PACKAGES := bubblewrap libseccomp2 postgresql chromium iproute2 socat clamav
 RUN_DIR ?= var/demo
 PORT ?= 8000
 

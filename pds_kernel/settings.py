@@ -39,6 +39,8 @@ class Paths:
     homes: Path = Path("var/homes")  #: private home per (user, project)
     state: Path = Path("var/state")  #: hub state, sockets, the default SQLite database
     reports: Path = Path("var/reports")  #: ingestion quality reports
+    imports: Path = Path("var/imports")  #: imports/<project>/<request>/ approved imports (read-only in workspaces)
+    ttp: Path = Path("var/ttp")  #: the trusted third party's NIR correspondence (never in a workspace)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,14 @@ class Airlock:
     allowed_extensions: str = ""  #: comma-separated (".csv,.png"); empty = every known type
     auto_release: bool = True  #: release as soon as the last required review approves
     stale_release_seconds: int = 600  #: a release claim older than this may be taken over
+    # imports (files brought into a workspace through the gate: pds_kernel/airlock/imports_scan.py)
+    import_max_file_bytes: int = 100 * 1024 * 1024  #: size of one imported file, in bytes
+    import_max_members: int = 2_000  #: files listed in one imported archive
+    import_max_unpacked_bytes: int = 500 * 1024 * 1024  #: what one archive unpacks to, in bytes
+    import_max_ratio: int = 200  #: unpacked size / packed size of an archive or member (zip bombs)
+    clamscan: str = "clamscan"  #: the ClamAV scanner (Debian package clamav)
+    clamav_database: str = ""  #: signature directory; "" = ClamAV's default (/var/lib/clamav, freshclam)
+    clamscan_timeout_seconds: int = 300  #: a scan that takes longer refuses the file
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Airlock tables (SQLAlchemy). Storage only: rules live in :mod:`.states`, :mod:`.permissions`
 and :mod:`.service` (the only writer).
 
-A request owns its staged files; a review is one checker's verdict on one version of one file,
+A request (an export or an import: ``direction``) owns its staged files; a review is one checker's verdict on one version of one file,
 bound to that file's SHA-256 so that a changed file silently loses every review of its old bytes.
 """
 
@@ -26,6 +26,9 @@ class ExportRequest(Base):
     project_id: Mapped[str] = mapped_column(String(40), index=True)
     author: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(30), index=True)
+    #: ``export`` (results leaving a workspace) or ``import`` (files brought into one, see
+    #: :mod:`.imports`): one model, one transition table for both directions
+    direction: Mapped[str] = mapped_column(String(10), index=True, default="export", server_default="export")
     justification: Mapped[str] = mapped_column(Text, default="")
     context: Mapped[str] = mapped_column(Text, default="{}")  #: JSON: notebook, ACRO records...
     reviews_required: Mapped[int] = mapped_column(Integer)  #: fixed at submission

@@ -105,3 +105,18 @@ def can_see_votes(user: str, author: str, state: State, reviewed_this_round: boo
     if State(state) in DECIDED_STATES:
         return True
     return user != author and reviewed_this_round
+
+
+def can_import(registry: Registry, actor: str, project: str, from_workspace: bool) -> bool:
+    """Files come into a project from its active researchers' browsers, never from a workspace."""
+    return not from_workspace and can_research(registry, actor, project)
+
+
+def check_importer(registry: Registry, actor: str, project: str, *, from_workspace: bool) -> None:
+    """An import is asked for by an active researcher of the project, for themselves (nobody imports
+    on someone else's behalf), from outside any workspace: code in a workspace could otherwise
+    bring in what it liked, or launder what it holds through a review."""
+    if from_workspace:
+        raise PermissionDenied("files are imported from your browser at the gate, never from inside a "
+                               "workspace: open the gate's page 'Import files'")
+    registry.check_access(actor, project, Role.RESEARCHER, action="airlock.access.import", actor=actor)

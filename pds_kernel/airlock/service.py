@@ -42,6 +42,8 @@ from ..registry.names import check_project_id, check_user_name
 from . import permissions
 from .checks import Status, Thresholds, filetypes, worst
 from .gate import ProjectGate, project_gate, run_gate
+from .imports_mount import hide_revoked, open_release_folder, refresh_manifest
+from .imports_scan import import_refusal
 from .inputs import check_context_shape, check_text
 from .limits import AirlockLimits, load_limits
 from .models import ExportRequest, RequestFile, Review
@@ -86,10 +88,16 @@ def _discard(directory: Path, staged: Iterable[StagedFile]) -> None:
         (directory / sf.stored_name).unlink(missing_ok=True)
 
 
-def _type_problem(directory: Path, f: RequestFile, allowed: frozenset[str]) -> str | None:
+def _type_problem(directory: Path, f: RequestFile, allowed: frozenset[str], direction: str = "export") -> str | None:
     """Why file ``f`` must not be released because of its type, else None (checked again at release:
-    the stored check result, the name, and the first bytes of the staged copy)."""
+    the stored check result, the name, and the first bytes of the staged copy). An import is judged
+    by its scan (:mod:`.imports_scan`): a stored failure or a name that may not come in."""
     result = _stored_check(f)
+    if direction == "import":
+        if not isinstance(result.get("rules"), dict) or result.get("status") not in {"pass", "review"} \
+                or (result.get("clamav") or {}).get("verdict") != "clean":
+            return "its scan did not pass"
+        return import_refusal(f.name)
     rules, findings = result.get("rules"), result.get("findings", [])
     if not isinstance(rules, dict) or not isinstance(findings, list) or "record" in rules:
         return "its stored check result is unreadable"
@@ -193,7 +201,7 @@ class AirlockService:
             rule = check_transition(view.state, action)
             if permissions.can_act(reg, rule.actor, viewer, view.project, view.author):
                 out.append(action.value)
-        if view.state == State.RELEASED.value and viewer == view.author and \
+        if view.state == State.RELEASED.value and viewer == view.author and view.direction == "export" and \
                 permissions.can_research(reg, viewer, view.project):
             out.append("download")
         return replace(view, actions=out)
@@ -246,7 +254,8 @@ class AirlockService:
             for req in s.scalars(query):
                 rows.append((RequestSummary(req.id, req.project_id, req.author, req.state,
                                             worst(Status(f.check_status) for f in req.files).value,
-                                            len(req.files), _iso(req.created_at), _iso(req.updated_at)),
+                                            len(req.files), _iso(req.created_at), _iso(req.updated_at),
+                                            req.direction or "export"),
                              actor in _complete_reviewers(req)))
         out = []
         allowed: dict[tuple[str, str], bool] = {}
@@ -443,6 +452,9 @@ class AirlockService:
                 raise InvalidInput("acro must map file names to ACRO records")
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
+                if req.direction == "import":
+                    raise InvalidInput("an import is not resubmitted: withdraw it and import the corrected "
+                                       "files as a new request")
                 current = {f.name: f.index for f in req.files}
                 unknown = remove - set(current)
                 if unknown:
@@ -581,7 +593,7 @@ class AirlockService:
                     raise IntegrityError("the current files do not carry the required approvals: nothing released")
                 directory = request_dir(self.settings.paths.staging, req.project_id, req.id)
                 for f in req.files:  # defence in depth: a refused type never leaves, whatever the votes say
-                    problem = _type_problem(directory, f, self.limits.allowed_extensions)
+                    problem = _type_problem(directory, f, self.limits.allowed_extensions, req.direction)
                     if problem is not None:
                         raise IntegrityError(f"{f.name} cannot be released: {problem}; nothing released")
                 stale = _utcnow() - timedelta(seconds=self.limits.stale_release_seconds)
@@ -601,11 +613,14 @@ class AirlockService:
                     if (f.index, f.sha256) not in reviewed:
                         raise IntegrityError(f"{f.name} was not reviewed in this version: nothing released")
                     items.append(ReleaseItem(directory / f.stored_name, f.name, f.sha256))
-                return req.project_id, items, contents
+                return req.project_id, items, contents, req.direction
 
-        project, items, contents = self._guarded(actor, "airlock.request.release", request_id, take_claim)
+        project, items, contents, direction = self._guarded(actor, "airlock.request.release", request_id, take_claim)
+        target = self._release_root(direction)
         try:
-            copy_release(self.settings.paths.outbox, project, request_id, claim, items)
+            final = copy_release(target, project, request_id, claim, items)
+            if direction == "import":
+                open_release_folder(final)
         except BaseException as exc:
             with transaction(self._sessions) as s:
                 s.execute(update(ExportRequest).where(ExportRequest.id == request_id,
@@ -625,7 +640,14 @@ class AirlockService:
             self._apply(s, req, Action.RELEASE, actor,
                         files=[{"name": i.name, "sha256": i.sha256} for i in items])
             view = self._view(req, actor, contents)
+        if direction == "import":
+            refresh_manifest(target, self._sessions, project)
         return self._with_actions(view, actor)
+
+    def _release_root(self, direction: str) -> Path:
+        """Exports go to the outbox (downloaded by their author); imports to the imports area,
+        mounted read-only in the project's workspaces (:mod:`.imports_mount`)."""
+        return self.settings.paths.imports if direction == "import" else self.settings.paths.outbox
 
     def revoke(self, actor: str, request_id: str, reason: str) -> RequestView:
         """Take back an approval (checker/admin) or a release (admin): the outbox copy is withdrawn."""
@@ -641,9 +663,14 @@ class AirlockService:
                 if req.state != state:
                     raise InvalidTransition(f"request {request_id} changed meanwhile: it is now {req.state}")
                 self._apply(s, req, Action.REVOKE, actor, reason=reason.strip()[:MAX_TEXT])
+                direction = req.direction
                 if state == State.RELEASED.value:
-                    withdraw_release(self.settings.paths.outbox, req.project_id, req.id)
+                    withdraw_release(self._release_root(direction), req.project_id, req.id)
+                    if direction == "import":
+                        hide_revoked(self._release_root(direction), req.project_id, req.id)
                 view = self._view(req, actor, contents)
+            if state == State.RELEASED.value and direction == "import":
+                refresh_manifest(self._release_root(direction), self._sessions, project)
             return self._with_actions(view, actor)
         return self._guarded(actor, "airlock.request.revoke", request_id, run)
 
@@ -660,6 +687,9 @@ class AirlockService:
                 req = self._load(s, request_id)
                 if req.state != State.RELEASED.value:
                     raise InvalidTransition(f"request {request_id} is {req.state}, not released")
+                if req.direction == "import":
+                    raise InvalidInput(f"request {request_id} is an import: its files are in the project's "
+                                       f"workspaces under /imports/{request_id}, not downloaded")
                 f = next((f for f in req.files if f.index == index), None)
                 if f is None:
                     raise NotFound(f"request {request_id} has no file number {index}")

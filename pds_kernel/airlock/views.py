@@ -67,9 +67,16 @@ RULE_EXPLANATIONS = {
     "code": "code file: a checker reads it",
     "notebook-output": "an output left in a notebook: strip outputs or a checker reads each one",
     "embedded-data": "data embedded in code or a notebook (attachments, widget state, long literals)",
+    # imports (pds_kernel/airlock/imports_scan.py, cohort_intake.py)
+    "malware": "the malware scan (ClamAV) found a signature or could not run: the file is refused",
+    "import-type": "the content of this file is not a type that may be imported",
+    "archive": "an archive: its members are listed for the checker (no links, no absolute or '..' "
+               "paths, no archive inside, bounded size)",
+    "cohort": "an external cohort list: NIRs were replaced by PERSON_IDs at intake; the match report "
+              "gives counts only",
 }
 OTHER_RULE = "other"
-_KINDS = {"table", "figure", "text", "model", "code", "unknown"}
+_KINDS = {"table", "figure", "text", "model", "code", "archive", "cohort", "unknown"}
 _STATUSES = {s.value for s in Status}
 
 
@@ -118,6 +125,7 @@ class RequestView:
     reviewed_by_me: bool  #: the viewer holds a verdict on every current file
     actions: list[str] = field(default_factory=list)  #: what this viewer may do now
     contents_visible: bool = False  #: False: redacted (no contents, findings without values)
+    direction: str = "export"  #: export (leaving a workspace) or import (coming in)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,6 +141,7 @@ class RequestSummary:
     files: int
     created_at: str
     updated_at: str
+    direction: str = "export"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -226,5 +235,5 @@ def build_view(req: ExportRequest, viewer: str, *, contents: bool) -> RequestVie
         released_at=iso(req.released_at), files=files,
         check_status=worst(Status(f.check_status) for f in req.files).value,
         complete_reviews=len(complete), reviews=reviews, reviews_hidden=hidden,
-        reviewed_by_me=own_complete, contents_visible=contents,
+        reviewed_by_me=own_complete, contents_visible=contents, direction=req.direction or "export",
     )

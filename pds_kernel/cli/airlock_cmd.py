@@ -19,7 +19,8 @@ from rich.table import Table
 from ..errors import InvalidInput
 from .app import console
 
-app = typer.Typer(help="Export requests: list, show, submit, review, release, download.", no_args_is_help=True)
+app = typer.Typer(help="Export and import requests: list, show, submit, import, review, release, download.",
+                  no_args_is_help=True)
 
 
 def _service(ctx: typer.Context):
@@ -196,6 +197,27 @@ def submit(ctx: typer.Context,
         streams = [(p.name, stack.enter_context(open(p, "rb"))) for p in files]
         view = _service(ctx).create(ctx.obj.actor, project, streams, justification, data,
                                     author=author, submit=not draft)
+    _show(view)
+
+
+@app.command("import")
+def import_(ctx: typer.Context,
+            project: str = typer.Argument(..., help="Project id."),
+            files: list[Path] = typer.Argument(..., help="Files to bring in (code, reference data, .zip/.tar.gz)."),
+            justification: str = typer.Option(..., "--justification", "--why", help="Why these files are needed."),
+            kind: str = typer.Option("files", help="files, or cohort: one CSV with a NIR column, linked at intake.")
+            ) -> None:
+    """Import files into a project's workspaces: scanned, reviewed by its output checkers, then
+    read-only under /imports/<request>/ (the same as the gate's page 'Import files')."""
+    from ..airlock.imports import ImportService
+
+    for path in files:
+        if not path.is_file():
+            raise InvalidInput(f"{path} is not a file")
+    with ExitStack() as stack, Progress(console=console, transient=True) as progress:
+        progress.add_task("staging and scanning", total=None)
+        streams = [(p.name, stack.enter_context(open(p, "rb"))) for p in files]
+        view = ImportService(_service(ctx)).create(ctx.obj.actor, project, streams, justification, kind=kind)
     _show(view)
 
 

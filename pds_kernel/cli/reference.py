@@ -21,6 +21,8 @@ from typing import Any
 EXAMPLES: dict[str, str] = {
     "snds generate": "pds snds generate --out var/raw/delivery-2023 --patients 5000 --years 2022-2023 --seed 1",
     "snds tables": "pds snds tables ER_PRS_F",
+    "snds cohort-list": "pds snds cohort-list --delivery var/raw/delivery-2023 --out outside/recruited.csv "
+                        "--matched 40 --unmatched 10",
     "ingest": "pds ingest var/raw/delivery-2023",
     "audit verify": "pds audit verify",
     "audit show": "pds audit show --project diabetes-t2 --limit 20",
@@ -50,6 +52,8 @@ EXAMPLES: dict[str, str] = {
     "hub account revoke": "pds hub account revoke alice",
     "airlock list": "pds --as olga airlock list --scope queue --project diabetes-t2",
     "airlock show": "pds --as olga airlock show 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b",
+    "airlock import": "pds --as alice airlock import diabetes-t2 analysis.zip atc_codes.csv "
+                      "--justification 'our analysis code and the ATC nomenclature'",
     "airlock submit": "pds --as admin airlock submit --project diabetes-t2 --author alice "
                       "--why 'table 2 of the report' out/table2.csv",
     "airlock review": (

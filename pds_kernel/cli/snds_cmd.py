@@ -95,6 +95,28 @@ def generate(
                   f"years {span[0]}-{span[1]}, seed {seed}")
 
 
+@app.command("cohort-list")
+def cohort_list(
+    ctx: typer.Context,
+    delivery: Path = typer.Option(..., "--delivery", help="A delivery written by `pds snds generate`."),
+    out: Path = typer.Option(..., "--out", help="The cohort list to write (CSV: NIR + study columns)."),
+    matched: int = typer.Option(40, "--matched", help="People of the delivery in the list."),
+    unmatched: int = typer.Option(10, "--unmatched", help="People with valid NIRs the SNDS does not know."),
+    duplicated: int = typer.Option(2, "--duplicated", help="People listed twice."),
+    invalid: int = typer.Option(3, "--invalid", help="Rows whose NIR has a wrong key."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Write a synthetic external cohort list with a known match rate, and install the trusted third
+    party's NIR correspondence of the delivery in paths.ttp (for cohort imports: docs/imports.md)."""
+    from ..snds.cohort_list import generate_cohort_list
+
+    made = generate_cohort_list(delivery, out, ctx.obj.settings.paths.ttp, matched=matched, unmatched=unmatched,
+                                duplicated=duplicated, invalid=invalid, seed=seed)
+    console.print(f"{made.path}: {made.rows} rows; a correct linkage reports matched {made.matched}, "
+                  f"unmatched {made.unmatched}, duplicates {made.duplicates}, invalid {made.invalid}; "
+                  f"correspondence in {made.correspondence}")
+
+
 @app.command("tables")
 def tables(
     name: str | None = typer.Argument(None, help="Show the columns of this table (default: list all tables)."),

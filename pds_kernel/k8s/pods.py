@@ -7,7 +7,8 @@ Kubernetes API's camelCase, so tests compare dicts and the hub hook converts at 
 The invariants a workspace pod must satisfy, whatever JupyterHub, KubeSpawner or z2jh values put
 in it before (:func:`apply_workspace_invariants` is the last word):
 
-* volumes: the project's extract claim read-only at ``/data``, the (user, project) home claim at
+* volumes: the project's extract claim read-only at ``/data``, its imports claim read-only at
+  ``/imports``, the (user, project) home claim at
   ``/home/jovyan``, and a size-limited pod-local scratch ``/tmp`` (emptyDir, because the root
   filesystem is read-only); nothing else, no init containers, no sidecars;
 * the notebook server started by :mod:`pds_kernel.sandbox.notebook_server` (the lockdown and its
@@ -28,7 +29,15 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidInput
 from ..sandbox.notebook_server import server_command
-from ..sandbox.spec import DATA_MOUNT, HOME_MOUNT, WorkspaceSpec, extract_volume_name, home_volume_name
+from ..sandbox.spec import (
+    DATA_MOUNT,
+    HOME_MOUNT,
+    IMPORTS_MOUNT,
+    WorkspaceSpec,
+    extract_volume_name,
+    home_volume_name,
+    imports_volume_name,
+)
 from .config import K8sConfig
 
 #: KubeSpawner's name for the notebook container.
@@ -129,6 +138,18 @@ def extract_mount() -> dict[str, Any]:
     return {"name": "extract", "mountPath": DATA_MOUNT, "readOnly": True, "subPath": "extract"}
 
 
+def imports_volume(spec: WorkspaceSpec) -> dict[str, Any]:
+    """The project's imports claim (``imports-<project>``), written only by the gate."""
+    return {"name": "imports", "persistentVolumeClaim": {
+        "claimName": imports_volume_name(spec.project), "readOnly": True}}
+
+
+def imports_mount() -> dict[str, Any]:
+    """Approved imports, read-only at ``/imports``: the whole claim (no sub-path), so an import the
+    gate releases while the pod runs appears in it at once, with ``MANIFEST.json``."""
+    return {"name": "imports", "mountPath": IMPORTS_MOUNT, "readOnly": True}
+
+
 def scratch_volume(cfg: K8sConfig) -> dict[str, Any]:
     return {"name": "scratch", "emptyDir": {"sizeLimit": cfg.tmp_size}}
 
@@ -141,12 +162,13 @@ def build_workspace_volumes(spec: WorkspaceSpec, cfg: K8sConfig) -> list[dict[st
     return [
         extract_volume(spec),
         {"name": "home", "persistentVolumeClaim": {"claimName": home_volume_name(spec.project, spec.user)}},
+        imports_volume(spec),
         scratch_volume(cfg),
     ]
 
 
 def build_workspace_mounts() -> list[dict[str, Any]]:
-    return [extract_mount(), {"name": "home", "mountPath": HOME_MOUNT}, scratch_mount()]
+    return [extract_mount(), {"name": "home", "mountPath": HOME_MOUNT}, imports_mount(), scratch_mount()]
 
 
 def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig) -> dict[str, str]:

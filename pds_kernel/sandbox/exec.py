@@ -22,7 +22,7 @@ from ..settings import Settings
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
 from .cgroup import group_name, release
 from .identity import SandboxAccount, ensure_sandbox_account, hand_over
-from .spec import WorkspaceSpec, build_workspace_spec
+from .spec import IMPORTS_MOUNT, Mount, WorkspaceSpec, build_workspace_spec
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,21 @@ def workspace_runtime_dir(settings: Settings, user: str, project: str) -> Path:
     return settings.paths.state / "run" / check_project_id(project) / check_user_name(user)
 
 
+def prepare_imports_mount(mount: Mount) -> None:
+    """Create the project's imports folder (0755, owned by the platform) if no import was released
+    yet: it is mounted read-only, and releases add folders to it while workspaces run."""
+    mount.host_path.mkdir(parents=True, exist_ok=True)
+    os.chmod(mount.host_path, 0o755)
+
+
 def check_mount_sources(spec: WorkspaceSpec, account: SandboxAccount | None = None) -> None:
     """Refuse to start without the extract (bwrap would fail obscurely); create the home (0700),
-    owned by the sandbox account when sandboxes run as one (see :mod:`.identity`)."""
+    owned by the sandbox account when sandboxes run as one (see :mod:`.identity`), and the imports
+    folder (:func:`prepare_imports_mount`)."""
     for mount in spec.mounts:
-        if mount.read_only:
+        if mount.target == IMPORTS_MOUNT:
+            prepare_imports_mount(mount)
+        elif mount.read_only:
             if not mount.host_path.is_dir():
                 raise NotFound(f"project {spec.project} has no extract at {mount.host_path}: "
                                "build it first (pds extract build)")

@@ -36,12 +36,13 @@ from ..errors import PdsError, PermissionDenied
 from . import cgroup
 from .bridge import TcpToUnix, UnixToTcp
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
+from .exec import prepare_imports_mount
 from .hub_bridge import HubApiBridge
 from .hub_policy import HubApiPolicy
 from .identity import ensure_sandbox_account, hand_over
 from .inside import BRIDGE_PORTS, RUN_DIR
 from .notebook_server import server_command
-from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name
+from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name, imports_volume_name
 
 #: Where the example notebooks copied into every new home come from.
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "hub" / "notebooks"
@@ -188,6 +189,7 @@ class SandboxSpawner(Spawner):
         if not extract.is_dir():
             self._audit("workspace.start", Outcome.FAILED, reason="no extract")
             raise web.HTTPError(503, f"project {spec.project} has no extract yet: ask the data manager to build it")
+        prepare_imports_mount(spec.mount(imports_volume_name(spec.project)))
 
         runtime_dir = prepare_runtime_dir(self._runtime_dir())
         hand_over(runtime_dir, account)

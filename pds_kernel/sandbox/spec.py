@@ -21,6 +21,9 @@ from ..settings import Settings
 DATA_MOUNT = "/data"
 #: Where the private home appears inside every workspace (read-write).
 HOME_MOUNT = "/home/jovyan"
+#: Where the project's approved imports appear inside every workspace (read-only): one folder per
+#: released import request and ``MANIFEST.json`` (see pds_kernel/airlock/imports_mount.py).
+IMPORTS_MOUNT = "/imports"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ def extract_volume_name(project: str) -> str:
     return f"extract-{check_project_id(project)}"
 
 
+def imports_volume_name(project: str) -> str:
+    return f"imports-{check_project_id(project)}"
+
+
 def home_volume_name(project: str, user: str) -> str:
     """The claim (volume) name of ``user``'s home in ``project``: a readable prefix and a hash of
     the exact pair.
@@ -85,12 +92,15 @@ def build_workspace_spec(settings: Settings, project_info, user: str) -> Workspa
     check_user_name(user)
     extract = settings.paths.projects / project / "extract"
     home = settings.paths.homes / project / user
+    imports = settings.paths.imports / project
     return WorkspaceSpec(
         user=user,
         project=project,
         mounts=(
             Mount(extract_volume_name(project), DATA_MOUNT, True, extract),
             Mount(home_volume_name(project, user), HOME_MOUNT, False, home),
+            # the whole project folder, so that an import released while the workspace runs appears
+            Mount(imports_volume_name(project), IMPORTS_MOUNT, True, imports),
         ),
         cpu_limit=project_info.cpu_limit,
         mem_limit_mb=project_info.mem_limit_mb,

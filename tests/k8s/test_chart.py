@@ -353,3 +353,24 @@ def test_full_render_with_dependencies(whole_release):
         labels = [d["metadata"].get("labels", {}) for d in docs]
         assert any(la.get("chart") == "jupyterhub-4.4.0" for la in labels)
         assert any(la.get("helm.sh/chart") == "dask-gateway-2026.3.0" for la in labels), labels
+
+
+def test_imports_claims_are_written_by_the_gate_only(rendered):
+    """Each project gets an imports claim; the gate mounts it read-write at paths.imports/<project>
+    (workspaces mount it read-only: tests/k8s/test_spawner.py) and ClamAV signatures read-only."""
+    docs = rendered["multi-project"]
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    gate = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "pds-airlock")
+    container = gate["spec"]["template"]["spec"]["containers"][0]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PDS_PATHS__IMPORTS"] == "/srv/pds/imports"
+    assert env["PDS_AIRLOCK__CLAMAV_DATABASE"] == mounts["clamav"]["mountPath"]
+    assert mounts["clamav"]["readOnly"] is True
+    for project in ("diabetes-2024", "imaging-ai-2025"):
+        assert ("PersistentVolumeClaim", f"imports-{project}") in names
+        assert mounts[f"imports-{project}"]["mountPath"] == f"/srv/pds/imports/{project}"
+    for doc in docs:  # no other pod of ours mounts an imports claim
+        if doc["kind"] in {"Job", "Deployment"} and doc["metadata"]["name"] != "pds-airlock":
+            volumes = doc["spec"]["template"]["spec"].get("volumes", [])
+            assert not [v for v in volumes if v.get("persistentVolumeClaim", {}).get("claimName", "").startswith("imports-")]

@@ -75,13 +75,15 @@ async def test_member_gets_exactly_the_project(settings, runtime, registry, kube
     assert [c["name"] for c in spec["containers"]] == ["notebook"]
     assert not spec.get("initContainers")
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert set(volumes) == {"extract", "home", "scratch"}
+    assert set(volumes) == {"extract", "home", "imports", "scratch"}
     assert volumes["extract"]["persistentVolumeClaim"] == {"claimName": "extract-alpha-study", "readOnly": True}
+    assert volumes["imports"]["persistentVolumeClaim"] == {"claimName": "imports-alpha-study", "readOnly": True}
     assert volumes["home"]["persistentVolumeClaim"]["claimName"] == home_volume_name("alpha-study", "alice")
     assert "emptyDir" in volumes["scratch"]
     mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
     assert mounts["/data"] == {"name": "extract", "mountPath": "/data", "readOnly": True, "subPath": "extract"}
-    assert set(mounts) == {"/data", "/home/jovyan", "/tmp"}
+    assert mounts["/imports"] == {"name": "imports", "mountPath": "/imports", "readOnly": True}
+    assert set(mounts) == {"/data", "/home/jovyan", "/imports", "/tmp"}
     resources = spec["containers"][0]["resources"]
     assert resources["limits"] == {"cpu": "2000m", "memory": "4096Mi"}
     assert resources["requests"] == resources["limits"]

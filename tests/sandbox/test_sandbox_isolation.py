@@ -154,7 +154,7 @@ def test_every_way_out_fails(world, listeners, tmp_path):
     assert set(result["repo"]) <= {".venv", "pds_kernel"}
     # at /, the system directories and the first component of the paths bound for Python
     bound_tops = {Path(p).resolve().parts[1] for p in (sys.prefix, sys.base_prefix, REPO)}
-    assert set(result["root"]) <= {"bin", "data", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32",
+    assert set(result["root"]) <= {"bin", "data", "dev", "etc", "home", "imports", "lib", "lib32", "lib64", "libx32",
                                    "proc", "root", "run", "sbin", "tmp", "usr"} | bound_tops
     # the home is the private one: the control file is on the host, in alice's proj-a home only
     assert (settings.paths.homes / "proj-a" / "alice" / "control.txt").read_bytes() == b"x"

@@ -65,6 +65,8 @@ annotations:
   value: /srv/pds/staging
 - name: PDS_PATHS__OUTBOX
   value: /srv/pds/outbox
+- name: PDS_PATHS__IMPORTS
+  value: /srv/pds/imports
 - name: PDS_PATHS__STATE
   value: /tmp/pds-state
 - name: PDS_PATHS__REPORTS

@@ -28,6 +28,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ...audit import AuditEvent, Outcome
 from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
+from ..imports import ImportService
 from ..service import AirlockService
 from . import bodies
 from .render import model_plot, redacted_file, render_file
@@ -385,6 +386,34 @@ class ResubmitApi(WorkspaceApiHandler):
         self.send_json(view.to_dict())
 
 
+class ImportUpload:
+    """Mixin of the import upload (API and page): the body may hold one import (its size limit plus
+    the multipart framing); a workspace's token never gets here (``from_workspace`` is False, and
+    the service refuses a workspace caller again: :func:`..permissions.check_importer`)."""
+
+    def body_limit(self) -> int:
+        return ImportService(self.service).limits.max_file_bytes + bodies.MULTIPART_OVERHEAD
+
+    @property
+    def body_types(self) -> set[str]:
+        return {"multipart/form-data"}
+
+    async def create_import(self):
+        args = self.form_fields({"project", "justification", "kind"} | ({"_xsrf"} if not self.api else set()),
+                                files=True)
+        return await self.call(ImportService(self.service).create, self.user, args["project"],
+                               self.uploaded_files(), args["justification"], kind=args["kind"] or "files",
+                               from_workspace=self.workspace_project is not None)
+
+
+class ImportsApi(ImportUpload, ApiHandler):
+    """``POST api/imports``: multipart ``project``, ``justification``, ``kind`` (files | cohort), ``files``."""
+
+    async def post(self) -> None:
+        view = await self.create_import()
+        self.send_json(view.to_dict(), status=201)
+
+
 class StagedFileApi(WorkspaceApiHandler):
     """A staged file, for the project's output checkers only (the service decides)."""
 
@@ -459,6 +488,15 @@ class DownloadPage(PageHandler):
     async def get(self, request_id: str, index: str) -> None:
         name, path = await self.call(self.service.download, self.user, request_id, int(index))
         await self.send_path(name, path, inline=False)
+
+
+class ImportPage(ImportUpload, PageHandler):
+    def get(self) -> None:
+        self.render_page("import.html")
+
+    async def post(self) -> None:
+        view = await self.create_import()
+        self.redirect(f"{self.prefix}requests/{view.id}")
 
 
 class ReviewForm(PageHandler):

@@ -114,6 +114,17 @@ def build_openapi(prefix: str = "/") -> dict:
                                  "submit": {"type": "string", "enum": ["true", "false"]},
                                  "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
                          "responses": {"201": _VIEW, **_errors(*_BODY_ERRORS)}}},
+            "/api/imports": {"post": {
+                "operationId": "createImport",
+                "summary": "Upload files into a project (from a browser or a user's token, never a workspace): "
+                           "scan, link a cohort list, submit for review",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "type": "object", "required": ["project", "justification", "files"], "properties": {
+                        "project": {"type": "string"},
+                        "justification": {"type": "string", "maxLength": MAX_TEXT},
+                        "kind": {"type": "string", "enum": ["files", "cohort"]},
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
+                "responses": {"201": _VIEW, **_errors(*_BODY_ERRORS)}}},
             "/api/requests/{request_id}": {"get": {
                 "operationId": "getRequest", "parameters": [_ID],
                 "responses": {"200": _VIEW, **_errors(400, 401, 403, 404)}}},
@@ -167,6 +178,7 @@ WHO = {
     "me": "anyone with a token",
     "listRequests": "anyone: each sees the requests they may see (`queue`: checkers of the project)",
     "createRequest": "a researcher of the project (an admin on behalf of one)",
+    "createImport": "a researcher of the project, for themselves, never from a workspace",
     "getRequest": "author, admins: redacted view; output checkers of the project: full",
     "submitRequest": "the author",
     "resubmitRequest": "the author",

@@ -1,0 +1,132 @@
+"""External cohort linkage at intake: NIRs in, PERSON_IDs out, NIRs never in a workspace.
+
+A study brings a list of the people it recruited, identified by NIR (the French social security
+number), with its own columns. The platform acts as the trusted third party:
+
+1. each NIR is normalised (spaces removed) and checked (15 characters, the 97-modulus key, Corsica's
+   ``2A``/``2B``); invalid ones are counted and dropped;
+2. a NIR listed more than once is ambiguous (which row is right?): every row of it is dropped and
+   counted as a duplicate;
+3. the trusted third party's correspondence (``paths.ttp/nir_correspondence.parquet``: NIR ->
+   ``BEN_NIR_PSA``, the SNDS pseudonymised person key; in production the result of the health
+   insurance's linkage service) gives the SNDS key; NIRs it does not know are counted unmatched;
+4. the SNDS key becomes the project's ``PERSON_ID`` with the project's key (:mod:`pds_kernel.pseudo`,
+   the key the project never sees), exactly as the extract builder does
+   (:func:`pds_kernel.extract.linkage.person_map`).
+
+The output is ``PERSON_ID`` + the study's own columns, sorted by ``PERSON_ID`` (the row order of the
+list does not survive), and a match report of counts only: ``rows = matched + unmatched +
+duplicates + invalid``. A study column whose name mentions NIR or whose values are shaped like
+valid NIRs refuses the whole list: NIRs never reach a reviewer or a workspace. The raw list stays in
+the staging area only (:mod:`.imports`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from ..errors import InvalidInput, NotFound
+from ..extract.linkage import PERSON, person_map
+from ..extract.spec import COHORT_TABLE, PERSON_ID
+
+NIR_COLUMN = "NIR"
+CORRESPONDENCE_FILE = "nir_correspondence.parquet"
+COHORT_OUTPUT = "cohort.csv"
+REPORT_OUTPUT = "match_report.json"
+MAX_COHORT_ROWS = 1_000_000
+_NIR_SHAPE = re.compile(r"^[1-478][0-9]{4}(?:[0-9]{2}|2A|2B)[0-9]{8}$")
+_STUDY_COLUMN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def nir_is_valid(nir: str) -> bool:
+    """A NIR of 15 characters whose last two digits are ``97 - (first 13 mod 97)``.
+
+    Corsican departments ``2A``/``2B`` count as 19/18 in the key (the official rule)."""
+    if not isinstance(nir, str) or not _NIR_SHAPE.match(nir):
+        return False
+    body = nir[:13].replace("2A", "19", 1) if nir[5:7] == "2A" else nir[:13]
+    body = body.replace("2B", "18", 1) if nir[5:7] == "2B" else body
+    return 97 - int(body) % 97 == int(nir[13:])
+
+
+def nir_key(body13: str) -> str:
+    """The two check digits of a 13-character NIR body (for the synthetic generator)."""
+    digits = body13.replace("2A", "19") if body13[5:7] == "2A" else body13.replace("2B", "18") \
+        if body13[5:7] == "2B" else body13
+    return f"{97 - int(digits) % 97:02d}"
+
+
+def normalise(values: pl.Series) -> pl.Series:
+    return values.fill_null("").str.replace_all(r"[\s.-]", "").str.to_uppercase()
+
+
+def load_correspondence(ttp_dir: Path) -> pl.DataFrame:
+    path = Path(ttp_dir) / CORRESPONDENCE_FILE
+    if not path.is_file():
+        raise NotFound("the trusted third party's NIR correspondence is not installed "
+                       f"({CORRESPONDENCE_FILE} under paths.ttp): ask an admin; no cohort can be linked")
+    table = pl.read_parquet(path, columns=[NIR_COLUMN, PERSON])
+    return table.with_columns(normalise(table[NIR_COLUMN]).alias(NIR_COLUMN)).unique(subset=[NIR_COLUMN])
+
+
+def read_cohort(path: Path) -> pl.DataFrame:
+    """The uploaded list as text columns; refuses a list without NIR column or with NIRs elsewhere."""
+    try:
+        raw = pl.read_csv(path, infer_schema=False, n_rows=MAX_COHORT_ROWS + 1)
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the cohort list is not a readable CSV file: {str(exc)[:200]}") from None
+    if raw.height > MAX_COHORT_ROWS:
+        raise InvalidInput(f"a cohort list holds at most {MAX_COHORT_ROWS} rows")
+    if NIR_COLUMN not in raw.columns:
+        raise InvalidInput(f"a cohort list needs a column named {NIR_COLUMN} (the people's NIR); "
+                           f"found: {', '.join(c[:40] for c in raw.columns[:20])}")
+    for column in raw.columns:
+        if column == NIR_COLUMN:
+            continue
+        if not _STUDY_COLUMN.match(column) or column.upper() == PERSON_ID:
+            raise InvalidInput(f"study column {column[:40]!r}: use letters, digits and '_' "
+                               f"(at most 64), and not {PERSON_ID}")
+        if "NIR" in column.upper():
+            raise InvalidInput(f"study column {column!r} names a NIR: only the {NIR_COLUMN} column may "
+                               "hold NIRs, and it never enters the workspace; remove the column")
+        shaped = normalise(raw[column]).map_elements(nir_is_valid, return_dtype=pl.Boolean)
+        if shaped.any():
+            raise InvalidInput(f"study column {column!r} holds {int(shaped.sum())} value(s) shaped like a "
+                               "NIR: NIRs never enter the workspace; remove or recode the column")
+    return raw
+
+
+def link_cohort(raw: pl.DataFrame, correspondence: pl.DataFrame, key: bytes) -> tuple[pl.DataFrame, dict]:
+    """``(PERSON_ID + study columns, match report)``; the NIR column is not in the result."""
+    study = [c for c in raw.columns if c != NIR_COLUMN]
+    rows = raw.with_columns(normalise(raw[NIR_COLUMN]).alias(NIR_COLUMN))
+    valid = rows[NIR_COLUMN].map_elements(nir_is_valid, return_dtype=pl.Boolean)
+    invalid = int((~valid).sum())
+    rows = rows.filter(valid)
+    duplicated = rows[NIR_COLUMN].is_duplicated()
+    duplicates = int(duplicated.sum())
+    rows = rows.filter(~duplicated)
+    joined = rows.join(correspondence, on=NIR_COLUMN, how="left")
+    unmatched = int(joined[PERSON].is_null().sum())
+    joined = joined.filter(pl.col(PERSON).is_not_null())
+    ids = person_map(key, joined.select(PERSON).unique())
+    linked = joined.join(ids, on=PERSON, how="left")
+    same_person = linked[PERSON_ID].is_duplicated()  # two NIRs of one SNDS person: ambiguous too
+    duplicates += int(same_person.sum())
+    linked = linked.filter(~same_person).select(PERSON_ID, *study).sort(PERSON_ID)
+    report = {"rows": raw.height, "matched": linked.height, "unmatched": unmatched,
+              "duplicates": duplicates, "invalid": invalid,
+              "match_rate": round(linked.height / raw.height, 4) if raw.height else 0.0}
+    return linked, report
+
+
+def count_in_extract(linked: pl.DataFrame, extract_dir: Path) -> int | None:
+    """How many linked people are in the project's extract (its COHORT table), if built."""
+    cohort = Path(extract_dir) / f"{COHORT_TABLE}.parquet"
+    if not cohort.is_file():
+        return None
+    ids = pl.read_parquet(cohort, columns=[PERSON_ID])
+    return linked.join(ids.unique(), on=PERSON_ID, how="semi").height

@@ -1,0 +1,171 @@
+"""Import requests: files brought into a project's workspaces through the gate (the airlock, inward).
+
+An import is an :class:`.models.ExportRequest` with ``direction="import"``: the same states, the
+same transition table (:mod:`.states`), the same reviews by the project's output checkers (never
+the author), the same audit trail, release and revocation (:class:`.service.AirlockService`). What
+differs is how it starts and where it ends:
+
+* **start**: a researcher of the project uploads files from their browser to the gate (the web page
+  or ``POST api/imports``; the CLI ``pds airlock import``), with a justification; never from a
+  workspace (:func:`.permissions.check_importer`);
+* **scan**: every file is staged (immutable, hashed) and scanned (:mod:`.imports_scan`: type by
+  content, size, archive listing, ClamAV). A file that fails is refused with its reason, the request
+  is not created, and the refusal is audited: it never reaches a checker;
+* **external cohort lists** (``kind="cohort"``): the raw list is staged under ``raw/`` (and only
+  there), linked (:mod:`.cohort_intake`: NIR -> SNDS key -> the project's ``PERSON_ID``), and the
+  request's files are the linked cohort (``PERSON_ID`` + the study's columns) and the match report
+  (counts): what checkers review and what the workspace gets;
+* **end**: release copies the reviewed bytes to ``imports/<project>/<request>/``, mounted read-only
+  at ``/imports/<request>/`` in the project's workspaces, and rewrites ``/imports/MANIFEST.json``
+  (:mod:`.imports_mount`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..audit import AuditEvent
+from ..db import transaction
+from ..errors import InvalidInput, PdsError
+from ..pseudo import KeyStore
+from ..registry.names import check_project_id, check_user_name
+from . import cohort_intake, permissions
+from .imports_scan import ImportLimits, import_refusal, scan_import
+from .inputs import check_text
+from .models import ExportRequest, RequestFile
+from .service import MAX_TEXT, AirlockService, RequestView
+from .staging import RefusedFiles, StagedFile, check_names, request_dir, stage_file
+from .states import Action, State
+
+KINDS = ("files", "cohort")
+RAW_DIR = "raw"  #: staging/<project>/<request>/raw/: what was uploaded when it is not what is reviewed
+
+
+class ImportService:
+    """Import requests, on top of the airlock service (one model, one transition table)."""
+
+    def __init__(self, airlock: AirlockService, limits: ImportLimits | None = None):
+        self.airlock = airlock
+        self.settings = airlock.settings
+        self.limits = limits or ImportLimits.from_settings(airlock.settings)
+
+    def _stage(self, directory: Path, files: list[tuple[str, BinaryIO]]) -> list[StagedFile]:
+        staging_limits = replace(self.airlock.limits, max_file_bytes=self.limits.max_file_bytes)
+        budget = self.limits.max_file_bytes  # all files of one import together
+        staged = []
+        for index, (name, stream) in enumerate(files):
+            sf = stage_file(directory, index, 1, name, stream, staging_limits, budget)
+            budget -= sf.size
+            staged.append(sf)
+        return staged
+
+    def _scan(self, directory: Path, staged: list[StagedFile]) -> dict[int, dict[str, Any]]:
+        results, refused = {}, {}
+        for sf in staged:
+            result = scan_import(directory / sf.stored_name, sf.name, self.limits)
+            if result["status"] == "fail":
+                refused[sf.name] = result["findings"][0]["message"]
+            results[sf.index] = result
+        if refused:
+            raise RefusedFiles(refused)
+        return results
+
+    def _link(self, project: str, raw: Path, name: str) -> tuple[list[tuple[str, BinaryIO]], dict[str, Any]]:
+        """The files a cohort import puts up for review, and the match report."""
+        if not name.lower().endswith(".csv"):
+            raise RefusedFiles({name: "a cohort list is one CSV file with a NIR column"})
+        key = KeyStore(self.settings.paths.keys).get(project)
+        correspondence = cohort_intake.load_correspondence(self.settings.paths.ttp)
+        linked, report = cohort_intake.link_cohort(cohort_intake.read_cohort(raw), correspondence, key)
+        in_extract = cohort_intake.count_in_extract(linked, self.settings.paths.projects / project / "extract")
+        if in_extract is not None:
+            report["in_extract"] = in_extract
+        out = [(cohort_intake.COHORT_OUTPUT, io.BytesIO(linked.write_csv().encode())),
+               (cohort_intake.REPORT_OUTPUT, io.BytesIO((json.dumps(report, indent=2) + "\n").encode()))]
+        return out, report
+
+    def create(self, actor: str, project: str, files: list[tuple[str, BinaryIO]], justification: str, *,
+               kind: str = "files", from_workspace: bool = False) -> RequestView:
+        """Stage and scan ``files`` (name, stream), link a cohort list, and submit the import for review."""
+        check_user_name(actor)
+        check_project_id(project)
+        justification = (justification or "").strip()
+        service = self.airlock
+        try:
+            if kind not in KINDS:
+                raise InvalidInput(f"unknown import kind {str(kind)[:20]!r}: use {' or '.join(KINDS)}")
+            if not justification:
+                raise InvalidInput("say why these files need to come into the workspace (justification)")
+            check_text(justification, "the justification", MAX_TEXT)
+            check_names([name for name, _ in files], service.limits)
+            if kind == "cohort" and len(files) != 1:
+                raise InvalidInput("a cohort import is exactly one CSV file")
+            permissions.check_importer(service.registry, actor, project, from_workspace=from_workspace)
+            refused = {name: why for name, _ in files if (why := import_refusal(name)) is not None}
+            if refused:
+                raise RefusedFiles(refused)
+        except PdsError as exc:
+            service._deny(actor, "airlock.import.create", "", project, exc)
+            raise
+        thresholds, reviews_required = service._thresholds(project)
+        request_id = uuid.uuid4().hex
+        directory = request_dir(self.settings.paths.staging, project, request_id)
+        context: dict[str, Any] = {"import": {"kind": kind}}
+        try:
+            if kind == "cohort":
+                raw = self._stage(directory / RAW_DIR, files)
+                self._scan(directory / RAW_DIR, raw)
+                context["import"]["raw"] = [{"name": sf.name, "sha256": sf.sha256, "size": sf.size} for sf in raw]
+                files, report = self._link(project, directory / RAW_DIR / raw[0].stored_name, raw[0].name)
+                context["import"]["report"] = report
+            staged = self._stage(directory, files)
+            results = self._scan(directory, staged)
+            if kind == "cohort":
+                for result in results.values():
+                    result.update(kind="cohort", status="review")
+                    result["rules"]["cohort"] = "review"
+                    result["findings"].append({"rule": "cohort", "status": "review",
+                                               "message": "cohort linked at intake: PERSON_ID + study columns"})
+        except BaseException as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(exc, PdsError):
+                service._deny(actor, "airlock.import.create", request_id, project, exc)
+            raise
+        return self._record(actor, project, request_id, justification, context, staged, results,
+                            reviews_required, thresholds.min_cell)
+
+    def _record(self, actor, project, request_id, justification, context, staged, results,
+                reviews_required, min_cell) -> RequestView:
+        service = self.airlock
+        contents = permissions.can_read_contents(service.registry, actor, project, actor)
+        with transaction(service._sessions) as s:
+            now = datetime.now(UTC)
+            req = ExportRequest(id=request_id, project_id=project, author=actor, state=State.DRAFT.value,
+                                direction="import", justification=justification, context=json.dumps(context),
+                                reviews_required=reviews_required, min_cell=min_cell, round=1,
+                                created_at=now, updated_at=now)
+            s.add(req)
+            for sf in staged:
+                result = results[sf.index]
+                s.add(RequestFile(request_id=request_id, index=sf.index, name=sf.name, stored_name=sf.stored_name,
+                                  sha256=sf.sha256, size=sf.size, kind=result["kind"],
+                                  check_status=result["status"], check_result=json.dumps(result)))
+            s.flush()
+            service._record(AuditEvent(
+                actor=actor, action="airlock.import.create", target=f"request:{request_id}", project=project,
+                details={"kind": context["import"]["kind"], "raw": context["import"].get("raw", []),
+                         "match_report": context["import"].get("report"),
+                         "files": [{"name": sf.name, "sha256": sf.sha256, "size": sf.size,
+                                    "scan": results[sf.index]["status"]} for sf in staged]},
+            ), session=s)
+            service._apply(s, req, Action.SUBMIT, actor)
+            s.refresh(req)
+            view = service._view(req, actor, contents)
+        return service._with_actions(view, actor)

@@ -1,0 +1,290 @@
+"""The scan every imported file goes through before a checker sees it.
+
+Deny by default, in this order (the first failure refuses the file; nothing refused reaches review):
+
+1. **type by name**: only the extensions of :data:`IMPORT_KINDS` come in;
+2. **size**: at most ``import_max_file_bytes``;
+3. **type by content**: the first bytes must be what the extension says (an executable named
+   ``.csv``, a ZIP named ``.txt`` are refused), text holds no NUL byte;
+4. **archives** (``.zip``, ``.tar``, ``.tar.gz``/``.tgz``): every member listed without extracting
+   anything; refused for a link (symbolic or hard), a device or FIFO, an absolute or ``..`` path, an
+   encrypted member, an archive inside (one level only, judged by name and by first bytes), more
+   than ``import_max_members`` members, more than ``import_max_unpacked_bytes`` unpacked, or a
+   compression ratio above ``import_max_ratio`` (zip bombs). ZIP members are decompressed for real
+   with a running cap, so lying headers (overlapping-entry bombs) are caught too;
+5. **malware**: ClamAV's ``clamscan`` (which also looks inside archives). Exit code 0 is clean, 1 a
+   signature found; anything else (scanner missing, no signature database, timeout, crash) refuses
+   the file: a scan that did not run never passes.
+
+:func:`scan_import` returns a check result shaped like the export checks' (``kind``, ``status``,
+``rules``, ``findings``) plus the archive listing and the scanner's verdict, stored with the file
+and shown to checkers.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .checks.result import Status
+
+log = logging.getLogger(__name__)
+
+#: extension -> kind of what may be imported. Everything else is refused.
+IMPORT_KINDS: dict[str, str] = {
+    ".csv": "table", ".tsv": "table", ".parquet": "table",
+    ".txt": "text", ".md": "text", ".json": "text", ".yaml": "text", ".yml": "text",
+    ".py": "code", ".r": "code", ".sql": "code", ".sas": "code", ".sh": "code", ".ipynb": "code",
+    ".qmd": "code", ".rmd": "code",
+    ".pdf": "figure", ".png": "figure",
+    ".zip": "archive", ".tar": "archive", ".tar.gz": "archive", ".tgz": "archive",
+}
+_ARCHIVE_NAMES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".jar", ".whl", ".zst", ".cpio")
+#: first bytes of archive and compressed formats (a member starting so is an archive inside)
+_ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!",
+                  b"\x28\xb5\x2f\xfd")
+_BINARY_MARKERS = (b"\x7fELF", b"MZ", b"PK\x03\x04", b"\x1f\x8b", b"\x80\x04", b"\x80\x05", b"%PDF-",
+                   b"\x89PNG", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe")
+_MAGIC = {".parquet": (b"PAR1",), ".pdf": (b"%PDF-",), ".png": (b"\x89PNG\r\n\x1a\n",),
+          ".zip": (b"PK\x03\x04", b"PK\x05\x06"), ".tar.gz": (b"\x1f\x8b",), ".tgz": (b"\x1f\x8b",)}
+_HEAD = 4096
+_CHUNK = 1024 * 1024
+
+
+class ScanRefusal(Exception):
+    """One reason a file is refused (internal: :func:`scan_import` turns it into a finding)."""
+
+    def __init__(self, rule: str, message: str):
+        self.rule, self.message = rule, message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    max_file_bytes: int = 100 * 1024 * 1024
+    max_members: int = 2_000
+    max_unpacked_bytes: int = 500 * 1024 * 1024
+    max_ratio: int = 200
+    clamscan: str = "clamscan"
+    clamav_database: str = ""  #: "" = ClamAV's default directory
+    timeout_seconds: int = 300
+
+    @classmethod
+    def from_settings(cls, settings) -> ImportLimits:
+        a = settings.airlock
+        return cls(a.import_max_file_bytes, a.import_max_members, a.import_max_unpacked_bytes,
+                   a.import_max_ratio, a.clamscan, a.clamav_database, a.clamscan_timeout_seconds)
+
+
+def import_extension(name: str) -> str:
+    lower = name.lower()
+    return ".tar.gz" if lower.endswith(".tar.gz") else PurePosixPath(lower).suffix
+
+
+def import_refusal(name: str) -> str | None:
+    """Why a file called ``name`` may not be imported at all (from its name alone), else None."""
+    ext = import_extension(name)
+    if ext not in IMPORT_KINDS:
+        return (f"file type {ext or '(none)'} cannot be imported (allowed: "
+                f"{', '.join(sorted(IMPORT_KINDS))})")
+    return None
+
+
+# ---- type by content ---------------------------------------------------------------------------
+def check_content_type(path: Path, name: str) -> str:
+    """The kind of the file at ``path`` named ``name``; raises :class:`ScanRefusal` on a mismatch."""
+    ext = import_extension(name)
+    kind = IMPORT_KINDS[ext]
+    with open(path, "rb") as fh:
+        head = fh.read(_HEAD)
+    magic = _MAGIC.get(ext)
+    if magic is not None and not any(head.startswith(m) for m in magic):
+        raise ScanRefusal("import-type", f"the content of {name} is not {ext[1:].upper()}")
+    if ext == ".tar" and not _is_plain_tar(path):
+        raise ScanRefusal("import-type", f"the content of {name} is not an uncompressed TAR archive")
+    if kind in {"table", "text", "code"} and ext != ".parquet":
+        if any(head.startswith(m) for m in _BINARY_MARKERS) or b"\x00" in head:
+            raise ScanRefusal("import-type", f"{name} holds binary content, not text")
+    return kind
+
+
+def _is_plain_tar(path: Path) -> bool:
+    try:
+        with tarfile.open(path, "r:"):
+            return True
+    except (tarfile.TarError, OSError):
+        return False
+
+
+# ---- archives ----------------------------------------------------------------------------------
+def check_member_name(member: str) -> None:
+    """A relative path without ``..`` components, backslashes or drive letters."""
+    if not member or member.startswith(("/", "\\")) or (len(member) > 1 and member[1] == ":"):
+        raise ScanRefusal("archive", f"member {member[:200]!r} has an absolute path")
+    if "\\" in member or any(part == ".." for part in member.split("/")):
+        raise ScanRefusal("archive", f"member {member[:200]!r} climbs out of the archive ('..')")
+    if "\x00" in member:
+        raise ScanRefusal("archive", "a member name holds a NUL byte")
+
+
+def _check_not_archive(member: str, head: bytes) -> None:
+    if member.lower().endswith(_ARCHIVE_NAMES) or any(head.startswith(m) for m in _ARCHIVE_MAGIC) \
+            or head[257:262] == b"ustar":
+        raise ScanRefusal("archive", f"member {member[:200]!r} is itself an archive: only one level of "
+                                     "archive is accepted; import its files instead")
+
+
+class _Budget:
+    def __init__(self, limits: ImportLimits, packed: int):
+        self.limits, self.packed, self.members, self.unpacked = limits, max(packed, 1), 0, 0
+
+    def add_member(self) -> None:
+        self.members += 1
+        if self.members > self.limits.max_members:
+            raise ScanRefusal("archive", f"more than {self.limits.max_members} members in one archive")
+
+    def add_bytes(self, count: int) -> None:
+        self.unpacked += count
+        if self.unpacked > self.limits.max_unpacked_bytes:
+            raise ScanRefusal("archive", f"the archive unpacks to more than {self.limits.max_unpacked_bytes} bytes")
+        if self.unpacked > 1024 * 1024 and self.unpacked > self.packed * self.limits.max_ratio:
+            raise ScanRefusal("archive", f"the archive unpacks to more than {self.limits.max_ratio} times its "
+                                         "size (a compression bomb?)")
+
+
+def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
+    budget = _Budget(limits, path.stat().st_size)
+    members = []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                budget.add_member()
+                check_member_name(info.filename)
+                mode = (info.external_attr >> 16) & 0o170000
+                if mode == 0o120000:
+                    raise ScanRefusal("archive", f"member {info.filename[:200]!r} is a symbolic link")
+                if mode not in (0, 0o100000, 0o040000):
+                    raise ScanRefusal("archive", f"member {info.filename[:200]!r} is not a regular file")
+                if info.flag_bits & 0x1:
+                    raise ScanRefusal("archive", f"member {info.filename[:200]!r} is encrypted: it cannot be scanned")
+                if info.is_dir():
+                    members.append({"name": info.filename, "size": 0, "type": "directory"})
+                    continue
+                head, actual = b"", 0
+                with zf.open(info) as member:  # decompressed for real: lying headers are caught
+                    while chunk := member.read(_CHUNK):
+                        if not head:
+                            head = chunk[:_HEAD]
+                        actual += len(chunk)
+                        budget.add_bytes(len(chunk))
+                _check_not_archive(info.filename, head)
+                members.append({"name": info.filename, "size": actual, "type": "file"})
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
+        raise ScanRefusal("archive", f"the ZIP archive cannot be read: {str(exc)[:200]}") from None
+    return members
+
+
+def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
+    budget = _Budget(limits, path.stat().st_size)
+    members = []
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            while (info := tf.next()) is not None:
+                budget.add_member()
+                check_member_name(info.name)
+                if info.issym() or info.islnk():
+                    raise ScanRefusal("archive", f"member {info.name[:200]!r} is a "
+                                                 f"{'symbolic' if info.issym() else 'hard'} link")
+                if info.isdir():
+                    members.append({"name": info.name, "size": 0, "type": "directory"})
+                    continue
+                if not info.isfile():
+                    raise ScanRefusal("archive", f"member {info.name[:200]!r} is not a regular file "
+                                                 "(device, FIFO or other)")
+                budget.add_bytes(info.size)
+                handle = tf.extractfile(info)
+                head = handle.read(_HEAD) if handle is not None else b""
+                _check_not_archive(info.name, head)
+                members.append({"name": info.name, "size": info.size, "type": "file"})
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise ScanRefusal("archive", f"the TAR archive cannot be read: {str(exc)[:200]}") from None
+    return members
+
+
+# ---- malware -----------------------------------------------------------------------------------
+def clamscan_argv(path: Path, limits: ImportLimits) -> list[str]:
+    """Pure: the ``clamscan`` command for one file (alerts on encrypted and over-limit content)."""
+    argv = [limits.clamscan, "--no-summary", "--stdout", "--alert-encrypted=yes", "--alert-exceeds-max=yes",
+            f"--max-filesize={limits.max_file_bytes}", f"--max-scansize={limits.max_unpacked_bytes}"]
+    if limits.clamav_database:
+        argv.append(f"--database={limits.clamav_database}")
+    return [*argv, "--", str(path)]
+
+
+def run_clamscan(path: Path, limits: ImportLimits) -> dict[str, Any]:
+    """``{"verdict": "clean"}`` or raises :class:`ScanRefusal` (a signature, or no verdict at all)."""
+    try:
+        done = subprocess.run(clamscan_argv(path, limits), capture_output=True, text=True,
+                              timeout=limits.timeout_seconds, check=False)
+    except FileNotFoundError:
+        raise ScanRefusal("malware", "the malware scanner (clamscan) is not installed: the file cannot be "
+                                     "scanned, so it is refused; ask an admin") from None
+    except subprocess.TimeoutExpired:
+        raise ScanRefusal("malware", f"the malware scan took longer than {limits.timeout_seconds} s: "
+                                     "the file is refused") from None
+    if done.returncode == 0:
+        return {"verdict": "clean", "scanner": "clamav"}
+    if done.returncode == 1:
+        found = [line.rsplit(":", 1)[-1].strip() for line in done.stdout.splitlines() if line.endswith(" FOUND")]
+        signature = found[0].removesuffix(" FOUND") if found else "unknown"
+        log.warning("clamscan found %s in %s", signature, path)
+        raise ScanRefusal("malware", f"the malware scan found {signature[:120]}: the file is refused")
+    log.error("clamscan failed (%s): %s", done.returncode, (done.stderr or done.stdout)[-500:])
+    raise ScanRefusal("malware", f"the malware scan could not run (clamscan exit {done.returncode}): the file is "
+                                 "refused; ask an admin to check the scanner and its signatures")
+
+
+# ---- the whole scan ----------------------------------------------------------------------------
+def _result(kind: str, status: Status, rules: dict[str, str], findings: list[dict], **extra: Any) -> dict:
+    return {"kind": kind, "status": status.value, "rules": rules, "findings": findings, "omitted": {}, **extra}
+
+
+def scan_import(path: Path, name: str, limits: ImportLimits) -> dict[str, Any]:
+    """Scan the staged file at ``path`` submitted as ``name``; the stored check result.
+
+    ``status`` is ``fail`` when the file must be refused (the first reason in ``findings``),
+    ``review`` for archives and code (a checker reads them), ``pass`` otherwise."""
+    kind = IMPORT_KINDS.get(import_extension(name), "unknown")
+    try:
+        refused = import_refusal(name)
+        if refused is not None:
+            raise ScanRefusal("import-type", refused)
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            raise ScanRefusal("max-size", f"{name} is larger than {limits.max_file_bytes} bytes")
+        kind = check_content_type(path, name)
+        members = None
+        if kind == "archive":
+            members = list_zip(path, limits) if import_extension(name) == ".zip" else list_tar(path, limits)
+        clamav = run_clamscan(path, limits)
+    except ScanRefusal as refusal:
+        return _result(kind, Status.FAIL, {refusal.rule: Status.FAIL.value},
+                       [{"rule": refusal.rule, "status": Status.FAIL.value, "message": refusal.message}])
+    rules = {"import-type": Status.PASS.value, "malware": Status.PASS.value}
+    findings = []
+    status = Status.PASS
+    if members is not None:
+        rules["archive"] = Status.REVIEW.value
+        findings.append({"rule": "archive", "status": Status.REVIEW.value,
+                         "message": f"{len(members)} members listed: a checker reads them"})
+        status = Status.REVIEW
+    if kind == "code":
+        rules["code"] = Status.REVIEW.value
+        findings.append({"rule": "code", "status": Status.REVIEW.value, "message": "code: a checker reads it"})
+        status = Status.REVIEW
+    return _result(kind, status, rules, findings, clamav=clamav, members=members or [])
