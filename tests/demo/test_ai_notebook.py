@@ -44,8 +44,8 @@ def demo_extract(tmp_path_factory):
         for project in spec["projects"]:
             if project["id"] == PROJECT:
                 project["resources"] = {"cpu": 2, "memory_mb": 3072, "dask_workers": 2}
-        registry.apply("os:ai-tester", parse_registry(spec, "test registry"))
-        build_extracts(runtime, options.directory.resolve(), options, actor="os:ai-tester")
+        registry.apply("admin", parse_registry(spec, "test registry"))
+        build_extracts(runtime, options.directory.resolve(), options, actor="admin")
     finally:
         runtime.close()
     return options.directory.resolve(), config

@@ -115,9 +115,9 @@ def test_registry_step_keeps_admin_decisions_and_renews_expired_memberships(runt
 
     assert register(runtime, "os:t").status == "done"
     registry = Registry.from_runtime(runtime)
-    registry.close_project("root", "mi-outcomes", reason="test")
-    registry.upsert_user("root", "bob", full_name=registry.get_user("bob").full_name, active=False)
-    registry.add_member("root", "diabetes-t2", "alice", "researcher", date.today() - timedelta(days=1))
+    registry.close_project("admin", "mi-outcomes", reason="test")
+    registry.upsert_user("admin", "bob", full_name=registry.get_user("bob").full_name, active=False)
+    registry.add_member("admin", "diabetes-t2", "alice", "researcher", date.today() - timedelta(days=1))
     result = register(runtime, "os:t")
     assert result.lines == [f"diabetes-t2: alice researcher until {date.today() + timedelta(days=365)}"]
     assert registry.get_project("mi-outcomes").status.value == "closed"

@@ -182,16 +182,16 @@ def make_world(root: Path, port: int) -> Hub:
     runtime = Runtime(settings)
     registry = Registry.from_runtime(runtime)
     today = date.today()
-    registry.upsert_user("test", "root", is_admin=True)
+    registry.upsert_user("root", "root", is_admin=True)
     for name in ("alice", "bob", "dave"):
-        registry.upsert_user("test", name)
+        registry.upsert_user("root", name)
     for project in (PROJECT, OTHER_PROJECT):
-        registry.upsert_project("test", project, title=project, start_date=today - timedelta(days=30),
+        registry.upsert_project("root", project, title=project, start_date=today - timedelta(days=30),
                                 end_date=today + timedelta(days=365), cpu_limit=1.0, mem_limit_mb=4096,
                                 dask_workers=1)
         write_extract(settings.paths.projects / project / "extract")
-    registry.add_member("test", PROJECT, "alice", "researcher", today + timedelta(days=100))
-    registry.add_member("test", OTHER_PROJECT, "bob", "researcher", today + timedelta(days=100))
+    registry.add_member("root", PROJECT, "alice", "researcher", today + timedelta(days=100))
+    registry.add_member("root", OTHER_PROJECT, "bob", "researcher", today + timedelta(days=100))
     return Hub(root=root, config=config, port=port, settings=settings, runtime=runtime, registry=registry)
 
 

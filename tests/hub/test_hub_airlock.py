@@ -91,10 +91,10 @@ def gate_hub(hub_world: Hub, monkeypatch) -> Hub:
     monkeypatch.setenv("PDS_HUB_AIRLOCK", "on")
     expiry = date.today() + timedelta(days=100)
     # alice also works on another project: her workspace of PROJECT must not act for it
-    hub_world.registry.add_member("test", OTHER_PROJECT, "alice", "researcher", expiry)
+    hub_world.registry.add_member("root", OTHER_PROJECT, "alice", "researcher", expiry)
     for name in CHECKERS:
-        hub_world.registry.upsert_user("test", name)
-        hub_world.registry.add_member("test", PROJECT, name, "output-checker", expiry)
+        hub_world.registry.upsert_user("root", name)
+        hub_world.registry.add_member("root", PROJECT, name, "output-checker", expiry)
     return hub_world
 
 
@@ -282,8 +282,8 @@ def test_pds_hub_sync_follows_the_registry(hub_world: Hub, monkeypatch):
 
     assert group(PROJECT) == ["alice"]
     # the registry changes while the hub runs: dave joins, alice's membership has ended
-    hub.registry.add_member("test", OTHER_PROJECT, "dave", "researcher", date.today() + timedelta(days=30))
-    hub.registry.add_member("test", PROJECT, "alice", "researcher", date.today() - timedelta(days=1))
+    hub.registry.add_member("root", OTHER_PROJECT, "dave", "researcher", date.today() + timedelta(days=30))
+    hub.registry.add_member("root", PROJECT, "alice", "researcher", date.today() - timedelta(days=1))
     done = pds(hub, "hub", "sync")
     assert done.returncode == 0, done.stderr
     assert "servers stopped: 1" in done.stdout

@@ -33,10 +33,10 @@ def make_identity_world(root: Path) -> tuple[Hub, dict[str, str]]:
     """The hubfixtures world plus more researchers, and accounts; returns (hub, secrets)."""
     hub = make_world(root, free_port_block())
     registry, today = hub.registry, date.today()
-    registry.upsert_user("test", UNCLAIMED_ADMIN, is_admin=True)
+    registry.upsert_user("root", UNCLAIMED_ADMIN, is_admin=True)
     for name in ("carol", "erin", "frank", "henry", "jack", "kate", "lena", UNCLAIMED_RESEARCHER):
-        registry.upsert_user("test", name)
-        registry.add_member("test", PROJECT, name, "researcher", today + timedelta(days=100))
+        registry.upsert_user("root", name)
+        registry.add_member("root", PROJECT, name, "researcher", today + timedelta(days=100))
     secrets = {name: provision_account(hub.settings, registry, name, PASSWORD, actor="test")
                for name in ACCOUNTS}
     return hub, secrets

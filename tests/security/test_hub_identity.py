@@ -405,7 +405,7 @@ def test_expired_member_keeps_a_running_workspace(hub, secrets):
     """kate's membership ends while her workspace runs and she never calls the hub again: the
     workspace must stop within 30 s, audited (not at the next login or 300 s refresh)."""
     client, _ = spawn(hub, "kate", secrets["kate"])
-    hub.registry.add_member("test", PROJECT, "kate", "researcher", date.today() - timedelta(days=1))
+    hub.registry.add_member("root", PROJECT, "kate", "researcher", date.today() - timedelta(days=1))
     expired = time.monotonic()
     deadline = expired + 30
     while time.monotonic() < deadline:
