@@ -191,6 +191,8 @@ def revoke_reason(registry: Registry, username: str, project: str, today: date |
         info = registry.get_project(project)
     except (InvalidInput, NotFound):
         return f"there is no project {project!r}"
+    if info.halted:
+        return f"project {project} is halted ({info.halt_reason or 'no reason given'})"
     if not info.is_open(today):
         return f"project {project} is {info.status.value} ({info.start_date} to {info.end_date})"
     memberships = [m for m in registry.memberships_of(username)

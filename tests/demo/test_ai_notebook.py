@@ -68,7 +68,7 @@ def test_ml_notebook_trains_on_the_sandbox_cluster_and_saves_a_safe_model(demo_e
     home = root / "homes" / PROJECT / USER
     (home / "examples").mkdir(parents=True, exist_ok=True)
     (home / "examples" / NOTEBOOK).write_bytes((NOTEBOOKS / NOTEBOOK).read_bytes())
-    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(config), "--as", "os:ai-tester"]
+    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(config)]
     run = subprocess.run([*pds, "sandbox", "exec", PROJECT, "--user", USER, "--",
                           "python", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                           "--output", "executed.ipynb", f"examples/{NOTEBOOK}"],

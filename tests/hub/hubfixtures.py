@@ -7,6 +7,7 @@ short ``/tmp`` path because Unix socket paths are limited to 107 bytes.
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import signal
@@ -80,7 +81,6 @@ class Hub:
 
     def start(self, timeout: float = 60) -> None:
         env = hub_environment(self.config, None)
-        env["PDS_ACTOR"] = "test"
         env.setdefault("PDS_HUB_AIRLOCK", "off")
         self.log = self.root / "hub.log"
         with open(self.log, "ab") as out:
@@ -175,7 +175,9 @@ def make_world(root: Path, port: int) -> Hub:
     """Registry: root (admin), alice (diabetes-t2), bob (mi-outcomes), dave (no project)."""
     paths = {f.name: str(root / f.name) for f in fields(Paths)}
     config = root / "pds.yaml"
-    config.write_text(yaml.safe_dump({"paths": paths, "hub": {"port": port, "ip": "127.0.0.1"}}))
+    # the OS user running the tests acts as root, the world's administrator, on the command line
+    config.write_text(yaml.safe_dump({"paths": paths, "hub": {"port": port, "ip": "127.0.0.1"},
+                                      "cli": {"identities": {getpass.getuser(): "root"}}}))
     settings = load_settings(config, environ={})
     for f in fields(Paths):
         getattr(settings.paths, f.name).mkdir(parents=True, exist_ok=True)

@@ -134,7 +134,7 @@ def pds_cli(hub: Hub, *args: str):
     import os
     import subprocess
 
-    env = {**os.environ, "PDS_ACTOR": "operator"}
+    env = {k: v for k, v in os.environ.items() if k != "PDS_ACTOR"}  # acts as root (cli.identities)
     return subprocess.run([sys.executable, "-c", "from pds_kernel.cli import main; main()",
                            "--config", str(hub.config), *args],
                           capture_output=True, text=True, env=env, timeout=120)

@@ -354,7 +354,7 @@ def test_session_and_token_outlive_a_revocation_on_the_host(hub, secrets):
     assert lena.get("/hub/api/user").status_code == 403
     assert lena.api("GET", "/hub/api/user").status_code == 403
     assert not hub.client().login("lena", secrets["lena"])
-    assert any(e.actor == "operator" and e.target == "user:lena" for e in hub.actions("hub.account.revoke"))
+    assert any(e.actor == "root" and e.target == "user:lena" for e in hub.actions("hub.account.revoke"))
 
 
 def test_session_cookie_after_logout(hub, secrets):
