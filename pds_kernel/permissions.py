@@ -178,6 +178,18 @@ def project_refusal(info, today: date) -> str | None:
     return None
 
 
+def can_run(registry, project: str) -> bool:
+    """Whether anything of ``project`` may run now (it is not halted)."""
+    return not registry.get_project(project).halted
+
+
+def check_running(registry, project: str) -> None:
+    """Refuse with the halt's reason while ``project`` is halted (:mod:`pds_kernel.project_end`)."""
+    info = registry.get_project(project)
+    if info.halted:
+        raise PermissionDenied(project_refusal(info, date.today()))
+
+
 def can_build_extract(registry, actor: str, info, today: date | None = None) -> bool:
     return _build_refusal(registry, actor, info, today or date.today()) is None
 
@@ -360,6 +372,7 @@ def check_submitter(registry, actor: str, project: str, author: str) -> None:
 def check_checker(registry, actor: str, project: str, author: str) -> None:
     """A reviewer is an output checker of the project, never the author (admins are not reviewers)."""
     _personal(actor, "review a request")
+    check_running(registry, project)
     if actor == author:
         raise PermissionDenied("the author of a request never reviews it")
     registry.check_access(actor, project, Role.OUTPUT_CHECKER, action="airlock.access.review")
@@ -379,6 +392,7 @@ def can_act(registry, who: Actor, user: str, project: str, author: str) -> bool:
 def check_act(registry, who: Actor, user: str, project: str, author: str, what: str) -> None:
     if who == Actor.CHECKER:
         _personal(user, f"{what} a request")
+    check_running(registry, project)
     if not can_act(registry, who, user, project, author):
         if who == Actor.CHECKER and user == author:
             raise PermissionDenied("the author of a request never reviews, releases or revokes it")
@@ -395,6 +409,7 @@ def can_view(registry, user: str, project: str, author: str) -> bool:
 
 
 def check_view(registry, user: str, project: str, author: str) -> None:
+    check_running(registry, project)
     if not can_view(registry, user, project, author):
         raise PermissionDenied(f"{user} may not see requests of project {project} by {author}")
 
