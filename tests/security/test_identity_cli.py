@@ -213,7 +213,7 @@ def test_a_halted_project_stops_its_workspace_and_starts_none():
     hub's watcher stops the workspace, and alice's new start is refused until the halt is lifted."""
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed")
-    from pds_kernel.hub.accounts import provision_account
+    from pds_kernel.hub.local import provision_account
 
     root = Path(tempfile.mkdtemp(prefix="pdsi", dir="/tmp"))
     hub = make_world(root, free_port_block())
