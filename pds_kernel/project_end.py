@@ -159,7 +159,7 @@ class ProjectEnd:
         info = self.registry.get_project(project)
         if info.purged:
             raise InvalidInput(f"project {project} was already purged: see its deletion certificate "
-                               "(pds audit list --action project.purge)")
+                               "(pds audit show --action project.purge)")
         try:
             permissions.check_purge(self.registry, actor, info, self.settings.project_end.retention_days, today)
         except PermissionDenied as exc:
