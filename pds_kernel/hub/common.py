@@ -18,6 +18,7 @@ from typing import Any
 
 from jupyterhub.handlers.login import LogoutHandler
 
+from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound
 from ..registry import Registry, Role
@@ -114,7 +115,7 @@ def user_roles(registry: Registry, username: str, today: date | None = None) -> 
     for role in (Role.RESEARCHER, Role.OUTPUT_CHECKER):
         if registry.active_projects(username, role, today):
             roles.append(role.value)
-    if is_registry_user(registry, username) and registry.get_user(username).is_admin:
+    if permissions.is_administrator(registry, username):
         roles.append(Role.ADMIN.value)
     return roles
 
@@ -152,7 +153,7 @@ def build_load_roles(registry: Registry, today: date | None = None) -> list[dict
 
 
 def registry_admins(registry: Registry) -> set[str]:
-    return {u.name for u in registry.users() if u.active and u.is_admin}
+    return {u.name for u in registry.users() if permissions.is_administrator(registry, u.name)}
 
 
 # ---- enforcement at login ------------------------------------------------------------------

@@ -237,7 +237,8 @@ def test_a_halted_project_stops_its_workspace_and_starts_none():
         wait_for(lambda: hub_project not in hub.admin_api("GET", "/users/alice").json()["servers"], timeout=90)
         again = alice.api("POST", f"/hub/api/users/alice/servers/{hub_project}")
         assert again.status_code == 403, again.text
-        stops = [e for e in hub.actions("workspace.stop") if e.project == hub_project]
+        stops = [e for e in hub.actions("workspace.stop")
+                 if e.project == hub_project and e.details.get("cause") == "access revoked"]
         assert stops and "halted" in stops[0].details["reason"]
         assert any(e.outcome == "denied" for e in hub.actions("workspace.refused"))
     finally:
