@@ -20,9 +20,10 @@ Decisions held here:
   that is not halted, in the project's hub group when the hub knows groups.
 - **end a project** (:func:`check_halt`, :func:`check_purge`): administrators; a purge needs the
   retention period to be over and two different administrators.
-- **review, approve, release, download, import, approve a package**: the airlock's rules
-  (:mod:`pds_kernel.airlock.permissions`, re-exported below) plus :func:`check_not_impersonated`:
-  an identity taken with ``--as`` never reviews, approves, releases or downloads.
+- **review, approve, release, download, import, approve a package**: the airlock's rules (at the
+  end of this module; :mod:`pds_kernel.airlock.permissions` re-exports them) plus
+  :func:`check_not_impersonated`: an identity taken with ``--as`` never reviews, approves,
+  releases or downloads; and nothing of a halted project runs (:func:`check_running`).
 
 Impersonation: a platform administrator may run the CLI ``--as`` another registry user
 (:func:`check_impersonate`); the resulting actor is an :class:`Impersonation`, a ``str`` equal to
@@ -37,7 +38,10 @@ from datetime import date, timedelta
 
 from .airlock.states import DECIDED_STATES, Actor, State
 from .errors import NotFound, PermissionDenied
-from .registry.models import Role
+
+#: Registry roles by value (``pds_kernel.registry.Role``; not imported: the registry imports this module).
+RESEARCHER = "researcher"
+OUTPUT_CHECKER = "output-checker"
 
 #: The Helm registry-sync Job: applies the registry declared in the chart's values, nothing else.
 SERVICE_REGISTRY_SYNC = "service:registry-sync"
@@ -278,7 +282,7 @@ def _purge_refusal(registry, actor: str, info, retention_days: int, today: date)
 # ---- workspaces --------------------------------------------------------------------------------
 def can_admit_workspace(registry, user: str, project: str, groups: set[str] | None = None,
                         today: date | None = None) -> bool:
-    return registry.can_access(user, project, Role.RESEARCHER, today=today) and (
+    return registry.can_access(user, project, RESEARCHER, today=today) and (
         groups is None or project in groups)
 
 
@@ -290,7 +294,7 @@ def check_admit_workspace(registry, user: str, project: str, *, action: str,
     Returns the :class:`ProjectInfo`."""
     if not project:
         raise PermissionDenied("start a project server: the server name must be a project id")
-    info = registry.check_access(user, project, Role.RESEARCHER, action=action, today=today)
+    info = registry.check_access(user, project, RESEARCHER, action=action, today=today)
     if groups is not None and project not in groups:
         raise PermissionDenied(f"{user} is not in the hub group of project {project}: "
                                "sign in again (the identity provider may have withdrawn it)")
@@ -334,7 +338,7 @@ def check_download(registry, actor: str, project: str, author: str) -> None:
     check_not_impersonated(actor, "download released files")
     if str(actor) != author:
         raise PermissionDenied("only the author of a request downloads its released files")
-    registry.check_access(actor, project, Role.RESEARCHER, action="airlock.access.download")
+    registry.check_access(actor, project, RESEARCHER, action="airlock.access.download")
 
 
 # ---- the airlock: submit, view, review, approve, release, revoke, read contents ----------------
@@ -355,18 +359,18 @@ def _personal(actor: str, what: str) -> None:
 
 def can_check(registry, user: str, project: str) -> bool:
     """An output checker of ``project`` right now (being a platform admin is not enough)."""
-    return registry.can_access(user, project, Role.OUTPUT_CHECKER)
+    return registry.can_access(user, project, OUTPUT_CHECKER)
 
 
 def can_research(registry, user: str, project: str) -> bool:
-    return registry.can_access(user, project, Role.RESEARCHER)
+    return registry.can_access(user, project, RESEARCHER)
 
 
 def check_submitter(registry, actor: str, project: str, author: str) -> None:
     """The author must be an active researcher of the project; only an admin submits for someone else."""
     if actor != author and not is_admin(registry, actor):
         raise PermissionDenied(f"{actor} cannot submit a request on behalf of {author}: admins only")
-    registry.check_access(author, project, Role.RESEARCHER, action="airlock.access.submit", actor=actor)
+    registry.check_access(author, project, RESEARCHER, action="airlock.access.submit", actor=actor)
 
 
 def check_checker(registry, actor: str, project: str, author: str) -> None:
@@ -375,7 +379,7 @@ def check_checker(registry, actor: str, project: str, author: str) -> None:
     check_running(registry, project)
     if actor == author:
         raise PermissionDenied("the author of a request never reviews it")
-    registry.check_access(actor, project, Role.OUTPUT_CHECKER, action="airlock.access.review")
+    registry.check_access(actor, project, OUTPUT_CHECKER, action="airlock.access.review")
 
 
 def can_act(registry, who: Actor, user: str, project: str, author: str) -> bool:
