@@ -16,6 +16,8 @@ clear or logged.
 
 from __future__ import annotations
 
+import getpass
+import json
 import logging
 import os
 import secrets
@@ -55,6 +57,9 @@ paths:
 hub:
   ip: 127.0.0.1
   port: {port}
+cli:
+  identities:             # the OS user who ran `pds demo run` acts as the demo's administrator
+    {os_user}: admin
 """
 
 #: Demo accounts: (user, full name, admin, {project: role}).
@@ -160,7 +165,8 @@ def prepare(options: DemoOptions) -> tuple[Path, Settings]:
     root.mkdir(parents=True, exist_ok=True)
     config = root / CONFIG_NAME
     if not config.exists():
-        config.write_text(DEMO_CONFIG.format(port=options.port), encoding="utf-8")
+        config.write_text(DEMO_CONFIG.format(port=options.port, os_user=json.dumps(getpass.getuser())),
+                          encoding="utf-8")
     # environ={}: PDS_* variables of the shell (e.g. a production database URL) must not leak in
     settings = load_settings(config, environ={})
     for f in ("raw", "lake", "projects", "outbox", "staging", "homes", "state", "reports"):

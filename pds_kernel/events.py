@@ -34,6 +34,12 @@ class AuditEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        # An impersonated identity (``pds --as``) is written "<admin> acting as <user>", everywhere.
+        label = getattr(self.actor, "label", None)
+        if isinstance(label, str):
+            object.__setattr__(self, "actor", label)
+
     def with_outcome(self, outcome: str, **more_details: Any) -> AuditEvent:
         return AuditEvent(
             actor=self.actor,

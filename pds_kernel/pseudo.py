@@ -145,27 +145,21 @@ class KeyStore:
     def authorise_destroy(self, project: str, actor: str, today: date | None = None) -> None:
         """Who may destroy a key, and when; a refusal is audited as ``pseudo.key.destroy`` denied.
 
-        Only the machine's operator (``os:<user>``) or an active platform administrator, the same
-        rule as for building an extract (:func:`pds_kernel.extract.build.authorise`), and only once
-        the project is over: closed, or past its end date. An active or suspended project may still
+        Only an active platform administrator (:func:`pds_kernel.permissions.check_destroy_key`),
+        and only once the project is over: closed, or past its end date. An active or suspended project may still
         need its extract rebuilt, which the key makes possible."""
         check_project_id(project)
         if self._registry is None or self._audit is None:
             raise PermissionDenied("destroying a key needs the project registry and the audit trail: "
                                    "open the key store with KeyStore.from_runtime")
-        today = today or date.today()
-        reason = None
-        if not self._registry.is_administrator(actor):
-            reason = f"{actor} may not destroy pseudonymisation keys: only an administrator may"
-        else:
-            info = self._registry.get_project(project)
-            if info.status.value != "closed" and not info.end_date < today:
-                reason = (f"project {project} is {info.status.value} until {info.end_date}: close it "
-                          "(pds project close) before destroying its key")
-        if reason:
+        from .permissions import check_destroy_key
+
+        try:
+            check_destroy_key(self._registry, actor, self._registry.get_project(project), today)
+        except PermissionDenied as exc:
             self._audit.record(AuditEvent(actor=actor, action="pseudo.key.destroy", target=f"key:{project}",
-                                          project=project, outcome=Outcome.DENIED, details={"reason": reason}))
-            raise PermissionDenied(reason)
+                                          project=project, outcome=Outcome.DENIED, details={"reason": str(exc)}))
+            raise
 
     def destroy(self, project: str, actor: str, *, confirm: bool = False, reason: str = "",
                 today: date | None = None) -> None:

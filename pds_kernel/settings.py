@@ -155,6 +155,24 @@ class Hub:
 
 
 @dataclass(frozen=True)
+class Cli:
+    """Who the ``pds`` command acts as (:mod:`pds_kernel.cli.identity`)."""
+
+    #: operating-system user -> registry user the CLI acts as (configuration file only, never the
+    #: environment); an unmapped OS user acts as ``os:<user>``, which holds no right once the
+    #: registry has an administrator
+    identities: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProjectEnd:
+    """The end of a project (:mod:`pds_kernel.project_end`)."""
+
+    retention_days: int = 90  #: days between `pds project close` and the first day `pds project purge` may run
+    home_quota_mb: int = 2048  #: size limit of one workspace home (MB); a start over it is refused
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: Paths = field(default_factory=Paths)
     database: Database = field(default_factory=Database)
@@ -164,6 +182,8 @@ class Settings:
     airlock: Airlock = field(default_factory=Airlock)
     hub: Hub = field(default_factory=Hub)
     model_check: ModelCheck = field(default_factory=ModelCheck)
+    cli: Cli = field(default_factory=Cli)
+    project_end: ProjectEnd = field(default_factory=ProjectEnd)
 
     @property
     def database_url(self) -> str:
@@ -190,6 +210,11 @@ _SECTIONS = {f.name: f.type for f in fields(Settings)}
 
 
 def _coerce(value: Any, current: Any, where: str) -> Any:
+    if isinstance(current, dict):
+        if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise InvalidInput(f"setting {where}: expected a mapping of names to names, got {value!r}")
+        return dict(value)
     if isinstance(current, Path):
         return Path(str(value))
     if isinstance(current, bool):
@@ -276,6 +301,9 @@ def load_settings(
             continue
         section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
         env_data.setdefault(section, {})[key] = value
+    if "identities" in env_data.get("cli", {}):
+        raise InvalidInput("cli.identities is read from the configuration file only, never from the "
+                           "environment: set it in the file that holds the database credentials")
     if env_data:
         settings = _merge(settings, env_data, "environment")
     return _resolve_paths(settings, base)

@@ -7,7 +7,7 @@ differs is how it starts and where it ends:
 
 * **start**: a researcher of the project uploads files from their browser to the gate (the web page
   or ``POST api/imports``; the CLI ``pds airlock import``), with a justification; never from a
-  workspace (:func:`.permissions.check_importer`);
+  workspace (:func:`.permissions.check_import`);
 * **scan**: every file is staged (immutable, hashed) and scanned (:mod:`.imports_scan`: type by
   content, size, archive listing, ClamAV). A file that fails is refused with its reason, the request
   is not created, and the refusal is audited: it never reaches a checker;
@@ -107,7 +107,7 @@ class ImportService:
             check_names([name for name, _ in files], service.limits)
             if kind == "cohort" and len(files) != 1:
                 raise InvalidInput("a cohort import is exactly one CSV file")
-            permissions.check_importer(service.registry, actor, project, from_workspace=from_workspace)
+            permissions.check_import(service.registry, actor, project, from_workspace=from_workspace)
             refused = {name: why for name, _ in files if (why := import_refusal(name)) is not None}
             if refused:
                 raise RefusedFiles(refused)

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from .. import permissions as platform_permissions
 from ..audit import AuditEvent, Outcome
 from ..db import transaction
 from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PdsError, PermissionDenied
@@ -680,9 +681,7 @@ class AirlockService:
 
         def run():
             project, author, _ = self._peek(request_id)
-            if actor != author:
-                raise PermissionDenied("only the author of a request downloads its released files")
-            self.registry.check_access(actor, project, "researcher", action="airlock.access.download")
+            platform_permissions.check_download(self.registry, actor, project, author)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
                 if req.state != State.RELEASED.value:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import sys
@@ -34,6 +33,7 @@ class State:
         self.config = config
         self._actor = actor
         self._runtime: Runtime | None = None
+        self._resolved: str | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -47,10 +47,13 @@ class State:
 
     @property
     def actor(self) -> str:
-        """Who runs the command: ``--as``, ``$PDS_ACTOR``, else the operating-system user."""
-        if self._actor:
-            return self._actor
-        return os.environ.get("PDS_ACTOR") or f"os:{getpass.getuser()}"
+        """Who runs the command: the OS user mapped by ``cli.identities``; ``--as`` (or
+        ``$PDS_ACTOR``) only for a platform administrator, audited (:mod:`.identity`)."""
+        if self._resolved is None:
+            from .identity import resolve_actor
+
+            self._resolved = resolve_actor(self.runtime, self._actor or os.environ.get("PDS_ACTOR"))
+        return self._resolved
 
 
 @app.callback()
@@ -60,7 +63,9 @@ def _root(
         None, "--config", "-c", help="Configuration file (default: $PDS_CONFIG or ./pds.yaml)."
     ),
     actor: str | None = typer.Option(
-        None, "--as", help="Identity recorded in the audit trail (default: $PDS_ACTOR or os:<user>)."
+        None, "--as", help="Act as this registry user: platform administrators only, audited as "
+        "'<you> acting as <user>'; never reviews, approves, releases or downloads. Default: your OS "
+        "user as mapped by cli.identities."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
 ) -> None:

@@ -15,6 +15,7 @@ from .. import demo
 from ..errors import InvalidInput
 from ..runtime import Runtime
 from .app import console
+from .identity import own_identity
 
 app = typer.Typer(help="The demo behind `make run`: synthetic data, projects, extracts and the local hub.",
                   no_args_is_help=True)
@@ -75,8 +76,8 @@ def run(
 ) -> None:
     """Generate, ingest, register, extract, then serve JupyterHub on 127.0.0.1 (idempotent)."""
     options = demo.DemoOptions(directory=directory, patients=patients, years=_years(years), seed=seed, port=port)
-    actor = ctx.obj.actor
     config, settings = demo.prepare(options)
+    actor = own_identity(settings)  # the demo's own configuration maps the OS user (cli.identities)
     console.print(f"demo directory {config.parent} (configuration {config})", highlight=False, soft_wrap=True)
     _run_step("database", lambda p: demo.upgrade_database(settings, p))
     runtime = Runtime(settings)

@@ -8,7 +8,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import DisclosureRisk, InvalidInput, NotFound
+from .. import permissions
+from ..errors import DisclosureRisk, InvalidInput
 from ..registry import Registry, Role
 from ..registry.names import check_project_id
 from .app import console
@@ -106,17 +107,12 @@ def show(ctx: typer.Context, project: str = typer.Argument(..., help="Project id
 
     state = ctx.obj
     actor = state.actor
-    if not actor.startswith("os:"):
-        registry = Registry.from_runtime(state.runtime)
-        try:
-            is_admin = registry.get_user(actor).is_admin
-        except NotFound:
-            is_admin = False
-        if not is_admin:
-            if registry.can_access(actor, project, Role.OUTPUT_CHECKER):
-                registry.check_access(actor, project, Role.OUTPUT_CHECKER, action="extract.show")
-            else:
-                registry.check_access(actor, project, Role.RESEARCHER, action="extract.show")
+    registry = Registry.from_runtime(state.runtime)
+    if not permissions.is_administrator(registry, actor):
+        if registry.can_access(actor, project, Role.OUTPUT_CHECKER):
+            registry.check_access(actor, project, Role.OUTPUT_CHECKER, action="extract.show")
+        else:
+            registry.check_access(actor, project, Role.RESEARCHER, action="extract.show")
     manifest = read_manifest(state.settings, project)
     console.print(f"extract {manifest['build_id']} of [bold]{project}[/], built {manifest['built_at']} by "
                   f"{manifest['builder']} ({manifest['backend']}), lake snapshot {manifest['lake_snapshot']}, "

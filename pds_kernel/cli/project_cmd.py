@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..registry import Registry, Role
@@ -23,19 +24,18 @@ app = typer.Typer(help="Projects, users and memberships (the project registry)."
 
 
 def _registry(ctx: typer.Context, action: str, target: str = "", project: str = "") -> Registry:
-    """The registry, once the actor is known to be allowed to administer it.
-
-    Same rule as the extract builder: the machine's operator (``os:<user>``, who holds the database
-    anyway) or an active platform administrator of the registry. Anyone else is refused, audited.
-    """
+    """The registry, once the actor is known to be allowed to administer it
+    (:func:`pds_kernel.permissions.check_administer_registry`; the registry service checks every
+    write again). A refusal is audited."""
     state = ctx.obj
     registry = Registry.from_runtime(state.runtime)
     actor = state.actor
-    if not registry.is_administrator(actor):
-        reason = f"{actor} may not administer the registry: only an administrator may"
+    try:
+        permissions.check_administer_registry(registry, actor)
+    except PermissionDenied as exc:
         state.runtime.audit.record(AuditEvent(actor=actor, action=action, target=target, project=project,
-                                              outcome=Outcome.DENIED, details={"reason": reason}))
-        raise PermissionDenied(reason)
+                                              outcome=Outcome.DENIED, details={"reason": str(exc)}))
+        raise
     return registry
 
 
@@ -72,7 +72,7 @@ def apply(
     Members of a listed project that FILE does not list are removed; projects and users that FILE
     does not list are left alone."""
     spec = load_registry_file(file)  # parse and validate each item before touching the registry
-    registry = _registry(ctx, "registry.apply", target=f"file:{file.name}")
+    registry = Registry.from_runtime(ctx.obj.runtime)  # the service checks the actor (and audits a refusal)
     changes = registry.apply(ctx.obj.actor, spec)  # checks references, then writes all or nothing
     for change in changes:
         console.print(f"  {change}", highlight=False, soft_wrap=True)
@@ -163,7 +163,63 @@ def close(
         raise InvalidInput("--reason must say why the project is closed")
     registry = _registry(ctx, "registry.project.close", target=f"project:{project}", project=project)
     info = registry.close_project(ctx.obj.actor, project, reason=reason.strip())
-    console.print(f"project {info.id} is {info.status.value}", highlight=False, soft_wrap=True)
+    due = permissions.purge_due(info, ctx.obj.settings.project_end.retention_days)
+    console.print(f"project {info.id} is {info.status.value} since {info.closed_on}: its data may be purged "
+                  f"from {due} (pds project purge, two administrators)", highlight=False, soft_wrap=True)
+
+
+@app.command("halt")
+def halt(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit trail)."),
+) -> None:
+    """Stop every workspace, Dask cluster and pending release of PROJECT at once, and refuse new ones
+    until `pds project resume` (administrators)."""
+    from ..project_end import ProjectEnd
+
+    check_project_id(project)
+    ProjectEnd(ctx.obj.runtime).halt(ctx.obj.actor, project, reason)
+    console.print(f"project {project} is halted: running workspaces stop within "
+                  f"{ctx.obj.settings.hub.membership_check_seconds:g} s", highlight=False, soft_wrap=True)
+
+
+@app.command("resume")
+def resume(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit trail)."),
+) -> None:
+    """Lift the halt of PROJECT (administrators)."""
+    from ..project_end import ProjectEnd
+
+    check_project_id(project)
+    ProjectEnd(ctx.obj.runtime).resume(ctx.obj.actor, project, reason)
+    console.print(f"project {project} runs again", highlight=False, soft_wrap=True)
+
+
+@app.command("purge")
+def purge(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm: the data and the key are deleted for good."),
+) -> None:
+    """Delete everything of a closed PROJECT after its retention period: extract, imports, homes,
+    staging, outbox, the key and its backups. Two different administrators each run it: the first
+    approves, the second purges and writes the deletion certificate to the audit trail."""
+    from ..project_end import ProjectEnd
+
+    check_project_id(project)
+    result = ProjectEnd(ctx.obj.runtime).purge(ctx.obj.actor, project, confirm=yes)
+    if not result.done:
+        console.print(f"purge of {project} approved by {ctx.obj.actor}: a second, different administrator "
+                      "must run `pds project purge` to carry it out", highlight=False, soft_wrap=True)
+        return
+    for name, area in result.certificate["areas"].items():
+        console.print(f"  {name}: {area['files']} file(s), {area['bytes']} bytes deleted "
+                      f"(listing sha256 {area['listing_sha256'][:16]})", highlight=False, soft_wrap=True)
+    console.print(f"project {project} purged; deletion certificate written to the audit trail "
+                  "(action project.purge)", highlight=False, soft_wrap=True)
 
 
 @app.command("users")

@@ -31,6 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from .. import lake as lake_mod
+from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import DisclosureRisk, NotFound, PdsError, PermissionDenied
 from ..hashing import sha256_file
@@ -89,21 +90,17 @@ def build_plan(spec: ExtractSpec) -> list[str]:
 
 # ---- authorisation ----------------------------------------------------------------------------
 def authorise(runtime, actor: str, project: str, action: str, today: date | None = None):
-    """Who may build or check an extract: the machine's operator (``os:<user>``, who holds the lake
-    anyway) or an active platform administrator, and only for an open project. Audited when denied."""
-    today = today or date.today()
+    """Who may build or check an extract (:func:`pds_kernel.permissions.check_build_extract`): an
+    active platform administrator or the extract-build Job, and only for an open project that is
+    not halted. Audited when denied."""
     registry = Registry.from_runtime(runtime)
     info = registry.get_project(project)
-    reason = None
-    if not info.is_open(today):
-        reason = (f"project {project} is {info.status.value}" if info.status.value != "active"
-                  else f"project {project} runs from {info.start_date} to {info.end_date}")
-    elif not registry.is_administrator(actor):
-        reason = f"{actor} may not {action.split('.')[-1]} extracts: only an administrator may"
-    if reason:
+    try:
+        permissions.check_build_extract(registry, actor, info, action.split(".")[-1], today)
+    except PermissionDenied as exc:
         runtime.audit.record(AuditEvent(actor=actor, action=action, target=f"project:{project}",
-                                          project=project, outcome=Outcome.DENIED, details={"reason": reason}))
-        raise PermissionDenied(reason)
+                                        project=project, outcome=Outcome.DENIED, details={"reason": str(exc)}))
+        raise
     return info
 
 

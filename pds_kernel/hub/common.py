@@ -18,6 +18,7 @@ from typing import Any
 
 from jupyterhub.handlers.login import LogoutHandler
 
+from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound
 from ..registry import Registry, Role
@@ -114,7 +115,7 @@ def user_roles(registry: Registry, username: str, today: date | None = None) -> 
     for role in (Role.RESEARCHER, Role.OUTPUT_CHECKER):
         if registry.active_projects(username, role, today):
             roles.append(role.value)
-    if is_registry_user(registry, username) and registry.get_user(username).is_admin:
+    if permissions.is_administrator(registry, username):
         roles.append(Role.ADMIN.value)
     return roles
 
@@ -152,7 +153,7 @@ def build_load_roles(registry: Registry, today: date | None = None) -> list[dict
 
 
 def registry_admins(registry: Registry) -> set[str]:
-    return {u.name for u in registry.users() if u.active and u.is_admin}
+    return {u.name for u in registry.users() if permissions.is_administrator(registry, u.name)}
 
 
 # ---- enforcement at login ------------------------------------------------------------------
@@ -191,6 +192,8 @@ def revoke_reason(registry: Registry, username: str, project: str, today: date |
         info = registry.get_project(project)
     except (InvalidInput, NotFound):
         return f"there is no project {project!r}"
+    if info.halted:
+        return f"project {project} is halted ({info.halt_reason or 'no reason given'})"
     if not info.is_open(today):
         return f"project {project} is {info.status.value} ({info.start_date} to {info.end_date})"
     memberships = [m for m in registry.memberships_of(username)

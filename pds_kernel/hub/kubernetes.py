@@ -136,12 +136,8 @@ def check_spawn_request(context: HubContext, spawner, *, action: str) -> Workspa
     profile = options.get("profile")
     if profile not in (None, "", project):
         raise PermissionDenied(f"profile {profile!r} is not this server's project {project}")
-    spec = authorised_workspace_spec(context.settings, context.registry, spawner.user.name, project,
-                                     action=action)
-    if project not in _group_names(spawner.user):
-        raise PermissionDenied(f"{spawner.user.name} is not in the hub group of project {project}: "
-                               "sign in again (the identity provider may have withdrawn it)")
-    return spec
+    return authorised_workspace_spec(context.settings, context.registry, spawner.user.name, project,
+                                     action=action, groups=_group_names(spawner.user))
 
 
 def make_profile_list(context: HubContext, k8s: K8sConfig) -> Callable:

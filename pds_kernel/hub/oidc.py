@@ -46,6 +46,7 @@ from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from traitlets import Any, Bool, Set, TraitError, Unicode, default, validate
 
+from .. import permissions
 from ..audit import AuditEvent
 from ..errors import InvalidInput, PermissionDenied
 from ..registry import Role
@@ -191,7 +192,7 @@ class PdsOAuthenticator(GenericOAuthenticator):
         return sorted(projects)
 
     def is_registry_admin(self, username: str) -> bool:
-        return is_registry_user(self.registry, username) and self.registry.get_user(username).is_admin
+        return permissions.is_administrator(self.registry, username)
 
     def effective_roles(self, username: str, grants: IdpGrants) -> list[str]:
         if not is_registry_user(self.registry, username):

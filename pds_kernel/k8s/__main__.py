@@ -3,15 +3,20 @@
 ``registry-apply FILE``
     Helm values (``projects:``, ``users:``) are rendered into the ``pds-config`` ConfigMap; after
     every install and upgrade a Job runs this to make the registry database match it (each change
-    audited by the registry service, actor ``helm``).
+    audited by the registry service). It acts as the service identity ``service:registry-sync``,
+    whose only right is to apply the declared registry (:data:`pds_kernel.permissions.SERVICE_RIGHTS`).
 
-``extract-build PROJECT --spec FILE --spec-sha256 HEX --rebuild TOKEN --actor os:helm``
+``extract-build PROJECT --spec FILE --spec-sha256 HEX --rebuild TOKEN``
     The extract-build Job of one project. Its claim is mounted as ``projects/<id>`` (the layout
     ``pds_kernel.extract.build`` expects: ``spec.yaml``, ``builds/``, the ``extract`` link); the
     spec comes from a ConfigMap. The Job is named after the spec's hash, and Kubernetes may run it
     again (a Job re-created by a later ``helm upgrade``, a retry), so the command is idempotent: it
     builds only when the published extract does not already come from this spec and rebuild token,
-    and holds a lock on the claim so two builds of one project never overlap.
+    and holds a lock on the claim so two builds of one project never overlap. It acts as the
+    service identity ``service:extract-build``, whose only right is to build (and check) extracts.
+
+``extract-check PROJECT``
+    The conformity check of a project's published extract, as ``service:extract-build``.
 
 Errors print one line and exit non-zero (the ``PdsError`` exit code).
 """
@@ -29,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InvalidInput, PdsError
+from ..permissions import SERVICE_EXTRACT_BUILD, SERVICE_REGISTRY_SYNC
 from ..registry import Registry
 from ..registry.names import check_project_id
 from ..registry.spec import load_registry_file
@@ -45,7 +51,7 @@ def registry_apply(args) -> int:
     spec = load_registry_file(args.file)
     runtime = Runtime(load_settings())
     try:
-        changes = Registry.from_runtime(runtime).apply(args.actor, spec)
+        changes = Registry.from_runtime(runtime).apply(SERVICE_REGISTRY_SYNC, spec)
     finally:
         runtime.close()
     for change in changes:
@@ -121,7 +127,7 @@ def extract_build(args) -> int:
             return 0
         runtime = Runtime(settings)
         try:
-            result = run_build(runtime, project, spec, actor=args.actor,
+            result = run_build(runtime, project, spec, actor=SERVICE_EXTRACT_BUILD,
                                on_step=lambda step: print(f"{project}: {step}", flush=True))
         finally:
             runtime.close()
@@ -132,21 +138,36 @@ def extract_build(args) -> int:
     return 0
 
 
+def extract_check(args) -> int:
+    from ..errors import DisclosureRisk
+    from ..extract.build import run_check
+
+    runtime = Runtime(load_settings())
+    try:
+        report = run_check(runtime, check_project_id(args.project), actor=SERVICE_EXTRACT_BUILD)
+    finally:
+        runtime.close()
+    if not report.ok:
+        raise DisclosureRisk(f"the extract of {args.project} does not conform: {'; '.join(report.reasons)}")
+    print(f"extract of {args.project} conforms")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pds_kernel.k8s")
     sub = parser.add_subparsers(dest="command", required=True)
     apply = sub.add_parser("registry-apply", help="make the registry match a registry YAML file")
     apply.add_argument("file", type=Path)
-    apply.add_argument("--actor", default="helm", help="audit actor (default: helm)")
     apply.set_defaults(run=registry_apply)
     build = sub.add_parser("extract-build", help="build and publish a project's extract unless it is up to date")
     build.add_argument("project")
     build.add_argument("--spec", type=Path, required=True, help="the extract spec (YAML)")
     build.add_argument("--spec-sha256", required=True, help="the SHA-256 the spec must have")
     build.add_argument("--rebuild", default="", help="rebuild token: a new one rebuilds the same spec")
-    build.add_argument("--actor", required=True,
-                       help="builder identity: os:<user> (the operator) or an administrator")
     build.set_defaults(run=extract_build)
+    check = sub.add_parser("extract-check", help="check that a project's published extract conforms")
+    check.add_argument("project")
+    check.set_defaults(run=extract_check)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -203,11 +203,13 @@ def cluster_overrides(context: GatewayContext, project: Any, user: Any) -> dict[
         raise _deny(context, identity.user, str(project)[:64],
                     f"a cluster of this workspace must be for its project {identity.project}, "
                     f"not {str(project)[:64]!r}")
-    spec = authorised_workspace_spec(context.settings, context.registry, identity.user, identity.project,
-                                     action=ACTION, today=context.today)
-    if identity.project not in _groups(user):
-        raise _deny(context, identity.user, identity.project,
-                    f"{identity.user} is not in the hub group of project {identity.project}: sign in again")
+    try:
+        spec = authorised_workspace_spec(context.settings, context.registry, identity.user, identity.project,
+                                         action=ACTION, today=context.today, groups=_groups(user))
+    except PermissionDenied as exc:
+        if context.registry.can_access(identity.user, identity.project, today=context.today):
+            raise _deny(context, identity.user, identity.project, str(exc)) from None  # the group check
+        raise
     return build_cluster_overrides(spec, context.k8s)
 
 

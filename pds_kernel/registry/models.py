@@ -63,12 +63,19 @@ class Project(Base):
     mem_limit_mb: Mapped[int] = mapped_column(Integer, default=4096)
     dask_workers: Mapped[int] = mapped_column(Integer, default=2)
     gpu: Mapped[bool] = mapped_column(Boolean, default=False)
+    # end of the project (pds_kernel.project_end)
+    closed_on: Mapped[date | None] = mapped_column(Date, nullable=True)  #: starts the retention clock
+    halted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    halt_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    purge_requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  #: first admin
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="project", cascade="all")
 
     def is_open(self, today: date) -> bool:
-        """Open = active status and today within [start_date, end_date]."""
-        return self.status == ProjectStatus.ACTIVE and self.start_date <= today <= self.end_date
+        """Open = active status, not halted, and today within [start_date, end_date]."""
+        return (self.status == ProjectStatus.ACTIVE and self.halted_at is None
+                and self.start_date <= today <= self.end_date)
 
 
 class Membership(Base):

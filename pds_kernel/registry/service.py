@@ -14,6 +14,7 @@ from datetime import date
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from .. import permissions
 from ..audit import AuditEvent, AuditTrail, Outcome
 from ..db import transaction
 from ..errors import InvalidInput, NotFound, PermissionDenied
@@ -42,9 +43,15 @@ class ProjectInfo:
     mem_limit_mb: int
     dask_workers: int
     gpu: bool
+    closed_on: date | None = None
+    halted: bool = False
+    halt_reason: str = ""
+    purge_requested_by: str | None = None
+    purged: bool = False
 
     def is_open(self, today: date) -> bool:
-        return self.status == ProjectStatus.ACTIVE and self.start_date <= today <= self.end_date
+        return (self.status == ProjectStatus.ACTIVE and not self.halted
+                and self.start_date <= today <= self.end_date)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ def _project_info(p: Project) -> ProjectInfo:
         status=ProjectStatus(p.status), min_cell=p.min_cell, reviews_required=p.reviews_required,
         max_table_rows=p.max_table_rows,
         cpu_limit=p.cpu_limit, mem_limit_mb=p.mem_limit_mb, dask_workers=p.dask_workers, gpu=p.gpu,
+        closed_on=p.closed_on, halted=p.halted_at is not None, halt_reason=p.halt_reason or "",
+        purge_requested_by=p.purge_requested_by, purged=p.purged_at is not None,
     )
 
 
@@ -105,6 +114,7 @@ class Registry:
     def upsert_user(self, actor: str, name: str, *, full_name: str = "", email: str = "",
                     is_admin: bool = False, active: bool = True) -> UserInfo:
         check_user_name(name)
+        self._check_admin(actor, "registry.user.update", f"user:{name}")
         with transaction(self._sessions) as s:
             return self._write_user(s, actor, name, full_name=full_name, email=email,
                                     is_admin=is_admin, active=active)
@@ -115,18 +125,22 @@ class Registry:
         unknown = set(values) - set(PROJECT_FIELDS)
         if unknown:
             raise InvalidInput(f"unknown project field(s): {', '.join(sorted(unknown))}")
+        self._check_admin(actor, "registry.project.update", f"project:{project_id}", project_id)
         with transaction(self._sessions) as s:
             return self._write_project(s, actor, project_id, values)
 
     def close_project(self, actor: str, project_id: str, reason: str = "") -> ProjectInfo:
-        """Close a project: from now on it grants nothing to anyone."""
+        """Close a project: from now on it grants nothing to anyone, and its retention clock starts
+        (``closed_on``: :func:`pds_kernel.permissions.purge_due`). Closing again keeps the first date."""
+        self._check_admin(actor, "registry.project.close", f"project:{project_id}", project_id)
         with transaction(self._sessions) as s:
             project = self._project(s, project_id)
             project.status = ProjectStatus.CLOSED
+            project.closed_on = project.closed_on or date.today()
             s.flush()
             self._audit.record(AuditEvent(
                 actor=actor, action="registry.project.close", target=f"project:{project_id}",
-                project=project_id, details={"reason": reason},
+                project=project_id, details={"reason": reason, "closed_on": project.closed_on.isoformat()},
             ), session=s)
             return _project_info(project)
 
@@ -136,12 +150,24 @@ class Registry:
         role = Role(role)
         if role == Role.ADMIN:
             raise InvalidInput("admin is a platform role: set it on the user, not on a membership")
+        self._check_admin(actor, "registry.member.add", f"user:{user_name}", project_id)
         with transaction(self._sessions) as s:
             return self._write_member(s, actor, project_id, user_name, role, expires_on)
 
     def remove_member(self, actor: str, project_id: str, user_name: str, role: Role | str | None = None) -> int:
+        self._check_admin(actor, "registry.member.remove", f"user:{user_name}", project_id)
         with transaction(self._sessions) as s:
             return self._delete_member(s, actor, project_id, user_name, None if role is None else Role(role))
+
+    def _check_admin(self, actor: str, action: str, target: str = "", project: str = "",
+                     check=None) -> None:
+        """The permission of every write (:mod:`pds_kernel.permissions`); a refusal is audited."""
+        try:
+            (check or permissions.check_administer_registry)(self, actor)
+        except PermissionDenied as exc:
+            self._audit.record(AuditEvent(actor=actor, action=action, target=target, project=project,
+                                          outcome=Outcome.DENIED, details={"reason": str(exc)}))
+            raise
 
     def _write_user(self, s: Session, actor: str, name: str, *, full_name: str, email: str,
                     is_admin: bool, active: bool) -> UserInfo:
@@ -171,10 +197,17 @@ class Registry:
             project = Project(id=project_id, status=ProjectStatus.ACTIVE)
             s.add(project)
         before = None if created else _project_info(project)
+        if project.purged_at is not None:
+            raise InvalidInput(f"project {project_id} was purged on {project.purged_at:%Y-%m-%d}: "
+                               "its id cannot be used again")
         for key, value in values.items():
             if key == "status" and value is not None:
                 value = ProjectStatus(value)
             setattr(project, key, value)
+        if project.status == ProjectStatus.CLOSED:  # the retention clock starts at the first close
+            project.closed_on = project.closed_on or date.today()
+        else:
+            project.closed_on = None
         if project.end_date < project.start_date:
             raise InvalidInput(f"project {project_id}: end date {project.end_date} is before start {project.start_date}")
         s.flush()
@@ -278,14 +311,9 @@ class Registry:
             return [_project_info(p) for p, m in rows if p.is_open(today) and m.is_valid(today)]
 
     def is_administrator(self, actor: str) -> bool:
-        """Whether ``actor`` may administer the platform: the machine's operator (``os:<user>``, who
-        holds the database, the lake and the keys anyway) or an active platform administrator of
-        the registry. The one rule behind registry changes, extract builds and key destruction."""
-        if actor.startswith("os:"):
-            return True
-        with transaction(self._sessions) as s:
-            user = s.get(User, actor)
-            return user is not None and user.active and user.is_admin
+        """Whether ``actor`` is an active platform administrator of the registry (the rule is
+        :func:`pds_kernel.permissions.is_administrator`; an ``os:<user>`` never is)."""
+        return permissions.is_administrator(self, actor)
 
     def can_access(self, user_name: str, project_id: str, role: Role | str = Role.RESEARCHER,
                    today: date | None = None) -> bool:
@@ -319,6 +347,9 @@ class Registry:
             project = s.get(Project, project_id)
             if project is None:
                 return f"{user_name} is not a member of project {project_id}"
+            if project.halted_at is not None:
+                return (f"project {project_id} is halted by an administrator: nothing of it runs until "
+                        "`pds project resume`")
             if project.status != ProjectStatus.ACTIVE:
                 return f"project {project_id} is {ProjectStatus(project.status).value}"
             if not project.is_open(today):
@@ -350,6 +381,7 @@ class Registry:
         the registry holds) and only then written; any error rolls everything back, audit entries
         included. Every caller (``pds project apply``, the chart's registry Job, the demo) gets this.
         """
+        self._check_admin(actor, "registry.apply", "registry", check=permissions.check_apply_registry)
         with transaction(self._sessions) as s:
             validate_registry_spec(spec, set(s.scalars(select(User.name))))
             return self._apply_in(s, actor, spec)

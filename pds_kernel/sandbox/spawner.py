@@ -33,6 +33,7 @@ from traitlets import Any, Float, Integer, List, Unicode, default
 
 from ..audit import AuditEvent, Outcome
 from ..errors import PdsError, PermissionDenied
+from ..project_end import check_home_quota
 from . import cgroup
 from .bridge import TcpToUnix, UnixToTcp
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
@@ -177,6 +178,7 @@ class SandboxSpawner(Spawner):
                 raise PermissionDenied("start a project server: the server name must be a project id")
             spec = authorised_workspace_spec(settings, self.context.registry, self.user.name,
                                              self.name, action="workspace.authorise")
+            check_home_quota(settings, spec.mount(home_volume_name(spec.project, spec.user)).host_path)
         except PdsError as exc:
             self._audit("workspace.refused", Outcome.DENIED, reason=str(exc))
             raise web.HTTPError(403, str(exc), reason=str(exc)) from None

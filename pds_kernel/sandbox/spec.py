@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from ..registry import Registry, Role
+from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from ..settings import Settings
 
@@ -111,7 +111,12 @@ def build_workspace_spec(settings: Settings, project_info, user: str) -> Workspa
 
 
 def authorised_workspace_spec(settings: Settings, registry: Registry, user: str, project: str,
-                              *, action: str = "workspace.start", today: date | None = None) -> WorkspaceSpec:
-    """Check access (recorded in the audit trail; raises PermissionDenied) and build the spec."""
-    info = registry.check_access(user, project, Role.RESEARCHER, action=action, today=today)
+                              *, action: str = "workspace.start", today: date | None = None,
+                              groups: set[str] | None = None) -> WorkspaceSpec:
+    """Check admission (:func:`pds_kernel.permissions.check_admit_workspace`: recorded in the audit
+    trail, raises PermissionDenied) and build the spec. The local spawner, KubeSpawner's hook and
+    the dask-gateway hook all come here."""
+    from ..permissions import check_admit_workspace
+
+    info = check_admit_workspace(registry, user, project, action=action, groups=groups, today=today)
     return build_workspace_spec(settings, info, user)

@@ -17,18 +17,18 @@ from pds_kernel.registry import Registry, Role
 def registry(runtime) -> Registry:
     reg = Registry.from_runtime(runtime)
     for name in ("alice", "bob", "olga", "omar", "oscar", "mallory"):
-        reg.upsert_user("setup", name)
-    reg.upsert_user("setup", "root", is_admin=True)
+        reg.upsert_user("root", name)
+    reg.upsert_user("root", "root", is_admin=True)
     for pid in (PROJECT, OTHER):
-        reg.upsert_project("setup", pid, title=pid, start_date=date(2020, 1, 1), end_date=date(2099, 12, 31))
+        reg.upsert_project("root", pid, title=pid, start_date=date(2020, 1, 1), end_date=date(2099, 12, 31))
     far = date(2099, 12, 31)
-    reg.add_member("setup", PROJECT, "alice", Role.RESEARCHER, far)
-    reg.add_member("setup", PROJECT, "bob", Role.RESEARCHER, far)
-    reg.add_member("setup", PROJECT, "bob", Role.OUTPUT_CHECKER, far)
-    reg.add_member("setup", PROJECT, "olga", Role.OUTPUT_CHECKER, far)
-    reg.add_member("setup", PROJECT, "omar", Role.OUTPUT_CHECKER, far)
-    reg.add_member("setup", OTHER, "mallory", Role.RESEARCHER, far)
-    reg.add_member("setup", OTHER, "oscar", Role.OUTPUT_CHECKER, far)
+    reg.add_member("root", PROJECT, "alice", Role.RESEARCHER, far)
+    reg.add_member("root", PROJECT, "bob", Role.RESEARCHER, far)
+    reg.add_member("root", PROJECT, "bob", Role.OUTPUT_CHECKER, far)
+    reg.add_member("root", PROJECT, "olga", Role.OUTPUT_CHECKER, far)
+    reg.add_member("root", PROJECT, "omar", Role.OUTPUT_CHECKER, far)
+    reg.add_member("root", OTHER, "mallory", Role.RESEARCHER, far)
+    reg.add_member("root", OTHER, "oscar", Role.OUTPUT_CHECKER, far)
     return reg
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import re
 import subprocess
 import sys
@@ -15,6 +16,15 @@ from pds_kernel.cli.app import app
 from pds_kernel.errors import InvalidInput, PermissionDenied
 
 
+def _as(cfg, user: str) -> str:
+    """The configuration ``cfg`` with the OS user running the tests mapped to registry user ``user``
+    (``cli.identities``): the CLI acts as its OS user, ``--as`` is for administrators only."""
+    data = yaml.safe_load(cfg.read_text())
+    data["cli"] = {"identities": {getpass.getuser(): user}}
+    path = cfg.with_name(f"pds-as-{user}.yaml")
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
 def _config(tmp_path, settings):
     path = tmp_path / "pds.yaml"
     path.write_text(yaml.safe_dump({"paths": {f.name: str(getattr(settings.paths, f.name))
@@ -27,28 +37,28 @@ def test_round_trip(tmp_path, settings, registry):
     table = tmp_path / "ages.csv"
     table.write_text("age,count\n18-40,120\n40-65,230\n")
     run = CliRunner().invoke
-    out = run(app, ["-c", str(cfg), "--as", "root", "airlock", "submit", "--project", PROJECT,
+    out = run(app, ["-c", _as(cfg, "root"), "airlock", "submit", "--project", PROJECT,
                     "--author", "alice", "--why", "figure 2", str(table)])
     assert out.exit_code == 0, out.output
     rid = re.search(r"request ([a-f0-9]{32})", out.output).group(1)
     for checker in ("olga", "omar"):
-        out = run(app, ["-c", str(cfg), "--as", checker, "airlock", "review", rid, "--decision", "approve"])
+        out = run(app, ["-c", _as(cfg, checker), "airlock", "review", rid, "--decision", "approve"])
         assert out.exit_code == 0, out.output
     assert "state released" in out.output  # auto-release after the second approval
-    out = run(app, ["-c", str(cfg), "--as", "olga", "airlock", "release", rid])
+    out = run(app, ["-c", _as(cfg, "olga"), "airlock", "release", rid])
     assert out.exit_code != 0 and "cannot release a request that is released" in str(out.exception)
     dest = tmp_path / "got"
-    out = run(app, ["-c", str(cfg), "--as", "alice", "airlock", "download", rid, "--dest", str(dest)])
+    out = run(app, ["-c", _as(cfg, "alice"), "airlock", "download", rid, "--dest", str(dest)])
     assert out.exit_code == 0, out.output
     assert (dest / "ages.csv").read_text() == table.read_text()
-    out = run(app, ["-c", str(cfg), "--as", "olga", "airlock", "list", "--scope", "all"])
+    out = run(app, ["-c", _as(cfg, "olga"), "airlock", "list", "--scope", "all"])
     assert rid[:10] in out.output
 
 
 def test_errors_are_one_line_with_exit_code(tmp_path, settings, registry):
     cfg = _config(tmp_path, settings)
     proc = subprocess.run([sys.executable, "-c", "from pds_kernel.cli.app import main; main()",
-                           "-c", str(cfg), "--as", "mallory", "airlock", "show", "a" * 32],
+                           "-c", _as(cfg, "mallory"), "airlock", "show", "a" * 32],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
@@ -60,7 +70,7 @@ def _submit(run, cfg, tmp_path, *tables: tuple[str, str]) -> str:
         path = tmp_path / name
         path.write_text(text)
         paths.append(str(path))
-    out = run(app, ["-c", str(cfg), "--as", "root", "airlock", "submit", "--project", PROJECT,
+    out = run(app, ["-c", _as(cfg, "root"), "airlock", "submit", "--project", PROJECT,
                     "--author", "alice", "--why", "tables 1 and 2", *paths])
     assert out.exit_code == 0, out.output
     return re.search(r"request ([a-f0-9]{32})", out.output).group(1)
@@ -71,13 +81,13 @@ def test_review_per_file_verdicts(tmp_path, settings, registry, runtime):
     run = CliRunner().invoke
     rid = _submit(run, cfg, tmp_path, ("a.csv", "age,count\n18-40,120\n40-65,230\n"),
                   ("b.csv", "age,count\n18-40,4\n40-65,230\n"))
-    base = ["-c", str(cfg), "--as", "olga", "airlock", "review", rid]
+    base = ["-c", _as(cfg, "olga"), "airlock", "review", rid]
     # b.csv failed its checks: approving it without saying why is refused, nothing recorded
     out = run(app, [*base, "--decision", "approve"])
     assert isinstance(out.exception, InvalidInput) and "b.csv failed the automatic checks" in str(out.exception)
     out = run(app, [*base, "--verdict", "0=approve", "--verdict", "b.csv=request_changes:suppress the 4"])
     assert out.exit_code == 0, out.output
-    out = run(app, ["-c", str(cfg), "--as", "omar", "airlock", "review", rid,
+    out = run(app, ["-c", _as(cfg, "omar"), "airlock", "review", rid,
                     "--verdict", "1=request_changes:round to 5", "--decision", "approve"])
     assert out.exit_code == 0, out.output
     assert "state changes_requested" in out.output
@@ -102,7 +112,7 @@ def test_review_options_are_checked(tmp_path, settings, registry):
     cfg = _config(tmp_path, settings)
     run = CliRunner().invoke
     rid = _submit(run, cfg, tmp_path, ("a.csv", "age,count\n18-40,120\n40-65,230\n"))
-    base = ["-c", str(cfg), "--as", "olga", "airlock", "review", rid]
+    base = ["-c", _as(cfg, "olga"), "airlock", "review", rid]
     for args, message in [([], "give --decision"), (["--verdict", "0"], "FILE=DECISION"),
                           (["--verdict", "7=approve"], "no file '7'"),
                           (["--verdict", "0=approve", "--verdict", "a.csv=approve"], "two verdicts"),
@@ -117,13 +127,13 @@ def test_show_file_prints_what_the_checker_votes_on(tmp_path, settings, registry
     run = CliRunner().invoke
     table = "sex,count\nM,120\nF,4\n"
     rid = _submit(run, cfg, tmp_path, ("t.csv", table))
-    out = run(app, ["-c", str(cfg), "--as", "olga", "airlock", "show", rid, "--file", "0"])
+    out = run(app, ["-c", _as(cfg, "olga"), "airlock", "show", rid, "--file", "0"])
     assert out.exit_code == 0, out.output
     assert table in out.output  # the exact text, before the findings
     assert "t.csv: [fail] small-cell at row 2 col 2: 4 is below the threshold" in out.output
     views = runtime.audit.entries(action="airlock.file.view")
     assert [(e.actor, e.outcome, e.details["file"]) for e in views] == [("olga", "ok", 0)]
-    out = run(app, ["-c", str(cfg), "--as", "mallory", "airlock", "show", rid, "--file", "0"])
+    out = run(app, ["-c", _as(cfg, "mallory"), "airlock", "show", rid, "--file", "0"])
     assert isinstance(out.exception, PermissionDenied) and table not in out.output
     assert runtime.audit.entries(action="airlock.file.view")[-1].outcome == "denied"
 
@@ -135,9 +145,9 @@ def test_show_file_renders_workbooks_as_tables(tmp_path, settings, registry):
     book = tmp_path / "t.xlsx"
     pd.DataFrame({"sex": ["M", "F"], "count": [120, 4]}).to_excel(book, index=False)
     run = CliRunner().invoke
-    out = run(app, ["-c", str(cfg), "--as", "root", "airlock", "submit", "--project", PROJECT,
+    out = run(app, ["-c", _as(cfg, "root"), "airlock", "submit", "--project", PROJECT,
                     "--author", "alice", "--why", "table", str(book)])
     rid = re.search(r"request ([a-f0-9]{32})", out.output).group(1)
-    out = run(app, ["-c", str(cfg), "--as", "olga", "airlock", "show", rid, "--file", "0"])
+    out = run(app, ["-c", _as(cfg, "olga"), "airlock", "show", rid, "--file", "0"])
     assert out.exit_code == 0, out.output
     assert "4 (!)" in out.output and "120" in out.output

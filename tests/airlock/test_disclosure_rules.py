@@ -4,6 +4,7 @@ and `pds airlock check` / `ws.check`, each asserting the verdict."""
 
 from __future__ import annotations
 
+import getpass
 import io
 import json
 import struct
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from airlock_factories import PROJECT, files
 from typer.testing import CliRunner
 
@@ -20,6 +22,16 @@ from pds_kernel.airlock.checks import Thresholds, check_file
 
 T = Thresholds()
 
+
+
+def _as(cfg, user: str) -> str:
+    """The configuration ``cfg`` with the OS user running the tests mapped to registry user ``user``
+    (``cli.identities``): the CLI acts as its OS user, ``--as`` is for administrators only."""
+    data = yaml.safe_load(cfg.read_text())
+    data["cli"] = {"identities": {getpass.getuser(): user}}
+    path = cfg.with_name(f"pds-as-{user}.yaml")
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
 
 def run(tmp_path: Path, name: str, data: bytes, declared: dict | None = None, **kw):
     path = tmp_path / name
@@ -240,7 +252,7 @@ def test_max_table_rows_is_a_per_project_setting(runtime, service, registry):
     big = "g,n\n" + "".join(f"g{i},{20 + i}\n" for i in range(60))
     declared = {"tables": {"t.csv": {"counts": ["n"]}}}
     assert service.create("alice", PROJECT, files(("t.csv", big.encode())), "why", declared).files[0].check_status == "pass"
-    registry.upsert_project("setup", PROJECT, max_table_rows=50)
+    registry.upsert_project("root", PROJECT, max_table_rows=50)
     with pytest.raises(Exception, match="60 rows: a table file holds at most 50"):
         service.create("alice", PROJECT, files(("t.csv", big.encode())), "why", declared)
 
@@ -362,10 +374,10 @@ def test_cli_check_with_a_project_uses_its_thresholds_and_members_only(tmp_path,
     context = json.dumps({"tables": {"t.csv": {"counts": ["n"]}}})
     runner = CliRunner()
     args = ["airlock", "check", str(table), "--project", PROJECT, "--context", context, "--json"]
-    strict = runner.invoke(app, ["-c", str(cfg), "--as", "alice", *args])
+    strict = runner.invoke(app, ["-c", _as(cfg, "alice"), *args])
     assert strict.exit_code == 6 and json.loads(strict.output)["files"][0]["verdict"] == "fail"
-    registry.upsert_project("setup", PROJECT, min_cell=3)
-    lax = runner.invoke(app, ["-c", str(cfg), "--as", "alice", *args])
+    registry.upsert_project("root", PROJECT, min_cell=3)
+    lax = runner.invoke(app, ["-c", _as(cfg, "alice"), *args])
     assert lax.exit_code == 0, lax.output
-    stranger = runner.invoke(app, ["-c", str(cfg), "--as", "mallory", *args])
+    stranger = runner.invoke(app, ["-c", _as(cfg, "mallory"), *args])
     assert isinstance(stranger.exception, PermissionDenied)

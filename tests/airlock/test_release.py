@@ -122,7 +122,7 @@ def test_concurrent_releases_release_once(runtime, registry, limits, settings):
 def test_concurrent_final_approvals_release_once(runtime, registry, limits, settings):
     """Two checkers approving at the same time with auto-release: one approval, one release."""
     auto = replace(limits, auto_release=True)
-    registry.upsert_project("setup", PROJECT, reviews_required=2)
+    registry.upsert_project("root", PROJECT, reviews_required=2)
     service = AirlockService(runtime, limits=auto, registry=registry)
     view = service.create("alice", PROJECT, files(("t.csv", SAFE_TABLE)), "why")
     service.review("olga", view.id, {0: {"decision": "approve"}})

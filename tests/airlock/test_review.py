@@ -46,7 +46,7 @@ def test_only_admin_submits_on_behalf(service):
 
 
 def test_expired_membership_blocks_submission(service, registry):
-    registry.add_member("setup", PROJECT, "alice", "researcher", date(2021, 1, 1))
+    registry.add_member("root", PROJECT, "alice", "researcher", date(2021, 1, 1))
     with pytest.raises(PermissionDenied, match="expired"):
         service.create("alice", PROJECT, files(("t.csv", SAFE_TABLE)), "why")
 
@@ -63,7 +63,7 @@ def test_n_reviews_rule_default_two(service):
 
 
 def test_project_override_of_reviews_required(service, registry):
-    registry.upsert_project("setup", PROJECT, reviews_required=3)
+    registry.upsert_project("root", PROJECT, reviews_required=3)
     view = make_request(service)
     assert view.reviews_required == 3
     view = service.review("olga", view.id, APPROVE)
@@ -139,7 +139,7 @@ def test_queue_lists_what_a_checker_may_review(service):
 
 
 def test_two_projects_different_thresholds(runtime, registry):
-    registry.upsert_project("setup", OTHER, min_cell=3)
+    registry.upsert_project("root", OTHER, min_cell=3)
     svc = AirlockService(runtime, registry=registry)
     table = b"group,count\na,5\nb,40\n"
     declared = {"tables": {"t.csv": {"counts": ["count"]}}}  # issue #12: undeclared counts need review

@@ -44,8 +44,8 @@ def demo_extract(tmp_path_factory):
         for project in spec["projects"]:
             if project["id"] == PROJECT:
                 project["resources"] = {"cpu": 2, "memory_mb": 3072, "dask_workers": 2}
-        registry.apply("os:ai-tester", parse_registry(spec, "test registry"))
-        build_extracts(runtime, options.directory.resolve(), options, actor="os:ai-tester")
+        registry.apply("admin", parse_registry(spec, "test registry"))
+        build_extracts(runtime, options.directory.resolve(), options, actor="admin")
     finally:
         runtime.close()
     return options.directory.resolve(), config
@@ -68,7 +68,7 @@ def test_ml_notebook_trains_on_the_sandbox_cluster_and_saves_a_safe_model(demo_e
     home = root / "homes" / PROJECT / USER
     (home / "examples").mkdir(parents=True, exist_ok=True)
     (home / "examples" / NOTEBOOK).write_bytes((NOTEBOOKS / NOTEBOOK).read_bytes())
-    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(config), "--as", "os:ai-tester"]
+    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(config)]
     run = subprocess.run([*pds, "sandbox", "exec", PROJECT, "--user", USER, "--",
                           "python", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                           "--output", "executed.ipynb", f"examples/{NOTEBOOK}"],

@@ -25,7 +25,7 @@ ARGS = ["--patients", "300", "--years", "2023", "--seed", "7", "--no-hub"]
 
 
 def _run(directory: Path) -> str:
-    result = CliRunner().invoke(app, ["--as", "os:demo-tester", "demo", "run", "--dir", str(directory), *ARGS])
+    result = CliRunner().invoke(app, ["demo", "run", "--dir", str(directory), *ARGS])
     assert result.exit_code == 0, (result.output, result.exception)
     return result.output
 
@@ -115,9 +115,9 @@ def test_registry_step_keeps_admin_decisions_and_renews_expired_memberships(runt
 
     assert register(runtime, "os:t").status == "done"
     registry = Registry.from_runtime(runtime)
-    registry.close_project("root", "mi-outcomes", reason="test")
-    registry.upsert_user("root", "bob", full_name=registry.get_user("bob").full_name, active=False)
-    registry.add_member("root", "diabetes-t2", "alice", "researcher", date.today() - timedelta(days=1))
+    registry.close_project("admin", "mi-outcomes", reason="test")
+    registry.upsert_user("admin", "bob", full_name=registry.get_user("bob").full_name, active=False)
+    registry.add_member("admin", "diabetes-t2", "alice", "researcher", date.today() - timedelta(days=1))
     result = register(runtime, "os:t")
     assert result.lines == [f"diabetes-t2: alice researcher until {date.today() + timedelta(days=365)}"]
     assert registry.get_project("mi-outcomes").status.value == "closed"
@@ -202,7 +202,7 @@ def test_example_notebook_runs_in_the_sandbox_and_its_table_is_right(demo_runs):
     (home / "examples").mkdir(parents=True, exist_ok=True)
     notebook = "01-claims-per-month-dask.ipynb"
     (home / "examples" / notebook).write_bytes((NOTEBOOKS / notebook).read_bytes())
-    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(root / CONFIG_NAME), "--as", "os:demo-tester"]
+    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(root / CONFIG_NAME)]
     run = subprocess.run([*pds, "sandbox", "exec", "diabetes-t2", "--user", "alice", "--",
                           "python", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                           "--output", "executed.ipynb", f"examples/{notebook}"],
@@ -234,7 +234,7 @@ def test_sandbox_probe_on_the_demo_reports_no_escape(demo_runs):
     import sys
 
     root = demo_runs[0]
-    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(root / CONFIG_NAME), "--as", "os:demo-tester"]
+    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(root / CONFIG_NAME)]
     run = subprocess.run([*pds, "sandbox", "probe", "diabetes-t2", "--user", "alice"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -24,11 +24,11 @@ def small_lake(settings, small_rows) -> SmallLake:
 @pytest.fixture
 def registry(runtime) -> Registry:
     reg = Registry.from_runtime(runtime)
-    reg.upsert_user("admin", "root", is_admin=True)
-    reg.upsert_user("admin", "alice")
+    reg.upsert_user("root", "root", is_admin=True)
+    reg.upsert_user("root", "alice")
     for pid in ("diab-study", "mi-study"):
-        reg.upsert_project("admin", pid, title=pid, start_date=date(2024, 1, 1), end_date=date(2099, 12, 31))
-        reg.add_member("admin", pid, "alice", "researcher", date(2099, 1, 1))
+        reg.upsert_project("root", pid, title=pid, start_date=date(2024, 1, 1), end_date=date(2099, 12, 31))
+        reg.add_member("root", pid, "alice", "researcher", date(2099, 1, 1))
     return reg
 
 

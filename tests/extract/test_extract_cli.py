@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import sys
@@ -19,8 +20,12 @@ PDS = str(Path(sys.executable).with_name("pds"))
 
 
 def _pds(config: Path, *args: str, actor: str = "root"):
-    env = {**os.environ, "PDS_ACTOR": actor, "COLUMNS": "200"}
-    return subprocess.run([PDS, "--config", str(config), "extract", *args], capture_output=True, text=True,
+    """``pds extract ...`` run by the OS user, whom the configuration maps to ``actor``."""
+    mapped = config.with_name(f"pds-{actor}.yaml")
+    mapped.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()),
+                                      "cli": {"identities": {getpass.getuser(): actor}}}))
+    env = {**{k: v for k, v in os.environ.items() if k != "PDS_ACTOR"}, "COLUMNS": "200"}
+    return subprocess.run([PDS, "--config", str(mapped), "extract", *args], capture_output=True, text=True,
                           env=env, timeout=120)
 
 

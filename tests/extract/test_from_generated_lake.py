@@ -130,9 +130,9 @@ def generated(tmp_path_factory) -> Generated:
     generate(delivery, patients=400, years=(2022, 2022), seed=7)
     ingest_delivery(runtime, delivery, actor="test")
     registry = Registry.from_runtime(runtime)
-    registry.upsert_user("admin", "root", is_admin=True)
+    registry.upsert_user("root", "root", is_admin=True)
     for project, text in SPECS.items():
-        registry.upsert_project("admin", project, title=project, start_date=date(2024, 1, 1),
+        registry.upsert_project("root", project, title=project, start_date=date(2024, 1, 1),
                                 end_date=date(2099, 12, 31))
         run_build(runtime, project, parse_spec(text), actor="root")
     yield Generated(runtime, delivery)

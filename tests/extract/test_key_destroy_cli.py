@@ -5,6 +5,7 @@ in-process, on the small lake and the registry of the extract fixtures."""
 
 from __future__ import annotations
 
+import getpass
 import sys
 from dataclasses import fields
 from datetime import date, timedelta
@@ -24,13 +25,14 @@ from pds_kernel.pseudo import KeyStore
 @pytest.fixture
 def pds(settings, tmp_path, monkeypatch, capsys):
     """``pds(*args, actor=...)`` -> (exit code, stdout, stderr)."""
-    config = tmp_path / "pds.yaml"
-    config.write_text(yaml.safe_dump({"paths": {f.name: str(getattr(settings.paths, f.name))
-                                                for f in fields(settings.paths)}}))
+    paths = {f.name: str(getattr(settings.paths, f.name)) for f in fields(settings.paths)}
     monkeypatch.setenv("COLUMNS", "300")
 
     def run(*args: str, actor: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["pds", "--config", str(config), "--as", actor, *args])
+        # the CLI acts as its OS user, mapped to ``actor`` by the configuration (cli.identities)
+        config = tmp_path / f"pds-{actor}.yaml"
+        config.write_text(yaml.safe_dump({"paths": paths, "cli": {"identities": {getpass.getuser(): actor}}}))
+        monkeypatch.setattr(sys, "argv", ["pds", "--config", str(config), *args])
         capsys.readouterr()
         try:
             main()
@@ -75,10 +77,10 @@ def test_refused_while_the_project_is_open_or_suspended(runtime, registry, built
     assert code == PermissionDenied.exit_code
     assert "project diab-study is active until 2099-12-31: close it" in err
     registry.upsert_project("root", "diab-study", status="suspended")
-    code, _out, err = pds("extract", "destroy-key", "diab-study", "--yes", actor="os:ops")
+    code, _out, err = pds("extract", "destroy-key", "diab-study", "--yes", actor="root")
     assert code == PermissionDenied.exit_code and "is suspended" in err
     assert _key_file(runtime, "diab-study").is_file()
-    assert [e.actor for e in _destroy_entries(runtime, "denied")] == ["root", "os:ops"]
+    assert [e.actor for e in _destroy_entries(runtime, "denied")] == ["root", "root"]
 
 
 def test_refused_without_yes(runtime, registry, built, pds):

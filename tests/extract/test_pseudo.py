@@ -40,18 +40,19 @@ def test_a_key_readable_by_others_is_refused(runtime):
 
 def test_destroy_makes_the_link_unrecoverable(runtime):
     registry = Registry.from_runtime(runtime)
-    registry.upsert_project("os:admin", "proj-a", title="A", start_date=date(2024, 1, 1), end_date=date(2099, 1, 1))
+    registry.upsert_user("root", "root", is_admin=True)  # an os:<user> is no administrator
+    registry.upsert_project("root", "proj-a", title="A", start_date=date(2024, 1, 1), end_date=date(2099, 1, 1))
     store = KeyStore.from_runtime(runtime)
     key = store.ensure("proj-a", "admin")
-    registry.close_project("os:admin", "proj-a", reason="protocol ended")
-    store.destroy("proj-a", "os:admin", confirm=True, reason="project closed")
+    registry.close_project("root", "proj-a", reason="protocol ended")
+    store.destroy("proj-a", "root", confirm=True, reason="project closed")
     assert not (runtime.settings.paths.keys / "proj-a.key").exists()
     with pytest.raises(PermissionDenied, match="destroyed"):
         store.get("proj-a")
     with pytest.raises(PermissionDenied, match="destroyed"):
         store.ensure("proj-a", "admin")
     with pytest.raises(NotFound):
-        store.destroy("proj-a", "os:admin", confirm=True)
+        store.destroy("proj-a", "root", confirm=True)
     [entry] = runtime.audit.entries(action="pseudo.key.destroy")
     assert entry.project == "proj-a" and entry.details["reason"] == "project closed"
     assert key.hex() not in (runtime.settings.paths.keys / "proj-a.destroyed").read_text()

@@ -7,6 +7,7 @@ short ``/tmp`` path because Unix socket paths are limited to 107 bytes.
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import signal
@@ -80,7 +81,6 @@ class Hub:
 
     def start(self, timeout: float = 60) -> None:
         env = hub_environment(self.config, None)
-        env["PDS_ACTOR"] = "test"
         env.setdefault("PDS_HUB_AIRLOCK", "off")
         self.log = self.root / "hub.log"
         with open(self.log, "ab") as out:
@@ -175,23 +175,25 @@ def make_world(root: Path, port: int) -> Hub:
     """Registry: root (admin), alice (diabetes-t2), bob (mi-outcomes), dave (no project)."""
     paths = {f.name: str(root / f.name) for f in fields(Paths)}
     config = root / "pds.yaml"
-    config.write_text(yaml.safe_dump({"paths": paths, "hub": {"port": port, "ip": "127.0.0.1"}}))
+    # the OS user running the tests acts as root, the world's administrator, on the command line
+    config.write_text(yaml.safe_dump({"paths": paths, "hub": {"port": port, "ip": "127.0.0.1"},
+                                      "cli": {"identities": {getpass.getuser(): "root"}}}))
     settings = load_settings(config, environ={})
     for f in fields(Paths):
         getattr(settings.paths, f.name).mkdir(parents=True, exist_ok=True)
     runtime = Runtime(settings)
     registry = Registry.from_runtime(runtime)
     today = date.today()
-    registry.upsert_user("test", "root", is_admin=True)
+    registry.upsert_user("root", "root", is_admin=True)
     for name in ("alice", "bob", "dave"):
-        registry.upsert_user("test", name)
+        registry.upsert_user("root", name)
     for project in (PROJECT, OTHER_PROJECT):
-        registry.upsert_project("test", project, title=project, start_date=today - timedelta(days=30),
+        registry.upsert_project("root", project, title=project, start_date=today - timedelta(days=30),
                                 end_date=today + timedelta(days=365), cpu_limit=1.0, mem_limit_mb=4096,
                                 dask_workers=1)
         write_extract(settings.paths.projects / project / "extract")
-    registry.add_member("test", PROJECT, "alice", "researcher", today + timedelta(days=100))
-    registry.add_member("test", OTHER_PROJECT, "bob", "researcher", today + timedelta(days=100))
+    registry.add_member("root", PROJECT, "alice", "researcher", today + timedelta(days=100))
+    registry.add_member("root", OTHER_PROJECT, "bob", "researcher", today + timedelta(days=100))
     return Hub(root=root, config=config, port=port, settings=settings, runtime=runtime, registry=registry)
 
 

@@ -226,9 +226,9 @@ def test_revoked_access_stops_the_server_at_next_login(hub_world: Hub, revoke: s
     wait_ready(alice, "alice", PROJECT)
 
     if revoke == "expire":
-        hub_world.registry.add_member("test", PROJECT, "alice", "researcher", date.today() - timedelta(days=1))
+        hub_world.registry.add_member("root", PROJECT, "alice", "researcher", date.today() - timedelta(days=1))
     else:
-        hub_world.registry.close_project("test", PROJECT, reason="study ended")
+        hub_world.registry.close_project("root", PROJECT, reason="study ended")
     again = hub_world.client()
     assert again.login("alice", secret)
     wait_stopped(hub_world, "alice", PROJECT)

@@ -91,10 +91,10 @@ def gate_hub(hub_world: Hub, monkeypatch) -> Hub:
     monkeypatch.setenv("PDS_HUB_AIRLOCK", "on")
     expiry = date.today() + timedelta(days=100)
     # alice also works on another project: her workspace of PROJECT must not act for it
-    hub_world.registry.add_member("test", OTHER_PROJECT, "alice", "researcher", expiry)
+    hub_world.registry.add_member("root", OTHER_PROJECT, "alice", "researcher", expiry)
     for name in CHECKERS:
-        hub_world.registry.upsert_user("test", name)
-        hub_world.registry.add_member("test", PROJECT, name, "output-checker", expiry)
+        hub_world.registry.upsert_user("root", name)
+        hub_world.registry.add_member("root", PROJECT, name, "output-checker", expiry)
     return hub_world
 
 
@@ -258,7 +258,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
 
 def pds(hub: Hub, *args: str) -> subprocess.CompletedProcess:
     """The ``pds`` command in a subprocess, with this hub's configuration."""
-    env = {**os.environ, "PDS_ACTOR": "admin-test"}
+    env = {k: v for k, v in os.environ.items() if k != "PDS_ACTOR"}  # acts as root (cli.identities)
     return subprocess.run([sys.executable, "-c", "from pds_kernel.cli import main; main()",
                            "--config", str(hub.config), *args],
                           capture_output=True, text=True, env=env, timeout=120)
@@ -282,8 +282,8 @@ def test_pds_hub_sync_follows_the_registry(hub_world: Hub, monkeypatch):
 
     assert group(PROJECT) == ["alice"]
     # the registry changes while the hub runs: dave joins, alice's membership has ended
-    hub.registry.add_member("test", OTHER_PROJECT, "dave", "researcher", date.today() + timedelta(days=30))
-    hub.registry.add_member("test", PROJECT, "alice", "researcher", date.today() - timedelta(days=1))
+    hub.registry.add_member("root", OTHER_PROJECT, "dave", "researcher", date.today() + timedelta(days=30))
+    hub.registry.add_member("root", PROJECT, "alice", "researcher", date.today() - timedelta(days=1))
     done = pds(hub, "hub", "sync")
     assert done.returncode == 0, done.stderr
     assert "servers stopped: 1" in done.stdout
@@ -295,10 +295,10 @@ def test_pds_hub_sync_follows_the_registry(hub_world: Hub, monkeypatch):
     assert again.returncode == 0 and "members added: 0, removed: 0, servers stopped: 0" in again.stdout
 
     stops = [e for e in hub.actions("workspace.stop") if e.details.get("checked_at") == "sync"]
-    assert [(e.actor, e.project, e.target) for e in stops] == [("admin-test", PROJECT, "user:alice")]
+    assert [(e.actor, e.project, e.target) for e in stops] == [("root", PROJECT, "user:alice")]
     assert "expired" in stops[0].details["reason"]
     syncs = hub.actions("hub.sync")
-    assert [e.actor for e in syncs] == ["admin-test", "admin-test"]
+    assert [e.actor for e in syncs] == ["root", "root"]
     assert syncs[0].details["servers_stopped"] == 1 and syncs[0].details["removed"] == 1
     assert syncs[0].details["added"] == 2 and syncs[1].details["added"] == 0
     assert hub.runtime.audit.verify().ok

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import subprocess
 import sys
@@ -14,8 +16,12 @@ from pds_kernel.settings import load_settings
 
 
 def _pds(config: Path, *args: str) -> subprocess.CompletedProcess:
+    """``pds`` run by the OS user, whom the configuration maps to alice (``cli.identities``)."""
+    if "identities" not in config.read_text():
+        with open(config, "a") as handle:
+            handle.write(f"cli:\n  identities:\n    {json.dumps(getpass.getuser())}: alice\n")
     return subprocess.run([sys.executable, "-c", "from pds_kernel.cli import main; main()",
-                           "--config", str(config), "--as", "alice", *args],
+                           "--config", str(config), *args],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
 
 

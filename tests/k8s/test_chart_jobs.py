@@ -348,7 +348,7 @@ def test_registry_sync_then_extract_build_publish_and_check(cluster, chart, tmp_
     link = claim / "extract"
     assert link.is_symlink() and os.readlink(link).startswith("builds/")
     manifest = json.loads((link / MANIFEST).read_text())
-    assert manifest["builder"] == "os:helm" and manifest["project"] == PROJECT
+    assert manifest["builder"] == "service:extract-build" and manifest["project"] == PROJECT
     assert (claim / "spec.yaml").read_text() == LAKE.DIABETES_SPEC.lstrip()
     assert manifest["spec_sha256"] == job["metadata"]["annotations"]["pds.spec-sha256"]
     assert not list(claim.glob(".staging-*"))
@@ -364,7 +364,7 @@ def test_registry_sync_then_extract_build_publish_and_check(cluster, chart, tmp_
     # resolves the link inside the volume): the published build, nothing of the claim's root
     assert {p.name for p in published.iterdir()} == {MANIFEST, *(t["file"] for t in manifest["tables"].values())}
 
-    check = cluster.run(job, ["pds", "--as", "os:helm", "extract", "check", PROJECT])
+    check = cluster.run(job, ["python", "-m", "pds_kernel.k8s", "extract-check", PROJECT])
     assert check.returncode == 0 and "conforms" in check.stdout, check.stdout + check.stderr
 
     # the same Job again (re-created by an upgrade, or retried): nothing to do

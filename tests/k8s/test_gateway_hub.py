@@ -291,7 +291,7 @@ async def test_administrators_hold_the_narrow_role_through_their_group(hub, regi
     assert not {"access:servers", "tokens", "shares"} & set(model["scopes"])
     assert all(s.endswith("!user=olga") for s in model["scopes"] if s.startswith("access:servers"))
     assert model["admin"] is False and ADMIN_GROUP in model["groups"]
-    registry.upsert_user("admin", "olga", is_admin=False)
+    registry.upsert_user("olga", "olga", is_admin=False)  # the only administrator steps down herself
     olga._auth_refreshed = None  # as if auth_refresh_age had passed
     model = await hub.whoami(olga.new_api_token(note="after"))
     assert "admin:users" not in model["scopes"] and ADMIN_GROUP not in model["groups"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -14,24 +15,34 @@ from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Settings, load_settings
 
 
-def write_config(settings: Settings, path: Path) -> Path:
-    """A pds.yaml equivalent to ``settings`` (absolute paths, same database)."""
+def write_config(settings: Settings, path: Path, identity: str | None = None) -> Path:
+    """A pds.yaml equivalent to ``settings`` (absolute paths, same database); with ``identity``,
+    the OS user running the tests is mapped to that registry user (``cli.identities``)."""
     data = {"paths": {f.name: str(getattr(settings.paths, f.name)) for f in fields(settings.paths)},
             "database": {"url": settings.database.url}}
+    if identity:
+        data["cli"] = {"identities": {getpass.getuser(): identity}}
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
 
+#: The unmapped OS user running the tests, as the CLI names it.
+OS_ACTOR = f"os:{getpass.getuser()}"
+
+
 @dataclass
 class Cli:
-    """Runs ``pds --config <file> --as <actor> ...`` in-process, like a user would."""
+    """Runs ``pds --config <file> ...`` in-process, like a user would: as ``actor`` (a registry user
+    the configuration maps the OS user to), or as the unmapped OS user (``actor=None``)."""
 
     config: Path
     runtime: Runtime
 
-    def __call__(self, *args: str, actor: str = "os:operator"):
-        result = CliRunner().invoke(app, ["--config", str(self.config), "--as", actor, *args])
-        return result
+    def __call__(self, *args: str, actor: str | None = None):
+        config = self.config
+        if actor:
+            config = write_config(self.runtime.settings, self.config.with_name(f"pds-{actor}.yaml"), actor)
+        return CliRunner().invoke(app, ["--config", str(config), *args])
 
 
 @pytest.fixture

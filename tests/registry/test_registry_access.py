@@ -23,21 +23,21 @@ TODAY = date.today()
 def registry(db_runtime) -> Registry:
     reg = Registry.from_runtime(db_runtime)
     for name in ("alice", "bob", "carol", "dave"):
-        reg.upsert_user("os:admin", name)
-    reg.upsert_user("os:admin", "root", is_admin=True)
+        reg.upsert_user("root", name)
+    reg.upsert_user("root", "root", is_admin=True)
     for pid in ("open-one", "closed-one", "ended-one"):
-        reg.upsert_project("os:admin", pid, title=pid, start_date=TODAY - timedelta(days=400),
+        reg.upsert_project("root", pid, title=pid, start_date=TODAY - timedelta(days=400),
                            end_date=TODAY + timedelta(days=400))
     valid = TODAY + timedelta(days=30)
-    reg.add_member("os:admin", "open-one", "alice", Role.RESEARCHER, valid)
-    reg.add_member("os:admin", "open-one", "bob", Role.RESEARCHER, TODAY - timedelta(days=1))  # expired
-    reg.add_member("os:admin", "open-one", "carol", Role.OUTPUT_CHECKER, TODAY - timedelta(days=1))
-    reg.add_member("os:admin", "open-one", "dave", Role.RESEARCHER, valid)
-    reg.add_member("os:admin", "closed-one", "alice", Role.RESEARCHER, valid)
-    reg.add_member("os:admin", "ended-one", "alice", Role.RESEARCHER, TODAY - timedelta(days=2))
-    reg.close_project("os:admin", "closed-one", reason="protocol ended")
-    reg.upsert_project("os:admin", "ended-one", end_date=TODAY - timedelta(days=2))
-    reg.upsert_user("os:admin", "dave", active=False)  # disabled account, membership still on record
+    reg.add_member("root", "open-one", "alice", Role.RESEARCHER, valid)
+    reg.add_member("root", "open-one", "bob", Role.RESEARCHER, TODAY - timedelta(days=1))  # expired
+    reg.add_member("root", "open-one", "carol", Role.OUTPUT_CHECKER, TODAY - timedelta(days=1))
+    reg.add_member("root", "open-one", "dave", Role.RESEARCHER, valid)
+    reg.add_member("root", "closed-one", "alice", Role.RESEARCHER, valid)
+    reg.add_member("root", "ended-one", "alice", Role.RESEARCHER, TODAY - timedelta(days=2))
+    reg.close_project("root", "closed-one", reason="protocol ended")
+    reg.upsert_project("root", "ended-one", end_date=TODAY - timedelta(days=2))
+    reg.upsert_user("root", "dave", active=False)  # disabled account, membership still on record
     return reg
 
 
@@ -88,7 +88,7 @@ def test_closed_or_ended_project_builds_no_extract(db_runtime, registry):
 def test_every_registry_change_is_audited_with_its_actor(db_runtime, registry):
     entries = db_runtime.audit.entries()
     changes = [e for e in entries if e.action.startswith("registry.")]
-    assert {e.actor for e in changes} == {"os:admin"}
+    assert {e.actor for e in changes} == {"root"}
     kinds = [e.action for e in changes]
     assert kinds.count("registry.user.create") == 5
     assert kinds.count("registry.project.create") == 3

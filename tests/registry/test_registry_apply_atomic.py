@@ -52,7 +52,7 @@ def test_apply_refuses_an_unknown_member_and_writes_nothing(cli, tmp_path):
     path.write_text(GHOST_MEMBER)
     registry = Registry.from_runtime(cli.runtime)
     with pytest.raises(InvalidInput) as caught:
-        registry.apply("helm", load_registry_file(path))
+        registry.apply("service:registry-sync", load_registry_file(path))
     message = str(caught.value)
     assert f"{path}: project p-two.members[1]: no user 'ghost'" in message
     _empty(registry, cli.runtime)
@@ -74,14 +74,14 @@ def test_apply_refuses_an_unknown_member_and_writes_nothing(cli, tmp_path):
 def test_apply_checks_the_whole_file_first(cli, body, problem):
     registry = Registry.from_runtime(cli.runtime)
     with pytest.raises(InvalidInput, match=problem.replace("[", r"\[").replace("]", r"\]")):
-        registry.apply("helm", parse_registry(yaml.safe_load(body), "values.yaml"))
+        registry.apply("service:registry-sync", parse_registry(yaml.safe_load(body), "values.yaml"))
     _empty(registry, cli.runtime)
 
 
 def test_a_member_may_name_a_user_already_in_the_registry(cli):
     registry = Registry.from_runtime(cli.runtime)
     registry.upsert_user("os:ops", "bob")
-    changes = registry.apply("helm", parse_registry({"projects": [{
+    changes = registry.apply("service:registry-sync", parse_registry({"projects": [{
         "id": "p-one", "title": "T", "start": "2025-01-01", "end": "2099-12-31",
         "members": [{"user": "bob", "role": "researcher", "expires": "2099-01-01"}]}]}, "values.yaml"))
     assert changes == ["project p-one created", "p-one: bob researcher until 2099-01-01"]
@@ -105,7 +105,7 @@ def test_a_failure_while_writing_rolls_back_everything(cli):
     spec = parse_registry(yaml.safe_load(GHOST_MEMBER.replace("ghost", "alice")), "values.yaml")
     registry = Registry.from_runtime(cli.runtime)
     with pytest.raises(Exception, match="refused by the database"):
-        registry.apply("helm", spec)
+        registry.apply("service:registry-sync", spec)
     _empty(registry, cli.runtime)
     assert cli.runtime.audit.verify().ok
 
@@ -133,4 +133,4 @@ def test_the_helm_registry_job_writes_nothing_from_a_bad_file(cli, tmp_path, reg
     assert "project diabetes-t2 created" in proc.stdout
     registry = Registry.from_runtime(cli.runtime)
     assert [p.id for p in registry.projects()] == ["diabetes-t2", "mi-outcomes"]
-    assert {e.actor for e in cli.runtime.audit.entries()} == {"helm"}
+    assert {e.actor for e in cli.runtime.audit.entries()} == {"service:registry-sync"}

@@ -4,15 +4,19 @@ Every test runs twice: on SQLite and on a real PostgreSQL server (``db_settings`
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from pds_kernel.errors import InvalidInput, NotFound, PermissionDenied
 from pds_kernel.registry import Registry
+
+OS_ACTOR = f"os:{getpass.getuser()}"
 
 
 def _ok(result):
@@ -26,7 +30,7 @@ def _actions(cli, actor=None):
 
 
 def test_apply_creates_everything_and_is_idempotent(cli, registry_file):
-    out = _ok(cli("project", "apply", str(registry_file), actor="os:admin-ops"))
+    out = _ok(cli("project", "apply", str(registry_file)))
     assert "project diabetes-t2 created" in out
     assert "diabetes-t2: alice researcher until 2099-06-30" in out
     assert "change(s) applied" in out
@@ -36,11 +40,11 @@ def test_apply_creates_everything_and_is_idempotent(cli, registry_file):
     assert reg.get_user("root").is_admin
     assert reg.can_access("alice", "mi-outcomes") and reg.can_access("olga", "diabetes-t2", "output-checker")
     entries = cli.runtime.audit.entries()
-    assert entries and all(e.actor == "os:admin-ops" for e in entries)
+    assert entries and all(e.actor == OS_ACTOR for e in entries)  # bootstrap: no admin yet
     assert {"registry.user.create", "registry.project.create", "registry.member.add"} <= {e.action for e in entries}
 
     before = len(entries)
-    out = _ok(cli("project", "apply", str(registry_file), actor="os:admin-ops"))
+    out = _ok(cli("project", "apply", str(registry_file), actor="root"))  # an administrator exists now
     assert "nothing changed" in out
     assert len(cli.runtime.audit.entries()) == before  # an unchanged apply writes nothing
 
@@ -84,7 +88,7 @@ def test_one_off_commands_change_and_audit(cli, registry_file):
     assert ("registry.project.close", "root", "project:diabetes-t2", "diabetes-t2", "ok") in mine
     assert ("registry.user.update", "root", "user:olga", "", "ok") in mine
     close = [e for e in cli.runtime.audit.entries(action="registry.project.close")][0]
-    assert close.details == {"reason": "protocol ended"}
+    assert close.details == {"reason": "protocol ended", "closed_on": date.today().isoformat()}  # retention clock
     assert cli.runtime.audit.verify().ok
 
 
@@ -146,19 +150,19 @@ def test_bad_yaml_error_gives_the_line(cli, tmp_path):
 
 def test_bad_options_are_clear(cli, registry_file):
     _ok(cli("project", "apply", str(registry_file)))
-    result = cli("project", "add-member", "mi-outcomes", "olga", "--role", "researcher", "--expires", "next year")
+    result = cli("project", "add-member", "mi-outcomes", "olga", "--role", "researcher", "--expires", "next year", actor="root")
     assert isinstance(result.exception, InvalidInput) and "--expires" in str(result.exception)
-    result = cli("project", "add-member", "mi-outcomes", "olga", "--role", "boss", "--expires", "2099-01-01")
+    result = cli("project", "add-member", "mi-outcomes", "olga", "--role", "boss", "--expires", "2099-01-01", actor="root")
     assert isinstance(result.exception, InvalidInput) and "--role" in str(result.exception)
-    result = cli("project", "add-member", "mi-outcomes", "olga", "--role", "researcher", "--expires", "2100-01-01")
+    result = cli("project", "add-member", "mi-outcomes", "olga", "--role", "researcher", "--expires", "2100-01-01", actor="root")
     assert isinstance(result.exception, InvalidInput) and "cannot outlive" in str(result.exception)
-    result = cli("project", "show", "no-such-project")
+    result = cli("project", "show", "no-such-project", actor="root")
     assert isinstance(result.exception, NotFound)
-    result = cli("project", "show", "../etc")
+    result = cli("project", "show", "../etc", actor="root")
     assert isinstance(result.exception, InvalidInput)
-    result = cli("project", "add-user", "alice")
+    result = cli("project", "add-user", "alice", actor="root")
     assert isinstance(result.exception, InvalidInput) and "already exists" in str(result.exception)
-    result = cli("project", "close", "mi-outcomes", "--reason", "  ")
+    result = cli("project", "close", "mi-outcomes", "--reason", "  ", actor="root")
     assert isinstance(result.exception, InvalidInput)
 
 

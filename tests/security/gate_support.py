@@ -80,17 +80,17 @@ class Gate:
 def gate_registry_fixture(runtime) -> Registry:
     reg = Registry.from_runtime(runtime)
     for name in ("alice", "carol", "bob", "olga", "omar", "oscar", "mallory"):
-        reg.upsert_user("setup", name)
-    reg.upsert_user("setup", "root", is_admin=True)
+        reg.upsert_user("root", name)
+    reg.upsert_user("root", "root", is_admin=True)
     far = date(2099, 12, 31)
     for pid in (PROJECT, OTHER):
-        reg.upsert_project("setup", pid, title=pid, start_date=date(2020, 1, 1), end_date=far)
+        reg.upsert_project("root", pid, title=pid, start_date=date(2020, 1, 1), end_date=far)
     for user, role in (("alice", Role.RESEARCHER), ("carol", Role.RESEARCHER), ("bob", Role.RESEARCHER),
                        ("bob", Role.OUTPUT_CHECKER), ("olga", Role.OUTPUT_CHECKER),
                        ("omar", Role.OUTPUT_CHECKER)):
-        reg.add_member("setup", PROJECT, user, role, far)
-    reg.add_member("setup", OTHER, "mallory", Role.RESEARCHER, far)
-    reg.add_member("setup", OTHER, "oscar", Role.OUTPUT_CHECKER, far)
+        reg.add_member("root", PROJECT, user, role, far)
+    reg.add_member("root", OTHER, "mallory", Role.RESEARCHER, far)
+    reg.add_member("root", OTHER, "oscar", Role.OUTPUT_CHECKER, far)
     return reg
 
 

@@ -33,10 +33,10 @@ def make_identity_world(root: Path) -> tuple[Hub, dict[str, str]]:
     """The hubfixtures world plus more researchers, and accounts; returns (hub, secrets)."""
     hub = make_world(root, free_port_block())
     registry, today = hub.registry, date.today()
-    registry.upsert_user("test", UNCLAIMED_ADMIN, is_admin=True)
+    registry.upsert_user("root", UNCLAIMED_ADMIN, is_admin=True)
     for name in ("carol", "erin", "frank", "henry", "jack", "kate", "lena", UNCLAIMED_RESEARCHER):
-        registry.upsert_user("test", name)
-        registry.add_member("test", PROJECT, name, "researcher", today + timedelta(days=100))
+        registry.upsert_user("root", name)
+        registry.add_member("root", PROJECT, name, "researcher", today + timedelta(days=100))
     secrets = {name: provision_account(hub.settings, registry, name, PASSWORD, actor="test")
                for name in ACCOUNTS}
     return hub, secrets
@@ -134,7 +134,7 @@ def pds_cli(hub: Hub, *args: str):
     import os
     import subprocess
 
-    env = {**os.environ, "PDS_ACTOR": "operator"}
+    env = {k: v for k, v in os.environ.items() if k != "PDS_ACTOR"}  # acts as root (cli.identities)
     return subprocess.run([sys.executable, "-c", "from pds_kernel.cli import main; main()",
                            "--config", str(hub.config), *args],
                           capture_output=True, text=True, env=env, timeout=120)

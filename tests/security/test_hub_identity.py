@@ -354,7 +354,7 @@ def test_session_and_token_outlive_a_revocation_on_the_host(hub, secrets):
     assert lena.get("/hub/api/user").status_code == 403
     assert lena.api("GET", "/hub/api/user").status_code == 403
     assert not hub.client().login("lena", secrets["lena"])
-    assert any(e.actor == "operator" and e.target == "user:lena" for e in hub.actions("hub.account.revoke"))
+    assert any(e.actor == "root" and e.target == "user:lena" for e in hub.actions("hub.account.revoke"))
 
 
 def test_session_cookie_after_logout(hub, secrets):
@@ -405,7 +405,7 @@ def test_expired_member_keeps_a_running_workspace(hub, secrets):
     """kate's membership ends while her workspace runs and she never calls the hub again: the
     workspace must stop within 30 s, audited (not at the next login or 300 s refresh)."""
     client, _ = spawn(hub, "kate", secrets["kate"])
-    hub.registry.add_member("test", PROJECT, "kate", "researcher", date.today() - timedelta(days=1))
+    hub.registry.add_member("root", PROJECT, "kate", "researcher", date.today() - timedelta(days=1))
     expired = time.monotonic()
     deadline = expired + 30
     while time.monotonic() < deadline:

@@ -6,6 +6,8 @@ quarantined or reported with a reason, and that no damaged value reaches the lak
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import subprocess
 import sys
@@ -130,9 +132,10 @@ def test_utf16_file_with_bom_is_refused_naming_the_bom(tmp_path):
 
 def test_an_empty_delivery_does_not_exit_zero(tmp_path):
     config = tmp_path / "pds.yaml"
-    config.write_text("paths:\n  lake: lake\n  reports: reports\n  state: state\n")
+    config.write_text("paths:\n  lake: lake\n  reports: reports\n  state: state\n"
+                      f"cli:\n  identities:\n    {json.dumps(getpass.getuser())}: alice\n")
     (tmp_path / "empty").mkdir()
     done = subprocess.run([sys.executable, "-c", "from pds_kernel.cli import main; main()",
-                           "--config", str(config), "--as", "alice", "ingest", str(tmp_path / "empty")],
+                           "--config", str(config), "ingest", str(tmp_path / "empty")],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 2 and "holds no file" in done.stderr, (done.stdout, done.stderr)

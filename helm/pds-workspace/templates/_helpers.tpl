@@ -79,6 +79,8 @@ annotations:
   value: /srv/pds/audit-anchor/anchors.jsonl
 - name: PDS_AUDIT__CREATE_KEY
   value: "false"
+- name: PDS_PROJECT_END__RETENTION_DAYS
+  value: {{ .Values.projectEnd.retentionDays | default 90 | quote }}
 {{- end }}
 
 {{/* The audit chain's key (Secret, read-only) and anchor file (claim pds-audit-anchor): mounted

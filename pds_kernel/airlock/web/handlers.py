@@ -389,7 +389,7 @@ class ResubmitApi(WorkspaceApiHandler):
 class ImportUpload:
     """Mixin of the import upload (API and page): the body may hold one import (its size limit plus
     the multipart framing); a workspace's token never gets here (``from_workspace`` is False, and
-    the service refuses a workspace caller again: :func:`..permissions.check_importer`)."""
+    the service refuses a workspace caller again: :func:`..permissions.check_import`)."""
 
     def body_limit(self) -> int:
         return ImportService(self.service).limits.max_file_bytes + bodies.MULTIPART_OVERHEAD

@@ -1,0 +1,448 @@
+"""Who may do what on the platform: every decision, as paired ``can_*`` (bool, no side effect) and
+``check_*`` (raises :class:`PermissionDenied` with a message that says what to do).
+
+The services call these functions themselves (the registry, the extract builder, the key store,
+the workspace spawners, the dask-gateway hooks, the airlock), so no entry point (CLI, web page,
+Kubernetes Job, hub hook) can skip a rule. Entry points may call ``can_*`` to decide what to show.
+
+Decisions held here:
+
+- **administer the registry** (:func:`check_administer_registry`): an active platform
+  administrator of the registry. Until the registry holds one, the first writer bootstraps it.
+  An operating-system account (``os:<user>``) is never an administrator as such: the CLI maps the
+  OS user to a registry user explicitly (``cli.identities`` in the settings).
+- **apply the declared registry** (:func:`check_apply_registry`): an administrator, or the
+  registry-sync service identity, whose rights are exactly that (:data:`SERVICE_RIGHTS`).
+- **build an extract** (:func:`check_build_extract`): an administrator or the extract-build
+  service identity, for an open project that is not halted.
+- **destroy a key** (:func:`check_destroy_key`): an administrator, once the project is over.
+- **admit a workspace** (:func:`check_admit_workspace`): an active researcher of an open project
+  that is not halted, in the project's hub group when the hub knows groups.
+- **end a project** (:func:`check_halt`, :func:`check_purge`): administrators; a purge needs the
+  retention period to be over and two different administrators.
+- **review, approve, release, download, import, approve a package**: the airlock's rules (at the
+  end of this module; :mod:`pds_kernel.airlock.permissions` re-exports them) plus
+  :func:`check_not_impersonated`: an identity taken with ``--as`` never reviews, approves,
+  releases or downloads; and nothing of a halted project runs (:func:`check_running`).
+
+Impersonation: a platform administrator may run the CLI ``--as`` another registry user
+(:func:`check_impersonate`); the resulting actor is an :class:`Impersonation`, a ``str`` equal to
+the impersonated user's name that remembers who is behind it. Every audit entry it produces reads
+``"<admin> acting as <user>"`` (:class:`pds_kernel.events.AuditEvent`).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, timedelta
+
+from .airlock.states import DECIDED_STATES, Actor, State
+from .errors import NotFound, PermissionDenied
+
+#: Registry roles by value (``pds_kernel.registry.Role``; not imported: the registry imports this module).
+RESEARCHER = "researcher"
+OUTPUT_CHECKER = "output-checker"
+
+#: The Helm registry-sync Job: applies the registry declared in the chart's values, nothing else.
+SERVICE_REGISTRY_SYNC = "service:registry-sync"
+#: The Helm extract-build Job: builds the extract of the project it is created for, nothing else.
+SERVICE_EXTRACT_BUILD = "service:extract-build"
+
+
+class Right(str, enum.Enum):
+    """What a service identity may do (an administrator may do all of it)."""
+
+    APPLY_REGISTRY = "apply-registry"
+    BUILD_EXTRACT = "build-extract"
+
+
+#: Service identities and their exact rights. A service identity is not a registry user (the
+#: ``service:`` prefix is not a valid user name), so it can never log in, review or be a member.
+SERVICE_RIGHTS: dict[str, frozenset[Right]] = {
+    SERVICE_REGISTRY_SYNC: frozenset({Right.APPLY_REGISTRY}),
+    SERVICE_EXTRACT_BUILD: frozenset({Right.BUILD_EXTRACT}),
+}
+
+
+class Impersonation(str):
+    """The name of a registry user (``str`` value) acted as by an administrator (:attr:`by`)."""
+
+    by: str
+
+    def __new__(cls, user: str, by: str) -> Impersonation:
+        value = super().__new__(cls, user)
+        value.by = by
+        return value
+
+    @property
+    def label(self) -> str:
+        return f"{self.by} acting as {str.__str__(self)}"
+
+    def __reduce__(self):
+        return (Impersonation, (str.__str__(self), self.by))
+
+
+def impersonator(actor: str) -> str | None:
+    """Who is behind ``actor`` when it is an impersonation, else ``None``."""
+    return actor.by if isinstance(actor, Impersonation) else None
+
+
+def audit_actor(actor: str) -> str:
+    """How ``actor`` is written in the audit trail (``"X acting as Y"`` for an impersonation)."""
+    return actor.label if isinstance(actor, Impersonation) else str(actor)
+
+
+def has_right(actor: str, right: Right) -> bool:
+    return right in SERVICE_RIGHTS.get(str(actor), frozenset())
+
+
+# ---- platform administrators ------------------------------------------------------------------
+def is_administrator(registry, actor: str) -> bool:
+    """An active platform administrator of the registry. Nothing else is: not an OS account
+    (``os:<user>``), not a service identity."""
+    if not isinstance(actor, str) or ":" in actor:
+        return False
+    try:
+        user = registry.get_user(str(actor))
+    except NotFound:
+        return False
+    return user.is_admin and user.active
+
+
+def has_administrator(registry) -> bool:
+    return any(u.is_admin and u.active for u in registry.users())
+
+
+def can_administer_registry(registry, actor: str) -> bool:
+    """Create, change, close users, projects and memberships. While the registry holds no active
+    administrator (first installation), whoever opens it may bootstrap it, except a service."""
+    if is_administrator(registry, actor):
+        return True
+    return str(actor) not in SERVICE_RIGHTS and not has_administrator(registry)
+
+
+def check_administer_registry(registry, actor: str, what: str = "administer the registry") -> None:
+    if not can_administer_registry(registry, actor):
+        raise PermissionDenied(f"{audit_actor(actor)} may not {what}: only an administrator may "
+                               "(map your OS account to an administrator in cli.identities, or ask one)")
+
+
+def can_apply_registry(registry, actor: str) -> bool:
+    return has_right(actor, Right.APPLY_REGISTRY) or can_administer_registry(registry, actor)
+
+
+def check_apply_registry(registry, actor: str) -> None:
+    if not can_apply_registry(registry, actor):
+        raise PermissionDenied(f"{audit_actor(actor)} may not apply a registry file: only an "
+                               f"administrator or the registry-sync Job ({SERVICE_REGISTRY_SYNC}) may")
+
+
+# ---- impersonation ----------------------------------------------------------------------------
+def can_impersonate(registry, actor: str, user: str) -> bool:
+    """``--as``: a platform administrator (never through another impersonation) taking the identity
+    of an existing registry user."""
+    if isinstance(actor, Impersonation) or not is_administrator(registry, actor):
+        return False
+    try:
+        registry.get_user(user)
+    except NotFound:
+        return False
+    return True
+
+
+def check_impersonate(registry, actor: str, user: str) -> None:
+    if not is_administrator(registry, actor) or isinstance(actor, Impersonation):
+        raise PermissionDenied(f"{audit_actor(actor)} may not act as {user}: --as is for platform "
+                               "administrators only; run the command as yourself")
+    if not can_impersonate(registry, actor, user):
+        raise PermissionDenied(f"--as {user}: there is no registry user {user!r}")
+
+
+def can_act_personally(actor: str) -> bool:
+    """Reviews, approvals, releases and downloads are personal: never through ``--as``."""
+    return not isinstance(actor, Impersonation)
+
+
+def check_not_impersonated(actor: str, what: str) -> None:
+    if not can_act_personally(actor):
+        raise PermissionDenied(f"{actor.label}: an impersonated identity may never {what}; "
+                               f"{actor} must do it personally, signed in as themselves")
+
+
+# ---- project lifecycle ------------------------------------------------------------------------
+def project_refusal(info, today: date) -> str | None:
+    """Why ``info`` (a :class:`~pds_kernel.registry.service.ProjectInfo`) grants nothing today."""
+    if getattr(info, "halted", False):
+        return (f"project {info.id} is halted by an administrator ({info.halt_reason or 'no reason given'}): "
+                "nothing of it runs until `pds project resume`")
+    if info.status.value != "active":
+        return f"project {info.id} is {info.status.value}"
+    if not info.start_date <= today <= info.end_date:
+        return f"project {info.id} runs from {info.start_date} to {info.end_date}"
+    return None
+
+
+def can_run(registry, project: str) -> bool:
+    """Whether anything of ``project`` may run now (it is not halted)."""
+    return not registry.get_project(project).halted
+
+
+def check_running(registry, project: str) -> None:
+    """Refuse with the halt's reason while ``project`` is halted (:mod:`pds_kernel.project_end`)."""
+    info = registry.get_project(project)
+    if info.halted:
+        raise PermissionDenied(project_refusal(info, date.today()))
+
+
+def can_build_extract(registry, actor: str, info, today: date | None = None) -> bool:
+    return _build_refusal(registry, actor, info, today or date.today()) is None
+
+
+def check_build_extract(registry, actor: str, info, what: str = "build", today: date | None = None) -> None:
+    reason = _build_refusal(registry, actor, info, today or date.today(), what)
+    if reason:
+        raise PermissionDenied(reason)
+
+
+def _build_refusal(registry, actor: str, info, today: date, what: str = "build") -> str | None:
+    refusal = project_refusal(info, today)
+    if refusal:
+        return refusal
+    if not (is_administrator(registry, actor) or has_right(actor, Right.BUILD_EXTRACT)):
+        return f"{audit_actor(actor)} may not {what} extracts: only an administrator may"
+    return None
+
+
+def can_destroy_key(registry, actor: str, info, today: date | None = None) -> bool:
+    return _destroy_refusal(registry, actor, info, today or date.today()) is None
+
+
+def check_destroy_key(registry, actor: str, info, today: date | None = None) -> None:
+    reason = _destroy_refusal(registry, actor, info, today or date.today())
+    if reason:
+        raise PermissionDenied(reason)
+
+
+def _destroy_refusal(registry, actor: str, info, today: date) -> str | None:
+    if not is_administrator(registry, actor):
+        return f"{audit_actor(actor)} may not destroy pseudonymisation keys: only an administrator may"
+    if info.status.value != "closed" and not info.end_date < today:
+        return (f"project {info.id} is {info.status.value} until {info.end_date}: close it "
+                "(pds project close) before destroying its key")
+    return None
+
+
+def can_halt(registry, actor: str) -> bool:
+    return is_administrator(registry, actor)
+
+
+def check_halt(registry, actor: str, what: str = "halt") -> None:
+    if not can_halt(registry, actor):
+        raise PermissionDenied(f"{audit_actor(actor)} may not {what} a project: only a platform "
+                               "administrator may")
+
+
+def purge_due(info, retention_days: int) -> date | None:
+    """The first day a closed project may be purged (``None`` while it is not closed)."""
+    if info.status.value != "closed" or info.closed_on is None:
+        return None
+    return info.closed_on + timedelta(days=retention_days)
+
+
+def can_purge(registry, actor: str, info, retention_days: int, today: date | None = None) -> bool:
+    return _purge_refusal(registry, actor, info, retention_days, today or date.today()) is None
+
+
+def check_purge(registry, actor: str, info, retention_days: int, today: date | None = None) -> None:
+    """May ``actor`` approve the purge of ``info`` today? (The second, different administrator's
+    approval is what executes it: :meth:`pds_kernel.project_end.ProjectEnd.purge`.)"""
+    reason = _purge_refusal(registry, actor, info, retention_days, today or date.today())
+    if reason:
+        raise PermissionDenied(reason)
+
+
+def _purge_refusal(registry, actor: str, info, retention_days: int, today: date) -> str | None:
+    if not is_administrator(registry, actor):
+        return f"{audit_actor(actor)} may not purge a project: only platform administrators may (two of them)"
+    if isinstance(actor, Impersonation):
+        return f"{actor.label}: a purge is approved personally, never through --as"
+    due = purge_due(info, retention_days)
+    if due is None:
+        return f"project {info.id} is {info.status.value}: close it first (pds project close), then wait " \
+               f"the retention period ({retention_days} days)"
+    if today < due:
+        return (f"project {info.id} is in its retention period until {due - timedelta(days=1)} "
+                f"(closed on {info.closed_on}, {retention_days} days): purge it from {due}")
+    if info.purge_requested_by == str(actor):
+        return (f"{actor} already approved the purge of {info.id}: a second, different administrator "
+                "must approve it")
+    return None
+
+
+# ---- workspaces --------------------------------------------------------------------------------
+def can_admit_workspace(registry, user: str, project: str, groups: set[str] | None = None,
+                        today: date | None = None) -> bool:
+    return registry.can_access(user, project, RESEARCHER, today=today) and (
+        groups is None or project in groups)
+
+
+def check_admit_workspace(registry, user: str, project: str, *, action: str,
+                          groups: set[str] | None = None, today: date | None = None):
+    """The one admission rule of a workspace (local sandbox, Kubernetes pod, dask-gateway cluster):
+    an active researcher of an open, non-halted project (the registry decision is audited under
+    ``action``) and, when the hub passes the user's groups, a member of the project's hub group.
+    Returns the :class:`ProjectInfo`."""
+    if not project:
+        raise PermissionDenied("start a project server: the server name must be a project id")
+    info = registry.check_access(user, project, RESEARCHER, action=action, today=today)
+    if groups is not None and project not in groups:
+        raise PermissionDenied(f"{user} is not in the hub group of project {project}: "
+                               "sign in again (the identity provider may have withdrawn it)")
+    return info
+
+
+# ---- imports and packages (the two-way airlock calls these) ----------------------------------
+def can_import(registry, actor: str, project: str, from_workspace: bool = False) -> bool:
+    """Ask for an import into a project: an active researcher of it, personally, from a browser
+    at the gate (never from inside a workspace)."""
+    return not from_workspace and can_act_personally(actor) and can_research(registry, actor, project)
+
+
+def check_import(registry, actor: str, project: str, *, from_workspace: bool = False) -> None:
+    """An import is asked for by an active researcher of the project, for themselves (nobody imports
+    on someone else's behalf), from outside any workspace: code in a workspace could otherwise
+    bring in what it liked, or launder what it holds through a review."""
+    if from_workspace:
+        raise PermissionDenied("files are imported from your browser at the gate, never from inside a "
+                               "workspace: open the gate's page 'Import files'")
+    check_not_impersonated(actor, "ask for an import")
+    registry.check_access(actor, project, RESEARCHER, action="airlock.access.import", actor=actor)
+
+
+def can_approve_package(registry, actor: str, project: str, requester: str) -> bool:
+    """Approve a package for a project's index: an output checker of the project, personally,
+    never the one who asked for it."""
+    return (can_act_personally(actor) and str(actor) != requester
+            and can_check(registry, actor, project))
+
+
+def check_approve_package(registry, actor: str, project: str, requester: str) -> None:
+    check_not_impersonated(actor, "approve a package")
+    if str(actor) == requester:
+        raise PermissionDenied("who asked for a package never approves it: ask an output checker")
+    if not can_approve_package(registry, actor, project, requester):
+        raise PermissionDenied(f"only an output checker of project {project} approves its packages")
+
+
+def can_download(registry, actor: str, project: str, author: str) -> bool:
+    """A released file: its author, personally, still a researcher of the project."""
+    return can_act_personally(actor) and str(actor) == author and can_research(registry, actor, project)
+
+
+def check_download(registry, actor: str, project: str, author: str) -> None:
+    check_not_impersonated(actor, "download released files")
+    if str(actor) != author:
+        raise PermissionDenied("only the author of a request downloads its released files")
+    registry.check_access(actor, project, RESEARCHER, action="airlock.access.download")
+
+
+# ---- the airlock: submit, view, review, approve, release, revoke, read contents ----------------
+# Roles are per project. Only an **output checker of the project** (the registry role, active now)
+# reviews, counts toward the quorum, releases, revokes an approval and reads the contents of files
+# that are not released; never the author of the request, never a platform admin as such (an admin
+# who is also a checker of the project acts as that checker), never an impersonated identity.
+# Everyone else who may see a request (its author, an admin) sees its metadata only (names, sizes,
+# SHA-256s, verdicts, comments, check findings reduced to rule, status and location).
+def is_admin(registry, user: str) -> bool:
+    return is_administrator(registry, user)
+
+
+def _personal(actor: str, what: str) -> None:
+    """Reviews, releases and revocations are never made by an impersonated identity (``--as``)."""
+    check_not_impersonated(actor, what)
+
+
+def can_check(registry, user: str, project: str) -> bool:
+    """An output checker of ``project`` right now (being a platform admin is not enough)."""
+    return registry.can_access(user, project, OUTPUT_CHECKER)
+
+
+def can_research(registry, user: str, project: str) -> bool:
+    return registry.can_access(user, project, RESEARCHER)
+
+
+def check_submitter(registry, actor: str, project: str, author: str) -> None:
+    """The author must be an active researcher of the project; only an admin submits for someone else."""
+    if actor != author and not is_admin(registry, actor):
+        raise PermissionDenied(f"{actor} cannot submit a request on behalf of {author}: admins only")
+    registry.check_access(author, project, RESEARCHER, action="airlock.access.submit", actor=actor)
+
+
+def check_checker(registry, actor: str, project: str, author: str) -> None:
+    """A reviewer is an output checker of the project, never the author (admins are not reviewers)."""
+    _personal(actor, "review a request")
+    check_running(registry, project)
+    if actor == author:
+        raise PermissionDenied("the author of a request never reviews it")
+    registry.check_access(actor, project, OUTPUT_CHECKER, action="airlock.access.review")
+
+
+def can_act(registry, who: Actor, user: str, project: str, author: str) -> bool:
+    """May ``user`` trigger a move reserved to ``who`` on a request of ``author`` in ``project``?"""
+    if who == Actor.CHECKER and getattr(user, "by", None):
+        return False  # an impersonated identity never acts as a checker
+    if who == Actor.ADMIN:
+        return is_admin(registry, user)
+    if who == Actor.AUTHOR:
+        return (user == author and can_research(registry, user, project)) or is_admin(registry, user)
+    return user != author and can_check(registry, user, project)
+
+
+def check_act(registry, who: Actor, user: str, project: str, author: str, what: str) -> None:
+    if who == Actor.CHECKER:
+        _personal(user, f"{what} a request")
+    check_running(registry, project)
+    if not can_act(registry, who, user, project, author):
+        if who == Actor.CHECKER and user == author:
+            raise PermissionDenied("the author of a request never reviews, releases or revokes it")
+        label = {Actor.ADMIN: "an admin", Actor.AUTHOR: "its author (an active researcher)",
+                 Actor.CHECKER: f"an output checker of project {project} (admins are not checkers)"}[who]
+        raise PermissionDenied(f"only {label} may {what} this request")
+
+
+def can_view(registry, user: str, project: str, author: str) -> bool:
+    """The request's metadata: the author (still a researcher of the project), the project's
+    checkers, admins. Contents are another question (:func:`can_read_contents`)."""
+    return ((user == author and can_research(registry, user, project))
+            or can_check(registry, user, project) or is_admin(registry, user))
+
+
+def check_view(registry, user: str, project: str, author: str) -> None:
+    check_running(registry, project)
+    if not can_view(registry, user, project, author):
+        raise PermissionDenied(f"{user} may not see requests of project {project} by {author}")
+
+
+def can_read_contents(registry, user: str, project: str, author: str) -> bool:
+    """The bytes of a file the gate has not released (raw, rendered, cell values in findings, the
+    justification and context the author sent): output checkers of the project, never the author.
+
+    The gate's pages are served to a browser outside the workspace, so whatever is shown there has
+    left: the author gets released bytes through the download only."""
+    return user != author and can_check(registry, user, project)
+
+
+def check_read_contents(registry, user: str, project: str, author: str) -> None:
+    if user == author:
+        raise PermissionDenied("the author never sees the contents of a file the gate has not released: "
+                               "wait for the release, then download it")
+    if not can_read_contents(registry, user, project, author):
+        raise PermissionDenied(f"only output checkers of project {project} see the contents of its "
+                               "files before release")
+
+
+def can_see_votes(user: str, author: str, state: State, reviewed_this_round: bool) -> bool:
+    """Checkers see the others' verdicts only after giving their own; everyone once decided."""
+    if State(state) in DECIDED_STATES:
+        return True
+    return user != author and reviewed_this_round

@@ -1,0 +1,208 @@
+"""The end of a project: halt and resume, the retention clock, the two-administrator purge, and the
+size limit of workspace homes.
+
+- ``halt`` marks the project halted (``halted_at``) in the transaction of its audit entry. A halted
+  project grants nothing (:meth:`Registry.check_access` refuses, ``ProjectInfo.is_open`` is false),
+  so at once: no workspace or Dask cluster starts (every admission goes through
+  :func:`pds_kernel.permissions.check_admit_workspace`), no extract builds, no review, release or
+  download goes through the airlock; running workspaces are stopped by the hub's watcher
+  (:mod:`pds_kernel.hub.expiry`) within ``hub.membership_check_seconds``, their Dask clusters with
+  them. ``resume`` lifts it.
+- ``close`` (:meth:`Registry.close_project`) starts the retention clock (``closed_on``).
+- ``purge`` needs two different platform administrators, after ``project_end.retention_days``: the
+  first approval is recorded, the second runs it. It deletes the extract and its builds, the
+  imports, the homes, the airlock staging and the outbox of the project, destroys the
+  pseudonymisation key and its backups (``<keys>/backups/<project>/``), then writes a deletion
+  certificate to the audit trail (``project.purge``: every area with its files, bytes and the
+  SHA-256 of its listing, each file's SHA-256, when, who approved) in the transaction that marks
+  the project purged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from . import permissions
+from .audit import AuditEvent, Outcome
+from .db import transaction
+from .errors import InvalidInput, NotFound, PermissionDenied
+from .hashing import sha256_file
+from .registry import Registry
+from .registry.models import Project
+from .registry.names import check_project_id
+from .registry.service import ProjectInfo, _project_info
+
+log = logging.getLogger(__name__)
+
+#: Files listed one by one in a deletion certificate, per area (the listing hash covers them all).
+CERTIFICATE_FILES = 200
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    project: str
+    done: bool  #: false: the first approval was recorded, a second administrator must run it
+    certificate: dict
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def purge_areas(settings, project: str) -> dict[str, Path]:
+    """What a purge deletes, by name (the imports before the project directory that holds them)."""
+    paths = settings.paths
+    return {
+        "imports": paths.projects / project / "imports",
+        "extract": paths.projects / project,
+        "homes": paths.homes / project,
+        "staging": paths.staging / project,
+        "outbox": paths.outbox / project,
+        "key backups": paths.keys / "backups" / project,
+    }
+
+
+def describe_area(root: Path) -> dict:
+    """Files, bytes, each file's SHA-256 (the first :data:`CERTIFICATE_FILES`), and the SHA-256 of
+    the whole sorted listing (``path<TAB>size<TAB>sha256`` lines)."""
+    listing = []
+    if root.is_dir():
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            listing.append((path.relative_to(root).as_posix(), path.stat().st_size, sha256_file(path)))
+    digest = hashlib.sha256("".join(f"{n}\t{s}\t{h}\n" for n, s, h in listing).encode()).hexdigest()
+    return {"path": str(root), "files": len(listing), "bytes": sum(s for _, s, _ in listing),
+            "listing_sha256": digest,
+            "sha256": {n: h for n, _, h in listing[:CERTIFICATE_FILES]}}
+
+
+def directory_bytes(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (symbolic links not followed)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            total += st.st_size if not os.path.islink(os.path.join(dirpath, name)) else 0
+    return total
+
+
+def check_home_quota(settings, home: Path) -> None:
+    """Refuse a workspace whose home is over ``project_end.home_quota_mb``."""
+    limit = settings.project_end.home_quota_mb * 1024 * 1024
+    used = directory_bytes(home) if home.is_dir() else 0
+    if limit and used > limit:
+        raise PermissionDenied(f"your home in this project holds {used // (1024 * 1024)} MB, over its "
+                               f"limit of {settings.project_end.home_quota_mb} MB: ask an administrator to "
+                               "free space (or raise project_end.home_quota_mb) before starting it")
+
+
+class ProjectEnd:
+    """Halt, resume and purge (close is :meth:`Registry.close_project`)."""
+
+    def __init__(self, runtime, registry: Registry | None = None):
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.registry = registry or Registry.from_runtime(runtime)
+        self._sessions = runtime.sessions
+        self._audit = runtime.audit
+
+    def _refuse(self, actor: str, action: str, project: str, exc: PermissionDenied) -> None:
+        self._audit.record(AuditEvent(actor=actor, action=action, target=f"project:{project}",
+                                      project=project, outcome=Outcome.DENIED, details={"reason": str(exc)}))
+
+    def _load(self, s: Session, project: str) -> Project:
+        row = s.get(Project, check_project_id(project))
+        if row is None:
+            raise NotFound(f"no project {project!r}")
+        return row
+
+    def halt(self, actor: str, project: str, reason: str) -> ProjectInfo:
+        """Stop everything of ``project`` at once and block new starts until :meth:`resume`."""
+        return self._set_halt(actor, project, reason, halted=True)
+
+    def resume(self, actor: str, project: str, reason: str) -> ProjectInfo:
+        return self._set_halt(actor, project, reason, halted=False)
+
+    def _set_halt(self, actor: str, project: str, reason: str, *, halted: bool) -> ProjectInfo:
+        action = "project.halt" if halted else "project.resume"
+        if not reason.strip():
+            raise InvalidInput(f"say why the project is {'halted' if halted else 'resumed'} (--reason)")
+        try:
+            permissions.check_halt(self.registry, actor, "halt" if halted else "resume")
+        except PermissionDenied as exc:
+            self._refuse(actor, action, project, exc)
+            raise
+        with transaction(self._sessions) as s:
+            row = self._load(s, project)
+            if (row.halted_at is not None) == halted:
+                raise InvalidInput(f"project {project} is already {'halted' if halted else 'running'}")
+            row.halted_at = _utcnow() if halted else None
+            row.halt_reason = reason.strip() if halted else None
+            s.flush()
+            self._audit.record(AuditEvent(actor=actor, action=action, target=f"project:{project}",
+                                          project=project, details={"reason": reason.strip()}), session=s)
+            return _project_info(row)
+
+    def purge(self, actor: str, project: str, *, confirm: bool = False, today: date | None = None) -> PurgeResult:
+        """Approve the purge of a closed project past its retention period; the second approval (by a
+        different administrator) deletes everything and writes the deletion certificate."""
+        info = self.registry.get_project(project)
+        if info.purged:
+            raise InvalidInput(f"project {project} was already purged: see its deletion certificate "
+                               "(pds audit show --action project.purge)")
+        try:
+            permissions.check_purge(self.registry, actor, info, self.settings.project_end.retention_days, today)
+        except PermissionDenied as exc:
+            self._refuse(actor, "project.purge", project, exc)
+            raise
+        if not confirm:
+            raise InvalidInput(f"a purge of {project} deletes its data and key for good: confirm it (--yes)")
+        if info.purge_requested_by is None:
+            with transaction(self._sessions) as s:
+                row = self._load(s, project)
+                row.purge_requested_by = str(actor)
+                s.flush()
+                self._audit.record(AuditEvent(actor=actor, action="project.purge.approve",
+                                              target=f"project:{project}", project=project,
+                                              details={"approval": 1}), session=s)
+            return PurgeResult(project, False, {})
+        return PurgeResult(project, True, self._run_purge(actor, info))
+
+    def _run_purge(self, actor: str, info: ProjectInfo) -> dict:
+        from .pseudo import KeyStore
+
+        project = info.id
+        areas = {}
+        for name, root in purge_areas(self.settings, project).items():
+            areas[name] = describe_area(root)
+            if root.is_dir():
+                shutil.rmtree(root)
+        keys = KeyStore.from_runtime(self.runtime)
+        key = {"existed": keys.exists(project), "destroyed_before": keys.destroyed(project)}
+        if key["existed"]:
+            keys.destroy(project, actor, confirm=True, reason="project purged")
+        certificate = {
+            "project": project, "title": info.title, "approval_ref": info.approval_ref,
+            "closed_on": info.closed_on.isoformat() if info.closed_on else None,
+            "retention_days": self.settings.project_end.retention_days,
+            "approved_by": [info.purge_requested_by, str(actor)],
+            "purged_at": _utcnow().isoformat(), "areas": areas, "key": key,
+        }
+        with transaction(self._sessions) as s:
+            row = self._load(s, project)
+            row.purged_at = _utcnow()
+            s.flush()
+            self._audit.record(AuditEvent(actor=actor, action="project.purge", target=f"project:{project}",
+                                          project=project, details={"certificate": certificate}), session=s)
+        log.info("purged project %s", project)
+        return certificate
