@@ -48,6 +48,7 @@ from ..audit import AuditEvent
 from ..errors import InvalidInput
 from ..registry import Role
 from ..registry.names import check_project_id
+from .admission import admission_handlers
 from .common import (
     AuditedLogoutHandler,
     is_registry_user,
@@ -238,4 +239,4 @@ class PdsOAuthenticator(GenericOAuthenticator):
         return model
 
     def get_handlers(self, app):
-        return [(r"/logout", AuditedLogoutHandler), *super().get_handlers(app)]
+        return [(r"/logout", AuditedLogoutHandler), *admission_handlers(), *super().get_handlers(app)]

@@ -73,10 +73,18 @@ def lab_labextensions_dir() -> Path:
     return Path(sys.prefix) / "share" / "jupyter" / "labextensions"
 
 
-def platform_args(home: str) -> list[str]:
+def lab_app_name(project: str) -> str:
+    """JupyterLab's application name, which it puts in every page title ("notebook.ipynb -
+    NAME"): the project, so that a researcher with two workspaces open knows which is which."""
+    project = "".join(c for c in project if c.isalnum() or c in "-_.")[:64]
+    return f"{project} · PDS Workspace" if project else "PDS Workspace"
+
+
+def platform_args(home: str, project: str = "") -> list[str]:
     """The server's arguments that the platform owns (last on the command line: they win)."""
     lab_state = Path(home) / ".jupyter" / "lab"
     return [
+        f"--LabApp.app_name={lab_app_name(project)}",
         "--ServerApp.jpserver_extensions=" + repr({LOCKDOWN_EXTENSION: True}),
         # The user's JupyterLab settings and workspaces stay in the home (they are read through
         # the server, so their bytes count toward the budget like any other response).
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     env = platform_env(dict(os.environ))
     os.environ.clear()
     os.environ.update(env)
-    args = [*argv, *platform_args(os.environ.get("HOME") or str(Path.home()))]
+    args = [*argv, *platform_args(os.environ.get("HOME") or str(Path.home()),
+                                  os.environ.get("PDS_PROJECT") or os.environ.get("JUPYTERHUB_SERVER_NAME", ""))]
     if mode == "singleuser":
         from jupyterhub.singleuser import main as run
     else:
