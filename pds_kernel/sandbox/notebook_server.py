@@ -80,11 +80,18 @@ def lab_app_name(project: str) -> str:
     return f"{project} · PDS Workspace" if project else "PDS Workspace"
 
 
-def platform_args(home: str, project: str = "") -> list[str]:
+def project_page_config(handler, page_config: dict) -> dict:
+    """JupyterLab's ``page_config_hook`` (installed with the lockdown): the page title names the
+    workspace's project (``$PDS_PROJECT``)."""
+    page_config["appName"] = lab_app_name(os.environ.get("PDS_PROJECT")
+                                          or os.environ.get("JUPYTERHUB_SERVER_NAME", ""))
+    return page_config
+
+
+def platform_args(home: str) -> list[str]:
     """The server's arguments that the platform owns (last on the command line: they win)."""
     lab_state = Path(home) / ".jupyter" / "lab"
     return [
-        f"--LabApp.app_name={lab_app_name(project)}",
         "--ServerApp.jpserver_extensions=" + repr({LOCKDOWN_EXTENSION: True}),
         # The user's JupyterLab settings and workspaces stay in the home (they are read through
         # the server, so their bytes count toward the budget like any other response).
@@ -130,8 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     env = platform_env(dict(os.environ))
     os.environ.clear()
     os.environ.update(env)
-    args = [*argv, *platform_args(os.environ.get("HOME") or str(Path.home()),
-                                  os.environ.get("PDS_PROJECT") or os.environ.get("JUPYTERHUB_SERVER_NAME", ""))]
+    args = [*argv, *platform_args(os.environ.get("HOME") or str(Path.home()))]
     if mode == "singleuser":
         from jupyterhub.singleuser import main as run
     else:
