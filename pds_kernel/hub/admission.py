@@ -64,7 +64,7 @@ def _admit(handler, user_name: str, server_name: str | None) -> None:
             project=server_name or "", outcome=Outcome.DENIED,
             details={"server": server_name or "", "reason": str(exc), "stage": "admission"}))
         handler.extra_error_html = (f'<span id="refusal-hint">{escape(REFUSAL_HINT)}</span><br><br>'
-                                    f'<a class="btn btn-default" id="back-home" '
+                                    f'<a class="btn btn-primary" id="back-home" '
                                     f'href="{handler.hub.base_url}home">Back to your projects</a>')
         raise refusal(user_name, server_name or "", str(exc)) from None
 

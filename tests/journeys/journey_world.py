@@ -6,6 +6,7 @@ Shared by tests/journeys/test_role_journeys.py and tests/security/test_journeys.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -28,6 +29,7 @@ from hubfixtures import (
     write_claims_extract,
 )
 
+from pds_kernel.hashing import sha256_file
 from pds_kernel.hub.local import provision_account
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,6 +37,7 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
                 "--disable-component-update", "--disable-sync"]
 GATE = "/services/airlock/"
 RESEARCHER, CHECKERS, OUTSIDER, NON_MEMBER, ADMIN = "alice", ("carol", "erin"), "bob", "dave", "root"
+EXTRACT_BUILD, LAKE_SNAPSHOT = "20261201T090000Z-a1b2c3", "lake-7f3e2a"
 #: A checker of the other project only.
 OTHER_CHECKER = "olga"
 
@@ -51,7 +54,12 @@ def journey_world():
     root = Path(tempfile.mkdtemp(prefix="pdsj", dir="/tmp"))
     hub = make_world(root, free_port_block())
     registry, expiry = hub.registry, date.today() + timedelta(days=100)
-    write_claims_extract(hub.settings.paths.projects / PROJECT / "extract")
+    extract = hub.settings.paths.projects / PROJECT / "extract"
+    write_claims_extract(extract)
+    (extract / "manifest.json").write_text(json.dumps({  # as the extract builder writes it
+        "format": 1, "project": PROJECT, "build_id": EXTRACT_BUILD, "built_at": "2026-12-01T09:00:00+00:00",
+        "lake_snapshot": LAKE_SNAPSHOT, "persons": 60,
+        "tables": {"ER_PRS_F": {"file": "ER_PRS_F.parquet", "sha256": sha256_file(extract / "ER_PRS_F.parquet")}}}))
     for name in (*CHECKERS, OTHER_CHECKER):
         registry.upsert_user("test", name)
     for name in CHECKERS:

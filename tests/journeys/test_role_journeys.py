@@ -19,7 +19,9 @@ import pytest
 from journey_world import (
     ADMIN,
     CHECKERS,
+    EXTRACT_BUILD,
     GATE,
+    LAKE_SNAPSHOT,
     NON_MEMBER,
     OUTSIDER,
     PROJECT,
@@ -248,6 +250,7 @@ def test_admin_reads_the_platform_page(world):
         for who in (RESEARCHER, *CHECKERS):
             assert who in project
         assert "output-checker" in project
+        assert EXTRACT_BUILD in project and LAKE_SNAPSHOT in project  # the extract and its lake version
         workspaces = page.inner_text("#workspaces-table") if page.locator("#workspaces-table").count() else ""
         assert RESEARCHER in workspaces and PROJECT in workspaces
         assert "released: 1" in page.inner_text("#requests-summary")
