@@ -34,14 +34,19 @@ REFUSAL_HINT = ("Ask the project's data manager to add you (or to renew your mem
                 "your projects are listed on your home page.")
 
 
-def check_workspace_admission(registry, user_name: str, server_name: str) -> None:
+def check_workspace_admission(registry, user_name: str, server_name: str,
+                              hub_groups: set[str] | None = None) -> None:
     """Raise :class:`PermissionDenied` (audited by the registry) unless ``user_name`` may start
     the workspace of project ``server_name`` now. The default server (no name) is never a
-    workspace."""
+    workspace. ``hub_groups``, when given (Kubernetes: the identity provider's projects), must
+    hold the project too, as the pre-spawn hook requires."""
     if not server_name:
         raise PermissionDenied("a workspace is a project: start it from your home page "
                                "(the server name must be a project id)")
     registry.check_access(user_name, server_name, Role.RESEARCHER, action="workspace.admit")
+    if hub_groups is not None and server_name not in hub_groups:
+        raise PermissionDenied(f"{user_name} is not in the hub group of project {server_name}: "
+                               "sign in again (the identity provider may have withdrawn it)")
 
 
 def refusal(user_name: str, server_name: str, reason: str) -> web.HTTPError:
@@ -56,8 +61,12 @@ def _admit(handler, user_name: str, server_name: str | None) -> None:
     context = getattr(handler.authenticator, "context", None)
     if context is None:  # a hub configured without PDS: nothing to decide here
         return
+    groups = None
+    if getattr(handler.authenticator, "admission_checks_hub_groups", False):
+        target = handler.find_user(user_name)
+        groups = {g.name for g in target.groups} if target is not None else set()
     try:
-        check_workspace_admission(context.registry, user_name, server_name or "")
+        check_workspace_admission(context.registry, user_name, server_name or "", groups)
     except PdsError as exc:
         context.record(AuditEvent(
             actor=handler.current_user.name, action="workspace.refused", target=f"user:{user_name}",

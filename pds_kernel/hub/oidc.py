@@ -104,6 +104,9 @@ class PdsOAuthenticator(GenericOAuthenticator):
 
     context = Any(None, allow_none=True, config=True,
                   help="The HubContext (settings, runtime, registry); set by configure().")
+    #: The hub's door (``admission.py``) also requires the project's hub group, as the pre-spawn
+    #: hook does: groups are the identity provider's projects here.
+    admission_checks_hub_groups = True
     project_group_prefix = Unicode(
         "pds-project-", config=True,
         help="IdP groups named <prefix><project id> grant that project (with the registry's "
