@@ -9,12 +9,13 @@ APT_PACKAGES := bubblewrap libseccomp2 postgresql chromium iproute2 socat clamav
 RUN_DIR ?= var/demo
 PORT ?= 8000
 
-.PHONY: help run test bench venv venv-modelcheck lock-modelcheck system-deps node-deps helm clean lint lock image-requirements
+.PHONY: help run test bench venv venv-modelcheck lock-modelcheck system-deps node-deps helm clean lint lock image-requirements screenshots
 
 help:
 	@echo "make run    set up everything and run the embedded default (demo delivery, lake, report)"
 	@echo "make test   set up everything and run the whole test suite"
 	@echo "make bench  run the benchmarks and write bench/RESULTS.md"
+	@echo "make screenshots  run the role journeys in Chromium and refresh the guides' docs/img"
 
 # ---- set-up -------------------------------------------------------------------------------
 .stamp-system: Makefile
@@ -79,6 +80,11 @@ test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/he
 bench: .stamp-system .stamp-venv .stamp-venv-modelcheck
 	$(BIN)/python -m bench
 
+# The browser journeys write their screenshots to build/screenshots/ on every run; only this
+# target writes the guides' images (docs/img), so a test run never changes tracked files.
+screenshots: .stamp-system .stamp-venv .stamp-node
+	PDS_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(BIN)/python -m pytest -q tests/journeys
+
 lint: .stamp-venv
 	$(BIN)/ruff check pds_kernel hub_config tests bench
 
@@ -102,4 +108,4 @@ image-requirements: $(UV)
 	$(EXPORT) --only-group gpu-image -o images/requirements-gpu.txt
 
 clean:
-	rm -rf var bench/out .pytest_cache
+	rm -rf var bench/out build .pytest_cache

@@ -403,7 +403,8 @@ def build_extracts(runtime: Runtime, root: Path, options: DemoOptions, actor: st
         result = run_build(runtime, project, spec, actor=actor, on_step=on_step)
         built += 1
         lines.append(f"{project}: built extract {result.manifest['build_id']} with {result.manifest['persons']} "
-                     f"persons at {settings.paths.projects / project / 'extract'}")
+                     f"persons at {settings.paths.projects / project / 'extract'}; k-anonymity "
+                     f"{result.report.k_status}")
     status = "done" if built else "reused"
     return StepResult("extracts", status, f"{built} extract(s) built, {len(lines) - built} reused", lines=lines)
 

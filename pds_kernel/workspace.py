@@ -85,20 +85,37 @@ def dask_dataframe(name: str, **read_parquet_options: Any):
     return dd.read_parquet(str(table_path(name)), **read_parquet_options)
 
 
-def _dashboard_link(port: int) -> str:
+def _dashboard_link() -> str:
     """The dashboard as the browser reaches it: through jupyter-server-proxy under the server's
-    prefix (``/user/<name>/<project>/proxy/<port>/status``)."""
+    prefix (``/user/<name>/<project>/proxy/<port>/status``). ``{port}`` is left for distributed
+    to fill with the port the scheduler really has, so the link never points elsewhere."""
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-    return f"{prefix.rstrip('/')}/proxy/{port}/status"
+    return f"{prefix.rstrip('/')}/proxy/{{port}}/status"
+
+
+def _port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def dask_client(workers: int | None = None):
     """A Dask client on this workspace's cluster, started on first use and reused afterwards.
 
     Workers default to ``$PDS_DASK_WORKERS`` (the project's setting in the registry); memory is
-    shared out of ``$PDS_MEM_LIMIT_MB`` (one share kept for the notebook's own kernel)."""
+    shared out of ``$PDS_MEM_LIMIT_MB`` (one share kept for the notebook's own kernel).
+
+    Locally the cluster belongs to the client: ``client.close()`` shuts the cluster down too, so
+    the next notebook's cluster gets the dashboard port again (8787, the only one the workspace's
+    proxy serves). While another notebook's cluster still holds it, this refuses with what to do
+    rather than start a cluster whose dashboard nobody could open."""
     import dask
-    from distributed import Client, LocalCluster, default_client
+    from distributed import Client, default_client
 
     try:
         return default_client()
@@ -108,21 +125,30 @@ def dask_client(workers: int | None = None):
     if workers < 1:
         raise InvalidInput(f"a Dask cluster needs at least one worker, not {workers}")
     port = int(os.environ.get("PDS_DASK_DASHBOARD_PORT") or 8787)
-    dask.config.set({"distributed.dashboard.link": _dashboard_link(port)})
+    dask.config.set({
+        "distributed.dashboard.link": _dashboard_link(),
+        # the workspace's data fit a task-based shuffle; the peer-to-peer one logs a WARNING for
+        # every shuffle ("... initialized by task ... executed on worker ...") that reads as an error
+        "dataframe.shuffle.method": "tasks",
+    })
     if os.environ.get("DASK_GATEWAY__ADDRESS"):
         from dask_gateway import Gateway
 
-        cluster = Gateway().new_cluster()
+        cluster = Gateway().new_cluster(shutdown_on_close=True)
         cluster.scale(workers)
         return cluster.get_client()
+    if _port_in_use(port):
+        raise InvalidInput(f"another notebook's Dask cluster is running (it holds the dashboard port "
+                           f"{port}): run client.close() there, or shut that notebook's kernel down, "
+                           "then call dask_client() again")
     mem_limit_mb = int(os.environ.get("PDS_MEM_LIMIT_MB") or 0)
     memory_limit = f"{mem_limit_mb // (workers + 1)}MiB" if mem_limit_mb else "auto"
-    cluster = LocalCluster(
+    # Client(**cluster options) starts a LocalCluster that the client owns: close() stops both
+    return Client(
         n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=f"127.0.0.1:{port}", memory_limit=memory_limit,
         local_directory=os.environ.get("TMPDIR") or "/tmp",
     )
-    return Client(cluster)
 
 
 def _export_files(files: Iterable[str | os.PathLike]) -> list[Path]:
@@ -249,7 +275,33 @@ def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
         from .modelcheck.inputs import check_models_context
 
         context = {**(context or {}), "models": check_models_context(models)}
-    return submit([str(p) for p in paths], justification.strip(), _with_sdc_records(context, paths))
+    answer = submit([str(p) for p in paths], justification.strip(), _with_sdc_records(context, paths))
+    return ExportAnswer(answer) if isinstance(answer, dict) else answer
+
+
+#: Where the gate's pages are on the hub (the JupyterHub service ``airlock``).
+AIRLOCK_PAGES = "services/airlock/requests"
+
+
+class ExportAnswer(dict):
+    """The gate's answer to an export request (a plain ``dict``), shown in a notebook with a link
+    to the request's page, where the author follows its state and downloads it once released."""
+
+    @property
+    def url(self) -> str:
+        base = os.environ.get("JUPYTERHUB_BASE_URL") or "/"
+        return f"{base.rstrip('/')}/{AIRLOCK_PAGES}/{self.get('id', '')}"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        files = "".join(f"<li>{escape(str(f.get('name', '')))}: {escape(str(f.get('check_status', '')))}</li>"
+                        for f in self.get("files", []) if isinstance(f, dict))
+        return (f"<p>Export request <code>{escape(str(self.get('id', ''))[:8])}</code> is "
+                f"<strong>{escape(str(self.get('state', '')))}</strong>. "
+                f'<a href="{escape(self.url)}" target="_blank" class="pds-request-link">'
+                f"Follow it on the airlock page</a> (state, reviews, download once released).</p>"
+                f"<ul>{files}</ul>")
 
 
 def resubmit_export(request_id: str, files: Iterable[str | os.PathLike] | str = (), *,
@@ -290,8 +342,9 @@ def _request_export_magic(line: str):
         return None
     request = answer.get("request", answer) if isinstance(answer, dict) else answer
     if isinstance(request, dict):
+        link = answer.url if isinstance(answer, ExportAnswer) else AIRLOCK_PAGES
         print(f"request {request.get('id', '?')} is {request.get('state', '?')}: "
-              "output checkers will review it; follow it on the gate's page")
+              f"output checkers will review it; follow it at {link}")
     return answer
 
 

@@ -14,8 +14,54 @@ from ..errors import PdsError
 from ..runtime import Runtime
 from ..settings import load_settings
 
-err_console = Console(stderr=True)
-console = Console()
+#: Width of tables when the output is not a terminal (a pipe, a file): Rich would use 80 columns
+#: and cut or fold the cells; $COLUMNS still wins when set.
+PIPE_WIDTH = 240
+
+
+def _width(stream) -> int | None:
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    return PIPE_WIDTH
+
+
+err_console = Console(stderr=True, width=_width(sys.stderr))
+console = Console(width=_width(sys.stdout))
+
+#: The root options (:func:`_root`): accepted anywhere on the line, as users type them
+#: (``pds audit verify --config FILE``); name -> takes a value.
+GLOBAL_OPTIONS = {"--config": True, "-c": True, "--as": True, "--verbose": False, "-v": False}
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """``argv`` with the root options that come after the command moved before it.
+
+    Click only reads an option at the level that declares it; no sub-command declares these
+    names, so moving them is unambiguous. Everything after ``--`` is left alone; an option missing
+    its value is left in place for click to report."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        if name in GLOBAL_OPTIONS:
+            takes_value = GLOBAL_OPTIONS[name]
+            if takes_value and "=" not in arg:
+                if i + 1 >= len(argv):
+                    rest.append(arg)
+                    break
+                front.extend(argv[i:i + 2])
+                i += 2
+                continue
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
 
 app = typer.Typer(
     name="pds",
@@ -106,7 +152,7 @@ _register()
 def main() -> None:
     """Console entry point: user mistakes become one line on stderr and a non-zero exit code."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=hoist_global_options(sys.argv[1:]), prog_name="pds", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except PdsError as exc:

@@ -78,7 +78,9 @@ def build(
                 backend.close()
     manifest = result.manifest
     console.print(f"extract {manifest['build_id']} of [bold]{project}[/] published at {result.path.parent.parent / 'extract'}: "
-                  f"{manifest['persons']} persons, k-anonymity {result.report.k_min}")
+                  f"{manifest['persons']} persons, k-anonymity {result.report.k_status}")
+    for note in result.report.notes:
+        console.print(f"note: {note}")
     _tables(manifest)
 
 

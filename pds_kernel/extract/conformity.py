@@ -32,6 +32,8 @@ MANIFEST = "manifest.json"
 #: Département codes: metropolitan 01-95 with Corsica 2A/2B, overseas 971-978, abroad 99, unknown 999.
 DEPARTEMENT = r"^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-8]|99|999)$"
 _TOKEN = r"[0-9A-Za-z]+"
+#: Without a ``min_k`` in the spec, a k below this is noted in the report (not refused).
+UNCHECKED_K_WARNING = 5
 
 
 @dataclass
@@ -50,9 +52,23 @@ class ConformityReport:
         values = [v["k"] for v in self.k_anonymity.values() if v["k"] is not None]
         return min(values) if values else None
 
+    #: the spec's ``min_k`` (None: the spec sets none, so k-anonymity is reported, not checked)
+    min_k: int | None = None
+
+    @property
+    def k_status(self) -> str:
+        """What ``ok`` says about k-anonymity: checked against the spec's ``min_k``, or not at all
+        (``ok`` must not read as "k = 1 is fine")."""
+        if self.k_min is None:
+            return "no quasi-identifier in the extract"
+        if self.min_k is None:
+            return f"not checked: k = {self.k_min} and the spec sets no min_k"
+        verdict = "meets" if self.k_min >= self.min_k else "below"
+        return f"{verdict} the spec's min_k {self.min_k} (k = {self.k_min})"
+
     def as_dict(self) -> dict:
         return {"ok": self.ok, "reasons": self.reasons, "k_anonymity": self.k_anonymity,
-                "k_min": self.k_min, "notes": self.notes}
+                "k_min": self.k_min, "min_k": self.min_k, "k_status": self.k_status, "notes": self.notes}
 
 
 def _check_files(directory: Path, spec: ExtractSpec, report: ConformityReport) -> dict[str, Path]:
@@ -163,6 +179,11 @@ def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series,
                 report.refuse(f"{name} holds {outside} person(s) outside the cohort")
         _check_generalised(name, df, spec, report)
         _k_anonymity(name, df, spec, report)
+    report.min_k = spec.min_k
+    if spec.min_k is None and report.k_min is not None and report.k_min < UNCHECKED_K_WARNING:
+        report.notes.append(f"k-anonymity {report.k_min}: some persons are alone (or nearly) on "
+                            f"their quasi-identifiers; the spec sets no min_k, so this was not "
+                            f"checked (set min_k, or generalise more, to refuse such an extract)")
     if spec.min_k is not None and report.k_min is not None and report.k_min < spec.min_k:
         report.refuse(f"k-anonymity {report.k_min} is below the spec's min_k {spec.min_k}")
     return report

@@ -26,6 +26,7 @@ import onetimepass
 from jupyterhub.apihandlers.users import UserAPIHandler
 from jupyterhub.scopes import needs_scope
 from nativeauthenticator.handlers import AuthorizationAreaHandler, ChangePasswordHandler, LocalBase
+from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.orm import UserInfo
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
 from tornado import web
@@ -94,6 +95,32 @@ def code_step(code: str, secret: str, now: float | None = None) -> int | None:
     if onetimepass.valid_totp(str(code or "").strip(), secret, clock=int(now)):
         return current_step(now)
     return None
+
+
+#: What the login page says when the second-factor field is empty.
+MISSING_CODE = ("Enter the 6-digit code that your authenticator app shows for PDS Workspace: "
+                "a code is required with your password.")
+
+
+class PdsLoginHandler(NativeLoginHandler):
+    """NativeAuthenticator's login page, where a missing second-factor code is reported as such
+    (it was "Invalid username or password"). The refusal is audited like any other; a wrong code
+    and a wrong password still get the same answer (no hint which one was wrong)."""
+
+    async def post(self):
+        username = self.get_body_argument("username", "", strip=True)
+        code = self.get_body_argument("2fa", "", strip=True)
+        if self.authenticator.allow_2fa and not code:
+            context = getattr(self.authenticator, "context", None)
+            if context is not None:
+                context.record(AuditEvent(
+                    actor=username[:64], action="hub.login", target=f"user:{username[:64]}",
+                    outcome=Outcome.DENIED,
+                    details={"reason": "no second-factor code", "remote_ip": self.request.remote_ip or ""}))
+            self.set_status(400)
+            self.finish(await self._render(login_error=MISSING_CODE, username=username[:64]))
+            return
+        await super().post()
 
 
 class AccountsAreaHandler(AuthorizationAreaHandler):

@@ -63,6 +63,7 @@ from .common import (
     registry_admins,
 )
 from .oidc import ADMIN_GROUP, PdsOAuthenticator
+from .pages import make_template_vars, platform_handlers
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,8 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.JupyterHub.redirect_to_server = False
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
+    c.JupyterHub.template_vars = make_template_vars(context)
+    c.JupyterHub.extra_handlers = platform_handlers()
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
     budget.configure(c, context)
 

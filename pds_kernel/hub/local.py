@@ -29,7 +29,6 @@ from datetime import date
 from pathlib import Path
 
 from nativeauthenticator import NativeAuthenticator
-from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from traitlets import Any, Bool, Float, default
 
 from ..audit import AuditEvent, Outcome
@@ -39,7 +38,8 @@ from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
 from . import budget
-from .accounts import TotpSteps, account_handlers, code_step
+from .accounts import PdsLoginHandler, TotpSteps, account_handlers, code_step
+from .admission import admission_handlers
 from .common import (
     AIRLOCK_SERVICE,
     AuditedLogoutHandler,
@@ -54,6 +54,7 @@ from .common import (
     stop_revoked_servers,
 )
 from .expiry import MembershipWatcher
+from .pages import make_template_vars, platform_handlers
 
 #: JupyterHub service holding the token that ``pds hub sync`` uses (admin of users, groups, servers).
 SYNC_SERVICE = "pds-sync"
@@ -258,7 +259,7 @@ class PdsNativeAuthenticator(NativeAuthenticator):
         return bool(info.is_authorized)
 
     def get_handlers(self, app):
-        return account_handlers(NativeLoginHandler, AuditedLogoutHandler)
+        return [*account_handlers(PdsLoginHandler, AuditedLogoutHandler), *admission_handlers()]
 
 
 # ---- accounts provisioned by an admin ----------------------------------------------------------
@@ -366,6 +367,8 @@ def configure(c, settings: Settings | None = None) -> HubContext:
     c.JupyterHub.redirect_to_server = False
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
+    c.JupyterHub.template_vars = make_template_vars(context)
+    c.JupyterHub.extra_handlers = platform_handlers()
 
     c.JupyterHub.authenticator_class = PdsNativeAuthenticator
     c.PdsNativeAuthenticator.context = context

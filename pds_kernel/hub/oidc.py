@@ -51,6 +51,7 @@ from ..audit import AuditEvent
 from ..errors import InvalidInput, PermissionDenied
 from ..registry import Role
 from ..registry.names import check_project_id
+from .admission import admission_handlers
 from .common import (
     AuditedLogoutHandler,
     is_registry_user,
@@ -107,6 +108,9 @@ class PdsOAuthenticator(GenericOAuthenticator):
 
     context = Any(None, allow_none=True, config=True,
                   help="The HubContext (settings, runtime, registry); set by configure().")
+    #: The hub's door (``admission.py``) also requires the project's hub group, as the pre-spawn
+    #: hook does: groups are the identity provider's projects here.
+    admission_checks_hub_groups = True
     project_group_prefix = Unicode(
         "pds-project-", config=True,
         help="IdP groups named <prefix><project id> grant that project (with the registry's "
@@ -275,4 +279,4 @@ class PdsOAuthenticator(GenericOAuthenticator):
         return model
 
     def get_handlers(self, app):
-        return [(r"/logout", AuditedLogoutHandler), *super().get_handlers(app)]
+        return [(r"/logout", AuditedLogoutHandler), *admission_handlers(), *super().get_handlers(app)]

@@ -73,6 +73,21 @@ def lab_labextensions_dir() -> Path:
     return Path(sys.prefix) / "share" / "jupyter" / "labextensions"
 
 
+def lab_app_name(project: str) -> str:
+    """JupyterLab's application name, which it puts in every page title ("notebook.ipynb -
+    NAME"): the project, so that a researcher with two workspaces open knows which is which."""
+    project = "".join(c for c in project if c.isalnum() or c in "-_.")[:64]
+    return f"{project} · PDS Workspace" if project else "PDS Workspace"
+
+
+def project_page_config(handler, page_config: dict) -> dict:
+    """JupyterLab's ``page_config_hook`` (installed with the lockdown): the page title names the
+    workspace's project (``$PDS_PROJECT``)."""
+    page_config["appName"] = lab_app_name(os.environ.get("PDS_PROJECT")
+                                          or os.environ.get("JUPYTERHUB_SERVER_NAME", ""))
+    return page_config
+
+
 def platform_args(home: str) -> list[str]:
     """The server's arguments that the platform owns (last on the command line: they win)."""
     lab_state = Path(home) / ".jupyter" / "lab"

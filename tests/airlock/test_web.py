@@ -202,3 +202,22 @@ def test_client_reports_a_refused_body_as_invalid_input(base, service):
     with pytest.raises(InvalidInput, match="application/json"):
         client.request("POST", f"api/requests/{view.id}/withdraw", b"reason=x", "text/plain")
     assert service.get_request("alice", view.id).state == "submitted"
+
+
+def test_released_request_shows_checks_as_reviewed_not_failed(base, service):
+    """#15: once approved and released, a file the checks failed is shown as reviewed (grey), not
+    as a red "fail", to the author as to the checkers; every page leads back to the hub."""
+    view = service.create("alice", PROJECT, files(("t.csv", b"g,n\na,4\nb,50\n")), "paper")
+    assert view.files[0].check_status == "fail"
+    approve = {0: {"decision": "approve", "comment": "4 counts hospitals, not persons"}}
+    service.review("olga", view.id, approve)
+    service.review("omar", view.id, approve)
+    assert service.release("omar", view.id).state == "released"
+    for user in ("alice", "olga"):
+        session = browser(user)
+        page = session.get(base + f"requests/{view.id}").text
+        assert 'class="badge fail"' not in page, user
+        assert "checks: fail, approved on review" in page
+        listing = session.get(base + "requests").text
+        assert 'class="badge fail"' not in listing and "fail, approved on review" in listing
+        assert 'href="/hub/home" id="hub-home"' in page and 'href="/hub/logout" id="logout"' in page

@@ -239,3 +239,60 @@ def test_sandbox_probe_on_the_demo_reports_no_escape(demo_runs):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"^\d+ attempts, 0 succeeded$", run.stdout, re.MULTILINE), run.stdout
+
+
+def _docs_block(page: str, marker: str) -> str:
+    """The first ```python block of ``docs/<page>`` that contains ``marker``."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / page).read_text(encoding="utf-8")
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        if marker in block:
+            return block
+    raise AssertionError(f"no python block with {marker!r} in docs/{page}")
+
+
+def test_the_output_checking_example_of_the_docs_runs_on_the_demo_extract(demo_runs, tmp_path):
+    """#15: docs/output-checking.md grouped ER_PRS_F by a column the demo extract lacks. The
+    docs' own code (up to the submission, which needs a gate) runs on the demo's extract."""
+    import subprocess
+    import sys
+
+    root, *_ = demo_runs
+    block = _docs_block("output-checking.md", "persons_table")
+    code = block.split("answer = ws.request_export")[0]
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home),
+           "PDS_DATA_DIR": str(root / "projects" / "diabetes-t2" / "extract")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=home, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "claims_by_sex.csv: pass" in done.stdout, done.stdout
+    assert (home / "results" / "claims_by_sex.csv").read_text().startswith("BEN_SEX_COD,persons,claims")
+
+
+def test_demo_manifest_does_not_call_an_unchecked_k_anonymity_ok(demo_runs):
+    root, first, *_ = demo_runs
+    manifest = json.loads((root / "projects" / "diabetes-t2" / "extract" / "manifest.json").read_text())
+    conformity = manifest["conformity"]
+    assert conformity["min_k"] is None
+    assert conformity["k_status"].startswith("not checked: k = ")
+    assert "k-anonymity not checked: k = " in first
+
+
+def test_cli_takes_global_options_after_the_command_and_keeps_wide_tables_in_pipes(demo_runs):
+    """#15: ``pds audit verify --config FILE`` was refused; tables were cut to 80 columns when piped."""
+    import os
+    import subprocess
+    import sys
+
+    root, *_ = demo_runs
+    env = {k: v for k, v in os.environ.items() if k not in {"COLUMNS", "PDS_CONFIG"}}
+    run = [sys.executable, "-c", "from pds_kernel.cli import main; main()"]
+    verify = subprocess.run([*run, "audit", "verify", "--config", str(root / CONFIG_NAME)],
+                            capture_output=True, text=True, env=env, cwd=root.parent, timeout=120)
+    assert verify.returncode == 0 and "audit trail intact" in verify.stdout, verify.stderr
+    shown = subprocess.run([*run, "audit", "show", "--limit", "5", "-c", str(root / CONFIG_NAME), "--as", "os:x"],
+                           capture_output=True, text=True, env=env, cwd=root.parent, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    widest = max(len(line) for line in shown.stdout.splitlines())
+    assert widest > 80 and "…" not in shown.stdout, shown.stdout

@@ -48,6 +48,21 @@ def test_conforming_copy_passes(extract):
     assert report.k_min is not None and report.k_min >= 1
 
 
+def test_k_anonymity_without_min_k_is_reported_as_not_checked(extract):
+    """#15: a manifest said ``ok: true`` next to k-anonymity 1, which read as "k = 1 is fine"."""
+    directory, cohort, raw = extract
+    assert SPEC.min_k is None
+    report = check_extract(directory, SPEC, cohort, raw)
+    shown = report.as_dict()
+    assert shown["ok"] and shown["min_k"] is None
+    assert shown["k_status"] == f"not checked: k = {report.k_min} and the spec sets no min_k"
+    if report.k_min < 5:
+        assert any("this was not checked" in note for note in shown["notes"]), shown["notes"]
+    with_min_k = check_extract(directory, parse_spec(DIABETES_SPEC + "min_k: 1\n"), cohort, raw)
+    assert with_min_k.as_dict()["k_status"] == f"meets the spec's min_k 1 (k = {report.k_min})"
+    assert not any("not checked" in note for note in with_min_k.notes)
+
+
 def test_planted_raw_identifier_value(extract, small_lake):
     directory, cohort, raw = extract
     nir = small_lake.rows["IR_BEN_R"][0]["BEN_NIR_PSA"]

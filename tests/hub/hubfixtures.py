@@ -54,6 +54,25 @@ def free_port_block(size: int = 4) -> int:
     raise RuntimeError("no free port block")
 
 
+#: Where browser tests write their screenshots: a build folder, never the tracked docs/img on an
+#: ordinary run. ``make screenshots`` sets PDS_SCREENSHOTS_DIR=docs/img to refresh the guides' images.
+def screenshot_dir() -> Path:
+    default = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+    path = Path(os.environ.get("PDS_SCREENSHOTS_DIR") or default)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_claims_extract(directory: Path, persons: int = 60) -> None:
+    """An ER_PRS_F shaped like the demo's (PERSON_ID, EXE_SOI_DTD, PRS_PAI_MNT), 2023, every month
+    with at least 10 persons: what the example notebook reads."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = [(f"P{p:04d}", date(2023, 1 + (p + k) % 12, 1 + k % 27), float(10 + (p * 7 + k) % 90))
+            for p in range(persons) for k in range(6)]
+    pl.DataFrame(rows, schema=["PERSON_ID", "EXE_SOI_DTD", "PRS_PAI_MNT"], orient="row") \
+        .write_parquet(directory / "ER_PRS_F.parquet")
+
+
 def write_extract(directory: Path, rows: int = 200) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     pl.DataFrame({

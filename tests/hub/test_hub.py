@@ -206,9 +206,16 @@ def test_non_member_is_refused_via_url_and_rest(hub_world: Hub):
     refusals = hub_world.actions("workspace.refused")
     assert len([e for e in refusals if e.project == PROJECT and e.actor == "bob"]) >= 2
     assert all(e.outcome == Outcome.DENIED for e in refusals)
-    decisions = [e for e in hub_world.actions("workspace.authorise") if e.project == PROJECT]
+    # decided at the hub's door (before JupyterHub creates the server), never by the spawner
+    decisions = [e for e in hub_world.actions("workspace.admit") if e.project == PROJECT]
     assert decisions and all(e.outcome == Outcome.DENIED for e in decisions)
+    assert not [e for e in hub_world.actions("workspace.authorise") if e.project == PROJECT]
     assert not hub_world.actions("workspace.start")
+    # and nothing was left behind: no phantom server counted against bob's server limit
+    # (JupyterHub keeps a default-server row for every user: it is not a named server)
+    stored = bob.api("GET", "/hub/api/users/bob?include_stopped_servers").json()["servers"]
+    assert [name for name in stored if name] == []
+    assert "not a researcher of project" in page.text
 
 
 @pytest.mark.parametrize("revoke, reason", [

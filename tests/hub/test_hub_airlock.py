@@ -5,8 +5,8 @@ inside the bubblewrap sandbox, writes an aggregate table and calls
 ``pds_kernel.workspace.request_export``: the request goes out through ``/run/pds/gate.sock`` and
 is authenticated by the workspace's own hub token. Two output checkers log in with their second
 factor and approve through the gate's HTML pages (HubOAuth, chromium driven by Playwright); the
-request is released to the outbox; the researcher downloads the released bytes. Screenshots go to
-``docs/img/airlock-*.png`` (they illustrate docs/output-checking.md).
+request is released to the outbox; the researcher downloads the released bytes. (The guides'
+screenshots come from tests/journeys.)
 
 The second test runs ``pds hub sync`` against a running hub after registry changes.
 """
@@ -35,7 +35,6 @@ from pds_kernel.hub.local import provision_account
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(300)]
 
 CHROMIUM = Path("/usr/bin/chromium")
-IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 GATE = "/services/airlock/"
@@ -192,12 +191,10 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     assert gate_api(hub, token, "GET", f"requests/{request_id}").json()["state"] == "submitted"
 
     # -- two output checkers approve through the gate's pages ---------------------------------
-    IMG.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         try:
-            first = approve_in_browser(browser, hub, "carol", secrets["carol"], request_id,
-                                       screenshot=IMG / "airlock-checker-request.png")
+            first = approve_in_browser(browser, hub, "carol", secrets["carol"], request_id)
             assert first == "under_review"
             second = approve_in_browser(browser, hub, "erin", secrets["erin"], request_id)
             assert second == "released"
@@ -210,7 +207,6 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
             page.wait_for_selector("#download-0", timeout=30_000)
             assert page.inner_text("#state").strip() == "released"
             assert page.locator("#review-form").count() == 0
-            page.screenshot(path=str(IMG / "airlock-researcher-released.png"), full_page=True)
             with page.expect_download(timeout=30_000) as download_info:
                 page.click("#download-0")
             browser_download = Path(download_info.value.path()).read_bytes()

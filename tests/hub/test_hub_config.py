@@ -67,3 +67,33 @@ def test_hub_environment_names_the_config_file_read_from_the_current_directory(t
     assert hub_environment(None, None)["PDS_CONFIG"] == str(tmp_path / "pds.yaml")
     monkeypatch.setenv("PDS_CONFIG", "/elsewhere/pds.yaml")
     assert hub_environment(None, None)["PDS_CONFIG"] == "/elsewhere/pds.yaml"
+
+
+def test_workspace_admission_asks_the_registry_and_on_kubernetes_the_hub_group(runtime):
+    """The hub's door (pds_kernel.hub.admission): the registry decides (audited as
+    workspace.admit); with the identity provider's groups (Kubernetes) the project's group too."""
+    from datetime import date, timedelta
+
+    import pytest
+
+    from pds_kernel.errors import PermissionDenied
+    from pds_kernel.hub.admission import check_workspace_admission
+    from pds_kernel.registry import Registry
+
+    registry = Registry.from_runtime(runtime)
+    today = date.today()
+    registry.upsert_user("test", "alice")
+    registry.upsert_user("test", "dave")
+    registry.upsert_project("test", "proj-a", title="A", start_date=today - timedelta(days=1), end_date=today + timedelta(days=30))
+    registry.add_member("test", "proj-a", "alice", "researcher", today + timedelta(days=10))
+    check_workspace_admission(registry, "alice", "proj-a")
+    check_workspace_admission(registry, "alice", "proj-a", {"proj-a"})
+    with pytest.raises(PermissionDenied, match="dave is not a researcher of project proj-a"):
+        check_workspace_admission(registry, "dave", "proj-a")
+    with pytest.raises(PermissionDenied, match="not in the hub group of project proj-a"):
+        check_workspace_admission(registry, "alice", "proj-a", set())
+    with pytest.raises(PermissionDenied, match="a workspace is a project"):
+        check_workspace_admission(registry, "alice", "")
+    decisions = runtime.audit.entries(action="workspace.admit")
+    assert [(e.actor, e.outcome) for e in decisions] == [
+        ("alice", "ok"), ("alice", "ok"), ("dave", "denied"), ("alice", "ok")]

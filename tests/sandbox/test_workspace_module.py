@@ -103,3 +103,45 @@ def test_dask_cluster_inside_the_sandbox(world):
     assert out["persons"] == expected["person"].n_unique()
     assert out["link"] == "/user/alice/proj-a/proxy/8787/status"
     assert out["tables"] == ["ER_PRS_F"]
+
+
+DASK_LIFECYCLE = """
+import json, socket, subprocess, sys
+from pds_kernel import workspace as ws
+first = ws.dask_client(1)
+link = first.dashboard_link
+ddf = ws.dask_dataframe("ER_PRS_F")
+persons = int(ddf["person"].nunique().compute())   # a shuffle: no peer-to-peer WARNING
+first.close()                                       # stops the cluster too
+freed = not ws._port_in_use(PORT)
+second = ws.dask_client(1)
+other = subprocess.run([sys.executable, "-c", "from pds_kernel import workspace as ws; ws.dask_client(1)"],
+                       capture_output=True, text=True, timeout=120)
+print(json.dumps({"links": [link, second.dashboard_link], "freed": freed, "persons": persons,
+                  "other": other.stderr[-600:]}))
+second.close()
+"""
+
+
+@pytest.mark.slow
+def test_dask_client_owns_its_cluster_and_keeps_the_dashboard_port(extract):
+    """#15: client.close() left the cluster running, so the next notebook's dashboard moved to a
+    port the workspace's proxy refuses while its link still said 8787."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(extract.parent / "home"), "PDS_DATA_DIR": str(extract),
+           "PDS_DASK_DASHBOARD_PORT": str(port), "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/proj-a/",
+           "TMPDIR": str(extract.parent)}
+    done = subprocess.run([sys.executable, "-c", DASK_LIFECYCLE.replace("PORT", str(port))], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["links"] == [f"/user/alice/proj-a/proxy/{port}/status"] * 2
+    assert out["freed"] and out["persons"] == 3
+    assert "another notebook's Dask cluster is running" in out["other"], out["other"]
+    assert "WARNING" not in done.stderr and "shuffle" not in done.stderr.lower(), done.stderr[-3000:]

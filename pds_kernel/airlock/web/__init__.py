@@ -34,14 +34,16 @@ def server_options() -> dict:
 
 
 def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | None = None,
-             cookie_secret: bytes | None = None) -> Application:
-    """The Tornado application. ``identity`` resolves users (production: :class:`HubIdentity`)."""
+             cookie_secret: bytes | None = None, hub_prefix: str = "/hub/") -> Application:
+    """The Tornado application. ``identity`` resolves users (production: :class:`HubIdentity`);
+    ``hub_prefix`` is where the pages link back to (the hub's home and logout)."""
     if not prefix.endswith("/"):
         prefix += "/"
     service = service or AirlockService(runtime)
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
         autoescape=True)
+    templates.globals["hub"] = hub_prefix if hub_prefix.endswith("/") else hub_prefix + "/"
     common = dict(service=service, identity=identity, templates=templates, prefix=prefix)
     p = prefix
     routes = [
@@ -98,7 +100,8 @@ def run_service() -> None:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/airlock/")
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     secret = os.environ.get("PDS_AIRLOCK_COOKIE_SECRET")
-    app = make_app(runtime, HubIdentity(), prefix=prefix,
+    hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
+    app = make_app(runtime, HubIdentity(), prefix=prefix, hub_prefix=hub_prefix,
                    cookie_secret=bytes.fromhex(secret) if secret else None)
 
     async def main() -> None:

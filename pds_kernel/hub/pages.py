@@ -1,0 +1,74 @@
+"""The hub's own pages and page variables: where each role lands, and the administrators'
+read-only platform page.
+
+* :func:`make_template_vars`: ``c.JupyterHub.template_vars``: for the signed-in user, the projects
+  they check outputs for and whether they administer the platform, so the home page gives a
+  checker their review queue and every page links to the airlock and (for admins) the platform.
+* :class:`PlatformHandler`: ``GET /hub/platform``, the overview of :mod:`pds_kernel.overview`;
+  who may see it is decided there (:func:`~pds_kernel.overview.check_platform_viewer`), not here.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from jupyterhub import orm
+from jupyterhub.handlers.base import BaseHandler
+from tornado import web
+
+from ..errors import PdsError
+from ..overview import Workspace, build_overview, iso
+from ..registry import Role
+from .common import AIRLOCK_SERVICE, HubContext
+
+
+def make_template_vars(context: HubContext) -> dict:
+    """``pds``: a callable JupyterHub calls with the current user at each page render."""
+
+    def pds(user) -> dict:
+        if user is None:
+            return {}
+        registry = context.registry
+        name = user.name
+        return {
+            "checks": [p.id for p in registry.active_projects(name, Role.OUTPUT_CHECKER)],
+            "researches": [p.id for p in registry.active_projects(name, Role.RESEARCHER)],
+            "admin": registry.is_administrator(name),
+            "airlock": f"/services/{AIRLOCK_SERVICE}/",
+        }
+
+    return {"pds": pds}
+
+
+def running_workspaces(users) -> list[Workspace]:
+    """The servers the hub knows to be running (or starting), from its user objects."""
+    rows = []
+    for user in users:
+        for name, spawner in user.spawners.items():
+            if name and (spawner.active or spawner.ready):
+                rows.append(Workspace(user=user.name, project=name, started=iso(spawner.orm_spawner.started),
+                                      last_activity=iso(spawner.orm_spawner.last_activity)))
+    return rows
+
+
+class PlatformHandler(BaseHandler):
+    """``/hub/platform``: read only, administrators only (403 with the reason for anyone else)."""
+
+    @web.authenticated
+    async def get(self):
+        context: HubContext = self.authenticator.context
+        user = self.current_user
+        users = [self.users[u] for u in self.db.query(orm.User).all()]
+        try:
+            overview = build_overview(context.runtime, context.registry, user.name,
+                                      running_workspaces(users))
+        except PdsError as exc:
+            error = web.HTTPError(exc.http_status, "%s", str(exc))
+            error.jupyterhub_message = str(exc)
+            raise error from None
+        html = await self.render_template("platform.html", overview=overview, today=date.today())
+        self.finish(html)
+
+
+def platform_handlers() -> list[tuple[str, type]]:
+    return [(r"/platform", PlatformHandler)]
