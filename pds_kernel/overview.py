@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from .audit import AuditEvent, Outcome
 from .errors import PermissionDenied
+from .permissions import can_view_platform, check_platform_viewer  # noqa: F401  (re-exported)
 from .registry import Registry
 
 #: Export request states in which a request waits for checkers.
@@ -26,18 +27,6 @@ WAITING_STATES = ("submitted", "under_review")
 #: A membership that ends within this many days is flagged on the page.
 EXPIRY_WARNING_DAYS = 30
 MANIFEST = "manifest.json"
-
-
-def can_view_platform(registry: Registry, actor: str) -> bool:
-    """True when ``actor`` is an active platform administrator of the registry (role pds-admin)."""
-    return not actor.startswith("os:") and registry.is_administrator(actor)
-
-
-def check_platform_viewer(registry: Registry, actor: str) -> None:
-    """Raise :class:`PermissionDenied` unless ``actor`` may see the platform page."""
-    if not can_view_platform(registry, actor):
-        raise PermissionDenied(f"{actor} is not a platform administrator: the platform page "
-                               "is shown to administrators (pds-admin) only")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,17 @@ def can_administer_registry(registry, actor: str) -> bool:
     return str(actor) not in SERVICE_RIGHTS and not has_administrator(registry)
 
 
+def can_view_platform(registry, actor: str) -> bool:
+    """The read-only platform page (pds_kernel.overview): active platform administrators only."""
+    return is_administrator(registry, actor)
+
+
+def check_platform_viewer(registry, actor: str) -> None:
+    if not can_view_platform(registry, actor):
+        raise PermissionDenied(f"{actor} is not a platform administrator: the platform page "
+                               "is shown to administrators (pds-admin) only")
+
+
 def check_administer_registry(registry, actor: str, what: str = "administer the registry") -> None:
     if not can_administer_registry(registry, actor):
         raise PermissionDenied(f"{audit_actor(actor)} may not {what}: only an administrator may "
