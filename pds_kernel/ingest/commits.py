@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import InvalidTransition
+from ..errors import IntegrityError, InvalidTransition
 from ..lake import versions
 from .manifest import Manifest, ManifestEntry
 
@@ -91,10 +91,30 @@ def reconcile(lake: Path, manifest: Manifest) -> int:
         if versions.latest_version(lake, table) <= known:
             continue
         for number, data in versions.committed_entries(lake, table, known):
-            entry = ManifestEntry(**{**data, "version": number})
+            try:
+                entry = ManifestEntry(**{**data, "version": number})
+            except TypeError as exc:
+                raise IntegrityError(f"version {number} of table {table} carries unreadable ledger entries "
+                                     f"({exc}): its _delta_log was edited; restore it from backup") from None
             manifest.put(entry)
             recovered += 1
     if recovered:
         manifest.flush()
         log.warning("recovered %d ledger entr(ies) from the lake's version log", recovered)
     return recovered
+
+
+def check_log_matches_ledger(lake: Path, manifest: Manifest) -> None:
+    """The latest version of every table holds exactly the files the ledger says it holds: a
+    ``_delta_log`` or ledger edited by hand (a file added, dropped or swapped outside an ingest)
+    stops the ingestion before it builds on it."""
+    for table in versions.versioned_tables(lake):
+        files, number = versions.files_at(lake, table)
+        in_log = {str(p.relative_to(lake)) for p in files}
+        in_ledger = {e.parquet for e in manifest.of_table(table)}
+        if in_log != in_ledger:
+            extra, missing = sorted(in_log - in_ledger), sorted(in_ledger - in_log)
+            raise IntegrityError(
+                f"version {number} of table {table} does not hold the files the ingest ledger records "
+                f"(not in the ledger: {extra[:3]}; missing from the version: {missing[:3]}): the table's "
+                "_delta_log or the ledger was changed outside pds ingest; restore them from backup")

@@ -48,7 +48,7 @@ from ..lake import QUARANTINE_DIR, lake_lock, partition_dir
 from ..lake.diff import diff_files
 from ..snds.catalogue import ingestible_table, is_ingestible
 from .checks import Check
-from .commits import Commits, check_upgraded, reconcile
+from .commits import Commits, check_log_matches_ledger, check_upgraded, reconcile
 from .delivery import DeliveryFile, discover
 from .executor import make_executor
 from .keys import KeyIndex
@@ -157,6 +157,7 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
             manifest = Manifest(lake)
             check_upgraded(lake, manifest)
             reconcile(lake, manifest)
+            check_log_matches_ledger(lake, manifest)
             recover(lake, manifest)
             run.manifest = manifest
             run.commits = Commits(lake, manifest, run.run_id)

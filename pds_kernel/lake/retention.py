@@ -72,3 +72,19 @@ def _expire(lake: Path, retention_days: float, dry_run: bool) -> list[Expired]:
     manifest.save()
     log.info("expired %d replaced file(s)", len(deleted))
     return result
+
+
+def apply_expiry(runtime, *, actor: str, retention_days: float | None = None,
+                 dry_run: bool = False) -> list[Expired]:
+    """:func:`expire_versions` on the runtime's lake with its retention policy (or the one given),
+    audited as ``lake.expire`` (with every deleted file)."""
+    from ..events import AuditEvent, Outcome
+
+    lake = runtime.settings.paths.lake
+    days = runtime.settings.ingest.version_retention_days if retention_days is None else retention_days
+    result = expire_versions(lake, days, dry_run=dry_run)
+    if not dry_run:
+        runtime.audit.record(AuditEvent(actor=actor, action="lake.expire", target=str(lake), outcome=Outcome.OK,
+                                        details={"retention_days": days,
+                                                 "files": {e.table: e.files for e in result}}))
+    return result

@@ -82,3 +82,18 @@ def commit_written_files(lake: Path) -> dict[str, int]:
                                     pl.scan_parquet(p).select(pl.len()).collect().item()) for p in files]
         made[table] = versions.commit(lake, table, added, [], {"run": "fixture", "entries": [], "corrections": {}})
     return made
+
+
+def apply_upgrade(runtime, *, actor: str) -> list[UpgradedTable]:
+    """:func:`upgrade_lake` on the runtime's lake, audited as ``lake.upgrade``."""
+    from ..events import AuditEvent, Outcome
+
+    lake = runtime.settings.paths.lake
+    event = AuditEvent(actor=actor, action="lake.upgrade", target=str(lake))
+    try:
+        done = upgrade_lake(lake)
+    except Exception as exc:
+        runtime.audit.record(event.with_outcome(Outcome.FAILED, reason=str(exc)[:500]))
+        raise
+    runtime.audit.record(event.with_outcome(Outcome.OK, tables={t.table: t.version for t in done}))
+    return done
