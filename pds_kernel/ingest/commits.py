@@ -15,6 +15,7 @@ first and in the 20,000th batch (bench/RESULTS.md).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,8 @@ class Commits:
         self.run_id = run_id
         self.pending: dict[str, _Pending] = {}
         self.committed: dict[str, list[int]] = {}  #: table → versions made by this run
+        self.seconds = 0.0  #: time spent in Delta commits (the versioned commit's own cost)
+        self.files = 0  #: files committed
 
     def add(self, entry: ManifestEntry, size: int, replaced: ManifestEntry | None) -> None:
         """Record ``entry`` (its Parquet file already in place) for the next commit of its table;
@@ -63,9 +66,12 @@ class Commits:
         for table in sorted(self.pending):
             pending = self.pending.pop(table)
             entries = [e.to_dict() for e in pending.entries]
+            started = time.perf_counter()
             number = versions.commit(self.lake, table, pending.added, pending.removed,
                                      {"run": self.run_id, "entries": entries,
                                       "corrections": pending.corrections})
+            self.seconds += time.perf_counter() - started
+            self.files += len(entries)
             self.committed.setdefault(table, []).append(number)
             for entry in pending.entries:
                 self.manifest.put(replace(entry, version=number))

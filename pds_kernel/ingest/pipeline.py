@@ -97,6 +97,7 @@ class IngestResult:
     files: list[FileResult] = field(default_factory=list)
     report_html: Path | None = None
     report_json: Path | None = None
+    commit_seconds: float = 0.0  #: time spent committing table versions (Delta commits)
 
     @property
     def clean(self) -> bool:
@@ -176,7 +177,7 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
             manifest.save()
             run.flush()
             shutil.rmtree(lake / STAGING_DIR / run.run_id, ignore_errors=True)
-            result = IngestResult(run.run_id, lake, run.ordered_results())
+            result = IngestResult(run.run_id, lake, run.ordered_results(), commit_seconds=run.commits.seconds)
             result.report_json, result.report_html = write_report(
                 settings.paths.reports, run.run_id, lake, manifest, result)
     except BaseException as exc:
