@@ -44,9 +44,9 @@ import polars as pl
 from ..errors import PdsError
 from ..events import AuditEvent, Outcome
 from ..hashing import sha256_file
-from ..lake import QUARANTINE_DIR, lake_lock, partition_dir
+from ..lake import QUARANTINE_DIR, data_files_on_disk, lake_lock, partition_dir, versions
 from ..lake.diff import diff_files
-from ..snds.catalogue import ingestible_table, is_ingestible
+from ..snds.catalogue import ingestible_table
 from .checks import Check
 from .commits import Commits, check_log_matches_ledger, check_upgraded, reconcile
 from .delivery import DeliveryFile, discover
@@ -128,16 +128,25 @@ def new_run_id() -> str:
 
 def recover(lake: Path, manifest: Manifest) -> list[Path]:
     """Remove what an interrupted run left: the staging area and lake files that no ledger entry
-    (current or kept earlier version) names, after the ledger was reconciled with the log."""
+    (current or kept earlier version) and no version of the table's log names (run after the
+    ledger was reconciled with the log)."""
     shutil.rmtree(lake / STAGING_DIR, ignore_errors=True)
     referenced = manifest.referenced()
+    named: dict[str, set[Path]] = {}  #: per table, files some version of its log names
     removed = []
-    candidates = [p for p in lake.glob("*/*/*.parquet") if is_ingestible(p.parts[-3])]
+    candidates = data_files_on_disk(lake)  # never the Delta logs' checkpoints
     candidates += list((lake / QUARANTINE_DIR).glob("*/*.csv"))
     for path in candidates:
-        if path not in referenced:
-            path.unlink()
-            removed.append(path)
+        if path in referenced:
+            continue
+        if path.suffix == ".parquet":  # never a file a version names (one the ledger lost track of)
+            table = path.parts[-3]
+            if table not in named:
+                named[table] = versions.ever_added(lake, table) if versions.is_versioned(lake, table) else set()
+            if path in named[table]:
+                continue
+        path.unlink()
+        removed.append(path)
     if removed:
         log.warning("removed %d file(s) left by an interrupted ingest", len(removed))
     return removed

@@ -121,11 +121,20 @@ def committed_files(lake: Path, table: str) -> list[Path]:
     return sorted(files)
 
 
+def data_files_on_disk(lake: Path) -> list[Path]:
+    """Every Parquet file in a partition folder of a table (``lake/<TABLE>/<partition>/*.parquet``),
+    committed or not; never the Delta log's checkpoints (``<TABLE>/_delta_log/*.parquet``)."""
+    from ..snds.catalogue import is_ingestible
+
+    return sorted(p for p in lake.glob("*/*/*.parquet")
+                  if p.parent.name != "_delta_log" and is_ingestible(p.parts[-3]))
+
+
 def manifest_of_written_files(lake: Path) -> dict:
     """A manifest naming every Parquet file under ``lake``, for lakes written without the ingest
     (test fixtures, benchmarks): readers only see files a manifest names."""
     files = {}
-    for parquet in sorted(lake.glob("*/*/*.parquet")):
+    for parquet in data_files_on_disk(lake):
         name = str(parquet.relative_to(lake))
         files[name] = {"table": parquet.parts[-3], "parquet": name}
     return {"format": 1, "files": files}

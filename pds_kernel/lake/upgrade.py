@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import IntegrityError, NotFound
-from . import JOURNAL_NAME, MANIFEST_NAME, lake_lock, versions
+from . import JOURNAL_NAME, MANIFEST_NAME, data_files_on_disk, lake_lock, versions
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,9 @@ def commit_written_files(lake: Path) -> dict[str, int]:
     without the ingestion (test fixtures, benchmarks); returns each table's version."""
     import polars as pl
 
-    from ..snds.catalogue import is_ingestible
-
     found: dict[str, list[Path]] = {}
-    for parquet in sorted(lake.glob("*/*/*.parquet")):
-        if is_ingestible(parquet.parts[-3]):
-            found.setdefault(parquet.parts[-3], []).append(parquet)
+    for parquet in data_files_on_disk(lake):
+        found.setdefault(parquet.parts[-3], []).append(parquet)
     made = {}
     for table, files in found.items():
         added = [versions.AddedFile(str(p.relative_to(lake / table)), p.stat().st_size,

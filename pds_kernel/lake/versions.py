@@ -32,6 +32,10 @@ from ..errors import IntegrityError, InvalidInput, NotFound
 
 DELTA_LOG = "_delta_log"
 METADATA_KEY = "pds"
+#: Table properties: the log is never cleaned up by delta-rs (an old version stays readable as long
+#: as its files do: the retention policy is ours, see :mod:`.retention`; a log line is ~1 KB a file).
+TABLE_CONFIGURATION = {"delta.enableExpiredLogCleanup": "false",
+                       "delta.logRetentionDuration": "interval 36500 days"}
 _COMMIT_FILE = re.compile(r"^[0-9]{20}\.json$")
 
 
@@ -154,7 +158,8 @@ def commit(lake: Path, table: str, added: list[AddedFile], removed: list[str], m
         folder.mkdir(parents=True, exist_ok=True)
         try:
             DeltaTable.create(str(folder), schema=schema, name=table, mode="ignore",
-                              description=f"SNDS table {table} (PDS Workspace lake)")
+                              description=f"SNDS table {table} (PDS Workspace lake)",
+                              configuration=TABLE_CONFIGURATION)
         except Exception as exc:
             raise IntegrityError(f"cannot create the Delta table of {table} in {folder}: {exc}") from None
     now = int(time.time() * 1000)
@@ -225,6 +230,23 @@ def _metadata(info: dict) -> dict:
         raise IntegrityError("a commit of the lake's Delta log has unreadable pds metadata: restore "
                              "the table's _delta_log from backup") from None
     return data if isinstance(data, dict) else {}
+
+
+def ever_added(lake: Path, table: str) -> set[Path]:
+    """Every file any commit of ``table``'s log added (the files some version names, while its log
+    is kept): what the clean-up after a killed run must never delete."""
+    folder = table_folder(lake, table)
+    found = set()
+    for commit_file in (folder / DELTA_LOG).glob("*.json"):
+        if not _COMMIT_FILE.match(commit_file.name):
+            continue
+        for line in commit_file.read_bytes().splitlines():
+            if line.startswith(b'{"add"'):
+                try:
+                    found.add(folder / json.loads(line)["add"]["path"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+    return found
 
 
 def lake_versions(lake: Path, tables) -> dict[str, int]:

@@ -224,3 +224,26 @@ def _entry():
                          rows_read=5, rows_loaded=5, rows_quarantined=0,
                          parquet="ER_PRS_F/month=202301/ER_PRS_F_202301.parquet", quarantine=None, run="r")
 
+
+
+def test_recovery_keeps_the_delta_checkpoints(runtime, delivery):
+    """After 100 versions delta-rs writes a Parquet checkpoint into _delta_log/: the clean-up of
+    files left by a killed run must not take it for one."""
+    ingest_delivery(runtime, delivery, actor="tester")
+    lake = runtime.settings.paths.lake
+    folder = lake / "IR_PHA_R"
+    (source,) = lake_mod.table_files(lake, "IR_PHA_R")
+    frame = pl.read_parquet(source)
+    for i in range(100):
+        rel = f"snapshot/extra-{i}.parquet"
+        frame.head(0).write_parquet(folder / rel)
+        versions.commit(lake, "IR_PHA_R", [versions.AddedFile(rel, (folder / rel).stat().st_size, 0)], [],
+                        {"run": "test", "entries": []})
+    checkpoints = sorted((folder / versions.DELTA_LOG).glob("*.checkpoint.parquet"))
+    assert checkpoints, "delta-rs wrote no checkpoint after 100 versions"
+    from pds_kernel.ingest.pipeline import recover
+
+    removed = recover(lake, Manifest(lake))
+    assert all(versions.DELTA_LOG not in p.parts for p in removed)
+    assert sorted((folder / versions.DELTA_LOG).glob("*.checkpoint.parquet")) == checkpoints
+    assert lake_mod.scan_table(lake, "IR_PHA_R").collect().equals(frame)
