@@ -45,6 +45,7 @@ class Commits:
         self.committed: dict[str, list[int]] = {}  #: table → versions made by this run
         self.seconds = 0.0  #: time spent in Delta commits (the versioned commit's own cost)
         self.files = 0  #: files committed
+        self.handles: dict = {}  #: open Delta tables, kept across this run's commits
 
     def add(self, entry: ManifestEntry, size: int, replaced: ManifestEntry | None) -> None:
         """Record ``entry`` (its Parquet file already in place) for the next commit of its table;
@@ -69,7 +70,7 @@ class Commits:
             started = time.perf_counter()
             number = versions.commit(self.lake, table, pending.added, pending.removed,
                                      {"run": self.run_id, "entries": entries,
-                                      "corrections": pending.corrections})
+                                      "corrections": pending.corrections}, self.handles)
             self.seconds += time.perf_counter() - started
             self.files += len(entries)
             self.committed.setdefault(table, []).append(number)

@@ -22,6 +22,7 @@ version without our code.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -122,18 +123,35 @@ def files_at(lake: Path, table: str, version: int | None = None) -> tuple[list[P
     if version is not None and version < 0:
         raise InvalidInput(f"bad version {version}: versions are numbered from 0")
     paths, number = _files_cached(str(folder), version, _log_stamp(folder))
-    root = folder.resolve()
-    files = []
-    for rel in paths:
-        path = folder / rel
-        if root not in path.resolve().parents or path.suffix != ".parquet":
-            raise IntegrityError(f"the Delta log of table {table} names {rel!r} outside {folder}: "
-                                 "restore the table's _delta_log from backup")
-        files.append(path)
+    files = list(_checked_paths(str(folder), paths, table))
     if version is not None and not all(f.is_file() for f in files):
         raise NotFound(f"version {version} of table {table} was expired by the retention policy (its "
                        "replaced files are deleted): read a later version (see pds lake history)")
     return files, number
+
+
+@lru_cache(maxsize=256)
+def _checked_paths(folder: str, paths: tuple[str, ...], table: str) -> tuple[Path, ...]:
+    """``folder / path`` for each path of the log, refusing any that leaves the table's folder: an
+    absolute path, a ``..`` component, a folder that resolves elsewhere (a symbolic link), or not a
+    Parquet file. Only folders are resolved, once each (a table has a few hundred at most), and the
+    names checked with string operations: a system call per file (resolving it, or checking that it
+    is not a link) cost 10-30 s on a 20,000-file table on this machine. A file replaced by a link
+    inside a partition folder is not detected: that needs write access to the lake, as does editing
+    the log (docs/adr/0005-lake-table-format.md). Cached per log state, like the listing."""
+    root = os.path.realpath(folder)
+    parents: dict[str, bool] = {}
+    files = []
+    for rel in paths:
+        parent, _, name = rel.rpartition("/")
+        if parent not in parents:
+            resolved = os.path.realpath(os.path.join(folder, parent)) if parent else root
+            parents[parent] = resolved == root or resolved.startswith(root + os.sep)
+        if rel.startswith("/") or ".." in rel.split("/") or not name.endswith(".parquet") or not parents[parent]:
+            raise IntegrityError(f"the Delta log of table {table} names {rel!r} outside {folder}: "
+                                 "restore the table's _delta_log from backup")
+        files.append(Path(folder, rel))
+    return tuple(files)
 
 
 def latest_version(lake: Path, table: str) -> int | None:
@@ -143,12 +161,18 @@ def latest_version(lake: Path, table: str) -> int | None:
     return files_at(lake, table)[1]
 
 
-def commit(lake: Path, table: str, added: list[AddedFile], removed: list[str], metadata: dict) -> int:
+def commit(lake: Path, table: str, added: list[AddedFile], removed: list[str], metadata: dict,
+           handles: dict | None = None) -> int:
     """Record ``added`` files and drop ``removed`` ones (paths relative to the table folder) in one
     new version of ``table``, created when it has none; returns the new version's number.
 
     ``metadata`` goes into the commit's ``commitInfo`` (key ``pds``). Every added file must already
-    be in place: a commit never names a file that is not on disk."""
+    be in place: a commit never names a file that is not on disk.
+
+    ``handles``: open tables kept by the caller across its commits (``{table: DeltaTable}``). Opening
+    a table reads its last checkpoint, which lists every file of the table: kept open, a table only
+    reads the commits made since (``update_incremental``), so a commit's cost does not grow with the
+    table."""
     from deltalake import DeltaTable
     from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
@@ -170,7 +194,13 @@ def commit(lake: Path, table: str, added: list[AddedFile], removed: list[str], m
         if not (folder / f.path).is_file():
             raise IntegrityError(f"internal error: committing {f.path} of {table}, which is not on disk")
         actions.append(AddAction(f.path, f.size, {}, now, True, json.dumps({"numRecords": f.rows})))
-    dt = DeltaTable(str(folder))
+    dt = handles.get(table) if handles is not None else None
+    if dt is None:
+        dt = DeltaTable(str(folder))
+        if handles is not None:
+            handles[table] = dt
+    else:
+        dt.update_incremental()  # commits made by others since: usually none
     properties = CommitProperties(custom_metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)},
                                   max_commit_retries=20)
     dt.create_write_transaction(actions, mode="append", schema=schema, commit_properties=properties)
