@@ -44,8 +44,8 @@ def diff(
     from ..lake.versions import check_version
 
     result = diff_versions(ctx.obj.settings.paths.lake, table, check_version(old), check_version(new))
-    out = Table("", "rows", title=f"{table}: version {result.old_version} → {result.new_version} "
-                                   f"(key: {', '.join(result.key) or 'whole rows'})")
+    out = Table("", "rows", title=f"{table}: version {result.old_version} → {result.new_version}",
+                caption=f"rows matched by {', '.join(result.key) or 'whole row (no primary key)'}")
     out.add_row("added", f"[green]{result.added:,}[/]")
     out.add_row("changed", f"[cyan]{result.changed:,}[/]")
     out.add_row("removed", f"[yellow]{result.removed:,}[/]")
