@@ -380,10 +380,10 @@ def build_extracts(runtime: Runtime, root: Path, options: DemoOptions, actor: st
     """Build each project's extract unless the published one was built from the same spec and lake."""
     from .extract.build import read_manifest, run_build
     from .extract.spec import load_spec
-    from .lake import MANIFEST_NAME, snapshot_id
+    from .lake import has_lake, snapshot_id
 
     settings = runtime.settings
-    if not (settings.paths.lake / MANIFEST_NAME).is_file():
+    if not has_lake(settings.paths.lake):
         return StepResult("extracts", "skipped", "the lake is empty: nothing to extract from")
     snapshot = snapshot_id(settings.paths.lake)
     lines, built = [], 0

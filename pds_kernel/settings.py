@@ -70,6 +70,8 @@ class Audit:
 class Ingest:
     encoding: str = "latin-1"  #: text encoding of delivery CSV files
     batch_rows: int = 100_000  #: rows per streamed batch and Parquet row group (memory bound of one worker)
+    #: days a replaced file stays readable in the earlier versions of its table (pds lake expire)
+    version_retention_days: int = 365
 
 
 @dataclass(frozen=True)

@@ -123,10 +123,11 @@ def _root(
 
 
 def _register() -> None:
-    from . import audit_cmd, db_cmd, ingest_cmd, snds_cmd
+    from . import audit_cmd, db_cmd, ingest_cmd, lake_cmd, snds_cmd
 
     app.add_typer(snds_cmd.app, name="snds")
     app.command("ingest")(ingest_cmd.ingest)
+    app.add_typer(lake_cmd.app, name="lake")
     app.add_typer(audit_cmd.app, name="audit")
     app.add_typer(db_cmd.app, name="db")
     for module_name, group in (

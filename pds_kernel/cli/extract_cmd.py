@@ -28,11 +28,11 @@ def validate(ctx: typer.Context, spec_file: Path = typer.Argument(..., help="The
     """Check a spec: syntax, tables, columns, code patterns, and (when the lake exists) its years."""
     from ..extract.build import build_plan
     from ..extract.spec import check_against_lake, load_spec
-    from ..lake import MANIFEST_NAME
+    from ..lake import has_lake
 
     spec = load_spec(spec_file)
     lake = ctx.obj.settings.paths.lake
-    if (lake / MANIFEST_NAME).is_file():
+    if has_lake(lake):
         check_against_lake(spec, lake)
         where = f"valid against the lake at {lake}"
     else:
@@ -51,14 +51,24 @@ def build(
     spec_file: Path | None = typer.Option(None, "--spec", help="Spec file (default: the project's kept spec.yaml)."),
     dask: str | None = typer.Option(None, "--dask", metavar="ADDR",
                                        help="Run on the Dask scheduler at ADDR (e.g. tcp://10.0.0.5:8786)."),
+    same_lake_version: bool = typer.Option(
+        False, "--same-lake-version",
+        help="Read the lake's tables at the versions the published extract was built from (same spec: "
+             "same bytes), not at their latest versions."),
 ) -> None:
-    """Select the cohort, re-key identifiers, write the extract, check it and publish it read-only."""
+    """Select the cohort, re-key identifiers, write the extract, check it and publish it read-only.
+
+    The extract records the version of each lake table it read; built on newer versions than the
+    published extract, it says what changed in the tables it writes (rows added, changed, removed)."""
     from ..extract.build import SPEC_COPY, build_plan, project_dir, run_build
     from ..extract.dask_backend import DaskBackend
+    from ..extract.pinning import check_pin_available, previous_versions
     from ..extract.spec import load_spec
 
     state = ctx.obj
     check_project_id(project)
+    pin = (check_pin_available(previous_versions(state.settings, project), project)
+           if same_lake_version else None)
     spec_path = spec_file or project_dir(state.settings, project) / SPEC_COPY
     if spec_file is None and not spec_path.is_file():
         raise InvalidInput(f"project {project} has no kept spec: give one with --spec FILE")
@@ -72,7 +82,8 @@ def build(
             progress.update(task, advance=1, description=f"{project}: {name}")
 
         try:
-            result = run_build(state.runtime, project, spec, actor=state.actor, backend=backend, on_step=on_step)
+            result = run_build(state.runtime, project, spec, actor=state.actor, backend=backend, on_step=on_step,
+                               pin=pin)
         finally:
             if backend is not None:
                 backend.close()
@@ -82,6 +93,22 @@ def build(
     for note in result.report.notes:
         console.print(f"note: {note}")
     _tables(manifest)
+    _lake_changes(manifest)
+
+
+def _lake_changes(manifest: dict) -> None:
+    versions = manifest.get("lake_versions") or {}
+    if versions:
+        console.print("lake versions read: " + ", ".join(f"{t}@{v}" for t, v in sorted(versions.items())))
+    changes = manifest.get("lake_changes") or []
+    if not changes:
+        return
+    out = Table("table", "versions", "added", "changed", "removed", "note",
+                title="the lake changed since the previous extract (rows, by primary key)")
+    for c in changes:
+        out.add_row(c["table"], f"{c['from_version']} → {c['to_version']}", f"{c.get('added', '')}",
+                    f"{c.get('changed', '')}", f"{c.get('removed', '')}", c.get("note", ""))
+    console.print(out)
 
 
 @app.command("check")

@@ -43,12 +43,17 @@ def ingest(
         None, "--dask", metavar="ADDRESS",
         help="Spread the files over this Dask scheduler (e.g. tcp://10.0.0.5:8786); the workers must "
              "see the delivery and the lake at the same paths."),
+    correction: bool = typer.Option(
+        False, "--correction",
+        help="The delivery corrects loaded files: each file replaces the loaded file of the same name "
+             "in a new version of its table (the old version stays readable); a file that replaces "
+             "nothing is refused."),
 ) -> None:
     """Load an SNDS delivery (CSV) into the lake (typed Parquet), with quarantine and a quality report.
 
-    Files already loaded with the same SHA-256 are skipped; a new month is appended; a changed monthly file is refused; a file with a header and no row is reported empty and not loaded (its month stays open).
+    Every run is a commit: each table it changes gets a new version (pds lake history). Files already loaded with the same SHA-256 are skipped; a new month is appended; a changed monthly file is refused unless the delivery is a --correction; a new referential replaces the old one; a file with a header and no row is reported empty and not loaded (its month stays open). A replacement reports the rows it added, changed and removed, by primary key.
 
-    Exit codes: 0 everything loaded cleanly; 3 the run completed but rows were quarantined or files refused (the lake is consistent either way); 2 bad input (missing or empty directory, unreachable Dask scheduler).
+    Exit codes: 0 everything loaded cleanly; 3 the run completed but rows were quarantined, files refused or rows removed by a correction (the lake is consistent either way); 2 bad input (missing or empty directory, unreachable Dask scheduler).
     """
     from ..ingest import Status, ingest_delivery
 
@@ -56,10 +61,11 @@ def ingest(
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
         result = ingest_delivery(state.runtime, directory, actor=state.actor, dask_address=dask,
-                                 progress=_RichProgress(bars))
+                                 progress=_RichProgress(bars), corrections=correction)
     table = Table("file", "table", "month", "status", "read", "loaded", "quarantined", "reason",
                   title=f"ingest run {result.run_id}")
-    colours = {Status.LOADED: "green", Status.SKIPPED: "dim", Status.REFUSED: "red", Status.EMPTY: "yellow"}
+    colours = {Status.LOADED: "green", Status.SKIPPED: "dim", Status.REFUSED: "red", Status.EMPTY: "yellow",
+               Status.CORRECTED: "cyan"}
     for f in result.files:
         table.add_row(f.name, f.table or "", f.month or "", f"[{colours[f.status]}]{f.status}[/]",
                       f"{f.rows_read:,}", f"{f.rows_loaded:,}",
@@ -68,8 +74,16 @@ def ingest(
     totals = result.totals()
     console.print(f"rows read {totals['rows_read']:,} = loaded {totals['rows_loaded']:,} "
                   f"+ quarantined {totals['rows_quarantined']:,}")
+    if result.corrections:
+        changes = Table("file", "added", "changed", "removed", "columns changed", title="corrections (by primary key)")
+        for f in result.corrections:
+            c = f.correction
+            changes.add_row(f.name, f"{c['added']:,}", f"{c['changed']:,}",
+                            f"[yellow]{c['removed']:,}[/]" if c["removed"] else "0",
+                            ", ".join(f"{k} ({v:,})" for k, v in sorted(c["columns_changed"].items())))
+        console.print(changes)
     console.print(f"quality report: {result.report_html}")
     if not result.clean:
-        console.print(f"[yellow]some rows were quarantined or files refused: see the report and "
-                      f"{state.settings.paths.lake / '_quarantine'}[/]")
+        console.print(f"[yellow]some rows were quarantined, files refused or rows removed by a correction: "
+                      f"see the report and {state.settings.paths.lake / '_quarantine'}[/]")
         raise typer.Exit(EXIT_INCOMPLETE)

@@ -24,6 +24,10 @@ EXAMPLES: dict[str, str] = {
     "snds cohort-list": "pds snds cohort-list --delivery var/raw/delivery-2023 --out outside/recruited.csv "
                         "--matched 40 --unmatched 10",
     "ingest": "pds ingest var/raw/delivery-2023",
+    "lake history": "pds lake history ER_PRS_F",
+    "lake diff": "pds lake diff ER_PRS_F 3 4",
+    "lake upgrade": "pds lake upgrade",
+    "lake expire": "pds lake expire --days 365 --dry-run",
     "audit verify": "pds audit verify",
     "audit show": "pds audit show --project diabetes-t2 --limit 20",
     "db upgrade": "pds db upgrade",

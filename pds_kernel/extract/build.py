@@ -44,6 +44,7 @@ from .conformity import MANIFEST, ConformityReport, check_extract
 from .frames import PARTITIONED_TABLES, Backend, LakeFrames, PolarsBackend
 from .linkage import cohort_table, death_maps, person_map, read_linkage_file
 from .order import sort_rows
+from .pinning import lake_changes, pinned_versions, previous_versions
 from .select import table_rows
 from .spec import COHORT_TABLE, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec, check_against_lake, load_spec
 
@@ -105,14 +106,16 @@ def authorise(runtime, actor: str, project: str, action: str, today: date | None
 
 
 # ---- reading the lake -------------------------------------------------------------------------
-def raw_identifiers(lake: Path, among: pl.Series | None = None) -> pl.Series:
+def raw_identifiers(lake: Path, among: pl.Series | None = None, *,
+                    versions: dict[str, int] | None = None) -> pl.Series:
     """Every distinct raw person identifier value in the lake (for the conformity check); with
     ``among``, only those equal to one of its values.
 
     The conformity check passes the extract's distinct text values and tokens as ``among``: testing
     the lake's identifier columns against that set is much cheaper than collecting every distinct
-    identifier of the lake, and finds exactly the identifiers that matter."""
-    frames = LakeFrames(lake)
+    identifier of the lake, and finds exactly the identifiers that matter. With ``versions``, the
+    tables at those versions (what a pinned build read)."""
+    frames = LakeFrames(lake, versions=versions)
     wanted = None if among is None else among.cast(pl.String).drop_nulls().unique().implode()
     parts = []
     for name, table in TABLES.items():
@@ -191,8 +194,11 @@ def _cohort(backend: Backend, spec: ExtractSpec, step: OnStep) -> tuple[pl.DataF
 
 
 def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: Backend | None = None,
-              on_step: OnStep | None = None, today: date | None = None) -> BuildResult:
-    """Build, check and publish the extract of ``project`` from ``spec``. See the module docstring."""
+              on_step: OnStep | None = None, today: date | None = None,
+              pin: dict[str, int] | None = None) -> BuildResult:
+    """Build, check and publish the extract of ``project`` from ``spec``. See the module docstring.
+    ``pin``: read the lake's tables at these versions (a rebuild on the versions of an earlier
+    extract, see :func:`.pinning.pinned_versions`), else at their latest versions."""
     settings = runtime.settings
     check_project_id(project)
     step = on_step or (lambda _name: None)
@@ -208,7 +214,10 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
     staging = pdir / f".staging-{secrets.token_hex(6)}"
     try:
         check_against_lake(spec, lake)
-        snapshot = lake_mod.snapshot_id(lake)
+        versions = pinned_versions(lake, pin)
+        backend.versions = versions
+        snapshot = lake_mod.snapshot_id(lake, versions or None)
+        changes = lake_changes(lake, previous_versions(settings, project), versions, spec.output_tables())
         step("check the spec against the lake")
         key = KeyStore.from_runtime(runtime).ensure(project, actor)
         step("project key")
@@ -235,12 +244,14 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
             "format": MANIFEST_FORMAT, "project": project, "build_id": build_id,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"), "builder": actor,
             "backend": backend.name, "spec_sha256": spec.sha256, "lake_snapshot": snapshot,
+            "lake_versions": versions, "lake_changes": changes,
             "period": {"from": spec.start.isoformat(), "to": spec.end.isoformat()},
             "persons": persons.height, "tables": tables,
         }
         _write_manifest(staging, manifest)
         step("manifest")
-        report = check_extract(staging, spec, persons_map[PERSON_ID], partial(raw_identifiers, lake))
+        report = check_extract(staging, spec, persons_map[PERSON_ID],
+                               partial(raw_identifiers, lake, versions=versions))
         step("conformity check")
         if not report.ok:
             raise DisclosureRisk("the extract was refused by the conformity check: " + "; ".join(report.reasons))
@@ -261,7 +272,8 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
         if own_backend:
             backend.close()
     runtime.audit.record(event.with_outcome(
-        Outcome.OK, build_id=build_id, backend=backend.name, lake_snapshot=snapshot, persons=persons.height,
+        Outcome.OK, build_id=build_id, backend=backend.name, lake_snapshot=snapshot, lake_versions=versions,
+        lake_changes=changes, persons=persons.height,
         rows={t: v["rows"] for t, v in tables.items()}, k_anonymity=report.k_min))
     log.info("built extract %s of project %s (%d persons)", build_id, project, persons.height)
     return BuildResult(project=project, path=final, manifest=manifest, report=report)
@@ -286,10 +298,11 @@ def run_check(runtime, project: str, *, actor: str, backend: Backend | None = No
     settings = runtime.settings
     authorise(runtime, actor, project, "extract.check", today)
     directory = extract_dir(settings, project)
-    read_manifest(settings, project)
+    versions = read_manifest(settings, project).get("lake_versions") or None
     spec = load_spec(project_dir(settings, project) / SPEC_COPY)
     lake = settings.paths.lake
     backend = backend or PolarsBackend(lake)
+    backend.versions = versions  # the lake as the extract read it
     key = KeyStore.from_runtime(runtime).get(project)
     notes = []
     if spec.linkage and not spec.linkage.file.is_file():
@@ -304,7 +317,7 @@ def run_check(runtime, project: str, *, actor: str, backend: Backend | None = No
         linked = read_linkage_file(spec.linkage, backend) if spec.linkage else None
         cohort = person_map(key, select_persons(backend, spec, linked))[PERSON_ID]
     del key
-    report = check_extract(directory, spec, cohort, partial(raw_identifiers, lake))
+    report = check_extract(directory, spec, cohort, partial(raw_identifiers, lake, versions=versions))
     report.notes += notes
     runtime.audit.record(AuditEvent(
         actor=actor, action="extract.check", target=f"project:{project}", project=project,

@@ -23,9 +23,10 @@ from .frames import LakeFrames, Step, partition_months
 log = logging.getLogger(__name__)
 
 
-def _run_part(lake: str, month: str | None, step: Step, args: tuple) -> pl.DataFrame:
-    """Worker side: one step over one month (or the whole lake)."""
-    return step(LakeFrames(Path(lake), month), *args).collect()
+def _run_part(lake: str, month: str | None, step: Step, args: tuple,
+              versions: dict[str, int] | None = None) -> pl.DataFrame:
+    """Worker side: one step over one month (or the whole lake), at the pinned table versions."""
+    return step(LakeFrames(Path(lake), month, versions), *args).collect()
 
 
 class DaskBackend:
@@ -38,6 +39,7 @@ class DaskBackend:
         from distributed import Client
 
         self.lake = Path(lake).resolve()
+        self.versions: dict[str, int] | None = None
         self._own = client is None
         if client is None:
             if not address:
@@ -49,12 +51,12 @@ class DaskBackend:
         self.client = client
 
     def run(self, step: Step, *args: Any, partitioned: bool = False) -> pl.DataFrame:
-        months: list[str | None] = partition_months(self.lake) if partitioned else [None]
-        futures = [self.client.submit(_run_part, str(self.lake), month, step, args, pure=False)
+        months: list[str | None] = partition_months(self.lake, self.versions) if partitioned else [None]
+        futures = [self.client.submit(_run_part, str(self.lake), month, step, args, self.versions, pure=False)
                    for month in months]
         parts = self.client.gather(futures)
         if not parts:
-            return step(LakeFrames(self.lake, "000000"), *args).collect()
+            return step(LakeFrames(self.lake, "000000", self.versions), *args).collect()
         return pl.concat(parts, how="vertical")
 
     def close(self) -> None:

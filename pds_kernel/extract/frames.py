@@ -26,17 +26,19 @@ Step = Callable[..., pl.LazyFrame]
 
 
 class LakeFrames:
-    """Lazy views of the lake's tables; with ``month`` set, the DCIR tables show that month only.
+    """Lazy views of the lake's tables; with ``month`` set, the DCIR tables show that month only;
+    with ``versions`` (``{table: version}``), those tables at those versions (a pinned build).
 
     A table absent from the lake reads as empty (the spec check makes sure the needed ones exist).
     """
 
-    def __init__(self, lake: Path, month: str | None = None):
+    def __init__(self, lake: Path, month: str | None = None, versions: dict[str, int] | None = None):
         self.lake = Path(lake)
         self.month = month
+        self.versions = versions or {}
 
     def files(self, table: str) -> list[Path]:
-        files = lake_mod.table_files(self.lake, table)
+        files = lake_mod.table_files(self.lake, table, self.versions.get(table))
         if self.month is not None and table in PARTITIONED_TABLES:
             files = [f for f in files if f.parent.name == f"month={self.month}"]
         return files
@@ -48,11 +50,11 @@ class LakeFrames:
         return pl.scan_parquet(files, hive_partitioning=False)
 
 
-def partition_months(lake: Path) -> list[str]:
+def partition_months(lake: Path, versions: dict[str, int] | None = None) -> list[str]:
     """The months (YYYYMM) of the DCIR partitions, the unit of work of a partitioned step."""
     months = set()
     for table in PARTITIONED_TABLES:
-        for file in lake_mod.table_files(lake, table):
+        for file in LakeFrames(lake, versions=versions).files(table):
             if file.parent.name.startswith("month="):
                 months.add(file.parent.name[len("month="):])
     return sorted(months)
@@ -62,6 +64,7 @@ class Backend(Protocol):
     """Runs build steps. ``partitioned`` steps may be split per DCIR month and concatenated."""
 
     name: str
+    versions: dict[str, int] | None  #: the table versions it reads (None: the latest)
 
     def run(self, step: Step, *args: Any, partitioned: bool = False) -> pl.DataFrame: ...
 
@@ -73,11 +76,12 @@ class PolarsBackend:
 
     name = "polars"
 
-    def __init__(self, lake: Path):
+    def __init__(self, lake: Path, versions: dict[str, int] | None = None):
         self.lake = Path(lake)
+        self.versions = versions
 
     def run(self, step: Step, *args: Any, partitioned: bool = False) -> pl.DataFrame:
-        return step(LakeFrames(self.lake), *args).collect()
+        return step(LakeFrames(self.lake, versions=self.versions), *args).collect()
 
     def close(self) -> None:
         pass

@@ -1,10 +1,16 @@
-"""The ingest manifest: what the lake holds, file by file.
+"""The ingest ledger (``_manifest.json``): what was delivered and loaded, file by file.
 
 One entry per delivered file name: its table and period, its SHA-256, rows read, loaded and
-quarantined, where its Parquet and quarantine files are (relative to the lake), and the null,
-missing-date and unknown-code counts of its loaded rows per column (for the quality report, see
-:mod:`.stats`). The manifest is the lake's commit record: a Parquet file that no entry names is a
-leftover of an interrupted run and is removed by the next one.
+quarantined, where its Parquet and quarantine files are (relative to the lake), the table version
+that committed it, the files of its earlier versions still kept, what its last correction changed,
+and the null, missing-date and unknown-code counts of its loaded rows per column (for the quality
+report, see :mod:`.stats`).
+
+The lake's commit record is the tables' Delta log (:mod:`pds_kernel.lake.versions`): a file is in
+the lake when a version names it. The ledger is written *after* each commit, and each commit
+carries the entries it adds, so a crash between the two is repaired from the log by the next run
+(:func:`pds_kernel.ingest.pipeline.reconcile`). A Parquet file that neither the ledger (current or
+kept earlier version) nor the log names is a leftover of an interrupted run, removed by the next one.
 
 It is kept in two files (read together by :func:`pds_kernel.lake.read_manifest`):
 
@@ -49,6 +55,11 @@ class ManifestEntry:
     missing_dates: dict[str, int] | None = None  #: per date column: rows holding 1600-01-01
     #: per column with a nomenclature: loaded values missing from it (only columns that have one)
     unknown_codes: dict[str, int] | None = None
+    version: int | None = None  #: version of its table that committed it (None: lake before versions)
+    #: files (relative to the lake) of the earlier versions of this delivered file, kept until expired
+    superseded: list[str] | None = None
+    #: rows added, changed and removed by this file against the one it replaced (a correction)
+    correction: dict | None = None
 
     def to_dict(self) -> dict:
         """The entry as plain data (no deep copy: the figures' dicts are shared, never mutated)."""
@@ -129,10 +140,20 @@ class Manifest:
         return sorted(self._by_table.get(table, {}).values(), key=lambda e: (e.month or "", e.name))
 
     def referenced(self) -> set[Path]:
-        """Every lake file the manifest names (Parquet and quarantine)."""
+        """Every lake file the ledger names (Parquet and quarantine, earlier versions' included)."""
         files = set()
         for e in self.entries.values():
             files.add(self.lake / e.parquet)
             if e.quarantine:
                 files.add(self.lake / e.quarantine)
+            files.update(self.lake / kept for kept in e.superseded or ())
         return files
+
+    def unversioned_tables(self) -> list[str]:
+        """Tables with entries committed before versions existed (the lake needs ``pds lake upgrade``)."""
+        return sorted({e.table for e in self.entries.values() if e.version is None})
+
+    def known_version(self, table: str) -> int:
+        """The latest table version the ledger has recorded (-1: none)."""
+        return max((e.version for e in self._by_table.get(table, {}).values() if e.version is not None),
+                   default=-1)

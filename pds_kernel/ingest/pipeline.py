@@ -6,18 +6,22 @@ The run, in order:
    staging area and every lake file the manifest does not name (committed by a run killed before
    it recorded them);
 2. decide per file: already loaded with the same SHA-256 → skipped; loaded with another SHA-256 →
-   refused (monthly files are never silently replaced), except snapshot tables, whose new version
-   replaces the old one; otherwise parse it;
+   refused unless the run is a correction delivery (``corrections=True``: each of its files must
+   replace a loaded one), except snapshot tables, whose new version replaces the old one; otherwise
+   parse it;
 3. parse (locally or on Dask workers, see :mod:`.executor`): snapshots (referentials) first, then
    the monthly files, checked against the referentials just committed;
 4. commit each parsed file in load order: quarantine duplicate keys, move the staged Parquet and
-   quarantine files into the lake (atomic renames), then record the file in the manifest's
-   journal; the journal is made durable, and the files' audit entries written (one transaction),
-   in batches (:data:`FLUSH_EVERY_FILES` files or :data:`FLUSH_SECONDS`), at once for a snapshot;
+   quarantine files into the lake (atomic renames; a replacement gets a new name, the replaced
+   file stays for the earlier version), compare a replacement with the file it replaces by primary
+   key (rows added, changed, removed); then, in batches (:data:`FLUSH_EVERY_FILES` files or
+   :data:`FLUSH_SECONDS`, at once for a replacement), one new version of each table touched
+   (a Delta commit, see :mod:`.commits`), the ledger's journal (fsync) and the files' audit
+   entries (one transaction);
 5. write the whole manifest, the quality report and the run's audit entry.
 
 The cost of committing one file does not grow with the lake: an append to the journal and, per
-batch, one fsync and one database transaction (see :mod:`.manifest`).
+batch, one Delta commit per table, one fsync and one database transaction (see :mod:`.commits`).
 
 A kill at any point leaves the lake as the manifest describes it, and the next run finishes the
 job: the result is the same as one clean run.
@@ -25,14 +29,11 @@ job: the result is the same as one clean run.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,12 +41,14 @@ from typing import Protocol
 
 import polars as pl
 
-from ..errors import InvalidTransition, PdsError
+from ..errors import PdsError
 from ..events import AuditEvent, Outcome
 from ..hashing import sha256_file
-from ..lake import QUARANTINE_DIR, partition_dir
-from ..snds.catalogue import ingestible_table, is_ingestible
+from ..lake import QUARANTINE_DIR, data_files_on_disk, lake_lock, partition_dir, versions
+from ..lake.diff import diff_files
+from ..snds.catalogue import ingestible_table
 from .checks import Check
+from .commits import Commits, check_log_matches_ledger, check_upgraded, reconcile
 from .delivery import DeliveryFile, discover
 from .executor import make_executor
 from .keys import KeyIndex
@@ -56,7 +59,6 @@ from .stats import ColumnStats
 log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
-LOCK_NAME = ".ingest.lock"
 #: Committed files are made durable (journal fsync, audit transaction) at least every this many
 #: files or this many seconds: a kill loses at most that much work, which the next run redoes.
 FLUSH_EVERY_FILES = 256
@@ -68,6 +70,7 @@ class Status:
     SKIPPED = "skipped"
     REFUSED = "refused"
     EMPTY = "empty"  #: a header and no row: not loaded, its month stays open
+    CORRECTED = "corrected"  #: replaced a loaded file: a new version of its table
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,10 @@ class FileResult:
     rows_read: int
     rows_loaded: int
     rows_quarantined: int
-    status: str  #: loaded | skipped | refused | empty
+    status: str  #: loaded | skipped | refused | empty | corrected
     reason: str = ""
+    #: a replacement: rows added, changed and removed against the replaced file (by primary key)
+    correction: dict | None = None
 
 
 @dataclass
@@ -92,11 +97,17 @@ class IngestResult:
     files: list[FileResult] = field(default_factory=list)
     report_html: Path | None = None
     report_json: Path | None = None
+    commit_seconds: float = 0.0  #: time spent committing table versions (Delta commits)
 
     @property
     def clean(self) -> bool:
-        """True when nothing was refused and no row was quarantined."""
-        return all(f.status != Status.REFUSED and f.rows_quarantined == 0 for f in self.files)
+        """True when nothing was refused, no row was quarantined and no correction removed rows."""
+        return all(f.status != Status.REFUSED and f.rows_quarantined == 0
+                   and not (f.correction or {}).get("removed") for f in self.files)
+
+    @property
+    def corrections(self) -> list[FileResult]:
+        return [f for f in self.files if f.correction is not None]
 
     def totals(self) -> dict[str, int]:
         return {key: sum(getattr(f, key) for f in self.files)
@@ -115,51 +126,51 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-@contextmanager
-def lake_lock(lake: Path) -> Iterator[None]:
-    """Hold the lake's ingest lock; refuse when another ingest holds it."""
-    lake.mkdir(parents=True, exist_ok=True)
-    with (lake / LOCK_NAME).open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InvalidTransition(f"another ingest is running on the lake {lake}: wait for it to finish") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def recover(lake: Path, manifest: Manifest) -> list[Path]:
-    """Remove what an interrupted run left: the staging area and lake files no entry names."""
+    """Remove what an interrupted run left: the staging area and lake files that no ledger entry
+    (current or kept earlier version) and no version of the table's log names (run after the
+    ledger was reconciled with the log)."""
     shutil.rmtree(lake / STAGING_DIR, ignore_errors=True)
     referenced = manifest.referenced()
+    named: dict[str, set[Path]] = {}  #: per table, files some version of its log names
     removed = []
-    candidates = [p for p in lake.glob("*/*/*.parquet") if is_ingestible(p.parts[-3])]
+    candidates = data_files_on_disk(lake)  # never the Delta logs' checkpoints
     candidates += list((lake / QUARANTINE_DIR).glob("*/*.csv"))
     for path in candidates:
-        if path not in referenced:
-            path.unlink()
-            removed.append(path)
+        if path in referenced:
+            continue
+        if path.suffix == ".parquet":  # never a file a version names (one the ledger lost track of)
+            table = path.parts[-3]
+            if table not in named:
+                named[table] = versions.ever_added(lake, table) if versions.is_versioned(lake, table) else set()
+            if path in named[table]:
+                continue
+        path.unlink()
+        removed.append(path)
     if removed:
         log.warning("removed %d file(s) left by an interrupted ingest", len(removed))
     return removed
 
 
 def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | None = None,
-                    progress: Progress | None = None) -> IngestResult:
-    """Load the delivery in ``source`` into the lake; see the module docstring for the steps."""
+                    progress: Progress | None = None, corrections: bool = False) -> IngestResult:
+    """Load the delivery in ``source`` into the lake; see the module docstring for the steps.
+    ``corrections``: the delivery corrects loaded files (each of its files must replace one)."""
     from .report import write_report
 
     settings = runtime.settings
     lake = settings.paths.lake
-    run = _Run(runtime, lake, new_run_id(), actor, progress)
+    run = _Run(runtime, lake, new_run_id(), actor, progress, corrections)
     source = Path(source)
     try:
         with lake_lock(lake):
             manifest = Manifest(lake)
+            check_upgraded(lake, manifest)
+            reconcile(lake, manifest)
+            check_log_matches_ledger(lake, manifest)
             recover(lake, manifest)
             run.manifest = manifest
+            run.commits = Commits(lake, manifest, run.run_id)
             to_parse = run.triage(source)
             with make_executor(dask_address) as executor:
                 for phase in ([f for f in to_parse if f.is_snapshot],
@@ -175,7 +186,7 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
             manifest.save()
             run.flush()
             shutil.rmtree(lake / STAGING_DIR / run.run_id, ignore_errors=True)
-            result = IngestResult(run.run_id, lake, run.ordered_results())
+            result = IngestResult(run.run_id, lake, run.ordered_results(), commit_seconds=run.commits.seconds)
             result.report_json, result.report_html = write_report(
                 settings.paths.reports, run.run_id, lake, manifest, result)
     except BaseException as exc:
@@ -193,6 +204,8 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
         details={"run": run.run_id, "files": len(result.files), **result.totals(),
                  "refused": sum(f.status == Status.REFUSED for f in result.files),
                  "skipped": sum(f.status == Status.SKIPPED for f in result.files),
+                 "corrections": {f.name: f.correction for f in result.corrections},
+                 "versions": run.commits.committed,
                  "dask": bool(dask_address), "report": str(result.report_html)}))
     return result
 
@@ -200,8 +213,11 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
 class _Run:
     """State of one ingest run (not shared: one per call)."""
 
-    def __init__(self, runtime, lake: Path, run_id: str, actor: str, progress: Progress | None):
+    def __init__(self, runtime, lake: Path, run_id: str, actor: str, progress: Progress | None,
+                 corrections: bool = False):
         self.runtime = runtime
+        self.corrections = corrections
+        self.commits: Commits
         self.lake = lake
         self.run_id = run_id
         self.actor = actor
@@ -223,20 +239,28 @@ class _Run:
         for f in files:
             entry = self.manifest.get(f.name)
             if entry is None:
-                to_parse.append(f)
+                if self.corrections:
+                    what = f"month {f.month}" if f.month else "referential"
+                    self.record(FileResult(
+                        f.name, f.table, f.month, sha256_file(f.path), 0, 0, 0, Status.REFUSED,
+                        f"a correction delivery replaces loaded files, and this {what} of {f.table} "
+                        "is not loaded: deliver it with a plain pds ingest (without --correction)"))
+                else:
+                    to_parse.append(f)
                 continue
             sha = sha256_file(f.path)
             if sha == entry.sha256:
                 self.record(FileResult(f.name, f.table, f.month, sha, 0, 0, 0, Status.SKIPPED,
                                        f"already loaded with the same SHA-256 (run {entry.run})"))
-            elif f.is_snapshot:
-                to_parse.append(f)  # a new version of a referential replaces the old one
+            elif f.is_snapshot or self.corrections:
+                to_parse.append(f)  # a new version of the table replaces the file, the old one is kept
             else:
                 self.record(FileResult(
                     f.name, f.table, f.month, sha, 0, 0, 0, Status.REFUSED,
                     f"a different file with this name was loaded (run {entry.run}, SHA-256 "
                     f"{entry.sha256[:12]}…, now {sha[:12]}…): a loaded month is never replaced "
-                    "silently; deliver corrections under a new month or remove the old one first"))
+                    "silently; deliver it as a correction (pds ingest --correction), which makes a "
+                    "new version of the table and reports the rows added, changed and removed"))
         return to_parse
 
     def jobs(self, files: list[DeliveryFile], settings) -> tuple[list[ParseJob], list[DeliveryFile]]:
@@ -284,18 +308,26 @@ class _Run:
                                    + ("month stays open for the complete file" if f.month
                                       else "loaded referential is kept")))
             return
-        self._quarantine_duplicates(f, outcome)
+        previous = self.manifest.get(f.name)
+        self._quarantine_duplicates(f, outcome, replacing=previous)
         outcome.check_conservation()
-        target = partition_dir(self.lake, f.table, f.month) / f"{f.stem}.parquet"
+        # a replacement gets a name of its own: the replaced file stays for the earlier version
+        suffix = f".{self.run_id}" if previous is not None else ""
+        target = partition_dir(self.lake, f.table, f.month) / f"{f.stem}{suffix}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
+        correction = None
+        if previous is not None:
+            change = diff_files(f.table, [self.lake / previous.parquet], [Path(outcome.parquet)])
+            correction = change.as_dict()
         os.replace(outcome.parquet, target)
-        quarantine = self.lake / QUARANTINE_DIR / f.table / f"{f.stem}.csv"
+        quarantine = self.lake / QUARANTINE_DIR / f.table / f"{f.stem}{suffix}.csv"
         if outcome.quarantine:
             quarantine.parent.mkdir(parents=True, exist_ok=True)
             os.replace(outcome.quarantine, quarantine)
-        else:
-            quarantine.unlink(missing_ok=True)
-        previous = self.manifest.get(f.name)
+        superseded = None
+        if previous is not None:
+            superseded = [*(previous.superseded or ()), previous.parquet,
+                          *([previous.quarantine] if previous.quarantine else [])]
         entry = ManifestEntry(
             name=f.name, table=f.table, month=f.month, sha256=outcome.sha256,
             rows_read=outcome.rows_read, rows_loaded=outcome.rows_loaded,
@@ -304,22 +336,27 @@ class _Run:
             quarantine=str(quarantine.relative_to(self.lake)) if outcome.quarantine else None,
             run=self.run_id, replaces=previous.sha256 if previous else None,
             nulls=outcome.stats.nulls, missing_dates=outcome.stats.missing_dates,
-            unknown_codes=outcome.stats.unknown_codes)
-        self.manifest.put(entry)
+            unknown_codes=outcome.stats.unknown_codes, superseded=superseded, correction=correction)
+        self.commits.add(entry, target.stat().st_size, previous)
         self.unflushed += 1
-        reason = f"replaces the snapshot with SHA-256 {previous.sha256[:12]}…" if previous else ""
+        status, reason = Status.LOADED, ""
+        if previous is not None:
+            status = Status.CORRECTED
+            reason = (f"replaces the file with SHA-256 {previous.sha256[:12]}… (kept in the earlier "
+                      f"version): {change.summary()}")
+            self.indexes.pop(f.table, None)  # the replaced file's keys are gone from the table
         self.record(FileResult(f.name, f.table, f.month, outcome.sha256, outcome.rows_read,
-                               outcome.rows_loaded, outcome.rows_quarantined, Status.LOADED, reason))
-        if (f.is_snapshot or self.unflushed >= FLUSH_EVERY_FILES
+                               outcome.rows_loaded, outcome.rows_quarantined, status, reason, correction))
+        if (f.is_snapshot or previous is not None or self.unflushed >= FLUSH_EVERY_FILES
                 or time.monotonic() - self.last_flush >= FLUSH_SECONDS):
-            self.flush()  # a snapshot replaced a lake file in place: its record is made durable at once
+            self.flush()  # referentials are read by the next phase; a correction is its own version
 
     def flush(self) -> None:
         """Make the committed files durable: the manifest's journal (fsync), then their audit
         entries, in one database transaction."""
         from ..db import transaction
 
-        self.manifest.flush()
+        self.commits.flush()
         if self.events:
             with transaction(self.runtime.sessions) as session:
                 for event in self.events:
@@ -328,13 +365,19 @@ class _Run:
         self.unflushed = 0
         self.last_flush = time.monotonic()
 
-    def _index(self, f: DeliveryFile) -> KeyIndex:
+    def _index(self, f: DeliveryFile, replacing: ManifestEntry | None = None) -> KeyIndex:
         """Keys loaded before ``f`` that it could repeat: those of the earlier months of its table.
         An empty index for a snapshot (it replaces the table) or a table whose key holds the
         month of the file (DCIR: FLX_DIS_DTD; its month is checked, and a month is loaded once):
         then only duplicates within the file are possible, and no index of the table is kept."""
         if ingestible_table(f.table).duplicates_only_within_a_file:
             return KeyIndex(f.table)
+        if replacing is not None:  # a correction: the keys of every other file of its table
+            index = KeyIndex(f.table)
+            for entry in self.manifest.of_table(f.table):
+                if entry.name != replacing.name:
+                    index.add_lake_file(entry.name, self.lake / entry.parquet)
+            return index
         if f.table not in self.indexes:
             index = KeyIndex(f.table)
             for entry in self.manifest.of_table(f.table):
@@ -342,10 +385,11 @@ class _Run:
             self.indexes[f.table] = index
         return self.indexes[f.table]
 
-    def _quarantine_duplicates(self, f: DeliveryFile, outcome: ParseOutcome) -> None:
+    def _quarantine_duplicates(self, f: DeliveryFile, outcome: ParseOutcome,
+                               replacing: ManifestEntry | None = None) -> None:
         if not outcome.lines and outcome.key_lines is None:
             return  # the parser found no repeated key, and no other file can hold one
-        index = self._index(f)
+        index = self._index(f, replacing)
         # line, h1, h2 of each loaded row (see parse): in memory for a small file
         staged = outcome.key_lines if outcome.key_lines is not None else pl.read_parquet(outcome.lines)
         hashes, lines = staged.select("h1", "h2"), staged.get_column("line")
@@ -354,7 +398,7 @@ class _Run:
             _remove_rows(outcome, f, dups, self.runtime.settings.ingest.encoding)
             keep = ~pl.int_range(hashes.height, dtype=pl.UInt32, eager=True).is_in(dups.get_column("row").implode())
             hashes, lines = hashes.filter(keep), lines.filter(keep)
-        if f.table in self.indexes:
+        if f.table in self.indexes and replacing is None:
             index.add(f.name, hashes, lines)
 
     # -- results ------------------------------------------------------------------------------

@@ -240,7 +240,7 @@ def build_report(run_id: str, lake: Path, manifest: Manifest, result) -> dict:
         "lake": str(lake),
         "run_files": files,
         "run_totals": result.totals(),
-        "run_status": {s: sum(f["status"] == s for f in files) for s in ("loaded", "skipped", "refused", "empty")},
+        "run_status": {s: sum(f["status"] == s for f in files) for s in ("loaded", "skipped", "refused", "empty", "corrected")},
         "tables": build_table_stats(lake, manifest),
         "monthly_volumes": build_monthly_volumes(manifest),
         "quarantine": build_quarantine_summary(lake, manifest),

@@ -60,10 +60,15 @@ def test_new_snapshot_replaces_the_old_one(runtime, delivery, rows):
     write_table(delivery / "IR_BEN_R.csv", "IR_BEN_R", rows["IR_BEN_R"][:10])
     result = ingest_delivery(runtime, delivery, actor="tester")
     f = next(f for f in result.files if f.name == "IR_BEN_R.csv")
-    assert f.status == Status.LOADED and "replaces" in f.reason
-    ben = lake_mod.scan_table(runtime.settings.paths.lake, "IR_BEN_R").collect()
+    assert f.status == Status.CORRECTED and "replaces" in f.reason
+    assert f.correction["removed"] == len(rows["IR_BEN_R"]) - 10 and not f.correction["added"]
+    lake = runtime.settings.paths.lake
+    ben = lake_mod.scan_table(lake, "IR_BEN_R").collect()
     assert ben.height == 10
-    assert _manifest(runtime)["IR_BEN_R.csv"]["replaces"]
+    entry = _manifest(runtime)["IR_BEN_R.csv"]
+    assert entry["replaces"]
+    # the earlier version is still readable, with every row it had
+    assert lake_mod.scan_table(lake, "IR_BEN_R", entry["version"] - 1).collect().height == len(rows["IR_BEN_R"])
 
 
 def _january_then_february_with_a_january_row(runtime, tmp_path, rows, table: str):

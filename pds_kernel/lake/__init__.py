@@ -3,37 +3,45 @@
     lake/<TABLE>/month=YYYYMM/<source-file-stem>.parquet   monthly tables (one file per delivered file)
     lake/<TABLE>/year=YYYY/<source-file-stem>.parquet      yearly files (PMSI ``T_MCO23B.csv``)
     lake/<TABLE>/snapshot/<source-file-stem>.parquet       snapshot tables (referentials)
+    lake/<TABLE>/.../<stem>.<run>.parquet                  a correction's file (the old one stays for old versions)
+    lake/<TABLE>/_delta_log/                               the table's versions (Delta Lake, see .versions)
     lake/_quarantine/<TABLE>/<source-file-stem>.csv        rejected rows, with line number and reason
-    lake/_manifest.json                                    the ingest manifest (owned by pds_kernel.ingest)
-    lake/_manifest.journal                                 files committed since it was last written
+    lake/_manifest.json                                    the ingest ledger (owned by pds_kernel.ingest)
+    lake/_manifest.journal                                 ledger entries written since it was last saved
 
-Readers use :func:`scan_table`, never the paths directly, so the layout can change in one place.
-It reads only the files the manifest names: the ingest moves a file into place before it records
-it, so a file on disk that the manifest does not name is uncommitted (being committed, or left by
-a killed run) and must stay invisible. The table and month names that reach a path are validated
-here (never trust a name from outside), and so are the paths the manifest holds.
+Readers use :func:`scan_table` or :func:`table_files`, never the paths directly, so the layout can
+change in one place. They read only the files that the table's version names (the latest, or the
+one given): the ingest moves a file into place before it commits it, so a file on disk that no
+version names is uncommitted (being committed, or left by a killed run) and must stay invisible.
+A lake written before versions (no ``_delta_log``) is read from its ledger until ``pds lake
+upgrade`` converts it. The table and month names that reach a path are validated here (never
+trust a name from outside), and so are the paths the log and the ledger hold.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 
-from .errors import IntegrityError, InvalidInput, NotFound
+from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound
 
 MANIFEST_NAME = "_manifest.json"
 JOURNAL_NAME = "_manifest.journal"
 QUARANTINE_DIR = "_quarantine"
+LOCK_NAME = ".ingest.lock"
 _MONTH = re.compile(r"^[0-9]{6}$")
 _YEAR = re.compile(r"^[0-9]{4}$")
 
 
 def check_table_name(name: str) -> str:
-    from .snds.catalogue import is_ingestible
+    from ..snds.catalogue import is_ingestible
 
     if not is_ingestible(name):
         raise InvalidInput(f"unknown SNDS table {name!r} (see pds snds tables for the catalogue)")
@@ -56,9 +64,16 @@ def partition_dir(lake: Path, table: str, month: str | None) -> Path:
     return table_dir(lake, table) / f"month={month}"
 
 
-def table_files(lake: Path, table: str) -> list[Path]:
-    """The committed Parquet files of ``table`` (named by the ingest manifest), in a stable order:
-    a file left on disk by a killed ingest is never read."""
+def table_files(lake: Path, table: str, version: int | None = None) -> list[Path]:
+    """The committed Parquet files of ``table`` at ``version`` (latest when None), in a stable
+    order: a file left on disk by a killed ingest is never read."""
+    from .versions import files_at, is_versioned
+
+    if is_versioned(lake, table):
+        return files_at(lake, table, version)[0]
+    if version is not None:
+        raise NotFound(f"table {table} has no versions in the lake at {lake} (written before versions): "
+                       "run pds lake upgrade")
     return committed_files(lake, table)
 
 
@@ -88,8 +103,8 @@ def read_manifest(lake: Path) -> dict[str, dict]:
 
 
 def committed_files(lake: Path, table: str) -> list[Path]:
-    """The Parquet files of ``table`` that the ingest manifest names, in a stable order; none
-    when there is no manifest yet. A manifest naming a file outside the table's folder is refused."""
+    """The Parquet files of ``table`` that the ingest ledger names (a lake written before versions),
+    in a stable order; none when there is no ledger. One naming a file outside the table's folder is refused."""
     folder = table_dir(lake, table)
     manifest = lake / MANIFEST_NAME
     try:
@@ -106,30 +121,69 @@ def committed_files(lake: Path, table: str) -> list[Path]:
     return sorted(files)
 
 
+def data_files_on_disk(lake: Path) -> list[Path]:
+    """Every Parquet file in a partition folder of a table (``lake/<TABLE>/<partition>/*.parquet``),
+    committed or not; never the Delta log's checkpoints (``<TABLE>/_delta_log/*.parquet``)."""
+    from ..snds.catalogue import is_ingestible
+
+    return sorted(p for p in lake.glob("*/*/*.parquet")
+                  if p.parent.name != "_delta_log" and is_ingestible(p.parts[-3]))
+
+
 def manifest_of_written_files(lake: Path) -> dict:
     """A manifest naming every Parquet file under ``lake``, for lakes written without the ingest
     (test fixtures, benchmarks): readers only see files a manifest names."""
     files = {}
-    for parquet in sorted(lake.glob("*/*/*.parquet")):
+    for parquet in data_files_on_disk(lake):
         name = str(parquet.relative_to(lake))
         files[name] = {"table": parquet.parts[-3], "parquet": name}
     return {"format": 1, "files": files}
 
 
-def scan_table(lake: Path, table: str) -> pl.LazyFrame:
-    """A lazy view of ``table`` over all its committed files (without the partition column)."""
-    files = committed_files(lake, table)
+def scan_table(lake: Path, table: str, version: int | None = None) -> pl.LazyFrame:
+    """A lazy view of ``table`` at ``version`` (latest when None), without the partition column."""
+    files = table_files(lake, table, version)
     if not files:
         raise NotFound(f"table {table} is not in the lake at {lake}: ingest a delivery first")
     return pl.scan_parquet(files, hive_partitioning=False)
 
 
-def snapshot_id(lake: Path) -> str:
-    """A short fingerprint of the lake's content (hash of its manifest), recorded in extracts."""
+def has_lake(lake: Path) -> bool:
+    """True when the lake holds anything committed (a versioned table or a ledger)."""
+    from .versions import versioned_tables
+
+    return (lake / MANIFEST_NAME).is_file() or (lake / JOURNAL_NAME).is_file() or bool(versioned_tables(lake))
+
+
+def snapshot_id(lake: Path, versions: dict[str, int] | None = None) -> str:
+    """A short fingerprint of what the lake holds, recorded in extracts: of the tables' versions
+    (``versions``, else every versioned table's latest), and of the ledger of a lake written
+    before versions."""
+    from .versions import lake_versions, versioned_tables
+
     manifest, journal = lake / MANIFEST_NAME, lake / JOURNAL_NAME
+    if versions is None:
+        versions = lake_versions(lake, versioned_tables(lake))
+    if versions:
+        return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
     if not manifest.is_file() and not journal.is_file():
         raise NotFound(f"no ingest manifest at {manifest}: ingest a delivery first")
     digest = hashlib.sha256(manifest.read_bytes() if manifest.is_file() else b"")
     if journal.is_file():  # files committed by a run that has not finished (or was killed)
         digest.update(journal.read_bytes())
     return digest.hexdigest()[:16]
+
+
+@contextmanager
+def lake_lock(lake: Path) -> Iterator[None]:
+    """Hold the lake's writer lock (ingest, upgrade, expiry); refuse when another writer holds it."""
+    lake.mkdir(parents=True, exist_ok=True)
+    with (lake / LOCK_NAME).open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InvalidTransition(f"another ingest is running on the lake {lake}: wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
