@@ -138,7 +138,7 @@ def _checked_paths(folder: str, paths: tuple[str, ...], table: str) -> tuple[Pat
     names checked with string operations: a system call per file (resolving it, or checking that it
     is not a link) cost 10-30 s on a 20,000-file table on this machine. A file replaced by a link
     inside a partition folder is not detected: that needs write access to the lake, as does editing
-    the log (docs/adr/0005-lake-table-format.md). Cached per log state, like the listing."""
+    the log (docs/adr/0007-lake-table-format.md). Cached per log state, like the listing."""
     root = os.path.realpath(folder)
     parents: dict[str, bool] = {}
     files = []

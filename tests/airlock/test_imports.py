@@ -171,6 +171,7 @@ def test_cohort_without_project_key_is_refused(imports, cohort):
 def test_cli_import_round_trip(tmp_path, settings, registry):
     """``pds airlock import`` as alice, two checkers approve through the CLI, auto-release: the
     file is in the imports area and the manifest."""
+    import getpass
     import re
 
     import yaml
@@ -178,19 +179,24 @@ def test_cli_import_round_trip(tmp_path, settings, registry):
 
     from pds_kernel.cli.app import app
 
-    cfg = tmp_path / "pds.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "paths": {f: str(getattr(settings.paths, f)) for f in vars(settings.paths)},
-        "airlock": {"clamav_database": settings.airlock.clamav_database}}))
+    def config_of(actor: str) -> str:
+        """The CLI acts as its OS user, mapped to ``actor`` by the configuration (cli.identities)."""
+        cfg = tmp_path / f"pds-{actor}.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "paths": {f: str(getattr(settings.paths, f)) for f in vars(settings.paths)},
+            "airlock": {"clamav_database": settings.airlock.clamav_database},
+            "cli": {"identities": {getpass.getuser(): actor}}}))
+        return str(cfg)
+
     script = tmp_path / "analysis.R"
     script.write_bytes(b"library(survival)\n")
     run = CliRunner().invoke
-    out = run(app, ["-c", str(cfg), "--as", "alice", "airlock", "import", PROJECT, str(script),
+    out = run(app, ["-c", config_of("alice"), "airlock", "import", PROJECT, str(script),
                     "--justification", "our survival code"])
     assert out.exit_code == 0, out.output
     rid = re.search(r"request ([a-f0-9]{32})", out.output).group(1)
     for checker in ("olga", "omar"):
-        out = run(app, ["-c", str(cfg), "--as", checker, "airlock", "review", rid, "--decision", "approve"])
+        out = run(app, ["-c", config_of(checker), "airlock", "review", rid, "--decision", "approve"])
         assert out.exit_code == 0, out.output
     assert "state released" in out.output
     assert (settings.paths.imports / PROJECT / rid / "analysis.R").read_bytes() == b"library(survival)\n"
