@@ -39,6 +39,7 @@ class Paths:
     homes: Path = Path("var/homes")  #: private home per (user, project)
     state: Path = Path("var/state")  #: hub state, sockets, the default SQLite database
     reports: Path = Path("var/reports")  #: ingestion quality reports
+    packages: Path = Path("var/packages")  #: the approved wheels served by the package index
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,19 @@ class Hub:
 
 
 @dataclass(frozen=True)
+class Packages:
+    """The curated package index (``pds_kernel.packages``): where approved wheels come from and
+    what they must run on."""
+
+    #: where ``pds packages approve`` downloads wheels from (PyPI, or the organisation's mirror)
+    upstream_index: str = "https://pypi.org/simple"
+    #: Python of the workspaces ("" = this interpreter's major.minor; the notebook image's is 3.11)
+    python_version: str = ""
+    #: platform tag of the workspaces (Debian 12 and the notebook image: glibc 2.36, x86-64)
+    platform: str = "manylinux_2_36_x86_64"
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: Paths = field(default_factory=Paths)
     database: Database = field(default_factory=Database)
@@ -133,6 +147,7 @@ class Settings:
     disclosure: Disclosure = field(default_factory=Disclosure)
     airlock: Airlock = field(default_factory=Airlock)
     hub: Hub = field(default_factory=Hub)
+    packages: Packages = field(default_factory=Packages)
 
     @property
     def database_url(self) -> str:

@@ -53,7 +53,7 @@ from pathlib import Path
 from ..errors import InvalidInput, PermissionDenied
 from . import cgroup
 from .identity import SandboxAccount, lookup_sandbox_account, runs_as_root
-from .inside import BRIDGE_PORTS, RUN_DIR, SANDBOX_HOME
+from .inside import BRIDGE_PORTS, PIP_CONFIG, RUN_DIR, SANDBOX_HOME
 from .spec import WorkspaceSpec
 
 BWRAP = "/usr/bin/bwrap"
@@ -88,6 +88,8 @@ ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf")
 #: The sandbox's own ``/etc/hosts``: ``localhost`` only (jupyter-server-proxy reaches the Dask
 #: dashboard by that name).
 SANDBOX_HOSTS = Path(__file__).resolve().parent / "etc" / "hosts"
+#: The sandbox's own ``/etc/pip.conf`` (platform-owned, read-only): the package index only.
+SANDBOX_PIP_CONF = Path(__file__).resolve().parent / "etc" / "pip.conf"
 #: Top-level system directories bound read-only (those that exist on the host).
 SYSTEM_DIRS = ("/usr",)
 #: Environment variable names a caller may pass (values may be secrets: they never enter argv).
@@ -205,6 +207,7 @@ def _system_binds() -> list[str]:
         if Path("/etc", name).exists():
             args += _ro_bind(f"/etc/{name}")
     args += ["--ro-bind", str(SANDBOX_HOSTS), "/etc/hosts"]
+    args += ["--ro-bind", str(SANDBOX_PIP_CONF), PIP_CONFIG]
     return args
 
 
