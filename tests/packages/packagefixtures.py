@@ -13,6 +13,9 @@ from pathlib import Path
 
 from pds_kernel.packages.index import IndexServer
 
+#: the platform administrator of the package tests (a registry admin)
+ADMIN = "ada"
+
 
 def build_wheel(dest: Path, name: str, version: str, *, requires: tuple[str, ...] = (),
                 licence: str = "MIT", code: str | None = None) -> Path:
@@ -73,3 +76,15 @@ class ThreadedIndex:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+def write_config(settings, path: Path) -> Path:
+    """A pds.yaml naming exactly ``settings``' paths, database and package settings (for ``pds``)."""
+    from dataclasses import asdict, fields
+
+    import yaml
+
+    data = {"paths": {f.name: str(getattr(settings.paths, f.name)) for f in fields(settings.paths)},
+            "database": {"url": settings.database.url}, "packages": asdict(settings.packages)}
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
