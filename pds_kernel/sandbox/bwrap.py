@@ -85,6 +85,9 @@ ADDRESS_SPACE_HEADROOM_MB = 4096
 #: Host files of ``/etc`` that the sandbox sees (read-only). Nothing else of ``/etc``: no passwd,
 #: no host's hosts, no resolv.conf (there is no DNS inside anyway).
 ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf")
+#: Host directories of ``/etc`` the sandbox sees (read-only), when they exist: R's configuration
+#: (Debian links ``/usr/lib/R/etc`` there: library paths, ``Renviron``, ``Makeconf``).
+ETC_DIRS = ("R",)
 #: The sandbox's own ``/etc/hosts``: ``localhost`` only (jupyter-server-proxy reaches the Dask
 #: dashboard by that name).
 SANDBOX_HOSTS = Path(__file__).resolve().parent / "etc" / "hosts"
@@ -205,6 +208,9 @@ def _system_binds() -> list[str]:
     args += ["--dir", "/etc"]
     for name in ETC_FILES:
         if Path("/etc", name).exists():
+            args += _ro_bind(f"/etc/{name}")
+    for name in ETC_DIRS:
+        if Path("/etc", name).is_dir():
             args += _ro_bind(f"/etc/{name}")
     args += ["--ro-bind", str(SANDBOX_HOSTS), "/etc/hosts"]
     args += ["--ro-bind", str(SANDBOX_PIP_CONF), PIP_CONFIG]

@@ -45,6 +45,8 @@ PIP_CONFIG = "/etc/pip.conf"
 PACKAGES_PREFIX = f"{SANDBOX_HOME}/.local/pds-packages"
 #: The terminal's shell (JupyterLab's terminals run ``$SHELL``).
 SHELL = "/bin/bash"
+#: R in workspaces: the platform's site profile attaches the extract helpers (``pds_kernel/r``).
+R_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "r")
 
 
 def packages_site_dir(prefix: str = PACKAGES_PREFIX) -> str:
@@ -79,6 +81,8 @@ def child_environment(source: dict[str, str], keep: list[str], sockets: list[str
         # (kernels and terminals see them; the notebook server runs ``python -I`` and does not).
         "PIP_CONFIG_FILE": PIP_CONFIG,
         "PYTHONPATH": packages_site_dir(),
+        "R_PROFILE": os.path.join(R_DIR, "Rprofile.site"),
+        "PDS_R_HELPER": os.path.join(R_DIR, "pds.R"),
     })
     for name in sockets:
         variable, url = BRIDGE_URLS[name]

@@ -49,7 +49,7 @@ def test_every_operation_conforms_and_never_fails(server, mode):
     """
     base = server + PREFIX.rstrip("/")
     ops = operations(server)
-    assert len(ops) == 12
+    assert len(ops) == 14
     for operation in ops:
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=5, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
