@@ -86,8 +86,9 @@ ADDRESS_SPACE_HEADROOM_MB = 4096
 #: no host's hosts, no resolv.conf (there is no DNS inside anyway).
 ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf")
 #: Host directories of ``/etc`` the sandbox sees (read-only), when they exist: R's configuration
-#: (Debian links ``/usr/lib/R/etc`` there: library paths, ``Renviron``, ``Makeconf``).
-ETC_DIRS = ("R",)
+#: (Debian links ``/usr/lib/R/etc`` there: library paths, ``Renviron``, ``Makeconf``) and the
+#: alternatives links through which R finds its BLAS and LAPACK (``libblas.so.3``).
+ETC_DIRS = ("R", "alternatives")
 #: The sandbox's own ``/etc/hosts``: ``localhost`` only (jupyter-server-proxy reaches the Dask
 #: dashboard by that name).
 SANDBOX_HOSTS = Path(__file__).resolve().parent / "etc" / "hosts"
