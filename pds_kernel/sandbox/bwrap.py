@@ -96,6 +96,10 @@ SANDBOX_HOSTS = Path(__file__).resolve().parent / "etc" / "hosts"
 SANDBOX_PIP_CONF = Path(__file__).resolve().parent / "etc" / "pip.conf"
 #: Top-level system directories bound read-only (those that exist on the host).
 SYSTEM_DIRS = ("/usr",)
+#: Network clients of the host's ``/usr/bin`` masked in the sandbox (``/dev/null`` bound over them:
+#: they cannot run). There is no network to use them on anyway; the terminal has none to offer.
+NETWORK_CLIENTS = ("curl", "wget", "ssh", "scp", "sftp", "rsync", "nc", "ncat", "netcat", "telnet", "ftp",
+                   "socat")
 #: Environment variable names a caller may pass (values may be secrets: they never enter argv).
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -200,6 +204,10 @@ def _system_binds() -> list[str]:
     args: list[str] = []
     for path in SYSTEM_DIRS:
         args += _ro_bind(path)
+    for name in NETWORK_CLIENTS:
+        client = Path("/usr/bin", name)
+        if client.exists() and not client.is_symlink():
+            args += ["--ro-bind", "/dev/null", str(client)]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         host = Path("/") / name
         if host.is_symlink():

@@ -24,7 +24,8 @@ def test_bash_less_grep_git_and_the_platform_pip_in_the_sandbox(world):
         'echo "shell=$SHELL"; less --version | head -1; grep --version | head -1; '
         "mkdir -p repo && cd repo && git init -q && echo hello > notes.txt && git add notes.txt && "
         "git -c user.name=alice -c user.email=alice@example.org commit -qm first && git log --format=%s; "
-        'cd ..; python -m pip config list; echo "pythonpath=$PYTHONPATH"'
+        'cd ..; python -m pip config list; echo "pythonpath=$PYTHONPATH"; '
+        "for c in curl wget ssh; do [ -e /usr/bin/$c ] && { /usr/bin/$c --version >/dev/null 2>&1; echo $c=$?; }; done; true"
     )
     home = world.runtime.settings.paths.homes / "proj-a" / "alice"
     code = run_in_sandbox(world.runtime, "alice", "proj-a",
@@ -36,3 +37,7 @@ def test_bash_less_grep_git_and_the_platform_pip_in_the_sandbox(world):
     assert "global.index-url='http://127.0.0.1:8083/simple/'" in out
     assert "install.prefix='/home/jovyan/.local/pds-packages'" in out
     assert "pythonpath=/home/jovyan/.local/pds-packages/lib/python3." in out
+    # the host's network clients, when it has some, are masked: they cannot even start
+    for client in ("curl", "wget", "ssh"):
+        if shutil.which(client) == f"/usr/bin/{client}":
+            assert f"{client}=126" in out, out
