@@ -72,7 +72,8 @@ def import_models() -> None:
     """Import every module that declares tables on :class:`Base` (registry, airlock, audit)."""
     from . import audit  # noqa: F401
 
-    for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models", "pds_kernel.served_bytes"):
+    for module in ("pds_kernel.registry.models", "pds_kernel.airlock.models", "pds_kernel.served_bytes",
+                   "pds_kernel.packages.models"):
         try:
             __import__(module)
         except ModuleNotFoundError as exc:  # a component not installed yet

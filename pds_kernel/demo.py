@@ -409,6 +409,38 @@ def build_extracts(runtime: Runtime, root: Path, options: DemoOptions, actor: st
     return StepResult("extracts", status, f"{built} extract(s) built, {len(lines) - built} reused", lines=lines)
 
 
+#: Packages the demo approves, so that a new user can try ``pip install texttable`` in a workspace:
+#: small, pure Python, not in the workspace environment (docs/packages.md).
+DEMO_PACKAGES: tuple[str, ...] = ("texttable==1.7.0",)
+
+
+def approve_packages(runtime: Runtime, actor: str, packages: tuple[str, ...] = DEMO_PACKAGES) -> StepResult:
+    """Approve :data:`DEMO_PACKAGES` (downloaded from the upstream index, PyPI by default) unless
+    they are approved already. Without a connection to the upstream index the step says so and the
+    demo goes on: everything else works offline."""
+    from .packages.names import parse_requirement
+    from .packages.service import PackageService
+
+    service = PackageService(runtime)
+    lines, approved, missing = [], 0, 0
+    for text in packages:
+        requirement = parse_requirement(text, pinned=True)
+        if service.is_approved(requirement.name, requirement.version):
+            lines.append(f"{requirement}: approved already")
+            continue
+        try:
+            files = service.approve(actor, str(requirement))
+        except (NotFound, InvalidInput) as exc:
+            missing += 1
+            lines.append(f"{requirement}: NOT approved: {exc}")
+            continue
+        approved += 1
+        lines.append(f"{requirement}: approved ({', '.join(f'{f.file} {f.licence}' for f in files)}); "
+                     f"try `pip install {requirement.name}` in a workspace terminal")
+    status = "skipped" if missing else "done" if approved else "reused"
+    return StepResult("packages", status, f"{approved} package(s) approved, {missing} not reachable", lines=lines)
+
+
 # ---- demo convenience ---------------------------------------------------------------------------
 def current_code(settings: Settings, user: str, actor: str) -> str:
     """The current TOTP code of a *demo* account, so the demo works without an authenticator app.

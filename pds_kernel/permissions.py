@@ -47,6 +47,8 @@ OUTPUT_CHECKER = "output-checker"
 SERVICE_REGISTRY_SYNC = "service:registry-sync"
 #: The Helm extract-build Job: builds the extract of the project it is created for, nothing else.
 SERVICE_EXTRACT_BUILD = "service:extract-build"
+#: The Helm package-approval Jobs: approve the releases listed in the chart's values, nothing else.
+SERVICE_PACKAGE_APPROVAL = "service:package-approval"
 
 
 class Right(str, enum.Enum):
@@ -54,6 +56,7 @@ class Right(str, enum.Enum):
 
     APPLY_REGISTRY = "apply-registry"
     BUILD_EXTRACT = "build-extract"
+    APPROVE_PACKAGES = "approve-packages"
 
 
 #: Service identities and their exact rights. A service identity is not a registry user (the
@@ -61,6 +64,7 @@ class Right(str, enum.Enum):
 SERVICE_RIGHTS: dict[str, frozenset[Right]] = {
     SERVICE_REGISTRY_SYNC: frozenset({Right.APPLY_REGISTRY}),
     SERVICE_EXTRACT_BUILD: frozenset({Right.BUILD_EXTRACT}),
+    SERVICE_PACKAGE_APPROVAL: frozenset({Right.APPROVE_PACKAGES}),
 }
 
 
@@ -330,19 +334,34 @@ def check_import(registry, actor: str, project: str, *, from_workspace: bool = F
     registry.check_access(actor, project, RESEARCHER, action="airlock.access.import", actor=actor)
 
 
-def can_approve_package(registry, actor: str, project: str, requester: str) -> bool:
-    """Approve a package for a project's index: an output checker of the project, personally,
-    never the one who asked for it."""
-    return (can_act_personally(actor) and str(actor) != requester
-            and can_check(registry, actor, project))
+def can_request_package(registry, actor: str, project: str) -> bool:
+    """Ask for a package for a project's workspaces: an active researcher of it, personally."""
+    return can_act_personally(actor) and can_research(registry, actor, project)
 
 
-def check_approve_package(registry, actor: str, project: str, requester: str) -> None:
-    check_not_impersonated(actor, "approve a package")
-    if str(actor) == requester:
-        raise PermissionDenied("who asked for a package never approves it: ask an output checker")
-    if not can_approve_package(registry, actor, project, requester):
-        raise PermissionDenied(f"only an output checker of project {project} approves its packages")
+def check_request_package(registry, actor: str, project: str) -> None:
+    check_not_impersonated(actor, "ask for a package")
+    registry.check_access(actor, project, RESEARCHER, action="packages.access.request")
+
+
+def can_approve_package(registry, actor: str) -> bool:
+    """Approve or refuse a package release (it becomes installable in every workspace): a platform
+    administrator, personally, or the chart's package-approval Job (the releases its values list)."""
+    if has_right(actor, Right.APPROVE_PACKAGES):
+        return True
+    return can_act_personally(actor) and is_administrator(registry, actor)
+
+
+def check_approve_package(registry, actor: str) -> None:
+    check_not_impersonated(actor, "approve or refuse a package")
+    if not can_approve_package(registry, actor):
+        raise PermissionDenied(f"{actor} may not approve or refuse packages: platform administrators only")
+
+
+def can_see_package_requests(registry, actor: str, project: str) -> bool:
+    """A project's package requests: administrators and the project's active members."""
+    return (is_administrator(registry, actor) or can_research(registry, actor, project)
+            or can_check(registry, actor, project))
 
 
 def can_download(registry, actor: str, project: str, author: str) -> bool:

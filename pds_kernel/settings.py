@@ -41,6 +41,7 @@ class Paths:
     reports: Path = Path("var/reports")  #: ingestion quality reports
     imports: Path = Path("var/imports")  #: imports/<project>/<request>/ approved imports (read-only in workspaces)
     ttp: Path = Path("var/ttp")  #: the trusted third party's NIR correspondence (never in a workspace)
+    packages: Path = Path("var/packages")  #: the approved wheels served by the package index
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,16 @@ class ProjectEnd:
 
     retention_days: int = 90  #: days between `pds project close` and the first day `pds project purge` may run
     home_quota_mb: int = 2048  #: size limit of one workspace home (MB); a start over it is refused
+class Packages:
+    """The curated package index (``pds_kernel.packages``): where approved wheels come from and
+    what they must run on."""
+
+    #: where ``pds packages approve`` downloads wheels from (PyPI, or the organisation's mirror)
+    upstream_index: str = "https://pypi.org/simple"
+    #: Python of the workspaces ("" = this interpreter's major.minor; the notebook image's is 3.11)
+    python_version: str = ""
+    #: platform tag of the workspaces (Debian 12 and the notebook image: glibc 2.36, x86-64)
+    platform: str = "manylinux_2_36_x86_64"
 
 
 @dataclass(frozen=True)
@@ -186,6 +197,7 @@ class Settings:
     model_check: ModelCheck = field(default_factory=ModelCheck)
     cli: Cli = field(default_factory=Cli)
     project_end: ProjectEnd = field(default_factory=ProjectEnd)
+    packages: Packages = field(default_factory=Packages)
 
     @property
     def database_url(self) -> str:

@@ -7,6 +7,7 @@
     ddf = ws.dask_dataframe("ER_PRS_F")           # the same table as a Dask DataFrame
     ws.check("results/table1.csv")                # the gate's checks, without submitting
     ws.request_export(["results/table1.csv"], "Table 1 of the article")
+    ws.request_package("texttable", "to print tables in the logs")  # then: pip install texttable
 
 The extract is read-only at ``$PDS_DATA_DIR`` (``/data``), one Parquet file per table and a
 ``manifest.json``; only tables listed there (or present as files) can be opened, so a name never
@@ -302,6 +303,22 @@ class ExportAnswer(dict):
                 f'<a href="{escape(self.url)}" target="_blank" class="pds-request-link">'
                 f"Follow it on the airlock page</a> (state, reviews, download once released).</p>"
                 f"<ul>{files}</ul>")
+
+
+def request_package(package: str, justification: str = "") -> dict:
+    """Ask for a Python package that is not approved yet (``"NAME"`` or ``"NAME==VERSION"``).
+
+    The request goes to the gate with this workspace's identity and project, and is audited; an
+    admin approves it (``pds packages approve NAME==VERSION``), after which ``pip install NAME``
+    works in every workspace. Returns the request (id, state)."""
+    if not isinstance(package, str) or not package.strip():
+        raise InvalidInput("name the package: ws.request_package(\"NAME\") or \"NAME==VERSION\"")
+    from .airlock.client import AirlockClient
+
+    answer = AirlockClient().request_package(package.strip(), (justification or "").strip())
+    print(f"requested {package.strip()} (request {answer.get('id')}): an admin approves it, "
+          "then pip install it in a terminal or with %pip")
+    return answer
 
 
 def resubmit_export(request_id: str, files: Iterable[str | os.PathLike] | str = (), *,

@@ -123,6 +123,14 @@ class AirlockClient:
     def get(self, request_id: str) -> dict:
         return self.request("GET", f"api/requests/{request_id}")
 
+    def request_package(self, package: str, justification: str = "", *, project: str | None = None) -> dict:
+        """Ask for a Python package (``NAME`` or ``NAME==VERSION``) for this workspace's project."""
+        project = project or os.environ.get("PDS_PROJECT") or os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+        if not project:
+            raise InvalidInput("which project? pass project= or set PDS_PROJECT")
+        body = json.dumps({"project": project, "package": package, "justification": justification}).encode()
+        return self.request("POST", "api/packages/requests", body)
+
     def resubmit(self, request_id: str, files: Iterable[str | Path] = (), *, remove: Iterable[str] = (),
                  justification: str | None = None, acro: Mapping[str, Any] | None = None) -> dict:
         """Answer a request for changes: replace or add ``files`` (matched by name), drop ``remove``;

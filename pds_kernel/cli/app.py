@@ -137,6 +137,7 @@ def _register() -> None:
         ("airlock_cmd", "airlock"),
         ("hub_cmd", "hub"),
         ("demo_cmd", "demo"),
+        ("packages_cmd", "packages"),
     ):
         try:
             module = __import__(f"{__package__}.{module_name}", fromlist=["app"])

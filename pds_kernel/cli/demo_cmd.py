@@ -100,6 +100,7 @@ def run(
 
         _run_step("hub accounts", make_accounts)
         _run_step("extracts", lambda p: demo.build_extracts(runtime, config.parent, options, actor, p))
+        _run_step("packages", lambda p: demo.approve_packages(runtime, actor))
         _print_accounts(accounts, config)
     finally:
         runtime.close()

@@ -18,6 +18,11 @@
 ``extract-check PROJECT``
     The conformity check of a project's published extract, as ``service:extract-build``.
 
+``package-approve NAME==VERSION``
+    A package-approval Job (one per release listed in the chart's ``packages.approve``): downloads
+    the release and its dependency closure into the package index's storage. It acts as the service
+    identity ``service:package-approval``, whose only right is to approve packages.
+
 Errors print one line and exit non-zero (the ``PdsError`` exit code).
 """
 
@@ -34,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InvalidInput, PdsError
-from ..permissions import SERVICE_EXTRACT_BUILD, SERVICE_REGISTRY_SYNC
+from ..permissions import SERVICE_EXTRACT_BUILD, SERVICE_PACKAGE_APPROVAL, SERVICE_REGISTRY_SYNC
 from ..registry import Registry
 from ..registry.names import check_project_id
 from ..registry.spec import load_registry_file
@@ -153,6 +158,20 @@ def extract_check(args) -> int:
     return 0
 
 
+def package_approve(args) -> int:
+    from ..packages.service import PackageService
+
+    runtime = Runtime(load_settings())
+    try:
+        files = PackageService(runtime).approve(SERVICE_PACKAGE_APPROVAL, args.requirement)
+    finally:
+        runtime.close()
+    for f in files:
+        print(f"{f.file} sha256={f.sha256} licence={f.licence}")
+    print(f"approved {args.requirement}: {len(files)} wheel(s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pds_kernel.k8s")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("extract-check", help="check that a project's published extract conforms")
     check.add_argument("project")
     check.set_defaults(run=extract_check)
+    package = sub.add_parser("package-approve", help="approve one package release for the package index")
+    package.add_argument("requirement", help="NAME==VERSION")
+    package.set_defaults(run=package_approve)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

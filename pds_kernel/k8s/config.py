@@ -36,6 +36,7 @@ class Services:
     gateway_proxy: str = "traefik-dask-gateway"  #: dask-gateway traefik (API and scheduler TLS)
     gateway_api: str = "api-dask-gateway"  #: dask-gateway API server
     airlock: str = "pds-airlock"  #: the airlock service of this chart
+    packages: str = "pds-packages"  #: the package index of this chart (approved wheels, port 8080)
 
 
 @dataclass(frozen=True)

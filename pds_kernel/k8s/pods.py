@@ -17,8 +17,9 @@ in it before (:func:`apply_workspace_invariants` is the last word):
 * the project's labels, image, CPU/memory limits (requests = limits) and optional GPU;
 * restricted security (non-root, no privilege escalation, all capabilities dropped, seccomp
   RuntimeDefault, read-only root filesystem), no service-account token, no host namespaces;
-* no DNS resolver unless enabled: the hub, the dask-gateway proxy and the airlock are reached at
-  the addresses Kubernetes injects (``$(HUB_SERVICE_HOST)``...), expanded by the kubelet.
+* no DNS resolver unless enabled: the hub, the dask-gateway proxy, the airlock and the package
+  index (``PIP_INDEX_URL``) are reached at the addresses Kubernetes injects
+  (``$(HUB_SERVICE_HOST)``...), expanded by the kubelet.
 """
 
 from __future__ import annotations
@@ -175,9 +176,14 @@ def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig) -> dict[str, str]:
     """Where the workspace finds the gateway and the airlock, and its default Dask options."""
     s = cfg.services
     gateway = service_address(s.gateway_proxy, dns=cfg.dns, port=80)
+    package_index = f"http://{service_address(s.packages, dns=cfg.dns, port=8080)}/simple/"
     return {
         "PDS_PROJECT": spec.project,
         "PDS_AIRLOCK_URL": f"http://{service_address(s.airlock, dns=cfg.dns, port=8080)}",
+        # pip: the platform's package index only (the image's /etc/pip.conf says the rest)
+        "PIP_INDEX_URL": package_index,
+        "PDS_PACKAGE_INDEX_URL": package_index,
+        "PIP_CONFIG_FILE": "/etc/pip.conf",
         "DASK_GATEWAY__ADDRESS": f"http://{gateway}{cfg.gateway_prefix}",
         "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{gateway}",
         "DASK_GATEWAY__PUBLIC_ADDRESS": cfg.gateway_prefix,

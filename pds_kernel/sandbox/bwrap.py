@@ -53,7 +53,7 @@ from pathlib import Path
 from ..errors import InvalidInput, PermissionDenied
 from . import cgroup
 from .identity import SandboxAccount, lookup_sandbox_account, runs_as_root
-from .inside import BRIDGE_PORTS, RUN_DIR, SANDBOX_HOME
+from .inside import BRIDGE_PORTS, PIP_CONFIG, RUN_DIR, SANDBOX_HOME
 from .spec import WorkspaceSpec
 
 BWRAP = "/usr/bin/bwrap"
@@ -85,11 +85,21 @@ ADDRESS_SPACE_HEADROOM_MB = 4096
 #: Host files of ``/etc`` that the sandbox sees (read-only). Nothing else of ``/etc``: no passwd,
 #: no host's hosts, no resolv.conf (there is no DNS inside anyway).
 ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf")
+#: Host directories of ``/etc`` the sandbox sees (read-only), when they exist: R's configuration
+#: (Debian links ``/usr/lib/R/etc`` there: library paths, ``Renviron``, ``Makeconf``) and the
+#: alternatives links through which R finds its BLAS and LAPACK (``libblas.so.3``).
+ETC_DIRS = ("R", "alternatives")
 #: The sandbox's own ``/etc/hosts``: ``localhost`` only (jupyter-server-proxy reaches the Dask
 #: dashboard by that name).
 SANDBOX_HOSTS = Path(__file__).resolve().parent / "etc" / "hosts"
+#: The sandbox's own ``/etc/pip.conf`` (platform-owned, read-only): the package index only.
+SANDBOX_PIP_CONF = Path(__file__).resolve().parent / "etc" / "pip.conf"
 #: Top-level system directories bound read-only (those that exist on the host).
 SYSTEM_DIRS = ("/usr",)
+#: Network clients of the host's ``/usr/bin`` masked in the sandbox (``/dev/null`` bound over them:
+#: they cannot run). There is no network to use them on anyway; the terminal has none to offer.
+NETWORK_CLIENTS = ("curl", "wget", "ssh", "scp", "sftp", "rsync", "nc", "ncat", "netcat", "telnet", "ftp",
+                   "socat")
 #: Environment variable names a caller may pass (values may be secrets: they never enter argv).
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -197,6 +207,10 @@ def _system_binds() -> list[str]:
     args: list[str] = []
     for path in SYSTEM_DIRS:
         args += _ro_bind(path)
+    for name in NETWORK_CLIENTS:
+        client = Path("/usr/bin", name)
+        if client.exists() and not client.is_symlink():
+            args += ["--ro-bind", "/dev/null", str(client)]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         host = Path("/") / name
         if host.is_symlink():
@@ -207,7 +221,11 @@ def _system_binds() -> list[str]:
     for name in ETC_FILES:
         if Path("/etc", name).exists():
             args += _ro_bind(f"/etc/{name}")
+    for name in ETC_DIRS:
+        if Path("/etc", name).is_dir():
+            args += _ro_bind(f"/etc/{name}")
     args += ["--ro-bind", str(SANDBOX_HOSTS), "/etc/hosts"]
+    args += ["--ro-bind", str(SANDBOX_PIP_CONF), PIP_CONFIG]
     return args
 
 

@@ -6,7 +6,8 @@
    process environment, never from argv), plus the workspace's own settings (home, user, data
    directory, Dask workers, bridge URLs), which the caller cannot override.
 2. For each ``--socket NAME`` mounted at ``/run/pds/NAME.sock``, listens on
-   ``127.0.0.1:BRIDGE_PORTS[NAME]`` and forwards to it (hub -> 8081, gate -> 8082).
+   ``127.0.0.1:BRIDGE_PORTS[NAME]`` and forwards to it (hub -> 8081, gate -> 8082, package
+   index -> 8083).
 3. Runs COMMAND, passes on SIGTERM/SIGINT/SIGHUP, and exits with its exit code (128+N when it
    died of signal N; 127 when it cannot be started). Without sockets it simply execs COMMAND.
 """
@@ -29,12 +30,28 @@ SANDBOX_HOME = "/home/jovyan"
 SANDBOX_USER = "jovyan"
 DATA_DIR = "/data"
 #: Mounted socket name -> loopback port it is forwarded to inside the sandbox.
-BRIDGE_PORTS = {"hub": 8081, "gate": 8082}
+BRIDGE_PORTS = {"hub": 8081, "gate": 8082, "packages": 8083}
 #: Environment variable set (inside) to the URL of each bridge.
 BRIDGE_URLS = {
     "hub": ("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
     "gate": ("PDS_AIRLOCK_URL", "http://127.0.0.1:8082"),
+    "packages": ("PDS_PACKAGE_INDEX_URL", "http://127.0.0.1:8083/simple/"),
 }
+#: The platform's pip configuration (read-only, bound from ``etc/pip.conf`` of this package):
+#: the package index above, nothing else.
+PIP_CONFIG = "/etc/pip.conf"
+#: Where ``pip install`` puts approved packages (the ``prefix`` of :data:`PIP_CONFIG`): in the
+#: home, so they last across restarts; the environment itself is read-only.
+PACKAGES_PREFIX = f"{SANDBOX_HOME}/.local/pds-packages"
+#: The terminal's shell (JupyterLab's terminals run ``$SHELL``).
+SHELL = "/bin/bash"
+#: R in workspaces: the platform's site profile attaches the extract helpers (``pds_kernel/r``).
+R_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "r")
+
+
+def packages_site_dir(prefix: str = PACKAGES_PREFIX) -> str:
+    """The ``site-packages`` directory of :data:`PACKAGES_PREFIX` for this interpreter."""
+    return f"{prefix}/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 #: Dask dashboard port inside the sandbox (reached through jupyter-server-proxy).
 DASK_DASHBOARD_PORT = 8787
 
@@ -44,9 +61,10 @@ def child_environment(source: dict[str, str], keep: list[str], sockets: list[str
     """Pure: the environment COMMAND gets."""
     venv_bin = os.path.join(sys.prefix, "bin")
     env = {
-        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin:{PACKAGES_PREFIX}/bin",
         "LANG": "C.UTF-8",
         "TMPDIR": "/tmp",
+        "SHELL": SHELL,
     }
     env.update({name: source[name] for name in keep if name in source})
     env.update({
@@ -59,6 +77,12 @@ def child_environment(source: dict[str, str], keep: list[str], sockets: list[str
         "PDS_MEM_LIMIT_MB": str(mem_limit_mb),
         "PDS_DASK_DASHBOARD_PORT": str(DASK_DASHBOARD_PORT),
         "PDS_SERVER_SOCKET": SERVER_SOCKET,
+        # pip: the platform's configuration, and the approved packages installed in the home
+        # (kernels and terminals see them; the notebook server runs ``python -I`` and does not).
+        "PIP_CONFIG_FILE": PIP_CONFIG,
+        "PYTHONPATH": packages_site_dir(),
+        "R_PROFILE": os.path.join(R_DIR, "Rprofile.site"),
+        "PDS_R_HELPER": os.path.join(R_DIR, "pds.R"),
     })
     for name in sockets:
         variable, url = BRIDGE_URLS[name]

@@ -48,6 +48,8 @@ KEPT_JUPYTER_VARIABLES = frozenset({"JUPYTER_RUNTIME_DIR"})
 #: What the server runs: JupyterHub's single-user server, or a plain jupyter_server (tests, and
 #: the chart parity test that has no hub).
 MODES = {"singleuser": "jupyterhub.singleuser", "server": "jupyter_server"}
+#: The shell of JupyterLab's terminals (locally from the host's /usr, in the image from Debian).
+TERMINAL_SHELL = "/bin/bash"
 
 
 def server_command(python: str = "python", mode: str = "singleuser") -> list[str]:
@@ -105,6 +107,9 @@ def platform_args(home: str) -> list[str]:
         "--LabApp.lock_all_plugins=True",
         "--LabApp.extension_manager=readonly",
         "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        # Terminals run bash (less, grep and git are installed; there is no network client and no
+        # network), whatever $SHELL says.
+        "--ServerApp.terminado_settings=" + repr({"shell_command": [TERMINAL_SHELL]}),
     ]
 
 

@@ -11,7 +11,9 @@ The spawner only does the I/O: directories, the process, and the socket bridges.
 server listens on ``/run/pds/server.sock`` inside; the hub reaches it through a loopback TCP port
 (:class:`~.bridge.TcpToUnix`, because configurable-http-proxy cannot target a Unix socket) and the
 server reaches the hub API through ``/run/pds/hub.sock`` (:class:`~.bridge.UnixToTcp` here, a TCP
-forwarder inside, because JupyterHub's API client speaks TCP only).
+forwarder inside, because JupyterHub's API client speaks TCP only). The platform's package index
+(:class:`~pds_kernel.packages.index.IndexServer`, read-only, approved wheels only) is served on
+``/run/pds/packages.sock``, forwarded inside to ``127.0.0.1:8083`` where ``/etc/pip.conf`` points.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from urllib.parse import urlparse
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Any, Float, Integer, List, Unicode, default
+from traitlets import Any, Bool, Float, Integer, List, Unicode, default
 
 from ..audit import AuditEvent, Outcome
 from ..errors import PdsError, PermissionDenied
 from ..project_end import check_home_quota
+from ..packages.index import IndexServer
 from . import cgroup
 from .bridge import TcpToUnix, UnixToTcp
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
@@ -89,6 +92,12 @@ class SandboxSpawner(Spawner):
         0, config=True,
         help="Loopback TCP port of the airlock gate on the hub side; when non-zero the sandbox gets "
              "it as /run/pds/gate.sock (127.0.0.1:8082 inside). Default 0: no gate.",
+    )
+    package_index = Bool(
+        True, config=True,
+        help="Serve the platform's package index (settings.paths.packages, approved wheels only) to "
+             "each sandbox as /run/pds/packages.sock (127.0.0.1:8083 inside, where /etc/pip.conf "
+             "points). Default True.",
     )
     stop_grace = Float(
         5.0, config=True,
@@ -201,6 +210,9 @@ class SandboxSpawner(Spawner):
         if self.gate_port:
             sockets["gate"] = self._socket_path("gate")
             bridges.append(UnixToTcp(sockets["gate"], "127.0.0.1", self.gate_port))
+        if self.package_index:
+            sockets["packages"] = self._socket_path("packages")
+            bridges.append(self._package_index())
         for bridge in bridges:
             await bridge.start()
         self._bridges = bridges
@@ -312,6 +324,8 @@ class SandboxSpawner(Spawner):
         bridges = [self._hub_bridge(), TcpToUnix(self.port, runtime_dir / "server.sock")]
         if self.gate_port:
             bridges.append(UnixToTcp(self._socket_path("gate"), "127.0.0.1", self.gate_port))
+        if self.package_index:
+            bridges.append(self._package_index())
         for bridge in bridges:
             await bridge.start()
         self._bridges = bridges
@@ -319,6 +333,18 @@ class SandboxSpawner(Spawner):
         for bridge in bridges:
             if isinstance(bridge, UnixToTcp):
                 hand_over(bridge.unix_path, account)
+            elif isinstance(bridge, IndexServer):
+                hand_over(bridge.unix_socket, account)
+
+    def _package_index(self) -> IndexServer:
+        """The package index of this workspace; every wheel it hands out is in the audit trail."""
+
+        def served(method: str, path: str, status: int) -> None:
+            if path.startswith("/files/") and status == 200:
+                self._audit("packages.download", file=path.removeprefix("/files/"), method=method)
+
+        return IndexServer(self._settings.paths.packages, unix_socket=self._socket_path("packages"),
+                           on_request=served)
 
     def _hub_bridge(self) -> HubApiBridge:
         """The hub socket: only the hub API requests this server needs, refusals audited."""

@@ -49,7 +49,7 @@ def test_every_operation_conforms_and_never_fails(server, mode):
     """
     base = server + PREFIX.rstrip("/")
     ops = operations(server)
-    assert len(ops) == 13  # 12 + createImport (imports)
+    assert len(ops) == 15  # 12 + createImport (imports) + the package requests' 2 (packages)
     for operation in ops:
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=5, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],

@@ -76,6 +76,8 @@ def test_first_run_leaves_lake_report_registry_accounts_and_extracts(demo_runs):
     for project in DEMO_PROJECTS:
         manifest = json.loads((root / "projects" / project / "extract" / "manifest.json").read_text())
         assert manifest["project"] == project and manifest["conformity"]["ok"]
+    # the demo approves texttable from PyPI; without a connection the step says so and goes on
+    assert "texttable==1.7.0: approved (" in first or "texttable==1.7.0: NOT approved" in first
     assert runtime.audit.verify().ok
     actors = {e.actor for e in runtime.audit.entries() if e.action.startswith(("registry.", "extract.build"))}
     assert actors == {"os:demo-tester"}
@@ -101,6 +103,7 @@ def test_second_run_is_idempotent(demo_runs):
     assert "0 file(s) loaded" in second
     assert "registry already holds" in second
     assert "0 extract(s) built, 2 reused" in second
+    assert "texttable==1.7.0: approved already" in second or "texttable==1.7.0: NOT approved" in second
     assert _snapshot(root) == before  # same delivery, lake manifest and extract bytes
     new = runtime.audit.entries()[audit_before:]
     # a re-run records the (empty) ingest run, and no registry change, account or build

@@ -148,3 +148,16 @@ def test_cuda_only_in_the_gpu_image():
     steps = [dockerfile.index(s) for s in ("-r /tmp/req/requirements-notebook.txt", "pip uninstall -y xgboost-cpu",
                                            "-r /tmp/req/requirements-gpu.txt")]
     assert steps == sorted(steps) and dockerfile.count("--require-hashes") == 2
+
+
+def test_notebook_image_has_the_local_r_packages_and_the_platform_pip_conf():
+    """The image installs exactly the Makefile's R packages (what the local sandbox tests run) and
+    uses only the platform's package index."""
+    makefile = (IMAGES.parent / "Makefile").read_text()
+    local = re.search(r"^R_APT_PACKAGES := (.+)$", makefile, re.M).group(1).split()
+    dockerfile = (IMAGES / "notebook" / "Dockerfile").read_text()
+    assert all(f" {p}" in dockerfile for p in local) and "--no-install-recommends" in dockerfile
+    assert "COPY images/notebook/pip.conf /etc/pip.conf" in dockerfile
+    conf = (IMAGES / "notebook" / "pip.conf").read_text()
+    indexes = re.findall(r"^(?:extra-)?index-url\s*=\s*(\S+)", conf, re.M)
+    assert indexes == ["http://pds-packages:8080/simple/"]

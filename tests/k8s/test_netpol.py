@@ -203,6 +203,8 @@ PODS = {
     "airlock": Pod("airlock", {"pds.component": "airlock", "app.kubernetes.io/name": "pds-workspace",
                                "app.kubernetes.io/instance": RELEASE,
                                "hub.jupyter.org/network-access-hub": "true"}, "10.1.9.5"),  # templates/airlock.yaml
+    "packages": Pod("packages", {"pds.component": "packages", "app.kubernetes.io/name": "pds-workspace",
+                                 "app.kubernetes.io/instance": RELEASE}, "10.1.9.8"),
     "job": Pod("extract-job", {"pds.component": "job", "app.kubernetes.io/name": "pds-workspace",
                                "app.kubernetes.io/instance": RELEASE, "pds.project": A}, "10.1.9.7"),
     "dns": Pod("coredns", {"k8s-app": "kube-dns"}, "10.96.0.10", namespace="kube-system"),
@@ -235,6 +237,7 @@ def expected_matrix(database: bool) -> dict[tuple[str, str], frozenset]:
         ws, sched, w1, w2 = (f"{p}/{c}" for c in ("workspace", "scheduler", "worker", "worker2"))
         allowed |= {
             (ws, "hub"): tcp(8081), (ws, "gateway-proxy"): tcp(8000, 8786), (ws, "airlock"): tcp(8080),
+            (ws, "packages"): tcp(8080),  # the package index (pip), which has no egress
             (ws, sched): tcp(8786, 8787),
             (sched, w1): ANY, (sched, w2): ANY, (w1, w2): ANY, (w2, w1): ANY,
             (w1, sched): tcp(8786, 8789), (w2, sched): tcp(8786, 8789),  # 8789: XGBoost's tracker
@@ -257,7 +260,7 @@ def reachable_probes(policies, src: str, dst: str) -> frozenset:
 PROJECT_SOURCES = [k for k in PODS if "/" in k]
 #: pods of the upstream charts: only their traffic to our pods is ours to check
 UPSTREAM = ["hub", "proxy", "gateway-proxy", "gateway-api", "gateway-controller", "foreign-proxy"]
-OURS = PROJECT_SOURCES + ["airlock", "job"]
+OURS = PROJECT_SOURCES + ["airlock", "packages", "job"]
 
 
 def defaults_with_two_projects(tmp_path) -> list:

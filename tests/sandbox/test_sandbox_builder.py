@@ -72,9 +72,11 @@ def test_mounts_are_exactly_the_spec_and_python(tmp_path):
                   "/run/pds": str(tmp_path / "run"),
                   "/run/pds/hub.sock": str(tmp_path / "hub.sock")}
     assert not any(dest.startswith("/etc/") and dest not in {"/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf",
-                                                             "/etc/hosts"}
+                                                             "/etc/hosts", "/etc/pip.conf", "/etc/R",
+                                                             "/etc/alternatives"}
                    for dest in ro)
     assert ro["/etc/hosts"].endswith("pds_kernel/sandbox/etc/hosts")  # ours: localhost only
+    assert ro["/etc/pip.conf"].endswith("pds_kernel/sandbox/etc/pip.conf")  # ours: the package index only
     # the runtime dir comes before the sockets mounted into it; the root ends read-only
     assert argv.index(str(tmp_path / "run")) < argv.index(str(tmp_path / "hub.sock"))
     assert argv[argv.index("--remount-ro") + 1] == "/"

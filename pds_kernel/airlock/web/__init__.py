@@ -19,6 +19,7 @@ from ..service import AirlockService
 from . import handlers as h
 from .bodies import MAX_SMALL_BODY
 from .openapi import build_openapi
+from .packages_api import PackageRequestsApi
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         (p + f"api/requests/{_ID}/files/{_INDEX}", h.StagedFileApi, common),
         (p + f"api/requests/{_ID}/download/{_INDEX}", h.DownloadApi, common),
         (p + "api/imports", h.ImportsApi, common),
+        (p + "api/packages/requests", PackageRequestsApi, common),
         (p + "api/.*", h.NotFoundApi, common),
         (p, h.HomePage, common),
         (p + "requests", h.ListPage, common),

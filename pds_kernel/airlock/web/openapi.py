@@ -80,6 +80,13 @@ def build_openapi(prefix: str = "/") -> dict:
                     "contents_visible": {"type": "boolean", "description":
                                          "false: a redacted view (no justification or context, check "
                                          "findings as rule, status and location only)"}}},
+                "PackageRequest": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "string"},
+                    "project": {"type": "string"}, "requested_by": {"type": "string"},
+                    "justification": {"type": "string"},
+                    "state": {"type": "string", "enum": ["requested", "approved", "refused"]},
+                    "created_at": {"type": "string"}, "decided_by": {"type": "string", "nullable": True},
+                    "decision": {"type": "string"}}},
                 "Summary": {"type": "object", "properties": {
                     "id": {"type": "string"}, "project": {"type": "string"}, "author": {"type": "string"},
                     "state": {"type": "string"}, "check_status": {"type": "string"}, "files": {"type": "integer"},
@@ -169,6 +176,23 @@ def build_openapi(prefix: str = "/") -> dict:
             "/api/requests/{request_id}/download/{index}": {"get": {
                 "operationId": "downloadReleasedFile", "summary": "A released file, for its author",
                 "parameters": [_ID, _INDEX], "responses": {"200": _FILE, **_errors(400, 401, 403, 404, 409)}}},
+            "/api/packages/requests": {
+                "get": {"operationId": "listPackageRequests", "summary": "Package requests the caller may see",
+                        "responses": {"200": {"description": "requests", "content": {"application/json": {
+                            "schema": {"type": "object", "properties": {"requests": {
+                                "type": "array", "items": {"$ref": "#/components/schemas/PackageRequest"}}}}}}},
+                                      **_errors(400, 401)}},
+                "post": {"operationId": "requestPackage",
+                         "summary": "Ask for a Python package (an admin approves it with pds packages approve)",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                             "type": "object", "required": ["project", "package"], "additionalProperties": False,
+                             "properties": {
+                                 "project": {"type": "string"},
+                                 "package": {"type": "string", "description": "NAME or NAME==VERSION"},
+                                 "justification": {"type": "string", "maxLength": MAX_TEXT}}}}}},
+                         "responses": {"201": {"description": "the request", "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/PackageRequest"}}}},
+                                       **_errors(400, 401, 403, 409, 413, 415)}}},
         },
     }
 
@@ -188,6 +212,8 @@ WHO = {
     "reviewRequest": "an output checker of the project, never the author",
     "getStagedFile": "output checkers of the project only (never the author, never an admin as such)",
     "downloadReleasedFile": "the author, once released (never from a workspace)",
+    "listPackageRequests": "anyone: the package requests of the projects they are a member of (admins: all)",
+    "requestPackage": "a researcher of the project (from a workspace: its own project only)",
 }
 
 

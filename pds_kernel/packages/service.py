@@ -1,0 +1,196 @@
+"""The package service: the only writer of package requests, approvals and the wheelhouse.
+
+* :meth:`PackageService.request`: a researcher asks for ``NAME[==VERSION]`` for a project
+  (``pds packages request``, ``ws.request_package`` through the gate). Recorded and audited.
+* :meth:`PackageService.approve`: an admin approves ``NAME==VERSION``; the platform downloads it
+  and its dependency closure as wheels (:mod:`.download`), reads each one's hash and licence,
+  adds them to the wheelhouse the index serves (:mod:`.wheelhouse`), records the files and marks
+  the matching open requests approved, with one audit entry listing every file, hash and licence.
+* :meth:`PackageService.refuse`: an admin refuses a request, with a reason.
+
+Every decision goes through :mod:`.permissions`.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ..audit import AuditEvent
+from ..db import transaction
+from ..errors import InvalidInput, InvalidTransition, NotFound
+from ..registry import Registry
+from ..registry.names import check_project_id
+from . import permissions
+from .download import Target, download_closure
+from .models import PackageFile, PackageRequest, utcnow
+from .names import parse_requirement
+from .wheelhouse import Wheelhouse, WheelInfo, read_wheel
+
+REQUESTED, APPROVED, REFUSED = "requested", "approved", "refused"
+MAX_JUSTIFICATION = 2000
+
+
+@dataclass(frozen=True)
+class RequestView:
+    id: str
+    name: str
+    version: str
+    project: str
+    requested_by: str
+    justification: str
+    state: str
+    created_at: datetime
+    decided_by: str | None
+    decision: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}" if self.version else self.name
+
+
+@dataclass(frozen=True)
+class FileView:
+    file: str
+    name: str
+    version: str
+    sha256: str
+    size: int
+    licence: str
+    approved_for: str
+    approved_by: str
+
+
+def _request_view(r: PackageRequest) -> RequestView:
+    return RequestView(r.id, r.name, r.version, r.project_id, r.requested_by, r.justification, r.state,
+                       r.created_at, r.decided_by, r.decision)
+
+
+def _file_view(f: PackageFile) -> FileView:
+    return FileView(f.file, f.name, f.version, f.sha256, f.size, f.licence, f.approved_for, f.approved_by)
+
+
+class PackageService:
+    def __init__(self, runtime, *, registry: Registry | None = None, downloader=download_closure):
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.registry = registry or Registry.from_runtime(runtime)
+        self.wheelhouse = Wheelhouse(self.settings.paths.packages)
+        self.downloader = downloader
+
+    @property
+    def target(self) -> Target:
+        conf = self.settings.packages
+        python = conf.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+        return Target(python_version=python, platform=conf.platform, index_url=conf.upstream_index)
+
+    # ---- researchers ----------------------------------------------------------------------------
+    def request(self, actor: str, project: str, requirement: str, justification: str = "") -> RequestView:
+        """Record ``actor``'s request for ``requirement`` in ``project`` (an active researcher)."""
+        req = parse_requirement(requirement)
+        project = check_project_id(project)
+        justification = (justification or "").strip()
+        if len(justification) > MAX_JUSTIFICATION:
+            raise InvalidInput(f"the justification is limited to {MAX_JUSTIFICATION} characters")
+        permissions.check_request(self.registry, actor, project)
+        if self.is_approved(req.name, req.version):
+            raise InvalidTransition(f"{req} is already approved: install it with pip install {req}")
+        with transaction(self.runtime.sessions) as s:
+            row = PackageRequest(id=uuid.uuid4().hex, name=req.name, version=req.version, project_id=project,
+                                 requested_by=actor, justification=justification, state=REQUESTED,
+                                 created_at=utcnow())
+            s.add(row)
+            self.runtime.audit.record(AuditEvent(
+                actor=actor, action="packages.request", target=f"package:{req}", project=project,
+                details={"request": row.id, "name": req.name, "version": req.version,
+                         "justification": justification[:200]}), session=s)
+            return _request_view(row)
+
+    # ---- admins ---------------------------------------------------------------------------------
+    def approve(self, actor: str, requirement: str) -> list[FileView]:
+        """Download ``NAME==VERSION`` and its closure, serve them, close the matching requests."""
+        permissions.check_approve(self.registry, actor)
+        req = parse_requirement(requirement, pinned=True)
+        target = self.target
+        with tempfile.TemporaryDirectory(prefix="pds-packages-") as tmp:
+            dest = Path(tmp) / "wheels"
+            wheels = [read_wheel(p) for p in self.downloader(req, dest, target)]
+            if not any(w.project == req.name and w.version == req.version for w in wheels):
+                raise NotFound(f"the download of {req} did not hold {req.name} {req.version} itself")
+            self.wheelhouse.add(wheels, dest)
+        return self._record_approval(actor, str(req), req.name, req.version, wheels, target)
+
+    def _record_approval(self, actor: str, requirement: str, name: str, version: str,
+                         wheels: list[WheelInfo], target: Target) -> list[FileView]:
+        now = utcnow()
+        with transaction(self.runtime.sessions) as s:
+            files = []
+            for w in wheels:
+                row = s.get(PackageFile, w.file)
+                if row is None:
+                    row = PackageFile(file=w.file, name=w.project, version=w.version, sha256=w.sha256,
+                                      size=w.size, licence=w.licence[:300],
+                                      requires_python=w.requires_python[:100], approved_for=requirement,
+                                      approved_by=actor, approved_at=now)
+                    s.add(row)
+                files.append(row)
+            open_requests = s.scalars(select(PackageRequest).where(
+                PackageRequest.name == name, PackageRequest.state == REQUESTED)).all()
+            closed = []
+            for r in open_requests:
+                if r.version in ("", version):
+                    r.state, r.decided_by, r.decided_at, r.decision = APPROVED, actor, now, requirement
+                    closed.append(r.id)
+            self.runtime.audit.record(AuditEvent(
+                actor=actor, action="packages.approve", target=f"package:{requirement}",
+                details={"requests": closed, "python": target.python_version, "platform": target.platform,
+                         "index": target.index_url,
+                         "files": [{"file": w.file, "sha256": w.sha256, "licence": w.licence[:100]}
+                                   for w in wheels]}), session=s)
+            return [_file_view(f) for f in files]
+
+    def refuse(self, actor: str, request_id: str, reason: str) -> RequestView:
+        permissions.check_approve(self.registry, actor)
+        if not reason or not reason.strip():
+            raise InvalidInput("say why the package is refused (the researcher reads it)")
+        with transaction(self.runtime.sessions) as s:
+            row = s.get(PackageRequest, request_id)
+            if row is None:
+                raise NotFound(f"no package request {request_id}")
+            if row.state != REQUESTED:
+                raise InvalidTransition(f"request {request_id} is already {row.state}")
+            row.state, row.decided_by, row.decided_at, row.decision = REFUSED, actor, utcnow(), reason.strip()
+            self.runtime.audit.record(AuditEvent(
+                actor=actor, action="packages.refuse", target=f"package:{row.name}", project=row.project_id,
+                details={"request": row.id, "reason": reason.strip()[:200]}), session=s)
+            return _request_view(row)
+
+    # ---- reading --------------------------------------------------------------------------------
+    def is_approved(self, name: str, version: str = "") -> bool:
+        with transaction(self.runtime.sessions) as s:
+            query = select(PackageFile.file).where(PackageFile.name == name)
+            if version:
+                query = query.where(PackageFile.version == version)
+            return s.scalars(query.limit(1)).first() is not None
+
+    def requests(self, actor: str) -> list[RequestView]:
+        """The requests ``actor`` may see (all for admins; else those of their projects)."""
+        with transaction(self.runtime.sessions) as s:
+            rows = s.scalars(select(PackageRequest).order_by(PackageRequest.created_at)).all()
+            views = [_request_view(r) for r in rows]
+        allowed: dict[str, bool] = {}
+        for v in views:
+            if v.project not in allowed:
+                allowed[v.project] = permissions.can_see_requests_of(self.registry, actor, v.project)
+        return [v for v in views if allowed[v.project]]
+
+    def approved_files(self) -> list[FileView]:
+        with transaction(self.runtime.sessions) as s:
+            return [_file_view(f) for f in s.scalars(select(PackageFile).order_by(PackageFile.name,
+                                                                                  PackageFile.file))]

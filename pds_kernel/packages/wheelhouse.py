@@ -1,0 +1,149 @@
+"""The wheelhouse: the approved wheels on disk and the manifest the package index serves.
+
+Layout under ``settings.paths.packages``::
+
+    files/<wheel file name>     the approved wheels (written once, never changed)
+    index.json                  {"version": 1, "projects": {name: [{file, version, sha256, size,
+                                 requires_python, licence}]}}
+
+The index server (:mod:`.index`) reads ``index.json`` only and serves only the files listed there,
+checking nothing else on disk: a file dropped into ``files/`` by hand is not served. Only the
+package service (:mod:`.service`, on approval) writes here, with the manifest replaced atomically
+(write to a temporary file, then rename), under an exclusive lock.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import IntegrityError, InvalidInput
+from .names import wheel_project
+
+MANIFEST = "index.json"
+FILES = "files"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WheelInfo:
+    file: str
+    project: str  #: normalised name
+    version: str
+    sha256: str
+    size: int
+    requires_python: str
+    licence: str
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _licence(meta) -> str:
+    """The licence a wheel declares: ``License-Expression``, else the classifiers, else ``License``."""
+    expression = (meta.get("License-Expression") or "").strip()
+    if expression:
+        return expression
+    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or []
+                   if c.startswith("License ::")]
+    if classifiers:
+        return "; ".join(classifiers)
+    text = (meta.get("License") or "").strip().splitlines()
+    return text[0][:200] if text else "unknown"
+
+
+def read_wheel(path: Path) -> WheelInfo:
+    """Name, version, hash, size, Requires-Python and licence of the wheel at ``path``."""
+    path = Path(path)
+    project, version = wheel_project(path.name)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1]
+            if len(names) != 1:
+                raise InvalidInput(f"{path.name}: not a wheel (no single .dist-info/METADATA)")
+            meta = email.parser.BytesParser().parsebytes(archive.read(names[0]), headersonly=True)
+    except zipfile.BadZipFile:
+        raise InvalidInput(f"{path.name}: not a wheel (not a zip archive)") from None
+    return WheelInfo(file=path.name, project=project, version=version, sha256=_sha256(path),
+                     size=path.stat().st_size, requires_python=(meta.get("Requires-Python") or "").strip(),
+                     licence=_licence(meta))
+
+
+class Wheelhouse:
+    """The approved wheels under ``root`` (see the module docstring)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @property
+    def files_dir(self) -> Path:
+        return self.root / FILES
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def projects(self) -> dict[str, list[dict]]:
+        """Normalised project name -> its approved files (an empty house has none)."""
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        if data.get("version") != MANIFEST_VERSION:
+            raise IntegrityError(f"{self.manifest_path}: unknown manifest version {data.get('version')!r}")
+        return data["projects"]
+
+    @contextmanager
+    def _locked(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def add(self, wheels: Iterable[WheelInfo], source_dir: Path) -> list[WheelInfo]:
+        """Copy ``wheels`` (read from ``source_dir``, hashes checked again) into the house and list
+        them in the manifest. A file already there must have the same hash. Returns those added."""
+        added: list[WheelInfo] = []
+        with self._locked():
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+            projects = self.projects()
+            for wheel in wheels:
+                source = Path(source_dir) / wheel.file
+                if "/" in wheel.file or _sha256(source) != wheel.sha256:
+                    raise IntegrityError(f"{wheel.file} changed after it was checked: approve again")
+                target = self.files_dir / wheel.file
+                if target.exists():
+                    if _sha256(target) != wheel.sha256:
+                        raise IntegrityError(f"{wheel.file} is already approved with another SHA-256: "
+                                             "the index must never serve two files under one name")
+                else:
+                    partial = target.with_name(f".{wheel.file}.part")
+                    shutil.copyfile(source, partial)
+                    os.chmod(partial, 0o644)
+                    os.replace(partial, target)
+                entries = projects.setdefault(wheel.project, [])
+                if all(e["file"] != wheel.file for e in entries):
+                    entries.append(asdict(wheel))
+                    added.append(wheel)
+            for entries in projects.values():
+                entries.sort(key=lambda e: e["file"])
+            partial = self.manifest_path.with_name(f".{MANIFEST}.part")
+            partial.write_text(json.dumps({"version": MANIFEST_VERSION, "projects": projects},
+                                          indent=1, sort_keys=True), encoding="utf-8")
+            os.chmod(partial, 0o644)
+            os.replace(partial, self.manifest_path)
+        return added
