@@ -35,8 +35,8 @@ from traitlets import Any, Bool, Float, Integer, List, Unicode, default
 
 from ..audit import AuditEvent, Outcome
 from ..errors import PdsError, PermissionDenied
-from ..project_end import check_home_quota
 from ..packages.index import IndexServer
+from ..project_end import check_home_quota
 from . import cgroup
 from .bridge import TcpToUnix, UnixToTcp
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
