@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pds_kernel import schema
 from pds_kernel.db import make_engine, session_factory
 from pds_kernel.sandbox.budget import API_PATH
 from pds_kernel.sandbox.notebook_server import server_command
@@ -42,7 +43,9 @@ class LedgerHost:
     """``ServedBytesLedger`` over HTTP at ``/hub/api/pds/served-bytes/<user>/<server>``."""
 
     def __init__(self, path: Path, capacity: int, token: str):
-        self.ledger = ServedBytesLedger(session_factory(make_engine(f"sqlite:///{path}")), capacity=capacity)
+        engine = make_engine(f"sqlite:///{path}")
+        schema.upgrade(engine)  # engines no longer create tables: the ledger's table comes from the revisions
+        self.ledger = ServedBytesLedger(session_factory(engine), capacity=capacity)
         self.token = token
         self.requests = 0
         host = self
