@@ -21,6 +21,7 @@ only (for the summary's worst check status).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -31,7 +32,7 @@ from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions
 from .checks import Status, worst
-from .models import ExportRequest, Review
+from .models import ExportRequest, RequestFile, Review
 from .reviews import complete_reviewers
 from .states import REVIEWABLE_STATES, State
 from .views import RequestSummary, iso
@@ -114,13 +115,28 @@ class _Rights:
 
 
 def _completed_by(session: Session, actor: str, projects: list[str]) -> list[str]:
-    """Open requests of ``projects`` the actor holds a complete review of (out of their queue)."""
+    """Open requests of ``projects`` the actor holds a complete review of (out of their queue).
+
+    :func:`.reviews.complete_reviewers` decides, on the columns it reads (the request's round, its
+    files' index and SHA-256, the actor's own verdicts in order) rather than on whole rows: a busy
+    checker may hold reviews on thousands of open requests."""
+    open_states = [s.value for s in REVIEWABLE_STATES]
     reviewed = (select(Review.request_id).join(ExportRequest)
                 .where(Review.reviewer == actor, ExportRequest.project_id.in_(projects),
-                       ExportRequest.state.in_([s.value for s in REVIEWABLE_STATES])).distinct())
-    rows = session.scalars(select(ExportRequest).where(ExportRequest.id.in_(reviewed))
-                           .options(selectinload(ExportRequest.files), selectinload(ExportRequest.reviews)))
-    return [req.id for req in rows if actor in complete_reviewers(req)]
+                       ExportRequest.state.in_(open_states)).distinct())
+    requests = {rid: SimpleNamespace(round=rnd, files=[], reviews=[]) for rid, rnd in session.execute(
+        select(ExportRequest.id, ExportRequest.round).where(ExportRequest.id.in_(reviewed)))}
+    if not requests:
+        return []
+    for rid, index, sha in session.execute(select(RequestFile.request_id, RequestFile.index, RequestFile.sha256)
+                                           .where(RequestFile.request_id.in_(reviewed))):
+        requests[rid].files.append(SimpleNamespace(index=index, sha256=sha))
+    for rid, index, sha, decision, rnd in session.execute(
+            select(Review.request_id, Review.file_index, Review.file_sha256, Review.decision, Review.round)
+            .where(Review.reviewer == actor, Review.request_id.in_(reviewed)).order_by(Review.id)):
+        requests[rid].reviews.append(SimpleNamespace(reviewer=actor, file_index=index, file_sha256=sha,
+                                                     decision=decision, round=rnd))
+    return [rid for rid, req in requests.items() if actor in complete_reviewers(req)]
 
 
 def visible(session: Session, rights: _Rights, actor: str, query: ListQuery) -> ColumnElement[bool]:
