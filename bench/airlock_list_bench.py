@@ -8,8 +8,9 @@ files). Measured:
 
 * ``AirlockService.list_page`` for the checker: the review queue (page 1 and a middle page) and a
   filtered list (state + project + author);
-* the list page of the gate's real web service (``GET /requests``: queue, mine and others, one page
-  each), over HTTP from a live Tornado server: the time for the queue to open;
+* the list page of the gate's real web service (``GET /requests``: to review and mine, one page
+  each; with ``show=others`` the other requests too), over HTTP from a live Tornado server: the
+  time for the queue to open;
 * peer: the list as it was before issue #15 (one query for every request, then each request's files
   and reviews loaded one by one and the permissions asked per request), kept here to compare; the
   page called it three times.
@@ -174,16 +175,17 @@ def _measure(root: Path, n: int, with_peer: bool) -> dict:
             session = requests.Session()
             session.cookies.set("bench_user", CHECKER)
 
-            def open_page():
-                response = session.get(base + "requests", timeout=120)
-                response.raise_for_status()
-                return response.text
-            times = []
-            for _ in range(5):
-                started = time.perf_counter()
-                html = open_page()
-                times.append(time.perf_counter() - started)
-            out["page"] = statistics.median(times)
+            def open_page(query: str = "") -> tuple[float, str]:
+                times, text = [], ""
+                for _ in range(5):
+                    started = time.perf_counter()
+                    response = session.get(base + "requests" + query, timeout=120)
+                    response.raise_for_status()
+                    times.append(time.perf_counter() - started)
+                    text = response.text
+                return statistics.median(times), text
+            out["page"], html = open_page()
+            out["page_others"], _ = open_page("?show=others")
             assert f"of {-(-page.total // 25)} ({page.total} requests)" in html, "the page shows the queue's size"
         finally:
             stop()
@@ -207,9 +209,11 @@ def run(out_dir: Path, quick: bool) -> dict:
                          "peer": peer, "peer_value": round(peer_value, 3) if peer_value is not None else None,
                          "ratio": round(peer_value / value, 1) if peer_value else None, "note": note})
         peer = "peer" in r or "peer_queue" in r
-        row("list page over HTTP: queue, mine, others (median of 5)", r["page"],
+        row("list page over HTTP: to review + mine (median of 5)", r["page"],
             "before #15: 3 full lists" if peer else None, r.get("peer_page"),
             f"queue {r['queue_total']:,} requests, 25 a page")
+        row("list page with the other requests too (show=others)", r["page_others"],
+            note="the checker's whole projects, shown on demand")
         row("review queue, page 1 (best of 3)", r["queue"], "before #15: the whole queue" if peer else None,
             r.get("peer_queue"), "same requests in the queue on both sides (asserted)" if peer else "")
         row("review queue, middle page", r["queue_middle"])

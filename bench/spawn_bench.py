@@ -198,6 +198,18 @@ class _Hub:
         self.log.close()
 
 
+def _lockdown_refusals(root: Path, limit: int = 3) -> list[str]:
+    """The first distinct refusals the workspaces' lockdown logged (why a page was not served)."""
+    seen: list[str] = []
+    for log in sorted((root / "state" / "logs").glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("lockdown:") and "PDS lockdown active" not in line:
+                text = line.split(":", 2)[-1].strip()[:160]
+                if text not in seen:
+                    seen.append(text)
+    return seen[:limit]
+
+
 def _measure(plain: bool, runs: int, crowd: int) -> dict:
     root = Path(tempfile.mkdtemp(prefix="pdsb", dir="/tmp"))
     users = [f"u{i:02d}" for i in range(max(crowd, 1))]
@@ -236,7 +248,8 @@ def _measure(plain: bool, runs: int, crowd: int) -> dict:
         return {"median": statistics.median(single), "all": single,
                 "median_usable": statistics.median(single_usable), "all_usable": single_usable,
                 "crowd_wall": crowd_wall, "crowd_ready": len(times),
-                "crowd_last_ready": max((t[0] for t in times.values()), default=0.0), "peak_rss_mb": max(peak)}
+                "crowd_last_ready": max((t[0] for t in times.values()), default=0.0), "peak_rss_mb": max(peak),
+                "refusals": _lockdown_refusals(root)}
     except BaseException:
         print("\n".join(line for line in (root / "hub.log").read_text().splitlines() if "GET /hub/api/users" not in line)[-6000:], file=sys.stderr)
         raise
@@ -275,6 +288,8 @@ def run(out_dir: Path, quick: bool) -> dict:
                 "JupyterLab's page served through the proxy with the user's token (what the browser "
                 "loads next). The hub's API is asked every 0.1 s for one user, every 0.5 s for each of "
                 "the crowd (faster polling by 20 clients loads the hub being measured).")
+    if sandbox["refusals"]:
+        markdown += " The lockdown refused, in this run: " + "; ".join(f"`{r}`" for r in sandbox["refusals"]) + "."
     return {"title": "Workspace start (local hub)", "rows": rows, "markdown": markdown}
 
 

@@ -65,7 +65,8 @@ def test_filters_and_the_api_page(base, service):
     olga = browser("olga")
     by_bob = section(olga.get(base + "requests?author=bob&per_page=3").text, "To review")
     assert "page 1 of 2 (4 requests)" in by_bob and "alice" not in by_bob
-    withdrawn = olga.get(base + "requests?state=withdrawn").text
+    assert "Other requests I may see" not in olga.get(base + "requests").text, "shown on demand"
+    withdrawn = olga.get(base + "requests?state=withdrawn&show=others").text
     assert "(1 request)" in section(withdrawn, "Other requests I may see")
     api = requests.get(base + "api/requests", params={"scope": "queue", "page": "2", "per_page": "5"},
                        headers={"Authorization": "token fake-olga"})

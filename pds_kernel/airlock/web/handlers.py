@@ -420,26 +420,31 @@ class HomePage(PageHandler):
 
 
 class ListPage(PageHandler):
-    """Three lists (to review, mine, others I may see), one page each (``<list>_page``), with the
-    same filters (``state``, ``project``, ``author``): three indexed queries, however many requests."""
+    """The lists to review and mine, and with ``show=others`` the other requests one may see (a
+    checker's whole projects: asked for, not computed at every visit), one page each
+    (``<list>_page``), with the same filters (``state``, ``project``, ``author``): one indexed
+    query per list, however many requests."""
 
-    SECTIONS = ("queue", "mine", "others")
     FILTERS = ("state", "project", "author")
 
     async def get(self) -> None:
         filters = {k: self.get_query_argument(k, "").strip() or None for k in self.FILTERS}
         per_page = int_argument(self, "per_page", LIST_PAGE_SIZE)
+        show_others = self.get_query_argument("show", "") == "others"
+        sections = ("queue", "mine", "others") if show_others else ("queue", "mine")
         pages = {}
-        for scope in self.SECTIONS:
+        for scope in sections:
             pages[scope] = await self.call(self.service.list_page, self.user, scope=scope, **filters,
                                            page=int_argument(self, f"{scope}_page", 1), per_page=per_page)
-        current = {f"{scope}_page": pages[scope].page for scope in self.SECTIONS}
+        current = {f"{scope}_page": pages[scope].page for scope in sections}
 
-        def link(scope: str, page: int) -> str:
-            query = {k: v for k, v in filters.items() if v}
+        def link(scope: str | None = None, page: int = 1, *, others: bool = show_others) -> str:
+            query: dict = {k: v for k, v in filters.items() if v}
             if per_page != LIST_PAGE_SIZE:
                 query["per_page"] = per_page
-            query.update({**current, f"{scope}_page": page})
+            if others:
+                query["show"] = "others"
+            query.update(current if scope is None else {**current, f"{scope}_page": page})
             return self.prefix + "requests?" + urlencode(query)
 
         self.render_page("list.html", pages=pages, filters=filters, link=link,
