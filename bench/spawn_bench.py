@@ -212,15 +212,17 @@ def _lockdown_refusals(root: Path, limit: int = 3) -> list[str]:
 
 def _measure(plain: bool, runs: int, crowd: int) -> dict:
     root = Path(tempfile.mkdtemp(prefix="pdsb", dir="/tmp"))
-    users = [f"u{i:02d}" for i in range(max(crowd, 1))]
+    users = [f"u{i:02d}" for i in range(max(crowd, runs, 1))]
     hub = _Hub(root, users, plain)
     try:
         single, single_usable = [], []
-        for _ in range(runs):
-            ready, usable = hub.start_and_wait(users[0])
+        # One user per run: each start spends a reservation of the workspace's daily budget of
+        # bytes shown (4 of 32 MiB, lost at stop), so one user started ten times is refused.
+        for user in users[:runs]:
+            ready, usable = hub.start_and_wait(user)
             single.append(ready)
             single_usable.append(usable)
-            hub.stop_server(users[0])
+            hub.stop_server(user)
         times: dict[str, tuple[float, float]] = {}
         peak = [hub.tree_rss_mb()]
         done = threading.Event()
