@@ -13,7 +13,7 @@ R_APT_PACKAGES := r-base-core r-cran-irkernel r-cran-data.table r-cran-survival 
 RUN_DIR ?= var/demo
 PORT ?= 8000
 
-.PHONY: help run test bench venv venv-modelcheck lock-modelcheck system-deps node-deps helm clean lint lock image-requirements screenshots
+.PHONY: help run test bench bytecode venv venv-modelcheck lock-modelcheck system-deps node-deps helm clean lint lock image-requirements screenshots
 
 help:
 	@echo "make run    set up everything and run the embedded default (demo delivery, lake, report)"
@@ -48,8 +48,10 @@ $(UV):
 	.tools/uv/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps -r .tools/uv-requirements.txt
 
 # Exactly the lock: --frozen never resolves, and uv checks every file against the lock's hashes.
+# --compile-bytecode: the sandboxes mount the environment read-only and cannot write .pyc files, so
+# without them every notebook server compiles its ~1,000 modules from source at each start (seconds).
 .stamp-venv: pyproject.toml uv.lock $(UV)
-	$(UV) sync --frozen --all-extras --python $(PY) --quiet
+	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PY) --quiet
 	@touch $@
 
 # The model check's own environment (sacroml and the model loaders, images/model-check): only the
@@ -60,6 +62,10 @@ MODELCHECK_VENV := .venv-modelcheck
 	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(MODELCHECK_VENV) $(UV) sync --frozen --project images/model-check --python $(PY) --quiet
 	$(MODELCHECK_VENV)/bin/python -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'pds_kernel_source.pth').write_text('$(CURDIR)\n')"
 	@touch $@
+
+# The project's own bytecode (an editable install: its sources change, compileall skips what is current).
+bytecode: .stamp-venv
+	@$(BIN)/python -m compileall -q -j0 pds_kernel hub_config bench
 
 .stamp-node: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
@@ -77,14 +83,14 @@ node-deps: .stamp-node
 helm: .tools/bin/helm
 
 # ---- the main job -------------------------------------------------------------------------
-run: .stamp-system .stamp-venv .stamp-node
+run: .stamp-system .stamp-venv .stamp-node bytecode
 	$(BIN)/pds demo run --dir $(RUN_DIR) --port $(PORT)
 
 # ---- tests and benchmarks -----------------------------------------------------------------
-test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/helm lint
+test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/helm lint bytecode
 	$(BIN)/python -m pytest -q tests
 
-bench: .stamp-system .stamp-venv .stamp-venv-modelcheck
+bench: .stamp-system .stamp-venv .stamp-venv-modelcheck bytecode
 	$(BIN)/python -m bench
 
 # The browser journeys write their screenshots to build/screenshots/ on every run; only this

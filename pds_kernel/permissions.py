@@ -401,6 +401,16 @@ def can_research(registry, user: str, project: str) -> bool:
     return registry.can_access(user, project, RESEARCHER)
 
 
+def projects_checked_by(registry, user: str) -> frozenset[str]:
+    """Every project where :func:`can_check` is true for ``user`` now (one registry question)."""
+    return frozenset(p.id for p in registry.active_projects(user, OUTPUT_CHECKER))
+
+
+def projects_researched_by(registry, user: str) -> frozenset[str]:
+    """Every project where :func:`can_research` is true for ``user`` now (one registry question)."""
+    return frozenset(p.id for p in registry.active_projects(user, RESEARCHER))
+
+
 def check_submitter(registry, actor: str, project: str, author: str) -> None:
     """The author must be an active researcher of the project; only an admin submits for someone else."""
     if actor != author and not is_admin(registry, actor):

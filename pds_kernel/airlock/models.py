@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db import Base
@@ -21,6 +21,14 @@ def _utcnow() -> datetime:
 
 class ExportRequest(Base):
     __tablename__ = "airlock_requests"
+    #: The lists (:mod:`.listing`) read pages newest first, by state, project or author: each
+    #: filter has an index ending in the sort order, so a page is read without a full scan.
+    __table_args__ = (
+        Index("ix_airlock_requests_created", "created_at", "id"),
+        Index("ix_airlock_requests_state_created", "state", "created_at"),
+        Index("ix_airlock_requests_project_created", "project_id", "created_at"),
+        Index("ix_airlock_requests_author_created", "author", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     project_id: Mapped[str] = mapped_column(String(40), index=True)

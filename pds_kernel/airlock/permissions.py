@@ -19,5 +19,7 @@ from ..permissions import (  # noqa: F401  (re-exported)
     check_read_contents,
     check_submitter,
     check_view,
+    projects_checked_by,
+    projects_researched_by,
     is_admin,
 )

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from .. import permissions as platform_permissions
@@ -41,12 +41,13 @@ from ..modelcheck.checker import ModelChecker
 from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions
-from .checks import Status, Thresholds, filetypes, worst
+from .checks import Status, Thresholds, filetypes
 from .gate import ProjectGate, project_gate, run_gate
 from .imports_mount import hide_revoked, open_release_folder, refresh_manifest
 from .imports_scan import import_refusal
 from .inputs import check_context_shape, check_text
 from .limits import AirlockLimits, load_limits
+from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
 from .release import ReleaseItem, copy_release, outbox_dir, withdraw_release
 from .reviews import DECISIONS, clean_verdicts, decision_of  # noqa: F401  (DECISIONS: re-exported)
@@ -70,7 +71,6 @@ from .views import (  # noqa: F401  (FileView, RequestSummary, RequestView, Revi
     ReviewView,
     build_view,
 )
-from .views import iso as _iso
 from .views import stored_check as _stored_check
 
 log = logging.getLogger(__name__)
@@ -232,51 +232,25 @@ class AirlockService:
 
     # ---- reads -----------------------------------------------------------------------------------
     def list_requests(self, actor: str, *, project: str | None = None, scope: str = "mine",
-                      state: str | None = None) -> list[RequestSummary]:
-        """``mine``: the actor's own requests; ``queue``: requests the actor may review now;
-        ``all``: every request the actor may see."""
+                      state: str | None = None, author: str | None = None) -> list[RequestSummary]:
+        """The whole list at once (see :meth:`list_page`): ``mine``, ``queue``, ``all`` or ``others``."""
+        return self._list(actor, ListQuery(scope, project, state, author), 1, None).items
+
+    def list_page(self, actor: str, *, scope: str = "mine", project: str | None = None,
+                  state: str | None = None, author: str | None = None, page: int = 1,
+                  per_page: int = DEFAULT_PER_PAGE) -> RequestPage:
+        """One page of a list, newest first, filtered by project, state and author (:mod:`.listing`):
+        ``mine``: the actor's own requests; ``queue``: requests the actor may review now; ``all``:
+        every request the actor may see; ``others``: the same but their own."""
+        return self._list(actor, ListQuery(scope, project, state, author), page, per_page)
+
+    def _list(self, actor: str, query: ListQuery, page: int, per_page: int | None) -> RequestPage:
         check_user_name(actor)
-        if scope not in {"mine", "queue", "all"}:
-            raise InvalidInput(f"unknown scope {scope!r}: use mine, queue or all")
-        if project is not None:
-            check_project_id(project)
-        if state is not None:
-            if state not in {s.value for s in State}:
-                raise InvalidInput(f"unknown state {state[:40]!r}: use one of {', '.join(s.value for s in State)}")
-        rows = []
-        with transaction(self._sessions) as s:
-            query = select(ExportRequest).order_by(ExportRequest.created_at.desc())
-            if project:
-                query = query.where(ExportRequest.project_id == project)
-            if scope == "mine":
-                query = query.where(ExportRequest.author == actor)
-            if state:
-                query = query.where(ExportRequest.state == state)
-            for req in s.scalars(query):
-                rows.append((RequestSummary(req.id, req.project_id, req.author, req.state,
-                                            worst(Status(f.check_status) for f in req.files).value,
-                                            len(req.files), _iso(req.created_at), _iso(req.updated_at),
-                                            req.direction or "export"),
-                             actor in _complete_reviewers(req)))
-        out = []
-        allowed: dict[tuple[str, str], bool] = {}
-        checker: dict[str, bool] = {}
-        for summary, reviewed in rows:
-            key = (summary.project, summary.author)
-            if key not in allowed:
-                allowed[key] = permissions.can_view(self.registry, actor, summary.project, summary.author)
-            if not allowed[key]:
-                continue
-            if scope == "queue":
-                if summary.project not in checker:
-                    checker[summary.project] = permissions.can_check(self.registry, actor, summary.project)
-                if summary.state not in {st.value for st in REVIEWABLE_STATES} or summary.author == actor \
-                        or reviewed or not checker[summary.project]:
-                    continue
-            out.append(summary)
-        self._record(AuditEvent(actor=actor, action="airlock.request.list", target=f"scope:{scope}",
-                                project=project or "", details={"count": len(out)}))
-        return out
+        result = read_page(self._sessions, self.registry, actor, query, page=page, per_page=per_page)
+        self._record(AuditEvent(actor=actor, action="airlock.request.list", target=f"scope:{query.scope}",
+                                project=query.project or "",
+                                details={"count": len(result.items), "total": result.total, "page": result.page}))
+        return result
 
     def get_request(self, actor: str, request_id: str) -> RequestView:
         def run():

@@ -144,15 +144,22 @@ def collect_verdicts(files: dict[int, str], verdict: list[str], decision: str | 
 
 @app.command("list")
 def list_(ctx: typer.Context,
-          scope: str = typer.Option("mine", help="mine | queue (what you may review) | all"),
+          scope: str = typer.Option("mine", help="mine | queue (what you may review) | all | others (all but "
+                                                 "your own)"),
           project: str | None = typer.Option(None, help="Only this project."),
-          state: str | None = typer.Option(None, help="Only requests in this state.")) -> None:
-    """List export requests you may see."""
-    rows = _service(ctx).list_requests(ctx.obj.actor, project=project, scope=scope, state=state)
+          state: str | None = typer.Option(None, help="Only requests in this state."),
+          author: str | None = typer.Option(None, help="Only requests by this user."),
+          page: int = typer.Option(1, min=1, help="Page to show (newest requests first)."),
+          per_page: int = typer.Option(50, min=1, help="Requests per page (at most 500).")) -> None:
+    """List export requests you may see, newest first, one page at a time."""
+    result = _service(ctx).list_page(ctx.obj.actor, scope=scope, project=project, state=state, author=author,
+                                     page=page, per_page=per_page)
     table = Table("request", "project", "author", "state", "checks", "files", "updated")
-    for r in rows:
+    for r in result.items:
         table.add_row(r.id, r.project, r.author, r.state, r.check_status, str(r.files), r.updated_at[:16])
     console.print(table)
+    console.print(f"page {result.page} of {result.pages} ({result.total} requests)"
+                  + (f"; next: --page {result.page + 1}" if result.has_next else ""))
 
 
 @app.command("show")

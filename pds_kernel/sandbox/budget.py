@@ -53,7 +53,8 @@ class BudgetClient:
     """Reservations from the hub's ledger, spent locally (thread-safe, synchronous). After a
     refusal, the hub is not asked again for :attr:`retry_seconds` for more than it said was left
     (JupyterLab reconnects a closed kernel WebSocket every few seconds: each attempt would be an
-    audit entry)."""
+    audit entry). A ledger that did not answer (a hub busy starting twenty workspaces, a timeout)
+    refuses this response only: the next one asks again."""
 
     def __init__(self, url: str | None, token: str | None, chunk: int, timeout: float = 10.0,
                  retry_seconds: float = 60.0):
@@ -67,6 +68,7 @@ class BudgetClient:
         self.refusal: str | None = None
         self._refused_at = float("-inf")
         self._left_at_refusal = 0
+        self._ledger_answered = False
         self._lock = threading.Lock()
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -87,7 +89,8 @@ class BudgetClient:
                     return False
                 granted = self._reserve(max(need, self.chunk), need)
                 if granted < need:
-                    self._refused_at = time.monotonic()
+                    if self._ledger_answered:  # a refusal; a hub too busy to answer is asked again
+                        self._refused_at = time.monotonic()
                     return False
                 self.local += granted
             self.local -= nbytes
@@ -95,6 +98,7 @@ class BudgetClient:
             return True
 
     def _reserve(self, want: int, need: int) -> int:
+        self._ledger_answered = False
         if not self.url:
             self.refusal = NO_LEDGER
             return 0
@@ -110,6 +114,7 @@ class BudgetClient:
             with self._opener.open(request, timeout=self.timeout) as response:
                 answer = json.loads(response.read())
         except urllib.error.HTTPError as err:
+            self._ledger_answered = True
             try:
                 answer = json.loads(err.read())
                 self.refusal = answer.get("message") or NO_LEDGER
@@ -124,6 +129,7 @@ class BudgetClient:
             self._left_at_refusal = 0
             log.error("lockdown: the hub's budget ledger did not answer: %r", exc)
             return 0
+        self._ledger_answered = True
         granted = int(answer.get("granted", 0))
         if granted < need:
             self.refusal = NO_LEDGER

@@ -19,6 +19,8 @@ Before jupyter is imported it:
   ``$JUPYTER_PREFER_ENV_PATH`` tricks;
 * puts the platform's arguments (:func:`platform_args`: the lockdown extension and its limits,
   JupyterLab's paths) *after* the caller's, so they win over anything else on the command line;
+* imports JupyterLab without ``node`` on ``PATH`` (:func:`preload_jupyterlab`), so it does not
+  ask yarn for an npm registry at every start;
 * makes the server process non-dumpable (:func:`make_undumpable`): its kernels run as the same
   user, and could otherwise attach to it with ``ptrace`` or write ``/proc/<pid>/mem`` to switch
   the lockdown off in memory. Kernels are separate programs (``execve`` makes them dumpable again),
@@ -133,6 +135,31 @@ def is_undumpable() -> bool:
     return _prctl(PR_GET_DUMPABLE) == 0
 
 
+#: ``PATH`` while JupyterLab's server application is imported: a directory that does not exist (an
+#: empty ``PATH`` would fall back to ``os.defpath``, which has ``/usr/bin``).
+NO_NODE_PATH = "/nonexistent"
+
+
+def preload_jupyterlab() -> None:
+    """Import ``jupyterlab.labapp`` with no ``node`` on ``PATH``.
+
+    At import it computes its version through ``jupyterlab.commands._AppHandler``, which runs
+    ``node yarn.js config --json`` to learn the npm registry whenever ``node`` is on ``PATH``: 0.5 to
+    1.5 s of every start, only useful to build extensions, which a workspace never does (the
+    extension manager is read-only and only the environment's prebuilt extensions load)."""
+    saved = os.environ.get("PATH")
+    os.environ["PATH"] = NO_NODE_PATH
+    try:
+        import jupyterlab.labapp  # noqa: F401
+    except ImportError:  # an environment without JupyterLab: plain jupyter_server
+        pass
+    finally:
+        if saved is None:
+            del os.environ["PATH"]
+        else:
+            os.environ["PATH"] = saved
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     mode = argv.pop(0) if argv and argv[0] in MODES else "singleuser"
@@ -143,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.clear()
     os.environ.update(env)
     args = [*argv, *platform_args(os.environ.get("HOME") or str(Path.home()))]
+    preload_jupyterlab()
     if mode == "singleuser":
         from jupyterhub.singleuser import main as run
     else:

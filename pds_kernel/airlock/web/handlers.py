@@ -21,6 +21,7 @@ import logging
 import mimetypes
 from functools import partial
 from typing import Any
+from urllib.parse import urlencode
 
 from tornado import httputil
 from tornado.ioloop import IOLoop
@@ -29,7 +30,9 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 from ...audit import AuditEvent, Outcome
 from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
 from ..imports import ImportService
+from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
+from ..states import State
 from . import bodies
 from .render import model_plot, redacted_file, render_file
 
@@ -303,7 +306,7 @@ class MeHandler(WorkspaceApiHandler):
 
 
 class RequestsApi(WorkspaceApiHandler):
-    query_params = {"project", "scope", "state"}
+    query_params = {"project", "scope", "state", "author", "page", "per_page"}
 
     def body_limit(self) -> int:  # uploads: the gate's total limit plus the multipart framing
         return self.service.limits.max_total_bytes + bodies.MULTIPART_OVERHEAD
@@ -317,10 +320,13 @@ class RequestsApi(WorkspaceApiHandler):
         if self.workspace_project is not None:
             self.check_workspace(project or self.workspace_project)
             project = self.workspace_project
-        rows = await self.call(self.service.list_requests, self.user, project=project,
+        page = await self.call(self.service.list_page, self.user, project=project,
                                scope=self.get_query_argument("scope", "mine"),
-                               state=self.get_query_argument("state", None))
-        self.send_json({"requests": [vars(r) for r in rows]})
+                               state=self.get_query_argument("state", None),
+                               author=self.get_query_argument("author", None),
+                               page=int_argument(self, "page", 1),
+                               per_page=int_argument(self, "per_page", DEFAULT_PER_PAGE))
+        self.send_json(page.to_dict())
 
     async def post(self) -> None:
         args = self.form_fields({"project", "justification", "author", "submit", "context"}, files=True)
@@ -443,12 +449,48 @@ class HomePage(PageHandler):
 
 
 class ListPage(PageHandler):
+    """The lists to review and mine, and with ``show=others`` the other requests one may see (a
+    checker's whole projects: asked for, not computed at every visit), one page each
+    (``<list>_page``), with the same filters (``state``, ``project``, ``author``): one indexed
+    query per list, however many requests."""
+
+    FILTERS = ("state", "project", "author")
+
     async def get(self) -> None:
-        mine = await self.call(self.service.list_requests, self.user, scope="mine")
-        queue = await self.call(self.service.list_requests, self.user, scope="queue")
-        others = await self.call(self.service.list_requests, self.user, scope="all")
-        self.render_page("list.html", mine=mine, queue=queue,
-                         others=[r for r in others if r.author != self.user])
+        filters = {k: self.get_query_argument(k, "").strip() or None for k in self.FILTERS}
+        per_page = int_argument(self, "per_page", LIST_PAGE_SIZE)
+        show_others = self.get_query_argument("show", "") == "others"
+        sections = ("queue", "mine", "others") if show_others else ("queue", "mine")
+        pages = {}
+        for scope in sections:
+            pages[scope] = await self.call(self.service.list_page, self.user, scope=scope, **filters,
+                                           page=int_argument(self, f"{scope}_page", 1), per_page=per_page)
+        current = {f"{scope}_page": pages[scope].page for scope in sections}
+
+        def link(scope: str | None = None, page: int = 1, *, others: bool = show_others) -> str:
+            query: dict = {k: v for k, v in filters.items() if v}
+            if per_page != LIST_PAGE_SIZE:
+                query["per_page"] = per_page
+            if others:
+                query["show"] = "others"
+            query.update(current if scope is None else {**current, f"{scope}_page": page})
+            return self.prefix + "requests?" + urlencode(query)
+
+        self.render_page("list.html", pages=pages, filters=filters, link=link,
+                         states=[s.value for s in State])
+
+
+#: Rows per list on the list page.
+LIST_PAGE_SIZE = 25
+
+
+def int_argument(handler: BaseHandler, name: str, default: int) -> int:
+    raw = handler.get_query_argument(name, None)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise InvalidInput(f"{name} must be a positive whole number")
+    return int(raw)
 
 
 class RequestPage(PageHandler):

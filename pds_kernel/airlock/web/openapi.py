@@ -9,6 +9,7 @@ parameter), those with a body 413 (over the limit) and 415 (another media type).
 from __future__ import annotations
 
 from ...registry.names import PROJECT_ID
+from ..listing import DEFAULT_PER_PAGE, MAX_PER_PAGE, SCOPES
 from ..states import State
 from .bodies import MAX_JSON_FIELD, MAX_TEXT
 
@@ -101,14 +102,20 @@ def build_openapi(prefix: str = "/") -> dict:
             "/api/requests": {
                 "get": {"operationId": "listRequests", "summary": "Requests the caller may see",
                         "parameters": [
-                            {"name": "scope", "in": "query", "schema": {"type": "string", "enum": ["mine", "queue", "all"]}},
+                            {"name": "scope", "in": "query", "schema": {"type": "string", "enum": list(SCOPES)}},
                             {"name": "project", "in": "query", "schema": {"type": "string",
                                                                           "pattern": PROJECT_ID.pattern}},
                             {"name": "state", "in": "query", "schema": {"type": "string",
-                                                                        "enum": [s.value for s in State]}}],
-                        "responses": {"200": {"description": "summaries", "content": {"application/json": {"schema": {
-                            "type": "object", "properties": {"requests": {"type": "array",
-                                                                          "items": {"$ref": "#/components/schemas/Summary"}}}}}}},
+                                                                        "enum": [s.value for s in State]}},
+                            {"name": "author", "in": "query", "schema": {"type": "string"}},
+                            {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                            {"name": "per_page", "in": "query", "schema": {
+                                "type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": DEFAULT_PER_PAGE}}],
+                        "responses": {"200": {"description": "one page of summaries, newest first", "content": {
+                            "application/json": {"schema": {"type": "object", "properties": {
+                                "requests": {"type": "array", "items": {"$ref": "#/components/schemas/Summary"}},
+                                "total": {"type": "integer"}, "page": {"type": "integer"},
+                                "per_page": {"type": "integer"}, "pages": {"type": "integer"}}}}}},
                                       **_errors(400, 401)}},
                 "post": {"operationId": "createRequest", "summary": "Stage files, check them, submit",
                          "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
