@@ -19,7 +19,7 @@ from ..permissions import (  # noqa: F401  (re-exported)
     check_read_contents,
     check_submitter,
     check_view,
+    is_admin,
     projects_checked_by,
     projects_researched_by,
-    is_admin,
 )
