@@ -3,6 +3,7 @@ versions readable by any Delta reader, the upgrade of a lake written before vers
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -39,8 +40,12 @@ def _corrected_rows(rows: dict) -> tuple[list[dict], dict]:
 
 
 def _pds(config: Path, *args: str) -> subprocess.CompletedProcess:
+    """``pds`` run by the OS user, whom the configuration maps to alice (``cli.identities``)."""
+    if "identities" not in config.read_text():
+        with open(config, "a") as handle:
+            handle.write(f"cli:\n  identities:\n    {json.dumps(getpass.getuser())}: alice\n")
     return subprocess.run([sys.executable, "-c", "from pds_kernel.cli import main; main()",
-                           "--config", str(config), "--as", "alice", *args],
+                           "--config", str(config), *args],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "220"})
 
 
