@@ -294,7 +294,7 @@ def test_cli_takes_global_options_after_the_command_and_keeps_wide_tables_in_pip
     verify = subprocess.run([*run, "audit", "verify", "--config", str(root / CONFIG_NAME)],
                             capture_output=True, text=True, env=env, cwd=root.parent, timeout=120)
     assert verify.returncode == 0 and "audit trail intact" in verify.stdout, verify.stderr
-    shown = subprocess.run([*run, "audit", "show", "--limit", "5", "-c", str(root / CONFIG_NAME), "--as", "os:x"],
+    shown = subprocess.run([*run, "audit", "show", "--limit", "5", "-c", str(root / CONFIG_NAME), "-v"],
                            capture_output=True, text=True, env=env, cwd=root.parent, timeout=120)
     assert shown.returncode == 0, shown.stderr
     widest = max(len(line) for line in shown.stdout.splitlines())

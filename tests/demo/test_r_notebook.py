@@ -39,8 +39,8 @@ def demo_extract(tmp_path_factory):
         generate_delivery(settings, options)
         ingest(runtime, options, actor="os:r-tester")
         registry = Registry.from_runtime(runtime)
-        registry.apply("os:r-tester", parse_registry(build_registry_spec(registry, date.today()), "test registry"))
-        build_extracts(runtime, options.directory.resolve(), options, actor="os:r-tester")
+        registry.apply("admin", parse_registry(build_registry_spec(registry, date.today()), "test registry"))
+        build_extracts(runtime, options.directory.resolve(), options, actor="admin")
     finally:
         runtime.close()
     return options.directory.resolve(), config
@@ -75,7 +75,7 @@ def test_r_notebook_runs_in_the_sandbox_and_its_table_is_right(demo_extract):
     home = root / "homes" / PROJECT / USER
     (home / "examples").mkdir(parents=True, exist_ok=True)
     (home / "examples" / NOTEBOOK).write_bytes((NOTEBOOKS / NOTEBOOK).read_bytes())
-    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(config), "--as", "os:r-tester"]
+    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(config)]  # the demo maps the OS user to admin
     run = subprocess.run([*pds, "sandbox", "exec", PROJECT, "--user", USER, "--",
                           "python", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                           "--output", "executed.ipynb", f"examples/{NOTEBOOK}"],

@@ -78,13 +78,18 @@ class ThreadedIndex:
         self.loop.close()
 
 
-def write_config(settings, path: Path) -> Path:
-    """A pds.yaml naming exactly ``settings``' paths, database and package settings (for ``pds``)."""
+def write_config(settings, path: Path, actor: str | None = None) -> Path:
+    """A pds.yaml naming exactly ``settings``' paths, database and package settings (for ``pds``);
+    with ``actor``, the OS user running the tests is mapped to that registry user (``cli.identities``:
+    the CLI acts as its OS user, ``--as`` is for administrators only)."""
+    import getpass
     from dataclasses import asdict, fields
 
     import yaml
 
     data = {"paths": {f.name: str(getattr(settings.paths, f.name)) for f in fields(settings.paths)},
             "database": {"url": settings.database.url}, "packages": asdict(settings.packages)}
+    if actor is not None:
+        data["cli"] = {"identities": {getpass.getuser(): actor}}
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path

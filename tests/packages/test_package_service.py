@@ -71,17 +71,17 @@ def test_a_request_names_one_project_and_at_most_one_release(packages_runtime, t
 
 
 def test_cli_request_approve_list(packages_runtime, tmp_path):
-    config = write_config(packages_runtime.settings, tmp_path / "pds.yaml")
     pds = str(Path(sys.prefix) / "bin" / "pds")
 
-    def run(*argv):
+    def run(actor, *argv):
+        config = write_config(packages_runtime.settings, tmp_path / f"pds-{actor}.yaml", actor)
         return subprocess.run([pds, "-c", str(config), *argv], capture_output=True, text=True, timeout=300)
 
-    asked = run("--as", "alice", "packages", "request", "pds-hello", "--project", "proj-a")
+    asked = run("alice", "packages", "request", "pds-hello", "--project", "proj-a")
     assert asked.returncode == 0, asked.stderr
     assert "requested pds-hello for project proj-a" in asked.stdout
-    approved = run("--as", ADMIN, "packages", "approve", "pds-hello==1.0")
+    approved = run(ADMIN, "packages", "approve", "pds-hello==1.0")
     assert approved.returncode == 0, approved.stderr
     assert "approved pds-hello==1.0: 2 wheel(s)" in approved.stdout
-    listed = run("--as", "alice", "packages", "list")
+    listed = run("alice", "packages", "list")
     assert listed.returncode == 0 and "approved" in listed.stdout and "Apache-2.0" in listed.stdout

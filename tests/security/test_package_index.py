@@ -89,8 +89,8 @@ def test_reaching_an_outside_address_from_the_sandbox_fails(attack_runtime, tmp_
 
 
 def test_requesting_a_package_for_a_project_one_is_not_a_member_of(attack_runtime, tmp_path):
-    config = write_config(attack_runtime.settings, tmp_path / "pds.yaml")
-    run = subprocess.run([PDS, "-c", str(config), "--as", "bob", "packages", "request", "texttable",
+    config = write_config(attack_runtime.settings, tmp_path / "pds.yaml", "bob")
+    run = subprocess.run([PDS, "-c", str(config), "packages", "request", "texttable",
                           "--project", "proj-a"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 4, run.stdout + run.stderr
     assert PackageService(attack_runtime).requests(ADMIN) == []
@@ -99,9 +99,9 @@ def test_requesting_a_package_for_a_project_one_is_not_a_member_of(attack_runtim
 
 
 def test_approving_as_a_researcher_is_refused(attack_runtime, tmp_path):
-    config = write_config(attack_runtime.settings, tmp_path / "pds.yaml")
+    config = write_config(attack_runtime.settings, tmp_path / "pds.yaml", "alice")
     PackageService(attack_runtime).request("alice", "proj-a", "pds-other")
-    run = subprocess.run([PDS, "-c", str(config), "--as", "alice", "packages", "approve", "pds-other==1.0"],
+    run = subprocess.run([PDS, "-c", str(config), "packages", "approve", "pds-other==1.0"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 4 and "platform administrators only" in run.stdout + run.stderr
     assert "pds-other" not in Wheelhouse(attack_runtime.settings.paths.packages).projects()
