@@ -1,4 +1,4 @@
-"""Support of tests/security/test_imports.py: the real gate (production application and server
+"""Support of tests/security/test_import_attacks.py: the real gate (production application and server
 options, tests/security/gate_support.py's people) with ClamAV pointed at the test's own signature
 database, archive builders for the attacks, and a real hub for the attack from inside a workspace.
 
