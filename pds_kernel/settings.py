@@ -173,6 +173,9 @@ class ProjectEnd:
 
     retention_days: int = 90  #: days between `pds project close` and the first day `pds project purge` may run
     home_quota_mb: int = 2048  #: size limit of one workspace home (MB); a start over it is refused
+
+
+@dataclass(frozen=True)
 class Packages:
     """The curated package index (``pds_kernel.packages``): where approved wheels come from and
     what they must run on."""
