@@ -22,7 +22,7 @@ from ..airlock.checks.models import model_format
 from ..airlock.checks.result import Finding, Status
 from . import ATTACKED_FORMATS, verdict
 from .inputs import snapshot
-from .sandbox import run_check
+from .sandbox import CHECK_MOUNT, run_check
 
 NO_DECLARATION = ("no declaration of the training and test rows: the platform cannot attack this model; "
                   "send context={'models': {name: {'data', 'target', 'train', 'test'}}} "
@@ -59,11 +59,11 @@ class ModelChecker:
             model = check_dir / f"model{Path(name).suffix.lower()}"
             shutil.copyfile(staged, model)
             model.chmod(0o644)
-            job = {"model": f"/check/{model.name}", "format": fmt, "target": declaration["target"],
+            job = {"model": f"{CHECK_MOUNT}/{model.name}", "format": fmt, "target": declaration["target"],
                    "features": declaration.get("features"), "cohort": "/data/COHORT.parquet",
                    "shadow_models": limits.shadow_models, "worst_case_reps": limits.worst_case_reps,
                    "low_fprs": sorted({0.001, limits.low_fpr, 0.1}),
-                   **{key: f"/check/{path.name}" for key, path in files.items()}}
+                   **{key: f"{CHECK_MOUNT}/{path.name}" for key, path in files.items()}}
             (check_dir / "job.json").write_text(json.dumps(job))
             for path in (check_dir / "job.json", check_dir):
                 path.chmod(0o755 if path.is_dir() else 0o644)

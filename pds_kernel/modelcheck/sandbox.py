@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 #: the user part of the check sandbox's control group and labels (not a valid user name)
 CHECK_USER = "0model-check"
-CHECK_MOUNT = "/check"
+#: Where the request's check directory is mounted (read-only). A path no installation uses: a mount
+#: over a parent of the interpreter or the package (an installation under /check, say) would hide it.
+CHECK_MOUNT = "/pds-model-check"
 OUT_DIR = f"{HOME_MOUNT}/out"
 #: what the gate reads back from the sandbox, at most
 MAX_REPORT_BYTES = 1024 * 1024

@@ -155,7 +155,7 @@ try:
 except OSError as exc:
     out["net"] = exc.errno
 try:
-    open("/check/job.json", "a"); out["check_writable"] = True
+    open("/pds-model-check/job.json", "a"); out["check_writable"] = True
 except OSError:
     out["check_writable"] = False
 out["home"] = sorted(os.listdir("/home/jovyan"))
