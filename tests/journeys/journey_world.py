@@ -61,10 +61,10 @@ def journey_world():
         "lake_snapshot": LAKE_SNAPSHOT, "persons": 60,
         "tables": {"ER_PRS_F": {"file": "ER_PRS_F.parquet", "sha256": sha256_file(extract / "ER_PRS_F.parquet")}}}))
     for name in (*CHECKERS, OTHER_CHECKER):
-        registry.upsert_user("test", name)
+        registry.upsert_user("root", name)
     for name in CHECKERS:
-        registry.add_member("test", PROJECT, name, "output-checker", expiry)
-    registry.add_member("test", OTHER_PROJECT, OTHER_CHECKER, "output-checker", expiry)
+        registry.add_member("root", PROJECT, name, "output-checker", expiry)
+    registry.add_member("root", OTHER_PROJECT, OTHER_CHECKER, "output-checker", expiry)
     users = (RESEARCHER, *CHECKERS, OUTSIDER, NON_MEMBER, ADMIN, OTHER_CHECKER)
     secrets = {u: provision_account(hub.settings, registry, u, PASSWORD, actor="test") for u in users}
     previous = os.environ.get("PDS_HUB_AIRLOCK")
