@@ -80,7 +80,7 @@ def test_first_run_leaves_lake_report_registry_accounts_and_extracts(demo_runs):
     assert "texttable==1.7.0: approved (" in first or "texttable==1.7.0: NOT approved" in first
     assert runtime.audit.verify().ok
     actors = {e.actor for e in runtime.audit.entries() if e.action.startswith(("registry.", "extract.build"))}
-    assert actors == {"os:demo-tester"}
+    assert actors == {"admin"}  # the demo maps the OS user who runs it to its administrator (cli.identities)
 
 
 def test_passwords_are_printed_once_and_stored_nowhere_in_clear(demo_runs):
@@ -116,16 +116,16 @@ def test_registry_step_keeps_admin_decisions_and_renews_expired_memberships(runt
     """Pure registry step on a fresh database: a closed project and a disabled account stay so."""
     from pds_kernel.demo import register
 
-    assert register(runtime, "os:t").status == "done"
+    assert register(runtime, "admin").status == "done"
     registry = Registry.from_runtime(runtime)
     registry.close_project("admin", "mi-outcomes", reason="test")
     registry.upsert_user("admin", "bob", full_name=registry.get_user("bob").full_name, active=False)
     registry.add_member("admin", "diabetes-t2", "alice", "researcher", date.today() - timedelta(days=1))
-    result = register(runtime, "os:t")
+    result = register(runtime, "admin")
     assert result.lines == [f"diabetes-t2: alice researcher until {date.today() + timedelta(days=365)}"]
     assert registry.get_project("mi-outcomes").status.value == "closed"
     assert not registry.get_user("bob").active
-    assert register(runtime, "os:t").status == "reused"
+    assert register(runtime, "admin").status == "reused"
 
 
 def _free_port_block(size: int = 4) -> int:

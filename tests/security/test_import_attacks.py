@@ -243,7 +243,7 @@ def test_import_from_inside_a_workspace_through_the_gate_socket(import_hub):
 
     hub = import_hub
     secret = provision_account(hub.settings, hub.registry, "alice", PASSWORD, actor="test")
-    hub.registry.add_member("test", HUB_PROJECT, "alice", "researcher", date.today() + timedelta(days=100))
+    hub.registry.add_member("root", HUB_PROJECT, "alice", "researcher", date.today() + timedelta(days=100))
     hub.start()
     alice = hub.client()
     assert alice.login("alice", secret)
