@@ -27,7 +27,6 @@ import json
 import shutil
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,10 +38,9 @@ from ..registry.names import check_project_id, check_user_name
 from . import cohort_intake, permissions
 from .imports_scan import ImportLimits, import_refusal, scan_import
 from .inputs import check_text
-from .models import ExportRequest, RequestFile
-from .service import MAX_TEXT, AirlockService, RequestView
+from .service import MAX_TEXT, AirlockService, RequestView, add_request_rows
 from .staging import RefusedFiles, StagedFile, check_names, request_dir, stage_file
-from .states import Action, State
+from .states import Action
 
 KINDS = ("files", "cohort")
 RAW_DIR = "raw"  #: staging/<project>/<request>/raw/: what was uploaded when it is not what is reviewed
@@ -146,18 +144,8 @@ class ImportService:
         service = self.airlock
         contents = permissions.can_read_contents(service.registry, actor, project, actor)
         with transaction(service._sessions) as s:
-            now = datetime.now(UTC)
-            req = ExportRequest(id=request_id, project_id=project, author=actor, state=State.DRAFT.value,
-                                direction="import", justification=justification, context=json.dumps(context),
-                                reviews_required=reviews_required, min_cell=min_cell, round=1,
-                                created_at=now, updated_at=now)
-            s.add(req)
-            for sf in staged:
-                result = results[sf.index]
-                s.add(RequestFile(request_id=request_id, index=sf.index, name=sf.name, stored_name=sf.stored_name,
-                                  sha256=sf.sha256, size=sf.size, kind=result["kind"],
-                                  check_status=result["status"], check_result=json.dumps(result)))
-            s.flush()
+            req = add_request_rows(s, request_id, project, actor, "import", justification, context,
+                                   reviews_required, min_cell, staged, results)
             service._record(AuditEvent(
                 actor=actor, action="airlock.import.create", target=f"request:{request_id}", project=project,
                 details={"kind": context["import"]["kind"], "raw": context["import"].get("raw", []),

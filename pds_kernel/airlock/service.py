@@ -79,6 +79,26 @@ MAX_CONTEXT_BYTES = 1_000_000
 MAX_TEXT = 10_000
 
 
+def add_request_rows(s: Session, request_id: str, project: str, author: str, direction: str,
+                     justification: str, context: dict, reviews_required: int, min_cell: int,
+                     staged, results: dict) -> ExportRequest:
+    """Add a new request (draft, round 1) and its checked files to session ``s``, flushed: the rows
+    an export and an import start with (``results``: each staged file's check, by index)."""
+    now = _utcnow()
+    req = ExportRequest(id=request_id, project_id=project, author=author, state=State.DRAFT.value,
+                        direction=direction, justification=justification, context=json.dumps(context),
+                        reviews_required=reviews_required, min_cell=min_cell, round=1,
+                        created_at=now, updated_at=now)
+    s.add(req)
+    for sf in staged:
+        result = results[sf.index]
+        s.add(RequestFile(request_id=request_id, index=sf.index, name=sf.name, stored_name=sf.stored_name,
+                          sha256=sf.sha256, size=sf.size, kind=result["kind"],
+                          check_status=result["status"], check_result=json.dumps(result)))
+    s.flush()
+    return req
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -366,18 +386,8 @@ class AirlockService:
                 self._deny(actor, "airlock.request.create", request_id, project, exc)
             raise
         with transaction(self._sessions) as s:
-            now = _utcnow()
-            req = ExportRequest(id=request_id, project_id=project, author=author, state=State.DRAFT.value,
-                                justification=justification, context=json.dumps(context),
-                                reviews_required=reviews_required, min_cell=thresholds.min_cell, round=1,
-                                created_at=now, updated_at=now)
-            s.add(req)
-            for sf in staged:
-                result = results[sf.index]
-                s.add(RequestFile(request_id=request_id, index=sf.index, name=sf.name, stored_name=sf.stored_name,
-                                  sha256=sf.sha256, size=sf.size, kind=result["kind"],
-                                  check_status=result["status"], check_result=json.dumps(result)))
-            s.flush()
+            req = add_request_rows(s, request_id, project, author, "export", justification, context,
+                                   reviews_required, thresholds.min_cell, staged, results)
             self._record(AuditEvent(
                 actor=actor, action="airlock.request.create", target=f"request:{request_id}", project=project,
                 details={"author": author, "files": [{"name": sf.name, "sha256": sf.sha256, "size": sf.size,
