@@ -9,7 +9,7 @@ import requests
 import schemathesis
 from airlock_factories import make_request
 from airlock_web import FakeIdentity, live_server
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -55,6 +55,9 @@ def test_every_operation_conforms_and_never_fails(server, mode):
         @settings(max_examples=5, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
                   suppress_health_check=list(HealthCheck))
         def check(case):
+            # a query parameter whose value is an empty list is not sent at all: such a "negative"
+            # case goes on the wire as a valid request (schemathesis generated one: ``{'': []}``)
+            assume(all(value != [] for value in (case.query or {}).values()))
             anonymous = case.call(base_url=base, headers={"Authorization": ""})
             assert anonymous.status_code in {400, 401, 404, 413, 415}, \
                 f"{case.method} {case.formatted_path} answered anonymously: {anonymous.status_code}"
