@@ -6,8 +6,12 @@ import asyncio
 import threading
 from contextlib import contextmanager
 
+import requests
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
+
+#: where the hub serves the gate; the tests serve it at the same prefix
+PREFIX = "/services/airlock/"
 
 
 class FakeIdentity:
@@ -55,3 +59,10 @@ def live_server(app, **server_options):
     finally:
         state["loop"].call_soon_threadsafe(state["loop"].stop)
         thread.join(10)
+
+
+def browser(user: str) -> requests.Session:
+    """A browser session signed in to the pages as ``user`` (through :class:`FakeIdentity`)."""
+    s = requests.Session()
+    s.cookies.set("fake_user", user)
+    return s

@@ -7,9 +7,11 @@ from datetime import date
 
 import pytest
 from airlock_factories import OTHER, PROJECT
+from airlock_web import PREFIX, FakeIdentity, live_server
 
 from pds_kernel.airlock.limits import AirlockLimits
 from pds_kernel.airlock.service import AirlockService
+from pds_kernel.airlock.web import make_app
 from pds_kernel.registry import Registry, Role
 
 
@@ -40,3 +42,10 @@ def limits() -> AirlockLimits:
 @pytest.fixture
 def service(runtime, registry, limits) -> AirlockService:
     return AirlockService(runtime, limits=limits, registry=registry)
+
+
+@pytest.fixture
+def base(runtime, service) -> str:
+    """The gate's real web service on a loopback port; its base URL (prefix included)."""
+    with live_server(make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)) as url:
+        yield url + PREFIX

@@ -5,26 +5,9 @@ from __future__ import annotations
 import html
 import re
 
-import pytest
 import requests
 from airlock_factories import OTHER, PROJECT, SAFE_TABLE, files, make_request
-from airlock_web import FakeIdentity, live_server
-
-from pds_kernel.airlock.web import make_app
-
-PREFIX = "/services/airlock/"
-
-
-@pytest.fixture
-def base(runtime, service):
-    with live_server(make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)) as url:
-        yield url + PREFIX
-
-
-def browser(user: str) -> requests.Session:
-    s = requests.Session()
-    s.cookies.set("fake_user", user)
-    return s
+from airlock_web import PREFIX, browser
 
 
 def section(page: str, title: str) -> str:

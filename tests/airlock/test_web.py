@@ -7,23 +7,9 @@ import re
 import pytest
 import requests
 from airlock_factories import PROJECT, SAFE_TABLE, files, make_request
-from airlock_web import FakeIdentity, live_server
+from airlock_web import PREFIX, FakeIdentity, browser, live_server
 
 from pds_kernel.airlock.web import make_app
-
-PREFIX = "/services/airlock/"
-
-
-@pytest.fixture
-def base(runtime, service):
-    with live_server(make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)) as url:
-        yield url + PREFIX
-
-
-def browser(user: str) -> requests.Session:
-    s = requests.Session()
-    s.cookies.set("fake_user", user)
-    return s
 
 
 def api(user: str) -> dict:

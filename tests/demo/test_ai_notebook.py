@@ -18,10 +18,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from demo_support import build_demo
 
-from pds_kernel.demo import DemoOptions, build_extracts, build_registry_spec, generate_delivery, ingest, prepare
-from pds_kernel.registry import Registry
-from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.functional]
@@ -33,22 +31,8 @@ PROJECT, USER = "diabetes-t2", "alice"
 @pytest.fixture(scope="module")
 def demo_extract(tmp_path_factory):
     """A demo directory with both years' extracts; diabetes-t2 gets 2 Dask workers and 2 cores."""
-    options = DemoOptions(tmp_path_factory.mktemp("ai") / "demo", patients=1500, years=(2022, 2023), seed=11)
-    config, settings = prepare(options)
-    runtime = Runtime(settings)
-    try:
-        generate_delivery(settings, options)
-        ingest(runtime, options, actor="os:ai-tester")
-        registry = Registry.from_runtime(runtime)
-        spec = build_registry_spec(registry, date.today())
-        for project in spec["projects"]:
-            if project["id"] == PROJECT:
-                project["resources"] = {"cpu": 2, "memory_mb": 3072, "dask_workers": 2}
-        registry.apply("admin", parse_registry(spec, "test registry"))
-        build_extracts(runtime, options.directory.resolve(), options, actor="admin")
-    finally:
-        runtime.close()
-    return options.directory.resolve(), config
+    return build_demo(tmp_path_factory.mktemp("ai") / "demo", patients=1500, years=(2022, 2023), seed=11,
+                      resources={PROJECT: {"cpu": 2, "memory_mb": 3072, "dask_workers": 2}})
 
 
 def _printed(executed: dict) -> str:

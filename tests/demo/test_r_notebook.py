@@ -12,16 +12,11 @@ import json
 import shutil
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 import polars as pl
 import pytest
-
-from pds_kernel.demo import DemoOptions, build_extracts, build_registry_spec, generate_delivery, ingest, prepare
-from pds_kernel.registry import Registry
-from pds_kernel.registry.spec import parse_registry
-from pds_kernel.runtime import Runtime
+from demo_support import build_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.functional,
               pytest.mark.skipif(shutil.which("R") is None, reason="R is not installed (make system-deps)")]
@@ -32,18 +27,7 @@ PROJECT, USER = "diabetes-t2", "alice"
 
 @pytest.fixture(scope="module")
 def demo_extract(tmp_path_factory):
-    options = DemoOptions(tmp_path_factory.mktemp("r") / "demo", patients=800, years=(2023, 2023), seed=5)
-    config, settings = prepare(options)
-    runtime = Runtime(settings)
-    try:
-        generate_delivery(settings, options)
-        ingest(runtime, options, actor="os:r-tester")
-        registry = Registry.from_runtime(runtime)
-        registry.apply("admin", parse_registry(build_registry_spec(registry, date.today()), "test registry"))
-        build_extracts(runtime, options.directory.resolve(), options, actor="admin")
-    finally:
-        runtime.close()
-    return options.directory.resolve(), config
+    return build_demo(tmp_path_factory.mktemp("r") / "demo", patients=800, years=(2023, 2023), seed=5)
 
 
 def expected_by_sex(extract: Path) -> list[dict]:
