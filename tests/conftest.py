@@ -15,6 +15,69 @@ import pytest
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Database, Paths, Settings
 
+# ---- parallel runs (pytest-xdist, ``make test`` runs two workers) --------------------------------
+# Sandboxes get a control group per (project, user) below the caller's own (pds_kernel.sandbox.
+# cgroup). Two workers running alice's diabetes-t2 sandboxes at once would share one memory and
+# process limit (a fork-bomb attempt in one would starve the other), so each worker moves itself
+# into a control group of its own first: the sandboxes' groups are then created below it. (cgroup
+# v1, as on the test machines; on v2 a group that delegates controllers may hold no process, so
+# workers there keep sharing the sandboxes' groups.)
+CGROUP_V1 = Path("/sys/fs/cgroup")
+WORKER_CONTROLLERS = ("memory", "cpu", "pids")
+_WORKER_GROUPS = pytest.StashKey[dict]()
+
+
+def _own_v1_groups() -> dict[str, Path]:
+    groups = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            if controller in WORKER_CONTROLLERS and (CGROUP_V1 / controller / "cgroup.procs").is_file():
+                groups[controller] = CGROUP_V1 / controller / path.lstrip("/")
+    return groups
+
+
+def pytest_configure(config):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or os.geteuid() != 0:
+        return
+    moved = {}
+    for controller, group in _own_v1_groups().items():
+        mine = group / f"pytest-{worker}"
+        try:
+            mine.mkdir(exist_ok=True)
+            (mine / "cgroup.procs").write_text(str(os.getpid()))
+            moved[controller] = group
+        except OSError:
+            continue
+    config.stash[_WORKER_GROUPS] = moved
+
+
+def pytest_unconfigure(config):
+    for parent in config.stash.get(_WORKER_GROUPS, {}).values():
+        try:
+            (parent / "cgroup.procs").write_text(str(os.getpid()))
+            (parent / f"pytest-{os.environ['PYTEST_XDIST_WORKER']}").rmdir()
+        except OSError:
+            continue
+
+
+# ---- the red team's count (tests/security) -------------------------------------------------------
+# Here and not in tests/security/conftest.py: with workers, only this file's hooks run in the
+# process that prints the summary.
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    attempts = succeeded = 0
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") != "call" and outcome != "error":
+                continue
+            if not report.nodeid.startswith("tests/security/"):
+                continue
+            attempts += 1
+            succeeded += outcome != "passed"
+    if attempts:
+        terminalreporter.write_line(f"red team: {attempts} attempts, {succeeded} succeeded")
+
 
 def make_settings(root: Path, **sections) -> Settings:
     """Settings whose every path is a fresh directory under ``root``."""
