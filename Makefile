@@ -88,7 +88,7 @@ run: .stamp-system .stamp-venv .stamp-node bytecode
 
 # ---- tests and benchmarks -----------------------------------------------------------------
 test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/helm lint bytecode
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 bench: .stamp-system .stamp-venv .stamp-venv-modelcheck bytecode
 	$(BIN)/python -m bench
