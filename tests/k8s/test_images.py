@@ -10,6 +10,7 @@ from importlib.metadata import version
 
 import pytest
 import yaml
+from makefile_values import variable
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -153,9 +154,9 @@ def test_cuda_only_in_the_gpu_image():
 def test_notebook_image_has_the_local_r_packages_and_the_platform_pip_conf():
     """The image installs exactly the Makefile's R packages (what the local sandbox tests run) and
     uses only the platform's package index."""
-    makefile = (IMAGES.parent / "Makefile").read_text()
-    local = re.search(r"^R_APT_PACKAGES := (.+)$", makefile, re.M).group(1).split()
+    local = variable("R_APT_PACKAGES")
     dockerfile = (IMAGES / "notebook" / "Dockerfile").read_text()
+    assert len(local) == 14 and "r-cran-haven" in local
     assert all(f" {p}" in dockerfile for p in local) and "--no-install-recommends" in dockerfile
     assert "COPY images/notebook/pip.conf /etc/pip.conf" in dockerfile
     conf = (IMAGES / "notebook" / "pip.conf").read_text()
