@@ -37,9 +37,26 @@ def _own_v1_groups() -> dict[str, Path]:
     return groups
 
 
+#: a worker starts with COLUMNS=80 and LINES=24 of its own: it gets the controller's values instead,
+#: so a CLI's output has the same width with and without workers
+TERMINAL_VARIABLES = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):  # the controller, once per worker
+    node.workerinput["pds_terminal"] = {name: os.environ.get(name) for name in TERMINAL_VARIABLES}
+
+
 def pytest_configure(config):
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker or os.geteuid() != 0:
+    if not worker:
+        return
+    for name, value in getattr(config, "workerinput", {}).get("pds_terminal", {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if os.geteuid() != 0:
         return
     moved = {}
     for controller, group in _own_v1_groups().items():

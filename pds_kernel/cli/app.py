@@ -28,6 +28,13 @@ def _width(stream) -> int | None:
 err_console = Console(stderr=True, width=_width(sys.stderr))
 console = Console(width=_width(sys.stdout))
 
+
+def fit_consoles() -> None:
+    """Decide the widths for this run's streams ($COLUMNS, the terminal, else :data:`PIPE_WIDTH`),
+    not only for the environment the module was first imported in."""
+    console.width = _width(sys.stdout)  # type: ignore[assignment]  (None: Rich asks $COLUMNS or the terminal)
+    err_console.width = _width(sys.stderr)  # type: ignore[assignment]
+
 #: The root options (:func:`_root`): accepted anywhere on the line, as users type them
 #: (``pds audit verify --config FILE``); name -> takes a value.
 GLOBAL_OPTIONS = {"--config": True, "-c": True, "--as": True, "--verbose": False, "-v": False}
@@ -153,6 +160,7 @@ _register()
 
 def main() -> None:
     """Console entry point: user mistakes become one line on stderr and a non-zero exit code."""
+    fit_consoles()
     try:
         code = app(args=hoist_global_options(sys.argv[1:]), prog_name="pds", standalone_mode=False)
         if isinstance(code, int) and code:

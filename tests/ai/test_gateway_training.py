@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ports import free_port
 
 from pds_kernel import training as T
 
@@ -26,16 +27,10 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def gateway(tmp_path):
     """A dask-gateway server on loopback; yields (public address, proxy address)."""
-    api, public, tcp = _free_port(), _free_port(), _free_port()
+    api, public, tcp = free_port(), free_port(), free_port()
     config = tmp_path / "dask_gateway_config.py"
     config.write_text(f"""
 c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
@@ -79,7 +74,7 @@ def test_xgboost_trains_across_a_dask_gateway_cluster(gateway, monkeypatch):
     from sklearn.metrics import roc_auc_score
 
     address, proxy = gateway
-    tracker_port = _free_port()
+    tracker_port = free_port()
     monkeypatch.setattr(T, "TRACKER_PORT", tracker_port)  # the chart's 8789 may be taken on a shared machine
     rng = np.random.default_rng(0)
     n = 4000

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from ports import free_port_block
 from typer.testing import CliRunner
 
 from pds_kernel.cli.app import app
@@ -128,25 +129,6 @@ def test_registry_step_keeps_admin_decisions_and_renews_expired_memberships(runt
     assert register(runtime, "admin").status == "reused"
 
 
-def _free_port_block(size: int = 4) -> int:
-    import socket
-
-    for base in range(18000, 30000, 7):
-        sockets = []
-        try:
-            for port in range(base, base + size):
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free block of ports")
-
-
 @pytest.mark.functional
 def test_run_ends_with_the_hub_serving_and_ctrl_c_stops_it(demo_runs):
     """What `make run` ends with: JupyterHub answering on 127.0.0.1, stopped cleanly by Ctrl-C."""
@@ -158,7 +140,7 @@ def test_run_ends_with_the_hub_serving_and_ctrl_c_stops_it(demo_runs):
     import urllib.request
 
     root = demo_runs[0]
-    port = _free_port_block()
+    port = free_port_block()
     args = [a for a in ARGS if a != "--no-hub"]
     proc = subprocess.Popen([str(Path(sys.executable).parent / "pds"), "demo", "run", "--dir", str(root),
                              *args, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -11,7 +11,6 @@ import getpass
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field, fields
@@ -22,6 +21,7 @@ import onetimepass
 import polars as pl
 import requests
 import yaml
+from ports import free_port_block  # noqa: F401  (re-exported: the hub tests' name)
 
 from pds_kernel.cli.hub_cmd import hub_command, hub_environment
 from pds_kernel.registry import Registry
@@ -31,27 +31,6 @@ from pds_kernel.settings import Paths, load_settings
 PROJECT = "diabetes-t2"
 OTHER_PROJECT = "mi-outcomes"
 PASSWORD = "correct-horse-battery-9"
-
-
-def free_port_block(size: int = 4) -> int:
-    """A port P such that P..P+size-1 are free on loopback now."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + size > 65000:
-            continue
-        ok = True
-        for port in range(base, base + size):
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port block")
 
 
 #: Where browser tests write their screenshots: a build folder, never the tracked docs/img on an

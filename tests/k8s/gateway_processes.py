@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 import requests
 import yaml
 from dask_gateway import Gateway, JupyterHubAuth
+from ports import free_port
 
 from pds_kernel.settings import Settings
 
@@ -66,12 +66,6 @@ c.Proxy.address = {proxy!r}
 c.Proxy.tcp_address = {proxy_tcp!r}
 c.DaskGateway.log_level = "INFO"
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_settings_file(settings: Settings, path: Path) -> Path:

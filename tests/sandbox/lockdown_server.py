@@ -14,7 +14,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ports import free_port
+
 from pds_kernel.db import make_engine, session_factory
 from pds_kernel.sandbox.budget import API_PATH
 from pds_kernel.sandbox.notebook_server import server_command
@@ -31,12 +32,6 @@ from pds_kernel.schema import check_schema
 from pds_kernel.served_bytes import ServedBytesLedger
 
 BASE_URL = "/user/alice/proj-a/"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LedgerHost:

@@ -127,13 +127,12 @@ second.close()
 def test_dask_client_owns_its_cluster_and_keeps_the_dashboard_port(extract):
     """#15: client.close() left the cluster running, so the next notebook's dashboard moved to a
     port the workspace's proxy refuses while its link still said 8787."""
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from ports import free_port
+
+    port = free_port()
     env = {"PATH": "/usr/bin:/bin", "HOME": str(extract.parent / "home"), "PDS_DATA_DIR": str(extract),
            "PDS_DASK_DASHBOARD_PORT": str(port), "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/proj-a/",
            "TMPDIR": str(extract.parent)}
