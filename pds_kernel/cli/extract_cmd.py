@@ -166,7 +166,9 @@ def destroy_key(
 
 
 def _tables(manifest: dict) -> None:
-    table = Table("table", "rows", "columns", "sha256")
+    table = Table("table", "rows", "columns", "files", "sha256")
     for name, entry in manifest["tables"].items():
-        table.add_row(name, str(entry["rows"]), str(len(entry["columns"])), entry["sha256"][:16])
+        files = entry.get("files")
+        table.add_row(name, str(entry["rows"]), str(len(entry["columns"])), str(len(files) if files else 1),
+                      entry["sha256"][:16] if not files else "per file, see manifest.json")
     console.print(table)

@@ -61,12 +61,22 @@ def partition_months(lake: Path, versions: dict[str, int] | None = None) -> list
 
 
 class Backend(Protocol):
-    """Runs build steps. ``partitioned`` steps may be split per DCIR month and concatenated."""
+    """Runs build steps. ``partitioned`` steps may be split per DCIR month and concatenated.
+
+    ``run`` returns a step's rows to the caller (for small results: persons, identifier maps);
+    ``write_table`` writes a table's rows as extract files under ``root`` where they are computed
+    (:mod:`.layout`) and returns only its columns and ``[{file, rows, sha256}]``; ``map`` applies
+    a function to argument tuples where the backend computes (the conformity check's partitions)."""
 
     name: str
     versions: dict[str, int] | None  #: the table versions it reads (None: the latest)
 
     def run(self, step: Step, *args: Any, partitioned: bool = False) -> pl.DataFrame: ...
+
+    def write_table(self, step: Step, *args: Any, partitioned: bool, root: Path, table: str,
+                    partitions: int | None) -> tuple[list[str], list[dict]]: ...
+
+    def map(self, function: Callable[..., Any], items: list[tuple]) -> list: ...
 
     def close(self) -> None: ...
 
@@ -82,6 +92,16 @@ class PolarsBackend:
 
     def run(self, step: Step, *args: Any, partitioned: bool = False) -> pl.DataFrame:
         return step(LakeFrames(self.lake, versions=self.versions), *args).collect()
+
+    def write_table(self, step: Step, *args: Any, partitioned: bool, root: Path, table: str,
+                    partitions: int | None) -> tuple[list[str], list[dict]]:
+        from .layout import write_frame
+
+        df = self.run(step, *args, partitioned=partitioned)
+        return df.columns, write_frame(df, Path(root), table, partitions)
+
+    def map(self, function: Callable[..., Any], items: list[tuple]) -> list:
+        return [function(*item) for item in items]
 
     def close(self) -> None:
         pass
