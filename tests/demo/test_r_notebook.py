@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 
 from pds_kernel.demo import DemoOptions, build_extracts, build_registry_spec, generate_delivery, ingest, prepare
+from pds_kernel.extract.layout import read_table
 from pds_kernel.registry import Registry
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
@@ -48,10 +49,10 @@ def demo_extract(tmp_path_factory):
 
 def expected_by_sex(extract: Path) -> list[dict]:
     """The notebook's table, recomputed with polars from the extract's Parquet files."""
-    ben = pl.read_parquet(extract / "IR_BEN_R.parquet")
-    prs = pl.read_parquet(extract / "ER_PRS_F.parquet")
-    stays = pl.read_parquet(extract / "T_MCOaaC.parquet").select("PERSON_ID", "EXE_SOI_DTD")
-    deaths = pl.read_parquet(extract / "KI_CCI_R.parquet").select("PERSON_ID", "BEN_DCD_DTE")
+    ben = read_table(extract, "IR_BEN_R")
+    prs = read_table(extract, "ER_PRS_F")
+    stays = read_table(extract, "T_MCOaaC").select("PERSON_ID", "EXE_SOI_DTD")
+    deaths = read_table(extract, "KI_CCI_R").select("PERSON_ID", "BEN_DCD_DTE")
     end_of_data = prs["EXE_SOI_DTD"].max()
     entry = prs.group_by("PERSON_ID").agg(pl.col("EXE_SOI_DTD").min().alias("entry"))
     first = (stays.join(entry, on="PERSON_ID").filter(pl.col("EXE_SOI_DTD") >= pl.col("entry"))
