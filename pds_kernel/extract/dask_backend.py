@@ -88,9 +88,22 @@ class DaskBackend:
                 raise InvalidInput(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         self.client = client
 
+    def _shared(self, args: tuple) -> tuple:
+        """``args`` with every frame sent to the cluster once (a future), not once per task: the
+        person map goes to every task of a table, and serialising it per task made it the client's
+        largest allocation."""
+        def share(value):
+            if isinstance(value, pl.DataFrame):
+                return self.client.scatter(value, hash=False)
+            if isinstance(value, dict) and any(isinstance(v, pl.DataFrame) for v in value.values()):
+                return {k: share(v) for k, v in value.items()}
+            return value
+        return tuple(share(a) for a in args)
+
     def run(self, step: Step, *args: Any, partitioned: bool = False) -> pl.DataFrame:
         months: list[str | None] = partition_months(self.lake, self.versions) if partitioned else [None]
-        futures = [self.client.submit(_run_part, str(self.lake), month, step, args, self.versions, pure=False)
+        shared = self._shared(args)
+        futures = [self.client.submit(_run_part, str(self.lake), month, step, shared, self.versions, pure=False)
                    for month in months]
         parts = self.client.gather(futures)
         if not parts:
@@ -101,8 +114,9 @@ class DaskBackend:
                     partitions: int | None) -> tuple[list[str], list[dict]]:
         units: list[str | None] = partition_months(self.lake, self.versions) if partitioned else [None]
         work = Path(root) / f".work-{table}"
+        shared = self._shared(args)
         try:
-            spilled = self.map(_spill_unit, [(str(self.lake), unit, step, args, self.versions, str(work), partitions)
+            spilled = self.map(_spill_unit, [(str(self.lake), unit, step, shared, self.versions, str(work), partitions)
                                              for unit in units or ["000000"]])
             schema = spilled[0][0]
             files = self.map(_write_partition, [(str(work), str(root), table, index, partitions, schema)
