@@ -4,8 +4,10 @@ Every step of a build is a function ``step(frames, *args) -> pl.LazyFrame`` over
 :class:`LakeFrames`. A backend runs it: :class:`PolarsBackend` once over the whole lake,
 :class:`~pds_kernel.extract.dask_backend.DaskBackend` once per month of the DCIR tables on a Dask
 cluster (a *partitioned* step joins DCIR tables only on their 9 keys, which include the month, so the
-months are independent) and concatenates the results. Both return the same rows; the builder sorts
-them before writing, so both give the same bytes.
+months are independent). Both compute the same rows. Small results come back to the caller
+(``run``); extract tables are written where they are computed (``write_table``: split by
+:mod:`.layout`'s partitions, each sorted and written by the same function), so both give the same
+bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import polars as pl
 
 from .. import lake as lake_mod
 from ..snds.tables import lake_schema
+from .layout import write_frame
 
 #: DCIR tables split by month of FLX_DIS_DTD, joined on the 9 DCIR keys: safe to process per month.
 PARTITIONED_TABLES = ("ER_PRS_F", "ER_PHA_F", "ER_BIO_F")
@@ -95,8 +98,6 @@ class PolarsBackend:
 
     def write_table(self, step: Step, *args: Any, partitioned: bool, root: Path, table: str,
                     partitions: int | None) -> tuple[list[str], list[dict]]:
-        from .layout import write_frame
-
         df = self.run(step, *args, partitioned=partitioned)
         return df.columns, write_frame(df, Path(root), table, partitions)
 

@@ -21,6 +21,7 @@ machine or on Dask.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -114,8 +115,6 @@ def table_paths(directory: Path, table: str, manifest: dict) -> list[Path]:
 
 def read_table(directory: Path, table: str) -> pl.DataFrame:
     """A whole extract table (every partition), for tests and small extracts."""
-    import json
-
     manifest = json.loads((Path(directory) / "manifest.json").read_text(encoding="utf-8"))
     return pl.read_parquet(table_paths(directory, table, manifest))
 
@@ -132,8 +131,6 @@ def write_frame(df: pl.DataFrame, root: Path, table: str, partitions: int | None
 
 def read_tables(directory: Path) -> dict[str, pl.DataFrame]:
     """Every table of the extract at ``directory``, whole (for tests and small extracts)."""
-    import json
-
     manifest = json.loads((Path(directory) / "manifest.json").read_text(encoding="utf-8"))
     return {name: pl.read_parquet(table_paths(directory, name, manifest)) for name in sorted(manifest["tables"])}
 
