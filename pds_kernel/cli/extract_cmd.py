@@ -50,7 +50,9 @@ def build(
     project: str = typer.Argument(..., help="Project id."),
     spec_file: Path | None = typer.Option(None, "--spec", help="Spec file (default: the project's kept spec.yaml)."),
     dask: str | None = typer.Option(None, "--dask", metavar="ADDR",
-                                       help="Run on the Dask scheduler at ADDR (e.g. tcp://10.0.0.5:8786)."),
+                                       help="Run on the Dask scheduler at ADDR (e.g. tcp://10.0.0.5:8786); its workers "
+                                            "write the extract's files, so they must see the lake and the "
+                                            "projects directory at the same paths."),
     same_lake_version: bool = typer.Option(
         False, "--same-lake-version",
         help="Read the lake's tables at the versions the published extract was built from (same spec: "
