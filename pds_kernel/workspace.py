@@ -2,16 +2,17 @@
 
     from pds_kernel import workspace as ws
     ws.tables()                                   # ['COHORT', 'ER_PRS_F', ...]
-    prs = ws.open_table("ER_PRS_F")               # polars LazyFrame over /data/ER_PRS_F.parquet
+    prs = ws.open_table("ER_PRS_F")               # polars LazyFrame over /data/ER_PRS_F/*.parquet
     client = ws.dask_client()                     # Dask cluster inside this workspace
     ddf = ws.dask_dataframe("ER_PRS_F")           # the same table as a Dask DataFrame
     ws.check("results/table1.csv")                # the gate's checks, without submitting
     ws.request_export(["results/table1.csv"], "Table 1 of the article")
     ws.request_package("texttable", "to print tables in the logs")  # then: pip install texttable
 
-The extract is read-only at ``$PDS_DATA_DIR`` (``/data``), one Parquet file per table and a
-``manifest.json``; only tables listed there (or present as files) can be opened, so a name never
-becomes an arbitrary path. Inside the local sandbox the Dask cluster is a ``LocalCluster`` in the
+The extract is read-only at ``$PDS_DATA_DIR`` (``/data``) with a ``manifest.json``: a table with
+PERSON_ID is a directory of Parquet partitions (``ER_PRS_F/part-00000-of-00004.parquet``, split
+by a hash of PERSON_ID), COHORT and referentials are one file (``COHORT.parquet``); only tables
+listed there (or present as files) can be opened, so a name never becomes an arbitrary path. Inside the local sandbox the Dask cluster is a ``LocalCluster`` in the
 same sandbox (same isolation, same limits), with its dashboard on loopback for
 jupyter-server-proxy. On Kubernetes (``DASK_GATEWAY__ADDRESS`` set) it is a dask-gateway cluster.
 Results leave only through :func:`request_export`, which hands files to the airlock.
@@ -57,33 +58,51 @@ def tables() -> list[str]:
     root = data_dir()
     if not root.is_dir():
         raise NotFound(f"no extract at {root}: is this a project workspace?")
-    return sorted(p.stem for p in root.glob("*.parquet") if _TABLE_NAME.match(p.stem))
+    single = {p.stem for p in root.glob("*.parquet")}
+    partitioned = {p.name for p in root.iterdir() if p.is_dir() and any(p.glob("part-*.parquet"))}
+    return sorted(name for name in single | partitioned if _TABLE_NAME.match(name))
 
 
-def table_path(name: str) -> Path:
-    """The Parquet file of table ``name`` (validated against :func:`tables`)."""
+def table_files(name: str) -> list[Path]:
+    """The Parquet files of table ``name`` (validated against :func:`tables`): one file, or its
+    partitions in order."""
     if not isinstance(name, str) or not _TABLE_NAME.match(name):
         raise InvalidInput(f"invalid table name {name!r}")
     known = tables()
     if name not in known:
         raise NotFound(f"table {name} is not in this project's extract (tables: {', '.join(known) or 'none'})")
     entry = manifest().get("tables", {}).get(name, {})
-    file = entry.get("file", f"{name}.parquet")
-    if "/" in file or file.startswith(".") or not file.endswith(".parquet"):
-        raise InvalidInput(f"the manifest names an unexpected file for {name}: {file!r}")
-    return data_dir() / file
+    if not entry and (data_dir() / name).is_dir():  # no manifest: the partitions present
+        entry = {"files": [{"file": f"{name}/{p.name}"} for p in sorted((data_dir() / name).glob("part-*.parquet"))]}
+    if "files" in entry:
+        files = [f.get("file") for f in entry["files"]]
+        pattern = re.compile(rf"^{re.escape(name)}/part-[0-9]+-of-[0-9]+\.parquet$")
+    else:
+        files = [entry.get("file", f"{name}.parquet")]
+        pattern = re.compile(rf"^{re.escape(name)}\.parquet$")
+    for file in files:
+        if not isinstance(file, str) or not pattern.match(file):
+            raise InvalidInput(f"the manifest names an unexpected file for {name}: {file!r}")
+    return [data_dir() / file for file in files]
+
+
+def table_path(name: str) -> Path:
+    """Where table ``name`` is: its file, or the directory of its partitions."""
+    files = table_files(name)
+    return files[0] if len(files) == 1 and files[0].name == f"{name}.parquet" else data_dir() / name
 
 
 def open_table(name: str) -> pl.LazyFrame:
-    """Table ``name`` as a polars LazyFrame (nothing is read until ``collect()``)."""
-    return pl.scan_parquet(table_path(name))
+    """Table ``name`` as a polars LazyFrame over all its files (nothing is read until ``collect()``)."""
+    return pl.scan_parquet(table_files(name), hive_partitioning=False)
 
 
 def dask_dataframe(name: str, **read_parquet_options: Any):
-    """Table ``name`` as a Dask DataFrame (computed on the cluster of :func:`dask_client` if any)."""
+    """Table ``name`` as a Dask DataFrame (computed on the cluster of :func:`dask_client` if any),
+    one Dask partition per file at least."""
     import dask.dataframe as dd
 
-    return dd.read_parquet(str(table_path(name)), **read_parquet_options)
+    return dd.read_parquet([str(f) for f in table_files(name)], **read_parquet_options)
 
 
 def _dashboard_link() -> str:

@@ -50,7 +50,9 @@ def build(
     project: str = typer.Argument(..., help="Project id."),
     spec_file: Path | None = typer.Option(None, "--spec", help="Spec file (default: the project's kept spec.yaml)."),
     dask: str | None = typer.Option(None, "--dask", metavar="ADDR",
-                                       help="Run on the Dask scheduler at ADDR (e.g. tcp://10.0.0.5:8786)."),
+                                       help="Run on the Dask scheduler at ADDR (e.g. tcp://10.0.0.5:8786); its workers "
+                                            "write the extract's files, so they must see the lake and the "
+                                            "projects directory at the same paths."),
     same_lake_version: bool = typer.Option(
         False, "--same-lake-version",
         help="Read the lake's tables at the versions the published extract was built from (same spec: "
@@ -166,7 +168,9 @@ def destroy_key(
 
 
 def _tables(manifest: dict) -> None:
-    table = Table("table", "rows", "columns", "sha256")
+    table = Table("table", "rows", "columns", "files", "sha256")
     for name, entry in manifest["tables"].items():
-        table.add_row(name, str(entry["rows"]), str(len(entry["columns"])), entry["sha256"][:16])
+        files = entry.get("files")
+        table.add_row(name, str(entry["rows"]), str(len(entry["columns"])), str(len(files) if files else 1),
+                      entry["sha256"][:16] if not files else "per file, see manifest.json")
     console.print(table)

@@ -6,10 +6,14 @@
 2. check the spec against the lake;
 3. get the project's key (created on first build);
 4. select the cohort's persons, pseudonymise them (one HMAC per person);
-5. write one Parquet file per table into a staging directory, rows sorted on every column and fixed
-   writer options, so the polars and Dask paths, and any rebuild, give the same bytes;
-6. write the manifest (spec hash, lake snapshot, row counts, SHA-256 of every file, builder, time);
-7. run the conformity check; a refused extract is deleted, never published;
+5. write each table into a staging directory, partitioned by a hash of PERSON_ID (:mod:`.layout`),
+   rows sorted on every column inside each file and fixed writer options, so the polars and Dask
+   paths, and any rebuild, give the same bytes; on Dask the workers write the files
+   (:mod:`.dask_backend`) and the client gets back only counts and hashes;
+6. write the manifest (spec hash, lake snapshot, partitioning, row counts, SHA-256 of every file,
+   builder, time);
+7. run the conformity check, partition by partition where the backend runs (on the workers on
+   Dask); a refused extract is deleted, never published;
 8. make files 0444 and directories 0555, and swap ``projects/<id>/extract`` to the new build in one
    atomic step (``extract`` is a symbolic link to ``builds/<build id>``).
 """
@@ -34,7 +38,6 @@ from .. import lake as lake_mod
 from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import DisclosureRisk, NotFound, PdsError, PermissionDenied
-from ..hashing import sha256_file
 from ..pseudo import KeyStore
 from ..registry import Registry
 from ..registry.names import check_project_id
@@ -42,18 +45,16 @@ from ..snds.tables import TABLES
 from .cohort import select_persons
 from .conformity import MANIFEST, ConformityReport, check_extract
 from .frames import PARTITIONED_TABLES, Backend, LakeFrames, PolarsBackend
+from .layout import PARQUET_OPTIONS, is_partitioned, partition_count, table_entry, write_frame
 from .linkage import cohort_table, death_maps, person_map, read_linkage_file
-from .order import sort_rows
 from .pinning import lake_changes, pinned_versions, previous_versions
 from .select import table_rows
 from .spec import COHORT_TABLE, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec, check_against_lake, load_spec
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = 1
-#: Parquet writer options of every extract file: fixed, so that the same rows always give the same
-#: bytes (polars' writer: it encodes columns in parallel, twice as fast as pyarrow's here).
-PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=256 * 1024, statistics=True)
+#: 2: tables with PERSON_ID are directories of partitions (:mod:`.layout`); 1: one file per table
+MANIFEST_FORMAT = 2
 SPEC_COPY = "spec.yaml"
 
 OnStep = Callable[[str], None]
@@ -137,6 +138,21 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
     df.rechunk().write_parquet(path, **PARQUET_OPTIONS)
 
 
+def _write_table(backend: Backend, staging: Path, table: str, spec: ExtractSpec, persons_map: pl.DataFrame,
+                 linked: pl.DataFrame | None, deaths: dict | None, partitions: int) -> dict:
+    """Write ``table`` into ``staging`` (where the backend computes it) and return its manifest
+    entry. COHORT (one row per person, built here from the person map) and tables without
+    PERSON_ID are one file; the others are ``partitions`` files."""
+    if table == COHORT_TABLE:
+        df = cohort_table(persons_map, linked, spec.linkage)
+        return table_entry(df.columns, write_frame(df, staging, table, None), None)
+    split = partitions if is_partitioned(table, spec.output_columns(table)) else None
+    columns, files = backend.write_table(table_rows, table, spec, persons_map, deaths,
+                                         partitioned=table in PARTITIONED_TABLES, root=staging,
+                                         table=table, partitions=split)
+    return table_entry(columns, files, split)
+
+
 def _make_read_only(root: Path) -> None:
     for path in sorted(root.rglob("*"), reverse=True):
         os.chmod(path, 0o555 if path.is_dir() else 0o444)
@@ -195,10 +211,12 @@ def _cohort(backend: Backend, spec: ExtractSpec, step: OnStep) -> tuple[pl.DataF
 
 def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: Backend | None = None,
               on_step: OnStep | None = None, today: date | None = None,
-              pin: dict[str, int] | None = None) -> BuildResult:
+              pin: dict[str, int] | None = None, persons_per_partition: int | None = None) -> BuildResult:
     """Build, check and publish the extract of ``project`` from ``spec``. See the module docstring.
     ``pin``: read the lake's tables at these versions (a rebuild on the versions of an earlier
-    extract, see :func:`.pinning.pinned_versions`), else at their latest versions."""
+    extract, see :func:`.pinning.pinned_versions`), else at their latest versions.
+    ``persons_per_partition``: cohort persons per partition file (default
+    :data:`.layout.PERSONS_PER_PARTITION`); the same value gives the same files."""
     settings = runtime.settings
     check_project_id(project)
     step = on_step or (lambda _name: None)
@@ -226,18 +244,10 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
         del key
         deaths = death_maps(backend, persons_map) if "KI_CCI_R" in spec.tables else None
         staging.mkdir(parents=True)
+        partitions = partition_count(persons.height, persons_per_partition)
         tables = {}
         for table in spec.output_tables():
-            if table == COHORT_TABLE:
-                df = cohort_table(persons_map, linked, spec.linkage)
-            else:
-                df = backend.run(table_rows, table, spec, persons_map, deaths,
-                                 partitioned=table in PARTITIONED_TABLES)
-            df = sort_rows(df)
-            file = f"{table}.parquet"
-            write_parquet(df, staging / file)
-            tables[table] = {"file": file, "rows": df.height, "columns": df.columns,
-                             "sha256": sha256_file(staging / file)}
+            tables[table] = _write_table(backend, staging, table, spec, persons_map, linked, deaths, partitions)
             step(f"write {table}")
         build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         manifest = {
@@ -246,12 +256,12 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
             "backend": backend.name, "spec_sha256": spec.sha256, "lake_snapshot": snapshot,
             "lake_versions": versions, "lake_changes": changes,
             "period": {"from": spec.start.isoformat(), "to": spec.end.isoformat()},
-            "persons": persons.height, "tables": tables,
+            "persons": persons.height, "partitions": partitions, "tables": tables,
         }
         _write_manifest(staging, manifest)
         step("manifest")
         report = check_extract(staging, spec, persons_map[PERSON_ID],
-                               partial(raw_identifiers, lake, versions=versions))
+                               partial(raw_identifiers, lake, versions=versions), mapper=backend.map)
         step("conformity check")
         if not report.ok:
             raise DisclosureRisk("the extract was refused by the conformity check: " + "; ".join(report.reasons))
@@ -317,7 +327,8 @@ def run_check(runtime, project: str, *, actor: str, backend: Backend | None = No
         linked = read_linkage_file(spec.linkage, backend) if spec.linkage else None
         cohort = person_map(key, select_persons(backend, spec, linked))[PERSON_ID]
     del key
-    report = check_extract(directory, spec, cohort, partial(raw_identifiers, lake, versions=versions))
+    report = check_extract(directory, spec, cohort, partial(raw_identifiers, lake, versions=versions),
+                           mapper=backend.map)
     report.notes += notes
     runtime.audit.record(AuditEvent(
         actor=actor, action="extract.check", target=f"project:{project}", project=project,

@@ -22,10 +22,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from ..hashing import sha256_file
+from .layout import bucket, entry_files, split
 from .spec import BIRTH_MONTH_COLUMNS, COMMUNE_COLUMNS, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec
 
 MANIFEST = "manifest.json"
@@ -71,15 +73,22 @@ class ConformityReport:
                 "k_min": self.k_min, "min_k": self.min_k, "k_status": self.k_status, "notes": self.notes}
 
 
-def _check_files(directory: Path, spec: ExtractSpec, report: ConformityReport) -> dict[str, Path]:
-    """Integrity: manifest present, every file listed with its hash, nothing else. Returns table -> file."""
+def _check_files(directory: Path, spec: ExtractSpec, report: ConformityReport) -> list[ListedFile]:
+    """Integrity of the listing: manifest present, every file listed, nothing else, nothing
+    missing. Returns the listed files of allowed tables that exist (their hashes are checked with
+    their contents, partition by partition, see :func:`check_unit`)."""
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         report.refuse("the extract has no manifest.json")
-        return {}
+        return []
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    listed = {entry["file"]: (name, entry["sha256"]) for name, entry in manifest.get("tables", {}).items()}
-    tables: dict[str, Path] = {}
+    listed: dict[str, ListedFile] = {}
+    for name, entry in manifest.get("tables", {}).items():
+        partitions = (entry.get("partitioning") or {}).get("partitions") if "files" in entry else None
+        for index, item in enumerate(entry_files(entry)):
+            listed[item["file"]] = ListedFile(name, item["file"], item["sha256"], index, partitions)
+    files: list[ListedFile] = []
+    refused_tables = set()
     for path in sorted(directory.rglob("*")):
         rel = path.relative_to(directory).as_posix()
         if path.is_dir() or rel == MANIFEST:
@@ -87,17 +96,29 @@ def _check_files(directory: Path, spec: ExtractSpec, report: ConformityReport) -
         if rel not in listed:
             report.refuse(f"file {rel} is not listed in the manifest")
             continue
-        name, expected = listed[rel]
-        if sha256_file(path) != expected:
-            report.refuse(f"file {rel} does not match the SHA-256 recorded in the manifest")
-        if name not in spec.output_tables():
-            report.refuse(f"table {name} is not allowed by the spec")
+        item = listed[rel]
+        if item.table not in spec.output_tables():
+            if item.table not in refused_tables:
+                report.refuse(f"table {item.table} is not allowed by the spec")
+                refused_tables.add(item.table)
             continue
-        tables[name] = path
+        files.append(item)
     for rel in listed:
         if not (directory / rel).is_file():
             report.refuse(f"file {rel} listed in the manifest is missing")
-    return tables
+    return files
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    """One file of the manifest: its table, path, SHA-256, and partition (index, count; count
+    None for a single-file table)."""
+
+    table: str
+    file: str
+    sha256: str
+    index: int
+    partitions: int | None
 
 
 def _count_in(values: pl.Series, reference: pl.DataFrame) -> int:
@@ -126,7 +147,7 @@ def _raw_hits(column: pl.Series, distinct: pl.Series, raw_ids: pl.DataFrame) -> 
 
 
 def _distinct_text(frames: dict[str, pl.DataFrame]) -> dict[tuple[str, str], pl.Series]:
-    """(table, column) -> distinct non-null values, for every text column of the extract."""
+    """(file, column) -> distinct non-null values, for every text column."""
     return {(name, column): df.lazy().select(pl.col(column).drop_nulls().unique()).collect().to_series()
             for name, df in frames.items() for column, dtype in df.schema.items() if dtype == pl.String}
 
@@ -141,44 +162,89 @@ def _text_candidates(distinct: dict[tuple[str, str], pl.Series]) -> pl.Series:
     return pl.concat(parts).unique()
 
 
-def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series,
-                  raw_ids: pl.Series | Callable[[pl.Series], pl.Series]) -> ConformityReport:
-    """Check the extract in ``directory`` against ``spec``, the cohort's PERSON_IDs and the lake's
-    raw identifier values. Never raises for a non-conformity: the report says what is wrong.
+RawIds = pl.Series | Callable[[pl.Series], pl.Series]
+Mapper = Callable[[Callable[..., Any], list[tuple]], list]
 
-    ``raw_ids``: the lake's raw identifiers, or a function that, given the extract's distinct text
-    values and tokens, returns the raw identifiers of the lake among them (same result, less work)."""
-    report = ConformityReport()
-    tables = _check_files(Path(directory), spec, report)
-    for name in spec.output_tables():
-        if name not in tables:
-            report.refuse(f"table {name} is missing from the extract")
-    frames = {name: pl.read_parquet(path) for name, path in sorted(tables.items())}
+
+def _map_here(function: Callable[..., Any], items: list[tuple]) -> list:
+    return [function(*item) for item in items]
+
+
+def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohorts: list[pl.Series],
+               raw_ids: RawIds) -> list[dict]:
+    """The checks of some files (one partition number of every table), where they are: on a Dask
+    worker or on this machine. Returns small results per file (counts, column names, and the
+    distinct persons per quasi-identifier combination), never rows. ``cohorts[i]`` are the cohort's
+    PERSON_IDs that may appear in ``files[i]`` (those of its partition)."""
+    root = Path(directory)
+    frames = {f.file: pl.read_parquet(root / f.file) for f in files}
     distinct = _distinct_text(frames)
     if callable(raw_ids):
         raw_ids = raw_ids(_text_candidates(distinct))
     raw_frame = pl.DataFrame({"v": raw_ids.cast(pl.String).drop_nulls().unique()})
-    cohort_frame = pl.DataFrame({"v": cohort.cast(pl.String).unique()})
-    for name, df in frames.items():
-        allowed = spec.output_columns(name)
-        for column in df.columns:
-            if column in RAW_ID_COLUMNS:
-                report.refuse(f"{name}.{column} is a raw identifier column")
-            elif column not in allowed:
-                report.refuse(f"{name}.{column} is not allowed by the spec")
+    results = []
+    for item, cohort in zip(files, cohorts, strict=True):
+        df = frames[item.file]
+        result: dict = {"table": item.table, "file": item.file, "columns": df.columns, "rows": df.height,
+                        "hash_ok": sha256_file(root / item.file) == item.sha256, "raw_hits": {},
+                        "outside": 0, "misplaced": 0, "finer": {}, "k": None}
         for column, dtype in df.schema.items():
             if dtype == pl.String:
-                hits = _raw_hits(df[column], distinct[(name, column)], raw_frame)
-                if hits:
-                    report.refuse(f"{name}.{column} holds {hits} raw identifier value(s) of the lake")
+                result["raw_hits"][column] = _raw_hits(df[column], distinct[(item.file, column)], raw_frame)
         if PERSON_ID in df.columns:
-            persons = distinct[(name, PERSON_ID)] if (name, PERSON_ID) in distinct \
-                else df[PERSON_ID].drop_nulls().unique()
-            outside = persons.len() - _count_in(persons, cohort_frame) + df[PERSON_ID].null_count()
-            if outside:
-                report.refuse(f"{name} holds {outside} person(s) outside the cohort")
-        _check_generalised(name, df, spec, report)
-        _k_anonymity(name, df, spec, report)
+            persons = distinct.get((item.file, PERSON_ID))
+            if persons is None:
+                persons = df[PERSON_ID].drop_nulls().unique()
+            cohort_frame = pl.DataFrame({"v": cohort.cast(pl.String).unique()})
+            result["outside"] = persons.len() - _count_in(persons, cohort_frame) + df[PERSON_ID].null_count()
+            if item.partitions is not None and df.schema[PERSON_ID] == pl.String:
+                result["misplaced"] = df.filter(bucket(item.partitions) != item.index).height
+        result["finer"] = _finer_than_spec(df, item.table, spec)
+        result["k"] = _persons_per_combination(df, spec)
+        results.append(result)
+    return results
+
+
+def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series, raw_ids: RawIds,
+                  mapper: Mapper = _map_here) -> ConformityReport:
+    """Check the extract in ``directory`` against ``spec``, the cohort's PERSON_IDs and the lake's
+    raw identifier values. Never raises for a non-conformity: the report says what is wrong.
+
+    ``raw_ids``: the lake's raw identifiers, or a function that, given the extract's distinct text
+    values and tokens, returns the raw identifiers of the lake among them (same result, less work).
+
+    The files are checked by partition number (:func:`check_unit`: partition ``i`` of every table
+    together, single-file tables with partition 0), through ``mapper`` (``backend.map``: one task
+    per partition on Dask); this function only adds up their small results. Sums are exact
+    because a person's rows are all in one partition number (a row in the wrong partition is
+    itself a refusal)."""
+    report = ConformityReport()
+    directory = Path(directory)
+    files = _check_files(directory, spec, report)
+    present = {f.table for f in files}
+    for name in spec.output_tables():
+        if name not in present:
+            report.refuse(f"table {name} is missing from the extract")
+    units: dict[int, list[ListedFile]] = {}
+    for item in files:
+        units.setdefault(item.index if item.partitions else 0, []).append(item)
+    cohort = cohort.cast(pl.String)
+    by_partition: dict[tuple[int, int], pl.Series] = {}
+    for item in files:
+        if item.partitions and (item.partitions, item.index) not in by_partition:
+            frame = pl.DataFrame({PERSON_ID: cohort})
+            by_partition.update({(item.partitions, i): part[PERSON_ID]
+                                 for i, part in split(frame, item.partitions).items()})
+            by_partition.setdefault((item.partitions, item.index), cohort.clear())
+    items = []
+    for number in sorted(units):
+        unit = units[number]
+        cohorts = [by_partition.get((f.partitions, f.index), cohort.clear()) if f.partitions else cohort
+                   for f in unit]
+        items.append((str(directory), spec, unit, cohorts, raw_ids))
+    results = [r for unit_results in mapper(check_unit, items) for r in unit_results]
+    for name in sorted({r["table"] for r in results}):
+        _add_up(name, [r for r in results if r["table"] == name], spec, report)
     report.min_k = spec.min_k
     if spec.min_k is None and report.k_min is not None and report.k_min < UNCHECKED_K_WARNING:
         report.notes.append(f"k-anonymity {report.k_min}: some persons are alone (or nearly) on "
@@ -189,39 +255,82 @@ def check_extract(directory: Path, spec: ExtractSpec, cohort: pl.Series,
     return report
 
 
-def _check_generalised(name: str, df: pl.DataFrame, spec: ExtractSpec, report: ConformityReport) -> None:
+def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: ConformityReport) -> None:
+    """One table's refusals and k-anonymity from the results of its files."""
+    results = sorted(results, key=lambda r: r["file"])
+    for r in results:
+        if not r["hash_ok"]:
+            report.refuse(f"file {r['file']} does not match the SHA-256 recorded in the manifest")
+    columns = list(dict.fromkeys(c for r in results for c in r["columns"]))
+    allowed = spec.output_columns(name)
+    for column in columns:
+        if column in RAW_ID_COLUMNS:
+            report.refuse(f"{name}.{column} is a raw identifier column")
+        elif column not in allowed:
+            report.refuse(f"{name}.{column} is not allowed by the spec")
+    for column in columns:
+        hits = sum(r["raw_hits"].get(column, 0) for r in results)
+        if hits:
+            report.refuse(f"{name}.{column} holds {hits} raw identifier value(s) of the lake")
+    outside = sum(r["outside"] for r in results)
+    if outside:
+        report.refuse(f"{name} holds {outside} person(s) outside the cohort")
+    misplaced = sum(r["misplaced"] for r in results)
+    if misplaced:
+        report.refuse(f"{name} holds {misplaced} row(s) in a partition file other than their PERSON_ID's")
+    finer: dict[tuple[str, str], int] = {}
+    for r in results:
+        for key, count in r["finer"].items():
+            finer[key] = finer.get(key, 0) + count
+    for (kind, column), count in finer.items():
+        if kind == "birth_month":
+            report.refuse(f"{name}.{column} is a birth month, but the spec generalises birth dates to the year")
+        elif kind == "departement" and count:
+            report.refuse(f"{name}.{column}: {count} value(s) finer than a département")
+        elif kind == "care_month" and count:
+            report.refuse(f"{name}.{column}: {count} date(s) not generalised to the month")
+    partials = [r["k"] for r in results if r["k"] is not None]
+    if partials:
+        qis = [c for c in partials[0].columns if c != "n"]
+        if len({tuple(p.columns) for p in partials}) > 1:
+            report.refuse(f"{name}: its partition files do not have the same columns")
+            return
+        combined = pl.concat(partials, how="vertical_relaxed").group_by(qis).agg(pl.col("n").sum())
+        k = None if combined.is_empty() else int(combined["n"].min())
+        report.k_anonymity[name] = {"columns": qis, "k": k}
+
+
+def _finer_than_spec(df: pl.DataFrame, name: str, spec: ExtractSpec) -> dict[tuple[str, str], int]:
+    """Quasi-identifiers the spec generalises that are not: ``(kind, column) -> rows``."""
     g = spec.generalise
+    found: dict[tuple[str, str], int] = {}
     if g.birth_year:
         for column in BIRTH_MONTH_COLUMNS:
             if column in df.columns:
-                report.refuse(f"{name}.{column} is a birth month, but the spec generalises birth dates to the year")
+                found[("birth_month", column)] = df.height
     if g.departement:
         for (table, commune), _ in COMMUNE_COLUMNS.items():
             if table == name and commune in df.columns:
-                bad = df.filter(pl.col(commune).is_not_null()
-                                & ~pl.col(commune).str.contains(DEPARTEMENT)).height
-                if bad:
-                    report.refuse(f"{name}.{commune}: {bad} value(s) finer than a département")
+                found[("departement", commune)] = df.filter(
+                    pl.col(commune).is_not_null() & ~pl.col(commune).str.contains(DEPARTEMENT)).height
     if g.care_month:
         for column, dtype in df.schema.items():
             if dtype == pl.Date:
-                bad = df.filter(pl.col(column).dt.day() != 1).height
-                if bad:
-                    report.refuse(f"{name}.{column}: {bad} date(s) not generalised to the month")
+                found[("care_month", column)] = df.filter(pl.col(column).dt.day() != 1).height
+    return found
 
 
-def _k_anonymity(name: str, df: pl.DataFrame, spec: ExtractSpec, report: ConformityReport) -> None:
+def _persons_per_combination(df: pl.DataFrame, spec: ExtractSpec) -> pl.DataFrame | None:
+    """Distinct persons per combination of the declared quasi-identifiers in ``df`` (columns: the
+    quasi-identifiers and ``n``), or None when the table has no PERSON_ID or no quasi-identifier.
+
+    Persons are counted on a 64-bit hash of the pseudonym (ten times cheaper than on the
+    64-character strings); a collision could only merge two persons, so k can come out smaller
+    than the truth, never larger: the check errs towards refusing."""
     if PERSON_ID not in df.columns:
-        return
+        return None
     qis = [c for c in spec.quasi_identifiers if c in df.columns]
     if not qis:
-        return
-    if df.is_empty():
-        report.k_anonymity[name] = {"columns": qis, "k": None}
-        return
-    # distinct persons per combination, counted on a 64-bit hash of the pseudonym (ten times
-    # cheaper than on the 64-character strings); a collision could only merge two persons, so k
-    # can come out smaller than the truth, never larger: the check errs towards refusing
+        return None
     person = pl.col(PERSON_ID).hash(seed=0).alias(PERSON_ID)
-    k = df.select(*qis, person).group_by(qis).agg(pl.col(PERSON_ID).n_unique().alias("n"))["n"].min()
-    report.k_anonymity[name] = {"columns": qis, "k": int(k)}
+    return df.select(*qis, person).group_by(qis).agg(pl.col(PERSON_ID).n_unique().cast(pl.Int64).alias("n"))

@@ -4,8 +4,10 @@ Every step of a build is a function ``step(frames, *args) -> pl.LazyFrame`` over
 :class:`LakeFrames`. A backend runs it: :class:`PolarsBackend` once over the whole lake,
 :class:`~pds_kernel.extract.dask_backend.DaskBackend` once per month of the DCIR tables on a Dask
 cluster (a *partitioned* step joins DCIR tables only on their 9 keys, which include the month, so the
-months are independent) and concatenates the results. Both return the same rows; the builder sorts
-them before writing, so both give the same bytes.
+months are independent). Both compute the same rows. Small results come back to the caller
+(``run``); extract tables are written where they are computed (``write_table``: split by
+:mod:`.layout`'s partitions, each sorted and written by the same function), so both give the same
+bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import polars as pl
 
 from .. import lake as lake_mod
 from ..snds.tables import lake_schema
+from .layout import write_frame
 
 #: DCIR tables split by month of FLX_DIS_DTD, joined on the 9 DCIR keys: safe to process per month.
 PARTITIONED_TABLES = ("ER_PRS_F", "ER_PHA_F", "ER_BIO_F")
@@ -61,12 +64,22 @@ def partition_months(lake: Path, versions: dict[str, int] | None = None) -> list
 
 
 class Backend(Protocol):
-    """Runs build steps. ``partitioned`` steps may be split per DCIR month and concatenated."""
+    """Runs build steps. ``partitioned`` steps may be split per DCIR month and concatenated.
+
+    ``run`` returns a step's rows to the caller (for small results: persons, identifier maps);
+    ``write_table`` writes a table's rows as extract files under ``root`` where they are computed
+    (:mod:`.layout`) and returns only its columns and ``[{file, rows, sha256}]``; ``map`` applies
+    a function to argument tuples where the backend computes (the conformity check's partitions)."""
 
     name: str
     versions: dict[str, int] | None  #: the table versions it reads (None: the latest)
 
     def run(self, step: Step, *args: Any, partitioned: bool = False) -> pl.DataFrame: ...
+
+    def write_table(self, step: Step, *args: Any, partitioned: bool, root: Path, table: str,
+                    partitions: int | None) -> tuple[list[str], list[dict]]: ...
+
+    def map(self, function: Callable[..., Any], items: list[tuple]) -> list: ...
 
     def close(self) -> None: ...
 
@@ -82,6 +95,14 @@ class PolarsBackend:
 
     def run(self, step: Step, *args: Any, partitioned: bool = False) -> pl.DataFrame:
         return step(LakeFrames(self.lake, versions=self.versions), *args).collect()
+
+    def write_table(self, step: Step, *args: Any, partitioned: bool, root: Path, table: str,
+                    partitions: int | None) -> tuple[list[str], list[dict]]:
+        df = self.run(step, *args, partitioned=partitioned)
+        return df.columns, write_frame(df, Path(root), table, partitions)
+
+    def map(self, function: Callable[..., Any], items: list[tuple]) -> list:
+        return [function(*item) for item in items]
 
     def close(self) -> None:
         pass

@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 from demo_support import build_demo
 
+from pds_kernel.extract.layout import read_table
 from pds_kernel.runtime import Runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.functional]
@@ -79,7 +80,7 @@ def test_ml_notebook_trains_on_the_sandbox_cluster_and_saves_a_safe_model(demo_e
     extract = root / "projects" / PROJECT / "extract"
     monkeypatch.setenv("PDS_DATA_DIR", str(extract))
     cohort = set(pl.read_parquet(extract / "COHORT.parquet").get_column("PERSON_ID").to_list())
-    deaths = pl.read_parquet(extract / "KI_CCI_R.parquet")
+    deaths = read_table(extract, "KI_CCI_R")
     died_before = set(deaths.filter(pl.col("BEN_DCD_DTE") < date(2023, 1, 1)).get_column("PERSON_ID").to_list())
     assert set(train_ids) | set(test_ids) == cohort - died_before
     booster = xgb.Booster()

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from pds_kernel.cli.app import app
 from pds_kernel.demo import CONFIG_NAME, DEMO_PROJECTS, DEMO_USERS, hub_account_exists
+from pds_kernel.extract.layout import read_table
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import load_settings
@@ -198,7 +199,7 @@ def test_example_notebook_runs_in_the_sandbox_and_its_table_is_right(demo_runs):
     assert outputs and not [o for o in outputs if o["output_type"] == "error"]
 
     saved = pl.read_csv(home / "examples" / "results" / "claims_per_month.csv").sort("month")
-    claims = pl.read_parquet(root / "projects" / "diabetes-t2" / "extract" / "ER_PRS_F.parquet")
+    claims = read_table(root / "projects" / "diabetes-t2" / "extract", "ER_PRS_F")
     expected = (claims.group_by(pl.col("EXE_SOI_DTD").dt.strftime("%Y-%m").alias("month"))
                 .agg(pl.len().alias("claims"), pl.col("PERSON_ID").n_unique().alias("persons"))
                 .filter(pl.col("persons") >= 10).sort("month"))

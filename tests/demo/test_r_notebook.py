@@ -18,6 +18,8 @@ import polars as pl
 import pytest
 from demo_support import build_demo
 
+from pds_kernel.extract.layout import read_table
+
 pytestmark = [pytest.mark.slow, pytest.mark.functional,
               pytest.mark.skipif(shutil.which("R") is None, reason="R is not installed (make system-deps)")]
 
@@ -32,10 +34,10 @@ def demo_extract(tmp_path_factory):
 
 def expected_by_sex(extract: Path) -> list[dict]:
     """The notebook's table, recomputed with polars from the extract's Parquet files."""
-    ben = pl.read_parquet(extract / "IR_BEN_R.parquet")
-    prs = pl.read_parquet(extract / "ER_PRS_F.parquet")
-    stays = pl.read_parquet(extract / "T_MCOaaC.parquet").select("PERSON_ID", "EXE_SOI_DTD")
-    deaths = pl.read_parquet(extract / "KI_CCI_R.parquet").select("PERSON_ID", "BEN_DCD_DTE")
+    ben = read_table(extract, "IR_BEN_R")
+    prs = read_table(extract, "ER_PRS_F")
+    stays = read_table(extract, "T_MCOaaC").select("PERSON_ID", "EXE_SOI_DTD")
+    deaths = read_table(extract, "KI_CCI_R").select("PERSON_ID", "BEN_DCD_DTE")
     end_of_data = prs["EXE_SOI_DTD"].max()
     entry = prs.group_by("PERSON_ID").agg(pl.col("EXE_SOI_DTD").min().alias("entry"))
     first = (stays.join(entry, on="PERSON_ID").filter(pl.col("EXE_SOI_DTD") >= pl.col("entry"))

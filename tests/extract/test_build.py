@@ -14,6 +14,7 @@ from extract_lake import DIABETES_SPEC, write_spec
 
 from pds_kernel.errors import PermissionDenied
 from pds_kernel.extract.build import extract_dir, raw_identifiers, run_build, run_check
+from pds_kernel.extract.layout import entry_files, file_hashes, read_table
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
 from pds_kernel.hashing import sha256_file
 from pds_kernel.pseudo import KeyStore, pseudonym
@@ -31,7 +32,7 @@ tables:
 
 
 def _read(runtime, project, table) -> pl.DataFrame:
-    return pl.read_parquet(extract_dir(runtime.settings, project) / f"{table}.parquet")
+    return read_table(extract_dir(runtime.settings, project), table)
 
 
 @pytest.fixture
@@ -49,10 +50,12 @@ def test_extract_is_published_read_only_with_a_true_manifest(runtime, built):
     assert set(manifest["tables"]) == {"IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "IR_PHA_R", "IR_IMB_R", "T_MCOaaB",
                                        "T_MCOaaC", "T_MCOaaD", "KI_CCI_R", "COHORT"}
     for entry in manifest["tables"].values():
-        path = directory / entry["file"]
-        assert sha256_file(path) == entry["sha256"]
-        assert pl.read_parquet(path).height == entry["rows"]
-        assert path.stat().st_mode & 0o777 == 0o444
+        for item in entry_files(entry):
+            path = directory / item["file"]
+            assert sha256_file(path) == item["sha256"]
+            assert pl.read_parquet(path).height == item["rows"]
+            assert path.stat().st_mode & 0o777 == 0o444
+        assert entry["rows"] == sum(item["rows"] for item in entry_files(entry))
     assert built.path.stat().st_mode & 0o777 == 0o555
     assert not list(runtime.settings.paths.projects.glob("diab-study/.staging-*"))
     assert not any(p.name.endswith(".key") for p in built.path.rglob("*"))
@@ -96,7 +99,7 @@ def test_same_pseudonym_in_every_table(runtime, built, small_lake):
 def test_no_raw_identifier_anywhere(runtime, built, small_lake):
     raw = set(raw_identifiers(small_lake.path).to_list())
     assert len(raw) > 100
-    for path in built.path.glob("*.parquet"):
+    for path in built.path.rglob("*.parquet"):
         df = pl.read_parquet(path)
         for column in df.columns:
             values = set(df[column].cast(pl.String).drop_nulls().to_list())
@@ -107,7 +110,7 @@ def test_generalisation_applied(runtime, built):
     ben = _read(runtime, "diab-study", "IR_BEN_R")
     assert "BEN_NAI_MOI" not in ben.columns
     assert (ben["BEN_RES_COM"] == ben["BEN_RES_DPT"]).all()
-    for path in built.path.glob("*.parquet"):
+    for path in built.path.rglob("*.parquet"):
         df = pl.read_parquet(path)
         for column, dtype in df.schema.items():
             if dtype == pl.Date:
@@ -127,9 +130,9 @@ def test_pseudonyms_differ_across_projects(runtime, registry, small_lake, built)
 
 
 def test_rebuild_is_deterministic_and_replaces_atomically(runtime, built):
-    first = {k: v["sha256"] for k, v in built.manifest["tables"].items()}
+    first = file_hashes(built.manifest)
     again = run_build(runtime, "diab-study", parse_spec(DIABETES_SPEC), actor="root")
-    assert {k: v["sha256"] for k, v in again.manifest["tables"].items()} == first
+    assert file_hashes(again.manifest) == first
     assert again.path != built.path and not built.path.exists()
     assert extract_dir(runtime.settings, "diab-study").resolve() == again.path.resolve()
 

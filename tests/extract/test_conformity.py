@@ -14,6 +14,7 @@ from extract_lake import DIABETES_SPEC
 from pds_kernel.errors import DisclosureRisk
 from pds_kernel.extract.build import raw_identifiers, run_build, run_check, write_parquet
 from pds_kernel.extract.conformity import check_extract
+from pds_kernel.extract.layout import entry_files
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
 from pds_kernel.hashing import sha256_file
 
@@ -32,12 +33,22 @@ def extract(runtime, registry, small_lake, tmp_path):
     return copy, cohort, raw_identifiers(small_lake.path)
 
 
-def _rewrite(directory, table, change):
-    """Apply ``change`` to one table and record the new hash, so only the planted fault remains."""
-    path = directory / f"{table}.parquet"
-    write_parquet(change(pl.read_parquet(path)), path)
+def _first_file(directory, table):
     manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["tables"][table]["sha256"] = sha256_file(path)
+    return directory / entry_files(manifest["tables"][table])[0]["file"]
+
+
+def _rewrite(directory, table, change):
+    """Apply ``change`` to the (first) file of one table and record the new hash and rows, so only
+    the planted fault remains."""
+    path = _first_file(directory, table)
+    changed = change(pl.read_parquet(path))
+    write_parquet(changed, path)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    entry = manifest["tables"][table]
+    item = next(f for f in entry.get("files", [entry]) if directory / f["file"] == path)
+    item["sha256"] = sha256_file(path)
+    item["rows"] = changed.height
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -103,8 +114,8 @@ def test_ungeneralised_quasi_identifiers(extract):
     _rewrite(directory, "IR_BEN_R", lambda df: df.with_columns(pl.lit("13055").alias("BEN_RES_COM")))
     report = check_extract(directory, SPEC, cohort, raw)
     assert sorted(report.reasons) == sorted([
-        f"ER_PRS_F.EXE_SOI_DTD: {pl.read_parquet(directory / 'ER_PRS_F.parquet').height} date(s) not generalised to the month",
-        f"IR_BEN_R.BEN_RES_COM: {pl.read_parquet(directory / 'IR_BEN_R.parquet').height} value(s) finer than a département",
+        f"ER_PRS_F.EXE_SOI_DTD: {pl.read_parquet(_first_file(directory, 'ER_PRS_F')).height} date(s) not generalised to the month",
+        f"IR_BEN_R.BEN_RES_COM: {pl.read_parquet(_first_file(directory, 'IR_BEN_R')).height} value(s) finer than a département",
     ])
 
 
@@ -153,7 +164,7 @@ def test_raw_identifiers_found_the_same_way_through_the_lake_lookup(extract, sma
         .when(pl.int_range(pl.len()) < 5).then(pl.lit(nir))                # 2 rows: the value and its token
         .otherwise(pl.col("PFS_EXE_NUM")).alias("PFS_EXE_NUM")))
     _rewrite(directory, "T_MCOaaB", lambda df: df.with_columns(pl.lit(f"x-{stay_nir}").alias("DGN_PAL")))
-    rows_b = pl.read_parquet(directory / "T_MCOaaB.parquet").height
+    rows_b = pl.read_parquet(_first_file(directory, "T_MCOaaB")).height
     expected = ["ER_PRS_F.PFS_EXE_NUM holds 10 raw identifier value(s) of the lake",
                 f"T_MCOaaB.DGN_PAL holds {rows_b} raw identifier value(s) of the lake"]
     with_all = check_extract(directory, SPEC, cohort, raw)

@@ -10,6 +10,7 @@ from extract_lake import DIABETES_SPEC, write_spec
 
 from pds_kernel.extract.build import run_build
 from pds_kernel.extract.dask_backend import DaskBackend
+from pds_kernel.extract.layout import entry_files
 from pds_kernel.extract.spec import load_spec, parse_spec
 
 pytestmark = pytest.mark.slow
@@ -42,16 +43,26 @@ def cluster():
         yield local, client
 
 
-def _both_ways(runtime, project, spec, lake, address):
+def extract_bytes(path):
+    """Every Parquet file of a built extract, by its path inside the extract."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*.parquet")}
+
+
+def file_hashes(manifest):
+    return {f["file"]: f["sha256"] for entry in manifest["tables"].values() for f in entry_files(entry)}
+
+
+def _both_ways(runtime, project, spec, lake, address, persons_per_partition=None):
     """Build with polars, then with Dask through the scheduler's address (as the CLI does)."""
-    with_polars = run_build(runtime, project, spec, actor="root")
-    polars_bytes = {p.name: p.read_bytes() for p in with_polars.path.glob("*.parquet")}
+    with_polars = run_build(runtime, project, spec, actor="root", persons_per_partition=persons_per_partition)
+    polars_bytes = extract_bytes(with_polars.path)
     backend = DaskBackend(lake, address)
     try:
-        with_dask = run_build(runtime, project, spec, actor="root", backend=backend)
+        with_dask = run_build(runtime, project, spec, actor="root", backend=backend,
+                              persons_per_partition=persons_per_partition)
     finally:
         backend.close()
-    dask_bytes = {p.name: p.read_bytes() for p in with_dask.path.glob("*.parquet")}
+    dask_bytes = extract_bytes(with_dask.path)
     return with_polars, polars_bytes, with_dask, dask_bytes
 
 
@@ -60,12 +71,18 @@ def _without_run_metadata(manifest: dict) -> dict:
 
 
 def test_polars_and_dask_give_the_same_bytes(runtime, registry, small_lake, cluster):
+    """With several partitions per table (a few persons each), so that the workers' split, spill
+    and per-partition writing are exercised, not only the one-partition case."""
     local, _client = cluster
     with_polars, polars_bytes, with_dask, dask_bytes = _both_ways(
-        runtime, "diab-study", parse_spec(DIABETES_SPEC), small_lake.path, local.scheduler_address)
+        runtime, "diab-study", parse_spec(DIABETES_SPEC), small_lake.path, local.scheduler_address,
+        persons_per_partition=3)
     assert (with_polars.manifest["backend"], with_dask.manifest["backend"]) == ("polars", "dask")
-    hashes = {t: e["sha256"] for t, e in with_polars.manifest["tables"].items()}
-    assert {t: e["sha256"] for t, e in with_dask.manifest["tables"].items()} == hashes
+    partitions = with_polars.manifest["partitions"]
+    assert partitions >= 3 and with_polars.manifest["tables"]["ER_PRS_F"]["partitioning"]["partitions"] == partitions
+    assert sum(1 for f in polars_bytes if f.startswith("ER_PRS_F/")) == partitions
+    hashes = file_hashes(with_polars.manifest)
+    assert file_hashes(with_dask.manifest) == hashes and set(hashes) == set(polars_bytes)
     assert with_dask.manifest["persons"] == with_polars.manifest["persons"] > 0
     assert dask_bytes == polars_bytes
     assert _without_run_metadata(with_dask.manifest) == _without_run_metadata(with_polars.manifest)
@@ -81,7 +98,7 @@ def test_diagnosis_cohort_with_a_linkage_file_same_bytes(runtime, registry, smal
     spec = load_spec(write_spec(tmp_path, MI_LINKED_SPEC))
     with_polars, polars_bytes, with_dask, dask_bytes = _both_ways(
         runtime, "mi-study", spec, small_lake.path, local.scheduler_address)
-    assert set(polars_bytes) == {f"{t}.parquet" for t in spec.output_tables()}
+    assert {f.split("/")[0].removesuffix(".parquet") for f in polars_bytes} == set(spec.output_tables())
     rows = with_polars.manifest["tables"]
     assert with_polars.manifest["persons"] > 0 and rows["COHORT"]["columns"] == ["PERSON_ID", "SUBJECT"]
     assert all(rows[t]["rows"] > 0 for t in ("ER_PRS_F", "T_MCOaaB", "T_MCOaaC", "T_MCOaaD"))

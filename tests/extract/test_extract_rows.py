@@ -14,6 +14,7 @@ import pytest
 
 from pds_kernel.extract.build import run_build
 from pds_kernel.extract.cohort import RETURN_CODES
+from pds_kernel.extract.layout import read_tables
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
 from pds_kernel.pseudo import KeyStore, pseudonym
 from pds_kernel.snds.tables import MISSING_DATE
@@ -44,7 +45,7 @@ def extract(runtime, registry, small_lake):
     result = run_build(runtime, "diab-study", parse_spec(ROWS_SPEC), actor="root")
     key = KeyStore.from_runtime(runtime).get("diab-study")
     nir_of = {pseudonym(key, r["BEN_NIR_PSA"]): r["BEN_NIR_PSA"] for r in small_lake.rows["IR_BEN_R"]}
-    tables = {path.stem: pl.read_parquet(path) for path in result.path.glob("*.parquet")}
+    tables = read_tables(result.path)
     cohort = {nir_of[pid] for pid in tables["COHORT"][PERSON_ID]}
     assert 0 < len(cohort) < len(nir_of)
     return tables, cohort, small_lake.rows

@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 
 from pds_kernel.extract.build import extract_dir, run_build
+from pds_kernel.extract.layout import read_table, read_tables
 from pds_kernel.extract.spec import PERSON_ID, RAW_ID_COLUMNS, parse_spec
 from pds_kernel.ingest import ingest_delivery
 from pds_kernel.pseudo import KeyStore, pseudonym
@@ -113,10 +114,10 @@ class Generated:
         self.keys = {p: KeyStore.from_runtime(runtime).get(p) for p in SPECS}
 
     def read(self, project: str, table: str) -> pl.DataFrame:
-        return pl.read_parquet(extract_dir(self.runtime.settings, project) / f"{table}.parquet")
+        return read_table(extract_dir(self.runtime.settings, project), table)
 
     def tables(self, project: str) -> dict[str, pl.DataFrame]:
-        return {p.stem: pl.read_parquet(p) for p in sorted(extract_dir(self.runtime.settings, project).glob("*.parquet"))}
+        return read_tables(extract_dir(self.runtime.settings, project))
 
 
 @pytest.fixture(scope="module")

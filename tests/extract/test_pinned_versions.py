@@ -10,13 +10,14 @@ from extract_lake import DIABETES_SPEC
 from pds_kernel import lake as lake_mod
 from pds_kernel.errors import NotFound
 from pds_kernel.extract.build import run_build, run_check
+from pds_kernel.extract.layout import file_hashes
 from pds_kernel.extract.spec import parse_spec
 from pds_kernel.lake import versions
 from pds_kernel.lake.upgrade import commit_written_files
 
 
 def _shas(result) -> dict[str, str]:
-    return {t: v["sha256"] for t, v in result.manifest["tables"].items()}
+    return file_hashes(result.manifest)
 
 
 def _correct_biggest_month(lake) -> tuple[int, int]:

@@ -55,6 +55,41 @@ def test_manifest_cannot_point_outside(extract):
         ws.table_path("ER_PRS_F")
 
 
+@pytest.fixture
+def partitioned(extract):
+    """ER_PRS_F as an extract build writes it: partitions by a hash of PERSON_ID, in a directory."""
+    (extract / "ER_PRS_F.parquet").unlink()
+    (extract / "ER_PRS_F").mkdir()
+    files = []
+    for i, rows in enumerate(({"person": ["a", "a"], "amount": [1.0, 3.0]}, {"person": ["b", "c"], "amount": [2.0, 4.0]})):
+        file = f"ER_PRS_F/part-{i:05d}-of-00002.parquet"
+        pl.DataFrame(rows).write_parquet(extract / file)
+        files.append({"file": file, "rows": 2})
+    (extract / "manifest.json").write_text(json.dumps({"tables": {
+        "ER_PRS_F": {"files": files, "rows": 4}, "COHORT": {"file": "COHORT.parquet", "rows": 3}}}))
+    return extract
+
+
+def test_partitioned_table_reads_whole(partitioned):
+    assert ws.tables() == ["COHORT", "ER_PRS_F"]
+    assert [p.name for p in ws.table_files("ER_PRS_F")] == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
+    totals = ws.open_table("ER_PRS_F").group_by("person").agg(pl.col("amount").sum()).sort("person").collect()
+    assert totals.to_dict(as_series=False) == {"person": ["a", "b", "c"], "amount": [4.0, 2.0, 4.0]}
+    assert ws.dask_dataframe("ER_PRS_F")["amount"].sum().compute(scheduler="sync") == 10.0
+    (partitioned / "manifest.json").unlink()
+    assert ws.tables() == ["COHORT", "ER_PRS_F"] and ws.open_table("ER_PRS_F").collect().height == 4
+
+
+@pytest.mark.parametrize("file", ["../secret.parquet", "COHORT.parquet", "ER_PRS_F/../../x/part-0-of-1.parquet",
+                                  "ER_PRS_F/notes.csv"])
+def test_manifest_partitions_cannot_point_elsewhere(partitioned, file):
+    manifest = json.loads((partitioned / "manifest.json").read_text())
+    manifest["tables"]["ER_PRS_F"]["files"].append({"file": file})
+    (partitioned / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InvalidInput, match="unexpected file"):
+        ws.open_table("ER_PRS_F")
+
+
 def test_dask_dataframe_without_cluster(extract):
     assert ws.dask_dataframe("ER_PRS_F")["amount"].sum().compute(scheduler="sync") == 10.0
 
