@@ -26,7 +26,7 @@ from model_format_support import (
     tensor,
 )
 
-from pds_kernel.airlock.checks.model_formats import MAX_ONNX_DEPTH, MAX_SAFETENSORS_HEADER
+from pds_kernel.airlock.checks.model_formats import MAX_ONNX_DEPTH, MAX_ONNX_FIELDS, MAX_SAFETENSORS_HEADER
 from pds_kernel.airlock.staging import RefusedFiles
 
 
@@ -144,6 +144,12 @@ def test_onnx_custom_operator_domain_is_refused(gate):
 
 def test_onnx_subgraphs_nested_beyond_the_limit_are_refused(gate):
     refused(gate, "model.onnx", onnx_nested(MAX_ONNX_DEPTH // 3 + 2), f"nested more than {MAX_ONNX_DEPTH} deep")
+
+
+def test_onnx_of_a_million_one_number_fields_is_refused(gate):
+    """A genuine model followed by 1,000,001 unknown varint fields (protobuf readers skip them)."""
+    field_99 = bytes([0x98, 0x06, 0x00])  # key: field 99, wire type 0; value 0
+    refused(gate, "model.onnx", genuine_onnx() + field_99 * (MAX_ONNX_FIELDS + 1), "protobuf fields")
 
 
 def test_truncated_onnx_is_refused(gate):

@@ -11,7 +11,7 @@ hostile bytes) and refuses a file that a reader could be tricked by:
   the data whose length is the shape's; the tensors must tile the data exactly (no overlap, no
   hole, no trailing bytes: a gap is room for hidden records);
 - ONNX: a well-formed protobuf ``ModelProto`` (every length inside its parent, nesting at most
-  :data:`MAX_ONNX_DEPTH`); no tensor anywhere (initializers, sparse initializers, node
+  :data:`MAX_ONNX_DEPTH`, at most :data:`MAX_ONNX_FIELDS` fields); no tensor anywhere (initializers, sparse initializers, node
   attributes, subgraphs, training graphs, local functions) whose data is *external*: ``onnx.load``
   resolves ``external_data`` ``location`` entries against the model's directory, and a location
   such as ``../../etc/passwd`` or ``/home/...`` makes whoever opens the model read that file into
@@ -192,9 +192,17 @@ _SUBMESSAGES = {
 }
 
 
+#: the scalar fields the gate reads, per message type (the others are walked over, not kept)
+_KEPT = {"model": {1}, "tensor": {8, 14}, "node": {4, 7}, "opset": {1}, "function": {1, 10}, "entry": {1, 2}}
+#: fields the gate walks, at most: a genuine model keeps its numbers in packed or raw fields (a
+#: few per tensor); millions of one-number fields would only cost the gate time and memory
+MAX_ONNX_FIELDS = 1_000_000
+
+
 class _OnnxWalk:
     def __init__(self, buf):
         self.buf = buf
+        self.fields = 0
         self.nodes: set[tuple[str, str]] = set()  #: (domain, operator) of every node
         self.opsets: set[str] = set()  #: the domain of every opset import
         self.local: set[tuple[str, str]] = set()  #: (domain, name) of the model's local functions
@@ -203,13 +211,18 @@ class _OnnxWalk:
         if depth > MAX_ONNX_DEPTH:
             raise _Refused(f"its messages are nested more than {MAX_ONNX_DEPTH} deep")
         seen: dict[int, list] = {}
+        kept = _KEPT.get(kind, ())
         for number, wire, a, b in _fields(self.buf, start, end):
+            self.fields += 1
+            if self.fields > MAX_ONNX_FIELDS:
+                raise _Refused(f"it has more than {MAX_ONNX_FIELDS} protobuf fields (a genuine model keeps its "
+                               "numbers in packed or raw fields)")
             sub = _SUBMESSAGES.get((kind, number))
             if sub is not None:
                 if wire != 2:
                     raise _Damaged(f"field {number} of a {kind} is not a message")
                 seen.setdefault(number, []).append(self.message(sub, a, b, depth + 1))
-            else:
+            elif number in kept:
                 seen.setdefault(number, []).append((wire, a, b))
         self.judge(kind, seen)
         return seen
