@@ -55,6 +55,8 @@ STAGING_CLAIM = "pds-staging"
 MAX_LOG_BYTES = MAX_REPORT_BYTES + (MAX_PLOT_BYTES * 4) // 3 + 64 * 1024
 #: seconds a finished Job is kept if the gate could not delete it
 TTL_AFTER_FINISHED = 600
+#: the job's JSON travels as one argument of the container's command (Linux: 128 KiB per argument)
+MAX_JOB_ARGUMENT = 100_000
 
 
 def job_name(request_id: str, index: int) -> str:
@@ -187,6 +189,10 @@ def run_check_job(settings, project_info, author: str, request_id: str, index: i
     a failure is a :class:`CheckRun` with its ``problem``, and the model goes to review)."""
     limits = settings.model_check
     start = time.monotonic()
+    size = len(json.dumps(job, sort_keys=True))
+    if size > MAX_JOB_ARGUMENT:
+        return CheckRun(None, None, None, 0.0, f"the model's declaration takes {size} bytes, more than a check Job "
+                                               f"takes ({MAX_JOB_ARGUMENT}): declare fewer or shorter features")
     try:
         cfg = cfg or load_k8s_config()
         scratch_mb = (limits.max_input_bytes + limits.max_model_bytes) // 2**20 + 256
