@@ -132,6 +132,9 @@ class ModelCheck:
     """The platform's attack of a model that asks to leave (``pds_kernel.modelcheck``, docs/ai.md)."""
 
     python: str = ""  #: interpreter of the check environment; "" = <checkout>/.venv-modelcheck/bin/python
+    #: where the check runs: "sandbox" (a bubblewrap sandbox of the project on this machine) or
+    #: "kubernetes" (a Job of the project, pds_kernel.modelcheck.k8s_job; the chart sets it)
+    runner: str = "sandbox"
     timeout_seconds: int = 600  #: a check still running then is killed: the model goes to review
     max_input_bytes: int = 512 * 1024 * 1024  #: the declared data, training and test files, in all
     max_model_bytes: int = 50 * 1024 * 1024  #: a larger model is not loaded: review

@@ -330,7 +330,8 @@ class AirlockService:
         request (reads the database: outside a transaction)."""
         checker = ModelChecker(self.settings, self.registry.get_project(project),
                                self.settings.paths.homes / project / author,
-                               self.settings.paths.state / "model-checks" / project / request_id)
+                               self.settings.paths.state / "model-checks" / project / request_id,
+                               author=author, request_id=request_id)
         return project_gate(self.settings, self._sessions, self.limits, project, thresholds, request_id, checker)
 
     def _run_checks(self, directory: Path, files: list[tuple[int, str, str, str]], gate: ProjectGate,

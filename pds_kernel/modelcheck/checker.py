@@ -3,7 +3,8 @@
 :class:`ModelChecker` is built by the airlock service for one (project, author, request) and
 called by :func:`pds_kernel.airlock.gate.run_gate` for each file of kind ``model``. It snapshots
 the declared files (:mod:`.inputs`), writes the job, runs the check in a fresh sandbox of the
-project (:mod:`.sandbox`), and turns what the sandbox wrote into findings (:mod:`.verdict`). The
+project (:mod:`.sandbox`) or, with ``model_check.runner: kubernetes``, in a Job of the project
+that snapshots the declared files itself (:mod:`.k8s_job`), and turns what the sandbox wrote into findings (:mod:`.verdict`). The
 request's check directory (the model copy, the snapshot, the sandbox's home) is deleted when the
 check ends: only the cleaned report and its plot stay, in the file's stored check result.
 """
@@ -22,11 +23,19 @@ from ..airlock.checks.models import model_format
 from ..airlock.checks.result import Finding, Status
 from . import ATTACKED_FORMATS, verdict
 from .inputs import snapshot
+from .k8s_job import run_check_job
 from .sandbox import CHECK_MOUNT, run_check
 
 NO_DECLARATION = ("no declaration of the training and test rows: the platform cannot attack this model; "
                   "send context={'models': {name: {'data', 'target', 'train', 'test'}}} "
                   "(ws.request_export(..., models=...))")
+
+
+def attack_job(fmt: str, declaration: Mapping[str, Any], limits) -> dict[str, Any]:
+    """What :func:`.run.attack` needs besides the file paths (the model, data, train, test)."""
+    return {"format": fmt, "target": declaration["target"], "features": declaration.get("features"),
+            "cohort": "/data/COHORT.parquet", "shadow_models": limits.shadow_models,
+            "worst_case_reps": limits.worst_case_reps, "low_fprs": sorted({0.001, limits.low_fpr, 0.1})}
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class ModelChecker:
     project: Any  #: the registry's ProjectInfo (limits of the sandbox)
     home: Path  #: the author's home in the project (declared paths are relative to it)
     root: Path  #: this request's check directory (deleted after each check)
+    author: str = ""  #: the request's author (whose home claim a Kubernetes check Job mounts)
+    request_id: str = ""
 
     def __call__(self, index: int, name: str, staged: Path, declaration: Mapping[str, Any] | None
                  ) -> tuple[list[Finding], dict[str, Any] | None]:
@@ -52,24 +63,18 @@ class ModelChecker:
             return [Finding("model-check", Status.REVIEW, f"the platform does not attack {fmt} models (it attacks "
                                                           f"{', '.join(sorted(ATTACKED_FORMATS))}): a checker "
                                                           "judges it")], {"status": "unsupported", "format": fmt}
-        work = self.root / str(index)
-        check_dir = work / "check"
-        try:
-            files = snapshot(self.home, declaration, check_dir, limits.max_input_bytes)
-            model = check_dir / f"model{Path(name).suffix.lower()}"
-            shutil.copyfile(staged, model)
-            model.chmod(0o644)
-            job = {"model": f"{CHECK_MOUNT}/{model.name}", "format": fmt, "target": declaration["target"],
-                   "features": declaration.get("features"), "cohort": "/data/COHORT.parquet",
-                   "shadow_models": limits.shadow_models, "worst_case_reps": limits.worst_case_reps,
-                   "low_fprs": sorted({0.001, limits.low_fpr, 0.1}),
-                   **{key: f"{CHECK_MOUNT}/{path.name}" for key, path in files.items()}}
-            (check_dir / "job.json").write_text(json.dumps(job))
-            for path in (check_dir / "job.json", check_dir):
-                path.chmod(0o755 if path.is_dir() else 0o644)
-            run = run_check(self.settings, self.project, check_dir, work)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        job = attack_job(fmt, declaration, limits)
+        model_name = f"model{Path(name).suffix.lower()}"
+        if limits.runner == "kubernetes":
+            run = run_check_job(self.settings, self.project, self.author, self.request_id, index,
+                                str(staged.relative_to(self.settings.paths.staging)), model_name,
+                                {**job, "declaration": dict(declaration), "max_input_bytes": limits.max_input_bytes})
+        elif limits.runner == "sandbox":
+            run = self._run_in_sandbox(index, staged, model_name, declaration, job)
+        else:
+            return [Finding("model-check", Status.REVIEW, f"model_check.runner is {limits.runner!r} (sandbox or "
+                                                          "kubernetes): the check did not run; a checker judges "
+                                                          "the model")], {"status": "error"}
         if run.report is None:
             return [Finding("model-check", Status.REVIEW, f"{run.problem}: a checker judges the model")], \
                 {"status": "error", "reason": run.problem, "wall_seconds": round(run.seconds, 1)}
@@ -81,3 +86,23 @@ class ModelChecker:
         if run.plot is not None:
             report["plot_png"] = base64.b64encode(run.plot).decode("ascii")
         return verdict.findings(report, limits), report
+
+    def _run_in_sandbox(self, index: int, staged: Path, model_name: str, declaration: Mapping[str, Any],
+                        job: dict[str, Any]):
+        """Snapshot the declared files and run the check in a fresh bubblewrap sandbox of the project."""
+        limits = self.settings.model_check
+        work = self.root / str(index)
+        check_dir = work / "check"
+        try:
+            files = snapshot(self.home, declaration, check_dir, limits.max_input_bytes)
+            model = check_dir / model_name
+            shutil.copyfile(staged, model)
+            model.chmod(0o644)
+            job = {**job, "model": f"{CHECK_MOUNT}/{model.name}",
+                   **{key: f"{CHECK_MOUNT}/{path.name}" for key, path in files.items()}}
+            (check_dir / "job.json").write_text(json.dumps(job))
+            for path in (check_dir / "job.json", check_dir):
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            return run_check(self.settings, self.project, check_dir, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)

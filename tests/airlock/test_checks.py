@@ -134,8 +134,18 @@ def test_blocked_unknown_and_disguised_types_fail(tmp_path, name, data, why):
     assert r.status.value == "fail" and why in r.findings[0].message
 
 
+def _onnx() -> bytes:
+    """A genuine (tiny) ONNX model: the gate validates the whole protobuf, not the first byte."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph).SerializeToString()
+
+
 def test_models_need_review(tmp_path):
-    assert run(tmp_path, "m.onnx", b"\x08\x07").status.value == "review"
+    assert run(tmp_path, "m.onnx", _onnx()).status.value == "review"
 
 
 def test_parquet_and_xlsx_tables(tmp_path):

@@ -228,6 +228,16 @@ def test_oversized_code_is_refused(tmp_path):
     assert r.verdict == "refused"
 
 
+def _onnx() -> bytes:
+    """A genuine (tiny) ONNX model: the gate validates the whole protobuf, not the first byte."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph).SerializeToString()
+
+
 def _safetensors() -> bytes:
     header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
     return struct.pack("<Q", len(header)) + header + struct.pack("<2f", 1.0, 2.0)
@@ -236,7 +246,7 @@ def _safetensors() -> bytes:
 @pytest.mark.parametrize("name,data", [
     ("m.safetensors", _safetensors()),
     ("m.json", b'{"learner": {"attributes": {}}, "version": [2, 0, 3]}'),
-    ("m.onnx", b"\x08\x07\x12\x07pytorch"),
+    ("m.onnx", _onnx()),
 ])
 def test_safe_model_formats_go_to_review_as_kind_model(tmp_path, name, data):
     r = run(tmp_path, name, data)

@@ -179,7 +179,10 @@ def test_config_map_feeds_registry_and_k8s_config(rendered):
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_our_pods_are_restricted(rendered, name):
     for pod_name, spec in pod_specs(rendered[name]):
-        assert spec["automountServiceAccountToken"] is False, pod_name
+        # the airlock alone holds a token: its ServiceAccount creates the model-check Jobs of the
+        # namespace (Role pds-airlock, tests/k8s/test_model_check_job.py)
+        token = (pod_name == "pds-airlock" and spec.get("serviceAccountName") == "pds-airlock")
+        assert spec["automountServiceAccountToken"] is token, pod_name
         assert spec["securityContext"]["runAsNonRoot"] is True, pod_name
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", pod_name
         assert not spec.get("initContainers"), pod_name

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from .models import check_pickles
+from .models import check_pickles, model_refusal
 from .result import Finding, Status
 
 #: How much of a file its type is judged on.
@@ -89,7 +89,8 @@ def refusal(name: str, allowed: frozenset[str] | None = None) -> str | None:
 
 def staged_refusal(path: Path, name: str, allowed: frozenset[str] | None = None) -> str | None:
     """Why the file at ``path``, submitted as ``name``, may not leave: its name (see :func:`refusal`),
-    its first bytes contradicting its extension, or a pickle in it; else None. Raises OSError if
+    its first bytes contradicting its extension, a pickle in it, or a model file whose structure is
+    refused (:func:`.models.model_refusal`); else None. Raises OSError if
     unreadable."""
     refused = refusal(name, allowed)
     if refused is not None:
@@ -99,6 +100,8 @@ def staged_refusal(path: Path, name: str, allowed: frozenset[str] | None = None)
     for finding in check_type(name, head, allowed) + check_pickles(path, head):
         if finding.rule in {"file-type", "pickle"} and finding.status == Status.FAIL:
             return finding.message
+    if kind_of(name) == "model":
+        return model_refusal(path, name, head, path.stat().st_size)
     return None
 
 

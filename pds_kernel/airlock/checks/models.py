@@ -16,6 +16,7 @@ import struct
 import zipfile
 from pathlib import Path
 
+from .model_formats import onnx_problem, safetensors_problem
 from .result import Finding, Status
 
 PICKLE_EXTENSIONS = frozenset({".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".npz"})
@@ -122,13 +123,38 @@ def check_pickles(path: Path, head: bytes) -> list[Finding]:
     return []
 
 
-def check_model(path: Path, name: str, head: bytes, size: int) -> list[Finding]:
-    """Findings of a file of kind ``model`` (after :func:`check_pickles` found no pickle)."""
+#: the format a model file's extension promises (a reader picks its loader by the name)
+EXTENSION_FORMATS = {".onnx": "onnx", ".safetensors": "safetensors", ".skops": "skops", ".ubj": "xgboost-ubj"}
+
+
+def model_refusal(path: Path, name: str, head: bytes, size: int) -> str | None:
+    """Why a model file is refused whatever its review: its content is no safe format, is not the
+    format its extension names, or is a malformed safetensors or ONNX file
+    (:mod:`.model_formats`); else None."""
     ext = Path(name).suffix.lower()
+    promised = EXTENSION_FORMATS.get(ext)
+    if promised == "safetensors" or (promised is None and _safetensors(head, size)):
+        why = safetensors_problem(path)
+        return f"this is not a valid safetensors file: {why}" if why else None
+    if promised == "onnx" and head[:1] == b"\x08":
+        why = onnx_problem(path)
+        return f"this ONNX model is refused: {why}" if why else None
     fmt = model_format(path, ext, head, size)
     if fmt is None:
-        return [Finding("file-type", Status.FAIL, f"the content of {name} is not a model format the gate knows "
-                                                  "(safetensors, ONNX, skops, XGBoost/LightGBM JSON/UBJ/text)")]
+        return (f"the content of {name} is not a model format the gate knows "
+                "(safetensors, ONNX, skops, XGBoost/LightGBM JSON/UBJ/text)")
+    if promised is not None and fmt != promised:
+        return (f"{name} is named {ext} but its content is a {fmt} model: a reader would open it with the "
+                f"wrong loader; name it after its format")
+    return None
+
+
+def check_model(path: Path, name: str, head: bytes, size: int) -> list[Finding]:
+    """Findings of a file of kind ``model`` (after :func:`check_pickles` found no pickle)."""
+    why = model_refusal(path, name, head, size)
+    if why is not None:
+        return [Finding("file-type", Status.FAIL, why)]
+    fmt = model_format(path, Path(name).suffix.lower(), head, size)
     return [Finding("model", Status.REVIEW, f"{fmt} model: a checker must confirm it holds no individual records "
                                             "(training data, support vectors, leaves of one person)")]
 
@@ -141,4 +167,4 @@ def sniff_model_json(head: bytes) -> bool:
         return False
 
 
-__all__ = ["check_model", "check_pickles", "is_pickle", "model_format", "sniff_model_json"]
+__all__ = ["check_model", "model_refusal", "check_pickles", "is_pickle", "model_format", "sniff_model_json"]

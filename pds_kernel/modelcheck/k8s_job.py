@@ -1,0 +1,212 @@
+"""Run the model check as a Kubernetes Job of the project (gate side; the pod runs :mod:`.in_pod`).
+
+On Kubernetes the gate cannot start a bubblewrap sandbox (its own pod is restricted) and does not
+see the researchers' homes, so it creates one Job per model file (:func:`build_check_job`, the
+only place its manifest is written) with the isolation of a workspace pod (pds_kernel.k8s.pods):
+
+- the project's labels (``pds.project``, ``pds.component: model-check``): the chart's
+  ``pds-projects-default-deny`` NetworkPolicy selects it and no other policy opens anything for
+  that component, so the pod has no ingress and no egress at all; no DNS resolver either;
+- no service-account token, no service links, no host namespaces; non-root (the workspace uid),
+  no privilege escalation, all capabilities dropped, seccomp ``RuntimeDefault``, read-only root
+  filesystem; requests = limits = the project's CPU and memory;
+- read-only mounts only: the project's extract (``/data``, as workspaces), the staged model file
+  (one file of the staging claim, by sub-path) and the author's home claim; a size-limited
+  emptyDir ``/tmp`` is the only writable place;
+- ``backoffLimit: 0`` and ``activeDeadlineSeconds`` = ``model_check.timeout_seconds``; the gate
+  deletes the Job when it has its result (``ttlSecondsAfterFinished`` cleans up after a gate
+  that died meanwhile).
+
+The result comes back as the last line of the pod's log (:data:`.in_pod.RESULT_MARKER`), read
+with a byte limit and validated like the local sandbox's files. The gate's service account needs
+create/get/delete on Jobs, list on Pods and get on ``pods/log`` in its namespace (the chart's
+``pds-airlock`` Role).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import secrets
+import time
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..k8s.config import K8sConfig, load_k8s_config
+from ..k8s.pods import (
+    COMPONENT_LABEL,
+    PROJECT_LABEL,
+    build_container_security_context,
+    build_pod_security_context,
+    build_resources,
+    extract_mount,
+)
+from ..sandbox.spec import extract_volume_name, home_volume_name
+from .in_pod import AUTHOR_HOME, MODEL_DIR, RESULT_MARKER
+from .sandbox import MAX_PLOT_BYTES, MAX_REPORT_BYTES, PNG_MAGIC, CheckRun
+
+CONTAINER = "model-check"
+COMPONENT = "model-check"
+#: the claim the airlock stages submitted files on (the chart's ``pds-staging``)
+STAGING_CLAIM = "pds-staging"
+#: what the gate reads of the pod's log, at most (the report, the plot in base64, and slack)
+MAX_LOG_BYTES = MAX_REPORT_BYTES + (MAX_PLOT_BYTES * 4) // 3 + 64 * 1024
+#: seconds a finished Job is kept if the gate could not delete it
+TTL_AFTER_FINISHED = 600
+#: the job's JSON travels as one argument of the container's command (Linux: 128 KiB per argument)
+MAX_JOB_ARGUMENT = 100_000
+
+
+def job_name(request_id: str, index: int) -> str:
+    """``pds-model-check-<request>-<index>-<random>``, at most 63 characters."""
+    return f"pds-model-check-{request_id[:20].lower()}-{index}-{secrets.token_hex(3)}"
+
+
+def build_check_job(cfg: K8sConfig, *, name: str, project: str, author: str, cpu: float, mem_mb: int,
+                    staged: str, model_name: str, job: dict[str, Any], timeout_seconds: int,
+                    scratch_mb: int) -> dict[str, Any]:
+    """The Job that checks one model: ``staged`` is the model's path inside the staging claim,
+    ``model_name`` the file name it gets in the pod, ``job`` what :mod:`.in_pod` reads."""
+    labels = {PROJECT_LABEL: project, COMPONENT_LABEL: COMPONENT}
+    model_path = str(MODEL_DIR / model_name)
+    container = {
+        "name": CONTAINER,
+        "image": cfg.model_check_image,
+        "imagePullPolicy": cfg.pull_policy,
+        "command": ["python", "-I", "-m", "pds_kernel.modelcheck.in_pod",
+                    json.dumps({**job, "model": model_path}, sort_keys=True)],
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PDS_PROJECT", "value": project},
+                {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"}],
+        "resources": build_resources(cpu, mem_mb),
+        "securityContext": build_container_security_context(cfg),
+        "volumeMounts": [
+            extract_mount(),
+            {"name": "model", "mountPath": model_path, "subPath": staged, "readOnly": True},
+            {"name": "home", "mountPath": str(AUTHOR_HOME), "readOnly": True},
+            {"name": "scratch", "mountPath": "/tmp"},
+        ],
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False, "hostPID": False, "hostIPC": False, "shareProcessNamespace": False,
+        "dnsPolicy": "None",
+        "dnsConfig": {"nameservers": ["127.0.0.1"], "searches": [], "options": [{"name": "ndots", "value": "0"}]},
+        "securityContext": build_pod_security_context(cfg),
+        "containers": [container],
+        "volumes": [
+            {"name": "extract", "persistentVolumeClaim": {"claimName": extract_volume_name(project), "readOnly": True}},
+            {"name": "model", "persistentVolumeClaim": {"claimName": STAGING_CLAIM, "readOnly": True}},
+            {"name": "home", "persistentVolumeClaim": {"claimName": home_volume_name(project, author),
+                                                      "readOnly": True}},
+            {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
+        ],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": cfg.namespace, "labels": dict(labels)},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(timeout_seconds),
+            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED,
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        },
+    }
+
+
+def parse_pod_log(text: str) -> tuple[dict | None, bytes | None, str | None]:
+    """(report, plot, problem) from the pod's log: its last :data:`RESULT_MARKER` line, a JSON
+    object whose report is an object of at most :data:`MAX_REPORT_BYTES` and whose plot is a PNG
+    of at most :data:`MAX_PLOT_BYTES` (otherwise dropped)."""
+    lines = [line for line in text.splitlines() if line.startswith(RESULT_MARKER)]
+    if not lines:
+        return None, None, "the check wrote no readable report"
+    try:
+        result = json.loads(lines[-1][len(RESULT_MARKER):])
+    except ValueError:
+        return None, None, "the check's report is not JSON"
+    report = result.get("report") if isinstance(result, dict) else None
+    if not isinstance(report, dict):
+        return None, None, "the check's report is not a JSON object"
+    if len(json.dumps(report)) > MAX_REPORT_BYTES:
+        return None, None, "the check's report is larger than the gate reads"
+    plot = None
+    if isinstance(result.get("plot_png"), str) and len(result["plot_png"]) <= (MAX_PLOT_BYTES * 4) // 3 + 4:
+        try:
+            plot = base64.b64decode(result["plot_png"], validate=True)
+        except (binascii.Error, ValueError):
+            plot = None
+        if plot is not None and (len(plot) > MAX_PLOT_BYTES or not plot.startswith(PNG_MAGIC)):
+            plot = None
+    return report, plot, None
+
+
+async def _load_client_config() -> None:
+    from kubernetes_asyncio import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+
+
+async def _run_job(manifest: dict[str, Any], timeout: int) -> tuple[str | None, str | None, bool]:
+    """(pod log, problem, succeeded) of ``manifest`` run to its end; the Job is deleted."""
+    from kubernetes_asyncio import client
+
+    await _load_client_config()
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    async with client.ApiClient() as api:
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        await batch.create_namespaced_job(namespace, manifest)
+        try:
+            # the Job's own deadline ends the pod; this one covers scheduling and image pulls
+            limit = time.monotonic() + timeout + 120
+            while True:
+                status = (await batch.read_namespaced_job(name, namespace)).status
+                if status.succeeded or status.failed:
+                    break
+                if time.monotonic() > limit:
+                    return None, f"the check did not finish within {timeout} s", False
+                await asyncio.sleep(2)
+            pods = (await core.list_namespaced_pod(namespace, label_selector=f"job-name={name}")).items
+            if not pods:
+                return None, "the check's pod is gone", False
+            log = await core.read_namespaced_pod_log(pods[0].metadata.name, namespace, container=CONTAINER,
+                                                     limit_bytes=MAX_LOG_BYTES)
+            return log, None, bool(status.succeeded)
+        finally:
+            await batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+
+
+def run_check_job(settings, project_info, author: str, request_id: str, index: int, staged_relative: str,
+                  model_name: str, job: dict[str, Any], cfg: K8sConfig | None = None) -> CheckRun:
+    """Run the check of one model as a Job of the project and read its result (never raises:
+    a failure is a :class:`CheckRun` with its ``problem``, and the model goes to review)."""
+    limits = settings.model_check
+    start = time.monotonic()
+    size = len(json.dumps(job, sort_keys=True))
+    if size > MAX_JOB_ARGUMENT:
+        return CheckRun(None, None, None, 0.0, f"the model's declaration takes {size} bytes, more than a check Job "
+                                               f"takes ({MAX_JOB_ARGUMENT}): declare fewer or shorter features")
+    try:
+        cfg = cfg or load_k8s_config()
+        scratch_mb = (limits.max_input_bytes + limits.max_model_bytes) // 2**20 + 256
+        manifest = build_check_job(cfg, name=job_name(request_id, index), project=project_info.id, author=author,
+                                   cpu=project_info.cpu_limit, mem_mb=project_info.mem_limit_mb,
+                                   staged=str(PurePosixPath(staged_relative)), model_name=model_name, job=job,
+                                   timeout_seconds=limits.timeout_seconds, scratch_mb=scratch_mb)
+        log, problem, succeeded = asyncio.run(_run_job(manifest, limits.timeout_seconds))
+    except Exception as exc:  # no API server, no permission, a bad configuration: review
+        return CheckRun(None, None, None, time.monotonic() - start,
+                        f"the check Job could not run on Kubernetes ({type(exc).__name__}: {str(exc)[:200]})")
+    seconds = time.monotonic() - start
+    if log is None:
+        return CheckRun(None, None, None, seconds, problem)
+    report, plot, problem = parse_pod_log(log)
+    return CheckRun(0 if succeeded else 1, report, plot, seconds,
+                    problem or (None if succeeded else "the check's pod failed (deadline or error)"))
