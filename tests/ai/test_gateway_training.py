@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +50,11 @@ c.UnsafeLocalBackend.clusters_directory = {str(tmp_path / "clusters")!r}
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while True:
+        while True:  # the proxy answers 404 until the gateway has registered its API route with it
             try:
-                socket.create_connection(("127.0.0.1", public), timeout=1).close()
-                break
+                with urllib.request.urlopen(f"http://127.0.0.1:{public}/api/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "gateway.log").read_text()
                 time.sleep(0.5)

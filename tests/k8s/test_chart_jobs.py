@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from pds_kernel.extract.conformity import MANIFEST
+from pds_kernel.extract.layout import entry_files
 
 from .conftest import REPO, helm_available
 from .test_chart import chart_without_dependencies, helm, render
@@ -357,15 +358,16 @@ def test_registry_sync_then_extract_build_publish_and_check(cluster, chart, tmp_
     assert not list(claim.glob(".staging-*"))
     published = link.resolve()
     assert published.parent == (claim / "builds").resolve()
-    for path in published.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o444, path
+    for path in published.rglob("*"):  # files read-only; a partitioned table's directory too
+        assert stat.S_IMODE(path.stat().st_mode) == (0o555 if path.is_dir() else 0o444), path
     assert stat.S_IMODE(published.stat().st_mode) == 0o555
     assert tree_digest(lake) == lake_before  # the lake is untouched
     assert (cluster.claim("pds-keys") / "keys").is_dir()  # the key store, below the claim's root
 
     # what a workspace or Dask worker mounts: the claim with subPath `extract` (the kubelet
     # resolves the link inside the volume): the published build, nothing of the claim's root
-    assert {p.name for p in published.iterdir()} == {MANIFEST, *(t["file"] for t in manifest["tables"].values())}
+    tops = {f["file"].split("/")[0] for t in manifest["tables"].values() for f in entry_files(t)}
+    assert {p.name for p in published.iterdir()} == {MANIFEST, *tops}  # a partitioned table: its directory
 
     check = cluster.run(job, ["python", "-m", "pds_kernel.k8s", "extract-check", PROJECT])
     assert check.returncode == 0 and "conforms" in check.stdout, check.stdout + check.stderr
