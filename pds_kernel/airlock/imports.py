@@ -38,9 +38,10 @@ from ..registry.names import check_project_id, check_user_name
 from . import cohort_intake, permissions
 from .imports_scan import ImportLimits, import_refusal, scan_import
 from .inputs import check_text
-from .service import MAX_TEXT, AirlockService, RequestView, add_request_rows
+from .service import MAX_TEXT, AirlockService, RequestView
 from .staging import RefusedFiles, StagedFile, check_names, request_dir, stage_file
 from .states import Action
+from .submission import add_request_rows
 
 KINDS = ("files", "cohort")
 RAW_DIR = "raw"  #: staging/<project>/<request>/raw/: what was uploaded when it is not what is reviewed

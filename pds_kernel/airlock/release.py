@@ -7,7 +7,8 @@
 SHA-256 recorded at review, fsyncs, and only then renames the temporary folder to its final name
 (one atomic ``rename``). Any mismatch or crash leaves no ``<request>`` folder: at worst a
 ``.tmp-`` folder that the next attempt removes. Who may release, and the guard against two
-releases at once (a conditional UPDATE on the request row), live in :mod:`.service`.
+releases at once (a conditional UPDATE on the request row), live in :mod:`.service`;
+:func:`type_refusal` is the check of each file's type made again just before a release.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from pathlib import Path
 from ..errors import IntegrityError
 from ..hashing import sha256_file
 from ..registry.names import check_project_id
+from .checks import Status, filetypes
+from .imports_scan import import_refusal
+from .models import RequestFile
 from .staging import check_file_name, check_request_id
+from .views import stored_check
 
 log = logging.getLogger(__name__)
 _CHUNK = 1024 * 1024
@@ -100,3 +105,26 @@ def withdraw_release(outbox: Path, project: str, request_id: str) -> None:
     final = outbox_dir(outbox, project, request_id)
     if final.exists():
         os.rename(final, final.parent / f".revoked-{request_id}")
+
+
+def type_refusal(directory: Path, f: RequestFile, allowed: frozenset[str], direction: str = "export") -> str | None:
+    """Why file ``f`` must not be released because of its type, else None (checked again at release:
+    the stored check result, the name, and the first bytes of the staged copy). An import is judged
+    by its scan (:mod:`.imports_scan`): a stored failure or a name that may not come in."""
+    result = stored_check(f)
+    if direction == "import":
+        if not isinstance(result.get("rules"), dict) or result.get("status") not in {"pass", "review"} \
+                or (result.get("clamav") or {}).get("verdict") != "clean":
+            return "its scan did not pass"
+        return import_refusal(f.name)
+    rules, findings = result.get("rules"), result.get("findings", [])
+    if not isinstance(rules, dict) or not isinstance(findings, list) or "record" in rules:
+        return "its stored check result is unreadable"
+    if rules.get("file-type") == Status.FAIL.value or any(
+            isinstance(x, dict) and x.get("rule") == "file-type" and x.get("status") == Status.FAIL.value
+            for x in findings):
+        return "its type failed the automatic checks"
+    try:
+        return filetypes.staged_refusal(directory / f.stored_name, f.name, allowed)
+    except OSError:
+        return "its staged copy cannot be read"

@@ -37,19 +37,17 @@ from ..audit import AuditEvent, Outcome
 from ..db import transaction
 from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PdsError, PermissionDenied
 from ..hashing import sha256_file
-from ..modelcheck.checker import ModelChecker
 from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions
-from .checks import Status, Thresholds, filetypes
-from .gate import ProjectGate, project_gate, run_gate
+from .checks import Thresholds
+from .gate import ProjectGate, run_gate
 from .imports_mount import hide_revoked, open_release_folder, refresh_manifest
-from .imports_scan import import_refusal
-from .inputs import check_context_shape, check_text
+from .inputs import check_text
 from .limits import AirlockLimits, load_limits
 from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
-from .release import ReleaseItem, copy_release, outbox_dir, withdraw_release
+from .release import ReleaseItem, copy_release, outbox_dir, type_refusal, withdraw_release
 from .reviews import DECISIONS, clean_verdicts, decision_of  # noqa: F401  (DECISIONS: re-exported)
 from .reviews import complete_reviewers as _complete_reviewers
 from .reviews import valid_verdicts as _valid_verdicts
@@ -61,9 +59,16 @@ from .staging import (
     check_staged_types,
     check_types,
     request_dir,
-    stage_file,
 )
 from .states import REVIEWABLE_STATES, Action, Actor, State, actions_from, check_transition
+from .submission import (
+    add_request_rows,
+    checked_context,
+    discard,
+    model_check_summary,
+    request_gate,
+    stage_all,
+)
 from .views import (  # noqa: F401  (FileView, RequestSummary, RequestView, ReviewView: re-exported)
     FileView,
     RequestSummary,
@@ -75,69 +80,11 @@ from .views import stored_check as _stored_check
 
 log = logging.getLogger(__name__)
 
-MAX_CONTEXT_BYTES = 1_000_000
 MAX_TEXT = 10_000
-
-
-def add_request_rows(s: Session, request_id: str, project: str, author: str, direction: str,
-                     justification: str, context: dict, reviews_required: int, min_cell: int,
-                     staged, results: dict) -> ExportRequest:
-    """Add a new request (draft, round 1) and its checked files to session ``s``, flushed: the rows
-    an export and an import start with (``results``: each staged file's check, by index)."""
-    now = _utcnow()
-    req = ExportRequest(id=request_id, project_id=project, author=author, state=State.DRAFT.value,
-                        direction=direction, justification=justification, context=json.dumps(context),
-                        reviews_required=reviews_required, min_cell=min_cell, round=1,
-                        created_at=now, updated_at=now)
-    s.add(req)
-    for sf in staged:
-        result = results[sf.index]
-        s.add(RequestFile(request_id=request_id, index=sf.index, name=sf.name, stored_name=sf.stored_name,
-                          sha256=sf.sha256, size=sf.size, kind=result["kind"],
-                          check_status=result["status"], check_result=json.dumps(result)))
-    s.flush()
-    return req
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _discard(directory: Path, staged: Iterable[StagedFile]) -> None:
-    """Remove staged copies that no request row refers to (a refused or failed submission)."""
-    for sf in staged:
-        (directory / sf.stored_name).unlink(missing_ok=True)
-
-
-def _type_problem(directory: Path, f: RequestFile, allowed: frozenset[str], direction: str = "export") -> str | None:
-    """Why file ``f`` must not be released because of its type, else None (checked again at release:
-    the stored check result, the name, and the first bytes of the staged copy). An import is judged
-    by its scan (:mod:`.imports_scan`): a stored failure or a name that may not come in."""
-    result = _stored_check(f)
-    if direction == "import":
-        if not isinstance(result.get("rules"), dict) or result.get("status") not in {"pass", "review"} \
-                or (result.get("clamav") or {}).get("verdict") != "clean":
-            return "its scan did not pass"
-        return import_refusal(f.name)
-    rules, findings = result.get("rules"), result.get("findings", [])
-    if not isinstance(rules, dict) or not isinstance(findings, list) or "record" in rules:
-        return "its stored check result is unreadable"
-    if rules.get("file-type") == Status.FAIL.value or any(
-            isinstance(x, dict) and x.get("rule") == "file-type" and x.get("status") == Status.FAIL.value
-            for x in findings):
-        return "its type failed the automatic checks"
-    try:
-        return filetypes.staged_refusal(directory / f.stored_name, f.name, allowed)
-    except OSError:
-        return "its staged copy cannot be read"
-
-
-def _model_check_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    """What the audit trail keeps of a model's check: its outcome and wall time, no figure."""
-    report = result.get("model_check")
-    if not isinstance(report, Mapping):
-        return {}
-    return {"model_check": {"status": report.get("status"), "seconds": report.get("wall_seconds")}}
 
 
 class AirlockService:
@@ -310,47 +257,9 @@ class AirlockService:
         return self._guarded(actor, "airlock.file.view", request_id, run)
 
     # ---- submission ------------------------------------------------------------------------------
-    def _stage_all(self, directory: Path, round_: int, items: list[tuple[int, str, BinaryIO]]) -> list[StagedFile]:
-        """Stage every item, or none: a refusal removes the copies this call already made, so the
-        same round can be tried again."""
-        staged: list[StagedFile] = []
-        budget = self.limits.max_total_bytes
-        try:
-            for index, name, stream in items:
-                sf = stage_file(directory, index, round_, name, stream, self.limits, budget)
-                budget -= sf.size
-                staged.append(sf)
-        except BaseException:
-            _discard(directory, staged)
-            raise
-        return staged
-
     def _gate(self, project: str, thresholds: Thresholds, request_id: str, author: str) -> ProjectGate:
-        """The project's PERSON_IDs and released tables, and the model checker of ``author``'s
-        request (reads the database: outside a transaction)."""
-        checker = ModelChecker(self.settings, self.registry.get_project(project),
-                               self.settings.paths.homes / project / author,
-                               self.settings.paths.state / "model-checks" / project / request_id,
-                               author=author, request_id=request_id)
-        return project_gate(self.settings, self._sessions, self.limits, project, thresholds, request_id, checker)
-
-    def _run_checks(self, directory: Path, files: list[tuple[int, str, str, str]], gate: ProjectGate,
-                    context: Mapping[str, Any]) -> dict[int, dict]:
-        """index -> check result, for files given as (index, name, stored_name, sha256); a file refused
-        by a pre-gate or its type raises :class:`RefusedFiles` (see :func:`.gate.run_gate`)."""
-        return run_gate(gate, directory, files, context)
-
-    @staticmethod
-    def _check_context(context: Mapping[str, Any] | None) -> dict:
-        context = dict(context or {})
-        check_context_shape(context)  # before encoding: a deep value would exhaust the stack
-        try:
-            encoded = json.dumps(context, default=str)
-        except (TypeError, ValueError):
-            raise InvalidInput("the request context must be JSON") from None
-        if len(encoded) > MAX_CONTEXT_BYTES:
-            raise InvalidInput(f"the request context is larger than {MAX_CONTEXT_BYTES} bytes")
-        return json.loads(encoded)
+        return request_gate(self.settings, self._sessions, self.registry, self.limits, project, thresholds,
+                            request_id, author)
 
     def create(self, actor: str, project: str, files: list[tuple[str, BinaryIO]], justification: str,
                context: Mapping[str, Any] | None = None, *, author: str | None = None,
@@ -365,7 +274,7 @@ class AirlockService:
             if not justification:
                 raise InvalidInput("say why these outputs need to leave the workspace (justification)")
             check_text(justification, "the justification", MAX_TEXT)
-            context = self._check_context(context)
+            context = checked_context(context)
             check_names([name for name, _ in files], self.limits)
             permissions.check_submitter(self.registry, actor, project, author)
             check_types([name for name, _ in files], self.limits)
@@ -377,10 +286,10 @@ class AirlockService:
         request_id = uuid.uuid4().hex
         directory = request_dir(self.settings.paths.staging, project, request_id)
         try:
-            staged = self._stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)])
+            staged = stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)], self.limits)
             check_staged_types(directory, staged, self.limits)
-            results = self._run_checks(directory, [(sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged],
-                                       self._gate(project, thresholds, request_id, author), context)
+            results = run_gate(self._gate(project, thresholds, request_id, author), directory,
+                               [(sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged], context)
         except BaseException as exc:
             shutil.rmtree(directory, ignore_errors=True)
             if isinstance(exc, PdsError):
@@ -393,7 +302,7 @@ class AirlockService:
                 actor=actor, action="airlock.request.create", target=f"request:{request_id}", project=project,
                 details={"author": author, "files": [{"name": sf.name, "sha256": sf.sha256, "size": sf.size,
                                                       "check": results[sf.index]["status"],
-                                                      **_model_check_summary(results[sf.index])}
+                                                      **model_check_summary(results[sf.index])}
                                                      for sf in staged]},
             ), session=s)
             if submit:
@@ -433,7 +342,7 @@ class AirlockService:
         def prepare():
             project, author, state = self._authorise(actor, request_id, Action.RESUBMIT, "resubmit")
             contents = permissions.can_read_contents(self.registry, actor, project, author)
-            records = self._check_context({"acro": acro}).get("acro") if acro else {}
+            records = checked_context({"acro": acro}).get("acro") if acro else {}
             if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
                 raise InvalidInput("acro must map file names to ACRO records")
             with transaction(self._sessions) as s:
@@ -452,7 +361,7 @@ class AirlockService:
                 context = json.loads(req.context)
                 if records:
                     before = context.get("acro") if isinstance(context.get("acro"), dict) else {}
-                    context = self._check_context({**context, "acro": {**before, **records}})
+                    context = checked_context({**context, "acro": {**before, **records}})
                 kept = {f.index: (f.name, f.stored_name, f.sha256) for f in req.files if f.name not in remove}
                 return req.project_id, req.round + 1, current, context, contents, req.author, kept
         project, round_, current, context, contents, author, kept = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
@@ -468,7 +377,7 @@ class AirlockService:
         staged: list[StagedFile] = []
 
         def stage():
-            staged.extend(self._stage_all(directory, round_, plan))
+            staged.extend(stage_all(directory, round_, plan, self.limits))
             check_staged_types(directory, staged, self.limits)
 
         def run():
@@ -478,7 +387,7 @@ class AirlockService:
             # files the request will hold; the transaction then checks that nobody resubmitted meanwhile.
             files_after = {i: (i, n, stored, sha) for i, (n, stored, sha) in kept.items()}
             files_after.update({sf.index: (sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged})
-            results = self._run_checks(directory, [files_after[i] for i in sorted(files_after)], gate, context)
+            results = run_gate(gate, directory, [files_after[i] for i in sorted(files_after)], context)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.round + 1 != round_:
@@ -514,7 +423,7 @@ class AirlockService:
             self._guarded(actor, "airlock.request.resubmit", request_id, stage)
             view = self._guarded(actor, "airlock.request.resubmit", request_id, run)
         except BaseException:
-            _discard(directory, staged)  # nothing committed refers to this round's copies
+            discard(directory, staged)  # nothing committed refers to this round's copies
             raise
         return self._with_actions(view, actor)
 
@@ -579,7 +488,7 @@ class AirlockService:
                     raise IntegrityError("the current files do not carry the required approvals: nothing released")
                 directory = request_dir(self.settings.paths.staging, req.project_id, req.id)
                 for f in req.files:  # defence in depth: a refused type never leaves, whatever the votes say
-                    problem = _type_problem(directory, f, self.limits.allowed_extensions, req.direction)
+                    problem = type_refusal(directory, f, self.limits.allowed_extensions, req.direction)
                     if problem is not None:
                         raise IntegrityError(f"{f.name} cannot be released: {problem}; nothing released")
                 stale = _utcnow() - timedelta(seconds=self.limits.stale_release_seconds)
