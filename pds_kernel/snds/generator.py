@@ -1,7 +1,9 @@
 """The synthetic SNDS delivery: coherent, quirky, streamed, reproducible to the byte. No real data.
 
 :func:`generate` writes one CSV per table and month in the delivery profile of
-:mod:`pds_kernel.snds.tables` (``;``-separated, header row, no quoting, Latin-1, SAS dates).
+:mod:`pds_kernel.snds.tables` (``;``-separated, header row, no quoting, Latin-1, SAS dates), and the
+catalogue tables of medical acts and hospital drugs (:mod:`.synthetic.hospital`): ER_CAM_F and
+ER_UCD_F per month, T_MCOaaA and T_MCOaaMED per year (``T_MCO22A.csv``), as the SNDS delivers them.
 
 How it works, and why:
 
@@ -33,12 +35,18 @@ import numpy as np
 import polars as pl
 
 from ..errors import InvalidInput
-from .synthetic.calendar import _DateText
+from .catalogue import ingestible_table
+from .file_names import parse_delivery_name
+from .synthetic.calendar import CATALOGUE_TABLES, _DateText
 from .synthetic.dcir import _dcir_month
 from .synthetic.pmsi import _deaths_month, _pmsi_month
 from .synthetic.population import _MAX_DELAY, _build_population
 from .synthetic.referentials import _beneficiaries, _drug_referential, _long_term_illnesses
 from .synthetic.writer import _Writer
+from .tables import TABLES
+
+#: Every table the generator writes: the profile's, then acts and hospital drugs of the catalogue.
+GENERATED_TABLES: tuple[str, ...] = (*TABLES, *CATALOGUE_TABLES)
 
 Progress = Callable[[int, int, str], None]
 
@@ -55,12 +63,10 @@ class GenerationSummary:
 
     def rows(self, table: str) -> int:
         """Total data rows of ``table`` over all its files."""
-        prefix = table + "_"
-        return sum(n for f, n in self.files.items() if f == f"{table}.csv" or f.startswith(prefix))
+        return sum(n for f, n in self.files.items() if parse_delivery_name(f)[0] == table)
 
 
-
-
+# ---------------------------------------------------------------------------------------------
 # The entry point.
 
 
@@ -101,7 +107,8 @@ def generate(out: Path, *, patients: int, years: tuple[int, int], seed: int,
     report(1, total, "referentials")
 
     pending: dict[int, dict[str, list[pl.DataFrame]]] = {}
-    dcir = ("ER_PRS_F", "ER_PHA_F", "ER_BIO_F")
+    dcir = ("ER_PRS_F", "ER_PHA_F", "ER_BIO_F", "ER_CAM_F", "ER_UCD_F")
+    yearly: dict[str, list[pl.DataFrame]] = {}  # the PMSI catalogue tables: one file per year
     for step, care in enumerate(range(first_care, last_month), start=2):
         drawn = _dcir_month(pop, care, seed)
         for table, (frame, flux) in drawn.items():
@@ -120,7 +127,14 @@ def generate(out: Path, *, patients: int, years: tuple[int, int], seed: int,
                 frame = pl.concat(parts) if parts else drawn[table][0].clear()  # header only
                 writer.write(table, frame, month)
             for table, frame in _pmsi_month(pop, month, seed).items():
-                writer.write(table, frame, month)
+                if ingestible_table(table).split == "yearly":
+                    yearly.setdefault(table, []).append(frame)
+                else:
+                    writer.write(table, frame, month)
+            if month % 12 == 11:
+                for table, frames in yearly.items():
+                    writer.write(table, pl.concat(frames), month)
+                yearly.clear()
             writer.write("KI_CCI_R", _deaths_month(pop, month), month)
         report(step, total, f"{month // 12}-{month % 12 + 1:02d}")
     return GenerationSummary(files=dict(writer.files), patients=patients, years=tuple(years), seed=seed,

@@ -16,7 +16,10 @@ MISSING_DAY = date(1600, 1, 1).toordinal() - _EPOCH  #: the SNDS "missing date",
 _NEVER = np.int32(np.iinfo(np.int32).max)  #: day number of an event that does not happen
 
 #: One stream number per table, so that ``(seed, table, month)`` names an independent generator.
-_STREAM = {name: i + 1 for i, name in enumerate(TABLES)}
+#: The catalogue tables of acts and hospital drugs come after the profile's (whose numbers, and so
+#: whose files, did not change when they were added).
+CATALOGUE_TABLES = ("ER_CAM_F", "ER_UCD_F", "T_MCOaaA", "T_MCOaaMED")
+_STREAM = {name: i + 1 for i, name in enumerate((*TABLES, *CATALOGUE_TABLES))}
 
 # Calendar helpers: days are int day numbers since 1970-01-01, months are ``year * 12 + month - 1``.
 

@@ -9,6 +9,7 @@ import polars as pl
 
 from .. import nomenclatures as nom
 from .calendar import MISSING_DAY, _month_first, _rng
+from .hospital import dcir_details
 from .population import (
     _DELAY_P,
     _POST_MI,
@@ -41,7 +42,8 @@ def _group_rank(groups: np.ndarray) -> np.ndarray:
 
 
 def _dcir_month(pop: _Population, care: int, seed: int) -> dict[str, tuple[pl.DataFrame, np.ndarray]]:
-    """ER_PRS_F, ER_PHA_F and ER_BIO_F rows of care month ``care``, each with its flux months.
+    """ER_PRS_F, ER_PHA_F, ER_BIO_F (and ER_CAM_F, ER_UCD_F: :mod:`.hospital`) rows of care month
+    ``care``, each with its flux months.
 
     Rows come sorted by flux month, so that each flux month is one slice of the frame.
     """
@@ -195,7 +197,10 @@ def _dcir_month(pop: _Population, care: int, seed: int) -> dict[str, tuple[pl.Da
         "BIO_ACT_QSN": np.ones(bio_claim.size, dtype=np.int16),
         "BIO_ORD_NUM": bio_rank.astype(np.int16),
     })
-    return {"ER_PRS_F": (prs, flux[lines]), "ER_PHA_F": (pha, flux[pha_claim]), "ER_BIO_F": (bio, flux[bio_claim])}
+    drawn = {"ER_PRS_F": (prs, flux[lines]), "ER_PHA_F": (pha, flux[pha_claim]), "ER_BIO_F": (bio, flux[bio_claim])}
+    for table, (claims, extra) in dcir_details(pop, care, seed, person, kind, routine, at_hospital).items():
+        drawn[table] = (detail(claims, extra), flux[claims])
+    return drawn
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import polars as pl
 from .. import nomenclatures as nom
 from .calendar import _NEVER, _day, _month_first, _month_of, _rng
 from .dcir import _group_rank
+from .hospital import stay_details
 from .population import _SHARE_LINKAGE_ERRORS, _Population
 
 
@@ -122,7 +123,7 @@ def _pmsi_month(pop: _Population, month: int, seed: int) -> dict[str, pl.DataFra
         "ASS_DGN": np.concatenate(code)[order].astype(str),
         "DGN_ASS_NUM": _group_rank(stay_of).astype(np.int16),
     })
-    return {"T_MCOaaB": b, "T_MCOaaC": c, "T_MCOaaD": d}
+    return {"T_MCOaaB": b, "T_MCOaaC": c, "T_MCOaaD": d, **stay_details(pop, month, seed, stay, eta, rsa)}
 
 
 def _deaths_month(pop: _Population, month: int) -> pl.DataFrame:

@@ -8,7 +8,9 @@ from pathlib import Path
 import polars as pl
 
 from .. import nomenclatures as nom
-from ..tables import TABLES, file_name
+from ..catalogue import ingestible_table
+from ..file_names import example_name
+from ..tables import TABLES
 from .calendar import _DateText
 from .population import _Population
 
@@ -48,7 +50,7 @@ class _Writer:
     def render(self, table: str, frame: pl.DataFrame) -> pl.DataFrame:
         strings = self._strings()
         columns = []
-        for col in TABLES[table].columns:
+        for col in ingestible_table(table).columns:
             if col.name in frame.columns:
                 s = frame[col.name]
                 if col.fmt != "plain":
@@ -56,13 +58,16 @@ class _Writer:
             elif col.name in strings:
                 index, lookup = strings[col.name]
                 s = lookup.gather(frame[index].to_numpy())
+            elif table not in TABLES:  # a catalogue table: the columns the demo does not use are empty
+                s = pl.repeat(None, frame.height, dtype=pl.String, eager=True)
             else:
                 raise KeyError(f"{table}.{col.name}")  # a bug in this module
             columns.append(s.alias(col.name))
         return pl.DataFrame(columns)
 
     def write(self, table: str, frame: pl.DataFrame, month: int | None = None) -> None:
-        name = file_name(table, None if month is None else f"{month // 12}{month % 12 + 1:02d}")
+        """Write ``frame`` as the file of ``table`` for ``month`` (its year for a yearly table)."""
+        name = example_name(table, "" if month is None else f"{month // 12}{month % 12 + 1:02d}")
         rendered = self.render(table, frame)
         path = self.out / name
         tmp = path.with_name(path.name + ".part")
