@@ -246,7 +246,7 @@ def _catalogued_codes(where: str, value: Any, pattern: re.Pattern, what: str,
     known = _known_codes(names, ucd)
     codes = []
     for i, code in enumerate(_list(where, value)):
-        if not isinstance(code, str) or not pattern.match(code):
+        if not isinstance(code, str) or not pattern.fullmatch(code):  # fullmatch: no "DEQP003\n"
             raise InvalidInput(f"{where}[{i}]: {code!r} is not {what}")
         key = ucd_key(code) if ucd else code
         if known is not None and key not in known:
