@@ -47,6 +47,11 @@ def two_lakes(tmp_path_factory):
     prs = delivery / "ER_PRS_F_202203.csv"
     text = prs.read_text(encoding="latin-1")
     prs.write_text(text + text.splitlines()[1] + "\n" + "1;2\n", encoding="latin-1")  # duplicate, short row
+    cam = delivery / "ER_CAM_F_202204.csv"  # an act whose claim does not exist: one foreign-key miss
+    header, first = cam.read_text(encoding="latin-1").splitlines()[:2]
+    fields = first.split(";")
+    fields[header.split(";").index("DCT_ORD_NUM")] = "999999999"
+    cam.write_text(cam.read_text(encoding="latin-1") + ";".join(fields) + "\n", encoding="latin-1")
     local = ingest_delivery(fresh_runtime(root / "local"), delivery, actor="tester")
     with LocalCluster(processes=True, n_workers=3, threads_per_worker=1, dashboard_address=None,
                       host="127.0.0.1") as cluster:
@@ -106,3 +111,6 @@ def test_the_ledgers_and_quality_reports_are_equal(two_lakes):
     a, b = _report(local), _report(distributed)
     assert [k for k in a if a[k] != b.get(k)] == []
     assert a["tables"]  # the per-table quality figures are there to compare
+    misses = {i["name"]: i["missing"] for i in a["integrity"]}
+    assert misses["fk_ER_CAM_F_ER_PRS_F"] == 1 and misses["pharmacy_without_claim"] == 0
+    assert misses["fk_ER_UCD_F_ER_PRS_F"] == 0 and misses["fk_T_MCOaaA_T_MCOaaB"] == 0
