@@ -163,8 +163,7 @@ def test_one_machine_and_dask_give_the_same_extract(chain):
     runtime, _delivery = chain
     codes = ", ".join(f'"{c}"' for c in UCD)
     text = _spec(f"{{procedures: {{ccam: [{', '.join(CCAM)}]}}}}, {{hospital_drugs: {{ucd: [{codes}]}}}}",
-                 "  IR_BEN_R: all\n  ER_PRS_F: all\n  ER_CAM_F: all\n  ER_UCD_F: all\n  T_MCOaaA: all\n"
-                 "  T_MCOaaMED: all\n")
+                 "  ER_CAM_F: all\n  ER_UCD_F: all\n  T_MCOaaA: all\n  T_MCOaaMED: all\n")
     one = run_build(runtime, PROJECT, parse_spec(text), actor="root")
     one_bytes = {p.name: p.read_bytes() for p in one.path.glob("*.parquet")}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
