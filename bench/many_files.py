@@ -1,7 +1,8 @@
 """Deliveries of many small files for the ingest bench's "many files" section.
 
-* :func:`demo_delivery`: the demo generator's delivery of 200 people over 2005-2023 (1,599 files,
-  34 MB): the delivery of issue #17, compared with DuckDB;
+* :func:`demo_delivery`: the demo generator's delivery of 200 people over 2005-2023, the profile's
+  tables only (1,599 files, 34 MB; the generator now also writes acts and hospital drugs of the
+  catalogue, left out here): the delivery of issue #17, compared with DuckDB;
 * :func:`scale_delivery`: ``files`` small files of the same shape (the 7 monthly tables of the
   profile, one file per table and month going back from 2023-12, plus the 3 referentials),
   written by the schema-driven generator with disjoint keys, so that deliveries of 1,600 and
@@ -18,10 +19,15 @@ SNAPSHOTS = ("IR_PHA_R", "IR_BEN_R", "IR_IMB_R")
 
 
 def demo_delivery(out: Path, years: tuple[int, int] = (2005, 2023), patients: int = 200) -> Path:
+    from pds_kernel.snds.file_names import parse_delivery_name
     from pds_kernel.snds.generator import generate
+    from pds_kernel.snds.tables import TABLES
 
     if not any(out.glob("*.csv")):
         generate(out, patients=patients, years=years, seed=11)
+        for csv in out.glob("*.csv"):  # the profile's tables only: the 1,599 files of issue #17
+            if parse_delivery_name(csv.name)[0] not in TABLES:
+                csv.unlink()
     return out
 
 

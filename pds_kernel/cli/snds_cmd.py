@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import InvalidInput, NotFound
-from ..snds.tables import DCIR_KEYS, TABLES, parse_file_name
+from ..snds.file_names import parse_delivery_name
+from ..snds.tables import DCIR_KEYS, TABLES
 from .app import console
 
 app = typer.Typer(help="Synthetic SNDS deliveries (no real data, ever).", no_args_is_help=True)
@@ -40,7 +41,7 @@ def _clear_delivery(out: Path) -> int:
     for path in out.iterdir():
         name = path.name[:-5] if path.name.endswith(".part") else path.name
         try:
-            parse_file_name(name)
+            parse_delivery_name(name)
         except ValueError:
             continue
         if path.is_file():
@@ -59,7 +60,7 @@ def generate(
                                                        "its delivery files (other files are kept)."),
 ) -> None:
     """Write a synthetic SNDS delivery: one ';'-separated Latin-1 CSV per table and month."""
-    from ..snds.generator import check_arguments
+    from ..snds.generator import GENERATED_TABLES, check_arguments
     from ..snds.generator import generate as run_generate
 
     span = parse_years(years)
@@ -84,8 +85,8 @@ def generate(
 
     table = Table("table", "files", "rows", title=f"synthetic delivery in {out}")
     total_rows = 0
-    for name in TABLES:
-        files = [f for f in summary.files if parse_file_name(f)[0] == name]
+    for name in GENERATED_TABLES:
+        files = [f for f in summary.files if parse_delivery_name(f)[0] == name]
         rows = summary.rows(name)
         total_rows += rows
         table.add_row(name, str(len(files)), f"{rows:,}")

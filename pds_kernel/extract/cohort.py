@@ -94,6 +94,48 @@ def lab_tested(frames: LakeFrames, nabm: tuple[str, ...], start: date, end: date
     return _claims_of_lines(frames, lines, start, end)
 
 
+def _detail_lines(frames: LakeFrames, table: str, matches: pl.Expr) -> pl.DataFrame:
+    """The 9 DCIR keys of the lines of detail table ``table`` that ``matches`` (few: collected)."""
+    return frames.scan(table).filter(matches).select(DCIR_KEYS).unique().collect()
+
+
+def _valid_stays_with(frames: LakeFrames, table: str, matches: pl.Expr, start: date, end: date) -> pl.LazyFrame:
+    """Persons of the valid stays starting in [start, end] that have a row of ``table`` (a detail
+    table of the stays, on ETA_NUM and RSA_NUM) that ``matches``."""
+    matched = frames.scan(table).filter(matches).select(STAY_KEYS).unique()
+    return _persons(stays(frames, start, end).join(matched, on=list(STAY_KEYS), how="semi"), "NIR_ANO_17")
+
+
+def _ucd_key(column: str) -> pl.Expr:
+    """The UCD code of ``column`` in the form of :func:`~.spec.ucd_key` (six leading zeros of a
+    13-digit code dropped)."""
+    code = pl.col(column).str.strip_chars()
+    return pl.when((code.str.len_chars() == 13) & code.str.starts_with("000000")).then(
+        code.str.slice(6)).otherwise(code)
+
+
+def procedures_in_claims(frames: LakeFrames, ccam: tuple[str, ...], start: date, end: date) -> pl.LazyFrame:
+    """Persons with a CCAM act of ``ccam`` (ER_CAM_F) on a care line of [start, end]. Partitioned."""
+    lines = _detail_lines(frames, "ER_CAM_F", pl.col("CAM_PRS_IDE").str.strip_chars().is_in(list(ccam)))
+    return _claims_of_lines(frames, lines, start, end)
+
+
+def procedures_in_stays(frames: LakeFrames, ccam: tuple[str, ...], start: date, end: date) -> pl.LazyFrame:
+    """Persons with a CCAM act of ``ccam`` (T_MCOaaA) in a valid stay starting in [start, end]."""
+    return _valid_stays_with(frames, "T_MCOaaA", pl.col("CDC_ACT").str.strip_chars().is_in(list(ccam)), start, end)
+
+
+def hospital_drugs_in_claims(frames: LakeFrames, ucd: tuple[str, ...], start: date, end: date) -> pl.LazyFrame:
+    """Persons with a drug of UCD code ``ucd`` (ER_UCD_F) on a care line of [start, end]. Partitioned."""
+    return _claims_of_lines(frames, _detail_lines(frames, "ER_UCD_F", _ucd_key("UCD_UCD_COD").is_in(list(ucd))),
+                            start, end)
+
+
+def hospital_drugs_in_stays(frames: LakeFrames, ucd: tuple[str, ...], start: date, end: date) -> pl.LazyFrame:
+    """Persons given a drug of UCD code ``ucd`` (T_MCOaaMED) in a valid stay starting in [start, end]."""
+    return _valid_stays_with(frames, "T_MCOaaMED", _ucd_key("UCD_UCD_COD").is_in(list(ucd)), start, end)
+
+
 def diagnosed(frames: LakeFrames, icd10: tuple[str, ...], where: tuple[str, ...],
               start: date, end: date) -> pl.LazyFrame:
     """Persons with a valid stay carrying one of the ICD-10 prefixes at one of the ``where`` places."""
@@ -152,6 +194,12 @@ def criterion_persons(backend: Backend, criterion: Criterion, spec: ExtractSpec)
         df = backend.run(drug_users, criterion.codes, start, end, partitioned=True)
     elif kind == "biology":
         df = backend.run(lab_tested, criterion.codes, start, end, partitioned=True)
+    elif kind == "procedures":  # acts billed in town (DCIR) or done during a stay (PMSI)
+        df = pl.concat([backend.run(procedures_in_claims, criterion.codes, start, end, partitioned=True),
+                        backend.run(procedures_in_stays, criterion.codes, start, end)])
+    elif kind == "hospital_drugs":  # retroceded or billed in town (DCIR), or given during a stay (PMSI)
+        df = pl.concat([backend.run(hospital_drugs_in_claims, criterion.codes, start, end, partitioned=True),
+                        backend.run(hospital_drugs_in_stays, criterion.codes, start, end)])
     elif kind == "diagnosis":
         df = backend.run(diagnosed, criterion.codes, criterion.where, start, end)
     elif kind == "long_term_illness":

@@ -19,11 +19,12 @@ from typing import Any, Protocol
 import polars as pl
 
 from .. import lake as lake_mod
-from ..snds.tables import lake_schema
+from ..snds.catalogue import ingestible_table
+from ..snds.tables import polars_type
 from .layout import write_frame
 
 #: DCIR tables split by month of FLX_DIS_DTD, joined on the 9 DCIR keys: safe to process per month.
-PARTITIONED_TABLES = ("ER_PRS_F", "ER_PHA_F", "ER_BIO_F")
+PARTITIONED_TABLES = ("ER_PRS_F", "ER_PHA_F", "ER_BIO_F", "ER_CAM_F", "ER_UCD_F")
 
 Step = Callable[..., pl.LazyFrame]
 
@@ -49,7 +50,7 @@ class LakeFrames:
     def scan(self, table: str) -> pl.LazyFrame:
         files = self.files(table)
         if not files:
-            return pl.LazyFrame(schema=lake_schema(table))
+            return pl.LazyFrame(schema={c.name: polars_type(c.type) for c in ingestible_table(table).columns})
         return pl.scan_parquet(files, hive_partitioning=False)
 
 

@@ -47,7 +47,7 @@ def table_rows(frames: LakeFrames, table: str, spec: ExtractSpec, persons_map: p
         lf = frames.scan(table).join(_persons(persons_map), on=PERSON)
     elif table == "ER_PRS_F":
         lf = _cohort_claims(frames, spec, persons_map)
-    elif table in ("ER_PHA_F", "ER_BIO_F"):
+    elif table in ("ER_PHA_F", "ER_BIO_F", "ER_CAM_F", "ER_UCD_F"):
         lines = _cohort_claims(frames, spec, persons_map).select(*DCIR_KEYS, PERSON_ID)
         lf = frames.scan(table).join(lines, on=list(DCIR_KEYS))
     elif table == "IR_PHA_R":
@@ -59,7 +59,7 @@ def table_rows(frames: LakeFrames, table: str, spec: ExtractSpec, persons_map: p
         lf = frames.scan(table).filter(open_in_period).join(_persons(persons_map), on=PERSON)
     elif table == "T_MCOaaC":
         lf = _cohort_stays(frames, spec, persons_map)
-    elif table in ("T_MCOaaB", "T_MCOaaD"):
+    elif table in ("T_MCOaaB", "T_MCOaaD", "T_MCOaaA", "T_MCOaaMED"):
         keys = _cohort_stays(frames, spec, persons_map).select(*STAY_KEYS, PERSON_ID)
         lf = frames.scan(table).join(keys, on=list(STAY_KEYS))
     elif table == "KI_CCI_R":
@@ -70,6 +70,6 @@ def table_rows(frames: LakeFrames, table: str, spec: ExtractSpec, persons_map: p
               .join(by_nir, on="BEN_NIR_ANO", how="left")
               .with_columns(pl.coalesce("_BY_IDT", "_BY_NIR").alias(PERSON_ID))
               .filter(pl.col(PERSON_ID).is_not_null()))
-    else:  # pragma: no cover - the spec parser only lets profile tables through
+    else:  # pragma: no cover - the spec parser only lets the extract's tables through
         raise ValueError(table)
     return _generalise(lf, table, spec).select(spec.output_columns(table))

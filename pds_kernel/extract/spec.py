@@ -7,6 +7,8 @@ period: {from: 2022-03-01, to: 2023-12-31}   # optional: narrows the years
 include:                           # every criterion must hold (AND)
   - drug: {atc: [A10]}             # ATC prefixes, ER_PRS_F ⨝ ER_PHA_F ⨝ IR_PHA_R
   - biology: {nabm: [1577]}        # NABM codes of a lab test, ER_PRS_F ⨝ ER_BIO_F
+  - procedures: {ccam: [DDAF001]}  # CCAM acts, ER_PRS_F ⨝ ER_CAM_F or a valid stay ⨝ T_MCOaaA
+  - hospital_drugs: {ucd: ["9261104"]}  # UCD codes, ER_PRS_F ⨝ ER_UCD_F or a valid stay ⨝ T_MCOaaMED
   - age: {min: 18, max: 85, at: 2022-01-01}
 exclude:                           # any criterion excludes (OR)
   - long_term_illness: {icd10: [E10]}
@@ -30,6 +32,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,8 @@ import yaml
 from .. import lake as lake_mod
 from ..errors import InvalidInput
 from ..registry.names import check_project_id
-from ..snds.tables import TABLES
+from ..snds.catalogue import ingestible_table, nomenclature_codes, nomenclatures
+from ..snds.tables import TABLES, Table
 from ..validate import check_mapping
 from ..validate import parse_date as _date
 
@@ -67,7 +71,18 @@ SUBJECT_COLUMN = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
 DIAGNOSIS_PLACES = ("principal", "related", "secondary")
 LINKAGE_SOURCES = ("BEN_NIR_PSA", "BEN_IDT_ANO", "BEN_NIR_ANO")
 NABM_CODE = re.compile(r"^[0-9]{1,4}$")
-CRITERIA = ("drug", "biology", "diagnosis", "long_term_illness", "age", "sex", "care")
+CCAM_CODE = re.compile(r"^[A-Z]{4}[0-9]{3}$")
+UCD_CODE = re.compile(r"^([0-9]{7}|[0-9]{13})$")
+#: The nomenclatures of the catalogue a CCAM act or a UCD code of a spec must be found in.
+CCAM_NOMENCLATURES = ("IR_CCAM_V63", "IR_CCAM_V54")
+UCD_NOMENCLATURES = ("NU_UCD_R", "IR_UCD_V")
+CRITERIA = ("drug", "biology", "procedures", "hospital_drugs", "diagnosis", "long_term_illness", "age",
+            "sex", "care")
+#: Catalogue tables an extract reads and may copy besides the profile's: the details of DCIR claims
+#: (acts, hospital drugs) and of PMSI stays (acts, expensive drugs).
+CATALOGUE_TABLES = ("ER_CAM_F", "ER_UCD_F", "T_MCOaaA", "T_MCOaaMED")
+#: Every table an extract knows, in the order of its files and checks.
+EXTRACT_TABLES: dict[str, Table] = {**TABLES, **{name: ingestible_table(name) for name in CATALOGUE_TABLES}}
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,9 @@ class Criterion:
     """One inclusion or exclusion criterion; only the fields of its ``kind`` are set."""
 
     kind: str
-    codes: tuple[str, ...] = ()  #: ATC or ICD-10 prefixes; NABM codes (exact, without leading zeros)
+    #: ATC or ICD-10 prefixes; NABM codes (exact, without leading zeros); CCAM codes (exact); UCD
+    #: codes (exact, as :func:`ucd_key`)
+    codes: tuple[str, ...] = ()
     where: tuple[str, ...] = ()  #: diagnosis places: principal, related, secondary
     min_age: int | None = None
     max_age: int | None = None
@@ -89,6 +106,8 @@ class Criterion:
         return {
             "drug": ("ER_PRS_F", "ER_PHA_F", "IR_PHA_R"),
             "biology": ("ER_PRS_F", "ER_BIO_F"),
+            "procedures": ("ER_PRS_F", "ER_CAM_F", "T_MCOaaB", "T_MCOaaC", "T_MCOaaA"),
+            "hospital_drugs": ("ER_PRS_F", "ER_UCD_F", "T_MCOaaB", "T_MCOaaC", "T_MCOaaMED"),
             "diagnosis": ("T_MCOaaB", "T_MCOaaC") + (("T_MCOaaD",) if "secondary" in self.where else ()),
             "long_term_illness": ("IR_IMB_R",),
             "age": ("IR_BEN_R",),
@@ -140,13 +159,13 @@ class ExtractSpec:
         needed: set[str] = set(self.tables)
         for criterion in self.include + self.exclude:
             needed.update(criterion.tables())
-        if needed & {"ER_PHA_F", "ER_BIO_F"}:
+        if needed & {"ER_PHA_F", "ER_BIO_F", "ER_CAM_F", "ER_UCD_F"}:
             needed.add("ER_PRS_F")
-        if needed & {"T_MCOaaB", "T_MCOaaC", "T_MCOaaD"}:
+        if needed & {"T_MCOaaB", "T_MCOaaC", "T_MCOaaD", "T_MCOaaA", "T_MCOaaMED"}:
             needed.update({"T_MCOaaB", "T_MCOaaC"})
         if "KI_CCI_R" in needed or (self.linkage and self.linkage.source_id != "BEN_NIR_PSA"):
             needed.add("IR_BEN_R")
-        return tuple(t for t in TABLES if t in needed)
+        return tuple(t for t in EXTRACT_TABLES if t in needed)
 
     def output_columns(self, table: str) -> tuple[str, ...]:
         """Columns of ``table`` in the extract: PERSON_ID, then the allowed requested columns."""
@@ -201,6 +220,42 @@ def _nabm_codes(where: str, value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes))
 
 
+_CCAM_WHAT = "a CCAM act code (4 letters and 3 digits, e.g. DEQP003)"
+_UCD_WHAT = "a UCD code (7 or 13 digits, as text, e.g. \"9261104\" or \"0000009261104\")"
+
+
+def ucd_key(code: str) -> str:
+    """The form in which UCD codes are compared: a 13-digit code made of six zeros and a 7-digit
+    code (``0000009261104``, as NU_UCD_R and most SNDS tables write it) is that 7-digit code;
+    any other code is itself. The cohort step compares the tables' values in this form too."""
+    return code[6:] if len(code) == 13 and code.startswith("000000") else code
+
+
+@cache
+def _known_codes(names: tuple[str, ...], ucd: bool) -> frozenset[str] | None:
+    """Codes of the catalogue nomenclatures ``names`` that are shipped (None when none is)."""
+    shipped = [n for n in names if n in nomenclatures()]
+    if not shipped:
+        return None
+    return frozenset(ucd_key(c) if ucd else c for n in shipped for c in nomenclature_codes(n))
+
+
+def _catalogued_codes(where: str, value: Any, pattern: re.Pattern, what: str,
+                      names: tuple[str, ...], ucd: bool = False) -> tuple[str, ...]:
+    """Exact codes: the format first, then membership of the catalogue's nomenclatures."""
+    known = _known_codes(names, ucd)
+    codes = []
+    for i, code in enumerate(_list(where, value)):
+        if not isinstance(code, str) or not pattern.fullmatch(code):  # fullmatch: no "DEQP003\n"
+            raise InvalidInput(f"{where}[{i}]: {code!r} is not {what}")
+        key = ucd_key(code) if ucd else code
+        if known is not None and key not in known:
+            raise InvalidInput(f"{where}[{i}]: {code!r} is in no nomenclature of the SNDS catalogue "
+                               f"({' or '.join(names)}); check the code (see pds snds tables)")
+        codes.append(key)
+    return tuple(dict.fromkeys(codes))
+
+
 def _criterion(where: str, raw: Any) -> Criterion:
     if not isinstance(raw, Mapping) or len(raw) != 1:
         raise InvalidInput(f"{where}: expected one criterion, e.g. {{drug: {{atc: [A10]}}}} "
@@ -213,6 +268,14 @@ def _criterion(where: str, raw: Any) -> Criterion:
     if kind == "biology":
         body = check_mapping(where, body, ("nabm",), ("nabm",))
         return Criterion("biology", codes=_nabm_codes(f"{where}.nabm", body["nabm"]))
+    if kind == "procedures":
+        body = check_mapping(where, body, ("ccam",), ("ccam",))
+        return Criterion("procedures", codes=_catalogued_codes(f"{where}.ccam", body["ccam"], CCAM_CODE,
+                                                               _CCAM_WHAT, CCAM_NOMENCLATURES))
+    if kind == "hospital_drugs":
+        body = check_mapping(where, body, ("ucd",), ("ucd",))
+        return Criterion("hospital_drugs", codes=_catalogued_codes(f"{where}.ucd", body["ucd"], UCD_CODE,
+                                                                   _UCD_WHAT, UCD_NOMENCLATURES, ucd=True))
     if kind == "diagnosis":
         body = check_mapping(where, body, ("icd10", "where"), ("icd10",))
         places = tuple(_list(f"{where}.where", body.get("where", list(DIAGNOSIS_PLACES))))
@@ -250,14 +313,14 @@ def _criterion(where: str, raw: Any) -> Criterion:
 
 
 def _tables(where: str, raw: Any) -> dict[str, tuple[str, ...]]:
-    raw = check_mapping(where, raw, tuple(TABLES))
+    raw = check_mapping(where, raw, tuple(EXTRACT_TABLES))
     if not raw:
         raise InvalidInput(f"{where}: list at least one table")
     result: dict[str, tuple[str, ...]] = {}
-    for name in TABLES:  # profile order, whatever the file's order
+    for name in EXTRACT_TABLES:  # profile order, whatever the file's order
         if name not in raw:
             continue
-        profile = TABLES[name]
+        profile = EXTRACT_TABLES[name]
         value = raw[name]
         if value == "all":
             result[name] = profile.column_names
@@ -301,8 +364,9 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
                                f"period {start}..{end}")
     if isinstance(data["tables"], Mapping):
         for name in data["tables"]:
-            if name not in TABLES:
-                raise InvalidInput(f"{origin}: tables: unknown table {name!r} (known: {', '.join(TABLES)})")
+            if name not in EXTRACT_TABLES:
+                raise InvalidInput(f"{origin}: tables: unknown table {name!r} "
+                                   f"(known: {', '.join(EXTRACT_TABLES)})")
     tables = _tables(f"{origin}: tables", data["tables"])
 
     gen_raw = check_mapping(f"{origin}: generalise", data.get("generalise") or {}, ("birth_date", "commune", "care_date"))
@@ -312,7 +376,7 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
     generalise = Generalise(birth_year="birth_date" in gen_raw, departement="commune" in gen_raw,
                             care_month="care_date" in gen_raw)
 
-    known_columns = {c for t in TABLES.values() for c in t.column_names}
+    known_columns = {c for t in EXTRACT_TABLES.values() for c in t.column_names}
     if "quasi_identifiers" in data:
         qis = tuple(_list(f"{origin}: quasi_identifiers", data["quasi_identifiers"]))
         for i, qi in enumerate(qis):

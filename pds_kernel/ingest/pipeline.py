@@ -15,7 +15,8 @@ The run, in order:
    quarantine files into the lake (atomic renames; a replacement gets a new name, the replaced
    file stays for the earlier version), compare a replacement with the file it replaces by primary
    key (rows added, changed, removed); then, in batches (:data:`FLUSH_EVERY_FILES` files or
-   :data:`FLUSH_SECONDS`, at once for a replacement), one new version of each table touched
+   :data:`FLUSH_EVERY_BYTES` of delivered files, at once for a referential or a replacement), one
+   new version of each table touched
    (a Delta commit, see :mod:`.commits`), the ledger's journal (fsync) and the files' audit
    entries (one transaction);
 5. write the whole manifest, the quality report and the run's audit entry.
@@ -33,7 +34,6 @@ import logging
 import os
 import secrets
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,10 +59,13 @@ from .stats import ColumnStats
 log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
-#: Committed files are made durable (journal fsync, audit transaction) at least every this many
-#: files or this many seconds: a kill loses at most that much work, which the next run redoes.
+#: Committed files are made durable (a version of each table, journal fsync, audit transaction) at
+#: least every this many files or this many bytes of delivered files (about a second of parsing on
+#: two cores): a kill loses at most that much work, which the next run redoes. The batches depend
+#: on the delivery only, never on the clock or on which worker answered first, so a local run and a
+#: run on Dask make the same versions of the same files.
 FLUSH_EVERY_FILES = 256
-FLUSH_SECONDS = 1.0
+FLUSH_EVERY_BYTES = 32 * 1024 * 1024
 
 
 class Status:
@@ -228,7 +231,7 @@ class _Run:
         self.codes: dict[tuple[str, str], list] = {}  #: referential codes, per run
         self.events: list[AuditEvent] = []  #: audit entries of files not flushed yet
         self.unflushed = 0
-        self.last_flush = time.monotonic()
+        self.unflushed_bytes = 0
 
     # -- decisions ---------------------------------------------------------------------------
     def triage(self, source: Path) -> list[DeliveryFile]:
@@ -339,6 +342,7 @@ class _Run:
             unknown_codes=outcome.stats.unknown_codes, superseded=superseded, correction=correction)
         self.commits.add(entry, target.stat().st_size, previous)
         self.unflushed += 1
+        self.unflushed_bytes += outcome.bytes
         status, reason = Status.LOADED, ""
         if previous is not None:
             status = Status.CORRECTED
@@ -348,7 +352,7 @@ class _Run:
         self.record(FileResult(f.name, f.table, f.month, outcome.sha256, outcome.rows_read,
                                outcome.rows_loaded, outcome.rows_quarantined, status, reason, correction))
         if (f.is_snapshot or previous is not None or self.unflushed >= FLUSH_EVERY_FILES
-                or time.monotonic() - self.last_flush >= FLUSH_SECONDS):
+                or self.unflushed_bytes >= FLUSH_EVERY_BYTES):
             self.flush()  # referentials are read by the next phase; a correction is its own version
 
     def flush(self) -> None:
@@ -363,7 +367,7 @@ class _Run:
                     self.runtime.audit.record(event, session=session)
             self.events.clear()
         self.unflushed = 0
-        self.last_flush = time.monotonic()
+        self.unflushed_bytes = 0
 
     def _index(self, f: DeliveryFile, replacing: ManifestEntry | None = None) -> KeyIndex:
         """Keys loaded before ``f`` that it could repeat: those of the earlier months of its table.

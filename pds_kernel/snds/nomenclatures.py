@@ -279,3 +279,49 @@ ALD_LIST_NATURE = 41  # IMB_ETM_NAT: exoneration "ALD of the list"
 
 #: Codes of a fictitious or provisional NIR (IR_BEN_R.BEN_CDI_NIR other than ``00``).
 FICTITIOUS_NIR_CODES: tuple[str, ...] = ("01", "03", "04", "08")
+
+# --------------------------------------------------------------------------------------------
+# Medical acts (CCAM, IR_CCAM_V63) and hospital drugs (UCD, NU_UCD_R): real codes of the catalogue.
+
+#: Technical acts of an occasional specialist visit (ER_CAM_F), with their weights and fees.
+OUTPATIENT_ACTS: tuple[tuple[str, float, float], ...] = (
+    ("DEQP003", 40, 14.26),   # electrocardiogram (12 leads)
+    ("ZBQK002", 20, 21.28),   # chest X-ray
+    ("ZCQM001", 15, 75.60),   # abdominal ultrasound with Doppler
+    ("GLQP012", 10, 40.28),   # spirometry
+    ("EBQM001", 15, 60.48),   # cervical arteries Doppler
+)
+#: The act of every cardiology follow-up after a myocardial infarction.
+ECG = "DEQP003"
+#: Screening mammography: women aged 50 to 74, in place of the drawn act for some of their visits.
+MAMMOGRAPHY = ("QEQK004", 66.42)
+#: Acts of a hospital stay by principal diagnosis: ((code, probability), ...) per ICD-10 code.
+STAY_ACTS: dict[str, tuple[tuple[str, float], ...]] = {
+    "J189": (("ZBQK002", 0.9),),                      # pneumonia: chest X-ray
+    "K359": (("HHFA016", 0.95),),                     # appendicitis: laparoscopic appendicectomy
+    "S720": (("NEKA020", 0.6), ("ZBQK002", 0.5)),     # hip fracture: hip prosthesis
+    "K802": (("HMFC004", 0.9),),                      # gallstones: laparoscopic cholecystectomy
+    "I500": (("DEQP003", 0.9), ("DZQM006", 0.7)),     # heart failure: ECG, echocardiography
+    "I480": (("DEQP003", 0.95),),                     # atrial fibrillation: ECG
+    "I639": (("ACQK001", 0.9),),                      # stroke: brain scan
+    "M170": (("NFKA007", 0.9),),                      # knee arthrosis: knee prosthesis
+    "R074": (("DEQP003", 0.95),),                     # chest pain: ECG
+    "O800": (("JQGD010", 1.0),),                      # delivery
+}
+#: Acts of a myocardial infarction stay: coronary angiography, then angioplasty for most.
+MI_ACTS: tuple[tuple[str, float], ...] = (("DDQH009", 1.0), ("DDAF001", 0.7))
+#: Chemotherapy drugs of a chemotherapy session (T_MCOaaMED), by cancer code (13-digit UCD).
+CHEMOTHERAPY_UCD: dict[str, str] = {
+    "C509": "0000009308254",  # PACLITAXEL TEVA 6 mg/ml
+    "C189": "0000009301401",  # OXALIPLATINE 5 mg/ml
+    "C349": "0000009239145",  # CARBOPLATINE 10 mg/ml
+    "C56": "0000009239145",   # CARBOPLATINE 10 mg/ml
+    "C61": "0000009240740",   # CISPLATINE 1 mg/ml
+    "C679": "0000009240740",  # CISPLATINE 1 mg/ml
+}
+#: Bevacizumab, added to a share of colon cancer sessions.
+BEVACIZUMAB_UCD = "0000009261104"  # AVASTIN 25 mg/ml
+#: Drugs dispensed by a hospital pharmacy to outpatients (retrocession, ER_UCD_F): oral
+#: chemotherapy for a person with a cancer, pre-exposure prophylaxis otherwise.
+RETROCESSION_UCD = (("0000009354082", 310.0),   # TEMOZOLOMIDE MYLAN 180 mg
+                    ("0000009274182", 180.0))   # TRUVADA

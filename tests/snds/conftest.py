@@ -9,8 +9,9 @@ import polars as pl
 import pytest
 from snds_helpers import PATIENTS, SEED, YEARS
 
+from pds_kernel.snds.file_names import parse_delivery_name
 from pds_kernel.snds.generator import GenerationSummary, generate
-from pds_kernel.snds.tables import TABLES, parse_file_name
+from pds_kernel.snds.tables import TABLES
 
 
 @dataclass
@@ -23,10 +24,10 @@ class Delivery:
 
 def read_delivery(path: Path) -> Delivery:
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in TABLES}
-    for file in sorted(path.glob("*.csv")):
-        table, month = parse_file_name(file.name)
+    for file in sorted(path.glob("*.csv")):  # the profile's tables and the catalogue's (ER_CAM_F...)
+        table, period = parse_delivery_name(file.name)
         frame = pl.read_csv(file, separator=";", infer_schema=False, encoding="latin1", quote_char=None)
-        parts[table].append(frame.with_columns(pl.lit(month).alias("_file_month")))
+        parts.setdefault(table, []).append(frame.with_columns(pl.lit(period).alias("_file_month")))
     tables, months = {}, {}
     for name, frames in parts.items():
         frame = pl.concat(frames)

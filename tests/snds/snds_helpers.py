@@ -6,7 +6,7 @@ from datetime import date
 
 import polars as pl
 
-from pds_kernel.snds.tables import TABLES
+from pds_kernel.snds.catalogue import ingestible_table
 
 MISSING = date(1600, 1, 1)
 PATIENTS = 2000  #: the session delivery of conftest.py
@@ -22,7 +22,7 @@ def as_date(column: str, fmt: str = "sas_datetime") -> pl.Expr:
 def typed(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     """Dates parsed, integers and floats cast: what a loader would produce (strictly)."""
     exprs = []
-    for c in TABLES[table].columns:
+    for c in ingestible_table(table).columns:
         if c.type == "date":
             exprs.append(as_date(c.name, c.fmt))
         elif c.type in ("int", "year", "month"):

@@ -9,8 +9,9 @@ import pytest
 from snds_helpers import YEARS, typed
 
 from pds_kernel.errors import InvalidInput
-from pds_kernel.snds.generator import generate
-from pds_kernel.snds.tables import TABLES, file_name
+from pds_kernel.snds.catalogue import ingestible_table
+from pds_kernel.snds.file_names import example_name, parse_delivery_name
+from pds_kernel.snds.generator import GENERATED_TABLES, generate
 
 SAS = re.compile(r"^[0-9]{2}(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[0-9]{4}:00:00:00$")
 DMY = re.compile(r"^(0[1-9]|[12][0-9]|3[01])(0[1-9]|1[0-2])[0-9]{4}$")
@@ -19,8 +20,8 @@ DMY = re.compile(r"^(0[1-9]|[12][0-9]|3[01])(0[1-9]|1[0-2])[0-9]{4}$")
 def test_one_file_per_table_and_month_and_the_summary_counts_their_rows(delivery):
     months = [f"{y}{m:02d}" for y in range(YEARS[0], YEARS[1] + 1) for m in range(1, 13)]
     expected = set()
-    for t in TABLES.values():
-        expected |= {file_name(t.name)} if t.split == "snapshot" else {file_name(t.name, m) for m in months}
+    for name in GENERATED_TABLES:  # monthly, yearly (T_MCO22A.csv) or snapshot files
+        expected |= {example_name(name, m) for m in months}
     on_disk = {f.name for f in delivery.path.iterdir()}
     assert on_disk == expected
     assert set(delivery.summary.files) == expected
@@ -30,10 +31,11 @@ def test_one_file_per_table_and_month_and_the_summary_counts_their_rows(delivery
 
 
 def test_headers_are_exactly_the_profile_columns(delivery):
+    """The profile's columns, or the published columns of a catalogue table (ER_CAM_F...)."""
     for f in delivery.path.iterdir():
-        table = f.name.split(".")[0] if f.name.split(".")[0] in TABLES else f.name[:-11]
+        table = parse_delivery_name(f.name)[0]
         header = f.read_bytes().split(b"\n", 1)[0].decode("latin-1")
-        assert tuple(header.split(";")) == TABLES[table].column_names, f.name
+        assert tuple(header.split(";")) == ingestible_table(table).column_names, f.name
 
 
 def test_no_quoting_unix_line_ends_latin1_accents(delivery):
@@ -49,7 +51,7 @@ def test_no_quoting_unix_line_ends_latin1_accents(delivery):
 
 def test_every_value_has_the_profile_format(delivery):
     for name, frame in delivery.tables.items():
-        table = TABLES[name]
+        table = ingestible_table(name)
         for col in table.columns:
             values = frame[col.name].drop_nulls()
             if not col.nullable:
@@ -96,9 +98,9 @@ def test_bad_arguments_are_refused_before_writing(tmp_path, kwargs, message):
 
 def test_a_tiny_population_still_gives_every_file_with_its_header(tmp_path):
     summary = generate(tmp_path, patients=3, years=(2000, 2000), seed=0)
-    assert len(summary.files) == 3 + 7 * 12
+    assert len(summary.files) == 3 + 9 * 12 + 2  # 3 referentials, 9 monthly tables, 2 yearly
     empty = [name for name, rows in summary.files.items() if rows == 0]
     assert empty  # three people have months without claims, stays or deaths
     for name in empty:
-        table = name[:-11]
-        assert (tmp_path / name).read_text(encoding="latin-1") == ";".join(TABLES[table].column_names) + "\n"
+        table = parse_delivery_name(name)[0]
+        assert (tmp_path / name).read_text(encoding="latin-1") == ";".join(ingestible_table(table).column_names) + "\n"
