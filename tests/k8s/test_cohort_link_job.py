@@ -1,0 +1,246 @@
+"""Cohort linkage on Kubernetes: the Job the gate creates, the chart's claims, RBAC and policies, and
+the gate choosing the Job (pds_kernel.airlock.cohort_link_job; docs/imports.md, docs/deploy-kubernetes.md).
+
+No cluster here: the manifest is validated against the Kubernetes schema; its Job's exact command is
+run in an emulated pod (bubblewrap: the pod's mounts at their paths, read-only where the manifest
+says, its uid, no network) and must give byte for byte what the gate's local linkage gives; the
+chart is rendered with the real ``helm``; the gate's Kubernetes path runs against an API server
+that does not answer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import kubernetes_validate
+import polars as pl
+import pytest
+
+from pds_kernel.airlock import cohort_link
+from pds_kernel.airlock.cohort_link_job import LIST_PATH, OUT_DIR, build_link_job, parse_link_log
+from pds_kernel.extract.linkage import person_map
+from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
+from pds_kernel.pseudo import KeyStore
+from pds_kernel.sandbox.spec import extract_volume_name
+from pds_kernel.settings import CohortLink
+from pds_kernel.snds.cohort_list import generate_cohort_list
+from pds_kernel.snds.generator import generate
+
+from .conftest import REPO, helm_available
+from .test_chart import K8S_VERSION, chart_without_dependencies, render
+from .test_chart_jobs import _bwrap_works
+from .test_model_check_job import _selects, pod_argv
+
+sys.path.insert(0, str(REPO / "tests" / "security"))  # the real gate with ClamAV (imports_support)
+from imports_support import (  # noqa: F401  (fixtures)
+    gate_registry_fixture,
+    import_gate_fixture,
+    settings_fixture,
+)
+
+PROJECT = "diab-2024"
+REQUEST = "0123456789abcdef0123456789abcdef"
+RAW = f"{PROJECT}/{REQUEST}/raw/0-r1-recruited.csv"
+CFG = K8sConfig(namespace="pds", cohort_link_image="registry.example.org/pds/hub:0.1.0")
+
+
+def _job(raw: str = RAW, project: str = PROJECT, request: str = REQUEST) -> dict:
+    return build_link_job(CFG, name="pds-cohort-link-0123456789abcdef0123-ff00ff", project=project,
+                          request_id=request, raw=raw, timeout_seconds=300)
+
+
+def test_link_job_is_valid_kubernetes_and_isolated_like_a_check_job():
+    job = _job()
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 300)
+    assert spec["template"]["metadata"]["labels"] == {"pds.project": PROJECT, "pds.component": "cohort-link"}
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    assert not (pod["hostNetwork"] or pod["hostPID"] or pod["hostIPC"]) and pod["enableServiceLinks"] is False
+    assert pod["dnsPolicy"] == "None" and pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert "initContainers" not in pod and container["image"] == CFG.cohort_link_image
+    assert container["command"] == ["python", "-I", "-m", "pds_kernel.k8s", "cohort-link", PROJECT]
+    sc = container["securityContext"]
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+    assert sc["runAsUser"] != 0 and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    volumes = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert volumes == {"key": {"claimName": "pds-keys", "readOnly": True},
+                       "ttp": {"claimName": "pds-ttp", "readOnly": True},
+                       "list": {"claimName": "pds-staging", "readOnly": True},
+                       "out": {"claimName": "pds-staging"},
+                       "extract": {"claimName": extract_volume_name(PROJECT), "readOnly": True}}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    # one key file (not the key store), one correspondence file, one staged file, one directory
+    assert mounts["key"]["subPath"] == f"keys/{PROJECT}.key" and mounts["key"]["readOnly"]
+    assert mounts["ttp"]["subPath"] == "nir_correspondence.parquet" and mounts["ttp"]["readOnly"]
+    assert (mounts["list"]["subPath"], mounts["list"]["mountPath"]) == (RAW, str(LIST_PATH))
+    assert mounts["out"]["subPath"] == f"{PROJECT}/{REQUEST}/link" and mounts["out"]["mountPath"] == str(OUT_DIR)
+    writable = sorted(m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly"))
+    assert writable == sorted([str(OUT_DIR), "/tmp"])
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert "PDS_DATABASE__URL" not in env and not any("AUDIT" in k for k in env)  # no database, no audit key
+
+
+# ---- the chart -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory):
+    if not helm_available():
+        pytest.skip("helm binary missing: run `make helm`")
+    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
+
+
+def _render(chart, tmp_path, values: dict) -> list[dict]:
+    path = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(json.dumps({"projects": [{"id": PROJECT, "title": "Diabetes", "start": "2025-01-01",
+                                              "end": "2030-12-31"}], **values}))
+    return render(chart, [path])
+
+
+def test_chart_gives_link_jobs_their_claims_and_the_gate_the_runner(chart, tmp_path):
+    docs = _render(chart, tmp_path, {"airlock": {"modelCheck": {"apiServerPeers": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]}}})
+    kinds = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    ttp = kinds[("PersistentVolumeClaim", "pds-ttp")]
+    assert ttp["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert kinds[("PersistentVolumeClaim", "pds-keys")]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    airlock = kinds[("Deployment", "pds-airlock")]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in airlock["containers"][0]["env"]}
+    assert (env["PDS_COHORT_LINK__RUNNER"], env["PDS_COHORT_LINK__TIMEOUT_SECONDS"]) == ("kubernetes", "300")
+    # the gate itself mounts neither the key store nor the correspondence
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in airlock["volumes"] if "persistentVolumeClaim" in v}
+    assert not claims & {"pds-keys", "pds-ttp"}
+    assert "PDS_PATHS__TTP" not in env
+    # only the extract builds mount the key store; nothing but the link Jobs (made by the gate) reads pds-ttp
+    for doc in docs:
+        if doc["kind"] in {"Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet"}:
+            text = json.dumps(doc)
+            assert '"pds-ttp"' not in text, doc["metadata"]["name"]
+            assert '"pds-keys"' not in text or doc["metadata"]["name"].startswith("pds-extract-")
+    config = json.loads(kinds[("ConfigMap", "pds-config")]["data"]["k8s.json"])
+    assert parse_k8s_config(config).cohort_link_image == "registry.example.org/pds/hub:0.1.0"
+    # the link pod: only the projects' default deny selects it, nobody names it as a peer
+    labels = _job()["spec"]["template"]["metadata"]["labels"]
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy" and _selects(d["spec"]["podSelector"], labels)]
+    assert [p["metadata"]["name"] for p in policies] == ["pds-projects-default-deny"]
+    assert not policies[0]["spec"].get("ingress") and not policies[0]["spec"].get("egress")
+    assert not [d for d in docs if d["kind"] == "NetworkPolicy" and "cohort-link" in json.dumps(d)]
+    egress = kinds[("NetworkPolicy", "pds-airlock")]["spec"]["egress"]
+    assert {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"port": 443, "protocol": "TCP"}]} in egress
+
+
+def test_chart_with_cohort_links_only_keeps_the_role_and_a_new_install_may_share_the_key_store(chart, tmp_path):
+    docs = _render(chart, tmp_path, {"airlock": {"modelCheck": {"enabled": False}},
+                                     "storage": {"keys": {"size": "1Gi", "accessMode": "ReadWriteMany"}}})
+    kinds = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert kinds[("Role", "pds-airlock")]["rules"][0] == {"apiGroups": ["batch"], "resources": ["jobs"],
+                                                          "verbs": ["create", "get", "delete"]}
+    airlock = kinds[("Deployment", "pds-airlock")]["spec"]["template"]["spec"]
+    assert (airlock["serviceAccountName"], airlock["automountServiceAccountToken"]) == ("pds-airlock", True)
+    assert kinds[("PersistentVolumeClaim", "pds-keys")]["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+# ---- the Job's command in an emulated pod, against the gate's local linkage -------------------------
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """Settings with a project key, the synthetic correspondence, a published extract holding half of
+    the matched people, and the synthetic cohort list (known composition)."""
+    from tests.conftest import make_settings
+
+    root = tmp_path_factory.mktemp("link")
+    settings = make_settings(root / "pds")
+    generate(root / "delivery", patients=200, years=(2022, 2022), seed=7)
+    cohort = generate_cohort_list(root / "delivery", root / "outside" / "recruited.csv", settings.paths.ttp,
+                                  matched=30, unmatched=8, duplicated=2, invalid=3, seed=11)
+    key = KeyStore(settings.paths.keys).ensure(PROJECT, "setup")
+    extract = settings.paths.projects / PROJECT / "extract"
+    extract.mkdir(parents=True)
+    ids = person_map(key, pl.DataFrame({"BEN_NIR_PSA": list(cohort.matched_keys[:15])}))
+    ids.select("PERSON_ID").write_parquet(extract / "COHORT.parquet")
+    return settings, cohort
+
+
+def _stage(settings, request: str, cohort) -> object:
+    directory = settings.paths.staging / PROJECT / request
+    (directory / "raw").mkdir(parents=True)
+    shutil.copyfile(cohort.path, directory / "raw" / "0-r1-recruited.csv")
+    return directory
+
+
+def test_local_linkage_gives_the_known_composition(platform):
+    settings, cohort = platform
+    directory = _stage(settings, "a" * 32, cohort)
+    _, _, report = cohort_link.link_staged(settings, PROJECT, "a" * 32, directory, "0-r1-recruited.csv")
+    assert report == {"rows": cohort.rows, "matched": 30, "unmatched": 8, "duplicates": 4, "invalid": 3,
+                      "match_rate": round(30 / cohort.rows, 4), "in_extract": 15}
+    assert not (directory / "link").exists()  # read back, then removed
+
+
+@pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap (user namespaces) emulates the pod")
+def test_link_job_command_in_an_emulated_pod_gives_what_the_local_path_gives(platform, tmp_path):
+    settings, cohort = platform
+    local_dir = _stage(settings, "b" * 32, cohort)
+    local = cohort_link.link_staged(settings, PROJECT, "b" * 32, local_dir, "0-r1-recruited.csv")
+
+    request = "c" * 32
+    directory = _stage(settings, request, cohort)
+    (directory / "link").mkdir()
+    (directory / "link").chmod(0o770)  # what link_staged does before it creates the Job
+    job = _job(raw=f"{PROJECT}/{request}/raw/0-r1-recruited.csv", request=request)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    claims = {"pds-keys": settings.paths.keys.parent, "pds-ttp": settings.paths.ttp,
+              "pds-staging": settings.paths.staging, extract_volume_name(PROJECT): settings.paths.projects / PROJECT}
+    assert settings.paths.keys.name == "keys"  # the claim's layout: keys/<project>.key
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    binds = []
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        source = scratch if "emptyDir" in volume else claims[volume["persistentVolumeClaim"]["claimName"]] \
+            / mount.get("subPath", "")
+        binds.append((source, mount["mountPath"], bool(mount.get("readOnly"))))
+    env = {e["name"]: e["value"] for e in container["env"]}
+    env.update(PATH=f"{REPO / '.venv' / 'bin'}:/usr/bin:/bin", LANG="C.UTF-8")
+    security = pod["securityContext"]
+    done = subprocess.run(pod_argv(binds, env, security["runAsUser"], security["runAsGroup"])
+                          + [str(REPO / ".venv" / "bin" / "python"), *container["command"][1:]],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = parse_link_log(done.stdout)
+    columns = cohort_link.study_columns(directory / "raw" / "0-r1-recruited.csv")
+    in_pod = cohort_link.read_output(directory / "link", result, columns, 10 * 2**20)
+    assert in_pod == local  # cohort.csv, match_report.json and the report: byte for byte
+    assert in_pod[2]["in_extract"] == 15 and in_pod[2]["matched"] == 30
+    nirs = {n.replace(" ", "") for n in pl.read_csv(cohort.path)["NIR"].to_list()}
+    assert not any(n in done.stdout + done.stderr for n in nirs)  # no NIR in the pod's log
+
+
+# ---- the gate on Kubernetes without a reachable API server -------------------------------------------
+def test_gate_on_kubernetes_refuses_a_cohort_import_when_no_job_can_run(import_gate, tmp_path, monkeypatch):
+    from .conftest import use_dummy_kubeconfig
+
+    service = import_gate.service
+    settings = service.settings
+    generate(tmp_path / "delivery", patients=120, years=(2022, 2022), seed=3)
+    KeyStore(settings.paths.keys).ensure(PROJECT, "setup")
+    cohort = generate_cohort_list(tmp_path / "delivery", tmp_path / "outside" / "list.csv", settings.paths.ttp,
+                                  matched=20, unmatched=5, seed=5)
+    use_dummy_kubeconfig(tmp_path, monkeypatch)  # an API server that refuses connections
+    service.settings = replace(settings, cohort_link=CohortLink(runner="kubernetes", timeout_seconds=60))
+    import_gate.imports.settings = service.settings
+    try:
+        answer = import_gate.upload("alice", "list.csv", cohort.path.read_bytes(), kind="cohort")
+    finally:
+        service.settings = import_gate.imports.settings = settings
+    assert answer.status_code == 503, answer.text
+    assert "could not be linked" in answer.text and "could not run on Kubernetes" in answer.text
+    assert not import_gate.staged_anything()  # no raw list, no partial output left in staging
+    failed = [e for e in service.runtime.audit.entries(action="airlock.import.create") if e.outcome == "failed"]
+    assert failed and "could not run on Kubernetes" in failed[-1].details["reason"]  # audited with the reason
