@@ -123,7 +123,9 @@ def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, 
         "hostNetwork": False, "hostPID": False, "hostIPC": False, "shareProcessNamespace": False,
         "dnsPolicy": "None",
         "dnsConfig": {"nameservers": ["127.0.0.1"], "searches": [], "options": [{"name": "ndots", "value": "0"}]},
-        "securityContext": build_pod_security_context(cfg),
+        # OnRootMismatch: the kubelet does not re-own the whole staging claim (its writable volume) at
+        # every Job, which would make the staged files (0444) group-writable; its root is already the gate's
+        "securityContext": {**build_pod_security_context(cfg), "fsGroupChangePolicy": "OnRootMismatch"},
         "containers": [container],
         "volumes": [
             {"name": "key", "persistentVolumeClaim": {"claimName": KEYS_CLAIM, "readOnly": True}},

@@ -11,8 +11,6 @@ that does not answer.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from dataclasses import replace
 
@@ -22,7 +20,6 @@ import pytest
 
 from pds_kernel.airlock import cohort_link
 from pds_kernel.airlock.cohort_link_job import LIST_PATH, OUT_DIR, build_link_job, parse_link_log
-from pds_kernel.extract.linkage import person_map
 from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
 from pds_kernel.pseudo import KeyStore
 from pds_kernel.sandbox.spec import extract_volume_name
@@ -32,10 +29,18 @@ from pds_kernel.snds.generator import generate
 
 from .conftest import REPO, helm_available
 from .test_chart import K8S_VERSION, chart_without_dependencies, render
-from .test_chart_jobs import _bwrap_works
-from .test_model_check_job import _selects, pod_argv
+from .test_model_check_job import _selects
 
 sys.path.insert(0, str(REPO / "tests" / "security"))  # the real gate with ClamAV (imports_support)
+from cohort_link_k8s_support import (
+    STORED,
+    bwrap_available,
+    link_job,
+    make_platform,
+    prepare_output,
+    run_in_pod,
+    stage,
+)
 from imports_support import (  # noqa: F401  (fixtures)
     gate_registry_fixture,
     import_gate_fixture,
@@ -64,6 +69,7 @@ def test_link_job_is_valid_kubernetes_and_isolated_like_a_check_job():
     assert not (pod["hostNetwork"] or pod["hostPID"] or pod["hostIPC"]) and pod["enableServiceLinks"] is False
     assert pod["dnsPolicy"] == "None" and pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"  # staged files keep their modes
     (container,) = pod["containers"]
     assert "initContainers" not in pod and container["image"] == CFG.cohort_link_image
     assert container["command"] == ["python", "-I", "-m", "pds_kernel.k8s", "cohort-link", PROJECT]
@@ -148,74 +154,32 @@ def test_chart_with_cohort_links_only_keeps_the_role_and_a_new_install_may_share
 # ---- the Job's command in an emulated pod, against the gate's local linkage -------------------------
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    """Settings with a project key, the synthetic correspondence, a published extract holding half of
-    the matched people, and the synthetic cohort list (known composition)."""
-    from tests.conftest import make_settings
-
-    root = tmp_path_factory.mktemp("link")
-    settings = make_settings(root / "pds")
-    generate(root / "delivery", patients=200, years=(2022, 2022), seed=7)
-    cohort = generate_cohort_list(root / "delivery", root / "outside" / "recruited.csv", settings.paths.ttp,
-                                  matched=30, unmatched=8, duplicated=2, invalid=3, seed=11)
-    key = KeyStore(settings.paths.keys).ensure(PROJECT, "setup")
-    extract = settings.paths.projects / PROJECT / "extract"
-    extract.mkdir(parents=True)
-    ids = person_map(key, pl.DataFrame({"BEN_NIR_PSA": list(cohort.matched_keys[:15])}))
-    ids.select("PERSON_ID").write_parquet(extract / "COHORT.parquet")
-    return settings, cohort
-
-
-def _stage(settings, request: str, cohort) -> object:
-    directory = settings.paths.staging / PROJECT / request
-    (directory / "raw").mkdir(parents=True)
-    shutil.copyfile(cohort.path, directory / "raw" / "0-r1-recruited.csv")
-    return directory
+    return make_platform(tmp_path_factory.mktemp("link"))
 
 
 def test_local_linkage_gives_the_known_composition(platform):
     settings, cohort = platform
-    directory = _stage(settings, "a" * 32, cohort)
-    _, _, report = cohort_link.link_staged(settings, PROJECT, "a" * 32, directory, "0-r1-recruited.csv")
+    directory = stage(settings, "a" * 32, cohort.path.read_bytes())
+    _, _, report = cohort_link.link_staged(settings, PROJECT, "a" * 32, directory, STORED)
     assert report == {"rows": cohort.rows, "matched": 30, "unmatched": 8, "duplicates": 4, "invalid": 3,
                       "match_rate": round(30 / cohort.rows, 4), "in_extract": 15}
     assert not (directory / "link").exists()  # read back, then removed
 
 
-@pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap (user namespaces) emulates the pod")
+@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap (user namespaces) emulates the pod")
 def test_link_job_command_in_an_emulated_pod_gives_what_the_local_path_gives(platform, tmp_path):
     settings, cohort = platform
-    local_dir = _stage(settings, "b" * 32, cohort)
-    local = cohort_link.link_staged(settings, PROJECT, "b" * 32, local_dir, "0-r1-recruited.csv")
+    local_dir = stage(settings, "b" * 32, cohort.path.read_bytes())
+    local = cohort_link.link_staged(settings, PROJECT, "b" * 32, local_dir, STORED)
 
     request = "c" * 32
-    directory = _stage(settings, request, cohort)
-    (directory / "link").mkdir()
-    (directory / "link").chmod(0o770)  # what link_staged does before it creates the Job
-    job = _job(raw=f"{PROJECT}/{request}/raw/0-r1-recruited.csv", request=request)
-    pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    claims = {"pds-keys": settings.paths.keys.parent, "pds-ttp": settings.paths.ttp,
-              "pds-staging": settings.paths.staging, extract_volume_name(PROJECT): settings.paths.projects / PROJECT}
-    assert settings.paths.keys.name == "keys"  # the claim's layout: keys/<project>.key
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    binds = []
-    for mount in container["volumeMounts"]:
-        volume = volumes[mount["name"]]
-        source = scratch if "emptyDir" in volume else claims[volume["persistentVolumeClaim"]["claimName"]] \
-            / mount.get("subPath", "")
-        binds.append((source, mount["mountPath"], bool(mount.get("readOnly"))))
-    env = {e["name"]: e["value"] for e in container["env"]}
-    env.update(PATH=f"{REPO / '.venv' / 'bin'}:/usr/bin:/bin", LANG="C.UTF-8")
-    security = pod["securityContext"]
-    done = subprocess.run(pod_argv(binds, env, security["runAsUser"], security["runAsGroup"])
-                          + [str(REPO / ".venv" / "bin" / "python"), *container["command"][1:]],
-                          capture_output=True, text=True, timeout=120, check=False)
+    directory = stage(settings, request, cohort.path.read_bytes())
+    out = prepare_output(directory)
+    done = run_in_pod(settings, link_job(request), tmp_path / "scratch")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = parse_link_log(done.stdout)
-    columns = cohort_link.study_columns(directory / "raw" / "0-r1-recruited.csv")
-    in_pod = cohort_link.read_output(directory / "link", result, columns, 10 * 2**20)
+    columns = cohort_link.study_columns(directory / "raw" / STORED)
+    in_pod = cohort_link.read_output(out, result, columns, 10 * 2**20)
     assert in_pod == local  # cohort.csv, match_report.json and the report: byte for byte
     assert in_pod[2]["in_extract"] == 15 and in_pod[2]["matched"] == 30
     nirs = {n.replace(" ", "") for n in pl.read_csv(cohort.path)["NIR"].to_list()}
