@@ -208,3 +208,44 @@ def test_gate_on_kubernetes_refuses_a_cohort_import_when_no_job_can_run(import_g
     assert not import_gate.staged_anything()  # no raw list, no partial output left in staging
     failed = [e for e in service.runtime.audit.entries(action="airlock.import.create") if e.outcome == "failed"]
     assert failed and "could not run on Kubernetes" in failed[-1].details["reason"]  # audited with the reason
+
+
+# ---- reading the Job: a pod that cannot start, and the pod's own answer -----------------------------
+def test_a_pod_that_cannot_start_is_reported_at_once_with_the_kubelets_reason():
+    from kubernetes_asyncio.client import (
+        V1ContainerState,
+        V1ContainerStateRunning,
+        V1ContainerStateWaiting,
+        V1ContainerStatus,
+        V1Pod,
+        V1PodStatus,
+    )
+
+    from pds_kernel.k8s.jobs import _stuck
+
+    def pod(state):
+        status = V1ContainerStatus(name="cohort-link", image="x", image_id="", ready=False, restart_count=0,
+                                   state=state)
+        return V1Pod(status=V1PodStatus(container_statuses=[status]))
+
+    missing_key = V1ContainerStateWaiting(reason="CreateContainerConfigError",
+                                          message="failed to prepare subPath for volumeMount \"key\"")
+    assert "CreateContainerConfigError" in _stuck([pod(V1ContainerState(waiting=missing_key))])
+    assert _stuck([pod(V1ContainerState(waiting=V1ContainerStateWaiting(reason="ContainerCreating")))]) is None
+    assert _stuck([pod(V1ContainerState(running=V1ContainerStateRunning())), V1Pod(status=V1PodStatus())]) is None
+
+
+@pytest.mark.parametrize("log,error,message", [
+    ("", "Unavailable", "gave no result"),
+    ("PDS-COHORT-LINK-RESULT {oops\n", "Unavailable", "not JSON"),
+    ('PDS-COHORT-LINK-RESULT {"report": [], "cohort_sha256": "x"}\n', "Unavailable", "not {report"),
+    ('PDS-COHORT-LINK-RESULT {"error": "a cohort list needs a column named NIR", "kind": "InvalidInput"}\n',
+     "InvalidInput", "column named NIR"),
+    ('PDS-COHORT-LINK-RESULT {"error": "project x has no pseudonymisation key yet", "kind": "NotFound"}\n',
+     "NotFound", "no pseudonymisation key"),
+    ('PDS-COHORT-LINK-RESULT {"error": "boom", "kind": "SystemExit"}\n', "Unavailable", "boom"),
+])
+def test_pod_answers_that_are_not_a_result_refuse_the_import(log, error, message):
+    with pytest.raises(Exception) as caught:
+        parse_link_log(log)
+    assert type(caught.value).__name__ == error and message in str(caught.value)
