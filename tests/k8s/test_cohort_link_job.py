@@ -204,6 +204,7 @@ def test_gate_on_kubernetes_refuses_a_cohort_import_when_no_job_can_run(import_g
     finally:
         service.settings = import_gate.imports.settings = settings
     assert answer.status_code == 503, answer.text
+    assert "Cannot connect to host 127.0.0.1:1" in answer.text  # the gate really called the API server
     assert "could not be linked" in answer.text and "could not run on Kubernetes" in answer.text
     assert not import_gate.staged_anything()  # no raw list, no partial output left in staging
     failed = [e for e in service.runtime.audit.entries(action="airlock.import.create") if e.outcome == "failed"]
