@@ -12,7 +12,8 @@ differs is how it starts and where it ends:
   content, size, archive listing, ClamAV). A file that fails is refused with its reason, the request
   is not created, and the refusal is audited: it never reaches a checker;
 * **external cohort lists** (``kind="cohort"``): the raw list is staged under ``raw/`` (and only
-  there), linked (:mod:`.cohort_intake`: NIR -> SNDS key -> the project's ``PERSON_ID``), and the
+  there), linked (:mod:`.cohort_intake`: NIR -> SNDS key -> the project's ``PERSON_ID``; by the gate
+  itself or, on Kubernetes, by a Job that holds the key: :mod:`.cohort_link`), and the
   request's files are the linked cohort (``PERSON_ID`` + the study's columns) and the match report
   (counts): what checkers review and what the workspace gets;
 * **end**: release copies the reviewed bytes to ``imports/<project>/<request>/``, mounted read-only
