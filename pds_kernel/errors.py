@@ -57,6 +57,14 @@ class IntegrityError(PdsError):
     http_status = 409
 
 
+class Unavailable(PdsError):
+    """A platform service the operation needs did not answer or failed (a Kubernetes Job, an API
+    server): nothing was done; try again later or ask an administrator."""
+
+    exit_code = 8
+    http_status = 503
+
+
 class BodyTooLarge(InvalidInput):
     """A request body over the limit of the operation it was sent to."""
 

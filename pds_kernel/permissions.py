@@ -37,7 +37,7 @@ import enum
 from datetime import date, timedelta
 
 from .airlock.states import DECIDED_STATES, Actor, State
-from .errors import NotFound, PermissionDenied
+from .errors import InvalidInput, NotFound, PermissionDenied
 
 #: Registry roles by value (``pds_kernel.registry.Role``; not imported: the registry imports this module).
 RESEARCHER = "researcher"
@@ -49,6 +49,9 @@ SERVICE_REGISTRY_SYNC = "service:registry-sync"
 SERVICE_EXTRACT_BUILD = "service:extract-build"
 #: The Helm package-approval Jobs: approve the releases listed in the chart's values, nothing else.
 SERVICE_PACKAGE_APPROVAL = "service:package-approval"
+#: The gate's cohort-link Jobs (and the local gate acting as the trusted third party): link one
+#: staged cohort list of a project to the project's PERSON_IDs, nothing else.
+SERVICE_COHORT_LINK = "service:cohort-link"
 
 
 class Right(str, enum.Enum):
@@ -57,6 +60,7 @@ class Right(str, enum.Enum):
     APPLY_REGISTRY = "apply-registry"
     BUILD_EXTRACT = "build-extract"
     APPROVE_PACKAGES = "approve-packages"
+    LINK_COHORT = "link-cohort"
 
 
 #: Service identities and their exact rights. A service identity is not a registry user (the
@@ -65,6 +69,7 @@ SERVICE_RIGHTS: dict[str, frozenset[Right]] = {
     SERVICE_REGISTRY_SYNC: frozenset({Right.APPLY_REGISTRY}),
     SERVICE_EXTRACT_BUILD: frozenset({Right.BUILD_EXTRACT}),
     SERVICE_PACKAGE_APPROVAL: frozenset({Right.APPROVE_PACKAGES}),
+    SERVICE_COHORT_LINK: frozenset({Right.LINK_COHORT}),
 }
 
 
@@ -332,6 +337,26 @@ def check_import(registry, actor: str, project: str, *, from_workspace: bool = F
                                "workspace: open the gate's page 'Import files'")
     check_not_impersonated(actor, "ask for an import")
     registry.check_access(actor, project, RESEARCHER, action="airlock.access.import", actor=actor)
+
+
+def can_link_cohort(actor: str, project: str) -> bool:
+    """Link a staged cohort list of ``project`` with the project's key: the cohort-link service
+    identity only (the gate's Job, or the gate itself locally, acting as the trusted third party)
+    and only for a well-formed project id. No person, not even an administrator, links a list by
+    hand: what a researcher asks for is an import (:func:`check_import`), checked by the gate first."""
+    from .registry.names import check_project_id
+
+    try:
+        check_project_id(project)
+    except InvalidInput:
+        return False
+    return has_right(actor, Right.LINK_COHORT)
+
+
+def check_link_cohort(actor: str, project: str) -> None:
+    if not can_link_cohort(actor, project):
+        raise PermissionDenied(f"{str(actor)[:60]} may not link a cohort list of {str(project)[:60]!r}: only the "
+                               f"gate's cohort-link service ({SERVICE_COHORT_LINK}) may, for an import it accepted")
 
 
 def can_request_package(registry, actor: str, project: str) -> bool:

@@ -151,6 +151,19 @@ class ModelCheck:
 
 
 @dataclass(frozen=True)
+class CohortLink:
+    """Where an external cohort list is linked at intake (``pds_kernel.airlock.cohort_link``)."""
+
+    #: "local" (the gate links it itself, with paths.keys and paths.ttp) or "kubernetes" (a short
+    #: Job mounting the project's key, the correspondence and the staged list; the gate never sees
+    #: the keys; pds_kernel.airlock.cohort_link_job; the chart sets it)
+    runner: str = "local"
+    timeout_seconds: int = 300  #: the Job's deadline; a list not linked by then is refused
+    cpu: float = 1.0  #: the Job's CPU (requests = limits)
+    mem_mb: int = 2048  #: the Job's memory in MB (a list of 1,000,000 rows fits)
+
+
+@dataclass(frozen=True)
 class Hub:
     port: int = 8000  #: public port of the local JupyterHub
     ip: str = "127.0.0.1"  #: the local hub listens on loopback only by default
@@ -201,6 +214,7 @@ class Settings:
     airlock: Airlock = field(default_factory=Airlock)
     hub: Hub = field(default_factory=Hub)
     model_check: ModelCheck = field(default_factory=ModelCheck)
+    cohort_link: CohortLink = field(default_factory=CohortLink)
     cli: Cli = field(default_factory=Cli)
     project_end: ProjectEnd = field(default_factory=ProjectEnd)
     packages: Packages = field(default_factory=Packages)

@@ -23,6 +23,9 @@ the staging area only (:mod:`.imports`).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from pathlib import Path
 
@@ -31,6 +34,8 @@ import polars as pl
 from ..errors import InvalidInput, NotFound
 from ..extract.linkage import PERSON, person_map
 from ..extract.spec import COHORT_TABLE, PERSON_ID
+from ..permissions import check_link_cohort
+from ..pseudo import KeyStore
 
 NIR_COLUMN = "NIR"
 CORRESPONDENCE_FILE = "nir_correspondence.parquet"
@@ -130,3 +135,30 @@ def count_in_extract(linked: pl.DataFrame, extract_dir: Path) -> int | None:
         return None
     ids = pl.read_parquet(cohort, columns=[PERSON_ID])
     return linked.join(ids.unique(), on=PERSON_ID, how="semi").height
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` (never an existing file, never through a link) with ``data``, mode 0440."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o440)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def link_list(actor: str, project: str, raw: Path, *, keys: Path, ttp: Path, extract: Path,
+              out: Path) -> dict:
+    """Link the staged list ``raw`` of ``project`` into ``out`` (:data:`COHORT_OUTPUT` and
+    :data:`REPORT_OUTPUT`, new files) and return ``{"report", "cohort_sha256"}``.
+
+    The one linkage both runners do: the gate itself (``cohort_link.runner: local``) and the
+    cohort-link Job (``python -m pds_kernel.k8s cohort-link``), as ``service:cohort-link``."""
+    check_link_cohort(actor, project)
+    key = KeyStore(keys).get(project)
+    correspondence = load_correspondence(ttp)
+    linked, report = link_cohort(read_cohort(raw), correspondence, key)
+    in_extract = count_in_extract(linked, extract)
+    if in_extract is not None:
+        report["in_extract"] = in_extract
+    cohort = linked.write_csv().encode()
+    _write_new(Path(out) / COHORT_OUTPUT, cohort)
+    _write_new(Path(out) / REPORT_OUTPUT, (json.dumps(report, indent=2) + "\n").encode())
+    return {"report": report, "cohort_sha256": hashlib.sha256(cohort).hexdigest()}

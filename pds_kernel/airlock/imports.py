@@ -12,7 +12,8 @@ differs is how it starts and where it ends:
   content, size, archive listing, ClamAV). A file that fails is refused with its reason, the request
   is not created, and the refusal is audited: it never reaches a checker;
 * **external cohort lists** (``kind="cohort"``): the raw list is staged under ``raw/`` (and only
-  there), linked (:mod:`.cohort_intake`: NIR -> SNDS key -> the project's ``PERSON_ID``), and the
+  there), linked (:mod:`.cohort_intake`: NIR -> SNDS key -> the project's ``PERSON_ID``; by the gate
+  itself or, on Kubernetes, by a Job that holds the key: :mod:`.cohort_link`), and the
   request's files are the linked cohort (``PERSON_ID`` + the study's columns) and the match report
   (counts): what checkers review and what the workspace gets;
 * **end**: release copies the reviewed bytes to ``imports/<project>/<request>/``, mounted read-only
@@ -23,7 +24,6 @@ differs is how it starts and where it ends:
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import uuid
 from dataclasses import replace
@@ -33,9 +33,8 @@ from typing import Any, BinaryIO
 from ..audit import AuditEvent
 from ..db import transaction
 from ..errors import InvalidInput, PdsError
-from ..pseudo import KeyStore
 from ..registry.names import check_project_id, check_user_name
-from . import cohort_intake, permissions
+from . import cohort_intake, cohort_link, permissions
 from .imports_scan import ImportLimits, import_refusal, scan_import
 from .inputs import check_text
 from .service import MAX_TEXT, AirlockService, RequestView
@@ -44,7 +43,7 @@ from .states import Action
 from .submission import add_request_rows
 
 KINDS = ("files", "cohort")
-RAW_DIR = "raw"  #: staging/<project>/<request>/raw/: what was uploaded when it is not what is reviewed
+RAW_DIR = cohort_link.RAW_DIR  #: staging/<project>/<request>/raw/: what was uploaded when it is not what is reviewed
 
 
 class ImportService:
@@ -76,18 +75,16 @@ class ImportService:
             raise RefusedFiles(refused)
         return results
 
-    def _link(self, project: str, raw: Path, name: str) -> tuple[list[tuple[str, BinaryIO]], dict[str, Any]]:
-        """The files a cohort import puts up for review, and the match report."""
-        if not name.lower().endswith(".csv"):
-            raise RefusedFiles({name: "a cohort list is one CSV file with a NIR column"})
-        key = KeyStore(self.settings.paths.keys).get(project)
-        correspondence = cohort_intake.load_correspondence(self.settings.paths.ttp)
-        linked, report = cohort_intake.link_cohort(cohort_intake.read_cohort(raw), correspondence, key)
-        in_extract = cohort_intake.count_in_extract(linked, self.settings.paths.projects / project / "extract")
-        if in_extract is not None:
-            report["in_extract"] = in_extract
-        out = [(cohort_intake.COHORT_OUTPUT, io.BytesIO(linked.write_csv().encode())),
-               (cohort_intake.REPORT_OUTPUT, io.BytesIO((json.dumps(report, indent=2) + "\n").encode()))]
+    def _link(self, project: str, request_id: str, directory: Path, raw: StagedFile
+              ) -> tuple[list[tuple[str, BinaryIO]], dict[str, Any]]:
+        """The files a cohort import puts up for review, and the match report (linked where
+        ``cohort_link.runner`` says: :mod:`.cohort_link`)."""
+        if not raw.name.lower().endswith(".csv"):
+            raise RefusedFiles({raw.name: "a cohort list is one CSV file with a NIR column"})
+        cohort, report_bytes, report = cohort_link.link_staged(self.settings, project, request_id, directory,
+                                                               raw.stored_name)
+        out = [(cohort_intake.COHORT_OUTPUT, io.BytesIO(cohort)),
+               (cohort_intake.REPORT_OUTPUT, io.BytesIO(report_bytes))]
         return out, report
 
     def create(self, actor: str, project: str, files: list[tuple[str, BinaryIO]], justification: str, *,
@@ -122,7 +119,7 @@ class ImportService:
                 raw = self._stage(directory / RAW_DIR, files)
                 self._scan(directory / RAW_DIR, raw)
                 context["import"]["raw"] = [{"name": sf.name, "sha256": sf.sha256, "size": sf.size} for sf in raw]
-                files, report = self._link(project, directory / RAW_DIR / raw[0].stored_name, raw[0].name)
+                files, report = self._link(project, request_id, directory, raw[0])
                 context["import"]["report"] = report
             staged = self._stage(directory, files)
             results = self._scan(directory, staged)

@@ -23,6 +23,15 @@
     the release and its dependency closure into the package index's storage. It acts as the service
     identity ``service:package-approval``, whose only right is to approve packages.
 
+``cohort-link PROJECT``
+    The gate's cohort-link Job (:mod:`pds_kernel.airlock.cohort_link_job`, which writes its
+    manifest): links the staged cohort list mounted at ``/srv/pds/cohort-link/list.csv`` with the
+    project's key (``paths.keys``) and the trusted third party's correspondence (``paths.ttp``)
+    into ``/srv/pds/cohort-link/out`` (``cohort.csv``, ``match_report.json``) and prints its result
+    as the last log line (``PDS-COHORT-LINK-RESULT {json}``; a refusal as ``{"error", "kind"}``).
+    Paths are fixed: the only argument is the project id. It acts as ``service:cohort-link``, whose
+    only right is linking a staged cohort list of a project.
+
 Errors print one line and exit non-zero (the ``PdsError`` exit code).
 """
 
@@ -39,7 +48,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InvalidInput, PdsError
-from ..permissions import SERVICE_EXTRACT_BUILD, SERVICE_PACKAGE_APPROVAL, SERVICE_REGISTRY_SYNC
+from ..permissions import (
+    SERVICE_COHORT_LINK,
+    SERVICE_EXTRACT_BUILD,
+    SERVICE_PACKAGE_APPROVAL,
+    SERVICE_REGISTRY_SYNC,
+)
 from ..registry import Registry
 from ..registry.names import check_project_id
 from ..registry.spec import load_registry_file
@@ -172,6 +186,22 @@ def package_approve(args) -> int:
     return 0
 
 
+def cohort_link(args) -> int:
+    from ..airlock import cohort_intake
+    from ..airlock.cohort_link_job import EXTRACT_DIR, LIST_PATH, OUT_DIR, RESULT_MARKER
+
+    try:
+        settings = load_settings()
+        result = cohort_intake.link_list(SERVICE_COHORT_LINK, check_project_id(args.project), Path(LIST_PATH),
+                                         keys=settings.paths.keys, ttp=settings.paths.ttp,
+                                         extract=Path(EXTRACT_DIR), out=Path(OUT_DIR))
+    except PdsError as exc:
+        print(RESULT_MARKER + json.dumps({"error": str(exc)[:400], "kind": type(exc).__name__}), flush=True)
+        raise
+    print(RESULT_MARKER + json.dumps(result, sort_keys=True), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pds_kernel.k8s")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     package = sub.add_parser("package-approve", help="approve one package release for the package index")
     package.add_argument("requirement", help="NAME==VERSION")
     package.set_defaults(run=package_approve)
+    link = sub.add_parser("cohort-link", help="link the staged cohort list mounted in this pod (gate's Job)")
+    link.add_argument("project")
+    link.set_defaults(run=cohort_link)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

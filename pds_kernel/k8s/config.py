@@ -61,6 +61,8 @@ class K8sConfig:
     worker_image: str = "registry.example.org/pds/dask-worker:0.1.0"
     #: the image of the gate's model-check Jobs (images/model-check: sacroml and the loaders)
     model_check_image: str = "registry.example.org/pds/model-check:0.1.0"
+    #: the image of the gate's cohort-link Jobs (the platform image: pds_kernel, polars)
+    cohort_link_image: str = "registry.example.org/pds/hub:0.1.0"
     project_images: Mapping[str, str] = field(default_factory=dict)  #: project id → image
     pull_policy: str = "IfNotPresent"
     uid: int = 1000
@@ -118,7 +120,7 @@ def parse_k8s_config(data: Any, origin: str = "k8s config") -> K8sConfig:
             values[name] = data[name]
     if values.get("pull_policy", "IfNotPresent") not in {"Always", "IfNotPresent", "Never"}:
         raise InvalidInput(f"{origin}.pull_policy: use Always, IfNotPresent or Never")
-    for name in ("notebook_image", "worker_image", "model_check_image"):
+    for name in ("notebook_image", "worker_image", "model_check_image", "cohort_link_image"):
         if name in data:
             values[name] = _image(f"{origin}.{name}", data[name])
     images = _keys(f"{origin}.project_images", data.get("project_images") or {},

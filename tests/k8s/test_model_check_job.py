@@ -146,9 +146,9 @@ def test_chart_grants_the_airlock_only_its_namespaces_check_jobs(release):
     assert {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"port": 443, "protocol": "TCP"}]} in egress
 
 
-def test_chart_without_model_checks_gives_the_airlock_no_token(chart, tmp_path):
+def test_chart_without_model_checks_nor_cohort_links_gives_the_airlock_no_token(chart, tmp_path):
     values = tmp_path / "values.yaml"
-    values.write_text(json.dumps({"airlock": {"modelCheck": {"enabled": False}}}))
+    values.write_text(json.dumps({"airlock": {"modelCheck": {"enabled": False}, "cohortLink": {"enabled": False}}}))
     docs = render(chart, [values])
     assert not [d for d in docs if d["kind"] in {"Role", "RoleBinding", "ServiceAccount"}]
     airlock = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "pds-airlock")

@@ -1,0 +1,81 @@
+"""Run one short Job of the gate to its end and read its pod's log (the gate's side of its Jobs).
+
+Create the Job, poll it until it succeeds or fails (or a wait limit passes), read at most
+``limit_bytes`` of its pod's log, and delete the Job whatever happened. A pod that cannot start
+(a sub-path that does not exist, an image that cannot be pulled) is reported at once with the
+kubelet's reason instead of waiting for the Job's deadline.
+
+The gate's service account needs create/get/delete on Jobs, list on Pods and get on ``pods/log``
+in its namespace (the chart's ``pds-airlock`` Role); nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+#: kubelet reasons that mean a pod will never start on its own
+STUCK_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "ErrImagePull",
+                           "ImagePullBackOff", "InvalidImageName", "RunContainerError"})
+#: seconds the gate waits beyond the Job's own deadline (scheduling, image pulls)
+SCHEDULING_SLACK = 120
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    log: str | None  #: the pod's log (bounded), None when none could be read
+    succeeded: bool
+    problem: str | None  #: why there is no usable outcome, for the user
+
+
+async def load_client_config() -> None:
+    from kubernetes_asyncio import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+
+
+def _stuck(pods) -> str | None:
+    for pod in pods:
+        for status in (pod.status.container_statuses or []) if pod.status else []:
+            waiting = status.state.waiting if status.state else None
+            if waiting is not None and waiting.reason in STUCK_REASONS:
+                return f"{waiting.reason}: {(waiting.message or '')[:200]}"
+    return None
+
+
+async def run_job(manifest: dict[str, Any], *, container: str, timeout: int, limit_bytes: int,
+                  poll_seconds: float = 2.0) -> JobOutcome:
+    """Run ``manifest`` (a batch/v1 Job) to its end; the Job is always deleted."""
+    from kubernetes_asyncio import client
+
+    await load_client_config()
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    selector = f"job-name={name}"
+    async with client.ApiClient() as api:
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        await batch.create_namespaced_job(namespace, manifest)
+        try:
+            limit = time.monotonic() + timeout + SCHEDULING_SLACK
+            while True:
+                status = (await batch.read_namespaced_job(name, namespace)).status
+                if status.succeeded or status.failed:
+                    break
+                stuck = _stuck((await core.list_namespaced_pod(namespace, label_selector=selector)).items)
+                if stuck:
+                    return JobOutcome(None, False, f"the Job's pod cannot start ({stuck})")
+                if time.monotonic() > limit:
+                    return JobOutcome(None, False, f"the Job did not finish within {timeout} s")
+                await asyncio.sleep(poll_seconds)
+            pods = (await core.list_namespaced_pod(namespace, label_selector=selector)).items
+            if not pods:
+                return JobOutcome(None, False, "the Job's pod is gone")
+            log = await core.read_namespaced_pod_log(pods[0].metadata.name, namespace, container=container,
+                                                     limit_bytes=limit_bytes)
+            return JobOutcome(log, bool(status.succeeded), None)
+        finally:
+            await batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
