@@ -35,12 +35,8 @@ from typing import Any
 
 from ..errors import InvalidInput, NotFound, PdsError, PermissionDenied, Unavailable
 from ..k8s.config import K8sConfig, load_k8s_config
-from ..k8s.jobs import run_job
+from ..k8s.jobs import isolated_job, run_job
 from ..k8s.pods import (
-    COMPONENT_LABEL,
-    PROJECT_LABEL,
-    build_container_security_context,
-    build_pod_security_context,
     build_resources,
     extract_mount,
 )
@@ -67,7 +63,6 @@ LINK_DIR = "link"
 #: the last line of the pod's log starting with this is the result (a JSON object)
 RESULT_MARKER = "PDS-COHORT-LINK-RESULT "
 MAX_LOG_BYTES = 64 * 1024
-TTL_AFTER_FINISHED = 600
 _STORED = re.compile(r"^[0-9]{1,4}-r[0-9]{1,4}-[^/\x00]{1,255}$")
 
 
@@ -93,7 +88,6 @@ def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, 
     check_project_id(project)
     check_request_id(request_id)
     raw_path = check_staged_list(project, request_id, raw)
-    labels = {PROJECT_LABEL: project, COMPONENT_LABEL: COMPONENT}
     container = {
         "name": CONTAINER,
         "image": cfg.cohort_link_image,
@@ -105,7 +99,6 @@ def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, 
                 {"name": "PDS_PATHS__STATE", "value": "/tmp/pds-state"},
                 {"name": "POLARS_MAX_THREADS", "value": str(max(1, int(cpu)))}],
         "resources": build_resources(cpu, mem_mb),
-        "securityContext": build_container_security_context(cfg),
         "volumeMounts": [
             {"name": "key", "mountPath": str(KEYS_DIR / f"{project}.key"), "subPath": f"keys/{project}.key",
              "readOnly": True},
@@ -116,38 +109,16 @@ def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, 
             {"name": "scratch", "mountPath": "/tmp"},
         ],
     }
-    pod_spec = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "hostNetwork": False, "hostPID": False, "hostIPC": False, "shareProcessNamespace": False,
-        "dnsPolicy": "None",
-        "dnsConfig": {"nameservers": ["127.0.0.1"], "searches": [], "options": [{"name": "ndots", "value": "0"}]},
-        # OnRootMismatch: the kubelet does not re-own the whole staging claim (its writable volume) at
-        # every Job, which would make the staged files (0444) group-writable; its root is already the gate's
-        "securityContext": {**build_pod_security_context(cfg), "fsGroupChangePolicy": "OnRootMismatch"},
-        "containers": [container],
-        "volumes": [
-            {"name": "key", "persistentVolumeClaim": {"claimName": KEYS_CLAIM, "readOnly": True}},
-            {"name": "ttp", "persistentVolumeClaim": {"claimName": TTP_CLAIM, "readOnly": True}},
-            {"name": "list", "persistentVolumeClaim": {"claimName": STAGING_CLAIM, "readOnly": True}},
-            {"name": "out", "persistentVolumeClaim": {"claimName": STAGING_CLAIM}},
-            {"name": "extract", "persistentVolumeClaim": {"claimName": extract_volume_name(project),
-                                                         "readOnly": True}},
-            {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
-        ],
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": cfg.namespace, "labels": dict(labels)},
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": int(timeout_seconds),
-            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED,
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
-        },
-    }
+    volumes = [
+        {"name": "key", "persistentVolumeClaim": {"claimName": KEYS_CLAIM, "readOnly": True}},
+        {"name": "ttp", "persistentVolumeClaim": {"claimName": TTP_CLAIM, "readOnly": True}},
+        {"name": "list", "persistentVolumeClaim": {"claimName": STAGING_CLAIM, "readOnly": True}},
+        {"name": "out", "persistentVolumeClaim": {"claimName": STAGING_CLAIM}},
+        {"name": "extract", "persistentVolumeClaim": {"claimName": extract_volume_name(project), "readOnly": True}},
+        {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
+    ]
+    return isolated_job(cfg, name=name, project=project, component=COMPONENT, container=container,
+                        volumes=volumes, timeout_seconds=timeout_seconds)
 
 
 #: errors of the pod that are the list's (or the project's) fault, passed on as they are

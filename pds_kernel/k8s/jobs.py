@@ -1,4 +1,12 @@
-"""Run one short Job of the gate to its end and read its pod's log (the gate's side of its Jobs).
+"""The gate's short Jobs (a model check, a cohort link): their common isolation, and running one.
+
+:func:`isolated_job` writes what every such Job shares: the project's labels (so the project's
+default-deny NetworkPolicy applies and nothing opens egress), no service-account token, no service
+links, no host namespaces, no DNS resolver, the restricted pod and container security contexts,
+no retry, a deadline, and a time to live after it ends. The caller gives the container's image,
+command, environment, resources and mounts, and the volumes.
+
+:func:`run_job` runs one to its end and reads its pod's log:
 
 Create the Job, poll it until it succeeds or fails (or a wait limit passes), read at most
 ``limit_bytes`` of its pod's log, and delete the Job whatever happened. A pod that cannot start
@@ -16,11 +24,46 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .config import K8sConfig
+from .pods import COMPONENT_LABEL, PROJECT_LABEL, build_container_security_context, build_pod_security_context
+
 #: kubelet reasons that mean a pod will never start on its own
 STUCK_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "ErrImagePull",
                            "ImagePullBackOff", "InvalidImageName", "RunContainerError"})
 #: seconds the gate waits beyond the Job's own deadline (scheduling, image pulls)
 SCHEDULING_SLACK = 120
+#: seconds a finished Job is kept if the gate could not delete it
+TTL_AFTER_FINISHED = 600
+
+
+def isolated_job(cfg: K8sConfig, *, name: str, project: str, component: str, container: dict[str, Any],
+                 volumes: list[dict[str, Any]], timeout_seconds: int) -> dict[str, Any]:
+    """A batch/v1 Job of ``project`` running ``container`` (its ``securityContext`` is set here)."""
+    labels = {PROJECT_LABEL: project, COMPONENT_LABEL: component}
+    pod_spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False, "hostPID": False, "hostIPC": False, "shareProcessNamespace": False,
+        "dnsPolicy": "None",
+        "dnsConfig": {"nameservers": ["127.0.0.1"], "searches": [], "options": [{"name": "ndots", "value": "0"}]},
+        # OnRootMismatch: the kubelet does not re-own a whole writable claim (staging) at every Job,
+        # which would make the staged files (0444) group-writable; its root is already the gate's
+        "securityContext": {**build_pod_security_context(cfg), "fsGroupChangePolicy": "OnRootMismatch"},
+        "containers": [{**container, "securityContext": build_container_security_context(cfg)}],
+        "volumes": volumes,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": cfg.namespace, "labels": dict(labels)},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(timeout_seconds),
+            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED,
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        },
+    }
 
 
 @dataclass(frozen=True)

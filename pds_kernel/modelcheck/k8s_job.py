@@ -35,11 +35,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..k8s.config import K8sConfig, load_k8s_config
+from ..k8s.jobs import isolated_job, run_job
 from ..k8s.pods import (
-    COMPONENT_LABEL,
-    PROJECT_LABEL,
-    build_container_security_context,
-    build_pod_security_context,
     build_resources,
     extract_mount,
 )
@@ -53,8 +50,6 @@ COMPONENT = "model-check"
 STAGING_CLAIM = "pds-staging"
 #: what the gate reads of the pod's log, at most (the report, the plot in base64, and slack)
 MAX_LOG_BYTES = MAX_REPORT_BYTES + (MAX_PLOT_BYTES * 4) // 3 + 64 * 1024
-#: seconds a finished Job is kept if the gate could not delete it
-TTL_AFTER_FINISHED = 600
 #: the job's JSON travels as one argument of the container's command (Linux: 128 KiB per argument)
 MAX_JOB_ARGUMENT = 100_000
 
@@ -69,7 +64,6 @@ def build_check_job(cfg: K8sConfig, *, name: str, project: str, author: str, cpu
                     scratch_mb: int) -> dict[str, Any]:
     """The Job that checks one model: ``staged`` is the model's path inside the staging claim,
     ``model_name`` the file name it gets in the pod, ``job`` what :mod:`.in_pod` reads."""
-    labels = {PROJECT_LABEL: project, COMPONENT_LABEL: COMPONENT}
     model_path = str(MODEL_DIR / model_name)
     container = {
         "name": CONTAINER,
@@ -80,7 +74,6 @@ def build_check_job(cfg: K8sConfig, *, name: str, project: str, author: str, cpu
         "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PDS_PROJECT", "value": project},
                 {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"}],
         "resources": build_resources(cpu, mem_mb),
-        "securityContext": build_container_security_context(cfg),
         "volumeMounts": [
             extract_mount(),
             {"name": "model", "mountPath": model_path, "subPath": staged, "readOnly": True},
@@ -88,34 +81,14 @@ def build_check_job(cfg: K8sConfig, *, name: str, project: str, author: str, cpu
             {"name": "scratch", "mountPath": "/tmp"},
         ],
     }
-    pod_spec = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "hostNetwork": False, "hostPID": False, "hostIPC": False, "shareProcessNamespace": False,
-        "dnsPolicy": "None",
-        "dnsConfig": {"nameservers": ["127.0.0.1"], "searches": [], "options": [{"name": "ndots", "value": "0"}]},
-        "securityContext": build_pod_security_context(cfg),
-        "containers": [container],
-        "volumes": [
-            {"name": "extract", "persistentVolumeClaim": {"claimName": extract_volume_name(project), "readOnly": True}},
-            {"name": "model", "persistentVolumeClaim": {"claimName": STAGING_CLAIM, "readOnly": True}},
-            {"name": "home", "persistentVolumeClaim": {"claimName": home_volume_name(project, author),
-                                                      "readOnly": True}},
-            {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
-        ],
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": cfg.namespace, "labels": dict(labels)},
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": int(timeout_seconds),
-            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED,
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
-        },
-    }
+    volumes = [
+        {"name": "extract", "persistentVolumeClaim": {"claimName": extract_volume_name(project), "readOnly": True}},
+        {"name": "model", "persistentVolumeClaim": {"claimName": STAGING_CLAIM, "readOnly": True}},
+        {"name": "home", "persistentVolumeClaim": {"claimName": home_volume_name(project, author), "readOnly": True}},
+        {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
+    ]
+    return isolated_job(cfg, name=name, project=project, component=COMPONENT, container=container,
+                        volumes=volumes, timeout_seconds=timeout_seconds)
 
 
 def parse_pod_log(text: str) -> tuple[dict | None, bytes | None, str | None]:
@@ -145,44 +118,6 @@ def parse_pod_log(text: str) -> tuple[dict | None, bytes | None, str | None]:
     return report, plot, None
 
 
-async def _load_client_config() -> None:
-    from kubernetes_asyncio import config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        await config.load_kube_config()
-
-
-async def _run_job(manifest: dict[str, Any], timeout: int) -> tuple[str | None, str | None, bool]:
-    """(pod log, problem, succeeded) of ``manifest`` run to its end; the Job is deleted."""
-    from kubernetes_asyncio import client
-
-    await _load_client_config()
-    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    async with client.ApiClient() as api:
-        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-        await batch.create_namespaced_job(namespace, manifest)
-        try:
-            # the Job's own deadline ends the pod; this one covers scheduling and image pulls
-            limit = time.monotonic() + timeout + 120
-            while True:
-                status = (await batch.read_namespaced_job(name, namespace)).status
-                if status.succeeded or status.failed:
-                    break
-                if time.monotonic() > limit:
-                    return None, f"the check did not finish within {timeout} s", False
-                await asyncio.sleep(2)
-            pods = (await core.list_namespaced_pod(namespace, label_selector=f"job-name={name}")).items
-            if not pods:
-                return None, "the check's pod is gone", False
-            log = await core.read_namespaced_pod_log(pods[0].metadata.name, namespace, container=CONTAINER,
-                                                     limit_bytes=MAX_LOG_BYTES)
-            return log, None, bool(status.succeeded)
-        finally:
-            await batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
-
-
 def run_check_job(settings, project_info, author: str, request_id: str, index: int, staged_relative: str,
                   model_name: str, job: dict[str, Any], cfg: K8sConfig | None = None) -> CheckRun:
     """Run the check of one model as a Job of the project and read its result (never raises:
@@ -200,13 +135,14 @@ def run_check_job(settings, project_info, author: str, request_id: str, index: i
                                    cpu=project_info.cpu_limit, mem_mb=project_info.mem_limit_mb,
                                    staged=str(PurePosixPath(staged_relative)), model_name=model_name, job=job,
                                    timeout_seconds=limits.timeout_seconds, scratch_mb=scratch_mb)
-        log, problem, succeeded = asyncio.run(_run_job(manifest, limits.timeout_seconds))
+        outcome = asyncio.run(run_job(manifest, container=CONTAINER, timeout=limits.timeout_seconds,
+                                      limit_bytes=MAX_LOG_BYTES))
     except Exception as exc:  # no API server, no permission, a bad configuration: review
         return CheckRun(None, None, None, time.monotonic() - start,
                         f"the check Job could not run on Kubernetes ({type(exc).__name__}: {str(exc)[:200]})")
     seconds = time.monotonic() - start
-    if log is None:
-        return CheckRun(None, None, None, seconds, problem)
-    report, plot, problem = parse_pod_log(log)
-    return CheckRun(0 if succeeded else 1, report, plot, seconds,
-                    problem or (None if succeeded else "the check's pod failed (deadline or error)"))
+    if outcome.log is None:
+        return CheckRun(None, None, None, seconds, outcome.problem)
+    report, plot, problem = parse_pod_log(outcome.log)
+    return CheckRun(0 if outcome.succeeded else 1, report, plot, seconds,
+                    problem or (None if outcome.succeeded else "the check's pod failed (deadline or error)"))
