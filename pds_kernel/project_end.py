@@ -7,7 +7,8 @@ size limit of workspace homes.
   :func:`pds_kernel.permissions.check_admit_workspace`), no extract builds, no review, release or
   download goes through the airlock; running workspaces are stopped by the hub's watcher
   (:mod:`pds_kernel.hub.expiry`) within ``hub.membership_check_seconds``, their Dask clusters with
-  them. ``resume`` lifts it.
+  them; clusters of the dask-gateway (Kubernetes) are stopped by the gateway's own watcher
+  (:mod:`pds_kernel.k8s.cluster_watch`) in the same time. ``resume`` lifts it.
 - ``close`` (:meth:`Registry.close_project`) starts the retention clock (``closed_on``).
 - ``purge`` needs two different platform administrators, after ``project_end.retention_days``: the
   first approval is recorded, the second runs it. It deletes the extract and its builds, the
