@@ -1,4 +1,4 @@
-"""Support of tests/security/test_project_end.py: one real hub (tests/hub/hubfixtures.py) with a
+"""Support of tests/security/test_project_end_limits.py: one real hub (tests/hub/hubfixtures.py) with a
 small home quota and a fast watcher, alice's account made by the registry administrator, and her
 workspace started in a real bubblewrap sandbox."""
 
