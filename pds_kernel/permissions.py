@@ -18,6 +18,9 @@ Decisions held here:
 - **destroy a key** (:func:`check_destroy_key`): an administrator, once the project is over.
 - **admit a workspace** (:func:`check_admit_workspace`): an active researcher of an open project
   that is not halted, in the project's hub group when the hub knows groups.
+- **manage hub accounts** (:func:`check_manage_hub_accounts`): create, reset, approve, revoke a
+  local hub account: a platform administrator, personally (never through ``--as``); nobody else,
+  not a researcher for their own account, not a hub service token holding ``admin:users``.
 - **end a project** (:func:`check_halt`, :func:`check_purge`): administrators; a purge needs the
   retention period to be over and two different administrators.
 - **review, approve, release, download, import, approve a package**: the airlock's rules (at the
@@ -155,6 +158,21 @@ def check_apply_registry(registry, actor: str) -> None:
     if not can_apply_registry(registry, actor):
         raise PermissionDenied(f"{audit_actor(actor)} may not apply a registry file: only an "
                                f"administrator or the registry-sync Job ({SERVICE_REGISTRY_SYNC}) may")
+
+
+# ---- hub accounts (local mode) -----------------------------------------------------------------
+def can_manage_hub_accounts(registry, actor: str) -> bool:
+    """Create, reset, approve or revoke a hub account (``pds hub account``, the hub's accounts page):
+    an active platform administrator, personally. As for the registry itself, while the registry
+    holds no administrator (first installation) whoever opens it may, except a service identity."""
+    return can_act_personally(actor) and can_administer_registry(registry, actor)
+
+
+def check_manage_hub_accounts(registry, actor: str, what: str = "manage hub accounts") -> None:
+    check_not_impersonated(actor, what)
+    if not can_manage_hub_accounts(registry, actor):
+        raise PermissionDenied(f"{audit_actor(actor)} may not {what}: only a platform administrator may "
+                               "(ask one; an administrator runs pds hub account as themselves)")
 
 
 # ---- impersonation ----------------------------------------------------------------------------

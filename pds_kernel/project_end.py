@@ -7,8 +7,12 @@ size limit of workspace homes.
   :func:`pds_kernel.permissions.check_admit_workspace`), no extract builds, no review, release or
   download goes through the airlock; running workspaces are stopped by the hub's watcher
   (:mod:`pds_kernel.hub.expiry`) within ``hub.membership_check_seconds``, their Dask clusters with
-  them. ``resume`` lifts it.
+  them; clusters of the dask-gateway (Kubernetes) are stopped by the gateway's own watcher
+  (:mod:`pds_kernel.k8s.cluster_watch`) in the same time. ``resume`` lifts it.
 - ``close`` (:meth:`Registry.close_project`) starts the retention clock (``closed_on``).
+- The home quota (``project_end.home_quota_mb``): a workspace whose home is over it does not start
+  (:func:`check_home_quota`), and a running one is stopped by the hub's watcher within
+  ``hub.membership_check_seconds`` (:func:`homes_over_quota`).
 - ``purge`` needs two different platform administrators, after ``project_end.retention_days``: the
   first approval is recorded, the second runs it. It deletes the extract and its builds, the
   imports, the homes, the airlock staging and the outbox of the project, destroys the
@@ -96,14 +100,37 @@ def directory_bytes(root: Path) -> int:
     return total
 
 
+MIB = 1024 * 1024
+
+
+def home_quota_refusal(settings, home: Path) -> str | None:
+    """Why ``home`` may not be used now (over ``project_end.home_quota_mb``), else ``None``."""
+    limit_mb = settings.project_end.home_quota_mb
+    used = directory_bytes(home) if limit_mb and home.is_dir() else 0
+    if limit_mb and used > limit_mb * MIB:
+        return f"the home holds {used // MIB} MB, over its limit of {limit_mb} MB"
+    return None
+
+
 def check_home_quota(settings, home: Path) -> None:
     """Refuse a workspace whose home is over ``project_end.home_quota_mb``."""
-    limit = settings.project_end.home_quota_mb * 1024 * 1024
-    used = directory_bytes(home) if home.is_dir() else 0
-    if limit and used > limit:
-        raise PermissionDenied(f"your home in this project holds {used // (1024 * 1024)} MB, over its "
-                               f"limit of {settings.project_end.home_quota_mb} MB: ask an administrator to "
-                               "free space (or raise project_end.home_quota_mb) before starting it")
+    why = home_quota_refusal(settings, home)
+    if why:
+        raise PermissionDenied(f"your home in this project: {why}. Ask an administrator to free space "
+                               "(or raise project_end.home_quota_mb) before starting it")
+
+
+def homes_over_quota(settings, running: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """``(user, project, reason)`` for every running local workspace (``running``: user name ->
+    project servers) whose home is over the quota. Reads the file sizes of each home (no root-only
+    filesystem quota is needed): call it off the event loop."""
+    over = []
+    for user, projects in running.items():
+        for project in projects:
+            why = home_quota_refusal(settings, settings.paths.homes / project / user)
+            if why:
+                over.append((user, project, why))
+    return over
 
 
 class ProjectEnd:

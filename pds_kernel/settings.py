@@ -188,7 +188,7 @@ class ProjectEnd:
     """The end of a project (:mod:`pds_kernel.project_end`)."""
 
     retention_days: int = 90  #: days between `pds project close` and the first day `pds project purge` may run
-    home_quota_mb: int = 2048  #: size limit of one workspace home (MB); a start over it is refused
+    home_quota_mb: int = 2048  #: size limit of one workspace home (MB); refused at start, stopped while running
 
 
 @dataclass(frozen=True)

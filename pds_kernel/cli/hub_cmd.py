@@ -19,7 +19,8 @@ from .app import console
 
 app = typer.Typer(help="The local JupyterHub: run it, sync the registry into it, manage accounts.",
                   no_args_is_help=True)
-account_app = typer.Typer(help="Hub accounts (NativeAuthenticator, with a second factor).",
+account_app = typer.Typer(help="Hub accounts (NativeAuthenticator, with a second factor): platform "
+                          "administrators only, acting as themselves.",
                           no_args_is_help=True)
 app.add_typer(account_app, name="account")
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .app import console
 
-app = typer.Typer(help="Python packages of the workspaces: request, approve, refuse, list.", no_args_is_help=True)
+app = typer.Typer(help="Python packages of the workspaces: request, approve, refuse, revoke, list.", no_args_is_help=True)
 
 
 def _service(ctx: typer.Context):
@@ -49,6 +49,16 @@ def refuse(ctx: typer.Context, request_id: str = typer.Argument(..., help="Reque
     """Refuse a package request (admins)."""
     view = _service(ctx).refuse(ctx.obj.actor, request_id, reason)
     console.print(f"refused {escape(view.requirement)} (request {view.id})", highlight=False)
+
+
+@app.command("revoke")
+def revoke(ctx: typer.Context,
+           package: str = typer.Argument(..., help="NAME==VERSION: the approved release to withdraw."),
+           reason: str = typer.Option(..., help="Why (kept in the audit trail).")) -> None:
+    """Withdraw an approved release: the index stops serving it, new installs fail (admins)."""
+    files = _service(ctx).revoke(ctx.obj.actor, package, reason)
+    console.print(f"revoked {escape(package)}: {len(files)} wheel(s) no longer served "
+                  "(installed copies stay in homes; its dependencies stay approved)", highlight=False)
 
 
 @app.command("list")

@@ -60,6 +60,7 @@ EXAMPLES: dict[str, str] = {
     "airlock list": "pds --as olga airlock list --scope queue --project diabetes-t2",
     "packages request": "pds --as alice packages request texttable --project diabetes-t2 --justification 'tables in logs'",
     "packages approve": "pds --as admin packages approve texttable==1.7.0",
+    "packages revoke": "pds packages revoke texttable==1.7.0 --reason \"CVE-2026-0001 in its parser\"",
     "packages refuse": "pds --as admin packages refuse 0123456789abcdef0123456789abcdef --reason 'use tabulate'",
     "packages list": "pds --as alice packages list",
     "airlock show": "pds --as olga airlock show 3f2c9e0a7b6d4c1e9a8b7c6d5e4f3a2b",

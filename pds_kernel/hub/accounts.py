@@ -8,7 +8,11 @@ trigger (CSRF), and an admin page that sets another user's password. None of the
   on the host), so nobody can claim a name, an admin's included, and nothing is pre-approved;
 * ``/hub/authorize`` lists accounts; ``POST /hub/authorize/USER`` with ``action=approve|revoke``
   and the ``_xsrf`` form token (JupyterHub checks it for every cookie-authenticated POST) sets the
-  approval, audited (``hub.account.approve`` / ``hub.account.revoke``); GET there is 405;
+  approval through :func:`apply_account_approval` (as ``pds hub account approve|revoke`` does),
+  which asks :func:`pds_kernel.permissions.check_manage_hub_accounts` first (a platform
+  administrator of the registry now, personally: holding the hub scope ``admin:users``, as the
+  ``pds-sync`` service token does, is not enough), audited allowed and denied
+  (``hub.account.approve`` / ``hub.account.revoke``); GET there is 405;
 * ``/hub/discard/USER``, ``/hub/change-password/USER`` (another user's password) and
   ``/hub/confirm/...`` (e-mail self-approval) are not served (404): ``pds hub account add USER
   --reset`` replaces a password and second factor, ``pds hub account revoke USER`` disables one.
@@ -31,7 +35,9 @@ from nativeauthenticator.orm import UserInfo
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
 from tornado import web
 
+from .. import permissions
 from ..audit import AuditEvent, Outcome
+from ..errors import NotFound, PermissionDenied
 from .common import end_sessions
 
 _admin_users_scope = needs_scope("admin:users")
@@ -128,8 +134,48 @@ class AccountsAreaHandler(AuthorizationAreaHandler):
     of ``pds_kernel/hub/templates``)."""
 
 
+def check_account_manager(registry, record, actor: str, action: str, username: str, **details) -> None:
+    """:func:`pds_kernel.permissions.check_manage_hub_accounts` for ``action`` on ``username``'s
+    account; a refusal is audited (outcome ``denied``) before it is raised."""
+    what = action.removeprefix("hub.account.")
+    try:
+        permissions.check_manage_hub_accounts(registry, actor, f"{what} hub accounts")
+    except PermissionDenied as exc:
+        record(AuditEvent(actor=actor, action=action, target=f"user:{str(username)[:64]}",
+                          outcome=Outcome.DENIED, details={**details, "reason": str(exc)}))
+        raise
+
+
+def apply_account_approval(db, registry, record, username: str, approved: bool, *, actor: str,
+                           via: str, remote_ip: str = "") -> None:
+    """Approve or revoke ``username``'s hub account in the hub database session ``db``: the one
+    service behind ``pds hub account approve|revoke`` and ``POST /hub/authorize/USER``.
+
+    Only a platform administrator, personally (:func:`check_account_manager`). Revoking also
+    refuses every login cookie of the user and deletes their API tokens (:func:`end_sessions`);
+    their running servers stop at the hub watcher's next pass. ``record`` writes an audit event:
+    allowed and denied decisions are both recorded."""
+    from jupyterhub import orm
+
+    action = "hub.account.approve" if approved else "hub.account.revoke"
+    details = {"via": via, **({"remote_ip": remote_ip} if remote_ip else {})}
+    check_account_manager(registry, record, actor, action, username, **details)
+    info = UserInfo.find(db, username)
+    if info is None:
+        record(AuditEvent(actor=actor, action=action, target=f"user:{str(username)[:64]}",
+                          outcome=Outcome.DENIED, details={**details, "reason": "no such account"}))
+        raise NotFound(f"{username} has no hub account: create it with pds hub account add {username}")
+    info.is_authorized = approved
+    db.commit()
+    hub_user = db.query(orm.User).filter(orm.User.name == username).first()
+    if hub_user is not None and not approved:
+        end_sessions(db, hub_user, delete_tokens=True)
+    record(AuditEvent(actor=actor, action=action, target=f"user:{username}", details=details))
+
+
 class AccountAuthorizationHandler(LocalBase):
-    """``POST /hub/authorize/USER`` with ``action=approve`` or ``action=revoke``: audited."""
+    """``POST /hub/authorize/USER`` with ``action=approve`` or ``action=revoke``
+    (:func:`apply_account_approval`)."""
 
     async def get(self, slug):
         raise web.HTTPError(405, "account approval is a POST form with its _xsrf token")
@@ -139,20 +185,13 @@ class AccountAuthorizationHandler(LocalBase):
         action = self.get_body_argument("action", "")
         if action not in {"approve", "revoke"}:
             raise web.HTTPError(400, "action must be approve or revoke")
-        info = UserInfo.find(self.db, slug)
         context = self.authenticator.context
-        actor = self.current_user.name
-        if info is None:
-            context.record(AuditEvent(actor=actor, action=f"hub.account.{action}", target=f"user:{slug[:64]}",
-                                      outcome=Outcome.DENIED, details={"reason": "no such account"}))
-            raise web.HTTPError(404, "no such account")
-        info.is_authorized = action == "approve"
-        self.db.commit()
-        hub_user = self.find_user(slug)
-        if hub_user is not None and action == "revoke":  # its servers stop at the next watcher pass
-            end_sessions(self.db, hub_user.orm_user, delete_tokens=True)
-        context.record(AuditEvent(actor=actor, action=f"hub.account.{action}", target=f"user:{slug}",
-                                  details={"via": "web", "remote_ip": self.request.remote_ip or ""}))
+        try:
+            apply_account_approval(self.db, context.registry, context.record, slug, action == "approve",
+                                   actor=self.current_user.name, via="web",
+                                   remote_ip=self.request.remote_ip or "")
+        except (PermissionDenied, NotFound) as exc:
+            raise web.HTTPError(exc.http_status, str(exc)) from None
         self.redirect(self.hub.base_url + "authorize#" + slug)
 
 

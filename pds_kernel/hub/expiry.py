@@ -8,6 +8,13 @@ whether the user may still use that project (membership not expired, project ope
 active) and, if not, stops it through the hub's own REST API (so the proxy route, the database and
 the spawner are cleaned up exactly as by an admin's stop), audited as ``workspace.stop`` with
 ``checked_at: watcher``.
+
+The same pass enforces the home quota while workspaces run (``project_end.home_quota_mb``, local
+homes are plain directories with no filesystem quota): it measures the home of each running
+server (:func:`pds_kernel.project_end.homes_over_quota`, in a thread, off the hub's event loop) and
+stops a workspace whose home is over the quota, audited with ``cause: home over quota``. Its next
+start is refused with the same message (:func:`pds_kernel.project_end.check_home_quota`) until an
+administrator frees space or raises the quota.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Callable
 from datetime import date
 
 from ..audit import AuditEvent
+from ..project_end import homes_over_quota
 from .common import HubContext, is_registry_user, project_groups, revoke_reason
 
 log = logging.getLogger(__name__)
@@ -87,23 +95,32 @@ class MembershipWatcher:
                 log.exception("membership check failed; next try in %s s", self.interval)
 
     async def check_once(self, today: date | None = None) -> list[str]:
-        """Stop the servers of users who may no longer use their project; return ``user/server``."""
+        """Stop the servers of users who may no longer use their project, then those whose home is
+        over the quota; return ``user/server`` of each server stopped."""
         if getattr(self.app, "hub", None) is None or not hasattr(self.app, "users"):
             return []
         stopped = []
         for user, server, why in servers_to_stop(self.context, self._running(), today, self.account_ok):
-            self._stopping.add((user, server))
-            try:
-                if await self._stop(user, server):
-                    stopped.append(f"{user}/{server}")
-                    log.info("stopped %s/%s: %s", user, server, why)
-                    self.context.record(AuditEvent(
-                        actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
-                        details={"server": server, "cause": "access revoked", "reason": why,
-                                 "checked_at": "watcher"}))
-            finally:
-                self._stopping.discard((user, server))
+            if await self._stop_recorded(user, server, "access revoked", why):
+                stopped.append(f"{user}/{server}")
+        over = await asyncio.to_thread(homes_over_quota, self.context.settings, self._running())
+        for user, server, why in over:
+            if await self._stop_recorded(user, server, "home over quota", why):
+                stopped.append(f"{user}/{server}")
         return stopped
+
+    async def _stop_recorded(self, user: str, server: str, cause: str, why: str) -> bool:
+        self._stopping.add((user, server))
+        try:
+            if not await self._stop(user, server):
+                return False
+            log.info("stopped %s/%s: %s", user, server, why)
+            self.context.record(AuditEvent(
+                actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
+                details={"server": server, "cause": cause, "reason": why, "checked_at": "watcher"}))
+            return True
+        finally:
+            self._stopping.discard((user, server))
 
     async def _stop(self, user: str, server: str) -> bool:
         from tornado.httpclient import AsyncHTTPClient, HTTPRequest

@@ -38,7 +38,14 @@ from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
 from . import budget
-from .accounts import PdsLoginHandler, TotpSteps, account_handlers, code_step
+from .accounts import (
+    PdsLoginHandler,
+    TotpSteps,
+    account_handlers,
+    apply_account_approval,
+    check_account_manager,
+    code_step,
+)
 from .admission import admission_handlers
 from .common import (
     AIRLOCK_SERVICE,
@@ -47,7 +54,6 @@ from .common import (
     airlock_service_role,
     auth_model,
     build_load_roles,
-    end_sessions,
     is_registry_user,
     make_post_auth_hook,
     record_login_refused,
@@ -275,14 +281,17 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
                       actor: str, reset: bool = False) -> str:
     """Create an approved NativeAuthenticator account with a TOTP secret; return the secret.
 
-    The only way accounts are made (``pds hub account add``, and the demo). Works with the hub
-    running: the hub re-reads the account at each login. ``reset`` also refuses every login cookie
-    issued before. The password is stored as a bcrypt hash; neither it nor the secret is logged or
-    audited.
+    The only way accounts are made (``pds hub account add``, and the demo), by a platform
+    administrator only (:func:`pds_kernel.permissions.check_manage_hub_accounts`; a refusal is
+    audited). Works with the hub running: the hub re-reads the account at each login. ``reset``
+    also refuses every login cookie issued before. The password is stored as a bcrypt hash; neither
+    it nor the secret is logged or audited.
     """
     import bcrypt
     from nativeauthenticator.orm import UserInfo
 
+    check_account_manager(registry, registry._audit.record, actor,
+                          "hub.account.reset" if reset else "hub.account.create", username)
     check_user_name(username)
     if not is_registry_user(registry, username):
         raise PermissionDenied(f"{username} is not an active registry user: add them to the registry first")
@@ -322,27 +331,16 @@ def set_account_approval(settings: Settings, registry: Registry, username: str, 
 
     Revoking also refuses every login cookie the user holds (a new JupyterHub ``cookie_id``),
     deletes their API tokens, and the hub's membership watcher stops their running servers within
-    ``membership_check_interval``. Works with the hub running."""
-    from jupyterhub import orm
-    from nativeauthenticator.orm import UserInfo
-
+    ``membership_check_interval``. Works with the hub running. A platform administrator only
+    (:func:`.accounts.apply_account_approval`, the same service as the hub's accounts page)."""
     check_user_name(username)
     session = _hub_sessions(settings)()
     try:
-        info = UserInfo.find(session, username)
-        if info is None:
-            raise InvalidInput(f"{username} has no hub account: create it with pds hub account add {username}")
-        info.is_authorized = approved
-        session.commit()
-        hub_user = session.query(orm.User).filter(orm.User.name == username).first()
-        if hub_user is not None and not approved:
-            end_sessions(session, hub_user, delete_tokens=True)
+        apply_account_approval(session, registry, registry._audit.record, username, approved,
+                               actor=actor, via="cli")
     finally:
         session.close()
         session.get_bind().dispose()
-    registry._audit.record(AuditEvent(actor=actor, action="hub.account.approve" if approved
-                                      else "hub.account.revoke", target=f"user:{username}",
-                                      details={"via": "cli"}))
 
 
 # ---- the configuration -------------------------------------------------------------------------

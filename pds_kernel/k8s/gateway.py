@@ -25,6 +25,10 @@ groups (registry ∩ identity-provider groups), and translates the project's
 :class:`~pds_kernel.sandbox.spec.WorkspaceSpec` into ``KubeClusterConfig`` overrides with
 :func:`pds_kernel.k8s.pods.build_cluster_overrides`.
 
+**While it runs.** The authenticator also starts :class:`~pds_kernel.k8s.cluster_watch.ClusterWatcher`
+in the gateway process: every ``cluster_check_interval`` seconds it stops the clusters whose
+project was halted or closed, or whose user lost the project (audited ``dask.cluster.stop``).
+
 The gateway image has no JupyterHub: nothing here imports it.
 """
 
@@ -40,6 +44,7 @@ from aiohttp import web
 from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
 from dask_gateway_server.models import User
 from traitlets import Any as AnyTrait
+from traitlets import Float
 
 from ..audit import AuditEvent, AuditTrail, Outcome
 from ..errors import InvalidInput, PdsError, PermissionDenied
@@ -138,6 +143,11 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
 
     context = AnyTrait(None, allow_none=True, config=True,
                        help="The GatewayContext (audit trail); set by configure_gateway().")
+    cluster_check_interval = Float(10.0, config=True, help=(
+        "Seconds between two checks of the running clusters against the registry: a cluster whose "
+        "project is halted or closed, or whose user lost the project, is stopped "
+        "(pds_kernel.k8s.cluster_watch). configure_gateway() sets it to "
+        "hub.membership_check_seconds (default 10); 0 turns the check off."))
 
     async def setup(self, app):
         if not self.jupyterhub_service_name:
@@ -145,6 +155,17 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
                              "(gateway.auth.jupyterhub.jupyterhubServiceName in the chart)")
         self.use_service_access_scopes = True
         await super().setup(app)
+        self.watcher = None
+        if self.context is not None and self.cluster_check_interval > 0:
+            from .cluster_watch import ClusterWatcher
+
+            self.watcher = ClusterWatcher(app["backend"], self.context, self.cluster_check_interval)
+            self.watcher.start()
+
+    async def cleanup(self):
+        if getattr(self, "watcher", None) is not None:
+            await self.watcher.close()
+        await super().cleanup()
 
     async def hub_model(self, token: str) -> dict:
         """The hub's ``/user`` model for ``token``; 401 when the hub does not know the token."""
@@ -249,6 +270,7 @@ def configure_gateway(c, runtime: Runtime | None = None, k8s: K8sConfig | None =
                              audit=runtime.audit, k8s=k8s or load_k8s_config(), today=today)
     c.DaskGateway.authenticator_class = f"{__name__}.{WorkspaceAuthenticator.__name__}"
     c.WorkspaceAuthenticator.context = context
+    c.WorkspaceAuthenticator.cluster_check_interval = float(runtime.settings.hub.membership_check_seconds)
     c.Backend.cluster_options = make_cluster_options(context)
     return context
 

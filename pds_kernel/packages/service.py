@@ -7,6 +7,13 @@
   adds them to the wheelhouse the index serves (:mod:`.wheelhouse`), records the files and marks
   the matching open requests approved, with one audit entry listing every file, hash and licence.
 * :meth:`PackageService.refuse`: an admin refuses a request, with a reason.
+* :meth:`PackageService.revoke`: an admin (or the package-approval Job) withdraws an approved
+  release ``NAME==VERSION``: its wheels leave the index at once (a new ``pip install`` gets the
+  one-line "not an approved package" answer), the approved requests for it become ``revoked``,
+  and one audit entry lists the files withdrawn with their hashes. The wheels its approval brought
+  as dependencies stay served (other approved packages may need them): revoke them by their own
+  ``NAME==VERSION``. Copies already installed in homes stay there (``pip uninstall`` in the
+  workspace, or a purge of the home).
 
 Every decision goes through :mod:`.permissions`.
 """
@@ -33,7 +40,7 @@ from .models import PackageFile, PackageRequest, utcnow
 from .names import parse_requirement
 from .wheelhouse import Wheelhouse, WheelInfo, read_wheel
 
-REQUESTED, APPROVED, REFUSED = "requested", "approved", "refused"
+REQUESTED, APPROVED, REFUSED, REVOKED = "requested", "approved", "refused", "revoked"
 MAX_JUSTIFICATION = 2000
 
 
@@ -170,6 +177,34 @@ class PackageService:
                 actor=actor, action="packages.refuse", target=f"package:{row.name}", project=row.project_id,
                 details={"request": row.id, "reason": reason.strip()[:200]}), session=s)
             return _request_view(row)
+
+    def revoke(self, actor: str, requirement: str, reason: str) -> list[FileView]:
+        """Withdraw the approved release ``requirement`` (``NAME==VERSION``); return its files."""
+        permissions.check_approve(self.registry, actor)
+        req = parse_requirement(requirement, pinned=True)
+        if not reason or not reason.strip():
+            raise InvalidInput("say why the package is revoked (it is kept in the audit trail)")
+        if not self.is_approved(req.name, req.version):
+            raise NotFound(f"{req} is not an approved package: nothing to revoke (pds packages list)")
+        served = self.wheelhouse.remove(req.name, req.version)  # first: the index stops serving it
+        now = utcnow()
+        with transaction(self.runtime.sessions) as s:
+            rows = s.scalars(select(PackageFile).where(PackageFile.name == req.name,
+                                                       PackageFile.version == req.version)).all()
+            files = [_file_view(f) for f in rows]
+            for row in rows:
+                s.delete(row)
+            requests = s.scalars(select(PackageRequest).where(
+                PackageRequest.name == req.name, PackageRequest.state == APPROVED,
+                PackageRequest.decision == str(req))).all()
+            for r in requests:
+                r.state, r.decided_by, r.decided_at = REVOKED, actor, now
+            self.runtime.audit.record(AuditEvent(
+                actor=actor, action="packages.revoke", target=f"package:{req}",
+                details={"reason": reason.strip()[:200], "requests": [r.id for r in requests],
+                         "files": [{"file": f.file, "sha256": f.sha256} for f in files],
+                         "served": len(served)}), session=s)
+            return files
 
     # ---- reading --------------------------------------------------------------------------------
     def is_approved(self, name: str, version: str = "") -> bool:

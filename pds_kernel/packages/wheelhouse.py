@@ -8,8 +8,10 @@ Layout under ``settings.paths.packages``::
 
 The index server (:mod:`.index`) reads ``index.json`` only and serves only the files listed there,
 checking nothing else on disk: a file dropped into ``files/`` by hand is not served. Only the
-package service (:mod:`.service`, on approval) writes here, with the manifest replaced atomically
-(write to a temporary file, then rename), under an exclusive lock.
+package service (:mod:`.service`, on approval and revocation) writes here, with the manifest
+replaced atomically (write to a temporary file, then rename), under an exclusive lock. A revoked
+release leaves the manifest first (the index stops serving it at its next request), then its
+files are deleted.
 """
 
 from __future__ import annotations
@@ -139,11 +141,33 @@ class Wheelhouse:
                 if all(e["file"] != wheel.file for e in entries):
                     entries.append(asdict(wheel))
                     added.append(wheel)
-            for entries in projects.values():
-                entries.sort(key=lambda e: e["file"])
-            partial = self.manifest_path.with_name(f".{MANIFEST}.part")
-            partial.write_text(json.dumps({"version": MANIFEST_VERSION, "projects": projects},
-                                          indent=1, sort_keys=True), encoding="utf-8")
-            os.chmod(partial, 0o644)
-            os.replace(partial, self.manifest_path)
+            self._write_manifest(projects)
         return added
+
+    def remove(self, project: str, version: str) -> list[dict]:
+        """Stop serving release ``version`` of ``project`` (normalised name): drop its files from
+        the manifest, then delete them. Returns the manifest entries removed (none: nothing served)."""
+        with self._locked():
+            projects = self.projects()
+            entries = projects.get(project, [])
+            removed = [e for e in entries if e["version"] == version]
+            if not removed:
+                return []
+            kept = [e for e in entries if e["version"] != version]
+            if kept:
+                projects[project] = kept
+            else:
+                del projects[project]
+            self._write_manifest(projects)
+            for entry in removed:
+                (self.files_dir / entry["file"]).unlink(missing_ok=True)
+        return removed
+
+    def _write_manifest(self, projects: dict[str, list[dict]]) -> None:
+        for entries in projects.values():
+            entries.sort(key=lambda e: e["file"])
+        partial = self.manifest_path.with_name(f".{MANIFEST}.part")
+        partial.write_text(json.dumps({"version": MANIFEST_VERSION, "projects": projects},
+                                      indent=1, sort_keys=True), encoding="utf-8")
+        os.chmod(partial, 0o644)
+        os.replace(partial, self.manifest_path)

@@ -25,7 +25,7 @@ def table_rows(text: str) -> list[list[str]]:
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if cells[:2] in (["Requirement (Art. 73)", "Status"], ["Requirement", "Status"],
-                         ["Statement (pillar)", "Status"], ["Theme", "Status"]):
+                         ["Statement (pillar)", "Status"], ["Section of the annex", "Status"]):
             continue
         rows.append(cells)
     return rows

@@ -80,7 +80,7 @@ def wait_stopped(hub: Hub, user: str, server: str, timeout: float = 30) -> None:
 
 
 def provision(hub: Hub, user: str) -> str:
-    return provision_account(hub.settings, hub.registry, user, PASSWORD, actor="test")
+    return provision_account(hub.settings, hub.registry, user, PASSWORD, actor="root")
 
 
 def test_accounts_second_factor_spawn_run_dask_and_stop(hub: Hub):
@@ -103,6 +103,9 @@ def test_accounts_second_factor_spawn_run_dask_and_stop(hub: Hub):
     approve = admin.http.post(hub.url + "/hub/authorize/alice", data={"_xsrf": xsrf, "action": "approve"},
                               timeout=30)
     assert approve.status_code == 200
+    decisions = [(e.action, e.actor, e.outcome, e.details.get("via")) for e in hub.actions("hub.account.approve")
+                 + hub.actions("hub.account.revoke") if e.target == "user:alice"]
+    assert decisions == [("hub.account.approve", "root", "ok", "web"), ("hub.account.revoke", "root", "ok", "web")]
     assert not alice.login("alice", secret, code="000000"), "a wrong second factor is refused"
     assert not alice.login("alice", secret, password="wrong-password-1"), "a wrong password is refused"
     assert alice.login("alice", secret)

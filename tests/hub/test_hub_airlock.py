@@ -98,7 +98,7 @@ def gate_hub(hub_world: Hub, monkeypatch) -> Hub:
 
 
 def provision(hub: Hub, user: str) -> str:
-    return provision_account(hub.settings, hub.registry, user, PASSWORD, actor="test")
+    return provision_account(hub.settings, hub.registry, user, PASSWORD, actor="root")
 
 
 def gate_api(hub: Hub, token: str, method: str, path: str, **kwargs) -> requests.Response:

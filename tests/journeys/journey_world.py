@@ -66,7 +66,7 @@ def journey_world():
         registry.add_member("root", PROJECT, name, "output-checker", expiry)
     registry.add_member("root", OTHER_PROJECT, OTHER_CHECKER, "output-checker", expiry)
     users = (RESEARCHER, *CHECKERS, OUTSIDER, NON_MEMBER, ADMIN, OTHER_CHECKER)
-    secrets = {u: provision_account(hub.settings, registry, u, PASSWORD, actor="test") for u in users}
+    secrets = {u: provision_account(hub.settings, registry, u, PASSWORD, actor="root") for u in users}
     previous = os.environ.get("PDS_HUB_AIRLOCK")
     os.environ["PDS_HUB_AIRLOCK"] = "on"
     try:

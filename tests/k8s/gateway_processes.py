@@ -120,7 +120,7 @@ class HubThread:
 class GatewayProcess:
     """``dask-gateway-server -f <config>``, stopped with SIGINT (it then stops its clusters)."""
 
-    def __init__(self, settings: Settings, hub: Hub, root: Path):
+    def __init__(self, settings: Settings, hub: Hub, root: Path, extra_config: str = ""):
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.db_path = root / "gateway.sqlite"
@@ -133,7 +133,7 @@ class GatewayProcess:
         config.write_text(CONFIG.format(
             hub_api=hub.api_url, service=GATEWAY, clusters=str(root / "clusters"),
             db_url=f"sqlite:///{self.db_path}", encrypt_key=_fernet_key(),
-            api=f"127.0.0.1:{free_port()}", proxy=self.proxy, proxy_tcp=self.proxy_tcp))
+            api=f"127.0.0.1:{free_port()}", proxy=self.proxy, proxy_tcp=self.proxy_tcp) + extra_config)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PDS_", "DASK_", "JUPYTERHUB_"))}
         env.update(PATH=f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}", VIRTUAL_ENV=str(BIN.parent),
                    PDS_CONFIG=str(write_settings_file(settings, root / "pds.yaml")),
@@ -204,11 +204,13 @@ class GatewayWorld:
     """Registry (two projects, :func:`conftest.two_projects`), hub thread, gateway process.
 
     ``with GatewayWorld(root) as world:`` in a module-scoped fixture; ``world.token(user, project)``
-    is the workspace token of that user's server for that project.
+    is the workspace token of that user's server for that project. ``extra_config`` is appended to
+    the gateway's config file (as more ``gateway.extraConfig`` would be).
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, extra_config: str = ""):
         self.root = root
+        self.extra_config = extra_config
 
     def __enter__(self) -> GatewayWorld:
         from pytest import MonkeyPatch
@@ -226,7 +228,8 @@ class GatewayWorld:
         self._tokens: dict[tuple[str, str], str] = {}
         try:
             self.hub = HubThread(self.settings, self.root)
-            self.gateway = GatewayProcess(self.settings, self.hub.hub, self.root / "gateway")
+            self.gateway = GatewayProcess(self.settings, self.hub.hub, self.root / "gateway",
+                                          self.extra_config)
         except BaseException:
             self.__exit__(None, None, None)
             raise

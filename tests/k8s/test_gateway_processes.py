@@ -8,18 +8,25 @@ tests/security/test_gateway_isolation.py.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from distributed import Client
+
+from pds_kernel.project_end import ProjectEnd
 
 from .gateway_processes import GatewayWorld
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
 
+#: The gateway checks its running clusters against the registry every second here (10 s by default).
+CHECK_EVERY_SECOND = "\nc.WorkspaceAuthenticator.cluster_check_interval = 1.0\n"
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    with GatewayWorld(tmp_path_factory.mktemp("gw")) as w:
+    with GatewayWorld(tmp_path_factory.mktemp("gw"), extra_config=CHECK_EVERY_SECOND) as w:
         yield w
 
 
@@ -41,3 +48,37 @@ def test_workspace_creates_scales_uses_and_stops_a_cluster_of_its_project(world)
         finally:
             cluster.shutdown()
         assert gw.list_clusters() == []
+
+
+def test_halt_stops_the_running_clusters_of_the_project_and_refuses_new_ones(world):
+    """alice's beta-study workspace computes on its cluster; an administrator halts beta-study
+    (``pds project halt``'s service): the gateway stops the cluster within its check interval,
+    audited, and refuses a new one until the project is resumed. alpha-study is untouched."""
+    world.registry.upsert_user("admin", "root", is_admin=True)
+    end = ProjectEnd(world.runtime, world.registry)
+    with world.gateway.client(world.token("alice", "beta-study")) as gw, \
+            world.gateway.client(world.token("bob", "alpha-study")) as other:
+        cluster, kept = gw.new_cluster(), other.new_cluster()
+        try:
+            cluster.scale(1)
+            with Client(cluster, timeout=30) as client:
+                client.wait_for_workers(1, timeout=60)
+                assert client.submit(sum, range(4)).result(timeout=30) == 6
+                end.halt("root", "beta-study", "suspected breach")
+                deadline = time.monotonic() + 20
+                while gw.list_clusters() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert gw.list_clusters() == [], "the halted project's cluster still runs"
+                with pytest.raises(Exception):  # noqa: B017  (the scheduler is gone: any failure)
+                    client.submit(sum, range(5)).result(timeout=10)
+            stops = [e for e in world.runtime.audit.entries(action="dask.cluster.stop")
+                     if e.details.get("cluster") == cluster.name]
+            assert len(stops) == 1 and stops[0].project == "beta-study"
+            assert "halted" in stops[0].details["reason"] and stops[0].actor == "dask-gateway"
+            with pytest.raises(Exception, match="halted"):
+                gw.new_cluster()
+            assert [c.name for c in other.list_clusters()] == [kept.name], "another project's cluster"
+        finally:
+            end.resume("root", "beta-study", "checked")
+            kept.shutdown()
+            cluster.shutdown()

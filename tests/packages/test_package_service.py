@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from packagefixtures import ADMIN, write_config
 
-from pds_kernel.errors import InvalidInput, InvalidTransition, NotFound
-from pds_kernel.packages.service import APPROVED, REQUESTED, PackageService
+from pds_kernel import permissions
+from pds_kernel.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
+from pds_kernel.packages.service import APPROVED, REQUESTED, REVOKED, PackageService
 from pds_kernel.packages.wheelhouse import Wheelhouse
 
 
@@ -85,3 +86,40 @@ def test_cli_request_approve_list(packages_runtime, tmp_path):
     assert "approved pds-hello==1.0: 2 wheel(s)" in approved.stdout
     listed = run("alice", "packages", "list")
     assert listed.returncode == 0 and "approved" in listed.stdout and "Apache-2.0" in listed.stdout
+    refused = run("alice", "packages", "revoke", "pds-hello==1.0", "--reason", "mine")
+    assert refused.returncode == PermissionDenied.exit_code, refused.stdout + refused.stderr
+    revoked = run(ADMIN, "packages", "revoke", "pds-hello==1.0", "--reason", "CVE in the parser")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked pds-hello==1.0: 1 wheel(s) no longer served" in revoked.stdout
+
+
+def test_revoke_withdraws_the_release_from_the_index_and_is_audited(packages_runtime):
+    """An admin revokes pds-hello 1.0: its wheel leaves the manifest and the disk, its approved
+    request becomes revoked, the dependency its approval brought stays; a researcher, an
+    impersonated admin and the registry-sync identity may not revoke; the package-approval Job may."""
+    service = PackageService(packages_runtime)
+    asked = service.request("alice", "proj-a", "pds-hello")
+    service.approve(ADMIN, "pds-hello==1.0")
+    house = Wheelhouse(packages_runtime.settings.paths.packages)
+    for actor in ("alice", permissions.Impersonation(ADMIN, by="root"), permissions.SERVICE_REGISTRY_SYNC):
+        with pytest.raises(PermissionDenied):
+            service.revoke(actor, "pds-hello==1.0", "a vulnerability")
+    assert "pds-hello" in house.projects()
+    with pytest.raises(InvalidInput, match="say why"):
+        service.revoke(ADMIN, "pds-hello==1.0", " ")
+    files = service.revoke(ADMIN, "pds-hello==1.0", "CVE in the parser")
+    assert [f.file for f in files] == ["pds_hello-1.0-py3-none-any.whl"]
+    assert list(house.projects()) == ["pds-dep"]
+    assert not (house.files_dir / files[0].file).exists()
+    assert not service.is_approved("pds-hello", "1.0") and service.is_approved("pds-dep", "2.0")
+    (request,) = service.requests("alice")
+    assert (request.id, request.state) == (asked.id, REVOKED)
+    (entry,) = packages_runtime.audit.entries(action="packages.revoke")
+    assert (entry.actor, entry.target, entry.details["reason"]) == (ADMIN, "package:pds-hello==1.0",
+                                                                    "CVE in the parser")
+    assert entry.details["files"] == [{"file": files[0].file, "sha256": files[0].sha256}]
+    assert packages_runtime.audit.verify().ok
+    with pytest.raises(NotFound, match="nothing to revoke"):
+        service.revoke(ADMIN, "pds-hello==1.0", "again")
+    service.revoke(permissions.SERVICE_PACKAGE_APPROVAL, "pds-dep==2.0", "withdrawn by the chart's values")
+    assert house.projects() == {}

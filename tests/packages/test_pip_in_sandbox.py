@@ -47,6 +47,19 @@ def test_an_unapproved_package_fails_with_the_way_to_ask(packages_runtime, tmp_p
     assert index.requests == [("GET", "/simple/scikit-learn-extra/", 200)]
 
 
+def test_a_revoked_package_no_longer_installs(packages_runtime, tmp_path):
+    """Approved, then revoked (``pds packages revoke``): pip in the sandbox gets the one-line
+    answer, and the index never hands out the wheel."""
+    service = PackageService(packages_runtime)
+    service.approve(ADMIN, "pds-hello==1.0")
+    service.revoke(ADMIN, "pds-hello==1.0", "CVE in the parser")
+    code, out, index = pip_in_sandbox(packages_runtime, tmp_path, "pip install pds-hello==1.0")
+    assert code != 0, out
+    assert ('pds-hello is not an approved package: ask for it with pds packages request pds-hello '
+            '(in a notebook: ws.request_package("pds-hello"))') in out
+    assert index.requests == [("GET", "/simple/pds-hello/", 200)]
+
+
 @pytest.mark.slow
 def test_a_package_approved_from_the_real_registry_installs_in_the_sandbox(world, tmp_path):
     """The one test that reaches PyPI (from the host, as an admin's approval does): texttable, a

@@ -117,3 +117,18 @@ def test_a_home_over_its_quota_is_refused(world, tmp_path):
     (home / "big").write_bytes(b"x" * (1024 * 1024 + 1))
     with pytest.raises(PermissionDenied, match="over its limit of 1 MB"):
         check_home_quota(runtime.settings, home)
+
+
+def test_running_homes_over_the_quota_are_found(world, tmp_path):
+    from dataclasses import replace as _replace
+
+    from pds_kernel.project_end import homes_over_quota
+
+    runtime, _ = world
+    settings = _replace(runtime.settings, paths=_replace(runtime.settings.paths, homes=tmp_path))
+    (tmp_path / "p1" / "alice").mkdir(parents=True)
+    (tmp_path / "p1" / "alice" / "big").write_bytes(b"x" * (1024 * 1024 + 1))
+    (tmp_path / "p2" / "alice").mkdir(parents=True)
+    over = homes_over_quota(settings, {"alice": ["p1", "p2"], "bob": ["p1"]})
+    assert [(u, p) for u, p, _ in over] == [("alice", "p1")]
+    assert "over its limit of 1 MB" in over[0][2]

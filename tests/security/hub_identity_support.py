@@ -37,7 +37,7 @@ def make_identity_world(root: Path) -> tuple[Hub, dict[str, str]]:
     for name in ("carol", "erin", "frank", "henry", "jack", "kate", "lena", UNCLAIMED_RESEARCHER):
         registry.upsert_user("root", name)
         registry.add_member("root", PROJECT, name, "researcher", today + timedelta(days=100))
-    secrets = {name: provision_account(hub.settings, registry, name, PASSWORD, actor="test")
+    secrets = {name: provision_account(hub.settings, registry, name, PASSWORD, actor="root")
                for name in ACCOUNTS}
     return hub, secrets
 

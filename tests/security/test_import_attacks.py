@@ -242,7 +242,7 @@ def test_import_from_inside_a_workspace_through_the_gate_socket(import_hub):
     from pds_kernel.hub.local import provision_account
 
     hub = import_hub
-    secret = provision_account(hub.settings, hub.registry, "alice", PASSWORD, actor="test")
+    secret = provision_account(hub.settings, hub.registry, "alice", PASSWORD, actor="root")
     hub.registry.add_member("root", HUB_PROJECT, "alice", "researcher", date.today() + timedelta(days=100))
     hub.start()
     alice = hub.client()

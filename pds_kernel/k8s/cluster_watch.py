@@ -1,0 +1,115 @@
+"""Stop the Dask clusters that lost their admission: the gateway's side of a project halt.
+
+A dask-gateway cluster is admitted once, when it is created (:func:`pds_kernel.k8s.gateway.cluster_overrides`
+asks :func:`pds_kernel.permissions.check_admit_workspace`). A halted project (``pds project halt``),
+a closed project, an expired membership or a disabled registry account must also end the clusters
+already running, on Kubernetes as locally. :class:`ClusterWatcher` runs inside the
+``dask-gateway-server`` process (started by :class:`~pds_kernel.k8s.gateway.WorkspaceAuthenticator`),
+so it needs no credential: every ``interval`` seconds it lists the gateway's active clusters, asks
+the registry whether each cluster's workspace (``<user>/<project>``, the gateway identity) may still
+run, and stops those that may not through the gateway's own backend (which deletes the scheduler
+and worker pods on Kubernetes, or ends the processes of the local backend). Each stop is audited
+(``dask.cluster.stop``, actor ``dask-gateway``, cause ``access revoked``) once.
+
+New clusters of a halted project are refused at creation by the same admission rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from .. import permissions
+from ..audit import AuditEvent
+from ..errors import InvalidInput, NotFound, PermissionDenied
+
+log = logging.getLogger(__name__)
+
+STOP_ACTION = "dask.cluster.stop"
+#: The actor of the stops in the audit trail.
+ACTOR = "dask-gateway"
+
+
+def stop_reason(registry, username: str, today: date) -> str | None:
+    """Why the cluster of gateway user ``username`` (``<user>/<project>``) may not run now; ``None``
+    when it may (an active researcher of an open project that is not halted)."""
+    from .gateway import parse_identity
+
+    try:
+        identity = parse_identity(username)
+    except PermissionDenied as exc:
+        return str(exc)
+    if permissions.can_admit_workspace(registry, identity.user, identity.project, today=today):
+        return None
+    try:
+        info = registry.get_project(identity.project)
+    except (InvalidInput, NotFound):
+        return f"there is no project {identity.project!r}"
+    return (permissions.project_refusal(info, today)
+            or f"{identity.user} is no longer an active researcher of project {identity.project}")
+
+
+def clusters_to_stop(registry, clusters: Iterable[Any], today: date) -> list[tuple[str, str, str]]:
+    """``(cluster name, gateway user, reason)`` for every cluster in ``clusters`` (objects with
+    ``name`` and ``username``) whose workspace may not run now."""
+    doomed = []
+    for cluster in clusters:
+        why = stop_reason(registry, cluster.username, today)
+        if why is not None:
+            doomed.append((cluster.name, cluster.username, why))
+    return doomed
+
+
+class ClusterWatcher:
+    """The periodic check, on the gateway's event loop. ``backend`` is the dask-gateway backend
+    (``list_clusters`` / ``stop_cluster``); ``context`` the :class:`GatewayContext`."""
+
+    def __init__(self, backend, context, interval: float):
+        self.backend = backend
+        self.context = context
+        self.interval = interval
+        self._stopped: set[str] = set()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the registry unreachable for a moment: try again at the next pass
+                log.exception("cluster admission check failed; next try in %s s", self.interval)
+
+    async def check_once(self, today: date | None = None) -> list[str]:
+        """Stop every active cluster whose workspace may not run now; return their names."""
+        today = today or self.context.today or date.today()
+        clusters = await self.backend.list_clusters()
+        stopped = []
+        for name, username, why in clusters_to_stop(self.context.registry, clusters, today):
+            if name in self._stopped:  # stopping already (the backend ends it asynchronously)
+                continue
+            await self.backend.stop_cluster(name)
+            self._stopped.add(name)
+            stopped.append(name)
+            user, _, project = username.partition("/")
+            log.info("stopped cluster %s of %s: %s", name, username, why)
+            self.context.audit.record(AuditEvent(
+                actor=ACTOR, action=STOP_ACTION, target=f"user:{user[:64]}", project=project[:64],
+                details={"cluster": name, "cause": "access revoked", "reason": why,
+                         "checked_at": "watcher"}))
+        return stopped

@@ -1,0 +1,55 @@
+"""Attacks on the end-of-project limits while a workspace runs: the home quota.
+
+One real hub for the module (home quota 8 MB, watcher every second), alice's workspace in a real
+bubblewrap sandbox; the attack runs as code in her kernel.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from hub_identity_support import short_tmp
+from project_end_support import PROJECT, QUOTA_MB, execute, make_quota_world, running, start_workspace
+
+pytestmark = pytest.mark.functional
+
+FILL_CODE = f"""
+import os
+with open(os.path.expanduser("~/results/cache.bin"), "wb") as out:
+    for _ in range({QUOTA_MB + 4}):
+        out.write(os.urandom(1024 * 1024))
+print("written")
+"""
+
+
+@pytest.fixture(scope="module")
+def world():
+    root = short_tmp()
+    hub, secret = make_quota_world(root)
+    hub.start()
+    yield hub, secret
+    hub.stop()
+    hub.runtime.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_filling_the_home_past_its_quota_while_the_workspace_runs(world):
+    """alice's running workspace writes 12 MB into a home whose quota is 8 MB (checked at start
+    only, before): the hub stops it within seconds, audited, and refuses to start it again."""
+    hub, secret = world
+    alice, url = start_workspace(hub, secret)
+    result = execute(url, alice.token, "import os; os.makedirs(os.path.expanduser('~/results'), exist_ok=True)\n"
+                     + FILL_CODE, timeout=60)
+    assert "written" in result["stdout"], result  # the write itself is not blocked: the stop follows
+    deadline = time.monotonic() + 30
+    while running(hub, "alice") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not running(hub, "alice"), "the workspace kept running with its home over the quota"
+    stops = [e for e in hub.actions("workspace.stop")
+             if e.project == PROJECT and e.details.get("cause") == "home over quota"]
+    assert stops and f"over its limit of {QUOTA_MB} MB" in stops[0].details["reason"]
+    again = alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}")
+    assert again.status_code == 403, again.text
+    assert "ask an administrator to free space" in again.text.lower()
