@@ -24,6 +24,7 @@ import pytest
 from pds_kernel.errors import InvalidInput
 from pds_kernel.extract.build import run_build
 from pds_kernel.extract.dask_backend import DaskBackend
+from pds_kernel.extract.layout import file_hashes
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
 from pds_kernel.ingest import ingest_delivery
 from pds_kernel.pseudo import KeyStore, pseudonym
@@ -165,15 +166,15 @@ def test_one_machine_and_dask_give_the_same_extract(chain):
     text = _spec(f"{{procedures: {{ccam: [{', '.join(CCAM)}]}}}}, {{hospital_drugs: {{ucd: [{codes}]}}}}",
                  "  ER_CAM_F: all\n  ER_UCD_F: all\n  T_MCOaaA: all\n  T_MCOaaMED: all\n")
     one = run_build(runtime, PROJECT, parse_spec(text), actor="root")
-    one_bytes = {p.name: p.read_bytes() for p in one.path.glob("*.parquet")}
+    one_bytes = {p.relative_to(one.path).as_posix(): p.read_bytes() for p in one.path.rglob("*.parquet")}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1") as local, Client(local) as client:
         backend = DaskBackend(runtime.settings.paths.lake, client=client)
         two = run_build(runtime, PROJECT, parse_spec(text), actor="root", backend=backend)
-    two_bytes = {p.name: p.read_bytes() for p in two.path.glob("*.parquet")}
+    two_bytes = {p.relative_to(two.path).as_posix(): p.read_bytes() for p in two.path.rglob("*.parquet")}
     assert one.manifest["persons"] == two.manifest["persons"] > 0
-    assert {t: e["sha256"] for t, e in two.manifest["tables"].items()} == \
-        {t: e["sha256"] for t, e in one.manifest["tables"].items()}
+    assert file_hashes(two.manifest) == file_hashes(one.manifest)
+    assert set(one_bytes) == set(file_hashes(one.manifest)) - {"spec.yaml"}
     assert two_bytes == one_bytes
 
 
