@@ -21,7 +21,7 @@ import polars as pl
 from .. import lake as lake_mod
 from ..snds.catalogue import ingestible_table
 from ..snds.tables import polars_type
-from .layout import write_frame
+from .layout import write_taken_frame
 
 #: DCIR tables split by month of FLX_DIS_DTD, joined on the 9 DCIR keys: safe to process per month.
 PARTITIONED_TABLES = ("ER_PRS_F", "ER_PHA_F", "ER_BIO_F", "ER_CAM_F", "ER_UCD_F")
@@ -99,8 +99,9 @@ class PolarsBackend:
 
     def write_table(self, step: Step, *args: Any, partitioned: bool, root: Path, table: str,
                     partitions: int | None) -> tuple[list[str], list[dict]]:
-        df = self.run(step, *args, partitioned=partitioned)
-        return df.columns, write_frame(df, Path(root), table, partitions)
+        holder = [self.run(step, *args, partitioned=partitioned)]  # the table's only reference
+        columns = holder[0].columns
+        return columns, write_taken_frame(holder, Path(root), table, partitions)
 
     def map(self, function: Callable[..., Any], items: list[tuple]) -> list:
         return [function(*item) for item in items]

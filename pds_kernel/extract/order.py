@@ -25,6 +25,8 @@ _INTEGER_LIKE = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.
                  pl.Date, pl.Boolean)
 _ROW = "__row"
 _GROUP = "__group"
+#: Columns gathered together by :func:`sort_columns` (held twice at once; 4 keeps both cores busy).
+_GATHER_BATCH = 4
 
 
 def _hash(values: pl.Series) -> pl.Series:
@@ -128,3 +130,29 @@ def sort_rows(df: pl.DataFrame) -> pl.DataFrame:
     # the gather) is several times faster on contiguous columns, and the copy costs 0.2 s
     df = df.rechunk()
     return df.select(pl.all().gather(_order(df, df.columns)))
+
+
+def sort_columns(columns: list[pl.Series]) -> pl.DataFrame:
+    """The frame made of ``columns`` in the canonical order, the same rows as :func:`sort_rows`,
+    in about half its memory: ``columns`` is consumed (emptied) column by column, so at most one
+    column is held both unsorted and sorted. The caller must hold no other reference to the
+    columns (or to a frame they come from), else nothing is freed early.
+
+    Why: an extract table of a big cohort is held whole on the single-machine path; sorting it
+    with one ``select`` holds the input, its contiguous copy and the sorted copy at once (three
+    times the table)."""
+    for i in range(len(columns)):
+        columns[i] = columns[i].rechunk()  # the chunked original is freed as soon as it is replaced
+    df = pl.DataFrame(columns)
+    if df.height < 2 or not df.columns:
+        columns.clear()
+        return df
+    order = _order(df, df.columns)
+    del df
+    out: list[pl.Series] = []
+    while columns:  # a few columns at a time: polars gathers them in parallel
+        batch = pl.DataFrame(columns[:_GATHER_BATCH])
+        del columns[:_GATHER_BATCH]
+        out += batch.select(pl.all().gather(order)).get_columns()
+        del batch
+    return pl.DataFrame(out)
