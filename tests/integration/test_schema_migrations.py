@@ -59,6 +59,48 @@ def test_migrations_build_exactly_the_models_schema(db_settings):
         engine.dispose()
 
 
+def test_alembic_agrees_with_the_revisions_read_from_file_names():
+    """The check reads revisions from file names (no Alembic import): each file's revision id is
+    its name, and the chain runs in the order of the names, each down to the one before."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(schema.alembic_config())
+    chain = [r.revision for r in reversed(list(script.walk_revisions()))]
+    assert tuple(chain) == schema.revisions() and len(chain) >= 8
+    assert script.get_current_head() == schema.head_revision()
+    for before, after in zip(chain, chain[1:]):
+        assert script.get_revision(after).down_revision == before
+
+
+def test_the_stamp_of_a_new_database_is_alembics(db_settings, tmp_path):
+    """A runtime creates and stamps a new database without Alembic: Alembic reads that stamp, and
+    its own stamp (on a second database) leaves the same table, columns and key as ours."""
+    from sqlalchemy import inspect
+
+    def version_table(conn) -> tuple[list, dict]:
+        found = inspect(conn)
+        columns = [(c["name"], str(c["type"]), c["nullable"]) for c in found.get_columns("alembic_version")]
+        return columns, found.get_pk_constraint("alembic_version")
+
+    rt = Runtime(db_settings)
+    try:
+        with rt.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == schema.head_revision()
+            ours = version_table(conn)
+    finally:
+        rt.close()
+    engine = make_engine(f"sqlite:///{tmp_path / 'alembic-stamped.db'}")
+    try:
+        with engine.begin() as conn:
+            command.stamp(schema.alembic_config(conn), "head")
+            theirs = version_table(conn)
+    finally:
+        engine.dispose()
+    assert ours[0] == theirs[0] == [("version_num", "VARCHAR(32)", False)]
+    assert ours[1]["constrained_columns"] == theirs[1]["constrained_columns"] == ["version_num"]
+    assert ours[1]["name"] == "alembic_version_pkc" and theirs[1]["name"] in {"alembic_version_pkc", None}
+
+
 def test_upgrade_is_idempotent(db_settings):
     _upgrade(db_settings)
     again = _upgrade(db_settings)
