@@ -126,15 +126,15 @@ def _count_in(values: pl.Series, reference: pl.DataFrame) -> int:
     return pl.DataFrame({"v": values}).join(reference, on="v", how="semi").height
 
 
-def _raw_hits(column: pl.Series, distinct: pl.Series, raw_ids: pl.DataFrame) -> int:
-    """How many values of a text column are, or contain as a token, a raw identifier (a value equal
-    to an identifier counts once as a value and once as its token, as each row is searched both ways).
+def _raw_hits(path: Path, column: str, distinct: pl.Series, raw_ids: pl.DataFrame) -> int:
+    """How many values of text column ``column`` of file ``path`` are, or contain as a token, a raw
+    identifier (a value equal to an identifier counts once as a value and once as its token, as
+    each row is searched both ways).
 
     ``distinct`` are the column's distinct non-null values: the (slow) token search runs on them
     only, as an extract column of millions of rows has few distinct values (a pseudonym per person,
-    a handful of codes)."""
-    values = column.drop_nulls()
-    if values.is_empty():
+    a handful of codes); the column itself is read only when some value is a hit."""
+    if distinct.is_empty():
         return 0
     tokens = pl.DataFrame({"value": distinct, "token": distinct.str.extract_all(_TOKEN)}).explode("token")
     hits_per_value = pl.concat([
@@ -143,13 +143,16 @@ def _raw_hits(column: pl.Series, distinct: pl.Series, raw_ids: pl.DataFrame) -> 
     ]).group_by("value").len()
     if hits_per_value.is_empty():
         return 0
-    return int(pl.DataFrame({"value": values}).join(hits_per_value, on="value")["len"].sum())
+    values = pl.scan_parquet(path).select(pl.col(column).alias("value")).drop_nulls().collect()
+    return int(values.join(hits_per_value, on="value")["len"].sum())
 
 
-def _distinct_text(frames: dict[str, pl.DataFrame]) -> dict[tuple[str, str], pl.Series]:
-    """(file, column) -> distinct non-null values, for every text column."""
-    return {(name, column): df.lazy().select(pl.col(column).drop_nulls().unique()).collect().to_series()
-            for name, df in frames.items() for column, dtype in df.schema.items() if dtype == pl.String}
+def _distinct_text(root: Path, files: list[ListedFile], schemas: dict[str, pl.Schema]) -> dict[tuple[str, str], pl.Series]:
+    """(file, column) -> distinct non-null values, for every text column (read a column at a time:
+    a table is never held whole)."""
+    return {(f.file, column): pl.scan_parquet(root / f.file).select(pl.col(column).drop_nulls().unique())
+            .collect().to_series()
+            for f in files for column, dtype in schemas[f.file].items() if dtype == pl.String}
 
 
 def _text_candidates(distinct: dict[tuple[str, str], pl.Series]) -> pl.Series:
@@ -170,27 +173,39 @@ def _map_here(function: Callable[..., Any], items: list[tuple]) -> list:
     return [function(*item) for item in items]
 
 
+def _checked_columns(schema: pl.Schema, name: str, spec: ExtractSpec) -> list[str]:
+    """The columns the row-level checks read: PERSON_ID, the quasi-identifiers and the columns the
+    spec says to generalise (never a whole table: an extract's table can be larger than memory)."""
+    wanted = {PERSON_ID, *spec.quasi_identifiers, *BIRTH_MONTH_COLUMNS}
+    wanted |= {commune for (table, commune), _ in COMMUNE_COLUMNS.items() if table == name}
+    wanted |= {column for column, dtype in schema.items() if dtype == pl.Date}
+    return [column for column in schema.names() if column in wanted]
+
+
 def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohorts: list[pl.Series],
                raw_ids: RawIds) -> list[dict]:
     """The checks of some files (one partition number of every table), where they are: on a Dask
     worker or on this machine. Returns small results per file (counts, column names, and the
     distinct persons per quasi-identifier combination), never rows. ``cohorts[i]`` are the cohort's
-    PERSON_IDs that may appear in ``files[i]`` (those of its partition)."""
+    PERSON_IDs that may appear in ``files[i]`` (those of its partition). Files are read a few
+    columns at a time (:func:`_checked_columns`), one file after the other."""
     root = Path(directory)
-    frames = {f.file: pl.read_parquet(root / f.file) for f in files}
-    distinct = _distinct_text(frames)
+    schemas = {f.file: pl.read_parquet_schema(root / f.file) for f in files}
+    distinct = _distinct_text(root, files, schemas)
     if callable(raw_ids):
         raw_ids = raw_ids(_text_candidates(distinct))
     raw_frame = pl.DataFrame({"v": raw_ids.cast(pl.String).drop_nulls().unique()})
     results = []
     for item, cohort in zip(files, cohorts, strict=True):
-        df = frames[item.file]
-        result: dict = {"table": item.table, "file": item.file, "columns": df.columns, "rows": df.height,
-                        "hash_ok": sha256_file(root / item.file) == item.sha256, "raw_hits": {},
+        path, schema = root / item.file, pl.Schema(schemas[item.file])
+        df = pl.read_parquet(path, columns=_checked_columns(schema, item.table, spec))
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+        result: dict = {"table": item.table, "file": item.file, "columns": schema.names(), "rows": rows,
+                        "hash_ok": sha256_file(path) == item.sha256, "raw_hits": {},
                         "outside": 0, "misplaced": 0, "finer": {}, "k": None}
-        for column, dtype in df.schema.items():
+        for column, dtype in schema.items():
             if dtype == pl.String:
-                result["raw_hits"][column] = _raw_hits(df[column], distinct[(item.file, column)], raw_frame)
+                result["raw_hits"][column] = _raw_hits(path, column, distinct[(item.file, column)], raw_frame)
         if PERSON_ID in df.columns:
             persons = distinct.get((item.file, PERSON_ID))
             if persons is None:
@@ -199,9 +214,10 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
             result["outside"] = persons.len() - _count_in(persons, cohort_frame) + df[PERSON_ID].null_count()
             if item.partitions is not None and df.schema[PERSON_ID] == pl.String:
                 result["misplaced"] = df.filter(bucket(item.partitions) != item.index).height
-        result["finer"] = _finer_than_spec(df, item.table, spec)
+        result["finer"] = _finer_than_spec(df, item.table, spec, rows)
         result["k"] = _persons_per_combination(df, spec)
         results.append(result)
+        del df
     return results
 
 
@@ -300,14 +316,15 @@ def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: Conformit
         report.k_anonymity[name] = {"columns": qis, "k": k}
 
 
-def _finer_than_spec(df: pl.DataFrame, name: str, spec: ExtractSpec) -> dict[tuple[str, str], int]:
-    """Quasi-identifiers the spec generalises that are not: ``(kind, column) -> rows``."""
+def _finer_than_spec(df: pl.DataFrame, name: str, spec: ExtractSpec, rows: int) -> dict[tuple[str, str], int]:
+    """Quasi-identifiers the spec generalises that are not: ``(kind, column) -> rows`` (``df``: the
+    table's checked columns, :func:`_checked_columns`; ``rows``: the table's rows)."""
     g = spec.generalise
     found: dict[tuple[str, str], int] = {}
     if g.birth_year:
         for column in BIRTH_MONTH_COLUMNS:
             if column in df.columns:
-                found[("birth_month", column)] = df.height
+                found[("birth_month", column)] = rows
     if g.departement:
         for (table, commune), _ in COMMUNE_COLUMNS.items():
             if table == name and commune in df.columns:
