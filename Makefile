@@ -8,10 +8,11 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(CURDIR)/.tools/bin
 APT_PACKAGES := bubblewrap libseccomp2 postgresql chromium iproute2 socat clamav bash less grep git
 # R in the workspaces (docs/r.md): the kernel and the packages an SNDS analysis starts with, installed
 # without Debian's recommends (with them: ~650 packages, 1.6 GB; without: 69 packages, 136 MB).
-# The tidyverse's core packages one by one (+ haven for SAS files, broom): the r-cran-tidyverse
-# meta-package would add ~300 MB of network clients, pandoc and shiny that an offline sandbox cannot use.
+# R and its Jupyter kernel, data.table, survival, and the tidyverse (its core packages named one by one,
+# each loaded by a test in a real sandbox, and the meta-package for `library(tidyverse)`; docs/r.md).
 R_APT_PACKAGES := r-base-core r-cran-irkernel r-cran-data.table r-cran-survival r-cran-dplyr r-cran-ggplot2 \
-  r-cran-tidyr r-cran-readr r-cran-purrr r-cran-stringr r-cran-forcats r-cran-lubridate r-cran-haven r-cran-broom
+  r-cran-tidyr r-cran-readr r-cran-purrr r-cran-stringr r-cran-forcats r-cran-lubridate r-cran-haven r-cran-broom \
+  r-cran-tidyverse
 RUN_DIR ?= var/demo
 PORT ?= 8000
 

@@ -156,7 +156,7 @@ def test_notebook_image_has_the_local_r_packages_and_the_platform_pip_conf():
     uses only the platform's package index."""
     local = variable("R_APT_PACKAGES")
     dockerfile = (IMAGES / "notebook" / "Dockerfile").read_text()
-    assert len(local) == 14 and "r-cran-haven" in local
+    assert len(local) == 15 and {"r-cran-haven", "r-cran-tidyverse"} <= set(local)
     assert all(f" {p}" in dockerfile for p in local) and "--no-install-recommends" in dockerfile
     assert "COPY images/notebook/pip.conf /etc/pip.conf" in dockerfile
     conf = (IMAGES / "notebook" / "pip.conf").read_text()

@@ -64,7 +64,7 @@ cat("totals", paste(total$year, total$n, sep = "=", collapse = " "), "\n")
 @pytest.mark.skipif(shutil.which("Rscript") is None, reason="R is not installed (make system-deps)")
 def test_every_r_package_of_the_makefile_loads_in_the_sandbox(world):
     """The Makefile's R packages (the notebook image installs the same list) load in a real
-    sandbox, and the tidyverse core works offline on a SAS file."""
+    sandbox (``library(tidyverse)`` included), and the tidyverse works offline on a SAS file."""
     from makefile_values import variable
 
     packages = variable("R_APT_PACKAGES")
@@ -76,6 +76,6 @@ def test_every_r_package_of_the_makefile_loads_in_the_sandbox(world):
                           actor="test", timeout=120)
     out = (home / "r.txt").read_text()
     assert code == 0, out
-    assert out.count("loaded ") == sum(p.startswith("r-cran-") for p in packages) == 13, out
-    assert "loaded IRkernel" in out and "loaded haven" in out
+    assert out.count("loaded ") == sum(p.startswith("r-cran-") for p in packages) == 14, out
+    assert "loaded IRkernel" in out and "loaded haven" in out and "loaded tidyverse" in out
     assert "totals y2022=7 y2023=5" in out, out
