@@ -27,6 +27,7 @@ from collections.abc import Callable
 from datetime import date
 
 from ..audit import AuditEvent
+from ..periodic import PeriodicCheck
 from ..project_end import homes_over_quota
 from .common import HubContext, is_registry_user, project_groups, revoke_reason
 
@@ -51,29 +52,30 @@ def servers_to_stop(context: HubContext, running: dict[str, list[str]], today: d
     return doomed
 
 
-class MembershipWatcher:
+class MembershipWatcher(PeriodicCheck):
     """The periodic check described in the module docstring (one per hub process)."""
+
+    what = "membership check"
 
     def __init__(self, app, context: HubContext, token: str, interval: float,
                  account_ok: Callable[[str], bool] | None = None) -> None:
+        super().__init__(interval)
         self.app = app
         self.account_ok = account_ok
         self.context = context
         self.token = token
-        self.interval = interval
         self._stopping: set[tuple[str, str]] = set()
-        self._task: asyncio.Task | None = None
 
     @classmethod
     def start_for(cls, authenticator, interval: float, token: str) -> MembershipWatcher | None:
         """Start the watcher of the hub that owns ``authenticator`` (needs a running event loop)."""
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             return None
         watcher = cls(authenticator.parent, authenticator.context, token, interval,
                       account_ok=getattr(authenticator, "can_use_account", None))
-        watcher._task = loop.create_task(watcher._run())
+        watcher.start()
         return watcher
 
     def _running(self) -> dict[str, list[str]]:
@@ -83,16 +85,6 @@ class MembershipWatcher:
                 if spawner.active and not spawner.pending and (user.name, name) not in self._stopping:
                     running.setdefault(user.name, []).append(name)
         return running
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("membership check failed; next try in %s s", self.interval)
 
     async def check_once(self, today: date | None = None) -> list[str]:
         """Stop the servers of users who may no longer use their project, then those whose home is

@@ -16,7 +16,6 @@ New clusters of a halted project are refused at creation by the same admission r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import date
@@ -25,6 +24,7 @@ from typing import Any
 from .. import permissions
 from ..audit import AuditEvent
 from ..errors import InvalidInput, NotFound, PermissionDenied
+from ..periodic import PeriodicCheck
 
 log = logging.getLogger(__name__)
 
@@ -63,37 +63,17 @@ def clusters_to_stop(registry, clusters: Iterable[Any], today: date) -> list[tup
     return doomed
 
 
-class ClusterWatcher:
+class ClusterWatcher(PeriodicCheck):
     """The periodic check, on the gateway's event loop. ``backend`` is the dask-gateway backend
     (``list_clusters`` / ``stop_cluster``); ``context`` the :class:`GatewayContext`."""
 
+    what = "cluster admission check"
+
     def __init__(self, backend, context, interval: float):
+        super().__init__(interval)
         self.backend = backend
         self.context = context
-        self.interval = interval
         self._stopped: set[str] = set()
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the registry unreachable for a moment: try again at the next pass
-                log.exception("cluster admission check failed; next try in %s s", self.interval)
 
     async def check_once(self, today: date | None = None) -> list[str]:
         """Stop every active cluster whose workspace may not run now; return their names."""
