@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import socket
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 
@@ -44,6 +48,23 @@ def make_identity_world(root: Path) -> tuple[Hub, dict[str, str]]:
 
 def short_tmp() -> Path:
     return Path(tempfile.mkdtemp(prefix="pdsi", dir="/tmp"))
+
+
+@contextmanager
+def started_world(build: Callable[[Path], tuple[Hub, Any]]) -> Iterator[tuple[Hub, Any]]:
+    """``build(root)`` in a short temporary directory, its hub started; yields (hub, what build
+    gave besides); then the hub is stopped, its runtime closed and the directory removed."""
+    root = short_tmp()
+    try:
+        hub, extra = build(root)
+        hub.start()
+        try:
+            yield hub, extra
+        finally:
+            hub.stop()
+            hub.runtime.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class BridgeThread:

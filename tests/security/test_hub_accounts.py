@@ -10,12 +10,10 @@ checks the account did not change and, where the service was reached, that the r
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import requests
 from hub_accounts_support import PASSWORD, authorized, denials, make_accounts_world, pds_as
-from hub_identity_support import BridgeThread, request, short_tmp, statuses
+from hub_identity_support import BridgeThread, request, started_world, statuses
 
 from pds_kernel.errors import PermissionDenied
 
@@ -24,13 +22,8 @@ DENIED = PermissionDenied.exit_code
 
 @pytest.fixture(scope="module")
 def world():
-    root = short_tmp()
-    hub, secrets = make_accounts_world(root)
-    hub.start()
-    yield hub, secrets
-    hub.stop()
-    hub.runtime.close()
-    shutil.rmtree(root, ignore_errors=True)
+    with started_world(make_accounts_world) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")

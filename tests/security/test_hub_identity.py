@@ -25,7 +25,7 @@ from hub_identity_support import (
     make_identity_world,
     pds_cli,
     request,
-    short_tmp,
+    started_world,
     statuses,
     token_count,
 )
@@ -37,13 +37,8 @@ pytestmark = [pytest.mark.functional, pytest.mark.timeout(300)]
 # ---- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world():
-    root = short_tmp()
-    hub, secrets = make_identity_world(root)
-    hub.start()
-    yield hub, secrets
-    hub.stop()
-    hub.runtime.close()
-    shutil.rmtree(root, ignore_errors=True)
+    with started_world(make_identity_world) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
@@ -392,13 +387,8 @@ def test_totp_code_replay_after_a_hub_restart(hub_world_for_restart):
 
 @pytest.fixture
 def hub_world_for_restart():
-    root = short_tmp()
-    hub, secrets = make_identity_world(root)
-    hub.start()
-    yield hub, secrets["henry"]
-    hub.stop()
-    hub.runtime.close()
-    shutil.rmtree(root, ignore_errors=True)
+    with started_world(make_identity_world) as (hub, secrets):
+        yield hub, secrets["henry"]
 
 
 def test_expired_member_keeps_a_running_workspace(hub, secrets):

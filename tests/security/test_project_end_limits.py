@@ -6,11 +6,10 @@ bubblewrap sandbox; the attack runs as code in her kernel.
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
-from hub_identity_support import short_tmp
+from hub_identity_support import started_world
 from project_end_support import PROJECT, QUOTA_MB, execute, make_quota_world, running, start_workspace
 
 pytestmark = pytest.mark.functional
@@ -26,13 +25,8 @@ print("written")
 
 @pytest.fixture(scope="module")
 def world():
-    root = short_tmp()
-    hub, secret = make_quota_world(root)
-    hub.start()
-    yield hub, secret
-    hub.stop()
-    hub.runtime.close()
-    shutil.rmtree(root, ignore_errors=True)
+    with started_world(make_quota_world) as world:
+        yield world
 
 
 def test_filling_the_home_past_its_quota_while_the_workspace_runs(world):
