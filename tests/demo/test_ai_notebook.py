@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from datetime import date
-from pathlib import Path
 
 import polars as pl
 import pytest
-from demo_support import build_demo
+from demo_support import build_demo, execute_example
 
 from pds_kernel.extract.layout import read_table
 from pds_kernel.runtime import Runtime
@@ -47,21 +44,8 @@ def test_ml_notebook_trains_on_the_sandbox_cluster_and_saves_a_safe_model(demo_e
 
     from pds_kernel import features as F
     from pds_kernel import workspace as ws
-    from pds_kernel.sandbox.spawner import NOTEBOOKS
-
     root, config = demo_extract
-    home = root / "homes" / PROJECT / USER
-    (home / "examples").mkdir(parents=True, exist_ok=True)
-    (home / "examples" / NOTEBOOK).write_bytes((NOTEBOOKS / NOTEBOOK).read_bytes())
-    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(config)]
-    run = subprocess.run([*pds, "sandbox", "exec", PROJECT, "--user", USER, "--",
-                          "python", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                          "--output", "executed.ipynb", f"examples/{NOTEBOOK}"],
-                         capture_output=True, text=True, timeout=540)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    executed = json.loads((home / "examples" / "executed.ipynb").read_text())
-    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    assert outputs and not [o for o in outputs if o["output_type"] == "error"]
+    home, executed = execute_example(root, config, PROJECT, USER, NOTEBOOK)
     printed = _printed(executed)
     trained = re.search(r"trained on (\d+) persons, (\d+) features, (\d+) Dask worker", printed)
     assert trained and trained.group(3) == "2", printed  # the sandbox's cluster, both workers

@@ -8,15 +8,12 @@ after entry (censored at death or the end of the data) and mean age, by sex."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-from demo_support import build_demo
+from demo_support import build_demo, execute_example
 
 from pds_kernel.extract.layout import read_table
 
@@ -55,22 +52,10 @@ def expected_by_sex(extract: Path) -> list[dict]:
 
 
 def test_r_notebook_runs_in_the_sandbox_and_its_table_is_right(demo_extract):
-    from pds_kernel.sandbox.spawner import NOTEBOOKS
-
     root, config = demo_extract
-    home = root / "homes" / PROJECT / USER
-    (home / "examples").mkdir(parents=True, exist_ok=True)
-    (home / "examples" / NOTEBOOK).write_bytes((NOTEBOOKS / NOTEBOOK).read_bytes())
-    pds = [str(Path(sys.executable).parent / "pds"), "--config", str(config)]  # the demo maps the OS user to admin
-    run = subprocess.run([*pds, "sandbox", "exec", PROJECT, "--user", USER, "--",
-                          "python", "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                          "--output", "executed.ipynb", f"examples/{NOTEBOOK}"],
-                         capture_output=True, text=True, timeout=540)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    executed = json.loads((home / "examples" / "executed.ipynb").read_text())
+    home, executed = execute_example(root, config, PROJECT, USER, NOTEBOOK)
     assert executed["metadata"]["kernelspec"]["name"] == "ir"
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    assert outputs and not [o for o in outputs if o["output_type"] == "error"]
     printed = "".join("".join(o.get("text", "")) for o in outputs if o["output_type"] == "stream")
     assert "survfit(formula = Surv(time, event) ~ sex" in printed and "sexwomen" in printed
 
