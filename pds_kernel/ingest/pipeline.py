@@ -397,8 +397,7 @@ class _Run:
         self.commits.flush()
         if self.events:
             with transaction(self.runtime.sessions) as session:
-                for event in self.events:
-                    self.runtime.audit.record(event, session=session)
+                self.runtime.audit.record_many(self.events, session=session)
             self.events.clear()
         self.unflushed = 0
         self.unflushed_bytes = 0
