@@ -16,7 +16,7 @@ The run, in order:
    quarantine files into the lake (atomic renames; a replacement gets a new name, the replaced
    file stays for the earlier version), compare a replacement with the file it replaces by primary
    key (rows added, changed, removed); then, in batches (:data:`FLUSH_EVERY_FILES` files or
-   :data:`FLUSH_EVERY_BYTES` of delivered files, at once for a referential or a replacement), one
+   :data:`FLUSH_EVERY_BYTES` of delivered files, at once for a replacement), one
    new version of each table touched
    (a Delta commit, see :mod:`.commits`), the ledger's journal (fsync) and the files' audit
    entries (one transaction);
@@ -385,9 +385,10 @@ class _Run:
             self.indexes.pop(f.table, None)  # the replaced file's keys are gone from the table
         self.record(FileResult(f.name, f.table, f.month, outcome.sha256, outcome.rows_read,
                                outcome.rows_loaded, outcome.rows_quarantined, status, reason, correction))
-        if (f.is_snapshot or previous is not None or self.unflushed >= FLUSH_EVERY_FILES
-                or self.unflushed_bytes >= FLUSH_EVERY_BYTES):
-            self.flush()  # referentials are read by the next phase; a correction is its own version
+        # a correction is its own version; referentials are made durable with their batch, and in
+        # any case at the end of their phase, before the files checked against them are parsed
+        if previous is not None or self.unflushed >= FLUSH_EVERY_FILES or self.unflushed_bytes >= FLUSH_EVERY_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         """Make the committed files durable: the manifest's journal (fsync), then their audit
