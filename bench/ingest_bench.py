@@ -6,10 +6,12 @@ own fresh subprocess, one after the other, on the same files with the OS cache w
 
 * ours: ``ingest_delivery`` (typed parsing, every check, quarantine, duplicate keys, manifest,
   SHA-256 of every file, quality report, audit entries);
-* DuckDB: ``COPY (SELECT * FROM read_csv(file, delim=';', header=true)) TO ... (FORMAT parquet,
-  COMPRESSION ...)`` per file, with DuckDB's type sniffing (it loads SAS dates as text and checks
-  nothing), writing the same Parquet compression as the lake (zstd level 1): the peer of the ratio.
-  DuckDB with its default compression (snappy) is reported too, for reference.
+* DuckDB at its best settings (``SET preserve_insertion_order=false``, all threads,
+  ``encoding='latin-1'``): ``COPY (SELECT * FROM read_csv(file, delim=';', header=true)) TO ...
+  (FORMAT parquet, COMPRESSION ...)`` per file, with DuckDB's type sniffing (it loads SAS dates as
+  text and checks nothing), writing the same Parquet compression as the lake (zstd level 1): the
+  peer of the ratio (goal ≥ 1.3). DuckDB with its default settings and compression (snappy) is
+  reported too, for reference.
 
 The machine is shared and its speed drifts within minutes, so the sides run ``REPEATS`` times in
 pairs (DuckDB, then ours, back to back): the headline ratio is the median of the pairs' ratios (both
@@ -101,6 +103,8 @@ assert all(f.rows_read == f.rows_loaded + f.rows_quarantined for f in result.fil
 (root / "commit.json").write_text(f'{{"seconds": {result.commit_seconds}, "files": {len(result.files)}}}')
 """
 
+#: Ratio to reach on the large claims files against DuckDB at its best settings (issue #17).
+GOAL = 1.3
 #: Pairs of runs (DuckDB then ours); other jobs share the machine, see the module docstring.
 REPEATS = 5
 #: Pairs of runs of the "many files" section (each full run takes minutes).
@@ -156,10 +160,11 @@ def run(out_dir: Path, quick: bool) -> dict:
         raise RuntimeError(f"the generated delivery has {rows:,} ER_PRS_F rows, fewer than 5 million")
     for csv in delivery.glob("*.csv"):  # warm the OS cache for both sides
         csv.read_bytes()
-    same, peer = _duckdb_options()
+    same, plain_peer = _duckdb_options()
+    peer = plain_peer.replace("DuckDB COPY", "DuckDB COPY, best settings")
     runs: dict[str, list[dict]] = {"duck": [], "ours": [], "snappy": []}
     for attempt in range(1 if quick else REPEATS):
-        runs["duck"].append(_measure(_DUCKDB, str(out_dir / "duckdb"), str(delivery), same))
+        runs["duck"].append(_measure(_DUCKDB_BEST, str(out_dir / "duckdb"), str(delivery), same))
         runs["ours"].append(_measure(_OURS, str(out_dir / f"ours-{attempt}"), str(delivery)))
     runs["snappy"].append(_measure(_DUCKDB, str(out_dir / "duckdb-snappy"), str(delivery), ""))
     duck, ours, snappy = (min(r, key=lambda m: m["seconds"]) for r in runs.values())
@@ -191,13 +196,13 @@ def run(out_dir: Path, quick: bool) -> dict:
              peer_value=round(duck["peak_kib"] / 1024),
              ratio=round(duck["peak_kib"] / ours["peak_kib"], 2), note="peak RSS; ratio = DuckDB / ours"),
     ]
-    many_rows, many_markdown = run_many_files(out_dir, quick, same, peer)
+    many_rows, many_markdown = run_many_files(out_dir, quick, same, plain_peer)
     rows_out += many_rows
-    verdict = "meets" if ratio >= 1.0 else "misses"
+    verdict = "meets" if ratio >= GOAL else "misses"
     markdown = (
         f"Delivery generated in {generated_in:.0f} s. Our run does more than DuckDB's: typed dates, "
         f"every check of the profile, quarantine, duplicate keys, SHA-256, manifest, quality report "
-        f"and audit. It {verdict} the target ratio ≥ 1.0 on this run (median of the paired ratios "
+        f"and audit. It {verdict} the target ratio ≥ {GOAL} on the large claims files on this run (median of the paired ratios "
         f"{ratio:.2f}; best of each side {best_ratio:.2f}). Both sides write zstd level 1 Parquet; the "
         f"machine is shared and its speed drifts, so the sides ran {1 if quick else REPEATS} time(s) "
         f"in pairs, back to back.\n\n" + many_markdown)

@@ -9,13 +9,14 @@ The run, in order:
    refused unless the run is a correction delivery (``corrections=True``: each of its files must
    replace a loaded one), except snapshot tables, whose new version replaces the old one; otherwise
    parse it;
-3. parse (locally or on Dask workers, see :mod:`.executor`): snapshots (referentials) first, then
-   the monthly files, checked against the referentials just committed;
+3. parse (locally or on Dask workers, see :mod:`.executor`) in load order: snapshots
+   (referentials) first, then the monthly and yearly files; a file checked against a referential
+   waits until every referential of the run is committed (see :func:`phases`);
 4. commit each parsed file in load order: quarantine duplicate keys, move the staged Parquet and
    quarantine files into the lake (atomic renames; a replacement gets a new name, the replaced
    file stays for the earlier version), compare a replacement with the file it replaces by primary
    key (rows added, changed, removed); then, in batches (:data:`FLUSH_EVERY_FILES` files or
-   :data:`FLUSH_EVERY_BYTES` of delivered files, at once for a referential or a replacement), one
+   :data:`FLUSH_EVERY_BYTES` of delivered files, at once for a replacement), one
    new version of each table touched
    (a Delta commit, see :mod:`.commits`), the ledger's journal (fsync) and the files' audit
    entries (one transaction);
@@ -30,10 +31,12 @@ job: the result is the same as one clean run.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,6 +158,22 @@ def recover(lake: Path, manifest: Manifest) -> list[Path]:
     return removed
 
 
+def phases(files: list[DeliveryFile]) -> list[list[DeliveryFile]]:
+    """``files`` (in load order: referentials first) cut into the phases of a run. A file checked
+    against a referential (ER_PHA_F against IR_PHA_R) can be parsed only once every referential of
+    the run is committed, so the second phase starts at the first such file; the files before it
+    (the referentials and the tables checked against none, e.g. ER_PRS_F) are parsed together, and
+    the threads keep parsing claims while the referentials are committed. The load order, hence
+    the lake, its versions and the report, is the same as with one phase per kind of file."""
+    waits = next((i for i, f in enumerate(files)
+                  if not f.is_snapshot and _checked_against_referentials(f.table)), len(files))
+    return [part for part in (files[:waits], files[waits:]) if part]
+
+
+def _checked_against_referentials(table: str) -> bool:
+    return any(c.references is not None for c in ingestible_table(table).columns)
+
+
 def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | None = None,
                     progress: Progress | None = None, corrections: bool = False) -> IngestResult:
     """Load the delivery in ``source`` into the lake; see the module docstring for the steps.
@@ -166,7 +185,7 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
     run = _Run(runtime, lake, new_run_id(), actor, progress, corrections)
     source = Path(source)
     try:
-        with lake_lock(lake):
+        with lake_lock(lake), _cyclic_gc_paused():
             manifest = Manifest(lake)
             check_upgraded(lake, manifest)
             reconcile(lake, manifest)
@@ -176,8 +195,7 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
             run.commits = Commits(lake, manifest, run.run_id)
             to_parse = run.triage(source)
             with make_executor(dask_address) as executor:
-                for phase in ([f for f in to_parse if f.is_snapshot],
-                              [f for f in to_parse if not f.is_snapshot]):
+                for phase in phases(to_parse):
                     jobs, ready = run.jobs(phase, settings)
                     done = 0
                     for item, outcome in executor.run(jobs, progress):
@@ -211,6 +229,22 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
                  "versions": run.commits.committed,
                  "dask": bool(dask_address), "report": str(result.report_html)}))
     return result
+
+
+@contextmanager
+def _cyclic_gc_paused():
+    """Python's cyclic garbage collector off for the run, back on after. A run makes few
+    reference cycles (a database session per flush) but many short-lived objects on several
+    threads, and each collection walks every object of the process (SQLAlchemy, polars, Arrow
+    modules) holding the interpreter lock: 7 % of a whole-delivery run's CPU time
+    (bench/RESULTS.md). Memory is freed by reference counting as before."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Run:
@@ -351,9 +385,10 @@ class _Run:
             self.indexes.pop(f.table, None)  # the replaced file's keys are gone from the table
         self.record(FileResult(f.name, f.table, f.month, outcome.sha256, outcome.rows_read,
                                outcome.rows_loaded, outcome.rows_quarantined, status, reason, correction))
-        if (f.is_snapshot or previous is not None or self.unflushed >= FLUSH_EVERY_FILES
-                or self.unflushed_bytes >= FLUSH_EVERY_BYTES):
-            self.flush()  # referentials are read by the next phase; a correction is its own version
+        # a correction is its own version; referentials are made durable with their batch, and in
+        # any case at the end of their phase, before the files checked against them are parsed
+        if previous is not None or self.unflushed >= FLUSH_EVERY_FILES or self.unflushed_bytes >= FLUSH_EVERY_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         """Make the committed files durable: the manifest's journal (fsync), then their audit
@@ -363,8 +398,7 @@ class _Run:
         self.commits.flush()
         if self.events:
             with transaction(self.runtime.sessions) as session:
-                for event in self.events:
-                    self.runtime.audit.record(event, session=session)
+                self.runtime.audit.record_many(self.events, session=session)
             self.events.clear()
         self.unflushed = 0
         self.unflushed_bytes = 0

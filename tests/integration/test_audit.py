@@ -29,6 +29,25 @@ def test_chain_verifies_and_entries_read_back(db_runtime):
     assert entries[3].details == {"i": 3}
 
 
+def test_entries_written_together_chain_like_entries_written_one_by_one(db_runtime):
+    """An ingest writes its files' entries with one insert: the chain must be the same as if
+    they had been appended one at a time (the same seqs and links, verified), after entries
+    written singly and before the next one."""
+    _fill(db_runtime, 2)
+    events = [AuditEvent(actor="ingest", action="ingest.file", target=f"F{i}.csv", details={"i": i})
+              for i in range(4)]
+    with transaction(db_runtime.sessions) as session:
+        written = db_runtime.audit.record_many(events, session=session)
+    _fill(db_runtime, 1)
+    entries = db_runtime.audit.entries()
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6, 7]
+    assert [e.target for e in entries[2:6]] == ["F0.csv", "F1.csv", "F2.csv", "F3.csv"]
+    assert [e.hash for e in written] == [e.hash for e in entries[2:6]]
+    assert all(later.prev_hash == earlier.hash for earlier, later in zip(entries, entries[1:]))
+    report = db_runtime.audit.verify()
+    assert report.ok and report.entries == 7
+
+
 def test_database_refuses_update_and_delete(db_runtime):
     _fill(db_runtime, 2)
     statements = ["UPDATE audit_log SET actor='mallory'", "DELETE FROM audit_log"]
