@@ -29,6 +29,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ...audit import AuditEvent, Outcome
 from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
+from ...permissions import projects_checked_by
 from ..imports import ImportService
 from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
@@ -460,7 +461,9 @@ class ListPage(PageHandler):
         filters = {k: self.get_query_argument(k, "").strip() or None for k in self.FILTERS}
         per_page = int_argument(self, "per_page", LIST_PAGE_SIZE)
         show_others = self.get_query_argument("show", "") == "others"
-        sections = ("queue", "mine", "others") if show_others else ("queue", "mine")
+        # "To review" only for an output checker: it told researchers "Nothing waits for your review"
+        checking = sorted(await self.call(projects_checked_by, self.service.registry, self.user))
+        sections = (("queue",) if checking else ()) + (("mine", "others") if show_others else ("mine",))
         pages = {}
         for scope in sections:
             pages[scope] = await self.call(self.service.list_page, self.user, scope=scope, **filters,
@@ -476,7 +479,7 @@ class ListPage(PageHandler):
             query.update(current if scope is None else {**current, f"{scope}_page": page})
             return self.prefix + "requests?" + urlencode(query)
 
-        self.render_page("list.html", pages=pages, filters=filters, link=link,
+        self.render_page("list.html", pages=pages, filters=filters, link=link, checking=checking,
                          states=[s.value for s in State])
 
 
