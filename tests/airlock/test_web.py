@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -207,3 +208,33 @@ def test_released_request_shows_checks_as_reviewed_not_failed(base, service):
         listing = session.get(base + "requests?show=others").text  # a checker sees it among the others
         assert 'class="badge fail"' not in listing and "fail, approved on review" in listing
         assert 'href="/hub/home" id="hub-home"' in page and 'href="/hub/logout" id="logout"' in page
+
+
+def _next_step(session, base: str, request_id: str) -> str:
+    page = session.get(base + f"requests/{request_id}")
+    assert page.status_code == 200
+    match = re.search(r'<p class="next-step" id="next-step">(.*?)</p>', page.text, re.S)
+    assert match, page.text[:2000]
+    return html.unescape(match.group(1))
+
+
+def test_each_request_page_says_what_happens_next_and_what_to_do(base, service):
+    """#15: a request's page showed a state word and an empty "Reviews" heading; its author had to
+    guess what happens next (and how to answer a request for changes)."""
+    alice, olga, omar = browser("alice"), browser("olga"), browser("omar")
+    waiting = make_request(service)
+    assert "Waiting for 2 more approvals" in _next_step(alice, base, waiting.id)
+    assert "download the files from this page" in _next_step(alice, base, waiting.id)
+    assert "No review yet." in alice.get(base + f"requests/{waiting.id}").text
+    assert _next_step(olga, base, waiting.id).startswith("Your review is needed.")
+    half = make_request(service, "under_review")
+    assert _next_step(olga, base, half.id).startswith("You have reviewed this request. Waiting for 1 more approval ")
+    sent_back = make_request(service, "changes_requested")
+    assert f'ws.resubmit_export("{sent_back.id}", [files])' in _next_step(alice, base, sent_back.id)
+    assert "waits for a resubmission" in _next_step(omar, base, sent_back.id)
+    released = make_request(service, "released")
+    assert _next_step(alice, base, released.id).startswith("Released: download the files below")
+    assert _next_step(olga, base, released.id) == "Released: its author can download the files from this page."
+    assert "cannot leave" in _next_step(alice, base, make_request(service, "rejected").id)
+    assert "nothing in it can be downloaded" in _next_step(alice, base, make_request(service, "withdrawn").id)
+    assert "until you submit it" in _next_step(alice, base, make_request(service, "draft").id)

@@ -35,6 +35,7 @@ from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
 from ..states import State
 from . import bodies
+from .guidance import next_step
 from .render import model_plot, redacted_file, render_file
 
 log = logging.getLogger(__name__)
@@ -506,7 +507,7 @@ class RequestPage(PageHandler):
                 rendered.append(await self.call(render_file, f, path))
             else:
                 rendered.append(redacted_file(f))
-        self.render_page("request.html", req=view, rendered=rendered)
+        self.render_page("request.html", req=view, rendered=rendered, next_step=next_step(view, self.user))
 
 
 class FilePage(PageHandler):
