@@ -238,3 +238,16 @@ def test_each_request_page_says_what_happens_next_and_what_to_do(base, service):
     assert "cannot leave" in _next_step(alice, base, make_request(service, "rejected").id)
     assert "nothing in it can be downloaded" in _next_step(alice, base, make_request(service, "withdrawn").id)
     assert "until you submit it" in _next_step(alice, base, make_request(service, "draft").id)
+
+
+def test_an_unknown_address_gets_a_page_with_the_way_back(base, service):
+    """#15: a mistyped request address (or any unknown page) got Tornado's bare "404: Not Found"."""
+    alice = browser("alice")
+    for path in ("requests/14b33c81", "nothing", "requests/"):
+        page = alice.get(base + path)
+        assert page.status_code == 404, path
+        text = html.unescape(page.text)
+        assert "a request's page is requests/ followed by its 32-character id" in text
+        assert 'href="/services/airlock/requests">Back to the requests' in text
+        assert 'id="hub-home"' in text and "signed in as" in text
+    assert requests.get(base + "nothing").status_code == 403  # anonymous: nothing said
