@@ -251,3 +251,24 @@ def test_an_unknown_address_gets_a_page_with_the_way_back(base, service):
         assert 'href="/services/airlock/requests">Back to the requests' in text
         assert 'id="hub-home"' in text and "signed in as" in text
     assert requests.get(base + "nothing").status_code == 403  # anonymous: nothing said
+
+
+def test_the_notebook_answer_to_a_failing_file_says_why_and_what_to_do(base, tmp_path):
+    """#15: the notebook showed "small.csv: fail" and nothing else: not which rule, not where, not
+    what to do. The gate's real answer (through the client), shown as a notebook shows it."""
+    from pds_kernel.airlock.client import AirlockClient
+    from pds_kernel.workspace import ExportAnswer
+
+    table = tmp_path / "small.csv"
+    table.write_bytes(b"sex,persons\n1,3\n2,40\n")
+    answer = ExportAnswer(AirlockClient(base, token="fake-alice").submit([table], "fig 2", project=PROJECT))
+    shown = html.unescape(answer._repr_html_())
+    assert "small.csv: fail" in shown
+    assert "fail: small-cell: count below the project's small-cell threshold of 10 (row 1, column 2)" in shown
+    assert "withdraw the request on its page" in shown and "ws.check(files)" in shown
+    assert "3" not in shown.split("small.csv: fail", 1)[1].split("(row")[0], "no value shown back"
+    passing = tmp_path / "ages.csv"
+    passing.write_bytes(SAFE_TABLE)
+    calm = ExportAnswer(AirlockClient(base, token="fake-alice").submit(
+        [passing], "fig 1", {"tables": {"ages.csv": {"counts": ["count"]}}}, project=PROJECT))._repr_html_()
+    assert "ages.csv: pass" in calm and "withdraw" not in calm
