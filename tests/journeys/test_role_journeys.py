@@ -98,6 +98,13 @@ def test_researcher_signs_in_starts_runs_the_example_and_asks_for_an_export(worl
         page.wait_for_url(f"**/user/{RESEARCHER}/{PROJECT}/lab**", timeout=180_000)
         page.wait_for_selector(".jp-Launcher, .jp-DirListing", timeout=120_000)
         assert PROJECT in page.title(), page.title()  # the project names the JupyterLab tab
+        # JupyterLab knows its hub (File → Hub Control Panel, the hub's Log Out) and its page
+        # carries no token (it held the server's own hub API token)
+        config = page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent)")
+        assert (config["hubPrefix"], config["hubServerName"], config["token"]) == ("/hub/", PROJECT, "")
+        page.locator('.lm-MenuBar-itemLabel:text-is("File")').click()
+        assert page.locator('.lm-Menu-item[data-command="hub:control-panel"]').is_visible()
+        page.keyboard.press("Escape")
         page.goto(f"{hub.url}/user/{RESEARCHER}/{PROJECT}/lab/tree/{NOTEBOOK}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
