@@ -77,3 +77,5 @@ def test_the_queue_leaves_out_what_the_checker_reviewed_and_what_they_may_not_se
     assert "To review" not in page and "Nothing waits for your review" not in page
     checker = browser("oscar").get(base + "requests").text
     assert "<h2>To review</h2>" in checker and f"You are an output checker of {OTHER}" in checker
+    # and a checker who researches nothing is not told to submit from a workspace they do not have
+    assert "My requests" not in checker and "Submit one from your workspace" not in checker

@@ -29,7 +29,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ...audit import AuditEvent, Outcome
 from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
-from ...permissions import projects_checked_by
+from ...permissions import projects_checked_by, projects_researched_by
 from ..imports import ImportService
 from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
@@ -473,6 +473,7 @@ class ListPage(PageHandler):
         show_others = self.get_query_argument("show", "") == "others"
         # "To review" only for an output checker: it told researchers "Nothing waits for your review"
         checking = sorted(await self.call(projects_checked_by, self.service.registry, self.user))
+        researching = bool(await self.call(projects_researched_by, self.service.registry, self.user))
         sections = (("queue",) if checking else ()) + (("mine", "others") if show_others else ("mine",))
         pages = {}
         for scope in sections:
@@ -490,6 +491,7 @@ class ListPage(PageHandler):
             return self.prefix + "requests?" + urlencode(query)
 
         self.render_page("list.html", pages=pages, filters=filters, link=link, checking=checking,
+                         researching=researching,
                          states=[s.value for s in State])
 
 
