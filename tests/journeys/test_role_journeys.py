@@ -23,6 +23,7 @@ from journey_world import (
     GATE,
     LAKE_SNAPSHOT,
     NON_MEMBER,
+    OTHER_PROJECT,
     OUTSIDER,
     PASSWORD,
     PROJECT,
@@ -251,6 +252,12 @@ def test_non_member_every_refusal_says_why_and_leaves_nothing_behind(world):
         outsider = login(chromium, hub, OUTSIDER, secrets[OUTSIDER])
         assert outsider.goto(f"{hub.url}/hub/spawn/{OUTSIDER}/{PROJECT}").status == 403
         assert f"{OUTSIDER} is not a researcher of project {PROJECT}" in outsider.inner_text("body")
+        # the address of the outsider's own project, never started: no "Launch Server" of a default
+        # server the platform does not have, the way to the projects instead
+        outsider.goto(f"{hub.url}/user/{OUTSIDER}/{OTHER_PROJECT}/lab")
+        outsider.wait_for_selector("#not-running-message", timeout=60_000)
+        assert "This workspace is not running" in outsider.inner_text("body")
+        assert outsider.locator("#start").count() == 0 and outsider.locator("#back-home").is_visible()
     for user in (NON_MEMBER, OUTSIDER):
         stored = hub.admin_api("GET", f"/users/{user}?include_stopped_servers").json()["servers"]
         assert [name for name in stored if name] == [], stored  # no phantom named server
