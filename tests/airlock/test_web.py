@@ -272,3 +272,16 @@ def test_the_notebook_answer_to_a_failing_file_says_why_and_what_to_do(base, tmp
     calm = ExportAnswer(AirlockClient(base, token="fake-alice").submit(
         [passing], "fig 1", {"tables": {"ages.csv": {"counts": ["count"]}}}, project=PROJECT))._repr_html_()
     assert "ages.csv: pass" in calm and "withdraw" not in calm
+
+
+def test_a_refused_review_leads_back_to_its_request(base, service):
+    """#15: approving a failing file without a comment ended on an error page whose only link went
+    to the list: the checker had to find the request again."""
+    view = service.create("alice", PROJECT, files(("t.csv", b"g,n\na,4\nb,50\n")), "paper")
+    olga = browser("olga")
+    page = base + f"requests/{view.id}"
+    form = {"decision_0": "approve", "comment_0": "", "sha_0": view.files[0].sha256, "_xsrf": xsrf(olga, page)}
+    refused = olga.post(page + "/review", data=form, allow_redirects=False)
+    assert refused.status_code == 400 and "failed the automatic checks" in html.unescape(refused.text)
+    assert f'href="{PREFIX}requests/{view.id}" id="back-to-request">Back to the request</a>' in refused.text
+    assert 'id="back-to-request"' not in browser("alice").get(base + "requests/" + "0" * 32).text

@@ -211,9 +211,11 @@ class BaseHandler(BoundedBody):
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"error": message}))
         else:
+            # a refused form (a review, a withdrawal) or file of a request leads back to that request
+            request_id = self.path_args[0] if self.path_args and self.request.method == "POST" else None
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(self.templates.get_template("error.html").render(
-                status=status_code, message=message, prefix=self.prefix, user=self.user))
+                status=status_code, message=message, prefix=self.prefix, user=self.user, request_id=request_id))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, PdsError):
