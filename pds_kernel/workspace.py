@@ -315,13 +315,38 @@ class ExportAnswer(dict):
     def _repr_html_(self) -> str:
         from html import escape
 
-        files = "".join(f"<li>{escape(str(f.get('name', '')))}: {escape(str(f.get('check_status', '')))}</li>"
-                        for f in self.get("files", []) if isinstance(f, dict))
+        files = "".join(f"<li>{escape(str(f.get('name', '')))}: {escape(str(f.get('check_status', '')))}"
+                        f"{_findings_html(f)}</li>" for f in self.get("files", []) if isinstance(f, dict))
+        failed = any(isinstance(f, dict) and f.get("check_status") == "fail" for f in self.get("files", []))
+        advice = ("<p class=\"pds-check-advice\">A file failed the automatic checks: output checkers "
+                  "usually ask for changes. To fix it now, withdraw the request on its page, change the "
+                  f"file (suppress or merge the cells under the threshold of {escape(str(self.get('min_cell', '')))}, "
+                  "or what the findings name) and ask again; <code>ws.check(files)</code> runs the same "
+                  "checks before you ask.</p>") if failed else ""
         return (f"<p>Export request <code>{escape(str(self.get('id', ''))[:8])}</code> is "
                 f"<strong>{escape(str(self.get('state', '')))}</strong>. "
                 f'<a href="{escape(self.url)}" target="_blank" class="pds-request-link">'
                 f"Follow it on the airlock page</a> (state, reviews, download once released).</p>"
-                f"<ul>{files}</ul>")
+                f"<ul>{files}</ul>{advice}")
+
+
+def _findings_html(file: dict) -> str:
+    """The findings of one file that are not a pass (rule, message, where), as the gate reported
+    them to the author (redacted: positions, no values); at most 10, then how many more."""
+    from html import escape
+
+    check = file.get("check") if isinstance(file.get("check"), dict) else {}
+    found = [x for x in check.get("findings", []) if isinstance(x, dict) and x.get("status") != "pass"]
+    items = []
+    for x in found[:10]:
+        where = ", ".join(f"{label} {x[key] + 1}" for key, label in (("row", "row"), ("col", "column"))
+                          if isinstance(x.get(key), int))
+        items.append(f"<li>{escape(str(x.get('status', '')))}: {escape(str(x.get('rule', '')))}: "
+                     f"{escape(str(x.get('message', '')))}{f' ({where})' if where else ''}</li>")
+    more = len(found) - len(items) + sum(v for v in check.get("omitted", {}).values() if isinstance(v, int))
+    if more > 0:
+        items.append(f"<li>{more} more finding(s): see the request's page</li>")
+    return f"<ul class=\"pds-findings\">{''.join(items)}</ul>" if items else ""
 
 
 def request_package(package: str, justification: str = "") -> dict:

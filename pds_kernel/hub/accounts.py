@@ -108,10 +108,40 @@ MISSING_CODE = ("Enter the 6-digit code that your authenticator app shows for PD
                 "a code is required with your password.")
 
 
+#: NativeAuthenticator's answer to every other refused login (wrong name, password or code, a
+#: code used already, an account blocked after failed attempts), which :func:`refused_login_message`
+#: replaces.
+_UPSTREAM_REFUSAL = "Invalid username or password."
+
+
+def refused_login_message(allowed_failed_logins: int, seconds_before_next_try: int) -> str:
+    """What the login page says when a login is refused for any reason but a missing code or an
+    account not approved yet: the same words whatever was wrong (no hint which of the three, nor
+    whether the name exists or is blocked), but every cause a user can fix is named, with what to do.
+
+    NativeAuthenticator said "Invalid username or password." for a wrong code, a code used a moment
+    ago (a second login in the same 30 seconds) and an account blocked after failed attempts (even
+    with the right password and code): users were sent to reset a password that was right."""
+    text = ("Wrong user name, password or code (the page does not say which). A code opens one "
+            "session only: if you have just signed in, wait for your app's next code.")
+    if allowed_failed_logins:
+        minutes = max(1, round(seconds_before_next_try / 60))
+        text += (f" After {allowed_failed_logins} failed attempts in a row, an account is blocked for "
+                 f"{minutes} minutes, right password and code included: wait, then try again.")
+    return text
+
+
 class PdsLoginHandler(NativeLoginHandler):
     """NativeAuthenticator's login page, where a missing second-factor code is reported as such
-    (it was "Invalid username or password"). The refusal is audited like any other; a wrong code
-    and a wrong password still get the same answer (no hint which one was wrong)."""
+    (it was "Invalid username or password") and every other refusal says what a user can check
+    (:func:`refused_login_message`). The refusal is audited like any other; a wrong code and a
+    wrong password still get the same answer (no hint which one was wrong)."""
+
+    def _render(self, login_error=None, username=None):
+        if login_error == _UPSTREAM_REFUSAL:
+            login_error = refused_login_message(self.authenticator.allowed_failed_logins,
+                                                self.authenticator.seconds_before_next_try)
+        return super()._render(login_error=login_error, username=username)
 
     async def post(self):
         username = self.get_body_argument("username", "", strip=True)

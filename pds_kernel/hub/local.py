@@ -232,10 +232,11 @@ class PdsNativeAuthenticator(NativeAuthenticator):
             self.add_login_attempt(username)
             record_login_refused(self.context, username, handler, "second-factor code used already")
             return None
+        blocked = bool(self.allowed_failed_logins) and self.is_blocked(username)
         name = await super().authenticate(handler, data)
         if name is None:
-            why = "account not approved yet" if info is not None and not info.is_authorized \
-                else "wrong password or code"
+            why = "blocked after failed attempts" if blocked else "account not approved yet" \
+                if info is not None and not info.is_authorized else "wrong password or code"
             record_login_refused(self.context, username, handler, why)
             return None
         if step is None or not self.totp_steps.claim(name, step):
@@ -378,7 +379,10 @@ def configure(c, settings: Settings | None = None) -> HubContext:
     c.PdsNativeAuthenticator.membership_check_interval = settings.hub.membership_check_seconds
     c.NativeAuthenticator.minimum_password_length = 8
     c.NativeAuthenticator.check_common_password = True
+    # Five failed logins in a row block the account for 10 minutes. NativeAuthenticator's help says
+    # the wait defaults to 600 s, but the trait's default is 0: the "block" lasted one second.
     c.NativeAuthenticator.allowed_failed_logins = 5
+    c.NativeAuthenticator.seconds_before_next_try = 600
     c.NativeAuthenticator.open_signup = False
     c.NativeAuthenticator.enable_signup = False
     # A login cookie lives 12 hours at most; a logout refuses it at once (AuditedLogoutHandler).

@@ -349,7 +349,8 @@ def _load_jupyter_server_extension(serverapp) -> None:
                        lambda chunk: lockdown.is_data("", chunk[:SNIFF_BYTES]),
                        url_path_join(serverapp.base_url, "/proxy/"), budget.PlatformFiles(dashboard_static_dirs))
         from .notebook_server import project_page_config  # the page title names the project
-        serverapp.web_app.settings["page_config_hook"] = project_page_config
+        serverapp.web_app.settings["page_config_hook"] = project_page_config(
+            serverapp.web_app.settings.get("page_config_hook"))
     except Exception as exc:
         serverapp.log.critical("PDS lockdown could not be installed, stopping the server: %r", exc)
         raise SystemExit(3) from exc

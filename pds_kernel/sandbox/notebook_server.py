@@ -84,12 +84,24 @@ def lab_app_name(project: str) -> str:
     return f"{project} · PDS Workspace" if project else "PDS Workspace"
 
 
-def project_page_config(handler, page_config: dict) -> dict:
+def project_page_config(previous=None):
     """JupyterLab's ``page_config_hook`` (installed with the lockdown): the page title names the
-    workspace's project (``$PDS_PROJECT``)."""
-    page_config["appName"] = lab_app_name(os.environ.get("PDS_PROJECT")
-                                          or os.environ.get("JUPYTERHUB_SERVER_NAME", ""))
-    return page_config
+    workspace's project (``$PDS_PROJECT``), after the ``previous`` hook (JupyterHub's, which tells
+    JupyterLab where the hub is: without it, File → Hub Control Panel and the hub's Log Out were
+    hidden, and JupyterLab had no way back to the hub).
+
+    The page carries no token: JupyterLab's static page config holds the *server's* hub API token
+    (``$JUPYTERHUB_API_TOKEN``), which JupyterHub's hook replaced with the user's; with the hook
+    replaced, every JupyterLab page showed the server's token to any script of the page. The
+    browser authenticates with its cookie (JupyterLab's own choice under JupyterHub)."""
+    def hook(handler, page_config: dict) -> dict:
+        if previous is not None:
+            page_config = previous(handler, page_config)
+        page_config["token"] = ""
+        page_config["appName"] = lab_app_name(os.environ.get("PDS_PROJECT")
+                                              or os.environ.get("JUPYTERHUB_SERVER_NAME", ""))
+        return page_config
+    return hook
 
 
 def platform_args(home: str) -> list[str]:

@@ -72,4 +72,10 @@ def test_the_queue_leaves_out_what_the_checker_reviewed_and_what_they_may_not_se
     assert service.list_page("mallory", scope="all").total == 1, "mallory sees her own project only"
     assert service.list_page("oscar", scope="queue").total == 1, "oscar checks the other project"
     page = browser("mallory").get(base + "requests").text
-    assert PROJECT not in page and "Nothing waits for your review." in page
+    assert PROJECT not in page and "<h2>My requests</h2>" in page
+    # a researcher checks no project: no "To review" list telling her that nothing waits for her
+    assert "To review" not in page and "Nothing waits for your review" not in page
+    checker = browser("oscar").get(base + "requests").text
+    assert "<h2>To review</h2>" in checker and f"You are an output checker of {OTHER}" in checker
+    # and a checker who researches nothing is not told to submit from a workspace they do not have
+    assert "My requests" not in checker and "Submit one from your workspace" not in checker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -207,3 +208,80 @@ def test_released_request_shows_checks_as_reviewed_not_failed(base, service):
         listing = session.get(base + "requests?show=others").text  # a checker sees it among the others
         assert 'class="badge fail"' not in listing and "fail, approved on review" in listing
         assert 'href="/hub/home" id="hub-home"' in page and 'href="/hub/logout" id="logout"' in page
+
+
+def _next_step(session, base: str, request_id: str) -> str:
+    page = session.get(base + f"requests/{request_id}")
+    assert page.status_code == 200
+    match = re.search(r'<p class="next-step" id="next-step">(.*?)</p>', page.text, re.S)
+    assert match, page.text[:2000]
+    return html.unescape(match.group(1))
+
+
+def test_each_request_page_says_what_happens_next_and_what_to_do(base, service):
+    """#15: a request's page showed a state word and an empty "Reviews" heading; its author had to
+    guess what happens next (and how to answer a request for changes)."""
+    alice, olga, omar = browser("alice"), browser("olga"), browser("omar")
+    waiting = make_request(service)
+    assert "Waiting for 2 more approvals" in _next_step(alice, base, waiting.id)
+    assert "download the files from this page" in _next_step(alice, base, waiting.id)
+    assert "No review yet." in alice.get(base + f"requests/{waiting.id}").text
+    assert _next_step(olga, base, waiting.id).startswith("Your review is needed.")
+    half = make_request(service, "under_review")
+    assert _next_step(olga, base, half.id).startswith("You have reviewed this request. Waiting for 1 more approval ")
+    sent_back = make_request(service, "changes_requested")
+    assert f'ws.resubmit_export("{sent_back.id}", [files])' in _next_step(alice, base, sent_back.id)
+    assert "waits for a resubmission" in _next_step(omar, base, sent_back.id)
+    released = make_request(service, "released")
+    assert _next_step(alice, base, released.id).startswith("Released: download the files below")
+    assert _next_step(olga, base, released.id) == "Released: its author can download the files from this page."
+    assert "cannot leave" in _next_step(alice, base, make_request(service, "rejected").id)
+    assert "nothing in it can be downloaded" in _next_step(alice, base, make_request(service, "withdrawn").id)
+    assert "until you submit it" in _next_step(alice, base, make_request(service, "draft").id)
+
+
+def test_an_unknown_address_gets_a_page_with_the_way_back(base, service):
+    """#15: a mistyped request address (or any unknown page) got Tornado's bare "404: Not Found"."""
+    alice = browser("alice")
+    for path in ("requests/14b33c81", "nothing", "requests/"):
+        page = alice.get(base + path)
+        assert page.status_code == 404, path
+        text = html.unescape(page.text)
+        assert "a request's page is requests/ followed by its 32-character id" in text
+        assert 'href="/services/airlock/requests">Back to the requests' in text
+        assert 'id="hub-home"' in text and "signed in as" in text
+    assert requests.get(base + "nothing").status_code == 403  # anonymous: nothing said
+
+
+def test_the_notebook_answer_to_a_failing_file_says_why_and_what_to_do(base, tmp_path):
+    """#15: the notebook showed "small.csv: fail" and nothing else: not which rule, not where, not
+    what to do. The gate's real answer (through the client), shown as a notebook shows it."""
+    from pds_kernel.airlock.client import AirlockClient
+    from pds_kernel.workspace import ExportAnswer
+
+    table = tmp_path / "small.csv"
+    table.write_bytes(b"sex,persons\n1,3\n2,40\n")
+    answer = ExportAnswer(AirlockClient(base, token="fake-alice").submit([table], "fig 2", project=PROJECT))
+    shown = html.unescape(answer._repr_html_())
+    assert "small.csv: fail" in shown
+    assert "fail: small-cell: count below the project's small-cell threshold of 10 (row 1, column 2)" in shown
+    assert "withdraw the request on its page" in shown and "ws.check(files)" in shown
+    assert "3" not in shown.split("small.csv: fail", 1)[1].split("(row")[0], "no value shown back"
+    passing = tmp_path / "ages.csv"
+    passing.write_bytes(SAFE_TABLE)
+    calm = ExportAnswer(AirlockClient(base, token="fake-alice").submit(
+        [passing], "fig 1", {"tables": {"ages.csv": {"counts": ["count"]}}}, project=PROJECT))._repr_html_()
+    assert "ages.csv: pass" in calm and "withdraw" not in calm
+
+
+def test_a_refused_review_leads_back_to_its_request(base, service):
+    """#15: approving a failing file without a comment ended on an error page whose only link went
+    to the list: the checker had to find the request again."""
+    view = service.create("alice", PROJECT, files(("t.csv", b"g,n\na,4\nb,50\n")), "paper")
+    olga = browser("olga")
+    page = base + f"requests/{view.id}"
+    form = {"decision_0": "approve", "comment_0": "", "sha_0": view.files[0].sha256, "_xsrf": xsrf(olga, page)}
+    refused = olga.post(page + "/review", data=form, allow_redirects=False)
+    assert refused.status_code == 400 and "failed the automatic checks" in html.unescape(refused.text)
+    assert f'href="{PREFIX}requests/{view.id}" id="back-to-request">Back to the request</a>' in refused.text
+    assert 'id="back-to-request"' not in browser("alice").get(base + "requests/" + "0" * 32).text

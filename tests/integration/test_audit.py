@@ -155,3 +155,25 @@ def test_show_limit_gives_the_newest_entries(runtime):
         runtime.audit.record(AuditEvent(actor="alice", action="test.event", target=f"t{i}"))
     assert [e.seq for e in runtime.audit.entries(limit=3, newest=True)] == [5, 6, 7]
     assert [e.seq for e in runtime.audit.entries(limit=3)] == [1, 2, 3]
+
+
+def test_cli_show_limit_lists_the_newest_entries(runtime, tmp_path):
+    """Issue #15: ``pds audit show --limit N`` showed the oldest N entries."""
+    from dataclasses import fields
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from pds_kernel.cli.app import app
+
+    for i in range(7):
+        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target=f"target-{i}"))
+    config = tmp_path / "pds.yaml"
+    config.write_text(yaml.safe_dump({
+        "paths": {f.name: str(getattr(runtime.settings.paths, f.name)) for f in fields(runtime.settings.paths)},
+        "database": {"url": runtime.settings.database.url}}))
+    shown = CliRunner().invoke(app, ["--config", str(config), "audit", "show", "--limit", "3"],
+                               env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert [f"target-{i}" in shown.output for i in range(7)] == [False] * 4 + [True] * 3, shown.output
+    assert shown.output.index("target-4") < shown.output.index("target-6"), "oldest first among them"

@@ -23,7 +23,9 @@ from journey_world import (
     GATE,
     LAKE_SNAPSHOT,
     NON_MEMBER,
+    OTHER_PROJECT,
     OUTSIDER,
+    PASSWORD,
     PROJECT,
     RESEARCHER,
     browser,
@@ -71,6 +73,12 @@ def test_researcher_signs_in_starts_runs_the_example_and_asks_for_an_export(worl
         "_xsrf": client.http.cookies.get("_xsrf", ""), "username": RESEARCHER, "password": "x" * 10, "2fa": ""})
     assert refused.status_code == 400 and MISSING_CODE in refused.text
     assert "Invalid username or password" not in refused.text
+    # a wrong code (or one used a moment ago) names every cause a user can fix, not only the password
+    wrong = client.http.post(f"{hub.url}/hub/login", timeout=30, data={
+        "_xsrf": client.http.cookies.get("_xsrf", ""), "username": RESEARCHER, "password": PASSWORD,
+        "2fa": "000000"})
+    assert "Wrong user name, password or code" in wrong.text and "next code" in wrong.text, wrong.text
+    assert "blocked for 10 minutes" in wrong.text and "Invalid username or password" not in wrong.text
 
     with browser() as chromium:
         blank = chromium.new_page()
@@ -84,10 +92,20 @@ def test_researcher_signs_in_starts_runs_the_example_and_asks_for_an_export(worl
         assert page.locator("#exports-link").is_visible()
         shot(page, "home.png")
 
-        page.click(f"#start-{PROJECT}")
+        # the start page names the project, with a way back (it said "Your server is starting up")
+        with page.expect_response(lambda r: "/hub/spawn-pending/" in r.url, timeout=60_000) as pending:
+            page.click(f"#start-{PROJECT}")
+        assert f"The workspace of {PROJECT} is starting" in re.sub(r"<[^>]+>", "", pending.value.text())
         page.wait_for_url(f"**/user/{RESEARCHER}/{PROJECT}/lab**", timeout=180_000)
         page.wait_for_selector(".jp-Launcher, .jp-DirListing", timeout=120_000)
         assert PROJECT in page.title(), page.title()  # the project names the JupyterLab tab
+        # JupyterLab knows its hub (File → Hub Control Panel, the hub's Log Out) and its page
+        # carries no token (it held the server's own hub API token)
+        config = page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent)")
+        assert (config["hubPrefix"], config["hubServerName"], config["token"]) == ("/hub/", PROJECT, "")
+        page.locator('.lm-MenuBar-itemLabel:text-is("File")').click()
+        assert page.locator('.lm-Menu-item[data-command="hub:control-panel"]').is_visible()
+        page.keyboard.press("Escape")
         page.goto(f"{hub.url}/user/{RESEARCHER}/{PROJECT}/lab/tree/{NOTEBOOK}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
@@ -126,6 +144,7 @@ def test_researcher_signs_in_starts_runs_the_example_and_asks_for_an_export(worl
         gate.goto(f"{hub.url}{href}")
         gate.wait_for_selector("#state", timeout=60_000)
         assert gate.inner_text("#state").strip() == "submitted"
+        assert "Waiting for 2 more approvals" in gate.inner_text("#next-step")  # what happens next
         assert gate.locator("#hub-home").count() == 1 and gate.locator("#logout").count() == 1
         shot(gate, "airlock-researcher-submitted.png")
     starts = hub.actions("workspace.start")
@@ -195,10 +214,12 @@ def test_researcher_follows_the_request_and_downloads_after_release(world):
         page.wait_for_selector("#download-0", timeout=60_000)
         assert page.inner_text("#state").strip() == "released"
         assert page.locator(".badge.fail").count() == 0  # the reviewed verdict, not a red "fail"
+        assert page.inner_text("#next-step").startswith("Released: download the files below")
         shot(page, "airlock-researcher-released.png")
         with page.expect_download(timeout=60_000) as download:
             page.click("#download-0")
         data = Path(download.value.path()).read_bytes()
+        STATE["researcher_cookies"] = page.context.storage_state()  # for the last journey: no new code
     assert data == released.read_bytes() and data.startswith(b"month,")
     downloads = [e for e in hub.actions("airlock.file.download") if e.target == f"request:{request_id}"]
     assert [e.actor for e in downloads] == [RESEARCHER]
@@ -231,6 +252,12 @@ def test_non_member_every_refusal_says_why_and_leaves_nothing_behind(world):
         outsider = login(chromium, hub, OUTSIDER, secrets[OUTSIDER])
         assert outsider.goto(f"{hub.url}/hub/spawn/{OUTSIDER}/{PROJECT}").status == 403
         assert f"{OUTSIDER} is not a researcher of project {PROJECT}" in outsider.inner_text("body")
+        # the address of the outsider's own project, never started: no "Launch Server" of a default
+        # server the platform does not have, the way to the projects instead
+        outsider.goto(f"{hub.url}/user/{OUTSIDER}/{OTHER_PROJECT}/lab")
+        outsider.wait_for_selector("#not-running-message", timeout=60_000)
+        assert "This workspace is not running" in outsider.inner_text("body")
+        assert outsider.locator("#start").count() == 0 and outsider.locator("#back-home").is_visible()
     for user in (NON_MEMBER, OUTSIDER):
         stored = hub.admin_api("GET", f"/users/{user}?include_stopped_servers").json()["servers"]
         assert [name for name in stored if name] == [], stored  # no phantom named server
@@ -258,3 +285,25 @@ def test_admin_reads_the_platform_page(world):
         shot(page, "platform.png")
     views = hub.actions("platform.view")
     assert [(e.actor, e.outcome) for e in views if e.outcome == "ok"] == [(ADMIN, "ok")]
+
+
+def test_researcher_stops_the_workspace_and_its_old_address_says_how_to_go_on(world):
+    """After the admin's journey (which lists the running workspace): the researcher stops it from
+    the hub home; its JupyterLab address then names the project and leads back to the projects
+    (JupyterHub's page spoke of "your server" and offered only "Launch Server")."""
+    hub, _ = world
+    cookies = STATE.get("researcher_cookies")
+    if not cookies:
+        pytest.skip("the researcher's journey did not sign in")
+    with browser() as chromium:
+        page = chromium.new_context(storage_state=cookies).new_page()
+        page.goto(f"{hub.url}/hub/home")
+        page.click(f"#stop-{PROJECT}")
+        page.wait_for_selector(f"#start-{PROJECT}", timeout=60_000)
+        page.goto(f"{hub.url}/user/{RESEARCHER}/{PROJECT}/lab")
+        page.wait_for_selector("#not-running-message", timeout=60_000)
+        body = page.inner_text("body")
+        assert f"The workspace of {PROJECT} is not running" in body and "Your files are kept" in body, body
+        page.click("#back-home")
+        page.wait_for_url("**/hub/home", timeout=60_000)
+    assert [e.details["cause"] for e in hub.actions("workspace.stop")] == ["stopped"]

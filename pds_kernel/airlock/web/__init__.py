@@ -70,6 +70,7 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         (p + f"requests/{_ID}/(withdraw|revoke|release|submit)", h.ActionForm, common),
     ]
     routes += identity.handlers(prefix)
+    routes.append((p + ".*", h.NotFoundPage, common))  # last: a page with the way back, not a bare 404
     return Application(
         routes,
         cookie_secret=cookie_secret or secrets.token_bytes(32),

@@ -29,11 +29,13 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ...audit import AuditEvent, Outcome
 from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
+from ...permissions import projects_checked_by, projects_researched_by
 from ..imports import ImportService
 from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
 from ..states import State
 from . import bodies
+from .guidance import next_step
 from .render import model_plot, redacted_file, render_file
 
 log = logging.getLogger(__name__)
@@ -209,9 +211,11 @@ class BaseHandler(BoundedBody):
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"error": message}))
         else:
+            # a refused form (a review, a withdrawal) or file of a request leads back to that request
+            request_id = self.path_args[0] if self.path_args and self.request.method == "POST" else None
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(self.templates.get_template("error.html").render(
-                status=status_code, message=message, prefix=self.prefix, user=self.user))
+                status=status_code, message=message, prefix=self.prefix, user=self.user, request_id=request_id))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, PdsError):
@@ -443,6 +447,15 @@ class PageHandler(BaseHandler):
             prefix=self.prefix, user=self.user, xsrf_form_html=self.xsrf_form_html, **values))
 
 
+class NotFoundPage(PageHandler):
+    """Any other address of the pages: the gate's 404 page, with the way back to the requests (it
+    was Tornado's bare "404: Not Found", a dead end)."""
+
+    def get(self, *args) -> None:  # after prepare: signed in (else sent to the login)
+        raise HTTPError(404, "no page at this address: a request's page is requests/ followed by "
+                             "its 32-character id, as in the link your notebook printed")
+
+
 class HomePage(PageHandler):
     def get(self) -> None:
         self.redirect(self.prefix + "requests")
@@ -460,7 +473,10 @@ class ListPage(PageHandler):
         filters = {k: self.get_query_argument(k, "").strip() or None for k in self.FILTERS}
         per_page = int_argument(self, "per_page", LIST_PAGE_SIZE)
         show_others = self.get_query_argument("show", "") == "others"
-        sections = ("queue", "mine", "others") if show_others else ("queue", "mine")
+        # "To review" only for an output checker: it told researchers "Nothing waits for your review"
+        checking = sorted(await self.call(projects_checked_by, self.service.registry, self.user))
+        researching = bool(await self.call(projects_researched_by, self.service.registry, self.user))
+        sections = (("queue",) if checking else ()) + (("mine", "others") if show_others else ("mine",))
         pages = {}
         for scope in sections:
             pages[scope] = await self.call(self.service.list_page, self.user, scope=scope, **filters,
@@ -476,7 +492,8 @@ class ListPage(PageHandler):
             query.update(current if scope is None else {**current, f"{scope}_page": page})
             return self.prefix + "requests?" + urlencode(query)
 
-        self.render_page("list.html", pages=pages, filters=filters, link=link,
+        self.render_page("list.html", pages=pages, filters=filters, link=link, checking=checking,
+                         researching=researching,
                          states=[s.value for s in State])
 
 
@@ -503,7 +520,7 @@ class RequestPage(PageHandler):
                 rendered.append(await self.call(render_file, f, path))
             else:
                 rendered.append(redacted_file(f))
-        self.render_page("request.html", req=view, rendered=rendered)
+        self.render_page("request.html", req=view, rendered=rendered, next_step=next_step(view, self.user))
 
 
 class FilePage(PageHandler):
