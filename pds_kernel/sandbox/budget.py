@@ -10,9 +10,11 @@ Two choke points see all of it, whatever handler or extension produced it:
   WebSocket message goes through (kernel channels: outputs, completions, comm messages; terminals;
   proxied WebSockets), is wrapped once at load time.
 
-A GET answered in one piece with exactly the bytes this server already sent for the same path
-is not counted again (:class:`RecentBodies`): JupyterLab polls the directory, its kernels and
-sessions every few seconds, and a repeat carries no new information.
+A GET answered in one piece with exactly the bytes of the previous answer to the same path is
+not counted again (:class:`LastBodies`): JupyterLab polls the directory, its kernels and sessions
+every few seconds, and a repeat of the last answer carries no new information. Only the *last*
+answer of a path is free: were any earlier answer free, a kernel could switch a path between a
+few answers already served (a codebook) and carry bits in which one comes back, uncounted.
 
 Bytes are *reserved* from the hub (:mod:`pds_kernel.hub.budget`) before they are sent, a few MiB
 at a time, so a server that is killed loses only its unspent reservation (counted as spent).
@@ -136,31 +138,35 @@ class BudgetClient:
         return granted
 
 
-class RecentBodies:
-    """Digests of the last ``size`` (path, body) pairs served, to count a repeat once."""
+class LastBodies:
+    """The digest of the last body served for each of the last ``size`` paths: a GET whose body
+    equals the previous one of its path is a repeat (counted once). An answer equal to an older
+    one of the path is counted again: otherwise which of several known answers comes back would
+    carry information for free."""
 
     def __init__(self, size: int = 2048):
         self.size = size
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._last: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
-    def digest(path: str, body: bytes) -> bytes:
-        return hashlib.sha256(path.encode() + b"\0" + body).digest()
+    def digest(body: bytes) -> bytes:
+        return hashlib.sha256(body).digest()
 
-    def seen_before(self, digest: bytes) -> bool:
+    def is_repeat(self, path: str, digest: bytes) -> bool:
         with self._lock:
-            if digest in self._seen:
-                self._seen.move_to_end(digest)
+            if self._last.get(path) == digest:
+                self._last.move_to_end(path)
                 return True
             return False
 
-    def remember(self, digest: bytes) -> None:
+    def remember(self, path: str, digest: bytes) -> None:
         """Call only once the body was counted."""
         with self._lock:
-            self._seen[digest] = None
-            while len(self._seen) > self.size:
-                self._seen.popitem(last=False)
+            self._last[path] = digest
+            self._last.move_to_end(path)
+            while len(self._last) > self.size:
+                self._last.popitem(last=False)
 
 
 def _message_size(message) -> int:
@@ -201,7 +207,7 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
                    platform_files: PlatformFiles | None = None) -> type[OutputTransform]:
     """An output transform class counting every response body against ``client``."""
     exempt = tuple(exempt_prefixes)
-    recent = RecentBodies()
+    recent = LastBodies()
 
     class CountedOutput(OutputTransform):
         def __init__(self, request: httputil.HTTPServerRequest) -> None:
@@ -229,14 +235,14 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
                                      "through an export request (pds_kernel.workspace.request_export)", headers)
             digest = None
             if finishing and self.get and status_code == 200:
-                digest = recent.digest(self.path, chunk)
+                digest = recent.digest(chunk)
                 relayed = self.path.startswith(proxy_prefix) and platform_files is not None
-                if recent.seen_before(digest) or (relayed and platform_files.contains(chunk)):
+                if recent.is_repeat(self.path, digest) or (relayed and platform_files.contains(chunk)):
                     return status_code, headers, chunk
             if not client.spend(len(chunk)):
                 return self._refused(client.refusal or NO_LEDGER, headers)
             if digest is not None:
-                recent.remember(digest)
+                recent.remember(self.path, digest)
             return status_code, headers, chunk
 
         def transform_chunk(self, chunk, finishing):

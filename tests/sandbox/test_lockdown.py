@@ -158,3 +158,21 @@ def test_budget_client_reserves_ahead_and_backs_off_after_a_refusal(tmp_path):
         assert not BudgetClient(None, None, chunk=1).spend(1)
     finally:
         ledger.close()
+
+
+def test_only_a_repeat_of_the_last_answer_of_a_path_is_free():
+    """JupyterLab's polling (the same answer again) is counted once; an answer equal to an older
+    one of the path is counted again (else switching between known answers carries data free)."""
+    from pds_kernel.sandbox.budget import LastBodies
+
+    seen = LastBodies(size=2)
+    a, b = LastBodies.digest(b"listing A"), LastBodies.digest(b"listing B")
+    assert not seen.is_repeat("/api/contents/", a)
+    seen.remember("/api/contents/", a)
+    assert seen.is_repeat("/api/contents/", a)  # polling: free
+    assert not seen.is_repeat("/api/kernels", a)  # the same bytes on another path: counted
+    seen.remember("/api/contents/", b)
+    assert not seen.is_repeat("/api/contents/", a)  # back to an older answer: counted
+    seen.remember("/api/kernels", a)
+    seen.remember("/api/sessions", a)  # a third path: the oldest one is forgotten
+    assert not seen.is_repeat("/api/contents/", b)

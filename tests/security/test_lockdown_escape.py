@@ -264,6 +264,30 @@ def test_same_file_rewritten_between_reads(world, full_budget):
     assert got <= BUDGET + RESERVATION < len(blob)
 
 
+
+def test_codebook_of_repeated_answers_through_a_switched_directory_link(world, full_budget):
+    """A repeat of an earlier answer is free, so: serve each of 16 large answers once (counted),
+    then carry the data as reads of one path whose parent is a symlink switched between 16
+    directories (4 bits a read; each answer byte-identical to one already served: same name,
+    content and timestamps, the file itself never changes)."""
+    book = world["home"] / "codebook"
+    pad = "abcdefghij" * 5_000  # 50 kB of text per answer, far below the read limits
+    for i in range(16):
+        (book / f"v{i:02d}").mkdir(parents=True, exist_ok=True)
+        (book / f"v{i:02d}" / "s.txt").write_text(f"{i:02d}{pad}")
+    link = world["home"] / "symbol"
+    shown = 0
+    for step, nibble in enumerate([i % 16 for i in range(16)] + [(7 * i + 3) % 16 for i in range(200)]):
+        tmp = world["home"] / f".symbol-{step}"
+        tmp.symlink_to(book / f"v{nibble:02d}")
+        os.replace(tmp, link)
+        status, body, _ = full_budget.request("/api/contents/symbol/s.txt")
+        if status != 200:
+            break
+        assert body["content"].startswith(f"{nibble:02d}")
+        shown += len(json.dumps(body))
+    assert shown <= BUDGET + RESERVATION, f"{shown} bytes shown for a budget of {BUDGET}"
+
 # ---- routes refused outright --------------------------------------------------------------------------
 @pytest.mark.parametrize("path,headers", [
     ("/files/big.csv", {}),
