@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
-from tornado import httputil, websocket
+from tornado import httputil, web, websocket
 from tornado.web import OutputTransform
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,20 @@ class LastBodies:
                 self._last.popitem(last=False)
 
 
+def header_size(headers: httputil.HTTPHeaders) -> int:
+    """Bytes of ``headers`` as sent (``Name: value`` and the line end, each line)."""
+    return sum(len(name) + len(value) + 4 for name, value in headers.get_all())
+
+
+_original_set_status = web.RequestHandler.set_status
+
+
+def _standard_set_status(self, status_code: int, reason: str | None = None) -> None:
+    """``set_status`` with the standard reason phrase only: jupyter-server-proxy relays the
+    backend's status line, whose reason (up to 64 KB) a process in the workspace writes."""
+    _original_set_status(self, status_code)
+
+
 def _message_size(message) -> int:
     if isinstance(message, bytes):
         return len(message)
@@ -214,6 +228,7 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
             self.path = request.path
             self.get = request.method == "GET"
             self.exempt = request.method in ("GET", "HEAD") and self.path.startswith(exempt)
+            self.proxied = self.path.startswith(proxy_prefix)
             self.cut = False
 
         def _refused(self, reason: str, headers: httputil.HTTPHeaders) -> tuple[int, httputil.HTTPHeaders, bytes]:
@@ -221,22 +236,26 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
             body = json.dumps({"message": reason, "reason": "pds-lockdown"}).encode()
             fresh = httputil.HTTPHeaders({"Content-Type": "application/json", "Content-Length": str(len(body)),
                                           "Cache-Control": "no-store"})
-            for name in ("Set-Cookie",):
-                for value in headers.get_list(name):
-                    fresh.add(name, value)
+            if not self.proxied:  # the server's own cookies (XSRF, login); never a relayed one
+                for value in headers.get_list("Set-Cookie"):
+                    fresh.add("Set-Cookie", value)
             self.cut = True
             return 403, fresh, body
 
         def transform_first_chunk(self, status_code, headers, chunk, finishing):
             if self.exempt:
                 return status_code, headers, chunk
-            if self.path.startswith(proxy_prefix) and looks_like_data(chunk):
+            if self.proxied and looks_like_data(chunk):
                 return self._refused("data files cannot be fetched through the proxy: results leave only "
                                      "through an export request (pds_kernel.workspace.request_export)", headers)
+            # A relayed response's headers are the backend's, chosen by code in the workspace (up
+            # to 64 KB a response): counted, whatever the body. The server's own are not.
+            if self.proxied and not client.spend(header_size(headers)):
+                return self._refused(client.refusal or NO_LEDGER, headers)
             digest = None
             if finishing and self.get and status_code == 200:
                 digest = recent.digest(chunk)
-                relayed = self.path.startswith(proxy_prefix) and platform_files is not None
+                relayed = self.proxied and platform_files is not None
                 if recent.is_repeat(self.path, digest) or (relayed and platform_files.contains(chunk)):
                     return status_code, headers, chunk
             if not client.spend(len(chunk)):
@@ -292,3 +311,4 @@ def install(web_app, client: BudgetClient, exempt_prefixes: Iterable[str],
                                              platform_files))
     _clients[os.getpid()] = client
     websocket.WebSocketHandler.write_message = _counted_write_message
+    web.RequestHandler.set_status = _standard_set_status

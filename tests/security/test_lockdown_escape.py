@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -407,6 +409,69 @@ def test_http_server_on_the_dashboard_port(world, full_budget, dashboard_port_se
     status, body, _ = server.request(f"/proxy/{port}/blob.txt")
     assert _obtained(body) <= BUDGET + RESERVATION < len(world["csv"])
 
+
+
+HEADER_SERVER = r"""
+import base64, http.server, sys
+data = open(sys.argv[2], "rb").read()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        n = int(self.path.rsplit("/", 1)[-1])
+        piece = base64.b64encode(data[n * 30000:(n + 1) * 30000]).decode()
+        if self.path.startswith("/reason/"):  # the data in the status line's reason phrase
+            self.send_response(200, piece)
+        else:
+            self.send_response(200)
+            for i in range(0, len(piece), 4000):
+                self.send_header(f"X-Part-{i // 4000}", piece[i:i + 4000])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@pytest.fixture
+def header_server(world, dashboard_port_server):
+    """The attacker's server on the dashboard port: data in headers or in the reason phrase."""
+    server, port = dashboard_port_server
+    source = world["root"] / "headers-source.csv"
+    source.write_text(world["csv"])
+    proc = subprocess.Popen([sys.executable, "-c", HEADER_SERVER, str(port), str(source)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    yield server, port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_data_in_response_headers_of_the_dashboard_port(world, full_budget, header_server):
+    """A server on the dashboard port answers empty bodies whose headers carry the data (base64,
+    40 kB a response): only bodies were counted, so headers relayed by the proxy were free."""
+    server, port = header_server
+    got = 0
+    for n in range(120):
+        _, _, headers = server.request(f"/proxy/{port}/part/{n}")
+        got += sum(len(v) for k, v in headers.items() if k.lower().startswith("x-part-"))
+    assert got <= BUDGET + RESERVATION, f"{got} bytes of data obtained in headers for a budget of {BUDGET}"
+
+
+def test_data_in_the_status_reason_phrase_of_the_dashboard_port(world, full_budget, header_server):
+    """The same server puts 40 kB of data in the reason phrase of its status line, which the
+    proxy relayed as its own."""
+    server, port = header_server
+    got = 0
+    for n in range(120):
+        req = urllib.request.Request(f"{server.base}/proxy/{port}/reason/{n}",
+                                     headers={"Authorization": f"token {server.token}"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=60) as resp:
+                got += len(resp.reason or "")
+        except urllib.error.HTTPError as err:
+            got += len(err.reason or "")
+    assert got <= BUDGET + RESERVATION, f"{got} bytes of data obtained in reason phrases for a budget of {BUDGET}"
 
 # ---- the server's memory ---------------------------------------------------------------------------------
 PTRACE_PROBE = r"""
