@@ -354,6 +354,30 @@ def test_admin_takes_over_a_researchers_account(hub, admin):
     assert not hub.client().login("carol", "A" * 16, password="admin-chosen-99", code="123456")
 
 
+def test_admin_joins_a_projects_hub_group_and_starts_a_workspace(hub, admin):
+    """The administrator holds admin:groups: they put themselves in the project's hub group (the
+    group the hub gives members) and start a workspace of the project for themselves."""
+    xsrf = {"X-XSRFToken": admin.http.cookies.get("_xsrf", "")}
+    created = admin.http.post(f"{hub.url}/hub/api/groups/{PROJECT}", headers=xsrf, timeout=30)  # if absent
+    joined = admin.http.post(f"{hub.url}/hub/api/groups/{PROJECT}/users", json={"users": ["root"]},
+                             headers=xsrf, timeout=30)
+    try:
+        assert joined.status_code == 200, joined.text  # allowed by the hub: the registry decides
+        started = admin.http.post(f"{hub.url}/hub/api/users/root/servers/{PROJECT}", headers=xsrf, timeout=60)
+        deadline = time.monotonic() + 10
+        running = False
+        while time.monotonic() < deadline and not running and started.status_code < 400:
+            state = hub.admin_api("GET", "/users/root").json()["servers"].get(PROJECT)
+            running = bool(state and state["ready"])
+            time.sleep(0.5)
+        assert not running, "the administrator got a workspace of a project they are not a member of"
+        assert started.status_code >= 400 or PROJECT not in hub.admin_api("GET", "/users/root").json()["servers"]
+    finally:
+        hub.admin_api("DELETE", f"/groups/{PROJECT}/users", json={"users": ["root"]})
+        hub.admin_api("DELETE", f"/users/root/servers/{PROJECT}")
+        if created.status_code == 201:
+            hub.admin_api("DELETE", f"/groups/{PROJECT}")
+
 def test_admin_renames_their_hub_user_to_a_researchers_name(hub, secrets):
     """An admin with admin:users renames their own hub user (whose cookie they hold) to a
     researcher who has not logged in yet, to get that researcher's groups and servers."""
