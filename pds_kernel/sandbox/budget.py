@@ -10,11 +10,12 @@ Two choke points see all of it, whatever handler or extension produced it:
   WebSocket message goes through (kernel channels: outputs, completions, comm messages; terminals;
   proxied WebSockets), is wrapped once at load time.
 
-A GET answered in one piece with exactly the bytes of the previous answer to the same path is
-not counted again (:class:`LastBodies`): JupyterLab polls the directory, its kernels and sessions
-every few seconds, and a repeat of the last answer carries no new information. Only the *last*
-answer of a path is free: were any earlier answer free, a kernel could switch a path between a
-few answers already served (a codebook) and carry bits in which one comes back, uncounted.
+A GET answered in one piece with exactly the bytes of the previous answer to the same path and
+query (:func:`poll_key`) is not counted again (:class:`LastBodies`): JupyterLab polls the
+directory, its kernels and sessions every few seconds, and a repeat of the last answer carries no
+new information. Only the *last* answer is free: were any earlier answer free, a kernel could
+switch a path between a few answers already served (a codebook) and carry bits in which one
+comes back, uncounted.
 
 Bytes are *reserved* from the hub (:mod:`pds_kernel.hub.budget`) before they are sent, a few MiB
 at a time, so a server that is killed loses only its unspent reservation (counted as spent).
@@ -139,10 +140,10 @@ class BudgetClient:
 
 
 class LastBodies:
-    """The digest of the last body served for each of the last ``size`` paths: a GET whose body
-    equals the previous one of its path is a repeat (counted once). An answer equal to an older
-    one of the path is counted again: otherwise which of several known answers comes back would
-    carry information for free."""
+    """The digest of the last body served for each of the last ``size`` keys (:func:`poll_key`):
+    a GET whose body equals the previous one of its key is a repeat (counted once). An answer
+    equal to an older one of the key is counted again: otherwise which of several known answers
+    comes back would carry information for free."""
 
     def __init__(self, size: int = 2048):
         self.size = size
@@ -167,6 +168,15 @@ class LastBodies:
             self._last.move_to_end(path)
             while len(self._last) > self.size:
                 self._last.popitem(last=False)
+
+
+def poll_key(path: str, query: str) -> str:
+    """What identifies one polled request: the path and its query, without JupyterLab's cache
+    buster (a bare number, ``?1733300000000``, new at every request). So a directory listed with
+    ``content=1`` and checked with ``content=0`` in turn has two last answers, not one that
+    changes at every poll (which would count every poll)."""
+    kept = sorted(part for part in query.split("&") if part and not part.isdigit())
+    return path + ("?" + "&".join(kept) if kept else "")
 
 
 def header_size(headers: httputil.HTTPHeaders) -> int:
@@ -226,6 +236,7 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
     class CountedOutput(OutputTransform):
         def __init__(self, request: httputil.HTTPServerRequest) -> None:
             self.path = request.path
+            self.key = poll_key(request.path, request.query)
             self.get = request.method == "GET"
             self.exempt = request.method in ("GET", "HEAD") and self.path.startswith(exempt)
             self.proxied = self.path.startswith(proxy_prefix)
@@ -256,12 +267,12 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
             if finishing and self.get and status_code == 200:
                 digest = recent.digest(chunk)
                 relayed = self.proxied and platform_files is not None
-                if recent.is_repeat(self.path, digest) or (relayed and platform_files.contains(chunk)):
+                if recent.is_repeat(self.key, digest) or (relayed and platform_files.contains(chunk)):
                     return status_code, headers, chunk
             if not client.spend(len(chunk)):
                 return self._refused(client.refusal or NO_LEDGER, headers)
             if digest is not None:
-                recent.remember(self.path, digest)
+                recent.remember(self.key, digest)
             return status_code, headers, chunk
 
         def transform_chunk(self, chunk, finishing):
