@@ -8,7 +8,8 @@ Two choke points see all of it, whatever handler or extension produced it:
   platform (JupyterLab's and jupyter_server's own assets, read-only) are exempt;
 * WebSocket: ``tornado.websocket.WebSocketHandler.write_message``, which every server-to-browser
   WebSocket message goes through (kernel channels: outputs, completions, comm messages; terminals;
-  proxied WebSockets), is wrapped once at load time.
+  proxied WebSockets), and ``ping``, whose payload jupyter-server-proxy relays from the backend,
+  are wrapped once at load time.
 
 A GET answered in one piece with exactly the bytes of the previous answer to the same path and
 query (:func:`poll_key`) is not counted again (:class:`LastBodies`): JupyterLab polls the
@@ -305,6 +306,21 @@ def _counted_write_message(self, message, binary: bool = False):
     return _closed_future()
 
 
+_original_ping = websocket.WebSocketHandler.ping
+
+
+def _counted_ping(self, data: bytes | str = b"") -> None:
+    """``ping`` with its payload counted: jupyter-server-proxy relays a backend's pings (125
+    bytes each, as fast as the backend sends them) to the browser, outside ``write_message``."""
+    client = _clients.get(os.getpid())
+    size = len(data.encode("utf-8") if isinstance(data, str) else data)
+    if client is not None and client.spend(size):
+        return _original_ping(self, data)
+    log.warning("lockdown: closed the WebSocket %s: %s", self.request.path,
+                client.refusal if client else "no budget client")
+    self.close(1008, CLOSE_REASON)
+
+
 def _closed_future():
     from tornado.concurrent import Future
 
@@ -322,4 +338,5 @@ def install(web_app, client: BudgetClient, exempt_prefixes: Iterable[str],
                                              platform_files))
     _clients[os.getpid()] = client
     websocket.WebSocketHandler.write_message = _counted_write_message
+    websocket.WebSocketHandler.ping = _counted_ping
     web.RequestHandler.set_status = _standard_set_status

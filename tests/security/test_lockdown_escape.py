@@ -473,6 +473,59 @@ def test_data_in_the_status_reason_phrase_of_the_dashboard_port(world, full_budg
             got += len(err.reason or "")
     assert got <= BUDGET + RESERVATION, f"{got} bytes of data obtained in reason phrases for a budget of {BUDGET}"
 
+
+PING_SERVER = r"""
+import asyncio, base64, sys
+from tornado import web, websocket
+data = base64.b64encode(open(sys.argv[2], "rb").read())
+class Pings(websocket.WebSocketHandler):
+    async def open(self):
+        for i in range(0, min(len(data), 40_000 * 125), 125):
+            self.ping(data[i:i + 125])
+            if i % 12_500 == 0:
+                await asyncio.sleep(0)
+        self.write_message("done")
+async def main():
+    web.Application([(r"/ws", Pings)]).listen(int(sys.argv[1]), "127.0.0.1")
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def test_data_in_websocket_pings_of_the_dashboard_port(world, full_budget, dashboard_port_server):
+    """A WebSocket server on the dashboard port sends the data as ping payloads (125 bytes each,
+    5 MB in all): the proxy relays a backend's pings to the browser, outside write_message."""
+    import asyncio
+
+    from jupyter_server_proxy.websocket import pingable_ws_connect
+    from tornado.httpclient import HTTPRequest
+
+    server, port = dashboard_port_server
+    source = world["root"] / "pings-source.csv"
+    source.write_text(world["csv"])
+    proc = subprocess.Popen([sys.executable, "-c", PING_SERVER, str(port), str(source)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    received = []
+
+    async def collect():
+        url = server.base.replace("http://", "ws://") + f"/proxy/{port}/ws"
+        conn = await pingable_ws_connect(HTTPRequest(url, headers={"Authorization": f"token {server.token}"}),
+                                         on_ping_callback=received.append)
+        try:
+            while await asyncio.wait_for(conn.read_message(), timeout=60) not in (None, "done"):
+                pass
+        finally:
+            conn.close()
+
+    try:
+        time.sleep(1.5)
+        asyncio.run(collect())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    got = sum(len(p) for p in received)
+    assert got <= BUDGET + RESERVATION, f"{got} bytes of data obtained in pings for a budget of {BUDGET}"
+
 # ---- the server's memory ---------------------------------------------------------------------------------
 PTRACE_PROBE = r"""
 import ctypes, json, os, sys, time
