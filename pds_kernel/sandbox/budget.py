@@ -8,11 +8,15 @@ Two choke points see all of it, whatever handler or extension produced it:
   platform (JupyterLab's and jupyter_server's own assets, read-only) are exempt;
 * WebSocket: ``tornado.websocket.WebSocketHandler.write_message``, which every server-to-browser
   WebSocket message goes through (kernel channels: outputs, completions, comm messages; terminals;
-  proxied WebSockets), is wrapped once at load time.
+  proxied WebSockets), and ``ping``, whose payload jupyter-server-proxy relays from the backend,
+  are wrapped once at load time.
 
-A GET answered in one piece with exactly the bytes this server already sent for the same path
-is not counted again (:class:`RecentBodies`): JupyterLab polls the directory, its kernels and
-sessions every few seconds, and a repeat carries no new information.
+A GET answered in one piece with exactly the bytes of the previous answer to the same path and
+query (:func:`poll_key`) is not counted again (:class:`LastBodies`): JupyterLab polls the
+directory, its kernels and sessions every few seconds, and a repeat of the last answer carries no
+new information. Only the *last* answer is free: were any earlier answer free, a kernel could
+switch a path between a few answers already served (a codebook) and carry bits in which one
+comes back, uncounted.
 
 Bytes are *reserved* from the hub (:mod:`pds_kernel.hub.budget`) before they are sent, a few MiB
 at a time, so a server that is killed loses only its unspent reservation (counted as spent).
@@ -34,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
-from tornado import httputil, websocket
+from tornado import httputil, web, websocket
 from tornado.web import OutputTransform
 
 log = logging.getLogger(__name__)
@@ -136,31 +140,58 @@ class BudgetClient:
         return granted
 
 
-class RecentBodies:
-    """Digests of the last ``size`` (path, body) pairs served, to count a repeat once."""
+class LastBodies:
+    """The digest of the last body served for each of the last ``size`` keys (:func:`poll_key`):
+    a GET whose body equals the previous one of its key is a repeat (counted once). An answer
+    equal to an older one of the key is counted again: otherwise which of several known answers
+    comes back would carry information for free."""
 
     def __init__(self, size: int = 2048):
         self.size = size
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._last: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
-    def digest(path: str, body: bytes) -> bytes:
-        return hashlib.sha256(path.encode() + b"\0" + body).digest()
+    def digest(body: bytes) -> bytes:
+        return hashlib.sha256(body).digest()
 
-    def seen_before(self, digest: bytes) -> bool:
+    def is_repeat(self, path: str, digest: bytes) -> bool:
         with self._lock:
-            if digest in self._seen:
-                self._seen.move_to_end(digest)
+            if self._last.get(path) == digest:
+                self._last.move_to_end(path)
                 return True
             return False
 
-    def remember(self, digest: bytes) -> None:
+    def remember(self, path: str, digest: bytes) -> None:
         """Call only once the body was counted."""
         with self._lock:
-            self._seen[digest] = None
-            while len(self._seen) > self.size:
-                self._seen.popitem(last=False)
+            self._last[path] = digest
+            self._last.move_to_end(path)
+            while len(self._last) > self.size:
+                self._last.popitem(last=False)
+
+
+def poll_key(path: str, query: str) -> str:
+    """What identifies one polled request: the path and its query, without JupyterLab's cache
+    buster (a bare number, ``?1733300000000``, new at every request). So a directory listed with
+    ``content=1`` and checked with ``content=0`` in turn has two last answers, not one that
+    changes at every poll (which would count every poll)."""
+    kept = sorted(part for part in query.split("&") if part and not part.isdigit())
+    return path + ("?" + "&".join(kept) if kept else "")
+
+
+def header_size(headers: httputil.HTTPHeaders) -> int:
+    """Bytes of ``headers`` as sent (``Name: value`` and the line end, each line)."""
+    return sum(len(name) + len(value) + 4 for name, value in headers.get_all())
+
+
+_original_set_status = web.RequestHandler.set_status
+
+
+def _standard_set_status(self, status_code: int, reason: str | None = None) -> None:
+    """``set_status`` with the standard reason phrase only: jupyter-server-proxy relays the
+    backend's status line, whose reason (up to 64 KB) a process in the workspace writes."""
+    _original_set_status(self, status_code)
 
 
 def _message_size(message) -> int:
@@ -201,13 +232,15 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
                    platform_files: PlatformFiles | None = None) -> type[OutputTransform]:
     """An output transform class counting every response body against ``client``."""
     exempt = tuple(exempt_prefixes)
-    recent = RecentBodies()
+    recent = LastBodies()
 
     class CountedOutput(OutputTransform):
         def __init__(self, request: httputil.HTTPServerRequest) -> None:
             self.path = request.path
+            self.key = poll_key(request.path, request.query)
             self.get = request.method == "GET"
             self.exempt = request.method in ("GET", "HEAD") and self.path.startswith(exempt)
+            self.proxied = self.path.startswith(proxy_prefix)
             self.cut = False
 
         def _refused(self, reason: str, headers: httputil.HTTPHeaders) -> tuple[int, httputil.HTTPHeaders, bytes]:
@@ -215,28 +248,32 @@ def make_transform(client: BudgetClient, exempt_prefixes: Iterable[str],
             body = json.dumps({"message": reason, "reason": "pds-lockdown"}).encode()
             fresh = httputil.HTTPHeaders({"Content-Type": "application/json", "Content-Length": str(len(body)),
                                           "Cache-Control": "no-store"})
-            for name in ("Set-Cookie",):
-                for value in headers.get_list(name):
-                    fresh.add(name, value)
+            if not self.proxied:  # the server's own cookies (XSRF, login); never a relayed one
+                for value in headers.get_list("Set-Cookie"):
+                    fresh.add("Set-Cookie", value)
             self.cut = True
             return 403, fresh, body
 
         def transform_first_chunk(self, status_code, headers, chunk, finishing):
             if self.exempt:
                 return status_code, headers, chunk
-            if self.path.startswith(proxy_prefix) and looks_like_data(chunk):
+            if self.proxied and looks_like_data(chunk):
                 return self._refused("data files cannot be fetched through the proxy: results leave only "
                                      "through an export request (pds_kernel.workspace.request_export)", headers)
+            # A relayed response's headers are the backend's, chosen by code in the workspace (up
+            # to 64 KB a response): counted, whatever the body. The server's own are not.
+            if self.proxied and not client.spend(header_size(headers)):
+                return self._refused(client.refusal or NO_LEDGER, headers)
             digest = None
             if finishing and self.get and status_code == 200:
-                digest = recent.digest(self.path, chunk)
-                relayed = self.path.startswith(proxy_prefix) and platform_files is not None
-                if recent.seen_before(digest) or (relayed and platform_files.contains(chunk)):
+                digest = recent.digest(chunk)
+                relayed = self.proxied and platform_files is not None
+                if recent.is_repeat(self.key, digest) or (relayed and platform_files.contains(chunk)):
                     return status_code, headers, chunk
             if not client.spend(len(chunk)):
                 return self._refused(client.refusal or NO_LEDGER, headers)
             if digest is not None:
-                recent.remember(digest)
+                recent.remember(self.key, digest)
             return status_code, headers, chunk
 
         def transform_chunk(self, chunk, finishing):
@@ -269,6 +306,21 @@ def _counted_write_message(self, message, binary: bool = False):
     return _closed_future()
 
 
+_original_ping = websocket.WebSocketHandler.ping
+
+
+def _counted_ping(self, data: bytes | str = b"") -> None:
+    """``ping`` with its payload counted: jupyter-server-proxy relays a backend's pings (125
+    bytes each, as fast as the backend sends them) to the browser, outside ``write_message``."""
+    client = _clients.get(os.getpid())
+    size = len(data.encode("utf-8") if isinstance(data, str) else data)
+    if client is not None and client.spend(size):
+        return _original_ping(self, data)
+    log.warning("lockdown: closed the WebSocket %s: %s", self.request.path,
+                client.refusal if client else "no budget client")
+    self.close(1008, CLOSE_REASON)
+
+
 def _closed_future():
     from tornado.concurrent import Future
 
@@ -286,3 +338,5 @@ def install(web_app, client: BudgetClient, exempt_prefixes: Iterable[str],
                                              platform_files))
     _clients[os.getpid()] = client
     websocket.WebSocketHandler.write_message = _counted_write_message
+    websocket.WebSocketHandler.ping = _counted_ping
+    web.RequestHandler.set_status = _standard_set_status

@@ -158,3 +158,59 @@ def test_budget_client_reserves_ahead_and_backs_off_after_a_refusal(tmp_path):
         assert not BudgetClient(None, None, chunk=1).spend(1)
     finally:
         ledger.close()
+
+
+def test_only_a_repeat_of_the_last_answer_of_a_path_is_free():
+    """JupyterLab's polling (the same answer again) is counted once; an answer equal to an older
+    one of the path is counted again (else switching between known answers carries data free)."""
+    from pds_kernel.sandbox.budget import LastBodies
+
+    seen = LastBodies(size=2)
+    a, b = LastBodies.digest(b"listing A"), LastBodies.digest(b"listing B")
+    assert not seen.is_repeat("/api/contents/", a)
+    seen.remember("/api/contents/", a)
+    assert seen.is_repeat("/api/contents/", a)  # polling: free
+    assert not seen.is_repeat("/api/kernels", a)  # the same bytes on another path: counted
+    seen.remember("/api/contents/", b)
+    assert not seen.is_repeat("/api/contents/", a)  # back to an older answer: counted
+    seen.remember("/api/kernels", a)
+    seen.remember("/api/sessions", a)  # a third path: the oldest one is forgotten
+    assert not seen.is_repeat("/api/contents/", b)
+
+
+def test_a_polled_request_is_keyed_by_path_and_query_without_the_cache_buster():
+    from pds_kernel.sandbox.budget import poll_key
+
+    assert poll_key("/api/contents/", "content=1&1733300000000") == poll_key("/api/contents/", "1733300000999&content=1")
+    assert poll_key("/api/contents/", "content=1") != poll_key("/api/contents/", "content=0")
+    assert poll_key("/api/kernels", "") == poll_key("/api/kernels", "1733300000000") == "/api/kernels"
+
+
+def test_jupyterlab_polling_is_counted_once_and_a_change_again(tmp_path):
+    """JupyterLab polls the directory (content=1, and content=0 checks of the same path), its
+    kernels and sessions, each with a new cache-busting number: after the first answers, polls
+    reserve nothing from the hub (a 1-byte reservation makes every counted byte a hub request);
+    a changed listing is counted."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for i in range(30):
+        (home / f"result-{i}.txt").write_text("x")
+    ledger = LedgerHost(tmp_path / "ledger.db", capacity=64 * 1024 * 1024, token=secrets.token_hex(8))
+    notebook = start_server(home, tmp_path, ledger=ledger, args=["--Lockdown.budget_reservation_bytes=1"])
+    server = {"base": notebook.base, "token": notebook.token}
+    polls = ["/api/contents/?content=1&hash=0&{}", "/api/contents/?content=0&{}", "/api/kernels?{}",
+             "/api/sessions?{}"]
+    try:
+        for n, poll in enumerate(polls):
+            assert request(server, poll.format(1733300000000 + n))[0] == 200
+        asked = ledger.requests
+        for n in range(10):
+            for poll in polls:
+                assert request(server, poll.format(1733300001000 + n))[0] == 200
+        assert ledger.requests == asked
+        (home / "result-new.txt").write_text("y")
+        assert request(server, polls[0].format(1733300002000))[0] == 200
+        assert ledger.requests > asked
+    finally:
+        notebook.stop()
+        ledger.close()

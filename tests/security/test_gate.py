@@ -115,6 +115,18 @@ def test_author_fetches_the_staged_file_in_a_later_state(gate, state):
         assert_refused(download)
 
 
+def test_author_who_is_also_a_checker_of_the_project_reads_their_unreleased_file(gate):
+    """bob is a researcher and an output checker of the project: as the author of a request he
+    gets no contents by any form, and the author's redacted view, not the checker's."""
+    view = gate.submit(author="bob")
+    for form in RAW_FORMS:
+        assert_refused(fetch(gate, "bob", form.format(id=view.id)), allowed=(400, 403, 404, 409))
+    page = gate.browser("bob").get(gate.base + f"requests/{view.id}", timeout=60)
+    answer = gate.api("bob", "GET", f"requests/{view.id}")
+    assert page.status_code == 200 and answer.status_code == 200
+    assert not leaks(page.text) and not leaks(answer.text), (leaks(page.text), leaks(answer.text))
+    assert answer.json()["contents_visible"] is False
+
 # ---- other people -----------------------------------------------------------------------------
 def test_another_researcher_of_the_project_reads_the_request(gate):
     view = gate.submit()

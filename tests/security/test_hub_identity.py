@@ -102,13 +102,26 @@ def spawn(hub: Hub, user: str, secret: str):
     return client, wait_ready(client, user, PROJECT)
 
 
+@pytest.fixture(scope="module")
+def alice_workspace(hub, alice):
+    """alice's real workspace of the project, started with the ``alice`` client (one for the
+    module: another login would wait for the next TOTP step, a spawn right after a stop for the
+    stop), as (client, server state); stopped at the end."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    started = alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}")
+    assert started.status_code in (201, 202), started.text
+    yield alice, wait_ready(alice, "alice", PROJECT)
+    assert alice.api("DELETE", f"/hub/api/users/alice/servers/{PROJECT}").status_code in (202, 204)
+
+
 # ---- the hub socket --------------------------------------------------------------------------------
-def test_kernel_logs_in_and_mints_a_token_through_the_hub_socket(hub: Hub, secrets):
+def test_kernel_logs_in_and_mints_a_token_through_the_hub_socket(hub: Hub, secrets, alice_workspace):
     """The demo attack, from inside a real workspace: POST /hub/login with the user's password and
     code through 127.0.0.1:8081, then create a token with the server's own token."""
     from hub_kernel import execute
 
-    client, state = spawn(hub, "alice", secrets["alice"])
+    client, state = alice_workspace
     code = onetimepass.get_totp(secrets["alice"], as_string=True).decode()
     attack = f"""
 import json, os, urllib.parse, urllib.request, urllib.error
@@ -140,8 +153,36 @@ print(json.dumps({{k: v[0] for k, v in results.items()}}))
     # activity) went through
     assert {e.details["path"] for e in refusals} == {"/hub/login", "/hub/api/users/alice/tokens",
                                                     "/hub/api/users"}
-    assert client.api("DELETE", f"/hub/api/users/alice/servers/{PROJECT}").status_code in (202, 204)
 
+
+def test_kernel_asks_the_oauth_endpoint_for_a_token_with_the_servers_client_secret(hub: Hub, alice_workspace):
+    """From inside a real workspace: the server's OAuth client id and secret are in the kernel's
+    environment; ask /hub/api/oauth2/token for a token by every grant that needs no browser."""
+    from hub_kernel import execute
+
+    client, state = alice_workspace
+    attack = f"""
+import json, os, urllib.parse, urllib.request, urllib.error
+secret, client_id = os.environ["JUPYTERHUB_API_TOKEN"], os.environ.get("JUPYTERHUB_CLIENT_ID", "")
+out = {{}}
+for grant in ("client_credentials", "password", "refresh_token", "implicit"):
+    form = {{"grant_type": grant, "client_id": client_id, "client_secret": secret, "username": "alice",
+             "password": {PASSWORD!r}, "refresh_token": secret, "scope": "tokens admin:users"}}
+    req = urllib.request.Request("http://127.0.0.1:8081/hub/api/oauth2/token", method="POST",
+                                 data=urllib.parse.urlencode(form).encode(),
+                                 headers={{"Authorization": "token " + secret,
+                                          "Content-Type": "application/x-www-form-urlencoded"}})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            out[grant] = [r.status, r.read().decode(errors="replace")]
+    except urllib.error.HTTPError as e:
+        out[grant] = [e.code, e.read().decode(errors="replace")]
+print(json.dumps(out))
+"""
+    result = execute(f"{hub.url}{state['url'].rstrip('/')}", client.token, attack)
+    assert result["error"] is None, result["error"]
+    answers = json.loads(result["stdout"].strip().splitlines()[-1])
+    assert all(status >= 400 and "access_token" not in body for status, body in answers.values()), answers
 
 def test_token_creation_with_the_server_token(hub, alice, bridge):
     before = token_count(hub, "alice", alice.token)
@@ -312,6 +353,30 @@ def test_admin_takes_over_a_researchers_account(hub, admin):
     assert row is not None and row[0] == 0
     assert not hub.client().login("carol", "A" * 16, password="admin-chosen-99", code="123456")
 
+
+def test_admin_joins_a_projects_hub_group_and_starts_a_workspace(hub, admin):
+    """The administrator holds admin:groups: they put themselves in the project's hub group (the
+    group the hub gives members) and start a workspace of the project for themselves."""
+    xsrf = {"X-XSRFToken": admin.http.cookies.get("_xsrf", "")}
+    created = admin.http.post(f"{hub.url}/hub/api/groups/{PROJECT}", headers=xsrf, timeout=30)  # if absent
+    joined = admin.http.post(f"{hub.url}/hub/api/groups/{PROJECT}/users", json={"users": ["root"]},
+                             headers=xsrf, timeout=30)
+    try:
+        assert joined.status_code == 200, joined.text  # allowed by the hub: the registry decides
+        started = admin.http.post(f"{hub.url}/hub/api/users/root/servers/{PROJECT}", headers=xsrf, timeout=60)
+        deadline = time.monotonic() + 10
+        running = False
+        while time.monotonic() < deadline and not running and started.status_code < 400:
+            state = hub.admin_api("GET", "/users/root").json()["servers"].get(PROJECT)
+            running = bool(state and state["ready"])
+            time.sleep(0.5)
+        assert not running, "the administrator got a workspace of a project they are not a member of"
+        assert started.status_code >= 400 or PROJECT not in hub.admin_api("GET", "/users/root").json()["servers"]
+    finally:
+        hub.admin_api("DELETE", f"/groups/{PROJECT}/users", json={"users": ["root"]})
+        hub.admin_api("DELETE", f"/users/root/servers/{PROJECT}")
+        if created.status_code == 201:
+            hub.admin_api("DELETE", f"/groups/{PROJECT}")
 
 def test_admin_renames_their_hub_user_to_a_researchers_name(hub, secrets):
     """An admin with admin:users renames their own hub user (whose cookie they hold) to a

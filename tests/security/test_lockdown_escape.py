@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -264,6 +266,30 @@ def test_same_file_rewritten_between_reads(world, full_budget):
     assert got <= BUDGET + RESERVATION < len(blob)
 
 
+
+def test_codebook_of_repeated_answers_through_a_switched_directory_link(world, full_budget):
+    """A repeat of an earlier answer is free, so: serve each of 16 large answers once (counted),
+    then carry the data as reads of one path whose parent is a symlink switched between 16
+    directories (4 bits a read; each answer byte-identical to one already served: same name,
+    content and timestamps, the file itself never changes)."""
+    book = world["home"] / "codebook"
+    pad = "abcdefghij" * 5_000  # 50 kB of text per answer, far below the read limits
+    for i in range(16):
+        (book / f"v{i:02d}").mkdir(parents=True, exist_ok=True)
+        (book / f"v{i:02d}" / "s.txt").write_text(f"{i:02d}{pad}")
+    link = world["home"] / "symbol"
+    shown = 0
+    for step, nibble in enumerate([i % 16 for i in range(16)] + [(7 * i + 3) % 16 for i in range(200)]):
+        tmp = world["home"] / f".symbol-{step}"
+        tmp.symlink_to(book / f"v{nibble:02d}")
+        os.replace(tmp, link)
+        status, body, _ = full_budget.request("/api/contents/symbol/s.txt")
+        if status != 200:
+            break
+        assert body["content"].startswith(f"{nibble:02d}")
+        shown += len(json.dumps(body))
+    assert shown <= BUDGET + RESERVATION, f"{shown} bytes shown for a budget of {BUDGET}"
+
 # ---- routes refused outright --------------------------------------------------------------------------
 @pytest.mark.parametrize("path,headers", [
     ("/files/big.csv", {}),
@@ -383,6 +409,122 @@ def test_http_server_on_the_dashboard_port(world, full_budget, dashboard_port_se
     status, body, _ = server.request(f"/proxy/{port}/blob.txt")
     assert _obtained(body) <= BUDGET + RESERVATION < len(world["csv"])
 
+
+
+HEADER_SERVER = r"""
+import base64, http.server, sys
+data = open(sys.argv[2], "rb").read()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        n = int(self.path.rsplit("/", 1)[-1])
+        piece = base64.b64encode(data[n * 30000:(n + 1) * 30000]).decode()
+        if self.path.startswith("/reason/"):  # the data in the status line's reason phrase
+            self.send_response(200, piece)
+        else:
+            self.send_response(200)
+            for i in range(0, len(piece), 4000):
+                self.send_header(f"X-Part-{i // 4000}", piece[i:i + 4000])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@pytest.fixture
+def header_server(world, dashboard_port_server):
+    """The attacker's server on the dashboard port: data in headers or in the reason phrase."""
+    server, port = dashboard_port_server
+    source = world["root"] / "headers-source.csv"
+    source.write_text(world["csv"])
+    proc = subprocess.Popen([sys.executable, "-c", HEADER_SERVER, str(port), str(source)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    yield server, port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_data_in_response_headers_of_the_dashboard_port(world, full_budget, header_server):
+    """A server on the dashboard port answers empty bodies whose headers carry the data (base64,
+    40 kB a response): only bodies were counted, so headers relayed by the proxy were free."""
+    server, port = header_server
+    got = 0
+    for n in range(120):
+        _, _, headers = server.request(f"/proxy/{port}/part/{n}")
+        got += sum(len(v) for k, v in headers.items() if k.lower().startswith("x-part-"))
+    assert got <= BUDGET + RESERVATION, f"{got} bytes of data obtained in headers for a budget of {BUDGET}"
+
+
+def test_data_in_the_status_reason_phrase_of_the_dashboard_port(world, full_budget, header_server):
+    """The same server puts 40 kB of data in the reason phrase of its status line, which the
+    proxy relayed as its own."""
+    server, port = header_server
+    got = 0
+    for n in range(120):
+        req = urllib.request.Request(f"{server.base}/proxy/{port}/reason/{n}",
+                                     headers={"Authorization": f"token {server.token}"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=60) as resp:
+                got += len(resp.reason or "")
+        except urllib.error.HTTPError as err:
+            got += len(err.reason or "")
+    assert got <= BUDGET + RESERVATION, f"{got} bytes of data obtained in reason phrases for a budget of {BUDGET}"
+
+
+PING_SERVER = r"""
+import asyncio, base64, sys
+from tornado import web, websocket
+data = base64.b64encode(open(sys.argv[2], "rb").read())
+class Pings(websocket.WebSocketHandler):
+    async def open(self):
+        for i in range(0, min(len(data), 40_000 * 125), 125):
+            self.ping(data[i:i + 125])
+            if i % 12_500 == 0:
+                await asyncio.sleep(0)
+        self.write_message("done")
+async def main():
+    web.Application([(r"/ws", Pings)]).listen(int(sys.argv[1]), "127.0.0.1")
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def test_data_in_websocket_pings_of_the_dashboard_port(world, full_budget, dashboard_port_server):
+    """A WebSocket server on the dashboard port sends the data as ping payloads (125 bytes each,
+    5 MB in all): the proxy relays a backend's pings to the browser, outside write_message."""
+    import asyncio
+
+    from jupyter_server_proxy.websocket import pingable_ws_connect
+    from tornado.httpclient import HTTPRequest
+
+    server, port = dashboard_port_server
+    source = world["root"] / "pings-source.csv"
+    source.write_text(world["csv"])
+    proc = subprocess.Popen([sys.executable, "-c", PING_SERVER, str(port), str(source)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    received = []
+
+    async def collect():
+        url = server.base.replace("http://", "ws://") + f"/proxy/{port}/ws"
+        conn = await pingable_ws_connect(HTTPRequest(url, headers={"Authorization": f"token {server.token}"}),
+                                         on_ping_callback=received.append)
+        try:
+            while await asyncio.wait_for(conn.read_message(), timeout=60) not in (None, "done"):
+                pass
+        finally:
+            conn.close()
+
+    try:
+        time.sleep(1.5)
+        asyncio.run(collect())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    got = sum(len(p) for p in received)
+    assert got <= BUDGET + RESERVATION, f"{got} bytes of data obtained in pings for a budget of {BUDGET}"
 
 # ---- the server's memory ---------------------------------------------------------------------------------
 PTRACE_PROBE = r"""

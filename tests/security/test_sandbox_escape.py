@@ -182,3 +182,73 @@ def test_fork_bomb_without_control_groups_stops_at_the_process_limit(world, monk
     result = attempt(world, "probe_fork_bomb")
     assert not result.succeeded, f"{result.name}: {result.detail}"
     assert "Resource temporarily unavailable" in result.detail  # EAGAIN: the process limit, not memory
+
+
+INT80_UNSHARE = r"""
+import ctypes, mmap, os
+# unshare(CLONE_NEWUSER) through the 32-bit system call gate (int 0x80, i386 number 310): a filter
+# that compared x86-64 numbers only would not see it.
+code = bytes.fromhex("b836010000" "bb00000010" "cd80" "c3")  # mov eax,310; mov ebx,flag; int 0x80; ret
+buf = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+buf.write(code)
+address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+call = ctypes.CFUNCTYPE(ctypes.c_int)(address)
+pid = os.fork()
+if pid == 0:
+    result = call()
+    print("int80 unshare returned", result, flush=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child status", status, "signal", os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the 32-bit gate exists on x86-64 only")
+def test_unshare_a_user_namespace_through_the_32_bit_system_call_gate(world, capfd):
+    run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", INT80_UNSHARE], actor="red-team",
+                   timeout=60)
+    out = capfd.readouterr().out
+    assert "child status" in out, out
+    assert "int80 unshare returned 0" not in out, out  # 0: a new user namespace was made
+
+
+CROSS_WRITE = r"""
+import os, sys
+marker = sys.argv[1]
+written = []
+for root, dirs, files in os.walk("/"):
+    if root.startswith(("/proc", "/sys", "/data", "/dev")):
+        dirs[:] = []
+        continue
+    if os.access(root, os.W_OK):
+        try:
+            open(os.path.join(root, marker), "w").write("from another workspace")
+            written.append(root)
+        except OSError:
+            pass
+print("WROTE", ",".join(written))
+"""
+CROSS_READ = r"""
+import os, sys
+marker = sys.argv[1]
+found = [root for root, dirs, files in os.walk("/") if marker in files and not root.startswith("/proc")]
+print("FOUND", ",".join(found))
+"""
+
+
+def test_a_file_left_by_one_workspace_is_read_in_another(world, capfd):
+    """A shared writable place between two workspaces (one user's diabetes data carried into a
+    project where it may be exported, or another user's): alice's sandbox writes a marker in every
+    directory it can write, bob's (another project) searches its whole file system for it."""
+    import secrets as random_names
+
+    marker = f"pds-cross-{random_names.token_hex(6)}"
+    run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", CROSS_WRITE, marker], actor="red-team",
+                   timeout=120)
+    run_in_sandbox(world.runtime, "bob", "proj-b", ["python", "-c", CROSS_READ, marker], actor="red-team",
+                   timeout=120)
+    out = capfd.readouterr().out
+    wrote = next(line for line in out.splitlines() if line.startswith("WROTE"))
+    found = next(line for line in out.splitlines() if line.startswith("FOUND"))
+    assert "/home/jovyan" in wrote  # the attempt could write somewhere
+    assert found == "FOUND ", (wrote, found)
