@@ -130,8 +130,10 @@ def lake_schema(table: str) -> dict:
     return {c.name: polars_type(c.type) for c in ingestible_table(table).columns}
 
 
+@functools.cache
 def arrow_schema(table: str) -> pa.Schema:
-    """The Arrow schema of a lake file of ``table`` (what polars writes for the lake types)."""
+    """The Arrow schema of a lake file of ``table`` (what polars writes for the lake types); built
+    once per table and process (building it costs more than parsing a small file's rows)."""
     return pl.DataFrame(schema=lake_schema(table)).to_arrow().schema
 
 
