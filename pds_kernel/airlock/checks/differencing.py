@@ -81,6 +81,43 @@ def check_totals(table: LoadedTable, thresholds: Thresholds, count_columns: Iter
     return out
 
 
+def check_unnamed_totals(table: LoadedTable, thresholds: Thresholds, count_columns: Iterable[int]) -> list[Finding]:
+    """A row (or count column) that is not named a total but equals the sum of the other rows (or
+    columns) plus fewer persons than the threshold: a total under another name that reveals a
+    hidden category. Review: the gate cannot tell a total from a coincidence."""
+    columns = [c for c in count_columns if c not in set(table.total_cols)]
+    body = np.array([r for r in range(table.values.shape[0]) if r not in set(table.total_rows)], dtype=int)
+    if len(body) < 3 or not columns:
+        return []
+    block = table.values[np.ix_(body, columns)]
+    out = []
+    full = ~np.isnan(block).any(axis=0)
+    if full.any():
+        sub = block[:, full]
+        excess = 2 * sub - sub.sum(axis=0)  # each row minus the sum of the other rows
+        hits = np.nonzero(np.all((excess >= 0) & (excess < thresholds.min_cell), axis=1) & np.any(excess > 0, axis=1))[0]
+        for i in hits[:1]:
+            r, c = int(body[i]), table.numeric[columns[int(np.argmax(excess[i] > 0))]]
+            out.append(Finding("differencing", Status.REVIEW, "this row is the sum of the other rows plus "
+                                                              f"{int(excess[i].max())} persons at most: a total "
+                                                              "under another name isolates a hidden category; "
+                                                              "name it Total (or declare it) or drop it",
+                               row=r, col=c, cell=table.cell(r, c)))
+    if len(columns) >= 3:
+        rows_full = ~np.isnan(block).any(axis=1)
+        sub = block[rows_full]
+        if len(sub):
+            excess = 2 * sub - sub.sum(axis=1, keepdims=True)
+            hits = np.nonzero(np.all((excess >= 0) & (excess < thresholds.min_cell), axis=0) & np.any(excess > 0, axis=0))[0]
+            for k in hits[:1]:
+                c = table.numeric[columns[int(k)]]
+                out.append(Finding("differencing", Status.REVIEW, "this column is the sum of the other columns plus "
+                                                                  "fewer persons than the threshold: a total under "
+                                                                  "another name isolates a hidden category",
+                                   col=c, cell=table.cell(None, c)))
+    return out
+
+
 def _keys(table: LoadedTable) -> list[tuple]:
     """The label combination of each row, as text."""
     columns = [table.frame.iloc[:, p].astype("string").fillna("").tolist() for p in table.labels]

@@ -77,6 +77,38 @@ def check_cell(value: float, agg: str, contribution: tuple[float, float, list[fl
     return out
 
 
+#: derived columns that are a share of a count of the same row (or of the column's total)
+SHARES = {"percent": 100.0, "proportion": 1.0}
+
+
+def check_shares(table: LoadedTable, pos: int, agg: str, thresholds: Thresholds) -> list[tuple[str, Status, str, int]]:
+    """A percentage (or proportion) next to a published count gives back the persons it is a share
+    of: ``1.2 %`` of 250 persons is 3 persons, ``99.2 %`` leaves 2 out. Shares of the column's total
+    (the body adds up to 100 %) are the counts themselves and need nothing more."""
+    scale = SHARES[agg]
+    j = table.numeric.index(pos)
+    body = np.array([r for r in range(table.values.shape[0]) if r not in set(table.total_rows)], dtype=int)
+    shares = table.values[:, j]
+    if len(body) > 1 and abs(np.nansum(shares[body]) - scale) <= 0.015 * scale:
+        return []
+    out = []
+    for c in table.value_index(table.roles.counts):
+        counts = table.values[:, c]
+        with np.errstate(invalid="ignore"):
+            part = shares / scale * counts
+        for r in np.nonzero(~np.isnan(part) & (shares > 0) & (shares < scale))[0]:
+            for size, what in ((part[r], "with"), (counts[r] - part[r], "without")):
+                if 0.5 <= size and round(size) < thresholds.min_cell:
+                    out.append(("small-cell", Status.FAIL,
+                                f"this {agg} of the {table.frame.columns[table.numeric[c]]!r} count of its row gives "
+                                f"back about {round(size)} persons ({what}), below the threshold of "
+                                f"{thresholds.min_cell}", int(r)))
+                    break
+        if out:
+            break
+    return out
+
+
 def check_magnitudes(table: LoadedTable, thresholds: Thresholds) -> list[Finding]:
     """Findings for every declared magnitude column of ``table``."""
     roles, declaration = table.roles, table.declaration
@@ -98,6 +130,9 @@ def check_magnitudes(table: LoadedTable, thresholds: Thresholds) -> list[Finding
                 add("magnitude", Status.REVIEW, f"{agg} column {name!r} without its counts: publish the counts it "
                                                 "is computed from (and declare them) so the gate can check them",
                     col=pos)
+            elif agg in SHARES:
+                for rule, status, message, row in check_shares(table, pos, agg, thresholds):
+                    add(rule, status, message, row=row, col=pos)
             continue
         if agg in ESTIMATES:
             if declaration.dof is None:

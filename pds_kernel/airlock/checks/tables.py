@@ -31,7 +31,8 @@ from .result import MAX_FINDINGS_PER_RULE, Finding, Status, Thresholds
 
 SUPPRESSION_MARKERS = frozenset({"", "*", "**", "x", "X", "c", "s", "NA", "N/A", "-", "..", "<10",
                                  "< 10", "<5", "< 5", "suppressed", "masqué", "secret"})
-_TOTAL = re.compile(r"^\s*(total|totaux|totals?|ensemble|all|sum|somme|margins?)\s*$", re.IGNORECASE)
+_TOTAL = re.compile(r"^\s*(?:grand\s+|sous[- ])?(?:total|totaux|totals?|subtotals?|sous-totaux|ensemble|all|sum|somme|"
+                    r"margins?|overall|tous|toutes)(?:\s.*|\s*[:(].*)?$", re.IGNORECASE)
 #: Tables larger than this are refused rather than loaded (the gate is not a data pipe).
 MAX_CELLS = 5_000_000
 
@@ -189,7 +190,7 @@ def check_counts(table: LoadedTable, thresholds: Thresholds, columns: list[int] 
         keep[columns] = True
         v[:, ~keep] = np.nan
     with np.errstate(invalid="ignore"):
-        small = (v > 0) & (v < thresholds.min_cell)
+        small = (v != 0) & (np.abs(v) < thresholds.min_cell)  # a negative count is a count
         zero = v == 0
     rows, cols = np.nonzero(small)
     omitted["small-cell"] = max(0, len(rows) - cap)

@@ -1,0 +1,221 @@
+"""What a file carries beyond what a checker sees: the ``embedded-data`` rule for containers.
+
+A reviewer sees a table's cells and a figure's pixels. The same file can carry more, which leaves
+with it unseen: a Parquet file's key-value metadata, extra parts of an XLSX workbook (custom XML,
+comments, embedded objects, macros, unused shared strings), bytes after a PNG's ``IEND`` or a
+JPEG's end marker, PNG text chunks, PDF attachments and scripts. Each fails (a checker can approve
+it with a comment); the gate never trusts a container's extra room.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+from . import content
+from .result import Finding, Status
+
+#: bytes of text a container may carry beyond its cells (titles, creator, software...)
+MAX_EXTRA_BYTES = 4096
+#: bytes of text an image may carry (matplotlib writes its name and version: about 60)
+MAX_IMAGE_TEXT = 1024
+#: per column, bytes of Parquet schema metadata (pandas' and Arrow's descriptions of a column)
+PARQUET_BYTES_PER_COLUMN = 1024
+PARQUET_KEYS = frozenset({b"pandas", b"ARROW:schema"})
+
+#: the parts of a workbook written by Excel, LibreOffice, openpyxl or pandas, and their size bound
+_XLSX_PARTS = [
+    (re.compile(r"^\[Content_Types\]\.xml$"), 64 * 1024),
+    (re.compile(r"^(?:xl/)?_rels/[\w.]*\.rels$"), 16 * 1024),
+    (re.compile(r"^xl/worksheets/_rels/sheet1\.xml\.rels$"), 4 * 1024),
+    (re.compile(r"^docProps/(?:app|core)\.xml$"), MAX_EXTRA_BYTES),
+    (re.compile(r"^xl/workbook\.xml$"), 16 * 1024),
+    (re.compile(r"^xl/styles\.xml$"), 256 * 1024),
+    (re.compile(r"^xl/theme/theme1\.xml$"), 64 * 1024),
+    (re.compile(r"^xl/worksheets/sheet1\.xml$"), None),
+    (re.compile(r"^xl/sharedStrings\.xml$"), None),
+    (re.compile(r"^xl/calcChain\.xml$"), 1024 * 1024),
+    (re.compile(r"^xl/printerSettings/printerSettings1\.bin$"), 16 * 1024),
+]
+_SI = re.compile(rb"<(?:\w+:)?si[\s>]")
+
+_PNG_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
+_PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
+_PNG_ANCILLARY = {b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"pHYs", b"sBIT", b"bKGD", b"hIST", b"tRNS", b"tIME",
+                  b"sPLT", b"eXIf", b"acTL", b"fcTL", b"fdAT", b"cICP", b"mDCv", b"cLLi"}
+#: ancillary PNG chunks (colour profiles, EXIF) above this are a payload
+MAX_PNG_ANCILLARY = 64 * 1024
+_PDF_ACTIVE = (b"/EmbeddedFile", b"/FileAttachment", b"/JavaScript", b"/JS", b"/Launch", b"/RichMedia")
+
+
+def _fail(message: str) -> Finding:
+    return Finding("embedded-data", Status.FAIL, message)
+
+
+def check_parquet(path: Path, columns: int) -> list[Finding]:
+    """Key-value metadata of a Parquet file: only pandas' and Arrow's own keys, bounded, without
+    identifiers."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_metadata(path).metadata or {}
+        schema = pq.read_schema(path)
+    except Exception as exc:  # the table reader reports unreadable files
+        return [_fail(f"the Parquet metadata cannot be read ({type(exc).__name__})")]
+    out = []
+    others = sorted(k.decode("utf-8", "replace") for k in metadata if k not in PARQUET_KEYS)
+    if others:
+        out.append(_fail(f"the Parquet file carries metadata a checker does not see ({', '.join(others[:5])}): "
+                         "write the table without custom metadata"))
+    fields = [f for f in schema if f.metadata]
+    if fields:
+        out.append(_fail(f"column {fields[0].name!r} carries metadata a checker does not see"))
+    size = sum(len(v) for v in metadata.values())
+    bound = MAX_EXTRA_BYTES + PARQUET_BYTES_PER_COLUMN * max(columns, 1)
+    if size > bound:
+        out.append(_fail(f"{size} bytes of Parquet metadata for {columns} columns (at most {bound}): data "
+                         "hidden from the checker's view"))
+    pandas_meta = metadata.get(b"pandas")
+    if pandas_meta:
+        try:
+            attributes = json.loads(pandas_meta).get("attributes")
+        except ValueError:
+            attributes = None
+        if attributes:
+            out.append(_fail("the Parquet file carries DataFrame.attrs, which a checker does not see: clear them"))
+        if content.NIR.search(pandas_meta.decode("utf-8", "replace")):
+            out.append(_fail("the Parquet metadata holds a NIR-like number"))
+    return out
+
+
+def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
+    """The parts of a workbook: the standard ones of one sheet, within their size, and no more
+    shared strings than the sheet's text cells and headers."""
+    out = []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                bound = next((b for pattern, b in _XLSX_PARTS if pattern.match(member.filename)), False)
+                if bound is False:
+                    out.append(_fail(f"the workbook holds a part a checker does not see ({member.filename}): "
+                                     "save the table alone (pandas to_excel or sdc)"))
+                elif bound is not None and member.file_size > bound:
+                    out.append(_fail(f"{member.filename} holds {member.file_size} bytes (at most {bound}): "
+                                     "data hidden from the checker's view"))
+            if "xl/sharedStrings.xml" in archive.namelist():
+                strings = len(_SI.findall(archive.read("xl/sharedStrings.xml")))
+                if strings > text_cells:
+                    out.append(_fail(f"the workbook stores {strings} strings but shows {text_cells} text cells: "
+                                     "strings a checker does not see"))
+    except (zipfile.BadZipFile, OSError, KeyError) as exc:
+        out.append(_fail(f"the workbook cannot be inspected ({type(exc).__name__})"))
+    return out[:5]
+
+
+def _png_text(kind: bytes, body: bytes) -> str:
+    """The text of a tEXt, zTXt or iTXt chunk (keyword included)."""
+    try:
+        if kind == b"zTXt":
+            keyword, _, rest = body.partition(b"\x00")
+            body = keyword + b"\x00" + zlib.decompressobj().decompress(rest[1:], 1 << 20)
+        elif kind == b"iTXt":
+            keyword, _, rest = body.partition(b"\x00")
+            flag, rest = rest[:1], rest[2:]
+            for _ in range(2):
+                rest = rest.partition(b"\x00")[2]
+            body = keyword + b"\x00" + (zlib.decompressobj().decompress(rest, 1 << 20) if flag == b"\x01" else rest)
+    except zlib.error:
+        return body.decode("latin-1")
+    return body.decode("utf-8", "replace")
+
+
+def _png(data: bytes) -> list[Finding]:
+    pos, text, ancillary = 8, 0, 0
+    words = []
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IEND":
+            trailing = len(data) - pos
+            if trailing > 0:
+                return [_fail(f"{trailing} bytes after the end of the image")]
+            return _png_extras(text, ancillary) + _text_findings("\n".join(words))
+        if kind in _PNG_TEXT:
+            words.append(_png_text(kind, body))
+            text += len(words[-1])
+        elif kind not in _PNG_CRITICAL:
+            if kind not in _PNG_ANCILLARY:
+                return [_fail(f"a PNG chunk of an unknown type ({kind.decode('latin-1')!r}, {length} bytes)")]
+            ancillary += length
+    return [_fail("the PNG has no end (IEND): its bytes cannot all be accounted for")]
+
+
+def _png_extras(text: int, ancillary: int) -> list[Finding]:
+    if text > MAX_IMAGE_TEXT:
+        return [_fail(f"{text} bytes of text inside the image (at most {MAX_IMAGE_TEXT})")]
+    if ancillary > MAX_PNG_ANCILLARY:
+        return [_fail(f"{ancillary} bytes of ancillary PNG chunks (at most {MAX_PNG_ANCILLARY})")]
+    return []
+
+
+def _text_findings(text: str) -> list[Finding]:
+    """Literal tables, blobs and identifiers in the text an image carries."""
+    from .code import embedded_data, identifiers
+
+    found = embedded_data(text, "text inside the image") + identifiers(text, "text inside the image")
+    return [Finding(rule, Status.FAIL if rule == "embedded-data" else status, message)
+            for rule, status, message, _ in found][:3]
+
+
+def _jpeg(data: bytes) -> list[Finding]:
+    pos, comments = 2, 0
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xDA:  # start of scan: the end marker follows the entropy-coded data
+            end = data.find(b"\xff\xd9", pos)
+            if end < 0:
+                return [_fail("the JPEG has no end marker: its bytes cannot all be accounted for")]
+            tail = data[end + 2:].rstrip(b"\x00")
+            out = [_fail(f"{len(tail)} bytes after the end of the image")] if tail else []
+            return out + ([_fail(f"{comments} bytes of comments inside the image")]
+                          if comments > MAX_IMAGE_TEXT else [])
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        if marker == 0xFE:
+            comments += length
+        pos += 2 + length
+    if comments > MAX_IMAGE_TEXT:
+        return [_fail(f"{comments} bytes of comments inside the image")]
+    return []
+
+
+def _pdf(data: bytes) -> list[Finding]:
+    out = []
+    active = sorted({name.decode() for name in _PDF_ACTIVE if re.search(re.escape(name) + rb"(?![A-Za-z])", data)})
+    if active:
+        out.append(_fail(f"the PDF carries {', '.join(active)} (attached files or scripts a checker does not see): "
+                         "export the figure alone"))
+    end = data.rfind(b"%%EOF")
+    if end >= 0 and data[end + 5:].strip():
+        out.append(_fail(f"{len(data[end + 5:].strip())} bytes after the end of the PDF"))
+    return out
+
+
+def check_figure(path: Path, name: str, max_bytes: int) -> list[Finding]:
+    """Bytes of a PNG, JPEG or PDF figure outside what a viewer shows."""
+    if path.stat().st_size > max_bytes:
+        return [_fail(f"a figure over {max_bytes} bytes")]
+    data = path.read_bytes()
+    ext = Path(name).suffix.lower()
+    if ext == ".png":
+        return _png(data)
+    if ext in {".jpg", ".jpeg"}:
+        return _jpeg(data)
+    if ext == ".pdf":
+        return _pdf(data)
+    return []

@@ -1,0 +1,220 @@
+"""More files crafted to get disclosive data past the gate's disclosure checks (issue #12, the
+acceptance audit): identifiers split or dressed up, dates in other formats, a transposed
+person-level table, percentages that give back small counts, totals under another name, data
+hidden where a reviewer does not look (notebook metadata and outputs, Parquet metadata, extra
+parts of a workbook, bytes after a PNG's end) and literal tables in R Markdown or shell scripts.
+Each is checked for real by the gate's ``check_file`` and must not ``pass`` (files a checker
+cannot see in full must ``fail`` or be refused). Thresholds as in the issue: 10 persons.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from disclosure_support import check
+
+RNG = np.random.default_rng(1212)
+
+PERSONS = 300
+
+
+def _nirs(n: int) -> list[str]:
+    return [f"{RNG.integers(1, 3)}{RNG.integers(40, 99):02d}{RNG.integers(1, 13):02d}{RNG.integers(1, 96):02d}"
+            f"{RNG.integers(0, 1000):03d}{RNG.integers(0, 1000):03d}{RNG.integers(1, 98):02d}" for _ in range(n)]
+
+
+# ---- identifiers --------------------------------------------------------------------------------
+def test_nir_split_across_two_numeric_columns_is_refused(tmp_path):
+    nirs = _nirs(PERSONS)
+    frame = pd.DataFrame({"grp": [f"g{i}" for i in range(PERSONS)], "a": [int(x[:7]) for x in nirs],
+                          "b": [int(x[7:]) for x in nirs]})
+    r = check(tmp_path, "t.csv", frame, context={"tables": {"t.csv": {"labels": ["grp"], "counts": ["a", "b"]}}})
+    assert r.verdict == "refused" and r.rule_status["person-identifier"].value == "fail"
+
+
+@pytest.mark.parametrize("style", ["groups of three", "dots", "dashes", "prefixed"])
+def test_nir_dressed_up_as_text_is_refused(tmp_path, style):
+    nirs = _nirs(30)
+    dressed = {"groups of three": lambda x: " ".join(x[i:i + 3] for i in range(0, 15, 3)),
+               "dots": lambda x: ".".join(x[i:i + 3] for i in range(0, 15, 3)),
+               "dashes": lambda x: f"{x[0]}-{x[1:3]}-{x[3:5]}-{x[5:7]}-{x[7:10]}-{x[10:13]}-{x[13:]}",
+               "prefixed": lambda x: f"ID{x}"}[style]
+    frame = pd.DataFrame({"ref": [dressed(x) for x in nirs], "n": RNG.integers(20, 90, 30)})
+    r = check(tmp_path, "t.csv", frame, context={"tables": {"t.csv": {"labels": ["ref"], "counts": ["n"]}}})
+    assert r.verdict == "refused" and r.rule_status["person-identifier"].value == "fail"
+
+
+# ---- dates of birth and death in other formats ----------------------------------------------
+@pytest.mark.parametrize("style", ["yyyymmdd integer", "dotted", "slashed ISO", "day column"])
+def test_dates_of_birth_in_other_formats_are_refused(tmp_path, style):
+    days = pd.to_datetime("1950-01-01") + pd.to_timedelta(RNG.choice(20000, 30, replace=False), unit="D")
+    frame = {"yyyymmdd integer": pd.DataFrame({"date_naissance": days.strftime("%Y%m%d").astype(int)}),
+             "dotted": pd.DataFrame({"dob": days.strftime("%d.%m.%Y")}),
+             "slashed ISO": pd.DataFrame({"birth": days.strftime("%Y/%m/%d")}),
+             "day column": pd.DataFrame({"birth_year": days.year, "birth_month": days.month,
+                                         "birth_day": days.day})}[style]
+    frame["n"] = RNG.integers(20, 90, 30)
+    labels = [c for c in frame.columns if c != "n"]
+    r = check(tmp_path, "t.csv", frame, context={"tables": {"t.csv": {"labels": labels, "counts": ["n"]}}})
+    assert r.verdict == "refused" and r.rule_status["exact-date"].value == "fail"
+
+
+# ---- a transposed person-level table -------------------------------------------------------
+def test_transposed_person_level_table_does_not_pass(tmp_path):
+    persons = pd.DataFrame({"age": RNG.integers(18, 90, 400), "sex": RNG.choice([10, 20], 400),
+                            "visits": RNG.integers(10, 40, 400), "cost": RNG.integers(10, 5000, 400)})
+    wide = persons.T  # one column per person, headers 0..399
+    wide.index.name = "variable"
+    path_frame = wide.reset_index()
+    declared = {"labels": ["variable"], "counts": [str(c) for c in wide.columns]}
+    r = check(tmp_path, "t.csv", path_frame, context={"tables": {"t.csv": declared}})
+    assert r.verdict != "pass" and "microdata" in r.rule_status
+
+
+def test_a_table_with_more_columns_than_the_row_limit_is_refused(tmp_path):
+    wide = pd.DataFrame(RNG.integers(10, 90, size=(3, 6_000)), columns=[f"p{i}" for i in range(6_000)])
+    wide.insert(0, "variable", ["age", "sex", "cost"])
+    r = check(tmp_path, "t.csv", wide)
+    assert r.verdict == "refused" and r.rule_status["max-rows"].value == "fail"
+
+
+# ---- percentages and totals that give back small counts ----------------------------------------
+def test_percentages_of_a_published_count_that_reveal_3_persons_fail(tmp_path):
+    data = b"region,persons,pct_hiv\nN,250,1.2\nS,400,10.5\n"  # 1.2 % of 250 = 3 persons
+    declared = {"labels": ["region"], "counts": ["persons"], "magnitudes": {"pct_hiv": "percent"}}
+    r = check(tmp_path, "t.csv", data, context={"tables": {"t.csv": declared}})
+    assert r.verdict == "fail" and [(f.row, f.col) for f in r.findings if f.rule == "small-cell"] == [(0, 2)]
+
+
+def test_proportions_whose_complement_reveals_2_persons_fail(tmp_path):
+    data = b"region,persons,share_treated\nN,250,0.992\nS,400,0.5\n"  # 2 of 250 untreated
+    declared = {"labels": ["region"], "counts": ["persons"], "magnitudes": {"share_treated": "proportion"}}
+    r = check(tmp_path, "t.csv", data, context={"tables": {"t.csv": declared}})
+    assert r.verdict == "fail" and r.rule_status["small-cell"].value == "fail"
+
+
+def test_a_total_row_under_another_name_exceeding_its_cells_does_not_pass(tmp_path):
+    data = b"sex,persons\nM,50\nF,60\nTotal general,113\n"
+    r = check(tmp_path, "t.csv", data, context={"tables": {"t.csv": {"labels": ["sex"], "counts": ["persons"]}}})
+    assert r.verdict != "pass" and "differencing" in r.rule_status
+
+
+def test_negative_counts_hiding_small_ones_fail(tmp_path):
+    data = b"region,persons\nN,-3\nS,400\n"
+    r = check(tmp_path, "t.csv", data, context={"tables": {"t.csv": {"labels": ["region"], "counts": ["persons"]}}})
+    assert r.verdict == "fail"
+
+
+# ---- data where a reviewer does not look: notebooks, R Markdown, shell ---------------------------
+def _notebook(cells: list, metadata: dict | None = None) -> bytes:
+    return json.dumps({"cells": cells, "metadata": metadata or {}, "nbformat": 4, "nbformat_minor": 5}).encode()
+
+
+def _code_cell(source: str, outputs: list | None = None, metadata: dict | None = None) -> dict:
+    return {"cell_type": "code", "source": source, "execution_count": 1, "metadata": metadata or {},
+            "outputs": outputs or []}
+
+
+PAYLOAD = base64.b64encode(RNG.bytes(9000)).decode()
+ROWS = "\n".join(f"F,{RNG.integers(1940, 2000)},750{RNG.integers(10, 99)},{RNG.integers(0, 5000)}" for _ in range(40))
+
+
+def test_notebook_hiding_a_payload_in_cell_metadata_fails(tmp_path):
+    r = check(tmp_path, "a.ipynb", _notebook([_code_cell("x = 1", metadata={"tags": [], "blob": PAYLOAD})]))
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_notebook_hiding_a_table_in_its_own_metadata_fails(tmp_path):
+    r = check(tmp_path, "a.ipynb", _notebook([_code_cell("x = 1")], metadata={"notes": ROWS}))
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_notebook_output_printing_person_rows_fails(tmp_path):
+    output = {"output_type": "stream", "name": "stdout", "text": ROWS}
+    r = check(tmp_path, "a.ipynb", _notebook([_code_cell("print(df.to_csv())", [output])]))
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_notebook_output_carrying_a_binary_payload_fails(tmp_path):
+    output = {"output_type": "display_data", "metadata": {}, "data": {"application/octet-stream": PAYLOAD}}
+    r = check(tmp_path, "a.ipynb", _notebook([_code_cell("show()", [output])]))
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_rmarkdown_with_an_embedded_csv_block_fails(tmp_path):
+    source = f"---\ntitle: x\n---\n\n```{{r}}\nd <- read.csv(text = '\nsex,year,zip,cost\n{ROWS}\n')\n```\n"
+    r = check(tmp_path, "report.Rmd", source.encode())
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_python_list_of_rows_starting_with_text_fails(tmp_path):
+    rows = "\n".join(f"    ('F', {RNG.integers(1940, 2000)}, {RNG.integers(0, 5000)})," for _ in range(40))
+    r = check(tmp_path, "rebuild.py", f"rows = [\n{rows}\n]\n".encode())
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_shell_heredoc_of_base64_lines_fails(tmp_path):
+    lines = "\n".join(PAYLOAD[i:i + 76] for i in range(0, len(PAYLOAD), 76))
+    r = check(tmp_path, "unpack.sh", f"base64 -d > data.csv <<'EOF'\n{lines}\nEOF\n".encode())
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+# ---- tables and figures carrying more than their cells ----------------------------------------
+def test_parquet_with_microdata_in_its_metadata_fails(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"region": ["N", "S"], "persons": [120, 230]})
+    table = table.replace_schema_metadata({b"notes": ("sex,year,zip,cost\n" + ROWS).encode()})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    r = check(tmp_path, "t.parquet", buffer.getvalue(), context={"tables": {"t.parquet": declared}})
+    assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
+
+
+def _xlsx_with(extra: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    pd.DataFrame({"region": ["N", "S"], "persons": [120, 230]}).to_excel(buffer, index=False, engine="openpyxl")
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            dst.writestr(item, src.read(item.filename))
+        for name, data in extra.items():
+            dst.writestr(name, data)
+    return out.getvalue()
+
+
+def test_workbook_with_an_extra_part_holding_microdata_fails(tmp_path):
+    data = _xlsx_with({"customXml/item1.xml": f"<rows>{ROWS}</rows>".encode()})
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    r = check(tmp_path, "t.xlsx", data, context={"tables": {"t.xlsx": declared}})
+    assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
+
+
+def _png(extra_chunks: bytes = b"", trailer: bytes = b"") -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+    image = chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+    return b"\x89PNG\r\n\x1a\n" + header + extra_chunks + image + chunk(b"IEND", b"") + trailer
+
+
+@pytest.mark.parametrize("where", ["after IEND", "text chunk"])
+def test_figure_carrying_microdata_outside_its_pixels_fails(tmp_path, where):
+    rows = ("sex,year,zip,cost\n" + ROWS).encode()
+    body = b"Comment\x00" + rows
+    data = _png(trailer=rows) if where == "after IEND" else _png(
+        struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body)))
+    (tmp_path / "fig.csv").write_bytes(b"region,persons\nN,120\n")
+    r = check(tmp_path, "fig.png", data, other_files=["fig.csv"])
+    assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
