@@ -70,7 +70,8 @@ def _all_rules(out_dir: Path, rows: int, cols: int):
     counts = rng.integers(10, 500, size=(rows, cols))
     names = [f"c{j}" for j in range(cols)]
     frame = pd.DataFrame(counts, columns=names)
-    frame.insert(0, "group", [f"g{i}" for i in range(rows)])
+    # category codes, not row numbers (a column numbering the rows is a microdata signal)
+    frame.insert(0, "group", [f"C{code:05d}" for code in np.sort(rng.choice(100_000, rows, replace=False))])
     frame["Total"] = counts.sum(axis=1)
     tops = rng.integers(1, 50, size=(rows, 2)).astype(float)
     frame["amount"] = tops.sum(axis=1) * 20

@@ -25,7 +25,7 @@ def run(tmp_path: Path, name: str, data: bytes, declared: dict | None = None, **
 
 
 def test_a_table_file_over_the_size_limit_is_refused(tmp_path):
-    data = b"g,n\n" + b"".join(b"g%d,%d\n" % (i, 20 + i) for i in range(200))
+    data = b"g,n\n" + b"".join(b"g%d,%d\n" % (7 * i, 20 + i) for i in range(200))
     r = run(tmp_path, "t.csv", data, {"counts": ["n"]}, max_bytes=1_000)
     assert r.verdict == "refused" and r.rule_status["max-size"].value == "fail"
     assert run(tmp_path, "t.csv", data, {"counts": ["n"]}).verdict == "pass"

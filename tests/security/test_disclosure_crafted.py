@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
-from disclosure_support import check
+from disclosure_support import PROJECT, build_service, check, files
 
 RNG = np.random.default_rng(1212)
 
@@ -218,3 +218,67 @@ def test_figure_carrying_microdata_outside_its_pixels_fails(tmp_path, where):
     (tmp_path / "fig.csv").write_bytes(b"region,persons\nN,120\n")
     r = check(tmp_path, "fig.png", data, other_files=["fig.csv"])
     assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
+
+
+def test_workbook_cell_holding_a_formula_fails(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["region", "persons"], ["N", 120], ["S", "=1+2"]):  # read as empty, shown as 3
+        sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    r = check(tmp_path, "t.xlsx", buffer.getvalue(), context={"tables": {"t.xlsx": declared}})
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+@pytest.mark.parametrize("cell", ["1 234", "3 (a)"])
+def test_a_count_column_written_as_text_is_not_taken_for_a_category(tmp_path, cell):
+    # "1 234" (a French thousands separator) or a footnote made the column text, hence a label
+    data = f"region,n,m\nN,{cell},50\nS,3,60\n".encode()
+    declared = {"labels": ["region"], "counts": ["m"]}
+    r = check(tmp_path, "t.csv", data, context={"tables": {"t.csv": declared}})
+    assert r.verdict != "pass"
+
+
+def test_person_rows_under_a_column_numbering_them_do_not_pass(tmp_path):
+    frame = pd.DataFrame({"row": [f"r{i}" for i in range(PERSONS)], "age": RNG.integers(18, 90, PERSONS),
+                          "cost": RNG.integers(10, 5000, PERSONS)})
+    declared = {"labels": ["row"], "counts": ["age", "cost"]}
+    r = check(tmp_path, "t.csv", frame, context={"tables": {"t.csv": declared}})
+    assert r.verdict != "pass" and "microdata" in r.rule_status
+
+
+# ---- differencing the gate must see: renamed columns, two populations in one request -----------
+def _released(service, declared: dict, data: bytes) -> str:
+    view = service.create("alice", PROJECT, files(("t.csv", data)), "all adults", declared)
+    for who in ("olga", "omar"):
+        service.review(who, view.id, {0: {"decision": "approve"}})
+    service.release("olga", view.id)
+    return view.id
+
+
+def test_renaming_the_columns_of_a_released_table_does_not_hide_a_difference(runtime):
+    service, _ = build_service(runtime)
+    first = _released(service, {"tables": {"t.csv": {"labels": ["region"], "counts": ["persons"]}}},
+                      b"region,persons\nN,120\nS,230\nE,310\n")
+    renamed = {"tables": {"t.csv": {"labels": ["reg"], "counts": ["n_adults"]}}}
+    again = service.create("alice", PROJECT, files(("t.csv", b"reg,n_adults\nN,117\nS,230\nE,310\n")), "over 19",
+                           renamed)
+    assert again.files[0].check_status == "review"
+    message = next(x["message"] for x in service.get_request("olga", again.id).files[0].check["findings"]
+                   if x["rule"] == "differencing")
+    assert first in message and again.id in message
+
+
+def test_two_populations_in_one_request_are_compared(runtime):
+    service, _ = build_service(runtime)
+    declared = {"tables": {name: {"labels": ["region"], "counts": ["persons"]} for name in ("all.csv", "over19.csv")}}
+    view = service.create("alice", PROJECT, files(("all.csv", b"region,persons\nN,120\nS,230\nE,310\n"),
+                                                  ("over19.csv", b"region,persons\nN,117\nS,230\nE,310\n")),
+                          "two tables", declared)
+    assert [f.check_status for f in view.files] == ["review", "review"]
+    checked = service.get_request("olga", view.id).files
+    assert all(f.check["rules"].get("differencing") == "review" for f in checked)

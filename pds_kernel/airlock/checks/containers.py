@@ -42,6 +42,7 @@ _XLSX_PARTS = [
     (re.compile(r"^xl/printerSettings/printerSettings1\.bin$"), 16 * 1024),
 ]
 _SI = re.compile(rb"<(?:\w+:)?si[\s>]")
+_FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
 
 _PNG_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
 _PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
@@ -106,6 +107,10 @@ def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
                 elif bound is not None and member.file_size > bound:
                     out.append(_fail(f"{member.filename} holds {member.file_size} bytes (at most {bound}): "
                                      "data hidden from the checker's view"))
+            if "xl/worksheets/sheet1.xml" in archive.namelist() and \
+                    _FORMULA.search(archive.read("xl/worksheets/sheet1.xml")):
+                out.append(_fail("cells hold formulas: a spreadsheet shows their results, which the gate does not "
+                                 "read; save the values (pandas to_excel, sdc)"))
             if "xl/sharedStrings.xml" in archive.namelist():
                 strings = len(_SI.findall(archive.read("xl/sharedStrings.xml")))
                 if strings > text_cells:

@@ -250,6 +250,11 @@ def check_microdata(frame: pd.DataFrame, labels: list[int], counts: list[np.ndar
     rows = len(frame)
     body = frame.drop(index=frame.index[list(total_rows)]) if total_rows else frame
     out = []
+    if labels and len(body) >= TRANSPOSED_MIN_COLUMNS and all(
+            _numbered_headers(body.iloc[:, p].astype("string").fillna("").tolist()) for p in labels):
+        out.append(Finding("microdata", Status.REVIEW, f"the category columns number the {len(body)} rows "
+                                                       "(r1, r2... or 1, 2...): rows of records, not cells? A "
+                                                       "checker confirms what each row is"))
     for pos in labels:
         if rows >= UNLABELLED_MAX_ROWS and _distinct_tokens(frame.iloc[:, pos]):
             out.append(_refuse("microdata", f"column {frame.columns[pos]!r} has as many distinct identifier-like "

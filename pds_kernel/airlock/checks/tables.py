@@ -109,6 +109,24 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
     return frame
 
 
+_GROUPED = re.compile(r"^-?\d{1,3}(?:[ \u00a0\u202f']\d{3})+(?:[.,]\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+
+
+def _plain_numbers(text: pd.Series) -> pd.Series:
+    """Numbers as French and spreadsheet exports write them (``1 234``, ``12,5``) in plain form, so a
+    count with a thousands separator is judged as a count, not taken for a category."""
+    grouped = text.str.match(_GROUPED.pattern).fillna(False)
+    comma = text.str.match(_DECIMAL_COMMA.pattern).fillna(False)
+    if not (grouped.any() or comma.any()):
+        return text
+    out = text.copy()
+    out[grouped] = text[grouped].str.replace(r"[ \u00a0\u202f']", "", regex=True)
+    fixed = grouped | comma
+    out[fixed] = out[fixed].str.replace(",", ".", regex=False)
+    return out
+
+
 def _numeric_column(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     """(values, suppressed) when the column holds numbers and suppression markers only."""
     if pd.api.types.is_bool_dtype(series):
@@ -119,11 +137,11 @@ def _numeric_column(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
         return None
     # judged on the distinct values first: a text column of categories is rejected at little cost
-    uniques = pd.Series(pd.unique(series.dropna()), dtype="string").str.strip()
+    uniques = _plain_numbers(pd.Series(pd.unique(series.dropna()), dtype="string").str.strip())
     known = pd.to_numeric(uniques, errors="coerce").isna() & ~uniques.isin(SUPPRESSION_MARKERS)
     if known.any():
         return None
-    text = series.astype("string").str.strip()
+    text = _plain_numbers(series.astype("string").str.strip())
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = np.isnan(values)
     markers = text.isna() | text.isin(SUPPRESSION_MARKERS)
