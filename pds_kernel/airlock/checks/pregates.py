@@ -136,35 +136,45 @@ def check_identifiers(frame: pd.DataFrame, numeric: dict[int, np.ndarray],
 SPLIT_SAMPLE = 200
 
 
-def _digit_strings(column: pd.Series, values: np.ndarray | None) -> pd.Series | None:
-    """The cells of ``column`` as strings of digits (whole numbers, or text of digits), or None when
-    the column is not made of such cells."""
-    sample = column.iloc[:SPLIT_SAMPLE]
+def _digit_lengths(column: pd.Series, values: np.ndarray | None) -> np.ndarray | None:
+    """The number of digits of each of the first :data:`SPLIT_SAMPLE` cells of ``column`` (whole
+    numbers, or text of digits; 0 for an empty cell), or None when the column is not made of them."""
     if values is not None:
         v = values[:SPLIT_SAMPLE]
         finite = v[~np.isnan(v)]
         if not finite.size or np.any(finite < 0) or np.any(finite != np.floor(finite)) or np.any(finite >= 1e15):
             return None
-        return pd.Series([str(int(x)) if x == x else "" for x in v], dtype="string")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lengths = np.floor(np.log10(np.maximum(v, 1))) + 1
+        return np.where(np.isnan(v), 0, lengths).astype(int)
     if pd.api.types.is_datetime64_any_dtype(column):
         return None
-    text = sample.astype("string").str.strip().fillna("")
-    return text if bool(text.str.fullmatch(r"[0-9]{1,14}").mean() > 0.9) else None
+    text = column.iloc[:SPLIT_SAMPLE].astype("string").str.strip().fillna("")
+    if not bool(text.str.fullmatch(r"[0-9]{1,14}").mean() > 0.9):
+        return None
+    return text.str.len().to_numpy(dtype=int)
+
+
+def _digit_strings(column: pd.Series, values: np.ndarray | None) -> pd.Series:
+    if values is not None:
+        return pd.Series([str(int(x)) if x == x else "" for x in values[:SPLIT_SAMPLE]], dtype="string")
+    return column.iloc[:SPLIT_SAMPLE].astype("string").str.strip().fillna("")
 
 
 def check_split_identifiers(frame: pd.DataFrame, numeric: dict[int, np.ndarray]) -> list[Finding]:
     """NIR-like values split over two or three adjacent columns (``1851275`` | ``12345678``)."""
-    digits = {pos: _digit_strings(frame.iloc[:, pos], numeric.get(pos)) for pos in range(frame.shape[1])}
+    lengths = {pos: _digit_lengths(frame.iloc[:, pos], numeric.get(pos)) for pos in range(frame.shape[1])}
     out = []
     for width in (2, 3):
         for start in range(frame.shape[1] - width + 1):
-            parts = [digits[p] for p in range(start, start + width)]
+            parts = [lengths[p] for p in range(start, start + width)]
             if any(part is None for part in parts):
                 continue
-            lengths = sum(part.str.len().to_numpy() for part in parts)
-            if np.mean((lengths == 13) | (lengths == 15)) < 0.5:
+            total = sum(parts)
+            if np.mean((total == 13) | (total == 15)) < 0.5:
                 continue
-            glued = parts[0].str.cat(parts[1:])
+            strings = [_digit_strings(frame.iloc[:, p], numeric.get(p)) for p in range(start, start + width)]
+            glued = strings[0].str.cat(strings[1:])
             hits = int(glued.str.fullmatch(content.NIR.pattern).sum())
             if hits >= max(3, 0.5 * len(glued)):
                 names = ", ".join(repr(str(frame.columns[p])) for p in range(start, start + width))
