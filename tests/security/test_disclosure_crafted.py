@@ -282,3 +282,50 @@ def test_two_populations_in_one_request_are_compared(runtime):
     assert [f.check_status for f in view.files] == ["review", "review"]
     checked = service.get_request("olga", view.id).files
     assert all(f.check["rules"].get("differencing") == "review" for f in checked)
+
+
+# ---- more places for records: nested Parquet cells, images and SVG in outputs, vectors -----------
+@pytest.mark.parametrize("column", [[[34, 1, 4500], [51, 2, 120]], [{"age": 34, "cost": 4500}, {"age": 51, "cost": 12}]])
+def test_parquet_cells_holding_lists_or_records_fail(tmp_path, column):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"region": ["N", "S"], "persons": [120, 230], "x": column}), buffer)
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    r = check(tmp_path, "t.parquet", buffer.getvalue(), context={"tables": {"t.parquet": declared}})
+    assert r.verdict == "fail" and r.rule_status["table"].value == "fail"
+
+
+def test_notebook_image_output_carrying_rows_after_its_end_fails(tmp_path):
+    image = base64.b64encode(_png(trailer=ROWS.encode())).decode()
+    output = {"output_type": "display_data", "metadata": {}, "data": {"image/png": image, "text/plain": "<Figure>"}}
+    r = check(tmp_path, "a.ipynb", _notebook([_code_cell("plot()", [output])]))
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_notebook_svg_output_carrying_rows_fails(tmp_path):
+    svg = f"<svg xmlns='http://www.w3.org/2000/svg'><desc>\n{ROWS}\n</desc></svg>"
+    output = {"output_type": "display_data", "metadata": {}, "data": {"image/svg+xml": svg, "text/plain": "<Figure>"}}
+    r = check(tmp_path, "a.ipynb", _notebook([_code_cell("plot()", [output])]))
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_r_vector_written_one_value_a_line_fails(tmp_path):
+    values = ",\n".join(f"  {RNG.integers(0, 5000)}" for _ in range(120))
+    r = check(tmp_path, "costs.R", f"cost <- c(\n{values}\n)\n".encode())
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_base64_in_short_lines_fails(tmp_path):
+    lines = "\n".join(PAYLOAD[i:i + 24] for i in range(0, len(PAYLOAD), 24))
+    r = check(tmp_path, "unpack.sh", f"base64 -d > d.csv <<'EOF'\n{lines}\nEOF\n".encode())
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_notebook_output_labelled_png_holding_other_bytes_fails(tmp_path):
+    # the review page would show a broken image; the bytes are a table
+    output = {"output_type": "display_data", "metadata": {},
+              "data": {"image/png": base64.b64encode(ROWS.encode()).decode(), "text/plain": "<Figure>"}}
+    r = check(tmp_path, "a.ipynb", _notebook([_code_cell("plot()", [output])]))
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"

@@ -15,6 +15,7 @@ Publishing code is expected of researchers; what must not leave with it is data.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -35,7 +36,11 @@ _FIELD = r"(?:-?\d[\d.eE+-]*|\"[^\"\n]{0,40}\"|'[^'\n]{0,40}'|[A-Za-z_][\w.]{0,2
 #: a line of literal data: three fields or more separated by , ; tab or |, at least one a number
 _DATA_ROW = re.compile(rf"^\s*[\[(c]?\(?\s*{_FIELD}(?:\s*[,;\t|]\s*{_FIELD}){{2,}}\s*[\])]?\s*[,;]?\s*$")
 #: a line of base64 (or hex) text alone, as ``base64`` writes it (76 characters) in a here-document
-_BLOB_LINE = re.compile(r"^\s*[\"']?([A-Za-z0-9+/]{40,}={0,2})[\"']?\s*[,+\\]?\s*$")
+_BLOB_LINE = re.compile(r"^\s*[\"']?([A-Za-z0-9+/]{16,}={0,2})[\"']?\s*[,+\\]?\s*$")
+#: a line holding one or two bare numbers (a vector written one value a line)
+_NUMBER_LINE = re.compile(r"^\s*[\[(]?\s*-?\d[\d.eE+-]*\s*(?:[,;]\s*-?\d[\d.eE+-]*\s*)?[\])]?\s*[,;]?\s*$")
+#: lines of bare numbers in a row that make a literal vector
+MAX_NUMBER_LINES = 50
 
 
 def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | None]]:
@@ -48,7 +53,7 @@ def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | N
         break
     if _HEXBLOB.search(compact):
         out.append(("embedded-data", Status.FAIL, f"{where}: a hexadecimal block over {MAX_BLOB_BYTES} bytes", None))
-    run = blob = 0
+    run = blob = bare = 0
     for number, line in enumerate(text.splitlines(), start=1):
         if len(_NUMBER.findall(line)) > MAX_LITERAL_NUMBERS:
             out.append(("embedded-data", Status.FAIL, f"{where}: a line of more than {MAX_LITERAL_NUMBERS} numbers "
@@ -59,6 +64,11 @@ def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | N
         if blob * 3 // 4 > MAX_BLOB_BYTES:
             out.append(("embedded-data", Status.FAIL, f"{where}: lines of base64 text over {MAX_BLOB_BYTES} bytes "
                                                        "(a file written into the code)", number))
+            break
+        bare = bare + 1 if _NUMBER_LINE.match(line) else 0
+        if bare == MAX_NUMBER_LINES:
+            out.append(("embedded-data", Status.FAIL, f"{where}: {MAX_NUMBER_LINES} lines of bare numbers in a row "
+                                                       "(a vector of data written into the code)", number))
             break
         run = run + 1 if _DATA_ROW.match(line) and _NUMBER.search(line) else 0
         if run == MAX_LITERAL_ROWS:
@@ -125,7 +135,10 @@ def _output_text(output: dict) -> tuple[str, list[str]]:
     if isinstance(data, dict):
         for mime, value in data.items():
             value = "".join(value) if isinstance(value, list) else str(value)
-            if mime.startswith("image/"):
+            if mime == "image/svg+xml":
+                kinds.append("figure")
+                texts.append(value)  # SVG is text: it can carry the plotted data, checked as text
+            elif mime.startswith("image/"):
                 kinds.append("figure")
             elif mime == "text/html" and "<table" in value.lower():
                 kinds.append("table")
@@ -136,6 +149,26 @@ def _output_text(output: dict) -> tuple[str, list[str]]:
                 kinds.append("data")
                 texts.append(value)
     return "\n".join(texts), kinds
+
+
+def _output_images(output: dict, where: str) -> list[tuple[str, Status, str, int | None]]:
+    """A PNG or JPEG shown by an output is checked like a figure file: bytes outside its pixels."""
+    from .containers import image_findings
+
+    data = output.get("data") if isinstance(output.get("data"), dict) else {}
+    out = []
+    for mime in ("image/png", "image/jpeg"):
+        value = data.get(mime)
+        if not value:
+            continue
+        value = "".join(value) if isinstance(value, list) else str(value)
+        try:
+            raw = base64.b64decode(value, validate=False)
+        except ValueError:
+            out.append(("embedded-data", Status.FAIL, f"{where}: an {mime} output that is not base64", None))
+            continue
+        out += [(f.rule, f.status, f"{where}: {f.message}", None) for f in image_findings(raw, mime.split("/")[1])]
+    return out
 
 
 def check_notebook(text: str) -> list[Finding]:
@@ -162,7 +195,7 @@ def check_notebook(text: str) -> list[Finding]:
             outputs += 1
             shown, kinds = _output_text(output)
             label = f"{where}, output {n}"
-            found += identifiers(shown, label) + embedded_data(shown, label)
+            found += identifiers(shown, label) + embedded_data(shown, label) + _output_images(output, label)
             if content.DAY_DATE.search(shown):
                 found.append(("day-date", Status.REVIEW, f"{label}: day-level date", None))
             for kind in kinds:

@@ -211,6 +211,13 @@ def _pdf(data: bytes) -> list[Finding]:
     return out
 
 
+def image_findings(data: bytes, kind: str) -> list[Finding]:
+    """Bytes of a PNG or JPEG image outside its pixels (``kind``: png or jpeg)."""
+    if kind == "png":
+        return _png(data) if data.startswith(b"\x89PNG\r\n\x1a\n") else [_fail("not a PNG image")]
+    return _jpeg(data) if data.startswith(b"\xff\xd8\xff") else [_fail("not a JPEG image")]
+
+
 def check_figure(path: Path, name: str, max_bytes: int) -> list[Finding]:
     """Bytes of a PNG, JPEG or PDF figure outside what a viewer shows."""
     if path.stat().st_size > max_bytes:

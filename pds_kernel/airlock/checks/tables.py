@@ -79,6 +79,18 @@ class LoadedTable:
         return where
 
 
+def _check_flat_parquet(path: Path, name: str) -> None:
+    """A table holds one value per cell: a Parquet column of lists, structs or maps is refused (a
+    list per row can carry a whole person's record, and the rules judge cells)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for column in pq.read_schema(path):
+        if pa.types.is_nested(column.type):
+            raise InvalidInput(f"{name}: column {column.name!r} holds {column.type} values, not one value per cell: "
+                               "export a flat table")
+
+
 def read_table(path: Path, name: str) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet/XLSX table into pandas (first and only sheet of a workbook)."""
     ext = Path(name).suffix.lower()
@@ -89,6 +101,7 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
             sep = "\t" if ext == ".tsv" else max([",", ";", "\t"], key=head.count)
             frame = pd.read_csv(path, sep=sep, encoding_errors="replace", low_memory=False)
         elif ext == ".parquet":
+            _check_flat_parquet(path, name)
             frame = pd.read_parquet(path)
             if not isinstance(frame.index, pd.RangeIndex):
                 frame = frame.reset_index()
