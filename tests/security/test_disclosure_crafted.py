@@ -329,3 +329,42 @@ def test_notebook_output_labelled_png_holding_other_bytes_fails(tmp_path):
               "data": {"image/png": base64.b64encode(ROWS.encode()).decode(), "text/plain": "<Figure>"}}
     r = check(tmp_path, "a.ipynb", _notebook([_code_cell("plot()", [output])]))
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_a_person_level_file_sent_as_a_resubmission_is_refused_and_not_staged(runtime):
+    from pds_kernel.airlock.staging import RefusedFiles, request_dir
+
+    service, _ = build_service(runtime)
+    declared = {"tables": {"t.csv": {"labels": ["region"], "counts": ["persons"]}}}
+    view = service.create("alice", PROJECT, files(("t.csv", b"region,persons\nN,120\nS,230\n")), "why", declared)
+    for who in ("olga", "omar"):
+        service.review(who, view.id, {0: {"decision": "request_changes", "comment": "by age"}})
+    before = sorted(p.name for p in request_dir(runtime.settings.paths.staging, PROJECT, view.id).iterdir())
+    persons = pd.DataFrame({"c1": RNG.integers(18, 90, 6_000), "c2": RNG.integers(0, 5000, 6_000)})
+    with pytest.raises(RefusedFiles, match="6000 rows"):
+        service.resubmit("alice", view.id, files(("t.csv", persons.to_csv(index=False).encode())))
+    after = sorted(p.name for p in request_dir(runtime.settings.paths.staging, PROJECT, view.id).iterdir())
+    assert after == before and service.get_request("olga", view.id).round == 1
+
+
+@pytest.mark.parametrize("element", ["validation list", "header", "core properties"])
+def test_workbook_hiding_rows_in_parts_of_the_sheet_nobody_reads_fails(tmp_path, element):
+    import openpyxl
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["region", "persons"], ["N", 120], ["S", 230]):
+        sheet.append(row)
+    hidden = ROWS.replace("\n", ";")
+    if element == "validation list":
+        sheet.add_data_validation(DataValidation(type="list", formula1=f'"{hidden[:250]}"'))
+    elif element == "header":
+        sheet.oddHeader.center.text = hidden[:250]
+    else:
+        book.properties.description = ROWS
+    buffer = io.BytesIO()
+    book.save(buffer)
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    r = check(tmp_path, "t.xlsx", buffer.getvalue(), context={"tables": {"t.xlsx": declared}})
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"

@@ -42,7 +42,16 @@ _XLSX_PARTS = [
     (re.compile(r"^xl/printerSettings/printerSettings1\.bin$"), 16 * 1024),
 ]
 _SI = re.compile(rb"<(?:\w+:)?si[\s>]")
-_FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
+_FONT = {"rPr", "b", "i", "u", "strike", "sz", "color", "rFont", "family", "scheme", "vertAlign", "charset",
+         "outline", "shadow", "condense", "extend"}
+#: the elements a sheet and its shared strings may hold: cells and how they look. Anything else
+#: (formulas, validation lists, headers and footers, phonetic runs, extensions) carries text or
+#: values a reader of the cells does not see.
+_SHEET_ELEMENTS = frozenset({
+    "worksheet", "sheetPr", "tabColor", "outlinePr", "pageSetUpPr", "dimension", "sheetViews", "sheetView",
+    "pane", "selection", "sheetFormatPr", "cols", "col", "sheetData", "row", "c", "v", "is", "t", "r",
+    "printOptions", "pageMargins", "pageSetup", "phoneticPr", "mergeCells", "mergeCell", "ignoredErrors",
+    "ignoredError", "sst", "si"} | _FONT)
 
 _PNG_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
 _PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
@@ -107,10 +116,11 @@ def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
                 elif bound is not None and member.file_size > bound:
                     out.append(_fail(f"{member.filename} holds {member.file_size} bytes (at most {bound}): "
                                      "data hidden from the checker's view"))
-            if "xl/worksheets/sheet1.xml" in archive.namelist() and \
-                    _FORMULA.search(archive.read("xl/worksheets/sheet1.xml")):
-                out.append(_fail("cells hold formulas: a spreadsheet shows their results, which the gate does not "
-                                 "read; save the values (pandas to_excel, sdc)"))
+            for part in ("xl/worksheets/sheet1.xml", "xl/sharedStrings.xml"):
+                if part in archive.namelist():
+                    out += _xml_elements(archive, part)
+            if "docProps/core.xml" in archive.namelist():
+                out += _text_findings(" ".join(_xml_text(archive, "docProps/core.xml")))
             if "xl/sharedStrings.xml" in archive.namelist():
                 strings = len(_SI.findall(archive.read("xl/sharedStrings.xml")))
                 if strings > text_cells:
@@ -119,6 +129,38 @@ def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
     except (zipfile.BadZipFile, OSError, KeyError) as exc:
         out.append(_fail(f"the workbook cannot be inspected ({type(exc).__name__})"))
     return out[:5]
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _xml_elements(archive: zipfile.ZipFile, part: str) -> list[Finding]:
+    """Elements of a workbook part outside :data:`_SHEET_ELEMENTS` (a formula among them)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        with archive.open(part) as fh:
+            for _, element in ET.iterparse(fh, events=("start",)):
+                name = _local(element.tag)
+                if name == "f":
+                    return [_fail("cells hold formulas: a spreadsheet shows their results, which the gate does not "
+                                  "read; save the values (pandas to_excel, sdc)")]
+                if name not in _SHEET_ELEMENTS:
+                    return [_fail(f"{part} holds <{name}>, which a checker reading the cells does not see: save "
+                                  "the table alone (pandas to_excel, sdc)")]
+    except ET.ParseError as exc:
+        return [_fail(f"{part} is not well-formed XML ({exc})")]
+    return []
+
+
+def _xml_text(archive: zipfile.ZipFile, part: str) -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    try:
+        return [t for t in ET.fromstring(archive.read(part)).itertext() if t.strip()]
+    except ET.ParseError:
+        return []
 
 
 def _png_text(kind: bytes, body: bytes) -> str:
