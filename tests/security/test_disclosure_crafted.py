@@ -368,3 +368,19 @@ def test_workbook_hiding_rows_in_parts_of_the_sheet_nobody_reads_fails(tmp_path,
     declared = {"labels": ["region"], "counts": ["persons"]}
     r = check(tmp_path, "t.xlsx", buffer.getvalue(), context={"tables": {"t.xlsx": declared}})
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_records_packed_into_labels_with_a_constant_count_do_not_pass(tmp_path):
+    labels = [f"F|{RNG.integers(1940, 2000)}|750{RNG.integers(10, 99)}|{i}" for i in range(PERSONS)]
+    frame = pd.DataFrame({"who": labels, "n": 10})  # one person a row, every count raised to the threshold
+    r = check(tmp_path, "t.csv", frame, context={"tables": {"t.csv": {"labels": ["who"], "counts": ["n"]}}})
+    assert r.verdict != "pass" and r.rule_status["microdata"].value == "review"
+
+
+def test_person_rows_with_a_constant_added_to_every_count_do_not_pass(tmp_path):
+    frame = pd.DataFrame({"sex": RNG.choice(["F", "M"], PERSONS), "age_group": RNG.choice(["18-39", "40-64", "65+"],
+                                                                                           PERSONS),
+                          "region": [f"R{i:03d}" for i in RNG.permutation(PERSONS)], "n": 10})
+    declared = {"labels": ["sex", "age_group", "region"], "counts": ["n"]}
+    r = check(tmp_path, "t.csv", frame, context={"tables": {"t.csv": declared}})
+    assert r.verdict != "pass" and "microdata" in r.rule_status

@@ -283,4 +283,35 @@ def check_microdata(frame: pd.DataFrame, labels: list[int], counts: list[np.ndar
         if len(finite) >= MICRODATA_MIN_ROWS and np.mean(finite == 1) >= 0.5:
             out.append(_refuse("microdata", "most counts are 1: one row per person, not a table"))
             break
+        if len(finite) >= MICRODATA_MIN_ROWS:
+            _, repeats = np.unique(finite, return_counts=True)
+            if repeats.max() >= 0.9 * len(finite):
+                out.append(Finding("microdata", Status.REVIEW, f"{repeats.max()} of {len(finite)} counts are the "
+                                                               "same number: rows of records with a constant "
+                                                               "added? A checker confirms what each row is"))
+                break
+    for pos in labels:
+        if len(body) >= UNLABELLED_MAX_ROWS and _packed_records(body.iloc[:, pos]):
+            out.append(Finding("microdata", Status.REVIEW, f"column {frame.columns[pos]!r} packs several values, "
+                                                           "numbers among them, into each of its distinct "
+                                                           "categories: records written as labels? A checker "
+                                                           "confirms what each row is", col=pos))
+            break
     return out
+
+
+_FIELDS = re.compile(r"[|;,/=:_\s]+")
+
+
+def _packed_records(column: pd.Series) -> bool:
+    """A text category column as distinct as its rows whose values are each 3+ fields, 2+ of them
+    numbers (``F|1985|75012|4500``): a record per row."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+        return False
+    values = column.dropna().astype(str)
+    if len(values) < len(column) or not values.is_unique:
+        return False
+    sample = values.iloc[:500]
+    fields = sample.str.split(_FIELDS.pattern, regex=True)
+    numbers = fields.map(lambda parts: sum(p.replace(".", "", 1).isdigit() for p in parts))
+    return bool(((fields.str.len() >= 3) & (numbers >= 2)).mean() >= 0.9)
