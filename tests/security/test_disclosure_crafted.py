@@ -384,3 +384,11 @@ def test_person_rows_with_a_constant_added_to_every_count_do_not_pass(tmp_path):
     declared = {"labels": ["sex", "age_group", "region"], "counts": ["n"]}
     r = check(tmp_path, "t.csv", frame, context={"tables": {"t.csv": declared}})
     assert r.verdict != "pass" and "microdata" in r.rule_status
+
+
+def test_values_in_a_field_the_header_does_not_name_fail(tmp_path):
+    # one more field per row than the header: pandas makes it the index, which no rule read
+    data = b"region,persons\n185127512345678,N,120\n295039912345612,S,230\n"
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    r = check(tmp_path, "t.csv", data, context={"tables": {"t.csv": declared}})
+    assert r.verdict == "fail" and r.rule_status["table"].value == "fail"

@@ -100,6 +100,9 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
                 head = fh.readline().decode("utf-8", "replace")
             sep = "\t" if ext == ".tsv" else max([",", ";", "\t"], key=head.count)
             frame = pd.read_csv(path, sep=sep, encoding_errors="replace", low_memory=False)
+            if not isinstance(frame.index, pd.RangeIndex):  # pandas made the extra fields an index
+                raise InvalidInput(f"{name}: rows hold more fields than the header names: every value needs "
+                                   "its column")
         elif ext == ".parquet":
             _check_flat_parquet(path, name)
             frame = pd.read_parquet(path)
