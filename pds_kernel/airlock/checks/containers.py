@@ -59,7 +59,8 @@ _PNG_ANCILLARY = {b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"pHYs", b"sBIT", b"bKGD",
                   b"sPLT", b"eXIf", b"acTL", b"fcTL", b"fdAT", b"cICP", b"mDCv", b"cLLi"}
 #: ancillary PNG chunks (colour profiles, EXIF) above this are a payload
 MAX_PNG_ANCILLARY = 64 * 1024
-_PDF_ACTIVE = (b"/EmbeddedFile", b"/FileAttachment", b"/JavaScript", b"/JS", b"/Launch", b"/RichMedia")
+_PDF_ACTIVE = (b"/EmbeddedFile", b"/EmbeddedFiles", b"/EF", b"/FileAttachment", b"/JavaScript", b"/JS", b"/Launch",
+               b"/RichMedia", b"/GoToE", b"/SubmitForm")
 
 
 def _fail(message: str) -> Finding:
@@ -241,9 +242,34 @@ def _jpeg(data: bytes) -> list[Finding]:
     return []
 
 
+_PDF_NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
+_PDF_OBJSTM = re.compile(rb"<<(?:(?!>>).){0,2000}?/ObjStm(?:(?!stream).){0,2000}?stream\r?\n", re.DOTALL)
+#: bytes of object streams the gate inflates per PDF to read the dictionaries they hide
+MAX_PDF_INFLATE = 64 * 1024 * 1024
+
+
+def _pdf_text(data: bytes) -> bytes:
+    """The PDF's bytes with its object streams inflated (where dictionaries can hide, compressed)
+    and ``#xx`` escapes in names decoded (``/EmbeddedFil#65`` is ``/EmbeddedFile``)."""
+    parts = [data]
+    budget = MAX_PDF_INFLATE
+    for match in _PDF_OBJSTM.finditer(data):
+        inflater = zlib.decompressobj()
+        try:
+            inflated = inflater.decompress(data[match.end():match.end() + budget], budget)
+        except zlib.error:
+            continue
+        budget -= len(inflated)
+        parts.append(inflated)
+        if budget <= 0:
+            break
+    return _PDF_NAME_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), b"\n".join(parts))
+
+
 def _pdf(data: bytes) -> list[Finding]:
     out = []
-    active = sorted({name.decode() for name in _PDF_ACTIVE if re.search(re.escape(name) + rb"(?![A-Za-z])", data)})
+    text = _pdf_text(data)
+    active = sorted({name.decode() for name in _PDF_ACTIVE if re.search(re.escape(name) + rb"(?![A-Za-z])", text)})
     if active:
         out.append(_fail(f"the PDF carries {', '.join(active)} (attached files or scripts a checker does not see): "
                          "export the figure alone"))
