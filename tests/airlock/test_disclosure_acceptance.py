@@ -93,3 +93,18 @@ def test_every_code_kind_is_highlighted_for_reviewers(tmp_path, name, source):
     r = run(tmp_path, name, source.encode())
     rendered = render_file(SimpleNamespace(name=name, kind=r.kind, check=r.to_dict()), path)
     assert r.kind == "code" and rendered.mode == "code" and "<span style=" in rendered.html
+
+
+def test_genuine_xgboost_ubj_and_skops_models_go_to_review_as_kind_model(tmp_path):
+    import numpy as np
+    import skops.io
+    import xgboost as xgb
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(200, 3)), rng.integers(0, 2, 200)
+    xgb.train({"max_depth": 2}, xgb.DMatrix(x, label=y), num_boost_round=3).save_model(str(tmp_path / "m.ubj"))
+    skops.io.dump(LogisticRegression().fit(x, y), tmp_path / "m.skops")
+    for name in ("m.ubj", "m.skops"):
+        r = check_file(tmp_path / name, name, T)
+        assert (r.kind, r.verdict, set(r.rule_status)) == ("model", "review", {"model"}), name
