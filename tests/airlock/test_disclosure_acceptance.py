@@ -108,3 +108,11 @@ def test_genuine_xgboost_ubj_and_skops_models_go_to_review_as_kind_model(tmp_pat
     for name in ("m.ubj", "m.skops"):
         r = check_file(tmp_path / name, name, T)
         assert (r.kind, r.verdict, set(r.rule_status)) == ("model", "review", {"model"}), name
+
+
+def test_shares_of_the_column_total_pass_with_a_suppressed_row(tmp_path):
+    # 4.0 % of 1,000 persons is the row's 40: shares of the total, not of the row's count
+    data = b"region,persons,pct\nN,40,4.0\nS,*,*\nE,300,30.0\nW,560,56.0\n"  # S (100 persons) hidden
+    declared = {"labels": ["region"], "counts": ["persons"], "magnitudes": {"pct": "percent"}}
+    r = run(tmp_path, "t.csv", data, declared)
+    assert "small-cell" not in r.rule_status, r.to_dict()["findings"]

@@ -423,3 +423,11 @@ def test_pdf_figure_with_an_attached_file_fails(tmp_path, hiding):
                  names, attached])
     r = check(tmp_path, "fig.pdf", data, other_files=["fig.csv"])
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_shares_of_the_total_that_give_back_a_suppressed_row_do_not_pass(tmp_path):
+    # 40 is 4.42 % of 905: the shares give the total, the total minus the cells gives S's 5
+    data = b"region,persons,pct\nN,40,4.42\nS,*,*\nE,300,33.15\nW,560,61.88\n"
+    declared = {"labels": ["region"], "counts": ["persons"], "magnitudes": {"pct": "percent"}}
+    r = check(tmp_path, "t.csv", data, context={"tables": {"t.csv": declared}})
+    assert r.verdict != "pass" and [f.row for f in r.findings if f.rule == "differencing"] == [1]

@@ -81,19 +81,49 @@ def check_cell(value: float, agg: str, contribution: tuple[float, float, list[fl
 SHARES = {"percent": 100.0, "proportion": 1.0}
 
 
+def _column_shares(shares: np.ndarray, counts: np.ndarray, scale: float) -> bool:
+    """Shares that are each row's count over one total (the column's, suppressed rows included):
+    ``share = scale * count / N`` for one N, within the rounding of the published shares."""
+    ok = ~np.isnan(shares) & ~np.isnan(counts) & (shares > 0)
+    if ok.sum() < 2:
+        return False
+    total = counts[ok].sum() / shares[ok].sum() * scale
+    expected = scale * counts[ok] / total
+    return bool(np.all(np.abs(shares[ok] - expected) <= 0.02 * expected + 0.0005 * scale))
+
+
+def _hidden_by_shares(shares: np.ndarray, counts: np.ndarray, scale: float) -> float | None:
+    """The persons of the rows whose count is suppressed, from the total the shares imply (None when
+    no count is suppressed)."""
+    if not np.isnan(counts).any():
+        return None
+    ok = ~np.isnan(shares) & ~np.isnan(counts) & (shares > 0)
+    total = counts[ok].sum() / shares[ok].sum() * scale
+    return float(total - np.nansum(counts))
+
+
 def check_shares(table: LoadedTable, pos: int, agg: str, thresholds: Thresholds) -> list[tuple[str, Status, str, int]]:
     """A percentage (or proportion) next to a published count gives back the persons it is a share
     of: ``1.2 %`` of 250 persons is 3 persons, ``99.2 %`` leaves 2 out. Shares of the column's total
-    (the body adds up to 100 %) are the counts themselves and need nothing more."""
+    (the body adds up to 100 %, or every share is its count over one total) are the counts
+    themselves, but they give that total, hence the persons of the rows whose count is suppressed
+    (review when fewer than the threshold)."""
     scale = SHARES[agg]
     j = table.numeric.index(pos)
     body = np.array([r for r in range(table.values.shape[0]) if r not in set(table.total_rows)], dtype=int)
     shares = table.values[:, j]
-    if len(body) > 1 and abs(np.nansum(shares[body]) - scale) <= 0.015 * scale:
-        return []
+    adds_up = len(body) > 1 and abs(np.nansum(shares[body]) - scale) <= 0.015 * scale
     out = []
     for c in table.value_index(table.roles.counts):
         counts = table.values[:, c]
+        if adds_up or _column_shares(shares[body], counts[body], scale):
+            hidden = _hidden_by_shares(shares[body], counts[body], scale)
+            if hidden is not None and 0.5 <= hidden and round(hidden) < thresholds.min_cell:
+                out.append(("differencing", Status.REVIEW,
+                            f"these shares give the total ({round(np.nansum(counts[body]) + hidden)} persons), hence "
+                            f"the suppressed rows: about {round(hidden)} persons, fewer than {thresholds.min_cell}",
+                            int(body[np.argmax(np.isnan(counts[body]))])))
+            continue
         with np.errstate(invalid="ignore"):
             part = shares / scale * counts
         for r in np.nonzero(~np.isnan(part) & (shares > 0) & (shares < scale))[0]:
