@@ -431,3 +431,16 @@ def test_shares_of_the_total_that_give_back_a_suppressed_row_do_not_pass(tmp_pat
     declared = {"labels": ["region"], "counts": ["persons"], "magnitudes": {"pct": "percent"}}
     r = check(tmp_path, "t.csv", data, context={"tables": {"t.csv": declared}})
     assert r.verdict != "pass" and [f.row for f in r.findings if f.rule == "differencing"] == [1]
+
+
+def test_survival_curve_whose_steps_are_single_events_fails(tmp_path):
+    # the events are not published, but each step of S(t) with its number at risk gives them back
+    rows, survival, at_risk = [], 1.0, 500
+    for t in range(1, 6):
+        survival *= 1 - 2 / at_risk
+        rows.append(f"{t},{at_risk},{survival:.6f}")
+        at_risk -= 2
+    data = ("month,at_risk,survival\n" + "\n".join(rows) + "\n").encode()
+    declared = {"labels": ["month"], "counts": ["at_risk"], "magnitudes": {"survival": "survival"}}
+    r = check(tmp_path, "km.csv", data, context={"tables": {"km.csv": declared}})
+    assert r.verdict == "fail" and [(f.row, f.col) for f in r.findings if f.rule == "small-cell"] == [(0, 2)]

@@ -139,6 +139,34 @@ def check_shares(table: LoadedTable, pos: int, agg: str, thresholds: Thresholds)
     return out
 
 
+def check_survival(table: LoadedTable, pos: int, thresholds: Thresholds) -> list[tuple[str, Status, str, int]]:
+    """A Kaplan-Meier curve next to the numbers at risk gives back the events of each step:
+    ``d = n (1 - S(t) / S(t-1))``; a step of fewer events than the threshold fails like the count."""
+    counts = table.value_index(table.roles.counts)
+    if not counts:
+        return []
+    with np.errstate(all="ignore"):
+        risk = max(counts, key=lambda c: np.nanmedian(table.values[:, c]))
+    at_risk = table.values[:, risk]
+    others = table.values[:, [c for c in counts if c != risk]]
+    survival = table.values[:, table.numeric.index(pos)]
+    body = [r for r in range(len(survival)) if r not in set(table.total_rows)]
+    previous = 1.0 if np.nanmax(survival[body], initial=0) <= 1 else 100.0
+    for r in body:
+        s, n = survival[r], at_risk[r]
+        if np.isnan(s):
+            continue
+        if previous > 0 and not np.isnan(n):
+            events = n * (1 - s / previous)
+            published = bool(np.any(np.abs(others[r] - events) < 0.5))  # judged as a count already
+            if 0.5 <= events and round(events) < thresholds.min_cell and not published:
+                return [("small-cell", Status.FAIL, f"this step of the curve is about {round(events)} events among "
+                                                    f"{int(n)} at risk, below the threshold of {thresholds.min_cell}",
+                         int(r))]
+        previous = s
+    return []
+
+
 def check_magnitudes(table: LoadedTable, thresholds: Thresholds) -> list[Finding]:
     """Findings for every declared magnitude column of ``table``."""
     roles, declaration = table.roles, table.declaration
@@ -162,6 +190,9 @@ def check_magnitudes(table: LoadedTable, thresholds: Thresholds) -> list[Finding
                     col=pos)
             elif agg in SHARES:
                 for rule, status, message, row in check_shares(table, pos, agg, thresholds):
+                    add(rule, status, message, row=row, col=pos)
+            elif agg == "survival":
+                for rule, status, message, row in check_survival(table, pos, thresholds):
                     add(rule, status, message, row=row, col=pos)
             continue
         if agg in ESTIMATES:
