@@ -444,3 +444,10 @@ def test_survival_curve_whose_steps_are_single_events_fails(tmp_path):
     declared = {"labels": ["month"], "counts": ["at_risk"], "magnitudes": {"survival": "survival"}}
     r = check(tmp_path, "km.csv", data, context={"tables": {"km.csv": declared}})
     assert r.verdict == "fail" and [(f.row, f.col) for f in r.findings if f.rule == "small-cell"] == [(0, 2)]
+
+
+def test_a_category_of_dates_written_yyyymmdd_does_not_pass(tmp_path):
+    days = (pd.to_datetime("2020-01-01") + pd.to_timedelta(np.arange(30) * 3, unit="D")).strftime("%Y%m%d")
+    frame = pd.DataFrame({"d": days.astype(int), "n": RNG.integers(20, 90, 30)})
+    r = check(tmp_path, "t.csv", frame, context={"tables": {"t.csv": {"labels": ["d"], "counts": ["n"]}}})
+    assert r.verdict == "review" and r.rule_status["day-date"].value == "review"

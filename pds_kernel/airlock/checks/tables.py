@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InvalidInput
+from .content import COMPACT_DATE
 from .declaration import Declaration, Roles, assign
 from .result import MAX_FINDINGS_PER_RULE, Finding, Status, Thresholds
 
@@ -315,6 +316,15 @@ def _acro_findings(table: LoadedTable | None, record: Mapping[str, Any], thresho
     return findings
 
 
+def _compact_days(column: pd.Series) -> bool:
+    """A column of whole numbers that are all dates written ``yyyymmdd``, not all on the 1st."""
+    values = column.dropna().to_numpy(dtype=float)
+    if not values.size or np.any(values != np.floor(values)) or values.min() < 19000101 or values.max() > 21001231:
+        return False
+    written = [str(int(v)) for v in np.unique(values)[:1000]]
+    return all(COMPACT_DATE.match(v) for v in written) and any(not v.endswith("01") for v in written)
+
+
 def check_text_cells(table: LoadedTable, scan) -> list[Finding]:
     """Run the content rules on headers and on every text cell (label columns included)."""
     findings = []
@@ -331,6 +341,10 @@ def check_text_cells(table: LoadedTable, scan) -> list[Finding]:
                                     "date column: publish months or years unless the day is needed", col=pos))
             continue
         if pd.api.types.is_numeric_dtype(column):
+            if _compact_days(column):
+                findings.append(Finding("day-date", Status.REVIEW, "whole numbers written yyyymmdd: day-level "
+                                                                    "dates; publish months or years unless the day "
+                                                                    "is needed", col=pos))
             continue  # numbers that are identifiers are a pre-gate (pregates.check_identifiers)
         uniques = column.dropna().astype(str).unique()
         flagged = {u: scan(u, header=False) for u in uniques}
