@@ -451,3 +451,26 @@ def test_a_category_of_dates_written_yyyymmdd_does_not_pass(tmp_path):
     frame = pd.DataFrame({"d": days.astype(int), "n": RNG.integers(20, 90, 30)})
     r = check(tmp_path, "t.csv", frame, context={"tables": {"t.csv": {"labels": ["d"], "counts": ["n"]}}})
     assert r.verdict == "review" and r.rule_status["day-date"].value == "review"
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_png_colour_profile_that_is_rows_fails(tmp_path):
+    data = _png(_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(("sex,year,zip,cost\n" + ROWS).encode())))
+    r = check(tmp_path, "fig.png", data, other_files=["fig.csv"])
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_jpeg_with_rows_in_application_segments_fails(tmp_path):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "JPEG")
+    image = buffer.getvalue()
+    rows = ("sex,year,zip,cost\n" + ROWS * 30).encode()
+    segments = b"".join(b"\xff\xe4" + struct.pack(">H", len(part) + 2) + part
+                        for part in (rows[i:i + 60_000] for i in range(0, len(rows), 60_000)))
+    r = check(tmp_path, "fig.jpg", image[:2] + segments + image[2:], other_files=["fig.csv"])
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"

@@ -58,7 +58,9 @@ _PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
 _PNG_ANCILLARY = {b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"pHYs", b"sBIT", b"bKGD", b"hIST", b"tRNS", b"tIME",
                   b"sPLT", b"eXIf", b"acTL", b"fcTL", b"fdAT", b"cICP", b"mDCv", b"cLLi"}
 #: ancillary PNG chunks (colour profiles, EXIF) above this are a payload
-MAX_PNG_ANCILLARY = 64 * 1024
+MAX_PNG_ANCILLARY = 16 * 1024
+#: JPEG application segments (EXIF, ICC, XMP) above this are a payload
+MAX_JPEG_APP = 16 * 1024
 _PDF_ACTIVE = (b"/EmbeddedFile", b"/EmbeddedFiles", b"/EF", b"/FileAttachment", b"/JavaScript", b"/JS", b"/Launch",
                b"/RichMedia", b"/GoToE", b"/SubmitForm")
 
@@ -200,8 +202,19 @@ def _png(data: bytes) -> list[Finding]:
         elif kind not in _PNG_CRITICAL:
             if kind not in _PNG_ANCILLARY:
                 return [_fail(f"a PNG chunk of an unknown type ({kind.decode('latin-1')!r}, {length} bytes)")]
+            if kind == b"iCCP" and not _icc_profile(body):
+                return [_fail("the PNG's colour profile (iCCP) is not an ICC profile")]
             ancillary += length
     return [_fail("the PNG has no end (IEND): its bytes cannot all be accounted for")]
+
+
+def _icc_profile(body: bytes) -> bool:
+    """An iCCP chunk: a name, a compression byte, then a zlib stream of an ICC profile (``acsp``)."""
+    try:
+        profile = zlib.decompressobj().decompress(body.partition(b"\x00")[2][1:], 1 << 20)
+    except zlib.error:
+        return False
+    return profile[36:40] == b"acsp"
 
 
 def _png_extras(text: int, ancillary: int) -> list[Finding]:
@@ -222,7 +235,7 @@ def _text_findings(text: str) -> list[Finding]:
 
 
 def _jpeg(data: bytes) -> list[Finding]:
-    pos, comments = 2, 0
+    pos, comments, application = 2, 0, 0
     while pos + 4 <= len(data) and data[pos] == 0xFF:
         marker = data[pos + 1]
         if marker == 0xDA:  # start of scan: the end marker follows the entropy-coded data
@@ -231,15 +244,19 @@ def _jpeg(data: bytes) -> list[Finding]:
                 return [_fail("the JPEG has no end marker: its bytes cannot all be accounted for")]
             tail = data[end + 2:].rstrip(b"\x00")
             out = [_fail(f"{len(tail)} bytes after the end of the image")] if tail else []
-            return out + ([_fail(f"{comments} bytes of comments inside the image")]
-                          if comments > MAX_IMAGE_TEXT else [])
+            if comments > MAX_IMAGE_TEXT:
+                out.append(_fail(f"{comments} bytes of comments inside the image"))
+            if application > MAX_JPEG_APP:
+                out.append(_fail(f"{application} bytes of application segments (EXIF, XMP...) inside the image "
+                                 f"(at most {MAX_JPEG_APP})"))
+            return out
         (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
         if marker == 0xFE:
             comments += length
+        elif 0xE0 <= marker <= 0xEF:
+            application += length
         pos += 2 + length
-    if comments > MAX_IMAGE_TEXT:
-        return [_fail(f"{comments} bytes of comments inside the image")]
-    return []
+    return [_fail("the JPEG has no image data (no start of scan): its bytes cannot all be accounted for")]
 
 
 _PDF_NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
