@@ -474,3 +474,10 @@ def test_jpeg_with_rows_in_application_segments_fails(tmp_path):
                         for part in (rows[i:i + 60_000] for i in range(0, len(rows), 60_000)))
     r = check(tmp_path, "fig.jpg", image[:2] + segments + image[2:], other_files=["fig.csv"])
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_records_written_as_dicts_in_a_script_fail(tmp_path):
+    rows = "\n".join(f'    {{"sex": "F", "born": {RNG.integers(1940, 2000)}, "cost": {RNG.integers(0, 5000)}}},'
+                     for _ in range(40))
+    r = check(tmp_path, "rebuild.py", f"rows = [\n{rows}\n]\n".encode())
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"

@@ -43,6 +43,18 @@ _NUMBER_LINE = re.compile(r"^\s*[\[(]?\s*-?\d[\d.eE+-]*\s*(?:[,;]\s*-?\d[\d.eE+-
 MAX_NUMBER_LINES = 50
 
 
+_STRING = re.compile(r"\"[^\"\n]*\"|'[^'\n]*'")
+
+
+def _shape(line: str) -> str | None:
+    """A line with its numbers and strings blanked out, when it holds two numbers or more: records
+    written as dicts, named lists or calls (``{"age": 34, "cost": 4500},``) repeat one shape."""
+    blanked = _STRING.sub("s", line.strip())
+    if len(blanked) > 300 or len(_NUMBER.findall(blanked)) < 2:
+        return None
+    return _NUMBER.sub("0", blanked)
+
+
 def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | None]]:
     out = []
     compact = re.sub(r"\\\n|\"\s*\n\s*\"|'\s*\n\s*'", "", text)  # literals continued over lines
@@ -53,7 +65,8 @@ def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | N
         break
     if _HEXBLOB.search(compact):
         out.append(("embedded-data", Status.FAIL, f"{where}: a hexadecimal block over {MAX_BLOB_BYTES} bytes", None))
-    run = blob = bare = 0
+    run = blob = bare = same = 0
+    last = None
     for number, line in enumerate(text.splitlines(), start=1):
         if len(_NUMBER.findall(line)) > MAX_LITERAL_NUMBERS:
             out.append(("embedded-data", Status.FAIL, f"{where}: a line of more than {MAX_LITERAL_NUMBERS} numbers "
@@ -70,7 +83,10 @@ def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | N
             out.append(("embedded-data", Status.FAIL, f"{where}: {MAX_NUMBER_LINES} lines of bare numbers in a row "
                                                        "(a vector of data written into the code)", number))
             break
-        run = run + 1 if _DATA_ROW.match(line) and _NUMBER.search(line) else 0
+        shape = _shape(line)
+        same = same + 1 if shape is not None and shape == last else 0
+        last = shape
+        run = run + 1 if (_DATA_ROW.match(line) and _NUMBER.search(line)) or same else 0
         if run == MAX_LITERAL_ROWS:
             out.append(("embedded-data", Status.FAIL, f"{where}: {MAX_LITERAL_ROWS} lines of literal data in a row "
                                                        "(a table written into the code)", number))
