@@ -481,3 +481,18 @@ def test_records_written_as_dicts_in_a_script_fail(tmp_path):
                      for _ in range(40))
     r = check(tmp_path, "rebuild.py", f"rows = [\n{rows}\n]\n".encode())
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_workbook_number_format_displaying_other_digits_fails(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["region", "persons"], ["N", 120], ["S", 230]):
+        sheet.append(row)
+    sheet["B3"].number_format = '"3"'  # the gate reads 230, a spreadsheet shows 3
+    buffer = io.BytesIO()
+    book.save(buffer)
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    r = check(tmp_path, "t.xlsx", buffer.getvalue(), context={"tables": {"t.xlsx": declared}})
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"

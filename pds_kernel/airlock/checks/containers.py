@@ -34,7 +34,7 @@ _XLSX_PARTS = [
     (re.compile(r"^xl/worksheets/_rels/sheet1\.xml\.rels$"), 4 * 1024),
     (re.compile(r"^docProps/(?:app|core)\.xml$"), MAX_EXTRA_BYTES),
     (re.compile(r"^xl/workbook\.xml$"), 16 * 1024),
-    (re.compile(r"^xl/styles\.xml$"), 256 * 1024),
+    (re.compile(r"^xl/styles\.xml$"), 64 * 1024),
     (re.compile(r"^xl/theme/theme1\.xml$"), 64 * 1024),
     (re.compile(r"^xl/worksheets/sheet1\.xml$"), None),
     (re.compile(r"^xl/sharedStrings\.xml$"), None),
@@ -124,6 +124,8 @@ def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
                     out += _xml_elements(archive, part)
             if "docProps/core.xml" in archive.namelist():
                 out += _text_findings(" ".join(_xml_text(archive, "docProps/core.xml")))
+            if "xl/styles.xml" in archive.namelist():
+                out += _number_formats(archive)
             if "xl/sharedStrings.xml" in archive.namelist():
                 strings = len(_SI.findall(archive.read("xl/sharedStrings.xml")))
                 if strings > text_cells:
@@ -155,6 +157,31 @@ def _xml_elements(archive: zipfile.ZipFile, part: str) -> list[Finding]:
     except ET.ParseError as exc:
         return [_fail(f"{part} is not well-formed XML ({exc})")]
     return []
+
+
+#: custom number formats a workbook may define (a format can display any literal text)
+MAX_NUMBER_FORMATS = 64
+_FORMAT_LITERAL = re.compile(r'"([^"]*)"')
+_FORMAT_ESCAPE = re.compile(r"\\(.)")
+
+
+def _number_formats(archive: zipfile.ZipFile) -> list[Finding]:
+    """Custom number formats: a format such as ``"185127512345678"`` shows its text in every cell
+    it styles, whatever the value the gate reads."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(archive.read("xl/styles.xml"))
+    except ET.ParseError as exc:
+        return [_fail(f"xl/styles.xml is not well-formed XML ({exc})")]
+    codes = [e.get("formatCode", "") for e in root.iter() if _local(e.tag) == "numFmt"]
+    if len(codes) > MAX_NUMBER_FORMATS:
+        return [_fail(f"the workbook defines {len(codes)} number formats (at most {MAX_NUMBER_FORMATS})")]
+    literals = [text for code in codes for text in _FORMAT_LITERAL.findall(code) + _FORMAT_ESCAPE.findall(code)]
+    if any(ch.isdigit() for text in literals for ch in text):
+        return [_fail("a number format displays literal digits instead of the cell's value: a spreadsheet "
+                      "shows them, the gate reads the value")]
+    return _text_findings("\n".join(literals))
 
 
 def _xml_text(archive: zipfile.ZipFile, part: str) -> list[str]:
