@@ -496,3 +496,13 @@ def test_workbook_number_format_displaying_other_digits_fails(tmp_path):
     declared = {"labels": ["region"], "counts": ["persons"]}
     r = check(tmp_path, "t.xlsx", buffer.getvalue(), context={"tables": {"t.xlsx": declared}})
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
+
+
+def test_workbook_with_a_worksheet_part_it_does_not_list_fails(tmp_path):
+    rows = "".join(f"<row><c t='inlineStr'><is><t>{line}</t></is></c></row>" for line in ROWS.splitlines())
+    orphan = f"<worksheet xmlns='http://schemas.openxmlformats.org/spreadsheetml/2006/main'><sheetData>{rows}" \
+             "</sheetData></worksheet>"
+    data = _xlsx_with({"xl/worksheets/sheet2.xml": orphan.encode()})  # pandas reads the listed sheet only
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    r = check(tmp_path, "t.xlsx", data, context={"tables": {"t.xlsx": declared}})
+    assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"

@@ -31,17 +31,18 @@ PARQUET_KEYS = frozenset({b"pandas", b"ARROW:schema"})
 _XLSX_PARTS = [
     (re.compile(r"^\[Content_Types\]\.xml$"), 64 * 1024),
     (re.compile(r"^(?:xl/)?_rels/[\w.]*\.rels$"), 16 * 1024),
-    (re.compile(r"^xl/worksheets/_rels/sheet1\.xml\.rels$"), 4 * 1024),
+    (re.compile(r"^xl/worksheets/_rels/sheet\d+\.xml\.rels$"), 4 * 1024),
     (re.compile(r"^docProps/(?:app|core)\.xml$"), MAX_EXTRA_BYTES),
     (re.compile(r"^xl/workbook\.xml$"), 16 * 1024),
     (re.compile(r"^xl/styles\.xml$"), 64 * 1024),
     (re.compile(r"^xl/theme/theme1\.xml$"), 64 * 1024),
-    (re.compile(r"^xl/worksheets/sheet1\.xml$"), None),
+    (re.compile(r"^xl/worksheets/sheet\d+\.xml$"), None),
     (re.compile(r"^xl/sharedStrings\.xml$"), None),
     (re.compile(r"^xl/calcChain\.xml$"), 1024 * 1024),
     (re.compile(r"^xl/printerSettings/printerSettings1\.bin$"), 16 * 1024),
 ]
 _SI = re.compile(rb"<(?:\w+:)?si[\s>]")
+_SHEET_PART = re.compile(r"^xl/worksheets/sheet\d+\.xml$")
 _FONT = {"rPr", "b", "i", "u", "strike", "sz", "color", "rFont", "family", "scheme", "vertAlign", "charset",
          "outline", "shadow", "condense", "extend"}
 #: the elements a sheet and its shared strings may hold: cells and how they look. Anything else
@@ -119,7 +120,11 @@ def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
                 elif bound is not None and member.file_size > bound:
                     out.append(_fail(f"{member.filename} holds {member.file_size} bytes (at most {bound}): "
                                      "data hidden from the checker's view"))
-            for part in ("xl/worksheets/sheet1.xml", "xl/sharedStrings.xml"):
+            sheets = [n for n in archive.namelist() if _SHEET_PART.match(n)]
+            if len(sheets) != 1:
+                out.append(_fail(f"the workbook holds {len(sheets)} worksheet parts: one table, one sheet (a sheet "
+                                 "the workbook does not list is read by nobody)"))
+            for part in sheets[:1] + ["xl/sharedStrings.xml"]:
                 if part in archive.namelist():
                     out += _xml_elements(archive, part)
             if "docProps/core.xml" in archive.namelist():
