@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from ..db import transaction
 from ..errors import InvalidInput
-from .checks import FileCheck, Released, Status, Thresholds, check_file, content, declaration, tables
+from .checks import FileCheck, Released, Status, Thresholds, check_file, content, declaration, filetypes, tables
 from .checks.pregates import PSEUDONYM_PREFIX
 from .models import ExportRequest
 from .staging import RefusedFiles, request_dir
@@ -110,6 +110,7 @@ def check_files(gate: ProjectGate, files: list[tuple[int, str, Path, str | None]
     """
     acro = context.get("acro") if isinstance(context.get("acro"), Mapping) else {}
     names = [name for _, name, _, _ in files]
+    siblings = request_tables(files, context, gate.max_bytes, request_id)
     results = {}
     for index, name, path, sha256 in files:
         record = acro.get(name)
@@ -120,8 +121,28 @@ def check_files(gate: ProjectGate, files: list[tuple[int, str, Path, str | None]
         results[index] = check_file(path, name, gate.thresholds, evidence=record,
                                     other_files=[n for n in names if n != name], context=context,
                                     allowed_extensions=gate.allowed, sha256=sha256, max_bytes=gate.max_bytes,
-                                    known_ids=gate.known_ids, released=gate.released, request_id=request_id)
+                                    known_ids=gate.known_ids, request_id=request_id,
+                                    released=gate.released + tuple(t for t in siblings if t.name != name))
     return results
+
+
+def request_tables(files: list[tuple[int, str, Path, str | None]], context: Mapping[str, Any], max_bytes: int,
+                   request_id: str | None) -> tuple[Released, ...]:
+    """The tables of one request, each compared with the others like a released table: a request
+    holding "all adults" and "adults over 19" isolates the persons in between."""
+    declared = context.get("tables") if isinstance(context.get("tables"), Mapping) else {}
+    tables_of = [(n, p) for _, n, p, _ in files if filetypes.kind_of(n) == "table"]
+    out = []
+    for name, path in tables_of if len(tables_of) > 1 else ():
+        try:
+            if path.stat().st_size > max_bytes:
+                continue
+            frame = tables.read_table(path, name)
+        except (InvalidInput, OSError):
+            continue  # its own check says why
+        out.append(Released(request_id or "this request", name,
+                            tables.analyse(frame, declaration.parse(declared.get(name))), released=False))
+    return tuple(out)
 
 
 def check_refusals(results: Mapping[int, FileCheck], names: Mapping[int, str]) -> None:

@@ -43,7 +43,8 @@ RULE_EXPLANATIONS = {
     "day-date": "day-level date: publish months or years unless the day is needed",
     "free-text": "free text: a checker reads it",
     "table": "the table could not be checked automatically: a checker reads it",
-    "magnitude": "table of magnitudes without ACRO evidence: a checker judges dominance and p-ratio",
+    "magnitude": "table of magnitudes whose contributions the gate cannot verify (dominance not verifiable), "
+                 "a share without its counts, or a minimum or maximum: a checker judges it",
     "figure": "a figure is compared with its table by a checker",
     "file-type": "the content of this file does not match its type",
     "model": "model file: a checker reviews it",
@@ -56,17 +57,19 @@ RULE_EXPLANATIONS = {
                   "or a checker judges what the numbers are",
     "unit": "counts that may not be of distinct persons: a checker judges them",
     "rounding": "counts not rounded to the project's base",
-    "differencing": "a total differs from the sum of its visible cells by less than the threshold "
-                    "of {min_cell}: the difference is a small cell",
-    "max-rows": "more rows than a table file may hold in this project",
+    "differencing": "a total differs from the sum of its visible cells, or a table differs from one of the "
+                    "same layout (released earlier, or in this request), by less than the threshold of "
+                    "{min_cell}: the difference is a small cell",
+    "max-rows": "more rows (or columns) than a table file may hold in this project",
     "max-size": "larger than a file of this kind may be",
     "person-identifier": "a column holds person identifiers: identifiers never leave",
     "exact-date": "exact dates of birth or death: publish months or years",
-    "microdata": "one row per person (records), not a table of aggregates",
+    "microdata": "one row (or column) per person: records, not a table of aggregates",
     "pickle": "a pickle runs code when opened: export models in a safe format (skops, JSON, ONNX)",
     "code": "code file: a checker reads it",
     "notebook-output": "an output left in a notebook: strip outputs or a checker reads each one",
-    "embedded-data": "data embedded in code or a notebook (attachments, widget state, long literals)",
+    "embedded-data": "data where a checker does not look: literals in code, notebook metadata or outputs, "
+                     "file metadata, workbook parts or formulas, bytes outside a figure's image",
     # imports (pds_kernel/airlock/imports_scan.py, cohort_intake.py)
     "malware": "the malware scan (ClamAV) found a signature or could not run: the file is refused",
     "import-type": "the content of this file is not a type that may be imported",

@@ -141,7 +141,7 @@ def test_request_export_attaches_the_sdc_record_by_itself(workspace_env, service
 
 def test_file_changed_after_save_gets_review_with_the_reason(workspace_env, service, microdata):
     _, path = saved_means(workspace_env, microdata)
-    path.write_text(path.read_text().replace(".", ",", 1))  # edited by hand after sdc saved it
+    path.write_text(path.read_text().replace(".", "0", 1))  # edited by hand after sdc saved it (a digit)
     answer = ws.request_export([path], "Table 3")
     f = answer["files"][0]
     assert f["check_status"] == "review" and "dominance" not in rules(f) and "acro" in rules(f)

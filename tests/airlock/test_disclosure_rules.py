@@ -215,7 +215,8 @@ def test_stripped_notebook_needs_only_a_reading(tmp_path):
 
 
 def test_notebook_outputs_are_checked_like_what_they_show(tmp_path):
-    figure = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="  # 1x1, whole
+    figure = {"output_type": "display_data", "metadata": {}, "data": {"image/png": png, "text/plain": "<Figure>"}}
     table = {"output_type": "execute_result", "execution_count": 1, "metadata": {},
              "data": {"text/html": "<table><tr><td>1</td></tr></table>", "text/plain": "x"}}
     r = run(tmp_path, "a.ipynb", _notebook([figure, table]))

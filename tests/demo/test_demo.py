@@ -197,6 +197,8 @@ def test_example_notebook_runs_in_the_sandbox_and_its_table_is_right(demo_runs):
     executed = json.loads((home / "examples" / "executed.ipynb").read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert outputs and not [o for o in outputs if o["output_type"] == "error"]
+    printed = "".join("".join(o.get("text", "")) for o in outputs if o["output_type"] == "stream")
+    assert "claims_per_month.csv: pass" in printed, printed[-2000:]  # #12: its sdc table passes the gate's checks
 
     saved = pl.read_csv(home / "examples" / "results" / "claims_per_month.csv").sort("month")
     claims = read_table(root / "projects" / "diabetes-t2" / "extract", "ER_PRS_F")

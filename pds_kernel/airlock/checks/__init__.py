@@ -31,7 +31,7 @@ import numpy as np
 
 from ...errors import InvalidInput
 from ...hashing import sha256_file
-from . import code, content, declaration, differencing, filetypes, magnitudes, models, pregates, tables
+from . import code, containers, content, declaration, differencing, filetypes, magnitudes, models, pregates, tables
 from .differencing import Released
 from .result import REFUSAL_RULES, FileCheck, Finding, Status, Thresholds, worst
 
@@ -127,6 +127,7 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
     elif kind == "model":
         result.extend(models.check_model(path, name, head, path.stat().st_size))
     elif kind == "figure":
+        result.extend(containers.check_figure(path, name, max_bytes))
         table = figure_table(name, other_files or [], context)
         if table is None:
             result.add(Finding("figure", Status.FAIL,
@@ -165,6 +166,7 @@ def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mappin
     except InvalidInput as exc:
         result.add(Finding("table", Status.FAIL, str(exc)))
         return
+    result.extend(_check_container(path, name, frame))
     declared = declaration.parse(raw, evidence)
     table = tables.analyse(frame, declared)
     roles = table.roles
@@ -172,11 +174,14 @@ def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mappin
     count_idx = table.value_index(roles.counts) + whole_unknown
     keys = table.labels if declared.labels is not None else sorted(
         table.labels + [table.numeric[j] for j in whole_unknown])
-    result.extend(pregates.check_size(len(frame), size, thresholds.max_table_rows, max_bytes))
+    result.extend(pregates.check_size(len(frame), size, thresholds.max_table_rows, max_bytes, frame.shape[1]))
     result.extend(pregates.check_identifiers(frame, table.numbers, known_ids))
+    if not result.refusals:
+        result.extend(pregates.check_split_identifiers(frame, table.numbers))
     result.extend(pregates.check_dates(frame))
     result.extend(pregates.check_microdata(frame, keys, [table.values[:, j] for j in count_idx],
                                            table.total_rows))
+    result.extend(pregates.check_transposed(frame, table.numeric))
     if result.refusals:
         return  # pre-gates come before any rule: a refused file is not judged further
     for problem in declared.problems + roles.problems:
@@ -186,7 +191,20 @@ def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mappin
     sums = [j for j, pos in enumerate(table.numeric) if roles.magnitudes.get(pos) == "sum"]
     result.extend(tables.check_margins(table))
     result.extend(differencing.check_totals(table, thresholds, count_idx, sums))
+    result.extend(differencing.check_unnamed_totals(table, thresholds, count_idx))
     result.extend(differencing.check_history(table, thresholds, count_idx, released, request_id))
+
+
+def _check_container(path: Path, name: str, frame) -> list[Finding]:
+    """What a Parquet or XLSX file carries besides its cells (:mod:`.containers`)."""
+    ext = filetypes.extension(name)
+    if ext == ".parquet":
+        return containers.check_parquet(path, frame.shape[1])
+    if ext == ".xlsx":
+        text = sum(int(frame[c].map(lambda x: isinstance(x, str)).sum()) for c in frame.columns
+                   if frame[c].dtype == object)
+        return containers.check_xlsx(path, text + frame.shape[1])
+    return []
 
 
 def _check_values(table, thresholds: Thresholds, evidence, declared, whole_unknown: list[int],

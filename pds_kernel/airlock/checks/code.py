@@ -15,6 +15,7 @@ Publishing code is expected of researchers; what must not leave with it is data.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -30,10 +31,31 @@ MAX_LITERAL_NUMBERS = 200
 _BASE64 = re.compile(rf"[A-Za-z0-9+/]{{{MAX_BLOB_BYTES},}}={{0,2}}")
 _HEXBLOB = re.compile(rf"[0-9A-Fa-f]{{{2 * MAX_BLOB_BYTES},}}")
 _NUMBER = re.compile(r"(?<![A-Za-z_])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
-_DATA_ROW = re.compile(r"^\s*[\[(\"']?\s*-?\d[\d.eE+-]*(?:\s*[,;\t|]\s*[\"']?-?[\w.+-]*[\"']?){2,}\s*[\])\"']?,?\s*$")
+#: one field of a literal row: a number, a quoted string or a bare word (NA, TRUE, None, F)
+_FIELD = r"(?:-?\d[\d.eE+-]*|\"[^\"\n]{0,40}\"|'[^'\n]{0,40}'|[A-Za-z_][\w.]{0,20}|)"
+#: a line of literal data: three fields or more separated by , ; tab or |, at least one a number
+_DATA_ROW = re.compile(rf"^\s*[\[(c]?\(?\s*{_FIELD}(?:\s*[,;\t|]\s*{_FIELD}){{2,}}\s*[\])]?\s*[,;]?\s*$")
+#: a line of base64 (or hex) text alone, as ``base64`` writes it (76 characters) in a here-document
+_BLOB_LINE = re.compile(r"^\s*[\"']?([A-Za-z0-9+/]{16,}={0,2})[\"']?\s*[,+\\]?\s*$")
+#: a line holding one or two bare numbers (a vector written one value a line)
+_NUMBER_LINE = re.compile(r"^\s*[\[(]?\s*-?\d[\d.eE+-]*\s*(?:[,;]\s*-?\d[\d.eE+-]*\s*)?[\])]?\s*[,;]?\s*$")
+#: lines of bare numbers in a row that make a literal vector
+MAX_NUMBER_LINES = 50
 
 
-def _embedded(text: str, where: str) -> list[tuple[str, Status, str, int | None]]:
+_STRING = re.compile(r"\"[^\"\n]*\"|'[^'\n]*'")
+
+
+def _shape(line: str) -> str | None:
+    """A line with its numbers and strings blanked out, when it holds two numbers or more: records
+    written as dicts, named lists or calls (``{"age": 34, "cost": 4500},``) repeat one shape."""
+    blanked = _STRING.sub("s", line.strip())
+    if len(blanked) > 300 or len(_NUMBER.findall(blanked)) < 2:
+        return None
+    return _NUMBER.sub("0", blanked)
+
+
+def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | None]]:
     out = []
     compact = re.sub(r"\\\n|\"\s*\n\s*\"|'\s*\n\s*'", "", text)  # literals continued over lines
     for match in _BASE64.finditer(compact):
@@ -43,13 +65,28 @@ def _embedded(text: str, where: str) -> list[tuple[str, Status, str, int | None]
         break
     if _HEXBLOB.search(compact):
         out.append(("embedded-data", Status.FAIL, f"{where}: a hexadecimal block over {MAX_BLOB_BYTES} bytes", None))
-    run = 0
+    run = blob = bare = same = 0
+    last = None
     for number, line in enumerate(text.splitlines(), start=1):
         if len(_NUMBER.findall(line)) > MAX_LITERAL_NUMBERS:
             out.append(("embedded-data", Status.FAIL, f"{where}: a line of more than {MAX_LITERAL_NUMBERS} numbers "
                                                        "(a literal table)", number))
             break
-        run = run + 1 if _DATA_ROW.match(line) else 0
+        match = _BLOB_LINE.match(line)
+        blob = blob + len(match.group(1)) if match else 0
+        if blob * 3 // 4 > MAX_BLOB_BYTES:
+            out.append(("embedded-data", Status.FAIL, f"{where}: lines of base64 text over {MAX_BLOB_BYTES} bytes "
+                                                       "(a file written into the code)", number))
+            break
+        bare = bare + 1 if _NUMBER_LINE.match(line) else 0
+        if bare == MAX_NUMBER_LINES:
+            out.append(("embedded-data", Status.FAIL, f"{where}: {MAX_NUMBER_LINES} lines of bare numbers in a row "
+                                                       "(a vector of data written into the code)", number))
+            break
+        shape = _shape(line)
+        same = same + 1 if shape is not None and shape == last else 0
+        last = shape
+        run = run + 1 if (_DATA_ROW.match(line) and _NUMBER.search(line)) or same else 0
         if run == MAX_LITERAL_ROWS:
             out.append(("embedded-data", Status.FAIL, f"{where}: {MAX_LITERAL_ROWS} lines of literal data in a row "
                                                        "(a table written into the code)", number))
@@ -57,12 +94,44 @@ def _embedded(text: str, where: str) -> list[tuple[str, Status, str, int | None]
     return out
 
 
-def _identifiers(text: str, where: str, first_line: int = 1) -> list[tuple[str, Status, str, int | None]]:
+def identifiers(text: str, where: str, first_line: int = 1) -> list[tuple[str, Status, str, int | None]]:
     out = []
     for number, line in enumerate(text.splitlines(), start=first_line):
         for rule, status, message in content.identifier_rules(line):
             out.append((rule, status, f"{where}: {message}", number))
     return out
+
+
+#: metadata a reviewer does not see on the page: at most this much text in all
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def _strings(value, depth: int = 0):
+    """Every string inside a JSON value (keys included)."""
+    if depth > 20:
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item, depth + 1)
+
+
+def _metadata(metadata, where: str) -> list[tuple[str, Status, str, int | None]]:
+    """Data hidden in notebook or cell metadata, which the review page does not show: checked like
+    source (identifiers, base64 blocks, literal tables), and bounded in size."""
+    if not metadata:
+        return []
+    text = "\n".join(_strings(metadata))
+    found = embedded_data(text, where) + [(r, s, m, None) for r, s, m, _ in identifiers(text, where)]
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        found.append(("embedded-data", Status.FAIL, f"{where}: {len(text.encode())} bytes of metadata (at most "
+                                                     f"{MAX_METADATA_BYTES}): data hidden from the reviewer's view", None))
+    return found
 
 
 def _source(cell: dict) -> str:
@@ -82,7 +151,10 @@ def _output_text(output: dict) -> tuple[str, list[str]]:
     if isinstance(data, dict):
         for mime, value in data.items():
             value = "".join(value) if isinstance(value, list) else str(value)
-            if mime.startswith("image/"):
+            if mime == "image/svg+xml":
+                kinds.append("figure")
+                texts.append(value)  # SVG is text: it can carry the plotted data, checked as text
+            elif mime.startswith("image/"):
                 kinds.append("figure")
             elif mime == "text/html" and "<table" in value.lower():
                 kinds.append("table")
@@ -93,6 +165,26 @@ def _output_text(output: dict) -> tuple[str, list[str]]:
                 kinds.append("data")
                 texts.append(value)
     return "\n".join(texts), kinds
+
+
+def _output_images(output: dict, where: str) -> list[tuple[str, Status, str, int | None]]:
+    """A PNG or JPEG shown by an output is checked like a figure file: bytes outside its pixels."""
+    from .containers import image_findings
+
+    data = output.get("data") if isinstance(output.get("data"), dict) else {}
+    out = []
+    for mime in ("image/png", "image/jpeg"):
+        value = data.get(mime)
+        if not value:
+            continue
+        value = "".join(value) if isinstance(value, list) else str(value)
+        try:
+            raw = base64.b64decode(value, validate=False)
+        except ValueError:
+            out.append(("embedded-data", Status.FAIL, f"{where}: an {mime} output that is not base64", None))
+            continue
+        out += [(f.rule, f.status, f"{where}: {f.message}", None) for f in image_findings(raw, mime.split("/")[1])]
+    return out
 
 
 def check_notebook(text: str) -> list[Finding]:
@@ -109,16 +201,17 @@ def check_notebook(text: str) -> list[Finding]:
             continue
         where = f"cell {index}"
         source = _source(cell)
-        found = _embedded(source, where) + _identifiers(source, where)
+        found = embedded_data(source, where) + identifiers(source, where)
         if cell.get("attachments"):
             found.append(("embedded-data", Status.FAIL, f"{where}: attachments (files inside the notebook)", None))
+        found += _metadata(cell.get("metadata"), f"{where} metadata")
         for n, output in enumerate(cell.get("outputs") or [], start=1):
             if not isinstance(output, dict):
                 continue
             outputs += 1
             shown, kinds = _output_text(output)
             label = f"{where}, output {n}"
-            found += _identifiers(shown, label)
+            found += identifiers(shown, label) + embedded_data(shown, label) + _output_images(output, label)
             if content.DAY_DATE.search(shown):
                 found.append(("day-date", Status.REVIEW, f"{label}: day-level date", None))
             for kind in kinds:
@@ -131,6 +224,8 @@ def check_notebook(text: str) -> list[Finding]:
     widgets = (notebook.get("metadata") or {}).get("widgets") if isinstance(notebook.get("metadata"), dict) else None
     if widgets:
         out.append(Finding("embedded-data", Status.FAIL, "notebook metadata holds widget state (data): clear it"))
+    for rule, status, message, line in _metadata(notebook.get("metadata"), "notebook metadata"):
+        out.append(Finding(rule, status, message, line=line))
     if outputs:
         out.append(Finding("notebook-output", Status.REVIEW, f"{outputs} output(s) left in the notebook: strip them "
                                                              "(jupyter nbconvert --clear-output) or a checker "
@@ -148,7 +243,7 @@ def check_code(path: Path, name: str, size: int) -> list[Finding]:
         findings = check_notebook(text)
     else:
         findings = [Finding(rule, status, message, line=line)
-                    for rule, status, message, line in _embedded(text, "source") + _identifiers(text, "source")]
+                    for rule, status, message, line in embedded_data(text, "source") + identifiers(text, "source")]
     kept: dict[str, int] = {}
     out = []
     for finding in findings:

@@ -24,15 +24,25 @@ NIR = re.compile(
     r"(?<![0-9A-Za-z])[12] ?[0-9]{2} ?(?:0[1-9]|1[0-2]|[2-9][0-9]) ?(?:[0-9]{2}|2[ABab]) ?"
     r"[0-9]{3} ?[0-9]{3}(?: ?[0-9]{2})?(?![0-9A-Za-z])"
 )
+#: a NIR glued to letters (``ID185127512345678``): bounded by non-digits only (cells of tables)
+NIR_IN_TOKEN = re.compile(NIR.pattern.replace("(?<![0-9A-Za-z])", "(?<![0-9])").replace("(?![0-9A-Za-z])", "(?![0-9])"))
+#: digits written with separators (``185 127 512 345 678``, ``1.85.12...``, ``1-85-12-...``)
+DIGITS_WITH_SEPARATORS = re.compile(r"^[0-9][0-9 .\-_/\u00a0\u202f]*[0-9]$")
 PSEUDONYM = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])")
 LAKE_KEY = re.compile(r"(?<![0-9A-Za-z])(?=[A-Za-z]*[0-9])(?=[0-9]*[A-Za-z])[A-Za-z0-9]{17}(?![0-9A-Za-z])")
 _MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_DAY = r"(?:0?[1-9]|[12][0-9]|3[01])"
+_MONTH = r"(?:0?[1-9]|1[0-2])"
+#: a day-level date: ISO and its variants (``2020-03-04``, ``2020/03/04``, ``2020.3.4``), French
+#: (``04/03/2020``, ``4.3.2020``, ``04-03-2020``), SAS (``04MAR2020``); the two separators agree
 DAY_DATE = re.compile(
-    r"(?<![0-9])(?:(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
-    r"|(?:0[1-9]|[12][0-9]|3[01])/(?:0[1-9]|1[0-2])/(?:19|20)[0-9]{2}"
+    rf"(?<![0-9.])(?:(?:19|20)[0-9]{{2}}(?P<a>[-/.]){_MONTH}(?P=a){_DAY}"
+    rf"|{_DAY}(?P<b>[-/.]){_MONTH}(?P=b)(?:19|20)[0-9]{{2}}"
     rf"|(?:0[1-9]|[12][0-9]|3[01])(?:{_MONTHS})(?:19|20)?[0-9]{{2}})(?![0-9])",
     re.IGNORECASE,
 )
+#: a whole number written ``yyyymmdd`` (a date of birth stored as an integer)
+COMPACT_DATE = re.compile(r"^(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])$")
 #: the extract's pseudonym column (``pds_kernel.extract.spec.PERSON_ID``; a test keeps them equal:
 #: importing the extract package here would load polars into the gate for one name)
 PERSON_ID = "PERSON_ID"

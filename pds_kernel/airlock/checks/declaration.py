@@ -198,6 +198,9 @@ def assign(frame: pd.DataFrame, numeric: dict[int, np.ndarray], declaration: Dec
             continue
         if pos not in numeric:
             labels.add(pos)  # text: a category (its cells are scanned as text)
+            if declaration.labels is not None:
+                problems.append(f"column {name!r} holds text but is not a declared label column: a checker "
+                                "must confirm what it is (a count written as text is not checked)")
         elif declaration.labels is None and (is_label_name(name) or name == "" or name.startswith("Unnamed")
                                              or (pos == 0 and _key_like(numeric[pos]))):
             labels.add(pos)

@@ -77,6 +77,96 @@ def check_cell(value: float, agg: str, contribution: tuple[float, float, list[fl
     return out
 
 
+#: derived columns that are a share of a count of the same row (or of the column's total)
+SHARES = {"percent": 100.0, "proportion": 1.0}
+
+
+def _column_shares(shares: np.ndarray, counts: np.ndarray, scale: float) -> bool:
+    """Shares that are each row's count over one total (the column's, suppressed rows included):
+    ``share = scale * count / N`` for one N, within the rounding of the published shares."""
+    ok = ~np.isnan(shares) & ~np.isnan(counts) & (shares > 0)
+    if ok.sum() < 2:
+        return False
+    total = counts[ok].sum() / shares[ok].sum() * scale
+    expected = scale * counts[ok] / total
+    return bool(np.all(np.abs(shares[ok] - expected) <= 0.02 * expected + 0.0005 * scale))
+
+
+def _hidden_by_shares(shares: np.ndarray, counts: np.ndarray, scale: float) -> float | None:
+    """The persons of the rows whose count is suppressed, from the total the shares imply (None when
+    no count is suppressed)."""
+    if not np.isnan(counts).any():
+        return None
+    ok = ~np.isnan(shares) & ~np.isnan(counts) & (shares > 0)
+    total = counts[ok].sum() / shares[ok].sum() * scale
+    return float(total - np.nansum(counts))
+
+
+def check_shares(table: LoadedTable, pos: int, agg: str, thresholds: Thresholds) -> list[tuple[str, Status, str, int]]:
+    """A percentage (or proportion) next to a published count gives back the persons it is a share
+    of: ``1.2 %`` of 250 persons is 3 persons, ``99.2 %`` leaves 2 out. Shares of the column's total
+    (the body adds up to 100 %, or every share is its count over one total) are the counts
+    themselves, but they give that total, hence the persons of the rows whose count is suppressed
+    (review when fewer than the threshold)."""
+    scale = SHARES[agg]
+    j = table.numeric.index(pos)
+    body = np.array([r for r in range(table.values.shape[0]) if r not in set(table.total_rows)], dtype=int)
+    shares = table.values[:, j]
+    adds_up = len(body) > 1 and abs(np.nansum(shares[body]) - scale) <= 0.015 * scale
+    out = []
+    for c in table.value_index(table.roles.counts):
+        counts = table.values[:, c]
+        if adds_up or _column_shares(shares[body], counts[body], scale):
+            hidden = _hidden_by_shares(shares[body], counts[body], scale)
+            if hidden is not None and 0.5 <= hidden and round(hidden) < thresholds.min_cell:
+                out.append(("differencing", Status.REVIEW,
+                            f"these shares give the total ({round(np.nansum(counts[body]) + hidden)} persons), hence "
+                            f"the suppressed rows: about {round(hidden)} persons, fewer than {thresholds.min_cell}",
+                            int(body[np.argmax(np.isnan(counts[body]))])))
+            continue
+        with np.errstate(invalid="ignore"):
+            part = shares / scale * counts
+        for r in np.nonzero(~np.isnan(part) & (shares > 0) & (shares < scale))[0]:
+            for size, what in ((part[r], "with"), (counts[r] - part[r], "without")):
+                if 0.5 <= size and round(size) < thresholds.min_cell:
+                    out.append(("small-cell", Status.FAIL,
+                                f"this {agg} of the {table.frame.columns[table.numeric[c]]!r} count of its row gives "
+                                f"back about {round(size)} persons ({what}), below the threshold of "
+                                f"{thresholds.min_cell}", int(r)))
+                    break
+        if out:
+            break
+    return out
+
+
+def check_survival(table: LoadedTable, pos: int, thresholds: Thresholds) -> list[tuple[str, Status, str, int]]:
+    """A Kaplan-Meier curve next to the numbers at risk gives back the events of each step:
+    ``d = n (1 - S(t) / S(t-1))``; a step of fewer events than the threshold fails like the count."""
+    counts = table.value_index(table.roles.counts)
+    if not counts:
+        return []
+    with np.errstate(all="ignore"):
+        risk = max(counts, key=lambda c: np.nanmedian(table.values[:, c]))
+    at_risk = table.values[:, risk]
+    others = table.values[:, [c for c in counts if c != risk]]
+    survival = table.values[:, table.numeric.index(pos)]
+    body = [r for r in range(len(survival)) if r not in set(table.total_rows)]
+    previous = 1.0 if np.nanmax(survival[body], initial=0) <= 1 else 100.0
+    for r in body:
+        s, n = survival[r], at_risk[r]
+        if np.isnan(s):
+            continue
+        if previous > 0 and not np.isnan(n):
+            events = n * (1 - s / previous)
+            published = bool(np.any(np.abs(others[r] - events) < 0.5))  # judged as a count already
+            if 0.5 <= events and round(events) < thresholds.min_cell and not published:
+                return [("small-cell", Status.FAIL, f"this step of the curve is about {round(events)} events among "
+                                                    f"{int(n)} at risk, below the threshold of {thresholds.min_cell}",
+                         int(r))]
+        previous = s
+    return []
+
+
 def check_magnitudes(table: LoadedTable, thresholds: Thresholds) -> list[Finding]:
     """Findings for every declared magnitude column of ``table``."""
     roles, declaration = table.roles, table.declaration
@@ -98,6 +188,12 @@ def check_magnitudes(table: LoadedTable, thresholds: Thresholds) -> list[Finding
                 add("magnitude", Status.REVIEW, f"{agg} column {name!r} without its counts: publish the counts it "
                                                 "is computed from (and declare them) so the gate can check them",
                     col=pos)
+            elif agg in SHARES:
+                for rule, status, message, row in check_shares(table, pos, agg, thresholds):
+                    add(rule, status, message, row=row, col=pos)
+            elif agg == "survival":
+                for rule, status, message, row in check_survival(table, pos, thresholds):
+                    add(rule, status, message, row=row, col=pos)
             continue
         if agg in ESTIMATES:
             if declaration.dof is None:

@@ -44,11 +44,14 @@ def _refuse(rule: str, message: str, col: int | None = None, row: int | None = N
     return Finding(rule, Status.FAIL, message, row=row, col=col, cell=cell)
 
 
-def check_size(rows: int, size: int, max_rows: int, max_bytes: int) -> list[Finding]:
+def check_size(rows: int, size: int, max_rows: int, max_bytes: int, columns: int = 0) -> list[Finding]:
     out = []
     if rows > max_rows:
         out.append(_refuse("max-rows", f"{rows} rows: a table file holds at most {max_rows} rows in this project "
                                        "(outputs are aggregates; ask an admin if a larger table is needed)"))
+    elif columns > max_rows:
+        out.append(_refuse("max-rows", f"{columns} columns: a table file holds at most {max_rows} rows or columns "
+                                       "in this project (a transposed table is still a table)"))
     if size > max_bytes:
         out.append(_refuse("max-size", f"{size} bytes: a table file holds at most {max_bytes} bytes"))
     return out
@@ -80,8 +83,12 @@ def _text_hits(column: pd.Series, test: Callable[[str], str | None]) -> list[tup
 
 def identifier_test(known_prefixes: frozenset[str] | None) -> Callable[[str], str | None]:
     def test(value: str) -> str | None:
-        if content.NIR.search(value):
+        if content.NIR.search(value) or content.NIR_IN_TOKEN.search(value):
             return "a NIR (social-security number)"
+        if content.DIGITS_WITH_SEPARATORS.match(value.strip()):
+            digits = re.sub(r"[^0-9]", "", value)
+            if len(digits) in (13, 15) and content.NIR.fullmatch(digits):
+                return "a NIR (social-security number) written with separators"
         if content.PSEUDONYM.search(value):
             return "a person pseudonym (64 hexadecimal characters)"
         stripped = value.strip()
@@ -125,12 +132,74 @@ def check_identifiers(frame: pd.DataFrame, numeric: dict[int, np.ndarray],
     return out
 
 
-def _day_level(column: pd.Series) -> bool:
+#: rows of a column pair sampled for an identifier split across columns
+SPLIT_SAMPLE = 200
+
+
+def _digit_lengths(column: pd.Series, values: np.ndarray | None) -> np.ndarray | None:
+    """The number of digits of each of the first :data:`SPLIT_SAMPLE` cells of ``column`` (whole
+    numbers, or text of digits; 0 for an empty cell), or None when the column is not made of them."""
+    if values is not None:
+        v = values[:SPLIT_SAMPLE]
+        finite = v[~np.isnan(v)]
+        if not finite.size or np.any(finite < 0) or np.any(finite != np.floor(finite)) or np.any(finite >= 1e15):
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lengths = np.floor(np.log10(np.maximum(v, 1))) + 1
+        return np.where(np.isnan(v), 0, lengths).astype(int)
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return None
+    text = column.iloc[:SPLIT_SAMPLE].astype("string").str.strip().fillna("")
+    if not bool(text.str.fullmatch(r"[0-9]{1,14}").mean() > 0.9):
+        return None
+    return text.str.len().to_numpy(dtype=int)
+
+
+def _digit_strings(column: pd.Series, values: np.ndarray | None) -> pd.Series:
+    if values is not None:
+        return pd.Series([str(int(x)) if x == x else "" for x in values[:SPLIT_SAMPLE]], dtype="string")
+    return column.iloc[:SPLIT_SAMPLE].astype("string").str.strip().fillna("")
+
+
+def check_split_identifiers(frame: pd.DataFrame, numeric: dict[int, np.ndarray]) -> list[Finding]:
+    """NIR-like values split over two or three adjacent columns (``1851275`` | ``12345678``)."""
+    lengths = {pos: _digit_lengths(frame.iloc[:, pos], numeric.get(pos)) for pos in range(frame.shape[1])}
+    out = []
+    for width in (2, 3):
+        for start in range(frame.shape[1] - width + 1):
+            parts = [lengths[p] for p in range(start, start + width)]
+            if any(part is None for part in parts):
+                continue
+            total = sum(parts)
+            if np.mean((total == 13) | (total == 15)) < 0.5:
+                continue
+            strings = [_digit_strings(frame.iloc[:, p], numeric.get(p)) for p in range(start, start + width)]
+            glued = strings[0].str.cat(strings[1:])
+            hits = int(glued.str.fullmatch(content.NIR.pattern).sum())
+            if hits >= max(3, 0.5 * len(glued)):
+                names = ", ".join(repr(str(frame.columns[p])) for p in range(start, start + width))
+                out.append(_refuse("person-identifier", f"columns {names} put side by side give NIR-like values "
+                                                        f"(13 or 15 digits) in {hits} of {len(glued)} rows: "
+                                                        "identifiers never leave, split or not", col=start))
+                return out
+    return out
+
+
+_DAY_NAME = re.compile(r"(?:^|[_ .-])(?:day|jour|jj|dd)(?:$|[_ .-])", re.IGNORECASE)
+
+
+def _day_level(column: pd.Series, name: str = "") -> bool:
     if pd.api.types.is_datetime64_any_dtype(column):
         days = pd.Series(column.dropna())
         return bool(len(days) and (days.dt.day != 1).any())
     if pd.api.types.is_numeric_dtype(column):
-        return False
+        values = column.dropna().to_numpy(dtype=float)
+        if not values.size or np.any(values != np.floor(values)):
+            return False
+        if _DAY_NAME.search(name) and values.min() >= 1 and values.max() <= 31 and values.max() > 12:
+            return True  # the day of a date split over columns (birth_year, birth_month, birth_day)
+        written = [str(int(v)) for v in np.unique(values)[:1000]]
+        return any(content.COMPACT_DATE.match(v) and not v.endswith("01") for v in written)
     text = column.dropna().astype(str).unique()[:1000]
     return any(content.DAY_DATE.search(v) for v in text)
 
@@ -139,7 +208,7 @@ def check_dates(frame: pd.DataFrame) -> list[Finding]:
     """Exact dates of birth or death: refused."""
     out = []
     for pos, name in enumerate(frame.columns):
-        if _BIRTH_DEATH.search(str(name)) and _day_level(frame.iloc[:, pos]):
+        if _BIRTH_DEATH.search(str(name)) and _day_level(frame.iloc[:, pos], str(name)):
             out.append(_refuse("exact-date", f"column {name!r} holds exact dates of birth or death: publish "
                                              "years (or months) instead", col=pos))
     return out
@@ -160,12 +229,42 @@ def _distinct_tokens(column: pd.Series) -> bool:
     return bool(text.str.match(_TOKEN).mean() > 0.9) and not text.is_monotonic_increasing
 
 
+#: value columns from which headers numbered 0..n (or p1..pn) mean a transposed table of records
+TRANSPOSED_MIN_COLUMNS = 150
+_NUMBERED = re.compile(r"^(\D*?)(\d+)(\D*)$")
+
+
+def _numbered_headers(names: list[str]) -> bool:
+    """Headers that are row numbers (``0, 1, 2...`` or ``p1, p2...``): what ``DataFrame.T`` gives."""
+    parts = [_NUMBERED.match(name.strip()) for name in names]
+    if not all(parts) or len({(m.group(1), m.group(3)) for m in parts}) != 1:
+        return False
+    numbers = np.array([int(m.group(2)) for m in parts])
+    return bool(np.all(np.diff(np.sort(numbers)) == 1))
+
+
+def check_transposed(frame: pd.DataFrame, values: list[int]) -> list[Finding]:
+    """A table with more value columns than rows whose columns are numbered like records: a
+    person-level table turned on its side (review: a checker confirms what the columns are)."""
+    names = [str(frame.columns[p]) for p in values]
+    if len(values) >= TRANSPOSED_MIN_COLUMNS and len(values) > len(frame) and _numbered_headers(names):
+        return [Finding("microdata", Status.REVIEW, f"{len(values)} value columns numbered like records and "
+                                                    f"{len(frame)} rows: a person-level table turned on its "
+                                                    "side? A checker confirms what the columns are")]
+    return []
+
+
 def check_microdata(frame: pd.DataFrame, labels: list[int], counts: list[np.ndarray],
                     total_rows: Iterable[int] = ()) -> list[Finding]:
     """Rows that are records (one per person or event), not cells of a table."""
     rows = len(frame)
     body = frame.drop(index=frame.index[list(total_rows)]) if total_rows else frame
     out = []
+    if labels and len(body) >= TRANSPOSED_MIN_COLUMNS and all(
+            _numbered_headers(body.iloc[:, p].astype("string").fillna("").tolist()) for p in labels):
+        out.append(Finding("microdata", Status.REVIEW, f"the category columns number the {len(body)} rows "
+                                                       "(r1, r2... or 1, 2...): rows of records, not cells? A "
+                                                       "checker confirms what each row is"))
     for pos in labels:
         if rows >= UNLABELLED_MAX_ROWS and _distinct_tokens(frame.iloc[:, pos]):
             out.append(_refuse("microdata", f"column {frame.columns[pos]!r} has as many distinct identifier-like "
@@ -184,4 +283,35 @@ def check_microdata(frame: pd.DataFrame, labels: list[int], counts: list[np.ndar
         if len(finite) >= MICRODATA_MIN_ROWS and np.mean(finite == 1) >= 0.5:
             out.append(_refuse("microdata", "most counts are 1: one row per person, not a table"))
             break
+        if len(finite) >= MICRODATA_MIN_ROWS:
+            _, repeats = np.unique(finite, return_counts=True)
+            if repeats.max() >= 0.9 * len(finite):
+                out.append(Finding("microdata", Status.REVIEW, f"{repeats.max()} of {len(finite)} counts are the "
+                                                               "same number: rows of records with a constant "
+                                                               "added? A checker confirms what each row is"))
+                break
+    for pos in labels:
+        if len(body) >= UNLABELLED_MAX_ROWS and _packed_records(body.iloc[:, pos]):
+            out.append(Finding("microdata", Status.REVIEW, f"column {frame.columns[pos]!r} packs several values, "
+                                                           "numbers among them, into each of its distinct "
+                                                           "categories: records written as labels? A checker "
+                                                           "confirms what each row is", col=pos))
+            break
     return out
+
+
+_FIELDS = re.compile(r"[|;,/=:_\s]+")
+
+
+def _packed_records(column: pd.Series) -> bool:
+    """A text category column as distinct as its rows whose values are each 3+ fields, 2+ of them
+    numbers (``F|1985|75012|4500``): a record per row."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+        return False
+    values = column.dropna().astype(str)
+    if len(values) < len(column) or not values.is_unique:
+        return False
+    sample = values.iloc[:500]
+    fields = sample.str.split(_FIELDS.pattern, regex=True)
+    numbers = fields.map(lambda parts: sum(p.replace(".", "", 1).isdigit() for p in parts))
+    return bool(((fields.str.len() >= 3) & (numbers >= 2)).mean() >= 0.9)

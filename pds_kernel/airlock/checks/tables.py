@@ -26,12 +26,14 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InvalidInput
+from .content import COMPACT_DATE
 from .declaration import Declaration, Roles, assign
 from .result import MAX_FINDINGS_PER_RULE, Finding, Status, Thresholds
 
 SUPPRESSION_MARKERS = frozenset({"", "*", "**", "x", "X", "c", "s", "NA", "N/A", "-", "..", "<10",
                                  "< 10", "<5", "< 5", "suppressed", "masqué", "secret"})
-_TOTAL = re.compile(r"^\s*(total|totaux|totals?|ensemble|all|sum|somme|margins?)\s*$", re.IGNORECASE)
+_TOTAL = re.compile(r"^\s*(?:grand\s+|sous[- ])?(?:total|totaux|totals?|subtotals?|sous-totaux|ensemble|all|sum|somme|"
+                    r"margins?|overall|tous|toutes)(?:\s.*|\s*[:(].*)?$", re.IGNORECASE)
 #: Tables larger than this are refused rather than loaded (the gate is not a data pipe).
 MAX_CELLS = 5_000_000
 
@@ -78,6 +80,18 @@ class LoadedTable:
         return where
 
 
+def _check_flat_parquet(path: Path, name: str) -> None:
+    """A table holds one value per cell: a Parquet column of lists, structs or maps is refused (a
+    list per row can carry a whole person's record, and the rules judge cells)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for column in pq.read_schema(path):
+        if pa.types.is_nested(column.type):
+            raise InvalidInput(f"{name}: column {column.name!r} holds {column.type} values, not one value per cell: "
+                               "export a flat table")
+
+
 def read_table(path: Path, name: str) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet/XLSX table into pandas (first and only sheet of a workbook)."""
     ext = Path(name).suffix.lower()
@@ -87,7 +101,11 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
                 head = fh.readline().decode("utf-8", "replace")
             sep = "\t" if ext == ".tsv" else max([",", ";", "\t"], key=head.count)
             frame = pd.read_csv(path, sep=sep, encoding_errors="replace", low_memory=False)
+            if not isinstance(frame.index, pd.RangeIndex):  # pandas made the extra fields an index
+                raise InvalidInput(f"{name}: rows hold more fields than the header names: every value needs "
+                                   "its column")
         elif ext == ".parquet":
+            _check_flat_parquet(path, name)
             frame = pd.read_parquet(path)
             if not isinstance(frame.index, pd.RangeIndex):
                 frame = frame.reset_index()
@@ -108,6 +126,24 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
     return frame
 
 
+_GROUPED = re.compile(r"^-?\d{1,3}(?:[ \u00a0\u202f']\d{3})+(?:[.,]\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+
+
+def _plain_numbers(text: pd.Series) -> pd.Series:
+    """Numbers as French and spreadsheet exports write them (``1 234``, ``12,5``) in plain form, so a
+    count with a thousands separator is judged as a count, not taken for a category."""
+    grouped = text.str.match(_GROUPED.pattern).fillna(False)
+    comma = text.str.match(_DECIMAL_COMMA.pattern).fillna(False)
+    if not (grouped.any() or comma.any()):
+        return text
+    out = text.copy()
+    out[grouped] = text[grouped].str.replace(r"[ \u00a0\u202f']", "", regex=True)
+    fixed = grouped | comma
+    out[fixed] = out[fixed].str.replace(",", ".", regex=False)
+    return out
+
+
 def _numeric_column(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     """(values, suppressed) when the column holds numbers and suppression markers only."""
     if pd.api.types.is_bool_dtype(series):
@@ -118,11 +154,11 @@ def _numeric_column(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
         return None
     # judged on the distinct values first: a text column of categories is rejected at little cost
-    uniques = pd.Series(pd.unique(series.dropna()), dtype="string").str.strip()
+    uniques = _plain_numbers(pd.Series(pd.unique(series.dropna()), dtype="string").str.strip())
     known = pd.to_numeric(uniques, errors="coerce").isna() & ~uniques.isin(SUPPRESSION_MARKERS)
     if known.any():
         return None
-    text = series.astype("string").str.strip()
+    text = _plain_numbers(series.astype("string").str.strip())
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = np.isnan(values)
     markers = text.isna() | text.isin(SUPPRESSION_MARKERS)
@@ -189,7 +225,7 @@ def check_counts(table: LoadedTable, thresholds: Thresholds, columns: list[int] 
         keep[columns] = True
         v[:, ~keep] = np.nan
     with np.errstate(invalid="ignore"):
-        small = (v > 0) & (v < thresholds.min_cell)
+        small = (v != 0) & (np.abs(v) < thresholds.min_cell)  # a negative count is a count
         zero = v == 0
     rows, cols = np.nonzero(small)
     omitted["small-cell"] = max(0, len(rows) - cap)
@@ -280,6 +316,15 @@ def _acro_findings(table: LoadedTable | None, record: Mapping[str, Any], thresho
     return findings
 
 
+def _compact_days(column: pd.Series) -> bool:
+    """A column of whole numbers that are all dates written ``yyyymmdd``, not all on the 1st."""
+    values = column.dropna().to_numpy(dtype=float)
+    if not values.size or np.any(values != np.floor(values)) or values.min() < 19000101 or values.max() > 21001231:
+        return False
+    written = [str(int(v)) for v in np.unique(values)[:1000]]
+    return all(COMPACT_DATE.match(v) for v in written) and any(not v.endswith("01") for v in written)
+
+
 def check_text_cells(table: LoadedTable, scan) -> list[Finding]:
     """Run the content rules on headers and on every text cell (label columns included)."""
     findings = []
@@ -296,6 +341,10 @@ def check_text_cells(table: LoadedTable, scan) -> list[Finding]:
                                     "date column: publish months or years unless the day is needed", col=pos))
             continue
         if pd.api.types.is_numeric_dtype(column):
+            if _compact_days(column):
+                findings.append(Finding("day-date", Status.REVIEW, "whole numbers written yyyymmdd: day-level "
+                                                                    "dates; publish months or years unless the day "
+                                                                    "is needed", col=pos))
             continue  # numbers that are identifiers are a pre-gate (pregates.check_identifiers)
         uniques = column.dropna().astype(str).unique()
         flagged = {u: scan(u, header=False) for u in uniques}
