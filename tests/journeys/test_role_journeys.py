@@ -298,6 +298,9 @@ def test_researcher_stops_the_workspace_and_its_old_address_says_how_to_go_on(wo
     with browser() as chromium:
         page = chromium.new_context(storage_state=cookies).new_page()
         page.goto(f"{hub.url}/hub/home")
+        # the stop button's handler is bound by JupyterHub's home.js, which require.js loads after
+        # the page: a click before it lands does nothing (seen once on a loaded CI machine)
+        page.wait_for_load_state("networkidle")
         page.click(f"#stop-{PROJECT}")
         page.wait_for_selector(f"#start-{PROJECT}", timeout=60_000)
         page.goto(f"{hub.url}/user/{RESEARCHER}/{PROJECT}/lab")
