@@ -10,6 +10,8 @@ their own TLS credentials, reached through the gateway's SNI-routing proxy.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import requests
 from dask_gateway.client import ClusterStatus, GatewayClusterError
@@ -42,6 +44,11 @@ def scene(tmp_path_factory):
         finally:
             for cluster in clusters:
                 cluster.close()
+            del clusters
+            # dask_gateway's Gateway.__del__ fails on a closed client (its loop is gone): let it
+            # fail now, not when a later collection runs it inside pytest's compile at session end
+            # (CPython 3.11: "AST constructor recursion depth mismatch")
+            gc.collect()
 
 
 def refused(exc_info) -> int:
