@@ -1,5 +1,6 @@
-"""The NetworkPolicies of the whole release, upstream charts' included, and the DNS of Dask schedulers
-and workers limited to what dask-gateway needs (networkPolicy.dns.nameFilter).
+"""The NetworkPolicies of the whole release, upstream charts' included, the DNS of Dask schedulers
+and workers limited to what dask-gateway needs (networkPolicy.dns.nameFilter), and no pod reaching
+a scheduler's dashboard port (issue #11; the route itself: test_gateway_dashboard_route.py).
 
 z2jh renders its own policies (hub, proxy, and ``singleuser``, which selects our workspace pods
 too): policies add up, so the project matrix of test_netpol.py must hold with them as well.
