@@ -130,6 +130,9 @@ def dask_client(workers: int | None = None):
     Workers default to ``$PDS_DASK_WORKERS`` (the project's setting in the registry); memory is
     shared out of ``$PDS_MEM_LIMIT_MB`` (one share kept for the notebook's own kernel).
 
+    On Kubernetes the cluster has no dashboard (``client.dashboard_link`` is None): follow progress
+    with ``distributed.progress`` or the futures' status instead.
+
     Locally the cluster belongs to the client: ``client.close()`` shuts the cluster down too, so
     the next notebook's cluster gets the dashboard port again (8787, the only one the workspace's
     proxy serves). While another notebook's cluster still holds it, this refuses with what to do
@@ -152,9 +155,14 @@ def dask_client(workers: int | None = None):
         "dataframe.shuffle.method": "tasks",
     })
     if os.environ.get("DASK_GATEWAY__ADDRESS"):
-        from dask_gateway import Gateway
+        from dask_gateway import GatewayCluster
 
-        cluster = Gateway().new_cluster(shutdown_on_close=True)
+        # what Gateway().new_cluster() makes, without a second Gateway left open on the same loop
+        cluster = GatewayCluster(shutdown_on_close=True)
+        # No dashboard on Kubernetes: the gateway proxy refuses its route (it would serve the
+        # browser outside the workspace's served-bytes budget, docs/isolation.md); the link the
+        # gateway reports would only lead to that refusal.
+        cluster.dashboard_link = None
         cluster.scale(workers)
         return cluster.get_client()
     if _port_in_use(port):

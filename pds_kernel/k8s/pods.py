@@ -45,8 +45,17 @@ from .config import K8sConfig
 NOTEBOOK_CONTAINER = "notebook"
 SCRATCH_MOUNT = "/tmp"
 #: The commands dask-gateway runs in the worker image for a cluster's scheduler and workers.
-SCHEDULER_CMD = ("dask", "scheduler")
-WORKER_CMD = ("dask", "worker")
+#: No dashboard (dask-gateway appends ``--dashboard-address :8787``; ``--no-dashboard`` wins): on
+#: Kubernetes a dashboard would reach the browser through dask-gateway's proxy, outside the
+#: workspace's served-bytes budget. The scheduler still listens on 8787 (distributed starts its
+#: HTTP server whatever the flag): :data:`NO_HTTP_ROUTES` leaves it nothing to serve. Code run on
+#: the scheduler could undo both, so the chart also closes the port (templates/networkpolicies.yaml)
+#: and refuses the route (templates/gateway-dashboards.yaml).
+SCHEDULER_CMD = ("dask", "scheduler", "--no-dashboard")
+WORKER_CMD = ("dask", "worker", "--no-dashboard")
+#: Environment of a cluster's pods: the scheduler's HTTP server serves no page (distributed's
+#: defaults are its info pages, JSON, Prometheus metrics and a proxy to the workers' ports).
+NO_HTTP_ROUTES = {"DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": "[]"}
 #: The notebook image's Python (on its PATH).
 NOTEBOOK_PYTHON = "python"
 #: The notebook container's command: the same launcher as the local sandbox's.
@@ -325,7 +334,8 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cp
         # dask-gateway counts the scheduler within these caps
         "cluster_max_cores": float(spec.cpu_limit) * spec.dask_workers + scheduler_cpu,
         "cluster_max_memory": mem_bytes * spec.dask_workers + scheduler_mem_mb * 2**20,
-        "environment": {"PDS_PROJECT": spec.project, "DASK_TEMPORARY_DIRECTORY": SCRATCH_MOUNT},
+        "environment": {"PDS_PROJECT": spec.project, "DASK_TEMPORARY_DIRECTORY": SCRATCH_MOUNT,
+                        **NO_HTTP_ROUTES},
         "worker_extra_pod_labels": build_labels(spec, "dask-worker"),
         "scheduler_extra_pod_labels": build_labels(spec, "dask-scheduler"),
         "worker_extra_pod_config": worker_pod,

@@ -190,3 +190,28 @@ def test_gpu_projects_workers_run_the_gpu_image(runtime, registry):
     assert options_for(runtime, beta, {"project": "beta-study"}, off)[1]["image"] == K8sConfig().worker_image
     own = K8sConfig(gpu=Gpu(enabled=True, image=gpu_image), project_images={"beta-study": "r/pds/own:1"})
     assert options_for(runtime, beta, {"project": "beta-study"}, own)[1]["image"] == "r/pds/own:1"
+
+
+@pytest.mark.parametrize("role", ["scheduler", "worker"])
+def test_cluster_pods_start_without_a_dashboard(runtime, registry, role):
+    """The command dask-gateway's own controller builds for the pod (it appends
+    ``--dashboard-address :8787``), parsed by distributed's own command line: no dashboard. The
+    NetworkPolicies close the port as well (tests/k8s/test_netpol_release.py), since code run on
+    the scheduler could start one."""
+    from dask_gateway_server.backends.kubernetes.controller import KubeController
+    from distributed.cli import dask_scheduler, dask_worker
+
+    alice = User("alice/alpha-study", groups=["alpha-study", "beta-study"])
+    config = KubeClusterConfig(**options_for(runtime, alice, {})[1])
+    controller = KubeController(gateway_instance="dask-gateway", api_url="http://unused:8000/api")
+    build = controller.get_scheduler_command if role == "scheduler" else controller.get_worker_command
+    command = build("pds", "0123abcd", config)
+    assert command[:2] == ["dask", role] and "--dashboard-address" in command
+    cli = dask_scheduler.main if role == "scheduler" else dask_worker.main
+    with cli.make_context(f"dask {role}", command[2:]) as parsed:
+        assert parsed.params["dashboard"] is False
+    # distributed still starts the scheduler's HTTP server on 8787: it gets no route to serve
+    import dask.config
+
+    env = {e["name"]: e["value"] for e in controller.get_env("pds", "0123abcd", config) if e["name"].startswith("DASK_")}
+    assert dask.config.collect_env(env)["distributed"]["scheduler"]["http"]["routes"] == []

@@ -7,6 +7,7 @@ tests/security/test_gateway_isolation.py.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 
@@ -82,3 +83,35 @@ def test_halt_stops_the_running_clusters_of_the_project_and_refuses_new_ones(wor
             end.resume("root", "beta-study", "checked")
             kept.shutdown()
             cluster.shutdown()
+
+
+def test_workspace_client_on_kubernetes_shows_no_dashboard_link(world, monkeypatch):
+    """``ws.dask_client()`` as a workspace pod runs it (the pod's DASK_GATEWAY__* variables, its
+    server's token): a working client whose cluster offers no dashboard link (the gateway proxy
+    refuses the route on Kubernetes, tests/k8s/test_gateway_dashboard_route.py)."""
+    import dask.config
+
+    from pds_kernel import workspace as ws
+
+    monkeypatch.setenv("DASK_GATEWAY__ADDRESS", world.gateway.address)
+    monkeypatch.setenv("DASK_GATEWAY__PROXY_ADDRESS", f"gateway://{world.gateway.proxy_tcp}")
+    monkeypatch.setenv("DASK_GATEWAY__AUTH__TYPE", "jupyterhub")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", world.token("alice", "alpha-study"))
+    dask.config.refresh()
+    try:
+        client = ws.dask_client(1)
+        try:
+            assert client.dashboard_link is None and client.cluster.dashboard_link is None
+            assert client.submit(sum, range(3)).result(timeout=60) == 3
+        finally:
+            client.close()
+            client.cluster.close()  # shutdown_on_close: stops the cluster
+    finally:
+        monkeypatch.undo()
+        dask.config.refresh()
+    with world.gateway.client(world.token("alice", "alpha-study")) as gw:
+        assert gw.list_clusters() == []
+    del client
+    # dask_gateway's Gateway.__del__ fails on a closed client (its loop is gone): let it fail now,
+    # not when a later collection runs it inside pytest's own compile at session end
+    gc.collect()

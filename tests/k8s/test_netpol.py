@@ -238,12 +238,12 @@ def expected_matrix(database: bool) -> dict[tuple[str, str], frozenset]:
         allowed |= {
             (ws, "hub"): tcp(8081), (ws, "gateway-proxy"): tcp(8000, 8786), (ws, "airlock"): tcp(8080),
             (ws, "packages"): tcp(8080),  # the package index (pip), which has no egress
-            (ws, sched): tcp(8786, 8787),
+            (ws, sched): tcp(8786),  # never the dashboard port 8787 (issue #11)
             (sched, w1): ANY, (sched, w2): ANY, (w1, w2): ANY, (w2, w1): ANY,
             (w1, sched): tcp(8786, 8789), (w2, sched): tcp(8786, 8789),  # 8789: XGBoost's tracker
             (sched, "gateway-api"): tcp(8000), (sched, "dns"): DNS, (w1, "dns"): DNS, (w2, "dns"): DNS,
             ("hub", ws): tcp(8888), ("proxy", ws): tcp(8888),
-            ("gateway-proxy", sched): tcp(8786, 8787), ("gateway-api", sched): tcp(8788),
+            ("gateway-proxy", sched): tcp(8786), ("gateway-api", sched): tcp(8788),
         }
     allowed |= {("hub", "airlock"): tcp(8080), ("proxy", "airlock"): tcp(8080),
                 ("airlock", "hub"): tcp(8081), ("airlock", "dns"): DNS, ("job", "dns"): DNS}
@@ -340,7 +340,7 @@ def test_proxy_path_is_the_only_route_between_projects(policies):
     scheduler. What keeps projects apart there is the gateway: JupyterHub auth, per-project cluster
     binding and each cluster's own TLS credentials. The test pins down that such relays are only the
     authenticated application proxies (hub, gateway proxy, gateway API), that the gateway proxy
-    leads to schedulers only (on 8786/8787, never to workers or workspaces), and that the path a
+    leads to schedulers only (on 8786, never to workers or workspaces, never to a dashboard), and that the path a
     project needs (its workspace → proxy → its scheduler) is open."""
     assert can_reach(policies, PODS[f"{A}/workspace"], PODS["gateway-proxy"], 8786)
     assert can_reach(policies, PODS["gateway-proxy"], PODS[f"{A}/scheduler"], 8786)
@@ -355,7 +355,7 @@ def test_proxy_path_is_the_only_route_between_projects(policies):
     assert relays == {"hub", "gateway-proxy", "gateway-api"}
     for dst in PROJECT_SOURCES:
         got = reachable_probes(policies, "gateway-proxy", dst)
-        assert got == (tcp(8786, 8787) if dst.endswith("/scheduler") else frozenset()), dst
+        assert got == (tcp(8786) if dst.endswith("/scheduler") else frozenset()), dst
         assert reachable_probes(policies, "gateway-api", dst) == (tcp(8788) if dst.endswith("/scheduler") else frozenset())
         assert not reachable_probes(policies, "gateway-controller", dst)
         assert not reachable_probes(policies, "foreign-proxy", dst)

@@ -1,5 +1,6 @@
-"""The NetworkPolicies of the whole release, upstream charts' included, and the DNS of Dask schedulers
-and workers limited to what dask-gateway needs (networkPolicy.dns.nameFilter).
+"""The NetworkPolicies of the whole release, upstream charts' included, the DNS of Dask schedulers
+and workers limited to what dask-gateway needs (networkPolicy.dns.nameFilter), and no pod reaching
+a scheduler's dashboard port (issue #11; the route itself: test_gateway_dashboard_route.py).
 
 z2jh renders its own policies (hub, proxy, and ``singleuser``, which selects our workspace pods
 too): policies add up, so the project matrix of test_netpol.py must hold with them as well.
@@ -21,7 +22,19 @@ import yaml
 
 from .conftest import chart_with_upstream, helm_available, upstream_charts_available
 from .test_chart import EXAMPLE, render
-from .test_netpol import NS, OURS, OUTSIDE, PODS, UPSTREAM, A, B, expected_matrix, labels_match, reachable_probes
+from .test_netpol import (
+    NS,
+    OURS,
+    OUTSIDE,
+    PODS,
+    UPSTREAM,
+    A,
+    B,
+    can_reach,
+    expected_matrix,
+    labels_match,
+    reachable_probes,
+)
 
 pytestmark = [pytest.mark.skipif(not helm_available(), reason="helm binary missing: run `make helm`"),
               pytest.mark.skipif(not upstream_charts_available(), reason="upstream charts missing")]
@@ -145,6 +158,49 @@ def test_full_matrix_with_every_policy_of_the_release(releases, ipblock_mode, sr
         if got != want:
             wrong.append(f"{src} → {dst}: expected {sorted(want)}, got {sorted(got)}")
     assert not wrong, "\n".join(wrong)
+
+
+# ---- the Dask dashboard (issue #11): nothing reaches it, dask-gateway's own path stays open ------------
+def gateway_route_ports(cluster: str) -> tuple[int, int]:
+    """The scheduler ports of the two routes dask-gateway's own controller creates for a cluster:
+    the HTTP IngressRoute ``/clusters/<ns>.<name>/`` (the dashboard a browser would open) and the
+    TLS-passthrough IngressRouteTCP (Dask clients)."""
+    from dask_gateway_server.backends.kubernetes.controller import KubeController
+
+    controller = KubeController(gateway_instance="dask-gateway", api_url="http://unused:8000/api")
+    http = controller.make_ingressroute(cluster, NS)["spec"]["routes"][0]["services"]
+    tls = controller.make_ingressroutetcp(cluster, NS)["spec"]["routes"][0]["services"]
+    assert len(http) == len(tls) == 1
+    return http[0]["port"], tls[0]["port"]
+
+
+def test_no_pod_reaches_a_schedulers_dashboard_port(releases, ipblock_mode):
+    """The gateway proxy's dashboard route leads to a closed port whatever listens on it (code run
+    on the scheduler may serve anything there), and no other pod of the release (the hub, the
+    proxy, a workspace, another scheduler...) reaches it either; the scheduler port stays open to
+    the gateway proxy (clients' TLS route) and to the project's own workspace and workers."""
+    dashboard, scheduler = gateway_route_ports("4f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    assert dashboard != scheduler
+    policies = kind(releases["plain"], "NetworkPolicy")
+    for project in (A, B):
+        target = PODS[f"{project}/scheduler"]
+        reached = [src for src in PODS if src != f"{project}/scheduler"
+                   and can_reach(policies, PODS[src], target, dashboard)]
+        assert not reached, f"{project}'s dashboard port {dashboard} reached from {reached}"
+        for src in ("gateway-proxy", f"{project}/workspace", f"{project}/worker", f"{project}/worker2"):
+            assert can_reach(policies, PODS[src], target, scheduler), f"{src} → {project} scheduler"
+
+
+@pytest.mark.parametrize("relay", ["gateway-proxy", "proxy", "hub"])
+def test_browser_facing_relays_reach_no_scheduler_port_but_the_tls_one(releases, ipblock_mode, relay):
+    """A researcher's code can move a web server to any port of the scheduler: the relays that
+    answer a browser reach none of them, except the gateway proxy's TLS route (SNI-routed, from
+    its TCP entry point, which the browser cannot open: traefik's Service is ClusterIP and the hub
+    proxy forwards HTTP only)."""
+    policies = kind(releases["plain"], "NetworkPolicy")
+    expected = {(gateway_route_ports("0123abcd")[1], "TCP")} if relay == "gateway-proxy" else set()
+    for project in (A, B):
+        assert reachable_probes(policies, relay, f"{project}/scheduler") == expected
 
 
 # ---- default: plain NetworkPolicies, any name -------------------------------------------------------

@@ -10,6 +10,8 @@ their own TLS credentials, reached through the gateway's SNI-routing proxy.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import requests
 from dask_gateway.client import ClusterStatus, GatewayClusterError
@@ -18,9 +20,12 @@ from gateway_isolation_support import (
     ALPHA,
     BETA,
     CONNECT_TIMEOUT,
+    SMUGGLED,
     beta_as_its_owner_sees_it,
+    dashboard_through_the_proxy,
     make_scene,
     requested_workers,
+    serve_and_announce_a_page,
 )
 
 from pds_kernel.audit import AuditTrail
@@ -39,6 +44,11 @@ def scene(tmp_path_factory):
         finally:
             for cluster in clusters:
                 cluster.close()
+            del clusters
+            # dask_gateway's Gateway.__del__ fails on a closed client (its loop is gone): let it
+            # fail now, not when a later collection runs it inside pytest's compile at session end
+            # (CPython 3.11: "AST constructor recursion depth mismatch")
+            gc.collect()
 
 
 def refused(exc_info) -> int:
@@ -152,3 +162,39 @@ def test_withdrawn_member_starts_a_cluster_from_a_running_workspace(scene):
     with scene.gateway.client(token) as gw, pytest.raises((ValueError, GatewayClusterError), match="researcher"):
         gw.submit()
     assert all(r["username"] != f"dave/{ALPHA}" for r in scene.gateway.cluster_rows().values())
+
+
+# ---- the Dask dashboard (issue #11): on Kubernetes it would leave through the gateway proxy, unmetered --
+#: Pages of a scheduler's dashboard port: the dashboard, distributed's info pages and JSON, its
+#: metrics, and its proxy to a worker's port.
+DASHBOARD_PAGES = ["status", "info/main/workers.html", "json/counts.json", "metrics", "proxy/8789/127.0.0.1/"]
+
+
+@pytest.mark.parametrize("page", DASHBOARD_PAGES)
+def test_browser_opens_own_clusters_dashboard_through_the_gateway_proxy(scene, page):
+    """The researcher's browser asks the gateway proxy for a page of the dashboard route of the
+    workspace's own cluster (with the workspace's token, the most a researcher holds): the
+    scheduler, started as the PDS cluster options say, serves nothing there. (On Kubernetes the
+    route is also refused by the gateway proxy and the port closed by the NetworkPolicies:
+    tests/k8s/test_netpol_release.py.)"""
+    response = dashboard_through_the_proxy(scene, scene.alpha_cluster, scene.alpha_token, page)
+    assert response.status_code == 404, response.text[:200]
+    assert b"bokeh" not in response.content.lower() and b"dask" not in response.content.lower()
+
+
+def test_code_on_the_scheduler_announces_its_own_page_as_the_dashboard(scene):
+    """``client.run_on_scheduler`` starts a web server on the scheduler and reports it to the
+    gateway as the cluster's dashboard, with the cluster's own token from the scheduler's
+    environment: the gateway takes a cluster's addresses only before it runs, so the dashboard
+    route does not lead to that page."""
+    row = scene.gateway.cluster_rows()[scene.alpha_cluster]
+    attack = serve_and_announce_a_page(SMUGGLED, row["api_address"])
+    with scene.gateway.client(scene.alpha_token) as gw:
+        cluster = gw.connect(scene.alpha_cluster)
+        with cluster.get_client(set_as_default=False) as client:
+            port, reported = client.run_on_scheduler(attack)
+    assert reported == 200, "the report itself is accepted (a heartbeat)"
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).content == SMUGGLED  # the page is up
+    assert scene.gateway.cluster_rows()[scene.alpha_cluster]["dashboard_address"] == row["dashboard_address"]
+    response = dashboard_through_the_proxy(scene, scene.alpha_cluster, scene.alpha_token)
+    assert response.status_code == 404 and SMUGGLED not in response.content
