@@ -150,6 +150,26 @@ def check_administer_registry(registry, actor: str, what: str = "administer the 
                                "(map your OS account to an administrator in cli.identities, or ask one)")
 
 
+def persons_behind(actor: str) -> set[str]:
+    """The people an action of ``actor`` is by: the actor, and the administrator behind an
+    impersonation (``--as``)."""
+    return {str.__str__(actor), impersonator(actor)} - {None}
+
+
+def can_grant_membership(actor: str, user_name: str) -> bool:
+    """Nobody grants (or extends) a project membership to themselves: a membership opens a
+    project's data, so an administrator's own memberships come from another administrator or a
+    registry file applied by someone else. Checked with the right to administer the registry."""
+    return user_name not in persons_behind(actor)
+
+
+def check_grant_membership(actor: str, user_name: str) -> None:
+    if not can_grant_membership(actor, user_name):
+        raise PermissionDenied(f"{audit_actor(actor)} may not grant a project membership to "
+                               f"{user_name}: nobody grants themselves access to a project's data; "
+                               "ask another administrator")
+
+
 def can_apply_registry(registry, actor: str) -> bool:
     return has_right(actor, Right.APPLY_REGISTRY) or can_administer_registry(registry, actor)
 

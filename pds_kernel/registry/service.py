@@ -151,6 +151,8 @@ class Registry:
         if role == Role.ADMIN:
             raise InvalidInput("admin is a platform role: set it on the user, not on a membership")
         self._check_admin(actor, "registry.member.add", f"user:{user_name}", project_id)
+        self._check_admin(actor, "registry.member.add", f"user:{user_name}", project_id,
+                          check=lambda _registry, who: permissions.check_grant_membership(who, user_name))
         with transaction(self._sessions) as s:
             return self._write_member(s, actor, project_id, user_name, role, expires_on)
 
@@ -382,9 +384,21 @@ class Registry:
         included. Every caller (``pds project apply``, the chart's registry Job, the demo) gets this.
         """
         self._check_admin(actor, "registry.apply", "registry", check=permissions.check_apply_registry)
+        self._check_admin(actor, "registry.apply", "registry",
+                          check=lambda _registry, who: self._check_own_grants(who, spec))
         with transaction(self._sessions) as s:
             validate_registry_spec(spec, set(s.scalars(select(User.name))))
             return self._apply_in(s, actor, spec)
+
+    def _check_own_grants(self, actor: str, spec: RegistrySpec) -> None:
+        """A registry file applied by a person may keep that person's memberships as they are, never
+        add or extend one (see :func:`permissions.check_grant_membership`)."""
+        for person in permissions.persons_behind(actor):
+            held = {(m.project_id, m.role): m.expires_on for m in self.memberships_of(person)}
+            for p in spec.projects:
+                for m in p.members:
+                    if m.user == person and held.get((p.id, Role(m.role))) != m.expires:
+                        permissions.check_grant_membership(actor, person)
 
     def _apply_in(self, s: Session, actor: str, spec: RegistrySpec) -> list[str]:
         changes: list[str] = []

@@ -134,3 +134,32 @@ def test_the_helm_registry_job_writes_nothing_from_a_bad_file(cli, tmp_path, reg
     registry = Registry.from_runtime(cli.runtime)
     assert [p.id for p in registry.projects()] == ["diabetes-t2", "mi-outcomes"]
     assert {e.actor for e in cli.runtime.audit.entries()} == {"service:registry-sync"}
+
+
+
+#: root, an administrator, is an output checker of p-one: a grant made by ada, another administrator
+OWN_MEMBERSHIP = """\
+users:
+  - {name: alice}
+  - {name: root, admin: true}
+  - {name: ada, admin: true}
+projects:
+  - id: p-one
+    title: First project
+    start: 2025-01-01
+    end: 2099-12-31
+    members:
+      - {user: alice, role: researcher, expires: 2099-06-30}
+      - {user: root, role: output-checker, expires: 2099-06-30}
+"""
+
+
+def test_a_file_may_keep_an_administrators_own_membership_unchanged(db_runtime):
+    """Nobody grants themselves a membership (tests/security/test_self_grant.py), but another
+    administrator may grant it, and its holder may then re-apply a file that keeps it as it is."""
+    registry = Registry.from_runtime(db_runtime)
+    spec = parse_registry(yaml.safe_load(OWN_MEMBERSHIP))
+    registry.apply("ada", spec)
+    assert registry.apply("root", spec) == []
+    assert {(m.user_name, m.role.value) for m in registry.members("p-one")} == {
+        ("alice", "researcher"), ("root", "output-checker")}
