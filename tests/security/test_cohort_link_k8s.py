@@ -92,16 +92,22 @@ def test_request_id_with_dot_dot_makes_no_job():
         link_job("../" + REQUEST[3:], raw=f"{PROJECT}/../{REQUEST[3:]}/raw/{STORED}")
 
 
+def _pod_naming(platform, tmp_path, project: str):
+    """Stage a request of PROJECT and run its pod with a command naming ``project`` instead:
+    (the finished process, the output directory)."""
+    settings, cohort = platform
+    request = _request()
+    out = prepare_output(stage(settings, request, cohort.path.read_bytes()))
+    done = run_in_pod(settings, link_job(request), tmp_path / "scratch",
+                      argv_tail=["-I", "-m", "pds_kernel.k8s", "cohort-link", project])
+    return done, out
+
+
 @needs_bwrap
 def test_job_command_for_a_dot_dot_project_links_nothing(platform, tmp_path):
     """The pod is made for PROJECT; its command is changed to name ``../keys``: it refuses before
     reading anything and writes nothing to the output directory."""
-    settings, cohort = platform
-    request = _request()
-    directory = stage(settings, request, cohort.path.read_bytes())
-    out = prepare_output(directory)
-    done = run_in_pod(settings, link_job(request), tmp_path / "scratch",
-                      argv_tail=["-I", "-m", "pds_kernel.k8s", "cohort-link", "../keys"])
+    done, out = _pod_naming(platform, tmp_path, "../keys")
     assert done.returncode != 0 and "invalid project id" in done.stdout
     with pytest.raises(InvalidInput, match="invalid project id"):
         parse_link_log(done.stdout)
@@ -114,13 +120,8 @@ def test_job_cannot_read_another_projects_key(platform, tmp_path):
     file is mounted, so the other key is not there to use."""
     from pds_kernel.pseudo import KeyStore
 
-    settings, cohort = platform
-    KeyStore(settings.paths.keys).ensure("other-2024", "setup")
-    request = _request()
-    directory = stage(settings, request, cohort.path.read_bytes())
-    out = prepare_output(directory)
-    done = run_in_pod(settings, link_job(request), tmp_path / "scratch",
-                      argv_tail=["-I", "-m", "pds_kernel.k8s", "cohort-link", "other-2024"])
+    KeyStore(platform[0].paths.keys).ensure("other-2024", "setup")
+    done, out = _pod_naming(platform, tmp_path, "other-2024")
     assert done.returncode != 0 and "has no pseudonymisation key" in done.stdout
     assert list(out.iterdir()) == []
 
