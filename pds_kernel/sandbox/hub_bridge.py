@@ -4,7 +4,10 @@ requests a notebook server needs (:mod:`.hub_policy`), one request at a time.
 Unlike the plain byte forwarders of :mod:`.bridge`, this one reads every request head on the
 connection (keep-alive and pipelined requests included), checks it, forwards exactly the checked
 head and exactly ``Content-Length`` body bytes, and only then reads the next head. The first refused
-request gets ``403`` and the connection is closed (a response still in flight is dropped). Each
+request gets ``403`` and the connection is closed. The ``403`` is written only where the stream of
+responses is quiet (answers to requests already forwarded have had :data:`QUIET` seconds to arrive),
+so it never lands inside another response; if the hub is still sending after :data:`QUIET_WAIT`
+seconds, the connection is closed without it. Each
 refusal is reported to ``on_refusal(method, path, reason)`` (the spawner audits it), at most
 :data:`REPORTS_PER_MINUTE` times a minute per socket; the rest are counted and reported with the next
 one, so a loop of refused requests cannot flood the audit trail.
@@ -28,6 +31,10 @@ log = logging.getLogger(__name__)
 IDLE_TIMEOUT = 120.0
 #: Refusals reported (audited) per minute and socket; more are counted, not dropped silently.
 REPORTS_PER_MINUTE = 20
+#: Seconds without response bytes that make the response stream quiet (a 403 may then follow).
+QUIET = 0.2
+#: Seconds a refusal waits for the response stream to be quiet before closing without a 403.
+QUIET_WAIT = 3.0
 
 RefusalCallback = Callable[[str, str, str, int], None]
 
@@ -107,7 +114,9 @@ class HubApiBridge(UnixToTcp):
             except OSError as exc:
                 log.warning("%s: upstream unavailable: %s", self, exc)
                 return
-            responses = asyncio.get_running_loop().create_task(self._copy(upstream_reader, client_writer))
+            last_response = [0.0]  # loop time of the last response bytes passed to the client
+            responses = asyncio.get_running_loop().create_task(
+                self._copy(upstream_reader, client_writer, last_response))
             while not responses.done():
                 try:
                     raw = await _read_head(client_reader)
@@ -116,10 +125,13 @@ class HubApiBridge(UnixToTcp):
                     head = parse_head(raw)
                     self.policy.check(head)
                 except RequestRefused as refused:
+                    quiet = await self._until_quiet(responses, last_response)
                     responses.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await responses
                     self._report(refused)
+                    if not quiet:  # a 403 now could land inside a response: just close
+                        return
                     client_writer.write(_forbidden(refused.reason))
                     with contextlib.suppress(OSError, ConnectionError):
                         await client_writer.drain()
@@ -147,14 +159,33 @@ class HubApiBridge(UnixToTcp):
                         await writer.wait_closed()
 
     @staticmethod
-    async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _until_quiet(responses: asyncio.Task, last_response: list[float]) -> bool:
+        """Wait until no response bytes have passed for :data:`QUIET` seconds (or the responses
+        ended); ``False`` if that did not happen within :data:`QUIET_WAIT` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUIET_WAIT
+        while not responses.done():
+            since = loop.time() - last_response[0]
+            if since >= QUIET:
+                return True
+            if loop.time() + QUIET - since > deadline:
+                return False
+            await asyncio.wait({responses}, timeout=QUIET - since)
+        return True
+
+    @staticmethod
+    async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    last_response: list[float]) -> None:
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(ConnectionError, OSError):
             while True:
                 data = await reader.read(CHUNK)
                 if not data:
                     break
+                last_response[0] = loop.time()
                 writer.write(data)
                 await writer.drain()
+                last_response[0] = loop.time()
 
     def __repr__(self) -> str:
         return f"HubApiBridge({self.unix_path} -> {self.host}:{self.port}, user {self.policy.user})"

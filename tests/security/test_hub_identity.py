@@ -261,7 +261,8 @@ def test_oversize_header(alice, bridge):
 
 def test_pipelined_second_request(hub, alice, bridge):
     """An allowed request first, a token creation pipelined behind it on the same connection: the
-    second is refused and the connection closed (the first one's answer may be dropped with it)."""
+    second is refused and the connection closed; the 403 comes after the first one's whole answer or
+    alone, never inside it (the first answer may be dropped)."""
     data = request("GET", "/hub/api/user", token=alice.token) + request(
         "POST", "/hub/api/users/alice/tokens", token=alice.token, body=b'{"note": "pipelined"}')
     before = token_count(hub, "alice", alice.token)
