@@ -34,6 +34,7 @@ MANIFEST = "manifest.json"
 #: Département codes: metropolitan 01-95 with Corsica 2A/2B, overseas 971-978, abroad 99, unknown 999.
 DEPARTEMENT = r"^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-8]|99|999)$"
 _TOKEN = r"[0-9A-Za-z]+"
+_WHOLE_TOKEN = r"^[0-9A-Za-z]+$"
 #: Without a ``min_k`` in the spec, a k below this is noted in the report (not refused).
 UNCHECKED_K_WARNING = 5
 
@@ -126,17 +127,18 @@ def _count_in(values: pl.Series, reference: pl.DataFrame) -> int:
     return pl.DataFrame({"v": values}).join(reference, on="v", how="semi").height
 
 
-def _raw_hits(path: Path, column: str, distinct: pl.Series, raw_ids: pl.DataFrame) -> int:
+def _raw_hits(path: Path, column: str, distinct: pl.Series, tokens: pl.DataFrame,
+              raw_ids: pl.DataFrame) -> int:
     """How many values of text column ``column`` of file ``path`` are, or contain as a token, a raw
     identifier (a value equal to an identifier counts once as a value and once as its token, as
     each row is searched both ways).
 
-    ``distinct`` are the column's distinct non-null values: the (slow) token search runs on them
-    only, as an extract column of millions of rows has few distinct values (a pseudonym per person,
-    a handful of codes); the column itself is read only when some value is a hit."""
+    ``distinct`` are the column's distinct non-null values, ``tokens`` the same values and their
+    tokens (:func:`_tokens`): the (slow) token search runs on them only, as an extract column of millions of rows has few
+    distinct values (a pseudonym per person, a handful of codes); the column itself is read only
+    when some value is a hit."""
     if distinct.is_empty():
         return 0
-    tokens = pl.DataFrame({"value": distinct, "token": distinct.str.extract_all(_TOKEN)}).explode("token")
     hits_per_value = pl.concat([
         pl.DataFrame({"value": distinct}).join(raw_ids, left_on="value", right_on="v", how="semi"),
         tokens.join(raw_ids, left_on="token", right_on="v", how="semi").select("value"),
@@ -147,6 +149,17 @@ def _raw_hits(path: Path, column: str, distinct: pl.Series, raw_ids: pl.DataFram
     return int(values.join(hits_per_value, on="value")["len"].sum())
 
 
+def _tokens(distinct: pl.Series) -> pl.DataFrame:
+    """``value`` (each distinct value) and ``token`` (each of its alphanumeric tokens; null for a
+    value without any), one row per pair: computed once per column, for the lake lookup and the
+    hits. A value that is one token (a pseudonym, most codes) is its own token, without the
+    (costlier) extraction."""
+    whole = distinct.str.contains(_WHOLE_TOKEN)
+    single, other = distinct.filter(whole), distinct.filter(~whole)
+    return pl.concat([pl.DataFrame({"value": single, "token": single}),
+                      pl.DataFrame({"value": other, "token": other.str.extract_all(_TOKEN)}).explode("token")])
+
+
 def _distinct_text(root: Path, files: list[ListedFile], schemas: dict[str, pl.Schema]) -> dict[tuple[str, str], pl.Series]:
     """(file, column) -> distinct non-null values, for every text column (read a column at a time:
     a table is never held whole)."""
@@ -155,13 +168,12 @@ def _distinct_text(root: Path, files: list[ListedFile], schemas: dict[str, pl.Sc
             for f in files for column, dtype in schemas[f.file].items() if dtype == pl.String}
 
 
-def _text_candidates(distinct: dict[tuple[str, str], pl.Series]) -> pl.Series:
+def _text_candidates(tokens: dict[tuple[str, str], pl.DataFrame]) -> pl.Series:
     """The distinct text values of the extract and their alphanumeric tokens: the only values
     that a raw identifier of the lake could be found as."""
     parts = [pl.Series("v", [], dtype=pl.String)]
-    for values in distinct.values():
-        values = values.alias("v")
-        parts += [values, values.str.extract_all(_TOKEN).explode().drop_nulls().alias("v")]
+    for frame in tokens.values():
+        parts += [frame.get_column("value").alias("v"), frame.get_column("token").drop_nulls().alias("v")]
     return pl.concat(parts).unique()
 
 
@@ -192,8 +204,9 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
     root = Path(directory)
     schemas = {f.file: pl.read_parquet_schema(root / f.file) for f in files}
     distinct = _distinct_text(root, files, schemas)
+    tokens = {key: _tokens(values) for key, values in distinct.items()}
     if callable(raw_ids):
-        raw_ids = raw_ids(_text_candidates(distinct))
+        raw_ids = raw_ids(_text_candidates(tokens))
     raw_frame = pl.DataFrame({"v": raw_ids.cast(pl.String).drop_nulls().unique()})
     results = []
     for item, cohort in zip(files, cohorts, strict=True):
@@ -205,7 +218,8 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
                         "outside": 0, "misplaced": 0, "finer": {}, "k": None}
         for column, dtype in schema.items():
             if dtype == pl.String:
-                result["raw_hits"][column] = _raw_hits(path, column, distinct[(item.file, column)], raw_frame)
+                result["raw_hits"][column] = _raw_hits(path, column, distinct[(item.file, column)],
+                                                      tokens[(item.file, column)], raw_frame)
         if PERSON_ID in df.columns:
             persons = distinct.get((item.file, PERSON_ID))
             if persons is None:
@@ -350,4 +364,7 @@ def _persons_per_combination(df: pl.DataFrame, spec: ExtractSpec) -> pl.DataFram
     if not qis:
         return None
     person = pl.col(PERSON_ID).hash(seed=0).alias(PERSON_ID)
-    return df.select(*qis, person).group_by(qis).agg(pl.col(PERSON_ID).n_unique().cast(pl.Int64).alias("n"))
+    # the distinct (combination, person) pairs, then their count per combination: a third cheaper
+    # than counting distinct persons inside each group
+    return (df.select(*qis, person).unique().group_by(qis)
+            .agg(pl.len().cast(pl.Int64).alias("n")))

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from pds_kernel.errors import InvalidInput, NotFound, PermissionDenied
-from pds_kernel.pseudo import KEY_BYTES, KeyStore, pseudonym, pseudonym_table
+from pds_kernel.pseudo import KEY_BYTES, KeyStore, pseudonym, pseudonym_table, pseudonyms
 from pds_kernel.registry import Registry
 
 
@@ -67,6 +67,16 @@ def test_pseudonym_is_hmac_sha256_hex():
     key = b"k" * 32
     assert pseudonym(key, "ABC") == hmac.new(key, b"ABC", hashlib.sha256).hexdigest()
     assert pseudonym(key, "ABC") != pseudonym(b"j" * 32, "ABC")
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 63, 64, 65, 200])
+def test_batch_pseudonyms_are_the_standard_hmac_for_every_key_length(key_length):
+    """:func:`pseudonyms` reuses the keyed pad states; it must give the library HMAC's value
+    for keys shorter than, equal to and longer than SHA-256's 64-byte block (hashed first)."""
+    key = bytes(range(256))[:key_length]
+    values = ["", "A", "1" * 17, "É" * 40, "x" * 1000]
+    assert pseudonyms(key, values) == [hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+                                       for v in values]
 
 
 def test_pseudonym_table_hashes_distinct_values_once():
