@@ -70,7 +70,7 @@ class Audit:
 @dataclass(frozen=True)
 class Ingest:
     encoding: str = "latin-1"  #: text encoding of delivery CSV files
-    batch_rows: int = 100_000  #: rows per streamed batch and Parquet row group (memory bound of one worker)
+    batch_rows: int = 50_000  #: rows per streamed batch and Parquet row group (memory bound of one worker)
     #: days a replaced file stays readable in the earlier versions of its table (pds lake expire)
     version_retention_days: int = 365
 

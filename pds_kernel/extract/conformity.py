@@ -226,7 +226,8 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
                 persons = df[PERSON_ID].drop_nulls().unique()
             cohort_frame = pl.DataFrame({"v": cohort.cast(pl.String).unique()})
             result["outside"] = persons.len() - _count_in(persons, cohort_frame) + df[PERSON_ID].null_count()
-            if item.partitions is not None and df.schema[PERSON_ID] == pl.String:
+            # with one partition every row is in partition 0 (bucket(1) is 0): nothing to look at
+            if item.partitions not in (None, 1) and df.schema[PERSON_ID] == pl.String:
                 result["misplaced"] = df.filter(bucket(item.partitions) != item.index).height
         result["finer"] = _finer_than_spec(df, item.table, spec, rows)
         result["k"] = _persons_per_combination(df, spec)

@@ -83,7 +83,7 @@ class ParseJob:
     month: str | None
     staging: str  #: directory for this file's staged outputs
     encoding: str = "latin-1"
-    batch_rows: int = 100_000
+    batch_rows: int = 50_000
     references: dict[str, list] = field(default_factory=dict)  #: column -> allowed codes
     #: column -> (nomenclature, code column) whose codes it should hold (unknown codes are
     #: counted for the report, not refused); the worker reads the lists from the package
