@@ -134,9 +134,9 @@ def _raw_hits(path: Path, column: str, distinct: pl.Series, tokens: pl.DataFrame
     each row is searched both ways).
 
     ``distinct`` are the column's distinct non-null values, ``tokens`` the same values and their
-    tokens (:func:`_tokens`): the (slow) token search runs on them only, as an extract column of millions of rows has few
-    distinct values (a pseudonym per person, a handful of codes); the column itself is read only
-    when some value is a hit."""
+    tokens (:func:`_tokens`): the (slow) token search runs on them only, as an extract column of
+    millions of rows has few distinct values (a pseudonym per person, a handful of codes); the
+    column itself is read only when some value is a hit."""
     if distinct.is_empty():
         return 0
     hits_per_value = pl.concat([
