@@ -172,3 +172,14 @@ def test_raw_identifiers_found_the_same_way_through_the_lake_lookup(extract, sma
     assert sorted(with_all.reasons) == sorted(looked_up.reasons) == sorted(expected)
     found = raw_identifiers(small_lake.path, among=pl.Series([nir, "nobody", idt, None]))
     assert sorted(found.to_list()) == sorted([nir, idt])
+
+
+def test_tokens_of_text_values_are_those_of_the_full_extraction():
+    """A value that is one alphanumeric token skips the extraction: the (value, token) pairs must
+    be those the extraction gives for every kind of value (one token, several, none, accents,
+    a line end after a token)."""
+    from pds_kernel.extract.conformity import _TOKEN, _tokens
+
+    values = pl.Series(["ABC123", "a-b", "", "É1", "x y", "123", "NIR\n", "-", "ab_cd", "Zz9"])
+    full = pl.DataFrame({"value": values, "token": values.str.extract_all(_TOKEN)}).explode("token")
+    assert sorted(_tokens(values).rows(), key=str) == sorted(full.rows(), key=str)
