@@ -102,7 +102,8 @@ class Lockdown(Configurable):
         "$JUPYTERHUB_API_URL/pds/served-bytes/$JUPYTERHUB_USER/$JUPYTERHUB_SERVER_NAME. Empty: "
         "every counted byte is refused."))
     budget_reservation_bytes = Int(4 * 1024 * 1024, config=True, help=(
-        "Bytes reserved from the hub at a time (a killed server loses at most this). Default 4 MiB."))
+        "Largest reservation of bytes from the hub (a killed server loses at most its last one); "
+        "reservations start at 64 KiB and double up to this. Default 4 MiB."))
 
     budget_retry_seconds = Int(60, config=True, help=(
         "After the hub refused a reservation, seconds during which it is not asked again for more "

@@ -214,3 +214,27 @@ def test_jupyterlab_polling_is_counted_once_and_a_change_again(tmp_path):
     finally:
         notebook.stop()
         ledger.close()
+
+
+def test_a_restarted_server_loses_little_of_the_budget(tmp_path):
+    """A killed or restarted server loses its unspent reservation (counted as spent). Reservations
+    start at 64 KiB and double while the server keeps asking: ten restarts after 20 KB shown each
+    cost the day's budget about 1 MiB, not ten full reservations; a server showing much reaches
+    the full reservation size after a few requests to the hub."""
+    from pds_kernel.sandbox.budget import FIRST_RESERVATION, BudgetClient
+
+    chunk = 4 * 1024 * 1024
+    ledger = LedgerHost(tmp_path / "ledger.db", capacity=32 * 1024 * 1024, token="t")
+    try:
+        for _restart in range(10):  # each server shows 20 KB, then is killed
+            client = BudgetClient(ledger.url(), "t", chunk=chunk)
+            assert client.spend(20_000)
+        left = ledger.ledger.reserve("alice", "proj-a", 1, 1).available
+        assert 32 * 1024 * 1024 - left <= 10 * FIRST_RESERVATION + 1
+        busy = BudgetClient(ledger.url(), "t", chunk=chunk)
+        asked = ledger.requests
+        for _ in range(200):
+            assert busy.spend(64 * 1024)  # 12.5 MiB shown
+        assert ledger.requests - asked <= 10  # 64 KiB, 128 KiB, ... then 4 MiB at a time
+    finally:
+        ledger.close()
