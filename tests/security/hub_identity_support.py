@@ -125,8 +125,20 @@ def request(method: str, path: str, *, token: str | None = None, body: bytes = b
 
 
 def statuses(raw: bytes) -> list[int]:
-    """The status codes of the HTTP responses in ``raw``, in order."""
-    return [int(code) for code in re.findall(rb"(?m)^HTTP/1\.[01] (\d{3}) ", raw)]
+    """The status codes of the HTTP responses in ``raw``, in order, read as a client reads them:
+    a head, then ``Content-Length`` bytes of body, then the next head (a response's body need not
+    end with a line end, so the next status line need not start a line). Bytes that are not a
+    response where one must start end the list with -1."""
+    codes, at = [], 0
+    while at < len(raw):
+        end = raw.find(b"\r\n\r\n", at)
+        found = re.match(rb"HTTP/1\.[01] (\d{3}) ", raw[at:])
+        if end < 0 or not found:
+            return [*codes, -1]
+        codes.append(int(found[1]))
+        length = re.search(rb"(?im)^content-length: *(\d+)\r$", raw[at:end + 2])
+        at = end + 4 + (int(length[1]) if length else len(raw))
+    return codes
 
 
 def token_count(hub: Hub, user: str, token: str) -> int:
