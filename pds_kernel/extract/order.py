@@ -142,8 +142,11 @@ def sort_columns(columns: list[pl.Series]) -> pl.DataFrame:
     Why: an extract table of a big cohort is held whole on the single-machine path; sorting it
     with one ``select`` holds the input, its contiguous copy and the sorted copy at once (three
     times the table)."""
-    for i in range(len(columns)):
-        columns[i] = columns[i].rechunk()  # the chunked original is freed as soon as it is replaced
+    for start in range(0, len(columns), _GATHER_BATCH):
+        # a few columns at a time, in parallel (fresh memory is mapped on both cores); each chunked
+        # original is freed as soon as it is replaced
+        batch = slice(start, start + _GATHER_BATCH)
+        columns[batch] = pl.DataFrame(columns[batch]).rechunk().get_columns()
     df = pl.DataFrame(columns)
     if df.height < 2 or not df.columns:
         columns.clear()
