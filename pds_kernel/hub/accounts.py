@@ -32,7 +32,7 @@ from jupyterhub.scopes import needs_scope
 from nativeauthenticator.handlers import AuthorizationAreaHandler, ChangePasswordHandler, LocalBase
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.orm import UserInfo
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, delete, insert, select, update
 from tornado import web
 
 from .. import permissions
@@ -50,6 +50,13 @@ totp_steps_table = Table(
     "pds_totp_last_step", _metadata,
     Column("username", String(255), primary_key=True),
     Column("step", Integer, nullable=False),
+)
+
+failed_logins_table = Table(
+    "pds_failed_logins", _metadata,
+    Column("username", String(255), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("last", Float, nullable=False),  #: time of the last failed attempt (epoch seconds)
 )
 
 
@@ -93,6 +100,45 @@ class TotpSteps:
             self.db.rollback()
             return False
         return True
+
+
+class FailedLogins:
+    """Failed login attempts in a row per user, in the hub database (table created here), so a
+    block outlives a restart of the hub (NativeAuthenticator keeps them in the hub's memory: a
+    restart, or an upgrade, gave a guesser five fresh attempts)."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+        _metadata.create_all(db.get_bind(), tables=[failed_logins_table])
+
+    def get(self, username: str) -> tuple[int, float]:
+        """``(failures in a row, time of the last one)``; ``(0, 0.0)`` for none."""
+        row = self.db.execute(select(failed_logins_table.c.count, failed_logins_table.c.last)
+                              .where(failed_logins_table.c.username == username)).first()
+        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+
+    def add(self, username: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        result = self.db.execute(update(failed_logins_table).where(failed_logins_table.c.username == username)
+                                 .values(count=failed_logins_table.c.count + 1, last=now))
+        if result.rowcount == 0:
+            try:
+                self.db.execute(insert(failed_logins_table).values(username=username, count=1, last=now))
+            except Exception:  # a concurrent first failure of the same user inserted it: count this one
+                self.db.rollback()
+                self.db.execute(update(failed_logins_table).where(failed_logins_table.c.username == username)
+                                .values(count=failed_logins_table.c.count + 1, last=now))
+        self.db.commit()
+
+    def clear(self, username: str) -> None:
+        self.db.execute(delete(failed_logins_table).where(failed_logins_table.c.username == username))
+        self.db.commit()
+
+    def is_blocked(self, username: str, allowed: int, wait_seconds: float, now: float | None = None) -> bool:
+        """True after ``allowed`` failures in a row, until ``wait_seconds`` after the last one."""
+        count, last = self.get(username)
+        now = time.time() if now is None else now
+        return bool(allowed) and count >= allowed and now - last <= wait_seconds
 
 
 def code_step(code: str, secret: str, now: float | None = None) -> int | None:

@@ -25,6 +25,7 @@ import os
 import secrets
 import shutil
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
 from . import budget
 from .accounts import (
+    FailedLogins,
     PdsLoginHandler,
     TotpSteps,
     account_handlers,
@@ -178,6 +180,7 @@ class PdsNativeAuthenticator(NativeAuthenticator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._totp_steps: TotpSteps | None = None
+        self._failed_logins: FailedLogins | None = None
         self._watcher: MembershipWatcher | None = None
         if self.context is not None and self.membership_check_interval > 0:
             self._watcher = MembershipWatcher.start_for(self, self.membership_check_interval,
@@ -209,6 +212,29 @@ class PdsNativeAuthenticator(NativeAuthenticator):
                                        outcome=Outcome.DENIED,
                                        details={"reason": "accounts are created by pds hub account add"}))
         return None
+
+    @property
+    def failed_logins(self) -> FailedLogins:
+        if self._failed_logins is None:
+            self._failed_logins = FailedLogins(self.db)
+        return self._failed_logins
+
+    # NativeAuthenticator's four methods for failed attempts, on the hub database instead of a
+    # dict in memory (a restart gave a guesser fresh attempts); the wait counts whole seconds
+    # (upstream compares ``timedelta.seconds``, which forgets whole days).
+    def add_login_attempt(self, username):
+        self.failed_logins.add(username)
+
+    def can_try_to_login_again(self, username):
+        count, last = self.failed_logins.get(username)
+        return count == 0 or time.time() - last > self.seconds_before_next_try
+
+    def is_blocked(self, username):
+        return self.failed_logins.is_blocked(username, self.allowed_failed_logins,
+                                             self.seconds_before_next_try)
+
+    def successful_login(self, username):
+        self.failed_logins.clear(username)
 
     @property
     def totp_steps(self) -> TotpSteps:

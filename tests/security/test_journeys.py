@@ -138,13 +138,27 @@ def test_guessing_past_five_failures_is_blocked_even_with_the_right_password_and
 
     Finding this closes: ``allowed_failed_logins = 5`` was set, but NativeAuthenticator's wait after
     a block, ``seconds_before_next_try``, defaults to 0 (its help says 600): a guesser was "blocked"
-    for one second. (Last in the module: the account stays blocked for 10 minutes.)"""
+    for one second. (Last but one in the module: the account stays blocked for 10 minutes.)"""
     hub, secrets = world
     for _ in range(5):
         assert not hub.client().login(OUTSIDER, secrets[OUTSIDER], password="not-the-password-1", code="000000")
     time.sleep(2.5)  # the old block ended after one second
     client = hub.client()
     assert not client.login(OUTSIDER, secrets[OUTSIDER]), "the block ended within seconds"
+    assert "jupyterhub-hub-login" not in client.http.cookies
+    refused = [e for e in hub.actions("hub.login") if e.actor == OUTSIDER]
+    assert refused[-1].outcome == "denied" and refused[-1].details["reason"] == "blocked after failed attempts"
+
+
+def test_a_hub_restart_does_not_lift_a_block(world):
+    """Right after the block above, the hub is restarted (an upgrade, a crash): the right password
+    and a valid code are still refused. NativeAuthenticator counted failures in the hub's memory,
+    so a restart gave a guesser five fresh attempts; they are in the hub database now."""
+    hub, secrets = world
+    hub.stop()
+    hub.start()
+    client = hub.client()
+    assert not client.login(OUTSIDER, secrets[OUTSIDER]), "the restart lifted the block"
     assert "jupyterhub-hub-login" not in client.http.cookies
     refused = [e for e in hub.actions("hub.login") if e.actor == OUTSIDER]
     assert refused[-1].outcome == "denied" and refused[-1].details["reason"] == "blocked after failed attempts"
