@@ -33,6 +33,7 @@ from nativeauthenticator.handlers import AuthorizationAreaHandler, ChangePasswor
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.orm import UserInfo
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, delete, insert, select, update
+from sqlalchemy import exc as sa_exc
 from tornado import web
 
 from .. import permissions
@@ -124,7 +125,7 @@ class FailedLogins:
         if result.rowcount == 0:
             try:
                 self.db.execute(insert(failed_logins_table).values(username=username, count=1, last=now))
-            except Exception:  # a concurrent first failure of the same user inserted it: count this one
+            except sa_exc.IntegrityError:  # a concurrent first failure of the user inserted it: count this one
                 self.db.rollback()
                 self.db.execute(update(failed_logins_table).where(failed_logins_table.c.username == username)
                                 .values(count=failed_logins_table.c.count + 1, last=now))
