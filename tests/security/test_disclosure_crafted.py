@@ -201,24 +201,33 @@ def test_workbook_with_an_extra_part_holding_microdata_fails(tmp_path):
     assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
 
 
-def _png(extra_chunks: bytes = b"", trailer: bytes = b"") -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body, CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
-    image = chunk(b"IDAT", zlib.compress(b"\x00\x00"))
-    return b"\x89PNG\r\n\x1a\n" + header + extra_chunks + image + chunk(b"IEND", b"") + trailer
+
+def _png(extra_chunks: bytes = b"", trailer: bytes = b"") -> bytes:
+    header = _chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+    image = _chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+    return b"\x89PNG\r\n\x1a\n" + header + extra_chunks + image + _chunk(b"IEND", b"") + trailer
 
 
 @pytest.mark.parametrize("where", ["after IEND", "text chunk"])
 def test_figure_carrying_microdata_outside_its_pixels_fails(tmp_path, where):
     rows = ("sex,year,zip,cost\n" + ROWS).encode()
     body = b"Comment\x00" + rows
-    data = _png(trailer=rows) if where == "after IEND" else _png(
-        struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body)))
+    data = _png(trailer=rows) if where == "after IEND" else _png(_chunk(b"tEXt", body))
     (tmp_path / "fig.csv").write_bytes(b"region,persons\nN,120\n")
     r = check(tmp_path, "fig.png", data, other_files=["fig.csv"])
     assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
+
+
+def _check_workbook(tmp_path, book):
+    """The gate's check of openpyxl ``book``, saved as t.xlsx and declared as persons by region."""
+    buffer = io.BytesIO()
+    book.save(buffer)
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    return check(tmp_path, "t.xlsx", buffer.getvalue(), context={"tables": {"t.xlsx": declared}})
 
 
 def test_workbook_cell_holding_a_formula_fails(tmp_path):
@@ -228,10 +237,7 @@ def test_workbook_cell_holding_a_formula_fails(tmp_path):
     sheet = book.active
     for row in (["region", "persons"], ["N", 120], ["S", "=1+2"]):  # read as empty, shown as 3
         sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    declared = {"labels": ["region"], "counts": ["persons"]}
-    r = check(tmp_path, "t.xlsx", buffer.getvalue(), context={"tables": {"t.xlsx": declared}})
+    r = _check_workbook(tmp_path, book)
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
 
 
@@ -358,10 +364,7 @@ def test_workbook_hiding_rows_in_parts_of_the_sheet_nobody_reads_fails(tmp_path,
         sheet.oddHeader.center.text = hidden[:250]
     else:
         book.properties.description = ROWS
-    buffer = io.BytesIO()
-    book.save(buffer)
-    declared = {"labels": ["region"], "counts": ["persons"]}
-    r = check(tmp_path, "t.xlsx", buffer.getvalue(), context={"tables": {"t.xlsx": declared}})
+    r = _check_workbook(tmp_path, book)
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
 
 
@@ -448,10 +451,6 @@ def test_a_category_of_dates_written_yyyymmdd_does_not_pass(tmp_path):
     assert r.verdict == "review" and r.rule_status["day-date"].value == "review"
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
 def test_png_colour_profile_that_is_rows_fails(tmp_path):
     data = _png(_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(("sex,year,zip,cost\n" + ROWS).encode())))
     r = check(tmp_path, "fig.png", data, other_files=["fig.csv"])
@@ -486,10 +485,7 @@ def test_workbook_number_format_displaying_other_digits_fails(tmp_path):
     for row in (["region", "persons"], ["N", 120], ["S", 230]):
         sheet.append(row)
     sheet["B3"].number_format = '"3"'  # the gate reads 230, a spreadsheet shows 3
-    buffer = io.BytesIO()
-    book.save(buffer)
-    declared = {"labels": ["region"], "counts": ["persons"]}
-    r = check(tmp_path, "t.xlsx", buffer.getvalue(), context={"tables": {"t.xlsx": declared}})
+    r = _check_workbook(tmp_path, book)
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
 
 
