@@ -25,7 +25,8 @@ _INTEGER_LIKE = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.
                  pl.Date, pl.Boolean)
 _ROW = "__row"
 _GROUP = "__group"
-#: Columns gathered together by :func:`sort_columns` (held twice at once; 4 keeps both cores busy).
+#: Columns made contiguous, then gathered, together by :func:`sort_columns` (held twice at once;
+#: 4 keeps both cores busy).
 _GATHER_BATCH = 4
 
 
