@@ -16,7 +16,7 @@ R_APT_PACKAGES := r-base-core r-cran-irkernel r-cran-data.table r-cran-survival 
 RUN_DIR ?= var/demo
 PORT ?= 8000
 
-.PHONY: help run test bench bytecode venv venv-modelcheck lock-modelcheck system-deps node-deps helm clean lint lock image-requirements screenshots
+.PHONY: reachable help run test bench bytecode venv venv-modelcheck lock-modelcheck system-deps node-deps helm clean lint lock image-requirements screenshots
 
 help:
 	@echo "make run    set up everything and run the embedded default (demo delivery, lake, report)"
@@ -90,8 +90,18 @@ run: .stamp-system .stamp-venv .stamp-node bytecode
 	$(BIN)/pds demo run --dir $(RUN_DIR) --port $(PORT)
 
 # ---- tests and benchmarks -----------------------------------------------------------------
-test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/helm lint bytecode
+test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/helm lint bytecode reachable
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+
+# Some tests run processes as other users (nobody, a pod's user) from this checkout's virtual
+# environments: the checkout and every directory above it must let them pass. A clone into
+# `mktemp -d` is not (mode 0700): grant the traverse bit alone, and say so.
+reachable:
+	@d="$(CURDIR)"; while :; do \
+	  case "$$(stat -c %A "$$d" | cut -c10)" in x|t) ;; *) \
+	    echo "make test: $$d is not traversable by other users: granting o+x (tests run processes as other users from this checkout)"; \
+	    chmod o+x "$$d";; esac; \
+	  [ "$$d" = / ] && break; d=$$(dirname "$$d"); done
 
 bench: .stamp-system .stamp-venv .stamp-venv-modelcheck bytecode
 	$(BIN)/python -m bench

@@ -200,6 +200,11 @@ def pod_argv(binds: list[tuple[Path, str, bool]], env: dict, uid: int, gid: int)
              "--die-with-parent", "--clearenv"]
     for source, target, read_only in binds:
         argv += ["--ro-bind" if read_only else "--bind", str(source), target]
+    # the interpreter and this checkout stay visible when they live where the pod gets nothing of
+    # the host's (a checkout cloned under /tmp, as into `mktemp -d`)
+    for keep in sorted({REPO, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}):
+        if keep.parts[1] in {"proc", "dev", "tmp"} | mounted:
+            argv += ["--ro-bind", str(keep), str(keep)]
     argv += ["--remount-ro", "/"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
