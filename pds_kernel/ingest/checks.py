@@ -152,3 +152,32 @@ def build_lake_columns(table: Table, present: Collection[str]) -> list[pl.Expr]:
     return [pl.col(typed_name(c.name)).alias(c.name) if c.name in present
             else pl.lit(None, dtype=polars_type(c.type)).alias(c.name)
             for c in table.columns]
+
+
+#: Checks a whole line can fail before its fields are read, with the reason written to quarantine.
+LINE_FLAWS = {
+    Check.CONTROL_CHARACTER: "the line holds a control character (NUL or another C0 code): "
+                             "damaged or binary data, never SNDS text",
+    Check.LAST_LINE_CUT: "the last line of the file has no line end: the file may be cut (an "
+                         "interrupted transfer shortens the last value); deliver it again whole",
+}
+
+
+def row_verdict(columns: int, checks: list[ColumnCheck]) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """What decides whether a row of a file of ``columns`` columns is loaded: the flags that make
+    it bad (any true, or null, quarantines it), and the ``check``, ``column`` and ``reason`` of
+    its quarantine entry (those of the first check that fails). They read ``__flaw`` (the check a
+    whole line fails, null when none: see :data:`LINE_FLAWS`), ``__fields`` (the line's field
+    count), the text columns and their typed copies."""
+    flawed = pl.col("__flaw").is_not_null()
+    wrong_count = pl.col("__fields") != columns
+    flaw_reason = pl.coalesce([pl.when(pl.col("__flaw") == check).then(pl.lit(reason))
+                               for check, reason in LINE_FLAWS.items()])
+    failing = [(flawed, pl.col("__flaw"), pl.lit(""), flaw_reason),
+               (wrong_count, pl.lit(Check.COLUMN_COUNT), pl.lit(""),
+                pl.lit(f"wrong number of fields: expected {columns}, got ")
+                + pl.col("__fields").cast(pl.String))]
+    failing += [(c.bad, pl.lit(c.check), pl.lit(c.column), c.reason) for c in checks]
+    entry = [pl.coalesce([pl.when(bad).then(item[index]) for bad, *item in failing]).alias(name)
+             for index, name in enumerate(("check", "column", "reason"))]
+    return [flawed, wrong_count] + [c.bad for c in checks], entry

@@ -14,6 +14,10 @@ fields) and once split. Typed values and checks are polars expressions
 their line number, the check that failed and the raw line. The key hashes of the loaded rows are
 computed here too, while the rows are in memory, for the duplicate check of the pipeline.
 
+A file of at least :data:`.streamed.MIN_BYTES` whose bytes are clean (nearly every large claims
+file) is parsed by one streaming query instead (:mod:`.streamed`, ADR 9); the block parser takes
+every other file, and any file the streamed parser gives up on, with the same results.
+
 Duplicate primary keys are not checked here: they depend on other files (of this delivery and of
 the lake), so the pipeline checks them when it commits, in a deterministic order.
 """
@@ -38,7 +42,8 @@ from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
 from ..snds.catalogue import ingestible_table, nomenclature_codes
 from ..snds.tables import polars_type
-from .checks import Check, build_lake_columns, build_table_checks
+from . import streamed
+from .checks import Check, build_lake_columns, build_table_checks, row_verdict
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
 from .stats import ColumnStats
@@ -227,7 +232,7 @@ def _read_block(block: bytes, header: list[str], encoding: str,
                 numbers: dict[str, pl.DataType] | None = None, first_line: int = 0,
                 flaw: str | None = None) -> pl.DataFrame:
     """Columns of ``header`` plus ``__fields`` (the field count of each line), ``__flaw`` (the
-    check a whole line fails, null when none: see :data:`LINE_FLAWS`) and ``__raw`` (the whole
+    check a whole line fails, null when none: see :data:`.checks.LINE_FLAWS`) and ``__raw`` (the whole
     line) when it cannot be rebuilt from the fields (see :func:`_raw_line`). ``flaw`` marks every
     line of the block (the last line of a file without a final line end).
 
@@ -291,15 +296,6 @@ def _has_controls(codes: np.ndarray, lines: int) -> bool:
     return bool(np.count_nonzero((codes < 0x20) & (codes != 0x0A) & (codes != 0x0D) & (codes != 0x09)))
 
 
-#: Checks a whole line can fail before its fields are read, with the reason written to quarantine.
-LINE_FLAWS = {
-    Check.CONTROL_CHARACTER: "the line holds a control character (NUL or another C0 code): "
-                             "damaged or binary data, never SNDS text",
-    Check.LAST_LINE_CUT: "the last line of the file has no line end: the file may be cut (an "
-                         "interrupted transfer shortens the last value); deliver it again whole",
-}
-
-
 def _raw_line(frame: pl.DataFrame, header: list[str]) -> pl.Expr:
     """The original text of each line: ``__raw`` when the slow path kept it, otherwise the fields
     joined again (exact: the fast path only takes blocks whose every line has exactly one field
@@ -351,7 +347,11 @@ def parse_file(job: ParseJob, progress: Callable[[int], None] | None = None) -> 
         with source.open("rb") as fh:
             header, sample = _open_header(fh, digest, job.encoding)
             header = check_header(job.table, header)
-            _parse_body(job, table, header, fh, sample, digest, outcome, staging, progress)
+            body, resume = fh.tell(), digest.copy()
+            if not _parse_streamed(job, table, header, fh, sample, digest, outcome, staging, progress):
+                digest = resume  # not clean: hash and parse the body again, block by block
+                fh.seek(body)
+                _parse_body(job, table, header, fh, sample, digest, outcome, staging, progress)
     except InvalidInput as exc:
         outcome.refused = str(exc)
         outcome.rows_read = outcome.rows_loaded = outcome.rows_quarantined = 0
@@ -389,19 +389,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     lake_columns = build_lake_columns(table, present)
     schema = arrow_schema(job.table)
     lake_types = lake_schema(job.table)
-    flawed = pl.col("__flaw").is_not_null()
-    bad_flags = [flawed, pl.col("__fields") != len(header)] + [c.bad for c in checks]
-    flaw_reason = pl.coalesce([pl.when(pl.col("__flaw") == check).then(pl.lit(reason))
-                               for check, reason in LINE_FLAWS.items()])
-    first_failing = [(flawed, pl.col("__flaw"), pl.lit(""), flaw_reason),
-                     (pl.col("__fields") != len(header),
-                      pl.lit(Check.COLUMN_COUNT), pl.lit(""),
-                      pl.lit(f"wrong number of fields: expected {len(header)}, got ")
-                      + pl.col("__fields").cast(pl.String))]
-    first_failing += [(c.bad, pl.lit(c.check), pl.lit(c.column), c.reason) for c in checks]
-
-    def first(index: int) -> pl.Expr:
-        return pl.coalesce([pl.when(bad).then(item[index]) for bad, *item in first_failing])
+    bad_flags, entry = row_verdict(len(header), checks)
 
     numbers = {c.name: polars_type(c.type) for c in table.columns
                if c.name in present and c.type in _NUMBER_TYPES}
@@ -456,8 +444,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                             _count_unknown_codes(good, codes, stats)
                     if n_bad:
                         rows = frame.filter(flags).select(
-                            pl.col("__line").alias("line"), first(0).alias("check"),
-                            first(1).alias("column"), first(2).alias("reason"),
+                            pl.col("__line").alias("line"), *entry,
                             _raw_line(frame, header).alias("raw"))
                         if quarantine_fh is None:
                             quarantine_fh = quarantine_path.open("wb")
@@ -472,17 +459,80 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     finally:
         if quarantine_fh is not None:
             quarantine_fh.close()
+    _hand_over_keys(table, pl.concat(loaded) if loaded else None, outcome, lines_path)
+
+
+def _hand_over_keys(table, lines: pl.DataFrame | None, outcome: ParseOutcome, lines_path: Path) -> None:
+    """Give the pipeline the line numbers and key hashes of the loaded rows (``lines``): in
+    memory, in a staged file, or not at all when its duplicate check has nothing to do."""
     if not table.primary_key:
         outcome.lines = ""  # no key declared: no duplicate to look for
         return
-    lines = pl.concat(loaded) if loaded else pl.DataFrame(schema=LINES_SCHEMA)
+    if lines is None:
+        lines = pl.DataFrame(schema=LINES_SCHEMA)
     if table.duplicates_only_within_a_file and not _repeats_a_key(lines):
         outcome.lines = ""  # nothing for the pipeline's duplicate check to do: no key file
         return
     if lines.height <= INLINE_KEY_ROWS:
         outcome.lines, outcome.key_lines = "", lines
         return
+    outcome.lines = str(lines_path)
     lines.write_parquet(lines_path, compression="lz4")
+
+
+def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, digest,
+                    outcome: ParseOutcome, staging: Path, progress) -> bool:
+    """Parse a large file with clean bytes in one streaming query (:mod:`.streamed`). False, with
+    nothing staged and ``digest`` and ``fh`` to be restarted, when the file is small or its bytes
+    are not clean: the block parser of :func:`_parse_body` then parses it."""
+    source = Path(job.source)
+    size = source.stat().st_size
+    if len(header) < 2 or size < streamed.MIN_BYTES:
+        return False
+    before, body = streamed.identity(source, fh), fh.tell() - len(sample)
+    scan = streamed.scan_bytes(fh, sample, digest, len(header))
+    if scan is None:
+        return False
+    lake_types = lake_schema(job.table)
+    numbers = {} if scan.blanks else {c.name: polars_type(c.type) for c in table.columns
+                                      if c.name in header and c.type in _NUMBER_TYPES}
+    codes = {c: _known_codes(*n, lake_types[c].is_numeric())
+             for c, n in job.nomenclatures.items() if c in header}
+    target = staging / f"{source.stem}.parquet"
+    found = streamed.stream_rows(source, table, header, job.references, job.month, numbers,
+                                 lake_types, target, list(codes))
+    if numbers and (found is None or found.loaded < scan.rows):
+        # A number the reader refused, or rows to quarantine: load the file from its text read,
+        # as the block parser does, so that the rows loaded and the rows quarantined come from
+        # the same read (the typed reader accepts the same numbers as the text conversion).
+        found = streamed.stream_rows(source, table, header, job.references, job.month, {},
+                                     lake_types, target, list(codes))
+    if found is None:  # a text read of clean bytes fails only if the file changed under it
+        return False
+    bad = streamed.quarantined_rows(source, table, header, job.references, job.month) \
+        if found.loaded < scan.rows else None
+    quarantined = 0 if bad is None else bad.height
+    if found.loaded + quarantined != scan.rows or streamed.identity(source, fh) != before:
+        # The file changed between the reads (a delivery still being written, a swap): the block
+        # parser reads it once, so the hash recorded is that of the rows loaded.
+        target.unlink(missing_ok=True)
+        return False
+    if quarantined:
+        outcome.quarantine = str(staging / f"{source.stem}.quarantine.csv")
+        bad.write_csv(outcome.quarantine, separator=";")
+    outcome.parquet = str(target)
+    outcome.stats = ColumnStats(job.table).add_figures(found.figures)
+    for column, known in codes.items():
+        counts = found.code_counts[column].drop_nulls(column)
+        numeric = counts.schema[column].is_numeric()
+        unknown = sum(n for value, n in counts.iter_rows() if (float(value) if numeric else value) not in known)
+        if unknown:
+            outcome.stats.unknown_codes[column] = unknown
+    outcome.rows_read, outcome.rows_loaded, outcome.rows_quarantined = scan.rows, found.loaded, quarantined
+    _hand_over_keys(table, found.keys, outcome, staging / f"{source.stem}.lines.parquet")
+    if progress is not None:
+        progress(size - body)  # the bytes after the header, as the block parser counts them
+    return True
 
 
 @functools.cache

@@ -16,7 +16,9 @@ from ..snds.catalogue import ingestible_table
 from ..snds.tables import MISSING_DATE
 
 
-def _exprs(table: str) -> list[pl.Expr]:
+def figure_exprs(table: str) -> list[pl.Expr]:
+    """One row of figures of a frame of ``table``'s lake columns: ``n:COLUMN`` (nulls) and
+    ``m:COLUMN`` (SNDS "missing" dates); :meth:`ColumnStats.add_figures` adds such a row."""
     exprs = []
     for c in ingestible_table(table).columns:
         exprs.append(pl.col(c.name).null_count().cast(pl.Int64).alias(f"n:{c.name}"))
@@ -43,8 +45,11 @@ class ColumnStats:
 
     def add(self, frame: pl.DataFrame | pl.LazyFrame) -> ColumnStats:
         """Add the figures of ``frame`` (rows with the lake columns of the table)."""
-        row = frame.select(_exprs(self.table))
-        row = (row.collect() if isinstance(row, pl.LazyFrame) else row).row(0, named=True)
+        row = frame.select(figure_exprs(self.table))
+        return self.add_figures((row.collect() if isinstance(row, pl.LazyFrame) else row).row(0, named=True))
+
+    def add_figures(self, row: dict) -> ColumnStats:
+        """Add a row of :func:`figure_exprs` (computed where the rows were, e.g. in a streaming query)."""
         for name in self.nulls:
             self.nulls[name] += row[f"n:{name}"] or 0
         for name in self.missing_dates:

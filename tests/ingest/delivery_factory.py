@@ -96,3 +96,22 @@ def fresh_runtime(root: Path, **ingest) -> Runtime:
     paths = Paths(**{f.name: root / f.name for f in fields(Paths)})
     settings = Settings(paths=paths, ingest=Ingest(**ingest))
     return Runtime(settings)
+
+
+def write_large_claims(path: Path, at_least: int, persons: int = 600) -> Path:
+    """An ER_PRS_F file of month 202301 of at least ``at_least`` bytes: the rows of
+    :func:`make_rows` repeated with new order numbers, so that every key stays unique."""
+    rows = make_rows(persons=persons, months=("202301",))[("ER_PRS_F", "202301")]
+    columns = list(TABLES["ER_PRS_F"].column_names)
+    body = [[format_value("ER_PRS_F", c, row.get(c)) for c in columns] for row in rows]
+    order = columns.index("DCT_ORD_NUM")
+    lines, size, copy = [";".join(columns)], 0, 0
+    while size < at_least:
+        for values in body:
+            values = list(values)
+            values[order] = str(copy * len(body) + int(values[order]))
+            lines.append(";".join(values))
+            size += len(lines[-1]) + 1
+        copy += 1
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    return path

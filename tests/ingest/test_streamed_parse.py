@@ -1,0 +1,164 @@
+"""The streamed parser (one polars streaming query) and the block parser give the same result.
+
+Large files with clean bytes are parsed by :mod:`pds_kernel.ingest.streamed`; every other file, and
+any file the streamed parser gives up on, by the block parser. Each variant of a claims file below
+is parsed both ways (the size threshold set to 0, then out of reach) and must give the same
+outcome: SHA-256, rows read, loaded and quarantined, the lake rows, the quarantine file byte for
+byte, the column figures (nulls, missing dates, unknown codes) and the key hashes. Each variant
+also says which parser must have loaded it, observed on the real functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from delivery_factory import fresh_runtime, make_rows, write_delivery, write_large_claims, write_table
+
+from pds_kernel.ingest import ingest_delivery, parse, streamed
+from pds_kernel.ingest.parse import ParseJob, parse_file
+from pds_kernel.snds.catalogue import ingestible_table
+
+NOMENCLATURES = {c.name: c.nomenclature for c in ingestible_table("ER_PRS_F").columns if c.nomenclature}
+
+
+def _lines(tmp_path: Path) -> list[bytes]:
+    rows = make_rows(persons=600, months=("202301",))[("ER_PRS_F", "202301")]
+    for i, row in enumerate(rows):
+        row["BEN_RES_DPT"] = ("075", "2A", "999")[i % 3]  # 999: not in its nomenclature
+        row["PSE_SPE_COD"] = (1, 26, 98)[i % 3]
+    source = write_table(tmp_path / "rows.csv", "ER_PRS_F", rows)
+    return source.read_bytes().split(b"\n")[:-1]
+
+
+def _edit(lines: list[bytes], number: int, column: str, value: bytes) -> list[bytes]:
+    """``lines`` with field ``column`` of line ``number`` (1: the header) set to ``value``."""
+    lines = list(lines)
+    fields = lines[number - 1].split(b";")
+    fields[lines[0].split(b";").index(column.encode())] = value
+    lines[number - 1] = b";".join(fields)
+    return lines
+
+
+def _join(lines: list[bytes]) -> bytes:
+    return b"\n".join(lines) + b"\n"
+
+
+#: name -> (how the file is made from the clean lines, the parser that must load it)
+VARIANTS = {
+    "clean": (lambda ls: _join(ls), "streamed"),
+    "bad date": (lambda ls: _join(_edit(ls, 50, "EXE_SOI_DTD", b"31FOO2022:00:00:00")), "streamed"),
+    "date of another month": (lambda ls: _join(_edit(ls, 60, "FLX_DIS_DTD", b"01FEB2023:00:00:00")),
+                              "streamed"),
+    "value outside its set": (lambda ls: _join(_edit(ls, 70, "BEN_SEX_COD", b"7")), "streamed"),
+    "missing required value": (lambda ls: _join(_edit(ls, 80, "BEN_NIR_PSA", b"")), "streamed"),
+    "number the reader refuses": (lambda ls: _join(_edit(ls, 90, "PRS_PAI_MNT", b"2.x")), "streamed"),
+    "blank before a number": (lambda ls: _join(_edit(ls, 100, "PRS_ACT_QTE", b" 2")), "streamed"),
+    "blank in a text": (lambda ls: _join(_edit(ls, 110, "PFS_EXE_NUM", b"751 234")), "streamed"),
+    "quote in a text": (lambda ls: _join(_edit(ls, 120, "PFS_EXE_NUM", b'"751"')), "streamed"),
+    "repeated key": (lambda ls: _join(ls[:130] + [ls[129]] + ls[130:]), "streamed"),
+    "header ends with CR": (lambda ls: _join([ls[0] + b"\r"] + ls[1:]), "streamed"),
+    "line short of a field": (lambda ls: _join(ls[:140] + [ls[140].rsplit(b";", 1)[0]] + ls[141:]), "blocks"),
+    "line with a field too many": (lambda ls: _join(ls[:150] + [ls[150] + b";x"] + ls[151:]), "blocks"),
+    "empty line": (lambda ls: _join(ls[:160] + [b""] + ls[160:]), "blocks"),
+    "NUL byte": (lambda ls: _join(_edit(ls, 170, "PFS_EXE_NUM", b"751\x00234")), "blocks"),
+    "tab": (lambda ls: _join(_edit(ls, 175, "PFS_EXE_NUM", b"751\t234")), "blocks"),
+    "latin-1 letter": (lambda ls: _join(_edit(ls, 180, "PFS_EXE_NUM", b"751\xe9")), "blocks"),
+    "C1 byte": (lambda ls: _join(_edit(ls, 185, "PFS_EXE_NUM", b"751\x92")), "blocks"),
+    "CRLF line ends": (lambda ls: b"\r\n".join(ls) + b"\r\n", "blocks"),
+    "last line cut": (lambda ls: _join(ls)[:-3], "blocks"),
+}
+
+
+def _parse(source: Path, staging: Path, threshold: int, monkeypatch) -> tuple:
+    """Parse ``source`` with the streamed parser allowed from ``threshold`` bytes; the outcome and
+    the parser that loaded the file ("streamed" or "blocks")."""
+    monkeypatch.setattr(streamed, "MIN_BYTES", threshold)
+    loaded_by = []
+    real = parse._parse_streamed
+
+    def recording(*args):
+        done = real(*args)
+        loaded_by.append("streamed" if done else "blocks")
+        return done
+
+    monkeypatch.setattr(parse, "_parse_streamed", recording)
+    outcome = parse_file(ParseJob(source=str(source), table="ER_PRS_F", month="202301",
+                                  staging=str(staging), nomenclatures=NOMENCLATURES))
+    monkeypatch.setattr(parse, "_parse_streamed", real)
+    return outcome, loaded_by[0]
+
+
+def _keys(outcome) -> pl.DataFrame | None:
+    if outcome.key_lines is not None:
+        return outcome.key_lines
+    return pl.read_parquet(outcome.lines) if outcome.lines else None
+
+
+def _assert_same(blocks, streamed_outcome) -> None:
+    for name in ("refused", "sha256", "bytes", "rows_read", "rows_loaded", "rows_quarantined", "empty"):
+        assert getattr(blocks, name) == getattr(streamed_outcome, name), name
+    assert blocks.stats == streamed_outcome.stats
+    a, b = _keys(blocks), _keys(streamed_outcome)
+    assert (a is None and b is None) or a.equals(b)
+    assert bool(blocks.parquet) == bool(streamed_outcome.parquet) == (not blocks.refused)
+    if blocks.parquet:
+        assert pl.read_parquet(blocks.parquet).equals(pl.read_parquet(streamed_outcome.parquet))
+    quarantine = [Path(o.quarantine).read_bytes() if o.quarantine else b"" for o in (blocks, streamed_outcome)]
+    assert quarantine[0] == quarantine[1]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_both_parsers_load_and_quarantine_the_same_rows(variant, tmp_path, monkeypatch):
+    make, parser = VARIANTS[variant]
+    source = tmp_path / "ER_PRS_F_202301.csv"
+    source.write_bytes(make(_lines(tmp_path)))
+    blocks, by = _parse(source, tmp_path / "blocks", 1 << 60, monkeypatch)
+    assert by == "blocks"
+    candidate, by = _parse(source, tmp_path / "streamed", 0, monkeypatch)
+    assert by == parser
+    _assert_same(blocks, candidate)
+    assert blocks.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+    if variant != "clean" and parser == "streamed" and variant not in ("blank in a text", "quote in a text",
+                                                                        "header ends with CR", "repeated key"):
+        assert candidate.rows_quarantined == 1 and candidate.quarantine
+    if variant == "C1 byte":
+        assert "C1 control character" in candidate.refused
+    else:
+        assert candidate.stats.unknown_codes.get("BEN_RES_DPT", 0) > 0
+
+
+def test_a_large_clean_file_takes_the_streamed_parser_at_the_default_threshold(tmp_path, monkeypatch):
+    source = write_large_claims(tmp_path / "ER_PRS_F_202301.csv", streamed.MIN_BYTES + (1 << 20))
+    lines = source.read_bytes().count(b"\n")
+    monkeypatch.setattr(streamed, "ROW_GROUP_ROWS", 10_000)  # several row groups in this file
+    candidate, by = _parse(source, tmp_path / "streamed", streamed.MIN_BYTES, monkeypatch)
+    assert by == "streamed" and candidate.rows_loaded == lines - 1
+    blocks, _ = _parse(source, tmp_path / "blocks", 1 << 60, monkeypatch)
+    _assert_same(blocks, candidate)
+    groups = pq.read_metadata(candidate.parquet)
+    sizes = [groups.row_group(i).num_rows for i in range(groups.num_row_groups)]
+    assert sum(sizes) == lines - 1 and len(sizes) > 2 and set(sizes[:-1]) == {10_000}
+
+
+def test_a_whole_delivery_gives_the_same_lake_and_report(tmp_path, monkeypatch):
+    """The pipeline over both parsers: same files, statuses, figures and lake rows."""
+    rows = make_rows(persons=400, months=("202301", "202302"))
+    delivery = write_delivery(tmp_path / "delivery", rows)
+    results, lakes = [], []
+    for name, threshold in (("blocks", 1 << 60), ("streamed", 0)):
+        monkeypatch.setattr(streamed, "MIN_BYTES", threshold)
+        runtime = fresh_runtime(tmp_path / name)
+        result = ingest_delivery(runtime, delivery, actor="test")
+        results.append(sorted((f.name, f.status, f.rows_read, f.rows_loaded, f.rows_quarantined, f.sha256)
+                              for f in result.files))
+        lake = runtime.settings.paths.lake
+        lakes.append({p.relative_to(lake): pl.read_parquet(p) for p in sorted(lake.rglob("*.parquet"))
+                      if "_delta_log" not in p.parts})
+    assert results[0] == results[1] and len(results[0]) == len(rows)
+    assert lakes[0].keys() == lakes[1].keys() and lakes[0]
+    for path, frame in lakes[0].items():
+        assert frame.equals(lakes[1][path]), path
