@@ -5,7 +5,8 @@ ER_PRS_F claim files, at least 5 million rows (about 100,000 in quick mode). Bot
 own fresh subprocess, one after the other, on the same files with the OS cache warmed:
 
 * ours: ``ingest_delivery`` (typed parsing, every check, quarantine, duplicate keys, manifest,
-  SHA-256 of every file, quality report, audit entries);
+  SHA-256 of every file, quality report, audit entries), with the memory settings ``pds ingest``
+  applies (:func:`pds_kernel.allocator.for_large_files`);
 * DuckDB at its best settings (``SET preserve_insertion_order=false``, all threads,
   ``encoding='latin-1'``): ``COPY (SELECT * FROM read_csv(file, delim=';', header=true)) TO ...
   (FORMAT parquet, COMPRESSION ...)`` per file, with DuckDB's type sniffing (it loads SAS dates as
@@ -53,6 +54,8 @@ _OURS = """
 import sys
 from dataclasses import fields
 from pathlib import Path
+from pds_kernel.allocator import for_large_files
+assert for_large_files()  # as `pds ingest` does, before polars loads
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, Settings
 from pds_kernel.ingest import ingest_delivery
@@ -90,6 +93,8 @@ _OURS_ANY = """
 import sys
 from dataclasses import fields
 from pathlib import Path
+from pds_kernel.allocator import for_large_files
+assert for_large_files()  # as `pds ingest` does, before polars loads
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, Settings
 from pds_kernel.ingest import ingest_delivery

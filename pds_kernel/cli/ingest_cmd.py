@@ -55,6 +55,9 @@ def ingest(
 
     Exit codes: 0 everything loaded cleanly; 3 the run completed but rows were quarantined, files refused or rows removed by a correction (the lake is consistent either way); 2 bad input (missing or empty directory, unreachable Dask scheduler).
     """
+    from ..allocator import for_large_files
+
+    for_large_files()  # before polars loads: its allocator reads the settings then
     from ..ingest import Status, ingest_delivery
 
     state = ctx.obj

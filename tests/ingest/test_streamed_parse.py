@@ -64,6 +64,11 @@ VARIANTS = {
     "line short of a field": (lambda ls: _join(ls[:140] + [ls[140].rsplit(b";", 1)[0]] + ls[141:]), "blocks"),
     "line with a field too many": (lambda ls: _join(ls[:150] + [ls[150] + b";x"] + ls[151:]), "blocks"),
     "empty line": (lambda ls: _join(ls[:160] + [b""] + ls[160:]), "blocks"),
+    # one field short and one too many: the separators add up, the reader must refuse the file
+    "short and long lines": (lambda ls: _join(ls[:140] + [ls[140].rsplit(b";", 1)[0]] + ls[141:150]
+                                              + [ls[150] + b";x"] + ls[151:]), "blocks"),
+    "empty line and a long one": (lambda ls: _join(ls[:160] + [b"", ls[160] + b";" * 23] + ls[161:]),
+                                  "blocks"),
     "NUL byte": (lambda ls: _join(_edit(ls, 170, "PFS_EXE_NUM", b"751\x00234")), "blocks"),
     "tab": (lambda ls: _join(_edit(ls, 175, "PFS_EXE_NUM", b"751\t234")), "blocks"),
     "latin-1 letter": (lambda ls: _join(_edit(ls, 180, "PFS_EXE_NUM", b"751\xe9")), "blocks"),
