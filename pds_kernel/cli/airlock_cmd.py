@@ -109,7 +109,7 @@ def _parse_verdict(raw: str, files: dict[int, str]) -> tuple[int, dict]:
         raise InvalidInput(f"--verdict {raw!r}: write FILE=DECISION[:COMMENT], e.g. 1=request_changes:round to 5")
     target = target.strip()
     by_name = {name: index for index, name in files.items()}
-    if target.isdigit() and int(target) in files:
+    if target.isascii() and target.isdigit() and int(target) in files:
         index = int(target)
     elif target in by_name:
         index = by_name[target]

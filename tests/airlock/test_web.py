@@ -51,6 +51,19 @@ def test_review_through_the_form_with_csrf(base, service):
     assert "hidden until you submit yours" in omar_page and "olga" not in omar_page.split("<h3>Reviews</h3>")[1]
 
 
+@pytest.mark.parametrize("field", ["decision_\u00b2", "decision_\u0663", "decision_-1", "decision_ 0"])
+def test_a_review_field_whose_number_is_not_digits_0_9_is_refused(base, service, field):
+    """"²" and "٣" are digits to ``str.isdigit``: the first made ``int()`` fail (an error 500), the
+    second named file 3 under another spelling."""
+    view = make_request(service)
+    olga = browser("olga")
+    page = base + f"requests/{view.id}"
+    form = {field: "approve", "comment_0": "", "sha_0": view.files[0].sha256, "_xsrf": xsrf(olga, page)}
+    refused = olga.post(page + "/review", data=form, allow_redirects=False)
+    assert refused.status_code == 400 and "bad form field" in html.unescape(refused.text)
+    assert service.get_request("olga", view.id).complete_reviews == 0
+
+
 def test_author_sees_no_review_form_and_downloads_after_release(base, service):
     view = make_request(service, "released")
     alice = browser("alice")

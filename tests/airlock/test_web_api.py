@@ -71,6 +71,24 @@ def test_every_operation_conforms_and_never_fails(server, mode):
         check()
 
 
+@pytest.mark.parametrize("query", [
+    "page=", "per_page=",                  # empty: not an integer (the fuzzer's negative case)
+    "page=%D9%A3", "per_page=%EF%BC%91",   # Arabic-Indic 3 and fullwidth 1: int() reads them
+    "page=%201", "page=1%20", "page=+1", "page=0", "per_page=0", "page=1234567890",
+])
+def test_the_api_refuses_what_is_not_an_integer_on_the_wire(server, query):
+    response = requests.get(f"{server}{PREFIX}api/requests?{query}", headers={"Authorization": "token fake-alice"})
+    assert response.status_code == 400, (query, response.status_code)
+
+
+def test_the_list_page_takes_an_empty_page_number_as_the_first_page(server):
+    alice = {"fake_user": "alice"}  # pages sign in with a cookie (see airlock_web.FakeIdentity)
+    page = requests.get(f"{server}{PREFIX}requests?per_page=&mine_page=", cookies=alice)
+    assert page.status_code == 200 and "Requests" in page.text
+    refused = requests.get(f"{server}{PREFIX}requests?per_page=%EF%BC%91", cookies=alice)
+    assert refused.status_code == 400
+
+
 def test_openapi_document_is_valid(server):
     from jsonschema import Draft4Validator  # noqa: F401  (jsonschema is what schemathesis validates with)
 

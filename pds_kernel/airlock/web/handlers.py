@@ -471,7 +471,7 @@ class ListPage(PageHandler):
 
     async def get(self) -> None:
         filters = {k: self.get_query_argument(k, "").strip() or None for k in self.FILTERS}
-        per_page = int_argument(self, "per_page", LIST_PAGE_SIZE)
+        per_page = int_argument(self, "per_page", LIST_PAGE_SIZE, empty_is_default=True)
         show_others = self.get_query_argument("show", "") == "others"
         # "To review" only for an output checker: it told researchers "Nothing waits for your review"
         checking = sorted(await self.call(projects_checked_by, self.service.registry, self.user))
@@ -480,7 +480,8 @@ class ListPage(PageHandler):
         pages = {}
         for scope in sections:
             pages[scope] = await self.call(self.service.list_page, self.user, scope=scope, **filters,
-                                           page=int_argument(self, f"{scope}_page", 1), per_page=per_page)
+                                           page=int_argument(self, f"{scope}_page", 1, empty_is_default=True),
+                                           per_page=per_page)
         current = {f"{scope}_page": pages[scope].page for scope in sections}
 
         def link(scope: str | None = None, page: int = 1, *, others: bool = show_others) -> str:
@@ -501,12 +502,15 @@ class ListPage(PageHandler):
 LIST_PAGE_SIZE = 25
 
 
-def int_argument(handler: BaseHandler, name: str, default: int) -> int:
-    raw = handler.get_query_argument(name, None)
-    if raw is None or raw == "":
+def int_argument(handler: BaseHandler, name: str, default: int, *, empty_is_default: bool = False) -> int:
+    """Query argument ``name`` as a whole number of at most 9 digits 0-9, ``default`` when absent
+    (or empty, for a page whose forms may send it empty). Anything else is refused: blanks,
+    signs, and the other digits ``int()`` would read (``٣``, ``３``) are not an integer on the wire."""
+    raw = handler.get_query_argument(name, None, strip=False)
+    if raw is None or (raw == "" and empty_is_default):
         return default
-    if not raw.isdigit() or len(raw) > 9:
-        raise InvalidInput(f"{name} must be a positive whole number")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise InvalidInput(f"{name} must be a positive whole number (digits 0-9)")
     return int(raw)
 
 
@@ -564,10 +568,11 @@ class ReviewForm(PageHandler):
         for key in self.request.body_arguments:
             if key == "_xsrf" or key.startswith(("comment_", "sha_")):
                 continue
-            if not key.startswith("decision_") or not key[len("decision_"):].isdigit() \
-                    or len(key) > len("decision_") + 6:
+            number = key[len("decision_"):]
+            if not key.startswith("decision_") or not (number.isascii() and number.isdigit()) \
+                    or len(number) > 6:
                 raise InvalidInput(f"bad form field {key[:40]}")
-            index = int(key[len("decision_"):])
+            index = int(number)
             decision = self.get_body_argument(key)
             if not decision:
                 continue
