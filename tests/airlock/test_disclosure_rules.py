@@ -79,6 +79,16 @@ def test_rounded_counts_pass_and_rounding_does_not_rescue_a_small_cell(tmp_path)
     assert off.verdict == "review" and "rounding" in off.rule_status
 
 
+@pytest.mark.parametrize("rounding", [5.7, True, "\u0665", "5 ", -5.5])
+def test_a_rounding_base_that_is_not_a_whole_number_is_not_taken_as_one(tmp_path, rounding):
+    """``int()`` read 5.7 as 5, True as 1 and "٥" (Arabic-Indic 5) as 5: the table passed as if
+    rounded to a base the researcher never declared. The declaration is now a problem to review."""
+    result = run(tmp_path, "t.csv", b"g,n\na,15\nb,40\n", {"counts": ["n"], "rounding": rounding})
+    assert result.verdict == "review"
+    assert any("rounding" in f.message and "not a whole number" in f.message for f in result.findings)
+    assert run(tmp_path, "u.csv", b"g,n\na,15\nb,40\n", {"counts": ["n"], "rounding": 5.0}).verdict == "pass"
+
+
 def test_primary_and_secondary_suppression(tmp_path):
     counts = {"counts": ["A", "B", "C", "Total"]}
     alone = b"g,A,B,C,Total\nx,*,30,40,75\ny,20,20,30,70\nTotal,25,50,70,145\n"

@@ -96,6 +96,20 @@ def _names(value: Any) -> list[str]:
     return []
 
 
+def _whole_number(value: Any) -> int | None:
+    """``value`` as a whole number when it is one as written: an integer, a float without a
+    fraction (5.0), or digits 0-9; else None (``int()`` would take 5.7 as 5, True as 1, "٥" as 5)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
+
+
 def parse(raw: Mapping[str, Any] | None, evidence: Mapping[str, Any] | None = None) -> Declaration:
     """The declaration of one file from the request context (``raw``) and the sdc record of exactly
     these bytes (``evidence``, whose own ``declaration`` fills what ``raw`` leaves out)."""
@@ -132,10 +146,11 @@ def parse(raw: Mapping[str, Any] | None, evidence: Mapping[str, Any] | None = No
     for key in ("rounding", "dof"):
         value = merged.get(key)
         if value is not None:
-            try:
-                setattr(out, key, int(value))
-            except (TypeError, ValueError):
+            number = _whole_number(value)
+            if number is None:
                 out.problems.append(f"{key} {value!r} is not a whole number")
+            else:
+                setattr(out, key, number)
     if out.dof is None and isinstance((evidence or {}).get("properties"), Mapping):
         dof = evidence["properties"].get("dof")
         out.dof = int(dof) if isinstance(dof, (int, float)) else None
