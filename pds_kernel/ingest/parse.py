@@ -496,17 +496,16 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
     lake_types = lake_schema(job.table)
     numbers = {} if scan.blanks else {c.name: polars_type(c.type) for c in table.columns
                                       if c.name in header and c.type in _NUMBER_TYPES}
-    codes = {c: _known_codes(*n, lake_types[c].is_numeric())
-             for c, n in job.nomenclatures.items() if c in header}
+    codes = {c: _known_series(*n, lake_types[c]) for c, n in job.nomenclatures.items() if c in header}
     target = staging / f"{source.stem}.parquet"
     found = streamed.stream_rows(source, table, header, job.references, job.month, numbers,
-                                 lake_types, target, list(codes))
+                                 lake_types, target, codes)
     if numbers and (found is None or found.loaded < scan.rows):
         # A number the reader refused, or rows to quarantine: load the file from its text read,
         # as the block parser does, so that the rows loaded and the rows quarantined come from
         # the same read (the typed reader accepts the same numbers as the text conversion).
         found = streamed.stream_rows(source, table, header, job.references, job.month, {},
-                                     lake_types, target, list(codes))
+                                     lake_types, target, codes)
     if found is None:  # a text read of clean bytes fails only if the file changed under it
         return False
     bad = streamed.quarantined_rows(source, table, header, job.references, job.month) \
@@ -522,12 +521,7 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
         bad.write_csv(outcome.quarantine, separator=";")
     outcome.parquet = str(target)
     outcome.stats = ColumnStats(job.table).add_figures(found.figures)
-    for column, known in codes.items():
-        counts = found.code_counts[column].drop_nulls(column)
-        numeric = counts.schema[column].is_numeric()
-        unknown = sum(n for value, n in counts.iter_rows() if (float(value) if numeric else value) not in known)
-        if unknown:
-            outcome.stats.unknown_codes[column] = unknown
+    outcome.stats.unknown_codes.update(found.unknown_codes)
     outcome.rows_read, outcome.rows_loaded, outcome.rows_quarantined = scan.rows, found.loaded, quarantined
     _hand_over_keys(table, found.keys, outcome, staging / f"{source.stem}.lines.parquet")
     if progress is not None:
@@ -549,6 +543,16 @@ def _known_codes(name: str, column: str, numeric: bool) -> frozenset:
         except ValueError:
             continue
     return frozenset(numbers)
+
+
+@functools.cache
+def _known_series(name: str, column: str, dtype: pl.DataType) -> pl.Series:
+    """The codes of :func:`_known_codes` as a series of the column's lake type ``dtype`` (an
+    integer column keeps the codes that are whole numbers), for a probe inside a query."""
+    codes = _known_codes(name, column, dtype.is_numeric())
+    if dtype.is_integer():
+        return pl.Series([int(c) for c in codes if c.is_integer() and abs(c) < 2**63], dtype=dtype)
+    return pl.Series(sorted(codes), dtype=dtype)
 
 
 def _count_unknown_codes(good: pl.DataFrame, codes: dict[str, frozenset], stats: ColumnStats) -> None:
