@@ -508,14 +508,15 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
                                      lake_types, target, codes)
     if found is None:  # a text read of clean bytes fails only if the file changed under it
         return False
-    bad = streamed.quarantined_rows(source, table, header, job.references, job.month) \
-        if found.loaded < scan.rows else None
-    quarantined = 0 if bad is None else bad.height
-    if found.loaded + quarantined != scan.rows or streamed.identity(source, fh) != before:
+    bad = pl.DataFrame()
+    if found.loaded < scan.rows:
+        bad = streamed.quarantined_rows(source, table, header, job.references, job.month)
+    if bad is None or found.loaded + bad.height != scan.rows or streamed.identity(source, fh) != before:
         # The file changed between the reads (a delivery still being written, a swap): the block
         # parser reads it once, so the hash recorded is that of the rows loaded.
         target.unlink(missing_ok=True)
         return False
+    quarantined = bad.height
     if quarantined:
         outcome.quarantine = str(staging / f"{source.stem}.quarantine.csv")
         bad.write_csv(outcome.quarantine, separator=";")

@@ -133,9 +133,9 @@ def _rows(source: Path, table, header: list[str], references: dict, month: str |
 def stream_rows(source: Path, table, header: list[str], references: dict, month: str | None,
                 numbers: dict[str, pl.DataType], lake_types: dict, target: Path,
                 known_codes: dict[str, pl.Series]) -> Streamed | None:
-    """Write the rows of ``source`` that pass every check to ``target`` and compute, in the same pass (the
-    branches of one query share the reading and the checks), the figures the pipeline needs of
-    them. ``numbers``: the columns to read as numbers (the others are read as text and typed by
+    """Write the rows of ``source`` that pass every check to ``target`` and compute, in the same
+    pass (the branches of one query share the reading and the checks), the figures the pipeline
+    needs of them. ``numbers``: the columns to read as numbers (the others are read as text and typed by
     the checks' expressions); ``known_codes``: per column checked against a nomenclature, its
     codes in the column's lake type (a loaded value not among them is counted for the report).
     ``None`` when the reader refused a number: read them as text."""
@@ -168,13 +168,18 @@ def _unknown(column: str, codes: pl.Series) -> pl.Expr:
 
 
 def quarantined_rows(source: Path, table, header: list[str], references: dict, month: str | None
-                     ) -> pl.DataFrame:
+                     ) -> pl.DataFrame | None:
     """The quarantine entries of ``source`` (line, check, column, reason, raw), read as text so
     that the raw line is rebuilt exactly from its fields (every line has one per column and no
-    field holds ``;``). A second pass, taken only by a file with rows to quarantine: a branch of
-    the loading query that keeps the bad rows would read and check the file again anyway."""
+    field holds ``;``); ``None`` if the reader fails (the file changed since it was checked). A
+    second pass, taken only by a file with rows to quarantine: a branch of the loading query that
+    kept the bad rows would read and check the file again anyway."""
     frame, bad, entry = _rows(source, table, header, references, month, {})
     raw = pl.concat_str([pl.col(c).fill_null("") for c in header], separator=";")
-    return (frame.filter(bad)
-            .select(pl.col("__line").alias("line"), *entry, raw.alias("raw"))
-            .collect(engine="streaming"))
+    try:
+        with _ONE_QUERY:
+            return (frame.filter(bad)
+                    .select(pl.col("__line").alias("line"), *entry, raw.alias("raw"))
+                    .collect(engine="streaming"))
+    except pl.exceptions.PolarsError:
+        return None
