@@ -98,10 +98,10 @@ def fresh_runtime(root: Path, **ingest) -> Runtime:
     return Runtime(settings)
 
 
-def write_large_claims(path: Path, at_least: int, persons: int = 600) -> Path:
-    """An ER_PRS_F file of month 202301 of at least ``at_least`` bytes: the rows of
+def write_large_claims(path: Path, at_least: int, persons: int = 600, month: str = "202301") -> Path:
+    """An ER_PRS_F file of ``month`` of at least ``at_least`` bytes: the rows of
     :func:`make_rows` repeated with new order numbers, so that every key stays unique."""
-    rows = make_rows(persons=persons, months=("202301",))[("ER_PRS_F", "202301")]
+    rows = make_rows(persons=persons, months=(month,))[("ER_PRS_F", month)]
     columns = list(TABLES["ER_PRS_F"].column_names)
     body = [[format_value("ER_PRS_F", c, row.get(c)) for c in columns] for row in rows]
     order = columns.index("DCT_ORD_NUM")
