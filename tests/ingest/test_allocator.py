@@ -50,7 +50,7 @@ def test_once_polars_is_loaded_it_is_too_late_and_says_so():
                 "from pds_kernel.allocator import for_large_files\n"
                 "assert not for_large_files()")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert _arenas(done.stderr) == 4 * (os.cpu_count() or 1)  # jemalloc's default: untouched
+    assert _arenas(done.stderr) > ARENAS  # jemalloc's default (four per CPU it sees): untouched
 
 
 def test_settings_of_the_environment_win():
