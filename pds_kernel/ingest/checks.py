@@ -154,6 +154,12 @@ def build_lake_columns(table: Table, present: Collection[str]) -> list[pl.Expr]:
             for c in table.columns]
 
 
+def joined_fields(header: list[str]) -> pl.Expr:
+    """The text columns of ``header`` joined again with ``;`` (empty fields read as null): a line's
+    raw text, exactly, when it has one field per column (a field never holds ``;``)."""
+    return pl.concat_str([pl.col(c).fill_null("") for c in header], separator=";")
+
+
 #: Checks a whole line can fail before its fields are read, with the reason written to quarantine.
 LINE_FLAWS = {
     Check.CONTROL_CHARACTER: "the line holds a control character (NUL or another C0 code): "

@@ -43,7 +43,7 @@ from ..hashing import sha256_file
 from ..snds.catalogue import ingestible_table, nomenclature_codes
 from ..snds.tables import polars_type
 from . import streamed
-from .checks import Check, build_lake_columns, build_table_checks, row_verdict
+from .checks import Check, build_lake_columns, build_table_checks, joined_fields, row_verdict
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
 from .stats import ColumnStats
@@ -296,13 +296,19 @@ def _has_controls(codes: np.ndarray, lines: int) -> bool:
     return bool(np.count_nonzero((codes < 0x20) & (codes != 0x0A) & (codes != 0x0D) & (codes != 0x09)))
 
 
+def _number_columns(table, header: list[str]) -> dict[str, pl.DataType]:
+    """The columns of ``header`` that the CSV reader may read as numbers (see :func:`_read_block`)."""
+    return {c.name: polars_type(c.type) for c in table.columns
+            if c.name in header and c.type in _NUMBER_TYPES}
+
+
 def _raw_line(frame: pl.DataFrame, header: list[str]) -> pl.Expr:
     """The original text of each line: ``__raw`` when the slow path kept it, otherwise the fields
     joined again (exact: the fast path only takes blocks whose every line has exactly one field
     per column, and a field never holds ``;`` or a line end; empty fields read as null)."""
     if "__raw" in frame.columns:
         return pl.col("__raw")
-    return pl.concat_str([pl.col(c).fill_null("") for c in header], separator=";")
+    return joined_fields(header)
 
 
 def _open_header(fh, digest, encoding: str) -> tuple[list[str], bytes]:
@@ -391,8 +397,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     lake_types = lake_schema(job.table)
     bad_flags, entry = row_verdict(len(header), checks)
 
-    numbers = {c.name: polars_type(c.type) for c in table.columns
-               if c.name in present and c.type in _NUMBER_TYPES}
+    numbers = _number_columns(table, header)
 
     def checked(block: bytes, first_line: int, read_typed: dict | None,
                 flaw: str | None) -> tuple[pl.DataFrame, pl.Series]:
@@ -494,8 +499,7 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
     if scan is None:
         return False
     lake_types = lake_schema(job.table)
-    numbers = {} if scan.blanks else {c.name: polars_type(c.type) for c in table.columns
-                                      if c.name in header and c.type in _NUMBER_TYPES}
+    numbers = {} if scan.blanks else _number_columns(table, header)
     codes = {c: _known_series(*n, lake_types[c]) for c, n in job.nomenclatures.items() if c in header}
     target = staging / f"{source.stem}.parquet"
     found = streamed.stream_rows(source, table, header, job.references, job.month, numbers,

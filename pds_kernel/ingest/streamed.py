@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .checks import build_lake_columns, build_table_checks, row_verdict
+from .checks import build_lake_columns, build_table_checks, joined_fields, row_verdict
 from .keys import key_hash_exprs
 from .stats import figure_exprs
 
@@ -175,11 +175,10 @@ def quarantined_rows(source: Path, table, header: list[str], references: dict, m
     second pass, taken only by a file with rows to quarantine: a branch of the loading query that
     kept the bad rows would read and check the file again anyway."""
     frame, bad, entry = _rows(source, table, header, references, month, {})
-    raw = pl.concat_str([pl.col(c).fill_null("") for c in header], separator=";")
     try:
         with _ONE_QUERY:
             return (frame.filter(bad)
-                    .select(pl.col("__line").alias("line"), *entry, raw.alias("raw"))
+                    .select(pl.col("__line").alias("line"), *entry, joined_fields(header).alias("raw"))
                     .collect(engine="streaming"))
     except pl.exceptions.PolarsError:
         return None
