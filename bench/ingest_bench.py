@@ -5,8 +5,8 @@ ER_PRS_F claim files, at least 5 million rows (about 100,000 in quick mode). Bot
 own fresh subprocess, one after the other, on the same files with the OS cache warmed:
 
 * ours: ``ingest_delivery`` (typed parsing, every check, quarantine, duplicate keys, manifest,
-  SHA-256 of every file, quality report, audit entries), with the memory settings ``pds ingest``
-  applies (:func:`pds_kernel.allocator.for_large_files`);
+  SHA-256 of every file, quality report, audit entries), with the process settings ``pds ingest``
+  applies (:mod:`pds_kernel.allocator`: allocator, chunk size, OpenBLAS threads, garbage collector);
 * DuckDB at its best settings (``SET preserve_insertion_order=false``, all threads,
   ``encoding='latin-1'``): ``COPY (SELECT * FROM read_csv(file, delim=';', header=true)) TO ...
   (FORMAT parquet, COMPRESSION ...)`` per file, with DuckDB's type sniffing (it loads SAS dates as
@@ -54,7 +54,7 @@ _OURS = """
 import sys
 from dataclasses import fields
 from pathlib import Path
-from pds_kernel.allocator import for_large_files
+from pds_kernel.allocator import before_exit, for_large_files
 assert for_large_files()  # as `pds ingest` does, before polars loads
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, Settings
@@ -63,6 +63,7 @@ root = Path(sys.argv[1])
 rt = Runtime(Settings(paths=Paths(**{f.name: root / f.name for f in fields(Paths)})))
 result = ingest_delivery(rt, Path(sys.argv[2]), actor="bench")
 assert all(f.status == "loaded" for f in result.files), result.files
+before_exit()  # as `pds ingest` does at its end
 """
 
 _DUCKDB = """
@@ -93,7 +94,7 @@ _OURS_ANY = """
 import sys
 from dataclasses import fields
 from pathlib import Path
-from pds_kernel.allocator import for_large_files
+from pds_kernel.allocator import before_exit, for_large_files
 assert for_large_files()  # as `pds ingest` does, before polars loads
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, Settings
@@ -106,6 +107,7 @@ ok = ("corrected",) if correction else ("loaded", "empty")
 assert all(f.status in ok for f in result.files), [f for f in result.files if f.status not in ok][:3]
 assert all(f.rows_read == f.rows_loaded + f.rows_quarantined for f in result.files)
 (root / "commit.json").write_text(f'{{"seconds": {result.commit_seconds}, "files": {len(result.files)}}}')
+before_exit()  # as `pds ingest` does at its end
 """
 
 #: Ratio to reach on the large claims files against DuckDB at its best settings (issue #17).

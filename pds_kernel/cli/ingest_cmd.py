@@ -55,7 +55,7 @@ def ingest(
 
     Exit codes: 0 everything loaded cleanly; 3 the run completed but rows were quarantined, files refused or rows removed by a correction (the lake is consistent either way); 2 bad input (missing or empty directory, unreachable Dask scheduler).
     """
-    from ..allocator import for_large_files
+    from ..allocator import before_exit, for_large_files
 
     for_large_files()  # before polars loads: its allocator reads the settings then
     from ..ingest import Status, ingest_delivery
@@ -65,6 +65,7 @@ def ingest(
                   console=console, transient=False) as bars:
         result = ingest_delivery(state.runtime, directory, actor=state.actor, dask_address=dask,
                                  progress=_RichProgress(bars), corrections=correction)
+    before_exit()  # the process ends with this command
     table = Table("file", "table", "month", "status", "read", "loaded", "quarantined", "reason",
                   title=f"ingest run {result.run_id}")
     colours = {Status.LOADED: "green", Status.SKIPPED: "dim", Status.REFUSED: "red", Status.EMPTY: "yellow",

@@ -35,8 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
@@ -136,7 +134,7 @@ def lake_schema(table: str) -> dict:
 
 
 @functools.cache
-def arrow_schema(table: str) -> pa.Schema:
+def arrow_schema(table: str):
     """The Arrow schema of a lake file of ``table`` (what polars writes for the lake types); built
     once per table and process (building it costs more than parsing a small file's rows)."""
     return pl.DataFrame(schema=lake_schema(table)).to_arrow().schema
@@ -422,6 +420,9 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
              for c, n in job.nomenclatures.items() if c in present}
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
+    import pyarrow.parquet as pq  # here, not at the top: a run whose files are all streamed never
+    # loads Arrow (~30 ms of start-up and ~40 MiB of memory, docs/data-intake.md)
+
     try:
         with pq.ParquetWriter(parquet_path, schema, compression=COMPRESSION,
                               compression_level=COMPRESSION_LEVEL,

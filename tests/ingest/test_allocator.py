@@ -24,7 +24,7 @@ ARENAS = max(1, (os.cpu_count() or 1) // CORES_PER_ARENA)
 def _run(code: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     """``python -c code args`` in a fresh process whose allocator prints its options at exit."""
     environment = {k: v for k, v in os.environ.items()
-                   if k not in ("_RJEM_MALLOC_CONF", "POLARS_CSV_CHUNK_SIZE")}
+                   if k not in ("_RJEM_MALLOC_CONF", "POLARS_CSV_CHUNK_SIZE", "OPENBLAS_NUM_THREADS")}
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=120, env={**environment, "_RJEM_MALLOC_CONF": "stats_print:true", **env})
 
@@ -68,7 +68,44 @@ def test_pds_ingest_applies_them(tmp_path: Path):
     config.write_text("paths:\n  lake: lake\n  reports: reports\n  state: state\n"
                       f"cli:\n  identities:\n    {json.dumps(getpass.getuser())}: alice\n")
     delivery = write_delivery(tmp_path / "d", make_rows(months=("202301",)))
-    done = _run("from pds_kernel.cli import main; main()", "--config", str(config), "ingest",
+    # what the process is left with when it ends: read by an exit hook, after the command
+    done = _run("import atexit, gc, sys\n"
+                "atexit.register(lambda: print('gc', gc.isenabled(), gc.get_freeze_count() > 1000, file=sys.stderr))\n"
+                "from pds_kernel.cli import main; main()", "--config", str(config), "ingest",
                 str(delivery), COLUMNS="200")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert _arenas(done.stderr) == ARENAS
+    assert "gc False True" in done.stderr  # collector off; the objects frozen before the exit
+
+
+def _threads() -> str:
+    return "import os; print(len(os.listdir('/proc/self/task')))"
+
+
+def test_numpy_starts_no_openblas_thread_and_the_collector_is_off():
+    done = _run("from pds_kernel.allocator import for_large_files\n"
+                "for_large_files()\n"
+                "import gc, numpy\n"
+                f"{_threads()}\n"
+                "print(gc.isenabled(), gc.get_freeze_count())")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "False", "0"]  # one thread: the interpreter's own
+    default = _run(f"import numpy\n{_threads()}")  # without the settings, for comparison
+    assert int(default.stdout) == len(os.sched_getaffinity(0))  # OpenBLAS: one thread per core
+
+
+def test_the_environment_openblas_setting_wins():
+    done = _run("from pds_kernel.allocator import for_large_files\n"
+                f"for_large_files()\nimport numpy\n{_threads()}", OPENBLAS_NUM_THREADS="2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "2"
+
+
+def test_before_exit_freezes_what_exists():
+    done = _run("import gc\n"
+                "from pds_kernel.allocator import before_exit\n"
+                "held = [[i] for i in range(10_000)]\n"
+                "before_exit()\n"
+                "print(gc.get_freeze_count() >= 10_000, gc.collect())")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "0"]

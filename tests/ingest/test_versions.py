@@ -252,3 +252,18 @@ def test_recovery_keeps_the_delta_checkpoints(runtime, delivery):
     assert all(versions.DELTA_LOG not in p.parts for p in removed)
     assert sorted((folder / versions.DELTA_LOG).glob("*.checkpoint.parquet")) == checkpoints
     assert lake_mod.scan_table(lake, "IR_PHA_R").collect().equals(frame)
+
+
+def test_the_delta_schema_is_the_one_arrow_gives_for_every_table():
+    """``delta_schema`` is built from polars' schema without pyarrow: the same Delta schema as
+    through an Arrow table of the lake types, for every table of the catalogue."""
+    from deltalake import Schema
+
+    from pds_kernel.ingest.parse import lake_schema
+    from pds_kernel.snds.catalogue import ingestible_names
+
+    names = ingestible_names()
+    assert len(names) > 180
+    for table in names:
+        through_arrow = Schema.from_arrow(pl.DataFrame(schema=lake_schema(table)).to_arrow().schema)
+        assert versions.delta_schema(table).to_json() == through_arrow.to_json(), table
