@@ -76,6 +76,20 @@ def write_settings_file(settings: Settings, path: Path) -> Path:
     return path
 
 
+class _ClosedOnce(Gateway):
+    """dask_gateway's client, closed once. Its ``__del__`` closes it again, and closing takes
+    distributed's class-wide ``LoopRunner`` lock: when a garbage collection ran that ``__del__``
+    while a ``distributed.Client`` was starting its own loop (the lock held), the test process
+    hung (seen in a full run, in tests/security/test_gateway_isolation.py). Every test closes its
+    client with ``with``; the collector's second close is then a no-op."""
+
+    def close(self):
+        if getattr(self, "_closed_once", False):
+            return None
+        self._closed_once = True
+        return super().close()
+
+
 # ---- the hub on its own loop -------------------------------------------------------------------
 class HubThread:
     """A real JupyterHub (Kubernetes mode, no Kubernetes) served from a background thread."""
@@ -160,8 +174,8 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def client(self, token: str) -> Gateway:
-        return Gateway(address=self.address, proxy_address=f"gateway://{self.proxy_tcp}",
-                       auth=JupyterHubAuth(api_token=token))
+        return _ClosedOnce(address=self.address, proxy_address=f"gateway://{self.proxy_tcp}",
+                           auth=JupyterHubAuth(api_token=token))
 
     def cluster_rows(self) -> dict[str, dict]:
         """What the gateway's database says of each cluster (name → username, addresses, state)."""
