@@ -8,6 +8,7 @@ Not covered here: pods, NetworkPolicies (tests/k8s/test_netpol.py checks the tra
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -67,6 +68,7 @@ c.UnsafeLocalBackend.clusters_directory = {str(tmp_path / "clusters")!r}
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+        gc.collect()  # dask_gateway clients left for the collector are finalised here (see gateway_processes)
 
 
 def test_xgboost_trains_across_a_dask_gateway_cluster(gateway, monkeypatch):

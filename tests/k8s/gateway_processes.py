@@ -19,6 +19,7 @@ tests/k8s/test_netpol.py and test_spawner.py for them).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sqlite3
@@ -78,10 +79,12 @@ def write_settings_file(settings: Settings, path: Path) -> Path:
 
 class _ClosedOnce(Gateway):
     """dask_gateway's client, closed once. Its ``__del__`` closes it again, and closing takes
-    distributed's class-wide ``LoopRunner`` lock: when a garbage collection ran that ``__del__``
-    while a ``distributed.Client`` was starting its own loop (the lock held), the test process
-    hung (seen in a full run, in tests/security/test_gateway_isolation.py). Every test closes its
-    client with ``with``; the collector's second close is then a no-op."""
+    distributed's class-wide ``LoopRunner`` lock: when a garbage collection ran a client's
+    ``__del__`` while a ``distributed.Client`` was starting its own loop (the lock held), the test
+    process hung (seen in a full run, in tests/security/test_gateway_isolation.py). Every test
+    closes its client with ``with``; the collector's second close is then a no-op. Clients made
+    inside dask_gateway (a cluster's own) are collected at safe points: after each test of the
+    isolation attacks, and when a world stops."""
 
     def close(self):
         if getattr(self, "_closed_once", False):
@@ -261,3 +264,4 @@ class GatewayWorld:
                 getattr(self, part).stop()
         self.runtime.close()
         self._patch.undo()
+        gc.collect()  # clients left for the collector are finalised here, not inside another test (see _ClosedOnce)

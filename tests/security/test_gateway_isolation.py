@@ -51,6 +51,15 @@ def scene(tmp_path_factory):
             gc.collect()
 
 
+@pytest.fixture(autouse=True)
+def _collected_after_each_test():
+    """dask_gateway clients a test leaves to the collector are finalised here, between tests: a
+    collection inside a later test's ``Client(...)`` once ran one's ``__del__`` while distributed
+    held its loop lock, and the run hung (k8s/gateway_processes._ClosedOnce)."""
+    yield
+    gc.collect()
+
+
 def refused(exc_info) -> int:
     return exc_info.value.response.status_code if hasattr(exc_info.value, "response") else 0
 
