@@ -421,7 +421,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
     import pyarrow.parquet as pq  # here, not at the top: a run whose files are all streamed never
-    # loads Arrow (~30 ms of start-up and ~40 MiB of memory, docs/data-intake.md)
+    # loads Arrow (~30 ms of start-up and ~35 MiB of memory, docs/data-intake.md)
 
     try:
         with pq.ParquetWriter(parquet_path, schema, compression=COMPRESSION,

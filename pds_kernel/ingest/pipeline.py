@@ -186,6 +186,10 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
     source = Path(source)
     try:
         with lake_lock(lake), _cyclic_gc_paused():
+            interrupted = versions.remove_interrupted_creations(lake)
+            if interrupted:
+                log.warning("removed the Delta log of %s: a killed run was creating the table(s)",
+                            ", ".join(interrupted))
             manifest = Manifest(lake)
             check_upgraded(lake, manifest)
             reconcile(lake, manifest)

@@ -69,6 +69,34 @@ def is_versioned(lake: Path, table: str) -> bool:
     return (table_folder(lake, table) / DELTA_LOG).is_dir()
 
 
+def remove_interrupted_creations(lake: Path) -> list[str]:
+    """Remove the Delta logs that hold no commit: a run killed while it created a table (delta-rs
+    makes ``_delta_log/`` and stages version 0 beside it before linking it in place) leaves a log
+    that every reader refuses ("no files in log segment"), and no version ever named a file of
+    that table. Only regular files are removed (the staged upload); returns the tables whose log
+    was removed. Run under the lake lock, before anything reads the logs."""
+    from ..snds.catalogue import is_ingestible
+
+    removed = []
+    for log_dir in sorted(lake.glob(f"*/{DELTA_LOG}")) if lake.is_dir() else []:
+        table = log_dir.parent.name
+        if not is_ingestible(table) or log_dir.is_symlink() or not log_dir.is_dir():
+            continue
+        entries = list(log_dir.iterdir())
+        if any(_COMMIT_FILE.match(e.name) or "checkpoint" in e.name for e in entries):
+            continue  # a table that was created: its log is read and checked as it is
+        strays = [e for e in entries if e.is_symlink() or not e.is_file()]
+        if strays:
+            raise IntegrityError(f"the Delta log of {table} holds no commit but holds {strays[0].name}, "
+                                 f"which no interrupted creation leaves: inspect {log_dir}, then remove it "
+                                 "or restore it from backup")
+        for entry in entries:
+            entry.unlink()
+        log_dir.rmdir()
+        removed.append(table)
+    return removed
+
+
 def versioned_tables(lake: Path) -> list[str]:
     """The tables of the lake that have a Delta log (valid table names only)."""
     from ..snds.catalogue import is_ingestible
@@ -105,15 +133,19 @@ def _files_cached(folder: str, version: int | None, stamp: int) -> tuple[tuple[s
 
     try:
         dt = DeltaTable(folder, version=version) if version is not None else DeltaTable(folder)
-        import pyarrow as pa
+        import polars as pl  # reads the Arrow table through its C interface: no pyarrow
 
-        paths = pa.table(dt.get_add_actions(flatten=True)).column("path").to_pylist()
+        paths = pl.DataFrame(dt.get_add_actions(flatten=True)).get_column("path").to_list()
     except Exception as exc:  # delta-rs raises its own errors: name the table and what to do
         text = str(exc)
         if version is not None and ("not found" in text.lower() or "invalid" in text.lower()
                                     or "version" in text.lower()):
             raise NotFound(f"version {version} of table {Path(folder).name} does not exist or was "
                            "expired by the retention policy (see pds lake history)") from None
+        if not any(_COMMIT_FILE.match(p.name) for p in (Path(folder) / DELTA_LOG).glob("*.json*")):
+            raise IntegrityError(f"table {Path(folder).name} has a Delta log with no commit: a run was "
+                                 "killed while creating it; run pds ingest again (it removes the "
+                                 "unfinished log and loads the table)") from None
         raise IntegrityError(f"the Delta log of {folder} is unreadable ({text[:300]}): restore the "
                              "table's _delta_log from backup") from None
     return tuple(sorted(paths)), dt.version()

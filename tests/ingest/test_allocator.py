@@ -21,10 +21,16 @@ from pds_kernel.allocator import CORES_PER_ARENA, CSV_CHUNK_BYTES
 ARENAS = max(1, (os.cpu_count() or 1) // CORES_PER_ARENA)
 
 
+#: What the tests set themselves, removed from the inherited environment: OpenBLAS also reads OMP_ and
+#: GOTO_NUM_THREADS, and distributed sets OMP_, MKL_ and OPENBLAS_NUM_THREADS=1 in a process that has
+#: started a local cluster (another test of the same worker may have).
+_SETTINGS = ("_RJEM_MALLOC_CONF", "POLARS_CSV_CHUNK_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+             "GOTO_NUM_THREADS")
+
+
 def _run(code: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     """``python -c code args`` in a fresh process whose allocator prints its options at exit."""
-    environment = {k: v for k, v in os.environ.items()
-                   if k not in ("_RJEM_MALLOC_CONF", "POLARS_CSV_CHUNK_SIZE", "OPENBLAS_NUM_THREADS")}
+    environment = {k: v for k, v in os.environ.items() if k not in _SETTINGS}
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=120, env={**environment, "_RJEM_MALLOC_CONF": "stats_print:true", **env})
 
