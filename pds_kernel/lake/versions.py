@@ -80,7 +80,7 @@ def remove_interrupted_creations(lake: Path) -> list[str]:
     removed = []
     for log_dir in sorted(lake.glob(f"*/{DELTA_LOG}")) if lake.is_dir() else []:
         table = log_dir.parent.name
-        if not is_ingestible(table) or log_dir.is_symlink() or not log_dir.is_dir():
+        if not is_ingestible(table) or log_dir.parent.is_symlink() or log_dir.is_symlink() or not log_dir.is_dir():
             continue
         entries = list(log_dir.iterdir())
         if any(_COMMIT_FILE.match(e.name) or "checkpoint" in e.name for e in entries):

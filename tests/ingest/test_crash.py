@@ -158,7 +158,12 @@ def test_a_log_without_commit_holding_something_else_is_left_alone(tmp_path):
     with pytest.raises(IntegrityError, match="_commits"):
         remove_interrupted_creations(lake)
     (log_dir / "_commits").rmdir()
+    elsewhere = tmp_path / "elsewhere"  # a table folder that is a link: never followed
+    (elsewhere / "_delta_log").mkdir(parents=True)
+    (elsewhere / "_delta_log" / "staged.json#1").write_text("{")
+    (lake / "IR_PHA_R").symlink_to(elsewhere)
     assert remove_interrupted_creations(lake) == ["IR_BEN_R"] and not log_dir.exists()
+    assert (elsewhere / "_delta_log" / "staged.json#1").exists()
 
 
 @pytest.fixture(scope="module")
