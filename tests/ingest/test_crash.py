@@ -138,34 +138,6 @@ def test_a_run_killed_while_creating_a_table_is_repaired_by_the_next(crash_deliv
     assert _snapshot(root) == clean
 
 
-def test_a_log_without_commit_holding_something_else_is_left_alone(tmp_path):
-    """Only what an interrupted creation leaves (regular files) is removed: a log without a commit
-    that holds a folder or a link stops the run, and nothing is deleted."""
-    from pds_kernel.lake.versions import remove_interrupted_creations
-
-    lake = tmp_path / "lake"
-    log_dir = lake / "IR_BEN_R" / "_delta_log"
-    log_dir.mkdir(parents=True)
-    outside = tmp_path / "precious.txt"
-    outside.write_text("keep")
-    (log_dir / "staged.json#1").write_text("{")
-    (log_dir / "link").symlink_to(outside)
-    with pytest.raises(IntegrityError, match="holds no commit but holds link"):
-        remove_interrupted_creations(lake)
-    assert outside.read_text() == "keep" and (log_dir / "staged.json#1").exists()
-    (log_dir / "link").unlink()
-    (log_dir / "_commits").mkdir()
-    with pytest.raises(IntegrityError, match="_commits"):
-        remove_interrupted_creations(lake)
-    (log_dir / "_commits").rmdir()
-    elsewhere = tmp_path / "elsewhere"  # a table folder that is a link: never followed
-    (elsewhere / "_delta_log").mkdir(parents=True)
-    (elsewhere / "_delta_log" / "staged.json#1").write_text("{")
-    (lake / "IR_PHA_R").symlink_to(elsewhere)
-    assert remove_interrupted_creations(lake) == ["IR_BEN_R"] and not log_dir.exists()
-    assert (elsewhere / "_delta_log" / "staged.json#1").exists()
-
-
 @pytest.fixture(scope="module")
 def correction(crash_delivery, tmp_path_factory) -> Path:
     """A correction of March: the delivery's file less its last 40 claims."""

@@ -176,3 +176,48 @@ def test_second_writer_while_an_ingest_holds_the_lake_is_refused(tmp_path):
         with pytest.raises(InvalidTransition, match="another ingest is running"):
             ingest_delivery(runtime, fix, actor="attacker", corrections=True)
     assert versions.latest_version(lake, "ER_PRS_F") == version
+
+
+# ---- the repair of an interrupted table creation (a Delta log with no commit) -------------------
+def _unborn_log(lake: Path, table: str = "IR_BEN_R") -> Path:
+    log_dir = lake / table / "_delta_log"
+    log_dir.mkdir(parents=True)
+    (log_dir / "00000000000000000000.json#1").write_text("{")  # what a killed creation leaves
+    return log_dir
+
+
+def test_a_link_planted_in_an_uncommitted_log_is_not_followed_and_stops_the_run(tmp_path):
+    """The next run removes an uncommitted log: a link inside it must not make it delete, or
+    empty, what the link points to."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep")
+    log_dir = _unborn_log(tmp_path / "lake")
+    (log_dir / "other").symlink_to(precious)
+    with pytest.raises(IntegrityError, match="holds no commit but holds other"):
+        versions.remove_interrupted_creations(tmp_path / "lake")
+    assert precious.read_text() == "keep" and (log_dir / "other").is_symlink()
+    assert (log_dir / "00000000000000000000.json#1").exists()  # nothing removed
+    (log_dir / "other").unlink()
+    (log_dir / "00000000000000000000.json").symlink_to(precious)  # a link under a commit's name
+    assert versions.remove_interrupted_creations(tmp_path / "lake") == []  # a table: left as it is
+    assert precious.read_text() == "keep"
+
+
+def test_a_folder_in_an_uncommitted_log_stops_the_run(tmp_path):
+    log_dir = _unborn_log(tmp_path / "lake")
+    (log_dir / "_commits").mkdir()
+    (log_dir / "_commits" / "kept.json").write_text("{}")
+    with pytest.raises(IntegrityError, match="_commits"):
+        versions.remove_interrupted_creations(tmp_path / "lake")
+    assert (log_dir / "_commits" / "kept.json").exists()
+
+
+def test_a_linked_table_folder_is_not_followed(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "_delta_log").mkdir(parents=True)
+    staged = elsewhere / "_delta_log" / "00000000000000000000.json#1"
+    staged.write_text("{")
+    (tmp_path / "lake").mkdir()
+    (tmp_path / "lake" / "IR_PHA_R").symlink_to(elsewhere)
+    assert versions.remove_interrupted_creations(tmp_path / "lake") == []
+    assert staged.exists()
