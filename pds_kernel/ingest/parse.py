@@ -29,6 +29,7 @@ import functools
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -416,8 +417,9 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     outcome.stats = stats = ColumnStats(job.table)
     loaded: list[pl.DataFrame] = []  # line number and key hashes of each loaded row
     hashes = key_hash_exprs(job.table) if table.primary_key else []
-    codes = {c: _known_codes(*n, lake_types[c].is_numeric())
-             for c, n in job.nomenclatures.items() if c in present}
+    with _CODES_BUILT:
+        codes = {c: _known_codes(*n, lake_types[c].is_numeric())
+                 for c, n in job.nomenclatures.items() if c in present}
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
     import pyarrow.parquet as pq  # here, not at the top: a run whose files are all streamed never
@@ -501,7 +503,8 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
         return False
     lake_types = lake_schema(job.table)
     numbers = {} if scan.blanks else _number_columns(table, header)
-    codes = {c: _known_series(*n, lake_types[c]) for c, n in job.nomenclatures.items() if c in header}
+    with _CODES_BUILT:
+        codes = {c: _known_series(*n, lake_types[c]) for c, n in job.nomenclatures.items() if c in header}
     target = staging / f"{source.stem}.parquet"
     found = streamed.stream_rows(source, table, header, job.references, job.month, numbers,
                                  lake_types, target, codes)
@@ -533,6 +536,11 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
     if progress is not None:
         progress(size - body)  # the bytes after the header, as the block parser counts them
     return True
+
+
+#: Held while a file's nomenclature codes are looked up: the parse threads start together and each
+#: built the same lists (~0.09 s of CPU for ER_PRS_F's, before its first file); one builds them now.
+_CODES_BUILT = threading.Lock()
 
 
 @functools.cache
