@@ -184,6 +184,7 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
     lake = settings.paths.lake
     run = _Run(runtime, lake, new_run_id(), actor, progress, corrections)
     source = Path(source)
+    interrupted: list[str] = []  # tables whose creation a killed run left unfinished
     try:
         with lake_lock(lake), _cyclic_gc_paused():
             interrupted = versions.remove_interrupted_creations(lake)
@@ -231,7 +232,8 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
                  "skipped": sum(f.status == Status.SKIPPED for f in result.files),
                  "corrections": {f.name: f.correction for f in result.corrections},
                  "versions": run.commits.committed,
-                 "dask": bool(dask_address), "report": str(result.report_html)}))
+                 "dask": bool(dask_address), "report": str(result.report_html),
+                 **({"unfinished_logs_removed": interrupted} if interrupted else {})}))
     return result
 
 

@@ -134,7 +134,9 @@ def test_a_run_killed_while_creating_a_table_is_repaired_by_the_next(crash_deliv
         lake_mod.versions.files_at(root / "lake", "IR_BEN_R")  # what a reader is told meanwhile
     runtime = Runtime(load_settings(config))
     ingest_delivery(runtime, crash_delivery, actor="tester")
+    run = [e for e in runtime.audit.entries() if e.action == "ingest.run"][-1]
     runtime.close()
+    assert run.details["unfinished_logs_removed"] == ["IR_BEN_R"]  # the repair is in the audit trail
     assert _snapshot(root) == clean
 
 
