@@ -82,9 +82,9 @@ def remove_interrupted_creations(lake: Path) -> list[str]:
         table = log_dir.parent.name
         if not is_ingestible(table) or log_dir.parent.is_symlink() or log_dir.is_symlink() or not log_dir.is_dir():
             continue
-        entries = list(log_dir.iterdir())
-        if any(_COMMIT_FILE.match(e.name) or "checkpoint" in e.name for e in entries):
+        if _holds_a_commit(log_dir):
             continue  # a table that was created: its log is read and checked as it is
+        entries = list(log_dir.iterdir())
         strays = [e for e in entries if e.is_symlink() or not e.is_file()]
         if strays:
             raise IntegrityError(f"the Delta log of {table} holds no commit but holds {strays[0].name}, "
@@ -95,6 +95,15 @@ def remove_interrupted_creations(lake: Path) -> list[str]:
         log_dir.rmdir()
         removed.append(table)
     return removed
+
+
+def _holds_a_commit(log_dir: Path) -> bool:
+    """Whether a table's Delta log holds a version (a commit file or a checkpoint). Version 0 is
+    looked up by name first: a log is never cleaned, so a created table has it, and this runs for
+    every table at the start of every ingest (a log holds a file per commit)."""
+    if (log_dir / f"{0:020d}.json").is_file():
+        return True
+    return any(_COMMIT_FILE.match(e.name) or "checkpoint" in e.name for e in log_dir.iterdir())
 
 
 def versioned_tables(lake: Path) -> list[str]:
@@ -142,7 +151,7 @@ def _files_cached(folder: str, version: int | None, stamp: int) -> tuple[tuple[s
                                     or "version" in text.lower()):
             raise NotFound(f"version {version} of table {Path(folder).name} does not exist or was "
                            "expired by the retention policy (see pds lake history)") from None
-        if not any(_COMMIT_FILE.match(p.name) for p in (Path(folder) / DELTA_LOG).glob("*.json*")):
+        if not _holds_a_commit(Path(folder) / DELTA_LOG):
             raise IntegrityError(f"table {Path(folder).name} has a Delta log with no commit: a run was "
                                  "killed while creating it; run pds ingest again (it removes the "
                                  "unfinished log and loads the table)") from None
