@@ -264,4 +264,7 @@ class GatewayWorld:
                 getattr(self, part).stop()
         self.runtime.close()
         self._patch.undo()
-        gc.collect()  # clients left for the collector are finalised here, not inside another test (see _ClosedOnce)
+        # clients left for the collector are finalised here, not inside another test (_ClosedOnce),
+        # nor inside pytest's compile at session end (CPython 3.11: "AST constructor recursion
+        # depth mismatch"), where their __del__ used to fail
+        gc.collect()

@@ -44,11 +44,7 @@ def scene(tmp_path_factory):
         finally:
             for cluster in clusters:
                 cluster.close()
-            del clusters
-            # dask_gateway's Gateway.__del__ fails on a closed client (its loop is gone): let it
-            # fail now, not when a later collection runs it inside pytest's compile at session end
-            # (CPython 3.11: "AST constructor recursion depth mismatch")
-            gc.collect()
+            del clusters  # what they leave to the collector is finalised when the world stops
 
 
 @pytest.fixture(autouse=True)
