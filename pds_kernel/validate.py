@@ -1,5 +1,7 @@
 """Field validators shared by the declarative YAML specs (registry, extract): each raises
-:class:`~pds_kernel.errors.InvalidInput` with the field's location and the expected form."""
+:class:`~pds_kernel.errors.InvalidInput` with the field's location and the expected form; and the
+test of a whole number written in text, shared by the boundaries that read one (web forms and
+queries, JSON bodies, CLI arguments, declarations)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,13 @@ from datetime import date
 from typing import Any
 
 from .errors import InvalidInput
+
+
+def is_digits(text: str, most: int) -> bool:
+    """Whether ``text`` is 1 to ``most`` digits 0-9. ``str.isdigit`` alone also accepts the other
+    scripts' digits and superscripts (``٣``, ``３``, ``²``), which ``int()`` reads as another number
+    or refuses with an error; the bound keeps ``int()`` from a number of any length."""
+    return text.isascii() and text.isdigit() and len(text) <= most
 
 
 def parse_date(where: str, value: Any) -> date:

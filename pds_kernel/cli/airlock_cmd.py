@@ -17,6 +17,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ..errors import InvalidInput
+from ..validate import is_digits
 from .app import console
 
 app = typer.Typer(help="Export and import requests: list, show, submit, import, review, release, download.",
@@ -109,7 +110,7 @@ def _parse_verdict(raw: str, files: dict[int, str]) -> tuple[int, dict]:
         raise InvalidInput(f"--verdict {raw!r}: write FILE=DECISION[:COMMENT], e.g. 1=request_changes:round to 5")
     target = target.strip()
     by_name = {name: index for index, name in files.items()}
-    if target.isascii() and target.isdigit() and int(target) in files:
+    if is_digits(target, 9) and int(target) in files:
         index = int(target)
     elif target in by_name:
         index = by_name[target]

@@ -115,6 +115,8 @@ def test_review_options_are_checked(tmp_path, settings, registry):
     base = ["-c", _as(cfg, "olga"), "airlock", "review", rid]
     for args, message in [([], "give --decision"), (["--verdict", "0"], "FILE=DECISION"),
                           (["--verdict", "7=approve"], "no file '7'"),
+                          (["--verdict", "9" * 5000 + "=approve"], "no file '999"),  # int() refused it
+                          (["--verdict", "\u0663=approve"], "no file '\u0663'"),  # Arabic-Indic 3: not a number
                           (["--verdict", "0=approve", "--verdict", "a.csv=approve"], "two verdicts"),
                           (["--file", "0"], "give --decision too"),
                           (["--verdict", "0=maybe"], "is not one of")]:

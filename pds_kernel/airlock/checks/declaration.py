@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ...snds.tables import TABLES
+from ...validate import is_digits
 
 #: Aggregations of a magnitude column that are derived from the table's own counts (no contributor
 #: can dominate them): they need no contributions when the table declares its counts.
@@ -105,7 +106,7 @@ def _whole_number(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+    if isinstance(value, str) and is_digits(value, 18):
         return int(value)
     return None
 

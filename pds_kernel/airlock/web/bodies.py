@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from ...errors import BodyTooLarge, InvalidInput, UnsupportedBody
+from ...validate import is_digits
 from ..inputs import MAX_DEPTH, check_text, depth_within
 
 MAX_SMALL_BODY = 1024 * 1024
@@ -114,7 +115,7 @@ def verdicts_of(data: dict) -> dict[int, dict[str, str]]:
         raise InvalidInput('send {"verdicts": {file index: {"decision": ..., "comment": ..., "sha256": ...}}}')
     out: dict[int, dict[str, str]] = {}
     for key, verdict in verdicts.items():
-        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 6):
+        if not (isinstance(key, str) and is_digits(key, 6)):
             raise InvalidInput(f"file index {key[:20]!r} is not a whole number from 0")
         if not isinstance(verdict, dict):
             raise InvalidInput(f"the verdict on file {key} must be an object {{decision, comment, sha256}}")

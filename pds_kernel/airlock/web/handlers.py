@@ -30,6 +30,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 from ...audit import AuditEvent, Outcome
 from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
 from ...permissions import projects_checked_by, projects_researched_by
+from ...validate import is_digits
 from ..imports import ImportService
 from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
@@ -509,7 +510,7 @@ def int_argument(handler: BaseHandler, name: str, default: int, *, empty_is_defa
     raw = handler.get_query_argument(name, None, strip=False)
     if raw is None or (raw == "" and empty_is_default):
         return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+    if not is_digits(raw, 9):
         raise InvalidInput(f"{name} must be a positive whole number (digits 0-9)")
     return int(raw)
 
@@ -569,8 +570,7 @@ class ReviewForm(PageHandler):
             if key == "_xsrf" or key.startswith(("comment_", "sha_")):
                 continue
             number = key[len("decision_"):]
-            if not key.startswith("decision_") or not (number.isascii() and number.isdigit()) \
-                    or len(number) > 6:
+            if not key.startswith("decision_") or not is_digits(number, 6):
                 raise InvalidInput(f"bad form field {key[:40]}")
             index = int(number)
             decision = self.get_body_argument(key)
