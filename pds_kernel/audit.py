@@ -25,6 +25,7 @@ from sqlalchemy import BigInteger, Integer, String, Text, event, insert, select,
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from .audit_actions import check_action
 from .audit_anchor import Anchor, AnchorStore
 from .audit_chain import (  # noqa: F401  (re-exported)
     CHAIN_KEYED,
@@ -109,6 +110,8 @@ def append_many(session: Session, events: list[AuditEvent], key: AuditKey,
     delivery), each entry chained to the one before exactly as if appended one by one."""
     if not events:
         return []
+    for item in events:  # before anything is written: a refused event leaves the chain as it was
+        check_action(item.action)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
     last = session.execute(select(AuditRow.seq, AuditRow.hash, AuditRow.chain_version)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from difflib import get_close_matches
+
 import typer
 from rich.table import Table
 
+from ..audit_actions import ACTIONS
 from ..db import check_database_exists
 from ..errors import IntegrityError
 from .app import console
@@ -44,10 +47,14 @@ def verify(ctx: typer.Context) -> None:
 def show(
     ctx: typer.Context,
     project: str = typer.Option(None, help="Only entries of this project."),
-    action: str = typer.Option(None, help="Only entries with this action."),
+    action: str = typer.Option(None, help="Only entries with this action (docs/reference/audit-actions.md)."),
     limit: int = typer.Option(50, help="The newest N entries (shown oldest first); 0 = all."),
 ) -> None:
     """List audit entries: the newest ``--limit`` of them, in chain order."""
+    if action and action not in ACTIONS:  # entries of an older name may exist: show them, but say so
+        near = get_close_matches(action, ACTIONS, n=3)
+        console.print(f"note: {action!r} is not an action of this release (docs/reference/audit-actions.md)"
+                      + (f"; did you mean {', '.join(near)}?" if near else ""), highlight=False, soft_wrap=True)
     table = Table("seq", "time", "actor", "action", "target", "project", "outcome")
     for e in _runtime(ctx).audit.entries(project=project, action=action, limit=limit or None, newest=True):
         table.add_row(str(e.seq), e.time[:19], e.actor, e.action, e.target, e.project, e.outcome)

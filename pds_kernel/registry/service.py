@@ -184,7 +184,7 @@ class Registry:
         after = _user_info(user)
         if created or before != after:
             self._audit.record(AuditEvent(
-                actor=actor, action="registry.user." + ("create" if created else "update"),
+                actor=actor, action="registry.user.create" if created else "registry.user.update",
                 target=f"user:{name}", details={"is_admin": is_admin, "active": active},
             ), session=s)
         return after
@@ -218,7 +218,7 @@ class Registry:
                    if before is None or getattr(before, k) != getattr(after, k)}
         if changed:
             self._audit.record(AuditEvent(
-                actor=actor, action="registry.project." + ("create" if created else "update"),
+                actor=actor, action="registry.project.create" if created else "registry.project.update",
                 target=f"project:{project_id}", project=project_id, details=changed,
             ), session=s)
         return after

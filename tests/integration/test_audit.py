@@ -15,7 +15,7 @@ from pds_kernel.db import transaction
 
 def _fill(runtime, n=5):
     for i in range(n):
-        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target=f"t{i}",
+        runtime.audit.record(AuditEvent(actor="alice", action="registry.read", target=f"t{i}",
                                         project="p1", details={"i": i}))
 
 
@@ -107,9 +107,26 @@ def test_verify_detects_reordered_entries(db_runtime):
 def test_event_in_failed_transaction_is_not_written(db_runtime):
     with pytest.raises(RuntimeError):
         with transaction(db_runtime.sessions) as s:
-            db_runtime.audit.record(AuditEvent(actor="a", action="x", outcome=Outcome.OK), session=s)
+            db_runtime.audit.record(AuditEvent(actor="a", action="registry.read", outcome=Outcome.OK), session=s)
             raise RuntimeError("boom")
     assert db_runtime.audit.entries() == []
+
+
+def test_an_uncatalogued_action_is_refused_and_nothing_of_its_batch_is_written(db_runtime):
+    """The store writes only actions of ``pds_kernel/audit_actions.py``: a misspelt action fails
+    before the chain moves, with the catalogued events of the same batch, and the trail stays whole."""
+    _fill(db_runtime, 2)
+    batch = [AuditEvent(actor="alice", action="registry.read", target="ok"),
+             AuditEvent(actor="alice", action="airlock.request.relase", target="request:r1")]
+    with pytest.raises(ValueError, match="'airlock.request.relase' is not in the catalogue"):
+        db_runtime.audit.record_many(batch)
+    with pytest.raises(ValueError, match="not in the catalogue"):
+        with transaction(db_runtime.sessions) as s:
+            db_runtime.audit.record(AuditEvent(actor="alice", action="registry.read", target="first"), session=s)
+            db_runtime.audit.record(AuditEvent(actor="alice", action="Registry.Read", target="second"), session=s)
+    assert [e.target for e in db_runtime.audit.entries()] == ["t0", "t1"]
+    report = db_runtime.audit.verify()
+    assert report.ok and report.entries == 2
 
 
 def test_concurrent_writers_keep_one_chain(db_runtime):
@@ -118,7 +135,7 @@ def test_concurrent_writers_keep_one_chain(db_runtime):
 
     def write(worker: int) -> None:
         for i in range(8):
-            db_runtime.audit.record(AuditEvent(actor=f"w{worker}", action="test.concurrent", target=str(i)))
+            db_runtime.audit.record(AuditEvent(actor=f"w{worker}", action="registry.read", target=str(i)))
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(write, range(4)))
@@ -129,10 +146,10 @@ def test_concurrent_writers_keep_one_chain(db_runtime):
 def test_anchor_lines_are_written_for_each_commit_and_each_verification(runtime):
     """The precondition of the tail checks of tests/security/test_audit_tamper.py."""
     for i in range(3):
-        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target=f"t{i}"))
+        runtime.audit.record(AuditEvent(actor="alice", action="registry.read", target=f"t{i}"))
     with transaction(runtime.sessions) as s:  # one commit of two entries: one anchor, at its head
-        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target="a"), session=s)
-        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target="b"), session=s)
+        runtime.audit.record(AuditEvent(actor="alice", action="registry.read", target="a"), session=s)
+        runtime.audit.record(AuditEvent(actor="alice", action="registry.read", target="b"), session=s)
     anchors = runtime.settings.audit_anchor_file.read_text().splitlines()
     assert [json.loads(a)["seq"] for a in anchors] == [1, 2, 3, 5]
     assert runtime.audit.verify().ok
@@ -152,7 +169,7 @@ def test_verify_refuses_without_a_database(tmp_path):
 
 def test_show_limit_gives_the_newest_entries(runtime):
     for i in range(7):
-        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target=f"t{i}"))
+        runtime.audit.record(AuditEvent(actor="alice", action="registry.read", target=f"t{i}"))
     assert [e.seq for e in runtime.audit.entries(limit=3, newest=True)] == [5, 6, 7]
     assert [e.seq for e in runtime.audit.entries(limit=3)] == [1, 2, 3]
 
@@ -167,7 +184,7 @@ def test_cli_show_limit_lists_the_newest_entries(runtime, tmp_path):
     from pds_kernel.cli.app import app
 
     for i in range(7):
-        runtime.audit.record(AuditEvent(actor="alice", action="test.event", target=f"target-{i}"))
+        runtime.audit.record(AuditEvent(actor="alice", action="registry.read", target=f"target-{i}"))
     config = tmp_path / "pds.yaml"
     config.write_text(yaml.safe_dump({
         "paths": {f.name: str(getattr(runtime.settings.paths, f.name)) for f in fields(runtime.settings.paths)},
@@ -177,3 +194,32 @@ def test_cli_show_limit_lists_the_newest_entries(runtime, tmp_path):
     assert shown.exit_code == 0, shown.output
     assert [f"target-{i}" in shown.output for i in range(7)] == [False] * 4 + [True] * 3, shown.output
     assert shown.output.index("target-4") < shown.output.index("target-6"), "oldest first among them"
+
+
+def test_cli_show_names_an_action_that_is_not_catalogued(runtime, tmp_path):
+    """``pds audit show --action`` with a misspelt action says so and suggests the closest one,
+    instead of an empty table that reads as "nothing happened"."""
+    from dataclasses import fields
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from pds_kernel.cli.app import app
+
+    runtime.audit.record(AuditEvent(actor="alice", action="registry.read", target="target-a"))
+    config = tmp_path / "pds.yaml"
+    config.write_text(yaml.safe_dump({
+        "paths": {f.name: str(getattr(runtime.settings.paths, f.name)) for f in fields(runtime.settings.paths)},
+        "database": {"url": runtime.settings.database.url}}))
+
+    def show(action: str) -> str:
+        shown = CliRunner().invoke(app, ["--config", str(config), "audit", "show", "--action", action],
+                                   env={"COLUMNS": "200"})
+        assert shown.exit_code == 0, shown.output
+        return shown.output
+
+    misspelt = show("registry.raed")
+    assert "'registry.raed' is not an action of this release" in misspelt
+    assert "did you mean registry.read" in misspelt and "target-a" not in misspelt
+    right = show("registry.read")
+    assert "not an action" not in right and "target-a" in right

@@ -35,7 +35,7 @@ COLUMNS = ("seq", "time", "schema_version", "actor", "action", "target", "projec
 def fill(runtime: Runtime, n: int) -> None:
     """``n`` ordinary entries, each written (and anchored) by the platform."""
     for i in range(n):
-        runtime.audit.record(AuditEvent(actor=f"os:user{i % 3}", action="airlock.request.review",
+        runtime.audit.record(AuditEvent(actor=f"os:user{i % 3}", action="airlock.review.submit",
                                         target=f"request:r{i}", project="diabetes-t2",
                                         details={"decision": "approve", "i": i}))
 

@@ -1,0 +1,156 @@
+"""The catalogue of audit actions: every action the platform writes to its audit trail, what its
+target names and what an entry of it records.
+
+The trail stores an action as text; this table is the one list of the texts it may hold. The store
+refuses an event whose action is not here (:func:`check_action`, called by
+:func:`pds_kernel.audit.append_many` before anything is written), so a new or misspelt action
+fails its first test instead of writing entries that an auditor's query by action would miss.
+Entries written before an action was renamed stay readable: only writing is checked.
+
+Every action may be written with the outcome ``ok``, ``denied`` (a refusal: the details give the
+reason) or ``failed``; an *access decision* is written for each check of a user's rights on a
+project (``ok`` when allowed, ``denied`` otherwise). ``docs/reference/audit-actions.md`` is
+generated from this table: ``python -m pds_kernel.audit_actions > docs/reference/audit-actions.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import groupby
+
+
+@dataclass(frozen=True)
+class ActionInfo:
+    """One audit action: what its entries' ``target`` names and what an entry records."""
+
+    target: str
+    records: str
+
+
+_REQUEST = "request:<id>"
+_USER = "user:<name>"
+_PROJECT = "project:<id>"
+
+#: Every audit action, grouped by the part of the platform that writes it.
+ACTIONS: dict[str, ActionInfo] = {
+    # The airlock: export and import requests, their files, reviews and the gate's access checks.
+    "airlock.access.download": ActionInfo(_USER, "access decision: may this researcher download a released file of the project"),
+    "airlock.access.import": ActionInfo(_USER, "access decision: may this researcher ask to import files into the project"),
+    "airlock.access.review": ActionInfo(_USER, "access decision: may this output checker review the project's requests"),
+    "airlock.access.submit": ActionInfo(_USER, "access decision: may this researcher submit an export request"),
+    "airlock.access.workspace": ActionInfo("path:<gate path>", "code in a workspace asked the gate about another project's requests (refused)"),
+    "airlock.file.download": ActionInfo(_REQUEST, "a released file was downloaded (file name and SHA-256 in details)"),
+    "airlock.file.view": ActionInfo(_REQUEST, "a file of a request was shown to a reviewer or its author"),
+    "airlock.import.create": ActionInfo(_REQUEST, "an import request was created with its files"),
+    "airlock.request.approve": ActionInfo(_REQUEST, "a request moved to approved (the reviews reached the project's quorum)"),
+    "airlock.request.create": ActionInfo(_REQUEST, "an export request was created with its files and automatic checks"),
+    "airlock.request.list": ActionInfo("scope:<queue>", "a user listed requests (the queue asked for and how many were shown)"),
+    "airlock.request.reject": ActionInfo(_REQUEST, "a request moved to rejected"),
+    "airlock.request.release": ActionInfo(_REQUEST, "an approved request was released: its files may leave"),
+    "airlock.request.request_changes": ActionInfo(_REQUEST, "a reviewer sent a request back to its author for changes"),
+    "airlock.request.resubmit": ActionInfo(_REQUEST, "the author resubmitted a request with changed files (a new round)"),
+    "airlock.request.revoke": ActionInfo(_REQUEST, "a released request was revoked: its files may no longer be downloaded"),
+    "airlock.request.start_review": ActionInfo(_REQUEST, "a checker started reviewing a submitted request"),
+    "airlock.request.submit": ActionInfo(_REQUEST, "the author submitted a request for review"),
+    "airlock.request.view": ActionInfo(_REQUEST, "a request was shown to a user"),
+    "airlock.request.withdraw": ActionInfo(_REQUEST, "the author withdrew a request"),
+    "airlock.review.submit": ActionInfo(_REQUEST, "a checker recorded a review (its verdict and comments in details)"),
+    # The command line.
+    "cli.impersonate": ActionInfo(_USER, "an administrator ran a command as another user (pds --as)"),
+    # The workspaces' Dask clusters (dask-gateway on Kubernetes).
+    "dask.cluster.authorise": ActionInfo(_USER, "access decision: may this user start a Dask cluster for the project"),
+    "dask.cluster.stop": ActionInfo(_USER, "a Dask cluster was stopped (its workspace ended or lost its rights)"),
+    "dask.gateway.authenticate": ActionInfo("dask-gateway", "a client authenticated to dask-gateway (or was refused)"),
+    # The demonstration platform.
+    "demo.code": ActionInfo(_USER, "the second-factor code of a demonstration account was shown"),
+    # Project extracts.
+    "extract.build": ActionInfo(_PROJECT, "a project extract was built (lake versions, files and hashes in details)"),
+    "extract.check": ActionInfo(_PROJECT, "the conformity check of a project extract ran (its findings in details)"),
+    "extract.show": ActionInfo(_USER, "access decision: may this output checker see the project's extract"),
+    # The hub: accounts, logins and the hub's view of the registry.
+    "hub.account.approve": ActionInfo(_USER, "an administrator approved a sign-up"),
+    "hub.account.create": ActionInfo(_USER, "an administrator created an account"),
+    "hub.account.password": ActionInfo(_USER, "an account's password was changed"),
+    "hub.account.reset": ActionInfo(_USER, "an administrator reset an account's password and second factor"),
+    "hub.account.revoke": ActionInfo(_USER, "an administrator revoked an account"),
+    "hub.login": ActionInfo(_USER, "a log-in to the hub, accepted or refused"),
+    "hub.login.oidc": ActionInfo(_USER, "a log-in through the identity provider (OpenID Connect), accepted or refused"),
+    "hub.logout": ActionInfo(_USER, "a log-out from the hub"),
+    "hub.signup": ActionInfo(_USER, "a person asked for an account (waits for an administrator)"),
+    "hub.socket.refused": ActionInfo(_USER, "a workspace's request through its socket to the hub was refused"),
+    "hub.sync": ActionInfo("hub", "the hub's users and groups were brought in line with the registry"),
+    "hub.user.rename": ActionInfo(_USER, "a hub user was renamed"),
+    # Data intake.
+    "ingest.file": ActionInfo("<file name>", "one delivered file was loaded, quarantined in part, refused or corrected"),
+    "ingest.run": ActionInfo("<delivery folder>", "an ingestion run ended (files, rows and lake versions in details)"),
+    # The lake.
+    "lake.expire": ActionInfo("<lake folder>", "old table versions were removed by the retention policy"),
+    "lake.upgrade": ActionInfo("<lake folder>", "the lake was upgraded to the current table format"),
+    # The package index of the workspaces.
+    "packages.access.request": ActionInfo(_USER, "access decision: may this researcher ask for a package"),
+    "packages.approve": ActionInfo("package:<requirement>", "an administrator approved a package request (scans in details)"),
+    "packages.download": ActionInfo(_USER, "a workspace downloaded a package from the platform's index"),
+    "packages.refuse": ActionInfo("package:<requirement>", "an administrator refused a package request"),
+    "packages.request": ActionInfo("package:<requirement>", "a researcher asked for a package"),
+    "packages.revoke": ActionInfo("package:<requirement>", "an approved package was withdrawn from the index"),
+    # The platform's overview page.
+    "platform.view": ActionInfo("platform", "an administrator opened the platform's overview"),
+    # The end of a project.
+    "project.halt": ActionInfo(_PROJECT, "an administrator halted a project: no workspace, extract or release"),
+    "project.purge": ActionInfo(_PROJECT, "a closed project's data were purged (after a second administrator's approval)"),
+    "project.purge.approve": ActionInfo(_PROJECT, "a second administrator approved the purge of a project"),
+    "project.resume": ActionInfo(_PROJECT, "an administrator lifted a project's halt"),
+    # Pseudonymisation keys.
+    "pseudo.key.create": ActionInfo(_PROJECT, "a project's pseudonymisation key was created"),
+    "pseudo.key.destroy": ActionInfo(_PROJECT, "a project's pseudonymisation key was destroyed"),
+    # The registry of users, projects and memberships.
+    "registry.apply": ActionInfo("registry", "the registry was made to match a registry file"),
+    "registry.member.add": ActionInfo(_USER, "a user was added to a project with a role"),
+    "registry.member.remove": ActionInfo(_USER, "a user was removed from a project"),
+    "registry.member.update": ActionInfo(_USER, "a member's role or dates in a project changed"),
+    "registry.project.close": ActionInfo(_PROJECT, "a project was closed"),
+    "registry.project.create": ActionInfo(_PROJECT, "a project was created"),
+    "registry.project.update": ActionInfo(_PROJECT, "a project's settings changed"),
+    "registry.read": ActionInfo("registry", "an administrator read the registry (users, projects, members)"),
+    "registry.user.create": ActionInfo(_USER, "a user was created"),
+    "registry.user.update": ActionInfo(_USER, "a user's details changed"),
+    # Sandboxes and workspaces.
+    "sandbox.exec": ActionInfo(_USER, "access decision: may this user run a command in the project's sandbox"),
+    "sandbox.exit": ActionInfo(_USER, "a command run in a sandbox ended (its exit code in details)"),
+    "sandbox.probe": ActionInfo(_USER, "the isolation probes ran inside a sandbox (their results in details)"),
+    "workspace.admit": ActionInfo(_USER, "access decision: may this user enter the project's workspace"),
+    "workspace.authorise": ActionInfo(_USER, "access decision: may this user's workspace start"),
+    "workspace.bytes_refused": ActionInfo(_USER, "a workspace asked for more bytes out than its budget allows (refused)"),
+    "workspace.bytes_reserved": ActionInfo(_USER, "bytes were reserved from a workspace's budget"),
+    "workspace.refused": ActionInfo(_USER, "a workspace was refused (its user lost the right to it)"),
+    "workspace.start": ActionInfo(_USER, "a workspace started (its mounts and limits in details)"),
+    "workspace.stop": ActionInfo(_USER, "a workspace stopped (at its user's request, on expiry or by the hub)"),
+}
+
+
+def check_action(name: str) -> None:
+    """Raise :class:`ValueError` unless ``name`` is a catalogued audit action (a programming error:
+    the caller's code must be changed, not the data)."""
+    if name not in ACTIONS:
+        raise ValueError(f"audit action {name[:80]!r} is not in the catalogue of audit actions: add it to "
+                         "ACTIONS in pds_kernel/audit_actions.py with what it records")
+
+
+def render_reference() -> str:
+    """The reference page of every audit action (Markdown), grouped by the part that writes it."""
+    lines = ["# Audit actions", "",
+             "Generated from `pds_kernel/audit_actions.py` by `python -m pds_kernel.audit_actions > "
+             "docs/reference/audit-actions.md`; do not edit.", "",
+             "Every entry of the audit trail names one of these actions. Each may be written with the "
+             "outcome `ok`, `denied` (a refusal; the details give the reason) or `failed`. An *access "
+             "decision* is written each time a user's rights on a project are checked. See "
+             "[the audit trail](../audit.md) for how entries are chained, anchored and verified.", ""]
+    for head, names in groupby(sorted(ACTIONS), key=lambda name: name.split(".", 1)[0]):
+        lines += [f"## {head}", "", "| action | target | records |", "|---|---|---|"]
+        lines += [f"| `{name}` | `{ACTIONS[name].target}` | {ACTIONS[name].records} |" for name in names]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_reference(), end="")
