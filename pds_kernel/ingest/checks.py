@@ -24,6 +24,12 @@ from ..snds.tables import Column, Table, polars_type
 
 #: Text formats of dates in delivered files (see ``pds_kernel.snds.tables``).
 DATE_FORMATS = {"sas_datetime": "%d%b%Y:%H:%M:%S", "dmy": "%d%m%Y"}
+#: Dates before this one do not parse: the parser's ``%Y`` takes any number of digits and a sign,
+#: and ``%d`` and ``%m`` one digit as well as two, so ``05JAN23:00:00:00`` read as the year 23 and
+#: ``1012023`` (1 January 2023 without its leading zero) as 10 December 0023, loaded silently. The
+#: years 0000 to 0999, which four digits can also write, are refused with them: no SNDS date is
+#: earlier than the missing date 1600-01-01, and Python's dates start at the year 1.
+EARLIEST_DATE = date(1000, 1, 1)
 
 
 class Check:
@@ -75,7 +81,16 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
     if column.type != "str":
         what = {"date": f"date (expected {DATE_FORMATS.get(column.fmt, 'YYYY-MM-DD')})",
                 "float": "number", "bool": "boolean"}.get(column.type, "integer")
-        checks.append(ColumnCheck(Check.UNPARSABLE, name, raw.is_not_null() & typed.is_null(),
+        unparsable = typed.is_null()
+        # Tested on the typed copy, computed once per batch (the typed expression itself would
+        # parse each value twice), and the rows failing never reach the lake. Both parsers run it.
+        if column.type == "date":
+            unparsable = unparsable | (typed < EARLIEST_DATE)  # see EARLIEST_DATE
+        elif column.type == "float":
+            # "NaN", "inf" and a number too large for a double ("1e400" reads as inf) parse, but
+            # no SNDS amount or quantity is one: a single NaN makes every sum of a column NaN.
+            unparsable = unparsable | ~typed.is_finite()
+        checks.append(ColumnCheck(Check.UNPARSABLE, name, raw.is_not_null() & unparsable,
                                   pl.lit(f"unparsable {what} in {name}: ") + _quoted(raw)))
     allowed = column.values
     if allowed is None and column.type == "month":

@@ -83,8 +83,10 @@ VARIANTS = {
 }
 
 
-def _parse(source: Path, staging: Path, threshold: int, monkeypatch) -> tuple:
-    """Parse ``source`` with the streamed parser allowed from ``threshold`` bytes; the outcome and
+def _parse(source: Path, staging: Path, threshold: int, monkeypatch, table: str = "ER_PRS_F",
+           month: str | None = "202301", **job) -> tuple:
+    """Parse ``source`` (a file of ``table`` and ``month``; ``job``: other fields of its
+    :class:`ParseJob`) with the streamed parser allowed from ``threshold`` bytes; the outcome and
     the parser that loaded the file ("streamed" or "blocks")."""
     monkeypatch.setattr(streamed, "MIN_BYTES", threshold)
     loaded_by = []
@@ -96,10 +98,11 @@ def _parse(source: Path, staging: Path, threshold: int, monkeypatch) -> tuple:
         return done
 
     monkeypatch.setattr(parse, "_parse_streamed", recording)
-    outcome = parse_file(ParseJob(source=str(source), table="ER_PRS_F", month="202301",
-                                  staging=str(staging), nomenclatures=NOMENCLATURES))
+    nomenclatures = {c.name: c.nomenclature for c in ingestible_table(table).columns if c.nomenclature}
+    outcome = parse_file(ParseJob(source=str(source), table=table, month=month, staging=str(staging),
+                                  nomenclatures=nomenclatures, **job))
     monkeypatch.setattr(parse, "_parse_streamed", real)
-    return outcome, loaded_by[0]
+    return outcome, loaded_by[0] if loaded_by else None  # None: refused before either parser
 
 
 def _keys(outcome) -> pl.DataFrame | None:
