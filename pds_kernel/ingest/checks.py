@@ -76,7 +76,12 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
     name = column.name
     checks: list[ColumnCheck] = []
     if not column.nullable:
-        checks.append(ColumnCheck(Check.MISSING, name, raw.is_null(),
+        missing = raw.is_null()
+        if column.type == "str":
+            # A field of spaces only is as empty as an empty one (a blank pseudonym or
+            # organisation key joins nothing); in a typed column it is already unparsable.
+            missing = missing | (raw.str.strip_chars(" ") == "")
+        checks.append(ColumnCheck(Check.MISSING, name, missing,
                                   pl.lit(f"missing value in required column {name}")))
     if column.type != "str":
         what = {"date": f"date (expected {DATE_FORMATS.get(column.fmt, 'YYYY-MM-DD')})",

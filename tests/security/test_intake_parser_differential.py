@@ -119,6 +119,9 @@ VALUES = [
     (PRS, "ORG_CLE_NUM", "01c751000", ok("01c751000")),
     # text
     (PRS, "BEN_NIR_PSA", "", bad(MISSING)), (PRS, "PFS_EXE_NUM", "  ", ok("  ")),
+    # a required text of spaces only is missing (an optional one keeps its spaces, above)
+    (PRS, "BEN_NIR_PSA", " ", bad(MISSING)), (PRS, "BEN_NIR_PSA", "     ", bad(MISSING)),
+    (PRS, "ORG_CLE_NUM", "   ", bad(MISSING)), (PRS, "BEN_NIR_PSA", " x ", ok(" x ")),
 ]
 #: columns whose codes in the base file are all in their nomenclature, and the values above that
 #: their nomenclature lacks (IR_SPE_V has no 98; codes are compared as written: " 075" is not 075)
