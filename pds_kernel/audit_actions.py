@@ -59,7 +59,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "cli.impersonate": ActionInfo(_USER, "an administrator ran a command as another user (pds --as)"),
     # The workspaces' Dask clusters (dask-gateway on Kubernetes).
     "dask.cluster.authorise": ActionInfo(_USER, "access decision: may this user start a Dask cluster for the project"),
-    "dask.cluster.stop": ActionInfo(_USER, "a Dask cluster was stopped (its workspace ended or lost its rights)"),
+    "dask.cluster.stop": ActionInfo(_USER, "a Dask cluster was stopped by the watcher: its user lost access to the project"),
     "dask.gateway.authenticate": ActionInfo("dask-gateway", "a client authenticated to dask-gateway (or was refused)"),
     # The demonstration platform.
     "demo.code": ActionInfo(_USER, "the second-factor code of a demonstration account was shown"),
@@ -120,9 +120,9 @@ ACTIONS: dict[str, ActionInfo] = {
     "sandbox.probe": ActionInfo(_USER, "the isolation probes ran inside a sandbox (their results in details)"),
     "workspace.admit": ActionInfo(_USER, "access decision: may this user enter the project's workspace"),
     "workspace.authorise": ActionInfo(_USER, "access decision: may this user's workspace start"),
-    "workspace.bytes_refused": ActionInfo(_USER, "a workspace asked for more bytes out than its budget allows (refused)"),
-    "workspace.bytes_reserved": ActionInfo(_USER, "bytes were reserved from a workspace's budget"),
-    "workspace.refused": ActionInfo(_USER, "a workspace was refused (its user lost the right to it)"),
+    "workspace.bytes_refused": ActionInfo(_USER, "a workspace's notebook server asked to show more bytes than its daily served-bytes budget has left (refused)"),
+    "workspace.bytes_reserved": ActionInfo(_USER, "bytes a workspace's notebook server may show were reserved from its daily served-bytes budget"),
+    "workspace.refused": ActionInfo(_USER, "a workspace was refused before it started (the reason and the stage in details)"),
     "workspace.start": ActionInfo(_USER, "a workspace started (its mounts and limits in details)"),
     "workspace.stop": ActionInfo(_USER, "a workspace stopped (at its user's request, on expiry or by the hub)"),
 }
