@@ -1,5 +1,5 @@
-"""Airlock limits: loaded from the settings (file or ``PDS_AIRLOCK__*``), or from the environment
-alone; enforced by the service with a reason (request total size, allowed types)."""
+"""Airlock limits: loaded from the settings (file or ``PDS_AIRLOCK__*``, parsed by the settings
+alone); enforced by the service with a reason (request total size, allowed types)."""
 
 from __future__ import annotations
 
@@ -42,17 +42,22 @@ def test_settings_from_the_config_file(no_config, tmp_path):
     assert limits.max_file_bytes == 2048 and limits.allowed_extensions == frozenset({".csv", ".txt"})
 
 
-def test_environment_only_path():
-    limits = load_limits(None, environ={"PDS_AIRLOCK__MAX_TOTAL_BYTES": "500", "PDS_AIRLOCK__AUTO_RELEASE": "yes",
-                                        "PDS_AIRLOCK__ALLOWED_EXTENSIONS": "parquet", "OTHER": "x"})
-    assert limits.max_total_bytes == 500 and limits.auto_release is True
-    assert limits.allowed_extensions == frozenset({".parquet"})
-    assert load_limits(None, environ={}) == AirlockLimits()
+def test_defaults_are_written_once_in_the_settings(no_config):
+    """AirlockLimits() is what an empty configuration gives: its defaults are the settings'."""
+    from dataclasses import fields
+
+    from pds_kernel.settings import Airlock
+
+    limits, section = AirlockLimits(), Airlock()
+    for f in fields(AirlockLimits):
+        if f.name != "allowed_extensions":  # a set here, the settings' text there ("" = every type)
+            assert getattr(limits, f.name) == getattr(section, f.name), f.name
+    assert load_limits(load_settings(environ={"OTHER": "x"})) == limits
 
 
 def test_bad_values_are_refused_with_the_setting_named(no_config):
-    with pytest.raises(InvalidInput, match="PDS_AIRLOCK__MAX_FILES: expected an integer, got 'ten'"):
-        load_limits(None, environ={"PDS_AIRLOCK__MAX_FILES": "ten"})
+    with pytest.raises(InvalidInput, match="airlock.max_files: expected an integer"):
+        load_settings(environ={"PDS_AIRLOCK__MAX_FILES": "ten"})
     with pytest.raises(InvalidInput, match="airlock.max_total_bytes: expected an integer"):
         load_settings(environ={"PDS_AIRLOCK__MAX_TOTAL_BYTES": "100MB"})
     for extensions in (".exe", "csv,.joblib", ".docx"):  # blocked or without checks: never allowed
@@ -60,8 +65,8 @@ def test_bad_values_are_refused_with_the_setting_named(no_config):
             load_limits(load_settings(environ={"PDS_AIRLOCK__ALLOWED_EXTENSIONS": extensions}))
 
 
-def test_request_total_size_is_enforced(runtime, registry, settings):
-    limits = load_limits(None, environ={"PDS_AIRLOCK__MAX_TOTAL_BYTES": str(len(SAFE_TABLE) * 2 - 1)})
+def test_request_total_size_is_enforced(no_config, runtime, registry, settings):
+    limits = load_limits(load_settings(environ={"PDS_AIRLOCK__MAX_TOTAL_BYTES": str(len(SAFE_TABLE) * 2 - 1)}))
     svc = AirlockService(runtime, limits=limits, registry=registry)
     with pytest.raises(InvalidInput, match="b.csv is larger than what is left of the request's size limit"):
         svc.create("alice", PROJECT, files(("a.csv", SAFE_TABLE), ("b.csv", SAFE_TABLE)), "why")
