@@ -13,6 +13,7 @@ ingestion as fast as a plain CSV → Parquet conversion: no Python code runs per
 
 from __future__ import annotations
 
+import calendar
 import functools
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -121,9 +122,11 @@ def build_month_check(column: Column, raw: pl.Expr, typed: pl.Expr, month: str) 
     if column.type != "date":
         raise ValueError(f"{column.name}: only a date column can decide the month of a file")
     year, number = int(month[:4]), int(month[4:])
-    first, after = date(year, number, 1), date(year + number // 12, number % 12 + 1, 1)
+    # compared with the month's last day, not the next month's first: that of December 9999 is
+    # no date, and building it crashed the run of an ER_PRS_F_999912.csv (the same comparisons)
+    first, last = date(year, number, 1), date(year, number, calendar.monthrange(year, number)[1])
     return ColumnCheck(Check.WRONG_MONTH, column.name,
-                       typed.is_not_null() & ((typed < first) | (typed >= after)),
+                       typed.is_not_null() & ((typed < first) | (typed > last)),
                        pl.lit(f"{column.name} is not in the month of the file ({year}-{number:02d}): ")
                        + _quoted(raw))
 

@@ -20,6 +20,10 @@ from .catalogue import entries, ingestible_table, is_ingestible
 from .tables import TABLES
 
 _PLAIN = re.compile(r"^(?P<table>[A-Za-z0-9_]+?)(?:_(?P<month>[0-9]{6}))?\.csv$")
+#: Periods whose year is before this are refused: no date before the year 1000 loads (see
+#: ``pds_kernel.ingest.checks.EARLIEST_DATE``), and the month check of the year 0000 (a
+#: ``KI_CCI_R_000012.csv``) crashed the whole run building its first day.
+_FIRST_YEAR = 1000
 
 
 @cache
@@ -36,7 +40,10 @@ def _yearly_patterns() -> tuple[tuple[re.Pattern, str], ...]:
 
 def parse_delivery_name(file: str) -> tuple[str, str | None]:
     """``(table, period)`` of a delivered file name; ``ValueError`` (with the reason) otherwise."""
-    m = _PLAIN.match(file)
+    # fullmatch, not match: ``$`` also matches before a final line feed, and a file named
+    # "ER_PRS_F_202301.csv\n" was loaded as ER_PRS_F's January (a second file of that month
+    # in the same delivery crashed the run: both were staged under the same name)
+    m = _PLAIN.fullmatch(file)
     if m and is_ingestible(m.group("table")):
         table = ingestible_table(m.group("table"))
         month = m.group("month")
@@ -47,14 +54,17 @@ def parse_delivery_name(file: str) -> tuple[str, str | None]:
             raise ValueError(f"{file!r}: table {table.name} is delivered "
                              + ("as one snapshot file NAME.csv" if table.split == "snapshot"
                                 else "per month as NAME_YYYYMM.csv"))
-        if month is not None and not (1 <= int(month[4:]) <= 12):
+        if month is not None and not (1 <= int(month[4:]) <= 12 and int(month[:4]) >= _FIRST_YEAR):
             raise ValueError(f"{file!r}: bad month {month}")
         return table.name, month
     for pattern, name in _yearly_patterns():
-        y = pattern.match(file)
+        y = pattern.fullmatch(file)
         if y:
             groups = y.groupdict()
-            return name, groups.get("yyyy") or f"20{groups['yy']}"
+            year = groups.get("yyyy") or f"20{groups['yy']}"
+            if int(year) < _FIRST_YEAR:
+                raise ValueError(f"{file!r}: bad year {year}")
+            return name, year
     raise ValueError(f"{file!r} is not a delivery file name (expected NAME_YYYYMM.csv or NAME.csv "
                      "for a table of the SNDS catalogue, or a yearly name such as T_MCO23B.csv; "
                      "see pds snds tables)")

@@ -387,7 +387,7 @@ _FILE = re.compile(r"^(?P<table>[A-Za-z_]+?)(?:_(?P<month>[0-9]{6}))?\.csv$")
 
 def parse_file_name(file: str) -> tuple[str, str | None]:
     """``(table, month)`` of a delivered file name; ``ValueError`` when it is not one of ours."""
-    m = _FILE.match(file)
+    m = _FILE.fullmatch(file)  # not match: ``$`` also matches before a final line feed
     if not m or m.group("table") not in TABLES:
         raise ValueError(f"{file!r} is not a delivery file name (expected NAME_YYYYMM.csv or NAME.csv)")
     t = TABLES[m.group("table")]
