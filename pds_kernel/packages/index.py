@@ -96,7 +96,7 @@ def respond(projects: dict[str, list[dict]], method: str, target: str) -> Respon
             return Response(301, "Moved Permanently", {"Location": "/simple/"})
         links = [f'<a href="/simple/{html.escape(name)}/">{html.escape(name)}</a><br>' for name in sorted(projects)]
         return _html(_page("Approved packages", links))
-    match = _PROJECT.match(path)
+    match = _PROJECT.fullmatch(path)  # fullmatch: "$" also matches before a final line feed
     if match:
         name = match.group(1)
         if name not in projects:
@@ -110,10 +110,10 @@ def respond(projects: dict[str, list[dict]], method: str, target: str) -> Respon
             links.append(f'<a href="/files/{html.escape(entry["file"])}#sha256={entry["sha256"]}"{attribute}>'
                          f'{html.escape(entry["file"])}</a><br>')
         return _html(_page(f"Links for {name}", links))
-    match = _PROJECT_NO_SLASH.match(path)
+    match = _PROJECT_NO_SLASH.fullmatch(path)
     if match and NORMALISED.match(match.group(1)):
         return Response(301, "Moved Permanently", {"Location": f"{path}/"})
-    match = _FILE.match(path)
+    match = _FILE.fullmatch(path)
     if match:
         for entries in projects.values():
             for entry in entries:

@@ -57,7 +57,10 @@ def test_every_writing_method_is_refused(house, method):
 
 @pytest.mark.parametrize("path", ["/files/../index.json", "/files/%2e%2e/index.json", "/index.json",
                                   "/files/pds_hello-9.9-py3-none-any.whl", "/simple/../files/",
-                                  "/simple/PDS_Hello/x", "/", "/files/.lock"])
+                                  "/simple/PDS_Hello/x", "/", "/files/.lock",
+                                  # a line feed after a name the patterns accept (their "$" matched before it)
+                                  "/simple/pds-hello/\n", "/simple/pds-hello\n",
+                                  "/files/pds_hello-1.0-py3-none-any.whl\n"])
 def test_paths_outside_the_approved_files_are_not_found(house, path):
     assert respond(house.projects(), "GET", path).status == 404
 
