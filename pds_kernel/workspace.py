@@ -54,19 +54,19 @@ def tables() -> list[str]:
     """Names of the tables of this project's extract."""
     listed = manifest().get("tables")
     if listed:
-        return sorted(name for name in listed if _TABLE_NAME.match(name))
+        return sorted(name for name in listed if _TABLE_NAME.fullmatch(name))
     root = data_dir()
     if not root.is_dir():
         raise NotFound(f"no extract at {root}: is this a project workspace?")
     single = {p.stem for p in root.glob("*.parquet")}
     partitioned = {p.name for p in root.iterdir() if p.is_dir() and any(p.glob("part-*.parquet"))}
-    return sorted(name for name in single | partitioned if _TABLE_NAME.match(name))
+    return sorted(name for name in single | partitioned if _TABLE_NAME.fullmatch(name))
 
 
 def table_files(name: str) -> list[Path]:
     """The Parquet files of table ``name`` (validated against :func:`tables`): one file, or its
     partitions in order."""
-    if not isinstance(name, str) or not _TABLE_NAME.match(name):
+    if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
         raise InvalidInput(f"invalid table name {name!r}")
     known = tables()
     if name not in known:

@@ -50,7 +50,7 @@ def nir_is_valid(nir: str) -> bool:
     """A NIR of 15 characters whose last two digits are ``97 - (first 13 mod 97)``.
 
     Corsican departments ``2A``/``2B`` count as 19/18 in the key (the official rule)."""
-    if not isinstance(nir, str) or not _NIR_SHAPE.match(nir):
+    if not isinstance(nir, str) or not _NIR_SHAPE.fullmatch(nir):
         return False
     body = nir[:13].replace("2A", "19", 1) if nir[5:7] == "2A" else nir[:13]
     body = body.replace("2B", "18", 1) if nir[5:7] == "2B" else body
@@ -91,7 +91,7 @@ def read_cohort(path: Path) -> pl.DataFrame:
     for column in raw.columns:
         if column == NIR_COLUMN:
             continue
-        if not _STUDY_COLUMN.match(column) or column.upper() == PERSON_ID:
+        if not _STUDY_COLUMN.fullmatch(column) or column.upper() == PERSON_ID:
             raise InvalidInput(f"study column {column[:40]!r}: use letters, digits and '_' "
                                f"(at most 64), and not {PERSON_ID}")
         if "NIR" in column.upper():

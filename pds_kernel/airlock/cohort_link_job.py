@@ -76,7 +76,7 @@ def check_staged_list(project: str, request_id: str, raw: str) -> PurePosixPath:
     path = PurePosixPath(raw)
     parts = path.parts
     if (path.is_absolute() or len(parts) != 4 or parts[:3] != (project, request_id, RAW_DIR)
-            or not _STORED.match(parts[3]) or parts[3] in {".", ".."} or "\\" in raw or str(path) != raw):
+            or not _STORED.fullmatch(parts[3]) or parts[3] in {".", ".."} or "\\" in raw or str(path) != raw):
         raise InvalidInput(f"{raw[:120]!r} is not a staged cohort list of request {request_id} of {project}")
     return path
 

@@ -51,14 +51,14 @@ class StagedFile:
 
 def check_file_name(name: str) -> str:
     """A base file name safe in a path and a URL: letters, digits, ``._ ()+-``; no leading dot."""
-    if not isinstance(name, str) or not _FILE_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or ".." in name:
         raise InvalidInput(f"invalid file name {name!r}: use letters, digits, '.', '_', '-', spaces; "
                            "no folders, at most 200 characters")
     return name
 
 
 def check_request_id(value: str) -> str:
-    if not isinstance(value, str) or not _REQUEST_ID.match(value):
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
         raise InvalidInput(f"invalid request id {value!r}")
     return value
 

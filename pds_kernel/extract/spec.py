@@ -198,7 +198,7 @@ def _int(where: str, value: Any, low: int, high: int) -> int:
 def _codes(where: str, value: Any, pattern: re.Pattern, what: str) -> tuple[str, ...]:
     codes = []
     for i, code in enumerate(_list(where, value)):
-        if not isinstance(code, str) or not pattern.match(code):
+        if not isinstance(code, str) or not pattern.fullmatch(code):
             raise InvalidInput(f"{where}[{i}]: {code!r} is not {what}")
         codes.append(code)
     return tuple(dict.fromkeys(codes))
@@ -214,7 +214,7 @@ def _nabm_codes(where: str, value: Any) -> tuple[str, ...]:
     codes = []
     for i, code in enumerate(_list(where, value)):
         text = str(code) if isinstance(code, int) and not isinstance(code, bool) else code
-        if not isinstance(text, str) or not NABM_CODE.match(text):
+        if not isinstance(text, str) or not NABM_CODE.fullmatch(text):
             raise InvalidInput(f"{where}[{i}]: {code!r} is not {_NABM_WHAT}")
         codes.append(str(int(text)))
     return tuple(dict.fromkeys(codes))
@@ -394,7 +394,7 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
             raise InvalidInput(f"{origin}: linkage.source_id: {raw['source_id']!r} is not one of "
                                f"{', '.join(LINKAGE_SOURCES)}")
         subject = str(raw["subject_id"])
-        if not SUBJECT_COLUMN.match(subject) or subject in known_columns or subject == PERSON_ID:
+        if not SUBJECT_COLUMN.fullmatch(subject) or subject in known_columns or subject == PERSON_ID:
             raise InvalidInput(f"{origin}: linkage.subject_id: {subject!r} must be an upper-case name "
                                "that is not already a column of the lake")
         path = Path(str(raw["file"]))

@@ -96,13 +96,13 @@ def _keys(where: str, data: Any, allowed: set[str]) -> Mapping[str, Any]:
 
 
 def _image(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not IMAGE_REF.match(value):
+    if not isinstance(value, str) or not IMAGE_REF.fullmatch(value):
         raise InvalidInput(f"{where}: {value!r} is not an image reference")
     return value
 
 
 def _quantity(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not QUANTITY.match(value):
+    if not isinstance(value, str) or not QUANTITY.fullmatch(value):
         raise InvalidInput(f"{where}: {value!r} is not a storage quantity such as 10Gi")
     return value
 
@@ -144,7 +144,7 @@ def parse_k8s_config(data: Any, origin: str = "k8s config") -> K8sConfig:
         values["dns"] = data["dns"]
     services = _keys(f"{origin}.services", data.get("services") or {}, {f.name for f in fields(Services)})
     for key, name in services.items():
-        if not isinstance(name, str) or not SERVICE_NAME.match(name):
+        if not isinstance(name, str) or not SERVICE_NAME.fullmatch(name):
             raise InvalidInput(f"{origin}.services.{key}: {name!r} is not a Service name")
     values["services"] = Services(**services)
     gpu = _keys(f"{origin}.gpu", data.get("gpu") or {}, {"enabled", "resource", "node_selector", "tolerations",

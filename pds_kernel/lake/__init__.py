@@ -57,9 +57,9 @@ def partition_dir(lake: Path, table: str, month: str | None) -> Path:
     PMSI files), ``snapshot`` otherwise."""
     if month is None:
         return table_dir(lake, table) / "snapshot"
-    if _YEAR.match(month):
+    if _YEAR.fullmatch(month):
         return table_dir(lake, table) / f"year={month}"
-    if not _MONTH.match(month):
+    if not _MONTH.fullmatch(month):
         raise InvalidInput(f"bad month {month!r}: expected YYYYMM (or YYYY for a yearly file)")
     return table_dir(lake, table) / f"month={month}"
 

@@ -103,7 +103,7 @@ def _holds_a_commit(log_dir: Path) -> bool:
     every table at the start of every ingest (a log holds a file per commit)."""
     if (log_dir / f"{0:020d}.json").is_file():
         return True
-    return any(_COMMIT_FILE.match(e.name) or "checkpoint" in e.name for e in log_dir.iterdir())
+    return any(_COMMIT_FILE.fullmatch(e.name) or "checkpoint" in e.name for e in log_dir.iterdir())
 
 
 def versioned_tables(lake: Path) -> list[str]:
@@ -312,7 +312,7 @@ def ever_added(lake: Path, table: str) -> set[Path]:
     folder = table_folder(lake, table)
     found = set()
     for commit_file in (folder / DELTA_LOG).glob("*.json"):
-        if not _COMMIT_FILE.match(commit_file.name):
+        if not _COMMIT_FILE.fullmatch(commit_file.name):
             continue
         for line in commit_file.read_bytes().splitlines():
             if line.startswith(b'{"add"'):

@@ -52,13 +52,13 @@ def check_declaration(name: str, raw: Any) -> dict[str, Any]:
     for key in FILES:
         out[key] = check_relative_path(raw[key], f"{where}[{key!r}]")
     target = raw["target"]
-    if not isinstance(target, str) or not _COLUMN.match(target):
+    if not isinstance(target, str) or not _COLUMN.fullmatch(target):
         raise InvalidInput(f"{where}['target'] must be a column name")
     out["target"] = target
     features = raw.get("features")
     if features is not None:
         if not isinstance(features, list) or not 0 < len(features) <= MAX_FEATURES or not all(
-                isinstance(c, str) and _COLUMN.match(c) for c in features):
+                isinstance(c, str) and _COLUMN.fullmatch(c) for c in features):
             raise InvalidInput(f"{where}['features'] must be a list of 1 to {MAX_FEATURES} column names")
         out["features"] = list(features)
     return out

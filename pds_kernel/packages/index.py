@@ -111,7 +111,7 @@ def respond(projects: dict[str, list[dict]], method: str, target: str) -> Respon
                          f'{html.escape(entry["file"])}</a><br>')
         return _html(_page(f"Links for {name}", links))
     match = _PROJECT_NO_SLASH.fullmatch(path)
-    if match and NORMALISED.match(match.group(1)):
+    if match and NORMALISED.fullmatch(match.group(1)):
         return Response(301, "Moved Permanently", {"Location": f"{path}/"})
     match = _FILE.fullmatch(path)
     if match:

@@ -26,14 +26,14 @@ def normalise(name: str) -> str:
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(f"invalid package name {name!r}: a Python Package Index name such as "
                            "'texttable' or 'scikit-learn'")
     return name
 
 
 def check_version(version: str) -> str:
-    if not isinstance(version, str) or not _VERSION.match(version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise InvalidInput(f"invalid version {version!r}: give an exact release such as 1.7.0")
     return version
 

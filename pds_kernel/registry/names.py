@@ -14,7 +14,7 @@ USER_NAME = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
 
 
 def check_project_id(value: str) -> str:
-    if not isinstance(value, str) or not PROJECT_ID.match(value):
+    if not isinstance(value, str) or not PROJECT_ID.fullmatch(value):
         raise InvalidInput(
             f"invalid project id {value!r}: use 3-40 lower-case letters, digits or '-', "
             "starting with a letter"
@@ -23,7 +23,7 @@ def check_project_id(value: str) -> str:
 
 
 def check_user_name(value: str) -> str:
-    if not isinstance(value, str) or not USER_NAME.match(value):
+    if not isinstance(value, str) or not USER_NAME.fullmatch(value):
         raise InvalidInput(
             f"invalid user name {value!r}: use lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter (at most 63)"

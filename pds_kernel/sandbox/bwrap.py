@@ -178,7 +178,7 @@ def launch_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def check_env_name(name: str) -> str:
-    if not _ENV_NAME.match(name):
+    if not _ENV_NAME.fullmatch(name):
         raise InvalidInput(f"invalid environment variable name {name!r}")
     return name
 

@@ -95,7 +95,7 @@ def apply(name: str, memory_mb: int, cpus: float, pid: int | None = None, pids: 
 
     ``pids``: the most processes and threads the group may hold (``pids.max``), when the ``pids``
     controller is available here (see :func:`can_limit_pids`)."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"invalid control group name {name!r}")
     pid = os.getpid() if pid is None else pid
     memory = str(memory_mb * 1024 * 1024)
@@ -156,7 +156,7 @@ def can_limit_pids() -> bool:
 
 def release(name: str) -> None:
     """Remove the (empty) group ``pds-<name>`` after its sandbox ended; a busy group stays."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"invalid control group name {name!r}")
     candidates: list[Path] = []
     try:

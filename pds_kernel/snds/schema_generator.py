@@ -76,7 +76,7 @@ def _bounds(table: str, column: str) -> tuple[int, int]:
 
 
 def _parses(column: Column, text: str) -> bool:
-    if not _SAFE_TEXT.match(text) or (column.pattern and not re.match(column.pattern, text)):
+    if not _SAFE_TEXT.fullmatch(text) or (column.pattern and not re.match(column.pattern, text)):
         return False
     if column.type in ("int", "year", "month"):
         try:

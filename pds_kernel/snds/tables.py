@@ -377,7 +377,7 @@ def file_name(name: str, month: str | None = None) -> str:
     t = table(name)
     if t.split == "snapshot":
         return f"{t.name}.csv"
-    if month is None or not re.match(r"^[0-9]{6}$", month):
+    if month is None or not re.fullmatch(r"[0-9]{6}", month):
         raise ValueError(f"monthly table {name} needs a YYYYMM month, got {month!r}")
     return f"{t.name}_{month}.csv"
 

@@ -201,6 +201,16 @@ def test_workbook_with_an_extra_part_holding_microdata_fails(tmp_path):
     assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
 
 
+@pytest.mark.parametrize("part", ["xl/sharedStrings.xml\n", "xl/worksheets/sheet1.xml\n", "xl/calcChain.xml\n"])
+def test_workbook_with_a_standard_part_name_and_a_line_feed_fails(tmp_path, part):
+    """A part named like a standard one plus a line feed: no reader opens it, and a pattern ending
+    in ``$`` matched it as the standard part (the shared strings and sheets have no size bound)."""
+    data = _xlsx_with({part: f"<sst><si><t>{ROWS}</t></si></sst>".encode()})
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    r = check(tmp_path, "t.xlsx", data, context={"tables": {"t.xlsx": declared}})
+    assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
+
+
 def _chunk(kind: bytes, body: bytes) -> bytes:
     """One PNG chunk: length, type, body, CRC."""
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))

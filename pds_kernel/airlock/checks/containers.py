@@ -113,14 +113,16 @@ def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
     try:
         with zipfile.ZipFile(path) as archive:
             for member in archive.infolist():
-                bound = next((b for pattern, b in _XLSX_PARTS if pattern.match(member.filename)), False)
+                # fullmatch: "$" also matches before a final line feed, and a part named
+                # "xl/sharedStrings.xml\n", which no reader opens, passed as the shared strings
+                bound = next((b for pattern, b in _XLSX_PARTS if pattern.fullmatch(member.filename)), False)
                 if bound is False:
                     out.append(_fail(f"the workbook holds a part a checker does not see ({member.filename}): "
                                      "save the table alone (pandas to_excel or sdc)"))
                 elif bound is not None and member.file_size > bound:
                     out.append(_fail(f"{member.filename} holds {member.file_size} bytes (at most {bound}): "
                                      "data hidden from the checker's view"))
-            sheets = [n for n in archive.namelist() if _SHEET_PART.match(n)]
+            sheets = [n for n in archive.namelist() if _SHEET_PART.fullmatch(n)]
             if len(sheets) != 1:
                 out.append(_fail(f"the workbook holds {len(sheets)} worksheet parts: one table, one sheet (a sheet "
                                  "the workbook does not list is read by nobody)"))

@@ -85,7 +85,7 @@ def identifier_test(known_prefixes: frozenset[str] | None) -> Callable[[str], st
     def test(value: str) -> str | None:
         if content.NIR.search(value) or content.NIR_IN_TOKEN.search(value):
             return "a NIR (social-security number)"
-        if content.DIGITS_WITH_SEPARATORS.match(value.strip()):
+        if content.DIGITS_WITH_SEPARATORS.fullmatch(value.strip()):
             digits = re.sub(r"[^0-9]", "", value)
             if len(digits) in (13, 15) and content.NIR.fullmatch(digits):
                 return "a NIR (social-security number) written with separators"
