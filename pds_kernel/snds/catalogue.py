@@ -21,6 +21,8 @@ catalogued table is built from its schema by :func:`catalogue_table`:
 * how the table is delivered (:func:`split_of`): yearly when its name holds a year marker
   (``aa``, ``AAAA``: ``T_MCO23B.csv``), a snapshot for referentials (``_R``) and the products
   that are not monthly, one file per month (``ER_UCD_F_202301.csv``) for DCIR, DCIRS, EGB, DAMIR.
+* the month a monthly DCIR file holds is decided by its flux date ``FLX_DIS_DTD``
+  (:data:`FLUX_MONTH_PRODUCTS`), as for the profile's claims tables.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from .tables import TABLES, Column, LakeType, Table, TextFormat
 
 #: Products delivered one file per month (the others are snapshots, or yearly by name).
 MONTHLY_PRODUCTS = ("DCIR", "DCIRS", "EGB", "DAMIR")
+#: Products whose monthly files each hold one month of the flux date ``FLX_DIS_DTD``, as the
+#: profile's ER_PRS_F, ER_PHA_F and ER_BIO_F do: a row of another flux month is quarantined
+#: (``wrong_month``) instead of loading into the wrong month's partition.
+FLUX_MONTH_PRODUCTS = ("DCIR",)
 #: Pattern of a ``yearmonth`` column (``YYYYMM`` text).
 YEARMONTH = r"^[0-9]{4}(0[1-9]|1[0-2])$"
 #: Integers longer than this are kept as text (Int64 holds 18 digits).
@@ -225,9 +231,13 @@ def catalogue_table(name: str) -> Table:
             nullable=field["name"] not in pk, values=_values(field, lake_type), pattern=pattern,
             nomenclature=_nomenclature(field) if lake_type in ("str", "int") and pattern is None else None))
     names = {c.name for c in columns}
+    split = split_of(name, entry.product)
+    flux_dated = any(c.name == "FLX_DIS_DTD" and c.type == "date" for c in columns)
+    month_from = ("FLX_DIS_DTD" if split == "monthly" and entry.product in FLUX_MONTH_PRODUCTS and flux_dated
+                  else None)
     return Table(name, tuple(columns), primary_key=tuple(k for k in pk if k in names),
-                 split=split_of(name, entry.product), group=entry.product,
-                 foreign_keys=source_foreign_keys(data))
+                 split=split, group=entry.product, foreign_keys=source_foreign_keys(data),
+                 month_from=month_from)
 
 
 def ingestible_names() -> list[str]:

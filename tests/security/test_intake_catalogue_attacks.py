@@ -178,9 +178,9 @@ KINDS = {
         ("01JAN2023:25:00:00", bad(UNPARSABLE)), ("2023-01-01", bad(UNPARSABLE)), ("", ok(None)),
         ("01 JAN2023:00:00:00", bad(UNPARSABLE)), ("01-JAN-2023:00:00:00", bad(UNPARSABLE)),
         ("01JAN2023:00:00", bad(UNPARSABLE)), ("01JAN2023:00:00:00:00", bad(UNPARSABLE)),
-        # the catalogue's DCIR tables decide no month (no month_from): a flux date of another
-        # month loads in this month's file (reported: a product decision, not a parser flaw)
-        ("01FEB2023:00:00:00", ok("2023-02-01"))]),
+        # a DCIR file holds one flux month, as the profile's ER_PRS_F does (catalogue.FLUX_MONTH_PRODUCTS)
+        ("01FEB2023:00:00:00", bad(WRONG_MONTH)), ("31DEC2022:00:00:00", bad(WRONG_MONTH)),
+        ("31JAN2023:00:00:00", ok("2023-01-31"))]),
     "PMSI date (DDMMYYYY)": ("T_HADaaC", "ENT_DAT", [
         ("01012023", ok("2023-01-01")), ("01011600", ok("1600-01-01")), ("29022023", bad(UNPARSABLE)),
         ("1012023", bad(UNPARSABLE)), ("0101202", bad(UNPARSABLE)), ("00002023", bad(UNPARSABLE)),
