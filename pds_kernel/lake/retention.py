@@ -11,12 +11,16 @@ The files of the latest version are never deleted, whatever their age.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import lake_lock, versions
 
 log = logging.getLogger(__name__)
+
+#: a longer retention deletes nothing either (a million years in hours fits delta-rs' integer)
+MAX_RETENTION_DAYS = 365 * 1_000_000
 
 
 @dataclass(frozen=True)
@@ -28,10 +32,14 @@ class Expired:
 def expire_versions(lake: Path, retention_days: float, *, dry_run: bool = False) -> list[Expired]:
     """Delete the files replaced more than ``retention_days`` ago, table by table."""
 
-    if retention_days < 0:
+    # NaN passed `< 0` and reached int() (a traceback), and so did infinity or 1e300 days
+    # (delta-rs takes the hours as a 64-bit integer): `pds lake expire --days nan` is a typo, named
+    # as one. Any retention beyond MAX_RETENTION_DAYS keeps every file, as the largest one does.
+    if not math.isfinite(retention_days) or retention_days < 0:
         from ..errors import InvalidInput
 
-        raise InvalidInput(f"bad retention {retention_days} days: give 0 or more")
+        raise InvalidInput(f"bad retention {retention_days} days: give a number of days, 0 or more")
+    retention_days = min(retention_days, MAX_RETENTION_DAYS)
     with lake_lock(lake):
         return _expire(lake, retention_days, dry_run)
 

@@ -166,6 +166,18 @@ def files_at(lake: Path, table: str, version: int | None = None) -> tuple[list[P
     folder = table_folder(lake, table)
     if version is not None and version < 0:
         raise InvalidInput(f"bad version {version}: versions are numbered from 0")
+    if version is not None:
+        # A version is looked up only when it can exist. delta-rs walks every number up to the one
+        # asked for (~85 s for version 10**9, linear): `pds lake diff T 1 999999999999999999` or a
+        # crafted extract pin held a CPU for ages. And a table without a log (never ingested)
+        # reached delta-rs, whose error path listed the missing _delta_log: a raw FileNotFoundError.
+        if not (folder / DELTA_LOG).is_dir():
+            raise NotFound(f"table {table} has no versions in the lake at {lake}: ingest it first (or run "
+                           "pds lake upgrade on a lake written before versions)")
+        latest = _files_cached(str(folder), None, _log_stamp(folder))[1]
+        if version > latest:
+            raise NotFound(f"version {version} of table {table} does not exist: its latest version is "
+                           f"{latest} (see pds lake history {table})")
     paths, number = _files_cached(str(folder), version, _log_stamp(folder))
     files = list(_checked_paths(str(folder), paths, table))
     if version is not None and not all(f.is_file() for f in files):
@@ -254,13 +266,11 @@ def commit(lake: Path, table: str, added: list[AddedFile], removed: list[str], m
 
 def history(lake: Path, table: str, since: int = -1) -> list[Version]:
     """The versions of ``table`` after version ``since``, oldest first."""
-    from deltalake import DeltaTable
-
     folder = table_folder(lake, table)
     if not (folder / DELTA_LOG).is_dir():
         raise NotFound(f"table {table} has no version history in {lake}: ingest it first (or run "
                        "pds lake upgrade on a lake written before versions)")
-    dt = DeltaTable(str(folder))
+    dt = _open_log(folder)
     latest = dt.version()
     if latest <= since:
         return []
@@ -279,10 +289,8 @@ def history(lake: Path, table: str, since: int = -1) -> list[Version]:
 
 def committed_entries(lake: Path, table: str, since: int) -> list[tuple[int, dict]]:
     """``(version, ledger entry)`` of every file committed to ``table`` after version ``since``."""
-    from deltalake import DeltaTable
-
     folder = table_folder(lake, table)
-    dt = DeltaTable(str(folder))
+    dt = _open_log(folder)
     latest = dt.version()
     found = []
     if latest <= since:
@@ -292,6 +300,19 @@ def committed_entries(lake: Path, table: str, since: int) -> list[tuple[int, dic
         if number is not None and number > since:
             found += [(number, entry) for entry in _metadata(info).get("entries", [])]
     return sorted(found, key=lambda pair: pair[0])
+
+
+def _open_log(folder: Path):
+    """The Delta table of ``folder``, latest version. delta-rs's own error (a file planted in the
+    log: a stray ``_last_checkpoint``, a commit file after a gap) became a traceback in ``pds lake
+    history``; it is named as the integrity error it is, as the readers do (:func:`_files_cached`)."""
+    from deltalake import DeltaTable
+
+    try:
+        return DeltaTable(str(folder))
+    except Exception as exc:
+        raise IntegrityError(f"the Delta log of {folder} is unreadable ({str(exc)[:300]}): restore the "
+                             "table's _delta_log from backup") from None
 
 
 def _metadata(info: dict) -> dict:
