@@ -63,7 +63,8 @@ class Commits:
         return sum(len(p.entries) for p in self.pending.values())
 
     def flush(self) -> None:
-        """One new version per table with pending files, then their ledger entries (durable)."""
+        """One new version per table with pending files, and their ledger entries (in memory: the
+        caller makes the journal durable after the files' audit entries, see ``_Run.flush``)."""
         for table in sorted(self.pending):
             pending = self.pending.pop(table)
             entries = [e.to_dict() for e in pending.entries]
@@ -76,7 +77,6 @@ class Commits:
             self.committed.setdefault(table, []).append(number)
             for entry in pending.entries:
                 self.manifest.put(replace(entry, version=number))
-            self.manifest.flush()
 
 
 def check_upgraded(lake: Path, manifest: Manifest) -> None:
@@ -89,10 +89,11 @@ def check_upgraded(lake: Path, manifest: Manifest) -> None:
             "(it records the current files as version 1 of each table; nothing is rewritten)")
 
 
-def reconcile(lake: Path, manifest: Manifest) -> int:
+def reconcile(lake: Path, manifest: Manifest) -> list[ManifestEntry]:
     """Bring the ledger up to date with the tables' Delta logs (a run killed between a commit and
-    its journal entry); returns the number of entries recovered."""
-    recovered = 0
+    its journal entry); returns the entries recovered, put in the ledger but not made durable: the
+    caller audits them first (the killed run never did), then flushes the journal."""
+    recovered = []
     for table in versions.versioned_tables(lake):
         known = manifest.known_version(table)
         if versions.latest_version(lake, table) <= known:
@@ -104,10 +105,9 @@ def reconcile(lake: Path, manifest: Manifest) -> int:
                 raise IntegrityError(f"version {number} of table {table} carries unreadable ledger entries "
                                      f"({exc}): its _delta_log was edited; restore it from backup") from None
             manifest.put(entry)
-            recovered += 1
+            recovered.append(entry)
     if recovered:
-        manifest.flush()
-        log.warning("recovered %d ledger entr(ies) from the lake's version log", recovered)
+        log.warning("recovered %d ledger entr(ies) from the lake's version log", len(recovered))
     return recovered
 
 

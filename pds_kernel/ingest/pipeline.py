@@ -44,7 +44,7 @@ from typing import Protocol
 
 import polars as pl
 
-from ..errors import PdsError
+from ..errors import IntegrityError, PdsError
 from ..events import AuditEvent, Outcome
 from ..hashing import sha256_file
 from ..lake import QUARANTINE_DIR, data_files_on_disk, lake_lock, partition_dir, versions
@@ -145,6 +145,11 @@ def recover(lake: Path, manifest: Manifest) -> list[Path]:
     for path in candidates:
         if path in referenced:
             continue
+        if not path.is_symlink() and not path.is_file():
+            # a folder named like a data file (planted): unlink() failed with a raw OSError at the
+            # start of every run; the ingest never makes one, so it is named, not removed
+            raise IntegrityError(f"{path} is not a file the ingest wrote (a folder?): inspect it and "
+                                 "remove it, then run pds ingest again")
         if path.suffix == ".parquet":  # never a file a version names (one the ledger lost track of)
             table = path.parts[-3]
             if table not in named:
@@ -193,7 +198,8 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
                             ", ".join(interrupted))
             manifest = Manifest(lake)
             check_upgraded(lake, manifest)
-            reconcile(lake, manifest)
+            run.record_recovered(reconcile(lake, manifest))
+            manifest.flush()  # after their audit entries: a kill in between recovers them again
             check_log_matches_ledger(lake, manifest)
             recover(lake, manifest)
             run.manifest = manifest
@@ -228,6 +234,7 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
     runtime.audit.record(AuditEvent(
         actor=actor, action="ingest.run", target=str(source), outcome=Outcome.OK,
         details={"run": run.run_id, "files": len(result.files), **result.totals(),
+                 **({"recovered": run.recovered} if run.recovered else {}),
                  "refused": sum(f.status == Status.REFUSED for f in result.files),
                  "skipped": sum(f.status == Status.SKIPPED for f in result.files),
                  "corrections": {f.name: f.correction for f in result.corrections},
@@ -260,7 +267,6 @@ class _Run:
                  corrections: bool = False):
         self.runtime = runtime
         self.corrections = corrections
-        self.commits: Commits
         self.lake = lake
         self.run_id = run_id
         self.actor = actor
@@ -270,6 +276,8 @@ class _Run:
         self.indexes: dict[str, KeyIndex] = {}
         self.codes: dict[tuple[str, str], list] = {}  #: referential codes, per run
         self.events: list[AuditEvent] = []  #: audit entries of files not flushed yet
+        self.recovered: list[str] = []  #: files committed by a killed run, audited by this one
+        self.commits: Commits | None = None  # type: ignore[assignment]  # set once the lake is checked
         self.unflushed = 0
         self.unflushed_bytes = 0
 
@@ -358,14 +366,17 @@ class _Run:
         suffix = f".{self.run_id}" if previous is not None else ""
         target = partition_dir(self.lake, f.table, f.month) / f"{f.stem}{suffix}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
+        quarantine = self.lake / QUARANTINE_DIR / f.table / f"{f.stem}{suffix}.csv"
+        _check_inside(target.parent, self.lake / f.table)
+        if outcome.quarantine:
+            quarantine.parent.mkdir(parents=True, exist_ok=True)
+            _check_inside(quarantine.parent, self.lake / QUARANTINE_DIR / f.table)
         correction = None
         if previous is not None:
             change = diff_files(f.table, [self.lake / previous.parquet], [Path(outcome.parquet)])
             correction = change.as_dict()
         os.replace(outcome.parquet, target)
-        quarantine = self.lake / QUARANTINE_DIR / f.table / f"{f.stem}{suffix}.csv"
         if outcome.quarantine:
-            quarantine.parent.mkdir(parents=True, exist_ok=True)
             os.replace(outcome.quarantine, quarantine)
         superseded = None
         if previous is not None:
@@ -397,17 +408,49 @@ class _Run:
             self.flush()
 
     def flush(self) -> None:
-        """Make the committed files durable: the manifest's journal (fsync), then their audit
-        entries, in one database transaction."""
+        """Make the committed files durable: a version of each table, then their audit entries (one
+        database transaction), then the manifest's journal (fsync).
+
+        The journal comes last: a run killed after a version's commit and before its files' audit
+        entries left a correction in the lake that no audit entry named (the journal was durable, so
+        the next run recovered nothing and reported the file skipped). Now such a kill leaves the
+        ledger behind the log, and the next run recovers the entries and audits them
+        (:meth:`record_recovered`); a kill between the audit and the journal audits them twice, the
+        second time marked as recovered."""
         from ..db import transaction
 
+        if self.commits is None:  # failed before the lake was checked: nothing was committed
+            return
         self.commits.flush()
         if self.events:
             with transaction(self.runtime.sessions) as session:
                 self.runtime.audit.record_many(self.events, session=session)
             self.events.clear()
+        self.manifest.flush()
         self.unflushed = 0
         self.unflushed_bytes = 0
+
+    def record_recovered(self, entries: list[ManifestEntry]) -> None:
+        """Audit the files a killed run committed and did not audit (the ledger entries recovered
+        from the tables' logs): one ``ingest.file`` each, naming the run that committed it,
+        recorded at once (one database transaction)."""
+        from ..db import transaction
+
+        events = []
+        for e in entries:
+            status = Status.CORRECTED if e.replaces or e.correction is not None else Status.LOADED
+            self.recovered.append(e.name)
+            events.append(AuditEvent(
+                actor=self.actor, action="ingest.file", target=e.name, outcome=Outcome.OK,
+                details={"run": e.run, "recovered_by": self.run_id, "table": e.table, "month": e.month,
+                         "sha256": e.sha256, "rows_read": e.rows_read, "rows_loaded": e.rows_loaded,
+                         "rows_quarantined": e.rows_quarantined, "status": status,
+                         "reason": f"committed as version {e.version} by run {e.run}, which was "
+                                   "interrupted before recording it",
+                         "correction": e.correction, "version": e.version}))
+        if events:
+            with transaction(self.runtime.sessions) as session:
+                self.runtime.audit.record_many(events, session=session)
 
     def _index(self, f: DeliveryFile, replacing: ManifestEntry | None = None) -> KeyIndex:
         """Keys loaded before ``f`` that it could repeat: those of the earlier months of its table.
@@ -457,6 +500,18 @@ class _Run:
 
     def ordered_results(self) -> list[FileResult]:
         return sorted(self.results.values(), key=lambda r: r.name)
+
+
+def _check_inside(folder: Path, root: Path) -> None:
+    """Refuse to move a file into ``folder`` unless it resolves inside ``root`` (the table's folder,
+    or its quarantine folder). A partition folder replaced by a link (``month=202303`` pointing
+    elsewhere, planted by someone with write access to the table folder) made the ingest write the
+    month's rows outside the lake, report it loaded, and commit a version that every reader then
+    refused: the table unreadable until restored from backup. Checked before anything moves."""
+    resolved, top = os.path.realpath(folder), os.path.realpath(root)
+    if resolved != top and not resolved.startswith(top + os.sep):
+        raise IntegrityError(f"{folder} leads outside {root} (a link?): nothing was written there; "
+                             "inspect it and remove it, then run pds ingest again")
 
 
 def _remove_rows(outcome: ParseOutcome, f: DeliveryFile, dups: pl.DataFrame, encoding: str) -> None:
