@@ -354,10 +354,14 @@ class _Run:
                                    Status.REFUSED, outcome.refused))
             return
         if outcome.empty:
-            self.record(FileResult(f.name, f.table, f.month, outcome.sha256, 0, 0, 0, Status.EMPTY,
-                                   "empty file: a header and no row; nothing loaded, the "
-                                   + ("month stays open for the complete file" if f.month
-                                      else "loaded referential is kept")))
+            if self.manifest.get(f.name) is not None:  # a loaded month or referential: never emptied
+                reason = ("empty file: a header and no row; the loaded rows are kept as they were (an "
+                          "empty file never replaces loaded rows)")
+            elif f.month:
+                reason = "empty file: a header and no row; nothing loaded, the month stays open for the complete file"
+            else:
+                reason = "empty file: a header and no row; nothing loaded"
+            self.record(FileResult(f.name, f.table, f.month, outcome.sha256, 0, 0, 0, Status.EMPTY, reason))
             return
         previous = self.manifest.get(f.name)
         self._quarantine_duplicates(f, outcome, replacing=previous)

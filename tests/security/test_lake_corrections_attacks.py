@@ -95,6 +95,7 @@ def test_header_only_correction_leaves_the_loaded_month_as_it_was(tmp_path):
     version, before = versions.latest_version(lake, "ER_PRS_F"), lake_mod.scan_table(lake, "ER_PRS_F").collect()
     (f,) = ingest_delivery(runtime, correction(tmp_path, []), actor="operator", corrections=True).files
     assert f.status == Status.EMPTY and f.rows_loaded == 0
+    assert "the loaded rows are kept" in f.reason and "stays open" not in f.reason  # it is loaded, not open
     assert versions.latest_version(lake, "ER_PRS_F") == version  # no version, the month is not emptied
     assert lake_mod.scan_table(lake, "ER_PRS_F").collect().equals(before)
     assert runtime.audit.entries(action="ingest.file")[-1].details["status"] == Status.EMPTY
