@@ -306,8 +306,21 @@ def run_check(runtime, project: str, *, actor: str, backend: Backend | None = No
               today: date | None = None) -> ConformityReport:
     """Re-run the conformity check on the published extract (recomputes the cohort from the kept
     spec, the lake and the key). Audited as ``extract.check``."""
-    settings = runtime.settings
     authorise(runtime, actor, project, "extract.check", today)
+    event = AuditEvent(actor=actor, action="extract.check", target=f"project:{project}", project=project)
+    try:
+        report = _check_published(runtime, project, backend)
+    except PdsError as exc:  # e.g. the lake version the extract was built from has expired
+        runtime.audit.record(event.with_outcome(Outcome.FAILED, reason=str(exc)))
+        raise
+    runtime.audit.record(event.with_outcome(Outcome.OK if report.ok else Outcome.FAILED,
+                                            reasons=report.reasons, k_anonymity=report.k_min))
+    return report
+
+
+def _check_published(runtime, project: str, backend: Backend | None) -> ConformityReport:
+    """The conformity check of ``project``'s published extract, on the lake versions it was built from."""
+    settings = runtime.settings
     directory = extract_dir(settings, project)
     versions = read_manifest(settings, project).get("lake_versions") or None
     spec = load_spec(project_dir(settings, project) / SPEC_COPY)
@@ -331,8 +344,4 @@ def run_check(runtime, project: str, *, actor: str, backend: Backend | None = No
     report = check_extract(directory, spec, cohort, partial(raw_identifiers, lake, versions=versions),
                            mapper=backend.map)
     report.notes += notes
-    runtime.audit.record(AuditEvent(
-        actor=actor, action="extract.check", target=f"project:{project}", project=project,
-        outcome=Outcome.OK if report.ok else Outcome.FAILED,
-        details={"reasons": report.reasons, "k_anonymity": report.k_min}))
     return report

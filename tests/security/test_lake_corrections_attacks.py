@@ -28,7 +28,7 @@ from lake_versions_support import PRS, correction, fresh_runtime, loaded_lake, m
 
 from pds_kernel import lake as lake_mod
 from pds_kernel.errors import IntegrityError, NotFound
-from pds_kernel.extract.build import run_build
+from pds_kernel.extract.build import run_build, run_check
 from pds_kernel.extract.layout import file_hashes
 from pds_kernel.extract.spec import parse_spec
 from pds_kernel.ingest import Status, ingest_delivery
@@ -360,6 +360,10 @@ def test_pinned_extract_same_bytes_on_one_thread_then_refused_once_expired(tmp_p
         run_build(runtime, "ver-study", spec, actor="root", pin=pin)
     assert runtime.audit.entries(action="extract.build")[-1].outcome == "failed"
     assert file_hashes(json.loads((back.path / "manifest.json").read_text())) == file_hashes(first.manifest)
+    with pytest.raises(NotFound, match="expired by the retention policy"):  # the published extract's check
+        run_check(runtime, "ver-study", actor="root")
+    checked = runtime.audit.entries(action="extract.check")[-1]
+    assert checked.outcome == "failed" and "expired" in checked.details["reason"]
     # the expiry recorded itself in the log (delta-rs: VACUUM START and END, the files of version 2)
     assert [v.operation for v in versions.history(lake, "ER_PRS_F", since=2)] == ["VACUUM START", "VACUUM END"]
     latest = run_build(runtime, "ver-study", spec, actor="root")  # on the latest: the change is named
