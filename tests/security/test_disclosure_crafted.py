@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import struct
+import warnings
 import zipfile
 import zlib
 
@@ -208,6 +209,58 @@ def test_workbook_with_a_standard_part_name_and_a_line_feed_fails(tmp_path, part
     data = _xlsx_with({part: f"<sst><si><t>{ROWS}</t></si></sst>".encode()})
     declared = {"labels": ["region"], "counts": ["persons"]}
     r = check(tmp_path, "t.xlsx", data, context={"tables": {"t.xlsx": declared}})
+    assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
+
+
+def _xlsx_edited(change) -> bytes:
+    """pandas' workbook of the table, each part passed through ``change(name, data)``, which returns
+    the (name, data) pairs to write in its place."""
+    buffer = io.BytesIO()
+    pd.DataFrame({"region": ["N", "S"], "persons": [120, 230]}).to_excel(buffer, index=False, engine="openpyxl")
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            for name, data in change(item.filename, src.read(item.filename)):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # zipfile warns about a repeated name: that is the attack
+                    dst.writestr(name, data)
+    return out.getvalue()
+
+
+_HIDDEN_RELS = f"<Relationships>{ROWS}</Relationships>".encode()
+_EXTERNAL = ('<Relationship Id="rId99" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+             f'hyperlink" Target="https://example.org/?rows={ROWS.replace(chr(10), ";")}" TargetMode="External"/>')
+WORKBOOK_ATTACKS = {
+    # any number of 16 KiB relationship parts under any name: the pattern took "_rels/<anything>.rels"
+    "twenty extra relationship parts": lambda name, data: [(name, data)] + (
+        [(f"_rels/part{i}.rels", _HIDDEN_RELS) for i in range(20)] if name == "_rels/.rels" else []),
+    # \\d matched other scripts' digits: sheet\u0661 is a sheet rels part no reader opens
+    "a sheet's relationships named with an Arabic-Indic digit": lambda name, data: [(name, data)] + (
+        [("xl/worksheets/_rels/sheet\u0661.xml.rels", _HIDDEN_RELS)] if name == "_rels/.rels" else []),
+    "a sheet's relationships part holding rows": lambda name, data: [(name, data)] + (
+        [("xl/worksheets/_rels/sheet1.xml.rels", _HIDDEN_RELS)] if name == "_rels/.rels" else []),
+    "an external link carrying rows": lambda name, data: [(name, data.replace(
+        b"</Relationships>", _EXTERNAL.encode() + b"</Relationships>") if name == "xl/_rels/workbook.xml.rels" else data)],
+    # a reader opens the last copy of a name: the first one is read by nobody
+    "a part name written twice": lambda name, data: (
+        [(name, f"<sst><si><t>{ROWS}</t></si></sst>".encode())] if name == "xl/workbook.xml" else []) + [(name, data)],
+    # as few strings as the sheet has text cells, but referenced by no cell
+    "a shared string no cell shows": lambda name, data: [(name, data)] + (
+        [("xl/sharedStrings.xml", f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                                  f"<si><t>{ROWS}</t></si></sst>".encode())] if name == "xl/workbook.xml" else []),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(WORKBOOK_ATTACKS))
+def test_workbook_hiding_rows_where_no_reader_looks_fails(tmp_path, attack):
+    declared = {"labels": ["region"], "counts": ["persons"]}
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "attack").mkdir()
+    plain = check(tmp_path / "plain", "t.xlsx", _xlsx_edited(lambda name, data: [(name, data)]),
+                  context={"tables": {"t.xlsx": declared}})
+    assert "embedded-data" not in plain.rule_status  # the workbook itself passes
+    r = check(tmp_path / "attack", "t.xlsx", _xlsx_edited(WORKBOOK_ATTACKS[attack]),
+              context={"tables": {"t.xlsx": declared}})
     assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
 
 

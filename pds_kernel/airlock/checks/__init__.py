@@ -201,9 +201,9 @@ def _check_container(path: Path, name: str, frame) -> list[Finding]:
     if ext == ".parquet":
         return containers.check_parquet(path, frame.shape[1])
     if ext == ".xlsx":
-        text = sum(int(frame[c].map(lambda x: isinstance(x, str)).sum()) for c in frame.columns
-                   if frame[c].dtype == object)
-        return containers.check_xlsx(path, text + frame.shape[1])
+        texts = [x for c in frame.columns if frame[c].dtype == object for x in frame[c] if isinstance(x, str)]
+        shown = frozenset(texts) | frozenset(str(c) for c in frame.columns)
+        return containers.check_xlsx(path, len(texts) + frame.shape[1], shown)
     return []
 
 

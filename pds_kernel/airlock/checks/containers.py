@@ -14,6 +14,7 @@ import re
 import struct
 import zipfile
 import zlib
+from collections import Counter
 from pathlib import Path
 
 from . import content
@@ -28,21 +29,25 @@ PARQUET_BYTES_PER_COLUMN = 1024
 PARQUET_KEYS = frozenset({b"pandas", b"ARROW:schema"})
 
 #: the parts of a workbook written by Excel, LibreOffice, openpyxl or pandas, and their size bound
+#: (names are matched whole, in ASCII: ``\d`` and ``\w`` also match other scripts' digits and letters,
+#: and ``_rels/<any name>.rels`` let a workbook carry any number of 16 KiB parts nobody reads)
 _XLSX_PARTS = [
     (re.compile(r"^\[Content_Types\]\.xml$"), 64 * 1024),
-    (re.compile(r"^(?:xl/)?_rels/[\w.]*\.rels$"), 16 * 1024),
-    (re.compile(r"^xl/worksheets/_rels/sheet\d+\.xml\.rels$"), 4 * 1024),
+    (re.compile(r"^_rels/\.rels$"), 16 * 1024),
+    (re.compile(r"^xl/_rels/workbook\.xml\.rels$"), 16 * 1024),
+    (re.compile(r"^xl/worksheets/_rels/sheet[0-9]+\.xml\.rels$"), 4 * 1024),
     (re.compile(r"^docProps/(?:app|core)\.xml$"), MAX_EXTRA_BYTES),
     (re.compile(r"^xl/workbook\.xml$"), 16 * 1024),
     (re.compile(r"^xl/styles\.xml$"), 64 * 1024),
     (re.compile(r"^xl/theme/theme1\.xml$"), 64 * 1024),
-    (re.compile(r"^xl/worksheets/sheet\d+\.xml$"), None),
+    (re.compile(r"^xl/worksheets/sheet[0-9]+\.xml$"), None),
     (re.compile(r"^xl/sharedStrings\.xml$"), None),
     (re.compile(r"^xl/calcChain\.xml$"), 1024 * 1024),
     (re.compile(r"^xl/printerSettings/printerSettings1\.bin$"), 16 * 1024),
 ]
 _SI = re.compile(rb"<(?:\w+:)?si[\s>]")
-_SHEET_PART = re.compile(r"^xl/worksheets/sheet\d+\.xml$")
+_SHEET_PART = re.compile(r"^xl/worksheets/sheet[0-9]+\.xml$")
+_SHEET_RELS_PART = re.compile(r"^xl/worksheets/_rels/sheet[0-9]+\.xml\.rels$")
 _FONT = {"rPr", "b", "i", "u", "strike", "sz", "color", "rFont", "family", "scheme", "vertAlign", "charset",
          "outline", "shadow", "condense", "extend"}
 #: the elements a sheet and its shared strings may hold: cells and how they look. Anything else
@@ -106,16 +111,23 @@ def check_parquet(path: Path, columns: int) -> list[Finding]:
     return out
 
 
-def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
-    """The parts of a workbook: the standard ones of one sheet, within their size, and no more
-    shared strings than the sheet's text cells and headers."""
+def check_xlsx(path: Path, text_cells: int, shown: frozenset[str] = frozenset()) -> list[Finding]:
+    """The parts of a workbook: the standard ones of one sheet, each once, within their size, and
+    no shared string that is not one of the texts the checker is shown (``shown``: the sheet's text
+    cells and headers), nor more of them than ``text_cells``."""
     out = []
     try:
         with zipfile.ZipFile(path) as archive:
+            repeated = sorted(name for name, n in Counter(archive.namelist()).items() if n > 1)
+            if repeated:  # a reader opens the last copy of a name: the others are read by nobody
+                out.append(_fail(f"the workbook holds {len(repeated)} part name(s) twice ({repeated[0][:80]}): "
+                                 "data hidden from the checker's view"))
+            if sum(1 for n in archive.namelist() if _SHEET_RELS_PART.fullmatch(n)) > 1:
+                out.append(_fail("the workbook holds the relationships of more than one sheet: one table, one sheet"))
             for member in archive.infolist():
                 # fullmatch: "$" also matches before a final line feed, and a part named
                 # "xl/sharedStrings.xml\n", which no reader opens, passed as the shared strings
-                bound = next((b for pattern, b in _XLSX_PARTS if pattern.fullmatch(member.filename)), False)
+                bound = bound_of(member.filename)
                 if bound is False:
                     out.append(_fail(f"the workbook holds a part a checker does not see ({member.filename}): "
                                      "save the table alone (pandas to_excel or sdc)"))
@@ -126,6 +138,9 @@ def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
             if len(sheets) != 1:
                 out.append(_fail(f"the workbook holds {len(sheets)} worksheet parts: one table, one sheet (a sheet "
                                  "the workbook does not list is read by nobody)"))
+            for part in archive.namelist():
+                if part.endswith(".rels") and bound_of(part) is not False:
+                    out += _relationships(archive, part)
             for part in sheets[:1] + ["xl/sharedStrings.xml"]:
                 if part in archive.namelist():
                     out += _xml_elements(archive, part)
@@ -138,13 +153,77 @@ def check_xlsx(path: Path, text_cells: int) -> list[Finding]:
                 if strings > text_cells:
                     out.append(_fail(f"the workbook stores {strings} strings but shows {text_cells} text cells: "
                                      "strings a checker does not see"))
+                out += _unshown_strings(archive, shown)
     except (zipfile.BadZipFile, OSError, KeyError) as exc:
         out.append(_fail(f"the workbook cannot be inspected ({type(exc).__name__})"))
     return out[:5]
 
 
+def bound_of(part: str) -> int | None | bool:
+    """The size bound of a standard workbook part (None: unbounded, checked otherwise), or False
+    for a part that is not one. fullmatch: "$" also matches before a final line feed, and a part
+    named "xl/sharedStrings.xml\n", which no reader opens, passed as the shared strings."""
+    return next((b for pattern, b in _XLSX_PARTS if pattern.fullmatch(part)), False)
+
+
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
+
+
+_RELATIONSHIP_ATTRIBUTES = frozenset({"Id", "Type", "Target", "TargetMode"})
+_RELATIONSHIP_ID = re.compile(r"rId[0-9]{1,6}")
+_RELATIONSHIP_TYPES = ("http://schemas.openxmlformats.org/", "http://schemas.microsoft.com/")
+
+
+def _relationships(archive: zipfile.ZipFile, part: str) -> list[Finding]:
+    """A relationships part holds relationships only, each to a part of the workbook: text, other
+    elements or attributes, or targets outside the workbook would carry what no reader shows."""
+    import posixpath
+    import xml.etree.ElementTree as ET
+
+    hidden = _fail(f"{part} holds more than the workbook's relationships: data hidden from the checker's view")
+    try:
+        root = ET.fromstring(archive.read(part))
+    except ET.ParseError as exc:
+        return [_fail(f"{part} is not well-formed XML ({exc})")]
+    if _local(root.tag) != "Relationships" or (root.text or "").strip() or root.attrib:
+        return [hidden]
+    source = posixpath.dirname(posixpath.dirname(part))  # "xl/_rels/workbook.xml.rels" -> "xl"
+    names = set(archive.namelist())
+    for rel in root:
+        target = rel.get("Target", "")
+        resolved = posixpath.normpath(target[1:] if target.startswith("/") else posixpath.join(source, target))
+        if (_local(rel.tag) != "Relationship" or len(rel) or (rel.text or "").strip() or (rel.tail or "").strip()
+                or set(rel.attrib) - _RELATIONSHIP_ATTRIBUTES
+                or not _RELATIONSHIP_ID.fullmatch(rel.get("Id", ""))
+                or not rel.get("Type", "").startswith(_RELATIONSHIP_TYPES) or len(rel.get("Type", "")) > 200):
+            return [hidden]
+        if rel.get("TargetMode") == "External" or resolved not in names:
+            return [_fail(f"{part} points outside the workbook's parts ({target[:80]}): a link a checker "
+                          "does not follow")]
+    return []
+
+
+def _unshown_strings(archive: zipfile.ZipFile, shown: frozenset[str]) -> list[Finding]:
+    """Shared strings that are none of the texts the checker is shown: as few strings as the sheet
+    has text cells could still hold a whole file each, referenced by no cell."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(archive.read("xl/sharedStrings.xml"))
+    except ET.ParseError as exc:
+        return [_fail(f"xl/sharedStrings.xml is not well-formed XML ({exc})")]
+    unshown = []
+    for item in root:
+        if _local(item.tag) != "si":
+            continue
+        text = "".join(t.text or "" for t in item.iter() if _local(t.tag) == "t")
+        if text and text not in shown:
+            unshown.append(len(text))
+    if not unshown:
+        return []
+    return [_fail(f"the workbook stores {len(unshown)} string(s) that no cell or header shows (the first: "
+                  f"{unshown[0]:,} characters): data hidden from the checker's view")]
 
 
 def _xml_elements(archive: zipfile.ZipFile, part: str) -> list[Finding]:
