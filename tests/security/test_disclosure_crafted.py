@@ -244,6 +244,12 @@ WORKBOOK_ATTACKS = {
     # a reader opens the last copy of a name: the first one is read by nobody
     "a part name written twice": lambda name, data: (
         [(name, f"<sst><si><t>{ROWS}</t></si></sst>".encode())] if name == "xl/workbook.xml" else []) + [(name, data)],
+    # XML comments are dropped by every reader, in any standard part (64 KiB of theme)
+    "a comment in the theme carrying rows": lambda name, data: [(name, data.replace(
+        b"</a:theme>", f"<!-- {ROWS} --></a:theme>".encode()) if name == "xl/theme/theme1.xml" else data)],
+    # a calculation chain lists formula cells, and formulas are refused: it was allowed 1 MiB
+    "a calculation chain": lambda name, data: [(name, data)] + (
+        [("xl/calcChain.xml", f"<calcChain>{ROWS}</calcChain>".encode())] if name == "xl/workbook.xml" else []),
     # as few strings as the sheet has text cells, but referenced by no cell
     "a shared string no cell shows": lambda name, data: [(name, data)] + (
         [("xl/sharedStrings.xml", f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'

@@ -29,7 +29,8 @@ PARQUET_BYTES_PER_COLUMN = 1024
 PARQUET_KEYS = frozenset({b"pandas", b"ARROW:schema"})
 
 #: the parts of a workbook written by Excel, LibreOffice, openpyxl or pandas, and their size bound
-#: (names are matched whole, in ASCII: ``\d`` and ``\w`` also match other scripts' digits and letters,
+#: (no calculation chain: it lists the cells holding formulas, which are refused; names are matched
+#: whole, in ASCII: ``\d`` and ``\w`` also match other scripts' digits and letters,
 #: and ``_rels/<any name>.rels`` let a workbook carry any number of 16 KiB parts nobody reads)
 _XLSX_PARTS = [
     (re.compile(r"^\[Content_Types\]\.xml$"), 64 * 1024),
@@ -42,7 +43,6 @@ _XLSX_PARTS = [
     (re.compile(r"^xl/theme/theme1\.xml$"), 64 * 1024),
     (re.compile(r"^xl/worksheets/sheet[0-9]+\.xml$"), None),
     (re.compile(r"^xl/sharedStrings\.xml$"), None),
-    (re.compile(r"^xl/calcChain\.xml$"), 1024 * 1024),
     (re.compile(r"^xl/printerSettings/printerSettings1\.bin$"), 16 * 1024),
 ]
 _SI = re.compile(rb"<(?:\w+:)?si[\s>]")
@@ -139,6 +139,8 @@ def check_xlsx(path: Path, text_cells: int, shown: frozenset[str] = frozenset())
                 out.append(_fail(f"the workbook holds {len(sheets)} worksheet parts: one table, one sheet (a sheet "
                                  "the workbook does not list is read by nobody)"))
             for part in archive.namelist():
+                if bound_of(part) is not False and part.endswith((".xml", ".rels")):
+                    out += _comments(archive, part)
                 if part.endswith(".rels") and bound_of(part) is not False:
                     out += _relationships(archive, part)
             for part in sheets[:1] + ["xl/sharedStrings.xml"]:
@@ -168,6 +170,24 @@ def bound_of(part: str) -> int | None | bool:
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
+
+
+def _comments(archive: zipfile.ZipFile, part: str) -> list[Finding]:
+    """XML comments and processing instructions in a standard part: no reader shows them (the XML
+    declaration is not one)."""
+    import xml.etree.ElementTree as ET
+
+    parser = ET.XMLPullParser(events=("comment", "pi"))
+    with archive.open(part) as fh:
+        while chunk := fh.read(1 << 16):
+            try:
+                parser.feed(chunk)
+            except ET.ParseError as exc:
+                return [_fail(f"{part} is not well-formed XML ({exc})")]
+            for _event, _item in parser.read_events():
+                return [_fail(f"{part} holds an XML comment or processing instruction, which a checker "
+                              "does not see: save the table alone (pandas to_excel, sdc)")]
+    return []
 
 
 _RELATIONSHIP_ATTRIBUTES = frozenset({"Id", "Type", "Target", "TargetMode"})
