@@ -250,6 +250,9 @@ WORKBOOK_ATTACKS = {
     # a calculation chain lists formula cells, and formulas are refused: it was allowed 1 MiB
     "a calculation chain": lambda name, data: [(name, data)] + (
         [("xl/calcChain.xml", f"<calcChain>{ROWS}</calcChain>".encode())] if name == "xl/workbook.xml" else []),
+    # 16 KiB of binary that Excel writes when printing was set up, which no checker can read
+    "printer settings carrying rows": lambda name, data: [(name, data)] + (
+        [("xl/printerSettings/printerSettings1.bin", ROWS.encode())] if name == "xl/workbook.xml" else []),
     # as few strings as the sheet has text cells, but referenced by no cell
     "a shared string no cell shows": lambda name, data: [(name, data)] + (
         [("xl/sharedStrings.xml", f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'

@@ -29,7 +29,8 @@ PARQUET_BYTES_PER_COLUMN = 1024
 PARQUET_KEYS = frozenset({b"pandas", b"ARROW:schema"})
 
 #: the parts of a workbook written by Excel, LibreOffice, openpyxl or pandas, and their size bound
-#: (no calculation chain: it lists the cells holding formulas, which are refused; names are matched
+#: (no printer settings: 16 KiB of binary no checker can read; no calculation chain: it lists the
+#: cells holding formulas, which are refused; names are matched
 #: whole, in ASCII: ``\d`` and ``\w`` also match other scripts' digits and letters,
 #: and ``_rels/<any name>.rels`` let a workbook carry any number of 16 KiB parts nobody reads)
 _XLSX_PARTS = [
@@ -43,7 +44,6 @@ _XLSX_PARTS = [
     (re.compile(r"^xl/theme/theme1\.xml$"), 64 * 1024),
     (re.compile(r"^xl/worksheets/sheet[0-9]+\.xml$"), None),
     (re.compile(r"^xl/sharedStrings\.xml$"), None),
-    (re.compile(r"^xl/printerSettings/printerSettings1\.bin$"), 16 * 1024),
 ]
 _SI = re.compile(rb"<(?:\w+:)?si[\s>]")
 _SHEET_PART = re.compile(r"^xl/worksheets/sheet[0-9]+\.xml$")
