@@ -10,8 +10,10 @@ cannot see in full must ``fail`` or be refused). Thresholds as in the issue: 10 
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
+import re
 import struct
 import warnings
 import zipfile
@@ -225,6 +227,54 @@ def _xlsx_edited(change) -> bytes:
                     warnings.simplefilter("ignore")  # zipfile warns about a repeated name: that is the attack
                     dst.writestr(name, data)
     return out.getvalue()
+
+
+def _shared_strings_workbook(frame: pd.DataFrame) -> bytes:
+    """``frame`` saved as Excel saves text: each text cell a reference into xl/sharedStrings.xml
+    (openpyxl writes inline strings), with its relationship and content type."""
+    buffer = io.BytesIO()
+    frame.to_excel(buffer, index=False, engine="openpyxl")
+    strings: list[str] = []
+
+    def shared(match) -> str:
+        text = html.unescape(match.group(2))
+        if text not in strings:
+            strings.append(text)
+        return f'<c r="{match.group(1)}" t="s"><v>{strings.index(text)}</v></c>'
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = re.sub(r'<c r="([A-Z]+[0-9]+)" t="inlineStr"><is><t[^>]*>(.*?)</t></is></c>', shared,
+                              data.decode()).encode()
+            elif item.filename == "xl/_rels/workbook.xml.rels":
+                data = data.replace(b"</Relationships>", b'<Relationship Id="rId9" Type="http://schemas.openxml'
+                                    b'formats.org/officeDocument/2006/relationships/sharedStrings" '
+                                    b'Target="sharedStrings.xml"/></Relationships>')
+            elif item.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType="'
+                                    b'application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"'
+                                    b"/></Types>")
+            dst.writestr(item, data)
+        items = "".join(f'<si><t xml:space="preserve">{html.escape(s)}</t></si>' for s in strings)
+        dst.writestr("xl/sharedStrings.xml", '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/'
+                     f'main" count="{len(strings)}" uniqueCount="{len(strings)}">{items}</sst>')
+    return out.getvalue()
+
+
+def test_workbook_with_shared_strings_as_excel_writes_them_passes(tmp_path):
+    """The checks of shared strings refuse none that a cell shows: a missing value written "NA" (read
+    as an empty cell), an escape sequence "_x000D_" (read as written), spaces kept."""
+    frame = pd.DataFrame({"region": ["N", "S", "E"], "note": ["NA", "line_x000D_break", "  spaced "],
+                          "persons": [120, 230, 310]})
+    data = _shared_strings_workbook(frame)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert b"_x000D_" in archive.read("xl/sharedStrings.xml") and b'"s"' in archive.read("xl/worksheets/sheet1.xml")
+    declared = {"labels": ["region", "note"], "counts": ["persons"]}
+    r = check(tmp_path, "t.xlsx", data, context={"tables": {"t.xlsx": declared}})
+    assert "embedded-data" not in r.rule_status, r.rule_status
 
 
 _HIDDEN_RELS = f"<Relationships>{ROWS}</Relationships>".encode()

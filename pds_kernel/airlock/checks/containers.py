@@ -224,6 +224,11 @@ def _relationships(archive: zipfile.ZipFile, part: str) -> list[Finding]:
     return []
 
 
+#: texts pandas reads as a missing value (its default ``na_values``): shown as empty cells
+_READ_AS_MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                              "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+
 def _unshown_strings(archive: zipfile.ZipFile, shown: frozenset[str]) -> list[Finding]:
     """Shared strings that are none of the texts the checker is shown: as few strings as the sheet
     has text cells could still hold a whole file each, referenced by no cell."""
@@ -237,8 +242,8 @@ def _unshown_strings(archive: zipfile.ZipFile, shown: frozenset[str]) -> list[Fi
     for item in root:
         if _local(item.tag) != "si":
             continue
-        text = "".join(t.text or "" for t in item.iter() if _local(t.tag) == "t")
-        if text and text not in shown:
+        text = "".join(t.text or "" for t in item.iter() if _local(t.tag) == "t")  # as openpyxl reads it
+        if text and text not in shown and text not in _READ_AS_MISSING:
             unshown.append(len(text))
     if not unshown:
         return []
