@@ -31,7 +31,19 @@ import numpy as np
 
 from ...errors import InvalidInput
 from ...hashing import sha256_file
-from . import code, containers, content, declaration, differencing, filetypes, magnitudes, models, pregates, tables
+from . import (
+    code,
+    containers,
+    content,
+    declaration,
+    differencing,
+    figures,
+    filetypes,
+    magnitudes,
+    models,
+    pregates,
+    tables,
+)
 from .differencing import Released
 from .result import REFUSAL_RULES, FileCheck, Finding, Status, Thresholds, worst
 
@@ -127,7 +139,7 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
     elif kind == "model":
         result.extend(models.check_model(path, name, head, path.stat().st_size))
     elif kind == "figure":
-        result.extend(containers.check_figure(path, name, max_bytes))
+        result.extend(figures.check_figure(path, name, max_bytes))
         table = figure_table(name, other_files or [], context)
         if table is None:
             result.add(Finding("figure", Status.FAIL,

@@ -169,7 +169,7 @@ def _output_text(output: dict) -> tuple[str, list[str]]:
 
 def _output_images(output: dict, where: str) -> list[tuple[str, Status, str, int | None]]:
     """A PNG or JPEG shown by an output is checked like a figure file: bytes outside its pixels."""
-    from .containers import image_findings
+    from .figures import image_findings
 
     data = output.get("data") if isinstance(output.get("data"), dict) else {}
     out = []
