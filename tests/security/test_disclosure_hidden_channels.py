@@ -240,3 +240,14 @@ def test_channels_left_open(tmp_path, attack, request):
     r = (check(tmp_path, name, data(), context={"tables": {name: DECLARED}}) if name.endswith(".parquet")
          else _figure(tmp_path, name, data()))
     assert r.verdict in {"fail", "refused"} and "embedded-data" in r.rule_status
+
+
+@pytest.mark.parametrize("device, name", [("pdf", "fig.pdf"), ("png", "fig.png"), ("jpeg", "fig.jpg")])
+def test_figures_of_r_devices_carry_nothing_hidden(tmp_path, device, name):
+    """R's own graphics devices (R is a language of the workspaces) write figures the checks accept."""
+    import subprocess
+
+    target = tmp_path / f"r-{name}"
+    script = f'{device}("{target}"); plot(1:10, main = "persons by region"); invisible(dev.off())'
+    subprocess.run(["Rscript", "-e", script], check=True, capture_output=True, timeout=120)
+    assert "embedded-data" not in _figure(tmp_path, name, target.read_bytes()).rule_status
