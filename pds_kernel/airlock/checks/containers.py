@@ -1,10 +1,12 @@
-"""What a file carries beyond what a checker sees: the ``embedded-data`` rule for containers.
+"""What a table file carries beyond its cells: the ``embedded-data`` rule for Parquet files and XLSX
+workbooks (figures: :mod:`.figures`).
 
-A reviewer sees a table's cells and a figure's pixels. The same file can carry more, which leaves
-with it unseen: a Parquet file's key-value metadata, extra parts of an XLSX workbook (custom XML,
-comments, embedded objects, macros, unused shared strings), bytes after a PNG's ``IEND`` or a
-JPEG's end marker, PNG text chunks, PDF attachments and scripts. Each fails (a checker can approve
-it with a comment); the gate never trusts a container's extra room.
+A reviewer sees a table's cells. The same file can carry more, which leaves with it unseen: a
+Parquet file's key-value metadata or footer fields no reader knows, extra parts of a workbook
+(custom XML, comments, embedded objects, macros, relationship parts, a part name written twice),
+shared strings no cell shows, XML comments. Each fails (a checker can approve it with a comment);
+the gate never trusts a container's extra room. :func:`fail` and :func:`text_findings` serve the
+figures' checks too.
 """
 
 from __future__ import annotations
