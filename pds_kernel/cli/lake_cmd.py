@@ -89,10 +89,22 @@ def expire(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the files that would be deleted, delete nothing."),
 ) -> None:
     """Apply the retention policy: delete files replaced longer ago than the retention (their versions become unreadable)."""
+    from ..extract.pinning import pins_broken_by
     from ..lake.retention import apply_expiry
 
-    result = apply_expiry(ctx.obj.runtime, actor=ctx.obj.actor, retention_days=days, dry_run=dry_run)
+    runtime = ctx.obj.runtime
+    planned = apply_expiry(runtime, actor=ctx.obj.actor, retention_days=days, dry_run=True)
+    broken = pins_broken_by(runtime.settings, {e.table: e.files for e in planned})  # before any deletion
+    result = planned if dry_run else apply_expiry(runtime, actor=ctx.obj.actor, retention_days=days)
     out = Table("table", "files", title="would be deleted" if dry_run else "deleted")
     for e in result:
         out.add_row(e.table, "\n".join(e.files))
     console.print(out if result else "no replaced file is older than the retention: nothing to delete")
+    if broken:
+        pins = Table("project", "table", "version", title="published extracts built on versions "
+                     + ("this expiry would make" if dry_run else "this expiry made") + " unreadable")
+        for project, table, version in broken:
+            pins.add_row(project, table, str(version))
+        console.print(pins)
+        console.print("[yellow]their rebuild on the same versions (pds extract build --same-lake-version) "
+                      f"{'would be' if dry_run else 'is'} refused; a build on the latest versions names what changed[/]")

@@ -48,6 +48,34 @@ def previous_versions(settings, project: str) -> dict[str, int] | None:
     return found if isinstance(found, dict) and found else None
 
 
+def pins_broken_by(settings, deleted: dict[str, list[str]]) -> list[tuple[str, str, int]]:
+    """``(project, table, version)`` of every published extract built on a table version that loses
+    a file in ``deleted`` (``{table: [file relative to the lake]}``, what an expiry deletes): once
+    they are gone, rebuilding that extract on its versions (``--same-lake-version``) is refused.
+    Called before the files are deleted (an expired version can no longer be listed)."""
+    from ..errors import PdsError
+    from ..registry.names import check_project_id
+
+    lake, root = settings.paths.lake, settings.paths.projects
+    broken = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
+        try:
+            check_project_id(folder.name)
+        except InvalidInput:
+            continue  # not a project's folder
+        for table, version in sorted((previous_versions(settings, folder.name) or {}).items()):
+            gone = set(deleted.get(table, ()))
+            if not gone or not isinstance(version, int):
+                continue
+            try:
+                files, _ = lake_versions_mod.files_at(lake, table, version)
+            except PdsError:
+                continue  # expired already, or the table is gone: nothing more to lose
+            if any(str(f.relative_to(lake)) in gone for f in files):
+                broken.append((folder.name, table, version))
+    return broken
+
+
 def check_pin_available(pin: dict[str, int] | None, project: str) -> dict[str, int]:
     if not pin:
         raise InvalidInput(f"the extract of project {project} records no lake versions (none yet, or built "

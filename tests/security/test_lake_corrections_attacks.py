@@ -30,6 +30,7 @@ from pds_kernel import lake as lake_mod
 from pds_kernel.errors import IntegrityError, NotFound
 from pds_kernel.extract.build import run_build, run_check
 from pds_kernel.extract.layout import file_hashes
+from pds_kernel.extract.pinning import pins_broken_by
 from pds_kernel.extract.spec import parse_spec
 from pds_kernel.ingest import Status, ingest_delivery
 from pds_kernel.ingest.commits import check_log_matches_ledger
@@ -354,6 +355,16 @@ def test_pinned_extract_same_bytes_on_one_thread_then_refused_once_expired(tmp_p
     assert (change["table"], change["from_version"], change["to_version"], change["removed"]) == ("ER_PRS_F", 1, 2, 4)
     back = run_build(runtime, "ver-study", spec, actor="root", pin=pin)  # published again on version 1
     assert file_hashes(back.manifest) == file_hashes(first.manifest)
+    planned = apply_expiry(runtime, actor="operator", retention_days=0, dry_run=True)
+    assert pins_broken_by(runtime.settings, {e.table: e.files for e in planned}) == [("ver-study", "ER_PRS_F", 1)]
+    config = tmp_path / "operator.yaml"  # the operator is told, before anything is deleted
+    config.write_text(f"paths:\n  lake: {lake}\n  state: {root / 'state'}\n  projects: {root / 'projects'}\n"
+                      f"cli:\n  identities:\n    {json.dumps(getpass.getuser())}: root\n")
+    told = subprocess.run([sys.executable, "-c", "from pds_kernel.cli import main; main()", "--config", str(config),
+                           "lake", "expire", "--days", "0", "--dry-run"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert told.returncode == 0, told.stderr[-1500:]
+    assert "ver-study" in told.stdout and "ER_PRS_F" in told.stdout and "would be refused" in told.stdout
     assert [e.files for e in apply_expiry(runtime, actor="operator", retention_days=0)] == [
         [f"ER_PRS_F/month=202302/{PRS[:-4]}.parquet"]]
     with pytest.raises(NotFound, match="expired by the retention policy"):  # never the latest instead
