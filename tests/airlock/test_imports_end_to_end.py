@@ -36,11 +36,13 @@ home = Path("/home/jovyan")
 target = Path("/imports") / rid / "helpers.py"
 seen_before = sorted(os.listdir("/imports"))
 (home / "ready").write_text("ready")
+manifest = Path("/imports/MANIFEST.json")
 deadline = time.time() + 120
-while time.time() < deadline and not target.exists():
+# the release writes the files, then replaces the manifest (atomically): wait for both
+while time.time() < deadline and not (target.exists() and manifest.exists() and rid in manifest.read_text()):
     time.sleep(0.2)
 out = {"seen_before": seen_before, "content": target.read_text() if target.exists() else None}
-out["manifest"] = json.loads(Path("/imports/MANIFEST.json").read_text()) if target.exists() else None
+out["manifest"] = json.loads(manifest.read_text()) if manifest.exists() else None
 for label, path in (("new file", "/imports/planted.py"), ("overwrite", str(target)),
                     ("manifest write", "/imports/MANIFEST.json")):
     try:
