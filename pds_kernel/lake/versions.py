@@ -166,6 +166,7 @@ def files_at(lake: Path, table: str, version: int | None = None) -> tuple[list[P
     folder = table_folder(lake, table)
     if version is not None and version < 0:
         raise InvalidInput(f"bad version {version}: versions are numbered from 0")
+    stamp = _log_stamp(folder)
     if version is not None:
         # A version is looked up only when it can exist. delta-rs walks every number up to the one
         # asked for (~85 s for version 10**9, linear): `pds lake diff T 1 999999999999999999` or a
@@ -174,11 +175,11 @@ def files_at(lake: Path, table: str, version: int | None = None) -> tuple[list[P
         if not (folder / DELTA_LOG).is_dir():
             raise NotFound(f"table {table} has no versions in the lake at {lake}: ingest it first (or run "
                            "pds lake upgrade on a lake written before versions)")
-        latest = _files_cached(str(folder), None, _log_stamp(folder))[1]
+        latest = _files_cached(str(folder), None, stamp)[1]
         if version > latest:
             raise NotFound(f"version {version} of table {table} does not exist: its latest version is "
                            f"{latest} (see pds lake history {table})")
-    paths, number = _files_cached(str(folder), version, _log_stamp(folder))
+    paths, number = _files_cached(str(folder), version, stamp)
     files = list(_checked_paths(str(folder), paths, table))
     if version is not None and not all(f.is_file() for f in files):
         raise NotFound(f"version {version} of table {table} was expired by the retention policy (its "
