@@ -443,15 +443,13 @@ class _Run:
         events = []
         for e in entries:
             status = Status.CORRECTED if e.replaces or e.correction is not None else Status.LOADED
+            result = FileResult(e.name, e.table, e.month, e.sha256, e.rows_read, e.rows_loaded, e.rows_quarantined,
+                                status, f"committed as version {e.version} by run {e.run}, which was "
+                                        "interrupted before recording it", e.correction)
             self.recovered.append(e.name)
             events.append(AuditEvent(
                 actor=self.actor, action="ingest.file", target=e.name, outcome=Outcome.OK,
-                details={"run": e.run, "recovered_by": self.run_id, "table": e.table, "month": e.month,
-                         "sha256": e.sha256, "rows_read": e.rows_read, "rows_loaded": e.rows_loaded,
-                         "rows_quarantined": e.rows_quarantined, "status": status,
-                         "reason": f"committed as version {e.version} by run {e.run}, which was "
-                                   "interrupted before recording it",
-                         "correction": e.correction, "version": e.version}))
+                details={"run": e.run, "recovered_by": self.run_id, **_file_details(result), "version": e.version}))
         if events:
             with transaction(self.runtime.sessions) as session:
                 self.runtime.audit.record_many(events, session=session)
@@ -496,14 +494,18 @@ class _Run:
     def record(self, result: FileResult) -> None:
         self.results[result.name] = result
         outcome = Outcome.DENIED if result.status == Status.REFUSED else Outcome.OK
-        details = {k: v for k, v in asdict(result).items() if k != "name"}
         self.events.append(AuditEvent(actor=self.actor, action="ingest.file", target=result.name,
-                                      outcome=outcome, details={"run": self.run_id, **details}))
+                                      outcome=outcome, details={"run": self.run_id, **_file_details(result)}))
         if self.progress is not None:
             self.progress.done(result)
 
     def ordered_results(self) -> list[FileResult]:
         return sorted(self.results.values(), key=lambda r: r.name)
+
+
+def _file_details(result: FileResult) -> dict:
+    """The details of a file's ``ingest.file`` audit entry (its target is the file's name)."""
+    return {k: v for k, v in asdict(result).items() if k != "name"}
 
 
 def _check_inside(folder: Path, root: Path) -> None:
