@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,9 +21,23 @@ from sqlalchemy import select
 
 from ..db import transaction
 from ..errors import InvalidInput
-from .checks import FileCheck, Released, Status, Thresholds, check_file, content, declaration, filetypes, tables
+from ..hashing import sha256_file
+from .checks import (
+    FileCheck,
+    Finding,
+    Released,
+    Status,
+    Thresholds,
+    check_file,
+    content,
+    declaration,
+    filetypes,
+    submitted_findings,
+    tables,
+)
 from .checks.pregates import PSEUDONYM_PREFIX
 from .models import ExportRequest
+from .rebuild import rebuild, rebuilt_kind, submitted_path
 from .staging import RefusedFiles, request_dir
 
 log = logging.getLogger(__name__)
@@ -165,9 +180,16 @@ def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str
              context: Mapping[str, Any]) -> dict[int, dict]:
     """The checks of a request's staged files (``directory`` is ``staging/<project>/<request>``),
     given as (index, name, stored name, sha256): index -> check result; raises
-    :class:`RefusedFiles` first when a file is refused."""
-    results = check_files(gate, [(i, n, directory / stored, sha) for i, n, stored, sha in files], context,
-                          directory.name)
+    :class:`RefusedFiles` first when a file is refused. A rebuilt file is checked as rebuilt, and
+    what its submitted bytes carried besides cells or pixels is added (``embedded-data``)."""
+    submitted = {i: submitted_path(directory, stored) for i, _, stored, _ in files}
+    submitted = {i: (path, sha256_file(path)) for i, path in submitted.items() if path.is_file()}
+    # ACRO records and declarations name the bytes the researcher submitted (rebuilt copies: the same cells)
+    results = check_files(gate, [(i, n, directory / stored, submitted[i][1] if i in submitted else sha)
+                                 for i, n, stored, sha in files], context, directory.name)
+    for i, name, _, _ in files:
+        if i in submitted:
+            results[i].extend(submitted_findings(submitted[i][0], name, gate.max_bytes))
     check_refusals(results, {i: n for i, n, _, _ in files})
     reports = {}
     if gate.model_checker is not None:
@@ -177,6 +199,8 @@ def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str
                 found, reports[i] = gate.model_checker(i, name, directory / stored, declared.get(name))
                 results[i].extend(found)
     out = {i: r.to_dict() for i, r in results.items()}
+    for i, (path, sha) in submitted.items():  # what the researcher sent, kept for the record
+        out[i]["submitted"] = {"sha256": sha, "size": path.stat().st_size}
     for i, report in reports.items():
         if report is not None:
             out[i]["model_check"] = report
@@ -185,14 +209,30 @@ def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str
 
 def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]) -> dict[str, Any]:
     """``{"files": [{"name", "verdict", "kind", "findings", "omitted"}]}`` for local files, as the
-    gate would judge them on submission (``pds airlock check``, ``workspace.check``)."""
+    gate would judge them on submission (``pds airlock check``, ``workspace.check``): a file the
+    gate rebuilds is checked as rebuilt, or refused when it cannot be."""
     names = [Path(p).name for p in paths]
     if len(set(names)) != len(names):
         raise InvalidInput("two files share a name: the gate matches declarations by file name")
-    results = check_files(gate, [(i, Path(p).name, Path(p), None) for i, p in enumerate(paths)], context)
+    with tempfile.TemporaryDirectory(prefix="pds-check-") as scratch:
+        copies, refused = {}, {}
+        for i, path in enumerate(paths):
+            if rebuilt_kind(names[i]) is not None:
+                copies[i] = Path(scratch) / f"{i}-{names[i]}"
+                try:
+                    rebuild(Path(path), copies[i], names[i])
+                except InvalidInput as exc:
+                    refused[i] = str(exc)
+        results = check_files(gate, [(i, names[i], copies.get(i, Path(p)), sha256_file(Path(p)) if i in copies else None)
+                                     for i, p in enumerate(paths) if i not in refused], context)
+        for i in copies.keys() - refused.keys():
+            results[i].extend(submitted_findings(Path(paths[i]), names[i], gate.max_bytes))
+    for i, why in refused.items():
+        results[i] = FileCheck(kind=filetypes.kind_of(names[i]))
+        results[i].add(Finding("rebuild", Status.FAIL, why))
     files = []
-    for i, path in enumerate(paths):
+    for i, name in enumerate(names):
         data = results[i].to_dict()
-        files.append({"name": Path(path).name, "verdict": data["verdict"], "kind": data["kind"],
+        files.append({"name": name, "verdict": data["verdict"], "kind": data["kind"],
                       "findings": data["findings"], "omitted": data["omitted"]})
     return {"files": files}

@@ -47,6 +47,7 @@ from .inputs import check_text
 from .limits import AirlockLimits, load_limits
 from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
+from .rebuild import release_copies
 from .release import ReleaseItem, copy_release, outbox_dir, type_refusal, withdraw_release
 from .reviews import DECISIONS, clean_verdicts, decision_of  # noqa: F401  (DECISIONS: re-exported)
 from .reviews import complete_reviewers as _complete_reviewers
@@ -68,6 +69,7 @@ from .submission import (
     model_check_summary,
     request_gate,
     stage_all,
+    submitted_summary,
 )
 from .views import (  # noqa: F401  (FileView, RequestSummary, RequestView, ReviewView: re-exported)
     FileView,
@@ -288,6 +290,7 @@ class AirlockService:
         try:
             staged = stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)], self.limits)
             check_staged_types(directory, staged, self.limits)
+            staged = release_copies(directory, staged)
             results = run_gate(self._gate(project, thresholds, request_id, author), directory,
                                [(sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged], context)
         except BaseException as exc:
@@ -302,6 +305,7 @@ class AirlockService:
                 actor=actor, action="airlock.request.create", target=f"request:{request_id}", project=project,
                 details={"author": author, "files": [{"name": sf.name, "sha256": sf.sha256, "size": sf.size,
                                                       "check": results[sf.index]["status"],
+                                                      **submitted_summary(results[sf.index]),
                                                       **model_check_summary(results[sf.index])}
                                                      for sf in staged]},
             ), session=s)
@@ -379,6 +383,7 @@ class AirlockService:
         def stage():
             staged.extend(stage_all(directory, round_, plan, self.limits))
             check_staged_types(directory, staged, self.limits)
+            staged[:] = release_copies(directory, staged)
 
         def run():
             thresholds, _ = self._thresholds(project)

@@ -18,6 +18,7 @@ from .gate import ProjectGate, project_gate
 from .inputs import check_context_shape
 from .limits import AirlockLimits
 from .models import ExportRequest, RequestFile
+from .rebuild import submitted_path
 from .staging import StagedFile, stage_file
 from .states import State
 
@@ -45,9 +46,11 @@ def add_request_rows(s: Session, request_id: str, project: str, author: str, dir
 
 
 def discard(directory: Path, staged: Iterable[StagedFile]) -> None:
-    """Remove staged copies that no request row refers to (a refused or failed submission)."""
+    """Remove staged copies that no request row refers to (a refused or failed submission), and
+    the submitted bytes of those the gate rebuilt."""
     for sf in staged:
         (directory / sf.stored_name).unlink(missing_ok=True)
+        submitted_path(directory, sf.stored_name).unlink(missing_ok=True)
 
 
 def stage_all(directory: Path, round_: int, items: list[tuple[int, str, BinaryIO]],
@@ -88,6 +91,12 @@ def request_gate(settings, sessions, registry, limits: AirlockLimits, project: s
                            settings.paths.state / "model-checks" / project / request_id,
                            author=author, request_id=request_id)
     return project_gate(settings, sessions, limits, project, thresholds, request_id, checker)
+
+
+def submitted_summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What the audit trail keeps of a rebuilt file's submitted bytes: their SHA-256 and size."""
+    submitted = result.get("submitted")
+    return {"submitted": dict(submitted)} if isinstance(submitted, Mapping) else {}
 
 
 def model_check_summary(result: Mapping[str, Any]) -> dict[str, Any]:

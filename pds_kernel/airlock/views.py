@@ -47,6 +47,8 @@ RULE_EXPLANATIONS = {
                  "a share without its counts, or a minimum or maximum: a checker judges it",
     "figure": "a figure is compared with its table by a checker",
     "file-type": "the content of this file does not match its type",
+    "rebuild": "the gate cannot rebuild this file from its cells or pixels (the copy it checks and "
+               "releases): save it again, or export the table as CSV",
     "model": "model file: a checker reviews it",
     "model-attack": "the platform's attack of the model (membership inference, structural): see the verdict",
     "model-check": "the platform could not attack this model (no declaration, unsupported type, or the check "

@@ -47,7 +47,7 @@ from . import (
 from .differencing import Released
 from .result import REFUSAL_RULES, FileCheck, Finding, Status, Thresholds, worst
 
-__all__ = ["check_file", "FileCheck", "Finding", "Released", "REFUSAL_RULES", "Status", "Thresholds", "worst",
+__all__ = ["check_file", "submitted_findings", "FileCheck", "Finding", "Released", "REFUSAL_RULES", "Status", "Thresholds", "worst",
            "figure_table", "DEFAULT_MAX_BYTES"]
 
 #: the largest table file the gate reads (pre-gate ``max-size``); the staging limit may be lower
@@ -149,6 +149,26 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
             result.add(Finding("figure", Status.REVIEW,
                                f"a checker must compare this figure with its table {table}, checked separately"))
     return result
+
+
+def submitted_findings(path: Path, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Finding]:
+    """The ``embedded-data`` findings of the bytes a researcher submitted, for a file the gate
+    rebuilt (:mod:`pds_kernel.airlock.rebuild`): what they held besides their cells or pixels is
+    not in the copy that is checked and would be released, but a checker is told it was there."""
+    kind = filetypes.kind_of(name)
+    if path.stat().st_size > max_bytes:
+        return []  # the copy's own check judges the size
+    if kind == "figure":
+        found = figures.check_figure(path, name, max_bytes)
+    elif kind == "table":
+        try:
+            found = _check_container(path, name, tables.read_table(path, name))
+        except InvalidInput:
+            return []  # the copy was rebuilt from the same columns: its own check says what they are
+    else:
+        return []
+    return [Finding(f.rule, f.status, f"the submitted file: {f.message} (the gate left it out of the copy it "
+                                      "checked and would release)") for f in found]
 
 
 def _bound_declaration(raw: Any, sha256: str | None, result: FileCheck, superseded: bool) -> Mapping[str, Any] | None:

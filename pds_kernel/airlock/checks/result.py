@@ -55,7 +55,7 @@ class Finding:
 
 #: Rules whose failure means the gate refuses the file at submission (pre-gates and types): such a
 #: file is never staged as part of a request and never reaches a reviewer.
-REFUSAL_RULES = frozenset({"file-type", "pickle", "max-rows", "max-size", "person-identifier",
+REFUSAL_RULES = frozenset({"file-type", "rebuild", "pickle", "max-rows", "max-size", "person-identifier",
                            "exact-date", "microdata"})
 
 #: Findings kept per rule; the rest are counted, not listed.

@@ -1,0 +1,307 @@
+"""The copy of a table or figure the gate checks, shows and releases: rebuilt from what a reader sees.
+
+A Parquet file, a workbook or an image holds more than its cells or pixels: metadata, unused
+dictionary entries, parts and attributes no reader shows, bytes between structures that every
+reader skips. The ``embedded-data`` checks account for many such places, but each format keeps
+offering bounded room of its own (docs/adr/0010-release-rebuilt-copies.md). So at submission the
+gate writes each such file again from its cells or pixels alone, with fixed settings, and that
+copy is what the checks read, the checkers see and approve (by its SHA-256) and the release
+copies out: whatever the submitted file held besides its cells or pixels does not leave. The
+submitted bytes stay in the request's staging folder (``submitted/``), for the record and for the
+``embedded-data`` check of what was submitted; they are never shown or released.
+
+- **Parquet** (pyarrow): the columns, dictionary columns decoded, no metadata of the file, the
+  schema or a field; zstd, pyarrow's default layout.
+- **XLSX** (openpyxl): the values of each sheet's cells, in a new workbook (no formatting, formula
+  results as values, texts always texts).
+- **PNG and JPEG** (Pillow): the first frame's pixels, turned the way its EXIF orientation says,
+  in 8-bit L, LA, RGB or RGBA; a PNG keeps its resolution (dpi), a JPEG is encoded again at
+  quality 95 without chroma subsampling. Nothing else of the file is written.
+- **PDF**: not rebuilt (no library of the platform writes a PDF again without trusting the file);
+  its bytes are checked as they are (docs/output-checking.md says what stays open).
+
+A file the gate cannot rebuild, or whose rebuilt copy does not hold the same cells or pixels, is
+refused with the reason: a researcher then exports it as CSV or re-saves it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import InvalidInput
+from ..hashing import sha256_file
+from .checks import filetypes
+from .staging import RefusedFiles, StagedFile
+
+#: the folder of a request's staging directory holding the submitted bytes of rebuilt files
+SUBMITTED = "submitted"
+#: the largest image the gate decodes (pixels): a 16-megapixel figure is already a poster
+MAX_PIXELS = 40_000_000
+#: the most bytes a workbook's parts or a Parquet file's columns may unpack to
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+#: the largest workbook the gate reads cell by cell
+MAX_XLSX_CELLS = 1_000_000
+#: the mean difference (0-255) between a JPEG's pixels and those of its copy encoded again at
+#: quality 95; above, the copy is not the picture the researcher submitted
+MAX_JPEG_DIFFERENCE = 6.0
+_DPI = (1, 10_000)
+_EPOCH = datetime(2000, 1, 1)
+
+
+def rebuilt_kind(name: str) -> str | None:
+    """The format the gate rebuilds ``name`` as (``parquet``, ``xlsx``, ``png``, ``jpeg``), or None."""
+    return {".parquet": "parquet", ".xlsx": "xlsx", ".png": "png", ".jpg": "jpeg",
+            ".jpeg": "jpeg"}.get(filetypes.extension(name))
+
+
+def submitted_path(directory: Path, stored_name: str) -> Path:
+    """Where the submitted bytes of a rebuilt staged file are kept."""
+    return directory / SUBMITTED / stored_name
+
+
+# ---- tables -------------------------------------------------------------------------------------
+def _plain_table(path: Path):
+    """The columns of a Parquet file as pyarrow reads them, without any metadata and with
+    dictionary columns decoded (a dictionary can hold values no row uses)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_metadata(path)
+    unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise InvalidInput(f"its columns hold more than {MAX_UNPACKED_BYTES} bytes once unpacked")
+    table = pq.read_table(path)
+    fields, columns = [], []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_nested(field.type):
+            raise InvalidInput(f"column {field.name!r} holds {field.type} values, not one value per cell: "
+                               "export a flat table")
+        if pa.types.is_dictionary(field.type):
+            column = column.cast(field.type.value_type)
+        fields.append(pa.field(field.name, column.type, nullable=True))
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _parquet(source: Path, target: Path) -> None:
+    import pyarrow.parquet as pq
+
+    table = _plain_table(source)
+    pq.write_table(table, target, compression="zstd", store_schema=True)
+    if not _plain_table(target).equals(table):
+        raise InvalidInput("its rebuilt copy does not hold the same columns and values")
+
+
+def _xlsx_values(path: Path) -> list[tuple[str, list[tuple]]]:
+    from openpyxl import load_workbook
+
+    with zipfile.ZipFile(path) as archive:  # a zip bomb is refused before openpyxl inflates it
+        if sum(item.file_size for item in archive.infolist()) > MAX_UNPACKED_BYTES:
+            raise InvalidInput(f"its parts hold more than {MAX_UNPACKED_BYTES} bytes once unpacked")
+    with open(path, "rb") as fh:
+        return _workbook_values(load_workbook(fh, read_only=True, data_only=True))
+
+
+def _workbook_values(workbook) -> list[tuple[str, list[tuple]]]:
+    try:
+        sheets, cells = [], 0
+        for sheet in workbook.worksheets:
+            rows = []
+            for row in sheet.iter_rows(values_only=True):
+                cells += len(row)
+                if cells > MAX_XLSX_CELLS:
+                    raise InvalidInput(f"more than {MAX_XLSX_CELLS} cells: outputs are aggregates")
+                rows.append(tuple(row))
+            while rows and all(v is None for v in rows[-1]):
+                rows.pop()
+            sheets.append((sheet.title, rows))
+        return sheets
+    finally:
+        workbook.close()
+
+
+def _xlsx(source: Path, target: Path) -> None:
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.xml.functions import tostring
+
+    sheets = _xlsx_values(source)
+    workbook = Workbook(write_only=True)
+    for title, rows in sheets:
+        sheet = workbook.create_sheet(title)
+        for row in rows:
+            out = []
+            for value in row:
+                cell = WriteOnlyCell(sheet, value=value)
+                if isinstance(value, str):
+                    cell.data_type = "s"  # a text starting with "=" stays a text, never a formula
+                out.append(cell)
+            sheet.append(out)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    # the same cells give the same bytes: no date in the properties (openpyxl writes the time of
+    # saving) or in the archive's entries
+    workbook.properties.created = workbook.properties.modified = _EPOCH
+    core = tostring(workbook.properties.to_tree())
+    with zipfile.ZipFile(buffer) as written, open(target, "xb") as fh, \
+            zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in written.infolist():
+            data = core if item.filename == "docProps/core.xml" else written.read(item.filename)
+            out.writestr(zipfile.ZipInfo(item.filename, date_time=(1980, 1, 1, 0, 0, 0)), data,
+                         compress_type=zipfile.ZIP_DEFLATED)
+    if _xlsx_values(target) != sheets:
+        raise InvalidInput("its rebuilt copy does not hold the same cells")
+
+
+# ---- images -------------------------------------------------------------------------------------
+def _decoded(path: Path, kind: str):
+    """The first frame of the image at ``path``, turned upright, as 8-bit L, LA, RGB or RGBA."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    try:
+        opened = Image.open(path, formats=["PNG" if kind == "png" else "JPEG"])
+    except Image.DecompressionBombError:
+        opened = None
+    if opened is None or opened.size[0] * opened.size[1] > MAX_PIXELS:
+        raise InvalidInput(f"more than {MAX_PIXELS} pixels: export a smaller figure")
+    with opened as image:
+        image.seek(0)
+        image.load()
+        dpi = image.info.get("dpi")
+        image = ImageOps.exif_transpose(image)
+        mode = image.mode
+        if mode in {"I;16", "I;16B", "I;16L", "I;16N"}:
+            image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8), "L")
+        elif mode in {"1", "L"}:
+            image = image.convert("L")
+        elif mode in {"LA", "La"}:
+            image = image.convert("LA")
+        elif mode in {"P", "PA", "RGBA", "RGBa"} or "transparency" in image.info:
+            image = image.convert("RGBA")
+        elif mode in {"RGB", "CMYK", "YCbCr", "LAB", "HSV"}:
+            image = image.convert("RGB")
+        else:
+            raise InvalidInput(f"its pixels are {mode}: save the figure as an 8-bit PNG or a JPEG")
+        pixels = np.asarray(image)
+    return pixels, dpi
+
+
+def _pixels_image(pixels):
+    from PIL import Image
+
+    modes = {2: "L", 3: {2: "LA", 3: "RGB", 4: "RGBA"}}
+    mode = modes[2] if pixels.ndim == 2 else modes[3][pixels.shape[2]]
+    return Image.fromarray(pixels, mode)  # a new image: no text, profile or EXIF of the source
+
+
+def _sane_dpi(dpi) -> tuple[int, int] | None:
+    try:
+        x, y = (round(float(v)) for v in dpi)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return (x, y) if all(_DPI[0] <= v <= _DPI[1] for v in (x, y)) else None
+
+
+def _png(source: Path, target: Path) -> None:
+    import numpy as np
+
+    pixels, dpi = _decoded(source, "png")
+    options = {"dpi": _sane_dpi(dpi)} if _sane_dpi(dpi) else {}
+    buffer = io.BytesIO()
+    _pixels_image(pixels).save(buffer, format="PNG", **options)
+    target.write_bytes(buffer.getvalue())
+    again, _ = _decoded(target, "png")
+    if again.shape != pixels.shape or not np.array_equal(again, pixels):
+        raise InvalidInput("its rebuilt copy does not hold the same pixels")
+
+
+def _jpeg(source: Path, target: Path) -> None:
+    import numpy as np
+
+    pixels, _ = _decoded(source, "jpeg")
+    if pixels.ndim == 3 and pixels.shape[2] in {2, 4}:
+        pixels = pixels[..., :-1] if pixels.shape[2] == 4 else pixels[..., 0]
+    buffer = io.BytesIO()
+    _pixels_image(pixels).save(buffer, format="JPEG", quality=95, subsampling=0, optimize=False,
+                               progressive=False)
+    target.write_bytes(buffer.getvalue())
+    again, _ = _decoded(target, "jpeg")
+    if again.shape != pixels.shape or \
+            np.abs(again.astype(np.int16) - pixels.astype(np.int16)).mean() > MAX_JPEG_DIFFERENCE:
+        raise InvalidInput("its copy encoded again is not the same picture")
+
+
+_REBUILD: dict[str, Callable[[Path, Path], None]] = {"parquet": _parquet, "xlsx": _xlsx, "png": _png,
+                                                     "jpeg": _jpeg}
+
+
+def rebuild(source: Path, target: Path, name: str) -> None:
+    """Write at ``target`` (a new file) the copy of ``source`` rebuilt from its cells or pixels;
+    raise :class:`InvalidInput` saying why when the gate cannot."""
+    kind = rebuilt_kind(name)
+    if kind is None:
+        raise InvalidInput(f"{name}: the gate does not rebuild this kind of file")
+    try:
+        _REBUILD[kind](source, target)
+    except InvalidInput as exc:
+        target.unlink(missing_ok=True)
+        raise InvalidInput(f"the gate cannot rebuild it from its {_WHAT[kind]}: {exc}") from None
+    except Exception as exc:  # a malformed file is the user's input: say so in one line
+        target.unlink(missing_ok=True)
+        raise InvalidInput(f"the gate cannot rebuild it from its {_WHAT[kind]} ({type(exc).__name__}: "
+                           f"{str(exc)[:200]}): save it again, or export the table as CSV") from None
+
+
+_WHAT = {"parquet": "columns", "xlsx": "cells", "png": "pixels", "jpeg": "pixels"}
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_with_rebuilt(directory: Path, sf: StagedFile) -> StagedFile:
+    staged = directory / sf.stored_name
+    partial = directory / f".rebuilt-{sf.stored_name}"
+    kept = submitted_path(directory, sf.stored_name)
+    partial.unlink(missing_ok=True)
+    rebuild(staged, partial, sf.name)
+    _fsync(partial)
+    os.chmod(partial, 0o444)
+    kept.parent.mkdir(exist_ok=True)
+    if kept.exists():
+        partial.unlink()
+        raise InvalidInput(f"{sf.stored_name} was rebuilt before: staged bytes are never replaced")
+    os.rename(staged, kept)
+    os.rename(partial, staged)
+    _fsync(directory)
+    return replace(sf, sha256=sha256_file(staged), size=staged.stat().st_size)
+
+
+def release_copies(directory: Path, staged: list[StagedFile]) -> list[StagedFile]:
+    """Replace each staged Parquet file, workbook and image by its rebuilt copy (the submitted bytes
+    move to ``submitted/``); the staged files with their new SHA-256 and size. Raises
+    :class:`RefusedFiles` naming every file that cannot be rebuilt (the caller discards the round:
+    :func:`.submission.discard` removes both copies)."""
+    reasons, out = {}, []
+    for sf in staged:
+        if rebuilt_kind(sf.name) is None:
+            out.append(sf)
+            continue
+        try:
+            out.append(_replace_with_rebuilt(directory, sf))
+        except InvalidInput as exc:
+            reasons[sf.name] = str(exc)
+    if reasons:
+        raise RefusedFiles(reasons)
+    return out

@@ -1,0 +1,274 @@
+"""The gate releases copies rebuilt from cells and pixels (docs/adr/0010-release-rebuilt-copies.md).
+
+Every crafted file of the hidden-channel attacks (tests/security/test_disclosure_hidden_channels.py
+and test_disclosure_crafted.py), including the channels the ``embedded-data`` checks leave open,
+is rebuilt here: its rebuilt copy must be byte for byte the rebuilt copy of the same file without
+the payload (the payload has no influence on what would leave), or the gate refuses the file.
+Then the attacks on the rebuild itself, and the whole path through the gate's real service: what
+the checkers see and what the release writes are the rebuilt bytes, never the submitted ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from disclosure_support import PROJECT, build_service, check
+from PIL import Image
+from test_disclosure_crafted import WORKBOOK_ATTACKS, _xlsx_edited
+from test_disclosure_hidden_channels import (
+    FIGURES,
+    FRAME,
+    HIDDEN,
+    OPEN,
+    PARQUET,
+    _chunk,
+    _jpeg,
+    _parquet,
+    _png,
+)
+
+from pds_kernel.airlock.rebuild import MAX_PIXELS, rebuild, submitted_path
+from pds_kernel.airlock.staging import RefusedFiles
+from pds_kernel.errors import InvalidInput
+
+DECLARED = {"labels": ["region"], "counts": ["persons"]}
+PLAIN = {"t.parquet": _parquet, "fig.png": _png, "fig.jpg": _jpeg,
+         "t.xlsx": lambda: _xlsx_edited(lambda name, data: [(name, data)])}
+
+
+def _rebuilt(tmp_path, name: str, data: bytes, tag: str) -> bytes | None:
+    """The rebuilt copy of ``data`` submitted as ``name``, or None when the gate refuses to rebuild it."""
+    source, target = tmp_path / f"{tag}-in-{name}", tmp_path / f"{tag}-out-{name}"
+    source.write_bytes(data)
+    try:
+        rebuild(source, target, name)
+    except InvalidInput:
+        assert not target.exists()  # a refused rebuild leaves nothing to release
+        return None
+    return target.read_bytes()
+
+
+ATTACKS = {f"parquet: {k}": ("t.parquet", v) for k, v in PARQUET.items()}
+ATTACKS.update({k: v for k, v in FIGURES.items() if not k.startswith("pdf")})
+ATTACKS.update({k: (name, data) for k, (name, data, _) in OPEN.items() if not k.startswith("pdf")})
+ATTACKS.update({f"xlsx: {k}": ("t.xlsx", lambda change=change: _xlsx_edited(change))
+                for k, change in WORKBOOK_ATTACKS.items()})
+#: attacks whose payload makes the image unreadable to Pillow: the gate refuses them (nothing leaves)
+REFUSED = {"jpeg: rows in a quantisation table replaced later", "jpeg: rows in a JPG0 segment",
+           "png: rows in a second frame (APNG)", "png: rows in an eXIf chunk"}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_the_payload_does_not_reach_the_rebuilt_copy(tmp_path, attack):
+    name, data = ATTACKS[attack]
+    plain = _rebuilt(tmp_path, name, PLAIN[name](), "plain")
+    assert plain is not None
+    crafted = _rebuilt(tmp_path, name, data(), "crafted")
+    if attack in REFUSED:
+        assert crafted is None
+    else:
+        assert crafted == plain, "the rebuilt copy depends on bytes a reader does not see"
+
+
+@pytest.mark.parametrize("attack", sorted(k for k in OPEN if not k.startswith("pdf")))
+def test_channels_the_checks_leave_open_are_closed_by_the_rebuild(tmp_path, attack):
+    """What passes ``embedded-data`` (test_channels_left_open) leaves without the payload."""
+    name, data, _ = OPEN[attack]
+    crafted = _rebuilt(tmp_path, name, data(), "crafted")
+    assert crafted is not None and HIDDEN not in crafted and zlib.compress(HIDDEN) not in crafted
+    assert crafted == _rebuilt(tmp_path, name, PLAIN[name](), "plain")
+
+
+# ---- attacks on the rebuild itself -----------------------------------------------------------
+def test_unused_dictionary_entries_of_a_parquet_column_do_not_leave(tmp_path):
+    """A dictionary column can carry values no row uses: pandas shows its rows, not its categories."""
+    frame = FRAME.assign(region=pd.Categorical(["N", "S"], categories=["N", "S", HIDDEN.decode()]))
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, compression=None)
+    assert HIDDEN in buffer.getvalue()
+    crafted = _rebuilt(tmp_path, "t.parquet", buffer.getvalue(), "crafted")
+    assert crafted is not None and HIDDEN not in crafted
+    assert pd.read_parquet(io.BytesIO(crafted)).astype({"region": object}).equals(FRAME)
+
+
+def test_field_and_schema_metadata_of_a_parquet_file_do_not_leave(tmp_path):
+    table = pa.Table.from_pandas(FRAME, preserve_index=False)
+    fields = [table.schema.field(0).with_metadata({b"note": HIDDEN}), table.schema.field(1)]
+    crafted = table.cast(pa.schema(fields, metadata={b"custom": HIDDEN}))
+    buffer = io.BytesIO()
+    pq.write_table(crafted, buffer)
+    out = _rebuilt(tmp_path, "t.parquet", buffer.getvalue(), "crafted")
+    assert out is not None and HIDDEN not in out
+    schema = pq.read_schema(io.BytesIO(out))
+    assert set(schema.metadata or {}) <= {b"ARROW:schema"} and all(f.metadata is None for f in schema)
+
+
+def test_a_text_cell_that_looks_like_a_formula_stays_a_text(tmp_path):
+    """A workbook's text ``=HYPERLINK(...)`` must not become a formula in the copy (openpyxl writes a
+    text starting with ``=`` as a formula unless told otherwise)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["region", "persons"])
+    cell = sheet.cell(row=2, column=1, value='=HYPERLINK("https://example.org/?x=1","N")')
+    cell.data_type = "s"
+    sheet.cell(row=2, column=2, value=120)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    out = _rebuilt(tmp_path, "t.xlsx", buffer.getvalue(), "crafted")
+    with zipfile.ZipFile(io.BytesIO(out)) as archive:
+        sheet_xml = archive.read("xl/worksheets/sheet1.xml")
+    assert b"<f>" not in sheet_xml and b"HYPERLINK" in sheet_xml
+
+
+def test_a_palette_entry_no_pixel_uses_does_not_leave(tmp_path):
+    """A palette image's PLTE holds up to 768 bytes of colours chosen by the author: the copy is
+    written from the pixels' colours, without a palette."""
+    palette = [0, 0, 0, 255, 255, 255] + list(HIDDEN[:762])
+    image = Image.new("P", (8, 8), 0)
+    image.putpalette(palette)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    assert HIDDEN[:100] in buffer.getvalue()
+    out = _rebuilt(tmp_path, "fig.png", buffer.getvalue(), "crafted")
+    assert out is not None and HIDDEN[:16] not in out
+    assert Image.open(io.BytesIO(out)).mode in {"RGB", "RGBA"}
+
+
+def test_the_low_byte_of_sixteen_bit_pixels_does_not_leave(tmp_path):
+    """16 bits a pixel hide 8 bits no screen shows: the copy keeps the high byte (8-bit grey)."""
+    high = np.full((16, 16), 0x7F00, dtype=np.uint16)
+    payload = np.frombuffer(HIDDEN[:256], dtype=np.uint8).reshape(16, 16).astype(np.uint16)
+    copies = []
+    for pixels in (high, high | payload):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG")
+        copies.append(_rebuilt(tmp_path, "fig.png", buffer.getvalue(), f"i16-{len(copies)}"))
+    assert copies[0] is not None and copies[0] == copies[1]
+
+
+def test_an_image_declaring_a_huge_size_is_refused_before_it_is_decoded(tmp_path):
+    """A decompression bomb: a tiny file whose header declares 65,535 x 65,535 pixels."""
+    rows = zlib.compress(b"\x00" * (1 + 65535), 9)
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 65535, 65535, 8, 0, 0, 0, 0))
+            + _chunk(b"IDAT", rows) + _chunk(b"IEND", b""))
+    with pytest.raises(InvalidInput, match=str(MAX_PIXELS)):
+        rebuild(_write(tmp_path / "bomb.png", data), tmp_path / "out.png", "bomb.png")
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("name, data", [("t.parquet", b"PAR1" + b"\x00" * 64 + b"PAR1"),
+                                        ("t.xlsx", b"PK\x03\x04" + b"\x00" * 64),
+                                        ("fig.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64),
+                                        ("fig.jpg", b"\xff\xd8\xff" + b"\x00" * 64)])
+def test_a_broken_file_is_refused_with_a_reason(tmp_path, name, data):
+    with pytest.raises(InvalidInput, match="the gate cannot rebuild it"):
+        rebuild(_write(tmp_path / name, data), tmp_path / f"out-{name}", name)
+
+
+def test_a_nested_parquet_column_is_refused(tmp_path):
+    table = pa.table({"region": ["N"], "rows": [[1, 2, 3]]})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    with pytest.raises(InvalidInput, match="not one value per cell"):
+        rebuild(_write(tmp_path / "t.parquet", buffer.getvalue()), tmp_path / "out.parquet", "t.parquet")
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+# ---- through the gate's real service -----------------------------------------------------------
+def _open_channel(name: str) -> bytes:
+    return next(data() for key, (n, data, _) in OPEN.items() if n == name and not key.startswith("pdf"))
+
+
+@pytest.mark.parametrize("name", ["t.parquet", "fig.jpg"])
+def test_a_payload_the_checks_do_not_see_is_not_released(runtime, tmp_path, name):
+    """A file hiding rows where the checks do not look passes them; the checkers approve what they
+    see; the release writes the rebuilt copy, without the payload. The submitted bytes stay in the
+    staging area and are never served."""
+    service, _ = build_service(runtime)
+    crafted = _open_channel(name)
+    files = [(name, io.BytesIO(crafted))]
+    if name == "fig.jpg":
+        files.append(("fig.csv", io.BytesIO(b"region,persons\nN,120\nS,230\n")))
+    view = service.create("alice", PROJECT, files, "results", context={"tables": {name: DECLARED}})
+    staged = next(f for f in view.files if f.name == name)
+    assert staged.sha256 != hashlib.sha256(crafted).hexdigest()
+    assert "embedded-data" not in {x["rule"] for x in staged.check["findings"]}  # the checks missed it
+    _, path = service.open_staged("olga", view.id, staged.index)
+    assert HIDDEN not in path.read_bytes() and path.read_bytes() == _rebuilt(tmp_path, name, crafted, "x")
+    assert submitted_path(path.parent, path.name).read_bytes() == crafted  # kept for the record
+    verdicts = {f.index: {"decision": "approve", "comment": "ok"} for f in view.files}
+    service.review("olga", view.id, verdicts)
+    service.review("omar", view.id, verdicts)
+    service.release("olga", view.id)
+    _, released = service.download("alice", view.id, staged.index)
+    assert released.read_bytes() == path.read_bytes() and HIDDEN not in released.read_bytes()
+
+
+def test_a_payload_the_checks_find_is_named_and_still_left_out(runtime):
+    """A file whose payload ``embedded-data`` finds fails, with the finding about the submitted bytes."""
+    service, _ = build_service(runtime)
+    crafted = PARQUET["a footer field no reader knows"]()
+    view = service.create("alice", PROJECT, [("t.parquet", io.BytesIO(crafted))], "results",
+                          context={"tables": {"t.parquet": DECLARED}})
+    staged = service.get_request("olga", view.id).files[0]  # the checker's view: findings in full
+    found = [x["message"] for x in staged.check["findings"] if x["rule"] == "embedded-data"]
+    assert staged.check_status == "fail" and any(m.startswith("the submitted file:") for m in found), found
+    _, path = service.open_staged("olga", view.id, 0)
+    assert HIDDEN not in path.read_bytes()
+
+
+def test_a_file_the_gate_cannot_rebuild_is_refused_and_nothing_is_staged(runtime):
+    service, _ = build_service(runtime)
+    with pytest.raises(RefusedFiles) as refused:
+        service.create("alice", PROJECT, [("t.parquet", io.BytesIO(b"PAR1" + b"\x00" * 64 + b"PAR1"))], "results")
+    assert "the gate cannot rebuild it" in refused.value.reasons["t.parquet"]
+    staging = runtime.settings.paths.staging / PROJECT
+    assert not staging.exists() or not any(p.is_file() for p in staging.rglob("*"))
+
+
+def test_an_sdc_declaration_of_the_submitted_bytes_still_counts(runtime, tmp_path):
+    """Declarations and ACRO records name the SHA-256 of what the researcher saved: the rebuilt copy
+    holds the same cells, so they still count for it."""
+    service, _ = build_service(runtime)
+    data = _parquet()
+    declared = {**DECLARED, "sha256": hashlib.sha256(data).hexdigest()}
+    view = service.create("alice", PROJECT, [("t.parquet", io.BytesIO(data))], "results",
+                          context={"tables": {"t.parquet": declared}})
+    messages = [x["message"] for x in view.files[0].check["findings"]]
+    assert not any("made for other bytes" in m for m in messages), messages
+    assert view.files[0].check_status == "pass", messages
+    assert check(tmp_path, "t.parquet", data, context={"tables": {"t.parquet": declared}}).verdict == "pass"
+
+
+def test_the_local_check_judges_the_copy_the_gate_would_release(tmp_path):
+    """``pds airlock check`` and ``ws.check`` give the verdict of submission: a file the gate cannot
+    rebuild is refused, a payload the checks find in the submitted bytes is named."""
+    from pds_kernel.airlock.checks import Thresholds
+    from pds_kernel.airlock.gate import ProjectGate, check_paths
+
+    broken = _write(tmp_path / "broken.parquet", b"PAR1" + b"\x00" * 64 + b"PAR1")
+    hiding = _write(tmp_path / "hiding.parquet", PARQUET["a footer field no reader knows"]())
+    plain = _write(tmp_path / "plain.parquet", _parquet())
+    context = {"tables": {n: DECLARED for n in ("broken.parquet", "hiding.parquet", "plain.parquet")}}
+    gate = ProjectGate(Thresholds(min_cell=10), 50 * 1024 * 1024)
+    files = {f["name"]: f for f in check_paths(gate, [broken, hiding, plain], context)["files"]}
+    assert files["broken.parquet"]["verdict"] == "refused"
+    assert [x["rule"] for x in files["broken.parquet"]["findings"]] == ["rebuild"]
+    assert files["hiding.parquet"]["verdict"] == "fail"
+    assert any(x["message"].startswith("the submitted file:") for x in files["hiding.parquet"]["findings"])
+    assert files["plain.parquet"]["verdict"] == "pass", files["plain.parquet"]["findings"]
