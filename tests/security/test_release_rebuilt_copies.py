@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import struct
 import zipfile
 import zlib
@@ -272,3 +273,22 @@ def test_the_local_check_judges_the_copy_the_gate_would_release(tmp_path):
     assert files["hiding.parquet"]["verdict"] == "fail"
     assert any(x["message"].startswith("the submitted file:") for x in files["hiding.parquet"]["findings"])
     assert files["plain.parquet"]["verdict"] == "pass", files["plain.parquet"]["findings"]
+
+
+def test_nan_payloads_zone_names_and_extension_types_do_not_leave(tmp_path):
+    """Room in a Parquet column's values and type that no reader shows: the payload bits of a NaN
+    (every reader shows NaN), a time zone's name (any text passes), an extension type's name."""
+    payload = struct.unpack("<d", struct.pack("<Q", 0x7FF8_DEAD_BEEF_0001))[0]
+    plain = pa.table({"persons": pa.array([math.nan, 120.0]),
+                      "when": pa.array([0, 1], pa.timestamp("us", tz="UTC")),
+                      "code": pa.array([b"ab", b"cd"], pa.binary(2))})
+    crafted = pa.table({"persons": pa.array([payload, 120.0]),
+                        "when": pa.array([0, 1], pa.timestamp("us", tz=HIDDEN.decode()[:200])),
+                        "code": pa.ExtensionArray.from_storage(
+                            pa.opaque(pa.binary(2), HIDDEN.decode()[:200], "vendor"), plain["code"].chunk(0))})
+    copies = []
+    for table in (plain, crafted):
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        copies.append(_rebuilt(tmp_path, "t.parquet", buffer.getvalue(), f"t{len(copies)}"))
+    assert copies[0] is not None and copies[0] == copies[1]
