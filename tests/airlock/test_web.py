@@ -298,3 +298,23 @@ def test_a_refused_review_leads_back_to_its_request(base, service):
     assert refused.status_code == 400 and "failed the automatic checks" in html.unescape(refused.text)
     assert f'href="{PREFIX}requests/{view.id}" id="back-to-request">Back to the request</a>' in refused.text
     assert 'id="back-to-request"' not in browser("alice").get(base + "requests/" + "0" * 32).text
+
+
+def test_the_checker_is_told_a_parquet_table_is_the_gates_rebuilt_copy(base, service):
+    """ADR 10: the checker's page names the submitted bytes' SHA-256 beside the copy's, and the raw
+    file served is the copy."""
+    import hashlib
+    import io
+
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame({"region": ["N", "S"], "persons": [120, 230]}).to_parquet(buffer, index=False)
+    submitted = hashlib.sha256(buffer.getvalue()).hexdigest()
+    view = service.create("alice", PROJECT, files(("t.parquet", buffer.getvalue())), "paper")
+    page = browser("olga").get(base + f"requests/{view.id}").text
+    copy = view.files[0].sha256
+    assert copy != submitted and copy in page and f"rebuilt from the cells or pixels of the submitted file " \
+                                                  f"(SHA-256 <code>{submitted}</code>" in page
+    raw = browser("olga").get(base + f"requests/{view.id}/files/0").content
+    assert hashlib.sha256(raw).hexdigest() == copy
