@@ -231,11 +231,12 @@ def _decoded(path: Path, kind: str):
 
 
 def _pixels_image(pixels):
+    """A new image of 8-bit ``pixels`` (L, LA, RGB or RGBA by their shape): no text, profile or
+    EXIF of the source."""
+    import numpy as np
     from PIL import Image
 
-    modes = {2: "L", 3: {2: "LA", 3: "RGB", 4: "RGBA"}}
-    mode = modes[2] if pixels.ndim == 2 else modes[3][pixels.shape[2]]
-    return Image.fromarray(pixels, mode)  # a new image: no text, profile or EXIF of the source
+    return Image.fromarray(np.ascontiguousarray(pixels))
 
 
 def _sane_dpi(dpi) -> tuple[int, int] | None:
