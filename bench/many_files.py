@@ -4,7 +4,8 @@
   tables only (1,599 files, 34 MB; the generator now also writes acts and hospital drugs of the
   catalogue, left out here): the delivery of issue #17, compared with DuckDB;
 * :func:`scale_delivery`: ``files`` small files of the same shape (the 7 monthly tables of the
-  profile, one file per table and month going back from 2023-12, plus the 3 referentials),
+  profile, one file per table and month going back from 2023-12, plus the 3 referentials; 20,000
+  files go back to 1785, so the bench's ingest lowers ``ingest.earliest_year`` to 1000),
   written by the schema-driven generator with disjoint keys, so that deliveries of 1,600 and
   20,000 files differ only in their number of files (the commit cost per file is what is measured).
 """

@@ -73,6 +73,9 @@ class Ingest:
     batch_rows: int = 50_000  #: rows per streamed batch and Parquet row group (memory bound of one worker)
     #: days a replaced file stays readable in the earlier versions of its table (pds lake expire)
     version_retention_days: int = 365
+    #: the earliest year a delivered file may name (``ER_UCD_F_199912.csv`` is refused with the
+    #: default); the latest is the year after today's (pds_kernel.snds.periods)
+    earliest_year: int = 2000
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..errors import InvalidInput, NotFound
 from ..snds.file_names import parse_delivery_name
+from ..snds.periods import ANY_YEAR
 from ..snds.tables import DCIR_KEYS, TABLES
 from .app import console
 
@@ -41,7 +42,7 @@ def _clear_delivery(out: Path) -> int:
     for path in out.iterdir():
         name = path.name[:-5] if path.name.endswith(".part") else path.name
         try:
-            parse_delivery_name(name)
+            parse_delivery_name(name, ANY_YEAR)  # a file of any year the generator once wrote
         except ValueError:
             continue
         if path.is_file():
@@ -54,7 +55,7 @@ def _clear_delivery(out: Path) -> int:
 def generate(
     out: Path = typer.Option(..., "--out", help="Directory to write the delivery into (created if missing)."),
     patients: int = typer.Option(1000, "--patients", help="Number of people in the population."),
-    years: str = typer.Option("2022-2023", "--years", help="Years covered, e.g. 2022-2023 or 2023."),
+    years: str = typer.Option("2022-2023", "--years", help="Years covered, e.g. 2022-2023 or 2023 (from 2000 to next year: the years pds ingest accepts by default)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty directory, replacing "
                                                        "its delivery files (other files are kept)."),
@@ -86,7 +87,7 @@ def generate(
     table = Table("table", "files", "rows", title=f"synthetic delivery in {out}")
     total_rows = 0
     for name in GENERATED_TABLES:
-        files = [f for f in summary.files if parse_delivery_name(f)[0] == name]
+        files = [f for f in summary.files if parse_delivery_name(f, ANY_YEAR)[0] == name]
         rows = summary.rows(name)
         total_rows += rows
         table.add_row(name, str(len(files)), f"{rows:,}")

@@ -3,7 +3,8 @@
 A delivery is a flat directory of ``NAME_YYYYMM.csv`` (monthly tables), ``NAME.csv`` (snapshot
 tables, i.e. referentials) and yearly ``T_MCO23B.csv`` files of the tables of the profile and the
 SNDS catalogue (see :mod:`pds_kernel.snds.file_names`). Anything else in it is refused with a reason rather than ignored,
-so that a misnamed file is noticed. Referentials are loaded first because other tables are checked
+so that a misnamed file is noticed; so is a name whose period is implausible (before
+``ingest.earliest_year`` or after next year, :mod:`pds_kernel.snds.periods`). Referentials are loaded first because other tables are checked
 against them (ER_PHA_F codes against IR_PHA_R).
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..errors import InvalidInput
 from ..snds.catalogue import ingestible_names, ingestible_table
+from ..snds.periods import Years, plausible_years
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,15 @@ class Unrecognised:
     reason: str
 
 
-def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
-    """The delivery files of ``source`` in load order, and the entries refused by name or type.
-    A directory with no entry at all (hidden files aside) is refused: an empty delivery is a
-    failed transfer or a wrong path, never a successful ingest of nothing."""
+def discover(source: Path, years: Years | None = None) -> tuple[list[DeliveryFile], list[Unrecognised]]:
+    """The delivery files of ``source`` in load order, and the entries refused by name or type
+    (a name whose period is outside ``years`` included, default
+    :func:`~pds_kernel.snds.periods.plausible_years`). A directory with no entry at all (hidden
+    files aside) is refused: an empty delivery is a failed transfer or a wrong path, never a
+    successful ingest of nothing."""
     from ..snds.file_names import parse_delivery_name
 
+    years = years or plausible_years()
     if not source.is_dir():
         raise InvalidInput(f"delivery directory {source} does not exist or is not a directory")
     files: list[DeliveryFile] = []
@@ -73,7 +78,7 @@ def discover(source: Path) -> tuple[list[DeliveryFile], list[Unrecognised]]:
             refused.append(Unrecognised(entry.name, "not a regular file (links and folders are refused)"))
             continue
         try:
-            table, month = parse_delivery_name(entry.name)
+            table, month = parse_delivery_name(entry.name, years)
         except ValueError as exc:
             refused.append(Unrecognised(entry.name, str(exc)))
             continue

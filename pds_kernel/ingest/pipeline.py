@@ -50,6 +50,7 @@ from ..hashing import sha256_file
 from ..lake import QUARANTINE_DIR, data_files_on_disk, lake_lock, partition_dir, versions
 from ..lake.diff import diff_files
 from ..snds.catalogue import ingestible_table
+from ..snds.periods import plausible_years
 from .checks import Check
 from .commits import Commits, check_log_matches_ledger, check_upgraded, reconcile
 from .delivery import DeliveryFile, discover
@@ -283,7 +284,7 @@ class _Run:
 
     # -- decisions ---------------------------------------------------------------------------
     def triage(self, source: Path) -> list[DeliveryFile]:
-        files, unrecognised = discover(source)
+        files, unrecognised = discover(source, plausible_years(self.runtime.settings.ingest.earliest_year))
         for item in unrecognised:
             self.record(FileResult(item.name, None, None, "", 0, 0, 0, Status.REFUSED, item.reason))
         to_parse = []

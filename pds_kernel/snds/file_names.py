@@ -8,7 +8,9 @@
   stands for any two letters or digits (``T_MCO23GV01.csv``).
 
 The period is ``"YYYYMM"``, ``"YYYY"`` or ``None`` (snapshot). A file name is checked against the
-profile and the catalogue (:mod:`.catalogue`); anything else is refused with the reason.
+profile and the catalogue (:mod:`.catalogue`), and its year against the years a delivery may hold
+(:mod:`.periods`: ``ingest.earliest_year`` to the year after today's); anything else is refused
+with the reason.
 """
 
 from __future__ import annotations
@@ -17,13 +19,10 @@ import re
 from functools import cache
 
 from .catalogue import entries, ingestible_table, is_ingestible
+from .periods import Years, plausible_years
 from .tables import TABLES
 
 _PLAIN = re.compile(r"^(?P<table>[A-Za-z0-9_]+?)(?:_(?P<month>[0-9]{6}))?\.csv$")
-#: Periods whose year is before this are refused: no date before the year 1000 loads (see
-#: ``pds_kernel.ingest.checks.EARLIEST_DATE``), and the month check of the year 0000 (a
-#: ``KI_CCI_R_000012.csv``) crashed the whole run building its first day.
-_FIRST_YEAR = 1000
 
 
 @cache
@@ -38,8 +37,11 @@ def _yearly_patterns() -> tuple[tuple[re.Pattern, str], ...]:
     return tuple(patterns)
 
 
-def parse_delivery_name(file: str) -> tuple[str, str | None]:
-    """``(table, period)`` of a delivered file name; ``ValueError`` (with the reason) otherwise."""
+def parse_delivery_name(file: str, years: Years | None = None) -> tuple[str, str | None]:
+    """``(table, period)`` of a delivered file name; ``ValueError`` (with the reason) otherwise,
+    a period outside ``years`` included (default: :func:`.periods.plausible_years` with the
+    default earliest year; :data:`.periods.ANY_YEAR` checks the syntax only)."""
+    years = years or plausible_years()
     # fullmatch, not match: ``$`` also matches before a final line feed, and a file named
     # "ER_PRS_F_202301.csv\n" was loaded as ER_PRS_F's January (a second file of that month
     # in the same delivery crashed the run: both were staged under the same name)
@@ -54,16 +56,17 @@ def parse_delivery_name(file: str) -> tuple[str, str | None]:
             raise ValueError(f"{file!r}: table {table.name} is delivered "
                              + ("as one snapshot file NAME.csv" if table.split == "snapshot"
                                 else "per month as NAME_YYYYMM.csv"))
-        if month is not None and not (1 <= int(month[4:]) <= 12 and int(month[:4]) >= _FIRST_YEAR):
-            raise ValueError(f"{file!r}: bad month {month}")
+        if month is not None:
+            if not 1 <= int(month[4:]) <= 12:
+                raise ValueError(f"{file!r}: bad month {month}")
+            years.check(file, month[:4])
         return table.name, month
     for pattern, name in _yearly_patterns():
         y = pattern.fullmatch(file)
         if y:
             groups = y.groupdict()
-            year = groups.get("yyyy") or f"20{groups['yy']}"
-            if int(year) < _FIRST_YEAR:
-                raise ValueError(f"{file!r}: bad year {year}")
+            year = groups.get("yyyy") or f"20{groups['yy']}"  # never 19aa: see .periods
+            years.check(file, year, two_digits=not groups.get("yyyy"))
             return name, year
     raise ValueError(f"{file!r} is not a delivery file name (expected NAME_YYYYMM.csv or NAME.csv "
                      "for a table of the SNDS catalogue, or a yearly name such as T_MCO23B.csv; "

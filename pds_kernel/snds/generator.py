@@ -37,6 +37,7 @@ import polars as pl
 from ..errors import InvalidInput
 from .catalogue import ingestible_table
 from .file_names import parse_delivery_name
+from .periods import ANY_YEAR, plausible_years
 from .synthetic.calendar import CATALOGUE_TABLES, _DateText
 from .synthetic.dcir import _dcir_month
 from .synthetic.pmsi import _deaths_month, _pmsi_month
@@ -63,7 +64,7 @@ class GenerationSummary:
 
     def rows(self, table: str) -> int:
         """Total data rows of ``table`` over all its files."""
-        return sum(n for f, n in self.files.items() if parse_delivery_name(f)[0] == table)
+        return sum(n for f, n in self.files.items() if parse_delivery_name(f, ANY_YEAR)[0] == table)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,8 +78,10 @@ def check_arguments(patients: int, years: tuple[int, int], seed: int) -> None:
     if patients > 50_000_000:
         raise InvalidInput(f"at most 50,000,000 patients, got {patients:,}")
     start, end = years
-    if not (2000 <= start <= end <= 2100):
-        raise InvalidInput(f"years must be a range like 2022-2023 within 2000-2100, got {start}-{end}")
+    plausible = plausible_years()  # what pds ingest accepts by default: the files must load
+    if not (plausible.first <= start <= end <= plausible.last):
+        raise InvalidInput(f"years must be a range like 2022-2023 within {plausible.first}-{plausible.last} "
+                           f"(the years a delivery may hold), got {start}-{end}")
     if not isinstance(seed, int) or seed < 0:
         raise InvalidInput(f"seed must be a non-negative integer, got {seed!r}")
 

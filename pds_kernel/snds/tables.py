@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from .periods import Years, plausible_years
 from .schema import source_table
 
 LakeType = Literal["str", "int", "float", "date", "year", "month", "bool"]
@@ -385,8 +386,11 @@ def file_name(name: str, month: str | None = None) -> str:
 _FILE = re.compile(r"^(?P<table>[A-Za-z_]+?)(?:_(?P<month>[0-9]{6}))?\.csv$")
 
 
-def parse_file_name(file: str) -> tuple[str, str | None]:
-    """``(table, month)`` of a delivered file name; ``ValueError`` when it is not one of ours."""
+def parse_file_name(file: str, years: Years | None = None) -> tuple[str, str | None]:
+    """``(table, month)`` of a delivered file name of the profile; ``ValueError`` when it is not
+    one of ours or its year is outside ``years`` (a :class:`.periods.Years`, default
+    :func:`.periods.plausible_years`). The ingestion reads names with
+    :func:`.file_names.parse_delivery_name` (the catalogue's tables and yearly names too)."""
     m = _FILE.fullmatch(file)  # not match: ``$`` also matches before a final line feed
     if not m or m.group("table") not in TABLES:
         raise ValueError(f"{file!r} is not a delivery file name (expected NAME_YYYYMM.csv or NAME.csv)")
@@ -395,6 +399,8 @@ def parse_file_name(file: str) -> tuple[str, str | None]:
     if (t.split == "snapshot") != (month is None):
         raise ValueError(f"{file!r}: table {t.name} is delivered "
                          + ("as one snapshot file NAME.csv" if t.split == "snapshot" else "per month as NAME_YYYYMM.csv"))
-    if month is not None and not (1 <= int(month[4:]) <= 12):
-        raise ValueError(f"{file!r}: bad month {month}")
+    if month is not None:
+        if not 1 <= int(month[4:]) <= 12:
+            raise ValueError(f"{file!r}: bad month {month}")
+        (years or plausible_years()).check(file, month[:4])
     return t.name, month

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -254,13 +255,20 @@ def test_an_edge_value_of_each_column_kind_loads_as_it_reads_or_is_quarantined(k
         assert entry["raw"] == lines[LINE - 1].decode("latin-1")
 
 
+#: The latest year a delivery may hold (pds_kernel.snds.periods)
+NEXT_YEAR = date.today().year + 1
 #: (file name, (table, period) it feeds, or a piece of the reason it is refused)
 NAMES = [
     # monthly (DCIR, EGB, DCIRS, DAMIR...)
     ("ER_UCD_F_202301.csv", ("ER_UCD_F", "202301")), ("ER_UCD_F_202312.csv", ("ER_UCD_F", "202312")),
     ("ER_UCD_F_202313.csv", "bad month 202313"), ("ER_UCD_F_202300.csv", "bad month 202300"),
-    ("ER_UCD_F_000001.csv", "bad month 000001"), ("ER_PRS_F_000012.csv", "bad month 000012"),
-    ("ER_UCD_F_189912.csv", ("ER_UCD_F", "189912")),  # accepted: plausibility is reported, not decided
+    ("ER_UCD_F_000001.csv", "year 0000 is before 2000"), ("ER_PRS_F_000012.csv", "year 0000 is before 2000"),
+    # implausible periods: loaded silently into partitions of 1899 or 2099 before
+    ("ER_UCD_F_189912.csv", "year 1899 is before 2000, the earliest year a delivery may hold"),
+    ("ER_UCD_F_199912.csv", "lower the setting ingest.earliest_year"), ("ER_UCD_F_200001.csv", ("ER_UCD_F", "200001")),
+    (f"ER_UCD_F_{NEXT_YEAR}12.csv", ("ER_UCD_F", f"{NEXT_YEAR}12")),
+    (f"ER_UCD_F_{NEXT_YEAR + 1}01.csv", f"year {NEXT_YEAR + 1} is after {NEXT_YEAR}, the latest year"),
+    ("ER_PRS_F_999912.csv", "year 9999 is after"),
     ("er_ucd_f_202301.csv", "not a delivery file name"), ("ER_UCD_F_202301.CSV", "not a delivery file name"),
     ("ER_UCD_F_202301.csv.gz", "not a delivery file name"), ("ER_UCD_F_202301_v2.csv", "not a delivery"),
     ("ER_UCD_F_2023011.csv", "not a delivery file name"), ("ER_UCD_F_2023-01.csv", "not a delivery file name"),
@@ -270,14 +278,17 @@ NAMES = [
     ("ER_PRS_F_202301.csv\n", "not a delivery file name"), ("T_MCO23B.csv\n", "not a delivery file name"),
     ("IR_BEN_R.csv\n", "not a delivery file name"),
     # yearly (PMSI: two-digit year; cartography: four digits; xx: any two letters or digits)
-    ("T_SSR19B.csv", ("T_SSRaaB", "2019")), ("T_MCO99B.csv", ("T_MCOaaB", "2099")),
+    ("T_SSR19B.csv", ("T_SSRaaB", "2019")), ("T_MCO99B.csv", "year 99 reads as 2099, which is after"),
+    ("T_MCO00B.csv", ("T_MCOaaB", "2000")), (f"T_MCO{NEXT_YEAR % 100:02d}B.csv", ("T_MCOaaB", str(NEXT_YEAR))),
+    (f"T_MCO{(NEXT_YEAR + 1) % 100:02d}B.csv", f"reads as {NEXT_YEAR + 1}"),
+    ("T_MCO99GV01.csv", "year 99 reads as 2099"),
     ("T_MCO23GV01.csv", ("T_MCOaaGVxx", "2023")), ("T_MCO23GVzz.csv", "not a delivery file name"),
     ("T_MCO23b.csv", "not a delivery file name"), ("t_mco23B.csv", "not a delivery file name"),
     ("T_MCO2023B.csv", "not a delivery file name"), ("T_MCO3B.csv", "not a delivery file name"),
     ("T_MCO23B_202301.csv", "not a delivery file name"), ("T_MCOaaFA.csv", "delivered once a year"),
     ("T_MCOaaB.csv", "per month as NAME_YYYYMM.csv"), ("T_MCOaaB_202301.csv", ("T_MCOaaB", "202301")),
-    ("CT_DEP_2021_GN.csv", ("CT_DEP_AAAA_GN", "2021")), ("CT_DEP_1899_GN.csv", ("CT_DEP_AAAA_GN", "1899")),
-    ("CT_DEP_0000_GN.csv", "bad year 0000"), ("CT_DEP_21_GN.csv", "not a delivery file name"),
+    ("CT_DEP_2021_GN.csv", ("CT_DEP_AAAA_GN", "2021")), ("CT_DEP_1899_GN.csv", "year 1899 is before 2000"),
+    ("CT_DEP_0000_GN.csv", "year 0000 is before 2000"), ("CT_DEP_21_GN.csv", "not a delivery file name"),
     ("CT_DEP_AAAA_GN.csv", "delivered once a year"),
     # snapshots (referentials)
     ("IR_BEN_R.csv", ("IR_BEN_R", None)), ("BE_IDE_R.csv", ("BE_IDE_R", None)),
@@ -299,8 +310,8 @@ def test_a_file_name_feeds_its_table_and_period_or_is_refused_with_a_reason(name
 def test_each_table_has_one_name_per_period_and_no_name_feeds_two_tables():
     for name in ingestible_names():
         split = ingestible_table(name).split
-        for period in (("2007", "2023", "2099") if split == "yearly" else ("200701", "202312") if split == "monthly"
-                       else (None,)):
+        for period in (("2000", "2023", str(NEXT_YEAR)) if split == "yearly"
+                       else ("200001", "202312", f"{NEXT_YEAR}12") if split == "monthly" else (None,)):
             file = example_name(name, period or "202301")
             assert parse_delivery_name(file) == (name, period), file
             others = [n for n in ingestible_names() if n != name and _feeds(file, n)]
@@ -316,10 +327,14 @@ def _feeds(file: str, table: str) -> bool:
 
 
 @pytest.mark.parametrize("names", [("ER_PRS_F_202301.csv", "ER_PRS_F_202301.csv\n"), ("ER_PRS_F_000012.csv",),
-                                   ("ER_PRS_F_999912.csv",)], ids=["line feed twin", "year 0000", "December 9999"])
+                                   ("ER_PRS_F_999912.csv",),
+                                   ("ER_PRS_F_202301.csv", "ER_PRS_F_189912.csv", "ER_PRS_F_209901.csv")],
+                         ids=["line feed twin", "year 0000", "December 9999", "implausible years"])
 def test_a_delivery_with_an_edge_name_never_crashes_the_run(names, tmp_path):
-    """Each of these crashed the whole run (two files staged under one name; the first day of the
-    year 0 or the day after 9999-12-31 built for the month check)."""
+    """Each of the first three crashed the whole run (two files staged under one name; the first
+    day of the year 0 or the day after 9999-12-31 built for the month check); the last two names
+    of the fourth loaded silently into partitions of 1899 and 2099. Each is now refused by name,
+    with its reason, and the other files load."""
     delivery = tmp_path / "delivery"
     delivery.mkdir()
     rows = make_rows(persons=20, months=("202301",))[("ER_PRS_F", "202301")]
@@ -330,7 +345,19 @@ def test_a_delivery_with_an_edge_name_never_crashes_the_run(names, tmp_path):
     for name, result in results.items():
         if name == "ER_PRS_F_202301.csv":
             assert result.status == "loaded" and result.rows_loaded == len(rows)
-        elif name == "ER_PRS_F_999912.csv":  # loaded, each row outside the file's month
-            assert result.rows_loaded == 0 and result.rows_quarantined == len(rows)
         else:
             assert result.status == "refused" and repr(name) in result.reason
+            assert "the earliest year a delivery may hold" in result.reason or (
+                "the latest year a delivery may hold" in result.reason) or "not a delivery file name" in result.reason
+
+
+def test_the_month_check_of_the_last_month_a_date_can_have_is_still_built():
+    """December 9999 no longer reaches the parser by name (refused above), but a job given that
+    period directly still gets its month check, not a crash building 10000-01-01."""
+    from pds_kernel.ingest.checks import build_month_check
+
+    column = ingestible_table("ER_PRS_F").column("FLX_DIS_DTD")
+    check = build_month_check(column, pl.col("raw"), pl.col("typed"), "999912")
+    frame = pl.DataFrame({"raw": ["31DEC9999:00:00:00", "01JAN2023:00:00:00"],
+                          "typed": [date(9999, 12, 31), date(2023, 1, 1)]})
+    assert frame.select(check.bad).to_series().to_list() == [False, True]
