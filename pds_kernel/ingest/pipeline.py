@@ -7,8 +7,8 @@ The run, in order:
    it recorded them);
 2. decide per file: already loaded with the same SHA-256 → skipped; loaded with another SHA-256 →
    refused unless the run is a correction delivery (``corrections=True``: each of its files must
-   replace a loaded one), except snapshot tables, whose new version replaces the old one; otherwise
-   parse it;
+   replace a loaded one), except snapshot tables, whose new version replaces the old one; a file
+   of a table the lake holds with column types since changed → refused; otherwise parse it;
 3. parse (locally or on Dask workers, see :mod:`.executor`) in load order: snapshots
    (referentials) first, then the monthly and yearly files; a file checked against a referential
    waits until every referential of the run is committed (see :func:`phases`);
@@ -313,7 +313,21 @@ class _Run:
                     f"{entry.sha256[:12]}…, now {sha[:12]}…): a loaded month is never replaced "
                     "silently; deliver it as a correction (pds ingest --correction), which makes a "
                     "new version of the table and reports the rows added, changed and removed"))
-        return to_parse
+        return self.refuse_changed_types(to_parse)
+
+    def refuse_changed_types(self, files: list[DeliveryFile]) -> list[DeliveryFile]:
+        """``files`` but those of a table the lake holds with column types the catalogue has changed
+        since (recorded as refused): loaded, they would make the whole table unreadable."""
+        changed = {t: versions.type_changes(self.lake, t) for t in sorted({f.table for f in files})}
+        for f in files:
+            if changed[f.table]:
+                self.record(FileResult(
+                    f.name, f.table, f.month, sha256_file(f.path), 0, 0, 0, Status.REFUSED,
+                    f"table {f.table} in the lake was loaded with column types the catalogue has "
+                    f"changed since ({'; '.join(changed[f.table])}): a file of the new types would make "
+                    "the table unreadable; rebuild the table before loading more (see "
+                    "docs/data-intake.md, Column types that changed)"))
+        return [f for f in files if not changed[f.table]]
 
     def jobs(self, files: list[DeliveryFile], settings) -> tuple[list[ParseJob], list[DeliveryFile]]:
         """Parse jobs for ``files``; files whose referential is missing are refused here."""

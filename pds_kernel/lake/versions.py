@@ -129,6 +129,19 @@ def delta_schema(table: str):
     return Schema.from_arrow(pl.Schema({c.name: polars_type(c.type) for c in ingestible_table(table).columns}))
 
 
+def type_changes(lake: Path, table: str) -> list[str]:
+    """The columns of ``table`` whose type in the lake (its Delta log) is not the catalogue's any
+    more, e.g. ``"EXE_SOI_DTD: string in the lake, date now"`` (T_RIPaaC's dates loaded as text
+    before issue #17); empty for a table not in the lake. A file of the new type beside the old
+    files makes the whole table unreadable (polars: "data type mismatch")."""
+    if not is_versioned(lake, table):
+        return []
+    stored = {f.name: f.type for f in _open_log(table_folder(lake, table)).schema().fields}
+    return [f"{f.name}: {getattr(stored[f.name], 'type', stored[f.name])} in the lake, "
+            f"{getattr(f.type, 'type', f.type)} now" for f in delta_schema(table).fields
+            if f.name in stored and stored[f.name] != f.type]
+
+
 def _log_stamp(folder: Path) -> int:
     try:
         return (folder / DELTA_LOG).stat().st_mtime_ns

@@ -8,11 +8,13 @@ catalogued table is built from its schema by :func:`catalogue_table`:
 * lake types from the Table Schema types: ``string`` → text, ``integer`` → 64-bit integer (text
   when longer than 18 digits; ``ETA_NUM`` always text and ``RSA_NUM`` always an integer, as in
   the profile), ``number`` →
-  float, ``date`` → date, ``year`` → year, ``yearmonth`` → ``YYYYMM`` text, a date of format
-  ``%m`` → month, ``boolean`` → 0/1;
+  float, ``date`` and ``datetime`` → date (the lake has no datetime: the SNDS's datetimes are
+  dates written at midnight, as the profile's ``EXE_SOI_DTD``), ``year`` → year, ``yearmonth`` →
+  ``YYYYMM`` text, a date of format ``%m`` → month, ``boolean`` → 0/1; no published date or
+  datetime loads as text (``tests/ingest/test_catalogue.py`` scans the catalogue);
 * date text formats from the product: PMSI dates are ``%d%m%Y`` (except the dates of care chained
   from the DCIR, ``EXE_SOI_DTD``/``EXE_SOI_DTF``), every other product writes SAS datetimes
-  (``01JAN2023:00:00:00``);
+  (``01JAN2023:00:00:00``), and so does every ``datetime`` column;
 * closed value sets from ``constraints.enum``; primary key columns are required;
 * the nomenclature of a text or integer column (``MS_CIM_V:CIM_COD``) is recorded: the ingestion
   counts the codes it does not know and the quality report shows them (never a reason to
@@ -172,6 +174,8 @@ def _lake_type(field: dict) -> tuple[LakeType, str | None]:
         return "float", None
     if kind == "date":
         return ("month", None) if fmt == "%m" else ("date", None)
+    if kind == "datetime":  # T_RIPaaC's EXE_SOI_DTD/EXE_SOI_DTF loaded as text before
+        return "date", None
     if kind == "year":
         return "year", None
     if kind == "yearmonth":
@@ -225,7 +229,8 @@ def catalogue_table(name: str) -> Table:
     columns = []
     for field in data["fields"]:
         lake_type, pattern = _lake_type(field)
-        date_fmt = "sas_datetime" if field["name"] in _SAS_DATES_IN_PMSI else fmt
+        sas = field["name"] in _SAS_DATES_IN_PMSI or field["type"] == "datetime"
+        date_fmt = "sas_datetime" if sas else fmt
         columns.append(Column(
             field["name"], lake_type, date_fmt if lake_type == "date" else "plain",
             nullable=field["name"] not in pk, values=_values(field, lake_type), pattern=pattern,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import polars as pl
 import pytest
 from delivery_factory import fresh_runtime
 
 from pds_kernel.ingest import Status, ingest_delivery
-from pds_kernel.snds.catalogue import entries, ingestible_names, ingestible_table
+from pds_kernel.lake import scan_table
+from pds_kernel.snds.catalogue import entries, ingestible_names, ingestible_table, schema
 from pds_kernel.snds.file_names import parse_delivery_name
 from pds_kernel.snds.schema_generator import generate_catalogue, generate_table
 
@@ -59,6 +61,49 @@ def test_types_formats_and_keys_come_from_the_schema():
                          for n in keyed for k in ingestible_table(n).primary_key)
 
 
+#: The date text formats (pds_kernel.ingest.checks.DATE_FORMATS) a published date may be read with.
+_DATE_TEXT = {"sas_datetime", "dmy"}
+
+
+def test_no_published_date_or_datetime_loads_as_text():
+    """Scans every column of the catalogue: T_RIPaaC's EXE_SOI_DTD and EXE_SOI_DTF, published as
+    ``datetime``, loaded as text (any value loaded, a date stayed its SAS text)."""
+    published = {"date": 0, "datetime": 0}
+    wrong = []
+    for name in entries():
+        table = ingestible_table(name)  # the profile's definition for its 10 tables
+        for field in schema(name)["fields"]:
+            if field["type"] not in published or field["name"] not in table.column_names:
+                continue
+            published[field["type"]] += 1
+            column = table.column(field["name"])
+            month = field["type"] == "date" and field.get("format") == "%m"
+            if (column.type, column.fmt in _DATE_TEXT) != (("month", False) if month else ("date", True)):
+                wrong.append((name, column.name, field["type"], field.get("format"), column.type, column.fmt))
+            if field["type"] == "datetime" and column.fmt != "sas_datetime":
+                wrong.append((name, column.name, "a datetime is written as a SAS datetime", column.fmt))
+    assert not wrong, wrong
+    assert published == {"date": 330, "datetime": 4}  # datetimes: the dates of care of T_MCOaaC, T_RIPaaC
+    rip = ingestible_table("T_RIPaaC")
+    assert [(rip.column(c).type, rip.column(c).fmt) for c in ("EXE_SOI_DTD", "EXE_SOI_DTF")] == [
+        ("date", "sas_datetime")] * 2
+
+
+def test_a_published_datetime_loads_as_a_date(tmp_path):
+    made = generate_table(tmp_path / "delivery", "T_RIPaaC", rows=3, period="202301")
+    lines = made.path.read_text(encoding="latin-1").splitlines()
+    header = lines[0].split(";")
+    row = lines[1].split(";")
+    row[header.index("EXE_SOI_DTD")], row[header.index("EXE_SOI_DTF")] = "02JAN2023:00:00:00", "not a date"
+    made.path.write_text("\n".join([lines[0], ";".join(row), *lines[2:]]) + "\n", encoding="latin-1")
+    runtime = fresh_runtime(tmp_path)
+    result = ingest_delivery(runtime, tmp_path / "delivery", actor="t")
+    (file,) = result.files
+    assert (file.status, file.rows_loaded, file.rows_quarantined) == (Status.LOADED, 2, 1)
+    lake = scan_table(runtime.settings.paths.lake, "T_RIPaaC").collect()
+    assert lake.schema["EXE_SOI_DTD"] == pl.Date and lake.schema["EXE_SOI_DTF"] == pl.Date
+
+
 def test_every_catalogued_table_generates_and_loads_without_quarantine(tmp_path):
     files = generate_catalogue(tmp_path / "delivery", rows=3, seed=5)
     assert {f.table for f in files} == set(ingestible_names())
@@ -93,3 +138,51 @@ def test_unknown_nomenclature_codes_are_reported_not_quarantined(tmp_path):
     column = report["tables"]["T_MCOaaD"]["columns"]["ASS_DGN"]
     assert column["unknown_codes"] == 1 and column["nomenclature"] == "MS_CIM_V:CIM_COD"
     assert (runtime.settings.paths.lake / "T_MCOaaD" / "year=2023" / "T_MCO23D.parquet").is_file()
+
+
+#: An ingest as before the fix (published datetimes as text), in a process of its own: the
+#: catalogue's types are cached in many places, and none of them may leak into other tests.
+_OLD_TYPES_INGEST = """
+import sys
+from pathlib import Path
+from pds_kernel.snds import catalogue
+new = catalogue._lake_type
+catalogue._lake_type = lambda field: ("str", None) if field["type"] == "datetime" else new(field)
+from delivery_factory import fresh_runtime
+from pds_kernel.ingest import ingest_delivery
+result = ingest_delivery(fresh_runtime(Path(sys.argv[1])), Path(sys.argv[2]), actor="t")
+assert [f.status for f in result.files] == ["loaded"], result.files
+"""
+
+
+def test_a_table_loaded_with_the_old_types_refuses_files_of_the_new_ones(tmp_path):
+    """A lake that holds T_RIPaaC loaded before the fix (its dates as text): a new year's file,
+    typed as dates now, made the whole table unreadable ("data type mismatch"). It is refused
+    with the reason, the other tables load, and the table stays readable."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pds_kernel.lake import versions
+
+    generate_table(tmp_path / "d2023", "T_RIPaaC", rows=3, period="202301")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    subprocess.run([sys.executable, "-c", _OLD_TYPES_INGEST, str(tmp_path), str(tmp_path / "d2023")],
+                   check=True, env=env, timeout=300)
+    runtime = fresh_runtime(tmp_path)
+    lake = runtime.settings.paths.lake
+    assert scan_table(lake, "T_RIPaaC").collect().schema["EXE_SOI_DTD"] == pl.String
+    assert versions.type_changes(lake, "T_RIPaaC") == [
+        "EXE_SOI_DTD: string in the lake, date now", "EXE_SOI_DTF: string in the lake, date now"]
+    made = generate_table(tmp_path / "d2022", "T_RIPaaC", rows=3, period="202201")
+    other = generate_table(tmp_path / "d2022", "T_MCOaaB", rows=3, period="202201")
+    result = {f.name: f for f in ingest_delivery(runtime, tmp_path / "d2022", actor="t").files}
+    refused = result[made.path.name]
+    assert refused.status == Status.REFUSED and "EXE_SOI_DTD: string in the lake, date now" in refused.reason
+    assert "rebuild the table" in refused.reason
+    assert result[other.path.name].status == Status.LOADED
+    assert scan_table(lake, "T_RIPaaC").collect().height == 3  # still readable: the 2023 rows
+    assert versions.type_changes(lake, "T_MCOaaB") == versions.type_changes(lake, "IR_BEN_R") == []
+    again = ingest_delivery(runtime, tmp_path / "d2023", actor="t").files[0]
+    assert again.status == Status.SKIPPED  # a file already loaded is skipped, as before

@@ -188,6 +188,11 @@ KINDS = {
         ("13132023", bad(UNPARSABLE)), ("01-01-2023", bad(UNPARSABLE)), ("01JAN2023:00:00:00", bad(UNPARSABLE)),
         ("010120230", bad(UNPARSABLE)), ("01 12023", bad(UNPARSABLE)), ("+1012023", bad(UNPARSABLE)),
         ("", ok(None))]),
+    # published as datetime: loaded as text before ("hello" loaded, a date stayed its SAS text)
+    "published datetime (SAS, in the PMSI)": ("T_RIPaaC", "EXE_SOI_DTD", [
+        ("01JAN2023:00:00:00", ok("2023-01-01")), ("31DEC2023:23:59:59", ok("2023-12-31")),
+        ("01JAN1600:00:00:00", ok("1600-01-01")), ("hello", bad(UNPARSABLE)), ("01012023", bad(UNPARSABLE)),
+        ("2023-01-01T00:00:00", bad(UNPARSABLE)), ("01JAN23:00:00:00", bad(UNPARSABLE)), ("", ok(None))]),
     "YYYYMM text": ("EB_INB_F", "BEN_DCD_AME", [
         ("202301", ok("202301")), ("202312", ok("202312")), ("202300", bad(PATTERN)), ("202313", bad(PATTERN)),
         ("20231", bad(PATTERN)), ("2023-01", bad(PATTERN)), ("2023010", bad(PATTERN)), (" 202301", bad(PATTERN)),
