@@ -15,7 +15,7 @@ submitted bytes stay in the request's staging folder (``submitted/``), for the r
 - **XLSX** (openpyxl): the values of each sheet's cells, in a new workbook (no formatting, formula
   results as values, texts always texts).
 - **PNG and JPEG** (Pillow): the first frame's pixels, turned the way its EXIF orientation says,
-  in 8-bit L, LA, RGB or RGBA; a PNG keeps its resolution (dpi), a JPEG is encoded again at
+  in 8-bit L, LA, RGB or RGBA (fully transparent pixels black: their colour shows nothing); a PNG keeps its resolution (dpi), a JPEG is encoded again at
   quality 95 without chroma subsampling. Nothing else of the file is written.
 - **PDF**: not rebuilt (no library of the platform writes a PDF again without trusting the file);
   its bytes are checked as they are (docs/output-checking.md says what stays open).
@@ -31,8 +31,9 @@ import math
 import os
 import zipfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 from ..errors import InvalidInput
@@ -46,11 +47,18 @@ SUBMITTED = "submitted"
 MAX_PIXELS = 40_000_000
 #: the most bytes a workbook's parts or a Parquet file's columns may unpack to
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+#: the largest Parquet table the gate reads (the checks refuse larger tables: outputs are aggregates)
+MAX_TABLE_CELLS = 5_000_000
 #: the largest workbook the gate reads cell by cell
 MAX_XLSX_CELLS = 1_000_000
+#: the most XML elements of a workbook's parts: a cell takes two (``c`` and ``v``), formatting a few more
+MAX_XLSX_ELEMENTS = 4 * MAX_XLSX_CELLS
 #: the mean difference (0-255) between a JPEG's pixels and those of its copy encoded again at
 #: quality 95; above, the copy is not the picture the researcher submitted
 MAX_JPEG_DIFFERENCE = 6.0
+#: the most scans of a JPEG: a progressive JPEG of the usual encoders has about ten, and each scan is
+#: a pass over the whole picture (a few kilobytes of repeated scans cost minutes)
+MAX_JPEG_SCANS = 100
 _DPI = (1, 10_000)
 _EPOCH = datetime(2000, 1, 1)
 
@@ -82,8 +90,9 @@ def _plain_column(name: str, column):
     kind = column.type
     if pa.types.is_nested(kind) or isinstance(kind, pa.BaseExtensionType):
         raise InvalidInput(f"column {name!r} holds {kind} values, not one value per cell: export a flat table")
-    if pa.types.is_timestamp(kind) and kind.tz is not None:
-        column = column.cast(pa.timestamp(kind.unit, tz="UTC"))
+    if pa.types.is_timestamp(kind) and kind.tz is not None and kind.tz not in _zones():
+        raise InvalidInput(f"column {name!r} names the time zone {kind.tz[:40]!r}, which is no zone of the "
+                           "tz database: save its times in UTC or in a zone such as Europe/Paris")
     if pa.types.is_float16(kind):
         column = column.cast(pa.float32())
     if pa.types.is_floating(column.type):
@@ -91,21 +100,64 @@ def _plain_column(name: str, column):
     return column
 
 
+@cache
+def _zones() -> frozenset[str]:
+    """The time zones a timestamp column may name: those of the tz database and fixed offsets."""
+    import zoneinfo
+
+    offsets = {f"{sign}{h:02d}:{m:02d}" for sign in "+-" for h in range(15) for m in (0, 15, 30, 45)}
+    return frozenset(zoneinfo.available_timezones() | offsets | {"UTC", "Z"})
+
+
+def _decoded_bytes(column) -> int:
+    """How many bytes the texts or binaries of a dictionary column take once decoded (a dictionary of
+    one long text used by every row unpacks to rows x its length)."""
+    import pyarrow.compute as pc
+
+    total = 0
+    for chunk in column.chunks:
+        lengths = pc.binary_length(chunk.dictionary)
+        total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+    return total
+
+
 def _plain_table(path: Path):
     """The columns of a Parquet file as pyarrow reads them (:func:`_plain_column`), without any
-    metadata of the file, the schema or a field."""
+    metadata of the file, the schema or a field. Nothing is unpacked beyond the bounds: a column
+    of a million equal values is a few bytes in the file (run-length encoded)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     metadata = pq.read_metadata(path)
+    if metadata.num_rows * max(metadata.num_columns, 1) > MAX_TABLE_CELLS:
+        raise InvalidInput(f"more than {MAX_TABLE_CELLS} cells: outputs are aggregates")
     unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     if unpacked > MAX_UNPACKED_BYTES:
         raise InvalidInput(f"its columns hold more than {MAX_UNPACKED_BYTES} bytes once unpacked")
-    table = pq.read_table(path)
+    schema = metadata.schema.to_arrow_schema()
+    for field in schema:
+        if pa.types.is_nested(field.type):
+            raise InvalidInput(f"column {field.name!r} holds {field.type} values, not one value per cell: "
+                               "export a flat table")
+        if pa.types.is_fixed_size_binary(field.type) and \
+                field.type.byte_width * metadata.num_rows > MAX_UNPACKED_BYTES:
+            raise InvalidInput(f"column {field.name!r} holds more than {MAX_UNPACKED_BYTES} bytes once unpacked")
+    texts = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_binary(f.type)
+             or pa.types.is_large_string(f.type) or pa.types.is_large_binary(f.type)]
+    table = pq.read_table(path, read_dictionary=texts)  # texts stay encoded until measured
+    if sum(_decoded_bytes(c) for c in table.columns if _is_text_dictionary(c.type)) > MAX_UNPACKED_BYTES:
+        raise InvalidInput(f"its texts hold more than {MAX_UNPACKED_BYTES} bytes once unpacked")
     columns = [_plain_column(field.name, column) for field, column in zip(table.schema, table.columns, strict=True)]
     fields = [pa.field(field.name, column.type, nullable=True) for field, column in zip(table.schema, columns,
                                                                                         strict=True)]
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _is_text_dictionary(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_dictionary(kind) and (pa.types.is_string(kind.value_type) or pa.types.is_binary(
+        kind.value_type) or pa.types.is_large_string(kind.value_type) or pa.types.is_large_binary(kind.value_type))
 
 
 def _same_columns(a, b) -> bool:
@@ -141,8 +193,28 @@ def _xlsx_values(path: Path) -> list[tuple[str, list[tuple]]]:
     with zipfile.ZipFile(path) as archive:  # a zip bomb is refused before openpyxl inflates it
         if sum(item.file_size for item in archive.infolist()) > MAX_UNPACKED_BYTES:
             raise InvalidInput(f"its parts hold more than {MAX_UNPACKED_BYTES} bytes once unpacked")
+        if _elements(archive) > MAX_XLSX_ELEMENTS:
+            raise InvalidInput(f"its parts hold more than {MAX_XLSX_ELEMENTS} XML elements: save the cells "
+                               "again without formatting, or export the table as CSV")
     with open(path, "rb") as fh:
         return _workbook_values(load_workbook(fh, read_only=True, data_only=True))
+
+
+def _elements(archive: zipfile.ZipFile) -> int:
+    """How many XML elements the parts of a workbook open (openpyxl reads each one in Python: a
+    shared-strings part of millions of empty entries is a few kilobytes zipped and minutes to read)."""
+    count = 0
+    for item in archive.infolist():
+        with archive.open(item) as fh:
+            while block := fh.read(1 << 20):
+                count += block.count(b"<") - block.count(b"</")
+    return count
+
+
+@dataclass(frozen=True)
+class _Error:
+    """A cell holding an error (``#DIV/0!``, ``#N/A``): written as an error, not as a text."""
+    code: str
 
 
 def _workbook_values(workbook) -> list[tuple[str, list[tuple]]]:
@@ -150,7 +222,9 @@ def _workbook_values(workbook) -> list[tuple[str, list[tuple]]]:
         sheets, cells = [], 0
         for sheet in workbook.worksheets:
             rows = []
-            for row in sheet.iter_rows(values_only=True):
+            for cells_of_row in sheet.iter_rows():
+                row = tuple(_Error(c.value) if getattr(c, "data_type", None) == "e" else c.value
+                            for c in cells_of_row)
                 cells += len(row)
                 if cells > MAX_XLSX_CELLS:
                     raise InvalidInput(f"more than {MAX_XLSX_CELLS} cells: outputs are aggregates")
@@ -175,7 +249,11 @@ def _xlsx(source: Path, target: Path) -> None:
         for row in rows:
             out = []
             for value in row:
-                cell = WriteOnlyCell(sheet, value=value)
+                if isinstance(value, _Error):
+                    cell = WriteOnlyCell(sheet, value=value.code)
+                    cell.data_type = "e"
+                else:
+                    cell = WriteOnlyCell(sheet, value=value)
                 if isinstance(value, str):
                     cell.data_type = "s"  # a text starting with "=" stays a text, never a formula
                 out.append(cell)
@@ -197,11 +275,25 @@ def _xlsx(source: Path, target: Path) -> None:
 
 
 # ---- images -------------------------------------------------------------------------------------
+def _scans(path: Path) -> int:
+    """At most how many scans the JPEG at ``path`` holds: its start-of-scan markers (``FF DA`` never
+    occurs inside compressed data, where an ``FF`` is followed by ``00`` or a restart marker)."""
+    count, tail = 0, b""
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            count += (tail + block).count(b"\xff\xda")
+            tail = block[-1:]
+    return count
+
+
 def _decoded(path: Path, kind: str):
     """The first frame of the image at ``path``, turned upright, as 8-bit L, LA, RGB or RGBA."""
     import numpy as np
     from PIL import Image, ImageOps
 
+    if kind == "jpeg" and _scans(path) > MAX_JPEG_SCANS:
+        raise InvalidInput(f"more than {MAX_JPEG_SCANS} scans (each one is decoded over the whole picture): "
+                           "save the figure again as a baseline JPEG, or as a PNG")
     try:
         opened = Image.open(path, formats=["PNG" if kind == "png" else "JPEG"])
     except Image.DecompressionBombError:
@@ -213,20 +305,28 @@ def _decoded(path: Path, kind: str):
         image.load()
         dpi = image.info.get("dpi")
         image = ImageOps.exif_transpose(image)
-        mode = image.mode
+        mode, transparent = image.mode, image.info.get("transparency")
         if mode in {"I;16", "I;16B", "I;16L", "I;16N"}:
-            image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8), "L")
-        elif mode in {"1", "L"}:
-            image = image.convert("L")
+            wide = np.asarray(image, dtype=np.uint16)
+            pixels = (wide >> 8).astype(np.uint8)
+            if isinstance(transparent, int):  # a tRNS grey: the pixels of that value are transparent
+                pixels = np.dstack([pixels, np.where(wide == transparent, 0, 255).astype(np.uint8)])
+            image = _pixels_image(pixels)
+        elif mode in {"1", "L"}:  # a tRNS grey makes some pixels transparent: they stay so
+            image = image.convert("L" if transparent is None else "LA")
         elif mode in {"LA", "La"}:
             image = image.convert("LA")
-        elif mode in {"P", "PA", "RGBA", "RGBa"} or "transparency" in image.info:
+        elif mode in {"P", "PA", "RGBA", "RGBa"} or transparent is not None:
             image = image.convert("RGBA")
         elif mode in {"RGB", "CMYK", "YCbCr", "LAB", "HSV"}:
             image = image.convert("RGB")
         else:
             raise InvalidInput(f"its pixels are {mode}: save the figure as an 8-bit PNG or a JPEG")
-        pixels = np.asarray(image)
+        pixels = np.array(image)
+    if pixels.ndim == 3 and pixels.shape[2] in {2, 4}:
+        # a fully transparent pixel shows nothing, whatever its colour: its colour channels could
+        # carry 3 bytes no viewer shows, so they are written as 0
+        pixels[pixels[..., -1] == 0, :-1] = 0
     return pixels, dpi
 
 

@@ -275,15 +275,16 @@ def test_the_local_check_judges_the_copy_the_gate_would_release(tmp_path):
     assert files["plain.parquet"]["verdict"] == "pass", files["plain.parquet"]["findings"]
 
 
-def test_nan_payloads_zone_names_and_extension_types_do_not_leave(tmp_path):
+def test_nan_payloads_and_extension_types_do_not_leave(tmp_path):
     """Room in a Parquet column's values and type that no reader shows: the payload bits of a NaN
-    (every reader shows NaN), a time zone's name (any text passes), an extension type's name."""
+    (every reader shows NaN), an extension type's name. (A time zone's name must be one of the tz
+    database: test_release_rebuilt_attacks.py.)"""
     payload = struct.unpack("<d", struct.pack("<Q", 0x7FF8_DEAD_BEEF_0001))[0]
     plain = pa.table({"persons": pa.array([math.nan, 120.0]),
                       "when": pa.array([0, 1], pa.timestamp("us", tz="UTC")),
                       "code": pa.array([b"ab", b"cd"], pa.binary(2))})
     crafted = pa.table({"persons": pa.array([payload, 120.0]),
-                        "when": pa.array([0, 1], pa.timestamp("us", tz=HIDDEN.decode()[:200])),
+                        "when": pa.array([0, 1], pa.timestamp("us", tz="UTC")),
                         "code": pa.ExtensionArray.from_storage(
                             pa.opaque(pa.binary(2), HIDDEN.decode()[:200], "vendor"), plain["code"].chunk(0))})
     copies = []
