@@ -15,8 +15,8 @@ submitted bytes stay in the request's staging folder (``submitted/``), for the r
 - **XLSX** (openpyxl): the values of each sheet's cells, in a new workbook (no formatting, formula
   results as values, texts always texts).
 - **PNG and JPEG** (Pillow): the first frame's pixels, turned the way its EXIF orientation says,
-  in 8-bit L, LA, RGB or RGBA (fully transparent pixels black: their colour shows nothing); a PNG keeps its resolution (dpi), a JPEG is encoded again at
-  quality 95 without chroma subsampling. Nothing else of the file is written.
+  in 8-bit L, LA, RGB or RGBA (fully transparent pixels black: their colour shows nothing); a PNG
+  keeps its resolution (dpi), a JPEG is encoded again at quality 95 without chroma subsampling. Nothing else of the file is written.
 - **PDF**: not rebuilt (no library of the platform writes a PDF again without trusting the file);
   its bytes are checked as they are (docs/output-checking.md says what stays open).
 
