@@ -37,7 +37,7 @@ from .checks import (
 )
 from .checks.pregates import PSEUDONYM_PREFIX
 from .models import ExportRequest
-from .rebuild import rebuild, rebuilt_kind, submitted_path
+from .rebuild import rebuild_all, rebuilt_kind, submitted_path
 from .staging import RefusedFiles, request_dir
 
 log = logging.getLogger(__name__)
@@ -215,14 +215,9 @@ def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]
     if len(set(names)) != len(names):
         raise InvalidInput("two files share a name: the gate matches declarations by file name")
     with tempfile.TemporaryDirectory(prefix="pds-check-") as scratch:
-        copies, refused = {}, {}
-        for i, path in enumerate(paths):
-            if rebuilt_kind(names[i]) is not None:
-                copies[i] = Path(scratch) / f"{i}-{names[i]}"
-                try:
-                    rebuild(Path(path), copies[i], names[i])
-                except InvalidInput as exc:
-                    refused[i] = str(exc)
+        copies = {i: Path(scratch) / f"{i}-{name}" for i, name in enumerate(names) if rebuilt_kind(name)}
+        reasons = rebuild_all([(Path(paths[i]), copy, names[i]) for i, copy in copies.items()])
+        refused = {i: reasons[names[i]] for i in copies if reasons.get(names[i])}
         results = check_files(gate, [(i, names[i], copies.get(i, Path(p)), sha256_file(Path(p)) if i in copies else None)
                                      for i, p in enumerate(paths) if i not in refused], context)
         for i in copies.keys() - refused.keys():

@@ -1,7 +1,7 @@
 """Attacks on the gate's rebuild of tables and figures (docs/adr/0010-release-rebuilt-copies.md):
 room the rebuilt copy kept that no viewer shows, small files that cost the gate minutes or
 gigabytes, legitimate files whose copy changed without a word. Each passed before the fix in
-pds_kernel/airlock/rebuild.py named in its docstring."""
+pds_kernel/airlock/rebuild_formats.py named in its docstring."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from PIL import Image
 from test_disclosure_crafted import _shared_strings_workbook
 from test_disclosure_hidden_channels import HIDDEN
 
-from pds_kernel.airlock.rebuild import MAX_JPEG_SCANS, MAX_TABLE_CELLS, rebuild
+from pds_kernel.airlock.rebuild_formats import MAX_JPEG_SCANS, MAX_TABLE_CELLS, rebuild
 from pds_kernel.errors import InvalidInput
 
 

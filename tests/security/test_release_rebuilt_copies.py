@@ -293,3 +293,39 @@ def test_nan_payloads_and_extension_types_do_not_leave(tmp_path):
         pq.write_table(table, buffer)
         copies.append(_rebuilt(tmp_path, "t.parquet", buffer.getvalue(), f"t{len(copies)}"))
     assert copies[0] is not None and copies[0] == copies[1]
+
+
+# ---- the child process the gate rebuilds in ------------------------------------------------------
+def _big_png(path):
+    """A 36-megapixel RGBA figure of one colour: a small file that decodes to ~140 MB of pixels."""
+    Image.new("RGBA", (6000, 6000), (255, 255, 255, 255)).save(path, "PNG")
+    return path
+
+
+@pytest.mark.parametrize("files, limit, expected", [
+    (["big.png"], {"memory_bytes": 512 * 1024**2}, "more memory than a rebuild may use"),
+    (["big.png", "small.parquet"], {"cpu_seconds": 1}, "1 s of CPU"),
+    # short of memory, pyarrow cannot start its threads and waits forever, using no CPU
+    (["small.parquet"], {"memory_bytes": 512 * 1024**2, "wall_seconds": 20}, "512 MiB of memory"),
+])
+def test_a_rebuild_beyond_the_childs_limits_refuses_the_files_and_spares_the_gate(tmp_path, files, limit, expected):
+    """The formats' bounds trust sizes a file declares; the child process's limits do not. A file
+    that needs more memory, CPU or time than the child has is refused (with the others of its batch
+    when the child dies), and the gate's own process never holds what it unpacks."""
+    import resource
+    import time
+
+    from pds_kernel.airlock.rebuild import rebuild_all
+
+    sources = {"big.png": lambda: _big_png(tmp_path / "big.png"),
+               "small.parquet": lambda: _write(tmp_path / "small.parquet", _parquet())}
+    items = [(sources[name](), tmp_path / f"out-{name}", name) for name in files]
+    before, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
+    reasons = rebuild_all(items, **limit)
+    assert time.monotonic() - started < limit.get("wall_seconds", 60) + 15
+    assert set(reasons) == set(files) and all(why and expected in why for why in reasons.values()), reasons
+    assert not any((tmp_path / f"out-{name}").exists() for name in files)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB: not in this process
+    small = _write(tmp_path / "small.parquet", _parquet())
+    assert rebuild_all([(small, tmp_path / "again.parquet", "small.parquet")]) == {"small.parquet": None}
+    assert (tmp_path / "again.parquet").read_bytes() == _rebuilt(tmp_path, "t.parquet", _parquet(), "plain")
