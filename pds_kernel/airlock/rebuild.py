@@ -103,17 +103,24 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
     if not items:
         return {}
     payload = json.dumps([[str(s), str(t), n] for s, t, n in items])
-
-    def bounded() -> None:  # in the child, before it runs Python
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-
     command = [sys.executable, "-m", "pds_kernel.airlock.rebuild_formats"]
-    try:
-        done = subprocess.run(command, input=payload, capture_output=True, text=True, preexec_fn=bounded,
-                              timeout=wall_seconds, check=False)
-    except subprocess.TimeoutExpired:
-        done = None
+    # The limits are set on the child once it runs, not in a preexec_fn (unsafe in a process with
+    # threads, as the gate's service is): the child reads its files' names from its input, so it
+    # touches no file before the limits hold.
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as child:
+        try:
+            resource.prlimit(child.pid, resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+            resource.prlimit(child.pid, resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+            out, err = child.communicate(payload, timeout=wall_seconds)
+            done = subprocess.CompletedProcess(command, child.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            done = None
+        except BaseException:
+            child.kill()
+            raise
     if done is not None and done.returncode == 0:
         try:
             results = json.loads(done.stdout)
