@@ -1,6 +1,6 @@
 """Where the gate's rebuilt copies live, and the child process that makes them.
 
-At submission, each Parquet file, workbook and PNG/JPEG figure of a request is rebuilt from its
+At submission, each Parquet file, workbook and PNG, JPEG or PDF figure of a request is rebuilt from its
 cells or pixels (:mod:`.rebuild_formats`, docs/adr/0010-release-rebuilt-copies.md) and the copy
 takes the staged file's place: the checks read it, the checkers see and approve it (by its
 SHA-256), the release copies it out. The submitted bytes move to the request's staging folder
@@ -79,7 +79,7 @@ def _replace_with_rebuilt(directory: Path, sf: StagedFile) -> StagedFile:
 
 
 def release_copies(directory: Path, staged: list[StagedFile]) -> list[StagedFile]:
-    """Replace each staged Parquet file, workbook and image by its rebuilt copy (the submitted bytes
+    """Replace each staged Parquet file, workbook, image and PDF by its rebuilt copy (the submitted bytes
     move to ``submitted/``); the staged files with their new SHA-256 and size. Raises
     :class:`RefusedFiles` naming every file that cannot be rebuilt (the caller discards the round:
     :func:`.submission.discard` removes both copies)."""

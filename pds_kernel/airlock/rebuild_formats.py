@@ -9,7 +9,8 @@ gate checks, shows and releases: :mod:`.rebuild`, docs/adr/0010-release-rebuilt-
   in 8-bit L, LA, RGB or RGBA (fully transparent pixels black: their colour shows nothing); a PNG
   keeps its resolution (dpi), a JPEG is encoded again at quality 95 without chroma subsampling.
   Nothing else of the file is written.
-- **PDF**: not rebuilt (no library of the platform writes a PDF again without trusting the file).
+- **PDF**: each page drawn as a picture at 300 dpi by PDFium, in a new PDF of those pictures
+  (:mod:`.rebuild_pdf`).
 
 A file that cannot be rebuilt, or whose copy does not hold the same cells or pixels, raises
 :class:`InvalidInput` with the reason. Every bound is checked before anything is unpacked. Run as
@@ -53,9 +54,9 @@ _EPOCH = datetime(2000, 1, 1)
 
 
 def rebuilt_kind(name: str) -> str | None:
-    """The format the gate rebuilds ``name`` as (``parquet``, ``xlsx``, ``png``, ``jpeg``), or None."""
+    """The format the gate rebuilds ``name`` as (``parquet``, ``xlsx``, ``png``, ``jpeg``, ``pdf``), or None."""
     return {".parquet": "parquet", ".xlsx": "xlsx", ".png": "png", ".jpg": "jpeg",
-            ".jpeg": "jpeg"}.get(Path(name).suffix.lower())
+            ".jpeg": "jpeg", ".pdf": "pdf"}.get(Path(name).suffix.lower())
 
 
 # ---- tables -------------------------------------------------------------------------------------
@@ -360,8 +361,14 @@ def _jpeg(source: Path, target: Path) -> None:
         raise InvalidInput("its copy encoded again is not the same picture")
 
 
+def _pdf(source: Path, target: Path) -> None:
+    from .rebuild_pdf import rebuild_pdf
+
+    rebuild_pdf(source, target)
+
+
 _REBUILD: dict[str, Callable[[Path, Path], None]] = {"parquet": _parquet, "xlsx": _xlsx, "png": _png,
-                                                     "jpeg": _jpeg}
+                                                     "jpeg": _jpeg, "pdf": _pdf}
 
 
 def rebuild(source: Path, target: Path, name: str) -> None:
@@ -385,9 +392,7 @@ def rebuild(source: Path, target: Path, name: str) -> None:
                            f"{str(exc)[:200]}): save it again, or export the table as CSV") from None
 
 
-_WHAT = {"parquet": "columns", "xlsx": "cells", "png": "pixels", "jpeg": "pixels"}
-
-
+_WHAT = {"parquet": "columns", "xlsx": "cells", "png": "pixels", "jpeg": "pixels", "pdf": "pages"}
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 person rows (``ROWS``) where a checker viewing the cells or pixels does not look, and must fail
 ``embedded-data``. Each passed before the fix named in containers.py (a page index carries only
 statistics, refused as a precaution); the channels the checks leave open are strict xfails with
-their reason: all but the PDF one are closed in what leaves by the rebuilt copy the gate releases
+their reason: each is closed in what leaves by the rebuilt copy the gate releases
 (docs/adr/0010-release-rebuilt-copies.md, test_release_rebuilt_copies.py)."""
 
 from __future__ import annotations
@@ -226,7 +226,8 @@ OPEN = {
         "the rebuilt copy leaves the payload out (test_release_rebuilt_copies.py)"),
     "pdf: rows in an object a page refers to under a key no viewer reads": (
         "fig.pdf", _pdf_referenced_from_unused_key,
-        "telling a used key from an unused one needs a PDF parser; PDFs are not rebuilt (ADR 10): open"),
+        "telling a used key from an unused one needs a PDF parser: the rebuilt copy, the pages drawn as "
+        "pictures, leaves it out (test_release_rebuilt_copies.py)"),
     "jpeg: rows between the entropy-coded data and the end marker": (
         "fig.jpg", _jpeg_junk_in_scan,
         "only decoding the scan finds where it ends: the rebuilt copy leaves it out (test_release_rebuilt_copies.py)"),
@@ -248,10 +249,15 @@ def test_channels_left_open(tmp_path, attack, request):
 
 @pytest.mark.parametrize("device, name", [("pdf", "fig.pdf"), ("png", "fig.png"), ("jpeg", "fig.jpg")])
 def test_figures_of_r_devices_carry_nothing_hidden(tmp_path, device, name):
-    """R's own graphics devices (R is a language of the workspaces) write figures the checks accept."""
+    """R's own graphics devices (R is a language of the workspaces) write figures the checks accept
+    and the gate rebuilds (ADR 10), whose copy the checks accept too."""
     import subprocess
+
+    from pds_kernel.airlock.rebuild import rebuild
 
     target = tmp_path / f"r-{name}"
     script = f'{device}("{target}"); plot(1:10, main = "persons by region"); invisible(dev.off())'
     subprocess.run(["Rscript", "-e", script], check=True, capture_output=True, timeout=120)
     assert "embedded-data" not in _figure(tmp_path, name, target.read_bytes()).rule_status
+    rebuild(target, tmp_path / f"copy-{name}", name)
+    assert "embedded-data" not in _figure(tmp_path, name, (tmp_path / f"copy-{name}").read_bytes()).rule_status

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import struct
 import zipfile
 import zlib
@@ -34,6 +35,7 @@ from test_disclosure_hidden_channels import (
     _chunk,
     _jpeg,
     _parquet,
+    _pdf,
     _png,
 )
 
@@ -42,7 +44,7 @@ from pds_kernel.airlock.staging import RefusedFiles
 from pds_kernel.errors import InvalidInput
 
 DECLARED = {"labels": ["region"], "counts": ["persons"]}
-PLAIN = {"t.parquet": _parquet, "fig.png": _png, "fig.jpg": _jpeg,
+PLAIN = {"t.parquet": _parquet, "fig.png": _png, "fig.jpg": _jpeg, "fig.pdf": _pdf,
          "t.xlsx": lambda: _xlsx_edited(lambda name, data: [(name, data)])}
 
 
@@ -59,8 +61,8 @@ def _rebuilt(tmp_path, name: str, data: bytes, tag: str) -> bytes | None:
 
 
 ATTACKS = {f"parquet: {k}": ("t.parquet", v) for k, v in PARQUET.items()}
-ATTACKS.update({k: v for k, v in FIGURES.items() if not k.startswith("pdf")})
-ATTACKS.update({k: (name, data) for k, (name, data, _) in OPEN.items() if not k.startswith("pdf")})
+ATTACKS.update(FIGURES)
+ATTACKS.update({k: (name, data) for k, (name, data, _) in OPEN.items()})
 ATTACKS.update({f"xlsx: {k}": ("t.xlsx", lambda change=change: _xlsx_edited(change))
                 for k, change in WORKBOOK_ATTACKS.items()})
 #: attacks whose payload makes the image unreadable to Pillow: the gate refuses them (nothing leaves)
@@ -80,7 +82,7 @@ def test_the_payload_does_not_reach_the_rebuilt_copy(tmp_path, attack):
         assert crafted == plain, "the rebuilt copy depends on bytes a reader does not see"
 
 
-@pytest.mark.parametrize("attack", sorted(k for k in OPEN if not k.startswith("pdf")))
+@pytest.mark.parametrize("attack", sorted(OPEN))
 def test_channels_the_checks_leave_open_are_closed_by_the_rebuild(tmp_path, attack):
     """What passes ``embedded-data`` (test_channels_left_open) leaves without the payload."""
     name, data, _ = OPEN[attack]
@@ -171,7 +173,8 @@ def test_an_image_declaring_a_huge_size_is_refused_before_it_is_decoded(tmp_path
 @pytest.mark.parametrize("name, data", [("t.parquet", b"PAR1" + b"\x00" * 64 + b"PAR1"),
                                         ("t.xlsx", b"PK\x03\x04" + b"\x00" * 64),
                                         ("fig.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64),
-                                        ("fig.jpg", b"\xff\xd8\xff" + b"\x00" * 64)])
+                                        ("fig.jpg", b"\xff\xd8\xff" + b"\x00" * 64),
+                                        ("fig.pdf", b"%PDF-1.4\n" + b"\x00" * 64)])
 def test_a_broken_file_is_refused_with_a_reason(tmp_path, name, data):
     with pytest.raises(InvalidInput, match="the gate cannot rebuild it"):
         rebuild(_write(tmp_path / name, data), tmp_path / f"out-{name}", name)
@@ -192,10 +195,10 @@ def _write(path, data: bytes):
 
 # ---- through the gate's real service -----------------------------------------------------------
 def _open_channel(name: str) -> bytes:
-    return next(data() for key, (n, data, _) in OPEN.items() if n == name and not key.startswith("pdf"))
+    return next(data() for n, data, _ in OPEN.values() if n == name)
 
 
-@pytest.mark.parametrize("name", ["t.parquet", "fig.jpg"])
+@pytest.mark.parametrize("name", ["t.parquet", "fig.jpg", "fig.pdf"])
 def test_a_payload_the_checks_do_not_see_is_not_released(runtime, tmp_path, name):
     """A file hiding rows where the checks do not look passes them; the checkers approve what they
     see; the release writes the rebuilt copy, without the payload. The submitted bytes stay in the
@@ -203,7 +206,7 @@ def test_a_payload_the_checks_do_not_see_is_not_released(runtime, tmp_path, name
     service, _ = build_service(runtime)
     crafted = _open_channel(name)
     files = [(name, io.BytesIO(crafted))]
-    if name == "fig.jpg":
+    if name.startswith("fig."):
         files.append(("fig.csv", io.BytesIO(b"region,persons\nN,120\nS,230\n")))
     view = service.create("alice", PROJECT, files, "results", context={"tables": {name: DECLARED}})
     staged = next(f for f in view.files if f.name == name)
@@ -329,3 +332,56 @@ def test_a_rebuild_beyond_the_childs_limits_refuses_the_files_and_spares_the_gat
     small = _write(tmp_path / "small.parquet", _parquet())
     assert rebuild_all([(small, tmp_path / "again.parquet", "small.parquet")]) == {"small.parquet": None}
     assert (tmp_path / "again.parquet").read_bytes() == _rebuilt(tmp_path, "t.parquet", _parquet(), "plain")
+
+
+# ---- PDF figures: the pages drawn as pictures ----------------------------------------------------
+def _matplotlib_pdf(pages: int = 1, size: tuple[float, float] = (6.4, 4.8), white_rows: bool = False) -> bytes:
+    """A bar chart saved as a PDF by matplotlib; ``white_rows``: the person rows written on it in
+    white, on white (a viewer shows nothing; a text extractor reads them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    buffer = io.BytesIO()
+    with PdfPages(buffer, metadata={"CreationDate": None}) as document:
+        for _ in range(pages):
+            fig, ax = plt.subplots(figsize=size)
+            ax.bar(["N", "S"], [120, 230])
+            if white_rows:
+                fig.text(0.01, 0.01, HIDDEN.decode(), color="white", fontsize=2)
+            document.savefig(fig)
+            plt.close(fig)
+    return buffer.getvalue()
+
+
+def test_rows_written_in_white_on_a_pdf_figure_do_not_leave(tmp_path):
+    """Text a viewer does not show (white on white) is text to every extractor: the copy holds the
+    pages' pictures only, the same as the figure's without the rows."""
+    import pypdfium2 as pdfium
+
+    crafted = _matplotlib_pdf(white_rows=True)
+    document = pdfium.PdfDocument(crafted)
+    assert "sex,year,zip,cost" in document[0].get_textpage().get_text_range()  # a text extractor reads them
+    document.close()
+    copy = _rebuilt(tmp_path, "fig.pdf", crafted, "crafted")
+    assert copy is not None and copy == _rebuilt(tmp_path, "fig.pdf", _matplotlib_pdf(), "plain")
+    assert b"/Font" not in copy and b"/Info" not in copy
+
+
+def test_a_pdf_of_many_poster_pages_is_drawn_within_the_pixel_bound(tmp_path):
+    from pds_kernel.airlock.rebuild_pdf import MAX_TOTAL_PIXELS
+
+    copy = _rebuilt(tmp_path, "fig.pdf", _matplotlib_pdf(pages=4, size=(40, 40)), "posters")
+    assert copy is not None
+    sizes = [(int(w), int(h)) for w, h in re.findall(rb"/Width (\d+) /Height (\d+)", copy)]
+    assert len(sizes) == 4 and sum(w * h for w, h in sizes) <= MAX_TOTAL_PIXELS
+
+
+@pytest.mark.parametrize("pages, size, why", [(21, (2, 2), "pages: a figure has 1 to 20"),
+                                              (1, (250, 2), "points: at most 14400 a side")])
+def test_a_pdf_beyond_a_figures_bounds_is_refused(tmp_path, pages, size, why):
+    with pytest.raises(InvalidInput, match=why):
+        rebuild(_write(tmp_path / "fig.pdf", _matplotlib_pdf(pages=pages, size=size)), tmp_path / "out.pdf", "fig.pdf")
+    assert not (tmp_path / "out.pdf").exists()
