@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import InvalidInput
 from ..hashing import sha256_file
 from .rebuild_formats import MAX_PIXELS, rebuild, rebuilt_kind
-from .staging import RefusedFiles, StagedFile
+from .staging import RefusedFiles, StagedFile, fsync_path
 
 __all__ = ["MAX_PIXELS", "SUBMITTED", "rebuild", "rebuild_all", "rebuilt_kind", "release_copies", "submitted_path"]
 
@@ -49,14 +49,6 @@ def submitted_path(directory: Path, stored_name: str) -> Path:
     return directory / SUBMITTED / stored_name
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _partial(directory: Path, sf: StagedFile) -> Path:
     return directory / f".rebuilt-{sf.stored_name}"
 
@@ -66,7 +58,7 @@ def _replace_with_rebuilt(directory: Path, sf: StagedFile) -> StagedFile:
     ``submitted/``."""
     staged, partial = directory / sf.stored_name, _partial(directory, sf)
     kept = submitted_path(directory, sf.stored_name)
-    _fsync(partial)
+    fsync_path(partial)
     os.chmod(partial, 0o444)
     kept.parent.mkdir(exist_ok=True)
     if kept.exists():
@@ -74,7 +66,7 @@ def _replace_with_rebuilt(directory: Path, sf: StagedFile) -> StagedFile:
         raise InvalidInput(f"{sf.stored_name} was rebuilt before: staged bytes are never replaced")
     os.rename(staged, kept)
     os.rename(partial, staged)
-    _fsync(directory)
+    fsync_path(directory)
     return replace(sf, sha256=sha256_file(staged), size=staged.stat().st_size)
 
 

@@ -26,7 +26,7 @@ from ..registry.names import check_project_id
 from .checks import Status, filetypes
 from .imports_scan import import_refusal
 from .models import RequestFile
-from .staging import check_file_name, check_request_id
+from .staging import check_file_name, check_request_id, fsync_path
 from .views import stored_check
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,6 @@ def remove_stale(outbox: Path, project: str, request_id: str) -> None:
     if parent.is_dir():
         for leftover in parent.glob(f".tmp-{check_request_id(request_id)}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_checked(item: ReleaseItem, target: Path) -> None:
@@ -90,9 +82,9 @@ def copy_release(outbox: Path, project: str, request_id: str, claim: str, items:
         for item in items:
             check_file_name(item.name)
             _copy_checked(item, tmp / item.name)
-        _fsync_dir(tmp)
+        fsync_path(tmp)
         os.rename(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_path(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

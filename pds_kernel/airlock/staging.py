@@ -49,6 +49,15 @@ class StagedFile:
     size: int
 
 
+def fsync_path(path: Path) -> None:
+    """Make ``path`` (a file or a folder's entries) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def check_file_name(name: str) -> str:
     """A base file name safe in a path and a URL: letters, digits, ``._ ()+-``; no leading dot."""
     if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or ".." in name:
