@@ -83,15 +83,20 @@ def release_copies(directory: Path, staged: list[StagedFile]) -> list[StagedFile
         for sf in todo:
             _partial(directory, sf).unlink(missing_ok=True)
         raise RefusedFiles({name: why for name, why in reasons.items() if why})
-    done = {sf.index: _replace_with_rebuilt(directory, sf) for sf in todo}
+    try:
+        done = {sf.index: _replace_with_rebuilt(directory, sf) for sf in todo}
+    finally:
+        for sf in todo:
+            _partial(directory, sf).unlink(missing_ok=True)
     return [done.get(sf.index, sf) for sf in staged]
 
 
 def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_BYTES,
                 cpu_seconds: int = CPU_SECONDS, wall_seconds: float = WALL_SECONDS) -> dict[str, str | None]:
-    """Rebuild each (source, target, name) in one child process bounded in memory and CPU time:
-    ``{name: None, or why it cannot be rebuilt}``. A child that runs out of either, or dies, refuses
-    every file of the batch with the reason; the gate itself never holds what a crafted file unpacks."""
+    """Rebuild each (source, target, name) in one child process bounded in memory, CPU and wall
+    time: ``{name: None, or why it cannot be rebuilt}``. A child that runs out of any, or dies,
+    refuses every file of the batch with the reason; the gate itself never holds what a crafted
+    file unpacks."""
     if not items:
         return {}
     payload = json.dumps([[str(s), str(t), n] for s, t, n in items])
@@ -129,7 +134,10 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
 
 
 def _ending(done: subprocess.CompletedProcess) -> str:
+    """How the child ended: its signal, or its exit code and the kind of its last error (never the
+    error's text, which a library may have filled with the file's bytes)."""
     if done.returncode < 0:
         return f"signal {-done.returncode}"
-    last = (done.stderr or "").strip().splitlines()[-1:] or ["no message"]
-    return f"exit {done.returncode}: {last[0][:160]}"
+    last = (done.stderr or "").strip().splitlines()[-1:] or [""]
+    kind = last[0].split(":", 1)[0].strip()
+    return f"exit {done.returncode}" + (f", {kind[:60]}" if kind.isidentifier() else "")
