@@ -107,8 +107,8 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as child:
         try:
-            resource.prlimit(child.pid, resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-            resource.prlimit(child.pid, resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+            resource.prlimit(child.pid, resource.RLIMIT_AS, _within(resource.RLIMIT_AS, memory_bytes))
+            resource.prlimit(child.pid, resource.RLIMIT_CPU, _within(resource.RLIMIT_CPU, cpu_seconds))
             out, err = child.communicate(payload, timeout=wall_seconds)
             done = subprocess.CompletedProcess(command, child.returncode, out, err)
         except subprocess.TimeoutExpired:
@@ -131,6 +131,15 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
     return {n: f"the gate cannot rebuild it from its cells or pixels: {why}, within {memory_bytes >> 20} MiB "
                f"of memory and {cpu_seconds} s of CPU; save it again smaller, or export the table as CSV"
             for _, _, n in items}
+
+
+def _within(kind: int, wanted: int) -> tuple[int, int]:
+    """``wanted`` as soft and hard limit, or this process's hard limit when lower (a workspace
+    sandbox without control groups runs under its own address-space limit: ``pds airlock check``
+    there must lower its child's limits, never try to raise them)."""
+    hard = resource.getrlimit(kind)[1]
+    limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    return limit, limit
 
 
 def _ending(done: subprocess.CompletedProcess) -> str:

@@ -385,3 +385,22 @@ def test_a_pdf_beyond_a_figures_bounds_is_refused(tmp_path, pages, size, why):
     with pytest.raises(InvalidInput, match=why):
         rebuild(_write(tmp_path / "fig.pdf", _matplotlib_pdf(pages=pages, size=size)), tmp_path / "out.pdf", "fig.pdf")
     assert not (tmp_path / "out.pdf").exists()
+
+
+def test_the_rebuild_runs_under_a_lower_limit_the_gate_already_has(tmp_path):
+    """In a workspace sandbox without control groups the process runs under its own address-space
+    limit: ``pds airlock check`` there lowers its child's limits to it instead of failing to raise them."""
+    import subprocess
+    import sys
+
+    script = ("import resource, sys; from pathlib import Path; "
+              "resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3)); "
+              "from pds_kernel.airlock.rebuild import MEMORY_BYTES, _within, rebuild_all; "
+              "print(_within(resource.RLIMIT_AS, MEMORY_BYTES)); "
+              "print(rebuild_all([(Path(sys.argv[1]), Path(sys.argv[2]), 't.parquet')]))")
+    source = _write(tmp_path / "t.parquet", _parquet())
+    done = subprocess.run([sys.executable, "-c", script, str(source), str(tmp_path / "out.parquet")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # the child's limit is the lower one (as root, raising it would even succeed: asserted here)
+    assert done.stdout.splitlines() == [str((2 * 1024**3, 2 * 1024**3)), "{'t.parquet': None}"]
