@@ -128,7 +128,8 @@ def run(out_dir: Path, quick: bool) -> dict:
                              f"{max(m for _, m in peer):.0f} MiB (the peer's process); copy {(out_dir / f'ours-{name}').stat().st_size:,} bytes, submitted "
                              f"{source.stat().st_size:,}; each side in a fresh interpreter, best of {repeats}"})
     markdown = ("Times are of the work alone, after the libraries each side's caller already holds: ours "
-                "includes starting the rebuild's child process and its imports (about 0.5 s here; the gate "
+                "includes starting the rebuild's child process and its imports (0.15-0.2 s here: the JPEG row is "
+                "mostly that; the gate "
                 "starts one child per submission, whatever its number of files), the bounds read before "
                 "anything is unpacked, and the read-back check of the copy; the peer reads and writes once. "
                 "Peak memory: the rebuild's child against the peer's whole process (both import the same "
