@@ -18,8 +18,10 @@ import json
 import logging
 import os
 import resource
+import stat
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,6 +44,13 @@ CPU_SECONDS = 300
 #: the wall time of the rebuild's child process: a library short of memory can wait forever
 #: (pyarrow whose threads cannot start), using no CPU
 WALL_SECONDS = 180
+#: the most the gate reads of the child's standard output (its results: a name and a reason of at
+#: most a few hundred characters a file) and keeps of its standard error (the end: the last error's
+#: kind); the rest is read and dropped, so a child writing gigabytes never fills the gate's memory
+MAX_RESULTS_BYTES = 1024 * 1024
+MAX_ERRORS_BYTES = 4096
+#: the child's command line (a test replaces it by a child that misbehaves)
+CHILD = [sys.executable, "-m", "pds_kernel.airlock.rebuild_formats"]
 
 
 def submitted_path(directory: Path, stored_name: str) -> Path:
@@ -99,38 +108,97 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
     file unpacks."""
     if not items:
         return {}
-    payload = json.dumps([[str(s), str(t), n] for s, t, n in items])
-    command = [sys.executable, "-m", "pds_kernel.airlock.rebuild_formats"]
-    # The limits are set on the child once it runs, not in a preexec_fn (unsafe in a process with
-    # threads, as the gate's service is): the child reads its files' names from its input, so it
-    # touches no file before the limits hold.
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as child:
+    payload = json.dumps([[str(s), str(t), n] for s, t, n in items]).encode()
+    done = _run_child(payload, memory_bytes, cpu_seconds, wall_seconds)
+    names = {n for _, _, n in items}
+    if done is not None and done.returncode == 0:
+        results, why = _results(done.stdout, items)
+        if results is not None:
+            return results
+    else:
+        why = (f"the rebuild took longer than {wall_seconds:g} s" if done is None else
+               f"the rebuild stopped ({_ending(done)})")
+    log.warning("rebuild of %s: %s", sorted(names), why)
+    return {n: f"the gate cannot rebuild it from its cells or pixels: {why}, within {memory_bytes >> 20} MiB "
+               f"of memory and {cpu_seconds} s of CPU; save it again smaller, or export the table as CSV"
+            for n in names}
+
+
+def _results(stdout: bytes, items: list[tuple[Path, Path, str]]) -> tuple[dict | None, str]:
+    """The child's results when they answer for exactly its files, each with a reason or a copy
+    written (a regular file, not a link): else None and what was wrong. The child is not trusted
+    beyond its exit code: a flaw of a parser it runs can make it write anything."""
+    try:
+        results = json.loads(stdout)
+    except ValueError:
+        return None, "the rebuild gave no results"
+    if not isinstance(results, dict) or set(results) != {n for _, _, n in items}:
+        return None, "the rebuild's results do not name its files"
+    for _, target, name in items:
+        why = results[name]
+        if why is None:
+            try:
+                written = os.lstat(target)
+            except OSError:
+                return None, "the rebuild wrote no copy"
+            if not stat.S_ISREG(written.st_mode) or written.st_size == 0:
+                return None, "the rebuild wrote no copy"
+        elif not isinstance(why, str) or not why.strip():
+            return None, "the rebuild's results do not name its files"
+    return results, ""
+
+
+def _run_child(payload: bytes, memory_bytes: int, cpu_seconds: int,
+               wall_seconds: float) -> subprocess.CompletedProcess | None:
+    """Run the rebuild's child on ``payload`` within the limits: how it ended, with at most
+    :data:`MAX_RESULTS_BYTES` of its output (more: none) and the last :data:`MAX_ERRORS_BYTES` of
+    its errors; None when it ran out of wall time (it is killed)."""
+    with subprocess.Popen(CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
         try:
+            # The limits are set on the child once it runs, not in a preexec_fn (unsafe in a
+            # process with threads, as the gate's service is): the child reads its files' names
+            # from its input, so it touches no file before the limits hold.
             resource.prlimit(child.pid, resource.RLIMIT_AS, _within(resource.RLIMIT_AS, memory_bytes))
             resource.prlimit(child.pid, resource.RLIMIT_CPU, _within(resource.RLIMIT_CPU, cpu_seconds))
-            out, err = child.communicate(payload, timeout=wall_seconds)
-            done = subprocess.CompletedProcess(command, child.returncode, out, err)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
-            done = None
+            kept: dict[str, bytes] = {}
+            readers = [threading.Thread(target=_drain, args=(child.stdout, kept, "out", MAX_RESULTS_BYTES, False)),
+                       threading.Thread(target=_drain, args=(child.stderr, kept, "err", MAX_ERRORS_BYTES, True))]
+            for reader in readers:
+                reader.daemon = True
+                reader.start()
+            try:
+                child.stdin.write(payload)
+                child.stdin.close()
+            except BrokenPipeError:
+                pass
+            try:
+                child.wait(timeout=wall_seconds)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+                return None
+            finally:
+                for reader in readers:
+                    reader.join(timeout=10)
         except BaseException:
             child.kill()
             raise
-    if done is not None and done.returncode == 0:
-        try:
-            results = json.loads(done.stdout)
-        except ValueError:
-            results = None
-        if isinstance(results, dict) and set(results) == {n for _, _, n in items}:
-            return results
-    why = (f"the rebuild took longer than {wall_seconds:g} s" if done is None else
-           f"the rebuild stopped ({_ending(done)})")
-    log.warning("rebuild of %s: %s", [n for _, _, n in items], why)
-    return {n: f"the gate cannot rebuild it from its cells or pixels: {why}, within {memory_bytes >> 20} MiB "
-               f"of memory and {cpu_seconds} s of CPU; save it again smaller, or export the table as CSV"
-            for _, _, n in items}
+    return subprocess.CompletedProcess(CHILD, child.returncode, kept.get("out", b""),
+                                       kept.get("err", b"").decode("utf-8", "replace"))
+
+
+def _drain(stream, kept: dict[str, bytes], key: str, bound: int, tail: bool) -> None:
+    """Read ``stream`` to its end, keeping at most ``bound`` bytes in ``kept[key]``: its end when
+    ``tail``, else its beginning (nothing when it is longer: a result cut short is no result)."""
+    data, over = b"", False
+    while block := stream.read(1 << 16):
+        if tail:
+            data = (data + block)[-bound:]
+        elif not over:
+            data += block
+            if len(data) > bound:
+                data, over = b"", True
+    kept[key] = data
 
 
 def _within(kind: int, wanted: int) -> tuple[int, int]:

@@ -1,0 +1,151 @@
+"""Attacks on the gate's rebuild of PDF figures and on the child process it rebuilds in
+(docs/adr/0010-release-rebuilt-copies.md): content PDFium does not draw, pages a viewer turns or
+crops, a small PDF that keeps PDFium busy, and a child that floods the gate or says it rebuilt
+what it did not write. Each test names whether the attack passed before a fix (and the fix) or
+already failed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_disclosure_hidden_channels import HIDDEN
+
+from pds_kernel.airlock import rebuild as rebuild_module
+from pds_kernel.airlock.rebuild import rebuild, release_copies
+from pds_kernel.airlock.staging import RefusedFiles, StagedFile
+from pds_kernel.errors import InvalidInput
+
+ROWS = HIDDEN.replace(b"\n", b" ").replace(b"(", b"").replace(b")", b"").replace(b"\\", b"")
+FONT = b"<< /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >>"
+PLAIN = b"0 0 1 rg 20 20 50 80 re f"
+BOX = b"/MediaBox [0 0 200 200]"
+
+
+def _stream(data: bytes, extra: bytes = b"") -> bytes:
+    return b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(data), extra, data)
+
+
+def _pdf(objects: list[bytes]) -> bytes:
+    """A PDF of ``objects`` (object 1 the catalog), with a correct cross-reference table."""
+    out, offsets = bytearray(b"%PDF-1.7\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _page(content: bytes, page: bytes = BOX, resources: bytes = FONT, more: tuple[bytes, ...] = (),
+          catalog: bytes = b"") -> bytes:
+    """A one-page PDF drawing ``content``; ``more`` are objects 5, 6..."""
+    return _pdf([b"<< /Type /Catalog /Pages 2 0 R %s >>" % catalog, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                 b"<< /Type /Page /Parent 2 0 R %s /Resources %s /Contents 4 0 R >>" % (page, resources),
+                 _stream(content), *more])
+
+
+def _rows(mode: int = 0, size: float = 8, colour: bytes = b"0 g", y: int = 150) -> bytes:
+    return b" BT %s /F1 %g Tf %d Tr 10 %d Td (%s) Tj ET" % (colour, size, mode, y, ROWS)
+
+
+def _annotation(flags: int, subtype: bytes = b"/Square") -> bytes:
+    appearance = _stream(b"BT /F1 8 Tf 10 150 Td (%s) Tj ET" % ROWS,
+                         b" /Type /XObject /Subtype /Form /BBox [0 0 200 200] /Resources " + FONT)
+    return _page(PLAIN, BOX + b" /Annots [5 0 R]", more=(
+        b"<< /Type /Annot /Subtype %s /Rect [0 0 200 200] /F %d /AP << /N 6 0 R >> >>" % (subtype, flags),
+        appearance))
+
+
+def _rebuilt(tmp_path: Path, data: bytes, tag: str) -> bytes:
+    source, target = tmp_path / f"{tag}-in.pdf", tmp_path / f"{tag}-out.pdf"
+    source.write_bytes(data)
+    rebuild(source, target, "fig.pdf")
+    return target.read_bytes()
+
+
+def _drawn(data: bytes, scale: float = 1.0) -> np.ndarray:
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(data)
+    try:
+        return document[0].render(scale=scale, fill_color=(255, 255, 255, 255)).to_numpy()
+    finally:
+        document.close()
+
+
+# ---- a child that floods the gate or claims copies it did not write ------------------------------
+_FLOOD = """
+import json, sys
+items = json.load(sys.stdin)
+block = "x" * (1 << 20) + "\\n"
+for _ in range(512):
+    sys.{stream}.write(block)
+sys.stdout.write(json.dumps({{name: "refused" for _, _, name in items}}))
+"""
+
+_MEASURE = r"""
+import json, re, sys
+from pathlib import Path
+from pds_kernel.airlock import rebuild
+rebuild.CHILD = [sys.executable, "-c", sys.argv[1]]
+reasons = rebuild.rebuild_all([(Path("in.pdf"), Path("out.pdf"), "fig.pdf")], wall_seconds=60)
+# VmHWM: this process's own peak (ru_maxrss keeps the peak of the process it was forked from)
+peak = int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+print(json.dumps([reasons, peak]))
+"""
+
+
+@pytest.mark.parametrize("stream", ["stderr", "stdout"])
+def test_a_child_writing_gigabytes_does_not_fill_the_gates_memory(tmp_path, stream):
+    """The gate read all the child's output into memory (``communicate``): a child writing 512 MiB
+    on its standard error (a library's warnings, or a parser flaw exploited) made the gate's
+    process grow by 1.6 GB (fix: at most 1 MiB of results and the last 4 KiB of errors are kept,
+    the rest read and dropped; results longer than that are no results)."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(Path(rebuild_module.__file__).parents[2])}
+    done = subprocess.run([sys.executable, "-c", _MEASURE, _FLOOD.format(stream=stream)], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120, check=True)
+    reasons, max_rss_kib = json.loads(done.stdout)
+    assert max_rss_kib < 200 * 1024, f"the gate grew to {max_rss_kib >> 10} MiB"
+    assert set(reasons) == {"fig.pdf"} and reasons["fig.pdf"]
+
+
+_LIARS = {
+    "says it rebuilt a copy it did not write": "",
+    "wrote an empty copy": "Path(target).write_bytes(b'')",
+    "wrote a link to another file instead of a copy": "os.symlink('/etc/hostname', target)",
+}
+
+
+@pytest.mark.parametrize("lie", sorted(_LIARS) + ["gives an empty reason", "names a file it was not given"])
+def test_a_child_claiming_copies_it_did_not_write_is_not_trusted(tmp_path, monkeypatch, lie):
+    """A child exiting 0 whose results say "rebuilt" without a regular, non-empty copy at the target
+    made the release fail on a missing file (an error, not a refusal), or put a symbolic link in the
+    staging area in place of the figure; an empty reason counted as "rebuilt" (fix: the results are
+    checked against the files the gate gave, each a reason or a copy written; else every file of
+    the batch is refused)."""
+    results = ('{name: None for _, _, name in items}' if lie in _LIARS else
+               '{name: "" for _, _, name in items}' if lie == "gives an empty reason" else
+               '{**{name: None for _, _, name in items}, "other.pdf": None}')
+    write = _LIARS.get(lie, "Path(target).write_bytes(b'%PDF-1.4')")
+    script = ("import json, os, sys\nfrom pathlib import Path\nitems = json.load(sys.stdin)\n"
+              f"for _, target, _ in items:\n    {write or 'pass'}\n"
+              f"sys.stdout.write(json.dumps({results}))\n")
+    monkeypatch.setattr(rebuild_module, "CHILD", [sys.executable, "-c", script])
+    staged_bytes = _page(PLAIN)
+    (tmp_path / "0-fig.pdf").write_bytes(staged_bytes)
+    staged = [StagedFile(0, "fig.pdf", "0-fig.pdf", "0" * 64, len(staged_bytes))]
+    with pytest.raises(RefusedFiles) as refused:
+        release_copies(tmp_path, staged)
+    assert set(refused.value.reasons) == {"fig.pdf"} and "cannot rebuild it" in refused.value.reasons["fig.pdf"]
+    assert (tmp_path / "0-fig.pdf").read_bytes() == staged_bytes
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "submitted") == ["0-fig.pdf"]
+    assert isinstance(refused.value, InvalidInput)  # the service refuses and discards the round
