@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 from test_disclosure_hidden_channels import HIDDEN
 
 from pds_kernel.airlock import rebuild as rebuild_module
-from pds_kernel.airlock.rebuild import rebuild, release_copies
+from pds_kernel.airlock.rebuild import rebuild, rebuild_all, release_copies
 from pds_kernel.airlock.staging import RefusedFiles, StagedFile
 from pds_kernel.errors import InvalidInput
 
@@ -78,6 +79,84 @@ def _drawn(data: bytes, scale: float = 1.0) -> np.ndarray:
         return document[0].render(scale=scale, fill_color=(255, 255, 255, 255)).to_numpy()
     finally:
         document.close()
+
+
+# ---- content no viewer draws (already left out) --------------------------------------------------
+UNDRAWN = {
+    "rows in invisible text (render mode 3)": lambda: _page(PLAIN + _rows(mode=3)),
+    "rows in clipping-only text (render mode 7)": lambda: _page(PLAIN + _rows(mode=7)),
+    "rows outside the CropBox, inside the MediaBox": lambda: _page(
+        PLAIN + _rows(y=250), b"/MediaBox [0 0 200 300] /CropBox [0 0 200 200]"),
+    "rows inside the CropBox, outside the MediaBox": lambda: _page(
+        PLAIN + _rows(y=250), b"/MediaBox [0 0 200 200] /CropBox [0 0 200 300]"),
+    "rows in a Hidden annotation's appearance": lambda: _annotation(2),
+    "rows in a NoView annotation's appearance": lambda: _annotation(32),
+    "rows in a popup annotation's appearance": lambda: _annotation(0, b"/Popup"),
+    "rows in a 0.001-point font": lambda: _page(PLAIN + _rows(size=0.001)),
+    "rows on a page outside the page tree": lambda: _pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R %s /Resources %s /Contents 4 0 R >>" % (BOX, FONT), _stream(PLAIN),
+        b"<< /Type /Page /Parent 2 0 R %s /Resources %s /Contents 6 0 R >>" % (BOX, FONT), _stream(_rows())]),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(UNDRAWN))
+def test_content_pdfium_does_not_draw_does_not_leave(tmp_path, attack):
+    """Rows a text extractor or another viewer might read, but PDFium does not draw: the copy is the
+    copy of the figure without them (already so: the copy holds what PDFium draws, nothing else)."""
+    crafted = UNDRAWN[attack]()
+    assert ROWS[:40] in crafted
+    assert _rebuilt(tmp_path, crafted, "crafted") == _rebuilt(tmp_path, _page(PLAIN), "plain")
+
+
+@pytest.mark.xfail(strict=True, reason="left open (ADR 10): rows drawn a shade from the background, or at "
+                   "0.4% opacity, are pixels of the figure, as in a PNG; the checker does not see them")
+@pytest.mark.parametrize("state, colour", [(b"", b"0.996 g"), (b" /G gs", b"0 g")])
+def test_rows_drawn_a_shade_from_the_background_do_not_leave(tmp_path, state, colour):
+    """The copy is lossless: text drawn in grey 254 on white, or black at 0.4% opacity, is invisible
+    on any screen and comes back as 33-pixel-high glyphs one level from white (thresholding reads them)."""
+    resources = FONT[:-2] + b" /ExtGState << /G << /ca 0.004 >> >> >>"
+    copy = _rebuilt(tmp_path, _page(PLAIN + state + _rows(colour=colour), resources=resources), "crafted")
+    assert copy == _rebuilt(tmp_path, _page(PLAIN), "plain")
+
+
+# ---- what a viewer shows of a legitimate figure (already kept) -----------------------------------
+@pytest.mark.parametrize("page", [b"/MediaBox [0 0 200 100] /Rotate 90",
+                                  b"/MediaBox [0 0 200 100] /CropBox [50 0 200 100] /Rotate 270",
+                                  b"/MediaBox [-100 -50 100 50]"])
+def test_a_turned_or_cropped_page_comes_back_as_a_viewer_shows_it(tmp_path, page):
+    """/Rotate and a CropBox: the copy's page has the turned, cropped size and the same picture."""
+    figure = _page(b"0 0 0 rg -100 -50 150 100 re f 1 0 0 rg 100 0 20 20 re f", page)
+    copy = _rebuilt(tmp_path, figure, "turned")
+    shown, again = _drawn(figure, 2), _drawn(copy, 2)
+    assert shown.shape == again.shape
+    assert np.abs(shown.astype(int) - again.astype(int)).mean() < 2
+
+
+# ---- a small PDF that keeps PDFium busy (already bounded by the wall limit) ----------------------
+def _mesh_shading(triangles: int) -> bytes:
+    """A page filled by a free-form triangle mesh: each triangle covers half the page."""
+    import zlib
+
+    vertices = bytes([0, 0, 0, 0, 0, 255, 0, 128, 0, 0, 255, 255]) * triangles
+    mesh = zlib.compress(vertices)
+    shading = b"<< /Length %d /Filter /FlateDecode /ShadingType 4 /ColorSpace /DeviceGray /BitsPerCoordinate 8 " \
+              b"/BitsPerComponent 8 /BitsPerFlag 8 /Decode [0 612 0 792 0 1] >>\nstream\n%s\nendstream" % (len(mesh), mesh)
+    return _page(b"/Sh sh", b"/MediaBox [0 0 612 792]", b"<< /Shading << /Sh 5 0 R >> >>", (shading,))
+
+
+def test_a_pdf_that_keeps_pdfium_busy_is_refused_at_the_wall_limit(tmp_path):
+    """A 1.2 kB page of 20,000 triangles takes PDFium about 9 ms a triangle at 300 dpi, using no
+    memory: about 180 s, the child's wall limit, which ends it (already so; the submission is held
+    that long: ADR 10, left open)."""
+    data = _mesh_shading(20_000)
+    assert len(data) < 1_500
+    source = tmp_path / "fig.pdf"
+    source.write_bytes(data)
+    started = time.monotonic()
+    reasons = rebuild_all([(source, tmp_path / "out.pdf", "fig.pdf")], wall_seconds=5)
+    assert time.monotonic() - started < 20
+    assert "took longer than 5 s" in reasons["fig.pdf"] and not (tmp_path / "out.pdf").exists()
 
 
 # ---- a child that floods the gate or claims copies it did not write ------------------------------
