@@ -41,6 +41,11 @@ SUBMITTED = "submitted"
 MEMORY_BYTES = 3 * 1024**3
 #: the CPU time of the rebuild's child process (a workbook at the 1M-cell limit takes about 30 s)
 CPU_SECONDS = 300
+#: rebuild children one gate process runs at once (each may take a core and up to
+#: :data:`MEMORY_BYTES`, and a small PDF can hold one until its wall limit): a submission waits
+#: for a free one, at most the wall limit
+MAX_CONCURRENT = 2
+_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 #: the wall time of the rebuild's child process: a library short of memory can wait forever
 #: (pyarrow whose threads cannot start), using no CPU
 WALL_SECONDS = 180
@@ -108,9 +113,16 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
     file unpacks."""
     if not items:
         return {}
-    payload = json.dumps([[str(s), str(t), n] for s, t, n in items]).encode()
-    done = _run_child(payload, memory_bytes, cpu_seconds, wall_seconds)
     names = {n for _, _, n in items}
+    if not _SLOTS.acquire(timeout=wall_seconds):
+        log.warning("rebuild of %s: no free slot in %g s", sorted(names), wall_seconds)
+        return {n: f"the gate is rebuilding {MAX_CONCURRENT} other submissions' files and none finished "
+                   f"within {wall_seconds:g} s: submit again in a few minutes" for n in names}
+    try:
+        payload = json.dumps([[str(s), str(t), n] for s, t, n in items]).encode()
+        done = _run_child(payload, memory_bytes, cpu_seconds, wall_seconds)
+    finally:
+        _SLOTS.release()
     if done is not None and done.returncode == 0:
         results, why = _results(done.stdout, items)
         if results is not None:

@@ -43,6 +43,11 @@ MAX_TABLE_CELLS = 5_000_000
 MAX_XLSX_CELLS = 1_000_000
 #: the most XML elements of a workbook's parts: a cell takes two (``c`` and ``v``), formatting a few more
 MAX_XLSX_ELEMENTS = 4 * MAX_XLSX_CELLS
+#: levels (of 255) a pixel may differ from its picture's background and be written as the
+#: background: no screen shows marks that close (rows drawn in grey 254 on white, or at 0.4 %
+#: opacity, came back as glyphs one level from white that a threshold reads); a figure's
+#: anti-aliasing that close to the background is as invisible
+FAINT_LEVELS = 6
 #: the mean difference (0-255) between a JPEG's pixels and those of its copy encoded again at
 #: quality 95; above, the copy is not the picture the researcher submitted
 MAX_JPEG_DIFFERENCE = 6.0
@@ -312,7 +317,27 @@ def _decoded(path: Path, kind: str):
         # a fully transparent pixel shows nothing, whatever its colour: its colour channels could
         # carry 3 bytes no viewer shows, so they are written as 0
         pixels[pixels[..., -1] == 0, :-1] = 0
-    return pixels, dpi
+    return flatten_faint(pixels), dpi
+
+
+def flatten_faint(pixels):
+    """``pixels`` (8-bit, H x W or H x W x channels) with every pixel within :data:`FAINT_LEVELS` of
+    the picture's most common colour (its background) set to that colour, in place."""
+    import numpy as np
+
+    flat = pixels.reshape(len(pixels) * pixels.shape[1], -1)
+    sample = flat[::max(1, len(flat) // 1_000_000)].astype(np.uint32)
+    packed = sample[:, 0].copy()
+    for channel in range(1, flat.shape[1]):
+        packed = packed << 8 | sample[:, channel]
+    colours, counts = np.unique(packed, return_counts=True)
+    code = int(colours[counts.argmax()])
+    background = [(code >> (8 * (flat.shape[1] - 1 - c))) & 0xFF for c in range(flat.shape[1])]
+    near = np.ones(len(flat), dtype=bool)
+    for channel, level in enumerate(background):
+        near &= np.abs(flat[:, channel].astype(np.int16) - level) <= FAINT_LEVELS
+    flat[near] = background
+    return pixels
 
 
 def _pixels_image(pixels):

@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import InvalidInput
+from .rebuild_formats import flatten_faint
 
 #: pages of a figure (a figure is a page or a few: a report is text, submitted as such)
 MAX_PAGES = 20
@@ -63,7 +64,7 @@ def _pages(source: Path):
         for index, size in enumerate(sizes):
             page = document[index]
             bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255), may_draw_forms=True)
-            out.append((size, np.array(bitmap.to_pil().convert("RGB"))))
+            out.append((size, flatten_faint(np.array(bitmap.to_pil().convert("RGB")))))
             page.close()
         return out
     finally:

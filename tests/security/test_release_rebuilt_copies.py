@@ -404,3 +404,25 @@ def test_the_rebuild_runs_under_a_lower_limit_the_gate_already_has(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     # the child's limit is the lower one (as root, raising it would even succeed: asserted here)
     assert done.stdout.splitlines() == [str((2 * 1024**3, 2 * 1024**3)), "{'t.parquet': None}"]
+
+
+@pytest.mark.parametrize("ink", [254, 249])
+def test_rows_written_a_shade_from_a_pngs_background_do_not_leave(tmp_path, ink):
+    """Rows written in grey 254 (or 249) on a white figure: no screen shows them, a threshold reads
+    them. The copy writes pixels that close to the background as the background."""
+    from PIL import ImageDraw
+
+    def figure(rows: bool) -> bytes:
+        image = Image.new("RGB", (600, 200), "white")
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([20, 20, 120, 180], fill=(31, 119, 180))  # a bar
+        if rows:
+            draw.multiline_text((140, 10), HIDDEN.decode()[:400], fill=(ink, ink, ink))
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        return buffer.getvalue()
+
+    crafted, plain = figure(True), figure(False)
+    marked = np.asarray(Image.open(io.BytesIO(crafted))) != np.asarray(Image.open(io.BytesIO(plain)))
+    assert marked.any(axis=2).sum() > 1000  # the rows are in the submitted pixels
+    assert _rebuilt(tmp_path, "fig.png", crafted, "crafted") == _rebuilt(tmp_path, "fig.png", plain, "plain")
