@@ -255,7 +255,8 @@ def check(files: Iterable[str | os.PathLike] | str, context: Mapping | None = No
     if not quiet:
         for f in report["files"]:
             rules = sorted({x["rule"] for x in f["findings"] if x["status"] != "pass"})
-            print(f"{f['name']}: {f['verdict']}" + (f" ({', '.join(rules)})" if rules else ""))
+            print(f"{f['name']}: {f['verdict']}" + (f" ({', '.join(rules)})" if rules else "")
+                  + (" - would leave as the gate's copy, rebuilt from its cells or pixels" if f.get("rebuilt") else ""))
     return report
 
 

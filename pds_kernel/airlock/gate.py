@@ -208,9 +208,10 @@ def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str
 
 
 def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"files": [{"name", "verdict", "kind", "findings", "omitted"}]}`` for local files, as the
-    gate would judge them on submission (``pds airlock check``, ``workspace.check``): a file the
-    gate rebuilds is checked as rebuilt, or refused when it cannot be."""
+    """``{"files": [{"name", "verdict", "kind", "findings", "omitted", "rebuilt"}]}`` for local files,
+    as the gate would judge them on submission (``pds airlock check``, ``workspace.check``): a file
+    the gate rebuilds is checked as rebuilt (``rebuilt``: it would leave as the gate's copy), or
+    refused when it cannot be."""
     names = [Path(p).name for p in paths]
     if len(set(names)) != len(names):
         raise InvalidInput("two files share a name: the gate matches declarations by file name")
@@ -229,5 +230,6 @@ def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]
     for i, name in enumerate(names):
         data = results[i].to_dict()
         files.append({"name": name, "verdict": data["verdict"], "kind": data["kind"],
-                      "findings": data["findings"], "omitted": data["omitted"]})
+                      "findings": data["findings"], "omitted": data["omitted"],
+                      "rebuilt": i in copies and i not in refused})
     return {"files": files}

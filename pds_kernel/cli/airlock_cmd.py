@@ -288,6 +288,9 @@ def check(ctx: typer.Context, files: list[Path] = typer.Argument(..., help="File
         for f in report["files"]:
             console.print(f"{escape(f['name'])}: [bold]{f['verdict']}[/] ({f['kind']})", highlight=False)
             _print_findings(f["name"], f["findings"])
+            if f.get("rebuilt"):
+                console.print(f"  {escape(f['name'])}: would leave as the gate's copy, rebuilt from its cells or "
+                              "pixels (docs/output-checking.md)", highlight=False)
     if any(f["verdict"] != "pass" for f in report["files"]):
         raise typer.Exit(6)
 

@@ -322,11 +322,17 @@ def test_cli_check_exit_codes_and_json(tmp_path, settings):
     declared = runner.invoke(app, ["-c", str(cfg), "airlock", "check", str(table), "--context", context, "--json"])
     assert declared.exit_code == 0, declared.output
     report = json.loads(declared.output)
-    assert report == {"files": [{"name": "t.csv", "verdict": "pass", "kind": "table", "findings": [], "omitted": {}}]}
+    assert report == {"files": [{"name": "t.csv", "verdict": "pass", "kind": "table", "findings": [], "omitted": {},
+                                 "rebuilt": False}]}
     pickled = tmp_path / "model.pt"
     pickled.write_bytes(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.")
     refused = runner.invoke(app, ["-c", str(cfg), "airlock", "check", str(pickled)])
     assert refused.exit_code == 6 and "refused" in refused.output
+    parquet = tmp_path / "t.parquet"
+    pd.read_csv(table).to_parquet(parquet, index=False)
+    context = json.dumps({"tables": {"t.parquet": {"counts": ["persons"]}}})
+    rebuilt = runner.invoke(app, ["-c", str(cfg), "airlock", "check", str(parquet), "--context", context])
+    assert rebuilt.exit_code == 0 and "would leave as the gate's copy" in rebuilt.output, rebuilt.output
 
 
 def test_workspace_check_uses_the_sdc_declaration(tmp_path, claims, capsys):
