@@ -128,6 +128,10 @@ class Airlock:
     clamscan: str = "clamscan"  #: the ClamAV scanner (Debian package clamav)
     clamav_database: str = ""  #: signature directory; "" = ClamAV's default (/var/lib/clamav, freshclam)
     clamscan_timeout_seconds: int = 300  #: a scan that takes longer refuses the file
+    #: where the gate rebuilds submitted tables and figures (docs/adr/0010-release-rebuilt-copies.md):
+    #: "sandbox" (a bubblewrap sandbox of the project on this machine) or "process" (a child
+    #: process of the gate, limited in memory and time; the chart sets it: the pod is the boundary)
+    rebuild_runner: str = "sandbox"
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
 from .rebuild_formats import MAX_PIXELS, rebuild, rebuilt_kind
+from .rebuild_sandbox import RebuildSandbox
 from .staging import RefusedFiles, StagedFile, fsync_path
 
 __all__ = ["MAX_PIXELS", "SUBMITTED", "rebuild", "rebuild_all", "rebuilt_kind", "release_copies", "submitted_path"]
@@ -84,7 +85,8 @@ def _replace_with_rebuilt(directory: Path, sf: StagedFile) -> StagedFile:
     return replace(sf, sha256=sha256_file(staged), size=staged.stat().st_size)
 
 
-def release_copies(directory: Path, staged: list[StagedFile]) -> list[StagedFile]:
+def release_copies(directory: Path, staged: list[StagedFile],
+                   sandbox: RebuildSandbox | None = None) -> list[StagedFile]:
     """Replace each staged Parquet file, workbook, image and PDF by its rebuilt copy (the submitted bytes
     move to ``submitted/``); the staged files with their new SHA-256 and size. Raises
     :class:`RefusedFiles` naming every file that cannot be rebuilt (the caller discards the round:
@@ -92,7 +94,8 @@ def release_copies(directory: Path, staged: list[StagedFile]) -> list[StagedFile
     todo = [sf for sf in staged if rebuilt_kind(sf.name) is not None]
     for sf in todo:
         _partial(directory, sf).unlink(missing_ok=True)
-    reasons = rebuild_all([(directory / sf.stored_name, _partial(directory, sf), sf.name) for sf in todo])
+    reasons = rebuild_all([(directory / sf.stored_name, _partial(directory, sf), sf.name) for sf in todo],
+                          sandbox=sandbox)
     if any(reasons.values()):
         for sf in todo:
             _partial(directory, sf).unlink(missing_ok=True)
@@ -106,11 +109,12 @@ def release_copies(directory: Path, staged: list[StagedFile]) -> list[StagedFile
 
 
 def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_BYTES,
-                cpu_seconds: int = CPU_SECONDS, wall_seconds: float = WALL_SECONDS) -> dict[str, str | None]:
+                cpu_seconds: int = CPU_SECONDS, wall_seconds: float = WALL_SECONDS,
+                sandbox: RebuildSandbox | None = None) -> dict[str, str | None]:
     """Rebuild each (source, target, name) in one child process bounded in memory, CPU and wall
-    time: ``{name: None, or why it cannot be rebuilt}``. A child that runs out of any, or dies,
-    refuses every file of the batch with the reason; the gate itself never holds what a crafted
-    file unpacks."""
+    time, confined in ``sandbox`` when given (:mod:`.rebuild_sandbox`): ``{name: None, or why it
+    cannot be rebuilt}``. A child that runs out of any, or dies, refuses every file of the batch
+    with the reason; the gate itself never holds what a crafted file unpacks."""
     if not items:
         return {}
     names = {n for _, _, n in items}
@@ -119,8 +123,11 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
         return {n: f"the gate is rebuilding {MAX_CONCURRENT} other submissions' files and none finished "
                    f"within {wall_seconds:g} s: submit again in a few minutes" for n in names}
     try:
-        payload = json.dumps([[str(s), str(t), n] for s, t, n in items]).encode()
-        done = _run_child(payload, memory_bytes, cpu_seconds, wall_seconds)
+        done = _rebuild_in_child(items, sandbox, memory_bytes, cpu_seconds, wall_seconds)
+    except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account...
+        log.warning("rebuild sandbox of %s: %s", sorted(names), exc)
+        return {n: f"the gate cannot start its rebuild sandbox ({type(exc).__name__}); an administrator sees "
+                   "why in its log (airlock.rebuild_runner)" for n in names}
     finally:
         _SLOTS.release()
     if done is not None and done.returncode == 0:
@@ -160,18 +167,42 @@ def _results(stdout: bytes, items: list[tuple[Path, Path, str]]) -> tuple[dict |
     return results, ""
 
 
-def _run_child(payload: bytes, memory_bytes: int, cpu_seconds: int,
+def _rebuild_in_child(items: list[tuple[Path, Path, str]], sandbox: RebuildSandbox | None, memory_bytes: int,
+                      cpu_seconds: int, wall_seconds: float) -> subprocess.CompletedProcess | None:
+    """Run the child over ``items``, in ``sandbox`` or as a plain process; its copies end at the
+    items' targets."""
+    if sandbox is None:
+        payload = json.dumps([[str(s), str(t), n] for s, t, n in items]).encode()
+        return _run_child(CHILD, None, payload, (memory_bytes, cpu_seconds), wall_seconds)
+    prepared = sandbox.prepare(items, memory_bytes, CHILD[1:])
+    try:
+        payload = json.dumps([[str(s), str(t), n] for s, t, n in prepared.inside]).encode()
+        # the sandbox bounds its own memory (a control group, or its address-space limit)
+        done = _run_child(prepared.argv, prepared.env, payload, None, wall_seconds)
+        if done is not None and done.returncode == 0:
+            try:
+                sandbox.collect(prepared, items, json.loads(done.stdout))
+            except ValueError:
+                pass  # no results: _results says so
+        return done
+    finally:
+        sandbox.finish(prepared)
+
+
+def _run_child(command: list[str], env: dict[str, str] | None, payload: bytes, limits: tuple[int, int] | None,
                wall_seconds: float) -> subprocess.CompletedProcess | None:
-    """Run the rebuild's child on ``payload`` within the limits: how it ended, with at most
-    :data:`MAX_RESULTS_BYTES` of its output (more: none) and the last :data:`MAX_ERRORS_BYTES` of
-    its errors; None when it ran out of wall time (it is killed)."""
-    with subprocess.Popen(CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+    """Run ``command`` on ``payload`` within ``limits`` (address space, CPU seconds) and the wall
+    time: how it ended, with at most :data:`MAX_RESULTS_BYTES` of its output (more: none) and the
+    last :data:`MAX_ERRORS_BYTES` of its errors; None when it ran out of wall time (it is killed)."""
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, cwd=os.path.sep if env is not None else None) as child:
         try:
             # The limits are set on the child once it runs, not in a preexec_fn (unsafe in a
             # process with threads, as the gate's service is): the child reads its files' names
             # from its input, so it touches no file before the limits hold.
-            resource.prlimit(child.pid, resource.RLIMIT_AS, _within(resource.RLIMIT_AS, memory_bytes))
-            resource.prlimit(child.pid, resource.RLIMIT_CPU, _within(resource.RLIMIT_CPU, cpu_seconds))
+            if limits is not None:
+                resource.prlimit(child.pid, resource.RLIMIT_AS, _within(resource.RLIMIT_AS, limits[0]))
+                resource.prlimit(child.pid, resource.RLIMIT_CPU, _within(resource.RLIMIT_CPU, limits[1]))
             kept: dict[str, bytes] = {}
             readers = [threading.Thread(target=_drain, args=(child.stdout, kept, "out", MAX_RESULTS_BYTES, False)),
                        threading.Thread(target=_drain, args=(child.stderr, kept, "err", MAX_ERRORS_BYTES, True))]
@@ -195,7 +226,7 @@ def _run_child(payload: bytes, memory_bytes: int, cpu_seconds: int,
         except BaseException:
             child.kill()
             raise
-    return subprocess.CompletedProcess(CHILD, child.returncode, kept.get("out", b""),
+    return subprocess.CompletedProcess(command, child.returncode, kept.get("out", b""),
                                        kept.get("err", b"").decode("utf-8", "replace"))
 
 

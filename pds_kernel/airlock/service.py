@@ -48,6 +48,7 @@ from .limits import AirlockLimits, load_limits
 from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
 from .rebuild import release_copies
+from .rebuild_sandbox import rebuild_sandbox
 from .release import ReleaseItem, copy_release, outbox_dir, type_refusal, withdraw_release
 from .reviews import DECISIONS, clean_verdicts, decision_of  # noqa: F401  (DECISIONS: re-exported)
 from .reviews import complete_reviewers as _complete_reviewers
@@ -290,7 +291,7 @@ class AirlockService:
         try:
             staged = stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)], self.limits)
             check_staged_types(directory, staged, self.limits)
-            staged = release_copies(directory, staged)
+            staged = release_copies(directory, staged, rebuild_sandbox(self.settings, project))
             results = run_gate(self._gate(project, thresholds, request_id, author), directory,
                                [(sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged], context)
         except BaseException as exc:
@@ -383,7 +384,7 @@ class AirlockService:
         def stage():
             staged.extend(stage_all(directory, round_, plan, self.limits))
             check_staged_types(directory, staged, self.limits)
-            staged[:] = release_copies(directory, staged)
+            staged[:] = release_copies(directory, staged, rebuild_sandbox(self.settings, project))
 
         def run():
             thresholds, _ = self._thresholds(project)

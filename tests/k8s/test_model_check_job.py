@@ -140,6 +140,9 @@ def test_chart_grants_the_airlock_only_its_namespaces_check_jobs(release):
     assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("pds-airlock", True)
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["PDS_MODEL_CHECK__RUNNER"] == "kubernetes" and env["PDS_K8S_CONFIG_FILE"] == "/etc/pds/k8s.json"
+    # the gate rebuilds submitted tables and figures in a child of its own pod (ADR 10), with room for it
+    assert env["PDS_AIRLOCK__REBUILD_RUNNER"] == "process"
+    assert pod["containers"][0]["resources"]["limits"]["memory"] == "2Gi"
     config = json.loads(kinds[("ConfigMap", "pds-config")]["data"]["k8s.json"])
     assert parse_k8s_config(config).model_check_image == "registry.example.org/pds/model-check:0.1.0"
     egress = kinds[("NetworkPolicy", "pds-airlock")]["spec"]["egress"]

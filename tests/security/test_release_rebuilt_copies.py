@@ -426,3 +426,73 @@ def test_rows_written_a_shade_from_a_pngs_background_do_not_leave(tmp_path, ink)
     marked = np.asarray(Image.open(io.BytesIO(crafted))) != np.asarray(Image.open(io.BytesIO(plain)))
     assert marked.any(axis=2).sum() > 1000  # the rows are in the submitted pixels
     assert _rebuilt(tmp_path, "fig.png", crafted, "crafted") == _rebuilt(tmp_path, "fig.png", plain, "plain")
+
+
+# ---- the sandbox the gate rebuilds in (airlock.rebuild_runner: sandbox) --------------------------
+_PROBE = r"""
+import json, os, socket, sys
+job = json.load(sys.stdin)
+found = {"own file": open(job["own"], "rb").read(4) == b"PAR1"}
+for what, path in job["others"].items():
+    try:
+        open(path, "rb").read(1)
+        found[what] = True
+    except OSError:
+        found[what] = False
+try:
+    open("/pds-rebuild-in/planted", "w").write("x")
+    found["write beside its input"] = True
+except OSError:
+    found["write beside its input"] = False
+probe = socket.socket()
+probe.settimeout(2)
+try:
+    probe.connect(("192.0.2.1", 80))
+    found["network"] = True
+except OSError:
+    found["network"] = False
+found["uid 0"] = os.getuid() == 0
+print(json.dumps(found))
+"""
+
+
+def test_the_rebuild_sandbox_sees_its_files_only(runtime, tmp_path):
+    """What a file that took over a parser could reach from the rebuild's sandbox: its own copy, and
+    nothing of the gate (the staging area of every project, the outbox, the database, the audit
+    key), no network, no root."""
+    import json
+    import subprocess
+
+    from pds_kernel.airlock.rebuild_sandbox import rebuild_sandbox
+
+    settings = runtime.settings
+    secrets = {"another project's staged file": settings.paths.staging / "other" / "r" / "0-r1-t.csv",
+               "the outbox": settings.paths.outbox / "other" / "r" / "t.csv",
+               "the gate's state": settings.paths.state / "probe-secret.txt"}
+    for path in secrets.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("region,persons\nN,3\n")
+    sandbox = rebuild_sandbox(settings, PROJECT)
+    assert sandbox is not None  # the default runner on one machine
+    source = _write(tmp_path / "t.parquet", _parquet())
+    prepared = sandbox.prepare([(source, tmp_path / "out.parquet", "t.parquet")], 1 << 30, ["-c", _PROBE])
+    try:
+        job = {"own": str(prepared.inside[0][0]), "others": {k: str(v) for k, v in secrets.items()}}
+        done = subprocess.run(prepared.argv, input=json.dumps(job).encode(), capture_output=True, env=prepared.env,
+                              cwd="/", timeout=120)
+    finally:
+        sandbox.finish(prepared)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert found == {"own file": True, **{k: False for k in secrets}, "write beside its input": False,
+                     "network": False, "uid 0": False}
+    assert not prepared.work.exists()
+
+
+def test_a_submission_is_rebuilt_in_the_sandbox_and_leaves_nothing_behind(runtime):
+    service, _ = build_service(runtime)
+    view = service.create("alice", PROJECT, [("t.parquet", io.BytesIO(_parquet()))], "results",
+                          context={"tables": {"t.parquet": DECLARED}})
+    assert view.files[0].check_status == "pass"
+    work = runtime.settings.paths.state / "rebuilds"
+    assert work.is_dir() and not any(work.iterdir())  # the sandbox's work folder, removed after use

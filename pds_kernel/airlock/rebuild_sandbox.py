@@ -1,0 +1,124 @@
+"""The rebuild's child confined in a fresh sandbox of the project (docs/adr/0010-release-rebuilt-copies.md).
+
+The child parses what researchers submit with PDFium, Pillow, openpyxl and pyarrow: a file that
+exploits a flaw of one of them runs code as the child. Run as a plain process it would be the
+gate (its files: every project's staging area and outbox). With ``airlock.rebuild_runner:
+sandbox`` (the default on one machine) the gate runs it as the model check runs (:mod:`pds_kernel.modelcheck.sandbox`),
+in a sandbox built by the same :func:`~pds_kernel.sandbox.bwrap.sandbox_command` as every
+workspace: own user, mount, PID and network namespaces (loopback only), no capability, the
+unprivileged sandbox account, a control group of the project's ``0rebuild`` user with the
+rebuild's memory limit. It sees the platform's Python read-only, copies of the files to rebuild
+(``/pds-rebuild-in``, read-only) and an empty home where it writes the copies; never the staging
+area, the outbox, the extract or a socket. The gate reads back what it wrote (regular files only,
+bounded) into the staging area. On Kubernetes (``rebuild_runner: process``, set by the chart) the
+child is a process of the airlock pod.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InvalidInput
+from ..sandbox.bwrap import host_facts, launch_env, prepare_runtime_dir, sandbox_command
+from ..sandbox.cgroup import group_name, release
+from ..sandbox.identity import ensure_sandbox_account, hand_over
+from ..sandbox.spec import HOME_MOUNT, Mount, WorkspaceSpec
+
+#: the user part of the rebuild sandbox's control group (not a valid user name: never a workspace's)
+REBUILD_USER = "0rebuild"
+#: where the files to rebuild are mounted, read-only (a path no installation uses)
+IN_MOUNT = "/pds-rebuild-in"
+OUT_DIR = f"{HOME_MOUNT}/out"
+#: the largest copy the gate takes back from the sandbox
+MAX_COPY_BYTES = 512 * 1024 * 1024
+RUNNERS = ("sandbox", "process")
+
+
+def rebuild_sandbox(settings, project: str) -> RebuildSandbox | None:
+    """The sandbox the rebuilds of ``project``'s submissions run in, or None for a plain child
+    process (``airlock.rebuild_runner: process``)."""
+    runner = settings.airlock.rebuild_runner
+    if runner not in RUNNERS:
+        raise InvalidInput(f"setting airlock.rebuild_runner is {runner!r}: use sandbox or process")
+    return RebuildSandbox(project, settings.paths.state / "rebuilds") if runner == "sandbox" else None
+
+
+@dataclass
+class Prepared:
+    """A sandbox ready to run: its argv and environment, the items as the child sees them, and the
+    work folder (the copies to rebuild, the home it writes, its runtime directory)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    inside: list[tuple[Path, Path, str]]
+    work: Path
+
+
+@dataclass(frozen=True)
+class RebuildSandbox:
+    project: str
+    work_root: Path
+
+    def prepare(self, items: list[tuple[Path, Path, str]], memory_bytes: int, python_argv: list[str]) -> Prepared:
+        """Copy the files of ``items`` into a fresh work folder and build the sandbox that runs
+        ``python_argv`` (after the interpreter) over them; ``OSError`` or ``PdsError`` when the
+        sandbox cannot be prepared (no bubblewrap, no sandbox account)."""
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="rebuild-", dir=self.work_root))
+        try:
+            os.chmod(work, 0o755)
+            folder, home = work / "in", work / "home"
+            folder.mkdir(mode=0o755)
+            (home / "out").mkdir(parents=True, mode=0o700)
+            inside = []
+            for index, (source, _, name) in enumerate(items):
+                copy = folder / f"{index}-{name}"
+                shutil.copyfile(source, copy)
+                copy.chmod(0o644)
+                inside.append((Path(IN_MOUNT) / copy.name, Path(OUT_DIR) / copy.name, name))
+            account = ensure_sandbox_account()
+            hand_over(home, account)
+            runtime = prepare_runtime_dir(work / "run")
+            hand_over(runtime, account)
+            spec = WorkspaceSpec(
+                user=REBUILD_USER, project=self.project,
+                mounts=(Mount("rebuild-in", IN_MOUNT, True, folder), Mount("rebuild-home", HOME_MOUNT, False, home)),
+                cpu_limit=1, mem_limit_mb=max(1, memory_bytes >> 20), dask_workers=1, gpu=False,
+                labels={"pds.project": self.project, "pds.component": "rebuild"})
+            host = host_facts()
+            argv = sandbox_command(spec, [host.python, "-I", *python_argv], env={}, runtime_dir=runtime, host=host)
+            return Prepared(argv, launch_env({}), inside, work)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+
+    def collect(self, prepared: Prepared, items: list[tuple[Path, Path, str]], results: object) -> None:
+        """Copy each copy the child says it wrote (a regular file of the home, no link followed, at
+        most :data:`MAX_COPY_BYTES`) to its target outside; what is missing or not a regular file
+        stays missing (the gate then refuses the batch)."""
+        if not isinstance(results, dict):
+            return
+        for (_, inner, name), (_, target, _) in zip(prepared.inside, items, strict=True):
+            if results.get(name, "") is not None:
+                continue
+            written = prepared.work / "home" / "out" / inner.name
+            try:
+                fd = os.open(written, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError:
+                continue
+            with os.fdopen(fd, "rb") as src:
+                info = os.fstat(src.fileno())
+                if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_COPY_BYTES:
+                    continue
+                with open(target, "xb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+
+    def finish(self, prepared: Prepared) -> None:
+        """Remove the work folder and the sandbox's control group."""
+        shutil.rmtree(prepared.work, ignore_errors=True)
+        release(group_name(self.project, REBUILD_USER))
