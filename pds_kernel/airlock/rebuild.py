@@ -28,10 +28,11 @@ from pathlib import Path
 from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
 from .rebuild_formats import MAX_PIXELS, rebuild, rebuilt_kind
-from .rebuild_sandbox import RebuildSandbox
+from .rebuild_sandbox import RebuildSandbox, rebuild_sandbox
 from .staging import RefusedFiles, StagedFile, fsync_path
 
-__all__ = ["MAX_PIXELS", "SUBMITTED", "rebuild", "rebuild_all", "rebuilt_kind", "release_copies", "submitted_path"]
+__all__ = ["MAX_PIXELS", "SUBMITTED", "rebuild", "rebuild_all", "rebuild_sandbox", "rebuilt_kind", "release_copies",
+           "submitted_path"]
 
 log = logging.getLogger(__name__)
 

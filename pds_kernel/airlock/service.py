@@ -47,8 +47,7 @@ from .inputs import check_text
 from .limits import AirlockLimits, load_limits
 from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
-from .rebuild import release_copies
-from .rebuild_sandbox import rebuild_sandbox
+from .rebuild import rebuild_sandbox, release_copies
 from .release import ReleaseItem, copy_release, outbox_dir, type_refusal, withdraw_release
 from .reviews import DECISIONS, clean_verdicts, decision_of  # noqa: F401  (DECISIONS: re-exported)
 from .reviews import complete_reviewers as _complete_reviewers
