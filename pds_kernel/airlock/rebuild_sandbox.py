@@ -103,22 +103,35 @@ class RebuildSandbox:
         stays missing (the gate then refuses the batch)."""
         if not isinstance(results, dict):
             return
-        for (_, inner, name), (_, target, _) in zip(prepared.inside, items, strict=True):
-            if results.get(name, "") is not None:
-                continue
-            written = prepared.work / "home" / "out" / inner.name
-            try:
-                fd = os.open(written, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-            except OSError:
-                continue
-            with os.fdopen(fd, "rb") as src:
-                info = os.fstat(src.fileno())
-                if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_COPY_BYTES:
-                    continue
-                with open(target, "xb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+        # The child may have replaced its out folder by a link: it is opened without following
+        # one, and each copy relative to it (the home itself is a mount point it cannot replace).
+        try:
+            folder = os.open(prepared.work / "home" / "out", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return
+        try:
+            for (_, inner, name), (_, target, _) in zip(prepared.inside, items, strict=True):
+                if results.get(name, "") is None:
+                    _copy_back(folder, inner.name, target)
+        finally:
+            os.close(folder)
 
     def finish(self, prepared: Prepared) -> None:
         """Remove the work folder and the sandbox's control group."""
         shutil.rmtree(prepared.work, ignore_errors=True)
         release(group_name(self.project, REBUILD_USER))
+
+
+def _copy_back(folder: int, name: str, target: Path) -> None:
+    """Copy the regular file ``name`` of the folder open as ``folder`` (no link followed, at most
+    :data:`MAX_COPY_BYTES`) to ``target``; nothing when it is anything else."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as src:
+        info = os.fstat(src.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_COPY_BYTES:
+            return
+        with open(target, "xb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)

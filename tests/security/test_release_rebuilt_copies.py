@@ -496,3 +496,34 @@ def test_a_submission_is_rebuilt_in_the_sandbox_and_leaves_nothing_behind(runtim
     assert view.files[0].check_status == "pass"
     work = runtime.settings.paths.state / "rebuilds"
     assert work.is_dir() and not any(work.iterdir())  # the sandbox's work folder, removed after use
+
+
+def test_a_sandboxed_child_cannot_make_the_gate_copy_a_host_file(runtime, tmp_path):
+    """A child taken over replaces its out folder by a link to a host folder holding a file of the
+    copy's name, and claims the copy was written: the gate follows no link and takes nothing."""
+    import json
+    import subprocess
+
+    from pds_kernel.airlock.rebuild_sandbox import rebuild_sandbox
+
+    host_folder = tmp_path / "host-secrets"
+    host_folder.mkdir()
+    sandbox = rebuild_sandbox(runtime.settings, PROJECT)
+    source = _write(tmp_path / "t.parquet", _parquet())
+    target = tmp_path / "copy.parquet"
+    items = [(source, target, "t.parquet")]
+    swap = ("import json, os, shutil, sys; job = json.load(sys.stdin); out = os.path.dirname(job[0][1]); "
+            f"shutil.rmtree(out); os.symlink({str(host_folder)!r}, out); "
+            "print(json.dumps({'t.parquet': None}))")
+    prepared = sandbox.prepare(items, 1 << 30, ["-c", swap])
+    (host_folder / prepared.inside[0][1].name).write_bytes(b"PAR1 rows of another project PAR1")
+    try:
+        payload = json.dumps([[str(s), str(t), n] for s, t, n in prepared.inside]).encode()
+        done = subprocess.run(prepared.argv, input=payload, capture_output=True, env=prepared.env, cwd="/",
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (prepared.work / "home" / "out").is_symlink()  # the child did swap its folder
+        sandbox.collect(prepared, items, json.loads(done.stdout))
+    finally:
+        sandbox.finish(prepared)
+    assert not target.exists()
