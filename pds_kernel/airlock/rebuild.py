@@ -125,10 +125,10 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
                    f"within {wall_seconds:g} s: submit again in a few minutes" for n in names}
     try:
         done = _rebuild_in_child(items, sandbox, memory_bytes, cpu_seconds, wall_seconds)
-    except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account...
-        log.warning("rebuild sandbox of %s: %s", sorted(names), exc)
-        return {n: f"the gate cannot start its rebuild sandbox ({type(exc).__name__}); an administrator sees "
-                   "why in its log (airlock.rebuild_runner)" for n in names}
+    except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account, no interpreter...
+        log.warning("rebuild of %s could not start: %s", sorted(names), exc)
+        return {n: f"the gate cannot start the rebuild of this file ({type(exc).__name__}); an administrator "
+                   "sees why in its log (airlock.rebuild_runner)" for n in names}
     finally:
         _SLOTS.release()
     if done is not None and done.returncode == 0:
