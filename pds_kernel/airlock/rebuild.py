@@ -18,10 +18,12 @@ import json
 import logging
 import os
 import resource
+import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,6 +50,10 @@ CPU_SECONDS = 300
 #: for a free one, at most the wall limit
 MAX_CONCURRENT = 2
 _SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
+#: who has a rebuild running or waiting for a slot (at most one each: one researcher submitting
+#: busy files over and over holds one slot, never every slot)
+_HOLDERS: set[str] = set()
+_TURNS = threading.Condition()
 #: the wall time of the rebuild's child process: a library short of memory can wait forever
 #: (pyarrow whose threads cannot start), using no CPU
 WALL_SECONDS = 180
@@ -87,7 +93,7 @@ def _replace_with_rebuilt(directory: Path, sf: StagedFile) -> StagedFile:
 
 
 def release_copies(directory: Path, staged: list[StagedFile],
-                   sandbox: RebuildSandbox | None = None) -> list[StagedFile]:
+                   sandbox: RebuildSandbox | None = None, holder: str = "") -> list[StagedFile]:
     """Replace each staged Parquet file, workbook, image and PDF by its rebuilt copy (the submitted bytes
     move to ``submitted/``); the staged files with their new SHA-256 and size. Raises
     :class:`RefusedFiles` naming every file that cannot be rebuilt (the caller discards the round:
@@ -96,7 +102,7 @@ def release_copies(directory: Path, staged: list[StagedFile],
     for sf in todo:
         _partial(directory, sf).unlink(missing_ok=True)
     reasons = rebuild_all([(directory / sf.stored_name, _partial(directory, sf), sf.name) for sf in todo],
-                          sandbox=sandbox)
+                          sandbox=sandbox, holder=holder)
     if any(reasons.values()):
         for sf in todo:
             _partial(directory, sf).unlink(missing_ok=True)
@@ -111,26 +117,35 @@ def release_copies(directory: Path, staged: list[StagedFile],
 
 def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_BYTES,
                 cpu_seconds: int = CPU_SECONDS, wall_seconds: float = WALL_SECONDS,
-                sandbox: RebuildSandbox | None = None) -> dict[str, str | None]:
+                sandbox: RebuildSandbox | None = None, holder: str = "") -> dict[str, str | None]:
     """Rebuild each (source, target, name) in one child process bounded in memory, CPU and wall
     time, confined in ``sandbox`` when given (:mod:`.rebuild_sandbox`): ``{name: None, or why it
     cannot be rebuilt}``. A child that runs out of any, or dies, refuses every file of the batch
-    with the reason; the gate itself never holds what a crafted file unpacks."""
+    with the reason; the gate itself never holds what a crafted file unpacks. ``holder`` (the
+    submitter) has at most one rebuild running or waiting at a time."""
     if not items:
         return {}
     names = {n for _, _, n in items}
-    if not _SLOTS.acquire(timeout=wall_seconds):
-        log.warning("rebuild of %s: no free slot in %g s", sorted(names), wall_seconds)
-        return {n: f"the gate is rebuilding {MAX_CONCURRENT} other submissions' files and none finished "
-                   f"within {wall_seconds:g} s: submit again in a few minutes" for n in names}
+    deadline = time.monotonic() + wall_seconds
+    if not _take_turn(holder, wall_seconds):
+        log.warning("rebuild of %s: %s has another rebuild running", sorted(names), holder)
+        return {n: f"the gate is still rebuilding the files of {holder}'s previous submission: submit "
+                   "again when it is done" for n in names}
     try:
-        done = _rebuild_in_child(items, sandbox, memory_bytes, cpu_seconds, wall_seconds)
-    except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account, no interpreter...
-        log.warning("rebuild of %s could not start: %s", sorted(names), exc)
-        return {n: f"the gate cannot start the rebuild of this file ({type(exc).__name__}); an administrator "
-                   "sees why in its log (airlock.rebuild_runner)" for n in names}
+        if not _SLOTS.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            log.warning("rebuild of %s: no free slot in %g s", sorted(names), wall_seconds)
+            return {n: f"the gate is rebuilding {MAX_CONCURRENT} other submissions' files and none finished "
+                       f"within {wall_seconds:g} s: submit again in a few minutes" for n in names}
+        try:
+            done = _rebuild_in_child(items, sandbox, memory_bytes, cpu_seconds, wall_seconds)
+        except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account, no interpreter...
+            log.warning("rebuild of %s could not start: %s", sorted(names), exc)
+            return {n: f"the gate cannot start the rebuild of this file ({type(exc).__name__}); an administrator "
+                       "sees why in its log (airlock.rebuild_runner)" for n in names}
+        finally:
+            _SLOTS.release()
     finally:
-        _SLOTS.release()
+        _end_turn(holder)
     if done is not None and done.returncode == 0:
         results, why = _results(done.stdout, items)
         if results is not None:
@@ -142,6 +157,25 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
     return {n: f"the gate cannot rebuild it from its cells or pixels: {why}, within {memory_bytes >> 20} MiB "
                f"of memory and {cpu_seconds} s of CPU; save it again smaller, or export the table as CSV"
             for n in names}
+
+
+def _take_turn(holder: str, timeout: float) -> bool:
+    """Wait at most ``timeout`` s until ``holder`` has no other rebuild running or waiting, then
+    take the turn (an anonymous caller, ``pds airlock check`` in a workspace, always may)."""
+    if not holder:
+        return True
+    with _TURNS:
+        if not _TURNS.wait_for(lambda: holder not in _HOLDERS, timeout):
+            return False
+        _HOLDERS.add(holder)
+        return True
+
+
+def _end_turn(holder: str) -> None:
+    if holder:
+        with _TURNS:
+            _HOLDERS.discard(holder)
+            _TURNS.notify_all()
 
 
 def _results(stdout: bytes, items: list[tuple[Path, Path, str]]) -> tuple[dict | None, str]:
@@ -204,6 +238,7 @@ def _run_child(command: list[str], env: dict[str, str] | None, payload: bytes, l
             if limits is not None:
                 resource.prlimit(child.pid, resource.RLIMIT_AS, _within(resource.RLIMIT_AS, limits[0]))
                 resource.prlimit(child.pid, resource.RLIMIT_CPU, _within(resource.RLIMIT_CPU, limits[1]))
+                resource.prlimit(child.pid, resource.RLIMIT_CORE, (0, 0))  # a crash dumps nothing it read
             kept: dict[str, bytes] = {}
             readers = [threading.Thread(target=_drain, args=(child.stdout, kept, "out", MAX_RESULTS_BYTES, False)),
                        threading.Thread(target=_drain, args=(child.stderr, kept, "err", MAX_ERRORS_BYTES, True))]
@@ -254,11 +289,18 @@ def _within(kind: int, wanted: int) -> tuple[int, int]:
     return limit, limit
 
 
+_SIGNALS = {signal.SIGXCPU: "out of CPU time", signal.SIGKILL: "killed, short of memory or stopped",
+            signal.SIGSEGV: "a parser crashed", signal.SIGABRT: "a parser gave up"}
+
+
 def _ending(done: subprocess.CompletedProcess) -> str:
     """How the child ended: its signal, or its exit code and the kind of its last error (never the
     error's text, which a library may have filled with the file's bytes)."""
     if done.returncode < 0:
-        return f"signal {-done.returncode}"
+        try:
+            return f"{signal.Signals(-done.returncode).name}: {_SIGNALS.get(-done.returncode, 'killed')}"
+        except ValueError:
+            return f"signal {-done.returncode}"
     last = (done.stderr or "").strip().splitlines()[-1:] or [""]
     kind = last[0].split(":", 1)[0].strip()
     return f"exit {done.returncode}" + (f", {kind[:60]}" if kind.isidentifier() else "")

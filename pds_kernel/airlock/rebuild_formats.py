@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import resource
 import sys
 import zipfile
 from collections.abc import Callable
@@ -423,7 +424,9 @@ _WHAT = {"parquet": "columns", "xlsx": "cells", "png": "pixels", "jpeg": "pixels
 def main() -> int:
     """The rebuild as a child process of the gate (:func:`pds_kernel.airlock.rebuild.rebuild_all`):
     reads ``[[source, target, name], ...]`` as JSON on its standard input and writes ``{name:
-    null or why it cannot be rebuilt}`` on its standard output. Imports nothing of the gate."""
+    null or why it cannot be rebuilt}`` on its standard output. Imports nothing of the gate. A
+    crash leaves no core file: the child's memory holds the files it read."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     results = {}
     for source, target, name in json.load(sys.stdin):
         try:

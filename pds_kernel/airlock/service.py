@@ -290,7 +290,7 @@ class AirlockService:
         try:
             staged = stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)], self.limits)
             check_staged_types(directory, staged, self.limits)
-            staged = release_copies(directory, staged, rebuild_sandbox(self.settings, project))
+            staged = release_copies(directory, staged, rebuild_sandbox(self.settings, project), actor)
             results = run_gate(self._gate(project, thresholds, request_id, author), directory,
                                [(sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged], context)
         except BaseException as exc:
@@ -383,7 +383,7 @@ class AirlockService:
         def stage():
             staged.extend(stage_all(directory, round_, plan, self.limits))
             check_staged_types(directory, staged, self.limits)
-            staged[:] = release_copies(directory, staged, rebuild_sandbox(self.settings, project))
+            staged[:] = release_copies(directory, staged, rebuild_sandbox(self.settings, project), actor)
 
         def run():
             thresholds, _ = self._thresholds(project)

@@ -259,3 +259,52 @@ def test_submissions_of_busy_pdfs_cannot_take_every_core(tmp_path):
         holder.join(timeout=60)
     assert len(outcomes) == MAX_CONCURRENT and all("took longer than" in o["fig.pdf"] for o in outcomes)
     assert rebuild_all([(third, tmp_path / "out-third.pdf", "fig.pdf")]) == {"fig.pdf": None}
+
+
+def test_one_researcher_submitting_busy_pdfs_holds_one_slot_not_every_slot(tmp_path):
+    """One researcher submitting such a PDF twice at once held both of the gate's rebuild slots:
+    every other researcher's submission waited its wall limit, then was told to come back (fix:
+    one rebuild running or waiting per submitter; her second submission is told to wait for her
+    first, and another researcher's figure is rebuilt meanwhile in the slot left)."""
+    import threading
+
+    busy = tmp_path / "busy.pdf"
+    busy.write_bytes(_mesh_shading(20_000))
+    first: list[dict] = []
+    holder = threading.Thread(target=lambda: first.append(
+        rebuild_all([(busy, tmp_path / "out-1.pdf", "fig.pdf")], wall_seconds=10, holder="mallory")))
+    holder.start()
+    time.sleep(1)
+    started = time.monotonic()
+    second = rebuild_all([(busy, tmp_path / "out-2.pdf", "fig.pdf")], wall_seconds=3, holder="mallory")
+    assert time.monotonic() - started < 6
+    assert "previous submission" in second["fig.pdf"] and not (tmp_path / "out-2.pdf").exists()
+    figure = tmp_path / "figure.pdf"
+    figure.write_bytes(_page(PLAIN))
+    assert rebuild_all([(figure, tmp_path / "out-alice.pdf", "fig.pdf")], wall_seconds=3,
+                       holder="alice") == {"fig.pdf": None}
+    holder.join(timeout=60)
+    assert "took longer than" in first[0]["fig.pdf"]
+    assert rebuild_all([(figure, tmp_path / "out-3.pdf", "fig.pdf")], holder="mallory") == {"fig.pdf": None}
+
+
+def test_a_crashing_rebuild_leaves_no_core_file_of_what_it_read(tmp_path, monkeypatch):
+    """A parser crashing in the child (a crafted file exploiting a flaw) dumped its memory, the
+    submitted files it had read, into a core file in the gate's folder wherever core dumps were
+    allowed (fix: the child's core size limit is 0; its reason names the crash, not its text)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))  # dumps allowed, as on some hosts
+    monkeypatch.chdir(tmp_path)
+    script = ("import os, signal, sys\nsecret = sys.stdin.read() * 1000\n"
+              "os.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.setattr(rebuild_module, "CHILD", [sys.executable, "-c", script])
+    try:
+        figure = tmp_path / "figure.pdf"
+        figure.write_bytes(_page(PLAIN))
+        reasons = rebuild_all([(figure, tmp_path / "out.pdf", "fig.pdf")])
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+    assert "SIGSEGV: a parser crashed" in reasons["fig.pdf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.pdf"]
