@@ -106,6 +106,7 @@ ACTIONS: dict[str, ActionInfo] = {
     # The registry of users, projects and memberships.
     "registry.apply": ActionInfo("registry", "the registry was made to match a registry file"),
     "registry.member.add": ActionInfo(_USER, "a user was added to a project with a role"),
+    "registry.member.approve": ActionInfo(_USER, "a second administrator approved a pending membership (role, expiry and granter in details); denied: an approval refused"),
     "registry.member.remove": ActionInfo(_USER, "a user was removed from a project"),
     "registry.member.update": ActionInfo(_USER, "a member's role or dates in a project changed"),
     "registry.project.close": ActionInfo(_PROJECT, "a project was closed"),

@@ -11,6 +11,9 @@ Decisions held here:
   administrator of the registry. Until the registry holds one, the first writer bootstraps it.
   An operating-system account (``os:<user>``) is never an administrator as such: the CLI maps the
   OS user to a registry user explicitly (``cli.identities`` in the settings).
+- **approve a membership** (:func:`check_approve_membership`): with
+  ``registry.membership_approvals: 2`` a membership grants nothing until a second administrator,
+  personally, neither its granter nor its member, approves it.
 - **apply the declared registry** (:func:`check_apply_registry`): an administrator, or the
   registry-sync service identity, whose rights are exactly that (:data:`SERVICE_RIGHTS`).
 - **build an extract** (:func:`check_build_extract`): an administrator or the extract-build
@@ -168,6 +171,33 @@ def check_grant_membership(actor: str, user_name: str) -> None:
         raise PermissionDenied(f"{audit_actor(actor)} may not grant a project membership to "
                                f"{user_name}: nobody grants themselves access to a project's data; "
                                "ask another administrator")
+
+
+def persons_of(label: str | None) -> set[str]:
+    """The people an audit actor label is by (``"root acting as ada"``: root and ada; user names
+    hold no space, so the label reads back unambiguously)."""
+    return set(label.split(" acting as ")) if label else set()
+
+
+def can_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
+    """The second administrator of a membership (``registry.membership_approvals: 2``): an active
+    platform administrator, personally (never through ``--as``), who neither granted it (nor was
+    impersonated to grant it) nor holds it. The registry service checks it and records the approval."""
+    return (can_act_personally(actor) and is_administrator(registry, actor)
+            and str(actor) not in persons_of(granted_by) | {user_name})
+
+
+def check_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> None:
+    check_not_impersonated(actor, "approve a project membership")
+    if not is_administrator(registry, actor):
+        raise PermissionDenied(f"{actor} may not approve a project membership: only a platform "
+                               "administrator may (one who did not grant it)")
+    if str(actor) == user_name:
+        raise PermissionDenied(f"{actor} may not approve their own membership: nobody opens a "
+                               "project's data to themselves; another administrator must approve it")
+    if not can_approve_membership(registry, actor, user_name, granted_by):
+        raise PermissionDenied(f"{actor} granted this membership of {user_name} ({granted_by}): a second, "
+                               "different administrator must approve it")
 
 
 def can_apply_registry(registry, actor: str) -> bool:

@@ -191,6 +191,16 @@ class Cli:
 
 
 @dataclass(frozen=True)
+class RegistryRules:
+    """Rules of the project registry (:mod:`pds_kernel.registry`)."""
+
+    #: administrators who must agree before a membership opens a project's data: 1 (the granter)
+    #: or 2 (the granter and a second administrator, who approves it: ``pds project approve-member``;
+    #: the chart sets 2). Anything else is refused when the registry is opened.
+    membership_approvals: int = 1
+
+
+@dataclass(frozen=True)
 class ProjectEnd:
     """The end of a project (:mod:`pds_kernel.project_end`)."""
 
@@ -223,6 +233,7 @@ class Settings:
     model_check: ModelCheck = field(default_factory=ModelCheck)
     cohort_link: CohortLink = field(default_factory=CohortLink)
     cli: Cli = field(default_factory=Cli)
+    registry: RegistryRules = field(default_factory=RegistryRules)
     project_end: ProjectEnd = field(default_factory=ProjectEnd)
     packages: Packages = field(default_factory=Packages)
 

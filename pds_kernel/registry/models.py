@@ -89,9 +89,23 @@ class Membership(Base):
         Enum(Role, values_callable=lambda e: [m.value for m in e], native_enum=False, length=20)
     )
     expires_on: Mapped[date] = mapped_column(Date)
+    #: who granted it, or last extended its expiry (an audit actor: ``"root"``, ``"root acting as
+    #: ada"``, ``"service:registry-sync"``); ``NULL`` for memberships granted before 0009
+    granted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: who approved that grant; ``NULL`` while it is pending (``registry.membership_approvals: 2``):
+    #: a pending membership grants nothing. With one approval the granter's grant approves itself.
+    approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     project: Mapped[Project] = relationship(back_populates="memberships")
 
+    @property
+    def pending(self) -> bool:
+        return self.approved_by is None
+
     def is_valid(self, today: date) -> bool:
-        """Valid through ``expires_on`` inclusive."""
+        """Valid through ``expires_on`` inclusive (approved or not: see :attr:`pending`)."""
         return today <= self.expires_on
+
+
+#: ``approved_by`` of the memberships that existed before approvals were recorded (revision 0009)
+APPROVED_BEFORE_RECORDING = "migration:0009"

@@ -60,6 +60,13 @@ class MemberInfo:
     user_name: str
     role: Role
     expires_on: date
+    granted_by: str | None = None  #: who granted it or last extended it (None: before revision 0009)
+    approved_by: str | None = None  #: who approved that grant; None while pending
+
+    @property
+    def pending(self) -> bool:
+        """Waiting for a second administrator (:meth:`Registry.approve_member`): grants nothing."""
+        return self.approved_by is None
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def _project_info(p: Project) -> ProjectInfo:
 
 
 def _member_info(m: Membership) -> MemberInfo:
-    return MemberInfo(m.project_id, m.user_name, Role(m.role), m.expires_on)
+    return MemberInfo(m.project_id, m.user_name, Role(m.role), m.expires_on, m.granted_by, m.approved_by)
 
 
 def _user_info(u: User) -> UserInfo:
@@ -100,13 +107,17 @@ PROJECT_FIELDS = (
 class Registry:
     """Projects, users and memberships, backed by the shared database."""
 
-    def __init__(self, sessions: sessionmaker[Session], audit: AuditTrail):
+    def __init__(self, sessions: sessionmaker[Session], audit: AuditTrail, membership_approvals: int = 1):
+        if membership_approvals not in (1, 2) or isinstance(membership_approvals, bool):
+            raise InvalidInput(f"setting registry.membership_approvals is {membership_approvals!r}: use 1 "
+                               "(the granter's grant is enough) or 2 (a second administrator approves it)")
         self._sessions = sessions
         self._audit = audit
+        self.membership_approvals = membership_approvals
 
     @classmethod
     def from_runtime(cls, runtime) -> Registry:
-        return cls(runtime.sessions, runtime.audit)
+        return cls(runtime.sessions, runtime.audit, runtime.settings.registry.membership_approvals)
 
     # ---- writes -------------------------------------------------------------------------
     # Each public write is one transaction around a ``_write_*`` step that works inside a given
@@ -155,6 +166,50 @@ class Registry:
                           check=lambda _registry, who: permissions.check_grant_membership(who, user_name))
         with transaction(self._sessions) as s:
             return self._write_member(s, actor, project_id, user_name, role, expires_on)
+
+    def approve_member(self, actor: str, project_id: str, user_name: str, role: Role | str) -> MemberInfo:
+        """Approve the pending ``role`` membership of ``user_name`` (the second administrator of the
+        two-person rule: :func:`pds_kernel.permissions.check_approve_membership`). The approval and
+        every refusal (not an administrator, the granter, the member, ``--as``, nothing pending) are
+        audited as ``registry.member.approve``."""
+        target = f"user:{user_name}"
+        try:
+            role = Role(role)
+        except ValueError:
+            raise InvalidInput(f"role {role!r} is not one of researcher, output-checker") from None
+        try:
+            with transaction(self._sessions) as s:
+                seen = _member_info(self._membership(s, project_id, user_name, role))
+            if not seen.pending:
+                raise InvalidInput(f"the {role.value} membership of {user_name} in {project_id} is not pending "
+                                   f"(approved by {seen.approved_by}): nothing to approve")
+            permissions.check_approve_membership(self, actor, user_name, seen.granted_by)
+            with transaction(self._sessions) as s:
+                member = self._membership(s, project_id, user_name, role)
+                if _member_info(member) != seen:  # changed between the check and the write
+                    raise InvalidInput(f"the {role.value} membership of {user_name} in {project_id} changed "
+                                       "while it was being approved: look at it again (pds project show)")
+                member.approved_by = permissions.audit_actor(actor)
+                s.flush()
+                self._audit.record(AuditEvent(
+                    actor=actor, action="registry.member.approve", target=target, project=project_id,
+                    details={"role": role.value, "expires_on": member.expires_on.isoformat(),
+                             "granted_by": member.granted_by},
+                ), session=s)
+                return _member_info(member)
+        except (PermissionDenied, NotFound, InvalidInput) as exc:
+            self._audit.record(AuditEvent(actor=actor, action="registry.member.approve", target=target,
+                                          project=project_id if isinstance(project_id, str) else "",
+                                          outcome=Outcome.DENIED, details={"reason": str(exc)[:500]}))
+            raise
+
+    def _membership(self, s: Session, project_id: str, user_name: str, role: Role) -> Membership:
+        self._project(s, project_id)
+        member = s.scalar(select(Membership).where(
+            Membership.project_id == project_id, Membership.user_name == user_name, Membership.role == role))
+        if member is None:
+            raise NotFound(f"{user_name} is not a {role.value} of project {project_id}: nothing to approve")
+        return member
 
     def remove_member(self, actor: str, project_id: str, user_name: str, role: Role | str | None = None) -> int:
         self._check_admin(actor, "registry.member.remove", f"user:{user_name}", project_id)
@@ -241,11 +296,16 @@ class Registry:
             s.add(member)
         elif member.expires_on == expires_on:
             return _member_info(member)
+        if action == "registry.member.add" or expires_on > member.expires_on:
+            # a grant or an extension: with two approvals it waits for a second administrator;
+            # shortening (like removing) needs nobody's approval and keeps the approval it had
+            member.granted_by = permissions.audit_actor(actor)
+            member.approved_by = member.granted_by if self.membership_approvals == 1 else None
         member.expires_on = expires_on
         s.flush()
         self._audit.record(AuditEvent(
             actor=actor, action=action, target=f"user:{user_name}", project=project_id,
-            details={"role": role.value, "expires_on": expires_on.isoformat()},
+            details={"role": role.value, "expires_on": expires_on.isoformat(), "pending": member.pending},
         ), session=s)
         return _member_info(member)
 
@@ -310,7 +370,7 @@ class Registry:
                 return []
             rows = s.execute(select(Project, Membership).join(Membership).where(
                 Membership.user_name == user_name, Membership.role == role).order_by(Project.id))
-            return [_project_info(p) for p, m in rows if p.is_open(today) and m.is_valid(today)]
+            return [_project_info(p) for p, m in rows if p.is_open(today) and m.is_valid(today) and not m.pending]
 
     def is_administrator(self, actor: str) -> bool:
         """Whether ``actor`` is an active platform administrator of the registry (the rule is
@@ -361,6 +421,10 @@ class Registry:
                 Membership.role == role))
             if member is None:
                 return f"{user_name} is not a {role.value} of project {project_id}"
+            if member.pending:
+                return (f"the {role.value} membership of {user_name} in {project_id} is pending: a second "
+                        f"administrator must approve it: pds project approve-member {project_id} {user_name} "
+                        f"--role {role.value}")
             if not member.is_valid(today):
                 return f"the {role.value} membership of {user_name} in {project_id} expired on {member.expires_on}"
             return None
@@ -420,8 +484,9 @@ class Registry:
                 select(Membership).where(Membership.project_id == p.id))}
             for (user, role), expires in wanted.items():
                 if current.get((user, role)) != expires:
-                    self._write_member(s, actor, p.id, user, role, expires)
-                    changes.append(f"{p.id}: {user} {role.value} until {expires}")
+                    member = self._write_member(s, actor, p.id, user, role, expires)
+                    changes.append(f"{p.id}: {user} {role.value} until {expires}"
+                                   + (" (pending: a second administrator must approve it)" if member.pending else ""))
             for (user, role) in sorted(current.keys() - wanted.keys()):
                 self._delete_member(s, actor, p.id, user, role)
                 changes.append(f"{p.id}: {user} {role.value} removed")

@@ -248,7 +248,8 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
     assert after.keys() >= before.keys()
     assert all(after[table] == [] for table in after.keys() - before.keys())
     added_columns = {"chain_version": {1}, "max_table_rows": {None}, "direction": {"export"}, "closed_on": {None},
-                     "halted_at": {None}, "halt_reason": {None}, "purge_requested_by": {None}, "purged_at": {None}}
+                     "halted_at": {None}, "halt_reason": {None}, "purge_requested_by": {None}, "purged_at": {None},
+                     "granted_by": {None}, "approved_by": {"migration:0009"}}
     for table, rows in before.items():
         kept = [{k: v for k, v in row.items() if k not in added_columns} for row in after[table]]
         assert kept == rows, table
@@ -270,6 +271,9 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
         assert {p.id for p in registry.projects()} == {"diab-2024", "mi-2025"}
         assert {(m.user_name, str(m.role.value)) for m in registry.members("diab-2024")} == {
             ("alice", "researcher"), ("olga", "output-checker"), ("omar", "output-checker")}
+        # memberships granted before approvals were recorded stay valid (approved by the migration)
+        assert {m.approved_by for m in registry.memberships_of("alice")} == {"migration:0009"}
+        assert registry.can_access("alice", "diab-2024") and registry.can_access("olga", "diab-2024", "output-checker")
         states = sorted(v.state for v in AirlockService(rt, registry=registry).list_requests("alice"))
         assert states == ["draft", "released", "under_review"]
         registry.upsert_user("root", "newcomer")  # os:<user> no longer administers: root is an admin
