@@ -82,20 +82,24 @@ def apply(
 
 @app.command("list")
 def list_projects(ctx: typer.Context) -> None:
-    """List every project with its status, dates and number of unexpired memberships."""
+    """List every project with its status, dates and number of unexpired memberships (those
+    waiting for a second administrator's approval counted apart)."""
     registry = _registry(ctx, "registry.read")
     today = date.today()
     table = _table("id", "title", "status", "start", "end", "open", "members")
     for p in registry.projects():
-        valid = sum(1 for m in registry.members(p.id) if m.expires_on >= today)
+        unexpired = [m for m in registry.members(p.id) if m.expires_on >= today]
+        pending = sum(1 for m in unexpired if m.pending)
         table.add_row(p.id, p.title, p.status.value, str(p.start_date), str(p.end_date),
-                      "yes" if p.is_open(today) else "no", str(valid))
+                      "yes" if p.is_open(today) else "no",
+                      str(len(unexpired) - pending) + (f" (+{pending} pending)" if pending else ""))
     console.print(table)
 
 
 @app.command("show")
 def show(ctx: typer.Context, project: str = typer.Argument(..., help="Project id.")) -> None:
-    """Show one project: its fields, limits and members (with their expiry)."""
+    """Show one project: its fields, limits and members (with their expiry, who granted them and
+    who approved them; a pending membership grants nothing until approved)."""
     check_project_id(project)
     registry = _registry(ctx, "registry.read", target=f"project:{project}", project=project)
     p = registry.get_project(project)
@@ -111,9 +115,11 @@ def show(ctx: typer.Context, project: str = typer.Argument(..., help="Project id
                       f"gpu={'yes' if p.gpu else 'no'}"),
     ):
         console.print(f"  {label}: {value}", highlight=False, soft_wrap=True)
-    table = _table("user", "role", "expires", "valid")
+    table = _table("user", "role", "expires", "valid", "granted by", "approved by")
     for m in registry.members(project):
-        table.add_row(m.user_name, m.role.value, str(m.expires_on), "yes" if m.expires_on >= today else "expired")
+        valid = "expired" if m.expires_on < today else "pending" if m.pending else "yes"
+        table.add_row(m.user_name, m.role.value, str(m.expires_on), valid, m.granted_by or "",
+                      "pending: pds project approve-member" if m.pending else m.approved_by)
     console.print(table)
 
 
@@ -131,7 +137,32 @@ def add_member(
     role_value, until = _role(role), _date("--expires", expires)
     registry = _registry(ctx, "registry.member.add", target=f"user:{user}", project=project)
     member = registry.add_member(ctx.obj.actor, project, user, role_value, until)
+    if member.pending:
+        console.print(f"{member.user_name} is {member.role.value} of {member.project_id} until {member.expires_on}, "
+                      "pending: it grants nothing until a second administrator runs "
+                      f"pds project approve-member {project} {user} --role {role_value.value}",
+                      highlight=False, soft_wrap=True)
+        return
     console.print(f"{member.user_name} is {member.role.value} of {member.project_id} until {member.expires_on}",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command("approve-member")
+def approve_member(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="Project id."),
+    user: str = typer.Argument(..., help="Registry user name."),
+    role: str = typer.Option(..., "--role", "-r", help="researcher or output-checker."),
+) -> None:
+    """Approve the pending ROLE membership of USER in PROJECT (registry.membership_approvals: 2):
+    a second administrator, who neither granted it nor holds it, personally (never with --as)."""
+    check_project_id(project)
+    check_user_name(user)
+    role_value = _role(role)
+    registry = Registry.from_runtime(ctx.obj.runtime)  # the service checks the actor (and audits a refusal)
+    member = registry.approve_member(ctx.obj.actor, project, user, role_value)
+    console.print(f"{member.user_name} is {member.role.value} of {member.project_id} until {member.expires_on} "
+                  f"(granted by {member.granted_by}, approved by {member.approved_by})",
                   highlight=False, soft_wrap=True)
 
 

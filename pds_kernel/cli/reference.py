@@ -36,6 +36,7 @@ EXAMPLES: dict[str, str] = {
     "project list": "pds project list",
     "project show": "pds project show diabetes-t2",
     "project add-member": "pds project add-member diabetes-t2 alice --role researcher --expires 2026-12-31",
+    "project approve-member": "pds project approve-member diabetes-t2 alice --role researcher",
     "project remove-member": "pds project remove-member diabetes-t2 alice --role researcher",
     "project close": "pds project close diabetes-t2 --reason 'study finished, report published'",
     "project halt": "pds project halt diabetes-t2 --reason 'suspected breach, ticket 4521'",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import getpass
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,8 @@ def write_config(settings: Settings, path: Path, identity: str | None = None) ->
     """A pds.yaml equivalent to ``settings`` (absolute paths, same database); with ``identity``,
     the OS user running the tests is mapped to that registry user (``cli.identities``)."""
     data = {"paths": {f.name: str(getattr(settings.paths, f.name)) for f in fields(settings.paths)},
-            "database": {"url": settings.database.url}}
+            "database": {"url": settings.database.url},
+            "registry": {"membership_approvals": settings.registry.membership_approvals}}
     if identity:
         data["cli"] = {"identities": {getpass.getuser(): identity}}
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -48,6 +49,16 @@ class Cli:
 @pytest.fixture
 def cli(db_settings: Settings, tmp_path: Path):
     config = write_config(db_settings, tmp_path / "pds.yaml")
+    runtime = Runtime(load_settings(config, environ={}))
+    yield Cli(config, runtime)
+    runtime.close()
+
+
+@pytest.fixture
+def two_person_cli(db_settings: Settings, tmp_path: Path):
+    """:func:`cli` with ``registry.membership_approvals: 2``."""
+    settings = replace(db_settings, registry=replace(db_settings.registry, membership_approvals=2))
+    config = write_config(settings, tmp_path / "pds.yaml")
     runtime = Runtime(load_settings(config, environ={}))
     yield Cli(config, runtime)
     runtime.close()
