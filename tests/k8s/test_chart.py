@@ -377,3 +377,36 @@ def test_imports_claims_are_written_by_the_gate_only(rendered):
         if doc["kind"] in {"Job", "Deployment"} and doc["metadata"]["name"] != "pds-airlock":
             volumes = doc["spec"]["template"]["spec"].get("volumes", [])
             assert not [v for v in volumes if v.get("persistentVolumeClaim", {}).get("claimName", "").startswith("imports-")]
+
+
+# ---- the two-person rule on memberships ------------------------------------------------------------------
+def _env_of(docs: list[dict], name: str) -> dict[str, str]:
+    """Pod name -> the value of environment variable ``name`` in each of our containers that sets it."""
+    found = {}
+    for pod_name, spec in pod_specs(docs):
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            for e in c.get("env", []):
+                if e["name"] == name:
+                    found[f"{pod_name}/{c['name']}"] = e.get("value")
+    return found
+
+
+def test_the_chart_sets_two_approvals_for_memberships(chart, rendered, tmp_path):
+    """Every pod of ours that reaches the registry (the registry-sync Job, the gate, where
+    `pds project approve-member` runs) gets ``registry.membership_approvals: 2``; 1 may be chosen,
+    anything else is refused by the values schema."""
+    for name, docs in rendered.items():
+        env = _env_of(docs, "PDS_REGISTRY__MEMBERSHIP_APPROVALS")
+        assert any(k.startswith("pds-registry-sync") for k in env) and any(k.startswith("pds-airlock") for k in env), \
+            (name, sorted(env))
+        assert set(env.values()) == {"2"}, (name, env)
+        with_database = _env_of(docs, "PDS_DATABASE__URL")
+        assert with_database.keys() <= env.keys(), sorted(with_database.keys() - env.keys())
+    one = tmp_path / "one.yaml"
+    one.write_text(yaml.safe_dump({"registry": {"membershipApprovals": 1}}))
+    assert set(_env_of(render(chart, [one]), "PDS_REGISTRY__MEMBERSHIP_APPROVALS").values()) == {"1"}
+    for bad in (3, 0, "2"):
+        f = tmp_path / "bad.yaml"
+        f.write_text(yaml.safe_dump({"registry": {"membershipApprovals": bad}}))
+        result = helm("template", "pds", str(chart), "-f", str(f))
+        assert result.returncode != 0 and "membershipApprovals" in result.stderr, (bad, result.stderr[-500:])

@@ -81,6 +81,8 @@ annotations:
   value: "false"
 - name: PDS_PROJECT_END__RETENTION_DAYS
   value: {{ .Values.projectEnd.retentionDays | default 90 | quote }}
+- name: PDS_REGISTRY__MEMBERSHIP_APPROVALS
+  value: {{ .Values.registry.membershipApprovals | default 2 | quote }}
 {{- end }}
 
 {{/* The audit chain's key (Secret, read-only) and anchor file (claim pds-audit-anchor): mounted
