@@ -36,6 +36,7 @@ class Member:
     expires_on: date
     expired: bool
     expires_soon: bool
+    pending: bool = False  #: waiting for a second administrator's approval: grants nothing yet
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def build_overview(runtime, registry: Registry, actor: str, workspaces: list[Wor
     for project in registry.projects():
         members = tuple(
             Member(m.user_name, m.role.value, m.expires_on, m.expires_on < today,
-                   today <= m.expires_on <= date.fromordinal(today.toordinal() + EXPIRY_WARNING_DAYS))
+                   today <= m.expires_on <= date.fromordinal(today.toordinal() + EXPIRY_WARNING_DAYS), m.pending)
             for m in registry.members(project.id))
         manifest = _extract(runtime.settings.paths.projects, project.id)
         rows.append(ProjectRow(

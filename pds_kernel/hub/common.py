@@ -202,6 +202,8 @@ def revoke_reason(registry: Registry, username: str, project: str, today: date |
         return f"{username} is not a researcher of project {project}"
     if all(m.expires_on < today for m in memberships):
         return f"the membership of {username} in {project} expired on {memberships[0].expires_on}"
+    if all(m.pending for m in memberships):
+        return f"the membership of {username} in {project} is pending a second administrator's approval"
     if not is_registry_user(registry, username):
         return f"{username} has no active account"
     return "access revoked"

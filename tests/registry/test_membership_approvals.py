@@ -138,3 +138,18 @@ def test_the_cli_shows_pending_memberships_and_approves_them(two_person_cli):
     assert registry.can_access("alice", "diab")
     denied = [e.actor for e in runtime.audit.entries(action="registry.member.approve") if e.outcome == "denied"]
     assert denied == ["root", "root acting as ada"]
+
+
+def test_the_platform_page_and_the_hub_name_a_pending_membership(two):
+    from pds_kernel.hub.common import revoke_reason
+    from pds_kernel.overview import build_overview
+
+    runtime, registry = two
+    registry.add_member("root", "diab", "alice", "researcher", UNTIL)
+    assert revoke_reason(registry, "alice", "diab", TODAY) == (
+        "the membership of alice in diab is pending a second administrator's approval")
+    [row] = build_overview(runtime, registry, "ada", [], today=TODAY, verify_audit=False).projects
+    assert [(m.user, m.pending) for m in row.members] == [("alice", True)]
+    registry.approve_member("ada", "diab", "alice", "researcher")
+    [row] = build_overview(runtime, registry, "ada", [], today=TODAY, verify_audit=False).projects
+    assert [(m.user, m.pending) for m in row.members] == [("alice", False)]
