@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +27,17 @@ from ..sandbox.bwrap import host_facts, launch_env, prepare_runtime_dir, sandbox
 from ..sandbox.cgroup import group_name, release
 from ..sandbox.identity import ensure_sandbox_account, hand_over
 from ..sandbox.spec import HOME_MOUNT, Mount, WorkspaceSpec
+from .rebuild_collect import MAX_COPY_BYTES, collect_copies
 
 #: the user part of the rebuild sandbox's control group (not a valid user name: never a workspace's)
 REBUILD_USER = "0rebuild"
 #: where the files to rebuild are mounted, read-only (a path no installation uses)
 IN_MOUNT = "/pds-rebuild-in"
 OUT_DIR = f"{HOME_MOUNT}/out"
-#: the largest copy the gate takes back from the sandbox
-MAX_COPY_BYTES = 512 * 1024 * 1024
 RUNNERS = ("sandbox", "process")
+
+__all__ = ["IN_MOUNT", "MAX_COPY_BYTES", "OUT_DIR", "REBUILD_USER", "RUNNERS", "Prepared", "RebuildSandbox",
+           "rebuild_sandbox"]
 
 
 def rebuild_sandbox(settings, project: str) -> RebuildSandbox | None:
@@ -98,40 +99,15 @@ class RebuildSandbox:
             raise
 
     def collect(self, prepared: Prepared, items: list[tuple[Path, Path, str]], results: object) -> None:
-        """Copy each copy the child says it wrote (a regular file of the home, no link followed, at
-        most :data:`MAX_COPY_BYTES`) to its target outside; what is missing or not a regular file
-        stays missing (the gate then refuses the batch)."""
-        if not isinstance(results, dict):
-            return
-        # The child may have replaced its out folder by a link: it is opened without following
-        # one, and each copy relative to it (the home itself is a mount point it cannot replace).
-        try:
-            folder = os.open(prepared.work / "home" / "out", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            return
-        try:
-            for (_, inner, name), (_, target, _) in zip(prepared.inside, items, strict=True):
-                if results.get(name, "") is None:
-                    _copy_back(folder, inner.name, target)
-        finally:
-            os.close(folder)
+        """Copy each copy the child says it wrote (a regular file of the home's ``out`` folder, no
+        link followed, bounded: :func:`.rebuild_collect.collect_copies`) to its target outside;
+        what is missing or not a regular file stays missing (the gate then refuses the batch)."""
+        collect_copies(prepared.work / "home" / "out",
+                       [(inner.name, target, name) for (_, inner, name), (_, target, _) in
+                        zip(prepared.inside, items, strict=True)], results)
 
     def finish(self, prepared: Prepared) -> None:
         """Remove the work folder and the sandbox's control group."""
         shutil.rmtree(prepared.work, ignore_errors=True)
         release(group_name(self.project, REBUILD_USER))
 
-
-def _copy_back(folder: int, name: str, target: Path) -> None:
-    """Copy the regular file ``name`` of the folder open as ``folder`` (no link followed, at most
-    :data:`MAX_COPY_BYTES`) to ``target``; nothing when it is anything else."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
-    except OSError:
-        return
-    with os.fdopen(fd, "rb") as src:
-        info = os.fstat(src.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_COPY_BYTES:
-            return
-        with open(target, "xb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)

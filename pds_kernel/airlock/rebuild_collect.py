@@ -1,0 +1,61 @@
+"""Taking the rebuilt copies back from the folder the rebuild's child wrote them in.
+
+The child parses what researchers submit (:mod:`.rebuild_formats`): a file that exploits a flaw of
+a parser runs code as the child, which then writes what it likes in its out folder and says what
+it likes about it. Whatever confines it (a sandbox of this machine, :mod:`.rebuild_sandbox`, or a
+Job of the project on Kubernetes, :mod:`.rebuild_job`), the gate takes back from that folder only
+the copies it asked for, the child says it wrote, and that are regular files of at most
+:data:`MAX_COPY_BYTES`: the folder is opened without following a link, and each copy relative to
+it, without following one either (a link to a host file would make the gate copy that file).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+#: the largest copy the gate takes back from the child
+MAX_COPY_BYTES = 512 * 1024 * 1024
+
+
+def collect_copies(out: Path, copies: list[tuple[str, Path, str]], results: object) -> None:
+    """For each ``(file, target, name)`` whose result is None (``name`` rebuilt), copy the regular
+    file ``file`` of the folder ``out`` to ``target`` (which must not exist); what is missing, too
+    large or not a regular file stays missing (the gate then refuses the batch)."""
+    if not isinstance(results, dict):
+        return
+    # The child may have replaced its out folder by a link: it is opened without following one,
+    # and each copy relative to it.
+    try:
+        folder = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        for file, target, name in copies:
+            if results.get(name, "") is None:
+                _copy_back(folder, file, target)
+    finally:
+        os.close(folder)
+
+
+def _copy_back(folder: int, name: str, target: Path) -> None:
+    """Copy the regular file ``name`` of the folder open as ``folder`` (no link followed, at most
+    :data:`MAX_COPY_BYTES`) to ``target``; nothing when it is anything else, or grows past the
+    bound while it is read."""
+    if "/" in name or name in {"", ".", ".."}:
+        return
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as src:
+        info = os.fstat(src.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_COPY_BYTES:
+            return
+        with open(target, "xb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+            too_large = out.tell() > MAX_COPY_BYTES
+        if too_large:
+            os.unlink(target)
