@@ -56,6 +56,8 @@ MAX_JPEG_DIFFERENCE = 6.0
 #: a pass over the whole picture (a few kilobytes of repeated scans cost minutes)
 MAX_JPEG_SCANS = 100
 _DPI = (1, 10_000)
+#: the line of a rebuild Job's log that carries its results (``--items-file``: :func:`main`)
+RESULT_MARKER = "PDS-REBUILD-RESULT "
 _EPOCH = datetime(2000, 1, 1)
 
 
@@ -421,20 +423,32 @@ def rebuild(source: Path, target: Path, name: str) -> None:
 _WHAT = {"parquet": "columns", "xlsx": "cells", "png": "pixels", "jpeg": "pixels", "pdf": "pages"}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """The rebuild as a child process of the gate (:func:`pds_kernel.airlock.rebuild.rebuild_all`):
     reads ``[[source, target, name], ...]`` as JSON on its standard input and writes ``{name:
-    null or why it cannot be rebuilt}`` on its standard output. Imports nothing of the gate. A
-    crash leaves no core file: the child's memory holds the files it read."""
+    null or why it cannot be rebuilt}`` on its standard output. With ``--items-file PATH`` (a
+    Kubernetes Job, which has no input: :mod:`.rebuild_job`) it reads the items from ``PATH`` and
+    prints the results as the last line of its log, after :data:`RESULT_MARKER` (the log also holds
+    its errors). Imports nothing of the gate. A crash leaves no core file: the child's memory holds
+    the files it read."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    args = sys.argv[1:] if argv is None else argv
+    if args and (len(args) != 2 or args[0] != "--items-file"):
+        print("usage: python -m pds_kernel.airlock.rebuild_formats [--items-file ITEMS.json]", file=sys.stderr)
+        return 2
+    items = json.loads(Path(args[1]).read_text(encoding="utf-8")) if args else json.load(sys.stdin)
     results = {}
-    for source, target, name in json.load(sys.stdin):
+    for source, target, name in items:
         try:
             rebuild(Path(source), Path(target), name)
             results[name] = None
         except InvalidInput as exc:
             results[name] = str(exc)
-    json.dump(results, sys.stdout)
+    if args:
+        sys.stderr.flush()
+        print("\n" + RESULT_MARKER + json.dumps(results), flush=True)
+    else:
+        json.dump(results, sys.stdout)
     return 0
 
 
