@@ -129,8 +129,9 @@ class Airlock:
     clamav_database: str = ""  #: signature directory; "" = ClamAV's default (/var/lib/clamav, freshclam)
     clamscan_timeout_seconds: int = 300  #: a scan that takes longer refuses the file
     #: where the gate rebuilds submitted tables and figures (docs/adr/0010-release-rebuilt-copies.md):
-    #: "sandbox" (a bubblewrap sandbox of the project on this machine) or "process" (a child
-    #: process of the gate, limited in memory and time; the chart sets it: the pod is the boundary)
+    #: "sandbox" (a bubblewrap sandbox of the project on this machine), "job" (a Kubernetes Job of
+    #: the project, pds_kernel.airlock.rebuild_job; the chart sets it) or "process" (a plain child
+    #: process of the gate, limited in memory and time: nothing confines a parser's exploit)
     rebuild_runner: str = "sandbox"
 
 

@@ -9,7 +9,10 @@ never shown or released.
 
 The rebuild runs in a child process with a memory and a CPU-time limit (:func:`rebuild_all`): the
 formats' own bounds come from the files' declared sizes, which a crafted file can forge, and a
-child that exhausts its limits refuses the files instead of taking the gate down.
+child that exhausts its limits refuses the files instead of taking the gate down. Where the child
+runs is ``airlock.rebuild_runner`` (:func:`rebuild_sandbox`): a sandbox of the project on one
+machine (:mod:`.rebuild_sandbox`), a Job of the project on Kubernetes (:mod:`.rebuild_job`), or a
+plain child process of the gate (``process``: no confinement beyond the limits).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
 from .rebuild_formats import MAX_PIXELS, rebuild, rebuilt_kind
+from .rebuild_job import RebuildJob
 from .rebuild_sandbox import RebuildSandbox, rebuild_sandbox
 from .staging import RefusedFiles, StagedFile, fsync_path
 
@@ -93,7 +97,7 @@ def _replace_with_rebuilt(directory: Path, sf: StagedFile) -> StagedFile:
 
 
 def release_copies(directory: Path, staged: list[StagedFile],
-                   sandbox: RebuildSandbox | None = None, holder: str = "") -> list[StagedFile]:
+                   sandbox: RebuildSandbox | RebuildJob | None = None, holder: str = "") -> list[StagedFile]:
     """Replace each staged Parquet file, workbook, image and PDF by its rebuilt copy (the submitted bytes
     move to ``submitted/``); the staged files with their new SHA-256 and size. Raises
     :class:`RefusedFiles` naming every file that cannot be rebuilt (the caller discards the round:
@@ -117,12 +121,13 @@ def release_copies(directory: Path, staged: list[StagedFile],
 
 def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_BYTES,
                 cpu_seconds: int = CPU_SECONDS, wall_seconds: float = WALL_SECONDS,
-                sandbox: RebuildSandbox | None = None, holder: str = "") -> dict[str, str | None]:
+                sandbox: RebuildSandbox | RebuildJob | None = None, holder: str = "") -> dict[str, str | None]:
     """Rebuild each (source, target, name) in one child process bounded in memory, CPU and wall
-    time, confined in ``sandbox`` when given (:mod:`.rebuild_sandbox`): ``{name: None, or why it
-    cannot be rebuilt}``. A child that runs out of any, or dies, refuses every file of the batch
-    with the reason; the gate itself never holds what a crafted file unpacks. ``holder`` (the
-    submitter) has at most one rebuild running or waiting at a time."""
+    time, confined in ``sandbox`` when given (:mod:`.rebuild_sandbox`, or a Job of the project:
+    :mod:`.rebuild_job`): ``{name: None, or why it cannot be rebuilt}``. A child that runs out of
+    any, or dies, refuses every file of the batch with the reason; the gate itself never holds what
+    a crafted file unpacks. ``holder`` (the submitter) has at most one rebuild running or waiting
+    at a time."""
     if not items:
         return {}
     names = {n for _, _, n in items}
@@ -138,7 +143,7 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
                        f"within {wall_seconds:g} s: submit again in a few minutes" for n in names}
         try:
             done = _rebuild_in_child(items, sandbox, memory_bytes, cpu_seconds, wall_seconds)
-        except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account, no interpreter...
+        except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account, no API server...
             log.warning("rebuild of %s could not start: %s", sorted(names), exc)
             return {n: f"the gate cannot start the rebuild of this file ({type(exc).__name__}); an administrator "
                        "sees why in its log (airlock.rebuild_runner)" for n in names}
@@ -202,10 +207,17 @@ def _results(stdout: bytes, items: list[tuple[Path, Path, str]]) -> tuple[dict |
     return results, ""
 
 
-def _rebuild_in_child(items: list[tuple[Path, Path, str]], sandbox: RebuildSandbox | None, memory_bytes: int,
-                      cpu_seconds: int, wall_seconds: float) -> subprocess.CompletedProcess | None:
-    """Run the child over ``items``, in ``sandbox`` or as a plain process; its copies end at the
-    items' targets."""
+def _rebuild_in_child(items: list[tuple[Path, Path, str]], sandbox: RebuildSandbox | RebuildJob | None,
+                      memory_bytes: int, cpu_seconds: int, wall_seconds: float) -> subprocess.CompletedProcess | None:
+    """Run the child over ``items``, in ``sandbox``, as a Job or as a plain process; its copies end
+    at the items' targets."""
+    if isinstance(sandbox, RebuildJob):
+        # the Job's pod bounds its memory (its limit) and its time (its deadline)
+        prepared_job = sandbox.prepare(items, memory_bytes, wall_seconds)
+        try:
+            return sandbox.run(prepared_job, items)
+        finally:
+            sandbox.finish(prepared_job)
     if sandbox is None:
         payload = json.dumps([[str(s), str(t), n] for s, t, n in items]).encode()
         return _run_child(CHILD, None, payload, (memory_bytes, cpu_seconds), wall_seconds)

@@ -10,8 +10,10 @@ unprivileged sandbox account, a control group of the project's ``0rebuild`` user
 rebuild's memory limit. It sees the platform's Python read-only, copies of the files to rebuild
 (``/pds-rebuild-in``, read-only) and an empty home where it writes the copies; never the staging
 area, the outbox, the extract or a socket. The gate reads back what it wrote (regular files only,
-bounded) into the staging area. On Kubernetes (``rebuild_runner: process``, set by the chart) the
-child is a process of the airlock pod.
+bounded: :mod:`.rebuild_collect`) into the staging area. On Kubernetes (``rebuild_runner: job``,
+set by the chart) the child runs as a Job of the project instead (:mod:`.rebuild_job`);
+``rebuild_runner: process`` makes it a plain child process of the gate (no confinement but its
+limits: only where the gate's own pod or machine is the boundary).
 """
 
 from __future__ import annotations
@@ -28,24 +30,28 @@ from ..sandbox.cgroup import group_name, release
 from ..sandbox.identity import ensure_sandbox_account, hand_over
 from ..sandbox.spec import HOME_MOUNT, Mount, WorkspaceSpec
 from .rebuild_collect import MAX_COPY_BYTES, collect_copies
+from .rebuild_job import RebuildJob
 
 #: the user part of the rebuild sandbox's control group (not a valid user name: never a workspace's)
 REBUILD_USER = "0rebuild"
 #: where the files to rebuild are mounted, read-only (a path no installation uses)
 IN_MOUNT = "/pds-rebuild-in"
 OUT_DIR = f"{HOME_MOUNT}/out"
-RUNNERS = ("sandbox", "process")
+RUNNERS = ("sandbox", "process", "job")
 
 __all__ = ["IN_MOUNT", "MAX_COPY_BYTES", "OUT_DIR", "REBUILD_USER", "RUNNERS", "Prepared", "RebuildSandbox",
            "rebuild_sandbox"]
 
 
-def rebuild_sandbox(settings, project: str) -> RebuildSandbox | None:
-    """The sandbox the rebuilds of ``project``'s submissions run in, or None for a plain child
-    process (``airlock.rebuild_runner: process``)."""
+def rebuild_sandbox(settings, project: str) -> RebuildSandbox | RebuildJob | None:
+    """Where the rebuilds of ``project``'s submissions run (``airlock.rebuild_runner``): a sandbox
+    of this machine, a Job of the project on Kubernetes (``job``), or None for a plain child
+    process (``process``)."""
     runner = settings.airlock.rebuild_runner
     if runner not in RUNNERS:
-        raise InvalidInput(f"setting airlock.rebuild_runner is {runner!r}: use sandbox or process")
+        raise InvalidInput(f"setting airlock.rebuild_runner is {runner!r}: use sandbox, job or process")
+    if runner == "job":
+        return RebuildJob(project, settings.paths.staging)
     return RebuildSandbox(project, settings.paths.state / "rebuilds") if runner == "sandbox" else None
 
 

@@ -63,6 +63,9 @@ class K8sConfig:
     model_check_image: str = "registry.example.org/pds/model-check:0.1.0"
     #: the image of the gate's cohort-link Jobs (the platform image: pds_kernel, polars)
     cohort_link_image: str = "registry.example.org/pds/hub:0.1.0"
+    #: the image of the gate's rebuild Jobs (the gate's own image: pds_kernel with pyarrow, Pillow,
+    #: openpyxl and pypdfium2, so the Job rebuilds exactly as the gate's code says)
+    rebuild_image: str = "registry.example.org/pds/hub:0.1.0"
     project_images: Mapping[str, str] = field(default_factory=dict)  #: project id → image
     pull_policy: str = "IfNotPresent"
     uid: int = 1000
@@ -120,7 +123,7 @@ def parse_k8s_config(data: Any, origin: str = "k8s config") -> K8sConfig:
             values[name] = data[name]
     if values.get("pull_policy", "IfNotPresent") not in {"Always", "IfNotPresent", "Never"}:
         raise InvalidInput(f"{origin}.pull_policy: use Always, IfNotPresent or Never")
-    for name in ("notebook_image", "worker_image", "model_check_image", "cohort_link_image"):
+    for name in ("notebook_image", "worker_image", "model_check_image", "cohort_link_image", "rebuild_image"):
         if name in data:
             values[name] = _image(f"{origin}.{name}", data[name])
     images = _keys(f"{origin}.project_images", data.get("project_images") or {},
