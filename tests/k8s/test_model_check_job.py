@@ -140,8 +140,9 @@ def test_chart_grants_the_airlock_only_its_namespaces_check_jobs(release):
     assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("pds-airlock", True)
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["PDS_MODEL_CHECK__RUNNER"] == "kubernetes" and env["PDS_K8S_CONFIG_FILE"] == "/etc/pds/k8s.json"
-    # the gate rebuilds submitted tables and figures in a child of its own pod (ADR 10), with room for it
-    assert env["PDS_AIRLOCK__REBUILD_RUNNER"] == "process"
+    # the gate rebuilds submitted tables and figures in a Job of the project (ADR 10, tests/k8s/test_rebuild_job.py);
+    # the pod keeps the room the process runner needs (airlock.rebuildRunner: process)
+    assert env["PDS_AIRLOCK__REBUILD_RUNNER"] == "job"
     assert pod["containers"][0]["resources"]["limits"]["memory"] == "2Gi"
     config = json.loads(kinds[("ConfigMap", "pds-config")]["data"]["k8s.json"])
     assert parse_k8s_config(config).model_check_image == "registry.example.org/pds/model-check:0.1.0"
@@ -149,9 +150,10 @@ def test_chart_grants_the_airlock_only_its_namespaces_check_jobs(release):
     assert {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"port": 443, "protocol": "TCP"}]} in egress
 
 
-def test_chart_without_model_checks_nor_cohort_links_gives_the_airlock_no_token(chart, tmp_path):
+def test_chart_without_model_checks_cohort_links_nor_rebuild_jobs_gives_the_airlock_no_token(chart, tmp_path):
     values = tmp_path / "values.yaml"
-    values.write_text(json.dumps({"airlock": {"modelCheck": {"enabled": False}, "cohortLink": {"enabled": False}}}))
+    values.write_text(json.dumps({"airlock": {"modelCheck": {"enabled": False}, "cohortLink": {"enabled": False},
+                                              "rebuildRunner": "process"}}))
     docs = render(chart, [values])
     assert not [d for d in docs if d["kind"] in {"Role", "RoleBinding", "ServiceAccount"}]
     airlock = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "pds-airlock")
