@@ -111,3 +111,24 @@ def bwrap_available() -> bool:
     from tests.k8s.test_chart_jobs import _bwrap_works
 
     return shutil.which("bwrap") is not None and _bwrap_works()
+
+
+def emulated_cluster(monkeypatch, staging: Path, scratch: Path, argv_tail: list[str] | None = None) -> list[dict]:
+    """Make :func:`pds_kernel.airlock.rebuild_job.run_job` run the Job's pod in the emulation (its
+    command, or ``argv_tail`` after ``python``: a child taken over by a file) and answer as the API
+    server does: the pod's log cut at ``limit_bytes``, whether it succeeded. The manifests it was
+    given are returned (the Jobs the gate created)."""
+    from pds_kernel.airlock import rebuild_job
+
+    created: list[dict] = []
+
+    async def run_job(manifest: dict, *, container: str, timeout: int, limit_bytes: int,
+                      poll_seconds: float = 2.0) -> JobOutcome:
+        created.append(manifest)
+        assert container == manifest["spec"]["template"]["spec"]["containers"][0]["name"]
+        done = run_in_pod(staging, manifest, scratch, argv_tail, timeout=timeout + 60)
+        log = (done.stdout + done.stderr).encode()[:limit_bytes].decode("utf-8", "ignore")
+        return JobOutcome(log, done.returncode == 0, None)
+
+    monkeypatch.setattr(rebuild_job, "run_job", run_job)
+    return created
