@@ -57,22 +57,29 @@ def _job(staged: str = "diab-2024/abc/0-r1-model.ubj", author: str = "alice") ->
                            timeout_seconds=600, scratch_mb=1024)
 
 
-def test_check_job_is_valid_kubernetes_with_the_isolation_of_a_workspace_pod():
-    job = _job()
+def assert_isolated_job(job: dict, component: str, image: str, deadline: int) -> tuple[dict, dict]:
+    """``job`` is valid Kubernetes and has the isolation of a workspace pod (the gate's Jobs share
+    it: pds_kernel.k8s.jobs.isolated_job): (its pod's spec, its one container)."""
     kubernetes_validate.validate(job, K8S_VERSION, strict=True)
     spec = job["spec"]
-    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 600)
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, deadline)
+    assert spec["ttlSecondsAfterFinished"] > 0
     pod = spec["template"]["spec"]
-    assert spec["template"]["metadata"]["labels"] == {"pds.project": PROJECT, "pds.component": "model-check"}
+    assert spec["template"]["metadata"]["labels"] == {"pds.project": PROJECT, "pds.component": component}
     assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
     assert not (pod["hostNetwork"] or pod["hostPID"] or pod["hostIPC"]) and pod["enableServiceLinks"] is False
     assert pod["dnsPolicy"] == "None" and pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
-    assert "initContainers" not in pod and container["image"] == CFG.model_check_image
+    assert "initContainers" not in pod and container["image"] == image
     sc = container["securityContext"]
     assert sc["capabilities"] == {"drop": ["ALL"]} and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
     assert sc["runAsUser"] != 0 and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    return pod, container
+
+
+def test_check_job_is_valid_kubernetes_with_the_isolation_of_a_workspace_pod():
+    pod, container = assert_isolated_job(_job(), "model-check", CFG.model_check_image, 600)
     assert container["resources"]["limits"] == container["resources"]["requests"] == {"cpu": "2000m", "memory": "4096Mi"}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["extract"]["persistentVolumeClaim"] == {"claimName": extract_volume_name(PROJECT), "readOnly": True}

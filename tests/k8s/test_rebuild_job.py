@@ -18,7 +18,6 @@ import logging
 import sys
 from dataclasses import replace
 
-import kubernetes_validate
 import pytest
 
 from pds_kernel.airlock import rebuild as rebuild_mod
@@ -30,8 +29,8 @@ from pds_kernel.errors import InvalidInput
 from pds_kernel.k8s.config import parse_k8s_config
 
 from .conftest import REPO, helm_available
-from .test_chart import K8S_VERSION, chart_without_dependencies, render
-from .test_model_check_job import _selects
+from .test_chart import chart_without_dependencies, render
+from .test_model_check_job import _selects, assert_isolated_job
 
 sys.path.insert(0, str(REPO / "tests" / "security"))
 from rebuild_job_support import CFG, FILES, PROJECT, bwrap_available, outcome_of, run_in_pod
@@ -45,24 +44,9 @@ def _job(work: str = WORK, project: str = PROJECT) -> dict:
 
 
 def test_rebuild_job_is_valid_kubernetes_with_the_isolation_of_a_check_job():
-    job = _job()
-    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
-    spec = job["spec"]
-    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, WALL_SECONDS)
-    assert spec["ttlSecondsAfterFinished"] > 0
-    pod = spec["template"]["spec"]
-    assert spec["template"]["metadata"]["labels"] == {"pds.project": PROJECT, "pds.component": "airlock-rebuild"}
-    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
-    assert not (pod["hostNetwork"] or pod["hostPID"] or pod["hostIPC"]) and pod["enableServiceLinks"] is False
-    assert pod["dnsPolicy"] == "None" and pod["restartPolicy"] == "Never"
-    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    (container,) = pod["containers"]
-    assert "initContainers" not in pod and container["image"] == CFG.rebuild_image
+    pod, container = assert_isolated_job(_job(), "airlock-rebuild", CFG.rebuild_image, WALL_SECONDS)
     assert container["command"] == ["python", "-I", "-m", "pds_kernel.airlock.rebuild_formats", "--items-file",
                                     f"{IN_DIR}/{ITEMS}"]
-    sc = container["securityContext"]
-    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
-    assert sc["runAsUser"] != 0 and sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["resources"]["limits"] == container["resources"]["requests"] == {"cpu": "1000m",
                                                                                         "memory": "3072Mi"}
     volumes = {v["name"]: v for v in pod["volumes"]}
