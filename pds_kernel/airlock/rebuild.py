@@ -212,7 +212,8 @@ def _rebuild_in_child(items: list[tuple[Path, Path, str]], sandbox: RebuildSandb
     """Run the child over ``items``, in ``sandbox``, as a Job or as a plain process; its copies end
     at the items' targets."""
     if isinstance(sandbox, RebuildJob):
-        # the Job's pod bounds its memory (its limit) and its time (its deadline)
+        # the Job's pod bounds its memory (its limit) and its time (its deadline, one CPU: less
+        # CPU time than cpu_seconds)
         prepared_job = sandbox.prepare(items, memory_bytes, wall_seconds)
         try:
             return sandbox.run(prepared_job, items)
