@@ -410,3 +410,30 @@ def test_the_chart_sets_two_approvals_for_memberships(chart, rendered, tmp_path)
         f.write_text(yaml.safe_dump({"registry": {"membershipApprovals": bad}}))
         result = helm("template", "pds", str(chart), "-f", str(f))
         assert result.returncode != 0 and "membershipApprovals" in result.stderr, (bad, result.stderr[-500:])
+
+
+def _notes(chart: Path, values: list[Path]) -> str:
+    """What ``helm install`` prints after installing (NOTES.txt), rendered without a cluster."""
+    args = ["install", "pds", str(chart), "--namespace", "pds", "--dry-run=client"]
+    for v in values:
+        args += ["-f", str(v)]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_the_install_notes_say_what_an_administrator_must_do_next(chart, tmp_path):
+    """An upgrade to the rebuild Jobs without a route to the API server refused every table and
+    figure with nothing at install time saying why; the two-person rule left memberships from the
+    values pending without a word. The notes name both, and neither once it is done."""
+    notes = _notes(chart, [])
+    assert "airlock.modelCheck.apiServerPeers is empty" in notes and "refused" in notes
+    assert "pds project approve-member PROJECT USER --role ROLE" in notes
+    done = tmp_path / "done.yaml"
+    done.write_text(yaml.safe_dump({"registry": {"membershipApprovals": 1}, "airlock": {
+        "modelCheck": {"apiServerPeers": [{"ipBlock": {"cidr": "10.96.0.1/32"}}]}}}))
+    notes = _notes(chart, [done])
+    assert "apiServerPeers is empty" not in notes and "approve-member" not in notes
+    process = tmp_path / "process.yaml"
+    process.write_text(yaml.safe_dump({"airlock": {"rebuildRunner": "process"}}))
+    assert "apiServerPeers is empty" not in _notes(chart, [process])
