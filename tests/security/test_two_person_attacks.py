@@ -1,0 +1,274 @@
+"""Red team of the two-person rule on memberships (``registry.membership_approvals: 2``).
+
+An administrator who wants a project's data alone, or a researcher who wants more than they were
+granted, tries to get a membership that gives access without a second administrator's approval.
+Each attempt runs against the real registry service on a real database (SQLite; PostgreSQL where
+the attack is a race) and must fail: no access through any path that decides it (``check_access``,
+``can_access``, ``active_projects``, the hub's groups and roles, the airlock's checker rules), and a
+refused approval is audited. Each docstring says whether the attack got through before its fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from datetime import date
+
+import pytest
+
+from pds_kernel import permissions
+from pds_kernel.errors import InvalidInput, PermissionDenied
+from pds_kernel.hub.common import auth_model, build_load_roles, project_groups, revoke_reason, user_roles
+from pds_kernel.permissions import SERVICE_REGISTRY_SYNC, Impersonation
+from pds_kernel.registry import Registry
+from pds_kernel.registry.spec import parse_registry
+from pds_kernel.runtime import Runtime
+from pds_kernel.settings import Database, Paths, RegistryRules, Settings
+
+PROJECT = "cardio-study"
+UNTIL = date(2027, 6, 30)
+LATER = date(2028, 6, 30)
+TODAY = date(2026, 6, 1)
+
+
+def _settings(tmp_path, approvals: int = 2, database: str | None = None) -> Settings:
+    paths = Paths(**{f.name: tmp_path / f.name for f in fields(Paths)})
+    settings = Settings(paths=paths, registry=RegistryRules(membership_approvals=approvals))
+    return replace(settings, database=Database(url=database)) if database else settings
+
+
+def _populate(registry: Registry) -> None:
+    registry.upsert_user("os:root", "root", is_admin=True)
+    for admin in ("ada", "eve"):
+        registry.upsert_user("root", admin, is_admin=True)
+    for user in ("alice", "mallory"):
+        registry.upsert_user("root", user)
+    registry.upsert_project("root", PROJECT, title="Cardiology", start_date=date(2026, 1, 1),
+                            end_date=date(2028, 12, 31))
+
+
+@pytest.fixture
+def world(tmp_path):
+    runtime = Runtime(_settings(tmp_path))
+    registry = Registry.from_runtime(runtime)
+    _populate(registry)
+    try:
+        yield runtime, registry
+    finally:
+        runtime.close()
+
+
+def _refused_approvals(runtime, actor: str) -> list:
+    return [e for e in runtime.audit.entries()
+            if e.action == "registry.member.approve" and e.outcome == "denied" and e.actor == actor]
+
+
+def _no_access(registry, user: str, role: str = "researcher") -> None:
+    """No path that decides access lets ``user`` in as ``role``."""
+    assert not registry.can_access(user, PROJECT, role, today=TODAY)
+    assert registry.active_projects(user, role, today=TODAY) == []
+    with pytest.raises(PermissionDenied, match="pending"):
+        registry.check_access(user, PROJECT, role, action="airlock.access.submit", today=TODAY)
+    if role == "researcher":  # the hub's project groups are those of researchers
+        assert PROJECT not in project_groups(registry, user, TODAY)
+    assert role not in user_roles(registry, user, TODAY)
+    assert user not in {u for r in build_load_roles(registry, TODAY) if r["name"] == role for u in r["users"]}
+
+
+def _file(*members: tuple[str, str, str]) -> object:
+    return parse_registry({
+        "users": [{"name": "root", "admin": True}, {"name": "ada", "admin": True}, {"name": "eve", "admin": True},
+                  {"name": "alice"}, {"name": "mallory"}],
+        "projects": [{"id": PROJECT, "title": "Cardiology", "start": "2026-01-01", "end": "2028-12-31",
+                      "members": [{"user": u, "role": r, "expires": e} for u, r, e in members]}]})
+
+
+# ---- who approves -------------------------------------------------------------------------------
+@pytest.mark.parametrize("alias", ["Root", "ROOT", "root ", " root", "root\n", "root\t", "ｒoot", "root\u200b",
+                                   "ro\u0307ot", "root\x00"])
+def test_granter_approves_under_a_spelling_of_their_name(world, alias):
+    """root grants mallory, then approves as a differently spelt ``root`` (case, whitespace, a
+    full-width letter, a zero-width space, a NUL) hoping it passes as another person, or creates an
+    account so spelt to approve with. Refused: no such account can exist (names are checked) and an
+    unknown name is no administrator. Did not get through."""
+    runtime, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    with pytest.raises(InvalidInput, match="invalid user name"):
+        registry.upsert_user("root", alias, is_admin=True)
+    with pytest.raises(PermissionDenied):
+        registry.approve_member(alias, PROJECT, "mallory", "researcher")
+    _no_access(registry, "mallory")
+    assert len(_refused_approvals(runtime, alias)) == 1
+
+
+def test_user_name_shaped_like_an_impersonation_label(world):
+    """An account named ``"eve acting as root"`` would make ``persons_of`` read two people out of
+    one label (and a plain string so named would pass as an approver other than the granter).
+    Refused: a user name holds no space, and a plain string that looks like a label is nobody.
+    Did not get through."""
+    runtime, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    for name in ("eve acting as root", "eve_acting_as_root acting as ada"):
+        with pytest.raises(InvalidInput):
+            registry.upsert_user("root", name, is_admin=True)
+        with pytest.raises(PermissionDenied):
+            registry.approve_member(name, PROJECT, "mallory", "researcher")
+    assert permissions.persons_of("root acting as ada") == {"root", "ada"}
+    _no_access(registry, "mallory")
+
+
+@pytest.mark.parametrize("identity", ["os:ada", "os:eve", SERVICE_REGISTRY_SYNC, "service:extract-build",
+                                      "migration:0009"])
+def test_approval_by_an_identity_that_is_not_a_registry_administrator(world, identity):
+    """root grants mallory and approves as the OS identity of another administrator, a service
+    identity, or the migration's marker. Refused (only a registry administrator approves).
+    Did not get through."""
+    runtime, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    with pytest.raises(PermissionDenied, match="only a platform administrator"):
+        registry.approve_member(identity, PROJECT, "mallory", "researcher")
+    _no_access(registry, "mallory")
+    assert len(_refused_approvals(runtime, identity)) == 1
+
+
+def test_inactive_or_demoted_administrator_approves(world):
+    """eve, deactivated (or no longer an administrator), approves root's grant. Refused: only an
+    active administrator approves. Did not get through."""
+    runtime, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    registry.upsert_user("root", "eve", is_admin=True, active=False)
+    with pytest.raises(PermissionDenied, match="only a platform administrator"):
+        registry.approve_member("eve", PROJECT, "mallory", "researcher")
+    registry.upsert_user("root", "eve", is_admin=False, active=True)
+    with pytest.raises(PermissionDenied, match="only a platform administrator"):
+        registry.approve_member("eve", PROJECT, "mallory", "researcher")
+    _no_access(registry, "mallory")
+    assert len(_refused_approvals(runtime, "eve")) == 2
+
+
+def test_granter_deactivated_and_reactivated_approves(world):
+    """root grants mallory, is deactivated by ada and reactivated (an account that looks new):
+    still the granter, refused. Did not get through."""
+    _, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    registry.upsert_user("ada", "root", is_admin=True, active=False)
+    registry.upsert_user("ada", "root", is_admin=True, active=True)
+    with pytest.raises(PermissionDenied, match="second, different administrator"):
+        registry.approve_member("root", PROJECT, "mallory", "researcher")
+    _no_access(registry, "mallory")
+
+
+def test_member_made_administrator_approves_their_own_membership(world):
+    """root grants mallory, then makes her an administrator so that she approves herself.
+    Refused: nobody approves their own membership. Did not get through."""
+    runtime, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    registry.upsert_user("root", "mallory", is_admin=True)
+    with pytest.raises(PermissionDenied, match="their own membership"):
+        registry.approve_member("mallory", PROJECT, "mallory", "researcher")
+    _no_access(registry, "mallory")
+    assert len(_refused_approvals(runtime, "mallory")) == 1
+
+
+def test_granter_through_the_registry_file_approves(world):
+    """root grants mallory through a registry file he applies (``--as ada`` too), then approves.
+    Refused: the file's applier is the granter. Did not get through."""
+    _, registry = world
+    registry.apply(Impersonation("ada", by="root"), _file(("mallory", "researcher", "2027-06-30")))
+    for admin in ("root", "ada"):
+        with pytest.raises(PermissionDenied, match="second, different administrator"):
+            registry.approve_member(admin, PROJECT, "mallory", "researcher")
+    _no_access(registry, "mallory")
+
+
+# ---- what an approval covers --------------------------------------------------------------------
+def test_approved_role_swapped_for_another_role(world):
+    """mallory's researcher membership is approved; root then grants her output-checker (the
+    airlock's reviewer) hoping the approval carries over. Refused: each role is its own membership,
+    pending until approved, and a pending checker neither reviews nor reads contents.
+    Did not get through."""
+    _, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    registry.approve_member("ada", PROJECT, "mallory", "researcher")
+    checker = registry.add_member("root", PROJECT, "mallory", "output-checker", UNTIL)
+    assert checker.pending
+    _no_access(registry, "mallory", "output-checker")
+    with pytest.raises(PermissionDenied, match="pending"):
+        permissions.check_checker(registry, "mallory", PROJECT, "alice")
+    assert not permissions.can_read_contents(registry, "mallory", PROJECT, "alice")
+    assert not permissions.can_act(registry, permissions.Actor.CHECKER, "mallory", PROJECT, "alice")
+    assert PROJECT not in permissions.projects_checked_by(registry, "mallory")
+
+
+def test_removed_and_added_again_keeps_no_approval(world):
+    """An approved membership removed and added again by root (directly, and through a file that
+    drops it then lists it again with the same date): the old approval must not come back.
+    Did not get through."""
+    _, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    registry.approve_member("ada", PROJECT, "mallory", "researcher")
+    registry.remove_member("root", PROJECT, "mallory")
+    assert registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL).pending
+    _no_access(registry, "mallory")
+    registry.approve_member("ada", PROJECT, "mallory", "researcher")
+    registry.apply("root", _file())
+    registry.apply("root", _file(("mallory", "researcher", "2027-06-30")))
+    _no_access(registry, "mallory")
+
+
+def test_extension_through_every_writer_is_pending_again(world):
+    """Approved until 2027, then extended by the registry-sync service (from values root wrote) and,
+    once approved again by eve, by root ``--as eve``: each extension is pending, and neither root nor
+    eve approves the second one. Did not get through."""
+    _, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    registry.approve_member("ada", PROJECT, "mallory", "researcher")
+    registry.apply(SERVICE_REGISTRY_SYNC, _file(("mallory", "researcher", "2027-12-31")))
+    _no_access(registry, "mallory")
+    registry.approve_member("eve", PROJECT, "mallory", "researcher")
+    registry.add_member(Impersonation("eve", by="root"), PROJECT, "mallory", "researcher", LATER)
+    _no_access(registry, "mallory")
+    for admin in ("root", "eve"):
+        with pytest.raises(PermissionDenied):
+            registry.approve_member(admin, PROJECT, "mallory", "researcher")
+
+
+def test_expired_membership_shortened_keeps_nothing_alive(world):
+    """An approved membership that expired is "shortened" by its granter (keeps its approval) then
+    moved forward: the move forward is an extension, pending. Did not get through."""
+    _, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", date(2026, 3, 31))
+    registry.approve_member("ada", PROJECT, "mallory", "researcher")
+    registry.add_member("root", PROJECT, "mallory", "researcher", date(2026, 3, 1))
+    assert not registry.can_access("mallory", PROJECT, today=TODAY)
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    _no_access(registry, "mallory")
+
+
+def test_pending_member_in_the_hub(world):
+    """A pending researcher signs in to the hub: no project group, no role, their server is stopped
+    with the reason. Did not get through."""
+    _, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    assert auth_model(registry, "mallory", TODAY)["groups"] == []
+    assert "pending" in revoke_reason(registry, "mallory", PROJECT, TODAY)
+    with pytest.raises(PermissionDenied, match="pending"):
+        permissions.check_admit_workspace(registry, "mallory", PROJECT, action="workspace.start",
+                                          groups={PROJECT}, today=TODAY)
+    _no_access(registry, "mallory")
+
+
+# ---- the audit trail of approvals ---------------------------------------------------------------
+def test_approval_audit_names_the_approver_and_the_grant(world):
+    """The approval's audit entry must name the real approver and the grant it approved (who, what
+    role, until when), so that a reviewer of the trail sees both people; an impersonated attempt is
+    recorded under its full label. Did not get through (nothing forgeable found)."""
+    runtime, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    with pytest.raises(PermissionDenied):
+        registry.approve_member(Impersonation("eve", by="root"), PROJECT, "mallory", "researcher")
+    registry.approve_member("ada", PROJECT, "mallory", "researcher")
+    [ok] = [e for e in runtime.audit.entries() if e.action == "registry.member.approve" and e.outcome == "ok"]
+    assert ok.actor == "ada" and ok.project == PROJECT and ok.target == "user:mallory"
+    assert ok.details == {"role": "researcher", "expires_on": "2027-06-30", "granted_by": "root"}
+    assert len(_refused_approvals(runtime, "root acting as eve")) == 1
+    assert runtime.audit.verify().ok
