@@ -185,7 +185,9 @@ class Registry:
                                    f"(approved by {seen.approved_by}): nothing to approve")
             permissions.check_approve_membership(self, actor, user_name, seen.granted_by)
             with transaction(self._sessions) as s:
-                member = self._membership(s, project_id, user_name, role)
+                # locked until the approval is written: an extension made meanwhile waits, then
+                # makes the membership pending again (never rides on an approval of what was seen)
+                member = self._membership(s, project_id, user_name, role, lock=True)
                 if _member_info(member) != seen:  # changed between the check and the write
                     raise InvalidInput(f"the {role.value} membership of {user_name} in {project_id} changed "
                                        "while it was being approved: look at it again (pds project show)")
@@ -203,10 +205,12 @@ class Registry:
                                           outcome=Outcome.DENIED, details={"reason": str(exc)[:500]}))
             raise
 
-    def _membership(self, s: Session, project_id: str, user_name: str, role: Role) -> Membership:
+    def _membership(self, s: Session, project_id: str, user_name: str, role: Role, *,
+                    lock: bool = False) -> Membership:
         self._project(s, project_id)
-        member = s.scalar(select(Membership).where(
-            Membership.project_id == project_id, Membership.user_name == user_name, Membership.role == role))
+        query = select(Membership).where(
+            Membership.project_id == project_id, Membership.user_name == user_name, Membership.role == role)
+        member = s.scalar(query.with_for_update() if lock else query)
         if member is None:
             raise NotFound(f"{user_name} is not a {role.value} of project {project_id}: nothing to approve")
         return member
@@ -287,9 +291,11 @@ class Registry:
             raise InvalidInput(
                 f"membership of {user_name} cannot outlive project {project_id} (ends {project.end_date})"
             )
+        # locked: a concurrent approval either lands first (and this extension makes it pending
+        # again) or waits for this write and finds the membership changed
         member = s.scalar(select(Membership).where(
             Membership.project_id == project_id, Membership.user_name == user_name,
-            Membership.role == role))
+            Membership.role == role).with_for_update())
         action = "registry.member.update" if member else "registry.member.add"
         if member is None:
             member = Membership(project_id=project_id, user_name=user_name, role=role, expires_on=expires_on)

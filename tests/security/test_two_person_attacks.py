@@ -10,6 +10,7 @@ refused approval is audited. Each docstring says whether the attack got through 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import fields, replace
 from datetime import date
 
@@ -272,3 +273,46 @@ def test_approval_audit_names_the_approver_and_the_grant(world):
     assert ok.details == {"role": "researcher", "expires_on": "2027-06-30", "granted_by": "root"}
     assert len(_refused_approvals(runtime, "root acting as eve")) == 1
     assert runtime.audit.verify().ok
+
+
+# ---- races ----------------------------------------------------------------------------------------
+@pytest.mark.postgres
+def test_granter_extends_while_the_second_administrator_approves(tmp_path, pg_database, monkeypatch):
+    """root granted mallory until 2027; while ada approves that grant, root extends it to 2028 in
+    between ada's check and her write (PostgreSQL, read committed). Before the fix the approval
+    was written over the extension by the membership's id: mallory held 2028, "approved by ada",
+    who had never seen it (the extension, having read the row while it was pending, wrote only its
+    new date). GOT THROUGH before the fix; now the approval and every grant or extension lock the
+    row they read (``SELECT ... FOR UPDATE``; SQLite's writers are serialised already), so the
+    extension waits for the approval, reads it, and makes the membership pending again."""
+    runtime = Runtime(_settings(tmp_path, database=pg_database))
+    try:
+        registry = Registry.from_runtime(runtime)
+        _populate(registry)
+        registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+        original, reads, threads = Registry._membership, [], []
+
+        def read_then_race(self, s, *args, **kwargs):
+            member = original(self, s, *args, **kwargs)
+            reads.append(member)
+            if len(reads) == 2:  # the approval's write step has read the row: root extends it now
+                thread = threading.Thread(target=registry.add_member,
+                                          args=("root", PROJECT, "mallory", "researcher", LATER))
+                threads.append(thread)
+                thread.start()
+                thread.join(timeout=3)  # done at once unless the approval holds the row
+            return member
+
+        monkeypatch.setattr(Registry, "_membership", read_then_race)
+        try:
+            registry.approve_member("ada", PROJECT, "mallory", "researcher")
+        except InvalidInput:
+            pass  # refusing an approval of a membership that changed would do as well
+        monkeypatch.setattr(Registry, "_membership", original)
+        threads[0].join(timeout=60)
+        [member] = registry.members(PROJECT)
+        assert member.expires_on == LATER
+        assert member.pending, f"the extension of root was approved by {member.approved_by} unseen"
+        _no_access(registry, "mallory")
+    finally:
+        runtime.close()
