@@ -110,6 +110,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "registry.member.remove": ActionInfo(_USER, "a user was removed from a project"),
     "registry.member.update": ActionInfo(_USER, "a member's role or dates in a project changed"),
     "registry.project.close": ActionInfo(_PROJECT, "a project was closed"),
+    "registry.rule.update": ActionInfo("registry", "a process with a stricter setting raised a rule the registry keeps for every process (membership_approvals in details)"),
     "registry.project.create": ActionInfo(_PROJECT, "a project was created"),
     "registry.project.update": ActionInfo(_PROJECT, "a project's settings changed"),
     "registry.read": ActionInfo("registry", "an administrator read the registry (users, projects, members)"),

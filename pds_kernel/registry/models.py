@@ -109,3 +109,21 @@ class Membership(Base):
 
 #: ``approved_by`` of the memberships that existed before approvals were recorded (revision 0009)
 APPROVED_BEFORE_RECORDING = "migration:0009"
+
+
+class RegistryRule(Base):
+    """A rule the registry keeps for every process that opens it, whatever that process's settings.
+
+    ``membership_approvals``: the highest ``registry.membership_approvals`` any process has opened
+    the registry with (a ratchet): a process whose setting is lower (its own environment or
+    configuration file) works under this one, so one administrator cannot lower the two-person rule
+    for the command that grants a membership."""
+
+    __tablename__ = "registry_rules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+#: :class:`RegistryRule` name of the number of administrators a membership needs
+MEMBERSHIP_APPROVALS_RULE = "membership_approvals"

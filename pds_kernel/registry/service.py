@@ -18,7 +18,7 @@ from .. import permissions
 from ..audit import AuditEvent, AuditTrail, Outcome
 from ..db import transaction
 from ..errors import InvalidInput, NotFound, PermissionDenied
-from .models import Membership, Project, ProjectStatus, Role, User
+from .models import MEMBERSHIP_APPROVALS_RULE, Membership, Project, ProjectStatus, RegistryRule, Role, User
 from .names import check_project_id, check_user_name
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,7 @@ class Registry:
                 if _member_info(member) != seen:  # changed between the check and the write
                     raise InvalidInput(f"the {role.value} membership of {user_name} in {project_id} changed "
                                        "while it was being approved: look at it again (pds project show)")
+                self._approvals(s, actor)
                 member.approved_by = permissions.audit_actor(actor)
                 s.flush()
                 self._audit.record(AuditEvent(
@@ -306,7 +307,7 @@ class Registry:
             # a grant or an extension: with two approvals it waits for a second administrator;
             # shortening (like removing) needs nobody's approval and keeps the approval it had
             member.granted_by = permissions.audit_actor(actor)
-            member.approved_by = member.granted_by if self.membership_approvals == 1 else None
+            member.approved_by = member.granted_by if self._approvals(s, actor) == 1 else None
         member.expires_on = expires_on
         s.flush()
         self._audit.record(AuditEvent(
@@ -314,6 +315,22 @@ class Registry:
             details={"role": role.value, "expires_on": expires_on.isoformat(), "pending": member.pending},
         ), session=s)
         return _member_info(member)
+
+    def _approvals(self, s: Session, actor: str) -> int:
+        """How many administrators a membership needs: this process's setting or the registry's
+        rule (:class:`RegistryRule`), whichever is higher. A process with a higher setting raises
+        the rule (audited as ``registry.rule.update``); a lower setting never lowers it, so nobody
+        drops the second administrator by running one command with a setting of their own."""
+        rule = s.get(RegistryRule, MEMBERSHIP_APPROVALS_RULE)
+        if self.membership_approvals > (rule.value if rule else 1):
+            if rule is None:
+                rule = RegistryRule(name=MEMBERSHIP_APPROVALS_RULE, value=self.membership_approvals)
+                s.add(rule)
+            rule.value = self.membership_approvals
+            s.flush()
+            self._audit.record(AuditEvent(actor=actor, action="registry.rule.update", target="registry",
+                                          details={MEMBERSHIP_APPROVALS_RULE: rule.value}), session=s)
+        return max(self.membership_approvals, rule.value if rule else 1)
 
     def _delete_member(self, s: Session, actor: str, project_id: str, user_name: str, role: Role | None) -> int:
         self._project(s, project_id)
@@ -472,6 +489,7 @@ class Registry:
 
     def _apply_in(self, s: Session, actor: str, spec: RegistrySpec) -> list[str]:
         changes: list[str] = []
+        self._approvals(s, actor)  # the chart's registry Job records its rule at every install
         for u in spec.users:
             before = s.get(User, u.name)
             before = None if before is None else _user_info(before)

@@ -316,3 +316,31 @@ def test_granter_extends_while_the_second_administrator_approves(tmp_path, pg_da
         _no_access(registry, "mallory")
     finally:
         runtime.close()
+
+
+# ---- the rule itself ------------------------------------------------------------------------------
+def test_granter_lowers_the_rule_in_their_own_process(tmp_path):
+    """The deployment runs with two approvals (the chart sets ``PDS_REGISTRY__MEMBERSHIP_APPROVALS``
+    on its pods); root runs one command of his own with the rule at 1 (that variable set to 1 in
+    his shell, or ``--config`` naming his own copy of the file) and grants mallory: the grant was
+    approved by root himself and mallory was in. GOT THROUGH before the fix; now the registry keeps
+    the highest rule any process has opened it with (``registry_rules``), and a process whose
+    setting is lower works under the registry's rule: the grant is pending."""
+    deployment = Runtime(_settings(tmp_path, approvals=2))
+    lowered = Runtime(_settings(tmp_path, approvals=1))  # the same database, root's own setting
+    try:
+        registry = Registry.from_runtime(deployment)
+        _populate(registry)
+        registry.apply(SERVICE_REGISTRY_SYNC, _file(("alice", "researcher", "2027-06-30")))
+        mine = Registry.from_runtime(lowered)
+        member = mine.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+        assert member.pending and member.approved_by is None
+        assert mine.apply("root", _file(("alice", "researcher", "2027-06-30"),
+                                        ("mallory", "researcher", "2027-12-31"))) != []
+        _no_access(registry, "mallory")
+        with pytest.raises(PermissionDenied):
+            mine.approve_member("root", PROJECT, "mallory", "researcher")
+        _no_access(mine, "mallory")
+    finally:
+        lowered.close()
+        deployment.close()
