@@ -179,12 +179,24 @@ def persons_of(label: str | None) -> set[str]:
     return set(label.split(" acting as ")) if label else set()
 
 
+def granted_by_administrator(registry, granted_by: str | None) -> bool:
+    """Whether a grant is one administrator's half of the two-person rule: made by an administrator
+    who is one still (the one behind ``--as`` for an impersonation), or by the registry-sync Job
+    (whose values an administrator wrote). A grant made while the registry had no active
+    administrator (an OS account, any user bootstrapping it) is nobody's half: it is granted again."""
+    if granted_by == SERVICE_REGISTRY_SYNC:
+        return True
+    return bool(granted_by) and is_administrator(registry, granted_by.split(" acting as ")[0])
+
+
 def can_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
     """The second administrator of a membership (``registry.membership_approvals: 2``): an active
     platform administrator, personally (never through ``--as``), who neither granted it (nor was
-    impersonated to grant it) nor holds it. The registry service checks it and records the approval."""
+    impersonated to grant it) nor holds it, of a grant an administrator made
+    (:func:`granted_by_administrator`). The registry service checks it and records the approval."""
     return (can_act_personally(actor) and is_administrator(registry, actor)
-            and str(actor) not in persons_of(granted_by) | {user_name})
+            and str(actor) not in persons_of(granted_by) | {user_name}
+            and granted_by_administrator(registry, granted_by))
 
 
 def check_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> None:
@@ -195,9 +207,13 @@ def check_approve_membership(registry, actor: str, user_name: str, granted_by: s
     if str(actor) == user_name:
         raise PermissionDenied(f"{actor} may not approve their own membership: nobody opens a "
                                "project's data to themselves; another administrator must approve it")
-    if not can_approve_membership(registry, actor, user_name, granted_by):
+    if str(actor) in persons_of(granted_by):
         raise PermissionDenied(f"{actor} granted this membership of {user_name} ({granted_by}): a second, "
                                "different administrator must approve it")
+    if not can_approve_membership(registry, actor, user_name, granted_by):
+        raise PermissionDenied(f"the membership of {user_name} was granted by {granted_by}, who is no active "
+                               "administrator (the registry had none then, or they left): an administrator "
+                               "must grant it again (remove-member, add-member) and another approve it")
 
 
 def can_apply_registry(registry, actor: str) -> bool:

@@ -344,3 +344,29 @@ def test_granter_lowers_the_rule_in_their_own_process(tmp_path):
     finally:
         lowered.close()
         deployment.close()
+
+
+@pytest.mark.parametrize("granter", ["os:root", "mallory"])
+def test_bootstrap_entered_again_to_grant_as_nobody_in_particular(world, granter):
+    """root deactivates every administrator, himself last: the registry holds no active
+    administrator, so whoever opens it may administer it (the first installation's bootstrap). He
+    grants mallory's membership as an OS account (``os:root``: his OS user without its
+    ``cli.identities`` entry) or as mallory's own colleague account, reactivates himself and
+    approves: the grant looked like someone else's. GOT THROUGH before the fix; now a grant is
+    approved only when it was made by an administrator (the one behind ``--as`` for an
+    impersonation) who is one still, or by the registry-sync Job; otherwise an administrator grants
+    it again and another approves it."""
+    runtime, registry = world
+    registry.add_member("root", PROJECT, "alice", "researcher", UNTIL)
+    for admin in ("ada", "eve", "root"):
+        registry.upsert_user("root", admin, is_admin=True, active=False)
+    assert registry.add_member(granter, PROJECT, "alice" if granter == "mallory" else "mallory",
+                               "researcher", LATER).pending
+    registry.upsert_user(granter, "root", is_admin=True)
+    registry.upsert_user("root", "ada", is_admin=True)
+    member = "alice" if granter == "mallory" else "mallory"
+    for admin in ("root", "ada"):
+        with pytest.raises(PermissionDenied, match="grant it again"):
+            registry.approve_member(admin, PROJECT, member, "researcher")
+    _no_access(registry, member)
+    assert len(_refused_approvals(runtime, "root")) == 1
