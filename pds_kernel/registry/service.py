@@ -172,12 +172,12 @@ class Registry:
         two-person rule: :func:`pds_kernel.permissions.check_approve_membership`). The approval and
         every refusal (not an administrator, the granter, the member, ``--as``, nothing pending) are
         audited as ``registry.member.approve``."""
-        target = f"user:{user_name}"
+        target = f"user:{user_name}"[:200]
         try:
-            role = Role(role)
-        except ValueError:
-            raise InvalidInput(f"role {role!r} is not one of researcher, output-checker") from None
-        try:
+            try:
+                role = Role(role)
+            except ValueError:
+                raise InvalidInput(f"role {str(role)[:40]!r} is not one of researcher, output-checker") from None
             with transaction(self._sessions) as s:
                 seen = _member_info(self._membership(s, project_id, user_name, role))
             if not seen.pending:

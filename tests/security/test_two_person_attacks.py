@@ -17,7 +17,7 @@ from datetime import date
 import pytest
 
 from pds_kernel import permissions
-from pds_kernel.errors import InvalidInput, PermissionDenied
+from pds_kernel.errors import InvalidInput, NotFound, PermissionDenied
 from pds_kernel.hub.common import auth_model, build_load_roles, project_groups, revoke_reason, user_roles
 from pds_kernel.permissions import SERVICE_REGISTRY_SYNC, Impersonation
 from pds_kernel.registry import Registry
@@ -274,6 +274,21 @@ def test_approval_audit_names_the_approver_and_the_grant(world):
     assert len(_refused_approvals(runtime, "root acting as eve")) == 1
     assert runtime.audit.verify().ok
 
+
+
+@pytest.mark.parametrize("role", ["Researcher", "researcher ", "owner", "admin"])
+def test_refused_approval_with_an_odd_role_leaves_no_trace(world, role):
+    """root probes approvals with a role spelt otherwise (or one that is no membership role),
+    hoping a refusal that is not audited lets him try quietly. Before the fix a role that is no
+    role was refused before the audited part of the approval: the refusal left no entry (``admin``,
+    a role, was audited as nothing to approve). GOT THROUGH before the fix (an unaudited refusal,
+    though no access); now every refusal is audited."""
+    runtime, registry = world
+    registry.add_member("eve", PROJECT, "mallory", "researcher", UNTIL)
+    with pytest.raises((InvalidInput, NotFound)):
+        registry.approve_member("root", PROJECT, "mallory", role)
+    _no_access(registry, "mallory")
+    assert len(_refused_approvals(runtime, "root")) == 1
 
 # ---- races ----------------------------------------------------------------------------------------
 @pytest.mark.postgres
