@@ -114,9 +114,9 @@ APPROVED_BEFORE_RECORDING = "migration:0009"
 class RegistryRule(Base):
     """A rule the registry keeps for every process that opens it, whatever that process's settings.
 
-    ``membership_approvals``: the highest ``registry.membership_approvals`` any process has opened
-    the registry with (a ratchet): a process whose setting is lower (its own environment or
-    configuration file) works under this one, so one administrator cannot lower the two-person rule
+    ``membership_approvals``: the highest ``registry.membership_approvals`` of any process that has
+    granted, approved or applied a file (a ratchet): a process whose setting is lower (its own
+    environment or configuration file) works under this one, so one administrator cannot lower the two-person rule
     for the command that grants a membership."""
 
     __tablename__ = "registry_rules"

@@ -118,7 +118,7 @@ def test_user_name_shaped_like_an_impersonation_label(world):
 
 
 @pytest.mark.parametrize("identity", ["os:ada", "os:eve", SERVICE_REGISTRY_SYNC, "service:extract-build",
-                                      "migration:0009"])
+                                      "service:package-approval", "service:cohort-link", "migration:0009"])
 def test_approval_by_an_identity_that_is_not_a_registry_administrator(world, identity):
     """root grants mallory and approves as the OS identity of another administrator, a service
     identity, or the migration's marker. Refused (only a registry administrator approves).
@@ -180,6 +180,21 @@ def test_granter_through_the_registry_file_approves(world):
             registry.approve_member(admin, PROJECT, "mallory", "researcher")
     _no_access(registry, "mallory")
 
+
+
+def test_pending_member_deactivated_and_reactivated(world):
+    """mallory's pending membership: her account is deactivated and reactivated (by ada, who did
+    not grant it), hoping the account's new start counts as a review. Still pending; and once
+    approved, a deactivated member has no access either. Did not get through."""
+    _, registry = world
+    registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
+    registry.upsert_user("ada", "mallory", active=False)
+    registry.upsert_user("ada", "mallory", active=True)
+    _no_access(registry, "mallory")
+    registry.approve_member("ada", PROJECT, "mallory", "researcher")
+    registry.upsert_user("root", "mallory", active=False)
+    assert not registry.can_access("mallory", PROJECT, today=TODAY)
+    assert registry.active_projects("mallory", today=TODAY) == []
 
 # ---- what an approval covers --------------------------------------------------------------------
 def test_approved_role_swapped_for_another_role(world):
@@ -339,7 +354,7 @@ def test_granter_lowers_the_rule_in_their_own_process(tmp_path):
     on its pods); root runs one command of his own with the rule at 1 (that variable set to 1 in
     his shell, or ``--config`` naming his own copy of the file) and grants mallory: the grant was
     approved by root himself and mallory was in. GOT THROUGH before the fix; now the registry keeps
-    the highest rule any process has opened it with (``registry_rules``), and a process whose
+    the highest rule of any process that granted, approved or applied (``registry_rules``); one whose
     setting is lower works under the registry's rule: the grant is pending."""
     deployment = Runtime(_settings(tmp_path, approvals=2))
     lowered = Runtime(_settings(tmp_path, approvals=1))  # the same database, root's own setting

@@ -1,7 +1,7 @@
 """Registry: the rules the registry keeps whatever a process's settings (``registry_rules``).
 
-One row so far, ``membership_approvals``: the highest ``registry.membership_approvals`` a process
-has opened the registry with. A process whose setting is lower works under the registry's rule, so
+One row so far, ``membership_approvals``: the highest ``registry.membership_approvals`` of any
+process that has granted, approved or applied a file. A process whose setting is lower works under the registry's rule, so
 one administrator cannot lower the two-person rule for their own command (docs/isolation.md). The
 table starts empty: the first process running with two approvals records it.
 
