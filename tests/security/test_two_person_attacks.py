@@ -10,13 +10,17 @@ refused approval is audited. Each docstring says whether the attack got through 
 
 from __future__ import annotations
 
+import getpass
 import threading
 from dataclasses import fields, replace
 from datetime import date
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from pds_kernel import permissions
+from pds_kernel.cli.app import app
 from pds_kernel.errors import InvalidInput, NotFound, PermissionDenied
 from pds_kernel.hub.common import auth_model, build_load_roles, project_groups, revoke_reason, user_roles
 from pds_kernel.permissions import SERVICE_REGISTRY_SYNC, Impersonation
@@ -400,3 +404,29 @@ def test_bootstrap_entered_again_to_grant_as_nobody_in_particular(world, granter
             registry.approve_member(admin, PROJECT, member, "researcher")
     _no_access(registry, member)
     assert len(_refused_approvals(runtime, "root")) == 1
+
+
+
+def test_granter_lowers_the_rule_for_one_pds_command(tmp_path, monkeypatch):
+    """The same attack through the real ``pds`` command: the configuration file says 2 and maps
+    root's OS user to root; root runs ``PDS_REGISTRY__MEMBERSHIP_APPROVALS=1 pds project add-member``.
+    GOT THROUGH before the fix (the grant approved itself); now it is pending."""
+    settings = _settings(tmp_path, approvals=2)
+    deployment = Runtime(settings)
+    try:
+        registry = Registry.from_runtime(deployment)
+        _populate(registry)
+        registry.apply(SERVICE_REGISTRY_SYNC, _file())
+        config = tmp_path / "pds.yaml"
+        config.write_text(yaml.safe_dump({
+            "paths": {f.name: str(getattr(settings.paths, f.name)) for f in fields(settings.paths)},
+            "database": {"url": settings.database.url}, "registry": {"membership_approvals": 2},
+            "cli": {"identities": {getpass.getuser(): "root"}}}), encoding="utf-8")
+        monkeypatch.setenv("PDS_REGISTRY__MEMBERSHIP_APPROVALS", "1")
+        done = CliRunner().invoke(app, ["--config", str(config), "project", "add-member", PROJECT, "mallory",
+                                        "--role", "researcher", "--expires", "2027-06-30"])
+        assert done.exit_code == 0, done.output
+        assert "pending" in done.output
+        _no_access(registry, "mallory")
+    finally:
+        deployment.close()
