@@ -90,6 +90,20 @@ def _project_info(p: Project) -> ProjectInfo:
     )
 
 
+def _has_administrator(s: Session) -> bool:
+    return s.scalar(select(User.name).where(User.is_admin.is_(True), User.active.is_(True)).limit(1)) is not None
+
+
+def _keep_an_administrator(s: Session, had_administrator: bool) -> None:
+    """Refuse a write that leaves a registry that had an active administrator with none: while it
+    holds none, whoever opens it bootstraps it (:func:`pds_kernel.permissions.can_administer_registry`),
+    so an administrator who deactivated or demoted every administrator, himself last, could then
+    act as anyone, an OS account included, and come back to approve what he did."""
+    if had_administrator and not _has_administrator(s):
+        raise InvalidInput("this would leave the registry with no active administrator, and whoever opens a "
+                           "registry without one may administer it: make another administrator first")
+
+
 def _member_info(m: Membership) -> MemberInfo:
     return MemberInfo(m.project_id, m.user_name, Role(m.role), m.expires_on, m.granted_by, m.approved_by)
 
@@ -127,8 +141,11 @@ class Registry:
         check_user_name(name)
         self._check_admin(actor, "registry.user.update", f"user:{name}")
         with transaction(self._sessions) as s:
-            return self._write_user(s, actor, name, full_name=full_name, email=email,
-                                    is_admin=is_admin, active=active)
+            had_administrator = _has_administrator(s)
+            written = self._write_user(s, actor, name, full_name=full_name, email=email,
+                                       is_admin=is_admin, active=active)
+            _keep_an_administrator(s, had_administrator)
+            return written
 
     def upsert_project(self, actor: str, project_id: str, **values) -> ProjectInfo:
         """Create or update a project. ``values`` are :data:`PROJECT_FIELDS`."""
@@ -475,7 +492,10 @@ class Registry:
                           check=lambda _registry, who: self._check_own_grants(who, spec))
         with transaction(self._sessions) as s:
             validate_registry_spec(spec, set(s.scalars(select(User.name))))
-            return self._apply_in(s, actor, spec)
+            had_administrator = _has_administrator(s)
+            changes = self._apply_in(s, actor, spec)
+            _keep_an_administrator(s, had_administrator)
+            return changes
 
     def _check_own_grants(self, actor: str, spec: RegistrySpec) -> None:
         """A registry file applied by a person may keep that person's memberships as they are, never

@@ -285,13 +285,14 @@ async def test_administrators_hold_the_narrow_role_through_their_group(hub, regi
     her the pds-admin scopes at once, without a hub restart, never others' servers; the hub's
     next auth refresh (PdsOAuthenticator.refresh_user) takes them away when the registry does."""
     registry.upsert_user("admin", "olga", is_admin=True)
+    registry.upsert_user("olga", "root", is_admin=True)  # olga may step down: another remains
     olga = hub.sign_in("olga", [ADMIN_GROUP])
     model = await hub.whoami(olga.new_api_token(note="olga's own"))
     assert {"admin:users", "admin:servers", "admin:groups"} <= set(model["scopes"])
     assert not {"access:servers", "tokens", "shares"} & set(model["scopes"])
     assert all(s.endswith("!user=olga") for s in model["scopes"] if s.startswith("access:servers"))
     assert model["admin"] is False and ADMIN_GROUP in model["groups"]
-    registry.upsert_user("olga", "olga", is_admin=False)  # the only administrator steps down herself
+    registry.upsert_user("olga", "olga", is_admin=False)  # she steps down herself
     olga._auth_refreshed = None  # as if auth_refresh_age had passed
     model = await hub.whoami(olga.new_api_token(note="after"))
     assert "admin:users" not in model["scopes"] and ADMIN_GROUP not in model["groups"]

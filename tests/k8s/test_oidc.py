@@ -125,8 +125,10 @@ class SignedInUser:
 
 
 async def test_refresh_keeps_admin_only_while_the_registry_agrees(authenticator, registry):
-    # actor alice: the registry's only administrator changes her own flag (or bootstraps it again)
+    # actor alice: an administrator changes her own flag (root stays one: the registry never
+    # goes back to having none); root gives it back
     registry.upsert_user("alice", "alice", is_admin=True)
+    registry.upsert_user("alice", "root", is_admin=True)
     alice = SignedInUser("alice", ["alpha-study", "beta-study", ADMIN_GROUP])
     kept = await authenticator.refresh_user(alice)
     assert kept == {"name": "alice", "groups": ["alpha-study", "beta-study", ADMIN_GROUP], "admin": False}
@@ -134,7 +136,7 @@ async def test_refresh_keeps_admin_only_while_the_registry_agrees(authenticator,
     dropped = await authenticator.refresh_user(alice)
     assert dropped["groups"] == ["alpha-study", "beta-study"]
     # a refresh never adds the group (only a sign-in with the IdP's agreement does)
-    registry.upsert_user("alice", "alice", is_admin=True)
+    registry.upsert_user("root", "alice", is_admin=True)
     assert ADMIN_GROUP not in (await authenticator.refresh_user(SignedInUser("alice", ["alpha-study"])))["groups"]
 
 

@@ -386,25 +386,47 @@ def test_bootstrap_entered_again_to_grant_as_nobody_in_particular(world, granter
     administrator, so whoever opens it may administer it (the first installation's bootstrap). He
     grants mallory's membership as an OS account (``os:root``: his OS user without its
     ``cli.identities`` entry) or as mallory's own colleague account, reactivates himself and
-    approves: the grant looked like someone else's. GOT THROUGH before the fix; now a grant is
-    approved only when it was made by an administrator (the one behind ``--as`` for an
-    impersonation) who is one still, or by the registry-sync Job; otherwise an administrator grants
-    it again and another approves it."""
+    approves: the grant looked like someone else's. GOT THROUGH before the fixes; now the registry
+    refuses the write that would leave it without an active administrator (it never bootstraps
+    again), and a grant is approved only when an administrator who is one still (the one behind
+    ``--as``) or the registry-sync Job made it."""
     runtime, registry = world
     registry.add_member("root", PROJECT, "alice", "researcher", UNTIL)
-    for admin in ("ada", "eve", "root"):
+    for admin in ("ada", "eve"):
         registry.upsert_user("root", admin, is_admin=True, active=False)
-    assert registry.add_member(granter, PROJECT, "alice" if granter == "mallory" else "mallory",
-                               "researcher", LATER).pending
-    registry.upsert_user(granter, "root", is_admin=True)
-    registry.upsert_user("root", "ada", is_admin=True)
+    with pytest.raises(InvalidInput, match="no active administrator"):
+        registry.upsert_user("root", "root", is_admin=True, active=False)
+    with pytest.raises(InvalidInput, match="no active administrator"):
+        registry.upsert_user("root", "root", is_admin=False)
+    assert registry.is_administrator("root")
     member = "alice" if granter == "mallory" else "mallory"
-    for admin in ("root", "ada"):
-        with pytest.raises(PermissionDenied, match="grant it again"):
-            registry.approve_member(admin, PROJECT, member, "researcher")
-    _no_access(registry, member)
-    assert len(_refused_approvals(runtime, "root")) == 1
+    with pytest.raises(PermissionDenied):
+        registry.add_member(granter, PROJECT, member, "researcher", LATER)
+    assert not registry.can_access(member, PROJECT, "researcher", today=TODAY)
 
+
+def test_a_grant_made_while_the_registry_bootstrapped_is_granted_again(tmp_path):
+    """On the first installation nobody is an administrator yet and whoever opens the registry
+    bootstraps it: root, as his OS account, grants mallory before making himself and ada
+    administrators, then ada approves the grant as if an administrator had made it. Refused: only
+    an administrator's grant (or the registry-sync Job's) is approved; an administrator grants it
+    again and another approves that."""
+    runtime = Runtime(_settings(tmp_path))
+    try:
+        registry = Registry.from_runtime(runtime)
+        for user in ("alice", "mallory"):
+            registry.upsert_user("os:root", user)
+        registry.upsert_project("os:root", PROJECT, title="Cardiology", start_date=date(2026, 1, 1),
+                                end_date=date(2028, 12, 31))
+        assert registry.add_member("os:root", PROJECT, "mallory", "researcher", UNTIL).pending
+        registry.upsert_user("os:root", "root", is_admin=True)
+        registry.upsert_user("root", "ada", is_admin=True)
+        with pytest.raises(PermissionDenied, match="grant it again"):
+            registry.approve_member("ada", PROJECT, "mallory", "researcher")
+        _no_access(registry, "mallory")
+        assert len(_refused_approvals(runtime, "ada")) == 1
+    finally:
+        runtime.close()
 
 
 def test_granter_lowers_the_rule_for_one_pds_command(tmp_path, monkeypatch):
