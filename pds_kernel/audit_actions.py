@@ -114,6 +114,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "registry.project.create": ActionInfo(_PROJECT, "a project was created"),
     "registry.project.update": ActionInfo(_PROJECT, "a project's settings changed"),
     "registry.read": ActionInfo("registry", "an administrator read the registry (users, projects, members)"),
+    "registry.user.approve_admin": ActionInfo(_USER, "a second administrator approved a pending administrator (who made them one in details); denied: an approval refused"),
     "registry.user.create": ActionInfo(_USER, "a user was created"),
     "registry.user.update": ActionInfo(_USER, "a user's details changed"),
     # Sandboxes and workspaces.

@@ -14,6 +14,10 @@ Decisions held here:
 - **approve a membership** (:func:`check_approve_membership`): with
   ``registry.membership_approvals: 2`` a membership grants nothing until a second administrator,
   personally, neither its granter nor its member, approves it.
+- **approve an administrator** (:func:`check_approve_administrator`): under the same rule a user
+  made an administrator (created as one, promoted, reactivated) is none until a second
+  administrator, personally, neither the one who made them nor themselves, approves it; except
+  while the registry holds no approved administrator (first installation: bootstrap).
 - **apply the declared registry** (:func:`check_apply_registry`): an administrator, or the
   registry-sync service identity, whose rights are exactly that (:data:`SERVICE_RIGHTS`).
 - **build an extract** (:func:`check_build_extract`): an administrator or the extract-build
@@ -113,19 +117,22 @@ def has_right(actor: str, right: Right) -> bool:
 
 # ---- platform administrators ------------------------------------------------------------------
 def is_administrator(registry, actor: str) -> bool:
-    """An active platform administrator of the registry. Nothing else is: not an OS account
-    (``os:<user>``), not a service identity."""
+    """An active platform administrator of the registry, approved (with
+    ``registry.membership_approvals: 2`` a user made an administrator is none until a second
+    administrator approves it: :func:`check_approve_administrator`). Nothing else is: not an OS
+    account (``os:<user>``), not a service identity."""
     if not isinstance(actor, str) or ":" in actor:
         return False
     try:
         user = registry.get_user(str(actor))
     except NotFound:
         return False
-    return user.is_admin and user.active
+    return user.is_admin and user.active and not user.admin_pending
 
 
 def has_administrator(registry) -> bool:
-    return any(u.is_admin and u.active for u in registry.users())
+    """The registry holds an active, approved administrator (a pending one does not count)."""
+    return any(u.is_admin and u.active and not u.admin_pending for u in registry.users())
 
 
 def can_administer_registry(registry, actor: str) -> bool:
@@ -214,6 +221,35 @@ def check_approve_membership(registry, actor: str, user_name: str, granted_by: s
         raise PermissionDenied(f"the membership of {user_name} was granted by {granted_by}, who is no active "
                                "administrator (the registry had none then, or they left): an administrator "
                                "must grant it again (remove-member, add-member) and another approve it")
+
+
+def can_approve_administrator(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
+    """The second administrator of a new administrator (``registry.membership_approvals: 2``): an
+    active, approved platform administrator, personally (never through ``--as``), who neither made
+    them one (nor was impersonated to) nor is them, of a promotion an administrator made (or the
+    registry-sync Job: :func:`granted_by_administrator`). Making an administrator is otherwise one
+    administrator's act, and the account so made would be the second administrator of everything
+    that one administrator does. The registry service checks it and records the approval."""
+    return (can_act_personally(actor) and is_administrator(registry, actor)
+            and str(actor) not in persons_of(granted_by) | {user_name}
+            and granted_by_administrator(registry, granted_by))
+
+
+def check_approve_administrator(registry, actor: str, user_name: str, granted_by: str | None) -> None:
+    check_not_impersonated(actor, "approve an administrator")
+    if not is_administrator(registry, actor):
+        raise PermissionDenied(f"{actor} may not approve an administrator: only a platform administrator "
+                               "may (one approved, who did not make them one)")
+    if str(actor) == user_name:
+        raise PermissionDenied(f"{actor} may not approve their own administrator role: another "
+                               "administrator must approve it")
+    if str(actor) in persons_of(granted_by):
+        raise PermissionDenied(f"{actor} made {user_name} an administrator ({granted_by}): a second, "
+                               "different administrator must approve it")
+    if not can_approve_administrator(registry, actor, user_name, granted_by):
+        raise PermissionDenied(f"{user_name} was made an administrator by {granted_by}, who is no active "
+                               "administrator now: an administrator must make them one again (demote, "
+                               "promote) and another approve it")
 
 
 def can_apply_registry(registry, actor: str) -> bool:

@@ -37,6 +37,12 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(200), default="")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: who last made the user an active administrator (created as one, promoted, reactivated: an
+    #: audit actor); ``NULL`` for a user who is none, or an administrator made before 0011
+    admin_granted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: who approved that; ``NULL`` while pending (``registry.membership_approvals: 2``): a pending
+    #: administrator is no administrator. With one approval the maker's act approves itself.
+    admin_approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
 
 
@@ -109,6 +115,8 @@ class Membership(Base):
 
 #: ``approved_by`` of the memberships that existed before approvals were recorded (revision 0009)
 APPROVED_BEFORE_RECORDING = "migration:0009"
+#: ``admin_approved_by`` of the administrators that existed before their approval was recorded (0011)
+ADMIN_APPROVED_BEFORE_RECORDING = "migration:0011"
 
 
 class RegistryRule(Base):

@@ -76,6 +76,14 @@ class UserInfo:
     email: str
     is_admin: bool
     active: bool
+    admin_granted_by: str | None = None  #: who made them an active administrator (None: before 0011)
+    admin_approved_by: str | None = None  #: who approved that; None while pending
+
+    @property
+    def admin_pending(self) -> bool:
+        """Made an administrator, waiting for a second one (:meth:`Registry.approve_administrator`):
+        no administrator until then (:func:`pds_kernel.permissions.is_administrator`)."""
+        return self.is_admin and self.admin_approved_by is None
 
 
 def _project_info(p: Project) -> ProjectInfo:
@@ -91,7 +99,9 @@ def _project_info(p: Project) -> ProjectInfo:
 
 
 def _has_administrator(s: Session) -> bool:
-    return s.scalar(select(User.name).where(User.is_admin.is_(True), User.active.is_(True)).limit(1)) is not None
+    """An active, approved administrator (a pending one is none: it counts for nothing here)."""
+    return s.scalar(select(User.name).where(User.is_admin.is_(True), User.active.is_(True),
+                                            User.admin_approved_by.is_not(None)).limit(1)) is not None
 
 
 def _keep_an_administrator(s: Session, had_administrator: bool) -> None:
@@ -100,8 +110,9 @@ def _keep_an_administrator(s: Session, had_administrator: bool) -> None:
     so an administrator who deactivated or demoted every administrator, himself last, could then
     act as anyone, an OS account included, and come back to approve what he did."""
     if had_administrator and not _has_administrator(s):
-        raise InvalidInput("this would leave the registry with no active administrator, and whoever opens a "
-                           "registry without one may administer it: make another administrator first")
+        raise InvalidInput("this would leave the registry with no active administrator (a pending one is none), "
+                           "and whoever opens a registry without one may administer it: make another "
+                           "administrator first (and have them approved)")
 
 
 def _member_info(m: Membership) -> MemberInfo:
@@ -109,7 +120,7 @@ def _member_info(m: Membership) -> MemberInfo:
 
 
 def _user_info(u: User) -> UserInfo:
-    return UserInfo(u.name, u.full_name, u.email, u.is_admin, u.active)
+    return UserInfo(u.name, u.full_name, u.email, u.is_admin, u.active, u.admin_granted_by, u.admin_approved_by)
 
 
 PROJECT_FIELDS = (
@@ -143,7 +154,7 @@ class Registry:
         with transaction(self._sessions) as s:
             had_administrator = _has_administrator(s)
             written = self._write_user(s, actor, name, full_name=full_name, email=email,
-                                       is_admin=is_admin, active=active)
+                                       is_admin=is_admin, active=active, bootstrap=not had_administrator)
             _keep_an_administrator(s, had_administrator)
             return written
 
@@ -249,22 +260,76 @@ class Registry:
             raise
 
     def _write_user(self, s: Session, actor: str, name: str, *, full_name: str, email: str,
-                    is_admin: bool, active: bool) -> UserInfo:
-        user = s.get(User, name)
+                    is_admin: bool, active: bool, bootstrap: bool) -> UserInfo:
+        """``bootstrap``: the registry had no active, approved administrator when this write began
+        (a first installation): an administrator made now is approved at once, or nobody ever
+        could be. Otherwise, with two approvals, one made (created as one, promoted, reactivated)
+        is pending until a second administrator approves it (:meth:`approve_administrator`)."""
+        user = s.get(User, name, with_for_update=True)
         created = user is None
         before = None if created else _user_info(user)
         if created:
             user = User(name=name)
             s.add(user)
+        was_administrator = before is not None and before.is_admin and before.active
         user.full_name, user.email, user.is_admin, user.active = full_name, email, is_admin, active
+        if is_admin and active and not was_administrator:
+            # never rides on an approval given before a demotion or deactivation
+            user.admin_granted_by = permissions.audit_actor(actor)
+            approved = self._approvals(s, actor) == 1 or bootstrap
+            user.admin_approved_by = user.admin_granted_by if approved else None
+        elif not is_admin:
+            user.admin_granted_by = user.admin_approved_by = None
         s.flush()
         after = _user_info(user)
         if created or before != after:
+            details = {"is_admin": is_admin, "active": active}
+            if is_admin:
+                details["admin_pending"] = after.admin_pending
             self._audit.record(AuditEvent(
                 actor=actor, action="registry.user.create" if created else "registry.user.update",
-                target=f"user:{name}", details={"is_admin": is_admin, "active": active},
+                target=f"user:{name}", details=details,
             ), session=s)
         return after
+
+    def approve_administrator(self, actor: str, user_name: str) -> UserInfo:
+        """Approve ``user_name``'s pending administrator role (the second administrator of the
+        two-person rule: :func:`pds_kernel.permissions.check_approve_administrator`). The approval
+        and every refusal (not an administrator, the one who made them, themselves, ``--as``,
+        nothing pending) are audited as ``registry.user.approve_admin``."""
+        target = f"user:{user_name}"[:200]
+        try:
+            check_user_name(user_name)
+            with transaction(self._sessions) as s:
+                seen = self._user(s, user_name)
+            if not (seen.admin_pending and seen.active):
+                raise InvalidInput(f"{user_name} is no pending administrator: nothing to approve"
+                                   + (f" (approved by {seen.admin_approved_by})" if seen.is_admin and seen.active else ""))
+            permissions.check_approve_administrator(self, actor, user_name, seen.admin_granted_by)
+            with transaction(self._sessions) as s:
+                user = s.get(User, user_name, with_for_update=True)  # a change made meanwhile waits
+                if user is None or _user_info(user) != seen:
+                    raise InvalidInput(f"user {user_name} changed while being approved: look again "
+                                       "(pds project users)")
+                self._approvals(s, actor)
+                user.admin_approved_by = permissions.audit_actor(actor)
+                s.flush()
+                self._audit.record(AuditEvent(
+                    actor=actor, action="registry.user.approve_admin", target=target,
+                    details={"admin_granted_by": user.admin_granted_by},
+                ), session=s)
+                return _user_info(user)
+        except (PermissionDenied, NotFound, InvalidInput) as exc:
+            self._audit.record(AuditEvent(actor=actor, action="registry.user.approve_admin", target=target,
+                                          outcome=Outcome.DENIED, details={"reason": str(exc)[:500]}))
+            raise
+
+    @staticmethod
+    def _user(s: Session, name: str) -> UserInfo:
+        user = s.get(User, name)
+        if user is None:
+            raise NotFound(f"no user {name!r}")
+        return _user_info(user)
 
     def _write_project(self, s: Session, actor: str, project_id: str, values: dict) -> ProjectInfo:
         project = s.get(Project, project_id)
@@ -377,10 +442,7 @@ class Registry:
 
     def get_user(self, name: str) -> UserInfo:
         with transaction(self._sessions) as s:
-            user = s.get(User, name)
-            if user is None:
-                raise NotFound(f"no user {name!r}")
-            return _user_info(user)
+            return self._user(s, name)
 
     def users(self) -> list[UserInfo]:
         with transaction(self._sessions) as s:
@@ -493,7 +555,7 @@ class Registry:
         with transaction(self._sessions) as s:
             validate_registry_spec(spec, set(s.scalars(select(User.name))))
             had_administrator = _has_administrator(s)
-            changes = self._apply_in(s, actor, spec)
+            changes = self._apply_in(s, actor, spec, bootstrap=not had_administrator)
             _keep_an_administrator(s, had_administrator)
             return changes
 
@@ -507,16 +569,18 @@ class Registry:
                     if m.user == person and held.get((p.id, Role(m.role))) != m.expires:
                         permissions.check_grant_membership(actor, person)
 
-    def _apply_in(self, s: Session, actor: str, spec: RegistrySpec) -> list[str]:
+    def _apply_in(self, s: Session, actor: str, spec: RegistrySpec, *, bootstrap: bool) -> list[str]:
         changes: list[str] = []
         self._approvals(s, actor)  # the chart's registry Job records its rule at every install
         for u in spec.users:
             before = s.get(User, u.name)
             before = None if before is None else _user_info(before)
             after = self._write_user(s, actor, u.name, full_name=u.full_name, email=u.email,
-                                     is_admin=u.admin, active=u.active)
+                                     is_admin=u.admin, active=u.active, bootstrap=bootstrap)
             if before != after:
-                changes.append(f"user {u.name} {'created' if before is None else 'updated'}")
+                changes.append(f"user {u.name} {'created' if before is None else 'updated'}"
+                               + (" (administrator pending: a second administrator must approve it)"
+                                  if after.admin_pending and after.active else ""))
         for p in spec.projects:
             before = s.get(Project, p.id)
             before = None if before is None else _project_info(before)

@@ -249,7 +249,8 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
     assert all(after[table] == [] for table in after.keys() - before.keys())
     added_columns = {"chain_version": {1}, "max_table_rows": {None}, "direction": {"export"}, "closed_on": {None},
                      "halted_at": {None}, "halt_reason": {None}, "purge_requested_by": {None}, "purged_at": {None},
-                     "granted_by": {None}, "approved_by": {"migration:0009"}}
+                     "granted_by": {None}, "approved_by": {"migration:0009"},
+                     "admin_granted_by": {None}, "admin_approved_by": {None, "migration:0011"}}
     for table, rows in before.items():
         kept = [{k: v for k, v in row.items() if k not in added_columns} for row in after[table]]
         assert kept == rows, table
@@ -273,6 +274,10 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
             ("alice", "researcher"), ("olga", "output-checker"), ("omar", "output-checker")}
         # memberships granted before approvals were recorded stay valid (approved by the migration)
         assert {m.approved_by for m in registry.memberships_of("alice")} == {"migration:0009"}
+        # administrators made before their approval was recorded stay administrators (0011)
+        assert {u.name: u.admin_approved_by for u in registry.users()} == {
+            "alice": None, "bob": None, "olga": None, "omar": None, "root": "migration:0011"}
+        assert registry.is_administrator("root")
         assert registry.can_access("alice", "diab-2024") and registry.can_access("olga", "diab-2024", "output-checker")
         states = sorted(v.state for v in AirlockService(rt, registry=registry).list_requests("alice"))
         assert states == ["draft", "released", "under_review"]

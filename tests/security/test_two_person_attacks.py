@@ -42,9 +42,9 @@ def _settings(tmp_path, approvals: int = 2, database: str | None = None) -> Sett
 
 
 def _populate(registry: Registry) -> None:
-    registry.upsert_user("os:root", "root", is_admin=True)
-    for admin in ("ada", "eve"):
-        registry.upsert_user("root", admin, is_admin=True)
+    # the first installation: whoever opens the empty registry makes its first administrators, approved
+    # at once (one registry file); an administrator made later waits for a second one's approval
+    registry.apply("os:root", parse_registry({"users": [{"name": a, "admin": True} for a in ("root", "ada", "eve")]}))
     for user in ("alice", "mallory"):
         registry.upsert_user("root", user)
     registry.upsert_project("root", PROJECT, title="Cardiology", start_date=date(2026, 1, 1),
@@ -151,23 +151,26 @@ def test_inactive_or_demoted_administrator_approves(world):
 
 
 def test_granter_deactivated_and_reactivated_approves(world):
-    """root grants mallory, is deactivated by ada and reactivated (an account that looks new):
-    still the granter, refused. Did not get through."""
+    """root grants mallory, is deactivated by ada and reactivated (an account that looks new; a
+    reactivated administrator is pending, so eve approves him again): still the granter, refused.
+    Did not get through."""
     _, registry = world
     registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
     registry.upsert_user("ada", "root", is_admin=True, active=False)
     registry.upsert_user("ada", "root", is_admin=True, active=True)
+    registry.approve_administrator("eve", "root")
     with pytest.raises(PermissionDenied, match="second, different administrator"):
         registry.approve_member("root", PROJECT, "mallory", "researcher")
     _no_access(registry, "mallory")
 
 
 def test_member_made_administrator_approves_their_own_membership(world):
-    """root grants mallory, then makes her an administrator so that she approves herself.
-    Refused: nobody approves their own membership. Did not get through."""
+    """root grants mallory, then makes her an administrator (ada approving it) so that she approves
+    herself. Refused: nobody approves their own membership. Did not get through."""
     runtime, registry = world
     registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL)
     registry.upsert_user("root", "mallory", is_admin=True)
+    registry.approve_administrator("ada", "mallory")
     with pytest.raises(PermissionDenied, match="their own membership"):
         registry.approve_member("mallory", PROJECT, "mallory", "researcher")
     _no_access(registry, "mallory")
@@ -419,8 +422,8 @@ def test_a_grant_made_while_the_registry_bootstrapped_is_granted_again(tmp_path)
         registry.upsert_project("os:root", PROJECT, title="Cardiology", start_date=date(2026, 1, 1),
                                 end_date=date(2028, 12, 31))
         assert registry.add_member("os:root", PROJECT, "mallory", "researcher", UNTIL).pending
-        registry.upsert_user("os:root", "root", is_admin=True)
-        registry.upsert_user("root", "ada", is_admin=True)
+        registry.apply("os:root", parse_registry({"users": [{"name": "root", "admin": True},
+                                                            {"name": "ada", "admin": True}]}))
         with pytest.raises(PermissionDenied, match="grant it again"):
             registry.approve_member("ada", PROJECT, "mallory", "researcher")
         _no_access(registry, "mallory")

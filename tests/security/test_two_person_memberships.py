@@ -30,9 +30,9 @@ def _world(tmp_path, approvals: int):
     paths = Paths(**{f.name: tmp_path / f.name for f in fields(Paths)})
     runtime = Runtime(Settings(paths=paths, registry=RegistryRules(membership_approvals=approvals)))
     registry = Registry.from_runtime(runtime)
-    registry.upsert_user("os:root", "root", is_admin=True)
-    for admin in ("ada", "eve"):
-        registry.upsert_user("root", admin, is_admin=True)
+    # the first installation: whoever opens the empty registry makes its first administrators, approved
+    # at once (one registry file); an administrator made later waits for a second one's approval
+    registry.apply("os:root", parse_registry({"users": [{"name": a, "admin": True} for a in ("root", "ada", "eve")]}))
     for user in ("alice", "mallory"):
         registry.upsert_user("root", user)
     registry.upsert_project("root", PROJECT, title="Cardiology", start_date=date(2026, 1, 1),
