@@ -166,6 +166,20 @@ def approve_member(
                   highlight=False, soft_wrap=True)
 
 
+@app.command("approve-admin")
+def approve_admin(
+    ctx: typer.Context,
+    user: str = typer.Argument(..., help="Registry user name."),
+) -> None:
+    """Approve USER as an administrator (registry.membership_approvals: 2): a second administrator,
+    who did not make USER one and is not USER, personally (never with --as)."""
+    check_user_name(user)
+    registry = Registry.from_runtime(ctx.obj.runtime)  # the service checks the actor (and audits a refusal)
+    info = registry.approve_administrator(ctx.obj.actor, user)
+    console.print(f"{info.name} is an administrator (made one by {info.admin_granted_by}, approved by "
+                  f"{info.admin_approved_by})", highlight=False, soft_wrap=True)
+
+
 @app.command("remove-member")
 def remove_member(
     ctx: typer.Context,
@@ -255,13 +269,15 @@ def purge(
 
 @app.command("users")
 def users(ctx: typer.Context) -> None:
-    """List registry users, their platform role and the projects they may use today."""
+    """List registry users, their platform role (an administrator waiting for a second one's
+    approval is marked pending) and the projects they may use today."""
     registry = _registry(ctx, "registry.read")
     table = _table("user", "full name", "email", "admin", "active", "active projects")
     for u in registry.users():
         projects = sorted({p.id for role in (Role.RESEARCHER, Role.OUTPUT_CHECKER)
                            for p in registry.active_projects(u.name, role)})
-        table.add_row(u.name, u.full_name, u.email, "yes" if u.is_admin else "", "yes" if u.active else "no",
+        admin = "pending: pds project approve-admin" if u.admin_pending and u.active else "yes" if u.is_admin else ""
+        table.add_row(u.name, u.full_name, u.email, admin, "yes" if u.active else "no",
                       ", ".join(projects))
     console.print(table)
 
@@ -283,8 +299,10 @@ def add_user(
         pass
     else:
         raise InvalidInput(f"user {name} already exists: change users through `pds project apply`")
-    registry.upsert_user(ctx.obj.actor, name, full_name=full_name, email=email, is_admin=admin)
-    console.print(f"user {name} created" + (" (administrator)" if admin else ""), highlight=False, soft_wrap=True)
+    info = registry.upsert_user(ctx.obj.actor, name, full_name=full_name, email=email, is_admin=admin)
+    console.print(f"user {name} created" + (
+        f" (administrator, pending: it is none until a second administrator runs pds project approve-admin {name})"
+        if info.admin_pending else " (administrator)" if admin else ""), highlight=False, soft_wrap=True)
 
 
 @app.command("disable-user")

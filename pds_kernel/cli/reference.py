@@ -37,6 +37,7 @@ EXAMPLES: dict[str, str] = {
     "project show": "pds project show diabetes-t2",
     "project add-member": "pds project add-member diabetes-t2 alice --role researcher --expires 2026-12-31",
     "project approve-member": "pds project approve-member diabetes-t2 alice --role researcher",
+    "project approve-admin": "pds project approve-admin ada",
     "project remove-member": "pds project remove-member diabetes-t2 alice --role researcher",
     "project close": "pds project close diabetes-t2 --reason 'study finished, report published'",
     "project halt": "pds project halt diabetes-t2 --reason 'suspected breach, ticket 4521'",
