@@ -197,7 +197,8 @@ class RegistryRules:
 
     #: administrators who must agree before a membership opens a project's data: 1 (the granter)
     #: or 2 (the granter and a second administrator, who approves it: ``pds project approve-member``;
-    #: the chart sets 2). Anything else is refused when the registry is opened.
+    #: the chart sets 2). With 2 a user made an administrator likewise waits for a second one
+    #: (``pds project approve-admin``). Anything else is refused when the registry is opened.
     membership_approvals: int = 1
 
 
