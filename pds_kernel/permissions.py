@@ -35,6 +35,9 @@ Decisions held here:
   :func:`check_not_impersonated`: an identity taken with ``--as`` never reviews, approves,
   releases or downloads; and nothing of a halted project runs (:func:`check_running`).
 
+Who an actor is (service identities and their rights, impersonation, the people behind an action)
+is defined in :mod:`pds_kernel.permissions_actors` and re-exported here: import it from here.
+
 Impersonation: a platform administrator may run the CLI ``--as`` another registry user
 (:func:`check_impersonate`); the resulting actor is an :class:`Impersonation`, a ``str`` equal to
 the impersonated user's name that remembers who is behind it. Every audit entry it produces reads
@@ -43,76 +46,30 @@ the impersonated user's name that remembers who is behind it. Every audit entry 
 
 from __future__ import annotations
 
-import enum
 from datetime import date, timedelta
 
 from .airlock.states import DECIDED_STATES, Actor, State
 from .errors import InvalidInput, NotFound, PermissionDenied
+from .permissions_actors import (  # noqa: F401  (re-exported: permissions is the one place to import them from)
+    SERVICE_COHORT_LINK,
+    SERVICE_EXTRACT_BUILD,
+    SERVICE_PACKAGE_APPROVAL,
+    SERVICE_REGISTRY_SYNC,
+    SERVICE_RIGHTS,
+    Impersonation,
+    Right,
+    audit_actor,
+    can_act_personally,
+    check_not_impersonated,
+    has_right,
+    impersonator,
+    persons_behind,
+    persons_of,
+)
 
 #: Registry roles by value (``pds_kernel.registry.Role``; not imported: the registry imports this module).
 RESEARCHER = "researcher"
 OUTPUT_CHECKER = "output-checker"
-
-#: The Helm registry-sync Job: applies the registry declared in the chart's values, nothing else.
-SERVICE_REGISTRY_SYNC = "service:registry-sync"
-#: The Helm extract-build Job: builds the extract of the project it is created for, nothing else.
-SERVICE_EXTRACT_BUILD = "service:extract-build"
-#: The Helm package-approval Jobs: approve the releases listed in the chart's values, nothing else.
-SERVICE_PACKAGE_APPROVAL = "service:package-approval"
-#: The gate's cohort-link Jobs (and the local gate acting as the trusted third party): link one
-#: staged cohort list of a project to the project's PERSON_IDs, nothing else.
-SERVICE_COHORT_LINK = "service:cohort-link"
-
-
-class Right(str, enum.Enum):
-    """What a service identity may do (an administrator may do all of it)."""
-
-    APPLY_REGISTRY = "apply-registry"
-    BUILD_EXTRACT = "build-extract"
-    APPROVE_PACKAGES = "approve-packages"
-    LINK_COHORT = "link-cohort"
-
-
-#: Service identities and their exact rights. A service identity is not a registry user (the
-#: ``service:`` prefix is not a valid user name), so it can never log in, review or be a member.
-SERVICE_RIGHTS: dict[str, frozenset[Right]] = {
-    SERVICE_REGISTRY_SYNC: frozenset({Right.APPLY_REGISTRY}),
-    SERVICE_EXTRACT_BUILD: frozenset({Right.BUILD_EXTRACT}),
-    SERVICE_PACKAGE_APPROVAL: frozenset({Right.APPROVE_PACKAGES}),
-    SERVICE_COHORT_LINK: frozenset({Right.LINK_COHORT}),
-}
-
-
-class Impersonation(str):
-    """The name of a registry user (``str`` value) acted as by an administrator (:attr:`by`)."""
-
-    by: str
-
-    def __new__(cls, user: str, by: str) -> Impersonation:
-        value = super().__new__(cls, user)
-        value.by = by
-        return value
-
-    @property
-    def label(self) -> str:
-        return f"{self.by} acting as {str.__str__(self)}"
-
-    def __reduce__(self):
-        return (Impersonation, (str.__str__(self), self.by))
-
-
-def impersonator(actor: str) -> str | None:
-    """Who is behind ``actor`` when it is an impersonation, else ``None``."""
-    return actor.by if isinstance(actor, Impersonation) else None
-
-
-def audit_actor(actor: str) -> str:
-    """How ``actor`` is written in the audit trail (``"X acting as Y"`` for an impersonation)."""
-    return actor.label if isinstance(actor, Impersonation) else str(actor)
-
-
-def has_right(actor: str, right: Right) -> bool:
-    return right in SERVICE_RIGHTS.get(str(actor), frozenset())
 
 
 # ---- platform administrators ------------------------------------------------------------------
@@ -160,12 +117,6 @@ def check_administer_registry(registry, actor: str, what: str = "administer the 
                                "(map your OS account to an administrator in cli.identities, or ask one)")
 
 
-def persons_behind(actor: str) -> set[str]:
-    """The people an action of ``actor`` is by: the actor, and the administrator behind an
-    impersonation (``--as``)."""
-    return {str.__str__(actor), impersonator(actor)} - {None}
-
-
 def can_grant_membership(actor: str, user_name: str) -> bool:
     """Nobody grants (or extends) a project membership to themselves: a membership opens a
     project's data, so an administrator's own memberships come from another administrator or a
@@ -178,12 +129,6 @@ def check_grant_membership(actor: str, user_name: str) -> None:
         raise PermissionDenied(f"{audit_actor(actor)} may not grant a project membership to "
                                f"{user_name}: nobody grants themselves access to a project's data; "
                                "ask another administrator")
-
-
-def persons_of(label: str | None) -> set[str]:
-    """The people an audit actor label is by (``"root acting as ada"``: root and ada; user names
-    hold no space, so the label reads back unambiguously)."""
-    return set(label.split(" acting as ")) if label else set()
 
 
 def granted_by_administrator(registry, granted_by: str | None) -> bool:
@@ -296,17 +241,6 @@ def check_impersonate(registry, actor: str, user: str) -> None:
                                "administrators only; run the command as yourself")
     if not can_impersonate(registry, actor, user):
         raise PermissionDenied(f"--as {user}: there is no registry user {user!r}")
-
-
-def can_act_personally(actor: str) -> bool:
-    """Reviews, approvals, releases and downloads are personal: never through ``--as``."""
-    return not isinstance(actor, Impersonation)
-
-
-def check_not_impersonated(actor: str, what: str) -> None:
-    if not can_act_personally(actor):
-        raise PermissionDenied(f"{actor.label}: an impersonated identity may never {what}; "
-                               f"{actor} must do it personally, signed in as themselves")
 
 
 # ---- project lifecycle ------------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""Who an actor of :mod:`pds_kernel.permissions` is: a registry user, a service identity with its
+exact rights, or an administrator acting as another user (``--as``: :class:`Impersonation`), and
+the people an action or an audit label is by. Part of the permissions module, which re-exports all
+of it (import it from there); it imports only the errors, so it can make no import cycle.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .errors import PermissionDenied
+
+#: The Helm registry-sync Job: applies the registry declared in the chart's values, nothing else.
+SERVICE_REGISTRY_SYNC = "service:registry-sync"
+#: The Helm extract-build Job: builds the extract of the project it is created for, nothing else.
+SERVICE_EXTRACT_BUILD = "service:extract-build"
+#: The Helm package-approval Jobs: approve the releases listed in the chart's values, nothing else.
+SERVICE_PACKAGE_APPROVAL = "service:package-approval"
+#: The gate's cohort-link Jobs (and the local gate acting as the trusted third party): link one
+#: staged cohort list of a project to the project's PERSON_IDs, nothing else.
+SERVICE_COHORT_LINK = "service:cohort-link"
+
+
+class Right(str, enum.Enum):
+    """What a service identity may do (an administrator may do all of it)."""
+
+    APPLY_REGISTRY = "apply-registry"
+    BUILD_EXTRACT = "build-extract"
+    APPROVE_PACKAGES = "approve-packages"
+    LINK_COHORT = "link-cohort"
+
+
+#: Service identities and their exact rights. A service identity is not a registry user (the
+#: ``service:`` prefix is not a valid user name), so it can never log in, review or be a member.
+SERVICE_RIGHTS: dict[str, frozenset[Right]] = {
+    SERVICE_REGISTRY_SYNC: frozenset({Right.APPLY_REGISTRY}),
+    SERVICE_EXTRACT_BUILD: frozenset({Right.BUILD_EXTRACT}),
+    SERVICE_PACKAGE_APPROVAL: frozenset({Right.APPROVE_PACKAGES}),
+    SERVICE_COHORT_LINK: frozenset({Right.LINK_COHORT}),
+}
+
+
+class Impersonation(str):
+    """The name of a registry user (``str`` value) acted as by an administrator (:attr:`by`)."""
+
+    by: str
+
+    def __new__(cls, user: str, by: str) -> Impersonation:
+        value = super().__new__(cls, user)
+        value.by = by
+        return value
+
+    @property
+    def label(self) -> str:
+        return f"{self.by} acting as {str.__str__(self)}"
+
+    def __reduce__(self):
+        return (Impersonation, (str.__str__(self), self.by))
+
+
+def impersonator(actor: str) -> str | None:
+    """Who is behind ``actor`` when it is an impersonation, else ``None``."""
+    return actor.by if isinstance(actor, Impersonation) else None
+
+
+def audit_actor(actor: str) -> str:
+    """How ``actor`` is written in the audit trail (``"X acting as Y"`` for an impersonation)."""
+    return actor.label if isinstance(actor, Impersonation) else str(actor)
+
+
+def has_right(actor: str, right: Right) -> bool:
+    return right in SERVICE_RIGHTS.get(str(actor), frozenset())
+
+
+def persons_behind(actor: str) -> set[str]:
+    """The people an action of ``actor`` is by: the actor, and the administrator behind an
+    impersonation (``--as``)."""
+    return {str.__str__(actor), impersonator(actor)} - {None}
+
+
+def persons_of(label: str | None) -> set[str]:
+    """The people an audit actor label is by (``"root acting as ada"``: root and ada; user names
+    hold no space, so the label reads back unambiguously)."""
+    return set(label.split(" acting as ")) if label else set()
+
+
+def can_act_personally(actor: str) -> bool:
+    """Reviews, approvals, releases and downloads are personal: never through ``--as``."""
+    return not isinstance(actor, Impersonation)
+
+
+def check_not_impersonated(actor: str, what: str) -> None:
+    if not can_act_personally(actor):
+        raise PermissionDenied(f"{actor.label}: an impersonated identity may never {what}; "
+                               f"{actor} must do it personally, signed in as themselves")
