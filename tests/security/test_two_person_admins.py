@@ -239,3 +239,25 @@ def test_with_one_approval_nothing_changes(tmp_path):
             registry.approve_administrator("root", "mallory")
     finally:
         runtime.close()
+
+
+def test_promotion_made_again_between_the_check_and_the_approval(world, monkeypatch):
+    """root makes mallory an administrator; ada approves, and between the check of her approval and
+    its write she demotes mallory and makes her one again herself, so that her approval (checked
+    against root's promotion) lands on her own. Refused: the approval is written only if the user
+    is still as checked (the row is locked meanwhile on PostgreSQL). Did not get through."""
+    runtime, registry = world
+    registry.upsert_user("root", "mallory", is_admin=True)
+    checked = permissions.check_approve_administrator
+
+    def check_then_change(registry_, actor, user_name, granted_by):
+        checked(registry_, actor, user_name, granted_by)
+        registry.upsert_user("ada", "mallory", is_admin=False)
+        registry.upsert_user("ada", "mallory", is_admin=True)
+
+    monkeypatch.setattr(permissions, "check_approve_administrator", check_then_change)
+    with pytest.raises(InvalidInput, match="changed while being approved"):
+        registry.approve_administrator("ada", "mallory")
+    assert registry.get_user("mallory").admin_granted_by == "ada"
+    _no_administrator(registry, "mallory")
+    assert len(_refused(runtime, "ada")) == 1
