@@ -42,7 +42,7 @@ from .hashing import sha256_file
 from .registry import Registry
 from .registry.models import Project
 from .registry.names import check_project_id
-from .registry.service import ProjectInfo, _project_info
+from .registry.views import ProjectInfo, _project_info
 
 log = logging.getLogger(__name__)
 
