@@ -73,6 +73,7 @@ class Registry:
         check_user_name(name)
         self._check_admin(actor, "registry.user.update", f"user:{name}")
         with transaction(self._sessions) as s:
+            self._approvals(s, actor)  # every write records the rule (a demotion or a plain user too)
             had_administrator = _has_administrator(s)
             written = self._write_user(s, actor, name, full_name=full_name, email=email,
                                        is_admin=is_admin, active=active, bootstrap=not had_administrator)
@@ -87,6 +88,7 @@ class Registry:
             raise InvalidInput(f"unknown project field(s): {', '.join(sorted(unknown))}")
         self._check_admin(actor, "registry.project.update", f"project:{project_id}", project_id)
         with transaction(self._sessions) as s:
+            self._approvals(s, actor)
             return self._write_project(s, actor, project_id, values)
 
     def close_project(self, actor: str, project_id: str, reason: str = "") -> ProjectInfo:
@@ -94,6 +96,7 @@ class Registry:
         (``closed_on``: :func:`pds_kernel.permissions.purge_due`). Closing again keeps the first date."""
         self._check_admin(actor, "registry.project.close", f"project:{project_id}", project_id)
         with transaction(self._sessions) as s:
+            self._approvals(s, actor)
             project = self._project(s, project_id)
             project.status = ProjectStatus.CLOSED
             project.closed_on = project.closed_on or date.today()
@@ -114,6 +117,7 @@ class Registry:
         self._check_admin(actor, "registry.member.add", f"user:{user_name}", project_id,
                           check=lambda _registry, who: permissions.check_grant_membership(who, user_name))
         with transaction(self._sessions) as s:
+            self._approvals(s, actor)
             return self._write_member(s, actor, project_id, user_name, role, expires_on)
 
     def approve_member(self, actor: str, project_id: str, user_name: str, role: Role | str) -> MemberInfo:
@@ -168,6 +172,7 @@ class Registry:
     def remove_member(self, actor: str, project_id: str, user_name: str, role: Role | str | None = None) -> int:
         self._check_admin(actor, "registry.member.remove", f"user:{user_name}", project_id)
         with transaction(self._sessions) as s:
+            self._approvals(s, actor)
             return self._delete_member(s, actor, project_id, user_name, None if role is None else Role(role))
 
     def _check_admin(self, actor: str, action: str, target: str = "", project: str = "",
@@ -322,8 +327,10 @@ class Registry:
     def _approvals(self, s: Session, actor: str) -> int:
         """How many administrators a membership needs: this process's setting or the registry's
         rule (:class:`RegistryRule`), whichever is higher. A process with a higher setting raises
-        the rule (audited as ``registry.rule.update``); a lower setting never lowers it, so nobody
-        drops the second administrator by running one command with a setting of their own."""
+        the rule (audited as ``registry.rule.update``) at each of its writes, whatever it writes (a
+        plain user, a demotion, a project: not only a grant or a promotion); a lower setting never
+        lowers it, so nobody drops the second administrator by running one command with a setting
+        of their own."""
         rule = s.get(RegistryRule, MEMBERSHIP_APPROVALS_RULE)
         if self.membership_approvals > (rule.value if rule else 1):
             if rule is None:
