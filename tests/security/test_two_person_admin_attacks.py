@@ -10,13 +10,23 @@ Each docstring says whether the attack got through before its fix.
 from __future__ import annotations
 
 import getpass
+import threading
 from dataclasses import fields, replace
 from datetime import date
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from pds_kernel import permissions
+from pds_kernel.airlock.states import Actor
+from pds_kernel.cli.app import app
+from pds_kernel.cli.identity import resolve_actor
+from pds_kernel.errors import InvalidInput, PermissionDenied
+from pds_kernel.hub.common import build_load_roles, registry_admins, user_roles
+from pds_kernel.permissions import SERVICE_REGISTRY_SYNC
 from pds_kernel.registry import Registry
+from pds_kernel.registry import service as registry_service
 from pds_kernel.registry.models import MEMBERSHIP_APPROVALS_RULE, RegistryRule
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
@@ -74,6 +84,84 @@ def _config(tmp_path, settings: Settings, registry_user: str) -> str:
     return str(config)
 
 
+# ---- the bootstrap: bringing the registry back to "no approved administrator" ---------------------
+def test_two_concurrent_demotions_leave_no_administrator(tmp_path, pg_database, monkeypatch):
+    """root and ada are the only approved administrators. root, alone, runs two commands at once
+    (PostgreSQL, read committed): one demotes himself and, once it has checked that an approved
+    administrator remains (ada) but before it commits, the other demotes ada (root being one still
+    in what it reads). Were both committed, the registry would hold none, whoever opens it would
+    bootstrap it, and root would make himself and mallory administrators, approved at once (write
+    skew). Did not get through: every audited write takes the audit trail's table lock before its
+    last-administrator check (the audit entry of the change is written first), so the second
+    demotion waits for the first to commit and finds itself removing the last one: refused."""
+    runtime = Runtime(_settings(tmp_path, database=pg_database))
+    try:
+        registry = Registry.from_runtime(runtime)
+        _populate(registry, admins=("root", "ada"))
+        keep, calls, errors = registry_service._keep_an_administrator, [], []
+
+        def demote_ada():
+            try:
+                registry.upsert_user("root", "ada", is_admin=False)
+            except InvalidInput as exc:
+                errors.append(exc)
+
+        def keep_then_race(s, had_administrator):
+            keep(s, had_administrator)
+            calls.append(had_administrator)
+            if len(calls) == 1:  # root's own demotion passed its check, uncommitted: demote ada now
+                thread = threading.Thread(target=demote_ada)
+                thread.start()
+                thread.join(timeout=3)  # done at once unless the first demotion holds its locks
+                calls.append(thread)
+
+        monkeypatch.setattr(registry_service, "_keep_an_administrator", keep_then_race)
+        registry.upsert_user("root", "root", is_admin=False)
+        monkeypatch.setattr(registry_service, "_keep_an_administrator", keep)
+        calls[1].join(timeout=60)
+        assert _approved_administrators(registry), "the registry was left with no approved administrator"
+        assert len(errors) == 1 and "no active administrator" in str(errors[0])
+        assert _approved_administrators(registry) == {"ada"}
+        with pytest.raises(PermissionDenied):
+            registry.upsert_user("root", "root", is_admin=True)
+        with pytest.raises(PermissionDenied):
+            registry.upsert_user("os:root", "mallory", is_admin=True)
+        assert not registry.is_administrator("mallory")
+    finally:
+        runtime.close()
+
+
+def test_one_file_deactivates_the_administrators_and_makes_new_ones(world):
+    """root applies one registry file in which ada, eve and himself are deactivated and mallory and
+    alice are administrators, hoping the write is judged "bootstrap" once the old administrators are
+    gone (so that mallory and alice are approved at once). Refused: the bootstrap is decided when the
+    write begins, and a write that leaves no approved administrator is refused whole. Did not get
+    through."""
+    _, registry = world
+    spec = _users("root", "ada", "eve", "mallory", "alice", inactive=("root", "ada", "eve"))
+    with pytest.raises(InvalidInput, match="no active administrator"):
+        registry.apply("root", spec)
+    assert _approved_administrators(registry) == {"root", "ada", "eve"}
+    assert not registry.is_administrator("mallory") and not registry.is_administrator("alice")
+
+
+def test_pending_administrators_keep_the_registry_administered_for_a_bootstrap(world):
+    """root makes alice an administrator too (both she and mallory pending), then deactivates ada,
+    eve and himself one by one, hoping the two pending administrators count as "administrators"
+    until the last step and then, once all are pending, that the registry is open to a bootstrap
+    where mallory approves alice. Refused at the last approved administrator. Did not get through."""
+    _, registry = world
+    registry.upsert_user("root", "alice", is_admin=True)
+    for admin in ("ada", "eve"):
+        registry.upsert_user("root", admin, is_admin=True, active=False)
+    with pytest.raises(InvalidInput, match="no active administrator"):
+        registry.upsert_user("root", "root", is_admin=True, active=False)
+    with pytest.raises(PermissionDenied):
+        registry.approve_administrator("mallory", "alice")
+    assert not permissions.can_administer_registry(registry, "mallory")
+    assert _approved_administrators(registry) == {"root"}
+
+
 # ---- the rule itself -----------------------------------------------------------------------------
 @pytest.mark.parametrize("write", ["add-user", "disable-user", "project", "remove-member"])
 def test_lowered_promotion_after_a_deployment_that_only_wrote_users(tmp_path, write):
@@ -110,3 +198,112 @@ def test_lowered_promotion_after_a_deployment_that_only_wrote_users(tmp_path, wr
         lowered.close()
         deployment.close()
         old.close()
+
+
+# ---- a pending administrator's powers ------------------------------------------------------------
+def test_pending_administrator_manages_hub_accounts(world, tmp_path):
+    """mallory, a pending administrator, creates a hub account for alice, resets ada's, revokes
+    eve's (``pds hub account add|--reset|revoke``). Refused and audited before the hub's database is
+    touched. Did not get through."""
+    from pds_kernel.hub.local import provision_account, set_account_approval
+
+    runtime, registry = world
+    for user, reset in (("alice", False), ("ada", True)):
+        with pytest.raises(PermissionDenied, match="only a platform administrator"):
+            provision_account(runtime.settings, registry, user, "long-enough-password", actor="mallory",
+                              reset=reset)
+    with pytest.raises(PermissionDenied, match="only a platform administrator"):
+        set_account_approval(runtime.settings, registry, "eve", False, actor="mallory")
+    denied = {e.action for e in runtime.audit.entries() if e.actor == "mallory" and e.outcome == "denied"}
+    assert denied == {"hub.account.create", "hub.account.reset", "hub.account.revoke"}
+
+
+def test_pending_administrator_applies_a_registry_file_through_pds(world, tmp_path):
+    """mallory, pending, runs ``pds project apply`` with a file that makes alice an administrator and
+    a member, then ``pds project approve-admin alice`` and ``add-member``. Refused: she is no
+    administrator. Did not get through."""
+    runtime, registry = world
+    config = _config(tmp_path, runtime.settings, "mallory")
+    spec = tmp_path / "registry.yaml"
+    spec.write_text(yaml.safe_dump({
+        "users": [{"name": n, "admin": True} for n in ("root", "ada", "eve", "mallory", "alice")],
+        "projects": [{"id": PROJECT, "title": "Cardiology", "start": "2026-01-01", "end": "2028-12-31",
+                      "members": [{"user": "alice", "role": "researcher", "expires": "2027-06-30"}]}]}))
+    runner = CliRunner()
+    for args in (["project", "apply", str(spec)], ["project", "approve-admin", "alice"],
+                 ["project", "add-member", PROJECT, "alice", "--role", "researcher", "--expires", "2027-06-30"],
+                 ["project", "add-user", "carol", "--admin"]):
+        done = runner.invoke(app, ["--config", config, *args])
+        assert done.exit_code != 0, (args, done.output)
+    assert not registry.get_user("alice").is_admin
+    assert registry.members(PROJECT) == []
+    assert _approved_administrators(registry) == {"root", "ada", "eve"}
+
+
+def test_pending_administrator_in_the_hub_and_the_airlock(world):
+    """mallory, pending, is looked for among the hub's administrators (the ``pds-admin`` role of
+    ``load_roles``, the administrators the hub syncs, her roles at sign-in) and on the airlock as an
+    administrator (an administrator's moves, submitting for someone else, seeing any request).
+    Absent everywhere. Did not get through."""
+    _, registry = world
+    assert "mallory" not in registry_admins(registry)
+    assert "admin" not in user_roles(registry, "mallory", TODAY)
+    admins = next(r for r in build_load_roles(registry, TODAY) if r["users"] and "root" in r["users"])
+    assert "mallory" not in admins["users"]
+    assert all("mallory" not in r["users"] for r in build_load_roles(registry, TODAY))
+    assert not permissions.can_act(registry, Actor.ADMIN, "mallory", PROJECT, "alice")
+    assert not permissions.can_act(registry, Actor.AUTHOR, "mallory", PROJECT, "alice")
+    assert not permissions.can_view(registry, "mallory", PROJECT, "alice")
+    with pytest.raises(PermissionDenied, match="admins only"):
+        permissions.check_submitter(registry, "mallory", PROJECT, "alice")
+    assert not permissions.can_see_package_requests(registry, "mallory", PROJECT)
+
+
+def test_pending_administrator_acts_as_another_user(world):
+    """mallory, pending, runs ``pds --as ada`` (an approved administrator) to approve her own
+    promotion or anything else as ada. Refused (and audited) before any command runs. Did not get
+    through."""
+    runtime, registry = world
+    runtime.settings.cli.identities["mallory-os"] = "mallory"
+    try:
+        with pytest.raises(PermissionDenied, match="--as is for platform administrators"):
+            resolve_actor(runtime, "ada", os_user="mallory-os")
+    finally:
+        del runtime.settings.cli.identities["mallory-os"]
+    assert [e.outcome for e in runtime.audit.entries() if e.action == "cli.impersonate"] == ["denied"]
+
+
+def test_pending_administrator_approves_root_and_root_approves_her(world):
+    """root makes alice an administrator too; mallory (pending) approves alice and alice (pending)
+    approves mallory: two pending administrators vouching for each other, both made by root.
+    Refused: only an approved administrator approves. Did not get through."""
+    _, registry = world
+    registry.upsert_user("root", "alice", is_admin=True)
+    with pytest.raises(PermissionDenied):
+        registry.approve_administrator("mallory", "alice")
+    with pytest.raises(PermissionDenied):
+        registry.approve_administrator("alice", "mallory")
+    registry.add_member("root", PROJECT, "alice", "researcher", UNTIL)
+    with pytest.raises(PermissionDenied):
+        registry.approve_member("mallory", PROJECT, "alice", "researcher")
+    assert not registry.can_access("alice", PROJECT, today=TODAY)
+    assert _approved_administrators(registry) == {"root", "ada", "eve"}
+
+
+# ---- the registry-sync Job as the one who made the administrator --------------------------------
+def test_promotion_through_the_registry_sync_job_approved_by_another(world):
+    """root writes the chart's values with mallory ``admin: true`` (the registry-sync Job applies
+    them) and approves mallory himself, the Job being the one who made her. Works, by design: the
+    Job's promotion is approved by any approved administrator but the user, and who wrote the values
+    is not recorded in the registry (the chart's history is). RESIDUAL (docs/isolation.md): whoever
+    can write the chart's values, or run the Job's command with the database's settings, holds the
+    deployment's database credentials, which write any row. The approval names root and the Job."""
+    runtime, registry = world
+    registry.upsert_user("root", "mallory", is_admin=False)
+    registry.apply(SERVICE_REGISTRY_SYNC, _users("root", "ada", "eve", "mallory", others=("alice",)))
+    assert registry.get_user("mallory").admin_granted_by == SERVICE_REGISTRY_SYNC
+    with pytest.raises(PermissionDenied):
+        registry.approve_administrator("mallory", "mallory")
+    registry.approve_administrator("root", "mallory")
+    [entry] = [e for e in runtime.audit.entries() if e.action == "registry.user.approve_admin" and e.outcome == "ok"]
+    assert entry.actor == "root" and entry.details["admin_granted_by"] == SERVICE_REGISTRY_SYNC
