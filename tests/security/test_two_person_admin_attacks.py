@@ -307,3 +307,39 @@ def test_promotion_through_the_registry_sync_job_approved_by_another(world):
     registry.approve_administrator("root", "mallory")
     [entry] = [e for e in runtime.audit.entries() if e.action == "registry.user.approve_admin" and e.outcome == "ok"]
     assert entry.actor == "root" and entry.details["admin_granted_by"] == SERVICE_REGISTRY_SYNC
+
+
+def test_reset_of_another_administrators_hub_account_is_audited(world):
+    """root gives ada's hub account a new password and second factor (``pds hub account add ada
+    --reset``) to sign in to the hub as ada. Works, by design: an administrator provisions every
+    local hub account, so he knows its credentials (RESIDUAL, docs/isolation.md). It gives root no
+    second administrator: approving an administrator or a membership, and purging, are ``pds``
+    commands run by the OS user ``cli.identities`` maps, never a hub page; what a sign-in as ada
+    gives (her memberships, her reviews as an output checker) a reset of any account gives, so
+    refusing it for administrators only would change nothing. The reset is audited with its actor,
+    and a pending administrator (mallory) may not do it."""
+    from pds_kernel.hub.local import provision_account
+
+    runtime, registry = world
+    provision_account(runtime.settings, registry, "ada", "long-enough-password", actor="ada")
+    provision_account(runtime.settings, registry, "ada", "another-long-password", actor="root", reset=True)
+    with pytest.raises(PermissionDenied):
+        provision_account(runtime.settings, registry, "ada", "a-third-long-password", actor="mallory", reset=True)
+    resets = [(e.actor, e.target, e.outcome) for e in runtime.audit.entries() if e.action == "hub.account.reset"]
+    assert resets == [("root", "user:ada", "ok"), ("mallory", "user:ada", "denied")]
+
+
+@pytest.mark.parametrize("identity", [SERVICE_REGISTRY_SYNC, "migration:0011", "os:ada"])
+def test_promoter_poses_as_the_registry_sync_job_with_as(world, identity):
+    """root runs ``pds --as service:registry-sync`` (or as the migration's marker, or another OS
+    account) to make alice an administrator, so that the promotion reads as the Job's (or nobody's)
+    and he may approve it himself. Refused before any command runs: ``--as`` takes a registry
+    user, and a service identity or an OS account is none. Did not get through."""
+    runtime, registry = world
+    runtime.settings.cli.identities["root-os"] = "root"
+    try:
+        with pytest.raises(PermissionDenied, match="no registry user"):
+            resolve_actor(runtime, identity, os_user="root-os")
+    finally:
+        del runtime.settings.cli.identities["root-os"]
+    assert registry.get_user("alice").admin_granted_by is None
