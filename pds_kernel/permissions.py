@@ -141,14 +141,21 @@ def granted_by_administrator(registry, granted_by: str | None) -> bool:
     return bool(granted_by) and is_administrator(registry, granted_by.split(" acting as ")[0])
 
 
-def can_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
-    """The second administrator of a membership (``registry.membership_approvals: 2``): an active
-    platform administrator, personally (never through ``--as``), who neither granted it (nor was
-    impersonated to grant it) nor holds it, of a grant an administrator made
-    (:func:`granted_by_administrator`). The registry service checks it and records the approval."""
+def _second_administrator(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
+    """``actor`` may be the second administrator of what ``granted_by`` did for ``user_name``: an
+    active, approved administrator, personally (never through ``--as``), neither the one who did it
+    (nor the one impersonated) nor ``user_name``, of an act an administrator did
+    (:func:`granted_by_administrator`)."""
     return (can_act_personally(actor) and is_administrator(registry, actor)
             and str(actor) not in persons_of(granted_by) | {user_name}
             and granted_by_administrator(registry, granted_by))
+
+
+def can_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
+    """The second administrator of a membership (``registry.membership_approvals: 2``): neither its
+    granter nor its member (:func:`_second_administrator`). The registry service checks it and
+    records the approval."""
+    return _second_administrator(registry, actor, user_name, granted_by)
 
 
 def check_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> None:
@@ -175,9 +182,7 @@ def can_approve_administrator(registry, actor: str, user_name: str, granted_by: 
     registry-sync Job: :func:`granted_by_administrator`). Making an administrator is otherwise one
     administrator's act, and the account so made would be the second administrator of everything
     that one administrator does. The registry service checks it and records the approval."""
-    return (can_act_personally(actor) and is_administrator(registry, actor)
-            and str(actor) not in persons_of(granted_by) | {user_name}
-            and granted_by_administrator(registry, granted_by))
+    return _second_administrator(registry, actor, user_name, granted_by)
 
 
 def check_approve_administrator(registry, actor: str, user_name: str, granted_by: str | None) -> None:
