@@ -11,6 +11,7 @@ import logging
 from datetime import date
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import permissions
@@ -138,13 +139,13 @@ class Registry:
                                    f"(approved by {seen.approved_by}): nothing to approve")
             permissions.check_approve_membership(self, actor, user_name, seen.granted_by)
             with transaction(self._sessions) as s:
+                self._approvals(s, actor)  # first, as every write: the rule's row is locked first
                 # locked until the approval is written: an extension made meanwhile waits, then
                 # makes the membership pending again (never rides on an approval of what was seen)
                 member = self._membership(s, project_id, user_name, role, lock=True)
                 if _member_info(member) != seen:  # changed between the check and the write
                     raise InvalidInput(f"the {role.value} membership of {user_name} in {project_id} changed "
                                        "while it was being approved: look at it again (pds project show)")
-                self._approvals(s, actor)
                 member.approved_by = permissions.audit_actor(actor)
                 s.flush()
                 self._audit.record(AuditEvent(
@@ -233,11 +234,11 @@ class Registry:
                                    + (f" (approved by {seen.admin_approved_by})" if seen.is_admin and seen.active else ""))
             permissions.check_approve_administrator(self, actor, user_name, seen.admin_granted_by)
             with transaction(self._sessions) as s:
+                self._approvals(s, actor)  # first, as every write: the rule's row is locked first
                 user = s.get(User, user_name, with_for_update=True)  # a change made meanwhile waits
                 if user is None or _user_info(user) != seen:
                     raise InvalidInput(f"user {user_name} changed while being approved: look again "
                                        "(pds project users)")
-                self._approvals(s, actor)
                 user.admin_approved_by = permissions.audit_actor(actor)
                 s.flush()
                 self._audit.record(AuditEvent(
@@ -324,6 +325,13 @@ class Registry:
         ), session=s)
         return _member_info(member)
 
+    @staticmethod
+    def _rule(s: Session) -> RegistryRule | None:
+        """The registry's rule row, locked until the transaction ends (read again from the
+        database). Every write locks it first (:meth:`_approvals` opens each write transaction),
+        before any user or membership row: one order, so two writes never wait for each other."""
+        return s.get(RegistryRule, MEMBERSHIP_APPROVALS_RULE, with_for_update=True, populate_existing=True)
+
     def _approvals(self, s: Session, actor: str) -> int:
         """How many administrators a membership needs: this process's setting or the registry's
         rule (:class:`RegistryRule`), whichever is higher. A process with a higher setting raises
@@ -331,11 +339,17 @@ class Registry:
         plain user, a demotion, a project: not only a grant or a promotion); a lower setting never
         lowers it, so nobody drops the second administrator by running one command with a setting
         of their own."""
-        rule = s.get(RegistryRule, MEMBERSHIP_APPROVALS_RULE)
+        rule = self._rule(s)
         if self.membership_approvals > (rule.value if rule else 1):
             if rule is None:
-                rule = RegistryRule(name=MEMBERSHIP_APPROVALS_RULE, value=self.membership_approvals)
-                s.add(rule)
+                # two processes recording the rule at once: the second's insert waits for the
+                # first's and does nothing (it failed on the key), then both read the row, locked
+                insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+                s.execute(insert(RegistryRule).values(name=MEMBERSHIP_APPROVALS_RULE, value=1)
+                          .on_conflict_do_nothing(index_elements=["name"]))
+                rule = self._rule(s)
+            if self.membership_approvals <= rule.value:
+                return rule.value
             rule.value = self.membership_approvals
             s.flush()
             self._audit.record(AuditEvent(actor=actor, action="registry.rule.update", target="registry",

@@ -355,6 +355,51 @@ def test_granter_extends_while_the_second_administrator_approves(tmp_path, pg_da
         runtime.close()
 
 
+@pytest.mark.postgres
+def test_two_processes_record_the_rule_at_once(tmp_path, pg_database, monkeypatch):
+    """The registry's rule is recorded by the first write of a process set to 2. Two such writes at
+    the same moment on PostgreSQL both found no rule row and both inserted one: the second failed
+    on the key and the administrator's command ended in a database error (fix: the row is inserted
+    ignoring a conflict, then read locked; the rule is raised once, audited once)."""
+    base = Runtime(_settings(tmp_path, approvals=1, database=pg_database))
+    deployments = [Runtime(_settings(tmp_path, approvals=2, database=pg_database)) for _ in range(2)]
+    try:
+        _populate(Registry.from_runtime(base))
+        original, barrier, errors = Registry._rule, threading.Barrier(2, timeout=20), []
+        seen: set[int] = set()
+
+        def both_find_no_rule(s):
+            rule = original(s)
+            if threading.get_ident() not in seen:  # each write's first look: wait for the other's
+                seen.add(threading.get_ident())
+                barrier.wait()
+            return rule
+
+        monkeypatch.setattr(Registry, "_rule", staticmethod(both_find_no_rule))
+
+        def write(runtime, name):
+            try:
+                Registry.from_runtime(runtime).upsert_user("root", name)
+            except Exception as exc:  # the test reports any failure
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(d, f"user{i}")) for i, d in enumerate(deployments)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        monkeypatch.setattr(Registry, "_rule", staticmethod(original))
+        assert errors == [], errors
+        assert {"user0", "user1"} <= {u.name for u in Registry.from_runtime(base).users()}
+        raised = [e for e in base.audit.entries() if e.action == "registry.rule.update"]
+        assert len(raised) == 1 and raised[0].details == {"membership_approvals": 2}
+        registry = Registry.from_runtime(base)
+        assert registry.add_member("root", PROJECT, "mallory", "researcher", UNTIL).pending
+    finally:
+        for runtime in (base, *deployments):
+            runtime.close()
+
+
 # ---- the rule itself ------------------------------------------------------------------------------
 def test_granter_lowers_the_rule_in_their_own_process(tmp_path):
     """The deployment runs with two approvals (the chart sets ``PDS_REGISTRY__MEMBERSHIP_APPROVALS``
