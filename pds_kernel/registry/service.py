@@ -74,10 +74,10 @@ class Registry:
         check_user_name(name)
         self._check_admin(actor, "registry.user.update", f"user:{name}")
         with transaction(self._sessions) as s:
-            self._approvals(s, actor)  # every write records the rule (a demotion or a plain user too)
+            approvals = self._approvals(s, actor)  # every write records the rule (a demotion or a plain user too)
             had_administrator = _has_administrator(s)
-            written = self._write_user(s, actor, name, full_name=full_name, email=email,
-                                       is_admin=is_admin, active=active, bootstrap=not had_administrator)
+            written = self._write_user(s, actor, name, full_name=full_name, email=email, is_admin=is_admin,
+                                       active=active, bootstrap=not had_administrator, approvals=approvals)
             _keep_an_administrator(s, had_administrator)
             return written
 
@@ -118,8 +118,7 @@ class Registry:
         self._check_admin(actor, "registry.member.add", f"user:{user_name}", project_id,
                           check=lambda _registry, who: permissions.check_grant_membership(who, user_name))
         with transaction(self._sessions) as s:
-            self._approvals(s, actor)
-            return self._write_member(s, actor, project_id, user_name, role, expires_on)
+            return self._write_member(s, actor, project_id, user_name, role, expires_on, self._approvals(s, actor))
 
     def approve_member(self, actor: str, project_id: str, user_name: str, role: Role | str) -> MemberInfo:
         """Approve the pending ``role`` membership of ``user_name`` (the second administrator of the
@@ -187,11 +186,12 @@ class Registry:
             raise
 
     def _write_user(self, s: Session, actor: str, name: str, *, full_name: str, email: str,
-                    is_admin: bool, active: bool, bootstrap: bool) -> UserInfo:
+                    is_admin: bool, active: bool, bootstrap: bool, approvals: int) -> UserInfo:
         """``bootstrap``: the registry had no active, approved administrator when this write began
         (a first installation): an administrator made now is approved at once, or nobody ever
-        could be. Otherwise, with two approvals, one made (created as one, promoted, reactivated)
-        is pending until a second administrator approves it (:meth:`approve_administrator`)."""
+        could be. Otherwise, with two ``approvals`` (the transaction's rule, :meth:`_approvals`),
+        one made (created as one, promoted, reactivated) is pending until a second administrator
+        approves it (:meth:`approve_administrator`)."""
         user = s.get(User, name, with_for_update=True)
         created = user is None
         before = None if created else _user_info(user)
@@ -203,7 +203,7 @@ class Registry:
         if is_admin and active and not was_administrator:
             # never rides on an approval given before a demotion or deactivation
             user.admin_granted_by = permissions.audit_actor(actor)
-            approved = self._approvals(s, actor) == 1 or bootstrap
+            approved = approvals == 1 or bootstrap
             user.admin_approved_by = user.admin_granted_by if approved else None
         elif not is_admin:
             user.admin_granted_by = user.admin_approved_by = None
@@ -293,7 +293,9 @@ class Registry:
         return after
 
     def _write_member(self, s: Session, actor: str, project_id: str, user_name: str, role: Role,
-                      expires_on: date) -> MemberInfo:
+                      expires_on: date, approvals: int) -> MemberInfo:
+        """Grant, extend or shorten a membership; ``approvals``: the transaction's rule
+        (:meth:`_approvals`, read once when it began)."""
         project = self._project(s, project_id)
         if s.get(User, user_name) is None:
             raise NotFound(f"no user {user_name!r}: create the account first")
@@ -316,7 +318,7 @@ class Registry:
             # a grant or an extension: with two approvals it waits for a second administrator;
             # shortening (like removing) needs nobody's approval and keeps the approval it had
             member.granted_by = permissions.audit_actor(actor)
-            member.approved_by = member.granted_by if self._approvals(s, actor) == 1 else None
+            member.approved_by = member.granted_by if approvals == 1 else None
         member.expires_on = expires_on
         s.flush()
         self._audit.record(AuditEvent(
@@ -513,12 +515,12 @@ class Registry:
 
     def _apply_in(self, s: Session, actor: str, spec: RegistrySpec, *, bootstrap: bool) -> list[str]:
         changes: list[str] = []
-        self._approvals(s, actor)  # the chart's registry Job records its rule at every install
+        approvals = self._approvals(s, actor)  # the chart's registry Job records its rule at every install
         for u in spec.users:
             before = s.get(User, u.name)
             before = None if before is None else _user_info(before)
             after = self._write_user(s, actor, u.name, full_name=u.full_name, email=u.email,
-                                     is_admin=u.admin, active=u.active, bootstrap=bootstrap)
+                                     is_admin=u.admin, active=u.active, bootstrap=bootstrap, approvals=approvals)
             if before != after:
                 changes.append(f"user {u.name} {'created' if before is None else 'updated'}"
                                + (" (administrator pending: a second administrator must approve it)"
@@ -534,7 +536,7 @@ class Registry:
                 select(Membership).where(Membership.project_id == p.id))}
             for (user, role), expires in wanted.items():
                 if current.get((user, role)) != expires:
-                    member = self._write_member(s, actor, p.id, user, role, expires)
+                    member = self._write_member(s, actor, p.id, user, role, expires, approvals)
                     changes.append(f"{p.id}: {user} {role.value} until {expires}"
                                    + (" (pending: a second administrator must approve it)" if member.pending else ""))
             for (user, role) in sorted(current.keys() - wanted.keys()):
