@@ -12,7 +12,6 @@ it, without following one either (a link to a host file would make the gate copy
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -55,7 +54,9 @@ def _copy_back(folder: int, name: str, target: Path) -> None:
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_COPY_BYTES:
             return
         with open(target, "xb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-            too_large = out.tell() > MAX_COPY_BYTES
-        if too_large:
+            left = MAX_COPY_BYTES + 1  # one byte more tells a copy that grew past the bound
+            while left and (block := src.read(min(left, 1 << 20))):
+                out.write(block)
+                left -= len(block)
+        if not left:
             os.unlink(target)
