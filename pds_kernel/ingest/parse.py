@@ -29,7 +29,6 @@ import functools
 import hashlib
 import io
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +38,11 @@ import polars as pl
 
 from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
-from ..snds.catalogue import ingestible_table, nomenclature_codes
+from ..snds.catalogue import ingestible_table
 from ..snds.tables import polars_type
 from . import streamed
 from .checks import Check, build_lake_columns, build_table_checks, joined_fields, row_verdict
+from .codes import CODES_BUILT, count_unknown_codes, known_codes, known_series
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
 from .stats import ColumnStats
@@ -417,8 +417,8 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     outcome.stats = stats = ColumnStats(job.table)
     loaded: list[pl.DataFrame] = []  # line number and key hashes of each loaded row
     hashes = key_hash_exprs(job.table) if table.primary_key else []
-    with _CODES_BUILT:
-        codes = {c: _known_codes(*n, lake_types[c].is_numeric())
+    with CODES_BUILT:
+        codes = {c: known_codes(*n, lake_types[c].is_numeric())
                  for c, n in job.nomenclatures.items() if c in present}
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
@@ -449,7 +449,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                             loaded.append(good.select(pl.col("__line").alias("line"), *hashes))
                         stats.add(good)
                         if codes:
-                            _count_unknown_codes(good, codes, stats)
+                            count_unknown_codes(good, codes, stats)
                     if n_bad:
                         rows = frame.filter(flags).select(
                             pl.col("__line").alias("line"), *entry,
@@ -503,8 +503,8 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
         return False
     lake_types = lake_schema(job.table)
     numbers = {} if scan.blanks else _number_columns(table, header)
-    with _CODES_BUILT:
-        codes = {c: _known_series(*n, lake_types[c]) for c, n in job.nomenclatures.items() if c in header}
+    with CODES_BUILT:
+        codes = {c: known_series(*n, lake_types[c]) for c, n in job.nomenclatures.items() if c in header}
     target = staging / f"{source.stem}.parquet"
     found = streamed.stream_rows(source, table, header, job.references, job.month, numbers,
                                  lake_types, target, codes)
@@ -536,51 +536,6 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
     if progress is not None:
         progress(size - body)  # the bytes after the header, as the block parser counts them
     return True
-
-
-#: Held while a file's nomenclature codes are looked up: the parse threads start together and each
-#: built the same lists (~0.09 s of CPU for ER_PRS_F's, before its first file); one builds them now.
-_CODES_BUILT = threading.Lock()
-
-
-@functools.cache
-def _known_codes(name: str, column: str, numeric: bool) -> frozenset:
-    """The codes of a nomenclature as the lake holds them: text, or numbers for a numeric column
-    (``"001"`` and ``"1.00"`` are the number 1). Built once per process."""
-    codes = nomenclature_codes(name, column)
-    if not numeric:
-        return frozenset(codes)
-    numbers = set()
-    for code in codes:
-        try:
-            numbers.add(float(code))
-        except ValueError:
-            continue
-    return frozenset(numbers)
-
-
-@functools.cache
-def _known_series(name: str, column: str, dtype: pl.DataType) -> pl.Series:
-    """The codes of :func:`_known_codes` as a series of the column's lake type ``dtype`` (an
-    integer column keeps the codes that are whole numbers), for a probe inside a query."""
-    codes = _known_codes(name, column, dtype.is_numeric())
-    if dtype.is_integer():
-        return pl.Series([int(c) for c in codes if c.is_integer() and abs(c) < 2**63], dtype=dtype)
-    return pl.Series(sorted(codes), dtype=dtype)
-
-
-def _count_unknown_codes(good: pl.DataFrame, codes: dict[str, frozenset], stats: ColumnStats) -> None:
-    """Add to ``stats.unknown_codes`` the loaded values missing from their column's nomenclature.
-    The distinct values of the block (a few per column) are looked up in a set built once, in
-    one select for every column; rows are counted only for a value that is unknown."""
-    distinct = good.select(pl.col(c).drop_nulls().unique().implode() for c in codes).row(0)
-    for (column, known), values in zip(codes.items(), distinct):
-        numeric = good.schema[column].is_numeric()
-        unknown = [v for v in values if (float(v) if numeric else v) not in known]
-        if unknown:
-            wanted = pl.Series(unknown, dtype=good.schema[column]).implode()
-            stats.unknown_codes[column] = (stats.unknown_codes.get(column, 0)
-                                           + int(good.get_column(column).is_in(wanted).sum()))
 
 
 def _split_cut_line(block: bytes) -> list[tuple[bytes, str | None]]:

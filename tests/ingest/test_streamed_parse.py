@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from delivery_factory import fresh_runtime, make_rows, write_delivery, write_large_claims, write_table
 
-from pds_kernel.ingest import ingest_delivery, parse, streamed
+from pds_kernel.ingest import codes, ingest_delivery, parse, streamed
 from pds_kernel.ingest.parse import ParseJob, parse_file
 from pds_kernel.snds.catalogue import ingestible_table
 
@@ -205,16 +205,16 @@ def test_threads_starting_together_build_each_nomenclature_once(threshold, tmp_p
     from concurrent.futures import ThreadPoolExecutor
 
     monkeypatch.setattr(streamed, "MIN_BYTES", threshold)
-    parse._known_codes.cache_clear()
-    parse._known_series.cache_clear()
+    codes.known_codes.cache_clear()
+    codes.known_series.cache_clear()
     built = []
-    uncached = parse.nomenclature_codes.__wrapped__
+    uncached = codes.nomenclature_codes.__wrapped__
 
     def counted(name, column=None):
         built.append((name, column))
         return uncached(name, column)
 
-    monkeypatch.setattr(parse, "nomenclature_codes", counted)
+    monkeypatch.setattr(codes, "nomenclature_codes", counted)
     sources = [write_table(tmp_path / f"ER_PRS_F_20230{i}.csv", "ER_PRS_F",
                            make_rows(persons=300, months=(f"20230{i}",))[("ER_PRS_F", f"20230{i}")])
                for i in (1, 2)]
@@ -224,5 +224,5 @@ def test_threads_starting_together_build_each_nomenclature_once(threshold, tmp_p
         outcomes = list(pool.map(parse_file, jobs))
     assert all(o.rows_loaded > 0 for o in outcomes)
     assert len(built) == len(set(built)) == len(NOMENCLATURES)
-    parse._known_codes.cache_clear()  # the next tests build them with the real function
-    parse._known_series.cache_clear()
+    codes.known_codes.cache_clear()  # the next tests build them with the real function
+    codes.known_series.cache_clear()
