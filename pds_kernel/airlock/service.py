@@ -68,6 +68,7 @@ from .submission import (
     discard,
     model_check_summary,
     request_gate,
+    resubmission_plan,
     stage_all,
     submitted_summary,
 )
@@ -370,14 +371,7 @@ class AirlockService:
                 return req.project_id, req.round + 1, current, context, contents, req.author, kept
         project, round_, current, context, contents, author, kept = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
         directory = request_dir(self.settings.paths.staging, project, request_id)
-        next_index = max(current.values(), default=-1) + 1
-        plan = []
-        for name, stream in files:
-            if name in current:
-                plan.append((current[name], name, stream))
-            else:
-                plan.append((next_index, name, stream))
-                next_index += 1
+        plan = resubmission_plan(current, files)
         staged: list[StagedFile] = []
 
         def stage():

@@ -105,3 +105,18 @@ def model_check_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(report, Mapping):
         return {}
     return {"model_check": {"status": report.get("status"), "seconds": report.get("wall_seconds")}}
+
+
+def resubmission_plan(current: Mapping[str, int], files: Iterable[tuple[str, BinaryIO]]) -> list[tuple[int, str, BinaryIO]]:
+    """Where each of a resubmission's ``files`` goes: (index, name, stream). A file named as one of
+    the request's ``current`` files (name: index) replaces it at its index; a new name takes the
+    next index after the current files' highest."""
+    next_index = max(current.values(), default=-1) + 1
+    plan = []
+    for name, stream in files:
+        if name in current:
+            plan.append((current[name], name, stream))
+        else:
+            plan.append((next_index, name, stream))
+            next_index += 1
+    return plan
