@@ -368,10 +368,13 @@ class AirlockService:
                     before = context.get("acro") if isinstance(context.get("acro"), dict) else {}
                     context = checked_context({**context, "acro": {**before, **records}})
                 kept = {f.index: (f.name, f.stored_name, f.sha256) for f in req.files if f.name not in remove}
-                return req.project_id, req.round + 1, current, context, contents, req.author, kept
-        project, round_, current, context, contents, author, kept = self._guarded(actor, "airlock.request.resubmit", request_id, prepare)
+                # a new file never takes the index of a file verdicts were given on (they would count for it)
+                first_new = max([*current.values(), *(r.file_index for r in req.reviews)], default=-1) + 1
+                return req.project_id, req.round + 1, current, context, contents, req.author, kept, first_new
+        project, round_, current, context, contents, author, kept, first_new = self._guarded(
+            actor, "airlock.request.resubmit", request_id, prepare)
         directory = request_dir(self.settings.paths.staging, project, request_id)
-        plan = resubmission_plan(current, files)
+        plan = resubmission_plan(current, files, first_new)
         staged: list[StagedFile] = []
 
         def stage():
@@ -398,8 +401,10 @@ class AirlockService:
                 by_index = {f.index: f for f in req.files}
                 for sf in staged:
                     f = by_index.get(sf.index)
-                    if f is None:
-                        f = RequestFile(request_id=req.id, index=sf.index, name=sf.name)
+                    if f is None:  # a new file: its check's columns are not null, so set before the flush
+                        result = results[sf.index]
+                        f = RequestFile(request_id=req.id, index=sf.index, name=sf.name, kind=result["kind"],
+                                        check_status=result["status"], check_result=json.dumps(result))
                         req.files.append(f)
                     f.stored_name, f.sha256, f.size = sf.stored_name, sf.sha256, sf.size
                 s.flush()

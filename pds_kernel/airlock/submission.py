@@ -107,12 +107,14 @@ def model_check_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     return {"model_check": {"status": report.get("status"), "seconds": report.get("wall_seconds")}}
 
 
-def resubmission_plan(current: Mapping[str, int], files: Iterable[tuple[str, BinaryIO]]) -> list[tuple[int, str, BinaryIO]]:
+def resubmission_plan(current: Mapping[str, int], files: Iterable[tuple[str, BinaryIO]],
+                      first_new: int) -> list[tuple[int, str, BinaryIO]]:
     """Where each of a resubmission's ``files`` goes: (index, name, stream). A file named as one of
     the request's ``current`` files (name: index) replaces it at its index; a new name takes the
-    next index after the current files' highest."""
-    next_index = max(current.values(), default=-1) + 1
-    plan = []
+    next index from ``first_new``, which the caller puts past every index the request's files and
+    verdicts ever had: a verdict counts while the file at its index keeps its bytes, so a reused
+    index would carry a removed file's approvals to a new name nobody reviewed."""
+    plan, next_index = [], first_new
     for name, stream in files:
         if name in current:
             plan.append((current[name], name, stream))

@@ -160,3 +160,21 @@ def test_limits_refuse_with_reason(runtime, registry, limits):
             svc.create("alice", PROJECT, files((bad, b"x")), "why")
     staged = list((runtime.settings.paths.staging).rglob("*"))
     assert [p for p in staged if p.is_file()] == []  # refused requests leave nothing staged
+
+
+def test_a_resubmission_adds_a_file_checked_like_the_others(service):
+    """Answering a request for changes with a new file (not only replacing one): before, the new
+    file's row was flushed before its check's columns were set and the resubmission failed."""
+    view = make_request(service)
+    service.review("olga", view.id, {0: {"decision": "approve"}})
+    service.review("omar", view.id, {0: {"decision": "request_changes", "comment": "add the by-region table"}})
+    view = service.resubmit("alice", view.id, files(("regions.csv", b"region,count\nnorth,140\nsouth,150\n"),
+                                                    ("tiny.csv", b"region,count\nnorth,3\nsouth,150\n")))
+    assert view.state == "submitted" and view.round == 2
+    by_name = {f.name: f for f in view.files}
+    assert set(by_name) == {"ages.csv", "regions.csv", "tiny.csv"}
+    # the new files went through the gate: the small cell fails, the other is checked as ages.csv was
+    assert by_name["tiny.csv"].check_status == "fail"
+    assert (by_name["regions.csv"].check_status, by_name["regions.csv"].kind) == \
+        (by_name["ages.csv"].check_status, by_name["ages.csv"].kind) == ("review", "table")
+    assert {f.name: f.index for f in view.files} == {"ages.csv": 0, "regions.csv": 1, "tiny.csv": 2}
