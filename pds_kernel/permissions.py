@@ -481,6 +481,14 @@ def can_check(registry, user: str, project: str) -> bool:
     return registry.can_access(user, project, OUTPUT_CHECKER)
 
 
+def checkers_of(registry, project: str) -> frozenset[str]:
+    """The output checkers of ``project`` right now (:func:`can_check` for each member with the
+    role): only their verdicts count toward a request's quorum and its release, so a checker removed
+    from the project, expired or deactivated after voting no longer makes up the two reviews."""
+    return frozenset(m.user_name for m in registry.members(project)
+                     if m.role == OUTPUT_CHECKER and can_check(registry, m.user_name, project))
+
+
 def can_research(registry, user: str, project: str) -> bool:
     return registry.can_access(user, project, RESEARCHER)
 

@@ -19,6 +19,7 @@ from ..permissions import (  # noqa: F401  (re-exported)
     check_read_contents,
     check_submitter,
     check_view,
+    checkers_of,
     is_admin,
     projects_checked_by,
     projects_researched_by,

@@ -23,14 +23,17 @@ DECISIONS = ("approve", "request_changes", "reject")
 MAX_COMMENT = 10_000
 
 
-def valid_verdicts(req: ExportRequest) -> dict[str, dict[int, Review]]:
-    """reviewer -> file index -> their latest verdict that still counts."""
+def valid_verdicts(req: ExportRequest, checkers: frozenset[str] | None = None) -> dict[str, dict[int, Review]]:
+    """reviewer -> file index -> their latest verdict that still counts; with ``checkers`` (the
+    project's output checkers now: :func:`pds_kernel.permissions.checkers_of`), only theirs."""
     current = {f.index: f.sha256 for f in req.files}
     latest: dict[tuple[str, int], Review] = {}
     for review in req.reviews:  # ordered by id: later rows win
         latest[(review.reviewer, review.file_index)] = review
     out: dict[str, dict[int, Review]] = {}
     for (reviewer, index), review in latest.items():
+        if checkers is not None and reviewer not in checkers:
+            continue  # no longer a checker of the project: their verdicts no longer count
         if current.get(index) != review.file_sha256:
             continue  # the file changed (or left the request): the verdict is lost
         if review.decision != "approve" and review.round != req.round:
@@ -39,10 +42,29 @@ def valid_verdicts(req: ExportRequest) -> dict[str, dict[int, Review]]:
     return out
 
 
-def complete_reviewers(req: ExportRequest) -> dict[str, dict[int, Review]]:
-    """Reviewers holding a valid verdict on every current file (they count toward the quorum)."""
+def complete_reviewers(req: ExportRequest, checkers: frozenset[str] | None = None) -> dict[str, dict[int, Review]]:
+    """Reviewers holding a valid verdict on every current file (they count toward the quorum);
+    ``checkers`` as for :func:`valid_verdicts`."""
     indexes = {f.index for f in req.files}
-    return {r: v for r, v in valid_verdicts(req).items() if set(v) >= indexes}
+    return {r: v for r, v in valid_verdicts(req, checkers).items() if set(v) >= indexes}
+
+
+def uncounted_reviewers(req: ExportRequest, counted: Mapping[str, object]) -> dict[str, list[str]]:
+    """``{"not_counted": [...]}``: the reviewers with a complete review of the current files who are
+    not in ``counted`` (no longer output checkers of the project), for the audit and the refusal; else {}."""
+    gone = sorted(set(complete_reviewers(req)) - set(counted))
+    return {"not_counted": gone} if gone else {}
+
+
+def check_approvals(req: ExportRequest, complete: Mapping[str, Mapping[int, Review]]) -> None:
+    """Raise :class:`IntegrityError` unless the ``complete`` reviews (those that count) of the
+    current files are all approvals, at least the request's quorum of them: checked at release."""
+    approvals = [r for r, per in complete.items() if all(v.decision == "approve" for v in per.values())]
+    if len(approvals) < req.reviews_required or len(approvals) != len(complete):
+        gone = uncounted_reviewers(req, complete).get("not_counted")
+        raise IntegrityError("the current files do not carry the required approvals: nothing released"
+                             + (f" ({', '.join(gone)} no longer output checkers of the project: their "
+                                "verdicts no longer count; another checker must review)" if gone else ""))
 
 
 def clean_verdicts(request_id: str, files: Mapping[int, RequestFile], verdicts: Mapping,

@@ -39,7 +39,7 @@ from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, 
 from ..hashing import sha256_file
 from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
-from . import permissions
+from . import permissions, reviews
 from .checks import Thresholds
 from .gate import ProjectGate, run_gate
 from .imports_mount import hide_revoked, open_release_folder, refresh_manifest
@@ -49,9 +49,7 @@ from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
 from .rebuild import rebuild_sandbox, release_copies
 from .release import ReleaseItem, copy_release, outbox_dir, type_refusal, withdraw_release
-from .reviews import DECISIONS, clean_verdicts, decision_of  # noqa: F401  (DECISIONS: re-exported)
-from .reviews import complete_reviewers as _complete_reviewers
-from .reviews import valid_verdicts as _valid_verdicts
+from .reviews import DECISIONS  # noqa: F401  (re-exported)
 from .staging import (
     RefusedFiles,
     StagedFile,
@@ -154,10 +152,12 @@ class AirlockService:
             self._deny(actor, action_name, request_id if isinstance(request_id, str) else "?", project, exc)
             raise
 
-    def _view(self, req: ExportRequest, viewer: str, contents: bool = False) -> RequestView:
+    def _view(self, req: ExportRequest, viewer: str, contents: bool = False,
+              checkers: frozenset[str] | None = None) -> RequestView:
         """``req`` as ``viewer`` sees it: redacted unless ``contents`` (decided by
-        :func:`.permissions.can_read_contents`, between transactions: see :meth:`_peek`)."""
-        return build_view(req, viewer, contents=contents)
+        :func:`.permissions.can_read_contents`, between transactions: see :meth:`_peek`);
+        ``checkers`` as for :func:`.views.build_view`."""
+        return build_view(req, viewer, contents=contents, checkers=checkers)
 
     def _with_actions(self, view: RequestView, viewer: str) -> RequestView:
         """Add what ``viewer`` may do now (registry questions: outside any open transaction)."""
@@ -227,9 +227,10 @@ class AirlockService:
             project, author, _ = self._peek(request_id)
             permissions.check_view(self.registry, actor, project, author)
             contents = permissions.can_read_contents(self.registry, actor, project, author)
+            checkers = permissions.checkers_of(self.registry, project)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
-                view = self._view(req, actor, contents)
+                view = self._view(req, actor, contents, checkers)
                 self._record(AuditEvent(actor=actor, action="airlock.request.view", target=f"request:{req.id}",
                                         project=req.project_id, details={"state": req.state}), session=s)
             return self._with_actions(view, actor)
@@ -355,26 +356,11 @@ class AirlockService:
                 if req.direction == "import":
                     raise InvalidInput("an import is not resubmitted: withdraw it and import the corrected "
                                        "files as a new request")
-                current = {f.name: f.index for f in req.files}
-                unknown = remove - set(current)
-                if unknown:
-                    raise InvalidInput(f"cannot remove {', '.join(sorted(unknown))}: not in the request")
-                names = [n for n in current if n not in remove] + [n for n, _ in files if n not in current]
-                check_names(names, self.limits)
-                check_names([n for n, _ in files] or names, self.limits)
-                check_types([n for n, _ in files], self.limits)
-                context = json.loads(req.context)
-                if records:
-                    before = context.get("acro") if isinstance(context.get("acro"), dict) else {}
-                    context = checked_context({**context, "acro": {**before, **records}})
-                kept = {f.index: (f.name, f.stored_name, f.sha256) for f in req.files if f.name not in remove}
-                # a new file never takes the index of a file verdicts were given on (they would count for it)
-                first_new = max([*current.values(), *(r.file_index for r in req.reviews)], default=-1) + 1
-                return req.project_id, req.round + 1, current, context, contents, req.author, kept, first_new
-        project, round_, current, context, contents, author, kept, first_new = self._guarded(
+                context, kept, plan = resubmission_plan(req, files, remove, records, self.limits)
+                return req.project_id, req.round + 1, context, contents, req.author, kept, plan
+        project, round_, context, contents, author, kept, plan = self._guarded(
             actor, "airlock.request.resubmit", request_id, prepare)
         directory = request_dir(self.settings.paths.staging, project, request_id)
-        plan = resubmission_plan(current, files, first_new)
         staged: list[StagedFile] = []
 
         def stage():
@@ -443,14 +429,15 @@ class AirlockService:
         def run():
             project, author, _ = self._peek(request_id)
             permissions.check_checker(self.registry, actor, project, author)
+            checkers = permissions.checkers_of(self.registry, project)  # whose verdicts count
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.state not in {st.value for st in REVIEWABLE_STATES}:
                     raise InvalidTransition(f"cannot review a request that is {req.state}")
-                if actor in _complete_reviewers(req):
+                if actor in reviews.complete_reviewers(req):
                     raise InvalidTransition("you have already reviewed this version of the request")
                 files = {f.index: f for f in req.files}
-                clean = clean_verdicts(request_id, files, verdicts, _valid_verdicts(req).get(actor, {}))
+                clean = reviews.clean_verdicts(request_id, files, verdicts, reviews.valid_verdicts(req).get(actor, {}))
                 for index, (decision, comment) in sorted(clean.items()):
                     s.add(Review(request_id=req.id, reviewer=actor, file_index=index,
                                  file_sha256=files[index].sha256, decision=decision, comment=comment,
@@ -464,10 +451,11 @@ class AirlockService:
                                                                for i, (d, _) in clean.items()}}), session=s)
                 if req.state == State.SUBMITTED.value:
                     self._apply(s, req, Action.START_REVIEW, actor)
-                complete = _complete_reviewers(req)
-                action = decision_of(complete, req.reviews_required)
+                complete = reviews.complete_reviewers(req, checkers)
+                action = reviews.decision_of(complete, req.reviews_required)
                 if action is not None:
-                    self._apply(s, req, action, actor, reviewers=sorted(complete))
+                    self._apply(s, req, action, actor, reviewers=sorted(complete),
+                                **reviews.uncounted_reviewers(req, complete))
                 return req.state
         state = self._guarded(actor, "airlock.review.submit", request_id, run)
         if state == State.APPROVED.value and self.limits.auto_release:
@@ -483,13 +471,12 @@ class AirlockService:
         def take_claim():
             project, author, state = self._authorise(actor, request_id, Action.RELEASE, "release")
             contents = permissions.can_read_contents(self.registry, actor, project, author)
+            checkers = permissions.checkers_of(self.registry, project)
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 check_transition(req.state, Action.RELEASE)
-                complete = _complete_reviewers(req)
-                approvals = [r for r, per in complete.items() if all(v.decision == "approve" for v in per.values())]
-                if len(approvals) < req.reviews_required or len(approvals) != len(complete):
-                    raise IntegrityError("the current files do not carry the required approvals: nothing released")
+                complete = reviews.complete_reviewers(req, checkers)
+                reviews.check_approvals(req, complete)
                 directory = request_dir(self.settings.paths.staging, req.project_id, req.id)
                 for f in req.files:  # defence in depth: a refused type never leaves, whatever the votes say
                     problem = type_refusal(directory, f, self.limits.allowed_extensions, req.direction)

@@ -19,7 +19,7 @@ from .inputs import check_context_shape
 from .limits import AirlockLimits
 from .models import ExportRequest, RequestFile
 from .rebuild import submitted_path
-from .staging import StagedFile, stage_file
+from .staging import StagedFile, check_names, check_types, stage_file
 from .states import State
 
 MAX_CONTEXT_BYTES = 1_000_000
@@ -107,18 +107,32 @@ def model_check_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     return {"model_check": {"status": report.get("status"), "seconds": report.get("wall_seconds")}}
 
 
-def resubmission_plan(current: Mapping[str, int], files: Iterable[tuple[str, BinaryIO]],
-                      first_new: int) -> list[tuple[int, str, BinaryIO]]:
-    """Where each of a resubmission's ``files`` goes: (index, name, stream). A file named as one of
-    the request's ``current`` files (name: index) replaces it at its index; a new name takes the
-    next index from ``first_new``, which the caller puts past every index the request's files and
-    verdicts ever had: a verdict counts while the file at its index keeps its bytes, so a reused
-    index would carry a removed file's approvals to a new name nobody reviewed."""
-    plan, next_index = [], first_new
+def resubmission_plan(req: ExportRequest, files: list[tuple[str, BinaryIO]], remove: set[str],
+                      records: Mapping[str, Any], limits: AirlockLimits) -> tuple[dict, dict, list]:
+    """What a resubmission of ``req`` makes of it, checked: (its new context with the ``records``
+    of ACRO merged in, the kept files ``{index: (name, stored name, sha256)}``, and where each of
+    ``files`` goes: ``[(index, name, stream)]``). A file named as a current one replaces it at its
+    index; a new name takes an index past every index the request's files and verdicts ever had: a
+    verdict counts while the file at its index keeps its bytes, so a reused index would carry a
+    removed file's approvals to a new name nobody reviewed."""
+    current = {f.name: f.index for f in req.files}
+    unknown = remove - set(current)
+    if unknown:
+        raise InvalidInput(f"cannot remove {', '.join(sorted(unknown))}: not in the request")
+    names = [n for n in current if n not in remove] + [n for n, _ in files if n not in current]
+    check_names(names, limits)
+    check_names([n for n, _ in files] or names, limits)
+    check_types([n for n, _ in files], limits)
+    context = json.loads(req.context)
+    if records:
+        before = context.get("acro") if isinstance(context.get("acro"), dict) else {}
+        context = checked_context({**context, "acro": {**before, **records}})
+    kept = {f.index: (f.name, f.stored_name, f.sha256) for f in req.files if f.name not in remove}
+    plan, next_index = [], max([*current.values(), *(r.file_index for r in req.reviews)], default=-1) + 1
     for name, stream in files:
         if name in current:
             plan.append((current[name], name, stream))
         else:
             plan.append((next_index, name, stream))
             next_index += 1
-    return plan
+    return context, kept, plan

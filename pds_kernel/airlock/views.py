@@ -213,10 +213,13 @@ def build_redacted_check(check: dict, min_cell: int) -> dict:
             "omitted": omitted, "redacted": True}
 
 
-def build_view(req: ExportRequest, viewer: str, *, contents: bool) -> RequestView:
-    """``req`` as ``viewer`` may see it; ``contents=False`` gives the redacted view."""
-    valid = valid_verdicts(req)
-    complete = complete_reviewers(req)
+def build_view(req: ExportRequest, viewer: str, *, contents: bool,
+               checkers: frozenset[str] | None = None) -> RequestView:
+    """``req`` as ``viewer`` may see it; ``contents=False`` gives the redacted view. With
+    ``checkers`` (the project's output checkers now), the verdicts of anyone else are shown as
+    not counting, as the quorum counts them (:func:`.reviews.valid_verdicts`)."""
+    valid = valid_verdicts(req, checkers)
+    complete = complete_reviewers(req, checkers)
     own_complete = viewer in complete
     visible = can_see_votes(viewer, req.author, State(req.state), own_complete)
     valid_ids = {r.id for v in valid.values() for r in v.values()}

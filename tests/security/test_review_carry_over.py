@@ -55,3 +55,38 @@ def test_removing_and_adding_in_one_round_never_reuses_an_index(service):
     view = service.resubmit("alice", view.id, files((LEAKING_NAME, OTHER_TABLE)), remove=["b.csv"])
     assert {f.name: f.index for f in view.files}[LEAKING_NAME] == 2
     assert not [r for r in service.get_request("olga", view.id).reviews if r.valid and r.file_index == 2]
+
+
+def test_a_verdict_of_someone_no_longer_a_checker_does_not_count_toward_the_quorum(runtime):
+    """olga approves, then loses her checker role on the project (an administrator removes her,
+    say for a conflict of interest); omar's approval must not make the quorum of two with hers."""
+    from pds_kernel.registry import Role
+
+    service, registry = build_service(runtime)
+    view = service.create("alice", PROJECT, files(("a.csv", SAFE_TABLE)), "why")
+    service.review("olga", view.id, {0: {"decision": "approve"}})
+    registry.remove_member("setup", PROJECT, "olga", Role.OUTPUT_CHECKER)
+    view = service.review("omar", view.id, {0: {"decision": "approve"}})
+    assert view.state == "under_review" and view.complete_reviews == 1, (view.state, view.complete_reviews)
+    with pytest.raises(Exception, match="cannot release a request that is under_review"):
+        service.release("omar", view.id)
+    assert not list(runtime.settings.paths.outbox.rglob("a.csv"))
+    shown = service.get_request("omar", view.id)
+    assert {(r.reviewer, r.valid) for r in shown.reviews} == {("olga", False), ("omar", True)}
+
+
+def test_an_approved_request_is_not_released_once_a_checker_who_approved_it_has_left(runtime):
+    """Both checkers approve (no automatic release); omar then loses his role before anyone
+    releases: the release must not go ahead on his verdict."""
+    from pds_kernel.registry import Role
+
+    service, registry = build_service(runtime)
+    view = service.create("alice", PROJECT, files(("a.csv", SAFE_TABLE)), "why")
+    service.review("olga", view.id, {0: {"decision": "approve"}})
+    assert service.review("omar", view.id, {0: {"decision": "approve"}}).state == "approved"
+    registry.remove_member("setup", PROJECT, "omar", Role.OUTPUT_CHECKER)
+    with pytest.raises(Exception, match="omar no longer output checkers of the project"):
+        service.release("olga", view.id)
+    assert not list(runtime.settings.paths.outbox.rglob("a.csv"))
+    refused = runtime.audit.entries(action="airlock.request.release")
+    assert refused and refused[-1].outcome != "ok" and "omar" in str(refused[-1].details), refused[-1:]
