@@ -416,10 +416,11 @@ DEMO_PACKAGES: tuple[str, ...] = ("texttable==1.7.0",)
 
 def approve_packages(runtime: Runtime, actor: str, packages: tuple[str, ...] = DEMO_PACKAGES) -> StepResult:
     """Approve :data:`DEMO_PACKAGES` (downloaded from the upstream index, PyPI by default) unless
-    they are approved already. Without a connection to the upstream index the step says so and the
-    demo goes on: everything else works offline."""
+    they are approved already. Without a connection to the upstream index, or without malware
+    signatures for the scan every approved wheel goes through (``freshclam``: docs/packages.md),
+    the step says so and the demo goes on: everything else works without them."""
     from .packages.names import parse_requirement
-    from .packages.service import PackageService
+    from .packages.service import PackageRefused, PackageService
 
     service = PackageService(runtime)
     lines, approved, missing = [], 0, 0
@@ -430,7 +431,7 @@ def approve_packages(runtime: Runtime, actor: str, packages: tuple[str, ...] = D
             continue
         try:
             files = service.approve(actor, str(requirement))
-        except (NotFound, InvalidInput) as exc:
+        except (NotFound, InvalidInput, PackageRefused) as exc:  # offline, or no malware signatures here
             missing += 1
             lines.append(f"{requirement}: NOT approved: {exc}")
             continue
@@ -438,7 +439,7 @@ def approve_packages(runtime: Runtime, actor: str, packages: tuple[str, ...] = D
         lines.append(f"{requirement}: approved ({', '.join(f'{f.file} {f.licence}' for f in files)}); "
                      f"try `pip install {requirement.name}` in a workspace terminal")
     status = "skipped" if missing else "done" if approved else "reused"
-    return StepResult("packages", status, f"{approved} package(s) approved, {missing} not reachable", lines=lines)
+    return StepResult("packages", status, f"{approved} package(s) approved, {missing} not approved (see below)", lines=lines)
 
 
 # ---- demo convenience ---------------------------------------------------------------------------

@@ -221,6 +221,11 @@ class Packages:
     python_version: str = ""
     #: platform tag of the workspaces (Debian 12 and the notebook image: glibc 2.36, x86-64)
     platform: str = "manylinux_2_36_x86_64"
+    #: the largest wheel the malware scan reads whole (ClamAV, with the airlock's scanner and
+    #: signatures); a larger one, or one unpacking to more than 4 times this, is refused
+    scan_max_bytes: int = 1024 * 1024 * 1024
+    #: a scan of one wheel that takes longer refuses the approval
+    scan_timeout_seconds: int = 1800
 
 
 @dataclass(frozen=True)

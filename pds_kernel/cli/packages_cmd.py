@@ -34,7 +34,7 @@ def request(ctx: typer.Context,
 @app.command("approve")
 def approve(ctx: typer.Context,
             package: str = typer.Argument(..., help="NAME==VERSION: the exact release to approve.")) -> None:
-    """Download a release and its dependency closure as wheels and serve them (admins)."""
+    """Download a release and its dependency closure as wheels, scan them for malware, serve them (admins)."""
     files = _service(ctx).approve(ctx.obj.actor, package)
     table = Table("file", "licence", "sha256", "size")
     for f in files:

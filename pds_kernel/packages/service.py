@@ -29,18 +29,23 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ..audit import AuditEvent
+from ..audit import AuditEvent, Outcome
 from ..db import transaction
-from ..errors import InvalidInput, InvalidTransition, NotFound
+from ..errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
 from ..registry import Registry
 from ..registry.names import check_project_id
 from . import permissions
 from .download import Target, download_closure
 from .models import PackageFile, PackageRequest, utcnow
 from .names import parse_requirement
+from .scan import scan_wheels
 from .wheelhouse import Wheelhouse, WheelInfo, read_wheel
 
 REQUESTED, APPROVED, REFUSED, REVOKED = "requested", "approved", "refused", "revoked"
+
+
+class PackageRefused(PermissionDenied):
+    """An approval the malware scan refused (:mod:`.scan`): nothing of it is served."""
 MAX_JUSTIFICATION = 2000
 
 
@@ -127,9 +132,18 @@ class PackageService:
         target = self.target
         with tempfile.TemporaryDirectory(prefix="pds-packages-") as tmp:
             dest = Path(tmp) / "wheels"
-            wheels = [read_wheel(p) for p in self.downloader(req, dest, target)]
+            paths = self.downloader(req, dest, target)
+            wheels = [read_wheel(p) for p in paths]
             if not any(w.project == req.name and w.version == req.version for w in wheels):
                 raise NotFound(f"the download of {req} did not hold {req.name} {req.version} itself")
+            refused = scan_wheels([Path(p) for p in paths], self.settings)
+            if refused is not None:
+                self.runtime.audit.record(AuditEvent(
+                    actor=actor, action="packages.approve", target=f"package:{req}", outcome=Outcome.DENIED,
+                    details={"file": refused.file, "reason": refused.reason[:300],
+                             "files": [{"file": w.file, "sha256": w.sha256} for w in wheels]}))
+                raise PackageRefused(f"{req} is not approved: its wheel {refused.file} failed the malware scan "
+                                     f"({refused.reason}); nothing was added to the package index")
             self.wheelhouse.add(wheels, dest)
         return self._record_approval(actor, str(req), req.name, req.version, wheels, target)
 

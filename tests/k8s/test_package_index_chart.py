@@ -65,6 +65,24 @@ def test_approval_job_reaches_the_mirror_only(docs):
         assert spec["securityContext"]["runAsNonRoot"] is True, name
 
 
+def test_approval_job_scans_with_the_gates_signatures_read_only(docs, tmp_path):
+    """Every wheel is scanned before it is served (pds_kernel/packages/scan.py): the Job reads the
+    gate's ClamAV signatures from the same claim, read-only; without the claim it gets an empty
+    folder, so every approval is refused rather than served unscanned."""
+    job = _one(docs, "Job", component="package-approval")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {e["name"]: e.get("value") for e in container["env"]}["PDS_AIRLOCK__CLAMAV_DATABASE"] == "/srv/pds/clamav"
+    assert {"name": "clamav", "mountPath": "/srv/pds/clamav", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "clamav", "emptyDir": {"sizeLimit": "1Mi"}} in pod["volumes"]
+    values = tmp_path / "claim.yaml"
+    values.write_text(yaml.safe_dump({"airlock": {"clamavDatabaseClaim": "clamav-signatures"},
+                                      "packages": {"approve": ["texttable==1.7.0"]}}))
+    job = _one(render(chart_without_dependencies(tmp_path), [values]), "Job", component="package-approval")
+    assert {"name": "clamav", "persistentVolumeClaim": {"claimName": "clamav-signatures", "readOnly": True}} \
+        in job["spec"]["template"]["spec"]["volumes"]
+
+
 def test_workspace_pip_points_at_the_index_service():
     spec = build_workspace_spec(Settings(), type("P", (), {"id": "alpha-study", "cpu_limit": 1.0,
                                                            "mem_limit_mb": 1024, "dask_workers": 1,

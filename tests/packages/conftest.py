@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from packagefixtures import ADMIN, ThreadedIndex, build_wheel
+from packagefixtures import ADMIN, ThreadedIndex, build_wheel, with_signatures
 
 from pds_kernel.packages.wheelhouse import Wheelhouse, read_wheel
 from pds_kernel.runtime import Runtime
@@ -37,9 +37,11 @@ def upstream(tmp_path):
 
 
 @pytest.fixture
-def packages_runtime(world, upstream):
-    """The world's database and paths, with approvals downloading from ``upstream``; ``ada`` is an admin."""
-    settings = replace(world.runtime.settings, packages=Packages(upstream_index=upstream.url))
+def packages_runtime(world, upstream, tmp_path):
+    """The world's database and paths, with approvals downloading from ``upstream`` and scanned with
+    the tests' signatures; ``ada`` is an admin."""
+    settings = with_signatures(replace(world.runtime.settings, packages=Packages(upstream_index=upstream.url)),
+                               tmp_path / "signatures")
     world.registry.upsert_user("admin", ADMIN, is_admin=True)
     rt = Runtime(settings)
     yield rt

@@ -7,14 +7,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import sys
 import threading
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 from pds_kernel.packages.index import IndexServer
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airlock"))  # the imports' test signatures
+from import_signatures import MARKER, write_signatures  # noqa: F401  (MARKER: re-exported)
+
 #: the platform administrator of the package tests (a registry admin)
 ADMIN = "ada"
+
+
+def with_signatures(settings, directory: Path):
+    """``settings`` whose malware scanner (the airlock's, which scans approved wheels too) reads the
+    tests' own ClamAV signatures from ``directory`` (real ones cannot be downloaded here). They flag
+    :data:`MARKER`, so a wheel carrying it is malware to the scan."""
+    return replace(settings, airlock=replace(settings.airlock, clamav_database=str(write_signatures(directory))))
 
 
 def build_wheel(dest: Path, name: str, version: str, *, requires: tuple[str, ...] = (),
@@ -79,7 +91,8 @@ class ThreadedIndex:
 
 
 def write_config(settings, path: Path, actor: str | None = None) -> Path:
-    """A pds.yaml naming exactly ``settings``' paths, database and package settings (for ``pds``);
+    """A pds.yaml naming exactly ``settings``' paths, database, package settings and malware
+    signatures (for ``pds``);
     with ``actor``, the OS user running the tests is mapped to that registry user (``cli.identities``:
     the CLI acts as its OS user, ``--as`` is for administrators only)."""
     import getpass
@@ -88,7 +101,8 @@ def write_config(settings, path: Path, actor: str | None = None) -> Path:
     import yaml
 
     data = {"paths": {f.name: str(getattr(settings.paths, f.name)) for f in fields(settings.paths)},
-            "database": {"url": settings.database.url}, "packages": asdict(settings.packages)}
+            "database": {"url": settings.database.url}, "packages": asdict(settings.packages),
+            "airlock": {"clamav_database": settings.airlock.clamav_database}}
     if actor is not None:
         data["cli"] = {"identities": {getpass.getuser(): actor}}
     path.write_text(yaml.safe_dump(data), encoding="utf-8")

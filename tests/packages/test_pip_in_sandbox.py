@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from packagefixtures import ADMIN, ThreadedIndex
+from packagefixtures import ADMIN, ThreadedIndex, with_signatures
 
 from pds_kernel.packages.service import PackageService
 from pds_kernel.runtime import Runtime
@@ -64,7 +64,7 @@ def test_a_revoked_package_no_longer_installs(packages_runtime, tmp_path):
 def test_a_package_approved_from_the_real_registry_installs_in_the_sandbox(world, tmp_path):
     """The one test that reaches PyPI (from the host, as an admin's approval does): texttable, a
     small pure-Python package that is not in the workspace environment."""
-    settings = replace(world.runtime.settings, packages=Packages())
+    settings = with_signatures(replace(world.runtime.settings, packages=Packages()), tmp_path / "signatures")
     world.registry.upsert_user("admin", ADMIN, is_admin=True)
     runtime = Runtime(settings)
     try:

@@ -15,7 +15,7 @@ import pytest
 import sandbox_support
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "packages"))  # the package test helpers
-from packagefixtures import ADMIN, ThreadedIndex, build_wheel, write_config
+from packagefixtures import ADMIN, ThreadedIndex, build_wheel, with_signatures, write_config
 
 from pds_kernel.packages.service import PackageService
 from pds_kernel.packages.wheelhouse import Wheelhouse, read_wheel
@@ -39,10 +39,11 @@ def upstream(tmp_path):
 
 
 @pytest.fixture
-def attack_runtime(world, upstream):
-    """The world's database and paths; approvals download from ``upstream``; ``ada`` is an admin;
-    pds-hello 1.0 is approved."""
-    settings = replace(world.runtime.settings, packages=Packages(upstream_index=upstream.url))
+def attack_runtime(world, upstream, tmp_path):
+    """The world's database and paths; approvals download from ``upstream`` and are scanned with the
+    tests' signatures; ``ada`` is an admin; pds-hello 1.0 is approved."""
+    settings = with_signatures(replace(world.runtime.settings, packages=Packages(upstream_index=upstream.url)),
+                               tmp_path / "signatures")
     world.registry.upsert_user("admin", ADMIN, is_admin=True)
     rt = Runtime(settings)
     PackageService(rt).approve(ADMIN, "pds-hello==1.0")
