@@ -84,6 +84,10 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 10_000
 
 
+#: the states where the verdicts shown are those that count now (:func:`.permissions.checkers_of`)
+_OPEN = frozenset({State.SUBMITTED.value, State.UNDER_REVIEW.value, State.APPROVED.value})
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -224,10 +228,11 @@ class AirlockService:
 
     def get_request(self, actor: str, request_id: str) -> RequestView:
         def run():
-            project, author, _ = self._peek(request_id)
+            project, author, state = self._peek(request_id)
             permissions.check_view(self.registry, actor, project, author)
             contents = permissions.can_read_contents(self.registry, actor, project, author)
-            checkers = permissions.checkers_of(self.registry, project)
+            # verdicts count as the quorum counts them until the request is released or closed
+            checkers = permissions.checkers_of(self.registry, project) if state in _OPEN else None
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
                 view = self._view(req, actor, contents, checkers)

@@ -178,3 +178,17 @@ def test_a_resubmission_adds_a_file_checked_like_the_others(service):
     assert (by_name["regions.csv"].check_status, by_name["regions.csv"].kind) == \
         (by_name["ages.csv"].check_status, by_name["ages.csv"].kind) == ("review", "table")
     assert {f.name: f.index for f in view.files} == {"ages.csv": 0, "regions.csv": 1, "tiny.csv": 2}
+
+
+def test_a_released_request_keeps_showing_the_verdicts_it_was_released_on(service, registry):
+    """Only current checkers' verdicts count while a request is open; once it is released, a
+    checker who later leaves the project does not make its page say the release had no quorum."""
+    from pds_kernel.registry import Role
+
+    view = make_request(service)
+    service.review("olga", view.id, {0: {"decision": "approve"}})
+    service.review("omar", view.id, {0: {"decision": "approve"}})
+    assert service.release("omar", view.id).state == "released"
+    registry.remove_member("root", PROJECT, "olga", Role.OUTPUT_CHECKER)
+    shown = service.get_request("omar", view.id)
+    assert shown.complete_reviews == 2 and all(r.valid for r in shown.reviews)
