@@ -36,8 +36,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import lake as lake_mod
 from ..errors import InvalidInput
 from ..registry.names import check_project_id
@@ -45,6 +43,7 @@ from ..snds.catalogue import ingestible_table, nomenclature_codes, nomenclatures
 from ..snds.tables import TABLES, Table
 from ..validate import check_mapping
 from ..validate import parse_date as _date
+from .spec_yaml import load_spec_yaml, read_spec_text
 
 #: The column that carries the project pseudonym of the person in every extract table.
 PERSON_ID = "PERSON_ID"
@@ -186,6 +185,16 @@ def _list(where: str, value: Any) -> list:
         return [value]
     if not isinstance(value, list) or not value:
         raise InvalidInput(f"{where}: expected a non-empty list")
+    return value
+
+
+def _criteria(origin: str, data: Mapping, key: str) -> list:
+    """The criteria listed under ``key`` (absent or empty: none); a list, never another type."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput(f"{origin}: {key}: expected a list of criteria, got {type(value).__name__}")
     return value
 
 
@@ -335,10 +344,7 @@ def _tables(where: str, raw: Any) -> dict[str, tuple[str, ...]]:
 
 def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) -> ExtractSpec:
     """Parse and validate a spec's YAML text. ``base_dir`` resolves a relative linkage file."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{origin} is not valid YAML: {exc}") from None
+    data = load_spec_yaml(text, origin)
     data = check_mapping(origin, data or {}, ("project", "years", "period", "include", "exclude", "tables",
                                         "generalise", "quasi_identifiers", "min_k", "linkage"),
                     ("project", "years", "tables"))
@@ -355,8 +361,8 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
         if not start <= p_start <= p_end <= end:
             raise InvalidInput(f"{origin}: period {p_start}..{p_end} must lie within the years {start}..{end}")
         start, end = p_start, p_end
-    include = tuple(_criterion(f"{origin}: include[{i}]", c) for i, c in enumerate(data.get("include") or []))
-    exclude = tuple(_criterion(f"{origin}: exclude[{i}]", c) for i, c in enumerate(data.get("exclude") or []))
+    include = tuple(_criterion(f"{origin}: include[{i}]", c) for i, c in enumerate(_criteria(origin, data, "include")))
+    exclude = tuple(_criterion(f"{origin}: exclude[{i}]", c) for i, c in enumerate(_criteria(origin, data, "exclude")))
     for i, c in enumerate(include + exclude):
         if c.kind == "care" and not (start <= c.start and c.end <= end):
             part = f"include[{i}]" if i < len(include) else f"exclude[{i - len(include)}]"
@@ -380,7 +386,7 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
     if "quasi_identifiers" in data:
         qis = tuple(_list(f"{origin}: quasi_identifiers", data["quasi_identifiers"]))
         for i, qi in enumerate(qis):
-            if qi not in known_columns or qi in RAW_ID_COLUMNS:
+            if not isinstance(qi, str) or qi not in known_columns or qi in RAW_ID_COLUMNS:
                 raise InvalidInput(f"{origin}: quasi_identifiers[{i}]: {qi!r} is not a (non-identifier) column of the lake")
     else:
         qis = DEFAULT_QUASI_IDENTIFIERS
@@ -390,6 +396,9 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
     if "linkage" in data:
         raw = check_mapping(f"{origin}: linkage", data["linkage"], ("file", "source_id", "subject_id"),
                        ("file", "source_id", "subject_id"))
+        for name in ("file", "source_id", "subject_id"):
+            if not isinstance(raw[name], str) or not raw[name]:
+                raise InvalidInput(f"{origin}: linkage.{name}: expected text, got {type(raw[name]).__name__}")
         if raw["source_id"] not in LINKAGE_SOURCES:
             raise InvalidInput(f"{origin}: linkage.source_id: {raw['source_id']!r} is not one of "
                                f"{', '.join(LINKAGE_SOURCES)}")
@@ -397,10 +406,8 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
         if not SUBJECT_COLUMN.fullmatch(subject) or subject in known_columns or subject == PERSON_ID:
             raise InvalidInput(f"{origin}: linkage.subject_id: {subject!r} must be an upper-case name "
                                "that is not already a column of the lake")
-        path = Path(str(raw["file"]))
-        if not path.is_absolute():
-            path = (base_dir or Path.cwd()) / path
-        linkage = Linkage(file=path.resolve(), source_id=raw["source_id"], subject_id=subject)
+        linkage = Linkage(file=_linkage_file(origin, raw["file"], base_dir), source_id=raw["source_id"],
+                          subject_id=subject)
     if not include and linkage is None:
         raise InvalidInput(f"{origin}: include: give at least one inclusion criterion (or a linkage file)")
     return ExtractSpec(project=project, years=tuple(years), start=start, end=end, include=include,
@@ -408,12 +415,26 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
                        min_k=min_k, linkage=linkage, text=text)
 
 
+def _linkage_file(origin: str, name: str, base_dir: Path | None) -> Path:
+    """The linkage file ``name``: relative to the spec, inside its directory once links are resolved.
+
+    The file is read as CSV and its header named in errors, so a spec must not point the build at
+    the key store, the trusted third party's files or another project's list (by an absolute path,
+    by '..', or through a symbolic link next to the spec)."""
+    base = (base_dir or Path.cwd()).resolve()
+    path = Path(name)
+    resolved = (base / path).resolve()
+    if path.is_absolute() or ".." in path.parts or not resolved.is_relative_to(base) or resolved == base:
+        raise InvalidInput(f"{origin}: linkage.file: {name[:120]!r} must be a file inside the spec's directory "
+                           f"({base}), named relative to it (no absolute path, no '..', no link leading out): "
+                           "put the linkage file next to the spec")
+    return resolved
+
+
 def load_spec(path: Path) -> ExtractSpec:
-    """Read and validate the spec file at ``path``."""
+    """Read and validate the spec file at ``path`` (a regular UTF-8 file of bounded size)."""
     path = Path(path)
-    if not path.is_file():
-        raise InvalidInput(f"spec file {path} does not exist")
-    return parse_spec(path.read_text(encoding="utf-8"), str(path), base_dir=path.resolve().parent)
+    return parse_spec(read_spec_text(path), str(path), base_dir=path.resolve().parent)
 
 
 def lake_months(lake: Path) -> list[str]:
