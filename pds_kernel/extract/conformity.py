@@ -6,7 +6,10 @@ Refuses (every reason is collected, none stops the others):
 * a raw identifier column (BEN_NIR_PSA, NIR_ANO_17, BEN_NIR_ANO, BEN_IDT_ANO), or any column the
   spec does not allow;
 * a raw identifier *value* of the lake in any text column (whole value, or any alphanumeric token
-  of it: ``"id=ABC123"`` is caught too);
+  of it: ``"id=ABC123"`` is caught too), or as a column name (or a token of one);
+* an event outside the project's period: a claim's care date (ER_PRS_F), a stay's start (T_MCOaaC),
+  a death (KI_CCI_R) before the period's first day or after its last (the first day of its
+  month when care dates are generalised to the month), whatever the spec parser let through;
 * a PERSON_ID outside the cohort;
 * a quasi-identifier the spec says to generalise that is not generalised (birth month present,
   commune that is not a département code, date that is not the first of its month);
@@ -37,6 +40,9 @@ _TOKEN = r"[0-9A-Za-z]+"
 _WHOLE_TOKEN = r"^[0-9A-Za-z]+$"
 #: Without a ``min_k`` in the spec, a k below this is noted in the report (not refused).
 UNCHECKED_K_WARNING = 5
+#: The date that puts a row of these tables in the project's period (the selection keeps only the
+#: rows whose date is in it: :mod:`.select`); other dates follow their event and are not bounded.
+PERIOD_COLUMNS = {"ER_PRS_F": "EXE_SOI_DTD", "T_MCOaaC": "EXE_SOI_DTD", "KI_CCI_R": "BEN_DCD_DTE"}
 
 
 @dataclass
@@ -168,9 +174,16 @@ def _distinct_text(root: Path, files: list[ListedFile], schemas: dict[str, pl.Sc
             for f in files for column, dtype in schemas[f.file].items() if dtype == pl.String}
 
 
+def _name_tokens(names: list[str]) -> pl.DataFrame:
+    """``value`` (a column name) and ``token`` (the name and each of its alphanumeric tokens)."""
+    names_s = pl.Series("value", names, dtype=pl.String)
+    return pl.concat([pl.DataFrame({"value": names_s, "token": names_s}),
+                      pl.DataFrame({"value": names_s, "token": names_s.str.extract_all(_TOKEN)}).explode("token")])
+
+
 def _text_candidates(tokens: dict[tuple[str, str], pl.DataFrame]) -> pl.Series:
-    """The distinct text values of the extract and their alphanumeric tokens: the only values
-    that a raw identifier of the lake could be found as."""
+    """The distinct text values of the extract and their alphanumeric tokens (and the column
+    names and theirs): the only values that a raw identifier of the lake could be found as."""
     parts = [pl.Series("v", [], dtype=pl.String)]
     for frame in tokens.values():
         parts += [frame.get_column("value").alias("v"), frame.get_column("token").drop_nulls().alias("v")]
@@ -205,6 +218,8 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
     schemas = {f.file: pl.read_parquet_schema(root / f.file) for f in files}
     distinct = _distinct_text(root, files, schemas)
     tokens = {key: _tokens(values) for key, values in distinct.items()}
+    names = sorted({column for schema in schemas.values() for column in schema})
+    tokens[("", "")] = _name_tokens(names)  # column names: an identifier may hide in one too
     if callable(raw_ids):
         raw_ids = raw_ids(_text_candidates(tokens))
     raw_frame = pl.DataFrame({"v": raw_ids.cast(pl.String).drop_nulls().unique()})
@@ -215,7 +230,9 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
         rows = pl.scan_parquet(path).select(pl.len()).collect().item()
         result: dict = {"table": item.table, "file": item.file, "columns": schema.names(), "rows": rows,
                         "hash_ok": sha256_file(path) == item.sha256, "raw_hits": {},
-                        "outside": 0, "misplaced": 0, "finer": {}, "k": None}
+                        "outside": 0, "misplaced": 0, "finer": {}, "k": None,
+                        "raw_names": tokens[("", "")].filter(pl.col("value").is_in(schema.names()))
+                        .join(raw_frame, left_on="token", right_on="v", how="semi").height}
         for column, dtype in schema.items():
             if dtype == pl.String:
                 result["raw_hits"][column] = _raw_hits(path, column, distinct[(item.file, column)],
@@ -230,6 +247,7 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
             if item.partitions not in (None, 1) and df.schema[PERSON_ID] == pl.String:
                 result["misplaced"] = df.filter(bucket(item.partitions) != item.index).height
         result["finer"] = _finer_than_spec(df, item.table, spec, rows)
+        result["out_of_period"] = _out_of_period(df, item.table, spec)
         result["k"] = _persons_per_combination(df, spec)
         results.append(result)
         del df
@@ -299,6 +317,8 @@ def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: Conformit
             report.refuse(f"{name}.{column} is a raw identifier column")
         elif column not in allowed:
             report.refuse(f"{name}.{column} is not allowed by the spec")
+    if any(r.get("raw_names") for r in results):  # never the name itself: it is the identifier
+        report.refuse(f"a column name of {name} is a raw identifier of the lake (or holds one)")
     for column in columns:
         hits = sum(r["raw_hits"].get(column, 0) for r in results)
         if hits:
@@ -320,6 +340,14 @@ def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: Conformit
             report.refuse(f"{name}.{column}: {count} value(s) finer than a département")
         elif kind == "care_month" and count:
             report.refuse(f"{name}.{column}: {count} date(s) not generalised to the month")
+    out_of_period: dict[str, int] = {}
+    for r in results:
+        for column, count in r.get("out_of_period", {}).items():
+            out_of_period[column] = out_of_period.get(column, 0) + count
+    for column, count in out_of_period.items():
+        if count:
+            report.refuse(f"{name}.{column}: {count} date(s) outside the project's period "
+                          f"{spec.start}..{spec.end}")
     partials = [r["k"] for r in results if r["k"] is not None]
     if partials:
         qis = [c for c in partials[0].columns if c != "n"]
@@ -350,6 +378,16 @@ def _finer_than_spec(df: pl.DataFrame, name: str, spec: ExtractSpec, rows: int) 
             if dtype == pl.Date:
                 found[("care_month", column)] = df.filter(pl.col(column).dt.day() != 1).height
     return found
+
+
+def _out_of_period(df: pl.DataFrame, name: str, spec: ExtractSpec) -> dict[str, int]:
+    """Rows of ``df`` whose period date (:data:`PERIOD_COLUMNS`) is outside the spec's period
+    (from the first day of its month when care dates are generalised to the month)."""
+    column = PERIOD_COLUMNS.get(name)
+    if column is None or column not in df.columns or df.schema[column] != pl.Date:
+        return {}
+    first = spec.start.replace(day=1) if spec.generalise.care_month else spec.start
+    return {column: df.filter(pl.col(column).is_not_null() & ~pl.col(column).is_between(first, spec.end)).height}
 
 
 def _persons_per_combination(df: pl.DataFrame, spec: ExtractSpec) -> pl.DataFrame | None:
