@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -75,6 +76,21 @@ def project_dir(settings, project: str) -> Path:
 
 def extract_dir(settings, project: str) -> Path:
     return project_dir(settings, project) / "extract"
+
+
+#: What a build writes in a project's directory, never through a symbolic link (``extract`` is one,
+#: made by :func:`publish` only, and checked there).
+_OWN_PATHS = ("builds", SPEC_COPY)
+_BUILD_LINK = re.compile(r"^builds/[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+
+
+def check_project_paths(pdir: Path) -> None:
+    """Refuse a project directory, or a place of it the build writes, that is a symbolic link:
+    whoever planted it would have the extract written, or the spec copied, where it points."""
+    for path in (pdir, *(pdir / name for name in _OWN_PATHS)):
+        if path.is_symlink():
+            raise PermissionDenied(f"{path} is a symbolic link: the build never writes through one; an "
+                                   "administrator must remove it (and find out who put it there)")
 
 
 # ---- plan -------------------------------------------------------------------------------------
@@ -196,9 +212,21 @@ def publish(settings, project: str, staging: Path, build_id: str) -> Path:
     link = pdir / "extract"
     previous = os.readlink(link) if link.is_symlink() else None
     _swap_link(link, f"builds/{build_id}")
-    if previous and (pdir / previous).resolve() != final.resolve():
+    # only a build this function published is removed: never where a planted link points
+    if previous and _BUILD_LINK.fullmatch(previous) and previous != f"builds/{build_id}" \
+            and not (pdir / previous).is_symlink():
         _remove_tree(pdir / previous)
     return final
+
+
+def _write_spec_copy(pdir: Path, text: str) -> None:
+    """Keep the accepted spec as ``spec.yaml``: a new file renamed over the old one (a link put in
+    its place is replaced, never followed)."""
+    tmp = pdir / f".{SPEC_COPY}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, pdir / SPEC_COPY)
 
 
 # ---- the build --------------------------------------------------------------------------------
@@ -232,6 +260,7 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
     pdir = project_dir(settings, project)
     staging = pdir / f".staging-{secrets.token_hex(6)}"
     try:
+        check_project_paths(pdir)
         check_against_lake(spec, lake)
         versions = pinned_versions(lake, pin)
         backend.versions = versions
@@ -269,7 +298,7 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
         manifest["conformity"] = report.as_dict()
         _write_manifest(staging, manifest)
         final = publish(settings, project, staging, build_id)
-        (pdir / SPEC_COPY).write_text(spec.text, encoding="utf-8")
+        _write_spec_copy(pdir, spec.text)
         step("publish")
     except PdsError as exc:
         _remove_tree(staging)

@@ -12,6 +12,7 @@ never the source identifier, so the correspondence does not reach the project.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
@@ -22,6 +23,8 @@ from .frames import Backend, LakeFrames
 from .spec import PERSON_ID, Linkage
 
 PERSON = "BEN_NIR_PSA"
+#: A header quoted in an error must look like a column name (not a line of data, not binary bytes).
+_COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
 
 def person_map(key: bytes, persons: pl.DataFrame) -> pl.DataFrame:
@@ -55,13 +58,18 @@ def read_linkage_file(linkage: Linkage, backend: Backend) -> pl.DataFrame:
     path = Path(linkage.file)
     if not path.is_file():
         raise InvalidInput(f"linkage file {path} does not exist")
+    if path.is_symlink():
+        raise InvalidInput(f"linkage file {path.name} is a symbolic link: give the file itself, next to the spec")
     try:
         raw = pl.read_csv(path, infer_schema=False)
-    except (pl.exceptions.ComputeError, OSError) as exc:
-        raise InvalidInput(f"linkage file {path.name} is not a readable CSV file: {exc}") from None
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+        # never polars' message: it quotes the offending line, that is, identifiers
+        raise InvalidInput(f"linkage file {path.name} is not a readable CSV file (UTF-8, a header line, the same "
+                           "number of fields on every line, quotes closed): fix the file") from None
     for column in (linkage.source_id, linkage.subject_id):
         if column not in raw.columns:
-            raise InvalidInput(f"linkage file {path.name}: no column {column!r} (columns: {', '.join(raw.columns)})")
+            shown = [c if _COLUMN_NAME.fullmatch(c) else "(not a column name)" for c in raw.columns[:20]]
+            raise InvalidInput(f"linkage file {path.name}: no column {column!r} (columns: {', '.join(shown)})")
     raw = raw.select(pl.col(linkage.source_id).str.strip_chars(), pl.col(linkage.subject_id).str.strip_chars())
     raw = raw.filter(pl.col(linkage.source_id).is_not_null() & (pl.col(linkage.source_id) != ""))
     for column in (linkage.source_id, linkage.subject_id):
