@@ -85,6 +85,21 @@ def pseudonym_table(key: bytes, source_ids: pl.Series, *, source: str, target: s
     )
 
 
+#: Places workspaces, reviewers or the package index read: the key store is never inside one.
+_EXPOSED_PATHS = ("projects", "homes", "imports", "staging", "outbox", "packages")
+
+
+def check_key_store_place(paths) -> None:
+    """Refuse a key store (``paths.keys``) inside a directory a workspace mounts or a reviewer reads:
+    the first build would write the project's key where the project can read it."""
+    keys = Path(paths.keys).resolve()
+    for name in _EXPOSED_PATHS:
+        exposed = Path(getattr(paths, name)).resolve()
+        if keys == exposed or keys.is_relative_to(exposed):
+            raise PermissionDenied(f"paths.keys ({paths.keys}) is inside paths.{name} ({exposed}), which "
+                                   "workspaces or reviewers read: move the key store out of it (settings)")
+
+
 class KeyStore:
     """One 32-byte key per project under ``root`` (a directory of mode 0700, files of mode 0600).
 
@@ -101,6 +116,7 @@ class KeyStore:
     def from_runtime(cls, runtime) -> KeyStore:
         from .registry import Registry
 
+        check_key_store_place(runtime.settings.paths)
         return cls(runtime.settings.paths.keys, runtime.audit, Registry.from_runtime(runtime))
 
     def _path(self, project: str) -> Path:
@@ -119,10 +135,17 @@ class KeyStore:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
 
+    def _destruction_audited(self, project: str) -> bool:
+        """The audit trail records the destruction of ``project``'s key (its tombstone may be gone)."""
+        if self._audit is None:
+            return False
+        return any(e.outcome == Outcome.OK for e in self._audit.entries(project=project, action="pseudo.key.destroy"))
+
     def create(self, project: str, actor: str) -> None:
-        """Create the key of ``project``; refuses when one exists or was destroyed."""
+        """Create the key of ``project``; refuses when one exists or was destroyed (a tombstone, or
+        the destruction in the audit trail: deleting the tombstone does not bring a new key)."""
         path = self._path(project)
-        if self.destroyed(project):
+        if self.destroyed(project) or self._destruction_audited(project):
             raise PermissionDenied(
                 f"the key of project {project} was destroyed at the end of the project: "
                 "its pseudonyms cannot be recreated"
@@ -153,12 +176,24 @@ class KeyStore:
             raise PermissionDenied(f"the key of project {project} was destroyed at the end of the project")
         if not path.is_file():
             raise NotFound(f"project {project} has no pseudonymisation key yet: build its extract first")
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise PermissionDenied(
-                f"key file of project {project} is readable by others (mode {mode:o}): fix it to 0600"
-            )
-        key = path.read_bytes()
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # ELOOP: a symbolic link
+            raise PermissionDenied(f"key file of project {project} is a link to another file: a key is the "
+                                   "project's own file (two projects sharing a key share pseudonyms); an "
+                                   "administrator must remove the link") from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_nlink != 1:
+                raise PermissionDenied(f"key file of project {project} is a link (hard, {info.st_nlink} names) to "
+                                       "another file: a key is the project's own file (two projects sharing a key "
+                                       "share pseudonyms); an administrator must remove the link")
+            mode = info.st_mode & 0o777
+            if mode & 0o077:
+                raise PermissionDenied(
+                    f"key file of project {project} is readable by others (mode {mode:o}): fix it to 0600"
+                )
+            key = handle.read(KEY_BYTES + 1)
         if len(key) != KEY_BYTES:
             raise InvalidInput(f"key file of project {project} is damaged (expected {KEY_BYTES} bytes)")
         return key
