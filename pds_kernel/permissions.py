@@ -22,7 +22,8 @@ Decisions held here:
   registry-sync service identity, whose rights are exactly that (:data:`SERVICE_RIGHTS`).
 - **build an extract** (:func:`check_build_extract`): an administrator or the extract-build
   service identity, for an open project that is not halted.
-- **destroy a key** (:func:`check_destroy_key`): an administrator, once the project is over.
+- **destroy a key** (:func:`check_destroy_key`): an administrator, personally (never ``--as``),
+  once the project is over.
 - **admit a workspace** (:func:`check_admit_workspace`): an active researcher of an open project
   that is not halted, in the project's hub group when the hub knows groups.
 - **manage hub accounts** (:func:`check_manage_hub_accounts`): create, reset, approve, revoke a
@@ -303,8 +304,9 @@ def check_destroy_key(registry, actor: str, info, today: date | None = None) -> 
 
 
 def _destroy_refusal(registry, actor: str, info, today: date) -> str | None:
-    if not is_administrator(registry, actor):
-        return f"{audit_actor(actor)} may not destroy pseudonymisation keys: only an administrator may"
+    if not is_administrator(registry, actor) or not can_act_personally(actor):
+        return (f"{audit_actor(actor)} may not destroy pseudonymisation keys: only an administrator may, "
+                "personally (never through --as: it cannot be undone)")
     if info.status.value != "closed" and not info.end_date < today:
         return (f"project {info.id} is {info.status.value} until {info.end_date}: close it "
                 "(pds project close) before destroying its key")
