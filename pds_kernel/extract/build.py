@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ import polars as pl
 from .. import lake as lake_mod
 from .. import permissions
 from ..audit import AuditEvent, Outcome
-from ..errors import DisclosureRisk, NotFound, PdsError, PermissionDenied
+from ..errors import DisclosureRisk, IntegrityError, NotFound, PdsError, PermissionDenied
 from ..pseudo import KeyStore
 from ..registry import Registry
 from ..registry.names import check_project_id
@@ -254,6 +255,8 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
     if spec.project != project:
         raise PermissionDenied(f"the spec is for project {spec.project}, not {project}")
     authorise(runtime, actor, project, "extract.build", today)
+    if pin is not None:  # the versions come from the published manifest: the one that was published
+        verify_published_manifest(runtime, project)
     lake = settings.paths.lake
     own_backend = backend is None
     backend = backend or PolarsBackend(lake)
@@ -282,7 +285,7 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
         build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         manifest = {
             "format": MANIFEST_FORMAT, "project": project, "build_id": build_id,
-            "built_at": datetime.now(UTC).isoformat(timespec="seconds"), "builder": actor,
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"), "builder": permissions.audit_actor(actor),
             "backend": backend.name, "spec_sha256": spec.sha256, "lake_snapshot": snapshot,
             "lake_versions": versions, "lake_changes": changes,
             "period": {"from": spec.start.isoformat(), "to": spec.end.isoformat()},
@@ -296,7 +299,7 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
         if not report.ok:
             raise DisclosureRisk("the extract was refused by the conformity check: " + "; ".join(report.reasons))
         manifest["conformity"] = report.as_dict()
-        _write_manifest(staging, manifest)
+        manifest_sha256 = _write_manifest(staging, manifest)
         final = publish(settings, project, staging, build_id)
         _write_spec_copy(pdir, spec.text)
         step("publish")
@@ -313,14 +316,42 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
             backend.close()
     runtime.audit.record(event.with_outcome(
         Outcome.OK, build_id=build_id, backend=backend.name, lake_snapshot=snapshot, lake_versions=versions,
-        lake_changes=changes, persons=persons.height,
+        lake_changes=changes, persons=persons.height, manifest_sha256=manifest_sha256,
         rows={t: v["rows"] for t, v in tables.items()}, k_anonymity=report.k_min))
     log.info("built extract %s of project %s (%d persons)", build_id, project, persons.height)
     return BuildResult(project=project, path=final, manifest=manifest, report=report)
 
 
-def _write_manifest(directory: Path, manifest: dict) -> None:
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+def _write_manifest(directory: Path, manifest: dict) -> str:
+    """Write ``manifest.json``; its SHA-256 (recorded in the audit entry of the build)."""
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    (directory / MANIFEST).write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify_published_manifest(runtime, project: str) -> str | None:
+    """Refuse (:class:`IntegrityError`) a published ``manifest.json`` that is not the one its build
+    wrote: the audit entry of the build (a hash chain) records its SHA-256, so a manifest rewritten
+    with its files after publication (rows dropped, another version to pin) is told apart. Returns
+    a note when the build predates that record (nothing to compare with), else None."""
+    path = extract_dir(runtime.settings, project) / MANIFEST
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    try:
+        build_id = json.loads(data).get("build_id")
+    except (ValueError, AttributeError):
+        build_id = None
+    builds = [e for e in runtime.audit.entries(project=project, action="extract.build")
+              if e.outcome == Outcome.OK and e.details.get("build_id") == build_id]
+    recorded = {e.details.get("manifest_sha256") for e in builds} - {None}
+    if builds and not recorded:
+        return f"build {build_id} predates the manifest's record in the audit trail: manifest not compared"
+    if hashlib.sha256(data).hexdigest() not in recorded:
+        raise IntegrityError(f"the manifest.json of project {project}'s extract is not the one published (its "
+                             "SHA-256 differs from the build's audit entry, or no build published it): the "
+                             "extract was changed after publication; rebuild it and find out who changed it")
+    return None
 
 
 # ---- check and show a published extract -------------------------------------------------------
@@ -338,7 +369,16 @@ def run_check(runtime, project: str, *, actor: str, backend: Backend | None = No
     authorise(runtime, actor, project, "extract.check", today)
     event = AuditEvent(actor=actor, action="extract.check", target=f"project:{project}", project=project)
     try:
+        try:
+            note = verify_published_manifest(runtime, project)
+            tampered = None
+        except IntegrityError as exc:
+            note, tampered = None, str(exc)
         report = _check_published(runtime, project, backend)
+        if tampered:
+            report.refuse(tampered)
+        if note:
+            report.notes.append(note)
     except PdsError as exc:  # e.g. the lake version the extract was built from has expired
         runtime.audit.record(event.with_outcome(Outcome.FAILED, reason=str(exc)))
         raise

@@ -111,9 +111,18 @@ def _check_files(directory: Path, spec: ExtractSpec, report: ConformityReport) -
             continue
         files.append(item)
     for rel in listed:
-        if not (directory / rel).is_file():
+        if not _inside(rel):
+            report.refuse(f"the manifest lists {rel[:120]!r}, which is not a file of the extract (a path out of "
+                          "its directory)")
+        elif not (directory / rel).is_file():
             report.refuse(f"file {rel} listed in the manifest is missing")
     return files
+
+
+def _inside(rel: str) -> bool:
+    """``rel`` names a file inside the extract: relative, no '..', no backslash, no empty part."""
+    parts = rel.split("/") if isinstance(rel, str) else [""]
+    return not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
 
 
 @dataclass(frozen=True)
