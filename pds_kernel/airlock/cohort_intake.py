@@ -44,6 +44,12 @@ REPORT_OUTPUT = "match_report.json"
 MAX_COHORT_ROWS = 1_000_000
 _NIR_SHAPE = re.compile(r"^[1-478][0-9]{4}(?:[0-9]{2}|2A|2B)[0-9]{8}$")
 _STUDY_COLUMN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+MAX_CELL_CHARS = 4096
+#: A cell a spreadsheet runs as a formula (CSV injection): =, @, tab or CR first, or + / - first
+#: in a cell that is not a number (-2.5 and +33 stay data; -2+3+cmd|... does not).
+_FORMULA = r"^\s*[=@\t\r]"
+_SIGNED = r"^\s*[+-]"
+_NUMBER = r"^\s*[+-]?[0-9]+(?:[.,][0-9]+)?(?:[eE][+-]?[0-9]+)?\s*$"
 
 
 def nir_is_valid(nir: str) -> bool:
@@ -81,8 +87,10 @@ def read_cohort(path: Path) -> pl.DataFrame:
     """The uploaded list as text columns; refuses a list without NIR column or with NIRs elsewhere."""
     try:
         raw = pl.read_csv(path, infer_schema=False, n_rows=MAX_COHORT_ROWS + 1)
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the cohort list is not a readable CSV file: {str(exc)[:200]}") from None
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+        # never polars' message: it quotes the offending line, that is, a NIR
+        raise InvalidInput("the cohort list is not a readable CSV file (UTF-8, a header line, the same number "
+                           "of fields on every line, quotes closed): fix the file") from None
     if raw.height > MAX_COHORT_ROWS:
         raise InvalidInput(f"a cohort list holds at most {MAX_COHORT_ROWS} rows")
     if NIR_COLUMN not in raw.columns:
@@ -101,7 +109,27 @@ def read_cohort(path: Path) -> pl.DataFrame:
         if shaped.any():
             raise InvalidInput(f"study column {column!r} holds {int(shaped.sum())} value(s) shaped like a "
                                "NIR: NIRs never enter the workspace; remove or recode the column")
+        _check_cells(column, raw[column])
+    _check_cells(NIR_COLUMN, raw[NIR_COLUMN])
     return raw
+
+
+def _check_cells(column: str, values: pl.Series) -> None:
+    """Refuse what a cell of a list must not carry into the workspace or a reviewer's spreadsheet:
+    control characters (NUL among them), a cell longer than :data:`MAX_CELL_CHARS`, and a value a
+    spreadsheet would run as a formula (``=``, ``@``, or ``+``/``-`` not followed by a number).
+    Counts only: a cell is never quoted (it may hold a NIR)."""
+    present = values.drop_nulls()
+    checks = (
+        (present.str.contains(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"), "control character(s) (NUL, ...)"),
+        (present.str.len_chars() > MAX_CELL_CHARS, f"more than {MAX_CELL_CHARS} characters"),
+        (present.str.contains(_FORMULA) | (present.str.contains(_SIGNED) & ~present.str.contains(_NUMBER)),
+         "the start of a spreadsheet formula (=, @, or + / - in a cell that is not a number)"),
+    )
+    for found, what in checks:
+        if found.any():
+            raise InvalidInput(f"column {column[:40]!r} holds {int(found.sum())} value(s) with {what}: "
+                               "recode them before importing the list")
 
 
 def link_cohort(raw: pl.DataFrame, correspondence: pl.DataFrame, key: bytes) -> tuple[pl.DataFrame, dict]:
