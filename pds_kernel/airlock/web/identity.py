@@ -6,10 +6,17 @@ workspace can submit. A workspace's own server token is confined to that workspa
 (``handler.workspace_project``): it submits and follows that project's requests, nothing else.
 Tests inject their own :class:`Identity` (defined in the test code); there is
 no switch here that trusts a header or skips authentication.
+
+Every request is asked of the hub (:func:`uncached_hub_oauth`): JupyterHub's ``HubAuth`` remembers
+the hub's answer for a token (300 s by default, 60 s here before), so a token the hub had deleted
+(an account revoked with ``pds hub account revoke``, a logout) kept submitting exports, reading
+requests and downloading released files at the gate for up to a minute after the revocation
+(tests/security/test_revocation_attacks.py). One loopback call per request is the price.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Protocol
 
@@ -53,14 +60,31 @@ def workspace_project(model: dict, access_scopes: set[str]) -> tuple[bool, str |
     return not access_scopes, None  # outside a hub (no service scopes to require): the user
 
 
+@functools.cache
+def _uncached_class():
+    from jupyterhub.services.auth import HubOAuth
+
+    class UncachedHubOAuth(HubOAuth):
+        def user_for_token(self, token, use_cache=True, session_id="", *, sync=True):
+            return super().user_for_token(token, use_cache=False, session_id=session_id, sync=sync)
+
+    return UncachedHubOAuth
+
+
+def uncached_hub_oauth():
+    """The gate's ``HubOAuth`` singleton, which asks the hub about a token at every request and
+    never answers from memory (``cache_max_age=0`` would mean *forever* in JupyterHub: the cache is
+    skipped per call instead). JupyterHub's OAuth callback handler takes ``HubOAuth.instance()``,
+    which is this one once made (traitlets hands the instance to the parent classes too)."""
+    return _uncached_class().instance()
+
+
 class HubIdentity:
-    """JupyterHub OAuth for pages, JupyterHub API tokens for the JSON API."""
+    """JupyterHub OAuth for pages, JupyterHub API tokens for the JSON API, both checked with the
+    hub at every request (:func:`uncached_hub_oauth`)."""
 
     def __init__(self, hub_auth=None):
-        from jupyterhub.services.auth import HubOAuth
-
-        # the singleton: JupyterHub's OAuth callback handler uses HubOAuth.instance() too
-        self.hub_auth = hub_auth or HubOAuth.instance(cache_max_age=60)
+        self.hub_auth = hub_auth or uncached_hub_oauth()
 
     async def user(self, handler: RequestHandler, *, api: bool) -> str | None:
         if api:
