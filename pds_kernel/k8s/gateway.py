@@ -25,6 +25,12 @@ groups (registry ∩ identity-provider groups), and translates the project's
 :class:`~pds_kernel.sandbox.spec.WorkspaceSpec` into ``KubeClusterConfig`` overrides with
 :func:`pds_kernel.k8s.pods.build_cluster_overrides`.
 
+**Every request is asked of the hub.** dask-gateway's authenticators remember a user in a session
+cookie for ``cache_max_age`` (300 s): a workspace token the hub had deleted (the account revoked,
+the server stopped) kept listing, connecting to and making clusters through that cookie
+(tests/security/test_revocation_attacks_dask.py). :class:`WorkspaceAuthenticator` never answers
+from it (:class:`NoUserCache`): each call shows its token to the hub.
+
 **While it runs.** The authenticator also starts :class:`~pds_kernel.k8s.cluster_watch.ClusterWatcher`
 in the gateway process: every ``cluster_check_interval`` seconds it stops the clusters whose
 project was halted or closed, or whose user lost the project (audited ``dask.cluster.stop``).
@@ -41,7 +47,7 @@ from datetime import date
 from typing import Any
 
 from aiohttp import web
-from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
+from dask_gateway_server.auth import JupyterHubAuthenticator, UserCache, unauthorized
 from dask_gateway_server.models import User
 from traitlets import Any as AnyTrait
 from traitlets import Float
@@ -133,6 +139,13 @@ def workspace_identity(model: dict, service_name: str) -> WorkspaceIdentity:
         raise PermissionDenied(f"not a project workspace: {exc}") from None
 
 
+class NoUserCache(UserCache):
+    """dask-gateway's cookie cache that remembers nobody: every request is authenticated again."""
+
+    def get(self, cookie):
+        return None
+
+
 class WorkspaceAuthenticator(JupyterHubAuthenticator):
     """dask-gateway's JupyterHub authenticator, bound to the calling workspace's project.
 
@@ -155,6 +168,7 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
                              "(gateway.auth.jupyterhub.jupyterhubServiceName in the chart)")
         self.use_service_access_scopes = True
         await super().setup(app)
+        self.cache = NoUserCache(max_age=0)  # whatever cache_max_age says: a deleted token is out at once
         self.watcher = None
         if self.context is not None and self.cluster_check_interval > 0:
             from .cluster_watch import ClusterWatcher
