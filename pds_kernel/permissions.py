@@ -36,8 +36,8 @@ Decisions held here:
   :func:`check_not_impersonated`: an identity taken with ``--as`` never reviews, approves,
   releases or downloads; and nothing of a halted project runs (:func:`check_running`).
 
-Who an actor is (service identities and their rights, impersonation, the people behind an action)
-is defined in :mod:`pds_kernel.permissions_actors` and re-exported here: import it from here.
+Who an actor is (service identities and their rights, impersonation, the people behind an action,
+an approved administrator, the second administrator of another's act) is defined in :mod:`pds_kernel.permissions_actors` and re-exported here: import it from here.
 
 Impersonation: a platform administrator may run the CLI ``--as`` another registry user
 (:func:`check_impersonate`); the resulting actor is an :class:`Impersonation`, a ``str`` equal to
@@ -62,10 +62,14 @@ from .permissions_actors import (  # noqa: F401  (re-exported: permissions is th
     audit_actor,
     can_act_personally,
     check_not_impersonated,
+    granted_by_administrator,
+    has_administrator,
     has_right,
     impersonator,
+    is_administrator,
     persons_behind,
     persons_of,
+    second_administrator,
 )
 
 #: Registry roles by value (``pds_kernel.registry.Role``; not imported: the registry imports this module).
@@ -74,25 +78,6 @@ OUTPUT_CHECKER = "output-checker"
 
 
 # ---- platform administrators ------------------------------------------------------------------
-def is_administrator(registry, actor: str) -> bool:
-    """An active platform administrator of the registry, approved (with
-    ``registry.membership_approvals: 2`` a user made an administrator is none until a second
-    administrator approves it: :func:`check_approve_administrator`). Nothing else is: not an OS
-    account (``os:<user>``), not a service identity."""
-    if not isinstance(actor, str) or ":" in actor:
-        return False
-    try:
-        user = registry.get_user(str(actor))
-    except NotFound:
-        return False
-    return user.is_admin and user.active and not user.admin_pending
-
-
-def has_administrator(registry) -> bool:
-    """The registry holds an active, approved administrator (a pending one does not count)."""
-    return any(u.is_admin and u.active and not u.admin_pending for u in registry.users())
-
-
 def can_administer_registry(registry, actor: str) -> bool:
     """Create, change, close users, projects and memberships. While the registry holds no active
     administrator (first installation), whoever opens it may bootstrap it, except a service."""
@@ -132,31 +117,11 @@ def check_grant_membership(actor: str, user_name: str) -> None:
                                "ask another administrator")
 
 
-def granted_by_administrator(registry, granted_by: str | None) -> bool:
-    """Whether a grant is one administrator's half of the two-person rule: made by an administrator
-    who is one still (the one behind ``--as`` for an impersonation), or by the registry-sync Job
-    (whose values an administrator wrote). A grant made while the registry had no active
-    administrator (an OS account, any user bootstrapping it) is nobody's half: it is granted again."""
-    if granted_by == SERVICE_REGISTRY_SYNC:
-        return True
-    return bool(granted_by) and is_administrator(registry, granted_by.split(" acting as ")[0])
-
-
-def _second_administrator(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
-    """``actor`` may be the second administrator of what ``granted_by`` did for ``user_name``: an
-    active, approved administrator, personally (never through ``--as``), neither the one who did it
-    (nor the one impersonated) nor ``user_name``, of an act an administrator did
-    (:func:`granted_by_administrator`)."""
-    return (can_act_personally(actor) and is_administrator(registry, actor)
-            and str(actor) not in persons_of(granted_by) | {user_name}
-            and granted_by_administrator(registry, granted_by))
-
-
 def can_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
     """The second administrator of a membership (``registry.membership_approvals: 2``): neither its
     granter nor its member (:func:`_second_administrator`). The registry service checks it and
     records the approval."""
-    return _second_administrator(registry, actor, user_name, granted_by)
+    return second_administrator(registry, actor, user_name, granted_by)
 
 
 def check_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> None:
@@ -183,7 +148,7 @@ def can_approve_administrator(registry, actor: str, user_name: str, granted_by: 
     registry-sync Job: :func:`granted_by_administrator`). Making an administrator is otherwise one
     administrator's act, and the account so made would be the second administrator of everything
     that one administrator does. The registry service checks it and records the approval."""
-    return _second_administrator(registry, actor, user_name, granted_by)
+    return second_administrator(registry, actor, user_name, granted_by)
 
 
 def check_approve_administrator(registry, actor: str, user_name: str, granted_by: str | None) -> None:
@@ -226,6 +191,7 @@ def check_manage_hub_accounts(registry, actor: str, what: str = "manage hub acco
     if not can_manage_hub_accounts(registry, actor):
         raise PermissionDenied(f"{audit_actor(actor)} may not {what}: only a platform administrator may "
                                "(ask one; an administrator runs pds hub account as themselves)")
+
 
 
 # ---- impersonation ----------------------------------------------------------------------------

@@ -1,14 +1,17 @@
 """Who an actor of :mod:`pds_kernel.permissions` is: a registry user, a service identity with its
 exact rights, or an administrator acting as another user (``--as``: :class:`Impersonation`), and
-the people an action or an audit label is by. Part of the permissions module, which re-exports all
-of it (import it from there); it imports only the errors, so it can make no import cycle.
+the people an action or an audit label is by; and whether an actor is an approved administrator
+of the registry, or may be the second administrator of another's act (the two-person rule's
+predicate, shared by memberships, administrators and hub accounts). Part of the permissions
+module, which re-exports all of it (import it from there); it imports only the errors (the
+registry is passed in), so it can make no import cycle.
 """
 
 from __future__ import annotations
 
 import enum
 
-from .errors import PermissionDenied
+from .errors import NotFound, PermissionDenied
 
 #: The Helm registry-sync Job: applies the registry declared in the chart's values, nothing else.
 SERVICE_REGISTRY_SYNC = "service:registry-sync"
@@ -93,3 +96,43 @@ def check_not_impersonated(actor: str, what: str) -> None:
     if not can_act_personally(actor):
         raise PermissionDenied(f"{actor.label}: an impersonated identity may never {what}; "
                                f"{actor} must do it personally, signed in as themselves")
+
+
+# ---- administrators (the registry decides who is one) ------------------------------------------
+def is_administrator(registry, actor: str) -> bool:
+    """An active platform administrator of the registry, approved (with
+    ``registry.membership_approvals: 2`` a user made an administrator is none until a second
+    administrator approves it: :func:`pds_kernel.permissions.check_approve_administrator`). Nothing else is: not an OS
+    account (``os:<user>``), not a service identity."""
+    if not isinstance(actor, str) or ":" in actor:
+        return False
+    try:
+        user = registry.get_user(str(actor))
+    except NotFound:
+        return False
+    return user.is_admin and user.active and not user.admin_pending
+
+
+def has_administrator(registry) -> bool:
+    """The registry holds an active, approved administrator (a pending one does not count)."""
+    return any(u.is_admin and u.active and not u.admin_pending for u in registry.users())
+
+
+def granted_by_administrator(registry, granted_by: str | None) -> bool:
+    """Whether a grant is one administrator's half of the two-person rule: made by an administrator
+    who is one still (the one behind ``--as`` for an impersonation), or by the registry-sync Job
+    (whose values an administrator wrote). A grant made while the registry had no active
+    administrator (an OS account, any user bootstrapping it) is nobody's half: it is granted again."""
+    if granted_by == SERVICE_REGISTRY_SYNC:
+        return True
+    return bool(granted_by) and is_administrator(registry, granted_by.split(" acting as ")[0])
+
+
+def second_administrator(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
+    """``actor`` may be the second administrator of what ``granted_by`` did for ``user_name``: an
+    active, approved administrator, personally (never through ``--as``), neither the one who did it
+    (nor the one impersonated) nor ``user_name``, of an act an administrator did
+    (:func:`granted_by_administrator`)."""
+    return (can_act_personally(actor) and is_administrator(registry, actor)
+            and str(actor) not in persons_of(granted_by) | {user_name}
+            and granted_by_administrator(registry, granted_by))
