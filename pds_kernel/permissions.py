@@ -29,6 +29,9 @@ Decisions held here:
 - **manage hub accounts** (:func:`check_manage_hub_accounts`): create, reset, approve, revoke a
   local hub account: a platform administrator, personally (never through ``--as``); nobody else,
   not a researcher for their own account, not a hub service token holding ``admin:users``.
+- **approve a hub account** (:func:`check_approve_hub_account`): under the same two-person rule an
+  account one administrator created or reset is pending until a second administrator, personally,
+  neither that one nor its user, approves it; and nobody approves their own account.
 - **end a project** (:func:`check_halt`, :func:`check_purge`): administrators; a purge needs the
   retention period to be over and two different administrators.
 - **review, approve, release, download, import, approve a package**: the airlock's rules (at the
@@ -37,7 +40,8 @@ Decisions held here:
   releases or downloads; and nothing of a halted project runs (:func:`check_running`).
 
 Who an actor is (service identities and their rights, impersonation, the people behind an action,
-an approved administrator, the second administrator of another's act) is defined in :mod:`pds_kernel.permissions_actors` and re-exported here: import it from here.
+an approved administrator, the second administrator of another's act) is defined in
+:mod:`pds_kernel.permissions_actors` and re-exported here: import it from here.
 
 Impersonation: a platform administrator may run the CLI ``--as`` another registry user
 (:func:`check_impersonate`); the resulting actor is an :class:`Impersonation`, a ``str`` equal to
@@ -192,6 +196,42 @@ def check_manage_hub_accounts(registry, actor: str, what: str = "manage hub acco
         raise PermissionDenied(f"{audit_actor(actor)} may not {what}: only a platform administrator may "
                                "(ask one; an administrator runs pds hub account as themselves)")
 
+
+def can_approve_hub_account(registry, actor: str, user_name: str, provisioned_by: str | None, *,
+                            pending: bool, approvals: int) -> bool:
+    """Approve ``user_name``'s hub account (``pds hub account approve``, the accounts page): whoever
+    manages accounts (:func:`can_manage_hub_accounts`), and under the two-person rule
+    (``approvals`` 2: :meth:`pds_kernel.registry.Registry.approvals_rule`) never its own user (an
+    account revoked by another administrator stays revoked). An account ``pending`` since an
+    administrator created or reset it (its password and second factor are of their choosing, so
+    they could sign in as its user) waits for a second administrator, whatever the rule says now:
+    neither ``provisioned_by`` (nor the one they acted as) nor its user, personally, and only if
+    ``provisioned_by`` is an administrator still (:func:`second_administrator`). Revoking stays one
+    administrator's act (:func:`can_manage_hub_accounts`)."""
+    if not can_manage_hub_accounts(registry, actor):
+        return False
+    if pending:
+        return second_administrator(registry, actor, user_name, provisioned_by)
+    return approvals < 2 or str(actor) != user_name
+
+
+def check_approve_hub_account(registry, actor: str, user_name: str, provisioned_by: str | None, *,
+                              pending: bool, approvals: int) -> None:
+    check_manage_hub_accounts(registry, actor, "approve hub accounts")
+    if (pending or approvals >= 2) and str(actor) == user_name:
+        raise PermissionDenied(f"{actor} may not approve their own hub account: another administrator "
+                               f"must (pds hub account approve {user_name}, as themselves)")
+    if not pending:
+        return
+    if str(actor) in persons_of(provisioned_by):
+        raise PermissionDenied(f"{actor} created or reset the hub account of {user_name} ({provisioned_by}): "
+                               "a second, different administrator must approve it: "
+                               f"pds hub account approve {user_name}")
+    if not can_approve_hub_account(registry, actor, user_name, provisioned_by, pending=pending,
+                                   approvals=approvals):
+        raise PermissionDenied(f"the hub account of {user_name} was created or reset by {provisioned_by}, who is "
+                               "no active administrator now: an administrator must reset it again "
+                               f"(pds hub account add {user_name} --reset) and another approve it")
 
 
 # ---- impersonation ----------------------------------------------------------------------------

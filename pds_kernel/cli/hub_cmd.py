@@ -112,10 +112,12 @@ def account_add(
     user: str = typer.Argument(..., help="Registry user name."),
     reset: bool = typer.Option(False, "--reset", help="Replace the password and second factor."),
 ) -> None:
-    """Create an approved account with a generated password and TOTP secret (printed once).
+    """Create an account with a generated password and TOTP secret (printed once).
 
     The only way to create a hub account (there is no web sign-up). Works with the hub running;
-    ``--reset`` gives a lost account a new password and second factor."""
+    ``--reset`` gives a lost account a new password and second factor and ends its sessions. With
+    registry.membership_approvals: 2 the account (created or reset) waits for a second
+    administrator: pds hub account approve USER, run by another administrator."""
     from ..hub.local import provision_account
 
     state = ctx.obj
@@ -125,11 +127,14 @@ def account_add(
     console.print(f"user: {user}\npassword: {password}\nTOTP secret: {secret}\n"
                   f"otpauth://totp/PDS%20Workspace:{user}?secret={secret}&issuer=PDS%20Workspace\n"
                   "[yellow]shown once: give them to the user over a safe channel[/]", highlight=False)
+    console.print(("[yellow]" if secret.pending else "") + secret.next_step, highlight=False)
 
 
 @account_app.command("approve")
 def account_approve(ctx: typer.Context, user: str = typer.Argument(..., help="Registry user name.")) -> None:
-    """Approve a hub account again after a revocation (audited)."""
+    """Approve a hub account: one waiting for a second administrator (created or reset by another
+    administrator, registry.membership_approvals: 2), or again after a revocation (audited; never
+    your own account under the two-person rule)."""
     from ..hub.local import set_account_approval
 
     state = ctx.obj

@@ -38,8 +38,9 @@ from tornado import web
 
 from .. import permissions
 from ..audit import AuditEvent, Outcome
-from ..errors import NotFound, PermissionDenied
+from ..errors import InvalidInput, NotFound, PermissionDenied
 from .common import end_sessions
+from .provisions import approve_provision, authorize_unless_pending, find_provision
 
 _admin_users_scope = needs_scope("admin:users")
 
@@ -155,6 +156,15 @@ MISSING_CODE = ("Enter the 6-digit code that your authenticator app shows for PD
                 "a code is required with your password.")
 
 
+#: The end of NativeAuthenticator's answer to the right password of an account not approved.
+_UPSTREAM_NOT_APPROVED = "has not been authorized by an administrator yet."
+
+#: What the login page says instead (only to whoever gave the account's password).
+NOT_APPROVED = ("This account is not approved: it was revoked, or it was just created or reset and waits "
+                "for a second administrator's approval (pds hub account approve, by an administrator who "
+                "did not create or reset it). Ask an administrator.")
+
+
 #: NativeAuthenticator's answer to every other refused login (wrong name, password or code, a
 #: code used already, an account blocked after failed attempts), which :func:`refused_login_message`
 #: replaces.
@@ -188,6 +198,8 @@ class PdsLoginHandler(NativeLoginHandler):
         if login_error == _UPSTREAM_REFUSAL:
             login_error = refused_login_message(self.authenticator.allowed_failed_logins,
                                                 self.authenticator.seconds_before_next_try)
+        elif login_error and login_error.endswith(_UPSTREAM_NOT_APPROVED):  # right password and code
+            login_error = NOT_APPROVED
         return super()._render(login_error=login_error, username=username)
 
     async def post(self):
@@ -208,7 +220,14 @@ class PdsLoginHandler(NativeLoginHandler):
 
 class AccountsAreaHandler(AuthorizationAreaHandler):
     """``GET /hub/authorize``: the accounts, with POST forms (template ``authorization-area.html``
-    of ``pds_kernel/hub/templates``)."""
+    of ``pds_kernel/hub/templates``), and who created or reset each one that waits for a second
+    administrator."""
+
+    @_admin_users_scope
+    async def get(self):
+        users = self.db.query(UserInfo).order_by(UserInfo.username).all()
+        pending = {u.username: p for u in users if (p := find_provision(self.db, u.username)) and p.pending}
+        self.finish(await self.render_template("authorization-area.html", users=users, pending=pending))
 
 
 def check_account_manager(registry, record, actor: str, action: str, username: str, **details) -> None:
@@ -228,10 +247,15 @@ def apply_account_approval(db, registry, record, username: str, approved: bool, 
     """Approve or revoke ``username``'s hub account in the hub database session ``db``: the one
     service behind ``pds hub account approve|revoke`` and ``POST /hub/authorize/USER``.
 
-    Only a platform administrator, personally (:func:`check_account_manager`). Revoking also
-    refuses every login cookie of the user and deletes their API tokens (:func:`end_sessions`);
-    their running servers stop at the hub watcher's next pass. ``record`` writes an audit event:
-    allowed and denied decisions are both recorded."""
+    Only a platform administrator, personally (:func:`check_account_manager`). An approval is
+    also asked of :func:`pds_kernel.permissions.check_approve_hub_account`: an account pending since
+    one administrator created or reset it (:mod:`.provisions`) needs a second one, neither that
+    one nor its user; under the two-person rule nobody approves their own account. The approval is
+    a conditional write: an account reset while it was being approved stays pending (refused,
+    "look again"). Revoking is one administrator's act; it also refuses every login cookie of the
+    user and deletes their API tokens (:func:`end_sessions`); their running servers stop at the hub
+    watcher's next pass. ``record`` writes an audit event: allowed and denied decisions are both
+    recorded."""
     from jupyterhub import orm
 
     action = "hub.account.approve" if approved else "hub.account.revoke"
@@ -242,12 +266,40 @@ def apply_account_approval(db, registry, record, username: str, approved: bool, 
         record(AuditEvent(actor=actor, action=action, target=f"user:{str(username)[:64]}",
                           outcome=Outcome.DENIED, details={**details, "reason": "no such account"}))
         raise NotFound(f"{username} has no hub account: create it with pds hub account add {username}")
-    info.is_authorized = approved
-    db.commit()
-    hub_user = db.query(orm.User).filter(orm.User.name == username).first()
-    if hub_user is not None and not approved:
-        end_sessions(db, hub_user, delete_tokens=True)
+    db.refresh(info)  # the hub's session keeps rows: `pds hub account` changes them from another process
+    if approved:
+        details.update(_approve(db, registry, record, info, actor, details))
+    else:
+        info.is_authorized = False
+        db.commit()
+        hub_user = db.query(orm.User).filter(orm.User.name == username).first()
+        if hub_user is not None:
+            end_sessions(db, hub_user, delete_tokens=True)
     record(AuditEvent(actor=actor, action=action, target=f"user:{username}", details=details))
+
+
+def _approve(db, registry, record, info, actor: str, details: dict) -> dict:
+    """The approval of :func:`apply_account_approval`: decided, then written only if the account's
+    provision is still the one decided on; committed. Returns what the audit entry adds."""
+    username, seen = info.username, find_provision(db, info.username)
+    pending = seen is not None and seen.pending
+    try:
+        permissions.check_approve_hub_account(registry, actor, username, seen.provisioned_by if seen else None,
+                                              pending=pending, approvals=registry.approvals_rule())
+        if (pending and not approve_provision(db, seen, permissions.audit_actor(actor))) \
+                or not authorize_unless_pending(db, UserInfo.__table__, username):
+            raise InvalidInput(f"the hub account of {username} was reset while it was being approved: it "
+                               f"waits for a second administrator again (pds hub account approve {username})")
+    except (PermissionDenied, InvalidInput) as exc:
+        db.rollback()
+        record(AuditEvent(actor=actor, action="hub.account.approve", target=f"user:{username}",
+                          outcome=Outcome.DENIED, details={**details, "reason": str(exc)[:500]}))
+        raise
+    db.commit()
+    db.refresh(info)
+    if not pending:
+        return {}
+    return {"provisioned_by": seen.provisioned_by, "provision": seen.action, "second_administrator": True}
 
 
 class AccountAuthorizationHandler(LocalBase):
@@ -267,7 +319,7 @@ class AccountAuthorizationHandler(LocalBase):
             apply_account_approval(self.db, context.registry, context.record, slug, action == "approve",
                                    actor=self.current_user.name, via="web",
                                    remote_ip=self.request.remote_ip or "")
-        except (PermissionDenied, NotFound) as exc:
+        except (PermissionDenied, NotFound, InvalidInput) as exc:
             raise web.HTTPError(exc.http_status, str(exc)) from None
         self.redirect(self.hub.base_url + "authorize#" + slug)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from nativeauthenticator import NativeAuthenticator
 from traitlets import Any, Bool, Float, default
 
+from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, PermissionDenied
 from ..registry import Registry
@@ -56,6 +57,7 @@ from .common import (
     airlock_service_role,
     auth_model,
     build_load_roles,
+    end_sessions,
     is_registry_user,
     make_post_auth_hook,
     record_login_refused,
@@ -63,6 +65,8 @@ from .common import (
 )
 from .expiry import MembershipWatcher
 from .pages import make_template_vars, platform_handlers
+from .provisions import AccountSecret, write_provision
+from .provisions import ensure_table as ensure_provisions_table
 
 #: JupyterHub service holding the token that ``pds hub sync`` uses (admin of users, groups, servers).
 SYNC_SERVICE = "pds-sync"
@@ -305,29 +309,42 @@ def _hub_sessions(settings: Settings):
 
 
 def provision_account(settings: Settings, registry: Registry, username: str, password: str, *,
-                      actor: str, reset: bool = False) -> str:
-    """Create an approved NativeAuthenticator account with a TOTP secret; return the secret.
+                      actor: str, reset: bool = False) -> AccountSecret:
+    """Create a NativeAuthenticator account with a TOTP secret; return the secret (an
+    :class:`.provisions.AccountSecret`, which says whether the account is pending).
 
     The only way accounts are made (``pds hub account add``, and the demo), by a platform
     administrator only (:func:`pds_kernel.permissions.check_manage_hub_accounts`; a refusal is
-    audited). Works with the hub running: the hub re-reads the account at each login. ``reset``
-    also refuses every login cookie issued before. The password is stored as a bcrypt hash; neither
-    it nor the secret is logged or audited.
+    audited). The one who runs it chooses the password and second factor, so under the two-person
+    rule (``registry.membership_approvals: 2``, the registry's rule:
+    :meth:`~pds_kernel.registry.Registry.record_approvals_rule`) the account, created or reset, is
+    *pending*: nobody signs in with it until a second administrator approves it
+    (:func:`.accounts.apply_account_approval`); who made it is recorded with it
+    (:mod:`.provisions`). With one approval, or while the registry holds no approved administrator
+    (a first installation: bootstrap, as for the registry's own administrators), it is approved at
+    once. Works with the hub running: the hub re-reads the account at each login. ``reset`` also
+    ends every session of the account (login cookies and API tokens, as a revocation). The password
+    is stored as a bcrypt hash; neither it nor the secret is logged or audited.
     """
     import bcrypt
     from nativeauthenticator.orm import UserInfo
 
-    check_account_manager(registry, registry._audit.record, actor,
-                          "hub.account.reset" if reset else "hub.account.create", username)
+    action = "hub.account.reset" if reset else "hub.account.create"
+    check_account_manager(registry, registry._audit.record, actor, action, username)
     check_user_name(username)
     if not is_registry_user(registry, username):
         raise PermissionDenied(f"{username} is not an active registry user: add them to the registry first")
     if len(password) < 8:
         raise InvalidInput("the password must have at least 8 characters")
+    bootstrap = not permissions.has_administrator(registry)
+    approvals = registry.record_approvals_rule(actor)
+    pending = approvals >= 2 and not bootstrap
     secret = base64.b32encode(secrets.token_bytes(10)).decode()
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
     session = _hub_sessions(settings)()
+    ended = 0
     try:
+        ensure_provisions_table(session)
         info = UserInfo.find(session, username)
         if info is not None and not reset:
             raise InvalidInput(f"{username} already has a hub account (use --reset to replace it)")
@@ -335,28 +352,34 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
             info = UserInfo(username=username, password=hashed, otp_secret=secret)
             session.add(info)
         info.password, info.otp_secret = hashed, secret
-        info.is_authorized, info.has_2fa = True, True
+        info.is_authorized, info.has_2fa = not pending, True
+        write_provision(session, username, action=action.removeprefix("hub.account."),
+                        provisioned_by=permissions.audit_actor(actor), approvals=approvals, approved=not pending)
         if reset:
             from jupyterhub import orm
-            from jupyterhub.utils import new_token
 
             hub_user = session.query(orm.User).filter(orm.User.name == username).first()
-            if hub_user is not None:
-                hub_user.cookie_id = new_token()
+            if hub_user is not None:  # commits the account with it
+                ended = end_sessions(session, hub_user, delete_tokens=True)
         session.commit()
     finally:
         session.close()
         session.get_bind().dispose()
-    registry._audit.record(AuditEvent(actor=actor, action="hub.account.create" if not reset
-                                      else "hub.account.reset", target=f"user:{username}"))
-    return secret
+    details: dict = {"pending": pending, "approvals": approvals}
+    if bootstrap and approvals >= 2:
+        details["bootstrap"] = True
+    if reset:
+        details["tokens_deleted"] = ended
+    registry._audit.record(AuditEvent(actor=actor, action=action, target=f"user:{username}", details=details))
+    return AccountSecret(secret, username, pending)
 
 
 def set_account_approval(settings: Settings, registry: Registry, username: str, approved: bool, *,
                          actor: str) -> None:
     """Approve or revoke a hub account (``pds hub account approve|revoke``), audited.
 
-    Revoking also refuses every login cookie the user holds (a new JupyterHub ``cookie_id``),
+    Approving an account pending since one administrator created or reset it takes a second
+    administrator (:func:`pds_kernel.permissions.check_approve_hub_account`). Revoking also refuses every login cookie the user holds (a new JupyterHub ``cookie_id``),
     deletes their API tokens, and the hub's membership watcher stops their running servers within
     ``membership_check_interval``. Works with the hub running. A platform administrator only
     (:func:`.accounts.apply_account_approval`, the same service as the hub's accounts page)."""

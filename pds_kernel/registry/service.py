@@ -418,6 +418,22 @@ class Registry:
                 Membership.user_name == user_name, Membership.role == role).order_by(Project.id))
             return [_project_info(p) for p, m in rows if p.is_open(today) and m.is_valid(today) and not m.pending]
 
+    def approvals_rule(self) -> int:
+        """How many administrators the two-person rule asks for now, read only: this process's
+        setting or the registry's recorded rule, whichever is higher (what :meth:`_approvals` gives
+        a write of this process, without recording anything)."""
+        with transaction(self._sessions) as s:
+            rule = s.get(RegistryRule, MEMBERSHIP_APPROVALS_RULE)
+            return max(self.membership_approvals, rule.value if rule else 1)
+
+    def record_approvals_rule(self, actor: str) -> int:
+        """The rule for a write made outside the registry's tables (a hub account created or reset),
+        as :meth:`_approvals` gives it to every registry write: a process with a higher setting
+        records it first (``registry.rule.update``), so a later command with the setting lowered
+        still works under it."""
+        with transaction(self._sessions) as s:
+            return self._approvals(s, actor)
+
     def is_administrator(self, actor: str) -> bool:
         """Whether ``actor`` is an active platform administrator of the registry (the rule is
         :func:`pds_kernel.permissions.is_administrator`; an ``os:<user>`` never is)."""

@@ -309,24 +309,28 @@ def test_promotion_through_the_registry_sync_job_approved_by_another(world):
     assert entry.actor == "root" and entry.details["admin_granted_by"] == SERVICE_REGISTRY_SYNC
 
 
-def test_reset_of_another_administrators_hub_account_is_audited(world):
+def test_reset_of_another_administrators_hub_account_waits_for_a_second_administrator(world):
     """root gives ada's hub account a new password and second factor (``pds hub account add ada
-    --reset``) to sign in to the hub as ada. Works, by design: an administrator provisions every
-    local hub account, so he knows its credentials (RESIDUAL, docs/isolation.md). It gives root no
-    second administrator: approving an administrator or a membership, and purging, are ``pds``
-    commands run by the OS user ``cli.identities`` maps, never a hub page; what a sign-in as ada
-    gives (her memberships, her reviews as an output checker) a reset of any account gives, so
-    refusing it for administrators only would change nothing. The reset is audited with its actor,
-    and a pending administrator (mallory) may not do it."""
-    from pds_kernel.hub.local import provision_account
+    --reset``) to sign in to the hub as ada, with her memberships and reviews. Before the fix the
+    reset was approved at once (only audited): GOT THROUGH by design then (RESIDUAL). Now, under
+    the two-person rule, the account waits for a second administrator, neither root nor ada
+    (tests/security/test_two_person_account_attacks.py signs in through a real hub); the reset is
+    audited with its actor, and a pending administrator (mallory) may not do it at all."""
+    from pds_kernel.hub.local import provision_account, set_account_approval
 
     runtime, registry = world
     provision_account(runtime.settings, registry, "ada", "long-enough-password", actor="ada")
-    provision_account(runtime.settings, registry, "ada", "another-long-password", actor="root", reset=True)
+    set_account_approval(runtime.settings, registry, "ada", True, actor="eve")
+    assert provision_account(runtime.settings, registry, "ada", "another-long-password", actor="root",
+                             reset=True).pending
     with pytest.raises(PermissionDenied):
         provision_account(runtime.settings, registry, "ada", "a-third-long-password", actor="mallory", reset=True)
+    with pytest.raises(PermissionDenied, match="second, different administrator"):
+        set_account_approval(runtime.settings, registry, "ada", True, actor="root")
     resets = [(e.actor, e.target, e.outcome) for e in runtime.audit.entries() if e.action == "hub.account.reset"]
     assert resets == [("root", "user:ada", "ok"), ("mallory", "user:ada", "denied")]
+    approvals = [(e.actor, e.outcome) for e in runtime.audit.entries() if e.action == "hub.account.approve"]
+    assert approvals == [("eve", "ok"), ("root", "denied")]
 
 
 @pytest.mark.parametrize("identity", [SERVICE_REGISTRY_SYNC, "migration:0011", "os:ada"])
