@@ -288,8 +288,9 @@ def _approve(db, registry, record, info, actor: str, details: dict) -> dict:
                                               pending=pending, approvals=registry.approvals_rule())
         if (pending and not approve_provision(db, seen, permissions.audit_actor(actor))) \
                 or not authorize_unless_pending(db, UserInfo.__table__, username):
-            raise InvalidInput(f"the hub account of {username} was reset while it was being approved: it "
-                               f"waits for a second administrator again (pds hub account approve {username})")
+            raise InvalidInput(f"the hub account of {username} changed while it was being approved (reset "
+                               "again, or approved by another administrator): look at it again; a reset waits "
+                               f"for a second administrator (pds hub account approve {username})")
     except (PermissionDenied, InvalidInput) as exc:
         db.rollback()
         record(AuditEvent(actor=actor, action="hub.account.approve", target=f"user:{username}",
