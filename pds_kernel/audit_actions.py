@@ -68,10 +68,10 @@ ACTIONS: dict[str, ActionInfo] = {
     "extract.check": ActionInfo(_PROJECT, "the conformity check of a project extract ran (its findings in details)"),
     "extract.show": ActionInfo(_USER, "access decision: may this output checker see the project's extract"),
     # The hub: accounts, logins and the hub's view of the registry.
-    "hub.account.approve": ActionInfo(_USER, "an administrator approved a sign-up"),
-    "hub.account.create": ActionInfo(_USER, "an administrator created an account"),
+    "hub.account.approve": ActionInfo(_USER, "an administrator approved an account: one pending since another administrator created or reset it (provisioned_by, second_administrator in details), or one revoked; denied: an approval refused"),
+    "hub.account.create": ActionInfo(_USER, "an administrator created an account (pending: waits for a second administrator under the two-person rule; the rule and bootstrap in details)"),
     "hub.account.password": ActionInfo(_USER, "an account's password was changed"),
-    "hub.account.reset": ActionInfo(_USER, "an administrator reset an account's password and second factor"),
+    "hub.account.reset": ActionInfo(_USER, "an administrator reset an account's password and second factor and ended its sessions (pending as for a creation; tokens deleted in details)"),
     "hub.account.revoke": ActionInfo(_USER, "an administrator revoked an account"),
     "hub.login": ActionInfo(_USER, "a log-in to the hub, accepted or refused"),
     "hub.login.oidc": ActionInfo(_USER, "a log-in through the identity provider (OpenID Connect), accepted or refused"),
