@@ -12,7 +12,10 @@ trigger (CSRF), and an admin page that sets another user's password. None of the
   which asks :func:`pds_kernel.permissions.check_manage_hub_accounts` first (a platform
   administrator of the registry now, personally: holding the hub scope ``admin:users``, as the
   ``pds-sync`` service token does, is not enough), audited allowed and denied
-  (``hub.account.approve`` / ``hub.account.revoke``); GET there is 405;
+  (``hub.account.approve`` / ``hub.account.revoke``); GET there is 405. Under the two-person rule
+  an account that one administrator created or reset waits for a second one
+  (:func:`pds_kernel.permissions.check_approve_hub_account`, :mod:`.provisions`); the page shows
+  who made each pending account;
 * ``/hub/discard/USER``, ``/hub/change-password/USER`` (another user's password) and
   ``/hub/confirm/...`` (e-mail self-approval) are not served (404): ``pds hub account add USER
   --reset`` replaces a password and second factor, ``pds hub account revoke USER`` disables one.
@@ -40,7 +43,7 @@ from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from .common import end_sessions
-from .provisions import approve_provision, authorize_unless_pending, find_provision
+from .provisions import approve_provision, authorize_unless_pending, find_provision, pending_provisions
 
 _admin_users_scope = needs_scope("admin:users")
 
@@ -226,8 +229,8 @@ class AccountsAreaHandler(AuthorizationAreaHandler):
     @_admin_users_scope
     async def get(self):
         users = self.db.query(UserInfo).order_by(UserInfo.username).all()
-        pending = {u.username: p for u in users if (p := find_provision(self.db, u.username)) and p.pending}
-        self.finish(await self.render_template("authorization-area.html", users=users, pending=pending))
+        self.finish(await self.render_template("authorization-area.html", users=users,
+                                               pending=pending_provisions(self.db)))
 
 
 def check_account_manager(registry, record, actor: str, action: str, username: str, **details) -> None:

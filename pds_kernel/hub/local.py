@@ -12,7 +12,9 @@ Ports, all on loopback except the public one (``settings.hub.ip``):
 
 Accounts: created only by an operator with :func:`provision_account` (``pds hub account add``),
 for active registry users, always with a TOTP second factor; there is no web sign-up (see
-:mod:`.accounts` for the account pages that are served, all POST with XSRF and audited). A TOTP
+:mod:`.accounts` for the account pages that are served, all POST with XSRF and audited). Under the
+two-person rule an account one administrator creates or resets waits for a second one
+(:mod:`.provisions`). A TOTP
 code opens one session only. Data files (hub database, cookie secret, proxy pid, service token) live
 in ``settings.paths.state / "hub"``.
 """
@@ -337,8 +339,6 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
     if len(password) < 8:
         raise InvalidInput("the password must have at least 8 characters")
     bootstrap = not permissions.has_administrator(registry)
-    approvals = registry.record_approvals_rule(actor)
-    pending = approvals >= 2 and not bootstrap
     secret = base64.b32encode(secrets.token_bytes(10)).decode()
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
     session = _hub_sessions(settings)()
@@ -348,6 +348,8 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
         info = UserInfo.find(session, username)
         if info is not None and not reset:
             raise InvalidInput(f"{username} already has a hub account (use --reset to replace it)")
+        approvals = registry.record_approvals_rule(actor)  # the hub database has not been written yet
+        pending = approvals >= 2 and not bootstrap
         if info is None:
             info = UserInfo(username=username, password=hashed, otp_secret=secret)
             session.add(info)

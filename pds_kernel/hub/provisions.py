@@ -88,6 +88,13 @@ def find_provision(db, username: str) -> Provision | None:
     return None if row is None else Provision(**row)
 
 
+def pending_provisions(db) -> dict[str, Provision]:
+    """Every account waiting for a second administrator, by user name."""
+    ensure_table(db)
+    rows = db.execute(select(provisions_table).where(provisions_table.c.approved_by.is_(None))).mappings()
+    return {row["username"]: Provision(**row) for row in rows}
+
+
 def write_provision(db, username: str, *, action: str, provisioned_by: str, approvals: int,
                     approved: bool) -> Provision:
     """Record a creation or reset of ``username``'s account in ``db``'s transaction (the caller
