@@ -333,12 +333,15 @@ def create_accounts(runtime: Runtime, actor: str) -> tuple[StepResult, list[Acco
     registry = Registry.from_runtime(runtime)
     created: list[Account] = []
     kept: list[str] = []
+    pending: list[str] = []  # registry.membership_approvals: 2 (not the demo's default)
     for user, _full, admin, roles in DEMO_USERS:
         if hub_account_exists(runtime.settings, user):
             kept.append(user)
             continue
         password = secrets.token_urlsafe(12)
         secret = provision_account(runtime.settings, registry, user, password, actor=actor)
+        if secret.pending:
+            pending.append(user)
         by_role: dict[str, list[str]] = {}
         for pid, role in roles.items():
             by_role.setdefault(role, []).append(pid)
@@ -351,6 +354,9 @@ def create_accounts(runtime: Runtime, actor: str) -> tuple[StepResult, list[Acco
                           "were created; `pds --config DIR/pds.yaml hub account add USER --reset` makes new "
                           "ones)"), []
     message = f"{len(created)} hub account(s) created" + (f", {len(kept)} kept" if kept else "")
+    if pending:
+        message += (f"; {', '.join(pending)} wait for a second administrator (two-person rule): another "
+                    "administrator runs pds hub account approve USER")
     return StepResult("accounts", "done", message), created
 
 
