@@ -5,15 +5,16 @@ of actor, and helpers to tamper with a published extract as someone with write a
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "extract"))  # its lake helpers
 
+from extract_dist_support import manifest_of, writable_copy
 from extract_lake import DIABETES_SPEC, generate_rows, write_lake
 
 from pds_kernel.extract.build import extract_dir, write_parquet
@@ -58,17 +59,6 @@ def denied(runtime, action: str, actor_label: str | None = None) -> list:
             if e.outcome == "denied" and (actor_label is None or e.actor == actor_label)]
 
 
-def writable_copy(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target)
-    for path in [target, *target.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return target
-
-
-def manifest_of(directory: Path) -> dict:
-    return json.loads((directory / "manifest.json").read_text())
-
-
 def rewrite_file(directory: Path, table: str, frame: pl.DataFrame, index: int = 0) -> None:
     """Replace file ``index`` of ``table`` by ``frame`` and record its true hash and rows in the
     manifest, as someone with write access to the extract would (a consistent tampering)."""
@@ -84,3 +74,17 @@ def rewrite_file(directory: Path, table: str, frame: pl.DataFrame, index: int = 
         entry.update(sha256=sha256_file(path), rows=frame.height)
     (directory / "manifest.json").chmod(0o644)
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture
+def rows():
+    """The small lake's rows (plain Python: an attack may plant a value in them first)."""
+    return generate_rows()
+
+
+@pytest.fixture
+def world(runtime, rows):
+    """The small lake written from ``rows`` and the registry of every kind of actor."""
+    write_lake(runtime.settings.paths.lake, rows)
+    make_registry(runtime)
+    return runtime

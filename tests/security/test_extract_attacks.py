@@ -13,13 +13,13 @@ import os
 import time
 from datetime import date
 
+import extract_attacks_support
 import polars as pl
 import pytest
 from extract_attacks_support import (
     DIABETES_SPEC,
     SMALL_SPEC,
     extract_dir,
-    generate_rows,
     make_registry,
     manifest_of,
     rewrite_file,
@@ -32,17 +32,8 @@ from pds_kernel.extract.build import raw_identifiers, run_build
 from pds_kernel.extract.conformity import check_extract
 from pds_kernel.extract.spec import PERSON_ID, RAW_ID_COLUMNS, load_spec, parse_spec
 
-
-@pytest.fixture
-def rows():
-    return generate_rows()
-
-
-@pytest.fixture
-def world(runtime, rows):
-    write_lake(runtime.settings.paths.lake, rows)
-    make_registry(runtime)
-    return runtime
+rows = extract_attacks_support.rows  # fixtures: the small lake's rows, the lake and the registry
+world = extract_attacks_support.world
 
 
 def _cohort_nir(rows) -> str:

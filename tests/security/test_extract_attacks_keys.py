@@ -10,17 +10,15 @@ import os
 from dataclasses import replace
 from datetime import date
 
+import extract_attacks_support
 import polars as pl
 import pytest
 from extract_attacks_support import (
     SMALL_SPEC,
     denied,
     extract_dir,
-    generate_rows,
-    make_registry,
     manifest_of,
     rewrite_file,
-    write_lake,
 )
 
 from pds_kernel.errors import IntegrityError, PermissionDenied
@@ -36,16 +34,8 @@ from pds_kernel.runtime import Runtime
 MI_SPEC = SMALL_SPEC.replace("project: diab-study", "project: mi-study")
 
 
-@pytest.fixture
-def rows():
-    return generate_rows()
-
-
-@pytest.fixture
-def world(runtime, rows):
-    write_lake(runtime.settings.paths.lake, rows)
-    make_registry(runtime)
-    return runtime
+rows = extract_attacks_support.rows  # fixtures: the small lake's rows, the lake and the registry
+world = extract_attacks_support.world
 
 
 def _build(runtime, project="diab-study", actor="root", **kw):
