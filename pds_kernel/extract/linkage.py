@@ -23,6 +23,8 @@ from .frames import Backend, LakeFrames
 from .spec import PERSON_ID, Linkage
 
 PERSON = "BEN_NIR_PSA"
+#: The largest linkage file read (a study's cohort: ~40 bytes a person, so some 25 million persons).
+MAX_LINKAGE_BYTES = 1 << 30
 #: A header quoted in an error must look like a column name (not a line of data, not binary bytes).
 _COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
@@ -60,6 +62,9 @@ def read_linkage_file(linkage: Linkage, backend: Backend) -> pl.DataFrame:
         raise InvalidInput(f"linkage file {path} does not exist")
     if path.is_symlink():
         raise InvalidInput(f"linkage file {path.name} is a symbolic link: give the file itself, next to the spec")
+    if path.stat().st_size > MAX_LINKAGE_BYTES:
+        raise InvalidInput(f"linkage file {path.name} holds more than {MAX_LINKAGE_BYTES >> 20} MiB: a study's "
+                           "cohort is a list of identifiers and subject numbers; give only those two columns")
     try:
         raw = pl.read_csv(path, infer_schema=False)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):

@@ -224,6 +224,20 @@ def test_a_malformed_linkage_file_never_quotes_an_identifier(world, rows, tmp_pa
     assert nir not in str(refused.value) and nir not in _audit_text(world)
 
 
+def test_a_linkage_file_larger_than_the_build_reads_is_refused_unread(world, tmp_path):
+    """A linkage file of 2 GiB (sparse: no disk used) would be read whole into memory."""
+    from pds_kernel.extract.linkage import MAX_LINKAGE_BYTES
+
+    with open(tmp_path / "cohort.csv", "wb") as handle:
+        handle.write(b"BEN_NIR_PSA,SUBJ\n")
+        handle.truncate(2 * MAX_LINKAGE_BYTES)
+    (tmp_path / "spec.yaml").write_text(SMALL_SPEC + "linkage: {file: cohort.csv, source_id: BEN_NIR_PSA, "
+                                                     "subject_id: SUBJ}\n")
+    with pytest.raises(InvalidInput, match="holds more than 1024 MiB"):
+        run_build(world, "diab-study", load_spec(tmp_path / "spec.yaml"), actor="root")
+    assert _nothing_published(world, "diab-study")
+
+
 def test_building_project_b_with_the_spec_of_project_a_is_refused(world):
     with pytest.raises(PermissionDenied, match="the spec is for project diab-study, not mi-study"):
         run_build(world, "mi-study", parse_spec(SMALL_SPEC), actor="root")
