@@ -105,6 +105,86 @@ def rebuild_rows(job: dict) -> dict[str, Any]:
             "persons_declared": PERSON in used.columns}
 
 
+def _sklearn_trees(model) -> list:
+    """Every fitted scikit-learn tree inside ``model`` (itself, a forest's, a boosting's)."""
+    if hasattr(model, "tree_"):
+        return [model]
+    found = []
+    for est in np.ravel(np.asarray(getattr(model, "estimators_", []), dtype=object)):
+        found.extend(_sklearn_trees(est))
+    return found
+
+
+def leaf_check(model, X_train: np.ndarray) -> dict[str, int] | None:
+    """How the model's leaves meet the declared training rows: ``unreached`` leaves no declared
+    training row falls in (a genuine tree has none: every leaf was made by training rows, in-bag ones
+    for a forest), and for one scikit-learn tree ``miscounted`` leaves whose recorded sample count is
+    not the number of declared rows in them. None when the model has no trees."""
+    X = np.asarray(X_train, dtype=np.float32)
+    unreached = miscounted = total = trees = 0
+    if isinstance(model, LightGBMClassifier):
+        reached = np.asarray(model.booster.predict(X, pred_leaf=True)).reshape(len(X), -1)
+        for t, info in enumerate(model.booster.dump_model()["tree_info"]):
+            leaves = int(info["num_leaves"])
+            trees, total = trees + 1, total + leaves
+            unreached += leaves - len(np.unique(reached[:, t]))
+    elif hasattr(model, "get_booster"):
+        import xgboost as xgb
+
+        booster = model.get_booster()
+        frame = booster.trees_to_dataframe()
+        reached = np.asarray(booster.predict(xgb.DMatrix(X), pred_leaf=True)).reshape(len(X), -1)
+        leaves = frame[frame["Feature"] == "Leaf"]
+        for t, nodes in leaves.groupby("Tree"):
+            trees, total = trees + 1, total + len(nodes)
+            unreached += len(set(nodes["Node"].astype(int)) - set(reached[:, int(t)].astype(int)))
+    else:
+        estimators = _sklearn_trees(model)
+        if not estimators:
+            return None
+        single = len(estimators) == 1 and estimators[0] is model
+        for est in estimators:
+            tree = est.tree_
+            leaves = np.flatnonzero(tree.children_left == -1)
+            counts = np.bincount(est.apply(X), minlength=tree.node_count)
+            trees, total = trees + 1, total + len(leaves)
+            unreached += int((counts[leaves] == 0).sum())
+            if single:
+                miscounted += int((counts[leaves] != tree.n_node_samples[leaves]).sum())
+    return {"trees": trees, "leaves": total, "unreached": unreached, "miscounted": miscounted}
+
+
+def extra_state(model, X_train, y_train) -> list[str]:
+    """Attributes of a loaded scikit-learn model that the same estimator fitted on the declared
+    training rows does not have, or whose arrays have another shape: state the model carries
+    without being made by fitting (data stored next to a genuine model)."""
+    from sklearn.base import BaseEstimator, clone
+
+    fresh = clone(model).fit(X_train, y_train)
+    out: list[str] = []
+
+    def compare(a, b, where: str, depth: int) -> None:
+        if depth > 6 or len(out) >= 20:
+            return
+        mine, theirs = vars(a), vars(b)
+        out.extend(f"{where}{k}" for k in sorted(set(mine) - set(theirs)))
+        for key in sorted(set(mine) & set(theirs)):
+            x, y = mine[key], theirs[key]
+            if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):
+                if x.shape != y.shape and not hasattr(a, "tree_"):
+                    out.append(f"{where}{key} (shape {x.shape}, fitted {y.shape})")
+            elif isinstance(x, BaseEstimator) and isinstance(y, BaseEstimator) and type(x) is type(y):
+                compare(x, y, f"{where}{key}.", depth + 1)
+            elif isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and len(x) == len(y):
+                for i, (u, v) in enumerate(zip(x, y)):
+                    u, v = (u[-1], v[-1]) if isinstance(u, tuple) and isinstance(v, tuple) and u else (u, v)
+                    if isinstance(u, BaseEstimator) and type(u) is type(v):
+                        compare(u, v, f"{where}{key}[{i}].", depth + 1)
+
+    compare(model, fresh, "", 0)
+    return out[:20]
+
+
 def tpr_at(fpr: np.ndarray, tpr: np.ndarray, level: float) -> float:
     """The highest TPR the attack reaches while its FPR is at most ``level``."""
     fpr, tpr = np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)
@@ -203,6 +283,18 @@ def attack(job: dict, out: Path) -> dict[str, Any]:
     report.update(model=type(model).__name__, n_train=len(rows["y_train"]), n_test=len(rows["y_test"]),
                   n_features=len(rows["features"]), foreign_persons=rows["foreign_persons"],
                   persons_declared=rows["persons_declared"])
+    try:
+        leaves = leaf_check(model, rows["X_train"])
+    except Exception as exc:  # reported: the verdict cannot pass without it
+        leaves = None
+        report.setdefault("skipped", {})["leaves"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    if leaves is not None:
+        report["leaves"] = leaves
+    if job["format"] == "skops":
+        try:
+            report["extra_state"] = extra_state(model, rows["X_train"], rows["y_train"])
+        except Exception as exc:
+            report["extra_state"] = [f"the estimator could not be refitted to compare ({type(exc).__name__})"]
     report["params"] = _plain({k: v for k, v in model.get_params().items()
                                if isinstance(v, (int, float, str, bool)) and k != "booster"})
     target = Target(model=model, X_train=rows["X_train"], y_train=rows["y_train"],
@@ -228,7 +320,7 @@ def attack(job: dict, out: Path) -> dict[str, Any]:
             skipped[name] = "sacroml found the target not attackable"
             del outputs[name]
     report["seconds"] = timings
-    report["skipped"] = skipped
+    report["skipped"] = {**report.get("skipped", {}), **skipped}
     if "structural" in outputs:
         report["structural"] = _plain(outputs["structural"].get("metadata", {}).get("global_metrics", {}))
     curves = {}

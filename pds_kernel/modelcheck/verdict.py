@@ -59,6 +59,11 @@ def clean_report(raw: dict[str, Any]) -> dict[str, Any]:
         number = _number(raw.get(key))
         if number is not None:
             out[key] = int(number)
+    if isinstance(raw.get("leaves"), dict):
+        out["leaves"] = {k: int(_number(raw["leaves"].get(k)) or 0)
+                         for k in ("trees", "leaves", "unreached", "miscounted")}
+    if isinstance(raw.get("extra_state"), list):
+        out["extra_state"] = _texts(raw["extra_state"])
     if isinstance(raw.get("persons_declared"), bool):
         out["persons_declared"] = raw["persons_declared"]
     if isinstance(raw.get("params"), dict):
@@ -105,6 +110,26 @@ def findings(report: dict[str, Any], limits) -> list[Finding]:
     if foreign:
         out.append(Finding("model-attack", Status.FAIL, f"{foreign} declared training or test person(s) are not "
                                                         "in this project's extract"))
+    leaves = report.get("leaves") or {}
+    if leaves.get("unreached"):
+        out.append(Finding("model-attack", Status.FAIL, f"{leaves['unreached']} of the model's {leaves.get('leaves')} "
+                                                        "leaves hold none of the declared training rows: either the "
+                                                        "declaration names other rows than the model was trained on, "
+                                                        "or the model carries leaves no training made (values "
+                                                        "stored, not learnt)"))
+    if leaves.get("miscounted"):
+        out.append(Finding("model-attack", Status.FAIL, f"{leaves['miscounted']} leaves record another number of "
+                                                        "training rows than the declared training rows put in them: "
+                                                        "the declaration does not name the rows the tree was "
+                                                        "trained on, so the attacks tested the wrong rows"))
+    if "leaves" in (report.get("skipped") or {}):
+        out.append(Finding("model-attack", Status.REVIEW, f"the leaves could not be matched with the declared "
+                                                          f"training rows: {report['skipped']['leaves']}"))
+    if report.get("extra_state"):
+        out.append(Finding("model-attack", Status.FAIL, "the estimator carries state that fitting it on the declared "
+                                                        "rows does not make (" + ", ".join(report["extra_state"][:5])
+                                                        + "): data stored next to the model; export the fitted "
+                                                          "estimator alone"))
     for name, label in MIA.items():
         m = report.get(name)
         if not isinstance(m, dict) or m.get("auc") is None:

@@ -189,11 +189,13 @@ _SUBMESSAGES = {
     ("training", 1): "graph", ("training", 2): "graph",
     ("function", 7): "node", ("function", 9): "opset", ("function", 11): "attribute",
     ("tensor", 13): "entry",
+    ("graph", 11): "value", ("graph", 12): "value",
 }
 
 
 #: the scalar fields the gate reads, per message type (the others are walked over, not kept)
-_KEPT = {"model": {1}, "tensor": {8, 14}, "node": {4, 7}, "opset": {1}, "function": {1, 10}, "entry": {1, 2}}
+_KEPT = {"model": {1}, "tensor": {8, 14}, "node": {1, 2, 4, 7}, "opset": {1}, "function": {1, 2, 3, 10},
+         "entry": {1, 2}, "value": {1}, "attribute": {1}}
 #: fields the gate walks, at most: a genuine model keeps its numbers in packed or raw fields (a
 #: few per tensor); millions of one-number fields would only cost the gate time and memory
 MAX_ONNX_FIELDS = 1_000_000
@@ -236,6 +238,15 @@ class _OnnxWalk:
         _, a, b = values[-1]
         return _text(self.buf, a, b)
 
+    def strings(self, seen: dict, number: int) -> list[str]:
+        """Every value of the repeated string field ``number``."""
+        out = []
+        for value in seen.get(number, []):
+            if not isinstance(value, tuple) or value[0] != 2:
+                raise _Damaged(f"field {number} is not a string")
+            out.append(_text(self.buf, value[1], value[2]))
+        return out
+
     def judge(self, kind: str, seen: dict) -> None:
         if kind == "tensor":
             name = self.string(seen, 8)[:80]
@@ -265,6 +276,67 @@ class _OnnxWalk:
         return None
 
 
+def _dead_weight(walk: _OnnxWalk, graph: dict, where: str) -> set[str]:
+    """Refuse what a graph carries without using it: initializers no live node reads, nodes whose
+    outputs reach no graph output, initializers returned unchanged as outputs. Returns the names the
+    graph reads from its enclosing scopes. ONNX nodes are in topological order, so one pass from the
+    end finds every live node."""
+    outputs = [v for value in graph.get(12, []) for v in walk.strings(value, 1)]
+    inputs = {v for value in graph.get(11, []) for v in walk.strings(value, 1)}
+    initializers = [walk.string(t, 8) for t in graph.get(5, [])]
+    initializers += [walk.string(t, 8) for sparse in graph.get(15, []) for t in sparse.get(1, [])]
+    needed = set(outputs)
+    produced: set[str] = set()
+    for node in reversed(graph.get(1, [])):
+        outs = [o for o in walk.strings(node, 2) if o]
+        produced.update(outs)
+        if not any(o in needed for o in outs):
+            op = walk.string(node, 4)[:60]
+            raise _Refused(f"{where}: node {op!r} (output {(outs or [''])[0][:80]!r}) contributes to no output of "
+                           "the model: a node nobody uses can only carry data")
+        needed.update(i for i in walk.strings(node, 1) if i)
+        for attribute in node.get(5, []):
+            for sub in attribute.get(6, []) + attribute.get(11, []):
+                needed.update(_dead_weight(walk, sub, f"{where} > subgraph of {walk.string(node, 4)[:40]!r}"))
+    for name in initializers:
+        if name in outputs and name not in produced:
+            raise _Refused(f"{where}: the initializer {name[:80]!r} is an output of the model as stored: the "
+                           "model returns a stored tensor unchanged, which can only carry data")
+        if name not in needed:
+            raise _Refused(f"{where}: the initializer {name[:80]!r} is read by no node: a tensor the model "
+                           "does not use can only carry data; export the model without it")
+    return needed - produced - set(initializers) - inputs
+
+
+def _function_dead_weight(walk: _OnnxWalk, function: dict) -> None:
+    name = walk.string(function, 1)[:80]
+    graph = {1: function.get(7, []), 12: [{1: [v]} for v in function.get(3, [])]}
+    needed = set(walk.strings(function, 3))
+    for node in reversed(graph[1]):
+        outs = [o for o in walk.strings(node, 2) if o]
+        if not any(o in needed for o in outs):
+            raise _Refused(f"local function {name!r}: node {walk.string(node, 4)[:60]!r} contributes to no "
+                           "output of the function: a node nobody uses can only carry data")
+        needed.update(i for i in walk.strings(node, 1) if i)
+        for attribute in node.get(5, []):
+            for sub in attribute.get(6, []) + attribute.get(11, []):
+                _dead_weight(walk, sub, f"local function {name!r}")
+
+
+def _unused(walk: _OnnxWalk, model: dict) -> None:
+    """Refuse tensors, nodes and functions the model carries without using them (see :func:`_dead_weight`)."""
+    if model.get(20):
+        raise _Refused("it holds training information (training_info): an exported model is for inference; "
+                       "its initialisation and training graphs can carry data the model does not use")
+    for graph in model.get(7, []):
+        _dead_weight(walk, graph, "the main graph")
+    for function in model.get(25, []):
+        key = (walk.string(function, 10), walk.string(function, 1))
+        if key not in walk.nodes:
+            raise _Refused(f"the local function {key[1][:80]!r} is called by no node: it can only carry data")
+        _function_dead_weight(walk, function)
+
+
 def onnx_problem(path: Path) -> str | None:
     """Why the file at ``path`` is not an ONNX model the gate lets a checker open (see the module)."""
     with open(path, "rb") as fh:
@@ -274,16 +346,30 @@ def onnx_problem(path: Path) -> str | None:
             walk = _OnnxWalk(buf)
             try:
                 model = walk.message("model", 0, len(buf), 0)
+                if not any(isinstance(v, tuple) and v[0] == 0 for v in model.get(1, [])) or 7 not in model:
+                    return "it is not an ONNX model (no ir_version or no graph)"
+                foreign = walk.foreign()
+                if foreign:
+                    return (f"{foreign}: a custom operator needs native code the reader would have to load; "
+                            "export with the standard ONNX operators only")
+                _unused(walk, model)
             except _Refused as exc:
                 return str(exc)
             except _Damaged as exc:
                 return f"it is not a well-formed ONNX (protobuf) file: {exc}"
             finally:
                 walk.buf = None
-    if not any(isinstance(v, tuple) and v[0] == 0 for v in model.get(1, [])) or 7 not in model:
-        return "it is not an ONNX model (no ir_version or no graph)"
-    foreign = walk.foreign()
-    if foreign:
-        return (f"{foreign}: a custom operator needs native code the reader would have to load; export "
-                "with the standard ONNX operators only")
     return None
+
+
+def onnx_operators(path: Path) -> set[tuple[str, str]]:
+    """(domain, operator) of every node of a well-formed ONNX model (after :func:`onnx_problem`)."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        walk = _OnnxWalk(buf)
+        try:
+            walk.message("model", 0, len(buf), 0)
+        except ValueError:
+            return set()
+        finally:
+            walk.buf = None
+    return walk.nodes

@@ -16,6 +16,7 @@ import struct
 import zipfile
 from pathlib import Path
 
+from .model_data import scan_model
 from .model_formats import onnx_problem, safetensors_problem
 from .result import Finding, Status
 
@@ -156,7 +157,8 @@ def check_model(path: Path, name: str, head: bytes, size: int) -> list[Finding]:
         return [Finding("file-type", Status.FAIL, why)]
     fmt = model_format(path, Path(name).suffix.lower(), head, size)
     return [Finding("model", Status.REVIEW, f"{fmt} model: a checker must confirm it holds no individual records "
-                                            "(training data, support vectors, leaves of one person)")]
+                                            "(training data, support vectors, leaves of one person)"),
+            *scan_model(path, fmt)]
 
 
 def sniff_model_json(head: bytes) -> bool:

@@ -1,0 +1,294 @@
+"""The model file as a container of the data itself: rule ``model-data``.
+
+A model leaves through the gate as one file, and every format the gate accepts can carry more than
+a model: free-text fields (ONNX ``doc_string``, ``producer_name``, ``metadata_props``; safetensors
+``__metadata__``; XGBoost ``feature_names`` and ``attributes``; extra attributes of a skops
+estimator), tensors or arrays nobody reads, and estimators that keep their training rows by design.
+These rules run on every model file at submission, before the platform's attack (which only sees
+what the model *outputs*, and so misses data a model carries without using it):
+
+- **identifiers in any string of the model** (fail): every string the file holds is read (the
+  JSON of XGBoost and skops models key by key, LightGBM's text token by token, the printable runs
+  of binary files and of each skops array, as bytes and as UTF-16/32 text) and checked with the
+  table rules of :mod:`.content`: NIR-like numbers and project pseudonyms fail, a person-key column
+  name as a string (``PERSON_ID``, ``BEN_NIR_PSA``) fails, SNDS-shaped keys and day-level dates go to
+  review;
+- **instance-based estimators** (fail): scikit-learn estimators whose fitted state *is* training
+  rows (k-nearest neighbours, support vector machines, Gaussian processes, kernel ridge, label
+  propagation...) named anywhere in a skops file, and ONNX's SVM operators (their
+  ``support_vectors`` attribute holds training rows).
+
+Unused ONNX initializers, dead nodes and unused local functions are refused by
+:mod:`.model_formats`; extra attributes of a skops estimator, and leaves or declarations that do not
+match the declared training rows, are found by the platform's check (:mod:`pds_kernel.modelcheck.run`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import content
+from .result import Finding, Status
+
+#: bytes of a model (or of one archive member, decompressed) the string scan reads, at most; a
+#: larger model is read up to this and the rest is said to be unread
+MAX_SCAN_BYTES = 256 * 1024 * 1024
+#: the shortest printable run of a binary file read as a string (a NIR has 13 digits)
+MIN_RUN = 8
+_RUN = re.compile(rb"[\x20-\x7e]{%d,}" % MIN_RUN)
+_UTF16 = re.compile(rb"(?:[\x20-\x7e]\x00){%d,}" % MIN_RUN)
+_UTF32 = re.compile(rb"(?:[\x20-\x7e]\x00\x00\x00){%d,}" % MIN_RUN)
+#: a number written with a decimal point or an exponent (thresholds and weights of text models)
+_DECIMAL = re.compile(r"^[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?$|^[-+]?\d+[eE][-+]?\d+$|^[-+]?(?:inf|nan)$",
+                      re.IGNORECASE)
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{64,}")
+_TOKENS = re.compile(r"[\s=,:;\[\]{}()]+")
+
+#: scikit-learn estimators whose fitted state holds training rows (module prefix or module.class)
+INSTANCE_BASED = {
+    "sklearn.neighbors": "k-nearest-neighbour estimators keep every training row",
+    "sklearn.svm._classes.SVC": "a support vector machine keeps its support vectors, which are training rows",
+    "sklearn.svm._classes.NuSVC": "a support vector machine keeps its support vectors, which are training rows",
+    "sklearn.svm._classes.SVR": "a support vector machine keeps its support vectors, which are training rows",
+    "sklearn.svm._classes.NuSVR": "a support vector machine keeps its support vectors, which are training rows",
+    "sklearn.svm._classes.OneClassSVM": "a support vector machine keeps its support vectors, which are training rows",
+    "sklearn.gaussian_process": "a Gaussian process keeps its training rows (X_train_)",
+    "sklearn.kernel_ridge": "kernel ridge regression keeps its training rows (X_fit_)",
+    "sklearn.semi_supervised": "label propagation keeps its training rows (X_)",
+    "sklearn.decomposition._kernel_pca": "kernel PCA keeps its training rows (X_fit_)",
+    "sklearn.kernel_approximation.Nystroem": "the Nystroem approximation keeps training rows (components_)",
+    "sklearn.manifold": "manifold learners keep their training rows or their embedding",
+    "sklearn.cluster._dbscan": "DBSCAN keeps its core samples, which are training rows",
+    "sklearn.cluster._optics": "OPTICS keeps per-row orderings and distances",
+    "sklearn.cluster._affinity_propagation": "affinity propagation's centres are training rows",
+    "sklearn.cluster._hdbscan": "HDBSCAN keeps per-row labels and probabilities",
+}
+EXPORT_INSTEAD = ("export a model that summarises the rows instead (logistic regression, a tree ensemble with "
+                  "large leaves), or its coefficients as a table")
+#: ONNX operators whose attributes hold training rows
+ONNX_INSTANCE_OPS = {"SVMClassifier", "SVMRegressor"}
+
+
+def instance_based(module: str, cls: str) -> str | None:
+    """Why the scikit-learn class ``module.cls`` keeps training rows, or None."""
+    full = f"{module}.{cls}"
+    for prefix, why in INSTANCE_BASED.items():
+        if full == prefix or module == prefix or module.startswith(prefix + "."):
+            return why
+    return None
+
+
+def _json_strings(value, depth: int = 0) -> Iterator[str]:
+    """Every string of a JSON value, keys included (iteratively deep: skops nests one level per node)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                yield str(key)
+                stack.append(sub)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _runs(data: bytes) -> Iterator[str]:
+    """Printable text in binary bytes: ASCII runs, and UTF-16 and UTF-32 runs (NumPy ``<U`` arrays)."""
+    for match in _RUN.finditer(data):
+        yield match.group().decode("ascii")
+    for pattern, width in ((_UTF16, 2), (_UTF32, 4)):
+        for match in pattern.finditer(data):
+            yield match.group()[::width].decode("ascii")
+
+
+def _read(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(MAX_SCAN_BYTES)
+
+
+def _skops_schema_classes(schema) -> Iterator[tuple[str, str]]:
+    stack = [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("__module__"), str) and isinstance(item.get("__class__"), str):
+                yield item["__module__"], item["__class__"]
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+class _Scan:
+    def __init__(self):
+        self.findings: list[Finding] = []
+        self.seen: set[tuple[str, str]] = set()
+
+    def add(self, status: Status, message: str) -> None:
+        if (status.value, message) not in self.seen:
+            self.seen.add((status.value, message))
+            self.findings.append(Finding("model-data", status, message))
+
+    def string(self, value: str, where: str, *, names: bool = True) -> None:
+        """Identifier and date rules on one string of the model (numbers are not strings)."""
+        value = value.strip()
+        if len(value) < MIN_RUN and not names:
+            return
+        if _DECIMAL.match(value):
+            if "." in value or "e" in value.lower():
+                return  # a weight or a threshold written as text
+        if names and value.upper() in content.person_key_columns():
+            self.add(Status.FAIL, f"{where} names the person-key column {value[:40]!r}: a model must not "
+                                  "use or carry person identifiers")
+        for _, status, message in content.identifier_rules(value) + content.date_rules(value):
+            self.add(status, f"{where} holds a string that {message}: a model carries no person's identifier "
+                             "or day of care (remove it from the file's names, metadata and attributes)")
+
+    def binary(self, data: bytes, where: str) -> None:
+        for run in _runs(data):
+            hexes = _HEX_RUN.search(run)
+            if hexes:
+                self.add(Status.FAIL, f"{where} holds a run of {len(hexes.group())} hexadecimal characters: "
+                                      "pseudonyms or other keys written end to end")
+            for token in _TOKENS.split(run):
+                if token:
+                    self.string(token, where, names=False)
+                    if content.NIR_IN_TOKEN.search(token) and not content.NIR.search(token):
+                        # binary formats glue a string to the next field's type marker (UBJ's ``L``)
+                        self.add(Status.FAIL, f"{where} holds a string that looks like a NIR (social-security "
+                                              "number): a model carries no person's identifier or day of care "
+                                              "(remove it from the file's names, metadata and attributes)")
+            if " " in run.strip() or len(run) > 64:
+                self.string(run, where, names=False)
+
+
+def scan_model(path: Path, fmt: str) -> list[Finding]:
+    """``model-data`` findings of the model at ``path`` in format ``fmt`` (see the module)."""
+    scan = _Scan()
+    if path.stat().st_size > MAX_SCAN_BYTES:
+        scan.add(Status.REVIEW, f"the model is larger than the gate's string scan reads ({MAX_SCAN_BYTES} bytes): "
+                                "its end was not read")
+    if fmt == "skops":
+        _scan_skops(path, scan)
+    elif fmt == "xgboost-json":
+        try:
+            model = json.loads(_read(path))
+        except (ValueError, RecursionError):
+            scan.add(Status.FAIL, "the XGBoost model is not a JSON document the gate can read in full")
+        else:
+            for value in _json_strings(model):
+                scan.string(value, "the XGBoost model")
+    elif fmt == "lightgbm":
+        text = _read(path).decode("utf-8", "replace")
+        for token in _TOKENS.split(text):
+            if token:
+                scan.string(token, "the LightGBM model", names=True)
+        for line in text.splitlines():  # dates and names with spaces
+            if " " in line and not line.startswith(("threshold=", "leaf_value=", "split_gain=", "internal_value=",
+                                                   "leaf_weight=", "internal_weight=", "decision_type=",
+                                                   "left_child=", "right_child=", "split_feature=",
+                                                   "leaf_count=", "internal_count=", "cat_boundaries=",
+                                                   "cat_threshold=", "feature_importances:")):
+                scan.string(line, "the LightGBM model", names=False)
+    elif fmt == "rds":
+        data = _read(path)
+        if data[:2] == b"\x1f\x8b":
+            try:
+                with gzip.open(path, "rb") as fh:
+                    data = fh.read(MAX_SCAN_BYTES)
+            except (OSError, EOFError):
+                scan.add(Status.FAIL, "the RDS file is damaged compressed data the gate cannot read in full")
+        scan.binary(data, "the RDS model")
+    else:
+        if fmt == "onnx":
+            _onnx_instance_ops(path, scan)
+        scan.binary(_read(path), f"the {fmt} model")
+    return scan.findings
+
+
+_NPY_NAME = re.compile(r"^[0-9]{1,40}\.npy$")
+
+
+def _skops_files(schema) -> set[str]:
+    """The archive members a skops schema reads (its ``file`` entries)."""
+    stack, out = [schema], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("file"), str):
+                out.add(item["file"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return out
+
+
+def _npy_strings(data: bytes, scan: _Scan, name: str) -> bool:
+    """Scan each string of a NumPy text array (fixed-width items sit end to end in the bytes); False
+    when ``data`` is not one (it is then read as binary)."""
+    import io
+
+    import numpy as np
+
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return False
+    if array.dtype.kind not in "US":
+        return False
+    for value in array.ravel()[:10_000_000]:
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        scan.string(text, f"{name[:80]} of the skops file")
+    return True
+
+
+def _scan_skops(path: Path, scan: _Scan) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            try:
+                schema = json.loads(archive.read("schema.json"))
+            except (KeyError, ValueError, RecursionError):
+                scan.add(Status.FAIL, "the skops schema.json is not JSON the gate can read in full")
+                return
+            unread = sorted(set(archive.namelist()) - _skops_files(schema) - {"schema.json"})
+            if unread:
+                scan.add(Status.FAIL, f"the skops file holds {len(unread)} member(s) its schema never reads "
+                                      f"({unread[0][:80]!r}...): a file the model does not use can only carry data")
+            for member in archive.infolist():
+                with archive.open(member) as fh:
+                    data = fh.read(MAX_SCAN_BYTES + 1)
+                if len(data) > MAX_SCAN_BYTES:
+                    scan.add(Status.REVIEW, f"{member.filename} of the skops file is larger than the gate's string "
+                                            "scan reads: its end was not read")
+                if member.filename == "schema.json":
+                    for module, cls in _skops_schema_classes(schema):
+                        why = instance_based(module, cls)
+                        if why:
+                            scan.add(Status.FAIL, f"the skops file holds a {cls[:60]}: {why}, so the file carries "
+                                                  f"individual records; {EXPORT_INSTEAD}")
+                    for value in _json_strings(schema):
+                        if not _NPY_NAME.match(value):  # arrays are named by object ids (15 digits)
+                            scan.string(value, "the skops schema")
+                elif member.filename.endswith(".npy") and _npy_strings(data, scan, member.filename):
+                    continue
+                else:
+                    scan.binary(data, f"{member.filename[:80]} of the skops file")
+    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, NotImplementedError) as exc:
+        scan.add(Status.FAIL, f"the skops archive cannot be read in full ({type(exc).__name__})")
+
+
+def _onnx_instance_ops(path: Path, scan: _Scan) -> None:
+    from .model_formats import onnx_operators
+
+    for domain, op in onnx_operators(path):
+        if op in ONNX_INSTANCE_OPS and domain in ("ai.onnx.ml",):
+            scan.add(Status.FAIL, f"the ONNX model uses {op}, whose support_vectors are training rows: the file "
+                                  f"carries individual records; {EXPORT_INSTEAD}")
+
+
+__all__ = ["scan_model", "instance_based", "INSTANCE_BASED", "MAX_SCAN_BYTES"]
