@@ -17,7 +17,9 @@ hostile bytes) and refuses a file that a reader could be tricked by:
   such as ``../../etc/passwd`` or ``/home/...`` makes whoever opens the model read that file into
   a tensor (CVE-2024-27318 and CVE-2024-27319 were such traversals); and no operator or opset of
   a domain outside ONNX's own or the model's local functions (a custom operator runs a native
-  library the reader would have to load).
+  library the reader would have to load); and no dead weight: an initializer no live node reads, a
+  node whose outputs reach no model output, an initializer returned unchanged as an output, a local
+  function no node calls, training information (each can only carry data).
 
 Each function returns why the file is refused, or None.
 """
