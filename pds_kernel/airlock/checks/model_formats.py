@@ -295,7 +295,8 @@ def _dead_weight(walk: _OnnxWalk, graph: dict, where: str) -> set[str]:
         if not any(o in needed for o in outs):
             op = walk.string(node, 4)[:60]
             raise _Refused(f"{where}: node {op!r} (output {(outs or [''])[0][:80]!r}) contributes to no output of "
-                           "the model: a node nobody uses can only carry data")
+                           "the model: a node nobody uses can only carry data; export the model without it (onnx's "
+                           "optimizer or onnxsim removes dead nodes)")
         needed.update(i for i in walk.strings(node, 1) if i)
         for attribute in node.get(5, []):
             for sub in attribute.get(6, []) + attribute.get(11, []):
@@ -306,7 +307,8 @@ def _dead_weight(walk: _OnnxWalk, graph: dict, where: str) -> set[str]:
                            "model returns a stored tensor unchanged, which can only carry data")
         if name not in needed:
             raise _Refused(f"{where}: the initializer {name[:80]!r} is read by no node: a tensor the model "
-                           "does not use can only carry data; export the model without it")
+                           "does not use can only carry data; export the model without it (onnx's optimizer or "
+                           "onnxsim removes unused initializers)")
     return needed - produced - set(initializers) - inputs
 
 
