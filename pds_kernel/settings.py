@@ -224,7 +224,7 @@ class Packages:
     #: the largest wheel the malware scan reads whole (ClamAV, with the airlock's scanner and
     #: signatures); a larger one, or one unpacking to more than 4 times this, is refused
     scan_max_bytes: int = 1024 * 1024 * 1024
-    #: a scan of one wheel that takes longer refuses the approval
+    #: the malware scan's time, per wheel of the closure (scanned in one run): longer refuses the approval
     scan_timeout_seconds: int = 1800
 
 

@@ -59,8 +59,8 @@ _CHUNK = 1024 * 1024
 class ScanRefusal(Exception):
     """One reason a file is refused (internal: :func:`scan_import` turns it into a finding)."""
 
-    def __init__(self, rule: str, message: str):
-        self.rule, self.message = rule, message
+    def __init__(self, rule: str, message: str, file: str = ""):
+        self.rule, self.message, self.file = rule, message, file  #: file: the one at fault, when known
         super().__init__(message)
 
 
@@ -217,19 +217,21 @@ def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
 
 
 # ---- malware -----------------------------------------------------------------------------------
-def clamscan_argv(path: Path, limits: ImportLimits) -> list[str]:
-    """Pure: the ``clamscan`` command for one file (alerts on encrypted and over-limit content)."""
+def clamscan_argv(paths: list[Path], limits: ImportLimits) -> list[str]:
+    """Pure: the ``clamscan`` command for ``paths`` (alerts on encrypted and over-limit content)."""
     argv = [limits.clamscan, "--no-summary", "--stdout", "--alert-encrypted=yes", "--alert-exceeds-max=yes",
             f"--max-filesize={limits.max_file_bytes}", f"--max-scansize={limits.max_unpacked_bytes}"]
     if limits.clamav_database:
         argv.append(f"--database={limits.clamav_database}")
-    return [*argv, "--", str(path)]
+    return [*argv, "--", *(str(path) for path in paths)]
 
 
-def run_clamscan(path: Path, limits: ImportLimits) -> dict[str, Any]:
-    """``{"verdict": "clean"}`` or raises :class:`ScanRefusal` (a signature, or no verdict at all)."""
+def run_clamscan(paths: list[Path], limits: ImportLimits) -> dict[str, Any]:
+    """``{"verdict": "clean"}`` when every file of ``paths`` is clean, in one ``clamscan`` run (the
+    signatures load once), or raises :class:`ScanRefusal` (a signature, naming the first file it
+    was found in, or no verdict at all)."""
     try:
-        done = subprocess.run(clamscan_argv(path, limits), capture_output=True, text=True,
+        done = subprocess.run(clamscan_argv(paths, limits), capture_output=True, text=True,
                               timeout=limits.timeout_seconds, check=False)
     except FileNotFoundError:
         raise ScanRefusal("malware", "the malware scanner (clamscan) is not installed: the file cannot be "
@@ -240,10 +242,11 @@ def run_clamscan(path: Path, limits: ImportLimits) -> dict[str, Any]:
     if done.returncode == 0:
         return {"verdict": "clean", "scanner": "clamav"}
     if done.returncode == 1:
-        found = [line.rsplit(":", 1)[-1].strip() for line in done.stdout.splitlines() if line.endswith(" FOUND")]
-        signature = found[0].removesuffix(" FOUND") if found else "unknown"
-        log.warning("clamscan found %s in %s", signature, path)
-        raise ScanRefusal("malware", f"the malware scan found {signature[:120]}: the file is refused")
+        found = [line.removesuffix(" FOUND") for line in done.stdout.splitlines() if line.endswith(" FOUND")]
+        where, _, signature = found[0].rpartition(": ") if found else ("", "", "unknown")
+        log.warning("clamscan found %s in %s", signature, where or paths)
+        raise ScanRefusal("malware", f"the malware scan found {signature.strip()[:120]}: the file is refused",
+                          file=Path(where).name if where else "")
     log.error("clamscan failed (%s): %s", done.returncode, (done.stderr or done.stdout)[-500:])
     raise ScanRefusal("malware", f"the malware scan could not run (clamscan exit {done.returncode}): the file is "
                                  "refused; ask an admin to check the scanner and its signatures")
@@ -271,7 +274,7 @@ def scan_import(path: Path, name: str, limits: ImportLimits) -> dict[str, Any]:
         members = None
         if kind == "archive":
             members = list_zip(path, limits) if import_extension(name) == ".zip" else list_tar(path, limits)
-        clamav = run_clamscan(path, limits)
+        clamav = run_clamscan([path], limits)
     except ScanRefusal as refusal:
         return _result(kind, Status.FAIL, {refusal.rule: Status.FAIL.value},
                        [{"rule": refusal.rule, "status": Status.FAIL.value, "message": refusal.message}])

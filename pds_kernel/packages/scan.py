@@ -3,7 +3,7 @@
 An approval downloads code that every workspace of the platform may then install and run, so its
 wheels are scanned as imported files are (:func:`pds_kernel.airlock.imports_scan.run_clamscan`:
 ClamAV's ``clamscan``, with the airlock's scanner and signatures, ``airlock.clamscan`` and
-``airlock.clamav_database``), inside the archive too. Deny by default: a signature found, a wheel
+``airlock.clamav_database``), inside the archive too, in one run for the whole closure. Deny by default: a signature found, a wheel
 over the scan's limits, or no verdict at all (no scanner, no signatures, a timeout) refuses the
 whole approval, and nothing of it reaches the wheelhouse. Scanning does not make code safe; the
 administrator's review of what is approved, and the sandbox it runs in, are the other lines.
@@ -38,14 +38,19 @@ def scan_limits(settings) -> ImportLimits:
 
 
 def scan_wheels(paths: list[Path], settings) -> WheelRefusal | None:
-    """Scan each wheel of ``paths``; the first refusal (None when every wheel is clean)."""
+    """Scan the wheels of ``paths`` in one ``clamscan`` run (the signatures load once, however many
+    wheels the closure holds; its time limit is ``packages.scan_timeout_seconds`` a wheel); the
+    first refusal (a signature names the wheel it is in, no verdict the first wheel), or None when
+    every wheel is clean."""
+    if not paths:
+        return None
     limits = scan_limits(settings)
     for path in paths:
         if path.stat().st_size > limits.max_file_bytes:
             return WheelRefusal(path.name, f"{path.stat().st_size} bytes, more than the scan reads "
                                            f"(packages.scan_max_bytes = {settings.packages.scan_max_bytes})")
-        try:
-            run_clamscan(path, limits)
-        except ScanRefusal as refusal:
-            return WheelRefusal(path.name, refusal.message)
+    try:
+        run_clamscan(paths, replace(limits, timeout_seconds=limits.timeout_seconds * len(paths)))
+    except ScanRefusal as refusal:
+        return WheelRefusal(refusal.file or paths[0].name, refusal.message)
     return None
