@@ -123,26 +123,22 @@ def check_grant_membership(actor: str, user_name: str) -> None:
 
 def can_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
     """The second administrator of a membership (``registry.membership_approvals: 2``): neither its
-    granter nor its member (:func:`_second_administrator`). The registry service checks it and
+    granter nor its member (:func:`second_administrator`). The registry service checks it and
     records the approval."""
     return second_administrator(registry, actor, user_name, granted_by)
 
 
 def check_approve_membership(registry, actor: str, user_name: str, granted_by: str | None) -> None:
-    check_not_impersonated(actor, "approve a project membership")
-    if not is_administrator(registry, actor):
-        raise PermissionDenied(f"{actor} may not approve a project membership: only a platform "
-                               "administrator may (one who did not grant it)")
-    if str(actor) == user_name:
-        raise PermissionDenied(f"{actor} may not approve their own membership: nobody opens a "
-                               "project's data to themselves; another administrator must approve it")
-    if str(actor) in persons_of(granted_by):
-        raise PermissionDenied(f"{actor} granted this membership of {user_name} ({granted_by}): a second, "
-                               "different administrator must approve it")
-    if not can_approve_membership(registry, actor, user_name, granted_by):
-        raise PermissionDenied(f"the membership of {user_name} was granted by {granted_by}, who is no active "
-                               "administrator (the registry had none then, or they left): an administrator "
-                               "must grant it again (remove-member, add-member) and another approve it")
+    _check_second_administrator(
+        registry, actor, user_name, granted_by, what="approve a project membership",
+        not_admin="only a platform administrator may (one who did not grant it)",
+        own=f"{actor} may not approve their own membership: nobody opens a project's data to themselves; "
+            "another administrator must approve it",
+        maker=f"{actor} granted this membership of {user_name} ({granted_by}): a second, different "
+              "administrator must approve it",
+        gone=f"the membership of {user_name} was granted by {granted_by}, who is no active administrator "
+             "(the registry had none then, or they left): an administrator must grant it again "
+             "(remove-member, add-member) and another approve it")
 
 
 def can_approve_administrator(registry, actor: str, user_name: str, granted_by: str | None) -> bool:
@@ -156,20 +152,30 @@ def can_approve_administrator(registry, actor: str, user_name: str, granted_by: 
 
 
 def check_approve_administrator(registry, actor: str, user_name: str, granted_by: str | None) -> None:
-    check_not_impersonated(actor, "approve an administrator")
+    _check_second_administrator(
+        registry, actor, user_name, granted_by, what="approve an administrator",
+        not_admin="only a platform administrator may (one approved, who did not make them one)",
+        own=f"{actor} may not approve their own administrator role: another administrator must approve it",
+        maker=f"{actor} made {user_name} an administrator ({granted_by}): a second, different administrator "
+              "must approve it",
+        gone=f"{user_name} was made an administrator by {granted_by}, who is no active administrator now: an "
+             "administrator must make them one again (demote, promote) and another approve it")
+
+
+def _check_second_administrator(registry, actor: str, user_name: str, made_by: str | None, *, what: str,
+                                not_admin: str, own: str, maker: str, gone: str) -> None:
+    """The refusals of :func:`second_administrator`, in the order an administrator needs them: not
+    through ``--as``, an administrator, not the user themselves, not who made the grant, and a
+    grant whose maker is an administrator still. Only the messages differ between its callers."""
+    check_not_impersonated(actor, what)
     if not is_administrator(registry, actor):
-        raise PermissionDenied(f"{actor} may not approve an administrator: only a platform administrator "
-                               "may (one approved, who did not make them one)")
+        raise PermissionDenied(f"{actor} may not {what}: {not_admin}")
     if str(actor) == user_name:
-        raise PermissionDenied(f"{actor} may not approve their own administrator role: another "
-                               "administrator must approve it")
-    if str(actor) in persons_of(granted_by):
-        raise PermissionDenied(f"{actor} made {user_name} an administrator ({granted_by}): a second, "
-                               "different administrator must approve it")
-    if not can_approve_administrator(registry, actor, user_name, granted_by):
-        raise PermissionDenied(f"{user_name} was made an administrator by {granted_by}, who is no active "
-                               "administrator now: an administrator must make them one again (demote, "
-                               "promote) and another approve it")
+        raise PermissionDenied(own)
+    if str(actor) in persons_of(made_by):
+        raise PermissionDenied(maker)
+    if not second_administrator(registry, actor, user_name, made_by):
+        raise PermissionDenied(gone)
 
 
 def can_apply_registry(registry, actor: str) -> bool:
