@@ -51,14 +51,13 @@ from ..lake import QUARANTINE_DIR, data_files_on_disk, lake_lock, partition_dir,
 from ..lake.diff import diff_files
 from ..snds.catalogue import ingestible_table
 from ..snds.periods import plausible_years
-from .checks import Check
 from .commits import Commits, check_log_matches_ledger, check_upgraded, reconcile
 from .delivery import DeliveryFile, discover
 from .executor import make_executor
 from .keys import KeyIndex
 from .manifest import Manifest, ManifestEntry
-from .parse import COMPRESSION, COMPRESSION_LEVEL, QUARANTINE_COLUMNS, ParseJob, ParseOutcome
-from .stats import ColumnStats
+from .parse import ParseJob, ParseOutcome
+from .quarantine import move_to_quarantine
 
 log = logging.getLogger(__name__)
 
@@ -499,7 +498,7 @@ class _Run:
         hashes, lines = staged.select("h1", "h2"), staged.get_column("line")
         dups = index.find_duplicates(hashes, lines)
         if dups.height:
-            _remove_rows(outcome, f, dups, self.runtime.settings.ingest.encoding)
+            move_to_quarantine(outcome, f, dups, self.runtime.settings.ingest.encoding)
             keep = ~pl.int_range(hashes.height, dtype=pl.UInt32, eager=True).is_in(dups.get_column("row").implode())
             hashes, lines = hashes.filter(keep), lines.filter(keep)
         if f.table in self.indexes and replacing is None:
@@ -533,60 +532,3 @@ def _check_inside(folder: Path, root: Path) -> None:
     if resolved != top and not resolved.startswith(top + os.sep):
         raise IntegrityError(f"{folder} leads outside {root} (a link?): nothing was written there; "
                              "inspect it and remove it, then run pds ingest again")
-
-
-def _remove_rows(outcome: ParseOutcome, f: DeliveryFile, dups: pl.DataFrame, encoding: str) -> None:
-    """Move duplicate-key rows from the staged Parquet file to the staged quarantine."""
-    rows = dups.get_column("row")
-    staged = Path(outcome.parquet)
-    tmp = staged.with_suffix(".dedup.parquet")
-    (pl.scan_parquet(staged).with_row_index("__row")
-     .filter(~pl.col("__row").is_in(rows.implode())).drop("__row")
-     .sink_parquet(tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL))
-    os.replace(tmp, staged)
-    unknown_codes = outcome.stats.unknown_codes if outcome.stats else {}
-    outcome.stats = ColumnStats(f.table).add(pl.scan_parquet(staged))
-    outcome.stats.unknown_codes = unknown_codes  # counted before: may include the duplicate rows
-    if outcome.key_lines is not None:
-        outcome.key_lines = (outcome.key_lines.with_row_index("__row")
-                             .filter(~pl.col("__row").is_in(rows.implode())).drop("__row"))
-    else:
-        lines_path = Path(outcome.lines)
-        lines = pl.read_parquet(lines_path).with_row_index("__row")
-        lines.filter(~pl.col("__row").is_in(rows.implode())).drop("__row").write_parquet(lines_path)
-    raw = _raw_lines(f.path, set(dups.get_column("line").to_list()), encoding)
-    where = (pl.when(pl.col("first_file").is_null()).then(pl.lit("line ") + pl.col("first_line").cast(pl.String))
-             .when(pl.col("first_line").is_null()).then(pl.col("first_file"))
-             .otherwise(pl.col("first_file") + pl.lit(" line ") + pl.col("first_line").cast(pl.String)))
-    keys = ", ".join(ingestible_table(f.table).primary_key)
-    new = dups.select(
-        pl.col("line"), pl.lit(Check.DUPLICATE).alias("check"), pl.lit("").alias("column"),
-        (pl.lit(f"duplicate primary key ({keys}): same key as ") + where).alias("reason"),
-        pl.col("line").replace_strict(raw, return_dtype=pl.String, default="").alias("raw"))
-    quarantine = Path(outcome.quarantine) if outcome.quarantine else staged.with_name(f"{f.stem}.quarantine.csv")
-    if outcome.quarantine:
-        old = read_quarantine(quarantine)
-        new = pl.concat([old, new.cast(old.schema)]).sort("line")
-    new.select(QUARANTINE_COLUMNS).write_csv(quarantine, separator=";")
-    outcome.quarantine = str(quarantine)
-    outcome.rows_loaded -= dups.height
-    outcome.rows_quarantined += dups.height
-
-
-def read_quarantine(path: Path) -> pl.DataFrame:
-    """A quarantine file as written by the ingestion (UTF-8, ``;``, quoted raw lines)."""
-    return pl.read_csv(path, separator=";", schema={"line": pl.UInt32, "check": pl.String,
-                                                    "column": pl.String, "reason": pl.String,
-                                                    "raw": pl.String})
-
-
-def _raw_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:
-    """The text of the given line numbers of ``path`` (one streaming pass; only for duplicates)."""
-    found: dict[int, str] = {}
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            if number in wanted:
-                found[number] = line.rstrip(b"\r\n").decode(encoding, errors="replace")
-                if len(found) == len(wanted):
-                    break
-    return found

@@ -158,7 +158,7 @@ def build_monthly_volumes(manifest: Manifest) -> dict[str, dict[str, int]]:
 
 
 def build_quarantine_summary(lake: Path, manifest: Manifest) -> list[dict]:
-    from .pipeline import read_quarantine
+    from .quarantine import read_quarantine
 
     frames = []
     for entry in sorted(manifest.entries.values(), key=lambda e: e.name):

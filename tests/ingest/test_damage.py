@@ -12,7 +12,7 @@ from pds_kernel import lake as lake_mod
 from pds_kernel.errors import InvalidInput
 from pds_kernel.ingest import Status, ingest_delivery
 from pds_kernel.ingest.manifest import Manifest
-from pds_kernel.ingest.pipeline import read_quarantine
+from pds_kernel.ingest.quarantine import read_quarantine
 
 DRUG_NAME = "MÉTFORMINE"
 

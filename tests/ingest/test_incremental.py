@@ -87,7 +87,7 @@ def test_duplicate_key_against_an_earlier_run(runtime, tmp_path, rows):
     # a PMSI stay delivered again in a later month: same (ETA_NUM, RSA_NUM) key
     f = _january_then_february_with_a_january_row(runtime, tmp_path, rows, "T_MCOaaC")
     assert (f.rows_loaded, f.rows_quarantined) == (len(rows[("T_MCOaaC", "202302")]), 1)
-    from pds_kernel.ingest.pipeline import read_quarantine
+    from pds_kernel.ingest.quarantine import read_quarantine
 
     q = read_quarantine(runtime.settings.paths.lake / "_quarantine" / "T_MCOaaC" / "T_MCOaaC_202302.csv")
     assert q["check"].to_list() == ["duplicate_key"]
@@ -99,7 +99,7 @@ def test_a_claim_repeated_in_a_later_month_is_caught_by_its_month(runtime, tmp_p
     check (no cross-file key index is needed for these tables), and February's own rows load."""
     f = _january_then_february_with_a_january_row(runtime, tmp_path, rows, "ER_PRS_F")
     assert (f.rows_loaded, f.rows_quarantined) == (len(rows[("ER_PRS_F", "202302")]), 1)
-    from pds_kernel.ingest.pipeline import read_quarantine
+    from pds_kernel.ingest.quarantine import read_quarantine
 
     q = read_quarantine(runtime.settings.paths.lake / "_quarantine" / "ER_PRS_F" / "ER_PRS_F_202302.csv")
     assert q.select("check", "column").rows() == [("wrong_month", "FLX_DIS_DTD")]

@@ -16,7 +16,7 @@ from delivery_factory import make_rows, write_table
 
 from pds_kernel.ingest.executor import LocalExecutor
 from pds_kernel.ingest.parse import ParseJob, _read_block, parse_file
-from pds_kernel.ingest.pipeline import read_quarantine
+from pds_kernel.ingest.quarantine import read_quarantine
 
 
 def _corrupted_file(path: Path) -> tuple[Path, dict[int, str]]:

@@ -8,7 +8,7 @@ from delivery_factory import write_table
 
 from pds_kernel import lake as lake_mod
 from pds_kernel.ingest import Status, ingest_delivery
-from pds_kernel.ingest.pipeline import read_quarantine
+from pds_kernel.ingest.quarantine import read_quarantine
 from pds_kernel.snds.tables import TABLES
 
 PRS_COLUMNS = list(TABLES["ER_PRS_F"].column_names)

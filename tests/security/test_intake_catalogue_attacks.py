@@ -30,7 +30,7 @@ from pds_kernel import lake as lake_mod
 from pds_kernel.ingest import Status, streamed
 from pds_kernel.ingest.checks import Check
 from pds_kernel.ingest.manifest import Manifest
-from pds_kernel.ingest.pipeline import read_quarantine
+from pds_kernel.ingest.quarantine import read_quarantine
 from pds_kernel.snds.catalogue import ingestible_names, ingestible_table
 from pds_kernel.snds.file_names import example_name, parse_delivery_name
 from pds_kernel.snds.schema_generator import generate_catalogue

@@ -25,7 +25,7 @@ from pds_kernel import lake as lake_mod
 from pds_kernel.ingest import Status, streamed
 from pds_kernel.ingest.checks import Check
 from pds_kernel.ingest.manifest import Manifest
-from pds_kernel.ingest.pipeline import read_quarantine
+from pds_kernel.ingest.quarantine import read_quarantine
 
 PRS, MCO, MONTH = "ER_PRS_F", "T_MCOaaC", "202301"
 LINE = 5  #: the line each case edits (1: the header)
