@@ -17,6 +17,7 @@ from tornado.web import Application
 
 from ..service import AirlockService
 from . import handlers as h
+from . import pages
 from .bodies import MAX_SMALL_BODY
 from .openapi import build_openapi
 from .packages_api import PackageRequestsApi
@@ -59,18 +60,18 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         (p + "api/imports", h.ImportsApi, common),
         (p + "api/packages/requests", PackageRequestsApi, common),
         (p + "api/.*", h.NotFoundApi, common),
-        (p, h.HomePage, common),
-        (p + "requests", h.ListPage, common),
-        (p + "imports/new", h.ImportPage, common),
-        (p + f"requests/{_ID}", h.RequestPage, common),
-        (p + f"requests/{_ID}/files/{_INDEX}", h.FilePage, common),
-        (p + f"requests/{_ID}/files/{_INDEX}/model-check.png", h.ModelPlotPage, common),
-        (p + f"requests/{_ID}/download/{_INDEX}", h.DownloadPage, common),
-        (p + f"requests/{_ID}/review", h.ReviewForm, common),
-        (p + f"requests/{_ID}/(withdraw|revoke|release|submit)", h.ActionForm, common),
+        (p, pages.HomePage, common),
+        (p + "requests", pages.ListPage, common),
+        (p + "imports/new", pages.ImportPage, common),
+        (p + f"requests/{_ID}", pages.RequestPage, common),
+        (p + f"requests/{_ID}/files/{_INDEX}", pages.FilePage, common),
+        (p + f"requests/{_ID}/files/{_INDEX}/model-check.png", pages.ModelPlotPage, common),
+        (p + f"requests/{_ID}/download/{_INDEX}", pages.DownloadPage, common),
+        (p + f"requests/{_ID}/review", pages.ReviewForm, common),
+        (p + f"requests/{_ID}/(withdraw|revoke|release|submit)", pages.ActionForm, common),
     ]
     routes += identity.handlers(prefix)
-    routes.append((p + ".*", h.NotFoundPage, common))  # last: a page with the way back, not a bare 404
+    routes.append((p + ".*", pages.NotFoundPage, common))  # last: a page with the way back, not a bare 404
     return Application(
         routes,
         cookie_secret=cookie_secret or secrets.token_bytes(32),
