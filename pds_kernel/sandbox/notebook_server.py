@@ -104,6 +104,11 @@ def project_page_config(previous=None):
     return hook
 
 
+#: How long the server trusts the hub's answer about a token (the hub's membership watcher runs
+#: every 10 s by default: ``settings.hub.membership_check_seconds``).
+TOKEN_CACHE_SECONDS = 10
+
+
 def platform_args(home: str) -> list[str]:
     """The server's arguments that the platform owns (last on the command line: they win)."""
     lab_state = Path(home) / ".jupyter" / "lab"
@@ -124,6 +129,10 @@ def platform_args(home: str) -> list[str]:
         # Terminals run bash (less, grep and git are installed; there is no network client and no
         # network), whatever $SHELL says.
         "--ServerApp.terminado_settings=" + repr({"shell_command": [TERMINAL_SHELL]}),
+        # The server asks the hub about a token again after this many seconds (JupyterHub's default
+        # is 300): a token deleted at the hub stops opening the workspace as soon as the watcher
+        # would stop it for a revoked member.
+        f"--HubOAuth.cache_max_age={TOKEN_CACHE_SECONDS}",
     ]
 
 

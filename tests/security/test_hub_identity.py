@@ -31,6 +31,9 @@ from hub_identity_support import (
 )
 from hubfixtures import PASSWORD, PROJECT, Hub, current_totp
 
+#: A request's own time on top of the server's cache (the hub and the server share two cores).
+INTERVAL_SLACK = 10
+
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(300)]
 
 
@@ -401,6 +404,36 @@ def test_revoked_researcher_keeps_using_an_api_token(hub, admin, secrets):
     admin.http.post(f"{hub.url}/hub/authorize/jack", data={"_xsrf": xsrf, "action": "revoke"}, timeout=30)
     assert jack.api("GET", "/hub/api/user").status_code == 403
     assert "login" in jack.get("/hub/home").url
+
+
+def test_deleted_token_keeps_opening_the_running_workspace(hub, alice_workspace):
+    """alice finds a hub token of hers pasted in a shared document and deletes it at the hub. The
+    token must stop opening her running workspace within the membership watcher's interval: the
+    single-user server kept JupyterHub's default cache of the hub's answers, so the deleted token
+    still read her server for up to 300 s. Got through before the server's ``HubOAuth.cache_max_age``
+    was set to :data:`TOKEN_CACHE_SECONDS`."""
+    from pds_kernel.sandbox.notebook_server import TOKEN_CACHE_SECONDS
+
+    client, state = alice_workspace
+    xsrf = client.http.cookies.get("_xsrf", "")
+    made = client.http.post(f"{hub.url}/hub/api/users/alice/tokens", headers={"X-XSRFToken": xsrf},
+                            json={"note": "pasted in a shared document"}, timeout=30)
+    made.raise_for_status()
+    leaked, token_id = made.json()["token"], made.json()["id"]
+    status_url = f"{hub.url}{state['url']}api/status"
+
+    def server_status() -> int:
+        return requests.get(status_url, headers={"Authorization": f"token {leaked}"}, timeout=30,
+                            allow_redirects=False).status_code
+
+    assert server_status() == 200  # the server has seen (and cached) the token
+    assert client.api("DELETE", f"/hub/api/users/alice/tokens/{token_id}").status_code == 204
+    deleted = time.monotonic()
+    limit = TOKEN_CACHE_SECONDS + INTERVAL_SLACK
+    while server_status() == 200:
+        assert time.monotonic() - deleted < limit, f"the deleted token still opens the server after {limit} s"
+        time.sleep(1)
+    assert server_status() in (401, 403)
 
 
 def test_session_and_token_outlive_a_revocation_on_the_host(hub, secrets):
