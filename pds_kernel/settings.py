@@ -133,6 +133,10 @@ class Airlock:
     #: the project, pds_kernel.airlock.rebuild_job; the chart sets it) or "process" (a plain child
     #: process of the gate, limited in memory and time: nothing confines a parser's exploit)
     rebuild_runner: str = "sandbox"
+    #: what the rebuild's child may write (rebuild_runner "sandbox"): MiB of its home (where the
+    #: copies go) and of its /tmp and /dev/shm each, and files and folders of its home
+    rebuild_scratch_mb: int = 1024
+    rebuild_scratch_files: int = 256
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,10 @@ class ModelCheck:
     timeout_seconds: int = 600  #: a check still running then is killed: the model goes to review
     max_input_bytes: int = 512 * 1024 * 1024  #: the declared data, training and test files, in all
     max_model_bytes: int = 50 * 1024 * 1024  #: a larger model is not loaded: review
+    #: what the check may write (runner "sandbox"): MiB of its home (the report, the plot, the shadow
+    #: models' files) and of its /tmp and /dev/shm each, and files and folders of its home
+    scratch_mb: int = 1024
+    scratch_files: int = 1024
     shadow_models: int = 16  #: LiRA's shadow models (0: no LiRA)
     worst_case_reps: int = 5  #: repetitions of the worst-case attack
     #: an attack whose AUC exceeds this with p < ``p_value`` makes the model fail (SACRO-ML's own
@@ -208,6 +216,8 @@ class ProjectEnd:
 
     retention_days: int = 90  #: days between `pds project close` and the first day `pds project purge` may run
     home_quota_mb: int = 2048  #: size limit of one workspace home (MB); refused at start, stopped while running
+    #: size of a local workspace's /tmp and /dev/shm (MiB each; memory file systems)
+    tmp_quota_mb: int = 1024
 
 
 @dataclass(frozen=True)

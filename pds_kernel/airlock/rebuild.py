@@ -34,7 +34,7 @@ from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
 from .rebuild_formats import MAX_PIXELS, rebuild, rebuilt_kind
 from .rebuild_job import RebuildJob
-from .rebuild_sandbox import RebuildSandbox, rebuild_sandbox
+from .rebuild_sandbox import MAX_COPY_BYTES, OverBound, RebuildSandbox, rebuild_sandbox
 from .staging import RefusedFiles, StagedFile, fsync_path
 
 __all__ = ["MAX_PIXELS", "SUBMITTED", "rebuild", "rebuild_all", "rebuild_sandbox", "rebuilt_kind", "release_copies",
@@ -143,6 +143,10 @@ def rebuild_all(items: list[tuple[Path, Path, str]], memory_bytes: int = MEMORY_
                        f"within {wall_seconds:g} s: submit again in a few minutes" for n in names}
         try:
             done = _rebuild_in_child(items, sandbox, memory_bytes, cpu_seconds, wall_seconds)
+        except OverBound as exc:
+            log.warning("rebuild of %s: %s", sorted(names), exc)
+            return {n: f"the gate cannot rebuild it: {exc}; save it again smaller, or export the table as CSV"
+                    for n in names}
         except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account, no API server...
             log.warning("rebuild of %s could not start: %s", sorted(names), exc)
             return {n: f"the gate cannot start the rebuild of this file ({type(exc).__name__}); an administrator "
@@ -227,6 +231,7 @@ def _rebuild_in_child(items: list[tuple[Path, Path, str]], sandbox: RebuildSandb
         payload = json.dumps([[str(s), str(t), n] for s, t, n in prepared.inside]).encode()
         # the sandbox bounds its own memory (a control group, or its address-space limit)
         done = _run_child(prepared.argv, prepared.env, payload, None, wall_seconds)
+        sandbox.check_bound(prepared)
         if done is not None and done.returncode == 0:
             try:
                 sandbox.collect(prepared, items, json.loads(done.stdout))
@@ -252,6 +257,8 @@ def _run_child(command: list[str], env: dict[str, str] | None, payload: bytes, l
                 resource.prlimit(child.pid, resource.RLIMIT_AS, _within(resource.RLIMIT_AS, limits[0]))
                 resource.prlimit(child.pid, resource.RLIMIT_CPU, _within(resource.RLIMIT_CPU, limits[1]))
                 resource.prlimit(child.pid, resource.RLIMIT_CORE, (0, 0))  # a crash dumps nothing it read
+                # no file it writes larger than a copy the gate takes back
+                resource.prlimit(child.pid, resource.RLIMIT_FSIZE, _within(resource.RLIMIT_FSIZE, MAX_COPY_BYTES))
             kept: dict[str, bytes] = {}
             readers = [threading.Thread(target=_drain, args=(child.stdout, kept, "out", MAX_RESULTS_BYTES, False)),
                        threading.Thread(target=_drain, args=(child.stderr, kept, "err", MAX_ERRORS_BYTES, True))]
@@ -303,7 +310,8 @@ def _within(kind: int, wanted: int) -> tuple[int, int]:
 
 
 _SIGNALS = {signal.SIGXCPU: "out of CPU time", signal.SIGKILL: "killed, short of memory or stopped",
-            signal.SIGSEGV: "a parser crashed", signal.SIGABRT: "a parser gave up"}
+            signal.SIGSEGV: "a parser crashed", signal.SIGABRT: "a parser gave up",
+            signal.SIGXFSZ: "a file it wrote grew past the size a rebuild may write"}
 
 
 def _ending(done: subprocess.CompletedProcess) -> str:

@@ -20,6 +20,7 @@ the gate.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -416,10 +417,16 @@ def rebuild(source: Path, target: Path, name: str) -> None:
                            "rebuild may use; save it again smaller, or export the table as CSV") from None
     except Exception as exc:  # a malformed file is the user's input: say so in one line
         target.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            raise InvalidInput(f"the gate cannot rebuild it from its {_WHAT[kind]}: the copy would be larger than "
+                               "a rebuild may write; save it again smaller, or export the table as CSV") from None
         raise InvalidInput(f"the gate cannot rebuild it from its {_WHAT[kind]} ({type(exc).__name__}: "
                            f"{str(exc)[:200]}): save it again, or export the table as CSV") from None
 
 
+#: a write that failed on a bound: the file's size (``RLIMIT_FSIZE``), the bytes or inodes of the
+#: folder (a bounded file system), a quota
+_FULL = frozenset({errno.EFBIG, errno.ENOSPC, errno.EDQUOT})
 _WHAT = {"parquet": "columns", "xlsx": "cells", "png": "pixels", "jpeg": "pixels", "pdf": "pages"}
 
 

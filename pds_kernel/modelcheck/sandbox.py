@@ -8,8 +8,9 @@ the project's CPU and memory limits, the unprivileged sandbox account), with thr
   launcher outside still runs the platform's own interpreter;
 - it sees the project's extract (``/data``, read-only), the request's check directory
   (``/check``, read-only: the staged model, the snapshot of the declared files, ``job.json``)
-  and a fresh empty home (the only writable place, where the report is written); never the
-  author's home, and no socket: no hub, no gate;
+  and a fresh empty home (the only writable place, where the report is written; bounded in bytes
+  and files: ``model_check.scratch_mb``, ``model_check.scratch_files``, as its ``/tmp`` and
+  ``/dev/shm`` are in bytes); never the author's home, and no socket: no hub, no gate;
 - its control group is the project's ``0model-check`` group (no user name starts with a digit,
   so it is never a workspace's).
 """
@@ -31,6 +32,7 @@ from ..errors import PdsError
 from ..sandbox.bwrap import host_facts, launch_env, prepare_runtime_dir, sandbox_command
 from ..sandbox.cgroup import group_name, release
 from ..sandbox.identity import ensure_sandbox_account, hand_over
+from ..sandbox.scratch import is_full, mount_scratch, unmount_scratch
 from ..sandbox.spec import DATA_MOUNT, HOME_MOUNT, Mount, WorkspaceSpec, extract_volume_name
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,8 @@ def check_spec(settings, project_info, check_dir: Path, home: Path) -> Workspace
                 Mount("model-check", CHECK_MOUNT, True, check_dir),
                 Mount("model-check-home", HOME_MOUNT, False, home)),
         cpu_limit=project_info.cpu_limit, mem_limit_mb=project_info.mem_limit_mb, dask_workers=1, gpu=False,
-        labels={"pds.project": project, "pds.component": "model-check"})
+        labels={"pds.project": project, "pds.component": "model-check"},
+        tmp_mb=settings.model_check.scratch_mb, max_file_mb=settings.model_check.scratch_mb)
 
 
 def check_host(python: Path):
@@ -95,15 +98,19 @@ def check_host(python: Path):
 
 
 def build_check_command(settings, project_info, check_dir: Path, work: Path, argv: list[str]) -> tuple[list[str], dict]:
-    """(argv, env) that run ``argv`` in a fresh check sandbox over ``check_dir``; ``work`` becomes
-    its home (created empty, handed to the sandbox account)."""
+    """(argv, env) that run ``argv`` in a fresh check sandbox over ``check_dir``; ``work/home``
+    becomes its home (created empty, handed to the sandbox account; a bounded file system of
+    ``model_check.scratch_mb`` MiB and ``model_check.scratch_files`` inodes when this process is
+    root: :mod:`pds_kernel.sandbox.scratch`; the caller unmounts it)."""
     account = ensure_sandbox_account()
     home = work / "home"
+    unmount_scratch(home)
     if home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True, mode=0o700)
+    mount_scratch(home, settings.model_check.scratch_mb, settings.model_check.scratch_files, account)
     hand_over(home, account)
-    runtime = prepare_runtime_dir(work / "run")
+    runtime = prepare_runtime_dir(home / ".run")  # bounded with the home
     hand_over(runtime, account)
     spec = check_spec(settings, project_info, check_dir, home)
     host = check_host(check_python(settings))
@@ -112,6 +119,13 @@ def build_check_command(settings, project_info, check_dir: Path, work: Path, arg
 
 def run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
     """Run :mod:`pds_kernel.modelcheck.run` over ``check_dir/job.json`` in a fresh sandbox."""
+    try:
+        return _run_check(settings, project_info, check_dir, work)
+    finally:
+        unmount_scratch(work / "home")
+
+
+def _run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
     python = str(check_python(settings))
     start = time.monotonic()
     try:
@@ -134,6 +148,11 @@ def run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
     seconds = time.monotonic() - start
     if done.returncode != 0:
         log.warning("model check exited %s: %s", done.returncode, done.stderr[-2000:].decode("utf-8", "replace"))
+    if is_full(work / "home"):
+        limits = settings.model_check
+        return CheckRun(done.returncode, None, None, seconds,
+                        f"the check wrote more than the {limits.scratch_mb} MiB or {limits.scratch_files} files it "
+                        "may write (model_check.scratch_mb, model_check.scratch_files)")
     report, plot, problem = read_outputs(work / "home" / "out")
     return CheckRun(done.returncode, report, plot, seconds,
                     problem or (None if done.returncode == 0 else f"the check exited with code {done.returncode}"))

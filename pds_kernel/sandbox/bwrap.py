@@ -16,9 +16,10 @@ The command has three layers, outermost first::
   cgroup namespaces, forbids further user namespaces (``--disable-userns``), drops every
   capability, sets no-new-privileges and dies with its parent. The new root holds only what
   Python needs (read-only), the project's extract (read-only, ``/data``), the private home
-  (read-write, ``/home/jovyan``), an empty ``/tmp``, ``/proc`` (with ``/proc/sys`` and the
+  (read-write, ``/home/jovyan``), an empty ``/tmp`` and ``/dev/shm`` (memory file systems of
+  ``spec.tmp_mb`` each), ``/proc`` (with ``/proc/sys`` and the
   other kernel-tuning entries read-only, and the kernel-memory and keyring entries masked),
-  ``/dev`` (null, zero, random, tty only) and the runtime directory (``/run/pds``) through which
+  ``/dev`` (null, zero, random, tty only; read-only) and the runtime directory (``/run/pds``) through which
   the sockets pass.
 * The limits come from the registry (via the spec). When this host lets us create control
   groups (cgroup v2 with a delegated subtree, or writable cgroup v1 ``memory`` and ``cpu``
@@ -28,7 +29,8 @@ The command has three layers, outermost first::
   :data:`ADDRESS_SPACE_HEADROOM_MB`, because Python's numeric stack reserves about 2 GB of address
   space it never touches) and CPU affinity to ``ceil(cpu_limit)`` cores. Always:
   ``RLIMIT_NPROC`` (counted per user namespace and host uid, so per sandbox; never enforced on
-  host root, which is one more reason a sandbox never maps to it) and a lower priority.
+  host root, which is one more reason a sandbox never maps to it), ``RLIMIT_FSIZE`` when the spec
+  bounds the size of one file (``spec.max_file_mb``) and a lower priority.
 * ``inside`` runs first in the sandbox: it filters the environment, starts the loopback TCP
   forwarders to the mounted sockets, then runs ``argv`` and exits with its code.
 
@@ -76,6 +78,7 @@ PROC_READ_ONLY = ("sys", "fs", "sysrq-trigger")
 PROC_MASKED = ("kcore", "kmsg", "kallsyms", "keys", "key-users", "timer_list", "sched_debug",
                "latency_stats", "kpagecount", "kpageflags", "kpagecgroup", "iomem", "ioports",
                "vmallocinfo", "slabinfo", "config.gz")
+MIB = 1024 * 1024
 #: Scheduling niceness of everything in the sandbox, so the hub stays responsive under load.
 NICENESS = 5
 #: Without control groups, RLIMIT_AS = memory limit + this (MB): importing polars, pyarrow and
@@ -241,6 +244,17 @@ def _proc_hardening(host: HostFacts) -> list[str]:
     return args
 
 
+def _memory_file_systems(spec: WorkspaceSpec) -> list[str]:
+    """``/tmp`` and ``/dev/shm`` as memory file systems of ``spec.tmp_mb`` MiB each, and ``/dev``
+    read-only (bubblewrap's ``/dev`` is a writable memory file system without a size: a second,
+    unbounded ``/tmp``). Without the size, a memory file system may take half the host's memory;
+    what is written there also counts in the sandbox's memory limit where control groups exist."""
+    if int(spec.tmp_mb) < 1:
+        raise InvalidInput(f"the sandbox's /tmp size must be at least 1 MiB, got {spec.tmp_mb}")
+    size = str(int(spec.tmp_mb) * MIB)
+    return ["--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--size", size, "--tmpfs", "/tmp"]
+
+
 def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str],
                     sockets: dict[str, Path] | None = None, runtime_dir: Path,
                     host: HostFacts | None = None) -> list[str]:
@@ -288,17 +302,20 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     args += _system_binds()
     # The empty /tmp comes before the Python binds: an installation that lives under /tmp (a CI
     # checkout, say) must stay visible, mounted over the empty /tmp rather than hidden by it.
-    args += ["--proc", "/proc"] + _proc_hardening(host) + ["--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc"] + _proc_hardening(host) + ["--dev", "/dev"] + _memory_file_systems(spec)
     for root in host.python_roots:
         args += _ro_bind(root)
     if host.package_dir:
         args += _ro_bind(host.package_dir)
     # /run: only our runtime directory, with the bridged sockets mounted into it.
-    args += ["--tmpfs", "/run", "--bind", str(runtime_dir), RUN_DIR]
+    # /run itself is read-only once its mount points are made (a writable /run would be one more
+    # memory file system to fill).
+    args += ["--size", str(MIB), "--tmpfs", "/run", "--bind", str(runtime_dir), RUN_DIR]
     sockets = sockets or {}
     for name, path in sorted(sockets.items()):
         check_socket_name(name)
         args += ["--bind", str(Path(path)), f"{RUN_DIR}/{name}.sock"]
+    args += ["--remount-ro", "/run"]
     for mount in spec.mounts:
         args += ["--ro-bind" if mount.read_only else "--bind", str(mount.host_path), mount.target]
     args += ["--chdir", SANDBOX_HOME]
@@ -307,6 +324,8 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
 
     keep = sorted(set(env))
     args += ["--", PRLIMIT, f"--nproc={MAX_PROCESSES}"]
+    if spec.max_file_mb:
+        args += [f"--fsize={int(spec.max_file_mb) * MIB}"]
     if not host.cgroup:
         address_space = (spec.mem_limit_mb + ADDRESS_SPACE_HEADROOM_MB) * 1024 * 1024
         args += [f"--as={address_space}", "--", TASKSET, "-c", cpu_list(spec.cpu_limit, host.cpus)]

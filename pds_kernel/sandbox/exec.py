@@ -22,6 +22,7 @@ from ..settings import Settings
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
 from .cgroup import group_name, release
 from .identity import SandboxAccount, ensure_sandbox_account, hand_over
+from .scratch import bound_runtime_dir, unmount_scratch
 from .spec import IMPORTS_MOUNT, Mount, WorkspaceSpec, build_workspace_spec
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class PreparedSandbox:
     argv: list[str]
     env: dict[str, str]
     runtime_dir: Path
+    #: whether :func:`prepare_sandbox` mounted the runtime folder's bounded file system
+    bounded_here: bool = False
 
 
 def prepare_sandbox(runtime, user: str, project: str, argv: list[str], *, actor: str,
@@ -73,13 +76,23 @@ def prepare_sandbox(runtime, user: str, project: str, argv: list[str], *, actor:
     account = ensure_sandbox_account()
     check_mount_sources(spec, account)
     runtime_dir = prepare_runtime_dir(workspace_runtime_dir(runtime.settings, user, project))
+    # a running workspace of the pair has it bounded already (and keeps it so)
+    bounded_here = not os.path.ismount(runtime_dir) and bound_runtime_dir(runtime_dir, account)
     hand_over(runtime_dir, account)
     for path in (sockets or {}).values():
         hand_over(Path(path), account)
     env = dict(env or {})
     command = sandbox_command(spec, list(argv), env=env, sockets=dict(sockets or {}),
                               runtime_dir=runtime_dir)
-    return PreparedSandbox(spec, command, launch_env(env), runtime_dir)
+    return PreparedSandbox(spec, command, launch_env(env), runtime_dir, bounded_here)
+
+
+def finish_sandbox(prepared: PreparedSandbox) -> None:
+    """After the sandbox ended: release its control group, unmount the runtime folder's bounded
+    file system when :func:`prepare_sandbox` mounted it."""
+    release(group_name(prepared.spec.project, prepared.spec.user))
+    if prepared.bounded_here:
+        unmount_scratch(prepared.runtime_dir)
 
 
 def run_in_sandbox(runtime, user: str, project: str, argv: list[str], *, actor: str,
@@ -101,7 +114,7 @@ def run_in_sandbox(runtime, user: str, project: str, argv: list[str], *, actor: 
         runtime.audit.record(event.with_outcome(Outcome.FAILED, reason="timeout", timeout=timeout))
         raise
     finally:
-        release(group_name(project, user))
+        finish_sandbox(prepared)
     code = completed.returncode
     runtime.audit.record(event.with_outcome(Outcome.OK if code == 0 else Outcome.FAILED, exit_code=code))
     return code

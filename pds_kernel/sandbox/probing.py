@@ -27,8 +27,7 @@ import psutil
 from ..audit import AuditEvent, Outcome
 from ..registry import Registry
 from . import probes
-from .cgroup import group_name, release
-from .exec import prepare_sandbox
+from .exec import finish_sandbox, prepare_sandbox
 from .spec import HOME_MOUNT
 
 log = logging.getLogger(__name__)
@@ -164,7 +163,7 @@ def run_probes(runtime, user: str, project: str, *, actor: str, only: list[str] 
         proc.communicate()
         raise
     finally:
-        release(group_name(project, user))
+        finish_sandbox(prepared)
     results += parse_output(stdout)
     if not any(line.strip() == probes.END for line in stdout.splitlines()):
         results.append(ProbeResult("the probe run completed", True, f"stopped early: {stderr.strip()[-300:]}"))

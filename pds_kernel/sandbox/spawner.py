@@ -46,12 +46,15 @@ from .hub_policy import HubApiPolicy
 from .identity import ensure_sandbox_account, hand_over
 from .inside import BRIDGE_PORTS, RUN_DIR
 from .notebook_server import server_command
+from .scratch import bound_runtime_dir, unmount_scratch
 from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name, imports_volume_name
 
 #: Where the example notebooks copied into every new home come from.
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "hub" / "notebooks"
 #: Unix socket paths are limited to 107 bytes on Linux.
 MAX_SOCKET_PATH = 100
+#: a workspace log over this many bytes is set aside at the next start (:func:`keep_log_bounded`)
+MAX_LOG_BYTES = 64 * 1024 * 1024
 #: Port the notebook server believes it has (it listens on a Unix socket; jupyter_server refuses an
 #: explicit port other than its default together with ``--sock``).
 NOMINAL_PORT = 8888
@@ -67,6 +70,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def keep_log_bounded(log_path: Path) -> None:
+    """Start a new log when the last one is over :data:`MAX_LOG_BYTES` (the previous one is kept as
+    ``.old``, replacing the one before): what a workspace prints lands on the host's disk. While it
+    runs, the sandbox's file-size limit (``project_end.home_quota_mb``) bounds the log too."""
+    with contextlib.suppress(FileNotFoundError):
+        if log_path.stat().st_size > MAX_LOG_BYTES:
+            os.replace(log_path, log_path.with_name(log_path.name + ".old"))
 
 
 class SandboxSpawner(Spawner):
@@ -203,6 +215,7 @@ class SandboxSpawner(Spawner):
         prepare_imports_mount(spec.mount(imports_volume_name(spec.project)))
 
         runtime_dir = prepare_runtime_dir(self._runtime_dir())
+        bound_runtime_dir(runtime_dir, account)  # unmounted at stop
         hand_over(runtime_dir, account)
         sockets = {"hub": self._socket_path("hub")}
         self._token_sha256 = HubApiPolicy.for_token(self.user.name, self.api_token).token_sha256
@@ -223,6 +236,7 @@ class SandboxSpawner(Spawner):
         cmd = sandbox_command(spec, self._server_argv(), env=env, sockets=sockets, runtime_dir=runtime_dir)
         log_path = self._log_path()
         log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keep_log_bounded(log_path)
         started = time.monotonic()
         with open(log_path, "ab") as log_file:
             self._proc = await asyncio.create_subprocess_exec(
@@ -265,6 +279,7 @@ class SandboxSpawner(Spawner):
         await self._terminate(grace=0 if now else self.stop_grace)
         await self._stop_bridges()
         if self.name:
+            unmount_scratch(self._runtime_dir())
             try:  # the sandbox's control group is empty now: remove it (a busy group stays)
                 cgroup.release(cgroup.group_name(self.name, self.user.name))
             except ValueError:

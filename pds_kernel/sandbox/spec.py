@@ -49,6 +49,12 @@ class WorkspaceSpec:
     #: the only egress allowed: none. Traffic leaves only through the bridged hub / gate sockets.
     egress: str = "none"
     labels: dict[str, str] = field(default_factory=dict)
+    #: size (MiB) of each memory file system the sandbox may write besides its mounts: ``/tmp`` and
+    #: ``/dev/shm`` (``/dev`` itself is read-only)
+    tmp_mb: int = 1024
+    #: the largest file any process of the sandbox may write, anywhere (MiB, ``RLIMIT_FSIZE``;
+    #: 0: no limit of its own): a write past it fails with ``EFBIG``
+    max_file_mb: int = 0
 
     @property
     def server_name(self) -> str:
@@ -107,6 +113,9 @@ def build_workspace_spec(settings: Settings, project_info, user: str) -> Workspa
         dask_workers=project_info.dask_workers,
         gpu=project_info.gpu,
         labels={"pds.project": project, "pds.user": user.replace("_", "-"), "pds.component": "workspace"},
+        tmp_mb=settings.project_end.tmp_quota_mb,
+        # one file larger than the home's quota is over it: bounded at once, not at the next watch
+        max_file_mb=settings.project_end.home_quota_mb,
     )
 
 

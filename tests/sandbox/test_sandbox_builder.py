@@ -79,8 +79,16 @@ def test_mounts_are_exactly_the_spec_and_python(tmp_path):
     assert ro["/etc/pip.conf"].endswith("pds_kernel/sandbox/etc/pip.conf")  # ours: the package index only
     # the runtime dir comes before the sockets mounted into it; the root ends read-only
     assert argv.index(str(tmp_path / "run")) < argv.index(str(tmp_path / "hub.sock"))
-    assert argv[argv.index("--remount-ro") + 1] == "/"
+    assert _values(argv, "--remount-ro") == ["/dev", "/run", "/"]
+    # the memory file systems it may write have a size: /tmp and /dev/shm the spec's, /run 1 MiB
+    sized = {argv[i + 3]: int(argv[i + 1]) for i, word in enumerate(argv) if word == "--size"}
+    assert sized == {"/tmp": 1024 << 20, "/dev/shm": 1024 << 20, "/run": 1 << 20}
+    assert _values(argv, "--tmpfs") == ["/dev/shm", "/tmp", "/run"]
     assert rest_of(argv)[rest_of(argv).index("--socket") + 1] == "hub"
+
+
+def _values(argv: list[str], option: str) -> list[str]:
+    return [argv[i + 1] for i, word in enumerate(argv) if word == option]
 
 
 def rest_of(argv: list[str]) -> list[str]:
