@@ -7,6 +7,8 @@ Job of the project on Kubernetes, :mod:`.rebuild_job`), the gate takes back from
 the copies it asked for, the child says it wrote, and that are regular files of at most
 :data:`MAX_COPY_BYTES`: the folder is opened without following a link, and each copy relative to
 it, without following one either (a link to a host file would make the gate copy that file).
+On Kubernetes the same bounds are applied first inside the Job's pod (:func:`copy_out`, its second
+container), from the pod-local folder the child wrote to the staging claim.
 """
 
 from __future__ import annotations
@@ -39,24 +41,62 @@ def collect_copies(out: Path, copies: list[tuple[str, Path, str]], results: obje
         os.close(folder)
 
 
-def _copy_back(folder: int, name: str, target: Path) -> None:
+def _copy_back(folder: int, name: str, target: Path, bound: int = MAX_COPY_BYTES) -> int:
     """Copy the regular file ``name`` of the folder open as ``folder`` (no link followed, at most
-    :data:`MAX_COPY_BYTES`) to ``target``; nothing when it is anything else, or grows past the
-    bound while it is read."""
+    ``bound`` bytes) to ``target``: the bytes copied; nothing (0) when it is anything else, or
+    grows past the bound while it is read."""
     if "/" in name or name in {"", ".", ".."}:
-        return
+        return 0
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
     except OSError:
-        return
+        return 0
     with os.fdopen(fd, "rb") as src:
         info = os.fstat(src.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_COPY_BYTES:
-            return
+        if not stat.S_ISREG(info.st_mode) or info.st_size > bound:
+            return 0
         with open(target, "xb") as out:
-            left = MAX_COPY_BYTES + 1  # one byte more tells a copy that grew past the bound
+            left = bound + 1  # one byte more tells a copy that grew past the bound
             while left and (block := src.read(min(left, 1 << 20))):
                 out.write(block)
                 left -= len(block)
         if not left:
             os.unlink(target)
+            return 0
+        return bound + 1 - left
+
+
+def copy_out(source: Path, dest: Path, names: list[str], max_total: int) -> None:
+    """The rebuild Job's second container (:mod:`.rebuild_job`): copy the regular files ``names``
+    of ``source`` (the pod-local folder the child wrote, after it ended) into ``dest`` (its work
+    folder on the staging claim), no link followed, each at most :data:`MAX_COPY_BYTES` and all
+    at most ``max_total`` bytes: what the child wrote reaches the shared claim only this way."""
+    try:
+        folder = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    left = max_total
+    try:
+        for name in names:
+            if left > 0:
+                left -= _copy_back(folder, name, dest / name, min(MAX_COPY_BYTES, left))
+    finally:
+        os.close(folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pds_kernel.airlock.rebuild_collect --from DIR --to DIR --max-bytes N NAME...``"""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="pds_kernel.airlock.rebuild_collect", description=copy_out.__doc__)
+    parser.add_argument("--from", dest="source", required=True)
+    parser.add_argument("--to", dest="dest", required=True)
+    parser.add_argument("--max-bytes", type=int, required=True)
+    parser.add_argument("names", nargs="*")
+    args = parser.parse_args(argv)
+    copy_out(Path(args.source), Path(args.dest), args.names, args.max_bytes)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

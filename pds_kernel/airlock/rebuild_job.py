@@ -22,9 +22,16 @@ its manifest is written) with the isolation of the model check's Job
 
 What the pod sees: the gate copies the files to rebuild into a fresh work folder of the staging
 claim, ``.rebuilds/<project>-<random>/`` (no project's folder starts with a dot), with ``in/``
-(the copies and :data:`ITEMS`) mounted read-only by sub-path at :data:`IN_DIR`, and an empty
-``out/`` mounted read-write by sub-path at :data:`OUT_DIR`; a size-limited emptyDir ``/tmp``.
-Nothing else of the staging claim, no other claim.
+(the copies and :data:`ITEMS`) mounted read-only by sub-path at :data:`IN_DIR`. The child (the
+pod's init container, :data:`CONTAINER`) writes its copies in a pod-local ``out/`` at
+:data:`OUT_DIR` (an emptyDir of ``airlock.rebuild_scratch_mb``) and has a size-limited emptyDir
+``/tmp``; it has nothing of the staging claim it may write: a child that writes without bound
+fills its own pod's folders, bounded by their sizes and the pod's ``ephemeral-storage``, never
+the claim every project's staging area is on. Once it has ended, the pod's second container
+(:data:`COLLECT_CONTAINER`, the gate's code, :func:`.rebuild_collect.copy_out`) copies the files
+it was asked for, regular files only, no link followed, each bounded and all within the size of
+``out/``, to the work folder's ``out/`` on the claim (mounted by sub-path at :data:`COPIES_DIR`,
+in that container only). Nothing else of the staging claim, no other claim.
 
 The results come back as the last :data:`.rebuild_formats.RESULT_MARKER` line of the pod's log,
 read with a byte limit (:data:`MAX_LOG_BYTES`) and validated as the other runners' output is
@@ -60,6 +67,10 @@ from .rebuild_formats import RESULT_MARKER
 log = logging.getLogger(__name__)
 
 CONTAINER = "rebuild"
+#: the pod's second container: the gate's code, taking the copies from the pod to the claim
+COLLECT_CONTAINER = "collect"
+COLLECT_CPU = 0.25
+COLLECT_MEMORY_MB = 256
 COMPONENT = "airlock-rebuild"
 #: the claim the airlock stages submitted files on (the chart's ``pds-staging``)
 STAGING_CLAIM = "pds-staging"
@@ -68,6 +79,8 @@ WORK_ROOT = ".rebuilds"
 #: where the pod sees the copies to rebuild (read-only) and writes the rebuilt copies
 IN_DIR = PurePosixPath("/srv/pds/rebuild/in")
 OUT_DIR = PurePosixPath("/srv/pds/rebuild/out")
+#: where the second container sees the work folder's ``out/`` on the staging claim
+COPIES_DIR = PurePosixPath("/srv/pds/rebuild/copies")
 #: the file of ``in/`` listing ``[[source, target, name], ...]`` as the pod sees them
 ITEMS = "items.json"
 #: what the gate reads of the pod's log, at most: the results (the process runner's bound on its
@@ -77,6 +90,10 @@ MAX_LOG_BYTES = 1024 * 1024 + 64 * 1024
 MAX_ERRORS_BYTES = 4096
 #: the pod's ``/tmp`` (openpyxl writes a workbook's sheets there before it zips them)
 SCRATCH_MB = 1024
+#: the pod-local ``out/`` the child writes its copies in (``airlock.rebuild_scratch_mb``): all the
+#: second container takes to the claim, at most
+OUT_MB = 1024
+_COPY = re.compile(r"^[0-9]{1,4}(\.[a-z0-9]{1,8})?$")
 _WORK = re.compile(r"^\.rebuilds/(?P<project>[a-z][a-z0-9-]{1,38}[a-z0-9])-[A-Za-z0-9_]{4,32}$")
 
 
@@ -86,33 +103,51 @@ def job_name(project: str) -> str:
 
 
 def build_rebuild_job(cfg: K8sConfig, *, name: str, project: str, work: str, memory_bytes: int,
-                      timeout_seconds: int, cpu: float = 1.0, scratch_mb: int = SCRATCH_MB) -> dict[str, Any]:
+                      timeout_seconds: int, copies: list[str], cpu: float = 1.0, scratch_mb: int = SCRATCH_MB,
+                      out_mb: int = OUT_MB) -> dict[str, Any]:
     """The Job that rebuilds the files of the work folder ``work`` (relative to the staging claim:
-    ``.rebuilds/<project>-<random>``, made by :meth:`RebuildJob.prepare`)."""
+    ``.rebuilds/<project>-<random>``, made by :meth:`RebuildJob.prepare`) into the copies named
+    ``copies`` (``<index><suffix>``)."""
     check_project_id(project)
     match = _WORK.fullmatch(work)
     if match is None or match["project"] != project:
         raise InvalidInput(f"{work[:120]!r} is not a rebuild work folder of {project}")
-    container = {
+    if not all(_COPY.fullmatch(copy) for copy in copies):
+        raise InvalidInput("a rebuild copy is named <index><suffix>")
+    python = ["python", "-I", "-m"]
+    rebuild = {
         "name": CONTAINER,
         "image": cfg.rebuild_image,
         "imagePullPolicy": cfg.pull_policy,
-        "command": ["python", "-I", "-m", "pds_kernel.airlock.rebuild_formats", "--items-file", str(IN_DIR / ITEMS)],
+        "command": [*python, "pds_kernel.airlock.rebuild_formats", "--items-file", str(IN_DIR / ITEMS)],
         "env": [{"name": "HOME", "value": "/tmp"}, {"name": "TMPDIR", "value": "/tmp"}],
         "resources": build_resources(cpu, max(1, memory_bytes >> 20)),
         "volumeMounts": [
             {"name": "in", "mountPath": str(IN_DIR), "subPath": f"{work}/in", "readOnly": True},
-            {"name": "out", "mountPath": str(OUT_DIR), "subPath": f"{work}/out"},
+            {"name": "out", "mountPath": str(OUT_DIR)},
             {"name": "scratch", "mountPath": "/tmp"},
+        ],
+    }
+    collect = {
+        "name": COLLECT_CONTAINER,
+        "image": cfg.rebuild_image,
+        "imagePullPolicy": cfg.pull_policy,
+        "command": [*python, "pds_kernel.airlock.rebuild_collect", "--from", str(OUT_DIR), "--to", str(COPIES_DIR),
+                    "--max-bytes", str(int(out_mb) << 20), *copies],
+        "resources": build_resources(COLLECT_CPU, COLLECT_MEMORY_MB),
+        "volumeMounts": [
+            {"name": "out", "mountPath": str(OUT_DIR), "readOnly": True},
+            {"name": "copies", "mountPath": str(COPIES_DIR), "subPath": f"{work}/out"},
         ],
     }
     volumes = [
         {"name": "in", "persistentVolumeClaim": {"claimName": STAGING_CLAIM, "readOnly": True}},
-        {"name": "out", "persistentVolumeClaim": {"claimName": STAGING_CLAIM}},
+        {"name": "copies", "persistentVolumeClaim": {"claimName": STAGING_CLAIM}},
+        {"name": "out", "emptyDir": {"sizeLimit": f"{int(out_mb)}Mi"}},
         {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
     ]
-    return isolated_job(cfg, name=name, project=project, component=COMPONENT, container=container,
-                        volumes=volumes, timeout_seconds=timeout_seconds)
+    return isolated_job(cfg, name=name, project=project, component=COMPONENT, init_container=rebuild,
+                        container=collect, volumes=volumes, timeout_seconds=timeout_seconds)
 
 
 def parse_rebuild_log(text: str) -> tuple[bytes, str]:
@@ -146,6 +181,8 @@ class RebuildJob:
     project: str
     staging: Path
     cfg: K8sConfig | None = None
+    #: the pod-local ``out/`` of its Jobs, MiB (``airlock.rebuild_scratch_mb``)
+    out_mb: int = OUT_MB
 
     def prepare(self, items: list[tuple[Path, Path, str]], memory_bytes: int, wall_seconds: float) -> PreparedJob:
         """Copy the files of ``items`` into a fresh work folder of the staging claim and write the
@@ -173,7 +210,8 @@ class RebuildJob:
             (folder / ITEMS).chmod(0o440)
             manifest = build_rebuild_job(cfg, name=job_name(self.project), project=self.project,
                                          work=work.relative_to(self.staging).as_posix(), memory_bytes=memory_bytes,
-                                         timeout_seconds=max(1, math.ceil(wall_seconds)))
+                                         timeout_seconds=max(1, math.ceil(wall_seconds)), copies=copies,
+                                         out_mb=self.out_mb)
             return PreparedJob(manifest, work, copies)
         except BaseException:
             remove_work(work)

@@ -42,6 +42,8 @@ REBUILD_USER = "0rebuild"
 #: where the files to rebuild are mounted, read-only (a path no installation uses)
 IN_MOUNT = "/pds-rebuild-in"
 OUT_DIR = f"{HOME_MOUNT}/out"
+#: the folder of a work folder the child may write (its home and its runtime folder), bounded
+SCRATCH = "scratch"
 RUNNERS = ("sandbox", "process", "job")
 
 __all__ = ["IN_MOUNT", "MAX_COPY_BYTES", "OUT_DIR", "REBUILD_USER", "RUNNERS", "OverBound", "Prepared",
@@ -56,7 +58,7 @@ def rebuild_sandbox(settings, project: str) -> RebuildSandbox | RebuildJob | Non
     if runner not in RUNNERS:
         raise InvalidInput(f"setting airlock.rebuild_runner is {runner!r}: use sandbox, job or process")
     if runner == "job":
-        return RebuildJob(project, settings.paths.staging)
+        return RebuildJob(project, settings.paths.staging, out_mb=settings.airlock.rebuild_scratch_mb)
     if runner == "process":
         return None
     return RebuildSandbox(project, settings.paths.state / "rebuilds", settings.airlock.rebuild_scratch_mb,
@@ -72,8 +74,14 @@ class Prepared:
     env: dict[str, str]
     inside: list[tuple[Path, Path, str]]
     work: Path
-    #: whether the home is a bounded file system of its own (:mod:`pds_kernel.sandbox.scratch`)
+    #: whether the work folder's ``scratch`` (the home and ``/run/pds``) is a bounded file system of
+    #: its own (:mod:`pds_kernel.sandbox.scratch`)
     bounded: bool = False
+
+    @property
+    def home(self) -> Path:
+        """The sandbox's home as the gate sees it (its ``out`` folder holds the copies)."""
+        return self.work / SCRATCH / "home"
 
 
 class OverBound(Exception):
@@ -94,17 +102,19 @@ class RebuildSandbox:
         ``python_argv`` (after the interpreter) over them; ``OSError`` or ``PdsError`` when the
         sandbox cannot be prepared (no bubblewrap, no sandbox account)."""
         self.work_root.mkdir(parents=True, exist_ok=True)
-        unmount_stale(self.work_root, "home")
+        unmount_stale(self.work_root, SCRATCH)
         work = Path(tempfile.mkdtemp(prefix=owner_prefix("rebuild"), dir=self.work_root))
         try:
             os.chmod(work, 0o755)
-            folder, home = work / "in", work / "home"
+            folder, scratch = work / "in", work / SCRATCH
             folder.mkdir(mode=0o755)
-            home.mkdir(mode=0o700)
+            scratch.mkdir(mode=0o700)
             account = ensure_sandbox_account()
-            # the child writes only there (and in its /tmp and /dev/shm): bytes and files bounded
-            bounded = mount_scratch(home, self.scratch_mb, self.scratch_files, account)
-            (home / "out").mkdir(mode=0o700)
+            # the child writes only there, its home and its /run/pds (and in its /tmp and /dev/shm):
+            # bytes and files bounded, nothing on the host's disk
+            bounded = mount_scratch(scratch, self.scratch_mb, self.scratch_files, account)
+            home = scratch / "home"
+            (home / "out").mkdir(parents=True, mode=0o700)
             inside = []
             for index, (source, _, name) in enumerate(items):
                 copy = folder / f"{index}-{name}"
@@ -113,8 +123,7 @@ class RebuildSandbox:
                 inside.append((Path(IN_MOUNT) / copy.name, Path(OUT_DIR) / copy.name, name))
             hand_over(home, account)
             hand_over(home / "out", account)
-            # its /run/pds is a folder of the bounded home too: nothing it writes lands on the host's disk
-            runtime = prepare_runtime_dir(home / ".run")
+            runtime = prepare_runtime_dir(scratch / "run")
             hand_over(runtime, account)
             spec = WorkspaceSpec(
                 user=REBUILD_USER, project=self.project,
@@ -126,14 +135,14 @@ class RebuildSandbox:
             argv = sandbox_command(spec, [host.python, "-I", *python_argv], env={}, runtime_dir=runtime, host=host)
             return Prepared(argv, launch_env({}), inside, work, bounded)
         except BaseException:
-            unmount_scratch(work / "home")
+            unmount_scratch(work / SCRATCH)
             shutil.rmtree(work, ignore_errors=True)
             raise
 
     def check_bound(self, prepared: Prepared) -> None:
         """Raise :class:`OverBound` saying so when the child filled its bounded home: the gate
         then refuses the batch, whatever the child said it wrote."""
-        if prepared.bounded and is_full(prepared.work / "home"):
+        if prepared.bounded and is_full(prepared.work / SCRATCH):
             raise OverBound(f"the rebuild wrote more than the {self.scratch_mb} MiB or {self.scratch_files} "
                             "files it may write (airlock.rebuild_scratch_mb, airlock.rebuild_scratch_files)")
 
@@ -141,13 +150,13 @@ class RebuildSandbox:
         """Copy each copy the child says it wrote (a regular file of the home's ``out`` folder, no
         link followed, bounded: :func:`.rebuild_collect.collect_copies`) to its target outside;
         what is missing or not a regular file stays missing (the gate then refuses the batch)."""
-        collect_copies(prepared.work / "home" / "out",
+        collect_copies(prepared.home / "out",
                        [(inner.name, target, name) for (_, inner, name), (_, target, _) in
                         zip(prepared.inside, items, strict=True)], results)
 
     def finish(self, prepared: Prepared) -> None:
         """Unmount the bounded home, remove the work folder and the sandbox's control group."""
-        unmount_scratch(prepared.work / "home")
+        unmount_scratch(prepared.work / SCRATCH)
         shutil.rmtree(prepared.work, ignore_errors=True)
         release(group_name(self.project, REBUILD_USER))
 

@@ -3,7 +3,8 @@
 :func:`isolated_job` writes what every such Job shares: the project's labels (so the project's
 default-deny NetworkPolicy applies and nothing opens egress), no service-account token, no service
 links, no host namespaces, no DNS resolver, the restricted pod and container security contexts,
-no retry, a deadline, and a time to live after it ends. The caller gives the container's image,
+an ``ephemeral-storage`` limit (its emptyDirs, each of which must have a size, and its log:
+:mod:`.storage`), no retry, a deadline, and a time to live after it ends. The caller gives the container's image,
 command, environment, resources and mounts, and the volumes.
 
 :func:`run_job` runs one to its end and reads its pod's log:
@@ -26,6 +27,7 @@ from typing import Any
 
 from .config import K8sConfig
 from .pods import COMPONENT_LABEL, PROJECT_LABEL, build_container_security_context, build_pod_security_context
+from .storage import with_ephemeral_storage
 
 #: kubelet reasons that mean a pod will never start on its own
 STUCK_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "ErrImagePull",
@@ -37,9 +39,17 @@ TTL_AFTER_FINISHED = 600
 
 
 def isolated_job(cfg: K8sConfig, *, name: str, project: str, component: str, container: dict[str, Any],
-                 volumes: list[dict[str, Any]], timeout_seconds: int) -> dict[str, Any]:
-    """A batch/v1 Job of ``project`` running ``container`` (its ``securityContext`` is set here)."""
+                 volumes: list[dict[str, Any]], timeout_seconds: int,
+                 init_container: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A batch/v1 Job of ``project`` running ``container`` (after ``init_container`` when given: it
+    runs to its end first); their ``securityContext`` and ``ephemeral-storage`` are set here."""
     labels = {PROJECT_LABEL: project, COMPONENT_LABEL: component}
+
+    def confined(one: dict[str, Any]) -> dict[str, Any]:
+        # what it may write on the node: its emptyDirs (each with a size) and its log
+        return {**one, "securityContext": build_container_security_context(cfg),
+                "resources": with_ephemeral_storage(one.get("resources"), volumes)}
+
     pod_spec = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -50,9 +60,11 @@ def isolated_job(cfg: K8sConfig, *, name: str, project: str, component: str, con
         # OnRootMismatch: the kubelet does not re-own a whole writable claim (staging) at every Job,
         # which would make the staged files (0444) group-writable; its root is already the gate's
         "securityContext": {**build_pod_security_context(cfg), "fsGroupChangePolicy": "OnRootMismatch"},
-        "containers": [{**container, "securityContext": build_container_security_context(cfg)}],
+        "containers": [confined(container)],
         "volumes": volumes,
     }
+    if init_container is not None:
+        pod_spec["initContainers"] = [confined(init_container)]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -84,7 +96,9 @@ async def load_client_config() -> None:
 
 def _stuck(pods) -> str | None:
     for pod in pods:
-        for status in (pod.status.container_statuses or []) if pod.status else []:
+        statuses = [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])] \
+            if pod.status else []
+        for status in statuses:
             waiting = status.state.waiting if status.state else None
             if waiting is not None and waiting.reason in STUCK_REASONS:
                 return f"{waiting.reason}: {(waiting.message or '')[:200]}"

@@ -14,7 +14,8 @@ in it before (:func:`apply_workspace_invariants` is the last word):
 * the notebook server started by :mod:`pds_kernel.sandbox.notebook_server` (the lockdown and its
   settings, as in the local sandbox), with no other arguments and no ``JUPYTER*``/``PYTHON*``
   variable from the chart's values;
-* the project's labels, image, CPU/memory limits (requests = limits) and optional GPU;
+* the project's labels, image, CPU/memory limits (requests = limits) and optional GPU, and an
+  ``ephemeral-storage`` limit: ``/tmp``'s size and room for the log (:mod:`.storage`);
 * restricted security (non-root, no privilege escalation, all capabilities dropped, seccomp
   RuntimeDefault, read-only root filesystem), no service-account token, no host namespaces;
 * no DNS resolver unless enabled: the hub, the dask-gateway proxy, the airlock and the package
@@ -40,6 +41,7 @@ from ..sandbox.spec import (
     imports_volume_name,
 )
 from .config import K8sConfig
+from .storage import with_ephemeral_storage
 
 #: KubeSpawner's name for the notebook container.
 NOTEBOOK_CONTAINER = "notebook"
@@ -252,8 +254,9 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     notebook["volumeMounts"] = build_workspace_mounts()
     notebook.pop("volumeDevices", None)
     notebook.pop("envFrom", None)
-    notebook["resources"] = build_resources(spec.cpu_limit, spec.mem_limit_mb,
-                                            gpu_resource=cfg.gpu.resource if gpu else None)
+    notebook["resources"] = with_ephemeral_storage(
+        build_resources(spec.cpu_limit, spec.mem_limit_mb, gpu_resource=cfg.gpu.resource if gpu else None),
+        build_workspace_volumes(spec, cfg))
     notebook["securityContext"] = build_container_security_context(cfg)
     env = [e for e in notebook.get("env") or [] if not is_server_config_variable(str(e.get("name", "")))]
     env = rewrite_hub_urls(env, hub_api_url, cfg)
@@ -311,8 +314,11 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cp
         worker_pod["nodeSelector"] = dict(cfg.gpu.node_selector)
         worker_pod["tolerations"] = [dict(t) for t in cfg.gpu.tolerations]
         worker_container["resources"] = {"limits": {cfg.gpu.resource: "1"}, "requests": {cfg.gpu.resource: "1"}}
+    # dask-gateway merges these resources into its CPU and memory ones
+    worker_container["resources"] = with_ephemeral_storage(worker_container.get("resources"), worker_pod["volumes"])
     scheduler_pod = {**copy.deepcopy(base_pod), "volumes": [scratch_volume(cfg)]}
-    scheduler_container = {"securityContext": copy.deepcopy(csc), "volumeMounts": [scratch_mount()]}
+    scheduler_container = {"securityContext": copy.deepcopy(csc), "volumeMounts": [scratch_mount()],
+                           "resources": with_ephemeral_storage(None, scheduler_pod["volumes"])}
     mem_bytes = int(spec.mem_limit_mb) * 2**20
     return {
         # distributed ≥ 2025 ships only the ``dask`` command: dask-gateway's defaults

@@ -43,6 +43,8 @@ CHECK_USER = "0model-check"
 #: over a parent of the interpreter or the package (an installation under /check, say) would hide it.
 CHECK_MOUNT = "/pds-model-check"
 OUT_DIR = f"{HOME_MOUNT}/out"
+#: the folder of the work folder the check may write (its home and its runtime folder), bounded
+SCRATCH = "scratch"
 #: what the gate reads back from the sandbox, at most
 MAX_REPORT_BYTES = 1024 * 1024
 MAX_PLOT_BYTES = 512 * 1024
@@ -98,19 +100,21 @@ def check_host(python: Path):
 
 
 def build_check_command(settings, project_info, check_dir: Path, work: Path, argv: list[str]) -> tuple[list[str], dict]:
-    """(argv, env) that run ``argv`` in a fresh check sandbox over ``check_dir``; ``work/home``
-    becomes its home (created empty, handed to the sandbox account; a bounded file system of
-    ``model_check.scratch_mb`` MiB and ``model_check.scratch_files`` inodes when this process is
-    root: :mod:`pds_kernel.sandbox.scratch`; the caller unmounts it)."""
+    """(argv, env) that run ``argv`` in a fresh check sandbox over ``check_dir``; ``work/scratch``
+    holds its home (created empty, handed to the sandbox account) and its runtime folder: a bounded
+    file system of ``model_check.scratch_mb`` MiB and ``model_check.scratch_files`` inodes when
+    this process is root (:mod:`pds_kernel.sandbox.scratch`; :func:`finish_check` unmounts it)."""
     account = ensure_sandbox_account()
-    home = work / "home"
-    unmount_scratch(home)
-    if home.exists():
-        shutil.rmtree(home)
-    home.mkdir(parents=True, mode=0o700)
-    mount_scratch(home, settings.model_check.scratch_mb, settings.model_check.scratch_files, account)
+    scratch = work / SCRATCH
+    unmount_scratch(scratch)
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True, mode=0o700)
+    mount_scratch(scratch, settings.model_check.scratch_mb, settings.model_check.scratch_files, account)
+    home = scratch / "home"
+    home.mkdir(mode=0o700)
     hand_over(home, account)
-    runtime = prepare_runtime_dir(home / ".run")  # bounded with the home
+    runtime = prepare_runtime_dir(scratch / "run")  # bounded with the home
     hand_over(runtime, account)
     spec = check_spec(settings, project_info, check_dir, home)
     host = check_host(check_python(settings))
@@ -122,7 +126,12 @@ def run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
     try:
         return _run_check(settings, project_info, check_dir, work)
     finally:
-        unmount_scratch(work / "home")
+        finish_check(work)
+
+
+def finish_check(work: Path) -> None:
+    """Unmount the bounded folder :func:`build_check_command` made in ``work`` (when it did)."""
+    unmount_scratch(work / SCRATCH)
 
 
 def _run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
@@ -148,12 +157,12 @@ def _run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
     seconds = time.monotonic() - start
     if done.returncode != 0:
         log.warning("model check exited %s: %s", done.returncode, done.stderr[-2000:].decode("utf-8", "replace"))
-    if is_full(work / "home"):
+    if is_full(work / SCRATCH):
         limits = settings.model_check
         return CheckRun(done.returncode, None, None, seconds,
                         f"the check wrote more than the {limits.scratch_mb} MiB or {limits.scratch_files} files it "
                         "may write (model_check.scratch_mb, model_check.scratch_files)")
-    report, plot, problem = read_outputs(work / "home" / "out")
+    report, plot, problem = read_outputs(work / SCRATCH / "home" / "out")
     return CheckRun(done.returncode, report, plot, seconds,
                     problem or (None if done.returncode == 0 else f"the check exited with code {done.returncode}"))
 

@@ -57,9 +57,10 @@ def _job(staged: str = "diab-2024/abc/0-r1-model.ubj", author: str = "alice") ->
                            timeout_seconds=600, scratch_mb=1024)
 
 
-def assert_isolated_job(job: dict, component: str, image: str, deadline: int) -> tuple[dict, dict]:
+def assert_isolated_job(job: dict, component: str, image: str, deadline: int, *, init: bool = False) -> tuple[dict, dict]:
     """``job`` is valid Kubernetes and has the isolation of a workspace pod (the gate's Jobs share
-    it: pds_kernel.k8s.jobs.isolated_job): (its pod's spec, its one container)."""
+    it: pds_kernel.k8s.jobs.isolated_job): (its pod's spec, its one container, or with ``init``
+    its one init container, which runs before it)."""
     kubernetes_validate.validate(job, K8S_VERSION, strict=True)
     spec = job["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, deadline)
@@ -71,16 +72,21 @@ def assert_isolated_job(job: dict, component: str, image: str, deadline: int) ->
     assert pod["dnsPolicy"] == "None" and pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
-    assert "initContainers" not in pod and container["image"] == image
-    sc = container["securityContext"]
-    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
-    assert sc["runAsUser"] != 0 and sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    return pod, container
+    firsts = pod.get("initContainers") or []
+    assert len(firsts) == int(init)
+    for one in [*firsts, container]:
+        assert one["image"] == image
+        sc = one["securityContext"]
+        assert sc["capabilities"] == {"drop": ["ALL"]} and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+        assert sc["runAsUser"] != 0 and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    return pod, (firsts[0] if init else container)
 
 
 def test_check_job_is_valid_kubernetes_with_the_isolation_of_a_workspace_pod():
     pod, container = assert_isolated_job(_job(), "model-check", CFG.model_check_image, 600)
-    assert container["resources"]["limits"] == container["resources"]["requests"] == {"cpu": "2000m", "memory": "4096Mi"}
+    scratch = int(pod["volumes"][-1]["emptyDir"]["sizeLimit"].removesuffix("Mi"))
+    assert container["resources"]["limits"] == container["resources"]["requests"] == {
+        "cpu": "2000m", "memory": "4096Mi", "ephemeral-storage": f"{scratch + 256}Mi"}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["extract"]["persistentVolumeClaim"] == {"claimName": extract_volume_name(PROJECT), "readOnly": True}
     assert volumes["home"]["persistentVolumeClaim"] == {"claimName": home_volume_name(PROJECT, "alice"), "readOnly": True}

@@ -22,7 +22,15 @@ import pytest
 
 from pds_kernel.airlock import rebuild as rebuild_mod
 from pds_kernel.airlock.rebuild import MEMORY_BYTES, WALL_SECONDS, rebuild_all
-from pds_kernel.airlock.rebuild_job import IN_DIR, ITEMS, OUT_DIR, WORK_ROOT, RebuildJob, build_rebuild_job
+from pds_kernel.airlock.rebuild_job import (
+    COPIES_DIR,
+    IN_DIR,
+    ITEMS,
+    OUT_DIR,
+    WORK_ROOT,
+    RebuildJob,
+    build_rebuild_job,
+)
 from pds_kernel.airlock.rebuild_sandbox import rebuild_sandbox
 from pds_kernel.airlock.staging import RefusedFiles
 from pds_kernel.errors import InvalidInput
@@ -40,25 +48,33 @@ WORK = f"{WORK_ROOT}/{PROJECT}-abc123xy"
 
 def _job(work: str = WORK, project: str = PROJECT) -> dict:
     return build_rebuild_job(CFG, name=f"pds-rebuild-{PROJECT}-00ff00ff00ff", project=project, work=work,
-                             memory_bytes=MEMORY_BYTES, timeout_seconds=WALL_SECONDS)
+                             memory_bytes=MEMORY_BYTES, timeout_seconds=WALL_SECONDS, copies=["0.parquet", "1.png"])
 
 
 def test_rebuild_job_is_valid_kubernetes_with_the_isolation_of_a_check_job():
-    pod, container = assert_isolated_job(_job(), "airlock-rebuild", CFG.rebuild_image, WALL_SECONDS)
+    pod, container = assert_isolated_job(_job(), "airlock-rebuild", CFG.rebuild_image, WALL_SECONDS, init=True)
     assert container["command"] == ["python", "-I", "-m", "pds_kernel.airlock.rebuild_formats", "--items-file",
                                     f"{IN_DIR}/{ITEMS}"]
-    assert container["resources"]["limits"] == container["resources"]["requests"] == {"cpu": "1000m",
-                                                                                        "memory": "3072Mi"}
+    # what it may write on its node: its out/ and /tmp (1024Mi each) and 256Mi for its log
+    assert container["resources"]["limits"] == container["resources"]["requests"] == {
+        "cpu": "1000m", "memory": "3072Mi", "ephemeral-storage": "2304Mi"}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert set(volumes) == {"in", "out", "scratch"} and "emptyDir" in volumes["scratch"]
+    assert set(volumes) == {"in", "copies", "out", "scratch"}
+    assert volumes["out"]["emptyDir"] == volumes["scratch"]["emptyDir"] == {"sizeLimit": "1024Mi"}
     assert volumes["in"]["persistentVolumeClaim"] == {"claimName": "pds-staging", "readOnly": True}
-    assert volumes["out"]["persistentVolumeClaim"] == {"claimName": "pds-staging"}
+    assert volumes["copies"]["persistentVolumeClaim"] == {"claimName": "pds-staging"}
     mounts = {m["name"]: m for m in container["volumeMounts"]}
-    # the work folder's in/ (read-only) and out/ only, never the rest of the staging claim
+    # the work folder's in/ (read-only) only: nothing of the staging claim it may write
     assert mounts["in"] == {"name": "in", "mountPath": str(IN_DIR), "subPath": f"{WORK}/in", "readOnly": True}
-    assert mounts["out"] == {"name": "out", "mountPath": str(OUT_DIR), "subPath": f"{WORK}/out"}
     writable = sorted(m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly"))
-    assert writable == sorted([str(OUT_DIR), "/tmp"])
+    assert writable == sorted([str(OUT_DIR), "/tmp"]) and "copies" not in mounts
+    # then the gate's code takes the copies asked for, within out/'s size, to the work folder's out/
+    (collect,) = pod["containers"]
+    assert collect["command"] == ["python", "-I", "-m", "pds_kernel.airlock.rebuild_collect", "--from", str(OUT_DIR),
+                                  "--to", str(COPIES_DIR), "--max-bytes", str(1024 << 20), "0.parquet", "1.png"]
+    assert {m["name"]: m for m in collect["volumeMounts"]} == {
+        "out": {"name": "out", "mountPath": str(OUT_DIR), "readOnly": True},
+        "copies": {"name": "copies", "mountPath": str(COPIES_DIR), "subPath": f"{WORK}/out"}}
 
 
 @pytest.mark.parametrize("work,project", [

@@ -85,7 +85,8 @@ async def test_member_gets_exactly_the_project(settings, runtime, registry, kube
     assert mounts["/imports"] == {"name": "imports", "mountPath": "/imports", "readOnly": True}
     assert set(mounts) == {"/data", "/home/jovyan", "/imports", "/tmp"}
     resources = spec["containers"][0]["resources"]
-    assert resources["limits"] == {"cpu": "2000m", "memory": "4096Mi"}
+    # /tmp (1Gi) and 256Mi for the log: what the pod may write on its node
+    assert resources["limits"] == {"cpu": "2000m", "memory": "4096Mi", "ephemeral-storage": "1280Mi"}
     assert resources["requests"] == resources["limits"]
     assert spawner.pvc_name == home_volume_name("alpha-study", "alice")
 

@@ -1,5 +1,6 @@
 """Support of tests/k8s/test_rebuild_job.py and tests/security/test_rebuild_job_attacks.py: real files
-to rebuild, and the rebuild Job's exact command run in an emulated pod (bubblewrap as
+to rebuild, and the rebuild Job's exact commands (the rebuild, then the copy to the claim) run in an
+emulated pod (bubblewrap as
 tests/k8s/test_model_check_job.py emulates the check pod: the manifest's mounts at their paths,
 read-only where it says, its uid, no network), the pod's staging claim being the platform's.
 """
@@ -71,21 +72,35 @@ def _imported_package() -> Path:
 
 def run_in_pod(staging: Path, job: dict, scratch: Path, argv_tail: list[str] | None = None,
                timeout: float = 240) -> subprocess.CompletedProcess:
-    """The Job's exact command (or ``argv_tail`` after ``python``) in an emulated pod whose claim
-    pds-staging is ``staging``. The pod's image holds the gate's code: this checkout's
-    ``pds_kernel`` is mounted where the interpreter imports it from (a worktree of a checkout whose
-    environment imports the checkout's)."""
+    """The Job's pod in an emulation whose claim pds-staging is ``staging``: its init container (the
+    rebuild: its exact command, or ``argv_tail`` after ``python``), then, if that succeeded, its
+    container, as the kubelet runs them; each emptyDir a folder of ``scratch``. How the rebuild
+    ended (its output: the log the gate reads), failed when either container failed. The pod's
+    image holds the gate's code: this checkout's ``pds_kernel`` is mounted where the interpreter
+    imports it from (a worktree of a checkout whose environment imports the checkout's)."""
+    pod = job["spec"]["template"]["spec"]
+    (rebuild,) = pod["initContainers"]
+    (collect,) = pod["containers"]
+    done = _run_container(staging, pod, rebuild, scratch, argv_tail, timeout)
+    if done.returncode == 0:
+        collected = _run_container(staging, pod, collect, scratch, None, timeout)
+        if collected.returncode != 0:
+            return subprocess.CompletedProcess(done.args, collected.returncode, done.stdout,
+                                               done.stderr + collected.stderr)
+    return done
+
+
+def _run_container(staging: Path, pod: dict, container: dict, scratch: Path, argv_tail: list[str] | None,
+                   timeout: float) -> subprocess.CompletedProcess:
     from tests.k8s.test_model_check_job import pod_argv
 
-    pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
     volumes = {v["name"]: v for v in pod["volumes"]}
-    scratch.mkdir(exist_ok=True)
     binds = []
     for mount in container["volumeMounts"]:
         volume = volumes[mount["name"]]
         if "emptyDir" in volume:
-            source = scratch
+            source = scratch / mount["name"]
+            source.mkdir(parents=True, exist_ok=True)
         else:
             assert volume["persistentVolumeClaim"]["claimName"] == "pds-staging"
             source = staging / mount.get("subPath", "")
@@ -93,7 +108,7 @@ def run_in_pod(staging: Path, job: dict, scratch: Path, argv_tail: list[str] | N
     package = _imported_package()
     if package != REPO / "pds_kernel":
         binds.append((REPO / "pds_kernel", str(package), True))
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container.get("env") or []}
     env.update(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin", LANG="C.UTF-8")
     security = pod["securityContext"]
     return subprocess.run(pod_argv(binds, env, security["runAsUser"], security["runAsGroup"])
@@ -125,7 +140,7 @@ def emulated_cluster(monkeypatch, staging: Path, scratch: Path, argv_tail: list[
     async def run_job(manifest: dict, *, container: str, timeout: int, limit_bytes: int,
                       poll_seconds: float = 2.0) -> JobOutcome:
         created.append(manifest)
-        assert container == manifest["spec"]["template"]["spec"]["containers"][0]["name"]
+        assert container == manifest["spec"]["template"]["spec"]["initContainers"][0]["name"]  # the rebuild's log
         done = run_in_pod(staging, manifest, scratch, argv_tail, timeout=timeout + 60)
         log = (done.stdout + done.stderr).encode()[:limit_bytes].decode("utf-8", "ignore")
         return JobOutcome(log, done.returncode == 0, None)

@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 from disk_quota_support import (
     FILL,
+    PROJECT,
     SCRATCH_FILES,
     SCRATCH_MB,
     child_said,
@@ -20,9 +21,12 @@ from disk_quota_support import (
     hostile_rebuild,
     mounts_under,
     run_in_workspace,
+    table_bytes,
 )
+from rebuild_job_support import CFG, bwrap_available, run_in_pod
 from sandbox_support import sandbox_world
 
+from pds_kernel.airlock.rebuild_job import IN_DIR, ITEMS
 from pds_kernel.sandbox.identity import runs_as_root
 
 MIB = 1 << 20
@@ -251,3 +255,44 @@ def test_a_researcher_cannot_fill_the_hosts_disk_through_her_runtime_folder(worl
     state = world.runtime.settings.paths.state
     assert disk_bytes(state / "run") < MIB
     assert not mounts_under(state / "run")  # unmounted after the run
+
+
+# ---- the rebuild's child as a Kubernetes Job (airlock.rebuild_runner: job) --------------------------
+_JOB_CHILDREN = {
+    "one huge copy": "fill(items[0][1], 64 << 20)",
+    "20,000 files beside the copy": ("open(items[0][1], 'wb').write(b'PAR1' * 1024)\n"
+                                     "for i in range(20000):\n    open(os.path.join(out, f'f{i}'), 'w').close()"),
+    "a copy growing past the bound with a sparse tail": ("fd = os.open(items[0][1], os.O_CREAT | os.O_WRONLY)\n"
+                                                         "os.pwrite(fd, b'x', (1 << 30) - 1)"),
+}
+
+
+@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap (user namespaces) emulates the pod")
+@pytest.mark.parametrize("attack", sorted(_JOB_CHILDREN))
+def test_a_rebuild_jobs_child_writes_nothing_on_the_staging_claim(tmp_path, attack):
+    """The Job's child (a crafted file took it over) writes into its out/. Before: out/ was a
+    sub-path of the staging claim, the volume of every project's staging area: the child wrote
+    there without bound (got through, each). Now: out/ is a pod-local emptyDir (its size and the
+    pod's ephemeral-storage bound it on the node); the gate's own second container takes to the
+    claim only the copies asked for, regular files, each and all within out/'s size."""
+    from pds_kernel.airlock.rebuild_job import RebuildJob
+
+    staging = tmp_path / "claims" / "pds-staging"
+    source = staging / PROJECT / "r1" / "0-r1-t.parquet"
+    source.parent.mkdir(parents=True)
+    source.write_bytes(table_bytes())
+    items = [(source, source.parent / ".rebuilt-0-r1-t.parquet", "t.parquet")]
+    runner = RebuildJob(PROJECT, staging, CFG, out_mb=SCRATCH_MB)
+    prepared = runner.prepare(items, 1 << 30, 120)
+    child = ("import errno, json, os, sys\n" + FILL.split("\n", 2)[2] +
+             f"items = json.load(open({str(IN_DIR / ITEMS)!r}))\nout = os.path.dirname(items[0][1])\n" +
+             _JOB_CHILDREN[attack] + "\nprint('PDS-REBUILD-RESULT ' + json.dumps({items[0][2]: None}))\n")
+    try:
+        done = run_in_pod(staging, prepared.manifest, tmp_path / "pod", ["-c", child])
+        assert done.returncode == 0, done.stderr[-2000:]
+        taken = {p.name: p.stat().st_size for p in (prepared.work / "out").iterdir()}
+        assert sum(taken.values()) <= SCRATCH_MB * MIB and set(taken) <= set(prepared.copies), taken
+        assert disk_bytes(staging) <= disk_bytes(staging / PROJECT) + 2 * len(items) * MIB + SCRATCH_MB * MIB
+    finally:
+        runner.finish(prepared)
+    assert not list((staging / ".rebuilds").iterdir())

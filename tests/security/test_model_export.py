@@ -166,7 +166,7 @@ print(json.dumps(out))
 
 
 def test_check_sandbox_has_no_network_no_sockets_and_a_read_only_check_directory(gate, tmp_path):
-    from pds_kernel.modelcheck.sandbox import build_check_command, check_python
+    from pds_kernel.modelcheck.sandbox import build_check_command, check_python, finish_check
 
     service, settings, rows, alice = gate
     check_dir = tmp_path / "check"
@@ -176,7 +176,10 @@ def test_check_sandbox_has_no_network_no_sockets_and_a_read_only_check_directory
     info = service.registry.get_project(PROJECT)
     argv, env = build_check_command(settings, info, check_dir, tmp_path / "work",
                                     [str(check_python(settings)), "-I", "-c", PROBE])
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd="/")
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd="/")
+    finally:
+        finish_check(tmp_path / "work")
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["net"] in (errno.ENETUNREACH, errno.EHOSTUNREACH)

@@ -127,3 +127,14 @@ annotations:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{- /* A container's resources (list: the resources, where they come from in the values): refused at
+       render without an ephemeral-storage limit, what the pod may write on its node's disk (its
+       emptyDirs and its log; docs/deploy-kubernetes.md, "Disk"). */ -}}
+{{- define "pds.resources" -}}
+{{- $resources := index . 0 }}
+{{- if not (index ($resources.limits | default dict) "ephemeral-storage") }}
+{{- fail (printf "%s.limits.ephemeral-storage is required: what the pod may write on its node's disk (its emptyDirs' sizes and room for its log)" (index . 1)) }}
+{{- end }}
+{{- toYaml $resources }}
+{{- end }}
