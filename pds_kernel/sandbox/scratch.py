@@ -107,13 +107,16 @@ def unmount_stale(root: Path, name: str) -> None:
         return
     for entry in entries:
         match = _OWNER.search(entry.name)
-        if match is None or _alive(int(match["pid"])):
+        if match is None or pid_alive(int(match["pid"])):
             continue
         unmount_scratch(Path(entry.path) / name)
         shutil.rmtree(entry.path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -46,7 +46,7 @@ from .hub_policy import HubApiPolicy
 from .identity import ensure_sandbox_account, hand_over
 from .inside import BRIDGE_PORTS, RUN_DIR
 from .notebook_server import server_command
-from .scratch import bound_runtime_dir, unmount_scratch
+from .scratch import bound_runtime_dir, pid_alive, unmount_scratch
 from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name, imports_volume_name
 
 #: Where the example notebooks copied into every new home come from.
@@ -58,18 +58,6 @@ MAX_LOG_BYTES = 64 * 1024 * 1024
 #: Port the notebook server believes it has (it listens on a Unix socket; jupyter_server refuses an
 #: explicit port other than its default together with ``--sock``).
 NOMINAL_PORT = 8888
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def keep_log_bounded(log_path: Path) -> None:
@@ -267,7 +255,7 @@ class SandboxSpawner(Spawner):
             return self._proc.returncode
         if not self.pid:
             return 0
-        if not _alive(self.pid):
+        if not pid_alive(self.pid):
             self.clear_state()
             return 0
         await self._reattach()
@@ -376,7 +364,7 @@ class SandboxSpawner(Spawner):
     async def _terminate(self, grace: float | None = None) -> None:
         grace = self.stop_grace if grace is None else grace
         pid = self._proc.pid if self._proc is not None else self.pid
-        if not pid or not _alive(pid):
+        if not pid or not pid_alive(pid):
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
@@ -384,7 +372,7 @@ class SandboxSpawner(Spawner):
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.returncode is not None:
                 break
-            if self._proc is None and not _alive(pid):
+            if self._proc is None and not pid_alive(pid):
                 break
             await asyncio.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
