@@ -65,7 +65,8 @@ def mount_scratch(path: Path, size_mb: int, files: int, account: SandboxAccount 
     if _libc().mount(b"pds-scratch", str(path).encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
                      options) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"cannot mount the sandbox's bounded folder {path}: {os.strerror(err)}")
+        raise OSError(err, f"cannot mount the sandbox's bounded folder {path}: {os.strerror(err)} (the gate "
+                           "mounts it as root with the right to mount, as make run runs it; nothing runs unbounded)")
     return True
 
 

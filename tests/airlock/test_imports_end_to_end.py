@@ -20,8 +20,7 @@ from airlock_web import FakeIdentity, live_server
 from import_signatures import MARKER, import_settings
 
 from pds_kernel.airlock.web import make_app, server_options
-from pds_kernel.sandbox.cgroup import group_name, release
-from pds_kernel.sandbox.exec import prepare_sandbox
+from pds_kernel.sandbox.exec import finish_sandbox, prepare_sandbox
 
 PREFIX = "/services/airlock/"
 SCRIPT = b"def hello():\n    return 'brought in through the gate'\n"
@@ -112,7 +111,7 @@ def test_import_through_the_gate_appears_in_a_running_sandbox(gate, runtime, set
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-        release(group_name(PROJECT, "alice"))
+        finish_sandbox(prepared)
     result = json.loads((home / "result.json").read_text())
     assert result["seen_before"] == []  # started before the release...
     assert result["content"] == SCRIPT.decode()  # ...and the import appeared while it ran

@@ -155,7 +155,7 @@ except OSError as exc:
 
 def test_one_sandbox_cannot_kill_another_of_the_same_account(world, capfd):
     """Every sandbox runs as the same host account: alice's must still not reach bob's processes."""
-    from pds_kernel.sandbox.exec import prepare_sandbox
+    from pds_kernel.sandbox.exec import finish_sandbox, prepare_sandbox
 
     bob = prepare_sandbox(world.runtime, "bob", "proj-b", ["sleep", "60"], actor="red-team")
     victim = subprocess.Popen(bob.argv, env=bob.env, cwd="/")
@@ -170,6 +170,7 @@ def test_one_sandbox_cannot_kill_another_of_the_same_account(world, capfd):
     finally:
         victim.kill()
         victim.wait()
+        finish_sandbox(bob)
 
 
 def test_fork_bomb_without_control_groups_stops_at_the_process_limit(world, monkeypatch):
