@@ -7,6 +7,8 @@ file systems and file-size limit in pds_kernel/sandbox/bwrap.py)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from dataclasses import replace
 
@@ -296,3 +298,44 @@ def test_a_rebuild_jobs_child_writes_nothing_on_the_staging_claim(tmp_path, atta
     finally:
         runner.finish(prepared)
     assert not list((staging / ".rebuilds").iterdir())
+
+
+# ---- the model check's sandbox (model_check.runner: sandbox) ----------------------------------------
+@needs_root
+@pytest.mark.parametrize("where", ["/home/jovyan/out/roc.png", "/run/pds/big", "/tmp/big"])
+def test_a_subverted_model_check_writes_within_its_bounds(tmp_path, where):
+    """The check's process, taken over by a crafted model (a loader's flaw), writes 256 MiB into its
+    home, its runtime folder or its /tmp. Before: the home and /run/pds were folders of the gate's
+    disk, /tmp a memory file system without a size (got through, each). Now: model_check.scratch_mb
+    for all of them (its home and /run/pds one bounded file system, mounted by the gate); the gate
+    sees the home filled and sends the model to review."""
+    from types import SimpleNamespace
+
+    from pds_kernel.modelcheck.sandbox import SCRATCH, build_check_command, check_python, finish_check
+    from pds_kernel.sandbox.cgroup import group_name, release
+    from pds_kernel.sandbox.scratch import is_full
+    from tests.conftest import make_settings
+
+    base = make_settings(tmp_path / "pds")
+    settings = replace(base, model_check=replace(base.model_check, scratch_mb=SCRATCH_MB))
+    if not check_python(settings).exists():
+        pytest.skip("the check environment is not installed (make venv-modelcheck)")
+    (settings.paths.projects / PROJECT / "extract").mkdir(parents=True)
+    check_dir = tmp_path / "check"
+    check_dir.mkdir(mode=0o755)
+    info = SimpleNamespace(id=PROJECT, cpu_limit=1.0, mem_limit_mb=2048)
+    script = (FILL + "os.makedirs('/home/jovyan/out', exist_ok=True)\n"
+              f"print(json.dumps(fill({where!r}, 256 << 20)))")
+    work = tmp_path / "work"
+    argv, env = build_check_command(settings, info, check_dir, work, [str(check_python(settings)), "-I", "-c", script])
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd="/")
+        full = is_full(work / SCRATCH)
+    finally:
+        release(group_name(PROJECT, "0model-check"))
+        finish_check(work)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written, error = json.loads(done.stdout.strip().splitlines()[-1])
+    assert written <= SCRATCH_MB * MIB and error in {"ENOSPC", "EFBIG"}, (written, error)
+    assert full or where == "/tmp/big"
+    assert not mounts_under(tmp_path) and disk_bytes(work) < MIB
