@@ -35,6 +35,7 @@ from .checks import (
     submitted_findings,
     tables,
 )
+from .checks.model_reference import Reference, extract_reference
 from .checks.pregates import PSEUDONYM_PREFIX
 from .models import ExportRequest
 from .rebuild import rebuild_all, rebuilt_kind, submitted_path
@@ -60,6 +61,8 @@ class ProjectGate:
     #: runs the platform's attack of a model file: (index, name, staged path, declaration or None)
     #: -> (findings, report); None where nothing is submitted (``pds airlock check``)
     model_checker: Callable | None = None
+    #: the project's extract as numbers (read when a model is checked), for rule model-tensors
+    reference: Callable[[], Reference | None] | None = None
 
 
 @lru_cache(maxsize=8)
@@ -136,7 +139,7 @@ def check_files(gate: ProjectGate, files: list[tuple[int, str, Path, str | None]
         results[index] = check_file(path, name, gate.thresholds, evidence=record,
                                     other_files=[n for n in names if n != name], context=context,
                                     allowed_extensions=gate.allowed, sha256=sha256, max_bytes=gate.max_bytes,
-                                    known_ids=gate.known_ids, request_id=request_id,
+                                    known_ids=gate.known_ids, request_id=request_id, reference=gate.reference,
                                     released=gate.released + tuple(t for t in siblings if t.name != name))
     return results
 
@@ -173,7 +176,7 @@ def project_gate(settings, sessions, limits, project: str, thresholds: Threshold
     return ProjectGate(thresholds, limits.max_file_bytes, limits.allowed_extensions,
                        person_id_prefixes(settings.paths.projects, project),
                        released_tables(sessions, settings.paths.staging, project, exclude=request_id),
-                       model_checker)
+                       model_checker, lambda: extract_reference(settings.paths.projects, project))
 
 
 def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str, str]],

@@ -23,7 +23,7 @@ is ignored and the file needs review ("ACRO record does not match this file").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -104,14 +104,16 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
                max_bytes: int = DEFAULT_MAX_BYTES,
                known_ids: frozenset[str] | None = None,
                released: Iterable[Released] = (),
-               request_id: str | None = None) -> FileCheck:
+               request_id: str | None = None,
+               reference: Callable[[], Any] | None = None) -> FileCheck:
     """Check one file. ``other_files`` are the names of the rest of the request; ``sha256`` is the
     file's (computed when not given and needed); ``known_ids`` the 12-character prefixes of the
-    project's PERSON_IDs; ``released`` the project's released tables (differencing)."""
+    project's PERSON_IDs; ``released`` the project's released tables (differencing); ``reference``
+    returns the project's extract as numbers, for models (:mod:`.model_tensors`)."""
     kind = filetypes.kind_of(name)
     with open(path, "rb") as fh:
         head = fh.read(filetypes.HEAD_BYTES)
-    if kind == "text" and filetypes.extension(name) == ".json" and models.sniff_model_json(head):
+    if kind == "text" and models.sniff_model_text(filetypes.extension(name), head):
         kind = "model"
     result = FileCheck(kind=kind)
     result.extend(filetypes.check_type(name, head, allowed_extensions))
@@ -137,7 +139,7 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
     elif kind == "code":
         result.extend(code.check_code(path, name, path.stat().st_size))
     elif kind == "model":
-        result.extend(models.check_model(path, name, head, path.stat().st_size))
+        result.extend(models.check_model(path, name, head, path.stat().st_size, reference))
     elif kind == "figure":
         result.extend(figures.check_figure(path, name, max_bytes))
         table = figure_table(name, other_files or [], context)

@@ -30,6 +30,7 @@ import json
 import math
 import mmap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: the largest safetensors header accepted (the format's reference reader allows 100 MB; a header
@@ -196,8 +197,8 @@ _SUBMESSAGES = {
 
 
 #: the scalar fields the gate reads, per message type (the others are walked over, not kept)
-_KEPT = {"model": {1}, "tensor": {8, 14}, "node": {1, 2, 4, 7}, "opset": {1}, "function": {1, 2, 3, 10},
-         "entry": {1, 2}, "value": {1}, "attribute": {1}}
+_KEPT = {"model": {1}, "tensor": {1, 2, 4, 5, 7, 8, 9, 10, 11, 14}, "node": {1, 2, 4, 7}, "opset": {1},
+         "function": {1, 2, 3, 10}, "entry": {1, 2}, "value": {1}, "attribute": {1, 2, 3, 7, 8}}
 #: fields the gate walks, at most: a genuine model keeps its numbers in packed or raw fields (a
 #: few per tensor); millions of one-number fields would only cost the gate time and memory
 MAX_ONNX_FIELDS = 1_000_000
@@ -364,6 +365,18 @@ def onnx_problem(path: Path) -> str | None:
             finally:
                 walk.buf = None
     return None
+
+
+@contextmanager
+def onnx_messages(path: Path) -> Iterator[tuple[mmap.mmap, dict]]:
+    """(the file's bytes, its ``ModelProto`` as nested ``{field number: [values]}``) of a well-formed
+    ONNX model (after :func:`onnx_problem`); a kept scalar field is ``(wire type, value or start, end)``."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        walk = _OnnxWalk(buf)
+        try:
+            yield buf, walk.message("model", 0, len(buf), 0)
+        finally:
+            walk.buf = None
 
 
 def onnx_operators(path: Path) -> set[tuple[str, str]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .model_data import scan_model
 from .model_formats import onnx_problem, safetensors_problem
+from .model_tensors import check_tensors
 from .result import Finding, Status
 
 PICKLE_EXTENSIONS = frozenset({".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".npz"})
@@ -150,15 +151,24 @@ def model_refusal(path: Path, name: str, head: bytes, size: int) -> str | None:
     return None
 
 
-def check_model(path: Path, name: str, head: bytes, size: int) -> list[Finding]:
-    """Findings of a file of kind ``model`` (after :func:`check_pickles` found no pickle)."""
+def check_model(path: Path, name: str, head: bytes, size: int, reference=None) -> list[Finding]:
+    """Findings of a file of kind ``model`` (after :func:`check_pickles` found no pickle);
+    ``reference`` returns the project's extract as numbers (:mod:`.model_reference`), or None."""
     why = model_refusal(path, name, head, size)
     if why is not None:
         return [Finding("file-type", Status.FAIL, why)]
     fmt = model_format(path, Path(name).suffix.lower(), head, size)
     return [Finding("model", Status.REVIEW, f"{fmt} model: a checker must confirm it holds no individual records "
                                             "(training data, support vectors, leaves of one person)"),
-            *scan_model(path, fmt)]
+            *scan_model(path, fmt), *check_tensors(path, fmt, reference() if reference else None)]
+
+
+def sniff_model_text(ext: str, head: bytes) -> bool:
+    """A text file that is a model (kind ``model``, not text): an XGBoost ``.json``, or a LightGBM
+    text model (``.txt``, LightGBM's own extension), whose numbers the model rules read."""
+    if ext == ".json":
+        return sniff_model_json(head)
+    return ext == ".txt" and head.startswith(b"tree\nversion=v")
 
 
 def sniff_model_json(head: bytes) -> bool:
@@ -169,4 +179,5 @@ def sniff_model_json(head: bytes) -> bool:
         return False
 
 
-__all__ = ["check_model", "model_refusal", "check_pickles", "is_pickle", "model_format", "sniff_model_json"]
+__all__ = ["check_model", "model_refusal", "check_pickles", "is_pickle", "model_format", "sniff_model_json",
+           "sniff_model_text"]

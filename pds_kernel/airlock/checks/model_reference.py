@@ -1,0 +1,155 @@
+"""The numbers of a project's extract that a model's tensors are compared with (rule ``model-tensors``).
+
+The gate reads the project's published extract (``<projects>/<id>/extract``: the tables its
+``manifest.json`` lists, or every ``*.parquet`` there when it has no manifest) with pyarrow and
+keeps, for each numeric or date column, its values in the extract's row order and its distinct
+values. A date column is kept three times, as the numbers a date becomes when it is stored in a
+tensor: days since 1970-01-01, days since 1960-01-01 (SAS) and ``YYYYMMDD``. The project's
+pseudonyms (``PERSON_ID``, 64 hexadecimal characters) become numbers too: the integers their first
+6 to 13 hexadecimal digits spell, and the first 8 bytes of each pseudonym's binary form (a
+pseudonym written into a tensor's bytes).
+
+At most :data:`MAX_ROWS` rows of each table are read (the rest is said to be unread). The result
+is cached per extract (its directory and the modification time of its manifest).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+PERSON_ID = "PERSON_ID"
+#: rows of one extract table the gate reads, at most
+MAX_ROWS = 5_000_000
+#: the hexadecimal prefixes of a pseudonym read as integers (6 digits: 24 bits, exact in float32)
+ID_PREFIX_DIGITS = range(6, 14)
+_DAY = np.timedelta64(1, "D")
+_SAS_OFFSET = 3653  #: days from 1960-01-01 to 1970-01-01
+
+
+@dataclass(frozen=True)
+class Column:
+    """One numeric view of one extract column."""
+
+    label: str  #: ``TABLE.COLUMN`` and the encoding, for humans
+    values: np.ndarray  #: float64, in the extract's row order, nulls dropped
+    distinct: np.ndarray  #: sorted distinct values of ``values``
+
+
+@dataclass
+class Reference:
+    """What the gate knows of a project's extract as numbers (see the module)."""
+
+    columns: list[Column] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  #: table -> rows
+    persons: int = 0
+    id_numbers: np.ndarray = field(default_factory=lambda: np.empty(0))  #: sorted, float64
+    id_bytes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))  #: sorted
+    unread: list[str] = field(default_factory=list)  #: tables read only in part
+    windows: dict = field(default_factory=dict)  #: column label -> its row-order windows (model_tensors)
+
+
+def _table_files(directory: Path) -> dict[str, list[Path]]:
+    manifest = directory / "manifest.json"
+    if manifest.is_file():
+        tables = json.loads(manifest.read_text(encoding="utf-8")).get("tables") or {}
+        out = {}
+        for name, entry in tables.items():
+            files = entry.get("files") if "files" in entry else [{"file": entry.get("file")}]
+            out[str(name)] = [directory / f["file"] for f in files if isinstance(f, dict) and f.get("file")]
+        return out
+    return {path.stem: [path] for path in sorted(directory.glob("*.parquet"))}
+
+
+def _date_views(table: str, name: str, days: np.ndarray) -> list[Column]:
+    stamps = days.astype("datetime64[D]")
+    years = stamps.astype("datetime64[Y]").astype(np.int64) + 1970
+    months = stamps.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    day = (stamps - stamps.astype("datetime64[M]")).astype(np.int64) + 1
+    views = {"days since 1970": days.astype(np.float64), "days since 1960": (days + _SAS_OFFSET).astype(np.float64),
+             "YYYYMMDD": (years * 10000 + months * 100 + day).astype(np.float64)}
+    return [Column(f"{table}.{name} ({how})", v, np.unique(v)) for how, v in views.items()]
+
+
+def _columns_of(table: str, frame) -> list[Column]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = []
+    for name, column in zip(frame.column_names, frame.columns):
+        kind = column.type
+        column = pc.drop_null(column)
+        if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
+            days = pc.cast(pc.cast(column, pa.date32()), pa.int32()).to_numpy(zero_copy_only=False)
+            out.extend(_date_views(table, name, days.astype(np.int64)))
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+            values = values[np.isfinite(values)]
+            out.append(Column(f"{table}.{name}", values, np.unique(values)))
+    return out
+
+
+def _id_numbers(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    numbers, raw = [], []
+    for pid in ids:
+        try:
+            binary = bytes.fromhex(pid[:16])
+        except ValueError:
+            continue
+        numbers.extend(float(int(pid[:k], 16)) for k in ID_PREFIX_DIGITS)
+        if len(binary) == 8:
+            raw.extend((int.from_bytes(binary, "little"), int.from_bytes(binary, "big")))
+    return np.unique(np.array(numbers, dtype=np.float64)), np.unique(np.array(raw, dtype=np.uint64))
+
+
+@lru_cache(maxsize=4)
+def _load(directory: str, stamp: int) -> Reference:
+    import pyarrow.parquet as pq
+
+    ref = Reference()
+    ids: set[str] = set()
+    for table, files in sorted(_table_files(Path(directory)).items()):
+        parts, rows = [], 0
+        for path in files:
+            if rows >= MAX_ROWS:
+                ref.unread.append(table)
+                break
+            part = pq.read_table(path)
+            parts.append(part.slice(0, MAX_ROWS - rows))
+            rows += len(parts[-1])
+            if len(part) > len(parts[-1]):
+                ref.unread.append(table)
+        if not parts:
+            continue
+        import pyarrow as pa
+
+        frame = pa.concat_tables(parts)
+        ref.rows[table] = len(frame)
+        if PERSON_ID in frame.column_names:
+            ids.update(str(v) for v in frame.column(PERSON_ID).to_pylist() if v)
+        ref.columns.extend(_columns_of(table, frame.drop_columns([PERSON_ID]) if PERSON_ID in frame.column_names
+                                       else frame))
+    ref.persons = len(ids)
+    ref.id_numbers, ref.id_bytes = _id_numbers(sorted(ids))
+    return ref
+
+
+def extract_reference(projects_root: Path, project: str) -> Reference | None:
+    """The numbers of the project's published extract, or None when it has none (yet)."""
+    directory = Path(projects_root) / project / "extract"
+    try:
+        resolved = directory.resolve(strict=True)
+        marker = resolved / "manifest.json"
+        stamps = [p.stat().st_mtime_ns for p in ([marker] if marker.is_file() else sorted(resolved.glob("*.parquet")))]
+    except OSError:
+        return None
+    if not stamps:
+        return None
+    return _load(str(resolved), max(stamps))
+
+
+__all__ = ["Column", "Reference", "extract_reference", "MAX_ROWS"]

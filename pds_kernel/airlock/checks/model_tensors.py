@@ -1,0 +1,340 @@
+"""A model's numbers must not be the extract's rows: rule ``model-tensors``.
+
+A model can carry the project's extract *as numbers* in a tensor its graph really uses, where no
+string scan (:mod:`.model_data`) and no dead-weight rule (:mod:`.model_formats`) sees it, and where
+the platform's attack (which judges what a model outputs) cannot. Every number the gate can read
+from the model (:mod:`.model_arrays`) is compared with the numbers of the project's extract
+(:mod:`.model_reference`), and an ONNX graph is read for contributions it nullifies:
+
+- **values of a column** (fail): more than :data:`MIN_VALUES` distinct values of one numeric or
+  date column (as days, SAS days or ``YYYYMMDD``), beyond what chance gives. Chance is measured,
+  not assumed: the same tensors are compared with the column's values moved by one unit in the
+  last place (floats) or by one (integers), and only the excess counts. Values that any model
+  holds (integers and quarters under 1024) are not counted, and a tree's thresholds, which are data
+  values, stay under the limit (XGBoost and LightGBM keep at most 256 cut points per feature);
+- **rows in order** (fail): a run of the model's numbers, along any axis of a tensor, equal to
+  consecutive values of a column in the extract's row order (repeats collapsed), over at least
+  :data:`MIN_WINDOWS` windows; the window is long enough that chance matches one with
+  probability under :data:`CHANCE` given the column's entropy;
+- **pseudonyms as numbers** (fail): at least :data:`MIN_IDS` distinct integers spelt by the first
+  6 to 13 hexadecimal digits of the project's pseudonyms, or the first 8 bytes of their binary form
+  anywhere in the file's bytes;
+- **ONNX nullified contributions** (fail): a Mul, MatMul, Gemm or And one of whose operands is a
+  stored constant of zeros (or of magnitude under 1e-20), a Gemm with ``alpha`` or ``beta`` 0, an
+  If or Where whose condition is a constant (a branch that never counts);
+- **size** (review): a tensor with one entry per row of an extract table, or as many numbers as
+  a table's rows times some of its columns;
+- **unread** (review): a format or part of a model whose numbers the gate cannot read, and a
+  project without a published extract: never a silent pass.
+
+What statistics cannot find is said in docs/output-checking.md: values transformed or encrypted
+before they are stored, rounded, or spread across tensors in another row order and fewer than
+:data:`MIN_VALUES` per column.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .model_arrays import Arrays, Unreadable, read_arrays
+from .model_reference import Column, Reference
+from .result import Finding, Status
+
+RULE = "model-tensors"
+#: distinct values of one column, beyond chance, that fail a model
+MIN_VALUES = 300
+#: distinct values of one column, beyond chance, that a checker is told about
+REVIEW_VALUES = 50
+#: distinct pseudonyms (as numbers or bytes) that fail a model
+MIN_IDS = 5
+#: windows of consecutive extract values, in row order, that fail a model
+MIN_WINDOWS = 20
+#: the chance that a window of the model's numbers equals one of a column's windows
+CHANCE = 1e-6
+#: the largest window length
+MAX_WINDOW = 64
+#: magnitude under which a multiplier nullifies what it multiplies
+NEGLIGIBLE = 1e-20
+#: bytes of the file searched for binary pseudonyms, at most
+MAX_BYTES_SEARCHED = 256 * 1024 * 1024
+_MULTIPLIERS = {"Mul", "MatMul", "Gemm", "And", "BitwiseAnd", "MatMulInteger"}
+_PRIME = np.uint64(1_000_003)
+
+
+def _finding(status: Status, message: str) -> Finding:
+    return Finding(RULE, status, message)
+
+
+def _kind(array: np.ndarray) -> str:
+    if array.dtype.kind == "f":
+        return {8: "f64", 4: "f32"}.get(array.dtype.itemsize, "low")
+    return "int"
+
+
+def _cast(values: np.ndarray, kind: str) -> np.ndarray:
+    """Reference values (float64) as the array of ``kind`` would store them (sorted, distinct)."""
+    if kind == "f32":
+        return np.unique(values.astype(np.float32))
+    if kind in ("int", "low"):
+        return values[values == np.round(values)]  # only what these types hold exactly
+    return values
+
+
+def _shifted(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The reference values moved by one step of ``kind`` either way: the chance level."""
+    if kind in ("f32", "f64"):
+        return np.nextafter(values, values.dtype.type(np.inf)), np.nextafter(values, values.dtype.type(-np.inf))
+    return values + 1, values - 1
+
+
+def _trivial(values: np.ndarray) -> np.ndarray:
+    return (np.abs(values) < 1024) & (values * 4 == np.round(values * 4))
+
+
+class _Model:
+    """The model's arrays, each with its distinct values, as they meet the reference."""
+
+    def __init__(self, arrays: Arrays):
+        self.items = []
+        for name, array in arrays.arrays.items():
+            kind = _kind(array)
+            flat = array.ravel()
+            if kind == "low":
+                flat = flat.astype(np.float64)
+            distinct = np.unique(flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat)
+            distinct = distinct[~_trivial(distinct.astype(np.float64))]
+            self.items.append((name, array, kind, distinct))
+
+    def matches(self, ref: np.ndarray) -> tuple[set[float], float, str]:
+        """(distinct values of the model in ``ref``, as float64; the chance level; an array holding most)."""
+        found: set[float] = set()
+        chance, best, where = 0.0, 0, ""
+        for name, _, kind, distinct in self.items:
+            if not len(distinct):
+                continue
+            target = _cast(ref, kind)
+            values = distinct.astype(target.dtype) if kind != "f32" else distinct.astype(np.float32)
+            hit = values[np.isin(values, target)]
+            up, down = _shifted(target, kind)
+            chance += (np.isin(values, up).sum() + np.isin(values, down).sum()) / 2
+            found.update(hit.astype(np.float64).tolist())
+            if len(hit) > best:
+                best, where = len(hit), name
+        return found, chance, where
+
+
+# ---- values, pseudonyms ------------------------------------------------------------------------
+
+def _value_findings(model: _Model, reference: Reference) -> list[Finding]:
+    out = []
+    for column in reference.columns:
+        if len(column.distinct) < REVIEW_VALUES:
+            continue
+        informative = column.distinct[~_trivial(column.distinct)]
+        found, chance, where = model.matches(informative)
+        excess = len(found) - chance
+        if excess >= MIN_VALUES:
+            out.append(_finding(Status.FAIL, f"the model holds {len(found)} distinct values of the extract's column "
+                                             f"{column.label} (chance explains {chance:.0f}; most in {where}): its "
+                                             "numbers carry the column's values, not what was learnt from them"))
+        elif excess >= REVIEW_VALUES:
+            out.append(_finding(Status.REVIEW, f"the model holds {len(found)} distinct values of the extract's column "
+                                               f"{column.label} (chance explains {chance:.0f}; most in {where}): a "
+                                               "checker must confirm they are thresholds a tree learnt"))
+    ids = reference.id_numbers[reference.id_numbers >= 1 << 20]
+    if len(ids):
+        found, chance, where = model.matches(ids)
+        if len(found) - chance >= MIN_IDS:
+            out.append(_finding(Status.FAIL, f"the model holds {len(found)} numbers spelt by the first hexadecimal "
+                                             f"digits of the project's pseudonyms (in {where}): a model carries no "
+                                             "person's identifier"))
+    return out
+
+
+def _id_bytes(path: Path, reference: Reference) -> list[Finding]:
+    """The first 8 bytes of binary pseudonyms anywhere in the file (8 aligned views cover every offset)."""
+    if not len(reference.id_bytes):
+        return []
+    found: set[int] = set()
+    chunk_size = 8 << 20
+    with open(path, "rb") as fh:
+        start, tail = 0, b""
+        while start < MAX_BYTES_SEARCHED:
+            data = tail + fh.read(chunk_size)
+            if len(data) < 8:
+                break
+            raw = np.frombuffer(data, dtype=np.uint8)
+            for offset in range(8):
+                usable = (len(raw) - offset) // 8 * 8
+                view = raw[offset:offset + usable].view("<u8")
+                found.update(view[np.isin(view, reference.id_bytes)].tolist())
+            tail = data[-7:]
+            start += chunk_size
+            if len(data) < chunk_size:
+                break
+    if len(found) >= MIN_IDS:
+        return [_finding(Status.FAIL, f"the model's bytes hold {len(found)} of the project's pseudonyms in binary "
+                                      "form: a model carries no person's identifier")]
+    return []
+
+
+# ---- rows in order -----------------------------------------------------------------------------
+
+def _collapse(codes: np.ndarray) -> np.ndarray:
+    keep = np.ones(len(codes), dtype=bool)
+    keep[1:] = codes[1:] != codes[:-1]
+    return codes[keep]
+
+
+def _hashes(codes: np.ndarray, k: int) -> np.ndarray:
+    """A polynomial hash of every window of ``k`` codes (windows holding -1 are left out)."""
+    n = len(codes) - k + 1
+    if n <= 0:
+        return np.empty(0, dtype=np.uint64)
+    h = np.zeros(n, dtype=np.uint64)
+    bad = np.zeros(n, dtype=bool)
+    with np.errstate(over="ignore"):
+        for j in range(k):
+            part = codes[j:j + n]
+            bad |= part < 0
+            h = h * _PRIME + part.astype(np.uint64)
+    return h[~bad]
+
+
+def _window(column: Column) -> tuple[int, np.ndarray] | None:
+    """(window length, sorted window hashes of the column in row order), or None when the
+    column's values are too few or too even for a window to identify rows."""
+    seq = _collapse(np.searchsorted(column.distinct, column.values))
+    _, counts = np.unique(seq, return_counts=True)
+    p = counts / counts.sum()
+    effective = math.exp(-(p * np.log(p)).sum())
+    if effective < 2.5 or len(seq) < 8:
+        return None
+    k = max(4, math.ceil(math.log(len(seq) / CHANCE) / math.log(effective - 1)))
+    if k > MAX_WINDOW or len(seq) < k + MIN_WINDOWS:
+        return None
+    return k, np.unique(_hashes(seq, k))
+
+
+def _sequences(array: np.ndarray):
+    """The array read along each of its axes (C order puts the last axis first)."""
+    if array.ndim <= 1:
+        yield "", array.ravel()
+        return
+    for axis in range(array.ndim - 1, -1, -1):
+        yield f" along axis {axis}", np.moveaxis(array, axis, -1).ravel()
+
+
+def _order_findings(model: _Model, reference: Reference) -> list[Finding]:
+    cache = reference.windows
+    out: list[Finding] = []
+    for column in reference.columns:
+        key = column.label
+        if key not in cache:
+            cache[key] = _window(column)
+        if cache[key] is None:
+            continue
+        k, windows = cache[key]
+        for name, array, kind, _ in model.items:
+            if array.size < k + MIN_WINDOWS:
+                continue
+            target = column.distinct.astype(np.float32) if kind == "f32" else column.distinct
+            for axis, seq in _sequences(array):
+                values = seq.astype(target.dtype)
+                pos = np.clip(np.searchsorted(target, values), 0, len(target) - 1)
+                codes = np.where(target[pos] == values, pos, -1).astype(np.int64)
+                if (codes >= 0).sum() < k + MIN_WINDOWS:
+                    continue
+                matched = int(np.isin(_hashes(_collapse(codes), k), windows).sum())
+                if matched >= MIN_WINDOWS:
+                    out.append(_finding(Status.FAIL, f"{name}{axis} holds {matched + k - 1} consecutive values of "
+                                                     f"the extract's column {column.label} in the extract's row "
+                                                     "order: the model carries the column's rows"))
+                    break
+    return out
+
+
+# ---- size, ONNX graph ---------------------------------------------------------------------------
+
+def _size_findings(arrays: Arrays, reference: Reference) -> list[Finding]:
+    out = []
+    tables = {t: n for t, n in reference.rows.items() if n >= 100}
+    for name, array in arrays.arrays.items():
+        for table, rows in tables.items():
+            if rows in array.shape:
+                out.append(_finding(Status.REVIEW, f"{name} has one entry per row of the extract's table {table} "
+                                                   f"({rows} rows, shape {array.shape}): a checker must confirm it "
+                                                   "is not the table"))
+                break
+            if array.size % rows == 0 and array.size // rows <= 64 and array.ndim >= 1 and array.size > rows:
+                out.append(_finding(Status.REVIEW, f"{name} holds {array.size} numbers, {array.size // rows} per row "
+                                                   f"of the extract's table {table} ({rows} rows): a checker must "
+                                                   "confirm it is not the table"))
+                break
+    return out[:10]
+
+
+def _nullifies(value) -> bool:
+    if not isinstance(value, np.ndarray) or value.size == 0:
+        return False
+    values = value.astype(np.float64)
+    return bool(np.all(np.abs(values) < NEGLIGIBLE))
+
+
+def _graph_findings(arrays: Arrays) -> list[Finding]:
+    out = []
+    for constants, nodes in arrays.graphs:
+        for node in nodes:
+            what = f"ONNX node {node.op} (output {(node.outputs or [''])[0][:60]!r})"
+            inputs = [i for i in node.inputs if i]
+            if node.op in _MULTIPLIERS:
+                zero = [i for i in inputs[:2] if _nullifies(constants.get(i))]
+                if zero:
+                    out.append(f"{what} multiplies by the stored constant {zero[0][:60]!r}, whose values are all zero "
+                               "(or negligible): what it multiplies never counts, so it can only carry data")
+                elif len(inputs) >= 2 and all(i in constants for i in inputs[:2]) and node.op == "Mul":
+                    masked = [i for i in inputs[:2] if np.any(constants[i] == 0)]
+                    if masked:
+                        out.append(f"{what} multiplies two stored tensors and {masked[0][:60]!r} holds zeros: the "
+                                   "entries it zeroes never count, so they can only carry data")
+            if node.op == "Gemm":
+                if node.attributes.get("alpha") == 0.0:
+                    out.append(f"{what} has alpha 0: its A·B never counts")
+                if node.attributes.get("beta") == 0.0 and len(inputs) >= 3:
+                    out.append(f"{what} has beta 0: its input C never counts")
+            if node.op in ("If", "Where") and inputs and inputs[0] in constants:
+                condition = constants[inputs[0]]
+                if node.op == "If" or np.all(condition) or not np.any(condition):
+                    out.append(f"{what} decides on a stored constant: one of its branches never counts")
+    return [_finding(Status.FAIL, f"{message}; export the model without it") for message in dict.fromkeys(out)][:10]
+
+
+def check_tensors(path: Path, fmt: str, reference: Reference | None) -> list[Finding]:
+    """``model-tensors`` findings of the model at ``path`` (format ``fmt``) against the project's
+    extract ``reference`` (None: the project has none published)."""
+    try:
+        arrays = read_arrays(path, fmt)
+    except Unreadable as exc:
+        return [_finding(Status.REVIEW, f"{exc}: its numbers were not compared with the extract; a checker must "
+                                        "confirm they are not the extract's values")]
+    out = [_finding(Status.REVIEW, f"not compared with the extract: {why}") for why in arrays.unread[:5]]
+    out.extend(_graph_findings(arrays))
+    if reference is None:
+        out.append(_finding(Status.REVIEW, "the project has no published extract: the model's numbers were not "
+                                           "compared with it"))
+        return out
+    if reference.unread:
+        out.append(_finding(Status.REVIEW, f"only the first rows of the extract's tables {', '.join(reference.unread[:5])} "
+                                           "were compared with the model"))
+    model = _Model(arrays)
+    out.extend(_value_findings(model, reference))
+    out.extend(_order_findings(model, reference))
+    out.extend(_id_bytes(path, reference))
+    out.extend(_size_findings(arrays, reference))
+    return out
+
+
+__all__ = ["check_tensors", "RULE", "MIN_VALUES", "MIN_IDS", "MIN_WINDOWS"]
