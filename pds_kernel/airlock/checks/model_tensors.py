@@ -15,15 +15,15 @@ from the model (:mod:`.model_arrays`) is compared with the numbers of the projec
 - **rows in order** (fail): a run of the model's numbers, along any axis of a tensor, equal to
   consecutive values of a column in the extract's row order (repeats collapsed), over at least
   :data:`MIN_WINDOWS` windows; the window is long enough that chance matches one with
-  probability under :data:`CHANCE` given the column's entropy;
+  probability under :data:`CHANCE` given the entropy of the column's steps from row to row;
 - **pseudonyms as numbers** (fail): at least :data:`MIN_IDS` distinct integers spelt by the first
   6 to 13 hexadecimal digits of the project's pseudonyms, or the first 8 bytes of their binary form
   anywhere in the file's bytes;
 - **ONNX nullified contributions** (fail): a Mul, MatMul, Gemm or And one of whose operands is a
   stored constant of zeros (or of magnitude under 1e-20), a Gemm with ``alpha`` or ``beta`` 0, an
   If or Where whose condition is a constant (a branch that never counts);
-- **size** (review): a tensor with one entry per row of an extract table, or as many numbers as
-  a table's rows times some of its columns;
+- **size** (review): a safetensors or ONNX tensor with one entry per row of an extract table, or
+  as many numbers as a table's rows (1,000 or more) times a few columns;
 - **unread** (review): a format or part of a model whose numbers the gate cannot read, and a
   project without a published extract: never a silent pass.
 
@@ -83,11 +83,14 @@ def _cast(values: np.ndarray, kind: str) -> np.ndarray:
     return values
 
 
-def _shifted(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """The reference values moved by one step of ``kind`` either way: the chance level."""
-    if kind in ("f32", "f64"):
-        return np.nextafter(values, values.dtype.type(np.inf)), np.nextafter(values, values.dtype.type(-np.inf))
-    return values + 1, values - 1
+def _shifted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference values moved by one step either way, the chance level: whole numbers by one
+    (in a dense range such as days or counters, any whole number matches: chance explains them),
+    others by one unit in the last place of their type."""
+    whole = values == np.round(values)
+    up = np.where(whole, values + 1, np.nextafter(values, values.dtype.type(np.inf)))
+    down = np.where(whole, values - 1, np.nextafter(values, values.dtype.type(-np.inf)))
+    return up.astype(values.dtype), down.astype(values.dtype)
 
 
 def _trivial(values: np.ndarray) -> np.ndarray:
@@ -118,7 +121,7 @@ class _Model:
             target = _cast(ref, kind)
             values = distinct.astype(target.dtype) if kind != "f32" else distinct.astype(np.float32)
             hit = values[np.isin(values, target)]
-            up, down = _shifted(target, kind)
+            up, down = _shifted(target)
             chance += (np.isin(values, up).sum() + np.isin(values, down).sum()) / 2
             found.update(hit.astype(np.float64).tolist())
             if len(hit) > best:
@@ -190,25 +193,32 @@ def _collapse(codes: np.ndarray) -> np.ndarray:
 
 
 def _hashes(codes: np.ndarray, k: int) -> np.ndarray:
-    """A polynomial hash of every window of ``k`` codes (windows holding -1 are left out)."""
+    """A polynomial hash of every window of ``k`` codes, leaving out windows that hold -1 (a value
+    outside the column) and progressions (every step the same: ``0, 1, 2...`` of ids and offsets,
+    which any counter of the extract holds too)."""
     n = len(codes) - k + 1
     if n <= 0:
         return np.empty(0, dtype=np.uint64)
     h = np.zeros(n, dtype=np.uint64)
     bad = np.zeros(n, dtype=bool)
+    steps = np.diff(codes)
+    constant = np.ones(n, dtype=bool)
     with np.errstate(over="ignore"):
         for j in range(k):
             part = codes[j:j + n]
             bad |= part < 0
+            if j < k - 1:
+                constant &= steps[j:j + n] == steps[:n]
             h = h * _PRIME + part.astype(np.uint64)
-    return h[~bad]
+    return h[~bad & ~constant]
 
 
 def _window(column: Column) -> tuple[int, np.ndarray] | None:
     """(window length, sorted window hashes of the column in row order), or None when the
-    column's values are too few or too even for a window to identify rows."""
+    column's steps from row to row are too few or too even for a window to identify rows (a
+    counter, whose windows any increasing sequence of the model matches)."""
     seq = _collapse(np.searchsorted(column.distinct, column.values))
-    _, counts = np.unique(seq, return_counts=True)
+    _, counts = np.unique(np.diff(seq), return_counts=True)  # steps: a counter has one step, +1
     p = counts / counts.sum()
     effective = math.exp(-(p * np.log(p)).sum())
     if effective < 2.5 or len(seq) < 8:
@@ -250,9 +260,9 @@ def _order_findings(model: _Model, reference: Reference) -> list[Finding]:
                     continue
                 matched = int(np.isin(_hashes(_collapse(codes), k), windows).sum())
                 if matched >= MIN_WINDOWS:
-                    out.append(_finding(Status.FAIL, f"{name}{axis} holds {matched + k - 1} consecutive values of "
-                                                     f"the extract's column {column.label} in the extract's row "
-                                                     "order: the model carries the column's rows"))
+                    out.append(_finding(Status.FAIL, f"{name}{axis} holds consecutive values of the extract's "
+                                                     f"column {column.label} in the extract's row order ({matched} "
+                                                     f"runs of {k} rows): the model carries the column's rows"))
                     break
     return out
 
@@ -269,7 +279,7 @@ def _size_findings(arrays: Arrays, reference: Reference) -> list[Finding]:
                                                    f"({rows} rows, shape {array.shape}): a checker must confirm it "
                                                    "is not the table"))
                 break
-            if array.size % rows == 0 and array.size // rows <= 64 and array.ndim >= 1 and array.size > rows:
+            if rows >= 1000 and array.size % rows == 0 and array.size // rows <= 64:
                 out.append(_finding(Status.REVIEW, f"{name} holds {array.size} numbers, {array.size // rows} per row "
                                                    f"of the extract's table {table} ({rows} rows): a checker must "
                                                    "confirm it is not the table"))
@@ -333,7 +343,8 @@ def check_tensors(path: Path, fmt: str, reference: Reference | None) -> list[Fin
     out.extend(_value_findings(model, reference))
     out.extend(_order_findings(model, reference))
     out.extend(_id_bytes(path, reference))
-    out.extend(_size_findings(arrays, reference))
+    if fmt in ("safetensors", "onnx"):  # tensors (tree models are lists of nodes, concatenated here)
+        out.extend(_size_findings(arrays, reference))
     return out
 
 
