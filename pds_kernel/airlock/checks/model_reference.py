@@ -50,7 +50,7 @@ class Reference:
     id_numbers: np.ndarray = field(default_factory=lambda: np.empty(0))  #: sorted, float64
     id_bytes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))  #: sorted
     unread: list[str] = field(default_factory=list)  #: tables read only in part
-    windows: dict = field(default_factory=dict)  #: column label -> its row-order windows (model_tensors)
+    cache: dict = field(default_factory=dict)  #: what :mod:`.model_tensors` derives from the columns, once
 
 
 def _table_files(directory: Path) -> dict[str, list[Path]]:

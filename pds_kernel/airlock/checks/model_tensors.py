@@ -14,8 +14,12 @@ from the model (:mod:`.model_arrays`) is compared with the numbers of the projec
   values, stay under the limit (XGBoost and LightGBM keep at most 256 cut points per feature);
 - **rows in order** (fail): a run of the model's numbers, along any axis of a tensor, equal to
   consecutive values of a column in the extract's row order (repeats collapsed), over at least
-  :data:`MIN_WINDOWS` windows; the window is long enough that chance matches one with
-  probability under :data:`CHANCE` given the entropy of the column's steps from row to row;
+  :data:`MIN_WINDOWS` windows beyond chance; the window is long enough that chance matches one
+  with probability under :data:`CHANCE` given the entropy of the column's steps from row to row,
+  and chance is measured too: the model's runs are matched with the column in shuffled order.
+  Windows of fewer than :data:`MIN_DISTINCT` values and progressions (``0, 1, 2...``) do not count:
+  structured arrays of any model (node counts, ids, offsets) match a column's alternations and
+  counters;
 - **pseudonyms as numbers** (fail): at least :data:`MIN_IDS` distinct integers spelt by the first
   6 to 13 hexadecimal digits of the project's pseudonyms, or the first 8 bytes of their binary form
   anywhere in the file's bytes;
@@ -56,6 +60,8 @@ MIN_WINDOWS = 20
 CHANCE = 1e-6
 #: the largest window length
 MAX_WINDOW = 64
+#: distinct values a window needs to count
+MIN_DISTINCT = 4
 #: magnitude under which a multiplier nullifies what it multiplies
 NEGLIGIBLE = 1e-20
 #: bytes of the file searched for binary pseudonyms, at most
@@ -97,10 +103,21 @@ def _trivial(values: np.ndarray) -> np.ndarray:
     return (np.abs(values) < 1024) & (values * 4 == np.round(values * 4))
 
 
-class _Model:
-    """The model's arrays, each with its distinct values, as they meet the reference."""
+def _union(reference: Reference, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(every reference value as ``kind`` stores it; the same with their moved copies), sorted."""
+    key = ("union", kind)
+    if key not in reference.cache:
+        every = np.unique(np.concatenate([c.distinct for c in reference.columns] + [reference.id_numbers]))
+        exact = _cast(every, kind)
+        reference.cache[key] = (exact, np.unique(np.concatenate([exact, *_shifted(exact)])))
+    return reference.cache[key]
 
-    def __init__(self, arrays: Arrays):
+
+class _Model:
+    """The model's arrays, each with its distinct values near the reference's (the only ones any
+    rule counts), and whether enough of its entries are reference values for a run of rows."""
+
+    def __init__(self, arrays: Arrays, reference: Reference):
         self.items = []
         for name, array in arrays.arrays.items():
             kind = _kind(array)
@@ -109,13 +126,16 @@ class _Model:
                 flat = flat.astype(np.float64)
             distinct = np.unique(flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat)
             distinct = distinct[~_trivial(distinct.astype(np.float64))]
-            self.items.append((name, array, kind, distinct))
+            exact, near = _union(reference, kind)
+            distinct = distinct[np.isin(distinct.astype(near.dtype), near)]
+            members = int(np.isin(flat.astype(exact.dtype), exact).sum()) if flat.size >= MIN_WINDOWS + 4 else 0
+            self.items.append((name, array, kind, distinct, members))
 
     def matches(self, ref: np.ndarray) -> tuple[set[float], float, str]:
         """(distinct values of the model in ``ref``, as float64; the chance level; an array holding most)."""
         found: set[float] = set()
         chance, best, where = 0.0, 0, ""
-        for name, _, kind, distinct in self.items:
+        for name, _, kind, distinct, _ in self.items:
             if not len(distinct):
                 continue
             target = _cast(ref, kind)
@@ -192,10 +212,22 @@ def _collapse(codes: np.ndarray) -> np.ndarray:
     return codes[keep]
 
 
+def _varied(codes: np.ndarray, k: int, n: int) -> np.ndarray:
+    """Which of the ``n`` windows of ``k`` codes hold at least :data:`MIN_DISTINCT` distinct values
+    (counted in chunks: a window view is ``k`` times the codes)."""
+    out = np.zeros(n, dtype=bool)
+    views = np.lib.stride_tricks.sliding_window_view(codes, k)
+    for start in range(0, n, 65536):
+        block = np.sort(views[start:start + 65536], axis=1)
+        out[start:start + len(block)] = (block[:, 1:] != block[:, :-1]).sum(axis=1) + 1 >= MIN_DISTINCT
+    return out
+
+
 def _hashes(codes: np.ndarray, k: int) -> np.ndarray:
     """A polynomial hash of every window of ``k`` codes, leaving out windows that hold -1 (a value
-    outside the column) and progressions (every step the same: ``0, 1, 2...`` of ids and offsets,
-    which any counter of the extract holds too)."""
+    outside the column), progressions (every step the same: ``0, 1, 2...`` of ids and offsets,
+    which any counter of the extract holds too) and windows of fewer than :data:`MIN_DISTINCT`
+    values (``5, 7, 5, 7, 5, 3...``: the node counts of small trees, and a column's alternations)."""
     n = len(codes) - k + 1
     if n <= 0:
         return np.empty(0, dtype=np.uint64)
@@ -210,13 +242,17 @@ def _hashes(codes: np.ndarray, k: int) -> np.ndarray:
             if j < k - 1:
                 constant &= steps[j:j + n] == steps[:n]
             h = h * _PRIME + part.astype(np.uint64)
-    return h[~bad & ~constant]
+    keep = ~bad & ~constant
+    if keep.any():
+        keep &= _varied(codes, k, n)
+    return h[keep]
 
 
-def _window(column: Column) -> tuple[int, np.ndarray] | None:
-    """(window length, sorted window hashes of the column in row order), or None when the
-    column's steps from row to row are too few or too even for a window to identify rows (a
-    counter, whose windows any increasing sequence of the model matches)."""
+def _window(column: Column) -> tuple[int, np.ndarray, list[np.ndarray]] | None:
+    """(window length, sorted window hashes of the column in row order, the same of two copies of
+    the column in shuffled order: the chance level), or None when the column's steps from row to
+    row are too few or too even for a window to identify rows (a counter, whose windows any
+    increasing sequence of the model matches)."""
     seq = _collapse(np.searchsorted(column.distinct, column.values))
     _, counts = np.unique(np.diff(seq), return_counts=True)  # steps: a counter has one step, +1
     p = counts / counts.sum()
@@ -226,7 +262,9 @@ def _window(column: Column) -> tuple[int, np.ndarray] | None:
     k = max(4, math.ceil(math.log(len(seq) / CHANCE) / math.log(effective - 1)))
     if k > MAX_WINDOW or len(seq) < k + MIN_WINDOWS:
         return None
-    return k, np.unique(_hashes(seq, k))
+    rng = np.random.default_rng(0)
+    shuffled = [np.unique(_hashes(_collapse(rng.permutation(seq)), k)) for _ in range(2)]
+    return k, np.unique(_hashes(seq, k)), shuffled
 
 
 def _sequences(array: np.ndarray):
@@ -239,17 +277,17 @@ def _sequences(array: np.ndarray):
 
 
 def _order_findings(model: _Model, reference: Reference) -> list[Finding]:
-    cache = reference.windows
+    cache = reference.cache
     out: list[Finding] = []
     for column in reference.columns:
-        key = column.label
+        key = ("windows", column.label)
         if key not in cache:
             cache[key] = _window(column)
         if cache[key] is None:
             continue
-        k, windows = cache[key]
-        for name, array, kind, _ in model.items:
-            if array.size < k + MIN_WINDOWS:
+        k, windows, shuffled = cache[key]
+        for name, array, kind, _, members in model.items:
+            if members < k + MIN_WINDOWS:
                 continue
             target = column.distinct.astype(np.float32) if kind == "f32" else column.distinct
             for axis, seq in _sequences(array):
@@ -258,8 +296,10 @@ def _order_findings(model: _Model, reference: Reference) -> list[Finding]:
                 codes = np.where(target[pos] == values, pos, -1).astype(np.int64)
                 if (codes >= 0).sum() < k + MIN_WINDOWS:
                     continue
-                matched = int(np.isin(_hashes(_collapse(codes), k), windows).sum())
-                if matched >= MIN_WINDOWS:
+                hashes = _hashes(_collapse(codes), k)
+                matched = int(np.isin(hashes, windows).sum())
+                chance = max(int(np.isin(hashes, control).sum()) for control in shuffled) if matched else 0
+                if matched - chance >= MIN_WINDOWS:
                     out.append(_finding(Status.FAIL, f"{name}{axis} holds consecutive values of the extract's "
                                                      f"column {column.label} in the extract's row order ({matched} "
                                                      f"runs of {k} rows): the model carries the column's rows"))
@@ -339,7 +379,7 @@ def check_tensors(path: Path, fmt: str, reference: Reference | None) -> list[Fin
     if reference.unread:
         out.append(_finding(Status.REVIEW, f"only the first rows of the extract's tables {', '.join(reference.unread[:5])} "
                                            "were compared with the model"))
-    model = _Model(arrays)
+    model = _Model(arrays, reference)
     out.extend(_value_findings(model, reference))
     out.extend(_order_findings(model, reference))
     out.extend(_id_bytes(path, reference))
