@@ -27,16 +27,9 @@ from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, Settings
 from pds_kernel.snds.generator import generate
 
-SPEC = f"""
-project: {PROJECT}
-years: [2021, 2022]
-include: [{{drug: {{atc: [A10]}}}}]
-tables:
-  IR_BEN_R: all
-  ER_PRS_F: all
-  ER_PHA_F: all
-  T_MCOaaC: all
-"""
+#: people dispensed an antidiabetic drug (ATC A10) in 2021-2022, with their claims and stays
+SPEC = (f"project: {PROJECT}\nyears: [2021, 2022]\ninclude: [{{drug: {{atc: [A10]}}}}]\n"
+        "tables: {IR_BEN_R: all, ER_PRS_F: all, ER_PHA_F: all, T_MCOaaC: all}\n")
 
 
 @dataclass
@@ -62,6 +55,11 @@ def build_extract(runtime, root: Path, patients: int = 3000) -> Extract:
     registry.upsert_project("root", PROJECT, title=PROJECT, start_date=date(2020, 1, 1), end_date=date(2099, 12, 31))
     run_build(runtime, PROJECT, parse_spec(SPEC), actor="root")
     return Extract({name: frame.to_pandas() for name, frame in read_tables(extract_dir(runtime.settings, PROJECT)).items()})
+
+
+def checker_findings(service, view) -> list[dict]:
+    """The findings a checker sees for the first file of a request."""
+    return service.get_request("olga", view.id).files[0].check["findings"]
 
 
 @contextmanager

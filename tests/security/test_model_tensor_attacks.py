@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pytest
+from model_tensor_support import checker_findings as findings
 from model_tensor_support import (
     claim_rows,
     days_since_1970,
@@ -29,12 +30,9 @@ from model_tensor_support import (
 
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory):
-    with tensor_gate(tmp_path_factory.mktemp("model-tensors")) as (service, extract):
-        yield service, extract
-
-
-def findings(service, view) -> list[dict]:
-    return service.get_request("olga", view.id).files[0].check["findings"]
+    """(airlock service, the project's demo extract), for the whole module."""
+    with tensor_gate(tmp_path_factory.mktemp("model-tensors")) as pair:
+        yield pair
 
 
 def tensor_fails(gate, name: str, data: bytes, words: str) -> list[dict]:
@@ -231,6 +229,18 @@ def test_rds_model_numbers_unread_go_to_a_checker_with_the_reason(gate):
                in f["message"] for f in found), found
 
 
+def test_damaged_ubj_model_goes_to_a_checker_with_the_reason(gate):
+    import xgboost as xgb
+
+    service, extract = gate
+    X, y = claim_rows(extract)
+    data = saved(xgb.XGBClassifier(n_estimators=5, max_depth=2).fit(X, y), ".ubj")
+    view = submit(service, "cut.ubj", data[:len(data) // 2], None)
+    found = findings(service, view)
+    assert any(f["rule"] == "model-tensors" and f["status"] == "review" and "cannot read this xgboost-ubj model"
+               in f["message"] for f in found), found
+
+
 # ---- 6. honest models trained on the same extract pass the rule ---------------------------------
 
 def test_honest_network_as_safetensors_and_onnx_gets_no_tensor_failure(gate):
@@ -261,10 +271,24 @@ def test_honest_lightgbm_txt_on_raw_claim_values_gets_no_tensor_failure(gate):
     no_tensor_failure(gate, "lgbm.txt", saved(booster, ".txt"))
 
 
-@pytest.mark.parametrize("estimator", ["forest", "hist", "logistic", "tree"])
+def test_honest_larger_xgboost_with_more_bins_gets_no_tensor_failure(gate):
+    import xgboost as xgb
+
+    _, extract = gate
+    X, y = claim_rows(extract)
+    model = xgb.XGBClassifier(n_estimators=400, max_depth=6, learning_rate=0.05, max_bin=512).fit(X, y)
+    no_tensor_failure(gate, "big.ubj", saved(model, ".ubj"))
+
+
+@pytest.mark.parametrize("estimator", ["forest", "extra", "boosting", "hist", "logistic", "tree"])
 def test_honest_scikit_learn_models_as_skops_get_no_tensor_failure(gate, estimator):
     import skops.io as sio
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        GradientBoostingClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -273,6 +297,8 @@ def test_honest_scikit_learn_models_as_skops_get_no_tensor_failure(gate, estimat
     _, extract = gate
     X, y = claim_rows(extract) if estimator != "logistic" else person_rows(extract)
     model = {"forest": RandomForestClassifier(n_estimators=30, min_samples_leaf=5, random_state=0),
+             "extra": ExtraTreesClassifier(n_estimators=30, random_state=0),
+             "boosting": GradientBoostingClassifier(n_estimators=100, random_state=0),
              "hist": HistGradientBoostingClassifier(max_iter=100),
              "logistic": make_pipeline(StandardScaler(), LogisticRegression()),
              "tree": DecisionTreeClassifier(min_samples_leaf=20, random_state=0)}[estimator].fit(X, y)
