@@ -138,14 +138,18 @@ def test_pseudonyms_as_binary_bytes_in_a_u8_tensor_fail(gate):
 
 # ---- 3. ONNX: used tensors, nullified contributions --------------------------------------------
 
-def _rows_times_zero(rows: np.ndarray, offset: float = 0.0):
+def _rows_times_zero(rows: np.ndarray, offset: float = 0.0, as_node: bool = False):
+    """The network, plus ``logit + sum(rows + offset) * 0``: the rows are read, and never count.
+    The zero is an initializer, or a Constant node's ``value_float``."""
     def extra(helper, numpy_helper):
         table = numpy_helper.from_array((rows + offset).astype(np.float32), "calib")
         zero = numpy_helper.from_array(np.zeros(1, dtype=np.float32), "gate_scale")
         nodes = [helper.make_node("ReduceSum", ["calib"], ["s"], keepdims=0),
                  helper.make_node("Mul", ["s", "gate_scale"], ["z"]),
                  helper.make_node("Add", ["logit", "z"], ["out"])]
-        return nodes, [table, zero], "out"
+        if as_node:
+            nodes.insert(0, helper.make_node("Constant", [], ["gate_scale"], value_float=0.0))
+        return nodes, [table] if as_node else [table, zero], "out"
     return extra
 
 
@@ -158,11 +162,12 @@ def test_onnx_used_initializer_of_table_rows_multiplied_by_zero_fails(gate):
     assert any("ER_PRS_F.PRS_PAI_MNT" in f["message"] and f["status"] == "fail" for f in found), found
 
 
-def test_onnx_transformed_rows_behind_a_zero_multiplier_fail_by_the_graph(gate):
+@pytest.mark.parametrize("as_node", [False, True], ids=["initializer", "constant-node"])
+def test_onnx_transformed_rows_behind_a_zero_multiplier_fail_by_the_graph(gate, as_node):
     """Got through before. Shifted values match no column: the zero multiplier gives them away."""
     _, extract = gate
     rows = extract.claims[["PRS_PAI_MNT"]].dropna().to_numpy()
-    tensor_fails(gate, "net.onnx", onnx_mlp(honest_weights(extract), _rows_times_zero(rows, 0.123)),
+    tensor_fails(gate, "net.onnx", onnx_mlp(honest_weights(extract), _rows_times_zero(rows, 0.123, as_node)),
                  "whose values are all zero")
 
 

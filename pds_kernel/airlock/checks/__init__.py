@@ -6,6 +6,7 @@ gate will not take it), else ``pass`` / ``review`` / ``fail`` with reasons per c
 establish (are these distinct persons? magnitudes?) is ``review`` unless the table is declared.
 
 - :mod:`.filetypes` and :mod:`.models`: allowed, blocked and disguised types, pickles by content;
+  a model's strings (:mod:`.model_data`) and numbers against the project's extract (:mod:`.model_tensors`);
 - :mod:`.pregates`: rows, size, person identifiers in any column, dates of birth/death, microdata;
 - :mod:`.declaration`: what each column is (declared, or an SNDS code column by its name);
 - :mod:`.tables`: counts (small cells, zeros, recovery from margins); :mod:`.magnitudes`:

@@ -160,6 +160,11 @@ def _tensor(buf, tensor: dict) -> np.ndarray | None:
 
 def _attribute(buf, attribute: dict, where: str, out: Arrays):
     name = _text(buf, attribute, 1)
+    for tensor in attribute.get(10, []) + [t for sparse in attribute.get(22, []) + attribute.get(23, [])
+                                           for t in sparse.get(1, [])]:
+        value = _tensor(buf, tensor)
+        if value is not None:
+            out.add(f"{where} attribute {name}", value)
     if attribute.get(5):
         value = _tensor(buf, attribute[5][-1])
         if value is not None:
@@ -208,8 +213,10 @@ def _graph(buf, graph: dict, where: str, out: Arrays) -> None:
             attributes[key] = value
             for sub in attribute.get(6, []) + attribute.get(11, []):
                 _graph(buf, sub, f"{where} > {op} subgraph", out)
-        if op == "Constant" and outputs and isinstance(attributes.get("value"), np.ndarray):
-            constants[outputs[0]] = attributes["value"]
+        if op == "Constant" and outputs:
+            for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+                if attributes.get(key) is not None:
+                    constants[outputs[0]] = np.asarray(attributes[key])
         nodes.append(Node(op, [bytes(buf[a:b]).decode("utf-8", "replace") for _, a, b in node.get(1, [])],
                           outputs, attributes))
     out.graphs.append((constants, nodes))

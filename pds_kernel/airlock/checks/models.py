@@ -6,7 +6,8 @@ any ZIP that holds one (PyTorch ``.pt``/``.pth``/``.ckpt`` files are ZIPs around
 ``.npy`` members with object arrays are pickles too). Safe formats are recognised by their
 structure: safetensors (a length-prefixed JSON header), ONNX (protobuf), skops (a ZIP without
 pickles), XGBoost/LightGBM JSON, UBJ or text models. Whatever the format, a model needs a checker
-(training records can hide in it); the AI checks add their own rules to the ``model`` kind.
+(training records can hide in it); :mod:`.model_data` reads its strings, :mod:`.model_tensors` its
+numbers, and the AI checks add their own rules to the ``model`` kind.
 """
 
 from __future__ import annotations
