@@ -99,6 +99,14 @@ def _shifted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return up.astype(values.dtype), down.astype(values.dtype)
 
 
+def _in_sorted(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a ``ref`` already sorted and distinct (without sorting it again each call)."""
+    if not len(ref):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(ref, values), len(ref) - 1)
+    return ref[pos] == values
+
+
 def _trivial(values: np.ndarray) -> np.ndarray:
     return (np.abs(values) < 1024) & (values * 4 == np.round(values * 4))
 
@@ -127,8 +135,8 @@ class _Model:
             distinct = np.unique(flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat)
             distinct = distinct[~_trivial(distinct.astype(np.float64))]
             exact, near = _union(reference, kind)
-            distinct = distinct[np.isin(distinct.astype(near.dtype), near)]
-            members = int(np.isin(flat.astype(exact.dtype), exact).sum()) if flat.size >= MIN_WINDOWS + 4 else 0
+            distinct = distinct[_in_sorted(distinct.astype(near.dtype), near)]
+            members = int(_in_sorted(flat.astype(exact.dtype), exact).sum()) if flat.size >= MIN_WINDOWS + 4 else 0
             self.items.append((name, array, kind, distinct, members))
 
     def matches(self, ref: np.ndarray) -> tuple[set[float], float, str]:
@@ -140,9 +148,9 @@ class _Model:
                 continue
             target = _cast(ref, kind)
             values = distinct.astype(target.dtype) if kind != "f32" else distinct.astype(np.float32)
-            hit = values[np.isin(values, target)]
-            up, down = _shifted(target)
-            chance += (np.isin(values, up).sum() + np.isin(values, down).sum()) / 2
+            hit = values[_in_sorted(values, target)]
+            up, down = (np.unique(moved) for moved in _shifted(target))
+            chance += (_in_sorted(values, up).sum() + _in_sorted(values, down).sum()) / 2
             found.update(hit.astype(np.float64).tolist())
             if len(hit) > best:
                 best, where = len(hit), name
@@ -193,7 +201,7 @@ def _id_bytes(path: Path, reference: Reference) -> list[Finding]:
             for offset in range(8):
                 usable = (len(raw) - offset) // 8 * 8
                 view = raw[offset:offset + usable].view("<u8")
-                found.update(view[np.isin(view, reference.id_bytes)].tolist())
+                found.update(view[_in_sorted(view, reference.id_bytes)].tolist())
             tail = data[-7:]
             start += chunk_size
             if len(data) < chunk_size:
@@ -297,8 +305,8 @@ def _order_findings(model: _Model, reference: Reference) -> list[Finding]:
                 if (codes >= 0).sum() < k + MIN_WINDOWS:
                     continue
                 hashes = _hashes(_collapse(codes), k)
-                matched = int(np.isin(hashes, windows).sum())
-                chance = max(int(np.isin(hashes, control).sum()) for control in shuffled) if matched else 0
+                matched = int(_in_sorted(hashes, windows).sum())
+                chance = max(int(_in_sorted(hashes, control).sum()) for control in shuffled) if matched else 0
                 if matched - chance >= MIN_WINDOWS:
                     out.append(_finding(Status.FAIL, f"{name}{axis} holds consecutive values of the extract's "
                                                      f"column {column.label} in the extract's row order ({matched} "
