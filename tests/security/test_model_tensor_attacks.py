@@ -171,6 +171,22 @@ def test_onnx_transformed_rows_behind_a_zero_multiplier_fail_by_the_graph(gate, 
                  "whose values are all zero")
 
 
+def test_onnx_gather_reading_one_row_of_a_stored_table_fails(gate):
+    """Got through before. The table is used (Gather reads it), shifted so no column matches, and
+    only its first row counts."""
+    _, extract = gate
+    rows = extract.claims[["PRS_PAI_MNT", "BSE_REM_MNT"]].dropna().to_numpy()[:, :1].T + 0.123
+
+    def extra(helper, numpy_helper):
+        table = numpy_helper.from_array(rows.astype(np.float32), "lookup")
+        index = numpy_helper.from_array(np.array([0], dtype=np.int64), "first")
+        nodes = [helper.make_node("Gather", ["lookup", "first"], ["row"], axis=1),
+                 helper.make_node("Add", ["logit", "row"], ["out"])]
+        return nodes, [table, index], "out"
+
+    tensor_fails(gate, "net.onnx", onnx_mlp(honest_weights(extract), extra), "at fixed positions")
+
+
 def test_onnx_if_on_a_stored_condition_hides_a_branch_fails(gate):
     """Got through before: the else branch (holding any tensor) never runs."""
     _, extract = gate

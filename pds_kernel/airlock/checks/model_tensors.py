@@ -23,9 +23,9 @@ from the model (:mod:`.model_arrays`) is compared with the numbers of the projec
 - **pseudonyms as numbers** (fail): at least :data:`MIN_IDS` distinct integers spelt by the first
   6 to 13 hexadecimal digits of the project's pseudonyms, or the first 8 bytes of their binary form
   anywhere in the file's bytes;
-- **ONNX nullified contributions** (fail): a Mul, MatMul, Gemm or And one of whose operands is a
-  stored constant of zeros (or of magnitude under 1e-20), a Gemm with ``alpha`` or ``beta`` 0, an
-  If or Where whose condition is a constant (a branch that never counts);
+- **ONNX nullified contributions** (fail, :mod:`.model_graph`): a multiplication by a stored
+  zero, a Gemm with ``alpha`` or ``beta`` 0, an If or Where on a stored condition, a Gather or
+  Slice reading a fixed small part of a stored tensor;
 - **size** (review): a safetensors or ONNX tensor with one entry per row of an extract table, or
   as many numbers as a table's rows (1,000 or more) times a few columns;
 - **unread** (review): a format or part of a model whose numbers the gate cannot read, and a
@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .model_arrays import Arrays, Unreadable, read_arrays
+from .model_graph import graph_findings
 from .model_reference import Column, Reference
 from .result import Finding, Status
 
@@ -62,11 +63,8 @@ CHANCE = 1e-6
 MAX_WINDOW = 64
 #: distinct values a window needs to count
 MIN_DISTINCT = 4
-#: magnitude under which a multiplier nullifies what it multiplies
-NEGLIGIBLE = 1e-20
 #: bytes of the file searched for binary pseudonyms, at most
 MAX_BYTES_SEARCHED = 256 * 1024 * 1024
-_MULTIPLIERS = {"Mul", "MatMul", "Gemm", "And", "BitwiseAnd", "MatMulInteger"}
 _PRIME = np.uint64(1_000_003)
 
 
@@ -315,7 +313,7 @@ def _order_findings(model: _Model, reference: Reference) -> list[Finding]:
     return out
 
 
-# ---- size, ONNX graph ---------------------------------------------------------------------------
+# ---- size ---------------------------------------------------------------------------
 
 def _size_findings(arrays: Arrays, reference: Reference) -> list[Finding]:
     out = []
@@ -335,41 +333,6 @@ def _size_findings(arrays: Arrays, reference: Reference) -> list[Finding]:
     return out[:10]
 
 
-def _nullifies(value) -> bool:
-    if not isinstance(value, np.ndarray) or value.size == 0:
-        return False
-    values = value.astype(np.float64)
-    return bool(np.all(np.abs(values) < NEGLIGIBLE))
-
-
-def _graph_findings(arrays: Arrays) -> list[Finding]:
-    out = []
-    for constants, nodes in arrays.graphs:
-        for node in nodes:
-            what = f"ONNX node {node.op} (output {(node.outputs or [''])[0][:60]!r})"
-            inputs = [i for i in node.inputs if i]
-            if node.op in _MULTIPLIERS:
-                zero = [i for i in inputs[:2] if _nullifies(constants.get(i))]
-                if zero:
-                    out.append(f"{what} multiplies by the stored constant {zero[0][:60]!r}, whose values are all zero "
-                               "(or negligible): what it multiplies never counts, so it can only carry data")
-                elif len(inputs) >= 2 and all(i in constants for i in inputs[:2]) and node.op == "Mul":
-                    masked = [i for i in inputs[:2] if np.any(constants[i] == 0)]
-                    if masked:
-                        out.append(f"{what} multiplies two stored tensors and {masked[0][:60]!r} holds zeros: the "
-                                   "entries it zeroes never count, so they can only carry data")
-            if node.op == "Gemm":
-                if node.attributes.get("alpha") == 0.0:
-                    out.append(f"{what} has alpha 0: its A·B never counts")
-                if node.attributes.get("beta") == 0.0 and len(inputs) >= 3:
-                    out.append(f"{what} has beta 0: its input C never counts")
-            if node.op in ("If", "Where") and inputs and inputs[0] in constants:
-                condition = constants[inputs[0]]
-                if node.op == "If" or np.all(condition) or not np.any(condition):
-                    out.append(f"{what} decides on a stored constant: one of its branches never counts")
-    return [_finding(Status.FAIL, f"{message}; export the model without it") for message in dict.fromkeys(out)][:10]
-
-
 def check_tensors(path: Path, fmt: str, reference: Reference | None) -> list[Finding]:
     """``model-tensors`` findings of the model at ``path`` (format ``fmt``) against the project's
     extract ``reference`` (None: the project has none published)."""
@@ -379,7 +342,7 @@ def check_tensors(path: Path, fmt: str, reference: Reference | None) -> list[Fin
         return [_finding(Status.REVIEW, f"{exc}: its numbers were not compared with the extract; a checker must "
                                         "confirm they are not the extract's values")]
     out = [_finding(Status.REVIEW, f"not compared with the extract: {why}") for why in arrays.unread[:5]]
-    out.extend(_graph_findings(arrays))
+    out.extend(graph_findings(arrays.graphs))
     if reference is None:
         out.append(_finding(Status.REVIEW, "the project has no published extract: the model's numbers were not "
                                            "compared with it"))
