@@ -239,8 +239,10 @@ def check(files: Iterable[str | os.PathLike] | str, context: Mapping | None = No
     "findings"...}]}``, and a line per file unless ``quiet``. Files saved with :mod:`pds_kernel.sdc`
     carry their declaration, as with :func:`request_export`. The thresholds are the platform's
     defaults (``$PDS_MIN_CELL``, ``$PDS_MAX_TABLE_ROWS`` override them); the gate judges again on
-    submission with the project's own, its PERSON_IDs and its released tables."""
+    submission with the project's own, its PERSON_IDs and its released tables. A model's numbers
+    are compared with the extract at :func:`data_dir`, as the gate compares them with the project's."""
     from .airlock.checks import DEFAULT_MAX_BYTES, Thresholds
+    from .airlock.checks.model_reference import reference_at
     from .airlock.gate import ProjectGate, check_paths
 
     if isinstance(files, (str, os.PathLike)):
@@ -251,7 +253,8 @@ def check(files: Iterable[str | os.PathLike] | str, context: Mapping | None = No
             raise NotFound(f"{path} is not a file")
     overrides = {"min_cell": os.environ.get("PDS_MIN_CELL"), "max_table_rows": os.environ.get("PDS_MAX_TABLE_ROWS")}
     thresholds = Thresholds(**{k: int(v) for k, v in overrides.items() if v})
-    report = check_paths(ProjectGate(thresholds, DEFAULT_MAX_BYTES), paths, _with_sdc_records(context, paths))
+    gate = ProjectGate(thresholds, DEFAULT_MAX_BYTES, reference=lambda: reference_at(data_dir()))
+    report = check_paths(gate, paths, _with_sdc_records(context, paths))
     if not quiet:
         for f in report["files"]:
             rules = sorted({x["rule"] for x in f["findings"] if x["status"] != "pass"})

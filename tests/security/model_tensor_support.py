@@ -35,6 +35,7 @@ SPEC = (f"project: {PROJECT}\nyears: [2021, 2022]\ninclude: [{{drug: {{atc: [A10
 @dataclass
 class Extract:
     tables: dict[str, pd.DataFrame]
+    path: Path  #: the published extract (what a workspace sees at /data)
 
     @property
     def claims(self) -> pd.DataFrame:
@@ -54,7 +55,8 @@ def build_extract(runtime, root: Path, patients: int = 3000) -> Extract:
     registry.upsert_user("root", "root", is_admin=True)
     registry.upsert_project("root", PROJECT, title=PROJECT, start_date=date(2020, 1, 1), end_date=date(2099, 12, 31))
     run_build(runtime, PROJECT, parse_spec(SPEC), actor="root")
-    return Extract({name: frame.to_pandas() for name, frame in read_tables(extract_dir(runtime.settings, PROJECT)).items()})
+    path = extract_dir(runtime.settings, PROJECT)
+    return Extract({name: frame.to_pandas() for name, frame in read_tables(path).items()}, path)
 
 
 def checker_findings(service, view) -> list[dict]:

@@ -240,6 +240,21 @@ def test_lightgbm_txt_model_is_checked_as_a_model_and_its_values_fail(gate):
     assert any(f["rule"] == "model-tensors" and f["status"] == "fail" for f in found), found
 
 
+def test_the_researchers_own_check_compares_with_the_workspace_extract(gate, tmp_path, monkeypatch):
+    """ws.check in the workspace fails the model of the first attack before it is submitted: the
+    extract it compares with is the one at $PDS_DATA_DIR (/data)."""
+    from pds_kernel import workspace as ws
+
+    _, extract = gate
+    weights = honest_weights(extract)
+    weights["fc1.scale"] = extract.claims.PRS_PAI_MNT.to_numpy().astype(np.float32)
+    (tmp_path / "net.safetensors").write_bytes(safetensors_bytes(weights))
+    monkeypatch.setenv("PDS_DATA_DIR", str(extract.path))
+    report = ws.check(tmp_path / "net.safetensors", quiet=True)["files"][0]
+    assert report["verdict"] == "fail", report
+    assert any(f["rule"] == "model-tensors" and "in the extract's row order" in f["message"] for f in report["findings"])
+
+
 # ---- 5. what the rule cannot decide goes to a checker, named ------------------------------------
 
 def test_rds_model_numbers_unread_go_to_a_checker_with_the_reason(gate):

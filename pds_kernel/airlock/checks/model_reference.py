@@ -141,7 +141,11 @@ def _load(directory: str, stamp: int) -> Reference:
 
 def extract_reference(projects_root: Path, project: str) -> Reference | None:
     """The numbers of the project's published extract, or None when it has none (yet)."""
-    directory = Path(projects_root) / project / "extract"
+    return reference_at(Path(projects_root) / project / "extract")
+
+
+def reference_at(directory: Path) -> Reference | None:
+    """The numbers of the extract at ``directory`` (a workspace's ``/data``), or None without one."""
     try:
         resolved = directory.resolve(strict=True)
         marker = resolved / "manifest.json"
@@ -153,4 +157,4 @@ def extract_reference(projects_root: Path, project: str) -> Reference | None:
     return _load(str(resolved), max(stamps))
 
 
-__all__ = ["Column", "Reference", "extract_reference", "MAX_ROWS"]
+__all__ = ["Column", "Reference", "extract_reference", "reference_at", "MAX_ROWS"]

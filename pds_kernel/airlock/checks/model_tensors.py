@@ -344,8 +344,8 @@ def check_tensors(path: Path, fmt: str, reference: Reference | None) -> list[Fin
     out = [_finding(Status.REVIEW, f"not compared with the extract: {why}") for why in arrays.unread[:5]]
     out.extend(graph_findings(arrays.graphs))
     if reference is None:
-        out.append(_finding(Status.REVIEW, "the project has no published extract: the model's numbers were not "
-                                           "compared with it"))
+        out.append(_finding(Status.REVIEW, "the model's numbers were not compared with the project's extract (none "
+                                           "is published, or the check ran without a project)"))
         return out
     if reference.unread:
         out.append(_finding(Status.REVIEW, f"only the first rows of the extract's tables {', '.join(reference.unread[:5])} "
