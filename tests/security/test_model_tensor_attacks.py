@@ -277,6 +277,22 @@ def test_damaged_ubj_model_goes_to_a_checker_with_the_reason(gate):
                in f["message"] for f in found), found
 
 
+def test_ubj_model_with_a_count_of_a_billion_empty_items_is_not_expanded(gate):
+    """New with the rule (the gate now decodes UBJ itself): ``[$Z#L 10^9`` takes a few bytes and
+    would make a billion Nones; the count is refused, the model goes to a checker named."""
+    import struct
+    import time
+
+    service, _ = gate
+    bomb = b'{U\x07learner[$Z#L' + struct.pack(">q", 10**9) + b"}"
+    start = time.monotonic()
+    view = submit(service, "bomb.ubj", bomb, None)
+    assert time.monotonic() - start < 30
+    found = findings(service, view)
+    assert any(f["rule"] == "model-tensors" and f["status"] == "review" and "whose items take no bytes" in f["message"]
+               for f in found), found
+
+
 # ---- 6. honest models trained on the same extract pass the rule ---------------------------------
 
 def test_honest_network_as_safetensors_and_onnx_gets_no_tensor_failure(gate):

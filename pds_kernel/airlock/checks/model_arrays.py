@@ -271,6 +271,9 @@ def _skops(path: Path, out: Arrays) -> None:
         for member in archive.infolist():
             if not member.filename.endswith(".npy"):
                 continue
+            if member.file_size > MAX_ELEMENTS * 8:
+                out.unread.append(f"skops array {member.filename[:40]} ({member.file_size} bytes)")
+                continue
             array = np.load(io.BytesIO(archive.read(member)), allow_pickle=False)
             names = array.dtype.names or (None,)
             for name in names:

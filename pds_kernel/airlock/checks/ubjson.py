@@ -3,7 +3,9 @@
 The gate reads a model's numbers without the model's library (:mod:`.model_arrays`). Objects,
 arrays (plain and the optimised ``$type#count`` form XGBoost writes), integers, floats, strings,
 booleans and null; numbers are big-endian. Nesting is followed iteratively up to :data:`MAX_DEPTH`,
-and a typed array becomes a NumPy array, read at once. Anything else raises ``ValueError``.
+and a typed array becomes a NumPy array, read at once. A count is never trusted beyond the bytes
+that follow (a container of a billion nulls takes no bytes: refused). Anything else raises
+``ValueError``.
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class _Reader:
             count = self.length()
         elif kind is not None:
             raise ValueError("a UBJSON type without a count")
+        if kind is not None and kind not in _FIXED and kind not in (b"S", b"H", b"C", b"[", b"{"):
+            raise ValueError(f"a UBJSON container of {kind!r}, whose items take no bytes")
+        if count is not None and count > len(self.data) - self.pos and kind not in _FIXED:
+            raise ValueError("a UBJSON count larger than the bytes that follow")
         return kind, count
 
 
