@@ -158,3 +158,43 @@ def saved(model, suffix: str) -> bytes:
         else:
             model.save_model(path)
         return path.read_bytes()
+
+
+def onnx_forest(forest, n_features: int, leaf_values=None) -> bytes:
+    """A scikit-learn forest as ONNX-ML ``TreeEnsembleClassifier`` (what skl2onnx writes):
+    thresholds in ``nodes_values``, leaf class weights in ``class_weights``; ``leaf_values``
+    (an iterator) replaces the weights."""
+    from onnx import TensorProto, helper
+
+    nodes: dict[str, list] = {k: [] for k in ("treeids", "nodeids", "featureids", "values", "modes", "true", "false")}
+    classes: dict[str, list] = {k: [] for k in ("treeids", "nodeids", "ids", "weights")}
+    for t, est in enumerate(forest.estimators_):
+        tree = est.tree_
+        for n in range(tree.node_count):
+            leaf = tree.children_left[n] == -1
+            for key, value in (("treeids", t), ("nodeids", n), ("featureids", max(int(tree.feature[n]), 0)),
+                               ("values", float(tree.threshold[n]) if not leaf else 0.0),
+                               ("modes", "LEAF" if leaf else "BRANCH_LEQ"),
+                               ("true", int(tree.children_left[n]) if not leaf else 0),
+                               ("false", int(tree.children_right[n]) if not leaf else 0)):
+                nodes[key].append(value)
+            if leaf:
+                share = tree.value[n][0] / tree.value[n][0].sum()
+                for c in (0, 1):
+                    weight = share[c] / len(forest.estimators_)
+                    classes["treeids"].append(t)
+                    classes["nodeids"].append(n)
+                    classes["ids"].append(c)
+                    classes["weights"].append(float(next(leaf_values, weight)) if leaf_values else float(weight))
+    node = helper.make_node("TreeEnsembleClassifier", ["X"], ["label", "probabilities"], domain="ai.onnx.ml",
+                            classlabels_int64s=[0, 1], nodes_treeids=nodes["treeids"], nodes_nodeids=nodes["nodeids"],
+                            nodes_featureids=nodes["featureids"], nodes_values=nodes["values"],
+                            nodes_modes=nodes["modes"], nodes_truenodeids=nodes["true"],
+                            nodes_falsenodeids=nodes["false"], class_treeids=classes["treeids"],
+                            class_nodeids=classes["nodeids"], class_ids=classes["ids"],
+                            class_weights=classes["weights"])
+    graph = helper.make_graph([node], "forest", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, n_features])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+                               helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+                             ).SerializeToString()

@@ -19,6 +19,7 @@ from model_tensor_support import (
     claim_rows,
     days_since_1970,
     mlp_weights,
+    onnx_forest,
     onnx_mlp,
     person_rows,
     safetensors_bytes,
@@ -223,6 +224,17 @@ def test_xgboost_json_whose_leaf_weights_are_amounts_fails(gate):
     tensor_fails(gate, "stash.json", json.dumps(raw).encode(), "ER_PRS_F.PRS_PAI_MNT")
 
 
+def test_onnx_tree_ensemble_whose_leaf_weights_are_amounts_fails(gate):
+    """Got through before (ONNX is never attacked by the platform; the numbers are attributes)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    _, extract = gate
+    X, y = claim_rows(extract)
+    forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
+    amounts = iter(np.random.default_rng(4).permutation(extract.claims.PRS_PAI_MNT.dropna().unique()))
+    tensor_fails(gate, "forest.onnx", onnx_forest(forest, X.shape[1], amounts), "ER_PRS_F.PRS_PAI_MNT")
+
+
 def test_lightgbm_txt_model_is_checked_as_a_model_and_its_values_fail(gate):
     """Got through before: a LightGBM ``.txt`` was read as text (a checker read numbers)."""
     import lightgbm as lgb
@@ -321,6 +333,15 @@ def test_honest_lightgbm_txt_on_raw_claim_values_gets_no_tensor_failure(gate):
     X, y = claim_rows(extract)
     booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 31}, lgb.Dataset(X, y), 200)
     no_tensor_failure(gate, "lgbm.txt", saved(booster, ".txt"))
+
+
+def test_honest_forest_as_onnx_tree_ensemble_gets_no_tensor_failure(gate):
+    from sklearn.ensemble import RandomForestClassifier
+
+    _, extract = gate
+    X, y = claim_rows(extract)
+    forest = RandomForestClassifier(n_estimators=50, min_samples_leaf=5, random_state=0).fit(X, y)
+    no_tensor_failure(gate, "forest.onnx", onnx_forest(forest, X.shape[1]))
 
 
 def test_honest_larger_xgboost_with_more_bins_gets_no_tensor_failure(gate):
