@@ -187,6 +187,9 @@ class Hub:
     membership_check_seconds: float = 10.0
     #: bytes a workspace's notebook server may hand to the browser per 24 h (pds_kernel.served_bytes)
     served_bytes_per_day: int = 32 * 1024 * 1024
+    #: an extract up to this many bytes is re-hashed in full before every workspace start; a larger
+    #: one must be in the state its publication or last `pds extract verify` recorded
+    extract_hash_max_bytes: int = 4 * 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)

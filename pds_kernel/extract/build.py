@@ -10,12 +10,14 @@
    rows sorted on every column inside each file and fixed writer options, so the polars and Dask
    paths, and any rebuild, give the same bytes; on Dask the workers write the files
    (:mod:`.dask_backend`) and the client gets back only counts and hashes;
-6. write the manifest (spec hash, lake snapshot, partitioning, row counts, SHA-256 of every file,
-   builder, time);
+6. write the manifest (spec hash, lake snapshot, partitioning, row counts, size and SHA-256 of every
+   file, builder, time);
 7. run the conformity check, partition by partition where the backend runs (on the workers on
    Dask); a refused extract is deleted, never published;
 8. make files 0444 and directories 0555, and swap ``projects/<id>/extract`` to the new build in one
-   atomic step (``extract`` is a symbolic link to ``builds/<build id>``).
+   atomic step (``extract`` is a symbolic link to ``builds/<build id>``); the audit entry of the build
+   records the manifest's SHA-256, the extract's size and its files' fingerprint, against which every
+   workspace mount is checked (:mod:`.mount_check`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from .linkage import cohort_table, death_maps, person_map, read_linkage_file
 from .pinning import lake_changes, pinned_versions, previous_versions
 from .select import table_rows
 from .spec import COHORT_TABLE, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec, check_against_lake, load_spec
+from .tree import Tree, TreeRefused, scan
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +304,7 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
         manifest["conformity"] = report.as_dict()
         manifest_sha256 = _write_manifest(staging, manifest)
         final = publish(settings, project, staging, build_id)
+        published = published_state(final)
         _write_spec_copy(pdir, spec.text)
         step("publish")
     except PdsError as exc:
@@ -317,9 +321,23 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
     runtime.audit.record(event.with_outcome(
         Outcome.OK, build_id=build_id, backend=backend.name, lake_snapshot=snapshot, lake_versions=versions,
         lake_changes=changes, persons=persons.height, manifest_sha256=manifest_sha256,
+        files_fingerprint=published.fingerprint, bytes=published.total_bytes,
         rows={t: v["rows"] for t, v in tables.items()}, k_anonymity=report.k_min))
     log.info("built extract %s of project %s (%d persons)", build_id, project, persons.height)
     return BuildResult(project=project, path=final, manifest=manifest, report=report)
+
+
+def published_state(build: Path) -> Tree:
+    """The published build read as a workspace mount reads it (:func:`.tree.scan`): its size and
+    the fingerprint of its files' state, recorded in the build's audit entry so that a later
+    change is seen without re-hashing a large extract (see :mod:`.mount_check`)."""
+    fd = os.open(build, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        return scan(fd)
+    except TreeRefused as exc:
+        raise IntegrityError(f"the published build {build.name} does not read back as it was written: {exc}") from None
+    finally:
+        os.close(fd)
 
 
 def _write_manifest(directory: Path, manifest: dict) -> str:

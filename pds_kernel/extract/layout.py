@@ -82,7 +82,7 @@ def split(df: pl.DataFrame, partitions: int) -> dict[int, pl.DataFrame]:
 
 def write_file(df: pl.DataFrame, root: Path, file: str) -> dict:
     """Sort ``df`` in the canonical order and write it at ``root/file`` with the fixed options
-    (no timestamp: equal rows give equal bytes). Returns ``{file, rows, sha256}``."""
+    (no timestamp: equal rows give equal bytes). Returns ``{file, rows, size, sha256}``."""
     return _write_sorted(sort_rows(df), root, file)
 
 
@@ -90,7 +90,7 @@ def _write_sorted(df: pl.DataFrame, root: Path, file: str) -> dict:
     path = root / file
     path.parent.mkdir(parents=True, exist_ok=True)
     df.rechunk().write_parquet(path, **PARQUET_OPTIONS)
-    return {"file": file, "rows": df.height, "sha256": sha256_file(path)}
+    return {"file": file, "rows": df.height, "size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def table_entry(columns: list[str], files: list[dict], partitions: int | None) -> dict:
@@ -98,7 +98,7 @@ def table_entry(columns: list[str], files: list[dict], partitions: int | None) -
     (``files``, each with its rows and SHA-256)."""
     entry: dict = {"columns": columns, "rows": sum(f["rows"] for f in files)}
     if partitions is None:
-        entry.update(file=files[0]["file"], sha256=files[0]["sha256"])
+        entry.update(file=files[0]["file"], size=files[0]["size"], sha256=files[0]["sha256"])
     else:
         entry.update(partitioning={"by": PERSON_ID, "partitions": partitions, "rule": PARTITION_RULE},
                      files=sorted(files, key=lambda f: f["file"]))
@@ -106,10 +106,10 @@ def table_entry(columns: list[str], files: list[dict], partitions: int | None) -
 
 
 def entry_files(entry: dict) -> list[dict]:
-    """``[{file, rows?, sha256}]`` of a manifest entry, whichever its layout."""
+    """``[{file, rows?, size?, sha256}]`` of a manifest entry, whichever its layout."""
     if "files" in entry:
         return list(entry["files"])
-    return [{"file": entry["file"], "rows": entry.get("rows"), "sha256": entry.get("sha256")}]
+    return [{"file": entry["file"], "rows": entry.get("rows"), "size": entry.get("size"), "sha256": entry.get("sha256")}]
 
 
 def table_paths(directory: Path, table: str, manifest: dict) -> list[Path]:

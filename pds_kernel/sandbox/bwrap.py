@@ -56,7 +56,7 @@ from ..errors import InvalidInput, PermissionDenied
 from . import cgroup
 from .identity import SandboxAccount, lookup_sandbox_account, runs_as_root
 from .inside import BRIDGE_PORTS, PIP_CONFIG, RUN_DIR, SANDBOX_HOME
-from .spec import WorkspaceSpec
+from .spec import DATA_MOUNT, WorkspaceSpec
 
 BWRAP = "/usr/bin/bwrap"
 PRLIMIT = "/usr/bin/prlimit"
@@ -257,7 +257,7 @@ def _memory_file_systems(spec: WorkspaceSpec) -> list[str]:
 
 def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str],
                     sockets: dict[str, Path] | None = None, runtime_dir: Path,
-                    host: HostFacts | None = None) -> list[str]:
+                    host: HostFacts | None = None, extract=None) -> list[str]:
     """The full argv that runs ``argv`` in the workspace sandbox of ``spec``.
 
     ``sockets`` maps a bridge name (``hub``, ``gate``) to a host Unix socket, mounted at
@@ -265,6 +265,8 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     :data:`~pds_kernel.sandbox.inside.BRIDGE_PORTS`). ``runtime_dir`` (see
     :func:`prepare_runtime_dir`) is mounted read-write at ``/run/pds``; the notebook server puts
     its own socket there (``/run/pds/server.sock``). Start the result with ``env=launch_env(env)``.
+    ``extract``: the :class:`~pds_kernel.extract.mount_check.CheckedMount` of the project's extract;
+    the launcher mounts exactly the tree that was checked, or starts nothing (``--verified-extract``).
     """
     if not argv:
         raise InvalidInput("nothing to run in the sandbox: give a command")
@@ -284,6 +286,8 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     elif host.root:
         raise PermissionDenied("refusing to start a sandbox as root: it would map to host root; "
                                "the sandbox account is missing (see pds_kernel.sandbox.identity)")
+    if extract is not None:
+        args += ["--verified-extract", f"{DATA_MOUNT}:{extract.expected.build_id}:{extract.fingerprint}"]
     args += [
         "--",
         BWRAP,

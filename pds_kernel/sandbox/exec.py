@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..audit import AuditEvent, Outcome
 from ..errors import NotFound
+from ..extract.mount_check import ExtractRefused, check_for_workspace
 from ..registry import Registry, Role
 from ..registry.names import check_project_id, check_user_name
 from ..settings import Settings
@@ -69,10 +70,17 @@ class PreparedSandbox:
 def prepare_sandbox(runtime, user: str, project: str, argv: list[str], *, actor: str,
                     action: str = "sandbox.exec", env: dict[str, str] | None = None,
                     sockets: dict[str, Path] | None = None) -> PreparedSandbox:
-    """Check access (audited; raises PermissionDenied), then build the command. Starts nothing."""
+    """Check access (audited; raises PermissionDenied) and the extract (:mod:`pds_kernel.extract.mount_check`;
+    a refusal is audited and raises ExtractRefused), then build the command. Starts nothing."""
     registry = Registry.from_runtime(runtime)
     info = registry.check_access(user, project, Role.RESEARCHER, action=action, actor=actor)
     spec = build_workspace_spec(runtime.settings, info, user)
+    try:
+        extract = check_for_workspace(runtime.settings, runtime.audit, spec.project)
+    except ExtractRefused as exc:
+        runtime.audit.record(AuditEvent(actor=actor, action=action, target=f"user:{user}", project=project,
+                                        outcome=Outcome.DENIED, details={"reason": str(exc), "stage": "extract"}))
+        raise
     account = ensure_sandbox_account()
     check_mount_sources(spec, account)
     runtime_dir = prepare_runtime_dir(workspace_runtime_dir(runtime.settings, user, project))
@@ -83,7 +91,7 @@ def prepare_sandbox(runtime, user: str, project: str, argv: list[str], *, actor:
         hand_over(Path(path), account)
     env = dict(env or {})
     command = sandbox_command(spec, list(argv), env=env, sockets=dict(sockets or {}),
-                              runtime_dir=runtime_dir)
+                              runtime_dir=runtime_dir, extract=extract)
     return PreparedSandbox(spec, command, launch_env(env), runtime_dir, bounded_here)
 
 

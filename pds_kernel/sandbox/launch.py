@@ -1,9 +1,17 @@
 """The launcher of every workspace sandbox: the host-side step between the caller and bubblewrap.
 
 ``python -I -m pds_kernel.sandbox.launch [--cgroup NAME --memory-mb M --cpus C --pids N]
-[--run-as UID:GID] -- /usr/bin/bwrap OPTIONS... -- COMMAND...``
+[--run-as UID:GID] [--verified-extract TARGET:BUILD:FINGERPRINT] -- /usr/bin/bwrap OPTIONS... -- COMMAND...``
 
 In this order, then ``exec`` of bubblewrap (the launcher leaves no process behind):
+
+0. ``--verified-extract``: the extract the caller checked (:mod:`pds_kernel.extract.mount_check`)
+   is opened again through its ``extract`` link without following any other link
+   (:func:`pds_kernel.extract.tree.open_published`); the tree under that descriptor must have the
+   fingerprint the caller found when it checked it, else nothing starts (exit
+   :data:`EXTRACT_REFUSED`). The descriptor itself is what is mounted at ``TARGET``
+   (``/proc/self/fd/N`` staged below, or ``bwrap --ro-bind-fd``, which closes it), so a path
+   swapped after the check is never mounted.
 
 1. ``--cgroup``: create or reuse the control group of (project, user), set its memory, CPU and
    process limits and move into it (:mod:`.cgroup`), so everything the sandbox starts is in it.
@@ -57,7 +65,15 @@ _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
 
 
+#: Exit code when the extract to mount is not the one the caller checked (nothing was started).
+EXTRACT_REFUSED = 121
+
+
 class LaunchError(Exception):
+    pass
+
+
+class ExtractChanged(LaunchError):
     pass
 
 
@@ -125,12 +141,18 @@ def _check(result: int, what: str) -> None:
         raise LaunchError(f"{what}: {os.strerror(err)}")
 
 
-def stage_sources(sources: list[str], staging: str = STAGING) -> None:
-    """Root only: a private mount namespace where ``staging/N`` is bound to ``sources[N]``."""
+def private_mounts() -> None:
+    """Root only: move the launcher into a private mount namespace (before anything it mounts is
+    opened: a bind mount's source must be in the caller's namespace)."""
     libc = _libc()
-    os.makedirs(staging, mode=0o755, exist_ok=True)
     _check(libc.unshare(_CLONE_NEWNS), "unshare the launcher's mount namespace")
     _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "make the mounts private")
+
+
+def stage_sources(sources: list[str], staging: str = STAGING) -> None:
+    """Root only, in :func:`private_mounts`: ``staging/N`` is bound to ``sources[N]``."""
+    libc = _libc()
+    os.makedirs(staging, mode=0o755, exist_ok=True)
     # Open every source before the tmpfs covers the staging directory (a source may lie below it).
     fds = []
     try:
@@ -150,6 +172,32 @@ def stage_sources(sources: list[str], staging: str = STAGING) -> None:
         for fd in fds:
             os.close(fd)
     _check(libc.mount(None, staging.encode(), None, _MS_REC | _MS_PRIVATE, None), "make the staging private")
+
+
+def bind_verified_extract(options: list[list[str]], value: str, *, staged: bool) -> tuple[list[list[str]], int]:
+    """Open the extract bound at ``TARGET`` as the caller checked it (see the module docstring) and
+    mount that descriptor instead of the path; returns the options and the descriptor."""
+    from ..extract.tree import TreeRefused, fingerprint, open_published
+
+    target, build_id, expected = (value.split(":") + ["", ""])[:3]
+    found = [i for i, option in enumerate(options) if option[0] == "--ro-bind" and option[2] == target]
+    if len(found) != 1 or os.path.basename(options[found[0]][1]) != "extract":
+        raise LaunchError(f"--verified-extract: no read-only extract mount at {target}")
+    index = found[0]
+    try:
+        fd = open_published(os.path.dirname(options[index][1]), build_id)
+    except (TreeRefused, OSError) as exc:
+        raise ExtractChanged(f"the extract is not the one checked before the start: {exc}") from None
+    if fingerprint(fd) != expected:
+        os.close(fd)
+        raise ExtractChanged("the extract changed between its check and its mount")
+    out = list(options)
+    if staged:
+        out[index] = ["--ro-bind", f"/proc/self/fd/{fd}", target]
+    else:
+        os.set_inheritable(fd, True)
+        out[index] = ["--ro-bind-fd", str(fd), target]
+    return out, fd
 
 
 def drop_privileges(uid: int, gid: int) -> None:
@@ -183,6 +231,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cpus", type=float, default=1.0)
     parser.add_argument("--pids", type=int, default=None)
     parser.add_argument("--run-as", default=None, help="UID:GID to drop to (the caller is root)")
+    parser.add_argument("--verified-extract", default=None,
+                        help="TARGET:BUILD_ID:FINGERPRINT of the extract the caller checked")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -200,9 +250,16 @@ def prepare(argv: list[str]) -> list[str]:
     if args.cgroup:
         cgroup.apply(args.cgroup, args.memory_mb, args.cpus, pids=args.pids)
     options = bwrap.options
+    extract_fd = None
+    if run_as is not None:
+        private_mounts()
+    if args.verified_extract:
+        options, extract_fd = bind_verified_extract(options, args.verified_extract, staged=run_as is not None)
     if run_as is not None:
         options, sources = staged_options(options)
         stage_sources(sources)
+        if extract_fd is not None:  # staged: the sandbox must not inherit it
+            os.close(extract_fd)
     seccomp_fd = _memory_file("pds-seccomp", seccomp.build_bpf())
     words = [word for option in options for word in option] + ["--seccomp", str(seccomp_fd)]
     args_fd = _memory_file("pds-bwrap-args", b"".join(w.encode() + b"\0" for w in words))
@@ -226,6 +283,9 @@ def _check_run_as(value: str | None) -> tuple[int, int] | None:
 def main(argv: list[str] | None = None) -> int:
     try:
         final = prepare(sys.argv[1:] if argv is None else argv)
+    except ExtractChanged as exc:
+        print(f"pds sandbox: cannot start the sandbox: {exc}", file=sys.stderr)
+        return EXTRACT_REFUSED
     except Exception as exc:  # fail closed: nothing was started
         print(f"pds sandbox: cannot start the sandbox: {exc}", file=sys.stderr)
         return 125

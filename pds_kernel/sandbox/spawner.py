@@ -35,6 +35,7 @@ from traitlets import Any, Bool, Float, Integer, List, Unicode, default
 
 from ..audit import AuditEvent, Outcome
 from ..errors import PdsError, PermissionDenied
+from ..extract.mount_check import WHO_FIXES, CheckedMount, ExtractRefused, check_for_workspace
 from ..packages.index import IndexServer
 from ..project_end import check_home_quota
 from . import cgroup
@@ -45,9 +46,10 @@ from .hub_bridge import HubApiBridge
 from .hub_policy import HubApiPolicy
 from .identity import ensure_sandbox_account, hand_over
 from .inside import BRIDGE_PORTS, RUN_DIR
+from .launch import EXTRACT_REFUSED
 from .notebook_server import server_command
 from .scratch import bound_runtime_dir, pid_alive, unmount_scratch
-from .spec import authorised_workspace_spec, extract_volume_name, home_volume_name, imports_volume_name
+from .spec import authorised_workspace_spec, home_volume_name, imports_volume_name
 
 #: Where the example notebooks copied into every new home come from.
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "hub" / "notebooks"
@@ -196,10 +198,7 @@ class SandboxSpawner(Spawner):
         account = ensure_sandbox_account()
         self._prepare_home(spec.mount(home_volume_name(spec.project, spec.user)).host_path)
         hand_over(spec.mount(home_volume_name(spec.project, spec.user)).host_path, account)
-        extract = spec.mount(extract_volume_name(spec.project)).host_path
-        if not extract.is_dir():
-            self._audit("workspace.start", Outcome.FAILED, reason="no extract")
-            raise web.HTTPError(503, f"project {spec.project} has no extract yet: ask the data manager to build it")
+        extract = await self._checked_extract(spec)
         prepare_imports_mount(spec.mount(imports_volume_name(spec.project)))
 
         runtime_dir = prepare_runtime_dir(self._runtime_dir())
@@ -221,7 +220,8 @@ class SandboxSpawner(Spawner):
             hand_over(path, account)
 
         env = self._sandbox_env()
-        cmd = sandbox_command(spec, self._server_argv(), env=env, sockets=sockets, runtime_dir=runtime_dir)
+        cmd = sandbox_command(spec, self._server_argv(), env=env, sockets=sockets, runtime_dir=runtime_dir,
+                              extract=extract)
         log_path = self._log_path()
         log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         keep_log_bounded(log_path)
@@ -239,6 +239,11 @@ class SandboxSpawner(Spawner):
         except BaseException:
             await self._terminate()
             await self._stop_bridges()
+            if self._proc.returncode == EXTRACT_REFUSED:  # swapped between the check and the mount
+                reason = (f"the extract of project {spec.project} changed while the workspace was starting; "
+                          f"{WHO_FIXES}")
+                self._audit("workspace.refused", Outcome.DENIED, reason=reason, stage="extract mount")
+                raise web.HTTPError(403, reason, reason=reason) from None
             self._audit("workspace.start", Outcome.FAILED, reason="server did not start",
                         log=str(log_path))
             raise
@@ -296,6 +301,17 @@ class SandboxSpawner(Spawner):
         self._proc = None
 
     # ---- helpers -------------------------------------------------------------------------------
+    async def _checked_extract(self, spec) -> CheckedMount:
+        """The project's extract, checked against the audit trail (:mod:`pds_kernel.extract.mount_check`:
+        re-hashed when small, compared with its recorded state when large), in a thread: hashing
+        a few GiB must not stop the hub. A refusal is audited and shown to the researcher."""
+        try:
+            return await asyncio.to_thread(check_for_workspace, self._settings, self.context.runtime.audit,
+                                           spec.project)
+        except ExtractRefused as exc:
+            self._audit("workspace.refused", Outcome.DENIED, reason=str(exc), stage="extract")
+            raise web.HTTPError(403, str(exc), reason=str(exc)) from None
+
     def _prepare_home(self, home: Path) -> None:
         """Create the private home (0700) and copy the example notebooks into a new one."""
         new = not home.exists()

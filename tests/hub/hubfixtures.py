@@ -22,6 +22,7 @@ import polars as pl
 import requests
 import yaml
 from ports import free_port_block  # noqa: F401  (re-exported: the hub tests' name)
+from published import publish_by_hand
 
 from pds_kernel.cli.hub_cmd import hub_command, hub_environment
 from pds_kernel.registry import Registry
@@ -190,6 +191,7 @@ def make_world(root: Path, port: int) -> Hub:
                                 end_date=today + timedelta(days=365), cpu_limit=1.0, mem_limit_mb=4096,
                                 dask_workers=1)
         write_extract(settings.paths.projects / project / "extract")
+        publish_by_hand(runtime, project, actor="root")
     registry.add_member("root", PROJECT, "alice", "researcher", today + timedelta(days=100))
     registry.add_member("root", OTHER_PROJECT, "bob", "researcher", today + timedelta(days=100))
     return Hub(root=root, config=config, port=port, settings=settings, runtime=runtime, registry=registry)

@@ -28,6 +28,7 @@ from hubfixtures import (
     screenshot_dir,
     write_claims_extract,
 )
+from published import publish_by_hand
 
 from pds_kernel.hashing import sha256_file
 from pds_kernel.hub.local import provision_account
@@ -55,11 +56,13 @@ def journey_world():
     hub = make_world(root, free_port_block())
     registry, expiry = hub.registry, date.today() + timedelta(days=100)
     extract = hub.settings.paths.projects / PROJECT / "extract"
+    extract.unlink()  # make_world's extract: this one replaces it, published as a build publishes it
     write_claims_extract(extract)
     (extract / "manifest.json").write_text(json.dumps({  # as the extract builder writes it
         "format": 1, "project": PROJECT, "build_id": EXTRACT_BUILD, "built_at": "2026-12-01T09:00:00+00:00",
         "lake_snapshot": LAKE_SNAPSHOT, "persons": 60,
         "tables": {"ER_PRS_F": {"file": "ER_PRS_F.parquet", "sha256": sha256_file(extract / "ER_PRS_F.parquet")}}}))
+    publish_by_hand(hub.runtime, PROJECT, actor="root", build_id=EXTRACT_BUILD)
     for name in (*CHECKERS, OTHER_CHECKER):
         registry.upsert_user("root", name)
     for name in CHECKERS:

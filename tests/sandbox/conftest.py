@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from published import publish_by_hand
 
 from pds_kernel.registry import Registry
 
@@ -43,6 +44,7 @@ def world(runtime) -> World:
                                 cpu_limit=1.0, dask_workers=2)
         _write_table(settings.paths.projects / project / "extract" / "ER_PRS_F.parquet", 60,
                      seed=1 if project == "proj-a" else 2)
+        publish_by_hand(runtime, project)
     registry.add_member("admin", "proj-a", "alice", "researcher", today + timedelta(days=100))
     registry.add_member("admin", "proj-a", "carol", "researcher", today - timedelta(days=1))
     registry.add_member("admin", "proj-b", "bob", "researcher", today + timedelta(days=100))
