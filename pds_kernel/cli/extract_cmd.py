@@ -1,11 +1,11 @@
-"""``pds extract``: validate a cohort spec, build, check and show a project's extract."""
+"""``pds extract``: validate a cohort spec, build, check, verify and show a project's extract."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .. import permissions
@@ -129,6 +129,28 @@ def check(ctx: typer.Context, project: str = typer.Argument(..., help="Project i
             console.print(f"[red]refused[/]: {reason}")
         raise DisclosureRisk(f"the extract of {project} does not conform ({len(report.reasons)} problem(s))")
     console.print(f"extract of [bold]{project}[/] conforms")
+
+
+@app.command("verify")
+def verify(ctx: typer.Context, project: str = typer.Argument(..., help="Project id.")) -> None:
+    """Re-hash every file of the published extract against its manifest, whatever its size, and
+    record the result in the audit trail; exit code 7 when a file differs.
+
+    Workspaces re-hash an extract up to hub.extract_hash_max_bytes at every start; a larger one must
+    be in the state its publication or its last successful verification recorded, and none starts
+    after a failed verification. Run it periodically, and after moving or restoring the files."""
+    from ..extract.mount_check import run_verify
+
+    state = ctx.obj
+    check_project_id(project)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task(f"verifying {project}", total=None)
+        checked = run_verify(state.runtime, project, actor=state.actor,
+                             on_total=lambda total: progress.update(task, total=total),
+                             on_bytes=lambda n: progress.update(task, advance=n))
+    console.print(f"extract {checked.expected.build_id} of [bold]{project}[/] is the published one: "
+                  f"{checked.total_bytes} bytes re-hashed, the files' state recorded")
 
 
 @app.command("show")

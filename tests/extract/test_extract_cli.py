@@ -85,3 +85,38 @@ def test_check_of_a_tampered_extract_exits_with_the_refusal_code(settings, runti
     assert "refused: COHORT holds 1 person(s) outside the cohort" in result.stdout  # counted, never quoted
     assert "0" * 64 not in result.stdout + result.stderr
     assert runtime.audit.entries(action="extract.check")[-1].outcome == "failed"
+
+
+def test_verify_rehashes_a_real_build_and_records_the_result(settings, runtime, registry, small_lake, tmp_path):
+    """``pds extract verify`` on a built extract: OK with the files' state recorded; after a
+    same-size change of a file, exit 7, the failure recorded, and workspaces refused (even once the
+    bytes are put back, until a verification succeeds again)."""
+    from pds_kernel.errors import IntegrityError
+    from pds_kernel.extract.build import run_build
+    from pds_kernel.extract.mount_check import ExtractRefused, check_for_workspace
+    from pds_kernel.extract.spec import parse_spec
+
+    config = _config(settings, tmp_path)
+    built = run_build(runtime, "diab-study", parse_spec(DIABETES_SPEC), actor="root")
+    publication = runtime.audit.entries(action="extract.build")[-1]
+    assert publication.details["files_fingerprint"] and publication.details["bytes"] > 0
+    assert all(f.get("size") for entry in built.manifest["tables"].values() for f in entry.get("files", [entry]))
+    assert check_for_workspace(settings, runtime.audit, "diab-study").hashed  # small: re-hashed at the start
+    result = _pds(config, "verify", "diab-study")
+    assert result.returncode == 0 and "is the published one" in result.stdout, result.stdout + result.stderr
+    assert runtime.audit.entries(action="extract.verify")[-1].details["files_fingerprint"] == \
+        publication.details["files_fingerprint"]
+
+    cohort = built.path / "COHORT.parquet"
+    original = cohort.read_bytes()
+    os.chmod(cohort, 0o644)
+    cohort.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+    result = _pds(config, "verify", "diab-study")
+    assert result.returncode == IntegrityError.exit_code, result.stdout + result.stderr
+    assert "COHORT.parquet is not the published file" in result.stderr and "Traceback" not in result.stderr
+    assert runtime.audit.entries(action="extract.verify")[-1].outcome == "failed"
+    cohort.write_bytes(original)
+    with pytest.raises(ExtractRefused, match="last full verification"):
+        check_for_workspace(settings, runtime.audit, "diab-study")
+    assert _pds(config, "verify", "diab-study").returncode == 0
+    check_for_workspace(settings, runtime.audit, "diab-study")
