@@ -12,7 +12,10 @@ is set here wins. Three hooks share one decision, :func:`check_spawn_request`:
 * ``modify_pod_hook``: the last word. It re-checks and rebuilds the pod from the registry's
   :class:`~pds_kernel.sandbox.spec.WorkspaceSpec` with
   :func:`pds_kernel.k8s.pods.apply_workspace_invariants` (read-only extract at ``/data``, home,
-  labels, limits, restricted security, no service-account token, no DNS).
+  labels, limits, restricted security, no service-account token, no DNS), and the
+  ``verify-extract`` init container that checks the mounted extract against the audit trail's
+  record of its publication (:mod:`pds_kernel.extract.mount_check`; the hub refuses at once a
+  project whose extract was never published or failed its last full verification).
 
 Scopes and roles name no user, so nothing depends on who was in the registry when the hub started
 (``helm upgrade`` adds members without restarting the hub):
@@ -42,6 +45,7 @@ from tornado import web
 
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, PdsError, PermissionDenied
+from ..extract.mount_check import ExtractRefused, expected_mount
 from ..k8s.config import K8sConfig, load_k8s_config
 from ..k8s.pods import (
     NOTEBOOK_COMMAND,
@@ -115,15 +119,18 @@ def _group_names(user: Any) -> set[str]:
     return {getattr(g, "name", g) for g in (getattr(user, "groups", None) or ())}
 
 
-def _refuse(context: HubContext, spawner, reason: str) -> None:
+def _refuse(context: HubContext, spawner, exc: PdsError) -> None:
+    stage = {"stage": "extract"} if isinstance(exc, ExtractRefused) else {}
     context.record(AuditEvent(
         actor=spawner.user.name, action="workspace.refused", target=f"user:{spawner.user.name}",
         project=spawner.name or "", outcome=Outcome.DENIED,
-        details={"server": spawner.name or "", "reason": reason}))
+        details={"server": spawner.name or "", "reason": str(exc), **stage}))
 
 
 def check_spawn_request(context: HubContext, spawner, *, action: str) -> WorkspaceSpec:
-    """Decide whether ``spawner`` may start; return the spec, or raise :class:`PermissionDenied`.
+    """Decide whether ``spawner`` may start; return the spec, or raise :class:`PermissionDenied`
+    (or :class:`~pds_kernel.extract.mount_check.ExtractRefused` when the project's extract was never
+    published or its last full verification failed).
 
     The registry decision is audited by :meth:`Registry.check_access` under ``action``.
     """
@@ -137,8 +144,10 @@ def check_spawn_request(context: HubContext, spawner, *, action: str) -> Workspa
     profile = options.get("profile")
     if profile not in (None, "", project):
         raise PermissionDenied(f"profile {profile!r} is not this server's project {project}")
-    return authorised_workspace_spec(context.settings, context.registry, spawner.user.name, project,
+    spec = authorised_workspace_spec(context.settings, context.registry, spawner.user.name, project,
                                      action=action, groups=_group_names(spawner.user))
+    expected_mount(context.settings, context.runtime.audit, project)
+    return spec
 
 
 def make_profile_list(context: HubContext, k8s: K8sConfig) -> Callable:
@@ -169,7 +178,7 @@ def make_pre_spawn_hook(context: HubContext) -> Callable:
         try:
             spec = check_spawn_request(context, spawner, action="workspace.authorise")
         except PdsError as exc:
-            _refuse(context, spawner, str(exc))
+            _refuse(context, spawner, exc)
             raise web.HTTPError(403, str(exc), reason=str(exc)) from None
         # KubeSpawner creates the home claim when missing (storage_pvc_ensure) under this name.
         spawner.pvc_name = home_volume_name(spec.project, spec.user)
@@ -188,12 +197,14 @@ def make_modify_pod_hook(context: HubContext, k8s: K8sConfig) -> Callable:
     async def modify_pod_hook(spawner, pod):
         try:
             spec = check_spawn_request(context, spawner, action="workspace.start")
+            # what the pod's verify-extract container checks the mounted extract against
+            extract = expected_mount(context.settings, context.runtime.audit, spec.project)
         except PdsError as exc:
-            _refuse(context, spawner, str(exc))
+            _refuse(context, spawner, exc)
             raise web.HTTPError(403, str(exc), reason=str(exc)) from None
         api_client = spawner.api.api_client
         manifest = api_client.sanitize_for_serialization(pod)
-        manifest = apply_workspace_invariants(manifest, spec, k8s, hub_api_url=spawner.hub.api_url)
+        manifest = apply_workspace_invariants(manifest, spec, k8s, extract=extract, hub_api_url=spawner.hub.api_url)
         return api_client.deserialize(_JsonBody(manifest), "V1Pod")
 
     return modify_pod_hook

@@ -10,7 +10,10 @@ in it before (:func:`apply_workspace_invariants` is the last word):
 * volumes: the project's extract claim read-only at ``/data``, its imports claim read-only at
   ``/imports``, the (user, project) home claim at
   ``/home/jovyan``, and a size-limited pod-local scratch ``/tmp`` (emptyDir, because the root
-  filesystem is read-only); nothing else, no init containers, no sidecars;
+  filesystem is read-only); nothing else, no sidecars, and one init container only: ours,
+  ``verify-extract`` (:func:`extract_check_container`), which checks the extract exactly as the
+  notebook container mounts it against what the audit trail recorded at its publication, and
+  keeps the pod from starting otherwise;
 * the notebook server started by :mod:`pds_kernel.sandbox.notebook_server` (the lockdown and its
   settings, as in the local sandbox), with no other arguments and no ``JUPYTER*``/``PYTHON*``
   variable from the chart's values;
@@ -150,6 +153,35 @@ def extract_mount() -> dict[str, Any]:
     return {"name": "extract", "mountPath": DATA_MOUNT, "readOnly": True, "subPath": "extract"}
 
 
+#: The init container that verifies the extract before the notebook container starts.
+EXTRACT_CHECK_CONTAINER = "verify-extract"
+
+
+def extract_check_container(expected, cfg: K8sConfig, spec: WorkspaceSpec) -> dict[str, Any]:
+    """``python -I -m pds_kernel.extract.tree /data ...`` in the notebook image, with the notebook
+    container's very mount of the extract (same claim, same ``subPath``, read-only), no network
+    and the restricted security context. ``expected``: the hub's
+    :class:`~pds_kernel.extract.mount_check.ExpectedMount` (from the audit trail, which the pod
+    cannot reach). It exits non-zero, and the pod never starts, unless the extract is the one
+    published: re-hashed up to ``expected.hash_max_bytes``, else in its recorded state."""
+    argv = [NOTEBOOK_PYTHON, "-I", "-m", "pds_kernel.extract.tree", DATA_MOUNT,
+            "--manifest-sha256", expected.manifest_sha256, "--hash-max-bytes", str(expected.hash_max_bytes)]
+    if expected.fingerprint:
+        argv += ["--fingerprint", expected.fingerprint]
+    return {
+        "name": EXTRACT_CHECK_CONTAINER,
+        "image": cfg.notebook_image_for(spec.project, gpu=False),
+        "imagePullPolicy": cfg.pull_policy,
+        "command": argv,
+        "args": [],
+        "env": [],
+        "volumeMounts": [extract_mount()],
+        "resources": build_resources(1.0, 256),
+        "securityContext": build_container_security_context(cfg),
+        "terminationMessagePolicy": "File",
+    }
+
+
 def imports_volume(spec: WorkspaceSpec) -> dict[str, Any]:
     """The project's imports claim (``imports-<project>``), written only by the gate."""
     return {"name": "imports", "persistentVolumeClaim": {
@@ -235,9 +267,10 @@ def merge_env(env: list[dict[str, Any]], overrides: dict[str, str]) -> list[dict
 
 
 # ---- the last word on a workspace pod -------------------------------------------------------------
-def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8sConfig, *,
+def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8sConfig, *, extract,
                                hub_api_url: str = "") -> dict[str, Any]:
-    """Return a copy of ``pod`` (API dict) that satisfies every workspace invariant."""
+    """Return a copy of ``pod`` (API dict) that satisfies every workspace invariant. ``extract``:
+    what the audit trail says may be mounted (:func:`pds_kernel.extract.mount_check.expected_mount`)."""
     pod = copy.deepcopy(pod)
     meta = pod.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), **build_labels(spec)}
@@ -263,8 +296,9 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     notebook["env"] = merge_env(env, build_workspace_env(spec, cfg))
 
     ps["containers"] = [notebook]
-    for key in ("initContainers", "ephemeralContainers", "hostAliases", "serviceAccount"):
+    for key in ("ephemeralContainers", "hostAliases", "serviceAccount"):
         ps.pop(key, None)
+    ps["initContainers"] = [extract_check_container(extract, cfg, spec)]
     ps["volumes"] = build_workspace_volumes(spec, cfg)
     ps["securityContext"] = build_pod_security_context(cfg)
     ps["automountServiceAccountToken"] = False

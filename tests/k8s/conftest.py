@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from published import record_publication
 
 from pds_kernel.registry import Registry
 
@@ -17,6 +18,8 @@ CHART = REPO / "helm" / "pds-workspace"
 DATA = REPO / "tests" / "data"
 HELM = REPO / ".tools" / "bin" / "helm"
 TODAY = date(2026, 3, 1)
+#: the manifest SHA-256 recorded for each project's published extract
+PUBLISHED_MANIFEST = {"alpha-study": "a" * 64, "beta-study": "b" * 64}
 
 
 @pytest.fixture
@@ -39,6 +42,8 @@ def two_projects(reg: Registry) -> Registry:
     reg.add_member("admin", "alpha-study", "bob", "researcher", far)
     reg.add_member("admin", "alpha-study", "carol", "researcher", date(2020, 1, 1))
     reg.add_member("admin", "alpha-study", "olga", "output-checker", far)
+    for project in ("alpha-study", "beta-study"):  # what the hub reads of a published extract
+        record_publication(reg._audit, project, manifest_sha256=PUBLISHED_MANIFEST[project])
     return reg
 
 

@@ -73,7 +73,7 @@ async def test_member_gets_exactly_the_project(settings, runtime, registry, kube
     assert meta["labels"]["pds.component"] == "workspace"
     assert meta["labels"]["component"] == "singleuser-server"  # z2jh's policies still select it
     assert [c["name"] for c in spec["containers"]] == ["notebook"]
-    assert not spec.get("initContainers")
+    assert [c["name"] for c in spec["initContainers"]] == ["verify-extract"]  # tests/k8s/test_extract_mount_k8s.py
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert set(volumes) == {"extract", "home", "imports", "scratch"}
     assert volumes["extract"]["persistentVolumeClaim"] == {"claimName": "extract-alpha-study", "readOnly": True}

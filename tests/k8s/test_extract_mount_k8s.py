@@ -1,0 +1,149 @@
+"""Kubernetes: a workspace pod starts only on the extract its publication recorded.
+
+The hub (KubeSpawner's real pod generation with the PDS hooks, the chart rendered by the real
+helm) refuses a project whose extract was never published or failed its last full verification,
+and gives every other pod the ``verify-extract`` init container, with the notebook container's
+very mount of the extract. The container's command is then run for real over a published extract
+laid out as on the project's claim, in bubblewrap with ``/data`` bound where the kubelet binds the
+``extract`` sub-path: it passes the published extract and refuses a tampered one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from published import publish_by_hand
+from tornado import web
+
+from pds_kernel.audit import AuditEvent, Outcome
+from pds_kernel.k8s.config import parse_k8s_config
+
+from .conftest import PUBLISHED_MANIFEST, REPO, helm_available
+from .test_chart import chart_without_dependencies, merged_values, render
+from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, denied, make_spawner, spawn_manifest
+
+pytestmark = pytest.mark.asyncio
+
+
+def init_container(pod: dict) -> dict:
+    (container,) = pod["spec"]["initContainers"]
+    return container
+
+
+async def test_pod_verifies_the_published_extract_with_the_notebooks_mount(settings, runtime, registry, kubeconfig):
+    pod = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study"], "alpha-study"))
+    check, notebook = init_container(pod), pod["spec"]["containers"][0]
+    assert check["name"] == "verify-extract" and check["image"] == notebook["image"]
+    assert check["volumeMounts"] == [m for m in notebook["volumeMounts"] if m["mountPath"] == "/data"]
+    assert check["volumeMounts"] == [{"name": "extract", "mountPath": "/data", "readOnly": True, "subPath": "extract"}]
+    argv = check["command"]
+    assert argv[:5] == ["python", "-I", "-m", "pds_kernel.extract.tree", "/data"]
+    assert argv[argv.index("--manifest-sha256") + 1] == PUBLISHED_MANIFEST["alpha-study"]
+    assert argv[argv.index("--hash-max-bytes") + 1] == str(settings.hub.extract_hash_max_bytes)
+    assert argv[argv.index("--fingerprint") + 1] == "1" * 64
+    assert check["securityContext"] == notebook["securityContext"]
+    assert not check.get("env") and not check.get("envFrom")
+
+
+async def test_init_containers_from_configuration_are_replaced(settings, runtime, registry, kubeconfig):
+    spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    spawner.init_containers = [{"name": "verify-extract", "image": "busybox", "command": ["true"]},
+                               {"name": "copy", "image": "busybox", "command": ["cp", "-r", "/x", "/data"]}]
+    pod = await spawn_manifest(spawner)
+    assert init_container(pod)["command"][3] == "pds_kernel.extract.tree"
+
+
+async def test_never_published_extract_is_refused_before_the_pod(settings, runtime, registry, kubeconfig):
+    registry.upsert_project("admin", "gamma-study", title="Gamma", start_date=registry.get_project("alpha-study")
+                            .start_date, end_date=registry.get_project("alpha-study").end_date,
+                            cpu_limit=1.0, mem_limit_mb=1024, dask_workers=1)
+    registry.add_member("admin", "gamma-study", "alice", "researcher", registry.get_project("alpha-study").end_date)
+    spawner = make_spawner(settings, "alice", ["gamma-study"], "gamma-study")
+    with pytest.raises(web.HTTPError) as err:
+        spawner.run_pre_spawn_hook()
+    assert err.value.status_code == 403 and "never published" in err.value.log_message
+    assert "data manager" in err.value.log_message
+    refusal = [e for e in denied(runtime) if e.action == "workspace.refused"][-1]
+    assert refusal.details["stage"] == "extract" and "never published" in refusal.details["reason"]
+    pod = await spawner.get_pod_manifest()
+    with pytest.raises(web.HTTPError):  # the last word checks again
+        await spawner.modify_pod_hook(spawner, pod)
+
+
+async def test_failed_verification_is_refused_before_the_pod(settings, runtime, registry, kubeconfig):
+    build = runtime.audit.entries(project="alpha-study", action="extract.build")[-1].details["build_id"]
+    runtime.audit.record(AuditEvent(actor="admin", action="extract.verify", target="project:alpha-study",
+                                    project="alpha-study", outcome=Outcome.FAILED,
+                                    details={"build_id": build, "reason": "ER_PRS_F.parquet is not the published file"}))
+    spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    with pytest.raises(web.HTTPError) as err:
+        spawner.run_pre_spawn_hook()
+    assert "last full verification" in err.value.log_message and "ER_PRS_F.parquet" in err.value.log_message
+
+
+# ---- the chart's pod, its init container run for real -------------------------------------------
+def _chart_spawner(tmp_path, settings):
+    from kubespawner import KubeSpawner
+    from .test_lockdown_parity import z2jh_spawner_config
+
+    from pds_kernel.hub.kubernetes import configure
+
+    chart = chart_without_dependencies(tmp_path / "chart")
+    cm = next(d for d in render(chart, []) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pds-config")
+    c = z2jh_spawner_config(merged_values())
+    configure(c, settings=settings, k8s=parse_k8s_config(json.loads(cm["data"]["k8s.json"])))
+    return KubeSpawner(_mock=True, config=c, user=FakeUser("alice", ["alpha-study"]), hub=FakeHub(),
+                       orm_spawner=FakeOrmSpawner("alpha-study"))
+
+
+def _run_as_kubelet(container: dict, claim: Path) -> subprocess.CompletedProcess:
+    """The container's command with the claim's ``subPath`` bound at its mount path, read-only,
+    the way the kubelet resolves it (the ``extract`` link followed inside the claim); this
+    environment's Python stands for the image's."""
+    (mount,) = container["volumeMounts"]
+    argv = [sys.executable, *container["command"][1:]]
+    python = [Path(sys.prefix), Path(os.path.realpath(sys.executable)).parents[1], REPO]
+    binds = [w for p in dict.fromkeys(map(str, python)) for w in ("--ro-bind", p, p)]
+    return subprocess.run(["bwrap", "--tmpfs", "/", "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+                           "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+                           "--symlink", "usr/bin", "/bin", "--dev", "/dev", "--proc", "/proc", *binds,
+                           "--ro-bind", str(claim / mount["subPath"]), mount["mountPath"], "--", *argv],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(not helm_available() or shutil.which("bwrap") is None, reason="helm or bubblewrap missing")
+@pytest.mark.parametrize("tamper,why", [
+    (None, None),
+    ("replace", "SHA-256 differs"),
+    ("extra", "is not listed in the manifest"),
+    ("link", "not a regular file (a symbolic link)"),
+])
+async def test_chart_pods_init_container_checks_the_claim(settings, runtime, registry, kubeconfig, tmp_path, tamper, why):
+    import polars as pl
+    claim = settings.paths.projects / "alpha-study"  # laid out as the extract-alpha-study claim
+    (claim / "extract").mkdir(parents=True)
+    pl.DataFrame({"PERSON_ID": ["a", "b"], "n": [1, 2]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
+    build = publish_by_hand(runtime, "alpha-study")
+    pod = await spawn_manifest(_chart_spawner(tmp_path, settings))
+    os.chmod(build, 0o755)
+    if tamper == "replace":
+        data = bytearray((build / "ER_PRS_F.parquet").read_bytes())
+        data[len(data) // 2] ^= 1
+        (build / "ER_PRS_F.parquet").write_bytes(bytes(data))
+    elif tamper == "extra":
+        (build / "EXTRA.parquet").write_bytes(b"PAR1")
+    elif tamper == "link":
+        (build / "ER_PRS_F.parquet").unlink()
+        os.symlink("/etc/passwd", build / "ER_PRS_F.parquet")
+    done = _run_as_kubelet(init_container(pod), claim)
+    if tamper is None:
+        assert done.returncode == 0 and "the published one" in done.stdout, done.stderr
+    else:
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert why in done.stderr and "data manager" in done.stderr
