@@ -49,6 +49,7 @@ EXAMPLES: dict[str, str] = {
     "extract validate": "pds extract validate specs/diabetes-t2.yaml",
     "extract build": "pds extract build diabetes-t2 --spec specs/diabetes-t2.yaml",
     "extract check": "pds extract check diabetes-t2",
+    "extract verify": "pds extract verify diabetes-t2",
     "extract show": "pds extract show diabetes-t2",
     "extract destroy-key": "pds extract destroy-key diabetes-t2 --yes",
     "sandbox exec": "pds sandbox exec diabetes-t2 --user alice -- python -c 'import os; print(os.listdir(\"/data\"))'",

@@ -90,9 +90,10 @@ async def test_failed_verification_is_refused_before_the_pod(settings, runtime, 
 # ---- the chart's pod, its init container run for real -------------------------------------------
 def _chart_spawner(tmp_path, settings):
     from kubespawner import KubeSpawner
-    from .test_lockdown_parity import z2jh_spawner_config
 
     from pds_kernel.hub.kubernetes import configure
+
+    from .test_lockdown_parity import z2jh_spawner_config
 
     chart = chart_without_dependencies(tmp_path / "chart")
     cm = next(d for d in render(chart, []) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pds-config")
