@@ -18,6 +18,7 @@ import requests
 from airlock_factories import PROJECT
 from airlock_web import FakeIdentity, live_server
 from import_signatures import MARKER, import_settings
+from published import publish_by_hand
 
 from pds_kernel.airlock.web import make_app, server_options
 from pds_kernel.sandbox.exec import finish_sandbox, prepare_sandbox
@@ -87,6 +88,7 @@ def test_import_through_the_gate_appears_in_a_running_sandbox(gate, runtime, set
     extract = settings.paths.projects / PROJECT / "extract"
     extract.mkdir(parents=True)
     pl.DataFrame({"x": [1]}).write_parquet(extract / "T.parquet")
+    publish_by_hand(runtime, PROJECT)
     prepared = prepare_sandbox(runtime, "alice", PROJECT, ["python", "-I", "-c", INSIDE, rid], actor="alice")
     home = next(m.host_path for m in prepared.spec.mounts if m.target == "/home/jovyan")
     proc = subprocess.Popen(prepared.argv, env=prepared.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

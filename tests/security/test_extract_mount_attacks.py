@@ -121,20 +121,14 @@ def test_build_swapped_for_a_link_to_another_projects_build(hub):
     assert_refused(hub, "is not a directory")
 
 
-def test_file_made_a_link_to_another_projects_file(hub):
+@pytest.mark.parametrize("link,why", [(os.symlink, "is not a regular file (a symbolic link)"),
+                                       (os.link, "hard links")], ids=["symbolic", "hard"])
+def test_file_made_a_link_to_another_projects_file(hub, link, why):
     build = build_dir(hub)
     os.chmod(build, 0o755)
     (build / "ER_PRS_F.parquet").unlink()
-    os.symlink(build_dir(hub, OTHER_PROJECT) / "ER_PRS_F.parquet", build / "ER_PRS_F.parquet")
-    assert_refused(hub, "is not a regular file (a symbolic link)")
-
-
-def test_hard_link_to_another_projects_file(hub):
-    build = build_dir(hub)
-    os.chmod(build, 0o755)
-    (build / "ER_PRS_F.parquet").unlink()
-    os.link(build_dir(hub, OTHER_PROJECT) / "ER_PRS_F.parquet", build / "ER_PRS_F.parquet")
-    assert_refused(hub, "hard links")
+    link(build_dir(hub, OTHER_PROJECT) / "ER_PRS_F.parquet", build / "ER_PRS_F.parquet")
+    assert_refused(hub, why)
 
 
 def test_fifo(hub):
