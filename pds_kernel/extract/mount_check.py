@@ -83,11 +83,14 @@ def expected_mount(settings, audit, project: str) -> ExpectedMount:
 
 
 def _publication(audit, project: str):
-    published = [e for e in audit.entries(project=project, action="extract.build")
-                 if e.outcome == Outcome.OK and e.details.get("build_id") and e.details.get("manifest_sha256")]
-    if not published:
+    built = [e for e in audit.entries(project=project, action="extract.build")
+             if e.outcome == Outcome.OK and e.details.get("build_id")]
+    if not built:
         raise _refuse(project, "it was never published (no build of it in the audit trail)")
-    return published[-1]
+    if not built[-1].details.get("manifest_sha256"):
+        raise _refuse(project, f"its build {built[-1].details['build_id']} predates the audit trail's record of "
+                               "its manifest, so nothing tells the published files apart; rebuild it")
+    return built[-1]
 
 
 def _last_verification(audit, project: str, build_id: str, after: int):

@@ -264,7 +264,10 @@ def verify(root: int, manifest_sha256: str, *, hash_max_bytes: int, expected_fin
         raise TreeRefused(f"{MANIFEST} is not the published one (its SHA-256 differs from the one the "
                           "audit trail recorded when the extract was published)")
     if tree.total_bytes > hash_max_bytes:
-        if expected_fingerprint is None or tree.fingerprint != expected_fingerprint:
+        if expected_fingerprint is None:
+            raise TreeRefused(f"it holds {tree.total_bytes} bytes, more than are re-hashed at each start, and no "
+                              "state of its files was recorded yet (published before such records)")
+        if tree.fingerprint != expected_fingerprint:
             raise TreeRefused("the extract's files changed since they were last verified (their state differs "
                               "from the one recorded at publication or by the last pds extract verify)")
         return tree, False

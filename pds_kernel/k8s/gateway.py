@@ -54,6 +54,7 @@ from traitlets import Float
 
 from ..audit import AuditEvent, AuditTrail, Outcome
 from ..errors import InvalidInput, PdsError, PermissionDenied
+from ..extract.mount_check import ExtractRefused, expected_mount
 from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from ..runtime import Runtime
@@ -245,7 +246,11 @@ def cluster_overrides(context: GatewayContext, project: Any, user: Any) -> dict[
         if context.registry.can_access(identity.user, identity.project, today=context.today):
             raise _deny(context, identity.user, identity.project, str(exc)) from None  # the group check
         raise
-    return build_cluster_overrides(spec, context.k8s)
+    try:  # what each worker pod's verify-extract container checks the mounted extract against
+        extract = expected_mount(context.settings, context.audit, identity.project)
+    except ExtractRefused as exc:
+        raise _deny(context, identity.user, identity.project, str(exc)) from None
+    return build_cluster_overrides(spec, context.k8s, extract=extract)
 
 
 def make_cluster_options(context: GatewayContext) -> Callable[[Any], Any]:

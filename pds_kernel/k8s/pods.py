@@ -157,9 +157,10 @@ def extract_mount() -> dict[str, Any]:
 EXTRACT_CHECK_CONTAINER = "verify-extract"
 
 
-def extract_check_container(expected, cfg: K8sConfig, spec: WorkspaceSpec) -> dict[str, Any]:
-    """``python -I -m pds_kernel.extract.tree /data ...`` in the notebook image, with the notebook
-    container's very mount of the extract (same claim, same ``subPath``, read-only), no network
+def extract_check_container(expected, cfg: K8sConfig, image: str) -> dict[str, Any]:
+    """``python -I -m pds_kernel.extract.tree /data ...`` in ``image`` (the notebook's, or the Dask
+    workers' for their pods: both hold ``pds_kernel``), with the notebook container's very mount of
+    the extract (same claim, same ``subPath``, read-only), no network
     and the restricted security context. ``expected``: the hub's
     :class:`~pds_kernel.extract.mount_check.ExpectedMount` (from the audit trail, which the pod
     cannot reach). It exits non-zero, and the pod never starts, unless the extract is the one
@@ -170,7 +171,7 @@ def extract_check_container(expected, cfg: K8sConfig, spec: WorkspaceSpec) -> di
         argv += ["--fingerprint", expected.fingerprint]
     return {
         "name": EXTRACT_CHECK_CONTAINER,
-        "image": cfg.notebook_image_for(spec.project, gpu=False),
+        "image": image,
         "imagePullPolicy": cfg.pull_policy,
         "command": argv,
         "args": [],
@@ -298,7 +299,7 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     ps["containers"] = [notebook]
     for key in ("ephemeralContainers", "hostAliases", "serviceAccount"):
         ps.pop(key, None)
-    ps["initContainers"] = [extract_check_container(extract, cfg, spec)]
+    ps["initContainers"] = [extract_check_container(extract, cfg, notebook["image"])]
     ps["volumes"] = build_workspace_volumes(spec, cfg)
     ps["securityContext"] = build_pod_security_context(cfg)
     ps["automountServiceAccountToken"] = False
@@ -323,7 +324,7 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
 
 
 # ---- Dask clusters (dask-gateway KubeClusterConfig overrides) ---------------------------------------
-def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cpu: float = 1.0,
+def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, extract, scheduler_cpu: float = 1.0,
                             scheduler_mem_mb: int = 2048) -> dict[str, Any]:
     """The ``KubeClusterConfig`` overrides for one project's Dask cluster.
 
@@ -331,6 +332,8 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cp
     read-only at ``/data`` and labels; the scheduler gets labels and the same restricted security
     but no data. These replace (not extend) whatever the chart's defaults set, so they must be
     complete. dask-gateway appends lists (volumes) to its own (the TLS credentials secret).
+    ``extract``: what the audit trail says may be mounted; each worker pod verifies it first (the
+    ``verify-extract`` init container, as the notebook pod does).
     """
     gpu = gpu_granted(spec, cfg)
     csc = build_container_security_context(cfg)
@@ -339,7 +342,9 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cp
         "enableServiceLinks": False,
         "securityContext": build_pod_security_context(cfg),
     }
-    worker_pod = {**copy.deepcopy(base_pod), "volumes": [extract_volume(spec), scratch_volume(cfg)]}
+    worker_image = cfg.worker_image_for(spec.project, gpu=gpu)
+    worker_pod = {**copy.deepcopy(base_pod), "volumes": [extract_volume(spec), scratch_volume(cfg)],
+                  "initContainers": [extract_check_container(extract, cfg, worker_image)]}
     worker_container: dict[str, Any] = {
         "securityContext": csc,
         "volumeMounts": [extract_mount(), scratch_mount()],
@@ -359,7 +364,7 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, scheduler_cp
         # (dask-scheduler / dask-worker) do not exist in the worker image
         "scheduler_cmd": list(SCHEDULER_CMD),
         "worker_cmd": list(WORKER_CMD),
-        "image": cfg.worker_image_for(spec.project, gpu=gpu),
+        "image": worker_image,
         "image_pull_policy": cfg.pull_policy,
         "worker_cores": float(spec.cpu_limit),
         "worker_cores_limit": float(spec.cpu_limit),

@@ -148,3 +148,41 @@ async def test_chart_pods_init_container_checks_the_claim(settings, runtime, reg
     else:
         assert done.returncode == 3, done.stdout + done.stderr
         assert why in done.stderr and "data manager" in done.stderr
+
+
+# ---- Dask workers (dask-gateway) ----------------------------------------------------------------
+def test_dask_worker_pods_verify_the_extract_too(runtime, registry):
+    """dask-gateway's own pod generation from the gateway's overrides: each worker pod verifies the
+    extract it mounts before the worker starts; the scheduler mounts no extract and verifies none."""
+    from dask_gateway_server.backends.kubernetes.backend import KubeClusterConfig
+    from dask_gateway_server.backends.kubernetes.controller import KubeController
+    from dask_gateway_server.models import User
+
+    from .test_gateway import options_for
+
+    _, overrides = options_for(runtime, User("alice/alpha-study", groups=["alpha-study"]), {"project": "alpha-study"})
+    controller = KubeController(gateway_instance="dask-gateway", api_url="http://api-dask-gateway.pds:8000/api")
+    worker = controller.make_pod("pds", "c1", KubeClusterConfig(**overrides), is_worker=True)
+    (check,) = worker["spec"]["initContainers"]
+    (container,) = worker["spec"]["containers"]
+    assert check["name"] == "verify-extract" and check["image"] == container["image"]
+    assert check["volumeMounts"] == [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]
+    assert check["command"][check["command"].index("--manifest-sha256") + 1] == PUBLISHED_MANIFEST["alpha-study"]
+    scheduler = controller.make_pod("pds", "c1", KubeClusterConfig(**overrides), is_worker=False)
+    assert not scheduler["spec"].get("initContainers")
+
+
+def test_dask_cluster_of_a_never_published_extract_is_refused(runtime, registry):
+    from dask_gateway_server.models import User
+
+    from pds_kernel.errors import PermissionDenied
+
+    from .test_gateway import options_for
+
+    registry.upsert_project("admin", "gamma-study", title="Gamma", start_date=registry.get_project("alpha-study")
+                            .start_date, end_date=registry.get_project("alpha-study").end_date,
+                            cpu_limit=1.0, mem_limit_mb=1024, dask_workers=1)
+    registry.add_member("admin", "gamma-study", "alice", "researcher", registry.get_project("alpha-study").end_date)
+    with pytest.raises(PermissionDenied, match="never published"):
+        options_for(runtime, User("alice/gamma-study", groups=["gamma-study"]), {"project": "gamma-study"})
+    assert [e for e in denied(runtime) if "never published" in e.details.get("reason", "")]

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from pds_kernel.extract.mount_check import ExpectedMount
 from pds_kernel.k8s.config import parse_k8s_config
 from pds_kernel.k8s.pods import build_cluster_overrides, build_labels
 from pds_kernel.sandbox.spec import build_workspace_spec
@@ -149,7 +150,8 @@ def dask_pod_labels(project: str, cluster: str, worker: bool) -> dict:
 
     info = SimpleNamespace(id=project, cpu_limit=1.0, mem_limit_mb=1024, dask_workers=2, gpu=False)
     spec = build_workspace_spec(Settings(), info, "alice")
-    overrides = build_cluster_overrides(spec, K8S)
+    overrides = build_cluster_overrides(spec, K8S, extract=ExpectedMount(project, "20260101T000000Z-abcdef",
+                                                                          "a" * 64, "1" * 64, 1 << 32))
     controller = KubeController(gateway_instance="dask-gateway",  # the umbrella's fullnameOverride
                                 api_url=f"http://api-dask-gateway.{NS}:8000/api")
     pod = controller.make_pod(NS, cluster, KubeClusterConfig(**overrides), is_worker=worker)
