@@ -177,7 +177,8 @@ def extract_check_container(expected, cfg: K8sConfig, image: str) -> dict[str, A
         "args": [],
         "env": [],
         "volumeMounts": [extract_mount()],
-        "resources": build_resources(1.0, 256),
+        # it writes nothing but its log: the log's allowance of node disk, no emptyDir
+        "resources": with_ephemeral_storage(build_resources(1.0, 256), []),
         "securityContext": build_container_security_context(cfg),
         "terminationMessagePolicy": "File",
     }
