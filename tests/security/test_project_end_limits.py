@@ -14,11 +14,14 @@ from project_end_support import PROJECT, QUOTA_MB, execute, make_quota_world, ru
 
 pytestmark = pytest.mark.functional
 
+#: Files of half the quota each, 12 MB in all: no single file passes the quota (the sandbox's
+#: per-file limit refuses that one at once, test_disk_quota_attacks.py); their sum does.
 FILL_CODE = f"""
 import os
-with open(os.path.expanduser("~/results/cache.bin"), "wb") as out:
-    for _ in range({QUOTA_MB + 4}):
-        out.write(os.urandom(1024 * 1024))
+for part in range(3):
+    with open(os.path.expanduser(f"~/results/cache-{{part}}.bin"), "wb") as out:
+        for _ in range({QUOTA_MB // 2}):
+            out.write(os.urandom(1024 * 1024))
 print("written")
 """
 
@@ -30,8 +33,9 @@ def world():
 
 
 def test_filling_the_home_past_its_quota_while_the_workspace_runs(world):
-    """alice's running workspace writes 12 MB into a home whose quota is 8 MB (checked at start
-    only, before): the hub stops it within seconds, audited, and refuses to start it again."""
+    """alice's running workspace writes 12 MB, in three files under the quota each, into a home
+    whose quota is 8 MB (checked at start only, before): the hub stops it within seconds, audited,
+    and refuses to start it again."""
     hub, secret = world
     alice, url = start_workspace(hub, secret)
     result = execute(url, alice.token, "import os; os.makedirs(os.path.expanduser('~/results'), exist_ok=True)\n"
