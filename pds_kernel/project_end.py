@@ -87,16 +87,24 @@ def describe_area(root: Path) -> dict:
             "sha256": {n: h for n, _, h in listing[:CERTIFICATE_FILES]}}
 
 
+#: What one entry of a home (file, directory or link) counts at least, in bytes: a block of the file
+#: system. An empty file takes no block but an inode, and a file system has a fixed number of them.
+ENTRY_BYTES = 4096
+
+
 def directory_bytes(root: Path) -> int:
-    """Bytes of the regular files under ``root`` (symbolic links not followed)."""
+    """What the entries under ``root`` take of the disk (symbolic links not followed): for each
+    file, directory and link, the larger of its size and its allocated blocks, and at least
+    :data:`ENTRY_BYTES`. Counting regular files' sizes alone left links (a long target takes a
+    block), directories and empty files (inodes) free: a home could fill the shared disk."""
     total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
             try:
                 st = os.lstat(os.path.join(dirpath, name))
             except FileNotFoundError:
                 continue
-            total += st.st_size if not os.path.islink(os.path.join(dirpath, name)) else 0
+            total += max(st.st_size, st.st_blocks * 512, ENTRY_BYTES)
     return total
 
 

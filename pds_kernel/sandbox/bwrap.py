@@ -319,7 +319,7 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     for name, path in sorted(sockets.items()):
         check_socket_name(name)
         args += ["--bind", str(Path(path)), f"{RUN_DIR}/{name}.sock"]
-    args += ["--remount-ro", "/run"]
+    args += ["--remount-ro", "/run"]  # /run/pds, a mount of its own, stays writable
     for mount in spec.mounts:
         args += ["--ro-bind" if mount.read_only else "--bind", str(mount.host_path), mount.target]
     args += ["--chdir", SANDBOX_HOME]

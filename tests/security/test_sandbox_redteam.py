@@ -1,0 +1,71 @@
+"""Red team of the workspace sandbox, second round: each test is one real attack from inside a
+real bubblewrap sandbox (alice in proj-a), asserted to fail.
+
+They go past ``test_sandbox_escape.py`` (the probes, host secrets, issue #11): what the host shares
+with a sandbox without meaning to (RAM through the sandbox's own file systems in memory, the disk
+through the home, host services that read the home) and kernel interfaces the probes do not call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import sandbox_support
+from sandbox_redteam_support import disk_use, fill, quota_refusal, set_memory_limit
+
+from pds_kernel.sandbox.exec import run_in_sandbox
+
+pytestmark = [pytest.mark.functional,
+              pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]
+
+#: the sandbox tests' registry, extracts and secrets (fixture)
+world = sandbox_support.world
+
+#: the project's memory limit in these attacks (MB), and what they try to hold in RAM beyond it
+LIMIT_MB, ATTEMPT_MB = 256, 512
+
+
+@pytest.mark.parametrize("directory", ["/tmp", "/dev/shm", "/dev", "/run"])
+def test_filling_a_file_system_in_memory_past_the_memory_limit(world, monkeypatch, capfd, directory):
+    """Got through before the fix (all four): every file system in RAM of the sandbox (``/tmp``, and
+    ``/dev``, its ``shm`` and ``/run``, which bubblewrap creates) was a tmpfs of half the host's RAM,
+    writable. On a host without control groups (the fallback: ``RLIMIT_AS`` bounds a process's
+    address space, not the page cache of a tmpfs), one process held 512 MB there under a 256 MB
+    limit, and four such file systems could hold twice the host's RAM: the host's OOM killer then
+    ends the hub, the database or other researchers' kernels, and killing the sandbox's processes
+    frees nothing while it runs. Now ``/tmp`` and ``/dev/shm`` are tmpfs of the memory limit,
+    ``/dev`` and ``/run`` (except ``/run/pds``) read-only."""
+    from pds_kernel.sandbox import bwrap
+
+    monkeypatch.setattr(bwrap.cgroup, "detect", lambda: None)  # the fallback: no control group
+    set_memory_limit(world, LIMIT_MB)
+    written, reason = fill(world, directory, ATTEMPT_MB, capfd)
+    assert written <= LIMIT_MB, f"{written} MB held in {directory} under a {LIMIT_MB} MB limit ({reason})"
+
+
+def test_home_quota_dodged_with_long_symbolic_links(world, capfd):
+    """Got through before the fix: the home quota counted the sizes of regular files only, so the
+    disk blocks of symbolic links (a target over 60 bytes takes a block of its own), directories
+    and empty files were free: 1,000 links of 4,000-byte targets took 4 MB of the shared disk under
+    a 1 MB quota, and the hub's check saw 0 bytes (nothing bounded the disk a home could fill)."""
+    script = ("import os\nos.mkdir('/home/jovyan/links')\n"
+              "for i in range(1000):\n    os.symlink('x' * 4000, f'/home/jovyan/links/{i}')\n")
+    run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", script], actor="red-team", timeout=60)
+    home = world.runtime.settings.paths.homes / "proj-a" / "alice"
+    assert disk_use(home) > 3 * 1024 * 1024  # the attempt really used the disk
+    assert quota_refusal(world, home, 1) is not None, "a home over its quota passes the check"
+
+
+def test_home_quota_dodged_with_empty_files(world):
+    """Got through before the fix: empty files counted 0 bytes, so a home under any quota could take
+    every inode of the shared file system (15 million free here: a database, the audit trail and
+    every other home then cannot create a file). 5,000 empty files under a 1 MB quota passed the
+    check; now every entry of a home counts at least one 4 KiB block."""
+    script = ("import os\nos.mkdir('/home/jovyan/many')\n"
+              "for i in range(5000):\n    open(f'/home/jovyan/many/{i}', 'w').close()\n")
+    run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", script], actor="red-team", timeout=60)
+    home = world.runtime.settings.paths.homes / "proj-a" / "alice"
+    assert len(os.listdir(home / "many")) == 5000
+    assert quota_refusal(world, home, 1) is not None, "5,000 empty files pass a 1 MB quota"
