@@ -86,7 +86,9 @@ def check_models_context(models: Any) -> dict[str, dict[str, Any]]:
 
 def open_beneath(root: Path, relative: str) -> int:
     """A read-only descriptor of the regular file ``relative`` under ``root``, opened without
-    following any symbolic link on the way (raises :class:`InvalidInput`)."""
+    following any symbolic link on the way (raises :class:`InvalidInput`). The file is opened
+    non-blocking, so a FIFO planted in the home is refused at once: a blocking ``open`` waited for
+    a writer that only the researcher's sandbox controls, and held the gate."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     parts = PurePosixPath(relative).parts
     try:
@@ -98,7 +100,7 @@ def open_beneath(root: Path, relative: str) -> int:
             nxt = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
             os.close(fd)
             fd = nxt
-        out = os.open(parts[-1], flags, dir_fd=fd)
+        out = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
     except OSError as exc:
         raise InvalidInput(f"{relative}: not a file in your home ({os.strerror(exc.errno or 0).lower()}; "
                            "links are not followed)") from None
@@ -107,6 +109,7 @@ def open_beneath(root: Path, relative: str) -> int:
     if not stat.S_ISREG(os.fstat(out).st_mode):
         os.close(out)
         raise InvalidInput(f"{relative}: not a regular file")
+    os.set_blocking(out, True)
     return out
 
 

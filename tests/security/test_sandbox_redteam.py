@@ -13,7 +13,17 @@ import shutil
 
 import pytest
 import sandbox_support
-from sandbox_redteam_support import disk_use, fill, quota_refusal, set_memory_limit
+from sandbox_redteam_support import (
+    GATE_ANSWER_SECONDS,
+    disk_use,
+    fill,
+    model_submission_over_a_fifo,
+    models,
+    quota_refusal,
+    release_fifo_reader,
+    set_memory_limit,
+    submit_in_a_thread,
+)
 
 from pds_kernel.sandbox.exec import run_in_sandbox
 
@@ -69,3 +79,22 @@ def test_home_quota_dodged_with_empty_files(world):
     home = world.runtime.settings.paths.homes / "proj-a" / "alice"
     assert len(os.listdir(home / "many")) == 5000
     assert quota_refusal(world, home, 1) is not None, "5,000 empty files pass a 1 MB quota"
+
+
+def test_a_fifo_declared_as_a_models_data_holds_the_gate(runtime):
+    """Got through before the fix. A host service that reads the home: the gate copies a model's declared files from its
+    author's home before the check. alice replaces her declared data table by a FIFO from inside
+    her sandbox and submits the model: the gate's ``open`` waited for a writer that only her
+    sandbox controls (forever, or a trickle of bytes at her pace), holding a gate worker per
+    submission (a few of them and the airlock stops for every project). Now the gate opens the
+    declared file non-blocking and refuses it at once (not a regular file)."""
+    service = models.make_service(runtime)
+    fifo, declaration, model = model_submission_over_a_fifo(runtime)
+    thread, outcome = submit_in_a_thread(service, "model.skops", model, declaration)
+    thread.join(GATE_ANSWER_SECONDS)
+    held = thread.is_alive()
+    if held:
+        release_fifo_reader(fifo)
+        thread.join(120)
+    assert not held, f"the gate still waited on the FIFO after {GATE_ANSWER_SECONDS} s"
+    assert "not a regular file" in str(outcome.get("error")), outcome
