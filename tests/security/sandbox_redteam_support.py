@@ -119,3 +119,101 @@ def release_fifo_reader(fifo: Path) -> None:
     """Unblock a reader waiting on ``fifo``: open it for writing and close it (end of file)."""
     with contextlib.suppress(OSError):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+# ---- kernel interfaces called directly (x86-64 system call numbers) ------------------------------
+
+#: One attempt per name; prints ``ATTEMPT <name> ok`` when the kernel did it, else its errno.
+SYSCALLS = r"""
+import ctypes, os, signal, struct, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+HOME = os.environ["HOME"].encode()  # /home/jovyan in the sandbox
+NR = {"name_to_handle_at": 303, "open_by_handle_at": 304, "process_vm_readv": 310, "open_tree": 428,
+      "fsopen": 430, "pidfd_open": 434, "clone3": 435, "pidfd_getfd": 438, "unshare": 272}
+
+def call(name, *args):
+    result = libc.syscall(ctypes.c_long(NR[name]), *args)
+    return "ok" if result >= 0 else "errno %d" % ctypes.get_errno()
+
+def child():
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    return pid
+
+def shocker():
+    # the classic container escape: a forged handle of inode 2 (the root directory) of the file
+    # system that holds the home, opened through any directory of that file system
+    handle = struct.pack("IiII", 8, 1, 2, 0)  # handle_bytes, FILEID_INO32_GEN, inode 2, generation 0
+    mount_fd = os.open(HOME, os.O_RDONLY | os.O_DIRECTORY)
+    return call("open_by_handle_at", mount_fd, ctypes.c_char_p(handle), os.O_RDONLY | os.O_DIRECTORY)
+
+def name_to_handle():
+    buf = ctypes.create_string_buffer(struct.pack("Ii", 128, 0) + b"\0" * 128)
+    mount_id = ctypes.c_int()
+    return call("name_to_handle_at", -100, HOME, buf, ctypes.byref(mount_id), 0)
+
+def vm_read():
+    pid = child()
+    local = ctypes.create_string_buffer(64)
+    iov_local = struct.pack("QQ", ctypes.addressof(local), 64)
+    iov_remote = struct.pack("QQ", id(sys), 64)  # an address mapped in the forked child too
+    try:
+        return call("process_vm_readv", pid, ctypes.c_char_p(iov_local), 1, ctypes.c_char_p(iov_remote), 1, 0)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+def steal_fd():
+    pid = child()
+    try:
+        pidfd = libc.syscall(ctypes.c_long(NR["pidfd_open"]), pid, 0)
+        if pidfd < 0:
+            return "pidfd_open errno %d" % ctypes.get_errno()
+        return call("pidfd_getfd", pidfd, 1, 0)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+def clone3_newuser():
+    args = struct.pack("QQQQQQQQ", 0x10000000, 0, 0, 0, 17, 0, 0, 0)  # CLONE_NEWUSER, exit signal SIGCHLD
+    result = libc.syscall(ctypes.c_long(NR["clone3"]), ctypes.c_char_p(args), len(args))
+    if result == 0:
+        os._exit(0)  # the child, in a new user namespace
+    return "ok" if result > 0 else "errno %d" % ctypes.get_errno()
+
+def tiocsti():
+    import fcntl, pty, termios
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSTI, b"x")
+        return "ok"
+    except OSError as exc:
+        return "errno %d" % exc.errno
+
+ATTEMPTS = {
+    "open_by_handle_at": shocker,
+    "name_to_handle_at": name_to_handle,
+    "fsopen": lambda: call("fsopen", b"tmpfs", 0),
+    "open_tree": lambda: call("open_tree", -100, HOME, 1 | 0x80000),  # OPEN_TREE_CLONE|CLOEXEC
+    "unshare_mount_namespace": lambda: call("unshare", 0x00020000),
+    "clone3_new_user_namespace": clone3_newuser,
+    "process_vm_readv": vm_read,
+    "pidfd_getfd": steal_fd,
+    "tiocsti": tiocsti,
+}
+name = sys.argv[1]
+print("ATTEMPT", name, ATTEMPTS[name](), flush=True)
+"""
+SYSCALL_ATTEMPTS = ("open_by_handle_at", "name_to_handle_at", "fsopen", "open_tree", "unshare_mount_namespace",
+                    "clone3_new_user_namespace", "process_vm_readv", "pidfd_getfd", "tiocsti")
+
+
+def syscall_attempt(world, name: str, capfd) -> str:
+    """Run one attempt of :data:`SYSCALLS` in alice's sandbox: ``ok`` or the error it got."""
+    run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", SYSCALLS, name], actor="red-team",
+                   timeout=60)
+    out = capfd.readouterr().out
+    line = next((line for line in out.splitlines() if line.startswith(f"ATTEMPT {name} ")), None)
+    assert line is not None, out
+    return line.removeprefix(f"ATTEMPT {name} ")

@@ -15,6 +15,7 @@ import pytest
 import sandbox_support
 from sandbox_redteam_support import (
     GATE_ANSWER_SECONDS,
+    SYSCALL_ATTEMPTS,
     disk_use,
     fill,
     model_submission_over_a_fifo,
@@ -23,6 +24,7 @@ from sandbox_redteam_support import (
     release_fifo_reader,
     set_memory_limit,
     submit_in_a_thread,
+    syscall_attempt,
 )
 
 from pds_kernel.sandbox.exec import run_in_sandbox
@@ -98,3 +100,16 @@ def test_a_fifo_declared_as_a_models_data_holds_the_gate(runtime):
         thread.join(120)
     assert not held, f"the gate still waited on the FIFO after {GATE_ANSWER_SECONDS} s"
     assert "not a regular file" in str(outcome.get("error")), outcome
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the attempts use x86-64 system call numbers")
+@pytest.mark.parametrize("name", SYSCALL_ATTEMPTS)
+def test_kernel_interface_the_probes_do_not_call(world, capfd, name):
+    """Kernel interfaces called directly (no library wrapper to fail first): the file-handle escape
+    of containers (a forged handle of the disk's root directory), the new mount API, a private mount
+    namespace, ``clone3`` into a new user namespace (its flags live in memory a filter cannot read),
+    reading another process's memory, taking another process's file descriptor, and typing into a
+    terminal. Each must be refused by the seccomp filter (``EPERM``; ``ENOSYS`` for ``clone3``).
+    As root on the host, outside any sandbox, every one of them succeeds."""
+    result = syscall_attempt(world, name, capfd)
+    assert result in {"errno 1", "errno 38"}, f"{name}: {result}"
