@@ -24,10 +24,12 @@ size limit of workspace homes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -43,6 +45,7 @@ from .registry import Registry
 from .registry.models import Project
 from .registry.names import check_project_id
 from .registry.views import ProjectInfo, _project_info
+from .sandbox.held_files import unlinked_bytes
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +114,29 @@ def directory_bytes(root: Path) -> int:
 MIB = 1024 * 1024
 
 
-def home_quota_refusal(settings, home: Path) -> str | None:
-    """Why ``home`` may not be used now (over ``project_end.home_quota_mb``), else ``None``."""
+def outside_home_bytes(home: Path, pid: int, log: Path | None) -> int:
+    """What a running local workspace takes of the disk besides the files of its home: its notebook
+    server's log of this start (the sandbox writes it, on the hub's disk) and the files its
+    processes hold open or mapped on the home's file system after removing their last name."""
+    total = 0
+    if log is not None:
+        with contextlib.suppress(OSError):
+            info = log.stat()
+            total += max(info.st_size, info.st_blocks * 512)
+    with contextlib.suppress(OSError):
+        total += unlinked_bytes(pid, os.stat(home).st_dev)
+    return total
+
+
+def home_quota_refusal(settings, home: Path, outside: int = 0) -> str | None:
+    """Why ``home`` may not be used now (over ``project_end.home_quota_mb``), else ``None``.
+    ``outside``: what its running workspace takes besides (:func:`outside_home_bytes`)."""
     limit_mb = settings.project_end.home_quota_mb
     used = directory_bytes(home) if limit_mb and home.is_dir() else 0
-    if limit_mb and used > limit_mb * MIB:
+    if limit_mb and used + outside > limit_mb * MIB:
+        if outside:
+            return (f"the home holds {used // MIB} MB and the running workspace {outside // MIB} MB more "
+                    f"(its log, files removed but held open), over its limit of {limit_mb} MB")
         return f"the home holds {used // MIB} MB, over its limit of {limit_mb} MB"
     return None
 
@@ -128,14 +149,21 @@ def check_home_quota(settings, home: Path) -> None:
                                "(or raise project_end.home_quota_mb) before starting it")
 
 
-def homes_over_quota(settings, running: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+#: (user, project) -> what the running workspace takes besides its home's files (bytes)
+OutsideHome = Callable[[str, str, Path], int]
+
+
+def homes_over_quota(settings, running: dict[str, list[str]],
+                     outside: OutsideHome | None = None) -> list[tuple[str, str, str]]:
     """``(user, project, reason)`` for every running local workspace (``running``: user name ->
-    project servers) whose home is over the quota. Reads the file sizes of each home (no root-only
-    filesystem quota is needed): call it off the event loop."""
+    project servers) whose home, with what ``outside(user, project, home)`` says the workspace
+    takes besides, is over the quota. Reads the file sizes of each home (no root-only filesystem
+    quota is needed): call it off the event loop."""
     over = []
     for user, projects in running.items():
         for project in projects:
-            why = home_quota_refusal(settings, settings.paths.homes / project / user)
+            home = settings.paths.homes / project / user
+            why = home_quota_refusal(settings, home, outside(user, project, home) if outside else 0)
             if why:
                 over.append((user, project, why))
     return over

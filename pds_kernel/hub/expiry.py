@@ -11,10 +11,12 @@ the spawner are cleaned up exactly as by an admin's stop), audited as ``workspac
 
 The same pass enforces the home quota while workspaces run (``project_end.home_quota_mb``, local
 homes are plain directories with no filesystem quota): it measures the home of each running
-server (:func:`pds_kernel.project_end.homes_over_quota`, in a thread, off the hub's event loop) and
-stops a workspace whose home is over the quota, audited with ``cause: home over quota``. Its next
-start is refused with the same message (:func:`pds_kernel.project_end.check_home_quota`) until an
-administrator frees space or raises the quota.
+server (:func:`pds_kernel.project_end.homes_over_quota`, in a thread, off the hub's event loop),
+with what the running sandbox takes of the disk besides (its log of this start, files removed but
+held open: :func:`pds_kernel.project_end.outside_home_bytes`), and stops a workspace over the
+quota, audited with ``cause: home over quota``. Its next start is refused with the same message
+(:func:`pds_kernel.project_end.check_home_quota`) until an administrator frees space or raises the
+quota.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from datetime import date
 
 from ..audit import AuditEvent
 from ..periodic import PeriodicCheck
-from ..project_end import homes_over_quota
+from ..project_end import homes_over_quota, outside_home_bytes
 from .common import HubContext, is_registry_user, project_groups, revoke_reason
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,16 @@ class MembershipWatcher(PeriodicCheck):
                     running.setdefault(user.name, []).append(name)
         return running
 
+    def _outside_home_sources(self, running: dict[str, list[str]]) -> dict[tuple[str, str], tuple]:
+        """(user, server) -> (pid, log) of each running local sandbox (:meth:`SandboxSpawner.outside_home`)."""
+        sources = {}
+        for user, servers in running.items():
+            for server in servers:
+                spawner = self.app.users[user].spawners.get(server) if user in self.app.users else None
+                if hasattr(spawner, "outside_home"):
+                    sources[(user, server)] = spawner.outside_home()
+        return sources
+
     async def check_once(self, today: date | None = None) -> list[str]:
         """Stop the servers of users who may no longer use their project, then those whose home is
         over the quota; return ``user/server`` of each server stopped."""
@@ -95,7 +107,14 @@ class MembershipWatcher(PeriodicCheck):
         for user, server, why in servers_to_stop(self.context, self._running(), today, self.account_ok):
             if await self._stop_recorded(user, server, "access revoked", why):
                 stopped.append(f"{user}/{server}")
-        over = await asyncio.to_thread(homes_over_quota, self.context.settings, self._running())
+        running = self._running()
+        sources = self._outside_home_sources(running)  # read on the event loop, measured in the thread
+
+        def outside(user: str, server: str, home) -> int:
+            pid, log_path = sources.get((user, server), (0, None))
+            return outside_home_bytes(home, pid, log_path) if pid else 0
+
+        over = await asyncio.to_thread(homes_over_quota, self.context.settings, running, outside)
         for user, server, why in over:
             if await self._stop_recorded(user, server, "home over quota", why):
                 stopped.append(f"{user}/{server}")

@@ -55,20 +55,9 @@ from .spec import authorised_workspace_spec, home_volume_name, imports_volume_na
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "hub" / "notebooks"
 #: Unix socket paths are limited to 107 bytes on Linux.
 MAX_SOCKET_PATH = 100
-#: a workspace log over this many bytes is set aside at the next start (:func:`keep_log_bounded`)
-MAX_LOG_BYTES = 64 * 1024 * 1024
 #: Port the notebook server believes it has (it listens on a Unix socket; jupyter_server refuses an
 #: explicit port other than its default together with ``--sock``).
 NOMINAL_PORT = 8888
-
-
-def keep_log_bounded(log_path: Path) -> None:
-    """Start a new log when the last one is over :data:`MAX_LOG_BYTES` (the previous one is kept as
-    ``.old``, replacing the one before): what a workspace prints lands on the host's disk. While it
-    runs, the sandbox's file-size limit (``project_end.home_quota_mb``) bounds the log too."""
-    with contextlib.suppress(FileNotFoundError):
-        if log_path.stat().st_size > MAX_LOG_BYTES:
-            os.replace(log_path, log_path.with_name(log_path.name + ".old"))
 
 
 class SandboxSpawner(Spawner):
@@ -152,6 +141,21 @@ class SandboxSpawner(Spawner):
     def _log_path(self) -> Path:
         return self._settings.paths.state / "logs" / f"{self.user.name}.{self.name or 'default'}.log"
 
+    def _new_log(self) -> Path:
+        """The log of this start, empty; the previous start's is kept as ``.log.1`` (one only). The
+        sandbox writes its log on the hub's disk: the home quota counts this start's log
+        (:meth:`outside_home`), and the files of earlier starts do not pile up."""
+        log_path = self._log_path()
+        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(log_path, log_path.with_name(log_path.name + ".1"))
+        return log_path
+
+    def outside_home(self) -> tuple[int, Path]:
+        """(launcher pid, log of this start) of the running sandbox: what the hub's watcher counts
+        with the home against its quota (:func:`pds_kernel.project_end.outside_home_bytes`)."""
+        return self.pid, self._log_path()
+
     # ---- environment ---------------------------------------------------------------------------
     def _sandbox_env(self) -> dict[str, str]:
         """The notebook server's environment: JupyterHub's, with URLs rewritten for the sandbox."""
@@ -222,9 +226,7 @@ class SandboxSpawner(Spawner):
         env = self._sandbox_env()
         cmd = sandbox_command(spec, self._server_argv(), env=env, sockets=sockets, runtime_dir=runtime_dir,
                               extract=extract)
-        log_path = self._log_path()
-        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        keep_log_bounded(log_path)
+        log_path = self._new_log()
         started = time.monotonic()
         with open(log_path, "ab") as log_file:
             self._proc = await asyncio.create_subprocess_exec(

@@ -217,3 +217,37 @@ def syscall_attempt(world, name: str, capfd) -> str:
     line = next((line for line in out.splitlines() if line.startswith(f"ATTEMPT {name} ")), None)
     assert line is not None, out
     return line.removeprefix(f"ATTEMPT {name} ")
+
+
+# ---- the disk outside the home: a running workspace's writes that the home quota must count ------
+
+#: From a kernel: write QUOTA + 4 MB into every regular file the kernel holds open for writing
+#: outside the home (the notebook server's log on the host, inherited through the kernel's output).
+LOG_FILL = """
+import fcntl, os, stat
+chunk = b"x" * (1 << 20)
+targets = []
+for name in os.listdir("/proc/self/fd"):
+    fd = int(name)
+    try:
+        info, flags, where = os.fstat(fd), fcntl.fcntl(fd, fcntl.F_GETFL), os.readlink(f"/proc/self/fd/{{fd}}")
+    except OSError:
+        continue
+    if stat.S_ISREG(info.st_mode) and flags & (os.O_WRONLY | os.O_RDWR) and not where.startswith("/home/jovyan"):
+        targets.append(fd)
+for fd in targets:
+    for _ in range({mb}):
+        os.write(fd, chunk)
+print("written to", len(targets), "files")
+"""
+#: From a kernel: a file of QUOTA + 4 MB in the home, unlinked while the kernel keeps it open.
+UNLINKED_FILL = """
+import os
+path = os.path.expanduser("~/hidden.bin")
+held = open(path, "wb")
+for _ in range({mb}):
+    held.write(os.urandom(1 << 20))
+held.flush()
+os.unlink(path)
+print("written and unlinked")
+"""

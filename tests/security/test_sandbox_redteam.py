@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 import sandbox_support
+from hub_identity_support import started_world
+from project_end_support import PROJECT, QUOTA_MB, execute, make_quota_world, running, start_workspace
 from sandbox_redteam_support import (
     GATE_ANSWER_SECONDS,
+    LOG_FILL,
     SYSCALL_ATTEMPTS,
+    UNLINKED_FILL,
     disk_use,
     fill,
     model_submission_over_a_fifo,
@@ -113,3 +118,48 @@ def test_kernel_interface_the_probes_do_not_call(world, capfd, name):
     As root on the host, outside any sandbox, every one of them succeeds."""
     result = syscall_attempt(world, name, capfd)
     assert result in {"errno 1", "errno 38"}, f"{name}: {result}"
+
+
+@pytest.fixture(scope="module")
+def hub_world():
+    """A real hub with an 8 MB home quota and its watcher every second (project_end_support)."""
+    with started_world(make_quota_world) as started:
+        yield started
+
+
+def _stopped_within(hub, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while running(hub, "alice") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return not running(hub, "alice")
+
+
+def test_filling_the_disk_through_the_notebook_servers_log(hub_world):
+    """Got through before the fix. A kernel inherits the notebook server's output, a file on the
+    host's disk (``paths.state/logs``), outside the home: 12 MB written there under an 8 MB quota
+    went unseen by the quota, and the file kept growing across starts (opened for appending), so
+    a workspace could fill the disk of the hub's state. Now each start begins a new log (the
+    previous one is kept, one only) and the watcher counts the log with the home."""
+    hub, secret = hub_world
+    alice, url = start_workspace(hub, secret)
+    result = execute(url, alice.token, LOG_FILL.format(mb=QUOTA_MB + 4), timeout=120)
+    assert "written to" in result["stdout"] and "written to 0 " not in result["stdout"], result
+    log = hub.settings.paths.state / "logs" / f"alice.{PROJECT}.log"
+    assert log.stat().st_size > QUOTA_MB * 1024 * 1024  # the attempt wrote on the hub's disk
+    assert _stopped_within(hub, 30), "the workspace kept running with 12 MB written past an 8 MB quota"
+
+
+def test_filling_the_disk_with_an_unlinked_file_held_open(hub_world):
+    """Got through before the fix. A kernel writes 12 MB into a home file, unlinks it and keeps it
+    open: the disk stays used while the workspace runs, and no walk of the home sees it (an 8 MB
+    quota held nothing back; repeated, it fills the homes' file system). Now the watcher also
+    counts the files the workspace's processes hold open (or mapped) on the home's file system
+    and that no name reaches any more."""
+    hub, secret = hub_world
+    if running(hub, "alice"):
+        assert hub.admin_api("DELETE", f"/users/alice/servers/{PROJECT}").status_code in (202, 204)
+        assert _stopped_within(hub, 60)
+    alice, url = start_workspace(hub, secret)
+    result = execute(url, alice.token, UNLINKED_FILL.format(mb=QUOTA_MB + 4), timeout=120, keep=True)
+    assert "written and unlinked" in result["stdout"], result
+    assert _stopped_within(hub, 30), "the workspace kept running with 12 MB held past an 8 MB quota"
