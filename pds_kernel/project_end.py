@@ -28,7 +28,7 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from . import permissions
+from . import permissions, trees
 from .audit import AuditEvent, Outcome
 from .db import transaction
 from .errors import InvalidInput, NotFound, PermissionDenied
@@ -82,7 +82,8 @@ def describe_area(root: Path) -> dict:
     the whole sorted listing (``path<TAB>size<TAB>sha256`` lines)."""
     listing = []
     if root.is_dir():
-        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        files = sorted(Path(path) for path, info in trees.entries(root) if stat.S_ISREG(info.st_mode))
+        for path in files:
             listing.append((path.relative_to(root).as_posix(), path.stat().st_size, sha256_file(path)))
     digest = hashlib.sha256("".join(f"{n}\t{s}\t{h}\n" for n, s, h in listing).encode()).hexdigest()
     return {"path": str(root), "files": len(listing), "bytes": sum(s for _, s, _ in listing),
@@ -100,15 +101,7 @@ def directory_bytes(root: Path) -> int:
     file, directory and link, the larger of its size and its allocated blocks, and at least
     :data:`ENTRY_BYTES`. Counting regular files' sizes alone left links (a long target takes a
     block), directories and empty files (inodes) free: a home could fill the shared disk."""
-    total = 0
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            total += max(st.st_size, st.st_blocks * 512, ENTRY_BYTES)
-    return total
+    return sum(max(st.st_size, st.st_blocks * 512, ENTRY_BYTES) for _, st in trees.entries(root))
 
 
 MIB = 1024 * 1024
@@ -249,7 +242,7 @@ class ProjectEnd:
         for name, root in purge_areas(self.settings, project).items():
             areas[name] = describe_area(root)
             if root.is_dir():
-                shutil.rmtree(root)
+                trees.remove(root)
         keys = KeyStore.from_runtime(self.runtime)
         key = {"existed": keys.exists(project), "destroyed_before": keys.destroyed(project)}
         if key["existed"]:

@@ -11,9 +11,11 @@ import os
 import stat
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from pds_kernel import trees
 from pds_kernel.project_end import home_quota_refusal
 from pds_kernel.sandbox.exec import run_in_sandbox
 
@@ -61,11 +63,15 @@ def disk_use(root: Path) -> int:
     return total
 
 
+def quota_settings(world, quota_mb: int):
+    """The world's settings with ``project_end.home_quota_mb`` = ``quota_mb``."""
+    settings = world.runtime.settings
+    return replace(settings, project_end=replace(settings.project_end, home_quota_mb=quota_mb))
+
+
 def quota_refusal(world, home: Path, quota_mb: int) -> str | None:
     """What the hub's quota check says of ``home`` with ``project_end.home_quota_mb`` = ``quota_mb``."""
-    settings = world.runtime.settings
-    settings = replace(settings, project_end=replace(settings.project_end, home_quota_mb=quota_mb))
-    return home_quota_refusal(settings, home)
+    return home_quota_refusal(quota_settings(world, quota_mb), home)
 
 
 # ---- a FIFO in the home, declared as a model's data (the gate reads the declared files) ----------
@@ -251,3 +257,50 @@ held.flush()
 os.unlink(path)
 print("written and unlinked")
 """
+
+
+# ---- a home nested deeper than Python's recursion limit -----------------------------------------
+
+#: From a workspace: 1,200 nested directories in the home (relative paths: no path is ever long),
+#: a data file at the bottom.
+DEEP_HOME = """
+import os
+os.chdir("/home/jovyan")
+for _ in range(1200):
+    os.mkdir("d")
+    os.chdir("d")
+open("rows.csv", "w").write("person,amount\\n1,2\\n")
+print("nested")
+"""
+
+
+@contextlib.contextmanager
+def nested_home(world, capfd, user: str = "alice", project: str = "proj-a") -> Iterator[Path]:
+    """Run :data:`DEEP_HOME` in the sandbox of (user, project); yields the home's host path, and
+    removes the nest afterwards (pytest's own clean-up of old temporary directories, Python 3.11's
+    recursive ``shutil.rmtree``, would fail on it in a later session)."""
+    home = world.runtime.settings.paths.homes / project / user
+    try:
+        run_in_sandbox(world.runtime, user, project, ["python", "-c", DEEP_HOME], actor="red-team", timeout=120)
+        assert "nested" in capfd.readouterr().out
+        yield home
+    finally:
+        if (home / "d").is_dir():
+            trees.remove(home / "d")
+
+
+def purge_now(world, project: str):
+    """Close ``project`` and purge it with two administrators (``admin`` and ``ada``), as if its
+    retention period were over; the second purge's result."""
+    from datetime import date, timedelta
+
+    from pds_kernel.project_end import ProjectEnd
+
+    registry = world.registry
+    registry.upsert_user("admin", "admin", is_admin=True)
+    registry.upsert_user("admin", "ada", is_admin=True)
+    registry.close_project("admin", project, "permit ended")
+    later = date.today() + timedelta(days=world.runtime.settings.project_end.retention_days + 1)
+    end = ProjectEnd(world.runtime, registry)
+    assert not end.purge("admin", project, confirm=True, today=later).done  # the first approval
+    return end.purge("ada", project, confirm=True, today=later)

@@ -25,7 +25,10 @@ from sandbox_redteam_support import (
     fill,
     model_submission_over_a_fifo,
     models,
+    nested_home,
+    purge_now,
     quota_refusal,
+    quota_settings,
     release_fifo_reader,
     set_memory_limit,
     submit_in_a_thread,
@@ -163,3 +166,29 @@ def test_filling_the_disk_with_an_unlinked_file_held_open(hub_world):
     result = execute(url, alice.token, UNLINKED_FILL.format(mb=QUOTA_MB + 4), timeout=120, keep=True)
     assert "written and unlinked" in result["stdout"], result
     assert _stopped_within(hub, 30), "the workspace kept running with 12 MB held past an 8 MB quota"
+
+
+def test_a_deeply_nested_home_stops_the_quota_pass_of_every_workspace(world, capfd):
+    """Got through before the fix. alice nests 1,200 directories in her home: the hub's quota pass
+    (Python 3.11's recursive ``os.walk``) raised ``RecursionError`` on her home, so no running
+    workspace's home was measured any more, bob's over its quota included. Now the walk keeps its
+    own stack: her home is measured and bob's is found over the quota."""
+    from pds_kernel.project_end import homes_over_quota
+
+    bob = world.runtime.settings.paths.homes / "proj-b" / "bob"
+    bob.mkdir(parents=True, exist_ok=True)
+    (bob / "big.bin").write_bytes(b"\0" * (2 * 1024 * 1024))
+    with nested_home(world, capfd):
+        over = homes_over_quota(quota_settings(world, 1), {"alice": ["proj-a"], "bob": ["proj-b"]})
+    assert [(user, project) for user, project, _ in over] == [("alice", "proj-a"), ("bob", "proj-b")]
+
+
+def test_a_deeply_nested_home_stops_the_projects_purge(world, capfd):
+    """Got through before the fix. The same home made the purge of the closed project fail halfway
+    (``RecursionError`` in the certificate's listing and in ``shutil.rmtree``): its extract was
+    deleted, its homes and its key were kept, and no certificate was written; every retry failed
+    the same way. Now the purge deletes the home and certifies it."""
+    with nested_home(world, capfd) as home:
+        done = purge_now(world, "proj-a")
+    assert done.done and not home.exists()
+    assert done.certificate["areas"]["homes"]["files"] >= 1  # the file at the bottom is listed
