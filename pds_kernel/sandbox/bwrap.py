@@ -19,8 +19,8 @@ The command has three layers, outermost first::
   (read-write, ``/home/jovyan``), an empty ``/tmp`` and ``/dev/shm`` (memory file systems of
   ``spec.tmp_mb`` each), ``/proc`` (with ``/proc/sys`` and the
   other kernel-tuning entries read-only, and the kernel-memory and keyring entries masked),
-  ``/dev`` (null, zero, random, tty only; read-only) and the runtime directory (``/run/pds``) through which
-  the sockets pass.
+  ``/dev`` (null, zero, random, tty and ``shm`` only; read-only) and the runtime directory
+  (``/run/pds``) through which the sockets pass; the rest of ``/run`` is read-only.
 * The limits come from the registry (via the spec). When this host lets us create control
   groups (cgroup v2 with a delegated subtree, or writable cgroup v1 ``memory`` and ``cpu``
   hierarchies, see :mod:`.cgroup`), the whole sandbox shares one memory limit, one CPU quota and
@@ -52,6 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import trees
 from ..errors import InvalidInput, PermissionDenied
 from . import cgroup
 from .identity import SandboxAccount, lookup_sandbox_account, runs_as_root
@@ -360,16 +361,7 @@ def prepare_runtime_dir(runtime_dir: Path) -> Path:
     os.chmod(runtime_dir, 0o700)
     for entry in os.scandir(runtime_dir):
         if entry.is_dir(follow_symlinks=False):
-            _remove_tree(Path(entry.path))
+            trees.remove(Path(entry.path))  # its own stack: the sandbox may have nested thousands
         else:
             os.unlink(entry.path)
     return runtime_dir
-
-
-def _remove_tree(path: Path) -> None:
-    for entry in os.scandir(path):
-        if entry.is_dir(follow_symlinks=False):
-            _remove_tree(Path(entry.path))
-        else:
-            os.unlink(entry.path)
-    os.rmdir(path)

@@ -17,6 +17,7 @@ import sandbox_support
 from hub_identity_support import started_world
 from project_end_support import PROJECT, QUOTA_MB, execute, make_quota_world, running, start_workspace
 from sandbox_redteam_support import (
+    DEEP_HOME,
     GATE_ANSWER_SECONDS,
     LOG_FILL,
     SYSCALL_ATTEMPTS,
@@ -35,7 +36,8 @@ from sandbox_redteam_support import (
     syscall_attempt,
 )
 
-from pds_kernel.sandbox.exec import run_in_sandbox
+from pds_kernel import trees
+from pds_kernel.sandbox.exec import run_in_sandbox, workspace_runtime_dir
 
 pytestmark = [pytest.mark.functional,
               pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]
@@ -192,3 +194,20 @@ def test_a_deeply_nested_home_stops_the_projects_purge(world, capfd):
         done = purge_now(world, "proj-a")
     assert done.done and not home.exists()
     assert done.certificate["areas"]["homes"]["files"] >= 1  # the file at the bottom is listed
+
+
+def test_a_deeply_nested_runtime_directory_blocks_the_next_start(world, capfd):
+    """Got through before the fix. The sandbox writes its runtime directory (``/run/pds``), which
+    the next start empties: 1,200 nested directories there raised ``RecursionError`` in that
+    clean-up, so the workspace could not start again until an administrator removed them by hand.
+    Now the clean-up keeps its own stack."""
+    nest = DEEP_HOME.replace('"/home/jovyan"', '"/run/pds"')
+    run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", nest], actor="red-team", timeout=120)
+    assert "nested" in capfd.readouterr().out
+    runtime_dir = workspace_runtime_dir(world.runtime.settings, "alice", "proj-a")
+    try:
+        code = run_in_sandbox(world.runtime, "alice", "proj-a", ["true"], actor="red-team", timeout=60)
+        assert code == 0 and not (runtime_dir / "d").exists()
+    finally:
+        if (runtime_dir / "d").is_dir():
+            trees.remove(runtime_dir / "d")
