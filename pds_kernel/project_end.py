@@ -79,16 +79,20 @@ def purge_areas(settings, project: str) -> dict[str, Path]:
 
 def describe_area(root: Path) -> dict:
     """Files, bytes, each file's SHA-256 (the first :data:`CERTIFICATE_FILES`), and the SHA-256 of
-    the whole sorted listing (``path<TAB>size<TAB>sha256`` lines)."""
+    the whole sorted listing (``path<TAB>size<TAB>sha256`` lines, each path as its bytes on disk).
+
+    A researcher names the files of a home: a name that is not UTF-8 (``\\xff`` in it) is shown
+    with a backslash escape in the certificate, which the audit trail (JSON, PostgreSQL) must
+    store; it made the purge stop halfway before."""
     listing = []
     if root.is_dir():
         files = sorted(Path(path) for path, info in trees.entries(root) if stat.S_ISREG(info.st_mode))
         for path in files:
-            listing.append((path.relative_to(root).as_posix(), path.stat().st_size, sha256_file(path)))
-    digest = hashlib.sha256("".join(f"{n}\t{s}\t{h}\n" for n, s, h in listing).encode()).hexdigest()
+            listing.append((os.fsencode(path.relative_to(root).as_posix()), path.stat().st_size, sha256_file(path)))
+    digest = hashlib.sha256(b"".join(b"%s\t%d\t%s\n" % (n, s, h.encode()) for n, s, h in listing)).hexdigest()
     return {"path": str(root), "files": len(listing), "bytes": sum(s for _, s, _ in listing),
             "listing_sha256": digest,
-            "sha256": {n: h for n, _, h in listing[:CERTIFICATE_FILES]}}
+            "sha256": {n.decode("utf-8", "backslashreplace"): h for n, _, h in listing[:CERTIFICATE_FILES]}}
 
 
 #: What one entry of a home (file, directory or link) counts at least, in bytes: a block of the file

@@ -211,3 +211,23 @@ def test_a_deeply_nested_runtime_directory_blocks_the_next_start(world, capfd):
     finally:
         if (runtime_dir / "d").is_dir():
             trees.remove(runtime_dir / "d")
+
+
+NOT_UTF8 = r"""
+with open(b"/home/jovyan/\xff\xfe-rows.csv", "wb") as out:
+    out.write(b"person,amount\n1,2\n")
+print("named")
+"""
+
+
+def test_a_file_name_that_is_not_utf8_stops_the_projects_purge(world, capfd):
+    """Got through before the fix. One file of the home named with bytes that are not UTF-8 (any
+    program may, a shell's ``printf`` included) made the purge's certificate fail to encode its
+    listing: the purge stopped halfway, as with the nested home above. Now the listing hashes
+    the names' bytes and the certificate shows them escaped."""
+    run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", NOT_UTF8], actor="red-team", timeout=60)
+    assert "named" in capfd.readouterr().out
+    done = purge_now(world, "proj-a")
+    home = world.runtime.settings.paths.homes / "proj-a" / "alice"
+    assert done.done and not home.exists()
+    assert "alice/\\xff\\xfe-rows.csv" in done.certificate["areas"]["homes"]["sha256"]
