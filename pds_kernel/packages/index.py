@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..sandbox.bridge import ConnectionLimit
 from .names import NORMALISED
 from .wheelhouse import Wheelhouse
 
@@ -133,10 +134,13 @@ def _head(response: Response, length: int) -> bytes:
 class IndexServer:
     """Serve :func:`respond` over HTTP/1.1 (one request per connection) on a Unix socket or a TCP
     port, from the wheelhouse at ``root``. ``on_request(method, path, status)`` is called after
-    each answer (the hub logs downloads with the workspace's identity)."""
+    each answer (the hub logs downloads with the workspace's identity). ``max_connections``: most
+    connections open at once (a workspace's socket: :data:`~pds_kernel.sandbox.bridge.SANDBOX_CONNECTIONS`),
+    others are closed as soon as accepted."""
 
     def __init__(self, root: Path, *, unix_socket: Path | None = None, host: str = "127.0.0.1",
-                 port: int | None = None, on_request: Callable[[str, str, int], None] | None = None):
+                 port: int | None = None, on_request: Callable[[str, str, int], None] | None = None,
+                 max_connections: int | None = None):
         if (unix_socket is None) == (port is None):
             raise ValueError("give exactly one of unix_socket and port")
         self.wheelhouse = Wheelhouse(root)
@@ -146,6 +150,7 @@ class IndexServer:
         self.on_request = on_request
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._limit = ConnectionLimit(max_connections, self)
 
     async def start(self) -> None:
         if self._server is not None:
@@ -172,6 +177,8 @@ class IndexServer:
                 os.unlink(self.unix_socket)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._limit.admit(len(self._tasks), writer):
+            return
         task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -32,6 +32,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
+#: Connections a sandbox may hold open at once on one of the sockets the hub serves it (each costs
+#: the hub descriptors: three for the hub socket). A notebook server and pip use a handful.
+SANDBOX_CONNECTIONS = 64
 
 
 async def connect_unix_nofollow(path: str | Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -72,12 +75,37 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
+class ConnectionLimit:
+    """At most ``most`` connections open at once (``None``: no limit); a connection past it is
+    closed as soon as it is accepted, and the refusals are logged sparingly (a loop of them must
+    not fill the hub's log)."""
+
+    def __init__(self, most: int | None, owner: object) -> None:
+        self.most = most
+        self.owner = owner
+        self.refused = 0
+
+    def admit(self, open_now: int, writer: asyncio.StreamWriter) -> bool:
+        if self.most is None or open_now < self.most:
+            return True
+        self.refused += 1
+        if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+            log.warning("%s: %d connections open, the most allowed; %d refused so far",
+                        self.owner, open_now, self.refused)
+        writer.transport.abort()
+        return False
+
+
 class _Forwarder:
     """Accepts connections on a listener and joins each to a new upstream connection."""
+
+    #: Connections open at once (``None``: no limit), see :class:`ConnectionLimit`.
+    max_connections: int | None = None
 
     def __init__(self) -> None:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._limit = ConnectionLimit(self.max_connections, self)
 
     async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         raise NotImplementedError
@@ -107,6 +135,8 @@ class _Forwarder:
         return self._server is not None
 
     def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if not self._limit.admit(len(self._tasks), client_writer):
+            return
         task = asyncio.get_running_loop().create_task(self._join(client_reader, client_writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -155,10 +185,13 @@ class TcpToUnix(_Forwarder):
 class UnixToTcp(_Forwarder):
     """Listen on the Unix socket ``unix_path`` (mode 0600) and forward to ``host:port``.
 
-    A stale socket file at ``unix_path`` is replaced; anything else there is an error."""
+    A stale socket file at ``unix_path`` is replaced; anything else there is an error. The socket
+    is a sandbox's: at most :data:`SANDBOX_CONNECTIONS` connections at once (a kernel that held
+    2,000 on each socket made the hub hold 8,000 descriptors)."""
 
     #: Buffer limit of each accepted connection's reader (bytes).
     reader_limit = CHUNK
+    max_connections = SANDBOX_CONNECTIONS
 
     def __init__(self, unix_path: str | Path, host: str, port: int) -> None:
         super().__init__()

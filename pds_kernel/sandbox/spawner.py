@@ -39,7 +39,7 @@ from ..extract.mount_check import WHO_FIXES, CheckedMount, ExtractRefused, check
 from ..packages.index import IndexServer
 from ..project_end import check_home_quota
 from . import cgroup
-from .bridge import TcpToUnix, UnixToTcp
+from .bridge import SANDBOX_CONNECTIONS, TcpToUnix, UnixToTcp
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
 from .exec import prepare_imports_mount
 from .hub_bridge import HubApiBridge
@@ -365,7 +365,7 @@ class SandboxSpawner(Spawner):
                 self._audit("packages.download", file=path.removeprefix("/files/"), method=method)
 
         return IndexServer(self._settings.paths.packages, unix_socket=self._socket_path("packages"),
-                           on_request=served)
+                           on_request=served, max_connections=SANDBOX_CONNECTIONS)
 
     def _hub_bridge(self) -> HubApiBridge:
         """The hub socket: only the hub API requests this server needs, refusals audited."""

@@ -304,3 +304,39 @@ def purge_now(world, project: str):
     end = ProjectEnd(world.runtime, registry)
     assert not end.purge("admin", project, confirm=True, today=later).done  # the first approval
     return end.purge("ada", project, confirm=True, today=later)
+
+
+# ---- the hub's descriptors through the sockets mounted in the sandbox ------------------------------
+
+#: From a kernel: open {n} connections to each socket of /run/pds but the server's own, and keep
+#: them (a global of the kernel) until the kernel is deleted; a full listen queue is waited for.
+CONNECTION_FLOOD = """
+import os, socket, time
+
+def connect(path):
+    for _ in range(200):
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.settimeout(5)
+        try:
+            client.connect(path)
+            return client
+        except BlockingIOError:  # the listen queue is full: the server accepts at its pace
+            client.close()
+            time.sleep(0.02)
+    raise TimeoutError(path + " accepts nothing any more")
+
+held, counts = [], {{}}
+for name in sorted(os.listdir("/run/pds")):
+    if name.endswith(".sock") and name != "server.sock":
+        try:
+            for _ in range({n}):
+                held.append(connect("/run/pds/" + name))
+                counts[name] = counts.get(name, 0) + 1
+        except OSError as exc:
+            counts[name] = f"{{counts.get(name, 0)}} then {{exc}}"
+print("holding", len(held), counts)
+"""
+
+
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))

@@ -15,8 +15,10 @@ import time
 import pytest
 import sandbox_support
 from hub_identity_support import started_world
+from hub_kernel import delete_kernel
 from project_end_support import PROJECT, QUOTA_MB, execute, make_quota_world, running, start_workspace
 from sandbox_redteam_support import (
+    CONNECTION_FLOOD,
     DEEP_HOME,
     GATE_ANSWER_SECONDS,
     LOG_FILL,
@@ -27,6 +29,7 @@ from sandbox_redteam_support import (
     model_submission_over_a_fifo,
     models,
     nested_home,
+    open_descriptors,
     purge_now,
     quota_refusal,
     quota_settings,
@@ -139,6 +142,14 @@ def _stopped_within(hub, seconds: float) -> bool:
     return not running(hub, "alice")
 
 
+def _fresh_workspace(hub, secret):
+    """alice's workspace started anew (stopped first if an earlier attack left it running)."""
+    if running(hub, "alice"):
+        assert hub.admin_api("DELETE", f"/users/alice/servers/{PROJECT}").status_code in (202, 204)
+        assert _stopped_within(hub, 60)
+    return start_workspace(hub, secret)
+
+
 def test_filling_the_disk_through_the_notebook_servers_log(hub_world):
     """Got through before the fix. A kernel inherits the notebook server's output, a file on the
     host's disk (``paths.state/logs``), outside the home: 12 MB written there under an 8 MB quota
@@ -146,7 +157,7 @@ def test_filling_the_disk_through_the_notebook_servers_log(hub_world):
     a workspace could fill the disk of the hub's state. Now each start begins a new log (the
     previous one is kept, one only) and the watcher counts the log with the home."""
     hub, secret = hub_world
-    alice, url = start_workspace(hub, secret)
+    alice, url = _fresh_workspace(hub, secret)
     result = execute(url, alice.token, LOG_FILL.format(mb=QUOTA_MB + 4), timeout=120)
     assert "written to" in result["stdout"] and "written to 0 " not in result["stdout"], result
     log = hub.settings.paths.state / "logs" / f"alice.{PROJECT}.log"
@@ -161,10 +172,7 @@ def test_filling_the_disk_with_an_unlinked_file_held_open(hub_world):
     counts the files the workspace's processes hold open (or mapped) on the home's file system
     and that no name reaches any more."""
     hub, secret = hub_world
-    if running(hub, "alice"):
-        assert hub.admin_api("DELETE", f"/users/alice/servers/{PROJECT}").status_code in (202, 204)
-        assert _stopped_within(hub, 60)
-    alice, url = start_workspace(hub, secret)
+    alice, url = _fresh_workspace(hub, secret)
     result = execute(url, alice.token, UNLINKED_FILL.format(mb=QUOTA_MB + 4), timeout=120, keep=True)
     assert "written and unlinked" in result["stdout"], result
     assert _stopped_within(hub, 30), "the workspace kept running with 12 MB held past an 8 MB quota"
@@ -231,3 +239,24 @@ def test_a_file_name_that_is_not_utf8_stops_the_projects_purge(world, capfd):
     home = world.runtime.settings.paths.homes / "proj-a" / "alice"
     assert done.done and not home.exists()
     assert "alice/\\xff\\xfe-rows.csv" in done.certificate["areas"]["homes"]["sha256"]
+
+
+def test_a_workspace_exhausts_the_hubs_file_descriptors(hub_world):
+    """Got through before the fix. The hub serves each workspace's hub and package-index sockets
+    itself, and kept every connection a sandbox opened (the hub socket: the accepted connection, its
+    upstream connection to the hub API and that one's end in the hub, three descriptors each; no
+    limit, idle for two minutes between requests). A kernel holding 2,000 connections per socket
+    made the hub hold 8,000 more descriptors: a few more and the hub (every user's sign-in, proxy
+    and API) cannot open anything. Now each socket serves at most 64 connections at once and
+    closes the others at once."""
+    hub, secret = hub_world
+    alice, url = _fresh_workspace(hub, secret)
+    before = open_descriptors(hub.proc.pid)
+    result = execute(url, alice.token, CONNECTION_FLOOD.format(n=2000), timeout=120, keep=True)
+    try:
+        assert "holding" in result["stdout"], result
+        time.sleep(2)
+        grown = open_descriptors(hub.proc.pid) - before
+    finally:
+        delete_kernel(url, alice.token, result["kernel_id"])
+    assert grown < 600, f"the hub holds {grown} more descriptors for one workspace ({result['stdout'].strip()})"
