@@ -14,6 +14,9 @@ goes through a Unix socket bind-mounted into it, and these forwarders join the t
 Connecting to a Unix socket never follows a symlink in its last component: the sandbox can write
 its runtime directory, and must not be able to point the hub's forwarder at another socket of the
 host (a database, the gate, a container runtime) by planting a link where its socket should be.
+Nor may it put a socket of its own there: the hub's forwarder to the notebook server connects
+only to the socket the server opened (its device and inode, :func:`socket_identity`), so a kernel
+that removes it and listens in its place (its own HTTP server, past the lockdown) is refused.
 
 Everything runs on the caller's event loop (no thread); ``stop()`` closes the listener and every
 open connection.
@@ -37,16 +40,33 @@ CHUNK = 64 * 1024
 SANDBOX_CONNECTIONS = 64
 
 
-async def connect_unix_nofollow(path: str | Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open a stream to the Unix socket at ``path``, refusing a symlink or a non-socket there.
+#: (device, inode) of a socket file: which socket a path named when it was recorded.
+SocketIdentity = tuple[int, int]
 
-    The socket is opened as an ``O_PATH`` file first (``O_NOFOLLOW``), checked to be a socket, and
-    connected through ``/proc/self/fd/N``, so the object checked is the object connected to.
+
+def socket_identity(path: str | Path) -> SocketIdentity:
+    """(device, inode) of the Unix socket at ``path`` (a link there is not followed: refused)."""
+    info = os.lstat(path)
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ConnectionRefusedError(f"{path} is not a Unix socket")
+    return info.st_dev, info.st_ino
+
+
+async def connect_unix_nofollow(path: str | Path, identity: SocketIdentity | None = None
+                                ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a stream to the Unix socket at ``path``, refusing a symlink or a non-socket there, and
+    any socket but ``identity`` (see :func:`socket_identity`) when it is given.
+
+    The socket is opened as an ``O_PATH`` file first (``O_NOFOLLOW``), checked, and connected
+    through ``/proc/self/fd/N``, so the object checked is the object connected to.
     """
     fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISSOCK(info.st_mode):
             raise ConnectionRefusedError(f"{path} is not a Unix socket")
+        if identity is not None and (info.st_dev, info.st_ino) != tuple(identity):
+            raise ConnectionRefusedError(f"{path} is not the socket its server opened: it was replaced")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
@@ -160,15 +180,18 @@ class _Forwarder:
 
 
 class TcpToUnix(_Forwarder):
-    """Listen on ``host:listen_port`` (loopback by default) and forward to the socket ``unix_path``.
+    """Listen on ``host:listen_port`` (loopback by default) and forward to the socket ``unix_path``
+    (only the socket ``identity`` when given: :func:`connect_unix_nofollow`).
 
     ``listen_port=0`` picks a free port; read it from :attr:`port` after :meth:`start`."""
 
-    def __init__(self, listen_port: int, unix_path: str | Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, listen_port: int, unix_path: str | Path, host: str = "127.0.0.1",
+                 identity: SocketIdentity | None = None) -> None:
         super().__init__()
         self.host = host
         self.port = listen_port
         self.unix_path = Path(unix_path)
+        self.identity = identity
 
     async def _listen(self) -> asyncio.base_events.Server:
         server = await asyncio.start_server(self._accept, self.host, self.port, limit=CHUNK)
@@ -176,7 +199,7 @@ class TcpToUnix(_Forwarder):
         return server
 
     async def _open_upstream(self):
-        return await connect_unix_nofollow(self.unix_path)
+        return await connect_unix_nofollow(self.unix_path, self.identity)
 
     def __repr__(self) -> str:
         return f"TcpToUnix({self.host}:{self.port} -> {self.unix_path})"

@@ -39,7 +39,7 @@ from ..extract.mount_check import WHO_FIXES, CheckedMount, ExtractRefused, check
 from ..packages.index import IndexServer
 from ..project_end import check_home_quota
 from . import cgroup
-from .bridge import SANDBOX_CONNECTIONS, TcpToUnix, UnixToTcp
+from .bridge import SANDBOX_CONNECTIONS, TcpToUnix, UnixToTcp, socket_identity
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
 from .exec import prepare_imports_mount
 from .hub_bridge import HubApiBridge
@@ -105,6 +105,8 @@ class SandboxSpawner(Spawner):
     _proc = Any(None, allow_none=True)
     _bridges = List()
     _token_sha256 = Unicode("")
+    #: (device, inode) of the notebook server's socket, recorded when it opened it
+    _server_socket = List()
 
     @default("singleuser_command")
     def _default_singleuser_command(self) -> list[str]:
@@ -236,7 +238,9 @@ class SandboxSpawner(Spawner):
         self.pid = self._proc.pid
         try:
             await self._wait_for_socket(runtime_dir / "server.sock", log_path)
-            web_bridge = TcpToUnix(0, runtime_dir / "server.sock")
+            # The first socket there is the server's (no kernel runs yet): only it is ever reached.
+            self._server_socket = list(socket_identity(runtime_dir / "server.sock"))
+            web_bridge = TcpToUnix(0, runtime_dir / "server.sock", identity=tuple(self._server_socket))
             await web_bridge.start()
         except BaseException:
             await self._terminate()
@@ -286,7 +290,8 @@ class SandboxSpawner(Spawner):
     def get_state(self) -> dict:
         state = super().get_state()
         if self.pid:
-            state.update(pid=self.pid, port=self.port, token_sha256=self._token_sha256)
+            state.update(pid=self.pid, port=self.port, token_sha256=self._token_sha256,
+                         server_socket=list(self._server_socket))
         return state
 
     def load_state(self, state: dict) -> None:
@@ -294,12 +299,14 @@ class SandboxSpawner(Spawner):
         self.pid = int(state.get("pid", 0) or 0)
         self.port = int(state.get("port", 0) or 0)
         self._token_sha256 = str(state.get("token_sha256", "") or "")
+        self._server_socket = [int(x) for x in state.get("server_socket") or []][:2]
 
     def clear_state(self) -> None:
         super().clear_state()
         self.pid = 0
         self.port = 0
         self._token_sha256 = ""
+        self._server_socket = []
         self._proc = None
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -342,7 +349,13 @@ class SandboxSpawner(Spawner):
         if self._bridges:
             return
         runtime_dir = self._runtime_dir()
-        bridges = [self._hub_bridge(), TcpToUnix(self.port, runtime_dir / "server.sock")]
+        if len(self._server_socket) != 2:  # a state of an earlier version: the socket there now
+            try:
+                self._server_socket = list(socket_identity(runtime_dir / "server.sock"))
+            except OSError:
+                self._server_socket = [0, 0]  # no socket: no identity matches, nothing is reached
+        bridges = [self._hub_bridge(),
+                   TcpToUnix(self.port, runtime_dir / "server.sock", identity=tuple(self._server_socket))]
         if self.gate_port:
             bridges.append(UnixToTcp(self._socket_path("gate"), "127.0.0.1", self.gate_port))
         if self.package_index:

@@ -340,3 +340,40 @@ print("holding", len(held), counts)
 
 def open_descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# ---- the notebook server's socket, replaced by a kernel ------------------------------------------
+
+#: From a kernel (kept alive): remove the notebook server's socket and listen in its place with an
+#: HTTP server that answers every request with the extract's bytes (no lockdown, no budget).
+ROGUE_SERVER = """
+import http.server, os, socketserver, threading
+
+def extract():
+    out = b""
+    for root, _dirs, files in os.walk("/data"):
+        for name in sorted(files):
+            out += open(os.path.join(root, name), "rb").read()
+    return out
+
+class Rogue(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ROGUE-SERVER " + extract()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+os.unlink("/run/pds/server.sock")
+rogue = Server("/run/pds/server.sock", Rogue)
+threading.Thread(target=rogue.serve_forever, daemon=True).start()
+print("listening in its place")
+"""
+#: What the rogue server's answers start with.
+ROGUE_MARK = "ROGUE-SERVER"

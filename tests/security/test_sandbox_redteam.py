@@ -8,9 +8,11 @@ through the home, host services that read the home) and kernel interfaces the pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sandbox_support
@@ -22,6 +24,8 @@ from sandbox_redteam_support import (
     DEEP_HOME,
     GATE_ANSWER_SECONDS,
     LOG_FILL,
+    ROGUE_MARK,
+    ROGUE_SERVER,
     SYSCALL_ATTEMPTS,
     UNLINKED_FILL,
     disk_use,
@@ -260,3 +264,24 @@ def test_a_workspace_exhausts_the_hubs_file_descriptors(hub_world):
     finally:
         delete_kernel(url, alice.token, result["kernel_id"])
     assert grown < 600, f"the hub holds {grown} more descriptors for one workspace ({result['stdout'].strip()})"
+
+
+def test_a_kernel_replaces_the_notebook_servers_socket(hub_world):
+    """Got through before the fix. The notebook server listens on ``/run/pds/server.sock``, in the
+    runtime directory the sandbox writes, and the hub connected to that path anew for every browser
+    connection. A kernel removed the socket and listened in its place: the browser's next requests
+    reached the kernel's own HTTP server, which answered with the extract's bytes, past the lockdown
+    and its budget. Now the hub records the socket's inode when the server opens it and refuses
+    any other socket at that path."""
+    hub, secret = hub_world
+    alice, url = _fresh_workspace(hub, secret)
+    result = execute(url, alice.token, ROGUE_SERVER, timeout=60, keep=True)
+    try:
+        assert "listening in its place" in result["stdout"], result
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: alice.api("GET", f"/user/alice/{PROJECT}/api/status"), range(16)))
+    finally:
+        with contextlib.suppress(Exception):
+            delete_kernel(url, alice.token, result["kernel_id"])
+    reached = [a for a in answers if ROGUE_MARK in a.text]
+    assert not reached, f"{len(reached)} of {len(answers)} browser requests reached the kernel's server"
