@@ -347,7 +347,7 @@ def open_descriptors(pid: int) -> int:
 #: From a kernel (kept alive): remove the notebook server's socket and listen in its place with an
 #: HTTP server that answers every request with the extract's bytes (no lockdown, no budget).
 ROGUE_SERVER = """
-import http.server, os, socketserver, threading
+import os, socketserver, threading
 
 def extract():
     out = b""
@@ -356,16 +356,12 @@ def extract():
             out += open(os.path.join(root, name), "rb").read()
     return out
 
-class Rogue(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
+class Rogue(socketserver.StreamRequestHandler):
+    def handle(self):  # one raw HTTP/1.1 answer per request head, whatever was asked
+        while self.rfile.readline() not in (b"\\r\\n", b"\\n", b""):
+            pass
         body = b"ROGUE-SERVER " + extract()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.wfile.write(b"HTTP/1.1 200 OK\\r\\nConnection: close\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
