@@ -45,7 +45,7 @@ from .registry import Registry
 from .registry.models import Project
 from .registry.names import check_project_id
 from .registry.views import ProjectInfo, _project_info
-from .sandbox.held_files import unlinked_bytes
+from .sandbox.held_files import TooManyToMeasure, unlinked_bytes
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,17 @@ MIB = 1024 * 1024
 def outside_home_bytes(home: Path, pid: int, log: Path | None) -> int:
     """What a running local workspace takes of the disk besides the files of its home: its notebook
     server's log of this start (the sandbox writes it, on the hub's disk) and the files its
-    processes hold open or mapped on the home's file system after removing their last name."""
+    processes hold open or mapped on the home's file system after removing their last name.
+    Raises :class:`~pds_kernel.sandbox.held_files.TooManyToMeasure` when they hold too many files
+    to read them all."""
     total = 0
     if log is not None:
         with contextlib.suppress(OSError):
             info = log.stat()
             total += max(info.st_size, info.st_blocks * 512)
     with contextlib.suppress(OSError):
-        total += unlinked_bytes(pid, os.stat(home).st_dev)
+        device = os.stat(home).st_dev
+        total += unlinked_bytes(pid, device)  # TooManyToMeasure goes to the caller
     return total
 
 
@@ -160,7 +163,10 @@ def homes_over_quota(settings, running: dict[str, list[str]],
     for user, projects in running.items():
         for project in projects:
             home = settings.paths.homes / project / user
-            why = home_quota_refusal(settings, home, outside(user, project, home) if outside else 0)
+            try:
+                why = home_quota_refusal(settings, home, outside(user, project, home) if outside else 0)
+            except TooManyToMeasure as exc:  # deny: what cannot be measured may be over the quota
+                why = f"the running workspace cannot be measured: {exc}"
             if why:
                 over.append((user, project, why))
     return over

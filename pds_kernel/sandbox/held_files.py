@@ -15,6 +15,15 @@ import stat
 
 import psutil
 
+#: Descriptors and mappings read at most per sandbox and pass. A sandbox may hold millions
+#: (``dup`` is cheap), and reading them all would keep the hub's watcher from its other checks
+#: (revocations included); a legitimate workspace holds a few thousand.
+MAX_ENTRIES = 65536
+
+
+class TooManyToMeasure(Exception):
+    """The sandbox holds more than :data:`MAX_ENTRIES` descriptors and mappings."""
+
 
 def _tree(pid: int) -> list[int]:
     try:
@@ -27,10 +36,12 @@ def _tree(pid: int) -> list[int]:
 def unlinked_bytes(pid: int, device: int) -> int:
     """Bytes of the regular files of file system ``device`` that process ``pid`` or a descendant
     holds open or mapped and that have no name left; each file counted once, at the larger of its
-    size and its allocated blocks. 0 when ``pid`` is not running."""
+    size and its allocated blocks. 0 when ``pid`` is not running. Raises :class:`TooManyToMeasure`
+    past :data:`MAX_ENTRIES` entries."""
     if pid <= 0:
         return 0
     held: dict[int, int] = {}
+    entries = 0
     for process in _tree(pid):
         for kind in ("fd", "map_files"):
             folder = f"/proc/{process}/{kind}"
@@ -38,6 +49,9 @@ def unlinked_bytes(pid: int, device: int) -> int:
                 names = os.listdir(folder)
             except OSError:
                 continue
+            entries += len(names)
+            if entries > MAX_ENTRIES:
+                raise TooManyToMeasure(f"its processes hold more than {MAX_ENTRIES} open files and mappings")
             for name in names:
                 try:
                     info = os.stat(f"{folder}/{name}")

@@ -373,3 +373,11 @@ print("listening in its place")
 """
 #: What the rogue server's answers start with.
 ROGUE_MARK = "ROGUE-SERVER"
+#: From a kernel: four processes holding 19,000 descriptors each (``dup`` of one file: cheap for
+#: the sandbox, 76,000 entries for the hub's watcher to read at every pass).
+DESCRIPTOR_PILE = """
+import subprocess, sys
+HOLD = "import os, time; fd = os.open('/dev/null', os.O_RDONLY); held = [os.dup(fd) for _ in range(19000)]; print('ok', flush=True); time.sleep(300)"
+piles = [subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE) for _ in range(4)]
+print("holding", sum(p.stdout.readline() == b"ok\\n" for p in piles) * 19000)
+"""

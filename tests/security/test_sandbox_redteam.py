@@ -22,6 +22,7 @@ from project_end_support import PROJECT, QUOTA_MB, execute, make_quota_world, ru
 from sandbox_redteam_support import (
     CONNECTION_FLOOD,
     DEEP_HOME,
+    DESCRIPTOR_PILE,
     GATE_ANSWER_SECONDS,
     LOG_FILL,
     ROGUE_MARK,
@@ -285,3 +286,17 @@ def test_a_kernel_replaces_the_notebook_servers_socket(hub_world):
             delete_kernel(url, alice.token, result["kernel_id"])
     reached = [a for a in answers if ROGUE_MARK in a.text]
     assert not reached, f"{len(reached)} of {len(answers)} browser requests reached the kernel's server"
+
+
+def test_a_pile_of_descriptors_to_slow_the_hubs_watcher(hub_world):
+    """The watcher reads the descriptors of a sandbox's processes (held files above); ``dup`` makes
+    them cheap, and millions would keep the watcher from its other checks (revocations included)
+    for as long as the sandbox likes. A sandbox holding more than 65,536 is not read: it is stopped
+    as one that cannot be measured (76,000 here)."""
+    hub, secret = hub_world
+    alice, url = _fresh_workspace(hub, secret)
+    result = execute(url, alice.token, DESCRIPTOR_PILE, timeout=120, keep=True)
+    assert "holding 76000" in result["stdout"], result
+    assert _stopped_within(hub, 30), "a workspace holding 76,000 descriptors kept running, read at every pass"
+    stops = [e for e in hub.actions("workspace.stop") if e.details.get("cause") == "home over quota"]
+    assert "cannot be measured" in stops[-1].details["reason"]
