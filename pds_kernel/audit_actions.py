@@ -127,6 +127,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "workspace.bytes_refused": ActionInfo(_USER, "a workspace's notebook server asked to show more bytes than its daily served-bytes budget has left (refused)"),
     "workspace.bytes_reserved": ActionInfo(_USER, "bytes a workspace's notebook server may show were reserved from its daily served-bytes budget"),
     "workspace.refused": ActionInfo(_USER, "a workspace was refused before it started (the reason and the stage in details)"),
+    "workspace.socket.replaced": ActionInfo(_USER, "the notebook server's socket was replaced inside a workspace: the hub refused to reach the new one"),
     "workspace.start": ActionInfo(_USER, "a workspace started (its mounts and limits in details)"),
     "workspace.stop": ActionInfo(_USER, "a workspace stopped (at its user's request, on expiry or by the hub)"),
 }

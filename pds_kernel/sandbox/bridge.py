@@ -30,6 +30,7 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ SANDBOX_CONNECTIONS = 64
 
 #: (device, inode) of a socket file: which socket a path named when it was recorded.
 SocketIdentity = tuple[int, int]
+
+
+class SocketReplaced(ConnectionRefusedError):
+    """The socket at a path is not the one recorded there (:func:`socket_identity`)."""
 
 
 def socket_identity(path: str | Path) -> SocketIdentity:
@@ -66,7 +71,7 @@ async def connect_unix_nofollow(path: str | Path, identity: SocketIdentity | Non
         if not stat.S_ISSOCK(info.st_mode):
             raise ConnectionRefusedError(f"{path} is not a Unix socket")
         if identity is not None and (info.st_dev, info.st_ino) != tuple(identity):
-            raise ConnectionRefusedError(f"{path} is not the socket its server opened: it was replaced")
+            raise SocketReplaced(f"{path} is not the socket its server opened: it was replaced")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
@@ -186,12 +191,13 @@ class TcpToUnix(_Forwarder):
     ``listen_port=0`` picks a free port; read it from :attr:`port` after :meth:`start`."""
 
     def __init__(self, listen_port: int, unix_path: str | Path, host: str = "127.0.0.1",
-                 identity: SocketIdentity | None = None) -> None:
+                 identity: SocketIdentity | None = None, on_replaced: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.host = host
         self.port = listen_port
         self.unix_path = Path(unix_path)
         self.identity = identity
+        self.on_replaced = on_replaced  #: called at the first connection refused as replaced
 
     async def _listen(self) -> asyncio.base_events.Server:
         server = await asyncio.start_server(self._accept, self.host, self.port, limit=CHUNK)
@@ -199,7 +205,13 @@ class TcpToUnix(_Forwarder):
         return server
 
     async def _open_upstream(self):
-        return await connect_unix_nofollow(self.unix_path, self.identity)
+        try:
+            return await connect_unix_nofollow(self.unix_path, self.identity)
+        except SocketReplaced:
+            report, self.on_replaced = self.on_replaced, None
+            if report is not None:
+                report()
+            raise
 
     def __repr__(self) -> str:
         return f"TcpToUnix({self.host}:{self.port} -> {self.unix_path})"

@@ -240,7 +240,7 @@ class SandboxSpawner(Spawner):
             await self._wait_for_socket(runtime_dir / "server.sock", log_path)
             # The first socket there is the server's (no kernel runs yet): only it is ever reached.
             self._server_socket = list(socket_identity(runtime_dir / "server.sock"))
-            web_bridge = TcpToUnix(0, runtime_dir / "server.sock", identity=tuple(self._server_socket))
+            web_bridge = self._web_bridge(0)
             await web_bridge.start()
         except BaseException:
             await self._terminate()
@@ -354,8 +354,7 @@ class SandboxSpawner(Spawner):
                 self._server_socket = list(socket_identity(runtime_dir / "server.sock"))
             except OSError:
                 self._server_socket = [0, 0]  # no socket: no identity matches, nothing is reached
-        bridges = [self._hub_bridge(),
-                   TcpToUnix(self.port, runtime_dir / "server.sock", identity=tuple(self._server_socket))]
+        bridges = [self._hub_bridge(), self._web_bridge(self.port)]
         if self.gate_port:
             bridges.append(UnixToTcp(self._socket_path("gate"), "127.0.0.1", self.gate_port))
         if self.package_index:
@@ -369,6 +368,12 @@ class SandboxSpawner(Spawner):
                 hand_over(bridge.unix_path, account)
             elif isinstance(bridge, IndexServer):
                 hand_over(bridge.unix_socket, account)
+
+    def _web_bridge(self, port: int) -> TcpToUnix:
+        """The hub's way to the notebook server: its socket only, a replacement refused and audited."""
+        return TcpToUnix(port, self._runtime_dir() / "server.sock", identity=tuple(self._server_socket),
+                         on_replaced=lambda: self._audit("workspace.socket.replaced", Outcome.DENIED,
+                                                         socket="server.sock"))
 
     def _package_index(self) -> IndexServer:
         """The package index of this workspace; every wheel it hands out is in the audit trail."""

@@ -273,7 +273,7 @@ def test_a_kernel_replaces_the_notebook_servers_socket(hub_world):
     connection. A kernel removed the socket and listened in its place: the browser's next requests
     reached the kernel's own HTTP server, which answered with the extract's bytes, past the lockdown
     and its budget. Now the hub records the socket's inode when the server opens it and refuses
-    any other socket at that path."""
+    any other socket at that path (audited once as ``workspace.socket.replaced``)."""
     hub, secret = hub_world
     alice, url = _fresh_workspace(hub, secret)
     result = execute(url, alice.token, ROGUE_SERVER, timeout=60, keep=True)
@@ -286,6 +286,7 @@ def test_a_kernel_replaces_the_notebook_servers_socket(hub_world):
             delete_kernel(url, alice.token, result["kernel_id"])
     reached = [a for a in answers if ROGUE_MARK in a.text]
     assert not reached, f"{len(reached)} of {len(answers)} browser requests reached the kernel's server"
+    assert [e.outcome for e in hub.actions("workspace.socket.replaced")] == ["denied"]  # audited once
 
 
 def test_a_pile_of_descriptors_to_slow_the_hubs_watcher(hub_world):
