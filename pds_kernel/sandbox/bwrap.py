@@ -246,13 +246,14 @@ def _proc_hardening(host: HostFacts) -> list[str]:
 
 
 def _memory_file_systems(spec: WorkspaceSpec) -> list[str]:
-    """``/tmp`` and ``/dev/shm`` as memory file systems of ``spec.tmp_mb`` MiB each, and ``/dev``
-    read-only (bubblewrap's ``/dev`` is a writable memory file system without a size: a second,
-    unbounded ``/tmp``). Without the size, a memory file system may take half the host's memory;
-    what is written there also counts in the sandbox's memory limit where control groups exist."""
+    """``/tmp`` and ``/dev/shm`` as memory file systems of ``spec.tmp_mb`` MiB each, at most the
+    sandbox's memory limit, and ``/dev`` read-only (bubblewrap's ``/dev`` is a writable memory file
+    system without a size: a second, unbounded ``/tmp``). Without the size, a memory file system
+    may take half the host's memory; what is written there counts in the sandbox's memory limit
+    only where control groups exist, hence the second bound."""
     if int(spec.tmp_mb) < 1:
         raise InvalidInput(f"the sandbox's /tmp size must be at least 1 MiB, got {spec.tmp_mb}")
-    size = str(int(spec.tmp_mb) * MIB)
+    size = str(min(int(spec.tmp_mb), int(spec.mem_limit_mb)) * MIB)
     return ["--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--size", size, "--tmpfs", "/tmp"]
 
 

@@ -79,6 +79,7 @@ def quota_refusal(world, home: Path, quota_mb: int) -> str | None:
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai"))  # its helper module
 
 import model_check_support as models  # noqa: E402
+from published import publish_by_hand  # noqa: E402
 
 #: Replace the declared data table of the home by a FIFO (made inside the sandbox, as a researcher).
 MAKE_FIFO = r"""
@@ -98,6 +99,7 @@ def model_submission_over_a_fifo(runtime) -> tuple[Path, dict, bytes]:
     settings = runtime.settings
     rows = models.people(models.PROJECT, 600, seed=7)
     models.publish_cohort(settings, models.PROJECT, rows)
+    publish_by_hand(runtime, models.PROJECT)  # workspaces mount only a published extract
     home = models.home(settings, models.PROJECT, "alice")
     declaration = models.write_rows(home, rows, rows.PERSON_ID[:300], rows.PERSON_ID[300:])
     run_in_sandbox(runtime, "alice", models.PROJECT, ["python", "-c", MAKE_FIFO], actor="red-team", timeout=60)
@@ -232,29 +234,38 @@ def syscall_attempt(world, name: str, capfd) -> str:
 LOG_FILL = """
 import fcntl, os, stat
 chunk = b"x" * (1 << 20)
-targets = []
+targets, seen = [], set()
 for name in os.listdir("/proc/self/fd"):
     fd = int(name)
     try:
         info, flags, where = os.fstat(fd), fcntl.fcntl(fd, fcntl.F_GETFL), os.readlink(f"/proc/self/fd/{{fd}}")
     except OSError:
         continue
-    if stat.S_ISREG(info.st_mode) and flags & (os.O_WRONLY | os.O_RDWR) and not where.startswith("/home/jovyan"):
+    if (stat.S_ISREG(info.st_mode) and flags & (os.O_WRONLY | os.O_RDWR) and not where.startswith("/home/jovyan")
+            and (info.st_dev, info.st_ino) not in seen):  # stdout and stderr: one file
+        seen.add((info.st_dev, info.st_ino))
         targets.append(fd)
 for fd in targets:
     for _ in range({mb}):
         os.write(fd, chunk)
 print("written to", len(targets), "files")
+with open("/home/jovyan/beside-the-log.bin", "wb") as out:
+    out.write(os.urandom({home_mb} << 20))
 """
 #: From a kernel: a file of QUOTA + 4 MB in the home, unlinked while the kernel keeps it open.
+#: Two files of ``mb`` MiB each (under the sandbox's per-file limit, the quota), both unlinked and
+#: held open.
 UNLINKED_FILL = """
 import os
-path = os.path.expanduser("~/hidden.bin")
-held = open(path, "wb")
-for _ in range({mb}):
-    held.write(os.urandom(1 << 20))
-held.flush()
-os.unlink(path)
+held = []
+for part in range(2):
+    path = os.path.expanduser(f"~/hidden-{{part}}.bin")
+    out = open(path, "wb")
+    for _ in range({mb}):
+        out.write(os.urandom(1 << 20))
+    out.flush()
+    os.unlink(path)
+    held.append(out)
 print("written and unlinked")
 """
 

@@ -158,27 +158,30 @@ def _fresh_workspace(hub, secret):
 def test_filling_the_disk_through_the_notebook_servers_log(hub_world):
     """Got through before the fix. A kernel inherits the notebook server's output, a file on the
     host's disk (``paths.state/logs``), outside the home: 12 MB written there under an 8 MB quota
-    went unseen by the quota, and the file kept growing across starts (opened for appending), so
+    went unseen by the quota (now 6 MB there and 3 MB in the home: no single file may pass the
+    quota since the sandbox's per-file limit), and the file kept growing across starts (opened for appending), so
     a workspace could fill the disk of the hub's state. Now each start begins a new log (the
     previous one is kept, one only) and the watcher counts the log with the home."""
     hub, secret = hub_world
     alice, url = _fresh_workspace(hub, secret)
-    result = execute(url, alice.token, LOG_FILL.format(mb=QUOTA_MB + 4), timeout=120)
+    # 6 MB into the log (one file stays under the sandbox's per-file limit, the quota) and 3 MB in
+    # the home: the home alone is under the quota, the two together are not
+    result = execute(url, alice.token, LOG_FILL.format(mb=QUOTA_MB - 2, home_mb=3), timeout=120)
     assert "written to" in result["stdout"] and "written to 0 " not in result["stdout"], result
     log = hub.settings.paths.state / "logs" / f"alice.{PROJECT}.log"
-    assert log.stat().st_size > QUOTA_MB * 1024 * 1024  # the attempt wrote on the hub's disk
+    assert log.stat().st_size > (QUOTA_MB - 2) * 1024 * 1024  # the attempt wrote on the hub's disk
     assert _stopped_within(hub, 30), "the workspace kept running with 12 MB written past an 8 MB quota"
 
 
 def test_filling_the_disk_with_an_unlinked_file_held_open(hub_world):
-    """Got through before the fix. A kernel writes 12 MB into a home file, unlinks it and keeps it
-    open: the disk stays used while the workspace runs, and no walk of the home sees it (an 8 MB
+    """Got through before the fix. A kernel writes 12 MB into two home files, unlinks them and keeps
+    them open: the disk stays used while the workspace runs, and no walk of the home sees it (an 8 MB
     quota held nothing back; repeated, it fills the homes' file system). Now the watcher also
     counts the files the workspace's processes hold open (or mapped) on the home's file system
     and that no name reaches any more."""
     hub, secret = hub_world
     alice, url = _fresh_workspace(hub, secret)
-    result = execute(url, alice.token, UNLINKED_FILL.format(mb=QUOTA_MB + 4), timeout=120, keep=True)
+    result = execute(url, alice.token, UNLINKED_FILL.format(mb=QUOTA_MB // 2 + 2), timeout=120, keep=True)
     assert "written and unlinked" in result["stdout"], result
     assert _stopped_within(hub, 30), "the workspace kept running with 12 MB held past an 8 MB quota"
 
@@ -211,10 +214,12 @@ def test_a_deeply_nested_home_stops_the_projects_purge(world, capfd):
 
 def test_a_deeply_nested_runtime_directory_blocks_the_next_start(world, capfd):
     """Got through before the fix. The sandbox writes its runtime directory (``/run/pds``), which
-    the next start empties: 1,200 nested directories there raised ``RecursionError`` in that
+    the next start empties: 1,010 nested directories there raised ``RecursionError`` in that
     clean-up, so the workspace could not start again until an administrator removed them by hand.
     Now the clean-up keeps its own stack."""
-    nest = DEEP_HOME.replace('"/home/jovyan"', '"/run/pds"')
+    # 1,010 levels: the runtime directory holds 1,024 entries at most (sandbox/scratch.py), still
+    # deeper than Python's recursion limit
+    nest = DEEP_HOME.replace('"/home/jovyan"', '"/run/pds"').replace("range(1200)", "range(1010)")
     run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", nest], actor="red-team", timeout=120)
     assert "nested" in capfd.readouterr().out
     runtime_dir = workspace_runtime_dir(world.runtime.settings, "alice", "proj-a")
