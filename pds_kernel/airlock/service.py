@@ -268,7 +268,7 @@ class AirlockService:
     # ---- submission ------------------------------------------------------------------------------
     def _gate(self, project: str, thresholds: Thresholds, request_id: str, author: str) -> ProjectGate:
         return request_gate(self.settings, self._sessions, self.registry, self.limits, project, thresholds,
-                            request_id, author)
+                            request_id, author, self.runtime.audit)
 
     def create(self, actor: str, project: str, files: list[tuple[str, BinaryIO]], justification: str,
                context: Mapping[str, Any] | None = None, *, author: str | None = None,

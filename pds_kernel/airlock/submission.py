@@ -84,12 +84,12 @@ def checked_context(context: Mapping[str, Any] | None) -> dict:
 
 
 def request_gate(settings, sessions, registry, limits: AirlockLimits, project: str, thresholds: Thresholds,
-                 request_id: str, author: str) -> ProjectGate:
+                 request_id: str, author: str, audit) -> ProjectGate:
     """The project's PERSON_IDs and released tables, and the model checker of ``author``'s
     request (reads the database: outside a transaction)."""
     checker = ModelChecker(settings, registry.get_project(project), settings.paths.homes / project / author,
                            settings.paths.state / "model-checks" / project / request_id,
-                           author=author, request_id=request_id)
+                           author=author, request_id=request_id, audit=audit)
     return project_gate(settings, sessions, limits, project, thresholds, request_id, checker)
 
 

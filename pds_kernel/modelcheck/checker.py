@@ -4,7 +4,10 @@
 called by :func:`pds_kernel.airlock.gate.run_gate` for each file of kind ``model``. It snapshots
 the declared files (:mod:`.inputs`), writes the job, runs the check in a fresh sandbox of the
 project (:mod:`.sandbox`) or, with ``model_check.runner: kubernetes``, in a Job of the project
-that snapshots the declared files itself (:mod:`.k8s_job`), and turns what the sandbox wrote into findings (:mod:`.verdict`). The
+that snapshots the declared files itself (:mod:`.k8s_job`), both on the extract the audit trail
+says was published last, checked as a workspace's is (:mod:`pds_kernel.extract.mount_check`; a
+refused extract sends the model to a checker, the check unrun), and turns what the sandbox wrote
+into findings (:mod:`.verdict`). The
 request's check directory (the model copy, the snapshot, the sandbox's home) is deleted when the
 check ends: only the cleaned report and its plot stay, in the file's stored check result.
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 from ..airlock.checks.models import model_format
 from ..airlock.checks.result import Finding, Status
+from ..extract.mount_check import ExtractRefused, check_for_workspace, expected_mount
 from . import ATTACKED_FORMATS, verdict
 from .inputs import snapshot
 from .k8s_job import run_check_job
@@ -46,6 +50,8 @@ class ModelChecker:
     root: Path  #: this request's check directory (deleted after each check)
     author: str = ""  #: the request's author (whose home claim a Kubernetes check Job mounts)
     request_id: str = ""
+    #: the audit trail: the extract the check mounts must be the one published (deny by default)
+    audit: Any = None
 
     def __call__(self, index: int, name: str, staged: Path, declaration: Mapping[str, Any] | None
                  ) -> tuple[list[Finding], dict[str, Any] | None]:
@@ -65,16 +71,15 @@ class ModelChecker:
                                                           "judges it")], {"status": "unsupported", "format": fmt}
         job = attack_job(fmt, declaration, limits)
         model_name = f"model{Path(name).suffix.lower()}"
-        if limits.runner == "kubernetes":
-            run = run_check_job(self.settings, self.project, self.author, self.request_id, index,
-                                str(staged.relative_to(self.settings.paths.staging)), model_name,
-                                {**job, "declaration": dict(declaration), "max_input_bytes": limits.max_input_bytes})
-        elif limits.runner == "sandbox":
-            run = self._run_in_sandbox(index, staged, model_name, declaration, job)
-        else:
+        if limits.runner not in ("kubernetes", "sandbox"):
             return [Finding("model-check", Status.REVIEW, f"model_check.runner is {limits.runner!r} (sandbox or "
                                                           "kubernetes): the check did not run; a checker judges "
                                                           "the model")], {"status": "error"}
+        try:
+            run = self._run(index, staged, model_name, declaration, job)
+        except ExtractRefused as exc:
+            return [Finding("model-check", Status.REVIEW, f"the check did not run: {exc}; a checker judges the "
+                                                          "model")], {"status": "error", "reason": str(exc)}
         if run.report is None:
             return [Finding("model-check", Status.REVIEW, f"{run.problem}: a checker judges the model")], \
                 {"status": "error", "reason": run.problem, "wall_seconds": round(run.seconds, 1)}
@@ -87,8 +92,25 @@ class ModelChecker:
             report["plot_png"] = base64.b64encode(run.plot).decode("ascii")
         return verdict.findings(report, limits), report
 
+    def _run(self, index: int, staged: Path, model_name: str, declaration: Mapping[str, Any],
+             job: dict[str, Any]):
+        """Run the check where ``model_check.runner`` says, on the extract the audit trail says was
+        published last (:mod:`pds_kernel.extract.mount_check`; raises :class:`ExtractRefused`)."""
+        if self.audit is None:
+            raise ExtractRefused("the project's extract cannot be checked against its publication here "
+                                 "(no audit trail given to the model check)")
+        if self.settings.model_check.runner == "kubernetes":
+            expected = expected_mount(self.settings, self.audit, self.project.id)
+            return run_check_job(self.settings, self.project, self.author, self.request_id, index,
+                                 str(staged.relative_to(self.settings.paths.staging)), model_name,
+                                 {**job, "declaration": dict(declaration),
+                                  "max_input_bytes": self.settings.model_check.max_input_bytes},
+                                 expected=expected)
+        extract = check_for_workspace(self.settings, self.audit, self.project.id)
+        return self._run_in_sandbox(index, staged, model_name, declaration, job, extract)
+
     def _run_in_sandbox(self, index: int, staged: Path, model_name: str, declaration: Mapping[str, Any],
-                        job: dict[str, Any]):
+                        job: dict[str, Any], extract):
         """Snapshot the declared files and run the check in a fresh bubblewrap sandbox of the project."""
         limits = self.settings.model_check
         work = self.root / str(index)
@@ -103,6 +125,6 @@ class ModelChecker:
             (check_dir / "job.json").write_text(json.dumps(job))
             for path in (check_dir / "job.json", check_dir):
                 path.chmod(0o755 if path.is_dir() else 0o644)
-            return run_check(self.settings, self.project, check_dir, work)
+            return run_check(self.settings, self.project, check_dir, work, extract=extract)
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -38,6 +38,7 @@ from ..k8s.config import K8sConfig, load_k8s_config
 from ..k8s.jobs import isolated_job, run_job
 from ..k8s.pods import (
     build_resources,
+    extract_check_container,
     extract_mount,
 )
 from ..sandbox.spec import extract_volume_name, home_volume_name
@@ -61,9 +62,11 @@ def job_name(request_id: str, index: int) -> str:
 
 def build_check_job(cfg: K8sConfig, *, name: str, project: str, author: str, cpu: float, mem_mb: int,
                     staged: str, model_name: str, job: dict[str, Any], timeout_seconds: int,
-                    scratch_mb: int) -> dict[str, Any]:
+                    scratch_mb: int, expected) -> dict[str, Any]:
     """The Job that checks one model: ``staged`` is the model's path inside the staging claim,
-    ``model_name`` the file name it gets in the pod, ``job`` what :mod:`.in_pod` reads."""
+    ``model_name`` the file name it gets in the pod, ``job`` what :mod:`.in_pod` reads. Its
+    ``verify-extract`` init container checks the mounted extract against ``expected`` (the audit
+    trail's record of its publication) first, as in a workspace pod."""
     model_path = str(MODEL_DIR / model_name)
     container = {
         "name": CONTAINER,
@@ -88,7 +91,8 @@ def build_check_job(cfg: K8sConfig, *, name: str, project: str, author: str, cpu
         {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
     ]
     return isolated_job(cfg, name=name, project=project, component=COMPONENT, container=container,
-                        volumes=volumes, timeout_seconds=timeout_seconds)
+                        volumes=volumes, timeout_seconds=timeout_seconds,
+                        init_container=extract_check_container(expected, cfg, cfg.model_check_image))
 
 
 def parse_pod_log(text: str) -> tuple[dict | None, bytes | None, str | None]:
@@ -119,7 +123,7 @@ def parse_pod_log(text: str) -> tuple[dict | None, bytes | None, str | None]:
 
 
 def run_check_job(settings, project_info, author: str, request_id: str, index: int, staged_relative: str,
-                  model_name: str, job: dict[str, Any], cfg: K8sConfig | None = None) -> CheckRun:
+                  model_name: str, job: dict[str, Any], *, expected, cfg: K8sConfig | None = None) -> CheckRun:
     """Run the check of one model as a Job of the project and read its result (never raises:
     a failure is a :class:`CheckRun` with its ``problem``, and the model goes to review)."""
     limits = settings.model_check
@@ -134,7 +138,8 @@ def run_check_job(settings, project_info, author: str, request_id: str, index: i
         manifest = build_check_job(cfg, name=job_name(request_id, index), project=project_info.id, author=author,
                                    cpu=project_info.cpu_limit, mem_mb=project_info.mem_limit_mb,
                                    staged=str(PurePosixPath(staged_relative)), model_name=model_name, job=job,
-                                   timeout_seconds=limits.timeout_seconds, scratch_mb=scratch_mb)
+                                   timeout_seconds=limits.timeout_seconds, scratch_mb=scratch_mb,
+                                   expected=expected)
         outcome = asyncio.run(run_job(manifest, container=CONTAINER, timeout=limits.timeout_seconds,
                                       limit_bytes=MAX_LOG_BYTES))
     except Exception as exc:  # no API server, no permission, a bad configuration: review

@@ -99,7 +99,8 @@ def check_host(python: Path):
                    package_dir=str(Path(pds_kernel.__file__).resolve().parent))
 
 
-def build_check_command(settings, project_info, check_dir: Path, work: Path, argv: list[str]) -> tuple[list[str], dict]:
+def build_check_command(settings, project_info, check_dir: Path, work: Path, argv: list[str], *,
+                        extract) -> tuple[list[str], dict]:
     """(argv, env) that run ``argv`` in a fresh check sandbox over ``check_dir``; ``work/scratch``
     holds its home (created empty, handed to the sandbox account) and its runtime folder: a bounded
     file system of ``model_check.scratch_mb`` MiB and ``model_check.scratch_files`` inodes when
@@ -118,13 +119,16 @@ def build_check_command(settings, project_info, check_dir: Path, work: Path, arg
     hand_over(runtime, account)
     spec = check_spec(settings, project_info, check_dir, home)
     host = check_host(check_python(settings))
-    return sandbox_command(spec, argv, env={}, runtime_dir=runtime, host=host), launch_env({})
+    return (sandbox_command(spec, argv, env={}, runtime_dir=runtime, host=host, extract=extract),
+            launch_env({}))
 
 
-def run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
-    """Run :mod:`pds_kernel.modelcheck.run` over ``check_dir/job.json`` in a fresh sandbox."""
+def run_check(settings, project_info, check_dir: Path, work: Path, *, extract) -> CheckRun:
+    """Run :mod:`pds_kernel.modelcheck.run` over ``check_dir/job.json`` in a fresh sandbox, with the
+    project's extract ``extract`` (checked against its publication,
+    :func:`pds_kernel.extract.mount_check.check_for_workspace`: the sandbox mounts exactly it)."""
     try:
-        return _run_check(settings, project_info, check_dir, work)
+        return _run_check(settings, project_info, check_dir, work, extract)
     finally:
         finish_check(work)
 
@@ -134,13 +138,13 @@ def finish_check(work: Path) -> None:
     unmount_scratch(work / SCRATCH)
 
 
-def _run_check(settings, project_info, check_dir: Path, work: Path) -> CheckRun:
+def _run_check(settings, project_info, check_dir: Path, work: Path, extract) -> CheckRun:
     python = str(check_python(settings))
     start = time.monotonic()
     try:
         argv, env = build_check_command(settings, project_info, check_dir, work,
                                         [python, "-I", "-m", "pds_kernel.modelcheck.run",
-                                         f"{CHECK_MOUNT}/job.json", OUT_DIR])
+                                         f"{CHECK_MOUNT}/job.json", OUT_DIR], extract=extract)
     except (OSError, PdsError) as exc:  # no bubblewrap, no sandbox account, no check environment
         return CheckRun(None, None, None, 0.0, f"the check sandbox could not be prepared: {exc}")
     timeout = settings.model_check.timeout_seconds

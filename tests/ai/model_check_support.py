@@ -50,10 +50,19 @@ def make_service(runtime) -> AirlockService:
 
 
 def publish_cohort(settings, project: str, frame: pd.DataFrame) -> None:
-    """The project's extract: its COHORT.parquet lists the persons of ``frame``."""
+    """The project's extract: its COHORT.parquet lists the persons of ``frame``, published (a new
+    build, recorded in the audit trail) as ``pds extract build`` does: the model check mounts only
+    the extract published last (pds_kernel/extract/mount_check.py)."""
+    from published import publish_by_hand
+
+    from pds_kernel.runtime import Runtime
+
     extract = settings.paths.projects / project / "extract"
+    if extract.is_symlink():  # published before: the next build replaces it
+        extract.unlink()
     extract.mkdir(parents=True, exist_ok=True)
     frame[["PERSON_ID"]].to_parquet(extract / "COHORT.parquet")
+    publish_by_hand(Runtime(settings), project)
 
 
 def home(settings, project: str, user: str) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
+from pds_kernel.extract.mount_check import ExpectedMount
 from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
 from pds_kernel.modelcheck.checker import attack_job
 from pds_kernel.modelcheck.in_pod import RESULT_MARKER
@@ -43,6 +44,8 @@ from model_check_support import (
 )
 
 CFG = K8sConfig(namespace="pds", model_check_image="registry.example.org/pds/model-check:0.1.0")
+#: what the audit trail says the project published (the hub's and the gate's reading of it)
+EXPECTED = ExpectedMount(PROJECT, "20261205T120000Z-abcdef", "a" * 64, "b" * 64, hash_max_bytes=4 << 30)
 CHECK_PYTHON = REPO / ".venv-modelcheck" / "bin" / "python"
 FAST = replace(ModelCheck(), shadow_models=0, worst_case_reps=1)  # structural and worst case: seconds
 
@@ -54,7 +57,7 @@ def _job(staged: str = "diab-2024/abc/0-r1-model.ubj", author: str = "alice") ->
                            mem_mb=4096, staged=staged, model_name="model.ubj",
                            job={**attack_job("xgboost-ubj", declaration, FAST), "declaration": declaration,
                                 "max_input_bytes": FAST.max_input_bytes},
-                           timeout_seconds=600, scratch_mb=1024)
+                           timeout_seconds=600, scratch_mb=1024, expected=EXPECTED)
 
 
 def assert_isolated_job(job: dict, component: str, image: str, deadline: int, *, init: bool = False) -> tuple[dict, dict]:
@@ -83,7 +86,13 @@ def assert_isolated_job(job: dict, component: str, image: str, deadline: int, *,
 
 
 def test_check_job_is_valid_kubernetes_with_the_isolation_of_a_workspace_pod():
-    pod, container = assert_isolated_job(_job(), "model-check", CFG.model_check_image, 600)
+    pod, first = assert_isolated_job(_job(), "model-check", CFG.model_check_image, 600, init=True)
+    # the extract is checked against its publication before the check reads it, as in a workspace pod
+    assert first["name"] == "verify-extract"
+    assert first["command"][4:] == ["/data", "--manifest-sha256", "a" * 64, "--hash-max-bytes", str(4 << 30),
+                                    "--fingerprint", "b" * 64]
+    assert first["volumeMounts"] == [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "extract"]
+    (container,) = pod["containers"]
     scratch = int(pod["volumes"][-1]["emptyDir"]["sizeLimit"].removesuffix("Mi"))
     assert container["resources"]["limits"] == container["resources"]["requests"] == {
         "cpu": "2000m", "memory": "4096Mi", "ephemeral-storage": f"{scratch + 256}Mi"}

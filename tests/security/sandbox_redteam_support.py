@@ -79,7 +79,6 @@ def quota_refusal(world, home: Path, quota_mb: int) -> str | None:
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai"))  # its helper module
 
 import model_check_support as models  # noqa: E402
-from published import publish_by_hand  # noqa: E402
 
 #: Replace the declared data table of the home by a FIFO (made inside the sandbox, as a researcher).
 MAKE_FIFO = r"""
@@ -99,7 +98,6 @@ def model_submission_over_a_fifo(runtime) -> tuple[Path, dict, bytes]:
     settings = runtime.settings
     rows = models.people(models.PROJECT, 600, seed=7)
     models.publish_cohort(settings, models.PROJECT, rows)
-    publish_by_hand(runtime, models.PROJECT)  # workspaces mount only a published extract
     home = models.home(settings, models.PROJECT, "alice")
     declaration = models.write_rows(home, rows, rows.PERSON_ID[:300], rows.PERSON_ID[300:])
     run_in_sandbox(runtime, "alice", models.PROJECT, ["python", "-c", MAKE_FIFO], actor="red-team", timeout=60)

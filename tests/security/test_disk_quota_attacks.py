@@ -311,7 +311,11 @@ def test_a_subverted_model_check_writes_within_its_bounds(tmp_path, where):
     sees the home filled and sends the model to review."""
     from types import SimpleNamespace
 
+    from published import publish_by_hand
+
+    from pds_kernel.extract.mount_check import check_for_workspace
     from pds_kernel.modelcheck.sandbox import SCRATCH, build_check_command, check_python, finish_check
+    from pds_kernel.runtime import Runtime
     from pds_kernel.sandbox.cgroup import group_name, release
     from pds_kernel.sandbox.scratch import is_full
     from tests.conftest import make_settings
@@ -321,13 +325,17 @@ def test_a_subverted_model_check_writes_within_its_bounds(tmp_path, where):
     if not check_python(settings).exists():
         pytest.skip("the check environment is not installed (make venv-modelcheck)")
     (settings.paths.projects / PROJECT / "extract").mkdir(parents=True)
+    runtime = Runtime(settings)
+    publish_by_hand(runtime, PROJECT)
+    extract = check_for_workspace(settings, runtime.audit, PROJECT)
     check_dir = tmp_path / "check"
     check_dir.mkdir(mode=0o755)
     info = SimpleNamespace(id=PROJECT, cpu_limit=1.0, mem_limit_mb=2048)
     script = (FILL + "os.makedirs('/home/jovyan/out', exist_ok=True)\n"
               f"print(json.dumps(fill({where!r}, 256 << 20)))")
     work = tmp_path / "work"
-    argv, env = build_check_command(settings, info, check_dir, work, [str(check_python(settings)), "-I", "-c", script])
+    argv, env = build_check_command(settings, info, check_dir, work, [str(check_python(settings)), "-I", "-c", script],
+                                    extract=extract)
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd="/")
         full = is_full(work / SCRATCH)

@@ -117,6 +117,28 @@ def test_declared_persons_of_another_project_copied_into_the_home_fail_the_check
     assert any("not in this project's extract" in f["message"] for f in _findings(service, view))
 
 
+def test_the_check_reads_a_cohort_rewritten_after_publication(gate):
+    """Got through before the check's extract was verified. Someone who can write the project's
+    folder (a batch job, an operator) rewrites the published COHORT.parquet to list another
+    project's persons: the check read it, found the declared (foreign) persons in "this project's
+    extract" and passed the model. Now the check mounts only the extract the audit trail says was
+    published, checked as a workspace's is: the model goes to a checker, the check unrun."""
+    import pandas as pd
+
+    service, settings, rows, alice = gate
+    other = people(OTHER, 300, seed=6)
+    cohort = settings.paths.projects / PROJECT / "extract" / "COHORT.parquet"
+    cohort.chmod(0o644)
+    pd.concat([rows[["PERSON_ID"]], other[["PERSON_ID"]]]).to_parquet(cohort)
+    declaration = write_rows(alice, other, other.PERSON_ID[:150], other.PERSON_ID[150:])
+    view = submit(service, "model.ubj", reasonable_xgboost(other, 150), declaration)
+    assert view.files[0].check_status != "pass"
+    checks = [f for f in _findings(service, view) if f["rule"] == "model-check"]
+    assert checks and all(f["status"] == "review" for f in checks)
+    assert any("the check did not run" in f["message"] and "cannot be mounted" in f["message"] for f in checks)
+    assert not any(f["rule"] == "model-attack" and f["status"] == "pass" for f in _findings(service, view))
+
+
 def test_huge_model_is_not_loaded_and_a_slow_check_is_killed(settings, tmp_path):
     from pds_kernel.settings import ModelCheck
 
@@ -166,6 +188,7 @@ print(json.dumps(out))
 
 
 def test_check_sandbox_has_no_network_no_sockets_and_a_read_only_check_directory(gate, tmp_path):
+    from pds_kernel.extract.mount_check import check_for_workspace
     from pds_kernel.modelcheck.sandbox import build_check_command, check_python, finish_check
 
     service, settings, rows, alice = gate
@@ -174,8 +197,9 @@ def test_check_sandbox_has_no_network_no_sockets_and_a_read_only_check_directory
     (check_dir / "job.json").write_text("{}")
     (check_dir / "job.json").chmod(0o644)
     info = service.registry.get_project(PROJECT)
+    extract = check_for_workspace(settings, service.runtime.audit, PROJECT)  # the published one
     argv, env = build_check_command(settings, info, check_dir, tmp_path / "work",
-                                    [str(check_python(settings)), "-I", "-c", PROBE])
+                                    [str(check_python(settings)), "-I", "-c", PROBE], extract=extract)
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd="/")
     finally:
