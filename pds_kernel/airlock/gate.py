@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy import select
 
 from ..db import transaction
 from ..errors import InvalidInput
+from ..extract.mount_check import ExtractRefused, check_for_workspace
 from ..hashing import sha256_file
 from .checks import (
     FileCheck,
@@ -171,8 +173,19 @@ def check_refusals(results: Mapping[int, FileCheck], names: Mapping[int, str]) -
 
 
 def project_gate(settings, sessions, limits, project: str, thresholds: Thresholds,
-                 request_id: str | None = None, model_checker: Callable | None = None) -> ProjectGate:
-    """The gate's knowledge of ``project`` (reads the database: call it outside a transaction)."""
+                 request_id: str | None = None, model_checker: Callable | None = None, *, audit) -> ProjectGate:
+    """The gate's knowledge of ``project`` (reads the database: call it outside a transaction).
+    What it reads of the project's extract (the cohort's pseudonyms, the numbers a model is compared
+    with) must be the extract the audit trail says was published, checked as a workspace's is
+    (:func:`pds_kernel.extract.mount_check.check_for_workspace`): a cohort rewritten after its
+    publication would hide pseudonyms from the table checks. A project with no extract has nothing
+    to check; one whose extract fails is refused (:class:`ExtractRefused`)."""
+    if os.path.lexists(settings.paths.projects / project / "extract"):
+        try:
+            check_for_workspace(settings, audit, project)
+        except ExtractRefused as exc:
+            raise ExtractRefused(f"the gate checks an export against its project's published extract, and {exc}") \
+                from None
     return ProjectGate(thresholds, limits.max_file_bytes, limits.allowed_extensions,
                        person_id_prefixes(settings.paths.projects, project),
                        released_tables(sessions, settings.paths.staging, project, exclude=request_id),

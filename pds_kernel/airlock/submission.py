@@ -90,7 +90,7 @@ def request_gate(settings, sessions, registry, limits: AirlockLimits, project: s
     checker = ModelChecker(settings, registry.get_project(project), settings.paths.homes / project / author,
                            settings.paths.state / "model-checks" / project / request_id,
                            author=author, request_id=request_id, audit=audit)
-    return project_gate(settings, sessions, limits, project, thresholds, request_id, checker)
+    return project_gate(settings, sessions, limits, project, thresholds, request_id, checker, audit=audit)
 
 
 def submitted_summary(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -278,7 +278,8 @@ def check(ctx: typer.Context, files: list[Path] = typer.Argument(..., help="File
             raise PermissionDenied(f"{actor} is not a member of project {project}")
         info = registry.get_project(project)
         thresholds = Thresholds.for_project(settings.disclosure, info.min_cell, info.max_table_rows)
-        gate = project_gate(settings, runtime.sessions, load_limits(settings), project, thresholds)
+        gate = project_gate(settings, runtime.sessions, load_limits(settings), project, thresholds,
+                            audit=runtime.audit)
     else:
         gate = ProjectGate(Thresholds.for_project(settings.disclosure), DEFAULT_MAX_BYTES)
     report = check_paths(gate, list(files), data)

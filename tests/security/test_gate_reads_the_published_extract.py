@@ -1,0 +1,59 @@
+"""Red team: the gate's own reading of the project's extract.
+
+The gate knows a project's persons from its published extract: the table pre-gate refuses a column
+holding the project's PERSON_IDs, or the start of one, by the prefixes of ``COHORT.parquet``. Each
+test is one real attempt through the real airlock service; each asserts that it failed."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+from model_export_support import OTHER, PROJECT, make_service, people, publish_cohort
+
+from pds_kernel.airlock.staging import RefusedFiles
+from pds_kernel.extract.mount_check import ExtractRefused
+
+pytestmark = [pytest.mark.functional]
+
+
+@pytest.fixture
+def gate(runtime):
+    """(service, settings, the project's rows), its cohort published as a build publishes it."""
+    rows = people(PROJECT, 600, seed=5)
+    publish_cohort(runtime.settings, PROJECT, rows)
+    return make_service(runtime), runtime.settings, rows
+
+
+def _table_of_prefixes(rows: pd.DataFrame) -> bytes:
+    """Six areas, each labelled with the first 20 characters of one of the project's PERSON_IDs."""
+    return pd.DataFrame({"area": ["north", "south", "east", "west", "centre", "coast"],
+                         "count": [20, 25, 30, 35, 40, 45],
+                         "code": [p[:20] for p in rows.PERSON_ID[:6]]}).to_csv(index=False).encode()
+
+
+def _submit(service, data: bytes):
+    return service.create("alice", PROJECT, [("areas.csv", io.BytesIO(data))], "counts by area", {})
+
+
+def test_the_published_cohort_refuses_the_projects_person_ids(gate):
+    """The control: with the published cohort, the prefixes are the project's, and refused."""
+    service, _, rows = gate
+    with pytest.raises(RefusedFiles, match="this project's PERSON_ID"):
+        _submit(service, _table_of_prefixes(rows))
+
+
+def test_a_cohort_rewritten_after_publication_hides_the_projects_person_ids(gate):
+    """Got through before the fix. Someone who can write the project's folder replaces the published
+    COHORT.parquet with another project's persons: the gate took its PERSON_ID prefixes from it, so
+    a table carrying the start of this project's PERSON_IDs passed the pre-gate (to review, as an
+    undeclared table). Now the gate reads only the extract the audit trail says was published,
+    checked as a workspace's is: the submission is refused, and says who puts it right."""
+    service, settings, rows = gate
+    cohort = settings.paths.projects / PROJECT / "extract" / "COHORT.parquet"
+    cohort.chmod(0o644)
+    people(OTHER, 600, seed=6)[["PERSON_ID"]].to_parquet(cohort)
+    with pytest.raises(ExtractRefused, match="published extract.*re-publish it"):
+        _submit(service, _table_of_prefixes(rows))
+    assert not [p for p in settings.paths.staging.rglob("*") if p.is_file()]
