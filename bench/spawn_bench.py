@@ -78,6 +78,11 @@ class _Hub:
         extract = self.settings.paths.projects / PROJECT / "extract"
         extract.mkdir(parents=True, exist_ok=True)
         pl.DataFrame({"PERSON_ID": ["a", "b"], "n": [1, 2]}).write_parquet(extract / "T.parquet")
+        # published as a build publishes it: a workspace mounts only the extract the audit trail records
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from published import publish_by_hand
+
+        publish_by_hand(runtime, PROJECT)
         for user in users:
             registry.upsert_user("bench", user)
             registry.add_member("bench", PROJECT, user, "researcher", today + timedelta(days=10))
