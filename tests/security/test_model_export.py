@@ -117,13 +117,18 @@ def test_declared_persons_of_another_project_copied_into_the_home_fail_the_check
     assert any("not in this project's extract" in f["message"] for f in _findings(service, view))
 
 
-def test_the_check_reads_a_cohort_rewritten_after_publication(gate):
+def test_the_check_reads_a_cohort_rewritten_after_publication(gate, tmp_path):
     """Got through before the check's extract was verified. Someone who can write the project's
     folder (a batch job, an operator) rewrites the published COHORT.parquet to list another
     project's persons: the check read it, found the declared (foreign) persons in "this project's
-    extract" and passed the model. Now the check mounts only the extract the audit trail says was
-    published, checked as a workspace's is: the model goes to a checker, the check unrun."""
+    extract" and passed the model. Now the gate refuses the submission (it verifies the extract
+    before it reads it: test_gate_reads_the_published_extract.py), and the check itself, called
+    as the gate calls it, mounts only the extract the audit trail says was published: the model
+    goes to a checker, the check unrun."""
     import pandas as pd
+
+    from pds_kernel.extract.mount_check import ExtractRefused
+    from pds_kernel.modelcheck.checker import ModelChecker
 
     service, settings, rows, alice = gate
     other = people(OTHER, 300, seed=6)
@@ -131,12 +136,17 @@ def test_the_check_reads_a_cohort_rewritten_after_publication(gate):
     cohort.chmod(0o644)
     pd.concat([rows[["PERSON_ID"]], other[["PERSON_ID"]]]).to_parquet(cohort)
     declaration = write_rows(alice, other, other.PERSON_ID[:150], other.PERSON_ID[150:])
-    view = submit(service, "model.ubj", reasonable_xgboost(other, 150), declaration)
-    assert view.files[0].check_status != "pass"
-    checks = [f for f in _findings(service, view) if f["rule"] == "model-check"]
-    assert checks and all(f["status"] == "review" for f in checks)
-    assert any("the check did not run" in f["message"] and "cannot be mounted" in f["message"] for f in checks)
-    assert not any(f["rule"] == "model-attack" and f["status"] == "pass" for f in _findings(service, view))
+    model = reasonable_xgboost(other, 150)
+    with pytest.raises(ExtractRefused, match="re-publish it"):
+        submit(service, "model.ubj", model, declaration)
+    staged = tmp_path / "model.ubj"
+    staged.write_bytes(model)
+    checker = ModelChecker(settings, service.registry.get_project(PROJECT), alice, tmp_path / "checks",
+                           author="alice", request_id="r1", audit=service.runtime.audit)
+    findings, report = checker(0, "model.ubj", staged, declaration)
+    assert [(f.rule, f.status.value) for f in findings] == [("model-check", "review")]
+    assert "the check did not run" in findings[0].message and "cannot be mounted" in findings[0].message
+    assert report["status"] == "error" and not (tmp_path / "checks").exists()
 
 
 def test_huge_model_is_not_loaded_and_a_slow_check_is_killed(settings, tmp_path):
