@@ -62,7 +62,11 @@ def publish_cohort(settings, project: str, frame: pd.DataFrame) -> None:
         extract.unlink()
     extract.mkdir(parents=True, exist_ok=True)
     frame[["PERSON_ID"]].to_parquet(extract / "COHORT.parquet")
-    publish_by_hand(Runtime(settings), project)
+    runtime = Runtime(settings)
+    try:
+        publish_by_hand(runtime, project)
+    finally:
+        runtime.close()
 
 
 def home(settings, project: str, user: str) -> Path:
