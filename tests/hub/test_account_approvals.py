@@ -9,6 +9,7 @@ signs in through one)."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import fields
 
 import pytest
@@ -40,22 +41,26 @@ def _world(tmp_path, approvals: int) -> tuple[Runtime, Registry]:
     return runtime, registry
 
 
-@pytest.fixture
-def two(tmp_path):
-    runtime, registry = _world(tmp_path, 2)
+@contextmanager
+def _opened(tmp_path, approvals: int):
+    """The world of :func:`_world`, its runtime closed at the end."""
+    runtime, registry = _world(tmp_path, approvals)
     try:
         yield runtime, registry
     finally:
         runtime.close()
+
+
+@pytest.fixture
+def two(tmp_path):
+    with _opened(tmp_path, 2) as world:
+        yield world
 
 
 @pytest.fixture
 def one(tmp_path):
-    runtime, registry = _world(tmp_path, 1)
-    try:
-        yield runtime, registry
-    finally:
-        runtime.close()
+    with _opened(tmp_path, 1) as world:
+        yield world
 
 
 def _account(settings, user: str) -> tuple[bool, str | None, str | None] | None:

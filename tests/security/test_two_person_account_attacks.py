@@ -27,6 +27,7 @@ from two_person_accounts_support import (
     denied,
     make_two_person_world,
     pds_as,
+    post_account_action,
     refused_as_not_approved,
     reset_with_pds,
     sign_in,
@@ -69,6 +70,22 @@ def _approve_as_second(hub, credentials, user: str, password: str, secret: str, 
     credentials[user] = (password, secret)
 
 
+
+def _refused_approval_on_the_command_line(hub, credentials, user: str, *, approver: str, message: str,
+                                          try_sign_in: bool = False) -> None:
+    """root resets ``user``'s account; ``approver`` runs ``pds hub account approve USER``: refused with
+    ``message``, the account still unapproved (and, where ``try_sign_in``, no sign-in with its new
+    credentials), the refusal audited; then the legitimate second administrator approves it."""
+    password, secret, _ = reset_with_pds(hub, "root", user)
+    done = pds_as(hub, approver, "hub", "account", "approve", user)
+    assert done.returncode == DENIED, done.stdout + done.stderr
+    assert message in done.stderr
+    assert account(hub, user) == (False, "root", None)
+    if try_sign_in:
+        assert refused_as_not_approved(hub, user, password, secret)
+    assert denied(hub, "hub.account.approve", user, approver)
+    _approve_as_second(hub, credentials, user, password, secret)
+
 def test_an_administrator_resets_another_administrators_account_and_signs_in(hub, credentials):
     """root resets ada's account (a new password and second factor he reads) and signs in as ada."""
     password, secret, printed = reset_with_pds(hub, "root", "ada")
@@ -87,14 +104,8 @@ def test_an_administrator_resets_another_administrators_account_and_signs_in(hub
 
 def test_an_administrator_approves_his_own_reset_of_a_checker_on_the_command_line(hub, credentials):
     """root resets olga's account, then approves it himself (``pds hub account approve olga``)."""
-    password, secret, _ = reset_with_pds(hub, "root", "olga")
-    done = pds_as(hub, "root", "hub", "account", "approve", "olga")
-    assert done.returncode == DENIED, done.stdout + done.stderr
-    assert "second, different administrator" in done.stderr
-    assert account(hub, "olga") == (False, "root", None)
-    assert refused_as_not_approved(hub, "olga", password, secret)
-    assert denied(hub, "hub.account.approve", "olga", "root")
-    _approve_as_second(hub, credentials, "olga", password, secret)
+    _refused_approval_on_the_command_line(hub, credentials, "olga", approver="root",
+                                          message="second, different administrator", try_sign_in=True)
 
 
 def test_an_administrator_approves_his_own_reset_on_the_accounts_page(hub, credentials):
@@ -105,8 +116,7 @@ def test_an_administrator_approves_his_own_reset_on_the_accounts_page(hub, crede
     page = root.get("/hub/authorize")
     assert page.status_code == 200
     assert re.search(r"waits for a second administrator\s*\(reset by root\)", page.text)
-    response = root.http.post(f"{hub.url}/hub/authorize/olga", timeout=30, allow_redirects=False,
-                              data={"_xsrf": root.http.cookies.get("_xsrf", ""), "action": "approve"})
+    response = post_account_action(root, hub, "olga", "approve")
     assert response.status_code == 403, response.status_code
     assert account(hub, "olga") == (False, "root", None)
     assert refused_as_not_approved(hub, "olga", password, secret)
@@ -114,8 +124,7 @@ def test_an_administrator_approves_his_own_reset_on_the_accounts_page(hub, crede
     ada = sign_in(hub, "ada", *credentials["ada"])  # the second administrator on the same page: allowed
     assert ada is not None
     ada.get("/hub/authorize")
-    response = ada.http.post(f"{hub.url}/hub/authorize/olga", timeout=30, allow_redirects=False,
-                             data={"_xsrf": ada.http.cookies.get("_xsrf", ""), "action": "approve"})
+    response = post_account_action(ada, hub, "olga", "approve")
     assert response.status_code == 302, response.status_code
     assert account(hub, "olga") == (True, "root", "ada")
     assert sign_in(hub, "olga", password, secret)
@@ -124,13 +133,8 @@ def test_an_administrator_approves_his_own_reset_on_the_accounts_page(hub, crede
 
 def test_the_user_approves_the_reset_of_his_own_account(hub, credentials):
     """root resets ada's account for her, ada approves it herself (no second administrator saw it)."""
-    password, secret, _ = reset_with_pds(hub, "root", "ada")
-    done = pds_as(hub, "ada", "hub", "account", "approve", "ada")
-    assert done.returncode == DENIED, done.stdout + done.stderr
-    assert "may not approve their own hub account" in done.stderr
-    assert account(hub, "ada") == (False, "root", None)
-    assert denied(hub, "hub.account.approve", "ada", "ada")
-    _approve_as_second(hub, credentials, "ada", password, secret)
+    _refused_approval_on_the_command_line(hub, credentials, "ada", approver="ada",
+                                          message="may not approve their own hub account")
 
 
 @pytest.mark.parametrize("persona", ["ada", "abe"])

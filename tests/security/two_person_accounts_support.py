@@ -131,3 +131,10 @@ def refused_as_not_approved(hub: Hub, user: str, password: str, secret: str) -> 
         return False
     last = [e for e in hub.actions("hub.login") if e.target == f"user:{user}"][-1]
     return last.outcome == "denied" and last.details.get("reason") == "account not approved yet"
+
+
+def post_account_action(session, hub: Hub, user: str, action: str):
+    """``session`` (a signed-in browser) posts the accounts page's form ``action`` on ``user``'s
+    account, with its XSRF token, as the page's button does; the response, not followed."""
+    return session.http.post(f"{hub.url}/hub/authorize/{user}", timeout=30, allow_redirects=False,
+                             data={"_xsrf": session.http.cookies.get("_xsrf", ""), "action": action})
