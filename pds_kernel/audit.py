@@ -161,6 +161,12 @@ class AuditTrail:
         self._anchors = anchors
         self._keyed_from: int | None = None  #: learnt at the first anchored commit
 
+    @property
+    def key(self) -> AuditKey:
+        """The trail's key (the registry seals its approvals with it: :mod:`pds_kernel.registry.seals`)."""
+        key, _ = self._check_writable()
+        return key
+
     def _check_writable(self) -> tuple[AuditKey, AnchorStore]:
         if self._key is None or self._anchors is None:
             raise IntegrityError("this audit trail was opened without its key and anchor store: "

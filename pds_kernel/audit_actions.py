@@ -111,6 +111,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "registry.member.remove": ActionInfo(_USER, "a user was removed from a project"),
     "registry.member.update": ActionInfo(_USER, "a member's role or dates in a project changed"),
     "registry.project.close": ActionInfo(_PROJECT, "a project was closed"),
+    "registry.seals.upgrade": ActionInfo("registry", "the approvals made before seals existed were sealed once, after the upgrade to revision 0012 (their numbers in details); denied: the upgrade's marker put back in the database, nothing sealed"),
     "registry.rule.update": ActionInfo("registry", "a process with a stricter setting raised a rule the registry keeps for every process (membership_approvals in details)"),
     "registry.project.create": ActionInfo(_PROJECT, "a project was created"),
     "registry.project.update": ActionInfo(_PROJECT, "a project's settings changed"),

@@ -28,6 +28,22 @@ def upgrade(ctx: typer.Context) -> None:
         console.print(f"database upgraded from {before} to {result.after}{baseline}", highlight=False)
     else:
         console.print(f"database already at schema revision {result.after}", highlight=False)
+    if not result.created:
+        _seal_approvals(ctx)
+
+
+def _seal_approvals(ctx: typer.Context) -> None:
+    """Seal the approvals an upgrade marked (revision 0012: pds_kernel.registry.seals) now, where
+    this process holds the audit trail's key (nothing once done); elsewhere the registry's next
+    write does it."""
+    from ..errors import IntegrityError, NotFound
+    from ..registry import Registry
+
+    try:
+        Registry.from_runtime(ctx.obj.runtime).seal_approvals_of_upgrade(ctx.obj.actor)
+    except (IntegrityError, NotFound, OSError) as exc:
+        console.print(f"approvals not sealed yet ({exc}): the registry's next write seals them "
+                      "(on Kubernetes, the registry-sync Job of this upgrade)", highlight=False)
 
 
 @app.command("status")

@@ -43,6 +43,9 @@ class User(Base):
     #: who approved that; ``NULL`` while pending (``registry.membership_approvals: 2``): a pending
     #: administrator is no administrator. With one approval the maker's act approves itself.
     admin_approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: the registry's seal of that approval (:mod:`pds_kernel.registry.seals`); an approval without
+    #: a valid one is pending, whatever ``admin_approved_by`` says (0012)
+    admin_seal: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
 
 
@@ -101,6 +104,9 @@ class Membership(Base):
     #: who approved that grant; ``NULL`` while it is pending (``registry.membership_approvals: 2``):
     #: a pending membership grants nothing. With one approval the granter's grant approves itself.
     approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: the registry's seal of that approval (:mod:`pds_kernel.registry.seals`); an approval without
+    #: a valid one is pending, whatever ``approved_by`` says (0012)
+    seal: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     project: Mapped[Project] = relationship(back_populates="memberships")
 
@@ -135,3 +141,6 @@ class RegistryRule(Base):
 
 #: :class:`RegistryRule` name of the number of administrators a membership needs
 MEMBERSHIP_APPROVALS_RULE = "membership_approvals"
+#: ``seal`` and ``admin_seal`` of the approvals that existed at the upgrade to revision 0012, until
+#: the registry seals them (:func:`pds_kernel.registry.seals.seal_approvals_of_upgrade`)
+SEALED_BY_MIGRATION = "migration:0012"

@@ -20,6 +20,7 @@ from ..db import transaction
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from .models import MEMBERSHIP_APPROVALS_RULE, Membership, Project, ProjectStatus, RegistryRule, Role, User
 from .names import check_project_id, check_user_name
+from .seals import ApprovalSeals, seal_approvals_of_upgrade
 from .views import (
     PROJECT_FIELDS,
     MemberInfo,
@@ -33,18 +34,18 @@ from .views import (
 log = logging.getLogger(__name__)
 
 
-def _has_administrator(s: Session) -> bool:
-    """An active, approved administrator (a pending one is none: it counts for nothing here)."""
-    return s.scalar(select(User.name).where(User.is_admin.is_(True), User.active.is_(True),
-                                            User.admin_approved_by.is_not(None)).limit(1)) is not None
+def _has_administrator(s: Session, seals: ApprovalSeals) -> bool:
+    """An active, approved administrator, sealed (a pending one is none: it counts for nothing here)."""
+    return any(seals.administrator_sealed(u) for u in s.scalars(select(User).where(
+        User.is_admin.is_(True), User.active.is_(True), User.admin_approved_by.is_not(None))))
 
 
-def _keep_an_administrator(s: Session, had_administrator: bool) -> None:
+def _keep_an_administrator(s: Session, seals: ApprovalSeals, had_administrator: bool) -> None:
     """Refuse a write that leaves a registry that had an active administrator with none: while it
     holds none, whoever opens it bootstraps it (:func:`pds_kernel.permissions.can_administer_registry`),
     so an administrator who deactivated or demoted every administrator, himself last, could then
     act as anyone, an OS account included, and come back to approve what he did."""
-    if had_administrator and not _has_administrator(s):
+    if had_administrator and not _has_administrator(s, seals):
         raise InvalidInput("this would leave the registry with no active administrator (a pending one is none), "
                            "and whoever opens a registry without one may administer it: make another "
                            "administrator first (and have them approved)")
@@ -60,6 +61,7 @@ class Registry:
                                "(the granter's grant is enough) or 2 (a second administrator approves it)")
         self._sessions = sessions
         self._audit = audit
+        self._seals = ApprovalSeals(audit.key)
         self.membership_approvals = membership_approvals
 
     @classmethod
@@ -75,10 +77,10 @@ class Registry:
         self._check_admin(actor, "registry.user.update", f"user:{name}")
         with transaction(self._sessions) as s:
             approvals = self._approvals(s, actor)  # every write records the rule (a demotion or a plain user too)
-            had_administrator = _has_administrator(s)
+            had_administrator = _has_administrator(s, self._seals)
             written = self._write_user(s, actor, name, full_name=full_name, email=email, is_admin=is_admin,
                                        active=active, bootstrap=not had_administrator, approvals=approvals)
-            _keep_an_administrator(s, had_administrator)
+            _keep_an_administrator(s, self._seals, had_administrator)
             return written
 
     def upsert_project(self, actor: str, project_id: str, **values) -> ProjectInfo:
@@ -132,7 +134,7 @@ class Registry:
             except ValueError:
                 raise InvalidInput(f"role {str(role)[:40]!r} is not one of researcher, output-checker") from None
             with transaction(self._sessions) as s:
-                seen = _member_info(self._membership(s, project_id, user_name, role))
+                seen = self._member_view(self._membership(s, project_id, user_name, role))
             if not seen.pending:
                 raise InvalidInput(f"the {role.value} membership of {user_name} in {project_id} is not pending "
                                    f"(approved by {seen.approved_by}): nothing to approve")
@@ -142,17 +144,18 @@ class Registry:
                 # locked until the approval is written: an extension made meanwhile waits, then
                 # makes the membership pending again (never rides on an approval of what was seen)
                 member = self._membership(s, project_id, user_name, role, lock=True)
-                if _member_info(member) != seen:  # changed between the check and the write
+                if self._member_view(member) != seen:  # changed between the check and the write
                     raise InvalidInput(f"the {role.value} membership of {user_name} in {project_id} changed "
                                        "while it was being approved: look at it again (pds project show)")
                 member.approved_by = permissions.audit_actor(actor)
+                self._seals.seal_membership(member)
                 s.flush()
                 self._audit.record(AuditEvent(
                     actor=actor, action="registry.member.approve", target=target, project=project_id,
                     details={"role": role.value, "expires_on": member.expires_on.isoformat(),
                              "granted_by": member.granted_by},
                 ), session=s)
-                return _member_info(member)
+                return self._member_view(member)
         except (PermissionDenied, NotFound, InvalidInput) as exc:
             self._audit.record(AuditEvent(actor=actor, action="registry.member.approve", target=target,
                                           project=project_id if isinstance(project_id, str) else "",
@@ -194,7 +197,7 @@ class Registry:
         approves it (:meth:`approve_administrator`)."""
         user = s.get(User, name, with_for_update=True)
         created = user is None
-        before = None if created else _user_info(user)
+        before = None if created else self._user_view(user)
         if created:
             user = User(name=name)
             s.add(user)
@@ -207,8 +210,12 @@ class Registry:
             user.admin_approved_by = user.admin_granted_by if approved else None
         elif not is_admin:
             user.admin_granted_by = user.admin_approved_by = None
+        if before is None or not before.admin_pending or not (is_admin and active):
+            # a new grant, a demotion or deactivation: sealed as it now stands. An approval the
+            # registry did not seal (written in the database) stays unsealed: never blessed here
+            self._seals.seal_administrator(user)
         s.flush()
-        after = _user_info(user)
+        after = self._user_view(user)
         if created or before != after:
             details = {"is_admin": is_admin, "active": active}
             if is_admin:
@@ -236,27 +243,33 @@ class Registry:
             with transaction(self._sessions) as s:
                 self._approvals(s, actor)  # first, as every write: the rule's row is locked first
                 user = s.get(User, user_name, with_for_update=True)  # a change made meanwhile waits
-                if user is None or _user_info(user) != seen:
+                if user is None or self._user_view(user) != seen:
                     raise InvalidInput(f"user {user_name} changed while being approved: look again "
                                        "(pds project users)")
                 user.admin_approved_by = permissions.audit_actor(actor)
+                self._seals.seal_administrator(user)
                 s.flush()
                 self._audit.record(AuditEvent(
                     actor=actor, action="registry.user.approve_admin", target=target,
                     details={"admin_granted_by": user.admin_granted_by},
                 ), session=s)
-                return _user_info(user)
+                return self._user_view(user)
         except (PermissionDenied, NotFound, InvalidInput) as exc:
             self._audit.record(AuditEvent(actor=actor, action="registry.user.approve_admin", target=target,
                                           outcome=Outcome.DENIED, details={"reason": str(exc)[:500]}))
             raise
 
-    @staticmethod
-    def _user(s: Session, name: str) -> UserInfo:
+    def _member_view(self, m: Membership) -> MemberInfo:
+        return _member_info(m, sealed=self._seals.membership_sealed(m))
+
+    def _user_view(self, u: User) -> UserInfo:
+        return _user_info(u, sealed=self._seals.administrator_sealed(u))
+
+    def _user(self, s: Session, name: str) -> UserInfo:
         user = s.get(User, name)
         if user is None:
             raise NotFound(f"no user {name!r}")
-        return _user_info(user)
+        return self._user_view(user)
 
     def _write_project(self, s: Session, actor: str, project_id: str, values: dict) -> ProjectInfo:
         project = s.get(Project, project_id)
@@ -313,19 +326,22 @@ class Registry:
             member = Membership(project_id=project_id, user_name=user_name, role=role, expires_on=expires_on)
             s.add(member)
         elif member.expires_on == expires_on:
-            return _member_info(member)
+            return self._member_view(member)
         if action == "registry.member.add" or expires_on > member.expires_on:
             # a grant or an extension: with two approvals it waits for a second administrator;
             # shortening (like removing) needs nobody's approval and keeps the approval it had
             member.granted_by = permissions.audit_actor(actor)
             member.approved_by = member.granted_by if approvals == 1 else None
+        elif not self._seals.membership_sealed(member):
+            member.approved_by = None  # an approval the registry did not seal is never blessed here
         member.expires_on = expires_on
+        self._seals.seal_membership(member)
         s.flush()
         self._audit.record(AuditEvent(
             actor=actor, action=action, target=f"user:{user_name}", project=project_id,
             details={"role": role.value, "expires_on": expires_on.isoformat(), "pending": member.pending},
         ), session=s)
-        return _member_info(member)
+        return self._member_view(member)
 
     @staticmethod
     def _rule(s: Session) -> RegistryRule | None:
@@ -342,6 +358,7 @@ class Registry:
         lowers it, so nobody drops the second administrator by running one command with a setting
         of their own."""
         rule = self._rule(s)
+        seal_approvals_of_upgrade(s, self._seals, self._audit, actor)
         if self.membership_approvals > (rule.value if rule else 1):
             if rule is None:
                 # two processes recording the rule at once: the second's insert waits for the
@@ -390,20 +407,20 @@ class Registry:
 
     def users(self) -> list[UserInfo]:
         with transaction(self._sessions) as s:
-            return [_user_info(u) for u in s.scalars(select(User).order_by(User.name))]
+            return [self._user_view(u) for u in s.scalars(select(User).order_by(User.name))]
 
     def members(self, project_id: str) -> list[MemberInfo]:
         with transaction(self._sessions) as s:
             self._project(s, project_id)
             rows = s.scalars(select(Membership).where(Membership.project_id == project_id)
                              .order_by(Membership.user_name, Membership.role))
-            return [_member_info(m) for m in rows]
+            return [self._member_view(m) for m in rows]
 
     def memberships_of(self, user_name: str) -> list[MemberInfo]:
         with transaction(self._sessions) as s:
             rows = s.scalars(select(Membership).where(Membership.user_name == user_name)
                              .order_by(Membership.project_id, Membership.role))
-            return [_member_info(m) for m in rows]
+            return [self._member_view(m) for m in rows]
 
     def active_projects(self, user_name: str, role: Role | str = Role.RESEARCHER,
                         today: date | None = None) -> list[ProjectInfo]:
@@ -416,7 +433,8 @@ class Registry:
                 return []
             rows = s.execute(select(Project, Membership).join(Membership).where(
                 Membership.user_name == user_name, Membership.role == role).order_by(Project.id))
-            return [_project_info(p) for p, m in rows if p.is_open(today) and m.is_valid(today) and not m.pending]
+            return [_project_info(p) for p, m in rows
+                    if p.is_open(today) and m.is_valid(today) and self._seals.membership_sealed(m)]
 
     def approvals_rule(self) -> int:
         """How many administrators the two-person rule asks for now, read only: this process's
@@ -433,6 +451,12 @@ class Registry:
         still works under it."""
         with transaction(self._sessions) as s:
             return self._approvals(s, actor)
+
+    def seal_approvals_of_upgrade(self, actor: str) -> None:
+        """Seal the approvals made before revision 0012, if not done yet (every write does it
+        first; ``pds db upgrade`` calls this so that access works before the next write)."""
+        with transaction(self._sessions) as s:
+            self._approvals(s, actor)
 
     def is_administrator(self, actor: str) -> bool:
         """Whether ``actor`` is an active platform administrator of the registry (the rule is
@@ -483,7 +507,12 @@ class Registry:
                 Membership.role == role))
             if member is None:
                 return f"{user_name} is not a {role.value} of project {project_id}"
-            if member.pending:
+            if member.approved_by is not None and not self._seals.membership_sealed(member):
+                return (f"the {role.value} membership of {user_name} in {project_id} carries an approval the "
+                        "registry did not seal (written in its database, not by PDS Workspace): it counts as "
+                        "pending; a second administrator must approve it: pds project approve-member "
+                        f"{project_id} {user_name} --role {role.value}")
+            if member.approved_by is None:
                 return (f"the {role.value} membership of {user_name} in {project_id} is pending: a second "
                         f"administrator must approve it: pds project approve-member {project_id} {user_name} "
                         f"--role {role.value}")
@@ -514,9 +543,9 @@ class Registry:
                           check=lambda _registry, who: self._check_own_grants(who, spec))
         with transaction(self._sessions) as s:
             validate_registry_spec(spec, set(s.scalars(select(User.name))))
-            had_administrator = _has_administrator(s)
+            had_administrator = _has_administrator(s, self._seals)
             changes = self._apply_in(s, actor, spec, bootstrap=not had_administrator)
-            _keep_an_administrator(s, had_administrator)
+            _keep_an_administrator(s, self._seals, had_administrator)
             return changes
 
     def _check_own_grants(self, actor: str, spec: RegistrySpec) -> None:
@@ -534,7 +563,7 @@ class Registry:
         approvals = self._approvals(s, actor)  # the chart's registry Job records its rule at every install
         for u in spec.users:
             before = s.get(User, u.name)
-            before = None if before is None else _user_info(before)
+            before = None if before is None else self._user_view(before)
             after = self._write_user(s, actor, u.name, full_name=u.full_name, email=u.email,
                                      is_admin=u.admin, active=u.active, bootstrap=bootstrap, approvals=approvals)
             if before != after:

@@ -83,12 +83,17 @@ def _project_info(p: Project) -> ProjectInfo:
     )
 
 
-def _member_info(m: Membership) -> MemberInfo:
-    return MemberInfo(m.project_id, m.user_name, Role(m.role), m.expires_on, m.granted_by, m.approved_by)
+def _member_info(m: Membership, *, sealed: bool) -> MemberInfo:
+    """``sealed``: the row's approval carries the registry's seal (:mod:`.seals`); without it the
+    membership is shown, and counts, as pending."""
+    return MemberInfo(m.project_id, m.user_name, Role(m.role), m.expires_on, m.granted_by,
+                      m.approved_by if sealed else None)
 
 
-def _user_info(u: User) -> UserInfo:
-    return UserInfo(u.name, u.full_name, u.email, u.is_admin, u.active, u.admin_granted_by, u.admin_approved_by)
+def _user_info(u: User, *, sealed: bool) -> UserInfo:
+    """``sealed``: as for :func:`_member_info`, of the administrator's approval."""
+    return UserInfo(u.name, u.full_name, u.email, u.is_admin, u.active, u.admin_granted_by,
+                    u.admin_approved_by if sealed else None)
 
 
 PROJECT_FIELDS = (

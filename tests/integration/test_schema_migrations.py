@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -244,6 +245,15 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
     assert "already at schema revision" in done.stdout
 
     after = _dump(settings)
+    # the first upgrade sealed the approvals it found (revision 0012), under the audit key, once:
+    # one keyed entry after the old release's, whose chain goes on
+    sealed = after["audit_log"].pop()
+    assert (sealed["action"], sealed["chain_version"]) == ("registry.seals.upgrade", 2)
+    assert json.loads(sealed["details"]) == {"memberships": 4, "administrators": 1}
+    seals = {row["user_name"]: row.pop("seal") for row in after["registry_memberships"]}
+    admin_seals = {row["name"]: row.pop("admin_seal") for row in after["registry_users"]}
+    assert all(re.fullmatch("[0-9a-f]{64}", seal) for seal in seals.values())
+    assert [name for name, seal in admin_seals.items() if seal] == ["root"] and re.fullmatch("[0-9a-f]{64}", admin_seals["root"])
     # tables added since that release start empty; columns added since then hold their defaults
     assert after.keys() >= before.keys()
     assert all(after[table] == [] for table in after.keys() - before.keys())
@@ -260,7 +270,7 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
 
     verified = subprocess.run([PDS, "audit", "verify"], env=current, cwd=tmp_path, capture_output=True, text=True)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert f"intact: {len(before['audit_log'])} entries" in verified.stdout
+    assert f"intact: {len(before['audit_log']) + 1} entries" in verified.stdout
 
     # the current code works on the upgraded data, and the chain goes on keyed
     rt = Runtime(settings)

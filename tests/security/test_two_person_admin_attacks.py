@@ -106,8 +106,8 @@ def test_two_concurrent_demotions_leave_no_administrator(tmp_path, pg_database, 
             except InvalidInput as exc:
                 errors.append(exc)
 
-        def keep_then_race(s, had_administrator):
-            keep(s, had_administrator)
+        def keep_then_race(s, seals, had_administrator):
+            keep(s, seals, had_administrator)
             calls.append(had_administrator)
             if len(calls) == 1:  # root's own demotion passed its check, uncommitted: demote ada now
                 thread = threading.Thread(target=demote_ada)
