@@ -17,6 +17,10 @@ held open: :func:`pds_kernel.project_end.outside_home_bytes`), and stops a works
 quota, audited with ``cause: home over quota``. Its next start is refused with the same message
 (:func:`pds_kernel.project_end.check_home_quota`) until an administrator frees space or raises the
 quota.
+
+And it stops a workspace whose extract changed while it runs: a file of the build it mounts
+written, replaced, added or removed after its start (:mod:`pds_kernel.extract.mount_watch`),
+audited with ``cause: extract changed``; its next start checks the extract again and is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from datetime import date
 
 from ..audit import AuditEvent
+from ..extract.mount_watch import changed_mounts
 from ..periodic import PeriodicCheck
 from ..project_end import homes_over_quota, outside_home_bytes
 from .common import HubContext, is_registry_user, project_groups, revoke_reason
@@ -88,15 +93,18 @@ class MembershipWatcher(PeriodicCheck):
                     running.setdefault(user.name, []).append(name)
         return running
 
-    def _outside_home_sources(self, running: dict[str, list[str]]) -> dict[tuple[str, str], tuple]:
-        """(user, server) -> (pid, log) of each running local sandbox (:meth:`SandboxSpawner.outside_home`)."""
-        sources = {}
+    def _spawners(self, running: dict[str, list[str]]):
+        """``((user, server), spawner)`` of each running server."""
         for user, servers in running.items():
             for server in servers:
                 spawner = self.app.users[user].spawners.get(server) if user in self.app.users else None
-                if hasattr(spawner, "outside_home"):
-                    sources[(user, server)] = spawner.outside_home()
-        return sources
+                if spawner is not None:
+                    yield (user, server), spawner
+
+    def _outside_home_sources(self, running: dict[str, list[str]]) -> dict[tuple[str, str], tuple]:
+        """(user, server) -> (pid, log) of each running local sandbox (:meth:`SandboxSpawner.outside_home`)."""
+        return {key: spawner.outside_home() for key, spawner in self._spawners(running)
+                if hasattr(spawner, "outside_home")}
 
     async def check_once(self, today: date | None = None) -> list[str]:
         """Stop the servers of users who may no longer use their project, then those whose home is
@@ -118,7 +126,18 @@ class MembershipWatcher(PeriodicCheck):
         for user, server, why in over:
             if await self._stop_recorded(user, server, "home over quota", why):
                 stopped.append(f"{user}/{server}")
+        mounts = self._mounted_extracts(self._running())
+        changed = await asyncio.to_thread(changed_mounts, self.context.settings, self.context.runtime.audit, mounts)
+        for user, server, why in changed:
+            if await self._stop_recorded(user, server, "extract changed", why):
+                stopped.append(f"{user}/{server}")
         return stopped
+
+    def _mounted_extracts(self, running: dict[str, list[str]]) -> dict:
+        """(user, server) -> the extract each running local sandbox mounts (:meth:`SandboxSpawner.mounted_extract`)."""
+        mounts = {key: spawner.mounted_extract() for key, spawner in self._spawners(running)
+                  if hasattr(spawner, "mounted_extract")}
+        return {key: mounted for key, mounted in mounts.items() if mounted is not None}
 
     async def _stop_recorded(self, user: str, server: str, cause: str, why: str) -> bool:
         self._stopping.add((user, server))

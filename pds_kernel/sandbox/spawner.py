@@ -36,6 +36,7 @@ from traitlets import Any, Bool, Float, Integer, List, Unicode, default
 from ..audit import AuditEvent, Outcome
 from ..errors import PdsError, PermissionDenied
 from ..extract.mount_check import WHO_FIXES, CheckedMount, ExtractRefused, check_for_workspace
+from ..extract.mount_watch import MountedExtract
 from ..packages.index import IndexServer
 from ..project_end import check_home_quota
 from . import cgroup
@@ -107,6 +108,8 @@ class SandboxSpawner(Spawner):
     _token_sha256 = Unicode("")
     #: (device, inode) of the notebook server's socket, recorded when it opened it
     _server_socket = List()
+    #: the extract build mounted, and its fingerprint at the start (MountedExtract)
+    _mounted = Any(None, allow_none=True)
 
     @default("singleuser_command")
     def _default_singleuser_command(self) -> list[str]:
@@ -152,6 +155,11 @@ class SandboxSpawner(Spawner):
         with contextlib.suppress(FileNotFoundError):
             os.replace(log_path, log_path.with_name(log_path.name + ".1"))
         return log_path
+
+    def mounted_extract(self) -> MountedExtract | None:
+        """The build this running workspace mounts, and its fingerprint at the start (the hub's
+        watcher stops the workspace when it changes: :mod:`pds_kernel.extract.mount_watch`)."""
+        return self._mounted if self.pid else None
 
     def outside_home(self) -> tuple[int, Path]:
         """(launcher pid, log of this start) of the running sandbox: what the hub's watcher counts
@@ -205,6 +213,7 @@ class SandboxSpawner(Spawner):
         self._prepare_home(spec.mount(home_volume_name(spec.project, spec.user)).host_path)
         hand_over(spec.mount(home_volume_name(spec.project, spec.user)).host_path, account)
         extract = await self._checked_extract(spec)
+        self._mounted = MountedExtract.of(extract)  # what the hub's watcher compares it with
         prepare_imports_mount(spec.mount(imports_volume_name(spec.project)))
 
         runtime_dir = prepare_runtime_dir(self._runtime_dir())
@@ -292,6 +301,8 @@ class SandboxSpawner(Spawner):
         if self.pid:
             state.update(pid=self.pid, port=self.port, token_sha256=self._token_sha256,
                          server_socket=list(self._server_socket))
+            if self._mounted is not None:
+                state["extract"] = self._mounted.as_state()
         return state
 
     def load_state(self, state: dict) -> None:
@@ -300,6 +311,7 @@ class SandboxSpawner(Spawner):
         self.port = int(state.get("port", 0) or 0)
         self._token_sha256 = str(state.get("token_sha256", "") or "")
         self._server_socket = [int(x) for x in state.get("server_socket") or []][:2]
+        self._mounted = MountedExtract.from_state(state.get("extract"))
 
     def clear_state(self) -> None:
         super().clear_state()
@@ -307,6 +319,7 @@ class SandboxSpawner(Spawner):
         self.port = 0
         self._token_sha256 = ""
         self._server_socket = []
+        self._mounted = None
         self._proc = None
 
     # ---- helpers -------------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""Attacks on the extract while a workspace runs: its files changed after the start's check.
+
+A workspace's start checks its extract against the audit trail and mounts the build it checked
+(test_extract_mount_attacks.py). Someone who can write the project's directory on the host (a
+data manager's script gone wrong, an intruder) changes the build's files while alice's workspace
+runs. Before the watcher compared the build with its state at the start, alice's kernel read the
+changed rows, unchecked, until her next start: both attempts below GOT THROUGH. Now the hub's
+watcher (every second here) stops the workspace, audited as ``workspace.stop`` with ``cause:
+extract changed``, and its next start is refused. A new publication, which removes the build a
+running workspace mounts, is no tampering: that workspace keeps running.
+
+One real hub for the module (tests/hub/hubfixtures.py), alice's workspace in a real bubblewrap
+sandbox; the extract's files are changed as root on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+from hub_identity_support import started_world
+from hubfixtures import write_extract
+from project_end_support import PROJECT, execute, make_quota_world, running, start_workspace
+from published import publish_by_hand
+
+pytestmark = pytest.mark.functional
+
+READ = "import os; print(sorted(os.listdir('/data')), os.path.getsize('/data/ER_PRS_F.parquet'))"
+
+
+@pytest.fixture(scope="module")
+def world():
+    with started_world(make_quota_world) as world:
+        yield world
+
+
+def _build(hub):
+    """The build alice's workspace mounts: the project's ``extract`` link's target."""
+    link = hub.settings.paths.projects / PROJECT / "extract"
+    return link.parent / os.readlink(link)
+
+
+def _republish(hub) -> None:
+    """A fresh extract, published as a build publishes one (the previous build removed)."""
+    pdir = hub.settings.paths.projects / PROJECT
+    old = _build(hub)
+    (pdir / "extract").unlink()
+    write_extract(pdir / "extract", rows=120)
+    publish_by_hand(hub.runtime, PROJECT, actor="root")
+    for path in [old, *old.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(old)
+
+
+def _stopped_for_the_extract(hub) -> dict:
+    deadline = time.monotonic() + 30
+    while running(hub, "alice") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not running(hub, "alice"), "the workspace kept running on an extract changed after its start"
+    stops = [e for e in hub.actions("workspace.stop") if e.project == PROJECT
+             and e.details.get("cause") == "extract changed" and e.details.get("checked_at") == "watcher"]
+    assert stops, [e.details for e in hub.actions("workspace.stop")][-3:]
+    assert "changed after the workspace started" in stops[-1].details["reason"]
+    return stops[-1].details
+
+
+def _start_refused(alice) -> None:
+    again = alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}")
+    assert again.status_code == 403, again.text
+    assert "extract of project" in again.text and "cannot be mounted" in again.text
+
+
+def test_rows_appended_to_an_extract_file_while_the_workspace_runs(world):
+    hub, secret = world
+    alice, url = start_workspace(hub, secret)
+    before = execute(url, alice.token, READ, timeout=60)["stdout"]
+    assert "ER_PRS_F.parquet" in before
+    target = _build(hub) / "ER_PRS_F.parquet"
+    os.chmod(target, 0o644)
+    with open(target, "ab") as out:  # same inode: what the sandbox's mount shows at once
+        out.write(b"\0" * 4096)
+    _stopped_for_the_extract(hub)
+    _start_refused(alice)
+    _republish(hub)
+
+
+def test_an_extract_file_replaced_by_another_of_the_same_size(world):
+    """The same bytes' length, a new inode renamed over the old one, the mode put back."""
+    hub, secret = world
+    alice, url = start_workspace(hub, secret)
+    assert "ER_PRS_F.parquet" in execute(url, alice.token, READ, timeout=60)["stdout"]
+    build = _build(hub)
+    os.chmod(build, 0o755)
+    target = build / "ER_PRS_F.parquet"
+    forged = build / ".forged"
+    forged.write_bytes(bytes(reversed(target.read_bytes())))
+    os.chmod(forged, 0o444)
+    os.rename(forged, target)
+    os.chmod(build, 0o555)
+    _stopped_for_the_extract(hub)
+    _start_refused(alice)
+    _republish(hub)
+
+
+def test_a_new_publication_does_not_stop_a_running_workspace(world):
+    """The control: a data manager publishes a new extract (the build alice mounts is removed): her
+    workspace keeps running; her next start mounts the new one."""
+    hub, secret = world
+    alice, url = start_workspace(hub, secret)
+    _republish(hub)
+    time.sleep(4)  # four passes of the watcher
+    assert running(hub, "alice")
+    assert not [e for e in hub.actions("workspace.stop") if e.details.get("cause") == "extract changed"
+                and e.details.get("reason", "").find(_build(hub).name) >= 0]
+    stop = alice.api("DELETE", f"/hub/api/users/alice/servers/{PROJECT}")
+    assert stop.status_code in (202, 204), stop.text
