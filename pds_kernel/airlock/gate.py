@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from sqlalchemy import select
 
 from ..db import transaction
 from ..errors import InvalidInput
-from ..extract.mount_check import ExtractRefused, check_for_workspace
+from ..extract.mount_check import CheckedMount
 from ..hashing import sha256_file
 from .checks import (
     FileCheck,
@@ -31,14 +29,13 @@ from .checks import (
     Status,
     Thresholds,
     check_file,
-    content,
     declaration,
     filetypes,
     submitted_findings,
     tables,
 )
-from .checks.model_reference import Reference, extract_reference
-from .checks.pregates import PSEUDONYM_PREFIX
+from .checks.model_reference import Reference
+from .extract_reads import extract_numbers, gate_extract, person_id_prefixes
 from .models import ExportRequest
 from .rebuild import rebuild_all, rebuilt_kind, submitted_path
 from .staging import RefusedFiles, request_dir
@@ -47,8 +44,6 @@ log = logging.getLogger(__name__)
 
 #: the project's released tables compared with a new one (the most recent first)
 MAX_RELEASED_TABLES = 100
-COHORT_FILE = "COHORT.parquet"
-PERSON_COLUMN = content.PERSON_ID
 
 
 @dataclass(frozen=True)
@@ -65,24 +60,6 @@ class ProjectGate:
     model_checker: Callable | None = None
     #: the project's extract as numbers (read when a model is checked), for rule model-tensors
     reference: Callable[[], Reference | None] | None = None
-
-
-@lru_cache(maxsize=8)
-def _prefixes(path: str, mtime_ns: int) -> frozenset[str]:
-    import pyarrow.parquet as pq
-
-    column = pq.read_table(path, columns=[PERSON_COLUMN]).column(PERSON_COLUMN)
-    return frozenset(str(v)[:PSEUDONYM_PREFIX].lower() for v in column.to_pylist() if v)
-
-
-def person_id_prefixes(projects_root: Path, project: str) -> frozenset[str] | None:
-    """Prefixes of the PERSON_IDs of the project's published extract (None when it has none yet)."""
-    path = Path(projects_root) / project / "extract" / COHORT_FILE
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return _prefixes(str(path.resolve()), stat.st_mtime_ns)
 
 
 def _declaration_of(context_json: str, name: str) -> Any:
@@ -173,23 +150,24 @@ def check_refusals(results: Mapping[int, FileCheck], names: Mapping[int, str]) -
 
 
 def project_gate(settings, sessions, limits, project: str, thresholds: Thresholds,
-                 request_id: str | None = None, model_checker: Callable | None = None, *, audit) -> ProjectGate:
+                 request_id: str | None = None, model_checker: Callable | None = None, *, audit,
+                 extract: CheckedMount | None = None) -> ProjectGate:
     """The gate's knowledge of ``project`` (reads the database: call it outside a transaction).
     What it reads of the project's extract (the cohort's pseudonyms, the numbers a model is compared
     with) must be the extract the audit trail says was published, checked as a workspace's is
-    (:func:`pds_kernel.extract.mount_check.check_for_workspace`): a cohort rewritten after its
-    publication would hide pseudonyms from the table checks. A project with no extract has nothing
-    to check; one whose extract fails is refused (:class:`ExtractRefused`)."""
-    if os.path.lexists(settings.paths.projects / project / "extract"):
-        try:
-            check_for_workspace(settings, audit, project)
-        except ExtractRefused as exc:
-            raise ExtractRefused(f"the gate checks an export against its project's published extract, and {exc}") \
-                from None
+    (:func:`.extract_reads.gate_extract`), and is read as it was checked
+    (:mod:`pds_kernel.extract.checked_read`): a cohort rewritten after its publication, or between
+    the check and the read, would hide pseudonyms from the table checks. ``extract`` is the check
+    :func:`.submission.request_gate` made once for the whole submission (its model checks mount
+    it); without it the extract is checked here. A project with no extract has nothing to check;
+    one whose extract fails is refused (:class:`ExtractRefused`)."""
+    if extract is None:
+        extract = gate_extract(settings, audit, project)
+    projects = settings.paths.projects
     return ProjectGate(thresholds, limits.max_file_bytes, limits.allowed_extensions,
-                       person_id_prefixes(settings.paths.projects, project),
+                       person_id_prefixes(projects, extract),
                        released_tables(sessions, settings.paths.staging, project, exclude=request_id),
-                       model_checker, lambda: extract_reference(settings.paths.projects, project))
+                       model_checker, lambda: extract_numbers(projects, extract))
 
 
 def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str, str]],

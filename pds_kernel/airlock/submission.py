@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from ..errors import InvalidInput
 from ..modelcheck.checker import ModelChecker
 from .checks import Thresholds
+from .extract_reads import gate_extract
 from .gate import ProjectGate, project_gate
 from .inputs import check_context_shape
 from .limits import AirlockLimits
@@ -86,11 +87,16 @@ def checked_context(context: Mapping[str, Any] | None) -> dict:
 def request_gate(settings, sessions, registry, limits: AirlockLimits, project: str, thresholds: Thresholds,
                  request_id: str, author: str, audit) -> ProjectGate:
     """The project's PERSON_IDs and released tables, and the model checker of ``author``'s
-    request (reads the database: outside a transaction)."""
+    request (reads the database: outside a transaction). The project's extract is checked once
+    (:func:`.extract_reads.gate_extract`, a full re-hash up to ``hub.extract_hash_max_bytes``) for
+    the whole submission: the gate reads it as checked, and the local model check mounts it as
+    checked (its launcher refuses a tree whose fingerprint moved since)."""
+    extract = gate_extract(settings, audit, project)
     checker = ModelChecker(settings, registry.get_project(project), settings.paths.homes / project / author,
                            settings.paths.state / "model-checks" / project / request_id,
-                           author=author, request_id=request_id, audit=audit)
-    return project_gate(settings, sessions, limits, project, thresholds, request_id, checker, audit=audit)
+                           author=author, request_id=request_id, audit=audit, extract=extract)
+    return project_gate(settings, sessions, limits, project, thresholds, request_id, checker, audit=audit,
+                        extract=extract)
 
 
 def submitted_summary(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -222,25 +222,36 @@ def _kind(info: os.stat_result) -> str:
     return "not a file"
 
 
-def fingerprint(root: int) -> str:
-    """The fingerprint of the tree at ``root`` (:func:`scan`'s, without its checks)."""
+def fingerprint(root: int, states: dict[str, os.stat_result] | None = None) -> str:
+    """The fingerprint of the tree at ``root`` (:func:`scan`'s, without its checks); ``states``,
+    when given, receives the state of every entry the fingerprint was taken over."""
     digest = hashlib.sha256(_state(".", os.fstat(root)).encode())
     for rel, info, _parent in _walk(root):
         digest.update(_state(rel, info).encode())
+        if states is not None:
+            states[rel] = info
     return digest.hexdigest()
+
+
+def open_listed(root: int, rel: str) -> int:
+    """A descriptor of the regular file ``rel`` (``NAME`` or ``FOLDER/NAME``) below ``root``,
+    opened without following a link; the caller closes it."""
+    folder, _, name = rel.rpartition("/")
+    if not _plain(rel):
+        raise TreeRefused(f"{rel[:120]!r} is not a file of the extract")
+    parent = _open_dir(root, folder) if folder else root
+    try:
+        return _open_file(parent, name)
+    finally:
+        if folder:
+            os.close(parent)
 
 
 def hash_files(root: int, tree: Tree, on_bytes: Callable[[int], None] | None = None) -> None:
     """Re-hash every listed file below ``root``; raises :class:`TreeRefused` on the first whose
     SHA-256 differs from the manifest's. ``on_bytes`` is told the bytes read (progress)."""
     for listed in tree.files:
-        folder, _, name = listed.path.rpartition("/")
-        parent = _open_dir(root, folder) if folder else root
-        try:
-            fd = _open_file(parent, name)
-        finally:
-            if folder:
-                os.close(parent)
+        fd = open_listed(root, listed.path)
         digest = hashlib.sha256()
         with os.fdopen(fd, "rb") as handle:
             while block := handle.read(BLOCK):

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..airlock.checks.models import model_format
 from ..airlock.checks.result import Finding, Status
-from ..extract.mount_check import ExtractRefused, check_for_workspace, expected_mount
+from ..extract.mount_check import CheckedMount, ExtractRefused, check_for_workspace, expected_mount
 from . import ATTACKED_FORMATS, verdict
 from .inputs import snapshot
 from .k8s_job import run_check_job
@@ -52,6 +52,10 @@ class ModelChecker:
     request_id: str = ""
     #: the audit trail: the extract the check mounts must be the one published (deny by default)
     audit: Any = None
+    #: the project's extract as the gate checked it for this submission
+    #: (:func:`pds_kernel.airlock.extract_reads.gate_extract`): the local check mounts it without
+    #: re-hashing it, its launcher comparing the tree's fingerprint with this one; None: checked here
+    extract: CheckedMount | None = None
 
     def __call__(self, index: int, name: str, staged: Path, declaration: Mapping[str, Any] | None
                  ) -> tuple[list[Finding], dict[str, Any] | None]:
@@ -106,7 +110,7 @@ class ModelChecker:
                                  {**job, "declaration": dict(declaration),
                                   "max_input_bytes": self.settings.model_check.max_input_bytes},
                                  expected=expected)
-        extract = check_for_workspace(self.settings, self.audit, self.project.id)
+        extract = self.extract or check_for_workspace(self.settings, self.audit, self.project.id)
         return self._run_in_sandbox(index, staged, model_name, declaration, job, extract)
 
     def _run_in_sandbox(self, index: int, staged: Path, model_name: str, declaration: Mapping[str, Any],

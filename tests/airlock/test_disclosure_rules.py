@@ -285,17 +285,22 @@ def test_person_id_column_name_is_the_extracts():
     assert content.PERSON_ID == PERSON_ID and PERSON_ID in content.person_key_columns()
 
 
-def test_project_person_ids_are_read_from_the_published_extract(tmp_path):
+def test_project_person_ids_are_read_from_the_published_extract(runtime):
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from published import publish_by_hand
 
-    from pds_kernel.airlock.gate import person_id_prefixes
+    from pds_kernel.airlock.extract_reads import gate_extract, person_id_prefixes
 
-    assert person_id_prefixes(tmp_path, "p-1") is None  # no extract yet
-    extract = tmp_path / "p-1" / "extract"
+    settings = runtime.settings
+    assert gate_extract(settings, runtime.audit, "p-1") is None  # no extract yet: nothing to check
+    assert person_id_prefixes(settings.paths.projects, None) is None
+    extract = settings.paths.projects / "p-1" / "extract"
     extract.mkdir(parents=True)
     pq.write_table(pa.table({"PERSON_ID": ["AB" * 32, "cd" * 32]}), extract / "COHORT.parquet")
-    assert person_id_prefixes(tmp_path, "p-1") == frozenset({"ab" * 6, "cd" * 6})
+    publish_by_hand(runtime, "p-1")
+    checked = gate_extract(settings, runtime.audit, "p-1")
+    assert person_id_prefixes(settings.paths.projects, checked) == frozenset({"ab" * 6, "cd" * 6})
 
 
 def test_registry_file_sets_max_table_rows():

@@ -57,3 +57,50 @@ def test_a_cohort_rewritten_after_publication_hides_the_projects_person_ids(gate
     with pytest.raises(ExtractRefused, match="published extract.*re-publish it"):
         _submit(service, _table_of_prefixes(rows))
     assert not [p for p in settings.paths.staging.rglob("*") if p.is_file()]
+
+
+def _other_persons_in(cohort, how: str) -> None:
+    """Put another project's persons in ``cohort`` (0444 in a published build: whoever can write
+    the project's folder makes it writable first): ``rewrite`` writes into the same file,
+    ``swap`` renames a new file over it."""
+    cohort.chmod(0o644)
+    forged = people(OTHER, 600, seed=6)[["PERSON_ID"]]
+    if how == "rewrite":
+        with open(cohort, "r+b") as handle:
+            forged.to_parquet(handle)
+            handle.truncate()
+    else:
+        forged.to_parquet(cohort.with_name("forged.parquet"))
+        cohort.with_name("forged.parquet").replace(cohort)
+
+
+@pytest.mark.parametrize("how", ["rewrite", "swap"])
+def test_a_cohort_changed_between_the_gates_check_and_its_read_is_refused(gate, monkeypatch, how):
+    """Got through before the fix. The gate checked the extract (re-hashed against the manifest the
+    audit trail recorded), then read COHORT.parquet by its path: a cohort rewritten, or swapped by
+    a rename, in between hid the project's persons from the table pre-gate, and a table carrying the
+    start of their PERSON_IDs passed it. The window is hit here exactly: the gate's own check
+    (``mount_check.open_and_check``) runs, then the cohort changes, as a writer racing it would.
+    Now the gate reads the files through the checked build's descriptors and takes the tree's
+    fingerprint after reading: the submission is refused, saying who puts it right, and audited."""
+    from pds_kernel.extract import mount_check
+
+    service, settings, rows = gate
+    cohort = settings.paths.projects / PROJECT / "extract" / "COHORT.parquet"
+    real, raced = mount_check.open_and_check, []
+
+    def check_then_race(*args, **kwargs):
+        found = real(*args, **kwargs)
+        if not raced:
+            raced.append(how)
+            _other_persons_in(cohort, how)
+        return found
+
+    monkeypatch.setattr(mount_check, "open_and_check", check_then_race)
+    with pytest.raises(ExtractRefused, match="changed between the gate's check and its reading.*re-publish it"):
+        _submit(service, _table_of_prefixes(rows))
+    assert raced == [how]
+    assert not [p for p in settings.paths.staging.rglob("*") if p.is_file()]
+    refused = service.runtime.audit.entries(project=PROJECT, action="airlock.request.create")[-1]
+    assert refused.outcome == "failed" and "changed between the gate's check" in refused.details["reason"]
+

@@ -17,9 +17,11 @@ and the modification time of its manifest), for the last two extracts.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -54,16 +56,21 @@ class Reference:
     cache: dict = field(default_factory=dict)  #: what :mod:`.model_tensors` derives from the columns, once
 
 
-def _table_files(directory: Path) -> dict[str, list[Path]]:
+def _table_files(directory: Path) -> dict[str, list[str]]:
+    """Table -> its files (relative to ``directory``): the manifest's, or every ``*.parquet``."""
     manifest = directory / "manifest.json"
     if manifest.is_file():
-        tables = json.loads(manifest.read_text(encoding="utf-8")).get("tables") or {}
-        out = {}
-        for name, entry in tables.items():
-            files = entry.get("files") if "files" in entry else [{"file": entry.get("file")}]
-            out[str(name)] = [directory / f["file"] for f in files if isinstance(f, dict) and f.get("file")]
-        return out
-    return {path.stem: [path] for path in sorted(directory.glob("*.parquet"))}
+        return manifest_tables(json.loads(manifest.read_text(encoding="utf-8")))
+    return {path.stem: [path.name] for path in sorted(directory.glob("*.parquet"))}
+
+
+def manifest_tables(manifest: dict) -> dict[str, list[str]]:
+    """Table -> its files (relative to the extract), as ``manifest.json`` lists them."""
+    out = {}
+    for name, entry in (manifest.get("tables") or {}).items():
+        files = entry.get("files") if "files" in entry else [{"file": entry.get("file")}]
+        out[str(name)] = [str(f["file"]) for f in files if isinstance(f, dict) and f.get("file")]
+    return out
 
 
 def _date_views(table: str, name: str, days: np.ndarray) -> list[Column]:
@@ -109,21 +116,27 @@ def _id_numbers(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=2)
 def _load(directory: str, stamp: int) -> Reference:
+    return read_reference(_table_files(Path(directory)), lambda rel: open(Path(directory) / rel, "rb"))
+
+
+def read_reference(tables: dict[str, list[str]], open_file: Callable[[str], BinaryIO]) -> Reference:
+    """The numbers of the extract whose tables (name -> files) ``open_file`` opens (see the module)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     ref = Reference()
     ids: set[str] = set()
-    for table, files in sorted(_table_files(Path(directory)).items()):
+    for table, files in sorted(tables.items()):
         batches, rows, total = [], 0, 0
-        for path in files:
-            parquet = pq.ParquetFile(path)
-            total += parquet.metadata.num_rows
-            for batch in parquet.iter_batches(batch_size=65536):
-                if rows >= MAX_ROWS:
-                    break
-                batches.append(batch.slice(0, MAX_ROWS - rows))
-                rows += len(batches[-1])
+        for rel in files:
+            with open_file(rel) as handle:
+                parquet = pq.ParquetFile(handle)
+                total += parquet.metadata.num_rows
+                for batch in parquet.iter_batches(batch_size=65536):
+                    if rows >= MAX_ROWS:
+                        break
+                    batches.append(batch.slice(0, MAX_ROWS - rows))
+                    rows += len(batches[-1])
         if total > rows:
             ref.unread.append(table)
         if not batches:
@@ -139,11 +152,6 @@ def _load(directory: str, stamp: int) -> Reference:
     return ref
 
 
-def extract_reference(projects_root: Path, project: str) -> Reference | None:
-    """The numbers of the project's published extract, or None when it has none (yet)."""
-    return reference_at(Path(projects_root) / project / "extract")
-
-
 def reference_at(directory: Path) -> Reference | None:
     """The numbers of the extract at ``directory`` (a workspace's ``/data``), or None without one."""
     try:
@@ -157,4 +165,4 @@ def reference_at(directory: Path) -> Reference | None:
     return _load(str(resolved), max(stamps))
 
 
-__all__ = ["Column", "Reference", "extract_reference", "reference_at", "MAX_ROWS"]
+__all__ = ["Column", "Reference", "manifest_tables", "read_reference", "reference_at", "MAX_ROWS"]
