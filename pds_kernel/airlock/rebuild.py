@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
+from ..sandbox.drain import Drain
 from .rebuild_formats import MAX_PIXELS, rebuild, rebuilt_kind
 from .rebuild_job import RebuildJob
 from .rebuild_sandbox import MAX_COPY_BYTES, OverBound, RebuildSandbox, rebuild_sandbox
@@ -259,12 +260,8 @@ def _run_child(command: list[str], env: dict[str, str] | None, payload: bytes, l
                 resource.prlimit(child.pid, resource.RLIMIT_CORE, (0, 0))  # a crash dumps nothing it read
                 # no file it writes larger than a copy the gate takes back
                 resource.prlimit(child.pid, resource.RLIMIT_FSIZE, _within(resource.RLIMIT_FSIZE, MAX_COPY_BYTES))
-            kept: dict[str, bytes] = {}
-            readers = [threading.Thread(target=_drain, args=(child.stdout, kept, "out", MAX_RESULTS_BYTES, False)),
-                       threading.Thread(target=_drain, args=(child.stderr, kept, "err", MAX_ERRORS_BYTES, True))]
-            for reader in readers:
-                reader.daemon = True
-                reader.start()
+            out = Drain(child.stdout, MAX_RESULTS_BYTES, tail=False)
+            err = Drain(child.stderr, MAX_ERRORS_BYTES, tail=True)
             try:
                 child.stdin.write(payload)
                 child.stdin.close()
@@ -277,27 +274,11 @@ def _run_child(command: list[str], env: dict[str, str] | None, payload: bytes, l
                 child.wait()
                 return None
             finally:
-                for reader in readers:
-                    reader.join(timeout=10)
+                results, errors = out.result(), err.result()
         except BaseException:
             child.kill()
             raise
-    return subprocess.CompletedProcess(command, child.returncode, kept.get("out", b""),
-                                       kept.get("err", b"").decode("utf-8", "replace"))
-
-
-def _drain(stream, kept: dict[str, bytes], key: str, bound: int, tail: bool) -> None:
-    """Read ``stream`` to its end, keeping at most ``bound`` bytes in ``kept[key]``: its end when
-    ``tail``, else its beginning (nothing when it is longer: a result cut short is no result)."""
-    data, over = b"", False
-    while block := stream.read(1 << 16):
-        if tail:
-            data = (data + block)[-bound:]
-        elif not over:
-            data += block
-            if len(data) > bound:
-                data, over = b"", True
-    kept[key] = data
+    return subprocess.CompletedProcess(command, child.returncode, results, errors.decode("utf-8", "replace"))
 
 
 def _within(kind: int, wanted: int) -> tuple[int, int]:

@@ -29,9 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PdsError
+from ..extract.mount_check import WHO_FIXES
 from ..sandbox.bwrap import host_facts, launch_env, prepare_runtime_dir, sandbox_command
 from ..sandbox.cgroup import group_name, release
+from ..sandbox.drain import Drain
 from ..sandbox.identity import ensure_sandbox_account, hand_over
+from ..sandbox.launch import EXTRACT_REFUSED
 from ..sandbox.scratch import is_full, mount_scratch, unmount_scratch
 from ..sandbox.spec import DATA_MOUNT, HOME_MOUNT, Mount, WorkspaceSpec, extract_volume_name
 
@@ -48,6 +51,8 @@ SCRATCH = "scratch"
 #: what the gate reads back from the sandbox, at most
 MAX_REPORT_BYTES = 1024 * 1024
 MAX_PLOT_BYTES = 512 * 1024
+#: of what the check prints (standard output, standard error), the gate keeps the last bytes only
+MAX_OUTPUT_TAIL = 64 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -62,6 +67,15 @@ def check_python(settings) -> Path:
 
 
 @dataclass(frozen=True)
+class Output:
+    """What the gate kept of a check's output: its last bytes (at most :data:`MAX_OUTPUT_TAIL`,
+    standard error then standard output) and how many bytes it wrote in all."""
+
+    kept: bytes
+    total: int
+
+
+@dataclass(frozen=True)
 class CheckRun:
     """What one run of the check left: its exit code, the report (parsed, not yet validated), the
     plot bytes, its wall time, and why nothing usable came out (``problem``)."""
@@ -71,6 +85,7 @@ class CheckRun:
     plot: bytes | None
     seconds: float
     problem: str | None = None
+    output: Output | None = None  #: the tail of what the check printed (for the log)
 
 
 def check_spec(settings, project_info, check_dir: Path, home: Path) -> WorkspaceSpec:
@@ -149,8 +164,7 @@ def _run_check(settings, project_info, check_dir: Path, work: Path, extract) -> 
         return CheckRun(None, None, None, 0.0, f"the check sandbox could not be prepared: {exc}")
     timeout = settings.model_check.timeout_seconds
     try:
-        done = subprocess.run(argv, env=env, timeout=timeout, check=False, cwd=os.path.sep,
-                              capture_output=True)
+        code, errors = run_bounded(argv, env, timeout)
     except subprocess.TimeoutExpired:
         return CheckRun(None, None, None, time.monotonic() - start,
                         f"the check did not finish within {timeout} s")
@@ -159,16 +173,41 @@ def _run_check(settings, project_info, check_dir: Path, work: Path, extract) -> 
     finally:
         release(group_name(project_info.id, CHECK_USER))
     seconds = time.monotonic() - start
-    if done.returncode != 0:
-        log.warning("model check exited %s: %s", done.returncode, done.stderr[-2000:].decode("utf-8", "replace"))
+    if errors.total > len(errors.kept):
+        log.info("the model check printed %d bytes; the gate kept the last %d", errors.total, len(errors.kept))
+    if code != 0:
+        log.warning("model check exited %s (its output: %d bytes, %d kept): %s", code, errors.total,
+                    len(errors.kept), errors.kept[-2000:].decode("utf-8", "replace"))
+    if code == EXTRACT_REFUSED:  # the launcher's: the tree is no longer the one checked; nothing ran
+        return CheckRun(code, None, None, seconds, "the project's extract changed between the gate's check and the "
+                                                   f"check sandbox's mount; {WHO_FIXES}", output=errors)
     if is_full(work / SCRATCH):
         limits = settings.model_check
-        return CheckRun(done.returncode, None, None, seconds,
+        return CheckRun(code, None, None, seconds,
                         f"the check wrote more than the {limits.scratch_mb} MiB or {limits.scratch_files} files it "
                         "may write (model_check.scratch_mb, model_check.scratch_files)")
     report, plot, problem = read_outputs(work / SCRATCH / "home" / "out")
-    return CheckRun(done.returncode, report, plot, seconds,
-                    problem or (None if done.returncode == 0 else f"the check exited with code {done.returncode}"))
+    return CheckRun(code, report, plot, seconds,
+                    problem or (None if code == 0 else f"the check exited with code {code}"), output=errors)
+
+
+def run_bounded(argv: list[str], env: dict, timeout: float) -> tuple[int, Output]:
+    """Run ``argv`` (the check's sandbox) until it exits or ``timeout`` (then it is killed and
+    :class:`subprocess.TimeoutExpired` raised): its exit code and the tail of its output, read as
+    it comes within :data:`MAX_OUTPUT_TAIL` bytes a stream (:class:`~pds_kernel.sandbox.drain.Drain`):
+    a check printing gigabytes does not fill the gate's memory."""
+    child = subprocess.Popen(argv, env=env, cwd=os.path.sep, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    out = Drain(child.stdout, MAX_OUTPUT_TAIL, tail=True)  # each closes its pipe at its end
+    err = Drain(child.stderr, MAX_OUTPUT_TAIL, tail=True)
+    try:
+        code = child.wait(timeout=timeout)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    kept = err.result() + out.result()
+    return code, Output(kept, out.total + err.total)
 
 
 def _read_limited(path: Path, limit: int) -> bytes | None:

@@ -246,3 +246,93 @@ def test_author_cannot_read_the_attack_report_or_its_plot(gate):
     assert all("AUC" not in json.dumps(f) for f in mine.check["findings"])
     with pytest.raises(PermissionDenied):
         service.open_staged("alice", view.id, 0)
+
+
+def test_a_model_submission_checks_the_extract_once(gate, monkeypatch):
+    """The saving: the gate checked the extract (a full re-hash up to 4 GiB), then the model check
+    checked it again; now the check mounts the gate's checked extract, and still runs."""
+    from pds_kernel.extract import mount_check
+
+    service, _, rows, alice = gate
+    real, calls = mount_check.open_and_check, []
+    monkeypatch.setattr(mount_check, "open_and_check", lambda *a, **k: calls.append(1) or real(*a, **k))
+    declaration = write_rows(alice, rows, rows.PERSON_ID[:300], rows.PERSON_ID[300:])
+    view = submit(service, "model.ubj", reasonable_xgboost(rows, 300), declaration)
+    assert len(calls) == 1
+    assert service.get_request("olga", view.id).files[0].check["model_check"]["status"] == "ok"
+
+
+def test_a_cohort_swapped_between_the_gates_check_and_the_checks_mount_is_not_mounted(gate, tmp_path):
+    """The check mounts the extract the gate checked without re-hashing it: its launcher opens the
+    build again and compares the tree's fingerprint with the gate's. A cohort swapped after the
+    gate's check (another project's persons, who would pass as "this project's") is not mounted:
+    the model goes to a checker, the check unrun."""
+    from pds_kernel.airlock.extract_reads import gate_extract
+    from pds_kernel.modelcheck.checker import ModelChecker
+
+    service, settings, rows, alice = gate
+    other = people(OTHER, 300, seed=6)
+    checked = gate_extract(settings, service.runtime.audit, PROJECT)  # as request_gate does, once
+    cohort = settings.paths.projects / PROJECT / "extract" / "COHORT.parquet"
+    other[["PERSON_ID"]].to_parquet(cohort.with_name("forged.parquet"))
+    cohort.with_name("forged.parquet").replace(cohort)
+    declaration = write_rows(alice, other, other.PERSON_ID[:150], other.PERSON_ID[150:])
+    staged = tmp_path / "model.ubj"
+    staged.write_bytes(reasonable_xgboost(other, 150))
+    checker = ModelChecker(settings, service.registry.get_project(PROJECT), alice, tmp_path / "checks",
+                           author="alice", request_id="r1", audit=service.runtime.audit, extract=checked)
+    findings, report = checker(0, "model.ubj", staged, declaration)
+    assert [(f.rule, f.status.value) for f in findings] == [("model-check", "review")]
+    assert "changed between the gate's check and the check sandbox's mount" in findings[0].message
+    assert "re-publish it" in findings[0].message and report["status"] == "error"
+
+
+FLOOD_MIB = 64  #: on standard output, by each interpreter the check starts (and 8 on standard error)
+
+
+def test_a_check_printing_hundreds_of_megabytes_does_not_fill_the_gates_memory(gate, tmp_path, caplog, monkeypatch):
+    """Got through before the fix: the gate read the check's standard output and error whole into
+    its memory (``subprocess.run(capture_output=True)``). What the check prints comes from the
+    libraries that load and attack the researcher's model; here a check environment whose start-up
+    prints 64 MiB on standard output and 8 MiB on standard error (a ``.pth`` file, run by every
+    interpreter the check starts, even with ``-I``: hundreds of MiB in all) stands for such a
+    library. The real check runs after it, in the real sandbox. The gate now keeps only the last
+    bytes: what it allocates while the check runs stays far below what was printed, and the check
+    still gives its verdict."""
+    import logging
+    import re
+    import shutil
+    import tracemalloc
+
+    from pds_kernel.modelcheck import checker as checker_module
+    from pds_kernel.modelcheck.sandbox import MAX_OUTPUT_TAIL, check_python
+
+    service, settings, rows, alice = gate
+    venv = check_python(settings).parent.parent
+    chatty = tmp_path / "chatty-check-env"
+    subprocess.run(["cp", "-al", str(venv), str(chatty)], check=True)  # hard links: the same environment
+    site = next(chatty.glob("lib/python3*/site-packages"))
+    flood = f"for _ in range({FLOOD_MIB}): os.write(1, bytes(1 << 20))\\nfor _ in range(8): os.write(2, bytes(1 << 20))"
+    (site / "zz_flood.pth").write_text(f"import os; exec('{flood}')\n")
+    service.settings = replace(settings, model_check=replace(settings.model_check, python=str(chatty / "bin" / "python")))
+    real, peaks = checker_module.run_check, []
+
+    def measured(*args, **kwargs):  # the gate's allocations while the check runs, and reads what it printed
+        tracemalloc.start()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+
+    monkeypatch.setattr(checker_module, "run_check", measured)
+    declaration = write_rows(alice, rows, rows.PERSON_ID[:300], rows.PERSON_ID[300:])
+    caplog.set_level(logging.INFO, logger="pds_kernel.modelcheck.sandbox")
+    try:
+        view = submit(service, "model.ubj", reasonable_xgboost(rows, 300), declaration)
+    finally:
+        shutil.rmtree(chatty, ignore_errors=True)
+    assert len(peaks) == 1 and peaks[0] < 16 << 20, f"the gate allocated {peaks[0] >> 20} MiB while the check ran"
+    printed = re.search(r"the model check printed (\d+) bytes; the gate kept the last (\d+)", caplog.text)
+    assert printed and int(printed[1]) >= (FLOOD_MIB + 8) << 20 and int(printed[2]) == 2 * MAX_OUTPUT_TAIL
+    assert service.get_request("olga", view.id).files[0].check["model_check"]["status"] == "ok"
