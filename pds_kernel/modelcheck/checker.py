@@ -5,8 +5,10 @@ called by :func:`pds_kernel.airlock.gate.run_gate` for each file of kind ``model
 the declared files (:mod:`.inputs`), writes the job, runs the check in a fresh sandbox of the
 project (:mod:`.sandbox`) or, with ``model_check.runner: kubernetes``, in a Job of the project
 that snapshots the declared files itself (:mod:`.k8s_job`), both on the extract the audit trail
-says was published last, checked as a workspace's is (:mod:`pds_kernel.extract.mount_check`; a
-refused extract sends the model to a checker, the check unrun), and turns what the sandbox wrote
+says was published last, checked as a workspace's is (:mod:`pds_kernel.extract.mount_check`: locally
+the gate's one check of the submission, which the sandbox's launcher compares with the tree it
+mounts; a refused extract sends the model to a checker, the check unrun), and turns what the
+sandbox wrote
 into findings (:mod:`.verdict`). The
 request's check directory (the model copy, the snapshot, the sandbox's home) is deleted when the
 check ends: only the cleaned report and its plot stay, in the file's stored check result.

@@ -1,7 +1,9 @@
 """The numbers of a project's extract that a model's tensors are compared with (rule ``model-tensors``).
 
-The gate reads the project's published extract (``<projects>/<id>/extract``: the tables its
-``manifest.json`` lists, or every ``*.parquet`` there when it has no manifest) with pyarrow and
+The gate reads the project's published extract (the tables its ``manifest.json`` lists, through
+the build it checked: :func:`pds_kernel.airlock.extract_reads.extract_numbers`); a workspace reads
+its ``/data`` (:func:`reference_at`: the manifest's tables, or every ``*.parquet`` there when it
+has no manifest). Both read with pyarrow (:func:`read_reference`) and
 keeps, for each numeric or date column, its values in the extract's row order and its distinct
 values. A date column is kept three times, as the numbers a date becomes when it is stored in a
 tensor: days since 1970-01-01, days since 1960-01-01 (SAS) and ``YYYYMMDD``. The project's
@@ -10,8 +12,9 @@ pseudonyms (``PERSON_ID``, 64 hexadecimal characters) become numbers too: the in
 pseudonym written into a tensor's bytes).
 
 At most :data:`MAX_ROWS` rows of each table are read, batch by batch (the table is then named in
-:attr:`Reference.unread`, and the rule says so). The result is cached per extract (its directory
-and the modification time of its manifest), for the last two extracts.
+:attr:`Reference.unread`, and the rule says so). The result is cached per extract (the gate's by
+its checked build and fingerprint; a workspace's by its directory and the modification time of
+its manifest), for the last two extracts.
 """
 
 from __future__ import annotations
