@@ -104,3 +104,60 @@ def test_a_cohort_changed_between_the_gates_check_and_its_read_is_refused(gate, 
     refused = service.runtime.audit.entries(project=PROJECT, action="airlock.request.create")[-1]
     assert refused.outcome == "failed" and "changed between the gate's check" in refused.details["reason"]
 
+
+
+def _pseudonyms(n: int, seed: int) -> pd.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"PERSON_ID": [rng.bytes(32).hex() for _ in range(n)]})
+
+
+def _model_carrying(ids: pd.Series) -> bytes:
+    """A safetensors model whose one tensor holds the first 8 bytes of each pseudonym, in binary."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    raw = b"".join(bytes.fromhex(p[:16]) for p in ids)
+    return save({"embedding.weight": np.frombuffer(raw, dtype="<u8").copy()})
+
+
+def _submit_model(service, data: bytes):
+    return service.create("alice", PROJECT, [("net.safetensors", io.BytesIO(data))], "a model", {})
+
+
+def test_the_numbers_a_model_is_compared_with_are_read_as_checked(runtime, monkeypatch):
+    """Got through before the fix. The gate compares a model's numbers with the extract's
+    (``model-tensors``), read when the model is checked, by path, well after the extract's check. A
+    cohort swapped in that window for another project's persons let a model carrying this
+    project's pseudonyms in binary pass the rule. The window is hit here exactly: right after the
+    gate's own scan of the model (``models.scan_model``), just before it reads the extract's
+    numbers. Now those are read through the checked build and compared with the check after
+    reading: the submission is refused."""
+    from pds_kernel.airlock.checks import models
+
+    cohort = _pseudonyms(400, seed=7)
+    publish_cohort(runtime.settings, PROJECT, cohort)
+    service = make_service(runtime)
+    model = _model_carrying(cohort.PERSON_ID[:300])
+    path = runtime.settings.paths.projects / PROJECT / "extract" / "COHORT.parquet"
+    real, raced = models.scan_model, []
+
+    def scan_then_race(*args, **kwargs):
+        found = real(*args, **kwargs)
+        if not raced:
+            raced.append(1)
+            _pseudonyms(400, seed=8).to_parquet(path.with_name("forged.parquet"))
+            path.with_name("forged.parquet").replace(path)
+        return found
+
+    monkeypatch.setattr(models, "scan_model", scan_then_race)
+    with pytest.raises(ExtractRefused, match="changed between the gate's check and its reading.*re-publish it"):
+        _submit_model(service, model)
+    assert raced == [1]
+
+    publish_cohort(runtime.settings, PROJECT, cohort)  # the control, re-published: the rule finds them
+    view = _submit_model(service, model)
+    assert view.files[0].check_status == "fail"
+    findings = service.get_request("olga", view.id).files[0].check["findings"]
+    assert any(f["rule"] == "model-tensors" and "pseudonyms" in f["message"] for f in findings), findings
