@@ -40,10 +40,15 @@ def _seal_approvals(ctx: typer.Context) -> None:
     from ..registry import Registry
 
     try:
-        Registry.from_runtime(ctx.obj.runtime).seal_approvals_of_upgrade(ctx.obj.actor)
+        sealed = Registry.from_runtime(ctx.obj.runtime).seal_approvals_of_upgrade(ctx.obj.actor)
     except (IntegrityError, NotFound, OSError) as exc:
         console.print(f"approvals not sealed yet ({exc}): the registry's next write seals them "
                       "(on Kubernetes, the registry-sync Job of this upgrade)", highlight=False)
+        return
+    if sealed is not None:
+        console.print(f"sealed the approvals made before this release (memberships: {sealed['memberships']}, "
+                      f"administrators: {sealed['administrators']}; audited as registry.seals.upgrade)",
+                      highlight=False)
 
 
 @app.command("status")

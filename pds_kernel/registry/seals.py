@@ -100,13 +100,14 @@ class ApprovalSeals:
         u.admin_seal = self._administrator(u) if approved else None
 
 
-def seal_approvals_of_upgrade(s: Session, seals: ApprovalSeals, audit: AuditTrail, actor: str) -> None:
+def seal_approvals_of_upgrade(s: Session, seals: ApprovalSeals, audit: AuditTrail, actor: str) -> dict | None:
     """The first registry write of this release, in its transaction ``s`` (every write calls this
     first): seal the approvals that carry :data:`SEALED_BY_MIGRATION`, and record it in the audit
     trail as ``registry.seals.upgrade`` with their numbers (none on a new installation). Once that
-    entry exists this does nothing, and that mark counts no more."""
+    entry exists this does nothing, and that mark counts no more. Returns the numbers sealed, or
+    ``None`` when it was done before."""
     if seals.upgrade_sealed(s):
-        return
+        return None
     members = list(s.scalars(select(Membership).where(Membership.seal == SEALED_BY_MIGRATION)))
     admins = list(s.scalars(select(User).where(User.admin_seal == SEALED_BY_MIGRATION)))
     for member in members:
@@ -114,5 +115,6 @@ def seal_approvals_of_upgrade(s: Session, seals: ApprovalSeals, audit: AuditTrai
     for user in admins:
         seals.seal_administrator(user)
     s.flush()
-    audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="registry",
-                            details={"memberships": len(members), "administrators": len(admins)}), session=s)
+    sealed = {"memberships": len(members), "administrators": len(admins)}
+    audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="registry", details=sealed), session=s)
+    return sealed

@@ -452,11 +452,13 @@ class Registry:
         with transaction(self._sessions) as s:
             return self._approvals(s, actor)
 
-    def seal_approvals_of_upgrade(self, actor: str) -> None:
+    def seal_approvals_of_upgrade(self, actor: str) -> dict | None:
         """Seal the approvals made before revision 0012, if not done yet (every write does it
-        first; ``pds db upgrade`` calls this so that access works before the next write)."""
+        first; ``pds db upgrade`` calls this so that access works before the next write): the
+        numbers sealed, or ``None`` when it was done before."""
         with transaction(self._sessions) as s:
-            self._approvals(s, actor)
+            self._rule(s)  # locked first, as by every write
+            return seal_approvals_of_upgrade(s, self._seals, self._audit, actor)
 
     def is_administrator(self, actor: str) -> bool:
         """Whether ``actor`` is an active platform administrator of the registry (the rule is

@@ -239,10 +239,13 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
     assert len(before["audit_log"]) >= 15 and "chain_version" not in before["audit_log"][0]
 
     current = _environment(settings)
+    outputs = []
     for argv in (["db", "upgrade"], ["db", "upgrade"]):  # the second one has nothing to do
         done = subprocess.run([PDS, *argv], env=current, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
-    assert "already at schema revision" in done.stdout
+        outputs.append(done.stdout)
+    assert "sealed the approvals made before this release (memberships: 4, administrators: 1;" in outputs[0]
+    assert "already at schema revision" in outputs[1] and "sealed" not in outputs[1]
 
     after = _dump(settings)
     # the first upgrade sealed the approvals it found (revision 0012), under the audit key, once:
