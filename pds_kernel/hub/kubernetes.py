@@ -17,6 +17,10 @@ is set here wins. Three hooks share one decision, :func:`check_spawn_request`:
   record of its publication (:mod:`pds_kernel.extract.mount_check`; the hub refuses at once a
   project whose extract was never published or failed its last full verification).
 
+The spawner is :class:`~pds_kernel.hub.kube_spawner.PdsKubeSpawner`: a pod whose ``verify-extract``
+container refuses the extract (changed on its claim after the hub read the audit trail) ends the
+spawn at once, audited (``extract.mount_refused``), instead of waiting out ``start_timeout``.
+
 Scopes and roles name no user, so nothing depends on who was in the registry when the hub started
 (``helm upgrade`` adds members without restarting the hub):
 
@@ -66,6 +70,7 @@ from .common import (
     make_post_auth_hook,
     registry_admins,
 )
+from .kube_spawner import PdsKubeSpawner
 from .oidc import ADMIN_GROUP, PdsOAuthenticator
 from .pages import make_template_vars, platform_handlers
 
@@ -231,7 +236,9 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
     c.JupyterHub.template_vars = make_template_vars(context)
     c.JupyterHub.extra_handlers = platform_handlers()
-    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    # KubeSpawner, which stops a spawn whose extract check failed (pds_kernel.hub.kube_spawner)
+    c.JupyterHub.spawner_class = PdsKubeSpawner
+    c.PdsKubeSpawner.context = context
     budget.configure(c, context)
 
     c.KubeSpawner.profile_list = make_profile_list(context, k8s)

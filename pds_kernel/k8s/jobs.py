@@ -12,7 +12,9 @@ command, environment, resources and mounts, and the volumes.
 Create the Job, poll it until it succeeds or fails (or a wait limit passes), read at most
 ``limit_bytes`` of its pod's log, and delete the Job whatever happened. A pod that cannot start
 (a sub-path that does not exist, an image that cannot be pulled) is reported at once with the
-kubelet's reason instead of waiting for the Job's deadline.
+kubelet's reason instead of waiting for the Job's deadline; so is a pod whose ``verify-extract``
+init container refused the extract (:attr:`JobOutcome.extract_refused`: the caller refuses what
+the Job was for, :mod:`.pod_status`).
 
 The gate's service account needs create/get/delete on Jobs, list on Pods and get on ``pods/log``
 in its namespace (the chart's ``pds-airlock`` Role); nothing else.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import K8sConfig
+from .pod_status import failed_extract_check
 from .pods import COMPONENT_LABEL, PROJECT_LABEL, build_container_security_context, build_pod_security_context
 from .storage import with_ephemeral_storage
 
@@ -83,6 +86,8 @@ class JobOutcome:
     log: str | None  #: the pod's log (bounded), None when none could be read
     succeeded: bool
     problem: str | None  #: why there is no usable outcome, for the user
+    #: the ``terminated`` state of the pod's ``verify-extract`` container when it refused the extract
+    extract_refused: dict[str, Any] | None = None
 
 
 async def load_client_config() -> None:
@@ -105,6 +110,16 @@ def _stuck(pods) -> str | None:
     return None
 
 
+def _extract_refused(api, pods) -> JobOutcome | None:
+    """The outcome of a Job whose pod's ``verify-extract`` container refused the extract, if one did
+    (``pods``: as the API client lists them; read as the API server's JSON)."""
+    for pod in pods:
+        terminated = failed_extract_check(api.sanitize_for_serialization(pod))
+        if terminated is not None:
+            return JobOutcome(None, False, "the Job's pod refused the project's extract", extract_refused=terminated)
+    return None
+
+
 async def run_job(manifest: dict[str, Any], *, container: str, timeout: int, limit_bytes: int,
                   poll_seconds: float = 2.0) -> JobOutcome:
     """Run ``manifest`` (a batch/v1 Job) to its end; the Job is always deleted."""
@@ -122,7 +137,10 @@ async def run_job(manifest: dict[str, Any], *, container: str, timeout: int, lim
                 status = (await batch.read_namespaced_job(name, namespace)).status
                 if status.succeeded or status.failed:
                     break
-                stuck = _stuck((await core.list_namespaced_pod(namespace, label_selector=selector)).items)
+                pods = (await core.list_namespaced_pod(namespace, label_selector=selector)).items
+                if refused := _extract_refused(api, pods):
+                    return refused
+                stuck = _stuck(pods)
                 if stuck:
                     return JobOutcome(None, False, f"the Job's pod cannot start ({stuck})")
                 if time.monotonic() > limit:
@@ -131,6 +149,8 @@ async def run_job(manifest: dict[str, Any], *, container: str, timeout: int, lim
             pods = (await core.list_namespaced_pod(namespace, label_selector=selector)).items
             if not pods:
                 return JobOutcome(None, False, "the Job's pod is gone")
+            if refused := _extract_refused(api, pods):
+                return refused
             log = await core.read_namespaced_pod_log(pods[0].metadata.name, namespace, container=container,
                                                      limit_bytes=limit_bytes)
             return JobOutcome(log, bool(status.succeeded), None)

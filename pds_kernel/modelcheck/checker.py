@@ -27,6 +27,7 @@ from typing import Any
 from ..airlock.checks.models import model_format
 from ..airlock.checks.result import Finding, Status
 from ..extract.mount_check import CheckedMount, ExtractRefused, check_for_workspace, expected_mount
+from ..k8s.pod_status import ExtractMismatch
 from . import ATTACKED_FORMATS, verdict
 from .inputs import snapshot
 from .k8s_job import run_check_job
@@ -107,11 +108,16 @@ class ModelChecker:
                                  "(no audit trail given to the model check)")
         if self.settings.model_check.runner == "kubernetes":
             expected = expected_mount(self.settings, self.audit, self.project.id)
-            return run_check_job(self.settings, self.project, self.author, self.request_id, index,
-                                 str(staged.relative_to(self.settings.paths.staging)), model_name,
-                                 {**job, "declaration": dict(declaration),
-                                  "max_input_bytes": self.settings.model_check.max_input_bytes},
-                                 expected=expected)
+            try:
+                return run_check_job(self.settings, self.project, self.author, self.request_id, index,
+                                     str(staged.relative_to(self.settings.paths.staging)), model_name,
+                                     {**job, "declaration": dict(declaration),
+                                      "max_input_bytes": self.settings.model_check.max_input_bytes},
+                                     expected=expected)
+            except ExtractMismatch as exc:  # the Job's verify-extract container refused it
+                self.audit.record(exc.audit_event(self.author, workload="model-check", request=self.request_id,
+                                                  file_index=index))
+                raise
         extract = self.extract or check_for_workspace(self.settings, self.audit, self.project.id)
         return self._run_in_sandbox(index, staged, model_name, declaration, job, extract)
 

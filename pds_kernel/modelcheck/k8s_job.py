@@ -36,6 +36,7 @@ from typing import Any
 
 from ..k8s.config import K8sConfig, load_k8s_config
 from ..k8s.jobs import isolated_job, run_job
+from ..k8s.pod_status import ExtractMismatch
 from ..k8s.pods import (
     build_resources,
     extract_check_container,
@@ -124,8 +125,11 @@ def parse_pod_log(text: str) -> tuple[dict | None, bytes | None, str | None]:
 
 def run_check_job(settings, project_info, author: str, request_id: str, index: int, staged_relative: str,
                   model_name: str, job: dict[str, Any], *, expected, cfg: K8sConfig | None = None) -> CheckRun:
-    """Run the check of one model as a Job of the project and read its result (never raises:
-    a failure is a :class:`CheckRun` with its ``problem``, and the model goes to review)."""
+    """Run the check of one model as a Job of the project and read its result: a failure is a
+    :class:`CheckRun` with its ``problem`` (the model goes to review); a pod whose
+    ``verify-extract`` container refused the extract raises
+    :class:`~pds_kernel.k8s.pod_status.ExtractMismatch` (the check did not run on it: the caller
+    audits it and sends the model to a checker, as for an extract refused before the Job)."""
     limits = settings.model_check
     start = time.monotonic()
     size = len(json.dumps(job, sort_keys=True))
@@ -146,6 +150,8 @@ def run_check_job(settings, project_info, author: str, request_id: str, index: i
         return CheckRun(None, None, None, time.monotonic() - start,
                         f"the check Job could not run on Kubernetes ({type(exc).__name__}: {str(exc)[:200]})")
     seconds = time.monotonic() - start
+    if outcome.extract_refused is not None:
+        raise ExtractMismatch(project_info.id, manifest["metadata"]["name"], outcome.extract_refused)
     if outcome.log is None:
         return CheckRun(None, None, None, seconds, outcome.problem)
     report, plot, problem = parse_pod_log(outcome.log)

@@ -89,8 +89,7 @@ async def test_failed_verification_is_refused_before_the_pod(settings, runtime, 
 
 # ---- the chart's pod, its init container run for real -------------------------------------------
 def _chart_spawner(tmp_path, settings):
-    from kubespawner import KubeSpawner
-
+    from pds_kernel.hub.kube_spawner import PdsKubeSpawner
     from pds_kernel.hub.kubernetes import configure
 
     from .test_lockdown_parity import z2jh_spawner_config
@@ -99,7 +98,7 @@ def _chart_spawner(tmp_path, settings):
     cm = next(d for d in render(chart, []) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pds-config")
     c = z2jh_spawner_config(merged_values())
     configure(c, settings=settings, k8s=parse_k8s_config(json.loads(cm["data"]["k8s.json"])))
-    return KubeSpawner(_mock=True, config=c, user=FakeUser("alice", ["alpha-study"]), hub=FakeHub(),
+    return PdsKubeSpawner(_mock=True, config=c, user=FakeUser("alice", ["alpha-study"]), hub=FakeHub(),
                        orm_spawner=FakeOrmSpawner("alpha-study"))
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from kubespawner import KubeSpawner
 from tornado import web
 from traitlets.config import Config
 
 from pds_kernel.audit import AuditTrail
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.common import ADMIN_ROLE, ADMIN_SCOPES
+from pds_kernel.hub.kube_spawner import PdsKubeSpawner
 from pds_kernel.hub.kubernetes import configure
 from pds_kernel.hub.oidc import ADMIN_GROUP
 from pds_kernel.k8s.config import Gpu, K8sConfig
@@ -46,7 +46,7 @@ class FakeOrmSpawner:
 def make_spawner(settings, user: str, groups: list[str], server: str, *, options=None, k8s=None):
     c = Config()
     configure(c, settings=settings, k8s=k8s or K8sConfig())
-    spawner = KubeSpawner(_mock=True, config=c, user=FakeUser(user, groups), hub=FakeHub(),
+    spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser(user, groups), hub=FakeHub(),
                           orm_spawner=FakeOrmSpawner(server))
     spawner.user_options = options or {}
     return spawner
@@ -224,3 +224,39 @@ async def test_gpu_projects_get_the_gpu_image(settings, runtime, registry, kubec
     off = K8sConfig(gpu=Gpu(enabled=False, image=gpu_image))
     beta_off = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study", "beta-study"], "beta-study", k8s=off))
     assert beta_off["spec"]["containers"][0]["image"] == K8sConfig().notebook_image
+
+
+# ---- waiting for the pod: a failed verify-extract container ends the spawn ------------------------
+async def test_the_hub_spawns_with_the_pds_kubespawner(settings, runtime, registry, kubeconfig):
+    """configure() makes PdsKubeSpawner the hub's spawner, with the hub's context for its audit, and
+    KubeSpawner's start still waits for the pod through ``is_pod_running``, the method it overrides."""
+    import inspect
+
+    from kubespawner import KubeSpawner
+
+    c = Config()
+    context = configure(c, settings=settings, k8s=K8sConfig())
+    assert c.JupyterHub.spawner_class is PdsKubeSpawner and issubclass(PdsKubeSpawner, KubeSpawner)
+    spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser("alice", ["alpha-study"]), hub=FakeHub(),
+                             orm_spawner=FakeOrmSpawner("alpha-study"))
+    assert spawner.context is context
+    assert "self.is_pod_running(self.pod_reflector.pods.get(ref_key" in inspect.getsource(KubeSpawner._start)
+
+
+@pytest.mark.parametrize("init_state,notebook_state,phase,running", [
+    ("running", "waiting", "Pending", False),  # still checking
+    ("done", "running", "Running", True),  # checked, notebook ready
+])
+async def test_a_pod_still_checking_or_checked_is_not_refused(settings, runtime, registry, kubeconfig,
+                                                              init_state, notebook_state, phase, running):
+    from .api_stand_in import container_status, pod_json, terminated, waiting
+    from .api_stand_in import running as running_state
+
+    spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    states = {"running": running_state(), "done": terminated(0, reason="Completed"),
+              "waiting": waiting("PodInitializing")}
+    pod = pod_json(spawner.pod_name, "pds", phase, [container_status("verify-extract", states[init_state])],
+                   [container_status("notebook", states[notebook_state], ready=running)],
+                   pod_ip="10.0.0.7" if running else None)
+    assert spawner.is_pod_running(pod) is running
+    assert not [e for e in AuditTrail(runtime.sessions).entries() if e.action == "extract.mount_refused"]

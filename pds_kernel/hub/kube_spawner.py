@@ -1,0 +1,43 @@
+"""The hub's KubeSpawner on Kubernetes: a workspace pod whose extract is refused stops the spawn at once.
+
+A workspace pod runs the ``verify-extract`` init container before its notebook
+(:func:`pds_kernel.k8s.pods.extract_check_container`, ADR 0011). When it refuses the mounted
+extract (the files changed after the hub checked the audit trail, the ``extract`` link points
+elsewhere), the kubelet restarts it with a growing back-off (the pod's ``restartPolicy`` is
+``OnFailure``) and the pod stays ``Pending``: KubeSpawner's wait for a running pod
+(``is_pod_running``, polled with ``exponential_backoff`` by ``KubeSpawner._start``) would wait
+out the whole ``start_timeout`` and tell the researcher only that the pod did not start.
+
+:class:`PdsKubeSpawner` reads the pod's status at each of those polls: once the init container
+has ended with a non-zero exit code (:func:`pds_kernel.k8s.pod_status.failed_extract_check`), it
+writes ``extract.mount_refused`` to the audit trail (with the pod's termination message) and
+raises :class:`~pds_kernel.k8s.pod_status.ExtractMismatch`: JupyterHub ends the spawn there,
+deletes the pod (``Spawner.stop``) and shows the researcher "Spawn failed: the project's extract
+does not match its publication; an administrator must re-publish it or run `pds extract verify`".
+"""
+
+from __future__ import annotations
+
+from kubespawner import KubeSpawner
+from traitlets import Any
+
+from ..k8s.pod_status import ExtractMismatch, failed_extract_check
+
+
+class PdsKubeSpawner(KubeSpawner):
+    """KubeSpawner with the PDS refusal of a workspace pod whose extract check failed."""
+
+    context = Any(None, allow_none=True, config=True,
+                  help="the hub's HubContext (pds_kernel.hub.common), set by pds_kernel.hub.kubernetes.configure")
+
+    def is_pod_running(self, pod):
+        """KubeSpawner's test, after refusing (audited) a pod whose ``verify-extract`` container failed."""
+        terminated = failed_extract_check(pod)
+        if terminated is not None:
+            name = ((pod or {}).get("metadata") or {}).get("name") or self.pod_name
+            refusal = ExtractMismatch(self.name or "", str(name), terminated)
+            if self.context is not None:  # without one (never in configure's hub) it is refused all the same
+                self.context.record(refusal.audit_event(self.user.name, workload="workspace",
+                                                        server=self.name or ""))
+            raise refusal
+        return super().is_pod_running(pod)

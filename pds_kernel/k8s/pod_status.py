@@ -1,0 +1,61 @@
+"""What a pod's status says of its ``verify-extract`` init container (ADR 0011), for the hub and the gate.
+
+Every pod that mounts a project's extract (a workspace, a Dask worker, a model check) first runs
+the ``verify-extract`` init container (:func:`pds_kernel.k8s.pods.extract_check_container`): it
+exits non-zero, with the reason in its termination message, when the extract it sees is not the
+one the audit trail says was published. Kubernetes then never starts the pod's main container,
+but nothing tells the one who waits for it: a workspace pod (``restartPolicy: OnFailure``) is
+restarted again and again, a Job's pod fails. :func:`failed_extract_check` reads that from the
+pod's status, as the API server sends it (JSON, as KubeSpawner's reflector keeps it and as
+:func:`pds_kernel.k8s.jobs.run_job` serialises the pods it lists); :class:`ExtractMismatch` is the
+refusal the hub and the gate raise then, and the audit entry they write
+(``extract.mount_refused``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..events import AuditEvent, Outcome
+from ..extract.mount_check import ExtractRefused
+from .pods import EXTRACT_CHECK_CONTAINER
+
+#: What the researcher (or the model's checker) is told; the pod's own message goes to the audit trail.
+MISMATCH = ("the project's extract does not match its publication; an administrator must re-publish it "
+            "or run `pds extract verify`")
+#: what the audit entry keeps of the pod's termination message (written by the pod: only recorded)
+MAX_MESSAGE = 400
+
+
+def failed_extract_check(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``terminated`` state (``exitCode``, ``reason``, ``message``) of ``pod``'s (the API's JSON)
+    ``verify-extract`` init container when it ended with a non-zero exit code, now or before the
+    kubelet restarted it (``lastState``); None when it has not failed (yet)."""
+    status = (pod or {}).get("status") or {}
+    for container in status.get("initContainerStatuses") or []:
+        if not isinstance(container, Mapping) or container.get("name") != EXTRACT_CHECK_CONTAINER:
+            continue
+        for key in ("state", "lastState"):
+            terminated = (container.get(key) or {}).get("terminated")
+            if isinstance(terminated, Mapping) and terminated.get("exitCode") != 0:
+                return dict(terminated)
+    return None
+
+
+class ExtractMismatch(ExtractRefused):
+    """A pod's ``verify-extract`` container refused the extract mounted in it: nothing runs on it."""
+
+    def __init__(self, project: str, pod: str, terminated: Mapping[str, Any]):
+        self.project, self.pod = project, pod
+        code = terminated.get("exitCode")
+        self.exit_code = code if isinstance(code, int) else None
+        self.pod_message = str(terminated.get("message") or terminated.get("reason") or "")[:MAX_MESSAGE]
+        super().__init__(MISMATCH)
+
+    def audit_event(self, actor: str, **details: Any) -> AuditEvent:
+        """The ``extract.mount_refused`` entry of this refusal (``details``: what the pod was for)."""
+        return AuditEvent(actor=actor, action="extract.mount_refused", target=f"project:{self.project}",
+                          project=self.project, outcome=Outcome.DENIED,
+                          details={**details, "pod": self.pod, "exit_code": self.exit_code,
+                                   "pod_message": self.pod_message, "reason": MISMATCH})

@@ -1,0 +1,156 @@
+"""A loopback stand-in for the few routes of the Kubernetes API server a gate's Job uses, and pods'
+statuses as the API server sends them.
+
+There is no cluster here. :class:`JobApi` answers what :func:`pds_kernel.k8s.jobs.run_job` asks
+(create a Job, read it, list its pods, read a container's log, delete it) over real HTTP on
+127.0.0.1, with a kubeconfig naming it, so ``run_job`` runs unchanged with the real
+``kubernetes_asyncio`` client. The pod it reports is built from ``kubernetes_asyncio``'s own
+models (:func:`pod_json`) and serialised as the API server's JSON; a container's log is refused
+as the API server refuses it while the container has not started.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+
+def _json(value):
+    """A model's ``to_dict(serialize=True)`` without the unset (None) fields, as the API server sends it."""
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    return value
+
+
+def terminated(exit_code: int, message: str = "", reason: str = "Error"):
+    from kubernetes_asyncio import client
+
+    return client.V1ContainerState(terminated=client.V1ContainerStateTerminated(
+        exit_code=exit_code, reason=reason, message=message or None))
+
+
+def waiting(reason: str):
+    from kubernetes_asyncio import client
+
+    return client.V1ContainerState(waiting=client.V1ContainerStateWaiting(reason=reason))
+
+
+def running():
+    from kubernetes_asyncio import client
+
+    return client.V1ContainerState(running=client.V1ContainerStateRunning(started_at="2026-03-01T10:00:00Z"))
+
+
+def container_status(name: str, state, last_state=None, restarts: int = 0, ready: bool = False):
+    from kubernetes_asyncio import client
+
+    return client.V1ContainerStatus(name=name, image="registry.example.org/pds/notebook:0.1.0", image_id="",
+                                    ready=ready, restart_count=restarts, state=state, last_state=last_state)
+
+
+def pod_json(name: str, namespace: str, phase: str, init: list, containers: list, labels: dict | None = None,
+             pod_ip: str | None = None) -> dict:
+    """A pod (kubernetes_asyncio's V1Pod) as the API server's JSON: what KubeSpawner's reflector
+    keeps and what a list of pods is deserialised from."""
+    from kubernetes_asyncio import client
+
+    pod = client.V1Pod(api_version="v1", kind="Pod",
+                       metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels or {},
+                                                    uid="0b7f3c4e-1d2a-4e5f-9a8b-7c6d5e4f3a2b", resource_version="7"),
+                       status=client.V1PodStatus(phase=phase, pod_ip=pod_ip, init_container_statuses=init,
+                                                 container_statuses=containers))
+    return _json(pod.to_dict(serialize=True))
+
+
+class JobApi:
+    """The API server of one namespace as a gate's Job sees it: ``pod_of(job manifest)`` gives the
+    Job's ``status`` and its pod (JSON) once created, and ``logs`` the log of each container that ran."""
+
+    def __init__(self, pod_of, logs: dict[str, str] | None = None):
+        self.pod_of, self.logs = pod_of, logs or {}
+        self.created: list[dict] = []
+        self.deleted: list[str] = []
+        self.log_reads: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> JobApi:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def kubeconfig(self, tmp_path: Path, monkeypatch) -> Path:
+        """Point ``kubernetes_asyncio`` (and ``$KUBECONFIG``) at this stand-in."""
+        path = tmp_path / "kubeconfig-stand-in"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {"server": self.url}}],
+            "users": [{"name": "test", "user": {"token": "stand-in"}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": "pds"}}],
+        }))
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        from kubernetes_asyncio.config import kube_config
+
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        return path
+
+    def _handler(self):
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                return
+
+            def _send(self, code: int, body, content_type: str = "application/json") -> None:
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                job = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                api.created.append(job)
+                self._send(201, job)
+
+            def do_DELETE(self):
+                api.deleted.append(self.path.rsplit("/", 1)[-1].split("?")[0])
+                self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+            def do_GET(self):
+                url = urlsplit(self.path)
+                job = api.created[-1]
+                status, pod = api.pod_of(job)
+                if url.path.startswith("/apis/batch/v1/"):
+                    self._send(200, {**job, "status": status})
+                elif url.path.endswith("/log"):
+                    container = parse_qs(url.query)["container"][0]
+                    api.log_reads.append(container)
+                    states = pod["status"].get("initContainerStatuses", []) + pod["status"].get("containerStatuses", [])
+                    state = next((s["state"] for s in states if s["name"] == container), {})
+                    if "waiting" in state or not state:
+                        self._send(400, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400,
+                                         "message": f'container "{container}" in pod "{pod["metadata"]["name"]}" '
+                                                    "is waiting to start: PodInitializing"})
+                    else:
+                        self._send(200, api.logs.get(container, ""), "text/plain")
+                else:
+                    self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [pod]})
+
+        return Handler

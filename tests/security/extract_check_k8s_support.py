@@ -1,0 +1,75 @@
+"""Support of tests/security/test_extract_check_k8s.py: a published extract changed on its claim after
+the hub (or the gate) read the audit trail, the pod's ``verify-extract`` container run for real on
+it (bubblewrap, the claim's ``extract`` sub-path bound at ``/data`` as the kubelet binds it:
+tests/k8s/test_extract_mount_k8s.py), and the pod's status as the API server then reports it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.k8s.api_stand_in import container_status, pod_json, terminated, waiting
+from tests.k8s.test_extract_mount_k8s import _run_as_kubelet
+
+#: how the claim is changed, and what the init container then says
+TAMPERS = {
+    "replace": "SHA-256 differs",
+    "extra": "is not listed in the manifest",
+    "link": "not a regular file (a symbolic link)",
+}
+
+
+def bwrap_available() -> bool:
+    return shutil.which("bwrap") is not None
+
+
+def tamper(build: Path, how: str) -> None:
+    """Change the published build ``build`` on its claim (its owner may: the files are 0444)."""
+    os.chmod(build, 0o755)
+    target = next(p for p in sorted(build.iterdir()) if p.suffix == ".parquet")
+    if how == "replace":
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 1
+        target.chmod(0o644)
+        target.write_bytes(bytes(data))
+    elif how == "extra":
+        (build / "EXTRA.parquet").write_bytes(b"PAR1")
+    elif how == "link":
+        target.unlink()
+        os.symlink("/etc/passwd", target)
+    else:
+        raise ValueError(how)
+
+
+def run_init_container(pod_spec: dict, claim: Path) -> subprocess.CompletedProcess:
+    """The pod's ``verify-extract`` container, its exact command, on the project's claim ``claim``."""
+    (check,) = [c for c in pod_spec["initContainers"] if c["name"] == "verify-extract"]
+    return _run_as_kubelet(check, claim)
+
+
+def workspace_pod_after(name: str, done: subprocess.CompletedProcess, *, restarted: bool) -> dict:
+    """The workspace pod as KubeSpawner's reflector keeps it once ``done`` (the init container's run)
+    ended: ``Pending``, the notebook waiting; the init container terminated (its message as the
+    kubelet reports it), or, once the kubelet restarted it (``restartPolicy: OnFailure``), back-off
+    waiting with the failure in ``lastState``."""
+    ended = terminated(done.returncode, done.stderr.strip())
+    check = (container_status("verify-extract", waiting("CrashLoopBackOff"), last_state=ended, restarts=3)
+             if restarted else container_status("verify-extract", ended))
+    return pod_json(name, "pds", "Pending", [check], [container_status("notebook", waiting("PodInitializing"))],
+                    labels={"component": "singleuser-server"})
+
+
+def job_pod_after(job: dict, done: subprocess.CompletedProcess, main: str) -> tuple[dict, dict]:
+    """(the Job's status, its pod) once the pod's init container ran as ``done``: with
+    ``restartPolicy: Never`` a failed init container fails the pod, and the Job (``backoffLimit: 0``)."""
+    name = job["metadata"]["name"]
+    ok = done.returncode == 0
+    check = container_status("verify-extract", terminated(done.returncode, done.stderr.strip(),
+                                                          reason="Completed" if ok else "Error"))
+    main_status = container_status(main, terminated(0, reason="Completed") if ok else waiting("PodInitializing"))
+    pod = pod_json(f"{name}-x7k2p", "pds", "Succeeded" if ok else "Failed", [check], [main_status],
+                   labels={"job-name": name})
+    return ({"succeeded": 1} if ok else {"failed": 1}), pod
