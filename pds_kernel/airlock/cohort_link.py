@@ -121,14 +121,15 @@ def link_staged(settings, project: str, request_id: str, directory: Path, stored
     except FileExistsError:  # nothing but this function makes it: someone put it there first
         raise IntegrityError(f"{LINK_DIR}/ of request {request_id} exists before its linkage: import refused") from None
     out.chmod(0o770)  # the Job runs as the gate's uid (the chart's workspace.uid) and fsGroup
+    max_bytes = 8 * os.stat(raw).st_size + 64 * 1024  # a PERSON_ID is 64 characters, a NIR 15
     try:
         if runner == "local":
             result = cohort_intake.link_list(SERVICE_COHORT_LINK, project, raw, keys=settings.paths.keys,
                                              ttp=settings.paths.ttp,
                                              extract=settings.paths.projects / project / "extract", out=out)
         else:
-            result = run_link_job(settings, project, request_id, f"{project}/{request_id}/{RAW_DIR}/{stored}")
-        max_bytes = 8 * os.stat(raw).st_size + 64 * 1024  # a PERSON_ID is 64 characters, a NIR 15
+            result = run_link_job(settings, project, request_id, f"{project}/{request_id}/{RAW_DIR}/{stored}",
+                                  max_output_bytes=max_bytes + MAX_REPORT_BYTES)
         return read_output(out, result, columns, max_bytes)
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -10,10 +10,19 @@ bounded result from its log, and deletes it. The Job acts as ``service:cohort-li
   read-only (not the other projects' keys, not the tombstones);
 - the **correspondence**: ``nir_correspondence.parquet`` of the claim ``pds-ttp``, read-only;
 - the **staged raw list**: one file of the staging claim (``<project>/<request>/raw/<file>``), by
-  sub-path, read-only, at :data:`LIST_PATH`;
-- the **output directory**: ``<project>/<request>/link`` of the staging claim (created empty by the
-  gate just before), at :data:`OUT_DIR`: its only writable place with the emptyDir ``/tmp``;
+  sub-path, read-only, at :data:`LIST_PATH`: the linking container has nothing else of the claim;
+- its **output directory** :data:`OUT_DIR`: a pod-local emptyDir the size of the largest output the
+  gate accepts (``max_output_bytes``), its only writable place with the emptyDir ``/tmp``;
 - the project's published extract at ``/data`` (read-only), to count the linked people in it.
+
+The staging claim holds every project's staged files: a linker that writes without bound (a flaw
+of the CSV or Parquet readers exploited by the list) fills its own pod's folders, bounded by their
+sizes and the pod's ``ephemeral-storage``, never the claim. The linking container is the pod's
+init container (:data:`CONTAINER`); once it has ended, its second container (the gate's code,
+:func:`.rebuild_collect.collect_container`, as in the rebuild's Job) copies only ``cohort.csv`` and
+``match_report.json``, regular files, no link followed, at most ``max_output_bytes`` in all, to
+``<project>/<request>/link`` of the claim (created empty by the gate just before), mounted by
+sub-path in that container only.
 
 Isolation as the model-check Job (:mod:`pds_kernel.modelcheck.k8s_job`): the project's labels with
 ``pds.component: cohort-link`` (only ``pds-projects-default-deny`` selects it: no ingress, no egress,
@@ -42,6 +51,8 @@ from ..k8s.pods import (
 )
 from ..registry.names import check_project_id
 from ..sandbox.spec import extract_volume_name
+from .cohort_intake import COHORT_OUTPUT, REPORT_OUTPUT
+from .rebuild_collect import DEST_VOLUME, SOURCE_VOLUME, collect_container
 from .staging import check_request_id
 
 CONTAINER = "cohort-link"
@@ -54,6 +65,10 @@ CORRESPONDENCE = "nir_correspondence.parquet"
 LINK_ROOT = PurePosixPath("/srv/pds/cohort-link")
 LIST_PATH = LINK_ROOT / "list.csv"
 OUT_DIR = LINK_ROOT / "out"
+#: where the second container sees the request's ``link/`` on the staging claim
+COPIES_DIR = LINK_ROOT / "copies"
+#: what the second container copies to the claim: the linker's two files, nothing else
+OUTPUTS = (REPORT_OUTPUT, COHORT_OUTPUT)
 KEYS_DIR = PurePosixPath("/srv/pds/key-store/keys")
 TTP_DIR = PurePosixPath("/srv/pds/ttp")
 EXTRACT_DIR = PurePosixPath("/data")
@@ -82,13 +97,16 @@ def check_staged_list(project: str, request_id: str, raw: str) -> PurePosixPath:
 
 
 def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, raw: str,
-                   timeout_seconds: int, cpu: float = 1.0, mem_mb: int = 2048,
+                   timeout_seconds: int, max_output_bytes: int, cpu: float = 1.0, mem_mb: int = 2048,
                    scratch_mb: int = 256) -> dict[str, Any]:
-    """The Job that links the staged list ``raw`` (relative to the staging claim) of ``request_id``."""
+    """The Job that links the staged list ``raw`` (relative to the staging claim) of ``request_id``;
+    at most ``max_output_bytes`` of its output reach the claim."""
     check_project_id(project)
     check_request_id(request_id)
     raw_path = check_staged_list(project, request_id, raw)
-    container = {
+    if not 0 < int(max_output_bytes) <= 1 << 40:
+        raise InvalidInput(f"a cohort link's output is bounded: {max_output_bytes!r} bytes is not a bound")
+    link = {
         "name": CONTAINER,
         "image": cfg.cohort_link_image,
         "imagePullPolicy": cfg.pull_policy,
@@ -104,21 +122,26 @@ def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, 
              "readOnly": True},
             {"name": "ttp", "mountPath": str(TTP_DIR / CORRESPONDENCE), "subPath": CORRESPONDENCE, "readOnly": True},
             {"name": "list", "mountPath": str(LIST_PATH), "subPath": str(raw_path), "readOnly": True},
-            {"name": "out", "mountPath": str(OUT_DIR), "subPath": f"{project}/{request_id}/{LINK_DIR}"},
+            {"name": SOURCE_VOLUME, "mountPath": str(OUT_DIR)},
             extract_mount(),
             {"name": "scratch", "mountPath": "/tmp"},
         ],
     }
+    collect = collect_container(cfg.cohort_link_image, cfg.pull_policy, source=OUT_DIR, dest=COPIES_DIR,
+                                dest_path=f"{project}/{request_id}/{LINK_DIR}", names=list(OUTPUTS),
+                                max_bytes=max_output_bytes)
     volumes = [
         {"name": "key", "persistentVolumeClaim": {"claimName": KEYS_CLAIM, "readOnly": True}},
         {"name": "ttp", "persistentVolumeClaim": {"claimName": TTP_CLAIM, "readOnly": True}},
         {"name": "list", "persistentVolumeClaim": {"claimName": STAGING_CLAIM, "readOnly": True}},
-        {"name": "out", "persistentVolumeClaim": {"claimName": STAGING_CLAIM}},
+        {"name": DEST_VOLUME, "persistentVolumeClaim": {"claimName": STAGING_CLAIM}},
         {"name": "extract", "persistentVolumeClaim": {"claimName": extract_volume_name(project), "readOnly": True}},
+        # the output, pod-local: a MiB more than the bound, for the filesystem's own blocks
+        {"name": SOURCE_VOLUME, "emptyDir": {"sizeLimit": f"{-(-int(max_output_bytes) // 2**20) + 1}Mi"}},
         {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
     ]
-    return isolated_job(cfg, name=name, project=project, component=COMPONENT, container=container,
-                        volumes=volumes, timeout_seconds=timeout_seconds)
+    return isolated_job(cfg, name=name, project=project, component=COMPONENT, init_container=link,
+                        container=collect, volumes=volumes, timeout_seconds=timeout_seconds)
 
 
 #: errors of the pod that are the list's (or the project's) fault, passed on as they are
@@ -145,14 +168,17 @@ def parse_link_log(text: str) -> dict:
     return result
 
 
-def run_link_job(settings, project: str, request_id: str, raw: str, cfg: K8sConfig | None = None) -> dict:
+def run_link_job(settings, project: str, request_id: str, raw: str, *, max_output_bytes: int,
+                 cfg: K8sConfig | None = None) -> dict:
     """Run the Job for the staged list ``raw`` and return its parsed result; any failure raises
-    :class:`Unavailable` with a reason (never a partial result)."""
+    :class:`Unavailable` with a reason (never a partial result). At most ``max_output_bytes`` of
+    its output reach the request's ``link/``."""
     limits = settings.cohort_link
     try:
         cfg = cfg or load_k8s_config()
         manifest = build_link_job(cfg, name=job_name(request_id), project=project, request_id=request_id, raw=raw,
-                                  timeout_seconds=limits.timeout_seconds, cpu=limits.cpu, mem_mb=limits.mem_mb)
+                                  timeout_seconds=limits.timeout_seconds, max_output_bytes=max_output_bytes,
+                                  cpu=limits.cpu, mem_mb=limits.mem_mb)
         outcome = asyncio.run(run_job(manifest, container=CONTAINER, timeout=limits.timeout_seconds,
                                       limit_bytes=MAX_LOG_BYTES))
     except PdsError:

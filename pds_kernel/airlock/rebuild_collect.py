@@ -8,14 +8,18 @@ the copies it asked for, the child says it wrote, and that are regular files of 
 :data:`MAX_COPY_BYTES`: the folder is opened without following a link, and each copy relative to
 it, without following one either (a link to a host file would make the gate copy that file).
 On Kubernetes the same bounds are applied first inside the Job's pod (:func:`copy_out`, its second
-container), from the pod-local folder the child wrote to the staging claim.
+container, :func:`collect_container`), from the pod-local folder the child wrote to the staging
+claim: the rebuild's Job (:mod:`.rebuild_job`) and the cohort link's (:mod:`.cohort_link_job`).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..k8s.pods import build_resources
 
 #: the largest copy the gate takes back from the child
 MAX_COPY_BYTES = 512 * 1024 * 1024
@@ -51,10 +55,11 @@ def _copy_back(folder: int, name: str, target: Path, bound: int = MAX_COPY_BYTES
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
     except OSError:
         return 0
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > bound:  # a folder, a FIFO, a device: skipped
+        os.close(fd)
+        return 0
     with os.fdopen(fd, "rb") as src:
-        info = os.fstat(src.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > bound:
-            return 0
         with open(target, "xb") as out:
             left = bound + 1  # one byte more tells a copy that grew past the bound
             while left and (block := src.read(min(left, 1 << 20))):
@@ -82,6 +87,36 @@ def copy_out(source: Path, dest: Path, names: list[str], max_total: int) -> None
                 left -= _copy_back(folder, name, dest / name, min(MAX_COPY_BYTES, left))
     finally:
         os.close(folder)
+
+
+#: the Job's second container, and its share of the pod: it only copies
+COLLECT_CONTAINER = "collect"
+COLLECT_CPU = 0.25
+COLLECT_MEMORY_MB = 256
+#: the names of the pod's volumes the second container reads from and writes to
+SOURCE_VOLUME, DEST_VOLUME = "out", "copies"
+
+
+def collect_container(image: str, pull_policy: str, *, source: PurePosixPath, dest: PurePosixPath, dest_path: str,
+                      names: list[str], max_bytes: int) -> dict[str, Any]:
+    """A Job's second container (:data:`COLLECT_CONTAINER`): :func:`copy_out` of ``names`` from the pod-local folder
+    (the emptyDir :data:`SOURCE_VOLUME` at ``source``, read-only here) to ``dest_path`` of the staging
+    claim (the volume :data:`DEST_VOLUME`, by sub-path at ``dest``), at most ``max_bytes`` in all.
+    It mounts nothing else."""
+    if any("/" in name or name in {"", ".", ".."} for name in names):
+        raise ValueError("a collected file is a name of the folder, not a path")
+    return {
+        "name": COLLECT_CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "command": ["python", "-I", "-m", "pds_kernel.airlock.rebuild_collect", "--from", str(source),
+                    "--to", str(dest), "--max-bytes", str(int(max_bytes)), *names],
+        "resources": build_resources(COLLECT_CPU, COLLECT_MEMORY_MB),
+        "volumeMounts": [
+            {"name": SOURCE_VOLUME, "mountPath": str(source), "readOnly": True},
+            {"name": DEST_VOLUME, "mountPath": str(dest), "subPath": dest_path},
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ pod's init container, :data:`CONTAINER`) writes its copies in a pod-local ``out/
 ``/tmp``; it has nothing of the staging claim it may write: a child that writes without bound
 fills its own pod's folders, bounded by their sizes and the pod's ``ephemeral-storage``, never
 the claim every project's staging area is on. Once it has ended, the pod's second container
-(:data:`COLLECT_CONTAINER`, the gate's code, :func:`.rebuild_collect.copy_out`) copies the files
+(:data:`.rebuild_collect.COLLECT_CONTAINER`, the gate's code, :func:`.rebuild_collect.copy_out`) copies the files
 it was asked for, regular files only, no link followed, each bounded and all within the size of
 ``out/``, to the work folder's ``out/`` on the claim (mounted by sub-path at :data:`COPIES_DIR`,
 in that container only). Nothing else of the staging claim, no other claim.
@@ -61,16 +61,12 @@ from ..k8s.config import K8sConfig, load_k8s_config
 from ..k8s.jobs import JobOutcome, isolated_job, run_job
 from ..k8s.pods import build_resources
 from ..registry.names import check_project_id
-from .rebuild_collect import collect_copies
+from .rebuild_collect import collect_container, collect_copies
 from .rebuild_formats import RESULT_MARKER
 
 log = logging.getLogger(__name__)
 
 CONTAINER = "rebuild"
-#: the pod's second container: the gate's code, taking the copies from the pod to the claim
-COLLECT_CONTAINER = "collect"
-COLLECT_CPU = 0.25
-COLLECT_MEMORY_MB = 256
 COMPONENT = "airlock-rebuild"
 #: the claim the airlock stages submitted files on (the chart's ``pds-staging``)
 STAGING_CLAIM = "pds-staging"
@@ -128,18 +124,8 @@ def build_rebuild_job(cfg: K8sConfig, *, name: str, project: str, work: str, mem
             {"name": "scratch", "mountPath": "/tmp"},
         ],
     }
-    collect = {
-        "name": COLLECT_CONTAINER,
-        "image": cfg.rebuild_image,
-        "imagePullPolicy": cfg.pull_policy,
-        "command": [*python, "pds_kernel.airlock.rebuild_collect", "--from", str(OUT_DIR), "--to", str(COPIES_DIR),
-                    "--max-bytes", str(int(out_mb) << 20), *copies],
-        "resources": build_resources(COLLECT_CPU, COLLECT_MEMORY_MB),
-        "volumeMounts": [
-            {"name": "out", "mountPath": str(OUT_DIR), "readOnly": True},
-            {"name": "copies", "mountPath": str(COPIES_DIR), "subPath": f"{work}/out"},
-        ],
-    }
+    collect = collect_container(cfg.rebuild_image, cfg.pull_policy, source=OUT_DIR, dest=COPIES_DIR,
+                                dest_path=f"{work}/out", names=copies, max_bytes=int(out_mb) << 20)
     volumes = [
         {"name": "in", "persistentVolumeClaim": {"claimName": STAGING_CLAIM, "readOnly": True}},
         {"name": "copies", "persistentVolumeClaim": {"claimName": STAGING_CLAIM}},

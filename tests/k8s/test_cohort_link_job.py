@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from pds_kernel.airlock import cohort_link
-from pds_kernel.airlock.cohort_link_job import LIST_PATH, OUT_DIR, build_link_job, parse_link_log
+from pds_kernel.airlock.cohort_link_job import COPIES_DIR, LIST_PATH, OUT_DIR, build_link_job, parse_link_log
 from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
 from pds_kernel.pseudo import KeyStore
 from pds_kernel.sandbox.spec import extract_volume_name
@@ -55,7 +55,7 @@ CFG = K8sConfig(namespace="pds", cohort_link_image="registry.example.org/pds/hub
 
 def _job(raw: str = RAW, project: str = PROJECT, request: str = REQUEST) -> dict:
     return build_link_job(CFG, name="pds-cohort-link-0123456789abcdef0123-ff00ff", project=project,
-                          request_id=request, raw=raw, timeout_seconds=300)
+                          request_id=request, raw=raw, timeout_seconds=300, max_output_bytes=5 * 2**20 + 1)
 
 
 def test_link_job_is_valid_kubernetes_and_isolated_like_a_check_job():
@@ -70,28 +70,44 @@ def test_link_job_is_valid_kubernetes_and_isolated_like_a_check_job():
     assert pod["dnsPolicy"] == "None" and pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"  # staged files keep their modes
-    (container,) = pod["containers"]
-    assert "initContainers" not in pod and container["image"] == CFG.cohort_link_image
+    (container,) = pod["initContainers"]  # the linker runs first, to its end
+    (collect,) = pod["containers"]  # then the copy of its output to the claim
+    assert container["name"] == "cohort-link" and container["image"] == collect["image"] == CFG.cohort_link_image
     assert container["command"] == ["python", "-I", "-m", "pds_kernel.k8s", "cohort-link", PROJECT]
-    sc = container["securityContext"]
-    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
-    assert sc["runAsUser"] != 0 and sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    volumes = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
-    assert volumes == {"key": {"claimName": "pds-keys", "readOnly": True},
-                       "ttp": {"claimName": "pds-ttp", "readOnly": True},
-                       "list": {"claimName": "pds-staging", "readOnly": True},
-                       "out": {"claimName": "pds-staging"},
-                       "extract": {"claimName": extract_volume_name(PROJECT), "readOnly": True}}
+    for one in (container, collect):
+        sc = one["securityContext"]
+        assert sc["capabilities"] == {"drop": ["ALL"]} and sc["readOnlyRootFilesystem"]
+        assert not sc["allowPrivilegeEscalation"] and sc["runAsUser"] != 0
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        # what it may write on the node: the two emptyDirs (the bound rounded up and a MiB, 256 MiB of /tmp) and its log
+        assert one["resources"]["limits"]["ephemeral-storage"] == f"{7 + 256 + 256}Mi"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert {k: v["persistentVolumeClaim"] for k, v in volumes.items() if "persistentVolumeClaim" in v} == {
+        "key": {"claimName": "pds-keys", "readOnly": True},
+        "ttp": {"claimName": "pds-ttp", "readOnly": True},
+        "list": {"claimName": "pds-staging", "readOnly": True},
+        "copies": {"claimName": "pds-staging"},
+        "extract": {"claimName": extract_volume_name(PROJECT), "readOnly": True}}
+    assert volumes["out"] == {"name": "out", "emptyDir": {"sizeLimit": "7Mi"}}
     mounts = {m["name"]: m for m in container["volumeMounts"]}
-    # one key file (not the key store), one correspondence file, one staged file, one directory
+    # one key file (not the key store), one correspondence file, one staged file, a pod-local directory
     assert mounts["key"]["subPath"] == f"keys/{PROJECT}.key" and mounts["key"]["readOnly"]
     assert mounts["ttp"]["subPath"] == "nir_correspondence.parquet" and mounts["ttp"]["readOnly"]
     assert (mounts["list"]["subPath"], mounts["list"]["mountPath"]) == (RAW, str(LIST_PATH))
-    assert mounts["out"]["subPath"] == f"{PROJECT}/{REQUEST}/link" and mounts["out"]["mountPath"] == str(OUT_DIR)
+    assert mounts["out"] == {"name": "out", "mountPath": str(OUT_DIR)}
+    assert "copies" not in mounts  # the linker has nothing of the staging claim it may write
     writable = sorted(m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly"))
     assert writable == sorted([str(OUT_DIR), "/tmp"])
     env = {e["name"]: e["value"] for e in container["env"]}
     assert "PDS_DATABASE__URL" not in env and not any("AUDIT" in k for k in env)  # no database, no audit key
+    # the copy: the two expected files, bounded, from the pod-local output to the request's link/ only
+    assert collect["command"] == ["python", "-I", "-m", "pds_kernel.airlock.rebuild_collect", "--from", str(OUT_DIR),
+                                  "--to", str(COPIES_DIR), "--max-bytes", str(5 * 2**20 + 1), "match_report.json",
+                                  "cohort.csv"]
+    assert collect["volumeMounts"] == [
+        {"name": "out", "mountPath": str(OUT_DIR), "readOnly": True},
+        {"name": "copies", "mountPath": str(COPIES_DIR), "subPath": f"{PROJECT}/{REQUEST}/link"}]
+    assert not collect.get("env")
 
 
 # ---- the chart -------------------------------------------------------------------------------------

@@ -51,34 +51,55 @@ def stage(settings, request: str, content: bytes) -> Path:
     return directory
 
 
-def link_job(request: str, raw: str | None = None, project: str = PROJECT) -> dict:
+def output_bound(raw_bytes: int) -> int:
+    """The bound of the output the gate gives a list of ``raw_bytes`` (cohort_link.link_staged)."""
+    return 8 * raw_bytes + 64 * 1024 + 4096
+
+
+def link_job(request: str, raw: str | None = None, project: str = PROJECT, max_output_bytes: int = 4 << 20) -> dict:
     return build_link_job(CFG, name=f"pds-cohort-link-{request[:20]}-ff00ff", project=project, request_id=request,
-                          raw=raw if raw is not None else f"{project}/{request}/raw/{STORED}", timeout_seconds=300)
+                          raw=raw if raw is not None else f"{project}/{request}/raw/{STORED}", timeout_seconds=300,
+                          max_output_bytes=max_output_bytes)
 
 
 def run_in_pod(settings, job: dict, scratch: Path, argv_tail: list[str] | None = None) -> subprocess.CompletedProcess:
-    """The Job's exact command (or ``argv_tail`` after ``python``) in an emulated pod whose claims are
-    this platform's directories: pds-keys = the parent of ``paths.keys``, pds-ttp = ``paths.ttp``,
-    pds-staging = ``paths.staging``, extract-<project> = ``paths.projects/<project>``."""
+    """The Job's pod in an emulation whose claims are this platform's directories: pds-keys = the
+    parent of ``paths.keys``, pds-ttp = ``paths.ttp``, pds-staging = ``paths.staging``,
+    extract-<project> = ``paths.projects/<project>``; each emptyDir a folder of ``scratch``. Its init
+    container (the linker: its exact command, or ``argv_tail`` after ``python``), then, if that
+    succeeded, its container (the copy to the claim), as the kubelet runs them. The linker's run
+    (its output: the log the gate reads), failed when either container failed."""
+    pod = job["spec"]["template"]["spec"]
+    (link,) = pod["initContainers"]
+    (collect,) = pod["containers"]
+    done = _run_container(settings, job, link, scratch, argv_tail)
+    if done.returncode == 0:
+        copied = _run_container(settings, job, collect, scratch, None)
+        if copied.returncode != 0:
+            return subprocess.CompletedProcess(done.args, copied.returncode, done.stdout, done.stderr + copied.stderr)
+    return done
+
+
+def _run_container(settings, job: dict, container: dict, scratch: Path,
+                   argv_tail: list[str] | None) -> subprocess.CompletedProcess:
     from tests.k8s.test_model_check_job import pod_argv
 
     assert settings.paths.keys.name == "keys"  # the claim's layout: keys/<project>.key
     pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
     project = job["metadata"]["labels"]["pds.project"]
     claims = {"pds-keys": settings.paths.keys.parent, "pds-ttp": settings.paths.ttp,
               "pds-staging": settings.paths.staging, extract_volume_name(project): settings.paths.projects / project}
-    scratch.mkdir(exist_ok=True)
     volumes = {v["name"]: v for v in pod["volumes"]}
     binds = []
     for mount in container["volumeMounts"]:
         volume = volumes[mount["name"]]
         if "emptyDir" in volume:
-            source = scratch
+            source = scratch / mount["name"]
+            source.mkdir(parents=True, exist_ok=True)
         else:
             source = claims[volume["persistentVolumeClaim"]["claimName"]] / mount.get("subPath", "")
         binds.append((source, mount["mountPath"], bool(mount.get("readOnly"))))
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container.get("env") or []}
     env.update(PATH=f"{REPO / '.venv' / 'bin'}:/usr/bin:/bin", LANG="C.UTF-8")
     security = pod["securityContext"]
     python = str(REPO / ".venv" / "bin" / "python")

@@ -139,6 +139,16 @@ def test_a_fifo_as_the_copy_is_not_taken_and_does_not_block_the_gate(monkeypatch
     _refused(reasons, items, "the rebuild wrote no copy")
 
 
+def test_a_folder_as_the_copy_is_not_taken_and_does_not_break_the_copy(monkeypatch, tmp_path, platform):
+    """The child makes its copy a folder holding a file and says it rebuilt it: the pod's copy to the
+    claim skips it (before: it stopped there with an error), the gate takes nothing back."""
+    staging, items, _ = platform
+    script = ("os.makedirs(os.path.join(items[0][1], 'x'))\n"
+              "print('PDS-REBUILD-RESULT ' + json.dumps({items[0][2]: None}))")
+    reasons = _attack(monkeypatch, tmp_path, staging, items, script)
+    _refused(reasons, items, "the rebuild wrote no copy")
+
+
 def test_a_result_beyond_the_log_bound_is_no_result(monkeypatch, tmp_path, platform):
     """A real copy and a valid result, after more than the gate reads of the log: no result."""
     staging, items, _ = platform
