@@ -17,8 +17,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
 
 def _json(value):
     """A model's ``to_dict(serialize=True)`` without the unset (None) fields, as the API server sends it."""
@@ -95,19 +93,9 @@ class JobApi:
 
     def kubeconfig(self, tmp_path: Path, monkeypatch) -> Path:
         """Point ``kubernetes_asyncio`` (and ``$KUBECONFIG``) at this stand-in."""
-        path = tmp_path / "kubeconfig-stand-in"
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
-            "clusters": [{"name": "test", "cluster": {"server": self.url}}],
-            "users": [{"name": "test", "user": {"token": "stand-in"}}],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": "pds"}}],
-        }))
-        monkeypatch.setenv("KUBECONFIG", str(path))
-        from kubernetes_asyncio.config import kube_config
+        from .conftest import use_kubeconfig
 
-        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        return path
+        return use_kubeconfig(tmp_path, monkeypatch, self.url)
 
     def _handler(self):
         api = self

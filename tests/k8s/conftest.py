@@ -54,10 +54,15 @@ def kubeconfig(tmp_path, monkeypatch) -> Path:
 
 def use_dummy_kubeconfig(tmp_path: Path, monkeypatch) -> Path:
     """A kubeconfig naming an unroutable API server: clients can be built, nothing is contacted."""
+    return use_kubeconfig(tmp_path, monkeypatch, "https://127.0.0.1:1")
+
+
+def use_kubeconfig(tmp_path: Path, monkeypatch, server: str) -> Path:
+    """A kubeconfig naming the API server ``server``, used by every client built afterwards."""
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "test", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "clusters": [{"name": "test", "cluster": {"server": server}}],
         "users": [{"name": "test", "user": {"token": "not-a-real-token"}}],
         "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": "pds"}}],
     }))

@@ -18,31 +18,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cohort_link_k8s_support as pod
 import pytest
-from cohort_link_k8s_support import (
-    PROJECT,
-    STORED,
-    bwrap_available,
-    link_job,
-    make_platform,
-    prepare_output,
-    run_in_pod,
-    stage,
-)
 
 from pds_kernel.airlock import cohort_link
 from pds_kernel.airlock.cohort_link_job import LIST_PATH, OUT_DIR
 from pds_kernel.airlock.rebuild_collect import collect_container, copy_out
 from pds_kernel.errors import IntegrityError, InvalidInput
 
-needs_bwrap = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap (user namespaces) emulates the pod")
+needs_bwrap = pytest.mark.skipif(not pod.bwrap_available(), reason="bubblewrap (user namespaces) emulates the pod")
 #: the bound the attacks' Jobs get (the gate's is 8 times the list, 64 KiB and the report)
 BOUND = 256 * 1024
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    return make_platform(tmp_path_factory.mktemp("link-output"))
+    return pod.make_platform(tmp_path_factory.mktemp("link-output"))
 
 
 _counter = iter(range(10_000))
@@ -64,11 +55,11 @@ def _hostile_link(platform, tmp_path, script: str) -> tuple[Path, object]:
     outside ``link/`` may have changed."""
     settings, cohort = platform
     request = f"{next(_counter) + 0xa000:032x}"
-    directory = stage(settings, request, cohort.path.read_bytes())
-    out = prepare_output(directory)
+    directory = pod.stage(settings, request, cohort.path.read_bytes())
+    out = pod.prepare_output(directory)
     before = _claim_state(settings.paths.staging)
     prelude = f"import os\nOUT = {str(OUT_DIR)!r}\nLIST = {str(LIST_PATH)!r}\n"
-    done = run_in_pod(settings, link_job(request, max_output_bytes=BOUND), tmp_path / "scratch",
+    done = pod.run_in_pod(settings, pod.link_job(request, max_output_bytes=BOUND), tmp_path / "scratch",
                       argv_tail=["-c", prelude + script])
     assert _claim_state(settings.paths.staging) == before
     return out, done
@@ -111,7 +102,7 @@ with open(os.path.join(OUT, "cohort.csv"), "w") as f: f.write("PERSON_ID\\n")
 
 
 @needs_bwrap
-@pytest.mark.parametrize("target", ["/etc/passwd", str(LIST_PATH), "../../raw/" + STORED, "/srv/pds/cohort-link/copies"])
+@pytest.mark.parametrize("target", ["/etc/passwd", str(LIST_PATH), "../../raw/" + pod.STORED, "/srv/pds/cohort-link/copies"])
 def test_linker_output_as_links(platform, tmp_path, target):
     """The expected names made links (to a host file, to the staged list, up the claim, to the copy's
     own destination): no link is followed, none reaches the claim."""
@@ -185,4 +176,4 @@ def test_the_bound_is_for_all_files_together(tmp_path):
 def test_a_job_with_an_unbounded_output_is_never_made():
     for bound in (0, -1, 1 << 41):
         with pytest.raises(InvalidInput, match="bounded"):
-            link_job("f" * 32, raw=f"{PROJECT}/{'f' * 32}/raw/{STORED}", max_output_bytes=bound)
+            pod.link_job("f" * 32, raw=f"{pod.PROJECT}/{'f' * 32}/raw/{pod.STORED}", max_output_bytes=bound)

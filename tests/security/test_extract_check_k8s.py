@@ -16,7 +16,6 @@ the gate said the Job "could not run on Kubernetes", nothing audited).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
 
@@ -38,7 +37,8 @@ from pds_kernel.audit import AuditTrail
 from pds_kernel.k8s.pod_status import MISMATCH, ExtractMismatch
 from pds_kernel.registry import Registry
 from tests.k8s.api_stand_in import JobApi
-from tests.k8s.conftest import REPO, two_projects, use_dummy_kubeconfig
+from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
+from tests.k8s.test_model_check_job import platform as gate  # noqa: F401  (a fixture: the gate, checks on Kubernetes)
 from tests.k8s.test_spawner import make_spawner, spawn_manifest
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap runs the pod's init container")
@@ -99,20 +99,7 @@ async def test_workspace_on_the_published_extract_is_not_refused(settings, runti
 
 
 # ---- a model check -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def gate(tmp_path_factory):
-    """(service, settings, rows, alice's home) on a fresh platform, model checks on Kubernetes."""
-    sys.path.insert(0, str(REPO / "tests" / "ai"))
-    from model_check_support import PROJECT, home, people, publish_cohort
-    from model_format_support import airlock
-
-    with airlock(tmp_path_factory.mktemp("k8s-extract-check")) as (service, settings):
-        rows = people(PROJECT, 600, seed=5)
-        publish_cohort(settings, PROJECT, rows)
-        yield service, settings, rows, home(settings, PROJECT, "alice")
-
-
-def test_model_check_job_on_an_extract_changed_after_the_gate_checked_it(gate, tmp_path, monkeypatch):
+def test_model_check_job_on_an_extract_changed_after_the_gate_checked_it(request, tmp_path, monkeypatch):
     """The gate checks the extract, creates the check Job; the claim changes before the Job's pod
     starts. Its ``verify-extract`` container refuses it: the check does not run, the model goes to a
     checker with the reason (as when the gate refuses the extract itself), audited, at once."""
@@ -122,7 +109,7 @@ def test_model_check_job_on_an_extract_changed_after_the_gate_checked_it(gate, t
     from pds_kernel.modelcheck.k8s_job import CONTAINER
     from tests.k8s.test_model_check_job import FAST
 
-    service, settings, rows, alice = gate
+    service, settings, rows, alice = request.getfixturevalue("gate")
     claim = settings.paths.projects / PROJECT
     runs = {}
 
