@@ -290,35 +290,80 @@ def verify(root: int, manifest_sha256: str, *, hash_max_bytes: int, expected_fin
     return tree, True
 
 
-# ---- the init container of a workspace pod --------------------------------------------------------
+# ---- the init container of a workspace pod, and its notebook container's start ----------------------
+#: The exit code of a refusal (the init container's, or the notebook's start): the hub reads it in
+#: the pod's status (:mod:`pds_kernel.k8s.pod_status`).
+REFUSED_EXIT = 3
+#: Set in a Kubernetes workspace's notebook container: the file where its ``verify-extract``
+#: container recorded the fingerprint of the tree it verified (:func:`refuse_unless_checked`).
+CHECKED_ENV = "PDS_EXTRACT_CHECKED"
+
+
+def _refuse_to_start(reason: object) -> int:
+    message = f"the project's extract is refused: {reason}; the data manager must re-publish it (pds extract build)"
+    print(message, file=sys.stderr)
+    try:
+        with open("/dev/termination-log", "w", encoding="utf-8") as log:
+            log.write(message)
+    except OSError:
+        pass
+    return REFUSED_EXIT
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -I -m pds_kernel.extract.tree DIR --manifest-sha256 HEX --hash-max-bytes N
-    [--fingerprint HEX]``: :func:`verify` the extract mounted at ``DIR`` (the pod's ``/data``);
-    exit 0, or 3 with the reason on standard error and in ``/dev/termination-log`` (shown in the
-    pod's status)."""
+    [--fingerprint HEX] [--record FILE]``: :func:`verify` the extract mounted at ``DIR`` (the pod's
+    ``/data``) and write the fingerprint of the tree it verified to ``FILE`` (a folder the
+    notebook container mounts read-only: :func:`refuse_unless_checked`); exit 0, or
+    :data:`REFUSED_EXIT` with the reason on standard error and in ``/dev/termination-log`` (shown
+    in the pod's status)."""
     parser = argparse.ArgumentParser(prog="pds_kernel.extract.tree", description="verify a mounted extract")
     parser.add_argument("directory")
     parser.add_argument("--manifest-sha256", required=True)
     parser.add_argument("--hash-max-bytes", type=int, required=True, help="re-hash every file up to this size")
     parser.add_argument("--fingerprint", default=None, help="the recorded fingerprint of the files' state")
+    parser.add_argument("--record", default=None, help="write the verified tree's fingerprint to this file")
     args = parser.parse_args(argv)
     try:
         root = os.open(args.directory, _DIR_FLAGS)
         try:
-            verify(root, args.manifest_sha256, hash_max_bytes=args.hash_max_bytes, expected_fingerprint=args.fingerprint)
+            tree, _ = verify(root, args.manifest_sha256, hash_max_bytes=args.hash_max_bytes,
+                             expected_fingerprint=args.fingerprint)
         finally:
             os.close(root)
+        if args.record:
+            with open(args.record, "w", encoding="ascii") as record:
+                record.write(tree.fingerprint)
     except (TreeRefused, OSError) as exc:
-        message = f"the project's extract is refused: {exc}; the data manager must re-publish it (pds extract build)"
-        print(message, file=sys.stderr)
-        try:
-            with open("/dev/termination-log", "w", encoding="utf-8") as log:
-                log.write(message)
-        except OSError:
-            pass
-        return 3
+        return _refuse_to_start(exc)
     print("the extract is the published one")
     return 0
+
+
+def refuse_unless_checked(environ, directory: str = "/data") -> None:
+    """The notebook container's start on Kubernetes, before it serves anything: when ``environ``
+    names the init container's record (:data:`CHECKED_ENV`), the tree mounted at ``directory``
+    must have the fingerprint recorded there, i.e. be the very tree the init container verified,
+    unchanged (the kubelet mounts each container's ``subPath`` when that container starts: the
+    ``extract`` link re-pointed, or a file replaced, in between gives another tree). Otherwise
+    exit :data:`REFUSED_EXIT` (a missing or unreadable record too). Without the variable (the
+    local sandbox, whose launcher mounts the very descriptor it checked) it does nothing."""
+    record = environ.get(CHECKED_ENV)
+    if not record:
+        return
+    try:
+        with open(record, encoding="ascii") as handle:
+            expected = handle.read(65)
+        root = os.open(directory, _DIR_FLAGS)
+        try:
+            found = fingerprint(root)
+        finally:
+            os.close(root)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(_refuse_to_start(f"the check of its mount cannot be read ({exc})")) from None
+    if found != expected:
+        raise SystemExit(_refuse_to_start("the extract mounted in the notebook is not the one its pod's "
+                                          "verify-extract container checked (it changed in between)"))
 
 
 if __name__ == "__main__":

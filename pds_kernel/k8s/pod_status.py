@@ -3,7 +3,10 @@
 Every pod that mounts a project's extract (a workspace, a Dask worker, a model check) first runs
 the ``verify-extract`` init container (:func:`pds_kernel.k8s.pods.extract_check_container`): it
 exits non-zero, with the reason in its termination message, when the extract it sees is not the
-one the audit trail says was published. Kubernetes then never starts the pod's main container,
+one the audit trail says was published, and Kubernetes never starts the pod's main container. A
+workspace's notebook container also exits (:data:`~pds_kernel.extract.tree.REFUSED_EXIT`) before
+it serves when its ``/data`` is not the tree that init container verified
+(:func:`pds_kernel.extract.tree.refuse_unless_checked`). Either way nothing runs on that extract,
 but nothing tells the one who waits for it: a workspace pod (``restartPolicy: OnFailure``) is
 restarted again and again, a Job's pod fails. :func:`failed_extract_check` reads that from the
 pod's status, as the API server sends it (JSON, as KubeSpawner's reflector keeps it and as
@@ -19,7 +22,8 @@ from typing import Any
 
 from ..events import AuditEvent, Outcome
 from ..extract.mount_check import ExtractRefused
-from .pods import EXTRACT_CHECK_CONTAINER
+from ..extract.tree import REFUSED_EXIT
+from .pods import EXTRACT_CHECK_CONTAINER, NOTEBOOK_CONTAINER
 
 #: What the researcher (or the model's checker) is told; the pod's own message goes to the audit trail.
 MISMATCH = ("the project's extract does not match its publication; an administrator must re-publish it "
@@ -28,19 +32,31 @@ MISMATCH = ("the project's extract does not match its publication; an administra
 MAX_MESSAGE = 400
 
 
-def failed_extract_check(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The ``terminated`` state (``exitCode``, ``reason``, ``message``) of ``pod``'s (the API's JSON)
-    ``verify-extract`` init container when it ended with a non-zero exit code, now or before the
-    kubelet restarted it (``lastState``); None when it has not failed (yet)."""
-    status = (pod or {}).get("status") or {}
-    for container in status.get("initContainerStatuses") or []:
-        if not isinstance(container, Mapping) or container.get("name") != EXTRACT_CHECK_CONTAINER:
+def _terminated(statuses, name: str, refused) -> dict[str, Any] | None:
+    for container in statuses or []:
+        if not isinstance(container, Mapping) or container.get("name") != name:
             continue
         for key in ("state", "lastState"):
             terminated = (container.get(key) or {}).get("terminated")
-            if isinstance(terminated, Mapping) and terminated.get("exitCode") != 0:
+            if isinstance(terminated, Mapping) and refused(terminated):
                 return dict(terminated)
     return None
+
+
+def _notebook_refused(terminated: Mapping[str, Any]) -> bool:
+    """The notebook container's start refused its ``/data`` (:func:`~pds_kernel.extract.tree.refuse_unless_checked`)."""
+    return (terminated.get("exitCode") == REFUSED_EXIT
+            and str(terminated.get("message") or "").startswith("the project's extract is refused"))
+
+
+def failed_extract_check(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``terminated`` state (``exitCode``, ``reason``, ``message``) of ``pod``'s (the API's JSON)
+    ``verify-extract`` init container when it ended with a non-zero exit code, or of its notebook
+    container when its start refused the extract it was given (not the one ``verify-extract``
+    checked), now or before the kubelet restarted it (``lastState``); None otherwise (yet)."""
+    status = (pod or {}).get("status") or {}
+    return (_terminated(status.get("initContainerStatuses"), EXTRACT_CHECK_CONTAINER, lambda t: t.get("exitCode") != 0)
+            or _terminated(status.get("containerStatuses"), NOTEBOOK_CONTAINER, _notebook_refused))
 
 
 class ExtractMismatch(ExtractRefused):

@@ -13,7 +13,9 @@ in it before (:func:`apply_workspace_invariants` is the last word):
   filesystem is read-only); nothing else, no sidecars, and one init container only: ours,
   ``verify-extract`` (:func:`extract_check_container`), which checks the extract exactly as the
   notebook container mounts it against what the audit trail recorded at its publication, and
-  keeps the pod from starting otherwise;
+  keeps the pod from starting otherwise; it records the fingerprint of the tree it verified in a
+  small emptyDir (``/srv/pds/extract-check``, read-only in the notebook container), and the
+  notebook's start refuses a ``/data`` that is not that tree;
 * the notebook server started by :mod:`pds_kernel.sandbox.notebook_server` (the lockdown and its
   settings, as in the local sandbox), with no other arguments and no ``JUPYTER*``/``PYTHON*``
   variable from the chart's values;
@@ -33,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvalidInput
+from ..extract.tree import CHECKED_ENV
 from ..sandbox.notebook_server import server_command
 from ..sandbox.spec import (
     DATA_MOUNT,
@@ -155,20 +158,36 @@ def extract_mount() -> dict[str, Any]:
 
 #: The init container that verifies the extract before the notebook container starts.
 EXTRACT_CHECK_CONTAINER = "verify-extract"
+#: A workspace pod's folder (emptyDir) where ``verify-extract`` records the fingerprint of the tree it
+#: verified; the notebook container reads it (read-only) before it serves (``$PDS_EXTRACT_CHECKED``).
+EXTRACT_CHECKED_DIR = "/srv/pds/extract-check"
+EXTRACT_CHECKED_FILE = f"{EXTRACT_CHECKED_DIR}/fingerprint"
 
 
-def extract_check_container(expected, cfg: K8sConfig, image: str) -> dict[str, Any]:
+def extract_checked_volume() -> dict[str, Any]:
+    return {"name": "extract-check", "emptyDir": {"sizeLimit": "1Mi"}}
+
+
+def extract_check_container(expected, cfg: K8sConfig, image: str, *, record: bool = False) -> dict[str, Any]:
     """``python -I -m pds_kernel.extract.tree /data ...`` in ``image`` (the notebook's, or the Dask
     workers' for their pods: both hold ``pds_kernel``), with the notebook container's very mount of
     the extract (same claim, same ``subPath``, read-only), no network
     and the restricted security context. ``expected``: the hub's
     :class:`~pds_kernel.extract.mount_check.ExpectedMount` (from the audit trail, which the pod
     cannot reach). It exits non-zero, and the pod never starts, unless the extract is the one
-    published: re-hashed up to ``expected.hash_max_bytes``, else in its recorded state."""
+    published: re-hashed up to ``expected.hash_max_bytes``, else in its recorded state. With
+    ``record`` (a workspace pod) it writes the verified tree's fingerprint to
+    :data:`EXTRACT_CHECKED_FILE`, which the notebook container compares with its own mount before
+    it serves (:func:`pds_kernel.extract.tree.refuse_unless_checked`)."""
     argv = [NOTEBOOK_PYTHON, "-I", "-m", "pds_kernel.extract.tree", DATA_MOUNT,
             "--manifest-sha256", expected.manifest_sha256, "--hash-max-bytes", str(expected.hash_max_bytes)]
     if expected.fingerprint:
         argv += ["--fingerprint", expected.fingerprint]
+    mounts, volumes = [extract_mount()], []
+    if record:
+        argv += ["--record", EXTRACT_CHECKED_FILE]
+        mounts.append({"name": "extract-check", "mountPath": EXTRACT_CHECKED_DIR})
+        volumes.append(extract_checked_volume())
     return {
         "name": EXTRACT_CHECK_CONTAINER,
         "image": image,
@@ -176,9 +195,9 @@ def extract_check_container(expected, cfg: K8sConfig, image: str) -> dict[str, A
         "command": argv,
         "args": [],
         "env": [],
-        "volumeMounts": [extract_mount()],
-        # it writes nothing but its log: the log's allowance of node disk, no emptyDir
-        "resources": with_ephemeral_storage(build_resources(1.0, 256), []),
+        "volumeMounts": mounts,
+        # it writes nothing but its log (and its record): the log's allowance of node disk
+        "resources": with_ephemeral_storage(build_resources(1.0, 256), volumes),
         "securityContext": build_container_security_context(cfg),
         "terminationMessagePolicy": "File",
     }
@@ -210,11 +229,13 @@ def build_workspace_volumes(spec: WorkspaceSpec, cfg: K8sConfig) -> list[dict[st
         {"name": "home", "persistentVolumeClaim": {"claimName": home_volume_name(spec.project, spec.user)}},
         imports_volume(spec),
         scratch_volume(cfg),
+        extract_checked_volume(),
     ]
 
 
 def build_workspace_mounts() -> list[dict[str, Any]]:
-    return [extract_mount(), {"name": "home", "mountPath": HOME_MOUNT}, imports_mount(), scratch_mount()]
+    return [extract_mount(), {"name": "home", "mountPath": HOME_MOUNT}, imports_mount(), scratch_mount(),
+            {"name": "extract-check", "mountPath": EXTRACT_CHECKED_DIR, "readOnly": True}]
 
 
 def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig) -> dict[str, str]:
@@ -236,6 +257,8 @@ def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig) -> dict[str, str]:
         "DASK_GATEWAY__CLUSTER__OPTIONS__PROJECT": spec.project,
         "DASK_TEMPORARY_DIRECTORY": SCRATCH_MOUNT,
         "HOME": HOME_MOUNT,
+        # the notebook's start compares /data with what its pod's verify-extract checked
+        CHECKED_ENV: EXTRACT_CHECKED_FILE,
     }
 
 
@@ -300,7 +323,7 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     ps["containers"] = [notebook]
     for key in ("ephemeralContainers", "hostAliases", "serviceAccount"):
         ps.pop(key, None)
-    ps["initContainers"] = [extract_check_container(extract, cfg, notebook["image"])]
+    ps["initContainers"] = [extract_check_container(extract, cfg, notebook["image"], record=True)]
     ps["volumes"] = build_workspace_volumes(spec, cfg)
     ps["securityContext"] = build_pod_security_context(cfg)
     ps["automountServiceAccountToken"] = False

@@ -36,6 +36,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..extract.tree import refuse_unless_checked
+
 #: The platform's Jupyter configuration directory (read-only wherever the package is installed).
 PLATFORM_CONFIG_DIR = Path(__file__).resolve().parent / "jupyter_config"
 LOCKDOWN_EXTENSION = "pds_kernel.sandbox.lockdown"
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     if not sys.flags.isolated:
         os.execv(sys.executable, [sys.executable, "-I", "-m", __name__, mode, *argv])
     make_undumpable()
+    refuse_unless_checked(os.environ)  # Kubernetes: /data is the tree the pod's verify-extract checked
     env = platform_env(dict(os.environ))
     os.environ.clear()
     os.environ.update(env)

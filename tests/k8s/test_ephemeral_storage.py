@@ -92,12 +92,13 @@ def test_resources_without_an_ephemeral_storage_limit_are_refused_at_render(tmp_
 
 @pytest.mark.asyncio
 async def test_kubespawners_workspace_pod_is_bounded(settings, runtime, registry, kubeconfig):
-    """KubeSpawner's own manifest through the platform's hooks: /tmp's size and the log."""
+    """KubeSpawner's own manifest through the platform's hooks: /tmp's size, the extract check's
+    record (1 MiB) and the log."""
     k8s = K8sConfig(tmp_size="2Gi")
     pod = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study"], "alpha-study", k8s=k8s))
     assert_bounded("workspace", pod["spec"])
     limits = pod["spec"]["containers"][0]["resources"]["limits"]
-    assert limits["ephemeral-storage"] == f"{2048 + LOG_MIB}Mi"
+    assert limits["ephemeral-storage"] == f"{2048 + 1 + LOG_MIB}Mi"
 
 
 @pytest.mark.parametrize("role", ["scheduler", "worker"])

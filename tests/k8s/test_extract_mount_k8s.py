@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,19 @@ async def test_pod_verifies_the_published_extract_with_the_notebooks_mount(setti
     pod = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study"], "alpha-study"))
     check, notebook = init_container(pod), pod["spec"]["containers"][0]
     assert check["name"] == "verify-extract" and check["image"] == notebook["image"]
-    assert check["volumeMounts"] == [m for m in notebook["volumeMounts"] if m["mountPath"] == "/data"]
-    assert check["volumeMounts"] == [{"name": "extract", "mountPath": "/data", "readOnly": True, "subPath": "extract"}]
+    extract = {"name": "extract", "mountPath": "/data", "readOnly": True, "subPath": "extract"}
+    assert [m for m in notebook["volumeMounts"] if m["mountPath"] == "/data"] == [extract]
+    # it records what it verified for the notebook's start, which reads it, read-only
+    record = {"name": "extract-check", "mountPath": "/srv/pds/extract-check"}
+    assert check["volumeMounts"] == [extract, record]
+    assert {**record, "readOnly": True} in notebook["volumeMounts"]
+    assert {"name": "PDS_EXTRACT_CHECKED", "value": "/srv/pds/extract-check/fingerprint"} in notebook["env"]
     argv = check["command"]
     assert argv[:5] == ["python", "-I", "-m", "pds_kernel.extract.tree", "/data"]
     assert argv[argv.index("--manifest-sha256") + 1] == PUBLISHED_MANIFEST["alpha-study"]
     assert argv[argv.index("--hash-max-bytes") + 1] == str(settings.hub.extract_hash_max_bytes)
     assert argv[argv.index("--fingerprint") + 1] == "1" * 64
+    assert argv[argv.index("--record") + 1] == "/srv/pds/extract-check/fingerprint"
     assert check["securityContext"] == notebook["securityContext"]
     assert not check.get("env") and not check.get("envFrom")
 
@@ -102,18 +109,27 @@ def _chart_spawner(tmp_path, settings):
                        orm_spawner=FakeOrmSpawner("alpha-study"))
 
 
-def _run_as_kubelet(container: dict, claim: Path) -> subprocess.CompletedProcess:
-    """The container's command with the claim's ``subPath`` bound at its mount path, read-only,
-    the way the kubelet resolves it (the ``extract`` link followed inside the claim); this
-    environment's Python stands for the image's."""
-    (mount,) = container["volumeMounts"]
-    argv = [sys.executable, *container["command"][1:]]
+def _run_as_kubelet(container: dict, claim: Path, record: Path | None = None,
+                    argv: list[str] | None = None) -> subprocess.CompletedProcess:
+    """The container's command (or ``argv``) with the claim's ``subPath`` bound at its mount path,
+    read-only, the way the kubelet resolves it (the ``extract`` link followed inside the claim),
+    and the folder ``record`` as the pod's ``extract-check`` emptyDir; this environment's Python
+    stands for the image's."""
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "extract")
+    checked = [m for m in container["volumeMounts"] if m["name"] == "extract-check"]
+    argv = argv or [sys.executable, *container["command"][1:]]
+    if checked:
+        record = record or Path(tempfile.mkdtemp(prefix="extract-check-"))
+        argv = ["--bind" if not checked[0].get("readOnly") else "--ro-bind", str(record), checked[0]["mountPath"],
+                "--", *argv]
+    else:
+        argv = ["--", *argv]
     python = [Path(sys.prefix), Path(os.path.realpath(sys.executable)).parents[1], REPO]
     binds = [w for p in dict.fromkeys(map(str, python)) for w in ("--ro-bind", p, p)]
     return subprocess.run(["bwrap", "--tmpfs", "/", "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
                            "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
                            "--symlink", "usr/bin", "/bin", "--dev", "/dev", "--proc", "/proc", *binds,
-                           "--ro-bind", str(claim / mount["subPath"]), mount["mountPath"], "--", *argv],
+                           "--ro-bind", str(claim / mount["subPath"]), mount["mountPath"], *argv],
                           capture_output=True, text=True, timeout=120, check=False)
 
 

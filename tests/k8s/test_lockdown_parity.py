@@ -110,6 +110,8 @@ async def test_chart_workspace_refuses_the_same_downloads(tmp_path, settings, re
     env = kubelet_env(container, {"HUB_SERVICE_HOST": host, "HUB_SERVICE_PORT": str(port)})
     assert env["JUPYTERHUB_API_URL"] == f"http://{host}:{port}/hub/api"
     env.update(HOME=str(home), JUPYTERHUB_API_TOKEN=ledger.token)
+    # no /data here, nor its init container's record: that check is tests/security/test_extract_check_k8s.py
+    assert env.pop("PDS_EXTRACT_CHECKED") == "/srv/pds/extract-check/fingerprint"
     command = [sys.executable, *container["command"][1:-1], "server"]
     server = start_server(home, tmp_path, ledger=None, command=command, env=env)
     try:

@@ -75,7 +75,8 @@ async def test_member_gets_exactly_the_project(settings, runtime, registry, kube
     assert [c["name"] for c in spec["containers"]] == ["notebook"]
     assert [c["name"] for c in spec["initContainers"]] == ["verify-extract"]  # tests/k8s/test_extract_mount_k8s.py
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert set(volumes) == {"extract", "home", "imports", "scratch"}
+    assert set(volumes) == {"extract", "home", "imports", "scratch", "extract-check"}
+    assert volumes["extract-check"] == {"name": "extract-check", "emptyDir": {"sizeLimit": "1Mi"}}
     assert volumes["extract"]["persistentVolumeClaim"] == {"claimName": "extract-alpha-study", "readOnly": True}
     assert volumes["imports"]["persistentVolumeClaim"] == {"claimName": "imports-alpha-study", "readOnly": True}
     assert volumes["home"]["persistentVolumeClaim"]["claimName"] == home_volume_name("alpha-study", "alice")
@@ -83,10 +84,11 @@ async def test_member_gets_exactly_the_project(settings, runtime, registry, kube
     mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
     assert mounts["/data"] == {"name": "extract", "mountPath": "/data", "readOnly": True, "subPath": "extract"}
     assert mounts["/imports"] == {"name": "imports", "mountPath": "/imports", "readOnly": True}
-    assert set(mounts) == {"/data", "/home/jovyan", "/imports", "/tmp"}
+    assert set(mounts) == {"/data", "/home/jovyan", "/imports", "/tmp", "/srv/pds/extract-check"}
+    assert mounts["/srv/pds/extract-check"]["readOnly"] is True  # written by verify-extract only
     resources = spec["containers"][0]["resources"]
-    # /tmp (1Gi) and 256Mi for the log: what the pod may write on its node
-    assert resources["limits"] == {"cpu": "2000m", "memory": "4096Mi", "ephemeral-storage": "1280Mi"}
+    # /tmp (1Gi), the extract check's record (1Mi) and 256Mi for the log: what the pod may write on its node
+    assert resources["limits"] == {"cpu": "2000m", "memory": "4096Mi", "ephemeral-storage": "1281Mi"}
     assert resources["requests"] == resources["limits"]
     assert spawner.pvc_name == home_volume_name("alpha-study", "alice")
 

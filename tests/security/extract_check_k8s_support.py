@@ -44,10 +44,11 @@ def tamper(build: Path, how: str) -> None:
         raise ValueError(how)
 
 
-def run_init_container(pod_spec: dict, claim: Path) -> subprocess.CompletedProcess:
-    """The pod's ``verify-extract`` container, its exact command, on the project's claim ``claim``."""
+def run_init_container(pod_spec: dict, claim: Path, record: Path | None = None) -> subprocess.CompletedProcess:
+    """The pod's ``verify-extract`` container, its exact command, on the project's claim ``claim``
+    (``record``: the pod's ``extract-check`` folder, where it records what it verified)."""
     (check,) = [c for c in pod_spec["initContainers"] if c["name"] == "verify-extract"]
-    return _run_as_kubelet(check, claim)
+    return _run_as_kubelet(check, claim, record)
 
 
 def workspace_pod_after(name: str, done: subprocess.CompletedProcess, *, restarted: bool) -> dict:
@@ -60,6 +61,36 @@ def workspace_pod_after(name: str, done: subprocess.CompletedProcess, *, restart
              if restarted else container_status("verify-extract", ended))
     return pod_json(name, "pds", "Pending", [check], [container_status("notebook", waiting("PodInitializing"))],
                     labels={"component": "singleuser-server"})
+
+
+def repoint(claim: Path, build: Path) -> Path:
+    """Re-point the claim's ``extract`` link to a copy of the published build (a consistent build,
+    its manifest the published one: only not the files that were checked)."""
+    copy = build.parent / "20260101T000000Z-c0ffee"
+    shutil.copytree(build, copy)
+    (claim / "extract").unlink()
+    os.symlink(f"builds/{copy.name}", claim / "extract")
+    return copy
+
+
+def run_notebook_start(pod_spec: dict, claim: Path, record: Path, monkeypatch) -> subprocess.CompletedProcess:
+    """The notebook container's exact command with its ``/data`` (the claim's ``extract`` sub-path,
+    resolved now, as the kubelet does when this container starts), its read-only view of the
+    ``extract-check`` folder ``record`` and its ``$PDS_EXTRACT_CHECKED``."""
+    (notebook,) = pod_spec["containers"]
+    env = {e["name"]: e.get("value") for e in notebook["env"]}
+    monkeypatch.setenv("PDS_EXTRACT_CHECKED", env["PDS_EXTRACT_CHECKED"])
+    return _run_as_kubelet(notebook, claim, record)
+
+
+def notebook_refused_pod(name: str, done: subprocess.CompletedProcess) -> dict:
+    """The workspace pod once its notebook container's start ended as ``done`` (restarted by the
+    kubelet since: the failure in ``lastState``), its ``verify-extract`` container having passed."""
+    check = container_status("verify-extract", terminated(0, reason="Completed"))
+    notebook = container_status("notebook", waiting("CrashLoopBackOff"), restarts=2,
+                                last_state=terminated(done.returncode, done.stderr.strip()))
+    return pod_json(name, "pds", "Running", [check], [notebook], labels={"component": "singleuser-server"},
+                    pod_ip="10.0.0.7")
 
 
 def job_pod_after(job: dict, done: subprocess.CompletedProcess, main: str) -> tuple[dict, dict]:

@@ -16,6 +16,7 @@ the gate said the Job "could not run on Kubernetes", nothing audited).
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 
@@ -25,7 +26,10 @@ from extract_check_k8s_support import (
     TAMPERS,
     bwrap_available,
     job_pod_after,
+    notebook_refused_pod,
+    repoint,
     run_init_container,
+    run_notebook_start,
     tamper,
     workspace_pod_after,
 )
@@ -38,6 +42,7 @@ from pds_kernel.k8s.pod_status import MISMATCH, ExtractMismatch
 from pds_kernel.registry import Registry
 from tests.k8s.api_stand_in import JobApi
 from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
+from tests.k8s.test_extract_mount_k8s import _run_as_kubelet
 from tests.k8s.test_model_check_job import platform as gate  # noqa: F401  (a fixture: the gate, checks on Kubernetes)
 from tests.k8s.test_spawner import make_spawner, spawn_manifest
 
@@ -92,10 +97,74 @@ async def test_workspace_on_the_published_extract_is_not_refused(settings, runti
     pl.DataFrame({"PERSON_ID": ["a"], "n": [1]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
     publish_by_hand(runtime, "alpha-study")
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
-    done = run_init_container((await spawn_manifest(spawner))["spec"], claim)
+    manifest = await spawn_manifest(spawner)
+    record = tmp_path / "extract-check"
+    record.mkdir()
+    done = run_init_container(manifest["spec"], claim, record)
     assert done.returncode == 0, done.stderr
     assert spawner.is_pod_running(workspace_pod_after(spawner.pod_name, done, restarted=False)) is False
+    # the notebook's start finds the tree that was checked, and goes on (here: a plain interpreter
+    # that runs the same check the launcher runs first, then says so)
+    (notebook,) = manifest["spec"]["containers"]
+    monkeypatch.setenv("PDS_EXTRACT_CHECKED", "/srv/pds/extract-check/fingerprint")
+    started = _run_as_kubelet(notebook, claim, record, argv=[
+        sys.executable, "-I", "-c", "import os; from pds_kernel.extract.tree import refuse_unless_checked; "
+                                    "refuse_unless_checked(os.environ); print('serving')"])
+    assert started.returncode == 0 and started.stdout.strip() == "serving", started.stderr
     assert not _refusals(runtime)
+
+
+# ---- the window between the init container and the notebook container ---------------------------
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["repoint", *sorted(TAMPERS)])
+async def test_notebook_does_not_serve_an_extract_changed_after_its_init_container(settings, runtime, tmp_path,
+                                                                                 monkeypatch, how):
+    """``verify-extract`` passes on the published build; then, before the notebook container starts,
+    the ``extract`` link is re-pointed to another build (a faithful copy: its manifest is the
+    published one) or a file of the build changes. The kubelet mounts the notebook's ``/data`` when
+    that container starts: it is not the tree that was checked, and the notebook's own start (its
+    exact command) refuses to serve it; the hub ends the spawn, audited."""
+    use_dummy_kubeconfig(tmp_path, monkeypatch)
+    two_projects(Registry.from_runtime(runtime))
+    claim = settings.paths.projects / "alpha-study"
+    (claim / "extract").mkdir(parents=True)
+    pl.DataFrame({"PERSON_ID": ["a", "b"], "n": [1, 2]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
+    build = publish_by_hand(runtime, "alpha-study")
+    spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    manifest = await spawn_manifest(spawner)
+    record = tmp_path / "extract-check"  # the pod's emptyDir
+    record.mkdir()
+    checked = run_init_container(manifest["spec"], claim, record)
+    assert checked.returncode == 0, checked.stderr
+    if how == "repoint":
+        repoint(claim, build)
+    else:
+        tamper(build, how)
+    done = run_notebook_start(manifest["spec"], claim, record, monkeypatch)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "not the one its pod's verify-extract container checked" in done.stderr
+    with pytest.raises(ExtractMismatch, match="does not match its publication"):
+        await exponential_backoff(lambda: spawner.is_pod_running(notebook_refused_pod(spawner.pod_name, done)),
+                                  "the pod did not start", timeout=spawner.start_timeout)
+    (entry,) = _refusals(runtime)
+    assert entry.details["workload"] == "workspace" and "changed in between" in entry.details["pod_message"]
+
+
+@pytest.mark.parametrize("record", ["missing", "empty", "another"])
+def test_notebook_start_without_the_init_containers_record_refuses(tmp_path, monkeypatch, record):
+    """Deny by default: the variable set (every Kubernetes workspace) and no record, an empty one or
+    another tree's: the start refuses."""
+    from pds_kernel.extract.tree import refuse_unless_checked
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "COHORT.parquet").write_bytes(b"PAR1")
+    path = tmp_path / "fingerprint"
+    if record != "missing":
+        path.write_text("" if record == "empty" else "0" * 64)
+    with pytest.raises(SystemExit) as stopped:
+        refuse_unless_checked({"PDS_EXTRACT_CHECKED": str(path)}, str(data))
+    assert stopped.value.code == 3
 
 
 # ---- a model check -------------------------------------------------------------------------------
