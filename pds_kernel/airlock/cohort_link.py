@@ -4,8 +4,10 @@
   with ``paths.keys`` and ``paths.ttp`` of this machine);
 * ``kubernetes``: a short Job does (:mod:`.cohort_link_job`); the gate never holds the keys.
 
-Both write into ``staging/<project>/<request>/link/``, a directory the gate creates empty just
-before (a directory already there is refused) and that no researcher can write; the gate then
+Both write into ``staging/<project>/<request>/link/`` (the Job through its second container, which
+copies only those two files, within ``max_output_bytes``, from the linker's pod-local folder), a
+directory the gate creates empty just before (a directory already there is refused) and that no
+researcher can write; the gate then
 reads it back and accepts only: exactly ``cohort.csv`` and ``match_report.json``, regular files
 (never followed links), of bounded size, the CSV's SHA-256 the one the linker reported, the report
 the one it reported with ``rows = matched + unmatched + duplicates + invalid``, the CSV's header

@@ -27,7 +27,8 @@
     The gate's cohort-link Job (:mod:`pds_kernel.airlock.cohort_link_job`, which writes its
     manifest): links the staged cohort list mounted at ``/srv/pds/cohort-link/list.csv`` with the
     project's key (``paths.keys``) and the trusted third party's correspondence (``paths.ttp``)
-    into ``/srv/pds/cohort-link/out`` (``cohort.csv``, ``match_report.json``) and prints its result
+    into ``/srv/pds/cohort-link/out`` (``cohort.csv``, ``match_report.json``; a pod-local folder the
+    Job's second container copies them from, bounded, to the staging claim) and prints its result
     as the last log line (``PDS-COHORT-LINK-RESULT {json}``; a refusal as ``{"error", "kind"}``).
     Paths are fixed: the only argument is the project id. It acts as ``service:cohort-link``, whose
     only right is linking a staged cohort list of a project.
