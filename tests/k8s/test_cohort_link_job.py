@@ -146,6 +146,18 @@ def test_chart_gives_link_jobs_their_claims_and_the_gate_the_runner(chart, tmp_p
             assert '"pds-keys"' not in text or doc["metadata"]["name"].startswith("pds-extract-")
     config = json.loads(kinds[("ConfigMap", "pds-config")]["data"]["k8s.json"])
     assert parse_k8s_config(config).cohort_link_image == "registry.example.org/pds/hub:0.1.0"
+    # the Job the gate builds from the release's configuration: the linker and the copy in the gate's
+    # image (which holds pds_kernel.airlock.rebuild_collect), valid for the cluster, pod-local output
+    released = build_link_job(parse_k8s_config(config), name="pds-cohort-link-0123456789abcdef0123-ff00ff",
+                              project=PROJECT, request_id=REQUEST, raw=RAW, timeout_seconds=300,
+                              max_output_bytes=2**20)
+    kubernetes_validate.validate(released, K8S_VERSION, strict=True)
+    pod = released["spec"]["template"]["spec"]
+    assert {c["image"] for c in pod["initContainers"] + pod["containers"]} == {"registry.example.org/pds/hub:0.1.0"}
+    assert [c["name"] for c in pod["initContainers"]] == ["cohort-link"] and pod["containers"][0]["name"] == "collect"
+    writers = [c["name"] for c in pod["initContainers"] + pod["containers"] for m in c["volumeMounts"]
+               if m["name"] in {"copies", "list"} and not m.get("readOnly")]
+    assert writers == ["collect"]  # the only writer of the staging claim is the gate's copy
     # the link pod: only the projects' default deny selects it, nobody names it as a peer
     labels = _job()["spec"]["template"]["metadata"]["labels"]
     policies = [d for d in docs if d["kind"] == "NetworkPolicy" and _selects(d["spec"]["podSelector"], labels)]
