@@ -31,9 +31,11 @@ class PdsKubeSpawner(KubeSpawner):
                   help="the hub's HubContext (pds_kernel.hub.common), set by pds_kernel.hub.kubernetes.configure")
 
     def is_pod_running(self, pod):
-        """KubeSpawner's test, after refusing (audited) a pod whose ``verify-extract`` container failed."""
+        """KubeSpawner's test, after refusing (audited) a pod whose ``verify-extract`` container failed,
+        while a spawn waits for it. ``poll`` asks too, for a running server: a notebook that would
+        not restart on a changed extract is then only not running (no refusal raised in a poll)."""
         terminated = failed_extract_check(pod)
-        if terminated is not None:
+        if terminated is not None and self.pending == "spawn":
             name = ((pod or {}).get("metadata") or {}).get("name") or self.pod_name
             refusal = ExtractMismatch(self.name or "", str(name), terminated)
             if self.context is not None:  # without one (never in configure's hub) it is refused all the same

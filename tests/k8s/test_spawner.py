@@ -262,3 +262,19 @@ async def test_a_pod_still_checking_or_checked_is_not_refused(settings, runtime,
                    pod_ip="10.0.0.7" if running else None)
     assert spawner.is_pod_running(pod) is running
     assert not [e for e in AuditTrail(runtime.sessions).entries() if e.action == "extract.mount_refused"]
+
+
+async def test_a_running_servers_poll_is_never_a_refusal(settings, runtime, registry, kubeconfig):
+    """KubeSpawner's poll asks ``is_pod_running`` of a running server too: a notebook that exited on
+    a changed extract after a restart is then only not running; the refusal belongs to a spawn."""
+    from .api_stand_in import container_status, pod_json, terminated, waiting
+
+    spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    assert spawner.pending is None
+    refused = terminated(3, "the project's extract is refused: the extract mounted in the notebook is not the one "
+                            "its pod's verify-extract container checked (it changed in between)")
+    pod = pod_json(spawner.pod_name, "pds", "Running", [container_status("verify-extract", terminated(0))],
+                   [container_status("notebook", waiting("CrashLoopBackOff"), last_state=refused, restarts=1)],
+                   pod_ip="10.0.0.7")
+    assert spawner.is_pod_running(pod) is False
+    assert not [e for e in AuditTrail(runtime.sessions).entries() if e.action == "extract.mount_refused"]

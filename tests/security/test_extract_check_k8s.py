@@ -66,6 +66,7 @@ async def test_workspace_on_a_changed_extract_stops_at_once_audited(settings, ru
     pl.DataFrame({"PERSON_ID": ["a", "b"], "n": [1, 2]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
     build = publish_by_hand(runtime, "alpha-study")
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    spawner._spawn_pending = True  # as JupyterHub's spawn_single_user marks it, for the whole spawn
     manifest = await spawn_manifest(spawner)  # the hub read the publication: the pod is made
     tamper(build, how)  # ... and the claim changes before the pod starts
     done = run_init_container(manifest["spec"], claim)
@@ -97,6 +98,7 @@ async def test_workspace_on_the_published_extract_is_not_refused(settings, runti
     pl.DataFrame({"PERSON_ID": ["a"], "n": [1]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
     publish_by_hand(runtime, "alpha-study")
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    spawner._spawn_pending = True  # as JupyterHub's spawn_single_user marks it, for the whole spawn
     manifest = await spawn_manifest(spawner)
     record = tmp_path / "extract-check"
     record.mkdir()
@@ -131,6 +133,7 @@ async def test_notebook_does_not_serve_an_extract_changed_after_its_init_contain
     pl.DataFrame({"PERSON_ID": ["a", "b"], "n": [1, 2]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
     build = publish_by_hand(runtime, "alpha-study")
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    spawner._spawn_pending = True  # as JupyterHub's spawn_single_user marks it, for the whole spawn
     manifest = await spawn_manifest(spawner)
     record = tmp_path / "extract-check"  # the pod's emptyDir
     record.mkdir()
