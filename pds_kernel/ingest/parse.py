@@ -25,7 +25,6 @@ the lake), so the pipeline checks them when it commits, in a deterministic order
 from __future__ import annotations
 
 import codecs
-import functools
 import hashlib
 import io
 import re
@@ -50,11 +49,6 @@ from .stats import ColumnStats
 #: Parquet compression of lake files (zstd level 1: nearly as fast as snappy, clearly smaller).
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
-#: Dictionary page limit per column chunk: a column with more distinct values per row group than
-#: fit (an order number, a pseudonym) falls back to plain encoding early instead of hashing
-#: every value into a dictionary that would be dropped anyway. On ER_PRS_F this writes 10% faster
-#: and 7% smaller files than Arrow's 1 MiB default; low-cardinality columns keep their dictionary.
-DICTIONARY_PAGE_BYTES = 64 << 10
 #: Files with at most this many loaded rows hand their key hashes to the pipeline in memory.
 INLINE_KEY_ROWS = 50_000
 #: Columns of a quarantine file, in order.
@@ -134,11 +128,50 @@ def lake_schema(table: str) -> dict:
     return {c.name: polars_type(c.type) for c in ingestible_table(table).columns}
 
 
-@functools.cache
-def arrow_schema(table: str):
-    """The Arrow schema of a lake file of ``table`` (what polars writes for the lake types); built
-    once per table and process (building it costs more than parsing a small file's rows)."""
-    return pl.DataFrame(schema=lake_schema(table)).to_arrow().schema
+class _LakeFileWriter:
+    """The loaded rows of a file, block by block, into its staged Parquet file with polars'
+    writer and the streamed parser's layout (zstd level 1, row groups of
+    :data:`.streamed.ROW_GROUP_ROWS`), so the ingest never loads pyarrow (~30 MiB of a run's peak,
+    bench/RESULTS.md). A file of one block (every small file) is written at once; the blocks of a
+    larger file are staged as parts (lz4) and joined by one streaming query at the end, so memory
+    stays bounded by a block whatever the file's size."""
+
+    def __init__(self, target: Path, lake_types: dict):
+        self.target = target
+        self.lake_types = lake_types
+        self.held: pl.DataFrame | None = None
+        self.parts: list[Path] = []
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self.held is None and not self.parts:
+            self.held = frame
+            return
+        if self.held is not None:
+            self._spill(self.held)
+            self.held = None
+        self._spill(frame)
+
+    def _spill(self, frame: pl.DataFrame) -> None:
+        part = self.target.with_name(f"{self.target.stem}.part{len(self.parts)}.parquet")
+        frame.write_parquet(part, compression="lz4")
+        self.parts.append(part)
+
+    def close(self) -> None:
+        options = dict(compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
+                       row_group_size=streamed.ROW_GROUP_ROWS)
+        if self.parts:
+            pl.scan_parquet(self.parts).sink_parquet(self.target, maintain_order=True, **options)
+        else:
+            frame = self.held if self.held is not None else pl.DataFrame(schema=self.lake_types)
+            frame.write_parquet(self.target, **options)
+        self.held = None
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the staged parts (after the file is written, or when the parse stopped)."""
+        for part in self.parts:
+            part.unlink(missing_ok=True)
+        self.parts.clear()
 
 
 def _blocks(fh, first: bytes, block_bytes: int, digest) -> Iterator[bytes]:
@@ -392,7 +425,6 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     present = set(header)
     typed, checks = build_table_checks(table, present, job.references, job.month)
     lake_columns = build_lake_columns(table, present)
-    schema = arrow_schema(job.table)
     lake_types = lake_schema(job.table)
     bad_flags, entry = row_verdict(len(header), checks)
 
@@ -422,49 +454,46 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                  for c, n in job.nomenclatures.items() if c in present}
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None
-    import pyarrow.parquet as pq  # here, not at the top: a run whose files are all streamed never
-    # loads Arrow (~30 ms of start-up and ~35 MiB of memory, docs/data-intake.md)
-
+    writer = _LakeFileWriter(parquet_path, lake_types)
     try:
-        with pq.ParquetWriter(parquet_path, schema, compression=COMPRESSION,
-                              compression_level=COMPRESSION_LEVEL,
-                              dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES) as writer:
-            for piece in _blocks(fh, sample, _block_size(sample, job.batch_rows), digest):
-                for block, flaw in _split_cut_line(piece):
-                    frame, flags = checked(block, next_line, numbers, flaw)
+        for piece in _blocks(fh, sample, _block_size(sample, job.batch_rows), digest):
+            for block, flaw in _split_cut_line(piece):
+                frame, flags = checked(block, next_line, numbers, flaw)
+                n_bad = int(flags.sum())
+                if n_bad and any(frame.schema[c] != pl.String for c in numbers):
+                    # Quarantined rows need the text of every field: read this block as text.
+                    frame, flags = checked(block, next_line, None, flaw)
                     n_bad = int(flags.sum())
-                    if n_bad and any(frame.schema[c] != pl.String for c in numbers):
-                        # Quarantined rows need the text of every field: read this block as text.
-                        frame, flags = checked(block, next_line, None, flaw)
-                        n_bad = int(flags.sum())
-                    next_line += frame.height
-                    # Only the lake columns are filtered (the text columns are not copied), and
-                    # not at all in the usual case of a block without a bad row.
-                    good = frame.select(*lake_columns, "__line").cast(lake_types)
-                    if n_bad:
-                        good = good.filter(~flags)
-                    if good.height:
-                        writer.write_table(good.drop("__line").to_arrow().cast(schema))
-                        if hashes:
-                            loaded.append(good.select(pl.col("__line").alias("line"), *hashes))
-                        stats.add(good)
-                        if codes:
-                            count_unknown_codes(good, codes, stats)
-                    if n_bad:
-                        rows = frame.filter(flags).select(
-                            pl.col("__line").alias("line"), *entry,
-                            _raw_line(frame, header).alias("raw"))
-                        if quarantine_fh is None:
-                            quarantine_fh = quarantine_path.open("wb")
-                            outcome.quarantine = str(quarantine_path)
-                        rows.write_csv(quarantine_fh, separator=";",
-                                       include_header=quarantine_fh.tell() == 0)
-                    outcome.rows_read += frame.height
-                    outcome.rows_loaded += good.height
-                    outcome.rows_quarantined += n_bad
-                if progress is not None:
-                    progress(len(piece))
+                next_line += frame.height
+                # Only the lake columns are filtered (the text columns are not copied), and
+                # not at all in the usual case of a block without a bad row.
+                good = frame.select(*lake_columns, "__line").cast(lake_types)
+                if n_bad:
+                    good = good.filter(~flags)
+                if good.height:
+                    writer.write(good.drop("__line"))
+                    if hashes:
+                        loaded.append(good.select(pl.col("__line").alias("line"), *hashes))
+                    stats.add(good)
+                    if codes:
+                        count_unknown_codes(good, codes, stats)
+                if n_bad:
+                    rows = frame.filter(flags).select(
+                        pl.col("__line").alias("line"), *entry,
+                        _raw_line(frame, header).alias("raw"))
+                    if quarantine_fh is None:
+                        quarantine_fh = quarantine_path.open("wb")
+                        outcome.quarantine = str(quarantine_path)
+                    rows.write_csv(quarantine_fh, separator=";",
+                                   include_header=quarantine_fh.tell() == 0)
+                outcome.rows_read += frame.height
+                outcome.rows_loaded += good.height
+                outcome.rows_quarantined += n_bad
+            if progress is not None:
+                progress(len(piece))
+        writer.close()
     finally:
+        writer.discard()
         if quarantine_fh is not None:
             quarantine_fh.close()
     _hand_over_keys(table, pl.concat(loaded) if loaded else None, outcome, lines_path)

@@ -2,7 +2,7 @@
 
 Most files of a delivery, and nearly all of its large claims files, have clean bytes: ASCII text,
 ``\\n`` line ends, exactly one field per column on every line, no control byte, a final line end.
-For such a file the block parser of :mod:`.parse` (Python cuts blocks, polars reads each, pyarrow
+For such a file the block parser of :mod:`.parse` (Python cuts blocks, polars reads, checks and
 writes each) leaves the cores idle between its steps. Here one lazy query reads the file, types
 and checks its rows and writes the rows that pass to the lake file, streamed in morsels on every
 core; its other branches compute, in the same pass, what the pipeline needs of the loaded rows

@@ -15,7 +15,7 @@ import pytest
 from delivery_factory import make_rows, write_table
 
 from pds_kernel.ingest.executor import LocalExecutor
-from pds_kernel.ingest.parse import ParseJob, _read_block, parse_file
+from pds_kernel.ingest.parse import ParseJob, _read_block, lake_schema, parse_file
 from pds_kernel.ingest.quarantine import read_quarantine
 
 
@@ -61,7 +61,11 @@ def _parse(source: Path, staging: Path, batch_rows: int):
     quarantine = read_quarantine(Path(outcome.quarantine))
     # ER_PRS_F keys hold the file's month: with no key repeated in the file, no key file is kept
     assert outcome.lines == ""
-    return outcome, pl.read_parquet(outcome.parquet), quarantine
+    # the blocks of a file of several are staged as parts, joined into the lake file, then removed
+    assert [p.name for p in staging.iterdir() if ".part" in p.name] == []
+    lake = pl.read_parquet(outcome.parquet)
+    assert lake.schema == pl.Schema(lake_schema("ER_PRS_F"))
+    return outcome, lake, quarantine
 
 
 def test_fast_and_slow_paths_agree(tmp_path):

@@ -177,16 +177,18 @@ def test_a_whole_delivery_gives_the_same_lake_and_report(tmp_path, monkeypatch):
         assert frame.equals(lakes[1][path]), path
 
 
-def test_a_run_of_large_clean_files_never_loads_arrow(tmp_path):
-    """Only the block parser writes through pyarrow: ``pds ingest`` of large clean files (the
-    claims of a national delivery) never loads it (~30 ms of start-up and ~35 MiB less), into an
-    empty lake or one whose tables it checks against the ledger first."""
+def test_a_run_never_loads_arrow(tmp_path):
+    """Both parsers write with polars: ``pds ingest`` of large clean files (the claims of a national
+    delivery, streamed) and of small ones (referentials with accented text, small claims files:
+    the block parser) never loads pyarrow (~30 MiB of a whole delivery's peak), into an empty lake
+    or one whose tables it checks against the ledger first."""
     config = tmp_path / "pds.yaml"
     config.write_text("paths:\n  lake: lake\n  reports: reports\n  state: state\n"
                       f"cli:\n  identities:\n    {json.dumps(getpass.getuser())}: alice\n")
     for month in ("202301", "202302"):
         delivery = tmp_path / month
-        delivery.mkdir()
+        small = make_rows(persons=20, months=(month,))
+        write_delivery(delivery, {k: v for k, v in small.items() if k != ("ER_PRS_F", month)})
         write_large_claims(delivery / f"ER_PRS_F_{month}.csv", streamed.MIN_BYTES + (1 << 20), month=month)
         done = subprocess.run(
             [sys.executable, "-c", "import atexit, sys\n"
@@ -194,7 +196,8 @@ def test_a_run_of_large_clean_files_never_loads_arrow(tmp_path):
              "from pds_kernel.cli import main; main()", "--config", str(config), "ingest", str(delivery)],
             capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        assert f"ER_PRS_F_{month}.csv" in done.stdout and "loaded" in done.stdout
+        assert f"ER_PRS_F_{month}.csv" in done.stdout and f"ER_PHA_F_{month}.csv" in done.stdout
+        assert "loaded" in done.stdout and "refused" not in done.stdout
         assert "arrow loaded: False" in done.stderr, month
 
 
