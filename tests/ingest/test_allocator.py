@@ -48,6 +48,7 @@ def test_applied_before_polars_loads_the_allocator_uses_them():
     assert done.returncode == 0, done.stderr[-2000:]
     assert _arenas(done.stderr) == ARENAS
     assert done.stdout.strip() == str(CSV_CHUNK_BYTES)
+    assert "opt.tcache: false" in done.stderr  # no per-thread cache of freed blocks
     assert "opt.dirty_decay_ms: 500" in done.stderr  # polars' own defaults are kept
 
 
@@ -64,9 +65,10 @@ def test_settings_of_the_environment_win():
                 "for_large_files()\n"
                 "import os, polars\n"
                 "print(os.environ['POLARS_CSV_CHUNK_SIZE'])",
-                _RJEM_MALLOC_CONF="stats_print:true,narenas:3", POLARS_CSV_CHUNK_SIZE="123456")
+                _RJEM_MALLOC_CONF="stats_print:true,narenas:3,tcache:true", POLARS_CSV_CHUNK_SIZE="123456")
     assert done.returncode == 0, done.stderr[-2000:]
     assert _arenas(done.stderr) == 3 and done.stdout.strip() == "123456"
+    assert "opt.tcache: true" in done.stderr
 
 
 def test_pds_ingest_applies_them(tmp_path: Path):
@@ -80,7 +82,7 @@ def test_pds_ingest_applies_them(tmp_path: Path):
                 "from pds_kernel.cli import main; main()", "--config", str(config), "ingest",
                 str(delivery), COLUMNS="200")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert _arenas(done.stderr) == ARENAS
+    assert _arenas(done.stderr) == ARENAS and "opt.tcache: false" in done.stderr
     assert "gc False True" in done.stderr  # collector off; the objects frozen before the exit
 
 
