@@ -130,6 +130,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "workspace.bytes_reserved": ActionInfo(_USER, "bytes a workspace's notebook server may show were reserved from its daily served-bytes budget"),
     "workspace.refused": ActionInfo(_USER, "a workspace was refused before it started (the reason and the stage in details)"),
     "workspace.socket.replaced": ActionInfo(_USER, "the notebook server's socket was replaced inside a workspace: the hub refused to reach the new one"),
+    "workspace.socket.throttled": ActionInfo(_USER, "a workspace went past the rate of requests on a socket the hub serves it (hub, gate, package index): refused with 429 or closed; one entry per workspace and minute, with the refusals counted since the last one"),
     "workspace.start": ActionInfo(_USER, "a workspace started (its mounts and limits in details)"),
     "workspace.stop": ActionInfo(_USER, "a workspace stopped (at its user's request, on expiry or by the hub)"),
 }

@@ -190,6 +190,12 @@ class Hub:
     #: an extract up to this many bytes is re-hashed in full before every workspace start; a larger
     #: one must be in the state its publication or last `pds extract verify` recorded
     extract_hash_max_bytes: int = 4 * 1024 * 1024 * 1024
+    #: new connections and requests a local workspace may make per second, sustained, on each socket
+    #: the hub serves it (hub, gate, package index: pds_kernel.sandbox.rate); past the burst a
+    #: request is answered 429 with a Retry-After, or its connection closed
+    socket_requests_per_second: float = 20.0
+    #: how many it may make at once beyond that rate (a pip install of a few dozen packages)
+    socket_request_burst: int = 200
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,14 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..sandbox.bridge import ConnectionLimit
+from ..sandbox.rate import PacedUnixServer, SocketThrottle
 from .names import NORMALISED
 from .wheelhouse import Wheelhouse
 
@@ -136,11 +138,12 @@ class IndexServer:
     port, from the wheelhouse at ``root``. ``on_request(method, path, status)`` is called after
     each answer (the hub logs downloads with the workspace's identity). ``max_connections``: most
     connections open at once (a workspace's socket: :data:`~pds_kernel.sandbox.bridge.SANDBOX_CONNECTIONS`),
-    others are closed as soon as accepted."""
+    others are closed as soon as accepted. ``throttle``: the rate of new connections (a workspace's
+    socket: :mod:`pds_kernel.sandbox.rate`); one past it is answered ``429`` with a ``Retry-After``."""
 
     def __init__(self, root: Path, *, unix_socket: Path | None = None, host: str = "127.0.0.1",
                  port: int | None = None, on_request: Callable[[str, str, int], None] | None = None,
-                 max_connections: int | None = None):
+                 max_connections: int | None = None, throttle: SocketThrottle | None = None):
         if (unix_socket is None) == (port is None):
             raise ValueError("give exactly one of unix_socket and port")
         self.wheelhouse = Wheelhouse(root)
@@ -148,9 +151,10 @@ class IndexServer:
         self.host = host
         self.port = port
         self.on_request = on_request
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.base_events.Server | PacedUnixServer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._limit = ConnectionLimit(max_connections, self)
+        self.throttle = throttle
 
     async def start(self) -> None:
         if self._server is not None:
@@ -158,8 +162,14 @@ class IndexServer:
         if self.unix_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.unix_socket)
-            self._server = await asyncio.start_unix_server(self._accept, path=str(self.unix_socket))
-            os.chmod(self.unix_socket, 0o600)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(str(self.unix_socket))
+                os.chmod(self.unix_socket, 0o600)
+                self._server = PacedUnixServer(sock, self._accept, self.throttle, MAX_HEAD)
+            except BaseException:
+                sock.close()
+                raise
         else:
             self._server = await asyncio.start_server(self._accept, self.host, self.port)
             self.port = self._server.sockets[0].getsockname()[1]
@@ -176,12 +186,14 @@ class IndexServer:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.unix_socket)
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, throttled: bool = False) -> bool:
+        """Serve a connection (``throttled``: past the rate, answered 429); ``False`` if refused."""
         if not self._limit.admit(len(self._tasks), writer):
-            return
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+            return False
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer, throttled))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return not throttled
 
     async def _read_head(self, reader: asyncio.StreamReader) -> tuple[str, str] | Response:
         try:
@@ -201,12 +213,16 @@ class IndexServer:
             return _text(400, "Bad Request", "malformed request line")
         return method, target
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, throttled: bool) -> None:
         method, target = "?", "?"
         try:
             parsed = await self._read_head(reader)
             if isinstance(parsed, Response):
                 response = parsed
+            elif throttled:
+                retry = self.throttle.retry_after()
+                response = _text(429, "Too Many Requests", f"too many requests on the package index: retry in "
+                                 f"{retry} s", **{"Retry-After": str(retry)})
             else:
                 method, target = parsed
                 response = respond(self.wheelhouse.projects(), method, target)

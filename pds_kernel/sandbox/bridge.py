@@ -33,6 +33,8 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from .rate import PacedUnixServer, SocketThrottle
+
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
@@ -122,15 +124,18 @@ class ConnectionLimit:
 
 
 class _Forwarder:
-    """Accepts connections on a listener and joins each to a new upstream connection."""
+    """Accepts connections on a listener and joins each to a new upstream connection. With a
+    ``throttle`` (:mod:`.rate`), each accepted connection takes a token; one accepted without a
+    token goes to :meth:`_throttled` (here: closed at once)."""
 
     #: Connections open at once (``None``: no limit), see :class:`ConnectionLimit`.
     max_connections: int | None = None
 
-    def __init__(self) -> None:
-        self._server: asyncio.base_events.Server | None = None
+    def __init__(self, throttle: SocketThrottle | None = None) -> None:
+        self._server: asyncio.base_events.Server | PacedUnixServer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._limit = ConnectionLimit(self.max_connections, self)
+        self.throttle = throttle
 
     async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         raise NotImplementedError
@@ -159,12 +164,21 @@ class _Forwarder:
     def running(self) -> bool:
         return self._server is not None
 
-    def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
+                throttled: bool = False) -> bool:
+        """Serve a new connection (:meth:`_throttled` if it came past the rate); ``False`` if it
+        was refused (past the rate or the connections open at once)."""
         if not self._limit.admit(len(self._tasks), client_writer):
-            return
-        task = asyncio.get_running_loop().create_task(self._join(client_reader, client_writer))
+            return False
+        serve = self._throttled(client_reader, client_writer) if throttled else self._join(client_reader, client_writer)
+        task = asyncio.get_running_loop().create_task(serve)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return not throttled
+
+    async def _throttled(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        """A connection past the rate limit: a byte forwarder cannot answer it, it closes it."""
+        client_writer.transport.abort()
 
     async def _join(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         upstream_writer = None
@@ -222,19 +236,20 @@ class UnixToTcp(_Forwarder):
 
     A stale socket file at ``unix_path`` is replaced; anything else there is an error. The socket
     is a sandbox's: at most :data:`SANDBOX_CONNECTIONS` connections at once (a kernel that held
-    2,000 on each socket made the hub hold 8,000 descriptors)."""
+    2,000 on each socket made the hub hold 8,000 descriptors), and new ones at the ``throttle``'s
+    rate when one is given."""
 
     #: Buffer limit of each accepted connection's reader (bytes).
     reader_limit = CHUNK
     max_connections = SANDBOX_CONNECTIONS
 
-    def __init__(self, unix_path: str | Path, host: str, port: int) -> None:
-        super().__init__()
+    def __init__(self, unix_path: str | Path, host: str, port: int, throttle: SocketThrottle | None = None) -> None:
+        super().__init__(throttle)
         self.unix_path = Path(unix_path)
         self.host = host
         self.port = port
 
-    async def _listen(self) -> asyncio.base_events.Server:
+    async def _listen(self) -> PacedUnixServer:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(self.unix_path).st_mode):
                 os.unlink(self.unix_path)
@@ -245,8 +260,7 @@ class UnixToTcp(_Forwarder):
         try:
             sock.bind(str(self.unix_path))
             os.chmod(self.unix_path, 0o600)
-            sock.setblocking(False)
-            return await asyncio.start_unix_server(self._accept, sock=sock, limit=self.reader_limit)
+            return PacedUnixServer(sock, self._accept, self.throttle, self.reader_limit)
         except BaseException:
             sock.close()
             raise

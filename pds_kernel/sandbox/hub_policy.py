@@ -56,13 +56,15 @@ _SINGLE_HEADERS = {b"host", b"content-length", b"authorization", b"content-type"
 
 
 class RequestRefused(Exception):
-    """The request is not one a notebook server needs; ``reason`` says why (for the audit trail)."""
+    """The request is not one a notebook server needs; ``reason`` says why (for the audit trail),
+    ``status`` is the HTTP status of the answer (403 unless the framing itself is wrong)."""
 
-    def __init__(self, reason: str, method: str = "", path: str = ""):
+    def __init__(self, reason: str, method: str = "", path: str = "", status: int = 403):
         super().__init__(reason)
         self.reason = reason
         self.method = method
         self.path = path
+        self.status = status
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,14 @@ from . import cgroup
 from .bridge import SANDBOX_CONNECTIONS, TcpToUnix, UnixToTcp, socket_identity
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
 from .exec import prepare_imports_mount
+from .http_bridge import GateBridge
 from .hub_bridge import HubApiBridge
 from .hub_policy import HubApiPolicy
 from .identity import ensure_sandbox_account, hand_over
 from .inside import BRIDGE_PORTS, RUN_DIR
 from .launch import EXTRACT_REFUSED
 from .notebook_server import server_command
+from .rate import SocketThrottle, ThrottleReport
 from .scratch import bound_runtime_dir, pid_alive, unmount_scratch
 from .spec import authorised_workspace_spec, home_volume_name, imports_volume_name
 
@@ -110,6 +112,8 @@ class SandboxSpawner(Spawner):
     _server_socket = List()
     #: the extract build mounted, and its fingerprint at the start (MountedExtract)
     _mounted = Any(None, allow_none=True)
+    #: the refusals of this workspace's sockets over their rate, audited once a minute
+    _throttle_report = Any(None, allow_none=True)
 
     @default("singleuser_command")
     def _default_singleuser_command(self) -> list[str]:
@@ -224,7 +228,7 @@ class SandboxSpawner(Spawner):
         bridges: list = [self._hub_bridge()]
         if self.gate_port:
             sockets["gate"] = self._socket_path("gate")
-            bridges.append(UnixToTcp(sockets["gate"], "127.0.0.1", self.gate_port))
+            bridges.append(self._gate_bridge())
         if self.package_index:
             sockets["packages"] = self._socket_path("packages")
             bridges.append(self._package_index())
@@ -369,7 +373,7 @@ class SandboxSpawner(Spawner):
                 self._server_socket = [0, 0]  # no socket: no identity matches, nothing is reached
         bridges = [self._hub_bridge(), self._web_bridge(self.port)]
         if self.gate_port:
-            bridges.append(UnixToTcp(self._socket_path("gate"), "127.0.0.1", self.gate_port))
+            bridges.append(self._gate_bridge())
         if self.package_index:
             bridges.append(self._package_index())
         for bridge in bridges:
@@ -396,7 +400,22 @@ class SandboxSpawner(Spawner):
                 self._audit("packages.download", file=path.removeprefix("/files/"), method=method)
 
         return IndexServer(self._settings.paths.packages, unix_socket=self._socket_path("packages"),
-                           on_request=served, max_connections=SANDBOX_CONNECTIONS)
+                           on_request=served, max_connections=SANDBOX_CONNECTIONS,
+                           throttle=self._throttle("packages.sock"))
+
+    def _throttle(self, socket_name: str) -> SocketThrottle:
+        """The rate limit of one socket served to this workspace (settings ``hub.socket_*``); the
+        refusals of all its sockets are audited together, once a minute."""
+        if self._throttle_report is None:
+            self._throttle_report = ThrottleReport(
+                lambda details: self._audit("workspace.socket.throttled", Outcome.DENIED, **details))
+        hub = self._settings.hub
+        return SocketThrottle(socket_name, hub.socket_requests_per_second, hub.socket_request_burst,
+                              self._throttle_report)
+
+    def _gate_bridge(self) -> GateBridge:
+        """The gate socket: requests framed plainly, at the socket's rate (the gate checks them)."""
+        return GateBridge(self._socket_path("gate"), "127.0.0.1", self.gate_port, throttle=self._throttle("gate.sock"))
 
     def _hub_bridge(self) -> HubApiBridge:
         """The hub socket: only the hub API requests this server needs, refusals audited."""
@@ -408,7 +427,7 @@ class SandboxSpawner(Spawner):
 
         policy = HubApiPolicy(user=self.user.name, token_sha256=self._token_sha256, server=self.name)
         return HubApiBridge(self._socket_path("hub"), api.hostname or "127.0.0.1", api.port or 80,
-                            policy, on_refusal=refused)
+                            policy, on_refusal=refused, throttle=self._throttle("hub.sock"))
 
     async def _terminate(self, grace: float | None = None) -> None:
         grace = self.stop_grace if grace is None else grace

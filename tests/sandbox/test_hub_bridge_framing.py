@@ -10,7 +10,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from pds_kernel.sandbox import hub_bridge
+from pds_kernel.sandbox import http_bridge
 from pds_kernel.sandbox.hub_bridge import HubApiBridge
 from pds_kernel.sandbox.hub_policy import HubApiPolicy
 
@@ -81,7 +81,7 @@ def test_the_403_waits_for_an_answer_sent_in_pieces():
 def test_an_answer_still_flowing_closes_the_connection_without_a_403(monkeypatch):
     """An upstream that never stops sending within the wait (a trickle every 0.1 s): the connection
     is closed with no 403 at all, rather than one written into the middle of the answer."""
-    monkeypatch.setattr(hub_bridge, "QUIET_WAIT", 1.0)
+    monkeypatch.setattr(http_bridge, "QUIET_WAIT", 1.0)
     trickle = [(0.0, ANSWER[:30])] + [(0.1, b" ")] * 40
     raw = asyncio.run(_exchange(trickle, refuse_after=30))
     assert raw.startswith(ANSWER[:30])
