@@ -199,3 +199,56 @@ for url in ("http://127.0.0.1:8081/hub/api/", "http://127.0.0.1:8082/services/ai
         statuses.append(exc.code)
 print("AGAIN", statuses)
 """
+
+#: From a kernel (kept alive): on each socket, {n} connections that send a request head of 1 MiB
+#: that never ends, and {n} that send 4 MiB of pipelined requests and never read an answer; each
+#: send gives up after 1 s of the host not reading. Prints ``HOLDING`` and the bytes each socket
+#: took (its host side and the kernel's socket buffers together).
+BUFFER_HOLD = r"""
+import os, socket, time
+held, took = [], {{}}
+
+def push(path, data):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(1)
+    sent = 0
+    try:
+        sock.connect(path)
+        held.append(sock)
+        while sent < len(data):
+            sent += sock.send(data[sent:sent + 65536])
+    except OSError:
+        pass
+    return sent
+
+head = b"GET /simple/ HTTP/1.1\r\nX-Pad: " + b"a" * (1 << 20)
+ask = b"GET /hub/api/ HTTP/1.1\r\nHost: x\r\n\r\n"
+pipelined = ask * ((4 << 20) // len(ask))
+for name in ("hub.sock", "gate.sock", "packages.sock"):
+    path = "/run/pds/" + name
+    if os.path.exists(path):
+        took[name] = sum(push(path, head) for _ in range({n})) + sum(push(path, pipelined) for _ in range({n}))
+print("HOLDING", took, flush=True)
+"""
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process ``pid`` (``VmRSS``), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(f"no VmRSS for {pid}")
+
+
+def gate_pid(hub_pid: int) -> int:
+    """The pid of the gate (``pds_kernel.airlock.web``), a child of the hub."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == hub_pid and b"pds_kernel.airlock.web" in cmdline:
+                return int(entry.name)
+    raise LookupError("the gate is not running under the hub")

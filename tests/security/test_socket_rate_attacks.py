@@ -15,10 +15,12 @@ import time
 import pytest
 import requests
 from hub_identity_support import started_world
+from hub_kernel import delete_kernel
 from project_end_support import execute, start_workspace
 from revocation_support import wait_for_gate
 from socket_rate_support import (
     AGAIN,
+    BUFFER_HOLD,
     BURST,
     CONNECTIONS,
     FLOOD,
@@ -28,8 +30,10 @@ from socket_rate_support import (
     LatencyProbe,
     answered,
     flood_result,
+    gate_pid,
     make_rate_world,
     most_served,
+    rss_bytes,
 )
 
 from pds_kernel.hub.local import airlock_port
@@ -112,3 +116,26 @@ def test_a_kernel_floods_the_hosts_services_with_connections(scene):
     time.sleep(BURST / RATE)
     again = execute(url, alice.token, AGAIN.format(wait=1), timeout=120)
     assert "AGAIN [200, 200, 200]" in again["stdout"], again
+
+
+def test_a_kernel_makes_the_host_buffer_what_it_sends_and_never_reads(scene):
+    """On each socket, 32 connections send a request head of 1 MiB that never ends and 32 send
+    4 MiB of pipelined requests without reading an answer. The host side reads a head up to 16 KiB
+    and refuses it, forwards one request at a time and stops reading while an answer waits
+    (asyncio's flow control), and past the rate it refuses: what it buffers stays bounded (the
+    hub, which serves the hub and package-index sockets, and the gate grow by less than 64 MiB
+    together; 2 MiB here). Did not get through before this round either (11 MiB with 16
+    connections of each kind), though the gate, then behind a byte forwarder, read 75 MB of
+    pipelined requests from 16 connections (its server reads ahead): the request flood above."""
+    hub, alice, url, _ = scene
+    time.sleep(BURST / RATE)
+    gate = gate_pid(hub.proc.pid)
+    before = rss_bytes(hub.proc.pid) + rss_bytes(gate)
+    result = execute(url, alice.token, BUFFER_HOLD.format(n=32), timeout=300, keep=True)
+    try:
+        assert "HOLDING" in result["stdout"], result
+        time.sleep(2)
+        grown = rss_bytes(hub.proc.pid) + rss_bytes(gate) - before
+    finally:
+        delete_kernel(url, alice.token, result["kernel_id"])
+    assert grown < 64 * 1024 * 1024, f"the hub and the gate grew by {grown >> 20} MiB ({result['stdout'].strip()})"
