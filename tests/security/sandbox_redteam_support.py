@@ -50,6 +50,24 @@ def fill(world, directory: str, most_mb: int, capfd) -> tuple[int, str]:
     return int(written), reason
 
 
+#: Write ``sys.argv[1]`` MiB into a memfd, never mapped (what ``RLIMIT_AS`` does not see), 4 MiB at
+#: a time, printing ``MEMFD <MiB>`` every 64 MiB and ``MEMFD <MiB> <why it stopped>`` at the end.
+MEMFD = r"""
+import os, sys
+fd, most, written, reason = os.memfd_create("held"), int(sys.argv[1]), 0, "reached the target"
+chunk = b"\xa5" * (4 << 20)
+try:
+    while written < most:
+        os.write(fd, chunk)
+        written += 4
+        if written % 64 == 0:
+            print("MEMFD", written, flush=True)
+except OSError as exc:
+    reason = exc.strerror
+print("MEMFD", written, reason, flush=True)
+"""
+
+
 def set_memory_limit(world, mem_limit_mb: int) -> None:
     world.registry.upsert_project("admin", "proj-a", mem_limit_mb=mem_limit_mb)
 
