@@ -180,22 +180,29 @@ class _Forwarder:
         """A connection past the rate limit: a byte forwarder cannot answer it, it closes it."""
         client_writer.transport.abort()
 
-    async def _join(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        upstream_writer = None
+    async def _upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A new connection to the service, or ``None`` (logged) when it cannot be reached."""
         try:
-            try:
-                upstream_reader, upstream_writer = await self._open_upstream()
-            except OSError as exc:
-                log.warning("%s: upstream unavailable: %s", self, exc)
-                return
-            await asyncio.gather(_pump(client_reader, upstream_writer),
-                                 _pump(upstream_reader, client_writer))
+            return await self._open_upstream()
+        except OSError as exc:
+            log.warning("%s: upstream unavailable: %s", self, exc)
+            return None
+
+    @staticmethod
+    async def _close(*writers: asyncio.StreamWriter | None) -> None:
+        for writer in writers:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError, asyncio.CancelledError, RuntimeError):
+                    await writer.wait_closed()
+
+    async def _join(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        upstream = await self._upstream()
+        try:
+            if upstream is not None:
+                await asyncio.gather(_pump(client_reader, upstream[1]), _pump(upstream[0], client_writer))
         finally:
-            for writer in (client_writer, upstream_writer):
-                if writer is not None:
-                    writer.close()
-                    with contextlib.suppress(OSError, asyncio.CancelledError, RuntimeError):
-                        await writer.wait_closed()
+            await self._close(client_writer, upstream[1] if upstream is not None else None)
 
 
 class TcpToUnix(_Forwarder):

@@ -124,14 +124,13 @@ class HttpBridge(UnixToTcp):
             await self._close(client_writer)
 
     async def _join(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        upstream_writer = None
+        upstream = await self._upstream()
+        if upstream is None:
+            await self._close(client_writer)
+            return
+        upstream_reader, upstream_writer = upstream
         responses: asyncio.Task | None = None
         try:
-            try:
-                upstream_reader, upstream_writer = await self._open_upstream()
-            except OSError as exc:
-                log.warning("%s: upstream unavailable: %s", self, exc)
-                return
             last_response = [0.0]  # loop time of the last response bytes passed to the client
             responses = asyncio.get_running_loop().create_task(
                 self._copy(upstream_reader, client_writer, last_response))
@@ -162,9 +161,7 @@ class HttpBridge(UnixToTcp):
                 responses.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await responses
-            for writer in (client_writer, upstream_writer):
-                if writer is not None:
-                    await self._close(writer)
+            await self._close(client_writer, upstream_writer)
 
     async def _refuse(self, refused: RequestRefused, responses: asyncio.Task, last_response: list[float],
                       client_writer: asyncio.StreamWriter) -> None:
@@ -179,12 +176,6 @@ class HttpBridge(UnixToTcp):
         client_writer.write(self.refusal(refused))
         with contextlib.suppress(OSError, ConnectionError):
             await client_writer.drain()
-
-    @staticmethod
-    async def _close(writer: asyncio.StreamWriter) -> None:
-        writer.close()
-        with contextlib.suppress(OSError, asyncio.CancelledError, RuntimeError):
-            await writer.wait_closed()
 
     @staticmethod
     async def _until_quiet(responses: asyncio.Task, last_response: list[float]) -> bool:
