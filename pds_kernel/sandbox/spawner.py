@@ -14,6 +14,8 @@ server reaches the hub API through ``/run/pds/hub.sock`` (:class:`~.bridge.UnixT
 forwarder inside, because JupyterHub's API client speaks TCP only). The platform's package index
 (:class:`~pds_kernel.packages.index.IndexServer`, read-only, approved wheels only) is served on
 ``/run/pds/packages.sock``, forwarded inside to ``127.0.0.1:8083`` where ``/etc/pip.conf`` points.
+Each socket served to the sandbox (hub, gate, package index) takes new connections and requests
+at the rate of the settings ``hub.socket_*`` (:mod:`.rate`).
 """
 
 from __future__ import annotations
