@@ -4,15 +4,15 @@
 The 64 connections a socket serves at once bound what a workspace costs the hub in descriptors,
 not in time: a kernel that opens and closes connections, or sends requests, in a tight loop kept
 the hub's event loop (every user's pages, API and proxy) busy: 14,000 connections in 8 s on each
-socket made the hub's own API answer in 0.4 s instead of 0.01 s. Each socket now has a bucket of
+socket made the hub's own API answer in 0.44 s (90th percentile) instead of 0.01 s. Each socket now has a bucket of
 ``hub.socket_request_burst`` tokens, refilled at ``hub.socket_requests_per_second``; each new
 connection takes one, and so does each further request on a kept-alive connection where the host
-side reads requests. Past the bucket, a socket that speaks HTTP answers ``429`` with a
-``Retry-After``; the gate's and the hub's sockets close the connection after it, the others close
-it at once.
+side reads requests. Past the bucket, a request is answered ``429`` with a ``Retry-After`` and its
+connection closed (every served socket speaks HTTP; a plain byte forwarder, which cannot answer,
+closes the connection at once).
 
 Refusing is not free: a kernel that opens and closes connections in a loop made the hub spend its
-time accepting and closing them (the hub's API still answered in 0.26 s instead of 0.01 s with a
+time accepting and closing them (the hub's API still answered in 0.26 s, 90th percentile, with a
 refusal per connection). So the sockets are served by :class:`PacedUnixServer`: after a refused
 connection it closes those already waiting (:data:`BACKLOG` at most, unread) and accepts nothing
 for :data:`REFUSAL_PAUSE` seconds; the rest of a flood fails to connect, at the sandbox's cost.
