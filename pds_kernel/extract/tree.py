@@ -351,6 +351,20 @@ def refuse_unless_checked(environ, directory: str = "/data") -> None:
     record = environ.get(CHECKED_ENV)
     if not record:
         return
+    _compare_with_record(record, directory)
+
+
+def require_checked(environ, directory: str = "/data") -> None:
+    """:func:`refuse_unless_checked` for a start that runs only in a pod with a ``verify-extract``
+    container (a Dask worker's, the cohort-link Job's linker): without :data:`CHECKED_ENV` it
+    refuses too (deny by default)."""
+    record = environ.get(CHECKED_ENV)
+    if not record:
+        raise SystemExit(_refuse_to_start(f"${CHECKED_ENV} is not set (the check of its mount cannot be read)"))
+    _compare_with_record(record, directory)
+
+
+def _compare_with_record(record: str, directory: str) -> None:
     try:
         with open(record, encoding="ascii") as handle:
             expected = handle.read(65)
@@ -362,7 +376,7 @@ def refuse_unless_checked(environ, directory: str = "/data") -> None:
     except (OSError, ValueError) as exc:
         raise SystemExit(_refuse_to_start(f"the check of its mount cannot be read ({exc})")) from None
     if found != expected:
-        raise SystemExit(_refuse_to_start("the extract mounted in the notebook is not the one its pod's "
+        raise SystemExit(_refuse_to_start("the extract mounted in this container is not the one its pod's "
                                           "verify-extract container checked (it changed in between)"))
 
 

@@ -6,7 +6,8 @@ exits non-zero, with the reason in its termination message, when the extract it 
 one the audit trail says was published, and Kubernetes never starts the pod's main container. A
 workspace's notebook container also exits (:data:`~pds_kernel.extract.tree.REFUSED_EXIT`) before
 it serves when its ``/data`` is not the tree that init container verified
-(:func:`pds_kernel.extract.tree.refuse_unless_checked`). Either way nothing runs on that extract,
+(:func:`pds_kernel.extract.tree.refuse_unless_checked`), and so do a Dask worker's start and the
+cohort-link Job's linker (:data:`CHECKED_STARTS`). Either way nothing runs on that extract,
 but nothing tells the one who waits for it: a workspace pod (``restartPolicy: OnFailure``) is
 restarted again and again, a Job's pod fails. :func:`failed_extract_check` reads that from the
 pod's status, as the API server sends it (JSON, as KubeSpawner's reflector keeps it and as
@@ -23,18 +24,21 @@ from typing import Any
 from ..events import AuditEvent, Outcome
 from ..extract.mount_check import ExtractRefused
 from ..extract.tree import REFUSED_EXIT
-from .pods import EXTRACT_CHECK_CONTAINER, NOTEBOOK_CONTAINER
+from .pods import COHORT_LINK_CONTAINER, DASK_WORKER_CONTAINER, EXTRACT_CHECK_CONTAINER, NOTEBOOK_CONTAINER
 
 #: What the researcher (or the model's checker) is told; the pod's own message goes to the audit trail.
 MISMATCH = ("the project's extract does not match its publication; an administrator must re-publish it "
             "or run `pds extract verify`")
 #: what the audit entry keeps of the pod's termination message (written by the pod: only recorded)
 MAX_MESSAGE = 400
+#: containers whose start compares their ``/data`` with what ``verify-extract`` checked
+#: (:func:`~pds_kernel.extract.tree.refuse_unless_checked`, :func:`~pds_kernel.extract.tree.require_checked`)
+CHECKED_STARTS = (NOTEBOOK_CONTAINER, DASK_WORKER_CONTAINER, COHORT_LINK_CONTAINER)
 
 
-def _terminated(statuses, name: str, refused) -> dict[str, Any] | None:
+def _terminated(statuses, names, refused) -> dict[str, Any] | None:
     for container in statuses or []:
-        if not isinstance(container, Mapping) or container.get("name") != name:
+        if not isinstance(container, Mapping) or container.get("name") not in names:
             continue
         for key in ("state", "lastState"):
             terminated = (container.get(key) or {}).get("terminated")
@@ -43,8 +47,8 @@ def _terminated(statuses, name: str, refused) -> dict[str, Any] | None:
     return None
 
 
-def _notebook_refused(terminated: Mapping[str, Any]) -> bool:
-    """The notebook container's start refused its ``/data`` (:func:`~pds_kernel.extract.tree.refuse_unless_checked`)."""
+def _start_refused(terminated: Mapping[str, Any]) -> bool:
+    """A container's start refused its ``/data`` (:func:`~pds_kernel.extract.tree.refuse_unless_checked`)."""
     return (terminated.get("exitCode") == REFUSED_EXIT
             and str(terminated.get("message") or "").startswith("the project's extract is refused"))
 
@@ -52,11 +56,14 @@ def _notebook_refused(terminated: Mapping[str, Any]) -> bool:
 def failed_extract_check(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The ``terminated`` state (``exitCode``, ``reason``, ``message``) of ``pod``'s (the API's JSON)
     ``verify-extract`` init container when it ended with a non-zero exit code, or of its notebook
-    container when its start refused the extract it was given (not the one ``verify-extract``
-    checked), now or before the kubelet restarted it (``lastState``); None otherwise (yet)."""
+    container (or a Dask worker's, or the cohort-link Job's linker: :data:`CHECKED_STARTS`) when
+    its start refused the extract it was given (not the one ``verify-extract`` checked), now or
+    before the kubelet restarted it (``lastState``); None otherwise (yet)."""
     status = (pod or {}).get("status") or {}
-    return (_terminated(status.get("initContainerStatuses"), EXTRACT_CHECK_CONTAINER, lambda t: t.get("exitCode") != 0)
-            or _terminated(status.get("containerStatuses"), NOTEBOOK_CONTAINER, _notebook_refused))
+    inits, mains = status.get("initContainerStatuses"), status.get("containerStatuses")
+    return (_terminated(inits, (EXTRACT_CHECK_CONTAINER,), lambda t: t.get("exitCode") != 0)
+            or _terminated(inits, CHECKED_STARTS, _start_refused)
+            or _terminated(mains, CHECKED_STARTS, _start_refused))
 
 
 class ExtractMismatch(ExtractRefused):

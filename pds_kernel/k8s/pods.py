@@ -51,6 +51,10 @@ from .storage import with_ephemeral_storage
 
 #: KubeSpawner's name for the notebook container.
 NOTEBOOK_CONTAINER = "notebook"
+#: dask-gateway's name for a worker pod's container.
+DASK_WORKER_CONTAINER = "dask-worker"
+#: The cohort-link Job's linking container (:mod:`pds_kernel.airlock.cohort_link_job`).
+COHORT_LINK_CONTAINER = "cohort-link"
 SCRATCH_MOUNT = "/tmp"
 #: The commands dask-gateway runs in the worker image for a cluster's scheduler and workers.
 #: No dashboard (dask-gateway appends ``--dashboard-address :8787``; ``--no-dashboard`` wins): on
@@ -164,8 +168,20 @@ EXTRACT_CHECKED_DIR = "/srv/pds/extract-check"
 EXTRACT_CHECKED_FILE = f"{EXTRACT_CHECKED_DIR}/fingerprint"
 
 
+#: A Dask worker container's command: dask's own (dask-gateway's arguments) started only on the
+#: extract its pod's ``verify-extract`` container checked (:mod:`pds_kernel.extract.checked_start`).
+CHECKED_START = (NOTEBOOK_PYTHON, "-I", "-m", "pds_kernel.extract.checked_start")
+
+
 def extract_checked_volume() -> dict[str, Any]:
     return {"name": "extract-check", "emptyDir": {"sizeLimit": "1Mi"}}
+
+
+def extract_checked_mount(*, read_only: bool = True) -> dict[str, Any]:
+    """The ``extract-check`` folder: written by ``verify-extract``, read (read-only) by the container
+    that then starts on ``/data``."""
+    mount = {"name": "extract-check", "mountPath": EXTRACT_CHECKED_DIR}
+    return {**mount, "readOnly": True} if read_only else mount
 
 
 def extract_check_container(expected, cfg: K8sConfig, image: str, *, record: bool = False) -> dict[str, Any]:
@@ -186,7 +202,7 @@ def extract_check_container(expected, cfg: K8sConfig, image: str, *, record: boo
     mounts, volumes = [extract_mount()], []
     if record:
         argv += ["--record", EXTRACT_CHECKED_FILE]
-        mounts.append({"name": "extract-check", "mountPath": EXTRACT_CHECKED_DIR})
+        mounts.append(extract_checked_mount(read_only=False))
         volumes.append(extract_checked_volume())
     return {
         "name": EXTRACT_CHECK_CONTAINER,
@@ -235,7 +251,7 @@ def build_workspace_volumes(spec: WorkspaceSpec, cfg: K8sConfig) -> list[dict[st
 
 def build_workspace_mounts() -> list[dict[str, Any]]:
     return [extract_mount(), {"name": "home", "mountPath": HOME_MOUNT}, imports_mount(), scratch_mount(),
-            {"name": "extract-check", "mountPath": EXTRACT_CHECKED_DIR, "readOnly": True}]
+            extract_checked_mount()]
 
 
 def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig) -> dict[str, str]:
@@ -357,7 +373,10 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, extract, sch
     but no data. These replace (not extend) whatever the chart's defaults set, so they must be
     complete. dask-gateway appends lists (volumes) to its own (the TLS credentials secret).
     ``extract``: what the audit trail says may be mounted; each worker pod verifies it first (the
-    ``verify-extract`` init container, as the notebook pod does).
+    ``verify-extract`` init container, as the notebook pod does), records the verified tree's
+    fingerprint in its ``extract-check`` folder, and the worker container starts dask's own command
+    (dask-gateway's arguments, unchanged) through :data:`CHECKED_START`, which refuses a ``/data``
+    that is not that tree.
     """
     gpu = gpu_granted(spec, cfg)
     csc = build_container_security_context(cfg)
@@ -367,11 +386,15 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, extract, sch
         "securityContext": build_pod_security_context(cfg),
     }
     worker_image = cfg.worker_image_for(spec.project, gpu=gpu)
-    worker_pod = {**copy.deepcopy(base_pod), "volumes": [extract_volume(spec), scratch_volume(cfg)],
-                  "initContainers": [extract_check_container(extract, cfg, worker_image)]}
+    worker_pod = {**copy.deepcopy(base_pod),
+                  "volumes": [extract_volume(spec), scratch_volume(cfg), extract_checked_volume()],
+                  "initContainers": [extract_check_container(extract, cfg, worker_image, record=True)]}
     worker_container: dict[str, Any] = {
+        # dask-gateway writes the worker's command as the container's args: they follow this
+        "command": list(CHECKED_START),
+        "env": [{"name": CHECKED_ENV, "value": EXTRACT_CHECKED_FILE}],
         "securityContext": csc,
-        "volumeMounts": [extract_mount(), scratch_mount()],
+        "volumeMounts": [extract_mount(), scratch_mount(), extract_checked_mount()],
     }
     if gpu:
         worker_pod["nodeSelector"] = dict(cfg.gpu.node_selector)

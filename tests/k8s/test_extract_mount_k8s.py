@@ -181,10 +181,24 @@ def test_dask_worker_pods_verify_the_extract_too(runtime, registry):
     (check,) = worker["spec"]["initContainers"]
     (container,) = worker["spec"]["containers"]
     assert check["name"] == "verify-extract" and check["image"] == container["image"]
-    assert check["volumeMounts"] == [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]
+    extract = {"name": "extract", "mountPath": "/data", "readOnly": True, "subPath": "extract"}
+    record = {"name": "extract-check", "mountPath": "/srv/pds/extract-check"}
+    assert check["volumeMounts"] == [extract, record]
+    assert [m for m in container["volumeMounts"] if m["name"] in ("extract", "extract-check")] == [
+        extract, {**record, "readOnly": True}]
+    assert {"name": "extract-check", "emptyDir": {"sizeLimit": "1Mi"}} in worker["spec"]["volumes"]
     assert check["command"][check["command"].index("--manifest-sha256") + 1] == PUBLISHED_MANIFEST["alpha-study"]
+    assert check["command"][check["command"].index("--record") + 1] == "/srv/pds/extract-check/fingerprint"
+    # the worker starts dask-gateway's own command, after the comparison with that record
+    assert container["command"] == ["python", "-I", "-m", "pds_kernel.extract.checked_start"]
+    assert container["args"][:3] == ["dask", "worker", "--no-dashboard"]
+    assert {"name": "PDS_EXTRACT_CHECKED", "value": "/srv/pds/extract-check/fingerprint"} in container["env"]
+    assert {"name": "DASK_GATEWAY_WORKER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} \
+        in container["env"]  # dask-gateway's own variables kept
     scheduler = controller.make_pod("pds", "c1", KubeClusterConfig(**overrides), is_worker=False)
     assert not scheduler["spec"].get("initContainers")
+    (main,) = scheduler["spec"]["containers"]
+    assert "command" not in main and "extract-check" not in str(scheduler)
 
 
 def test_dask_cluster_of_a_never_published_extract_is_refused(runtime, registry):

@@ -63,7 +63,7 @@ def test_gpu_only_when_platform_enables_it(runtime, registry):
     k8s = K8sConfig(gpu=Gpu(enabled=True))
     _, on = options_for(runtime, beta, {"project": "beta-study"}, k8s)
     assert on["worker_extra_container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1",
-                                                                          "ephemeral-storage": "1280Mi"}
+                                                                          "ephemeral-storage": "1281Mi"}
     assert on["worker_extra_pod_config"]["nodeSelector"] == {"pds.gpu": "true"}
     alpha_user = User("alice/alpha-study", groups=["alpha-study", "beta-study"])
     _, alpha = options_for(runtime, alpha_user, {"project": "alpha-study"}, k8s)
