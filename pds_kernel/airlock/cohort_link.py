@@ -29,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import IntegrityError, InvalidInput
+from ..extract.mount_check import ExtractRefused, expected_mount
 from ..extract.spec import PERSON_ID
 from ..permissions import SERVICE_COHORT_LINK
 from . import cohort_intake
@@ -109,14 +110,24 @@ def read_output(out: Path, result: dict, columns: list[str], max_bytes: int) -> 
     return cohort, report_bytes, report
 
 
-def link_staged(settings, project: str, request_id: str, directory: Path, stored: str) -> tuple[bytes, bytes, dict]:
+def link_staged(settings, project: str, request_id: str, directory: Path, stored: str, *,
+                audit=None) -> tuple[bytes, bytes, dict]:
     """Link the raw list ``directory/raw/<stored>`` of a request with the configured runner; return
-    what :func:`read_output` accepted. Every failure raises (the import is refused)."""
+    what :func:`read_output` accepted. Every failure raises (the import is refused). On Kubernetes
+    the Job checks the extract it counts in against what ``audit`` (the audit trail) recorded at
+    its publication: a project never published, or an extract the Job's pod refused
+    (:class:`~pds_kernel.k8s.pod_status.ExtractMismatch`), refuses the import."""
     runner = settings.cohort_link.runner
     if runner not in RUNNERS:
         raise InvalidInput(f"cohort_link.runner is {str(runner)[:20]!r}: use local or kubernetes (ask an admin)")
     raw = directory / RAW_DIR / stored
     columns = study_columns(raw)  # a list the gate cannot read is refused before anything runs
+    expected = None
+    if runner == "kubernetes":
+        if audit is None:
+            raise ExtractRefused("the project's extract cannot be checked against its publication here "
+                                 "(no audit trail given to the cohort linkage)")
+        expected = expected_mount(settings, audit, project)
     out = directory / LINK_DIR
     try:
         out.mkdir()
@@ -131,7 +142,7 @@ def link_staged(settings, project: str, request_id: str, directory: Path, stored
                                              extract=settings.paths.projects / project / "extract", out=out)
         else:
             result = run_link_job(settings, project, request_id, f"{project}/{request_id}/{RAW_DIR}/{stored}",
-                                  max_output_bytes=max_bytes + MAX_REPORT_BYTES)
+                                  max_output_bytes=max_bytes + MAX_REPORT_BYTES, expected=expected)
         return read_output(out, result, columns, max_bytes)
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -15,6 +15,16 @@ bounded result from its log, and deletes it. The Job acts as ``service:cohort-li
   gate accepts (``max_output_bytes``), its only writable place with the emptyDir ``/tmp``;
 - the project's published extract at ``/data`` (read-only), to count the linked people in it.
 
+**The extract is the published one.** As in a workspace pod (ADR 0011), the pod's first init
+container is ``verify-extract`` (:func:`~pds_kernel.k8s.pods.extract_check_container`), which
+checks the mounted extract against ``expected`` (what the audit trail recorded at its publication,
+read by the gate) and records the verified tree's fingerprint in a 1 MiB emptyDir; the linker
+(``python -m pds_kernel.k8s cohort-link``) compares its own ``/data`` with that record before it
+reads anything (:func:`pds_kernel.extract.tree.require_checked`). A refusal of either fails the
+pod: :func:`run_link_job` reads it from the pod's status and raises
+:class:`~pds_kernel.k8s.pod_status.ExtractMismatch` (the import is refused with the reason; the
+caller audits ``extract.mount_refused``).
+
 The staging claim holds every project's staged files: a linker that writes without bound (a flaw
 of the CSV or Parquet readers exploited by the list) fills its own pod's folders, bounded by their
 sizes and the pod's ``ephemeral-storage``, never the claim. The linking container is the pod's
@@ -43,10 +53,17 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..errors import InvalidInput, NotFound, PdsError, PermissionDenied, Unavailable
+from ..extract.tree import CHECKED_ENV
 from ..k8s.config import K8sConfig, load_k8s_config
 from ..k8s.jobs import isolated_job, run_job
+from ..k8s.pod_status import ExtractMismatch
 from ..k8s.pods import (
+    COHORT_LINK_CONTAINER,
+    EXTRACT_CHECKED_FILE,
     build_resources,
+    extract_check_container,
+    extract_checked_mount,
+    extract_checked_volume,
     extract_mount,
 )
 from ..registry.names import check_project_id
@@ -55,7 +72,7 @@ from .cohort_intake import COHORT_OUTPUT, REPORT_OUTPUT
 from .rebuild_collect import DEST_VOLUME, SOURCE_VOLUME, collect_container
 from .staging import check_request_id
 
-CONTAINER = "cohort-link"
+CONTAINER = COHORT_LINK_CONTAINER
 COMPONENT = "cohort-link"
 STAGING_CLAIM = "pds-staging"
 KEYS_CLAIM = "pds-keys"  #: laid out as ``keys/<project>.key`` (the chart's PDS_PATHS__KEYS)
@@ -97,10 +114,12 @@ def check_staged_list(project: str, request_id: str, raw: str) -> PurePosixPath:
 
 
 def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, raw: str,
-                   timeout_seconds: int, max_output_bytes: int, cpu: float = 1.0, mem_mb: int = 2048,
+                   timeout_seconds: int, max_output_bytes: int, expected, cpu: float = 1.0, mem_mb: int = 2048,
                    scratch_mb: int = 256) -> dict[str, Any]:
     """The Job that links the staged list ``raw`` (relative to the staging claim) of ``request_id``;
-    at most ``max_output_bytes`` of its output reach the claim."""
+    at most ``max_output_bytes`` of its output reach the claim. ``expected``: the audit trail's
+    record of the extract's publication (:func:`pds_kernel.extract.mount_check.expected_mount`),
+    which its ``verify-extract`` container checks the mounted extract against first."""
     check_project_id(project)
     check_request_id(request_id)
     raw_path = check_staged_list(project, request_id, raw)
@@ -115,7 +134,9 @@ def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, 
                 {"name": "PDS_PATHS__KEYS", "value": str(KEYS_DIR)},
                 {"name": "PDS_PATHS__TTP", "value": str(TTP_DIR)},
                 {"name": "PDS_PATHS__STATE", "value": "/tmp/pds-state"},
-                {"name": "POLARS_MAX_THREADS", "value": str(max(1, int(cpu)))}],
+                {"name": "POLARS_MAX_THREADS", "value": str(max(1, int(cpu)))},
+                # its start compares /data with what the pod's verify-extract checked
+                {"name": CHECKED_ENV, "value": EXTRACT_CHECKED_FILE}],
         "resources": build_resources(cpu, mem_mb),
         "volumeMounts": [
             {"name": "key", "mountPath": str(KEYS_DIR / f"{project}.key"), "subPath": f"keys/{project}.key",
@@ -124,6 +145,7 @@ def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, 
             {"name": "list", "mountPath": str(LIST_PATH), "subPath": str(raw_path), "readOnly": True},
             {"name": SOURCE_VOLUME, "mountPath": str(OUT_DIR)},
             extract_mount(),
+            extract_checked_mount(),
             {"name": "scratch", "mountPath": "/tmp"},
         ],
     }
@@ -139,8 +161,10 @@ def build_link_job(cfg: K8sConfig, *, name: str, project: str, request_id: str, 
         # the output, pod-local: a MiB more than the bound, for the filesystem's own blocks
         {"name": SOURCE_VOLUME, "emptyDir": {"sizeLimit": f"{-(-int(max_output_bytes) // 2**20) + 1}Mi"}},
         {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
+        extract_checked_volume(),
     ]
-    return isolated_job(cfg, name=name, project=project, component=COMPONENT, init_container=link,
+    check = extract_check_container(expected, cfg, cfg.cohort_link_image, record=True)
+    return isolated_job(cfg, name=name, project=project, component=COMPONENT, init_containers=[check, link],
                         container=collect, volumes=volumes, timeout_seconds=timeout_seconds)
 
 
@@ -168,17 +192,19 @@ def parse_link_log(text: str) -> dict:
     return result
 
 
-def run_link_job(settings, project: str, request_id: str, raw: str, *, max_output_bytes: int,
+def run_link_job(settings, project: str, request_id: str, raw: str, *, max_output_bytes: int, expected,
                  cfg: K8sConfig | None = None) -> dict:
     """Run the Job for the staged list ``raw`` and return its parsed result; any failure raises
     :class:`Unavailable` with a reason (never a partial result). At most ``max_output_bytes`` of
-    its output reach the request's ``link/``."""
+    its output reach the request's ``link/``. A pod that refused the project's extract (not the
+    one ``expected`` describes) raises :class:`~pds_kernel.k8s.pod_status.ExtractMismatch`: the
+    linker did not run on it, or stopped before it read it."""
     limits = settings.cohort_link
     try:
         cfg = cfg or load_k8s_config()
         manifest = build_link_job(cfg, name=job_name(request_id), project=project, request_id=request_id, raw=raw,
                                   timeout_seconds=limits.timeout_seconds, max_output_bytes=max_output_bytes,
-                                  cpu=limits.cpu, mem_mb=limits.mem_mb)
+                                  expected=expected, cpu=limits.cpu, mem_mb=limits.mem_mb)
         outcome = asyncio.run(run_job(manifest, container=CONTAINER, timeout=limits.timeout_seconds,
                                       limit_bytes=MAX_LOG_BYTES))
     except PdsError:
@@ -187,6 +213,8 @@ def run_link_job(settings, project: str, request_id: str, raw: str, *, max_outpu
         raise Unavailable(f"the cohort list could not be linked: the cohort-link Job could not run on "
                           f"Kubernetes ({type(exc).__name__}: {str(exc)[:200]}); try again later or ask an "
                           "admin") from None
+    if outcome.extract_refused is not None:
+        raise ExtractMismatch(project, manifest["metadata"]["name"], outcome.extract_refused)
     if outcome.log is None:
         raise Unavailable(f"the cohort list could not be linked: {outcome.problem} (a project needs its extract "
                           "built, and so its key, before a list can be linked)")

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 from ..audit import AuditEvent
 from ..db import transaction
 from ..errors import InvalidInput, PdsError
+from ..k8s.pod_status import ExtractMismatch
 from ..registry.names import check_project_id, check_user_name
 from . import cohort_intake, cohort_link, permissions
 from .imports_scan import ImportLimits, import_refusal, scan_import
@@ -75,14 +76,19 @@ class ImportService:
             raise RefusedFiles(refused)
         return results
 
-    def _link(self, project: str, request_id: str, directory: Path, raw: StagedFile
+    def _link(self, actor: str, project: str, request_id: str, directory: Path, raw: StagedFile
               ) -> tuple[list[tuple[str, BinaryIO]], dict[str, Any]]:
         """The files a cohort import puts up for review, and the match report (linked where
-        ``cohort_link.runner`` says: :mod:`.cohort_link`)."""
+        ``cohort_link.runner`` says: :mod:`.cohort_link`). A cohort-link Job whose pod refused the
+        project's extract is audited (``extract.mount_refused``) and refuses the import."""
         if not raw.name.lower().endswith(".csv"):
             raise RefusedFiles({raw.name: "a cohort list is one CSV file with a NIR column"})
-        cohort, report_bytes, report = cohort_link.link_staged(self.settings, project, request_id, directory,
-                                                               raw.stored_name)
+        try:
+            cohort, report_bytes, report = cohort_link.link_staged(self.settings, project, request_id, directory,
+                                                                   raw.stored_name, audit=self.airlock.runtime.audit)
+        except ExtractMismatch as exc:
+            self.airlock._record(exc.audit_event(actor, workload="cohort-link", request=request_id))
+            raise
         out = [(cohort_intake.COHORT_OUTPUT, io.BytesIO(cohort)),
                (cohort_intake.REPORT_OUTPUT, io.BytesIO(report_bytes))]
         return out, report
@@ -119,7 +125,7 @@ class ImportService:
                 raw = self._stage(directory / RAW_DIR, files)
                 self._scan(directory / RAW_DIR, raw)
                 context["import"]["raw"] = [{"name": sf.name, "sha256": sf.sha256, "size": sf.size} for sf in raw]
-                files, report = self._link(project, request_id, directory, raw[0])
+                files, report = self._link(actor, project, request_id, directory, raw[0])
                 context["import"]["report"] = report
             staged = self._stage(directory, files)
             results = self._scan(directory, staged)

@@ -132,7 +132,7 @@ def build_rebuild_job(cfg: K8sConfig, *, name: str, project: str, work: str, mem
         {"name": "out", "emptyDir": {"sizeLimit": f"{int(out_mb)}Mi"}},
         {"name": "scratch", "emptyDir": {"sizeLimit": f"{int(scratch_mb)}Mi"}},
     ]
-    return isolated_job(cfg, name=name, project=project, component=COMPONENT, init_container=rebuild,
+    return isolated_job(cfg, name=name, project=project, component=COMPONENT, init_containers=[rebuild],
                         container=collect, volumes=volumes, timeout_seconds=timeout_seconds)
 
 

@@ -190,7 +190,10 @@ def package_approve(args) -> int:
 def cohort_link(args) -> int:
     from ..airlock import cohort_intake
     from ..airlock.cohort_link_job import EXTRACT_DIR, LIST_PATH, OUT_DIR, RESULT_MARKER
+    from ..extract.tree import require_checked
 
+    # before anything reads /data: it is the tree the pod's verify-extract container checked
+    require_checked(os.environ, str(EXTRACT_DIR))
     try:
         settings = load_settings()
         result = cohort_intake.link_list(SERVICE_COHORT_LINK, check_project_id(args.project), Path(LIST_PATH),

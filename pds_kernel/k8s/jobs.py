@@ -43,9 +43,10 @@ TTL_AFTER_FINISHED = 600
 
 def isolated_job(cfg: K8sConfig, *, name: str, project: str, component: str, container: dict[str, Any],
                  volumes: list[dict[str, Any]], timeout_seconds: int,
-                 init_container: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A batch/v1 Job of ``project`` running ``container`` (after ``init_container`` when given: it
-    runs to its end first); their ``securityContext`` and ``ephemeral-storage`` are set here."""
+                 init_containers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A batch/v1 Job of ``project`` running ``container`` (after ``init_containers`` when given:
+    each runs to its end first, in order); their ``securityContext`` and ``ephemeral-storage`` are
+    set here."""
     labels = {PROJECT_LABEL: project, COMPONENT_LABEL: component}
 
     def confined(one: dict[str, Any]) -> dict[str, Any]:
@@ -66,8 +67,8 @@ def isolated_job(cfg: K8sConfig, *, name: str, project: str, component: str, con
         "containers": [confined(container)],
         "volumes": volumes,
     }
-    if init_container is not None:
-        pod_spec["initContainers"] = [confined(init_container)]
+    if init_containers:
+        pod_spec["initContainers"] = [confined(one) for one in init_containers]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -93,7 +93,7 @@ def build_check_job(cfg: K8sConfig, *, name: str, project: str, author: str, cpu
     ]
     return isolated_job(cfg, name=name, project=project, component=COMPONENT, container=container,
                         volumes=volumes, timeout_seconds=timeout_seconds,
-                        init_container=extract_check_container(expected, cfg, cfg.model_check_image))
+                        init_containers=[extract_check_container(expected, cfg, cfg.model_check_image)])
 
 
 def parse_pod_log(text: str) -> tuple[dict | None, bytes | None, str | None]:

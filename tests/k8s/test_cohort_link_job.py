@@ -17,6 +17,7 @@ from dataclasses import replace
 import kubernetes_validate
 import polars as pl
 import pytest
+from published import record_publication
 
 from pds_kernel.airlock import cohort_link
 from pds_kernel.airlock.cohort_link_job import COPIES_DIR, LIST_PATH, OUT_DIR, build_link_job, parse_link_log
@@ -33,6 +34,7 @@ from .test_model_check_job import _selects
 
 sys.path.insert(0, str(REPO / "tests" / "security"))  # the real gate with ClamAV (imports_support)
 from cohort_link_k8s_support import (
+    RECORDED,
     STORED,
     bwrap_available,
     link_job,
@@ -55,7 +57,8 @@ CFG = K8sConfig(namespace="pds", cohort_link_image="registry.example.org/pds/hub
 
 def _job(raw: str = RAW, project: str = PROJECT, request: str = REQUEST) -> dict:
     return build_link_job(CFG, name="pds-cohort-link-0123456789abcdef0123-ff00ff", project=project,
-                          request_id=request, raw=raw, timeout_seconds=300, max_output_bytes=5 * 2**20 + 1)
+                          request_id=request, raw=raw, timeout_seconds=300, max_output_bytes=5 * 2**20 + 1,
+                          expected=RECORDED)
 
 
 def test_link_job_is_valid_kubernetes_and_isolated_like_a_check_job():
@@ -70,7 +73,13 @@ def test_link_job_is_valid_kubernetes_and_isolated_like_a_check_job():
     assert pod["dnsPolicy"] == "None" and pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"  # staged files keep their modes
-    (container,) = pod["initContainers"]  # the linker runs first, to its end
+    check, container = pod["initContainers"]  # the extract's check, then the linker, each to its end
+    assert check["name"] == "verify-extract" and check["image"] == CFG.cohort_link_image
+    assert check["command"][:5] == ["python", "-I", "-m", "pds_kernel.extract.tree", "/data"]
+    assert check["command"][check["command"].index("--manifest-sha256") + 1] == RECORDED.manifest_sha256
+    assert check["command"][check["command"].index("--record") + 1] == "/srv/pds/extract-check/fingerprint"
+    assert [m for m in check["volumeMounts"] if m["name"] == "extract"] == [
+        m for m in container["volumeMounts"] if m["name"] == "extract"]
     (collect,) = pod["containers"]  # then the copy of its output to the claim
     assert container["name"] == "cohort-link" and container["image"] == collect["image"] == CFG.cohort_link_image
     assert container["command"] == ["python", "-I", "-m", "pds_kernel.k8s", "cohort-link", PROJECT]
@@ -79,8 +88,9 @@ def test_link_job_is_valid_kubernetes_and_isolated_like_a_check_job():
         assert sc["capabilities"] == {"drop": ["ALL"]} and sc["readOnlyRootFilesystem"]
         assert not sc["allowPrivilegeEscalation"] and sc["runAsUser"] != 0
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-        # what it may write on the node: the two emptyDirs (the bound rounded up and a MiB, 256 MiB of /tmp) and its log
-        assert one["resources"]["limits"]["ephemeral-storage"] == f"{7 + 256 + 256}Mi"
+        # what it may write on the node: the three emptyDirs (the bound rounded up and a MiB, 256 MiB of
+        # /tmp, the extract check's 1 MiB record) and its log
+        assert one["resources"]["limits"]["ephemeral-storage"] == f"{7 + 256 + 1 + 256}Mi"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert {k: v["persistentVolumeClaim"] for k, v in volumes.items() if "persistentVolumeClaim" in v} == {
         "key": {"claimName": "pds-keys", "readOnly": True},
@@ -98,7 +108,11 @@ def test_link_job_is_valid_kubernetes_and_isolated_like_a_check_job():
     assert "copies" not in mounts  # the linker has nothing of the staging claim it may write
     writable = sorted(m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly"))
     assert writable == sorted([str(OUT_DIR), "/tmp"])
+    # what verify-extract recorded, read-only: the linker's start compares its /data with it
+    assert mounts["extract-check"] == {"name": "extract-check", "mountPath": "/srv/pds/extract-check", "readOnly": True}
+    assert volumes["extract-check"] == {"name": "extract-check", "emptyDir": {"sizeLimit": "1Mi"}}
     env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["PDS_EXTRACT_CHECKED"] == "/srv/pds/extract-check/fingerprint"
     assert "PDS_DATABASE__URL" not in env and not any("AUDIT" in k for k in env)  # no database, no audit key
     # the copy: the two expected files, bounded, from the pod-local output to the request's link/ only
     assert collect["command"] == ["python", "-I", "-m", "pds_kernel.airlock.rebuild_collect", "--from", str(OUT_DIR),
@@ -150,11 +164,12 @@ def test_chart_gives_link_jobs_their_claims_and_the_gate_the_runner(chart, tmp_p
     # image (which holds pds_kernel.airlock.rebuild_collect), valid for the cluster, pod-local output
     released = build_link_job(parse_k8s_config(config), name="pds-cohort-link-0123456789abcdef0123-ff00ff",
                               project=PROJECT, request_id=REQUEST, raw=RAW, timeout_seconds=300,
-                              max_output_bytes=2**20)
+                              max_output_bytes=2**20, expected=RECORDED)
     kubernetes_validate.validate(released, K8S_VERSION, strict=True)
     pod = released["spec"]["template"]["spec"]
     assert {c["image"] for c in pod["initContainers"] + pod["containers"]} == {"registry.example.org/pds/hub:0.1.0"}
-    assert [c["name"] for c in pod["initContainers"]] == ["cohort-link"] and pod["containers"][0]["name"] == "collect"
+    assert [c["name"] for c in pod["initContainers"]] == ["verify-extract", "cohort-link"]
+    assert pod["containers"][0]["name"] == "collect"
     writers = [c["name"] for c in pod["initContainers"] + pod["containers"] for m in c["volumeMounts"]
                if m["name"] in {"copies", "list"} and not m.get("readOnly")]
     assert writers == ["collect"]  # the only writer of the staging claim is the gate's copy
@@ -203,7 +218,7 @@ def test_link_job_command_in_an_emulated_pod_gives_what_the_local_path_gives(pla
     request = "c" * 32
     directory = stage(settings, request, cohort.path.read_bytes())
     out = prepare_output(directory)
-    done = run_in_pod(settings, link_job(request), tmp_path / "scratch")
+    done = run_in_pod(settings, link_job(request, settings=settings), tmp_path / "scratch")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = parse_link_log(done.stdout)
     columns = cohort_link.study_columns(directory / "raw" / STORED)
@@ -224,6 +239,7 @@ def test_gate_on_kubernetes_refuses_a_cohort_import_when_no_job_can_run(import_g
     KeyStore(settings.paths.keys).ensure(PROJECT, "setup")
     cohort = generate_cohort_list(tmp_path / "delivery", tmp_path / "outside" / "list.csv", settings.paths.ttp,
                                   matched=20, unmatched=5, seed=5)
+    record_publication(service.runtime.audit, PROJECT)  # the Job checks the extract against this record
     use_dummy_kubeconfig(tmp_path, monkeypatch)  # an API server that refuses connections
     service.settings = replace(settings, cohort_link=CohortLink(runner="kubernetes", timeout_seconds=60))
     import_gate.imports.settings = service.settings
@@ -237,6 +253,29 @@ def test_gate_on_kubernetes_refuses_a_cohort_import_when_no_job_can_run(import_g
     assert not import_gate.staged_anything()  # no raw list, no partial output left in staging
     failed = [e for e in service.runtime.audit.entries(action="airlock.import.create") if e.outcome == "failed"]
     assert failed and "could not run on Kubernetes" in failed[-1].details["reason"]  # audited with the reason
+
+
+def test_gate_on_kubernetes_refuses_a_cohort_import_of_a_never_published_extract(import_gate, tmp_path,
+                                                                                monkeypatch):
+    """No publication in the audit trail: nothing to check the Job's extract against, no Job."""
+    from .conftest import use_dummy_kubeconfig
+
+    service = import_gate.service
+    settings = service.settings
+    generate(tmp_path / "delivery", patients=120, years=(2022, 2022), seed=3)
+    KeyStore(settings.paths.keys).ensure(PROJECT, "setup")
+    cohort = generate_cohort_list(tmp_path / "delivery", tmp_path / "outside" / "list.csv", settings.paths.ttp,
+                                  matched=20, unmatched=5, seed=5)
+    use_dummy_kubeconfig(tmp_path, monkeypatch)
+    service.settings = replace(settings, cohort_link=CohortLink(runner="kubernetes", timeout_seconds=60))
+    import_gate.imports.settings = service.settings
+    try:
+        answer = import_gate.upload("alice", "list.csv", cohort.path.read_bytes(), kind="cohort")
+    finally:
+        service.settings = import_gate.imports.settings = settings
+    assert answer.status_code >= 400 and "never published" in answer.text, answer.text
+    assert "Cannot connect" not in answer.text  # refused before any Job
+    assert not import_gate.staged_anything()
 
 
 # ---- reading the Job: a pod that cannot start, and the pod's own answer -----------------------------

@@ -6,6 +6,8 @@ pod: the manifest's mounts at their paths, read-only where it says, its uid, no 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +15,9 @@ from pathlib import Path
 import polars as pl
 
 from pds_kernel.airlock.cohort_link_job import build_link_job
+from pds_kernel.extract.build import published_state
 from pds_kernel.extract.linkage import person_map
+from pds_kernel.extract.mount_check import ExpectedMount
 from pds_kernel.k8s.config import K8sConfig
 from pds_kernel.pseudo import KeyStore
 from pds_kernel.sandbox.spec import extract_volume_name
@@ -28,7 +32,8 @@ CFG = K8sConfig(namespace="pds", cohort_link_image="registry.example.org/pds/hub
 
 def make_platform(root: Path):
     """(settings, cohort list): a key for PROJECT, the correspondence, an extract holding 15 of the
-    30 matched people, and a list of 30 matched, 8 unmatched, 2 people listed twice, 3 invalid NIRs."""
+    30 matched people (published: :func:`expected_of` is what its publication recorded), and a list
+    of 30 matched, 8 unmatched, 2 people listed twice, 3 invalid NIRs."""
     from tests.conftest import make_settings
 
     settings = make_settings(root / "pds")
@@ -40,7 +45,32 @@ def make_platform(root: Path):
     extract.mkdir(parents=True)
     ids = person_map(key, pl.DataFrame({"BEN_NIR_PSA": list(cohort.matched_keys[:15])}))
     ids.select("PERSON_ID").write_parquet(extract / "COHORT.parquet")
+    _publish(settings.paths.projects / PROJECT)
     return settings, cohort
+
+
+def _publish(project_dir: Path) -> None:
+    """``extract/`` of ``project_dir`` made a published build, as tests/security/published.py does
+    (here without an audit trail: :func:`expected_of` stands for its record)."""
+    from published import new_build_id, write_manifest
+
+    build_id = new_build_id()
+    final = project_dir / "builds" / build_id
+    final.parent.mkdir(parents=True)
+    write_manifest(project_dir / "extract", PROJECT, build_id)
+    os.rename(project_dir / "extract", final)
+    for path in [final, *final.rglob("*")]:
+        os.chmod(path, 0o555 if path.is_dir() else 0o444)
+    os.symlink(f"builds/{build_id}", project_dir / "extract")
+
+
+def expected_of(settings, project: str = PROJECT) -> ExpectedMount:
+    """What the publication of ``project``'s extract recorded (the gate reads it from the audit
+    trail: pds_kernel.extract.mount_check.expected_mount): the build, its manifest and its state."""
+    build = (settings.paths.projects / project / "extract").resolve()
+    manifest = hashlib.sha256((build / "manifest.json").read_bytes()).hexdigest()
+    return ExpectedMount(project, build.name, manifest, published_state(build).fingerprint,
+                         settings.hub.extract_hash_max_bytes)
 
 
 def stage(settings, request: str, content: bytes) -> Path:
@@ -56,28 +86,70 @@ def output_bound(raw_bytes: int) -> int:
     return 8 * raw_bytes + 64 * 1024 + 4096
 
 
-def link_job(request: str, raw: str | None = None, project: str = PROJECT, max_output_bytes: int = 4 << 20) -> dict:
+#: a publication's record for a Job only built, never run
+RECORDED = ExpectedMount(PROJECT, "20260101T000000Z-abcdef", "a" * 64, "1" * 64, 1 << 30)
+
+
+def link_job(request: str, raw: str | None = None, project: str = PROJECT, max_output_bytes: int = 4 << 20,
+             settings=None) -> dict:
+    """The Job of ``request``; with ``settings``, checking the extract against its publication there."""
     return build_link_job(CFG, name=f"pds-cohort-link-{request[:20]}-ff00ff", project=project, request_id=request,
                           raw=raw if raw is not None else f"{project}/{request}/raw/{STORED}", timeout_seconds=300,
-                          max_output_bytes=max_output_bytes)
+                          max_output_bytes=max_output_bytes,
+                          expected=expected_of(settings) if settings is not None else RECORDED)
 
 
 def run_in_pod(settings, job: dict, scratch: Path, argv_tail: list[str] | None = None) -> subprocess.CompletedProcess:
     """The Job's pod in an emulation whose claims are this platform's directories: pds-keys = the
     parent of ``paths.keys``, pds-ttp = ``paths.ttp``, pds-staging = ``paths.staging``,
     extract-<project> = ``paths.projects/<project>``; each emptyDir a folder of ``scratch``. Its init
-    container (the linker: its exact command, or ``argv_tail`` after ``python``), then, if that
-    succeeded, its container (the copy to the claim), as the kubelet runs them. The linker's run
-    (its output: the log the gate reads), failed when either container failed."""
-    pod = job["spec"]["template"]["spec"]
-    (link,) = pod["initContainers"]
-    (collect,) = pod["containers"]
-    done = _run_container(settings, job, link, scratch, argv_tail)
-    if done.returncode == 0:
-        copied = _run_container(settings, job, collect, scratch, None)
-        if copied.returncode != 0:
-            return subprocess.CompletedProcess(done.args, copied.returncode, done.stdout, done.stderr + copied.stderr)
+    containers (``verify-extract``, then the linker: its exact command, or ``argv_tail`` after
+    ``python``), then, if they succeeded, its container (the copy to the claim), as the kubelet runs
+    them. The linker's run (its output: the log the gate reads), failed when any container failed
+    (a failed ``verify-extract``'s run when the linker never ran)."""
+    runs = run_pod(settings, job, scratch, argv_tail)
+    done = runs.get("cohort-link") or runs["verify-extract"]
+    failed = [run for run in runs.values() if run.returncode != 0]
+    if failed and failed[0] is not done:
+        return subprocess.CompletedProcess(done.args, failed[0].returncode, done.stdout, done.stderr + failed[0].stderr)
     return done
+
+
+def run_pod(settings, job: dict, scratch: Path, argv_tail: list[str] | None = None,
+            between=None) -> dict[str, subprocess.CompletedProcess]:
+    """Each container of the Job's pod that ran (:func:`run_in_pod`), by name, in order; ``between``
+    (if given) is called with the name of each init container that passed, before the next starts."""
+    pod = job["spec"]["template"]["spec"]
+    runs = {}
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        tail = argv_tail if container["name"] == "cohort-link" else None
+        runs[container["name"]] = done = _run_container(settings, job, container, scratch, tail)
+        if done.returncode != 0:
+            break
+        if between is not None:
+            between(container["name"])
+    return runs
+
+
+def job_pod(job: dict, runs: dict[str, subprocess.CompletedProcess]) -> tuple[dict, dict]:
+    """(the Job's status, its pod as the API server's JSON) once its containers ran as ``runs``
+    (``restartPolicy: Never``: the first failure fails the pod; the containers after it never start)."""
+    from tests.k8s.api_stand_in import container_status, pod_json, terminated, waiting
+
+    pod = job["spec"]["template"]["spec"]
+
+    def status(container: dict):
+        run = runs.get(container["name"])
+        if run is None:
+            return container_status(container["name"], waiting("PodInitializing"))
+        return container_status(container["name"], terminated(run.returncode, run.stderr.strip()[-400:],
+                                                              reason="Completed" if run.returncode == 0 else "Error"))
+
+    ok = all(run.returncode == 0 for run in runs.values()) and len(runs) == len(pod["initContainers"]) + 1
+    name = job["metadata"]["name"]
+    return ({"succeeded": 1} if ok else {"failed": 1}), pod_json(
+        f"{name}-x7k2p", "pds", "Succeeded" if ok else "Failed", [status(c) for c in pod["initContainers"]],
+        [status(c) for c in pod["containers"]], labels={"job-name": name})
 
 
 def _run_container(settings, job: dict, container: dict, scratch: Path,

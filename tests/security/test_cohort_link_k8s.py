@@ -98,7 +98,7 @@ def _pod_naming(platform, tmp_path, project: str):
     settings, cohort = platform
     request = _request()
     out = prepare_output(stage(settings, request, cohort.path.read_bytes()))
-    done = run_in_pod(settings, link_job(request), tmp_path / "scratch",
+    done = run_in_pod(settings, link_job(request, settings=settings), tmp_path / "scratch",
                       argv_tail=["-I", "-m", "pds_kernel.k8s", "cohort-link", project])
     return done, out
 
@@ -137,7 +137,7 @@ def test_forged_result_line_through_a_column_name(platform, tmp_path):
     request = _request()
     directory = stage(settings, request, frame.write_csv().encode())
     prepare_output(directory)
-    done = run_in_pod(settings, link_job(request), tmp_path / "scratch")
+    done = run_in_pod(settings, link_job(request, settings=settings), tmp_path / "scratch")
     assert done.returncode != 0
     assert [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARKER)][-1].find('"error"') > 0
     with pytest.raises(InvalidInput, match="study column"):

@@ -59,7 +59,7 @@ def _hostile_link(platform, tmp_path, script: str) -> tuple[Path, object]:
     out = pod.prepare_output(directory)
     before = _claim_state(settings.paths.staging)
     prelude = f"import os\nOUT = {str(OUT_DIR)!r}\nLIST = {str(LIST_PATH)!r}\n"
-    done = pod.run_in_pod(settings, pod.link_job(request, max_output_bytes=BOUND), tmp_path / "scratch",
+    done = pod.run_in_pod(settings, pod.link_job(request, max_output_bytes=BOUND, settings=settings), tmp_path / "scratch",
                       argv_tail=["-c", prelude + script])
     assert _claim_state(settings.paths.staging) == before
     return out, done
