@@ -215,3 +215,33 @@ def test_dask_cluster_of_a_never_published_extract_is_refused(runtime, registry)
     with pytest.raises(PermissionDenied, match="never published"):
         options_for(runtime, User("alice/gamma-study", groups=["gamma-study"]), {"project": "gamma-study"})
     assert [e for e in denied(runtime) if "never published" in e.details.get("reason", "")]
+
+
+def test_who_could_read_a_dask_workers_refusal_in_the_release(tmp_path_factory):
+    """Why a Dask worker pod's refused extract is neither audited nor reported (docs/projects-and-extracts.md,
+    "What stays open"): in the released chart (the real upstream dask-gateway chart), the gateway's API
+    server, where the platform's code runs (pds_kernel.k8s.gateway, cluster_watch), may not read pods
+    (a grant would show it every workspace pod's environment, $JUPYTERHUB_API_TOKEN included), and the
+    controller that watches the worker pods runs dask-gateway's own image and configuration: no
+    platform code, no database, no audit key."""
+    from .test_chart import chart_with_upstream, render, upstream_charts_available
+
+    if not helm_available() or not upstream_charts_available():
+        pytest.skip("helm or the offline upstream charts missing")
+    docs = render(chart_with_upstream(tmp_path_factory.mktemp("release")), [])
+    roles = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in ("Role", "ClusterRole")}
+
+    def rules_of(account: str) -> list[dict]:
+        return [rule for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+                and {"kind": "ServiceAccount", "name": account} in [
+                    {k: s.get(k) for k in ("kind", "name")} for s in d.get("subjects") or []]
+                for rule in roles[(d["roleRef"]["kind"], d["roleRef"]["name"])]["rules"]]
+
+    assert rules_of("api-dask-gateway")  # the gateway's own rules (secrets, daskclusters) ...
+    assert not [r for r in rules_of("api-dask-gateway") if "pods" in r.get("resources", [])]  # ... no pods
+    assert [r for r in rules_of("controller-dask-gateway") if "pods" in r.get("resources", [])]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    (main,) = deployments["controller-dask-gateway"]["spec"]["template"]["spec"]["containers"]
+    assert not main.get("env") and "dask-gateway-server" in main["image"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "controller-dask-gateway")
+    assert "pds_kernel" not in str(config["data"])
