@@ -1,7 +1,7 @@
 """What a pod's status says of its ``verify-extract`` init container (ADR 0011), for the hub and the gate.
 
-Every pod that mounts a project's extract (a workspace, a Dask worker, a model check) first runs
-the ``verify-extract`` init container (:func:`pds_kernel.k8s.pods.extract_check_container`): it
+Every pod that mounts a project's extract (a workspace, a Dask worker, a model check, a cohort
+link) first runs the ``verify-extract`` init container (:func:`pds_kernel.k8s.pods.extract_check_container`): it
 exits non-zero, with the reason in its termination message, when the extract it sees is not the
 one the audit trail says was published, and Kubernetes never starts the pod's main container. A
 workspace's notebook container also exits (:data:`~pds_kernel.extract.tree.REFUSED_EXIT`) before

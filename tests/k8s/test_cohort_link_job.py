@@ -230,7 +230,8 @@ def test_link_job_command_in_an_emulated_pod_gives_what_the_local_path_gives(pla
 
 
 # ---- the gate on Kubernetes without a reachable API server -------------------------------------------
-def test_gate_on_kubernetes_refuses_a_cohort_import_when_no_job_can_run(import_gate, tmp_path, monkeypatch):
+def _import_without_an_api_server(import_gate, tmp_path, monkeypatch, *, published: bool):
+    """A cohort import on Kubernetes whose API server refuses connections (the gate's answer)."""
     from .conftest import use_dummy_kubeconfig
 
     service = import_gate.service
@@ -239,14 +240,20 @@ def test_gate_on_kubernetes_refuses_a_cohort_import_when_no_job_can_run(import_g
     KeyStore(settings.paths.keys).ensure(PROJECT, "setup")
     cohort = generate_cohort_list(tmp_path / "delivery", tmp_path / "outside" / "list.csv", settings.paths.ttp,
                                   matched=20, unmatched=5, seed=5)
-    record_publication(service.runtime.audit, PROJECT)  # the Job checks the extract against this record
+    if published:
+        record_publication(service.runtime.audit, PROJECT)  # the Job checks the extract against this record
     use_dummy_kubeconfig(tmp_path, monkeypatch)  # an API server that refuses connections
     service.settings = replace(settings, cohort_link=CohortLink(runner="kubernetes", timeout_seconds=60))
     import_gate.imports.settings = service.settings
     try:
-        answer = import_gate.upload("alice", "list.csv", cohort.path.read_bytes(), kind="cohort")
+        return import_gate.upload("alice", "list.csv", cohort.path.read_bytes(), kind="cohort")
     finally:
         service.settings = import_gate.imports.settings = settings
+
+
+def test_gate_on_kubernetes_refuses_a_cohort_import_when_no_job_can_run(import_gate, tmp_path, monkeypatch):
+    service = import_gate.service
+    answer = _import_without_an_api_server(import_gate, tmp_path, monkeypatch, published=True)
     assert answer.status_code == 503, answer.text
     assert "Cannot connect to host 127.0.0.1:1" in answer.text  # the gate really called the API server
     assert "could not be linked" in answer.text and "could not run on Kubernetes" in answer.text
@@ -258,21 +265,7 @@ def test_gate_on_kubernetes_refuses_a_cohort_import_when_no_job_can_run(import_g
 def test_gate_on_kubernetes_refuses_a_cohort_import_of_a_never_published_extract(import_gate, tmp_path,
                                                                                 monkeypatch):
     """No publication in the audit trail: nothing to check the Job's extract against, no Job."""
-    from .conftest import use_dummy_kubeconfig
-
-    service = import_gate.service
-    settings = service.settings
-    generate(tmp_path / "delivery", patients=120, years=(2022, 2022), seed=3)
-    KeyStore(settings.paths.keys).ensure(PROJECT, "setup")
-    cohort = generate_cohort_list(tmp_path / "delivery", tmp_path / "outside" / "list.csv", settings.paths.ttp,
-                                  matched=20, unmatched=5, seed=5)
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    service.settings = replace(settings, cohort_link=CohortLink(runner="kubernetes", timeout_seconds=60))
-    import_gate.imports.settings = service.settings
-    try:
-        answer = import_gate.upload("alice", "list.csv", cohort.path.read_bytes(), kind="cohort")
-    finally:
-        service.settings = import_gate.imports.settings = settings
+    answer = _import_without_an_api_server(import_gate, tmp_path, monkeypatch, published=False)
     assert answer.status_code >= 400 and "never published" in answer.text, answer.text
     assert "Cannot connect" not in answer.text  # refused before any Job
     assert not import_gate.staged_anything()

@@ -73,6 +73,19 @@ def repoint(claim: Path, build: Path) -> Path:
     return copy
 
 
+def check_then_change(pod_spec: dict, claim: Path, build: Path, record: Path, how: str) -> None:
+    """The pod's ``verify-extract`` run on the published claim (it passes, recording in the folder
+    ``record``), then the claim changed before the next container starts: the ``extract`` link
+    re-pointed (``how`` = ``"repoint"``, :func:`repoint`) or the build changed (:func:`tamper`)."""
+    record.mkdir()
+    checked = run_init_container(pod_spec, claim, record)
+    assert checked.returncode == 0, checked.stderr
+    if how == "repoint":
+        repoint(claim, build)
+    else:
+        tamper(build, how)
+
+
 def run_notebook_start(pod_spec: dict, claim: Path, record: Path, monkeypatch) -> subprocess.CompletedProcess:
     """The notebook container's exact command with its ``/data`` (the claim's ``extract`` sub-path,
     resolved now, as the kubelet does when this container starts), its read-only view of the

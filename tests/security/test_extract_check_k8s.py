@@ -25,9 +25,9 @@ import pytest
 from extract_check_k8s_support import (
     TAMPERS,
     bwrap_available,
+    check_then_change,
     job_pod_after,
     notebook_refused_pod,
-    repoint,
     run_init_container,
     run_notebook_start,
     tamper,
@@ -136,13 +136,7 @@ async def test_notebook_does_not_serve_an_extract_changed_after_its_init_contain
     spawner._spawn_pending = True  # as JupyterHub's spawn_single_user marks it, for the whole spawn
     manifest = await spawn_manifest(spawner)
     record = tmp_path / "extract-check"  # the pod's emptyDir
-    record.mkdir()
-    checked = run_init_container(manifest["spec"], claim, record)
-    assert checked.returncode == 0, checked.stderr
-    if how == "repoint":
-        repoint(claim, build)
-    else:
-        tamper(build, how)
+    check_then_change(manifest["spec"], claim, build, record, how)
     done = run_notebook_start(manifest["spec"], claim, record, monkeypatch)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "not the one its pod's verify-extract container checked" in done.stderr

@@ -22,7 +22,7 @@ import pytest
 from dask_gateway_server.backends.kubernetes.backend import KubeClusterConfig
 from dask_gateway_server.backends.kubernetes.controller import KubeController
 from dask_gateway_server.models import User
-from extract_check_k8s_support import TAMPERS, bwrap_available, repoint, run_init_container, tamper
+from extract_check_k8s_support import TAMPERS, bwrap_available, check_then_change, run_init_container
 from published import publish_by_hand
 
 from pds_kernel.k8s.pod_status import failed_extract_check
@@ -69,13 +69,7 @@ def test_dask_worker_does_not_start_on_an_extract_changed_after_its_init_contain
     claim, build = _published_claim(settings, runtime)
     pod = _worker_pod(runtime)
     record = tmp_path / "extract-check"  # the pod's emptyDir
-    record.mkdir()
-    checked = run_init_container(pod["spec"], claim, record)
-    assert checked.returncode == 0, checked.stderr
-    if how == "repoint":
-        repoint(claim, build)
-    else:
-        tamper(build, how)
+    check_then_change(pod["spec"], claim, build, record, how)
     done = _start_worker(pod, claim, record, monkeypatch)
     assert "worker started" not in done.stdout  # before: the worker ran on the changed extract
     assert done.returncode == 3, done.stdout + done.stderr
