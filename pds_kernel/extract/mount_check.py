@@ -69,7 +69,7 @@ def _refuse(project: str, what: str) -> ExtractRefused:
 def expected_mount(settings, audit, project: str) -> ExpectedMount:
     """What ``project``'s workspaces may mount, from the audit trail; :class:`ExtractRefused` when
     nothing may be (never published, or its last full verification failed)."""
-    publication = _publication(audit, check_project_id(project))
+    publication = latest_publication(audit, check_project_id(project))
     build_id = publication.details["build_id"]
     fingerprint = publication.details.get("files_fingerprint")
     last = _last_verification(audit, project, build_id, publication.seq)
@@ -82,7 +82,9 @@ def expected_mount(settings, audit, project: str) -> ExpectedMount:
                          settings.hub.extract_hash_max_bytes)
 
 
-def _publication(audit, project: str):
+def latest_publication(audit, project: str):
+    """The audit entry of ``project``'s latest publication (``extract.build`` with a build id and
+    its manifest's SHA-256); :class:`ExtractRefused` when there is none."""
     built = [e for e in audit.entries(project=project, action="extract.build")
              if e.outcome == Outcome.OK and e.details.get("build_id")]
     if not built:
@@ -140,7 +142,7 @@ def run_verify(runtime, project: str, *, actor: str, on_total: Callable[[int], N
     event = AuditEvent(actor=actor, action="extract.verify", target=f"project:{project}", project=project)
     build_id = None
     try:
-        publication = _publication(runtime.audit, project)
+        publication = latest_publication(runtime.audit, project)
         build_id = publication.details["build_id"]
         expected = ExpectedMount(project, build_id, publication.details["manifest_sha256"], None,
                                  hash_max_bytes=1 << 62)  # every file, whatever the size

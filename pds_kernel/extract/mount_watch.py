@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInput
 from ..registry.names import check_project_id
-from .mount_check import CheckedMount, ExtractRefused, _publication
+from .mount_check import CheckedMount, ExtractRefused, latest_publication
 from .tree import BUILD_ID, TreeRefused, fingerprint
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -83,7 +83,7 @@ def mounted_extract_change(settings, audit, mounted: MountedExtract) -> str | No
         return f"the extract it mounts (build {mounted.build_id}) cannot be read any more ({exc})"
     if now is None:
         try:
-            latest = _publication(audit, mounted.project).details["build_id"]
+            latest = latest_publication(audit, mounted.project).details["build_id"]
         except ExtractRefused:
             latest = None
         if latest is not None and latest != mounted.build_id:
