@@ -173,17 +173,21 @@ def _write_new(path: Path, data: bytes) -> None:
 
 
 def link_list(actor: str, project: str, raw: Path, *, keys: Path, ttp: Path, extract: Path,
-              out: Path) -> dict:
+              out: Path, count_in_extract_of=None) -> dict:
     """Link the staged list ``raw`` of ``project`` into ``out`` (:data:`COHORT_OUTPUT` and
     :data:`REPORT_OUTPUT`, new files) and return ``{"report", "cohort_sha256"}``.
 
     The one linkage both runners do: the gate itself (``cohort_link.runner: local``) and the
-    cohort-link Job (``python -m pds_kernel.k8s cohort-link``), as ``service:cohort-link``."""
+    cohort-link Job (``python -m pds_kernel.k8s cohort-link``), as ``service:cohort-link``.
+    ``count_in_extract_of(linked)``, when given, counts the linked people in the extract instead
+    of reading ``extract`` (the gate's local runner reads it as checked against its publication;
+    the Job's pod checked its ``/data`` before)."""
     check_link_cohort(actor, project)
     key = KeyStore(keys).get(project)
     correspondence = load_correspondence(ttp)
     linked, report = link_cohort(read_cohort(raw), correspondence, key)
-    in_extract = count_in_extract(linked, extract)
+    in_extract = (count_in_extract_of(linked) if count_in_extract_of is not None
+                  else count_in_extract(linked, extract))
     if in_extract is not None:
         report["in_extract"] = in_extract
     cohort = linked.write_csv().encode()

@@ -34,6 +34,7 @@ from ..extract.spec import PERSON_ID
 from ..permissions import SERVICE_COHORT_LINK
 from . import cohort_intake
 from .cohort_link_job import LINK_DIR, RAW_DIR, run_link_job
+from .extract_reads import gate_extract, persons_in_cohort
 
 RUNNERS = ("local", "kubernetes")
 REPORT_KEYS = {"rows", "matched", "unmatched", "duplicates", "invalid", "match_rate"}
@@ -113,21 +114,27 @@ def read_output(out: Path, result: dict, columns: list[str], max_bytes: int) -> 
 def link_staged(settings, project: str, request_id: str, directory: Path, stored: str, *,
                 audit=None) -> tuple[bytes, bytes, dict]:
     """Link the raw list ``directory/raw/<stored>`` of a request with the configured runner; return
-    what :func:`read_output` accepted. Every failure raises (the import is refused). On Kubernetes
-    the Job checks the extract it counts in against what ``audit`` (the audit trail) recorded at
-    its publication: a project never published, or an extract the Job's pod refused
-    (:class:`~pds_kernel.k8s.pod_status.ExtractMismatch`), refuses the import."""
+    what :func:`read_output` accepted. Every failure raises (the import is refused). The extract
+    the linked people are counted in (``in_extract``) is checked against what ``audit`` (the audit
+    trail) recorded at its publication, by either runner: on Kubernetes the Job's pod checks it (a
+    project never published, or an extract the pod refused,
+    :class:`~pds_kernel.k8s.pod_status.ExtractMismatch`, refuses the import); locally the gate
+    checks it as for an export and reads ``COHORT.parquet`` as checked
+    (:func:`.extract_reads.persons_in_cohort`: an extract that fails refuses the import; a project
+    with no extract has nothing to count in)."""
     runner = settings.cohort_link.runner
     if runner not in RUNNERS:
         raise InvalidInput(f"cohort_link.runner is {str(runner)[:20]!r}: use local or kubernetes (ask an admin)")
     raw = directory / RAW_DIR / stored
     columns = study_columns(raw)  # a list the gate cannot read is refused before anything runs
-    expected = None
+    if audit is None:
+        raise ExtractRefused("the project's extract cannot be checked against its publication here "
+                             "(no audit trail given to the cohort linkage)")
+    expected = checked = None
     if runner == "kubernetes":
-        if audit is None:
-            raise ExtractRefused("the project's extract cannot be checked against its publication here "
-                                 "(no audit trail given to the cohort linkage)")
         expected = expected_mount(settings, audit, project)
+    else:  # counted in the published extract, read as checked (none: nothing to count in)
+        checked = gate_extract(settings, audit, project)
     out = directory / LINK_DIR
     try:
         out.mkdir()
@@ -137,9 +144,11 @@ def link_staged(settings, project: str, request_id: str, directory: Path, stored
     max_bytes = 8 * os.stat(raw).st_size + 64 * 1024  # a PERSON_ID is 64 characters, a NIR 15
     try:
         if runner == "local":
-            result = cohort_intake.link_list(SERVICE_COHORT_LINK, project, raw, keys=settings.paths.keys,
-                                             ttp=settings.paths.ttp,
-                                             extract=settings.paths.projects / project / "extract", out=out)
+            result = cohort_intake.link_list(
+                SERVICE_COHORT_LINK, project, raw, keys=settings.paths.keys, ttp=settings.paths.ttp,
+                extract=settings.paths.projects / project / "extract", out=out,
+                count_in_extract_of=lambda linked: None if checked is None else persons_in_cohort(
+                    settings.paths.projects, checked, linked))
         else:
             result = run_link_job(settings, project, request_id, f"{project}/{request_id}/{RAW_DIR}/{stored}",
                                   max_output_bytes=max_bytes + MAX_REPORT_BYTES, expected=expected)

@@ -40,6 +40,7 @@ from cohort_link_k8s_support import (
     link_job,
     make_platform,
     prepare_output,
+    published_audit,
     run_in_pod,
     stage,
 )
@@ -203,7 +204,8 @@ def platform(tmp_path_factory):
 def test_local_linkage_gives_the_known_composition(platform):
     settings, cohort = platform
     directory = stage(settings, "a" * 32, cohort.path.read_bytes())
-    _, _, report = cohort_link.link_staged(settings, PROJECT, "a" * 32, directory, STORED)
+    with published_audit(settings) as audit:
+        _, _, report = cohort_link.link_staged(settings, PROJECT, "a" * 32, directory, STORED, audit=audit)
     assert report == {"rows": cohort.rows, "matched": 30, "unmatched": 8, "duplicates": 4, "invalid": 3,
                       "match_rate": round(30 / cohort.rows, 4), "in_extract": 15}
     assert not (directory / "link").exists()  # read back, then removed
@@ -213,7 +215,8 @@ def test_local_linkage_gives_the_known_composition(platform):
 def test_link_job_command_in_an_emulated_pod_gives_what_the_local_path_gives(platform, tmp_path):
     settings, cohort = platform
     local_dir = stage(settings, "b" * 32, cohort.path.read_bytes())
-    local = cohort_link.link_staged(settings, PROJECT, "b" * 32, local_dir, STORED)
+    with published_audit(settings) as audit:
+        local = cohort_link.link_staged(settings, PROJECT, "b" * 32, local_dir, STORED, audit=audit)
 
     request = "c" * 32
     directory = stage(settings, request, cohort.path.read_bytes())

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +21,7 @@ from pds_kernel.extract.linkage import person_map
 from pds_kernel.extract.mount_check import ExpectedMount
 from pds_kernel.k8s.config import K8sConfig
 from pds_kernel.pseudo import KeyStore
+from pds_kernel.runtime import Runtime
 from pds_kernel.sandbox.spec import extract_volume_name
 from pds_kernel.snds.cohort_list import generate_cohort_list
 from pds_kernel.snds.generator import generate
@@ -71,6 +73,23 @@ def expected_of(settings, project: str = PROJECT) -> ExpectedMount:
     manifest = hashlib.sha256((build / "manifest.json").read_bytes()).hexdigest()
     return ExpectedMount(project, build.name, manifest, published_state(build).fingerprint,
                          settings.hub.extract_hash_max_bytes)
+
+
+@contextmanager
+def published_audit(settings):
+    """The audit trail of ``settings`` recording the publication of PROJECT's extract as a build
+    records it (:func:`expected_of`): what the gate's local linkage checks the extract against
+    before it counts the linked people in it."""
+    from published import record_publication
+
+    runtime = Runtime(settings)
+    try:
+        published = expected_of(settings)
+        record_publication(runtime.audit, PROJECT, build_id=published.build_id,
+                           manifest_sha256=published.manifest_sha256, fingerprint=published.fingerprint)
+        yield runtime.audit
+    finally:
+        runtime.close()
 
 
 def stage(settings, request: str, content: bytes) -> Path:

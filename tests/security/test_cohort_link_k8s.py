@@ -23,6 +23,7 @@ from cohort_link_k8s_support import (
     link_job,
     make_platform,
     prepare_output,
+    published_audit,
     run_in_pod,
     stage,
 )
@@ -157,8 +158,8 @@ def test_output_directory_planted_as_a_link_to_a_researchers_home(platform, tmp_
     (home / "match_report.json").write_text(json.dumps({"rows": 1, "matched": 1, "unmatched": 0,
                                                         "duplicates": 0, "invalid": 0, "match_rate": 1.0}))
     os.symlink(home, directory / "link")
-    with pytest.raises(IntegrityError, match="exists before its linkage"):
-        cohort_link.link_staged(settings, PROJECT, request, directory, STORED)
+    with published_audit(settings) as audit, pytest.raises(IntegrityError, match="exists before its linkage"):
+        cohort_link.link_staged(settings, PROJECT, request, directory, STORED, audit=audit)
     assert sorted(p.name for p in home.iterdir()) == ["cohort.csv", "match_report.json"]  # untouched
 
 
@@ -236,3 +237,34 @@ def test_linker_run_by_anyone_but_the_cohort_link_service(platform, actor):
         cohort_intake.link_list(actor, PROJECT, directory / "raw" / STORED, keys=settings.paths.keys,
                                 ttp=settings.paths.ttp, extract=settings.paths.projects / PROJECT / "extract", out=out)
     assert list(out.iterdir()) == []
+
+
+def test_the_local_linkage_counts_only_in_the_published_cohort(platform):
+    """Someone who can write the project's folder rewrites the published ``COHORT.parquet`` to list
+    every matched person of the list: the gate's local linkage reported them all "in the extract"
+    (30 instead of 15) before it read the cohort as checked against its publication. Now the
+    import is refused, saying who puts the extract right; put back, the count is 15 again."""
+    from pds_kernel.extract.linkage import person_map
+    from pds_kernel.extract.mount_check import ExtractRefused
+    from pds_kernel.pseudo import KeyStore
+
+    settings, cohort = platform
+    target = (settings.paths.projects / PROJECT / "extract").resolve() / "COHORT.parquet"
+    published = target.read_bytes()
+    key = KeyStore(settings.paths.keys).get(PROJECT)
+    everyone = person_map(key, pl.DataFrame({"BEN_NIR_PSA": list(cohort.matched_keys)})).select("PERSON_ID")
+    with published_audit(settings) as audit:  # the publication, recorded before the rewrite
+        os.chmod(target, 0o644)
+        everyone.write_parquet(target)
+        try:
+            with pytest.raises(ExtractRefused, match="pds extract build"):
+                request = _request()
+                cohort_link.link_staged(settings, PROJECT, request, stage(settings, request, cohort.path.read_bytes()),
+                                        STORED, audit=audit)
+        finally:
+            target.write_bytes(published)
+            os.chmod(target, 0o444)
+        request = _request()
+        _, _, report = cohort_link.link_staged(settings, PROJECT, request, stage(settings, request,
+                                               cohort.path.read_bytes()), STORED, audit=audit)
+    assert report["in_extract"] == 15
