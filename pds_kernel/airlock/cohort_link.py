@@ -134,7 +134,8 @@ def link_staged(settings, project: str, request_id: str, directory: Path, stored
     if runner == "kubernetes":
         expected = expected_mount(settings, audit, project)
     else:  # counted in the published extract, read as checked (none: nothing to count in)
-        checked = gate_extract(settings, audit, project)
+        checked = gate_extract(settings, audit, project,
+                               why="a cohort list is counted in its project's published extract")
     out = directory / LINK_DIR
     try:
         out.mkdir()

@@ -30,16 +30,16 @@ MANIFEST_FILE = "manifest.json"
 PERSON_COLUMN = content.PERSON_ID
 
 
-def gate_extract(settings, audit, project: str) -> CheckedMount | None:
+def gate_extract(settings, audit, project: str, *,
+                 why: str = "the gate checks an export against its project's published extract") -> CheckedMount | None:
     """``project``'s extract checked for the gate, or None when it has none (nothing to check);
-    :class:`ExtractRefused` when it fails, saying who puts it right."""
+    :class:`ExtractRefused` when it fails, saying ``why`` it was checked and who puts it right."""
     if not os.path.lexists(settings.paths.projects / project / "extract"):
         return None
     try:
         return check_for_workspace(settings, audit, project)
     except ExtractRefused as exc:
-        raise ExtractRefused(f"the gate checks an export against its project's published extract, and {exc}") \
-            from None
+        raise ExtractRefused(f"{why}, and {exc}") from None
 
 
 #: what was read of a checked extract, by (projects folder, project, build id, fingerprint)

@@ -257,7 +257,7 @@ def test_the_local_linkage_counts_only_in_the_published_cohort(platform):
         os.chmod(target, 0o644)
         everyone.write_parquet(target)
         try:
-            with pytest.raises(ExtractRefused, match="pds extract build"):
+            with pytest.raises(ExtractRefused, match="cohort list is counted in its project.s published extract.*pds extract build"):
                 request = _request()
                 cohort_link.link_staged(settings, PROJECT, request, stage(settings, request, cohort.path.read_bytes()),
                                         STORED, audit=audit)
