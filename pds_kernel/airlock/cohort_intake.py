@@ -156,13 +156,18 @@ def link_cohort(raw: pl.DataFrame, correspondence: pl.DataFrame, key: bytes) -> 
     return linked, report
 
 
+def count_in_cohort(linked: pl.DataFrame, cohort) -> int:
+    """How many linked people the extract's COHORT table (a path, or a file open for reading) holds."""
+    ids = pl.read_parquet(cohort, columns=[PERSON_ID])
+    return linked.join(ids.unique(), on=PERSON_ID, how="semi").height
+
+
 def count_in_extract(linked: pl.DataFrame, extract_dir: Path) -> int | None:
     """How many linked people are in the project's extract (its COHORT table), if built."""
     cohort = Path(extract_dir) / f"{COHORT_TABLE}.parquet"
     if not cohort.is_file():
         return None
-    ids = pl.read_parquet(cohort, columns=[PERSON_ID])
-    return linked.join(ids.unique(), on=PERSON_ID, how="semi").height
+    return count_in_cohort(linked, cohort)
 
 
 def _write_new(path: Path, data: bytes) -> None:

@@ -70,14 +70,13 @@ def person_id_prefixes(projects_root: Path, extract: CheckedMount | None) -> fro
 def persons_in_cohort(projects_root: Path, extract: CheckedMount, persons) -> int | None:
     """How many of ``persons`` (a polars frame with a PERSON_ID column) the checked extract's
     ``COHORT.parquet`` holds (None when it has no cohort): a cohort import's ``in_extract``."""
-    import polars as pl
+    from .cohort_intake import count_in_cohort
 
     def count(open_file) -> int | None:
         if COHORT_FILE not in _listed(open_file):
             return None
         with open_file(COHORT_FILE) as handle:
-            ids = pl.read_parquet(handle, columns=[PERSON_COLUMN])
-        return persons.join(ids.unique(), on=PERSON_COLUMN, how="semi").height
+            return count_in_cohort(persons, handle)
 
     return read_checked(Path(projects_root), extract, count)
 
