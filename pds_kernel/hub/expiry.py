@@ -160,20 +160,28 @@ class MembershipWatcher(PeriodicCheck):
                               request_timeout=60, allow_nonstandard_methods=True)
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
         if response.code in (202, 204):
-            if response.code == 202:  # stop pending: wait for it so the audit entry is true
-                await self._wait_stopped(user, server)
-            return True
+            # 202: the stop is pending. 204 is no proof either: JupyterHub answers it when its stop
+            # failed to remove the server's proxy route, and leaves the server running. The audit
+            # entry is written only for a server seen stopped.
+            if await self._wait_stopped(user, server, timeout=60 if response.code == 202 else 5):
+                return True
+            log.warning("could not stop %s/%s: the hub answered %s but the server still runs "
+                        "(its proxy route not removed?); next try at the next pass", user, server, response.code)
+            return False
         body = response.body.decode(errors="replace")[:200] if response.body else ""
         with contextlib.suppress(ValueError):
             body = json.loads(body).get("message", body)
         log.warning("could not stop %s/%s: %s %s", user, server, response.code, body)
         return False
 
-    async def _wait_stopped(self, user: str, server: str, timeout: float = 60) -> None:
+    async def _wait_stopped(self, user: str, server: str, timeout: float) -> bool:
+        """Whether ``user``'s ``server`` is seen stopped within ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while loop.time() < deadline:
+        while True:
             spawner = self.app.users[user].spawners.get(server) if user in self.app.users else None
             if spawner is None or not spawner.active:
-                return
-            await asyncio.sleep(0.2)
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
