@@ -155,7 +155,7 @@ class MembershipWatcher(PeriodicCheck):
     async def _stop(self, user: str, server: str) -> bool:
         from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-        url = f"{self.app.hub.api_url.rstrip('/')}/users/{user}/servers/{server}"
+        url = f"{self._api_url()}/users/{user}/servers/{server}"
         request = HTTPRequest(url, method="DELETE", headers={"Authorization": f"token {self.token}"},
                               request_timeout=60, allow_nonstandard_methods=True)
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
@@ -173,6 +173,15 @@ class MembershipWatcher(PeriodicCheck):
             body = json.loads(body).get("message", body)
         log.warning("could not stop %s/%s: %s %s", user, server, response.code, body)
         return False
+
+    def _api_url(self) -> str:
+        """The hub's REST API as this process reaches itself: on loopback when the hub listens there
+        or on every address (the chart's ``:8081``), not through its Service name (no DNS lookup,
+        and no network policy of the hub's own pod in the way)."""
+        hub = self.app.hub
+        if hub.ip in ("", "0.0.0.0", "::", "127.0.0.1", "localhost"):
+            return f"http://127.0.0.1:{hub.port}{hub.base_url.rstrip('/')}/api"
+        return hub.api_url.rstrip("/")
 
     async def _wait_stopped(self, user: str, server: str, timeout: float) -> bool:
         """Whether ``user``'s ``server`` is seen stopped within ``timeout`` seconds."""
