@@ -25,6 +25,9 @@ from ..registry.names import check_project_id
 from .mount_check import CheckedMount, ExtractRefused, latest_publication
 from .tree import BUILD_ID, TreeRefused, fingerprint
 
+#: The audit cause (``workspace.stop``) of a workspace stopped because its extract changed while it
+#: ran: by the local hub's watcher, and by the Kubernetes hub's spawner (pds_kernel.hub.kube_spawner).
+CHANGED_CAUSE = "extract changed"
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

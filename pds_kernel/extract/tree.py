@@ -299,7 +299,9 @@ REFUSED_EXIT = 3
 CHECKED_ENV = "PDS_EXTRACT_CHECKED"
 
 
-def _refuse_to_start(reason: object) -> int:
+def refuse_to_start(reason: object) -> int:
+    """Say why the extract is refused (standard error, and ``/dev/termination-log``, which the kubelet
+    puts in the container's status); return :data:`REFUSED_EXIT`."""
     message = f"the project's extract is refused: {reason}; the data manager must re-publish it (pds extract build)"
     print(message, file=sys.stderr)
     try:
@@ -335,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.record, "w", encoding="ascii") as record:
                 record.write(tree.fingerprint)
     except (TreeRefused, OSError) as exc:
-        return _refuse_to_start(exc)
+        return refuse_to_start(exc)
     print("the extract is the published one")
     return 0
 
@@ -360,23 +362,30 @@ def require_checked(environ, directory: str = "/data") -> None:
     refuses too (deny by default)."""
     record = environ.get(CHECKED_ENV)
     if not record:
-        raise SystemExit(_refuse_to_start(f"${CHECKED_ENV} is not set (the check of its mount cannot be read)"))
+        raise SystemExit(refuse_to_start(f"${CHECKED_ENV} is not set (the check of its mount cannot be read)"))
     _compare_with_record(record, directory)
+
+
+def matches_record(record: str, directory: str) -> bool:
+    """Whether the tree at ``directory`` has the fingerprint ``verify-extract`` wrote to ``record``
+    (an empty or another tree's record: no). Raises :class:`OSError` or :class:`ValueError` when
+    either cannot be read (a missing record, ``directory`` not a directory)."""
+    with open(record, encoding="ascii") as handle:
+        expected = handle.read(65)
+    root = os.open(directory, _DIR_FLAGS)
+    try:
+        return fingerprint(root) == expected
+    finally:
+        os.close(root)
 
 
 def _compare_with_record(record: str, directory: str) -> None:
     try:
-        with open(record, encoding="ascii") as handle:
-            expected = handle.read(65)
-        root = os.open(directory, _DIR_FLAGS)
-        try:
-            found = fingerprint(root)
-        finally:
-            os.close(root)
+        same = matches_record(record, directory)
     except (OSError, ValueError) as exc:
-        raise SystemExit(_refuse_to_start(f"the check of its mount cannot be read ({exc})")) from None
-    if found != expected:
-        raise SystemExit(_refuse_to_start("the extract mounted in this container is not the one its pod's "
+        raise SystemExit(refuse_to_start(f"the check of its mount cannot be read ({exc})")) from None
+    if not same:
+        raise SystemExit(refuse_to_start("the extract mounted in this container is not the one its pod's "
                                           "verify-extract container checked (it changed in between)"))
 
 

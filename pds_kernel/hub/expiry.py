@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import date
 
 from ..audit import AuditEvent
-from ..extract.mount_watch import changed_mounts
+from ..extract.mount_watch import CHANGED_CAUSE, changed_mounts
 from ..periodic import PeriodicCheck
 from ..project_end import homes_over_quota, outside_home_bytes
 from .common import HubContext, is_registry_user, project_groups, revoke_reason
@@ -129,7 +129,7 @@ class MembershipWatcher(PeriodicCheck):
         mounts = self._mounted_extracts(self._running())
         changed = await asyncio.to_thread(changed_mounts, self.context.settings, self.context.runtime.audit, mounts)
         for user, server, why in changed:
-            if await self._stop_recorded(user, server, "extract changed", why):
+            if await self._stop_recorded(user, server, CHANGED_CAUSE, why):
                 stopped.append(f"{user}/{server}")
         return stopped
 

@@ -19,7 +19,10 @@ is set here wins. Three hooks share one decision, :func:`check_spawn_request`:
 
 The spawner is :class:`~pds_kernel.hub.kube_spawner.PdsKubeSpawner`: a pod whose ``verify-extract``
 container refuses the extract (changed on its claim after the hub read the audit trail) ends the
-spawn at once, audited (``extract.mount_refused``), instead of waiting out ``start_timeout``.
+spawn at once, audited (``extract.mount_refused``), instead of waiting out ``start_timeout``; a
+running server whose pod found its extract changed (the notebook's liveness probe,
+:mod:`pds_kernel.extract.pod_watch`) is stopped at the next poll, audited (``workspace.stop``,
+``cause: extract changed``).
 
 Scopes and roles name no user, so nothing depends on who was in the registry when the hub started
 (``helm upgrade`` adds members without restarting the hub):
@@ -290,6 +293,9 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.KubeSpawner.enable_user_namespaces = False
     c.KubeSpawner.default_url = "/lab"
     c.KubeSpawner.start_timeout = 300
+    # a pod that found its extract changed is stopped and audited at the next poll (kube_spawner):
+    # as often as the pod checks (a poll reads KubeSpawner's pod cache, no API request)
+    c.KubeSpawner.poll_interval = k8s.extract_watch_seconds
     c.KubeSpawner.http_timeout = 120
 
     c.KubeSpawner.server_token_scopes = server_token_scopes()

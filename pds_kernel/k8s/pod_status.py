@@ -23,6 +23,7 @@ from typing import Any
 
 from ..events import AuditEvent, Outcome
 from ..extract.mount_check import ExtractRefused
+from ..extract.mount_watch import CHANGED_CAUSE
 from ..extract.tree import REFUSED_EXIT
 from .pods import COHORT_LINK_CONTAINER, DASK_WORKER_CONTAINER, EXTRACT_CHECK_CONTAINER, NOTEBOOK_CONTAINER
 
@@ -31,6 +32,11 @@ MISMATCH = ("the project's extract does not match its publication; an administra
             "or run `pds extract verify`")
 #: what the audit entry keeps of the pod's termination message (written by the pod: only recorded)
 MAX_MESSAGE = 400
+#: The audit reason of a running workspace stopped because its pod found its extract changed
+#: (:mod:`pds_kernel.extract.pod_watch`); the researcher's next start is refused by ``verify-extract``.
+CHANGED_WHILE_RUNNING = ("the extract it mounts changed while the workspace ran (its pod found a file written, "
+                         "replaced, added or removed since its start's check); its next start is refused until an "
+                         "administrator re-publishes the extract or runs `pds extract verify`")
 #: containers whose start compares their ``/data`` with what ``verify-extract`` checked
 #: (:func:`~pds_kernel.extract.tree.refuse_unless_checked`, :func:`~pds_kernel.extract.tree.require_checked`)
 CHECKED_STARTS = (NOTEBOOK_CONTAINER, DASK_WORKER_CONTAINER, COHORT_LINK_CONTAINER)
@@ -73,7 +79,7 @@ class ExtractMismatch(ExtractRefused):
         self.project, self.pod = project, pod
         code = terminated.get("exitCode")
         self.exit_code = code if isinstance(code, int) else None
-        self.pod_message = str(terminated.get("message") or terminated.get("reason") or "")[:MAX_MESSAGE]
+        self.pod_message = pod_message(terminated)
         super().__init__(MISMATCH)
 
     def audit_event(self, actor: str, **details: Any) -> AuditEvent:
@@ -82,3 +88,19 @@ class ExtractMismatch(ExtractRefused):
                           project=self.project, outcome=Outcome.DENIED,
                           details={**details, "pod": self.pod, "exit_code": self.exit_code,
                                    "pod_message": self.pod_message, "reason": MISMATCH})
+
+
+def pod_message(terminated: Mapping[str, Any]) -> str:
+    """What an audit entry keeps of a container's ``terminated`` state (written by the pod: only recorded)."""
+    return str(terminated.get("message") or terminated.get("reason") or "")[:MAX_MESSAGE]
+
+
+def stopped_on_change(user: str, server: str, pod: str, terminated: Mapping[str, Any]) -> AuditEvent:
+    """The ``workspace.stop`` entry of a running workspace whose pod found its extract changed
+    (:func:`failed_extract_check` of its status): the cause the local hub's watcher writes
+    (:data:`~pds_kernel.extract.mount_watch.CHANGED_CAUSE`), checked at the pod."""
+    code = terminated.get("exitCode")
+    return AuditEvent(actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
+                      details={"server": server, "cause": CHANGED_CAUSE, "reason": CHANGED_WHILE_RUNNING,
+                               "checked_at": "pod", "pod": pod, "exit_code": code if isinstance(code, int) else None,
+                               "pod_message": pod_message(terminated)})

@@ -15,7 +15,9 @@ in it before (:func:`apply_workspace_invariants` is the last word):
   notebook container mounts it against what the audit trail recorded at its publication, and
   keeps the pod from starting otherwise; it records the fingerprint of the tree it verified in a
   small emptyDir (``/srv/pds/extract-check``, read-only in the notebook container), and the
-  notebook's start refuses a ``/data`` that is not that tree;
+  notebook's start refuses a ``/data`` that is not that tree; while the notebook runs, its one
+  probe, a liveness probe (:func:`extract_watch_probe`), compares ``/data`` with that record again
+  and has the kubelet kill it on a change;
 * the notebook server started by :mod:`pds_kernel.sandbox.notebook_server` (the lockdown and its
   settings, as in the local sandbox), with no other arguments and no ``JUPYTER*``/``PYTHON*``
   variable from the chart's values;
@@ -171,6 +173,23 @@ EXTRACT_CHECKED_FILE = f"{EXTRACT_CHECKED_DIR}/fingerprint"
 #: A Dask worker container's command: dask's own (dask-gateway's arguments) started only on the
 #: extract its pod's ``verify-extract`` container checked (:mod:`pds_kernel.extract.checked_start`).
 CHECKED_START = (NOTEBOOK_PYTHON, "-I", "-m", "pds_kernel.extract.checked_start")
+
+
+#: The notebook container's liveness probe (:mod:`pds_kernel.extract.pod_watch`): ``/data`` is still
+#: the tree ``verify-extract`` recorded, or the kubelet kills the notebook.
+EXTRACT_WATCH = (NOTEBOOK_PYTHON, "-I", "-m", "pds_kernel.extract.pod_watch", DATA_MOUNT,
+                 "--record", EXTRACT_CHECKED_FILE)
+
+
+def extract_watch_probe(cfg: K8sConfig) -> dict[str, Any]:
+    """Every ``cfg.extract_watch_seconds``, the kubelet runs :data:`EXTRACT_WATCH` in the notebook
+    container (its very ``/data``, its read-only record); one failure (the tree changed, the record
+    cannot be read, the walk failed or took longer than ``cfg.extract_watch_timeout_seconds``) kills
+    the container at once (SIGKILL one second after SIGTERM). Its restart's launcher then refuses the
+    changed tree, and the hub stops the server, audited (:mod:`pds_kernel.hub.kube_spawner`)."""
+    return {"exec": {"command": list(EXTRACT_WATCH)}, "initialDelaySeconds": 0,
+            "periodSeconds": cfg.extract_watch_seconds, "timeoutSeconds": cfg.extract_watch_timeout_seconds,
+            "failureThreshold": 1, "successThreshold": 1, "terminationGracePeriodSeconds": 1}
 
 
 def extract_checked_volume() -> dict[str, Any]:
@@ -332,6 +351,10 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
         build_resources(spec.cpu_limit, spec.mem_limit_mb, gpu_resource=cfg.gpu.resource if gpu else None),
         build_workspace_volumes(spec, cfg))
     notebook["securityContext"] = build_container_security_context(cfg)
+    # the only probe: no startup probe may hold the liveness probe back (pds_kernel.extract.pod_watch)
+    notebook["livenessProbe"] = extract_watch_probe(cfg)
+    notebook.pop("startupProbe", None)
+    notebook.pop("readinessProbe", None)
     env = [e for e in notebook.get("env") or [] if not is_server_config_variable(str(e.get("name", "")))]
     env = rewrite_hub_urls(env, hub_api_url, cfg)
     notebook["env"] = merge_env(env, build_workspace_env(spec, cfg))
