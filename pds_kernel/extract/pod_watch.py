@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .tree import matches_record, refuse_to_start
+from .tree import UNREADABLE, matches_record, refuse_to_start
 
 #: what the probe says of a tree that is not the one checked at the start
 CHANGED = ("it changed while the workspace ran: {directory} is not the tree its pod's verify-extract "
@@ -45,7 +45,7 @@ def change(record: str, directory: str) -> str | None:
     too deep for the interpreter, memory), is a reason too."""
     try:
         same = matches_record(record, directory)
-    except (OSError, ValueError, RecursionError, MemoryError) as exc:
+    except UNREADABLE as exc:
         return f"its pod's check of {directory} cannot be compared with it any more ({type(exc).__name__}: {exc})"
     return None if same else CHANGED.format(directory=directory)
 

@@ -294,6 +294,9 @@ def verify(root: int, manifest_sha256: str, *, hash_max_bytes: int, expected_fin
 #: The exit code of a refusal (the init container's, or the notebook's start): the hub reads it in
 #: the pod's status (:mod:`pds_kernel.k8s.pod_status`).
 REFUSED_EXIT = 3
+#: What walking a tree may raise besides :class:`TreeRefused`: each is a refusal (a tree too deep for
+#: the interpreter's recursion limit or too large for memory is no published extract).
+UNREADABLE = (OSError, ValueError, RecursionError, MemoryError)
 #: Set in a Kubernetes workspace's notebook container: the file where its ``verify-extract``
 #: container recorded the fingerprint of the tree it verified (:func:`refuse_unless_checked`).
 CHECKED_ENV = "PDS_EXTRACT_CHECKED"
@@ -336,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.record:
             with open(args.record, "w", encoding="ascii") as record:
                 record.write(tree.fingerprint)
-    except (TreeRefused, OSError) as exc:
-        return refuse_to_start(exc)
+    except (TreeRefused, *UNREADABLE) as exc:
+        return refuse_to_start(f"{exc} ({type(exc).__name__})" if isinstance(exc, RecursionError) else exc)
     print("the extract is the published one")
     return 0
 
@@ -382,7 +385,7 @@ def matches_record(record: str, directory: str) -> bool:
 def _compare_with_record(record: str, directory: str) -> None:
     try:
         same = matches_record(record, directory)
-    except (OSError, ValueError) as exc:
+    except UNREADABLE as exc:
         raise SystemExit(refuse_to_start(f"the check of its mount cannot be read ({exc})")) from None
     if not same:
         raise SystemExit(refuse_to_start("the extract mounted in this container is not the one its pod's "
