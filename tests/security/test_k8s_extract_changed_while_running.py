@@ -25,24 +25,15 @@ import os
 import shutil
 import sys
 
-import polars as pl
+import extract_check_k8s_support as pod_checks
 import pytest
-from extract_check_k8s_support import (
-    bwrap_available,
-    notebook_refused_pod,
-    run_init_container,
-    run_notebook_start,
-)
 from k8s_extract_watch_support import CHANGES, change, pods_seen_by, remove_deep_tree, running_notebook
-from published import publish_by_hand
 
 from pds_kernel.audit import AuditTrail
-from pds_kernel.registry import Registry
 from tests.k8s.api_stand_in import container_status, pod_json, running, terminated, waiting
-from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
 from tests.k8s.test_spawner import make_spawner, spawn_manifest
 
-pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap runs the pod's containers")
+pytestmark = pytest.mark.skipif(not pod_checks.bwrap_available(), reason="bubblewrap runs the pod's containers")
 
 
 def _stops(runtime) -> list:
@@ -52,17 +43,12 @@ def _stops(runtime) -> list:
 async def _started_pod(settings, runtime, tmp_path, monkeypatch):
     """alice's workspace pod (KubeSpawner's, with the hooks) on the published claim, its
     ``verify-extract`` run for real (passed, recorded): (spawner, pod spec, claim, build, record)."""
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    two_projects(Registry.from_runtime(runtime))
-    claim = settings.paths.projects / "alpha-study"
-    (claim / "extract").mkdir(parents=True)
-    pl.DataFrame({"PERSON_ID": ["a", "b"], "n": [1, 2]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
-    build = publish_by_hand(runtime, "alpha-study")
+    claim, build = pod_checks.published_claim(settings, runtime, tmp_path, monkeypatch)
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
     manifest = await spawn_manifest(spawner)
     record = tmp_path / "extract-check"  # the pod's emptyDir
     record.mkdir()
-    checked = run_init_container(manifest["spec"], claim, record)
+    checked = pod_checks.run_init_container(manifest["spec"], claim, record)
     assert checked.returncode == 0, checked.stderr
     return spawner, manifest["spec"], claim, build, record
 
@@ -94,14 +80,14 @@ async def test_a_change_of_the_claim_while_the_notebook_runs_stops_it_audited(se
     if code == 3:
         assert why.startswith("the project's extract is refused: "), why
     # the kubelet restarts the notebook: its launcher's own check refuses the changed tree
-    restarted = run_notebook_start(spec, claim, record, monkeypatch)
+    restarted = pod_checks.run_notebook_start(spec, claim, record, monkeypatch)
     assert restarted.returncode == 3, restarted.stdout + restarted.stderr
     # the hub's poll reads it in the pod's status: stopped, audited once, as the local watcher does
     assert spawner.pending is None  # the spawn is long over
     with pods_seen_by(spawner, _serving_pod(spawner)):
         assert await spawner.poll() is None  # before: serving
     assert not _stops(runtime)
-    with pods_seen_by(spawner, notebook_refused_pod(spawner.pod_name, restarted)):
+    with pods_seen_by(spawner, pod_checks.notebook_refused_pod(spawner.pod_name, restarted)):
         assert await spawner.poll() == 3
         assert await spawner.poll() == 3  # JupyterHub polls again when told it stopped
     (stop,) = _stops(runtime)
@@ -112,7 +98,7 @@ async def test_a_change_of_the_claim_while_the_notebook_runs_stops_it_audited(se
     assert "pds extract verify" in stop.details["reason"]
     # and the next start is refused by verify-extract
     (tmp_path / "next-start").mkdir()
-    again = run_init_container(spec, claim, tmp_path / "next-start")
+    again = pod_checks.run_init_container(spec, claim, tmp_path / "next-start")
     assert again.returncode == 3 and "data manager" in again.stderr, again.stdout + again.stderr
 
 
@@ -176,7 +162,7 @@ async def test_a_verify_extract_refusal_after_the_pods_sandbox_restarts_stops_th
     spawner, spec, claim, build, _record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
     change(build, "replace-same-size")
     (tmp_path / "again").mkdir()
-    again = run_init_container(spec, claim, tmp_path / "again")
+    again = pod_checks.run_init_container(spec, claim, tmp_path / "again")
     assert again.returncode == 3
     pod = pod_json(spawner.pod_name, "pds", "Pending",
                    [container_status("verify-extract", terminated(3, again.stderr.strip()))],
