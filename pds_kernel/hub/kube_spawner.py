@@ -23,7 +23,10 @@ server running (the pod stays ``Running``, its notebook in back-off) or stopped 
 :func:`~pds_kernel.k8s.pod_status.failed_extract_check`; a ``verify-extract`` that fails when the
 pod's sandbox is re-created counts too), writes ``workspace.stop`` with ``cause: extract changed``
 (as the local hub's watcher), once per pod, and reports the server stopped: JupyterHub removes its
-route and stops it (the pod is deleted). Its next start is refused by ``verify-extract``.
+route and stops it (the pod is deleted). Its next start is refused by ``verify-extract``. When the
+audit trail's latest publication is not the build the pod checked, the cause is ``extract
+republished`` instead (a publication removes the build it replaces; the next start mounts the new
+one).
 """
 
 from __future__ import annotations
@@ -76,5 +79,5 @@ class PdsKubeSpawner(KubeSpawner):
         self._change_recorded = key
         self.log.warning("%s: the extract changed while the server ran; stopping it", self._log_name)
         if self.context is not None:
-            self.context.record(stopped_on_change(self.user.name, self.name or "", str(meta.get("name") or ""),
-                                                  terminated))
+            self.context.record(stopped_on_change(self.context.runtime.audit, self.user.name, self.name or "",
+                                                  pod or {}, terminated))

@@ -74,6 +74,9 @@ NO_HTTP_ROUTES = {"DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": "[]"}
 NOTEBOOK_PYTHON = "python"
 #: The notebook container's command: the same launcher as the local sandbox's.
 NOTEBOOK_COMMAND = server_command(NOTEBOOK_PYTHON)
+#: A workspace pod's annotation: the build its ``verify-extract`` checks (the hub tells a change of
+#: the claim from a newer publication by it: :func:`pds_kernel.k8s.pod_status.stopped_on_change`).
+EXTRACT_BUILD_ANNOTATION = "pds.extract-build"
 #: Label keys written on every project pod (and selected by the chart's NetworkPolicies).
 PROJECT_LABEL = "pds.project"
 COMPONENT_LABEL = "pds.component"
@@ -334,6 +337,7 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     pod = copy.deepcopy(pod)
     meta = pod.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), **build_labels(spec)}
+    meta["annotations"] = {**(meta.get("annotations") or {}), EXTRACT_BUILD_ANNOTATION: extract.build_id}
     ps = pod.setdefault("spec", {})
     notebook = next((c for c in ps.get("containers") or [] if c.get("name") == NOTEBOOK_CONTAINER), None)
     if notebook is None:

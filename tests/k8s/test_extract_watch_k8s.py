@@ -69,6 +69,9 @@ async def test_chart_pods_notebook_is_watched_by_its_liveness_probe(settings, ru
     assert {"name": "extract-check", "mountPath": "/srv/pds/extract-check", "readOnly": True} in notebook["volumeMounts"]
     # the hub polls as often (a poll reads KubeSpawner's pod cache)
     assert spawner.poll_interval == period
+    # the build its verify-extract checks: the hub tells a newer publication from a change by it
+    published = runtime.audit.entries(project="alpha-study", action="extract.build")[-1].details["build_id"]
+    assert pod["metadata"]["annotations"]["pds.extract-build"] == published
     # a pod the chart's oldest Kubernetes accepts as it is (the probe's own grace period included)
     kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", **pod}, OLDEST, strict=True)
 
@@ -96,12 +99,15 @@ def test_k8s_config_bounds_the_watch(data, why):
 @pytest.mark.asyncio
 async def test_probes_from_configuration_cannot_hold_the_watch_back(settings, runtime, registry, kubeconfig):
     """A startup probe would keep the liveness probe from running until it succeeds (never, or after
-    hours); a liveness probe of the configuration's would replace ours: the hook sets its own."""
+    hours); a liveness probe of the configuration's would replace ours: the hook sets its own, and
+    the build annotation the hub reads."""
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study", k8s=K8sConfig(extract_watch_seconds=7))
     never = {"exec": {"command": ["false"]}, "periodSeconds": 3600, "failureThreshold": 1000}
     spawner.extra_container_config = {"startupProbe": never, "readinessProbe": never,
                                       "livenessProbe": {"exec": {"command": ["true"]}}}
+    spawner.extra_annotations = {"pds.extract-build": "20200101T000000Z-forged"}
     pod = await spawn_manifest(spawner)
+    assert pod["metadata"]["annotations"]["pds.extract-build"] != "20200101T000000Z-forged"
     (notebook,) = pod["spec"]["containers"]
     assert notebook["livenessProbe"]["exec"]["command"] == PROBE and notebook["livenessProbe"]["periodSeconds"] == 7
     assert "startupProbe" not in notebook and "readinessProbe" not in notebook

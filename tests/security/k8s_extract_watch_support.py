@@ -71,7 +71,9 @@ def running_notebook(notebook: dict, claim: Path, record: Path):
     process = subprocess.Popen(kubelet_argv(notebook, claim, record, [sys.executable, "-I", "-c", _CONTAINER]),
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        yield RunningNotebook(process)
+        notebook = RunningNotebook(process)
+        assert notebook.run(["true"], 60)[0] == 0  # started: its /data bound, as the kubelet bound it
+        yield notebook
     finally:
         process.kill()
         process.communicate(timeout=30)

@@ -26,8 +26,10 @@ import shutil
 import sys
 
 import extract_check_k8s_support as pod_checks
+import polars as pl
 import pytest
 from k8s_extract_watch_support import CHANGES, change, pods_seen_by, remove_deep_tree, running_notebook
+from published import publish_by_hand
 
 from pds_kernel.audit import AuditTrail
 from tests.k8s.api_stand_in import container_status, pod_json, running, terminated, waiting
@@ -42,7 +44,7 @@ def _stops(runtime) -> list:
 
 async def _started_pod(settings, runtime, tmp_path, monkeypatch):
     """alice's workspace pod (KubeSpawner's, with the hooks) on the published claim, its
-    ``verify-extract`` run for real (passed, recorded): (spawner, pod spec, claim, build, record)."""
+    ``verify-extract`` run for real (passed, recorded): (spawner, pod manifest, claim, build, record)."""
     claim, build = pod_checks.published_claim(settings, runtime, tmp_path, monkeypatch)
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
     manifest = await spawn_manifest(spawner)
@@ -50,23 +52,32 @@ async def _started_pod(settings, runtime, tmp_path, monkeypatch):
     record.mkdir()
     checked = pod_checks.run_init_container(manifest["spec"], claim, record)
     assert checked.returncode == 0, checked.stderr
-    return spawner, manifest["spec"], claim, build, record
+    return spawner, manifest, claim, build, record
 
 
-def _serving_pod(spawner) -> dict:
+def _reflected(manifest: dict, status: dict) -> dict:
+    """The pod as KubeSpawner's reflector holds it: the manifest the hub sent, with ``status``'s
+    (a pod as the API server reports it) metadata and status."""
+    meta = {**status["metadata"], "annotations": manifest["metadata"].get("annotations") or {}}
+    return {**status, "metadata": meta, "spec": manifest["spec"]}
+
+
+def _serving_pod(spawner, manifest: dict) -> dict:
     """The pod while its notebook serves: Running, ready."""
-    return pod_json(spawner.pod_name, "pds", "Running", [container_status("verify-extract", terminated(0))],
-                    [container_status("notebook", running(), ready=True)], pod_ip="10.0.0.7",
-                    labels={"component": "singleuser-server"})
+    return _reflected(manifest, pod_json(
+        spawner.pod_name, "pds", "Running", [container_status("verify-extract", terminated(0))],
+        [container_status("notebook", running(), ready=True)], pod_ip="10.0.0.7",
+        labels={"component": "singleuser-server"}))
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("how", CHANGES)
 async def test_a_change_of_the_claim_while_the_notebook_runs_stops_it_audited(settings, runtime, tmp_path,
                                                                             monkeypatch, request, how):
-    spawner, spec, claim, build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    spawner, manifest, claim, build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
     if how == "deep-tree":
         request.addfinalizer(lambda: remove_deep_tree(build))
+    spec = manifest["spec"]
     (notebook,) = spec["containers"]
     probe = notebook["livenessProbe"]
     with running_notebook(notebook, claim, record) as container:
@@ -84,10 +95,10 @@ async def test_a_change_of_the_claim_while_the_notebook_runs_stops_it_audited(se
     assert restarted.returncode == 3, restarted.stdout + restarted.stderr
     # the hub's poll reads it in the pod's status: stopped, audited once, as the local watcher does
     assert spawner.pending is None  # the spawn is long over
-    with pods_seen_by(spawner, _serving_pod(spawner)):
+    with pods_seen_by(spawner, _serving_pod(spawner, manifest)):
         assert await spawner.poll() is None  # before: serving
     assert not _stops(runtime)
-    with pods_seen_by(spawner, pod_checks.notebook_refused_pod(spawner.pod_name, restarted)):
+    with pods_seen_by(spawner, _reflected(manifest, pod_checks.notebook_refused_pod(spawner.pod_name, restarted))):
         assert await spawner.poll() == 3
         assert await spawner.poll() == 3  # JupyterHub polls again when told it stopped
     (stop,) = _stops(runtime)
@@ -108,7 +119,8 @@ async def test_the_extract_link_repointed_leaves_the_running_notebook_on_the_che
     """The ``extract`` link re-pointed to a faithful copy while the notebook runs: its ``/data`` is
     the build the kubelet bound at its start, unchanged, so it keeps serving the checked files (the
     probe passes); the build it serves then emptied and removed behind it is a change, and ends it."""
-    spawner, spec, claim, build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    spawner, manifest, claim, build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    spec = manifest["spec"]
     (notebook,) = spec["containers"]
     probe = notebook["livenessProbe"]
     with running_notebook(notebook, claim, record) as container:
@@ -125,12 +137,13 @@ async def test_the_extract_link_repointed_leaves_the_running_notebook_on_the_che
 
 @pytest.mark.asyncio
 async def test_an_untouched_workspace_is_never_stopped(settings, runtime, tmp_path, monkeypatch):
-    spawner, spec, claim, _build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    spawner, manifest, claim, _build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    spec = manifest["spec"]
     (notebook,) = spec["containers"]
     with running_notebook(notebook, claim, record) as container:
         assert [container.probe(notebook["livenessProbe"]) for _ in range(3)] == [(0, "")] * 3
     assert spawner.pending is None
-    with pods_seen_by(spawner, _serving_pod(spawner)):
+    with pods_seen_by(spawner, _serving_pod(spawner, manifest)):
         assert await spawner.poll() is None
     assert not _stops(runtime)
 
@@ -140,7 +153,8 @@ async def test_the_researcher_cannot_rewrite_the_record_the_probe_compares_with(
                                                                               monkeypatch):
     """The record is the pod's emptyDir, read-only in the notebook container: a process of the
     researcher's cannot make the probe compare ``/data`` with the changed tree's fingerprint."""
-    _spawner, spec, claim, build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    _spawner, manifest, claim, build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    spec = manifest["spec"]
     (notebook,) = spec["containers"]
     forge = ("import os; from pds_kernel.extract.tree import fingerprint; "
              "fp = fingerprint(os.open('/data', os.O_RDONLY | os.O_DIRECTORY)); "
@@ -159,16 +173,48 @@ async def test_a_verify_extract_refusal_after_the_pods_sandbox_restarts_stops_th
     """A node reboot re-runs a pod's init containers: ``verify-extract`` then refuses the changed
     claim and the pod stays Pending. KubeSpawner's poll calls a Pending pod running; the hub's
     stops the server, audited."""
-    spawner, spec, claim, build, _record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    spawner, manifest, claim, build, _record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
     change(build, "replace-same-size")
     (tmp_path / "again").mkdir()
-    again = pod_checks.run_init_container(spec, claim, tmp_path / "again")
+    again = pod_checks.run_init_container(manifest["spec"], claim, tmp_path / "again")
     assert again.returncode == 3
     pod = pod_json(spawner.pod_name, "pds", "Pending",
                    [container_status("verify-extract", terminated(3, again.stderr.strip()))],
                    [container_status("notebook", waiting("PodInitializing"))], labels={})
     assert spawner.pending is None
-    with pods_seen_by(spawner, pod):
+    with pods_seen_by(spawner, _reflected(manifest, pod)):
         assert await spawner.poll() == 3
     (stop,) = _stops(runtime)
     assert stop.details["cause"] == "extract changed" and "SHA-256 differs" in stop.details["pod_message"]
+
+
+@pytest.mark.asyncio
+async def test_a_new_publication_stops_the_running_pod_and_says_so(settings, runtime, tmp_path, monkeypatch):
+    """The control: a data manager publishes a new extract, which removes the build alice's pod
+    mounts. Her ``/data`` is emptied under her, a change to the pod (which cannot read the audit
+    trail): the probe ends the notebook. The hub tells it from tampering by the pod's build and the
+    audit trail's latest publication, and says so; her next start verifies and mounts the new build."""
+    spawner, manifest, claim, build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    (notebook,) = manifest["spec"]["containers"]
+    with running_notebook(notebook, claim, record) as container:
+        assert container.probe(notebook["livenessProbe"]) == (0, "")
+        (claim / "extract").unlink()
+        pl.DataFrame({"PERSON_ID": ["a", "b", "c"], "n": [1, 2, 3]}).write_parquet(tmp_path / "new.parquet")
+        (claim / "extract").mkdir()
+        shutil.copy(tmp_path / "new.parquet", claim / "extract" / "ER_PRS_F.parquet")
+        newer = publish_by_hand(runtime, "alpha-study")
+        shutil.rmtree(build)  # as a publication removes the build it replaces
+        code, why = container.probe(notebook["livenessProbe"])
+    assert code == 3, why
+    restarted = pod_checks.run_notebook_start(manifest["spec"], claim, record, monkeypatch)
+    assert restarted.returncode == 3
+    with pods_seen_by(spawner, _reflected(manifest, pod_checks.notebook_refused_pod(spawner.pod_name, restarted))):
+        assert await spawner.poll() == 3
+    (stop,) = _stops(runtime)
+    assert stop.details["cause"] == "extract republished" and newer.name in stop.details["reason"]
+    assert build.name in stop.details["reason"] and "next start mounts the new one" in stop.details["reason"]
+    # the next start: a new pod, for the new publication, whose verify-extract passes
+    nxt = await spawn_manifest(make_spawner(settings, "alice", ["alpha-study"], "alpha-study"))
+    assert nxt["metadata"]["annotations"]["pds.extract-build"] == newer.name
+    (tmp_path / "next-start").mkdir()
+    assert pod_checks.run_init_container(nxt["spec"], claim, tmp_path / "next-start").returncode == 0
