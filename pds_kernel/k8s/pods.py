@@ -403,7 +403,8 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, extract, sch
     ``verify-extract`` init container, as the notebook pod does), records the verified tree's
     fingerprint in its ``extract-check`` folder, and the worker container starts dask's own command
     (dask-gateway's arguments, unchanged) through :data:`CHECKED_START`, which refuses a ``/data``
-    that is not that tree.
+    that is not that tree. While the worker runs, the notebook's liveness probe watches its
+    ``/data`` too (:func:`extract_watch_probe`).
     """
     gpu = gpu_granted(spec, cfg)
     csc = build_container_security_context(cfg)
@@ -422,6 +423,8 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, extract, sch
         "env": [{"name": CHECKED_ENV, "value": EXTRACT_CHECKED_FILE}],
         "securityContext": csc,
         "volumeMounts": [extract_mount(), scratch_mount(), extract_checked_mount()],
+        # while it runs, as the notebook: a change of the claim ends the worker (its restart refuses)
+        "livenessProbe": extract_watch_probe(cfg),
     }
     if gpu:
         worker_pod["nodeSelector"] = dict(cfg.gpu.node_selector)
