@@ -14,6 +14,10 @@ pod's status, as the API server sends it (JSON, as KubeSpawner's reflector keeps
 :func:`pds_kernel.k8s.jobs.run_job` serialises the pods it lists); :class:`ExtractMismatch` is the
 refusal the hub and the gate raise then, and the audit entry they write
 (``extract.mount_refused``).
+
+A workspace that was running when its pod found its extract changed (the notebook's liveness
+probe, :mod:`pds_kernel.extract.pod_watch`, had the kubelet kill it; its restart refused the
+tree) is no refusal of a spawn: the hub stops it and writes :func:`stopped_on_change`.
 """
 
 from __future__ import annotations
