@@ -27,15 +27,12 @@ on, which the database's writer cannot forge nor quietly remove, it never counts
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from ..audit import AuditEvent, AuditRow, AuditTrail, Outcome
 from ..audit_key import AuditKey
+from ..seal_mac import seal_matches, seal_of
 from .models import SEALED_BY_MIGRATION, Membership, Role, User
 
 #: What a seal's HMAC starts with: a seal is never a valid hash of anything else made with the key.
@@ -48,12 +45,11 @@ class ApprovalSeals:
     """Computes and checks seals with ``key`` (the audit trail's)."""
 
     def __init__(self, key: AuditKey):
-        self._secret = key.secret
+        self._key = key
         self._upgrade_sealed = False  #: seen in the audit trail: true for good
 
     def _mac(self, kind: str, fields: list) -> str:
-        text = json.dumps([kind, *fields], separators=(",", ":"), ensure_ascii=True)
-        return hmac.new(self._secret, _DOMAIN + text.encode("ascii"), hashlib.sha256).hexdigest()
+        return seal_of(self._key, _DOMAIN, [kind, *fields])
 
     def _membership(self, m: Membership) -> str:
         return self._mac("membership", [m.project_id, m.user_name, Role(m.role).value,
@@ -75,7 +71,7 @@ class ApprovalSeals:
         if seal == SEALED_BY_MIGRATION:
             session = object_session(row)
             return session is not None and not self.upgrade_sealed(session)
-        return hmac.compare_digest(seal, expected())
+        return seal_matches(seal, expected())
 
     # ---- checks -----------------------------------------------------------------------------
     def membership_sealed(self, m: Membership) -> bool:
