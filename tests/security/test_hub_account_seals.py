@@ -40,18 +40,9 @@ from pds_kernel.errors import InvalidInput
 
 @pytest.fixture(scope="module")
 def world():
+    """(the started hub, {user: TOTP secret})"""
     with started_world(make_seals_world) as world:
         yield world
-
-
-@pytest.fixture(scope="module")
-def hub(world):
-    return world[0]
-
-
-@pytest.fixture(scope="module")
-def secrets(world):
-    return world[1]
 
 
 def _refused(hub, user: str, password: str, secret: str) -> None:
@@ -62,7 +53,8 @@ def _refused(hub, user: str, password: str, secret: str) -> None:
     assert any("seal" in reason for reason in refusals(hub, user)), refusals(hub, user)
 
 
-def test_a_revoked_account_approved_in_the_database(hub, secrets):
+def test_a_revoked_account_approved_in_the_database(world):
+    hub, secrets = world
     assert write(hub, "UPDATE users_info SET is_authorized = 1 WHERE username = 'bob'") == 1
     _refused(hub, "bob", PASSWORD, secrets["bob"])
     # the accounts page shows it for what it is
@@ -78,47 +70,53 @@ def test_a_revoked_account_approved_in_the_database(hub, secrets):
     assert sign_in(hub, "bob", PASSWORD, secrets["bob"])[0]
 
 
-def test_an_administrators_password_hash_replaced(hub, secrets):
+def test_an_administrators_password_hash_replaced(world):
     """The attacker reads abe's second factor in the same database."""
+    hub, secrets = world
     assert write(hub, "UPDATE users_info SET password = ? WHERE username = 'abe'", known_hash()) == 1
     _refused(hub, "abe", ATTACKER_PASSWORD, otp_secret(hub, "abe"))
 
 
-def test_an_administrators_second_factor_swapped(hub, secrets):
+def test_an_administrators_second_factor_swapped(world):
     """The attacker knows ada's password (phished) and makes the second factor theirs."""
+    hub, secrets = world
     assert write(hub, "UPDATE users_info SET otp_secret = ? WHERE username = 'ada'", ATTACKER_SECRET) == 1
     _refused(hub, "ada", PASSWORD, ATTACKER_SECRET)
 
 
-def test_the_second_factor_cleared(hub, secrets):
+def test_the_second_factor_cleared(world):
     """ivy's password phished, her second factor switched off. This one was refused before the seals
     too (the hub requires a second factor of every account)."""
+    hub, secrets = world
     assert write(hub, "UPDATE users_info SET has_2fa = 0 WHERE username = 'ivy'") == 1
     signed_in, message = sign_in(hub, "ivy", PASSWORD, ATTACKER_SECRET)
     assert not signed_in and says_wrong_credentials(message), message
     assert refusals(hub, "ivy")
 
 
-def test_an_approved_accounts_seal_copied_to_a_revoked_one(hub, secrets):
+def test_an_approved_accounts_seal_copied_to_a_revoked_one(world):
     """erin, revoked, approved in the database with carol's seal (a seal is no secret)."""
+    hub, secrets = world
     assert write(hub, "UPDATE users_info SET is_authorized = 1 WHERE username = 'erin'") == 1
     copy_seal(hub, "carol", "erin")
     _refused(hub, "erin", PASSWORD, secrets["erin"])
     assert sign_in(hub, "carol", PASSWORD, secrets["carol"])[0]  # carol's own account is untouched
 
 
-def test_an_account_renamed_to_a_user_without_one(hub, secrets):
+def test_an_account_renamed_to_a_user_without_one(world):
     """frank's row (and seal) becomes dave's: dave, a registry user with no hub account, would sign
     in with frank's password and second factor, which the attacker chose or knows."""
+    hub, secrets = world
     assert write(hub, "UPDATE users_info SET username = 'dave' WHERE username = 'frank'") == 1
     if has_seal_table(hub):
         write(hub, "UPDATE pds_account_seals SET username = 'dave' WHERE username = 'frank'")
     _refused(hub, "dave", PASSWORD, secrets["frank"])
 
 
-def test_a_changed_account_approved_by_an_unaware_administrator(hub, secrets):
+def test_a_changed_account_approved_by_an_unaware_administrator(world):
     """hana, revoked by root; the attacker makes her password theirs and waits for an administrator
     to approve her again: an approval must not seal credentials the platform did not write."""
+    hub, secrets = world
     assert pds_as(hub, "root", "hub", "account", "revoke", "hana").returncode == 0
     assert write(hub, "UPDATE users_info SET password = ? WHERE username = 'hana'", known_hash()) == 1
     done = pds_as(hub, "root", "hub", "account", "approve", "hana")
@@ -130,10 +128,11 @@ def test_a_changed_account_approved_by_an_unaware_administrator(hub, secrets):
     _refused(hub, "hana", ATTACKER_PASSWORD, secrets["hana"])
 
 
-def test_a_seal_deleted_before_an_upgrade(hub, secrets):
+def test_a_seal_deleted_before_an_upgrade(world):
     """alice's password made the attacker's and her seal deleted, hoping the one-time sealing of
     the accounts that existed before the seals (run at the hub's start, by ``pds db upgrade`` and
     by ``pds hub account``) takes her row for one of them."""
+    hub, secrets = world
     assert write(hub, "UPDATE users_info SET password = ? WHERE username = 'alice'", known_hash()) == 1
     if has_seal_table(hub):
         assert write(hub, "DELETE FROM pds_account_seals WHERE username = 'alice'") == 1
@@ -145,7 +144,8 @@ def test_a_seal_deleted_before_an_upgrade(hub, secrets):
 @pytest.mark.xfail(strict=True, reason="a seal cannot tell an account's old row from its current one: "
                    "a revoked account's row and seal put back exactly as they were sign in again (the audit "
                    "trail's hub.account.revoke says it was revoked; docs/isolation.md, 'Accounts')")
-def test_a_revoked_accounts_old_row_put_back(hub, secrets):
+def test_a_revoked_accounts_old_row_put_back(world):
+    hub, secrets = world
     before = read(hub, "SELECT password, otp_secret, has_2fa, is_authorized FROM users_info WHERE username = 'gus'")
     seal = read(hub, "SELECT seal FROM pds_account_seals WHERE username = 'gus'") if has_seal_table(hub) else []
     assert pds_as(hub, "root", "hub", "account", "revoke", "gus").returncode == 0
