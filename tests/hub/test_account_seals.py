@@ -161,3 +161,21 @@ def test_a_password_change_seals_the_account_and_a_broken_one_is_refused(world):
     finally:
         session.close()
         session.get_bind().dispose()
+
+
+def test_a_users_own_password_change_on_the_hub_keeps_the_account_sealed(hub):
+    """Through the real page: alice changes her password, signs in with the new one."""
+    from hubfixtures import PASSWORD as HUB_PASSWORD
+
+    secret = str(provision_account(hub.settings, hub.registry, "alice", HUB_PASSWORD, actor="root"))
+    alice = hub.client()
+    assert alice.login("alice", secret)
+    page = alice.get("/hub/change-password")
+    assert page.status_code == 200
+    changed = alice.http.post(f"{hub.url}/hub/change-password", timeout=30, data={
+        "_xsrf": alice.http.cookies.get("_xsrf", ""), "old_password": HUB_PASSWORD,
+        "new_password": "a-new-long-password-7", "new_password_confirmation": "a-new-long-password-7"})
+    assert "changed successfully" in changed.text, changed.text[-800:]
+    assert _sealed(hub.runtime, "alice")
+    assert [e.outcome for e in hub.actions("hub.account.password")] == ["ok"]
+    assert hub.client().login("alice", secret, password="a-new-long-password-7")
