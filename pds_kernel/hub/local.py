@@ -442,9 +442,12 @@ def set_account_approval(settings: Settings, registry: Registry, username: str, 
 def seal_accounts_made_before_seals(settings: Settings, audit, actor: str) -> list[str] | None:
     """The one-time sealing of the accounts made before the seals (:mod:`.account_seals`), by the
     hub's start and ``pds db upgrade``: the names sealed, or ``None`` when it was done before."""
+    seals = AccountSeals(audit.key)
+    if seals.upgrade_done(audit):  # the usual case: the hub database is not even opened
+        return None
     session = _hub_sessions(settings)()
     try:
-        return seal_accounts_of_upgrade(session, AccountSeals(audit.key), audit, actor)
+        return seal_accounts_of_upgrade(session, seals, audit, actor)
     finally:
         session.close()
         session.get_bind().dispose()
