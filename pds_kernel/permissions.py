@@ -66,6 +66,7 @@ from .permissions_actors import (  # noqa: F401  (re-exported: permissions is th
     audit_actor,
     can_act_personally,
     check_not_impersonated,
+    check_not_submitter,
     granted_by_administrator,
     has_administrator,
     has_right,

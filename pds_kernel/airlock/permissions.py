@@ -16,6 +16,7 @@ from ..permissions import (  # noqa: F401  (re-exported)
     check_act,
     check_checker,
     check_import,
+    check_not_submitter,
     check_read_contents,
     check_submitter,
     check_view,

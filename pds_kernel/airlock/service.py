@@ -48,7 +48,7 @@ from .limits import AirlockLimits, load_limits
 from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
 from .rebuild import rebuild_sandbox, release_copies
-from .release import ReleaseItem, copy_release, outbox_dir, type_refusal, withdraw_release
+from .release import ReleaseItem, check_not_releasing, copy_release, outbox_dir, type_refusal, withdraw_release
 from .reviews import DECISIONS  # noqa: F401  (re-exported)
 from .staging import (
     RefusedFiles,
@@ -70,6 +70,7 @@ from .submission import (
     stage_all,
     submitted_summary,
 )
+from .submitters import submitted_by
 from .views import (  # noqa: F401  (FileView, RequestSummary, RequestView, ReviewView: re-exported)
     FileView,
     RequestSummary,
@@ -439,6 +440,7 @@ class AirlockService:
                 req = self._load(s, request_id, lock=True)
                 if req.state not in {st.value for st in REVIEWABLE_STATES}:
                     raise InvalidTransition(f"cannot review a request that is {req.state}")
+                permissions.check_not_submitter(actor, submitted_by(s, req.project_id, req.id))
                 if actor in reviews.complete_reviewers(req):
                     raise InvalidTransition("you have already reviewed this version of the request")
                 files = {f.index: f for f in req.files}
@@ -553,6 +555,7 @@ class AirlockService:
                 req = self._load(s, request_id, lock=True)
                 if req.state != state:
                     raise InvalidTransition(f"request {request_id} changed meanwhile: it is now {req.state}")
+                check_not_releasing(req, self.limits.stale_release_seconds)
                 self._apply(s, req, Action.REVOKE, actor, reason=reason.strip()[:MAX_TEXT])
                 direction = req.direction
                 if state == State.RELEASED.value:
