@@ -172,3 +172,27 @@ def test_wheel_names_normalised_as_pep_503(tmp_path):
     path = _wheel(tmp_path / "Foo_Bar-1.0-py3-none-any.whl", "Foo_Bar-1.0.dist-info", "foo.bar", "1.0")
     info = read_wheel(path)
     assert (info.project, info.version) == ("foo-bar", "1.0")
+
+
+# ---- the scan's verdict and the bytes released -----------------------------------------------------
+def test_staged_import_changed_after_its_clean_scan_and_approval(import_gate):
+    """The scan's verdict is stored with the file: bytes changed on the staging disk after the scan
+    and the reviews (a flagged payload in place of the reviewed script) are never released."""
+    from pds_kernel.airlock.models import RequestFile
+    from pds_kernel.airlock.staging import request_dir
+    from pds_kernel.db import transaction
+
+    rid = import_gate.upload("alice", "tool.py", CODE).json()["id"]
+    for who in ("olga", "omar"):
+        assert import_gate.api(who, "POST", f"requests/{rid}/reviews",
+                               json={"verdicts": {"0": {"decision": "approve", "comment": "read"}}}).status_code == 200
+    service = import_gate.service
+    with transaction(service._sessions) as s:
+        stored = s.query(RequestFile).filter_by(request_id=rid).one().stored_name
+    staged = request_dir(service.settings.paths.staging, "diab-2024", rid) / stored
+    staged.chmod(0o644)
+    staged.write_bytes(MARKER)
+    answer = import_gate.api("olga", "POST", f"requests/{rid}/release", json={})
+    assert answer.status_code == 409 and "changed since it was reviewed" in answer.json()["error"], answer.text
+    assert not (service.settings.paths.imports / "diab-2024" / rid).exists()
+    assert import_gate.api("olga", "GET", f"requests/{rid}").json()["state"] == "approved"
