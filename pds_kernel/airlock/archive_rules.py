@@ -12,7 +12,8 @@ Each rule closes a way to get content past the listing a checker reads or past t
   an LZMA member, which Python reads without a word);
 * **every byte of a ZIP accounted for**: members laid end to end from the first byte, then the
   central directory, then its end record (a second ZIP before, between or after is neither listed
-  nor scanned);
+  nor scanned), and each member's local header saying what the central directory says (ClamAV
+  decompresses by the one, zipfile by the other);
 * **nothing after the end of a TAR**: only zero padding (a ZIP appended to a TAR or a TAR.GZ is
   opened by ``zipfile`` in the workspace, and ClamAV scanned it as a TAR);
 * **no archive at the end of a member** either: a ZIP behind a line of text opens with ``zipfile``
@@ -110,6 +111,9 @@ def zip_layout_refusal(path: Path, archive: zipfile.ZipFile) -> str | None:
             if len(header) < _LOCAL_HEADER:
                 return hidden.format(where=f"member {info.filename[:200]!r} is cut short")
             name_length, extra_length = struct.unpack("<HH", header[26:30])
+            differs = _local_header_refusal(info, header)
+            if differs is not None:
+                return differs
             position = info.header_offset + _LOCAL_HEADER + name_length + extra_length + info.compress_size
             descriptor = bool(info.flag_bits & 0x08)
         gap = archive.start_dir - position
@@ -121,6 +125,20 @@ def zip_layout_refusal(path: Path, archive: zipfile.ZipFile) -> str | None:
     if size not in (end, end + _ZIP64_END):
         return hidden.format(where=f"{size - end} bytes around the central directory")
     return None
+
+
+def _local_header_refusal(info: zipfile.ZipInfo, header: bytes) -> str | None:
+    """A member's local header must say what the central directory says: zipfile decompresses with
+    the central directory's method, ClamAV with the local header's (a bzip2 member whose local
+    header said "deflate" passed the scan with the test signature in it)."""
+    signature, _, _, method = struct.unpack("<IHHH", header[:10])
+    packed = struct.unpack("<I", header[18:22])[0]
+    sized = not info.flag_bits & 0x08 and packed != 0xFFFFFFFF
+    if signature == 0x04034B50 and method == info.compress_type and (not sized or packed == info.compress_size):
+        return None
+    return (f"member {info.filename[:200]!r} is described one way in its local header and another in the "
+            "central directory (signature, compression method or size): readers would disagree on its "
+            "content; rebuild the archive with a standard zip tool")
 
 
 def nested_zip_refusal(member: str, tail: bytes) -> str | None:

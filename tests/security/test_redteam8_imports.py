@@ -63,6 +63,19 @@ def test_zip_hidden_in_the_comment_of_a_zip(import_gate):
     assert_refused(answer, "bytes outside its members", import_gate)
 
 
+@pytest.mark.parametrize("central,local", [(zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2),
+                                           (zipfile.ZIP_BZIP2, zipfile.ZIP_STORED),
+                                           (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED)],
+                         ids=["deflate-said-bzip2", "bzip2-said-stored", "deflate-said-stored"])
+def test_local_header_names_another_compression_than_the_central_directory(import_gate, central, local):
+    """zipfile decompresses by the central directory, ClamAV by the local header: the first two
+    carried the test signature past the scan (the third ClamAV caught on its own)."""
+    archive = bytearray(zip_of(("notes.txt", MARKER * 3), compression=central))
+    archive[8:10] = local.to_bytes(2, "little")  # the first local header's method
+    answer = import_gate.upload("alice", "repo.zip", bytes(archive))
+    assert_refused(answer, "described one way in its local header", import_gate)
+
+
 def test_zip_appended_to_a_tar_opens_as_a_zip_in_the_workspace(import_gate):
     """A TAR for the listing and ClamAV, a ZIP for ``zipfile.ZipFile`` in the workspace."""
     answer = import_gate.upload("alice", "repo.tar", tar_of(("README.md", CODE)) + zip_of(("notes.txt", MARKER)))
