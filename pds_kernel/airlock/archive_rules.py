@@ -14,6 +14,9 @@ Each rule closes a way to get content past the listing a checker reads or past t
   central directory, then its end record (a second ZIP before, between or after is neither listed
   nor scanned), and each member's local header saying what the central directory says (ClamAV
   decompresses by the one, zipfile by the other);
+* **one size per TAR member**: the octal size of its ordinary header, and no other (a size in a pax
+  header, a binary size or a sparse map: tarfile and GNU tar read the member by it, ClamAV by the
+  ordinary header, and a file known to ClamAV by its hash passed);
 * **nothing after the end of a TAR**: only zero padding (a ZIP appended to a TAR or a TAR.GZ is
   opened by ``zipfile`` in the workspace, and ClamAV scanned it as a TAR);
 * **no archive at the end of a member** either: a ZIP behind a line of text opens with ``zipfile``
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tarfile
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -147,6 +151,28 @@ def nested_zip_refusal(member: str, tail: bytes) -> str | None:
         return (f"member {member[:200]!r} ends with a ZIP archive: only one level of archive is "
                 "accepted; import its files instead")
     return None
+
+
+class PlainSizeTarInfo(tarfile.TarInfo):
+    """A member as tarfile reads it, plus the size field of its own ordinary header (``raw_size``)."""
+
+    raw_size = b""
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        info = super().frombuf(buf, encoding, errors)
+        info.raw_size = bytes(buf[124:136])
+        return info
+
+
+def tar_size_refusal(info: tarfile.TarInfo) -> str | None:
+    """A member whose size is not the plain octal size of its ordinary header."""
+    field = getattr(info, "raw_size", b"").strip(b"\0 ")
+    if (not field or set(field) <= set(b"01234567")) and int(field or b"0", 8) == info.size:
+        return None
+    return (f"member {info.name[:200]!r} gives its size another way than its ordinary header (a pax size, a "
+            "binary size or a sparse map), which the malware scanner reads: rebuild the archive with "
+            "tar --format=ustar")
 
 
 def trailing_refusal(rest: bytes) -> str | None:

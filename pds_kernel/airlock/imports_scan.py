@@ -215,10 +215,11 @@ def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
     members = []
     names = rules.MemberNames()
     try:
-        with tarfile.open(path, "r:*") as tf:
+        with tarfile.open(path, "r:*", tarinfo=rules.PlainSizeTarInfo) as tf:
             while (info := tf.next()) is not None:
                 budget.add_member()
                 _check_member(names, info.name, info.isdir())
+                _refuse(rules.tar_size_refusal(info))
                 if info.issym() or info.islnk():
                     raise ScanRefusal("archive", f"member {info.name[:200]!r} is a "
                                                  f"{'symbolic' if info.issym() else 'hard'} link")

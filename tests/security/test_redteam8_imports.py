@@ -1,12 +1,15 @@
 """Red team, eighth round: archives built to show the checker one thing and the workspace another,
 or to slip content past the real ClamAV (the test's own signature database), uploaded to the real
-gate over HTTP (tests/security/imports_support.py). Each asserts the upload is refused with a
-reason that says what to do, and nothing is staged for review.
+gate over HTTP (tests/security/imports_support.py); wheels that say they are another release; a
+staged import changed after its scan. Each asserts the attempt is refused with a reason that says
+what to do, audited, and nothing is staged for review or released.
 
-Every archive attack here got through before :mod:`pds_kernel.airlock.archive_rules`: the archive
-was listed, scanned clean, and staged for review (the LZMA and the appended ZIP carrying the test
-signature that ClamAV flags in a plain member). Before the names rules, the listing showed
-``report<RLO>fdp.py`` and two ``a.py``; before the layout rules, nobody saw the hidden archive.
+22 of the 23 archive attacks got through before :mod:`pds_kernel.airlock.archive_rules` (ClamAV
+caught a deflated member whose local header said "stored"): the archive was listed, scanned clean
+and staged for review, the test signatures inside an LZMA member, a ZIP appended to a TAR, a
+member whose local header names another method, or a TAR member sized by its pax header among
+them. Before the name rules, the listing showed ``report<RLO>fdp.py`` and two ``a.py``. The four
+wheels were accepted before ``check_identity``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import zipfile
 
 import pytest
 from imports_support import (  # noqa: F401  (fixtures)
+    HASHED,
     MARKER,
     gate_registry_fixture,
     import_gate_fixture,
@@ -74,6 +78,31 @@ def test_local_header_names_another_compression_than_the_central_directory(impor
     archive[8:10] = local.to_bytes(2, "little")  # the first local header's method
     answer = import_gate.upload("alice", "repo.zip", bytes(archive))
     assert_refused(answer, "described one way in its local header", import_gate)
+
+
+def _tar_with_size_field(field: bytes) -> bytes:
+    """A TAR of the script ClamAV knows by its MD5 (an ``.hdb`` signature), the size field of its
+    ordinary header replaced by ``field`` (checksum fixed), after a pax header giving the real size."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("tool.py")
+        info.size, info.pax_headers = len(HASHED), {"size": str(len(HASHED))}
+        tf.addfile(info, io.BytesIO(HASHED))
+    data = bytearray(buffer.getvalue())
+    at = next(k for k in range(0, len(data), 512) if data[k:k + 7] == b"tool.py")
+    data[at + 124:at + 136] = field
+    data[at + 148:at + 156] = b"%06o\0 " % (sum(data[at:at + 148]) + 8 * 32 + sum(data[at + 156:at + 512]))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("field", [b"00000000000\0", b"00000000001\0",
+                                   bytes([0x80]) + len(HASHED).to_bytes(11, "big")],
+                         ids=["pax-size-over-zero", "pax-size-over-one", "binary-size"])
+def test_tar_member_sized_another_way_than_its_header(import_gate, field):
+    """tarfile (and GNU tar) read the member by its pax or binary size, ClamAV by the ordinary
+    header's: the file ClamAV knows by its hash passed the scan, all three ways."""
+    answer = import_gate.upload("alice", "repo.tar", _tar_with_size_field(field))
+    assert_refused(answer, "gives its size another way than its ordinary header", import_gate)
 
 
 def test_zip_appended_to_a_tar_opens_as_a_zip_in_the_workspace(import_gate):
