@@ -13,7 +13,8 @@ Each rule closes a way to get content past the listing a checker reads or past t
 * **every byte of a ZIP accounted for**: members laid end to end from the first byte, then the
   central directory, then its end record (a second ZIP before, between or after is neither listed
   nor scanned), and each member's local header saying what the central directory says (ClamAV
-  decompresses by the one, zipfile by the other);
+  decompresses by the one, zipfile by the other), no second name for ``unzip`` (an Info-ZIP Unicode
+  Path field), and no folder holding bytes;
 * **one size per TAR member**: the octal size of its ordinary header, and no other (a size in a pax
   header, a binary size or a sparse map: tarfile and GNU tar read the member by it, ClamAV by the
   ordinary header, and a file known to ClamAV by its hash passed);
@@ -115,7 +116,8 @@ def zip_layout_refusal(path: Path, archive: zipfile.ZipFile) -> str | None:
             if len(header) < _LOCAL_HEADER:
                 return hidden.format(where=f"member {info.filename[:200]!r} is cut short")
             name_length, extra_length = struct.unpack("<HH", header[26:30])
-            differs = _local_header_refusal(info, header)
+            local_extra = fh.read(name_length + extra_length)[name_length:]
+            differs = _local_header_refusal(info, header) or _unicode_path_refusal(info, local_extra)
             if differs is not None:
                 return differs
             position = info.header_offset + _LOCAL_HEADER + name_length + extra_length + info.compress_size
@@ -143,6 +145,31 @@ def _local_header_refusal(info: zipfile.ZipInfo, header: bytes) -> str | None:
     return (f"member {info.filename[:200]!r} is described one way in its local header and another in the "
             "central directory (signature, compression method or size): readers would disagree on its "
             "content; rebuild the archive with a standard zip tool")
+
+
+def _unicode_path_refusal(info: zipfile.ZipInfo, local_extra: bytes) -> str | None:
+    """An Info-ZIP Unicode Path extra field (0x7075) naming another path than the member's name:
+    ``unzip`` extracts by it, zipfile (and so the listing) by the name (``README.md`` came out of
+    ``unzip`` as ``evil_run.py``)."""
+    for extra in (info.extra, local_extra):
+        at = 0
+        while at + 4 <= len(extra):
+            kind, size = struct.unpack("<HH", extra[at:at + 4])
+            body = extra[at + 4:at + 4 + size]
+            if kind == 0x7075 and body[5:].decode("utf-8", "replace") != info.orig_filename:
+                return (f"member {info.filename[:200]!r} carries another name for unzip (a Unicode Path extra "
+                        "field): rebuild the archive with UTF-8 names (python -m zipfile -c, or zip 3)")
+            at += 4 + size
+    return None
+
+
+def folder_refusal(info: zipfile.ZipInfo) -> str | None:
+    """A folder member (its name ends with ``/``) holding bytes: listed as an empty folder, read
+    back by ``zipfile.ZipFile.read``."""
+    if info.file_size == 0 and info.compress_size <= 2:  # deflate's empty stream is 2 bytes
+        return None
+    return (f"member {info.filename[:200]!r} is a folder holding {info.file_size} bytes: rebuild the archive "
+            "with a standard zip tool")
 
 
 def nested_zip_refusal(member: str, tail: bytes) -> str | None:

@@ -191,6 +191,7 @@ def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                 if info.flag_bits & 0x1:
                     raise ScanRefusal("archive", f"member {info.filename[:200]!r} is encrypted: it cannot be scanned")
                 if info.is_dir():
+                    _refuse(rules.folder_refusal(info))
                     members.append({"name": info.filename, "size": 0, "type": "directory"})
                     continue
                 _refuse(rules.zip_method_refusal(info))

@@ -4,11 +4,11 @@ gate over HTTP (tests/security/imports_support.py); wheels that say they are ano
 staged import changed after its scan. Each asserts the attempt is refused with a reason that says
 what to do, audited, and nothing is staged for review or released.
 
-22 of the 23 archive attacks got through before :mod:`pds_kernel.airlock.archive_rules` (ClamAV
+24 of the 25 archive attacks got through before :mod:`pds_kernel.airlock.archive_rules` (ClamAV
 caught a deflated member whose local header said "stored"): the archive was listed, scanned clean
 and staged for review, the test signatures inside an LZMA member, a ZIP appended to a TAR, a
 member whose local header names another method, or a TAR member sized by its pax header among
-them. Before the name rules, the listing showed ``report<RLO>fdp.py`` and two ``a.py``. The four
+them; ``unzip`` wrote ``evil_run.py`` for a member listed as ``README.md``. Before the name rules, the listing showed ``report<RLO>fdp.py`` and two ``a.py``. The four
 wheels were accepted before ``check_identity``.
 """
 
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import struct
 import tarfile
 import zipfile
+import zlib
 
 import pytest
 from imports_support import (  # noqa: F401  (fixtures)
@@ -103,6 +105,31 @@ def test_tar_member_sized_another_way_than_its_header(import_gate, field):
     header's: the file ClamAV knows by its hash passed the scan, all three ways."""
     answer = import_gate.upload("alice", "repo.tar", _tar_with_size_field(field))
     assert_refused(answer, "gives its size another way than its ordinary header", import_gate)
+
+
+def test_zip_member_with_another_name_for_unzip(import_gate):
+    """An Info-ZIP Unicode Path field: the listing (zipfile) says ``README.md``, ``unzip`` in the
+    workspace writes ``evil_run.py``."""
+    other = b"evil_run.py"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        info = zipfile.ZipInfo("README.md")
+        info.extra = struct.pack("<HHBI", 0x7075, 5 + len(other), 1, zlib.crc32(b"README.md")) + other
+        zf.writestr(info, CODE)
+    answer = import_gate.upload("alice", "repo.zip", buffer.getvalue())
+    assert_refused(answer, "carries another name for unzip", import_gate)
+
+
+def test_zip_folder_holding_bytes(import_gate):
+    """Listed as an empty folder, read back by ``zipfile.ZipFile.read("notes/")``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("README.md", CODE)
+        folder = zipfile.ZipInfo("notes/")
+        folder.external_attr = 0o40755 << 16 | 0x10
+        zf.writestr(folder, b"import os; os.system('id')\n")
+    answer = import_gate.upload("alice", "repo.zip", buffer.getvalue())
+    assert_refused(answer, "is a folder holding", import_gate)
 
 
 def test_zip_appended_to_a_tar_opens_as_a_zip_in_the_workspace(import_gate):
