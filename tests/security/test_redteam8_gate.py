@@ -255,3 +255,23 @@ def test_revoking_an_import_while_its_release_copies(import_gate):
     assert answers["release"].status_code == 200 and state == "released" and mounted
     again = import_gate.api("omar", "POST", f"requests/{rid}/revoke", json={"reason": "a secret in it"})
     assert again.status_code == 403  # released: an admin revokes it now, as the refusal said
+
+
+def test_approval_replayed_on_the_resubmitted_file(gate):
+    """olga read round 1 and approves with its SHA-256 after the author replaced the file: the
+    approval of bytes she never saw is refused, over the API and through the page's form."""
+    view = gate.submit(content=CLEAN)
+    seen = view.files[0].sha256
+    for who in ("olga", "omar"):
+        gate.service.review(who, view.id, {0: {"decision": "request_changes", "comment": "round 2"}})
+    gate.service.resubmit("alice", view.id, [("t.csv", io.BytesIO(b"group,n\nA,999\nB,130\n"))], [], "round 2")
+    api = gate.api("olga", "POST", f"requests/{view.id}/reviews",
+                   json={"verdicts": {"0": {"decision": "approve", "sha256": seen}}})
+    assert api.status_code == 409 and "changed since you opened it" in api.json()["error"], api.text
+    olga = gate.browser("olga")
+    token = gate.xsrf(olga, f"requests/{view.id}")
+    page = olga.post(gate.base + f"requests/{view.id}/review", allow_redirects=False, timeout=30,
+                     data={"decision_0": "approve", "comment_0": "", "sha_0": seen, "_xsrf": token})
+    assert page.status_code == 409, page.status_code
+    after = gate.service.get_request("olga", view.id)
+    assert after.state == "submitted" and after.complete_reviews == 0
