@@ -440,7 +440,8 @@ class AirlockService:
                 req = self._load(s, request_id, lock=True)
                 if req.state not in {st.value for st in REVIEWABLE_STATES}:
                     raise InvalidTransition(f"cannot review a request that is {req.state}")
-                permissions.check_not_submitter(actor, submitted_by(s, req.project_id, req.id))
+                submitters = submitted_by(s, req.project_id, req.id)
+                permissions.check_not_submitter(actor, submitters)
                 if actor in reviews.complete_reviewers(req):
                     raise InvalidTransition("you have already reviewed this version of the request")
                 files = {f.index: f for f in req.files}
@@ -458,7 +459,7 @@ class AirlockService:
                                                                for i, (d, _) in clean.items()}}), session=s)
                 if req.state == State.SUBMITTED.value:
                     self._apply(s, req, Action.START_REVIEW, actor)
-                complete = reviews.complete_reviewers(req, checkers)
+                complete = reviews.complete_reviewers(req, checkers - submitters)
                 action = reviews.decision_of(complete, req.reviews_required)
                 if action is not None:
                     self._apply(s, req, action, actor, reviewers=sorted(complete),
@@ -482,7 +483,7 @@ class AirlockService:
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 check_transition(req.state, Action.RELEASE)
-                complete = reviews.complete_reviewers(req, checkers)
+                complete = reviews.complete_reviewers(req, checkers - submitted_by(s, req.project_id, req.id))
                 reviews.check_approvals(req, complete)
                 directory = request_dir(self.settings.paths.staging, req.project_id, req.id)
                 for f in req.files:  # defence in depth: a refused type never leaves, whatever the votes say

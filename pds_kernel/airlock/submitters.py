@@ -4,8 +4,10 @@ A request's author is one column; who chose its bytes may be someone else: an ad
 submitting on the author's behalf (``author=``) or acting as them (``pds --as``), or answering a
 request for changes for them. :func:`submitted_by` gives the audit labels of every creation,
 submission and resubmission of a request, so that :func:`pds_kernel.permissions.check_not_submitter`
-keeps them from reviewing it (tests/security/test_redteam8_gate.py: an administrator who was also
-an output checker of the project approved the files they had submitted, before).
+keeps them from reviewing it, and the review's decision and the release leave their verdicts out of
+the quorum (tests/security/test_redteam8_gate.py: an administrator who was also an output checker
+of the project approved the files they had submitted, or kept an approval given before reshaping
+the request for its author, before).
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..audit import AuditRow, Outcome
+from ..permissions import persons_of
 
 #: the audit actions by which files enter a request
 SUBMITTING = ("airlock.request.create", "airlock.import.create", "airlock.request.submit",
               "airlock.request.resubmit")
 
 
-def submitted_by(session: Session, project: str, request_id: str) -> set[str]:
-    """The actor labels (``"root acting as ada"`` for ``--as``) of the request's submissions."""
+def submitted_by(session: Session, project: str, request_id: str) -> frozenset[str]:
+    """The people behind the request's submissions (both of ``"root acting as ada"``, for ``--as``)."""
     query = select(AuditRow.actor).where(AuditRow.project == project, AuditRow.target == f"request:{request_id}",
                                          AuditRow.action.in_(SUBMITTING), AuditRow.outcome == Outcome.OK)
-    return set(session.scalars(query))
+    return frozenset().union(*map(persons_of, session.scalars(query)))

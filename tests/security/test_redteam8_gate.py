@@ -2,9 +2,10 @@
 tests/security/gate_support.py's people), as each role, with the methods, headers and timings a
 browser or a script can use. Each test asserts that the attack fails.
 
-Two got through before their fix: an administrator who is also an output checker of the project
-reviewed (and made the quorum for) files they had submitted on behalf of a researcher, or as that
-researcher with ``--as``; and an output checker's revocation of an approved import, made while its
+Five got through before their fix: an administrator who is also an output checker of the project
+reviewed (and made the quorum for) files they had submitted on behalf of a researcher, as that
+researcher with ``--as``, or resubmitted for them, or kept an approval given before removing a file
+for them (4 attempts); and an output checker's revocation of an approved import, made while its
 release was copying, answered "revoked" while the files landed in the project's ``/imports`` all
 the same.
 """
@@ -275,3 +276,19 @@ def test_approval_replayed_on_the_resubmitted_file(gate):
     assert page.status_code == 409, page.status_code
     after = gate.service.get_request("olga", view.id)
     assert after.state == "submitted" and after.complete_reviews == 0
+
+
+def test_admin_checker_approves_then_reshapes_the_request_and_keeps_the_vote(gate, admin_checker):
+    """adam approves both files, olga asks for changes, adam removes one for alice: his approval of
+    the file left carries over (unchanged bytes), and with omar's it made the quorum."""
+    view = gate.service.create("alice", PROJECT, [("a.csv", io.BytesIO(CLEAN)), ("b.csv", io.BytesIO(CLEAN))],
+                               "two tables")
+    both = {0: {"decision": "approve", "comment": ""}, 1: {"decision": "approve", "comment": ""}}
+    gate.service.review("adam", view.id, both)
+    gate.service.review("olga", view.id, {0: {"decision": "request_changes", "comment": "is a needed?"},
+                                          1: {"decision": "request_changes", "comment": "drop b"}})
+    r = gate.api("adam", "POST", f"requests/{view.id}/resubmit", files={"remove": (None, "b.csv")})
+    assert r.status_code == 200, r.text
+    gate.service.review("omar", view.id, {0: {"decision": "approve", "comment": ""}})
+    after = gate.service.get_request("olga", view.id)
+    assert after.state == "under_review", after.state  # adam's carried vote does not count
