@@ -236,7 +236,7 @@ class AirlockService:
             checkers = permissions.checkers_of(self.registry, project) if state in _OPEN else None
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
-                view = self._view(req, actor, contents, checkers)
+                view = self._view(req, actor, contents, checkers and checkers - submitted_by(s, req.project_id, req.id))
                 self._record(AuditEvent(actor=actor, action="airlock.request.view", target=f"request:{req.id}",
                                         project=req.project_id, details={"state": req.state}), session=s)
             return self._with_actions(view, actor)

@@ -2,10 +2,10 @@
 tests/security/gate_support.py's people), as each role, with the methods, headers and timings a
 browser or a script can use. Each test asserts that the attack fails.
 
-Five got through before their fix: an administrator who is also an output checker of the project
+Six got through before their fix: an administrator who is also an output checker of the project
 reviewed (and made the quorum for) files they had submitted on behalf of a researcher, as that
 researcher with ``--as``, or resubmitted for them, or kept an approval given before removing a file
-for them (4 attempts); and an output checker's revocation of an approved import, made while its
+for them, counted on the page too (5 attempts); and an output checker's revocation of an approved import, made while its
 release was copying, answered "revoked" while the files landed in the project's ``/imports`` all
 the same.
 """
@@ -292,3 +292,16 @@ def test_admin_checker_approves_then_reshapes_the_request_and_keeps_the_vote(gat
     gate.service.review("omar", view.id, {0: {"decision": "approve", "comment": ""}})
     after = gate.service.get_request("olga", view.id)
     assert after.state == "under_review", after.state  # adam's carried vote does not count
+
+
+def test_the_page_does_not_count_the_submitters_verdict(gate, admin_checker):
+    """What the checkers read agrees with the decision: adam's carried approval is shown as not counting."""
+    view = gate.service.create("alice", PROJECT, [("a.csv", io.BytesIO(CLEAN)), ("b.csv", io.BytesIO(CLEAN))],
+                               "two tables")
+    gate.service.review("adam", view.id, {0: {"decision": "approve", "comment": ""},
+                                          1: {"decision": "approve", "comment": ""}})
+    gate.service.review("olga", view.id, {0: {"decision": "request_changes", "comment": "is a needed?"},
+                                          1: {"decision": "request_changes", "comment": "drop b"}})
+    gate.service.resubmit("adam", view.id, [], ["b.csv"], None)
+    seen = gate.api("omar", "GET", f"requests/{view.id}").json()
+    assert seen["complete_reviews"] == 0, seen["complete_reviews"]
