@@ -236,7 +236,7 @@ class AirlockService:
             checkers = permissions.checkers_of(self.registry, project) if state in _OPEN else None
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
-                view = self._view(req, actor, contents, checkers and checkers - submitted_by(s, req.project_id, req.id))
+                view = self._view(req, actor, contents, checkers and checkers - submitted_by(s, req.id))
                 self._record(AuditEvent(actor=actor, action="airlock.request.view", target=f"request:{req.id}",
                                         project=req.project_id, details={"state": req.state}), session=s)
             return self._with_actions(view, actor)
@@ -440,7 +440,7 @@ class AirlockService:
                 req = self._load(s, request_id, lock=True)
                 if req.state not in {st.value for st in REVIEWABLE_STATES}:
                     raise InvalidTransition(f"cannot review a request that is {req.state}")
-                submitters = submitted_by(s, req.project_id, req.id)
+                submitters = submitted_by(s, req.id)
                 permissions.check_not_submitter(actor, submitters)
                 if actor in reviews.complete_reviewers(req):
                     raise InvalidTransition("you have already reviewed this version of the request")
@@ -483,7 +483,7 @@ class AirlockService:
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 check_transition(req.state, Action.RELEASE)
-                complete = reviews.complete_reviewers(req, checkers - submitted_by(s, req.project_id, req.id))
+                complete = reviews.complete_reviewers(req, checkers - submitted_by(s, req.id))
                 reviews.check_approvals(req, complete)
                 directory = request_dir(self.settings.paths.staging, req.project_id, req.id)
                 for f in req.files:  # defence in depth: a refused type never leaves, whatever the votes say

@@ -23,8 +23,11 @@ SUBMITTING = ("airlock.request.create", "airlock.import.create", "airlock.reques
               "airlock.request.resubmit")
 
 
-def submitted_by(session: Session, project: str, request_id: str) -> frozenset[str]:
-    """The people behind the request's submissions (both of ``"root acting as ada"``, for ``--as``)."""
-    query = select(AuditRow.actor).where(AuditRow.project == project, AuditRow.target == f"request:{request_id}",
-                                         AuditRow.action.in_(SUBMITTING), AuditRow.outcome == Outcome.OK)
+def submitted_by(session: Session, request_id: str) -> frozenset[str]:
+    """The people behind the request's submissions (both of ``"root acting as ada"``, for ``--as``).
+
+    Read through the index on ``action`` (a request id is unique across projects): a condition on
+    the project made SQLite walk the project's whole trail instead, 0.2 s at a million entries."""
+    query = select(AuditRow.actor).where(AuditRow.action.in_(SUBMITTING), AuditRow.target == f"request:{request_id}",
+                                         AuditRow.outcome == Outcome.OK)
     return frozenset().union(*map(persons_of, session.scalars(query)))
