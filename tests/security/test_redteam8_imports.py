@@ -22,6 +22,7 @@ import zipfile
 import zlib
 
 import pytest
+import requests
 from imports_support import (  # noqa: F401  (fixtures)
     HASHED,
     MARKER,
@@ -265,3 +266,13 @@ def test_staged_import_changed_after_its_clean_scan_and_approval(import_gate):
     assert answer.status_code == 409 and "changed since it was reviewed" in answer.json()["error"], answer.text
     assert not (service.settings.paths.imports / "diab-2024" / rid).exists()
     assert import_gate.api("olga", "GET", f"requests/{rid}").json()["state"] == "approved"
+
+
+def test_member_name_with_markup_on_the_checkers_page(import_gate):
+    """An archive's listing is shown to the checkers on the request's page (it was not: "no preview",
+    the members only in the JSON): a member name is text there."""
+    payload = '<img src=x onerror="alert(1)">.py'
+    rid = import_gate.upload("alice", "repo.zip", zip_of((payload, CODE))).json()["id"]
+    page = requests.get(import_gate.base + f"requests/{rid}", cookies={"fake_user": "olga"}, timeout=30)
+    assert page.status_code == 200 and "onerror" in page.text  # listed...
+    assert payload not in page.text and "<img" not in page.text  # ...as inert text
