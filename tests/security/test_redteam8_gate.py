@@ -305,3 +305,30 @@ def test_the_page_does_not_count_the_submitters_verdict(gate, admin_checker):
     gate.service.resubmit("adam", view.id, [], ["b.csv"], None)
     seen = gate.api("omar", "GET", f"requests/{view.id}").json()
     assert seen["complete_reviews"] == 0, seen["complete_reviews"]
+
+
+@pytest.mark.parametrize("form,user", [("withdraw", "alice"), ("submit", "alice"), ("revoke", "olga"),
+                                       ("release", "olga"), ("review", "olga")])
+def test_every_page_form_posted_from_another_site_without_its_token(gate, form, user):
+    """Each state-changing form of the pages, posted with the victim's cookie and no (or a forged)
+    ``_xsrf``: refused, and the request is as it was."""
+    view = gate.submit(content=CLEAN)
+    if form in ("revoke", "release"):
+        for who in ("olga", "omar"):
+            gate.service.review(who, view.id, {0: {"decision": "approve", "comment": ""}})
+    before = gate.service.get_request("olga", view.id)
+    fields = {"reason": "csrf", "decision_0": "approve", "comment_0": "", "sha_0": view.files[0].sha256}
+    for extra in ({}, {"_xsrf": "2|deadbeef|00|00"}):
+        r = gate.browser(user).post(gate.base + f"requests/{view.id}/{form}", data={**fields, **extra},
+                                    headers={"Origin": "https://evil.example"}, allow_redirects=False, timeout=30)
+        assert r.status_code == 403, (form, extra, r.status_code)
+    after = gate.service.get_request("olga", view.id)
+    assert (after.state, after.complete_reviews) == (before.state, before.complete_reviews)
+
+
+def test_import_form_posted_from_another_site_without_its_token(import_gate):
+    r = requests.post(import_gate.base + "imports/new", cookies={"fake_user": "alice"}, timeout=30,
+                      data={"project": PROJECT, "justification": "csrf", "kind": "files"},
+                      files=[("files", ("tool.py", b"print(1)\n", "text/x-python"))], allow_redirects=False)
+    assert r.status_code == 403, r.status_code
+    assert not import_gate.staged_anything()
