@@ -15,16 +15,22 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
-from audit_support import fill, insert, rows
+from audit_support import fill, insert, restore, rows, snapshot
 
 from pds_kernel.audit import AuditEvent
+from pds_kernel.audit_anchor import FileAnchorStore
+from pds_kernel.runtime import Runtime
 
 #: a writer in another process: the platform's own code on the same database, key and anchors
 WRITER = """
 import sys, time
 from pds_kernel.audit import AuditEvent
+from pds_kernel.audit_anchor import FileAnchorStore
+from pds_kernel.runtime import Runtime
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import load_settings
 runtime = Runtime(load_settings())
@@ -121,3 +127,28 @@ def test_confusable_actor_reaches_no_decision(runtime, actor):
     with pytest.raises(InvalidInput, match="invalid user name"):
         service.review(actor, "0" * 32, {0: {"decision": "approve"}})
     assert not [e for e in runtime.audit.entries() if e.actor == actor]
+
+
+def test_roll_back_and_append_anchors_for_the_old_head(db_runtime):
+    """The attacker restores an older copy of the database and, able to append to the anchor file
+    (as the platform's account can, even with ``chattr +a``) but not to cut it, appends anchors
+    that call the old head the latest, written later: the anchors of the entries rolled back are
+    still there, and verification names them."""
+    fill(db_runtime, 3)
+    backup = snapshot(db_runtime, "old")
+    old_head = rows(db_runtime)[-1]
+    fill(db_runtime, 4)  # entries 4..7: the ones the attacker wants gone
+    anchors = FileAnchorStore(Path(db_runtime.settings.audit_anchor_file))
+    last = anchors.read()[-1]
+    restore(db_runtime, backup)
+    assert last.seq == 7
+    for reason in ("write", "verify"):
+        anchors.append(replace(last, seq=old_head["seq"], head=old_head["hash"], time="2099-01-01T00:00:00+00:00",
+                               reason=reason))
+    fresh = Runtime(db_runtime.settings)
+    try:
+        report = fresh.audit.verify()
+    finally:
+        fresh.close()
+    assert not report.ok
+    assert (4, 7, "deleted") in [(p.seq, p.until, p.kind) for p in report.problems], report.problems
