@@ -12,8 +12,10 @@ Deny by default, in this order (the first failure refuses the file; nothing refu
    bytes), more than ``import_max_members`` members, more than ``import_max_unpacked_bytes``
    unpacked, or a compression ratio above ``import_max_ratio`` (zip bombs). ZIP members are
    decompressed for real with a running cap, so lying headers (overlapping-entry bombs) are caught
-   too. And what :mod:`.archive_rules` adds: names a person can read, one member per name, ZIP
-   compression the scanner unpacks, no byte outside the members;
+   too. And the rules of :mod:`.archive_rules` (what the checker reads is what the workspace gets,
+   and all of it reaches ClamAV): names a person can read, one member per name, ZIP compression
+   the scanner unpacks, local headers agreeing with the central directory, one size per TAR
+   member, no byte outside the members;
 5. **malware**: ClamAV's ``clamscan`` (which also looks inside archives). Exit code 0 is clean, 1 a
    signature found; anything else (scanner missing, no signature database, timeout, crash) refuses
    the file: a scan that did not run never passes.
@@ -234,10 +236,11 @@ def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                 handle = tf.extractfile(info)
                 head = handle.read(_HEAD) if handle is not None else b""
                 _check_not_archive(info.name, head)
+                tail = head
                 if handle is not None and info.size > _HEAD:
                     handle.seek(max(_HEAD, info.size - rules.TAIL))
-                    head = handle.read()
-                _refuse(rules.nested_zip_refusal(info.name, head))
+                    tail = handle.read()
+                _refuse(rules.nested_zip_refusal(info.name, tail))
                 members.append({"name": info.name, "size": info.size, "type": "file"})
             _check_tar_end(tf, budget)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
@@ -246,8 +249,8 @@ def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
 
 
 def _check_tar_end(tf: tarfile.TarFile, budget: _Budget) -> None:
-    """Only zero padding after the last member, up to the end of the file (or of its gzip stream:
-    a byte after it makes the gzip reader fail, refused as unreadable)."""
+    """Only zero padding after the last member, up to the end of the file (a byte after the gzip
+    stream makes the gzip reader fail: refused the same way)."""
     tf.fileobj.seek(tf.offset)
     try:
         while chunk := tf.fileobj.read(_CHUNK):
