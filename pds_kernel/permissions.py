@@ -65,6 +65,7 @@ from .permissions_actors import (  # noqa: F401  (re-exported: permissions is th
     Right,
     audit_actor,
     can_act_personally,
+    can_review_submitted,
     check_not_impersonated,
     check_not_submitter,
     granted_by_administrator,

@@ -59,7 +59,7 @@ from .staging import (
     check_types,
     request_dir,
 )
-from .states import REVIEWABLE_STATES, Action, Actor, State, actions_from, check_transition
+from .states import REVIEWABLE_STATES, Action, State, check_transition
 from .submission import (
     add_request_rows,
     checked_context,
@@ -72,11 +72,13 @@ from .submission import (
 )
 from .submitters import submitted_by
 from .views import (  # noqa: F401  (FileView, RequestSummary, RequestView, ReviewView: re-exported)
+    REVIEWABLE,
     FileView,
     RequestSummary,
     RequestView,
     ReviewView,
     build_view,
+    offered_actions,
 )
 from .views import stored_check as _stored_check
 
@@ -166,21 +168,11 @@ class AirlockService:
 
     def _with_actions(self, view: RequestView, viewer: str) -> RequestView:
         """Add what ``viewer`` may do now (registry questions: outside any open transaction)."""
-        out = []
-        reg = self.registry
-        if view.state in {s.value for s in REVIEWABLE_STATES} and not view.reviewed_by_me and \
-                permissions.can_act(reg, Actor.CHECKER, viewer, view.project, view.author):
-            out.append("review")
-        for action in actions_from(view.state):
-            if action in {Action.START_REVIEW, Action.APPROVE, Action.REQUEST_CHANGES, Action.REJECT}:
-                continue  # these follow from reviews, never pressed directly
-            rule = check_transition(view.state, action)
-            if permissions.can_act(reg, rule.actor, viewer, view.project, view.author):
-                out.append(action.value)
-        if view.state == State.RELEASED.value and viewer == view.author and view.direction == "export" and \
-                permissions.can_research(reg, viewer, view.project):
-            out.append("download")
-        return replace(view, actions=out)
+        submitters = frozenset()
+        if view.state in REVIEWABLE:
+            with transaction(self._sessions) as s:
+                submitters = submitted_by(s, view.id)
+        return replace(view, actions=offered_actions(self.registry, view, viewer, submitters))
 
     def _peek(self, request_id: str) -> tuple[str, str, str]:
         """(project, author, state) of a request, read in a short transaction of its own.

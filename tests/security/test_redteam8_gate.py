@@ -158,6 +158,9 @@ def test_admin_checker_reviews_what_they_submitted_on_behalf_of_a_researcher(gat
     assert gate.service.get_request("olga", rid).state == "under_review"  # adam's vote made no quorum
     adams = [e for e in gate.service.runtime.audit.entries(action="airlock.review.submit") if e.actor == "adam"]
     assert [e.outcome for e in adams] == ["denied"] and "never reviews" in adams[0].details["reason"]
+    # nor is the review offered to him: the request's page and API list no "review" action for adam
+    assert "review" not in gate.service.get_request("adam", rid).actions
+    assert "review" in gate.service.get_request("omar", rid).actions  # another checker of the project
 
 
 def test_admin_checker_reviews_what_they_submitted_acting_as_the_researcher(gate, admin_checker):
