@@ -23,12 +23,12 @@ tree) is no refusal of a spawn: the hub stops it and writes :func:`stopped_on_ch
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..events import AuditEvent, Outcome
 from ..extract.mount_check import ExtractRefused, latest_publication
 from ..extract.mount_watch import CHANGED_CAUSE
-from ..extract.tree import REFUSED_EXIT
 from .pods import (
     COHORT_LINK_CONTAINER,
     DASK_WORKER_CONTAINER,
@@ -55,34 +55,65 @@ REPUBLISHED_CAUSE = "extract republished"
 CHECKED_STARTS = (NOTEBOOK_CONTAINER, DASK_WORKER_CONTAINER, COHORT_LINK_CONTAINER)
 
 
-def _terminated(statuses, names, refused) -> dict[str, Any] | None:
-    for container in statuses or []:
+#: how a container's termination message begins when it refused the extract (written in
+#: ``/dev/termination-log`` by :func:`~pds_kernel.extract.tree.refuse_to_start`)
+REFUSAL_PREFIX = "the project's extract is refused"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Which container of a pod refused the extract, how (its ``terminated`` state), and at which
+    run: the container's restart count when that run ended (the kubelet reports an ended run as
+    ``state`` at count *n*, then as ``lastState`` at *n + 1* once it restarted it)."""
+
+    container: str
+    terminated: dict[str, Any]
+    run: int
+
+
+def _terminated(statuses, names, refused) -> Refusal | None:
+    for container in statuses if isinstance(statuses, list) else []:
         if not isinstance(container, Mapping) or container.get("name") not in names:
             continue
-        for key in ("state", "lastState"):
-            terminated = (container.get(key) or {}).get("terminated")
+        count = container.get("restartCount")
+        count = count if isinstance(count, int) and count >= 0 else 0
+        for key, run in (("state", count), ("lastState", max(count - 1, 0))):
+            state = container.get(key)
+            terminated = state.get("terminated") if isinstance(state, Mapping) else None
             if isinstance(terminated, Mapping) and refused(terminated):
-                return dict(terminated)
+                return Refusal(str(container["name"]), dict(terminated), run)
     return None
 
 
 def _start_refused(terminated: Mapping[str, Any]) -> bool:
-    """A container's start refused its ``/data`` (:func:`~pds_kernel.extract.tree.refuse_unless_checked`)."""
-    return (terminated.get("exitCode") == REFUSED_EXIT
-            and str(terminated.get("message") or "").startswith("the project's extract is refused"))
+    """A container refused its ``/data``: its start (:func:`~pds_kernel.extract.tree.refuse_unless_checked`,
+    exit :data:`~pds_kernel.extract.tree.REFUSED_EXIT`), or its liveness probe
+    (:mod:`pds_kernel.extract.pod_watch`), which writes the same message before the kubelet kills the
+    container (exit 137 or 143: the signal's)."""
+    code = terminated.get("exitCode")
+    return (isinstance(code, int) and code != 0
+            and str(terminated.get("message") or "").startswith(REFUSAL_PREFIX))
+
+
+def extract_refusal(pod: Mapping[str, Any] | None) -> Refusal | None:
+    """What :func:`failed_extract_check` reads, with the container and its run."""
+    status = pod.get("status") if isinstance(pod, Mapping) else None
+    status = status if isinstance(status, Mapping) else {}
+    inits, mains = status.get("initContainerStatuses"), status.get("containerStatuses")
+    return (_terminated(inits, (EXTRACT_CHECK_CONTAINER,), lambda t: t.get("exitCode") != 0)
+            or _terminated(inits, CHECKED_STARTS, _start_refused)
+            or _terminated(mains, CHECKED_STARTS, _start_refused))
 
 
 def failed_extract_check(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The ``terminated`` state (``exitCode``, ``reason``, ``message``) of ``pod``'s (the API's JSON)
     ``verify-extract`` init container when it ended with a non-zero exit code, or of its notebook
     container (or a Dask worker's, or the cohort-link Job's linker: :data:`CHECKED_STARTS`) when
-    its start refused the extract it was given (not the one ``verify-extract`` checked), now or
-    before the kubelet restarted it (``lastState``); None otherwise (yet)."""
-    status = (pod or {}).get("status") or {}
-    inits, mains = status.get("initContainerStatuses"), status.get("containerStatuses")
-    return (_terminated(inits, (EXTRACT_CHECK_CONTAINER,), lambda t: t.get("exitCode") != 0)
-            or _terminated(inits, CHECKED_STARTS, _start_refused)
-            or _terminated(mains, CHECKED_STARTS, _start_refused))
+    its start refused the extract it was given (not the one ``verify-extract`` checked) or its
+    liveness probe found it changed and had it killed, now or before the kubelet restarted it
+    (``lastState``); None otherwise (yet)."""
+    refusal = extract_refusal(pod)
+    return refusal.terminated if refusal is not None else None
 
 
 class ExtractMismatch(ExtractRefused):

@@ -53,33 +53,44 @@ def container_status(name: str, state, last_state=None, restarts: int = 0, ready
                                     ready=ready, restart_count=restarts, state=state, last_state=last_state)
 
 
+POD_UID = "0b7f3c4e-1d2a-4e5f-9a8b-7c6d5e4f3a2b"
+
+
 def pod_json(name: str, namespace: str, phase: str, init: list, containers: list, labels: dict | None = None,
-             pod_ip: str | None = None) -> dict:
+             pod_ip: str | None = None, uid: str = POD_UID) -> dict:
     """A pod (kubernetes_asyncio's V1Pod) as the API server's JSON: what KubeSpawner's reflector
     keeps and what a list of pods is deserialised from."""
     from kubernetes_asyncio import client
 
     pod = client.V1Pod(api_version="v1", kind="Pod",
                        metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels or {},
-                                                    uid="0b7f3c4e-1d2a-4e5f-9a8b-7c6d5e4f3a2b", resource_version="7"),
+                                                    uid=uid, resource_version="7"),
                        status=client.V1PodStatus(phase=phase, pod_ip=pod_ip, init_container_statuses=init,
                                                  container_statuses=containers))
     return _json(pod.to_dict(serialize=True))
 
 
-class JobApi:
-    """The API server of one namespace as a gate's Job sees it: ``pod_of(job manifest)`` gives the
-    Job's ``status`` and its pod (JSON) once created, and ``logs`` the log of each container that ran."""
+class _ResponseHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        return
 
-    def __init__(self, pod_of, logs: dict[str, str] | None = None):
-        self.pod_of, self.logs = pod_of, logs or {}
-        self.created: list[dict] = []
-        self.deleted: list[str] = []
-        self.log_reads: list[str] = []
+    def _send(self, code: int, body, content_type: str = "application/json") -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _LoopbackApi:
+    """An HTTP server on 127.0.0.1 (a thread) answering with :meth:`_handler`'s class."""
+
+    def __init__(self):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> JobApi:
+    def __enter__(self):
         self.thread.start()
         return self
 
@@ -98,20 +109,24 @@ class JobApi:
         return use_kubeconfig(tmp_path, monkeypatch, self.url)
 
     def _handler(self):
+        raise NotImplementedError
+
+
+class JobApi(_LoopbackApi):
+    """The API server of one namespace as a gate's Job sees it: ``pod_of(job manifest)`` gives the
+    Job's ``status`` and its pod (JSON) once created, and ``logs`` the log of each container that ran."""
+
+    def __init__(self, pod_of, logs: dict[str, str] | None = None):
+        self.pod_of, self.logs = pod_of, logs or {}
+        self.created: list[dict] = []
+        self.deleted: list[str] = []
+        self.log_reads: list[str] = []
+        super().__init__()
+
+    def _handler(self):
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                return
-
-            def _send(self, code: int, body, content_type: str = "application/json") -> None:
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(_ResponseHandler):
             def do_POST(self):
                 job = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 api.created.append(job)
@@ -140,5 +155,44 @@ class JobApi:
                         self._send(200, api.logs.get(container, ""), "text/plain")
                 else:
                     self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [pod]})
+
+        return Handler
+
+
+class PodsApi(_LoopbackApi):
+    """The API server as the hub lists the pods of its namespace: ``GET
+    /api/v1/namespaces/<namespace>/pods`` answers ``pods`` (JSON, :func:`pod_json`) that match the
+    request's label selector (equality terms, as the hub sends), or, while ``refuse`` is set, that
+    HTTP status (403: a Role without pods). ``requests``: the paths asked, in order."""
+
+    def __init__(self, namespace: str, pods: list[dict] | None = None):
+        self.namespace, self.pods = namespace, list(pods or [])
+        self.refuse: int | None = None
+        self.requests: list[str] = []
+        super().__init__()
+
+    def _handler(self):
+        api = self
+
+        class Handler(_ResponseHandler):
+            def do_GET(self):
+                url = urlsplit(self.path)
+                api.requests.append(self.path)
+                if api.refuse is not None:
+                    self._send(api.refuse, {
+                        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "reason": "Forbidden", "code": api.refuse,
+                        "message": f'pods is forbidden: User "system:serviceaccount:{api.namespace}:hub" cannot '
+                                   f'list resource "pods" in API group "" in the namespace "{api.namespace}"'})
+                    return
+                if url.path != f"/api/v1/namespaces/{api.namespace}/pods":
+                    self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404})
+                    return
+                selector = parse_qs(url.query).get("labelSelector", [""])[0]
+                wanted = dict(term.split("=", 1) for term in selector.split(",") if term)
+                items = [pod for pod in list(api.pods)
+                         if all((pod["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+                self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"},
+                                 "items": items})
 
         return Handler

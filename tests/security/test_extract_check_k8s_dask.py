@@ -19,9 +19,6 @@ import sys
 
 import polars as pl
 import pytest
-from dask_gateway_server.backends.kubernetes.backend import KubeClusterConfig
-from dask_gateway_server.backends.kubernetes.controller import KubeController
-from dask_gateway_server.models import User
 from extract_check_k8s_support import TAMPERS, bwrap_available, check_then_change, run_init_container
 from published import publish_by_hand
 
@@ -29,18 +26,12 @@ from pds_kernel.k8s.pod_status import failed_extract_check
 from pds_kernel.registry import Registry
 from tests.k8s.api_stand_in import container_status, pod_json, terminated, waiting
 from tests.k8s.conftest import two_projects
+from tests.k8s.dask_worker_pods import worker_manifest
 from tests.k8s.test_extract_mount_k8s import _run_as_kubelet
-from tests.k8s.test_gateway import options_for
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap runs the pod's containers")
 
 STAND_IN = [sys.executable, "-I", "-c", "print('worker started')"]
-
-
-def _worker_pod(runtime) -> dict:
-    _, overrides = options_for(runtime, User("alice/alpha-study", groups=["alpha-study"]), {"project": "alpha-study"})
-    controller = KubeController(gateway_instance="dask-gateway", api_url="http://api-dask-gateway.pds:8000/api")
-    return controller.make_pod("pds", "c1", KubeClusterConfig(**overrides), is_worker=True)
 
 
 def _published_claim(settings, runtime):
@@ -67,7 +58,7 @@ def _start_worker(pod: dict, claim, record, monkeypatch):
 def test_dask_worker_does_not_start_on_an_extract_changed_after_its_init_container(settings, runtime, tmp_path,
                                                                                  monkeypatch, how):
     claim, build = _published_claim(settings, runtime)
-    pod = _worker_pod(runtime)
+    pod = worker_manifest(runtime, cluster="c1")
     record = tmp_path / "extract-check"  # the pod's emptyDir
     check_then_change(pod["spec"], claim, build, record, how)
     done = _start_worker(pod, claim, record, monkeypatch)
@@ -87,7 +78,7 @@ def test_dask_worker_does_not_start_on_an_extract_changed_after_its_init_contain
 def test_dask_worker_starts_on_the_extract_its_init_container_checked(settings, runtime, tmp_path, monkeypatch):
     """The control: the untouched claim; the start execs the worker's own arguments, unchanged."""
     claim, _ = _published_claim(settings, runtime)
-    pod = _worker_pod(runtime)
+    pod = worker_manifest(runtime, cluster="c1")
     (worker,) = pod["spec"]["containers"]
     assert worker["args"][:4] == ["dask", "worker", "--no-dashboard", "tls://dask-c1.pds:8786"]
     record = tmp_path / "extract-check"
@@ -102,7 +93,7 @@ def test_dask_worker_without_its_init_containers_record_does_not_start(settings,
                                                                        record):
     """Deny by default: no record in the pod's folder (or an empty one, or another tree's)."""
     claim, _ = _published_claim(settings, runtime)
-    pod = _worker_pod(runtime)
+    pod = worker_manifest(runtime, cluster="c1")
     folder = tmp_path / "extract-check"
     folder.mkdir()
     if record != "missing":
