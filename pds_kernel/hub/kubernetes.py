@@ -138,11 +138,14 @@ def configure_watcher(c, settings: Settings, chart_services: list) -> None:
     :class:`PdsOAuthenticator` every ``hub.membership_check_seconds``): it stops, through the hub's
     REST API, a running workspace whose membership expired or was revoked, whose project was halted
     or closed, or whose account was disabled. Its token is made here at each start and lives only
-    in this process (and hashed in the hub's database)."""
+    in this process (and hashed in the hub's database). At the same pace the hub audits the Dask
+    worker pods that refuse their extract (:class:`pds_kernel.hub.worker_watch.WorkerRefusalWatch`,
+    which lists pods with the hub's own Role)."""
     token = secrets.token_hex(32)
     c.JupyterHub.services = [*chart_services, {"name": WATCHER_SERVICE, "api_token": token}]
     c.PdsOAuthenticator.membership_check_interval = float(settings.hub.membership_check_seconds)
     c.PdsOAuthenticator.membership_watcher_token = token
+    c.PdsOAuthenticator.worker_refusal_interval = float(settings.hub.membership_check_seconds)
 
 
 def _group_names(user: Any) -> set[str]:

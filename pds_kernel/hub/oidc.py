@@ -34,6 +34,8 @@ Running workspaces: the authenticator starts the hub's membership watcher
 ``membership_check_interval`` seconds: a workspace whose membership was removed or expired, whose
 project was halted or closed, or whose account was disabled is stopped through the hub's REST API
 with the token of the hub's own ``pds-watcher`` service (:func:`pds_kernel.hub.kubernetes.configure_watcher`).
+At the same pace it starts the check that audits the Dask worker pods refusing their project's
+extract (:class:`pds_kernel.hub.worker_watch.WorkerRefusalWatch`).
 
 Only the documented override points of OAuthenticator are used (``update_auth_model``,
 ``get_user_groups``, ``check_allowed``, ``refresh_user``); the token exchange is upstream's.
@@ -68,6 +70,7 @@ from .common import (
 )
 from .expiry import MembershipWatcher
 from .second_factor import FactorPolicy, check_second_factor, id_token_claims
+from .worker_watch import WorkerRefusalWatch
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +164,11 @@ class PdsOAuthenticator(GenericOAuthenticator):
         "", config=True,
         help="Token of the hub service pds-watcher (admin:servers) the watcher stops servers with; "
              "made at each start by pds_kernel.hub.kubernetes.configure. Empty: no watcher.")
+    worker_refusal_interval = Float(
+        0.0, config=True,
+        help="Seconds between listings of the namespace's Dask worker pods, whose refusals of their "
+             "extract are audited (pds_kernel.hub.worker_watch). 0 disables. Set from "
+             "hub.membership_check_seconds by configure().")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -168,6 +176,9 @@ class PdsOAuthenticator(GenericOAuthenticator):
         if self.context is not None and self.membership_check_interval > 0 and self.membership_watcher_token:
             self._watcher = MembershipWatcher.start_for(self, self.membership_check_interval,
                                                         self.membership_watcher_token)
+        self._worker_watch: WorkerRefusalWatch | None = None
+        if self.context is not None and self.worker_refusal_interval > 0:
+            self._worker_watch = WorkerRefusalWatch.start_for(self, self.worker_refusal_interval)
 
     @validate("admin_users", "admin_groups")
     def _refuse_admin_lists(self, proposal):

@@ -72,10 +72,13 @@ def chart_services() -> list[dict]:
     ]
 
 
-async def start_hub(settings, db_url: str, tmp_path, notebook_url: str):
+async def start_hub(settings, db_url: str, tmp_path, notebook_url: str, namespace: str | None = None):
+    """``namespace``: KubeSpawner's, as z2jh sets it from the hub pod's (``$POD_NAMESPACE``)."""
     sockets = netutil.bind_sockets(0, "127.0.0.1")
     port = sockets[0].getsockname()[1]
     c = Config()
+    if namespace is not None:
+        c.KubeSpawner.namespace = namespace
     c.JupyterHub.services = chart_services()
     configure(c, settings=settings, k8s=K8sConfig())
     # test plumbing: a local database, loopback addresses, no Kubernetes API calls

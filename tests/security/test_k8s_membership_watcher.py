@@ -45,9 +45,10 @@ async def world(settings, tmp_path, monkeypatch):
     try:
         yield Hub(app, api_url, app.services), registry, runtime
     finally:
-        watcher = getattr(app.authenticator, "_watcher", None)
-        if watcher is not None:
-            await watcher.close()
+        for name in ("_watcher", "_worker_watch"):
+            watcher = getattr(app.authenticator, name, None)
+            if watcher is not None:
+                await watcher.close()
         proxy.terminate()
         proxy.wait(10)
         server.stop()
