@@ -67,7 +67,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "extract.build": ActionInfo(_PROJECT, "a project extract was built (lake versions, files and hashes in details)"),
     "extract.check": ActionInfo(_PROJECT, "the conformity check of a project extract ran (its findings in details)"),
     "extract.verify": ActionInfo(_PROJECT, "every file of a published extract was re-hashed against its manifest (the build, the files' fingerprint or why it failed in details)"),
-    "extract.mount_refused": ActionInfo(_PROJECT, "a pod's verify-extract init container found the extract mounted in it is not the one published: the workspace or the model check did not run (what the pod was for, its exit code and message in details)"),
+    "extract.mount_refused": ActionInfo(_PROJECT, "a pod found the extract mounted in it is not the one published (its verify-extract init container, or a checked start or liveness probe): the workspace, the model check, the cohort link or the Dask worker did not run (what the pod was for, its exit code and message in details; a Dask worker pod's refusal is found by the hub's listing, once per refused run, with its cluster)"),
     "extract.show": ActionInfo(_USER, "access decision: may this output checker see the project's extract"),
     # The hub: accounts, logins and the hub's view of the registry.
     "hub.account.approve": ActionInfo(_USER, "an administrator approved an account: one pending since another administrator created or reset it (provisioned_by, second_administrator in details), or one revoked; denied: an approval refused (among the reasons: the account's seal missing or wrong, changed outside the platform)"),

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -226,13 +227,19 @@ def test_dask_cluster_of_a_never_published_extract_is_refused(runtime, registry)
     assert [e for e in denied(runtime) if "never published" in e.details.get("reason", "")]
 
 
-def test_who_could_read_a_dask_workers_refusal_in_the_release(tmp_path_factory):
-    """Why a Dask worker pod's refused extract is neither audited nor reported (docs/projects-and-extracts.md,
-    "What stays open"): in the released chart (the real upstream dask-gateway chart), the gateway's API
-    server, where the platform's code runs (pds_kernel.k8s.gateway, cluster_watch), may not read pods
-    (a grant would show it every workspace pod's environment, $JUPYTERHUB_API_TOKEN included), and the
-    controller that watches the worker pods runs dask-gateway's own image and configuration: no
-    platform code, no database, no audit key."""
+def test_who_could_read_a_dask_workers_refusal_in_the_release(tmp_path_factory, settings):
+    """Who reads a Dask worker pod's refused extract in the released chart (the real upstream
+    dask-gateway and z2jh charts; docs/projects-and-extracts.md, "What stays open"): not the gateway's
+    API server, where the platform's gateway code runs (pds_kernel.k8s.gateway, cluster_watch), which
+    may not read pods (a grant would show it every workspace pod's environment, $JUPYTERHUB_API_TOKEN
+    included); not dask-gateway's controller, which watches the worker pods but runs dask-gateway's
+    own image and configuration (no platform code, no audit key). The hub does: z2jh's hub Role reads
+    pods in the release's namespace, where the worker pods are made, and the hub holds the audit key
+    and runs pds_kernel.hub.worker_watch (configured from hub.membership_check_seconds)."""
+    from traitlets.config import Config
+
+    from pds_kernel.hub.kubernetes import configure_watcher
+
     from .test_chart import chart_with_upstream, render, upstream_charts_available
 
     if not helm_available() or not upstream_charts_available():
@@ -240,11 +247,16 @@ def test_who_could_read_a_dask_workers_refusal_in_the_release(tmp_path_factory):
     docs = render(chart_with_upstream(tmp_path_factory.mktemp("release")), [])
     roles = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in ("Role", "ClusterRole")}
 
-    def rules_of(account: str) -> list[dict]:
-        return [rule for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+    def bindings_of(account: str) -> list[dict]:
+        return [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
                 and {"kind": "ServiceAccount", "name": account} in [
-                    {k: s.get(k) for k in ("kind", "name")} for s in d.get("subjects") or []]
-                for rule in roles[(d["roleRef"]["kind"], d["roleRef"]["name"])]["rules"]]
+                    {k: s.get(k) for k in ("kind", "name")} for s in d.get("subjects") or []]]
+
+    def rules_of(account: str) -> list[dict]:
+        return [rule for d in bindings_of(account) for rule in roles[(d["roleRef"]["kind"], d["roleRef"]["name"])]["rules"]]
+
+    def reads_pods(rule: dict) -> bool:
+        return rule.get("apiGroups") == [""] and "pods" in rule.get("resources", []) and "list" in rule.get("verbs", [])
 
     assert rules_of("api-dask-gateway")  # the gateway's own rules (secrets, daskclusters) ...
     assert not [r for r in rules_of("api-dask-gateway") if "pods" in r.get("resources", [])]  # ... no pods
@@ -254,3 +266,10 @@ def test_who_could_read_a_dask_workers_refusal_in_the_release(tmp_path_factory):
     assert not main.get("env") and "dask-gateway-server" in main["image"]
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "controller-dask-gateway")
     assert "pds_kernel" not in str(config["data"])
+    # the hub: its service account lists pods, through a Role (its namespace only), not a ClusterRole
+    hub_account = deployments["hub"]["spec"]["template"]["spec"]["serviceAccountName"]
+    assert [r for r in rules_of(hub_account) if reads_pods(r)]
+    assert {d["kind"] for d in bindings_of(hub_account)} == {"RoleBinding"}
+    c = Config()
+    configure_watcher(c, replace(settings, hub=replace(settings.hub, membership_check_seconds=7)), [])
+    assert c.PdsOAuthenticator.worker_refusal_interval == 7.0
