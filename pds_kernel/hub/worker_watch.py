@@ -57,9 +57,10 @@ def spawner_settings(app) -> tuple[str, dict]:
     configuration sections, read as traitlets does (the spawner class and its parents), with
     KubeSpawner's defaults."""
     values: dict = {}
+    config = getattr(app, "config", None) or {}
     for cls in reversed(getattr(app, "spawner_class", object).mro()):
-        if cls.__name__ in app.config:
-            values.update(app.config[cls.__name__])
+        if cls.__name__ in config:
+            values.update(config[cls.__name__])
     namespace = values.get("namespace")
     if not namespace:
         namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else "default"

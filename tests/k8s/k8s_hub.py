@@ -164,3 +164,18 @@ def start_proxy(app):
             time.sleep(0.1)
     app.proxy.api_url = f"http://127.0.0.1:{api_port}"
     return proc
+
+
+async def stop_watched_hub(app, server, proxy, notebook) -> None:
+    """Stop what a test started with :func:`start_hub` and :func:`start_proxy`: the hub's periodic
+    checks (the membership watcher, the Dask worker refusal check), the proxy, the hub's and the
+    notebook stand-in's HTTP servers, the hub's database."""
+    for name in ("_watcher", "_worker_watch"):
+        watcher = getattr(app.authenticator, name, None)
+        if watcher is not None:
+            await watcher.close()
+    proxy.terminate()
+    proxy.wait(10)
+    server.stop()
+    notebook.stop()
+    app.db.close()

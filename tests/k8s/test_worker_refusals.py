@@ -112,3 +112,22 @@ def test_answers_that_are_no_list_of_pods_give_nothing(answer):
 def test_statuses_of_the_wrong_shape_are_no_refusal(manifest, status):
     pod = listed_worker(manifest, "a1b2c", UIDS[0], "Pending", [], [])
     assert _refusals({**pod, "status": status}) == []
+
+
+def test_the_hub_lists_with_kubespawners_namespace_and_client_settings():
+    """The hub's check reads KubeSpawner's settings as traitlets does (the spawner class's sections,
+    the subclass's winning): the namespace z2jh sets, the API server an administrator may set."""
+    from types import SimpleNamespace
+
+    from traitlets.config import Config
+
+    from pds_kernel.hub.kube_spawner import PdsKubeSpawner
+    from pds_kernel.hub.worker_watch import spawner_settings
+
+    c = Config()
+    c.KubeSpawner.namespace = "pds"
+    c.KubeSpawner.k8s_api_host = "https://kube.example.org:6443"
+    c.PdsKubeSpawner.k8s_api_host = "https://api.example.org:6443"
+    namespace, client = spawner_settings(SimpleNamespace(spawner_class=PdsKubeSpawner, config=c))
+    assert namespace == "pds"
+    assert client == {"host": "https://api.example.org:6443", "ssl_ca_cert": "", "verify_ssl": None}

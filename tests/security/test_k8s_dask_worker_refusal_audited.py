@@ -26,20 +26,11 @@ from kubespawner.clients import load_config
 
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
+from tests.k8s import dask_worker_pods as statuses
 from tests.k8s.api_stand_in import PodsApi, container_status, pod_json, terminated
 from tests.k8s.conftest import two_projects
-from tests.k8s.dask_worker_pods import (
-    CLUSTER,
-    NAMESPACE,
-    START_REFUSAL,
-    check_refused,
-    checked,
-    listed_worker,
-    start_refused,
-    worker_manifest,
-    worker_running,
-)
-from tests.k8s.k8s_hub import Hub, start_hub, start_notebook_stand_in, start_proxy
+from tests.k8s.dask_worker_pods import CLUSTER, NAMESPACE, START_REFUSAL, listed_worker, worker_manifest
+from tests.k8s.k8s_hub import Hub, start_hub, start_notebook_stand_in, start_proxy, stop_watched_hub
 
 pytestmark = pytest.mark.asyncio
 
@@ -83,16 +74,8 @@ async def world(settings, tmp_path, monkeypatch):
     try:
         yield World(Hub(app, api_url, app.services), registry, runtime, api, worker_manifest(runtime))
     finally:
-        for name in ("_watcher", "_worker_watch"):
-            watcher = getattr(app.authenticator, name, None)
-            if watcher is not None:
-                await watcher.close()
-        proxy.terminate()
-        proxy.wait(10)
-        server.stop()
-        notebook.stop()
+        await stop_watched_hub(app, server, proxy, notebook)
         api.__exit__(None, None, None)
-        app.db.close()
         runtime.close()
         load_config.cache_clear()
 
@@ -100,8 +83,8 @@ async def world(settings, tmp_path, monkeypatch):
 async def test_a_refused_worker_is_audited_within_a_pass(world, caplog):
     """Before: never audited. Now: at the first pass that lists it, once, with its pod and cluster."""
     caplog.set_level(logging.WARNING, logger="pds_kernel.hub.worker_watch")
-    refused = listed_worker(world.manifest, "a1b2c", UID, "Pending", [check_refused(restarts=2)], [])
-    healthy = listed_worker(world.manifest, "d3e4f", OTHER_UID, "Running", [checked()], [worker_running()])
+    refused = listed_worker(world.manifest, "a1b2c", UID, "Pending", [statuses.check_refused(restarts=2)], [])
+    healthy = listed_worker(world.manifest, "d3e4f", OTHER_UID, "Running", [statuses.checked()], [statuses.worker_running()])
     world.api.pods = [refused, healthy]
     await world.passes(2)
     (entry,) = world.refusals()
@@ -119,16 +102,16 @@ async def test_a_refused_worker_is_audited_within_a_pass(world, caplog):
 
 async def test_the_same_refusal_is_audited_once_per_run(world):
     """A crash-looping worker is listed at every pass: one entry per refused run, not per pass."""
-    world.api.pods = [listed_worker(world.manifest, "a1b2c", UID, "Running", [checked()],
-                                    [start_refused(1, ended_now=True)])]
+    world.api.pods = [listed_worker(world.manifest, "a1b2c", UID, "Running", [statuses.checked()],
+                                    [statuses.start_refused(1, ended_now=True)])]
     await world.passes(4)
     assert len(world.refusals()) == 1
     # the kubelet restarted it: the same run, now its lastState
-    world.api.pods = [listed_worker(world.manifest, "a1b2c", UID, "Running", [checked()], [start_refused(2)])]
+    world.api.pods = [listed_worker(world.manifest, "a1b2c", UID, "Running", [statuses.checked()], [statuses.start_refused(2)])]
     await world.passes(4)
     assert len(world.refusals()) == 1
     # its next run refused again: a new entry
-    world.api.pods = [listed_worker(world.manifest, "a1b2c", UID, "Running", [checked()], [start_refused(3)])]
+    world.api.pods = [listed_worker(world.manifest, "a1b2c", UID, "Running", [statuses.checked()], [statuses.start_refused(3)])]
     await world.passes(2)
     assert [e.details["restarts"] for e in world.refusals()] == [1, 2]
     # the pod gone: nothing kept of it
@@ -142,15 +125,15 @@ async def test_forged_labels_and_a_huge_message_cannot_inject(world):
     claim they mount, are not audited; a genuine worker's 1 MB termination message of forged
     lines, and an oversized user label, are cut down to what the entry keeps."""
     forged_message = ('"}\n{"action": "extract.publish", "project": "beta-study"}\r\n' * 20_000)[:1_000_000]
-    fake = pod_json("not-a-worker", NAMESPACE, "Pending", [check_refused(1)], [], uid=OTHER_UID,
+    fake = pod_json("not-a-worker", NAMESPACE, "Pending", [statuses.check_refused(1)], [], uid=OTHER_UID,
                     labels={"pds.component": "dask-worker", "pds.project": "beta-study", "pds.user": "alice"})
     relabelled = listed_worker(world.manifest, "g5h6i", "5e3f7091-1d2a-4e5f-9a8b-7c6d5e4f3a2b", "Pending",
-                               [check_refused(1)], [])
+                               [statuses.check_refused(1)], [])
     relabelled["metadata"]["labels"] = {**relabelled["metadata"]["labels"], "pds.project": "beta-study"}
     bad_name = listed_worker(world.manifest, "j7k8l", "6f408102-1d2a-4e5f-9a8b-7c6d5e4f3a2b", "Pending",
-                             [check_refused(1)], [])
+                             [statuses.check_refused(1)], [])
     bad_name["metadata"]["labels"] = {**bad_name["metadata"]["labels"], "pds.project": "alpha-study\nbeta-study"}
-    genuine = listed_worker(world.manifest, "m9n0p", UID, "Running", [checked()],
+    genuine = listed_worker(world.manifest, "m9n0p", UID, "Running", [statuses.checked()],
                             [container_status("dask-worker", terminated(3, START_REFUSAL + forged_message), restarts=0)])
     genuine["metadata"]["labels"] = {**genuine["metadata"]["labels"], "pds.user": "x" * 300}
     world.api.pods = [fake, relabelled, bad_name, genuine]
@@ -169,7 +152,7 @@ async def test_the_api_refusing_does_not_stop_the_membership_checks(world, caplo
     still stop a workspace whose membership was removed; once the API answers, the refusal is audited."""
     caplog.set_level(logging.WARNING, logger="pds_kernel.hub.worker_watch")
     world.api.refuse = 403
-    world.api.pods = [listed_worker(world.manifest, "a1b2c", UID, "Pending", [check_refused(1)], [])]
+    world.api.pods = [listed_worker(world.manifest, "a1b2c", UID, "Pending", [statuses.check_refused(1)], [])]
     alice = world.hub.sign_in("alice", ["alpha-study"])
     await world.hub.start_server(alice, "alpha-study")
     spawner = alice.spawners["alpha-study"]

@@ -26,7 +26,7 @@ from pds_kernel.project_end import ProjectEnd
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
 from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
-from tests.k8s.k8s_hub import Hub, start_hub, start_notebook_stand_in, start_proxy
+from tests.k8s.k8s_hub import Hub, start_hub, start_notebook_stand_in, start_proxy, stop_watched_hub
 
 pytestmark = pytest.mark.asyncio
 
@@ -45,15 +45,7 @@ async def world(settings, tmp_path, monkeypatch):
     try:
         yield Hub(app, api_url, app.services), registry, runtime
     finally:
-        for name in ("_watcher", "_worker_watch"):
-            watcher = getattr(app.authenticator, name, None)
-            if watcher is not None:
-                await watcher.close()
-        proxy.terminate()
-        proxy.wait(10)
-        server.stop()
-        notebook.stop()
-        app.db.close()
+        await stop_watched_hub(app, server, proxy, notebook)
         runtime.close()
 
 
