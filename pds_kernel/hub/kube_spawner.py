@@ -16,10 +16,11 @@ deletes the pod (``Spawner.stop``) and shows the researcher "Spawn failed: the p
 does not match its publication; an administrator must re-publish it or run `pds extract verify`".
 
 While the server runs, its notebook container's liveness probe compares ``/data`` with what
-``verify-extract`` checked (:mod:`pds_kernel.extract.pod_watch`): on a change the kubelet kills the
-notebook, and its restart refuses the changed tree. KubeSpawner's ``poll`` would then call the
+``verify-extract`` checked (:mod:`pds_kernel.extract.pod_watch`): on a change the probe writes the
+refusal in the container's termination message, the kubelet kills the notebook, and its restart
+refuses the changed tree. KubeSpawner's ``poll`` would then call the
 server running (the pod stays ``Running``, its notebook in back-off) or stopped without a word.
-:meth:`PdsKubeSpawner.poll` reads that refusal in the pod's status (the same
+:meth:`PdsKubeSpawner.poll` reads the kill, or that refusal, in the pod's status (the same
 :func:`~pds_kernel.k8s.pod_status.failed_extract_check`; a ``verify-extract`` that fails when the
 pod's sandbox is re-created counts too), writes ``workspace.stop`` with ``cause: extract changed``
 (as the local hub's watcher), once per pod, and reports the server stopped: JupyterHub removes its

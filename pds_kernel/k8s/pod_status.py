@@ -16,8 +16,10 @@ refusal the hub and the gate raise then, and the audit entry they write
 (``extract.mount_refused``).
 
 A workspace that was running when its pod found its extract changed (the notebook's liveness
-probe, :mod:`pds_kernel.extract.pod_watch`, had the kubelet kill it; its restart refused the
-tree) is no refusal of a spawn: the hub stops it and writes :func:`stopped_on_change`.
+probe, :mod:`pds_kernel.extract.pod_watch`, wrote the refusal in its termination message and had
+the kubelet kill it; its restart refused the tree) is no refusal of a spawn: the hub stops it and
+writes :func:`stopped_on_change`. :func:`extract_refusal` says which container refused and at
+which run, for the hub's audit of Dask worker pods (:mod:`pds_kernel.k8s.worker_refusals`).
 """
 
 from __future__ import annotations

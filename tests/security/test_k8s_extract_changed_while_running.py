@@ -114,6 +114,30 @@ async def test_a_change_of_the_claim_while_the_notebook_runs_stops_it_audited(se
 
 
 @pytest.mark.asyncio
+async def test_the_probes_kill_stops_the_server_audited_before_its_restart(settings, runtime, tmp_path, monkeypatch):
+    """The probe says why in ``/dev/termination-log`` before it fails; the kubelet then kills the
+    notebook (exit 137) and shows that message in the container's status, before any restart (the
+    kubelet may hold it back). Before, the hub's poll read only the restart's refusal (exit 3):
+    KubeSpawner reported the killed notebook stopped, and nothing was audited. Now the kill itself
+    is read: stopped, audited as an extract changed, with the kill's exit code."""
+    spawner, manifest, claim, build, record = await _started_pod(settings, runtime, tmp_path, monkeypatch)
+    (notebook,) = manifest["spec"]["containers"]
+    with running_notebook(notebook, claim, record) as container:
+        change(build, "append")
+        code, why = container.probe(notebook["livenessProbe"])
+    assert code == 3 and why.startswith("the project's extract is refused: "), why
+    killed = _reflected(manifest, pod_json(
+        spawner.pod_name, "pds", "Running", [container_status("verify-extract", terminated(0))],
+        [container_status("notebook", terminated(137, why.strip()))], pod_ip="10.0.0.7",
+        labels={"component": "singleuser-server"}))
+    with pods_seen_by(spawner, killed):
+        assert await spawner.poll() == 3
+    (stop,) = _stops(runtime)
+    assert stop.details["cause"] == "extract changed" and stop.details["exit_code"] == 137
+    assert "changed while the workspace ran" in stop.details["pod_message"]
+
+
+@pytest.mark.asyncio
 async def test_the_extract_link_repointed_leaves_the_running_notebook_on_the_checked_tree(settings, runtime,
                                                                                      tmp_path, monkeypatch):
     """The ``extract`` link re-pointed to a faithful copy while the notebook runs: its ``/data`` is
