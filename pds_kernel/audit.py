@@ -2,7 +2,8 @@
 
 Each entry records who (actor) did what (action) to what (target), in which project, with which
 outcome, when, and why (details). Entries are chained and each entry's hash is an HMAC under a
-platform key the database does not hold (:mod:`.audit_key`; rules in :mod:`.audit_chain`). After
+platform key the database does not hold (:mod:`.audit_key`; rules in :mod:`.audit_chain`); the
+chain's rotation entries say which key of the keyring signs (:mod:`.audit_rotation`). After
 every commit that adds entries, and after every successful verification, the chain head is
 anchored outside the database (:mod:`.audit_anchor`). :meth:`AuditTrail.verify` names every entry
 that was edited, deleted (the tail included), reordered, inserted or rewritten.
@@ -37,7 +38,8 @@ from .audit_chain import (  # noqa: F401  (re-exported)
     compute_keyed_hash,
     verify_chain,
 )
-from .audit_key import AuditKey
+from .audit_key import AuditKey, Keyring
+from .audit_rotation import ROTATE_ACTION, key_in_force
 from .db import Base, transaction
 from .errors import IntegrityError
 from .events import SCHEMA_VERSION, AuditEvent, Outcome  # noqa: F401  (defined there, re-exported)
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: key of :attr:`Session.info` holding the head written by the session's open transaction
 _PENDING = "pds_audit_pending_head"
+#: key of :attr:`Session.info` holding (its transaction, the key in force read in it)
+_KEY_IN_FORCE = "pds_audit_key_in_force"
 
 
 class AuditRow(Base):
@@ -93,9 +97,18 @@ class _Head:
     seq: int
     hash: str
     keyed_from: int
+    key_id: str  #: the key that signed it
 
 
-def append(session: Session, event: AuditEvent, key: AuditKey, keyed_from: int | None = None) -> AuditEntry:
+def signing_key(session: Session, keyring: Keyring) -> AuditKey:
+    """The key the next entry is signed with: the chain's rotation entries decide
+    (:func:`pds_kernel.audit_rotation.key_in_force`); one indexed read of those few rows."""
+    rotations = session.execute(select(AuditRow).where(AuditRow.action == ROTATE_ACTION)
+                                .order_by(AuditRow.seq)).scalars().all()
+    return key_in_force(rotations, keyring)
+
+
+def append(session: Session, event: AuditEvent, key: Keyring, keyed_from: int | None = None) -> AuditEntry:
     """Append ``event`` inside the caller's transaction (committed with the caller's change).
 
     ``keyed_from``: the first keyed entry when the caller knows it already (saves a scan of the
@@ -103,17 +116,22 @@ def append(session: Session, event: AuditEvent, key: AuditKey, keyed_from: int |
     return append_many(session, [event], key, keyed_from)[0]
 
 
-def append_many(session: Session, events: list[AuditEvent], key: AuditKey,
+def append_many(session: Session, events: list[AuditEvent], keyring: Keyring,
                 keyed_from: int | None = None) -> list[AuditEntry]:
     """Append ``events`` in order inside the caller's transaction: one read of the chain's head
     and one insert for all of them (an ingest records one entry per file, 20,000 for a national
-    delivery), each entry chained to the one before exactly as if appended one by one."""
+    delivery), each entry chained to the one before exactly as if appended one by one, signed
+    with the key in force (read under the lock: a rotation committed by another process counts)."""
     if not events:
         return []
     for item in events:  # before anything is written: a refused event leaves the chain as it was
         check_action(item.action)
+    if any(item.action == ROTATE_ACTION for item in events) and len(events) > 1:
+        raise IntegrityError(f"{ROTATE_ACTION} is recorded alone (the entries after it are signed "
+                             "with the new key)")
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
+    key = signing_key(session, keyring)
     last = session.execute(select(AuditRow.seq, AuditRow.hash, AuditRow.chain_version)
                            .order_by(AuditRow.seq.desc()).limit(1)).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
@@ -134,7 +152,7 @@ def append_many(session: Session, events: list[AuditEvent], key: AuditKey,
         rows.append({**values, "hash": prev_hash})
         seq += 1
     session.execute(insert(AuditRow), rows)
-    session.info[_PENDING] = _Head(rows[-1]["seq"], rows[-1]["hash"], keyed_from)
+    session.info[_PENDING] = _Head(rows[-1]["seq"], rows[-1]["hash"], keyed_from, key.key_id)
     return [_entry(AuditRow(**row)) for row in rows]
 
 
@@ -161,28 +179,41 @@ def _entry(row: AuditRow) -> AuditEntry:
 class AuditTrail:
     """The audit trail of one database. Thread-safe through the database's own locking.
 
-    Writing needs the ``key`` and an ``anchors`` store; without them the trail is read-only
+    Writing needs the ``keyring`` and an ``anchors`` store; without them the trail is read-only
     (``entries``) and ``verify`` cannot check keyed entries.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], key: AuditKey | None = None,
+    def __init__(self, sessions: sessionmaker[Session], keyring: Keyring | None = None,
                  anchors: AnchorStore | None = None):
         self._sessions = sessions
-        self._key = key
+        self._keyring = keyring
         self._anchors = anchors
         self._keyed_from: int | None = None  #: learnt at the first anchored commit
 
     @property
-    def key(self) -> AuditKey:
-        """The trail's key (the registry seals its approvals with it: :mod:`pds_kernel.registry.seals`)."""
-        key, _ = self._check_writable()
-        return key
+    def keyring(self) -> Keyring:
+        keyring, _ = self._check_writable()
+        return keyring
 
-    def _check_writable(self) -> tuple[AuditKey, AnchorStore]:
-        if self._key is None or self._anchors is None:
+    def key(self, session: Session | None = None) -> AuditKey:
+        """The key in force, read from the chain (the registry's approvals and the hub's accounts
+        are sealed with it: a rotation by another process counts at once). With ``session`` (of
+        this database), read in its transaction, once per transaction."""
+        keyring, _ = self._check_writable()
+        if session is None:
+            with transaction(self._sessions) as own:
+                return signing_key(own, keyring)
+        cached = session.info.get(_KEY_IN_FORCE)
+        if cached is None or cached[0] is not session.get_transaction():
+            key = signing_key(session, keyring)
+            cached = session.info[_KEY_IN_FORCE] = (session.get_transaction(), key)
+        return cached[1]
+
+    def _check_writable(self) -> tuple[Keyring, AnchorStore]:
+        if self._keyring is None or self._anchors is None:
             raise IntegrityError("this audit trail was opened without its key and anchor store: "
                                  "open it through Runtime.audit to write")
-        return self._key, self._anchors
+        return self._keyring, self._anchors
 
     def record(self, event: AuditEvent, session: Session | None = None) -> AuditEntry:
         """Write one event: inside ``session`` when given (same transaction), else on its own.
@@ -193,14 +224,14 @@ class AuditTrail:
 
     def record_many(self, events: list[AuditEvent], session: Session | None = None) -> list[AuditEntry]:
         """Write ``events`` in order, in one transaction: ``session``'s when given, else their own."""
-        key, _ = self._check_writable()
+        keyring, _ = self._check_writable()
         if session is not None:
             self._anchor_on_commit(session)
-            return append_many(session, events, key, self._keyed_from)
+            return append_many(session, events, keyring, self._keyed_from)
         own = self._sessions()
         self._anchor_on_commit(own)
         try:
-            entries = append_many(own, events, key, self._keyed_from)
+            entries = append_many(own, events, keyring, self._keyed_from)
             own.commit()
         except BaseException:
             own.rollback()
@@ -220,10 +251,10 @@ class AuditTrail:
         head = session.info.pop(_PENDING, None)
         if head is None:
             return
-        key, anchors = self._check_writable()
+        _, anchors = self._check_writable()
         self._keyed_from = head.keyed_from
         anchor = Anchor(seq=head.seq, head=head.hash, time=_now(), keyed_from=head.keyed_from,
-                        key_id=key.key_id, reason="write")
+                        key_id=head.key_id, reason="write")
         try:
             anchors.append(anchor)
         except OSError as exc:
@@ -256,13 +287,13 @@ class AuditTrail:
             # plain rows (not ORM objects): a third of the memory for a long chain
             columns = [getattr(AuditRow, c.key) for c in AuditRow.__table__.columns]
             rows = session.execute(select(*columns).order_by(AuditRow.seq)).all()
-            report = verify_chain(rows, self._key, anchors, where)
-        if not report.ok or not report.entries or self._key is None or self._anchors is None:
+            report = verify_chain(rows, self._keyring, anchors, where)
+        if not report.ok or not report.entries or self._keyring is None or self._anchors is None:
             return report
         last = rows[-1]
         anchor = Anchor(seq=last.seq, head=last.hash, time=_now(),
                         keyed_from=report.keyed_from if report.keyed_from is not None else last.seq + 1,
-                        key_id=self._key.key_id, reason="verify")
+                        key_id=report.head_key or self._keyring.keys[0].key_id, reason="verify")
         self._anchors.append(anchor)
         return replace(report, anchored=anchor)
 

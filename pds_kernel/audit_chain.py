@@ -1,36 +1,40 @@
-"""The rules of the audit chain and its verification (pure: rows, key and anchors in, report out).
+"""The rules of the audit chain and its verification (pure: rows, keyring and anchors in, report out).
 
-Two hash rules, recorded per entry in ``chain_version``:
-
-- ``1`` (entries written before the key existed): ``SHA-256(canonical JSON of the entry)``;
-- ``2`` (keyed): ``HMAC-SHA256(key, canonical JSON of the entry and its chain version)``.
-
+Two hash rules, recorded per entry in ``chain_version`` (:mod:`pds_kernel.audit_hash`): ``1``
+(unkeyed, entries written before the key existed) and ``2`` (HMAC under a key of the keyring).
 Both cover the entry's number and its predecessor's hash, so an entry cannot move or be cut out
 without breaking its own hash or its successor's link. Which rule applies from which entry on is
 fixed by the anchors (``keyed_from``, written outside the database), not by the rows themselves:
 re-hashing keyed entries with the unkeyed rule is caught even if ``chain_version`` is rewritten.
+Which key signs which keyed entry follows from the rotation entries (:mod:`pds_kernel.audit_rotation`),
+starting with the key the first anchor names; each anchor also names the key of its head, so a
+rotation entry deleted, replayed or forged is caught against them too.
 
 :func:`verify_chain` names every entry that was edited, deleted (inside or at the end of the
-chain), reordered, inserted, rewritten (hash recomputed without the key or with another key) or
-rolled back (the database restored from an older copy), and says when the configured key is not
-the one that wrote the chain.
+chain), reordered, inserted, rewritten (hash recomputed without the key or with another key,
+a retired one included) or rolled back (the database restored from an older copy), says when the
+configured keyring holds none of the keys that wrote the chain, and lists the entries of a key the
+keyring lacks (a lost retired key: readable, not verifiable).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from .audit_anchor import Anchor
-from .audit_key import AuditKey
-
-GENESIS_HASH = "0" * 64
-CHAIN_UNKEYED = 1
-CHAIN_KEYED = 2
+from .audit_hash import (  # noqa: F401  (re-exported)
+    CHAIN_KEYED,
+    CHAIN_UNKEYED,
+    GENESIS_HASH,
+    compute_hash,
+    compute_keyed_hash,
+    row_values,
+)
+from .audit_key import AuditKey, Keyring
+from .audit_rotation import Rotation, key_at, key_segments
 
 
 class ChainRow(Protocol):
@@ -50,33 +54,7 @@ class ChainRow(Protocol):
     chain_version: int
 
 
-_FIELDS = ("seq", "time", "schema_version", "actor", "action", "target", "project", "outcome",
-           "details", "prev_hash")
-
-
-def _canonical(entry: Mapping[str, Any]) -> bytes:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode()
-
-
-def compute_hash(**values: Any) -> str:
-    """The unkeyed rule (chain version 1): SHA-256 of the entry's canonical JSON."""
-    return hashlib.sha256(_canonical({name: values[name] for name in _FIELDS})).hexdigest()
-
-
-def compute_keyed_hash(key: AuditKey, **values: Any) -> str:
-    """The keyed rule (chain version 2): HMAC-SHA256 under the platform key."""
-    payload = {name: values[name] for name in _FIELDS}
-    payload["chain_version"] = values.get("chain_version", CHAIN_KEYED)
-    return hmac.new(key.secret, _canonical(payload), hashlib.sha256).hexdigest()
-
-
-def _values(row: ChainRow, seq: int | None = None) -> dict[str, Any]:
-    values = {name: getattr(row, name) for name in _FIELDS}
-    values["chain_version"] = row.chain_version
-    if seq is not None:
-        values["seq"] = seq
-    return values
+_values = row_values
 
 
 @dataclass(frozen=True)
@@ -94,6 +72,9 @@ class VerifyReport:
     keyed_from: int | None = None  #: first keyed entry (None: no keyed entry yet)
     anchored: Anchor | None = None  #: the anchor written after this verification (when intact)
     anchor_store: str = ""  #: where anchors are kept
+    rotations: tuple[Rotation, ...] = ()  #: the key rotations of the chain, in order
+    unverifiable: tuple[tuple[int, int, str], ...] = ()  #: (first, last, key id): a key the keyring lacks
+    head_key: str | None = None  #: the key id that signed the last entry (None: unkeyed or empty)
 
     @property
     def ok(self) -> bool:
@@ -106,15 +87,27 @@ def _keyed_from(rows: Sequence[ChainRow], anchors: Sequence[Anchor]) -> int | No
     return next((r.seq for r in rows if r.chain_version >= CHAIN_KEYED), None)
 
 
-class _Checker:
-    """One verification: knows the rule of each entry, which entries authenticate, the anchors."""
+def _first_key(keyring: Keyring, anchors: Sequence[Anchor], keyed_from: int) -> str:
+    """The key that signed the first keyed entries: the one the first anchor of a keyed entry
+    names (anchors live outside the database), else the keyring's first (oldest) key."""
+    keyed = [a for a in anchors if a.seq >= keyed_from]
+    return min(keyed, key=lambda a: a.seq).key_id if keyed else keyring.keys[0].key_id
 
-    def __init__(self, rows: Sequence[ChainRow], key: AuditKey | None, anchors: Sequence[Anchor],
+
+class _Checker:
+    """One verification: knows the rule and key of each entry, which entries authenticate, the anchors."""
+
+    def __init__(self, rows: Sequence[ChainRow], keyring: Keyring | None, anchors: Sequence[Anchor],
                  where: str):
         self.rows = rows
-        self.key = key
+        self.keyring = keyring
         self.where = where
         self.keyed_from = _keyed_from(rows, anchors)
+        self.segments: list[tuple[int, str]] = []
+        if self.keyed_from is not None and keyring is not None:
+            known = set(keyring.ids) | {a.key_id for a in anchors}
+            self.segments = key_segments(rows, keyring, self.keyed_from,
+                                         _first_key(keyring, anchors, self.keyed_from), known)
         self.anchored: dict[int, Anchor] = {}
         self.conflicts: list[Problem] = []
         for anchor in anchors:
@@ -130,17 +123,38 @@ class _Checker:
     def keyed(self, seq: int) -> bool:
         return self.keyed_from is not None and seq >= self.keyed_from
 
-    def expected_hash(self, row: ChainRow, seq: int) -> str:
+    def key(self, seq: int) -> AuditKey | None:
+        """The key that signs entry ``seq`` (``None``: unkeyed, or a key the keyring lacks)."""
+        key_id = key_at(self.segments, seq) if self.keyed(seq) else None
+        return self.keyring.get(key_id) if key_id is not None and self.keyring is not None else None
+
+    def lost(self, seq: int) -> bool:
+        return self.keyed(seq) and self.key(seq) is None
+
+    def expected_hash(self, row: ChainRow, seq: int) -> str | None:
         if self.keyed(seq):
-            assert self.key is not None
-            return compute_keyed_hash(self.key, **_values(row, seq))
+            key = self.key(seq)
+            return compute_keyed_hash(key, **_values(row, seq)) if key is not None else None
         return compute_hash(**_values(row, seq))
 
     def authenticates(self, row: ChainRow, seq: int) -> bool:
         expected_version = CHAIN_KEYED if self.keyed(seq) else CHAIN_UNKEYED
         if row.chain_version != expected_version:
             return False
-        return hmac.compare_digest(self.expected_hash(row, seq), row.hash)
+        expected = self.expected_hash(row, seq)
+        if expected is None:  # the key is lost: readable, not verifiable (reported apart)
+            return True
+        return hmac.compare_digest(expected, row.hash)
+
+    def retired_key_of(self, row: ChainRow) -> str | None:
+        """Another key of the keyring that made ``row``'s hash (a retired key used after its
+        rotation, or a newer key before it), or ``None``."""
+        current = key_at(self.segments, row.seq)
+        for key in self.keyring.keys if self.keyring is not None else ():
+            if key.key_id != current and hmac.compare_digest(
+                    compute_keyed_hash(key, **_values(row)), row.hash):
+                return key.key_id
+        return None
 
     # ---- one entry that does not authenticate under its own number -------------------------
     def written_as(self, index: int) -> int | None:
@@ -154,7 +168,8 @@ class _Checker:
         candidates.discard(row.seq)
         for seq in sorted(c for c in candidates if c >= 1):
             version = CHAIN_KEYED if self.keyed(seq) else CHAIN_UNKEYED
-            if row.chain_version == version and hmac.compare_digest(self.expected_hash(row, seq), row.hash):
+            expected = self.expected_hash(row, seq)
+            if row.chain_version == version and expected is not None and hmac.compare_digest(expected, row.hash):
                 return seq
         return None
 
@@ -184,8 +199,12 @@ class _Checker:
             return Problem(seq, "inserted", (
                 f"entry {seq} was inserted (or edited before it was anchored): it does not "
                 f"authenticate and comes after the last anchored entry {self.last_anchor.seq}"))
+        other = self.retired_key_of(row) if self.keyed(seq) else None
         if compute_hash(**_values(row)) == row.hash:
             how = "its hash was recomputed without the platform key"
+        elif other is not None:
+            how = (f"its hash was made with key {other}, but key {key_at(self.segments, seq)} signs "
+                   f"entry {seq} (a retired key used after its rotation, or a rotation entry deleted)")
         elif self.keyed(seq):
             how = "its hash was not made with the platform key (another key, or forged)"
         else:
@@ -236,31 +255,58 @@ class _Checker:
                 f"{missing} missing at the end: the head was anchored at entry {anchor.seq} "
                 f"({anchor.time}) in {self.where}; the tail was deleted or the database restored "
                 "from an older backup"), until=anchor.seq))
-        return problems + self.conflicts
+        return problems + self.conflicts + self.anchor_keys(last_seq)
+
+    def anchor_keys(self, last_seq: int) -> list[Problem]:
+        """Each anchor of a keyed entry names the key that signed it: the chain must agree."""
+        problems = []
+        for anchor in self.anchored.values():
+            if not self.keyed(anchor.seq) or anchor.seq > last_seq:
+                continue
+            said = key_at(self.segments, anchor.seq)
+            if said != anchor.key_id:
+                problems.append(Problem(anchor.seq, "rewritten", (
+                    f"entry {anchor.seq} was signed with key {anchor.key_id} (anchored at {anchor.time} in "
+                    f"{self.where}), but the chain's rotation entries say key {said} signs it: a rotation "
+                    "entry was deleted, replayed or forged")))
+        return problems
+
+    def unverifiable(self, last_seq: int) -> tuple[tuple[int, int, str], ...]:
+        ranges = []
+        for i, (first, key_id) in enumerate(self.segments):
+            last = self.segments[i + 1][0] - 1 if i + 1 < len(self.segments) else last_seq
+            if first <= last and self.keyring is not None and self.keyring.get(key_id) is None:
+                ranges.append((first, last, key_id))
+        return tuple(ranges)
 
 
-def verify_chain(rows: Iterable[ChainRow], key: AuditKey | None, anchors: Sequence[Anchor],
+def verify_chain(rows: Iterable[ChainRow], keyring: Keyring | None, anchors: Sequence[Anchor],
                  where: str = "the anchor store") -> VerifyReport:
-    """Check every entry against its rule, its neighbours and the anchors; name each problem."""
+    """Check every entry against its rule and key, its neighbours and the anchors; name each problem."""
     rows = list(rows)
     keyed_from = _keyed_from(rows, anchors)
     if keyed_from is not None and rows and rows[-1].seq >= keyed_from:
-        if key is None:
+        if keyring is None:
             return VerifyReport(len(rows), (Problem(keyed_from, "wrong key", (
                 f"entries from {keyed_from} on are keyed but no audit key is configured: set "
                 "audit.key_file")),), keyed_from, anchor_store=where)
-        foreign = sorted({a.key_id for a in anchors} - {key.key_id})
-        if foreign:
+        named = {a.key_id for a in anchors if a.seq >= keyed_from}
+        if named and not named & set(keyring.ids):
             return VerifyReport(len(rows), (Problem(keyed_from, "wrong key", (
-                f"the configured audit key (id {key.key_id}) is not the one that wrote the chain "
-                f"(the anchors in {where} name key {', '.join(foreign)}): configure that key file")),),
-                keyed_from, anchor_store=where)
-    checker = _Checker(rows, key, anchors, where)
+                f"the configured audit keyring (key {', '.join(keyring.ids)}) is not the one that wrote "
+                f"the chain: it holds none of the keys the anchors in {where} name (key "
+                f"{', '.join(sorted(named))}): configure that key file")),), keyed_from, anchor_store=where)
+    checker = _Checker(rows, keyring, anchors, where)
     problems = checker.problems()
     if keyed_from is not None and not anchors and rows:
         problems.append(Problem(keyed_from, "unanchored", (
             f"the chain is keyed from entry {keyed_from} but {where} holds no anchor: the anchor "
             "file was lost or another one is configured; restore it from its copy")))
     unique = {(p.seq, p.kind): p for p in reversed(problems)}  # one problem per entry and kind
+    last_seq = rows[-1].seq if rows else 0
+    rotations = tuple(Rotation(first - 1, checker.segments[i - 1][1], key_id)
+                      for i, (first, key_id) in enumerate(checker.segments) if i > 0)
+    head_key = key_at(checker.segments, last_seq) if checker.keyed(last_seq) else None
     return VerifyReport(len(rows), tuple(sorted(unique.values(), key=lambda p: p.seq)), keyed_from,
-                        anchor_store=where)
+                        anchor_store=where, rotations=rotations,
+                        unverifiable=checker.unverifiable(last_seq), head_key=head_key)

@@ -53,10 +53,10 @@ class Runtime:
     def audit(self) -> AuditTrail:
         from .audit import AuditTrail
         from .audit_anchor import FileAnchorStore
-        from .audit_key import load_key
+        from .audit_key import load_keyring
 
-        key = load_key(self.settings.audit_key_file, create=self.settings.audit.create_key)
-        return AuditTrail(self.sessions, key=key, anchors=FileAnchorStore(self.settings.audit_anchor_file))
+        keyring = load_keyring(self.settings.audit_key_file, create=self.settings.audit.create_key)
+        return AuditTrail(self.sessions, keyring=keyring, anchors=FileAnchorStore(self.settings.audit_anchor_file))
 
     def close(self) -> None:
         if self._engine is not None:

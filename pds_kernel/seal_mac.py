@@ -3,6 +3,9 @@ secret no database holds), of what the platform wrote in a row, so that a row wr
 holds the database but not the key is told apart. Used by the registry's approvals
 (:mod:`pds_kernel.registry.seals`) and the local hub's accounts (:mod:`pds_kernel.hub.account_seals`).
 
+The key is the one in force in the audit chain (:meth:`pds_kernel.audit.AuditTrail.key`, read at
+each use: after ``pds audit rotate-key`` only seals made with the new key count, in every process).
+
 Each use has its own ``domain``, a prefix ending in a NUL byte: a seal of one kind is never a valid
 seal of another, nor a valid audit hash (those are HMACs of other texts under the same key).
 """
@@ -12,8 +15,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 
 from .audit_key import AuditKey
+
+#: A key, or where to read the key in force (``AuditTrail.key``, given the row's session of the
+#: platform database or ``None``) each time a seal is made or checked.
+KeySource = AuditKey | Callable[..., AuditKey]
+
+
+def key_of(source: KeySource, session=None) -> AuditKey:
+    return source if isinstance(source, AuditKey) else source(session)
 
 
 def seal_of(key: AuditKey, domain: bytes, fields: list) -> str:

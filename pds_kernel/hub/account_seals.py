@@ -46,8 +46,7 @@ from nativeauthenticator.orm import UserInfo
 from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, select
 
 from ..audit import AuditEvent, AuditTrail, Outcome
-from ..audit_key import AuditKey
-from ..seal_mac import seal_matches, seal_of
+from ..seal_mac import KeySource, key_of, seal_matches, seal_of
 from .provisions import Provision, find_provision
 
 #: What an account's seal's HMAC starts with (its own kind of seal: :mod:`pds_kernel.seal_mac`).
@@ -109,14 +108,15 @@ def _provision_fields(p: Provision | None) -> tuple | None:
 
 
 class AccountSeals:
-    """Computes, checks and writes the accounts' seals with ``key`` (the audit trail's)."""
+    """Computes, checks and writes the accounts' seals with ``key`` (the audit trail's key in
+    force, or a given key)."""
 
-    def __init__(self, key: AuditKey):
+    def __init__(self, key: KeySource):
         self._key = key
         self._upgrade_done = False  #: seen in the audit trail: true for good
 
     def seal(self, account: SealedAccount) -> str:
-        return seal_of(self._key, _DOMAIN, [
+        return seal_of(key_of(self._key), _DOMAIN, [
             "account", account.username, account.password, account.otp_secret, account.has_2fa,
             account.is_authorized, list(account.provision) if account.provision else None])
 

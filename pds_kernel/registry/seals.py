@@ -31,8 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from ..audit import AuditEvent, AuditRow, AuditTrail, Outcome
-from ..audit_key import AuditKey
-from ..seal_mac import seal_matches, seal_of
+from ..seal_mac import KeySource, key_of, seal_matches, seal_of
 from .models import SEALED_BY_MIGRATION, Membership, Role, User
 
 #: What a seal's HMAC starts with: a seal is never a valid hash of anything else made with the key.
@@ -42,21 +41,21 @@ UPGRADE_ACTION = "registry.seals.upgrade"
 
 
 class ApprovalSeals:
-    """Computes and checks seals with ``key`` (the audit trail's)."""
+    """Computes and checks seals with ``key`` (the audit trail's key in force, or a given key)."""
 
-    def __init__(self, key: AuditKey):
+    def __init__(self, key: KeySource):
         self._key = key
         self._upgrade_sealed = False  #: seen in the audit trail: true for good
 
-    def _mac(self, kind: str, fields: list) -> str:
-        return seal_of(self._key, _DOMAIN, [kind, *fields])
+    def _mac(self, row, kind: str, fields: list) -> str:
+        return seal_of(key_of(self._key, object_session(row)), _DOMAIN, [kind, *fields])
 
     def _membership(self, m: Membership) -> str:
-        return self._mac("membership", [m.project_id, m.user_name, Role(m.role).value,
+        return self._mac(m, "membership", [m.project_id, m.user_name, Role(m.role).value,
                                         m.expires_on.isoformat(), m.granted_by, m.approved_by])
 
     def _administrator(self, u: User) -> str:
-        return self._mac("administrator", [u.name, u.admin_granted_by, u.admin_approved_by])
+        return self._mac(u, "administrator", [u.name, u.admin_granted_by, u.admin_approved_by])
 
     def upgrade_sealed(self, s: Session) -> bool:
         """Whether the approvals of the upgrade to 0012 were sealed (the audit trail says so)."""

@@ -1,0 +1,113 @@
+"""Which key of the keyring signs which audit entry: the rotation entries decide (docs/adr/0014).
+
+``pds audit rotate-key`` records an entry :data:`ROTATE_ACTION` (outcome ``ok``), details
+``{"from_key": OLD, "to_key": NEW, ...}``. It is signed with the old key, like every entry before
+it; the entries after it are signed with the new key. The rotation entry binds the old chain to the
+new key: it is the last entry the old key signs, it names the new key, and the first entry under
+the new key holds its hash. Nothing in a row names its key: the key of an entry follows from its
+position after the rotation entries that authenticate, so a row cannot claim a key.
+
+Two readings of the same rule (pure: rows and keyring in, answer out):
+
+- :func:`key_in_force`, for a writer: the newest key of the keyring that an authentic rotation
+  entry rotated to (the first key of the keyring when there is none). A rotation to a key the
+  keyring lacks stops the writer: its pod must be restarted with the new keyring.
+- :func:`key_segments`, for verification: walking the chain in order, from which entry on which
+  key id applies. A rotation counts only when it authenticates under the key in force at its
+  place, or when that key is lost and the new key is one the keyring or the anchors know.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .audit_hash import CHAIN_KEYED, compute_keyed_hash, row_values
+from .audit_key import AuditKey, Keyring
+from .errors import IntegrityError
+
+#: The audit action of a key rotation (the only entry that changes the key in force).
+ROTATE_ACTION = "audit.key.rotate"
+_OK = "ok"
+
+
+@dataclass(frozen=True)
+class Rotation:
+    seq: int  #: the rotation entry (signed with ``from_key``; ``to_key`` signs from ``seq + 1``)
+    from_key: str
+    to_key: str
+
+
+def claimed_rotation(row) -> Rotation | None:
+    """What ``row`` claims as a rotation (not yet authenticated), or ``None`` when it is none."""
+    if row.action != ROTATE_ACTION or row.outcome != _OK:
+        return None
+    try:
+        details = json.loads(row.details)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(details, dict):
+        return None
+    old, new = details.get("from_key"), details.get("to_key")
+    if not isinstance(old, str) or not isinstance(new, str) or old == new:
+        return None
+    return Rotation(row.seq, old, new)
+
+
+def _signed_by(row, key: AuditKey) -> bool:
+    return row.chain_version == CHAIN_KEYED and hmac.compare_digest(
+        compute_keyed_hash(key, **row_values(row)), row.hash)
+
+
+def key_in_force(rotation_rows: Sequence, keyring: Keyring) -> AuditKey:
+    """The key a writer signs the next entry with, given every row of :data:`ROTATE_ACTION`.
+
+    A rotation counts when it authenticates under its old key and goes to a newer key of the
+    keyring; the newest such key wins (a rotation forged with a retired, leaked key cannot bring an
+    older key back). Raises when an authentic rotation names a key this keyring lacks."""
+    best = 0
+    for row in rotation_rows:
+        rotation = claimed_rotation(row)
+        old = keyring.get(rotation.from_key) if rotation else None
+        if rotation is None or old is None or not _signed_by(row, old):
+            continue
+        new = keyring.index(rotation.to_key)
+        if new is None:
+            raise IntegrityError(
+                f"the audit key was rotated to key {rotation.to_key} (entry {rotation.seq}), which this "
+                f"process's keyring ({', '.join(keyring.ids)}) lacks: update the keyring (the "
+                "pds-audit-key Secret) and restart this process (docs/deploy-kubernetes.md, section 5)")
+        if new > keyring.index(rotation.from_key):
+            best = max(best, new)
+    return keyring.keys[best]
+
+
+def key_segments(rows: Sequence, keyring: Keyring, keyed_from: int, first_key: str,
+                 known: set[str]) -> list[tuple[int, str]]:
+    """``[(first entry, key id), ...]``: from which entry on which key signs, ``first_key`` from
+    ``keyed_from`` on. ``known``: key ids the keyring or the anchors name (a rotation out of a lost
+    key counts only towards one of them, so a forged one cannot hide entries as unverifiable)."""
+    segments = [(keyed_from, first_key)]
+    for row in rows:
+        rotation = claimed_rotation(row) if row.seq >= keyed_from else None
+        if rotation is None or rotation.from_key != segments[-1][1]:
+            continue
+        old = keyring.get(rotation.from_key)
+        if old is not None and not _signed_by(row, old):
+            continue
+        if old is None and rotation.to_key not in known:
+            continue
+        segments.append((rotation.seq + 1, rotation.to_key))
+    return segments
+
+
+def key_at(segments: Sequence[tuple[int, str]], seq: int) -> str | None:
+    """The key id that signs entry ``seq`` (``None`` before the first keyed entry)."""
+    found = None
+    for first, key_id in segments:
+        if seq < first:
+            break
+        found = key_id
+    return found
