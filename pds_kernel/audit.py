@@ -100,12 +100,23 @@ class _Head:
     key_id: str  #: the key that signed it
 
 
-def signing_key(session: Session, keyring: Keyring) -> AuditKey:
+def signing_key(session: Session, keyring: Keyring, floor: str | None = None) -> AuditKey:
     """The key the next entry is signed with: the chain's rotation entries decide
-    (:func:`pds_kernel.audit_rotation.key_in_force`); one indexed read of those few rows."""
+    (:func:`pds_kernel.audit_rotation.key_in_force`); one indexed read of those few rows.
+
+    ``floor``: a key id known to have signed already (the latest anchor's, outside the database).
+    A key older than it is refused: the rotation entry to it was deleted from the database, and
+    signing (or checking seals) with the retired key would hand the chain to whoever holds it."""
     rotations = session.execute(select(AuditRow).where(AuditRow.action == ROTATE_ACTION)
                                 .order_by(AuditRow.seq)).scalars().all()
-    return key_in_force(rotations, keyring)
+    key = key_in_force(rotations, keyring)
+    lowest = keyring.index(floor) if floor is not None else None
+    if lowest is not None and keyring.index(key.key_id) < lowest:
+        raise IntegrityError(
+            f"the audit trail's rotation entries say key {key.key_id} signs, but key {floor} signed "
+            "already (the anchors say so): a rotation entry was removed from the database. Nothing is "
+            "written; run `pds audit verify` and treat it as an incident (docs/audit.md)")
+    return key
 
 
 def append(session: Session, event: AuditEvent, key: Keyring, keyed_from: int | None = None) -> AuditEntry:
@@ -117,7 +128,7 @@ def append(session: Session, event: AuditEvent, key: Keyring, keyed_from: int | 
 
 
 def append_many(session: Session, events: list[AuditEvent], keyring: Keyring,
-                keyed_from: int | None = None) -> list[AuditEntry]:
+                keyed_from: int | None = None, floor: str | None = None) -> list[AuditEntry]:
     """Append ``events`` in order inside the caller's transaction: one read of the chain's head
     and one insert for all of them (an ingest records one entry per file, 20,000 for a national
     delivery), each entry chained to the one before exactly as if appended one by one, signed
@@ -131,7 +142,7 @@ def append_many(session: Session, events: list[AuditEvent], keyring: Keyring,
                              "with the new key)")
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
-    key = signing_key(session, keyring)
+    key = signing_key(session, keyring, floor)
     last = session.execute(select(AuditRow.seq, AuditRow.hash, AuditRow.chain_version)
                            .order_by(AuditRow.seq.desc()).limit(1)).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
@@ -189,11 +200,20 @@ class AuditTrail:
         self._keyring = keyring
         self._anchors = anchors
         self._keyed_from: int | None = None  #: learnt at the first anchored commit
+        self._floor_key: str | None = None  #: the latest anchor's key ("" = no anchor yet)
 
     @property
     def keyring(self) -> Keyring:
         keyring, _ = self._check_writable()
         return keyring
+
+    def _floor(self) -> str | None:
+        """The key of the latest anchor: no key older than it may sign (:func:`signing_key`).
+        Read once per process; the process's own anchors keep it up to date."""
+        if self._floor_key is None and self._anchors is not None:
+            latest = self._anchors.latest()
+            self._floor_key = latest.key_id if latest is not None else ""
+        return self._floor_key or None
 
     def key(self, session: Session | None = None) -> AuditKey:
         """The key in force, read from the chain (the registry's approvals and the hub's accounts
@@ -202,10 +222,10 @@ class AuditTrail:
         keyring, _ = self._check_writable()
         if session is None:
             with transaction(self._sessions) as own:
-                return signing_key(own, keyring)
+                return signing_key(own, keyring, self._floor())
         cached = session.info.get(_KEY_IN_FORCE)
         if cached is None or cached[0] is not session.get_transaction():
-            key = signing_key(session, keyring)
+            key = signing_key(session, keyring, self._floor())
             cached = session.info[_KEY_IN_FORCE] = (session.get_transaction(), key)
         return cached[1]
 
@@ -227,11 +247,11 @@ class AuditTrail:
         keyring, _ = self._check_writable()
         if session is not None:
             self._anchor_on_commit(session)
-            return append_many(session, events, keyring, self._keyed_from)
+            return append_many(session, events, keyring, self._keyed_from, self._floor())
         own = self._sessions()
         self._anchor_on_commit(own)
         try:
-            entries = append_many(own, events, keyring, self._keyed_from)
+            entries = append_many(own, events, keyring, self._keyed_from, self._floor())
             own.commit()
         except BaseException:
             own.rollback()
@@ -257,6 +277,7 @@ class AuditTrail:
                         key_id=head.key_id, reason="write")
         try:
             anchors.append(anchor)
+            self._floor_key = head.key_id
         except OSError as exc:
             raise IntegrityError(
                 f"audit entry {head.seq} was committed but the chain head could not be anchored in "

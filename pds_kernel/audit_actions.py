@@ -55,6 +55,9 @@ ACTIONS: dict[str, ActionInfo] = {
     "airlock.request.view": ActionInfo(_REQUEST, "a request was shown to a user"),
     "airlock.request.withdraw": ActionInfo(_REQUEST, "the author withdrew a request"),
     "airlock.review.submit": ActionInfo(_REQUEST, "a checker recorded a review (its verdict and comments in details)"),
+    # The audit trail's own keys.
+    "audit.key.reseal": ActionInfo("registry | hub", "seals still made with the previous key after a rotation were made again with the key in force (re-sealed, already sealed, left broken in details)"),
+    "audit.key.rotate": ActionInfo("audit-key:<new key id>", "the audit key was rotated: this entry is the last signed with the old key, the next ones with the new one (from_key, to_key, registry approvals re-sealed and left broken in details); denied: refused to a non-administrator"),
     # The command line.
     "cli.impersonate": ActionInfo(_USER, "an administrator ran a command as another user (pds --as)"),
     # The workspaces' Dask clusters (dask-gateway on Kubernetes).

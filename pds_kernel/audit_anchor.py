@@ -24,6 +24,8 @@ from .errors import IntegrityError
 
 #: version of the anchor line format
 ANCHOR_FORMAT = 1
+#: how much of the end of an anchor file :meth:`FileAnchorStore.latest` reads (an anchor is ~200 bytes)
+_TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class AnchorStore(Protocol):
 
     def describe(self) -> str:
         """Where the anchors are, for messages."""
+
+    def latest(self) -> Anchor | None:
+        """The anchor appended last (``None``: none yet), read without reading them all."""
 
 
 class FileAnchorStore:
@@ -80,6 +85,21 @@ class FileAnchorStore:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+    def latest(self) -> Anchor | None:
+        try:
+            with open(self.path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - _TAIL_BYTES))
+                tail = handle.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+        for line in reversed(tail.split("\n")[1 if size > _TAIL_BYTES else 0:]):
+            try:
+                return Anchor(**json.loads(line))
+            except (ValueError, TypeError):
+                continue  # blank, or a write torn by a crash
+        return None
 
     def read(self) -> list[Anchor]:
         try:

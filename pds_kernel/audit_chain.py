@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .audit_anchor import Anchor
-from .audit_hash import (  # noqa: F401  (re-exported)
+from .audit_hash import (
     CHAIN_KEYED,
     CHAIN_UNKEYED,
     GENESIS_HASH,

@@ -84,6 +84,18 @@ def key_in_force(rotation_rows: Sequence, keyring: Keyring) -> AuditKey:
     return keyring.keys[best]
 
 
+def replaced_key(rotation_rows: Sequence, keyring: Keyring, key_id: str) -> AuditKey | None:
+    """The key that the first authentic rotation to ``key_id`` replaced (an older key of the
+    keyring), or ``None``. The first: a rotation forged later with a retired, leaked key cannot
+    name its key as the one to re-seal from."""
+    for row in sorted(rotation_rows, key=lambda r: r.seq):
+        rotation = claimed_rotation(row)
+        old = keyring.get(rotation.from_key) if rotation and rotation.to_key == key_id else None
+        if old is not None and _signed_by(row, old) and keyring.index(old.key_id) < keyring.index(key_id):
+            return old
+    return None
+
+
 def key_segments(rows: Sequence, keyring: Keyring, keyed_from: int, first_key: str,
                  known: set[str]) -> list[tuple[int, str]]:
     """``[(first entry, key id), ...]``: from which entry on which key signs, ``first_key`` from

@@ -190,6 +190,19 @@ def check_apply_registry(registry, actor: str) -> None:
                                f"administrator or the registry-sync Job ({SERVICE_REGISTRY_SYNC}) may")
 
 
+# ---- the audit key ------------------------------------------------------------------------------
+def can_rotate_audit_key(registry, actor: str) -> bool:
+    """``pds audit rotate-key``: an active, approved platform administrator, personally (no
+    bootstrap: a registry without an administrator makes one first)."""
+    return can_act_personally(actor) and is_administrator(registry, actor)
+
+
+def check_rotate_audit_key(registry, actor: str) -> None:
+    if not can_rotate_audit_key(registry, actor):
+        raise PermissionDenied(f"{audit_actor(actor)} may not rotate the audit key: only a platform "
+                               "administrator may, as themselves (ask one)")
+
+
 # ---- hub accounts (local mode) -----------------------------------------------------------------
 def can_manage_hub_accounts(registry, actor: str) -> bool:
     """Create, reset, approve or revoke a hub account (``pds hub account``, the hub's accounts page):

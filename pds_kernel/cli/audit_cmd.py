@@ -34,13 +34,51 @@ def verify(ctx: typer.Context) -> None:
                    if report.keyed_from and report.keyed_from > 1 else "")
         console.print(f"audit trail intact: {report.entries} entries, {where}{unkeyed}",
                       highlight=False, soft_wrap=True)
+        _print_keys(report)
         return
+    _print_keys(report)
     for problem in report.problems:
         console.print(f"[red]{problem.kind}[/]: {problem.message}", highlight=False, soft_wrap=True)
     raise IntegrityError(
         f"audit trail broken: {len(report.problems)} problem(s) in {report.entries} entries "
         f"(anchors: {report.anchor_store}); see docs/audit.md"
     )
+
+
+def _print_keys(report) -> None:
+    for rotation in report.rotations:
+        console.print(f"key rotation at entry {rotation.seq}: key {rotation.from_key} signs up to it, "
+                      f"key {rotation.to_key} from entry {rotation.seq + 1} on", highlight=False, soft_wrap=True)
+    for first, last, key_id in report.unverifiable:
+        console.print(f"[yellow]unverifiable[/]: entries {first}..{last} were signed with key {key_id}, which "
+                      "the keyring lacks (a lost retired key): they are readable but cannot be checked",
+                      highlight=False, soft_wrap=True)
+
+
+@app.command("rotate-key")
+def rotate_key(ctx: typer.Context) -> None:
+    """Make the newest key of the audit keyring the one that signs, and seal again with it the
+    registry's approvals and the hub's accounts the old key sealed (administrators only; audited).
+    Add the new key at the end of the keyring first, in every process (docs/audit.md). Run again
+    after an interruption: it finishes the re-sealing."""
+    from ..rotate_audit_key import rotate_audit_key
+
+    runtime = _runtime(ctx)
+    done = rotate_audit_key(runtime, ctx.obj.actor)
+    if done.rotation_seq is not None:
+        console.print(f"rotated the audit key: entry {done.rotation_seq} is the last signed with key "
+                      f"{done.from_key}; key {done.to_key} signs from now on", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"key {done.to_key} already signs (rotated from key {done.from_key}): finished "
+                      "the re-sealing", highlight=False, soft_wrap=True)
+    for what, counts in (("registry approvals", done.registry), ("hub accounts", done.hub)):
+        if counts is None:
+            console.print(f"{what}: none here (no local hub database)", highlight=False)
+            continue
+        names = f" ({', '.join(counts['broken_names'])})" if counts.get("broken_names") else ""
+        console.print(f"{what}: {counts['resealed']} re-sealed, {counts['already']} already sealed with the "
+                      f"new key, {counts['broken']} with a broken seal left refused{names}",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command("show")

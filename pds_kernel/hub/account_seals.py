@@ -46,6 +46,7 @@ from nativeauthenticator.orm import UserInfo
 from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, select
 
 from ..audit import AuditEvent, AuditTrail, Outcome
+from ..audit_key import AuditKey
 from ..seal_mac import KeySource, key_of, seal_matches, seal_of
 from .provisions import Provision, find_provision
 
@@ -191,3 +192,33 @@ def seal_accounts_of_upgrade(db, seals: AccountSeals, audit: AuditTrail, actor: 
                             details={"accounts": len(names), "names": names[:500]}))
     seals.upgrade_recorded()
     return names
+
+
+def reseal_accounts(db, old: AuditKey, new: AuditKey) -> dict:
+    """After a rotation from ``old`` to ``new``: seal again with ``new``, and commit one by one,
+    every account whose seal is right under ``old`` for the account as it stands (or as it stands
+    with the other approval: what a revocation leaves), exactly that account. A seal wrong under
+    ``old`` stays wrong (counted as broken, its name given); a seal already made with ``new`` is
+    left (a re-run after an interruption: every account is either still sealed with ``old`` and
+    refused until re-sealed, or sealed with ``new``)."""
+    before, after = AccountSeals(old), AccountSeals(new)
+    counts: dict = {"resealed": 0, "already": 0, "broken": 0, "broken_names": []}
+    if not inspect(db.get_bind()).has_table(UserInfo.__tablename__):
+        return counts
+    ensure_table(db)
+    for info in db.query(UserInfo).order_by(UserInfo.username).all():
+        account, stored = before.read(db, info)
+        variants = [] if account is None else [account, account.approved(not account.is_authorized)]
+        if any(seal_matches(stored, after.seal(v)) for v in variants):
+            counts["already"] += 1
+            continue
+        sealed = next((v for v in variants if seal_matches(stored, before.seal(v))), None)
+        if sealed is None:
+            counts["broken"] += 1
+            counts["broken_names"].append(info.username)
+            continue
+        after.write(db, sealed)
+        db.commit()
+        counts["resealed"] += 1
+    counts["broken_names"] = counts["broken_names"][:500]
+    return counts

@@ -42,7 +42,7 @@ from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
 from . import budget
-from .account_seals import BROKEN, AccountSeals, SealedAccount, seal_accounts_of_upgrade
+from .account_seals import BROKEN, AccountSeals, SealedAccount, reseal_accounts, seal_accounts_of_upgrade
 from .accounts import (
     FailedLogins,
     PdsLoginHandler,
@@ -448,6 +448,20 @@ def seal_accounts_made_before_seals(settings: Settings, audit, actor: str) -> li
     session = _hub_sessions(settings)()
     try:
         return seal_accounts_of_upgrade(session, seals, audit, actor)
+    finally:
+        session.close()
+        session.get_bind().dispose()
+
+
+def reseal_hub_accounts(settings: Settings, old, new) -> dict | None:
+    """After a rotation of the audit key from ``old`` to ``new`` (``pds audit rotate-key``):
+    :func:`.account_seals.reseal_accounts` on the local hub's database; ``None`` when this
+    installation has none (on Kubernetes the hub signs users in through the identity provider)."""
+    if not (hub_dir(settings) / "jupyterhub.sqlite").is_file():
+        return None
+    session = _hub_sessions(settings)()
+    try:
+        return reseal_accounts(session, old, new)
     finally:
         session.close()
         session.get_bind().dispose()

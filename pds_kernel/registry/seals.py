@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from ..audit import AuditEvent, AuditRow, AuditTrail, Outcome
+from ..audit_key import AuditKey
 from ..seal_mac import KeySource, key_of, seal_matches, seal_of
 from .models import SEALED_BY_MIGRATION, Membership, Role, User
 
@@ -113,3 +114,31 @@ def seal_approvals_of_upgrade(s: Session, seals: ApprovalSeals, audit: AuditTrai
     sealed = {"memberships": len(members), "administrators": len(admins)}
     audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="registry", details=sealed), session=s)
     return sealed
+
+
+def reseal_approvals(s: Session, old: AuditKey, new: AuditKey) -> dict:
+    """After a rotation from ``old`` to ``new``, in the caller's transaction: seal again with ``new``
+    every approval whose seal is right under ``old`` (exactly what it sealed, nothing else). A seal
+    that is wrong under ``old`` (a row changed outside the registry) stays wrong: it is counted as
+    broken, never made good. Approvals already sealed with ``new`` are left as they are (a re-run)."""
+    before, after = ApprovalSeals(old), ApprovalSeals(new)
+    counts = {"resealed": 0, "already": 0, "broken": 0}
+    for member in s.scalars(select(Membership).where(Membership.seal.is_not(None))):
+        _reseal(member, "seal", before._membership, after._membership, counts)
+    for user in s.scalars(select(User).where(User.admin_seal.is_not(None))):
+        _reseal(user, "admin_seal", before._administrator, after._administrator, counts)
+    s.flush()
+    return counts
+
+
+def _reseal(row, column: str, old_seal, new_seal, counts: dict) -> None:
+    seal = getattr(row, column)
+    if seal == SEALED_BY_MIGRATION:  # not a seal: the one-time sealing of the upgrade handles it
+        return
+    if seal_matches(seal, new_seal(row)):
+        counts["already"] += 1
+    elif seal_matches(seal, old_seal(row)):
+        setattr(row, column, new_seal(row))
+        counts["resealed"] += 1
+    else:
+        counts["broken"] += 1
