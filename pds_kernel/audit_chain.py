@@ -188,6 +188,12 @@ class _Checker:
             return Problem(seq, "rewritten", (
                 f"entry {seq} claims chain version {row.chain_version}, but the chain is keyed from "
                 f"entry {self.keyed_from} (anchored in {self.where}): it was rewritten to escape the key"))
+        other = self.retired_key_of(row) if self.keyed(seq) else None
+        if other is not None:
+            return Problem(seq, "rewritten", (
+                f"entry {seq} was signed with key {other}, but the chain's rotation entries say key "
+                f"{key_at(self.segments, seq)} signs it: a retired key used after its rotation, or a "
+                "rotation entry deleted or forged"))
         vouched = (anchor is not None and anchor.head == row.hash) or (
             following is not None and self.authentic[index + 1] and following.prev_hash == row.hash)
         if vouched:
@@ -199,12 +205,8 @@ class _Checker:
             return Problem(seq, "inserted", (
                 f"entry {seq} was inserted (or edited before it was anchored): it does not "
                 f"authenticate and comes after the last anchored entry {self.last_anchor.seq}"))
-        other = self.retired_key_of(row) if self.keyed(seq) else None
         if compute_hash(**_values(row)) == row.hash:
             how = "its hash was recomputed without the platform key"
-        elif other is not None:
-            how = (f"its hash was made with key {other}, but key {key_at(self.segments, seq)} signs "
-                   f"entry {seq} (a retired key used after its rotation, or a rotation entry deleted)")
         elif self.keyed(seq):
             how = "its hash was not made with the platform key (another key, or forged)"
         else:

@@ -196,11 +196,12 @@ def seal_accounts_of_upgrade(db, seals: AccountSeals, audit: AuditTrail, actor: 
 
 def reseal_accounts(db, old: AuditKey, new: AuditKey) -> dict:
     """After a rotation from ``old`` to ``new``: seal again with ``new``, and commit one by one,
-    every account whose seal is right under ``old`` for the account as it stands (or as it stands
-    with the other approval: what a revocation leaves), exactly that account. A seal wrong under
-    ``old`` stays wrong (counted as broken, its name given); a seal already made with ``new`` is
-    left (a re-run after an interruption: every account is either still sealed with ``old`` and
-    refused until re-sealed, or sealed with ``new``)."""
+    every account whose seal is right under ``old``, for exactly what it sealed (the account as it
+    stands, or with the other approval: what a revocation or an approval checks). A seal wrong under
+    ``old`` is never carried over; a seal already made with ``new`` is left (a re-run after an
+    interruption: meanwhile each account is either sealed with ``new`` or refused). Counts:
+    ``resealed``, ``already``, and ``broken`` with ``broken_names``: the accounts a sign-in refuses
+    afterwards (their row is not what the platform wrote)."""
     before, after = AccountSeals(old), AccountSeals(new)
     counts: dict = {"resealed": 0, "already": 0, "broken": 0, "broken_names": []}
     if not inspect(db.get_bind()).has_table(UserInfo.__tablename__):
@@ -211,14 +212,16 @@ def reseal_accounts(db, old: AuditKey, new: AuditKey) -> dict:
         variants = [] if account is None else [account, account.approved(not account.is_authorized)]
         if any(seal_matches(stored, after.seal(v)) for v in variants):
             counts["already"] += 1
-            continue
-        sealed = next((v for v in variants if seal_matches(stored, before.seal(v))), None)
-        if sealed is None:
+        else:
+            sealed = next((v for v in variants if seal_matches(stored, before.seal(v))), None)
+            if sealed is not None:
+                after.write(db, sealed)
+                db.commit()
+                counts["resealed"] += 1
+        if account is None or not seal_matches(db.execute(
+                select(account_seals_table.c.seal).where(account_seals_table.c.username == info.username)
+        ).scalar(), after.seal(account)):
             counts["broken"] += 1
             counts["broken_names"].append(info.username)
-            continue
-        after.write(db, sealed)
-        db.commit()
-        counts["resealed"] += 1
     counts["broken_names"] = counts["broken_names"][:500]
     return counts
