@@ -16,15 +16,15 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
 
-from audit_rotation_support import TODAY, add_key, key_file, make_registry, rotated  # noqa: E402
-from audit_support import fill  # noqa: E402
+from audit_rotation_support import TODAY, add_key, key_file, make_registry, rotated
+from audit_support import fill
 
-from pds_kernel.audit import AuditEvent  # noqa: E402
-from pds_kernel.audit_key import AuditKey  # noqa: E402
-from pds_kernel.errors import IntegrityError, InvalidInput  # noqa: E402
-from pds_kernel.registry import Registry  # noqa: E402
-from pds_kernel.rotate_audit_key import rotate_audit_key  # noqa: E402
-from pds_kernel.runtime import Runtime  # noqa: E402
+from pds_kernel.audit import AuditEvent
+from pds_kernel.audit_key import AuditKey
+from pds_kernel.errors import IntegrityError, InvalidInput
+from pds_kernel.registry import Registry
+from pds_kernel.rotate_audit_key import rotate_audit_key
+from pds_kernel.runtime import Runtime
 
 
 def _event(i: int = 0) -> AuditEvent:
