@@ -147,15 +147,15 @@ def make_hub_world(root: Path) -> tuple[Runtime, Registry]:
 
 
 def account_sealed(runtime: Runtime, user: str) -> bool:
-    """Whether a sign-in would take ``user``'s account (its seal matches under the key in force)."""
-    from nativeauthenticator.orm import UserInfo
-
+    """Whether a sign-in would take ``user``'s account: it is not among the accounts whose seal is
+    missing or wrong under the key in force (what the accounts page shows as broken)."""
     from pds_kernel.hub.account_seals import AccountSeals
     from pds_kernel.hub.local import _hub_sessions
 
-    session = _hub_sessions(runtime.settings)()
+    db = _hub_sessions(runtime.settings)()
     try:
-        return AccountSeals(runtime.audit.key).sealed(session, UserInfo.find(session, user))
+        broken = AccountSeals(runtime.audit.key).broken(db)
     finally:
-        session.close()
-        session.get_bind().dispose()
+        db.close()
+        db.get_bind().dispose()
+    return user not in broken
