@@ -60,7 +60,8 @@ class Audit:
     ``key_file`` at the mounted ``pds-audit-key`` Secret and ``anchor_file`` at the anchor volume.
     """
 
-    #: HMAC key of the chain (32 random bytes, hex); "" = <state>/secrets/audit.key; ``env:NAME`` =
+    #: HMAC keyring of the chain (keys of 32 random bytes, hex, one a line: :mod:`.audit_key`);
+    #: "" = <state>/secrets/audit.key; ``env:NAME`` =
     #: from that environment variable (only for a pod that cannot mount the Secret: dask-gateway)
     key_file: str = ""
     anchor_file: str = ""  #: append-only anchors of the chain head; "" = <state>/audit/anchors.jsonl

@@ -30,6 +30,7 @@ EXAMPLES: dict[str, str] = {
     "lake expire": "pds lake expire --days 365 --dry-run",
     "audit verify": "pds audit verify",
     "audit show": "pds audit show --project diabetes-t2 --limit 20",
+    "audit rotate-key": "pds audit rotate-key",
     "db upgrade": "pds db upgrade",
     "db status": "pds db status",
     "project apply": "pds project apply projects.yaml",
