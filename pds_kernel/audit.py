@@ -312,6 +312,8 @@ class AuditTrail:
         if not report.ok or not report.entries or self._keyring is None or self._anchors is None:
             return report
         last = rows[-1]
+        if report.unverifiable and report.unverifiable[-1][1] >= last.seq:
+            return report  # a head this keyring cannot check is never anchored as verified
         anchor = Anchor(seq=last.seq, head=last.hash, time=_now(),
                         keyed_from=report.keyed_from if report.keyed_from is not None else last.seq + 1,
                         key_id=report.head_key or self._keyring.keys[0].key_id, reason="verify")

@@ -86,6 +86,9 @@ def test_a_process_that_missed_the_new_key_refuses_to_write(runtime):
     try:
         with pytest.raises(IntegrityError, match="lacks: update the keyring"):
             stale.audit.record(_event(1))
+        rotated_runtime.audit.record(_event(2))
+        report = stale.audit.verify()  # it cannot check what the new key signed, says so, anchors nothing
+        assert report.unverifiable == ((seq + 1, seq + 1, new.key_id),) and report.anchored is None
         assert rotated_runtime.audit.verify().ok
     finally:
         stale.close()
