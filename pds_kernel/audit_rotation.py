@@ -9,9 +9,9 @@ position after the rotation entries that authenticate, so a row cannot claim a k
 
 Two readings of the same rule (pure: rows and keyring in, answer out):
 
-- :func:`key_in_force`, for a writer: the newest key of the keyring that an authentic rotation
-  entry rotated to (the first key of the keyring when there is none). A rotation to a key the
-  keyring lacks stops the writer: its pod must be restarted with the new keyring.
+- :func:`key_in_force`, for a writer: the newest key of the keyring that the authentic rotation
+  entries reach (the first key of the keyring when there is none). When they end at a key the
+  keyring lacks, the writer stops: its pod must be restarted with the new keyring.
 - :func:`key_segments`, for verification: walking the chain in order, from which entry on which
   key id applies. A rotation counts only when it authenticates under the key in force at its
   place, or when that key is lost and the new key is one the keyring or the anchors know.
@@ -64,23 +64,26 @@ def _signed_by(row, key: AuditKey) -> bool:
 def key_in_force(rotation_rows: Sequence, keyring: Keyring) -> AuditKey:
     """The key a writer signs the next entry with, given every row of :data:`ROTATE_ACTION`.
 
-    A rotation counts when it authenticates under its old key and goes to a newer key of the
-    keyring; the newest such key wins (a rotation forged with a retired, leaked key cannot bring an
-    older key back). Raises when an authentic rotation names a key this keyring lacks."""
-    best = 0
-    for row in rotation_rows:
+    The rotations are walked in order: one counts when it authenticates under its old key, or,
+    when the keyring lacks that key (lost), when it continues the walk (its old key is the one the
+    previous rotation went to). The newest key of the keyring the walk reaches wins, so a rotation
+    forged with a retired, leaked key never brings an older key back. Raises when the walk ends
+    at a key this keyring lacks (a process started before the new key reached it)."""
+    best, reached = 0, None
+    for row in sorted(rotation_rows, key=lambda r: r.seq):
         rotation = claimed_rotation(row)
-        old = keyring.get(rotation.from_key) if rotation else None
-        if rotation is None or old is None or not _signed_by(row, old):
+        if rotation is None:
             continue
-        new = keyring.index(rotation.to_key)
-        if new is None:
-            raise IntegrityError(
-                f"the audit key was rotated to key {rotation.to_key} (entry {rotation.seq}), which this "
-                f"process's keyring ({', '.join(keyring.ids)}) lacks: update the keyring (the "
-                "pds-audit-key Secret) and restart this process (docs/deploy-kubernetes.md, section 5)")
-        if new > keyring.index(rotation.from_key):
-            best = max(best, new)
+        old = keyring.get(rotation.from_key)
+        if (old is None and rotation.from_key != reached) or (old is not None and not _signed_by(row, old)):
+            continue
+        reached = rotation.to_key
+        best = max(best, keyring.index(reached) or 0)
+    if reached is not None and keyring.get(reached) is None:
+        raise IntegrityError(
+            f"the audit key was rotated to key {reached}, which this process's keyring "
+            f"({', '.join(keyring.ids)}) lacks: update the keyring (the pds-audit-key Secret) and "
+            "restart this process (docs/deploy-kubernetes.md, section 5)")
     return keyring.keys[best]
 
 
