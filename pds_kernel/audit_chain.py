@@ -88,10 +88,11 @@ def _keyed_from(rows: Sequence[ChainRow], anchors: Sequence[Anchor]) -> int | No
 
 
 def _first_key(keyring: Keyring, anchors: Sequence[Anchor], keyed_from: int) -> str:
-    """The key that signed the first keyed entries: the one the first anchor of a keyed entry
-    names (anchors live outside the database), else the keyring's first (oldest) key."""
-    keyed = [a for a in anchors if a.seq >= keyed_from]
-    return min(keyed, key=lambda a: a.seq).key_id if keyed else keyring.keys[0].key_id
+    """The key that signed the first keyed entries: the one the first anchor written for a keyed
+    entry names (anchors live outside the database; the first written, so that an anchor appended
+    later cannot name another key), else the keyring's first (oldest) key."""
+    first = next((a for a in anchors if a.seq >= keyed_from), None)
+    return first.key_id if first is not None else keyring.keys[0].key_id
 
 
 class _Checker:

@@ -46,7 +46,7 @@ def claimed_rotation(row) -> Rotation | None:
         return None
     try:
         details = json.loads(row.details)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # a planted row: no rotation (verification names it)
         return None
     if not isinstance(details, dict):
         return None

@@ -268,3 +268,21 @@ def test_a_rotation_killed_between_account_reseals(tmp_path):
     finally:
         runtime.close()
 
+
+
+def test_a_planted_rotation_entry_nested_200000_deep(rotated_world):
+    """A row planted at the end as a rotation whose details are JSON nested 200,000 deep: reading
+    it made every writer and verification fail with a RecursionError (got through before its fix,
+    a denial of service). It is no rotation: writing goes on with the key in force, and
+    verification names the row."""
+    runtime, old, new, seq = rotated_world
+    last = rows(runtime)[-1]
+    planted = dict(last, seq=last["seq"] + 1, prev_hash=last["hash"], action=ROTATE_ACTION, outcome="ok",
+                   details="[" * 200_000 + "]" * 200_000)
+    planted["hash"] = forged_hash(planted, old.secret)
+    insert(runtime, planted)
+    runtime.audit.record(AuditEvent(actor="os:ops", action="airlock.request.list", target="scope:all"))
+    assert _signed_with(rows(runtime)[-1], new)
+    report = runtime.audit.verify()
+    assert [r.seq for r in report.rotations] == [seq]
+    assert any(p.seq == planted["seq"] for p in report.problems), report.problems
