@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 #: key of :attr:`Session.info` holding the head written by the session's open transaction
 _PENDING = "pds_audit_pending_head"
+_REASON = "pds_audit_anchor_reason"
 
 
 class AuditRow(Base):
@@ -205,14 +206,26 @@ class AuditTrail:
         event.listen(session, "after_commit", self._after_commit)
         event.listen(session, "after_rollback", _forget_pending)
 
+    def anchor_as(self, session: Session, reason: str) -> None:
+        """Give the anchor of ``session``'s commit the reason ``reason`` instead of ``write``: a
+        fact outside the database that its writer cannot remove (:meth:`anchored`). Call it after
+        recording in ``session``."""
+        session.info[_REASON] = reason
+
+    def anchored(self, reason: str) -> bool:
+        """Whether the anchor store holds an anchor of ``reason`` (:meth:`anchor_as`)."""
+        _, anchors = self._check_writable()
+        return any(anchor.reason == reason for anchor in anchors.read())
+
     def _after_commit(self, session: Session) -> None:
         head = session.info.pop(_PENDING, None)
+        reason = session.info.pop(_REASON, "write")
         if head is None:
             return
         key, anchors = self._check_writable()
         self._keyed_from = head.keyed_from
         anchor = Anchor(seq=head.seq, head=head.hash, time=_now(), keyed_from=head.keyed_from,
-                        key_id=key.key_id, reason="write")
+                        key_id=key.key_id, reason=reason)
         try:
             anchors.append(anchor)
         except OSError as exc:
@@ -258,6 +271,7 @@ class AuditTrail:
 
 def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_REASON, None)
 
 
 _SQLITE_GUARDS = (
