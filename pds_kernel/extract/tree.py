@@ -32,6 +32,8 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .writers import WriterFound, identities, refuse_writers
+
 MANIFEST = "manifest.json"
 #: The name of a build (``builds/<build id>``), as :func:`pds_kernel.extract.build.run_build` makes it.
 BUILD_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
@@ -213,6 +215,22 @@ def scan(root: int) -> Tree:
     return Tree(hashlib.sha256(data).hexdigest(), manifest, files, total, digest.hexdigest())
 
 
+def scan_unwritten(root: int) -> Tree:
+    """:func:`scan`, after making sure no process could change the tree unseen: none holds one
+    of its files open for writing or mapped writable (:mod:`.writers`) while its state is taken.
+    Every fingerprint trusted later (a publication's, a start's check) is taken so."""
+    states: dict[str, os.stat_result] = {}
+    before = fingerprint(root, states)
+    try:
+        refuse_writers(identities(states.values()))
+    except WriterFound as exc:
+        raise TreeRefused(f"a file of the extract may be changing: {exc}") from None
+    tree = scan(root)
+    if tree.fingerprint != before:
+        raise TreeRefused("the extract's files changed while they were being checked")
+    return tree
+
+
 def _kind(info: os.stat_result) -> str:
     mode = info.st_mode
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
@@ -269,8 +287,9 @@ def verify(root: int, manifest_sha256: str, *, hash_max_bytes: int, expected_fin
     audit trail recorded). Then an extract of up to ``hash_max_bytes`` has every file re-hashed (a
     tree that changes meanwhile is refused too); a larger one must have the fingerprint
     ``expected_fingerprint``. Returns the tree and whether it was re-hashed. ``on_total`` is told
-    the bytes to hash, ``on_bytes`` the bytes hashed (progress)."""
-    tree = scan(root)
+    the bytes to hash, ``on_bytes`` the bytes hashed (progress). A tree that a process could be
+    changing unseen is refused (:func:`scan_unwritten`)."""
+    tree = scan_unwritten(root)
     if tree.manifest_sha256 != manifest_sha256:
         raise TreeRefused(f"{MANIFEST} is not the published one (its SHA-256 differs from the one the "
                           "audit trail recorded when the extract was published)")
