@@ -29,7 +29,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 
 from ..audit import AuditEvent
@@ -127,7 +129,12 @@ class MembershipWatcher(PeriodicCheck):
             if await self._stop_recorded(user, server, "home over quota", why):
                 stopped.append(f"{user}/{server}")
         mounts = self._mounted_extracts(self._running())
-        changed = await asyncio.to_thread(changed_mounts, self.context.settings, self.context.runtime.audit, mounts)
+        try:
+            changed = await asyncio.to_thread(changed_mounts, self.context.settings, self.context.runtime.audit, mounts)
+        finally:
+            for mounted in mounts.values():
+                if mounted.directory is not None:
+                    os.close(mounted.directory)
         for user, server, why in changed:
             if await self._stop_recorded(user, server, "extract changed", why):
                 stopped.append(f"{user}/{server}")
@@ -137,7 +144,10 @@ class MembershipWatcher(PeriodicCheck):
         """(user, server) -> the extract each running local sandbox mounts (:meth:`SandboxSpawner.mounted_extract`)."""
         mounts = {key: spawner.mounted_extract() for key, spawner in self._spawners(running)
                   if hasattr(spawner, "mounted_extract")}
-        return {key: mounted for key, mounted in mounts.items() if mounted is not None}
+        # each build directory held by the spawner is read through a copy of its descriptor, closed
+        # after the pass: a workspace stopped meanwhile closes its own, never the one being read
+        return {key: mounted if mounted.directory is None else replace(mounted, directory=os.dup(mounted.directory))
+                for key, mounted in mounts.items() if mounted is not None}
 
     async def _stop_recorded(self, user: str, server: str, cause: str, why: str) -> bool:
         self._stopping.add((user, server))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import time
@@ -29,7 +30,9 @@ import time
 import pytest
 from extract_watch_support import READ, build_of, republish
 from hub_identity_support import started_world
+from hubfixtures import write_extract
 from project_end_support import PROJECT, execute, make_quota_world, running, start_workspace
+from published import publish_by_hand
 
 from pds_kernel.extract.tree import fingerprint
 from pds_kernel.hub.local import hub_db_url
@@ -114,3 +117,38 @@ def test_the_recorded_fingerprint_replaced_by_the_changed_trees(world):
     hub.start()
     _gone_and_refused(hub, alice)
     republish(hub)
+
+
+def test_the_mounted_build_moved_away_as_a_new_one_is_published(world):
+    """GOT THROUGH before: the host writer renames the build alice's workspace mounts out of
+    ``builds/`` just as a data manager publishes a new extract (publishing removes the previous
+    build: it finds none to remove). The watcher, finding the build gone and a newer one published,
+    took it for the publication's removal and watched no more; the moved files, still mounted in
+    alice's sandbox, were then rewritten and read unchecked. Now the hub watches the directory it
+    checked through a descriptor, wherever it is moved: a build really removed has no link left;
+    one moved and changed is seen, and the workspace stopped."""
+    hub, secret = world
+    alice, url = start_workspace(hub, secret)
+    assert "ER_PRS_F.parquet" in execute(url, alice.token, READ, timeout=60)["stdout"]
+    mounted = build_of(hub)
+    moved = mounted.parent.parent / "moved-away"
+    os.rename(mounted, moved)
+    pdir = hub.settings.paths.projects / PROJECT
+    (pdir / "extract").unlink()
+    write_extract(pdir / "extract", rows=120)
+    publish_by_hand(hub.runtime, PROJECT, actor="root")
+    time.sleep(3)  # the watcher's passes after the publication
+    os.chmod(moved / "ER_PRS_F.parquet", 0o644)
+    with open(moved / "ER_PRS_F.parquet", "ab") as out:
+        out.write(b"\0" * 4096)
+    deadline = time.monotonic() + 30
+    while running(hub, "alice") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    if running(hub, "alice"):
+        seen = execute(url, alice.token, READ, timeout=60)["stdout"]
+        pytest.fail(f"got through: the workspace runs on, reading the moved, changed build: {seen}")
+    stops = [e for e in hub.actions("workspace.stop") if e.details.get("cause") == "extract changed"]
+    assert stops and mounted.name in stops[-1].details["reason"]
+    for path in [moved, *moved.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(moved)
