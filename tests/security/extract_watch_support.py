@@ -1,5 +1,5 @@
-"""Shared by the attacks on a running workspace's extract: what the kernel reads, the build the
-workspace mounts, and a new publication."""
+"""Shared by the attacks on a running workspace's extract: the hub, what the kernel reads, the
+build the workspace mounts, and a new publication."""
 
 from __future__ import annotations
 
@@ -8,11 +8,22 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 
+from hub_identity_support import started_world
 from hubfixtures import write_extract
-from project_end_support import PROJECT
+from project_end_support import PROJECT, make_quota_world
 from published import publish_by_hand
+
+
+@pytest.fixture(name="world", scope="module")
+def watch_world_fixture():
+    """One real hub for a module (the quota world: the watcher every second), alice provisioned."""
+    with started_world(make_quota_world) as world:
+        yield world
+
 
 READ = "import os; print(sorted(os.listdir('/data')), os.path.getsize('/data/ER_PRS_F.parquet'))"
 

@@ -19,16 +19,10 @@ import os
 import time
 
 import pytest
-from extract_watch_support import READ, build_of, republish
-from hub_identity_support import started_world
-from project_end_support import PROJECT, execute, make_quota_world, running, start_workspace
+from extract_watch_support import READ, build_of, republish, watch_world_fixture  # noqa: F401  (the fixture world)
+from project_end_support import PROJECT, execute, running, start_workspace
 
 pytestmark = pytest.mark.functional
-
-@pytest.fixture(scope="module")
-def world():
-    with started_world(make_quota_world) as world:
-        yield world
 
 
 def _stopped_for_the_extract(hub) -> dict:

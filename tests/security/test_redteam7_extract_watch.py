@@ -28,10 +28,9 @@ import sqlite3
 import time
 
 import pytest
-from extract_watch_support import READ, build_of, republish
-from hub_identity_support import started_world
+from extract_watch_support import READ, build_of, republish, watch_world_fixture  # noqa: F401  (the fixture world)
 from hubfixtures import write_extract
-from project_end_support import PROJECT, execute, make_quota_world, running, start_workspace
+from project_end_support import PROJECT, execute, running, start_workspace
 from published import publish_by_hand
 
 from pds_kernel.extract.tree import fingerprint
@@ -40,14 +39,8 @@ from pds_kernel.hub.local import hub_db_url
 pytestmark = pytest.mark.functional
 
 
-@pytest.fixture(scope="module")
-def world():
-    with started_world(make_quota_world) as world:
-        yield world
-
-
 def _kill_hub(hub) -> None:
-    """The hub dies at once (no cleanup of its servers): the sandboxes keep running."""
+    """The hub dies at once, cleaning up nothing (a crash, a kill)."""
     os.killpg(hub.proc.pid, signal.SIGKILL)
     hub.proc.wait()
 
