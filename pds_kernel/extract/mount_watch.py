@@ -22,6 +22,7 @@ and its files, still mounted, could be changed unwatched.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ from ..errors import InvalidInput
 from ..registry.names import check_project_id
 from .mount_check import WHO_FIXES, CheckedMount, ExtractRefused, latest_publication
 from .tree import BUILD_ID, TreeRefused, fingerprint, open_published
+
+log = logging.getLogger(__name__)
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -120,6 +123,10 @@ def mounted_extract_change(settings, audit, mounted: MountedExtract) -> str | No
             now = _current_fingerprint(str(settings.paths.projects), mounted)
     except (TreeRefused, OSError) as exc:
         return f"the extract it mounts (build {mounted.build_id}) cannot be read any more ({exc})"
+    except Exception as exc:  # deny by default: one strange build must not end the pass for all
+        log.exception("the extract %s of project %s could not be compared", mounted.build_id, mounted.project)
+        return (f"the extract it mounts (build {mounted.build_id}) cannot be compared with its start "
+                f"({type(exc).__name__})")
     if now is None:
         try:
             latest = latest_publication(audit, mounted.project).details["build_id"]

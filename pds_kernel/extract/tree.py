@@ -165,11 +165,15 @@ def _plain(rel: str) -> bool:
 
 # ---- scanning -----------------------------------------------------------------------------------
 def _walk(root: int, prefix: str = "") -> Iterator[tuple[str, os.stat_result, int]]:
-    """``(relative path, lstat, directory fd)`` of every entry below ``root``, sorted, depth first."""
+    """``(relative path, lstat, directory fd)`` of every entry below ``root``, sorted, depth first;
+    a folder inside a folder (an extract has none) raises :class:`TreeRefused` once yielded, so no
+    tree, however deep, makes the walk recurse more than once."""
     for name in sorted(os.listdir(root)):
         info = os.stat(name, dir_fd=root, follow_symlinks=False)
         yield prefix + name, info, root
         if stat.S_ISDIR(info.st_mode):
+            if prefix:
+                raise TreeRefused(f"{prefix + name}/ is a folder inside a folder: an extract has none")
             sub = _open_dir(root, name)
             try:
                 yield from _walk(sub, f"{prefix}{name}/")
@@ -177,9 +181,12 @@ def _walk(root: int, prefix: str = "") -> Iterator[tuple[str, os.stat_result, in
                 os.close(sub)
 
 
-def _state(rel: str, info: os.stat_result) -> str:
+def _state(rel: str, info: os.stat_result) -> bytes:
+    """One entry's part of the fingerprint. A name that is not UTF-8 (``os.listdir`` gives its bytes
+    as surrogates) is hashed as its bytes: it makes the fingerprint differ, never fail."""
     kind = "d" if stat.S_ISDIR(info.st_mode) else "f"
-    return f"{rel}\0{kind}\0{info.st_size if kind == 'f' else 0}\0{info.st_ino}\0{info.st_mtime_ns}\0{info.st_ctime_ns}\n"
+    return (f"{rel}\0{kind}\0{info.st_size if kind == 'f' else 0}\0{info.st_ino}\0{info.st_mtime_ns}\0"
+            f"{info.st_ctime_ns}\n").encode("utf-8", "surrogateescape")
 
 
 def scan(root: int) -> Tree:
@@ -189,7 +196,7 @@ def scan(root: int) -> Tree:
     files = listed_files(manifest)
     expected = {f.path: f for f in files}
     folders = {f.path.split("/")[0] for f in files if "/" in f.path}
-    digest = hashlib.sha256(_state(".", os.fstat(root)).encode())
+    digest = hashlib.sha256(_state(".", os.fstat(root)))
     seen = set()
     for rel, info, _parent in _walk(root):
         if stat.S_ISDIR(info.st_mode):
@@ -206,7 +213,7 @@ def scan(root: int) -> Tree:
             if listed.size is not None and listed.size != info.st_size:
                 raise TreeRefused(f"{rel} has {info.st_size} bytes, the manifest says {listed.size}")
             seen.add(rel)
-        digest.update(_state(rel, info).encode())
+        digest.update(_state(rel, info))
     missing = sorted(set(expected) - seen)
     if missing:
         raise TreeRefused(f"{missing[0]} is listed in the manifest but missing"
@@ -243,9 +250,9 @@ def _kind(info: os.stat_result) -> str:
 def fingerprint(root: int, states: dict[str, os.stat_result] | None = None) -> str:
     """The fingerprint of the tree at ``root`` (:func:`scan`'s, without its checks); ``states``,
     when given, receives the state of every entry the fingerprint was taken over."""
-    digest = hashlib.sha256(_state(".", os.fstat(root)).encode())
+    digest = hashlib.sha256(_state(".", os.fstat(root)))
     for rel, info, _parent in _walk(root):
-        digest.update(_state(rel, info).encode())
+        digest.update(_state(rel, info))
         if states is not None:
             states[rel] = info
     return digest.hexdigest()
@@ -392,7 +399,7 @@ def _compare_with_record(record: str, directory: str) -> None:
             found = fingerprint(root)
         finally:
             os.close(root)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TreeRefused) as exc:
         raise SystemExit(_refuse_to_start(f"the check of its mount cannot be read ({exc})")) from None
     if found != expected:
         raise SystemExit(_refuse_to_start("the extract mounted in this container is not the one its pod's "

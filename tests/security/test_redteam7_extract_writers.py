@@ -30,9 +30,9 @@ from model_export_support import PROJECT, people, publish_cohort
 from published import publish_by_hand
 
 from pds_kernel.errors import IntegrityError
-from pds_kernel.extract.checked_read import read_checked
+from pds_kernel.extract.checked_read import ExtractChangedWhileRead, read_checked
 from pds_kernel.extract.mount_check import ExtractRefused, check_for_workspace
-from pds_kernel.extract.mount_watch import MountedExtract, mounted_extract_change
+from pds_kernel.extract.mount_watch import MountedExtract, changed_mounts, mounted_extract_change
 
 COHORT = "COHORT.parquet"
 WRITER = "open for writing or mapped writable"
@@ -43,8 +43,8 @@ def _published(settings) -> bytes:
     return (_extract(settings) / COHORT).read_bytes()
 
 
-def _extract(settings):
-    return settings.paths.projects / PROJECT / "extract"
+def _extract(settings, project: str = PROJECT):
+    return settings.paths.projects / project / "extract"
 
 
 def _dirty_mapping(path) -> mmap.mmap:
@@ -178,3 +178,71 @@ def test_the_watcher_sees_a_change_the_size_and_times_hide(runtime, change):
     change(_extract(runtime.settings) / COHORT)
     seen = mounted_extract_change(runtime.settings, runtime.audit, MountedExtract.of(checked))
     assert seen is not None and "changed after the workspace started" in seen
+
+
+# ---- names and depths the fingerprint did not expect (got through) -----------------------------------
+def _undecodable_name(path) -> None:
+    """A file named with a byte that is not UTF-8 (the host writer's ``touch $'\\xff'``)."""
+    os.chmod(path.parent, 0o755)
+    fd = os.open(os.fsencode(path.parent) + b"/\xff", os.O_WRONLY | os.O_CREAT, 0o444)
+    os.close(fd)
+    os.chmod(path.parent, 0o555)
+
+
+def _deep_folders(path) -> None:
+    """Folders nested deeper than Python's recursion limit."""
+    os.chmod(path.parent, 0o755)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1200):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+    os.chmod(path.parent, 0o555)
+
+
+@pytest.mark.parametrize("change", [_undecodable_name, _deep_folders], ids=lambda f: f.__name__.strip("_"))
+def test_one_strange_build_does_not_blind_the_watcher(runtime, change):
+    """GOT THROUGH before: the fingerprint raised (``UnicodeEncodeError`` on a name that is not
+    UTF-8, ``RecursionError`` on deep folders) instead of differing, and the error ended the
+    watcher's whole pass: no running workspace's extract was compared while that build stayed so,
+    the changed one included. Now both builds' workspaces are reported, and the gate's read after
+    its check refuses the changed extract as changed."""
+    from model_export_support import OTHER
+
+    settings = runtime.settings
+    _published(settings)
+    publish_cohort(settings, OTHER, people(OTHER, 300, seed=8))
+    strange = check_for_workspace(settings, runtime.audit, PROJECT)
+    other = check_for_workspace(settings, runtime.audit, OTHER)
+    change(_extract(settings) / COHORT)
+    _restored_times(_extract(settings, OTHER) / COHORT)
+    mounts = {("alice", PROJECT): MountedExtract.of(strange), ("bob", OTHER): MountedExtract.of(other)}
+    try:
+        changed = changed_mounts(settings, runtime.audit, mounts)
+        assert [(user, server) for user, server, _ in changed] == [("alice", PROJECT), ("bob", OTHER)]
+        with pytest.raises(ExtractChangedWhileRead):
+            read_checked(settings.paths.projects, strange, lambda open_file: open_file(COHORT).read())
+    finally:
+        _remove_deep(_extract(settings))
+
+
+def _remove_deep(folder) -> None:
+    """Remove the chain of ``d`` folders below ``folder`` from the bottom up (shutil.rmtree, which
+    the test's clean-up uses, recurses once per level)."""
+    os.chmod(folder, 0o755)
+    chain = [os.open(folder, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        while True:
+            try:
+                chain.append(os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=chain[-1]))
+            except FileNotFoundError:
+                break
+        for parent in reversed(chain[:-1]):
+            os.rmdir("d", dir_fd=parent)
+    finally:
+        for fd in chain:
+            os.close(fd)
