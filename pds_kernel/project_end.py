@@ -132,7 +132,13 @@ def home_quota_refusal(settings, home: Path, outside: int = 0) -> str | None:
     """Why ``home`` may not be used now (over ``project_end.home_quota_mb``), else ``None``.
     ``outside``: what its running workspace takes besides (:func:`outside_home_bytes`)."""
     limit_mb = settings.project_end.home_quota_mb
-    used = directory_bytes(home) if limit_mb and home.is_dir() else 0
+    try:
+        used = directory_bytes(home) if limit_mb and home.is_dir() else 0
+    except OSError as exc:  # deny: what cannot be measured may be over the quota
+        # (a path longer than the system's limit, made by nesting folders: it ended the hub
+        # watcher's every pass before, for every workspace; red team 7)
+        return (f"the home cannot be measured ({exc.strerror or exc}: folders nested deeper than the "
+                "system can name, or unreadable), so it may be over its limit")
     if limit_mb and used + outside > limit_mb * MIB:
         if outside:
             return (f"the home holds {used // MIB} MB and the running workspace {outside // MIB} MB more "

@@ -124,7 +124,11 @@ class MembershipWatcher(PeriodicCheck):
             pid, log_path = sources.get((user, server), (0, None))
             return outside_home_bytes(home, pid, log_path) if pid else 0
 
-        over = await asyncio.to_thread(homes_over_quota, self.context.settings, running, outside)
+        try:  # a failure here must not skip the extract check below (it did, for every workspace)
+            over = await asyncio.to_thread(homes_over_quota, self.context.settings, running, outside)
+        except Exception:
+            log.exception("the home quota check failed; the extract check runs anyway")
+            over = []
         for user, server, why in over:
             if await self._stop_recorded(user, server, "home over quota", why):
                 stopped.append(f"{user}/{server}")

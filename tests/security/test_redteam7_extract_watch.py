@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -145,3 +146,39 @@ def test_the_mounted_build_moved_away_as_a_new_one_is_published(world):
     for path in [moved, *moved.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     shutil.rmtree(moved)
+
+
+NEST = """
+import os
+fd = os.open('/home/jovyan', os.O_RDONLY | os.O_DIRECTORY)
+for _ in range(20):  # 20 names of 250 characters: a path longer than the system's 4096
+    os.mkdir('x' * 250, dir_fd=fd)
+    inner = os.open('x' * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    os.close(fd)
+    fd = inner
+print('nested')
+"""
+
+
+def test_a_home_nested_deeper_than_a_path_can_name(world):
+    """GOT THROUGH before: alice's kernel nests folders in her home until its path is longer than
+    the system can name (each step relative to the last). Measuring her home raised ``File name too
+    long`` and ended the watcher's every pass before its extract check, for every workspace: no
+    home quota was enforced and no changed extract seen while her folders stayed. Now a home that
+    cannot be measured counts as over the quota (deny): her workspace is stopped, audited, and the
+    watcher goes on."""
+    hub, secret = world
+    alice, url = start_workspace(hub, secret)
+    assert "nested" in execute(url, alice.token, NEST, timeout=60)["stdout"]
+    home = hub.settings.paths.homes / PROJECT / "alice"
+    try:
+        deadline = time.monotonic() + 30
+        while running(hub, "alice") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert not running(hub, "alice"), "the watcher did not stop a workspace whose home it cannot measure"
+        stop = [e for e in hub.actions("workspace.stop") if e.details.get("cause") == "home over quota"][-1]
+        assert "cannot be measured" in stop.details["reason"]
+        again = alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}")
+        assert again.status_code == 403 and "cannot be measured" in again.text, again.text
+    finally:
+        subprocess.run(["find", str(home / ("x" * 250)), "-depth", "-delete"], check=True)
