@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from .db import Base, transaction
-from .sandbox.budget import MAX_RESERVATION
+from .sandbox.reservations import MAX_RESERVATION
 
 DEFAULT_PERIOD_SECONDS = 24 * 3600
 REFUSAL = ("this workspace has used its budget of bytes shown in the browser ({capacity} bytes "

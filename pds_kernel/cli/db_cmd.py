@@ -30,6 +30,7 @@ def upgrade(ctx: typer.Context) -> None:
         console.print(f"database already at schema revision {result.after}", highlight=False)
     if not result.created:
         _seal_approvals(ctx)
+    _seal_hub_accounts(ctx)
 
 
 def _seal_approvals(ctx: typer.Context) -> None:
@@ -49,6 +50,23 @@ def _seal_approvals(ctx: typer.Context) -> None:
         console.print(f"sealed the approvals made before this release (memberships: {sealed['memberships']}, "
                       f"administrators: {sealed['administrators']}; audited as registry.seals.upgrade)",
                       highlight=False)
+
+
+def _seal_hub_accounts(ctx: typer.Context) -> None:
+    """Seal the local hub's accounts made before their seals (pds_kernel.hub.account_seals) now,
+    where this process holds the audit trail's key: once for an installation, and only where a
+    local hub database exists (the hub's start does it too)."""
+    settings = ctx.obj.settings
+    if not (settings.paths.state / "hub" / "jupyterhub.sqlite").is_file():
+        return
+    try:
+        from ..hub.local import seal_accounts_made_before_seals
+    except ImportError:  # no hub installed here
+        return
+    sealed = seal_accounts_made_before_seals(settings, ctx.obj.runtime.audit, ctx.obj.actor)
+    if sealed is not None:
+        console.print(f"sealed the hub accounts made before this release ({len(sealed)}: "
+                      f"{', '.join(sealed) or 'none'}; audited as hub.account.seals.upgrade)", highlight=False)
 
 
 @app.command("status")

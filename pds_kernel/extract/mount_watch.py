@@ -33,6 +33,9 @@ from .tree import BUILD_ID, TreeRefused, fingerprint, open_published
 
 log = logging.getLogger(__name__)
 
+#: The audit cause (``workspace.stop``) of a workspace stopped because its extract changed while it
+#: ran: by the local hub's watcher, and by the Kubernetes hub's spawner (pds_kernel.hub.kube_spawner).
+CHANGED_CAUSE = "extract changed"
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

@@ -165,15 +165,14 @@ def _plain(rel: str) -> bool:
 
 # ---- scanning -----------------------------------------------------------------------------------
 def _walk(root: int, prefix: str = "") -> Iterator[tuple[str, os.stat_result, int]]:
-    """``(relative path, lstat, directory fd)`` of every entry below ``root``, sorted, depth first;
-    a folder inside a folder (an extract has none) raises :class:`TreeRefused` once yielded, so no
-    tree, however deep, makes the walk recurse more than once."""
+    """``(relative path, lstat, directory fd)`` of every entry below ``root``, sorted, depth first.
+    A folder inside a folder is given but not walked: an extract has none (:func:`scan` refuses it,
+    and a fingerprint with it differs from every published one), so no tree, however deep, makes
+    the walk recurse more than once (a deep one raised ``RecursionError`` before: red team 7)."""
     for name in sorted(os.listdir(root)):
         info = os.stat(name, dir_fd=root, follow_symlinks=False)
         yield prefix + name, info, root
-        if stat.S_ISDIR(info.st_mode):
-            if prefix:
-                raise TreeRefused(f"{prefix + name}/ is a folder inside a folder: an extract has none")
+        if stat.S_ISDIR(info.st_mode) and not prefix:
             sub = _open_dir(root, name)
             try:
                 yield from _walk(sub, f"{prefix}{name}/")
@@ -320,12 +319,17 @@ def verify(root: int, manifest_sha256: str, *, hash_max_bytes: int, expected_fin
 #: The exit code of a refusal (the init container's, or the notebook's start): the hub reads it in
 #: the pod's status (:mod:`pds_kernel.k8s.pod_status`).
 REFUSED_EXIT = 3
+#: What walking a tree may raise besides :class:`TreeRefused`: each is a refusal (a tree too deep for
+#: the interpreter's recursion limit or too large for memory is no published extract).
+UNREADABLE = (OSError, ValueError, RecursionError, MemoryError)
 #: Set in a Kubernetes workspace's notebook container: the file where its ``verify-extract``
 #: container recorded the fingerprint of the tree it verified (:func:`refuse_unless_checked`).
 CHECKED_ENV = "PDS_EXTRACT_CHECKED"
 
 
-def _refuse_to_start(reason: object) -> int:
+def refuse_to_start(reason: object) -> int:
+    """Say why the extract is refused (standard error, and ``/dev/termination-log``, which the kubelet
+    puts in the container's status); return :data:`REFUSED_EXIT`."""
     message = f"the project's extract is refused: {reason}; the data manager must re-publish it (pds extract build)"
     print(message, file=sys.stderr)
     try:
@@ -360,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.record:
             with open(args.record, "w", encoding="ascii") as record:
                 record.write(tree.fingerprint)
-    except (TreeRefused, OSError) as exc:
-        return _refuse_to_start(exc)
+    except (TreeRefused, *UNREADABLE) as exc:
+        return refuse_to_start(f"{exc} ({type(exc).__name__})" if isinstance(exc, RecursionError) else exc)
     print("the extract is the published one")
     return 0
 
@@ -386,23 +390,30 @@ def require_checked(environ, directory: str = "/data") -> None:
     refuses too (deny by default)."""
     record = environ.get(CHECKED_ENV)
     if not record:
-        raise SystemExit(_refuse_to_start(f"${CHECKED_ENV} is not set (the check of its mount cannot be read)"))
+        raise SystemExit(refuse_to_start(f"${CHECKED_ENV} is not set (the check of its mount cannot be read)"))
     _compare_with_record(record, directory)
+
+
+def matches_record(record: str, directory: str) -> bool:
+    """Whether the tree at ``directory`` has the fingerprint ``verify-extract`` wrote to ``record``
+    (an empty or another tree's record: no). Raises :class:`OSError` or :class:`ValueError` when
+    either cannot be read (a missing record, ``directory`` not a directory)."""
+    with open(record, encoding="ascii") as handle:
+        expected = handle.read(65)
+    root = os.open(directory, _DIR_FLAGS)
+    try:
+        return fingerprint(root) == expected
+    finally:
+        os.close(root)
 
 
 def _compare_with_record(record: str, directory: str) -> None:
     try:
-        with open(record, encoding="ascii") as handle:
-            expected = handle.read(65)
-        root = os.open(directory, _DIR_FLAGS)
-        try:
-            found = fingerprint(root)
-        finally:
-            os.close(root)
-    except (OSError, ValueError, TreeRefused) as exc:
-        raise SystemExit(_refuse_to_start(f"the check of its mount cannot be read ({exc})")) from None
-    if found != expected:
-        raise SystemExit(_refuse_to_start("the extract mounted in this container is not the one its pod's "
+        same = matches_record(record, directory)
+    except (TreeRefused, *UNREADABLE) as exc:
+        raise SystemExit(refuse_to_start(f"the check of its mount cannot be read ({exc})")) from None
+    if not same:
+        raise SystemExit(refuse_to_start("the extract mounted in this container is not the one its pod's "
                                           "verify-extract container checked (it changed in between)"))
 
 

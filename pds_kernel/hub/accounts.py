@@ -20,6 +20,10 @@ trigger (CSRF), and an admin page that sets another user's password. None of the
   ``/hub/confirm/...`` (e-mail self-approval) are not served (404): ``pds hub account add USER
   --reset`` replaces a password and second factor, ``pds hub account revoke USER`` disables one.
 
+Every account is sealed with the audit key when the platform writes it (:mod:`.account_seals`): a
+sign-in of an account whose seal is missing or wrong gets a wrong password's answer, and the
+accounts page shows it as "seal broken / pending".
+
 A TOTP code is accepted once: :class:`TotpSteps` keeps, per user, the last 30-second time step
 whose code opened a session, in the hub database (so a restart does not reopen the window), and
 :meth:`TotpSteps.claim` refuses the same or an earlier step.
@@ -28,6 +32,7 @@ whose code opened a session, in the hub database (so a restart does not reopen t
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import onetimepass
 from jupyterhub.apihandlers.users import UserAPIHandler
@@ -42,6 +47,7 @@ from tornado import web
 from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
+from .account_seals import BROKEN, REMEDY, AccountSeals, SealedAccount
 from .common import end_sessions
 from .provisions import approve_provision, authorize_unless_pending, find_provision, pending_provisions
 
@@ -198,12 +204,18 @@ class PdsLoginHandler(NativeLoginHandler):
     wrong password still get the same answer (no hint which one was wrong)."""
 
     def _render(self, login_error=None, username=None):
-        if login_error == _UPSTREAM_REFUSAL:
+        if login_error and login_error.endswith(_UPSTREAM_NOT_APPROVED) and self._sealed(username):
+            login_error = NOT_APPROVED  # right password and code, account not approved
+        elif login_error == _UPSTREAM_REFUSAL or (login_error or "").endswith(_UPSTREAM_NOT_APPROVED):
             login_error = refused_login_message(self.authenticator.allowed_failed_logins,
                                                 self.authenticator.seconds_before_next_try)
-        elif login_error and login_error.endswith(_UPSTREAM_NOT_APPROVED):  # right password and code
-            login_error = NOT_APPROVED
         return super()._render(login_error=login_error, username=username)
+
+    def _sealed(self, username) -> bool:
+        """An account changed outside the platform gets a wrong password's answer, right password
+        or not (:mod:`.account_seals`): its refusal tells nothing."""
+        info = self.authenticator.get_user(username or "")
+        return info is not None and self.authenticator.account_sealed(info)
 
     async def post(self):
         username = self.get_body_argument("username", "", strip=True)
@@ -230,7 +242,8 @@ class AccountsAreaHandler(AuthorizationAreaHandler):
     async def get(self):
         users = self.db.query(UserInfo).order_by(UserInfo.username).all()
         self.finish(await self.render_template("authorization-area.html", users=users,
-                                               pending=pending_provisions(self.db)))
+                                               pending=pending_provisions(self.db),
+                                               broken=self.authenticator.account_seals.broken(self.db)))
 
 
 def check_account_manager(registry, record, actor: str, action: str, username: str, **details) -> None:
@@ -245,8 +258,8 @@ def check_account_manager(registry, record, actor: str, action: str, username: s
         raise
 
 
-def apply_account_approval(db, registry, record, username: str, approved: bool, *, actor: str,
-                           via: str, remote_ip: str = "") -> None:
+def apply_account_approval(db, registry, record, seals: AccountSeals, username: str, approved: bool, *,
+                           actor: str, via: str, remote_ip: str = "") -> None:
     """Approve or revoke ``username``'s hub account in the hub database session ``db``: the one
     service behind ``pds hub account approve|revoke`` and ``POST /hub/authorize/USER``.
 
@@ -258,7 +271,12 @@ def apply_account_approval(db, registry, record, username: str, approved: bool, 
     "look again"). Revoking is one administrator's act; it also refuses every login cookie of the
     user and deletes their API tokens (:func:`end_sessions`); their running servers stop at the hub
     watcher's next pass. ``record`` writes an audit event: allowed and denied decisions are both
-    recorded."""
+    recorded.
+
+    Both write the account's seal (:mod:`.account_seals`) from what they checked, and only for an
+    account whose password, second factor and provision are still those the platform sealed: an
+    approval of any other is refused (audited: ``pds hub account add USER --reset`` gives it new
+    ones); a revocation of one is made but leaves its seal broken."""
     from jupyterhub import orm
 
     action = "hub.account.approve" if approved else "hub.account.revoke"
@@ -270,10 +288,15 @@ def apply_account_approval(db, registry, record, username: str, approved: bool, 
                           outcome=Outcome.DENIED, details={**details, "reason": "no such account"}))
         raise NotFound(f"{username} has no hub account: create it with pds hub account add {username}")
     db.refresh(info)  # the hub's session keeps rows: `pds hub account` changes them from another process
+    checked = seals.credentials_sealed(db, info)
     if approved:
-        details.update(_approve(db, registry, record, info, actor, details))
+        details.update(_approve(db, registry, record, info, checked, seals, actor, details))
     else:
         info.is_authorized = False
+        if checked is not None:
+            seals.write(db, checked.approved(False))
+        else:
+            details["account_seal"] = "broken: left unsealed"
         db.commit()
         hub_user = db.query(orm.User).filter(orm.User.name == username).first()
         if hub_user is not None:
@@ -281,19 +304,27 @@ def apply_account_approval(db, registry, record, username: str, approved: bool, 
     record(AuditEvent(actor=actor, action=action, target=f"user:{username}", details=details))
 
 
-def _approve(db, registry, record, info, actor: str, details: dict) -> dict:
-    """The approval of :func:`apply_account_approval`: decided, then written only if the account's
-    provision is still the one decided on; committed. Returns what the audit entry adds."""
+def _approve(db, registry, record, info, checked: SealedAccount | None, seals: AccountSeals, actor: str,
+             details: dict) -> dict:
+    """The approval of :func:`apply_account_approval`: decided on the account as its seal shows it
+    (``checked``), then written only if the account's provision is still the one decided on, and
+    sealed; committed. Returns what the audit entry adds."""
     username, seen = info.username, find_provision(db, info.username)
     pending = seen is not None and seen.pending
     try:
+        if checked is None:
+            raise InvalidInput(f"the hub account of {username} was changed outside the platform ({BROKEN}): "
+                               f"its password or second factor may be someone else's; "
+                               + REMEDY.format(user=username) + ", then approve it")
         permissions.check_approve_hub_account(registry, actor, username, seen.provisioned_by if seen else None,
                                               pending=pending, approvals=registry.approvals_rule())
-        if (pending and not approve_provision(db, seen, permissions.audit_actor(actor))) \
+        approver = permissions.audit_actor(actor)
+        if (pending and not approve_provision(db, seen, approver)) \
                 or not authorize_unless_pending(db, UserInfo.__table__, username):
             raise InvalidInput(f"the hub account of {username} changed while it was being approved (reset "
                                "again, or approved by another administrator): look at it again; a reset waits "
                                f"for a second administrator (pds hub account approve {username})")
+        seals.write(db, checked.approved(True, replace(seen, approved_by=approver) if pending else None))
     except (PermissionDenied, InvalidInput) as exc:
         db.rollback()
         record(AuditEvent(actor=actor, action="hub.account.approve", target=f"user:{username}",
@@ -320,8 +351,8 @@ class AccountAuthorizationHandler(LocalBase):
             raise web.HTTPError(400, "action must be approve or revoke")
         context = self.authenticator.context
         try:
-            apply_account_approval(self.db, context.registry, context.record, slug, action == "approve",
-                                   actor=self.current_user.name, via="web",
+            apply_account_approval(self.db, context.registry, context.record, self.authenticator.account_seals,
+                                   slug, action == "approve", actor=self.current_user.name, via="web",
                                    remote_ip=self.request.remote_ip or "")
         except (PermissionDenied, NotFound, InvalidInput) as exc:
             raise web.HTTPError(exc.http_status, str(exc)) from None

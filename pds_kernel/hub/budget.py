@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 
 from ..audit import AuditEvent, Outcome
-from ..sandbox.budget import API_PATH
+from ..sandbox.reservations import API_PATH
 from ..served_bytes import ServedBytesLedger
 
 

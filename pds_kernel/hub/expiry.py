@@ -35,7 +35,7 @@ from dataclasses import replace
 from datetime import date
 
 from ..audit import AuditEvent
-from ..extract.mount_watch import changed_mounts
+from ..extract.mount_watch import CHANGED_CAUSE, changed_mounts
 from ..periodic import PeriodicCheck
 from ..project_end import homes_over_quota, outside_home_bytes
 from .common import HubContext, is_registry_user, project_groups, revoke_reason
@@ -140,7 +140,7 @@ class MembershipWatcher(PeriodicCheck):
                 if mounted.directory is not None:
                     os.close(mounted.directory)
         for user, server, why in changed:
-            if await self._stop_recorded(user, server, "extract changed", why):
+            if await self._stop_recorded(user, server, CHANGED_CAUSE, why):
                 stopped.append(f"{user}/{server}")
         return stopped
 
@@ -169,25 +169,42 @@ class MembershipWatcher(PeriodicCheck):
     async def _stop(self, user: str, server: str) -> bool:
         from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-        url = f"{self.app.hub.api_url.rstrip('/')}/users/{user}/servers/{server}"
+        url = f"{self._api_url()}/users/{user}/servers/{server}"
         request = HTTPRequest(url, method="DELETE", headers={"Authorization": f"token {self.token}"},
                               request_timeout=60, allow_nonstandard_methods=True)
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
         if response.code in (202, 204):
-            if response.code == 202:  # stop pending: wait for it so the audit entry is true
-                await self._wait_stopped(user, server)
-            return True
+            # 202: the stop is pending. 204 is no proof either: JupyterHub answers it when its stop
+            # failed to remove the server's proxy route, and leaves the server running. The audit
+            # entry is written only for a server seen stopped.
+            if await self._wait_stopped(user, server, timeout=60 if response.code == 202 else 5):
+                return True
+            log.warning("could not stop %s/%s: the hub answered %s but the server still runs "
+                        "(its proxy route not removed?); next try at the next pass", user, server, response.code)
+            return False
         body = response.body.decode(errors="replace")[:200] if response.body else ""
         with contextlib.suppress(ValueError):
             body = json.loads(body).get("message", body)
         log.warning("could not stop %s/%s: %s %s", user, server, response.code, body)
         return False
 
-    async def _wait_stopped(self, user: str, server: str, timeout: float = 60) -> None:
+    def _api_url(self) -> str:
+        """The hub's REST API as this process reaches itself: on loopback when the hub listens there
+        or on every address (the chart's ``:8081``), not through its Service name (no DNS lookup,
+        and no network policy of the hub's own pod in the way)."""
+        hub = self.app.hub
+        if hub.ip in ("", "0.0.0.0", "::", "127.0.0.1", "localhost"):
+            return f"http://127.0.0.1:{hub.port}{hub.base_url.rstrip('/')}/api"
+        return hub.api_url.rstrip("/")
+
+    async def _wait_stopped(self, user: str, server: str, timeout: float) -> bool:
+        """Whether ``user``'s ``server`` is seen stopped within ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while loop.time() < deadline:
+        while True:
             spawner = self.app.users[user].spawners.get(server) if user in self.app.users else None
             if spawner is None or not spawner.active:
-                return
-            await asyncio.sleep(0.2)
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.1)

@@ -14,6 +14,19 @@ writes ``extract.mount_refused`` to the audit trail (with the pod's termination 
 raises :class:`~pds_kernel.k8s.pod_status.ExtractMismatch`: JupyterHub ends the spawn there,
 deletes the pod (``Spawner.stop``) and shows the researcher "Spawn failed: the project's extract
 does not match its publication; an administrator must re-publish it or run `pds extract verify`".
+
+While the server runs, its notebook container's liveness probe compares ``/data`` with what
+``verify-extract`` checked (:mod:`pds_kernel.extract.pod_watch`): on a change the kubelet kills the
+notebook, and its restart refuses the changed tree. KubeSpawner's ``poll`` would then call the
+server running (the pod stays ``Running``, its notebook in back-off) or stopped without a word.
+:meth:`PdsKubeSpawner.poll` reads that refusal in the pod's status (the same
+:func:`~pds_kernel.k8s.pod_status.failed_extract_check`; a ``verify-extract`` that fails when the
+pod's sandbox is re-created counts too), writes ``workspace.stop`` with ``cause: extract changed``
+(as the local hub's watcher), once per pod, and reports the server stopped: JupyterHub removes its
+route and stops it (the pod is deleted). Its next start is refused by ``verify-extract``. When the
+audit trail's latest publication is not the build the pod checked, the cause is ``extract
+republished`` instead (a publication removes the build it replaces; the next start mounts the new
+one).
 """
 
 from __future__ import annotations
@@ -21,7 +34,8 @@ from __future__ import annotations
 from kubespawner import KubeSpawner
 from traitlets import Any
 
-from ..k8s.pod_status import ExtractMismatch, failed_extract_check
+from ..extract.tree import REFUSED_EXIT
+from ..k8s.pod_status import ExtractMismatch, failed_extract_check, stopped_on_change
 
 
 class PdsKubeSpawner(KubeSpawner):
@@ -29,6 +43,7 @@ class PdsKubeSpawner(KubeSpawner):
 
     context = Any(None, allow_none=True, config=True,
                   help="the hub's HubContext (pds_kernel.hub.common), set by pds_kernel.hub.kubernetes.configure")
+    _change_recorded: tuple = (None, None)
 
     def is_pod_running(self, pod):
         """KubeSpawner's test, after refusing (audited) a pod whose ``verify-extract`` container failed,
@@ -43,3 +58,26 @@ class PdsKubeSpawner(KubeSpawner):
                                                         server=self.name or ""))
             raise refusal
         return super().is_pod_running(pod)
+
+    async def poll(self):
+        """``None`` while the server runs; :data:`~pds_kernel.extract.tree.REFUSED_EXIT` once its pod
+        found its extract changed (audited once per pod); else KubeSpawner's answer."""
+        if not self.pending:
+            await self._start_watching_pods()
+            pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}")
+            terminated = failed_extract_check(pod)
+            if terminated is not None:
+                self._record_change(pod, terminated)
+                return REFUSED_EXIT
+        return await super().poll()
+
+    def _record_change(self, pod, terminated) -> None:
+        meta = (pod or {}).get("metadata") or {}
+        key = (meta.get("uid"), meta.get("name"))
+        if key == self._change_recorded:  # JupyterHub polls again when it learns the server stopped
+            return
+        self._change_recorded = key
+        self.log.warning("%s: the extract changed while the server ran; stopping it", self._log_name)
+        if self.context is not None:
+            self.context.record(stopped_on_change(self.context.runtime.audit, self.user.name, self.name or "",
+                                                  pod or {}, terminated))

@@ -19,7 +19,10 @@ is set here wins. Three hooks share one decision, :func:`check_spawn_request`:
 
 The spawner is :class:`~pds_kernel.hub.kube_spawner.PdsKubeSpawner`: a pod whose ``verify-extract``
 container refuses the extract (changed on its claim after the hub read the audit trail) ends the
-spawn at once, audited (``extract.mount_refused``), instead of waiting out ``start_timeout``.
+spawn at once, audited (``extract.mount_refused``), instead of waiting out ``start_timeout``; a
+running server whose pod found its extract changed (the notebook's liveness probe,
+:mod:`pds_kernel.extract.pod_watch`) is stopped at the next poll, audited (``workspace.stop``,
+``cause: extract changed``).
 
 Scopes and roles name no user, so nothing depends on who was in the registry when the hub started
 (``helm upgrade`` adds members without restarting the hub):
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,8 +83,10 @@ log = logging.getLogger(__name__)
 #: User options a spawn request may carry (KubeSpawner's profile choice). Anything else is refused.
 ALLOWED_OPTIONS = frozenset({"profile"})
 GATEWAY_SERVICE = "dask-gateway"
+#: The hub's own service whose token the membership watcher stops servers with (made at each start).
+WATCHER_SERVICE = "pds-watcher"
 #: Roles this module defines; configuration from the chart (``hub.loadRoles``) may not redefine them.
-OWNED_ROLES = frozenset({"user", "admin", ADMIN_ROLE})
+OWNED_ROLES = frozenset({"user", "admin", ADMIN_ROLE, WATCHER_SERVICE})
 
 
 def server_token_scopes() -> list[str]:
@@ -118,6 +124,25 @@ def build_roles(services: set[str]) -> list[dict[str, Any]]:
     if AIRLOCK_SERVICE in services:
         roles.append(airlock_service_role())
     return roles
+
+
+def watcher_role() -> dict[str, Any]:
+    """The membership watcher's role: stop (and start) servers, nothing else (no user list, no tokens)."""
+    return {"name": WATCHER_SERVICE, "description": "PDS membership watcher: stops the servers the "
+                                                    "registry no longer allows",
+            "scopes": ["admin:servers"], "services": [WATCHER_SERVICE]}
+
+
+def configure_watcher(c, settings: Settings, chart_services: list) -> None:
+    """The hub's membership watcher (:class:`pds_kernel.hub.expiry.MembershipWatcher`, started by
+    :class:`PdsOAuthenticator` every ``hub.membership_check_seconds``): it stops, through the hub's
+    REST API, a running workspace whose membership expired or was revoked, whose project was halted
+    or closed, or whose account was disabled. Its token is made here at each start and lives only
+    in this process (and hashed in the hub's database)."""
+    token = secrets.token_hex(32)
+    c.JupyterHub.services = [*chart_services, {"name": WATCHER_SERVICE, "api_token": token}]
+    c.PdsOAuthenticator.membership_check_interval = float(settings.hub.membership_check_seconds)
+    c.PdsOAuthenticator.membership_watcher_token = token
 
 
 def _group_names(user: Any) -> set[str]:
@@ -268,6 +293,9 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.KubeSpawner.enable_user_namespaces = False
     c.KubeSpawner.default_url = "/lab"
     c.KubeSpawner.start_timeout = 300
+    # a pod that found its extract changed is stopped and audited at the next poll (kube_spawner):
+    # as often as the pod checks (a poll reads KubeSpawner's pod cache, no API request)
+    c.KubeSpawner.poll_interval = k8s.extract_watch_seconds
     c.KubeSpawner.http_timeout = 120
 
     c.KubeSpawner.server_token_scopes = server_token_scopes()
@@ -276,8 +304,12 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     if clash:
         raise InvalidInput(f"hub.loadRoles may not define the role(s) {', '.join(clash)}: "
                            "the PDS hub configuration owns them (see pds_kernel/hub/kubernetes.py)")
-    services = {s.get("name") for s in (_existing(c.JupyterHub, "services") or [])}
-    c.JupyterHub.load_roles = existing + build_roles(services)
+    chart_services = list(_existing(c.JupyterHub, "services") or [])
+    services = {s.get("name") for s in chart_services if isinstance(s, dict)}
+    if WATCHER_SERVICE in services:
+        raise InvalidInput(f"hub.services may not define {WATCHER_SERVICE}: the PDS hub configuration owns it")
+    c.JupyterHub.load_roles = existing + build_roles(services) + [watcher_role()]
+    configure_watcher(c, settings, chart_services)
     # Registry admins are only candidates: PdsOAuthenticator puts them in ADMIN_GROUP at sign-in
     # when the identity provider's admin group agrees.
     log.info("kubernetes mode: %d project(s), %d registry admin(s)", len(registry.projects()),

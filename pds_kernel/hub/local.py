@@ -14,8 +14,8 @@ Accounts: created only by an operator with :func:`provision_account` (``pds hub 
 for active registry users, always with a TOTP second factor; there is no web sign-up (see
 :mod:`.accounts` for the account pages that are served, all POST with XSRF and audited). Under the
 two-person rule an account one administrator creates or resets waits for a second one
-(:mod:`.provisions`). A TOTP
-code opens one session only. Data files (hub database, cookie secret, proxy pid, service token) live
+(:mod:`.provisions`). Every account is sealed with the audit key when the platform writes it, and
+refused when its row was written otherwise (:mod:`.account_seals`). A TOTP code opens one session only. Data files (hub database, cookie secret, proxy pid, service token) live
 in ``settings.paths.state / "hub"``.
 """
 
@@ -42,6 +42,7 @@ from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
 from . import budget
+from .account_seals import BROKEN, AccountSeals, SealedAccount, seal_accounts_of_upgrade
 from .accounts import (
     FailedLogins,
     PdsLoginHandler,
@@ -187,6 +188,7 @@ class PdsNativeAuthenticator(NativeAuthenticator):
         super().__init__(*args, **kwargs)
         self._totp_steps: TotpSteps | None = None
         self._failed_logins: FailedLogins | None = None
+        self._account_seals: AccountSeals | None = None
         self._watcher: MembershipWatcher | None = None
         if self.context is not None and self.membership_check_interval > 0:
             self._watcher = MembershipWatcher.start_for(self, self.membership_check_interval,
@@ -243,6 +245,38 @@ class PdsNativeAuthenticator(NativeAuthenticator):
         self.failed_logins.clear(username)
 
     @property
+    def account_seals(self) -> AccountSeals:
+        if self._account_seals is None:
+            self._account_seals = AccountSeals(self.context.runtime.audit.key)
+        return self._account_seals
+
+    def account_sealed(self, info) -> bool:
+        """``info`` (a ``users_info`` row) is what the platform last wrote of the account
+        (:mod:`.account_seals`)."""
+        return self.account_seals.sealed(self.db, info)
+
+    def change_password(self, username, new_password):
+        """NativeAuthenticator's change of a user's own password (``/hub/change-password``, the
+        current password checked by the handler), sealed with the account; refused (``None``,
+        audited) for an account whose seal is broken: its password is not re-sealed."""
+        import bcrypt
+
+        info = self.get_user(username)
+        if info is None or not self.is_password_strong(new_password):
+            return None
+        self.db.refresh(info)
+        account = self.account_seals.checked(self.db, info)
+        if account is None:
+            self.db.rollback()
+            self.context.record(AuditEvent(actor=username, action="hub.account.password", target=f"user:{username}",
+                                           outcome=Outcome.DENIED, details={"reason": BROKEN}))
+            return None
+        info.password = bcrypt.hashpw(new_password.encode(), bcrypt.gensalt())
+        self.account_seals.write(self.db, account.with_password(info.password))  # what was checked
+        self.db.commit()
+        return True
+
+    @property
     def totp_steps(self) -> TotpSteps:
         if self._totp_steps is None:
             self._totp_steps = TotpSteps(self.db)
@@ -256,6 +290,9 @@ class PdsNativeAuthenticator(NativeAuthenticator):
         info = self.get_user(username)
         if info is not None:  # the hub's session keeps rows: see changes made by `pds hub account`
             self.db.refresh(info)
+            if not self.account_sealed(info):  # refused as a wrong password is (PdsLoginHandler)
+                record_login_refused(self.context, username, handler, BROKEN)
+                return None
         if self.require_2fa and info is not None and not info.has_2fa:
             record_login_refused(self.context, username, handler, "account has no second factor")
             return None
@@ -283,19 +320,20 @@ class PdsNativeAuthenticator(NativeAuthenticator):
         info = self.get_user(user.name)
         if info is not None:
             self.db.refresh(info)
-        if info is None or not info.is_authorized:  # revoked (web or CLI): cookies and tokens stop
-            return False
+        if info is None or not info.is_authorized or not self.account_sealed(info):
+            return False  # revoked (web or CLI), or changed outside the platform: cookies and tokens stop
         if handler is not None:
             await stop_revoked_servers(self.context, handler, user.name, reason="refresh")
         return model
 
     def can_use_account(self, username: str) -> bool:
-        """True when ``username`` has a hub account that is approved now (re-read from the database)."""
+        """True when ``username`` has a hub account that is approved now (re-read from the database)
+        and sealed."""
         info = self.get_user(username)
         if info is None:
             return False
         self.db.refresh(info)
-        return bool(info.is_authorized)
+        return bool(info.is_authorized) and self.account_sealed(info)
 
     def get_handlers(self, app):
         return [*account_handlers(PdsLoginHandler, AuditedLogoutHandler), *admission_handlers()]
@@ -341,10 +379,12 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
     bootstrap = not permissions.has_administrator(registry)
     secret = base64.b32encode(secrets.token_bytes(10)).decode()
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+    seals = AccountSeals(registry._audit.key)
     session = _hub_sessions(settings)()
     ended = 0
     try:
         ensure_provisions_table(session)
+        seal_accounts_of_upgrade(session, seals, registry._audit, actor)
         info = UserInfo.find(session, username)
         if info is not None and not reset:
             raise InvalidInput(f"{username} already has a hub account (use --reset to replace it)")
@@ -355,8 +395,10 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
             session.add(info)
         info.password, info.otp_secret = hashed, secret
         info.is_authorized, info.has_2fa = not pending, True
-        write_provision(session, username, action=action.removeprefix("hub.account."),
-                        provisioned_by=permissions.audit_actor(actor), approvals=approvals, approved=not pending)
+        provision = write_provision(session, username, action=action.removeprefix("hub.account."),
+                                    provisioned_by=permissions.audit_actor(actor), approvals=approvals,
+                                    approved=not pending)
+        seals.write(session, SealedAccount.of(info, provision))
         if reset:
             from jupyterhub import orm
 
@@ -386,10 +428,26 @@ def set_account_approval(settings: Settings, registry: Registry, username: str, 
     ``membership_check_interval``. Works with the hub running. A platform administrator only
     (:func:`.accounts.apply_account_approval`, the same service as the hub's accounts page)."""
     check_user_name(username)
+    seals = AccountSeals(registry._audit.key)
     session = _hub_sessions(settings)()
     try:
-        apply_account_approval(session, registry, registry._audit.record, username, approved,
+        seal_accounts_of_upgrade(session, seals, registry._audit, actor)
+        apply_account_approval(session, registry, registry._audit.record, seals, username, approved,
                                actor=actor, via="cli")
+    finally:
+        session.close()
+        session.get_bind().dispose()
+
+
+def seal_accounts_made_before_seals(settings: Settings, audit, actor: str) -> list[str] | None:
+    """The one-time sealing of the accounts made before the seals (:mod:`.account_seals`), by the
+    hub's start and ``pds db upgrade``: the names sealed, or ``None`` when it was done before."""
+    seals = AccountSeals(audit.key)
+    if seals.upgrade_done(audit):  # the usual case: the hub database is not even opened
+        return None
+    session = _hub_sessions(settings)()
+    try:
+        return seal_accounts_of_upgrade(session, seals, audit, actor)
     finally:
         session.close()
         session.get_bind().dispose()
@@ -402,6 +460,7 @@ def configure(c, settings: Settings | None = None) -> HubContext:
     context = HubContext.from_settings(settings)
     registry = context.registry
     state = hub_dir(settings)
+    seal_accounts_made_before_seals(settings, context.runtime.audit, actor="hub")
 
     c.JupyterHub.ip = settings.hub.ip
     c.JupyterHub.port = settings.hub.port

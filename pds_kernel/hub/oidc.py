@@ -29,6 +29,12 @@ model always says ``admin: False``, and the Kubernetes configuration binds the r
 never to a list of users (:func:`pds_kernel.hub.kubernetes.build_roles`). The group name is not a
 valid project id, so no project can be mistaken for it.
 
+Running workspaces: the authenticator starts the hub's membership watcher
+(:class:`pds_kernel.hub.expiry.MembershipWatcher`, as the local authenticator does) every
+``membership_check_interval`` seconds: a workspace whose membership was removed or expired, whose
+project was halted or closed, or whose account was disabled is stopped through the hub's REST API
+with the token of the hub's own ``pds-watcher`` service (:func:`pds_kernel.hub.kubernetes.configure_watcher`).
+
 Only the documented override points of OAuthenticator are used (``update_auth_model``,
 ``get_user_groups``, ``check_allowed``, ``refresh_user``); the token exchange is upstream's.
 The standard settings (``client_id``, ``authorize_url``, ``token_url``, ``userdata_url``,
@@ -44,7 +50,7 @@ from dataclasses import dataclass
 
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
-from traitlets import Any, Bool, Set, TraitError, Unicode, default, validate
+from traitlets import Any, Bool, Float, Set, TraitError, Unicode, default, validate
 
 from .. import permissions
 from ..audit import AuditEvent
@@ -60,6 +66,7 @@ from .common import (
     stop_revoked_servers,
     user_roles,
 )
+from .expiry import MembershipWatcher
 from .second_factor import FactorPolicy, check_second_factor, id_token_claims
 
 log = logging.getLogger(__name__)
@@ -145,6 +152,22 @@ class PdsOAuthenticator(GenericOAuthenticator):
              "Empty: the token is trusted because it came from the token endpoint over TLS.")
     id_token_issuer = Unicode(
         "", config=True, help="The expected 'iss' of ID tokens (the provider's issuer URL); empty = not checked.")
+    membership_check_interval = Float(
+        10.0, config=True,
+        help="Seconds between checks that every running workspace's user may still use its project "
+             "(expired or revoked membership, halted or closed project, disabled account stop it). "
+             "0 disables. Set from hub.membership_check_seconds by configure().")
+    membership_watcher_token = Unicode(
+        "", config=True,
+        help="Token of the hub service pds-watcher (admin:servers) the watcher stops servers with; "
+             "made at each start by pds_kernel.hub.kubernetes.configure. Empty: no watcher.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._watcher: MembershipWatcher | None = None
+        if self.context is not None and self.membership_check_interval > 0 and self.membership_watcher_token:
+            self._watcher = MembershipWatcher.start_for(self, self.membership_check_interval,
+                                                        self.membership_watcher_token)
 
     @validate("admin_users", "admin_groups")
     def _refuse_admin_lists(self, proposal):

@@ -24,6 +24,9 @@ from ..registry.names import check_project_id
 SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: A container image reference; no whitespace, no shell metacharacters.
 IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
+#: the longest wait between two checks of a running workspace's extract (a larger value would all
+#: but turn them off)
+MAX_WATCH_SECONDS = 300
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
@@ -76,6 +79,12 @@ class K8sConfig:
     dns: bool = False  #: False: workspace pods get no resolver; services are reached by IP
     gateway_prefix: str = "/services/dask-gateway"
     worker_threads: int = 1
+    #: seconds between the checks, in a running workspace pod, that ``/data`` is still the tree its
+    #: ``verify-extract`` container checked (the notebook's liveness probe: pds_kernel.extract.pod_watch)
+    extract_watch_seconds: int = 10
+    #: a check that takes longer fails, and ends the notebook like a change (storage too slow to
+    #: ``lstat`` every file of the extract in that time needs more)
+    extract_watch_timeout_seconds: int = 30
     services: Services = field(default_factory=Services)
     gpu: Gpu = field(default_factory=Gpu)
 
@@ -130,12 +139,16 @@ def parse_k8s_config(data: Any, origin: str = "k8s config") -> K8sConfig:
                    set(data.get("project_images") or {}))
     values["project_images"] = {check_project_id(p): _image(f"{origin}.project_images.{p}", i)
                                 for p, i in images.items()}
-    for name in ("uid", "gid", "worker_threads"):
+    for name in ("uid", "gid", "worker_threads", "extract_watch_seconds", "extract_watch_timeout_seconds"):
         if name in data:
             v = data[name]
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name != "gid" else 0):
                 raise InvalidInput(f"{origin}.{name}: expected a positive integer")
             values[name] = v
+    for name, most in (("extract_watch_seconds", MAX_WATCH_SECONDS), ("extract_watch_timeout_seconds", 600)):
+        if values.get(name, getattr(default, name)) > most:
+            raise InvalidInput(f"{origin}.{name}: at most {most} (a running workspace's extract is checked "
+                               "that often: pds_kernel.extract.pod_watch)")
     if values.get("uid", default.uid) == 0:
         raise InvalidInput(f"{origin}.uid: workspaces never run as root")
     for name in ("home_size", "tmp_size"):

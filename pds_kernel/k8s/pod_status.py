@@ -14,6 +14,10 @@ pod's status, as the API server sends it (JSON, as KubeSpawner's reflector keeps
 :func:`pds_kernel.k8s.jobs.run_job` serialises the pods it lists); :class:`ExtractMismatch` is the
 refusal the hub and the gate raise then, and the audit entry they write
 (``extract.mount_refused``).
+
+A workspace that was running when its pod found its extract changed (the notebook's liveness
+probe, :mod:`pds_kernel.extract.pod_watch`, had the kubelet kill it; its restart refused the
+tree) is no refusal of a spawn: the hub stops it and writes :func:`stopped_on_change`.
 """
 
 from __future__ import annotations
@@ -22,15 +26,30 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..events import AuditEvent, Outcome
-from ..extract.mount_check import ExtractRefused
+from ..extract.mount_check import ExtractRefused, latest_publication
+from ..extract.mount_watch import CHANGED_CAUSE
 from ..extract.tree import REFUSED_EXIT
-from .pods import COHORT_LINK_CONTAINER, DASK_WORKER_CONTAINER, EXTRACT_CHECK_CONTAINER, NOTEBOOK_CONTAINER
+from .pods import (
+    COHORT_LINK_CONTAINER,
+    DASK_WORKER_CONTAINER,
+    EXTRACT_BUILD_ANNOTATION,
+    EXTRACT_CHECK_CONTAINER,
+    NOTEBOOK_CONTAINER,
+)
 
 #: What the researcher (or the model's checker) is told; the pod's own message goes to the audit trail.
 MISMATCH = ("the project's extract does not match its publication; an administrator must re-publish it "
             "or run `pds extract verify`")
 #: what the audit entry keeps of the pod's termination message (written by the pod: only recorded)
 MAX_MESSAGE = 400
+#: The audit reason of a running workspace stopped because its pod found its extract changed
+#: (:mod:`pds_kernel.extract.pod_watch`); the researcher's next start is refused by ``verify-extract``.
+CHANGED_WHILE_RUNNING = ("the extract it mounts changed while the workspace ran (its pod found a file written, "
+                         "replaced, added or removed since its start's check); its next start is refused until an "
+                         "administrator re-publishes the extract or runs `pds extract verify`")
+#: The audit cause of a running workspace stopped because a newer publication removed the build its
+#: pod mounts (its ``/data`` emptied: a change to the pod, which cannot read the audit trail).
+REPUBLISHED_CAUSE = "extract republished"
 #: containers whose start compares their ``/data`` with what ``verify-extract`` checked
 #: (:func:`~pds_kernel.extract.tree.refuse_unless_checked`, :func:`~pds_kernel.extract.tree.require_checked`)
 CHECKED_STARTS = (NOTEBOOK_CONTAINER, DASK_WORKER_CONTAINER, COHORT_LINK_CONTAINER)
@@ -73,7 +92,7 @@ class ExtractMismatch(ExtractRefused):
         self.project, self.pod = project, pod
         code = terminated.get("exitCode")
         self.exit_code = code if isinstance(code, int) else None
-        self.pod_message = str(terminated.get("message") or terminated.get("reason") or "")[:MAX_MESSAGE]
+        self.pod_message = pod_message(terminated)
         super().__init__(MISMATCH)
 
     def audit_event(self, actor: str, **details: Any) -> AuditEvent:
@@ -82,3 +101,34 @@ class ExtractMismatch(ExtractRefused):
                           project=self.project, outcome=Outcome.DENIED,
                           details={**details, "pod": self.pod, "exit_code": self.exit_code,
                                    "pod_message": self.pod_message, "reason": MISMATCH})
+
+
+def pod_message(terminated: Mapping[str, Any]) -> str:
+    """What an audit entry keeps of a container's ``terminated`` state (written by the pod: only recorded)."""
+    return str(terminated.get("message") or terminated.get("reason") or "")[:MAX_MESSAGE]
+
+
+def stopped_on_change(audit, user: str, server: str, pod: Mapping[str, Any],
+                      terminated: Mapping[str, Any]) -> AuditEvent:
+    """The ``workspace.stop`` entry of a running workspace whose pod (the API's JSON) found its
+    extract changed (:func:`failed_extract_check` of its status): the cause the local hub's watcher
+    writes (:data:`~pds_kernel.extract.mount_watch.CHANGED_CAUSE`), checked at the pod; or, when the
+    audit trail's latest publication of the project is not the build the pod checked (its
+    :data:`~pds_kernel.k8s.pods.EXTRACT_BUILD_ANNOTATION`), :data:`REPUBLISHED_CAUSE`: a publication
+    removes the build it replaces, and the next start mounts the new one."""
+    meta = pod.get("metadata") or {}
+    mounted = (meta.get("annotations") or {}).get(EXTRACT_BUILD_ANNOTATION)
+    try:
+        latest = latest_publication(audit, server).details["build_id"]
+    except ExtractRefused:
+        latest = None
+    cause, reason = CHANGED_CAUSE, CHANGED_WHILE_RUNNING
+    if isinstance(mounted, str) and mounted and latest not in (None, mounted):
+        cause = REPUBLISHED_CAUSE
+        reason = (f"a newer publication of the extract (build {latest}) removed the build the workspace "
+                  f"mounted ({mounted[:40]}); its next start mounts the new one")
+    code = terminated.get("exitCode")
+    return AuditEvent(actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
+                      details={"server": server, "cause": cause, "reason": reason, "checked_at": "pod",
+                               "pod": str(meta.get("name") or ""), "exit_code": code if isinstance(code, int) else None,
+                               "pod_message": pod_message(terminated)})

@@ -15,7 +15,9 @@ in it before (:func:`apply_workspace_invariants` is the last word):
   notebook container mounts it against what the audit trail recorded at its publication, and
   keeps the pod from starting otherwise; it records the fingerprint of the tree it verified in a
   small emptyDir (``/srv/pds/extract-check``, read-only in the notebook container), and the
-  notebook's start refuses a ``/data`` that is not that tree;
+  notebook's start refuses a ``/data`` that is not that tree; while the notebook runs, its one
+  probe, a liveness probe (:func:`extract_watch_probe`), compares ``/data`` with that record again
+  and has the kubelet kill it on a change;
 * the notebook server started by :mod:`pds_kernel.sandbox.notebook_server` (the lockdown and its
   settings, as in the local sandbox), with no other arguments and no ``JUPYTER*``/``PYTHON*``
   variable from the chart's values;
@@ -72,6 +74,9 @@ NO_HTTP_ROUTES = {"DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": "[]"}
 NOTEBOOK_PYTHON = "python"
 #: The notebook container's command: the same launcher as the local sandbox's.
 NOTEBOOK_COMMAND = server_command(NOTEBOOK_PYTHON)
+#: A workspace pod's annotation: the build its ``verify-extract`` checks (the hub tells a change of
+#: the claim from a newer publication by it: :func:`pds_kernel.k8s.pod_status.stopped_on_change`).
+EXTRACT_BUILD_ANNOTATION = "pds.extract-build"
 #: Label keys written on every project pod (and selected by the chart's NetworkPolicies).
 PROJECT_LABEL = "pds.project"
 COMPONENT_LABEL = "pds.component"
@@ -171,6 +176,23 @@ EXTRACT_CHECKED_FILE = f"{EXTRACT_CHECKED_DIR}/fingerprint"
 #: A Dask worker container's command: dask's own (dask-gateway's arguments) started only on the
 #: extract its pod's ``verify-extract`` container checked (:mod:`pds_kernel.extract.checked_start`).
 CHECKED_START = (NOTEBOOK_PYTHON, "-I", "-m", "pds_kernel.extract.checked_start")
+
+
+#: The notebook container's liveness probe (:mod:`pds_kernel.extract.pod_watch`): ``/data`` is still
+#: the tree ``verify-extract`` recorded, or the kubelet kills the notebook.
+EXTRACT_WATCH = (NOTEBOOK_PYTHON, "-I", "-m", "pds_kernel.extract.pod_watch", DATA_MOUNT,
+                 "--record", EXTRACT_CHECKED_FILE)
+
+
+def extract_watch_probe(cfg: K8sConfig) -> dict[str, Any]:
+    """Every ``cfg.extract_watch_seconds``, the kubelet runs :data:`EXTRACT_WATCH` in the notebook
+    container (its very ``/data``, its read-only record); one failure (the tree changed, the record
+    cannot be read, the walk failed or took longer than ``cfg.extract_watch_timeout_seconds``) kills
+    the container at once (SIGKILL one second after SIGTERM). Its restart's launcher then refuses the
+    changed tree, and the hub stops the server, audited (:mod:`pds_kernel.hub.kube_spawner`)."""
+    return {"exec": {"command": list(EXTRACT_WATCH)}, "initialDelaySeconds": 0,
+            "periodSeconds": cfg.extract_watch_seconds, "timeoutSeconds": cfg.extract_watch_timeout_seconds,
+            "failureThreshold": 1, "successThreshold": 1, "terminationGracePeriodSeconds": 1}
 
 
 def extract_checked_volume() -> dict[str, Any]:
@@ -315,6 +337,7 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     pod = copy.deepcopy(pod)
     meta = pod.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), **build_labels(spec)}
+    meta["annotations"] = {**(meta.get("annotations") or {}), EXTRACT_BUILD_ANNOTATION: extract.build_id}
     ps = pod.setdefault("spec", {})
     notebook = next((c for c in ps.get("containers") or [] if c.get("name") == NOTEBOOK_CONTAINER), None)
     if notebook is None:
@@ -332,6 +355,10 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
         build_resources(spec.cpu_limit, spec.mem_limit_mb, gpu_resource=cfg.gpu.resource if gpu else None),
         build_workspace_volumes(spec, cfg))
     notebook["securityContext"] = build_container_security_context(cfg)
+    # the only probe: no startup probe may hold the liveness probe back (pds_kernel.extract.pod_watch)
+    notebook["livenessProbe"] = extract_watch_probe(cfg)
+    notebook.pop("startupProbe", None)
+    notebook.pop("readinessProbe", None)
     env = [e for e in notebook.get("env") or [] if not is_server_config_variable(str(e.get("name", "")))]
     env = rewrite_hub_urls(env, hub_api_url, cfg)
     notebook["env"] = merge_env(env, build_workspace_env(spec, cfg))
@@ -376,7 +403,8 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, extract, sch
     ``verify-extract`` init container, as the notebook pod does), records the verified tree's
     fingerprint in its ``extract-check`` folder, and the worker container starts dask's own command
     (dask-gateway's arguments, unchanged) through :data:`CHECKED_START`, which refuses a ``/data``
-    that is not that tree.
+    that is not that tree. While the worker runs, the notebook's liveness probe watches its
+    ``/data`` too (:func:`extract_watch_probe`).
     """
     gpu = gpu_granted(spec, cfg)
     csc = build_container_security_context(cfg)
@@ -395,6 +423,8 @@ def build_cluster_overrides(spec: WorkspaceSpec, cfg: K8sConfig, *, extract, sch
         "env": [{"name": CHECKED_ENV, "value": EXTRACT_CHECKED_FILE}],
         "securityContext": csc,
         "volumeMounts": [extract_mount(), scratch_mount(), extract_checked_mount()],
+        # while it runs, as the notebook: a change of the claim ends the worker (its restart refuses)
+        "livenessProbe": extract_watch_probe(cfg),
     }
     if gpu:
         worker_pod["nodeSelector"] = dict(cfg.gpu.node_selector)

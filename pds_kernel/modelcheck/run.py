@@ -10,6 +10,13 @@ from the declared table (by PERSON_ID or row number) and count declared persons 
 the project's extract (``/data/COHORT.parquet``); run sacroml's structural attack, its worst-case
 membership-inference attack and LiRA with a bounded number of shadow models; summarise each
 (AUC, its p-value, TPR at low FPR) with sacroml's own recommendation.
+
+A scikit-learn estimator (skops) is also fitted again on the declared training rows, in their
+declared order (:func:`refit`): the state it carries that fitting does not make (:func:`extra_state`)
+and whether the refitted estimator gives the submitted one's outputs (:func:`reproduction`). The
+attacks test the declared rows, so a declaration padded with rows the model never saw (or
+missing some it did) makes them test the wrong rows; a model the declared rows re-make was
+trained on those rows.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ ROW = "row"
 LOW_FPRS = (0.001, 0.01, 0.1)
 #: the largest data table the check reads (rows)
 MAX_ROWS = 2_000_000
+#: largest difference between the outputs of the submitted estimator and of the same estimator
+#: fitted on the declared training rows (predicted probabilities; predictions relative to their
+#: largest magnitude, at least 1) for the declared rows to count as the rows it was trained on.
+#: The same library versions refit on the same rows give the same bits (the check environment pins
+#: the workspaces' versions); this leaves room for floating-point summation order only.
+REPRODUCED_WITHIN = 1e-4
 
 
 class BadDeclaration(Exception):
@@ -154,13 +167,20 @@ def leaf_check(model, X_train: np.ndarray) -> dict[str, int] | None:
     return {"trees": trees, "leaves": total, "unreached": unreached, "miscounted": miscounted}
 
 
-def extra_state(model, X_train, y_train) -> list[str]:
-    """Attributes of a loaded scikit-learn model that the same estimator fitted on the declared
-    training rows does not have, or whose arrays have another shape: state the model carries
-    without being made by fitting (data stored next to a genuine model)."""
-    from sklearn.base import BaseEstimator, clone
+def refit(model, X_train, y_train):
+    """The estimator of ``model`` (same parameters, ``random_state`` included) fitted on the declared
+    training rows, in their declared order."""
+    from sklearn.base import clone
 
-    fresh = clone(model).fit(X_train, y_train)
+    return clone(model).fit(X_train, y_train)
+
+
+def extra_state(model, fresh) -> list[str]:
+    """Attributes of a loaded scikit-learn model that the same estimator fitted on the declared
+    training rows (``fresh``, :func:`refit`) does not have, or whose arrays have another shape:
+    state the model carries without being made by fitting (data stored next to a genuine model)."""
+    from sklearn.base import BaseEstimator
+
     out: list[str] = []
 
     def compare(a, b, where: str, depth: int) -> None:
@@ -183,6 +203,45 @@ def extra_state(model, X_train, y_train) -> list[str]:
 
     compare(model, fresh, "", 0)
     return out[:20]
+
+
+def _seeded(model) -> bool:
+    """Whether every ``random_state`` of ``model`` and of the estimators inside it is fixed (fitting
+    again on the same rows in the same order then makes the same model)."""
+    return all(value is not None for key, value in model.get_params(deep=True).items()
+               if key == "random_state" or key.endswith("__random_state"))
+
+
+def _outputs(estimator, X) -> np.ndarray:
+    if hasattr(estimator, "predict_proba"):
+        return np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    return np.asarray(estimator.predict(X), dtype=np.float64)
+
+
+def _difference(model, other, X) -> float | None:
+    """The largest difference of the outputs of two estimators on ``X`` (``None``: other shapes)."""
+    mine, theirs = _outputs(model, X), _outputs(other, X)
+    if mine.shape != theirs.shape:
+        return None
+    scale = 1.0 if hasattr(model, "predict_proba") else max(1.0, float(np.max(np.abs(mine), initial=0.0)))
+    difference = float(np.max(np.abs(mine - theirs), initial=0.0)) / scale
+    return difference if np.isfinite(difference) else None
+
+
+def reproduction(model, fresh, X, X_train, y_train) -> dict[str, Any]:
+    """Whether ``fresh`` (:func:`refit` on ``X_train``, ``y_train``) gives the outputs of the submitted
+    ``model`` on the declared rows ``X`` (training and test): ``difference`` (the largest, ``None``
+    when the outputs do not even have the same shape: other classes), ``reproduced`` (within
+    :data:`REPRODUCED_WITHIN`) and ``seeded``: whether a refit on the same rows makes the same model
+    (every ``random_state`` fixed, or a second refit giving the first one's outputs: a solver that
+    draws nothing), so that a difference can only come from the rows."""
+    difference = _difference(model, fresh, X)
+    reproduced = difference is not None and difference <= REPRODUCED_WITHIN
+    seeded = _seeded(model)
+    if not reproduced and not seeded:
+        again = _difference(fresh, refit(model, X_train, y_train), X)
+        seeded = again is not None and again <= REPRODUCED_WITHIN
+    return {"rows": int(len(X)), "difference": difference, "reproduced": reproduced, "seeded": seeded}
 
 
 def tpr_at(fpr: np.ndarray, tpr: np.ndarray, level: float) -> float:
@@ -292,9 +351,16 @@ def attack(job: dict, out: Path) -> dict[str, Any]:
         report["leaves"] = leaves
     if job["format"] == "skops":
         try:
-            report["extra_state"] = extra_state(model, rows["X_train"], rows["y_train"])
+            fresh = refit(model, rows["X_train"], rows["y_train"])
         except Exception as exc:
             report["extra_state"] = [f"the estimator could not be refitted to compare ({type(exc).__name__})"]
+        else:
+            report["extra_state"] = extra_state(model, fresh)
+            try:
+                report["reproduction"] = reproduction(model, fresh, np.concatenate([rows["X_train"], rows["X_test"]]),
+                                                      rows["X_train"], rows["y_train"])
+            except Exception as exc:  # reported: the verdict cannot pass without it
+                report.setdefault("skipped", {})["reproduction"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     report["params"] = _plain({k: v for k, v in model.get_params().items()
                                if isinstance(v, (int, float, str, bool)) and k != "booster"})
     target = Target(model=model, X_train=rows["X_train"], y_train=rows["y_train"],

@@ -8,10 +8,12 @@ The report is read as untrusted input: only the fields below are kept, each of i
   exceeds ``max_auc`` with p < ``p_value``, or whose TPR at FPR <= ``low_fpr`` exceeds
   ``max_tpr_at_low_fpr`` (with at least ``1 / low_fpr`` test rows; with fewer, that FPR cannot be
   measured and the same finding is ``review``); the declared rows name persons outside the project's extract; the
-  model file names untrusted types (skops).
+  model file names untrusted types (skops); a seeded scikit-learn estimator that the declared
+  training rows do not re-make (:func:`_reproduction_findings`).
 - ``model-attack`` **review**: a structural risk (k-anonymity of leaves, class disclosure,
   residual degrees of freedom, hyper-parameters, small groups); sacroml's own recommendation
-  supports rejection; an attack that could not run.
+  supports rejection; an attack that could not run; an unseeded scikit-learn estimator the
+  declared rows do not re-make, or one the check could not compare.
 - ``model-check`` **review**: an unsupported model type, a declaration the check could not use, a
   check that failed or timed out, no declaration at all.
 - ``model-attack`` **pass**: every attack ran and none of the above.
@@ -64,6 +66,10 @@ def clean_report(raw: dict[str, Any]) -> dict[str, Any]:
                          for k in ("trees", "leaves", "unreached", "miscounted")}
     if isinstance(raw.get("extra_state"), list):
         out["extra_state"] = _texts(raw["extra_state"])
+    made = raw.get("reproduction")
+    if isinstance(made, dict) and isinstance(made.get("reproduced"), bool) and isinstance(made.get("seeded"), bool):
+        out["reproduction"] = {"rows": int(_number(made.get("rows")) or 0), "difference": _number(made.get("difference")),
+                               "reproduced": made["reproduced"], "seeded": made["seeded"]}
     if isinstance(raw.get("persons_declared"), bool):
         out["persons_declared"] = raw["persons_declared"]
     if isinstance(raw.get("params"), dict):
@@ -130,6 +136,7 @@ def findings(report: dict[str, Any], limits) -> list[Finding]:
                                                         "rows does not make (" + ", ".join(report["extra_state"][:5])
                                                         + "): data stored next to the model; export the fitted "
                                                           "estimator alone"))
+    out.extend(_reproduction_findings(report))
     for name, label in MIA.items():
         m = report.get(name)
         if not isinstance(m, dict) or m.get("auc") is None:
@@ -169,3 +176,32 @@ def findings(report: dict[str, Any], limits) -> list[Finding]:
     if not out:
         out.append(Finding("model-attack", Status.PASS, "no attack succeeded beyond the project's thresholds"))
     return out
+
+
+def _reproduction_findings(report: dict[str, Any]) -> list[Finding]:
+    """A scikit-learn estimator (skops) that the declared training rows do not re-make: the attacks
+    tested other rows than the model was trained on (a declaration padded with rows it never saw
+    hides its members among them). **fail** when a refit on the same rows makes the same model (every
+    seed fixed, or a solver that draws nothing), **review** otherwise."""
+    if report.get("format") != "skops" or report.get("extra_state"):
+        return []  # other formats keep no training recipe; a failed refit already fails
+    made = report.get("reproduction")
+    if not isinstance(made, dict):
+        why = (report.get("skipped") or {}).get("reproduction", "not in the report")
+        return [Finding("model-attack", Status.REVIEW, f"the platform could not compare the model with the same "
+                                                       f"estimator fitted on the declared training rows: {why}")]
+    if made["reproduced"]:
+        return []
+    gap = ("its outputs have another shape (other classes)" if made["difference"] is None
+           else f"its outputs differ by up to {made['difference']:.2g} on the {made['rows']} declared rows")
+    if made["seeded"]:
+        return [Finding("model-attack", Status.FAIL, f"the same estimator fitted on the declared training rows, in "
+                                                     f"their declared order, is not the submitted model ({gap}): "
+                                                     "the declaration does not name the rows the model was trained "
+                                                     "on, so the attacks tested other rows; declare exactly the "
+                                                     "rows it was fitted on, in that order")]
+    return [Finding("model-attack", Status.REVIEW, f"the platform could not re-make the model from the declared "
+                                                   f"training rows ({gap}) and cannot tell whether they are the "
+                                                   "rows it was trained on: it was fitted without a fixed "
+                                                   "random_state; fit it with one, on the declared rows in their "
+                                                   "declared order")]

@@ -30,15 +30,13 @@ and without that anchor a deleted entry would make the mark count again (red tea
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from ..audit import AuditEvent, AuditRow, AuditTrail, Outcome
+from ..seal_mac import seal_matches, seal_of
 from .models import SEALED_BY_MIGRATION, Membership, Role, User
 
 #: What a seal's HMAC starts with: a seal is never a valid hash of anything else made with the key.
@@ -53,13 +51,12 @@ class ApprovalSeals:
     """Computes and checks seals with the key of ``audit`` (the audit trail)."""
 
     def __init__(self, audit: AuditTrail):
-        self._secret = audit.key.secret
+        self._key = audit.key
         self._audit = audit
         self._upgrade_sealed = False  #: seen in the audit trail or its anchors: true for good
 
     def _mac(self, kind: str, fields: list) -> str:
-        text = json.dumps([kind, *fields], separators=(",", ":"), ensure_ascii=True)
-        return hmac.new(self._secret, _DOMAIN + text.encode("ascii"), hashlib.sha256).hexdigest()
+        return seal_of(self._key, _DOMAIN, [kind, *fields])
 
     def _membership(self, m: Membership) -> str:
         return self._mac("membership", [m.project_id, m.user_name, Role(m.role).value,
@@ -88,7 +85,7 @@ class ApprovalSeals:
         if seal == SEALED_BY_MIGRATION:
             session = object_session(row)
             return session is not None and not self.upgrade_sealed(session)
-        return hmac.compare_digest(seal, expected())
+        return seal_matches(seal, expected())
 
     # ---- checks -----------------------------------------------------------------------------
     def membership_sealed(self, m: Membership) -> bool:

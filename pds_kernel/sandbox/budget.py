@@ -44,14 +44,10 @@ from urllib.parse import quote
 from tornado import httputil, web, websocket
 from tornado.web import OutputTransform
 
+from .reservations import API_PATH, FIRST_RESERVATION, MAX_RESERVATION
+
 log = logging.getLogger(__name__)
 
-#: Path of the hub's reservation endpoint under its API (``/hub/api/pds/served-bytes/USER/SERVER``).
-API_PATH = "/api/pds/served-bytes"
-#: Largest single reservation a server may ask for (and the largest single response).
-MAX_RESERVATION = 64 * 1024 * 1024
-#: A server's first reservation; each next one is twice the last, up to the configured size.
-FIRST_RESERVATION = 64 * 1024
 NO_LEDGER = ("the budget of bytes shown in the browser cannot be checked (no hub to ask): results "
              "leave only through an export request (pds_kernel.workspace.request_export)")
 #: WebSocket close reasons are limited to 123 bytes.

@@ -45,3 +45,32 @@ def test_untrusted_unsupported_and_broken_reports():
     assert _statuses(clean_report({"status": "unsupported", "reason": "onnx"})) == {("model-check", "review")}
     assert _statuses(clean_report({"status": "bad-declaration"})) == {("model-check", "review")}
     assert ("model-attack", "fail") in _statuses(dict(_report(), foreign_persons=3))
+
+
+def _skops(**reproduction) -> dict:
+    raw = {"status": "ok", "format": "skops", "model": "RandomForestClassifier", "n_train": 400, "n_test": 200,
+           "structural": {"k_anonymity_risk": False},
+           "recommendation": {"immediate_rejection": [], "support_rejection": []}}
+    attack = {"auc": 0.55, "p_value": 0.2, "tpr_at_fpr": {"0.001": 0.0, "0.01": 0.02, "0.1": 0.12}}
+    raw.update(worst_case=dict(attack), lira=dict(attack))
+    if reproduction:
+        raw["reproduction"] = reproduction
+    return clean_report(raw)
+
+
+def test_an_estimator_the_declared_rows_re_make_passes_and_one_they_do_not_fails_or_goes_to_review():
+    assert _statuses(_skops(rows=600, difference=0.0, reproduced=True, seeded=True)) == {("model-attack", "pass")}
+    seeded = findings(_skops(rows=600, difference=0.3, reproduced=False, seeded=True), LIMITS)
+    assert [(f.rule, f.status.value) for f in seeded] == [("model-attack", "fail")]
+    assert "declare exactly the rows it was fitted on" in seeded[0].message
+    unseeded = findings(_skops(rows=600, difference=0.3, reproduced=False, seeded=False), LIMITS)
+    assert [(f.rule, f.status.value) for f in unseeded] == [("model-attack", "review")]
+    assert "random_state" in unseeded[0].message
+    other_classes = findings(_skops(rows=600, difference=None, reproduced=False, seeded=True), LIMITS)
+    assert "another shape" in other_classes[0].message and other_classes[0].status.value == "fail"
+
+
+def test_a_skops_report_without_its_comparison_never_passes():
+    assert _statuses(_skops()) == {("model-attack", "review")}
+    forged = _skops(rows=600, difference=0.0, reproduced="yes", seeded=True)  # not a bool: dropped
+    assert "reproduction" not in forged and _statuses(forged) == {("model-attack", "review")}

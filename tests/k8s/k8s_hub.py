@@ -129,3 +129,35 @@ class Hub:
         return json.loads(response.body)
 
 
+
+
+def start_proxy(app):
+    """The real configurable-http-proxy of ``app`` (initialised), on free loopback ports: JupyterHub
+    stops a server only once its route is removed from the proxy (a stop whose route could not be
+    removed is dropped, the server left running). Returns the process; terminate it after use."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    from ports import free_port
+
+    from pds_kernel.hub.local import proxy_command
+
+    port, api_port = free_port(), free_port()
+    env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": app.proxy.auth_token}
+    proc = subprocess.Popen([*proxy_command(), "--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1",
+                             "--api-port", str(api_port), "--log-level", "warn"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", api_port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("configurable-http-proxy did not start") from None
+            time.sleep(0.1)
+    app.proxy.api_url = f"http://127.0.0.1:{api_port}"
+    return proc

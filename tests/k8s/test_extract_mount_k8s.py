@@ -115,6 +115,12 @@ def _run_as_kubelet(container: dict, claim: Path, record: Path | None = None,
     read-only, the way the kubelet resolves it (the ``extract`` link followed inside the claim),
     and the folder ``record`` as the pod's ``extract-check`` emptyDir; this environment's Python
     stands for the image's."""
+    return subprocess.run(kubelet_argv(container, claim, record, argv), capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def kubelet_argv(container: dict, claim: Path, record: Path | None = None, argv: list[str] | None = None) -> list[str]:
+    """The bubblewrap command line of :func:`_run_as_kubelet`."""
     mount = next(m for m in container["volumeMounts"] if m["name"] == "extract")
     checked = [m for m in container["volumeMounts"] if m["name"] == "extract-check"]
     argv = argv or [sys.executable, *container["command"][1:]]
@@ -126,11 +132,10 @@ def _run_as_kubelet(container: dict, claim: Path, record: Path | None = None,
         argv = ["--", *argv]
     python = [Path(sys.prefix), Path(os.path.realpath(sys.executable)).parents[1], REPO]
     binds = [w for p in dict.fromkeys(map(str, python)) for w in ("--ro-bind", p, p)]
-    return subprocess.run(["bwrap", "--tmpfs", "/", "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
-                           "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-                           "--symlink", "usr/bin", "/bin", "--dev", "/dev", "--proc", "/proc", *binds,
-                           "--ro-bind", str(claim / mount["subPath"]), mount["mountPath"], *argv],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return ["bwrap", "--tmpfs", "/", "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+            "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+            "--symlink", "usr/bin", "/bin", "--dev", "/dev", "--proc", "/proc", *binds,
+            "--ro-bind", str(claim / mount["subPath"]), mount["mountPath"], *argv]
 
 
 @pytest.mark.skipif(not helm_available() or shutil.which("bwrap") is None, reason="helm or bubblewrap missing")
@@ -191,6 +196,10 @@ def test_dask_worker_pods_verify_the_extract_too(runtime, registry):
     assert check["command"][check["command"].index("--record") + 1] == "/srv/pds/extract-check/fingerprint"
     # the worker starts dask-gateway's own command, after the comparison with that record
     assert container["command"] == ["python", "-I", "-m", "pds_kernel.extract.checked_start"]
+    # and, while it runs, it is watched as the notebook is (tests/k8s/test_extract_watch_k8s.py)
+    assert container["livenessProbe"]["exec"]["command"][3:] == [
+        "pds_kernel.extract.pod_watch", "/data", "--record", "/srv/pds/extract-check/fingerprint"]
+    assert container["livenessProbe"]["failureThreshold"] == 1
     assert container["args"][:3] == ["dask", "worker", "--no-dashboard"]
     assert {"name": "PDS_EXTRACT_CHECKED", "value": "/srv/pds/extract-check/fingerprint"} in container["env"]
     assert {"name": "DASK_GATEWAY_WORKER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} \

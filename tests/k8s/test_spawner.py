@@ -194,7 +194,9 @@ async def test_roles_name_no_user(settings, runtime, registry):
     """Members added after the hub started get the same access: no role lists registry users."""
     registry.upsert_user("admin", "alice", is_admin=True)
     roles = {r["name"]: r for r in hub_config(settings).JupyterHub.load_roles}
-    assert set(roles) == {"user", ADMIN_ROLE, "admin", "airlock-service"}
+    assert set(roles) == {"user", ADMIN_ROLE, "admin", "airlock-service", "pds-watcher"}
+    # the membership watcher's service: stops servers, lists nobody (tests/security/test_k8s_membership_watcher.py)
+    assert roles["pds-watcher"]["scopes"] == ["admin:servers"] and roles["pds-watcher"]["services"] == ["pds-watcher"]
     assert roles["user"]["scopes"] == ["self", "access:services!service=dask-gateway",
                                        "access:services!service=airlock"]
     assert "users" not in roles["user"]  # JupyterHub keeps its default: every user
@@ -210,9 +212,11 @@ async def test_chart_roles_are_kept_but_may_not_replace_ours(settings, runtime, 
     culler = {"name": "jupyterhub-idle-culler", "scopes": ["list:users"], "services": ["culler"]}
     roles = hub_config(settings, load_roles=[culler]).JupyterHub.load_roles
     assert roles[0] == culler
-    for name in ("user", "admin", ADMIN_ROLE):
+    for name in ("user", "admin", ADMIN_ROLE, "pds-watcher"):
         with pytest.raises(InvalidInput, match=name):
             hub_config(settings, load_roles=[{"name": name, "scopes": ["admin:users"]}])
+    with pytest.raises(InvalidInput, match="pds-watcher"):  # nor its service, whose token stops servers
+        hub_config(settings, services=("dask-gateway", "pds-watcher"))
 
 
 async def test_gpu_projects_get_the_gpu_image(settings, runtime, registry, kubeconfig):

@@ -26,8 +26,8 @@ from pathlib import Path
 from ports import free_port
 
 from pds_kernel.db import make_engine, session_factory
-from pds_kernel.sandbox.budget import API_PATH
 from pds_kernel.sandbox.notebook_server import server_command
+from pds_kernel.sandbox.reservations import API_PATH
 from pds_kernel.schema import check_schema
 from pds_kernel.served_bytes import ServedBytesLedger
 

@@ -22,6 +22,24 @@ TAMPERS = {
 }
 
 
+def published_claim(settings, runtime, tmp_path: Path, monkeypatch, people: int = 2) -> tuple[Path, Path]:
+    """alpha-study's claim (alice and bob its members), laid out as a publication leaves it, with a
+    table of ``people`` rows; clients of the Kubernetes API contact nothing: (claim, published build)."""
+    import polars as pl
+    from published import publish_by_hand
+
+    from pds_kernel.registry import Registry
+    from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
+
+    use_dummy_kubeconfig(tmp_path, monkeypatch)
+    two_projects(Registry.from_runtime(runtime))
+    claim = settings.paths.projects / "alpha-study"  # laid out as the extract-alpha-study claim
+    (claim / "extract").mkdir(parents=True)
+    pl.DataFrame({"PERSON_ID": ["a", "b"][:people], "n": [1, 2][:people]}).write_parquet(
+        claim / "extract" / "ER_PRS_F.parquet")
+    return claim, publish_by_hand(runtime, "alpha-study")
+
+
 def bwrap_available() -> bool:
     return shutil.which("bwrap") is not None
 

@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import replace
 
-import polars as pl
 import pytest
 from extract_check_k8s_support import (
     TAMPERS,
@@ -28,6 +27,7 @@ from extract_check_k8s_support import (
     check_then_change,
     job_pod_after,
     notebook_refused_pod,
+    published_claim,
     run_init_container,
     run_notebook_start,
     tamper,
@@ -35,13 +35,10 @@ from extract_check_k8s_support import (
 )
 from jupyterhub.utils import exponential_backoff
 from kubespawner import KubeSpawner
-from published import publish_by_hand
 
 from pds_kernel.audit import AuditTrail
 from pds_kernel.k8s.pod_status import MISMATCH, ExtractMismatch
-from pds_kernel.registry import Registry
 from tests.k8s.api_stand_in import JobApi
-from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
 from tests.k8s.test_extract_mount_k8s import _run_as_kubelet
 from tests.k8s.test_model_check_job import platform as gate  # noqa: F401  (a fixture: the gate, checks on Kubernetes)
 from tests.k8s.test_spawner import make_spawner, spawn_manifest
@@ -59,12 +56,7 @@ def _refusals(runtime) -> list:
 @pytest.mark.parametrize("how", sorted(TAMPERS))
 async def test_workspace_on_a_changed_extract_stops_at_once_audited(settings, runtime, tmp_path, monkeypatch,
                                                                    how, restarted):
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    two_projects(Registry.from_runtime(runtime))
-    claim = settings.paths.projects / "alpha-study"  # laid out as the extract-alpha-study claim
-    (claim / "extract").mkdir(parents=True)
-    pl.DataFrame({"PERSON_ID": ["a", "b"], "n": [1, 2]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
-    build = publish_by_hand(runtime, "alpha-study")
+    claim, build = published_claim(settings, runtime, tmp_path, monkeypatch)
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
     spawner._spawn_pending = True  # as JupyterHub's spawn_single_user marks it, for the whole spawn
     manifest = await spawn_manifest(spawner)  # the hub read the publication: the pod is made
@@ -91,12 +83,7 @@ async def test_workspace_on_a_changed_extract_stops_at_once_audited(settings, ru
 @pytest.mark.asyncio
 async def test_workspace_on_the_published_extract_is_not_refused(settings, runtime, tmp_path, monkeypatch):
     """The same chain on the untouched claim: the init container passes, nothing is refused."""
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    two_projects(Registry.from_runtime(runtime))
-    claim = settings.paths.projects / "alpha-study"
-    (claim / "extract").mkdir(parents=True)
-    pl.DataFrame({"PERSON_ID": ["a"], "n": [1]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
-    publish_by_hand(runtime, "alpha-study")
+    claim, _build = published_claim(settings, runtime, tmp_path, monkeypatch, people=1)
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
     spawner._spawn_pending = True  # as JupyterHub's spawn_single_user marks it, for the whole spawn
     manifest = await spawn_manifest(spawner)
@@ -126,12 +113,7 @@ async def test_notebook_does_not_serve_an_extract_changed_after_its_init_contain
     published one) or a file of the build changes. The kubelet mounts the notebook's ``/data`` when
     that container starts: it is not the tree that was checked, and the notebook's own start (its
     exact command) refuses to serve it; the hub ends the spawn, audited."""
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    two_projects(Registry.from_runtime(runtime))
-    claim = settings.paths.projects / "alpha-study"
-    (claim / "extract").mkdir(parents=True)
-    pl.DataFrame({"PERSON_ID": ["a", "b"], "n": [1, 2]}).write_parquet(claim / "extract" / "ER_PRS_F.parquet")
-    build = publish_by_hand(runtime, "alpha-study")
+    claim, build = published_claim(settings, runtime, tmp_path, monkeypatch)
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
     spawner._spawn_pending = True  # as JupyterHub's spawn_single_user marks it, for the whole spawn
     manifest = await spawn_manifest(spawner)

@@ -31,7 +31,17 @@ from model_data_support import (
     xgboost_bytes,
     xy,
 )
-from model_export_support import PROJECT, home, make_service, overfit_tree, people, publish_cohort, submit, write_rows
+from model_export_support import (
+    FEATURES,
+    PROJECT,
+    home,
+    make_service,
+    overfit_tree,
+    people,
+    publish_cohort,
+    submit,
+    write_rows,
+)
 from model_format_support import airlock
 
 from pds_kernel.airlock.staging import RefusedFiles
@@ -301,3 +311,55 @@ def test_skops_estimator_carrying_the_table_as_an_extra_array_fails(checked):
     declaration = write_rows(alice, ROWS, ROWS.PERSON_ID[:200], ROWS.PERSON_ID[200:400])
     view = submit(service, "lr.skops", skops_of(model), declaration)
     _attack_fails(service, view, "calibration_rows_")
+
+
+# ---- 6. declarations padded with rows the model never saw (a scikit-learn estimator is fitted again) ----
+
+def _forest(X, y):
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=40, random_state=0).fit(X, y)
+
+
+@pytest.mark.slow
+def test_declaration_padded_with_rows_the_forest_never_saw_fails(checked):
+    """A seeded forest of fully grown trees memorises rows 0-149. Declared as trained on rows 0-299,
+    half of its "members" are rows it never saw, which the membership attacks cannot tell from the
+    test rows; every leaf is still reached (the leaf rule sees a superset). Before: no failing
+    finding. The same forest fitted on the declared rows is another forest."""
+    service, alice = checked
+    model = _forest(ROWS[FEATURES].to_numpy()[:150], ROWS["outcome"].to_numpy()[:150])
+    declaration = write_rows(alice, ROWS, ROWS.PERSON_ID[:300], ROWS.PERSON_ID[300:400])
+    view = submit(service, "forest.skops", skops_of(model), declaration)
+    _attack_fails(service, view, "the declaration does not name the rows the model was trained on")
+
+
+@pytest.mark.slow
+def test_training_rows_hidden_among_the_declared_test_rows_fail(checked):
+    """The logistic regression (no seed: its solver draws nothing) was fitted on rows 0-299, but rows
+    150-299 are declared as test rows: members on both sides of the attack. Before: no failing finding."""
+    from sklearn.linear_model import LogisticRegression
+
+    service, alice = checked
+    model = LogisticRegression(C=100.0).fit(ROWS[FEATURES].to_numpy()[:300], ROWS["outcome"].to_numpy()[:300])
+    declaration = write_rows(alice, ROWS, ROWS.PERSON_ID[:150], ROWS.PERSON_ID[150:400])
+    view = submit(service, "lr.skops", skops_of(model), declaration)
+    _attack_fails(service, view, "the declaration does not name the rows the model was trained on")
+
+
+@pytest.mark.slow
+def test_exact_declaration_of_a_seeded_forest_is_re_made_and_an_unseeded_one_goes_to_review(checked):
+    """Controls: the declared rows, in the order the forest was fitted on, re-make it (no failing
+    reproduction finding); without a seed the platform cannot tell, and says so to the checker."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    service, alice = checked
+    X, y = ROWS[FEATURES].to_numpy(), ROWS["outcome"].to_numpy()
+    declaration = write_rows(alice, ROWS, ROWS.PERSON_ID[:300], ROWS.PERSON_ID[300:400])
+    seeded = submit(service, "seeded.skops", skops_of(_forest(X[:300], y[:300])), declaration)
+    assert not [f for f in findings(service, seeded) if "rows the model was trained on" in f["message"]
+                or "could not re-make" in f["message"]], findings(service, seeded)
+    unseeded = RandomForestClassifier(n_estimators=40).fit(X[:150], y[:150])
+    view = submit(service, "unseeded.skops", skops_of(unseeded), declaration)
+    assert any(f["rule"] == "model-attack" and f["status"] == "review" and "random_state" in f["message"]
+               for f in findings(service, view)), findings(service, view)

@@ -1,0 +1,193 @@
+"""Seals of the local hub's accounts: what the platform wrote in an account, signed with a key the
+hub's database does not hold (the registry's approvals do the same: docs/adr/0013).
+
+NativeAuthenticator keeps an account in one row of the hub's SQLite database (``users_info``: the
+bcrypt hash of the password, the TOTP secret, whether the second factor is on, whether the account
+is approved). Whoever can write that file (an operator with access to the hub's files, a backup
+restored) could approve a pending account, make an administrator's password or second factor theirs,
+or rename a row, and sign in. So every account carries a seal, an HMAC-SHA256 under the audit
+trail's key (:mod:`pds_kernel.seal_mac`) of:
+
+- its user name, password hash, TOTP secret, second factor on or off, approval;
+- its provision (:mod:`.provisions`: which creation or reset, by whom, under which rule, approved
+  by whom), or none, so the two-person rule's record cannot be rewritten either.
+
+The seals are kept in a table of our own, ``pds_account_seals`` (user name, seal), next to
+NativeAuthenticator's, which stay as they are. Only the platform writes them, each time it writes
+one of those fields: an account created or reset (:func:`.local.provision_account`), approved or
+revoked (:func:`.accounts.apply_account_approval`), its password changed by its user
+(:meth:`.local.PdsNativeAuthenticator.change_password`). A seal is always computed from what the
+platform wrote or checked, never from a row read back after.
+
+Checks: a sign-in (and each refresh of a session, and the membership watcher) takes an account only
+when its seal matches it exactly; otherwise it is refused with the words of a wrong password and
+audited (``hub.login``, reason :data:`BROKEN`), and the accounts page shows it as "seal broken". An
+approval or a revocation takes an account whose seal matches it whatever its approval says (the one
+field a revocation or approval changes): an approval refuses the others (their password or second
+factor may be someone else's: ``pds hub account add USER --reset`` gives new ones); a revocation
+leaves their seal broken.
+
+Accounts made before the seals existed have none. The first of the hub's start, ``pds db upgrade``
+(local) or ``pds hub account add|approve|revoke`` seals every account that has no seal yet, as it
+stands, once, and records it in the audit trail (:data:`UPGRADE_ACTION`, the names in its details).
+From that entry on, which a writer of the hub's database cannot forge nor remove, an account without
+a seal is never sealed but by a platform write.
+
+What a seal does not stop: a row and its seal put back exactly as they were (a revoked account's
+old row, an old password); the audit trail (``hub.account.revoke``, ``hub.account.reset``) records
+what was really done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from nativeauthenticator.orm import UserInfo
+from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, select
+
+from ..audit import AuditEvent, AuditTrail, Outcome
+from ..audit_key import AuditKey
+from ..seal_mac import seal_matches, seal_of
+from .provisions import Provision, find_provision
+
+#: What an account's seal's HMAC starts with (its own kind of seal: :mod:`pds_kernel.seal_mac`).
+_DOMAIN = b"pds-workspace hub account seal v1\x00"
+#: The audit action of the one-time sealing of the accounts made before the seals.
+UPGRADE_ACTION = "hub.account.seals.upgrade"
+#: The audited reason of a refusal for a seal missing or wrong.
+BROKEN = "account seal missing or wrong: the account was changed outside the platform"
+#: What an administrator is told to do with such an account.
+REMEDY = "give it a new password and second factor with pds hub account add {user} --reset"
+
+_metadata = MetaData()
+account_seals_table = Table(
+    "pds_account_seals", _metadata,
+    Column("username", String(255), primary_key=True),
+    Column("seal", String(64), nullable=False),
+)
+
+
+def ensure_table(db) -> None:
+    """Create the table when missing (before the session writes: SQLite lets one writer at a time)."""
+    _metadata.create_all(db.get_bind(), tables=[account_seals_table])
+
+
+@dataclass(frozen=True)
+class SealedAccount:
+    """What an account's seal covers, as the platform wrote or checked it."""
+
+    username: str
+    password: str  #: the bcrypt hash, in hex
+    otp_secret: str | None
+    has_2fa: bool
+    is_authorized: bool
+    provision: tuple | None  #: (id, action, by, rule, approved by) of :class:`.provisions.Provision`
+
+    @classmethod
+    def of(cls, info: UserInfo, provision: Provision | None) -> SealedAccount | None:
+        """The fields of ``info`` and its ``provision``; ``None`` when the row holds what the
+        platform never writes (a password that is not bytes): such a row is never sealed."""
+        password = info.password
+        if not isinstance(password, bytes | memoryview) or not isinstance(info.username, str):
+            return None
+        return cls(username=info.username, password=bytes(password).hex(),
+                   otp_secret=info.otp_secret if isinstance(info.otp_secret, str) else None,
+                   has_2fa=bool(info.has_2fa), is_authorized=bool(info.is_authorized),
+                   provision=_provision_fields(provision))
+
+    def with_password(self, hashed: bytes) -> SealedAccount:
+        return replace(self, password=hashed.hex())
+
+    def approved(self, value: bool, provision: Provision | None = None) -> SealedAccount:
+        """The same account with its approval set to ``value`` (and ``provision``, when given)."""
+        changed = replace(self, is_authorized=value)
+        return changed if provision is None else replace(changed, provision=_provision_fields(provision))
+
+
+def _provision_fields(p: Provision | None) -> tuple | None:
+    return None if p is None else (p.provision_id, p.action, p.provisioned_by, int(p.approvals), p.approved_by)
+
+
+class AccountSeals:
+    """Computes, checks and writes the accounts' seals with ``key`` (the audit trail's)."""
+
+    def __init__(self, key: AuditKey):
+        self._key = key
+        self._upgrade_done = False  #: seen in the audit trail: true for good
+
+    def seal(self, account: SealedAccount) -> str:
+        return seal_of(self._key, _DOMAIN, [
+            "account", account.username, account.password, account.otp_secret, account.has_2fa,
+            account.is_authorized, list(account.provision) if account.provision else None])
+
+    # ---- reads ------------------------------------------------------------------------------
+    def read(self, db, info: UserInfo) -> tuple[SealedAccount | None, str | None]:
+        """``info``'s sealed fields (with its provision) and its stored seal, read in ``db``."""
+        ensure_table(db)
+        stored = db.execute(select(account_seals_table.c.seal)
+                            .where(account_seals_table.c.username == info.username)).scalar()
+        return SealedAccount.of(info, find_provision(db, info.username)), stored
+
+    def checked(self, db, info: UserInfo) -> SealedAccount | None:
+        """The account as checked when ``info`` is exactly what the platform last wrote of it;
+        ``None`` when its seal is missing or wrong."""
+        account, stored = self.read(db, info)
+        return account if account is not None and seal_matches(stored, self.seal(account)) else None
+
+    def sealed(self, db, info: UserInfo) -> bool:
+        """:meth:`checked` as a yes or no (sign-ins, sessions, the membership watcher)."""
+        return self.checked(db, info) is not None
+
+    def credentials_sealed(self, db, info: UserInfo) -> SealedAccount | None:
+        """The account as checked when its seal matches it whatever its approval says (approvals and
+        revocations change only that); ``None`` when its password, second factor, name or provision
+        are not what the platform wrote."""
+        account, stored = self.read(db, info)
+        if account is None:
+            return None
+        for approval in (account.is_authorized, not account.is_authorized):
+            if seal_matches(stored, self.seal(account.approved(approval))):
+                return account
+        return None
+
+    def broken(self, db) -> set[str]:
+        """The accounts whose seal is missing or wrong (the accounts page shows them)."""
+        return {info.username for info in db.query(UserInfo).all() if not self.sealed(db, info)}
+
+    # ---- writes (the platform only, in the caller's transaction) ----------------------------------
+    def write(self, db, account: SealedAccount) -> None:
+        """Store ``account``'s seal in ``db``'s transaction (the caller commits it with the account)."""
+        ensure_table(db)
+        db.execute(delete(account_seals_table).where(account_seals_table.c.username == account.username))
+        db.execute(insert(account_seals_table).values(username=account.username, seal=self.seal(account)))
+
+    def upgrade_done(self, audit: AuditTrail) -> bool:
+        """Whether the accounts made before the seals were sealed (the audit trail says so)."""
+        if not self._upgrade_done:
+            self._upgrade_done = any(e.outcome == Outcome.OK for e in audit.entries(action=UPGRADE_ACTION))
+        return self._upgrade_done
+
+    def upgrade_recorded(self) -> None:
+        self._upgrade_done = True
+
+
+def seal_accounts_of_upgrade(db, seals: AccountSeals, audit: AuditTrail, actor: str) -> list[str] | None:
+    """Once for an installation, before the first write of this release to its hub accounts, at
+    the hub's start and by ``pds db upgrade``: seal every account of ``db`` that has no seal, as it
+    stands, commit, and record :data:`UPGRADE_ACTION` with their names (none on a new installation).
+    Returns the names, or ``None`` when it was done before (nothing is sealed then)."""
+    if seals.upgrade_done(audit):
+        return None
+    ensure_table(db)
+    names = []
+    if inspect(db.get_bind()).has_table(UserInfo.__tablename__):
+        for info in db.query(UserInfo).order_by(UserInfo.username).all():
+            account, stored = seals.read(db, info)
+            if stored is None and account is not None:
+                seals.write(db, account)
+                names.append(account.username)
+    db.commit()
+    audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="hub",
+                            details={"accounts": len(names), "names": names[:500]}))
+    seals.upgrade_recorded()
+    return names
