@@ -174,21 +174,24 @@ class AuditTrail:
                                  "open it through Runtime.audit to write")
         return self._key, self._anchors
 
-    def record(self, event: AuditEvent, session: Session | None = None) -> AuditEntry:
+    def record(self, event: AuditEvent, session: Session | None = None, *,
+               anchor_reason: str | None = None) -> AuditEntry:
         """Write one event: inside ``session`` when given (same transaction), else on its own.
 
         The chain head is anchored once the transaction commits (nothing is anchored when it
-        rolls back)."""
-        return self.record_many([event], session)[0]
+        rolls back). ``anchor_reason``: that anchor's reason instead of ``write``, a fact outside the
+        database that its writer cannot remove (:meth:`anchored`)."""
+        return self.record_many([event], session, anchor_reason=anchor_reason)[0]
 
-    def record_many(self, events: list[AuditEvent], session: Session | None = None) -> list[AuditEntry]:
+    def record_many(self, events: list[AuditEvent], session: Session | None = None, *,
+                    anchor_reason: str | None = None) -> list[AuditEntry]:
         """Write ``events`` in order, in one transaction: ``session``'s when given, else their own."""
         key, _ = self._check_writable()
         if session is not None:
-            self._anchor_on_commit(session)
+            self._anchor_on_commit(session, anchor_reason)
             return append_many(session, events, key, self._keyed_from)
         own = self._sessions()
-        self._anchor_on_commit(own)
+        self._anchor_on_commit(own, anchor_reason)
         try:
             entries = append_many(own, events, key, self._keyed_from)
             own.commit()
@@ -199,21 +202,17 @@ class AuditTrail:
             own.close()
         return entries
 
-    def _anchor_on_commit(self, session: Session) -> None:
+    def _anchor_on_commit(self, session: Session, reason: str | None = None) -> None:
+        if reason is not None:
+            session.info[_REASON] = reason
         if session.info.get("pds_audit_listening") is self:
             return
         session.info["pds_audit_listening"] = self
         event.listen(session, "after_commit", self._after_commit)
         event.listen(session, "after_rollback", _forget_pending)
 
-    def anchor_as(self, session: Session, reason: str) -> None:
-        """Give the anchor of ``session``'s commit the reason ``reason`` instead of ``write``: a
-        fact outside the database that its writer cannot remove (:meth:`anchored`). Call it after
-        recording in ``session``."""
-        session.info[_REASON] = reason
-
     def anchored(self, reason: str) -> bool:
-        """Whether the anchor store holds an anchor of ``reason`` (:meth:`anchor_as`)."""
+        """Whether the anchor store holds an anchor of ``reason`` (``anchor_reason`` of :meth:`record`)."""
         _, anchors = self._check_writable()
         return any(anchor.reason == reason for anchor in anchors.read())
 

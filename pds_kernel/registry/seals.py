@@ -126,6 +126,7 @@ def seal_approvals_of_upgrade(s: Session, seals: ApprovalSeals, audit: AuditTrai
         seals.seal_administrator(user)
     s.flush()
     sealed = {"memberships": len(members), "administrators": len(admins)}
-    audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="registry", details=sealed), session=s)
-    audit.anchor_as(s, UPGRADE_ACTION)  # known outside the database too: the mark never counts again
+    # anchored with its own reason: known outside the database too, the mark never counts again
+    audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="registry", details=sealed), session=s,
+                 anchor_reason=UPGRADE_ACTION)
     return sealed
