@@ -17,28 +17,19 @@ One real hub and its real databases; ``pds`` run by the OS user of the tests map
 
 from __future__ import annotations
 
-import pytest
-from hub_account_seals_support import (
+from hub_account_seals_support import (  # noqa: F401  (the fixture world)
     ATTACKER_PASSWORD,
     has_seal_table,
     known_hash,
-    make_seals_world,
     pds_as,
+    seals_world_fixture,
     sign_in,
     write,
 )
-from hub_identity_support import started_world
 from sqlalchemy import text
 
 from pds_kernel.db import make_engine
 from pds_kernel.hub.account_seals import UPGRADE_ACTION
-
-
-@pytest.fixture(scope="module")
-def world():
-    """(the started hub, {user: TOTP secret})"""
-    with started_world(make_seals_world) as world:
-        yield world
 
 
 def _delete_the_upgrade_entry(hub) -> None:
