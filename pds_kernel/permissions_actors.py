@@ -87,6 +87,20 @@ def persons_of(label: str | None) -> set[str]:
     return set(label.split(" acting as ")) if label else set()
 
 
+def can_review_submitted(actor: str, submitted_by: frozenset[str]) -> bool:
+    """Whether ``actor`` put none of a request's files in it (``submitted_by``: the author, an
+    administrator on their behalf or ``--as`` them); see :func:`check_not_submitter`."""
+    return str(actor) not in submitted_by
+
+
+def check_not_submitter(actor: str, submitted_by: frozenset[str]) -> None:
+    """Whoever put files in a request (``submitted_by``: the author, an administrator on their behalf
+    or ``--as`` them) never reviews it, and their verdicts never count: four eyes on someone else's bytes."""
+    if not can_review_submitted(actor, submitted_by):
+        raise PermissionDenied(f"{actor} submitted files of this request for its author: whoever chose a "
+                               "request's files never reviews it; another output checker of the project does")
+
+
 def can_act_personally(actor: str) -> bool:
     """Reviews, approvals, releases and downloads are personal: never through ``--as``."""
     return not isinstance(actor, Impersonation)

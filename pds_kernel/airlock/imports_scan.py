@@ -8,10 +8,14 @@ Deny by default, in this order (the first failure refuses the file; nothing refu
    ``.csv``, a ZIP named ``.txt`` are refused), text holds no NUL byte;
 4. **archives** (``.zip``, ``.tar``, ``.tar.gz``/``.tgz``): every member listed without extracting
    anything; refused for a link (symbolic or hard), a device or FIFO, an absolute or ``..`` path, an
-   encrypted member, an archive inside (one level only, judged by name and by first bytes), more
-   than ``import_max_members`` members, more than ``import_max_unpacked_bytes`` unpacked, or a
-   compression ratio above ``import_max_ratio`` (zip bombs). ZIP members are decompressed for real
-   with a running cap, so lying headers (overlapping-entry bombs) are caught too;
+   encrypted member, an archive inside (one level only, judged by name, by first bytes and by last
+   bytes), more than ``import_max_members`` members, more than ``import_max_unpacked_bytes``
+   unpacked, or a compression ratio above ``import_max_ratio`` (zip bombs). ZIP members are
+   decompressed for real with a running cap, so lying headers (overlapping-entry bombs) are caught
+   too. And the rules of :mod:`.archive_rules` (what the checker reads is what the workspace gets,
+   and all of it reaches ClamAV): names a person can read, one member per name, ZIP compression
+   the scanner unpacks, local headers agreeing with the central directory, one size per TAR
+   member, no byte outside the members;
 5. **malware**: ClamAV's ``clamscan`` (which also looks inside archives). Exit code 0 is clean, 1 a
    signature found; anything else (scanner missing, no signature database, timeout, crash) refuses
    the file: a scan that did not run never passes.
@@ -23,6 +27,7 @@ and shown to checkers.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import subprocess
 import tarfile
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import archive_rules as rules
 from .checks.result import Status
 
 log = logging.getLogger(__name__)
@@ -132,6 +138,18 @@ def check_member_name(member: str) -> None:
         raise ScanRefusal("archive", "a member name holds a NUL byte")
 
 
+def _refuse(reason: str | None) -> None:
+    if reason is not None:
+        raise ScanRefusal("archive", reason)
+
+
+def _check_member(names: rules.MemberNames, member: str, folder: bool) -> None:
+    """The path rules, then :mod:`.archive_rules`' name rules (readable, one member per name)."""
+    check_member_name(member)
+    _refuse(rules.name_refusal(member))
+    _refuse(names.add(member, folder))
+
+
 def _check_not_archive(member: str, head: bytes) -> None:
     if member.lower().endswith(_ARCHIVE_NAMES) or any(head.startswith(m) for m in _ARCHIVE_MAGIC) \
             or head[257:262] == b"ustar":
@@ -160,11 +178,13 @@ class _Budget:
 def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
     budget = _Budget(limits, path.stat().st_size)
     members = []
+    names = rules.MemberNames()
     try:
         with zipfile.ZipFile(path) as zf:
+            _refuse(rules.zip_layout_refusal(path, zf))
             for info in zf.infolist():
                 budget.add_member()
-                check_member_name(info.filename)
+                _check_member(names, info.filename, info.is_dir())
                 mode = (info.external_attr >> 16) & 0o170000
                 if mode == 0o120000:
                     raise ScanRefusal("archive", f"member {info.filename[:200]!r} is a symbolic link")
@@ -173,16 +193,20 @@ def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                 if info.flag_bits & 0x1:
                     raise ScanRefusal("archive", f"member {info.filename[:200]!r} is encrypted: it cannot be scanned")
                 if info.is_dir():
+                    _refuse(rules.folder_refusal(info))
                     members.append({"name": info.filename, "size": 0, "type": "directory"})
                     continue
-                head, actual = b"", 0
+                _refuse(rules.zip_method_refusal(info))
+                head, tail, actual = b"", b"", 0
                 with zf.open(info) as member:  # decompressed for real: lying headers are caught
                     while chunk := member.read(_CHUNK):
                         if not head:
                             head = chunk[:_HEAD]
+                        tail = (tail + chunk)[-rules.TAIL:]
                         actual += len(chunk)
                         budget.add_bytes(len(chunk))
                 _check_not_archive(info.filename, head)
+                _refuse(rules.nested_zip_refusal(info.filename, tail))
                 members.append({"name": info.filename, "size": actual, "type": "file"})
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
         raise ScanRefusal("archive", f"the ZIP archive cannot be read: {str(exc)[:200]}") from None
@@ -192,11 +216,13 @@ def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
 def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
     budget = _Budget(limits, path.stat().st_size)
     members = []
+    names = rules.MemberNames()
     try:
-        with tarfile.open(path, "r:*") as tf:
+        with tarfile.open(path, "r:*", tarinfo=rules.PlainSizeTarInfo) as tf:
             while (info := tf.next()) is not None:
                 budget.add_member()
-                check_member_name(info.name)
+                _check_member(names, info.name, info.isdir())
+                _refuse(rules.tar_size_refusal(info))
                 if info.issym() or info.islnk():
                     raise ScanRefusal("archive", f"member {info.name[:200]!r} is a "
                                                  f"{'symbolic' if info.issym() else 'hard'} link")
@@ -210,10 +236,28 @@ def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                 handle = tf.extractfile(info)
                 head = handle.read(_HEAD) if handle is not None else b""
                 _check_not_archive(info.name, head)
+                tail = head
+                if handle is not None and info.size > _HEAD:
+                    handle.seek(max(_HEAD, info.size - rules.TAIL))
+                    tail = handle.read()
+                _refuse(rules.nested_zip_refusal(info.name, tail))
                 members.append({"name": info.name, "size": info.size, "type": "file"})
+            _check_tar_end(tf, budget)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise ScanRefusal("archive", f"the TAR archive cannot be read: {str(exc)[:200]}") from None
     return members
+
+
+def _check_tar_end(tf: tarfile.TarFile, budget: _Budget) -> None:
+    """Only zero padding after the last member, up to the end of the file (a byte after the gzip
+    stream makes the gzip reader fail: refused the same way)."""
+    tf.fileobj.seek(tf.offset)
+    try:
+        while chunk := tf.fileobj.read(_CHUNK):
+            budget.add_bytes(len(chunk))
+            _refuse(rules.trailing_refusal(chunk))
+    except gzip.BadGzipFile:
+        _refuse(rules.trailing_refusal(b"after the gzip stream"))
 
 
 # ---- malware -----------------------------------------------------------------------------------

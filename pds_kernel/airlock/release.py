@@ -18,15 +18,17 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, InvalidTransition
 from ..hashing import sha256_file
 from ..registry.names import check_project_id
 from .checks import Status, filetypes
 from .imports_scan import import_refusal
-from .models import RequestFile
+from .models import ExportRequest, RequestFile
 from .staging import check_file_name, check_request_id, fsync_path
+from .states import State
 from .views import stored_check
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,19 @@ def copy_release(outbox: Path, project: str, request_id: str, claim: str, items:
         raise
     log.info("released request %s of %s (%d files)", request_id, project, len(items))
     return final
+
+
+def check_not_releasing(req: ExportRequest, stale_seconds: int) -> None:
+    """An approval is not revoked while its release copies: the copy would land after the revocation
+    (an import in every workspace of the project), which got through before
+    (tests/security/test_redteam8_gate.py). A claim older than ``stale_seconds`` is a crashed release."""
+    claimed = req.release_claimed_at
+    if req.state != State.APPROVED.value or req.release_claim is None or claimed is None:
+        return  # released: the claim stays as history, and the admin's revocation withdraws the copy
+    claimed = claimed if claimed.tzinfo is not None else claimed.replace(tzinfo=UTC)
+    if datetime.now(UTC) - claimed < timedelta(seconds=stale_seconds):
+        raise InvalidTransition(f"request {req.id} is being released right now: once it is released, an admin "
+                                "revokes the release (pds airlock revoke) to take its files back")
 
 
 def withdraw_release(outbox: Path, project: str, request_id: str) -> None:

@@ -48,7 +48,7 @@ from .limits import AirlockLimits, load_limits
 from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
 from .rebuild import rebuild_sandbox, release_copies
-from .release import ReleaseItem, copy_release, outbox_dir, type_refusal, withdraw_release
+from .release import ReleaseItem, check_not_releasing, copy_release, outbox_dir, type_refusal, withdraw_release
 from .reviews import DECISIONS  # noqa: F401  (re-exported)
 from .staging import (
     RefusedFiles,
@@ -59,7 +59,7 @@ from .staging import (
     check_types,
     request_dir,
 )
-from .states import REVIEWABLE_STATES, Action, Actor, State, actions_from, check_transition
+from .states import REVIEWABLE_STATES, Action, State, check_transition
 from .submission import (
     add_request_rows,
     checked_context,
@@ -70,12 +70,15 @@ from .submission import (
     stage_all,
     submitted_summary,
 )
+from .submitters import submitted_by
 from .views import (  # noqa: F401  (FileView, RequestSummary, RequestView, ReviewView: re-exported)
+    REVIEWABLE,
     FileView,
     RequestSummary,
     RequestView,
     ReviewView,
     build_view,
+    offered_actions,
 )
 from .views import stored_check as _stored_check
 
@@ -165,21 +168,11 @@ class AirlockService:
 
     def _with_actions(self, view: RequestView, viewer: str) -> RequestView:
         """Add what ``viewer`` may do now (registry questions: outside any open transaction)."""
-        out = []
-        reg = self.registry
-        if view.state in {s.value for s in REVIEWABLE_STATES} and not view.reviewed_by_me and \
-                permissions.can_act(reg, Actor.CHECKER, viewer, view.project, view.author):
-            out.append("review")
-        for action in actions_from(view.state):
-            if action in {Action.START_REVIEW, Action.APPROVE, Action.REQUEST_CHANGES, Action.REJECT}:
-                continue  # these follow from reviews, never pressed directly
-            rule = check_transition(view.state, action)
-            if permissions.can_act(reg, rule.actor, viewer, view.project, view.author):
-                out.append(action.value)
-        if view.state == State.RELEASED.value and viewer == view.author and view.direction == "export" and \
-                permissions.can_research(reg, viewer, view.project):
-            out.append("download")
-        return replace(view, actions=out)
+        submitters = frozenset()
+        if view.state in REVIEWABLE:
+            with transaction(self._sessions) as s:
+                submitters = submitted_by(s, view.id)
+        return replace(view, actions=offered_actions(self.registry, view, viewer, submitters))
 
     def _peek(self, request_id: str) -> tuple[str, str, str]:
         """(project, author, state) of a request, read in a short transaction of its own.
@@ -235,7 +228,7 @@ class AirlockService:
             checkers = permissions.checkers_of(self.registry, project) if state in _OPEN else None
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
-                view = self._view(req, actor, contents, checkers)
+                view = self._view(req, actor, contents, checkers and checkers - submitted_by(s, req.id))
                 self._record(AuditEvent(actor=actor, action="airlock.request.view", target=f"request:{req.id}",
                                         project=req.project_id, details={"state": req.state}), session=s)
             return self._with_actions(view, actor)
@@ -439,6 +432,8 @@ class AirlockService:
                 req = self._load(s, request_id, lock=True)
                 if req.state not in {st.value for st in REVIEWABLE_STATES}:
                     raise InvalidTransition(f"cannot review a request that is {req.state}")
+                submitters = submitted_by(s, req.id)
+                permissions.check_not_submitter(actor, submitters)
                 if actor in reviews.complete_reviewers(req):
                     raise InvalidTransition("you have already reviewed this version of the request")
                 files = {f.index: f for f in req.files}
@@ -456,7 +451,7 @@ class AirlockService:
                                                                for i, (d, _) in clean.items()}}), session=s)
                 if req.state == State.SUBMITTED.value:
                     self._apply(s, req, Action.START_REVIEW, actor)
-                complete = reviews.complete_reviewers(req, checkers)
+                complete = reviews.complete_reviewers(req, checkers - submitters)
                 action = reviews.decision_of(complete, req.reviews_required)
                 if action is not None:
                     self._apply(s, req, action, actor, reviewers=sorted(complete),
@@ -480,7 +475,7 @@ class AirlockService:
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 check_transition(req.state, Action.RELEASE)
-                complete = reviews.complete_reviewers(req, checkers)
+                complete = reviews.complete_reviewers(req, checkers - submitted_by(s, req.id))
                 reviews.check_approvals(req, complete)
                 directory = request_dir(self.settings.paths.staging, req.project_id, req.id)
                 for f in req.files:  # defence in depth: a refused type never leaves, whatever the votes say
@@ -553,6 +548,7 @@ class AirlockService:
                 req = self._load(s, request_id, lock=True)
                 if req.state != state:
                     raise InvalidTransition(f"request {request_id} changed meanwhile: it is now {req.state}")
+                check_not_releasing(req, self.limits.stale_release_seconds)
                 self._apply(s, req, Action.REVOKE, actor, reason=reason.strip()[:MAX_TEXT])
                 direction = req.direction
                 if state == State.RELEASED.value:

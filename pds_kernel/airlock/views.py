@@ -16,9 +16,9 @@ from typing import Any
 
 from .checks import Status, worst
 from .models import ExportRequest, RequestFile
-from .permissions import can_see_votes
+from .permissions import can_act, can_research, can_review_submitted, can_see_votes
 from .reviews import complete_reviewers, valid_verdicts
-from .states import State
+from .states import REVIEWABLE_STATES, Action, Actor, State, actions_from, check_transition
 
 #: Findings listed per rule in a redacted check; the rest are counted. Locations (row, column,
 #: line) are what the author needs to fix a file, and also a channel the author controls (where
@@ -245,3 +245,27 @@ def build_view(req: ExportRequest, viewer: str, *, contents: bool,
         complete_reviews=len(complete), reviews=reviews, reviews_hidden=hidden,
         reviewed_by_me=own_complete, contents_visible=contents, direction=req.direction or "export",
     )
+
+
+#: states in which a request's files are reviewed (the values a view carries)
+REVIEWABLE = frozenset(s.value for s in REVIEWABLE_STATES)
+
+
+def offered_actions(registry, view: RequestView, viewer: str, submitters: frozenset[str]) -> list[str]:
+    """What ``viewer`` may do now with the request of ``view`` (registry questions: call it outside
+    any open transaction). Whoever submitted its files (``submitters``, :mod:`.submitters`) is not
+    offered its review: :func:`pds_kernel.permissions.check_not_submitter` would refuse it."""
+    out = []
+    if (view.state in REVIEWABLE and not view.reviewed_by_me and can_review_submitted(viewer, submitters)
+            and can_act(registry, Actor.CHECKER, viewer, view.project, view.author)):
+        out.append("review")
+    for action in actions_from(view.state):
+        if action in {Action.START_REVIEW, Action.APPROVE, Action.REQUEST_CHANGES, Action.REJECT}:
+            continue  # these follow from reviews, never pressed directly
+        rule = check_transition(view.state, action)
+        if can_act(registry, rule.actor, viewer, view.project, view.author):
+            out.append(action.value)
+    if view.state == State.RELEASED.value and viewer == view.author and view.direction == "export" and \
+            can_research(registry, viewer, view.project):
+        out.append("download")
+    return out

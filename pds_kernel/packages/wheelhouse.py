@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import IntegrityError, InvalidInput
-from .names import wheel_project
+from .names import normalise, wheel_project
 
 MANIFEST = "index.json"
 FILES = "files"
@@ -68,8 +68,36 @@ def _licence(meta) -> str:
     return text[0][:200] if text else "unknown"
 
 
+def _same_version(a: str, b: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def check_identity(file: str, project: str, version: str, dist_info: str, meta) -> None:
+    """The wheel's ``.dist-info`` folder and METADATA name the release its file name does.
+
+    The index lists a wheel under its file name's project; pip installs what METADATA says, and the
+    approval's audit entry reads the licence there: a ``texttable-1.7.0`` wheel whose METADATA says
+    ``evil 6.6`` was served as texttable before (tests/security/test_redteam8_imports.py)."""
+    folder_name, _, folder_version = dist_info.removesuffix(".dist-info").rpartition("-")
+    meta_name, meta_version = (meta.get("Name") or "").strip(), (meta.get("Version") or "").strip()
+    try:
+        same = normalise(meta_name) == project == normalise(folder_name)
+    except InvalidInput:
+        same = False
+    if not (same and _same_version(meta_version, version) and _same_version(folder_version, version)):
+        raise InvalidInput(f"{file} says it is {meta_name or '?'} {meta_version or '?'} (METADATA, in "
+                           f"{dist_info}), not {project} {version} as its file name: refused; approve the "
+                           "release from its project's own files")
+
+
 def read_wheel(path: Path) -> WheelInfo:
-    """Name, version, hash, size, Requires-Python and licence of the wheel at ``path``."""
+    """Name, version, hash, size, Requires-Python and licence of the wheel at ``path`` (whose
+    METADATA must name the release of its file name: :func:`check_identity`)."""
     path = Path(path)
     project, version = wheel_project(path.name)
     try:
@@ -80,6 +108,7 @@ def read_wheel(path: Path) -> WheelInfo:
             meta = email.parser.BytesParser().parsebytes(archive.read(names[0]), headersonly=True)
     except zipfile.BadZipFile:
         raise InvalidInput(f"{path.name}: not a wheel (not a zip archive)") from None
+    check_identity(path.name, project, version, names[0].split("/")[0], meta)
     return WheelInfo(file=path.name, project=project, version=version, sha256=_sha256(path),
                      size=path.stat().st_size, requires_python=(meta.get("Requires-Python") or "").strip(),
                      licence=_licence(meta))

@@ -11,11 +11,14 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from pds_kernel.audit import AuditEvent
 from pds_kernel.audit_chain import GENESIS_HASH, compute_hash
@@ -106,3 +109,38 @@ def pds_audit_verify(runtime: Runtime) -> subprocess.CompletedProcess:
                           cwd=settings.paths.state, capture_output=True, text=True, timeout=120)
 
 
+def sqlite_file(runtime: Runtime) -> Path:
+    return Path(runtime.settings.database_url[len("sqlite:///"):])
+
+
+def snapshot(runtime: Runtime, name: str) -> str:
+    """A backup taken by the attacker (or an old one found lying around)."""
+    if runtime.engine.dialect.name == "sqlite":
+        target = sqlite_file(runtime).with_name(name)
+        with closing(sqlite3.connect(sqlite_file(runtime))) as src, closing(sqlite3.connect(target)) as dst:
+            src.backup(dst)
+        return str(target)
+    url = runtime.engine.url
+    runtime.close()
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{url.database}_{name}" TEMPLATE "{url.database}"')
+    admin.dispose()
+    return f"{url.database}_{name}"
+
+
+def restore(runtime: Runtime, backup: str) -> None:
+    runtime.close()
+    if runtime.settings.database_url.startswith("sqlite:///"):
+        path = sqlite_file(runtime)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(backup, path)
+        return
+    url = create_engine(runtime.settings.database_url).url
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE "{url.database}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{url.database}" TEMPLATE "{backup}"')
+        conn.exec_driver_sql(f'DROP DATABASE "{backup}"')
+    admin.dispose()

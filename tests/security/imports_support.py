@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))  # tests/ai
 
 from airlock_web import FakeIdentity, live_server
 from gate_support import PREFIX, gate_registry_fixture  # noqa: F401  (the gate_registry fixture)
-from import_signatures import MARKER, import_settings  # noqa: F401  (MARKER: re-exported)
+from import_signatures import HASHED, MARKER, import_settings  # noqa: F401  (HASHED, MARKER: re-exported)
 
 from pds_kernel.airlock.imports import ImportService
 from pds_kernel.airlock.limits import AirlockLimits

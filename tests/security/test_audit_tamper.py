@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import sqlite3
 import subprocess
 import tempfile
-from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,10 +24,11 @@ from audit_support import (
     forged_hash,
     insert,
     pds_audit_verify,
+    restore,
     rewrite_from,
     rows,
+    snapshot,
 )
-from sqlalchemy import create_engine
 
 from pds_kernel.audit_chain import GENESIS_HASH
 from pds_kernel.runtime import Runtime
@@ -243,48 +242,11 @@ def test_replace_the_key_file_and_rewrite_with_the_new_key(runtime):
 
 # ---- swapping the whole database for an older copy ---------------------------------------------
 
-def _sqlite_file(runtime: Runtime) -> Path:
-    return Path(runtime.settings.database_url[len("sqlite:///"):])
-
-
-def _snapshot(runtime: Runtime, name: str) -> str:
-    """A backup taken by the attacker (or an old one found lying around)."""
-    if runtime.engine.dialect.name == "sqlite":
-        target = _sqlite_file(runtime).with_name(name)
-        with closing(sqlite3.connect(_sqlite_file(runtime))) as src, closing(sqlite3.connect(target)) as dst:
-            src.backup(dst)
-        return str(target)
-    url = runtime.engine.url
-    runtime.close()
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{url.database}_{name}" TEMPLATE "{url.database}"')
-    admin.dispose()
-    return f"{url.database}_{name}"
-
-
-def _restore(runtime: Runtime, backup: str) -> None:
-    runtime.close()
-    if runtime.settings.database_url.startswith("sqlite:///"):
-        path = _sqlite_file(runtime)
-        for suffix in ("-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        shutil.copyfile(backup, path)
-        return
-    url = create_engine(runtime.settings.database_url).url
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE "{url.database}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{url.database}" TEMPLATE "{backup}"')
-        conn.exec_driver_sql(f'DROP DATABASE "{backup}"')
-    admin.dispose()
-
-
 def test_swap_the_database_for_an_older_backup(db_runtime):
     fill(db_runtime, 3)
-    backup = _snapshot(db_runtime, "old")
+    backup = snapshot(db_runtime, "old")
     fill(db_runtime, 4)  # entries 4..7: the ones the attacker wants gone
-    _restore(db_runtime, backup)
+    restore(db_runtime, backup)
     report = db_runtime.audit.verify()
     assert [(p.seq, p.until, p.kind) for p in report.problems] == [(4, 7, "deleted")]
     assert "restored from an older backup" in report.problems[0].message
@@ -294,9 +256,9 @@ def test_restore_an_older_backup_and_write_new_entries_over_the_gap(db_runtime):
     """After rolling back, the attacker lets the platform write again so that the chain has no
     missing number at the end: the new entries are authentic but not the anchored ones."""
     fill(db_runtime, 3)
-    backup = _snapshot(db_runtime, "old")
+    backup = snapshot(db_runtime, "old")
     fill(db_runtime, 3)
-    _restore(db_runtime, backup)
+    restore(db_runtime, backup)
     fresh = Runtime(replace(db_runtime.settings))
     try:
         fill(fresh, 3)

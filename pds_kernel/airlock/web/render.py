@@ -21,7 +21,7 @@ MAX_TEXT = 200_000
 @dataclass
 class Rendered:
     file: object  #: the service's FileView
-    mode: str  #: table | image | pdf | text | code | model | none | redacted
+    mode: str  #: table (an archive's members too) | image | pdf | text | code | model | none | redacted
     header: list[str] = field(default_factory=list)
     rows: list[list[tuple[str, str, str]]] = field(default_factory=list)  #: (value, css class, tooltip)
     text: str = ""
@@ -136,10 +136,22 @@ def render_file(file, path: Path) -> Rendered:
         note = f"showing the first {MAX_TEXT} bytes" if len(data) > MAX_TEXT else ""
         return Rendered(file, "text", text=data[:MAX_TEXT].decode("utf-8", "replace"), note=note,
                         general=[f for f in general])
+    if file.kind == "archive" and isinstance(check.get("members"), list):
+        return archive_listing(file, check["members"], general)
     if file.kind == "model" and isinstance(check.get("model_check"), dict):
         return Rendered(file, "model", general=general, model=check["model_check"],
                         note="" if model_plot(check) else "no ROC plot: no membership-inference attack ran")
     return Rendered(file, "none", note="no preview for this type: download it to inspect", general=general)
+
+
+def archive_listing(file, members: list, general: list[dict]) -> Rendered:
+    """An imported archive's members as the scan listed them (the checker reads them here, without
+    downloading the archive: the page showed "no preview" before). Names are text (escaped by the
+    template); the gate refused names that hide characters or repeat in another case or form."""
+    rows = [[(str(m.get("name", "")), "", ""), (str(m.get("size", "")), "", ""), (str(m.get("type", "")), "", "")]
+            for m in members[:MAX_ROWS] if isinstance(m, dict)]
+    note = f"showing {MAX_ROWS} of {len(members)} members" if len(members) > MAX_ROWS else ""
+    return Rendered(file, "table", header=["member", "bytes", "type"], rows=rows, note=note, general=general)
 
 
 def model_plot(check: dict) -> bytes | None:

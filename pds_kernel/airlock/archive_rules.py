@@ -1,0 +1,210 @@
+"""What an imported archive must be beyond each member's path (pure rules, used by :mod:`.imports_scan`).
+
+Each rule closes a way to get content past the listing a checker reads or past the malware scan
+(tests/security/test_redteam8_imports.py; all of them got through before these rules):
+
+* **names a person can read**: no control, format (right-to-left override, zero-width) or
+  unassigned character in a member name, which would show ``report<RLO>fdp.py`` as ``reportyp.pdf``;
+* **one member per name**: no two members whose names are equal once case, Unicode form and ``./``
+  are set aside (the checker's tool shows one, the extraction in the workspace keeps the other; a
+  case-insensitive disk merges them), and no file where another member needs a folder;
+* **ZIP compression the scanner unpacks**: stored, deflate or bzip2 only (ClamAV does not unpack
+  an LZMA member, which Python reads without a word);
+* **every byte of a ZIP accounted for**: members laid end to end from the first byte, then the
+  central directory, then its end record (a second ZIP before, between or after is neither listed
+  nor scanned), and each member's local header saying what the central directory says (ClamAV
+  decompresses by the one, zipfile by the other), no second name for ``unzip`` (an Info-ZIP Unicode
+  Path field), and no folder holding bytes;
+* **one size per TAR member**: the octal size of its ordinary header, and no other (a size in a pax
+  header, a binary size or a sparse map: tarfile and GNU tar read the member by it, ClamAV by the
+  ordinary header, and a file known to ClamAV by its hash passed);
+* **nothing after the end of a TAR**: only zero padding (a ZIP appended to a TAR or a TAR.GZ is
+  opened by ``zipfile`` in the workspace, and ClamAV scanned it as a TAR);
+* **no archive at the end of a member** either: a ZIP behind a line of text opens with ``zipfile``
+  as well as one at the start (judged by the member's last 64 KiB).
+
+Each function answers the reason to refuse, or ``None``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import tarfile
+import unicodedata
+import zipfile
+from pathlib import Path
+
+#: ZIP compression methods ClamAV unpacks, by number; any other member is not scanned
+SCANNED_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2"}
+#: bytes of a member's end that hold a ZIP's end record, its comment included
+TAIL = 65_536 + 22
+_UNREADABLE = {"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp"}
+_LOCAL_HEADER = 30
+_CENTRAL_HEADER = 46
+_END_RECORD = 22
+_ZIP64_END = 56 + 20  #: the ZIP64 end record and its locator
+_DESCRIPTOR_SIZES = {12, 16, 20, 24}  #: a data descriptor, with or without signature, 32 or 64 bits
+
+
+def name_refusal(name: str) -> str | None:
+    """A member name holding a character a person cannot see or that reorders the text."""
+    for char in name:
+        if unicodedata.category(char) in _UNREADABLE:
+            return (f"member {name[:200]!r} holds an invisible or control character (U+{ord(char):04X}), "
+                    "which would show the checker another name: rename it with visible characters")
+    return None
+
+
+class MemberNames:
+    """The names of an archive's members so far, to refuse two members with one name."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+        self.folders: dict[str, str] = {}
+
+    @staticmethod
+    def _parts(name: str) -> list[str]:
+        folded = unicodedata.normalize("NFC", name).casefold()
+        return [p for p in folded.split("/") if p not in ("", ".")]
+
+    def add(self, name: str, folder: bool) -> str | None:
+        parts = self._parts(name)
+        if not parts:
+            return None
+        key = "/".join(parts)
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in self.files:
+                return (f"member {name[:200]!r} is inside {self.files[parent][:200]!r}, which the archive "
+                        "also holds as a file: rebuild the archive with one member per name")
+            self.folders.setdefault(parent, name)
+        other = self.files.get(key) or (None if folder else self.folders.get(key))
+        if other is not None:
+            return (f"members {other[:200]!r} and {name[:200]!r} have the same name (ignoring case and "
+                    "Unicode form): the checker would read one and the workspace extract the other; "
+                    "rebuild the archive with one member per name")
+        (self.folders if folder else self.files)[key] = name
+        return None
+
+
+def zip_method_refusal(info: zipfile.ZipInfo) -> str | None:
+    if info.compress_type in SCANNED_ZIP_METHODS:
+        return None
+    return (f"member {info.filename[:200]!r} is compressed with method {info.compress_type}, which the "
+            f"malware scanner does not unpack: rebuild the archive with "
+            f"{', '.join(SCANNED_ZIP_METHODS.values())} compression (zip -Z deflate)")
+
+
+def _name_bytes(info: zipfile.ZipInfo) -> int:
+    return len(info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437"))
+
+
+def zip_layout_refusal(path: Path, archive: zipfile.ZipFile) -> str | None:
+    """Bytes of the ZIP at ``path`` that belong to no member, nor to its central directory."""
+    hidden = ("the ZIP holds bytes outside its members ({where}): another archive or data hidden there "
+              "is neither listed nor scanned; rebuild the archive with a standard zip tool")
+    infos = sorted(archive.infolist(), key=lambda i: i.header_offset)
+    position, descriptor = 0, False
+    with open(path, "rb") as fh:
+        for info in infos:
+            gap = info.header_offset - position
+            if gap != 0 and not (descriptor and gap in _DESCRIPTOR_SIZES):
+                return hidden.format(where=f"{gap} bytes before member {info.filename[:200]!r}")
+            fh.seek(info.header_offset)
+            header = fh.read(_LOCAL_HEADER)
+            if len(header) < _LOCAL_HEADER:
+                return hidden.format(where=f"member {info.filename[:200]!r} is cut short")
+            name_length, extra_length = struct.unpack("<HH", header[26:30])
+            local_extra = fh.read(name_length + extra_length)[name_length:]
+            differs = _local_header_refusal(info, header) or _unicode_path_refusal(info, local_extra)
+            if differs is not None:
+                return differs
+            position = info.header_offset + _LOCAL_HEADER + name_length + extra_length + info.compress_size
+            descriptor = bool(info.flag_bits & 0x08)
+        gap = archive.start_dir - position
+        if gap != 0 and not (descriptor and gap in _DESCRIPTOR_SIZES):
+            return hidden.format(where=f"{gap} bytes before the central directory")
+    central = sum(_CENTRAL_HEADER + _name_bytes(i) + len(i.extra) + len(i.comment) for i in infos)
+    end = archive.start_dir + central + _END_RECORD + len(archive.comment)
+    size = path.stat().st_size
+    if size not in (end, end + _ZIP64_END):
+        return hidden.format(where=f"{size - end} bytes around the central directory")
+    return None
+
+
+def _local_header_refusal(info: zipfile.ZipInfo, header: bytes) -> str | None:
+    """A member's local header must say what the central directory says: zipfile decompresses with
+    the central directory's method, ClamAV with the local header's (a bzip2 member whose local
+    header said "deflate" passed the scan with the test signature in it)."""
+    signature, _, _, method = struct.unpack("<IHHH", header[:10])
+    packed = struct.unpack("<I", header[18:22])[0]
+    sized = not info.flag_bits & 0x08 and packed != 0xFFFFFFFF
+    if signature == 0x04034B50 and method == info.compress_type and (not sized or packed == info.compress_size):
+        return None
+    return (f"member {info.filename[:200]!r} is described one way in its local header and another in the "
+            "central directory (signature, compression method or size): readers would disagree on its "
+            "content; rebuild the archive with a standard zip tool")
+
+
+def _unicode_path_refusal(info: zipfile.ZipInfo, local_extra: bytes) -> str | None:
+    """An Info-ZIP Unicode Path extra field (0x7075) naming another path than the member's name:
+    ``unzip`` extracts by it, zipfile (and so the listing) by the name (``README.md`` came out of
+    ``unzip`` as ``evil_run.py``)."""
+    for extra in (info.extra, local_extra):
+        at = 0
+        while at + 4 <= len(extra):
+            kind, size = struct.unpack("<HH", extra[at:at + 4])
+            body = extra[at + 4:at + 4 + size]
+            if kind == 0x7075 and body[5:].decode("utf-8", "replace") != info.orig_filename:
+                return (f"member {info.filename[:200]!r} carries another name for unzip (a Unicode Path extra "
+                        "field): rebuild the archive with UTF-8 names (python -m zipfile -c, or zip 3)")
+            at += 4 + size
+    return None
+
+
+def folder_refusal(info: zipfile.ZipInfo) -> str | None:
+    """A folder member (its name ends with ``/``) holding bytes: listed as an empty folder, read
+    back by ``zipfile.ZipFile.read``."""
+    if info.file_size == 0 and info.compress_size <= 2:  # deflate's empty stream is 2 bytes
+        return None
+    return (f"member {info.filename[:200]!r} is a folder holding {info.file_size} bytes: rebuild the archive "
+            "with a standard zip tool")
+
+
+def nested_zip_refusal(member: str, tail: bytes) -> str | None:
+    """A member whose last bytes are a ZIP's end record: a ZIP behind other bytes."""
+    if zipfile.is_zipfile(io.BytesIO(tail)):
+        return (f"member {member[:200]!r} ends with a ZIP archive: only one level of archive is "
+                "accepted; import its files instead")
+    return None
+
+
+class PlainSizeTarInfo(tarfile.TarInfo):
+    """A member as tarfile reads it, plus the size field of its own ordinary header (``raw_size``)."""
+
+    raw_size = b""
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        info = super().frombuf(buf, encoding, errors)
+        info.raw_size = bytes(buf[124:136])
+        return info
+
+
+def tar_size_refusal(info: tarfile.TarInfo) -> str | None:
+    """A member whose size is not the plain octal size of its ordinary header."""
+    field = getattr(info, "raw_size", b"").strip(b"\0 ")
+    if (not field or set(field) <= set(b"01234567")) and int(field or b"0", 8) == info.size:
+        return None
+    return (f"member {info.name[:200]!r} gives its size another way than its ordinary header (a pax size, a "
+            "binary size or a sparse map), which the malware scanner reads: rebuild the archive with "
+            "tar --format=ustar")
+
+
+def trailing_refusal(rest: bytes) -> str | None:
+    """Bytes after a TAR's last member: only its zero padding may follow."""
+    if rest.strip(b"\0"):
+        return ("the TAR archive holds data after its last member: another archive or data hidden there "
+                "is neither listed nor scanned; rebuild the archive with tar")
+    return None
