@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 _PENDING = "pds_audit_pending_head"
 #: key of :attr:`Session.info` holding (its transaction, the key in force read in it)
 _KEY_IN_FORCE = "pds_audit_key_in_force"
+#: key of :attr:`Session.info` holding the reason of the anchor its commit writes (``write`` if unset)
+_REASON = "pds_audit_anchor_reason"
 
 
 class AuditRow(Base):
@@ -235,21 +237,24 @@ class AuditTrail:
                                  "open it through Runtime.audit to write")
         return self._keyring, self._anchors
 
-    def record(self, event: AuditEvent, session: Session | None = None) -> AuditEntry:
+    def record(self, event: AuditEvent, session: Session | None = None, *,
+               anchor_reason: str | None = None) -> AuditEntry:
         """Write one event: inside ``session`` when given (same transaction), else on its own.
 
         The chain head is anchored once the transaction commits (nothing is anchored when it
-        rolls back)."""
-        return self.record_many([event], session)[0]
+        rolls back). ``anchor_reason``: that anchor's reason instead of ``write``, a fact outside the
+        database that its writer cannot remove (:meth:`anchored`)."""
+        return self.record_many([event], session, anchor_reason=anchor_reason)[0]
 
-    def record_many(self, events: list[AuditEvent], session: Session | None = None) -> list[AuditEntry]:
+    def record_many(self, events: list[AuditEvent], session: Session | None = None, *,
+                    anchor_reason: str | None = None) -> list[AuditEntry]:
         """Write ``events`` in order, in one transaction: ``session``'s when given, else their own."""
         keyring, _ = self._check_writable()
         if session is not None:
-            self._anchor_on_commit(session)
+            self._anchor_on_commit(session, anchor_reason)
             return append_many(session, events, keyring, self._keyed_from, self._floor())
         own = self._sessions()
-        self._anchor_on_commit(own)
+        self._anchor_on_commit(own, anchor_reason)
         try:
             entries = append_many(own, events, keyring, self._keyed_from, self._floor())
             own.commit()
@@ -260,21 +265,29 @@ class AuditTrail:
             own.close()
         return entries
 
-    def _anchor_on_commit(self, session: Session) -> None:
+    def _anchor_on_commit(self, session: Session, reason: str | None = None) -> None:
+        if reason is not None:
+            session.info[_REASON] = reason
         if session.info.get("pds_audit_listening") is self:
             return
         session.info["pds_audit_listening"] = self
         event.listen(session, "after_commit", self._after_commit)
         event.listen(session, "after_rollback", _forget_pending)
 
+    def anchored(self, reason: str) -> bool:
+        """Whether the anchor store holds an anchor of ``reason`` (``anchor_reason`` of :meth:`record`)."""
+        _, anchors = self._check_writable()
+        return any(anchor.reason == reason for anchor in anchors.read())
+
     def _after_commit(self, session: Session) -> None:
         head = session.info.pop(_PENDING, None)
+        reason = session.info.pop(_REASON, "write")
         if head is None:
             return
         _, anchors = self._check_writable()
         self._keyed_from = head.keyed_from
         anchor = Anchor(seq=head.seq, head=head.hash, time=_now(), keyed_from=head.keyed_from,
-                        key_id=head.key_id, reason="write")
+                        key_id=head.key_id, reason=reason)
         try:
             anchors.append(anchor)
             self._floor_key = head.key_id
@@ -323,6 +336,7 @@ class AuditTrail:
 
 def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_REASON, None)
 
 
 _SQLITE_GUARDS = (

@@ -35,7 +35,9 @@ class Anchor:
     time: str  #: when the anchor was written (UTC, ISO 8601)
     keyed_from: int  #: first entry hashed with the key (entries before it use the unkeyed rule)
     key_id: str  #: which key (its public identifier, never the key)
-    reason: str = "write"  #: "write" (after a commit) | "verify" (after a successful verification)
+    #: "write" (after a commit) | "verify" (after a successful verification) | an action whose
+    #: commit it anchors, recorded for good (``registry.seals.upgrade``: :mod:`pds_kernel.registry.seals`)
+    reason: str = "write"
     format: int = ANCHOR_FORMAT
 
 

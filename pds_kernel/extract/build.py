@@ -54,7 +54,7 @@ from .linkage import cohort_table, death_maps, person_map, read_linkage_file
 from .pinning import lake_changes, pinned_versions, previous_versions
 from .select import table_rows
 from .spec import COHORT_TABLE, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec, check_against_lake, load_spec
-from .tree import Tree, TreeRefused, scan
+from .tree import Tree, TreeRefused, scan_unwritten
 
 log = logging.getLogger(__name__)
 
@@ -330,10 +330,11 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
 def published_state(build: Path) -> Tree:
     """The published build read as a workspace mount reads it (:func:`.tree.scan`): its size and
     the fingerprint of its files' state, recorded in the build's audit entry so that a later
-    change is seen without re-hashing a large extract (see :mod:`.mount_check`)."""
+    change is seen without re-hashing a large extract (see :mod:`.mount_check`); taken when no
+    process could be changing a file unseen (:func:`.tree.scan_unwritten`)."""
     fd = os.open(build, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        return scan(fd)
+        return scan_unwritten(fd)
     except TreeRefused as exc:
         raise IntegrityError(f"the published build {build.name} does not read back as it was written: {exc}") from None
     finally:

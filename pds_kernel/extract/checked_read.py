@@ -88,7 +88,11 @@ def _check_unchanged(root: int, checked: CheckedMount, opened: list[tuple[str, i
     project = checked.expected.project
     after = [(rel, os.fstat(fd)) for rel, fd in opened]
     states: dict[str, os.stat_result] = {}
-    if fingerprint(root, states) != checked.fingerprint:
+    try:
+        now = fingerprint(root, states)
+    except (TreeRefused, OSError) as exc:
+        raise _changed(project, f"its files cannot be read as the check found them: {exc}") from None
+    if now != checked.fingerprint:
         raise _changed(project, "its files are no longer in the state the check found")
     for rel, info in after:
         if rel not in states or not _same(info, states[rel]):

@@ -10,20 +10,28 @@ the workspaces whose build changed: a file written, replaced, added, removed or 
 build directory itself replaced. The comparison reads no file's content: a pass costs one ``stat``
 per file of each running project's extract.
 
+The hub holds a descriptor of the directory each workspace's start checked (:func:`open_watched`)
+and takes the fingerprint through it, so it watches what the sandbox mounts wherever it is moved: a
+build renamed out of ``builds/`` is still seen, and its rename changes the directory's change time.
 A build removed because a newer one was published (:func:`.build.publish` removes the previous
-build) is no tampering: the workspace keeps running, and its next start mounts the new one. A build
-removed otherwise stops it.
+build: the directory has no link left) is no tampering: the workspace keeps running, and its next
+start mounts the new one. A build removed otherwise stops it. Before red team 7 the watcher looked
+the build up by its path: a build moved away just as a new one was published was taken for removed,
+and its files, still mounted, could be changed unwatched.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import InvalidInput
 from ..registry.names import check_project_id
-from .mount_check import CheckedMount, ExtractRefused, latest_publication
-from .tree import BUILD_ID, TreeRefused, fingerprint
+from .mount_check import WHO_FIXES, CheckedMount, ExtractRefused, latest_publication
+from .tree import BUILD_ID, TreeRefused, fingerprint, open_published
+
+log = logging.getLogger(__name__)
 
 #: The audit cause (``workspace.stop``) of a workspace stopped because its extract changed while it
 #: ran: by the local hub's watcher, and by the Kubernetes hub's spawner (pds_kernel.hub.kube_spawner).
@@ -33,15 +41,18 @@ _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 @dataclass(frozen=True)
 class MountedExtract:
-    """What a running workspace mounts: the project's build and its fingerprint at the start."""
+    """What a running workspace mounts: the project's build and its fingerprint at the start, and
+    (in the process that started it) a descriptor of the build's directory (:func:`open_watched`;
+    never saved, never compared)."""
 
     project: str
     build_id: str
     fingerprint: str
+    directory: int | None = field(default=None, compare=False, hash=False, repr=False)
 
     @classmethod
-    def of(cls, checked: CheckedMount) -> MountedExtract:
-        return cls(checked.expected.project, checked.expected.build_id, checked.fingerprint)
+    def of(cls, checked: CheckedMount, directory: int | None = None) -> MountedExtract:
+        return cls(checked.expected.project, checked.expected.build_id, checked.fingerprint, directory)
 
     def as_state(self) -> dict:
         return {"project": self.project, "build_id": self.build_id, "fingerprint": self.fingerprint}
@@ -59,6 +70,34 @@ class MountedExtract:
         except InvalidInput:
             return None
         return cls(project, build_id, value)
+
+
+def open_watched(settings, checked: CheckedMount) -> int:
+    """A descriptor of the build ``checked`` found, opened again through the project's ``extract``
+    link and still in the state the check found (the same directory, unchanged): what the watcher
+    reads. The caller closes it. :class:`ExtractRefused` when it changed in between."""
+    project = checked.expected.project
+    try:
+        fd = open_published(str(settings.paths.projects / project), checked.expected.build_id)
+    except (TreeRefused, OSError) as exc:
+        raise ExtractRefused(f"the extract of project {project} changed while the workspace was starting "
+                             f"({exc}); {WHO_FIXES}") from None
+    try:
+        same = fingerprint(fd) == checked.fingerprint
+    except (TreeRefused, OSError):
+        same = False
+    if not same:
+        os.close(fd)
+        raise ExtractRefused(f"the extract of project {project} changed while the workspace was starting; {WHO_FIXES}")
+    return fd
+
+
+def _held_fingerprint(fd: int) -> str | None:
+    """The fingerprint of the directory held open, wherever it is now; ``None`` when it was removed
+    (no link left: :func:`.build.publish` removed it, files first)."""
+    if os.fstat(fd).st_nlink == 0:
+        return None
+    return fingerprint(fd)
 
 
 def _current_fingerprint(projects_root: str, mounted: MountedExtract) -> str | None:
@@ -81,9 +120,16 @@ def mounted_extract_change(settings, audit, mounted: MountedExtract) -> str | No
     """Why the build ``mounted`` is no longer what its workspace's start checked, or ``None``
     (unchanged, or removed by a newer publication)."""
     try:
-        now = _current_fingerprint(str(settings.paths.projects), mounted)
+        if mounted.directory is not None:
+            now = _held_fingerprint(mounted.directory)
+        else:  # a state saved by a process that no longer runs (never a live sandbox here: see the spawner)
+            now = _current_fingerprint(str(settings.paths.projects), mounted)
     except (TreeRefused, OSError) as exc:
         return f"the extract it mounts (build {mounted.build_id}) cannot be read any more ({exc})"
+    except Exception as exc:  # deny by default: one strange build must not end the pass for all
+        log.exception("the extract %s of project %s could not be compared", mounted.build_id, mounted.project)
+        return (f"the extract it mounts (build {mounted.build_id}) cannot be compared with its start "
+                f"({type(exc).__name__})")
     if now is None:
         try:
             latest = latest_publication(audit, mounted.project).details["build_id"]
@@ -94,7 +140,7 @@ def mounted_extract_change(settings, audit, mounted: MountedExtract) -> str | No
         return f"the extract it mounts (build {mounted.build_id}) was removed"
     if now != mounted.fingerprint:
         return (f"the extract it mounts (build {mounted.build_id}) changed after the workspace started "
-                "(a file written, replaced, added or removed)")
+                "(a file written, replaced, added or removed, or the build moved)")
     return None
 
 

@@ -32,6 +32,8 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .writers import WriterFound, identities, refuse_writers
+
 MANIFEST = "manifest.json"
 #: The name of a build (``builds/<build id>``), as :func:`pds_kernel.extract.build.run_build` makes it.
 BUILD_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
@@ -163,11 +165,14 @@ def _plain(rel: str) -> bool:
 
 # ---- scanning -----------------------------------------------------------------------------------
 def _walk(root: int, prefix: str = "") -> Iterator[tuple[str, os.stat_result, int]]:
-    """``(relative path, lstat, directory fd)`` of every entry below ``root``, sorted, depth first."""
+    """``(relative path, lstat, directory fd)`` of every entry below ``root``, sorted, depth first.
+    A folder inside a folder is given but not walked: an extract has none (:func:`scan` refuses it,
+    and a fingerprint with it differs from every published one), so no tree, however deep, makes
+    the walk recurse more than once (a deep one raised ``RecursionError`` before: red team 7)."""
     for name in sorted(os.listdir(root)):
         info = os.stat(name, dir_fd=root, follow_symlinks=False)
         yield prefix + name, info, root
-        if stat.S_ISDIR(info.st_mode):
+        if stat.S_ISDIR(info.st_mode) and not prefix:
             sub = _open_dir(root, name)
             try:
                 yield from _walk(sub, f"{prefix}{name}/")
@@ -175,9 +180,12 @@ def _walk(root: int, prefix: str = "") -> Iterator[tuple[str, os.stat_result, in
                 os.close(sub)
 
 
-def _state(rel: str, info: os.stat_result) -> str:
+def _state(rel: str, info: os.stat_result) -> bytes:
+    """One entry's part of the fingerprint. A name that is not UTF-8 (``os.listdir`` gives its bytes
+    as surrogates) is hashed as its bytes: it makes the fingerprint differ, never fail."""
     kind = "d" if stat.S_ISDIR(info.st_mode) else "f"
-    return f"{rel}\0{kind}\0{info.st_size if kind == 'f' else 0}\0{info.st_ino}\0{info.st_mtime_ns}\0{info.st_ctime_ns}\n"
+    return (f"{rel}\0{kind}\0{info.st_size if kind == 'f' else 0}\0{info.st_ino}\0{info.st_mtime_ns}\0"
+            f"{info.st_ctime_ns}\n").encode("utf-8", "surrogateescape")
 
 
 def scan(root: int) -> Tree:
@@ -187,7 +195,7 @@ def scan(root: int) -> Tree:
     files = listed_files(manifest)
     expected = {f.path: f for f in files}
     folders = {f.path.split("/")[0] for f in files if "/" in f.path}
-    digest = hashlib.sha256(_state(".", os.fstat(root)).encode())
+    digest = hashlib.sha256(_state(".", os.fstat(root)))
     seen = set()
     for rel, info, _parent in _walk(root):
         if stat.S_ISDIR(info.st_mode):
@@ -204,13 +212,29 @@ def scan(root: int) -> Tree:
             if listed.size is not None and listed.size != info.st_size:
                 raise TreeRefused(f"{rel} has {info.st_size} bytes, the manifest says {listed.size}")
             seen.add(rel)
-        digest.update(_state(rel, info).encode())
+        digest.update(_state(rel, info))
     missing = sorted(set(expected) - seen)
     if missing:
         raise TreeRefused(f"{missing[0]} is listed in the manifest but missing"
                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     total = sum(os.stat(f.path, dir_fd=root, follow_symlinks=False).st_size for f in files)
     return Tree(hashlib.sha256(data).hexdigest(), manifest, files, total, digest.hexdigest())
+
+
+def scan_unwritten(root: int) -> Tree:
+    """:func:`scan`, after making sure no process could change the tree unseen: none holds one
+    of its files open for writing or mapped writable (:mod:`.writers`) while its state is taken.
+    Every fingerprint trusted later (a publication's, a start's check) is taken so."""
+    states: dict[str, os.stat_result] = {}
+    before = fingerprint(root, states)
+    try:
+        refuse_writers(identities(states.values()))
+    except WriterFound as exc:
+        raise TreeRefused(f"a file of the extract may be changing: {exc}") from None
+    tree = scan(root)
+    if tree.fingerprint != before:
+        raise TreeRefused("the extract's files changed while they were being checked")
+    return tree
 
 
 def _kind(info: os.stat_result) -> str:
@@ -225,9 +249,9 @@ def _kind(info: os.stat_result) -> str:
 def fingerprint(root: int, states: dict[str, os.stat_result] | None = None) -> str:
     """The fingerprint of the tree at ``root`` (:func:`scan`'s, without its checks); ``states``,
     when given, receives the state of every entry the fingerprint was taken over."""
-    digest = hashlib.sha256(_state(".", os.fstat(root)).encode())
+    digest = hashlib.sha256(_state(".", os.fstat(root)))
     for rel, info, _parent in _walk(root):
-        digest.update(_state(rel, info).encode())
+        digest.update(_state(rel, info))
         if states is not None:
             states[rel] = info
     return digest.hexdigest()
@@ -269,8 +293,9 @@ def verify(root: int, manifest_sha256: str, *, hash_max_bytes: int, expected_fin
     audit trail recorded). Then an extract of up to ``hash_max_bytes`` has every file re-hashed (a
     tree that changes meanwhile is refused too); a larger one must have the fingerprint
     ``expected_fingerprint``. Returns the tree and whether it was re-hashed. ``on_total`` is told
-    the bytes to hash, ``on_bytes`` the bytes hashed (progress)."""
-    tree = scan(root)
+    the bytes to hash, ``on_bytes`` the bytes hashed (progress). A tree that a process could be
+    changing unseen is refused (:func:`scan_unwritten`)."""
+    tree = scan_unwritten(root)
     if tree.manifest_sha256 != manifest_sha256:
         raise TreeRefused(f"{MANIFEST} is not the published one (its SHA-256 differs from the one the "
                           "audit trail recorded when the extract was published)")
@@ -385,7 +410,7 @@ def matches_record(record: str, directory: str) -> bool:
 def _compare_with_record(record: str, directory: str) -> None:
     try:
         same = matches_record(record, directory)
-    except UNREADABLE as exc:
+    except (TreeRefused, *UNREADABLE) as exc:
         raise SystemExit(refuse_to_start(f"the check of its mount cannot be read ({exc})")) from None
     if not same:
         raise SystemExit(refuse_to_start("the extract mounted in this container is not the one its pod's "

@@ -30,8 +30,10 @@ leaves their seal broken.
 Accounts made before the seals existed have none. The first of the hub's start, ``pds db upgrade``
 (local) or ``pds hub account add|approve|revoke`` seals every account that has no seal yet, as it
 stands, once, and records it in the audit trail (:data:`UPGRADE_ACTION`, the names in its details).
-From that entry on, which a writer of the hub's database cannot forge nor remove, an account without
-a seal is never sealed but by a platform write.
+From then on an account without a seal is never sealed but by a platform write. That is known from
+the audit entry and, since a writer of the platform's database can drop the audit table's trigger
+and delete it, from the anchor of its commit too (reason ``hub.account.seals.upgrade``), outside
+both databases (red team 7: with the entry deleted, the sealing ran again and sealed a changed row).
 
 What a seal does not stop: a row and its seal put back exactly as they were (a revoked account's
 old row, an old password); the audit trail (``hub.account.revoke``, ``hub.account.reset``) records
@@ -163,9 +165,12 @@ class AccountSeals:
         db.execute(insert(account_seals_table).values(username=account.username, seal=self.seal(account)))
 
     def upgrade_done(self, audit: AuditTrail) -> bool:
-        """Whether the accounts made before the seals were sealed (the audit trail says so)."""
+        """Whether the accounts made before the seals were sealed: the audit trail says so, or, its
+        entry deleted from the database (a writer can drop the trigger), the anchor of its commit
+        does (red team 7: the sealing ran again, and sealed a changed account)."""
         if not self._upgrade_done:
-            self._upgrade_done = any(e.outcome == Outcome.OK for e in audit.entries(action=UPGRADE_ACTION))
+            self._upgrade_done = (any(e.outcome == Outcome.OK for e in audit.entries(action=UPGRADE_ACTION))
+                                  or audit.anchored(UPGRADE_ACTION))
         return self._upgrade_done
 
     def upgrade_recorded(self) -> None:
@@ -189,7 +194,8 @@ def seal_accounts_of_upgrade(db, seals: AccountSeals, audit: AuditTrail, actor: 
                 names.append(account.username)
     db.commit()
     audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="hub",
-                            details={"accounts": len(names), "names": names[:500]}))
+                            details={"accounts": len(names), "names": names[:500]}),
+                 anchor_reason=UPGRADE_ACTION)  # known outside the database too: it never runs again
     seals.upgrade_recorded()
     return names
 

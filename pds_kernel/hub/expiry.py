@@ -29,7 +29,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 
 from ..audit import AuditEvent
@@ -122,12 +124,21 @@ class MembershipWatcher(PeriodicCheck):
             pid, log_path = sources.get((user, server), (0, None))
             return outside_home_bytes(home, pid, log_path) if pid else 0
 
-        over = await asyncio.to_thread(homes_over_quota, self.context.settings, running, outside)
+        try:  # a failure here must not skip the extract check below (it did, for every workspace)
+            over = await asyncio.to_thread(homes_over_quota, self.context.settings, running, outside)
+        except Exception:
+            log.exception("the home quota check failed; the extract check runs anyway")
+            over = []
         for user, server, why in over:
             if await self._stop_recorded(user, server, "home over quota", why):
                 stopped.append(f"{user}/{server}")
         mounts = self._mounted_extracts(self._running())
-        changed = await asyncio.to_thread(changed_mounts, self.context.settings, self.context.runtime.audit, mounts)
+        try:
+            changed = await asyncio.to_thread(changed_mounts, self.context.settings, self.context.runtime.audit, mounts)
+        finally:
+            for mounted in mounts.values():
+                if mounted.directory is not None:
+                    os.close(mounted.directory)
         for user, server, why in changed:
             if await self._stop_recorded(user, server, CHANGED_CAUSE, why):
                 stopped.append(f"{user}/{server}")
@@ -137,7 +148,10 @@ class MembershipWatcher(PeriodicCheck):
         """(user, server) -> the extract each running local sandbox mounts (:meth:`SandboxSpawner.mounted_extract`)."""
         mounts = {key: spawner.mounted_extract() for key, spawner in self._spawners(running)
                   if hasattr(spawner, "mounted_extract")}
-        return {key: mounted for key, mounted in mounts.items() if mounted is not None}
+        # each build directory held by the spawner is read through a copy of its descriptor, closed
+        # after the pass: a workspace stopped meanwhile closes its own, never the one being read
+        return {key: mounted if mounted.directory is None else replace(mounted, directory=os.dup(mounted.directory))
+                for key, mounted in mounts.items() if mounted is not None}
 
     async def _stop_recorded(self, user: str, server: str, cause: str, why: str) -> bool:
         self._stopping.add((user, server))

@@ -21,11 +21,16 @@ really done, and ``pds audit verify`` finds deleted entries.
 
 Approvals that existed at the upgrade to revision 0012 carry :data:`SEALED_BY_MIGRATION` (a
 migration holds no key). It counts only until the registry's first write of this release seals them
-(:func:`seal_approvals_of_upgrade`, audited as ``registry.seals.upgrade``); from that audit entry
-on, which the database's writer cannot forge nor quietly remove, it never counts again.
+(:func:`seal_approvals_of_upgrade`, audited as ``registry.seals.upgrade``); from then on it never
+counts again. That is known from the audit entry, and, since a database owner can drop the audit
+table's triggers and delete that entry, from the anchor of its commit too, whose reason is
+``registry.seals.upgrade``: the anchor store is outside the database (:mod:`pds_kernel.audit_anchor`),
+and without that anchor a deleted entry would make the mark count again (red team 7).
 """
 
 from __future__ import annotations
+
+import logging
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
@@ -40,13 +45,18 @@ _DOMAIN = b"pds-workspace registry approval seal v1\x00"
 #: The audit action of the one-time sealing of the upgrade's approvals.
 UPGRADE_ACTION = "registry.seals.upgrade"
 
+log = logging.getLogger(__name__)
+
 
 class ApprovalSeals:
-    """Computes and checks seals with ``key`` (the audit trail's key in force, or a given key)."""
+    """Computes and checks seals with ``key`` (the audit trail's key in force, or a given key).
+    ``audit``: the trail whose anchors say whether the upgrade's approvals were sealed (see
+    :meth:`upgrade_sealed`); without it (a re-sealing with given keys) the mark is never valid."""
 
-    def __init__(self, key: KeySource):
+    def __init__(self, key: KeySource, audit: AuditTrail | None = None):
         self._key = key
-        self._upgrade_sealed = False  #: seen in the audit trail: true for good
+        self._audit = audit
+        self._upgrade_sealed = False  #: seen in the audit trail or its anchors: true for good
 
     def _mac(self, row, kind: str, fields: list) -> str:
         return seal_of(key_of(self._key, object_session(row)), _DOMAIN, [kind, *fields])
@@ -59,10 +69,17 @@ class ApprovalSeals:
         return self._mac(u, "administrator", [u.name, u.admin_granted_by, u.admin_approved_by])
 
     def upgrade_sealed(self, s: Session) -> bool:
-        """Whether the approvals of the upgrade to 0012 were sealed (the audit trail says so)."""
+        """Whether the approvals of the upgrade to 0012 were sealed: the audit trail says so, or,
+        when its entry is gone from the database, the anchor of its commit does (see the module)."""
         if not self._upgrade_sealed:
-            self._upgrade_sealed = s.scalar(select(AuditRow.seq).where(
+            recorded = s.scalar(select(AuditRow.seq).where(
                 AuditRow.action == UPGRADE_ACTION, AuditRow.outcome == Outcome.OK).limit(1)) is not None
+            if not recorded and (self._audit is None or self._audit.anchored(UPGRADE_ACTION)):
+                log.error("the audit entry %s is missing from the database but anchored: the audit trail "
+                          "was tampered with (run `pds audit verify`); the mark %s counts for nothing",
+                          UPGRADE_ACTION, SEALED_BY_MIGRATION)
+                recorded = True
+            self._upgrade_sealed = recorded
         return self._upgrade_sealed
 
     def _valid(self, row, seal: str | None, expected) -> bool:
@@ -112,7 +129,9 @@ def seal_approvals_of_upgrade(s: Session, seals: ApprovalSeals, audit: AuditTrai
         seals.seal_administrator(user)
     s.flush()
     sealed = {"memberships": len(members), "administrators": len(admins)}
-    audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="registry", details=sealed), session=s)
+    # anchored with its own reason: known outside the database too, the mark never counts again
+    audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="registry", details=sealed), session=s,
+                 anchor_reason=UPGRADE_ACTION)
     return sealed
 
 

@@ -61,7 +61,7 @@ class Registry:
                                "(the granter's grant is enough) or 2 (a second administrator approves it)")
         self._sessions = sessions
         self._audit = audit
-        self._seals = ApprovalSeals(audit.key)
+        self._seals = ApprovalSeals(audit.key, audit)
         self.membership_approvals = membership_approvals
 
     @classmethod

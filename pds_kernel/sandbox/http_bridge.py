@@ -242,7 +242,8 @@ def parse_framing(raw: bytes) -> RequestHead:
             raise RequestRefused("Content-Length repeated", method, path, status=400)
         headers[name] = value
     length = headers.get("content-length", "0")
-    if not length.isdigit() or len(length) > 12:
+    # ASCII digits only: str.isdigit() also accepts Latin-1's superscripts, which int() refuses
+    if not (length.isascii() and length.isdigit()) or len(length) > 12:
         raise RequestRefused("malformed Content-Length", method, path, status=400)
     if int(length) > MAX_GATE_BODY:
         raise RequestRefused(f"body over {MAX_GATE_BODY} bytes", method, path, status=413)

@@ -188,9 +188,16 @@ def bind_verified_extract(options: list[list[str]], value: str, *, staged: bool)
         fd = open_published(os.path.dirname(options[index][1]), build_id)
     except (TreeRefused, OSError) as exc:
         raise ExtractChanged(f"the extract is not the one checked before the start: {exc}") from None
-    if fingerprint(fd) != expected:
+    try:
+        same = fingerprint(fd) == expected
+    except (TreeRefused, OSError) as exc:
+        same = False
+        found_instead = f": {exc}"
+    else:
+        found_instead = ""
+    if not same:
         os.close(fd)
-        raise ExtractChanged("the extract changed between its check and its mount")
+        raise ExtractChanged(f"the extract changed between its check and its mount{found_instead}")
     out = list(options)
     if staged:
         out[index] = ["--ro-bind", f"/proc/self/fd/{fd}", target]

@@ -38,7 +38,7 @@ from traitlets import Any, Bool, Float, Integer, List, Unicode, default
 from ..audit import AuditEvent, Outcome
 from ..errors import PdsError, PermissionDenied
 from ..extract.mount_check import WHO_FIXES, CheckedMount, ExtractRefused, check_for_workspace
-from ..extract.mount_watch import MountedExtract
+from ..extract.mount_watch import MountedExtract, open_watched
 from ..packages.index import IndexServer
 from ..project_end import check_home_quota
 from . import cgroup
@@ -218,8 +218,8 @@ class SandboxSpawner(Spawner):
         account = ensure_sandbox_account()
         self._prepare_home(spec.mount(home_volume_name(spec.project, spec.user)).host_path)
         hand_over(spec.mount(home_volume_name(spec.project, spec.user)).host_path, account)
-        extract = await self._checked_extract(spec)
-        self._mounted = MountedExtract.of(extract)  # what the hub's watcher compares it with
+        extract, watched = await self._checked_extract(spec)
+        self._mounted = MountedExtract.of(extract, watched)  # what the hub's watcher compares it with
         prepare_imports_mount(spec.mount(imports_volume_name(spec.project)))
 
         runtime_dir = prepare_runtime_dir(self._runtime_dir())
@@ -325,17 +325,25 @@ class SandboxSpawner(Spawner):
         self.port = 0
         self._token_sha256 = ""
         self._server_socket = []
+        if self._mounted is not None and self._mounted.directory is not None:
+            os.close(self._mounted.directory)
         self._mounted = None
         self._proc = None
 
     # ---- helpers -------------------------------------------------------------------------------
-    async def _checked_extract(self, spec) -> CheckedMount:
+    async def _checked_extract(self, spec) -> tuple[CheckedMount, int]:
         """The project's extract, checked against the audit trail (:mod:`pds_kernel.extract.mount_check`:
         re-hashed when small, compared with its recorded state when large), in a thread: hashing
-        a few GiB must not stop the hub. A refusal is audited and shown to the researcher."""
+        a few GiB must not stop the hub; and a descriptor of the checked build, which the hub's
+        watcher reads while the workspace runs (:func:`~pds_kernel.extract.mount_watch.open_watched`).
+        A refusal is audited and shown to the researcher."""
+
+        def check() -> tuple[CheckedMount, int]:
+            checked = check_for_workspace(self._settings, self.context.runtime.audit, spec.project)
+            return checked, open_watched(self._settings, checked)
+
         try:
-            return await asyncio.to_thread(check_for_workspace, self._settings, self.context.runtime.audit,
-                                           spec.project)
+            return await asyncio.to_thread(check)
         except ExtractRefused as exc:
             self._audit("workspace.refused", Outcome.DENIED, reason=str(exc), stage="extract")
             raise web.HTTPError(403, str(exc), reason=str(exc)) from None

@@ -20,6 +20,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, select, text
 
 from pds_kernel import schema
+from pds_kernel.audit_anchor import FileAnchorStore
 from pds_kernel.db import Base, import_models, make_engine
 from pds_kernel.errors import IntegrityError
 from pds_kernel.runtime import Runtime
@@ -271,6 +272,9 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
             assert {row[column] for row in after[table] if column in row} <= defaults, (table, column)
     assert {row["chain_version"] for row in after["audit_log"]} == {1}
 
+    # and anchored it outside the database: a deleted entry would not make the mark count again
+    anchors = FileAnchorStore(settings.audit_anchor_file).read()
+    assert [a.seq for a in anchors if a.reason == "registry.seals.upgrade"] == [sealed["seq"]]
     verified = subprocess.run([PDS, "audit", "verify"], env=current, cwd=tmp_path, capture_output=True, text=True)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"intact: {len(before['audit_log']) + 1} entries" in verified.stdout

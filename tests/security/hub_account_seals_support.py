@@ -18,9 +18,11 @@ from pathlib import Path
 
 import bcrypt
 import onetimepass
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 
+from hub_identity_support import started_world
 from hubfixtures import PASSWORD, PROJECT, Hub, free_port_block, make_world
 from two_person_accounts_support import _fresh_step, pds_as  # noqa: F401  (pds_as re-exported)
 
@@ -51,6 +53,13 @@ def make_seals_world(root: Path) -> tuple[Hub, dict[str, str]]:
     for name in REVOKED:
         set_account_approval(hub.settings, registry, name, False, actor="root")
     return hub, secrets
+
+
+@pytest.fixture(name="world", scope="module")
+def seals_world_fixture():
+    """(the started hub of :func:`make_seals_world`, {user: TOTP secret}), for a module."""
+    with started_world(make_seals_world) as world:
+        yield world
 
 
 def hub_db(hub: Hub) -> Path:

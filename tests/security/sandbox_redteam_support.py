@@ -301,19 +301,35 @@ print("nested")
 """
 
 
+#: From a workspace: 20 nested directories of 250-character names in the home (each made relative
+#: to the last: the host's path to the bottom, over 5,000 characters, is longer than any system
+#: call takes), a data file at the bottom (red team 7).
+LONG_HOME = """
+import os
+os.chdir("/home/jovyan")
+for _ in range(20):
+    os.mkdir("d" * 250)
+    os.chdir("d" * 250)
+open("rows.csv", "w").write("person,amount\\n1,2\\n")
+print("nested")
+"""
+
+
 @contextlib.contextmanager
-def nested_home(world, capfd, user: str = "alice", project: str = "proj-a") -> Iterator[Path]:
-    """Run :data:`DEEP_HOME` in the sandbox of (user, project); yields the home's host path, and
-    removes the nest afterwards (pytest's own clean-up of old temporary directories, Python 3.11's
+def nested_home(world, capfd, user: str = "alice", project: str = "proj-a", script: str = DEEP_HOME) -> Iterator[Path]:
+    """Run ``script`` (:data:`DEEP_HOME`, or :data:`LONG_HOME`: both nest under a folder whose name
+    starts with ``d``) in the sandbox of (user, project); yields the home's host path, and removes
+    the nest afterwards (pytest's own clean-up of old temporary directories, Python 3.11's
     recursive ``shutil.rmtree``, would fail on it in a later session)."""
     home = world.runtime.settings.paths.homes / project / user
     try:
-        run_in_sandbox(world.runtime, user, project, ["python", "-c", DEEP_HOME], actor="red-team", timeout=120)
+        run_in_sandbox(world.runtime, user, project, ["python", "-c", script], actor="red-team", timeout=120)
         assert "nested" in capfd.readouterr().out
         yield home
     finally:
-        if (home / "d").is_dir():
-            trees.remove(home / "d")
+        for top in (home / "d", home / ("d" * 250)):
+            if top.is_dir():
+                trees.remove(top)
 
 
 def purge_now(world, project: str):

@@ -16,42 +16,13 @@ sandbox; the extract's files are changed as root on the host.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import pytest
-from hub_identity_support import started_world
-from hubfixtures import write_extract
-from project_end_support import PROJECT, execute, make_quota_world, running, start_workspace
-from published import publish_by_hand
+from extract_watch_support import READ, build_of, republish, watch_world_fixture  # noqa: F401  (the fixture world)
+from project_end_support import PROJECT, execute, running, start_workspace
 
 pytestmark = pytest.mark.functional
-
-READ = "import os; print(sorted(os.listdir('/data')), os.path.getsize('/data/ER_PRS_F.parquet'))"
-
-
-@pytest.fixture(scope="module")
-def world():
-    with started_world(make_quota_world) as world:
-        yield world
-
-
-def _build(hub):
-    """The build alice's workspace mounts: the project's ``extract`` link's target."""
-    link = hub.settings.paths.projects / PROJECT / "extract"
-    return link.parent / os.readlink(link)
-
-
-def _republish(hub) -> None:
-    """A fresh extract, published as a build publishes one (the previous build removed)."""
-    pdir = hub.settings.paths.projects / PROJECT
-    old = _build(hub)
-    (pdir / "extract").unlink()
-    write_extract(pdir / "extract", rows=120)
-    publish_by_hand(hub.runtime, PROJECT, actor="root")
-    for path in [old, *old.rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
-    shutil.rmtree(old)
 
 
 def _stopped_for_the_extract(hub) -> dict:
@@ -77,13 +48,13 @@ def test_rows_appended_to_an_extract_file_while_the_workspace_runs(world):
     alice, url = start_workspace(hub, secret)
     before = execute(url, alice.token, READ, timeout=60)["stdout"]
     assert "ER_PRS_F.parquet" in before
-    target = _build(hub) / "ER_PRS_F.parquet"
+    target = build_of(hub) / "ER_PRS_F.parquet"
     os.chmod(target, 0o644)
     with open(target, "ab") as out:  # same inode: what the sandbox's mount shows at once
         out.write(b"\0" * 4096)
     _stopped_for_the_extract(hub)
     _start_refused(alice)
-    _republish(hub)
+    republish(hub)
 
 
 def test_an_extract_file_replaced_by_another_of_the_same_size(world):
@@ -91,7 +62,7 @@ def test_an_extract_file_replaced_by_another_of_the_same_size(world):
     hub, secret = world
     alice, url = start_workspace(hub, secret)
     assert "ER_PRS_F.parquet" in execute(url, alice.token, READ, timeout=60)["stdout"]
-    build = _build(hub)
+    build = build_of(hub)
     os.chmod(build, 0o755)
     target = build / "ER_PRS_F.parquet"
     forged = build / ".forged"
@@ -101,7 +72,7 @@ def test_an_extract_file_replaced_by_another_of_the_same_size(world):
     os.chmod(build, 0o555)
     _stopped_for_the_extract(hub)
     _start_refused(alice)
-    _republish(hub)
+    republish(hub)
 
 
 def test_a_new_publication_does_not_stop_a_running_workspace(world):
@@ -109,10 +80,10 @@ def test_a_new_publication_does_not_stop_a_running_workspace(world):
     workspace keeps running; her next start mounts the new one."""
     hub, secret = world
     alice, url = start_workspace(hub, secret)
-    _republish(hub)
+    republish(hub)
     time.sleep(4)  # four passes of the watcher
     assert running(hub, "alice")
     assert not [e for e in hub.actions("workspace.stop") if e.details.get("cause") == "extract changed"
-                and e.details.get("reason", "").find(_build(hub).name) >= 0]
+                and e.details.get("reason", "").find(build_of(hub).name) >= 0]
     stop = alice.api("DELETE", f"/hub/api/users/alice/servers/{PROJECT}")
     assert stop.status_code in (202, 204), stop.text

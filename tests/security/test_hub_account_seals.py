@@ -17,32 +17,24 @@ makes them; ``pds`` run by the OS user of the tests mapped to root.
 from __future__ import annotations
 
 import pytest
-from hub_account_seals_support import (
+from hub_account_seals_support import (  # noqa: F401  (the fixture world)
     ATTACKER_PASSWORD,
     ATTACKER_SECRET,
     PASSWORD,
     copy_seal,
     has_seal_table,
     known_hash,
-    make_seals_world,
     otp_secret,
     pds_as,
     read,
     refusals,
     says_wrong_credentials,
+    seals_world_fixture,
     sign_in,
     write,
 )
-from hub_identity_support import started_world
 
 from pds_kernel.errors import InvalidInput
-
-
-@pytest.fixture(scope="module")
-def world():
-    """(the started hub, {user: TOTP secret})"""
-    with started_world(make_seals_world) as world:
-        yield world
 
 
 def _refused(hub, user: str, password: str, secret: str) -> None:
