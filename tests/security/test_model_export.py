@@ -308,10 +308,13 @@ def test_a_check_printing_hundreds_of_megabytes_does_not_fill_the_gates_memory(g
     from pds_kernel.modelcheck.sandbox import MAX_OUTPUT_TAIL, check_python
 
     service, settings, rows, alice = gate
-    venv = check_python(settings).parent.parent
+    # resolved: a check environment that is a link to another one (a worktree's) is copied, never
+    # the link itself, through which the flood's file would land in the shared environment for good
+    venv = check_python(settings).parent.parent.resolve()
     chatty = tmp_path / "chatty-check-env"
     subprocess.run(["cp", "-al", str(venv), str(chatty)], check=True)  # hard links: the same environment
     site = next(chatty.glob("lib/python3*/site-packages"))
+    assert not chatty.is_symlink() and site.resolve().is_relative_to(chatty.resolve())
     flood = f"for _ in range({FLOOD_MIB}): os.write(1, bytes(1 << 20))\\nfor _ in range(8): os.write(2, bytes(1 << 20))"
     (site / "zz_flood.pth").write_text(f"import os; exec('{flood}')\n")
     service.settings = replace(settings, model_check=replace(settings.model_check, python=str(chatty / "bin" / "python")))
