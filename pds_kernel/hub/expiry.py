@@ -21,6 +21,13 @@ quota.
 And it stops a workspace whose extract changed while it runs: a file of the build it mounts
 written, replaced, added or removed after its start (:mod:`pds_kernel.extract.mount_watch`),
 audited with ``cause: extract changed``; its next start checks the extract again and is refused.
+
+Each stop runs on its own, never awaited by the pass: a stop that hangs (a pod stuck terminating on
+a node that no longer answers, a sandbox slow to die) holds only its own server, which no later pass
+stops again until it ends, while the passes go on for every other server (red team 9: the passes
+awaited each stop in turn, up to two minutes each, and the watcher was blind meanwhile). The REST
+API's path names the user and the server percent-encoded: a name JupyterHub's rename API let in
+(it checks none) cannot send the stop to another path.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
+from urllib.parse import quote
 
 from ..audit import AuditEvent
 from ..extract.mount_watch import CHANGED_CAUSE, changed_mounts
@@ -74,6 +82,7 @@ class MembershipWatcher(PeriodicCheck):
         self.context = context
         self.token = token
         self._stopping: set[tuple[str, str]] = set()
+        self._stops: set[asyncio.Task] = set()
 
     @classmethod
     def start_for(cls, authenticator, interval: float, token: str) -> MembershipWatcher | None:
@@ -110,12 +119,13 @@ class MembershipWatcher(PeriodicCheck):
 
     async def check_once(self, today: date | None = None) -> list[str]:
         """Stop the servers of users who may no longer use their project, then those whose home is
-        over the quota; return ``user/server`` of each server stopped."""
+        over the quota, then those whose extract changed; return ``user/server`` of each server
+        whose stop began (each stop runs on its own: :meth:`_begin_stop`)."""
         if getattr(self.app, "hub", None) is None or not hasattr(self.app, "users"):
             return []
         stopped = []
         for user, server, why in servers_to_stop(self.context, self._running(), today, self.account_ok):
-            if await self._stop_recorded(user, server, "access revoked", why):
+            if self._begin_stop(user, server, "access revoked", why):
                 stopped.append(f"{user}/{server}")
         running = self._running()
         sources = self._outside_home_sources(running)  # read on the event loop, measured in the thread
@@ -130,7 +140,7 @@ class MembershipWatcher(PeriodicCheck):
             log.exception("the home quota check failed; the extract check runs anyway")
             over = []
         for user, server, why in over:
-            if await self._stop_recorded(user, server, "home over quota", why):
+            if self._begin_stop(user, server, "home over quota", why):
                 stopped.append(f"{user}/{server}")
         mounts = self._mounted_extracts(self._running())
         try:
@@ -140,7 +150,7 @@ class MembershipWatcher(PeriodicCheck):
                 if mounted.directory is not None:
                     os.close(mounted.directory)
         for user, server, why in changed:
-            if await self._stop_recorded(user, server, CHANGED_CAUSE, why):
+            if self._begin_stop(user, server, CHANGED_CAUSE, why):
                 stopped.append(f"{user}/{server}")
         return stopped
 
@@ -153,8 +163,24 @@ class MembershipWatcher(PeriodicCheck):
         return {key: mounted if mounted.directory is None else replace(mounted, directory=os.dup(mounted.directory))
                 for key, mounted in mounts.items() if mounted is not None}
 
-    async def _stop_recorded(self, user: str, server: str, cause: str, why: str) -> bool:
+    def _begin_stop(self, user: str, server: str, cause: str, why: str) -> bool:
+        """Start stopping ``user``'s ``server`` in a task of its own, unless a stop of it runs."""
+        if (user, server) in self._stopping:
+            return False
         self._stopping.add((user, server))
+        task = asyncio.get_running_loop().create_task(self._stop_recorded(user, server, cause, why))
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+        return True
+
+    async def close(self) -> None:
+        """End the passes, and the stops still under way (the hub is shutting down)."""
+        await super().close()
+        for task in list(self._stops):
+            task.cancel()
+        await asyncio.gather(*self._stops, return_exceptions=True)
+
+    async def _stop_recorded(self, user: str, server: str, cause: str, why: str) -> bool:
         try:
             if not await self._stop(user, server):
                 return False
@@ -163,13 +189,16 @@ class MembershipWatcher(PeriodicCheck):
                 actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
                 details={"server": server, "cause": cause, "reason": why, "checked_at": "watcher"}))
             return True
+        except Exception:  # nobody awaits this task: say why, the next pass tries again
+            log.exception("stopping %s/%s failed; next try at the next pass", user, server)
+            return False
         finally:
             self._stopping.discard((user, server))
 
     async def _stop(self, user: str, server: str) -> bool:
         from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-        url = f"{self._api_url()}/users/{user}/servers/{server}"
+        url = f"{self._api_url()}/users/{quote(user, safe='')}/servers/{quote(server, safe='')}"
         request = HTTPRequest(url, method="DELETE", headers={"Authorization": f"token {self.token}"},
                               request_timeout=60, allow_nonstandard_methods=True)
         response = await AsyncHTTPClient().fetch(request, raise_error=False)

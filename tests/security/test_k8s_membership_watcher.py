@@ -17,95 +17,47 @@ hub's own ``pds-watcher`` service, made at each start.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import pytest
-import pytest_asyncio
+from k8s_watcher_support import (  # noqa: F401  (the world fixture)
+    INTERVAL,
+    audited_stops,
+    running_alpha,
+    stopped_within,
+    watcher_stops,
+    watcher_world_fixture,
+)
 
 from pds_kernel.project_end import ProjectEnd
-from pds_kernel.registry import Registry
-from pds_kernel.runtime import Runtime
-from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
-from tests.k8s.k8s_hub import Hub, start_hub, start_notebook_stand_in, start_proxy, stop_watched_hub
 
 pytestmark = pytest.mark.asyncio
-
-INTERVAL = 0.3  #: seconds between the watcher's passes here (10 by default)
-
-
-@pytest_asyncio.fixture
-async def world(settings, tmp_path, monkeypatch):
-    settings = replace(settings, hub=replace(settings.hub, membership_check_seconds=INTERVAL))
-    runtime = Runtime(settings)
-    registry = two_projects(Registry.from_runtime(runtime))
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    notebook, notebook_url = start_notebook_stand_in()
-    app, server, api_url = await start_hub(settings, f"sqlite:///{tmp_path}/hub.sqlite", tmp_path, notebook_url)
-    proxy = start_proxy(app)
-    try:
-        yield Hub(app, api_url, app.services), registry, runtime
-    finally:
-        await stop_watched_hub(app, server, proxy, notebook)
-        runtime.close()
-
-
-async def _running_alpha(hub: Hub, name: str):
-    user = hub.sign_in(name, ["alpha-study"])
-    await hub.start_server(user, "alpha-study")
-    spawner = user.spawners["alpha-study"]
-    assert spawner.active
-    return spawner
-
-
-async def _stopped_within(spawner, seconds: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while loop.time() < deadline:
-        if not spawner.active:
-            return True
-        await asyncio.sleep(0.05)
-    return not spawner.active
-
-
-def _watcher_stops(runtime, user: str) -> list:
-    return [e for e in runtime.audit.entries(action="workspace.stop")
-            if e.target == f"user:{user}" and (e.details or {}).get("checked_at") == "watcher"]
-
-
-async def _audited_stops(runtime, user: str, seconds: float = 5) -> list:
-    """The watcher's ``workspace.stop`` entries of ``user`` (written once it saw the server stopped)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not (found := _watcher_stops(runtime, user)) and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-    return found
 
 
 async def test_workspace_of_a_removed_membership_is_stopped(world):
     hub, registry, runtime = world
-    alice, bob = await _running_alpha(hub, "alice"), await _running_alpha(hub, "bob")
+    alice, bob = await running_alpha(hub, "alice"), await running_alpha(hub, "bob")
     registry.remove_member("admin", "alpha-study", "alice")
-    assert await _stopped_within(alice, 20 * INTERVAL + 5)
-    (entry,) = await _audited_stops(runtime, "alice")
+    assert await stopped_within(alice, 20 * INTERVAL + 5)
+    (entry,) = await audited_stops(runtime, "alice")
     assert entry.project == "alpha-study" and entry.details["cause"] == "access revoked"
-    assert bob.active and not _watcher_stops(runtime, "bob")  # the control: bob may still use it
+    assert bob.active and not watcher_stops(runtime, "bob")  # the control: bob may still use it
 
 
 async def test_workspaces_of_a_halted_project_are_stopped(world):
     hub, registry, runtime = world
     registry.upsert_user("admin", "ada", is_admin=True)  # the first administrator: approved at once
-    alice, bob = await _running_alpha(hub, "alice"), await _running_alpha(hub, "bob")
+    alice, bob = await running_alpha(hub, "alice"), await running_alpha(hub, "bob")
     ProjectEnd(runtime).halt("ada", "alpha-study", "suspected breach")
-    assert await _stopped_within(alice, 20 * INTERVAL + 5) and await _stopped_within(bob, 5)
-    assert await _audited_stops(runtime, "alice") and await _audited_stops(runtime, "bob")
+    assert await stopped_within(alice, 20 * INTERVAL + 5) and await stopped_within(bob, 5)
+    assert await audited_stops(runtime, "alice") and await audited_stops(runtime, "bob")
 
 
 async def test_workspace_of_a_disabled_account_is_stopped(world):
     hub, registry, runtime = world
-    alice = await _running_alpha(hub, "alice")
+    alice = await running_alpha(hub, "alice")
     registry.upsert_user("admin", "alice", active=False)
-    assert await _stopped_within(alice, 20 * INTERVAL + 5)
-    assert await _audited_stops(runtime, "alice")
+    assert await stopped_within(alice, 20 * INTERVAL + 5)
+    assert await audited_stops(runtime, "alice")
 
 
 async def test_the_watchers_token_stops_servers_and_nothing_else(world):
@@ -125,12 +77,12 @@ async def test_a_stop_the_hub_did_not_carry_out_is_not_audited_as_done(world):
     running. Before, the watcher took the 204 for a stop and wrote ``workspace.stop`` at every pass
     for a server that still ran. Now it writes nothing until it sees the server stopped."""
     hub, registry, runtime = world
-    alice = await _running_alpha(hub, "alice")
+    alice = await running_alpha(hub, "alice")
     working = hub.app.proxy.api_url
     hub.app.proxy.api_url = "http://127.0.0.1:9"  # discard port: nothing listens, the route stays
     registry.remove_member("admin", "alpha-study", "alice")
     await asyncio.sleep(6 * INTERVAL + 6)  # passes whose stops fail (each waits 5 s for the server)
-    assert alice.active and not _watcher_stops(runtime, "alice")
+    assert alice.active and not watcher_stops(runtime, "alice")
     hub.app.proxy.api_url = working  # the proxy back: the next pass stops it, audited once
-    assert await _stopped_within(alice, 20 * INTERVAL + 10)
-    assert len(await _audited_stops(runtime, "alice")) == 1
+    assert await stopped_within(alice, 20 * INTERVAL + 10)
+    assert len(await audited_stops(runtime, "alice")) == 1
