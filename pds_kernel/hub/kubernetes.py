@@ -307,6 +307,12 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     if clash:
         raise InvalidInput(f"hub.loadRoles may not define the role(s) {', '.join(clash)}: "
                            "the PDS hub configuration owns them (see pds_kernel/hub/kubernetes.py)")
+    widening = sorted(str(r.get("name")) for r in existing
+                      if isinstance(r, dict) and WATCHER_SERVICE in list(r.get("services") or []))
+    if widening:  # red team 9: a role of another name granted to the watcher's service widened its token
+        raise InvalidInput(f"hub.loadRoles role(s) {', '.join(widening)} may not be granted to the service "
+                           f"{WATCHER_SERVICE}: its token stops servers and holds nothing else; remove "
+                           f"{WATCHER_SERVICE} from their services")
     chart_services = list(_existing(c.JupyterHub, "services") or [])
     services = {s.get("name") for s in chart_services if isinstance(s, dict)}
     if WATCHER_SERVICE in services:

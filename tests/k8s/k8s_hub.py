@@ -72,14 +72,18 @@ def chart_services() -> list[dict]:
     ]
 
 
-async def start_hub(settings, db_url: str, tmp_path, notebook_url: str, namespace: str | None = None):
-    """``namespace``: KubeSpawner's, as z2jh sets it from the hub pod's (``$POD_NAMESPACE``)."""
+async def start_hub(settings, db_url: str, tmp_path, notebook_url: str, namespace: str | None = None,
+                    load_roles: list | None = None):
+    """``namespace``: KubeSpawner's, as z2jh sets it from the hub pod's (``$POD_NAMESPACE``);
+    ``load_roles``: the chart's ``hub.loadRoles``, as z2jh renders them."""
     sockets = netutil.bind_sockets(0, "127.0.0.1")
     port = sockets[0].getsockname()[1]
     c = Config()
     if namespace is not None:
         c.KubeSpawner.namespace = namespace
     c.JupyterHub.services = chart_services()
+    if load_roles is not None:
+        c.JupyterHub.load_roles = load_roles
     configure(c, settings=settings, k8s=K8sConfig())
     # test plumbing: a local database, loopback addresses, no Kubernetes API calls
     c.JupyterHub.db_url = db_url

@@ -4,6 +4,7 @@ membership watcher (test_k8s_membership_watcher, test_redteam9_k8s_watcher), and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 
 import pytest_asyncio
@@ -16,19 +17,29 @@ from tests.k8s.k8s_hub import Hub, start_hub, start_notebook_stand_in, start_pro
 INTERVAL = 0.3  #: seconds between the watcher's passes here (10 by default)
 
 
+@contextlib.asynccontextmanager
+async def watched_hub(settings, tmp_path, monkeypatch, load_roles: list | None = None):
+    """The hub with its watchers and its proxy (``load_roles``: the chart's ``hub.loadRoles``)."""
+    use_dummy_kubeconfig(tmp_path, monkeypatch)
+    notebook, notebook_url = start_notebook_stand_in()
+    app, server, api_url = await start_hub(settings, f"sqlite:///{tmp_path}/hub.sqlite", tmp_path, notebook_url,
+                                           load_roles=load_roles)
+    proxy = start_proxy(app)
+    try:
+        yield Hub(app, api_url, app.services)
+    finally:
+        await stop_watched_hub(app, server, proxy, notebook)
+
+
 @pytest_asyncio.fixture(name="world")
 async def watcher_world_fixture(settings, tmp_path, monkeypatch):
     settings = replace(settings, hub=replace(settings.hub, membership_check_seconds=INTERVAL))
     runtime = Runtime(settings)
     registry = two_projects(Registry.from_runtime(runtime))
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    notebook, notebook_url = start_notebook_stand_in()
-    app, server, api_url = await start_hub(settings, f"sqlite:///{tmp_path}/hub.sqlite", tmp_path, notebook_url)
-    proxy = start_proxy(app)
     try:
-        yield Hub(app, api_url, app.services), registry, runtime
+        async with watched_hub(settings, tmp_path, monkeypatch) as hub:
+            yield hub, registry, runtime
     finally:
-        await stop_watched_hub(app, server, proxy, notebook)
         runtime.close()
 
 
