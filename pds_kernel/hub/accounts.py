@@ -35,7 +35,6 @@ import time
 from dataclasses import replace
 
 import onetimepass
-from jupyterhub.apihandlers.users import UserAPIHandler
 from jupyterhub.scopes import needs_scope
 from nativeauthenticator.handlers import AuthorizationAreaHandler, ChangePasswordHandler, LocalBase
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
@@ -50,6 +49,7 @@ from ..errors import InvalidInput, NotFound, PermissionDenied
 from .account_seals import BROKEN, REMEDY, AccountSeals, SealedAccount
 from .common import end_sessions
 from .provisions import approve_provision, authorize_unless_pending, find_provision, pending_provisions
+from .user_api import user_api_handlers
 
 _admin_users_scope = needs_scope("admin:users")
 
@@ -374,27 +374,6 @@ class AuditedChangePasswordHandler(ChangePasswordHandler):
                 details={"remote_ip": self.request.remote_ip or ""}))
 
 
-class NoRenameUserAPIHandler(UserAPIHandler):
-    """JupyterHub's ``/hub/api/users/USER`` without renames.
-
-    ``admin:users`` lets an administrator rename a hub user: renaming their own user (whose login
-    cookie they hold) to a researcher's name made the hub treat them as that researcher (groups,
-    servers) at the next refresh. Hub user names are registry names here: a rename is refused
-    (403) and audited; every other field goes to JupyterHub's handler."""
-
-    async def patch(self, user_name):
-        data = self.get_json_body() or {}
-        if isinstance(data, dict) and "name" in data and data["name"] != user_name:
-            actor = self.current_user.name if self.current_user is not None else ""
-            context = getattr(self.authenticator, "context", None)
-            if context is not None:
-                context.record(AuditEvent(actor=actor, action="hub.user.rename", target=f"user:{user_name}",
-                                          outcome=Outcome.DENIED,
-                                          details={"to": str(data["name"])[:64], "reason": "renames are refused"}))
-            raise web.HTTPError(403, "hub users cannot be renamed: user names are the registry's")
-        return await super().patch(user_name)
-
-
 class NotServedHandler(LocalBase):
     """A NativeAuthenticator page that PDS does not serve (see the module docstring)."""
 
@@ -418,5 +397,5 @@ def account_handlers(login_handler, logout_handler) -> list[tuple[str, type]]:
         (r"/confirm/([^/]*)", NotServedHandler),
         (r"/change-password", AuditedChangePasswordHandler),
         (r"/change-password/([^/]+)", NotServedHandler),
-        (r"/api/users/([^/]+)", NoRenameUserAPIHandler),
+        *user_api_handlers(),
     ]

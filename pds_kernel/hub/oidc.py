@@ -70,6 +70,7 @@ from .common import (
 )
 from .expiry import MembershipWatcher
 from .second_factor import FactorPolicy, check_second_factor, id_token_claims
+from .user_api import user_api_handlers
 from .worker_watch import WorkerRefusalWatch
 
 log = logging.getLogger(__name__)
@@ -313,4 +314,5 @@ class PdsOAuthenticator(GenericOAuthenticator):
         return model
 
     def get_handlers(self, app):
-        return [(r"/logout", AuditedLogoutHandler), *admission_handlers(), *super().get_handlers(app)]
+        return [(r"/logout", AuditedLogoutHandler), *admission_handlers(), *user_api_handlers(),
+                *super().get_handlers(app)]

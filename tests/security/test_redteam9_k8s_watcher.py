@@ -8,19 +8,19 @@ the world of test_k8s_membership_watcher): only KubeSpawner's Kubernetes calls a
   stop in turn (JupyterHub answers 202 after 10 s, then the watcher waited 60 s more for the
   server), so the whole watcher was blind meanwhile: another researcher whose membership was
   removed kept working. Got through before; each stop now runs on its own.
-- **A name that is a path.** JupyterHub's rename API (``PATCH /hub/api/users/NAME``) checks no
-  name: an account renamed ``bob/servers/alpha-study#`` made the watcher's ``DELETE`` stop bob's
-  workspace, every pass, and never the renamed one. Got through before; the names are now
-  percent-encoded in the path.
+- **A name that is a path.** JupyterHub's rename API (``PATCH /hub/api/users/NAME``, refused on
+  both hubs since red team 9) checks no name, and a writer of the hub's database needs none: an
+  account renamed ``bob/servers/alpha-study#`` made the watcher's ``DELETE`` stop bob's workspace,
+  every pass, and never the renamed one. Got through before; the names are now percent-encoded in
+  the path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import sqlite3
 
 import pytest
-from jupyterhub import orm, roles
 from k8s_watcher_support import (  # noqa: F401  (the world fixture)
     INTERVAL,
     audited_stops,
@@ -29,7 +29,6 @@ from k8s_watcher_support import (  # noqa: F401  (the world fixture)
     watcher_stops,
     watcher_world_fixture,
 )
-from tornado.httpclient import AsyncHTTPClient
 
 from tests.k8s.k8s_hub import NoClusterSpawner
 
@@ -66,19 +65,13 @@ async def test_a_hanging_stop_does_not_hold_the_other_stops(world, monkeypatch):
     assert len(await audited_stops(runtime, "bob")) == 1  # audited once, once seen stopped
 
 
-async def _rename(hub, old: str, new: str) -> None:
-    """JupyterHub's own rename API, called with a token holding ``admin:users`` (a service the
-    chart's ``hub.services`` and ``hub.loadRoles`` give that role: the hub's own sign-ins never
-    keep a JupyterHub administrator)."""
-    service = orm.Service(name="ops")
-    hub.app.db.add(service)
-    hub.app.db.commit()
-    roles.grant_role(hub.app.db, entity=service, rolename="admin")
-    token = service.new_api_token(scopes=["admin:users"])
-    response = await AsyncHTTPClient().fetch(
-        f"{hub.api_url}/users/{old}", method="PATCH", body=json.dumps({"name": new}),
-        headers={"Authorization": f"token {token}"}, raise_error=False)
-    assert response.code == 200, response.body  # JupyterHub checks no name here
+def _rename(hub, old: str, new: str) -> None:
+    """A name the hub holds but no sign-in gives: JupyterHub's rename API let any in (it checks
+    none; both hubs now refuse renames, test_redteam9_k8s_rename), a writer of the hub's database
+    still can."""
+    with sqlite3.connect(hub.app.db.get_bind().url.database) as db:
+        assert db.execute("UPDATE users SET name = ? WHERE name = ?", (new, old)).rowcount == 1
+    hub.app.db.expire_all()
 
 
 async def test_a_renamed_account_cannot_send_the_stop_to_another_path(world):
@@ -87,7 +80,7 @@ async def test_a_renamed_account_cannot_send_the_stop_to_another_path(world):
     alice = await running_alpha(hub, "alice")
     assert bob.active and alice.active
     renamed = "bob/servers/alpha-study#"
-    await _rename(hub, "alice", renamed)  # no registry user of that name: her access is revoked
+    _rename(hub, "alice", renamed)  # no registry user of that name: her access is revoked
     assert await stopped_within(alice, 20 * INTERVAL + 5), "the renamed account's workspace still runs"
     assert len(await audited_stops(runtime, renamed)) == 1
     assert bob.active and not watcher_stops(runtime, "bob")  # bob was never the one stopped
