@@ -121,6 +121,25 @@ def signing_key(session: Session, keyring: Keyring, floor: str | None = None) ->
     return key
 
 
+def lock_chain(session: Session) -> None:
+    """Hold the chain's lock until the caller's transaction ends (PostgreSQL; SQLite has one writer
+    at a time): appends, and a rotation's reading of the key in force, wait for each other."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
+
+
+def _check_seal_key(session: Session, key: AuditKey) -> None:
+    """Refuse to append when this transaction sealed with another key than the one in force now:
+    a rotation committed between its sealing and its entry (red team 9: an approval committed then
+    was sealed with the retired key, recorded as done and refused from then on without a word)."""
+    cached = session.info.get(_KEY_IN_FORCE)
+    if cached is not None and cached[0] is session.get_transaction() and cached[1].key_id != key.key_id:
+        raise IntegrityError(
+            f"the audit key was rotated (to key {key.key_id}) while this change was being made, and "
+            f"its seals were made with the key it replaced ({cached[1].key_id}): nothing was written; "
+            "run it again")
+
+
 def append(session: Session, event: AuditEvent, key: Keyring, keyed_from: int | None = None) -> AuditEntry:
     """Append ``event`` inside the caller's transaction (committed with the caller's change).
 
@@ -142,9 +161,9 @@ def append_many(session: Session, events: list[AuditEvent], keyring: Keyring,
     if any(item.action == ROTATE_ACTION for item in events) and len(events) > 1:
         raise IntegrityError(f"{ROTATE_ACTION} is recorded alone (the entries after it are signed "
                              "with the new key)")
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
+    lock_chain(session)
     key = signing_key(session, keyring, floor)
+    _check_seal_key(session, key)
     last = session.execute(select(AuditRow.seq, AuditRow.hash, AuditRow.chain_version)
                            .order_by(AuditRow.seq.desc()).limit(1)).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)

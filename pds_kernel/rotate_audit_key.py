@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from . import permissions
-from .audit import AuditEvent, AuditRow, Outcome
+from .audit import AuditEvent, AuditRow, Outcome, lock_chain
 from .audit_rotation import ROTATE_ACTION, replaced_key
 from .db import transaction
 from .errors import InvalidInput, PermissionDenied
@@ -60,6 +60,7 @@ def rotate_audit_key(runtime, actor: str) -> RotationReport:
     keyring = audit.keyring
     newest = keyring.keys[-1]
     with transaction(runtime.sessions) as s:
+        lock_chain(s)  # a rotation run at the same time waits, then finishes this one (red team 9)
         current = audit.key(s)
         if current.key_id != newest.key_id:
             old = current
