@@ -20,15 +20,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+import k8s_watcher_support as watched
 import pytest
-from k8s_watcher_support import (  # noqa: F401  (the world fixture)
-    INTERVAL,
-    audited_stops,
-    running_alpha,
-    stopped_within,
-    watcher_stops,
-    watcher_world_fixture,
-)
+from k8s_watcher_support import watcher_world_fixture  # noqa: F401  (the world fixture)
 
 from tests.k8s.k8s_hub import NoClusterSpawner
 
@@ -46,23 +40,23 @@ async def test_a_hanging_stop_does_not_hold_the_other_stops(world, monkeypatch):
         return await stop(self, now)
 
     monkeypatch.setattr(NoClusterSpawner, "stop", hanging_stop)
-    stuck = await running_alpha(hub, "bob")  # his pod is the one stuck terminating
-    alice = await running_alpha(hub, "alice")
+    stuck = await watched.running_alpha(hub, "bob")  # his pod is the one stuck terminating
+    alice = await watched.running_alpha(hub, "alice")
     try:
         registry.remove_member("admin", "alpha-study", "bob")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20 * INTERVAL + 5
+        deadline = loop.time() + 20 * watched.INTERVAL + 5
         while stuck.pending != "stop" and loop.time() < deadline:  # the watcher began his stop
             await asyncio.sleep(0.05)
         assert stuck.pending == "stop"
         registry.remove_member("admin", "alpha-study", "alice")
-        assert await stopped_within(alice, 20 * INTERVAL + 3), "alice's stop waited behind bob's"
-        assert len(await audited_stops(runtime, "alice")) == 1
-        assert stuck.active and not watcher_stops(runtime, "bob")  # not stopped: not audited
+        assert await watched.stopped_within(alice, 20 * watched.INTERVAL + 3), "alice's stop waited behind bob's"
+        assert len(await watched.audited_stops(runtime, "alice")) == 1
+        assert stuck.active and not watched.watcher_stops(runtime, "bob")  # not stopped: not audited
     finally:
         released.set()
-    assert await stopped_within(stuck, 10)
-    assert len(await audited_stops(runtime, "bob")) == 1  # audited once, once seen stopped
+    assert await watched.stopped_within(stuck, 10)
+    assert len(await watched.audited_stops(runtime, "bob")) == 1  # audited once, once seen stopped
 
 
 def _rename(hub, old: str, new: str) -> None:
@@ -76,11 +70,11 @@ def _rename(hub, old: str, new: str) -> None:
 
 async def test_a_renamed_account_cannot_send_the_stop_to_another_path(world):
     hub, registry, runtime = world
-    bob = await running_alpha(hub, "bob")
-    alice = await running_alpha(hub, "alice")
+    bob = await watched.running_alpha(hub, "bob")
+    alice = await watched.running_alpha(hub, "alice")
     assert bob.active and alice.active
     renamed = "bob/servers/alpha-study#"
     _rename(hub, "alice", renamed)  # no registry user of that name: her access is revoked
-    assert await stopped_within(alice, 20 * INTERVAL + 5), "the renamed account's workspace still runs"
-    assert len(await audited_stops(runtime, renamed)) == 1
-    assert bob.active and not watcher_stops(runtime, "bob")  # bob was never the one stopped
+    assert await watched.stopped_within(alice, 20 * watched.INTERVAL + 5), "the renamed account's workspace still runs"
+    assert len(await watched.audited_stops(runtime, renamed)) == 1
+    assert bob.active and not watched.watcher_stops(runtime, "bob")  # bob was never the one stopped
