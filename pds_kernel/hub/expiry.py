@@ -43,6 +43,7 @@ from datetime import date
 from urllib.parse import quote
 
 from ..audit import AuditEvent
+from ..errors import IntegrityError
 from ..extract.mount_watch import CHANGED_CAUSE, changed_mounts
 from ..periodic import PeriodicCheck
 from ..project_end import homes_over_quota, outside_home_bytes
@@ -54,19 +55,25 @@ log = logging.getLogger(__name__)
 def servers_to_stop(context: HubContext, running: dict[str, list[str]], today: date | None = None,
                     account_ok: Callable[[str], bool] | None = None) -> list[tuple[str, str, str]]:
     """``(user, server, reason)`` for every running server whose user may not use that project now
-    (registry) or whose hub account is revoked (``account_ok(user)`` false). ``running`` maps user
-    name -> running server names."""
-    registry = context.registry
+    (registry) or whose hub account is revoked (``account_ok(user)`` false), or whose access it cannot
+    check (a seal it cannot read: red team 9, a hub left with the old keyring after a rotation ended
+    every pass here, every workspace unwatched). ``running`` maps user name -> running server names."""
     doomed = []
     for user, servers in running.items():
-        if account_ok is not None and not account_ok(user):
-            doomed += [(user, server, f"the hub account of {user} is revoked") for server in servers]
-            continue
-        allowed = set(project_groups(registry, user, today)) if is_registry_user(registry, user) else set()
-        for server in servers:
-            if server not in allowed:
-                doomed.append((user, server, revoke_reason(registry, user, server, today)))
+        try:
+            doomed += _user_servers_to_stop(context.registry, user, servers, today, account_ok)
+        except IntegrityError as exc:  # deny by default: a sealed approval or account it cannot check
+            doomed += [(user, server, f"the hub cannot check the access of {user}: {exc}") for server in servers]
     return doomed
+
+
+def _user_servers_to_stop(registry, user: str, servers: list[str], today: date | None,
+                          account_ok: Callable[[str], bool] | None) -> list[tuple[str, str, str]]:
+    if account_ok is not None and not account_ok(user):
+        return [(user, server, f"the hub account of {user} is revoked") for server in servers]
+    allowed = set(project_groups(registry, user, today)) if is_registry_user(registry, user) else set()
+    return [(user, server, revoke_reason(registry, user, server, today)) for server in servers
+            if server not in allowed]
 
 
 class MembershipWatcher(PeriodicCheck):
@@ -124,7 +131,12 @@ class MembershipWatcher(PeriodicCheck):
         if getattr(self.app, "hub", None) is None or not hasattr(self.app, "users"):
             return []
         stopped = []
-        for user, server, why in servers_to_stop(self.context, self._running(), today, self.account_ok):
+        try:  # a failure here must not skip the quota and extract checks below
+            revoked = servers_to_stop(self.context, self._running(), today, self.account_ok)
+        except Exception:
+            log.exception("the membership check failed; the quota and extract checks run anyway")
+            revoked = []
+        for user, server, why in revoked:
             if self._begin_stop(user, server, "access revoked", why):
                 stopped.append(f"{user}/{server}")
         running = self._running()
@@ -189,8 +201,8 @@ class MembershipWatcher(PeriodicCheck):
                 actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
                 details={"server": server, "cause": cause, "reason": why, "checked_at": "watcher"}))
             return True
-        except Exception:  # nobody awaits this task: say why, the next pass tries again
-            log.exception("stopping %s/%s failed; next try at the next pass", user, server)
+        except Exception:  # nobody awaits this task: say why (the stop may be done, its entry not written)
+            log.exception("stopping %s/%s, or auditing its stop, failed", user, server)
             return False
         finally:
             self._stopping.discard((user, server))

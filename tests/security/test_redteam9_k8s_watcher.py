@@ -78,3 +78,32 @@ async def test_a_renamed_account_cannot_send_the_stop_to_another_path(world):
     assert await watched.stopped_within(alice, 20 * watched.INTERVAL + 5), "the renamed account's workspace still runs"
     assert len(await watched.audited_stops(runtime, renamed)) == 1
     assert bob.active and not watched.watcher_stops(runtime, "bob")  # bob was never the one stopped
+
+
+async def test_a_hub_left_with_the_old_keyring_after_a_rotation(world):
+    """The key is rotated (``pds audit rotate-key`` after a new key was added to the keyring) and
+    the hub's pod is not restarted: its keyring lacks the key in force, so it can check no sealed
+    membership. Its watcher's every pass ended on that error before any stop: alice, whose
+    membership is then removed, kept working, and so did every workspace, unwatched (got through
+    before). Now a workspace whose access the hub cannot check is stopped (deny by default)."""
+    import secrets
+
+    from pds_kernel.audit_key import AuditKey
+    from pds_kernel.registry import Registry
+    from pds_kernel.rotate_audit_key import rotate_audit_key
+    from pds_kernel.runtime import Runtime
+
+    hub, registry, runtime = world
+    alice, bob = await watched.running_alpha(hub, "alice"), await watched.running_alpha(hub, "bob")
+    registry.upsert_user("admin", "ada", is_admin=True)  # the first administrator: approved at once
+    new = AuditKey(secrets.token_bytes(32))
+    with open(runtime.settings.audit_key_file, "a", encoding="ascii") as keyring:
+        keyring.write(f"{new.key_id} {new.secret.hex()}\n")
+    operator = Runtime(runtime.settings)  # the administrator's process, with the new keyring
+    try:
+        assert rotate_audit_key(operator, "ada").to_key == new.key_id
+        Registry.from_runtime(operator).remove_member("ada", "alpha-study", "alice")
+        assert await watched.stopped_within(alice, 20 * watched.INTERVAL + 5), "alice still works"
+        assert await watched.stopped_within(bob, 5), "bob's workspace runs unwatched"
+    finally:
+        operator.close()
