@@ -13,6 +13,9 @@ the world of test_k8s_membership_watcher): only KubeSpawner's Kubernetes calls a
   account renamed ``bob/servers/alpha-study#`` made the watcher's ``DELETE`` stop bob's workspace,
   every pass, and never the renamed one. Got through before; the names are now percent-encoded in
   the path.
+- **A hub left with the old keyring.** After ``pds audit rotate-key``, a hub pod not restarted
+  cannot check a sealed membership: every watcher pass ended on that error, and every workspace ran
+  unwatched. Got through before; a workspace whose access cannot be checked is now stopped.
 """
 
 from __future__ import annotations
