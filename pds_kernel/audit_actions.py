@@ -111,6 +111,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "pseudo.key.destroy": ActionInfo(_PROJECT, "a project's pseudonymisation key was destroyed"),
     # The registry of users, projects and memberships.
     "registry.apply": ActionInfo("registry", "the registry was made to match a registry file"),
+    "registry.bootstrap.end": ActionInfo("registry", "the registry's bootstrap ended for good: its first administrator was approved, or an installation of an earlier release found one at its first write (their names in details); anchored with this reason outside the database"),
     "registry.member.add": ActionInfo(_USER, "a user was added to a project with a role"),
     "registry.member.approve": ActionInfo(_USER, "a second administrator approved a pending membership (role, expiry and granter in details); denied: an approval refused"),
     "registry.member.remove": ActionInfo(_USER, "a user was removed from a project"),

@@ -8,7 +8,8 @@ Kubernetes Job, hub hook) can skip a rule. Entry points may call ``can_*`` to de
 Decisions held here:
 
 - **administer the registry** (:func:`check_administer_registry`): an active platform
-  administrator of the registry. Until the registry holds one, the first writer bootstraps it.
+  administrator of the registry. Until the registry holds one, the first writer bootstraps it;
+  bootstrap ends for good with the first approved administrator (anchored outside the database).
   An operating-system account (``os:<user>``) is never an administrator as such: the CLI maps the
   OS user to a registry user explicitly (``cli.identities`` in the settings).
 - **approve a membership** (:func:`check_approve_membership`): with
@@ -65,6 +66,7 @@ from .permissions_actors import (  # noqa: F401  (re-exported: permissions is th
     Impersonation,
     Right,
     audit_actor,
+    bootstraps,
     can_act_personally,
     can_review_submitted,
     check_not_impersonated,
@@ -98,13 +100,25 @@ RESEARCHER = "researcher"
 OUTPUT_CHECKER = "output-checker"
 
 
+#: Why nobody may administer a registry whose bootstrap ended (``registry.bootstrap.end``:
+#: :mod:`pds_kernel.registry.bootstrap`) and that holds no valid administrator.
+NO_ADMINISTRATOR_LEFT = (
+    "the registry holds no valid administrator, yet its bootstrap ended (registry.bootstrap.end, "
+    "anchored outside the database): its administrators were changed in the database outside PDS "
+    "Workspace (rows deleted or deactivated, approvals the registry did not seal), and it is never "
+    "bootstrapped again. An operator restores the administrators' rows (table registry_users) from a "
+    "backup of the database (their seals stay valid under the audit key), then runs `pds audit verify` "
+    "to find what else was changed (docs/isolation.md, \"Administrators\")")
+
+
 # ---- platform administrators ------------------------------------------------------------------
 def can_administer_registry(registry, actor: str) -> bool:
     """Create, change, close users, projects and memberships. While the registry holds no active
-    administrator (first installation), whoever opens it may bootstrap it, except a service."""
+    administrator and never held one (first installation: :func:`bootstraps`), whoever opens it may
+    bootstrap it, except a service."""
     if is_administrator(registry, actor):
         return True
-    return str(actor) not in SERVICE_RIGHTS and not has_administrator(registry)
+    return str(actor) not in SERVICE_RIGHTS and bootstraps(registry)
 
 
 def can_view_platform(registry, actor: str) -> bool:
@@ -120,6 +134,8 @@ def check_platform_viewer(registry, actor: str) -> None:
 
 def check_administer_registry(registry, actor: str, what: str = "administer the registry") -> None:
     if not can_administer_registry(registry, actor):
+        if not has_administrator(registry):  # and its bootstrap ended: its administrators were tampered with
+            raise PermissionDenied(f"{audit_actor(actor)} may not {what}: {NO_ADMINISTRATOR_LEFT}")
         raise PermissionDenied(f"{audit_actor(actor)} may not {what}: only an administrator may "
                                "(map your OS account to an administrator in cli.identities, or ask one)")
 

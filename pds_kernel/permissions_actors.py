@@ -132,6 +132,13 @@ def has_administrator(registry) -> bool:
     return any(u.is_admin and u.active and not u.admin_pending for u in registry.users())
 
 
+def bootstraps(registry) -> bool:
+    """The registry is in bootstrap: it holds no active, approved administrator and never held one
+    (its end is recorded outside the database: :mod:`pds_kernel.registry.bootstrap`). A registry
+    whose administrators were all made invalid in its database is not: nobody may administer it."""
+    return not has_administrator(registry) and not registry.bootstrap_ended()
+
+
 def granted_by_administrator(registry, granted_by: str | None) -> bool:
     """Whether a grant is one administrator's half of the two-person rule: made by an administrator
     who is one still (the one behind ``--as`` for an impersonation), or by the registry-sync Job

@@ -34,14 +34,17 @@ def upgrade(ctx: typer.Context) -> None:
 
 
 def _seal_approvals(ctx: typer.Context) -> None:
-    """Seal the approvals an upgrade marked (revision 0012: pds_kernel.registry.seals) now, where
-    this process holds the audit trail's key (nothing once done); elsewhere the registry's next
-    write does it."""
+    """Seal the approvals an upgrade marked (revision 0012: pds_kernel.registry.seals), and record
+    the end of the registry's bootstrap if it holds an administrator (pds_kernel.registry.bootstrap),
+    now, where this process holds the audit trail's key (nothing once done); elsewhere the
+    registry's next write does it."""
     from ..errors import IntegrityError, NotFound
     from ..registry import Registry
 
     try:
-        sealed = Registry.from_runtime(ctx.obj.runtime).seal_approvals_of_upgrade(ctx.obj.actor)
+        registry = Registry.from_runtime(ctx.obj.runtime)
+        sealed = registry.seal_approvals_of_upgrade(ctx.obj.actor)
+        ended = registry.record_bootstrap_end(ctx.obj.actor)
     except (IntegrityError, NotFound, OSError) as exc:
         console.print(f"approvals not sealed yet ({exc}): the registry's next write seals them "
                       "(on Kubernetes, the registry-sync Job of this upgrade)", highlight=False)
@@ -50,6 +53,9 @@ def _seal_approvals(ctx: typer.Context) -> None:
         console.print(f"sealed the approvals made before this release (memberships: {sealed['memberships']}, "
                       f"administrators: {sealed['administrators']}; audited as registry.seals.upgrade)",
                       highlight=False)
+    if ended:
+        console.print("recorded the end of the registry's bootstrap: it holds an administrator, and is never "
+                      "bootstrapped again (audited and anchored as registry.bootstrap.end)", highlight=False)
 
 
 def _seal_hub_accounts(ctx: typer.Context) -> None:

@@ -376,7 +376,7 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
         raise PermissionDenied(f"{username} is not an active registry user: add them to the registry first")
     if len(password) < 8:
         raise InvalidInput("the password must have at least 8 characters")
-    bootstrap = not permissions.has_administrator(registry)
+    bootstrap = permissions.bootstraps(registry)
     secret = base64.b32encode(secrets.token_bytes(10)).decode()
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
     seals = AccountSeals(registry._audit.key)

@@ -18,6 +18,7 @@ from .. import permissions
 from ..audit import AuditEvent, AuditTrail, Outcome
 from ..db import transaction
 from ..errors import InvalidInput, NotFound, PermissionDenied
+from .bootstrap import Bootstrap, has_administrator
 from .models import MEMBERSHIP_APPROVALS_RULE, Membership, Project, ProjectStatus, RegistryRule, Role, User
 from .names import check_project_id, check_user_name
 from .seals import ApprovalSeals, seal_approvals_of_upgrade
@@ -34,24 +35,6 @@ from .views import (
 log = logging.getLogger(__name__)
 
 
-def _has_administrator(s: Session, seals: ApprovalSeals) -> bool:
-    """An active, approved administrator, sealed (a pending one is none: it counts for nothing here)."""
-    return any(seals.administrator_sealed(u) for u in s.scalars(select(User).where(
-        User.is_admin.is_(True), User.active.is_(True), User.admin_approved_by.is_not(None))))
-
-
-def _keep_an_administrator(s: Session, seals: ApprovalSeals, had_administrator: bool) -> None:
-    """Refuse a write that leaves a registry that had an active administrator with none: while it
-    holds none, whoever opens it bootstraps it (:func:`pds_kernel.permissions.can_administer_registry`),
-    so an administrator who deactivated or demoted every administrator, himself last, could then
-    act as anyone, an OS account included, and come back to approve what he did."""
-    if had_administrator and not _has_administrator(s, seals):
-        raise InvalidInput("this would leave the registry with no active administrator (a pending one is none), "
-                           "and whoever opens a registry without one may administer it: make another "
-                           "administrator first (and have them approved)")
-
-
-
 class Registry:
     """Projects, users and memberships, backed by the shared database."""
 
@@ -62,6 +45,7 @@ class Registry:
         self._sessions = sessions
         self._audit = audit
         self._seals = ApprovalSeals(audit.key, audit)
+        self._bootstrap = Bootstrap(audit)  # ended for good once anchored: :mod:`.bootstrap`
         self.membership_approvals = membership_approvals
 
     @classmethod
@@ -77,10 +61,10 @@ class Registry:
         self._check_admin(actor, "registry.user.update", f"user:{name}")
         with transaction(self._sessions) as s:
             approvals = self._approvals(s, actor)  # every write records the rule (a demotion or a plain user too)
-            had_administrator = _has_administrator(s, self._seals)
-            written = self._write_user(s, actor, name, full_name=full_name, email=email, is_admin=is_admin,
-                                       active=active, bootstrap=not had_administrator, approvals=approvals)
-            _keep_an_administrator(s, self._seals, had_administrator)
+            had_administrator = has_administrator(s, self._seals)
+            written = self._write_user(s, actor, name, full_name=full_name, email=email, is_admin=is_admin, active=active,
+                                       bootstrap=self._bootstrap.applies(s, self._seals), approvals=approvals)
+            self._bootstrap.after_write(s, self._seals, actor, had_administrator)
             return written
 
     def upsert_project(self, actor: str, project_id: str, **values) -> ProjectInfo:
@@ -190,9 +174,9 @@ class Registry:
 
     def _write_user(self, s: Session, actor: str, name: str, *, full_name: str, email: str,
                     is_admin: bool, active: bool, bootstrap: bool, approvals: int) -> UserInfo:
-        """``bootstrap``: the registry had no active, approved administrator when this write began
-        (a first installation): an administrator made now is approved at once, or nobody ever
-        could be. Otherwise, with two ``approvals`` (the transaction's rule, :meth:`_approvals`),
+        """``bootstrap``: the registry had no active, approved administrator when this write began,
+        and never had one (a first installation: :mod:`.bootstrap`): an administrator made now is
+        approved at once, or nobody ever could be. Otherwise, with two ``approvals`` (the transaction's rule, :meth:`_approvals`),
         one made (created as one, promoted, reactivated) is pending until a second administrator
         approves it (:meth:`approve_administrator`)."""
         user = s.get(User, name, with_for_update=True)
@@ -359,6 +343,7 @@ class Registry:
         of their own."""
         rule = self._rule(s)
         seal_approvals_of_upgrade(s, self._seals, self._audit, actor)
+        self._bootstrap.record_end(s, self._seals, actor)  # an upgraded installation's first write
         if self.membership_approvals > (rule.value if rule else 1):
             if rule is None:
                 # two processes recording the rule at once: the second's insert waits for the
@@ -460,6 +445,23 @@ class Registry:
             self._rule(s)  # locked first, as by every write
             return seal_approvals_of_upgrade(s, self._seals, self._audit, actor)
 
+    def record_bootstrap_end(self, actor: str) -> bool:
+        """Record the end of bootstrap (:mod:`.bootstrap`) if the registry holds an administrator and
+        it is not recorded yet (every write does it first; ``pds db upgrade`` too): whether it was now."""
+        with transaction(self._sessions) as s:
+            self._rule(s)  # locked first, as by every write
+            return self._bootstrap.record_end(s, self._seals, actor)
+
+    def bootstraps(self) -> bool:
+        """Whether the registry is in bootstrap (:mod:`.bootstrap`): no administrator, and it never had one."""
+        with transaction(self._sessions) as s:
+            return self._bootstrap.applies(s, self._seals)
+
+    def bootstrap_ended(self) -> bool:
+        """Whether the registry's bootstrap ended (recorded in the audit trail or its anchors)."""
+        with transaction(self._sessions) as s:
+            return self._bootstrap.ended(s)
+
     def is_administrator(self, actor: str) -> bool:
         """Whether ``actor`` is an active platform administrator of the registry (the rule is
         :func:`pds_kernel.permissions.is_administrator`; an ``os:<user>`` never is)."""
@@ -545,9 +547,9 @@ class Registry:
                           check=lambda _registry, who: self._check_own_grants(who, spec))
         with transaction(self._sessions) as s:
             validate_registry_spec(spec, set(s.scalars(select(User.name))))
-            had_administrator = _has_administrator(s, self._seals)
-            changes = self._apply_in(s, actor, spec, bootstrap=not had_administrator)
-            _keep_an_administrator(s, self._seals, had_administrator)
+            had_administrator = has_administrator(s, self._seals)
+            changes = self._apply_in(s, actor, spec, bootstrap=self._bootstrap.applies(s, self._seals))
+            self._bootstrap.after_write(s, self._seals, actor, had_administrator)
             return changes
 
     def _check_own_grants(self, actor: str, spec: RegistrySpec) -> None:
