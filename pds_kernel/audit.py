@@ -285,8 +285,10 @@ class AuditTrail:
         return entries
 
     def _anchor_on_commit(self, session: Session, reason: str | None = None) -> None:
-        if reason is not None:
-            session.info[_REASON] = reason
+        if reason is not None:  # one transaction may record several facts (a first write: two)
+            reasons = session.info.setdefault(_REASON, [])
+            if reason not in reasons:
+                reasons.append(reason)
         if session.info.get("pds_audit_listening") is self:
             return
         session.info["pds_audit_listening"] = self
@@ -300,15 +302,15 @@ class AuditTrail:
 
     def _after_commit(self, session: Session) -> None:
         head = session.info.pop(_PENDING, None)
-        reason = session.info.pop(_REASON, "write")
+        reasons = session.info.pop(_REASON, None) or ["write"]
         if head is None:
             return
         _, anchors = self._check_writable()
         self._keyed_from = head.keyed_from
-        anchor = Anchor(seq=head.seq, head=head.hash, time=_now(), keyed_from=head.keyed_from,
-                        key_id=head.key_id, reason=reason)
         try:
-            anchors.append(anchor)
+            for reason in reasons:  # the same head once per reason, each found by :meth:`anchored`
+                anchors.append(Anchor(seq=head.seq, head=head.hash, time=_now(), keyed_from=head.keyed_from,
+                                      key_id=head.key_id, reason=reason))
             self._floor_key = head.key_id
         except OSError as exc:
             raise IntegrityError(

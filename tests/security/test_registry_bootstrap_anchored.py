@@ -34,6 +34,7 @@ from sqlalchemy import text
 
 from pds_kernel.registry import Registry
 from pds_kernel.registry.bootstrap import BOOTSTRAP_END
+from pds_kernel.registry.seals import UPGRADE_ACTION
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import RegistryRules
@@ -108,6 +109,7 @@ def test_a_fresh_installation_bootstraps_once(db_settings):
         assert registry.is_administrator("root")
         assert bootstrap_anchors(runtime) == 1
         assert len(runtime.audit.entries(action=BOOTSTRAP_END)) == 1
+        assert runtime.audit.anchored(UPGRADE_ACTION)  # anchored by the same commit: both kept
         registry.upsert_user("root", "bob")
         assert bootstrap_anchors(runtime) == 1  # once
         assert_nobody_bootstraps(runtime, says="only an administrator may")

@@ -26,7 +26,7 @@ from pds_kernel.errors import InvalidInput, PermissionDenied
 from pds_kernel.hub.common import build_load_roles, registry_admins, user_roles
 from pds_kernel.permissions import SERVICE_REGISTRY_SYNC
 from pds_kernel.registry import Registry
-from pds_kernel.registry import service as registry_service
+from pds_kernel.registry.bootstrap import Bootstrap
 from pds_kernel.registry.models import MEMBERSHIP_APPROVALS_RULE, RegistryRule
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
@@ -98,7 +98,7 @@ def test_two_concurrent_demotions_leave_no_administrator(tmp_path, pg_database, 
     try:
         registry = Registry.from_runtime(runtime)
         _populate(registry, admins=("root", "ada"))
-        keep, calls, errors = registry_service._keep_an_administrator, [], []
+        keep, calls, errors = Bootstrap.after_write, [], []
 
         def demote_ada():
             try:
@@ -106,8 +106,8 @@ def test_two_concurrent_demotions_leave_no_administrator(tmp_path, pg_database, 
             except InvalidInput as exc:
                 errors.append(exc)
 
-        def keep_then_race(s, seals, had_administrator):
-            keep(s, seals, had_administrator)
+        def keep_then_race(bootstrap, s, seals, actor, had_administrator):
+            keep(bootstrap, s, seals, actor, had_administrator)
             calls.append(had_administrator)
             if len(calls) == 1:  # root's own demotion passed its check, uncommitted: demote ada now
                 thread = threading.Thread(target=demote_ada)
@@ -115,9 +115,9 @@ def test_two_concurrent_demotions_leave_no_administrator(tmp_path, pg_database, 
                 thread.join(timeout=3)  # done at once unless the first demotion holds its locks
                 calls.append(thread)
 
-        monkeypatch.setattr(registry_service, "_keep_an_administrator", keep_then_race)
+        monkeypatch.setattr(Bootstrap, "after_write", keep_then_race)
         registry.upsert_user("root", "root", is_admin=False)
-        monkeypatch.setattr(registry_service, "_keep_an_administrator", keep)
+        monkeypatch.setattr(Bootstrap, "after_write", keep)
         calls[1].join(timeout=60)
         assert _approved_administrators(registry), "the registry was left with no approved administrator"
         assert len(errors) == 1 and "no active administrator" in str(errors[0])
