@@ -246,11 +246,14 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
     assert "sealed the approvals made before this release (memberships: 4, administrators: 1;" in outputs[0]
-    assert "already at schema revision" in outputs[1] and "sealed" not in outputs[1]
+    assert "recorded the end of the registry's bootstrap" in outputs[0]  # it holds an administrator: root
+    assert "already at schema revision" in outputs[1] and "sealed" not in outputs[1] and "bootstrap" not in outputs[1]
 
     after = _dump(settings)
     # the first upgrade sealed the approvals it found (revision 0012), under the audit key, once:
-    # one keyed entry after the old release's, whose chain goes on
+    # one keyed entry after the old release's, whose chain goes on; then the end of its bootstrap
+    ended = after["audit_log"].pop()
+    assert (ended["action"], json.loads(ended["details"])) == ("registry.bootstrap.end", {"administrators": ["root"]})
     sealed = after["audit_log"].pop()
     assert (sealed["action"], sealed["chain_version"]) == ("registry.seals.upgrade", 2)
     assert json.loads(sealed["details"]) == {"memberships": 4, "administrators": 1}
@@ -275,9 +278,10 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
     # and anchored it outside the database: a deleted entry would not make the mark count again
     anchors = FileAnchorStore(settings.audit_anchor_file).read()
     assert [a.seq for a in anchors if a.reason == "registry.seals.upgrade"] == [sealed["seq"]]
+    assert [a.seq for a in anchors if a.reason == "registry.bootstrap.end"] == [ended["seq"]]
     verified = subprocess.run([PDS, "audit", "verify"], env=current, cwd=tmp_path, capture_output=True, text=True)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert f"intact: {len(before['audit_log']) + 1} entries" in verified.stdout
+    assert f"intact: {len(before['audit_log']) + 2} entries" in verified.stdout
 
     # the current code works on the upgraded data, and the chain goes on keyed
     rt = Runtime(settings)
