@@ -108,7 +108,7 @@ NO_ADMINISTRATOR_LEFT = (
     "Workspace (rows deleted or deactivated, approvals the registry did not seal), and it is never "
     "bootstrapped again. An operator restores the administrators' rows (table registry_users) from a "
     "backup of the database (their seals stay valid under the audit key), then runs `pds audit verify` "
-    "to find what else was changed (docs/isolation.md, \"Administrators\")")
+    "to find what else was changed (docs/isolation.md, \"Bootstrap ends for good\")")
 
 
 # ---- platform administrators ------------------------------------------------------------------
