@@ -132,10 +132,16 @@ def check_platform_viewer(registry, actor: str) -> None:
                                "is shown to administrators (pds-admin) only")
 
 
+def _check_an_administrator_left(registry, actor: str, what: str) -> None:
+    """Called once ``actor`` is refused: a registry with no valid administrator although its
+    bootstrap ended (not :func:`bootstraps`) says why nobody may, and what to do."""
+    if not has_administrator(registry) and registry.bootstrap_ended():
+        raise PermissionDenied(f"{audit_actor(actor)} may not {what}: {NO_ADMINISTRATOR_LEFT}")
+
+
 def check_administer_registry(registry, actor: str, what: str = "administer the registry") -> None:
     if not can_administer_registry(registry, actor):
-        if not has_administrator(registry):  # and its bootstrap ended: its administrators were tampered with
-            raise PermissionDenied(f"{audit_actor(actor)} may not {what}: {NO_ADMINISTRATOR_LEFT}")
+        _check_an_administrator_left(registry, actor, what)
         raise PermissionDenied(f"{audit_actor(actor)} may not {what}: only an administrator may "
                                "(map your OS account to an administrator in cli.identities, or ask one)")
 
@@ -245,6 +251,7 @@ def can_manage_hub_accounts(registry, actor: str) -> bool:
 def check_manage_hub_accounts(registry, actor: str, what: str = "manage hub accounts") -> None:
     check_not_impersonated(actor, what)
     if not can_manage_hub_accounts(registry, actor):
+        _check_an_administrator_left(registry, actor, what)
         raise PermissionDenied(f"{audit_actor(actor)} may not {what}: only a platform administrator may "
                                "(ask one; an administrator runs pds hub account as themselves)")
 

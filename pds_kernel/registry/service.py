@@ -452,11 +452,6 @@ class Registry:
             self._rule(s)  # locked first, as by every write
             return self._bootstrap.record_end(s, self._seals, actor)
 
-    def bootstraps(self) -> bool:
-        """Whether the registry is in bootstrap (:mod:`.bootstrap`): no administrator, and it never had one."""
-        with transaction(self._sessions) as s:
-            return self._bootstrap.applies(s, self._seals)
-
     def bootstrap_ended(self) -> bool:
         """Whether the registry's bootstrap ended (recorded in the audit trail or its anchors)."""
         with transaction(self._sessions) as s:

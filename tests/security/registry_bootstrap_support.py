@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from pds_kernel.db import make_engine
 from pds_kernel.errors import PermissionDenied
+from pds_kernel.hub.local import provision_account
 from pds_kernel.registry import Registry
 from pds_kernel.registry.bootstrap import BOOTSTRAP_END
 from pds_kernel.runtime import Runtime
@@ -71,6 +72,8 @@ def assert_nobody_bootstraps(runtime: Runtime, says: str = RESTORE) -> None:
                 registry.upsert_user(actor, "mallory", is_admin=True)
         with pytest.raises(PermissionDenied):
             registry.apply("os:mallory", _spec_making("mallory"))
+        with pytest.raises(PermissionDenied, match=says):  # nor a hub account made by whoever opens it
+            provision_account(again.settings, registry, "alice", "a long password", actor="os:mallory")
         for name in ("mallory", "eve"):
             assert not registry.is_administrator(name)
             assert all(not u.is_admin for u in registry.users() if u.name == name)
