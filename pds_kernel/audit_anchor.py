@@ -36,7 +36,8 @@ class Anchor:
     keyed_from: int  #: first entry hashed with the key (entries before it use the unkeyed rule)
     key_id: str  #: which key (its public identifier, never the key)
     #: "write" (after a commit) | "verify" (after a successful verification) | an action whose
-    #: commit it anchors, recorded for good (``registry.seals.upgrade``: :mod:`pds_kernel.registry.seals`)
+    #: commit it anchors, recorded for good (``registry.seals.upgrade``: :mod:`pds_kernel.registry.seals`;
+    #: ``registry.bootstrap.end``: :mod:`pds_kernel.registry.bootstrap`); one anchor per reason of a commit
     reason: str = "write"
     format: int = ANCHOR_FORMAT
 

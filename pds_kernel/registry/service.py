@@ -176,9 +176,9 @@ class Registry:
                     is_admin: bool, active: bool, bootstrap: bool, approvals: int) -> UserInfo:
         """``bootstrap``: the registry had no active, approved administrator when this write began,
         and never had one (a first installation: :mod:`.bootstrap`): an administrator made now is
-        approved at once, or nobody ever could be. Otherwise, with two ``approvals`` (the transaction's rule, :meth:`_approvals`),
-        one made (created as one, promoted, reactivated) is pending until a second administrator
-        approves it (:meth:`approve_administrator`)."""
+        approved at once, or nobody ever could be. Otherwise, with two ``approvals`` (the
+        transaction's rule, :meth:`_approvals`), one made (created as one, promoted, reactivated)
+        is pending until a second administrator approves it (:meth:`approve_administrator`)."""
         user = s.get(User, name, with_for_update=True)
         created = user is None
         before = None if created else self._user_view(user)
