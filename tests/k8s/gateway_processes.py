@@ -19,6 +19,7 @@ tests/k8s/test_netpol.py and test_spawner.py for them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import signal
@@ -91,6 +92,25 @@ class _ClosedOnce(Gateway):
             return None
         self._closed_once = True
         return super().close()
+
+
+@contextlib.contextmanager
+def collected_here():
+    """Run a test with the automatic garbage collection off, then collect in this (the test's) thread.
+
+    A dask_gateway client (``Gateway``) closes itself in ``__del__`` by waiting on its event loop. The
+    automatic collector runs in whichever thread allocates: when it ran a client's ``__del__`` on
+    that client's own loop thread (a client made inside dask_gateway by ``connect`` or
+    ``new_cluster`` and refused with 401, left to the collector), the loop waited on itself and the
+    whole run hung, pytest's timeout included (seen in a full run, in
+    tests/security/test_revocation_attacks_dask.py). Clients left to the collector are finalised
+    here, in the test's thread, between tests."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect()
+        gc.enable()
 
 
 # ---- the hub on its own loop -------------------------------------------------------------------

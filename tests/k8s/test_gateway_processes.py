@@ -16,7 +16,7 @@ from distributed import Client
 
 from pds_kernel.project_end import ProjectEnd
 
-from .gateway_processes import GatewayWorld
+from .gateway_processes import GatewayWorld, collected_here
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
@@ -29,6 +29,13 @@ CHECK_EVERY_SECOND = "\nc.WorkspaceAuthenticator.cluster_check_interval = 1.0\n"
 def world(tmp_path_factory):
     with GatewayWorld(tmp_path_factory.mktemp("gw"), extra_config=CHECK_EVERY_SECOND) as w:
         yield w
+
+
+@pytest.fixture(autouse=True)
+def _collected_after_each_test():
+    """No automatic collection during a test (k8s/gateway_processes.collected_here)."""
+    with collected_here():
+        yield
 
 
 def test_workspace_creates_scales_uses_and_stops_a_cluster_of_its_project(world):

@@ -10,8 +10,6 @@ their own TLS credentials, reached through the gateway's SNI-routing proxy.
 
 from __future__ import annotations
 
-import gc
-
 import pytest
 import requests
 from dask_gateway.client import ClusterStatus, GatewayClusterError
@@ -49,11 +47,12 @@ def scene(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _collected_after_each_test():
-    """dask_gateway clients a test leaves to the collector are finalised here, between tests: a
-    collection inside a later test's ``Client(...)`` once ran one's ``__del__`` while distributed
-    held its loop lock, and the run hung (k8s/gateway_processes._ClosedOnce)."""
-    yield
-    gc.collect()
+    """No automatic collection during a test: dask_gateway clients it leaves to the collector are
+    finalised after it, in its own thread (k8s/gateway_processes.collected_here)."""
+    from k8s.gateway_processes import collected_here
+
+    with collected_here():
+        yield
 
 
 def refused(exc_info) -> int:

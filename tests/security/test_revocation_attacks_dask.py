@@ -7,7 +7,6 @@ proxy), checking its clusters against the registry every second here (``cluster_
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from datetime import date, timedelta
@@ -37,8 +36,12 @@ def world(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _collected_after_each_test():
-    yield
-    gc.collect()
+    """No automatic collection during a test: dask_gateway clients it leaves to the collector are
+    finalised after it, in its own thread (k8s/gateway_processes.collected_here)."""
+    from k8s.gateway_processes import collected_here
+
+    with collected_here():
+        yield
 
 
 def wait_gone(gw, limit: float = 15) -> float:
