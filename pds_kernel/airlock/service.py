@@ -166,12 +166,14 @@ class AirlockService:
         ``checkers`` as for :func:`.views.build_view`."""
         return build_view(req, viewer, contents=contents, checkers=checkers)
 
-    def _with_actions(self, view: RequestView, viewer: str) -> RequestView:
-        """Add what ``viewer`` may do now (registry questions: outside any open transaction)."""
-        submitters = frozenset()
-        if view.state in REVIEWABLE:
-            with transaction(self._sessions) as s:
-                submitters = submitted_by(s, view.id)
+    def _with_actions(self, view: RequestView, viewer: str, submitters: frozenset[str] | None = None) -> RequestView:
+        """Add what ``viewer`` may do now (registry questions: outside any open transaction);
+        ``submitters`` (:func:`.submitters.submitted_by`) when the caller read them already."""
+        if submitters is None:
+            submitters = frozenset()
+            if view.state in REVIEWABLE:
+                with transaction(self._sessions) as s:
+                    submitters = submitted_by(s, view.id)
         return replace(view, actions=offered_actions(self.registry, view, viewer, submitters))
 
     def _peek(self, request_id: str) -> tuple[str, str, str]:
@@ -228,10 +230,11 @@ class AirlockService:
             checkers = permissions.checkers_of(self.registry, project) if state in _OPEN else None
             with transaction(self._sessions) as s:
                 req = self._load(s, request_id)
-                view = self._view(req, actor, contents, checkers and checkers - submitted_by(s, req.id))
+                submitters = submitted_by(s, req.id) if checkers or req.state in REVIEWABLE else frozenset()
+                view = self._view(req, actor, contents, checkers and checkers - submitters)
                 self._record(AuditEvent(actor=actor, action="airlock.request.view", target=f"request:{req.id}",
                                         project=req.project_id, details={"state": req.state}), session=s)
-            return self._with_actions(view, actor)
+            return self._with_actions(view, actor, submitters)
         return self._guarded(actor, "airlock.request.view", request_id, run)
 
     def open_staged(self, actor: str, request_id: str, index: int) -> tuple[FileView, Path]:
