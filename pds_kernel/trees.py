@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: How every walk of a tree opens a directory: never through a symbolic link, never inherited.
+DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class TreeMoved(OSError):
@@ -54,7 +55,7 @@ def walk(root: Path, on_leave: Callable[[int, str], None] | None = None) -> Iter
     missing ``root``. ``on_leave(parent, name)`` is called once every entry of the directory
     ``name`` was given (``parent``: a descriptor of the directory holding it)."""
     try:
-        fd = os.open(root, _DIR)
+        fd = os.open(root, DIRECTORY)
     except (FileNotFoundError, NotADirectoryError):
         return
     #: for each directory above the current one: its names left, its path, its identity, and the
@@ -73,7 +74,7 @@ def walk(root: Path, on_leave: Callable[[int, str], None] | None = None) -> Iter
                 if not stat.S_ISDIR(info.st_mode):
                     continue
                 try:
-                    child = os.open(name, _DIR, dir_fd=fd)
+                    child = os.open(name, DIRECTORY, dir_fd=fd)
                 except (FileNotFoundError, NotADirectoryError):
                     continue
                 if _identity(os.fstat(child)) != _identity(info):
@@ -88,7 +89,7 @@ def walk(root: Path, on_leave: Callable[[int, str], None] | None = None) -> Iter
                 if not above:
                     return
                 names, prefix, here, name = above.pop()
-                parent = os.open("..", _DIR, dir_fd=fd)
+                parent = os.open("..", DIRECTORY, dir_fd=fd)
                 os.close(fd)
                 fd = parent
                 if _identity(os.fstat(fd)) != here:

@@ -61,6 +61,7 @@ from ..k8s.config import K8sConfig, load_k8s_config
 from ..k8s.jobs import JobOutcome, isolated_job, run_job
 from ..k8s.pods import build_resources
 from ..registry.names import check_project_id
+from ..trees import DIRECTORY
 from .rebuild_collect import collect_container, collect_copies
 from .rebuild_formats import RESULT_MARKER
 
@@ -245,7 +246,7 @@ def remove_work(work: Path) -> None:
     if not os.path.lexists(work):
         return
     try:
-        parent = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        parent = os.open(work, DIRECTORY)
     except OSError:
         parent = None
     if parent is not None:
@@ -262,7 +263,7 @@ def _open_up(parent: int, name: str, depth: int) -> None:
     """Give the folder ``name`` of ``parent`` (and its folders, to a depth) its owner's permissions."""
     try:
         os.chmod(name, 0o700, dir_fd=parent, follow_symlinks=False)
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        fd = os.open(name, DIRECTORY, dir_fd=parent)
     except (OSError, ValueError, NotImplementedError):  # a link, or not a folder
         return
     try:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InvalidInput
 from ..registry.names import check_project_id
+from ..trees import DIRECTORY
 from .mount_check import WHO_FIXES, CheckedMount, ExtractRefused, latest_publication
 from .tree import BUILD_ID, TreeRefused, fingerprint, open_published
 
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 #: The audit cause (``workspace.stop``) of a workspace stopped because its extract changed while it
 #: ran: by the local hub's watcher, and by the Kubernetes hub's spawner (pds_kernel.hub.kube_spawner).
 CHANGED_CAUSE = "extract changed"
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _current_fingerprint(projects_root: str, mounted: MountedExtract) -> str | N
     try:
         for name in (mounted.project, "builds", mounted.build_id):
             try:
-                opened.append(os.open(name, _DIRECTORY, dir_fd=opened[-1]))
+                opened.append(os.open(name, DIRECTORY, dir_fd=opened[-1]))
             except FileNotFoundError:
                 return None
         return fingerprint(opened[-1])

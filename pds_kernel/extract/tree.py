@@ -32,6 +32,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ..trees import DIRECTORY
 from .writers import WriterFound, identities, refuse_writers
 
 MANIFEST = "manifest.json"
@@ -40,7 +41,6 @@ BUILD_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 #: A manifest larger than this is not read (a national extract's is a few hundred kB).
 MAX_MANIFEST_BYTES = 64 << 20
 BLOCK = 8 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -99,7 +99,7 @@ def open_published(project_dir: str, build_id: str) -> int:
 
 def _open_dir(parent: int, name: str) -> int:
     try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        return os.open(name, DIRECTORY, dir_fd=parent)
     except FileNotFoundError:
         raise TreeRefused(f"{name} is missing") from None
     except OSError:  # ELOOP (a symbolic link) or ENOTDIR
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", default=None, help="write the verified tree's fingerprint to this file")
     args = parser.parse_args(argv)
     try:
-        root = os.open(args.directory, _DIR_FLAGS)
+        root = os.open(args.directory, DIRECTORY)
         try:
             tree, _ = verify(root, args.manifest_sha256, hash_max_bytes=args.hash_max_bytes,
                              expected_fingerprint=args.fingerprint)
@@ -400,7 +400,7 @@ def matches_record(record: str, directory: str) -> bool:
     either cannot be read (a missing record, ``directory`` not a directory)."""
     with open(record, encoding="ascii") as handle:
         expected = handle.read(65)
-    root = os.open(directory, _DIR_FLAGS)
+    root = os.open(directory, DIRECTORY)
     try:
         return fingerprint(root) == expected
     finally:
