@@ -423,7 +423,8 @@ class AirlockService:
         """Record ``actor``'s verdicts: ``{file index: {"decision", "comment", "sha256"?}}``.
 
         The verdicts must cover every file the actor has no valid verdict on. ``sha256``, when given,
-        must be the bytes the reviewer saw. Decides the request when enough checkers are complete.
+        must be the bytes the reviewer saw (the gate's API and page require it, the CLI sends what it
+        listed). Decides the request when enough checkers are complete.
         """
         check_user_name(actor)
 

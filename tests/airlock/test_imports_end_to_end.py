@@ -82,7 +82,7 @@ def test_import_through_the_gate_appears_in_a_running_sandbox(gate, runtime, set
     assert refused.status_code == 400 and "PDS.Test.Marker" in refused.json()["error"]
     created = upload(gate, "alice", "helpers.py", SCRIPT)
     assert created.status_code == 201, created.text
-    rid = created.json()["id"]
+    rid, seen = created.json()["id"], created.json()["files"][0]["sha256"]
     assert created.json()["direction"] == "import" and created.json()["state"] == "submitted"
 
     extract = settings.paths.projects / PROJECT / "extract"
@@ -100,10 +100,10 @@ def test_import_through_the_gate_appears_in_a_running_sandbox(gate, runtime, set
             time.sleep(0.1)
         assert (home / "ready").exists(), proc.communicate(timeout=30)
         assert api(gate, "alice", "POST", f"requests/{rid}/reviews",
-                   json={"verdicts": {"0": {"decision": "approve"}}}).status_code == 403  # the author never reviews
+                   json={"verdicts": {"0": {"decision": "approve", "sha256": seen}}}).status_code == 403  # the author never reviews
         for checker in ("olga", "omar"):
             answer = api(gate, checker, "POST", f"requests/{rid}/reviews",
-                         json={"verdicts": {"0": {"decision": "approve", "comment": "fine"}}})
+                         json={"verdicts": {"0": {"decision": "approve", "comment": "fine", "sha256": seen}}})
             assert answer.status_code == 200, answer.text
         released = api(gate, "omar", "POST", f"requests/{rid}/release", json={})
         assert released.status_code == 200 and released.json()["state"] == "released", released.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from hashlib import sha256
 
 import pytest
 import requests
@@ -104,7 +105,7 @@ def test_api_round_trip(base, service):
     rid = up.json()["id"]
     for who in ("olga", "omar"):
         r = requests.post(base + f"api/requests/{rid}/reviews", headers=api(who),
-                          json={"verdicts": {"0": {"decision": "approve"}}})
+                          json={"verdicts": {"0": {"decision": "approve", "sha256": sha256(SAFE_TABLE).hexdigest()}}})
         assert r.status_code == 200, r.text
     r = requests.post(base + f"api/requests/{rid}/release", headers=api("olga"))
     assert r.status_code == 200 and r.json()["state"] == "released"
@@ -177,7 +178,8 @@ def test_resubmit_after_changes_requested_through_the_api_and_client(base, servi
     assert early.status_code == 409, early.text  # nothing was asked yet
     for who in ("olga", "omar"):
         r = requests.post(base + f"api/requests/{rid}/reviews", headers=api(who),
-                          json={"verdicts": {"0": {"decision": "request_changes", "comment": "round"}}})
+                          json={"verdicts": {"0": {"decision": "request_changes", "comment": "round",
+                                                    "sha256": sha256(SAFE_TABLE).hexdigest()}}})
         assert r.status_code == 200, r.text
     assert r.json()["state"] == "changes_requested"
     outsider = requests.post(base + f"api/requests/{rid}/resubmit", headers=api("mallory"))

@@ -58,7 +58,8 @@ gate = AirlockClient()
 for what, call in {{
     "other project": lambda: submit([str(table)], "elsewhere", project={OTHER_PROJECT!r}),
     "review": lambda: gate.request("POST", f"api/requests/{{answer['id']}}/reviews",
-        json.dumps({{"verdicts": {{"0": {{"decision": "approve"}}}}}}).encode()),
+        json.dumps({{"verdicts": {{"0": {{"decision": "approve",
+                                        "sha256": answer["files"][0]["sha256"]}}}}}}).encode()),
     "release": lambda: gate.request("POST", f"api/requests/{{answer['id']}}/release", b"{{}}"),
     "page": lambda: gate.request("GET", "requests"),
 }}.items():
@@ -181,7 +182,8 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
 
     # the author never reviews their own request
     own = gate_api(hub, token, "POST", f"requests/{request_id}/reviews",
-                   json={"verdicts": {"0": {"decision": "approve", "comment": ""}}})
+                   json={"verdicts": {"0": {"decision": "approve", "comment": "",
+                                             "sha256": hashlib.sha256(table).hexdigest()}}})
     assert own.status_code == 403, own.text
     assert gate_api(hub, token, "GET", f"requests/{request_id}").json()["state"] == "submitted"
     # a 120 MB body through the hub's proxy: 413 from the gate (it was 503), and the gate still serves

@@ -31,6 +31,9 @@ from gate_support import (  # noqa: F401  (the fixtures gate and gate_registry)
 
 from pds_kernel.airlock.staging import RefusedFiles
 
+SECRET_SHA = hashlib.sha256(SECRET_TABLE).hexdigest()  #: what a checker who read the default file saw
+APPROVAL = json.dumps({"verdicts": {"0": {"decision": "approve", "comment": "x", "sha256": SECRET_SHA}}}).encode()
+
 RAW_FORMS = ["requests/{id}/files/0", "api/requests/{id}/files/0", "requests/{id}/files/00",
              "requests/{id}/files/000000", "requests/{id}/download/0", "api/requests/{id}/download/0",
              "api/requests/{id}/files/0?inline=1", "requests/{id}/files/0?_xsrf=x"]
@@ -157,7 +160,7 @@ def test_admin_reviews_and_counts_toward_the_quorum(gate):
     view = gate.submit()
     gate.service.review("olga", view.id, {0: {"decision": "approve", "comment": "exception"}})
     r = gate.api("root", "POST", f"requests/{view.id}/reviews",
-                 json={"verdicts": {"0": {"decision": "approve", "comment": "fine by me"}}})
+                 json={"verdicts": {"0": {"decision": "approve", "comment": "fine by me", "sha256": SECRET_SHA}}})
     assert r.status_code == 403, r.text
     after = gate.service.get_request("olga", view.id)
     assert after.state == "under_review" and after.complete_reviews == 1
@@ -185,7 +188,7 @@ def test_admin_finds_requests_in_the_review_queue(gate):
 def test_checker_reviews_their_own_request(gate):
     view = gate.submit(author="bob")  # bob is a researcher and a checker of the project
     r = gate.api("bob", "POST", f"requests/{view.id}/reviews",
-                 json={"verdicts": {"0": {"decision": "approve", "comment": "mine is fine"}}})
+                 json={"verdicts": {"0": {"decision": "approve", "comment": "mine is fine", "sha256": SECRET_SHA}}})
     assert r.status_code == 403, r.text
     assert_refused(fetch(gate, "bob", f"api/requests/{view.id}/files/0"), allowed=(403,))
     assert gate.service.get_request("olga", view.id).complete_reviews == 0
@@ -193,7 +196,7 @@ def test_checker_reviews_their_own_request(gate):
 
 def test_checker_reviews_twice_to_make_the_quorum(gate):
     view = gate.submit()
-    body = {"verdicts": {"0": {"decision": "approve", "comment": "exception"}}}
+    body = {"verdicts": {"0": {"decision": "approve", "comment": "exception", "sha256": SECRET_SHA}}}
     assert gate.api("olga", "POST", f"requests/{view.id}/reviews", json=body).status_code == 200
     again = gate.api("olga", "POST", f"requests/{view.id}/reviews", json=body)
     assert again.status_code == 409, again.text
@@ -296,10 +299,10 @@ def test_huge_upload_is_refused_before_staging(gate, settings):
 
 
 @pytest.mark.parametrize("ctype,body", [
-    ("text/plain", b'{"verdicts": {"0": {"decision": "approve", "comment": "x"}}}'),
+    ("text/plain", APPROVAL),
     ("application/x-www-form-urlencoded", b"verdicts=0"),
     ("application/xml", b"<verdicts/>"),
-    ("", b'{"verdicts": {"0": {"decision": "approve", "comment": "x"}}}'),
+    ("", APPROVAL),
 ])
 def test_review_with_a_wrong_content_type(gate, ctype, body):
     view = gate.submit()
@@ -319,13 +322,16 @@ def test_compressed_body_bomb(gate):
 
 
 @pytest.mark.parametrize("body", [
-    {"verdicts": {"0": {"decision": "approve", "comment": "x"}}, "as_admin": True},
-    {"verdicts": {"0": {"decision": "approve", "comment": "x", "reviewer": "omar"}}},
-    {"verdicts": {"0": {"decision": ["approve"], "comment": "x"}}},
-    {"verdicts": {"0": {"decision": "approve", "comment": {"text": "x"}}}},
+    {"verdicts": {"0": {"decision": "approve", "comment": "x", "sha256": SECRET_SHA}}, "as_admin": True},
+    {"verdicts": {"0": {"decision": "approve", "comment": "x", "sha256": SECRET_SHA, "reviewer": "omar"}}},
+    {"verdicts": {"0": {"decision": ["approve"], "comment": "x", "sha256": SECRET_SHA}}},
+    {"verdicts": {"0": {"decision": "approve", "comment": {"text": "x"}, "sha256": SECRET_SHA}}},
     {"verdicts": {"0": {"decision": "approve", "comment": "x", "sha256": 12}}},
     {"verdicts": [{"decision": "approve"}]},
-    {"verdicts": {"0": {"decision": "approve\u200b", "comment": "x"}}},
+    {"verdicts": {"0": {"decision": "approve\u200b", "comment": "x", "sha256": SECRET_SHA}}},
+    {"verdicts": {"0": {"decision": "approve", "comment": "x"}}},  # no sha256: which bytes were read?
+    {"verdicts": {"0": {"decision": "approve", "comment": "x", "sha256": ""}}},
+    {"verdicts": {"0": {"decision": "approve", "comment": "x", "sha256": SECRET_SHA.upper()}}},
 ])
 def test_review_with_unknown_fields_or_wrong_types(gate, body):
     view = gate.submit()
@@ -411,8 +417,8 @@ def test_request_smuggling_with_both_length_and_chunked(gate):
     view = gate.submit()
     url = urlparse(gate.base)
     hidden = (f"POST {url.path}api/requests/{view.id}/reviews HTTP/1.1\r\nHost: x\r\n"
-              "Authorization: token fake-olga\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n"
-              '{"verdicts": {"0": {"decision": "approve", "comment": "x"}}}')
+              "Authorization: token fake-olga\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(APPROVAL)}\r\n\r\n{APPROVAL.decode()}")
     outer = (f"POST {url.path}api/requests/{view.id}/withdraw HTTP/1.1\r\nHost: x\r\n"
              "Authorization: token fake-alice\r\nContent-Type: application/json\r\n"
              f"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}")

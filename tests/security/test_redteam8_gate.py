@@ -12,6 +12,7 @@ the same.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
@@ -35,6 +36,7 @@ from pds_kernel.permissions_actors import Impersonation
 from pds_kernel.registry import Role
 
 CLEAN = b"group,n\nA,120\nB,130\n"
+CLEAN_APPROVAL = {"verdicts": {"0": {"decision": "approve", "sha256": hashlib.sha256(CLEAN).hexdigest()}}}
 
 
 @pytest.fixture(name="gate")
@@ -120,7 +122,7 @@ def test_review_form_posted_as_json_or_text_from_another_site(gate):
         r = olga.post(gate.base + f"requests/{view.id}/review", data=body, allow_redirects=False, timeout=30,
                       headers={"Content-Type": ctype, "Origin": "https://evil.example"})
         assert r.status_code in (403, 415), (ctype, r.status_code)
-    api = olga.post(gate.base + f"api/requests/{view.id}/reviews", json={"verdicts": {"0": {"decision": "approve"}}},
+    api = olga.post(gate.base + f"api/requests/{view.id}/reviews", json=CLEAN_APPROVAL,
                     timeout=30)  # the API with the page's cookie only: tokens alone authenticate it
     assert api.status_code == 401
     assert gate.service.get_request("olga", view.id).complete_reviews == 0
@@ -152,7 +154,7 @@ def test_admin_checker_reviews_what_they_submitted_on_behalf_of_a_researcher(gat
                  files=[("files", ("t.csv", CLEAN, "text/csv"))])
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
-    vote = gate.api("adam", "POST", f"requests/{rid}/reviews", json={"verdicts": {"0": {"decision": "approve"}}})
+    vote = gate.api("adam", "POST", f"requests/{rid}/reviews", json=CLEAN_APPROVAL)
     assert vote.status_code == 403 and "never reviews" in vote.json()["error"], (vote.status_code, vote.text)
     gate.service.review("olga", rid, {0: {"decision": "approve", "comment": ""}})
     assert gate.service.get_request("olga", rid).state == "under_review"  # adam's vote made no quorum
@@ -167,27 +169,28 @@ def test_admin_checker_reviews_what_they_submitted_acting_as_the_researcher(gate
     """The same through ``pds --as alice``: the request's author is alice, the bytes are adam's."""
     view = gate.service.create(Impersonation("alice", "adam"), PROJECT, [("t.csv", io.BytesIO(CLEAN))],
                                "as alice")
-    vote = gate.api("adam", "POST", f"requests/{view.id}/reviews", json={"verdicts": {"0": {"decision": "approve"}}})
+    vote = gate.api("adam", "POST", f"requests/{view.id}/reviews", json=CLEAN_APPROVAL)
     assert vote.status_code == 403 and "never reviews" in vote.json()["error"], (vote.status_code, vote.text)
 
 
 def test_admin_checker_resubmits_files_into_a_request_then_reviews(gate, admin_checker):
     """An administrator may answer a request for changes for its author: then they do not review it."""
-    view = gate.submit(content=CLEAN)
+    view, resubmitted = gate.submit(content=CLEAN), b"group,n\nA,121\nB,130\n"
     for who in ("olga", "omar"):
         gate.service.review(who, view.id, {0: {"decision": "request_changes", "comment": "a round"}})
     r = gate.api("adam", "POST", f"requests/{view.id}/resubmit", data={"justification": "fixed"},
-                 files=[("files", ("t.csv", b"group,n\nA,121\nB,130\n", "text/csv"))])
+                 files=[("files", ("t.csv", resubmitted, "text/csv"))])
     assert r.status_code == 200, r.text
     vote = gate.api("adam", "POST", f"requests/{view.id}/reviews",
-                    json={"verdicts": {"0": {"decision": "approve"}}})
+                    json={"verdicts": {"0": {"decision": "approve",
+                                             "sha256": hashlib.sha256(resubmitted).hexdigest()}}})
     assert vote.status_code == 403 and "never reviews" in vote.json()["error"], (vote.status_code, vote.text)
 
 
 def test_checker_who_did_not_submit_still_reviews(gate, admin_checker):
     """Control: adam reviews a request alice submitted herself."""
     view = gate.submit(content=CLEAN)
-    vote = gate.api("adam", "POST", f"requests/{view.id}/reviews", json={"verdicts": {"0": {"decision": "approve"}}})
+    vote = gate.api("adam", "POST", f"requests/{view.id}/reviews", json=CLEAN_APPROVAL)
     assert vote.status_code == 200, vote.text
 
 
@@ -203,7 +206,7 @@ def test_approval_racing_the_withdrawal(gate):
             answers[who] = gate.api(who, method, path, json=body)
 
         threads = [threading.Thread(target=act, args=("omar", "POST", f"requests/{view.id}/reviews",
-                                                      {"verdicts": {"0": {"decision": "approve"}}})),
+                                                      CLEAN_APPROVAL)),
                    threading.Thread(target=act, args=("alice", "POST", f"requests/{view.id}/withdraw",
                                                       {"reason": "changed my mind"}))]
         for t in threads:
@@ -225,7 +228,8 @@ def _paused_release(import_gate):
     rid = import_gate.upload("alice", "tool.py", content).json()["id"]
     for who in ("olga", "omar"):
         r = import_gate.api(who, "POST", f"requests/{rid}/reviews",
-                            json={"verdicts": {"0": {"decision": "approve", "comment": "read it"}}})
+                            json={"verdicts": {"0": {"decision": "approve", "comment": "read it",
+                                                     "sha256": hashlib.sha256(content).hexdigest()}}})
         assert r.status_code == 200, r.text
     service = import_gate.service
     with transaction(service._sessions) as s:
@@ -277,6 +281,14 @@ def test_approval_replayed_on_the_resubmitted_file(gate):
     page = olga.post(gate.base + f"requests/{view.id}/review", allow_redirects=False, timeout=30,
                      data={"decision_0": "approve", "comment_0": "", "sha_0": seen, "_xsrf": token})
     assert page.status_code == 409, page.status_code
+    # nor does a verdict that names no bytes (a stale tab or script approving "file 0", whatever it is now)
+    unbound = gate.api("olga", "POST", f"requests/{view.id}/reviews", json={"verdicts": {"0": {"decision": "approve"}}})
+    assert unbound.status_code == 400 and "sha256 of the bytes you reviewed" in unbound.json()["error"], unbound.text
+    token = gate.xsrf(olga, f"requests/{view.id}")
+    for sha in ({}, {"sha_0": ""}):
+        page = olga.post(gate.base + f"requests/{view.id}/review", allow_redirects=False, timeout=30,
+                         data={"decision_0": "approve", "comment_0": "", "_xsrf": token, **sha})
+        assert page.status_code == 400, (sha, page.status_code)
     after = gate.service.get_request("olga", view.id)
     assert after.state == "submitted" and after.complete_reviews == 0
 

@@ -15,6 +15,7 @@ wheels were accepted before ``check_identity``.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import struct
 import tarfile
@@ -255,7 +256,9 @@ def test_staged_import_changed_after_its_clean_scan_and_approval(import_gate):
     rid = import_gate.upload("alice", "tool.py", CODE).json()["id"]
     for who in ("olga", "omar"):
         assert import_gate.api(who, "POST", f"requests/{rid}/reviews",
-                               json={"verdicts": {"0": {"decision": "approve", "comment": "read"}}}).status_code == 200
+                               json={"verdicts": {"0": {"decision": "approve", "comment": "read",
+                                                                 "sha256": hashlib.sha256(CODE).hexdigest()}}}
+                               ).status_code == 200
     service = import_gate.service
     with transaction(service._sessions) as s:
         stored = s.query(RequestFile).filter_by(request_id=rid).one().stored_name

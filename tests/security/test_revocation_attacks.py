@@ -13,6 +13,7 @@ The gate tests come first: they run within seconds of the revocation.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
@@ -154,7 +155,7 @@ def test_deactivated_registry_user_with_a_valid_hub_account_submits(scene):
 
 def test_removed_checker_reviews(scene):
     response = scene.gate("olga", "POST", f"requests/{scene.requests['to_review']}/reviews",
-                          json={"verdicts": {"0": {"decision": "approve"}}})
+                          json={"verdicts": {"0": {"decision": "approve", "sha256": hashlib.sha256(TABLE).hexdigest()}}})
     assert refused(response), response.text
     assert _state(scene, "to_review") == "submitted"
     assert scene.denied("airlock.review.submit", "olga")

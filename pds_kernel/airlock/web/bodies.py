@@ -101,6 +101,14 @@ def check_fields(data: dict, allowed: set[str], what: str = "the request body") 
                            f"{', '.join(sorted(allowed)) or 'none'}")
 
 
+def check_sha256(value: object, what: str) -> str:
+    """A SHA-256 as the gate shows them: 64 lowercase hexadecimal characters."""
+    if not (isinstance(value, str) and len(value) == 64 and value.isascii()
+            and all(c in "0123456789abcdef" for c in value)):
+        raise InvalidInput(f"{what} must be 64 lowercase hexadecimal characters")
+    return value
+
+
 def reason_of(data: dict) -> str:
     """``{"reason": text}`` (optional) of withdraw and revoke."""
     check_fields(data, {"reason"})
@@ -108,7 +116,8 @@ def reason_of(data: dict) -> str:
 
 
 def verdicts_of(data: dict) -> dict[int, dict[str, str]]:
-    """``{"verdicts": {file index: {"decision", "comment"?, "sha256"?}}}`` of a review."""
+    """``{"verdicts": {file index: {"decision", "comment"?, "sha256"}}}`` of a review: every verdict
+    names the bytes the reviewer read (a file resubmitted since is refused by the service)."""
     check_fields(data, {"verdicts"})
     verdicts = data.get("verdicts")
     if not isinstance(verdicts, dict) or not verdicts:
@@ -123,10 +132,11 @@ def verdicts_of(data: dict) -> dict[int, dict[str, str]]:
         decision = verdict.get("decision")
         if decision not in DECISIONS:
             raise InvalidInput(f"decision on file {key} must be one of {', '.join(DECISIONS)}")
-        sha = verdict.get("sha256", "")
-        if not isinstance(sha, str) or (sha and (len(sha) != 64 or not sha.isascii()
-                                                 or any(c not in "0123456789abcdef" for c in sha))):
-            raise InvalidInput(f"sha256 of file {key} must be 64 lowercase hexadecimal characters")
+        sha = verdict.get("sha256")
+        if sha is None:
+            raise InvalidInput(f"the verdict on file {key} needs the sha256 of the bytes you reviewed (the "
+                               "request's files[].sha256 where you read them): a verdict binds to those bytes")
+        check_sha256(sha, f"sha256 of file {key}")
         out[int(key)] = {"decision": decision, "sha256": sha,
                          "comment": check_text(verdict.get("comment", ""), f"comment on file {key}", MAX_TEXT)}
     return out

@@ -171,10 +171,10 @@ def build_openapi(prefix: str = "/") -> dict:
                     "type": "object", "required": ["verdicts"], "additionalProperties": False, "properties": {
                         "verdicts": {"type": "object", "minProperties": 1,
                                      "propertyNames": {"pattern": "^[0-9]{1,6}$"}, "additionalProperties": {
-                            "type": "object", "required": ["decision"], "additionalProperties": False, "properties": {
+                            "type": "object", "required": ["decision", "sha256"], "additionalProperties": False, "properties": {
                                 "decision": {"type": "string", "enum": ["approve", "request_changes", "reject"]},
                                 "comment": {"type": "string", "maxLength": MAX_TEXT},
-                                "sha256": {"type": "string", "pattern": "^([0-9a-f]{64})?$"}}}}}}}}},
+                                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}}}}}}},
                 "responses": {"200": _VIEW, **_errors(*_BODY_ERRORS)}}},
             "/api/requests/{request_id}/files/{index}": {"get": {
                 "operationId": "getStagedFile",

@@ -11,6 +11,7 @@ from ...errors import InvalidInput
 from ...permissions import projects_checked_by, projects_researched_by
 from ...validate import is_digits
 from ..states import State
+from . import bodies
 from .guidance import next_step
 from .handlers import BaseHandler, ImportUpload, int_argument
 from .render import model_plot, redacted_file, render_file
@@ -141,7 +142,8 @@ class ReviewForm(PageHandler):
                 continue
             verdicts[index] = {"decision": decision,
                                "comment": self.get_body_argument(f"comment_{index}", ""),
-                               "sha256": self.get_body_argument(f"sha_{index}", "")}
+                               "sha256": bodies.check_sha256(self.get_body_argument(f"sha_{index}", ""),
+                                                             f"the form's sha_{index} (reload the page)")}
         await self.call(self.service.review, self.user, request_id, verdicts)
         self.redirect(f"{self.prefix}requests/{request_id}")
 
