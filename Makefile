@@ -91,7 +91,7 @@ run: .stamp-system .stamp-venv .stamp-node bytecode
 
 # ---- tests and benchmarks -----------------------------------------------------------------
 test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/helm lint bytecode reachable
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 # Some tests run processes as other users (nobody, a pod's user) from this checkout's virtual
 # environments: the checkout and every directory above it must let them pass. A clone into
