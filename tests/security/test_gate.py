@@ -468,3 +468,39 @@ def test_member_of_another_project_resubmits_files_into_a_request(gate):
     after = gate.service.get_request("olga", view.id)
     assert after.state == "changes_requested" and after.round == 1
     assert after.files[0].sha256 == view.files[0].sha256
+
+
+@pytest.mark.parametrize("size", [700, 300 * 1024, 1024 * 1024 - 400])
+def test_upload_with_a_refused_token_gets_its_answer(gate, settings, size):
+    """An upload with a token the gate refuses (revoked, unknown): the body arrives after the headers
+    were refused. Closing on its unread bytes reset the connection, and the hub's proxy passed a 503
+    on instead of the 401 (an unauthenticated client could not tell why). Bodies up to 1 MiB are now
+    read and dropped first; nothing of them is kept."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(gate.base)
+    body = (b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"t.csv\"\r\n\r\n"
+            + b"a" * (size - 100) + b"\r\n--x--\r\n")
+    head = (f"POST {url.path}api/requests HTTP/1.1\r\nHost: x\r\nAuthorization: token revoked-abc\r\n"
+            f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(head)
+        time.sleep(0.2)  # the headers refused before the body comes, as behind a proxy asking the hub
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):  # a reset raises ConnectionResetError here
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert b"authenticate with a JupyterHub token" in answer
+    assert not any(p.is_file() for p in settings.paths.staging.rglob("*"))
+    assert gate.api("alice", "GET", "me").json() == {"name": "alice"}
+
+
+def test_an_unauthenticated_body_over_the_drain_limit_is_not_read(gate):
+    """The drain is for small bodies only: a larger one declared by a client without a valid token
+    is refused at once (the connection closes), as before: no one makes the gate read 256 MiB."""
+    r = gate.api(None, "POST", "requests", data=b"x" * (2 * 1024 * 1024),
+                 headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 401, r.status_code

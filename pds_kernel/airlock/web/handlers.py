@@ -40,6 +40,10 @@ _INLINE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
 #: A body declared larger than this is refused at once (the connection closes); a smaller one
 #: over the operation's limit is read and dropped, then refused with 413.
 DISCARD_LIMIT = 256 * 1024 * 1024
+#: A refusal decided from the headers (no valid token) waits for a body declared at most this
+#: large, read and dropped: closing on unread bytes resets the connection, and the hub's proxy then
+#: answers 503 instead of passing the refusal on. A larger or undeclared body is refused at once.
+REFUSAL_DRAIN_LIMIT = 1024 * 1024
 _METHODS = ("get", "post", "head", "put", "patch", "delete", "options")
 
 
@@ -51,6 +55,7 @@ def _after_body(method):
         result = method(self, *args, **kwargs)
         if result is not None:
             await result
+    wrapper.after_body = True
     return wrapper
 
 
@@ -68,6 +73,11 @@ class BoundedBody(RequestHandler):
         for name in _METHODS:
             if name in cls.__dict__:
                 setattr(cls, name, _after_body(cls.__dict__[name]))
+            method = getattr(cls, name)
+            if method is not getattr(RequestHandler, name) and not getattr(method, "after_body", False):
+                # from a mixin that is no BoundedBody: it would run before (or without) read_body,
+                # and so past a refusal waiting for the body (refuse_after_body)
+                raise TypeError(f"{cls.__name__}.{name} must be defined on a BoundedBody subclass")
 
     def body_limit(self) -> int:
         return bodies.MAX_SMALL_BODY
@@ -76,7 +86,7 @@ class BoundedBody(RequestHandler):
         """From the headers alone: refuse a body too large or encoded (called first in prepare)."""
         self._chunks: list[bytes] = []
         self._received = 0
-        self._refusal: PdsError | None = None
+        self._refusal: Exception | None = None
         self._body_ready = False
         limit = self.body_limit()
         bodies.check_encoding(self.request.headers.get("Content-Encoding"))
@@ -88,6 +98,15 @@ class BoundedBody(RequestHandler):
                 raise
             self._refusal = exc  # answered once the body is drained, so the client reads the answer
         self.request.connection.set_max_body_size(max(limit, DISCARD_LIMIT))
+
+    def refuse_after_body(self, refusal: Exception) -> None:
+        """Answer ``refusal`` once the body has arrived (dropped as it comes) when it is declared at
+        most :data:`REFUSAL_DRAIN_LIMIT` bytes, else at once."""
+        declared = self.request.headers.get("Content-Length", "")
+        if not (declared.isascii() and declared.isdigit() and int(declared) <= REFUSAL_DRAIN_LIMIT):
+            raise refusal
+        self._chunks = []
+        self._refusal = refusal
 
     def data_received(self, chunk: bytes) -> None:
         self._received += len(chunk)
@@ -156,7 +175,8 @@ class BaseHandler(BoundedBody):
         self.user = await self.identity.user(self, api=self.api)
         if self.user is None:
             if self.api:
-                raise HTTPError(401)
+                self.refuse_after_body(HTTPError(401))
+                return
             url = self.identity.login_url(self)
             if url and self.request.method == "GET":
                 self.redirect(url)
