@@ -181,7 +181,8 @@ class BaseHandler(BoundedBody):
             if url and self.request.method == "GET":
                 self.redirect(url)
                 return
-            raise HTTPError(403)
+            self.refuse_after_body(HTTPError(403))
+            return
         if self.workspace_project is not None and not self.from_workspace:
             self.check_workspace("")
 
