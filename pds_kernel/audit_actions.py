@@ -136,8 +136,9 @@ ACTIONS: dict[str, ActionInfo] = {
     "workspace.refused": ActionInfo(_USER, "a workspace was refused before it started (the reason and the stage in details)"),
     "workspace.socket.replaced": ActionInfo(_USER, "the notebook server's socket was replaced inside a workspace: the hub refused to reach the new one"),
     "workspace.socket.throttled": ActionInfo(_USER, "a workspace went past the rate of requests on a socket the hub serves it (hub, gate, package index): refused with 429 or closed; one entry per workspace and minute, with the refusals counted since the last one"),
+    "workspace.restart": ActionInfo(_USER, "the kubelet restarted a Kubernetes workspace's notebook container (its kernels ended): the cause in plain words (out of memory and the limit, the extract watch unanswered or unable to finish in time, the exit code), the pod, its uid and restart count, the pod's own message (bounded); one entry per pod and restart"),
     "workspace.start": ActionInfo(_USER, "a workspace started (its mounts and limits in details)"),
-    "workspace.stop": ActionInfo(_USER, "a workspace stopped (at its user's request, on expiry or by the hub)"),
+    "workspace.stop": ActionInfo(_USER, "a workspace stopped (at its user's request, on expiry or by the hub: its extract changed, its notebook ended, or it was restarted repeatedly; the cause in details)"),
 }
 
 

@@ -12,7 +12,7 @@ sandbox spawner) and the Kubernetes (OIDC, KubeSpawner) configurations both use 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -25,6 +25,7 @@ from ..registry import Registry, Role
 from ..registry.names import check_user_name
 from ..runtime import Runtime
 from ..settings import Settings
+from .notices import WorkspaceNotices
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class HubContext:
     settings: Settings
     runtime: Runtime
     registry: Registry
+    #: what the home page tells each researcher about their workspaces (pds_kernel.hub.notices)
+    notices: WorkspaceNotices = field(default_factory=WorkspaceNotices)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HubContext:

@@ -28,15 +28,31 @@ route and stops it (the pod is deleted). Its next start is refused by ``verify-e
 audit trail's latest publication is not the build the pod checked, the cause is ``extract
 republished`` instead (a publication removes the build it replaces; the next start mounts the new
 one).
+
+Every other end of the notebook container is read from the pod's status too
+(:mod:`pds_kernel.k8s.restarts`): out of memory, an exit, the extract watch unanswered or unable to
+finish in time. The refusal keeps precedence. :meth:`PdsKubeSpawner.poll` audits each end once per
+(pod uid, run): ``workspace.restart`` with its cause when the kubelet restarted the notebook (the
+server runs on, its kernels lost), ``workspace.stop`` when the hub reads it ended before any
+restart (KubeSpawner then reports the server stopped). ``restart_limit`` restarts within
+``restart_window`` seconds (the chart's ``workspace.restartLimit``, ``workspace.restartWindowSeconds``)
+are a crash loop: the server is stopped, audited ``workspace.stop`` with ``cause: restarted
+repeatedly``. Each time the researcher's home page says why (:mod:`pds_kernel.hub.notices`).
 """
 
 from __future__ import annotations
 
+import time
+
 from kubespawner import KubeSpawner
-from traitlets import Any
+from traitlets import Any, Integer
 
 from ..extract.tree import REFUSED_EXIT
+from ..k8s import restarts
 from ..k8s.pod_status import ExtractMismatch, failed_extract_check, stopped_on_change
+
+#: what ``poll`` answers for a server stopped after a crash loop (JupyterHub: "exited with code 1")
+RESTARTED_EXIT = 1
 
 
 class PdsKubeSpawner(KubeSpawner):
@@ -44,7 +60,26 @@ class PdsKubeSpawner(KubeSpawner):
 
     context = Any(None, allow_none=True, config=True,
                   help="the hub's HubContext (pds_kernel.hub.common), set by pds_kernel.hub.kubernetes.configure")
+    restart_limit = Integer(3, config=True, help="notebook restarts within restart_window that stop the server")
+    restart_window = Integer(600, config=True, help="seconds (see restart_limit)")
+    extract_watch_timeout = Integer(30, config=True, help="the liveness probe's timeoutSeconds (said in causes)")
     _change_recorded: tuple = (None, None)
+    _restart_log: restarts.RestartLog | None = None
+
+    @property
+    def restart_log(self) -> restarts.RestartLog:
+        """This server's notebook ends as this hub process saw them (new when the hub restarted)."""
+        if self._restart_log is None:
+            self._restart_log = restarts.RestartLog(self.restart_limit, self.restart_window)
+        return self._restart_log
+
+    def start(self):
+        """KubeSpawner's start (its future, which its ``progress`` holds on to); what was counted and
+        told of the server's previous run is forgotten."""
+        self.restart_log.reset()
+        if self.context is not None:
+            self.context.notices.clear(self.user.name, self.name or "")
+        return super().start()
 
     def is_pod_running(self, pod):
         """KubeSpawner's test, after refusing (audited) a pod whose ``verify-extract`` container failed,
@@ -62,7 +97,9 @@ class PdsKubeSpawner(KubeSpawner):
 
     async def poll(self):
         """``None`` while the server runs; :data:`~pds_kernel.extract.tree.REFUSED_EXIT` once its pod
-        found its extract changed (audited once per pod); else KubeSpawner's answer."""
+        found its extract changed (audited once per pod); :data:`RESTARTED_EXIT` once its notebook
+        was restarted ``restart_limit`` times within ``restart_window`` seconds (each end audited
+        once); else KubeSpawner's answer."""
         if not self.pending:
             await self._start_watching_pods()
             pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}")
@@ -70,7 +107,41 @@ class PdsKubeSpawner(KubeSpawner):
             if terminated is not None:
                 self._record_change(pod, terminated)
                 return REFUSED_EXIT
+            if self._record_ends(pod):
+                return RESTARTED_EXIT
         return await super().poll()
+
+    def _record_ends(self, pod) -> bool:
+        """Audit the notebook's end not audited yet (:mod:`pds_kernel.k8s.restarts`) and tell the
+        researcher; True once the ends make a crash loop (the server is then reported stopped)."""
+        log = self.restart_log
+        if log.stopped:  # JupyterHub polls again when it learns the server stopped
+            return True
+        end = restarts.notebook_end(pod, watch_timeout=self.extract_watch_timeout)
+        if end is None:
+            return False
+        now = time.monotonic()
+        added = log.observe(end, now)
+        if not added:
+            return False
+        server, user = self.name or "", self.user.name
+        looping = end.restarted and log.looping(now)
+        if not end.restarted:
+            event, text = restarts.ended_event(user, server, end), restarts.notice(server, end, stopped=True)
+        else:
+            event, text = restarts.restart_event(user, server, end, added), restarts.notice(server, end, stopped=False)
+        self.log.warning("%s: the notebook container ended (%s)%s", self._log_name, end.cause,
+                         "; the kubelet restarted it" if end.restarted else "")
+        if self.context is not None:
+            self.context.record(event)
+            if looping:
+                self.context.record(restarts.crash_loop_event(user, server, end, log.limit, log.window))
+                text = restarts.notice(server, end, stopped=True, limit=log.limit, window=log.window)
+            self.context.notices.tell(user, server, text)
+        if looping:
+            log.stopped = True
+            self.log.warning("%s: restarted %s times in %s s; stopping it", self._log_name, log.limit, log.window)
+        return looping
 
     def _record_change(self, pod, terminated) -> None:
         meta = (pod or {}).get("metadata") or {}

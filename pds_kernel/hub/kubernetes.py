@@ -299,6 +299,10 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     # a pod that found its extract changed is stopped and audited at the next poll (kube_spawner):
     # as often as the pod checks (a poll reads KubeSpawner's pod cache, no API request)
     c.KubeSpawner.poll_interval = k8s.extract_watch_seconds
+    # every other end of the notebook is audited, and a crash loop stops the server (kube_spawner)
+    c.PdsKubeSpawner.restart_limit = k8s.restart_limit
+    c.PdsKubeSpawner.restart_window = k8s.restart_window_seconds
+    c.PdsKubeSpawner.extract_watch_timeout = k8s.extract_watch_timeout_seconds
     c.KubeSpawner.http_timeout = 120
 
     c.KubeSpawner.server_token_scopes = server_token_scopes()

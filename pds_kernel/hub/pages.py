@@ -3,7 +3,8 @@ read-only platform page.
 
 * :func:`make_template_vars`: ``c.JupyterHub.template_vars``: for the signed-in user, the projects
   they check outputs for and whether they administer the platform, so the home page gives a
-  checker their review queue and every page links to the airlock and (for admins) the platform.
+  checker their review queue and every page links to the airlock and (for admins) the platform;
+  and why a workspace of theirs was restarted or stopped by the hub (:mod:`.notices`).
 * :class:`PlatformHandler`: ``GET /hub/platform``, the overview of :mod:`pds_kernel.overview`;
   who may see it is decided there (:func:`~pds_kernel.overview.check_platform_viewer`), not here.
 """
@@ -35,6 +36,8 @@ def make_template_vars(context: HubContext) -> dict:
             "researches": [p.id for p in registry.active_projects(name, Role.RESEARCHER)],
             "admin": registry.is_administrator(name),
             "airlock": f"/services/{AIRLOCK_SERVICE}/",
+            # why a workspace of theirs restarted or was stopped by the hub (pds_kernel.hub.notices)
+            "notices": context.notices.for_user(name),
         }
 
     return {"pds": pds}

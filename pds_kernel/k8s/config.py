@@ -27,6 +27,12 @@ IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
 #: the longest wait between two checks of a running workspace's extract (a larger value would all
 #: but turn them off)
 MAX_WATCH_SECONDS = 300
+#: the most restarts, the longest window, of a crash loop (pds_kernel.k8s.restarts): larger values
+#: would let a workspace restart unseen by anyone but the audit trail for hours
+MAX_RESTART_LIMIT = 20
+MAX_RESTART_WINDOW = 86400
+#: the longest a workspace's dask_client() waits for its first worker
+MAX_WORKER_WAIT = 3600
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
@@ -85,6 +91,14 @@ class K8sConfig:
     #: a check that takes longer fails, and ends the notebook like a change (storage too slow to
     #: ``lstat`` every file of the extract in that time needs more)
     extract_watch_timeout_seconds: int = 30
+    #: a notebook container restarted by the kubelet this many times within ``restart_window_seconds``
+    #: (out of memory, exited, its liveness probe unanswered) is a crash loop: the hub stops the
+    #: server and tells the researcher why (pds_kernel.k8s.restarts); each restart is audited
+    restart_limit: int = 3
+    restart_window_seconds: int = 600
+    #: how long a workspace's ``dask_client()`` waits for the first Dask worker of its cluster before
+    #: it gives up and says why (pds_kernel.dask_workers)
+    dask_worker_wait_seconds: int = 120
     services: Services = field(default_factory=Services)
     gpu: Gpu = field(default_factory=Gpu)
 
@@ -139,7 +153,8 @@ def parse_k8s_config(data: Any, origin: str = "k8s config") -> K8sConfig:
                    set(data.get("project_images") or {}))
     values["project_images"] = {check_project_id(p): _image(f"{origin}.project_images.{p}", i)
                                 for p, i in images.items()}
-    for name in ("uid", "gid", "worker_threads", "extract_watch_seconds", "extract_watch_timeout_seconds"):
+    for name in ("uid", "gid", "worker_threads", "extract_watch_seconds", "extract_watch_timeout_seconds",
+                 "restart_limit", "restart_window_seconds", "dask_worker_wait_seconds"):
         if name in data:
             v = data[name]
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name != "gid" else 0):
@@ -149,6 +164,10 @@ def parse_k8s_config(data: Any, origin: str = "k8s config") -> K8sConfig:
         if values.get(name, getattr(default, name)) > most:
             raise InvalidInput(f"{origin}.{name}: at most {most} (a running workspace's extract is checked "
                                "that often: pds_kernel.extract.pod_watch)")
+    for name, most in (("restart_limit", MAX_RESTART_LIMIT), ("restart_window_seconds", MAX_RESTART_WINDOW),
+                       ("dask_worker_wait_seconds", MAX_WORKER_WAIT)):
+        if values.get(name, getattr(default, name)) > most:
+            raise InvalidInput(f"{origin}.{name}: at most {most}")
     if values.get("uid", default.uid) == 0:
         raise InvalidInput(f"{origin}.uid: workspaces never run as root")
     for name in ("home_size", "tmp_size"):

@@ -24,6 +24,7 @@ which run, for the hub's audit of Dask worker pods (:mod:`pds_kernel.k8s.worker_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,13 @@ REPUBLISHED_CAUSE = "extract republished"
 #: (:func:`~pds_kernel.extract.tree.refuse_unless_checked`, :func:`~pds_kernel.extract.tree.require_checked`)
 CHECKED_STARTS = (NOTEBOOK_CONTAINER, DASK_WORKER_CONTAINER, COHORT_LINK_CONTAINER)
 
+
+#: a pod's name (a DNS subdomain)
+POD_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
+#: a pod's uid (the API server's UUID)
+POD_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: what a message written by a pod may not carry into an audit entry, a log line or a page
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 #: how a container's termination message begins when it refused the extract (written in
 #: ``/dev/termination-log`` by :func:`~pds_kernel.extract.tree.refuse_to_start`)
@@ -139,6 +147,11 @@ class ExtractMismatch(ExtractRefused):
 def pod_message(terminated: Mapping[str, Any]) -> str:
     """What an audit entry keeps of a container's ``terminated`` state (written by the pod: only recorded)."""
     return str(terminated.get("message") or terminated.get("reason") or "")[:MAX_MESSAGE]
+
+
+def clean_message(message: str) -> str:
+    """A pod's termination message as an audit entry or a log line keeps it (bounded, one line)."""
+    return _CONTROL.sub(" ", message)
 
 
 def stopped_on_change(audit, user: str, server: str, pod: Mapping[str, Any],

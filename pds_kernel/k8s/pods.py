@@ -184,13 +184,30 @@ EXTRACT_WATCH = (NOTEBOOK_PYTHON, "-I", "-m", "pds_kernel.extract.pod_watch", DA
                  "--record", EXTRACT_CHECKED_FILE)
 
 
+def watch_deadline(timeout_seconds: int) -> str:
+    """The seconds the probe's own walk may take (``--deadline``): a fifth of the kubelet's timeout,
+    at least one second and at most five, is left for the interpreter's start and the probe's
+    answer, so that a slow walk ends with the probe's own message, never in the kubelet's silent
+    timeout (:mod:`pds_kernel.extract.pod_watch`); half a second for a one-second timeout."""
+    margin = min(5.0, max(1.0, timeout_seconds / 5))
+    return f"{max(0.5, timeout_seconds - margin):g}"
+
+
+def extract_watch_command(cfg: K8sConfig) -> list[str]:
+    """:data:`EXTRACT_WATCH` with its walk bounded below the probe's timeout (:func:`watch_deadline`)."""
+    return [*EXTRACT_WATCH, "--deadline", watch_deadline(cfg.extract_watch_timeout_seconds)]
+
+
 def extract_watch_probe(cfg: K8sConfig) -> dict[str, Any]:
-    """Every ``cfg.extract_watch_seconds``, the kubelet runs :data:`EXTRACT_WATCH` in the notebook
-    container (its very ``/data``, its read-only record); one failure (the tree changed, the record
-    cannot be read, the walk failed or took longer than ``cfg.extract_watch_timeout_seconds``) kills
-    the container at once (SIGKILL one second after SIGTERM). Its restart's launcher then refuses the
-    changed tree, and the hub stops the server, audited (:mod:`pds_kernel.hub.kube_spawner`)."""
-    return {"exec": {"command": list(EXTRACT_WATCH)}, "initialDelaySeconds": 0,
+    """Every ``cfg.extract_watch_seconds``, the kubelet runs :func:`extract_watch_command` in the
+    notebook container (its very ``/data``, its read-only record); one failure (the tree changed,
+    the record cannot be read, the walk failed or outlasted its deadline, or the probe did not answer
+    within ``cfg.extract_watch_timeout_seconds``) kills the container at once (SIGKILL one second
+    after SIGTERM). Its restart's launcher then refuses a changed tree, and the hub stops the server,
+    audited (:mod:`pds_kernel.hub.kube_spawner`); any other restart is audited with its cause
+    (:mod:`pds_kernel.k8s.restarts`). ``failureThreshold`` stays 1: a second chance for a slow walk
+    would be one more period of a changed tree served (docs/adr/0011)."""
+    return {"exec": {"command": extract_watch_command(cfg)}, "initialDelaySeconds": 0,
             "periodSeconds": cfg.extract_watch_seconds, "timeoutSeconds": cfg.extract_watch_timeout_seconds,
             "failureThreshold": 1, "successThreshold": 1, "terminationGracePeriodSeconds": 1}
 
@@ -283,6 +300,8 @@ def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig) -> dict[str, str]:
     package_index = f"http://{service_address(s.packages, dns=cfg.dns, port=8080)}/simple/"
     return {
         "PDS_PROJECT": spec.project,
+        # dask_client() waits this long for its cluster's first worker (pds_kernel.dask_workers)
+        "PDS_DASK_WORKER_WAIT_SECONDS": str(cfg.dask_worker_wait_seconds),
         "PDS_AIRLOCK_URL": f"http://{service_address(s.airlock, dns=cfg.dns, port=8080)}",
         # pip: the platform's package index only (the image's /etc/pip.conf says the rest)
         "PIP_INDEX_URL": package_index,

@@ -30,7 +30,7 @@ from typing import Any
 from ..audit import AuditEvent
 from ..errors import InvalidInput
 from ..sandbox.spec import extract_volume_name
-from .pod_status import ExtractMismatch, extract_refusal
+from .pod_status import POD_NAME, POD_UID, ExtractMismatch, clean_message, extract_refusal
 from .pods import COMPONENT_LABEL, DASK_WORKER_CONTAINER, EXTRACT_CHECK_CONTAINER, PROJECT_LABEL
 
 WORKER_COMPONENT = "dask-worker"
@@ -42,10 +42,8 @@ CLUSTER_LABEL = "gateway.dask.org/cluster"
 USER_LABEL = "pds.user"
 #: a label value (Kubernetes: at most 63 characters, alphanumeric at both ends)
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
-#: a pod's name (a DNS subdomain)
-_POD_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
-_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_POD_NAME = POD_NAME
+_UID = POD_UID
 
 
 @dataclass(frozen=True)
@@ -100,11 +98,6 @@ def worker_project(pod: Mapping[str, Any]) -> str | None:
     except InvalidInput:
         return None
     return labels[PROJECT_LABEL] if _mounts_claim(pod, claim) else None
-
-
-def clean_message(message: str) -> str:
-    """A pod's termination message as an audit entry or a log line keeps it (bounded, one line)."""
-    return _CONTROL.sub(" ", message)
 
 
 def refused_workers(pod_list: Mapping[str, Any]) -> list[WorkerRefusal]:

@@ -27,11 +27,11 @@ def _json(value):
     return value
 
 
-def terminated(exit_code: int, message: str = "", reason: str = "Error"):
+def terminated(exit_code: int, message: str = "", reason: str = "Error", finished_at: str | None = None):
     from kubernetes_asyncio import client
 
     return client.V1ContainerState(terminated=client.V1ContainerStateTerminated(
-        exit_code=exit_code, reason=reason, message=message or None))
+        exit_code=exit_code, reason=reason, message=message or None, finished_at=finished_at))
 
 
 def waiting(reason: str):

@@ -199,7 +199,7 @@ def test_dask_worker_pods_verify_the_extract_too(runtime, registry):
     assert container["command"] == ["python", "-I", "-m", "pds_kernel.extract.checked_start"]
     # and, while it runs, it is watched as the notebook is (tests/k8s/test_extract_watch_k8s.py)
     assert container["livenessProbe"]["exec"]["command"][3:] == [
-        "pds_kernel.extract.pod_watch", "/data", "--record", "/srv/pds/extract-check/fingerprint"]
+        "pds_kernel.extract.pod_watch", "/data", "--record", "/srv/pds/extract-check/fingerprint", "--deadline", "25"]
     assert container["livenessProbe"]["failureThreshold"] == 1
     assert container["args"][:3] == ["dask", "worker", "--no-dashboard"]
     assert {"name": "PDS_EXTRACT_CHECKED", "value": "/srv/pds/extract-check/fingerprint"} in container["env"]

@@ -29,7 +29,8 @@ from .conftest import helm_available
 from .test_chart import chart_without_dependencies, helm, merged_values, render
 from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, make_spawner, spawn_manifest
 
-PROBE = ["python", "-I", "-m", "pds_kernel.extract.pod_watch", "/data", "--record", "/srv/pds/extract-check/fingerprint"]
+PROBE = ["python", "-I", "-m", "pds_kernel.extract.pod_watch", "/data", "--record", "/srv/pds/extract-check/fingerprint",
+         "--deadline", "25"]
 #: the chart's oldest Kubernetes (Chart.yaml kubeVersion)
 OLDEST = "1.28.0"
 

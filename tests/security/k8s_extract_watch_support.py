@@ -13,6 +13,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.k8s.pod_cache import PodCache, pods_seen_by  # noqa: F401 (the tests import them from here)
 from tests.k8s.test_extract_mount_k8s import kubelet_argv
 
 #: what runs as the notebook container: it runs each command it is sent (a JSON argv and a timeout,
@@ -133,30 +134,3 @@ def remove_deep_tree(build: Path) -> None:
         if path.is_dir():
             path.rmdir()
         path = path.parent
-
-
-class PodCache:
-    """KubeSpawner's pod reflector as it stands once it has loaded the pods of ``namespace`` (there
-    is no API server here): ``pods`` keyed ``namespace/name``, the first load done."""
-
-    def __init__(self, namespace: str, *pods: dict):
-        import asyncio
-
-        self.pods = {f"{namespace}/{p['metadata']['name']}": p for p in pods}
-        self.first_load_future = asyncio.get_running_loop().create_future()
-        self.first_load_future.set_result(None)
-
-
-@contextmanager
-def pods_seen_by(spawner, *pods: dict):
-    """``spawner``'s (and every KubeSpawner's: the cache is shared) pod reflector showing ``pods``."""
-    key = spawner._get_reflector_key("pods")
-    previous = type(spawner).reflectors.get(key)
-    type(spawner).reflectors[key] = PodCache(spawner.namespace, *pods)
-    try:
-        yield
-    finally:
-        if previous is None:
-            type(spawner).reflectors.pop(key, None)
-        else:
-            type(spawner).reflectors[key] = previous
