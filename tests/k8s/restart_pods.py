@@ -42,5 +42,6 @@ def killed(code: int = 137, message: str = ""):
     return terminated(code, message, reason="Error", finished_at="2026-03-01T10:05:00Z")
 
 
-def entries(runtime, action: str) -> list:
-    return [e for e in AuditTrail(runtime.sessions).entries() if e.action == action]
+def entries(runtime, action: str | None) -> list:
+    """The audit trail's entries of ``action`` (every entry: None)."""
+    return [e for e in AuditTrail(runtime.sessions).entries() if action is None or e.action == action]
