@@ -124,14 +124,18 @@ def _port_in_use(port: int) -> bool:
     return False
 
 
-def dask_client(workers: int | None = None):
+def dask_client(workers: int | None = None, wait: float | None = None):
     """A Dask client on this workspace's cluster, started on first use and reused afterwards.
 
     Workers default to ``$PDS_DASK_WORKERS`` (the project's setting in the registry); memory is
     shared out of ``$PDS_MEM_LIMIT_MB`` (one share kept for the notebook's own kernel).
 
     On Kubernetes the cluster has no dashboard (``client.dashboard_link`` is None): follow progress
-    with ``distributed.progress`` or the futures' status instead.
+    with ``distributed.progress`` or the futures' status instead. It waits for the cluster's first
+    worker at most ``wait`` seconds (default ``$PDS_DASK_WORKER_WAIT_SECONDS``, 120 s), saying so;
+    when none joined it shuts the cluster down and raises
+    :class:`~pds_kernel.dask_workers.NoDaskWorker`, saying whether the worker pods refused the
+    project's extract (the hub recorded it) or what else to check (:mod:`pds_kernel.dask_workers`).
 
     Locally the cluster belongs to the client: ``client.close()`` shuts the cluster down too, so
     the next notebook's cluster gets the dashboard port again (8787, the only one the workspace's
@@ -157,6 +161,8 @@ def dask_client(workers: int | None = None):
     if os.environ.get("DASK_GATEWAY__ADDRESS"):
         from dask_gateway import GatewayCluster
 
+        from .dask_workers import wait_for_first_worker, wait_seconds
+
         # what Gateway().new_cluster() makes, without a second Gateway left open on the same loop
         cluster = GatewayCluster(shutdown_on_close=True)
         # No dashboard on Kubernetes: the gateway proxy refuses its route (it would serve the
@@ -164,7 +170,9 @@ def dask_client(workers: int | None = None):
         # gateway reports would only lead to that refusal.
         cluster.dashboard_link = None
         cluster.scale(workers)
-        return cluster.get_client()
+        client = cluster.get_client()
+        wait_for_first_worker(client, cluster, timeout=wait if wait is not None else wait_seconds(os.environ))
+        return client
     if _port_in_use(port):
         raise InvalidInput(f"another notebook's Dask cluster is running (it holds the dashboard port "
                            f"{port}): run client.close() there, or shut that notebook's kernel down, "

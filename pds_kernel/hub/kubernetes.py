@@ -22,7 +22,10 @@ container refuses the extract (changed on its claim after the hub read the audit
 spawn at once, audited (``extract.mount_refused``), instead of waiting out ``start_timeout``; a
 running server whose pod found its extract changed (the notebook's liveness probe,
 :mod:`pds_kernel.extract.pod_watch`) is stopped at the next poll, audited (``workspace.stop``,
-``cause: extract changed``).
+``cause: extract changed``); every other end of its notebook is audited, and a crash loop stops
+it (:mod:`pds_kernel.k8s.restarts`). A workspace whose Dask cluster gets no worker may ask the hub
+whether that cluster's worker pods refused the extract (:mod:`.worker_refusal_api`: its own token,
+its own cluster, no new scope).
 
 Scopes and roles name no user, so nothing depends on who was in the registry when the hub started
 (``helm upgrade`` adds members without restarting the hub):
@@ -64,7 +67,7 @@ from ..k8s.pods import (
 from ..registry import Role
 from ..sandbox.spec import WorkspaceSpec, authorised_workspace_spec, home_volume_name
 from ..settings import Settings, load_settings
-from . import budget
+from . import budget, worker_refusal_api
 from .common import (
     ADMIN_ROLE,
     AIRLOCK_SERVICE,
@@ -268,6 +271,8 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.JupyterHub.spawner_class = PdsKubeSpawner
     c.PdsKubeSpawner.context = context
     budget.configure(c, context)
+    # a workspace asks whether its own Dask cluster's worker pods refused the extract (dask_workers)
+    worker_refusal_api.register(c, context)
 
     c.KubeSpawner.profile_list = make_profile_list(context, k8s)
     c.KubeSpawner.pre_spawn_hook = make_pre_spawn_hook(context)

@@ -1,0 +1,88 @@
+"""The hub tells a workspace whether its own Dask cluster's worker pods refused the project's extract.
+
+On Kubernetes a worker pod whose ``verify-extract`` container (or its worker's start, or its
+liveness probe) refuses the extract never runs a worker: the researcher's ``dask_client()`` waits
+for a worker that never comes (:mod:`pds_kernel.dask_workers`). The hub audits each such refusal
+(``extract.mount_refused``, ``workload: dask-worker``, with the pod's cluster and user labels:
+:mod:`pds_kernel.hub.worker_watch`), but neither the gateway nor the workspace can read pods or the
+audit trail. This endpoint answers that one question, and nothing more:
+
+``GET /hub/api/pds/worker-refusals/<user>/<server>?cluster=<name>`` answers ``{"refused": false}``
+or ``{"refused": true, "cluster", "at", "container", "reason"}`` for the newest refusal the hub
+audited of a worker pod of cluster ``<name>`` labelled with that user and that server's project.
+
+Who may ask: a token with ``access:servers`` on ``<user>/<server>`` (JupyterHub's own check, as
+the served-bytes endpoint, :mod:`pds_kernel.hub.budget`): the workspace's own token, which holds
+exactly that scope, or its user in person. No scope is added to any token: a workspace token
+reaches only its own server's answer, another user's is refused (403) by JupyterHub before this
+code runs. The answer is the hub's fixed sentence (:data:`~pds_kernel.k8s.pod_status.MISMATCH`),
+the audit entry's time and the container's name: never the pod's message, which the audit trail
+keeps for administrators. Each answer is audited (``dask.cluster.refusals``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ..audit import AuditEvent, AuditTrail, Outcome
+from ..k8s.pod_status import MISMATCH
+
+API_PATH = "/api/pds/worker-refusals"
+#: a dask-gateway cluster name (a label value: what the hub's entries name it by)
+CLUSTER_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+#: the newest refusals of a project read for one answer
+SCANNED = 200
+
+
+def user_label(user: str) -> str:
+    """The ``pds.user`` label of a user's pods (:func:`pds_kernel.sandbox.spec.authorised_workspace_spec`)."""
+    return user.replace("_", "-")
+
+
+def latest_refusal(audit: AuditTrail, user: str, project: str, cluster: str) -> dict | None:
+    """The newest ``extract.mount_refused`` entry of a Dask worker pod of ``cluster``, labelled with
+    ``user`` and ``project`` (among the project's last :data:`SCANNED` refusals), as the workspace is
+    told it; None when there is none."""
+    for entry in reversed(audit.entries(project=project, action="extract.mount_refused", limit=SCANNED, newest=True)):
+        details = entry.details or {}
+        if (details.get("workload") == "dask-worker" and details.get("cluster") == cluster
+                and details.get("user_label") == user_label(user) and entry.actor == "hub"):
+            container = details.get("container")
+            return {"refused": True, "cluster": cluster, "at": entry.time,
+                    "container": container if container in ("verify-extract", "dask-worker") else "",
+                    "reason": MISMATCH}
+    return None
+
+
+def make_handler():
+    """The JupyterHub API handler (built lazily: importing jupyterhub is slow)."""
+    from jupyterhub.apihandlers.base import APIHandler
+    from jupyterhub.scopes import needs_scope
+    from tornado import web
+
+    class WorkerRefusalHandler(APIHandler):
+        """``GET /hub/api/pds/worker-refusals/<user>/<server>?cluster=<name>`` (module docstring)."""
+
+        def initialize(self, context) -> None:
+            self.context = context  # the HubContext (traitlets copies config values: it copies to itself)
+
+        @needs_scope("access:servers")
+        async def get(self, user_name: str, server_name: str) -> None:
+            cluster = self.get_argument("cluster", "")
+            if not CLUSTER_NAME.fullmatch(cluster):
+                raise web.HTTPError(400, "give the name of your Dask cluster: ?cluster=<name>")
+            answer = latest_refusal(self.context.runtime.audit, user_name, server_name, cluster) or {"refused": False}
+            self.context.record(AuditEvent(actor=user_name, action="dask.cluster.refusals", target=f"user:{user_name}",
+                                   project=server_name, outcome=Outcome.OK,
+                                   details={"server": server_name, "cluster": cluster, "refused": answer["refused"]}))
+            self.finish(json.dumps(answer))
+
+    return WorkerRefusalHandler
+
+
+def register(c, context) -> None:
+    """Add the endpoint to JupyterHub's config ``c`` (the Kubernetes hub: only there are workers pods)."""
+    existing = list(c.JupyterHub.extra_handlers) if "extra_handlers" in c.JupyterHub else []
+    c.JupyterHub.extra_handlers = [*existing, (API_PATH + r"/([^/]+)/([^/]+)", make_handler(),
+                                               {"context": context})]
