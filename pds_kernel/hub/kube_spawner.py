@@ -56,7 +56,8 @@ RESTARTED_EXIT = 1
 
 
 class PdsKubeSpawner(KubeSpawner):
-    """KubeSpawner with the PDS refusal of a workspace pod whose extract check failed."""
+    """KubeSpawner with the PDS refusal of a workspace pod whose extract check failed, and the audit
+    of every other end of its notebook container (a crash loop stops the server)."""
 
     context = Any(None, allow_none=True, config=True,
                   help="the hub's HubContext (pds_kernel.hub.common), set by pds_kernel.hub.kubernetes.configure")
