@@ -73,7 +73,8 @@ def make_handler():
             if not CLUSTER_NAME.fullmatch(cluster):
                 raise web.HTTPError(400, "give the name of your Dask cluster: ?cluster=<name>")
             answer = latest_refusal(self.context.runtime.audit, user_name, server_name, cluster) or {"refused": False}
-            self.context.record(AuditEvent(actor=user_name, action="dask.cluster.refusals", target=f"user:{user_name}",
+            asker = getattr(self.current_user, "name", None) or user_name  # the token's owner (an admin asking too)
+            self.context.record(AuditEvent(actor=asker, action="dask.cluster.refusals", target=f"user:{user_name}",
                                    project=server_name, outcome=Outcome.OK,
                                    details={"server": server_name, "cluster": cluster, "refused": answer["refused"]}))
             self.finish(json.dumps(answer))
