@@ -39,6 +39,7 @@ from .audit_chain import (  # noqa: F401  (re-exported)
     verify_chain,
 )
 from .audit_key import AuditKey, Keyring
+from .audit_newest import Newest, Selector, WholeAfter, newest_checked
 from .audit_rotation import ROTATE_ACTION, key_in_force
 from .db import Base, transaction
 from .errors import IntegrityError
@@ -222,6 +223,7 @@ class AuditTrail:
         self._anchors = anchors
         self._keyed_from: int | None = None  #: learnt at the first anchored commit
         self._floor_key: str | None = None  #: the latest anchor's key ("" = no anchor yet)
+        self._whole = WholeAfter()  #: for :meth:`newest`
 
     @property
     def keyring(self) -> Keyring:
@@ -331,6 +333,13 @@ class AuditTrail:
                 query = query.limit(limit)
             found = [_entry(row) for row in session.scalars(query)]
         return sorted(found, key=lambda e: e.seq)
+
+    def newest(self, selectors: list[Selector]) -> Newest:
+        """The newest ``ok`` entry that any of ``selectors`` matches, when it authenticates and no
+        entry after it is missing up to the latest anchor (:mod:`pds_kernel.audit_newest`)."""
+        keyring, anchors = self._check_writable()
+        with transaction(self._sessions) as session:
+            return newest_checked(session, AuditRow.__table__, keyring, anchors, selectors, self._whole)
 
     def verify(self) -> VerifyReport:
         """Check the chain against the key and the anchors; anchor the head when it is intact."""
