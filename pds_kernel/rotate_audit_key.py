@@ -100,4 +100,4 @@ def _reseal_hub(runtime, old, new) -> dict | None:
         from .hub.local import reseal_hub_accounts
     except ImportError:  # no hub installed in this image: no local accounts to re-seal
         return None
-    return reseal_hub_accounts(runtime.settings, old, new)
+    return reseal_hub_accounts(runtime.settings, runtime.audit, old, new)

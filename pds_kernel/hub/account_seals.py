@@ -10,7 +10,9 @@ trail's key (:mod:`pds_kernel.seal_mac`) of:
 
 - its user name, password hash, TOTP secret, second factor on or off, approval;
 - its provision (:mod:`.provisions`: which creation or reset, by whom, under which rule, approved
-  by whom), or none, so the two-person rule's record cannot be rewritten either.
+  by whom), or none, so the two-person rule's record cannot be rewritten either;
+- its generation (:mod:`.account_generations`): a random token drawn by that write of the platform
+  and recorded in its audit entry, so that a seal names the write that made it.
 
 The seals are kept in a table of our own, ``pds_account_seals`` (user name, seal), next to
 NativeAuthenticator's, which stay as they are. Only the platform writes them, each time it writes
@@ -20,7 +22,8 @@ revoked (:func:`.accounts.apply_account_approval`), its password changed by its 
 platform wrote or checked, never from a row read back after.
 
 Checks: a sign-in (and each refresh of a session, and the membership watcher) takes an account only
-when its seal matches it exactly; otherwise it is refused with the words of a wrong password and
+when its seal matches it exactly with the generation of the account's newest write in the audit
+trail (the platform's database, checked against the anchors); otherwise it is refused with the words of a wrong password and
 audited (``hub.login``, reason :data:`BROKEN`), and the accounts page shows it as "seal broken". An
 approval or a revocation takes an account whose seal matches it whatever its approval says (the one
 field a revocation or approval changes): an approval refuses the others (their password or second
@@ -35,9 +38,12 @@ the audit entry and, since a writer of the platform's database can drop the audi
 and delete it, from the anchor of its commit too (reason ``hub.account.seals.upgrade``), outside
 both databases (red team 7: with the entry deleted, the sealing ran again and sealed a changed row).
 
-What a seal does not stop: a row and its seal put back exactly as they were (a revoked account's
-old row, an old password); the audit trail (``hub.account.revoke``, ``hub.account.reset``) records
-what was really done.
+A row and its seal put back exactly as they were (a revoked account's old row, an old password) used
+to sign in again: a seal alone cannot tell an old row from the current one. The generation does:
+the old seal names an older write than the audit trail's newest, and is refused as a broken seal.
+Removing that newest entry from the platform's database as well is seen by the anchors (a gap
+before the latest anchor, or the anchored head gone): the sign-in is refused and ``pds audit
+verify`` names the entries missing.
 """
 
 from __future__ import annotations
@@ -50,12 +56,12 @@ from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect,
 from ..audit import AuditEvent, AuditTrail, Outcome
 from ..audit_key import AuditKey
 from ..seal_mac import KeySource, key_of, seal_matches, seal_of
+from .account_generations import GENERATION, UPGRADE_ACTION, Generations, new_generation
 from .provisions import Provision, find_provision
 
-#: What an account's seal's HMAC starts with (its own kind of seal: :mod:`pds_kernel.seal_mac`).
-_DOMAIN = b"pds-workspace hub account seal v1\x00"
-#: The audit action of the one-time sealing of the accounts made before the seals.
-UPGRADE_ACTION = "hub.account.seals.upgrade"
+#: What an account's seal's HMAC starts with (its own kind of seal: :mod:`pds_kernel.seal_mac`); v2
+#: covers the generation (a v1 seal, made before, matches no account).
+_DOMAIN = b"pds-workspace hub account seal v2\x00"
 #: The audited reason of a refusal for a seal missing or wrong.
 BROKEN = "account seal missing or wrong: the account was changed outside the platform"
 #: What an administrator is told to do with such an account.
@@ -84,18 +90,24 @@ class SealedAccount:
     has_2fa: bool
     is_authorized: bool
     provision: tuple | None  #: (id, action, by, rule, approved by) of :class:`.provisions.Provision`
+    generation: str  #: of the platform's write that made it (:mod:`.account_generations`)
 
     @classmethod
-    def of(cls, info: UserInfo, provision: Provision | None) -> SealedAccount | None:
-        """The fields of ``info`` and its ``provision``; ``None`` when the row holds what the
-        platform never writes (a password that is not bytes): such a row is never sealed."""
+    def of(cls, info: UserInfo, provision: Provision | None, generation: str | None) -> SealedAccount | None:
+        """The fields of ``info``, its ``provision`` and ``generation``; ``None`` when the row holds
+        what the platform never writes (a password that is not bytes), or without a generation: such
+        an account is never sealed."""
         password = info.password
-        if not isinstance(password, bytes | memoryview) or not isinstance(info.username, str):
+        if not isinstance(password, bytes | memoryview) or not isinstance(info.username, str) or not generation:
             return None
         return cls(username=info.username, password=bytes(password).hex(),
                    otp_secret=info.otp_secret if isinstance(info.otp_secret, str) else None,
                    has_2fa=bool(info.has_2fa), is_authorized=bool(info.is_authorized),
-                   provision=_provision_fields(provision))
+                   provision=_provision_fields(provision), generation=generation)
+
+    def renewed(self, generation: str) -> SealedAccount:
+        """The same account as a new write of the platform (``generation``) makes it."""
+        return replace(self, generation=generation)
 
     def with_password(self, hashed: bytes) -> SealedAccount:
         return replace(self, password=hashed.hex())
@@ -112,33 +124,51 @@ def _provision_fields(p: Provision | None) -> tuple | None:
 
 class AccountSeals:
     """Computes, checks and writes the accounts' seals with ``key`` (the audit trail's key in
-    force, or a given key)."""
+    force when not given), the generations read from ``audit``."""
 
-    def __init__(self, key: KeySource):
-        self._key = key
+    def __init__(self, audit: AuditTrail, key: KeySource | None = None):
+        self._key = audit.key if key is None else key
+        self._generations = Generations(audit)
         self._upgrade_done = False  #: seen in the audit trail: true for good
 
     def seal(self, account: SealedAccount) -> str:
         return seal_of(key_of(self._key), _DOMAIN, [
             "account", account.username, account.password, account.otp_secret, account.has_2fa,
-            account.is_authorized, list(account.provision) if account.provision else None])
+            account.is_authorized, list(account.provision) if account.provision else None,
+            account.generation])
 
     # ---- reads ------------------------------------------------------------------------------
     def read(self, db, info: UserInfo) -> tuple[SealedAccount | None, str | None]:
-        """``info``'s sealed fields (with its provision) and its stored seal, read in ``db``."""
+        """``info``'s sealed fields (with its provision, and the generation of its newest write in
+        the audit trail) and its stored seal, read in ``db``."""
+        account, stored, _ = self._read(db, info)
+        return account, stored
+
+    def _read(self, db, info: UserInfo) -> tuple[SealedAccount | None, str | None, str | None]:
         ensure_table(db)
         stored = db.execute(select(account_seals_table.c.seal)
                             .where(account_seals_table.c.username == info.username)).scalar()
-        return SealedAccount.of(info, find_provision(db, info.username)), stored
+        latest = self._generations.latest(info.username) if isinstance(info.username, str) else None
+        generation = latest.generation if latest is not None else None
+        account = SealedAccount.of(info, find_provision(db, info.username), generation)
+        return account, stored, latest.problem if latest is not None else None
+
+    def refusal(self, db, info: UserInfo) -> str | None:
+        """Why ``info`` is not exactly what the platform last wrote of it (:data:`BROKEN`, with the
+        audit trail's problem when it cannot be trusted about the account), or ``None``."""
+        account, stored, problem = self._read(db, info)
+        if account is not None and seal_matches(stored, self.seal(account)):
+            return None
+        return f"{BROKEN} ({problem})" if problem else BROKEN
 
     def checked(self, db, info: UserInfo) -> SealedAccount | None:
         """The account as checked when ``info`` is exactly what the platform last wrote of it;
-        ``None`` when its seal is missing or wrong."""
+        ``None`` when its seal is missing or wrong, or names an older write than the newest."""
         account, stored = self.read(db, info)
         return account if account is not None and seal_matches(stored, self.seal(account)) else None
 
     def sealed(self, db, info: UserInfo) -> bool:
-        """:meth:`checked` as a yes or no (sign-ins, sessions, the membership watcher)."""
+        """:meth:`checked` as a yes or no (sessions, the membership watcher)."""
         return self.checked(db, info) is not None
 
     def credentials_sealed(self, db, info: UserInfo) -> SealedAccount | None:
@@ -185,30 +215,33 @@ def seal_accounts_of_upgrade(db, seals: AccountSeals, audit: AuditTrail, actor: 
     if seals.upgrade_done(audit):
         return None
     ensure_table(db)
-    names = []
+    names, generation = [], new_generation()  # the generation of every account sealed now
     if inspect(db.get_bind()).has_table(UserInfo.__tablename__):
         for info in db.query(UserInfo).order_by(UserInfo.username).all():
-            account, stored = seals.read(db, info)
+            stored = db.execute(select(account_seals_table.c.seal)
+                                .where(account_seals_table.c.username == info.username)).scalar()
+            account = SealedAccount.of(info, find_provision(db, info.username), generation)
             if stored is None and account is not None:
                 seals.write(db, account)
                 names.append(account.username)
     db.commit()
     audit.record(AuditEvent(actor=actor, action=UPGRADE_ACTION, target="hub",
-                            details={"accounts": len(names), "names": names[:500]}),
+                            details={"accounts": len(names), "names": names[:500], GENERATION: generation}),
                  anchor_reason=UPGRADE_ACTION)  # known outside the database too: it never runs again
     seals.upgrade_recorded()
     return names
 
 
-def reseal_accounts(db, old: AuditKey, new: AuditKey) -> dict:
+def reseal_accounts(db, audit: AuditTrail, old: AuditKey, new: AuditKey) -> dict:
     """After a rotation from ``old`` to ``new``: seal again with ``new``, and commit one by one,
     every account whose seal is right under ``old``, for exactly what it sealed (the account as it
-    stands, or with the other approval: what a revocation or an approval checks). A seal wrong under
+    stands, or with the other approval: what a revocation or an approval checks), with the same
+    generation (the newest write in ``audit``: a re-sealing is no write of the account). A seal wrong under
     ``old`` is never carried over; a seal already made with ``new`` is left (a re-run after an
     interruption: meanwhile each account is either sealed with ``new`` or refused). Counts:
     ``resealed``, ``already``, and ``broken`` with ``broken_names``: the accounts a sign-in refuses
     afterwards (their row is not what the platform wrote)."""
-    before, after = AccountSeals(old), AccountSeals(new)
+    before, after = AccountSeals(audit, old), AccountSeals(audit, new)
     counts: dict = {"resealed": 0, "already": 0, "broken": 0, "broken_names": []}
     if not inspect(db.get_bind()).has_table(UserInfo.__tablename__):
         return counts

@@ -32,6 +32,7 @@ whose code opened a session, in the hub database (so a restart does not reopen t
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from dataclasses import replace
 
 import onetimepass
@@ -46,6 +47,7 @@ from tornado import web
 from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
+from .account_generations import GENERATION, new_generation
 from .account_seals import BROKEN, REMEDY, AccountSeals, SealedAccount
 from .common import end_sessions
 from .provisions import approve_provision, authorize_unless_pending, find_provision, pending_provisions
@@ -55,6 +57,10 @@ _admin_users_scope = needs_scope("admin:users")
 
 #: Length of a TOTP time step, in seconds (RFC 6238 default, as NativeAuthenticator uses it).
 TOTP_STEP = 30
+#: The address of the request changing a password, for its audit entry (set by
+#: :class:`AuditedChangePasswordHandler` in its own request's context, read by the authenticator's
+#: ``change_password``, which NativeAuthenticator's handler calls without the request).
+PASSWORD_CHANGE_IP: ContextVar[str] = ContextVar("pds_password_change_ip", default="")
 
 _metadata = MetaData()
 totp_steps_table = Table(
@@ -276,12 +282,15 @@ def apply_account_approval(db, registry, record, seals: AccountSeals, username: 
     Both write the account's seal (:mod:`.account_seals`) from what they checked, and only for an
     account whose password, second factor and provision are still those the platform sealed: an
     approval of any other is refused (audited: ``pds hub account add USER --reset`` gives it new
-    ones); a revocation of one is made but leaves its seal broken."""
+    ones); a revocation of one is made but leaves its seal broken. Each one made draws a new
+    generation (:mod:`.account_generations`), sealed and recorded in its audit entry: a revocation
+    that seals nothing still makes every older seal name an older write."""
     from jupyterhub import orm
 
     action = "hub.account.approve" if approved else "hub.account.revoke"
     details = {"via": via, **({"remote_ip": remote_ip} if remote_ip else {})}
     check_account_manager(registry, record, actor, action, username, **details)
+    generation = new_generation()
     info = UserInfo.find(db, username)
     if info is None:
         record(AuditEvent(actor=actor, action=action, target=f"user:{str(username)[:64]}",
@@ -290,22 +299,23 @@ def apply_account_approval(db, registry, record, seals: AccountSeals, username: 
     db.refresh(info)  # the hub's session keeps rows: `pds hub account` changes them from another process
     checked = seals.credentials_sealed(db, info)
     if approved:
-        details.update(_approve(db, registry, record, info, checked, seals, actor, details))
+        details.update(_approve(db, registry, record, info, checked, seals, actor, details, generation))
     else:
         info.is_authorized = False
         if checked is not None:
-            seals.write(db, checked.approved(False))
+            seals.write(db, checked.approved(False).renewed(generation))
         else:
             details["account_seal"] = "broken: left unsealed"
         db.commit()
         hub_user = db.query(orm.User).filter(orm.User.name == username).first()
         if hub_user is not None:
             end_sessions(db, hub_user, delete_tokens=True)
-    record(AuditEvent(actor=actor, action=action, target=f"user:{username}", details=details))
+    record(AuditEvent(actor=actor, action=action, target=f"user:{username}",
+                      details={**details, GENERATION: generation}))
 
 
 def _approve(db, registry, record, info, checked: SealedAccount | None, seals: AccountSeals, actor: str,
-             details: dict) -> dict:
+             details: dict, generation: str) -> dict:
     """The approval of :func:`apply_account_approval`: decided on the account as its seal shows it
     (``checked``), then written only if the account's provision is still the one decided on, and
     sealed; committed. Returns what the audit entry adds."""
@@ -324,7 +334,8 @@ def _approve(db, registry, record, info, checked: SealedAccount | None, seals: A
             raise InvalidInput(f"the hub account of {username} changed while it was being approved (reset "
                                "again, or approved by another administrator): look at it again; a reset waits "
                                f"for a second administrator (pds hub account approve {username})")
-        seals.write(db, checked.approved(True, replace(seen, approved_by=approver) if pending else None))
+        seals.write(db, checked.approved(True, replace(seen, approved_by=approver) if pending else None)
+                    .renewed(generation))
     except (PermissionDenied, InvalidInput) as exc:
         db.rollback()
         record(AuditEvent(actor=actor, action="hub.account.approve", target=f"user:{username}",
@@ -361,17 +372,12 @@ class AccountAuthorizationHandler(LocalBase):
 
 class AuditedChangePasswordHandler(ChangePasswordHandler):
     """``/hub/change-password``: a user changes their own password (the current one is required;
-    JupyterHub checks ``_xsrf``); a change is audited as ``hub.account.password``."""
+    JupyterHub checks ``_xsrf``); the authenticator's ``change_password`` audits a change as
+    ``hub.account.password``, with this request's address (:data:`PASSWORD_CHANGE_IP`)."""
 
     async def post(self):
-        user = self.current_user
-        info = self.authenticator.get_user(user.name) if user is not None else None
-        before = info.password if info is not None else None
+        PASSWORD_CHANGE_IP.set(self.request.remote_ip or "")
         await super().post()
-        if info is not None and info.password != before:
-            self.authenticator.context.record(AuditEvent(
-                actor=user.name, action="hub.account.password", target=f"user:{user.name}",
-                details={"remote_ip": self.request.remote_ip or ""}))
 
 
 class NotServedHandler(LocalBase):

@@ -42,8 +42,10 @@ from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
 from . import budget
+from .account_generations import GENERATION, new_generation
 from .account_seals import BROKEN, AccountSeals, SealedAccount, reseal_accounts, seal_accounts_of_upgrade
 from .accounts import (
+    PASSWORD_CHANGE_IP,
     FailedLogins,
     PdsLoginHandler,
     TotpSteps,
@@ -247,7 +249,7 @@ class PdsNativeAuthenticator(NativeAuthenticator):
     @property
     def account_seals(self) -> AccountSeals:
         if self._account_seals is None:
-            self._account_seals = AccountSeals(self.context.runtime.audit.key)
+            self._account_seals = AccountSeals(self.context.runtime.audit)
         return self._account_seals
 
     def account_sealed(self, info) -> bool:
@@ -257,8 +259,9 @@ class PdsNativeAuthenticator(NativeAuthenticator):
 
     def change_password(self, username, new_password):
         """NativeAuthenticator's change of a user's own password (``/hub/change-password``, the
-        current password checked by the handler), sealed with the account; refused (``None``,
-        audited) for an account whose seal is broken: its password is not re-sealed."""
+        current password checked by the handler), sealed with the account under a new generation
+        and audited (``hub.account.password``, with the generation); refused (``None``, audited) for
+        an account whose seal is broken: its password is not re-sealed."""
         import bcrypt
 
         info = self.get_user(username)
@@ -272,8 +275,11 @@ class PdsNativeAuthenticator(NativeAuthenticator):
                                            outcome=Outcome.DENIED, details={"reason": BROKEN}))
             return None
         info.password = bcrypt.hashpw(new_password.encode(), bcrypt.gensalt())
-        self.account_seals.write(self.db, account.with_password(info.password))  # what was checked
+        generation = new_generation()
+        self.account_seals.write(self.db, account.with_password(info.password).renewed(generation))  # what was checked
         self.db.commit()
+        self.context.record(AuditEvent(actor=username, action="hub.account.password", target=f"user:{username}",
+                                       details={"remote_ip": PASSWORD_CHANGE_IP.get(), GENERATION: generation}))
         return True
 
     @property
@@ -290,8 +296,9 @@ class PdsNativeAuthenticator(NativeAuthenticator):
         info = self.get_user(username)
         if info is not None:  # the hub's session keeps rows: see changes made by `pds hub account`
             self.db.refresh(info)
-            if not self.account_sealed(info):  # refused as a wrong password is (PdsLoginHandler)
-                record_login_refused(self.context, username, handler, BROKEN)
+            refusal = self.account_seals.refusal(self.db, info)
+            if refusal is not None:  # refused as a wrong password is (PdsLoginHandler)
+                record_login_refused(self.context, username, handler, refusal)
                 return None
         if self.require_2fa and info is not None and not info.has_2fa:
             record_login_refused(self.context, username, handler, "account has no second factor")
@@ -379,7 +386,8 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
     bootstrap = permissions.bootstraps(registry)
     secret = base64.b32encode(secrets.token_bytes(10)).decode()
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
-    seals = AccountSeals(registry._audit.key)
+    seals = AccountSeals(registry._audit)
+    generation = new_generation()
     session = _hub_sessions(settings)()
     ended = 0
     try:
@@ -398,7 +406,7 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
         provision = write_provision(session, username, action=action.removeprefix("hub.account."),
                                     provisioned_by=permissions.audit_actor(actor), approvals=approvals,
                                     approved=not pending)
-        seals.write(session, SealedAccount.of(info, provision))
+        seals.write(session, SealedAccount.of(info, provision, generation))
         if reset:
             from jupyterhub import orm
 
@@ -409,7 +417,7 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
     finally:
         session.close()
         session.get_bind().dispose()
-    details: dict = {"pending": pending, "approvals": approvals}
+    details: dict = {"pending": pending, "approvals": approvals, GENERATION: generation}
     if bootstrap and approvals >= 2:
         details["bootstrap"] = True
     if reset:
@@ -428,7 +436,7 @@ def set_account_approval(settings: Settings, registry: Registry, username: str, 
     ``membership_check_interval``. Works with the hub running. A platform administrator only
     (:func:`.accounts.apply_account_approval`, the same service as the hub's accounts page)."""
     check_user_name(username)
-    seals = AccountSeals(registry._audit.key)
+    seals = AccountSeals(registry._audit)
     session = _hub_sessions(settings)()
     try:
         seal_accounts_of_upgrade(session, seals, registry._audit, actor)
@@ -442,7 +450,7 @@ def set_account_approval(settings: Settings, registry: Registry, username: str, 
 def seal_accounts_made_before_seals(settings: Settings, audit, actor: str) -> list[str] | None:
     """The one-time sealing of the accounts made before the seals (:mod:`.account_seals`), by the
     hub's start and ``pds db upgrade``: the names sealed, or ``None`` when it was done before."""
-    seals = AccountSeals(audit.key)
+    seals = AccountSeals(audit)
     if seals.upgrade_done(audit):  # the usual case: the hub database is not even opened
         return None
     session = _hub_sessions(settings)()
@@ -453,7 +461,7 @@ def seal_accounts_made_before_seals(settings: Settings, audit, actor: str) -> li
         session.get_bind().dispose()
 
 
-def reseal_hub_accounts(settings: Settings, old, new) -> dict | None:
+def reseal_hub_accounts(settings: Settings, audit, old, new) -> dict | None:
     """After a rotation of the audit key from ``old`` to ``new`` (``pds audit rotate-key``):
     :func:`.account_seals.reseal_accounts` on the local hub's database; ``None`` when this
     installation has none (on Kubernetes the hub signs users in through the identity provider)."""
@@ -461,7 +469,7 @@ def reseal_hub_accounts(settings: Settings, old, new) -> dict | None:
         return None
     session = _hub_sessions(settings)()
     try:
-        return reseal_accounts(session, old, new)
+        return reseal_accounts(session, audit, old, new)
     finally:
         session.close()
         session.get_bind().dispose()

@@ -51,7 +51,7 @@ def _sealed(runtime, user: str) -> bool:
     try:
         from nativeauthenticator.orm import UserInfo
 
-        return AccountSeals(runtime.audit.key).sealed(session, UserInfo.find(session, user))
+        return AccountSeals(runtime.audit).sealed(session, UserInfo.find(session, user))
     finally:
         session.close()
         session.get_bind().dispose()
@@ -95,7 +95,8 @@ def test_the_accounts_made_before_the_seals_are_sealed_once(world):
     assert not _sealed(runtime, "alice")
     assert seal_accounts_made_before_seals(runtime.settings, runtime.audit, "hub") == ["alice"]
     assert _sealed(runtime, "alice")
-    assert [e.details for e in _ok(runtime, UPGRADE_ACTION)] == [{"accounts": 1, "names": ["alice"]}]
+    [upgrade] = [e.details for e in _ok(runtime, UPGRADE_ACTION)]
+    assert (upgrade["accounts"], upgrade["names"], len(upgrade["generation"])) == (1, ["alice"], 32)
     _write(runtime, "INSERT INTO users_info (username, password, is_authorized, has_2fa) VALUES ('bob', x'00', 1, 1)")
     assert seal_accounts_made_before_seals(runtime.settings, runtime.audit, "hub") is None
     assert not _sealed(runtime, "bob")

@@ -154,7 +154,7 @@ def account_sealed(runtime: Runtime, user: str) -> bool:
 
     db = _hub_sessions(runtime.settings)()
     try:
-        broken = AccountSeals(runtime.audit.key).broken(db)
+        broken = AccountSeals(runtime.audit).broken(db)
     finally:
         db.close()
         db.get_bind().dispose()
