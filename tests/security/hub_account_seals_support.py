@@ -3,7 +3,8 @@ accounts were made by the platform, and the attacker's own connection to the hub
 (no platform code, no audit key).
 
 Registry and accounts: root, ada and abe administer it; the researchers alice, carol, erin, frank,
-gus, hana and ivy; bob and erin revoked (pending); dave, a registry user with no hub account. Each
+gus, hana, ivy, jack, kim and mia; bob and erin revoked (pending); dave, a registry user with no hub
+account. Each
 attempt plays on its own accounts: a sign-in takes one code per user and 30-second step, and five
 refused sign-ins in a row block a user for 10 minutes."""
 
@@ -29,7 +30,7 @@ from two_person_accounts_support import _fresh_step, pds_as  # noqa: F401  (pds_
 from pds_kernel.hub.local import hub_dir, provision_account, set_account_approval
 
 ADMINS = ("root", "ada", "abe")
-RESEARCHERS = ("alice", "bob", "carol", "erin", "frank", "gus", "hana", "ivy")
+RESEARCHERS = ("alice", "bob", "carol", "erin", "frank", "gus", "hana", "ivy", "jack", "kim", "mia")
 #: Accounts revoked when the world is made (waiting for an administrator's approval).
 REVOKED = ("bob", "erin")
 #: What the attacker makes their own password.
@@ -89,6 +90,33 @@ def copy_seal(hub: Hub, source: str, target: str) -> None:
         write(hub, "DELETE FROM pds_account_seals WHERE username = ?", target)
         write(hub, "INSERT INTO pds_account_seals (username, seal) SELECT ?, seal FROM pds_account_seals "
                    "WHERE username = ?", target, source)
+
+
+#: What a snapshot of an account holds: its row, its seal, its provision (all three are sealed together).
+_SNAPSHOT = {
+    "users_info": ("password", "otp_secret", "has_2fa", "is_authorized"),
+    "pds_account_seals": ("seal",),
+    "pds_account_provisions": ("provision_id", "action", "provisioned_by", "provisioned_at", "approvals",
+                               "approved_by"),
+}
+
+
+def snapshot(hub: Hub, user: str) -> dict[str, tuple]:
+    """Everything the hub database holds of ``user``'s account, as the attacker copies it (a backup)."""
+    found = {}
+    for table, columns in _SNAPSHOT.items():
+        rows = read(hub, f"SELECT {', '.join(columns)} FROM {table} WHERE username = ?", user)
+        assert len(rows) == 1, (table, user, rows)
+        found[table] = rows[0]
+    return found
+
+
+def put_back(hub: Hub, user: str, copy: dict[str, tuple]) -> None:
+    """Write ``copy`` (a :func:`snapshot`, of ``user`` or of another user) as ``user``'s account,
+    exactly: its row, its seal and its provision."""
+    for table, columns in _SNAPSHOT.items():
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        assert write(hub, f"UPDATE {table} SET {assignments} WHERE username = ?", *copy[table], user) == 1
 
 
 def known_hash(password: str = ATTACKER_PASSWORD) -> bytes:

@@ -10,13 +10,18 @@ approval and provision (``pds_kernel/hub/account_seals.py``); a row whose seal i
 is refused with the words a wrong password gets, audited with its reason, and shown broken to the
 administrators.
 
+A row and its seal put back exactly as the platform once wrote them (a revoked account's old row, an
+old password after a reset) signed in too, seals or not: a seal cannot tell an old row from the
+current one. Each seal now also names its generation, the platform's write that made it, recorded in
+that write's audit entry in the platform's database (``pds_kernel/hub/account_generations.py``): a
+row put back names an older write than the audit trail's newest, and is refused as a broken seal.
+
 One real hub (started once for the module) and its real database; sign-ins over HTTP as a browser
 makes them; ``pds`` run by the OS user of the tests mapped to root.
 """
 
 from __future__ import annotations
 
-import pytest
 from hub_account_seals_support import (  # noqa: F401  (the fixture world)
     ATTACKER_PASSWORD,
     ATTACKER_SECRET,
@@ -26,13 +31,16 @@ from hub_account_seals_support import (  # noqa: F401  (the fixture world)
     known_hash,
     otp_secret,
     pds_as,
+    put_back,
     read,
     refusals,
     says_wrong_credentials,
     seals_world_fixture,
     sign_in,
+    snapshot,
     write,
 )
+from two_person_accounts_support import reset_with_pds
 
 from pds_kernel.errors import InvalidInput
 
@@ -133,10 +141,9 @@ def test_a_seal_deleted_before_an_upgrade(world):
     _refused(hub, "alice", ATTACKER_PASSWORD, secrets["alice"])
 
 
-@pytest.mark.xfail(strict=True, reason="a seal cannot tell an account's old row from its current one: "
-                   "a revoked account's row and seal put back exactly as they were sign in again (the audit "
-                   "trail's hub.account.revoke says it was revoked; docs/isolation.md, 'Accounts')")
 def test_a_revoked_accounts_old_row_put_back(world):
+    """gus, revoked by root; his row and seal as they were before, put back exactly. This GOT THROUGH
+    with the seals alone (a strict expected failure); the seal now names an older write."""
     hub, secrets = world
     before = read(hub, "SELECT password, otp_secret, has_2fa, is_authorized FROM users_info WHERE username = 'gus'")
     seal = read(hub, "SELECT seal FROM pds_account_seals WHERE username = 'gus'") if has_seal_table(hub) else []
@@ -145,4 +152,44 @@ def test_a_revoked_accounts_old_row_put_back(world):
                "WHERE username = 'gus'", *before[0])
     if seal:
         write(hub, "UPDATE pds_account_seals SET seal = ? WHERE username = 'gus'", seal[0][0])
-    assert not sign_in(hub, "gus", PASSWORD, secrets["gus"])[0]
+    _refused(hub, "gus", PASSWORD, secrets["gus"])
+
+
+def test_an_old_password_put_back_after_a_reset(world):
+    """jack's password leaked; root resets his account (a new password and second factor). The
+    attacker, who knows the old password and read the old second factor, puts back jack's row, seal
+    and provision as they were before the reset (from a backup)."""
+    hub, secrets = world
+    before = snapshot(hub, "jack")
+    reset_with_pds(hub, "root", "jack")
+    put_back(hub, "jack", before)
+    _refused(hub, "jack", PASSWORD, secrets["jack"])
+    # the platform's way still works: a new reset lets jack in
+    new_password, new_secret, _ = reset_with_pds(hub, "root", "jack")
+    assert sign_in(hub, "jack", new_password, new_secret)[0]
+
+
+def test_an_old_row_put_back_after_a_revocation_and_approvals(world):
+    """kim approved, revoked, approved again, revoked again: four platform writes, each snapshotted.
+    The attacker puts back each approved state in turn, the newest first then the oldest (the
+    generation going back one write, then three)."""
+    hub, secrets = world
+    states = {"approved once": snapshot(hub, "kim")}
+    for step, action in enumerate(("revoke", "approve", "revoke")):
+        assert pds_as(hub, "root", "hub", "account", action, "kim").returncode == 0
+        states[f"{action} {step}"] = snapshot(hub, "kim")
+    for name in ("approve 1", "approved once"):
+        assert states[name]["users_info"][3] == 1, name
+        put_back(hub, "kim", states[name])
+        _refused(hub, "kim", PASSWORD, secrets["kim"])
+    put_back(hub, "kim", states["revoke 2"])  # the current state, exactly: not approved, sealed as it is
+    assert pds_as(hub, "root", "hub", "account", "approve", "kim").returncode == 0
+    assert sign_in(hub, "kim", PASSWORD, secrets["kim"])[0]
+
+
+def test_another_users_row_and_seal_copied_onto_this_name(world):
+    """carol, a researcher, wants mia's projects: she copies her own row, seal and provision onto
+    mia's name, and signs in as mia with her own password and second factor."""
+    hub, secrets = world
+    put_back(hub, "mia", snapshot(hub, "carol"))
+    _refused(hub, "mia", PASSWORD, secrets["carol"])
