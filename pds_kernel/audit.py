@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from .audit_actions import check_action
 from .audit_anchor import Anchor, AnchorStore
+from .audit_anchor_history import AnchorHistory
 from .audit_chain import (  # noqa: F401  (re-exported)
     CHAIN_KEYED,
     CHAIN_UNKEYED,
@@ -224,6 +225,7 @@ class AuditTrail:
         self._keyed_from: int | None = None  #: learnt at the first anchored commit
         self._floor_key: str | None = None  #: the latest anchor's key ("" = no anchor yet)
         self._whole = WholeAfter()  #: for :meth:`newest`
+        self._history = AnchorHistory(anchors) if anchors is not None else None  #: for :meth:`newest`
 
     @property
     def keyring(self) -> Keyring:
@@ -339,7 +341,8 @@ class AuditTrail:
         entry after it is missing up to the latest anchor (:mod:`pds_kernel.audit_newest`)."""
         keyring, anchors = self._check_writable()
         with transaction(self._sessions) as session:
-            return newest_checked(session, AuditRow.__table__, keyring, anchors, selectors, self._whole)
+            return newest_checked(session, AuditRow.__table__, keyring, anchors, self._history, selectors,
+                                  self._whole)
 
     def verify(self) -> VerifyReport:
         """Check the chain against the key and the anchors; anchor the head when it is intact."""

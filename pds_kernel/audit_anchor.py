@@ -104,6 +104,28 @@ class FileAnchorStore:
                 continue  # blank, or a write torn by a crash
         return None
 
+    def read_from(self, offset: int) -> tuple[list[Anchor], int] | None:
+        """The anchors of the whole lines from byte ``offset`` on, and the offset after them (where
+        the next read starts); ``None`` when the file is shorter than ``offset`` (it was cut or
+        replaced). A line that is no anchor is skipped (a write torn by a crash: :meth:`read` says
+        more)."""
+        try:
+            with open(self.path, "rb") as handle:
+                if handle.seek(0, os.SEEK_END) < offset:
+                    return None
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return None if offset else ([], 0)
+        whole = data[:data.rfind(b"\n") + 1]
+        anchors = []
+        for line in whole.decode("utf-8", errors="replace").split("\n"):
+            try:
+                anchors.append(Anchor(**json.loads(line)))
+            except (ValueError, TypeError):
+                continue
+        return anchors, offset + len(whole)
+
     def read(self) -> list[Anchor]:
         try:
             text = self.path.read_text(encoding="utf-8")

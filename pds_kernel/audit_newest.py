@@ -5,19 +5,22 @@ is good only when it names the account's newest platform write, and that write i
 decision taken from the database alone would follow whoever writes the database, so the entry found
 counts only when:
 
-- **it authenticates**: its hash is the HMAC of its content and number under a key of the keyring
-  (:mod:`pds_kernel.audit_hash`). A row planted without the key never counts, and a real entry
-  cannot be moved to another number (the number is in its hash);
-- **nothing after it is missing**: every entry from it up to the latest anchor (read from the end of
-  the anchor store, outside the database: :meth:`pds_kernel.audit_anchor.AnchorStore.latest`) is in
-  the database, and the anchored entry holds the anchored hash. A newer entry deleted (the
-  append-only trigger dropped first) leaves a gap; the database restored from an older backup no
-  longer holds the anchored head.
+- **it authenticates**: its hash is the HMAC of its content and number under the key that signs
+  that number, as the rotation entries before it say (:mod:`pds_kernel.audit_rotation`). A row
+  planted without the key never counts, nor one signed with a retired key (leaked: the reason to
+  rotate) after its rotation, and a real entry cannot be moved to another number (the number is in
+  its hash);
+- **nothing after it is missing**: every entry from it up to the highest anchored one (the anchor
+  store is outside the database: :mod:`pds_kernel.audit_anchor_history`) is in the database, the
+  anchored entry holds the anchored hash, and no entry after it was anchored twice with different
+  hashes. A newer entry deleted (the append-only trigger dropped first) leaves a gap; a tail cut,
+  or the database restored from an older backup, no longer holds the anchored head; either one
+  written over again by the platform's next writes is anchored again with other hashes.
 
-Cost: one or two reads by the action index, one HMAC per key of the keyring at most, two reads by
-the primary key, the last 64 KiB of the anchor file, and a count on the primary key of the entries
-after it: at the first check in a process, all of them (about 9 ms per 100,000 entries on SQLite);
-then only those written since the previous check (:class:`WholeAfter`). ``pds audit verify`` checks
+Cost: two or three reads by the action index, one HMAC, two reads by the primary key, the anchor
+lines appended since the previous check (the whole file at a process's first), and a count on the
+primary key of the entries after it: at the first check of it in a process, all of them (about 9 ms
+per 100,000 entries on SQLite); then only those written since (:class:`WholeAfter`). ``pds audit verify`` checks
 the rest (an entry replaced by a forged one of the same number, an anchor older than the latest).
 """
 
@@ -31,8 +34,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .audit_anchor import AnchorStore
+from .audit_anchor_history import AnchorHistory
 from .audit_hash import CHAIN_KEYED, compute_keyed_hash, row_values
 from .audit_key import Keyring
+from .audit_rotation import ROTATE_ACTION, key_in_force
+from .errors import IntegrityError
 
 _OK = "ok"
 
@@ -54,12 +60,17 @@ class Newest:
     problem: str | None = None
 
 
-def authentic(row, keyring: Keyring) -> bool:
-    """``row``'s hash is the keyed hash of its own content and number under a key of ``keyring``."""
+def authentic(row, keyring: Keyring, rotations: Sequence) -> bool:
+    """``row``'s hash is the keyed hash of its own content and number under the key that signs that
+    number: the one a writer signed it with, after the rotation entries before it (``rotations``:
+    the rows of :data:`~pds_kernel.audit_rotation.ROTATE_ACTION`)."""
     if row.chain_version != CHAIN_KEYED:
         return False
-    values = row_values(row)
-    return any(hmac.compare_digest(compute_keyed_hash(key, **values), row.hash) for key in keyring.keys)
+    try:
+        key = key_in_force([r for r in rotations if r.seq < row.seq], keyring)
+    except IntegrityError:  # a key this keyring lacks: not checkable here, so not relied on
+        return False
+    return hmac.compare_digest(compute_keyed_hash(key, **row_values(row)), row.hash)
 
 
 class WholeAfter:
@@ -86,27 +97,33 @@ class WholeAfter:
         self._found.pop(key, None)
 
 
-def missing_after(session: Session, table, anchors: AnchorStore, seq: int,
+def missing_after(session: Session, table, anchors: AnchorStore, history: AnchorHistory, seq: int,
                   known: tuple[int, str] | None = None) -> tuple[str | None, tuple[int, str] | None]:
-    """Why the trail after entry ``seq`` is not whole up to the latest anchor (``None`` when it is),
-    and that anchor's number and hash. ``known``: an entry (number, hash) up to which it was found
-    whole before (:class:`WholeAfter`): counted from there when that entry is still the same."""
-    latest = anchors.latest()
-    if latest is None or latest.seq < 1:
-        return f"no anchor of the audit trail in {anchors.describe()}", None
-    if not _holds(session, table, latest.seq, latest.head):
-        return (f"entry {latest.seq} is not the one anchored in {anchors.describe()}: the audit trail was "
-                "cut or replaced (run pds audit verify)"), None
+    """Why the trail after entry ``seq`` may not be whole up to the highest anchored entry (``None``
+    when it is), and that entry's number and hash. ``known``: an entry (number, hash) up to which it
+    was found whole before (:class:`WholeAfter`): counted from there when that entry is the same."""
+    history.refresh()
+    where = anchors.describe()
+    if history.top is None or history.top[0] < 1:
+        return f"no anchor of the audit trail in {where}", None
+    if history.rolled_back_from is not None and history.rolled_back_from > seq:
+        return (f"entry {history.rolled_back_from} was anchored twice with different hashes in {where} (or "
+                "anchored again long after): the audit trail was cut or restored, then written again "
+                "(run pds audit verify)"), None
+    top, head = history.top
+    if not _holds(session, table, top, head):
+        return f"entry {top} is not the one anchored in {where}: the audit trail was cut or replaced " \
+               "(run pds audit verify)", None
     start = seq
-    if known is not None and seq <= known[0] <= latest.seq and _holds(session, table, *known):
+    if known is not None and seq <= known[0] <= top and _holds(session, table, *known):
         start = known[0]
-    if latest.seq > start:
+    if top > start:
         present = session.execute(select(func.count()).select_from(table)
-                                  .where(table.c.seq > start, table.c.seq <= latest.seq)).scalar_one()
-        if present != latest.seq - start:
-            return (f"{latest.seq - start - present} audit entries after entry {seq} are missing from the "
+                                  .where(table.c.seq > start, table.c.seq <= top)).scalar_one()
+        if present != top - start:
+            return (f"{top - start - present} audit entries after entry {seq} are missing from the "
                     "database (run pds audit verify)"), None
-    return None, (latest.seq, latest.head)
+    return None, (top, head)
 
 
 def _holds(session: Session, table, seq: int, head: str) -> bool:
@@ -114,10 +131,10 @@ def _holds(session: Session, table, seq: int, head: str) -> bool:
     return found is not None and hmac.compare_digest(found, head)
 
 
-def newest_checked(session: Session, table, keyring: Keyring, anchors: AnchorStore,
+def newest_checked(session: Session, table, keyring: Keyring, anchors: AnchorStore, history: AnchorHistory,
                    selectors: Sequence[Selector], whole: WholeAfter | None = None) -> Newest:
-    """The newest ``ok`` entry matching any of ``selectors``, checked as the module says (``whole``:
-    what this process found whole before, kept up to date)."""
+    """The newest ``ok`` entry matching any of ``selectors``, checked as the module says
+    (``history``: of ``anchors``; ``whole``: what this process found whole before, kept up to date)."""
     newest = None
     for selector in selectors:
         query = select(table).where(table.c.action.in_(selector.actions), table.c.outcome == _OK)
@@ -128,11 +145,13 @@ def newest_checked(session: Session, table, keyring: Keyring, anchors: AnchorSto
             newest = row
     if newest is None:
         return Newest(None)
-    if not authentic(newest, keyring):
+    rotations = session.execute(select(table).where(table.c.action == ROTATE_ACTION, table.c.seq < newest.seq)
+                                .order_by(table.c.seq)).all()
+    if not authentic(newest, keyring, rotations):
         return Newest(None, f"audit entry {newest.seq} does not authenticate under the audit key: it was "
                             "planted or edited (run pds audit verify)")
     key = (tuple(selectors), newest.seq, newest.hash)
-    problem, upto = missing_after(session, table, anchors, newest.seq, whole.get(key) if whole else None)
+    problem, upto = missing_after(session, table, anchors, history, newest.seq, whole.get(key) if whole else None)
     if whole is not None and upto is None:
         whole.forget(key)
     elif whole is not None:
