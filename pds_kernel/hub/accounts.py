@@ -20,9 +20,10 @@ trigger (CSRF), and an admin page that sets another user's password. None of the
   ``/hub/confirm/...`` (e-mail self-approval) are not served (404): ``pds hub account add USER
   --reset`` replaces a password and second factor, ``pds hub account revoke USER`` disables one.
 
-Every account is sealed with the audit key when the platform writes it (:mod:`.account_seals`): a
-sign-in of an account whose seal is missing or wrong gets a wrong password's answer, and the
-accounts page shows it as "seal broken / pending".
+Every account is sealed with the audit key when the platform writes it (:mod:`.account_seals`), the
+seal naming that write's generation (:mod:`.account_generations`): a sign-in of an account whose
+seal is missing or wrong, or names an older write than the audit trail's newest, gets a wrong
+password's answer, and the accounts page shows it as "seal broken / pending".
 
 A TOTP code is accepted once: :class:`TotpSteps` keeps, per user, the last 30-second time step
 whose code opened a session, in the hub database (so a restart does not reopen the window), and

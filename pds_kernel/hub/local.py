@@ -15,7 +15,8 @@ for active registry users, always with a TOTP second factor; there is no web sig
 :mod:`.accounts` for the account pages that are served, all POST with XSRF and audited). Under the
 two-person rule an account one administrator creates or resets waits for a second one
 (:mod:`.provisions`). Every account is sealed with the audit key when the platform writes it, and
-refused when its row was written otherwise (:mod:`.account_seals`). A TOTP code opens one session only. Data files (hub database, cookie secret, proxy pid, service token) live
+refused when its row was written otherwise, or put back as the platform wrote it before its newest
+write (:mod:`.account_seals`, :mod:`.account_generations`). A TOTP code opens one session only. Data files (hub database, cookie secret, proxy pid, service token) live
 in ``settings.paths.state / "hub"``.
 """
 
