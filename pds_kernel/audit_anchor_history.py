@@ -6,12 +6,13 @@ Two facts:
 - :attr:`AnchorHistory.top`: the highest entry anchored and its hash. The database must still hold
   it as it was: a tail cut from the database, or the database restored from an older copy, no longer
   does;
-- :attr:`AnchorHistory.rolled_back_from`: the lowest entry that was anchored again with another
-  hash, or anchored after an entry more than :data:`WINDOW` later (whose hashes are no longer kept
-  here). Both happen when the database was cut or restored and written again (the platform's own
-  writes then anchor new entries under the numbers of the ones removed), or when someone who may
-  append to the anchor file names an old head as the latest (red team 8). Honest anchors go back a
-  little only: two commits anchor their heads in either order.
+- :attr:`AnchorHistory.rolled_back_from`: the lowest entry anchored again with another hash, or
+  anchored although an entry at least as high was anchored more than :data:`WINDOW` anchors before.
+  Both happen when the database was cut or restored and written again (the platform's own writes
+  then anchor new entries under the numbers of the ones removed), or when someone who may append to
+  the anchor file names an old head as the latest (red team 8). An honest anchor comes late only by
+  the few anchors other commits append between its commit and its own append (a commit of 20,000
+  entries anchors once, so its number may jump far ahead of an anchor still to come).
 
 ``pds audit verify`` reads every anchor and names every such entry; this only answers "may entries
 after number N have been removed", cheaply: the first look of a process reads the whole file
@@ -21,9 +22,9 @@ after number N have been removed", cheaply: the first look of a process reads th
 from __future__ import annotations
 
 import threading
+from collections import deque
 
-#: How far back (entries) an anchor may honestly come after a later one: commits that anchor in
-#: either order are a few entries apart.
+#: How many anchors another commit's anchor may come after, at most, in honest operation.
 WINDOW = 1000
 
 
@@ -38,7 +39,9 @@ class AnchorHistory:
 
     def _start(self) -> None:
         self._offset = 0
-        self._heads: dict[int, str] = {}  #: the first hash anchored for each entry of the window
+        self._recent: deque[tuple[int, str]] = deque()  #: the last WINDOW anchors read (entry, hash)
+        self._heads: dict[int, tuple[str, int]] = {}  #: entry -> (first hash, how many in _recent)
+        self._floor = 0  #: the highest entry anchored before the last WINDOW anchors
         self.top: tuple[int, str] | None = None
         self.rolled_back_from: int | None = None
 
@@ -59,16 +62,25 @@ class AnchorHistory:
                 self._add(anchor.seq, anchor.head)
 
     def _add(self, seq: int, head: str) -> None:
-        top = self.top[0] if self.top is not None else -1
         known = self._heads.get(seq)
-        if (known is not None and known != head) or (known is None and seq < top - WINDOW):
+        if known is not None:
+            honest = known[0] == head
+        else:
+            honest = seq > self._floor or (self.top is not None and (seq, head) == self.top)
+        if not honest:
             self._rolled_back(seq)
-        self._heads.setdefault(seq, head)
-        if seq > top:
+        if self.top is None or seq > self.top[0]:
             self.top = (seq, head)
-        if len(self._heads) > 2 * WINDOW:  # forget what fell out of the window, now and then
-            floor = self.top[0] - WINDOW
-            self._heads = {s: h for s, h in self._heads.items() if s >= floor}
+        self._heads[seq] = (known[0] if known else head, (known[1] if known else 0) + 1)
+        self._recent.append((seq, head))
+        if len(self._recent) > WINDOW:
+            old, _ = self._recent.popleft()
+            self._floor = max(self._floor, old)
+            first, count = self._heads[old]
+            if count == 1:
+                del self._heads[old]
+            else:
+                self._heads[old] = (first, count - 1)
 
     def _rolled_back(self, seq: int) -> None:
         self.rolled_back_from = seq if self.rolled_back_from is None else min(self.rolled_back_from, seq)
