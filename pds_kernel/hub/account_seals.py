@@ -22,9 +22,10 @@ revoked (:func:`.accounts.apply_account_approval`), its password changed by its 
 platform wrote or checked, never from a row read back after.
 
 Checks: a sign-in (and each refresh of a session, and the membership watcher) takes an account only
-when its seal matches it exactly with the generation of the account's newest write in the audit
-trail (the platform's database, checked against the anchors); otherwise it is refused with the words of a wrong password and
-audited (``hub.login``, reason :data:`BROKEN`), and the accounts page shows it as "seal broken". An
+when its seal matches it exactly, with the generation of the account's newest write in the audit
+trail (the platform's database, checked against the anchors); otherwise it is refused with the
+words of a wrong password and audited (``hub.login``, reason :data:`BROKEN`), and the accounts page
+shows it as "seal broken". An
 approval or a revocation takes an account whose seal matches it whatever its approval says (the one
 field a revocation or approval changes): an approval refuses the others (their password or second
 factor may be someone else's: ``pds hub account add USER --reset`` gives new ones); a revocation
@@ -42,7 +43,8 @@ A row and its seal put back exactly as they were (a revoked account's old row, a
 to sign in again: a seal alone cannot tell an old row from the current one. The generation does:
 the old seal names an older write than the audit trail's newest, and is refused as a broken seal.
 Removing that newest entry from the platform's database as well is seen by the anchors (a gap
-before the latest anchor, or the anchored head gone): the sign-in is refused and ``pds audit
+before the highest anchored entry, that entry gone, or numbers anchored twice with different hashes
+once the platform wrote over a cut): the sign-in is refused, its reason saying so, and ``pds audit
 verify`` names the entries missing.
 """
 
