@@ -178,5 +178,6 @@ def test_a_users_own_password_change_on_the_hub_keeps_the_account_sealed(hub):
         "new_password": "a-new-long-password-7", "new_password_confirmation": "a-new-long-password-7"})
     assert "changed successfully" in changed.text, changed.text[-800:]
     assert _sealed(hub.runtime, "alice")
-    assert [e.outcome for e in hub.actions("hub.account.password")] == ["ok"]
+    [changed] = hub.actions("hub.account.password")
+    assert changed.outcome == "ok" and changed.details["remote_ip"] and len(changed.details["generation"]) == 32
     assert hub.client().login("alice", secret, password="a-new-long-password-7")
