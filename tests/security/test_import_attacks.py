@@ -35,6 +35,11 @@ from pds_kernel.snds.generator import generate
 README = b"# our analysis code\n"
 
 
+def approvals(created: dict) -> dict:
+    """A review approving every file of the request ``created`` (its JSON view), bound to their bytes."""
+    return {"verdicts": {str(f["index"]): {"decision": "approve", "sha256": f["sha256"]} for f in created["files"]}}
+
+
 def refused(answer, reason: str, gate) -> None:
     assert answer.status_code == 400, (answer.status_code, answer.text)
     assert reason in answer.json()["error"], answer.json()["error"]
@@ -142,24 +147,26 @@ def test_checker_imports_without_being_a_researcher(import_gate):
 
 
 def test_author_approves_her_own_import(import_gate):
-    rid = import_gate.upload("bob", "tool.py", b"print('hello')\n").json()["id"]  # bob: researcher AND checker
-    answer = import_gate.api("bob", "POST", f"requests/{rid}/reviews", json={"verdicts": {"0": {"decision": "approve"}}})
+    created = import_gate.upload("bob", "tool.py", b"print('hello')\n").json()  # bob: researcher AND checker
+    rid = created["id"]
+    answer = import_gate.api("bob", "POST", f"requests/{rid}/reviews", json=approvals(created))
     assert answer.status_code == 403 and "never reviews" in answer.json()["error"]
     assert import_gate.api("olga", "GET", f"requests/{rid}").json()["reviews"] == []
 
 
 def test_checker_of_another_project_approves(import_gate):
-    rid = import_gate.upload("alice", "tool.py", b"print('hello')\n").json()["id"]
+    created = import_gate.upload("alice", "tool.py", b"print('hello')\n").json()
+    rid = created["id"]
     for _ in range(2):
-        answer = import_gate.api("oscar", "POST", f"requests/{rid}/reviews",
-                                 json={"verdicts": {"0": {"decision": "approve"}}})
+        answer = import_gate.api("oscar", "POST", f"requests/{rid}/reviews", json=approvals(created))
         assert answer.status_code == 403
     assert import_gate.api("olga", "GET", f"requests/{rid}").json()["state"] == "submitted"
 
 
 def test_release_of_an_import_before_approval(import_gate):
-    rid = import_gate.upload("alice", "tool.py", b"print('hello')\n").json()["id"]
-    import_gate.api("olga", "POST", f"requests/{rid}/reviews", json={"verdicts": {"0": {"decision": "approve"}}})
+    created = import_gate.upload("alice", "tool.py", b"print('hello')\n").json()
+    rid = created["id"]
+    assert import_gate.api("olga", "POST", f"requests/{rid}/reviews", json=approvals(created)).status_code == 200
     answer = import_gate.api("omar", "POST", f"requests/{rid}/release", json={})
     assert answer.status_code == 409, answer.text
     assert not (import_gate.service.settings.paths.imports / PROJECT / rid).exists()
@@ -187,10 +194,11 @@ def test_nir_leaks_into_what_reviewers_and_the_workspace_see(import_gate, cohort
     """A correct cohort import, then every byte a reviewer, the author or a workspace can read is
     searched for the NIRs: the linked files, the request view, the manifest, the audit trail."""
     raw = cohort.path.read_bytes()
-    rid = import_gate.upload("alice", "list.csv", raw, kind="cohort").json()["id"]
+    created = import_gate.upload("alice", "list.csv", raw, kind="cohort").json()
+    rid = created["id"]
     for checker in ("olga", "omar"):
-        import_gate.api(checker, "POST", f"requests/{rid}/reviews",
-                        json={"verdicts": {"0": {"decision": "approve"}, "1": {"decision": "approve"}}})
+        assert import_gate.api(checker, "POST", f"requests/{rid}/reviews",
+                               json=approvals(import_gate.api(checker, "GET", f"requests/{rid}").json())).status_code == 200
     assert import_gate.api("omar", "POST", f"requests/{rid}/release", json={}).status_code == 200
     paths = import_gate.service.settings.paths
     seen = [import_gate.api(u, "GET", f"requests/{rid}").content for u in ("olga", "alice")]
