@@ -143,8 +143,8 @@ def sign_in(hub: Hub, user: str, password: str, secret: str) -> tuple[bool, str]
                                 data={"_xsrf": xsrf, "username": user, "password": password, "2fa": code})
     from two_person_accounts_support import _USER_STEPS
 
-    _USER_STEPS[user] = step
     if response.status_code == 302 and "jupyterhub-hub-login" in client.http.cookies:
+        _USER_STEPS[user] = step  # the hub claims a code's step only for a sign-in it lets through
         return True, ""
     found = re.search(r'<p class="login_error">\s*(.*?)\s*</p>', response.text, re.S)
     return False, html.unescape(found.group(1)) if found else response.text[:500]
