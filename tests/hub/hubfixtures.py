@@ -145,11 +145,16 @@ class HubClient:
 
     def login(self, username: str, secret: str, password: str = PASSWORD, code: str | None = None) -> bool:
         xsrf = self._xsrf("/hub/login")
-        code = code if code is not None else current_totp(secret)
+        step = None
+        if code is None:
+            code, step = fresh_totp(secret)
         response = self.http.post(self.hub.url + "/hub/login?next=/hub/home", timeout=30, data={
             "_xsrf": xsrf, "username": username, "password": password, "2fa": code},
             allow_redirects=False)
-        return response.status_code == 302 and "jupyterhub-hub-login" in self.http.cookies
+        signed_in = response.status_code == 302 and "jupyterhub-hub-login" in self.http.cookies
+        if signed_in and step is not None:
+            _USED_STEPS[secret] = step  # the hub claimed this window for the account
+        return signed_in
 
     def logout(self) -> None:
         self.http.get(self.hub.url + "/hub/logout", timeout=30)
@@ -201,15 +206,22 @@ def make_world(root: Path, port: int) -> Hub:
 _USED_STEPS: dict[str, int] = {}
 
 
-def current_totp(secret: str, margin: float = 8.0) -> str:
-    """The second-factor code of ``secret``, taken early enough in its 30-second window that it is
-    still valid when the form reaches the hub (a code read just before the window turns is not),
-    and never the code of a window already used for this secret (the hub refuses a code twice)."""
+def fresh_totp(secret: str, margin: float = 8.0) -> tuple[str, int]:
+    """The second-factor code of ``secret`` and its step, taken early enough in its 30-second window
+    that it is still valid when the form reaches the hub (a code read just before the window turns
+    is not), and never in a window a sign-in of this secret already used (the hub refuses a code
+    twice; it claims a window only for a sign-in it lets through: ``PdsNativeAuthenticator.authenticate``)."""
     while True:
         now = time.time()
         left = 30 - now % 30
         if left < margin or _USED_STEPS.get(secret) == int(now) // 30:
             time.sleep(left + 0.2)
             continue
-        _USED_STEPS[secret] = int(now) // 30
-        return onetimepass.get_totp(secret, as_string=True, clock=int(now)).decode()
+        return onetimepass.get_totp(secret, as_string=True, clock=int(now)).decode(), int(now) // 30
+
+
+def current_totp(secret: str, margin: float = 8.0) -> str:
+    """:func:`fresh_totp`'s code, its window counted as used (a browser's sign-in, expected to pass)."""
+    code, step = fresh_totp(secret, margin)
+    _USED_STEPS[secret] = step
+    return code
