@@ -44,6 +44,11 @@ DISCARD_LIMIT = 256 * 1024 * 1024
 #: large, read and dropped: closing on unread bytes resets the connection, and the hub's proxy then
 #: answers 503 instead of passing the refusal on. A larger or undeclared body is refused at once.
 REFUSAL_DRAIN_LIMIT = 1024 * 1024
+#: How long such a refused body may take to arrive, at most; past it the connection closes. Without
+#: it a client without a valid token held a connection (and its file descriptor) as long as it
+#: trickled bytes, many at once (the server has no body timeout: uploads may be slow); 1 MiB in 30 s
+#: is 35 kB/s, the refusal still reaches any real client.
+REFUSAL_DRAIN_SECONDS = 30.0
 _METHODS = ("get", "post", "head", "put", "patch", "delete", "options")
 
 
@@ -101,12 +106,14 @@ class BoundedBody(RequestHandler):
 
     def refuse_after_body(self, refusal: Exception) -> None:
         """Answer ``refusal`` once the body has arrived (dropped as it comes) when it is declared at
-        most :data:`REFUSAL_DRAIN_LIMIT` bytes, else at once."""
+        most :data:`REFUSAL_DRAIN_LIMIT` bytes and arrives within :data:`REFUSAL_DRAIN_SECONDS`
+        (else the connection closes), and at once otherwise."""
         declared = self.request.headers.get("Content-Length", "")
         if not (declared.isascii() and declared.isdigit() and int(declared) <= REFUSAL_DRAIN_LIMIT):
             raise refusal
         self._chunks = []
         self._refusal = refusal
+        self.request.connection.set_body_timeout(REFUSAL_DRAIN_SECONDS)
 
     def data_received(self, chunk: bytes) -> None:
         self._received += len(chunk)
