@@ -36,8 +36,10 @@ SCANNED = 200
 
 
 def user_label(user: str) -> str:
-    """The ``pds.user`` label of a user's pods (:func:`pds_kernel.sandbox.spec.authorised_workspace_spec`)."""
-    return user.replace("_", "-")
+    """The ``pds.user`` label of a user's pods (:func:`pds_kernel.sandbox.spec.authorised_workspace_spec`):
+    the user name itself. It was ``user.replace("_", "-")``, so ``al_ice`` and ``al-ice`` (two
+    users) shared a label and each was told of the other's refusals (red team 10)."""
+    return user
 
 
 def latest_refusal(audit: AuditTrail, user: str, project: str, cluster: str) -> dict | None:

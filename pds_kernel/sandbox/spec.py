@@ -112,7 +112,8 @@ def build_workspace_spec(settings: Settings, project_info, user: str) -> Workspa
         mem_limit_mb=project_info.mem_limit_mb,
         dask_workers=project_info.dask_workers,
         gpu=project_info.gpu,
-        labels={"pds.project": project, "pds.user": user.replace("_", "-"), "pds.component": "workspace"},
+        # the user name itself (a valid label value): "a_b" made "a-b" was another user's label
+        labels={"pds.project": project, "pds.user": user, "pds.component": "workspace"},
         tmp_mb=settings.project_end.tmp_quota_mb,
         # one file larger than the home's quota is over it: bounded at once, not at the next watch
         max_file_mb=settings.project_end.home_quota_mb,
