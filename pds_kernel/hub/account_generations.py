@@ -24,7 +24,11 @@ whose newest write cannot be read or trusted (deny by default).
 
 The platform draws the generation, writes the account and its seal in the hub's database, commits,
 then records the audit entry: between the two (a crash, an audit trail that cannot be written) the
-account is refused, never let in; ``pds hub account add USER --reset`` makes it anew.
+account is refused, never let in; ``pds hub account add USER --reset`` makes it anew. That holds
+for the row the platform wrote only: whoever also writes the hub's database can put the old row back,
+and the trail's newest write then names its generation still (red team 10: the platform database's
+owner refused the entry of a revocation with a trigger). So an entry that cannot be recorded is
+reported as such (:func:`record_write`), never as a write made.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from ..audit import AuditTrail
+from ..audit import AuditEvent, AuditTrail
 from ..audit_newest import Selector
+from ..errors import IntegrityError
 
 #: The audit action of the one-time sealing of the accounts made before the seals.
 UPGRADE_ACTION = "hub.account.seals.upgrade"
@@ -46,6 +51,20 @@ WRITE_ACTIONS = ("hub.account.create", "hub.account.reset", "hub.account.approve
 GENERATION = "generation"
 
 log = logging.getLogger(__name__)
+
+
+def record_write(record, event: AuditEvent, username: str) -> None:
+    """Record ``event``, the audit entry of a platform write of ``username``'s account already
+    committed in the hub's database; when it cannot be recorded, raise an error that says the write
+    is not recorded, and what that leaves open (nothing outside the hub's database says it was made)."""
+    try:
+        record(event)
+    except Exception as exc:
+        raise IntegrityError(
+            f"{event.action} of {username}: written in the hub's database but not recorded in the audit trail "
+            f"({type(exc).__name__}: {str(exc)[:200]}); {username}'s account is refused, but whoever can write "
+            "the hub's database can put its old row back, which the trail still names as the newest: find why "
+            "the entry was refused (pds audit verify, the database's triggers and rights), then do it again") from exc
 
 
 def new_generation() -> str:

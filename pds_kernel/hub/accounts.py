@@ -48,7 +48,7 @@ from tornado import web
 from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
-from .account_generations import GENERATION, new_generation
+from .account_generations import GENERATION, new_generation, record_write
 from .account_seals import BROKEN, REMEDY, AccountSeals, SealedAccount
 from .common import end_sessions
 from .provisions import approve_provision, authorize_unless_pending, find_provision, pending_provisions
@@ -311,8 +311,8 @@ def apply_account_approval(db, registry, record, seals: AccountSeals, username: 
         hub_user = db.query(orm.User).filter(orm.User.name == username).first()
         if hub_user is not None:
             end_sessions(db, hub_user, delete_tokens=True)
-    record(AuditEvent(actor=actor, action=action, target=f"user:{username}",
-                      details={**details, GENERATION: generation}))
+    record_write(record, AuditEvent(actor=actor, action=action, target=f"user:{username}",
+                                    details={**details, GENERATION: generation}), username)
 
 
 def _approve(db, registry, record, info, checked: SealedAccount | None, seals: AccountSeals, actor: str,

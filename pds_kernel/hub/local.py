@@ -43,7 +43,7 @@ from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
 from . import budget
-from .account_generations import GENERATION, new_generation
+from .account_generations import GENERATION, new_generation, record_write
 from .account_seals import BROKEN, AccountSeals, SealedAccount, reseal_accounts, seal_accounts_of_upgrade
 from .accounts import (
     PASSWORD_CHANGE_IP,
@@ -279,8 +279,9 @@ class PdsNativeAuthenticator(NativeAuthenticator):
         generation = new_generation()
         self.account_seals.write(self.db, account.with_password(info.password).renewed(generation))  # what was checked
         self.db.commit()
-        self.context.record(AuditEvent(actor=username, action="hub.account.password", target=f"user:{username}",
-                                       details={"remote_ip": PASSWORD_CHANGE_IP.get(), GENERATION: generation}))
+        record_write(self.context.record, AuditEvent(
+            actor=username, action="hub.account.password", target=f"user:{username}",
+            details={"remote_ip": PASSWORD_CHANGE_IP.get(), GENERATION: generation}), username)
         return True
 
     @property
@@ -423,7 +424,8 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
         details["bootstrap"] = True
     if reset:
         details["tokens_deleted"] = ended
-    registry._audit.record(AuditEvent(actor=actor, action=action, target=f"user:{username}", details=details))
+    record_write(registry._audit.record, AuditEvent(actor=actor, action=action, target=f"user:{username}",
+                                                    details=details), username)
     return AccountSecret(secret, username, pending)
 
 
