@@ -62,7 +62,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "cli.impersonate": ActionInfo(_USER, "an administrator ran a command as another user (pds --as)"),
     # The workspaces' Dask clusters (dask-gateway on Kubernetes).
     "dask.cluster.authorise": ActionInfo(_USER, "access decision: may this user start a Dask cluster for the project"),
-    "dask.cluster.refusals": ActionInfo(_USER, "a workspace (or its user) asked the hub whether the worker pods of its Dask cluster refused the project's extract (the cluster and whether one did in details)"),
+    "dask.cluster.refusals": ActionInfo(_USER, "a workspace (or its user) asked the hub whether the worker pods of its Dask cluster refused the project's extract (the cluster and whether one did in details; denied: the first question past 10 in a minute, the rest refused unaudited)"),
     "dask.cluster.stop": ActionInfo(_USER, "a Dask cluster was stopped by the watcher: its user lost access to the project"),
     "dask.gateway.authenticate": ActionInfo("dask-gateway", "a client authenticated to dask-gateway (or was refused)"),
     # The demonstration platform.

@@ -17,13 +17,17 @@ exactly that scope, or its user in person. No scope is added to any token: a wor
 reaches only its own server's answer, another user's is refused (403) by JupyterHub before this
 code runs. The answer is the hub's fixed sentence (:data:`~pds_kernel.k8s.pod_status.MISMATCH`),
 the audit entry's time and the container's name: never the pod's message, which the audit trail
-keeps for administrators. Each answer is audited (``dask.cluster.refusals``).
+keeps for administrators. Each answer is audited (``dask.cluster.refusals``); so that a workspace
+asking in a loop cannot fill the audit trail, one asker gets at most :data:`QUESTIONS_PER_MINUTE`
+answers a minute, then 429 (the first refusal of each minute audited, ``denied``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 
 from ..audit import AuditEvent, AuditTrail, Outcome
 from ..k8s.pod_status import MISMATCH
@@ -33,6 +37,27 @@ API_PATH = "/api/pds/worker-refusals"
 CLUSTER_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 #: the newest refusals of a project read for one answer
 SCANNED = 200
+#: answers one asker (a token's owner) gets per minute; ``dask_client()`` asks once per cluster
+QUESTIONS_PER_MINUTE = 10
+
+
+class QuestionRate:
+    """How many questions each asker asked in the current minute (one hub process; forgotten each
+    minute, so bounded by the askers of one minute)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._minute: int | None = None
+        self._counts: dict[str, int] = {}
+
+    def count(self, asker: str, now: float) -> int:
+        """Count a question of ``asker`` at ``now`` (seconds): its number within its minute."""
+        minute = int(now // 60)
+        with self._lock:
+            if minute != self._minute:
+                self._minute, self._counts = minute, {}
+            self._counts[asker] = self._counts.get(asker, 0) + 1
+            return self._counts[asker]
 
 
 def user_label(user: str) -> str:
@@ -63,6 +88,8 @@ def make_handler():
     from jupyterhub.scopes import needs_scope
     from tornado import web
 
+    rate = QuestionRate()
+
     class WorkerRefusalHandler(APIHandler):
         """``GET /hub/api/pds/worker-refusals/<user>/<server>?cluster=<name>`` (module docstring)."""
 
@@ -74,8 +101,16 @@ def make_handler():
             cluster = self.get_argument("cluster", "")
             if not CLUSTER_NAME.fullmatch(cluster):
                 raise web.HTTPError(400, "give the name of your Dask cluster: ?cluster=<name>")
-            answer = latest_refusal(self.context.runtime.audit, user_name, server_name, cluster) or {"refused": False}
             asker = getattr(self.current_user, "name", None) or user_name  # the token's owner (an admin asking too)
+            asked = rate.count(asker, time.time())
+            if asked > QUESTIONS_PER_MINUTE:
+                if asked == QUESTIONS_PER_MINUTE + 1:
+                    self.context.record(AuditEvent(
+                        actor=asker, action="dask.cluster.refusals", target=f"user:{user_name}", project=server_name,
+                        outcome=Outcome.DENIED, details={"server": server_name, "cluster": cluster, "reason":
+                                                         f"more than {QUESTIONS_PER_MINUTE} questions in a minute"}))
+                raise web.HTTPError(429, f"at most {QUESTIONS_PER_MINUTE} questions a minute: ask again later")
+            answer = latest_refusal(self.context.runtime.audit, user_name, server_name, cluster) or {"refused": False}
             self.context.record(AuditEvent(actor=asker, action="dask.cluster.refusals", target=f"user:{user_name}",
                                    project=server_name, outcome=Outcome.OK,
                                    details={"server": server_name, "cluster": cluster, "refused": answer["refused"]}))

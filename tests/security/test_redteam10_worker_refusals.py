@@ -110,3 +110,19 @@ async def test_each_answer_names_who_asked(hub):
     await _ask(hub, await _token(hub, "al-ice"), "al-ice/alpha-study", UNDERSCORE_CLUSTER)
     (entry,) = [e for e in hub.runtime.audit.entries(action="dask.cluster.refusals")]
     assert (entry.actor, entry.target, entry.details["refused"]) == ("al-ice", "user:al-ice", False)
+
+
+@pytest.mark.asyncio
+async def test_a_workspace_asking_in_a_loop_cannot_fill_the_audit_trail(hub):
+    """Got through before its fix: every answer is an audit entry (and an anchor line), and a
+    workspace's token could ask as fast as the hub answers (30 questions: 30 entries; a loop, millions
+    a day). Now one asker gets QUESTIONS_PER_MINUTE answers a minute, then 429, the first refusal
+    of each minute audited."""
+    from pds_kernel.hub.worker_refusal_api import QUESTIONS_PER_MINUTE
+
+    token = await _token(hub, "al-ice")
+    codes = [(await _ask(hub, token, "al-ice/alpha-study", f"c{i}"))[0] for i in range(3 * QUESTIONS_PER_MINUTE)]
+    entries = hub.runtime.audit.entries(action="dask.cluster.refusals")
+    assert 429 in codes and codes[0] == 200, codes
+    assert len(entries) <= 2 * (QUESTIONS_PER_MINUTE + 1), len(entries)  # a minute may turn during the loop
+    assert [e.outcome for e in entries].count("denied") >= 1
