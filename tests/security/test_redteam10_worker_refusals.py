@@ -126,3 +126,18 @@ async def test_a_workspace_asking_in_a_loop_cannot_fill_the_audit_trail(hub):
     assert 429 in codes and codes[0] == 200, codes
     assert len(entries) <= 2 * (QUESTIONS_PER_MINUTE + 1), len(entries)  # a minute may turn during the loop
     assert [e.outcome for e in entries].count("denied") >= 1
+
+
+@pytest.mark.asyncio
+async def test_a_pds_administrators_token_reads_no_ones_refusals(hub):
+    """A registry administrator (the ``pds:admins`` group: ``admin:servers``, never
+    ``access:servers``) asks about al_ice's cluster with a token holding all their rights: refused
+    by JupyterHub's scope check, as another user's workspace token is."""
+    from pds_kernel.hub.oidc import ADMIN_GROUP
+
+    Registry.from_runtime(hub.runtime).upsert_user("admin", "dave", is_admin=True)
+    admin = hub.sign_in("dave", [ADMIN_GROUP])
+    token = admin.new_api_token(note="red team 10")
+    assert "admin:servers" in (await hub.whoami(token))["scopes"]  # the control: an administrator's token
+    code, answer = await _ask(hub, token, "al_ice/alpha-study", UNDERSCORE_CLUSTER)
+    assert code in (403, 404) and answer.get("refused") is not True, (code, answer)
