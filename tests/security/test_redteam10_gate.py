@@ -332,3 +332,33 @@ def test_the_review_form_with_doubled_or_respelled_hash_fields(gate, fields):
     else:
         assert r.status_code in (400, 409), (r.status_code, r.text[:300])
         assert after.complete_reviews == 0
+
+
+# ---- handlers that would run before their body ----------------------------------------------------
+def test_a_handler_method_from_a_mixin_is_refused_at_class_creation():
+    """A method that a mixin placed before the gate's base brings in would run before (or without)
+    ``read_body``, past a refusal still waiting for its body: the class is refused when defined."""
+    class Early:
+        async def post(self):  # pragma: no cover - never runs
+            return None
+
+    with pytest.raises(TypeError, match="must be defined on a BoundedBody subclass"):
+        type("Smuggled", (Early, handlers.ApiHandler), {})
+
+
+def test_every_handler_of_the_gate_runs_after_its_body():
+    """Every HTTP method of every handler class of the gate's application (API and pages) is the
+    wrapped one: none reads a request before its body arrived and passed the checks."""
+    from tornado.web import RequestHandler
+
+    from pds_kernel.airlock.web import make_app, pages  # noqa: F401  (pages: its classes register)
+    from tests.airlock.airlock_web import FakeIdentity
+
+    app = make_app(None, FakeIdentity(), prefix=PREFIX, service=object())
+    classes = {rule.target for rule in app.wildcard_router.rules if isinstance(rule.target, type)}
+    gate_classes = [c for c in classes if issubclass(c, handlers.BoundedBody)]
+    assert len(gate_classes) >= 15, gate_classes
+    for cls in gate_classes:
+        for name in handlers._METHODS:
+            method = getattr(cls, name)
+            assert method is getattr(RequestHandler, name) or getattr(method, "after_body", False), (cls, name)
