@@ -115,7 +115,8 @@ def unmount_stale(root: Path, name: str) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (one of another user counts)."""
+    """Whether a process ``pid`` exists and has not ended (one of another user counts; a zombie, ended
+    and not yet reaped, as a sandbox whose hub was killed is until init reaps it, does not)."""
     if pid <= 0:
         return False
     try:
@@ -123,5 +124,10 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]  # after the command's name, which may hold ")"
+    except (OSError, IndexError):
+        return True  # no /proc to read: kill's answer stands
+    return state not in (b"Z", b"X")
