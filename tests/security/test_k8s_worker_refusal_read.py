@@ -21,14 +21,12 @@ import json
 
 import pytest
 import pytest_asyncio
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from worker_refusal_support import ask, hub_with_refusals
 
-from pds_kernel.k8s.worker_refusals import refused_workers
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
 from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
 from tests.k8s.dask_worker_pods import START_REFUSAL, checked, listed_worker, start_refused, worker_manifest
-from tests.k8s.k8s_hub import Hub, start_hub, start_notebook_stand_in
 
 pytestmark = pytest.mark.asyncio
 
@@ -44,19 +42,8 @@ async def hub(settings, tmp_path, monkeypatch):
     # alice's alpha-study cluster: its worker pod's start refused the extract (its message forged)
     pod = listed_worker(worker_manifest(runtime, "alice", "alpha-study", ALICE_CLUSTER), "a1b2c",
                         "3c1d5e7f-1d2a-4e5f-9a8b-7c6d5e4f3a2b", "Running", [checked()], [start_refused(1, message=FORGED)])
-    for refusal in refused_workers({"kind": "PodList", "items": [pod]}):
-        runtime.audit.record(refusal.audit_event())
-    notebook, url = start_notebook_stand_in()
-    app, server, api_url = await start_hub(settings, f"sqlite:///{tmp_path}/hub.sqlite", tmp_path, url)
-    h = Hub(app, api_url, app.services)
-    h.runtime = runtime
-    try:
+    async with hub_with_refusals(settings, tmp_path, runtime, [pod]) as h:
         yield h
-    finally:
-        server.stop()
-        notebook.stop()
-        app.db.close()
-        runtime.close()
 
 
 async def _token(hub, user: str, project: str) -> str:
@@ -64,51 +51,41 @@ async def _token(hub, user: str, project: str) -> str:
     return await hub.start_server(hub.sign_in(user, groups), project)
 
 
-async def _ask(hub, token: str | None, path: str, cluster: str) -> tuple[int, dict]:
-    headers = {"Authorization": f"token {token}"} if token else {}
-    try:
-        response = await AsyncHTTPClient().fetch(f"{hub.api_url}/pds/worker-refusals/{path}?cluster={cluster}",
-                                                 headers=headers, follow_redirects=False)
-    except HTTPClientError as exc:
-        return exc.code, {}
-    return response.code, json.loads(response.body)
-
-
 async def test_the_owner_learns_it_and_only_the_hubs_sentence(hub):
     """The control: alice's own workspace gets the answer, without the pod's (forged) message."""
-    code, answer = await _ask(hub, await _token(hub, "alice", "alpha-study"), "alice/alpha-study", ALICE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "alice", "alpha-study"), "alice/alpha-study", ALICE_CLUSTER)
     assert code == 200 and answer["refused"] is True
     assert set(answer) == {"refused", "cluster", "at", "container", "reason"} and answer["container"] == "dask-worker"
     assert "script" not in json.dumps(answer) and "re-publish it (pds extract build)" not in json.dumps(answer)
 
 
 async def test_another_users_workspace_token_is_refused(hub):
-    code, answer = await _ask(hub, await _token(hub, "bob", "alpha-study"), "alice/alpha-study", ALICE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "bob", "alpha-study"), "alice/alpha-study", ALICE_CLUSTER)
     assert code == 404 and answer == {}  # JupyterHub's refusal: it does not even say the server exists
 
 
 async def test_the_same_users_workspace_of_another_project_is_refused(hub):
-    code, _ = await _ask(hub, await _token(hub, "alice", "beta-study"), "alice/alpha-study", ALICE_CLUSTER)
+    code, _ = await ask(hub, await _token(hub, "alice", "beta-study"), "alice/alpha-study", ALICE_CLUSTER)
     assert code == 404
 
 
 async def test_another_users_cluster_under_ones_own_path_says_nothing(hub):
     """bob names alice's cluster (its name learnt somehow) under his own server: no refusal of his."""
-    code, answer = await _ask(hub, await _token(hub, "bob", "alpha-study"), "bob/alpha-study", ALICE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "bob", "alpha-study"), "bob/alpha-study", ALICE_CLUSTER)
     assert code == 200 and answer == {"refused": False}
 
 
 async def test_the_same_cluster_name_under_another_project_says_nothing(hub):
-    code, answer = await _ask(hub, await _token(hub, "alice", "beta-study"), "alice/beta-study", ALICE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "alice", "beta-study"), "alice/beta-study", ALICE_CLUSTER)
     assert code == 200 and answer == {"refused": False}
 
 
 @pytest.mark.parametrize("cluster", ["", "..%2F..%2Fhub", "a%20b", "x" * 64, "%2A", "a%0Ab", "-a"])
 async def test_a_malformed_cluster_name_is_refused(hub, cluster):
-    code, _ = await _ask(hub, await _token(hub, "alice", "alpha-study"), "alice/alpha-study", cluster)
+    code, _ = await ask(hub, await _token(hub, "alice", "alpha-study"), "alice/alpha-study", cluster)
     assert code == 400
 
 
 async def test_no_token_no_answer(hub):
-    code, _ = await _ask(hub, None, "alice/alpha-study", ALICE_CLUSTER)
+    code, _ = await ask(hub, None, "alice/alpha-study", ALICE_CLUSTER)
     assert code == 403

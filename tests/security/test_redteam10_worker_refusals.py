@@ -15,20 +15,17 @@ audited as the hub's worker watch writes them.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import pytest
 import pytest_asyncio
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from worker_refusal_support import ask, hub_with_refusals
 
 from pds_kernel.hub.worker_refusal_api import user_label
-from pds_kernel.k8s.worker_refusals import refused_workers
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
 from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
 from tests.k8s.dask_worker_pods import checked, listed_worker, start_refused, worker_manifest
-from tests.k8s.k8s_hub import Hub, start_hub, start_notebook_stand_in
 
 UNDERSCORE_CLUSTER = "b" * 32
 
@@ -44,39 +41,18 @@ async def hub(settings, tmp_path, monkeypatch):
     # al_ice's alpha-study cluster: its worker pod's start refused the extract
     pod = listed_worker(worker_manifest(runtime, "al_ice", "alpha-study", UNDERSCORE_CLUSTER), "d4e5f",
                         "4d2e6f8a-1d2a-4e5f-9a8b-7c6d5e4f3a2b", "Running", [checked()], [start_refused(1)])
-    for refusal in refused_workers({"kind": "PodList", "items": [pod]}):
-        runtime.audit.record(refusal.audit_event())
-    notebook, url = start_notebook_stand_in()
-    app, server, api_url = await start_hub(settings, f"sqlite:///{tmp_path}/hub.sqlite", tmp_path, url)
-    h = Hub(app, api_url, app.services)
-    h.runtime = runtime
-    try:
+    async with hub_with_refusals(settings, tmp_path, runtime, [pod]) as h:
         yield h
-    finally:
-        server.stop()
-        notebook.stop()
-        app.db.close()
-        runtime.close()
 
 
 async def _token(hub, user: str) -> str:
     return await hub.start_server(hub.sign_in(user, ["alpha-study"]), "alpha-study")
 
 
-async def _ask(hub, token: str | None, path: str, cluster: str) -> tuple[int, dict]:
-    headers = {"Authorization": f"token {token}"} if token else {}
-    try:
-        response = await AsyncHTTPClient().fetch(f"{hub.api_url}/pds/worker-refusals/{path}?cluster={cluster}",
-                                                 headers=headers, follow_redirects=False)
-    except HTTPClientError as exc:
-        return exc.code, {}
-    return response.code, json.loads(response.body)
-
-
 @pytest.mark.asyncio
 async def test_the_owner_with_an_underscore_learns_it(hub):
     """The control: al_ice's own workspace is told of her cluster's refusal."""
-    code, answer = await _ask(hub, await _token(hub, "al_ice"), "al_ice/alpha-study", UNDERSCORE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "al_ice"), "al_ice/alpha-study", UNDERSCORE_CLUSTER)
     assert code == 200 and answer["refused"] is True
 
 
@@ -84,7 +60,7 @@ async def test_the_owner_with_an_underscore_learns_it(hub):
 async def test_a_user_whose_name_differs_by_an_underscore_learns_nothing(hub):
     """Got through before its fix: al-ice named al_ice's cluster under her own path and was told
     al_ice's cluster was refused (both users' pods carried the label ``al-ice``)."""
-    code, answer = await _ask(hub, await _token(hub, "al-ice"), "al-ice/alpha-study", UNDERSCORE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "al-ice"), "al-ice/alpha-study", UNDERSCORE_CLUSTER)
     assert code == 200 and answer == {"refused": False}
 
 
@@ -99,7 +75,7 @@ def test_no_two_valid_user_names_share_a_label():
                                   "al_ice/alpha-study%20", "AL_ICE/alpha-study"])
 async def test_another_users_path_in_an_encoded_form_is_refused(hub, path):
     """al-ice's workspace token on al_ice's path, percent-encoded or respelled: never her answer."""
-    code, answer = await _ask(hub, await _token(hub, "al-ice"), path, UNDERSCORE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "al-ice"), path, UNDERSCORE_CLUSTER)
     assert code in (400, 403, 404) or answer == {"refused": False}, (path, code, answer)
     assert answer.get("refused") is not True
 
@@ -107,7 +83,7 @@ async def test_another_users_path_in_an_encoded_form_is_refused(hub, path):
 @pytest.mark.asyncio
 async def test_each_answer_names_who_asked(hub):
     """al-ice asking for her own server: the audit entry names her, not al_ice."""
-    await _ask(hub, await _token(hub, "al-ice"), "al-ice/alpha-study", UNDERSCORE_CLUSTER)
+    await ask(hub, await _token(hub, "al-ice"), "al-ice/alpha-study", UNDERSCORE_CLUSTER)
     (entry,) = [e for e in hub.runtime.audit.entries(action="dask.cluster.refusals")]
     assert (entry.actor, entry.target, entry.details["refused"]) == ("al-ice", "user:al-ice", False)
 
@@ -121,7 +97,7 @@ async def test_a_workspace_asking_in_a_loop_cannot_fill_the_audit_trail(hub):
     from pds_kernel.hub.worker_refusal_api import QUESTIONS_PER_MINUTE
 
     token = await _token(hub, "al-ice")
-    codes = [(await _ask(hub, token, "al-ice/alpha-study", f"c{i}"))[0] for i in range(3 * QUESTIONS_PER_MINUTE)]
+    codes = [(await ask(hub, token, "al-ice/alpha-study", f"c{i}"))[0] for i in range(3 * QUESTIONS_PER_MINUTE)]
     entries = hub.runtime.audit.entries(action="dask.cluster.refusals")
     assert 429 in codes and codes[0] == 200, codes
     assert len(entries) <= 2 * (QUESTIONS_PER_MINUTE + 1), len(entries)  # a minute may turn during the loop
@@ -139,5 +115,5 @@ async def test_a_pds_administrators_token_reads_no_ones_refusals(hub):
     admin = hub.sign_in("dave", [ADMIN_GROUP])
     token = admin.new_api_token(note="red team 10")
     assert "admin:servers" in (await hub.whoami(token))["scopes"]  # the control: an administrator's token
-    code, answer = await _ask(hub, token, "al_ice/alpha-study", UNDERSCORE_CLUSTER)
+    code, answer = await ask(hub, token, "al_ice/alpha-study", UNDERSCORE_CLUSTER)
     assert code in (403, 404) and answer.get("refused") is not True, (code, answer)
