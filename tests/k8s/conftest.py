@@ -100,3 +100,14 @@ def chart_with_upstream(dest: Path) -> Path:
     for name in ("jupyterhub", "dask-gateway"):
         shutil.copytree(UPSTREAM_CHARTS / name, chart / "charts" / name)
     return chart
+
+
+def write_fingerprint_record(data: Path, record: Path) -> None:
+    """Write the fingerprint of the tree at ``data`` to ``record``, as ``verify-extract`` does."""
+    from pds_kernel.extract.tree import fingerprint
+
+    fd = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        record.write_text(fingerprint(fd))
+    finally:
+        os.close(fd)

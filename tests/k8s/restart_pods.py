@@ -8,6 +8,8 @@ from __future__ import annotations
 from pds_kernel.audit import AuditTrail
 
 from .api_stand_in import POD_UID, container_status, pod_json, running, terminated, waiting
+from .pod_cache import pods_seen_by
+from .test_spawner import make_spawner, spawn_manifest
 
 
 def reflected(manifest: dict, status: dict) -> dict:
@@ -45,3 +47,17 @@ def killed(code: int = 137, message: str = ""):
 def entries(runtime, action: str | None) -> list:
     """The audit trail's entries of ``action`` (every entry: None)."""
     return [e for e in AuditTrail(runtime.sessions).entries() if action is None or e.action == action]
+
+
+async def started_alice(settings):
+    """alice's alpha-study spawner, as the hub has it once it saw her server start, and its pod's
+    manifest."""
+    spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
+    spawner.restart_log.reset()  # the hub saw the server start
+    return spawner, await spawn_manifest(spawner)
+
+
+async def poll_seeing(spawner, pod):
+    """The spawner's poll while its reflector holds ``pod``."""
+    with pods_seen_by(spawner, pod):
+        return await spawner.poll()

@@ -20,12 +20,11 @@ import pytest
 from traitlets.config import Config
 
 from pds_kernel.errors import InvalidInput
-from pds_kernel.extract.tree import fingerprint
 from pds_kernel.hub.kube_spawner import PdsKubeSpawner
 from pds_kernel.hub.kubernetes import configure
 from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
 
-from .conftest import helm_available
+from .conftest import helm_available, write_fingerprint_record
 from .test_chart import chart_without_dependencies, helm, merged_values, render
 from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, make_spawner, spawn_manifest
 
@@ -130,11 +129,7 @@ def checked(tmp_path) -> tuple[Path, Path]:
     (data / "manifest.json").write_text("{}")
     os.symlink("COHORT.parquet", data / "link")  # no build has one: here to re-point it
     record = tmp_path / "fingerprint"
-    fd = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        record.write_text(fingerprint(fd))
-    finally:
-        os.close(fd)
+    write_fingerprint_record(data, record)
     return data, record
 
 

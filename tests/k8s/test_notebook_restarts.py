@@ -10,7 +10,6 @@ tests/security/test_k8s_notebook_restarts.py.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -19,13 +18,12 @@ from tornado.httpclient import AsyncHTTPClient
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.extract.pod_watch import UNFINISHED_PREFIX
-from pds_kernel.extract.tree import fingerprint
 from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
 from pds_kernel.k8s.pods import watch_deadline
 from pds_kernel.k8s.restarts import RestartLog, duration, memory_limit, notebook_end
 
 from .api_stand_in import container_status, terminated
-from .conftest import helm_available
+from .conftest import helm_available, write_fingerprint_record
 from .pod_cache import pods_seen_by
 from .restart_pods import entries, killed, notebook_pod, oom, restarted
 from .test_spawner import make_spawner, spawn_manifest
@@ -191,11 +189,7 @@ def test_a_walk_past_its_deadline_fails_closed_saying_so(tmp_path):
     for i in range(30_000):
         (data / "many" / f"{i:05d}").touch()
     record = tmp_path / "fingerprint"
-    fd = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        record.write_text(fingerprint(fd))
-    finally:
-        os.close(fd)
+    write_fingerprint_record(data, record)
 
     def watch(deadline: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-I", "-m", "pds_kernel.extract.pod_watch", str(data), "--record",

@@ -27,10 +27,8 @@ from tornado.httpclient import AsyncHTTPClient
 from pds_kernel.extract.pod_watch import UNFINISHED_PREFIX
 from pds_kernel.k8s.pod_status import MAX_MESSAGE
 from tests.k8s.api_stand_in import terminated
-from tests.k8s.pod_cache import pods_seen_by
-from tests.k8s.restart_pods import entries, killed, notebook_pod, oom, restarted
+from tests.k8s.restart_pods import entries, killed, notebook_pod, oom, poll_seeing, restarted, started_alice
 from tests.k8s.test_notebook_restarts import signed_in_cookie
-from tests.k8s.test_spawner import make_spawner, spawn_manifest
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,17 +47,6 @@ FORGED = ('\x1b[31m"}\n{"action": "workspace.start", "actor": "admin"}\r\n<scrip
           '<img src=x onerror=alert(2)>\u2028' * 20_000)[:1_000_000]
 
 
-async def _alice(settings):
-    spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
-    spawner.restart_log.reset()  # the hub saw the server start
-    return spawner, await spawn_manifest(spawner)
-
-
-async def _poll(spawner, pod):
-    with pods_seen_by(spawner, pod):
-        return await spawner.poll()
-
-
 def _raw_status(pod: dict, **fields) -> dict:
     """``pod`` with its notebook's ``lastState.terminated`` and status fields overwritten as a forged
     API server would send them (no model validates them on the way)."""
@@ -72,13 +59,13 @@ def _raw_status(pod: dict, **fields) -> dict:
 
 @pytest.mark.parametrize("ended", ["oom", "killed", "exited", "unfinished"])
 async def test_a_forged_termination_message_injects_nothing(settings, runtime, registry, ended):
-    spawner, manifest = await _alice(settings)
+    spawner, manifest = await started_alice(settings)
     message = {"oom": FORGED, "killed": FORGED, "exited": FORGED,
                "unfinished": UNFINISHED_PREFIX + " " + FORGED}[ended]
     last = {"oom": terminated(137, message, reason="OOMKilled"), "killed": killed(137, message),
             "exited": killed(1, message), "unfinished": killed(3, message)}[ended]
     before = len(entries(runtime, None))
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(1, last))) is None
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(1, last))) is None
     (entry,) = entries(runtime, "workspace.restart")
     assert len(entries(runtime, None)) == before + 1  # nothing else written: no forged entry, no refusal
     kept = entry.details["pod_message"]
@@ -102,9 +89,9 @@ async def test_a_forged_termination_message_injects_nothing(settings, runtime, r
     ({"terminated": {"finishedAt": ["2026"]}}, "out of memory (limit 4 GiB)"),
 ])
 async def test_forged_status_fields_are_not_trusted(settings, runtime, registry, fields, cause):
-    spawner, manifest = await _alice(settings)
+    spawner, manifest = await started_alice(settings)
     pod = _raw_status(notebook_pod(spawner, manifest, restarted(1, oom())), **fields)
-    assert await _poll(spawner, pod) is None
+    assert await poll_seeing(spawner, pod) is None
     (entry,) = entries(runtime, "workspace.restart")
     assert entry.details["cause"] == cause
     assert len(entry.details["reason"]) <= 40 and "<" not in entry.details["reason"]
@@ -115,20 +102,20 @@ async def test_forged_status_fields_are_not_trusted(settings, runtime, registry,
 @pytest.mark.parametrize("count", [-5, "3", True, 2**40, None])
 async def test_a_forged_restart_count_is_read_as_none(settings, runtime, registry, count):
     """A restart count that is not a count: no restart is made up (and no crash loop), no error."""
-    spawner, manifest = await _alice(settings)
+    spawner, manifest = await started_alice(settings)
     pod = _raw_status(notebook_pod(spawner, manifest, restarted(1, oom())), restartCount=count)
     for _ in range(3):
-        assert await _poll(spawner, pod) is None
+        assert await poll_seeing(spawner, pod) is None
     assert not entries(runtime, "workspace.stop") and not entries(runtime, "workspace.restart")
 
 
 async def test_the_same_pod_name_with_a_new_uid_does_not_hide_a_restart(settings, runtime, registry):
     """The pod re-created under the same name (its uid changes, its count starts at 0 again): its
     first restart (count 1 again) is a new restart, audited, and counts toward the crash loop."""
-    spawner, manifest = await _alice(settings)
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(1, oom()))) is None
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(2, oom()))) is None
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(1, oom()), uid=NEW_UID)) == 1
+    spawner, manifest = await started_alice(settings)
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(1, oom()))) is None
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(2, oom()))) is None
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(1, oom()), uid=NEW_UID)) == 1
     assert [e.details["pod_uid"] for e in entries(runtime, "workspace.restart")][-1] == NEW_UID
     assert len(entries(runtime, "workspace.restart")) == 3
     (stop,) = entries(runtime, "workspace.stop")
@@ -136,10 +123,10 @@ async def test_the_same_pod_name_with_a_new_uid_does_not_hide_a_restart(settings
 
 
 async def test_a_count_that_goes_back_down_is_no_new_restart_nor_a_lost_one(settings, runtime, registry):
-    spawner, manifest = await _alice(settings)
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(2, killed(1)))) is None
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(1, killed(1)))) is None
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(2, killed(1)))) is None
+    spawner, manifest = await started_alice(settings)
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(2, killed(1)))) is None
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(1, killed(1)))) is None
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(2, killed(1)))) is None
     (entry,) = entries(runtime, "workspace.restart")  # one entry: its count, two restarts seen once
     assert entry.details["restarts"] == 2
 
@@ -147,8 +134,8 @@ async def test_a_count_that_goes_back_down_is_no_new_restart_nor_a_lost_one(sett
 async def test_a_flood_of_restarts_writes_a_bounded_number_of_entries(settings, runtime, registry):
     """A notebook made to crash as fast as it can, polled after each restart: one entry per
     restart until the crash loop stops the server, then nothing more, whatever the pod says."""
-    spawner, manifest = await _alice(settings)
-    answers = [await _poll(spawner, notebook_pod(spawner, manifest, restarted(n, killed(1)))) for n in range(1, 60)]
+    spawner, manifest = await started_alice(settings)
+    answers = [await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(n, killed(1)))) for n in range(1, 60)]
     assert answers[:2] == [None, None] and set(answers[2:]) == {1}
     assert len(entries(runtime, "workspace.restart")) == 3 and len(entries(runtime, "workspace.stop")) == 1
 
@@ -156,8 +143,8 @@ async def test_a_flood_of_restarts_writes_a_bounded_number_of_entries(settings, 
 async def test_a_count_jumping_by_a_million_is_one_entry_and_a_stop(settings, runtime, registry):
     """The hub missed restarts between two polls (or the status lies): one entry saying how many it
     did not see, the crash loop acted on, no loop of a million entries."""
-    spawner, manifest = await _alice(settings)
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(1_000_000, killed(1)))) == 1
+    spawner, manifest = await started_alice(settings)
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(1_000_000, killed(1)))) == 1
     (entry,) = entries(runtime, "workspace.restart")
     assert entry.details["unseen_restarts"] == 999_999
     assert len(entries(runtime, "workspace.stop")) == 1
@@ -172,10 +159,10 @@ async def test_the_researchers_message_never_reaches_the_home_page(settings, run
     app, server, api_url = await start_hub(settings, f"sqlite:///{tmp_path}/hub.sqlite", tmp_path, url)
     try:
         alice = Hub(app, api_url, app.services).sign_in("alice", ["alpha-study"])
-        spawner, manifest = await _alice(settings)
+        spawner, manifest = await started_alice(settings)
         spawner.context = app.authenticator.context  # the hub's (its notices are what its pages show)
         pod = notebook_pod(spawner, manifest, restarted(1, terminated(137, FORGED, reason="OOMKilled")))
-        assert await _poll(spawner, pod) is None
+        assert await poll_seeing(spawner, pod) is None
         page = (await AsyncHTTPClient().fetch(api_url.replace("/hub/api", "/hub/home"), follow_redirects=False,
                                               headers={"Cookie": signed_in_cookie(app, alice)})).body.decode()
         assert 'id="notice-alpha-study"' in page and "out of memory (limit 4 GiB)" in page

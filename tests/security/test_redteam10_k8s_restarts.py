@@ -24,14 +24,13 @@ import pytest
 
 from pds_kernel.audit import AuditTrail
 from pds_kernel.extract.pod_watch import UNFINISHED_PREFIX
-from pds_kernel.extract.tree import CHECKED_ENV, REFUSED_EXIT, fingerprint
+from pds_kernel.extract.tree import CHECKED_ENV, REFUSED_EXIT
 from pds_kernel.hub.kube_spawner import RESTARTED_EXIT
 from pds_kernel.hub.notices import MAX_LENGTH, MAX_NOTICES, WorkspaceNotices
 from pds_kernel.k8s.pod_status import REFUSAL_PREFIX
 from tests.k8s.api_stand_in import terminated
-from tests.k8s.pod_cache import pods_seen_by
-from tests.k8s.restart_pods import entries, killed, notebook_pod, restarted
-from tests.k8s.test_spawner import make_spawner, spawn_manifest
+from tests.k8s.conftest import write_fingerprint_record
+from tests.k8s.restart_pods import entries, killed, notebook_pod, poll_seeing, restarted, started_alice
 
 #: what the launcher writes when its restart finds the tree changed (tree.refuse_to_start)
 LAUNCHER_REFUSAL = (REFUSAL_PREFIX + ": the extract mounted in this container is not the one its pod's "
@@ -52,17 +51,6 @@ def registry(runtime, tmp_path, monkeypatch):
     return two_projects(Registry.from_runtime(runtime))
 
 
-async def _alice(settings):
-    spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study")
-    spawner.restart_log.reset()  # the hub saw the server start
-    return spawner, await spawn_manifest(spawner)
-
-
-async def _poll(spawner, pod):
-    with pods_seen_by(spawner, pod):
-        return await spawner.poll()
-
-
 def _stops(runtime) -> list:
     return [e for e in AuditTrail(runtime.sessions).entries() if e.action == "workspace.stop"]
 
@@ -75,14 +63,14 @@ async def test_a_change_dressed_as_an_unfinished_walk_is_stopped_at_its_restart(
     wrote the deadline's message over its refusal: the hub reads a restart (audited as one), but the
     restart's launcher compares the tree again and refuses it; the next poll stops the server with
     the cause ``extract changed``. The notebook served nothing after its kill."""
-    spawner, manifest = await _alice(settings)
+    spawner, manifest = await started_alice(settings)
     first = notebook_pod(spawner, manifest, restarted(1, killed(code, FAKE_UNFINISHED)))
-    assert await _poll(spawner, first) is None
+    assert await poll_seeing(spawner, first) is None
     (restart,) = entries(runtime, "workspace.restart")
     assert restart.details["cause"].startswith("the extract watch could not finish")
     # the restart: the launcher refuses before it serves; the kubelet backs off
     second = notebook_pod(spawner, manifest, restarted(2, terminated(REFUSED_EXIT, LAUNCHER_REFUSAL), back_off=True))
-    assert await _poll(spawner, second) == REFUSED_EXIT
+    assert await poll_seeing(spawner, second) == REFUSED_EXIT
     (stop,) = _stops(runtime)
     assert stop.details["cause"] == "extract changed" and stop.details["checked_at"] == "pod"
 
@@ -92,11 +80,11 @@ async def test_the_launchers_refusal_seen_before_its_restart_stops_the_server_to
     """The same, when the hub polls while the refused run is still the container's ``state``."""
     from tests.k8s.api_stand_in import container_status
 
-    spawner, manifest = await _alice(settings)
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(1, killed(137, FAKE_UNFINISHED)))) is None
+    spawner, manifest = await started_alice(settings)
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(1, killed(137, FAKE_UNFINISHED)))) is None
     ended = container_status("notebook", terminated(REFUSED_EXIT, LAUNCHER_REFUSAL), last_state=killed(137, FAKE_UNFINISHED),
                              restarts=1)
-    assert await _poll(spawner, notebook_pod(spawner, manifest, ended)) == REFUSED_EXIT
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, ended)) == REFUSED_EXIT
     assert [e.details["cause"] for e in _stops(runtime)] == ["extract changed"]
 
 
@@ -104,16 +92,16 @@ async def test_the_launchers_refusal_seen_before_its_restart_stops_the_server_to
 async def test_a_notebook_that_keeps_ending_is_stopped_whatever_it_says(settings, runtime, registry):
     """restartLimit restarts (3 in 10 minutes), each dressed as something else (the deadline's
     message, an exit 0 in the message, no message): the third stops the server."""
-    spawner, manifest = await _alice(settings)
+    spawner, manifest = await started_alice(settings)
     messages = [FAKE_UNFINISHED, "exit code 0: a normal end", ""]
     answers = []
     for run, message in enumerate(messages, start=1):
-        answers.append(await _poll(spawner, notebook_pod(spawner, manifest, restarted(run, killed(137, message)))))
+        answers.append(await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(run, killed(137, message)))))
     assert answers == [None, None, RESTARTED_EXIT]
     (stop,) = _stops(runtime)
     assert stop.details["cause"] == "restarted repeatedly"
     # polled again with the count going back down (a forged status): it stays stopped
-    assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(1, killed(137, "")))) == RESTARTED_EXIT
+    assert await poll_seeing(spawner, notebook_pod(spawner, manifest, restarted(1, killed(137, "")))) == RESTARTED_EXIT
 
 
 # ---- the probe's deadline, run for real ----------------------------------------------------------------
@@ -123,11 +111,7 @@ def _checked_tree(tmp_path, entries_count: int):
     for i in range(entries_count):
         (data / "many" / f"{i:05d}").write_text("1")
     record = tmp_path / "fingerprint"
-    fd = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        record.write_text(fingerprint(fd))
-    finally:
-        os.close(fd)
+    write_fingerprint_record(data, record)
     return data, record
 
 
