@@ -35,8 +35,8 @@ from pds_kernel.runtime import Runtime
 PASSWORD = "long-enough-password"
 
 
-@pytest.fixture
-def world(db_runtime):
+@pytest.fixture(name="world")
+def world_fixture(db_runtime):
     """root, an administrator; alice and bob, users; each with an approved hub account."""
     registry = make_registry(db_runtime)
     secrets = {name: str(provision_account(db_runtime.settings, registry, name, PASSWORD, actor="root"))

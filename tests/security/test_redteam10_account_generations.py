@@ -28,10 +28,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from audit_rotation_support import make_registry
 from audit_support import as_owner, fill, insert, rows
 from hub_account_seals_support import put_back, snapshot
-from test_hub_account_generations import PASSWORD, refused, sealed
+from test_hub_account_generations import PASSWORD, refused, sealed, world_fixture  # noqa: F401  (the fixture world)
 
 from pds_kernel.audit_anchor import FileAnchorStore
 from pds_kernel.audit_anchor_history import WINDOW
@@ -40,15 +39,6 @@ from pds_kernel.hub.account_generations import UPGRADE_ACTION, Generations
 from pds_kernel.hub.account_seals import BROKEN
 from pds_kernel.hub.local import provision_account, set_account_approval
 from pds_kernel.registry import Registry
-
-
-@pytest.fixture
-def world(db_runtime):
-    """root, an administrator; alice and bob, users; each with an approved hub account."""
-    registry = make_registry(db_runtime)
-    secrets = {name: str(provision_account(db_runtime.settings, registry, name, PASSWORD, actor="root"))
-               for name in ("root", "alice", "bob")}
-    return db_runtime, secrets
 
 
 def _anchors(runtime) -> FileAnchorStore:
