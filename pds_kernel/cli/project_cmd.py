@@ -16,7 +16,7 @@ from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..registry import Registry, Role
-from ..registry.names import check_project_id, check_user_name
+from ..registry.names import check_new_user_name, check_project_id, check_user_name
 from ..registry.spec import load_registry_file
 from .app import console
 
@@ -291,7 +291,7 @@ def add_user(
     admin: bool = typer.Option(False, "--admin", help="Platform administrator."),
 ) -> None:
     """Create a registry user (an account must still be created on the hub: `pds hub account add`)."""
-    check_user_name(name)
+    check_new_user_name(name)
     registry = _registry(ctx, "registry.user.create", target=f"user:{name}")
     try:
         registry.get_user(name)

@@ -65,6 +65,7 @@ from ..k8s.pods import (
     build_pod_security_context,
 )
 from ..registry import Role
+from ..registry.names import check_label_safe_user_name
 from ..sandbox.spec import WorkspaceSpec, authorised_workspace_spec, home_volume_name
 from ..settings import Settings, load_settings
 from . import budget, worker_refusal_api
@@ -182,6 +183,7 @@ def check_spawn_request(context: HubContext, spawner, *, action: str) -> Workspa
         raise PermissionDenied(f"profile {profile!r} is not this server's project {project}")
     spec = authorised_workspace_spec(context.settings, context.registry, spawner.user.name, project,
                                      action=action, groups=_group_names(spawner.user))
+    check_label_safe_user_name(spec.user)  # its pods' ``pds.user`` label: refused here with what to do
     expected_mount(context.settings, context.runtime.audit, project)
     return spec
 

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidInput
 from ..extract.tree import CHECKED_ENV
+from ..registry.names import check_label_safe_user_name
 from ..sandbox.notebook_server import server_command
 from ..sandbox.spec import (
     DATA_MOUNT,
@@ -110,6 +111,7 @@ def memory_quantity(mb: int) -> str:
 
 
 def build_labels(spec: WorkspaceSpec, component: str = "workspace") -> dict[str, str]:
+    check_label_safe_user_name(spec.user)  # the ``pds.user`` label: refused with what to do, not by the API
     labels = dict(spec.labels)
     labels[PROJECT_LABEL] = spec.project
     labels[COMPONENT_LABEL] = component

@@ -20,7 +20,7 @@ from ..db import transaction
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from .bootstrap import Bootstrap, has_administrator
 from .models import MEMBERSHIP_APPROVALS_RULE, Membership, Project, ProjectStatus, RegistryRule, Role, User
-from .names import check_project_id, check_user_name
+from .names import check_new_user_name, check_project_id, check_user_name
 from .seals import ApprovalSeals, seal_approvals_of_upgrade
 from .views import (
     PROJECT_FIELDS,
@@ -183,7 +183,7 @@ class Registry:
         created = user is None
         before = None if created else self._user_view(user)
         if created:
-            user = User(name=name)
+            user = User(name=check_new_user_name(name))
             s.add(user)
         was_administrator = before is not None and before.is_admin and before.active
         user.full_name, user.email, user.is_admin, user.active = full_name, email, is_admin, active

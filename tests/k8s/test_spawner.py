@@ -13,7 +13,7 @@ from pds_kernel.hub.kube_spawner import PdsKubeSpawner
 from pds_kernel.hub.kubernetes import configure
 from pds_kernel.hub.oidc import ADMIN_GROUP
 from pds_kernel.k8s.config import Gpu, K8sConfig
-from pds_kernel.sandbox.spec import home_volume_name
+from pds_kernel.sandbox.spec import authorised_workspace_spec, home_volume_name
 
 pytestmark = pytest.mark.asyncio
 
@@ -282,3 +282,29 @@ async def test_a_running_servers_poll_is_never_a_refusal(settings, runtime, regi
                    pod_ip="10.0.0.7")
     assert spawner.is_pod_running(pod) is False
     assert not [e for e in AuditTrail(runtime.sessions).entries() if e.action == "extract.mount_refused"]
+
+
+async def test_an_account_named_before_the_label_rule_is_told_what_to_do(settings, runtime, registry, kubeconfig):
+    """A user named by the earlier rule (``bob-``: not a Kubernetes label value) gets a refusal that
+    says what an administrator does, audited, instead of the API's rejection of the pod; the
+    gateway's worker pods are refused the same way."""
+    from pds_kernel.db import transaction
+    from pds_kernel.k8s.pods import build_labels
+    from pds_kernel.registry.models import User
+
+    with transaction(registry._sessions) as s:  # the row as the release before the rule wrote it
+        s.add(User(name="bob-", full_name="", email="", is_admin=False, active=True))
+    registry.add_member("admin", "alpha-study", "bob-", "researcher", registry.get_project("alpha-study").end_date)
+    spawner = make_spawner(settings, "bob-", ["alpha-study"], "alpha-study")
+    with pytest.raises(web.HTTPError) as err:
+        spawner.run_pre_spawn_hook()
+    assert err.value.status_code == 403
+    assert "ends in '-'" in err.value.log_message and "pds project add-user NEW-NAME" in err.value.log_message
+    refused = [e for e in denied(runtime) if e.action == "workspace.refused"]
+    assert refused and refused[-1].actor == "bob-" and "Kubernetes label" in refused[-1].details["reason"]
+    pod = await spawner.get_pod_manifest()
+    with pytest.raises(web.HTTPError):  # the last word refuses too, without the pre-spawn hook
+        await spawner.modify_pod_hook(spawner, pod)
+    spec = authorised_workspace_spec(settings, registry, "bob-", "alpha-study", groups={"alpha-study"})
+    with pytest.raises(InvalidInput, match="Kubernetes label"):
+        build_labels(spec, "dask-worker")
