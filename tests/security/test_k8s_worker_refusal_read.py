@@ -89,3 +89,17 @@ async def test_a_malformed_cluster_name_is_refused(hub, cluster):
 async def test_no_token_no_answer(hub):
     code, _ = await ask(hub, None, "alice/alpha-study", ALICE_CLUSTER)
     assert code == 403
+
+
+async def test_no_services_token_reads_a_users_refusals(hub):
+    """Every service the hub knows (the chart's dask-gateway and airlock, the membership watcher with
+    ``admin:servers``) asks about alice's cluster with its own token: none holds ``access:servers``
+    on her server, so JupyterHub refuses each before the endpoint's code, and nothing is audited as
+    an answer."""
+    tokens = {s["name"]: s["api_token"] for s in hub.app.services if s.get("api_token")}
+    assert {"dask-gateway", "airlock", "pds-watcher"} <= set(tokens)  # the control
+    for name, token in tokens.items():
+        assert (await hub.whoami(token))["kind"] == "service", name
+        code, answer = await ask(hub, token, "alice/alpha-study", ALICE_CLUSTER)
+        assert code in (403, 404) and answer.get("refused") is not True, (name, code, answer)
+    assert not [e for e in hub.runtime.audit.entries(action="dask.cluster.refusals") if e.outcome == "ok"]
