@@ -50,6 +50,14 @@ MAX_MESSAGE = 400
 CHANGED_WHILE_RUNNING = ("the extract it mounts changed while the workspace ran (its pod found a file written, "
                          "replaced, added or removed since its start's check); its next start is refused until an "
                          "administrator re-publishes the extract or runs `pds extract verify`")
+#: The audit reason of the same stop when the refusal came from a container where the researcher's
+#: code runs (the notebook: its extract watch writes the refusal there, but so could her code), not
+#: from ``verify-extract``: a report the next start's ``verify-extract`` confirms or not.
+CHANGED_WHILE_RUNNING_REPORTED = (
+    "the workspace's notebook container reported the extract it mounts changed while it ran (its extract "
+    "watch writes that report, but the researcher's code runs in the same container and could write it "
+    "too): not confirmed until its next start's verify-extract refuses the extract, or `pds extract "
+    "verify` finds it changed; if the extract is intact, the next start works")
 #: The audit cause of a running workspace stopped because a newer publication removed the build its
 #: pod mounts (its ``/data`` emptied: a change to the pod, which cannot read the audit trail).
 REPUBLISHED_CAUSE = "extract republished"
@@ -161,14 +169,19 @@ def stopped_on_change(audit, user: str, server: str, pod: Mapping[str, Any],
     writes (:data:`~pds_kernel.extract.mount_watch.CHANGED_CAUSE`), checked at the pod; or, when the
     audit trail's latest publication of the project is not the build the pod checked (its
     :data:`~pds_kernel.k8s.pods.EXTRACT_BUILD_ANNOTATION`), :data:`REPUBLISHED_CAUSE`: a publication
-    removes the build it replaces, and the next start mounts the new one."""
+    removes the build it replaces, and the next start mounts the new one. ``confirmed`` says whether
+    the refusal came from ``verify-extract`` (no researcher code runs there) or is the notebook
+    container's report, which her code could have written (``reported_by``: the container)."""
     meta = pod.get("metadata") or {}
     mounted = (meta.get("annotations") or {}).get(EXTRACT_BUILD_ANNOTATION)
     try:
         latest = latest_publication(audit, server).details["build_id"]
     except ExtractRefused:
         latest = None
-    cause, reason = CHANGED_CAUSE, CHANGED_WHILE_RUNNING
+    refusal = extract_refusal(pod)
+    reported_by = refusal.container if refusal is not None else ""
+    confirmed = reported_by == EXTRACT_CHECK_CONTAINER  # the init container runs none of the researcher's code
+    cause, reason = CHANGED_CAUSE, CHANGED_WHILE_RUNNING if confirmed else CHANGED_WHILE_RUNNING_REPORTED
     if isinstance(mounted, str) and mounted and latest not in (None, mounted):
         cause = REPUBLISHED_CAUSE
         reason = (f"a newer publication of the extract (build {latest}) removed the build the workspace "
@@ -176,5 +189,6 @@ def stopped_on_change(audit, user: str, server: str, pod: Mapping[str, Any],
     code = terminated.get("exitCode")
     return AuditEvent(actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
                       details={"server": server, "cause": cause, "reason": reason, "checked_at": "pod",
+                               "reported_by": reported_by, "confirmed": confirmed,
                                "pod": str(meta.get("name") or ""), "exit_code": code if isinstance(code, int) else None,
                                "pod_message": pod_message(terminated)})

@@ -105,7 +105,9 @@ async def test_a_change_of_the_claim_while_the_notebook_runs_stops_it_audited(se
     assert stop.actor == "hub" and stop.target == "user:alice" and stop.project == "alpha-study"
     assert stop.details["cause"] == "extract changed" and stop.details["checked_at"] == "pod"
     assert stop.details["pod"] == spawner.pod_name and stop.details["exit_code"] == 3
-    assert "changed while the workspace ran" in stop.details["reason"]
+    # the notebook container's report (the researcher's code runs there too): recorded as not confirmed
+    assert stop.details["reported_by"] == "notebook" and stop.details["confirmed"] is False
+    assert "changed while it ran" in stop.details["reason"] and "not confirmed" in stop.details["reason"]
     assert "pds extract verify" in stop.details["reason"]
     # and the next start is refused by verify-extract
     (tmp_path / "next-start").mkdir()
@@ -210,6 +212,8 @@ async def test_a_verify_extract_refusal_after_the_pods_sandbox_restarts_stops_th
         assert await spawner.poll() == 3
     (stop,) = _stops(runtime)
     assert stop.details["cause"] == "extract changed" and "SHA-256 differs" in stop.details["pod_message"]
+    assert stop.details["reported_by"] == "verify-extract" and stop.details["confirmed"] is True
+    assert "changed while the workspace ran" in stop.details["reason"]
 
 
 @pytest.mark.asyncio
