@@ -83,8 +83,11 @@ class HubContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HubContext:
+        """The context of a hub process; its notices start from the audit trail's recent stops."""
         runtime = Runtime(settings)
-        return cls(settings=settings, runtime=runtime, registry=Registry.from_runtime(runtime))
+        context = cls(settings=settings, runtime=runtime, registry=Registry.from_runtime(runtime))
+        context.notices.seed(runtime.audit)
+        return context
 
     def __deepcopy__(self, memo: dict) -> HubContext:
         return self
@@ -93,8 +96,10 @@ class HubContext:
         return self
 
     def record(self, event: AuditEvent) -> None:
-        """Write an audit entry; the hub never continues silently if the trail is unwritable."""
+        """Write an audit entry; the hub never continues silently if the trail is unwritable. A
+        workspace's start or stop also updates what its user's home page says (:mod:`.notices`)."""
         self.runtime.audit.record(event)
+        self.notices.observe(event.actor, event.action, event.target, event.project, event.details)
 
 
 # ---- registry → JupyterHub --------------------------------------------------------------------

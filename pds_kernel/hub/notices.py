@@ -1,24 +1,65 @@
 """What the hub has to tell a researcher about their workspaces, shown on their home page.
 
-A workspace's notebook can end without the researcher asking: the kubelet restarted it (out of
-memory, exited, its extract watch unanswered), or the hub stopped it after repeated restarts
-(:mod:`pds_kernel.k8s.restarts`, :class:`pds_kernel.hub.kube_spawner.PdsKubeSpawner`). JupyterHub
-forgets a stopped server's spawner and shows nothing of why it stopped; the hub keeps here the
-latest notice per (user, server), until that server starts again, and the home page shows it
-(:func:`pds_kernel.hub.pages.make_template_vars`, ``templates/home.html``: Jinja escapes it).
+A workspace can end without the researcher asking: the hub stopped it (her access ended, its home
+went over its quota, its extract changed or was re-published, its notebook was restarted too often:
+:mod:`pds_kernel.hub.expiry`, :mod:`pds_kernel.hub.common`, :class:`pds_kernel.hub.kube_spawner.PdsKubeSpawner`),
+or on Kubernetes the kubelet restarted its notebook (out of memory, exited, its extract watch
+unanswered: :mod:`pds_kernel.k8s.restarts`). JupyterHub forgets a stopped server's spawner and shows
+nothing of why it stopped; the hub keeps here the latest notice per (user, server), until that
+server starts again, and the home page shows it (:func:`pds_kernel.hub.pages.make_template_vars`,
+``templates/home.html``: Jinja escapes it).
 
-In memory, per hub process, bounded (:data:`MAX_NOTICES`, oldest dropped): a notice is a courtesy,
-the audit trail is the record (``workspace.restart``, ``workspace.stop``); a hub restart forgets it.
+A stop's notice is a fixed sentence per cause of its ``workspace.stop`` entry (:data:`STOP_NOTICES`),
+seen as the hub writes the entry (:meth:`HubContext.record <pds_kernel.hub.common.HubContext.record>`)
+and, when a hub starts, read back from the audit trail's newest entries (:meth:`WorkspaceNotices.seed`:
+the last :data:`NOTICE_DAYS` days), so a hub restart or upgrade does not forget why a workspace
+stopped; a stop written by another process (`pds hub sync`) is seen at the next hub start. Restart
+notices (richer, from the pod's status) are told by the Kubernetes spawner and live in memory only.
+Bounded (:data:`MAX_NOTICES`, oldest dropped): a notice is a courtesy, the audit trail is the record.
 """
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from ..extract.mount_watch import CHANGED_CAUSE
 
 #: notices kept at most (a few per active user)
 MAX_NOTICES = 10_000
 #: the longest notice kept (they are built by the hub from validated fields; this is a last bound)
 MAX_LENGTH = 600
+#: stops older than this are not told (a hub start reads the audit trail this far back)
+NOTICE_DAYS = 7
+#: the newest entries of each action (``workspace.start``, ``workspace.stop``) a hub start reads
+SEED_ENTRIES = 5_000
+#: a server name the page may show (a project id: :data:`pds_kernel.registry.names.PROJECT_ID`)
+_SERVER = re.compile(r"[a-z][a-z0-9-]{1,38}[a-z0-9]")
+
+#: What the home page says of a workspace the hub stopped, by the cause of its ``workspace.stop``
+#: entry; a cause not listed (or a stop by its user) tells nothing.
+STOP_NOTICES = {
+    "access revoked": "the registry no longer lets you work in this project (your membership ended or was "
+                      "revoked, the project was halted or closed, or your account was disabled). Ask the "
+                      "project's data manager if this is a mistake",
+    "home over quota": "your home in this project went over its size limit. Ask an administrator to free "
+                       "space or raise the limit: a start is refused until then",
+    CHANGED_CAUSE: "the project's extract changed while it ran (or its notebook reported so), so nothing more "
+                   "was read from it. An administrator checks the extract (pds extract verify); if your next "
+                   "start is refused, wait until it is published again",
+    "extract republished": "a newer version of the project's extract was published. Start it again to work "
+                           "on the new version",
+    "restarted repeatedly": "its notebook kept ending and was restarted too often (each cause is on record). "
+                            "Start it again; if it keeps ending, ask an administrator",
+}
+
+
+def stop_notice(server: str, cause: object) -> str | None:
+    """The home page's sentence for a stop of ``server`` by the hub with ``cause`` (None: none)."""
+    text = STOP_NOTICES.get(cause) if isinstance(cause, str) else None
+    return f"Your workspace {server} was stopped: {text}." if text else None
 
 
 class WorkspaceNotices:
@@ -38,6 +79,36 @@ class WorkspaceNotices:
     def clear(self, user: str, server: str) -> None:
         with self._lock:
             self._notices.pop((user, server), None)
+
+    def observe(self, actor: str, action: str, target: str, server: str, details: object) -> None:
+        """Keep, replace or drop the notice of (user, server) after an audit entry about that
+        server: a start drops it, a stop by the hub (any actor but the user) with a cause of
+        :data:`STOP_NOTICES` tells it, any other stop drops it."""
+        if action not in ("workspace.start", "workspace.stop") or not isinstance(target, str):
+            return
+        user = target.removeprefix("user:")
+        if user == target or not isinstance(server, str) or not _SERVER.fullmatch(server):
+            return
+        cause = details.get("cause") if isinstance(details, Mapping) else None
+        text = stop_notice(server, cause) if action == "workspace.stop" and actor != user else None
+        if text:
+            self.tell(user, server, text)
+        else:
+            self.clear(user, server)
+
+    def seed(self, audit, now: datetime | None = None) -> None:
+        """What a new hub process tells: the newest starts and stops of the audit trail, oldest
+        first, from the last :data:`NOTICE_DAYS` days."""
+        since = (now or datetime.now(UTC)) - timedelta(days=NOTICE_DAYS)
+        entries = [e for action in ("workspace.start", "workspace.stop")
+                   for e in audit.entries(action=action, limit=SEED_ENTRIES, newest=True)]
+        for entry in sorted(entries, key=lambda e: e.seq):
+            try:
+                written = datetime.fromisoformat(entry.time)
+            except (TypeError, ValueError):
+                continue
+            if written.tzinfo is not None and written >= since:
+                self.observe(entry.actor, entry.action, entry.target, entry.project, entry.details)
 
     def for_user(self, user: str) -> dict[str, str]:
         """Server name → notice, of ``user`` only."""

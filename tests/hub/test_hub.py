@@ -248,3 +248,11 @@ def test_revoked_access_stops_the_server_at_next_login(hub_world: Hub, revoke: s
     stops = [e for e in hub_world.actions("workspace.stop") if e.details.get("cause") == "access revoked"]
     assert stops and stops[0].project == PROJECT and reason in stops[0].details["reason"], stops
     assert alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}").status_code == 403
+    # her home page says why, though the project is no longer hers to list; a hub restart keeps it
+    told = f"Your workspace {PROJECT} was stopped: the registry no longer lets you work in this project"
+    assert told in again.get("/hub/home").text
+    if revoke == "close":
+        hub_world.stop()
+        hub_world.start()
+        page = again.get("/hub/home")
+        assert page.url.endswith("/hub/home") and told in page.text, page.url
