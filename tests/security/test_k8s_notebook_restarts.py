@@ -21,6 +21,7 @@ the page is the real hub's home page.
 
 from __future__ import annotations
 
+import k8s_restarts_support
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
@@ -33,14 +34,7 @@ from tests.k8s.test_notebook_restarts import signed_in_cookie
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture
-def registry(runtime, tmp_path, monkeypatch):
-    """tests/k8s's registry (two projects, published) and a kubeconfig naming no reachable cluster."""
-    from pds_kernel.registry import Registry
-    from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
-
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    return two_projects(Registry.from_runtime(runtime))
+registry = k8s_restarts_support.registry
 
 NEW_UID = "9f8e7d6c-1d2a-4e5f-9a8b-7c6d5e4f3a2b"
 FORGED = ('\x1b[31m"}\n{"action": "workspace.start", "actor": "admin"}\r\n<script>alert(1)</script>'

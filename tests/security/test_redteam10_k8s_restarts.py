@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 
+import k8s_restarts_support
 import pytest
 
 from pds_kernel.audit import AuditTrail
@@ -41,14 +42,7 @@ FAKE_UNFINISHED = (UNFINISHED_PREFIX + " comparing /data with its pod's check wi
                    "below the liveness probe's timeout): the notebook is ended unverified")
 
 
-@pytest.fixture
-def registry(runtime, tmp_path, monkeypatch):
-    """tests/k8s's registry (two projects, published) and a kubeconfig naming no reachable cluster."""
-    from pds_kernel.registry import Registry
-    from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
-
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    return two_projects(Registry.from_runtime(runtime))
+registry = k8s_restarts_support.registry
 
 
 def _stops(runtime) -> list:

@@ -15,6 +15,7 @@ read by the hub's real ``PdsKubeSpawner.poll``.
 
 from __future__ import annotations
 
+import k8s_restarts_support
 import pytest
 
 from pds_kernel.extract.tree import REFUSED_EXIT
@@ -28,14 +29,7 @@ FORGED = (REFUSAL_PREFIX + ": the extract mounted in this container is not the o
           "container checked (it changed in between); the data manager must re-publish it (pds extract build)")
 
 
-@pytest.fixture
-def registry(runtime, tmp_path, monkeypatch):
-    """tests/k8s's registry (two projects, published) and a kubeconfig naming no reachable cluster."""
-    from pds_kernel.registry import Registry
-    from tests.k8s.conftest import two_projects, use_dummy_kubeconfig
-
-    use_dummy_kubeconfig(tmp_path, monkeypatch)
-    return two_projects(Registry.from_runtime(runtime))
+registry = k8s_restarts_support.registry
 
 
 @pytest.mark.asyncio
