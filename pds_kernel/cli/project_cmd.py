@@ -16,7 +16,7 @@ from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..registry import Registry, Role
-from ..registry.names import check_new_user_name, check_project_id, check_user_name
+from ..registry.names import check_new_user_name, check_project_id, check_user_name, is_label_safe_user_name
 from ..registry.spec import load_registry_file
 from .app import console
 
@@ -277,7 +277,9 @@ def users(ctx: typer.Context) -> None:
         projects = sorted({p.id for role in (Role.RESEARCHER, Role.OUTPUT_CHECKER)
                            for p in registry.active_projects(u.name, role)})
         admin = "pending: pds project approve-admin" if u.admin_pending and u.active else "yes" if u.is_admin else ""
-        table.add_row(u.name, u.full_name, u.email, admin, "yes" if u.active else "no",
+        # a name made before new names had to end with a letter or digit: no Kubernetes pod
+        name = u.name if is_label_safe_user_name(u.name) else f"{u.name} (cannot start on Kubernetes: rename)"
+        table.add_row(name, u.full_name, u.email, admin, "yes" if u.active else "no",
                       ", ".join(projects))
     console.print(table)
 

@@ -47,6 +47,11 @@ def check_new_user_name(value: str) -> str:
     return value
 
 
+def is_label_safe_user_name(value: str) -> bool:
+    """Whether ``value`` is a new account's name, so a Kubernetes label value (:func:`check_new_user_name`)."""
+    return isinstance(value, str) and NEW_USER_NAME.fullmatch(value) is not None
+
+
 def check_label_safe_user_name(value: str) -> str:
     """``value`` as a Kubernetes label value, or a refusal saying what an administrator does about
     an account named before the rule of :func:`check_new_user_name` (its pods cannot be created)."""

@@ -82,6 +82,9 @@ def test_an_existing_account_so_named_is_still_managed(cli, registry_file):
     _account_of_an_earlier_release(registry, "bob-")
     registry.add_member("root", "mi-outcomes", "bob-", "researcher", registry.get_project("mi-outcomes").end_date)
     assert registry.can_access("bob-", "mi-outcomes")
+    listed = cli("project", "users", actor="root")
+    assert "bob- (cannot start on Kubernetes: rename)" in listed.output  # what an administrator finds them by
+    assert "alice (cannot" not in listed.output
     result = cli("project", "disable-user", "bob-", actor="root")
     assert result.exit_code == 0, (result.output, result.exception)
     assert not registry.get_user("bob-").active
