@@ -141,6 +141,35 @@ class Airlock:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """How long and how many connections a client may hold at the gate's web service
+    (:mod:`pds_kernel.airlock.web.connections`; docs/isolation.md, "Connections held open at the
+    gate"). Checked when the settings are loaded: a value out of its range is refused."""
+
+    #: seconds a connection may take to send a request's headers, and stay idle between requests
+    idle_seconds: float = 60.0
+    #: seconds every body gets beyond what its size takes at ``body_min_bytes_per_second``
+    body_grace_seconds: float = 10.0
+    #: the slowest a body may arrive (bytes per second, on average since its headers); slower is cut
+    body_min_bytes_per_second: int = 64 * 1024
+    #: connections open at once, in all; past it a new connection is closed at once
+    max_connections: int = 512
+    #: connections open at once from one TCP peer address (the hub's proxy is one peer; the gate's
+    #: Unix socket counts as one peer too)
+    max_connections_per_peer: int = 256
+
+    def __post_init__(self) -> None:
+        ranges = {"idle_seconds": (1, 3600), "body_grace_seconds": (1, 600),
+                  "body_min_bytes_per_second": (1024, 1024 ** 3), "max_connections": (1, 65536),
+                  "max_connections_per_peer": (1, self.max_connections)}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                most = f"{high} (gate.max_connections)" if name == "max_connections_per_peer" else high
+                raise InvalidInput(f"setting gate.{name} must be between {low} and {most}, got {value}")
+
+
+@dataclass(frozen=True)
 class ModelCheck:
     """The platform's attack of a model that asks to leave (``pds_kernel.modelcheck``, docs/ai.md)."""
 
@@ -256,6 +285,7 @@ class Settings:
     ingest: Ingest = field(default_factory=Ingest)
     disclosure: Disclosure = field(default_factory=Disclosure)
     airlock: Airlock = field(default_factory=Airlock)
+    gate: Gate = field(default_factory=Gate)
     hub: Hub = field(default_factory=Hub)
     model_check: ModelCheck = field(default_factory=ModelCheck)
     cohort_link: CohortLink = field(default_factory=CohortLink)
