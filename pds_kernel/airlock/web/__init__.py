@@ -15,30 +15,26 @@ from urllib.parse import urlparse
 import jinja2
 from tornado.web import Application
 
+from ...settings import Gate
 from ..service import AirlockService
 from . import handlers as h
 from . import pages
-from .bodies import MAX_SMALL_BODY
+from .connections import check_descriptors, make_server, server_options
 from .openapi import build_openapi
 from .packages_api import PackageRequestsApi
 
 log = logging.getLogger(__name__)
+__all__ = ["make_app", "make_server", "run_service", "server_options"]
 
 _ID = r"([a-f0-9]{32})"
 _INDEX = r"([0-9]{1,6})"
 
 
-def server_options() -> dict:
-    """Options of the HTTP server in front of :func:`make_app`: bodies of routes that do not stream
-    (unknown paths, the OAuth callback) are capped small; each handler of the gate raises its own
-    limit per request (:class:`.handlers.BoundedBody`)."""
-    return {"max_body_size": MAX_SMALL_BODY}
-
-
 def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | None = None,
              cookie_secret: bytes | None = None, hub_prefix: str = "/hub/") -> Application:
     """The Tornado application. ``identity`` resolves users (production: :class:`HubIdentity`);
-    ``hub_prefix`` is where the pages link back to (the hub's home and logout)."""
+    ``hub_prefix`` is where the pages link back to (the hub's home and logout). The handlers pace
+    bodies by the ``gate`` settings of ``runtime`` (:mod:`.connections`)."""
     if not prefix.endswith("/"):
         prefix += "/"
     service = service or AirlockService(runtime)
@@ -80,6 +76,7 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         static_path=str(Path(__file__).with_name("static")),
         static_url_prefix=prefix + "static/",
         login_url=None,
+        gate=runtime.settings.gate if runtime is not None else Gate(),
     )
 
 
@@ -89,10 +86,10 @@ def run_service() -> None:
     Reads ``JUPYTERHUB_SERVICE_PREFIX`` (URL prefix), ``JUPYTERHUB_SERVICE_URL`` (where to listen),
     ``JUPYTERHUB_API_TOKEN``/``JUPYTERHUB_API_URL`` (used by HubOAuth), and optionally
     ``PDS_AIRLOCK_SOCKET``: a Unix socket to listen on as well (bind-mounted into sandboxes).
+    The server bounds connections by the ``gate`` settings (:mod:`.connections`).
     """
     import asyncio
 
-    from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_unix_socket
 
     from ...runtime import Runtime
@@ -109,7 +106,8 @@ def run_service() -> None:
                    cookie_secret=bytes.fromhex(secret) if secret else None)
 
     async def main() -> None:
-        server = HTTPServer(app, xheaders=True, **server_options())
+        check_descriptors(runtime.settings.gate)
+        server = make_server(app, runtime.settings.gate)
         server.listen(url.port or 80, address=url.hostname or "127.0.0.1")
         socket_path = os.environ.get("PDS_AIRLOCK_SOCKET")
         if socket_path:
