@@ -10,6 +10,9 @@ it. A declared ``Content-Length`` over the operation's limit is refused with 413
 (the bytes that follow are read and dropped, never kept, so the client gets the answer instead of
 a reset connection); a type the operation does not take gets 415; malformed JSON or forms, unknown
 fields, wrong types and deep nesting get 400 (:mod:`.bodies`). Nothing a client sends answers 500.
+Once a request is accepted (its identity resolved), its body must arrive at the gate's minimum
+rate (:class:`.connections.BodyPace`): a slower one is cut, logged and audited
+(``airlock.body.too_slow``), and the operation never runs on part of a body.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ...audit import AuditEvent, Outcome
 from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
+from ...settings import Gate
 from ...validate import is_digits
 from ..imports import ImportService
 from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
 from . import bodies
+from .connections import BodyPace, body_seconds
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +55,16 @@ REFUSAL_DRAIN_LIMIT = 1024 * 1024
 #: is 35 kB/s, the refusal still reaches any real client.
 REFUSAL_DRAIN_SECONDS = 30.0
 _METHODS = ("get", "post", "head", "put", "patch", "delete", "options")
+#: Seconds Tornado's own body deadline (a backstop) comes after the pace's last moment.
+PACE_BACKSTOP_SECONDS = 5.0
+_DEFAULT_GATE = Gate()
 
 
 def _after_body(method):
     """Run ``method`` only once the body has arrived and passed :meth:`BoundedBody.read_body`."""
     @functools.wraps(method)
     async def wrapper(self, *args, **kwargs):
+        self.stop_pace()  # the whole body has arrived
         self.read_body()
         result = method(self, *args, **kwargs)
         if result is not None:
@@ -93,6 +102,7 @@ class BoundedBody(RequestHandler):
         self._received = 0
         self._refusal: Exception | None = None
         self._body_ready = False
+        self._pace: BodyPace | None = None
         limit = self.body_limit()
         bodies.check_encoding(self.request.headers.get("Content-Encoding"))
         declared = self.request.headers.get("Content-Length")
@@ -114,6 +124,56 @@ class BoundedBody(RequestHandler):
         self._chunks = []
         self._refusal = refusal
         self.request.connection.set_body_timeout(REFUSAL_DRAIN_SECONDS)
+
+    def pace_body(self) -> None:
+        """Once the request is accepted: pace its body by the gate's settings (nothing to do without
+        one), and let Tornado close the connection a little after the pace's last moment."""
+        headers = self.request.headers
+        chunked = "Transfer-Encoding" in headers  # Tornado took it only as "chunked"
+        declared = int(headers.get("Content-Length", "0"))  # a number: start_body checked it
+        if not chunked and declared == 0:
+            return
+        gate = self.settings.get("gate") or _DEFAULT_GATE
+        size = self.body_limit() if chunked else declared
+        self.request.connection.set_body_timeout(body_seconds(gate, size) + PACE_BACKSTOP_SECONDS)
+        self._pace = BodyPace(gate, size, lambda: self._received, self.cut_slow_body)
+        self._pace.start()
+
+    def stop_pace(self) -> None:
+        if self._pace is not None:
+            self._pace.stop()
+
+    def cut_slow_body(self, seconds: float) -> None:
+        """The body fell behind the minimum rate: say so, and close the connection (what arrived
+        of the body is dropped with the handler; nothing ran on it)."""
+        pace = self._pace
+        log.warning("gate: cut the body of %s %s from %s (user %s): %d of %s bytes in %.1f s, slower than "
+                    "%d bytes/s after %g s (settings gate.body_min_bytes_per_second, gate.body_grace_seconds); "
+                    "nothing of it was kept. The client may send it again from a faster link; if real users' "
+                    "links are this slow, lower gate.body_min_bytes_per_second",
+                    self.request.method, self.request.path[:200], self.request.remote_ip, self.current_actor(),
+                    self._received, self.request.headers.get("Content-Length", "(chunked)"), seconds,
+                    pace.gate.body_min_bytes_per_second, pace.gate.body_grace_seconds)
+        self.record_cut({"client": self.request.remote_ip, "method": self.request.method,
+                         "received_bytes": self._received,
+                         "declared_bytes": self.request.headers.get("Content-Length", "chunked"),
+                         "seconds": round(seconds, 1), "min_bytes_per_second": pace.gate.body_min_bytes_per_second,
+                         "grace_seconds": pace.gate.body_grace_seconds})
+        self._chunks = []
+        self.request.connection.close()
+
+    def current_actor(self) -> str:
+        return "?"
+
+    def record_cut(self, details: dict) -> None:
+        """Audit a cut body (:class:`BaseHandler`: with its user)."""
+
+    def on_connection_close(self) -> None:
+        self.stop_pace()
+        super().on_connection_close()
+
+    def on_finish(self) -> None:
+        self.stop_pace()
 
     def data_received(self, chunk: bytes) -> None:
         self._received += len(chunk)
@@ -192,6 +252,15 @@ class BaseHandler(BoundedBody):
             return
         if self.workspace_project is not None and not self.from_workspace:
             self.check_workspace("")
+        self.pace_body()
+
+    def current_actor(self) -> str:
+        return self.user or "?"
+
+    def record_cut(self, details: dict) -> None:
+        self.service.runtime.audit.record(AuditEvent(
+            actor=self.current_actor(), action="airlock.body.too_slow", target=f"path:{self.request.path[:200]}",
+            project=self.workspace_project or "", outcome=Outcome.DENIED, details=details))
 
     def read_body(self) -> None:
         super().read_body()
