@@ -31,10 +31,11 @@ class FakeIdentity:
 
 
 @contextmanager
-def live_server(app, **server_options):
+def live_server(app, server_factory=None, **server_options):
     """Serve ``app`` on a free loopback port from a background thread; yield its base URL.
 
-    ``server_options`` go to Tornado's ``HTTPServer`` (production's: ``web.server_options()``)."""
+    ``server_options`` go to Tornado's ``HTTPServer`` (production's: ``web.server_options()``);
+    ``server_factory(app)``, when given, makes the server instead (production's: ``web.make_server``)."""
     sock, port = bind_unused_port()
     ready = threading.Event()
     state = {}
@@ -42,7 +43,7 @@ def live_server(app, **server_options):
     def run():
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        server = HTTPServer(app, **server_options)
+        server = server_factory(app) if server_factory else HTTPServer(app, **server_options)
         server.add_sockets([sock])
         state["loop"], state["server"] = loop, server
         ready.set()
