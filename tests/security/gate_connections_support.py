@@ -110,10 +110,10 @@ def closed_within(sock: socket.socket, seconds: float, drip: bytes | None = None
     return time.monotonic() - start, answer
 
 
-def upload_head(length: int | None, token: str = "fake-alice", boundary: str = "b0undary") -> bytes:
+def upload_head(length: int | None, token: str = "fake-alice", boundary: str = "b0undary", extra: str = "") -> bytes:
     """The headers of an export request's upload (multipart), with a declared length or chunked."""
     framing = f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n"
-    return (f"POST {PREFIX}api/requests HTTP/1.1\r\nHost: x\r\nAuthorization: token {token}\r\n"
+    return (f"POST {PREFIX}api/requests HTTP/1.1\r\nHost: x\r\nAuthorization: token {token}\r\n{extra}"
             f"Content-Type: multipart/form-data; boundary={boundary}\r\n{framing}\r\n").encode()
 
 

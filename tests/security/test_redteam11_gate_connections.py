@@ -112,7 +112,8 @@ def test_a_slow_authenticated_upload_is_cut_and_nothing_is_stored(small_gate):
     _nothing_kept(small_gate)
     (cut,) = _cuts(small_gate)
     assert cut.actor == "alice" and cut.outcome == "denied"
-    assert cut.details["client"] == "127.0.0.1" and cut.details["declared_bytes"] == str(len(body))
+    assert cut.details["client"] == cut.details["peer"] == "127.0.0.1"
+    assert cut.details["declared_bytes"] == str(len(body))
     assert 0 < cut.details["received_bytes"] < len(body)
 
 
@@ -131,15 +132,17 @@ def test_a_huge_declared_length_then_silence_is_cut_after_the_grace(small_gate):
 
 def test_a_chunked_upload_trickled_is_cut(small_gate):
     """No Content-Length: chunks of one byte every 0.2 s. A chunked body gets the pace of the
-    largest body the operation takes, checked as it comes: cut after the grace."""
+    largest body the operation takes, checked as it comes: cut after the grace. The client names
+    another address in ``X-Real-IP`` (the proxy's header): the audit keeps the TCP peer too."""
     with small_gate.connect() as sock:
-        sock.sendall(upload_head(None))
+        sock.sendall(upload_head(None, extra="X-Real-IP: 10.9.9.9\r\n"))
         took, answer = closed_within(sock, 10, drip=b"1\r\nx\r\n", every=0.2)
     assert took < SMALL.body_grace_seconds + 2.5, f"a chunked trickle held the connection {took:.1f} s"
     assert b"HTTP/1.1 2" not in answer
     _nothing_kept(small_gate)
     (cut,) = _cuts(small_gate)
     assert cut.details["declared_bytes"] == "chunked"
+    assert (cut.details["client"], cut.details["peer"]) == ("10.9.9.9", "127.0.0.1")
 
 
 def test_a_review_body_trickled_by_a_checker_is_cut_and_no_verdict_recorded(small_gate):
@@ -252,7 +255,9 @@ def test_connections_cut_by_their_deadlines_free_their_places(small_gate):
         assert not _is_closed(socks[0], 0.2)
         with small_gate.connect() as extra:
             assert _is_closed(extra, 1)
-        time.sleep(SMALL.idle_seconds + 0.5)
+        deadline = time.monotonic() + SMALL.idle_seconds + 3
+        while small_gate.server.open_per_peer["127.0.0.1"] and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert small_gate.server.open_per_peer["127.0.0.1"] == 0
         assert small_gate.api("alice", "GET", "me").json() == {"name": "alice"}
     finally:

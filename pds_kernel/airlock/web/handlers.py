@@ -37,7 +37,7 @@ from ..imports import ImportService
 from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
 from . import bodies
-from .connections import BodyPace, body_seconds
+from .connections import BodyPace, body_seconds, peer_of
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +147,15 @@ class BoundedBody(RequestHandler):
         """The body fell behind the minimum rate: say so, and close the connection (what arrived
         of the body is dropped with the handler; nothing ran on it)."""
         pace = self._pace
-        log.warning("gate: cut the body of %s %s from %s (user %s): %d of %s bytes in %.1f s, slower than "
+        peer = peer_of(getattr(self.request.connection.context, "address", None))
+        log.warning("gate: cut the body of %s %s from %s (peer %s, user %s): %d of %s bytes in %.1f s, slower than "
                     "%d bytes/s after %g s (settings gate.body_min_bytes_per_second, gate.body_grace_seconds); "
                     "nothing of it was kept. The client may send it again from a faster link; if real users' "
                     "links are this slow, lower gate.body_min_bytes_per_second",
-                    self.request.method, self.request.path[:200], self.request.remote_ip, self.current_actor(),
+                    self.request.method, self.request.path[:200], self.request.remote_ip, peer, self.current_actor(),
                     self._received, self.request.headers.get("Content-Length", "(chunked)"), seconds,
                     pace.gate.body_min_bytes_per_second, pace.gate.body_grace_seconds)
-        self.record_cut({"client": self.request.remote_ip, "method": self.request.method,
+        self.record_cut({"client": self.request.remote_ip, "peer": peer, "method": self.request.method,
                          "received_bytes": self._received,
                          "declared_bytes": self.request.headers.get("Content-Length", "chunked"),
                          "seconds": round(seconds, 1), "min_bytes_per_second": pace.gate.body_min_bytes_per_second,
