@@ -11,6 +11,10 @@ authenticated upload below the minimum rate, a huge declared length then silence
 trickled, many connections from one client and from several, the Unix socket. Each test asserts
 the attack fails, and that normal uploads still pass.
 
+One got through the first version of the pace: a cut whose audit entry could not be written (the
+database gone away) left its connection open until Tornado's backstop, the whole declared length
+at the minimum rate (here a day); now the connection closes whatever the audit trail does.
+
 The gate is served as ``run_service`` serves it (``make_server``: the caps and the production
 ``server_options()``) on loopback, with small settings so that each attack is cut in seconds
 (tests/security/gate_connections_support.py).
@@ -143,6 +147,20 @@ def test_a_chunked_upload_trickled_is_cut(small_gate):
     (cut,) = _cuts(small_gate)
     assert cut.details["declared_bytes"] == "chunked"
     assert (cut.details["client"], cut.details["peer"]) == ("10.9.9.9", "127.0.0.1")
+
+
+def test_a_slow_body_is_cut_even_when_its_cut_cannot_be_audited(small_gate, monkeypatch):
+    """The audit trail refuses the entry (a database gone away): the connection still closes. Got
+    through before its fix (open past 10 s: the cut raised before closing)."""
+    def refuse(event):
+        raise RuntimeError("database unavailable")
+
+    monkeypatch.setattr(small_gate.service.runtime.audit, "record", refuse)
+    with small_gate.connect() as sock:
+        sock.sendall(upload_head(100 * 1024 * 1024))
+        took, answer = closed_within(sock, 10, drip=b"x", every=0.3)
+    assert took < SMALL.body_grace_seconds + 2.5, f"the cut waited on the audit trail: {took:.1f} s"
+    assert answer == b""
 
 
 def test_a_review_body_trickled_by_a_checker_is_cut_and_no_verdict_recorded(small_gate):

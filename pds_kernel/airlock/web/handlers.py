@@ -81,6 +81,7 @@ class BoundedBody(RequestHandler):
     :meth:`read_body` (wrapped automatically)."""
 
     body_types: set[str] = bodies.JSON_TYPES
+    _pace: BodyPace | None = None  #: set once the request is accepted (:meth:`pace_body`)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -129,7 +130,7 @@ class BoundedBody(RequestHandler):
         """Once the request is accepted: pace its body by the gate's settings (nothing to do without
         one), and let Tornado close the connection a little after the pace's last moment."""
         headers = self.request.headers
-        chunked = "Transfer-Encoding" in headers  # Tornado took it only as "chunked"
+        chunked = "Transfer-Encoding" in headers  # another coding than chunked: Tornado refuses it
         declared = int(headers.get("Content-Length", "0"))  # a number: start_body checked it
         if not chunked and declared == 0:
             return
@@ -155,13 +156,16 @@ class BoundedBody(RequestHandler):
                     self.request.method, self.request.path[:200], self.request.remote_ip, peer, self.current_actor(),
                     self._received, self.request.headers.get("Content-Length", "(chunked)"), seconds,
                     pace.gate.body_min_bytes_per_second, pace.gate.body_grace_seconds)
-        self.record_cut({"client": self.request.remote_ip, "peer": peer, "method": self.request.method,
-                         "received_bytes": self._received,
-                         "declared_bytes": self.request.headers.get("Content-Length", "chunked"),
-                         "seconds": round(seconds, 1), "min_bytes_per_second": pace.gate.body_min_bytes_per_second,
-                         "grace_seconds": pace.gate.body_grace_seconds})
-        self._chunks = []
-        self.request.connection.close()
+        details = {"client": self.request.remote_ip, "peer": peer, "method": self.request.method,
+                   "received_bytes": self._received,
+                   "declared_bytes": self.request.headers.get("Content-Length", "chunked"),
+                   "seconds": round(seconds, 1), "min_bytes_per_second": pace.gate.body_min_bytes_per_second,
+                   "grace_seconds": pace.gate.body_grace_seconds}
+        try:
+            self.record_cut(details)
+        finally:  # the connection closes even if the audit trail cannot be written
+            self._chunks = []
+            self.request.connection.close()
 
     def current_actor(self) -> str:
         return "?"
