@@ -31,15 +31,16 @@ from sqlalchemy import select
 
 from ..audit import AuditEvent, Outcome
 from ..db import transaction
-from ..errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
+from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PermissionDenied
 from ..registry import Registry
 from ..registry.names import check_project_id
 from . import permissions
 from .download import Target, download_closure
 from .models import PackageFile, PackageRequest, utcnow
 from .names import parse_requirement
-from .scan import scan_wheels
-from .wheelhouse import Wheelhouse, WheelInfo, read_wheel
+from .scan import WheelRefusal, scan_limits, scan_wheels
+from .wheelcheck import startup_hooks, wheel_refusal
+from .wheelhouse import Wheelhouse, WheelInfo, read_wheel, sha256_of
 
 REQUESTED, APPROVED, REFUSED, REVOKED = "requested", "approved", "refused", "revoked"
 
@@ -132,23 +133,44 @@ class PackageService:
         target = self.target
         with tempfile.TemporaryDirectory(prefix="pds-packages-") as tmp:
             dest = Path(tmp) / "wheels"
-            paths = self.downloader(req, dest, target)
+            paths = [Path(p) for p in self.downloader(req, dest, target)]
+            for path in paths:  # the archive first: pip must unpack what the scan read
+                reason = wheel_refusal(path, scan_limits(self.settings).max_unpacked_bytes)
+                if reason is None:
+                    try:
+                        read_wheel(path)
+                    except InvalidInput as exc:
+                        reason = str(exc)
+                if reason is not None:
+                    self._deny(actor, req, WheelRefusal(path.name, reason), paths)
+                    raise PackageRefused(f"{req} is not approved: its wheel {path.name} was refused ({reason}); "
+                                         "nothing was added to the package index: approve another release, "
+                                         "or ask its maintainers for a standard wheel")
             wheels = [read_wheel(p) for p in paths]
+            hooks = {w.file: startup_hooks(p) for w, p in zip(wheels, paths, strict=True)}
             if not any(w.project == req.name and w.version == req.version for w in wheels):
                 raise NotFound(f"the download of {req} did not hold {req.name} {req.version} itself")
-            refused = scan_wheels([Path(p) for p in paths], self.settings)
+            refused = scan_wheels(paths, self.settings)
             if refused is not None:
-                self.runtime.audit.record(AuditEvent(
-                    actor=actor, action="packages.approve", target=f"package:{req}", outcome=Outcome.DENIED,
-                    details={"file": refused.file, "reason": refused.reason[:300],
-                             "files": [{"file": w.file, "sha256": w.sha256} for w in wheels]}))
+                self._deny(actor, req, refused, paths)
                 raise PackageRefused(f"{req} is not approved: its wheel {refused.file} failed the malware scan "
                                      f"({refused.reason}); nothing was added to the package index")
-            self.wheelhouse.add(wheels, dest)
-        return self._record_approval(actor, str(req), req.name, req.version, wheels, target)
+            try:
+                self.wheelhouse.add(wheels, dest)
+            except IntegrityError as exc:  # the upstream answered other bytes under an approved name
+                self._deny(actor, req, WheelRefusal(str(exc).split(" ")[0], str(exc)), paths)
+                raise PackageRefused(f"{req} is not approved: {exc}") from None
+        return self._record_approval(actor, str(req), req.name, req.version, wheels, target, hooks)
+
+    def _deny(self, actor: str, req, refused: WheelRefusal, paths: list[Path]) -> None:
+        """Audit an approval refused because of one of its wheels (``packages.approve``, denied)."""
+        self.runtime.audit.record(AuditEvent(
+            actor=actor, action="packages.approve", target=f"package:{req}", outcome=Outcome.DENIED,
+            details={"file": refused.file, "reason": refused.reason[:300],
+                     "files": [{"file": p.name, "sha256": sha256_of(p)} for p in paths]}))
 
     def _record_approval(self, actor: str, requirement: str, name: str, version: str,
-                         wheels: list[WheelInfo], target: Target) -> list[FileView]:
+                         wheels: list[WheelInfo], target: Target, hooks: dict[str, list[str]]) -> list[FileView]:
         now = utcnow()
         with transaction(self.runtime.sessions) as s:
             files = []
@@ -172,7 +194,8 @@ class PackageService:
                 actor=actor, action="packages.approve", target=f"package:{requirement}",
                 details={"requests": closed, "python": target.python_version, "platform": target.platform,
                          "index": target.index_url,
-                         "files": [{"file": w.file, "sha256": w.sha256, "licence": w.licence[:100]}
+                         "files": [{"file": w.file, "sha256": w.sha256, "licence": w.licence[:100],
+                                    **({"runs_without_import": hooks[w.file][:20]} if hooks.get(w.file) else {})}
                                    for w in wheels]}), session=s)
             return [_file_view(f) for f in files]
 

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import unicodedata
 import zipfile
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -47,7 +48,7 @@ class WheelInfo:
     licence: str
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -55,17 +56,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _printable(text: str) -> str:
+    """``text`` without control or format characters: a licence is shown in an administrator's
+    terminal (``pds packages list``), where an escape sequence from METADATA would be obeyed."""
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf")).strip()
+
+
 def _licence(meta) -> str:
-    """The licence a wheel declares: ``License-Expression``, else the classifiers, else ``License``."""
-    expression = (meta.get("License-Expression") or "").strip()
+    """The licence a wheel declares: ``License-Expression``, else the classifiers, else ``License``
+    (printable characters only)."""
+    expression = _printable(str(meta.get("License-Expression") or ""))
     if expression:
         return expression
-    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or []
-                   if c.startswith("License ::")]
-    if classifiers:
-        return "; ".join(classifiers)
-    text = (meta.get("License") or "").strip().splitlines()
-    return text[0][:200] if text else "unknown"
+    classifiers = [_printable(c.split("::")[-1]) for c in meta.get_all("Classifier") or []
+                   if str(c).startswith("License ::")]
+    if any(classifiers):
+        return "; ".join(c for c in classifiers if c)
+    lines = [_printable(line) for line in str(meta.get("License") or "").splitlines()]
+    lines = [line for line in lines if line]
+    return lines[0][:200] if lines else "unknown"
 
 
 def _same_version(a: str, b: str) -> bool:
@@ -109,8 +118,8 @@ def read_wheel(path: Path) -> WheelInfo:
     except zipfile.BadZipFile:
         raise InvalidInput(f"{path.name}: not a wheel (not a zip archive)") from None
     check_identity(path.name, project, version, names[0].split("/")[0], meta)
-    return WheelInfo(file=path.name, project=project, version=version, sha256=_sha256(path),
-                     size=path.stat().st_size, requires_python=(meta.get("Requires-Python") or "").strip(),
+    return WheelInfo(file=path.name, project=project, version=version, sha256=sha256_of(path),
+                     size=path.stat().st_size, requires_python=_printable(str(meta.get("Requires-Python") or "")),
                      licence=_licence(meta))
 
 
@@ -152,16 +161,19 @@ class Wheelhouse:
         with self._locked():
             self.files_dir.mkdir(parents=True, exist_ok=True)
             projects = self.projects()
-            for wheel in wheels:
+            wheels = list(wheels)
+            for wheel in wheels:  # every check before any copy: a refusal leaves nothing behind
                 source = Path(source_dir) / wheel.file
-                if "/" in wheel.file or _sha256(source) != wheel.sha256:
+                if "/" in wheel.file or sha256_of(source) != wheel.sha256:
                     raise IntegrityError(f"{wheel.file} changed after it was checked: approve again")
                 target = self.files_dir / wheel.file
-                if target.exists():
-                    if _sha256(target) != wheel.sha256:
-                        raise IntegrityError(f"{wheel.file} is already approved with another SHA-256: "
-                                             "the index must never serve two files under one name")
-                else:
+                if target.exists() and sha256_of(target) != wheel.sha256:
+                    raise IntegrityError(f"{wheel.file} is already approved with another SHA-256: "
+                                         "the index must never serve two files under one name")
+            for wheel in wheels:
+                source = Path(source_dir) / wheel.file
+                target = self.files_dir / wheel.file
+                if not target.exists():
                     partial = target.with_name(f".{wheel.file}.part")
                     shutil.copyfile(source, partial)
                     os.chmod(partial, 0o644)
