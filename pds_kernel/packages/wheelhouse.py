@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import IntegrityError, InvalidInput
-from .names import normalise, wheel_project
+from .names import check_version, normalise, wheel_project
 
 MANIFEST = "index.json"
 FILES = "files"
@@ -106,9 +106,16 @@ def check_identity(file: str, project: str, version: str, dist_info: str, meta) 
 
 def read_wheel(path: Path) -> WheelInfo:
     """Name, version, hash, size, Requires-Python and licence of the wheel at ``path`` (whose
-    METADATA must name the release of its file name: :func:`check_identity`)."""
+    version must be a public release, :func:`~.names.check_version`, and whose METADATA must name
+    the release of its file name: :func:`check_identity`)."""
     path = Path(path)
     project, version = wheel_project(path.name)
+    try:  # revoke names NAME==VERSION, and the index serves file names without "!" or "%"
+        check_version(version)
+    except InvalidInput:
+        raise InvalidInput(f"{path.name}: its version {version[:50]!r} is not a public release the index can "
+                           "serve and revoke (no local label '+...', no epoch '!'): refused; approve a release "
+                           "whose dependencies are public releases") from None
     try:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1]
