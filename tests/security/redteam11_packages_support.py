@@ -6,9 +6,13 @@ runtime whose approvals download from it and scan with the tests' ClamAV signatu
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import http.server
 import json
 import struct
+import threading
+import urllib.parse
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -130,6 +134,46 @@ class Hostile:
     def denied(self, requirement: str) -> list:
         return [e for e in self.runtime.audit.entries(action="packages.approve")
                 if e.target == f"package:{requirement}" and e.outcome == "denied"]
+
+
+class StaticUpstream:
+    """A static upstream index over loopback (``http.server``, which decodes percent-encoded
+    paths as most web servers do: the platform's own index does not), in place of the
+    :class:`Hostile` runtime's upstream while it runs (a context manager)."""
+
+    def __init__(self, root: Path, hostile: Hostile):
+        self.root, self.hostile = Path(root), hostile
+        (self.root / "simple").mkdir(parents=True, exist_ok=True)
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(self.root))
+        handler.func.log_message = lambda *args: None
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.settings = hostile.runtime.settings
+
+    def publish(self, path: Path, project: str | None = None) -> None:
+        """Serve ``path`` under ``project`` (its wheel file name's, by default)."""
+        name = project or wheel_project(path.name)[0]
+        (self.root / "files").mkdir(exist_ok=True)
+        (self.root / "files" / path.name).write_bytes(path.read_bytes())
+        page = self.root / "simple" / name / "index.html"
+        page.parent.mkdir(exist_ok=True)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        href = urllib.parse.quote(path.name)
+        old = page.read_text() if page.exists() else ""
+        page.write_text(old + f'<a href="/files/{href}#sha256={digest}">{path.name}</a><br>\n')
+
+    def __enter__(self) -> StaticUpstream:
+        self.thread.start()
+        url = f"http://127.0.0.1:{self.server.server_port}/simple/"
+        runtime = self.hostile.runtime
+        runtime.settings = replace(self.settings, packages=replace(self.settings.packages, upstream_index=url))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.hostile.runtime.settings = self.settings
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
 
 
 @pytest.fixture

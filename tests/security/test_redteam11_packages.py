@@ -307,3 +307,46 @@ def test_startup_hooks_are_named_in_the_approval_and_do_not_run_in_the_local_san
     assert "Successfully installed pds-hook-1.0" in out and "42" in out, out
     home = hostile.runtime.settings.paths.homes / "proj-a" / "alice"
     assert not (home / "pth-ran").exists(), out
+
+
+# ---- versions the platform cannot name ------------------------------------------------------------
+@pytest.mark.parametrize("version", ["1.0+evil", "1!1.0"], ids=["local-label", "epoch"])
+def test_a_dependency_whose_version_the_platform_cannot_name_is_refused(hostile, tmp_path, version):
+    """Got through before its fix: the upstream's only ``pds-dep`` is ``1.0+evil`` (a local
+    version) or ``1!1.0`` (an epoch), which pip takes for an unpinned dependency (here from a
+    static upstream that decodes the ``%2B`` pip asks for). The approval served it, and no
+    ``pds packages revoke`` could name it (``pds-dep==1.0+evil``: invalid version; ``==1.0``: not
+    approved); nor could pip in a workspace download it (the index does not decode ``%2B``)."""
+    top = members("pds-top", "1.0", metadata=("Requires-Dist: pds-dep",))
+    with support.StaticUpstream(tmp_path / "static", hostile) as static:
+        static.publish(write_wheel(tmp_path / wheel_name("pds-top", "1.0"), top))
+        static.publish(write_wheel(tmp_path / wheel_name("pds-dep", version), members("pds-dep", version)))
+        _refused(hostile, "pds-top==1.0", "not a public release")
+
+
+def test_markup_in_requires_python_stays_an_attribute_value(hostile, tmp_path):
+    """``Requires-Python`` of METADATA is published in the index's page (``data-requires-python``):
+    a quote and markup in it stay inside the attribute."""
+    files = support.rerecord([(n, d.replace(b"Requires-Python: >=3.9", b'Requires-Python: >=3.9"><script>x()</script>'))
+                              for n, d in members("pds-markup", "1.0")])
+    hostile.publish(write_wheel(tmp_path / wheel_name("pds-markup", "1.0"), files))
+    hostile.approve("pds-markup==1.0")  # pip does not refuse the specifier
+    with support.ThreadedIndex(hostile.runtime.settings.paths.packages) as index:
+        with socket.create_connection(("127.0.0.1", index.server.port), timeout=10) as s:
+            s.sendall(b"GET /simple/pds-markup/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            page = b"".join(iter(lambda: s.recv(65536), b""))
+    assert b"<script" not in page and b"&lt;script&gt;" in page
+
+
+@pytest.mark.parametrize("archive", ["pds_egg-1.0-py3.11.egg", "pds-egg-1.0.zip"], ids=["egg", "zip-sdist"])
+def test_an_egg_or_a_zip_source_archive_is_never_approved(hostile, tmp_path, archive):
+    """The upstream offers ``pds-egg`` only as an egg or a ZIP source archive (whose setup.py
+    would write a marker): the approval downloads wheels only, so it fails and nothing ran."""
+    marker = tmp_path / "setup-py-ran"
+    path = write_wheel(tmp_path / archive, [("pds-egg-1.0/setup.py", f"open({str(marker)!r}, 'w')\n".encode()),
+                                            ("EGG-INFO/PKG-INFO", b"Metadata-Version: 1.1\nName: pds-egg\nVersion: 1.0\n")])
+    with support.StaticUpstream(tmp_path / "static", hostile) as static:
+        static.publish(path, project="pds-egg")
+        with pytest.raises(NotFound, match="cannot download pds-egg==1.0 as wheels"):
+            hostile.approve("pds-egg==1.0")
+    assert not marker.exists() and hostile.served() == {}
