@@ -1,8 +1,8 @@
 """The check of a local hub account at sign-in with a long audit trail: its seal and its generation.
 
 A platform database (SQLite, the local default) holds N audit entries (100,000; 10,000 in quick
-mode), one anchor per entry (as when every entry is its own commit: the anchor file at its largest),
-2% of them approvals of other accounts. alice's account was written before all of them, so her
+mode), one anchor per entry (as when every entry is its own commit: the anchor file at its largest;
+each line authenticated, one HMAC to check), 2% of them approvals of other accounts. alice's account was written before all of them, so her
 newest write is N entries old: the worst case of the count of the entries after it. Measured:
 
 * the first check of alice's account in a new process (:meth:`AccountSeals.refusal`: it reads the
@@ -23,7 +23,7 @@ def _world(root: Path, n: int):
     from sqlalchemy import text
 
     from pds_kernel.audit import AuditEvent
-    from pds_kernel.audit_anchor import FileAnchorStore
+    from pds_kernel.audit_anchor import FileAnchorStore, signed
     from pds_kernel.hub.local import provision_account
     from pds_kernel.registry import Registry
     from pds_kernel.registry.spec import parse_registry
@@ -41,13 +41,14 @@ def _world(root: Path, n: int):
         events += [AuditEvent(actor="root", action="hub.account.approve", target=f"user:u{batch}-{i}",
                               details={"generation": "0" * 32}) for i in range(20)]
         runtime.audit.record_many(events)
-    store = FileAnchorStore(Path(settings.audit_anchor_file))
+    keyring = runtime.audit.keyring
+    store = FileAnchorStore(Path(settings.audit_anchor_file), keyring)
     last = store.read()[-1]
     with runtime.engine.connect() as connection:
         heads = connection.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq")).all()
-    with open(settings.audit_anchor_file, "w", encoding="utf-8") as handle:
+    with open(settings.audit_anchor_file, "w", encoding="utf-8") as handle:  # authenticated, as written
         for seq, head in heads:
-            handle.write(json.dumps(asdict(replace(last, seq=seq, head=head)), sort_keys=True,
+            handle.write(json.dumps(asdict(signed(replace(last, seq=seq, head=head), keyring)), sort_keys=True,
                                     separators=(",", ":")) + "\n")
     runtime.close()
     return settings, len(heads)

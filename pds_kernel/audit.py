@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from .audit_actions import check_action
-from .audit_anchor import Anchor, AnchorStore
+from .audit_anchor import ANCHOR_FORMAT, Anchor, AnchorStore, signed
 from .audit_anchor_history import AnchorHistory
 from .audit_chain import (  # noqa: F401  (re-exported)
     CHAIN_KEYED,
@@ -39,6 +39,7 @@ from .audit_chain import (  # noqa: F401  (re-exported)
     compute_keyed_hash,
     verify_chain,
 )
+from .audit_forged import forged_event, forged_lines, recorded_lines
 from .audit_key import AuditKey, Keyring
 from .audit_newest import Newest, Selector, WholeAfter, newest_checked
 from .audit_rotation import ROTATE_ACTION, key_in_force
@@ -309,12 +310,12 @@ class AuditTrail:
         reasons = session.info.pop(_REASON, None) or ["write"]
         if head is None:
             return
-        _, anchors = self._check_writable()
+        keyring, anchors = self._check_writable()
         self._keyed_from = head.keyed_from
         try:
             for reason in reasons:  # the same head once per reason, each found by :meth:`anchored`
-                anchors.append(Anchor(seq=head.seq, head=head.hash, time=_now(), keyed_from=head.keyed_from,
-                                      key_id=head.key_id, reason=reason))
+                anchors.append(signed(Anchor(seq=head.seq, head=head.hash, time=_now(), keyed_from=head.keyed_from,
+                                             key_id=head.key_id, reason=reason), keyring))
             self._floor_key = head.key_id
         except OSError as exc:
             raise IntegrityError(
@@ -344,27 +345,50 @@ class AuditTrail:
             return newest_checked(session, AuditRow.__table__, keyring, anchors, self._history, selectors,
                                   self._whole)
 
-    def verify(self) -> VerifyReport:
-        """Check the chain against the key and the anchors; anchor the head when it is intact."""
+    def verify(self, actor: str = "pds audit verify") -> VerifyReport:
+        """Check the chain against the key and the trusted anchors, name the untrusted anchor lines
+        (recording those found now, as ``actor``: :mod:`pds_kernel.audit_forged`); anchor the head
+        when all is intact."""
         # anchors first, rows second: an anchor is written after its commit, so every anchored
         # entry is visible to the read below (the other order could miss a tail just anchored)
-        anchors = self._anchors.read() if self._anchors is not None else []
+        lines = self._anchors.lines() if self._anchors is not None else []
+        anchors = [line.anchor for line in lines if line.problem is None]
+        keyless = {line.number: line for line in lines if self._lacks_key(line)}
         where = self._anchors.describe() if self._anchors is not None else "no anchor store"
         with transaction(self._sessions) as session:
             # plain rows (not ORM objects): a third of the memory for a long chain
             columns = [getattr(AuditRow, c.key) for c in AuditRow.__table__.columns]
             rows = session.execute(select(*columns).order_by(AuditRow.seq)).all()
-            report = verify_chain(rows, self._keyring, anchors, where)
-        if not report.ok or not report.entries or self._keyring is None or self._anchors is None:
-            return report
-        last = rows[-1]
-        if report.unverifiable and report.unverifiable[-1][1] >= last.seq:
+            report = verify_chain(rows, self._keyring, anchors, where,
+                                  [line.anchor for line in lines if line.problem is None or line.number in keyless])
+        if any(p.kind == "wrong key" for p in report.problems):
+            return report  # another keyring: none of the lines can be checked, and nothing is written
+        lacking = {key_id for _, _, key_id in report.unverifiable}  # keys the chain names, the keyring lacks
+        unchecked = {number for number, line in keyless.items() if line.anchor.key_id in lacking}
+        recorded = recorded_lines(rows, {p.seq for p in report.problems})
+        report = replace(report, forged=forged_lines([line for line in lines if line.number not in unchecked], recorded),
+                         unchecked_anchors=len(unchecked))
+        signs = (self._keyring is not None and self._anchors is not None and not (
+            rows and report.unverifiable and report.unverifiable[-1][1] >= rows[-1].seq))
+        if report.found_forged and signs:  # this keyring holds the key in force: it may write
+            entry = self.record(forged_event(report.found_forged, where, actor))
+            report = replace(report, forged_entry=entry.seq)
+        if not report.ok or not report.entries or not signs:
             return report  # a head this keyring cannot check is never anchored as verified
-        anchor = Anchor(seq=last.seq, head=last.hash, time=_now(),
-                        keyed_from=report.keyed_from if report.keyed_from is not None else last.seq + 1,
-                        key_id=report.head_key or self._keyring.keys[0].key_id, reason="verify")
+        last = rows[-1]
+        anchor = signed(Anchor(seq=last.seq, head=last.hash, time=_now(),
+                               keyed_from=report.keyed_from if report.keyed_from is not None else last.seq + 1,
+                               key_id=report.head_key or self._keyring.keys[0].key_id, reason="verify"),
+                        self._keyring)
         self._anchors.append(anchor)
         return replace(report, anchored=anchor)
+
+
+    def _lacks_key(self, line) -> bool:
+        """``line`` is an anchor of format 2 whose key this keyring lacks (its MAC cannot be checked)."""
+        anchor = line.anchor
+        return (line.problem is not None and anchor is not None and anchor.format == ANCHOR_FORMAT
+                and self._keyring is not None and self._keyring.get(anchor.key_id) is None)
 
 
 def _forget_pending(session: Session) -> None:

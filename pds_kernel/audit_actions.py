@@ -56,7 +56,8 @@ ACTIONS: dict[str, ActionInfo] = {
     "airlock.request.view": ActionInfo(_REQUEST, "a request was shown to a user"),
     "airlock.request.withdraw": ActionInfo(_REQUEST, "the author withdrew a request"),
     "airlock.review.submit": ActionInfo(_REQUEST, "a checker recorded a review (its verdict and comments in details)"),
-    # The audit trail's own keys.
+    # The audit trail's own keys and anchors.
+    "audit.anchor.forged": ActionInfo("anchors", "pds audit verify found anchor lines no check trusts (a bad MAC, a key the keyring lacks, a retired key after its rotation, a line without MAC after authenticated ones, no anchor): each line's number, SHA-256 and why in details (outcome failed); a later verification lists them without failing"),
     "audit.key.reseal": ActionInfo("registry | hub", "seals still made with the previous key after a rotation were made again with the key in force (re-sealed, already sealed, left broken in details)"),
     "audit.key.rotate": ActionInfo("audit-key:<new key id>", "the audit key was rotated: this entry is the last signed with the old key, the next ones with the new one (from_key, to_key, registry approvals re-sealed and left broken in details); denied: refused to a non-administrator"),
     # The command line.

@@ -7,21 +7,27 @@ Two facts:
   it as it was: a tail cut from the database, or the database restored from an older copy, no longer
   does;
 - :attr:`AnchorHistory.rolled_back_from`: the lowest entry anchored again with another hash, or
-  anchored although an entry at least as high was anchored more than :data:`WINDOW` anchors before.
-  Both happen when the database was cut or restored and written again (the platform's own writes
-  then anchor new entries under the numbers of the ones removed), or when someone who may append to
-  the anchor file names an old head as the latest (red team 8). An honest anchor comes late only by
-  the few anchors other commits append between its commit and its own append (a commit of 20,000
-  entries anchors once, so its number may jump far ahead of an anchor still to come).
+  anchored with a hash not anchored for it before although an entry at least as high was anchored
+  more than :data:`WINDOW` anchors before. Both happen when the database was cut or restored and
+  written again (the platform's own writes then anchor new entries under the numbers of the ones
+  removed), or when someone who holds the key and may append to the anchor file names an old entry
+  with another hash (red team 8). An authentic line replayed (the same entry and hash again, as
+  anyone who may append can do) says nothing new: it is no rollback. An honest anchor comes late
+  only by the few anchors other commits append between its commit and its own append (a commit of
+  20,000 entries anchors once, so its number may jump far ahead of an anchor still to come).
 
-``pds audit verify`` reads every anchor and names every such entry; this only answers "may entries
-after number N have been removed", cheaply: the first look of a process reads the whole file
-(about 200 bytes an anchor), every later one only the lines appended since.
+Only trusted lines count (:class:`pds_kernel.audit_anchor.AnchorTrust`: a MAC under the audit key,
+or format 1 before the first authenticated line): a line appended by someone without the key
+neither names a head nor a rollback. ``pds audit verify`` reads every anchor and names every such
+entry, and every untrusted line; this only answers "may entries after number N have been removed",
+cheaply: the first look of a process reads the whole file (about 300 bytes an anchor, one HMAC
+each), every later one only the lines appended since.
 """
 
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import deque
 
 #: How many anchors another commit's anchor may come after, at most, in honest operation.
@@ -39,9 +45,14 @@ class AnchorHistory:
 
     def _start(self) -> None:
         self._offset = 0
+        trust = getattr(self._store, "trust", None)
+        self._trust = trust() if trust is not None else None  #: which lines count, read in order
         self._recent: deque[tuple[int, str]] = deque()  #: the last WINDOW anchors read (entry, hash)
         self._heads: dict[int, tuple[str, int]] = {}  #: entry -> (first hash, how many in _recent)
         self._floor = 0  #: the highest entry anchored before the last WINDOW anchors
+        #: hash((entry, hash)) of every anchor read, 8 bytes each: an authentic line replayed long
+        #: after (the same entry and hash again) says nothing new, and is no rollback
+        self._seen = array("q")
         self.top: tuple[int, str] | None = None
         self.rolled_back_from: int | None = None
 
@@ -53,7 +64,7 @@ class AnchorHistory:
                 self._start()
                 found = (self._store.read(), 0)
             else:
-                found = read_from(self._offset)
+                found = read_from(self._offset, self._trust)
             if found is None:  # the file is shorter than what was read of it: cut or replaced
                 self._rolled_back(0)
                 return
@@ -66,12 +77,14 @@ class AnchorHistory:
         if known is not None:
             honest = known[0] == head
         else:
-            honest = seq > self._floor or (self.top is not None and (seq, head) == self.top)
+            honest = (seq > self._floor or (self.top is not None and (seq, head) == self.top)
+                      or hash((seq, head)) in self._seen)
         if not honest:
             self._rolled_back(seq)
         if self.top is None or seq > self.top[0]:
             self.top = (seq, head)
         self._heads[seq] = (known[0] if known else head, (known[1] if known else 0) + 1)
+        self._seen.append(hash((seq, head)))
         self._recent.append((seq, head))
         if len(self._recent) > WINDOW:
             old, _ = self._recent.popleft()

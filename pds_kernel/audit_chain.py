@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .audit_anchor import Anchor
+from .audit_forged import ForgedLine
 from .audit_hash import (
     CHAIN_KEYED,
     CHAIN_UNKEYED,
@@ -75,10 +76,20 @@ class VerifyReport:
     rotations: tuple[Rotation, ...] = ()  #: the key rotations of the chain, in order
     unverifiable: tuple[tuple[int, int, str], ...] = ()  #: (first, last, key id): a key the keyring lacks
     head_key: str | None = None  #: the key id that signed the last entry (None: unkeyed or empty)
+    #: the anchor lines no check trusts (:mod:`pds_kernel.audit_forged`), recorded before or now
+    forged: tuple[ForgedLine, ...] = ()
+    forged_entry: int | None = None  #: the entry that recorded the ones found now
+    #: anchor lines of a key the chain names but the keyring lacks: not checkable, not counted
+    unchecked_anchors: int = 0
+
+    @property
+    def found_forged(self) -> tuple[ForgedLine, ...]:
+        """The untrusted anchor lines not recorded by an earlier verification."""
+        return tuple(f for f in self.forged if f.recorded is None)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.found_forged
 
 
 def _keyed_from(rows: Sequence[ChainRow], anchors: Sequence[Anchor]) -> int | None:
@@ -99,16 +110,16 @@ class _Checker:
     """One verification: knows the rule and key of each entry, which entries authenticate, the anchors."""
 
     def __init__(self, rows: Sequence[ChainRow], keyring: Keyring | None, anchors: Sequence[Anchor],
-                 where: str):
+                 where: str, key_anchors: Sequence[Anchor]):
         self.rows = rows
         self.keyring = keyring
         self.where = where
         self.keyed_from = _keyed_from(rows, anchors)
         self.segments: list[tuple[int, str]] = []
         if self.keyed_from is not None and keyring is not None:
-            known = set(keyring.ids) | {a.key_id for a in anchors}
+            known = set(keyring.ids) | {a.key_id for a in key_anchors}
             self.segments = key_segments(rows, keyring, self.keyed_from,
-                                         _first_key(keyring, anchors, self.keyed_from), known)
+                                         _first_key(keyring, key_anchors, self.keyed_from), known)
         self.anchored: dict[int, Anchor] = {}
         self.conflicts: list[Problem] = []
         for anchor in anchors:
@@ -284,22 +295,28 @@ class _Checker:
 
 
 def verify_chain(rows: Iterable[ChainRow], keyring: Keyring | None, anchors: Sequence[Anchor],
-                 where: str = "the anchor store") -> VerifyReport:
-    """Check every entry against its rule and key, its neighbours and the anchors; name each problem."""
+                 where: str = "the anchor store", key_anchors: Sequence[Anchor] | None = None) -> VerifyReport:
+    """Check every entry against its rule and key, its neighbours and the anchors; name each problem.
+
+    ``anchors``: the trusted ones (:mod:`pds_kernel.audit_anchor`). ``key_anchors``: those and, in
+    file order, the lines of keys the keyring lacks (a lost retired key, a key this process has not
+    received yet: their MACs cannot be checked), read only for which key signed first and which
+    keys exist (``anchors`` when not given)."""
     rows = list(rows)
+    key_anchors = anchors if key_anchors is None else key_anchors
     keyed_from = _keyed_from(rows, anchors)
     if keyed_from is not None and rows and rows[-1].seq >= keyed_from:
         if keyring is None:
             return VerifyReport(len(rows), (Problem(keyed_from, "wrong key", (
                 f"entries from {keyed_from} on are keyed but no audit key is configured: set "
                 "audit.key_file")),), keyed_from, anchor_store=where)
-        named = {a.key_id for a in anchors if a.seq >= keyed_from}
+        named = {a.key_id for a in key_anchors if a.seq >= keyed_from}
         if named and not named & set(keyring.ids):
             return VerifyReport(len(rows), (Problem(keyed_from, "wrong key", (
                 f"the configured audit keyring (key {', '.join(keyring.ids)}) is not the one that wrote "
                 f"the chain: it holds none of the keys the anchors in {where} name (key "
                 f"{', '.join(sorted(named))}): configure that key file")),), keyed_from, anchor_store=where)
-    checker = _Checker(rows, keyring, anchors, where)
+    checker = _Checker(rows, keyring, anchors, where, key_anchors)
     problems = checker.problems()
     if keyed_from is not None and not anchors and rows:
         problems.append(Problem(keyed_from, "unanchored", (

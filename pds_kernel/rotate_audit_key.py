@@ -67,7 +67,8 @@ def rotate_audit_key(runtime, actor: str) -> RotationReport:
             counts = reseal_approvals(s, old, newest)
             entry = audit.record(AuditEvent(
                 actor=actor, action=ROTATE_ACTION, target=f"audit-key:{newest.key_id}",
-                details={"from_key": old.key_id, "to_key": newest.key_id, "registry": counts}), session=s)
+                details={"from_key": old.key_id, "to_key": newest.key_id, "registry": counts}), session=s,
+                anchor_reason=ROTATE_ACTION)  # its anchor retires the old key for the anchors after it
             rotation_seq = entry.seq
         else:
             old = _replaced_key(s, keyring, newest.key_id)

@@ -56,7 +56,8 @@ class Runtime:
         from .audit_key import load_keyring
 
         keyring = load_keyring(self.settings.audit_key_file, create=self.settings.audit.create_key)
-        return AuditTrail(self.sessions, keyring=keyring, anchors=FileAnchorStore(self.settings.audit_anchor_file))
+        return AuditTrail(self.sessions, keyring=keyring,
+                          anchors=FileAnchorStore(self.settings.audit_anchor_file, keyring))
 
     def close(self) -> None:
         if self._engine is not None:

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from ..audit_actions import ACTIONS
+from ..audit_forged import message as forged_message
 from ..db import check_database_exists
 from ..errors import IntegrityError
 from .app import console
@@ -25,7 +26,8 @@ def _runtime(ctx: typer.Context):
 def verify(ctx: typer.Context) -> None:
     """Check the keyed chain and its anchors; name every edited, deleted, reordered, inserted or
     rewritten entry. Anchors the head when the chain is intact."""
-    report = _runtime(ctx).audit.verify()
+    report = _runtime(ctx).audit.verify(ctx.obj.actor)
+    _print_forged(report)
     if report.ok:
         anchored = report.anchored
         where = (f"head anchored at entry {anchored.seq} ({anchored.head[:16]}…, {anchored.time}) "
@@ -39,10 +41,21 @@ def verify(ctx: typer.Context) -> None:
     _print_keys(report)
     for problem in report.problems:
         console.print(f"[red]{problem.kind}[/]: {problem.message}", highlight=False, soft_wrap=True)
+    if not report.problems:
+        raise IntegrityError(forged_message(report.found_forged, report.anchor_store, report.forged_entry))
     raise IntegrityError(
         f"audit trail broken: {len(report.problems)} problem(s) in {report.entries} entries "
         f"(anchors: {report.anchor_store}); see docs/audit.md"
+        + (f"; and {len(report.found_forged)} untrusted anchor line(s)" if report.found_forged else "")
     )
+
+
+def _print_forged(report) -> None:
+    for forged in report.forged:
+        said = (f"recorded at entry {forged.recorded}" if forged.recorded is not None
+                else f"recorded now at entry {report.forged_entry}" if report.forged_entry is not None else "")
+        console.print(f"[red]forged anchor[/]: line {forged.line} of {report.anchor_store} is not trusted: "
+                      f"{forged.why}" + (f" ({said})" if said else ""), highlight=False, soft_wrap=True)
 
 
 def _print_keys(report) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import MetaData, select, text
 
 from pds_kernel import schema
 from pds_kernel.audit_anchor import FileAnchorStore
+from pds_kernel.audit_key import load_keyring
 from pds_kernel.db import Base, import_models, make_engine
 from pds_kernel.errors import IntegrityError
 from pds_kernel.runtime import Runtime
@@ -276,7 +277,7 @@ def test_upgrade_a_database_written_by_the_previous_release(backend, settings, t
     assert {row["chain_version"] for row in after["audit_log"]} == {1}
 
     # and anchored it outside the database: a deleted entry would not make the mark count again
-    anchors = FileAnchorStore(settings.audit_anchor_file).read()
+    anchors = FileAnchorStore(settings.audit_anchor_file, load_keyring(settings.audit_key_file, create=False)).read()
     assert [a.seq for a in anchors if a.reason == "registry.seals.upgrade"] == [sealed["seq"]]
     assert [a.seq for a in anchors if a.reason == "registry.bootstrap.end"] == [ended["seq"]]
     verified = subprocess.run([PDS, "audit", "verify"], env=current, cwd=tmp_path, capture_output=True, text=True)

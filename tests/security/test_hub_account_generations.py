@@ -145,7 +145,7 @@ def test_the_revocation_cut_from_the_end_of_the_trail(world):
     assert rows(runtime)[-1]["seq"] == revocation.seq
     as_owner(runtime, "DELETE FROM audit_log WHERE seq = :seq", params=[{"seq": revocation.seq}])
     before = rows(runtime)[-1]
-    anchors = FileAnchorStore(Path(runtime.settings.audit_anchor_file))
+    anchors = FileAnchorStore(Path(runtime.settings.audit_anchor_file), runtime.audit.keyring)
     anchors.append(replace(anchors.read()[-1], seq=before["seq"], head=before["hash"], time="2099-01-01T00:00:00+00:00"))
     reason = refused(runtime, "alice", secrets["alice"])
     assert reason.startswith(BROKEN) and f"entry {revocation.seq} is not the one anchored" in reason, reason

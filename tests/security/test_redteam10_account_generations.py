@@ -11,11 +11,12 @@ of what the check remembers), one anchor far ahead of the trail (to lock every a
 good), and the revocation's own audit entry kept from being written (the account between the hub
 database's commit and that entry).
 
-One got through before its fix: the revocation whose audit entry a trigger of the platform
-database's owner refused was reported as a database error only; the administrator is now told that
-the revocation is not recorded and what that leaves open. Two are strict expected failures
-(residual risks, ADR 13 amended and docs/audit.md): that old row put back then signs in, and one
-anchor line far ahead of the trail locks every local account out for good.
+Two got through before their fixes: the revocation whose audit entry a trigger of the platform
+database's owner refused was reported as a database error only (the administrator is now told that
+the revocation is not recorded and what that leaves open), and one anchor line far ahead of the
+trail locked every local account out for good (anchor lines now carry a MAC under the audit key:
+red team 11, tests/security/test_redteam11_anchor_mac.py). One is a strict expected failure (a
+residual risk, ADR 13 amended and docs/audit.md): that old row put back then signs in.
 
 The accounts are checked by the real authenticator on the real hub database, on SQLite and on
 PostgreSQL (``db_runtime``), as tests/security/test_hub_account_generations.py does.
@@ -32,7 +33,7 @@ from audit_support import as_owner, fill, insert, rows
 from hub_account_seals_support import put_back, snapshot
 from test_hub_account_generations import PASSWORD, refused, sealed, world_fixture  # noqa: F401  (the fixture world)
 
-from pds_kernel.audit_anchor import FileAnchorStore
+from pds_kernel.audit_anchor import FileAnchorStore, signed
 from pds_kernel.audit_anchor_history import WINDOW
 from pds_kernel.errors import IntegrityError
 from pds_kernel.hub.account_generations import UPGRADE_ACTION, Generations
@@ -42,7 +43,7 @@ from pds_kernel.registry import Registry
 
 
 def _anchors(runtime) -> FileAnchorStore:
-    return FileAnchorStore(Path(runtime.settings.audit_anchor_file))
+    return FileAnchorStore(Path(runtime.settings.audit_anchor_file), runtime.audit.keyring)
 
 
 def _revoke(runtime, user: str) -> None:
@@ -81,13 +82,18 @@ def test_an_entry_replayed_as_the_one_time_sealing_names_nothing_newer(world):
 
 
 def test_an_old_head_named_again_refuses_only_until_a_reset(world):
-    """Someone who may append to the anchor file names the latest anchored entry with another hash:
-    the accounts whose newest write came before it are refused (the trail may have been cut and
-    written again), and an administrator's reset of one brings it back. Nobody is let in by it."""
+    """The latest anchored entry named again with another hash. Without the key (a real line's MAC
+    kept on the changed hash) the line counts for nothing: alice signs in. Signed with the key (its
+    holder, or the platform's own anchors after a restore written over), the accounts whose newest
+    write came before it are refused (the trail may have been cut and written again), and an
+    administrator's reset of one brings it back. Nobody is let in by it."""
     runtime, secrets = world
     fill(runtime, 3)
     anchors = _anchors(runtime)
-    anchors.append(replace(anchors.read()[-1], head="0" * 64, time="2099-01-01T00:00:00+00:00"))
+    named_again = replace(anchors.read()[-1], head="0" * 64, time="2099-01-01T00:00:00+00:00")
+    anchors.append(named_again)
+    assert refused(runtime, "alice", secrets["alice"]) is None
+    anchors.append(signed(named_again, runtime.audit.keyring))
     reason = refused(runtime, "alice", secrets["alice"])
     assert reason is not None and reason.startswith(BROKEN) and "anchored twice" in reason, reason
     provision_account(runtime.settings, Registry.from_runtime(runtime), "alice", PASSWORD, actor="root", reset=True)
@@ -98,7 +104,8 @@ def test_an_old_head_named_again_refuses_only_until_a_reset(world):
 def test_a_window_of_anchors_appended_ahead_lets_no_old_row_in(world):
     """After alice's revocation, someone who may append to the anchor file appends more than WINDOW
     anchors of entries still to come (to push the revocation's anchor out of what the check
-    remembers), then her approved row is put back: still refused (the anchors can only refuse more)."""
+    remembers), then her approved row is put back: still refused (the anchors can only refuse more;
+    and without the key those lines count for nothing since anchors carry a MAC)."""
     runtime, secrets = world
     before = snapshot(runtime, "alice")
     _revoke(runtime, "alice")
@@ -112,15 +119,12 @@ def test_a_window_of_anchors_appended_ahead_lets_no_old_row_in(world):
     assert reason is not None and reason.startswith(BROKEN), reason
 
 
-@pytest.mark.xfail(strict=True, reason="residual risk (docs/audit.md, ADR 13): anchors carry no MAC; one line "
-                                       "far ahead of the trail refuses every local account until the trail "
-                                       "reaches that number, i.e. for good on an append-only file")
 def test_one_anchor_line_far_ahead_locks_every_account_out_for_good(world):
     """Someone who may append to the anchor file (as the platform's account may, even with
-    ``chattr +a``) but holds no key appends one line naming entry 10**12: every account is refused
-    (the anchored entry is not in the database: a cut trail, as far as anything without a key can
-    tell), and the line cannot be removed from a write-once file. The attack succeeds: this test
-    asserts it does not (a strict expected failure)."""
+    ``chattr +a``) but holds no key appends one line naming entry 10**12 (a real line's fields,
+    its MAC kept). It got through before anchors carried a MAC (every account refused, for good on a
+    write-once file); now the line does not authenticate and counts for nothing: the accounts sign
+    in, and ``pds audit verify`` names the line (tests/security/test_redteam11_anchor_mac.py)."""
     runtime, secrets = world
     anchors = _anchors(runtime)
     anchors.append(replace(anchors.read()[-1], seq=10**12, head="f" * 64))

@@ -138,7 +138,7 @@ def test_roll_back_and_append_anchors_for_the_old_head(db_runtime):
     backup = snapshot(db_runtime, "old")
     old_head = rows(db_runtime)[-1]
     fill(db_runtime, 4)  # entries 4..7: the ones the attacker wants gone
-    anchors = FileAnchorStore(Path(db_runtime.settings.audit_anchor_file))
+    anchors = FileAnchorStore(Path(db_runtime.settings.audit_anchor_file), db_runtime.audit.keyring)
     last = anchors.read()[-1]
     restore(db_runtime, backup)
     assert last.seq == 7

@@ -1,20 +1,23 @@
 """The anchors' history read incrementally (``pds_kernel/audit_anchor_history.py``): what honest
 writers append is never taken for a rollback, and a number anchored again with another hash, or
-long after a higher one, is; on a real anchor file."""
+with a new hash long after a higher one, is; on a real anchor file of authenticated lines."""
 
 from __future__ import annotations
 
-from pds_kernel.audit_anchor import Anchor, FileAnchorStore
+from pds_kernel.audit_anchor import Anchor, FileAnchorStore, signed
 from pds_kernel.audit_anchor_history import WINDOW, AnchorHistory
+from pds_kernel.audit_key import AuditKey, Keyring
+
+KEYRING = Keyring((AuditKey(b"k" * 32),))
 
 
 def _anchor(seq: int, tag: str = "", reason: str = "write") -> Anchor:
-    return Anchor(seq=seq, head=f"{tag}{seq}".rjust(64, "0"), time="2026-12-05T00:00:00+00:00", keyed_from=1,
-                  key_id="0" * 16, reason=reason)
+    return signed(Anchor(seq=seq, head=f"{tag}{seq}".rjust(64, "0"), time="2026-12-05T00:00:00+00:00", keyed_from=1,
+                         key_id=KEYRING.keys[0].key_id, reason=reason), KEYRING)
 
 
 def test_honest_anchors_late_repeated_or_after_a_large_commit(tmp_path):
-    store = FileAnchorStore(tmp_path / "anchors.jsonl")
+    store = FileAnchorStore(tmp_path / "anchors.jsonl", KEYRING)
     history = AnchorHistory(store)
     for seq in range(1, 2 * WINDOW):
         store.append(_anchor(seq))
@@ -32,7 +35,7 @@ def test_honest_anchors_late_repeated_or_after_a_large_commit(tmp_path):
 
 
 def test_a_number_anchored_again_with_another_hash_or_an_old_head_named_again(tmp_path):
-    store = FileAnchorStore(tmp_path / "anchors.jsonl")
+    store = FileAnchorStore(tmp_path / "anchors.jsonl", KEYRING)
     for seq in range(1, 3 * WINDOW):
         store.append(_anchor(seq))
     history = AnchorHistory(store)
@@ -43,14 +46,17 @@ def test_a_number_anchored_again_with_another_hash_or_an_old_head_named_again(tm
     store.append(_anchor(WINDOW, tag="b"))  # long ago
     history.refresh()
     assert history.rolled_back_from == WINDOW
-    store.append(_anchor(WINDOW // 2))  # an old head named again (red team 8)
+    store.append(_anchor(WINDOW // 2))  # an old head named again as it was: says nothing new
+    history.refresh()
+    assert history.rolled_back_from == WINDOW
+    store.append(_anchor(WINDOW // 2, tag="c"))  # an old number with another hash (red team 8, with the key)
     history.refresh()
     assert history.rolled_back_from == WINDOW // 2
     assert history.top[0] == 3 * WINDOW - 1
 
 
 def test_an_anchor_file_cut_is_a_rollback(tmp_path):
-    store = FileAnchorStore(tmp_path / "anchors.jsonl")
+    store = FileAnchorStore(tmp_path / "anchors.jsonl", KEYRING)
     for seq in range(1, 10):
         store.append(_anchor(seq))
     history = AnchorHistory(store)
