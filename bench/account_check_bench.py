@@ -104,7 +104,7 @@ def run(out_dir: Path, quick: bool) -> dict:
                 "membership watcher make of a local hub account (its seal, the generation of its newest "
                 "write in the audit trail, the trail whole after it as the anchors know it: "
                 "docs/adr/0013, amended). Peer: the bcrypt check of the password that every sign-in "
-                "makes anyway. The first check of a process reads the whole anchor file and counts "
-                "every entry after the account's newest write; later ones read and count only what "
+                "makes anyway. The first check of a process reads the whole anchor file (one HMAC a line: "
+                "anchors are authenticated) and counts every entry after the account's newest write; later ones read and count only what "
                 "was added since.")
     return {"title": "Hub account check at sign-in with a long audit trail", "rows": rows, "markdown": markdown}
