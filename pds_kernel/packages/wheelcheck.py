@@ -41,6 +41,8 @@ MAX_MEMBERS = 10_000
 MAX_RATIO = 200
 #: bytes of a wheel's METADATA
 MAX_METADATA = 1024 * 1024
+#: bytes of a wheel's RECORD (read whole before any budget: torch's, 16,000 rows, is 1.9 MB)
+MAX_RECORD = 16 * 1024 * 1024
 #: the folders of ``NAME-VERSION.data/`` pip installs (the install schemes)
 SCHEMES = {"purelib", "platlib", "scripts", "headers", "data"}
 _CHUNK = 1 << 20
@@ -88,14 +90,19 @@ def _dist_info(names: list[str]) -> str:
 def _record(archive: zipfile.ZipFile, names: list[str]) -> dict[str, tuple[str, str]]:
     """The rows of the wheel's ``.dist-info/RECORD``: path -> (hash, size)."""
     record = f"{_dist_info(names)}/RECORD"
+    if archive.getinfo(record).file_size > MAX_RECORD:  # zipfile reads no more than the size it declares
+        raise _Refused(f"its RECORD is more than {MAX_RECORD} bytes")
     rows = {}
     text = archive.read(record).decode("utf-8", "replace")
-    for row in csv.reader(io.StringIO(text)):
-        if not row:
-            continue
-        if len(row) != 3 or row[0] in rows:
-            raise _Refused(f"RECORD row {','.join(row)[:200]!r} is malformed or repeated")
-        rows[row[0]] = (row[1], row[2])
+    try:
+        for row in csv.reader(io.StringIO(text)):
+            if not row:
+                continue
+            if len(row) != 3 or row[0] in rows:
+                raise _Refused(f"RECORD row {','.join(row)[:200]!r} is malformed or repeated")
+            rows[row[0]] = (row[1], row[2])
+    except csv.Error as exc:  # a field past csv's limit (128 KiB), a NUL byte
+        raise _Refused(f"its RECORD cannot be read as CSV: {str(exc)[:200]}") from None
     rows.pop(record, None)
     return rows
 

@@ -79,3 +79,4 @@ def test_data_descriptors_pass(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         assert all(i.flag_bits & 0x08 for i in archive.infolist())
     assert wheel_refusal(wheel, LIMIT) is None
+
