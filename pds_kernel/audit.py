@@ -55,6 +55,8 @@ _PENDING = "pds_audit_pending_head"
 _KEY_IN_FORCE = "pds_audit_key_in_force"
 #: key of :attr:`Session.info` holding the reason of the anchor its commit writes (``write`` if unset)
 _REASON = "pds_audit_anchor_reason"
+#: set once a transaction recorded a key rotation: nothing may follow it there (:func:`append_many`)
+_ROTATED = "pds_audit_rotated"
 
 
 class AuditRow(Base):
@@ -164,6 +166,9 @@ def append_many(session: Session, events: list[AuditEvent], keyring: Keyring,
     if any(item.action == ROTATE_ACTION for item in events) and len(events) > 1:
         raise IntegrityError(f"{ROTATE_ACTION} is recorded alone (the entries after it are signed "
                              "with the new key)")
+    if session.info.get(_ROTATED):
+        raise IntegrityError(f"nothing is recorded after {ROTATE_ACTION} in its transaction: the anchor "
+                             "of its commit names the old key's last entry, and retires that key")
     lock_chain(session)
     key = signing_key(session, keyring, floor)
     _check_seal_key(session, key)
@@ -188,6 +193,8 @@ def append_many(session: Session, events: list[AuditEvent], keyring: Keyring,
         seq += 1
     session.execute(insert(AuditRow), rows)
     session.info[_PENDING] = _Head(rows[-1]["seq"], rows[-1]["hash"], keyed_from, key.key_id)
+    if events[-1].action == ROTATE_ACTION:
+        session.info[_ROTATED] = True  # the last entry of its transaction (checked above)
     return [_entry(AuditRow(**row)) for row in rows]
 
 
@@ -306,6 +313,7 @@ class AuditTrail:
         return any(anchor.reason == reason for anchor in anchors.read())
 
     def _after_commit(self, session: Session) -> None:
+        session.info.pop(_ROTATED, None)
         head = session.info.pop(_PENDING, None)
         reasons = session.info.pop(_REASON, None) or ["write"]
         if head is None:
@@ -393,6 +401,7 @@ class AuditTrail:
 
 def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_ROTATED, None)
     session.info.pop(_REASON, None)
 
 

@@ -128,3 +128,29 @@ def test_the_commands(runtime, tmp_path):
         assert f"key {new.key_id} from entry" in verified.stdout
     finally:
         runtime.close()
+
+
+def test_nothing_is_recorded_after_a_rotation_in_its_transaction(runtime):
+    """The anchor of a rotation's commit names the old key's last entry and retires that key from
+    there on (docs/adr/0014): an entry after it in the same transaction would be signed with the new
+    key and make that anchor retire the wrong one. Refused, and the transaction leaves nothing."""
+    from pds_kernel.audit_rotation import ROTATE_ACTION
+
+    fill(runtime, 1)
+    runtime, new = add_key(runtime)
+    try:
+        before = len(runtime.audit.entries())
+        session = runtime.sessions()
+        try:
+            runtime.audit.record(AuditEvent(actor="root", action=ROTATE_ACTION, target=f"audit-key:{new.key_id}",
+                                            details={"to_key": new.key_id}), session=session, anchor_reason=ROTATE_ACTION)
+            with pytest.raises(IntegrityError, match="nothing is recorded after audit.key.rotate"):
+                runtime.audit.record(_event(), session=session)
+        finally:
+            session.rollback()
+            session.close()
+        assert len(runtime.audit.entries()) == before
+        runtime.audit.record(_event(1))  # the next transaction is not held by the refused one
+        assert len(runtime.audit.entries()) == before + 1
+    finally:
+        runtime.close()
