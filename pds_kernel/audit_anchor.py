@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from .audit_hash import same_digest
 from .audit_key import AuditKey, Keyring
 from .audit_rotation import ROTATE_ACTION
 
@@ -149,7 +150,7 @@ class AnchorTrust:
             return (f"it names key {anchor.key_id}, which the audit keyring lacks (forged, or a retired "
                     "key removed from the keyring)")
         index, keyed = known
-        if not hmac.compare_digest(anchor_mac(anchor, keyed), anchor.mac):
+        if not same_digest(anchor.mac, anchor_mac(anchor, keyed)):
             return f"its MAC does not verify under key {anchor.key_id}: forged, or edited"
         retired = self._retired_from.get(anchor.key_id)
         if retired is not None and anchor.seq >= retired:
@@ -260,7 +261,7 @@ class FileAnchorStore:
             anchor = parse_line(line)
             if anchor is not None and anchor.format == ANCHOR_FORMAT:
                 key = self.keyring.get(anchor.key_id)
-                if key is not None and hmac.compare_digest(anchor_mac(anchor, key), anchor.mac):
+                if key is not None and same_digest(anchor.mac, anchor_mac(anchor, key)):
                     return anchor
         trusted = self.read()
         return trusted[-1] if trusted else None

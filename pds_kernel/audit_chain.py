@@ -19,7 +19,6 @@ keyring lacks (a lost retired key: readable, not verifiable).
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,6 +32,7 @@ from .audit_hash import (
     compute_hash,
     compute_keyed_hash,
     row_values,
+    same_digest,
 )
 from .audit_key import AuditKey, Keyring
 from .audit_rotation import Rotation, key_at, key_segments
@@ -156,15 +156,15 @@ class _Checker:
         expected = self.expected_hash(row, seq)
         if expected is None:  # the key is lost: readable, not verifiable (reported apart)
             return True
-        return hmac.compare_digest(expected, row.hash)
+        return same_digest(row.hash, expected)
 
     def retired_key_of(self, row: ChainRow) -> str | None:
         """Another key of the keyring that made ``row``'s hash (a retired key used after its
         rotation, or a newer key before it), or ``None``."""
         current = key_at(self.segments, row.seq)
         for key in self.keyring.keys if self.keyring is not None else ():
-            if key.key_id != current and hmac.compare_digest(
-                    compute_keyed_hash(key, **_values(row)), row.hash):
+            if key.key_id != current and same_digest(
+                    row.hash, compute_keyed_hash(key, **_values(row))):
                 return key.key_id
         return None
 
@@ -181,7 +181,7 @@ class _Checker:
         for seq in sorted(c for c in candidates if c >= 1):
             version = CHAIN_KEYED if self.keyed(seq) else CHAIN_UNKEYED
             expected = self.expected_hash(row, seq)
-            if row.chain_version == version and expected is not None and hmac.compare_digest(expected, row.hash):
+            if row.chain_version == version and expected is not None and same_digest(row.hash, expected):
                 return seq
         return None
 

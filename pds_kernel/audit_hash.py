@@ -46,3 +46,12 @@ def row_values(row, seq: int | None = None) -> dict[str, Any]:
     if seq is not None:
         values["seq"] = seq
     return values
+
+
+def same_digest(found: object, expected: object) -> bool:
+    """Whether ``found`` (read from a database row or an anchor line: anything a hostile writer
+    put there) is the digest ``expected``, compared in constant time. As bytes: ``hmac.compare_digest``
+    raises on text that is not ASCII, which ended every check of the trail with an exception."""
+    if not isinstance(found, str) or not isinstance(expected, str):
+        return False
+    return hmac.compare_digest(found.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))

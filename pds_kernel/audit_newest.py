@@ -26,7 +26,6 @@ the rest (an entry replaced by a forged one of the same number, an anchor older 
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from .audit_anchor import AnchorStore
 from .audit_anchor_history import AnchorHistory
-from .audit_hash import CHAIN_KEYED, compute_keyed_hash, row_values
+from .audit_hash import CHAIN_KEYED, compute_keyed_hash, row_values, same_digest
 from .audit_key import Keyring
 from .audit_rotation import ROTATE_ACTION, key_in_force
 from .errors import IntegrityError
@@ -70,7 +69,7 @@ def authentic(row, keyring: Keyring, rotations: Sequence) -> bool:
         key = key_in_force([r for r in rotations if r.seq < row.seq], keyring)
     except IntegrityError:  # a key this keyring lacks: not checkable here, so not relied on
         return False
-    return hmac.compare_digest(compute_keyed_hash(key, **row_values(row)), row.hash)
+    return same_digest(row.hash, compute_keyed_hash(key, **row_values(row)))
 
 
 class WholeAfter:
@@ -128,7 +127,7 @@ def missing_after(session: Session, table, anchors: AnchorStore, history: Anchor
 
 def _holds(session: Session, table, seq: int, head: str) -> bool:
     found = session.execute(select(table.c.hash).where(table.c.seq == seq)).scalar()
-    return found is not None and hmac.compare_digest(found, head)
+    return same_digest(found, head)
 
 
 def newest_checked(session: Session, table, keyring: Keyring, anchors: AnchorStore, history: AnchorHistory,

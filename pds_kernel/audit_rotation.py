@@ -19,12 +19,11 @@ Two readings of the same rule (pure: rows and keyring in, answer out):
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .audit_hash import CHAIN_KEYED, compute_keyed_hash, row_values
+from .audit_hash import CHAIN_KEYED, compute_keyed_hash, row_values, same_digest
 from .audit_key import AuditKey, Keyring
 from .errors import IntegrityError
 
@@ -57,8 +56,8 @@ def claimed_rotation(row) -> Rotation | None:
 
 
 def _signed_by(row, key: AuditKey) -> bool:
-    return row.chain_version == CHAIN_KEYED and hmac.compare_digest(
-        compute_keyed_hash(key, **row_values(row)), row.hash)
+    return row.chain_version == CHAIN_KEYED and same_digest(
+        row.hash, compute_keyed_hash(key, **row_values(row)))
 
 
 def key_in_force(rotation_rows: Sequence, keyring: Keyring) -> AuditKey:

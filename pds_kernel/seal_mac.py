@@ -17,6 +17,7 @@ import hmac
 import json
 from collections.abc import Callable
 
+from .audit_hash import same_digest
 from .audit_key import AuditKey
 
 #: A key, or where to read the key in force (``AuditTrail.key``, given the row's session of the
@@ -35,5 +36,6 @@ def seal_of(key: AuditKey, domain: bytes, fields: list) -> str:
 
 
 def seal_matches(seal: object, expected: str) -> bool:
-    """``seal`` (as read from a database: anything) is ``expected``, compared in constant time."""
-    return isinstance(seal, str) and hmac.compare_digest(seal, expected)
+    """``seal`` (as read from a database: anything) is ``expected``, compared in constant time
+    (:func:`~pds_kernel.audit_hash.same_digest`: text that is not ASCII is no seal, not an error)."""
+    return same_digest(seal, expected)

@@ -262,3 +262,21 @@ def test_the_upgrade_from_a_file_of_format_1_lines(world):
         assert all(line.problem is None for line in store.lines()[:len(old_lines)])  # the old lines still count
     finally:
         upgraded.close()
+
+
+def test_a_mac_of_non_ascii_characters(world):
+    """Red team 10's lock-out with a MAC the attacker wrote in non-ASCII characters (and lone
+    surrogates): comparing it must not raise (``hmac.compare_digest`` refuses non-ASCII text, which
+    ended every account check with an exception: got through before its fix). The line counts for
+    nothing; verify names it."""
+    runtime, secrets = world
+    line = replace(_anchors(runtime).read()[-1], seq=FAR, head="f" * 64)
+    store = _anchors(runtime)
+    for mac in ("é" * 64, "\udc80" * 64):
+        text = json.dumps({**asdict(line), "mac": mac}, sort_keys=True, separators=(",", ":")) + "\n"
+        with open(store.path, "a", encoding="utf-8", errors="surrogatepass") as handle:
+            handle.write(text)
+    numbers = [line.number for line in store.lines()[-2:]]
+    _nobody_locked_out(runtime, secrets)
+    report = runtime.audit.verify()
+    assert not report.problems and [f.line for f in report.found_forged] == numbers, report
