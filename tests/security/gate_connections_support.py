@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from urllib.parse import urlparse
 
 import pytest
-from gate_support import PREFIX, FakeIdentity, Gate, gate_registry_fixture, live_server  # noqa: F401  (fixture)
+from gate_support import PREFIX, FakeIdentity, Gate, closed_within, gate_registry_fixture, live_server  # noqa: F401  (fixture; closed_within re-exported)
 
 from pds_kernel.airlock.limits import AirlockLimits
 from pds_kernel.airlock.service import AirlockService
@@ -84,30 +83,6 @@ def small_settings_fixture(settings):
 def small_gate_fixture(runtime, gate_registry):
     with serve_gate(runtime, gate_registry, SMALL) as served:
         yield served
-
-
-def closed_within(sock: socket.socket, seconds: float, drip: bytes | None = None, every: float = 0.2) -> tuple[float, bytes]:
-    """Wait until the gate closes ``sock`` (sending ``drip`` every ``every`` seconds meanwhile);
-    the seconds it took (``seconds`` or more: still open) and what the gate answered."""
-    start = time.monotonic()
-    answer = b""
-    while time.monotonic() - start < seconds:
-        if drip:
-            try:
-                sock.sendall(drip)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-        sock.settimeout(every)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        answer += chunk
-    return time.monotonic() - start, answer
 
 
 def upload_head(length: int | None, token: str = "fake-alice", boundary: str = "b0undary", extra: str = "") -> bytes:

@@ -13,7 +13,9 @@ bob (researcher and checker); root is a platform admin and a checker of no proje
 from __future__ import annotations
 
 import re
+import socket
 import sys
+import time
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -130,3 +132,27 @@ def spaces(size: int, chunk: int = 1024 * 1024):
     while size > 0:
         yield b" " * min(chunk, size)
         size -= chunk
+
+
+def closed_within(sock: socket.socket, seconds: float, drip: bytes | None = None, every: float = 0.2) -> tuple[float, bytes]:
+    """Wait until the gate closes ``sock`` (sending ``drip`` every ``every`` seconds meanwhile);
+    the seconds it took (``seconds`` or more: still open) and what the gate answered."""
+    start = time.monotonic()
+    answer = b""
+    while time.monotonic() - start < seconds:
+        if drip:
+            try:
+                sock.sendall(drip)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        sock.settimeout(every)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        answer += chunk
+    return time.monotonic() - start, answer

@@ -26,7 +26,7 @@ import time
 from urllib.parse import urlparse
 
 import pytest
-from gate_support import PREFIX, PROJECT, files, gate_fixture, gate_registry_fixture  # noqa: F401  (fixtures)
+from gate_support import PREFIX, PROJECT, closed_within, files, gate_fixture, gate_registry_fixture  # noqa: F401  (fixtures)
 
 from pds_kernel.airlock.web import handlers
 
@@ -64,26 +64,15 @@ def _statuses(answer: bytes) -> list[int]:
 
 def _trickle_until_closed(gate, head: bytes, limit: float) -> tuple[float, bytes]:
     """Send ``head`` then one byte every 0.2 s; seconds until the gate closed the connection."""
-    start = time.monotonic()
-    answer = b""
     with socket.create_connection(_address(gate), timeout=2) as sock:
         sock.sendall(head)
-        while time.monotonic() - start < limit:
-            try:
-                sock.sendall(b"x")
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sock.settimeout(0.2)
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                continue
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            answer += chunk
-        return time.monotonic() - start, answer
+        return closed_within(sock, limit, drip=b"x", every=0.2)
+
+
+def _withdraw_head(token: str, framing: str) -> bytes:
+    """The headers of a JSON withdraw with ``token`` and the body framing headers ``framing``."""
+    return (f"POST {PREFIX}api/requests/{'a' * 32}/withdraw HTTP/1.1\r\nHost: x\r\nAuthorization: token {token}\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n").encode()
 
 
 def _refused_head(path: str, length: int, *, api: bool = True) -> bytes:
@@ -172,8 +161,7 @@ def test_content_length_variants_never_desynchronise_the_connection(gate, declar
     gate answers at most one response each, never a 2xx to the second (it has no token), and never
     reads the body as a request of its own."""
     body = b"GET /"  # five bytes that begin a request line, if the gate miscounted the body
-    head = (f"POST {PREFIX}api/requests/{'a' * 32}/withdraw HTTP/1.1\r\nHost: x\r\nAuthorization: token {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n").encode()
+    head = _withdraw_head(token, f"Content-Length: {declared}\r\n")
     answer = _exchange(gate, head + body + PIPELINED)
     codes = _statuses(answer)
     assert len(codes) <= 2 and all(c >= 400 for c in codes), (declared, token, answer[:400])
@@ -182,8 +170,7 @@ def test_content_length_variants_never_desynchronise_the_connection(gate, declar
 
 @pytest.mark.parametrize("token", ["revoked-abc", "fake-mallory"])
 def test_two_content_length_headers_are_no_way_to_split_a_request(gate, token):
-    head = (f"POST {PREFIX}api/requests/{'a' * 32}/withdraw HTTP/1.1\r\nHost: x\r\nAuthorization: token {token}\r\n"
-            "Content-Type: application/json\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n").encode()
+    head = _withdraw_head(token, "Content-Length: 0\r\nContent-Length: 5\r\n")
     answer = _exchange(gate, head + b"GET /" + PIPELINED)
     codes = _statuses(answer)
     assert len(codes) <= 2 and all(c >= 400 for c in codes), answer[:400]
@@ -193,8 +180,7 @@ def test_two_content_length_headers_are_no_way_to_split_a_request(gate, token):
 @pytest.mark.parametrize("token", ["revoked-abc", "fake-mallory"])
 def test_content_length_with_chunked_encoding_is_refused(gate, token):
     """Both framings in one request (the classic desynchronisation of a proxy and its server)."""
-    head = (f"POST {PREFIX}api/requests/{'a' * 32}/withdraw HTTP/1.1\r\nHost: x\r\nAuthorization: token {token}\r\n"
-            "Content-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    head = _withdraw_head(token, "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n")
     answer = _exchange(gate, head + b"0\r\n\r\n" + PIPELINED)
     assert all(c >= 400 for c in _statuses(answer)) and b'"name"' not in answer, answer[:400]
 
