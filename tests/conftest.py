@@ -15,9 +15,9 @@ import pytest
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Database, Paths, Settings
 
-# ---- parallel runs (pytest-xdist, ``make test`` runs two workers) --------------------------------
+# ---- parallel runs (pytest-xdist, ``make test`` runs two workers per core) -----------------------
 # Sandboxes get a control group per (project, user) below the caller's own (pds_kernel.sandbox.
-# cgroup). Two workers running alice's diabetes-t2 sandboxes at once would share one memory and
+# cgroup). Workers running alice's diabetes-t2 sandboxes at once would share one memory and
 # process limit (a fork-bomb attempt in one would starve the other), so each worker moves itself
 # into a control group of its own first: the sandboxes' groups are then created below it. (cgroup
 # v1, as on the test machines; on v2 a group that delegates controllers may hold no process, so

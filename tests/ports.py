@@ -2,10 +2,11 @@
 
 A port found free and then handed to another process can be taken in between. The kernel hands
 out ports of its ephemeral range (``net.ipv4.ip_local_port_range``, 32768-60999 by default) to
-every ``bind(0)`` and outgoing connection on the machine, and with two test workers the other one
-is busy doing exactly that. So ports come from below that range, from a slice of its own for each
-pytest-xdist worker, and each process walks its slice forward (a block handed out is not handed
-out again by the same process, even if its server has not bound it yet).
+every ``bind(0)`` and outgoing connection on the machine, and the other test workers are busy doing
+exactly that. So ports come from below that range, from a slice of its own for each pytest-xdist
+worker (the room below the range shared by the main process and every worker), and each process
+walks its slice forward (a block handed out is not handed out again by the same process, even if its
+server has not bound it yet).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 from pathlib import Path
 
 FIRST = 12000
+#: the widest slice a process gets (fewer workers do not need more)
 SLICE = 4000
 _cursor: int | None = None
 
@@ -31,8 +33,11 @@ def worker_slice() -> tuple[int, int]:
     """[low, high) of this process: one slice without workers, one per worker ``gwN``."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     index = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
-    low = FIRST + index * SLICE
-    high = min(low + SLICE, _ephemeral_low())
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    processes = int(count) + 1 if count.isdigit() else index + 1
+    width = min(SLICE, (_ephemeral_low() - FIRST) // max(processes, index + 1))
+    low = FIRST + index * width
+    high = min(low + width, _ephemeral_low())
     if high - low < 100:
         raise RuntimeError(f"no room for worker {worker or 'main'} below the ephemeral ports ({high})")
     return low, high

@@ -28,6 +28,7 @@ from hub_account_seals_support import put_back, snapshot
 
 from pds_kernel.audit_anchor import FileAnchorStore
 from pds_kernel.hub.account_seals import BROKEN, AccountSeals
+from pds_kernel.hub.accounts import TOTP_STEP, current_step
 from pds_kernel.hub.common import HubContext
 from pds_kernel.hub.local import PdsNativeAuthenticator, _hub_sessions, provision_account, set_account_approval
 from pds_kernel.runtime import Runtime
@@ -54,9 +55,13 @@ def refused(runtime: Runtime, user: str, secret: str) -> str | None:
     try:
         context = HubContext(settings=runtime.settings, runtime=runtime, registry=registry)
         auth = PdsNativeAuthenticator(context=context, db=session, membership_check_interval=0)
-        code = onetimepass.get_totp(secret, as_string=True).decode()
-        if asyncio.run(auth.authenticate(None, {"username": user, "password": PASSWORD, "2fa": code})):
-            return None
+        while True:
+            step = current_step()
+            code = onetimepass.get_totp(secret, as_string=True, clock=step * TOTP_STEP).decode()
+            if asyncio.run(auth.authenticate(None, {"username": user, "password": PASSWORD, "2fa": code})):
+                return None
+            if current_step() == step:  # not a code that expired while it was checked: a refusal
+                break
         assert not auth.can_use_account(user)  # the watcher and a session's refresh refuse it too
         assert user in auth.account_seals.broken(session)  # the accounts page shows it broken
         return runtime.audit.entries(action="hub.login")[-1].details["reason"]
