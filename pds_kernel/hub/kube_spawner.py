@@ -127,18 +127,14 @@ class PdsKubeSpawner(KubeSpawner):
             return False
         server, user = self.name or "", self.user.name
         looping = end.restarted and log.looping(now)
-        if not end.restarted:
-            event, text = restarts.ended_event(user, server, end), restarts.notice(server, end, stopped=True)
-        else:
-            event, text = restarts.restart_event(user, server, end, added), restarts.notice(server, end, stopped=False)
+        event = restarts.restart_event(user, server, end, added) if end.restarted else \
+            restarts.ended_event(user, server, end)
         self.log.warning("%s: the notebook container ended (%s)%s", self._log_name, end.cause,
                          "; the kubelet restarted it" if end.restarted else "")
-        if self.context is not None:
+        if self.context is not None:  # each entry also tells the researcher (pds_kernel.hub.notices)
             self.context.record(event)
             if looping:
                 self.context.record(restarts.crash_loop_event(user, server, end, log.limit, log.window))
-                text = restarts.notice(server, end, stopped=True, limit=log.limit, window=log.window)
-            self.context.notices.tell(user, server, text)
         if looping:
             log.stopped = True
             self.log.warning("%s: restarted %s times in %s s; stopping it", self._log_name, log.limit, log.window)

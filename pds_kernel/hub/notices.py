@@ -13,8 +13,10 @@ A stop's notice is a fixed sentence per cause of its ``workspace.stop`` entry (:
 seen as the hub writes the entry (:meth:`HubContext.record <pds_kernel.hub.common.HubContext.record>`)
 and, when a hub starts, read back from the audit trail's newest entries (:meth:`WorkspaceNotices.seed`:
 the last :data:`NOTICE_DAYS` days), so a hub restart or upgrade does not forget why a workspace
-stopped; a stop written by another process (`pds hub sync`) is seen at the next hub start. Restart
-notices (richer, from the pod's status) are told by the Kubernetes spawner and live in memory only.
+stopped; a stop written by another process (`pds hub sync`) is seen at the next hub start. On
+Kubernetes a notebook's end (``workspace.restart``, or a ``workspace.stop`` read from the pod) tells
+the richer sentence of :func:`pds_kernel.k8s.restarts.notice_of_entry`, built again from the entry's
+validated fields, live and at a hub's start alike.
 Bounded (:data:`MAX_NOTICES`, oldest dropped): a notice is a courtesy, the audit trail is the record.
 """
 
@@ -26,6 +28,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from ..extract.mount_watch import CHANGED_CAUSE
+from ..k8s.restarts import CRASH_LOOP_CAUSE, notice_of_entry
 
 #: notices kept at most (a few per active user)
 MAX_NOTICES = 10_000
@@ -33,8 +36,10 @@ MAX_NOTICES = 10_000
 MAX_LENGTH = 600
 #: stops older than this are not told (a hub start reads the audit trail this far back)
 NOTICE_DAYS = 7
-#: the newest entries of each action (``workspace.start``, ``workspace.stop``) a hub start reads
+#: the newest entries of each action (:data:`ACTIONS`) a hub start reads
 SEED_ENTRIES = 5_000
+#: the audit actions that change a workspace's notice
+ACTIONS = ("workspace.start", "workspace.stop", "workspace.restart")
 #: a server name the page may show (a project id: :data:`pds_kernel.registry.names.PROJECT_ID`)
 _SERVER = re.compile(r"[a-z][a-z0-9-]{1,38}[a-z0-9]")
 
@@ -51,7 +56,7 @@ STOP_NOTICES = {
                    "start is refused, wait until it is published again",
     "extract republished": "a newer version of the project's extract was published. Start it again to work "
                            "on the new version",
-    "restarted repeatedly": "its notebook kept ending and was restarted too often (each cause is on record). "
+    CRASH_LOOP_CAUSE: "its notebook kept ending and was restarted too often (each cause is on record). "
                             "Start it again; if it keeps ending, ask an administrator",
 }
 
@@ -82,26 +87,31 @@ class WorkspaceNotices:
 
     def observe(self, actor: str, action: str, target: str, server: str, details: object) -> None:
         """Keep, replace or drop the notice of (user, server) after an audit entry about that
-        server: a start drops it, a stop by the hub (any actor but the user) with a cause of
-        :data:`STOP_NOTICES` tells it, any other stop drops it."""
-        if action not in ("workspace.start", "workspace.stop") or not isinstance(target, str):
+        server: a start drops it; a restart of its notebook, or a stop by the hub (any actor but the
+        user), tells the notebook's end (Kubernetes) or the fixed sentence of its cause
+        (:data:`STOP_NOTICES`); any other stop drops it."""
+        if action not in ACTIONS or not isinstance(target, str):
             return
         user = target.removeprefix("user:")
         if user == target or not isinstance(server, str) or not _SERVER.fullmatch(server):
             return
         cause = details.get("cause") if isinstance(details, Mapping) else None
-        text = stop_notice(server, cause) if action == "workspace.stop" and actor != user else None
+        text = None
+        if action != "workspace.start" and actor != user:
+            text = notice_of_entry(action, server, details) or (
+                stop_notice(server, cause) if action == "workspace.stop" else None)
+        if action == "workspace.restart" and text is None:
+            return  # an entry this hub cannot read again: the notice stays as it was
         if text:
             self.tell(user, server, text)
         else:
             self.clear(user, server)
 
     def seed(self, audit, now: datetime | None = None) -> None:
-        """What a new hub process tells: the newest starts and stops of the audit trail, oldest
-        first, from the last :data:`NOTICE_DAYS` days."""
+        """What a new hub process tells: the newest starts, stops and restarts of the audit trail,
+        oldest first, from the last :data:`NOTICE_DAYS` days."""
         since = (now or datetime.now(UTC)) - timedelta(days=NOTICE_DAYS)
-        entries = [e for action in ("workspace.start", "workspace.stop")
-                   for e in audit.entries(action=action, limit=SEED_ENTRIES, newest=True)]
+        entries = [e for action in ACTIONS for e in audit.entries(action=action, limit=SEED_ENTRIES, newest=True)]
         for entry in sorted(entries, key=lambda e: e.seq):
             try:
                 written = datetime.fromisoformat(entry.time)

@@ -13,7 +13,9 @@ keeps precedence; every other end is read here:
   and whether they make a crash loop (``restart_limit`` within ``restart_window_seconds`` of
   :class:`~pds_kernel.k8s.config.K8sConfig`);
 * :func:`restart_event`, :func:`ended_event`, :func:`crash_loop_event`: the audit entries
-  (``workspace.restart``, ``workspace.stop``) and :func:`notice`, what the researcher is told.
+  (``workspace.restart``, ``workspace.stop``) and :func:`notice`, what the researcher is told;
+  :func:`notice_of_entry` builds the same sentence again from such an entry's recorded fields, so
+  a hub that starts again (:meth:`pds_kernel.hub.notices.WorkspaceNotices.seed`) still tells it.
 
 The pod's status is input. The kubelet writes ``reason``, ``exitCode`` and ``finishedAt``, but the
 termination ``message`` is whatever the container wrote in ``/dev/termination-log``: the
@@ -49,6 +51,8 @@ _INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _QUANTITY = re.compile(r"([0-9]{1,12})(Ki|Mi|Gi|Ti|k|M|G|T)?")
 _UNITS = {"Ki": "KiB", "Mi": "MiB", "Gi": "GiB", "Ti": "TiB", "k": "kB", "M": "MB", "G": "GB", "T": "TB",
           None: "bytes"}
+#: a memory limit as :func:`memory_limit` writes it for people
+_LIMIT = re.compile(r"[0-9]{1,12} (?:KiB|MiB|GiB|TiB|kB|MB|GB|TB|bytes)")
 #: the ``cause_kind`` of an end: what the researcher is advised to do depends on it
 OUT_OF_MEMORY, WATCH_TIMEOUT, WATCH_UNFINISHED, EXITED = "memory", "watch-timeout", "watch-unfinished", "exited"
 ADVICE = {
@@ -63,6 +67,8 @@ ADVICE = {
 }
 #: the uids whose counts a :class:`RestartLog` keeps (one per start of the server; a few suffice)
 KEPT_PODS = 8
+#: the cause of the ``workspace.stop`` that ends a crash loop (:data:`pds_kernel.hub.notices.STOP_NOTICES`)
+CRASH_LOOP_CAUSE = "restarted repeatedly"
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class NotebookEnd:
     message: str  #: the termination message, bounded and on one line: only recorded
     cause: str  #: in plain words, from the validated fields only
     cause_kind: str
+    memory_limit: str = ""  #: the notebook container's limit, for people ("4 GiB"), or ""
+    watch_timeout: int = 0  #: the extract watch's liveness timeout the cause was read against
 
 
 def memory_limit(pod: Mapping[str, Any]) -> str:
@@ -154,9 +162,11 @@ def _end(pod, name: str, uid: str, run: int, restarted: bool, ended: Mapping[str
     finished = finished if isinstance(finished, str) and _INSTANT.fullmatch(finished) else ""
     raw = ended.get("message")
     message = clean_message(pod_message({"message": raw if isinstance(raw, str) else ""}))
-    cause, kind = cause_of(reason, code, message, limit=memory_limit(pod), watch_timeout=watch_timeout)
+    limit = memory_limit(pod)
+    cause, kind = cause_of(reason, code, message, limit=limit, watch_timeout=watch_timeout)
     return NotebookEnd(pod=name, uid=uid, run=run, restarted=restarted, reason=reason, exit_code=code,
-                       finished_at=finished, message=message, cause=cause, cause_kind=kind)
+                       finished_at=finished, message=message, cause=cause, cause_kind=kind,
+                       memory_limit=limit, watch_timeout=watch_timeout)
 
 
 class RestartLog:
@@ -207,6 +217,7 @@ class RestartLog:
 def _details(server: str, end: NotebookEnd) -> dict[str, Any]:
     return {"server": server, "pod": end.pod, "pod_uid": end.uid, "restarts": end.run + 1 if end.restarted else end.run,
             "reason": end.reason, "exit_code": end.exit_code, "finished_at": end.finished_at, "cause": end.cause,
+            "cause_kind": end.cause_kind, "memory_limit": end.memory_limit, "watch_timeout": end.watch_timeout,
             "pod_message": end.message}
 
 
@@ -238,8 +249,10 @@ def crash_loop_event(user: str, server: str, end: NotebookEnd, limit: int, windo
     """``workspace.stop`` of a server whose notebook was restarted ``limit`` times within ``window``."""
     reason = f"restarted {limit} times in {duration(window)} (the latest: {end.cause})"
     return AuditEvent(actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
-                      details={**_details(server, end), "cause": "restarted repeatedly", "reason": reason,
-                               "latest_cause": end.cause, "checked_at": "pod"})
+                      details={**_details(server, end), "cause": CRASH_LOOP_CAUSE, "reason": reason,
+                               "latest_cause": end.cause, "latest_reason": end.reason, "checked_at": "pod",
+                               "restart_limit": limit,
+                               "restart_window": int(window)})
 
 
 def notice(server: str, end: NotebookEnd, *, stopped: bool, limit: int = 0, window: float = 0) -> str:
@@ -252,3 +265,43 @@ def notice(server: str, end: NotebookEnd, *, stopped: bool, limit: int = 0, wind
     if stopped:
         return f"Your workspace {server} stopped{when}: {end.cause}. Its kernels ended; {advice}."
     return f"Your workspace {server} was restarted{when}: {end.cause}. Its kernels ended; {advice}."
+
+
+def _bounded_int(value: object, low: int, high: int) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high else None
+
+
+def notice_of_entry(action: str, server: str, details: object) -> str | None:
+    """:func:`notice` again, from a ``workspace.restart`` or ``workspace.stop`` entry that
+    :func:`restart_event`, :func:`ended_event` or :func:`crash_loop_event` wrote; None for any
+    other entry. The entry's fields are input (whoever writes the database could have written
+    them): each is validated as :func:`notebook_end` validates the pod's, the cause is worked out
+    again by :func:`cause_of` (the recorded text is never shown), and the termination message only
+    decides between causes, as it does live."""
+    if action not in ("workspace.restart", "workspace.stop") or not isinstance(details, Mapping):
+        return None
+    if details.get("cause_kind") not in ADVICE or not isinstance(details.get("pod_uid"), str):
+        return None
+    crash_loop = action == "workspace.stop" and details.get("cause") == CRASH_LOOP_CAUSE
+    reason = details.get("latest_reason" if crash_loop else "reason")  # a crash loop's "reason" is its sentence
+    code, finished = details.get("exit_code"), details.get("finished_at")
+    limit, message = details.get("memory_limit"), details.get("pod_message")
+    watch_timeout = _bounded_int(details.get("watch_timeout"), 1, 86_400)
+    if watch_timeout is None:
+        return None
+    reason = reason if isinstance(reason, str) and _REASON.fullmatch(reason) else ""
+    cause, kind = cause_of(reason, _bounded_int(code, -2**31, 2**31 - 1), message if isinstance(message, str) else "",
+                           limit=limit if isinstance(limit, str) and _LIMIT.fullmatch(limit) else "",
+                           watch_timeout=watch_timeout)
+    end = NotebookEnd(pod="", uid="", run=0, restarted=action == "workspace.restart", reason=reason,
+                      exit_code=None, message="", cause=cause, cause_kind=kind,
+                      finished_at=finished if isinstance(finished, str) and _INSTANT.fullmatch(finished) else "")
+    if action == "workspace.restart":
+        return notice(server, end, stopped=False)
+    if not crash_loop:
+        return notice(server, end, stopped=True)
+    restarts = _bounded_int(details.get("restart_limit"), 1, 1_000)
+    window = _bounded_int(details.get("restart_window"), 1, 7 * 86_400)
+    if restarts is None or window is None:
+        return None
+    return notice(server, end, stopped=True, limit=restarts, window=window)

@@ -18,6 +18,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.extract.pod_watch import UNFINISHED_PREFIX
+from pds_kernel.hub.common import HubContext
 from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
 from pds_kernel.k8s.pods import watch_deadline
 from pds_kernel.k8s.restarts import RestartLog, duration, memory_limit, notebook_end
@@ -34,6 +35,16 @@ OTHER_UID = "1a2b3c4d-1d2a-4e5f-9a8b-7c6d5e4f3a2b"
 async def _alice(settings, **k8s):
     spawner = make_spawner(settings, "alice", ["alpha-study"], "alpha-study", k8s=K8sConfig(**k8s))
     return spawner, await spawn_manifest(spawner)
+
+
+def _told_after_a_hub_restart(settings, spawner) -> None:
+    """A new hub process (an upgrade, a crash) tells alice what the last one told her: the notice
+    is built again from the audit trail."""
+    again = HubContext.from_settings(settings)
+    try:
+        assert again.notices.for_user("alice") == spawner.context.notices.for_user("alice") != {}
+    finally:
+        again.runtime.close()
 
 
 async def _poll(spawner, pod):
@@ -59,6 +70,7 @@ async def test_an_oom_kill_is_audited_once_with_the_pods_memory_limit(settings, 
     notice = spawner.context.notices.for_user("alice")["alpha-study"]
     assert notice.startswith("Your workspace alpha-study was restarted at 2026-03-01 10:05:00 UTC: out of memory")
     assert "larger profile" in notice
+    _told_after_a_hub_restart(settings, spawner)
     # the next restart of the same pod: a second entry
     assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(2, killed(1)))) is None
     assert [e.details["restarts"] for e in entries(runtime, "workspace.restart")] == [1, 2]
@@ -106,6 +118,7 @@ async def test_restarts_within_the_window_stop_the_server_and_say_why(settings, 
     assert notice.startswith("Your workspace alpha-study was restarted 3 times in 10 minutes and was stopped: "
                              "out of memory (limit 4 GiB).")
     assert "ask the project's data manager for a larger profile" in notice
+    _told_after_a_hub_restart(settings, spawner)
     # JupyterHub polls again when it learns the server stopped: the same answer, nothing more written
     assert await _poll(spawner, notebook_pod(spawner, manifest, restarted(3, oom(), back_off=True))) == 1
     assert len(entries(runtime, "workspace.stop")) == 1 and len(entries(runtime, "workspace.restart")) == 3
@@ -138,6 +151,7 @@ async def test_a_notebook_ended_before_its_restart_is_audited_as_a_stop(settings
     assert not entries(runtime, "workspace.restart") and len(entries(runtime, "workspace.stop")) == 1
     assert spawner.context.notices.for_user("alice")["alpha-study"].startswith(
         "Your workspace alpha-study stopped at 2026-03-01 10:05:00 UTC: out of memory")
+    _told_after_a_hub_restart(settings, spawner)
 
 
 @pytest.mark.asyncio
