@@ -332,10 +332,13 @@ class AuditTrail:
                 "verify` to anchor the head") from exc
 
     def entries(self, project: str | None = None, action: str | None = None,
-                limit: int | None = None, newest: bool = False) -> list[AuditEntry]:
-        """Entries in chain order; with ``limit`` and ``newest``, the last ``limit`` of them."""
+                limit: int | None = None, newest: bool = False, after: int | None = None) -> list[AuditEntry]:
+        """Entries in chain order (only those after sequence number ``after`` when given); with
+        ``limit`` and ``newest``, the last ``limit`` of them."""
         with transaction(self._sessions) as session:
             query = select(AuditRow).order_by(AuditRow.seq.desc() if newest else AuditRow.seq)
+            if after is not None:
+                query = query.where(AuditRow.seq > after)
             if project:
                 query = query.where(AuditRow.project == project)
             if action:

@@ -28,6 +28,9 @@ stops again until it ends, while the passes go on for every other server (red te
 awaited each stop in turn, up to two minutes each, and the watcher was blind meanwhile). The REST
 API's path names the user and the server percent-encoded: a name JupyterHub's rename API let in
 (it checks none) cannot send the stop to another path.
+
+Each pass first reads the workspace entries other processes wrote to the audit trail (`pds hub
+sync`'s stops), so the home pages say why (:meth:`pds_kernel.hub.notices.WorkspaceNotices.catch_up`).
 """
 
 from __future__ import annotations
@@ -130,6 +133,10 @@ class MembershipWatcher(PeriodicCheck):
         whose stop began (each stop runs on its own: :meth:`_begin_stop`)."""
         if getattr(self.app, "hub", None) is None or not hasattr(self.app, "users"):
             return []
+        try:  # what other processes wrote (`pds hub sync`'s stops) reaches the home pages
+            self.context.notices.catch_up(self.context.runtime.audit)
+        except Exception:
+            log.exception("reading the audit trail's new workspace entries for the home pages failed")
         stopped = []
         try:  # a failure here must not skip the quota and extract checks below
             revoked = servers_to_stop(self.context, self._running(), today, self.account_ok)

@@ -13,7 +13,8 @@ A stop's notice is a fixed sentence per cause of its ``workspace.stop`` entry (:
 seen as the hub writes the entry (:meth:`HubContext.record <pds_kernel.hub.common.HubContext.record>`)
 and, when a hub starts, read back from the audit trail's newest entries (:meth:`WorkspaceNotices.seed`:
 the last :data:`NOTICE_DAYS` days), so a hub restart or upgrade does not forget why a workspace
-stopped; a stop written by another process (`pds hub sync`) is seen at the next hub start. On
+stopped; entries another process writes (`pds hub sync`) are read at the hub's next membership check
+(:meth:`WorkspaceNotices.catch_up`, :class:`pds_kernel.hub.expiry.MembershipWatcher`). On
 Kubernetes a notebook's end (``workspace.restart``, or a ``workspace.stop`` read from the pod) tells
 the richer sentence of :func:`pds_kernel.k8s.restarts.notice_of_entry`, built again from the entry's
 validated fields, live and at a hub's start alike.
@@ -73,6 +74,7 @@ class WorkspaceNotices:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._notices: dict[tuple[str, str], str] = {}
+        self._read_to: int | None = None  #: the newest entry :meth:`seed` or :meth:`catch_up` read
 
     def tell(self, user: str, server: str, text: str) -> None:
         with self._lock:
@@ -110,15 +112,30 @@ class WorkspaceNotices:
     def seed(self, audit, now: datetime | None = None) -> None:
         """What a new hub process tells: the newest starts, stops and restarts of the audit trail,
         oldest first, from the last :data:`NOTICE_DAYS` days."""
-        since = (now or datetime.now(UTC)) - timedelta(days=NOTICE_DAYS)
-        entries = [e for action in ACTIONS for e in audit.entries(action=action, limit=SEED_ENTRIES, newest=True)]
+        self._read(audit, None, (now or datetime.now(UTC)) - timedelta(days=NOTICE_DAYS))
+
+    def catch_up(self, audit, now: datetime | None = None) -> None:
+        """Read the starts, stops and restarts written since the last read, by this process or
+        another (``pds hub sync``): the same notices as if this process had written them."""
+        after = self._read_to
+        if after is None:
+            self.seed(audit, now)
+        else:
+            self._read(audit, after, (now or datetime.now(UTC)) - timedelta(days=NOTICE_DAYS))
+
+    def _read(self, audit, after: int | None, since: datetime) -> None:
+        entries = [e for action in ACTIONS
+                   for e in audit.entries(action=action, limit=SEED_ENTRIES, newest=True, after=after)]
         for entry in sorted(entries, key=lambda e: e.seq):
+            self._read_to = max(self._read_to or 0, entry.seq)
             try:
                 written = datetime.fromisoformat(entry.time)
             except (TypeError, ValueError):
                 continue
             if written.tzinfo is not None and written >= since:
                 self.observe(entry.actor, entry.action, entry.target, entry.project, entry.details)
+        if self._read_to is None:
+            self._read_to = 0
 
     def for_user(self, user: str) -> dict[str, str]:
         """Server name → notice, of ``user`` only."""

@@ -79,3 +79,28 @@ def test_old_stops_and_malformed_entries_are_not_told(context):
     now.seed(audit)
     assert set(now.for_user("alice")) == {"alpha-study"}
     assert now.for_user("carol") == {} and now.for_user("project:alpha-study") == {}
+
+
+def test_what_another_process_writes_is_told_at_the_watchers_next_pass(context, settings):
+    """`pds hub sync` runs in a process of its own: its stop reaches the running hub's pages at the
+    membership watcher's next pass (before: at the next hub start only), and a later start clears it."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from pds_kernel.hub.expiry import MembershipWatcher
+    from pds_kernel.runtime import Runtime
+
+    other = Runtime(settings)  # the command line's own process
+    try:
+        other.audit.record(_stop("alice", "alpha-study", "access revoked", actor="root"))
+        assert context.notices.for_user("alice") == {}
+        hub = SimpleNamespace(hub=object(), users={})  # a hub with no server running now
+        watcher = MembershipWatcher(hub, context, token="unused", interval=10)
+        asyncio.run(watcher.check_once())
+        (text,) = context.notices.for_user("alice").values()
+        assert text.startswith("Your workspace alpha-study was stopped: the registry no longer lets you")
+        other.audit.record(_start("alice", "alpha-study"))
+        context.notices.catch_up(context.runtime.audit)
+        assert context.notices.for_user("alice") == {}
+    finally:
+        other.close()
