@@ -473,7 +473,8 @@ def test_totp_code_replay(hub, secrets):
 def test_totp_code_replay_after_a_hub_restart(hub_world_for_restart):
     """The used code is kept in the hub database: a restart does not make it valid again."""
     hub, secret = hub_world_for_restart
-    time.sleep(30 - time.time() % 30 + 0.2)  # top of a window: login, restart, replay within it
+    if 30 - time.time() % 30 < 20:  # room in this window for the login, the restart and the replay
+        time.sleep(30 - time.time() % 30 + 0.2)
     window = int(time.time()) // 30
     code = onetimepass.get_totp(secret, as_string=True).decode()
     assert hub.client().login("henry", secret, code=code)
