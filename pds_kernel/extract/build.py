@@ -5,7 +5,8 @@
 1. authorise the builder (an open project; an administrator or the operator of the machine), audited;
 2. check the spec against the lake;
 3. get the project's key (created on first build);
-4. select the cohort's persons, pseudonymise them (one HMAC per person);
+4. select the cohort's persons, pseudonymise them (one HMAC per person); claim and stay numbers
+   are keyed by the project too (:mod:`.record_keys`), so they link no one across projects;
 5. write each table into a staging directory, partitioned by a hash of PERSON_ID (:mod:`.layout`),
    rows sorted on every column inside each file and fixed writer options, so the polars and Dask
    paths, and any rebuild, give the same bytes; on Dask the workers write the files
@@ -52,6 +53,7 @@ from .frames import PARTITIONED_TABLES, Backend, LakeFrames, PolarsBackend
 from .layout import PARQUET_OPTIONS, is_partitioned, partition_count, table_entry, write_frame
 from .linkage import cohort_table, death_maps, person_map, read_linkage_file
 from .pinning import lake_changes, pinned_versions, previous_versions
+from .record_keys import record_key
 from .select import table_rows
 from .spec import COHORT_TABLE, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec, check_against_lake, load_spec
 from .tree import Tree, TreeRefused, scan_unwritten
@@ -160,7 +162,7 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
 
 
 def _write_table(backend: Backend, staging: Path, table: str, spec: ExtractSpec, persons_map: pl.DataFrame,
-                 linked: pl.DataFrame | None, deaths: dict | None, partitions: int) -> dict:
+                 linked: pl.DataFrame | None, deaths: dict | None, partitions: int, numbers_key: bytes) -> dict:
     """Write ``table`` into ``staging`` (where the backend computes it) and return its manifest
     entry. COHORT (one row per person, built here from the person map) and tables without
     PERSON_ID are one file; the others are ``partitions`` files."""
@@ -168,7 +170,7 @@ def _write_table(backend: Backend, staging: Path, table: str, spec: ExtractSpec,
         df = cohort_table(persons_map, linked, spec.linkage)
         return table_entry(df.columns, write_frame(df, staging, table, None), None)
     split = partitions if is_partitioned(table, spec.output_columns(table)) else None
-    columns, files = backend.write_table(table_rows, table, spec, persons_map, deaths,
+    columns, files = backend.write_table(table_rows, table, spec, persons_map, deaths, numbers_key,
                                          partitioned=table in PARTITIONED_TABLES, root=staging,
                                          table=table, partitions=split)
     return table_entry(columns, files, split)
@@ -277,13 +279,15 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
         step("project key")
         persons, linked = _cohort(backend, spec, step)
         persons_map = person_map(key, persons)
+        numbers_key = record_key(key)
         del key
         deaths = death_maps(backend, persons_map) if "KI_CCI_R" in spec.tables else None
         staging.mkdir(parents=True)
         partitions = partition_count(persons.height, persons_per_partition)
         tables = {}
         for table in spec.output_tables():
-            tables[table] = _write_table(backend, staging, table, spec, persons_map, linked, deaths, partitions)
+            tables[table] = _write_table(backend, staging, table, spec, persons_map, linked, deaths, partitions,
+                                         numbers_key)
             step(f"write {table}")
         build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         manifest = {

@@ -2,7 +2,8 @@
 
 One step per output table (run by a backend, see :mod:`.frames`). Each keeps the cohort's rows
 inside the project's period (with the standard SNDS filters), puts ``PERSON_ID`` in place of every
-person identifier, generalises what the spec says to generalise, and keeps only the allowed columns.
+person identifier, generalises what the spec says to generalise, keeps only the allowed columns and keys the record
+numbers (claim and stay numbers) by the project (:mod:`.record_keys`).
 Raw identifiers never leave this module: the last ``select`` only names allowed columns.
 """
 
@@ -13,6 +14,7 @@ import polars as pl
 from ..snds.tables import DCIR_KEYS, MISSING_DATE
 from .cohort import PERSON, STAY_KEYS, claims, stays
 from .frames import LakeFrames
+from .record_keys import key_record_numbers
 from .spec import COMMUNE_COLUMNS, PERSON_ID, ExtractSpec
 
 
@@ -41,8 +43,9 @@ def _cohort_stays(frames: LakeFrames, spec: ExtractSpec, persons_map: pl.DataFra
 
 
 def table_rows(frames: LakeFrames, table: str, spec: ExtractSpec, persons_map: pl.DataFrame,
-               death_maps: dict[str, pl.DataFrame]) -> pl.LazyFrame:
-    """The extract rows of ``table`` (a step; partitioned for the DCIR tables)."""
+               death_maps: dict[str, pl.DataFrame], record_key: bytes | None = None) -> pl.LazyFrame:
+    """The extract rows of ``table`` (a step; partitioned for the DCIR tables). Its record numbers
+    are keyed by ``record_key`` (:mod:`.record_keys`: they would link persons across projects)."""
     if table == "IR_BEN_R":
         lf = frames.scan(table).join(_persons(persons_map), on=PERSON)
     elif table == "ER_PRS_F":
@@ -72,4 +75,4 @@ def table_rows(frames: LakeFrames, table: str, spec: ExtractSpec, persons_map: p
               .filter(pl.col(PERSON_ID).is_not_null()))
     else:  # pragma: no cover - the spec parser only lets the extract's tables through
         raise ValueError(table)
-    return _generalise(lf, table, spec).select(spec.output_columns(table))
+    return key_record_numbers(_generalise(lf, table, spec).select(spec.output_columns(table)), record_key)

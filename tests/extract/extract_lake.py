@@ -159,3 +159,23 @@ def write_spec(directory: Path, text: str, name: str = "spec.yaml") -> Path:
     path = directory / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def unkeyed(frame: pl.DataFrame, project_key: bytes, numbers: dict[str, list]) -> pl.DataFrame:
+    """``frame`` (an extract table) with its keyed record numbers (pds_kernel.extract.record_keys)
+    turned back into the lake's, found among ``numbers`` (column -> the lake's values)."""
+    from pds_kernel.extract.record_keys import keyed_numbers, record_key
+
+    key = record_key(project_key)
+    for column, values in numbers.items():
+        if column in frame.columns:
+            lake = pl.Series(values, dtype=pl.Int64).drop_nulls().unique()
+            frame = frame.with_columns(pl.col(column).replace_strict(keyed_numbers(key, column, lake), lake,
+                                                                     return_dtype=pl.Int64))
+    return frame
+
+
+def lake_numbers(rows: dict[str, list[dict]]) -> dict[str, list]:
+    """The record numbers of the small lake's rows (for :func:`unkeyed`)."""
+    return {"DCT_ORD_NUM": [r["DCT_ORD_NUM"] for r in rows["ER_PRS_F"]],
+            "RSA_NUM": [r["RSA_NUM"] for r in rows["T_MCOaaC"]]}

@@ -10,7 +10,7 @@ from datetime import date
 
 import polars as pl
 import pytest
-from extract_lake import DIABETES_SPEC, write_spec
+from extract_lake import DIABETES_SPEC, lake_numbers, unkeyed, write_spec
 
 from pds_kernel.errors import PermissionDenied
 from pds_kernel.extract.build import extract_dir, raw_identifiers, run_build, run_check
@@ -68,15 +68,16 @@ def test_same_pseudonym_in_every_table(runtime, built, small_lake):
     rows = small_lake.rows
     claim_owner = {r["DCT_ORD_NUM"]: r["BEN_NIR_PSA"] for r in rows["ER_PRS_F"]}
     stay_owner = {(r["ETA_NUM"], r["RSA_NUM"]): r["NIR_ANO_17"] for r in rows["T_MCOaaC"]}
-    prs = _read(runtime, "diab-study", "ER_PRS_F")
+    numbers = lake_numbers(rows)  # the extract's claim and stay numbers are keyed by the project
+    prs = unkeyed(_read(runtime, "diab-study", "ER_PRS_F"), key, numbers)
     assert prs.height > 0
     for number, pid in prs.select("DCT_ORD_NUM", PERSON_ID).iter_rows():
         assert pid == pseudonym(key, claim_owner[number])
-    pha = _read(runtime, "diab-study", "ER_PHA_F")
+    pha = unkeyed(_read(runtime, "diab-study", "ER_PHA_F"), key, numbers)
     for number, pid in pha.select("DCT_ORD_NUM", PERSON_ID).iter_rows():
         assert pid == pseudonym(key, claim_owner[number])
     for table in ("T_MCOaaC", "T_MCOaaD"):
-        df = _read(runtime, "diab-study", table)
+        df = unkeyed(_read(runtime, "diab-study", table), key, numbers)
         assert df.height > 0
         for eta, rsa, pid in df.select("ETA_NUM", "RSA_NUM", PERSON_ID).iter_rows():
             assert pid == pseudonym(key, stay_owner[(eta, rsa)])

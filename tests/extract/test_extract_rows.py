@@ -11,6 +11,7 @@ from datetime import date
 
 import polars as pl
 import pytest
+from extract_lake import lake_numbers, unkeyed
 
 from pds_kernel.extract.build import run_build
 from pds_kernel.extract.cohort import RETURN_CODES
@@ -45,7 +46,8 @@ def extract(runtime, registry, small_lake):
     result = run_build(runtime, "diab-study", parse_spec(ROWS_SPEC), actor="root")
     key = KeyStore.from_runtime(runtime).get("diab-study")
     nir_of = {pseudonym(key, r["BEN_NIR_PSA"]): r["BEN_NIR_PSA"] for r in small_lake.rows["IR_BEN_R"]}
-    tables = read_tables(result.path)
+    numbers = lake_numbers(small_lake.rows)  # claim and stay numbers back to the lake's (they are keyed)
+    tables = {name: unkeyed(df, key, numbers) for name, df in read_tables(result.path).items()}
     cohort = {nir_of[pid] for pid in tables["COHORT"][PERSON_ID]}
     assert 0 < len(cohort) < len(nir_of)
     return tables, cohort, small_lake.rows

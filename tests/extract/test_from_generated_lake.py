@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from extract_lake import unkeyed
 
 from pds_kernel.extract.build import extract_dir, run_build
 from pds_kernel.extract.layout import read_table, read_tables
@@ -158,7 +159,10 @@ def test_same_person_same_pseudonym_in_every_table(generated):
     for project in SPECS:
         key = generated.keys[project]
         cohort = set(generated.read(project, "COHORT")[PERSON_ID])
-        claims = generated.read(project, "ER_PRS_F")
+        # claim and stay numbers back to the lake's (the extract keys them by project)
+        numbers = {"DCT_ORD_NUM": prs["DCT_ORD_NUM"].cast(pl.Int64).to_list(),
+                   "RSA_NUM": _csv(generated.delivery, "T_MCOaaC")["RSA_NUM"].cast(pl.Int64).to_list()}
+        claims = unkeyed(generated.read(project, "ER_PRS_F"), key, numbers)
         assert claims.height > 0
         # the extract's claim keys written back as the delivery's text, to find the claim's owner
         as_text = claims.with_columns(
@@ -168,7 +172,7 @@ def test_same_person_same_pseudonym_in_every_table(generated):
         assert owners["BEN_NIR_PSA"].null_count() == 0 and owners.height == claims.height
         for pid, nir in owners.select(PERSON_ID, "BEN_NIR_PSA").unique().iter_rows():
             assert pid == pseudonym(key, nir)
-        stays = generated.read(project, "T_MCOaaC")
+        stays = unkeyed(generated.read(project, "T_MCOaaC"), key, numbers)
         stay_owner = _csv(generated.delivery, "T_MCOaaC").select(
             pl.col("ETA_NUM"), pl.col("RSA_NUM"), pl.col("NIR_ANO_17"))
         linked = stays.with_columns(pl.col("ETA_NUM").cast(pl.String), pl.col("RSA_NUM").cast(pl.String)).join(

@@ -1,0 +1,66 @@
+"""Record numbers keyed per project: they join one extract's tables, never two projects' extracts.
+
+A claim's document number (``DCT_ORD_NUM``, with the eight other DCIR join keys) and a stay's
+number (``RSA_NUM``, with the hospital's ``ETA_NUM``) name one record of the lake. Copied as the
+lake holds them, the same claim or stay in the extracts of two projects joins the two pseudonyms
+of its person: a researcher of both projects links every person of both cohorts, whatever the
+per-project ``PERSON_ID``. So the extract holds, in their place, a number keyed by the project:
+
+``keyed = first 63 bits of HMAC-SHA256(record key, "<column>:<value>")``, an Int64 >= 0
+
+where the record key is ``HMAC-SHA256(project key, "pds record numbers v1")`` (the project key itself
+never goes to a worker). The same value gives the same number in every table of the extract (a
+claim still joins its dispensations, a stay its diagnoses) and in every rebuild with the project's
+key; another project's numbers are unrelated. Two values giving one number (a chance of about
+n²/2⁶⁴ for n distinct values of one column in one task) would merge two records: the build stops
+instead (:class:`~pds_kernel.errors.IntegrityError`), never merges silently.
+
+Only the numbers are keyed: the other join keys (dates of the flow, emitter, organism, line
+number, the hospital's ETA_NUM) say little on their own and are research attributes.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import polars as pl
+
+from ..errors import IntegrityError
+from ..pseudo import pseudonyms
+
+#: The record numbers of the lake an extract never copies as they are (Int64 in every table).
+RECORD_NUMBER_COLUMNS: tuple[str, ...] = ("DCT_ORD_NUM", "RSA_NUM")
+_LABEL = b"pds record numbers v1"
+
+
+def record_key(project_key: bytes) -> bytes:
+    """The key of the project's record numbers, derived from its pseudonymisation key."""
+    return hmac.digest(project_key, _LABEL, "sha256")
+
+
+def keyed_numbers(key: bytes, column: str, values: pl.Series) -> pl.Series:
+    """``values`` (record numbers of ``column``) replaced by their keyed numbers; nulls stay null.
+    One HMAC per distinct value."""
+    distinct = values.drop_nulls().unique().sort()
+    digests = pseudonyms(key, [f"{column}:{v}" for v in distinct.to_list()])
+    keyed = pl.Series([int(d[:16], 16) >> 1 for d in digests], dtype=pl.Int64)
+    if keyed.n_unique() != distinct.len():
+        raise IntegrityError(f"two {column} values got the same keyed number (a chance in 2^63): the build "
+                             "stops rather than merge two records; tell the platform team")
+    return values.replace_strict(distinct, keyed, return_dtype=pl.Int64).alias(values.name)
+
+
+def key_record_numbers(lf: pl.LazyFrame, key: bytes | None) -> pl.LazyFrame:
+    """``lf`` with its record numbers (:data:`RECORD_NUMBER_COLUMNS`) keyed by ``key``.
+
+    Without a key (``None``), a frame holding a record number is refused: an extract never holds
+    the lake's numbers."""
+    present = [c for c in RECORD_NUMBER_COLUMNS if c in lf.collect_schema()]
+    if not present:
+        return lf
+    if key is None:
+        raise IntegrityError(f"{', '.join(present)} would be copied unkeyed: an extract's record numbers are "
+                             "keyed by the project (pds_kernel.extract.record_keys)")
+    return lf.with_columns(
+        pl.col(c).map_batches(lambda s, c=c: keyed_numbers(key, c, s.cast(pl.Int64)), return_dtype=pl.Int64)
+        for c in present)
