@@ -49,6 +49,7 @@ from pds_kernel.extract.build import run_build
 from pds_kernel.extract.cohort import select_persons
 from pds_kernel.extract.dask_backend import DaskBackend
 from pds_kernel.extract.linkage import person_map
+from pds_kernel.extract.record_keys import record_key
 from pds_kernel.extract.select import table_rows
 from pds_kernel.extract.spec import parse_spec
 from pds_kernel.pseudo import KeyStore
@@ -86,7 +87,7 @@ try:
     else:  # the old way: every row of ER_PRS_F gathered onto the client
         key = KeyStore.from_runtime(runtime).get(spec.project)
         persons = person_map(key, select_persons(backend, spec))
-        rows = backend.run(table_rows, "ER_PRS_F", spec, persons, None, partitioned=True)
+        rows = backend.run(table_rows, "ER_PRS_F", spec, persons, None, record_key(key), partitioned=True)
         out = {"rows": rows.height}
     print(json.dumps({**out, "steps": steps, "grew_mib": (vm_bytes("VmPeak") - base) / 2**20}))
 finally:
