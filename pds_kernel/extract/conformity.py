@@ -6,7 +6,11 @@ Refuses (every reason is collected, none stops the others):
 * a raw identifier column (BEN_NIR_PSA, NIR_ANO_17, BEN_NIR_ANO, BEN_IDT_ANO), or any column the
   spec does not allow;
 * a raw identifier *value* of the lake in any text column (whole value, or any alphanumeric token
-  of it: ``"id=ABC123"`` is caught too), or as a column name (or a token of one);
+  of it: ``"id=ABC123"`` is caught too, in any case, and ``"ABC-123"`` as a run of tokens joined),
+  as a column name (or a token of one), or in a file's Parquet footer (metadata, statistics);
+* a column stored with another type than the builder writes (a dictionary, a list, bytes, a
+  struct, a date as text: what the other checks would not read), and a footer holding anything the
+  builder never writes (:mod:`.footer`);
 * an event outside the project's period: a claim's care date (ER_PRS_F), a stay's start (T_MCOaaC),
   a death (KI_CCI_R) before the period's first day or after its last (the first day of its
   month when care dates are generalised to the month), whatever the spec parser let through;
@@ -30,14 +34,26 @@ from typing import Any
 import polars as pl
 
 from ..hashing import sha256_file
+from ..snds.tables import polars_type
+from .footer import footer_faults, footer_texts
 from .layout import bucket, entry_files, split
-from .spec import BIRTH_MONTH_COLUMNS, COMMUNE_COLUMNS, PERSON_ID, RAW_ID_COLUMNS, ExtractSpec
+from .spec import (
+    BIRTH_MONTH_COLUMNS,
+    COHORT_TABLE,
+    COMMUNE_COLUMNS,
+    EXTRACT_TABLES,
+    PERSON_ID,
+    RAW_ID_COLUMNS,
+    ExtractSpec,
+)
 
 MANIFEST = "manifest.json"
 #: Département codes: metropolitan 01-95 with Corsica 2A/2B, overseas 971-978, abroad 99, unknown 999.
 DEPARTEMENT = r"^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-8]|99|999)$"
 _TOKEN = r"[0-9A-Za-z]+"
 _WHOLE_TOKEN = r"^[0-9A-Za-z]+$"
+#: The key of a file's footer texts among the (file, column) keys of the text search.
+_FOOTER = "\0footer"
 #: Without a ``min_k`` in the spec, a k below this is noted in the report (not refused).
 UNCHECKED_K_WARNING = 5
 #: The date that puts a row of these tables in the project's period (the selection keeps only the
@@ -155,7 +171,8 @@ def _raw_hits(path: Path, column: str, distinct: pl.Series, tokens: pl.DataFrame
     if distinct.is_empty():
         return 0
     hits_per_value = pl.concat([
-        pl.DataFrame({"value": distinct}).join(raw_ids, left_on="value", right_on="v", how="semi"),
+        pl.DataFrame({"value": distinct, "v": distinct.str.to_uppercase()}).join(raw_ids, on="v", how="semi")
+        .select("value"),
         tokens.join(raw_ids, left_on="token", right_on="v", how="semi").select("value"),
     ]).group_by("value").len()
     if hits_per_value.is_empty():
@@ -164,15 +181,45 @@ def _raw_hits(path: Path, column: str, distinct: pl.Series, tokens: pl.DataFrame
     return int(values.join(hits_per_value, on="value")["len"].sum())
 
 
+#: The longest run of tokens joined back together (an identifier cut by dashes or spaces).
+_LONGEST_RUN = 64
+#: Tokens of one value whose runs are joined (beyond, the value's tokens are still searched).
+_RUN_TOKENS = 10_000
+
+
+def _runs(tokens: list[str]) -> list[str]:
+    """Every run of two or more consecutive ``tokens`` joined, up to :data:`_LONGEST_RUN` characters:
+    ``"ABC-DEF GH"`` gives ``ABCDEF``, ``DEFGH`` and ``ABCDEFGH``."""
+    runs = []
+    tokens = tokens[:_RUN_TOKENS]
+    for start in range(len(tokens)):
+        joined = tokens[start]
+        for token in tokens[start + 1:]:
+            joined += token
+            if len(joined) > _LONGEST_RUN:
+                break
+            runs.append(joined)
+    return runs
+
+
 def _tokens(distinct: pl.Series) -> pl.DataFrame:
-    """``value`` (each distinct value) and ``token`` (each of its alphanumeric tokens; null for a
-    value without any), one row per pair: computed once per column, for the lake lookup and the
-    hits. A value that is one token (a pseudonym, most codes) is its own token, without the
-    (costlier) extraction."""
+    """``value`` (each distinct value) and ``token`` (each of its alphanumeric tokens and each run
+    of consecutive tokens joined, :func:`_runs`, in upper case; null for a value without any), one
+    row per pair: computed once per column, for the lake lookup and the hits. Identifiers are
+    looked up in upper case (:func:`.build.raw_identifiers`), so one written in lower case, or cut
+    by separators, is found too. A value that is one token (a pseudonym, most codes) is its own
+    token, without the (costlier) extraction."""
+    distinct = distinct.cast(pl.String)
     whole = distinct.str.contains(_WHOLE_TOKEN)
     single, other = distinct.filter(whole), distinct.filter(~whole)
-    return pl.concat([pl.DataFrame({"value": single, "token": single}),
-                      pl.DataFrame({"value": other, "token": other.str.extract_all(_TOKEN)}).explode("token")])
+    split = other.str.extract_all(_TOKEN)
+    runs = pl.Series([_runs(tokens) if tokens is not None and len(tokens) > 1 else [] for tokens in split.to_list()],
+                     dtype=pl.List(pl.String))
+    return pl.concat([pl.DataFrame({"value": single, "token": single.str.to_uppercase()}),
+                      pl.DataFrame({"value": other, "token": split}).explode("token")
+                      .with_columns(pl.col("token").str.to_uppercase()),
+                      pl.DataFrame({"value": other, "token": runs}).explode("token").drop_nulls()
+                      .with_columns(pl.col("token").str.to_uppercase())])
 
 
 def _distinct_text(root: Path, files: list[ListedFile], schemas: dict[str, pl.Schema]) -> dict[tuple[str, str], pl.Series]:
@@ -184,10 +231,9 @@ def _distinct_text(root: Path, files: list[ListedFile], schemas: dict[str, pl.Sc
 
 
 def _name_tokens(names: list[str]) -> pl.DataFrame:
-    """``value`` (a column name) and ``token`` (the name and each of its alphanumeric tokens)."""
+    """``value`` (a column name) and ``token`` (the name and its tokens and runs, :func:`_tokens`)."""
     names_s = pl.Series("value", names, dtype=pl.String)
-    return pl.concat([pl.DataFrame({"value": names_s, "token": names_s}),
-                      pl.DataFrame({"value": names_s, "token": names_s.str.extract_all(_TOKEN)}).explode("token")])
+    return pl.concat([pl.DataFrame({"value": names_s, "token": names_s.str.to_uppercase()}), _tokens(names_s)])
 
 
 def _text_candidates(tokens: dict[tuple[str, str], pl.DataFrame]) -> pl.Series:
@@ -216,6 +262,34 @@ def _checked_columns(schema: pl.Schema, name: str, spec: ExtractSpec) -> list[st
     return [column for column in schema.names() if column in wanted]
 
 
+def _footer_only(texts: list[tuple[str | None, str]], file: str,
+                 distinct: dict[tuple[str, str], pl.Series]) -> pl.Series:
+    """The footer's texts that are not values of their column (a statistic is one of its column's
+    values, already searched; a statistic that is not is searched here)."""
+    frame = pl.DataFrame({"column": [c or "" for c, _ in texts], "text": [t for _, t in texts]},
+                         schema={"column": pl.String, "text": pl.String})
+    values = [pl.DataFrame({"column": [column] * series.len(), "text": series.cast(pl.String)},
+                           schema={"column": pl.String, "text": pl.String})
+              for (name, column), series in distinct.items() if name == file]
+    if values:
+        frame = frame.join(pl.concat(values), on=["column", "text"], how="anti")
+    return frame.get_column("text").unique()
+
+
+def _unexpected_types(schema: pl.Schema, name: str, spec: ExtractSpec) -> dict[str, str]:
+    """``column -> type`` of the columns whose type is not the one the builder writes (the lake's;
+    text for PERSON_ID and the subject number): an identifier stored as a dictionary, a list, bytes
+    or a struct escapes the search of text columns, a date stored as text the period check."""
+    expected = {PERSON_ID: pl.String}
+    if name == COHORT_TABLE:
+        expected.update({spec.linkage.subject_id: pl.String} if spec.linkage else {})
+    elif name in EXTRACT_TABLES:
+        expected.update({c.name: polars_type(c.type) for c in EXTRACT_TABLES[name].columns})
+    allowed = set(spec.output_columns(name))  # another column is refused as not allowed
+    return {column: str(dtype) for column, dtype in schema.items()
+            if column in expected and column in allowed and dtype != expected[column]}
+
+
 def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohorts: list[pl.Series],
                raw_ids: RawIds) -> list[dict]:
     """The checks of some files (one partition number of every table), where they are: on a Dask
@@ -229,9 +303,11 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
     tokens = {key: _tokens(values) for key, values in distinct.items()}
     names = sorted({column for schema in schemas.values() for column in schema})
     tokens[("", "")] = _name_tokens(names)  # column names: an identifier may hide in one too
+    for f in files:  # and the text of the files' footers (metadata; statistics other than the values)
+        tokens[(f.file, _FOOTER)] = _tokens(_footer_only(footer_texts(root / f.file), f.file, distinct))
     if callable(raw_ids):
         raw_ids = raw_ids(_text_candidates(tokens))
-    raw_frame = pl.DataFrame({"v": raw_ids.cast(pl.String).drop_nulls().unique()})
+    raw_frame = pl.DataFrame({"v": raw_ids.cast(pl.String).str.to_uppercase().drop_nulls().unique()})
     results = []
     for item, cohort in zip(files, cohorts, strict=True):
         path, schema = root / item.file, pl.Schema(schemas[item.file])
@@ -241,7 +317,10 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
                         "hash_ok": sha256_file(path) == item.sha256, "raw_hits": {},
                         "outside": 0, "misplaced": 0, "finer": {}, "k": None,
                         "raw_names": tokens[("", "")].filter(pl.col("value").is_in(schema.names()))
-                        .join(raw_frame, left_on="token", right_on="v", how="semi").height}
+                        .join(raw_frame, left_on="token", right_on="v", how="semi").height,
+                        "types": _unexpected_types(schema, item.table, spec), "footer": footer_faults(path),
+                        "footer_hits": tokens[(item.file, _FOOTER)]
+                        .join(raw_frame, left_on="token", right_on="v", how="semi")["value"].n_unique()}
         for column, dtype in schema.items():
             if dtype == pl.String:
                 result["raw_hits"][column] = _raw_hits(path, column, distinct[(item.file, column)],
@@ -326,6 +405,16 @@ def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: Conformit
             report.refuse(f"{name}.{column} is a raw identifier column")
         elif column not in allowed:
             report.refuse(f"{name}.{column} is not allowed by the spec")
+    for r in results:
+        for column, dtype in r["types"].items():
+            report.refuse(f"{name}.{column} is stored as {dtype[:40]}, not the type the extract builder writes "
+                          "(an identifier may hide from the check in another type): rebuild the extract")
+        if r["footer"]:
+            report.refuse(f"file {r['file']} holds in its Parquet footer {', '.join(r['footer'])}, which the "
+                          "extract builder never writes: rebuild the extract")
+        if r["footer_hits"]:
+            report.refuse(f"the Parquet footer of file {r['file']} holds {r['footer_hits']} raw identifier "
+                          "value(s) of the lake")
     if any(r.get("raw_names") for r in results):  # never the name itself: it is the identifier
         report.refuse(f"a column name of {name} is a raw identifier of the lake (or holds one)")
     for column in columns:

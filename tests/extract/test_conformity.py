@@ -177,9 +177,14 @@ def test_raw_identifiers_found_the_same_way_through_the_lake_lookup(extract, sma
 def test_tokens_of_text_values_are_those_of_the_full_extraction():
     """A value that is one alphanumeric token skips the extraction: the (value, token) pairs must
     be those the extraction gives for every kind of value (one token, several, none, accents,
-    a line end after a token)."""
+    a line end after a token), in upper case, with the runs of consecutive tokens joined."""
     from pds_kernel.extract.conformity import _TOKEN, _tokens
 
     values = pl.Series(["ABC123", "a-b", "", "É1", "x y", "123", "NIR\n", "-", "ab_cd", "Zz9"])
     full = pl.DataFrame({"value": values, "token": values.str.extract_all(_TOKEN)}).explode("token")
-    assert sorted(_tokens(values).rows(), key=str) == sorted(full.rows(), key=str)
+    # in upper case, and each run of two or more consecutive tokens joined (an identifier cut by
+    # separators): a-b gives A, B and AB
+    runs = [(v, "".join(t[i:j]).upper()) for v, t in zip(values, values.str.extract_all(_TOKEN), strict=True)
+            for i in range(len(t)) for j in range(i + 2, len(t) + 1)]
+    expected = [(v, t if t is None else t.upper()) for v, t in full.rows()] + runs
+    assert sorted(_tokens(values).rows(), key=str) == sorted(expected, key=str)
