@@ -136,8 +136,8 @@ def raw_identifiers(lake: Path, among: pl.Series | None = None, *,
 
     The conformity check passes the extract's distinct text values and tokens as ``among``: testing
     the lake's identifier columns against that set is much cheaper than collecting every distinct
-    identifier of the lake, and finds exactly the identifiers that matter. Identifiers are given in
-    upper case (the check looks up the extract's values and tokens in upper case). With ``versions``, the
+    identifier of the lake, and finds exactly the identifiers that matter (the check gives them in
+    upper case and as written, and compares in upper case). With ``versions``, the
     tables at those versions (what a pinned build read)."""
     frames = LakeFrames(lake, versions=versions)
     wanted = None if among is None else among.cast(pl.String).drop_nulls().unique().implode()
@@ -147,7 +147,7 @@ def raw_identifiers(lake: Path, among: pl.Series | None = None, *,
         if columns and lake_mod.has_table(lake, name):
             scan = frames.scan(name)
             for c in columns:
-                ids = scan.select(pl.col(c).cast(pl.String).str.to_uppercase().alias("id"))
+                ids = scan.select(pl.col(c).cast(pl.String).alias("id"))
                 # filter (or take the distinct values) per column first: the final unique is small
                 parts.append(ids.unique() if wanted is None else ids.filter(pl.col("id").is_in(wanted)))
     if not parts:

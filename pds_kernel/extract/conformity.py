@@ -183,8 +183,9 @@ def _raw_hits(path: Path, column: str, distinct: pl.Series, tokens: pl.DataFrame
 
 #: The longest run of tokens joined back together (an identifier cut by dashes or spaces).
 _LONGEST_RUN = 64
-#: Tokens of one value whose runs are joined (beyond, the value's tokens are still searched).
-_RUN_TOKENS = 10_000
+#: Tokens of one value whose runs are joined (beyond, the value's tokens are still searched, not
+#: their runs): bounds the runs of a long free text to some 16,000.
+_RUN_TOKENS = 256
 
 
 def _runs(tokens: list[str]) -> list[str]:
@@ -237,11 +238,16 @@ def _name_tokens(names: list[str]) -> pl.DataFrame:
 
 
 def _text_candidates(tokens: dict[tuple[str, str], pl.DataFrame]) -> pl.Series:
-    """The distinct text values of the extract and their alphanumeric tokens (and the column
-    names and theirs): the only values that a raw identifier of the lake could be found as."""
+    """The distinct text values of the extract and their alphanumeric tokens and runs, in upper case
+    and as written (and the column names and theirs): the only values that a raw identifier of the
+    lake could be found as. The lake's identifiers are looked up as they are, not case-folded row
+    by row: one written in lower case in the extract is found through its upper-case token (SNDS
+    identifiers are upper case), one in mixed case through its token as written."""
     parts = [pl.Series("v", [], dtype=pl.String)]
     for frame in tokens.values():
-        parts += [frame.get_column("value").alias("v"), frame.get_column("token").drop_nulls().alias("v")]
+        values = frame.get_column("value").unique()
+        parts += [values.alias("v"), frame.get_column("token").drop_nulls().alias("v"),
+                  values.str.extract_all(_TOKEN).explode().drop_nulls().alias("v")]
     return pl.concat(parts).unique()
 
 

@@ -5,8 +5,9 @@ manifest rewritten consistently, true hashes) hides a cohort person's ``BEN_NIR_
 check did not look: in an allowed column stored with another type than text (dictionary-encoded
 ``Categorical``, a list of texts, bytes, a struct), or in the Parquet file's own metadata (the
 key-value metadata of its footer). And the lake's free text (a drug label copied whole) holding the
-identifier in lower case, or cut by dashes or spaces. Before the fix, 7 of the 9 attempts got
-through (every type other than text, the footer metadata, the lower case and the dashes); the
+identifier in lower case, or cut by dashes or spaces, and the study's linkage file giving the
+identifier as the subject number in lower case or cut by dashes. Before the fix, all 10 attempts
+got through (each run against the code before the fix); the
 check now refuses a column of a type the builder never writes and any footer metadata it does
 not write, and looks up identifiers in upper case and with the separators inside a value removed.
 """
@@ -22,7 +23,7 @@ from pds_kernel.errors import DisclosureRisk
 from pds_kernel.extract.build import raw_identifiers, run_build
 from pds_kernel.extract.conformity import check_extract
 from pds_kernel.extract.layout import entry_files
-from pds_kernel.extract.spec import PERSON_ID, parse_spec
+from pds_kernel.extract.spec import PERSON_ID, load_spec, parse_spec
 from pds_kernel.hashing import sha256_file
 
 rows = extract_attacks_support.rows  # fixtures: the small lake's rows, the lake and the registry
@@ -85,3 +86,19 @@ def test_an_identifier_in_the_lakes_free_text_in_lower_case_or_cut_is_refused(ru
     with pytest.raises(DisclosureRisk, match=r"IR_PHA_R.PHA_MED_NOM holds \d+ raw identifier") as refused:
         run_build(runtime, "diab-study", parse_spec(SMALL_SPEC), actor="root")
     assert nir not in str(refused.value) and nir.lower() not in str(refused.value)
+
+
+@pytest.mark.parametrize("disguise", ["lower", "dashes"])
+def test_a_subject_number_that_is_the_nir_in_lower_case_or_cut_is_refused(world, rows, tmp_path, disguise):
+    """The study's own linkage file gives each person's BEN_NIR_PSA again as the 'subject number',
+    in lower case or cut by dashes: the COHORT table would hand PERSON_ID -> identifier over."""
+    def subject(nir: str) -> str:
+        return nir.lower() if disguise == "lower" else "-".join(nir[i:i + 6] for i in range(0, len(nir), 6))
+
+    (tmp_path / "cohort.csv").write_text("BEN_NIR_PSA,SUBJECT\n" + "".join(
+        f"{p['BEN_NIR_PSA']},{subject(p['BEN_NIR_PSA'])}\n" for p in rows["IR_BEN_R"]))
+    (tmp_path / "spec.yaml").write_text(SMALL_SPEC + "linkage: {file: cohort.csv, source_id: BEN_NIR_PSA, "
+                                                     "subject_id: SUBJECT}\n")
+    with pytest.raises(DisclosureRisk, match="COHORT.SUBJECT holds .* raw identifier") as refused:
+        run_build(world, "diab-study", load_spec(tmp_path / "spec.yaml"), actor="root")
+    assert not any(p["BEN_NIR_PSA"].lower() in str(refused.value).lower() for p in rows["IR_BEN_R"])
