@@ -31,6 +31,7 @@ import polars as pl
 from .audit import AuditEvent, AuditTrail, Outcome
 from .errors import InvalidInput, NotFound, PermissionDenied
 from .registry.names import check_project_id
+from .settings import check_private_place
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -85,19 +86,10 @@ def pseudonym_table(key: bytes, source_ids: pl.Series, *, source: str, target: s
     )
 
 
-#: Places workspaces, reviewers or the package index read: the key store is never inside one.
-_EXPOSED_PATHS = ("projects", "homes", "imports", "staging", "outbox", "packages")
-
-
 def check_key_store_place(paths) -> None:
     """Refuse a key store (``paths.keys``) inside a directory a workspace mounts or a reviewer reads:
     the first build would write the project's key where the project can read it."""
-    keys = Path(paths.keys).resolve()
-    for name in _EXPOSED_PATHS:
-        exposed = Path(getattr(paths, name)).resolve()
-        if keys == exposed or keys.is_relative_to(exposed):
-            raise PermissionDenied(f"paths.keys ({paths.keys}) is inside paths.{name} ({exposed}), which "
-                                   "workspaces or reviewers read: move the key store out of it (settings)")
+    check_private_place(paths, "keys")
 
 
 class KeyStore:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .errors import InvalidInput
+from .errors import InvalidInput, PermissionDenied
 
 ENV_PREFIX = "PDS_"
 
@@ -42,6 +42,25 @@ class Paths:
     imports: Path = Path("var/imports")  #: imports/<project>/<request>/ approved imports (read-only in workspaces)
     ttp: Path = Path("var/ttp")  #: the trusted third party's NIR correspondence (never in a workspace)
     packages: Path = Path("var/packages")  #: the approved wheels served by the package index
+
+
+#: Places workspaces, reviewers or the package index read: the key store is never inside one.
+_EXPOSED_PATHS = ("projects", "homes", "imports", "staging", "outbox", "packages")
+#: What they must never hold: the keys, the lake (every raw identifier; quarantined lines), the
+#: deliveries, the quality reports (they quote quarantined lines), the trusted third party's NIRs.
+PRIVATE_PATHS = ("keys", "lake", "raw", "reports", "ttp")
+
+
+def check_private_place(paths, name: str) -> None:
+    """Refuse ``paths.<name>`` (one of :data:`PRIVATE_PATHS`) inside, or equal to, a directory a
+    workspace mounts or a reviewer reads: the first write would put identifying data where a
+    project can read it."""
+    private = Path(getattr(paths, name)).resolve()
+    for exposed_name in _EXPOSED_PATHS:
+        exposed = Path(getattr(paths, exposed_name)).resolve()
+        if private == exposed or private.is_relative_to(exposed):
+            raise PermissionDenied(f"paths.{name} ({getattr(paths, name)}) is inside paths.{exposed_name} "
+                                   f"({exposed}), which workspaces or reviewers read: move it out (settings)")
 
 
 @dataclass(frozen=True)
