@@ -123,11 +123,28 @@ class Thresholds:
         return cls(**base)
 
 
+#: The fewest independent reviews an export needs, whatever the configuration says: the gate's
+#: promise is two. A project's override and the platform's setting may ask for more, never fewer
+#: (one administrator sets both alone; tests/security/test_redteam12_quorum.py).
+MIN_REVIEWS = 2
+
+
+def check_quorum(value: object, where: str) -> None:
+    """Refuse a review quorum below :data:`MIN_REVIEWS` (None: not set, the default applies)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < MIN_REVIEWS):
+        raise InvalidInput(f"{where} must be at least {MIN_REVIEWS}, got {value!r}: every export needs "
+                           f"{MIN_REVIEWS} independent reviews by output checkers of its project; ask for "
+                           "more if the project needs them, never fewer")
+
+
 @dataclass(frozen=True)
 class Disclosure(Thresholds):
     """The platform's disclosure defaults: the thresholds, and the review quorum."""
 
-    reviews_required: int = 2  #: independent reviews before approval (per-project override)
+    reviews_required: int = MIN_REVIEWS  #: independent reviews before approval (per-project override)
+
+    def __post_init__(self) -> None:
+        check_quorum(self.reviews_required, "setting disclosure.reviews_required")
 
 
 @dataclass(frozen=True)

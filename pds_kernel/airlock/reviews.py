@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..errors import IntegrityError, InvalidInput
+from ..settings import MIN_REVIEWS
 from .checks import Status
 from .inputs import check_text
 from .models import ExportRequest, RequestFile, Review
@@ -21,6 +22,14 @@ from .states import Action
 
 DECISIONS = ("approve", "request_changes", "reject")
 MAX_COMMENT = 10_000
+
+
+def quorum(required: int | None) -> int:
+    """The complete reviews a request needs: what its row (or the project) says, never fewer than
+    :data:`~pds_kernel.settings.MIN_REVIEWS`, whatever was configured or written in the database
+    (one checker's approval released a file of a project set to one review before:
+    tests/security/test_redteam12_quorum.py)."""
+    return max(required if isinstance(required, int) and not isinstance(required, bool) else 0, MIN_REVIEWS)
 
 
 def valid_verdicts(req: ExportRequest, checkers: frozenset[str] | None = None) -> dict[str, dict[int, Review]]:
@@ -60,7 +69,7 @@ def check_approvals(req: ExportRequest, complete: Mapping[str, Mapping[int, Revi
     """Raise :class:`IntegrityError` unless the ``complete`` reviews (those that count) of the
     current files are all approvals, at least the request's quorum of them: checked at release."""
     approvals = [r for r, per in complete.items() if all(v.decision == "approve" for v in per.values())]
-    if len(approvals) < req.reviews_required or len(approvals) != len(complete):
+    if len(approvals) < quorum(req.reviews_required) or len(approvals) != len(complete):
         gone = uncounted_reviewers(req, complete).get("not_counted")
         raise IntegrityError("the current files do not carry the required approvals: nothing released"
                              + (f" ({', '.join(gone)} no longer output checkers of the project: their "
@@ -108,7 +117,7 @@ def clean_verdicts(request_id: str, files: Mapping[int, RequestFile], verdicts: 
 
 def decision_of(complete: Mapping[str, Mapping[int, Review]], reviews_required: int) -> Action | None:
     """The move the complete reviews make, or None while fewer than ``reviews_required``."""
-    if len(complete) < reviews_required:
+    if len(complete) < quorum(reviews_required):
         return None
     decisions = {v.decision for per in complete.values() for v in per.values()}
     return (Action.REJECT if "reject" in decisions else

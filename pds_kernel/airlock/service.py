@@ -131,7 +131,7 @@ class AirlockService:
         info = self.registry.get_project(project)
         disclosure = self.settings.disclosure
         thresholds = Thresholds.for_project(disclosure, info.min_cell, info.max_table_rows)
-        return thresholds, info.reviews_required or disclosure.reviews_required
+        return thresholds, reviews.quorum(info.reviews_required or disclosure.reviews_required)
 
     def _apply(self, s: Session, req: ExportRequest, action: Action, actor: str, **details: Any) -> None:
         """The one place a request changes state: check the move, change, audit, same transaction."""

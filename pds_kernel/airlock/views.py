@@ -17,7 +17,7 @@ from typing import Any
 from .checks import Status, worst
 from .models import ExportRequest, RequestFile
 from .permissions import can_act, can_research, can_review_submitted, can_see_votes
-from .reviews import complete_reviewers, valid_verdicts
+from .reviews import complete_reviewers, quorum, valid_verdicts
 from .states import REVIEWABLE_STATES, Action, Actor, State, actions_from, check_transition
 
 #: Findings listed per rule in a redacted check; the rest are counted. Locations (row, column,
@@ -238,7 +238,7 @@ def build_view(req: ExportRequest, viewer: str, *, contents: bool,
         id=req.id, project=req.project_id, author=req.author, state=req.state,
         justification=req.justification if contents else "",
         context=json.loads(req.context) if contents else {},
-        reviews_required=req.reviews_required, min_cell=req.min_cell, round=req.round,
+        reviews_required=quorum(req.reviews_required), min_cell=req.min_cell, round=req.round,
         created_at=iso(req.created_at), updated_at=iso(req.updated_at),
         released_at=iso(req.released_at), files=files,
         check_status=worst(Status(f.check_status) for f in req.files).value,

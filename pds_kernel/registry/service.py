@@ -18,6 +18,7 @@ from .. import permissions
 from ..audit import AuditEvent, AuditTrail, Outcome
 from ..db import transaction
 from ..errors import InvalidInput, NotFound, PermissionDenied
+from ..settings import check_quorum
 from .bootstrap import Bootstrap, has_administrator
 from .models import MEMBERSHIP_APPROVALS_RULE, Membership, Project, ProjectStatus, RegistryRule, Role, User
 from .names import check_new_user_name, check_project_id, check_user_name
@@ -74,6 +75,8 @@ class Registry:
         if unknown:
             raise InvalidInput(f"unknown project field(s): {', '.join(sorted(unknown))}")
         self._check_admin(actor, "registry.project.update", f"project:{project_id}", project_id)
+        self._check_admin(actor, "registry.project.update", f"project:{project_id}", project_id,
+                          check=lambda _r, _a: check_quorum(values.get("reviews_required"), "reviews_required"))
         with transaction(self._sessions) as s:
             self._approvals(s, actor)
             return self._write_project(s, actor, project_id, values)
@@ -164,10 +167,10 @@ class Registry:
 
     def _check_admin(self, actor: str, action: str, target: str = "", project: str = "",
                      check=None) -> None:
-        """The permission of every write (:mod:`pds_kernel.permissions`); a refusal is audited."""
+        """The permission of every write (:mod:`pds_kernel.permissions`), or ``check``; a refusal is audited."""
         try:
             (check or permissions.check_administer_registry)(self, actor)
-        except PermissionDenied as exc:
+        except (PermissionDenied, InvalidInput) as exc:
             self._audit.record(AuditEvent(actor=actor, action=action, target=target, project=project,
                                           outcome=Outcome.DENIED, details={"reason": str(exc)}))
             raise

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from ..errors import InvalidInput
+from ..settings import check_quorum
 from ..validate import check_mapping
 from ..validate import parse_date as _date
 from .models import ProjectStatus, Role
@@ -100,6 +101,11 @@ def _int(where: str, value: Any, minimum: int = 0) -> int:
     return value
 
 
+def _quorum(where: str, value: Any) -> int | None:
+    check_quorum(value, where)
+    return value
+
+
 def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
     data = check_mapping(origin, data or {}, {"users", "projects"})
     users = []
@@ -145,8 +151,7 @@ def parse_registry(data: Any, origin: str = "registry") -> RegistrySpec:
             data_controller=str(raw.get("data_controller", "")), approval_ref=str(raw.get("approval_ref", "")),
             start=_date(f"{where}.start", raw["start"]), end=_date(f"{where}.end", raw["end"]), status=status,
             min_cell=_int(f"{where}.disclosure.min_cell", disclosure["min_cell"], 1) if "min_cell" in disclosure else None,
-            reviews_required=_int(f"{where}.disclosure.reviews_required", disclosure["reviews_required"], 1)
-            if "reviews_required" in disclosure else None,
+            reviews_required=_quorum(f"{where}.disclosure.reviews_required", disclosure.get("reviews_required")),
             max_table_rows=_int(f"{where}.disclosure.max_table_rows", disclosure["max_table_rows"], 1)
             if "max_table_rows" in disclosure else None,
             cpu=float(cpu), memory_mb=_int(f"{where}.resources.memory_mb", resources.get("memory_mb", 4096), 256),
