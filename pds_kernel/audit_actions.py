@@ -84,6 +84,8 @@ ACTIONS: dict[str, ActionInfo] = {
     "hub.account.revoke": ActionInfo(_USER, "an administrator revoked an account (its generation in details; account_seal when its seal was broken and stays so)"),
     "hub.login": ActionInfo(_USER, "a log-in to the hub, accepted or refused (the reason in details; among them, the account's seal missing or wrong: changed outside the platform)"),
     "hub.login.oidc": ActionInfo(_USER, "a log-in through the identity provider (OpenID Connect), accepted or refused"),
+    "hub.identity.bound": ActionInfo(_USER, "the first sign-in through the identity provider bound the user name to its account (SHA-256 of the issuer and subject in details: subject); any other account is refused that name"),
+    "hub.identity.unbound": ActionInfo(_USER, "an administrator freed the user name for another account of the identity provider (pds hub account unbind; the digest it was bound to in details), or was refused"),
     "hub.logout": ActionInfo(_USER, "a log-out from the hub"),
     "hub.signup": ActionInfo(_USER, "a person asked for an account (waits for an administrator)"),
     "hub.socket.refused": ActionInfo(_USER, "a workspace's request through its socket to the hub was refused"),

@@ -150,3 +150,16 @@ def account_revoke(ctx: typer.Context, user: str = typer.Argument(..., help="Reg
     state = ctx.obj
     set_account_approval(state.settings, Registry.from_runtime(state.runtime), user, False, actor=state.actor)
     console.print(f"{user} revoked: logins refused, open sessions ended")
+
+
+@account_app.command("unbind")
+def account_unbind(ctx: typer.Context, user: str = typer.Argument(..., help="Registry user name.")) -> None:
+    """OIDC: free USER's name for another account of the identity provider (its first sign-in binds
+    the name again). For an account deleted and made again at the provider; audited."""
+    from ..hub.oidc_subjects import unbind
+
+    state = ctx.obj
+    if unbind(state.runtime.audit, Registry.from_runtime(state.runtime), state.actor, user):
+        console.print(f"{user}: the next account of the identity provider that signs in as {user} takes the name")
+    else:
+        console.print(f"{user} was bound to no account of the identity provider: nothing to free")

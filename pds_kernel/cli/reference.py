@@ -61,6 +61,7 @@ EXAMPLES: dict[str, str] = {
     "hub account add": "pds hub account add alice",
     "hub account approve": "pds hub account approve alice",
     "hub account revoke": "pds hub account revoke alice",
+    "hub account unbind": "pds hub account unbind olga",
     "airlock list": "pds --as olga airlock list --scope queue --project diabetes-t2",
     "packages request": "pds --as alice packages request texttable --project diabetes-t2 --justification 'tables in logs'",
     "packages approve": "pds --as admin packages approve texttable==1.7.0",

@@ -69,6 +69,7 @@ from .common import (
     user_roles,
 )
 from .expiry import MembershipWatcher
+from .oidc_subjects import check_subject
 from .second_factor import FactorPolicy, check_second_factor, id_token_claims
 from .user_api import user_api_handlers
 from .worker_watch import WorkerRefusalWatch
@@ -276,8 +277,9 @@ class PdsOAuthenticator(GenericOAuthenticator):
         A sign-in without a second factor is refused with a page that says so (HTTP 403)."""
         if auth_model is None:  # JupyterHub's startup check of allowed users: registry decides
             return is_registry_user(self.registry, username)
+        auth_state = auth_model.get("auth_state") or {}
         try:
-            await self.check_second_factor(auth_model.get("auth_state") or {})
+            claims = await self.check_second_factor(auth_state)
         except PermissionDenied as exc:
             record_login_refused(self.context, username, None, str(exc))
             raise web.HTTPError(403, "%s", str(exc)) from None
@@ -288,6 +290,12 @@ class PdsOAuthenticator(GenericOAuthenticator):
         if not is_registry_user(self.registry, username):
             record_login_refused(self.context, username, None, "not an active registry user")
             return False
+        # the name is the provider's preferred_username: one account of the provider owns it (oidc_subjects)
+        refusal = check_subject(self.context.record, self.context.runtime.audit, self.registry, username, claims,
+                                auth_state.get("oauth_user"))
+        if refusal:
+            record_login_refused(self.context, username, None, refusal)
+            raise web.HTTPError(403, "%s", refusal)
         self.context.record(AuditEvent(
             actor=username, action="hub.login.oidc", target=f"user:{username}",
             details={"projects": list(auth_model.get("groups") or []),

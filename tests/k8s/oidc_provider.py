@@ -34,8 +34,12 @@ def s256(verifier: str) -> str:
 
 
 class OpenIdProvider:
-    def __init__(self, directory: dict[str, list[str]], client_id: str, client_secret: str):
+    def __init__(self, directory: dict[str, list[str]], client_id: str, client_secret: str,
+                 claimed_names: dict[str, str] | None = None):
         self.directory, self.client_id, self.client_secret = directory, client_id, client_secret
+        #: account -> the preferred_username it claims (default: its own name); the subject stays
+        #: the account's (``id-<account>``): two accounts may claim one name
+        self.claimed_names = dict(claimed_names or {})
         self.key, self.kid = new_key(), secrets.token_hex(4)
         self.forge_with: rsa.RSAPrivateKey | None = None
         self.codes: dict[str, dict] = {}
@@ -92,7 +96,7 @@ class OpenIdProvider:
                 user = provider.tokens.get(token)
                 if user is None:
                     raise web.HTTPError(401)
-                self.finish({"sub": f"id-{user}", "preferred_username": user.upper(),
+                self.finish({"sub": f"id-{user}", "preferred_username": provider.claimed_names.get(user, user).upper(),
                              "email": f"{user}@example.org", "groups": provider.directory[user]})
 
         self.app = web.Application([
