@@ -16,6 +16,22 @@ from ..errors import InvalidInput
 #: Deepest nesting accepted in a JSON value from a caller (an ACRO record in the context is 7 deep).
 MAX_DEPTH = 12
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: The most characters of something a caller sent that a message quotes: messages are audited and
+#: logged, and administrators, who read both, may not read what a workspace holds
+#: (tests/security/test_redteam12_refusal_text.py: a refused "file name" of 85,000 characters
+#: reached the audit trail whole before).
+QUOTED_CHARS = 40
+
+
+def quoted(value: object, most: int = QUOTED_CHARS) -> str:
+    """``value`` quoted for a message, at most ``most`` characters of it (with its length when cut)."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text) if len(text) <= most else f"{text[:most]!r}... ({len(text)} characters)"
+
+
+def brief(text: str, most: int) -> str:
+    """``text`` (a message to audit or log) cut to ``most`` characters, saying so."""
+    return text if len(text) <= most else f"{text[:most]}... (cut at {most} of {len(text)} characters)"
 
 
 def depth_within(value: Any, limit: int) -> bool:

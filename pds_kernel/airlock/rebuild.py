@@ -33,6 +33,7 @@ from pathlib import Path
 from ..errors import InvalidInput, PdsError
 from ..hashing import sha256_file
 from ..sandbox.drain import Drain
+from .inputs import brief
 from .rebuild_formats import MAX_PIXELS, rebuild, rebuilt_kind
 from .rebuild_job import RebuildJob
 from .rebuild_sandbox import MAX_COPY_BYTES, OverBound, RebuildSandbox, rebuild_sandbox
@@ -67,6 +68,8 @@ WALL_SECONDS = 180
 #: kind); the rest is read and dropped, so a child writing gigabytes never fills the gate's memory
 MAX_RESULTS_BYTES = 1024 * 1024
 MAX_ERRORS_BYTES = 4096
+#: the most of one file's reason (from the child) the gate keeps
+MAX_REASON_CHARS = 500
 #: the child's command line (a test replaces it by a child that misbehaves)
 CHILD = [sys.executable, "-m", "pds_kernel.airlock.rebuild_formats"]
 
@@ -209,7 +212,8 @@ def _results(stdout: bytes, items: list[tuple[Path, Path, str]]) -> tuple[dict |
                 return None, "the rebuild wrote no copy"
         elif not isinstance(why, str) or not why.strip():
             return None, "the rebuild's results do not name its files"
-    return results, ""
+    # a reason is the child's text (a parser it runs may be taken over): audited and logged, so bounded
+    return {name: why if why is None else brief(why, MAX_REASON_CHARS) for name, why in results.items()}, ""
 
 
 def _rebuild_in_child(items: list[tuple[Path, Path, str]], sandbox: RebuildSandbox | RebuildJob | None,

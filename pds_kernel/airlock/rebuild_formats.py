@@ -34,6 +34,7 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import InvalidInput
+from .inputs import quoted
 
 #: the largest image the gate decodes (pixels): a 16-megapixel figure is already a poster
 MAX_PIXELS = 40_000_000
@@ -83,9 +84,9 @@ def _plain_column(name: str, column):
         column = column.cast(column.type.value_type)
     kind = column.type
     if pa.types.is_nested(kind) or isinstance(kind, pa.BaseExtensionType):
-        raise InvalidInput(f"column {name!r} holds {kind} values, not one value per cell: export a flat table")
+        raise InvalidInput(f"column {quoted(name)} holds {quoted(kind, 60)} values, not one value per cell: export a flat table")
     if pa.types.is_timestamp(kind) and kind.tz is not None and kind.tz not in _zones():
-        raise InvalidInput(f"column {name!r} names the time zone {kind.tz[:40]!r}, which is no zone of the "
+        raise InvalidInput(f"column {quoted(name)} names the time zone {kind.tz[:40]!r}, which is no zone of the "
                            "tz database: save its times in UTC or in a zone such as Europe/Paris")
     if pa.types.is_float16(kind):
         column = column.cast(pa.float32())
@@ -131,11 +132,11 @@ def _plain_table(path: Path):
     schema = metadata.schema.to_arrow_schema()
     for field in schema:
         if pa.types.is_nested(field.type):
-            raise InvalidInput(f"column {field.name!r} holds {field.type} values, not one value per cell: "
+            raise InvalidInput(f"column {quoted(field.name)} holds {quoted(field.type, 60)} values, not one value per cell: "
                                "export a flat table")
         if pa.types.is_fixed_size_binary(field.type) and \
                 field.type.byte_width * metadata.num_rows > MAX_UNPACKED_BYTES:
-            raise InvalidInput(f"column {field.name!r} holds more than {MAX_UNPACKED_BYTES} bytes once unpacked")
+            raise InvalidInput(f"column {quoted(field.name)} holds more than {MAX_UNPACKED_BYTES} bytes once unpacked")
     texts = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_binary(f.type)
              or pa.types.is_large_string(f.type) or pa.types.is_large_binary(f.type)]
     table = pq.read_table(path, read_dictionary=texts)  # texts stay encoded until measured

@@ -43,7 +43,7 @@ from . import permissions, reviews
 from .checks import Thresholds
 from .gate import ProjectGate, run_gate
 from .imports_mount import hide_revoked, open_release_folder, refresh_manifest
-from .inputs import check_text
+from .inputs import brief, check_text
 from .limits import AirlockLimits, load_limits
 from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
@@ -85,6 +85,9 @@ from .views import stored_check as _stored_check
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 10_000
+#: The most of a refusal's reason an audit entry keeps: a reason may quote what a workspace sent
+#: (the messages quote little: :func:`.inputs.quoted`), and administrators read the trail
+MAX_AUDITED_REASON = 2_000
 
 
 #: the states where the verdicts shown are those that count now (:func:`.permissions.checkers_of`)
@@ -114,9 +117,10 @@ class AirlockService:
         """Audit a refusal: a policy decision (role, state, a refused file type) is ``denied``, a bad
         input or a broken record ``failed``."""
         denied = isinstance(exc, (PermissionDenied, InvalidTransition, RefusedFiles))
-        details: dict[str, Any] = {"reason": str(exc)}
+        details: dict[str, Any] = {"reason": brief(str(exc), MAX_AUDITED_REASON)}
         if isinstance(exc, RefusedFiles):
-            details["refused"] = exc.reasons
+            details["refused"] = {brief(n, 200): brief(str(why), MAX_AUDITED_REASON // 4)
+                                  for n, why in list(exc.reasons.items())[:self.limits.max_files]}
         self._record(AuditEvent(actor=actor, action=action, target=f"request:{req_id}", project=project,
                                 outcome=Outcome.DENIED if denied else Outcome.FAILED, details=details))
 

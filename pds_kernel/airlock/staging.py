@@ -25,6 +25,7 @@ from typing import BinaryIO
 from ..errors import IntegrityError, InvalidInput
 from ..registry.names import check_project_id
 from .checks import filetypes
+from .inputs import quoted
 from .limits import AirlockLimits
 
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ ()+-]{0,199}$")
@@ -61,7 +62,7 @@ def fsync_path(path: Path) -> None:
 def check_file_name(name: str) -> str:
     """A base file name safe in a path and a URL: letters, digits, ``._ ()+-``; no leading dot."""
     if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or ".." in name:
-        raise InvalidInput(f"invalid file name {name!r}: use letters, digits, '.', '_', '-', spaces; "
+        raise InvalidInput(f"invalid file name {quoted(name)}: use letters, digits, '.', '_', '-', spaces; "
                            "no folders, at most 200 characters")
     return name
 

@@ -16,7 +16,7 @@ from ..modelcheck.checker import ModelChecker
 from .checks import Thresholds
 from .extract_reads import gate_extract
 from .gate import ProjectGate, project_gate
-from .inputs import check_context_shape
+from .inputs import check_context_shape, quoted
 from .limits import AirlockLimits
 from .models import ExportRequest, RequestFile
 from .rebuild import submitted_path
@@ -124,7 +124,9 @@ def resubmission_plan(req: ExportRequest, files: list[tuple[str, BinaryIO]], rem
     current = {f.name: f.index for f in req.files}
     unknown = remove - set(current)
     if unknown:
-        raise InvalidInput(f"cannot remove {', '.join(sorted(unknown))}: not in the request")
+        named = ", ".join(quoted(n) for n in sorted(unknown)[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise InvalidInput(f"cannot remove {named}{more}: not in the request")
     names = [n for n in current if n not in remove] + [n for n, _ in files if n not in current]
     check_names(names, limits)
     check_names([n for n, _ in files] or names, limits)
