@@ -100,7 +100,10 @@ class HttpBridge(UnixToTcp):
 
     def report(self, refused: RequestRefused) -> None:
         """A request was refused (not for the rate: :class:`~.rate.ThrottleReport` hears of those)."""
-        log.warning("%s refused %s %s: %s", self, refused.method, refused.path[:200], refused.reason)
+        # the path is the sandbox's choice, at the socket's rate: its length only (the log is read
+        # outside the workspace; the audited refusals, at most 20 a minute, keep 40 characters)
+        log.warning("%s refused %s (a path of %d characters): %s", self, refused.method[:10], len(refused.path),
+                    refused.reason)
 
     def refusal(self, refused: RequestRefused) -> bytes:
         """The complete answer to a refused request (it closes the connection)."""

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: Refusals reported (audited) per minute and socket; more are counted, not dropped silently.
 REPORTS_PER_MINUTE = 20
+#: the most characters of a refused path an audit entry keeps (the sandbox chose it: the trail is
+#: read outside the workspace; tests/security/test_redteam12_logs.py)
+AUDITED_PATH_CHARS = 40
 
 RefusalCallback = Callable[[str, str, str, int], None]
 
@@ -60,7 +63,7 @@ class HubApiBridge(HttpBridge):
         self._reported += 1
         suppressed, self._suppressed = self._suppressed, 0
         try:
-            self.on_refusal(refused.method, refused.path[:200], refused.reason, suppressed)
+            self.on_refusal(refused.method, refused.path[:AUDITED_PATH_CHARS], refused.reason, suppressed)
         except Exception:  # the refusal stands even if it cannot be reported; say so loudly
             log.exception("%s: could not report a refused request", self)
 

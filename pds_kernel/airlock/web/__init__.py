@@ -20,6 +20,7 @@ from ..service import AirlockService
 from . import handlers as h
 from . import pages
 from .connections import check_descriptors, make_server, server_options
+from .logs import StaticFiles, log_request
 from .openapi import build_openapi
 from .packages_api import PackageRequestsApi
 
@@ -75,6 +76,8 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         xsrf_cookie_kwargs={"httponly": False, "samesite": "Strict", "path": prefix},
         static_path=str(Path(__file__).with_name("static")),
         static_url_prefix=prefix + "static/",
+        static_handler_class=StaticFiles,
+        log_function=log_request,  # never the address a client chose (.logs)
         login_url=None,
         gate=runtime.settings.gate if runtime is not None else Gate(),
     )

@@ -94,10 +94,15 @@ def parse_json_field(raw: str, name: str) -> dict:
     return value
 
 
+def _some(names: list[str], most: int = 3) -> str:
+    """At most ``most`` of ``names`` (a refusal is logged and may be audited: it quotes little)."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def check_fields(data: dict, allowed: set[str], what: str = "the request body") -> None:
     unknown = sorted(str(k)[:40] for k in set(data) - allowed)
     if unknown:
-        raise InvalidInput(f"{what} has unknown field(s) {', '.join(unknown)}; allowed: "
+        raise InvalidInput(f"{what} has unknown field(s) {_some(unknown)}; allowed: "
                            f"{', '.join(sorted(allowed)) or 'none'}")
 
 
@@ -146,7 +151,7 @@ def check_query(arguments: dict[str, list[bytes]], allowed: set[str]) -> None:
     """Only documented query parameters, each at most once."""
     unknown = sorted(k[:40] for k in set(arguments) - allowed)
     if unknown:
-        raise InvalidInput(f"unknown query parameter(s) {', '.join(unknown)}; allowed: "
+        raise InvalidInput(f"unknown query parameter(s) {_some(unknown)}; allowed: "
                            f"{', '.join(sorted(allowed)) or 'none'}")
     repeated = sorted(k for k, v in arguments.items() if len(v) > 1)
     if repeated:

@@ -34,10 +34,12 @@ from ...errors import BodyTooLarge, InvalidInput, PdsError, PermissionDenied
 from ...settings import Gate
 from ...validate import is_digits
 from ..imports import ImportService
+from ..inputs import brief
 from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
 from . import bodies
 from .connections import BodyPace, body_seconds, peer_of
+from .logs import SafeSummary, safe_path, summary
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ def _after_body(method):
 
 
 @stream_request_body
-class BoundedBody(RequestHandler):
+class BoundedBody(SafeSummary, RequestHandler):
     """Stream the body, keep at most :meth:`body_limit` bytes of it, check its type, then parse it.
 
     Subclasses list the media types they take (``body_types``); their HTTP methods run after
@@ -149,11 +151,11 @@ class BoundedBody(RequestHandler):
         of the body is dropped with the handler; nothing ran on it)."""
         pace = self._pace
         peer = peer_of(getattr(self.request.connection.context, "address", None))
-        log.warning("gate: cut the body of %s %s from %s (peer %s, user %s): %d of %s bytes in %.1f s, slower than "
+        log.warning("gate: cut the body of %s from %s (peer %s, user %s): %d of %s bytes in %.1f s, slower than "
                     "%d bytes/s after %g s (settings gate.body_min_bytes_per_second, gate.body_grace_seconds); "
                     "nothing of it was kept. The client may send it again from a faster link; if real users' "
                     "links are this slow, lower gate.body_min_bytes_per_second",
-                    self.request.method, self.request.path[:200], self.request.remote_ip, peer, self.current_actor(),
+                    summary(self), self.request.remote_ip, peer, self.current_actor(),
                     self._received, self.request.headers.get("Content-Length", "(chunked)"), seconds,
                     pace.gate.body_min_bytes_per_second, pace.gate.body_grace_seconds)
         details = {"client": self.request.remote_ip, "peer": peer, "method": self.request.method,
@@ -264,7 +266,7 @@ class BaseHandler(BoundedBody):
 
     def record_cut(self, details: dict) -> None:
         self.service.runtime.audit.record(AuditEvent(
-            actor=self.current_actor(), action="airlock.body.too_slow", target=f"path:{self.request.path[:200]}",
+            actor=self.current_actor(), action="airlock.body.too_slow", target=f"path:{safe_path(self)}",
             project=self.workspace_project or "", outcome=Outcome.DENIED, details=details))
 
     def read_body(self) -> None:
@@ -279,7 +281,7 @@ class BaseHandler(BoundedBody):
         exc = PermissionDenied(f"a workspace of project {self.workspace_project} can only submit and "
                                f"follow that project's export requests")
         self.service.runtime.audit.record(AuditEvent(
-            actor=self.user or "?", action="airlock.access.workspace", target=f"path:{self.request.path[:200]}",
+            actor=self.user or "?", action="airlock.access.workspace", target=f"path:{safe_path(self)}",
             project=self.workspace_project, outcome=Outcome.DENIED,
             details={"reason": str(exc), "asked_project": project[:64], "method": self.request.method}))
         raise exc
@@ -317,7 +319,7 @@ class BaseHandler(BoundedBody):
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, PdsError):
-            log.info("%s %s -> %s: %s", self.request.method, self.request.path, type(value).__name__, value)
+            log.info("%s -> %s: %s", summary(self), type(value).__name__, brief(str(value), 500))
         else:
             super().log_exception(typ, value, tb)
 
@@ -396,6 +398,8 @@ class OpenApiHandler(BoundedBody):
 
 class NotFoundApi(ApiHandler):
     """Any other path under ``api/``: a JSON 404 (a malformed request id or file number lands here)."""
+
+    known_address = False  # its address is the client's choice: never logged (.logs)
 
     def prepare(self) -> None:
         self.start_body()

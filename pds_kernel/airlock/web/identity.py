@@ -111,4 +111,9 @@ class HubIdentity:
     def handlers(self, prefix: str) -> list:
         from jupyterhub.services.auth import HubOAuthCallbackHandler
 
-        return [(prefix + "oauth_callback", HubOAuthCallbackHandler)]
+        from .logs import SafeSummary
+
+        class CallbackHandler(SafeSummary, HubOAuthCallbackHandler):
+            """JupyterHub's callback, whose query string (the client's) is never logged."""
+
+        return [(prefix + "oauth_callback", CallbackHandler)]

@@ -28,6 +28,8 @@ class NotFoundPage(PageHandler):
     """Any other address of the pages: the gate's 404 page, with the way back to the requests (it
     was Tornado's bare "404: Not Found", a dead end)."""
 
+    known_address = False  # its address is the client's choice: never logged (.logs)
+
     def get(self, *args) -> None:  # after prepare: signed in (else sent to the login)
         raise HTTPError(404, "no page at this address: a request's page is requests/ followed by "
                              "its 32-character id, as in the link your notebook printed")
