@@ -274,12 +274,15 @@ class BaseHandler(BoundedBody):
         if self.request.method not in {"GET", "HEAD", "OPTIONS"} and not self.api:
             self.check_xsrf_cookie()  # pages: once the form (and its _xsrf field) has arrived
 
-    def check_workspace(self, project: str) -> None:
-        """Code in a workspace acts only on its own project's requests (audited refusal)."""
-        if self.workspace_project is None or project == self.workspace_project:
+    def check_workspace(self, project: str, author: str | None = None) -> None:
+        """Code in a workspace acts only on its own project's requests, and of those on its user's
+        own (``author``, when given): a checker reviews others' from a browser at the gate, never
+        into a workspace (tests/security/test_redteam12_workspace_token.py). Audited refusal."""
+        if self.workspace_project is None or (project == self.workspace_project and author in (None, self.user)):
             return
         exc = PermissionDenied(f"a workspace of project {self.workspace_project} can only submit and "
-                               f"follow that project's export requests")
+                               f"follow its user's own export requests of that project (review others' "
+                               "from your browser at the gate)")
         self.service.runtime.audit.record(AuditEvent(
             actor=self.user or "?", action="airlock.access.workspace", target=f"path:{safe_path(self)}",
             project=self.workspace_project, outcome=Outcome.DENIED,
@@ -289,7 +292,7 @@ class BaseHandler(BoundedBody):
     async def check_request_project(self, request_id: str) -> None:
         if self.workspace_project is not None:
             view = await self.call(self.service.get_request, self.user, request_id)
-            self.check_workspace(view.project)
+            self.check_workspace(view.project, view.author)
 
     def check_xsrf_cookie(self) -> None:
         # Pages: Tornado's check, once the form has arrived (read_body); Tornado's own early call
@@ -526,8 +529,9 @@ class ImportsApi(ImportUpload, ApiHandler):
         self.send_json(view.to_dict(), status=201)
 
 
-class StagedFileApi(WorkspaceApiHandler):
-    """A staged file, for the project's output checkers only (the service decides)."""
+class StagedFileApi(ApiHandler):
+    """A staged file, for the project's output checkers only (the service decides), never with a
+    workspace's token (its bytes would enter a workspace before any approval)."""
 
     async def get(self, request_id: str, index: str) -> None:
         await self.check_request_project(request_id)

@@ -210,14 +210,16 @@ WHO = {
     "listRequests": "anyone: each sees the requests they may see (`queue`: checkers of the project)",
     "createRequest": "a researcher of the project (an admin on behalf of one)",
     "createImport": "a researcher of the project, for themselves, never from a workspace",
-    "getRequest": "author, admins: redacted view; output checkers of the project: full",
+    "getRequest": "author, admins: redacted view; output checkers of the project: full (from a workspace: "
+                  "its user's own requests only)",
     "submitRequest": "the author",
     "resubmitRequest": "the author",
     "withdrawRequest": "the author",
     "revokeRequest": "an output checker of the project (approved), an admin (released)",
     "releaseRequest": "an output checker of the project, never the author",
     "reviewRequest": "an output checker of the project, never the author",
-    "getStagedFile": "output checkers of the project only (never the author, never an admin as such)",
+    "getStagedFile": "output checkers of the project only (never the author, never an admin as such, never "
+                     "from a workspace)",
     "downloadReleasedFile": "the author, once released (never from a workspace)",
     "listPackageRequests": "anyone: the package requests of the projects they are a member of (admins: all)",
     "requestPackage": "a researcher of the project (from a workspace: its own project only)",
