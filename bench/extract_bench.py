@@ -150,6 +150,7 @@ def _polars_cohort(lake: Path, spec_text: str, tables: tuple[str, ...]) -> tuple
     from pds_kernel.extract.cohort import select_persons
     from pds_kernel.extract.frames import PolarsBackend
     from pds_kernel.extract.linkage import person_map
+    from pds_kernel.extract.record_keys import record_key
     from pds_kernel.extract.select import table_rows
     from pds_kernel.extract.spec import parse_spec
 
@@ -161,7 +162,7 @@ def _polars_cohort(lake: Path, spec_text: str, tables: tuple[str, ...]) -> tuple
     persons_map = person_map(KEY, persons)
     out = {"COHORT": persons_map.select("PERSON_ID")}
     for table in tables:
-        out[table] = backend.run(table_rows, table, spec, persons_map, None)
+        out[table] = backend.run(table_rows, table, spec, persons_map, None, record_key(KEY))
     return out, selection
 
 
@@ -186,12 +187,39 @@ def _duckdb_connection(lake: Path):
 
 
 #: The extract rows of each table in DuckDB SQL: PERSON_ID from the pseudonym table, then the columns.
-ROWS_SQL = {"ER_PRS_F": "SELECT m.PERSON_ID, {cols} FROM claims c JOIN persons_map m USING (BEN_NIR_PSA)",
-            "T_MCOaaC": "SELECT m.PERSON_ID, {cols} FROM stays c JOIN persons_map m ON c.NIR_ANO_17 = m.BEN_NIR_PSA"}
+ROWS_SQL = {"ER_PRS_F": "SELECT m.PERSON_ID, {cols} FROM claims c JOIN persons_map m USING (BEN_NIR_PSA){joins}",
+            "T_MCOaaC": "SELECT m.PERSON_ID, {cols} FROM stays c JOIN persons_map m ON c.NIR_ANO_17 = m.BEN_NIR_PSA{joins}"}
+
+
+def _record_numbers(spec, table: str) -> list[str]:
+    from pds_kernel.extract.record_keys import RECORD_NUMBER_COLUMNS
+
+    return [c for c in spec.output_columns(table) if c in RECORD_NUMBER_COLUMNS]
 
 
 def _rows_sql(spec, table: str) -> str:
-    return ROWS_SQL[table].format(cols=", ".join(f"c.{name}" for name in spec.output_columns(table)[1:]))
+    """The rows of ``table``; its record numbers from the keyed-number tables ``keyed_<column>``
+    (:func:`_register_keyed_numbers`), as the extract holds them."""
+    numbers = _record_numbers(spec, table)
+    cols = ", ".join(f"k_{name}.keyed AS {name}" if name in numbers else f"c.{name}"
+                     for name in spec.output_columns(table)[1:])
+    joins = "".join(f" LEFT JOIN keyed_{name} k_{name} ON c.{name} = k_{name}.raw" for name in numbers)
+    return ROWS_SQL[table].format(cols=cols, joins=joins)
+
+
+def _register_keyed_numbers(con, spec, key: bytes) -> None:
+    """DuckDB's side of the record numbers' keying (``pds_kernel.extract.record_keys``, which it
+    cannot compute in SQL): the distinct numbers of the cohort's rows, keyed by the same function,
+    registered as ``keyed_<column>`` (raw, keyed) to join, as the pseudonym table is."""
+    from pds_kernel.extract.record_keys import keyed_numbers, record_key
+
+    numbers_key = record_key(key)
+    for table in spec.tables:
+        base = ROWS_SQL[table].split(" FROM ", 1)[1].format(joins="")
+        for column in _record_numbers(spec, table):
+            raw = con.sql(f"SELECT DISTINCT c.{column} AS raw FROM {base}").pl()["raw"].drop_nulls()
+            con.register(f"keyed_{column}", pl.DataFrame({"raw": raw, "keyed": keyed_numbers(numbers_key, column, raw)})
+                         .to_arrow())
 
 
 def _duckdb_cohort(lake: Path, spec_text: str, cohort_sql: str, tables: tuple[str, ...]) -> tuple[dict, float]:
@@ -208,6 +236,7 @@ def _duckdb_cohort(lake: Path, spec_text: str, cohort_sql: str, tables: tuple[st
     con.register("persons_map", person_map(KEY, persons).to_arrow())
     out = {"COHORT": pl.from_arrow(con.sql("SELECT PERSON_ID FROM persons_map").to_arrow_table())}
     spec = parse_spec(spec_text)  # only for the output columns, the same as the extract's
+    _register_keyed_numbers(con, spec, KEY)
     for table in tables:
         out[table] = con.sql(_rows_sql(spec, table)).to_arrow_table()
     con.close()
@@ -275,6 +304,7 @@ def _duckdb_build(lake: Path, spec, cohort_sql: str, key: bytes, out: Path) -> f
     con = _duckdb_connection(lake)
     persons = con.sql(cohort_sql.format(keys=", ".join(DCIR_KEYS))).pl()
     con.register("persons_map", person_map(key, persons).to_arrow())
+    _register_keyed_numbers(con, spec, key)
     for table in spec.tables:
         con.execute(f"COPY ({_rows_sql(spec, table)} ORDER BY ALL) TO '{out / (table + '.parquet')}' ({options})")
     con.execute(f"COPY (SELECT PERSON_ID FROM persons_map ORDER BY ALL) TO '{out / 'COHORT.parquet'}' ({options})")

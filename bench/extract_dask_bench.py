@@ -33,6 +33,7 @@ def run(out_dir: Path, quick: bool) -> dict:
     from pds_kernel.extract.cohort import select_persons
     from pds_kernel.extract.dask_backend import DaskBackend
     from pds_kernel.extract.linkage import person_map
+    from pds_kernel.extract.record_keys import record_key
     from pds_kernel.extract.select import table_rows
     from pds_kernel.extract.spec import parse_spec
     from pds_kernel.pseudo import KeyStore
@@ -54,6 +55,7 @@ def run(out_dir: Path, quick: bool) -> dict:
                     # the client's own work first (key, cohort): nothing of a build held before the Dask runs
                     key = KeyStore.from_runtime(runtime).ensure(spec.project, "root")
                     persons = person_map(key, select_persons(backend, spec))
+                    numbers_key = record_key(key)
                     del key
                     per_partition = max(1, persons.height // (4 * WORKERS))  # 4 partitions per worker
                     for _ in range(repeats):
@@ -64,7 +66,8 @@ def run(out_dir: Path, quick: bool) -> dict:
                         peak["dask"] = max(peak["dask"], m.mib)
                     dask_files = _files(dask.path)
                     with _PeakRSS() as m:
-                        gathered = backend.run(table_rows, "ER_PRS_F", spec, persons, None, partitioned=True)
+                        gathered = backend.run(table_rows, "ER_PRS_F", spec, persons, None, numbers_key,
+                                              partitioned=True)
                     peak["gather"] = m.mib
                     gathered_mib = gathered.estimated_size() / 2**20
                     del gathered
