@@ -74,9 +74,11 @@ class Registry:
         unknown = set(values) - set(PROJECT_FIELDS)
         if unknown:
             raise InvalidInput(f"unknown project field(s): {', '.join(sorted(unknown))}")
-        self._check_admin(actor, "registry.project.update", f"project:{project_id}", project_id)
-        self._check_admin(actor, "registry.project.update", f"project:{project_id}", project_id,
-                          check=lambda _r, _a: check_quorum(values.get("reviews_required"), "reviews_required"))
+        def check(registry, who) -> None:  # the administrator's right, then the quorum's floor
+            permissions.check_administer_registry(registry, who)
+            check_quorum(values.get("reviews_required"), "reviews_required")
+
+        self._check_admin(actor, "registry.project.update", f"project:{project_id}", project_id, check=check)
         with transaction(self._sessions) as s:
             self._approvals(s, actor)
             return self._write_project(s, actor, project_id, values)

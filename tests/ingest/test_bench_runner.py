@@ -11,14 +11,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_bench_runner_quick_ingest(tmp_path):
+def _quick(tmp_path, name: str) -> str:
+    """``python -m bench --quick --only NAME``: its results page (the run must succeed)."""
     results = tmp_path / "RESULTS.md"
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "ingest",
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", name,
                            "--out", str(tmp_path / "scratch"), "--results", str(results)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    text = results.read_text()
+    return results.read_text()
+
+
+@pytest.mark.slow
+def test_bench_runner_quick_ingest(tmp_path):
+    text = _quick(tmp_path, "ingest")
     assert "Ingestion: CSV → Parquet lake vs DuckDB" in text
     assert "DuckDB COPY" in text and "MB/s" in text and "peak memory" in text
     assert "Machine:" in text
@@ -28,10 +33,5 @@ def test_bench_runner_quick_ingest(tmp_path):
 def test_bench_runner_quick_extract(tmp_path):
     """The extract benchmark against DuckDB: both sides must give the same rows (the runner fails
     otherwise), so a change to what an extract holds (its keyed record numbers) reaches the peer."""
-    results = tmp_path / "RESULTS.md"
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "extract",
-                           "--out", str(tmp_path / "scratch"), "--results", str(results)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    text = results.read_text()
+    text = _quick(tmp_path, "extract")
     assert "**Failed**" not in text and "same rows and values on both sides" in text, text[-2000:]
