@@ -140,7 +140,7 @@ def raw_identifiers(lake: Path, among: pl.Series | None = None, *,
     upper case and as written, and compares in upper case). With ``versions``, the
     tables at those versions (what a pinned build read)."""
     frames = LakeFrames(lake, versions=versions)
-    wanted = None if among is None else among.cast(pl.String).drop_nulls().unique().implode()
+    wanted = None if among is None else pl.LazyFrame({"id": among.cast(pl.String).drop_nulls().unique()})
     parts = []
     for name, table in TABLES.items():
         columns = [c for c in table.column_names if c in RAW_ID_COLUMNS]
@@ -148,8 +148,9 @@ def raw_identifiers(lake: Path, among: pl.Series | None = None, *,
             scan = frames.scan(name)
             for c in columns:
                 ids = scan.select(pl.col(c).cast(pl.String).alias("id"))
-                # filter (or take the distinct values) per column first: the final unique is small
-                parts.append(ids.unique() if wanted is None else ids.filter(pl.col("id").is_in(wanted)))
+                # filter (or take the distinct values) per column first: the final unique is small; a
+                # semi join filters twice as fast as ``is_in`` against the extract's 100,000s of values
+                parts.append(ids.unique() if wanted is None else ids.join(wanted, on="id", how="semi"))
     if not parts:
         return pl.Series("id", [], dtype=pl.String)
     # collected together, the column scans run side by side (a concat of them runs one by one)

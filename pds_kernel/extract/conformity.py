@@ -246,8 +246,9 @@ def _text_candidates(tokens: dict[tuple[str, str], pl.DataFrame]) -> pl.Series:
     parts = [pl.Series("v", [], dtype=pl.String)]
     for frame in tokens.values():
         values = frame.get_column("value").unique()
+        several = values.filter(~values.str.contains(_WHOLE_TOKEN))  # a one-token value is its token as written
         parts += [values.alias("v"), frame.get_column("token").drop_nulls().alias("v"),
-                  values.str.extract_all(_TOKEN).explode().drop_nulls().alias("v")]
+                  several.str.extract_all(_TOKEN).explode().drop_nulls().alias("v")]
     return pl.concat(parts).unique()
 
 

@@ -20,6 +20,10 @@ from collections.abc import Callable
 import polars as pl
 
 _WORD_BITS = 64
+#: An integer column whose values span less than this is coded by subtracting its minimum (free);
+#: a wider one by its values' dense rank (a sort of the column, but as many bits as distinct values:
+#: the random 63-bit keyed record numbers would otherwise fill the word alone).
+_NARROW_SPAN = 2**32
 #: Types whose values map to order-preserving unsigned integers by subtracting the minimum.
 _INTEGER_LIKE = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64,
                  pl.Date, pl.Boolean)
@@ -56,7 +60,7 @@ def _string_codes(values: pl.Series, hasher: Callable[[pl.Series], pl.Series] = 
 
 def _code(df: pl.DataFrame, column: str) -> tuple[pl.Expr, int] | None:
     """An expression giving ``column``'s order-preserving code (nulls last) and the code's bit width,
-    or None when the column cannot be packed (floats, very wide integer ranges, other types)."""
+    or None when the column cannot be packed (floats, other types)."""
     dtype = df.schema[column]
     if dtype == pl.String:
         codes, null_code = _string_codes(df.get_column(column))
@@ -68,10 +72,13 @@ def _code(df: pl.DataFrame, column: str) -> tuple[pl.Expr, int] | None:
         if low is None:  # every value is null: one code for all (a column expression, not a literal)
             return pl.col(column).is_not_null().cast(pl.UInt64), 1
         span = int(high) - int(low)
-        if span >= 2**62:
-            return None
-        code = (value - pl.lit(int(low), dtype=as_int)).cast(pl.UInt64)
-        null_code = span + 1
+        if span < _NARROW_SPAN:
+            code = (value - pl.lit(int(low), dtype=as_int)).cast(pl.UInt64)
+            null_code = span + 1
+        else:  # wide values (keyed record numbers are random 63-bit integers): their dense rank
+            ranks = df.select(value.rank("dense")).to_series()
+            code = pl.lit(ranks.cast(pl.UInt64) - 1)
+            null_code = int(ranks.max())
     else:
         return None
     return code.fill_null(pl.lit(null_code, dtype=pl.UInt64)), max(int(null_code).bit_length(), 1)

@@ -81,3 +81,24 @@ def test_string_codes_stay_exact_when_hashes_collide(hasher):
     assert distinct == len(expected)
     assert codes.to_list() == [expected.get(v) for v in values]
     assert _string_codes(values)[0].to_list() == codes.to_list()
+
+
+def test_random_63_bit_numbers_are_packed_by_their_rank():
+    """Keyed record numbers (random 63-bit integers) take the bits of their distinct values, not
+    63: the columns after them still share the word, so few rows are left to polars' sort."""
+    from pds_kernel.extract.order import _packed_word
+
+    rng = random.Random(7)
+    height = 5_000
+    df = pl.DataFrame({
+        "PERSON_ID": [f"{rng.randrange(300):064x}" for _ in range(height)],
+        "DCT_ORD_NUM": [rng.choice([rng.randrange(2**63), None]) if rng.random() < 0.1 else rng.randrange(2**63)
+                        for _ in range(height)],
+        "FLX_DIS_DTD": [date(2022, rng.randint(1, 12), 1) for _ in range(height)],
+        "PRS_ORD_NUM": [rng.randrange(3) for _ in range(height)],
+    })
+    df = pl.concat([df, df.head(200)])
+    word, rest = _packed_word(df, df.columns)
+    assert word is not None and rest == []
+    assert sort_rows(df).equals(reference(df))
+    assert sort_rows(df.sample(fraction=1.0, shuffle=True, seed=3)).equals(reference(df))
