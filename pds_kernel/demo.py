@@ -31,7 +31,7 @@ from .errors import InvalidInput, NotFound
 from .registry import Registry
 from .registry.spec import parse_registry
 from .runtime import Runtime
-from .settings import Settings, load_settings
+from .settings import Settings, check_private_place, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,7 @@ def generate_delivery(settings: Settings, options: DemoOptions, progress: Progre
     """Write the synthetic delivery once (to a temporary directory renamed when complete)."""
     from .snds.generator import generate
 
+    check_private_place(settings.paths, "raw")  # every person's NIR: never where a workspace reads
     target = delivery_dir(settings, options)
     if (target / DELIVERY_DONE).is_file():
         files = len(list(target.glob("*.csv")))

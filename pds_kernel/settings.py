@@ -55,12 +55,19 @@ def check_private_place(paths, name: str) -> None:
     """Refuse ``paths.<name>`` (one of :data:`PRIVATE_PATHS`) inside, or equal to, a directory a
     workspace mounts or a reviewer reads: the first write would put identifying data where a
     project can read it."""
-    private = Path(getattr(paths, name)).resolve()
+    check_not_exposed(paths, Path(getattr(paths, name)), f"paths.{name} ({getattr(paths, name)})")
+
+
+def check_not_exposed(paths, place: Path, what: str, advice: str = "move it out (settings)") -> None:
+    """Refuse ``place`` (identifying data: ``what`` names it in the message, ``advice`` says what to
+    do) when it is inside, or equal to, one of the directories workspaces mount or reviewers read
+    (:data:`_EXPOSED_PATHS`)."""
+    private = Path(place).resolve()
     for exposed_name in _EXPOSED_PATHS:
         exposed = Path(getattr(paths, exposed_name)).resolve()
         if private == exposed or private.is_relative_to(exposed):
-            raise PermissionDenied(f"paths.{name} ({getattr(paths, name)}) is inside paths.{exposed_name} "
-                                   f"({exposed}), which workspaces or reviewers read: move it out (settings)")
+            raise PermissionDenied(f"{what} is inside paths.{exposed_name} ({exposed}), which workspaces or "
+                                   f"reviewers read: {advice}")
 
 
 @dataclass(frozen=True)

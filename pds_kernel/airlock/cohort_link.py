@@ -32,6 +32,7 @@ from ..errors import IntegrityError, InvalidInput
 from ..extract.mount_check import ExtractRefused, expected_mount
 from ..extract.spec import PERSON_ID
 from ..permissions import SERVICE_COHORT_LINK
+from ..settings import check_private_place
 from . import cohort_intake
 from .cohort_link_job import LINK_DIR, RAW_DIR, run_link_job
 from .extract_reads import gate_extract, persons_in_cohort
@@ -145,6 +146,7 @@ def link_staged(settings, project: str, request_id: str, directory: Path, stored
     max_bytes = 8 * os.stat(raw).st_size + 64 * 1024  # a PERSON_ID is 64 characters, a NIR 15
     try:
         if runner == "local":
+            check_private_place(settings.paths, "ttp")  # the NIR correspondence: never where a workspace reads
             result = cohort_intake.link_list(
                 SERVICE_COHORT_LINK, project, raw, keys=settings.paths.keys, ttp=settings.paths.ttp,
                 extract=settings.paths.projects / project / "extract", out=out,

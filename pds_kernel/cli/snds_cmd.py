@@ -110,8 +110,10 @@ def cohort_list(
 ) -> None:
     """Write a synthetic external cohort list with a known match rate, and install the trusted third
     party's NIR correspondence of the delivery in paths.ttp (for cohort imports: docs/imports.md)."""
+    from ..settings import check_private_place
     from ..snds.cohort_list import generate_cohort_list
 
+    check_private_place(ctx.obj.settings.paths, "ttp")  # the NIR correspondence: never where a workspace reads
     made = generate_cohort_list(delivery, out, ctx.obj.settings.paths.ttp, matched=matched, unmatched=unmatched,
                                 duplicated=duplicated, invalid=invalid, seed=seed)
     console.print(f"{made.path}: {made.rows} rows; a correct linkage reports matched {made.matched}, "

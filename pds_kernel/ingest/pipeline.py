@@ -49,7 +49,7 @@ from ..events import AuditEvent, Outcome
 from ..hashing import sha256_file
 from ..lake import QUARANTINE_DIR, data_files_on_disk, lake_lock, partition_dir, versions
 from ..lake.diff import diff_files
-from ..settings import check_private_place
+from ..settings import check_not_exposed, check_private_place
 from ..snds.catalogue import ingestible_table
 from ..snds.periods import plausible_years
 from .commits import Commits, check_log_matches_ledger, check_upgraded, reconcile
@@ -192,8 +192,10 @@ def ingest_delivery(runtime, source: Path, *, actor: str, dask_address: str | No
     source = Path(source)
     interrupted: list[str] = []  # tables whose creation a killed run left unfinished
     try:
-        for name in ("lake", "reports"):  # identifying data: never where a workspace reads (audited below)
+        for name in ("lake", "reports", "raw"):  # identifying data: never where a workspace reads (audited below)
             check_private_place(settings.paths, name)
+        check_not_exposed(settings.paths, source, f"the delivery {source}", "a project may already have read it: "
+                          "move it to paths.raw and tell the security officer")
         with lake_lock(lake), _cyclic_gc_paused():
             interrupted = versions.remove_interrupted_creations(lake)
             if interrupted:
