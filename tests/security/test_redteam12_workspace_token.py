@@ -16,6 +16,12 @@ still work.
 Both got through before the fix: the staged file (200, its bytes) and the request's checker view
 (200, with its justification). Now a workspace's token acts on its own user's requests only, and
 never reads a staged file.
+
+Red team 13 (the same token, the list of requests): bob's workspace asked the list with
+``scope=others``, ``all`` (with or without the project) or ``queue`` and got alice's request (its id,
+author, state, number of files, check status): 5 attempts, 4 got through (the fifth, another
+author's name under ``scope=mine``, listed nothing). A workspace's token now lists its user's own
+requests only (``scope=mine``, no other author), refused and audited otherwise.
 """
 
 from __future__ import annotations
@@ -95,3 +101,23 @@ def test_the_authors_workspace_still_follows_her_request(gate):
     answer = _get(base, f"ws-alice-{PROJECT}", f"requests/{request_id}")
     assert answer.status_code == 200 and answer.json()["state"] == "submitted"
     assert _get(base, f"ws-alice-{PROJECT}", f"requests/{request_id}/files/0").status_code == 403  # never hers
+
+
+@pytest.mark.parametrize("query", ["scope=others", "scope=all", "scope=queue", "author=alice",
+                                   f"scope=all&project={PROJECT}"])
+def test_a_checkers_workspace_lists_other_authors_requests(gate, query):
+    base, request_id, runtime = gate
+    answer = _get(base, f"ws-bob-{PROJECT}", f"requests?{query}")
+    assert answer.status_code == 403, answer.text[:200]
+    assert request_id not in answer.text and "alice" not in answer.text
+    [refusal] = _refusals(runtime)
+    assert refusal.actor == "bob" and refusal.details["asked_project"] == PROJECT
+    listed = _get(base, "fake-bob", f"requests?{query}").json()["requests"]  # his browser may
+    assert query == "author=alice" or [r["id"] for r in listed] == [request_id]
+
+
+def test_the_authors_workspace_still_lists_her_requests(gate):
+    base, request_id, _ = gate
+    for query in ("", "?scope=mine", f"?author=alice&project={PROJECT}"):
+        listed = _get(base, f"ws-alice-{PROJECT}", f"requests{query}").json()["requests"]
+        assert [r["id"] for r in listed] == [request_id], query

@@ -274,11 +274,13 @@ class BaseHandler(BoundedBody):
         if self.request.method not in {"GET", "HEAD", "OPTIONS"} and not self.api:
             self.check_xsrf_cookie()  # pages: once the form (and its _xsrf field) has arrived
 
-    def check_workspace(self, project: str, author: str | None = None) -> None:
+    def check_workspace(self, project: str, author: str | None = None, scope: str = "mine") -> None:
         """Code in a workspace acts only on its own project's requests, and of those on its user's
-        own (``author``, when given): a checker reviews others' from a browser at the gate, never
-        into a workspace (tests/security/test_redteam12_workspace_token.py). Audited refusal."""
-        if self.workspace_project is None or (project == self.workspace_project and author in (None, self.user)):
+        own (``author``, when given; a list in ``scope`` mine only): a checker reviews others' from a
+        browser at the gate, never into a workspace (tests/security/test_redteam12_workspace_token.py).
+        Audited refusal."""
+        if self.workspace_project is None or (project == self.workspace_project and author in (None, self.user)
+                                              and scope == "mine"):
             return
         exc = PermissionDenied(f"a workspace of project {self.workspace_project} can only submit and "
                                f"follow its user's own export requests of that project (review others' "
@@ -286,7 +288,8 @@ class BaseHandler(BoundedBody):
         self.service.runtime.audit.record(AuditEvent(
             actor=self.user or "?", action="airlock.access.workspace", target=f"path:{safe_path(self)}",
             project=self.workspace_project, outcome=Outcome.DENIED,
-            details={"reason": str(exc), "asked_project": project[:64], "method": self.request.method}))
+            details={"reason": str(exc), "asked_project": project[:64], "asked_scope": scope[:16],
+                     "method": self.request.method}))
         raise exc
 
     async def check_request_project(self, request_id: str) -> None:
@@ -426,13 +429,12 @@ class RequestsApi(WorkspaceApiHandler):
 
     async def get(self) -> None:
         project = self.get_query_argument("project", None)
-        if self.workspace_project is not None:
-            self.check_workspace(project or self.workspace_project)
+        scope, author = self.get_query_argument("scope", "mine"), self.get_query_argument("author", None)
+        if self.workspace_project is not None:  # its user's own requests: others' names and states are not its
+            self.check_workspace(project or self.workspace_project, author, scope)
             project = self.workspace_project
-        page = await self.call(self.service.list_page, self.user, project=project,
-                               scope=self.get_query_argument("scope", "mine"),
-                               state=self.get_query_argument("state", None),
-                               author=self.get_query_argument("author", None),
+        page = await self.call(self.service.list_page, self.user, project=project, scope=scope,
+                               state=self.get_query_argument("state", None), author=author,
                                page=int_argument(self, "page", 1),
                                per_page=int_argument(self, "per_page", DEFAULT_PER_PAGE))
         self.send_json(page.to_dict())

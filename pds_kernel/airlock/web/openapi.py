@@ -100,7 +100,7 @@ def build_openapi(prefix: str = "/") -> dict:
                                     "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
                                               **_errors(400, 401)}}},
             "/api/requests": {
-                "get": {"operationId": "listRequests", "summary": "Requests the caller may see",
+                "get": {"operationId": "listRequests", "summary": "Requests the caller may see (a workspace's token: its user's own, scope mine)",
                         "parameters": [
                             {"name": "scope", "in": "query", "schema": {"type": "string", "enum": list(SCOPES)}},
                             {"name": "project", "in": "query", "schema": {"type": "string",
