@@ -11,7 +11,9 @@ researcher whose second account at the provider (or whose own, renamed) said ``o
 olga, an output checker of their project, and approved their own export as her: two reviews by one
 person (tests/security/test_redteam12_idp_subject.py).
 
-Now the first OIDC sign-in of a user name binds it to the account that made it: the audit trail
+Now the first OIDC sign-in of a user name binds it to the account that made it, when that account
+carries the verified email the registry holds for the user (a user without one is refused: red
+team 13, the name went to whichever account claimed it first): the audit trail
 records :data:`BOUND` (target ``user:NAME``) with the SHA-256 of the issuer and subject. Every later
 sign-in under that name must come from the same account, read as the newest authenticated entry of
 the trail (:meth:`pds_kernel.audit.AuditTrail.newest`, as the local accounts' generations are): any
@@ -65,14 +67,17 @@ def bound_digest(audit: AuditTrail, username: str) -> tuple[str | None, str | No
 
 
 def first_binding_refusal(registry, username: str, userinfo: Mapping) -> str | None:
-    """Why this account may not take a free name: when the registry holds an email for the user,
-    the account's must be that one, and not marked unverified by the provider."""
+    """Why this account may not take a free name: its email must be the one the registry holds for
+    the user, and not marked unverified by the provider. A user without an email in the registry
+    is refused (deny by default: the name alone would go to whichever account claims it first)."""
     try:
         expected = (registry.get_user(username).email or "").strip()
     except NotFound:
         return f"{username} is no registry user"
     if not expected:
-        return None  # the registry says nothing more: the first account to sign in takes the name
+        return (f"this is the first sign-in of {username}, and the registry holds no email to recognise their "
+                "identity provider account by: an administrator records it in the registry (pds project apply; "
+                "pds project add-user NAME --email for a new user), then the user signs in again")
     email = userinfo.get("email")
     if (not isinstance(email, str) or email.strip().casefold() != expected.casefold()
             or userinfo.get("email_verified", True) is not True):

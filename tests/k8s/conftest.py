@@ -30,7 +30,7 @@ def registry(runtime) -> Registry:
 def two_projects(reg: Registry) -> Registry:
     """Two projects; alice in both, bob in alpha only, carol expired in alpha, dave in nothing."""
     for name in ("alice", "bob", "carol", "dave", "olga"):
-        reg.upsert_user("admin", name)
+        reg.upsert_user("admin", name, email=f"{name}@example.org")
     reg.upsert_project("admin", "alpha-study", title="Alpha", start_date=date(2025, 1, 1),
                        end_date=date(2030, 12, 31), cpu_limit=2.0, mem_limit_mb=4096, dask_workers=3)
     reg.upsert_project("admin", "beta-study", title="Beta", start_date=date(2025, 1, 1),

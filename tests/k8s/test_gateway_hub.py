@@ -187,7 +187,7 @@ async def test_airlock_still_tells_the_workspace_from_the_user(hub):
 # ---- gap 3: nothing depends on the users present at hub start -------------------------------------
 async def test_member_added_after_hub_start_reaches_the_gateway(hub, registry, gateway):
     address, _ = gateway
-    registry.upsert_user("admin", "erin")
+    registry.upsert_user("admin", "erin", email="erin@example.org")
     registry.add_member("admin", "alpha-study", "erin", "researcher", date(2030, 6, 30))
     erin = hub.sign_in("erin", ["alpha-study"])
     token = await hub.start_server(erin, "alpha-study")
@@ -257,7 +257,7 @@ async def test_workspace_of_a_withdrawn_member_gets_no_cluster(hub, gateway, reg
 async def test_hub_start_loads_no_administrator(settings, registry, kubeconfig, tmp_path):
     """Admin grants left in the hub database (e.g. by the earlier configuration, which listed the
     registry's admins in a role) do not survive a start."""
-    registry.upsert_user("admin", "alice", is_admin=True)
+    registry.upsert_user("admin", "alice", email="alice@example.org", is_admin=True)
     db_url = f"sqlite:///{tmp_path}/hub.sqlite"
     app, server, _ = await start_hub(settings, db_url, tmp_path, "http://127.0.0.1:1")
     user = orm.User(name="alice", admin=True)
@@ -284,15 +284,15 @@ async def test_administrators_hold_the_narrow_role_through_their_group(hub, regi
     """A sign-in that puts olga in ADMIN_GROUP (IdP and registry agreeing, see test_oidc.py) gives
     her the pds-admin scopes at once, without a hub restart, never others' servers; the hub's
     next auth refresh (PdsOAuthenticator.refresh_user) takes them away when the registry does."""
-    registry.upsert_user("admin", "olga", is_admin=True)
-    registry.upsert_user("olga", "root", is_admin=True)  # olga may step down: another remains
+    registry.upsert_user("admin", "olga", email="olga@example.org", is_admin=True)
+    registry.upsert_user("olga", "root", email="root@example.org", is_admin=True)  # olga may step down: another remains
     olga = hub.sign_in("olga", [ADMIN_GROUP])
     model = await hub.whoami(olga.new_api_token(note="olga's own"))
     assert {"admin:users", "admin:servers", "admin:groups"} <= set(model["scopes"])
     assert not {"access:servers", "tokens", "shares"} & set(model["scopes"])
     assert all(s.endswith("!user=olga") for s in model["scopes"] if s.startswith("access:servers"))
     assert model["admin"] is False and ADMIN_GROUP in model["groups"]
-    registry.upsert_user("olga", "olga", is_admin=False)  # she steps down herself
+    registry.upsert_user("olga", "olga", email="olga@example.org", is_admin=False)  # she steps down herself
     olga._auth_refreshed = None  # as if auth_refresh_age had passed
     model = await hub.whoami(olga.new_api_token(note="after"))
     assert "admin:users" not in model["scopes"] and ADMIN_GROUP not in model["groups"]

@@ -62,7 +62,7 @@ def test_halt_stops_the_running_clusters_of_the_project_and_refuses_new_ones(wor
     """alice's beta-study workspace computes on its cluster; an administrator halts beta-study
     (``pds project halt``'s service): the gateway stops the cluster within its check interval,
     audited, and refuses a new one until the project is resumed. alpha-study is untouched."""
-    world.registry.upsert_user("admin", "root", is_admin=True)
+    world.registry.upsert_user("admin", "root", email="root@example.org", is_admin=True)
     end = ProjectEnd(world.runtime, world.registry)
     with world.gateway.client(world.token("alice", "beta-study")) as gw, \
             world.gateway.client(world.token("bob", "alpha-study")) as other:

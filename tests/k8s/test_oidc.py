@@ -89,7 +89,7 @@ async def sign_in(authenticator: PdsOAuthenticator, idp: str, user: str, factors
 
 
 async def test_member_signs_in_with_projects_from_registry_and_idp(authenticator, idp, registry):
-    registry.upsert_user("admin", "alice", is_admin=True)
+    registry.upsert_user("admin", "alice", email="alice@example.org", is_admin=True)
     model = await sign_in(authenticator, idp, "alice")
     assert model["name"] == "alice"  # normalised from the claim "ALICE"
     # IdP admin group and registry admin flag agree: the administrators' group, which holds the
@@ -111,7 +111,7 @@ async def test_idp_admin_without_registry_admin_is_not_admin(authenticator, idp)
 
 
 async def test_registry_admin_without_idp_admin_is_not_admin(authenticator, idp, registry):
-    registry.upsert_user("admin", "bob", is_admin=True)  # bob is not in the IdP's pds-admins
+    registry.upsert_user("admin", "bob", email="bob@example.org", is_admin=True)  # bob is not in the IdP's pds-admins
     model = await sign_in(authenticator, idp, "bob")
     assert model["groups"] == ["alpha-study"] and not model["admin"]
 
@@ -127,16 +127,16 @@ class SignedInUser:
 async def test_refresh_keeps_admin_only_while_the_registry_agrees(authenticator, registry):
     # actor alice: an administrator changes her own flag (root stays one: the registry never
     # goes back to having none); root gives it back
-    registry.upsert_user("alice", "alice", is_admin=True)
-    registry.upsert_user("alice", "root", is_admin=True)
+    registry.upsert_user("alice", "alice", email="alice@example.org", is_admin=True)
+    registry.upsert_user("alice", "root", email="root@example.org", is_admin=True)
     alice = SignedInUser("alice", ["alpha-study", "beta-study", ADMIN_GROUP])
     kept = await authenticator.refresh_user(alice)
     assert kept == {"name": "alice", "groups": ["alpha-study", "beta-study", ADMIN_GROUP], "admin": False}
-    registry.upsert_user("alice", "alice", is_admin=False)
+    registry.upsert_user("alice", "alice", email="alice@example.org", is_admin=False)
     dropped = await authenticator.refresh_user(alice)
     assert dropped["groups"] == ["alpha-study", "beta-study"]
     # a refresh never adds the group (only a sign-in with the IdP's agreement does)
-    registry.upsert_user("root", "alice", is_admin=True)
+    registry.upsert_user("root", "alice", email="alice@example.org", is_admin=True)
     assert ADMIN_GROUP not in (await authenticator.refresh_user(SignedInUser("alice", ["alpha-study"])))["groups"]
 
 
@@ -158,7 +158,7 @@ async def test_admin_group_is_never_a_project_id():
 
 
 async def test_user_without_sign_in_group_is_refused(authenticator, idp, runtime, registry):
-    registry.upsert_user("admin", "mallory")
+    registry.upsert_user("admin", "mallory", email="mallory@example.org")
     assert await sign_in(authenticator, idp, "mallory") is None
     refused = [e for e in AuditTrail(runtime.sessions).entries() if e.outcome == "denied"]
     assert any(e.actor == "mallory" and "sign-in group" in e.details["reason"] for e in refused)

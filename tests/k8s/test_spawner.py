@@ -192,7 +192,7 @@ async def test_server_token_gets_default_scopes_plus_the_gateway(settings, runti
 
 async def test_roles_name_no_user(settings, runtime, registry):
     """Members added after the hub started get the same access: no role lists registry users."""
-    registry.upsert_user("admin", "alice", is_admin=True)
+    registry.upsert_user("admin", "alice", email="alice@example.org", is_admin=True)
     roles = {r["name"]: r for r in hub_config(settings).JupyterHub.load_roles}
     assert set(roles) == {"user", ADMIN_ROLE, "admin", "airlock-service", "pds-watcher"}
     # the membership watcher's service: stops servers, lists nobody (tests/security/test_k8s_membership_watcher.py)

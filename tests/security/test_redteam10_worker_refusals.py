@@ -36,7 +36,7 @@ async def hub(settings, tmp_path, monkeypatch):
     runtime = Runtime(settings)
     registry = two_projects(Registry.from_runtime(runtime))
     for name in ("al_ice", "al-ice"):
-        registry.upsert_user("admin", name)
+        registry.upsert_user("admin", name, email=f"{name}@example.org")
         registry.add_member("admin", "alpha-study", name, "researcher", date(2030, 6, 30))
     # al_ice's alpha-study cluster: its worker pod's start refused the extract
     pod = listed_worker(worker_manifest(runtime, "al_ice", "alpha-study", UNDERSCORE_CLUSTER), "d4e5f",
@@ -111,7 +111,7 @@ async def test_a_pds_administrators_token_reads_no_ones_refusals(hub):
     by JupyterHub's scope check, as another user's workspace token is."""
     from pds_kernel.hub.oidc import ADMIN_GROUP
 
-    Registry.from_runtime(hub.runtime).upsert_user("admin", "dave", is_admin=True)
+    Registry.from_runtime(hub.runtime).upsert_user("admin", "dave", email="dave@example.org", is_admin=True)
     admin = hub.sign_in("dave", [ADMIN_GROUP])
     token = admin.new_api_token(note="red team 10")
     assert "admin:servers" in (await hub.whoami(token))["scopes"]  # the control: an administrator's token

@@ -64,9 +64,9 @@ async def provider():
 @pytest.fixture
 def registry(runtime) -> Registry:
     reg = Registry.from_runtime(runtime)
-    reg.upsert_user("root", "root", is_admin=True)
+    reg.upsert_user("root", "root", email="root@example.org", is_admin=True)
     for name in ("alice", "olga", "omar"):
-        reg.upsert_user("root", name)
+        reg.upsert_user("root", name, email=f"{name}@example.org")
     reg.upsert_project("root", PROJECT, title="Alpha", start_date=date(2025, 1, 1), end_date=date(2099, 12, 31))
     far = date(2099, 12, 31)
     reg.add_member("root", PROJECT, "alice", Role.RESEARCHER, far)
@@ -133,6 +133,23 @@ async def test_a_second_account_named_like_the_checker_before_she_ever_signed_in
     assert await _hub_name(authenticator, provider.issuer, "alice-2") is None
 
 
+async def test_a_second_account_takes_the_name_of_a_checker_without_email(authenticator, provider, runtime,
+                                                                         registry):
+    """Red team 13: with no email in olga's registry row, the first account to claim her name took
+    it (trust on first use): alice's second account, then her second review. Now refused, and so is
+    olga herself until an administrator records her email (deny by default)."""
+    registry.upsert_user("root", "olga")  # the registry holds no email for her
+    name = await _hub_name(authenticator, provider.issuer, "alice-2")
+    assert name is None, "alice's second account took olga's name"
+    assert "holds no email" in _refusals(runtime, "olga")[-1].details["reason"]
+    assert _alice_exports_with(runtime, registry, name) == "under_review"
+    assert await _hub_name(authenticator, provider.issuer, "olga") is None
+    assert not runtime.audit.entries(action=BOUND)
+    registry.upsert_user("root", "olga", email="olga@example.org")
+    assert await _hub_name(authenticator, provider.issuer, "olga") == "olga"
+    assert await _hub_name(authenticator, provider.issuer, "alice-2") is None
+
+
 async def test_user_information_about_another_account_than_the_id_token(runtime, registry):
     """The name comes from the user information, the proof from the ID token: their subjects must agree."""
     claims = {"iss": "https://idp", "sub": "id-alice-2"}
@@ -149,7 +166,9 @@ async def test_an_id_token_without_a_subject(runtime, registry):
 
 async def test_freeing_a_name_is_an_administrators_act(authenticator, provider, runtime, registry):
     """alice (a researcher) and olga (whose name it is) may not free it; root may, and the next
-    account to sign in takes it (the provider's account made again)."""
+    account to sign in with the email the registry holds takes it (the provider's account made
+    again: here alice-2, once root has recorded its email; freed alone, the name went to any account
+    before red team 13)."""
     assert await _hub_name(authenticator, provider.issuer, "olga") == "olga"
     for who in ("alice", "olga"):
         with pytest.raises(PermissionDenied):
@@ -157,5 +176,7 @@ async def test_freeing_a_name_is_an_administrators_act(authenticator, provider, 
     assert [e.outcome for e in runtime.audit.entries(action=UNBOUND)] == ["denied", "denied"]
     assert await _hub_name(authenticator, provider.issuer, "alice-2") is None
     assert unbind(runtime.audit, registry, "root", "olga")
+    assert await _hub_name(authenticator, provider.issuer, "alice-2") is None  # freed, but not its email
+    registry.upsert_user("root", "olga", email="alice-2@example.org")
     assert await _hub_name(authenticator, provider.issuer, "alice-2") == "olga"  # the administrator's choice
     assert await _hub_name(authenticator, provider.issuer, "olga") is None

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.asyncio
 
 async def test_an_administrator_cannot_rename_their_hub_user_to_a_researchers(world):
     hub, registry, runtime = world
-    registry.upsert_user("admin", "ada", is_admin=True)
+    registry.upsert_user("admin", "ada", email="ada@example.org", is_admin=True)
     ada = hub.sign_in("ada", [ADMIN_GROUP])
     token = ada.new_api_token(note="ada's own")
     assert "admin:users" in (await hub.whoami(token))["scopes"]  # what lets JupyterHub rename
