@@ -42,6 +42,9 @@ RULE_EXPLANATIONS = {
     "identifier": "looks like a person identifier (NIR, pseudonym, SNDS key or key column)",
     "day-date": "day-level date: publish months or years unless the day is needed",
     "free-text": "free text: a checker reads it",
+    "hidden-text": "characters a reader cannot see (format, control, tag or private-use characters, variation "
+                   "selectors, odd spaces): they can carry data or reorder the text; remove them",
+    "preview": "longer than the review page shows: the approving checker reads the rest from the raw file",
     "table": "the table could not be checked automatically: a checker reads it",
     "magnitude": "table of magnitudes whose contributions the gate cannot verify (dominance not verifiable), "
                  "a share without its counts, or a minimum or maximum: a checker judges it",

@@ -80,6 +80,11 @@ class Gate:
 
 @pytest.fixture(name="gate_registry")
 def gate_registry_fixture(runtime) -> Registry:
+    return people(runtime)
+
+
+def people(runtime) -> Registry:
+    """The registry of :data:`PROJECT` and :data:`OTHER` with the people named above."""
     reg = Registry.from_runtime(runtime)
     for name in ("alice", "carol", "bob", "olga", "omar", "oscar", "mallory"):
         reg.upsert_user("root", name)

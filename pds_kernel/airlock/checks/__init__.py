@@ -80,8 +80,17 @@ def matching_evidence(evidence: Mapping[str, Any] | None, sha256: str) -> tuple[
 
 def _scan(value: str, header: bool) -> list[tuple[str, Status, str]]:
     if header:
-        return content.header_rules(value) + content.date_rules(value)
-    return content.scan_value(value)
+        return content.header_rules(value) + content.date_rules(value) + content.hidden_rules(value)
+    return content.scan_value(value) + content.hidden_rules(value)
+
+
+def _preview(size: int) -> list[Finding]:
+    """A text or code file longer than the review page shows (:data:`.content.PREVIEW_BYTES`):
+    the rest would leave unseen unless the approving checker reads it from the raw file."""
+    if size <= content.PREVIEW_BYTES:
+        return []
+    return [Finding("preview", Status.FAIL, f"{size} bytes: the review page shows the first {content.PREVIEW_BYTES}; "
+                                            "a checker approving it reads the rest from the raw file and says so")]
 
 
 def figure_table(name: str, others: list[str], context: Mapping[str, Any] | None = None) -> str | None:
@@ -137,8 +146,10 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
                      released=released, request_id=request_id)
     elif kind == "text":
         _check_text(path, result)
+        result.extend(_preview(path.stat().st_size))
     elif kind == "code":
         result.extend(code.check_code(path, name, path.stat().st_size))
+        result.extend(_preview(path.stat().st_size))
     elif kind == "model":
         result.extend(models.check_model(path, name, head, path.stat().st_size, reference))
     elif kind == "figure":
@@ -301,7 +312,8 @@ def _check_text(path: Path, result: FileCheck) -> None:
         data = fh.read(_TEXT_LIMIT + 1)
     if len(data) > _TEXT_LIMIT:
         result.add(Finding("free-text", Status.REVIEW, f"only the first {_TEXT_LIMIT} bytes were scanned"))
-    text = data[:_TEXT_LIMIT].decode("utf-8", "replace")
+    text = data[:_TEXT_LIMIT].decode("utf-8", "replace").removeprefix("\ufeff")
     for number, line in enumerate(text.splitlines(), start=1):
-        for rule, status, message in content.identifier_rules(line) + content.date_rules(line):
+        found = content.identifier_rules(line) + content.date_rules(line) + content.hidden_rules(line)
+        for rule, status, message in found:
             result.add(Finding(rule, status, message, line=number))

@@ -10,6 +10,8 @@ Publishing code is expected of researchers; what must not leave with it is data.
   --clear-output``); each output that remains is checked like the file it shows: text for
   identifiers (fail) and read by a checker (review), figures and tables go to review, and
   attachments or widget state count as embedded data;
+- ``hidden-text``: characters a reader cannot see (:func:`.content.hidden_rules`), in the source,
+  the outputs or the metadata: fail;
 - ``code``: every code file is read by a checker (review): the gate cannot tell what a program does.
 """
 
@@ -57,6 +59,11 @@ def _shape(line: str) -> str | None:
 
 def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | None]]:
     out = []
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+        hidden = content.hidden_rules(line)  # the first line holding characters no one sees
+        if hidden:
+            out += [(rule, status, f"{where}: {message}", number) for rule, status, message in hidden]
+            break
     compact = re.sub(r"\\\n|\"\s*\n\s*\"|'\s*\n\s*'", "", text)  # literals continued over lines
     for match in _BASE64.finditer(compact):
         size = len(match.group(0)) * 3 // 4
@@ -144,9 +151,10 @@ def _output_text(output: dict) -> tuple[str, list[str]]:
     kinds = []
     texts = []
     if output.get("output_type") == "stream":
-        texts.append(_source({"source": output.get("text", "")}))
+        texts.append(content.ANSI_COLOUR.sub("", _source({"source": output.get("text", "")})))
     if output.get("output_type") == "error":
-        texts.append("\n".join(str(x) for x in output.get("traceback", [])))
+        texts.append(content.ANSI_COLOUR.sub("", "\n".join(str(x) for x in output.get("traceback", []))))
+        texts.append(f"{output.get('ename', '')}: {output.get('evalue', '')}")
     data = output.get("data") or {}
     if isinstance(data, dict):
         for mime, value in data.items():

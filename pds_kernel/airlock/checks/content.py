@@ -10,12 +10,18 @@ Each rule is a small pure function over one string, returning ``(rule, status, m
 - 17-character alphanumeric tokens (the shape of SNDS pseudonymised keys): review.
 - day-level dates (ISO, French, SAS ``01JAN2020``): review (month or year is usually enough).
 - free text (long sentences in a table cell; any text file): review.
+- hidden text: characters a reader cannot see (format and control characters, tag characters,
+  variation selectors, private use, fillers and odd spaces): fail. A page draws them as nothing,
+  so they carry data past the checker (Unicode tag characters spell ASCII one for one), or
+  reorder what the checker reads (a right-to-left override). The review page shows each as
+  ``<U+XXXX>`` (:func:`visible`).
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import unicodedata
+from functools import cache, lru_cache
 
 from ...snds.tables import TABLES
 from .result import Status
@@ -93,3 +99,52 @@ def scan_value(value: str, *, free_text: bool = True) -> list[tuple[str, Status,
     if free_text:
         found += free_text_rules(value)
     return found
+
+
+#: Bytes of a text or code file the review page shows; a longer file fails the ``preview`` rule.
+PREVIEW_BYTES = 200_000
+#: Not hidden: tab, new line, carriage return; and a byte-order mark opening a file (stripped first).
+_SEEN_CONTROLS = {"\t", "\n", "\r"}
+#: Drawn as nothing or as a plain space although they are not one (besides Cf, Cc and Co).
+_INVISIBLE_EXTRA = ([(0xFE00, 0xFE0F), (0xE0100, 0xE01EF), (0x034F, 0x034F), (0x115F, 0x1160), (0x3164, 0x3164),
+                     (0xFFA0, 0xFFA0), (0x2800, 0x2800), (0x1680, 0x1680), (0x2000, 0x200A), (0x2028, 0x2029),
+                     (0x205F, 0x205F), (0x3000, 0x3000)])
+
+
+#: A colour code of a terminal (IPython writes tracebacks and some streams in colour): not shown
+#: on the page and not hidden text; any other escape sequence is.
+ANSI_COLOUR = re.compile(r"\x1b\[(?:(?:[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])(?:;|(?=m))){0,5}m")
+
+
+@cache
+def _hidden() -> re.Pattern:
+    """One character class of every hidden character (built once: planes 0, 1 and 14, where the
+    format characters are, and the private-use planes as ranges)."""
+    points = [c for c in (*range(0x20000), *range(0xE0000, 0xE1000))
+              if unicodedata.category(chr(c)) in {"Cf", "Cc", "Co"} and chr(c) not in _SEEN_CONTROLS]
+    ranges: list[tuple[int, int]] = []
+    for c in points:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1] = (ranges[-1][0], c)
+        else:
+            ranges.append((c, c))
+    ranges += _INVISIBLE_EXTRA + [(0xF0000, 0xFFFFD), (0x100000, 0x10FFFD)]
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+
+
+def hidden_rules(value: str) -> list[tuple[str, Status, str]]:
+    """Characters no one sees on the page (see the module's list); a byte-order mark opening
+    ``value`` is not one of them."""
+    found = _hidden().findall(value[1:] if value.startswith("\ufeff") else value)
+    if not found:
+        return []
+    first = found[0]
+    name = unicodedata.name(first, "") or unicodedata.category(first)
+    return [("hidden-text", Status.FAIL, f"{len(found)} character(s) a reader cannot see (the first U+{ord(first):04X} "
+                                         f"{name}): they can carry data or reorder the text past the checker; "
+                                         "remove them")]
+
+
+def visible(value: str) -> str:
+    """``value`` with each hidden character written ``<U+XXXX>``: what a checker's page shows."""
+    return _hidden().sub(lambda m: f"<U+{ord(m.group(0)):04X}>", value)

@@ -16,6 +16,7 @@ import jinja2
 from tornado.web import Application
 
 from ...settings import Gate
+from ..checks.content import visible
 from ..service import AirlockService
 from . import handlers as h
 from . import pages
@@ -43,6 +44,7 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
         autoescape=True)
     templates.globals["hub"] = hub_prefix if hub_prefix.endswith("/") else hub_prefix + "/"
+    templates.filters["visible"] = visible  # a researcher's text, its hidden characters shown
     common = dict(service=service, identity=identity, templates=templates, prefix=prefix)
     p = prefix
     routes = [
@@ -63,6 +65,7 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
         (p + f"requests/{_ID}", pages.RequestPage, common),
         (p + f"requests/{_ID}/files/{_INDEX}", pages.FilePage, common),
         (p + f"requests/{_ID}/files/{_INDEX}/model-check.png", pages.ModelPlotPage, common),
+        (p + f"requests/{_ID}/files/{_INDEX}/outputs/{_INDEX}/{_INDEX}", pages.NotebookFigurePage, common),
         (p + f"requests/{_ID}/download/{_INDEX}", pages.DownloadPage, common),
         (p + f"requests/{_ID}/review", pages.ReviewForm, common),
         (p + f"requests/{_ID}/(withdraw|revoke|release|submit)", pages.ActionForm, common),

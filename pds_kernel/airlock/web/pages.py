@@ -14,7 +14,7 @@ from ..states import State
 from . import bodies
 from .guidance import next_step
 from .handlers import BaseHandler, ImportUpload, int_argument
-from .render import model_plot, redacted_file, render_file
+from .render import model_plot, notebook_figure, redacted_file, render_file
 
 
 class PageHandler(BaseHandler):
@@ -112,6 +112,24 @@ class ModelPlotPage(PageHandler):
         self.set_header("Content-Type", "image/png")
         self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
         self.finish(data)
+
+
+class NotebookFigurePage(PageHandler):
+    """A figure a notebook's output shows (PNG or JPEG, checked to be one), under the notebook on
+    the review page: it leaves with the notebook, so the checker sees it. For the project's checkers
+    only (:meth:`~.AirlockService.open_staged` decides and audits, as for the file itself)."""
+
+    async def get(self, request_id: str, index: str, cell: str, output: str) -> None:
+        view, path = await self.call(self.service.open_staged, self.user, request_id, int(index))
+        figure = None
+        if view.name.lower().endswith(".ipynb") and view.kind == "code":
+            text = (await self.call(path.read_bytes)).decode("utf-8", "replace")
+            figure = notebook_figure(text, int(cell), int(output))
+        if figure is None:
+            raise HTTPError(404, "no figure in this output of the notebook")
+        self.set_header("Content-Type", figure[0])
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
+        self.finish(figure[1])
 
 
 class DownloadPage(PageHandler):

@@ -7,15 +7,19 @@ Anyone else gets :func:`redacted_file`: the file's metadata and its redacted fin
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import InvalidInput
+from ..checks.content import ANSI_COLOUR, PREVIEW_BYTES, visible
 from ..checks.tables import read_table
 
 MAX_ROWS = 500
 MAX_COLS = 60
-MAX_TEXT = 200_000
+MAX_TEXT = PREVIEW_BYTES  #: longer text and code fail the ``preview`` rule: the page shows this much
+#: The figures a notebook's outputs may show on the page (served by the gate as images).
+FIGURE_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
 
 
 @dataclass
@@ -29,16 +33,50 @@ class Rendered:
     general: list[dict] = field(default_factory=list)  #: findings without a cell
     html: str = ""  #: code highlighted by pygments (it escapes the source: safe to insert as is)
     model: dict = field(default_factory=dict)  #: the platform's model check report (mode ``model``)
+    truncated: bool = False  #: the page shows only the first :data:`MAX_TEXT` bytes (said above the preview)
+    figures: list[tuple[int, int, str]] = field(default_factory=list)  #: a notebook's (cell, output, type)
 
 
 _LEXERS = {".py": "python", ".r": "r", ".rmd": "markdown", ".qmd": "markdown", ".sql": "sql", ".sh": "bash"}
 
 
-def notebook_source(text: str) -> tuple[str, str]:
-    """(the cells of a notebook as one script with cell markers, its language): what a checker reads,
-    outputs written as comments under their cell."""
-    import json
+def _joined(value) -> str:
+    return "".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
+
+def _commented(label: str, text: str, mark: str = "#   ") -> str:
+    return label + "\n" + "\n".join(mark + line for line in text.splitlines())
+
+
+def _output_parts(output: dict, number: int) -> list[str]:
+    """Everything an output holds, as text: its stream, its error (name, value, traceback), and
+    each of its representations (HTML, Markdown, JSON... as their source, never rendered); a
+    figure is named here and shown under the code (:func:`notebook_figures`)."""
+    kind = output.get("output_type", "?")
+    parts = []
+    if "text" in output:
+        parts.append(_commented(f"# output {number} ({kind}):", ANSI_COLOUR.sub("", _joined(output["text"]))))
+    if kind == "error":
+        trace = ANSI_COLOUR.sub("", "\n".join(str(x) for x in output.get("traceback") or []))
+        parts.append(_commented(f"# output {number} (error {output.get('ename', '')}: {output.get('evalue', '')}):",
+                                trace))
+    data = output.get("data") if isinstance(output.get("data"), dict) else {}
+    for mime in sorted(data, key=lambda m: (m != "text/plain", m)):
+        if mime in FIGURE_TYPES:
+            parts.append(f"# output {number} ({kind}, {mime}): a figure, shown below the code")
+            continue
+        value = data[mime] if isinstance(data[mime], (str, list)) else json.dumps(data[mime], indent=1)
+        parts.append(_commented(f"# output {number} ({kind}, {mime}):", _joined(value)))
+    if isinstance(output.get("metadata"), dict) and output["metadata"]:
+        parts.append(f"# output {number} metadata: {json.dumps(output['metadata'])}")
+    return parts
+
+
+def notebook_source(text: str) -> tuple[str, str]:
+    """(the cells of a notebook as one script with cell markers, its language): what a checker reads.
+    Every part of a notebook that leaves with it is here, as text: the notebook's and each cell's
+    metadata, markdown cells as comments, and under each cell every output whole (each of its
+    representations, not only the ``text/plain`` a notebook may write as a decoy)."""
     try:
         notebook = json.loads(text)
         cells = notebook["cells"]
@@ -46,25 +84,60 @@ def notebook_source(text: str) -> tuple[str, str]:
     except (ValueError, KeyError, TypeError, AttributeError):
         return text, "json"
     parts = []
+    if isinstance(notebook.get("metadata"), dict) and notebook["metadata"]:
+        parts.append(f"# notebook metadata: {json.dumps(notebook['metadata'])}")
     for number, cell in enumerate(cells if isinstance(cells, list) else [], start=1):
         if not isinstance(cell, dict):
             continue
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
+        source = _joined(cell.get("source", ""))
         kind = cell.get("cell_type", "code")
         if kind == "code":
             parts.append(f"# ---- cell {number} (code)\n{source}")
         else:
-            parts.append(f"# ---- cell {number} ({kind})\n" + "\n".join("# " + line for line in source.splitlines()))
-        for output in cell.get("outputs") or []:
-            if not isinstance(output, dict):
-                continue
-            shown = output.get("text") or (output.get("data") or {}).get("text/plain") or ""
-            shown = "".join(shown) if isinstance(shown, list) else str(shown)
-            kinds = ", ".join(sorted(k for k in (output.get("data") or {}) if k != "text/plain"))
-            parts.append(f"# output ({output.get('output_type', '?')}{': ' + kinds if kinds else ''}):\n"
-                         + "\n".join("#   " + line for line in shown.splitlines()))
+            parts.append(_commented(f"# ---- cell {number} ({kind})", source, "# "))
+        if isinstance(cell.get("metadata"), dict) and cell["metadata"]:
+            parts.append(f"# cell {number} metadata: {json.dumps(cell['metadata'])}")
+        for index, output in enumerate(cell.get("outputs") or [], start=1):
+            if isinstance(output, dict):
+                parts += _output_parts(output, index)
     return "\n\n".join(parts) + "\n", language
+
+
+def _outputs(text: str):
+    """(cell number, output number, output) of every output of a notebook's text."""
+    try:
+        cells = json.loads(text)["cells"]
+    except (ValueError, KeyError, TypeError):
+        return
+    for number, cell in enumerate(cells if isinstance(cells, list) else [], start=1):
+        outputs = cell.get("outputs") if isinstance(cell, dict) else None
+        for index, output in enumerate(outputs if isinstance(outputs, list) else [], start=1):
+            if isinstance(output, dict) and isinstance(output.get("data"), dict):
+                yield number, index, output
+
+
+def notebook_figure(text: str, cell: int, output: int) -> tuple[str, bytes] | None:
+    """(type, bytes) of the figure shown by output ``output`` of cell ``cell``, if it is a PNG or
+    JPEG that is what it says (served to the checker as an image: :class:`.pages.NotebookFigurePage`)."""
+    for number, index, found in _outputs(text):
+        if (number, index) != (cell, output):
+            continue
+        for mime, magic in FIGURE_TYPES.items():
+            value = found["data"].get(mime)
+            if not isinstance(value, (str, list)):
+                continue
+            try:
+                data = base64.b64decode(_joined(value).replace("\n", ""), validate=True)
+            except ValueError:
+                return None
+            return (mime, data) if data.startswith(magic) else None
+    return None
+
+
+def notebook_figures(text: str) -> list[tuple[int, int, str]]:
+    """(cell, output, type) of every figure a notebook's outputs show."""
+    return [(number, index, mime) for number, index, output in _outputs(text) for mime in FIGURE_TYPES
+            if mime in output["data"]]
 
 
 def highlight_code(name: str, text: str) -> str:
@@ -78,6 +151,7 @@ def highlight_code(name: str, text: str) -> str:
     language = _LEXERS.get(ext, "text")
     if ext == ".ipynb":
         text, language = notebook_source(text)
+    text = visible(text)
     try:
         lexer = get_lexer_by_name(language)
     except ClassNotFound:  # an unknown kernel language reads as plain text
@@ -107,13 +181,13 @@ def render_file(file, path: Path) -> Rendered:
         except InvalidInput as exc:
             return Rendered(file, "none", note=str(exc), general=general)
         marks = _cell_marks(check)
-        header = [str(c) for c in frame.columns[:MAX_COLS]]
+        header = [visible(str(c)) for c in frame.columns[:MAX_COLS]]
         rows = []
         for r, values in enumerate(frame.iloc[:MAX_ROWS, :MAX_COLS].itertuples(index=False)):
             row = []
             for c, value in enumerate(values):
                 status, message = marks.get((r, c), ("", ""))
-                row.append(("" if value != value else str(value), status, message))  # NaN -> empty
+                row.append(("" if value != value else visible(str(value)), status, message))  # NaN -> empty
             rows.append(row)
         note = ""
         if frame.shape[0] > MAX_ROWS or frame.shape[1] > MAX_COLS:
@@ -127,21 +201,28 @@ def render_file(file, path: Path) -> Rendered:
     if file.kind == "code" and check.get("rules", {}).get("file-type") != "fail":
         with open(path, "rb") as fh:
             data = fh.read(MAX_TEXT + 1)
-        note = f"showing the first {MAX_TEXT} bytes" if len(data) > MAX_TEXT else ""
-        return Rendered(file, "code", html=highlight_code(file.name, data[:MAX_TEXT].decode("utf-8", "replace")),
-                        note=note, general=general)
+        text = data[:MAX_TEXT].decode("utf-8", "replace")
+        return Rendered(file, "code", html=highlight_code(file.name, text), note=_cut(data, path.stat().st_size),
+                        general=general, truncated=len(data) > MAX_TEXT,
+                        figures=notebook_figures(text) if ext == ".ipynb" else [])
     if file.kind == "text":
         with open(path, "rb") as fh:
             data = fh.read(MAX_TEXT + 1)
-        note = f"showing the first {MAX_TEXT} bytes" if len(data) > MAX_TEXT else ""
-        return Rendered(file, "text", text=data[:MAX_TEXT].decode("utf-8", "replace"), note=note,
-                        general=[f for f in general])
+        return Rendered(file, "text", text=visible(data[:MAX_TEXT].decode("utf-8", "replace")),
+                        note=_cut(data, path.stat().st_size), general=[f for f in general], truncated=len(data) > MAX_TEXT)
     if file.kind == "archive" and isinstance(check.get("members"), list):
         return archive_listing(file, check["members"], general)
     if file.kind == "model" and isinstance(check.get("model_check"), dict):
         return Rendered(file, "model", general=general, model=check["model_check"],
                         note="" if model_plot(check) else "no ROC plot: no membership-inference attack ran")
     return Rendered(file, "none", note="no preview for this type: download it to inspect", general=general)
+
+
+def _cut(data: bytes, size: int) -> str:
+    if len(data) <= MAX_TEXT:
+        return ""
+    return (f"only the first {MAX_TEXT} of its {size} bytes are shown here: the rest is in the raw file, "
+            "which is what leaves; read it whole before approving")
 
 
 def archive_listing(file, members: list, general: list[dict]) -> Rendered:

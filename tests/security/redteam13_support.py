@@ -1,0 +1,110 @@
+"""Support of the thirteenth red-team round (``test_redteam13_*.py``): one real gate per module,
+a real headless Chromium, and a loopback listener that records every request a page makes to it.
+
+The gate is tests/security/gate_support.py's (the production application and server options, the
+test identity of tests/airlock: a cookie naming the user). The browser is Playwright's Chromium
+(``/usr/bin/chromium``, as tests/hub/test_hub_airlock.py drives it); a test that needs it is skipped
+where it is not installed. The listener stands for "another site": anything a payload fetches
+(an image, a style sheet, a frame, a redirect, a script) lands there, and a test asserts nothing did.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from gate_support import PREFIX, Gate, people
+
+from pds_kernel.airlock.limits import AirlockLimits
+from pds_kernel.airlock.service import AirlockService
+from pds_kernel.airlock.web import make_app, server_options
+from pds_kernel.runtime import Runtime
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(name="gate13", scope="module")
+def gate13_fixture(tmp_path_factory):
+    """One gate for the module (each test makes its own requests)."""
+    from airlock_web import FakeIdentity, live_server
+
+    from tests.conftest import make_settings
+
+    runtime = Runtime(make_settings(tmp_path_factory.mktemp("rt13") / "pds"))
+    try:
+        registry = people(runtime)
+        service = AirlockService(runtime, limits=replace(AirlockLimits(), auto_release=False), registry=registry)
+        app = make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)
+        with live_server(app, **server_options()) as url:
+            yield Gate(url + PREFIX, service, registry)
+    finally:
+        runtime.close()
+
+
+@dataclass
+class Listener:
+    """A loopback HTTP server on another port (another origin): it records each path asked, and
+    serves ``pages[path]`` (HTML) when a test puts one there."""
+
+    url: str = ""
+    hits: list[str] = field(default_factory=list)
+    pages: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(name="listener", scope="module")
+def listener_fixture():
+    state = Listener()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            state.hits.append(self.path)
+            body = state.pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(name="chromium", scope="module")
+def chromium_fixture():
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def signed_in(chromium, gate: Gate, user: str):
+    """A fresh browser context signed in to the gate's pages as ``user`` (the test identity's cookie)."""
+    context = chromium.new_context(accept_downloads=True)
+    context.add_cookies([{"name": "fake_user", "value": user, "url": gate.base}])
+    return context
+
+
+#: What a payload does when it runs: sets a global named ``__pwned...``.
+PWNED = "() => Object.keys(window).filter(k => k.startsWith('__pwned'))"

@@ -1,0 +1,214 @@
+"""Red team, thirteenth round (13A): attacks on the people who review, through their browsers.
+
+A researcher (or her workspace's code, with her tokens) writes much of what an output checker's
+browser then shows: the justification, the cells of a table, a text file, a program, a notebook
+(its cells and the outputs left in it), the reviews' comments. Each attack here puts markup,
+script or a fetch to "another site" (a loopback listener, :mod:`redteam13_support`) in those
+places, opens the pages in a real headless Chromium as the checker, and asserts that no script
+ran (no global ``__pwned...``, no dialog) and that nothing was fetched from the other site; and,
+over HTTP, that the gate never serves a staged file as a document, never changes a request on a
+GET, and cannot be framed by another site. None of these got through (see
+``test_redteam13_review_view.py`` for what did: what a checker saw differing from what leaves).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from redteam13_support import (  # noqa: F401  (fixtures)
+    PWNED,
+    chromium_fixture,
+    gate13_fixture,
+    listener_fixture,
+    signed_in,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+CLEAN = b"group,n\nA,120\nB,130\n"
+
+
+def payloads(other: str, tag: str) -> str:
+    """Markup a browser would act on: script, handlers, a javascript: link, and fetches (image,
+    style sheet, frame, refresh, form) to ``other``; ``tag`` names where it was put."""
+    return (f"<script>window.__pwned_{tag}=1</script>"
+            f"<img src=\"{other}/{tag}-img\" onerror=\"window.__pwned_{tag}_img=1\">"
+            f"<a id=\"js-{tag}\" href=\"javascript:window.__pwned_{tag}_link=1\">x</a>"
+            f"<svg onload=\"window.__pwned_{tag}_svg=1\"></svg>"
+            f"<style>@import url('{other}/{tag}-css');</style><link rel=stylesheet href=\"{other}/{tag}-link\">"
+            f"<iframe src=\"{other}/{tag}-frame\"></iframe><meta http-equiv=refresh content=\"0;url={other}/{tag}-meta\">"
+            f"\"'><img src=x onerror=window.__pwned_{tag}_attr=1>")
+
+
+def notebook(other: str) -> bytes:
+    html = payloads(other, "nbhtml")
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": [payloads(other, "nbmd")]},
+        {"cell_type": "code", "metadata": {}, "execution_count": 1, "source": ["print('</span></pre>')\n"],
+         "outputs": [
+             {"output_type": "display_data", "metadata": {},
+              "data": {"text/html": [html], "text/plain": ["<IPython.core.display.HTML object>"],
+                       "application/javascript": ["window.__pwned_nbjs=1"],
+                       "text/markdown": [payloads(other, "nbmarkdown")]}},
+             {"output_type": "stream", "name": "stdout", "text": [payloads(other, "nbstream")]}]},
+    ]
+    return json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+                       "metadata": {"kernelspec": {"name": "x", "language": "html", "display_name": "x"}}}).encode()
+
+
+def test_markup_from_the_researcher_never_runs_in_the_checkers_browser(gate13, listener, chromium):
+    """Stored XSS into an output checker's review page, everywhere a researcher writes: the
+    justification, a CSV cell and header, a Markdown and a JSON file, a program, a notebook (a
+    Markdown cell, an HTML, JavaScript and Markdown output, a stream), and a co-checker's comment;
+    then the checker clicks the planted ``javascript:`` links. Nothing runs, nothing is fetched."""
+    other = listener.url
+    cell = payloads(other, "csv").replace('"', '""')
+    made = [
+        gate13.submit(justification="Table 1 " + payloads(other, "just"),
+                      content=f'group,"{cell}"\n"{cell}",120\nB,130\n'.encode(), name="t.csv"),
+        gate13.submit(content=payloads(other, "md").encode(), name="notes.md"),
+        gate13.submit(content=json.dumps({"note": payloads(other, "json")}).encode(), name="meta.json"),
+        gate13.submit(content=f"# </span></pre>{payloads(other, 'py')}\nx = 1\n".encode(), name="fit.py"),
+        gate13.submit(content=notebook(other), name="analysis.ipynb"),
+    ]
+    gate13.service.review("olga", made[0].id, {0: {"decision": "request_changes",
+                                                   "comment": "fix " + payloads(other, "comment")}})
+    context = signed_in(chromium, gate13, "omar")
+    page = context.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        for view in made:
+            page.goto(gate13.base + f"requests/{view.id}", wait_until="load")
+            assert page.locator("#state").inner_text()  # the page rendered, for the checker
+            for link in page.locator("a[id^=js-]").all():  # a checker clicks what looks like a link
+                link.click()
+            page.wait_for_timeout(150)
+            assert page.evaluate(PWNED) == [], view.files[0].name
+        assert "nbhtml" in page.content()  # the notebook's HTML output reached the page, as text
+    finally:
+        context.close()
+    assert dialogs == [] and listener.hits == [], (dialogs, listener.hits)
+
+
+def test_links_to_the_checker_carry_no_script(gate13, listener, chromium):
+    """Reflected XSS: a researcher sends the checker a link to the gate whose query or path
+    carries markup (the list's filters, a page that does not exist, a request id)."""
+    other = listener.url
+    bad = requests.utils.quote(payloads(other, "reflect"), safe="")
+    links = [f"requests?project={bad}&author={bad}&state={bad}", f"requests?show=others&per_page={bad}",
+             f"requests/{bad}", f"requests/{'a' * 32}/{bad}", f"imports/new?project={bad}", bad]
+    context = signed_in(chromium, gate13, "olga")
+    page = context.new_page()
+    try:
+        for link in links:
+            page.goto(gate13.base + link, wait_until="load")
+            page.wait_for_timeout(50)
+            assert page.evaluate(PWNED) == [], link
+    finally:
+        context.close()
+    assert listener.hits == []
+
+
+def test_another_site_cannot_frame_the_review_page(gate13, listener, chromium):
+    """Clickjacking: a page of another origin frames the checker's review page under a decoy
+    button. The browser must refuse to render the gate inside it."""
+    view = gate13.submit(content=CLEAN)
+    listener.pages["/decoy"] = (f'<iframe id="gate" src="{gate13.base}requests/{view.id}" width=800 height=600>'
+                                "</iframe><button>Claim your prize</button>")
+    context = signed_in(chromium, gate13, "olga")
+    page = context.new_page()
+    try:
+        page.goto(listener.url + "/decoy", wait_until="load")
+        page.wait_for_timeout(300)
+        framed = [f for f in page.frames if f != page.main_frame]
+        assert framed, "the decoy has its frame"
+        for frame in framed:
+            try:
+                shown = frame.content()
+            except Exception:
+                shown = ""
+            assert "review-form" not in shown and "Submit my review" not in shown, frame.url
+    finally:
+        context.close()
+        listener.pages.pop("/decoy", None)
+        listener.hits.clear()
+
+
+def test_every_page_refuses_framing_and_sniffing(gate13):
+    """Over HTTP: every page and every answer a checker's browser gets says no frame from another
+    origin, no content sniffing, no script; a staged file is an attachment or an image."""
+    view = gate13.submit(content=CLEAN)
+    olga = gate13.browser("olga")
+    for path in ("requests", f"requests/{view.id}", "imports/new", "nothing-here", f"requests/{view.id}/files/0"):
+        r = olga.get(gate13.base + path, timeout=30, allow_redirects=False)
+        policy = r.headers.get("Content-Security-Policy", "")
+        assert r.headers.get("X-Content-Type-Options") == "nosniff", path
+        assert "frame-ancestors 'self'" in policy or "sandbox" in policy, (path, policy)
+        assert r.headers.get("X-Frame-Options") in ("SAMEORIGIN", "DENY"), path
+        assert "script-src 'none'" in policy or "default-src 'none'" in policy, (path, policy)
+
+
+@pytest.mark.parametrize("name,content", [
+    ("page.md", b"<html><script>alert(1)</script>"),
+    ("data.json", b'{"a": "<script>alert(1)</script>"}'),
+    ("notes.txt", b"<!doctype html><script>alert(1)</script>"),
+    ("run.py", b"# <script>alert(1)</script>\n"),
+    ("nb.ipynb", json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()),
+])
+def test_a_staged_file_is_never_served_as_a_document(gate13, name, content):
+    """The checker's "raw file" link and the API: a text, JSON, code or notebook file whose bytes
+    are HTML is an attachment of type ``application/octet-stream``, never rendered inline."""
+    view = gate13.submit(content=content, name=name)
+    for r in (gate13.browser("olga").get(gate13.base + f"requests/{view.id}/files/0", timeout=30),
+              gate13.api("olga", "GET", f"requests/{view.id}/files/0")):
+        assert r.status_code == 200 and r.content == content
+        assert r.headers["Content-Type"] == "application/octet-stream", name
+        assert r.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in r.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("action", ["review", "release", "withdraw", "revoke", "submit"])
+def test_a_get_never_acts_on_a_request(gate13, action):
+    """CSRF by a plain link or image (``<img src=.../release>``): every action is a POST; a GET,
+    HEAD or a POST without the form's token changes nothing."""
+    view = gate13.submit(content=CLEAN)
+    sha = view.files[0].sha256
+    olga = gate13.browser("olga")
+    url = gate13.base + f"requests/{view.id}/{action}?decision_0=approve&sha_0={sha}&reason=x"
+    for method in ("GET", "HEAD"):
+        r = olga.request(method, url, timeout=30, allow_redirects=False)
+        assert r.status_code == 405, (method, action, r.status_code)
+    r = olga.post(url, timeout=30, allow_redirects=False, headers={"Origin": "http://127.0.0.1:1"})
+    assert r.status_code == 403, (action, r.status_code)
+    after = gate13.service.get_request("olga", view.id)
+    assert after.state == "submitted" and after.complete_reviews == 0 and not after.reviews
+
+
+def test_the_checkers_session_is_not_sent_from_another_site(gate13, listener, chromium):
+    """A form on another site posting a review in the checker's browser (a cross-site POST that
+    carries the checker's cookies): refused for the missing token; nothing recorded."""
+    view = gate13.submit(content=CLEAN)
+    listener.pages["/post"] = (
+        f'<form id=f method=post action="{gate13.base}requests/{view.id}/review">'
+        f'<input name=decision_0 value=approve><input name=sha_0 value="{view.files[0].sha256}">'
+        '<input name=comment_0 value=ok><input name=_xsrf value="2|00|00|00"></form>'
+        "<script>document.getElementById('f').submit()</script>")
+    context = signed_in(chromium, gate13, "olga")
+    page = context.new_page()
+    try:
+        page.goto(listener.url + "/post", wait_until="load")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "/post" in page.url:
+            page.wait_for_timeout(50)
+        assert "requests/" in page.url  # the form did post, in the checker's browser
+    finally:
+        context.close()
+        listener.pages.pop("/post", None)
+        listener.hits.clear()
+    after = gate13.service.get_request("olga", view.id)
+    assert after.complete_reviews == 0 and not after.reviews
