@@ -81,7 +81,7 @@ def _print_file(f, path: Path) -> None:
         with open(path, "rb") as fh:
             data = fh.read(MAX_TEXT + 1)
         console.rule()
-        console.out(data[:MAX_TEXT].decode("utf-8", "replace"), highlight=False, end="")
+        console.out(terminal_text(data[:MAX_TEXT].decode("utf-8", "replace")), highlight=False, end="")
         console.rule()
         if len(data) > MAX_TEXT:
             console.print(f"showing the first {MAX_TEXT} bytes")
@@ -95,12 +95,21 @@ def _print_file(f, path: Path) -> None:
             console.print(table)
             console.print("(!) fails a check, (?) needs review: see the findings below")
         elif rendered.mode == "text":
-            console.out(rendered.text, highlight=False)
+            console.out(terminal_text(rendered.text), highlight=False)
         else:
             console.print(f"no terminal preview for a {f.kind}: the read-only staged copy is {path}", highlight=False)
         if rendered.note:
             console.print(escape(rendered.note), highlight=False)
     _findings(f)
+
+
+def terminal_text(text: str) -> str:
+    """A researcher's text as a checker's terminal shows it: every character no one sees written
+    ``<U+XXXX>`` (escape sequences that hide, move, recolour or copy text among them), and a carriage
+    return that would overwrite its line ends it instead, shown."""
+    from ..airlock.checks.content import visible
+
+    return visible(text.replace("\r\n", "\n")).replace("\r", "<U+000D>\n")
 
 
 def _parse_verdict(raw: str, files: dict[int, str]) -> tuple[int, dict]:

@@ -164,3 +164,29 @@ def test_data_past_the_end_of_the_preview(gate13, name):
     assert warning < text.index("<pre") if "<pre" in text else True
     small = gate13.submit(content=filler.encode() * 10, name=name)  # control: a whole preview
     assert "preview" not in rules(small)
+
+
+def test_a_text_file_that_rewrites_the_checkers_terminal(gate13, tmp_path):
+    """``pds airlock show ID --file N`` printed a text file's bytes as they are: an escape sequence
+    concealing the data (``ESC[8m``), another moving the cursor back over it, a carriage return
+    overwriting its line, and an OSC 52 sequence writing the checker's clipboard: the checker read
+    "All fine." Now each is shown (``<U+001B>``, ``<U+000D>``), and the checks fail the file."""
+    import getpass
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from pds_kernel.cli.app import app
+
+    text = (f"\x1b[8m{SECRET} 3\x1b[0m\n{SECRET} 4\x1b[2K\x1b[1A\n{SECRET} 5\rAll fine.          \n"
+            "\x1b]52;c;cm0gLXJmIH4=\x07done\n")
+    view = gate13.submit(content=text.encode(), name="notes.txt")
+    assert "hidden-text" in rules(view, "fail")
+    paths = gate13.service.runtime.settings.paths
+    config = tmp_path / "pds.yaml"
+    config.write_text(yaml.safe_dump({"paths": {name: str(value) for name, value in vars(paths).items()},
+                                      "cli": {"identities": {getpass.getuser(): "olga"}}}))
+    out = CliRunner().invoke(app, ["-c", str(config), "airlock", "show", view.id, "--file", "0"])
+    assert out.exit_code == 0, out.output
+    assert "\x1b" not in out.output and "\r" not in out.output and "\x07" not in out.output
+    assert out.output.count(SECRET) == 3 and "<U+001B>]52;c;" in out.output
