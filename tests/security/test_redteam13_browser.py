@@ -7,8 +7,10 @@ script or a fetch to "another site" (a loopback listener, :mod:`redteam13_suppor
 places, opens the pages in a real headless Chromium as the checker, and asserts that no script
 ran (no global ``__pwned...``, no dialog) and that nothing was fetched from the other site; and,
 over HTTP, that the gate never serves a staged file as a document, never changes a request on a
-GET, and cannot be framed by another site. None of these got through (see
-``test_redteam13_review_view.py`` for what did: what a checker saw differing from what leaves).
+GET, and cannot be framed. 16 attempts; one got through before its fix: the pages allowed frames
+of their own origin, which is also the origin of every workspace's JupyterLab (now
+``frame-ancestors 'none'``; see ``test_redteam13_review_view.py`` for what a checker saw differing
+from what leaves, where most of this round got through).
 """
 
 from __future__ import annotations
@@ -139,16 +141,19 @@ def test_another_site_cannot_frame_the_review_page(gate13, listener, chromium):
 
 
 def test_every_page_refuses_framing_and_sniffing(gate13):
-    """Over HTTP: every page and every answer a checker's browser gets says no frame from another
-    origin, no content sniffing, no script; a staged file is an attachment or an image."""
+    """Over HTTP: every page and every answer a checker's browser gets says no frame, no content
+    sniffing, no script; a staged file is an attachment or an image. Got through before its fix:
+    the pages allowed frames of their own origin (``frame-ancestors 'self'``, ``SAMEORIGIN``),
+    which is also the origin of every workspace's JupyterLab (code a researcher writes)."""
     view = gate13.submit(content=CLEAN)
     olga = gate13.browser("olga")
     for path in ("requests", f"requests/{view.id}", "imports/new", "nothing-here", f"requests/{view.id}/files/0"):
         r = olga.get(gate13.base + path, timeout=30, allow_redirects=False)
         policy = r.headers.get("Content-Security-Policy", "")
         assert r.headers.get("X-Content-Type-Options") == "nosniff", path
-        assert "frame-ancestors 'self'" in policy or "sandbox" in policy, (path, policy)
-        assert r.headers.get("X-Frame-Options") in ("SAMEORIGIN", "DENY"), path
+        assert "frame-ancestors 'none'" in policy or "sandbox" in policy, (path, policy)
+        assert r.headers.get("X-Frame-Options") == "DENY", path
+        assert "object-src 'self'" not in policy, (path, policy)
         assert "script-src 'none'" in policy or "default-src 'none'" in policy, (path, policy)
 
 
@@ -212,3 +217,48 @@ def test_the_checkers_session_is_not_sent_from_another_site(gate13, listener, ch
         listener.hits.clear()
     after = gate13.service.get_request("olga", view.id)
     assert after.complete_reviews == 0 and not after.reviews
+
+
+def hostile_pdf(other: str) -> bytes:
+    """A one-page PDF that, opened, runs JavaScript (``/OpenAction``), fetches ``other`` (a launch
+    and a link annotation covering the page) and submits a form there."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R /AcroForm << /Fields [] >> >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] /Contents 4 0 R /Annots [6 0 R] "
+        b"/Resources << /Font << /F1 7 0 R >> >> >>",
+        None,  # the page's content, below
+        f"<< /S /JavaScript /JS (app.launchURL\\('{other}/pdf-js'\\); this.submitForm\\('{other}/pdf-form'\\);) "
+        f"/Next << /S /URI /URI ({other}/pdf-open) >> >>".encode(),
+        f"<< /Type /Annot /Subtype /Link /Rect [0 0 200 100] /A << /S /URI /URI ({other}/pdf-link) >> >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    stream = b"BT /F1 18 Tf 20 50 Td (n = 120) Tj ET"
+    objects[3] = b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_a_pdf_that_acts_when_the_checker_opens_it(gate13, listener):
+    """The checker's "open the PDF" link serves the file inline: a PDF carrying JavaScript, an
+    action on opening, a link over the whole page and a form submission, each to another site.
+    The gate serves its rebuilt copy (the pages as pictures): none of them is in the bytes the
+    checker opens, nor in what a release writes; the answer is sandboxed."""
+    from airlock_factories import PROJECT, files
+
+    made = gate13.service.create("alice", PROJECT, files(("fig.pdf", hostile_pdf(listener.url)), ("fig.csv", CLEAN)),
+                                 "figure 1 and its table")
+    r = gate13.browser("olga").get(gate13.base + f"requests/{made.id}/files/0", timeout=30)
+    assert r.status_code == 200 and r.content.startswith(b"%PDF-")
+    assert r.headers["Content-Type"] == "application/pdf" and "sandbox" in r.headers["Content-Security-Policy"]
+    for marker in (b"/JavaScript", b"/JS", b"/URI", b"/OpenAction", b"/Annots", b"/AcroForm", b"127.0.0.1"):
+        assert marker not in r.content, marker
+    assert listener.hits == []

@@ -6,13 +6,15 @@ the page did not show, or showed in a way no one can read, and asserts that it i
 shown on the page or failed by the automatic checks (a failed file needs the approving checker's
 written explanation), or both.
 
-Got through before their fix (the checker's page showed nothing of the data, and the checks
-passed it to review or let it pass): a notebook's HTML, Markdown, JSON and LaTeX outputs behind a
-harmless ``text/plain`` (4), its figures (2, PNG and JPEG), an error's traceback (1); text, a
-program, a notebook cell, a table's cell and header holding invisible characters: Unicode tag
-characters spelling ASCII, zero-width characters, variation selectors (5); text reordered by a
-right-to-left override (1); a text file and a program longer than the page's preview, the data
-in the part never shown (2).
+27 attempts and a control; 26 got through before their fix (the checker's page or terminal
+showed nothing of the data, and the checks passed it to review or let it pass): a notebook's
+HTML, Markdown, JSON and LaTeX outputs behind a harmless ``text/plain`` and an error's traceback
+(5), its figures (2, PNG and JPEG); text, a program, a notebook cell, a table's cell and header
+holding invisible characters: Unicode tag characters spelling ASCII, zero-width characters,
+variation selectors (15); text reordered by a right-to-left override (1); a text file and a
+program longer than the page's preview, the data in the part never shown (2); a text file whose
+escape sequences rewrote the checker's terminal in ``pds airlock show`` (1). The table longer than
+its preview was announced before, in small type under the table; it now stands above it.
 """
 
 from __future__ import annotations
@@ -190,3 +192,13 @@ def test_a_text_file_that_rewrites_the_checkers_terminal(gate13, tmp_path):
     assert out.exit_code == 0, out.output
     assert "\x1b" not in out.output and "\r" not in out.output and "\x07" not in out.output
     assert out.output.count(SECRET) == 3 and "<U+001B>]52;c;" in out.output
+
+
+def test_rows_past_the_end_of_the_table_preview_are_announced_above_it(gate13):
+    """A table of 600 rows: the page shows 500. Its note was in small grey type under the table;
+    it now stands above the table, as for text."""
+    rows = "".join(f"g{i},{100 + i}\n" for i in range(600))
+    view = gate13.submit(content=f"group,n\n{rows}".encode(), name="t.csv")
+    text = page_of(gate13, view)
+    assert text.index('id="truncated-0"') < text.index('<table class="data">')
+    assert "showing 500 of 600 rows" in text

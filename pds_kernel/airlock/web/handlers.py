@@ -234,12 +234,16 @@ class BaseHandler(BoundedBody):
         return bodies.JSON_TYPES if self.api else bodies.FORM_TYPES
 
     def set_default_headers(self) -> None:
+        # No frame at all, not even of the same origin: the hub serves every workspace's JupyterLab
+        # (code a researcher controls) from the gate's origin, and a page there framing the review
+        # page could read and submit its form (docs/isolation.md, "What remains").
         self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("X-Frame-Options", "SAMEORIGIN")
+        self.set_header("X-Frame-Options", "DENY")
         self.set_header("Referrer-Policy", "same-origin")
         self.set_header("Content-Security-Policy",
                         "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
-                        "object-src 'self'; script-src 'none'; frame-ancestors 'self'; form-action 'self'")
+                        "object-src 'none'; script-src 'none'; frame-ancestors 'none'; form-action 'self'; "
+                        "base-uri 'none'")
         self.set_header("Cache-Control", "no-store")
 
     async def prepare(self) -> None:

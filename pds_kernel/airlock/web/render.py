@@ -190,10 +190,12 @@ def render_file(file, path: Path) -> Rendered:
                 row.append(("" if value != value else visible(str(value)), status, message))  # NaN -> empty
             rows.append(row)
         note = ""
-        if frame.shape[0] > MAX_ROWS or frame.shape[1] > MAX_COLS:
+        cut = frame.shape[0] > MAX_ROWS or frame.shape[1] > MAX_COLS
+        if cut:
             note = f"showing {min(frame.shape[0], MAX_ROWS)} of {frame.shape[0]} rows, " \
-                   f"{min(frame.shape[1], MAX_COLS)} of {frame.shape[1]} columns: download to see all"
-        return Rendered(file, "table", header=header, rows=rows, note=note, general=general)
+                   f"{min(frame.shape[1], MAX_COLS)} of {frame.shape[1]} columns: the automatic checks read every " \
+                   "cell, but what leaves is the whole table: read the rest in the raw file before approving"
+        return Rendered(file, "table", header=header, rows=rows, note=note, general=general, truncated=cut)
     if ext in {".png", ".jpg", ".jpeg"} and check.get("rules", {}).get("file-type") != "fail":
         return Rendered(file, "image", general=general)
     if ext == ".pdf" and check.get("rules", {}).get("file-type") != "fail":
