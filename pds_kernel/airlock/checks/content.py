@@ -10,6 +10,9 @@ Each rule is a small pure function over one string, returning ``(rule, status, m
 - 17-character alphanumeric tokens (the shape of SNDS pseudonymised keys): review.
 - day-level dates (ISO, French, SAS ``01JAN2020``): review (month or year is usually enough).
 - free text (long sentences in a table cell; any text file): review.
+- formulas: a table's cell or header a spreadsheet would run when the file is opened (``=...``,
+  ``@...``, or ``+``/``-`` before a function call or a link to a program: ``=WEBSERVICE(...)``
+  sends the table to a web site from the checker's own spreadsheet, before any approval): fail.
 - hidden text: characters a reader cannot see (format and control characters, tag characters,
   variation selectors, private use, fillers and odd spaces): fail. A page draws them as nothing,
   so they carry data past the checker (Unicode tag characters spell ASCII one for one), or
@@ -101,6 +104,19 @@ def scan_value(value: str, *, free_text: bool = True) -> list[tuple[str, Status,
     return found
 
 
+#: A cell a spreadsheet reads as a formula (CSV injection): ``=`` or ``@`` first (after blanks),
+#: or ``+``/``-`` first and then a function call or a program link (``cmd|' /C calc'!A0``).
+FORMULA = re.compile(r"^[\s\x00-\x1f]*(?:[=@]|[+\-].*(?:[A-Za-z_.]\(|[|!]))", re.DOTALL)
+
+
+def formula_rules(value: str) -> list[tuple[str, Status, str]]:
+    if FORMULA.match(value):
+        return [("formula", Status.FAIL, "a spreadsheet runs this as a formula when the file is opened (it can "
+                                         "send the table to a web site or start a program): write it without the "
+                                         "leading sign, or quote it ('=...)")]
+    return []
+
+
 #: Bytes of a text or code file the review page shows; a longer file fails the ``preview`` rule.
 PREVIEW_BYTES = 200_000
 #: Not hidden: tab, new line, carriage return; and a byte-order mark opening a file (stripped first).
@@ -143,6 +159,26 @@ def hidden_rules(value: str) -> list[tuple[str, Status, str]]:
     return [("hidden-text", Status.FAIL, f"{len(found)} character(s) a reader cannot see (the first U+{ord(first):04X} "
                                          f"{name}): they can carry data or reorder the text past the checker; "
                                          "remove them")]
+
+
+def undecodable_rules(data: bytes, cut: bool = False) -> list[tuple[str, Status, str]]:
+    """Bytes of a text or code file that are not UTF-8: the page shows each as U+FFFD, whatever
+    its value, so they carry bytes past the checker (``cut``: ``data`` is the start of a longer
+    file, and may end inside a character)."""
+    bad = 0
+    while data:
+        try:
+            data.decode("utf-8")
+            break
+        except UnicodeDecodeError as exc:
+            if cut and exc.end == len(data) and exc.reason == "unexpected end of data":
+                break
+            bad += exc.end - exc.start
+            data = data[exc.end:]
+    if not bad:
+        return []
+    return [("hidden-text", Status.FAIL, f"{bad} byte(s) are not UTF-8: the review page shows each as \ufffd, "
+                                         "whatever its value; save the file as UTF-8")]
 
 
 def visible(value: str) -> str:
