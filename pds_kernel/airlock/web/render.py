@@ -135,9 +135,14 @@ def notebook_figure(text: str, cell: int, output: int) -> tuple[str, bytes] | No
 
 
 def notebook_figures(text: str) -> list[tuple[int, int, str]]:
-    """(cell, output, type) of every figure a notebook's outputs show."""
-    return [(number, index, mime) for number, index, output in _outputs(text) for mime in FIGURE_TYPES
-            if mime in output["data"]]
+    """(cell, output, type) of every figure a notebook's outputs show (one per output, the type
+    :func:`notebook_figure` serves)."""
+    found = []
+    for number, index, output in _outputs(text):
+        mime = next((m for m in FIGURE_TYPES if m in output["data"]), None)
+        if mime is not None:
+            found.append((number, index, mime))
+    return found
 
 
 def highlight_code(name: str, text: str) -> str:
