@@ -21,7 +21,13 @@ Each rule closes a way to get content past the listing a checker reads or past t
 * **nothing after the end of a TAR**: only zero padding (a ZIP appended to a TAR or a TAR.GZ is
   opened by ``zipfile`` in the workspace, and ClamAV scanned it as a TAR);
 * **no archive at the end of a member** either: a ZIP behind a line of text opens with ``zipfile``
-  as well as one at the start (judged by the member's last 64 KiB).
+  as well as one at the start (judged by the member's last 64 KiB);
+* **bounded before they are read** (red team 13): a ZIP's central directory entries are counted
+  before ``zipfile`` builds one object per entry (2 million entries in a 94 MB upload took 1 GB of
+  the gate's memory), and a TAR's extended headers (a GNU long name or link, a pax header) are at
+  most 64 KiB and at most 4 in a row, and GNU sparse members are refused as their header is read
+  (``tarfile`` read a 400 MiB long name, 400 KB once gzipped, whole into memory, and a chain of
+  3,000 long names ended the scan with a ``RecursionError``, neither refused nor audited).
 
 Each function answers the reason to refuse, or ``None``.
 """
@@ -86,6 +92,21 @@ class MemberNames:
                     "rebuild the archive with one member per name")
         (self.folders if folder else self.files)[key] = name
         return None
+
+
+def zip_entries_refusal(path: Path, most: int) -> str | None:
+    """More than ``most`` central directory entries, counted before ``zipfile`` reads them: each
+    entry starts with the central header's signature, so ``zipfile`` cannot find more entries
+    than the file holds signatures."""
+    signature, found, carry = b"PK\x01\x02", 0, b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            found += (carry + chunk).count(signature)
+            carry = chunk[-3:]
+            if found > most:
+                return (f"the ZIP lists more than {most} members (central directory entries): import fewer "
+                        "files per archive")
+    return None
 
 
 def zip_method_refusal(info: zipfile.ZipInfo) -> str | None:
@@ -180,10 +201,40 @@ def nested_zip_refusal(member: str, tail: bytes) -> str | None:
     return None
 
 
+#: the most bytes of one TAR extended header (a GNU long name or link, a pax header) and the most
+#: such headers before one member: tarfile reads each whole into memory, one call deeper each
+MAX_EXTENDED_HEADER = 64 * 1024
+MAX_EXTENDED_CHAIN = 4
+_EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+             tarfile.SOLARIS_XHDTYPE)
+
+
+class TarHeaderRefused(ValueError):
+    """A TAR header refused before tarfile reads what it announces."""
+
+
 class PlainSizeTarInfo(tarfile.TarInfo):
-    """A member as tarfile reads it, plus the size field of its own ordinary header (``raw_size``)."""
+    """A member as tarfile reads it, plus the size field of its own ordinary header (``raw_size``);
+    extended headers bounded and GNU sparse members refused before tarfile reads them."""
 
     raw_size = b""
+
+    def _proc_member(self, tarfile_):
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise TarHeaderRefused(f"member {self.name[:200]!r} is a GNU sparse file: rebuild the archive with "
+                                   "tar --format=ustar")
+        if self.type not in _EXTENDED:
+            return super()._proc_member(tarfile_)
+        depth = getattr(tarfile_, "_pds_extended", 0) + 1
+        if self.size > MAX_EXTENDED_HEADER or depth > MAX_EXTENDED_CHAIN:
+            raise TarHeaderRefused(f"an extended header (a long name or a pax header) of {self.size} bytes, or "
+                                   f"more than {MAX_EXTENDED_CHAIN} in a row: at most {MAX_EXTENDED_HEADER} bytes; "
+                                   "rebuild the archive with tar --format=ustar")
+        tarfile_._pds_extended = depth
+        try:
+            return super()._proc_member(tarfile_)
+        finally:
+            tarfile_._pds_extended = depth - 1
 
     @classmethod
     def frombuf(cls, buf, encoding, errors):

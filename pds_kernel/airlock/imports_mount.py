@@ -7,8 +7,9 @@
 The folder of a project is created before a workspace starts (:func:`ensure_project_dir`) and
 mounted as a whole, so an import released while a workspace runs appears in it at once (the
 release renames a complete folder into place: :func:`.release.copy_release`). A revoked import is
-moved aside (``.revoked-<request>``, not readable from the workspace: mode 0700) and leaves the
-manifest. Everything here is world-readable on purpose: workspaces run as an unprivileged sandbox
+moved aside (``.revoked-<request>``), deleted, and leaves the manifest: a folder of mode 0700 was
+kept there before, which a workspace running as the gate's own uid read (on Kubernetes the gate and
+the notebooks both run as ``workspace.uid``; red team 13). Its reviewed bytes stay in staging. Everything here is world-readable on purpose: workspaces run as an unprivileged sandbox
 account, and only the project's own folder is mounted.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,10 +48,12 @@ def open_release_folder(folder: Path) -> None:
 
 
 def hide_revoked(root: Path, project: str, request_id: str) -> None:
-    """After :func:`.release.withdraw_release`: the set-aside folder is not readable by workspaces."""
+    """After :func:`.release.withdraw_release`: the set-aside folder is deleted (it is inside the
+    folder workspaces mount, and a mode is no barrier to a workspace with the gate's uid)."""
     aside = project_imports_dir(root, project) / f".revoked-{request_id}"
-    if aside.exists():
-        os.chmod(aside, 0o700)
+    if aside.is_dir() and not aside.is_symlink():
+        os.chmod(aside, 0o700)  # released folders are 0555: their files cannot be unlinked before
+        shutil.rmtree(aside)
 
 
 def write_manifest(root: Path, project: str, entries: list[dict[str, Any]]) -> Path:

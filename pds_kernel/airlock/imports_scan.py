@@ -38,6 +38,7 @@ from typing import Any
 
 from . import archive_rules as rules
 from .checks.result import Status
+from .import_content import Content
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,13 @@ def check_content_type(path: Path, name: str) -> str:
     if kind in {"table", "text", "code"} and ext != ".parquet":
         if any(head.startswith(m) for m in _BINARY_MARKERS) or b"\x00" in head:
             raise ScanRefusal("import-type", f"{name} holds binary content, not text")
+    if kind != "archive":  # all of it, not its first bytes only (import_content.py)
+        content = Content(name, member=False)
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                content.feed(chunk)
+        if (reason := content.refusal()) is not None:
+            raise ScanRefusal("import-type", reason)
     return kind
 
 
@@ -157,6 +165,13 @@ def _check_not_archive(member: str, head: bytes) -> None:
                                      "archive is accepted; import its files instead")
 
 
+def _check_content(member: str, content: Content) -> None:
+    """No archive inside (by name, first and last bytes), and the type rules of :mod:`.import_content`."""
+    _check_not_archive(member, content.head)
+    _refuse(rules.nested_zip_refusal(member, content.tail))
+    _refuse(content.refusal())
+
+
 class _Budget:
     def __init__(self, limits: ImportLimits, packed: int):
         self.limits, self.packed, self.members, self.unpacked = limits, max(packed, 1), 0, 0
@@ -179,6 +194,7 @@ def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
     budget = _Budget(limits, path.stat().st_size)
     members = []
     names = rules.MemberNames()
+    _refuse(rules.zip_entries_refusal(path, limits.max_members))
     try:
         with zipfile.ZipFile(path) as zf:
             _refuse(rules.zip_layout_refusal(path, zf))
@@ -197,16 +213,13 @@ def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                     members.append({"name": info.filename, "size": 0, "type": "directory"})
                     continue
                 _refuse(rules.zip_method_refusal(info))
-                head, tail, actual = b"", b"", 0
+                content, actual = Content(info.filename, member=True), 0
                 with zf.open(info) as member:  # decompressed for real: lying headers are caught
                     while chunk := member.read(_CHUNK):
-                        if not head:
-                            head = chunk[:_HEAD]
-                        tail = (tail + chunk)[-rules.TAIL:]
+                        content.feed(chunk)
                         actual += len(chunk)
                         budget.add_bytes(len(chunk))
-                _check_not_archive(info.filename, head)
-                _refuse(rules.nested_zip_refusal(info.filename, tail))
+                _check_content(info.filename, content)
                 members.append({"name": info.filename, "size": actual, "type": "file"})
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
         raise ScanRefusal("archive", f"the ZIP archive cannot be read: {str(exc)[:200]}") from None
@@ -233,14 +246,10 @@ def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                     raise ScanRefusal("archive", f"member {info.name[:200]!r} is not a regular file "
                                                  "(device, FIFO or other)")
                 budget.add_bytes(info.size)
-                handle = tf.extractfile(info)
-                head = handle.read(_HEAD) if handle is not None else b""
-                _check_not_archive(info.name, head)
-                tail = head
-                if handle is not None and info.size > _HEAD:
-                    handle.seek(max(_HEAD, info.size - rules.TAIL))
-                    tail = handle.read()
-                _refuse(rules.nested_zip_refusal(info.name, tail))
+                handle, content = tf.extractfile(info), Content(info.name, member=True)
+                while handle is not None and (chunk := handle.read(_CHUNK)):
+                    content.feed(chunk)
+                _check_content(info.name, content)
                 members.append({"name": info.name, "size": info.size, "type": "file"})
             _check_tar_end(tf, budget)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:

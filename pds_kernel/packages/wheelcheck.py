@@ -169,6 +169,9 @@ def wheel_refusal(path: Path, max_unpacked: int) -> str | None:
     """Why the wheel at ``path`` may not be served (see the module docstring), or ``None``.
     ``max_unpacked``: the most bytes its members may unpack to (the scan's limit)."""
     path = Path(path)
+    counted = rules.zip_entries_refusal(path, MAX_MEMBERS)  # before zipfile builds an object per entry
+    if counted is not None:
+        return counted
     try:
         with zipfile.ZipFile(path) as archive:
             _check(path, archive, max_unpacked)
