@@ -38,6 +38,7 @@ from ..registry.names import check_project_id, check_user_name
 from . import cohort_intake, cohort_link, permissions
 from .imports_scan import ImportLimits, import_refusal, scan_import
 from .inputs import check_text
+from .scan_slots import SLOTS
 from .service import MAX_TEXT, AirlockService, RequestView
 from .staging import RefusedFiles, StagedFile, check_names, request_dir, stage_file
 from .states import Action
@@ -113,9 +114,16 @@ class ImportService:
             refused = {name: why for name, _ in files if (why := import_refusal(name)) is not None}
             if refused:
                 raise RefusedFiles(refused)
+            SLOTS.take(actor, self.settings.airlock.import_concurrent_scans)  # scan_slots.py
         except PdsError as exc:
             service._deny(actor, "airlock.import.create", "", project, exc)
             raise
+        with SLOTS.held(actor):
+            return self._create(actor, project, files, justification, kind)
+
+    def _create(self, actor: str, project: str, files: list[tuple[str, BinaryIO]], justification: str,
+                kind: str) -> RequestView:
+        service = self.airlock
         thresholds, reviews_required = service._thresholds(project)
         request_id = uuid.uuid4().hex
         directory = request_dir(self.settings.paths.staging, project, request_id)

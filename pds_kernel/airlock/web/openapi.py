@@ -138,7 +138,7 @@ def build_openapi(prefix: str = "/") -> dict:
                         "justification": {"type": "string", "maxLength": MAX_TEXT},
                         "kind": {"type": "string", "enum": ["files", "cohort"]},
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
-                "responses": {"201": _VIEW, **_errors(*_BODY_ERRORS)}}},
+                "responses": {"201": _VIEW, **_errors(*_BODY_ERRORS, 503)}}},
             "/api/requests/{request_id}": {"get": {
                 "operationId": "getRequest", "parameters": [_ID],
                 "responses": {"200": _VIEW, **_errors(400, 401, 403, 404)}}},
