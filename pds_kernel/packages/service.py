@@ -133,7 +133,11 @@ class PackageService:
         target = self.target
         with tempfile.TemporaryDirectory(prefix="pds-packages-") as tmp:
             dest = Path(tmp) / "wheels"
-            paths = [Path(p) for p in self.downloader(req, dest, target)]
+            try:  # a failed download is audited too (a source-only project, an upstream refusal, a timeout)
+                paths = [Path(p) for p in self.downloader(req, dest, target)]
+            except Exception as exc:
+                self._deny(actor, req, WheelRefusal("", str(exc) or type(exc).__name__), [])
+                raise
             for path in paths:  # the archive first: pip must unpack what the scan read
                 reason = wheel_refusal(path, scan_limits(self.settings).max_unpacked_bytes)
                 if reason is None:
@@ -149,7 +153,9 @@ class PackageService:
             wheels = [read_wheel(p) for p in paths]
             hooks = {w.file: startup_hooks(p) for w, p in zip(wheels, paths, strict=True)}
             if not any(w.project == req.name and w.version == req.version for w in wheels):
-                raise NotFound(f"the download of {req} did not hold {req.name} {req.version} itself")
+                missing = f"the download of {req} did not hold {req.name} {req.version} itself"
+                self._deny(actor, req, WheelRefusal("", missing), paths)
+                raise NotFound(missing)
             refused = scan_wheels(paths, self.settings)
             if refused is not None:
                 self._deny(actor, req, refused, paths)
@@ -163,7 +169,8 @@ class PackageService:
         return self._record_approval(actor, str(req), req.name, req.version, wheels, target, hooks)
 
     def _deny(self, actor: str, req, refused: WheelRefusal, paths: list[Path]) -> None:
-        """Audit an approval refused because of one of its wheels (``packages.approve``, denied)."""
+        """Audit a refused approval (``packages.approve``, denied): one of its wheels (``file``), or its
+        download (``file`` empty: red team 13 found those refusals unaudited)."""
         self.runtime.audit.record(AuditEvent(
             actor=actor, action="packages.approve", target=f"package:{req}", outcome=Outcome.DENIED,
             details={"file": refused.file, "reason": refused.reason[:300],
