@@ -35,7 +35,7 @@ from ..db import transaction
 from ..errors import InvalidInput, PdsError
 from ..k8s.pod_status import ExtractMismatch
 from ..registry.names import check_project_id, check_user_name
-from . import cohort_intake, cohort_link, permissions
+from . import cohort_intake, cohort_link, import_quota, permissions
 from .imports_scan import ImportLimits, import_refusal, scan_import
 from .inputs import check_text
 from .scan_slots import SLOTS
@@ -128,14 +128,18 @@ class ImportService:
         request_id = uuid.uuid4().hex
         directory = request_dir(self.settings.paths.staging, project, request_id)
         context: dict[str, Any] = {"import": {"kind": kind}}
+        used = import_quota.staged_bytes(service._sessions, actor)
         try:
             if kind == "cohort":
                 raw = self._stage(directory / RAW_DIR, files)
+                import_quota.check_quota(used, sum(sf.size for sf in raw), self.settings.airlock.import_max_bytes_per_day)
+                used += sum(sf.size for sf in raw)
                 self._scan(directory / RAW_DIR, raw)
                 context["import"]["raw"] = [{"name": sf.name, "sha256": sf.sha256, "size": sf.size} for sf in raw]
                 files, report = self._link(actor, project, request_id, directory, raw[0])
                 context["import"]["report"] = report
             staged = self._stage(directory, files)
+            import_quota.check_quota(used, sum(sf.size for sf in staged), self.settings.airlock.import_max_bytes_per_day)
             results = self._scan(directory, staged)
             if kind == "cohort":
                 for result in results.values():

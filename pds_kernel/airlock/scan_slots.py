@@ -7,7 +7,7 @@ signature database (about 1 GiB of memory with the official signatures, seconds 
 each import. Before this bound, a researcher sending twenty imports at once ran twenty scans at
 once: every worker thread of the gate was taken, so every other user's review, download and page
 waited, and the signatures were in memory twenty times (red team 13,
-tests/security/test_redteam13_scan_slots.py). An import past the bound is refused at once with
+tests/security/test_redteam13_import_load.py). An import past the bound is refused at once with
 503 and the reason (audited like every refused import, ``airlock.import.create``): it never
 waits for a slot, which would hold a worker thread the same way.
 """
