@@ -14,7 +14,8 @@ Each rule closes a way to get content past the listing a checker reads or past t
   central directory, then its end record (a second ZIP before, between or after is neither listed
   nor scanned), and each member's local header saying what the central directory says (ClamAV
   decompresses by the one, zipfile by the other), no second name for ``unzip`` (an Info-ZIP Unicode
-  Path field), and no folder holding bytes;
+  Path field), no member sized the ZIP64 way (ClamAV 1.4 does not read it: a deflated member
+  sized so passed the scan, red team 13), and no folder holding bytes;
 * **one size per TAR member**: the octal size of its ordinary header, and no other (a size in a pax
   header, a binary size or a sparse map: tarfile and GNU tar read the member by it, ClamAV by the
   ordinary header, and a file known to ClamAV by its hash passed);
@@ -138,7 +139,8 @@ def zip_layout_refusal(path: Path, archive: zipfile.ZipFile) -> str | None:
                 return hidden.format(where=f"member {info.filename[:200]!r} is cut short")
             name_length, extra_length = struct.unpack("<HH", header[26:30])
             local_extra = fh.read(name_length + extra_length)[name_length:]
-            differs = _local_header_refusal(info, header) or _unicode_path_refusal(info, local_extra)
+            differs = (_zip64_refusal(info, header, local_extra) or _local_header_refusal(info, header)
+                       or _unicode_path_refusal(info, local_extra))
             if differs is not None:
                 return differs
             position = info.header_offset + _LOCAL_HEADER + name_length + extra_length + info.compress_size
@@ -152,6 +154,28 @@ def zip_layout_refusal(path: Path, archive: zipfile.ZipFile) -> str | None:
     if size not in (end, end + _ZIP64_END):
         return hidden.format(where=f"{size - end} bytes around the central directory")
     return None
+
+
+def _zip64_refusal(info: zipfile.ZipInfo, header: bytes, local_extra: bytes) -> str | None:
+    """A member sized the ZIP64 way (``0xFFFFFFFF`` in its local header, a ZIP64 extra field): ClamAV
+    1.4 reads no ZIP64 local header, so a deflated member sized so was never scanned; zipfile and
+    unzip read it (``ZipFile.open(name, "w", force_zip64=True)`` wrote one: red team 13). No
+    archive the platform takes needs ZIP64 (4 GiB and 65,535 members are far above its limits)."""
+    sizes = struct.unpack("<II", header[18:26])
+    fields = {kind for extra in (info.extra, local_extra) for kind, _ in _extra_fields(extra)}
+    if 0xFFFFFFFF not in sizes and 0x0001 not in fields:
+        return None
+    return (f"member {info.filename[:200]!r} is sized the ZIP64 way, which the malware scanner does not read: "
+            "rebuild the archive without ZIP64 (python -m zipfile -c, or zip without -fz)")
+
+
+def _extra_fields(extra: bytes):
+    """(kind, body) of each field of a ZIP extra block."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack("<HH", extra[at:at + 4])
+        yield kind, extra[at + 4:at + 4 + size]
+        at += 4 + size
 
 
 def _local_header_refusal(info: zipfile.ZipInfo, header: bytes) -> str | None:
@@ -173,14 +197,10 @@ def _unicode_path_refusal(info: zipfile.ZipInfo, local_extra: bytes) -> str | No
     ``unzip`` extracts by it, zipfile (and so the listing) by the name (``README.md`` came out of
     ``unzip`` as ``evil_run.py``)."""
     for extra in (info.extra, local_extra):
-        at = 0
-        while at + 4 <= len(extra):
-            kind, size = struct.unpack("<HH", extra[at:at + 4])
-            body = extra[at + 4:at + 4 + size]
+        for kind, body in _extra_fields(extra):
             if kind == 0x7075 and body[5:].decode("utf-8", "replace") != info.orig_filename:
                 return (f"member {info.filename[:200]!r} carries another name for unzip (a Unicode Path extra "
                         "field): rebuild the archive with UTF-8 names (python -m zipfile -c, or zip 3)")
-            at += 4 + size
     return None
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ..audit import AuditEvent, Outcome
+from ..audit_newest import Selector
 from ..db import transaction
 from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PermissionDenied
 from ..registry import Registry
@@ -156,6 +157,10 @@ class PackageService:
                 missing = f"the download of {req} did not hold {req.name} {req.version} itself"
                 self._deny(actor, req, WheelRefusal("", missing), paths)
                 raise NotFound(missing)
+            revoked = self._revoked_dependency(req, wheels)
+            if revoked is not None:
+                self._deny(actor, req, revoked, paths)
+                raise PackageRefused(f"{req} is not approved: {revoked.reason}; nothing was added to the package index")
             refused = scan_wheels(paths, self.settings)
             if refused is not None:
                 self._deny(actor, req, refused, paths)
@@ -167,6 +172,23 @@ class PackageService:
                 self._deny(actor, req, WheelRefusal(str(exc).split(" ")[0], str(exc)), paths)
                 raise PackageRefused(f"{req} is not approved: {exc}") from None
         return self._record_approval(actor, str(req), req.name, req.version, wheels, target, hooks)
+
+    def _revoked_dependency(self, req, wheels: list[WheelInfo]) -> WheelRefusal | None:
+        """A wheel of the closure, other than the release asked, whose release was revoked and not
+        approved by name since (the audit trail's newest authentic ``packages.revoke`` or
+        ``packages.approve`` of it): a revoked release came back, unannounced, as a dependency of
+        the next approval that needed it (red team 13). An administrator who judges it fine again
+        approves it by name first."""
+        for w in wheels:
+            if (w.project, w.version) == (req.name, req.version):
+                continue
+            found = self.runtime.audit.newest([Selector(("packages.revoke", "packages.approve"),
+                                                        f"package:{w.project}=={w.version}")])
+            if found.problem is not None or (found.row is not None and found.row.action == "packages.revoke"):
+                why = found.problem or "it was revoked (pds packages revoke)"
+                return WheelRefusal(w.file, f"{w.project}=={w.version}, a dependency, cannot be approved: {why}; "
+                                            f"approve {w.project}=={w.version} by name first if it is fine again")
+        return None
 
     def _deny(self, actor: str, req, refused: WheelRefusal, paths: list[Path]) -> None:
         """Audit a refused approval (``packages.approve``, denied): one of its wheels (``file``), or its

@@ -6,7 +6,8 @@ audited (``airlock.import.create``, outcome ``denied``), and nothing is staged f
 
 Got through before this round's fixes (:mod:`pds_kernel.airlock.import_content`, the bounds of
 :mod:`pds_kernel.airlock.archive_rules`, :func:`pds_kernel.airlock.imports_mount.hide_revoked`),
-15 of these 18 attempts: an executable member of a ZIP (3 names) or a TAR.GZ, a member named
+16 of these 19 attempts: a ZIP member sized the ZIP64 way (the deflated test signature passed
+ClamAV 1.4, which reads no ZIP64 local header), an executable member of a ZIP (3 names) or a TAR.GZ, a member named
 ``.png`` that is not one, code carrying an ELF after its first 4 KiB, a PNG, a PDF and a Parquet
 file ending with a ZIP (the test signature in its LZMA member passed ClamAV, and no checker saw
 its members listed), a 256 MiB GNU long name and pax header of 1 MB gzipped (read whole into the
@@ -190,3 +191,20 @@ def test_wheel_of_twenty_thousand_central_entries(tmp_path):
     wheel = tmp_path / "evil-1.0-py3-none-any.whl"
     wheel.write_bytes(local + body + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, len(body), len(local), 0))
     assert "lists more than 10000 members" in (wheel_refusal(wheel, 1 << 30) or "")
+
+
+def _zip64(*members: tuple[str, bytes]) -> bytes:
+    """A ZIP as the standard library writes it with ``force_zip64=True`` (sizes in a ZIP64 field)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            with zf.open(name, "w", force_zip64=True) as out:
+                out.write(data)
+    return buffer.getvalue()
+
+
+def test_a_zip64_member_hides_a_signature_from_clamav(import_gate):
+    """ClamAV 1.4 reads no ZIP64 local header: the deflated test signature passed the scan (and
+    ``clamscan`` on the file alone says OK), zipfile in the workspace reads it."""
+    answer = import_gate.upload("alice", "repo.zip", _zip64(("README.md", CODE), ("notes.txt", MARKER)))
+    assert_refused(answer, "sized the ZIP64 way", import_gate)
