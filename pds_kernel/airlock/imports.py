@@ -151,6 +151,9 @@ class ImportService:
             shutil.rmtree(directory, ignore_errors=True)
             if isinstance(exc, PdsError):
                 service._deny(actor, "airlock.import.create", request_id, project, exc)
+            elif isinstance(exc, Exception):  # a check that crashed refused the import: audited too
+                service._deny(actor, "airlock.import.create", request_id, project,
+                              PdsError(f"the import could not be checked ({type(exc).__name__}): refused"))
             raise
         return self._record(actor, project, request_id, justification, context, staged, results,
                             reviews_required, thresholds.min_cell)

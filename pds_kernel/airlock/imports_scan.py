@@ -32,6 +32,7 @@ import logging
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -221,7 +222,8 @@ def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                         budget.add_bytes(len(chunk))
                 _check_content(info.filename, content)
                 members.append({"name": info.filename, "size": actual, "type": "file"})
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError, OSError,
+            zlib.error) as exc:  # a corrupt deflate (zlib.error) or bzip2 (OSError) stream: red team 13
         raise ScanRefusal("archive", f"the ZIP archive cannot be read: {str(exc)[:200]}") from None
     return members
 
@@ -252,7 +254,7 @@ def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                 _check_content(info.name, content)
                 members.append({"name": info.name, "size": info.size, "type": "file"})
             _check_tar_end(tf, budget)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
         raise ScanRefusal("archive", f"the TAR archive cannot be read: {str(exc)[:200]}") from None
     return members
 

@@ -31,6 +31,7 @@ import csv
 import hashlib
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 from ..airlock import archive_rules as rules
@@ -177,7 +178,8 @@ def wheel_refusal(path: Path, max_unpacked: int) -> str | None:
             _check(path, archive, max_unpacked)
     except _Refused as refused:
         return str(refused)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError, RuntimeError,
+            OSError, zlib.error) as exc:  # a corrupt deflate or bzip2 stream ended the check: red team 13
         return f"the archive cannot be read: {str(exc)[:200]}"
     return None
 

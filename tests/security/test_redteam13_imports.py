@@ -6,13 +6,13 @@ audited (``airlock.import.create``, outcome ``denied``), and nothing is staged f
 
 Got through before this round's fixes (:mod:`pds_kernel.airlock.import_content`, the bounds of
 :mod:`pds_kernel.airlock.archive_rules`, :func:`pds_kernel.airlock.imports_mount.hide_revoked`),
-16 of these 19 attempts: a ZIP member sized the ZIP64 way (the deflated test signature passed
+18 of these 21 attempts: a ZIP member sized the ZIP64 way (the deflated test signature passed
 ClamAV 1.4, which reads no ZIP64 local header), an executable member of a ZIP (3 names) or a TAR.GZ, a member named
 ``.png`` that is not one, code carrying an ELF after its first 4 KiB, a PNG, a PDF and a Parquet
 file ending with a ZIP (the test signature in its LZMA member passed ClamAV, and no checker saw
 its members listed), a 256 MiB GNU long name and pax header of 1 MB gzipped (read whole into the
 gate's memory), a chain of 3,000 long names (a ``RecursionError``: an error 500, not refused, not
-audited), a GNU sparse member (accepted), a ZIP of 80,000 central directory entries (refused, but
+audited), a ZIP member whose deflate or bzip2 stream is damaged (the same), a GNU sparse member (accepted), a ZIP of 80,000 central directory entries (refused, but
 only after ``zipfile`` built one object per entry: 2 million took 1 GB of the gate for a 94 MB
 upload), a revoked import left readable in the mounted folder. Refused before, regression tests: a
 text file ending with a ZIP (its NUL bytes), a signature split across two gzip streams (ClamAV
@@ -208,3 +208,20 @@ def test_a_zip64_member_hides_a_signature_from_clamav(import_gate):
     ``clamscan`` on the file alone says OK), zipfile in the workspace reads it."""
     answer = import_gate.upload("alice", "repo.zip", _zip64(("README.md", CODE), ("notes.txt", MARKER)))
     assert_refused(answer, "sized the ZIP64 way", import_gate)
+
+
+def _corrupt_member(method: int) -> bytes:
+    """A ZIP whose one member's compressed stream is damaged after its first bytes."""
+    data = bytearray(zip_of(("tool.py", CODE * 100), compression=method))
+    start = 30 + len("tool.py")
+    for at in range(start, start + 12):
+        data[at] ^= 0xFF
+    return bytes(data)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2], ids=["deflate", "bzip2"])
+def test_a_damaged_compressed_member_ends_the_scan(import_gate, method):
+    """zlib's error (deflate) and bz2's OSError escaped the listing: an error 500, the import
+    neither refused with a reason nor audited (got through before its fix)."""
+    answer = import_gate.upload("alice", "repo.zip", _corrupt_member(method))
+    assert_refused(answer, "the ZIP archive cannot be read", import_gate)

@@ -4,7 +4,9 @@ ClamAV with the tests' signatures (tests/security/redteam11_packages_support.py)
 offered only as a source archive. Both were refused before this round, but neither refusal was
 audited (the download's and the release check's refusals left no ``packages.approve`` entry):
 both got through as unaudited refusals before their fix. And a revoked release served again as
-a dependency of the next approval (got through before its fix).
+a dependency of the next approval, a ZIP64 member hiding the tests' signature from ClamAV, and a
+damaged member ending the approval with a traceback and no audit entry (got through before their
+fix).
 """
 
 from __future__ import annotations
@@ -87,3 +89,19 @@ def test_a_zip64_member_of_a_wheel_hides_a_signature_from_clamav(hostile, tmp_pa
         hostile.approve("pds-big==1.0")
     assert hostile.served() == {}
     _denied(hostile, "pds-big==1.0", "sized the ZIP64 way")
+
+
+def test_a_damaged_member_of_a_wheel_is_refused_and_audited(hostile, tmp_path):
+    """Got through before its fix: zlib's error escaped the wheel check, so the approval ended
+    with a traceback and no audit entry."""
+    wheel = write_wheel(tmp_path / wheel_name("pds-torn", "1.0"), members("pds-torn", "1.0", b"VALUE = 1\n" * 200))
+    data = bytearray(wheel.read_bytes())
+    start = 30 + len("pds_torn/__init__.py")
+    for at in range(start, start + 12):
+        data[at] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+    hostile.publish(wheel)
+    with pytest.raises(PackageRefused, match="the archive cannot be read"):
+        hostile.approve("pds-torn==1.0")
+    assert hostile.served() == {}
+    _denied(hostile, "pds-torn==1.0", "the archive cannot be read")
