@@ -23,6 +23,11 @@ Each rule closes a way to get content past the listing a checker reads or past t
   opened by ``zipfile`` in the workspace, and ClamAV scanned it as a TAR);
 * **no archive at the end of a member** either: a ZIP behind a line of text opens with ``zipfile``
   as well as one at the start (judged by the member's last 64 KiB);
+* **one gzip stream, as zlib reads it** (red team 13): ClamAV reads a ``.tar.gz`` through zlib,
+  which checks a gzip header's CRC (``FHCRC``) and gives up on a wrong one, scanning nothing
+  inside; Python's gzip ignores that CRC and reads on, through concatenated streams too. So the
+  file must be exactly one gzip stream that zlib decompresses to its end (a TAR carrying the test
+  signatures behind a wrong header CRC passed the scan);
 * **bounded before they are read** (red team 13): a ZIP's central directory entries are counted
   before ``zipfile`` builds one object per entry (2 million entries in a 94 MB upload took 1 GB of
   the gate's memory), and a TAR's extended headers (a GNU long name or link, a pax header) are at
@@ -40,6 +45,7 @@ import struct
 import tarfile
 import unicodedata
 import zipfile
+import zlib
 from pathlib import Path
 
 #: ZIP compression methods ClamAV unpacks, by number; any other member is not scanned
@@ -271,6 +277,26 @@ def tar_size_refusal(info: tarfile.TarInfo) -> str | None:
     return (f"member {info.name[:200]!r} gives its size another way than its ordinary header (a pax size, a "
             "binary size or a sparse map), which the malware scanner reads: rebuild the archive with "
             "tar --format=ustar")
+
+
+def gzip_refusal(path: Path) -> str | None:
+    """Not exactly one gzip stream that zlib (with its header and trailer checks) reads to the end of
+    the file. Called after the TAR listing, which bounded what the stream unpacks to."""
+    stream = zlib.decompressobj(31)  # 16 + 15: one gzip member, header CRC checked when present
+    try:
+        with open(path, "rb") as fh:
+            while (chunk := fh.read(1 << 20)) and not stream.eof:
+                while chunk and not stream.eof:
+                    stream.decompress(chunk, 1 << 20)
+                    chunk = stream.unconsumed_tail
+            extra = stream.unused_data + chunk + fh.read(1)
+    except zlib.error as exc:
+        return (f"the gzip stream cannot be read as the malware scanner reads it ({str(exc)[:100]}): rebuild the "
+                "archive with tar czf")
+    if not stream.eof or extra:
+        return ("the file is not one whole gzip stream (a second stream, or bytes after it): rebuild the "
+                "archive with tar czf")
+    return None
 
 
 def trailing_refusal(rest: bytes) -> str | None:

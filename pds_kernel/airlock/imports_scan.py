@@ -259,6 +259,11 @@ def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
     return members
 
 
+def _check_gzip(path: Path) -> None:
+    """One gzip stream, read as zlib (and so ClamAV) reads it (:func:`.archive_rules.gzip_refusal`)."""
+    _refuse(rules.gzip_refusal(path))
+
+
 def _check_tar_end(tf: tarfile.TarFile, budget: _Budget) -> None:
     """Only zero padding after the last member, up to the end of the file (a byte after the gzip
     stream makes the gzip reader fail: refused the same way)."""
@@ -329,6 +334,8 @@ def scan_import(path: Path, name: str, limits: ImportLimits) -> dict[str, Any]:
         members = None
         if kind == "archive":
             members = list_zip(path, limits) if import_extension(name) == ".zip" else list_tar(path, limits)
+            if import_extension(name) in (".tar.gz", ".tgz"):
+                _check_gzip(path)
         clamav = run_clamscan([path], limits)
     except ScanRefusal as refusal:
         return _result(kind, Status.FAIL, {refusal.rule: Status.FAIL.value},

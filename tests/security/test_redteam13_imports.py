@@ -6,7 +6,8 @@ audited (``airlock.import.create``, outcome ``denied``), and nothing is staged f
 
 Got through before this round's fixes (:mod:`pds_kernel.airlock.import_content`, the bounds of
 :mod:`pds_kernel.airlock.archive_rules`, :func:`pds_kernel.airlock.imports_mount.hide_revoked`),
-18 of these 21 attempts: a ZIP member sized the ZIP64 way (the deflated test signature passed
+19 of these 22 attempts: a gzip header with a wrong CRC (ClamAV scanned nothing inside, Python
+read on), a ZIP member sized the ZIP64 way (the deflated test signature passed
 ClamAV 1.4, which reads no ZIP64 local header), an executable member of a ZIP (3 names) or a TAR.GZ, a member named
 ``.png`` that is not one, code carrying an ELF after its first 4 KiB, a PNG, a PDF and a Parquet
 file ending with a ZIP (the test signature in its LZMA member passed ClamAV, and no checker saw
@@ -16,7 +17,7 @@ audited), a ZIP member whose deflate or bzip2 stream is damaged (the same), a GN
 only after ``zipfile`` built one object per entry: 2 million took 1 GB of the gate for a 94 MB
 upload), a revoked import left readable in the mounted folder. Refused before, regression tests: a
 text file ending with a ZIP (its NUL bytes), a signature split across two gzip streams (ClamAV
-reads both), a wheel of 20,000 central entries (refused after the same parse).
+read both; now refused as not one stream), a wheel of 20,000 central entries (refused after the same parse).
 """
 
 from __future__ import annotations
@@ -156,10 +157,24 @@ def test_zip_of_eighty_thousand_central_entries(import_gate):
 
 def test_signature_split_across_two_gzip_streams(import_gate):
     """A .tar.gz of two gzip streams cut inside the flagged member (tarfile reads on through
-    both): ClamAV reads both too. Refused before; a regression test."""
+    both): ClamAV read both too, and refused it. Refused before; now at once, as not one stream."""
     plain = tar_of(("README.md", CODE), ("notes.txt", MARKER))
     answer = import_gate.upload("alice", "repo.tgz", gzip.compress(plain[:1034]) + gzip.compress(plain[1034:]))
-    assert_refused(answer, "PDS.Test.Marker", import_gate)
+    assert_refused(answer, "not one whole gzip stream", import_gate)
+
+
+def test_a_wrong_gzip_header_crc_hides_a_tar_gz_from_clamav(import_gate):
+    """The gzip header says it has a CRC (FHCRC) and it is wrong: zlib, and so ClamAV, gives up and
+    scans nothing inside; Python's gzip ignores that CRC, and tarfile lists and extracts the test
+    signature (got through before its fix)."""
+    plain = tar_of(("README.md", CODE), ("notes.txt", MARKER))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflate.compress(plain) + deflate.flush()
+    data = (b"\x1f\x8b\x08\x02" + bytes(5) + b"\xff" + b"\x00\x00" + body
+            + struct.pack("<II", zlib.crc32(plain), len(plain)))
+    assert gzip.decompress(data) == plain
+    answer = import_gate.upload("alice", "repo.tgz", data)
+    assert_refused(answer, "cannot be read as the malware scanner reads it", import_gate)
 
 
 # ---- a revoked import ------------------------------------------------------------------------------
