@@ -46,6 +46,9 @@ class Check:
     REFERENCE = "unknown_reference"
     WRONG_MONTH = "wrong_month"
     DUPLICATE = "duplicate_key"
+    QUOTE = "quote"  #: a line holding a double quote (red team 14B)
+    HEADER_LINE = "header_line"  #: a line of column names after the header (red team 14B)
+    EMPTY_ROW = "empty_row"  #: a line of empty fields in a table without a required column
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,30 @@ def build_table_checks(table: Table, present: Collection[str],
                                        (references or {}).get(column.name)))
         if month is not None and len(month) == 6 and column.name == table.month_from:
             checks.append(build_month_check(column, raw, pl.col(typed_name(column.name)), month))
-    return typed, checks
+    return typed, _row_checks(table, present) + checks
+
+
+def _row_checks(table: Table, present: Collection[str]) -> list[ColumnCheck]:
+    """Checks of a whole row that no column check catches (red team 14B), tried first:
+
+    * in a table whose columns are all text (12 PMSI tables: T_HADaaD, T_MCOaaE...), a line
+      made of column names: the header of a second file concatenated to the first, which any
+      typed column would refuse as unparsable but which loaded there as a row;
+    * in a table without a required column (156 of the catalogue), a line of empty fields (a
+      file of separators): a row of nulls that carries nothing, loaded and counted as data."""
+    columns = [c for c in table.columns if c.name in present]
+    checks = []
+    if all(c.type == "str" for c in columns):
+        names = pl.Series(list(table.column_names), dtype=pl.String).implode()
+        header = (pl.all_horizontal([pl.col(c.name).is_in(names) | pl.col(c.name).is_null() for c in columns])
+                  & pl.any_horizontal([pl.col(c.name).is_not_null() for c in columns]))
+        checks.append(ColumnCheck(Check.HEADER_LINE, "", header, pl.lit(
+            "the line holds column names, not values: a header repeated inside the file (files "
+            "concatenated?)")))
+    if not table.required:
+        checks.append(ColumnCheck(Check.EMPTY_ROW, "", pl.all_horizontal([pl.col(c.name).is_null() for c in columns]),
+                                  pl.lit("every field of the line is empty: a row with no value")))
+    return checks
 
 
 @functools.cache
@@ -187,6 +213,9 @@ def joined_fields(header: list[str]) -> pl.Expr:
 LINE_FLAWS = {
     Check.CONTROL_CHARACTER: "the line holds a control character (NUL or another C0 code): "
                              "damaged or binary data, never SNDS text",
+    Check.QUOTE: "the line holds a double quote: deliveries are not quoted, and a quoting export "
+                 "(\"a;b\", \"say \"\"x\"\"\") would load its quotes or shift its fields; "
+                 "export without quotes",
     Check.LAST_LINE_CUT: "the last line of the file has no line end: the file may be cut (an "
                          "interrupted transfer shortens the last value); deliver it again whole",
 }

@@ -27,7 +27,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from .codes import CODES_BUILT, count_unknown_codes, known_codes, known_series
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
 from .stats import ColumnStats
+from .text import decode_block as _decode
 
 #: Parquet compression of lake files (zstd level 1: nearly as fast as snappy, clearly smaller).
 COMPRESSION = "zstd"
@@ -63,10 +63,9 @@ _BLANKS = (b" ", b"\t", b"\r")
 _SEPARATOR_BYTE = ord(";")
 #: Lake types that the fast path reads typed (see :func:`_read_block`).
 _NUMBER_TYPES = ("int", "float", "year", "month")
-#: C0 control characters a field may not hold (tab, line feed and carriage return are text).
-_CONTROL = "[\x00-\x08\x0b\x0c\x0e-\x1f]"
-_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")
-_C1_TEXT = re.compile("[\x80-\x9f]")
+#: C0 control characters a field may not hold (tab is text; a carriage return is left only when
+#: lone, not before a line feed: some readers end a line there, red team 14B).
+_CONTROL = "[\x00-\x08\x0b-\x1f]"
 #: Byte order marks: what each one says the file is.
 _BOMS = ((codecs.BOM_UTF8, "UTF-8"), (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
          (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
@@ -197,69 +196,6 @@ def _blocks(fh, first: bytes, block_bytes: int, digest) -> Iterator[bytes]:
         pending = bytes(view[cut + 1:])
 
 
-def _line_of(block: bytes, offset: int, first_line: int) -> int:
-    return first_line + block.count(b"\n", 0, offset)
-
-
-def _decode(block: bytes, encoding: str, first_line: int = 0) -> bytes:
-    """``block`` as UTF-8 with ``\n`` line ends (what the polars CSV reader expects).
-
-    Refuses (:class:`InvalidInput`) text that is not valid in ``encoding`` and text that decodes
-    to C1 control characters (U+0080 to U+009F), which no delivery holds: they are what a cp1252
-    or UTF-8 file read as latin-1 turns into (``MÉTFORMINE`` in UTF-8 read as latin-1 is
-    ``MÃ\x89TFORMINE``). Declared latin-1, a block whose non-ASCII bytes are all valid UTF-8
-    sequences is refused too: a real latin-1 text practically never is (an accented letter is
-    followed by an ASCII one), so it is a UTF-8 file read with the wrong encoding. ASCII blocks
-    (the usual case) are returned as they are, with no other scan."""
-    if not block.isascii():
-        codec = codecs.lookup(encoding).name
-        if codec == "iso8859-1":
-            _check_latin1(block, encoding, first_line)
-        elif codec == "utf-8" and (found := _C1_UTF8.search(block)):
-            _refuse_c1(block, found.start(), f"U+00{block[found.start() + 1]:02X}", encoding, first_line)
-        try:
-            text = block.decode(encoding)
-        except UnicodeDecodeError as exc:
-            raise InvalidInput(
-                f"line {_line_of(block, exc.start, first_line)}: file is not valid {encoding} text "
-                f"({exc.reason}): convert it to {encoding} or set the delivery's encoding "
-                "(ingest.encoding)") from None
-        if codec not in ("iso8859-1", "utf-8") and (char := _C1_TEXT.search(text)):
-            line = first_line + text.count("\n", 0, char.start())
-            raise InvalidInput(_c1_message(line, f"U+{ord(char.group()):04X}", encoding))
-        block = text.encode("utf-8")
-    if b"\r" in block:
-        block = block.replace(b"\r\n", b"\n")
-    return block
-
-
-def _check_latin1(block: bytes, encoding: str, first_line: int) -> None:
-    codes = np.frombuffer(block, dtype=np.uint8)
-    c1 = np.flatnonzero((codes & 0xE0) == 0x80)  # bytes 0x80-0x9F: C1 controls in latin-1
-    if c1.size:
-        _refuse_c1(block, int(c1[0]), f"byte 0x{block[c1[0]]:02X}", encoding, first_line)
-    try:
-        block.decode("utf-8")
-    except UnicodeDecodeError:
-        return
-    offset = next(i for i, byte in enumerate(block) if byte >= 0x80)
-    raise InvalidInput(
-        f"line {_line_of(block, offset, first_line)}: the text is UTF-8 (every accented letter is "
-        f"a UTF-8 multi-byte sequence) but the delivery is declared {encoding}: read as {encoding} "
-        "it would load as mojibake (É as Ã‰); convert the file to latin-1 or set the encoding "
-        "(ingest.encoding: utf-8)")
-
-
-def _refuse_c1(block: bytes, offset: int, what: str, encoding: str, first_line: int) -> None:
-    raise InvalidInput(_c1_message(_line_of(block, offset, first_line), what, encoding))
-
-
-def _c1_message(line: int, what: str, encoding: str) -> str:
-    return (f"line {line}: {what} decodes to a C1 control character in {encoding}, which no SNDS "
-            "text holds: the file is probably cp1252 (Windows) or UTF-8 text declared as "
-            f"{encoding}; convert it or set the delivery's encoding (ingest.encoding)")
-
-
 def _read_block(block: bytes, header: list[str], encoding: str,
                 numbers: dict[str, pl.DataType] | None = None, first_line: int = 0,
                 flaw: str | None = None) -> pl.DataFrame:
@@ -294,7 +230,8 @@ def _read_block(block: bytes, header: list[str], encoding: str,
             continue
     codes = np.frombuffer(block, dtype=np.uint8)
     controls = _has_controls(codes, fields.height if fields is not None else -1)
-    if (fields is not None and not controls
+    quoted = b'"' in block  # deliveries are not quoted: see Check.QUOTE
+    if (fields is not None and not controls and not quoted
             and int(np.count_nonzero(codes == _SEPARATOR_BYTE)) == fields.height * (len(header) - 1)):
         return fields.with_columns(pl.lit(len(header), dtype=pl.UInt32).alias("__fields"),
                                    pl.lit(flaw, dtype=pl.String).alias("__flaw"))
@@ -305,27 +242,29 @@ def _read_block(block: bytes, header: list[str], encoding: str,
                         schema={"__raw": pl.String}, truncate_ragged_lines=True,
                         empty_string_is_null=False)
     fields = pl.read_csv(block, separator=";", has_header=False, quote_char=None,
-                         schema=text_schema, truncate_ragged_lines=True, missing_columns="insert")
+                         schema=text_schema, truncate_ragged_lines=True, missing_columns="insert",
+                         extra_columns="ignore")  # a long first line is counted, not a crash
     if lines.height != fields.height:  # pragma: no cover - both readers see the same lines
         raise PdsError(f"internal error: {lines.height} lines but {fields.height} rows in a block")
     raw = lines.get_column("__raw").fill_null("")
     count = (raw.str.count_matches(";", literal=True) + 1).cast(pl.UInt32)
     if flaw is not None:
         flaws = pl.lit(flaw, dtype=pl.String)
-    elif controls:
-        flaws = pl.when(pl.col("__raw").str.contains(_CONTROL)).then(pl.lit(Check.CONTROL_CHARACTER))
+    elif controls or quoted:
+        flaws = (pl.when(pl.col("__raw").str.contains(_CONTROL)).then(pl.lit(Check.CONTROL_CHARACTER))
+                 .when(pl.col("__raw").str.contains('"', literal=True)).then(pl.lit(Check.QUOTE)))
     else:
         flaws = pl.lit(None, dtype=pl.String)
     return fields.with_columns(raw, count.alias("__fields")).with_columns(flaws.alias("__flaw"))
 
 
 def _has_controls(codes: np.ndarray, lines: int) -> bool:
-    """True when the block ``codes`` holds a C0 control byte other than tab, line feed and carriage
-    return (a NUL of a damaged transfer, binary data). In the usual case one vectorised count
+    """True when the block ``codes`` holds a C0 control byte other than tab and line feed (a NUL of a
+    damaged transfer, binary data, a lone carriage return: CRLF is decoded as LF). In the usual case one vectorised count
     settles it: the block's only bytes below 0x20 are the line ends of its ``lines`` lines."""
     if int(np.count_nonzero(codes < 0x20)) == lines:
         return False
-    return bool(np.count_nonzero((codes < 0x20) & (codes != 0x0A) & (codes != 0x0D) & (codes != 0x09)))
+    return bool(np.count_nonzero((codes < 0x20) & (codes != 0x0A) & (codes != 0x09)))
 
 
 def _number_columns(table, header: list[str]) -> dict[str, pl.DataType]:

@@ -12,7 +12,7 @@ against a nomenclature the rows whose code it lacks).
 Whether the bytes are clean is established first, in the pass over the file that its SHA-256
 needs anyway (:func:`scan_bytes`): no byte above 0x7F (so every declared encoding reads the same
 text, and the encoding checks of the block parser have nothing to find), no byte below 0x20 but
-line feeds (no NUL, tab or carriage return), a final line end, and exactly as many separators as
+line feeds (no NUL, tab or carriage return), no double quote, a final line end, and exactly as many separators as
 the lines need (a line with too many fields fails the reader). Any other file goes to the block
 parser, which reads it once, block by block, and finds and reports each flaw.
 
@@ -96,6 +96,8 @@ def scan_bytes(fh, first: bytes, digest, columns: int) -> Scan | None:
         rows += lines
         separators += int(np.count_nonzero(codes == _SEPARATOR))
         blanks = blanks or chunk.find(b" ", 0, size) >= 0
+        if chunk.find(b'"', 0, size) >= 0:
+            return None  # a quote: its line is quarantined by the block parser (Check.QUOTE)
         last = bytes(chunk[size - 1:size])
         size = fh.readinto(buffer)
         chunk = buffer

@@ -41,7 +41,7 @@ def bad(check: str) -> tuple:
     return ("quarantined", check)
 
 
-UNPARSABLE, MISSING, NOT_IN_SET = Check.UNPARSABLE, Check.MISSING, Check.NOT_IN_SET
+UNPARSABLE, MISSING, NOT_IN_SET, QUOTE = Check.UNPARSABLE, Check.MISSING, Check.NOT_IN_SET, Check.QUOTE
 
 #: (table, column, value written, expected outcome of its row)
 VALUES = [
@@ -58,7 +58,7 @@ VALUES = [
     (PRS, "PRS_ORD_NUM", "inf", bad(UNPARSABLE)), (PRS, "PRS_ORD_NUM", "1_000", bad(UNPARSABLE)),
     (PRS, "PRS_ORD_NUM", " 5", bad(UNPARSABLE)), (PRS, "PRS_ORD_NUM", "5 ", bad(UNPARSABLE)),
     (PRS, "PRS_ORD_NUM", "--1", bad(UNPARSABLE)), (PRS, "PRS_ORD_NUM", "", bad(MISSING)),
-    (PRS, "PRS_ORD_NUM", " ", bad(UNPARSABLE)), (PRS, "PRS_ORD_NUM", '"5"', bad(UNPARSABLE)),
+    (PRS, "PRS_ORD_NUM", " ", bad(UNPARSABLE)), (PRS, "PRS_ORD_NUM", '"5"', bad(QUOTE)),
     (PRS, "DPN_QLF", "", ok(None)), (PRS, "DPN_QLF", "  ", bad(UNPARSABLE)),
     # closed set {0, 1, 2, 9}
     (PRS, "BEN_SEX_COD", "02", ok("2")), (PRS, "BEN_SEX_COD", "+9", ok("9")),
@@ -148,7 +148,8 @@ def _both(source: Path, tmp_path: Path, monkeypatch, table: str = PRS, **job) ->
     blocks, by = _parse(source, tmp_path / "blocks", 1 << 60, monkeypatch, table, MONTH, **job)
     assert by == "blocks"
     candidate, by = _parse(source, tmp_path / "streamed", 0, monkeypatch, table, MONTH, **job)
-    assert by == "streamed"
+    # a quote sends the file to the block parser, which quarantines its line (red team 14B)
+    assert by == ("blocks" if b'"' in source.read_bytes() else "streamed")
     _assert_same(blocks, candidate)
     if blocks.parquet:
         assert _lake_text(blocks.parquet).equals(_lake_text(candidate.parquet))
@@ -173,11 +174,12 @@ def test_an_edge_value_gives_the_same_outcome_with_both_parsers(table, column, v
     else:
         assert outcome.rows_quarantined == 1 and outcome.rows_loaded == len(lines) - 2
         entry = read_quarantine(Path(outcome.quarantine)).row(0, named=True)
-        assert (entry["line"], entry["check"], entry["column"]) == (LINE, what, column)
+        # a quote fails the whole line (red team 14B), before any column's check
+        assert (entry["line"], entry["check"], entry["column"]) == (LINE, what, "" if what == QUOTE else column)
         assert entry["raw"] == _edit(lines, LINE, column, value.encode())[LINE - 1].decode()
 
 
-@pytest.mark.parametrize("field, check", [(b"", MISSING), (b" ", UNPARSABLE), (b'""', UNPARSABLE)])
+@pytest.mark.parametrize("field, check", [(b"", MISSING), (b" ", UNPARSABLE), (b'""', QUOTE)])
 def test_a_line_of_empty_fields_gives_the_same_outcome_with_both_parsers(field, check, base_lines, tmp_path,
                                                                           monkeypatch):
     lines = list(base_lines[PRS])
@@ -187,7 +189,7 @@ def test_a_line_of_empty_fields_gives_the_same_outcome_with_both_parsers(field, 
     outcome, _ = _both(source, tmp_path, monkeypatch)
     entry = read_quarantine(Path(outcome.quarantine)).row(0, named=True)
     assert outcome.rows_quarantined == 1 and (entry["line"], entry["check"], entry["column"]) == (
-        LINE, check, "DCT_ORD_NUM")
+        LINE, check, "" if check == QUOTE else "DCT_ORD_NUM")
     assert entry["raw"] == lines[LINE - 1].decode()
 
 
