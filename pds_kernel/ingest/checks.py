@@ -47,6 +47,7 @@ class Check:
     WRONG_MONTH = "wrong_month"
     DUPLICATE = "duplicate_key"
     QUOTE = "quote"  #: a line holding a double quote (red team 14B)
+    INVISIBLE = "invisible_character"  #: a soft hyphen, a zero-width space... (red team 14B)
     HEADER_LINE = "header_line"  #: a line of column names after the header (red team 14B)
     EMPTY_ROW = "empty_row"  #: a line of empty fields in a table without a required column
 
@@ -216,6 +217,8 @@ LINE_FLAWS = {
     Check.QUOTE: "the line holds a double quote: deliveries are not quoted, and a quoting export "
                  "(\"a;b\", \"say \"\"x\"\"\") would load its quotes or shift its fields; "
                  "export without quotes",
+    Check.INVISIBLE: "the line holds an invisible character (soft hyphen, zero-width space, "
+                     "direction mark...): a value that looks like another but is not",
     Check.LAST_LINE_CUT: "the last line of the file has no line end: the file may be cut (an "
                          "interrupted transfer shortens the last value); deliver it again whole",
 }

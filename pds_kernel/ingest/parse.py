@@ -44,6 +44,7 @@ from .codes import CODES_BUILT, count_unknown_codes, known_codes, known_series
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
 from .stats import ColumnStats
+from .text import INVISIBLE, has_invisible
 from .text import decode_block as _decode
 
 #: Parquet compression of lake files (zstd level 1: nearly as fast as snappy, clearly smaller).
@@ -231,7 +232,8 @@ def _read_block(block: bytes, header: list[str], encoding: str,
     codes = np.frombuffer(block, dtype=np.uint8)
     controls = _has_controls(codes, fields.height if fields is not None else -1)
     quoted = b'"' in block  # deliveries are not quoted: see Check.QUOTE
-    if (fields is not None and not controls and not quoted
+    invisible = has_invisible(block)
+    if (fields is not None and not controls and not quoted and not invisible
             and int(np.count_nonzero(codes == _SEPARATOR_BYTE)) == fields.height * (len(header) - 1)):
         return fields.with_columns(pl.lit(len(header), dtype=pl.UInt32).alias("__fields"),
                                    pl.lit(flaw, dtype=pl.String).alias("__flaw"))
@@ -250,9 +252,10 @@ def _read_block(block: bytes, header: list[str], encoding: str,
     count = (raw.str.count_matches(";", literal=True) + 1).cast(pl.UInt32)
     if flaw is not None:
         flaws = pl.lit(flaw, dtype=pl.String)
-    elif controls or quoted:
+    elif controls or quoted or invisible:
         flaws = (pl.when(pl.col("__raw").str.contains(_CONTROL)).then(pl.lit(Check.CONTROL_CHARACTER))
-                 .when(pl.col("__raw").str.contains('"', literal=True)).then(pl.lit(Check.QUOTE)))
+                 .when(pl.col("__raw").str.contains('"', literal=True)).then(pl.lit(Check.QUOTE))
+                 .when(pl.col("__raw").str.contains(INVISIBLE)).then(pl.lit(Check.INVISIBLE)))
     else:
         flaws = pl.lit(None, dtype=pl.String)
     return fields.with_columns(raw, count.alias("__fields")).with_columns(flaws.alias("__flaw"))

@@ -109,3 +109,17 @@ def _c1_message(line: int, what: str, encoding: str) -> str:
     return (f"line {line}: {what} decodes to a C1 control character in {encoding}, which no SNDS "
             "text holds: the file is probably cp1252 (Windows) or UTF-8 text declared as "
             f"{encoding}; convert it or set the delivery's encoding (ingest.encoding)")
+
+
+#: Invisible format characters (soft hyphen, zero-width spaces and joiners, direction marks and
+#: overrides, word joiners, the BOM as a zero-width no-break space): a value holding one shows the
+#: same as a value without it, but is another value. Two identifiers equal to the eye then join
+#: nothing, and a repeated key slipped past the duplicate check (red team 14B). Found in the UTF-8
+#: text of a decoded block, whatever the delivery's encoding (latin-1 has the soft hyphen, AD).
+_INVISIBLE_UTF8 = re.compile(rb"\xc2\xad|\xe2\x80[\x8b-\x8f\xaa-\xae]|\xe2\x81[\xa0-\xa4]|\xef\xbb\xbf")
+INVISIBLE = "[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]"
+
+
+def has_invisible(block: bytes) -> bool:
+    """True when the decoded (UTF-8) ``block`` holds an invisible format character."""
+    return not block.isascii() and _INVISIBLE_UTF8.search(block) is not None

@@ -21,6 +21,8 @@ from pds_kernel import lake as lake_mod
 from pds_kernel.ingest import Status, streamed
 from pds_kernel.ingest.manifest import Manifest
 from pds_kernel.ingest.quarantine import read_quarantine
+from pds_kernel.snds.catalogue import ingestible_names
+from pds_kernel.snds.file_names import _yearly_patterns, example_name, parse_delivery_name
 
 #: T_HADaaD: seven text columns, no pattern, no closed set and no required column. No typed
 #: column refuses a line of column names there, and a line of empty fields is a row of nulls.
@@ -83,13 +85,14 @@ def test_quotes_lone_cr_header_lines_and_empty_rows_in_a_text_table(parser, tmp_
              b";".join(reversed(header.split(b";"))),   # 8: the same, another column order
              b";" * (len(HAD_COLUMNS) - 1),             # 9: a line of separators only
              _had_line(14, "C6\r4"),                    # 10: a lone carriage return in a value
-             good[1], b"", good[2]]                     # 12: an empty line
+             good[1], b"", good[2],                     # 12: an empty line
+             b'"C6', b'5";' + _had_line(15)[4:]]        # 14, 15: a quoted line feed
     _write(tmp_path / "d" / HAD_FILE, lines)
     result = ingest(runtime, tmp_path / "d")[HAD_FILE]
-    assert result.status == Status.LOADED and (result.rows_loaded, result.rows_quarantined) == (3, 9)
+    assert result.status == Status.LOADED and (result.rows_loaded, result.rows_quarantined) == (3, 11)
     assert _quarantined(runtime, HAD_FILE) == {
         3: "quote", 4: "quote", 5: "quote", 6: "quote", 7: "header_line", 8: "header_line",
-        9: "empty_row", 10: "control_character", 12: "column_count"}
+        9: "empty_row", 10: "control_character", 12: "column_count", 14: "quote", 15: "quote"}
     assert _had_rows(runtime) == _expected(*good)
     checks = {q["check"] for q in _report(runtime)["quarantine"]}
     assert {"quote", "header_line", "empty_row", "control_character"} <= checks
@@ -172,11 +175,14 @@ def test_latin1_text_with_capital_a_accents_still_loads(tmp_path):
     assert {"SÃO PAULO", "ÂGÉ À DOSE"} <= set(lake_values(runtime, "IR_PHA_R", "PHA_MED_NOM"))
 
 
-def test_a_byte_order_mark_inside_the_file_is_refused(tmp_path):
-    """Got through: two files concatenated, the second with its UTF-8 BOM, in a latin-1 text
-    table: the mark loaded as ``ï»¿`` glued to the first value of the line."""
-    runtime = fresh_runtime(tmp_path)
-    lines = [";".join(HAD_COLUMNS).encode(), _had_line(0, "C5é"), b"\xef\xbb\xbf" + _had_line(1)]
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-8"])
+def test_a_byte_order_mark_inside_the_file_is_refused(encoding, tmp_path):
+    """Got through: two files concatenated, the second with its UTF-8 BOM, in a text table: the
+    mark loaded glued to the first value of the line, as ``ï»¿`` in a latin-1 file (with an
+    accent elsewhere), as an invisible U+FEFF in a UTF-8 one."""
+    runtime = fresh_runtime(tmp_path, encoding=encoding)
+    lines = [";".join(HAD_COLUMNS).encode(), _had_line(0, "C5é" if encoding == "latin-1" else "C50"),
+             b"\xef\xbb\xbf" + _had_line(1)]
     _write(tmp_path / "d" / HAD_FILE, lines)
     result = ingest(runtime, tmp_path / "d")[HAD_FILE]
     assert result.status == Status.REFUSED and "line 3" in result.reason and "EF BB BF" in result.reason
@@ -237,3 +243,41 @@ def test_a_month_delivered_twice_under_two_names_is_not_loaded_twice(tmp_path):
     assert sorted(lake_values(runtime, "T_MCOaaC", "RSA_NUM")) == sorted(r["RSA_NUM"] for r in rows[(
         "T_MCOaaC", "202301")])
     assert pl.Series(lake_values(runtime, "T_MCOaaC", "RSA_NUM")).is_unique().all()
+
+
+@pytest.mark.parametrize("encoding, mark", [("latin-1", "\u00ad"), ("utf-8", "\u200b"), ("utf-8", "\u202e")])
+def test_an_invisible_character_cannot_hide_a_repeated_key(encoding, mark, tmp_path):
+    """Got through: a beneficiary repeated with a soft hyphen (latin-1), a zero-width space or a
+    direction override (UTF-8) inside the NIR: the same to the eye, another key to the
+    duplicate check, so both rows loaded and the person counted twice."""
+    runtime = fresh_runtime(tmp_path, encoding=encoding)
+    rows = make_rows(persons=3, months=())["IR_BEN_R"]
+    twin = dict(rows[1], BEN_NIR_PSA=rows[1]["BEN_NIR_PSA"][:6] + mark + rows[1]["BEN_NIR_PSA"][6:])
+    (tmp_path / "d").mkdir()
+    write_table(tmp_path / "d" / "IR_BEN_R.csv", "IR_BEN_R", [*rows, twin], encoding=encoding)
+    result = ingest(runtime, tmp_path / "d")["IR_BEN_R.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (3, 1)
+    assert _quarantined(runtime, "IR_BEN_R.csv") == {5: "invisible_character"}
+    assert sorted(lake_values(runtime, "IR_BEN_R", "BEN_NIR_PSA")) == sorted(r["BEN_NIR_PSA"] for r in rows)
+
+
+def test_a_non_breaking_space_in_a_label_still_loads(tmp_path):
+    """No false quarantine: French labels put a non-breaking space before a colon."""
+    runtime = fresh_runtime(tmp_path)
+    (tmp_path / "d").mkdir()
+    rows = make_rows(persons=2, months=())["IR_PHA_R"]
+    rows[0]["PHA_MED_NOM"] = "DOSE\u00a0: 5 MG"
+    write_table(tmp_path / "d" / "IR_PHA_R.csv", "IR_PHA_R", rows)
+    result = ingest(runtime, tmp_path / "d")["IR_PHA_R.csv"]
+    assert (result.status, result.rows_quarantined) == (Status.LOADED, 0)
+    assert "DOSE\u00a0: 5 MG" in lake_values(runtime, "IR_PHA_R", "PHA_MED_NOM")
+
+
+def test_no_file_name_feeds_two_tables():
+    """Did not get through: the example name of every table of the catalogue, monthly and yearly,
+    parses to that table, and matches no other table's name pattern."""
+    for name in ingestible_names():
+        for period in ("2023", "202303"):
+            file = example_name(name, period)
+            assert parse_delivery_name(file)[0] == name
+            assert [t for pattern, t in _yearly_patterns() if pattern.fullmatch(file)] in ([], [name])
