@@ -175,8 +175,10 @@ def _row_checks(table: Table, present: Collection[str]) -> list[ColumnCheck]:
     columns = [c for c in table.columns if c.name in present]
     checks = []
     if all(c.type == "str" for c in columns):
-        names = pl.Series(list(table.column_names), dtype=pl.String).implode()
-        header = (pl.all_horizontal([pl.col(c.name).is_in(names) | pl.col(c.name).is_null() for c in columns])
+        # in any case and order: a second export may spell its header otherwise
+        names = pl.Series([n.upper() for n in table.column_names], dtype=pl.String).implode()
+        header = (pl.all_horizontal([pl.col(c.name).str.to_uppercase().is_in(names) | pl.col(c.name).is_null()
+                                     for c in columns])
                   & pl.any_horizontal([pl.col(c.name).is_not_null() for c in columns]))
         checks.append(ColumnCheck(Check.HEADER_LINE, "", header, pl.lit(
             "the line holds column names, not values: a header repeated inside the file (files "

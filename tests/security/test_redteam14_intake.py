@@ -86,13 +86,15 @@ def test_quotes_lone_cr_header_lines_and_empty_rows_in_a_text_table(parser, tmp_
              b";" * (len(HAD_COLUMNS) - 1),             # 9: a line of separators only
              _had_line(14, "C6\r4"),                    # 10: a lone carriage return in a value
              good[1], b"", good[2],                     # 12: an empty line
-             b'"C6', b'5";' + _had_line(15)[4:]]        # 14, 15: a quoted line feed
+             b'"C6', b'5";' + _had_line(15)[4:],        # 14, 15: a quoted line feed
+             header.lower()]                            # 16: a header line in lower case
     _write(tmp_path / "d" / HAD_FILE, lines)
     result = ingest(runtime, tmp_path / "d")[HAD_FILE]
-    assert result.status == Status.LOADED and (result.rows_loaded, result.rows_quarantined) == (3, 11)
+    assert result.status == Status.LOADED and (result.rows_loaded, result.rows_quarantined) == (3, 12)
     assert _quarantined(runtime, HAD_FILE) == {
         3: "quote", 4: "quote", 5: "quote", 6: "quote", 7: "header_line", 8: "header_line",
-        9: "empty_row", 10: "control_character", 12: "column_count", 14: "quote", 15: "quote"}
+        9: "empty_row", 10: "control_character", 12: "column_count", 14: "quote", 15: "quote",
+        16: "header_line"}
     assert _had_rows(runtime) == _expected(*good)
     checks = {q["check"] for q in _report(runtime)["quarantine"]}
     assert {"quote", "header_line", "empty_row", "control_character"} <= checks
