@@ -36,6 +36,10 @@ SAFETENSORS_NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I3
 ONNX_NUMPY = {1: "<f4", 2: "u1", 3: "i1", 4: "<u2", 5: "<i2", 6: "<i4", 7: "<i8", 9: "u1", 10: "<f2", 11: "<f8",
               12: "<u4", 13: "<u8", 16: "<u2"}
 _NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+#: numbers written as text inside a string (metadata, doc strings, attributes, lines of text)
+_TEXT_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+#: printable text of a binary file (ONNX doc strings and metadata, UBJ strings)
+_PRINTABLE = re.compile(rb"[\x20-\x7e\t\n\r]{8,}")
 
 
 class Unreadable(Exception):
@@ -77,12 +81,41 @@ def bfloat16(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
+def text_numbers(text: str) -> np.ndarray:
+    """The numbers written in ``text``, in order (a column pasted as text is still the column)."""
+    found = _TEXT_NUMBER.findall(text[:64_000_000])
+    return np.asarray([float(v) for v in found], dtype=np.float64)
+
+
+def _add_text(strings, what: str, out: Arrays) -> None:
+    """Numbers written as text: each string of two or more numbers is an array (its order kept),
+    and the strings of one number, in file order, are one more."""
+    lone: list[float] = []
+    for text in strings:
+        numbers = text_numbers(text)
+        if len(numbers) == 1:
+            lone.append(float(numbers[0]))
+        elif len(numbers) > 1:
+            out.add(f"{what} (numbers written as text)", numbers)
+    if lone:
+        out.add(f"{what} (numbers written one per string)", np.asarray(lone))
+
+
+def _printable(path: Path) -> list[str]:
+    with open(path, "rb") as fh:
+        data = fh.read(256 * 1024 * 1024)
+    return [m.group().decode("ascii") for m in _PRINTABLE.finditer(data)]
+
+
 # ---- safetensors ------------------------------------------------------------------------------
 
 def _safetensors(path: Path, out: Arrays) -> None:
     with open(path, "rb") as fh:
         length = int.from_bytes(fh.read(8), "little")
         header = json.loads(fh.read(length))
+        meta = header.get("__metadata__")
+        if isinstance(meta, dict):
+            _add_text([str(v) for item in meta.items() for v in item], "the safetensors metadata", out)
         for name, entry in header.items():
             if name == "__metadata__":
                 continue
@@ -233,6 +266,7 @@ def _onnx(path: Path, out: Arrays) -> None:
                 _graph(buf, {1: function.get(7, [])}, f"local function {_text(buf, function, 1)[:60]!r}'s", out)
     except ValueError as exc:
         raise Unreadable(f"the ONNX model cannot be walked ({exc})") from None
+    _add_text(_printable(path), "the ONNX model's strings", out)
 
 
 # ---- skops, XGBoost, LightGBM ----------------------------------------------------------------
@@ -255,6 +289,8 @@ def _json_numbers(value, path: str, groups: dict[str, list]) -> None:
             groups.setdefault(where, []).append(np.asarray([item], dtype=np.float64))
         elif isinstance(item, str) and _NUMBER.match(item.strip()):
             groups.setdefault(where, []).append(np.asarray([float(item)], dtype=np.float64))
+        elif isinstance(item, str) and len(numbers := text_numbers(item)) > 1:
+            groups.setdefault(f"{where} (numbers written as text)", []).append(numbers)
 
 
 def _add_groups(groups: dict[str, list], what: str, out: Arrays, dtype=np.float64) -> None:
@@ -280,6 +316,9 @@ def _skops(path: Path, out: Arrays) -> None:
                 part = array[name] if name else array
                 if part.dtype.kind in "biuf":
                     out.add(f"skops array {member.filename[:40]}" + (f" field {name}" if name else ""), part)
+                elif part.dtype.kind in "US":
+                    _add_text([v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in part.ravel()],
+                              f"skops text array {member.filename[:40]}", out)
 
 
 def _xgboost(path: Path, fmt: str, out: Arrays) -> None:
@@ -290,6 +329,8 @@ def _xgboost(path: Path, fmt: str, out: Arrays) -> None:
         document = decode(data)
     else:
         document = json.loads(data)
+    if fmt == "xgboost-ubj":
+        _add_text(_printable(path), "the UBJ model's strings", out)
     groups: dict[str, list] = {}
     _json_numbers(document, "", groups)
     _add_groups(groups, "the XGBoost model's", out, np.float32)  # XGBoost keeps its numbers as float32
@@ -304,6 +345,8 @@ def _lightgbm(path: Path, out: Arrays) -> None:
             numbers = [t for t in tokens if _NUMBER.match(t)]
             if numbers and len(numbers) == len(tokens):
                 groups.setdefault(key, []).append(np.asarray([float(t) for t in numbers]))
+            elif len(text := text_numbers(line)) > 1:  # a line LightGBM's parser skips: still numbers
+                out.add("the LightGBM model's lines of text (numbers written as text)", text)
     _add_groups(groups, "the LightGBM model's", out)
 
 
@@ -329,4 +372,4 @@ def read_arrays(path: Path, fmt: str) -> Arrays:
     return out
 
 
-__all__ = ["Arrays", "Node", "Unreadable", "read_arrays", "MAX_ELEMENTS"]
+__all__ = ["Arrays", "Node", "Unreadable", "read_arrays", "text_numbers", "MAX_ELEMENTS"]

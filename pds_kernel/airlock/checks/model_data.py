@@ -192,7 +192,7 @@ def scan_model(path: Path, fmt: str) -> list[Finding]:
             if " " in line and not line.startswith(("threshold=", "leaf_value=", "split_gain=", "internal_value=",
                                                    "leaf_weight=", "internal_weight=", "decision_type=",
                                                    "left_child=", "right_child=", "split_feature=",
-                                                   "leaf_count=", "internal_count=", "cat_boundaries=",
+                                                   "leaf_count=", "internal_count=", "cat_boundaries=", "feature_infos=",
                                                    "cat_threshold=", "feature_importances:")):
                 scan.string(line, "the LightGBM model", names=False)
     elif fmt == "rds":

@@ -183,6 +183,14 @@ def _value_findings(model: _Model, reference: Reference) -> list[Finding]:
     return out
 
 
+def _ids_in(raw: np.ndarray, reference: Reference, found: set[int]) -> None:
+    """Add to ``found`` the binary pseudonyms' first 8 bytes at any offset of the uint8 ``raw``."""
+    for offset in range(8):
+        usable = (len(raw) - offset) // 8 * 8
+        view = raw[offset:offset + usable].view("<u8")
+        found.update(view[_in_sorted(view, reference.id_bytes)].tolist())
+
+
 def _id_bytes(path: Path, reference: Reference) -> list[Finding]:
     """The first 8 bytes of binary pseudonyms anywhere in the file (8 aligned views cover every offset)."""
     if not len(reference.id_bytes):
@@ -195,11 +203,7 @@ def _id_bytes(path: Path, reference: Reference) -> list[Finding]:
             data = tail + fh.read(chunk_size)
             if len(data) < 8:
                 break
-            raw = np.frombuffer(data, dtype=np.uint8)
-            for offset in range(8):
-                usable = (len(raw) - offset) // 8 * 8
-                view = raw[offset:offset + usable].view("<u8")
-                found.update(view[_in_sorted(view, reference.id_bytes)].tolist())
+            _ids_in(np.frombuffer(data, dtype=np.uint8), reference, found)
             tail = data[-7:]
             start += chunk_size
             if len(data) < chunk_size:
@@ -207,6 +211,31 @@ def _id_bytes(path: Path, reference: Reference) -> list[Finding]:
     if len(found) >= MIN_IDS:
         return [_finding(Status.FAIL, f"the model's bytes hold {len(found)} of the project's pseudonyms in binary "
                                       "form: a model carries no person's identifier")]
+    return []
+
+
+#: float dtype -> the low bytes of each value a researcher can set without changing the model much
+_LOW_BYTES = {4: 2, 8: 4, 2: 1}
+
+
+def _low_bits(arrays: Arrays, reference: Reference) -> list[Finding]:
+    """Binary pseudonyms in the low mantissa bytes of float tensors, read end to end (steganography:
+    two bytes per float32 weight move it by under 1 %, and no 8 bytes of the file are contiguous)."""
+    if not len(reference.id_bytes):
+        return []
+    found: set[int] = set()
+    for array in arrays.arrays.values():
+        if array.dtype.kind not in "fu" or array.dtype.itemsize not in _LOW_BYTES or array.size < 16:
+            continue
+        if array.dtype.kind == "u" and array.dtype.itemsize != 2:  # bfloat16 bits are read as uint16
+            continue
+        raw = np.ascontiguousarray(array.ravel()).astype(array.dtype.newbyteorder("<"), copy=False)
+        width = _LOW_BYTES[array.dtype.itemsize]
+        _ids_in(raw.view(np.uint8).reshape(-1, array.dtype.itemsize)[:, :width].ravel().copy(), reference, found)
+    if len(found) >= MIN_IDS:
+        return [_finding(Status.FAIL, f"the low bits of the model's weights hold {len(found)} of the project's "
+                                      "pseudonyms in binary form, two bytes per weight: a model carries no person's "
+                                      "identifier")]
     return []
 
 
@@ -354,6 +383,7 @@ def check_tensors(path: Path, fmt: str, reference: Reference | None) -> list[Fin
     out.extend(_value_findings(model, reference))
     out.extend(_order_findings(model, reference))
     out.extend(_id_bytes(path, reference))
+    out.extend(_low_bits(arrays, reference))
     if fmt in ("safetensors", "onnx"):  # tensors (tree models are lists of nodes, concatenated here)
         out.extend(_size_findings(arrays, reference))
     return out

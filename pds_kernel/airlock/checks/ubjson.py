@@ -81,6 +81,12 @@ class _Reader:
 
 def decode(data: bytes):
     """The value of the UBJSON document ``data`` (dicts, lists, NumPy arrays, scalars)."""
+    return decode_prefix(data)[0]
+
+
+def decode_prefix(data: bytes):
+    """(the value of the UBJSON document at the start of ``data``, the bytes it takes): XGBoost's
+    loader stops there too, so what follows is bytes no reader of the model sees."""
     reader = _Reader(data)
     root: list = []
     # each frame: (container, remaining count or None, element type or None, is_object)
@@ -118,7 +124,7 @@ def decode(data: bytes):
             container.append(value)  # type: ignore[union-attr]
     if len(root) != 1:
         raise ValueError("empty UBJSON")
-    return root[0]
+    return root[0], reader.pos
 
 
-__all__ = ["decode"]
+__all__ = ["decode", "decode_prefix"]
