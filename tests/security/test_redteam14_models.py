@@ -222,3 +222,43 @@ def test_a_model_named_for_another_format_is_refused(gate):
                        ("lr.ubj", sio.dumps(LogisticRegression().fit(X, y)))):
         with pytest.raises(RefusedFiles):
             submit(service, name, data, None)
+
+
+# ---- 5. trees whose leaves are persons -----------------------------------------------------------
+
+def test_fully_grown_tree_without_a_declaration_fails_and_an_ensemble_of_one_row_leaves_is_named(gate):
+    """Got through before: without a declaration the platform cannot attack it, and the checker saw
+    only "no declaration" and the generic "model" finding; a tree grown to leaves of one person is a
+    lookup table of the training rows (each leaf: a person's box of features and their outcome)."""
+    import skops.io as sio
+    from sklearn.ensemble import ExtraTreesClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    service, extract = gate
+    X, y = person_rows(extract)
+    _fails(gate, "tree.skops", sio.dumps(DecisionTreeClassifier(random_state=0).fit(X, y)), "min_samples_leaf=5")
+    view = submit(service, "extra.skops", sio.dumps(ExtraTreesClassifier(n_estimators=5, random_state=0).fit(X, y)),
+                  None)
+    assert any(f["rule"] == "model-data" and f["status"] == "review" and "a leaf of one row is a person's" in
+               f["message"] for f in findings(service, view)), findings(service, view)
+
+
+def test_onnx_label_encoder_and_string_initializer_holding_a_column_as_text_fail(gate):
+    """Got through before: strings of under 8 characters, one protobuf field each, were never read
+    as text, and the tensor rule read no string tensor."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    _, extract = gate
+    keys = [repr(float(v)) for v in _amounts(extract)]
+    text_in = [helper.make_tensor_value_info("S", TensorProto.STRING, [None])]
+    encoder = helper.make_node("LabelEncoder", ["S"], ["Y"], domain="ai.onnx.ml", keys_strings=keys,
+                               values_floats=[0.5] * len(keys))
+    concat = helper.make_node("Concat", ["S", "vocabulary"], ["S2"], axis=0)
+    graphs = {"encoder.onnx": helper.make_graph([encoder], "le", text_in,
+                                                [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None])]),
+              "vocabulary.onnx": helper.make_graph([concat], "vocabulary", text_in,
+                                                   [helper.make_tensor_value_info("S2", TensorProto.STRING, [None])],
+                                                   [numpy_helper.from_array(np.array(keys, dtype=object), "vocabulary")])}
+    for name, graph in graphs.items():
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+        _fails(gate, name, model.SerializeToString(), "ER_PRS_F.PRS_PAI_MNT")

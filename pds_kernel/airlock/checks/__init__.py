@@ -152,7 +152,8 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
         result.extend(code.check_code(path, name, path.stat().st_size))
         result.extend(_preview(path.stat().st_size))
     elif kind == "model":
-        result.extend(models.check_model(path, name, head, path.stat().st_size, reference))
+        declared = isinstance(context.get("models"), Mapping) and name in context["models"]
+        result.extend(models.check_model(path, name, head, path.stat().st_size, reference, declared=declared))
     elif kind == "figure":
         result.extend(figures.check_figure(path, name, max_bytes))
         table = figure_table(name, other_files or [], context)

@@ -191,8 +191,16 @@ def _tensor(buf, tensor: dict) -> np.ndarray | None:
     return data.reshape(dims) if dims and int(np.prod(dims)) == data.size else data
 
 
+def _strings(buf, values: list) -> list[str]:
+    return [bytes(buf[a:b]).decode("utf-8", "replace") for wire, a, b in values if wire == 2]
+
+
 def _attribute(buf, attribute: dict, where: str, out: Arrays):
     name = _text(buf, attribute, 1)
+    # strings (``keys_strings`` of a LabelEncoder...) and string tensors: numbers written as text
+    _add_text(_strings(buf, attribute.get(9, []) + attribute.get(4, []))
+              + [t for tensor in attribute.get(10, []) + attribute.get(5, []) for t in _strings(buf, tensor.get(6, []))],
+              f"{where} attribute {name}", out)
     for tensor in attribute.get(10, []) + [t for sparse in attribute.get(22, []) + attribute.get(23, [])
                                            for t in sparse.get(1, [])]:
         value = _tensor(buf, tensor)
@@ -227,6 +235,7 @@ def _graph(buf, graph: dict, where: str, out: Arrays) -> None:
     constants: dict[str, np.ndarray] = {}
     for tensor in graph.get(5, []):
         name = _text(buf, tensor, 8)
+        _add_text(_strings(buf, tensor.get(6, [])), f"{where} string initializer {name[:80]!r}", out)
         value = _tensor(buf, tensor)
         if value is not None:
             constants[name] = value

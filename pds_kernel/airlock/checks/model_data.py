@@ -167,14 +167,15 @@ class _Scan:
                 self.string(run, where, names=False)
 
 
-def scan_model(path: Path, fmt: str) -> list[Finding]:
-    """``model-data`` findings of the model at ``path`` in format ``fmt`` (see the module)."""
+def scan_model(path: Path, fmt: str, declared: bool = False) -> list[Finding]:
+    """``model-data`` findings of the model at ``path`` in format ``fmt`` (see the module);
+    ``declared``: its training rows are declared, so the platform's attack judges its leaves."""
     scan = _Scan()
     if path.stat().st_size > MAX_SCAN_BYTES:
         scan.add(Status.REVIEW, f"the model is larger than the gate's string scan reads ({MAX_SCAN_BYTES} bytes): "
                                 "its end was not read")
     if fmt == "skops":
-        _scan_skops(path, scan)
+        _scan_skops(path, scan, declared)
     elif fmt == "xgboost-json":
         try:
             model = json.loads(_read(path))
@@ -247,7 +248,47 @@ def _npy_strings(data: bytes, scan: _Scan, name: str) -> bool:
     return True
 
 
-def _scan_skops(path: Path, scan: _Scan) -> None:
+#: the fewest training rows a leaf of a single exported tree may hold (SACRO-ML's min_samples_leaf)
+MIN_LEAF = 5
+
+
+def _leaves(data: bytes) -> tuple[int, int] | None:
+    """(leaves, leaves of fewer than :data:`MIN_LEAF` training rows) of a scikit-learn tree's node
+    array (the ``nodes`` of its ``Tree``), or None when ``data`` is no such array."""
+    import io
+
+    import numpy as np
+
+    try:
+        nodes = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return None
+    if not nodes.dtype.names or not {"left_child", "n_node_samples"} <= set(nodes.dtype.names):
+        return None
+    leaf = nodes["left_child"] == -1
+    return int(leaf.sum()), int((leaf & (nodes["n_node_samples"] < MIN_LEAF)).sum())
+
+
+def _leaf_findings(trees: list[tuple[int, int]], scan: _Scan, declared: bool) -> None:
+    small = sum(n for _, n in trees)
+    if not small:
+        return
+    leaves = sum(n for n, _ in trees)
+    if len(trees) == 1:
+        # undeclared, nothing attacks it: fail; declared, the platform's structural attack judges it
+        scan.add(Status.REVIEW if declared else Status.FAIL, f"the decision tree has {small} of its {leaves} leaves holding fewer than {MIN_LEAF} "
+                              "training rows: each is a few persons' features and outcome, a record of them; fit it "
+                              f"with min_samples_leaf={MIN_LEAF} or more (or a small max_depth)"
+                              + ("" if declared else ", or declare its rows so the platform attacks it"))
+    else:
+        scan.add(Status.REVIEW, f"{small} of the {leaves} leaves of its {len(trees)} trees hold fewer than "
+                                f"{MIN_LEAF} training rows (a leaf of one row is a person's features and outcome): "
+                                f"a checker must judge whether the ensemble records persons; min_samples_leaf={MIN_LEAF} "
+                                "or more avoids it")
+
+
+def _scan_skops(path: Path, scan: _Scan, declared: bool = False) -> None:
+    trees: list[tuple[int, int]] = []
     try:
         with zipfile.ZipFile(path) as archive:
             try:
@@ -276,10 +317,14 @@ def _scan_skops(path: Path, scan: _Scan) -> None:
                             scan.string(value, "the skops schema")
                 elif member.filename.endswith(".npy") and _npy_strings(data, scan, member.filename):
                     continue
+                elif member.filename.endswith(".npy") and (counts := _leaves(data)) is not None:
+                    trees.append(counts)
+                    scan.binary(data, f"{member.filename[:80]} of the skops file")
                 else:
                     scan.binary(data, f"{member.filename[:80]} of the skops file")
     except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, NotImplementedError) as exc:
         scan.add(Status.FAIL, f"the skops archive cannot be read in full ({type(exc).__name__})")
+    _leaf_findings(trees, scan, declared)
 
 
 def _onnx_instance_ops(path: Path, scan: _Scan) -> None:

@@ -197,8 +197,8 @@ _SUBMESSAGES = {
 
 
 #: the scalar fields the gate reads, per message type (the others are walked over, not kept)
-_KEPT = {"model": {1}, "tensor": {1, 2, 4, 5, 7, 8, 9, 10, 11, 14}, "node": {1, 2, 4, 7}, "opset": {1},
-         "function": {1, 2, 3, 10}, "entry": {1, 2}, "value": {1}, "attribute": {1, 2, 3, 7, 8}}
+_KEPT = {"model": {1}, "tensor": {1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 14}, "node": {1, 2, 4, 7}, "opset": {1},
+         "function": {1, 2, 3, 10}, "entry": {1, 2}, "value": {1}, "attribute": {1, 2, 3, 4, 7, 8, 9}}
 #: fields the gate walks, at most: a genuine model keeps its numbers in packed or raw fields (a
 #: few per tensor); millions of one-number fields would only cost the gate time and memory
 MAX_ONNX_FIELDS = 1_000_000

@@ -157,16 +157,17 @@ def model_refusal(path: Path, name: str, head: bytes, size: int) -> str | None:
     return f"this {fmt} model is refused: {why}" if why else None
 
 
-def check_model(path: Path, name: str, head: bytes, size: int, reference=None) -> list[Finding]:
+def check_model(path: Path, name: str, head: bytes, size: int, reference=None, declared: bool = False) -> list[Finding]:
     """Findings of a file of kind ``model`` (after :func:`check_pickles` found no pickle);
-    ``reference`` returns the project's extract as numbers (:mod:`.model_reference`), or None."""
+    ``reference`` returns the project's extract as numbers (:mod:`.model_reference`), or None;
+    ``declared``: the request declares its training rows (the platform will attack it)."""
     why = model_refusal(path, name, head, size)
     if why is not None:
         return [Finding("file-type", Status.FAIL, why)]
     fmt = model_format(path, Path(name).suffix.lower(), head, size)
     return [Finding("model", Status.REVIEW, f"{fmt} model: a checker must confirm it holds no individual records "
                                             "(training data, support vectors, leaves of one person)"),
-            *scan_model(path, fmt), *check_tensors(path, fmt, reference() if reference else None)]
+            *scan_model(path, fmt, declared=declared), *check_tensors(path, fmt, reference() if reference else None)]
 
 
 def sniff_model_text(ext: str, head: bytes) -> bool:
