@@ -13,13 +13,14 @@ pds_kernel/airlock/checks/model_arrays.py, model_text.py, models.py; docs/output
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
 import pytest
 from model_tensor_support import checker_findings as findings
 from model_tensor_support import mlp_weights, onnx_mlp, person_rows, safetensors_bytes, saved, submit, tensor_gate
-from redteam14_models_support import as_text, in_low_bits, skops_rewritten, with_zip_comment
+from redteam14_models_support import as_text, in_low_bits, skops_rewritten, with_zip_comment, zipped_claims
 
 from pds_kernel.airlock.staging import RefusedFiles
 
@@ -152,6 +153,33 @@ def test_skops_zip_comment_holding_rows_fails(gate):
     _fails(gate, "lr.skops", data, "comment", rules=("file-type",))
 
 
+def test_lightgbm_text_followed_by_an_archive_of_the_claims_is_refused(gate):
+    """Got through before: the bytes after LightGBM's sections were read as text (no identifier,
+    no number) and nothing said the file was not text."""
+    import lightgbm as lgb
+
+    _, extract = gate
+    X, y = person_rows(extract)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 7}, lgb.Dataset(X, y), 5)
+    _fails(gate, "lgbm.txt", saved(booster, ".txt") + zipped_claims(extract), "not UTF-8 text", rules=("file-type",))
+
+
+def test_base64_of_an_archive_in_metadata_and_attributes_fails(gate):
+    """Got through before: an encoded file is neither identifiers nor numbers; now a string of more
+    than 256 characters without a space or punctuation fails wherever it is."""
+    import xgboost as xgb
+    from safetensors.numpy import save
+
+    _, extract = gate
+    blob = base64.b64encode(zipped_claims(extract)).decode()
+    _fails(gate, "net.safetensors", save(_weights(extract), metadata={"config": blob}), "unbroken string")
+    X, y = person_rows(extract)
+    raw = json.loads(saved(xgb.XGBClassifier(n_estimators=5, max_depth=3).fit(X, y), ".json"))
+    raw["learner"].pop("attributes", None)
+    raw["learner"]["attributes"] = {"checkpoint": blob}
+    _fails(gate, "gbm.json", json.dumps(raw).encode(), "unbroken string")
+
+
 # ---- 3. the low bits of genuine weights ------------------------------------------------------
 
 def test_pseudonyms_in_the_low_bits_of_float32_weights_fail(gate):
@@ -262,3 +290,18 @@ def test_onnx_label_encoder_and_string_initializer_holding_a_column_as_text_fail
     for name, graph in graphs.items():
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
         _fails(gate, name, model.SerializeToString(), "ER_PRS_F.PRS_PAI_MNT")
+
+
+def test_an_archive_appended_to_onnx_safetensors_or_xgboost_json_is_stopped(gate):
+    """Stopped before (regression): protobuf, the safetensors offsets and JSON leave no room after
+    the model, so the archive is refused or fails the file."""
+    import xgboost as xgb
+
+    service, extract = gate
+    X, y = person_rows(extract)
+    weights = _weights(extract)
+    for name, data in (("net.onnx", onnx_mlp(weights)), ("net.safetensors", safetensors_bytes(weights))):
+        with pytest.raises(RefusedFiles):
+            submit(service, name, data + zipped_claims(extract), None)
+    data = saved(xgb.XGBClassifier(n_estimators=3).fit(X, y), ".json") + zipped_claims(extract)
+    _fails(gate, "gbm.json", data, "not a JSON document")

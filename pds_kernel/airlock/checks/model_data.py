@@ -48,6 +48,9 @@ _DECIMAL = re.compile(r"^[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?$|^[-+]?\d+
                       re.IGNORECASE)
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{64,}")
 _TOKENS = re.compile(r"[\s=,:;\[\]{}()]+")
+#: the longest token (no space or punctuation) of 32 or more distinct characters a model's string
+#: may hold: names and short metadata are shorter; base64 or another encoding of a file is longer
+MAX_TOKEN = 256
 
 #: scikit-learn estimators whose fitted state holds training rows (module prefix or module.class)
 INSTANCE_BASED = {
@@ -137,6 +140,13 @@ class _Scan:
     def string(self, value: str, where: str, *, names: bool = True) -> None:
         """Identifier and date rules on one string of the model (numbers are not strings)."""
         value = value.strip()
+        if len(value) > MAX_TOKEN:
+            longest = max(_TOKENS.split(value[:64_000_000]), key=len)
+            # encoded data uses many symbols (base64: 64); a tensor's repeated bytes (``@!@!...``) few
+            if len(longest) > MAX_TOKEN and len(set(longest)) >= 32:
+                self.add(Status.FAIL, f"{where} holds an unbroken string of {len(longest)} characters "
+                                      f"({longest[:24]!r}...): encoded data (base64, a compressed file), not a name "
+                                      "or a setting; a model's strings are names and short metadata")
         if len(value) < MIN_RUN and not names:
             return
         if _DECIMAL.match(value):

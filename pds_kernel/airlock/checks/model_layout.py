@@ -12,7 +12,10 @@ and string rules, which read what the format's reader reads) would see it:
 - a skops ``.npy`` member with bytes after its array: ``numpy.load`` reads as many bytes as the
   header's shape says.
 
-skops and XGBoost write none of these. Each is refused, naming where the bytes are.
+- a LightGBM text model holding bytes that are not text (an archive appended to it): LightGBM's
+  parser stops at the end of its sections, and a text reader shows no binary bytes.
+
+skops, XGBoost and LightGBM write none of these. Each is refused, naming where the bytes are.
 """
 
 from __future__ import annotations
@@ -39,6 +42,20 @@ def ubj_problem(path: Path) -> str | None:
     if end < len(data):
         return (f"{len(data) - end} bytes after the end of the UBJ document, which XGBoost never reads: room for "
                 "hidden records; save the model again with XGBoost")
+    return None
+
+
+def lightgbm_problem(path: Path) -> str | None:
+    """Why the LightGBM text model at ``path`` is refused (bytes that are not text), else None."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (f"byte {exc.start} is not UTF-8 text: a LightGBM model is a text file, and binary bytes in it (an "
+                "appended archive) are read by no one but the person who put them there")
+    control = next((i for i, c in enumerate(text) if ord(c) < 32 and c not in "\t\n\r"), None)
+    if control is not None:
+        return f"character {control} is a control character: a LightGBM model is a text file"
     return None
 
 
@@ -97,4 +114,4 @@ def skops_problem(path: Path) -> str | None:
     return None
 
 
-__all__ = ["skops_problem", "ubj_problem"]
+__all__ = ["lightgbm_problem", "skops_problem", "ubj_problem"]

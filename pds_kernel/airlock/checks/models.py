@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .model_data import scan_model
 from .model_formats import onnx_problem, safetensors_problem
-from .model_layout import skops_problem, ubj_problem
+from .model_layout import lightgbm_problem, skops_problem, ubj_problem
 from .model_tensors import check_tensors
 from .result import Finding, Status
 
@@ -151,7 +151,7 @@ def model_refusal(path: Path, name: str, head: bytes, size: int) -> str | None:
         return (f"{name} is named {ext} but its content is a {fmt} model: a reader would open it with the "
                 f"wrong loader; name it after its format")
     try:
-        why = {"skops": skops_problem, "xgboost-ubj": ubj_problem}.get(fmt, lambda _: None)(path)
+        why = {"skops": skops_problem, "xgboost-ubj": ubj_problem, "lightgbm": lightgbm_problem}.get(fmt, lambda _: None)(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         why = f"it cannot be read in full ({type(exc).__name__})"
     return f"this {fmt} model is refused: {why}" if why else None
