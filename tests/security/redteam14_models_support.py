@@ -47,3 +47,11 @@ def zipped_claims(extract) -> bytes:
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("claims.csv", extract.claims.head(3000).to_csv(index=False))
     return out.getvalue()
+
+
+def bf16_file(header: dict, data: bytes) -> bytes:
+    """A safetensors file of ``header`` and ``data`` (numpy has no bfloat16 to save)."""
+    import json
+
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data

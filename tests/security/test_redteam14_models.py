@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from model_tensor_support import checker_findings as findings
 from model_tensor_support import mlp_weights, onnx_mlp, person_rows, safetensors_bytes, saved, submit, tensor_gate
-from redteam14_models_support import as_text, in_low_bits, skops_rewritten, with_zip_comment, zipped_claims
+from redteam14_models_support import as_text, bf16_file, in_low_bits, skops_rewritten, with_zip_comment, zipped_claims
 
 from pds_kernel.airlock.staging import RefusedFiles
 
@@ -192,6 +192,23 @@ def test_pseudonyms_in_the_low_bits_of_float32_weights_fail(gate):
     payload = b"".join(bytes.fromhex(p) for p in extract.ids[:200])
     weights["embed.weight"] = in_low_bits(weights["embed.weight"], payload)
     _fails(gate, "net.safetensors", safetensors_bytes(weights), "low bits")
+
+
+def test_pseudonyms_in_the_low_byte_of_float16_and_bfloat16_weights_fail(gate):
+    """Got through before: one byte per half-precision weight (bfloat16 is read as float32, whose
+    low bytes are then zero: its own low byte is the third)."""
+    from safetensors.numpy import save
+
+    _, extract = gate
+    payload = np.frombuffer(b"".join(bytes.fromhex(p) for p in extract.ids[:100]), dtype=np.uint8)
+    rng = np.random.default_rng(4)
+    half = rng.normal(scale=0.1, size=len(payload)).astype(np.float16)
+    half = ((half.view(np.uint16) & 0xFF00) | payload).astype(np.uint16).view(np.float16)
+    _fails(gate, "half.safetensors", save({**_weights(extract), "embed.weight": half}), "low bits")
+    bf16 = (rng.normal(scale=0.1, size=len(payload)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    bf16 = (bf16 & 0xFF00) | payload
+    header = {"embed.weight": {"dtype": "BF16", "shape": [len(bf16)], "data_offsets": [0, 2 * len(bf16)]}}
+    _fails(gate, "bf16.safetensors", bf16_file(header, bf16.astype("<u2").tobytes()), "low bits")
 
 
 # ---- 4. controls and attacks the gate already stopped --------------------------------------------

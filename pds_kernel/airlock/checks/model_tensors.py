@@ -230,8 +230,11 @@ def _low_bits(arrays: Arrays, reference: Reference) -> list[Finding]:
         if array.dtype.kind == "u" and array.dtype.itemsize != 2:  # bfloat16 bits are read as uint16
             continue
         raw = np.ascontiguousarray(array.ravel()).astype(array.dtype.newbyteorder("<"), copy=False)
-        width = _LOW_BYTES[array.dtype.itemsize]
-        _ids_in(raw.view(np.uint8).reshape(-1, array.dtype.itemsize)[:, :width].ravel().copy(), reference, found)
+        first, width = 0, _LOW_BYTES[array.dtype.itemsize]
+        if array.dtype.itemsize == 4 and not (raw.view(np.uint32) & np.uint32(0xFFFF)).any():
+            first, width = 2, 1  # bfloat16 read as float32: its low byte is the third
+        low = raw.view(np.uint8).reshape(-1, array.dtype.itemsize)[:, first:first + width]
+        _ids_in(low.ravel().copy(), reference, found)
     if len(found) >= MIN_IDS:
         return [_finding(Status.FAIL, f"the low bits of the model's weights hold {len(found)} of the project's "
                                       "pseudonyms in binary form, two bytes per weight: a model carries no person's "
