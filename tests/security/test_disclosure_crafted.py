@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
-from disclosure_support import PROJECT, build_service, check, files
+from disclosure_support import PROJECT, build_service, check, files, pdf_of
 
 RNG = np.random.default_rng(1212)
 
@@ -514,19 +514,6 @@ def test_values_in_a_field_the_header_does_not_name_fail(tmp_path):
     assert r.verdict == "fail" and r.rule_status["table"].value == "fail"
 
 
-def _pdf(objects: list[bytes]) -> bytes:
-    """A PDF of ``objects`` (numbered from 1) with its cross-reference table."""
-    out, offsets = bytearray(b"%PDF-1.7\n"), []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
 @pytest.mark.parametrize("hiding", ["object stream", "escaped name"])
 def test_pdf_figure_with_an_attached_file_fails(tmp_path, hiding):
     rows = ("sex,year,zip,cost\n" + ROWS).encode()
@@ -539,7 +526,7 @@ def test_pdf_figure_with_an_attached_file_fails(tmp_path, hiding):
     else:
         names = filespec.replace(b"/EF", b"/E#46").replace(b"/Filespec", b"/Filesp#65c")
     page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"
-    data = _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page,
+    data = pdf_of([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page,
                  names, attached])
     r = check(tmp_path, "fig.pdf", data, other_files=["fig.csv"])
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"

@@ -21,6 +21,7 @@ import time
 
 import pytest
 import requests
+from disclosure_support import pdf_of
 from redteam13_support import (  # noqa: F401  (fixtures)
     PWNED,
     chromium_fixture,
@@ -236,16 +237,7 @@ def hostile_pdf(other: str) -> bytes:
     ]
     stream = b"BT /F1 18 Tf 20 50 Td (n = 120) Tj ET"
     objects[3] = b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_of(objects)
 
 
 def test_a_pdf_that_acts_when_the_checker_opens_it(gate13, listener):
