@@ -527,7 +527,7 @@ def test_pdf_figure_with_an_attached_file_fails(tmp_path, hiding):
         names = filespec.replace(b"/EF", b"/E#46").replace(b"/Filespec", b"/Filesp#65c")
     page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"
     data = pdf_of([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page,
-                 names, attached])
+                   names, attached])
     r = check(tmp_path, "fig.pdf", data, other_files=["fig.csv"])
     assert r.verdict == "fail" and r.rule_status["embedded-data"].value == "fail"
 
