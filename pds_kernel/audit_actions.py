@@ -39,6 +39,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "airlock.access.review": ActionInfo(_USER, "access decision: may this output checker review the project's requests"),
     "airlock.access.submit": ActionInfo(_USER, "access decision: may this researcher submit an export request"),
     "airlock.access.workspace": ActionInfo("path:<gate path>", "code in a workspace asked the gate about another project's requests (refused)"),
+    "airlock.access.cross_origin": ActionInfo("path:<gate path>", "the gate refused a form its signed-in user's browser sent from a page of another origin (Sec-Fetch-Site, Origin in details): script of a workspace or a link in a file acting in a checker's name (refused)"),
     "airlock.body.too_slow": ActionInfo("path:<gate path>", "the gate cut a request's body that arrived slower than gate.body_min_bytes_per_second after gate.body_grace_seconds (client, bytes received and declared, seconds in details); nothing of it was kept (refused)"),
     "airlock.file.download": ActionInfo(_REQUEST, "a released file was downloaded (file name and SHA-256 in details)"),
     "airlock.file.view": ActionInfo(_REQUEST, "a file of a request was shown to a reviewer or its author"),

@@ -258,6 +258,13 @@ class CohortLink:
 class Hub:
     port: int = 8000  #: public port of the local JupyterHub
     ip: str = "127.0.0.1"  #: the local hub listens on loopback only by default
+    #: the address browsers use for the hub (``http(s)://name[:port]``, no path). Every user's
+    #: workspaces get their own host below it (``<user>.<name>``) and the gate its own
+    #: (``airlock--service.<name>``): JupyterHub's ``subdomain_host``, so that script in a JupyterLab never
+    #: shares an origin with the gate, the hub or another user's JupyterLab
+    #: (pds_kernel.hub.origins). "auto": ``http://localhost:<port>`` when ``ip`` is a loopback
+    #: address; any other ``ip`` needs the name, with a wildcard DNS entry for ``*.<name>``
+    public_url: str = "auto"
     #: seconds between checks that stop running workspaces whose access ended (0: only at login)
     membership_check_seconds: float = 10.0
     #: bytes a workspace's notebook server may hand to the browser per 24 h (pds_kernel.served_bytes)

@@ -319,8 +319,19 @@ def request_export(files: Iterable[str | os.PathLike] | str, justification: str,
     return ExportAnswer(answer) if isinstance(answer, dict) else answer
 
 
-#: Where the gate's pages are on the hub (the JupyterHub service ``airlock``).
+#: Where the gate's pages are below its address (the JupyterHub service ``airlock``).
 AIRLOCK_PAGES = "services/airlock/requests"
+
+
+def airlock_pages() -> str:
+    """The gate's request pages as a browser reaches them: on the gate's own host, which the hub
+    gives the workspace as ``$PDS_AIRLOCK_PAGES`` (pds_kernel.hub.origins); a path on the hub's
+    host where it does not."""
+    pages = os.environ.get("PDS_AIRLOCK_PAGES", "")
+    if pages.startswith(("http://", "https://")):
+        return pages.rstrip("/") + "/requests"
+    base = os.environ.get("JUPYTERHUB_BASE_URL") or "/"
+    return f"{base.rstrip('/')}/{AIRLOCK_PAGES}"
 
 
 class ExportAnswer(dict):
@@ -329,8 +340,7 @@ class ExportAnswer(dict):
 
     @property
     def url(self) -> str:
-        base = os.environ.get("JUPYTERHUB_BASE_URL") or "/"
-        return f"{base.rstrip('/')}/{AIRLOCK_PAGES}/{self.get('id', '')}"
+        return f"{airlock_pages()}/{self.get('id', '')}"
 
     def _repr_html_(self) -> str:
         from html import escape
@@ -423,7 +433,7 @@ def _request_export_magic(line: str):
         return None
     request = answer.get("request", answer) if isinstance(answer, dict) else answer
     if isinstance(request, dict):
-        link = answer.url if isinstance(answer, ExportAnswer) else AIRLOCK_PAGES
+        link = answer.url if isinstance(answer, ExportAnswer) else airlock_pages()
         print(f"request {request.get('id', '?')} is {request.get('state', '?')}: "
               f"output checkers will review it; follow it at {link}")
     return answer

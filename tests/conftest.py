@@ -10,10 +10,13 @@ import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+import localhost_names
 import pytest
 
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Database, Paths, Settings
+
+localhost_names.install()  # alice.localhost, airlock--service.localhost: loopback, as in a browser
 
 # ---- parallel runs (pytest-xdist, ``make test`` runs two workers per core) -----------------------
 # Sandboxes get a control group per (project, user) below the caller's own (pds_kernel.sandbox.

@@ -70,6 +70,7 @@ from .common import (
     stop_revoked_servers,
 )
 from .expiry import MembershipWatcher
+from .origins import service_url, subdomain_host
 from .pages import make_template_vars, platform_handlers
 from .provisions import AccountSecret, write_provision
 from .provisions import ensure_table as ensure_provisions_table
@@ -102,8 +103,19 @@ def airlock_port(settings: Settings) -> int:
     return settings.hub.port + 3
 
 
+def public_host(settings: Settings) -> str:
+    """The hub's public address, JupyterHub's ``subdomain_host`` (:mod:`.origins`)."""
+    return subdomain_host(settings.hub.public_url, settings.hub.ip, settings.hub.port)
+
+
 def hub_url(settings: Settings) -> str:
-    return f"http://{settings.hub.ip}:{settings.hub.port}"
+    """Where a browser reaches the hub."""
+    return public_host(settings)
+
+
+def gate_public_url(settings: Settings) -> str:
+    """Where a browser reaches the gate's pages: its own host (:mod:`.origins`)."""
+    return service_url(public_host(settings), AIRLOCK_SERVICE)
 
 
 def _secret_file(path: Path) -> str:
@@ -489,6 +501,8 @@ def configure(c, settings: Settings | None = None) -> HubContext:
 
     c.JupyterHub.ip = settings.hub.ip
     c.JupyterHub.port = settings.hub.port
+    # each user's workspaces, the gate and the hub on their own host (pds_kernel.hub.origins)
+    c.JupyterHub.subdomain_host = public_host(settings)
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = api_port(settings)
     c.JupyterHub.db_url = hub_db_url(settings)
@@ -501,7 +515,7 @@ def configure(c, settings: Settings | None = None) -> HubContext:
     c.JupyterHub.redirect_to_server = False
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
-    c.JupyterHub.template_vars = make_template_vars(context)
+    c.JupyterHub.template_vars = make_template_vars(context, gate_public_url(settings))
     c.JupyterHub.extra_handlers = platform_handlers()
 
     c.JupyterHub.authenticator_class = PdsNativeAuthenticator
@@ -547,6 +561,7 @@ def configure(c, settings: Settings | None = None) -> HubContext:
         })
         roles.append(airlock_service_role())
         c.SandboxSpawner.gate_port = port
+        c.SandboxSpawner.gate_pages = gate_public_url(settings)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
     return context

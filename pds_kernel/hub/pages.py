@@ -23,8 +23,9 @@ from ..registry import Role
 from .common import AIRLOCK_SERVICE, HubContext
 
 
-def make_template_vars(context: HubContext) -> dict:
-    """``pds``: a callable JupyterHub calls with the current user at each page render."""
+def make_template_vars(context: HubContext, airlock_url: str = f"/services/{AIRLOCK_SERVICE}/") -> dict:
+    """``pds``: a callable JupyterHub calls with the current user at each page render.
+    ``airlock_url``: the gate's pages, on their own host (:mod:`.origins`)."""
 
     def pds(user) -> dict:
         if user is None:
@@ -35,7 +36,7 @@ def make_template_vars(context: HubContext) -> dict:
             "checks": [p.id for p in registry.active_projects(name, Role.OUTPUT_CHECKER)],
             "researches": [p.id for p in registry.active_projects(name, Role.RESEARCHER)],
             "admin": registry.is_administrator(name),
-            "airlock": f"/services/{AIRLOCK_SERVICE}/",
+            "airlock": airlock_url,
             # why a workspace of theirs restarted or was stopped by the hub (pds_kernel.hub.notices)
             "notices": context.notices.for_user(name),
         }

@@ -89,6 +89,11 @@ class SandboxSpawner(Spawner):
         help="Loopback TCP port of the airlock gate on the hub side; when non-zero the sandbox gets "
              "it as /run/pds/gate.sock (127.0.0.1:8082 inside). Default 0: no gate.",
     )
+    gate_pages = Unicode(
+        "", config=True,
+        help="The gate's pages as a browser reaches them (its own host: pds_kernel.hub.origins), "
+             "given to the workspace as $PDS_AIRLOCK_PAGES for the links it shows. Default '': none.",
+    )
     package_index = Bool(
         True, config=True,
         help="Serve the platform's package index (settings.paths.packages, approved wheels only) to "
@@ -186,6 +191,8 @@ class SandboxSpawner(Spawner):
         env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{NOMINAL_PORT}{prefix}"
         env["DASK_DISTRIBUTED__DASHBOARD__LINK"] = prefix + "proxy/{port}/status"
         env["PDS_PROJECT"] = self.name
+        if self.gate_pages:
+            env["PDS_AIRLOCK_PAGES"] = self.gate_pages
         return {k: str(v) for k, v in env.items()}
 
     def _server_argv(self) -> list[str]:

@@ -132,7 +132,7 @@ def test_registry_step_keeps_admin_decisions_and_renews_expired_memberships(runt
 
 @pytest.mark.functional
 def test_run_ends_with_the_hub_serving_and_ctrl_c_stops_it(demo_runs):
-    """What `make run` ends with: JupyterHub answering on 127.0.0.1, stopped cleanly by Ctrl-C."""
+    """What `make run` ends with: JupyterHub answering on loopback at http://localhost:<port>, stopped cleanly by Ctrl-C."""
     import os
     import signal
     import subprocess
@@ -167,7 +167,7 @@ def test_run_ends_with_the_hub_serving_and_ctrl_c_stops_it(demo_runs):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     output = proc.stdout.read()
-    assert f"JupyterHub: http://127.0.0.1:{port}" in output
+    assert f"JupyterHub: http://localhost:{port}" in output  # its own host; workspaces and the gate below it
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/hub/login", timeout=5)
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import urljoin
 
 import onetimepass
 import polars as pl
@@ -25,6 +26,7 @@ from ports import free_port_block  # noqa: F401  (re-exported: the hub tests' na
 from published import publish_by_hand
 
 from pds_kernel.cli.hub_cmd import hub_command, hub_environment
+from pds_kernel.hub.local import gate_public_url, public_host
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, load_settings
@@ -76,7 +78,17 @@ class Hub:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The hub's public address (``http://localhost:<port>``; pds_kernel.hub.origins)."""
+        return public_host(self.settings)
+
+    @property
+    def gate(self) -> str:
+        """The gate's pages, on their own host (``http://airlock--service.localhost:<port>/services/airlock/``)."""
+        return gate_public_url(self.settings)
+
+    def server(self, state: dict) -> str:
+        """The absolute address of a server from its hub model (``url`` is on the user's own host)."""
+        return urljoin(self.url, state["url"]).rstrip("/")
 
     def start(self, timeout: float = 60) -> None:
         env = hub_environment(self.config, None)
@@ -160,7 +172,7 @@ class HubClient:
         self.http.get(self.hub.url + "/hub/logout", timeout=30)
 
     def get(self, path: str, **kwargs) -> requests.Response:
-        return self.http.get(self.hub.url + path, timeout=30, **kwargs)
+        return self.http.get(urljoin(self.hub.url, path), timeout=30, **kwargs)
 
     def make_token(self, username: str) -> str:
         xsrf = self.http.cookies.get("_xsrf", "")
@@ -172,7 +184,7 @@ class HubClient:
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"Authorization": f"token {self.token}"}
-        return requests.request(method, self.hub.url + path, headers=headers, timeout=60, **kwargs)
+        return requests.request(method, urljoin(self.hub.url, path), headers=headers, timeout=60, **kwargs)
 
 
 def make_world(root: Path, port: int) -> Hub:
@@ -180,7 +192,11 @@ def make_world(root: Path, port: int) -> Hub:
     paths = {f.name: str(root / f.name) for f in fields(Paths)}
     config = root / "pds.yaml"
     # the OS user running the tests acts as root, the world's administrator, on the command line
-    config.write_text(yaml.safe_dump({"paths": paths, "hub": {"port": port, "ip": "127.0.0.1"},
+    # The hub at pds.localhost rather than the default localhost: it sets its session-id cookie for
+    # its domain and the names below it, and Python's cookie jar (unlike a browser) never sends a
+    # cookie of the domain ".localhost" back to the bare name "localhost".
+    public_url = f"http://pds.localhost:{port}"
+    config.write_text(yaml.safe_dump({"paths": paths, "hub": {"port": port, "ip": "127.0.0.1", "public_url": public_url},
                                       "cli": {"identities": {getpass.getuser(): "root"}}}))
     settings = load_settings(config, environ={})
     for f in fields(Paths):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import date, timedelta
+from urllib.parse import urljoin
 
 import pytest
 from hub_kernel import delete_kernel, execute
@@ -122,7 +123,7 @@ def test_accounts_second_factor_spawn_run_dask_and_stop(hub: Hub):
     home = hub.client().get("/hub/home")  # anonymous: redirected to login
     assert "login" in home.url
 
-    result = execute(f"{hub.url}{state['url'].rstrip('/')}", alice.token, DASK_CODE)
+    result = execute(hub.server(state), alice.token, DASK_CODE)
     assert result["error"] is None, result["error"]
     payload = json.loads(result["stdout"].strip().splitlines()[-1])
     assert payload["counts"] == {"A10BA02": 133, "A10BB09": 67}
@@ -132,13 +133,13 @@ def test_accounts_second_factor_spawn_run_dask_and_stop(hub: Hub):
     assert PROJECT in page.text and OTHER_PROJECT not in page.text
 
     # Through the hub's proxy, as a browser would: the Dask dashboard is served, the lockdown holds.
-    base = f"{hub.url}{state['url'].rstrip('/')}"
+    base = hub.server(state)
     kept = execute(base, alice.token, WORKSPACE_FILES_CODE, keep=True)
     try:
         assert kept["error"] is None, kept["error"]
         link = kept["stdout"].strip().splitlines()[-1]
         assert link == f"/user/alice/{PROJECT}/proxy/8787/status"
-        dashboard = alice.api("GET", link)
+        dashboard = alice.api("GET", urljoin(base, link))  # on her own host, as from her JupyterLab
         server_log = hub.settings.paths.state / "logs" / f"alice.{PROJECT}.log"
         assert dashboard.status_code == 200 and "bokeh" in dashboard.text.lower(), server_log.read_text()[-3000:]
         refused = {

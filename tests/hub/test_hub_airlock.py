@@ -105,7 +105,7 @@ def provision(hub: Hub, user: str) -> str:
 def gate_api(hub: Hub, token: str, method: str, path: str, **kwargs) -> requests.Response:
     """The gate's JSON API through the public proxy, authenticated by a hub API token."""
     headers = {"Authorization": f"token {token}", **kwargs.pop("headers", {})}
-    return requests.request(method, f"{hub.url}{GATE}api/{path}", timeout=60, headers=headers, **kwargs)
+    return requests.request(method, f"{hub.gate}api/{path}", timeout=60, headers=headers, **kwargs)
 
 
 def browser_login(page, hub: Hub, user: str, secret: str) -> None:
@@ -125,7 +125,7 @@ def approve_in_browser(browser, hub: Hub, user: str, secret: str, request_id: st
     try:
         page = context.new_page()
         browser_login(page, hub, user, secret)
-        page.goto(f"{hub.url}{GATE}requests/{request_id}")
+        page.goto(f"{hub.gate}requests/{request_id}")
         page.wait_for_selector("#review-form", timeout=30_000)
         assert page.locator(".verdict").count() == 1
         page.check("input[name='decision_0'][value='approve']")
@@ -152,7 +152,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     token = alice.make_token("alice")
     assert alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}").status_code in (201, 202)
     state = wait_ready(alice, "alice", PROJECT)
-    result = execute(f"{hub.url}{state['url'].rstrip('/')}", token, EXPORT_CODE)
+    result = execute(hub.server(state), token, EXPORT_CODE)
     assert result["error"] is None, result["error"]
     answer = json.loads(result["stdout"].strip().splitlines()[-1])
     assert answer["state"] == answer["followed"] == "submitted"
@@ -205,7 +205,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
             browser_login(page, hub, "alice", secrets["alice"])
-            page.goto(f"{hub.url}{GATE}requests/{request_id}")
+            page.goto(f"{hub.gate}requests/{request_id}")
             page.wait_for_selector("#download-0", timeout=30_000)
             assert page.inner_text("#state").strip() == "released"
             assert page.locator("#review-form").count() == 0
@@ -223,7 +223,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     assert download.status_code == 200, download.text
     assert download.content == table
     assert browser_download == table
-    inside = execute(f"{hub.url}{state['url'].rstrip('/')}", token, DOWNLOAD_CODE % request_id)
+    inside = execute(hub.server(state), token, DOWNLOAD_CODE % request_id)
     assert inside["error"] is None and inside["stdout"].startswith("PermissionDenied"), inside
     carol = hub.client()  # a checker cannot download: only the author, after release
     assert carol.login("carol", secrets["carol"])
@@ -322,7 +322,7 @@ def test_gate_that_dies_is_started_again_and_the_hub_keeps_serving(gate_hub: Hub
     import time
 
     gate_hub.start()
-    openapi = f"{gate_hub.url}{GATE}api/openapi.json"
+    openapi = f"{gate_hub.gate}api/openapi.json"
     assert requests.get(openapi, timeout=30).status_code == 200
     before = _gate_processes(gate_hub)
     assert before

@@ -44,7 +44,7 @@ def test_pip_installs_an_approved_wheel_in_a_hub_spawned_workspace(hub: Hub):
     assert alice.api("POST", f"/hub/api/users/alice/servers/{PROJECT}").status_code in (201, 202)
     state = wait_ready(alice, "alice", PROJECT)
     try:
-        result = execute(f"{hub.url}{state['url'].rstrip('/')}", alice.token, PIP_CODE)
+        result = execute(hub.server(state), alice.token, PIP_CODE)
         assert result["error"] is None, result["error"]
         out = json.loads(result["stdout"].strip().splitlines()[-1])
         assert out["pip"] == 0 and out["value"] == "pds-hello 1.0", out["out"]

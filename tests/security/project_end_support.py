@@ -57,7 +57,7 @@ def start_workspace(hub: Hub, secret: str):
     while time.monotonic() < deadline:
         state = client.api("GET", "/hub/api/users/alice").json()["servers"].get(PROJECT)
         if state and state["ready"]:
-            return client, f"{hub.url}{state['url'].rstrip('/')}"
+            return client, hub.server(state)
         time.sleep(0.3)
     raise TimeoutError("alice's workspace did not start")
 

@@ -75,7 +75,7 @@ class Scene:
     def gate(self, user: str, method: str, path: str, **kwargs) -> requests.Response:
         """The gate's JSON API through the public proxy, with ``user``'s own hub API token."""
         headers = {"Authorization": f"token {self.people[user].token}", **kwargs.pop("headers", {})}
-        return requests.request(method, f"{self.hub.url}{GATE}api/{path}", timeout=60, headers=headers,
+        return requests.request(method, f"{self.hub.gate}api/{path}", timeout=60, headers=headers,
                                 **kwargs)
 
     def hub_api(self, user: str, method: str, path: str, **kwargs) -> requests.Response:
@@ -107,7 +107,7 @@ def wait_for_gate(hub: Hub, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{hub.url}{GATE}api/openapi.json", timeout=5).status_code == 200:
+            if requests.get(f"{hub.gate}api/openapi.json", timeout=5).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -171,7 +171,7 @@ def start_workspaces(scene: Scene) -> None:
     for user, project in WORKSPACES.items():
         scene.servers[user] = wait_ready(scene, user, project)
     state = scene.servers["alice"]
-    result = execute(f"{scene.hub.url}{state['url'].rstrip('/')}", scene.people["alice"].token, DAEMON)
+    result = execute(scene.hub.server(state), scene.people["alice"].token, DAEMON)
     assert result["error"] is None and "started" in result["stdout"], result
     beat = scene.home("alice") / "beat.txt"
     deadline = time.monotonic() + 10

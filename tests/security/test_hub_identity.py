@@ -147,7 +147,7 @@ results = {{
 }}
 print(json.dumps({{k: v[0] for k, v in results.items()}}))
 """
-    result = execute(f"{hub.url}{state['url'].rstrip('/')}", client.token, attack)
+    result = execute(hub.server(state), client.token, attack)
     assert result["error"] is None, result["error"]
     codes = json.loads(result["stdout"].strip().splitlines()[-1])
     assert codes == {"login": 403, "mint": 403, "users": 403, "identity": 200}, codes
@@ -182,7 +182,7 @@ for grant in ("client_credentials", "password", "refresh_token", "implicit"):
         out[grant] = [e.code, e.read().decode(errors="replace")]
 print(json.dumps(out))
 """
-    result = execute(f"{hub.url}{state['url'].rstrip('/')}", client.token, attack)
+    result = execute(hub.server(state), client.token, attack)
     assert result["error"] is None, result["error"]
     answers = json.loads(result["stdout"].strip().splitlines()[-1])
     assert all(status >= 400 and "access_token" not in body for status, body in answers.values()), answers
@@ -420,7 +420,7 @@ def test_deleted_token_keeps_opening_the_running_workspace(hub, alice_workspace)
                             json={"note": "pasted in a shared document"}, timeout=30)
     made.raise_for_status()
     leaked, token_id = made.json()["token"], made.json()["id"]
-    status_url = f"{hub.url}{state['url']}api/status"
+    status_url = f"{hub.server(state)}/api/status"
 
     def server_status() -> int:
         return requests.get(status_url, headers={"Authorization": f"token {leaked}"}, timeout=30,

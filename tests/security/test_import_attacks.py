@@ -258,7 +258,7 @@ def test_import_from_inside_a_workspace_through_the_gate_socket(import_hub):
     token = alice.make_token("alice")
     assert alice.api("POST", f"/hub/api/users/alice/servers/{HUB_PROJECT}").status_code in (201, 202)
     state = wait_ready(alice, "alice", HUB_PROJECT)
-    result = execute(f"{hub.url}{state['url'].rstrip('/')}", token, IMPORT_FROM_KERNEL % HUB_PROJECT)
+    result = execute(hub.server(state), token, IMPORT_FROM_KERNEL % HUB_PROJECT)
     assert result["error"] is None, result["error"]
     line = result["stdout"].strip().splitlines()[-1]
     assert line.startswith("REFUSED PermissionDenied"), line

@@ -14,7 +14,6 @@ import time
 import pytest
 from journeys_support import (
     ADMIN,
-    GATE,
     NON_MEMBER,
     OTHER_CHECKER,
     OUTSIDER,
@@ -107,11 +106,11 @@ def test_checker_of_another_project_cannot_open_the_queue_entry(world):
     hub, secrets = world
     request_id = submit_request(hub)
     olga = signed_in(hub, secrets, OTHER_CHECKER)
-    listed = olga.api("GET", f"{GATE}api/requests")
+    listed = olga.api("GET", f"{hub.gate}api/requests")
     assert listed.status_code == 200 and request_id not in listed.text
-    entry = olga.api("GET", f"{GATE}api/requests/{request_id}")
+    entry = olga.api("GET", f"{hub.gate}api/requests/{request_id}")
     assert entry.status_code in (403, 404), entry.text
-    staged = olga.api("GET", f"{GATE}api/requests/{request_id}/files/0")
+    staged = olga.api("GET", f"{hub.gate}api/requests/{request_id}/files/0")
     assert staged.status_code in (403, 404) and b"2023-01" not in staged.content
 
 

@@ -241,7 +241,7 @@ def test_removed_researchers_running_workspace_and_detached_process(scene):
     size = beat.stat().st_size
     time.sleep(1.5)
     assert beat.stat().st_size == size, "a process of the removed researcher still runs"
-    url = f"{scene.hub.url}{scene.servers['alice']['url'].rstrip('/')}/api/kernels"
+    url = f"{scene.hub.server(scene.servers['alice'])}/api/kernels"
     import requests
 
     answer = requests.get(url, headers={"Authorization": f"token {scene.people['alice'].token}"}, timeout=30,

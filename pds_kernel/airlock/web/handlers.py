@@ -40,6 +40,8 @@ from ..service import AirlockService
 from . import bodies
 from .connections import BodyPace, body_seconds, peer_of
 from .logs import SafeSummary, safe_path, summary
+from .same_origin import REFUSED as REFUSED_FOREIGN
+from .same_origin import foreign_origin
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +236,13 @@ class BaseHandler(BoundedBody):
         return bodies.JSON_TYPES if self.api else bodies.FORM_TYPES
 
     def set_default_headers(self) -> None:
-        # No frame at all, not even of the same origin: the hub serves every workspace's JupyterLab
-        # (code a researcher controls) from the gate's origin, and a page there framing the review
-        # page could read and submit its form (docs/isolation.md, "What remains").
+        # No frame at all, not even of the same origin; a window another page opened on the gate
+        # keeps no handle to it (COOP); a page of another origin cannot even load the gate's answers
+        # as an image or a script (CORP). The gate has its own host (pds_kernel.hub.origins).
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.set_header("Cross-Origin-Resource-Policy", "same-origin")
         self.set_header("Referrer-Policy", "same-origin")
         self.set_header("Content-Security-Policy",
                         "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -276,7 +280,16 @@ class BaseHandler(BoundedBody):
     def read_body(self) -> None:
         super().read_body()
         if self.request.method not in {"GET", "HEAD", "OPTIONS"} and not self.api:
+            self.check_same_origin()  # a form from the gate's own pages only
             self.check_xsrf_cookie()  # pages: once the form (and its _xsrf field) has arrived
+
+    def check_same_origin(self) -> None:
+        said = foreign_origin(self.request)
+        if said is not None:
+            self.service.runtime.audit.record(AuditEvent(
+                actor=self.current_actor(), action="airlock.access.cross_origin", target=f"path:{safe_path(self)}",
+                project=self.workspace_project or "", outcome=Outcome.DENIED, details=said))
+            raise HTTPError(403, REFUSED_FOREIGN)
 
     def check_workspace(self, project: str, author: str | None = None, scope: str = "mine") -> None:
         """Code in a workspace acts only on its own project's requests, and of those on its user's

@@ -1,0 +1,76 @@
+"""One origin per user's workspaces, one for the gate, one for the hub.
+
+A browser keeps script of one origin (scheme, host, port) out of the pages and answers of another,
+and nothing else does: cookies, ``frame-ancestors``, ``Cross-Origin-Opener-Policy`` all leave two
+pages of one origin free to read and drive each other. When the hub served the gate
+(``/services/airlock/``) and every JupyterLab (``/user/<name>/<project>/``) from one origin, script
+in an output checker's own JupyterLab (HTML output of a notebook she ran, an approved package's
+JupyterLab extension) read the review queue and approved a request in her name
+(tests/security/test_redteam16_origins.py). So the hub always runs with JupyterHub's
+``subdomain_host``: the hub at ``settings.hub.public_url``, each user's servers at
+``<user>.<host>`` and each service at ``<service>--service.<host>`` (JupyterHub's own ``idna`` hook names
+them; :func:`service_url` asks it too). The workspaces of one user still share her host: see
+docs/adr/0016-one-origin-per-user.md.
+
+Locally the default is ``http://localhost:<port>``: browsers resolve every ``*.localhost`` name to
+the loopback address themselves (RFC 6761), so no DNS entry is needed. Anywhere else the operator
+names the hub and points a wildcard DNS entry (``*.<name>``) at it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlparse
+
+from jupyterhub.utils import subdomain_hook_idna
+
+from ..errors import InvalidInput
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def subdomain_host(public_url: str, ip: str, port: int) -> str:
+    """JupyterHub's ``subdomain_host`` for the hub's settings (``hub.public_url``, ``hub.ip``,
+    ``hub.port``): ``scheme://name[:port]``. Refused, with what to set: an address that is not
+    ``http(s)://name[:port]``, an IP address (it has no names below it), "auto" on a hub that
+    listens beyond loopback."""
+    if public_url == "auto":
+        if ip not in LOOPBACK_NAMES:
+            raise InvalidInput(
+                f"hub.ip is {ip}: set hub.public_url to the address browsers use for the hub (e.g. "
+                "https://pds.example.org) and point a wildcard DNS name (*.pds.example.org) at this "
+                "machine: each user's workspaces and the gate get their own host name below it "
+                "(docs/isolation.md, 'One origin per user')")
+        return f"http://localhost:{port}"
+    parsed = urlparse(public_url)
+    try:
+        parsed_port = parsed.port
+    except ValueError:
+        parsed_port = -1
+    name = parsed.hostname or ""
+    if (parsed.scheme not in {"http", "https"} or not name or parsed_port == -1 or parsed.path not in {"", "/"}
+            or parsed.params or parsed.query or parsed.fragment or parsed.username or parsed.password):
+        raise InvalidInput(f"hub.public_url must be http(s)://name[:port] with nothing after it, "
+                           f"got {public_url!r}")
+    if _is_ip(name):
+        raise InvalidInput(f"hub.public_url names the hub by an IP address ({name}): workspaces and the "
+                           "gate need host names below the hub's; use a DNS name with a wildcard entry "
+                           "(*.name), or localhost on this machine")
+    return f"{parsed.scheme}://{name}" + (f":{parsed_port}" if parsed_port else "")
+
+
+def service_url(host: str, service: str) -> str:
+    """The public URL of a JupyterHub service's pages under ``host`` (a ``subdomain_host``): the
+    host JupyterHub's ``idna`` hook gives it, and its prefix."""
+    parsed = urlparse(host)
+    domain = subdomain_hook_idna(service, parsed.hostname, kind="service")
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{domain}{port}/services/{service}/"
