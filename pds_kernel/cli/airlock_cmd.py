@@ -105,11 +105,12 @@ def _print_file(f, path: Path) -> None:
 
 def terminal_text(text: str) -> str:
     """A researcher's text as a checker's terminal shows it: every character no one sees written
-    ``<U+XXXX>`` (escape sequences that hide, move, recolour or copy text among them), and a carriage
-    return that would overwrite its line ends it instead, shown."""
-    from ..airlock.checks.content import visible
+    ``<U+XXXX>`` (escape sequences that hide, move, recolour or copy text among them; look-alike
+    letters, blanks ending a line), and a carriage return that would overwrite its line ends it
+    instead, shown."""
+    from ..airlock.checks.content import visible_text
 
-    return visible(text.replace("\r\n", "\n")).replace("\r", "<U+000D>\n")
+    return visible_text(text).replace("\r\n", "\n").replace("\r", "<U+000D>\n")
 
 
 def _parse_verdict(raw: str, files: dict[int, str]) -> tuple[int, dict]:

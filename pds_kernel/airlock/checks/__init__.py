@@ -36,6 +36,7 @@ from . import (
     code,
     containers,
     content,
+    csv_form,
     declaration,
     differencing,
     figures,
@@ -79,7 +80,8 @@ def matching_evidence(evidence: Mapping[str, Any] | None, sha256: str) -> tuple[
 
 
 def _scan(value: str, header: bool) -> list[tuple[str, Status, str]]:
-    found = content.hidden_rules(value) + content.formula_rules(value)
+    found = (content.hidden_rules(value) + content.lookalike_rules(value) + content.padding_rules(value)
+             + content.formula_rules(value))
     if header:
         return content.header_rules(value) + content.date_rules(value) + found
     return content.scan_value(value) + found
@@ -92,6 +94,19 @@ def _preview(size: int) -> list[Finding]:
         return []
     return [Finding("preview", Status.FAIL, f"{size} bytes: the review page shows the first {content.PREVIEW_BYTES}; "
                                             "a checker approving it reads the rest from the raw file and says so")]
+
+
+def _table_preview(shape: tuple[int, int]) -> list[Finding]:
+    """A table larger than the review page shows (:data:`.content.PREVIEW_ROWS` and ``PREVIEW_COLS``):
+    the rules read every cell, but cannot tell a code from a category; the rest leaves unseen
+    unless the approving checker reads it from the raw file."""
+    rows, cols = shape
+    if rows <= content.PREVIEW_ROWS and cols <= content.PREVIEW_COLS:
+        return []
+    return [Finding("preview", Status.FAIL, f"{rows} rows and {cols} columns: the review page shows the first "
+                                            f"{content.PREVIEW_ROWS} rows and {content.PREVIEW_COLS} columns; a checker "
+                                            "approving it reads the rest from the raw file and says so (or split the "
+                                            "table)")]
 
 
 def figure_table(name: str, others: list[str], context: Mapping[str, Any] | None = None) -> str | None:
@@ -232,6 +247,7 @@ def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mappin
     result.extend(pregates.check_transposed(frame, table.numeric))
     if result.refusals:
         return  # pre-gates come before any rule: a refused file is not judged further
+    result.extend(_table_preview(frame.shape))
     for problem in declared.problems + roles.problems:
         result.add(Finding("declaration", Status.REVIEW, f"declaration: {problem}"))
     result.extend(tables.check_text_cells(table, _scan))
@@ -244,8 +260,10 @@ def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mappin
 
 
 def _check_container(path: Path, name: str, frame) -> list[Finding]:
-    """What a Parquet or XLSX file carries besides its cells (:mod:`.containers`)."""
+    """What a CSV, Parquet or XLSX file carries besides its cells (:mod:`.csv_form`, :mod:`.containers`)."""
     ext = filetypes.extension(name)
+    if ext in {".csv", ".tsv"}:
+        return csv_form.check_csv(path, tables.csv_separator(path, name))
     if ext == ".parquet":
         return containers.check_parquet(path, frame.shape[1])
     if ext == ".xlsx":
@@ -317,7 +335,10 @@ def _check_text(path: Path, result: FileCheck) -> None:
     for rule, status, message in content.undecodable_rules(data[:_TEXT_LIMIT], cut=len(data) > _TEXT_LIMIT):
         result.add(Finding(rule, status, message))
     text = data[:_TEXT_LIMIT].decode("utf-8", "replace").removeprefix("\ufeff")
+    for rule, status, message in content.line_ending_rules(text):
+        result.add(Finding(rule, status, message))
     for number, line in enumerate(text.splitlines(), start=1):
-        found = content.identifier_rules(line) + content.date_rules(line) + content.hidden_rules(line)
+        found = (content.identifier_rules(line) + content.date_rules(line) + content.hidden_rules(line)
+                 + content.lookalike_rules(line) + content.trailing_blank_rules(line))
         for rule, status, message in found:
             result.add(Finding(rule, status, message, line=number))

@@ -10,8 +10,9 @@ Publishing code is expected of researchers; what must not leave with it is data.
   --clear-output``); each output that remains is checked like the file it shows: text for
   identifiers (fail) and read by a checker (review), figures and tables go to review, and
   attachments or widget state count as embedded data;
-- ``hidden-text``: characters a reader cannot see (:func:`.content.hidden_rules`), in the source,
-  the outputs or the metadata: fail;
+- ``hidden-text``: characters a reader cannot see (:func:`.content.hidden_rules`), look-alike
+  letters, blanks ending a line, in the source, the outputs or the metadata, and line endings of
+  two kinds in the file: fail;
 - ``code``: every code file is read by a checker (review): the gate cannot tell what a program does.
 """
 
@@ -60,7 +61,8 @@ def _shape(line: str) -> str | None:
 def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | None]]:
     out = []
     for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
-        hidden = content.hidden_rules(line)  # the first line holding characters no one sees
+        # the first line holding characters no one sees, look-alike letters or blanks at its end
+        hidden = content.hidden_rules(line) + content.lookalike_rules(line) + content.trailing_blank_rules(line)
         if hidden:
             out += [(rule, status, f"{where}: {message}", number) for rule, status, message in hidden]
             break
@@ -253,7 +255,8 @@ def check_code(path: Path, name: str, size: int) -> list[Finding]:
     else:
         findings = [Finding(rule, status, message, line=line)
                     for rule, status, message, line in embedded_data(text, "source") + identifiers(text, "source")]
-    findings += [Finding(rule, status, message) for rule, status, message in content.undecodable_rules(data)]
+    findings += [Finding(rule, status, message) for rule, status, message in
+                 content.undecodable_rules(data) + content.line_ending_rules(text)]
     kept: dict[str, int] = {}
     out = []
     for finding in findings:

@@ -119,6 +119,9 @@ def formula_rules(value: str) -> list[tuple[str, Status, str]]:
 
 #: Bytes of a text or code file the review page shows; a longer file fails the ``preview`` rule.
 PREVIEW_BYTES = 200_000
+#: Rows and columns of a table the review page shows; a larger table fails the ``preview`` rule.
+PREVIEW_ROWS = 500
+PREVIEW_COLS = 60
 #: Not hidden: tab, new line, carriage return; and a byte-order mark opening a file (stripped first).
 _SEEN_CONTROLS = {"\t", "\n", "\r"}
 #: Drawn as nothing or as a plain space although they are not one (besides Cf, Cc and Co).
@@ -184,3 +187,129 @@ def undecodable_rules(data: bytes, cut: bool = False) -> list[tuple[str, Status,
 def visible(value: str) -> str:
     """``value`` with each hidden character written ``<U+XXXX>``: what a checker's page shows."""
     return _hidden().sub(lambda m: f"<U+{ord(m.group(0)):04X}>", value)
+
+
+# ---- visible but misleading (red team 15) ------------------------------------------------------
+_WORD = re.compile(r"[^\W\d_]+")
+#: scripts whose letters are drawn like Latin ones; ``COMPAT`` is a full-width, mathematical or
+#: modifier form of an ASCII letter (``\uff41``, ``\U0001d41a``)
+_LOOKALIKE_SCRIPTS = frozenset({"CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC", "COMPAT"})
+#: Cyrillic and Greek letters a reader takes for Latin ones (a word of these alone, among Latin words)
+_CONFUSABLE = frozenset("\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0405\u0406"
+                        "\u0408\u04ae\u051a\u051c\u04c0\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0455"
+                        "\u0456\u0458\u051b\u051d\u04bb\u04cf\u0501\u0475\u04af\u0391\u0392\u0395\u0396"
+                        "\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7\u03bf\u03bd\u03b9"
+                        "\u03ba\u03b1\u03c1\u03c5")
+
+
+@lru_cache(maxsize=8192)
+def _script(char: str) -> str:
+    if char.isascii():
+        return "LATIN"
+    folded = unicodedata.normalize("NFKC", char)
+    if ord(char) > 0xFF and folded != char and folded.isascii():
+        return "COMPAT"
+    return unicodedata.name(char, "?").split(" ")[0]
+
+
+def _lookalikes(value: str) -> list[tuple[int, int]]:
+    """(start, end) of each word that holds a look-alike letter: mixed with Latin letters, or
+    spelt wholly in Cyrillic or Greek look-alikes (two letters or more: ``α = 0.05`` is fine) in a
+    text that has Latin letters."""
+    if value.isascii():
+        return []
+    words = [(m.start(), m.end(), {_script(c) for c in m.group()}) for m in _WORD.finditer(value)]
+    latin = any("LATIN" in scripts for _, _, scripts in words)
+    return [(a, b) for a, b, scripts in words
+            if ("LATIN" in scripts and scripts & _LOOKALIKE_SCRIPTS)
+            or (latin and b - a > 1 and "LATIN" not in scripts and all(c in _CONFUSABLE for c in value[a:b]))]
+
+
+def _is_lookalike(char: str) -> bool:
+    return _script(char) in _LOOKALIKE_SCRIPTS
+
+
+def _shown_word(word: str) -> str:
+    return "".join(_code(c) if _is_lookalike(c) else c for c in word)
+
+
+def lookalike_rules(value: str) -> list[tuple[str, Status, str]]:
+    """Letters of another script drawn like Latin ones, inside Latin text (``r\u0435gion``)."""
+    spans = _lookalikes(value)
+    if not spans:
+        return []
+    word = value[spans[0][0]:spans[0][1]]
+    first = next(c for c in word if _is_lookalike(c))
+    return [("hidden-text", Status.FAIL, f"{len(spans)} word(s) written with letters of another script that look "
+                                         f"Latin (the first, {_shown_word(word)!r}, holds U+{ord(first):04X} "
+                                         f"{unicodedata.name(first, '?')}): each can carry a bit past the checker; "
+                                         "write them in Latin letters")]
+
+
+_TRAILING_BLANKS = re.compile(r"[ \t]+(?=\r\n|\n|\r|$)")
+
+
+def trailing_blank_rules(line: str) -> list[tuple[str, Status, str]]:
+    """Spaces or tabs ending a line: no page shows them (whitespace steganography)."""
+    if line.endswith((" ", "\t")):
+        return [("hidden-text", Status.FAIL, "the line ends with spaces or tabs, which no page shows: they can carry "
+                                             "data past the checker; remove them (in Markdown, end a line with a "
+                                             "backslash for a line break)")]
+    return []
+
+
+def padding_rules(value: str) -> list[tuple[str, Status, str]]:
+    """Spaces or tabs at either end of a table's cell or header: a page draws `` N`` as ``N``."""
+    if value != value.strip(" \t"):
+        return [("hidden-text", Status.FAIL, "spaces or tabs at the start or end of this cell, which a page does not "
+                                             "show: they can carry data past the checker; remove them")]
+    return []
+
+
+def line_ending_rules(text: str) -> list[tuple[str, Status, str]]:
+    """Lines ended in two ways (CR LF and LF, or a lone CR) in one file: each line's ending is a bit
+    no page shows."""
+    crlf = text.count("\r\n")
+    kinds = {"CR LF": crlf, "LF": text.count("\n") - crlf, "CR": text.count("\r") - crlf}
+    used = {k: n for k, n in kinds.items() if n}
+    if len(used) < 2:
+        return []
+    counts = ", ".join(f"{n} with {k}" for k, n in used.items())
+    return [("hidden-text", Status.FAIL, f"lines end in {len(used)} ways ({counts}): the ending of each line, which "
+                                         "no page shows, can carry data past the checker; save the file with one kind "
+                                         "of line ending")]
+
+
+def _code(text: str) -> str:
+    return "".join(f"<U+{ord(c):04X}>" for c in text)
+
+
+def _mark_lookalikes(value: str) -> str:
+    spans = _lookalikes(value)
+    if not spans:
+        return value
+    out, last = [], 0
+    for a, b in spans:
+        out += [value[last:a], _shown_word(value[a:b])]
+        last = b
+    return "".join(out + [value[last:]])
+
+
+def visible_text(text: str) -> str:
+    """A text file or program as the review page shows it: :func:`visible`, look-alike letters and
+    the blanks ending a line written ``<U+XXXX>``, and each carriage return when lines end in two ways."""
+    text = _TRAILING_BLANKS.sub(lambda m: _code(m.group()), _mark_lookalikes(text))
+    if line_ending_rules(text):
+        text = text.replace("\r\n", "<U+000D>\n").replace("\r", "<U+000D>\n")
+    return visible(text)
+
+
+def visible_cell(value: str) -> str:
+    """A table's cell or header as the review page shows it: :func:`visible`, look-alike letters
+    and the blanks at either end written ``<U+XXXX>``."""
+    value = _mark_lookalikes(value)
+    stripped = value.strip(" \t")
+    if stripped != value:
+        start = value.index(stripped[:1]) if stripped else len(value)
+        value = _code(value[:start]) + stripped + _code(value[start + len(stripped):])
+    return visible(value)

@@ -92,15 +92,24 @@ def _check_flat_parquet(path: Path, name: str) -> None:
                                "export a flat table")
 
 
-def read_table(path: Path, name: str) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet/XLSX table into pandas (first and only sheet of a workbook)."""
+def csv_separator(path: Path, name: str) -> str:
+    """The separator of a CSV (the most frequent of comma, semicolon and tab in its header) or TSV."""
+    if Path(name).suffix.lower() == ".tsv":
+        return "\t"
+    with open(path, "rb") as fh:
+        head = fh.readline().decode("utf-8", "replace")
+    return max([",", ";", "\t"], key=head.count)
+
+
+def read_table(path: Path, name: str, as_written: bool = False) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet/XLSX table into pandas (first and only sheet of a workbook);
+    ``as_written``: a CSV's cells as the text the file holds (``0120``, not 120: the review page)."""
     ext = Path(name).suffix.lower()
     try:
         if ext in {".csv", ".tsv"}:
-            with open(path, "rb") as fh:
-                head = fh.readline().decode("utf-8", "replace")
-            sep = "\t" if ext == ".tsv" else max([",", ";", "\t"], key=head.count)
-            frame = pd.read_csv(path, sep=sep, encoding_errors="replace", low_memory=False)
+            written = {"dtype": str, "keep_default_na": False} if as_written else {}
+            frame = pd.read_csv(path, sep=csv_separator(path, name), encoding_errors="replace", low_memory=False,
+                                **written)
             if not isinstance(frame.index, pd.RangeIndex):  # pandas made the extra fields an index
                 raise InvalidInput(f"{name}: rows hold more fields than the header names: every value needs "
                                    "its column")

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import InvalidInput
-from ..checks.content import ANSI_COLOUR, PREVIEW_BYTES, visible
+from ..checks.content import ANSI_COLOUR, PREVIEW_BYTES, PREVIEW_COLS, PREVIEW_ROWS, visible_cell, visible_text
 from ..checks.tables import read_table
 
-MAX_ROWS = 500
-MAX_COLS = 60
+MAX_ROWS = PREVIEW_ROWS  #: a larger table fails the ``preview`` rule
+MAX_COLS = PREVIEW_COLS
 MAX_TEXT = PREVIEW_BYTES  #: longer text and code fail the ``preview`` rule: the page shows this much
 #: The figures a notebook's outputs may show on the page (served by the gate as images).
 FIGURE_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
@@ -156,7 +156,7 @@ def highlight_code(name: str, text: str) -> str:
     language = _LEXERS.get(ext, "text")
     if ext == ".ipynb":
         text, language = notebook_source(text)
-    text = visible(text)
+    text = visible_text(text)
     try:
         lexer = get_lexer_by_name(language)
     except ClassNotFound:  # an unknown kernel language reads as plain text
@@ -182,24 +182,27 @@ def render_file(file, path: Path) -> Rendered:
     ext = Path(file.name).suffix.lower()
     if file.kind == "table" and check.get("rules", {}).get("file-type") != "fail":
         try:
-            frame = read_table(path, file.name)
+            frame = read_table(path, file.name, as_written=True)  # a CSV's cells as the bytes that leave write them
         except InvalidInput as exc:
             return Rendered(file, "none", note=str(exc), general=general)
         marks = _cell_marks(check)
-        header = [visible(str(c)) for c in frame.columns[:MAX_COLS]]
+        header = [visible_cell(str(c)) for c in frame.columns[:MAX_COLS]]
         rows = []
         for r, values in enumerate(frame.iloc[:MAX_ROWS, :MAX_COLS].itertuples(index=False)):
             row = []
             for c, value in enumerate(values):
                 status, message = marks.get((r, c), ("", ""))
-                row.append(("" if value != value else visible(str(value)), status, message))  # NaN -> empty
+                row.append(("" if value != value else visible_cell(str(value)), status, message))  # NaN -> empty
             rows.append(row)
         note = ""
         cut = frame.shape[0] > MAX_ROWS or frame.shape[1] > MAX_COLS
         if cut:
+            unseen = [f"rows {MAX_ROWS + 1} to {frame.shape[0]}"] if frame.shape[0] > MAX_ROWS else []
+            unseen += [f"columns {MAX_COLS + 1} to {frame.shape[1]}"] if frame.shape[1] > MAX_COLS else []
             note = f"showing {min(frame.shape[0], MAX_ROWS)} of {frame.shape[0]} rows, " \
-                   f"{min(frame.shape[1], MAX_COLS)} of {frame.shape[1]} columns: the automatic checks read every " \
-                   "cell, but what leaves is the whole table: read the rest in the raw file before approving"
+                   f"{min(frame.shape[1], MAX_COLS)} of {frame.shape[1]} columns; not shown here: " \
+                   f"{' and '.join(unseen)}. The automatic checks read every cell, but cannot tell a code from " \
+                   "a category, and what leaves is the whole table: read the rest in the raw file before approving"
         return Rendered(file, "table", header=header, rows=rows, note=note, general=general, truncated=cut)
     if ext in {".png", ".jpg", ".jpeg"} and check.get("rules", {}).get("file-type") != "fail":
         return Rendered(file, "image", general=general)
@@ -215,7 +218,7 @@ def render_file(file, path: Path) -> Rendered:
     if file.kind == "text":
         with open(path, "rb") as fh:
             data = fh.read(MAX_TEXT + 1)
-        return Rendered(file, "text", text=visible(data[:MAX_TEXT].decode("utf-8", "replace")),
+        return Rendered(file, "text", text=visible_text(data[:MAX_TEXT].decode("utf-8", "replace")),
                         note=_cut(data, path.stat().st_size), general=[f for f in general], truncated=len(data) > MAX_TEXT)
     if file.kind == "archive" and isinstance(check.get("members"), list):
         return archive_listing(file, check["members"], general)
