@@ -174,6 +174,7 @@ class Airlock:
     clamscan_timeout_seconds: int = 300  #: a scan that takes longer refuses the file
     import_concurrent_scans: int = 2  #: imports staged and scanned at once (one per user; past it: 503)
     import_max_bytes_per_day: int = 1024 * 1024 * 1024  #: what one user's imports stage in 24 hours, in bytes
+    export_max_bytes_per_day: int = 1024 * 1024 * 1024  #: what one user's export requests stage in 24 hours, in bytes
     #: where the gate rebuilds submitted tables and figures (docs/adr/0010-release-rebuilt-copies.md):
     #: "sandbox" (a bubblewrap sandbox of the project on this machine), "job" (a Kubernetes Job of
     #: the project, pds_kernel.airlock.rebuild_job; the chart sets it) or "process" (a plain child

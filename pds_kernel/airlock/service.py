@@ -41,6 +41,7 @@ from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions, reviews
 from .checks import Thresholds
+from .export_quota import stage_export
 from .gate import ProjectGate, run_gate
 from .imports_mount import hide_revoked, open_release_folder, refresh_manifest
 from .inputs import brief, check_text
@@ -67,7 +68,6 @@ from .submission import (
     model_check_summary,
     request_gate,
     resubmission_plan,
-    stage_all,
     submitted_summary,
 )
 from .submitters import submitted_by
@@ -295,7 +295,7 @@ class AirlockService:
         request_id = uuid.uuid4().hex
         directory = request_dir(self.settings.paths.staging, project, request_id)
         try:
-            staged = stage_all(directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)], self.limits)
+            staged = stage_export(self, author, directory, 1, [(i, n, st) for i, (n, st) in enumerate(files)])
             check_staged_types(directory, staged, self.limits)
             staged = release_copies(directory, staged, rebuild_sandbox(self.settings, project), actor)
             results = run_gate(self._gate(project, thresholds, request_id, author), directory,
@@ -369,7 +369,7 @@ class AirlockService:
         staged: list[StagedFile] = []
 
         def stage():
-            staged.extend(stage_all(directory, round_, plan, self.limits))
+            staged.extend(stage_export(self, author, directory, round_, plan))
             check_staged_types(directory, staged, self.limits)
             staged[:] = release_copies(directory, staged, rebuild_sandbox(self.settings, project), actor)
 
