@@ -7,7 +7,7 @@ review page; each asserts that the payload does not leave unseen: the copy that 
 does not hold it (the same bytes as the copy of the file without it), or the gate refuses the
 file, or the checks fail it with a reason the checker reads, or the page shows it.
 
-43 attempts and a control; 22 got through before their fix:
+44 attempts and 2 controls; 23 got through before their fix:
 
 - PNG (7: text, compressed text, international text, EXIF and private chunks, bytes after IEND,
   a second image stream) and PDF (9: an attached file, JavaScript, an incremental update hiding
@@ -21,10 +21,11 @@ file, or the checks fail it with a reason the checker reads, or the page shows i
   page showed the numbers pandas read: ``0120``, ``+120``, ``1.2e2``, blanks around a number or a
   category, blank lines and mixed line endings (7) all got through; now the page shows each cell as
   written and the rest fails ``hidden-text``.
-- text steganography (13): look-alike letters (Cyrillic and Greek in Latin words, in a text,
+- text steganography (14): look-alike letters (Cyrillic and Greek in Latin words, in a text,
   Markdown, a program, a cell and a header, and a word wholly of look-alikes, 6), spaces or tabs
-  ending lines (4) and mixed line endings (2): all got through; now ``hidden-text`` fails, and the
-  page writes each as ``<U+XXXX>``.
+  ending lines (of a text, Markdown, a program and a notebook's cell, 5) and mixed line endings (2):
+  all got through; now ``hidden-text`` fails, and the page writes each as ``<U+XXXX>`` (blanks ending
+  an output's lines are shown, not failed: R prints them).
 - the staging disk (1): one author submitting the same file again and again, or resubmitting,
   staged without bound (imports had a daily bound, exports none): now
   ``airlock.export_max_bytes_per_day``.
@@ -331,6 +332,25 @@ def test_blanks_at_the_ends_of_lines_carry_bits(gate13, name, data):
     view = submit(gate13, (name, data))
     assert "hidden-text" in rules(view, status="fail"), rules(view)
     assert "<U+0020>" in page_of(gate13, view) or "<U+0009>" in page_of(gate13, view)
+
+
+def _notebook(source: str, output: str) -> bytes:
+    import json
+
+    cell = {"cell_type": "code", "metadata": {}, "execution_count": 1, "source": [source],
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": [output]}]}
+    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
+
+
+def test_blanks_ending_a_notebook_cells_lines(gate13):
+    """In a cell's source they fail; in an output they are shown (R's ``summary`` prints a blank
+    at the end of its lines: failing it would fail every R notebook with outputs)."""
+    view = submit(gate13, ("fit.ipynb", _notebook("summary(x) \nplot(x)", "x\n")))
+    assert "hidden-text" in rules(view, status="fail"), rules(view)
+    summary = "   Min. 1st Qu.  Median    Mean 3rd Qu.    Max. \n   1.00    1.75    2.50    4.00    4.75   10.00 \n"
+    view = submit(gate13, ("fit.ipynb", _notebook("summary(x)", summary)))
+    assert "hidden-text" not in rules(view), rules(view)
+    assert "Max.<U+0020>" in page_of(gate13, view)
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "fit.py"])

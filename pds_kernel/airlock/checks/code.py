@@ -58,11 +58,14 @@ def _shape(line: str) -> str | None:
     return _NUMBER.sub("0", blanked)
 
 
-def embedded_data(text: str, where: str) -> list[tuple[str, Status, str, int | None]]:
+def embedded_data(text: str, where: str, blanks: bool = True) -> list[tuple[str, Status, str, int | None]]:
+    """``blanks``: spaces ending a line fail too (not in outputs: R's ``summary`` prints them; the
+    page writes them ``<U+0020>``)."""
     out = []
     for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         # the first line holding characters no one sees, look-alike letters or blanks at its end
-        hidden = content.hidden_rules(line) + content.lookalike_rules(line) + content.trailing_blank_rules(line)
+        hidden = content.hidden_rules(line) + content.lookalike_rules(line)
+        hidden += content.trailing_blank_rules(line) if blanks else []
         if hidden:
             out += [(rule, status, f"{where}: {message}", number) for rule, status, message in hidden]
             break
@@ -221,7 +224,7 @@ def check_notebook(text: str) -> list[Finding]:
             outputs += 1
             shown, kinds = _output_text(output)
             label = f"{where}, output {n}"
-            found += identifiers(shown, label) + embedded_data(shown, label) + _output_images(output, label)
+            found += identifiers(shown, label) + embedded_data(shown, label, blanks=False) + _output_images(output, label)
             if content.DAY_DATE.search(shown):
                 found.append(("day-date", Status.REVIEW, f"{label}: day-level date", None))
             for kind in kinds:
