@@ -61,7 +61,7 @@ def stage_export(service, author: str, directory: Path, round_: int,
         discard(directory, staged)
         raise RefusedFiles({"this request": (
             f"the exports of {author} staged {used} bytes in the last 24 hours; these files ({adding} bytes) would "
-            f"pass the limit of {limit} bytes a day (airlock.export_max_bytes_per_day): withdraw nothing (staged "
-            "files are kept for the record), submit only the files that changed, and try again tomorrow, or ask an "
-            "admin")})
+            f"pass the limit of {limit} bytes a day (airlock.export_max_bytes_per_day; withdrawing frees nothing: "
+            "staged files are kept for the record): submit only the files that changed, try again once the day's "
+            "first submissions are 24 hours old, or ask an admin")})
     return staged
