@@ -8,10 +8,10 @@ What is refused, and why no delivery holds it:
 
 * text not valid in the declared encoding;
 * text that decodes to a C1 control character (U+0080 to U+009F): cp1252 or UTF-8 read as latin-1;
-* declared latin-1, a block whose non-ASCII bytes all form valid UTF-8 sequences (a UTF-8 file);
-* declared latin-1, a UTF-8 encoded letter of latin-1 (bytes C2 or C3 followed by A0 to BF: ``è``
-  is C3 A8, read as latin-1 ``Ã¨``) in a block that also holds real latin-1 letters: a file
-  mixing UTF-8 lines into latin-1 ones, whose UTF-8 lines loaded as mojibake (red team 14B);
+* declared latin-1, a value whose every non-ASCII byte is part of a UTF-8 multi-byte sequence
+  (:func:`_utf8_values`): a UTF-8 file (``dosé`` read as latin-1 is ``dosÃ©``), or UTF-8 lines or
+  values mixed into latin-1 ones (red teams 14B and 15A). A value holding a byte that no UTF-8
+  sequence explains (``é`` alone, E9) is latin-1: its ``Â°`` loads as written;
 * a UTF-8 byte order mark (EF BB BF) after the header: two files concatenated, the second one's
   mark glued to the first value of its header or first row (red team 14B).
 """
@@ -67,38 +67,66 @@ def decode_block(block: bytes, encoding: str, first_line: int = 0) -> bytes:
 
 def _check_latin1(block: bytes, encoding: str, first_line: int) -> None:
     codes = np.frombuffer(block, dtype=np.uint8)
-    c1 = np.flatnonzero((codes & 0xE0) == 0x80)  # bytes 0x80-0x9F: C1 controls in latin-1
+    high = np.flatnonzero(codes >= 0x80)
+    c1 = high[codes[high] < 0xA0]  # bytes 0x80-0x9F: C1 controls in latin-1
     if c1.size:
         _refuse_c1(block, int(c1[0]), f"byte 0x{block[c1[0]]:02X}", encoding, first_line)
-    try:
-        block.decode("utf-8")
-    except UnicodeDecodeError:
-        _check_mixed(block, codes, encoding, first_line)
+    found = _utf8_values(codes, high)
+    if found is None:
         return
-    offset = next(i for i, byte in enumerate(block) if byte >= 0x80)
-    raise InvalidInput(
-        f"line {line_of(block, offset, first_line)}: the text is UTF-8 (every accented letter is "
-        f"a UTF-8 multi-byte sequence) but the delivery is declared {encoding}: read as {encoding} "
-        "it would load as mojibake (É as Ã‰); convert the file to latin-1 or set the encoding "
-        "(ingest.encoding: utf-8)")
-
-
-def _check_mixed(block: bytes, codes: np.ndarray, encoding: str, first_line: int) -> None:
-    """Refuse a latin-1 block holding a UTF-8 encoded latin-1 letter: Â or Ã (C2, C3) followed
-    by a byte A0 to BF (the C1 bytes 80 to 9F are refused before). French latin-1 text does not
-    put a symbol or a non-breaking space right after Â or Ã; UTF-8 writes à to ÿ that way. Â and
-    Ã are rare, so the second byte is looked at only where one occurs."""
-    leads = np.flatnonzero((codes[:-1] & 0xFE) == 0xC2)
-    if not leads.size:
-        return
-    hits = leads[(codes[leads + 1] & 0xE0) == 0xA0]
-    if hits.size:
-        at = int(hits[0])
-        letter = block[at:at + 2].decode("utf-8")
+    at, mixed = found
+    where = f"line {line_of(block, at, first_line)}"
+    size = 2 + (block[at] >= 0xE0) + (block[at] >= 0xF0)
+    seen = (f"bytes {block[at:at + size].hex(' ').upper()} are '{block[at:at + size].decode('utf-8')}' "
+            f"in UTF-8, which {encoding} reads as '{block[at:at + size].decode('latin-1')}'")
+    if mixed:
         raise InvalidInput(
-            f"line {line_of(block, at, first_line)}: bytes {block[at]:02X} {block[at + 1]:02X} are "
-            f"'{letter}' in UTF-8, which {encoding} reads as '{block[at:at + 2].decode('latin-1')}': "
-            f"the file mixes UTF-8 text into {encoding} text; convert every line to {encoding}")
+            f"{where}: {seen}, and every accented letter of the value is such a UTF-8 sequence, "
+            f"while other values are {encoding}: the file mixes UTF-8 text into {encoding} text; "
+            f"convert every line to {encoding} (a {encoding} value whose only accent is Â or Ã "
+            "before a symbol, such as 'Â°', reads the same as UTF-8: write it otherwise)")
+    raise InvalidInput(
+        f"{where}: {seen}: the text is UTF-8 (every accented letter is a UTF-8 multi-byte sequence) "
+        f"but the delivery is declared {encoding}, as which it would load as mojibake (É as Ã‰); "
+        "convert the file to latin-1 or set the encoding (ingest.encoding: utf-8)")
+
+
+def _utf8_values(codes: np.ndarray, high: np.ndarray) -> tuple[int, bool] | None:
+    """The offset of the first UTF-8 sequence of the first value (field) of ``codes`` that reads
+    as UTF-8 text, and whether another value is latin-1; ``None`` when every value is latin-1.
+
+    A value reads as UTF-8 when each of its non-ASCII bytes belongs to a valid UTF-8 multi-byte
+    sequence and one of them is the evidence of one: any sequence but a letter of latin-1 from Æ
+    to ß followed by a no-break space or a ``»`` (C6-DF then A0 or BB), which French latin-1 text
+    writes (``CAFÉ\u00a0:``, ``«\u00a0NOËL\u00a0»``) and which UTF-8 reads as rare letters (ɠ, λ,
+    Р). ``Â°`` or ``Ã©`` alone in a value are UTF-8 (``°``, ``é``): the bytes are the same, and
+    latin-1 text does not put a symbol after Â or Ã. Only the positions ``high`` (the non-ASCII
+    bytes, few in a delivery) are looked at, with vectorised tests; the C1 bytes 80-9F were
+    refused before, so continuation bytes here are A0-BF."""
+    if not high.size:
+        return None
+    padded = np.concatenate((codes, np.zeros(3, dtype=np.uint8)))
+    lead = padded[high]
+    follow = [padded[high + k] for k in (1, 2, 3)]
+    cont = [(f & 0xC0) == 0x80 for f in follow]
+    two = (lead >= 0xC2) & (lead <= 0xDF) & cont[0]
+    three = ((lead & 0xF0) == 0xE0) & cont[0] & cont[1] & ~((lead == 0xED) & (follow[0] >= 0xA0))
+    four = (lead >= 0xF0) & (lead <= 0xF4) & cont[0] & cont[1] & cont[2] & ~((lead == 0xF4) & (follow[0] >= 0x90))
+    starts = two | three | four
+    if not starts.any():
+        return None
+    inside = np.concatenate((high[starts] + 1, high[three | four] + 2, high[four] + 3))
+    stray = ~starts & ~np.isin(high, inside, assume_unique=False)  # a byte no sequence explains
+    ambiguous = two & (lead >= 0xC6) & ((follow[0] == 0xA0) | (follow[0] == 0xBB))
+    evidence = high[starts & ~ambiguous]
+    if not evidence.size:
+        return None
+    ends = np.flatnonzero((codes == 0x0A) | (codes == 0x3B))  # the ends of the values
+    latin1_values = np.unique(np.searchsorted(ends, high[stray]))
+    utf8 = ~np.isin(np.searchsorted(ends, evidence), latin1_values)
+    if not utf8.any():
+        return None
+    return int(evidence[np.argmax(utf8)]), bool(latin1_values.size)
 
 
 def _refuse_c1(block: bytes, offset: int, what: str, encoding: str, first_line: int) -> None:
