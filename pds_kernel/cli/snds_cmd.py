@@ -55,7 +55,7 @@ def _clear_delivery(out: Path) -> int:
 def generate(
     out: Path = typer.Option(..., "--out", help="Directory to write the delivery into (created if missing)."),
     patients: int = typer.Option(1000, "--patients", help="Number of people in the population."),
-    years: str = typer.Option("2022-2023", "--years", help="Years covered, e.g. 2022-2023 or 2023 (from 2000 to next year: the years pds ingest accepts by default)."),
+    years: str = typer.Option("2022-2023", "--years", help="Years covered, e.g. 2022-2023 or 2023 (from 2000 to last year: past years, whose rows pds ingest loads by default)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty directory, replacing "
                                                        "its delivery files (other files are kept)."),

@@ -3,9 +3,11 @@
 Each column of a delivered file arrives as text (``null`` when the field is empty). For each column
 this module builds the typed value and the list of checks that can fail on it, in the order they
 are reported: a missing required value, an unparsable value, a value outside its closed set, a
-value not matching its pattern, a code missing from its referential, a date outside the month of
-its monthly file (the column that decides the month, see ``Table.month_from``). A row is
-quarantined for the first check that fails, so each quarantined row has exactly one reason.
+value not matching its pattern, a text longer than its published length, a code missing from its
+referential, a date outside the month of its monthly file (the column that decides the month, see
+``Table.month_from``). Red team 15A added a blank around a code, a text longer than the
+catalogue's length and a date after the ingest (:data:`FUTURE_MARGIN`). A row is quarantined for
+the first check that fails, so each quarantined row has exactly one reason.
 
 Keeping the checks vectorised (one expression per check over a whole batch) is what makes the
 ingestion as fast as a plain CSV → Parquet conversion: no Python code runs per row.
@@ -17,7 +19,7 @@ import calendar
 import functools
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -31,6 +33,23 @@ DATE_FORMATS = {"sas_datetime": "%d%b%Y:%H:%M:%S", "dmy": "%d%m%Y"}
 #: years 0000 to 0999, which four digits can also write, are refused with them: no SNDS date is
 #: earlier than the missing date 1600-01-01, and Python's dates start at the year 1.
 EARLIEST_DATE = date(1000, 1, 1)
+#: A date later than the ingest's day by more than this is quarantined (``future_date``): no
+#: care, flux or death of a delivery lies after its extraction (red team 15A: ``31DEC2999`` and
+#: ``31DEC9999`` loaded). A week covers clocks and time zones. End dates (:func:`is_end_date`)
+#: may lie in the future: rights, exonerations, rentals and conventions end after an extraction.
+FUTURE_MARGIN = timedelta(days=7)
+
+
+def latest_date(today: date | None = None) -> date:
+    """The last date a delivery ingested on ``today`` (default: the machine's) may hold."""
+    return (today or date.today()) + FUTURE_MARGIN
+
+
+def is_end_date(column: Column) -> bool:
+    """An end date (``IMB_ALD_DTF``, ``ORG_AFF_DTF``, ``MTT_FIN_DTE``, ``DAT_FIN_CON``): the end
+    of a right, an exoneration, a rental or a convention, which may lie after the extraction,
+    up to ``31DEC9999``, the open end of the systems that write one. ``EXE_SOI_DTF`` is one too."""
+    return column.type == "date" and any(part in column.name for part in ("DTF", "FIN"))
 
 
 class Check:
@@ -50,6 +69,9 @@ class Check:
     INVISIBLE = "invisible_character"  #: a soft hyphen, a zero-width space... (red team 14B)
     HEADER_LINE = "header_line"  #: a line of column names after the header (red team 14B)
     EMPTY_ROW = "empty_row"  #: a line of empty fields in a table without a required column
+    BLANK = "blank_around_code"  #: a code or identifier with a blank before or after it (15A)
+    TOO_LONG = "too_long"  #: a text longer than the catalogue's length (red team 15A)
+    FUTURE = "future_date"  #: a date after the ingest (red team 15A)
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,10 @@ class ColumnCheck:
     column: str
     bad: pl.Expr  #: true on rows that fail
     reason: pl.Expr  #: the sentence written to quarantine (only evaluated on failing rows)
+
+
+#: A blank (space, tab, no-break space...) at the start or the end of a value.
+_BLANK_AROUND = r"^\s|\s$"
 
 
 def _quoted(raw: pl.Expr) -> pl.Expr:
@@ -75,9 +101,10 @@ def build_typed(column: Column, raw: pl.Expr) -> pl.Expr:
 
 
 def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
-                 references: Collection | None = None) -> list[ColumnCheck]:
+                 references: Collection | None = None, latest: date | None = None) -> list[ColumnCheck]:
     """The checks of one column, in reporting order. ``references``: the allowed codes when the
-    column points into a referential (already loaded)."""
+    column points into a referential (already loaded); ``latest``: the last date a value may hold
+    (default :func:`latest_date`)."""
     name = column.name
     checks: list[ColumnCheck] = []
     if not column.nullable:
@@ -88,6 +115,12 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
             missing = missing | (raw.str.strip_chars(" ") == "")
         checks.append(ColumnCheck(Check.MISSING, name, missing,
                                   pl.lit(f"missing value in required column {name}")))
+    if column.type == "str" and not column.free_text:
+        # ' E11' and 'E11 ' are not the code E11: loaded, they fail their nomenclature and every
+        # join silently (red team 15A). The delivery is fixed at its source, never guessed here.
+        checks.append(ColumnCheck(Check.BLANK, name, raw.is_not_null() & raw.str.contains(_BLANK_AROUND),
+                                  pl.lit(f"blank before or after the code in {name} (a code never "
+                                         "holds one; it would match no other value): ") + _quoted(raw)))
     if column.type != "str":
         what = {"date": f"date (expected {DATE_FORMATS.get(column.fmt, 'YYYY-MM-DD')})",
                 "float": "number", "bool": "boolean"}.get(column.type, "integer")
@@ -102,6 +135,11 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
             unparsable = unparsable | ~typed.is_finite()
         checks.append(ColumnCheck(Check.UNPARSABLE, name, raw.is_not_null() & unparsable,
                                   pl.lit(f"unparsable {what} in {name}: ") + _quoted(raw)))
+    if column.type == "date" and not is_end_date(column):
+        last = latest or latest_date()
+        checks.append(ColumnCheck(Check.FUTURE, name, typed.is_not_null() & (typed > last), pl.lit(
+            f"date after the ingest in {name} (later than {last.isoformat()}, the ingest's day and "
+            f"{FUTURE_MARGIN.days} days): ") + _quoted(raw)))
     allowed = column.values
     if allowed is None and column.type == "month":
         allowed = frozenset(range(1, 13))
@@ -113,6 +151,10 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
     if column.pattern is not None:
         checks.append(ColumnCheck(Check.PATTERN, name, raw.is_not_null() & ~raw.str.contains(column.pattern),
                                   pl.lit(f"{name} does not match {column.pattern}: ") + _quoted(raw)))
+    if column.length is not None and column.type == "str":
+        checks.append(ColumnCheck(Check.TOO_LONG, name, raw.is_not_null() & (raw.str.len_chars() > column.length),
+                                  pl.lit(f"longer than the {column.length} characters of {name} in the "
+                                         "SNDS catalogue (a value cut or glued to another?): ") + _quoted(raw)))
     if column.references is not None:
         ref_table, ref_column = column.references
         codes = pl.Series(list(references or ()), dtype=polars_type(column.type))
@@ -121,18 +163,44 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
     return checks
 
 
+def _period_days(period: str) -> tuple[date, date]:
+    """The first and last days of ``period`` (``YYYYMM`` or ``YYYY``). The last day, not the next
+    period's first: that of December 9999 is no date, and building it crashed the run of an
+    ER_PRS_F_999912.csv."""
+    year = int(period[:4])
+    if len(period) == 4:
+        return date(year, 1, 1), date(year, 12, 31)
+    number = int(period[4:])
+    return date(year, number, 1), date(year, number, calendar.monthrange(year, number)[1])
+
+
+def _period_text(period: str) -> str:
+    """``month of the file (2023-01)`` or ``year of the file (2023)``."""
+    return f"month of the file ({period[:4]}-{period[4:]})" if len(period) == 6 else f"year of the file ({period})"
+
+
 def build_month_check(column: Column, raw: pl.Expr, typed: pl.Expr, month: str) -> ColumnCheck:
-    """A date of ``column`` outside ``month`` (``YYYYMM``, the month of the file being loaded)."""
+    """A date of ``column`` outside ``month`` (``YYYYMM``, or ``YYYY`` for a yearly file: the
+    period of the file being loaded)."""
     if column.type != "date":
         raise ValueError(f"{column.name}: only a date column can decide the month of a file")
-    year, number = int(month[:4]), int(month[4:])
-    # compared with the month's last day, not the next month's first: that of December 9999 is
-    # no date, and building it crashed the run of an ER_PRS_F_999912.csv (the same comparisons)
-    first, last = date(year, number, 1), date(year, number, calendar.monthrange(year, number)[1])
+    first, last = _period_days(month)
     return ColumnCheck(Check.WRONG_MONTH, column.name,
                        typed.is_not_null() & ((typed < first) | (typed > last)),
-                       pl.lit(f"{column.name} is not in the month of the file ({year}-{number:02d}): ")
+                       pl.lit(f"{column.name} is not in the {_period_text(month)}: ")
                        + _quoted(raw))
+
+
+def build_year_month_check(year_column: str, month_column: str, period: str) -> ColumnCheck:
+    """A row whose year and month columns (``SOR_ANN``, ``SOR_MOI``) fall outside ``period``."""
+    year, month = pl.col(typed_name(year_column)), pl.col(typed_name(month_column))
+    wrong = year.is_not_null() & (year != int(period[:4]))
+    if len(period) == 6:
+        wrong = wrong | (month.is_not_null() & (month != int(period[4:])))
+    return ColumnCheck(Check.WRONG_MONTH, year_column, wrong, pl.lit(
+        f"{year_column} and {month_column} are not in the {_period_text(period)}: ")
+        + _quoted(pl.concat_str([pl.col(year_column).fill_null(""), pl.col(month_column).fill_null("")],
+                                separator="/")))
 
 
 def typed_name(column: str) -> str:
@@ -141,26 +209,33 @@ def typed_name(column: str) -> str:
 
 
 def build_table_checks(table: Table, present: Collection[str],
-                       references: dict[str, Collection] | None = None, month: str | None = None
-                       ) -> tuple[dict[str, pl.Expr], list[ColumnCheck]]:
+                       references: dict[str, Collection] | None = None, month: str | None = None,
+                       latest: date | None = None) -> tuple[dict[str, pl.Expr], list[ColumnCheck]]:
     """Typed expressions of the columns present (named :func:`typed_name`, computed once per
     batch) and the checks of those columns, which read the text columns and the typed copies.
-    ``month``: the month of a monthly file (``YYYYMM``), checked on ``table.month_from``."""
+    ``month``: the period of a monthly (``YYYYMM``) or yearly (``YYYY``) file, checked on
+    ``table.month_from`` and ``table.year_month_from``; ``latest``: the last date a value may
+    hold (default :func:`latest_date`)."""
+    latest = latest or latest_date()
     typed: dict[str, pl.Expr] = {}
     checks: list[ColumnCheck] = []
+    period = month if month is not None and len(month) in (4, 6) and month.isdigit() else None
     for column in table.columns:
         if column.name not in present:
             continue
         raw = pl.col(column.name)
         if column.references is None:  # the same for every file of the table: built once
-            typed[column.name], column_checks = _column_expressions(column)
+            typed[column.name], column_checks = _column_expressions(column, latest)
             checks.extend(column_checks)
         else:
             typed[column.name] = build_typed(column, raw).alias(typed_name(column.name))
             checks.extend(build_checks(column, raw, pl.col(typed_name(column.name)),
-                                       (references or {}).get(column.name)))
-        if month is not None and len(month) == 6 and column.name == table.month_from:
-            checks.append(build_month_check(column, raw, pl.col(typed_name(column.name)), month))
+                                       (references or {}).get(column.name), latest))
+        if period is not None and column.name == table.month_from:
+            checks.append(build_month_check(column, raw, pl.col(typed_name(column.name)), period))
+    pair = table.year_month_from
+    if period is not None and pair is not None and pair[0] in present and pair[1] in present:
+        checks.append(build_year_month_check(*pair, period))
     return typed, _row_checks(table, present) + checks
 
 
@@ -190,13 +265,13 @@ def _row_checks(table: Table, present: Collection[str]) -> list[ColumnCheck]:
 
 
 @functools.cache
-def _column_expressions(column: Column) -> tuple[pl.Expr, tuple[ColumnCheck, ...]]:
+def _column_expressions(column: Column, latest: date) -> tuple[pl.Expr, tuple[ColumnCheck, ...]]:
     """The typed expression and the checks of a column that points into no referential, built
     once per process (expressions are immutable: the parse threads share them). Building them
     again for every file cost about 1 ms a file, a few percent of a small file's parse."""
     raw = pl.col(column.name)
     return (build_typed(column, raw).alias(typed_name(column.name)),
-            tuple(build_checks(column, raw, pl.col(typed_name(column.name)))))
+            tuple(build_checks(column, raw, pl.col(typed_name(column.name)), latest=latest)))
 
 
 def build_lake_columns(table: Table, present: Collection[str]) -> list[pl.Expr]:
@@ -212,11 +287,29 @@ def joined_fields(header: list[str]) -> pl.Expr:
     return pl.concat_str([pl.col(c).fill_null("") for c in header], separator=";")
 
 
+def quoted_fields(table: Table, header: list[str]) -> pl.Expr:
+    """True on a line of a quoting export: a field that starts with a double quote (``"C50"``,
+    ``"a;b"``, the first half of a quoted line feed), a code or identifier holding one, or a label
+    holding an odd number of them or a doubled one (the second half of a quoted ``;`` or line
+    feed, an escaped quote). A label that merely holds quotes in pairs (``CREME "X"``) is text:
+    red team 14B quarantined every line with a quote, red team 15A keeps those labels."""
+    flags = []
+    for name in header:
+        value = pl.col(name)
+        if name in table.column_names and table.column(name).free_text:
+            flags.append(value.str.starts_with('"') | value.str.contains('""', literal=True)
+                         | (value.str.count_matches('"', literal=True) % 2 == 1))
+        else:
+            flags.append(value.str.contains('"', literal=True))
+    return pl.any_horizontal(flags).fill_null(False)
+
+
 #: Checks a whole line can fail before its fields are read, with the reason written to quarantine.
 LINE_FLAWS = {
     Check.CONTROL_CHARACTER: "the line holds a control character (NUL or another C0 code): "
                              "damaged or binary data, never SNDS text",
-    Check.QUOTE: "the line holds a double quote: deliveries are not quoted, and a quoting export "
+    Check.QUOTE: "the line is quoted (a field starts with a double quote, a code holds one, or a "
+                 "label an odd or doubled number): deliveries are not quoted, and a quoting export "
                  "(\"a;b\", \"say \"\"x\"\"\") would load its quotes or shift its fields; "
                  "export without quotes",
     Check.INVISIBLE: "the line holds an invisible character (soft hyphen, zero-width space, "

@@ -29,6 +29,7 @@ import hashlib
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from ..hashing import sha256_file
 from ..snds.catalogue import ingestible_table
 from ..snds.tables import polars_type
 from . import streamed
-from .checks import Check, build_lake_columns, build_table_checks, joined_fields, row_verdict
+from .checks import Check, build_lake_columns, build_table_checks, joined_fields, quoted_fields, row_verdict
 from .codes import CODES_BUILT, count_unknown_codes, known_codes, known_series
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
@@ -86,6 +87,9 @@ class ParseJob:
     #: column -> (nomenclature, code column) whose codes it should hold (unknown codes are
     #: counted for the report, not refused); the worker reads the lists from the package
     nomenclatures: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: the last date a value may hold (:func:`.checks.latest_date` of the run's day, one for all
+    #: the files of a run, wherever they are parsed); None: the worker's day
+    latest: date | None = None
 
 
 @dataclass
@@ -199,11 +203,12 @@ def _blocks(fh, first: bytes, block_bytes: int, digest) -> Iterator[bytes]:
 
 def _read_block(block: bytes, header: list[str], encoding: str,
                 numbers: dict[str, pl.DataType] | None = None, first_line: int = 0,
-                flaw: str | None = None) -> pl.DataFrame:
+                flaw: str | None = None, quoting: pl.Expr | None = None) -> pl.DataFrame:
     """Columns of ``header`` plus ``__fields`` (the field count of each line), ``__flaw`` (the
     check a whole line fails, null when none: see :data:`.checks.LINE_FLAWS`) and ``__raw`` (the whole
     line) when it cannot be rebuilt from the fields (see :func:`_raw_line`). ``flaw`` marks every
-    line of the block (the last line of a file without a final line end).
+    line of the block (the last line of a file without a final line end); ``quoting`` is true on
+    a line of a quoting export (:func:`.checks.quoted_fields`; default: any double quote).
 
     Fast path, taken by every well-formed block: one strict read split on ``;``. The reader fails
     on a line with too many fields and pads a line with too few with nulls; the second case is
@@ -254,7 +259,8 @@ def _read_block(block: bytes, header: list[str], encoding: str,
         flaws = pl.lit(flaw, dtype=pl.String)
     elif controls or quoted or invisible:
         flaws = (pl.when(pl.col("__raw").str.contains(_CONTROL)).then(pl.lit(Check.CONTROL_CHARACTER))
-                 .when(pl.col("__raw").str.contains('"', literal=True)).then(pl.lit(Check.QUOTE))
+                 .when(quoting if quoting is not None else pl.col("__raw").str.contains('"', literal=True))
+                 .then(pl.lit(Check.QUOTE))
                  .when(pl.col("__raw").str.contains(INVISIBLE)).then(pl.lit(Check.INVISIBLE)))
     else:
         flaws = pl.lit(None, dtype=pl.String)
@@ -365,12 +371,13 @@ def _finish_digest(source: Path, digest) -> str:
 def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, staging: Path,
                 progress) -> None:
     present = set(header)
-    typed, checks = build_table_checks(table, present, job.references, job.month)
+    typed, checks = build_table_checks(table, present, job.references, job.month, job.latest)
     lake_columns = build_lake_columns(table, present)
     lake_types = lake_schema(job.table)
     bad_flags, entry = row_verdict(len(header), checks)
 
     numbers = _number_columns(table, header)
+    quoting = quoted_fields(table, header)
 
     def checked(block: bytes, first_line: int, read_typed: dict | None,
                 flaw: str | None) -> tuple[pl.DataFrame, pl.Series]:
@@ -378,7 +385,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
         The CSV reader returns columns in several chunks and the line numbers come as one: the
         frame is made contiguous first, or every later step would realign its chunks (a copy of
         the whole block each time, which costs more than this one)."""
-        frame = _read_block(block, header, job.encoding, read_typed, first_line, flaw).rechunk().with_columns(
+        frame = _read_block(block, header, job.encoding, read_typed, first_line, flaw, quoting).rechunk().with_columns(
             pl.int_range(first_line, first_line + pl.len(), dtype=pl.UInt32).alias("__line"),
             *typed.values())
         return frame, frame.select(pl.any_horizontal(bad_flags).fill_null(True)).to_series()
@@ -478,18 +485,18 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
         codes = {c: known_series(*n, lake_types[c]) for c, n in job.nomenclatures.items() if c in header}
     target = staging / f"{source.stem}.parquet"
     found = streamed.stream_rows(source, table, header, job.references, job.month, numbers,
-                                 lake_types, target, codes)
+                                 lake_types, target, codes, latest=job.latest)
     if numbers and (found is None or found.loaded < scan.rows):
         # A number the reader refused, or rows to quarantine: load the file from its text read,
         # as the block parser does, so that the rows loaded and the rows quarantined come from
         # the same read (the typed reader accepts the same numbers as the text conversion).
         found = streamed.stream_rows(source, table, header, job.references, job.month, {},
-                                     lake_types, target, codes)
+                                     lake_types, target, codes, latest=job.latest)
     if found is None:  # a text read of clean bytes fails only if the file changed under it
         return False
     bad = pl.DataFrame()
     if found.loaded < scan.rows:
-        bad = streamed.quarantined_rows(source, table, header, job.references, job.month)
+        bad = streamed.quarantined_rows(source, table, header, job.references, job.month, job.latest)
     if bad is None or found.loaded + bad.height != scan.rows or streamed.identity(source, fh) != before:
         # The file changed between the reads (a delivery still being written, a swap): the block
         # parser reads it once, so the hash recorded is that of the rows loaded.

@@ -52,6 +52,7 @@ from ..lake.diff import diff_files
 from ..settings import check_not_exposed, check_private_place
 from ..snds.catalogue import ingestible_table
 from ..snds.periods import plausible_years
+from .checks import latest_date
 from .commits import Commits, check_log_matches_ledger, check_upgraded, reconcile
 from .delivery import DeliveryFile, discover
 from .executor import make_executor
@@ -285,6 +286,7 @@ class _Run:
         self.commits: Commits | None = None  # type: ignore[assignment]  # set once the lake is checked
         self.unflushed = 0
         self.unflushed_bytes = 0
+        self.latest = latest_date()  #: one bound on dates for every file of the run
 
     # -- decisions ---------------------------------------------------------------------------
     def triage(self, source: Path) -> list[DeliveryFile]:
@@ -362,7 +364,7 @@ class _Run:
             jobs.append(ParseJob(source=str(f.path), table=f.table, month=f.month,
                                  staging=str(staging / f.table), encoding=settings.ingest.encoding,
                                  batch_rows=settings.ingest.batch_rows, references=references,
-                                 nomenclatures=nomenclatures))
+                                 nomenclatures=nomenclatures, latest=self.latest))
             ready.append(f)
         return jobs, ready
 

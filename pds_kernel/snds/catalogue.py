@@ -16,6 +16,7 @@ catalogued table is built from its schema by :func:`catalogue_table`:
   from the DCIR, ``EXE_SOI_DTD``/``EXE_SOI_DTF``), every other product writes SAS datetimes
   (``01JAN2023:00:00:00``), and so does every ``datetime`` column;
 * closed value sets from ``constraints.enum``; primary key columns are required;
+* the ``length`` of a text column: a longer value is quarantined (red team 15A);
 * the nomenclature of a text or integer column (``MS_CIM_V:CIM_COD``) is recorded: the ingestion
   counts the codes it does not know and the quality report shows them (never a reason to
   quarantine; the dates and amounts the schema links to a list are not compared);
@@ -185,6 +186,12 @@ def _lake_type(field: dict) -> tuple[LakeType, str | None]:
     return "str", None
 
 
+def _text_length(field: dict) -> int | None:
+    """The published length of a text column (``"13"``; ``"5,2"`` is a number's), if any."""
+    length = str(field.get("length") or "").strip()
+    return int(length) if length.isdigit() and int(length) > 0 else None
+
+
 def _values(field: dict, lake_type: LakeType) -> frozenset | None:
     if field["type"] == "boolean":
         return frozenset({0, 1})
@@ -234,7 +241,8 @@ def catalogue_table(name: str) -> Table:
         columns.append(Column(
             field["name"], lake_type, date_fmt if lake_type == "date" else "plain",
             nullable=field["name"] not in pk, values=_values(field, lake_type), pattern=pattern,
-            nomenclature=_nomenclature(field) if lake_type in ("str", "int") and pattern is None else None))
+            nomenclature=_nomenclature(field) if lake_type in ("str", "int") and pattern is None else None,
+            length=_text_length(field) if lake_type == "str" else None))
     names = {c.name for c in columns}
     split = split_of(name, entry.product)
     flux_dated = any(c.name == "FLX_DIS_DTD" and c.type == "date" for c in columns)
@@ -267,8 +275,9 @@ def _profile_with_catalogue(name: str) -> Table:
     if name not in entries():
         return table
     published = {c.name: c for c in catalogue_table(name).columns}
-    columns = tuple(replace(c, nomenclature=published[c.name].nomenclature) if c.name in published
-                    and c.type in ("str", "int") and c.references is None else c for c in table.columns)
+    columns = tuple(replace(c, nomenclature=published[c.name].nomenclature if c.references is None
+                            else c.nomenclature, length=(c.length or published[c.name].length) if c.type == "str" else None)
+                    if c.name in published and c.type in ("str", "int") else c for c in table.columns)
     return replace(table, columns=columns, foreign_keys=catalogue_table(name).foreign_keys)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +79,12 @@ def check_arguments(patients: int, years: tuple[int, int], seed: int) -> None:
     if patients > 50_000_000:
         raise InvalidInput(f"at most 50,000,000 patients, got {patients:,}")
     start, end = years
-    plausible = plausible_years()  # what pds ingest accepts by default: the files must load
-    if not (plausible.first <= start <= end <= plausible.last):
-        raise InvalidInput(f"years must be a range like 2022-2023 within {plausible.first}-{plausible.last} "
-                           f"(the years a delivery may hold), got {start}-{end}")
+    # what pds ingest accepts by default, the files must load: years a delivery may name, and
+    # past ones only (a date after the ingest is quarantined, and this year's end is ahead)
+    first, last = plausible_years().first, date.today().year - 1
+    if not (first <= start <= end <= last):
+        raise InvalidInput(f"years must be a range like 2022-2023 within {first}-{last} "
+                           f"(past years a delivery may hold), got {start}-{end}")
     if not isinstance(seed, int) or seed < 0:
         raise InvalidInput(f"seed must be a non-negative integer, got {seed!r}")
 

@@ -9,7 +9,8 @@ every catalogued table can be generated and loaded:
   codes: ICD-10 from MS_CIM_V, GHM, CCAM...), kept only when it also parses as the column's type
   and matches its pattern;
 * a pattern without a nomenclature: a value built for it (ICD-10, ATC, GHM, ``YYYYMM``...);
-* integers within the published ``minimum``/``maximum`` and length, floats with two decimals,
+* integers within the published ``minimum``/``maximum`` and length, texts within the length,
+  floats with two decimals,
   dates (and years, months) within the file's period, so that a month check holds;
 * primary key columns unique per row; a reference to another table (ER_PHA_F → IR_PHA_R): a value
   written in that table's file by the same call.
@@ -109,7 +110,8 @@ def _candidates(column: Column) -> tuple[str, ...] | None:
         codes = nomenclature_codes(*column.nomenclature)
         if column.type == "int":  # "001", "1.00": the integer 1 in the lake
             codes = [_as_int(c) for c in codes if _as_int(c) is not None]
-        codes = [c for c in codes if c.isascii() and _parses(column, c)]
+        codes = [c for c in codes if c.isascii() and _parses(column, c)
+                 and (column.length is None or len(c) <= column.length)]
         if codes:
             return tuple(codes[:500])
     if column.pattern is not None:
@@ -150,9 +152,10 @@ def _value(table: Table, column: Column, row: int, ctx: _Context) -> str:
         return str(low + row % (high - low + 1) if in_key else rng.randint(low, high))
     if column.type == "float":
         return f"{rng.uniform(0, 500):.2f}"
-    width = 9 if in_key else 6
-    return f"K{row:0{width - 1}d}" if in_key else "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789")
-                                                            for _ in range(width))
+    width = min(9 if in_key else 6, column.length or 9)  # within the published length
+    if in_key:
+        return f"K{row:0{width - 1}d}" if width > 1 else str(row % 10)
+    return "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789") for _ in range(width))
 
 
 @functools.cache

@@ -36,6 +36,8 @@ MISSING_DATE = date(1600, 1, 1)
 ICD10 = r"^[A-Z][0-9]{2}[0-9A-Z+]{0,3}$"
 ATC7 = r"^[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}$"
 ATC3 = r"^[A-Z][0-9]{2}$"
+#: Names of label columns (see :attr:`Column.free_text`).
+_FREE_TEXT_NAME = r"(^|_)(LIB|NOM)(_|$)|_L[0-9]{2}$"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,18 @@ class Column:
     #: (nomenclature, code column) of the catalogue the value should exist in; reported in the
     #: quality report (counts of unknown codes), never a reason to quarantine
     nomenclature: tuple[str, str] | None = None
+    #: the published maximum length of a text value (characters), when the catalogue gives one
+    length: int | None = None
+
+    @property
+    def free_text(self) -> bool:
+        """A label or a name (``PHA_MED_NOM``, ``ACT_LIB_IND``, ``PHA_ATC_L07``), not a code: text
+        in which a double quote or a blank around the value may be part of what was written. Every
+        other text column holds codes or identifiers (the SNDS names its labels ``..._LIB``,
+        ``..._NOM`` and ``..._Lnn``)."""
+        return (self.type == "str" and self.values is None and self.pattern is None
+                and self.references is None and self.nomenclature is None
+                and re.search(_FREE_TEXT_NAME, self.name) is not None)
 
     def check_pattern(self, value: str) -> bool:
         return self.pattern is None or re.match(self.pattern, value) is not None
@@ -64,9 +78,13 @@ class Table:
     #: ``T_MCO23B.csv`` for ``T_MCOaaB``); "snapshot": one file (``NAME.csv``) that replaces the
     #: previous version of the table.
     split: Literal["monthly", "yearly", "snapshot"] = "monthly"
-    #: the date column whose month decides a monthly file (the DCIR flux date, the date of death):
-    #: the ingestion quarantines a row whose value falls outside its file's month
+    #: the date column whose month decides a monthly file (the DCIR flux date, the date of death,
+    #: the exit of a PMSI stay): the ingestion quarantines a row whose value falls outside its
+    #: file's month (or year, for a yearly file)
     month_from: str | None = None
+    #: the year and month columns that decide the period of a file, as ``month_from`` does
+    #: (``SOR_ANN``, ``SOR_MOI``: the exit of a PMSI stay)
+    year_month_from: tuple[str, str] | None = None
     #: the identifier columns of a person in this table (pseudonymised in every extract)
     person_keys: tuple[str, ...] = ()
     #: DCIR, PMSI, REFERENTIAL, CAUSES_OF_DEATH for the profile; the SNDS product for the others
@@ -256,6 +274,7 @@ T_MCOaaB = Table(
         _c("BDI_COD", "str"),
     ),
     primary_key=("ETA_NUM", "RSA_NUM"),
+    year_month_from=("SOR_ANN", "SOR_MOI"),
     group="PMSI",
 )
 
@@ -279,6 +298,7 @@ T_MCOaaC = Table(
         _c("SEJ_NUM", "int"),
     ),
     primary_key=("ETA_NUM", "RSA_NUM"),
+    month_from="SOR_DAT",
     person_keys=("NIR_ANO_17",),
     group="PMSI",
 )
@@ -324,6 +344,9 @@ def _with_checks() -> dict[str, Table]:
         ("IR_IMB_R", "MED_MTF_COD"): dict(pattern=ICD10),
         ("KI_CCI_R", "DCD_CIM_COD"): dict(pattern=ICD10),
         ("ER_PHA_F", "PHA_PRS_C13"): dict(references=("IR_PHA_R", "PHA_CIP_C13")),
+        # a FINESS number with its key, as ETA_NUM (the catalogue publishes 8 characters: the
+        # number without its key); the other text columns take the catalogue's length
+        ("ER_PRS_F", "ETB_PRE_FIN"): dict(length=9),
     }
     tables = {}
     for table in (IR_BEN_R, ER_PRS_F, ER_PHA_F, ER_BIO_F, IR_PHA_R, IR_IMB_R,

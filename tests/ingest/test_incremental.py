@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import polars as pl
 from delivery_factory import make_rows, write_delivery, write_table
@@ -71,21 +72,22 @@ def test_new_snapshot_replaces_the_old_one(runtime, delivery, rows):
     assert lake_mod.scan_table(lake, "IR_BEN_R", entry["version"] - 1).collect().height == len(rows["IR_BEN_R"])
 
 
-def _january_then_february_with_a_january_row(runtime, tmp_path, rows, table: str):
+def _january_then_february_with_a_january_row(runtime, tmp_path, rows, table: str, **changes):
     """Ingest January's delivery, then ``table``'s February file holding one of its January rows
-    again (last line); the February file's result."""
+    again (last line), with ``changes``; the February file's result."""
     january = {k: v for k, v in rows.items() if isinstance(k, str) or k[1] == "202301"}
     ingest_delivery(runtime, write_delivery(tmp_path / "d1", january), actor="tester")
     d2 = tmp_path / "d2"
     d2.mkdir()
-    again = rows[(table, "202301")][0]
+    again = dict(rows[(table, "202301")][0], **changes)
     write_table(d2 / f"{table}_202302.csv", table, rows[(table, "202302")] + [again])
     return ingest_delivery(runtime, d2, actor="tester").files[0]
 
 
 def test_duplicate_key_against_an_earlier_run(runtime, tmp_path, rows):
-    # a PMSI stay delivered again in a later month: same (ETA_NUM, RSA_NUM) key
-    f = _january_then_february_with_a_january_row(runtime, tmp_path, rows, "T_MCOaaC")
+    # a PMSI stay delivered again in a later month: same (ETA_NUM, RSA_NUM) key, its exit moved
+    # into February (with its January exit, it fails the month check first)
+    f = _january_then_february_with_a_january_row(runtime, tmp_path, rows, "T_MCOaaC", SOR_DAT=date(2023, 2, 10))
     assert (f.rows_loaded, f.rows_quarantined) == (len(rows[("T_MCOaaC", "202302")]), 1)
     from pds_kernel.ingest.quarantine import read_quarantine
 

@@ -31,7 +31,7 @@ from pds_kernel.ingest import Status, streamed
 from pds_kernel.ingest.checks import Check
 from pds_kernel.ingest.manifest import Manifest
 from pds_kernel.ingest.quarantine import read_quarantine
-from pds_kernel.snds.catalogue import ingestible_names, ingestible_table
+from pds_kernel.snds.catalogue import ingestible_names, ingestible_table, nomenclature_codes
 from pds_kernel.snds.file_names import example_name, parse_delivery_name
 from pds_kernel.snds.schema_generator import generate_catalogue
 
@@ -39,6 +39,7 @@ ROWS = 12  #: generated rows per file
 LINE = 4  #: the line each edge value is written on (1: the header)
 UNPARSABLE, MISSING, NOT_IN_SET = Check.UNPARSABLE, Check.MISSING, Check.NOT_IN_SET
 PATTERN, REFERENCE, WRONG_MONTH = Check.PATTERN, Check.REFERENCE, Check.WRONG_MONTH
+BLANK = Check.BLANK  #: a blank around a code: before its pattern or set (red team 15A)
 
 
 def _referenced(name: str) -> list[str]:
@@ -78,9 +79,17 @@ def test_every_table_loads_its_generated_file_the_same_with_both_parsers(name, t
     outcome = _both(source, tmp_path, monkeypatch, name, period, references)
     assert not outcome.refused and not outcome.quarantine
     assert outcome.rows_read == outcome.rows_loaded == ROWS
-    assert not outcome.stats.unknown_codes  # generated codes come from the nomenclatures
+    # generated codes come from the nomenclatures, within the column's length (none of COD_UCD's 7
+    # characters fits NU_UCD_R's 13: the generator writes a text that fits, unknown to the list)
+    assert not {c for c in outcome.stats.unknown_codes if _codes_fit(name, c)}
     lake = pl.read_parquet(outcome.parquet)
     assert lake.columns == list(ingestible_table(name).column_names) and lake.height == ROWS
+
+
+def _codes_fit(table: str, column: str) -> bool:
+    """True when a code of the column's nomenclature fits within the column's published length."""
+    col = ingestible_table(table).column(column)
+    return col.length is None or any(len(code) <= col.length for code in nomenclature_codes(*col.nomenclature))
 
 
 def _damaged_catalogue(folder: Path) -> list:
@@ -92,7 +101,7 @@ def _damaged_catalogue(folder: Path) -> list:
         lines = made.path.read_bytes().split(b"\n")[:-1]
         typed = next((c for c in columns if c.nullable and c.type != "str" and not c.references), None)
         coded = next((c for c in columns if c.nullable and c.type == "str" and c.nomenclature
-                      and not c.pattern), None)
+                      and not c.pattern and (c.length or 4) >= 4), None)  # ZZZ9 within its length
         for column, value in ((typed, b"?"), (coded, b"ZZZ9")):
             if column is not None:
                 lines = _edit(lines, LINE, column.name, value)
@@ -195,26 +204,26 @@ KINDS = {
         ("2023-01-01T00:00:00", bad(UNPARSABLE)), ("01JAN23:00:00:00", bad(UNPARSABLE)), ("", ok(None))]),
     "YYYYMM text": ("EB_INB_F", "BEN_DCD_AME", [
         ("202301", ok("202301")), ("202312", ok("202312")), ("202300", bad(PATTERN)), ("202313", bad(PATTERN)),
-        ("20231", bad(PATTERN)), ("2023-01", bad(PATTERN)), ("2023010", bad(PATTERN)), (" 202301", bad(PATTERN)),
-        ("202301 ", bad(PATTERN)), ("", ok(None))]),
+        ("20231", bad(PATTERN)), ("2023-01", bad(PATTERN)), ("2023010", bad(PATTERN)), (" 202301", bad(BLANK)),
+        ("202301 ", bad(BLANK)), ("", ok(None))]),
     "ICD-10 code": ("T_MCOaaD", "ASS_DGN", [
         ("E119", ok("E119")), ("C50+", ok("C50+")), ("e119", bad(PATTERN)), ("E11.9", bad(PATTERN)),
-        ("E119 ", bad(PATTERN)), (" E119", bad(PATTERN)), ("E1", bad(PATTERN)), ("E119999", bad(PATTERN)),
+        ("E119 ", bad(BLANK)), (" E119", bad(BLANK)), ("E1", bad(PATTERN)), ("E119999", bad(PATTERN)),
         ("", bad(MISSING)), ("   ", bad(MISSING))]),
     "GHM code": ("T_MCOaaB", "GRG_GHM", [
         ("05M092", ok("05M092")), ("05m092", bad(PATTERN)), ("5M092", bad(PATTERN)), ("05M0921", bad(PATTERN)),
-        ("05M09 ", bad(PATTERN))]),
+        ("05M09 ", bad(BLANK))]),
     "ATC code (7)": ("IR_PHA_R", "PHA_ATC_C07", [
         ("A10BA02", ok("A10BA02")), ("a10ba02", bad(PATTERN)), ("A10BA2", bad(PATTERN)),
-        ("A10BA02 ", bad(PATTERN))]),
+        ("A10BA02 ", bad(BLANK))]),
     "ATC code (3)": ("IR_PHA_R", "PHA_ATC_C03", [("A10", ok("A10")), ("A1", bad(PATTERN)), ("A10B", bad(PATTERN))]),
     "two-digit code": ("IR_BEN_R", "BEN_CDI_NIR", [
-        ("00", ok("00")), ("0", bad(PATTERN)), ("000", bad(PATTERN)), ("0 ", bad(PATTERN))]),
+        ("00", ok("00")), ("0", bad(PATTERN)), ("000", bad(PATTERN)), ("0 ", bad(BLANK))]),
     "closed set of texts": ("T_MCOaaB", "COD_SEX", [
-        ("1", ok("1")), ("2", ok("2")), ("01", bad(NOT_IN_SET)), ("1 ", bad(NOT_IN_SET)), ("+1", bad(NOT_IN_SET)),
+        ("1", ok("1")), ("2", ok("2")), ("01", bad(NOT_IN_SET)), ("1 ", bad(BLANK)), ("+1", bad(NOT_IN_SET)),
         ("9", bad(NOT_IN_SET)), ("", ok(None))]),
     "text key": ("DA_PRA_R", "PFS_PFS_NUM", [
-        ("", bad(MISSING)), ("  ", bad(MISSING)), (" K9 ", ok(" K9 ")), ("'K9'", ok("'K9'"))]),
+        ("", bad(MISSING)), ("  ", bad(MISSING)), (" K9 ", bad(BLANK)), ("'K9'", ok("'K9'"))]),
     "text coded (nomenclature)": ("EB_INB_F", "BEN_RES_DPT", [("075", ok("075")), ("2a", ok("2a"))]),
     "reference to a referential": ("ER_PHA_F", "PHA_PRS_C13", [
         ("{ref}", ok("{ref}")), ("00{ref}", ok("{ref}")), ("99999999", bad(REFERENCE)), ("", bad(MISSING))]),

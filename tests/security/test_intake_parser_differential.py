@@ -86,7 +86,8 @@ VALUES = [
     (PRS, "EXE_SOI_DTD", "30FEB2023:00:00:00", bad(UNPARSABLE)),
     (PRS, "EXE_SOI_DTD", "29FEB2023:00:00:00", bad(UNPARSABLE)),
     (PRS, "EXE_SOI_DTD", "31APR2023:00:00:00", bad(UNPARSABLE)),
-    (PRS, "EXE_SOI_DTD", "31DEC9999:23:59:59", ok("9999-12-31")),
+    (PRS, "EXE_SOI_DTF", "31DEC9999:23:59:59", ok("9999-12-31")),  # an end date: may be open
+    (PRS, "EXE_SOI_DTD", "31DEC9999:23:59:59", bad(Check.FUTURE)),  # after the ingest (red team 15A)
     (PRS, "EXE_SOI_DTD", "01JAN1600:00:00:00", ok("1600-01-01")),
     (PRS, "EXE_SOI_DTD", "01JAN0000:00:00:00", bad(UNPARSABLE)),
     (PRS, "EXE_SOI_DTD", "05jan2023:00:00:00", ok("2023-01-05")),
@@ -105,7 +106,7 @@ VALUES = [
     (PRS, "FLX_DIS_DTD", "01FEB2023:00:00:00", bad(Check.WRONG_MONTH)),
     # PMSI dates (DDMMYYYY)
     (MCO, "ENT_DAT", "29022024", ok("2024-02-29")), (MCO, "ENT_DAT", "30022023", bad(UNPARSABLE)),
-    (MCO, "ENT_DAT", "31129999", ok("9999-12-31")), (MCO, "ENT_DAT", "01011600", ok("1600-01-01")),
+    (MCO, "ENT_DAT", "31129999", bad(Check.FUTURE)), (MCO, "ENT_DAT", "01011600", ok("1600-01-01")),
     (MCO, "ENT_DAT", "01010000", bad(UNPARSABLE)), (MCO, "ENT_DAT", "01010999", bad(UNPARSABLE)),
     (MCO, "ENT_DAT", "00012023", bad(UNPARSABLE)), (MCO, "ENT_DAT", "01132023", bad(UNPARSABLE)),
     (MCO, "ENT_DAT", "01012023 ", bad(UNPARSABLE)), (MCO, "ENT_DAT", "2023-1-5", bad(UNPARSABLE)),
@@ -114,19 +115,19 @@ VALUES = [
     (MCO, "ENT_DAT", "1012023", bad(UNPARSABLE)), (MCO, "ENT_DAT", "010123", bad(UNPARSABLE)),
     (MCO, "RSA_NUM", "+00042", ok("42")), (MCO, "SEJ_NUM", "1e0", bad(UNPARSABLE)),
     # codes checked against a nomenclature (counted when unknown, never quarantined)
-    (PRS, "BEN_RES_DPT", " 075", ok(" 075")), (PRS, "BEN_RES_DPT", "2a", ok("2a")),
+    (PRS, "BEN_RES_DPT", " 075", bad(Check.BLANK)), (PRS, "BEN_RES_DPT", "2a", ok("2a")),
     (PRS, "PSE_SPE_COD", "001", ok("1")), (PRS, "PSE_SPE_COD", "+98", ok("98")),
     (PRS, "ORG_CLE_NUM", "01c751000", ok("01c751000")),
     # text
-    (PRS, "BEN_NIR_PSA", "", bad(MISSING)), (PRS, "PFS_EXE_NUM", "  ", ok("  ")),
-    # a required text of spaces only is missing (an optional one keeps its spaces, above)
+    (PRS, "BEN_NIR_PSA", "", bad(MISSING)), (PRS, "PFS_EXE_NUM", "  ", bad(Check.BLANK)),
+    # a required text of spaces only is missing (an optional code of spaces is blank, above)
     (PRS, "BEN_NIR_PSA", " ", bad(MISSING)), (PRS, "BEN_NIR_PSA", "     ", bad(MISSING)),
-    (PRS, "ORG_CLE_NUM", "   ", bad(MISSING)), (PRS, "BEN_NIR_PSA", " x ", ok(" x ")),
+    (PRS, "ORG_CLE_NUM", "   ", bad(MISSING)), (PRS, "BEN_NIR_PSA", " x ", bad(Check.BLANK)),
 ]
 #: columns whose codes in the base file are all in their nomenclature, and the values above that
-#: their nomenclature lacks (IR_SPE_V has no 98; codes are compared as written: " 075" is not 075)
+#: their nomenclature lacks (IR_SPE_V has no 98; codes are compared as written: "2a" is not 2A)
 CODED = {"BEN_RES_DPT", "PSE_SPE_COD", "ORG_CLE_NUM"}
-UNKNOWN_CODES = {" 075", "2a", "+98", "01c751000"}
+UNKNOWN_CODES = {"2a", "+98", "01c751000"}
 
 
 @pytest.fixture(scope="module")
@@ -309,10 +310,11 @@ def test_keys_differing_only_in_their_text_are_duplicates_with_both_parsers(twin
     lines = _edit(base_lines[PRS], 3, "DCT_ORD_NUM", b"99999")  # an order number no other row has
     copy = _edit(lines, 3, "DCT_ORD_NUM", twin)[2]
     lines = lines[:6] + [copy] + lines[6:]
-    # the same key but for blanks around a text key field: a distinct key, loaded
+    # the same key but for blanks around a text key field: quarantined (red team 15A; it loaded
+    # as a distinct key before)
     lines = lines[:8] + [_edit(lines, 3, "ORG_CLE_NUM", b" 01C751000")[2]] + lines[8:]
     blocks, candidate = _ingest_both(tmp_path, _join(lines), monkeypatch)
     assert blocks == candidate
     checks = {line: check for line, check, *_ in blocks["quarantine"]}
-    assert checks == {7: Check.DUPLICATE if duplicate else Check.UNPARSABLE}
-    assert blocks["files"][0][4] == len(lines) - 2
+    assert checks == {7: Check.DUPLICATE if duplicate else Check.UNPARSABLE, 9: Check.BLANK}
+    assert blocks["files"][0][4] == len(lines) - 3

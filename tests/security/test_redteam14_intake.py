@@ -32,7 +32,7 @@ HAD_COLUMNS = ("DGN_ASS", "ETA_NUM_EPMSI", "ETA_NUM_GEO", "RHAD_NUM", "SEQ_NUM",
 
 
 def _had_line(i: int, first: str | None = None) -> bytes:
-    values = [first or f"C{50 + i}", "2A0000022", "2A0000023", f"{i:08d}", f"{i}", "1", "750000001"]
+    values = [first or f"C{50 + i}", "2A0000022", "2A0000023", f"{i:05d}", f"{i}", "1", "750000001"]
     return ";".join(values).encode("latin-1")
 
 
