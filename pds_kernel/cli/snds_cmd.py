@@ -144,7 +144,8 @@ def tables(
             if key[:len(DCIR_KEYS)] == DCIR_KEYS:
                 key = ("the 9 DCIR keys",) + key[len(DCIR_KEYS):]
             source = "profile" if table_name in TABLES else "catalogue"
-            table.add_row(t.name, t.group, source, example_name(t.name), t.month_from or "",
+            month_from = t.month_from or " + ".join(t.year_month_from or ())
+            table.add_row(t.name, t.group, source, example_name(t.name), month_from,
                           " + ".join(key), str(len(t.columns)))
             shown += 1
         console.print(table)
@@ -164,6 +165,8 @@ def tables(
             check = f"matches {c.pattern}"
         elif c.references:
             check = f"in {c.references[0]}.{c.references[1]}"
+        if c.length is not None:
+            check = ", ".join(filter(None, (check, f"at most {c.length} characters")))
         table.add_row(c.name, c.type, c.fmt, "" if c.nullable else "yes",
                       "yes" if c.name in t.primary_key else "", check,
                       ":".join(c.nomenclature) if c.nomenclature else "")
