@@ -67,9 +67,10 @@ def run(
     settings = state.settings
     if port is not None:
         settings = replace(settings, hub=replace(settings.hub, port=port))
+    url = hub_url(settings)  # refuses an address browsers could not use, before anything is made
     env = hub_environment(state.config, port)
     cwd = hub_dir(settings)
-    console.print(f"JupyterHub on [bold]{hub_url(settings)}[/] (state in {cwd}); Ctrl-C to stop")
+    console.print(f"JupyterHub on [bold]{url}[/] (state in {cwd}); Ctrl-C to stop")
     raise typer.Exit(run_hub_foreground(env, cwd))
 
 

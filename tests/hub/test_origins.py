@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
+import yaml
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.origins import service_url, subdomain_host
@@ -42,3 +46,16 @@ def test_an_address_that_cannot_name_hosts_below_it_is_refused(given):
 def test_the_gate_is_on_its_own_host_as_jupyterhub_names_it():
     assert service_url("http://localhost:8000", "airlock") == "http://airlock--service.localhost:8000/services/airlock/"
     assert service_url("https://pds.example.org", "airlock") == "https://airlock--service.pds.example.org/services/airlock/"
+
+
+def test_pds_hub_run_beyond_loopback_without_a_name_stops_before_starting_anything(tmp_path):
+    """The operator's view: `pds hub run` on a hub listening on every address, without a name, says
+    what to set and starts nothing (no JupyterHub, no state directory)."""
+    config = tmp_path / "pds.yaml"
+    config.write_text(yaml.safe_dump({"paths": {"state": str(tmp_path / "state")}, "hub": {"ip": "0.0.0.0"}}))
+    result = subprocess.run([sys.executable, "-c", "from pds_kernel.cli import main; main()",
+                             "--config", str(config), "hub", "run"], capture_output=True, text=True, timeout=120)
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0 and "Traceback" not in said, said
+    assert "error: hub.ip is 0.0.0.0: set hub.public_url" in said and "wildcard DNS" in said, said
+    assert not (tmp_path / "state" / "hub").exists()
