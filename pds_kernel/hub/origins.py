@@ -48,7 +48,7 @@ def subdomain_host(public_url: str, ip: str, port: int) -> str:
                 f"hub.ip is {ip}: set hub.public_url to the address browsers use for the hub (e.g. "
                 "https://pds.example.org) and point a wildcard DNS name (*.pds.example.org) at this "
                 "machine: each user's workspaces and the gate get their own host name below it "
-                "(docs/isolation.md, 'One origin per user')")
+                "(docs/adr/0016-one-origin-per-user.md)")
         return f"http://localhost:{port}"
     parsed = urlparse(public_url)
     try:
