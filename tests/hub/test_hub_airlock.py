@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from chromium import CHROMIUM
+from chromium import browser as chromium_browser
 from hub_kernel import execute
 from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub, current_totp
 from sqlalchemy import select
@@ -34,9 +36,6 @@ from pds_kernel.hub.local import provision_account
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(300)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 GATE = "/services/airlock/"
 CHECKERS = ("carol", "erin")
 #: An aggregate table as a researcher would export it: every count is at least 10.
@@ -141,7 +140,6 @@ def approve_in_browser(browser, hub: Hub, user: str, secret: str, request_id: st
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed")
 def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gate_hub: Hub):
-    playwright_api = pytest.importorskip("playwright.sync_api")
     hub = gate_hub
     secrets = {name: provision(hub, name) for name in ("alice", *CHECKERS)}
     hub.start()
@@ -193,28 +191,24 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     assert gate_api(hub, token, "GET", f"requests/{request_id}").json()["state"] == "submitted"
 
     # -- two output checkers approve through the gate's pages ---------------------------------
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        try:
-            first = approve_in_browser(browser, hub, "carol", secrets["carol"], request_id)
-            assert first == "under_review"
-            second = approve_in_browser(browser, hub, "erin", secrets["erin"], request_id)
-            assert second == "released"
+    with chromium_browser() as browser:
+        first = approve_in_browser(browser, hub, "carol", secrets["carol"], request_id)
+        assert first == "under_review"
+        second = approve_in_browser(browser, hub, "erin", secrets["erin"], request_id)
+        assert second == "released"
 
-            # the researcher's view: released, with the download link
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            page = context.new_page()
-            browser_login(page, hub, "alice", secrets["alice"])
-            page.goto(f"{hub.gate}requests/{request_id}")
-            page.wait_for_selector("#download-0", timeout=30_000)
-            assert page.inner_text("#state").strip() == "released"
-            assert page.locator("#review-form").count() == 0
-            with page.expect_download(timeout=30_000) as download_info:
-                page.click("#download-0")
-            browser_download = Path(download_info.value.path()).read_bytes()
-            context.close()
-        finally:
-            browser.close()
+        # the researcher's view: released, with the download link
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        browser_login(page, hub, "alice", secrets["alice"])
+        page.goto(f"{hub.gate}requests/{request_id}")
+        page.wait_for_selector("#download-0", timeout=30_000)
+        assert page.inner_text("#state").strip() == "released"
+        assert page.locator("#review-form").count() == 0
+        with page.expect_download(timeout=30_000) as download_info:
+            page.click("#download-0")
+        browser_download = Path(download_info.value.path()).read_bytes()
+        context.close()
 
     # -- released exactly the reviewed bytes, downloaded through the gate ------------------------
     released = hub.settings.paths.outbox / PROJECT / request_id / "dispensings_by_atc.csv"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 
+from chromium import CHROMIUM, browser
 from hubfixtures import (
     OTHER_PROJECT,
     PASSWORD,
@@ -33,9 +34,6 @@ from published import publish_by_hand
 from pds_kernel.hashing import sha256_file
 from pds_kernel.hub.local import provision_account
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
 GATE = "/services/airlock/"
 RESEARCHER, CHECKERS, OUTSIDER, NON_MEMBER, ADMIN = "alice", ("carol", "erin"), "bob", "dave", "root"
 EXTRACT_BUILD, LAKE_SNAPSHOT = "20261201T090000Z-a1b2c3", "lake-7f3e2a"
@@ -83,21 +81,6 @@ def journey_world():
         hub.stop()
         hub.runtime.close()
         shutil.rmtree(root, ignore_errors=True)
-
-
-@contextmanager
-def browser():
-    """A headless Debian Chromium driven by Playwright (skips when either is missing)."""
-    import pytest
-    if not CHROMIUM.exists():
-        pytest.skip("chromium is not installed")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def login(chromium, hub: Hub, user: str, secret: str, *, screenshot: str | None = None):

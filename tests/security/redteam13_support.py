@@ -3,7 +3,7 @@ a real headless Chromium, and a loopback listener that records every request a p
 
 The gate is tests/security/gate_support.py's (the production application and server options, the
 test identity of tests/airlock: a cookie naming the user). The browser is Playwright's Chromium
-(``/usr/bin/chromium``, as tests/hub/test_hub_airlock.py drives it); a test that needs it is skipped
+(tests/chromium.py, the suite's one browser); a test that needs it is skipped
 where it is not installed. The listener stands for "another site": anything a payload fetches
 (an image, a style sheet, a frame, a redirect, a script) lands there, and a test asserts nothing did.
 """
@@ -13,19 +13,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+from chromium import browser
 from gate_support import PREFIX, Gate, people
 
 from pds_kernel.airlock.limits import AirlockLimits
 from pds_kernel.airlock.service import AirlockService
 from pds_kernel.airlock.web import make_app, server_options
 from pds_kernel.runtime import Runtime
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(name="gate13", scope="module")
@@ -88,15 +84,8 @@ def listener_fixture():
 
 @pytest.fixture(name="chromium", scope="module")
 def chromium_fixture():
-    if not CHROMIUM.exists():
-        pytest.skip("chromium is not installed")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with browser() as launched:
+        yield launched
 
 
 def signed_in(chromium, gate: Gate, user: str):
