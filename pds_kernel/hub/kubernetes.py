@@ -17,6 +17,11 @@ is set here wins. Three hooks share one decision, :func:`check_spawn_request`:
   record of its publication (:mod:`pds_kernel.extract.mount_check`; the hub refuses at once a
   project whose extract was never published or failed its last full verification).
 
+The hub has its own host name, the chart's ``jupyterhub.hub.config.JupyterHub.subdomain_host``
+(:func:`public_host`; the hub refuses to start without it): JupyterHub then serves each user's
+workspaces at ``<user>.<name>`` and the gate at ``airlock--service.<name>``, so script in one
+JupyterLab cannot read or drive the gate's pages or another user's (pds_kernel.hub.origins).
+
 The spawner is :class:`~pds_kernel.hub.kube_spawner.PdsKubeSpawner`: a pod whose ``verify-extract``
 container refuses the extract (changed on its claim after the hub read the audit trail) ends the
 spawn at once, audited (``extract.mount_refused``), instead of waiting out ``start_timeout``; a
@@ -80,6 +85,7 @@ from .common import (
 )
 from .kube_spawner import PdsKubeSpawner
 from .oidc import ADMIN_GROUP, PdsOAuthenticator
+from .origins import named_host, service_url
 from .pages import make_template_vars, platform_handlers
 
 log = logging.getLogger(__name__)
@@ -89,6 +95,12 @@ ALLOWED_OPTIONS = frozenset({"profile"})
 GATEWAY_SERVICE = "dask-gateway"
 #: The hub's own service whose token the membership watcher stops servers with (made at each start).
 WATCHER_SERVICE = "pds-watcher"
+#: Where the chart sets the hub's public address (z2jh loads ``hub.config`` into ``c`` before ``configure``).
+HOST_SETTING = "jupyterhub.hub.config.JupyterHub.subdomain_host"
+HOST_GUIDANCE = (f"set {HOST_SETTING} to the https address browsers use for the hub (e.g. "
+                 "https://pds.example.org), with a wildcard DNS entry (*.pds.example.org) and a TLS "
+                 "certificate for both names at the ingress: each user's workspaces and the gate get "
+                 "their own host below it (docs/deploy-kubernetes.md, 'Host names')")
 #: Roles this module defines; configuration from the chart (``hub.loadRoles``) may not redefine them.
 OWNED_ROLES = frozenset({"user", "admin", ADMIN_ROLE, WATCHER_SERVICE})
 
@@ -231,7 +243,23 @@ class _JsonBody:
         self.data = json.dumps(obj)
 
 
-def make_modify_pod_hook(context: HubContext, k8s: K8sConfig) -> Callable:
+def public_host(c) -> str:
+    """The hub's ``subdomain_host`` from the chart, checked (:func:`.origins.named_host`): an https
+    name, never an IP address. Without it, one origin would serve the hub, the gate and every
+    JupyterLab, and script in one could drive the others (pds_kernel.hub.origins)."""
+    value = c.JupyterHub.subdomain_host if "subdomain_host" in c.JupyterHub else ""
+    if not value:
+        raise InvalidInput(f"{HOST_SETTING} is not set: {HOST_GUIDANCE}")
+    try:
+        host = named_host(value if isinstance(value, str) else repr(value), HOST_SETTING)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc}: {HOST_GUIDANCE}") from None
+    if not host.startswith("https://"):
+        raise InvalidInput(f"{HOST_SETTING} is {value!r}: {HOST_GUIDANCE}")
+    return host
+
+
+def make_modify_pod_hook(context: HubContext, k8s: K8sConfig, airlock_pages: str = "") -> Callable:
     async def modify_pod_hook(spawner, pod):
         try:
             spec = check_spawn_request(context, spawner, action="workspace.start")
@@ -242,7 +270,8 @@ def make_modify_pod_hook(context: HubContext, k8s: K8sConfig) -> Callable:
             raise web.HTTPError(403, str(exc), reason=str(exc)) from None
         api_client = spawner.api.api_client
         manifest = api_client.sanitize_for_serialization(pod)
-        manifest = apply_workspace_invariants(manifest, spec, k8s, extract=extract, hub_api_url=spawner.hub.api_url)
+        manifest = apply_workspace_invariants(manifest, spec, k8s, extract=extract, hub_api_url=spawner.hub.api_url,
+                                              airlock_pages=airlock_pages)
         return api_client.deserialize(_JsonBody(manifest), "V1Pod")
 
     return modify_pod_hook
@@ -250,6 +279,8 @@ def make_modify_pod_hook(context: HubContext, k8s: K8sConfig) -> Callable:
 
 def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None) -> HubContext:
     """Fill JupyterHub's config object ``c`` for Kubernetes. Returns the context."""
+    # first: a hub without its own host name must not start at all
+    host = public_host(c)
     settings = settings or load_settings()
     k8s = k8s or load_k8s_config()
     context = HubContext.from_settings(settings)
@@ -267,7 +298,10 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.JupyterHub.redirect_to_server = False
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
-    c.JupyterHub.template_vars = make_template_vars(context)
+    # each user's workspaces, the gate and the hub on their own host (pds_kernel.hub.origins)
+    c.JupyterHub.subdomain_host = host
+    airlock_pages = service_url(host, AIRLOCK_SERVICE)
+    c.JupyterHub.template_vars = make_template_vars(context, airlock_pages)
     c.JupyterHub.extra_handlers = platform_handlers()
     # KubeSpawner, which stops a spawn whose extract check failed (pds_kernel.hub.kube_spawner)
     c.JupyterHub.spawner_class = PdsKubeSpawner
@@ -278,7 +312,7 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
 
     c.KubeSpawner.profile_list = make_profile_list(context, k8s)
     c.KubeSpawner.pre_spawn_hook = make_pre_spawn_hook(context)
-    c.KubeSpawner.modify_pod_hook = make_modify_pod_hook(context, k8s)
+    c.KubeSpawner.modify_pod_hook = make_modify_pod_hook(context, k8s, airlock_pages)
     c.KubeSpawner.image = k8s.notebook_image
     # The lockdown and its settings come with the launcher (the pod hook enforces it too).
     c.KubeSpawner.cmd = list(NOTEBOOK_COMMAND)

@@ -14,7 +14,8 @@ docs/adr/0016-one-origin-per-user.md.
 
 Locally the default is ``http://localhost:<port>``: browsers resolve every ``*.localhost`` name to
 the loopback address themselves (RFC 6761), so no DNS entry is needed. Anywhere else the operator
-names the hub and points a wildcard DNS entry (``*.<name>``) at it.
+names the hub and points a wildcard DNS entry (``*.<name>``) at it; on Kubernetes the chart's
+``jupyterhub.hub.config.JupyterHub.subdomain_host`` names it (:mod:`.kubernetes`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,15 @@ def subdomain_host(public_url: str, ip: str, port: int) -> str:
                 "machine: each user's workspaces and the gate get their own host name below it "
                 "(docs/adr/0016-one-origin-per-user.md)")
         return f"http://localhost:{port}"
-    parsed = urlparse(public_url)
+    return named_host(public_url, "hub.public_url")
+
+
+def named_host(url: str, setting: str) -> str:
+    """``scheme://name[:port]`` of ``url``, the value of ``setting`` (said in the error): refused
+    unless it is ``http(s)://name[:port]`` with nothing after it and ``name`` is not an IP address
+    (an address has no names below it). The local hub's ``hub.public_url`` and the chart's
+    ``subdomain_host`` (pds_kernel.hub.kubernetes) both go through here."""
+    parsed = urlparse(url)
     try:
         parsed_port = parsed.port
     except ValueError:
@@ -58,10 +67,10 @@ def subdomain_host(public_url: str, ip: str, port: int) -> str:
     name = parsed.hostname or ""
     if (parsed.scheme not in {"http", "https"} or not name or parsed_port == -1 or parsed.path not in {"", "/"}
             or parsed.params or parsed.query or parsed.fragment or parsed.username or parsed.password):
-        raise InvalidInput(f"hub.public_url must be http(s)://name[:port] with nothing after it, "
-                           f"got {public_url!r}")
+        raise InvalidInput(f"{setting} must be http(s)://name[:port] with nothing after it, "
+                           f"got {url!r}")
     if _is_ip(name):
-        raise InvalidInput(f"hub.public_url names the hub by an IP address ({name}): workspaces and the "
+        raise InvalidInput(f"{setting} names the hub by an IP address ({name}): workspaces and the "
                            "gate need host names below the hub's; use a DNS name with a wildcard entry "
                            "(*.name), or localhost on this machine")
     return f"{parsed.scheme}://{name}" + (f":{parsed_port}" if parsed_port else "")

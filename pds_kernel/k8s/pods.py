@@ -295,8 +295,10 @@ def build_workspace_mounts() -> list[dict[str, Any]]:
             extract_checked_mount()]
 
 
-def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig) -> dict[str, str]:
-    """Where the workspace finds the gateway and the airlock, and its default Dask options."""
+def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig, airlock_pages: str = "") -> dict[str, str]:
+    """Where the workspace finds the gateway and the airlock, and its default Dask options.
+    ``airlock_pages``: the gate's pages on their own host (pds_kernel.hub.origins), for the links
+    the workspace shows."""
     s = cfg.services
     gateway = service_address(s.gateway_proxy, dns=cfg.dns, port=80)
     package_index = f"http://{service_address(s.packages, dns=cfg.dns, port=8080)}/simple/"
@@ -305,6 +307,7 @@ def build_workspace_env(spec: WorkspaceSpec, cfg: K8sConfig) -> dict[str, str]:
         # dask_client() waits this long for its cluster's first worker (pds_kernel.dask_workers)
         "PDS_DASK_WORKER_WAIT_SECONDS": str(cfg.dask_worker_wait_seconds),
         "PDS_AIRLOCK_URL": f"http://{service_address(s.airlock, dns=cfg.dns, port=8080)}",
+        **({"PDS_AIRLOCK_PAGES": airlock_pages} if airlock_pages else {}),
         # pip: the platform's package index only (the image's /etc/pip.conf says the rest)
         "PIP_INDEX_URL": package_index,
         "PDS_PACKAGE_INDEX_URL": package_index,
@@ -352,7 +355,7 @@ def merge_env(env: list[dict[str, Any]], overrides: dict[str, str]) -> list[dict
 
 # ---- the last word on a workspace pod -------------------------------------------------------------
 def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8sConfig, *, extract,
-                               hub_api_url: str = "") -> dict[str, Any]:
+                               hub_api_url: str = "", airlock_pages: str = "") -> dict[str, Any]:
     """Return a copy of ``pod`` (API dict) that satisfies every workspace invariant. ``extract``:
     what the audit trail says may be mounted (:func:`pds_kernel.extract.mount_check.expected_mount`)."""
     pod = copy.deepcopy(pod)
@@ -382,7 +385,7 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     notebook.pop("readinessProbe", None)
     env = [e for e in notebook.get("env") or [] if not is_server_config_variable(str(e.get("name", "")))]
     env = rewrite_hub_urls(env, hub_api_url, cfg)
-    notebook["env"] = merge_env(env, build_workspace_env(spec, cfg))
+    notebook["env"] = merge_env(env, build_workspace_env(spec, cfg, airlock_pages))
 
     ps["containers"] = [notebook]
     for key in ("ephemeralContainers", "hostAliases", "serviceAccount"):

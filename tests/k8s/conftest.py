@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from published import record_publication
+from traitlets.config import Config
 
 from pds_kernel.registry import Registry
 
@@ -17,6 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "pds-workspace"
 DATA = REPO / "tests" / "data"
 HELM = REPO / ".tools" / "bin" / "helm"
+#: the value every release must set (the hub's own host name): the first values file of every render
+HUB_HOST_VALUES = REPO / "tests" / "k8s" / "values" / "hub-host.yaml"
+HUB_HOST = "https://pds.example.org"
 TODAY = date(2026, 3, 1)
 #: the manifest SHA-256 recorded for each project's published extract
 PUBLISHED_MANIFEST = {"alpha-study": "a" * 64, "beta-study": "b" * 64}
@@ -73,6 +77,14 @@ def use_kubeconfig(tmp_path: Path, monkeypatch, server: str) -> Path:
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     return path
+
+
+def z2jh_hub_config() -> Config:
+    """``c`` as z2jh hands it to our ``configure`` (hub.extraConfig): ``hub.config`` loaded, here
+    the one value the chart requires, the hub's host name."""
+    c = Config()
+    c.JupyterHub.subdomain_host = HUB_HOST
+    return c
 
 
 def helm_available() -> bool:

@@ -18,10 +18,11 @@ from kubespawner import KubeSpawner
 from tornado import httpserver, netutil
 from tornado import web as tornado_web
 from tornado.httpclient import AsyncHTTPClient
-from traitlets.config import Config
 
 from pds_kernel.hub.kubernetes import configure
 from pds_kernel.k8s.config import K8sConfig
+
+from .conftest import z2jh_hub_config
 
 GATEWAY = "dask-gateway"
 #: One plain log format for both applications (importing dask_gateway_server changes the default
@@ -78,7 +79,7 @@ async def start_hub(settings, db_url: str, tmp_path, notebook_url: str, namespac
     ``load_roles``: the chart's ``hub.loadRoles``, as z2jh renders them."""
     sockets = netutil.bind_sockets(0, "127.0.0.1")
     port = sockets[0].getsockname()[1]
-    c = Config()
+    c = z2jh_hub_config()  # the chart's hub.config: the hub's host name
     if namespace is not None:
         c.KubeSpawner.namespace = namespace
     c.JupyterHub.services = chart_services()

@@ -28,6 +28,7 @@ from pds_kernel.sandbox.spec import home_volume_name
 from .conftest import (
     CHART,
     DATA,
+    HUB_HOST_VALUES,
     UPSTREAM_CHARTS,
     chart_with_upstream,
     helm_available,
@@ -64,7 +65,7 @@ def helm(*args: str) -> subprocess.CompletedProcess:
 
 
 def render(chart: Path, values: list[Path], *extra: str) -> list[dict]:
-    args = ["template", "pds", str(chart), "--namespace", "pds"]
+    args = ["template", "pds", str(chart), "--namespace", "pds", "-f", str(HUB_HOST_VALUES)]
     for v in values:
         args += ["-f", str(v)]
     result = helm(*args, *extra)
@@ -87,7 +88,7 @@ def merged_values(*files: Path) -> dict:
         return b
 
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for f in files:
+    for f in (HUB_HOST_VALUES, *files):
         values = merge(values, yaml.safe_load(f.read_text()))
     return values
 
@@ -108,7 +109,7 @@ def test_chart_pins_the_agreed_upstream_versions():
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_helm_lint_strict(chart, name):
-    args = ["lint", "--strict", str(chart)]
+    args = ["lint", "--strict", str(chart), "-f", str(HUB_HOST_VALUES)]
     for v in VALUE_SETS[name]:
         args += ["-f", str(v)]
     result = helm(*args)
@@ -208,7 +209,7 @@ def test_our_pods_are_restricted(rendered, name):
 def test_values_schema_rejects_bad_values(chart, tmp_path, bad):
     f = tmp_path / "bad.yaml"
     f.write_text(yaml.safe_dump(bad))
-    result = helm("template", "pds", str(chart), "-f", str(f))
+    result = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "-f", str(f))
     assert result.returncode != 0
     assert "schema" in result.stderr.lower() or "values don't meet" in result.stderr.lower()
 
@@ -336,7 +337,7 @@ def whole_release(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_whole_release_lints_strict(whole_release):
     for values in VALUE_SETS.values():
-        args = ["lint", "--strict", str(whole_release)]
+        args = ["lint", "--strict", str(whole_release), "-f", str(HUB_HOST_VALUES)]
         for v in values:
             args += ["-f", str(v)]
         result = helm(*args)
@@ -408,13 +409,13 @@ def test_the_chart_sets_two_approvals_for_memberships(chart, rendered, tmp_path)
     for bad in (3, 0, "2"):
         f = tmp_path / "bad.yaml"
         f.write_text(yaml.safe_dump({"registry": {"membershipApprovals": bad}}))
-        result = helm("template", "pds", str(chart), "-f", str(f))
+        result = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "-f", str(f))
         assert result.returncode != 0 and "membershipApprovals" in result.stderr, (bad, result.stderr[-500:])
 
 
 def _notes(chart: Path, values: list[Path]) -> str:
     """What ``helm install`` prints after installing (NOTES.txt), rendered without a cluster."""
-    args = ["install", "pds", str(chart), "--namespace", "pds", "--dry-run=client"]
+    args = ["install", "pds", str(chart), "--namespace", "pds", "--dry-run=client", "-f", str(HUB_HOST_VALUES)]
     for v in values:
         args += ["-f", str(v)]
     result = helm(*args)

@@ -33,7 +33,7 @@ import yaml
 from pds_kernel.extract.conformity import MANIFEST
 from pds_kernel.extract.layout import entry_files
 
-from .conftest import REPO, helm_available
+from .conftest import HUB_HOST_VALUES, REPO, helm_available
 from .test_chart import chart_without_dependencies, helm, render
 
 BWRAP = shutil.which("bwrap")
@@ -283,7 +283,7 @@ def test_a_spec_for_another_project_is_refused_at_render(chart, tmp_path, spec, 
     data["projects"][0]["extract"]["spec"] = spec
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
-    result = helm("template", "pds", str(chart), "-f", str(path))
+    result = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "-f", str(path))
     assert result.returncode != 0 and message in result.stderr, result.stderr
 
 

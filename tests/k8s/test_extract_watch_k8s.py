@@ -24,7 +24,7 @@ from pds_kernel.hub.kube_spawner import PdsKubeSpawner
 from pds_kernel.hub.kubernetes import configure
 from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
 
-from .conftest import helm_available, write_fingerprint_record
+from .conftest import HUB_HOST_VALUES, helm_available, write_fingerprint_record
 from .test_chart import chart_without_dependencies, helm, merged_values, render
 from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, make_spawner, spawn_manifest
 
@@ -81,7 +81,7 @@ async def test_chart_pods_notebook_is_watched_by_its_liveness_probe(settings, ru
                                    "workspace.extractWatchTimeoutSeconds=601"])
 def test_chart_refuses_a_watch_that_is_off_in_all_but_name(tmp_path, value):
     chart = chart_without_dependencies(tmp_path / "chart")
-    done = helm("template", "pds", str(chart), "--namespace", "pds", "--set", value)
+    done = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "--namespace", "pds", "--set", value)
     assert done.returncode != 0 and "extractWatch" in done.stderr, done.stderr
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from pds_kernel.settings import Gate, load_settings
 
+from .conftest import HUB_HOST_VALUES
 from .test_chart import chart_without_dependencies, helm, helm_available, render
 
 PROJECT = {"id": "diab-2024", "title": "Diabetes", "start": "2025-01-01", "end": "2030-12-31"}
@@ -52,11 +53,11 @@ def test_chart_values_reach_the_gate_as_its_settings(chart, tmp_path):
                                  {"bodyMinBytesPerSecond": 100}, {"max": 0}, {"maxPerPeer": "many"},
                                  {"typo": 1}])
 def test_the_schema_refuses_bounds_the_gate_would_refuse(chart, tmp_path, bad):
-    result = helm("template", "pds", str(chart), "-f", str(_values(tmp_path, bad)))
+    result = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "-f", str(_values(tmp_path, bad)))
     assert result.returncode != 0
     assert "schema" in result.stderr.lower() or "values don't meet" in result.stderr.lower(), result.stderr
 
 
 def test_a_per_peer_cap_over_the_total_is_refused(chart, tmp_path):
-    result = helm("template", "pds", str(chart), "-f", str(_values(tmp_path, {"max": 100, "maxPerPeer": 200})))
+    result = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "-f", str(_values(tmp_path, {"max": 100, "maxPerPeer": 200})))
     assert result.returncode != 0 and "maxPerPeer must be at most" in result.stderr

@@ -40,6 +40,7 @@ from pds_kernel.hub.oidc import ADMIN_GROUP
 from pds_kernel.k8s.config import K8sConfig
 from pds_kernel.k8s.gateway import WorkspaceAuthenticator, configure_gateway
 
+from .conftest import HUB_HOST
 from .k8s_hub import GATEWAY, LOG_FORMAT, Hub, start_hub, start_notebook_stand_in
 
 pytestmark = pytest.mark.asyncio
@@ -156,6 +157,18 @@ async def test_workspace_token_has_default_server_scopes_plus_gateway(hub):
     model = await hub.whoami(token)
     assert "access:services!service=dask-gateway" in model["scopes"]
     assert not {"access:services", "access:services!service=airlock"} & set(model["scopes"])
+
+
+async def test_a_workspace_is_on_its_users_host_and_links_to_the_gate_on_its_own(hub):
+    """The chart's subdomain_host (k8s_hub): JupyterHub serves alice's servers at her own host, and
+    the workspace shows links to the gate's host (pds_kernel.hub.origins, test_chart_hub_host.py)."""
+    alice = hub.sign_in("alice", ["alpha-study"])
+    await hub.start_server(alice, "alpha-study")
+    assert hub.app.subdomain_host == HUB_HOST and alice.host == "https://alice.pds.example.org"
+    pod = alice.spawners["alpha-study"].pod_manifest
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["PDS_AIRLOCK_PAGES"] == "https://airlock--service.pds.example.org/services/airlock/"
+    assert env["JUPYTERHUB_HOST"] == HUB_HOST  # where the workspace's own sign-in goes
 
 
 async def test_stock_gateway_authenticator_accepts_the_workspace_token(hub):

@@ -41,9 +41,11 @@ pytestmark = [pytest.mark.skipif(not helm_available(), reason="helm binary missi
 
 
 def z2jh_spawner_config(values: dict) -> Config:
-    """What z2jh's jupyterhub_config.py sets on KubeSpawner from the ``singleuser`` values we use."""
+    """What z2jh's jupyterhub_config.py sets on KubeSpawner from the ``singleuser`` values we use,
+    and the hub's host name it loads from ``hub.config``."""
     single = values["jupyterhub"]["singleuser"]
     c = Config()
+    c.JupyterHub.subdomain_host = values["jupyterhub"]["hub"]["config"]["JupyterHub"]["subdomain_host"]
     c.KubeSpawner.cmd = single["cmd"]
     c.KubeSpawner.default_url = single["defaultUrl"]
     c.KubeSpawner.uid = single["uid"]

@@ -33,7 +33,7 @@ from pds_kernel.k8s.pods import build_cluster_overrides, build_labels
 from pds_kernel.sandbox.spec import build_workspace_spec
 from pds_kernel.settings import Settings
 
-from .conftest import helm_available
+from .conftest import HUB_HOST_VALUES, helm_available
 from .test_chart import EXAMPLE, chart_without_dependencies, render
 
 pytestmark = pytest.mark.skipif(not helm_available(), reason="helm binary missing: run `make helm`")
@@ -416,7 +416,7 @@ def test_database_peer_overlapping_link_local_is_refused(tmp_path, cidr):
     chart = chart_without_dependencies(tmp_path)
     from .test_chart import helm
 
-    result = helm("template", "pds", str(chart), "-f", str(values))
+    result = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "-f", str(values))
     assert result.returncode != 0
     assert "overlaps 169.254.0.0/16" in result.stderr, result.stderr
 
@@ -433,7 +433,7 @@ def test_database_peer_schema(tmp_path, peer):
     chart = chart_without_dependencies(tmp_path)
     from .test_chart import helm
 
-    result = helm("template", "pds", str(chart), "-f", str(values))
+    result = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "-f", str(values))
     assert result.returncode != 0 and "schema" in result.stderr.lower(), result.stderr
 
 

@@ -24,7 +24,7 @@ from pds_kernel.k8s.pods import watch_deadline
 from pds_kernel.k8s.restarts import RestartLog, duration, memory_limit, notebook_end
 
 from .api_stand_in import container_status, terminated
-from .conftest import helm_available, write_fingerprint_record
+from .conftest import HUB_HOST_VALUES, helm_available, write_fingerprint_record
 from .pod_cache import pods_seen_by
 from .restart_pods import entries, killed, notebook_pod, oom, restarted
 from .test_spawner import make_spawner, spawn_manifest
@@ -293,5 +293,5 @@ def test_chart_refuses_out_of_bounds_restart_values(tmp_path, value):
     from .test_chart import chart_without_dependencies, helm
 
     chart = chart_without_dependencies(tmp_path / "chart")
-    done = helm("template", "pds", str(chart), "--namespace", "pds", "--set", value)
+    done = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "--namespace", "pds", "--set", value)
     assert done.returncode != 0 and value.split(".")[1].split("=")[0] in done.stderr, done.stderr

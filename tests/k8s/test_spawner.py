@@ -15,6 +15,8 @@ from pds_kernel.hub.oidc import ADMIN_GROUP
 from pds_kernel.k8s.config import Gpu, K8sConfig
 from pds_kernel.sandbox.spec import authorised_workspace_spec, home_volume_name
 
+from .conftest import HUB_HOST, z2jh_hub_config
+
 pytestmark = pytest.mark.asyncio
 
 
@@ -33,7 +35,7 @@ class FakeUser:
 
 class FakeHub:
     api_url = "http://hub:8081/hub/api"
-    public_host = ""
+    public_host = HUB_HOST  # JupyterHub's Hub.public_host: its subdomain_host
     url = "http://hub:8081/hub/"
     base_url = "/hub/"
 
@@ -44,7 +46,7 @@ class FakeOrmSpawner:
 
 
 def make_spawner(settings, user: str, groups: list[str], server: str, *, options=None, k8s=None):
-    c = Config()
+    c = z2jh_hub_config()
     configure(c, settings=settings, k8s=k8s or K8sConfig())
     spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser(user, groups), hub=FakeHub(),
                           orm_spawner=FakeOrmSpawner(server))
@@ -173,7 +175,7 @@ async def test_profile_list_shows_only_active_projects(settings, runtime, regist
 
 # ---- hub scopes and roles (the hub and gateway running them: test_gateway_hub.py) -----------------
 def hub_config(settings, services=("dask-gateway", "airlock"), load_roles=None) -> Config:
-    c = Config()
+    c = z2jh_hub_config()
     c.JupyterHub.services = [{"name": s, "api_token": "x" * 32} for s in services]
     if load_roles is not None:
         c.JupyterHub.load_roles = load_roles
@@ -240,7 +242,7 @@ async def test_the_hub_spawns_with_the_pds_kubespawner(settings, runtime, regist
 
     from kubespawner import KubeSpawner
 
-    c = Config()
+    c = z2jh_hub_config()
     context = configure(c, settings=settings, k8s=K8sConfig())
     assert c.JupyterHub.spawner_class is PdsKubeSpawner and issubclass(PdsKubeSpawner, KubeSpawner)
     spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser("alice", ["alpha-study"]), hub=FakeHub(),

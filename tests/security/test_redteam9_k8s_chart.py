@@ -14,11 +14,11 @@ from __future__ import annotations
 import pytest
 from k8s_watcher_support import watched_hub
 from tornado.httpclient import AsyncHTTPClient
-from traitlets.config import Config
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.kubernetes import WATCHER_SERVICE, configure
 from pds_kernel.k8s.config import K8sConfig
+from tests.k8s.conftest import z2jh_hub_config
 from tests.k8s.k8s_hub import chart_services
 
 pytestmark = pytest.mark.asyncio
@@ -33,7 +33,7 @@ WIDENING = [
 @pytest.mark.parametrize("role", WIDENING, ids=["alone", "among-others", "tuple"])
 async def test_a_chart_role_cannot_be_granted_to_the_watchers_service(settings, tmp_path, monkeypatch, role):
     refused = f"{WATCHER_SERVICE}.*hub.loadRoles|hub.loadRoles.*{WATCHER_SERVICE}"
-    c = Config()
+    c = z2jh_hub_config()
     c.JupyterHub.services = chart_services()
     c.JupyterHub.load_roles = [role]
     with pytest.raises(InvalidInput, match=refused):

@@ -138,3 +138,44 @@ annotations:
 {{- end }}
 {{- toYaml $resources }}
 {{- end }}
+
+{{- /* The hub's public address, JupyterHub's subdomain_host (pds_kernel.hub.origins): the hub at
+       https://<name>, each user's workspaces at <user>.<name>, the gate at airlock--service.<name>.
+       Without it one origin would serve the hub, the gate and every JupyterLab, and script in one
+       could drive the others; so it is required, an https DNS name with nothing after it (the hub
+       refuses the same at start: pds_kernel.hub.kubernetes.public_host). */ -}}
+{{- define "pds.hubHost" -}}
+{{- $setting := "jupyterhub.hub.config.JupyterHub.subdomain_host" }}
+{{- $guidance := "the https address browsers use for the hub, e.g. https://pds.example.org, with a wildcard DNS entry (*.pds.example.org) and a TLS certificate for both names at your ingress: each user's workspaces and the gate get their own host below it (docs/deploy-kubernetes.md, \"Host names\")" }}
+{{- $host := dig "hub" "config" "JupyterHub" "subdomain_host" "" (.Values.jupyterhub | default dict) | toString }}
+{{- if not $host }}
+{{- fail (printf "%s is required: set it to %s" $setting $guidance) }}
+{{- end }}
+{{- if not (hasPrefix "https://" $host) }}
+{{- fail (printf "%s is %q: it must start with https:// (browsers reach the hub over TLS); set it to %s" $setting $host $guidance) }}
+{{- end }}
+{{- $rest := trimPrefix "https://" $host }}
+{{- if regexMatch "[/?#@]" $rest }}
+{{- fail (printf "%s is %q: give https://name[:port] with nothing after the name (no path: the hub is at the root of its host); set it to %s" $setting $host $guidance) }}
+{{- end }}
+{{- $name := regexReplaceAll ":[0-9]{1,5}$" $rest "" }}
+{{- if or (regexMatch "^[0-9.]+$" $name) (hasPrefix "[" $name) }}
+{{- fail (printf "%s is %q: an IP address has no host names below it; set it to %s" $setting $host $guidance) }}
+{{- end }}
+{{- if not (regexMatch "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?[.])+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$" $name) }}
+{{- fail (printf "%s is %q: the name must be a DNS name in lower case with at least two labels; set it to %s" $setting $host $guidance) }}
+{{- end }}
+{{- range $section := list "GenericOAuthenticator" "PdsOAuthenticator" "OAuthenticator" }}
+{{- $callback := dig "hub" "config" $section "oauth_callback_url" "" ($.Values.jupyterhub | default dict) | toString }}
+{{- if and $callback (ne $callback (printf "%s/hub/oauth_callback" $host)) }}
+{{- fail (printf "jupyterhub.hub.config.%s.oauth_callback_url is %q: sign-in comes back to the hub's own host, %s/hub/oauth_callback (register that redirect URI at your identity provider)" $section $callback $host) }}
+{{- end }}
+{{- end }}
+{{- $host }}
+{{- end }}
+
+{{- /* The gate's host, as JupyterHub's idna subdomain hook names the service "airlock" (checked
+       against pds_kernel.hub.origins.service_url by tests/k8s/test_chart_hub_host.py). */ -}}
+{{- define "pds.airlockHost" -}}
+{{- printf "https://airlock--service.%s" (trimPrefix "https://" (include "pds.hubHost" .)) }}
+{{- end }}
