@@ -11,7 +11,7 @@ import requests
 from airlock_factories import PROJECT, SAFE_TABLE, files, make_request
 from airlock_web import PREFIX, FakeIdentity, browser, live_server
 
-from pds_kernel.airlock.web import make_app
+from pds_kernel.airlock.web import hub_pages, make_app
 
 
 def api(user: str) -> dict:
@@ -223,6 +223,15 @@ def test_released_request_shows_checks_as_reviewed_not_failed(base, service):
         listing = session.get(base + "requests?show=others").text  # a checker sees it among the others
         assert 'class="badge fail"' not in listing and "fail, approved on review" in listing
         assert 'href="/hub/home" id="hub-home"' in page and 'href="/hub/logout" id="logout"' in page
+
+
+def test_the_pages_link_back_to_the_hub_on_its_own_host():
+    """The gate has its own host (pds_kernel.hub.origins): its links to the hub name the hub's host,
+    which JupyterHub (and the chart, on Kubernetes) gives it as $JUPYTERHUB_HOST."""
+    assert hub_pages({"JUPYTERHUB_HOST": "https://pds.example.org", "JUPYTERHUB_BASE_URL": "/"}) == \
+        "https://pds.example.org/hub/"
+    assert hub_pages({"JUPYTERHUB_HOST": "http://localhost:8000"}) == "http://localhost:8000/hub/"
+    assert hub_pages({}) == "/hub/"
 
 
 def _next_step(session, base: str, request_id: str) -> str:

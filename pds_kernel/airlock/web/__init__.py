@@ -86,6 +86,13 @@ def make_app(runtime, identity, *, prefix: str = "/", service: AirlockService | 
     )
 
 
+def hub_pages(environ) -> str:
+    """Where the gate's pages link back to the hub: on the hub's own host, which JupyterHub gives
+    a service as ``$JUPYTERHUB_HOST`` (its ``subdomain_host``; the chart sets it on Kubernetes).
+    A bare path would stay on the gate's host (pds_kernel.hub.origins)."""
+    return environ.get("JUPYTERHUB_HOST", "") + environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
+
+
 def run_service() -> None:
     """Serve the gate as a JupyterHub service (environment set by the hub for managed services).
 
@@ -107,7 +114,7 @@ def run_service() -> None:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/airlock/")
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     secret = os.environ.get("PDS_AIRLOCK_COOKIE_SECRET")
-    hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
+    hub_prefix = hub_pages(os.environ)
     app = make_app(runtime, HubIdentity(), prefix=prefix, hub_prefix=hub_prefix,
                    cookie_secret=bytes.fromhex(secret) if secret else None)
 

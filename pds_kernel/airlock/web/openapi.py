@@ -232,7 +232,8 @@ def render_reference(prefix: str = "/services/airlock/") -> str:
     lines = ["# The gate's JSON API", "",
              "Generated from `pds_kernel/airlock/web/openapi.py` by "
              "`python -m pds_kernel.airlock.web.openapi > docs/reference/gate-api.md`; do not edit.",
-             "", f"Base URL: `{prefix}` on the hub; the document itself: `{prefix}api/openapi.json`. "
+             "", f"Base URL: `{prefix}` on the gate's own host, `airlock--service.<hub>` "
+             f"(pds_kernel.hub.origins); the document itself: `{prefix}api/openapi.json`. "
              "Authenticate with `Authorization: token <JupyterHub API token>`. What each caller sees and "
              "what the gate accepts: [output checking](../output-checking.md#who-sees-what).", "",
              "| operation | method and path | body | who | answers |", "| --- | --- | --- | --- | --- |"]
