@@ -37,7 +37,7 @@ from .checks import (
 from .checks.model_reference import Reference
 from .extract_reads import extract_numbers, gate_extract, person_id_prefixes
 from .models import ExportRequest
-from .rebuild import rebuild_all, rebuilt_kind, submitted_path
+from .rebuild import rebuild_all, submitted_path, to_rebuild
 from .staging import RefusedFiles, request_dir
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]
     if len(set(names)) != len(names):
         raise InvalidInput("two files share a name: the gate matches declarations by file name")
     with tempfile.TemporaryDirectory(prefix="pds-check-") as scratch:
-        copies = {i: Path(scratch) / f"{i}-{name}" for i, name in enumerate(names) if rebuilt_kind(name)}
+        copies = {i: Path(scratch) / f"{i}-{name}" for i, name in enumerate(names) if to_rebuild(Path(paths[i]), name)}
         reasons = rebuild_all([(Path(paths[i]), copy, names[i]) for i, copy in copies.items()])
         refused = {i: reasons[names[i]] for i in copies if reasons.get(names[i])}
         results = check_files(gate, [(i, names[i], copies.get(i, Path(p)), sha256_file(Path(p)) if i in copies else None)

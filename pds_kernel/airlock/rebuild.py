@@ -36,11 +36,12 @@ from ..sandbox.drain import Drain
 from .inputs import brief
 from .rebuild_formats import MAX_PIXELS, rebuild, rebuilt_kind
 from .rebuild_job import RebuildJob
+from .rebuild_notebook import holds_figures
 from .rebuild_sandbox import MAX_COPY_BYTES, OverBound, RebuildSandbox, rebuild_sandbox
 from .staging import RefusedFiles, StagedFile, fsync_path
 
 __all__ = ["MAX_PIXELS", "SUBMITTED", "rebuild", "rebuild_all", "rebuild_sandbox", "rebuilt_kind", "release_copies",
-           "submitted_path"]
+           "submitted_path", "to_rebuild"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,13 @@ MAX_REASON_CHARS = 500
 CHILD = [sys.executable, "-m", "pds_kernel.airlock.rebuild_formats"]
 
 
+def to_rebuild(path: Path, name: str) -> bool:
+    """True when the gate rebuilds the file ``name`` at ``path``: a table, workbook, figure or PDF
+    by its name, a notebook when it holds a figure (:mod:`.rebuild_notebook`)."""
+    kind = rebuilt_kind(name)
+    return kind is not None and (kind != "notebook" or holds_figures(path))
+
+
 def submitted_path(directory: Path, stored_name: str) -> Path:
     """Where the submitted bytes of a rebuilt staged file are kept."""
     return directory / SUBMITTED / stored_name
@@ -102,11 +110,11 @@ def _replace_with_rebuilt(directory: Path, sf: StagedFile) -> StagedFile:
 
 def release_copies(directory: Path, staged: list[StagedFile],
                    sandbox: RebuildSandbox | RebuildJob | None = None, holder: str = "") -> list[StagedFile]:
-    """Replace each staged Parquet file, workbook, image and PDF by its rebuilt copy (the submitted bytes
+    """Replace each staged Parquet file, workbook, image, PDF and notebook with figures by its rebuilt copy (the submitted bytes
     move to ``submitted/``); the staged files with their new SHA-256 and size. Raises
     :class:`RefusedFiles` naming every file that cannot be rebuilt (the caller discards the round:
     :func:`.submission.discard` removes both copies)."""
-    todo = [sf for sf in staged if rebuilt_kind(sf.name) is not None]
+    todo = [sf for sf in staged if to_rebuild(directory / sf.stored_name, sf.name)]
     for sf in todo:
         _partial(directory, sf).unlink(missing_ok=True)
     reasons = rebuild_all([(directory / sf.stored_name, _partial(directory, sf), sf.name) for sf in todo],

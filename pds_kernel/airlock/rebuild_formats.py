@@ -64,9 +64,10 @@ _EPOCH = datetime(2000, 1, 1)
 
 
 def rebuilt_kind(name: str) -> str | None:
-    """The format the gate rebuilds ``name`` as (``parquet``, ``xlsx``, ``png``, ``jpeg``, ``pdf``), or None."""
+    """The format the gate rebuilds ``name`` as (``parquet``, ``xlsx``, ``png``, ``jpeg``, ``pdf``,
+    ``notebook``: its figures, :mod:`.rebuild_notebook`), or None."""
     return {".parquet": "parquet", ".xlsx": "xlsx", ".png": "png", ".jpg": "jpeg",
-            ".jpeg": "jpeg", ".pdf": "pdf"}.get(Path(name).suffix.lower())
+            ".jpeg": "jpeg", ".pdf": "pdf", ".ipynb": "notebook"}.get(Path(name).suffix.lower())
 
 
 # ---- tables -------------------------------------------------------------------------------------
@@ -397,8 +398,14 @@ def _pdf(source: Path, target: Path) -> None:
     rebuild_pdf(source, target)
 
 
+def _notebook(source: Path, target: Path) -> None:
+    from .rebuild_notebook import rebuild_notebook
+
+    rebuild_notebook(source, target, lambda kind, figure, copy: _REBUILD[kind](figure, copy))
+
+
 _REBUILD: dict[str, Callable[[Path, Path], None]] = {"parquet": _parquet, "xlsx": _xlsx, "png": _png,
-                                                     "jpeg": _jpeg, "pdf": _pdf}
+                                                     "jpeg": _jpeg, "pdf": _pdf, "notebook": _notebook}
 
 
 def rebuild(source: Path, target: Path, name: str) -> None:
@@ -428,7 +435,8 @@ def rebuild(source: Path, target: Path, name: str) -> None:
 #: a write that failed on a bound: the file's size (``RLIMIT_FSIZE``), the bytes or inodes of the
 #: folder (a bounded file system), a quota
 _FULL = frozenset({errno.EFBIG, errno.ENOSPC, errno.EDQUOT})
-_WHAT = {"parquet": "columns", "xlsx": "cells", "png": "pixels", "jpeg": "pixels", "pdf": "pages"}
+_WHAT = {"parquet": "columns", "xlsx": "cells", "png": "pixels", "jpeg": "pixels", "pdf": "pages",
+         "notebook": "figures' pixels"}
 
 
 def main(argv: list[str] | None = None) -> int:
