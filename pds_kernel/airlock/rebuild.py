@@ -36,7 +36,7 @@ from ..sandbox.drain import Drain
 from .inputs import brief
 from .rebuild_formats import MAX_PIXELS, rebuild, rebuilt_kind
 from .rebuild_job import RebuildJob
-from .rebuild_notebook import holds_figures
+from .rebuild_notebook import needs_rebuild
 from .rebuild_sandbox import MAX_COPY_BYTES, OverBound, RebuildSandbox, rebuild_sandbox
 from .staging import RefusedFiles, StagedFile, fsync_path
 
@@ -77,9 +77,9 @@ CHILD = [sys.executable, "-m", "pds_kernel.airlock.rebuild_formats"]
 
 def to_rebuild(path: Path, name: str) -> bool:
     """True when the gate rebuilds the file ``name`` at ``path``: a table, workbook, figure or PDF
-    by its name, a notebook when it holds a figure (:mod:`.rebuild_notebook`)."""
+    by its name, a notebook when it holds a figure or gives a key twice (:mod:`.rebuild_notebook`)."""
     kind = rebuilt_kind(name)
-    return kind is not None and (kind != "notebook" or holds_figures(path))
+    return kind is not None and (kind != "notebook" or needs_rebuild(path))
 
 
 def submitted_path(directory: Path, stored_name: str) -> Path:

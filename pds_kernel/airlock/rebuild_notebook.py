@@ -9,7 +9,8 @@ figure files lose when the gate rebuilds them: docs/adr/0010-release-rebuilt-cop
 notebook holding a figure is rebuilt in the same child process as figure files
 (:mod:`.rebuild_formats`): every figure is decoded and written again from its pixels, and the JSON
 is written again by the gate (one value per key: a key given twice hid its first value from
-every reader but the raw text). The checker sees, and the release copies, that notebook.
+every reader but the raw text, so a notebook giving one twice is written again too). The checker
+sees, and the release copies, that notebook; any other leaves as written.
 """
 
 from __future__ import annotations
@@ -48,13 +49,27 @@ def _figure_slots(notebook) -> Iterator[tuple[dict, str]]:
                         yield bundle, mime
 
 
-def holds_figures(path: Path) -> bool:
-    """True when ``path`` is a notebook (JSON) with at least one PNG or JPEG figure."""
+class _KeyTwice(ValueError):
+    pass
+
+
+def _no_key_twice(pairs: list[tuple[str, object]]) -> dict:
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise _KeyTwice
+    return dict(pairs)
+
+
+def needs_rebuild(path: Path) -> bool:
+    """True when ``path`` is a notebook (JSON) the gate writes again: it holds a PNG or JPEG figure,
+    or gives a key twice (every reader keeps one value; the other leaves unseen)."""
+    data = path.read_bytes()
     try:
-        notebook = json.loads(path.read_bytes())
-    except (ValueError, OSError, RecursionError):
+        json.loads(data, object_pairs_hook=_no_key_twice)
+    except _KeyTwice:
+        return True
+    except (ValueError, RecursionError):
         return False
-    return next(_figure_slots(notebook), None) is not None
+    return next(_figure_slots(json.loads(data)), None) is not None
 
 
 def _decoded(value, where: str) -> bytes:

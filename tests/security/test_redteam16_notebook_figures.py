@@ -9,9 +9,10 @@ notebook whose figure carries the payload (a PNG text chunk, bytes after a PNG's
 comment, a figure attached to a Markdown cell, a key of the JSON given twice) and asserts that the
 notebook the checker approves and the release copies holds the same pixels and not the payload.
 
-All 5 got through before the fix (the notebook left byte for byte). Now a notebook holding a
-figure is rebuilt in the rebuild's child, as figure files are (:mod:`pds_kernel.airlock.rebuild_notebook`);
-one whose figure cannot be decoded is refused, saying which; one without a figure leaves as written.
+All 6 got through before the fix (the notebook left byte for byte; the sixth: a key given twice
+in a notebook without a figure). Now a notebook holding a figure or giving a key twice is rebuilt in
+the rebuild's child, figures as figure files are (:mod:`pds_kernel.airlock.rebuild_notebook`); one
+whose figure cannot be decoded is refused, saying which; any other leaves as written.
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ ATTACKS = {
         _png_with(_chunk(b"tEXt", b"Comment\x00" + SECRET)), where="attachment"),
     "a JSON key given twice": lambda: _notebook(_png(), extra=SECRET.decode()),
 }
+
+
+def test_a_key_given_twice_in_a_notebook_without_a_figure_does_not_leave(gate13):
+    text = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1)
+    crafted = text.replace('"metadata": {}', f'"metadata": {{"note": "{SECRET.decode()}", "note": "fine"}}').encode()
+    assert SECRET in crafted
+    view = submit(gate13, ("analysis.ipynb", crafted))
+    leaves = released_copy(gate13, view, 0)
+    assert SECRET not in leaves and json.loads(leaves)["metadata"] == {"note": "fine"}
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
