@@ -35,6 +35,7 @@ from .checks import (
     tables,
 )
 from .checks.model_reference import Reference
+from .export_history import earlier_models, split_check
 from .extract_reads import extract_numbers, gate_extract, person_id_prefixes
 from .models import ExportRequest
 from .rebuild import rebuild_all, submitted_path, to_rebuild
@@ -60,6 +61,9 @@ class ProjectGate:
     model_checker: Callable | None = None
     #: the project's extract as numbers (read when a model is checked), for rule model-tensors
     reference: Callable[[], Reference | None] | None = None
+    #: the author's earlier model exports of the project (:func:`.export_history.earlier_models`),
+    #: judged with a new request's models; None where nothing is submitted
+    earlier: Callable | None = None
 
 
 def _declaration_of(context_json: str, name: str) -> Any:
@@ -151,7 +155,7 @@ def check_refusals(results: Mapping[int, FileCheck], names: Mapping[int, str]) -
 
 def project_gate(settings, sessions, limits, project: str, thresholds: Thresholds,
                  request_id: str | None = None, model_checker: Callable | None = None, *, audit,
-                 extract: CheckedMount | None = None) -> ProjectGate:
+                 extract: CheckedMount | None = None, author: str | None = None) -> ProjectGate:
     """The gate's knowledge of ``project`` (reads the database: call it outside a transaction).
     What it reads of the project's extract (the cohort's pseudonyms, the numbers a model is compared
     with) must be the extract the audit trail says was published, checked as a workspace's is
@@ -160,14 +164,17 @@ def project_gate(settings, sessions, limits, project: str, thresholds: Threshold
     the check and the read, would hide pseudonyms from the table checks. ``extract`` is the check
     :func:`.submission.request_gate` made once for the whole submission (its model checks mount
     it); without it the extract is checked here. A project with no extract has nothing to check;
-    one whose extract fails is refused (:class:`ExtractRefused`)."""
+    one whose extract fails is refused (:class:`ExtractRefused`). With ``author``, a request's
+    models are judged with that author's earlier model exports of the project too."""
     if extract is None:
         extract = gate_extract(settings, audit, project)
     projects = settings.paths.projects
     return ProjectGate(thresholds, limits.max_file_bytes, limits.allowed_extensions,
                        person_id_prefixes(projects, extract),
                        released_tables(sessions, settings.paths.staging, project, exclude=request_id),
-                       model_checker, lambda: extract_numbers(projects, extract))
+                       model_checker, lambda: extract_numbers(projects, extract),
+                       None if author is None else lambda: earlier_models(sessions, settings.paths.staging, project,
+                                                                         author, request_id))
 
 
 def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str, str]],
@@ -185,6 +192,9 @@ def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str
         if i in submitted:
             results[i].extend(submitted_findings(submitted[i][0], name, gate.max_bytes))
     check_refusals(results, {i: n for i, n, _, _ in files})
+    if gate.earlier is not None:  # a column cut into pieces across this request's models and earlier ones
+        split_check(gate.earlier, gate.reference,
+                    {i: (n, directory / stored) for i, n, stored, _ in files if results[i].kind == "model"}, results)
     reports = {}
     if gate.model_checker is not None:
         declared = context.get("models") if isinstance(context.get("models"), Mapping) else {}

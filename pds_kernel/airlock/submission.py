@@ -96,7 +96,7 @@ def request_gate(settings, sessions, registry, limits: AirlockLimits, project: s
                            settings.paths.state / "model-checks" / project / request_id,
                            author=author, request_id=request_id, audit=audit, extract=extract)
     return project_gate(settings, sessions, limits, project, thresholds, request_id, checker, audit=audit,
-                        extract=extract)
+                        extract=extract, author=author)
 
 
 def submitted_summary(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -134,7 +134,7 @@ class _Model:
             distinct = distinct[~_trivial(distinct.astype(np.float64))]
             exact, near = _union(reference, kind)
             distinct = distinct[_in_sorted(distinct.astype(near.dtype), near)]
-            members = int(_in_sorted(flat.astype(exact.dtype), exact).sum()) if flat.size >= MIN_WINDOWS + 4 else 0
+            members = int(_in_sorted(flat.astype(exact.dtype), exact).sum()) if flat.size > MIN_DISTINCT else 0
             self.items.append((name, array, kind, distinct, members))
 
     def matches(self, ref: np.ndarray) -> tuple[set[float], float, str]:
@@ -314,9 +314,11 @@ def _sequences(array: np.ndarray):
         yield f" along axis {axis}", np.moveaxis(array, axis, -1).ravel()
 
 
-def _order_findings(model: _Model, reference: Reference) -> list[Finding]:
+def _order_runs(model: _Model, reference: Reference, least: int = MIN_WINDOWS):
+    """(column, array name and axis, windows matched, chance, window length) of each array read
+    along each axis, for each column whose windows identify rows; an array is read when it holds at
+    least ``least`` windows of the column's values."""
     cache = reference.cache
-    out: list[Finding] = []
     for column in reference.columns:
         key = ("windows", column.label)
         if key not in cache:
@@ -325,23 +327,54 @@ def _order_findings(model: _Model, reference: Reference) -> list[Finding]:
             continue
         k, windows, shuffled = cache[key]
         for name, array, kind, _, members in model.items:
-            if members < k + MIN_WINDOWS:
+            if members < k + least:
                 continue
             target = column.distinct.astype(np.float32) if kind == "f32" else column.distinct
             for axis, seq in _sequences(array):
                 values = seq.astype(target.dtype)
                 pos = np.clip(np.searchsorted(target, values), 0, len(target) - 1)
                 codes = np.where(target[pos] == values, pos, -1).astype(np.int64)
-                if (codes >= 0).sum() < k + MIN_WINDOWS:
+                if (codes >= 0).sum() < k + least:
                     continue
                 hashes = _hashes(_collapse(codes), k)
                 matched = int(_in_sorted(hashes, windows).sum())
                 chance = max(int(_in_sorted(hashes, control).sum()) for control in shuffled) if matched else 0
-                if matched - chance >= MIN_WINDOWS:
-                    out.append(_finding(Status.FAIL, f"{name}{axis} holds consecutive values of the extract's "
-                                                     f"column {column.label} in the extract's row order ({matched} "
-                                                     f"runs of {k} rows): the model carries the column's rows"))
-                    break
+                yield column, f"{name}{axis}", matched, chance, k
+
+
+def _order_findings(model: _Model, reference: Reference) -> list[Finding]:
+    out: list[Finding] = []
+    failed: set[tuple[str, str]] = set()
+    for column, where, matched, chance, k in _order_runs(model, reference):
+        array = where.split(" along axis")[0]
+        if matched - chance >= MIN_WINDOWS and (column.label, array) not in failed:
+            failed.add((column.label, array))
+            out.append(_finding(Status.FAIL, f"{where} holds consecutive values of the extract's "
+                                             f"column {column.label} in the extract's row order ({matched} "
+                                             f"runs of {k} rows): the model carries the column's rows"))
+    return out
+
+
+def column_evidence(arrays: Arrays, reference: Reference) -> dict[str, tuple[set[float], float, int]]:
+    """What one model holds of each extract column, for judging several models together
+    (:mod:`.model_split`): label -> (its distinct values in the model, the chance level of that
+    count, windows of the column's rows in row order beyond chance, summed over the arrays).
+    Windows are counted from a single one, not :data:`MIN_WINDOWS`: a piece may be short."""
+    model = _Model(arrays, reference)
+    out: dict[str, tuple[set[float], float, int]] = {}
+    for column in reference.columns:
+        if len(column.distinct) >= REVIEW_VALUES:
+            found, chance, _ = model.matches(column.distinct[~_trivial(column.distinct)])
+            if found:
+                out[column.label] = (found, chance, 0)
+    best: dict[tuple[str, str], int] = {}
+    for column, where, matched, chance, _ in _order_runs(model, reference, least=1):
+        key = (column.label, where.split(" along axis")[0])
+        best[key] = max(best.get(key, 0), matched - chance)
+    for (label, _), windows in best.items():
+        if windows > 0:
+            found, chance, before = out.get(label, (set(), 0.0, 0))
+            out[label] = (found, chance, before + windows)
     return out
 
 
@@ -392,4 +425,4 @@ def check_tensors(path: Path, fmt: str, reference: Reference | None) -> list[Fin
     return out
 
 
-__all__ = ["check_tensors", "RULE", "MIN_VALUES", "MIN_IDS", "MIN_WINDOWS"]
+__all__ = ["check_tensors", "column_evidence", "RULE", "MIN_VALUES", "MIN_IDS", "MIN_WINDOWS", "REVIEW_VALUES"]

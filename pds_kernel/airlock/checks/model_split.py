@@ -1,0 +1,110 @@
+"""Several model files judged as one: a column cut into pieces (rule ``model-tensors``).
+
+:mod:`.model_tensors` judges one file: more than :data:`.model_tensors.MIN_VALUES` distinct values
+of an extract column, or :data:`.model_tensors.MIN_WINDOWS` runs of its rows in row order, fail it.
+A column cut into pieces under those numbers, each exported in its own file (of one request, or of
+requests sent one after another), passed every file (red team 16B). Here a model file is judged
+together with the other model files of its request and the author's earlier exports of the
+project (:mod:`pds_kernel.airlock.export_history` picks them, within bounds): per column, the union
+of the values they hold and the sum of their row-order runs are judged as one file's.
+
+A file is blamed only when it adds to the union: at least :data:`MIN_ADDED` values, beyond
+chance, that the other files do not hold, or runs of rows of its own. A file that fails alone is
+failed by :mod:`.model_tensors` already: it is left out of the union and not named twice. Values
+fail when every file was silent alone (pieces cut under the review level) and go to review when
+some file was already named to a checker: honest tree models of one column hold its values as
+thresholds, up to 256 each, and two of them may hold more than 300 together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .model_arrays import Unreadable, read_arrays
+from .model_reference import Reference
+from .model_tensors import MIN_VALUES, MIN_WINDOWS, REVIEW_VALUES, RULE, column_evidence
+from .models import model_format
+from .result import Finding, Status
+
+#: values of a column, beyond chance, that a file must add to the others' to be judged with them
+MIN_ADDED = 5
+#: other files named in a finding, at most
+MAX_NAMED = 3
+
+#: what one model holds of each extract column: label -> (distinct values, chance, row-order runs)
+Evidence = dict[str, tuple[set[float], float, int]]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One other model file, as a finding names it."""
+
+    where: str  #: "this request", or "request 1a2b3c4d"
+    name: str
+    evidence: Evidence = field(default_factory=dict)
+
+
+def evidence_of(path: Path, name: str, reference: Reference) -> Evidence | None:
+    """What the model at ``path`` holds of the extract's columns; None when the gate cannot read
+    its numbers (its own check says so)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    fmt = model_format(path, Path(name).suffix.lower(), head, path.stat().st_size)
+    if fmt is None:
+        return None
+    try:
+        return column_evidence(read_arrays(path, fmt), reference)
+    except Unreadable:
+        return None
+
+
+def _named(pieces: list[Piece]) -> str:
+    shown = ", ".join(f"{p.name[:60]} ({p.where})" for p in pieces[:MAX_NAMED])
+    return shown + (f" and {len(pieces) - MAX_NAMED} more" if len(pieces) > MAX_NAMED else "")
+
+
+def _alone(evidence: tuple[set[float], float, int]) -> float:
+    found, chance, _ = evidence
+    return len(found) - chance
+
+
+def split_findings(own: Evidence, others: list[Piece]) -> list[Finding]:
+    """Findings of a file holding ``own`` of the extract, judged with the ``others``. A file that
+    fails alone is left out of the union (its own check names it). When every file of the union
+    was silent alone (under :data:`.model_tensors.REVIEW_VALUES` values each: pieces cut to pass),
+    the union fails; when some were already named to a checker (trees' thresholds are data values,
+    and two histogram boosters of the same column can hold 200 each), it goes to review."""
+    out = []
+    for label, (found, chance, windows) in own.items():
+        with_it = [p for p in others if label in p.evidence and _alone(p.evidence[label]) < MIN_VALUES]
+        if not with_it:
+            continue
+        theirs = set().union(*(p.evidence[label][0] for p in with_it))
+        union = found | theirs
+        union_chance = chance + sum(p.evidence[label][1] for p in with_it)
+        added = len(found - theirs) - chance
+        if (len(found) - chance < MIN_VALUES and added >= MIN_ADDED and len(union) - union_chance >= MIN_VALUES):
+            silent = all(_alone(e) < REVIEW_VALUES for e in [own[label]] + [p.evidence[label] for p in with_it])
+            together = (f"this model holds {len(found)} distinct values of the extract's column {label}; with "
+                        f"{_named(with_it)}, the models hold {len(union)} (chance explains {union_chance:.0f}), over "
+                        f"the {MIN_VALUES} one model may carry")
+            if silent:
+                out.append(Finding(RULE, Status.FAIL, (
+                    f"{together}: cut into pieces across files or exports, each too small to be named, they carry "
+                    "the column's values. Export what the model learnt, not the values")))
+            else:
+                out.append(Finding(RULE, Status.REVIEW, (
+                    f"{together}: a checker must confirm they are thresholds of tree models fitted on the same "
+                    "data, not a column cut into pieces")))
+        pieces = [p for p in with_it if 0 < p.evidence[label][2] < MIN_WINDOWS]
+        runs = windows + sum(p.evidence[label][2] for p in pieces)
+        if 0 < windows < MIN_WINDOWS and runs >= MIN_WINDOWS:
+            out.append(Finding(RULE, Status.FAIL, (
+                f"this model holds {windows} runs of consecutive rows of the extract's column {label} in the "
+                f"extract's row order; with {_named(pieces)} the models hold {runs}, over the {MIN_WINDOWS} one "
+                "model may hold: cut into pieces, they carry the column's rows")))
+    return out
+
+
+__all__ = ["Evidence", "MIN_ADDED", "Piece", "evidence_of", "split_findings"]
