@@ -370,8 +370,8 @@ def test_honest_scikit_learn_models_as_skops_get_no_tensor_failure(gate, estimat
     _, extract = gate
     X, y = claim_rows(extract) if estimator != "logistic" else person_rows(extract)
     model = {"forest": RandomForestClassifier(n_estimators=30, min_samples_leaf=5, random_state=0),
-             "extra": ExtraTreesClassifier(n_estimators=30, random_state=0),
-             "boosting": GradientBoostingClassifier(n_estimators=100, random_state=0),
+             "extra": ExtraTreesClassifier(n_estimators=30, min_samples_leaf=5, random_state=0),
+             "boosting": GradientBoostingClassifier(n_estimators=100, min_samples_leaf=5, random_state=0),
              "hist": HistGradientBoostingClassifier(max_iter=100),
              "logistic": make_pipeline(StandardScaler(), LogisticRegression()),
              "tree": DecisionTreeClassifier(min_samples_leaf=20, random_state=0)}[estimator].fit(X, y)

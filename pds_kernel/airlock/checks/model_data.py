@@ -16,7 +16,11 @@ what the model *outputs*, and so misses data a model carries without using it):
 - **instance-based estimators** (fail): scikit-learn estimators whose fitted state *is* training
   rows (k-nearest neighbours, support vector machines, Gaussian processes, kernel ridge, label
   propagation...) named anywhere in a skops file, and ONNX's SVM operators (their
-  ``support_vectors`` attribute holds training rows).
+  ``support_vectors`` attribute holds training rows);
+- **leaves of fewer than** :data:`MIN_LEAF` **training rows** (fail without a declaration, review
+  with one): a scikit-learn tree or any tree of an ensemble (skops: every estimator's node array,
+  up to :data:`MAX_TREES` trees), a LightGBM model (``leaf_count``) or an XGBoost model of squared
+  error (``sum_hessian``, a row's hessian being 1) (:mod:`.model_leaves`).
 
 Unused ONNX initializers, dead nodes and unused local functions are refused by
 :mod:`.model_formats`; extra attributes of a skops estimator, and leaves or declarations that do not
@@ -33,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import content
+from .model_leaves import MIN_LEAF, booster_leaves
 from .result import Finding, Status
 
 #: bytes of a model (or of one archive member, decompressed) the string scan reads, at most; a
@@ -184,6 +189,8 @@ def scan_model(path: Path, fmt: str, declared: bool = False) -> list[Finding]:
     if path.stat().st_size > MAX_SCAN_BYTES:
         scan.add(Status.REVIEW, f"the model is larger than the gate's string scan reads ({MAX_SCAN_BYTES} bytes): "
                                 "its end was not read")
+    if fmt in ("lightgbm", "xgboost-json", "xgboost-ubj"):
+        _booster_leaf_findings(path, fmt, scan, declared)
     if fmt == "skops":
         _scan_skops(path, scan, declared)
     elif fmt == "xgboost-json":
@@ -258,13 +265,16 @@ def _npy_strings(data: bytes, scan: _Scan, name: str) -> bool:
     return True
 
 
-#: the fewest training rows a leaf of a single exported tree may hold (SACRO-ML's min_samples_leaf)
-MIN_LEAF = 5
+#: the trees of one skops file whose leaves are counted, at most (a skops file holds at most
+#: :data:`.models.MAX_MEMBERS` arrays, about 2,000 trees: this is never the binding limit today)
+MAX_TREES = 5_000
 
 
 def _leaves(data: bytes) -> tuple[int, int] | None:
     """(leaves, leaves of fewer than :data:`MIN_LEAF` training rows) of a scikit-learn tree's node
-    array (the ``nodes`` of its ``Tree``), or None when ``data`` is no such array."""
+    array: the ``nodes`` of a ``Tree`` (decision trees, forests, extra trees, gradient boosting:
+    ``n_node_samples``) or of a histogram gradient boosting ``TreePredictor`` (``count``); None
+    when ``data`` is no such array."""
     import io
 
     import numpy as np
@@ -273,32 +283,51 @@ def _leaves(data: bytes) -> tuple[int, int] | None:
         nodes = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError):
         return None
-    if not nodes.dtype.names or not {"left_child", "n_node_samples"} <= set(nodes.dtype.names):
+    fields = set(nodes.dtype.names or ())
+    if {"left_child", "n_node_samples"} <= fields:
+        leaf, rows = nodes["left_child"] == -1, nodes["n_node_samples"]
+    elif {"is_leaf", "count"} <= fields:
+        leaf, rows = nodes["is_leaf"].astype(bool), nodes["count"]
+    else:
         return None
-    leaf = nodes["left_child"] == -1
-    return int(leaf.sum()), int((leaf & (nodes["n_node_samples"] < MIN_LEAF)).sum())
+    return int(leaf.sum()), int((leaf & (rows < MIN_LEAF)).sum())
 
 
-def _leaf_findings(trees: list[tuple[int, int]], scan: _Scan, declared: bool) -> None:
+def _leaf_findings(trees: list[tuple[int, int]], skipped: int, scan: _Scan, declared: bool,
+                   model: str = "decision tree", setting: str = "") -> None:
+    """A tree, or any tree of an ensemble, with leaves of fewer than :data:`MIN_LEAF` training rows
+    fails when its rows are not declared (nothing attacks it), and goes to a checker when they are
+    (the platform's structural attack judges its leaves, every estimator of a forest). ``setting``
+    says what to fit it with (scikit-learn's by default)."""
+    if skipped:
+        scan.add(Status.REVIEW, f"the leaves of {skipped} trees after the first {MAX_TREES} were not counted: a "
+                                "checker must confirm their leaves hold 5 training rows or more")
     small = sum(n for _, n in trees)
     if not small:
         return
     leaves = sum(n for n, _ in trees)
-    if len(trees) == 1:
-        # undeclared, nothing attacks it: fail; declared, the platform's structural attack judges it
-        scan.add(Status.REVIEW if declared else Status.FAIL, f"the decision tree has {small} of its {leaves} leaves holding fewer than {MIN_LEAF} "
-                              "training rows: each is a few persons' features and outcome, a record of them; fit it "
-                              f"with min_samples_leaf={MIN_LEAF} or more (or a small max_depth)"
-                              + ("" if declared else ", or declare its rows so the platform attacks it"))
-    else:
-        scan.add(Status.REVIEW, f"{small} of the {leaves} leaves of its {len(trees)} trees hold fewer than "
-                                f"{MIN_LEAF} training rows (a leaf of one row is a person's features and outcome): "
-                                f"a checker must judge whether the ensemble records persons; min_samples_leaf={MIN_LEAF} "
-                                "or more avoids it")
+    what = f"the {model} has" if len(trees) == 1 else f"{sum(1 for _, n in trees if n)} of its {len(trees)} trees have"
+    setting = setting or (f"min_samples_leaf={MIN_LEAF} or more (or a small max_depth"
+                          + ("" if len(trees) == 1 else "; HistGradientBoosting: min_samples_leaf, 20 by default") + ")")
+    todo = f"fit it with {setting}" + ("" if declared else ", or declare its training rows (ws.declare_model) so the "
+                                                          "platform attacks it")
+    scan.add(Status.REVIEW if declared else Status.FAIL,
+             f"{what} {small} of {leaves} leaves holding fewer than {MIN_LEAF} training rows: each is a few persons' "
+             f"features and outcome, a record of them (a leaf of one row is one person's); {todo}")
+
+
+def _booster_leaf_findings(path: Path, fmt: str, scan: _Scan, declared: bool) -> None:
+    """The same rule on an XGBoost or LightGBM model whose file records its leaves' rows."""
+    found = booster_leaves(path, fmt)
+    if found is not None:
+        setting, trees = found
+        _leaf_findings(trees, 0, scan, declared, "XGBoost model" if fmt.startswith("xgboost") else "LightGBM model",
+                       setting)
 
 
 def _scan_skops(path: Path, scan: _Scan, declared: bool = False) -> None:
     trees: list[tuple[int, int]] = []
+    skipped = 0
     try:
         with zipfile.ZipFile(path) as archive:
             try:
@@ -327,6 +356,9 @@ def _scan_skops(path: Path, scan: _Scan, declared: bool = False) -> None:
                             scan.string(value, "the skops schema")
                 elif member.filename.endswith(".npy") and _npy_strings(data, scan, member.filename):
                     continue
+                elif member.filename.endswith(".npy") and len(trees) >= MAX_TREES and (b"n_node_samples" in data[:2048] or b"is_leaf" in data[:2048]):
+                    skipped += 1
+                    scan.binary(data, f"{member.filename[:80]} of the skops file")
                 elif member.filename.endswith(".npy") and (counts := _leaves(data)) is not None:
                     trees.append(counts)
                     scan.binary(data, f"{member.filename[:80]} of the skops file")
@@ -334,7 +366,7 @@ def _scan_skops(path: Path, scan: _Scan, declared: bool = False) -> None:
                     scan.binary(data, f"{member.filename[:80]} of the skops file")
     except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, NotImplementedError) as exc:
         scan.add(Status.FAIL, f"the skops archive cannot be read in full ({type(exc).__name__})")
-    _leaf_findings(trees, scan, declared)
+    _leaf_findings(trees, skipped, scan, declared)
 
 
 def _onnx_instance_ops(path: Path, scan: _Scan) -> None:
