@@ -23,7 +23,7 @@ from sqlalchemy import select
 from ..db import transaction
 from .checks import FileCheck, Finding, Status
 from .checks.model_reference import Reference
-from .checks.model_split import Piece, evidence_of, split_findings
+from .checks.model_split import MIN_ADDED, Piece, evidence_of, split_findings
 from .checks.model_tensors import RULE
 from .models import ExportRequest
 from .staging import request_dir
@@ -69,18 +69,20 @@ def split_check(earlier: Callable[[], tuple[list[tuple[str, str, Path]], int]],
                 models: Mapping[int, tuple[str, Path]], results: Mapping[int, FileCheck]) -> None:
     """Add to ``results`` what each of this request's ``models`` (index -> name, staged path) holds
     of the extract together with the request's other models and the author's earlier ones."""
-    ref = reference() if models and reference is not None else None
+    if not models or reference is None:
+        return
+    before, left_out = earlier()
+    if not before and not left_out and len(models) < 2:
+        return
+    ref = reference()
     if ref is None:
         return  # no extract: each model's own check says nothing was compared
-    before, left_out = earlier()
-    if not before and len(models) < 2:
-        return
     own = {i: evidence_of(path, name, ref) or {} for i, (name, path) in models.items()}
     pieces = []
     for request_id, name, path in before:
         try:
             evidence = evidence_of(path, name, ref)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             log.warning("earlier model %s of %s unreadable for the split rule: %s", name, request_id, exc)
             continue
         if evidence:
@@ -90,7 +92,7 @@ def split_check(earlier: Callable[[], tuple[list[tuple[str, str, Path]], int]],
             continue
         siblings = [Piece("this request", models[j][0], e) for j, e in own.items() if j != i and e]
         results[i].extend(split_findings(evidence, siblings + pieces))
-        if left_out:
+        if left_out and any(len(found) - chance >= MIN_ADDED for found, chance, _ in evidence.values()):
             results[i].add(Finding(RULE, Status.REVIEW, (
                 f"{left_out} model file(s) of your earlier requests of this project were not compared with this "
                 f"one (the gate reads the {MAX_FILES} most recent, {MAX_BYTES >> 20} MiB at most): a checker must "

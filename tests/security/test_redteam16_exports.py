@@ -36,7 +36,7 @@ from model_tensor_support import checker_findings as findings
 
 from pds_kernel.registry import Role
 
-AUTHORS = ("bob", "carol", "dave", "erin", "fanny")
+AUTHORS = ("bob", "carol", "dave", "erin", "fanny", "gina")
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +254,19 @@ def test_pieces_already_named_to_a_checker_go_to_review_and_a_file_failing_alone
     assert not split_findings({"T.C": held(0, 40)}, [Piece("request 1", "big.onnx", {"T.C": held(100, 900)})])
     assert not split_findings({"T.C": held(0, 40)}, [Piece("request 1", "a.onnx", {"T.C": held(0, 40)}),
                                                      Piece("request 2", "b.onnx", {"T.C": held(40, 340)})])
+
+
+def test_earlier_model_files_beyond_the_bounds_are_said_to_the_checker(gate, monkeypatch):
+    """The gate reads at most MAX_FILES earlier model files (20; 2 here): the rest is named as not
+    compared, in a review finding, on a model holding values of the extract."""
+    from pds_kernel.airlock import export_history
+
+    service, extract, weights = gate
+    monkeypatch.setattr(export_history, "MAX_FILES", 2)
+    values = np.random.default_rng(18).permutation(_amounts(extract))[:160]
+    for n, piece in enumerate(np.split(values, 4)):
+        view = _send(service, "gina", {f"net-{n}.safetensors": _piece(weights, piece)})
+    found = findings(service, view)
+    assert view.files[0].check_status == "review", found
+    assert any(f["status"] == "review" and "1 model file(s) of your earlier requests" in f["message"]
+               for f in found), found
