@@ -270,3 +270,25 @@ def test_earlier_model_files_beyond_the_bounds_are_said_to_the_checker(gate, mon
     assert view.files[0].check_status == "review", found
     assert any(f["status"] == "review" and "1 model file(s) of your earlier requests" in f["message"]
                for f in found), found
+
+
+def test_a_forest_of_thousands_of_trees_is_refused_at_once_saying_why(gate):
+    """Bound: a skops file of more than 10,000 arrays (a forest of about 2,000 trees or more) is
+    refused before any array is read, saying to export fewer trees; below that, every tree's leaves
+    are counted (1,000 trees of depth 3: about 5 s for the whole string scan)."""
+    import time
+    import zipfile
+
+    from pds_kernel.airlock.staging import RefusedFiles
+
+    service, _, _ = gate
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("schema.json", "{}")
+        for n in range(10_001):
+            archive.writestr(f"{n}.npy", b"")
+    started = time.monotonic()
+    with pytest.raises(RefusedFiles) as caught:
+        _send(service, "alice", {"forest.skops": buffer.getvalue()})
+    assert time.monotonic() - started < 10
+    assert "export fewer trees" in caught.value.reasons["forest.skops"], caught.value.reasons

@@ -55,7 +55,8 @@ def zip_pickles(path: Path) -> str | None:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
             if len(members) > MAX_MEMBERS:
-                return f"an archive of {len(members)} members"
+                return (f"it holds {len(members)} members, more than the {MAX_MEMBERS} the gate reads one by one (a "
+                        "skops forest of about 2,000 trees or more: export fewer trees)")
             for member in members:
                 name = member.filename.lower()
                 if name.endswith(_PICKLE_MEMBER):
