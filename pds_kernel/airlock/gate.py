@@ -227,6 +227,8 @@ def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]
                                      for i, p in enumerate(paths) if i not in refused], context)
         for i in copies.keys() - refused.keys():
             results[i].extend(submitted_findings(Path(paths[i]), names[i], gate.max_bytes))
+        split_check(lambda: ([], 0), gate.reference,  # the models given together (earlier exports: the gate's)
+                    {i: (names[i], Path(paths[i])) for i, r in results.items() if r.kind == "model"}, results)
     for i, why in refused.items():
         results[i] = FileCheck(kind=filetypes.kind_of(names[i]))
         results[i].add(Finding("rebuild", Status.FAIL, why))

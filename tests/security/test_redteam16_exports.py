@@ -292,3 +292,21 @@ def test_a_forest_of_thousands_of_trees_is_refused_at_once_saying_why(gate):
         _send(service, "alice", {"forest.skops": buffer.getvalue()})
     assert time.monotonic() - started < 10
     assert "export fewer trees" in caught.value.reasons["forest.skops"], caught.value.reasons
+
+
+def test_workspace_check_judges_the_models_it_is_given_together(gate, tmp_path):
+    """``ws.check`` / ``pds airlock check`` (check_paths) judge the files given together, as the gate
+    does at submission; the author's earlier exports only the gate reads."""
+    from pds_kernel.airlock.checks import Thresholds
+    from pds_kernel.airlock.checks.model_reference import reference_at
+    from pds_kernel.airlock.gate import ProjectGate, check_paths
+
+    _, extract, weights = gate
+    values = np.random.default_rng(19).permutation(_amounts(extract))[:320]
+    paths = []
+    for n, piece in enumerate(np.split(values, 8)):
+        paths.append(tmp_path / f"part-{n}.safetensors")
+        paths[-1].write_bytes(_piece(weights, piece))
+    reference = reference_at(extract.path)
+    answer = check_paths(ProjectGate(Thresholds(), 50 << 20, reference=lambda: reference), paths, {})
+    assert all(f["verdict"] == "fail" and _split_failure(f["findings"]) for f in answer["files"]), answer
