@@ -33,7 +33,8 @@ from the model (:mod:`.model_arrays`) is compared with the numbers of the projec
 
 What statistics cannot find is said in docs/output-checking.md: values transformed or encrypted
 before they are stored, rounded, or spread across tensors in another row order and fewer than
-:data:`MIN_VALUES` per column.
+:data:`MIN_VALUES` per column. A column cut into pieces across several files or exports is judged
+by :mod:`.model_split`, from what :func:`column_evidence` finds of each.
 """
 
 from __future__ import annotations
