@@ -187,6 +187,17 @@ class HubClient:
         return requests.request(method, urljoin(self.hub.url, path), headers=headers, timeout=60, **kwargs)
 
 
+def browser_sign_in(page, hub: Hub, user: str, secret: str) -> None:
+    """Sign ``user`` in on ``page`` (a Playwright page) through the hub's login form: password and
+    a second-factor code not used before; returns on the hub's home page."""
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", PASSWORD)
+    page.fill("input[name='2fa']", current_totp(secret))
+    page.click("#login_submit")
+    page.wait_for_url("**/hub/home", timeout=60_000)
+
+
 def make_world(root: Path, port: int) -> Hub:
     """Registry: root (admin), alice (diabetes-t2), bob (mi-outcomes), dave (no project)."""
     paths = {f.name: str(root / f.name) for f in fields(Paths)}

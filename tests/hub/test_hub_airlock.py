@@ -26,7 +26,7 @@ import requests
 from chromium import CHROMIUM
 from chromium import browser as chromium_browser
 from hub_kernel import execute
-from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub, current_totp
+from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub, browser_sign_in
 from sqlalchemy import select
 from test_hub import wait_ready, wait_stopped
 
@@ -107,15 +107,6 @@ def gate_api(hub: Hub, token: str, method: str, path: str, **kwargs) -> requests
     return requests.request(method, f"{hub.gate}api/{path}", timeout=60, headers=headers, **kwargs)
 
 
-def browser_login(page, hub: Hub, user: str, secret: str) -> None:
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", PASSWORD)
-    page.fill("input[name='2fa']", current_totp(secret))
-    page.click("#login_submit")
-    page.wait_for_url("**/hub/home", timeout=30_000)
-
-
 def approve_in_browser(browser, hub: Hub, user: str, secret: str, request_id: str,
                        screenshot: Path | None = None) -> str:
     """Log in, open the request page (HubOAuth redirects through the hub), approve every file;
@@ -123,7 +114,7 @@ def approve_in_browser(browser, hub: Hub, user: str, secret: str, request_id: st
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
-        browser_login(page, hub, user, secret)
+        browser_sign_in(page, hub, user, secret)
         page.goto(f"{hub.gate}requests/{request_id}")
         page.wait_for_selector("#review-form", timeout=30_000)
         assert page.locator(".verdict").count() == 1
@@ -200,7 +191,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
         # the researcher's view: released, with the download link
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
-        browser_login(page, hub, "alice", secrets["alice"])
+        browser_sign_in(page, hub, "alice", secrets["alice"])
         page.goto(f"{hub.gate}requests/{request_id}")
         page.wait_for_selector("#download-0", timeout=30_000)
         assert page.inner_text("#state").strip() == "released"

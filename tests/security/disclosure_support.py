@@ -67,8 +67,9 @@ def pickle_zip(member: str = "archive/data.pkl") -> bytes:
     return buffer.getvalue()
 
 
-def pdf_of(objects: list[bytes]) -> bytes:
-    """A PDF of ``objects`` (numbered from 1) with its cross-reference table."""
+def pdf_of(objects: list[bytes], trailer: bytes = b"") -> bytes:
+    """A PDF of ``objects`` (numbered from 1; 1 is the catalogue) with its cross-reference table;
+    ``trailer``: more entries of its trailer."""
     out, offsets = bytearray(b"%PDF-1.7\n"), []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
@@ -76,5 +77,5 @@ def pdf_of(objects: list[bytes]) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    out += b"trailer\n<< /Size %d /Root 1 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, trailer, xref)
     return bytes(out)

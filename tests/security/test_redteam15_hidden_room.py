@@ -42,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from disclosure_support import pdf_of
 from gate_support import PROJECT, files
 from PIL import Image
 from redteam13_support import gate13_fixture  # noqa: F401  (fixture)
@@ -136,20 +137,6 @@ def test_png_payload_never_leaves(gate13, attack):
 
 
 # ---- 2. PDF ----------------------------------------------------------------------------------
-def _pdf(objects: list[bytes], trailer: bytes = b"") -> bytes:
-    """A PDF of ``objects`` (numbered from 1; 1 is the catalogue), with a correct cross-reference."""
-    out = b"%PDF-1.7\n"
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, trailer, xref)
-    return out
-
-
 def _stream(content: bytes, extra: bytes = b"") -> bytes:
     return b"<< /Length %d %s>>\nstream\n" % (len(content), extra) + content + b"\nendstream"
 
@@ -161,7 +148,7 @@ FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 
 def _figure(drawing: bytes = DRAWING, catalogue: bytes = b"", page: bytes = b"", more: list[bytes] = (),
             trailer: bytes = b"") -> bytes:
-    return _pdf([b"<< /Type /Catalog /Pages 2 0 R %s>>" % catalogue, b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
+    return pdf_of([b"<< /Type /Catalog /Pages 2 0 R %s>>" % catalogue, b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
                  _stream(drawing), FONT, PAGE % page, *more], trailer)
 
 

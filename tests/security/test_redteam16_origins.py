@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airlock"))
 
 from airlock_factories import files
-from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, current_totp, free_port_block, make_world
+from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, browser_sign_in, free_port_block, make_world
 from sqlalchemy import select
 
 from pds_kernel.airlock.models import ExportRequest, Review
@@ -90,12 +90,7 @@ def world_fixture():
 def _signed_in(chromium, hub, user: str, secret: str):
     context = chromium.new_context()
     page = context.new_page()
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", PASSWORD)
-    page.fill("input[name='2fa']", current_totp(secret))
-    page.click("#login_submit")
-    page.wait_for_url("**/hub/home", timeout=30_000)
+    browser_sign_in(page, hub, user, secret)
     return context, page
 
 
