@@ -19,7 +19,8 @@ GROUPS = sorted({name.split(".", 1)[0] for name in ACTIONS})
 #: A text of the code that looks like an action of one of the catalogue's groups.
 LOOKS_LIKE_AN_ACTION = re.compile(rf"^({'|'.join(GROUPS)})(\.[a-z][a-z_]*)+\.?$")
 #: Texts of those groups' shape that are not actions (a module, a file, a socket, a settings key).
-NOT_ACTIONS = {"audit.key", "audit.key_file", "import.html", "platform.html", "hub.sock", "packages.sock"}
+NOT_ACTIONS = {"audit.key", "audit.key_file", "import.html", "platform.html", "hub.sock", "packages.sock",
+               "hub.public_url"}
 
 
 def _texts_of_the_code() -> dict[str, str]:
