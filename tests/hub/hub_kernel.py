@@ -14,7 +14,8 @@ def execute(base_url: str, token: str, code: str, timeout: float = 120, keep: bo
     """Start a kernel at ``base_url`` (``http://host/user/u/server``), run ``code``, delete the kernel
     (unless ``keep``: then the caller deletes it with :func:`delete_kernel`).
 
-    Returns ``{"stdout": str, "error": str | None, "kernel_id": str}``.
+    Returns ``{"stdout": str, "stderr": str, "error": str | None, "kernel_id": str}``: what the code
+    printed, and apart what it logged (a log line after the printed result must not pass for it).
     """
     headers = {"Authorization": f"token {token}"}
     response = requests.post(f"{base_url}/api/kernels", headers=headers, json={"name": "python3"}, timeout=60)
@@ -31,22 +32,24 @@ def execute(base_url: str, token: str, code: str, timeout: float = 120, keep: bo
             "content": {"code": code, "silent": False, "store_history": False,
                         "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
         }))
-        stdout, error = [], None
+        stdout, stderr, error = [], [], None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             message = json.loads(ws.recv())
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind = message["msg_type"]
-            if kind == "stream":
+            if kind == "stream" and message["content"].get("name") == "stdout":
                 stdout.append(message["content"]["text"])
+            elif kind == "stream":  # logs (a Dask client's, at its close) after the printed result
+                stderr.append(message["content"]["text"])
             elif kind == "error":
                 error = "\n".join(message["content"].get("traceback", [])) or message["content"]["evalue"]
             elif kind == "status" and message["content"]["execution_state"] == "idle":
                 break
         else:
             raise TimeoutError(f"kernel did not finish in {timeout} s")
-        return {"stdout": "".join(stdout), "error": error, "kernel_id": kernel_id}
+        return {"stdout": "".join(stdout), "stderr": "".join(stderr), "error": error, "kernel_id": kernel_id}
     finally:
         ws.close()
         if not keep:
