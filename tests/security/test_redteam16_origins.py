@@ -252,10 +252,11 @@ def test_a_workspace_reads_another_workspace_of_the_same_user(world, chromium):
         _open_workspace(page, hub, "alice", PROJECT)
         got = page.evaluate("""async (other) => {
             // her other workspace in a window of this one's origin: its page, its cookies, its fetch
+            // (until it is that page: at first the window is about:blank, which shows this page's cookies)
             const w = window.open(other + 'lab');
-            for (let i = 0; i < 150; i++) {
+            for (let i = 0; i < 600; i++) {
                 await new Promise(r => setTimeout(r, 100));
-                try { if (w.document.readyState === 'complete' && w.document.cookie.includes('_xsrf')) break; }
+                try { if (w.location.pathname.startsWith(other) && w.document.cookie.includes('_xsrf')) break; }
                 catch (e) { return 'refused: ' + e.name; }
             }
             try {
