@@ -25,6 +25,7 @@ from ..errors import IntegrityError, InvalidTransition
 from ..hashing import sha256_file
 from ..registry.names import check_project_id
 from .checks import Status, filetypes
+from .imports_mount import open_release_folder
 from .imports_scan import import_refusal
 from .models import ExportRequest, RequestFile
 from .staging import check_file_name, check_request_id, fsync_path
@@ -69,8 +70,13 @@ def _copy_checked(item: ReleaseItem, target: Path) -> None:
     os.chmod(target, 0o444)
 
 
-def copy_release(outbox: Path, project: str, request_id: str, claim: str, items: list[ReleaseItem]) -> Path:
-    """Copy ``items`` to ``outbox/<project>/<request>/`` atomically; return the final folder."""
+def copy_release(outbox: Path, project: str, request_id: str, claim: str, items: list[ReleaseItem], *,
+                 open_to_workspaces: bool = False) -> Path:
+    """Copy ``items`` to ``outbox/<project>/<request>/`` atomically; return the final folder.
+
+    ``open_to_workspaces`` (imports): the folder is made readable by the sandbox account *before* it
+    is renamed into place, so a running workspace never sees it half-open (a workspace that watched
+    ``/imports`` met a folder of mode 0750 between the rename and a later chmod: EACCES)."""
     final = outbox_dir(outbox, project, request_id)
     if final.exists():
         raise IntegrityError(f"request {request_id} already has an outbox folder: it was released before")
@@ -84,10 +90,14 @@ def copy_release(outbox: Path, project: str, request_id: str, claim: str, items:
         for item in items:
             check_file_name(item.name)
             _copy_checked(item, tmp / item.name)
+        if open_to_workspaces:
+            open_release_folder(tmp)
         fsync_path(tmp)
         os.rename(tmp, final)
         fsync_path(final.parent)
     except BaseException:
+        if tmp.is_dir():
+            os.chmod(tmp, 0o700)  # opened (0555) folders cannot be emptied by a gate that is not root
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("released request %s of %s (%d files)", request_id, project, len(items))

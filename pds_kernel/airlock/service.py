@@ -43,7 +43,7 @@ from . import permissions, reviews
 from .checks import Thresholds
 from .export_quota import stage_export
 from .gate import ProjectGate, run_gate
-from .imports_mount import hide_revoked, open_release_folder, refresh_manifest
+from .imports_mount import hide_revoked, refresh_manifest
 from .inputs import brief, check_text
 from .limits import AirlockLimits, load_limits
 from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
@@ -512,9 +512,7 @@ class AirlockService:
         project, items, contents, direction = self._guarded(actor, "airlock.request.release", request_id, take_claim)
         target = self._release_root(direction)
         try:
-            final = copy_release(target, project, request_id, claim, items)
-            if direction == "import":
-                open_release_folder(final)
+            copy_release(target, project, request_id, claim, items, open_to_workspaces=direction == "import")
         except BaseException as exc:
             with transaction(self._sessions) as s:
                 s.execute(update(ExportRequest).where(ExportRequest.id == request_id,

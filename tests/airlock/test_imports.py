@@ -9,6 +9,7 @@ import json
 import os
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -73,6 +74,26 @@ def test_clean_import_is_scanned_reviewed_and_released_read_only(service, import
     assert entry["approved_by"] == ["olga", "omar"] and {f["name"] for f in entry["files"]} == {"load.py", "codes.csv"}
     with pytest.raises(InvalidInput, match="is an import"):
         service.download("alice", view.id, 0)
+
+
+def test_an_import_folder_is_open_before_it_appears_in_the_mount(service, imports, settings, monkeypatch):
+    """A workspace that watches /imports never meets the released folder closed: it is 0555 with
+    0444 files when it is renamed into place (CI once saw EACCES between the rename and a chmod)."""
+    seen = []
+    real_rename = os.rename
+
+    def watching_rename(src, dst):
+        src = Path(src)
+        if src.is_dir() and src.parent.parent == settings.paths.imports:
+            seen.append((oct(os.stat(src).st_mode & 0o777),
+                         sorted(oct(os.stat(f).st_mode & 0o777) for f in src.iterdir())))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", watching_rename)
+    view = approve_all(service, imports.create("alice", PROJECT, files(("load.py", SCRIPT), ("codes.csv", TABLE)),
+                                               "nomenclature"))
+    service.release("omar", view.id)
+    assert seen == [("0o555", ["0o444", "0o444"])]
 
 
 def test_revoked_import_leaves_the_mount_and_the_manifest(service, imports, settings):
