@@ -46,6 +46,7 @@ from .registry.models import Project
 from .registry.names import check_project_id
 from .registry.views import ProjectInfo, _project_info
 from .sandbox.held_files import TooManyToMeasure, unlinked_bytes
+from .workspace_names import person_of
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +159,14 @@ OutsideHome = Callable[[str, str, Path], int]
 
 def homes_over_quota(settings, running: dict[str, list[str]],
                      outside: OutsideHome | None = None) -> list[tuple[str, str, str]]:
-    """``(user, project, reason)`` for every running local workspace (``running``: user name ->
-    project servers) whose home, with what ``outside(user, project, home)`` says the workspace
+    """``(user, project, reason)`` for every running local workspace (``running``: hub user name ->
+    project servers; a workspace user's home is its person's) whose home, with what ``outside(user, project, home)`` says the workspace
     takes besides, is over the quota. Reads the file sizes of each home (no root-only filesystem
     quota is needed): call it off the event loop."""
     over = []
     for user, projects in running.items():
         for project in projects:
-            home = settings.paths.homes / project / user
+            home = settings.paths.homes / project / person_of(user)
             try:
                 why = home_quota_refusal(settings, home, outside(user, project, home) if outside else 0)
             except TooManyToMeasure as exc:  # deny: what cannot be measured may be over the quota

@@ -23,11 +23,14 @@ from html import escape
 from jupyterhub.apihandlers.users import UserServerAPIHandler
 from jupyterhub.handlers.pages import SpawnHandler
 from jupyterhub.scopes import needs_scope
+from jupyterhub.utils import url_escape_path
 from tornado import web
 
 from ..audit import AuditEvent, Outcome
-from ..errors import PdsError, PermissionDenied
+from ..errors import InvalidInput, PdsError, PermissionDenied
 from ..registry import Role
+from ..workspace_names import Workspace, parse_workspace_user, person_of, workspace
+from .workspace_roles import grant
 
 #: Shown under the reason on the refusal page.
 REFUSAL_HINT = ("Ask the project's data manager to add you (or to renew your membership); "
@@ -35,41 +38,53 @@ REFUSAL_HINT = ("Ask the project's data manager to add you (or to renew your mem
 
 
 def check_workspace_admission(registry, user_name: str, server_name: str,
-                              hub_groups: set[str] | None = None) -> None:
-    """Raise :class:`PermissionDenied` (audited by the registry) unless ``user_name`` may start
-    the workspace of project ``server_name`` now. The default server (no name) is never a
-    workspace. ``hub_groups``, when given (Kubernetes: the identity provider's projects), must
-    hold the project too, as the pre-spawn hook requires."""
+                              hub_groups: set[str] | None = None) -> Workspace:
+    """Raise :class:`PermissionDenied` (audited by the registry) unless the workspace of JupyterHub
+    server ``user_name/server_name`` may start now; return it. A person names her project
+    (``alice/diabetes-t2``: the start goes on to her workspace user, :mod:`.workspace_users`); a
+    workspace user its one server (``alice@diabetes-t2/diabetes-t2``). The default server (no name)
+    is never a workspace. ``hub_groups``, when given (Kubernetes: the identity provider's projects),
+    must hold the project too, as the pre-spawn hook requires."""
     if not server_name:
         raise PermissionDenied("a workspace is a project: start it from your home page "
                                "(the server name must be a project id)")
-    registry.check_access(user_name, server_name, Role.RESEARCHER, action="workspace.admit")
-    if hub_groups is not None and server_name not in hub_groups:
-        raise PermissionDenied(f"{user_name} is not in the hub group of project {server_name}: "
+    found = parse_workspace_user(user_name)
+    if found is None:
+        found = workspace(user_name, server_name)
+    elif server_name != found.server:
+        raise PermissionDenied(f"the workspace user {user_name} runs one server, {found.server}")
+    registry.check_access(found.person, found.project, Role.RESEARCHER, action="workspace.admit")
+    if hub_groups is not None and found.project not in hub_groups:
+        raise PermissionDenied(f"{found.person} is not in the hub group of project {found.project}: "
                                "sign in again (the identity provider may have withdrawn it)")
+    return found
 
 
 def refusal(user_name: str, server_name: str, reason: str) -> web.HTTPError:
     """The 403 JupyterHub renders as its error page (``jupyterhub_message`` is shown as is)."""
     what = f"the workspace of {server_name}" if server_name else "a default server"
-    error = web.HTTPError(403, "%s", f"{user_name} cannot start {what}: {reason}")
-    error.jupyterhub_message = f"{user_name} cannot start {what}: {reason}."
+    who = person_of(user_name)
+    error = web.HTTPError(403, "%s", f"{who} cannot start {what}: {reason}")
+    error.jupyterhub_message = f"{who} cannot start {what}: {reason}."
     return error
 
 
-def _admit(handler, user_name: str, server_name: str | None) -> None:
+def _admit(handler, user_name: str, server_name: str | None) -> Workspace | None:
     context = getattr(handler.authenticator, "context", None)
     if context is None:  # a hub configured without PDS: nothing to decide here
-        return
+        return None
     groups = None
     if getattr(handler.authenticator, "admission_checks_hub_groups", False):
-        target = handler.find_user(user_name)
+        target = handler.find_user(person_of(user_name))
         groups = {g.name for g in target.groups} if target is not None else set()
     try:
-        check_workspace_admission(context.registry, user_name, server_name or "", groups)
-    except PdsError as exc:
+        found = check_workspace_admission(context.registry, user_name, server_name or "", groups)
+        if parse_workspace_user(user_name) is None:  # the person's own path: her workspace user next
+            grant(handler.db, found)
+        return found
+    except (PdsError, InvalidInput) as exc:
         context.record(AuditEvent(
-            actor=handler.current_user.name, action="workspace.refused", target=f"user:{user_name}",
+            actor=handler.current_user.name, action="workspace.refused", target=f"user:{person_of(user_name)}",
             project=server_name or "", outcome=Outcome.DENIED,
             details={"server": server_name or "", "reason": str(exc), "stage": "admission"}))
         handler.extra_error_html = (f'<span id="refusal-hint">{escape(REFUSAL_HINT)}</span><br><br>'
@@ -78,32 +93,63 @@ def _admit(handler, user_name: str, server_name: str | None) -> None:
         raise refusal(user_name, server_name or "", str(exc)) from None
 
 
+def _on_workspace_user(handler, user_name: str, found: Workspace | None, path: str) -> bool:
+    """Send a request made on the person's own path to the same path of her workspace user
+    (``307``: the method and body are kept). True when it was sent."""
+    if found is None or parse_workspace_user(user_name) is not None:
+        return False
+    target = path.format(user=url_escape_path(found.user), server=url_escape_path(found.server))
+    query = handler.request.query
+    handler.redirect(target + (f"?{query}" if query else ""), status=307)
+    return True
+
+
 class AdmittedSpawnHandler(SpawnHandler):
     """``/hub/spawn[/USER[/NAME]]``: JupyterHub's spawn page, after the registry admits the start.
+    A person's ``/hub/spawn/alice/diabetes-t2`` goes on to ``/hub/spawn/alice@diabetes-t2/diabetes-t2``
+    (her workspace user, made then if missing).
 
     JupyterHub's scope check (``servers`` on USER) runs first (``needs_scope``), so only who may
     start USER's servers learns the registry's reason."""
 
     @needs_scope("servers")
     async def _get(self, user_name, server_name):
-        _admit(self, user_name, server_name)
+        found = _admit(self, user_name, server_name)
+        if _on_workspace_user(self, user_name, found, self.hub.base_url + "spawn/{user}/{server}"):
+            return None
         return await super()._get(user_name, server_name)
 
     @needs_scope("servers")
     async def _post(self, user_name, server_name):
-        _admit(self, user_name, server_name)
+        found = _admit(self, user_name, server_name)
+        if _on_workspace_user(self, user_name, found, self.hub.base_url + "spawn/{user}/{server}"):
+            return None
         return await super()._post(user_name, server_name)
 
 
 class AdmittedServerAPIHandler(UserServerAPIHandler):
-    """``POST /hub/api/users/USER/servers/NAME``: 403 with the reason (JupyterHub's JSON error
-    carries the message), no server created."""
+    """``POST|DELETE /hub/api/users/USER/servers/NAME``: 403 with the reason (JupyterHub's JSON
+    error carries the message), no server created; on a person's own path, ``307`` to her
+    workspace user's."""
 
     @needs_scope("servers")
     async def post(self, user_name, server_name=""):
         if self.find_user(user_name) is not None:
-            _admit(self, user_name, server_name)
+            found = _admit(self, user_name, server_name)
+            if _on_workspace_user(self, user_name, found, self.hub.base_url + "api/users/{user}/servers/{server}"):
+                return None
         return await super().post(user_name, server_name)
+
+    @needs_scope("delete:servers")
+    async def delete(self, user_name, server_name=""):
+        found = parse_workspace_user(user_name)
+        if found is None and server_name and self.find_user(user_name) is not None:
+            mine = workspace(user_name, server_name)
+            if self.find_user(mine.user) is not None:
+                self.redirect(self.hub.base_url + f"api/users/{url_escape_path(mine.user)}/servers/"
+                              f"{url_escape_path(mine.server)}", status=307)
+                return None
+        return await super().delete(user_name, server_name)
 
 
 def admission_handlers() -> list[tuple[str, type]]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from ..audit import AuditEvent, Outcome
 from ..sandbox.reservations import API_PATH
 from ..served_bytes import ServedBytesLedger
+from ..workspace_names import person_of
 
 
 def make_handler():
@@ -37,14 +38,15 @@ def make_handler():
             want, need = body.get("want"), body.get("need")
             if not (isinstance(want, int) and isinstance(need, int)) or isinstance(want, bool):
                 raise web.HTTPError(400, "give the integers want and need")
+            person = person_of(user_name)  # the budget is the person's, whatever hub user runs it
             try:
-                reservation = self.ledger.reserve(user_name, server_name, want, need)
+                reservation = self.ledger.reserve(person, server_name, want, need)
             except ValueError as exc:
                 raise web.HTTPError(400, str(exc)) from None
             ok = reservation.granted > 0
             self.record(AuditEvent(
-                actor=user_name, action="workspace.bytes_reserved" if ok else "workspace.bytes_refused",
-                target=f"user:{user_name}", project=server_name,
+                actor=person, action="workspace.bytes_reserved" if ok else "workspace.bytes_refused",
+                target=f"user:{person}", project=server_name,
                 outcome=Outcome.OK if ok else Outcome.DENIED,
                 details={"server": server_name, "want": want, "need": need, "granted": reservation.granted,
                          "available": reservation.available, "served": reservation.served}))

@@ -25,7 +25,9 @@ from ..registry import Registry, Role
 from ..registry.names import check_user_name
 from ..runtime import Runtime
 from ..settings import Settings
+from ..workspace_names import parse_workspace_user
 from .notices import WorkspaceNotices
+from .workspace_roles import project_workspaces, workspace_users_of
 
 log = logging.getLogger(__name__)
 
@@ -167,28 +169,45 @@ def registry_admins(registry: Registry) -> set[str]:
 # ---- enforcement at login ------------------------------------------------------------------
 async def stop_revoked_servers(context: HubContext, handler, username: str, *,
                                today: date | None = None, reason: str = "login") -> list[str]:
-    """Stop every running server of ``username`` whose project the user may no longer use.
+    """Stop every running workspace of ``username`` (a person, or one workspace user) whose project
+    she may no longer use, and bring her roles on her workspace users in line with the registry
+    (:func:`.workspace_users.project_workspaces`).
 
     Called at every login and every auth refresh: an expired membership or a closed project stops
-    the workspace. Returns the names of the servers stopped (each one audited).
+    the workspace. Returns the projects whose workspaces were stopped (each one audited).
     """
-    user = handler.find_user(username) if handler is not None else None
-    if user is None:
+    if handler is None:
         return []
-    allowed = set(project_groups(context.registry, username, today))
+    found = parse_workspace_user(username)
+    person = found.person if found is not None else username
+    allowed = set(project_groups(context.registry, person, today)) if is_registry_user(context.registry, person) else set()
+    if found is None and handler.find_user(person) is not None:
+        project_workspaces(handler.db, person, allowed)
+    owners = [found.user] if found is not None else [row.name for row in workspace_users_of(handler.db, person)]
+    if found is None:
+        owners.append(person)  # named servers of a person from before workspace users (ADR 17)
     stopped = []
-    for name, spawner in list(user.spawners.items()):
-        if not (spawner.active or spawner.ready) or name in allowed:
+    for owner in owners:
+        user = handler.find_user(owner)
+        if user is None:
             continue
-        why = revoke_reason(context.registry, username, name, today)
-        log.info("stopping %s/%s: %s", username, name, why)
-        await handler.stop_single_user(user, name)
-        context.record(AuditEvent(
-            actor="hub", action="workspace.stop", target=f"user:{username}", project=name,
-            details={"server": name, "cause": "access revoked", "reason": why, "checked_at": reason},
-        ))
-        stopped.append(name)
+        for name, spawner in list(user.spawners.items()):
+            if not (spawner.active or spawner.ready) or (name in allowed and owner != person):
+                continue
+            why = revoke_reason(context.registry, person, name, today) if owner != person else MOVED
+            log.info("stopping %s/%s: %s", owner, name, why)
+            await handler.stop_single_user(user, name)
+            context.record(AuditEvent(
+                actor="hub", action="workspace.stop", target=f"user:{person}", project=name,
+                details={"server": name, "cause": "access revoked", "reason": why, "checked_at": reason},
+            ))
+            stopped.append(name)
     return stopped
+
+
+#: Why a person's own named server stops: workspaces run as their own hub user (ADR 17).
+MOVED = ("a workspace now runs as its own hub user, on its own host: start it again from your home "
+         "page (your files are kept)")
 
 
 def revoke_reason(registry: Registry, username: str, project: str, today: date | None = None) -> str:
@@ -215,6 +234,20 @@ def revoke_reason(registry: Registry, username: str, project: str, today: date |
     if not is_registry_user(registry, username):
         return f"{username} has no active account"
     return "access revoked"
+
+
+async def refresh_workspace_user(context: HubContext, user, handler=None, today: date | None = None) -> bool:
+    """JupyterHub's auth refresh of a workspace user (its server's token, a spawn): valid while its
+    person is an active researcher of its project; else its server is stopped and ``False``."""
+    found = parse_workspace_user(user.name)
+    if found is None:
+        return False
+    if is_registry_user(context.registry, found.person) and \
+            found.project in project_groups(context.registry, found.person, today):
+        return True
+    if handler is not None:
+        await stop_revoked_servers(context, handler, user.name, today=today, reason="refresh")
+    return False
 
 
 def make_post_auth_hook(context: HubContext):
@@ -305,6 +338,8 @@ def sync_hub(registry: Registry, audit, api_url: str, token: str, *, actor: str,
     admin:users, admin:servers and admin:groups. Every stop is audited; so is the sync itself.
     ``progress(step_name)`` is called once per project and once per user when given.
     """
+    from urllib.parse import quote
+
     import requests
 
     session = requests.Session()
@@ -341,13 +376,15 @@ def sync_hub(registry: Registry, audit, api_url: str, token: str, *, actor: str,
             progress(f"project {project.id}")
     for user in call("GET", "/users", params={"state": "active"}).json():
         name = user["name"]
-        allowed = set(project_groups(registry, name, today)) if is_registry_user(registry, name) else set()
+        found = parse_workspace_user(name)
+        person = found.person if found is not None else name
+        allowed = set(project_groups(registry, person, today)) if is_registry_user(registry, person) else set()
         for server in (user.get("servers") or {}):
-            if server in allowed:
+            if found is not None and server == found.server and server in allowed:
                 continue
-            why = revoke_reason(registry, name, server, today)
-            call("DELETE", f"/users/{name}/servers/{server}")
-            audit.record(AuditEvent(actor=actor, action="workspace.stop", target=f"user:{name}",
+            why = revoke_reason(registry, person, server, today) if found is not None else MOVED
+            call("DELETE", f"/users/{quote(name)}/servers/{quote(server)}")
+            audit.record(AuditEvent(actor=actor, action="workspace.stop", target=f"user:{person}",
                                     project=server, details={"server": server, "cause": "access revoked",
                                                              "reason": why, "checked_at": "sync"}))
             stopped.append(f"{name}/{server}")

@@ -50,7 +50,8 @@ from ..errors import IntegrityError
 from ..extract.mount_watch import CHANGED_CAUSE, changed_mounts
 from ..periodic import PeriodicCheck
 from ..project_end import homes_over_quota, outside_home_bytes
-from .common import HubContext, is_registry_user, project_groups, revoke_reason
+from ..workspace_names import parse_workspace_user, person_of
+from .common import MOVED, HubContext, is_registry_user, project_groups, revoke_reason
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,17 @@ def servers_to_stop(context: HubContext, running: dict[str, list[str]], today: d
 
 def _user_servers_to_stop(registry, user: str, servers: list[str], today: date | None,
                           account_ok: Callable[[str], bool] | None) -> list[tuple[str, str, str]]:
-    if account_ok is not None and not account_ok(user):
-        return [(user, server, f"the hub account of {user} is revoked") for server in servers]
-    allowed = set(project_groups(registry, user, today)) if is_registry_user(registry, user) else set()
-    return [(user, server, revoke_reason(registry, user, server, today)) for server in servers
-            if server not in allowed]
+    """``user`` is a hub user: a workspace user runs its project's server while its person may use
+    the project; a person's own named server is from before workspace users (ADR 17), and stops."""
+    found = parse_workspace_user(user)
+    if found is None:
+        return [(user, server, MOVED) for server in servers]
+    person = found.person
+    if account_ok is not None and not account_ok(person):
+        return [(user, server, f"the hub account of {person} is revoked") for server in servers]
+    allowed = set(project_groups(registry, person, today)) if is_registry_user(registry, person) else set()
+    return [(user, server, revoke_reason(registry, person, server, today)) for server in servers
+            if server != found.server or server not in allowed]
 
 
 class MembershipWatcher(PeriodicCheck):
@@ -205,7 +212,7 @@ class MembershipWatcher(PeriodicCheck):
                 return False
             log.info("stopped %s/%s: %s", user, server, why)
             self.context.record(AuditEvent(
-                actor="hub", action="workspace.stop", target=f"user:{user}", project=server,
+                actor="hub", action="workspace.stop", target=f"user:{person_of(user)}", project=server,
                 details={"server": server, "cause": cause, "reason": why, "checked_at": "watcher"}))
             return True
         except Exception:  # nobody awaits this task: say why (the stop may be done, its entry not written)

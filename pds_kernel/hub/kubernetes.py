@@ -85,7 +85,7 @@ from .common import (
 )
 from .kube_spawner import PdsKubeSpawner
 from .oidc import ADMIN_GROUP, PdsOAuthenticator
-from .origins import named_host, service_url
+from .origins import named_host, service_url, subdomain_hook
 from .pages import make_template_vars, platform_handlers
 
 log = logging.getLogger(__name__)
@@ -300,6 +300,7 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
     # each user's workspaces, the gate and the hub on their own host (pds_kernel.hub.origins)
     c.JupyterHub.subdomain_host = host
+    c.JupyterHub.subdomain_hook = subdomain_hook  # w-<person>--<project>.<host> per workspace (ADR 17)
     airlock_pages = service_url(host, AIRLOCK_SERVICE)
     c.JupyterHub.template_vars = make_template_vars(context, airlock_pages)
     c.JupyterHub.extra_handlers = platform_handlers()

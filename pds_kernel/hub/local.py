@@ -42,6 +42,7 @@ from ..registry import Registry
 from ..registry.names import check_user_name
 from ..sandbox.spawner import SandboxSpawner
 from ..settings import Settings, load_settings
+from ..workspace_names import parse_workspace_user
 from . import budget
 from .account_generations import GENERATION, new_generation, record_write
 from .account_seals import BROKEN, AccountSeals, SealedAccount, reseal_accounts, seal_accounts_of_upgrade
@@ -67,10 +68,11 @@ from .common import (
     is_registry_user,
     make_post_auth_hook,
     record_login_refused,
+    refresh_workspace_user,
     stop_revoked_servers,
 )
 from .expiry import MembershipWatcher
-from .origins import service_url, subdomain_host
+from .origins import service_url, subdomain_hook, subdomain_host
 from .pages import make_template_vars, platform_handlers
 from .provisions import AccountSecret, write_provision
 from .provisions import ensure_table as ensure_provisions_table
@@ -335,6 +337,8 @@ class PdsNativeAuthenticator(NativeAuthenticator):
         return auth_model(self.registry, name)
 
     async def refresh_user(self, user, handler=None):
+        if parse_workspace_user(user.name) is not None:  # never signs in: valid while its person's access is
+            return await refresh_workspace_user(self.context, user, handler)
         model = auth_model(self.registry, user.name)
         if model is None:
             return False
@@ -503,6 +507,7 @@ def configure(c, settings: Settings | None = None) -> HubContext:
     c.JupyterHub.port = settings.hub.port
     # each user's workspaces, the gate and the hub on their own host (pds_kernel.hub.origins)
     c.JupyterHub.subdomain_host = public_host(settings)
+    c.JupyterHub.subdomain_hook = subdomain_hook  # w-<person>--<project>.<host> per workspace (ADR 17)
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = api_port(settings)
     c.JupyterHub.db_url = hub_db_url(settings)

@@ -9,8 +9,10 @@ JupyterLab extension) read the review queue and approved a request in her name
 (tests/security/test_redteam16_origins.py). So the hub always runs with JupyterHub's
 ``subdomain_host``: the hub at ``settings.hub.public_url``, each user's servers at
 ``<user>.<host>`` and each service at ``<service>--service.<host>`` (JupyterHub's own ``idna`` hook names
-them; :func:`service_url` asks it too). The workspaces of one user still share her host: see
-docs/adr/0016-one-origin-per-user.md.
+them; :func:`service_url` asks it too). Each workspace runs as its own hub user
+(:mod:`pds_kernel.workspace_names`), so each has its own host too, named by
+:func:`subdomain_hook` (``w-<person>--<project>.<host>``): see docs/adr/0016-one-origin-per-user.md and
+docs/adr/0017-a-hub-user-per-workspace.md.
 
 Locally the default is ``http://localhost:<port>``: browsers resolve every ``*.localhost`` name to
 the loopback address themselves (RFC 6761), so no DNS entry is needed. Anywhere else the operator
@@ -21,13 +23,17 @@ names the hub and points a wildcard DNS entry (``*.<name>``) at it; on Kubernete
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlparse
 
 from jupyterhub.utils import subdomain_hook_idna
 
 from ..errors import InvalidInput
+from ..workspace_names import parse_workspace_user
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+#: A workspace's DNS label: ``w-<person>--<project>`` when both are plain DNS words.
+_DNS_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def _is_ip(name: str) -> bool:
@@ -83,3 +89,18 @@ def service_url(host: str, service: str) -> str:
     domain = subdomain_hook_idna(service, parsed.hostname, kind="service")
     port = f":{parsed.port}" if parsed.port else ""
     return f"{parsed.scheme}://{domain}{port}/services/{service}/"
+
+
+def subdomain_hook(name: str, domain: str, kind: str) -> str:
+    """JupyterHub's ``subdomain_hook``: a workspace user's host reads ``w-alice--diabetes-t2.<host>``;
+    every other name (people, services, a workspace whose names are not plain DNS words) is named by
+    JupyterHub's own ``idna`` hook. No label of that hook starts with ``w-`` and has ``--`` (plain
+    names have none; its hashed ones start with ``u-``, its services' end with ``--service``; no
+    service of the platform starts with ``w-``), and ``--`` is in neither the person nor the project
+    here, so two workspaces never share a host."""
+    found = parse_workspace_user(name) if kind == "user" else None
+    if found is not None and _DNS_WORD.fullmatch(found.person) and _DNS_WORD.fullmatch(found.project):
+        label = f"w-{found.person}--{found.project}"
+        if len(label) <= 63:
+            return f"{label}.{domain}"
+    return subdomain_hook_idna(name, domain, kind)

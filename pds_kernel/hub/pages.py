@@ -20,7 +20,9 @@ from tornado import web
 from ..errors import PdsError
 from ..overview import Workspace, build_overview, iso
 from ..registry import Role
+from ..workspace_names import parse_workspace_user, person_of
 from .common import AIRLOCK_SERVICE, HubContext
+from .workspace_roles import workspace_users_of
 
 
 def make_template_vars(context: HubContext, airlock_url: str = f"/services/{AIRLOCK_SERVICE}/") -> dict:
@@ -39,9 +41,25 @@ def make_template_vars(context: HubContext, airlock_url: str = f"/services/{AIRL
             "airlock": airlock_url,
             # why a workspace of theirs restarted or was stopped by the hub (pds_kernel.hub.notices)
             "notices": context.notices.for_user(name),
+            "workspaces": workspaces_of(user),
         }
 
     return {"pds": pds}
+
+
+def workspaces_of(user) -> dict[str, dict]:
+    """Project id -> ``spawner`` (or None) and ``url`` of each workspace user of ``user`` (a
+    JupyterHub ``User``) the hub knows: what the home page shows of her workspaces."""
+    if user.db is None or "users" not in user.settings:
+        return {}
+    users = user.settings["users"]
+    found = {}
+    for row in workspace_users_of(user.db, user.name):
+        owner = users[row]
+        project = parse_workspace_user(row.name).project
+        spawner = owner.spawners[project] if project in owner.orm_user.orm_spawners else None
+        found[project] = {"spawner": spawner, "url": owner.server_url(project)}
+    return found
 
 
 def running_workspaces(users) -> list[Workspace]:
@@ -50,7 +68,7 @@ def running_workspaces(users) -> list[Workspace]:
     for user in users:
         for name, spawner in user.spawners.items():
             if name and (spawner.active or spawner.ready):
-                rows.append(Workspace(user=user.name, project=name, started=iso(spawner.orm_spawner.started),
+                rows.append(Workspace(user=person_of(user.name), project=name, started=iso(spawner.orm_spawner.started),
                                       last_activity=iso(spawner.orm_spawner.last_activity)))
     return rows
 

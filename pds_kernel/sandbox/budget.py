@@ -81,7 +81,7 @@ class BudgetClient:
     @classmethod
     def for_hub(cls, api_url: str, user: str, server: str, token: str | None, chunk: int) -> BudgetClient:
         path = API_PATH.removeprefix("/api")
-        return cls(f"{api_url.rstrip('/')}{path}/{quote(user, safe='')}/{quote(server, safe='')}", token, chunk)
+        return cls(f"{api_url.rstrip('/')}{path}/{quote(user, safe='@')}/{quote(server, safe='')}", token, chunk)
 
     def spend(self, nbytes: int) -> bool:
         """Take ``nbytes`` from the budget; False (and :attr:`refusal` set) when it is used up."""

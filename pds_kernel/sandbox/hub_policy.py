@@ -40,7 +40,8 @@ MAX_HEADERS = 50
 MAX_BODY = 64 * 1024
 
 _METHOD = re.compile(rb"[A-Z]{1,10}")
-_TARGET = re.compile(rb"/[A-Za-z0-9/_.\-]{0,500}")
+#: ``@`` is in a workspace user's name (``alice@diabetes-t2``), which JupyterHub writes as is
+_TARGET = re.compile(rb"/[A-Za-z0-9/_.@\-]{0,500}")
 _FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z\-]{1,100}")
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e]*")
 _AUTH = re.compile(r"(?:token|bearer) +([A-Za-z0-9_\-.~+/=]{16,512})", re.IGNORECASE)

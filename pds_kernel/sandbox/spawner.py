@@ -41,6 +41,7 @@ from ..extract.mount_check import WHO_FIXES, CheckedMount, ExtractRefused, check
 from ..extract.mount_watch import MountedExtract, open_watched
 from ..packages.index import IndexServer
 from ..project_end import check_home_quota
+from ..workspace_names import SEPARATOR, person_of, workspace_of_server
 from . import cgroup
 from .bridge import SANDBOX_CONNECTIONS, TcpToUnix, UnixToTcp, socket_identity
 from .bwrap import launch_env, prepare_runtime_dir, sandbox_command
@@ -137,9 +138,15 @@ class SandboxSpawner(Spawner):
             raise RuntimeError("SandboxSpawner.context is not set: use pds_kernel.hub.local.configure")
         return self.context.settings
 
+    @property
+    def person(self) -> str:
+        """The person whose workspace this is (the hub runs it as her workspace user,
+        :mod:`pds_kernel.hub.workspace_users`)."""
+        return person_of(self.user.name)
+
     def _key(self) -> str:
-        """Short per (user, server) directory name: socket paths must stay under 107 bytes."""
-        return hashlib.sha256(f"{self.user.name}/{self.name}".encode()).hexdigest()[:16]
+        """Short per (person, project) directory name: socket paths must stay under 107 bytes."""
+        return hashlib.sha256(f"{self.person}/{self.name}".encode()).hexdigest()[:16]
 
     def _run_root(self) -> Path:
         return self._settings.paths.state / "run"
@@ -155,7 +162,7 @@ class SandboxSpawner(Spawner):
         return path
 
     def _log_path(self) -> Path:
-        return self._settings.paths.state / "logs" / f"{self.user.name}.{self.name or 'default'}.log"
+        return self._settings.paths.state / "logs" / f"{self.person}.{self.name or 'default'}.log"
 
     def _new_log(self) -> Path:
         """The log of this start, empty; the previous start's is kept as ``.log.1`` (one only). The
@@ -203,7 +210,7 @@ class SandboxSpawner(Spawner):
 
     def _audit(self, action: str, outcome: str = Outcome.OK, **details) -> None:
         self.context.record(AuditEvent(
-            actor=self.user.name, action=action, target=f"user:{self.user.name}",
+            actor=self.person, action=action, target=f"user:{self.person}",
             project=self.name, outcome=outcome, details={"server": self.name, **details},
         ))
 
@@ -214,7 +221,10 @@ class SandboxSpawner(Spawner):
         try:
             if not self.name:
                 raise PermissionDenied("start a project server: the server name must be a project id")
-            spec = authorised_workspace_spec(settings, self.context.registry, self.user.name,
+            if workspace_of_server(self.user.name, self.name) is None:
+                raise PermissionDenied(f"a workspace runs as its own hub user ({self.user.name}{SEPARATOR}{self.name}): "
+                                       "start it from your home page")
+            spec = authorised_workspace_spec(settings, self.context.registry, self.person,
                                              self.name, action="workspace.authorise")
             check_home_quota(settings, spec.mount(home_volume_name(spec.project, spec.user)).host_path)
         except PdsError as exc:
@@ -302,7 +312,7 @@ class SandboxSpawner(Spawner):
         if self.name:
             unmount_scratch(self._runtime_dir())
             try:  # the sandbox's control group is empty now: remove it (a busy group stays)
-                cgroup.release(cgroup.group_name(self.name, self.user.name))
+                cgroup.release(cgroup.group_name(self.name, self.person))
             except ValueError:
                 pass
         if was_running:
@@ -372,7 +382,7 @@ class SandboxSpawner(Spawner):
         while not path.is_socket():
             if self._proc.returncode is not None:
                 tail = log_path.read_text(errors="replace").splitlines()[-15:]
-                self.log.error("sandbox of %s/%s exited:\n%s", self.user.name, self.name, "\n".join(tail))
+                self.log.error("sandbox of %s/%s exited:\n%s", self.person, self.name, "\n".join(tail))
                 raise web.HTTPError(500, f"the workspace exited during start (code {self._proc.returncode})")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the workspace did not open its socket in {self.start_timeout} s")

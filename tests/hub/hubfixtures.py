@@ -30,10 +30,16 @@ from pds_kernel.hub.local import gate_public_url, public_host
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, load_settings
+from pds_kernel.workspace_names import workspace
 
 PROJECT = "diabetes-t2"
 OTHER_PROJECT = "mi-outcomes"
 PASSWORD = "correct-horse-battery-9"
+
+
+def hub_user(user: str, project: str) -> str:
+    """The hub user that runs ``user``'s workspace of ``project`` (``alice@diabetes-t2``: ADR 17)."""
+    return workspace(user, project).user
 
 
 #: Where browser tests write their screenshots: a build folder, never the tracked docs/img on an

@@ -10,7 +10,7 @@ from urllib.parse import urljoin
 
 import pytest
 from hub_kernel import delete_kernel, execute
-from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub
+from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, Hub, hub_user
 
 from pds_kernel.audit import Outcome
 from pds_kernel.hub.local import provision_account
@@ -63,7 +63,7 @@ print(json.dumps([post(f"/pds/served-bytes/{me}/{project}", {"want": 10, "need":
 def wait_ready(client, user: str, server: str, timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        model = client.api("GET", f"/hub/api/users/{user}").json()
+        model = client.api("GET", f"/hub/api/users/{hub_user(user, server)}").json()
         state = model["servers"].get(server)
         if state and state["ready"]:
             return state
@@ -74,7 +74,7 @@ def wait_ready(client, user: str, server: str, timeout: float = 90) -> dict:
 def wait_stopped(hub: Hub, user: str, server: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server not in hub.admin_api("GET", f"/users/{user}").json()["servers"]:
+        if server not in hub.admin_api("GET", f"/users/{hub_user(user, server)}").json()["servers"]:
             return
         time.sleep(0.3)
     raise TimeoutError(f"{user}/{server} still running")
@@ -138,7 +138,7 @@ def test_accounts_second_factor_spawn_run_dask_and_stop(hub: Hub):
     try:
         assert kept["error"] is None, kept["error"]
         link = kept["stdout"].strip().splitlines()[-1]
-        assert link == f"/user/alice/{PROJECT}/proxy/8787/status"
+        assert link == f"/user/{hub_user('alice', PROJECT)}/{PROJECT}/proxy/8787/status"
         dashboard = alice.api("GET", urljoin(base, link))  # on her own host, as from her JupyterLab
         server_log = hub.settings.paths.state / "logs" / f"alice.{PROJECT}.log"
         assert dashboard.status_code == 200 and "bokeh" in dashboard.text.lower(), server_log.read_text()[-3000:]

@@ -14,7 +14,8 @@ and tries to:
 4. create a hub API token in carol's name (JupyterHub's token API with her login cookie).
 
 And alice, a researcher of two projects, from her JupyterLab of one reads her workspace of the
-other: a strict expected failure (the residual of ADR 16).
+other: a strict expected failure (the residual of ADR 16) until each workspace became its own hub
+user on its own host (ADR 17).
 
 Before the fix the hub served the gate (``/services/airlock/``) and every JupyterLab
 (``/user/<name>/<project>/``) from one origin: 1, 2, 3 and 4 got through. Now every user's servers,
@@ -45,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airlock"))
 
 from airlock_factories import files
-from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, browser_sign_in, free_port_block, make_world
+from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, browser_sign_in, free_port_block, hub_user, make_world
 from sqlalchemy import select
 
 from pds_kernel.airlock.models import ExportRequest, Review
@@ -94,14 +95,17 @@ def _signed_in(chromium, hub, user: str, secret: str):
     return context, page
 
 
-def _open_workspace(page, hub, user: str, project: str) -> None:
-    """Start ``user``'s workspace of ``project`` from the hub and wait in its JupyterLab."""
+def _open_workspace(page, hub, user: str, project: str) -> str:
+    """Start ``user``'s workspace of ``project`` from the hub and wait in its JupyterLab; return its
+    address (its own host: the workspace user's, ADR 17)."""
     page.goto(f"{hub.url}/hub/spawn/{user}/{project}")
+    path = f"/user/{hub_user(user, project)}/{project}/"
     deadline = time.monotonic() + 120
-    while f"/user/{user}/{project}/" not in page.url and time.monotonic() < deadline:
+    while path not in page.url and time.monotonic() < deadline:
         page.wait_for_timeout(500)
-    assert f"/user/{user}/{project}/" in page.url, page.url
+    assert path in page.url, page.url
     page.wait_for_load_state("domcontentloaded")
+    return page.url[:page.url.index(path) + len(path)]
 
 
 @pytest.fixture(name="lab", scope="module")
@@ -237,35 +241,45 @@ def test_a_form_with_a_tossed_token_from_a_sibling_page(gate, said):
     assert sent.status_code == 302
 
 
-@pytest.mark.xfail(strict=True, reason="residual risk (ADR 16): JupyterHub gives a host per user, not per "
-                   "named server, so one user's workspaces share an origin")
 def test_a_workspace_reads_another_workspace_of_the_same_user(world, chromium):
     """alice works on two projects. Script in her JupyterLab of one opens her JupyterLab of the other
-    in a window (same host: it reads that window's ``_xsrf`` cookie and fetches through it), and
-    lists its files: data of one project reaches the other, within the served-bytes budget. (A plain
-    fetch without the token is refused, 403.) Expected to get through until each workspace has its
-    own host."""
+    in a window and fetches from it (to read its ``_xsrf`` cookie and list its files): data of one
+    project would reach the other. It got through while one user's workspaces shared her host (the
+    residual of ADR 16, a strict expected failure); each workspace is its own hub user on its own
+    host now (ADR 17), so the window and the fetch are another origin's: refused by the browser. The
+    old path on this workspace's own host reaches no workspace either."""
     hub, _, _, secret = world
     context, page = _signed_in(chromium, hub, "alice", secret)
     try:
-        _open_workspace(page, hub, "alice", OTHER_PROJECT)
-        _open_workspace(page, hub, "alice", PROJECT)
-        got = page.evaluate("""async (other) => {
-            // her other workspace in a window of this one's origin: its page, its cookies, its fetch
-            // (until it is that page: at first the window is about:blank, which shows this page's cookies)
-            const w = window.open(other + 'lab');
-            for (let i = 0; i < 600; i++) {
-                await new Promise(r => setTimeout(r, 100));
-                try { if (w.location.pathname.startsWith(other) && w.document.cookie.includes('_xsrf')) break; }
-                catch (e) { return 'refused: ' + e.name; }
+        other = _open_workspace(page, hub, "alice", OTHER_PROJECT)
+        here = _open_workspace(page, hub, "alice", PROJECT)
+        assert urlparse(other).netloc != urlparse(here).netloc
+        got = page.evaluate("""async (targets) => {
+            const out = [];
+            for (const other of targets) {
+                const w = window.open(other + 'lab');
+                let said = null;
+                for (let i = 0; i < 100 && said === null; i++) {
+                    await new Promise(r => setTimeout(r, 100));
+                    try { if (w.location.href !== 'about:blank' && w.document.cookie.includes('_xsrf')) said = 'read'; }
+                    catch (e) { said = 'refused: ' + e.name; }
+                }
+                try {
+                    const xsrf = decodeURIComponent((w.document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || '');
+                    const r = await w.fetch(other + 'api/contents/', {credentials: 'include',
+                                                                     headers: {'X-XSRFToken': xsrf}});
+                    out.push('window ' + r.status + ' ' + (await r.text()).slice(0, 200));
+                } catch (e) { out.push('window refused: ' + e.name); }
+                try {
+                    const r = await fetch(other + 'api/contents/', {credentials: 'include'});
+                    out.push('fetch ' + r.status + ' ' + (await r.text()).slice(0, 200));
+                } catch (e) { out.push('fetch refused: ' + e.name); }
+                w.close();
             }
-            try {
-                const xsrf = decodeURIComponent((w.document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || '');
-                const r = await w.fetch(other + 'api/contents/', {credentials: 'include',
-                                                                 headers: {'X-XSRFToken': xsrf}});
-                return r.status + ' ' + await r.text();
-            } catch (e) { return 'refused: ' + e.name; }
-        }""", f"/user/alice/{OTHER_PROJECT}/")
+            return out;
+        }""", [other, f"/user/alice/{OTHER_PROJECT}/"])
     finally:
         context.close()
-    assert not got.startswith("200"), got[:300]
+    assert len(got) == 4, got
+    assert not any(answer.split(" ", 2)[1] == "200" and "content" in answer for answer in got), got
+    assert got[0] == "window refused: SecurityError" and got[1] == "fetch refused: TypeError", got

@@ -23,6 +23,8 @@ from typing import Protocol
 from tornado.httputil import url_concat
 from tornado.web import RequestHandler
 
+from ...workspace_names import parse_workspace_user
+
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +60,18 @@ def workspace_project(model: dict, access_scopes: set[str]) -> tuple[bool, str |
     if len(servers) == 1 and servers[0]:
         return True, servers[0]
     return not access_scopes, None  # outside a hub (no service scopes to require): the user
+
+
+def workspace_person(name: object, project: str | None) -> str | None:
+    """Pure: the person a usable identity acts for. A workspace user (:mod:`pds_kernel.workspace_names`)
+    acts only through its own server's token, for its person in its project; it never acts as
+    itself (it never signs in)."""
+    if not isinstance(name, str):
+        return None
+    found = parse_workspace_user(name)
+    if found is None:
+        return name
+    return found.person if project == found.project else None
 
 
 @functools.cache
@@ -97,10 +111,11 @@ class HubIdentity:
         if not model or model.get("kind", "user") != "user":
             return None
         usable, project = workspace_project(model, set(self.hub_auth.access_scopes))
-        if not usable:
+        person = workspace_person(model.get("name"), project)
+        if not usable or person is None:
             return None
         handler.workspace_project = project
-        return model.get("name")
+        return person
 
     def login_url(self, handler: RequestHandler) -> str | None:
         if not self.hub_auth.login_url:
