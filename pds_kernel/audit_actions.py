@@ -91,6 +91,8 @@ ACTIONS: dict[str, ActionInfo] = {
     "hub.signup": ActionInfo(_USER, "a person asked for an account (waits for an administrator)"),
     "hub.socket.refused": ActionInfo(_USER, "a workspace's request through its socket to the hub was refused"),
     "hub.sync": ActionInfo("hub", "the hub's users and groups were brought in line with the registry"),
+    "hub.workspace.grant": ActionInfo(_USER, "the hub made a person's workspace user of a project and granted her the role on it (ADR 17: hub user, role, and when it was checked in details)"),
+    "hub.workspace.withdraw": ActionInfo(_USER, "the hub withdrew a person's role on her workspace user of a project she may no longer use (ADR 17)"),
     "hub.user.rename": ActionInfo(_USER, "a hub user was renamed"),
     # Data intake.
     "ingest.file": ActionInfo("<file name>", "one delivered file was loaded, quarantined in part, refused or corrected"),

@@ -30,6 +30,8 @@ from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, PdsError, PermissionDenied
 from ..registry import Role
 from ..workspace_names import Workspace, parse_workspace_user, person_of, workspace
+from .common import record_workspace_role
+from .workspace_oauth import workspace_oauth_handlers
 from .workspace_roles import grant
 
 #: Shown under the reason on the refusal page.
@@ -79,8 +81,8 @@ def _admit(handler, user_name: str, server_name: str | None) -> Workspace | None
         groups = {g.name for g in target.groups} if target is not None else set()
     try:
         found = check_workspace_admission(context.registry, user_name, server_name or "", groups)
-        if parse_workspace_user(user_name) is None:  # the person's own path: her workspace user next
-            grant(handler.db, found)
+        if parse_workspace_user(user_name) is None and grant(handler.db, found):  # her workspace user next
+            record_workspace_role(context, found.person, found.project, "hub.workspace.grant", "start")
         return found
     except (PdsError, InvalidInput) as exc:
         context.record(AuditEvent(
@@ -145,16 +147,17 @@ class AdmittedServerAPIHandler(UserServerAPIHandler):
         found = parse_workspace_user(user_name)
         if found is None and server_name and self.find_user(user_name) is not None:
             mine = workspace(user_name, server_name)
-            if self.find_user(mine.user) is not None:
-                self.redirect(self.hub.base_url + f"api/users/{url_escape_path(mine.user)}/servers/"
-                              f"{url_escape_path(mine.server)}", status=307)
+            if self.find_user(mine.user) is not None:  # the query kept: JupyterHub's page sends _xsrf there
+                _on_workspace_user(self, user_name, mine, self.hub.base_url + "api/users/{user}/servers/{server}")
                 return None
         return await super().delete(user_name, server_name)
 
 
 def admission_handlers() -> list[tuple[str, type]]:
-    """The routes that replace JupyterHub's spawn entry points (same patterns)."""
+    """The routes that replace JupyterHub's spawn entry points (same patterns), and its OAuth
+    authorize endpoint, for which a person's workspace is her own server (:mod:`.workspace_oauth`)."""
     return [
+        *workspace_oauth_handlers(),
         (r"/spawn", AdmittedSpawnHandler),
         (r"/spawn/([^/]+)", AdmittedSpawnHandler),
         (r"/spawn/([^/]+)/([^/]+)", AdmittedSpawnHandler),

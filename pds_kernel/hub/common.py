@@ -25,7 +25,7 @@ from ..registry import Registry, Role
 from ..registry.names import check_user_name
 from ..runtime import Runtime
 from ..settings import Settings
-from ..workspace_names import parse_workspace_user
+from ..workspace_names import parse_workspace_user, workspace
 from .notices import WorkspaceNotices
 from .workspace_roles import project_workspaces, workspace_users_of
 
@@ -182,7 +182,11 @@ async def stop_revoked_servers(context: HubContext, handler, username: str, *,
     person = found.person if found is not None else username
     allowed = set(project_groups(context.registry, person, today)) if is_registry_user(context.registry, person) else set()
     if found is None and handler.find_user(person) is not None:
-        project_workspaces(handler.db, person, allowed)
+        granted, withdrawn = project_workspaces(handler.db, person, allowed)
+        for project in granted:
+            record_workspace_role(context, person, project, "hub.workspace.grant", reason)
+        for project in withdrawn:
+            record_workspace_role(context, person, project, "hub.workspace.withdraw", reason)
     owners = [found.user] if found is not None else [row.name for row in workspace_users_of(handler.db, person)]
     if found is None:
         owners.append(person)  # named servers of a person from before workspace users (ADR 17)
@@ -208,6 +212,14 @@ async def stop_revoked_servers(context: HubContext, handler, username: str, *,
 #: Why a person's own named server stops: workspaces run as their own hub user (ADR 17).
 MOVED = ("a workspace now runs as its own hub user, on its own host: start it again from your home "
          "page (your files are kept)")
+
+
+def record_workspace_role(context: HubContext, person: str, project: str, action: str, checked_at: str) -> None:
+    """Audit a role on a workspace user granted (``hub.workspace.grant``) or withdrawn
+    (``hub.workspace.withdraw``) by the hub from the registry (ADR 17)."""
+    found = workspace(person, project)
+    context.record(AuditEvent(actor="hub", action=action, target=f"user:{person}", project=project,
+                              details={"hub_user": found.user, "role": found.role, "checked_at": checked_at}))
 
 
 def revoke_reason(registry: Registry, username: str, project: str, today: date | None = None) -> str:

@@ -23,14 +23,16 @@ def workspace_users_of(db, person: str) -> list:
     return [row for row in rows if (found := parse_workspace_user(row.name)) is not None and found.person == person]
 
 
-def grant(db, found: Workspace) -> None:
-    """Create the workspace user and the person's role on it if missing (commits). The person must
-    have a JupyterHub user already (she is signed in, or an admin starts her workspace)."""
+def grant(db, found: Workspace) -> bool:
+    """Create the workspace user and the person's role on it if missing (commits); True when
+    something was made. The person must have a JupyterHub user already (she has signed in once)."""
     from jupyterhub import orm, roles
 
     person = orm.User.find(db, found.person)
     if person is None:
         raise InvalidInput(f"{found.person} has never signed in to the hub: the workspace starts after a first sign-in")
+    if orm.User.find(db, found.user) is not None and any(role.name == found.role for role in person.roles):
+        return False
     if orm.User.find(db, found.user) is None:
         owner = orm.User(name=found.user)
         db.add(owner)
@@ -39,6 +41,7 @@ def grant(db, found: Workspace) -> None:
         log.info("created the workspace user %s", found.user)
     role = roles.create_role(db, found.role_definition(), commit=True, reset_to_defaults=False)
     roles.grant_role(db, person, role, commit=True)
+    return True
 
 
 def withdraw(db, found: Workspace) -> bool:
@@ -58,15 +61,7 @@ def withdraw(db, found: Workspace) -> bool:
 def project_workspaces(db, person: str, allowed: set[str]) -> tuple[list[str], list[str]]:
     """Make ``person``'s roles match the projects she may work in now: granted for ``allowed``,
     withdrawn for every other workspace of hers. Returns (granted, withdrawn) project ids."""
-    from jupyterhub import orm
-
-    held = {role.name for role in (orm.User.find(db, person).roles if orm.User.find(db, person) else [])}
-    granted = []
-    for project in sorted(allowed):
-        found = workspace(person, project)
-        if found.role not in held or orm.User.find(db, found.user) is None:
-            grant(db, found)
-            granted.append(project)
+    granted = [project for project in sorted(allowed) if grant(db, workspace(person, project))]
     withdrawn = []
     for row in workspace_users_of(db, person):
         found = parse_workspace_user(row.name)

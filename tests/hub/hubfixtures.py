@@ -30,7 +30,7 @@ from pds_kernel.hub.local import gate_public_url, public_host
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, load_settings
-from pds_kernel.workspace_names import workspace
+from pds_kernel.workspace_names import parse_workspace_user, workspace
 
 PROJECT = "diabetes-t2"
 OTHER_PROJECT = "mi-outcomes"
@@ -134,6 +134,17 @@ class Hub:
 
         headers = {"Authorization": f"token {sync_token(self.settings)}"}
         return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kwargs)
+
+    def workspaces(self, person: str) -> dict:
+        """Project -> server model of each of ``person``'s workspaces the hub lists (their workspace
+        users' servers, ADR 17), seen by the pds-sync service."""
+        found = {}
+        for model in self.admin_api("GET", "/users").json():
+            owner = parse_workspace_user(model["name"])
+            if owner is not None and owner.person == person:
+                found.update({name: state for name, state in (model.get("servers") or {}).items()
+                              if name == owner.project})
+        return found
 
     def actions(self, action: str) -> list:
         return self.runtime.audit.entries(action=action)

@@ -35,10 +35,13 @@ from journey_world import (
 )
 
 from pds_kernel.hub.accounts import MISSING_CODE
+from pds_kernel.workspace_names import workspace
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(420)]
 
 NOTEBOOK = "examples/01-claims-per-month-dask.ipynb"
+#: the hub user that runs the researcher's workspace (ADR 17)
+WORKSPACE = workspace(RESEARCHER, PROJECT).user
 EXPORT_CELL = ('answer = ws.request_export(["results/claims_per_month.csv"], '
                '"Monthly claims and persons, months under 10 persons suppressed"); answer')
 #: What the journeys hand to each other (the tests of this module run in order).
@@ -99,8 +102,11 @@ def test_researcher_signs_in_starts_runs_the_example_and_asks_for_an_export(worl
             assert f"The workspace of {PROJECT} is starting" in re.sub(r"<[^>]+>", "", pending.value.text())
         else:  # on an idle machine the workspace can be up before the page is asked: the hub sends it on
             assert pending.value.status in (301, 302, 303), pending.value.status
-            assert f"/user/{RESEARCHER}/{PROJECT}" in pending.value.headers.get("location", "")
-        page.wait_for_url(f"**/user/{RESEARCHER}/{PROJECT}/lab**", timeout=180_000)
+            assert f"/user/{WORKSPACE}/{PROJECT}" in pending.value.headers.get("location", "")
+        page.wait_for_url(f"**/user/{WORKSPACE}/{PROJECT}/lab**", timeout=180_000)
+        # the workspace is on a host of its own (its hub user's, ADR 17), not the hub's
+        lab = page.url[:page.url.index(f"/user/{WORKSPACE}/{PROJECT}/")] + f"/user/{WORKSPACE}/{PROJECT}"
+        assert lab.startswith(f"http://w-{RESEARCHER}--{PROJECT}."), lab
         page.wait_for_selector(".jp-Launcher, .jp-DirListing", timeout=120_000)
         assert PROJECT in page.title(), page.title()  # the project names the JupyterLab tab
         # JupyterLab knows its hub (File → Hub Control Panel, the hub's Log Out) and its page
@@ -110,7 +116,7 @@ def test_researcher_signs_in_starts_runs_the_example_and_asks_for_an_export(worl
         page.locator('.lm-MenuBar-itemLabel:text-is("File")').click()
         assert page.locator('.lm-Menu-item[data-command="hub:control-panel"]').is_visible()
         page.keyboard.press("Escape")
-        page.goto(f"{hub.url}/user/{RESEARCHER}/{PROJECT}/lab/tree/{NOTEBOOK}")
+        page.goto(f"{lab}/lab/tree/{NOTEBOOK}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
                                ".jp-Notebook-ExecutionIndicator", timeout=60_000)
@@ -123,7 +129,7 @@ def test_researcher_signs_in_starts_runs_the_example_and_asks_for_an_export(worl
         assert "Traceback" not in text and "Error" not in text, text[-3000:]
         assert "distributed.shuffle" not in text and "WARNING" not in text, text[-3000:]
         assert "claims_per_month.csv: pass" in text, text[-3000:]
-        assert f"/user/{RESEARCHER}/{PROJECT}/proxy/8787/status" in page.content()
+        assert f"/user/{WORKSPACE}/{PROJECT}/proxy/8787/status" in page.content()
         # no "get Jupyter news?" prompt (the workspace is offline)
         assert page.get_by_text(re.compile("Jupyter news", re.I)).count() == 0
 
@@ -307,7 +313,7 @@ def test_researcher_stops_the_workspace_and_its_old_address_says_how_to_go_on(wo
         page.wait_for_load_state("networkidle")
         page.click(f"#stop-{PROJECT}")
         page.wait_for_selector(f"#start-{PROJECT}", timeout=60_000)
-        page.goto(f"{hub.url}/user/{RESEARCHER}/{PROJECT}/lab")
+        page.goto(f"{hub.url}/hub/user/{WORKSPACE}/{PROJECT}/lab")
         page.wait_for_selector("#not-running-message", timeout=60_000)
         body = page.inner_text("body")
         assert f"The workspace of {PROJECT} is not running" in body and "Your files are kept" in body, body

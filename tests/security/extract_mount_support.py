@@ -104,7 +104,7 @@ def spawn(hub: Hub, project: str = PROJECT):
 
 
 def server_state(hub: Hub, user: str = "alice", project: str = PROJECT) -> dict | None:
-    return hub.admin_api("GET", f"/users/{user}").json()["servers"].get(project)
+    return hub.workspaces(user).get(project)
 
 
 def wait_ready(hub: Hub, user: str = "alice", project: str = PROJECT, timeout: float = 120) -> dict:

@@ -23,6 +23,7 @@ from journey_world import (
 )
 
 from pds_kernel.airlock.service import AirlockService
+from pds_kernel.workspace_names import person_of
 
 __all__ = ["ADMIN", "GATE", "NON_MEMBER", "OTHER_CHECKER", "OTHER_PROJECT", "OUTSIDER", "PROJECT",
            "RESEARCHER", "journey_world", "named_servers", "signed_in", "submit_request"]
@@ -32,9 +33,13 @@ TABLE = b"month,persons\n2023-01,31\n2023-02,28\n"
 
 
 def named_servers(hub, user: str) -> list[str]:
-    """The named servers the hub stores for ``user``, stopped ones included (phantoms too)."""
-    stored = hub.admin_api("GET", f"/users/{user}?include_stopped_servers").json().get("servers") or {}
-    return sorted(name for name in stored if name)
+    """The named servers the hub stores for ``user`` and her workspace users (ADR 17), stopped ones
+    included (phantoms too)."""
+    stored = []
+    for model in hub.admin_api("GET", "/users?include_stopped_servers").json():
+        if model["name"] == user or person_of(model["name"]) == user:
+            stored += [name for name in (model.get("servers") or {}) if name]
+    return sorted(stored)
 
 
 _SESSIONS: dict[tuple[int, str], object] = {}

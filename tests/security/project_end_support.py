@@ -55,7 +55,7 @@ def start_workspace(hub: Hub, secret: str):
     assert started.status_code in (201, 202), started.text
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        state = client.api("GET", "/hub/api/users/alice").json()["servers"].get(PROJECT)
+        state = client.hub.workspaces("alice").get(PROJECT)
         if state and state["ready"]:
             return client, hub.server(state)
         time.sleep(0.3)
@@ -63,4 +63,4 @@ def start_workspace(hub: Hub, secret: str):
 
 
 def running(hub: Hub, user: str) -> bool:
-    return PROJECT in hub.admin_api("GET", f"/users/{user}").json()["servers"]
+    return PROJECT in hub.workspaces(user)

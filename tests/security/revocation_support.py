@@ -118,7 +118,7 @@ def wait_for_gate(hub: Hub, timeout: float = 60) -> None:
 def wait_ready(scene: Scene, user: str, project: str, timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = scene.hub.admin_api("GET", f"/users/{user}").json()["servers"].get(project)
+        state = scene.hub.workspaces(user).get(project)
         if state and state["ready"]:
             return state
         time.sleep(0.3)
@@ -126,7 +126,7 @@ def wait_ready(scene: Scene, user: str, project: str, timeout: float = 120) -> d
 
 
 def running(scene: Scene, user: str) -> dict:
-    return scene.hub.admin_api("GET", f"/users/{user}").json()["servers"]
+    return scene.hub.workspaces(user)
 
 
 def wait_stopped(scene: Scene, user: str, project: str, limit: float = 30) -> float:

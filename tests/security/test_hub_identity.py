@@ -87,7 +87,7 @@ def refused(bridge: BridgeThread, data: bytes) -> bool:
 def wait_ready(client, user: str, server: str, timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = client.api("GET", f"/hub/api/users/{user}").json()["servers"].get(server)
+        state = client.hub.workspaces(user).get(server)
         if state and state["ready"]:
             return state
         time.sleep(0.3)
@@ -371,11 +371,11 @@ def test_admin_joins_a_projects_hub_group_and_starts_a_workspace(hub, admin):
         deadline = time.monotonic() + 10
         running = False
         while time.monotonic() < deadline and not running and started.status_code < 400:
-            state = hub.admin_api("GET", "/users/root").json()["servers"].get(PROJECT)
+            state = hub.workspaces("root").get(PROJECT)
             running = bool(state and state["ready"])
             time.sleep(0.5)
         assert not running, "the administrator got a workspace of a project they are not a member of"
-        assert started.status_code >= 400 or PROJECT not in hub.admin_api("GET", "/users/root").json()["servers"]
+        assert started.status_code >= 400 or PROJECT not in hub.workspaces("root")
     finally:
         hub.admin_api("DELETE", f"/groups/{PROJECT}/users", json={"users": ["root"]})
         hub.admin_api("DELETE", f"/users/root/servers/{PROJECT}")
@@ -499,11 +499,11 @@ def test_expired_member_keeps_a_running_workspace(hub, secrets):
     expired = time.monotonic()
     deadline = expired + 30
     while time.monotonic() < deadline:
-        if PROJECT not in hub.admin_api("GET", "/users/kate").json()["servers"]:
+        if PROJECT not in hub.workspaces("kate"):
             break
         time.sleep(0.5)
     took = time.monotonic() - expired
-    assert PROJECT not in hub.admin_api("GET", "/users/kate").json()["servers"], "still running after 30 s"
+    assert PROJECT not in hub.workspaces("kate"), "still running after 30 s"
     stops = [e for e in hub.actions("workspace.stop")
              if e.target == "user:kate" and e.details.get("checked_at") == "watcher"]
     assert stops and "expired" in stops[0].details["reason"], (stops, took)

@@ -225,7 +225,7 @@ def test_a_halted_project_stops_its_workspace_and_starts_none():
         alice.make_token("alice")
         hub_project = HUB_PROJECT
         assert alice.api("POST", f"/hub/api/users/alice/servers/{hub_project}").status_code in (201, 202)
-        wait_for(lambda: (alice.api("GET", "/hub/api/users/alice").json()["servers"]
+        wait_for(lambda: (hub.workspaces("alice")
                           .get(hub_project) or {}).get("ready"), timeout=120)
 
         import subprocess
@@ -234,7 +234,7 @@ def test_a_halted_project_stops_its_workspace_and_starts_none():
                                  "project", "halt", hub_project, "--reason", "suspected breach"],
                                 capture_output=True, text=True, timeout=120)
         assert halted.returncode == 0, halted.stderr
-        wait_for(lambda: hub_project not in hub.admin_api("GET", "/users/alice").json()["servers"], timeout=90)
+        wait_for(lambda: hub_project not in hub.workspaces("alice"), timeout=90)
         again = alice.api("POST", f"/hub/api/users/alice/servers/{hub_project}")
         assert again.status_code == 403, again.text
         stops = [e for e in hub.actions("workspace.stop")

@@ -64,7 +64,7 @@ def test_phantom_servers_cannot_exhaust_the_named_server_limit(world):
     assert started.status_code in (201, 202), started.text
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        server = alice.api("GET", f"/hub/api/users/{RESEARCHER}").json()["servers"].get(PROJECT) or {}
+        server = alice.hub.workspaces(RESEARCHER).get(PROJECT) or {}
         if server.get("ready"):
             break
         time.sleep(1)

@@ -51,7 +51,7 @@ def _edit_state(hub, edit) -> None:
     path = hub_db_url(hub.settings).removeprefix("sqlite:///")
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT spawners.id, spawners.state FROM spawners JOIN users ON users.id = spawners.user_id "
-                          "WHERE users.name = 'alice' AND spawners.name = ?", (PROJECT,)).fetchall()
+                          "WHERE users.name = ? AND spawners.name = ?", (f"alice@{PROJECT}", PROJECT)).fetchall()
         assert len(rows) == 1, rows
         state = json.loads(rows[0][1])
         assert "extract" in state, state

@@ -301,7 +301,7 @@ def test_a_kernel_replaces_the_notebook_servers_socket(hub_world):
     try:
         assert "listening in its place" in result["stdout"], result
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda _: alice.api("GET", f"/user/alice/{PROJECT}/api/status"), range(16)))
+            answers = list(pool.map(lambda _: alice.api("GET", f"{url}/api/status"), range(16)))
     finally:
         with contextlib.suppress(Exception):
             delete_kernel(url, alice.token, result["kernel_id"])

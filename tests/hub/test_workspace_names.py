@@ -1,0 +1,55 @@
+"""The names of ADR 17: a JupyterHub user per workspace, its host, and who it acts for at the gate."""
+
+from __future__ import annotations
+
+import pytest
+
+from pds_kernel.airlock.web.identity import workspace_person
+from pds_kernel.errors import InvalidInput
+from pds_kernel.hub.origins import subdomain_hook
+from pds_kernel.registry.names import check_new_user_name
+from pds_kernel.workspace_names import parse_workspace_user, person_of, workspace, workspace_of_server
+
+
+def test_a_workspace_user_names_its_person_and_project_and_nothing_else():
+    found = workspace("jean.dupont", "diabetes-t2")
+    assert found.user == "jean.dupont@diabetes-t2" and found.server == "diabetes-t2"
+    assert found.role == "workspace.jean.dupont.diabetes-t2"
+    assert parse_workspace_user(found.user) == found
+    assert person_of(found.user) == "jean.dupont" and person_of("alice") == "alice"
+    for name in ("alice", "alice@", "@diabetes-t2", "a@b@diabetes-t2", "alice@Diabetes", "alice@di", None, 3,
+                 "Alice@diabetes-t2", "alice@diabetes-t2/x"):
+        assert parse_workspace_user(name) is None, name
+    assert workspace_of_server("alice@diabetes-t2", "diabetes-t2") == workspace("alice", "diabetes-t2")
+    assert workspace_of_server("alice@diabetes-t2", "mi-outcomes") is None
+    assert workspace_of_server("alice", "diabetes-t2") is None
+    with pytest.raises(InvalidInput):
+        check_new_user_name("eve@diabetes-t2")  # no account is named like a workspace user
+
+
+def test_the_persons_role_reaches_the_one_server_only():
+    scopes = workspace("alice", "diabetes-t2").role_definition()["scopes"]
+    assert sorted(scopes) == ["access:servers!server=alice@diabetes-t2/diabetes-t2",
+                              "read:users:name!user=alice@diabetes-t2",
+                              "servers!server=alice@diabetes-t2/diabetes-t2"]
+
+
+def test_each_workspace_has_a_host_of_its_own():
+    assert subdomain_hook("alice@diabetes-t2", "pds.example.org", "user") == "w-alice--diabetes-t2.pds.example.org"
+    assert subdomain_hook("alice", "pds.example.org", "user") == "alice.pds.example.org"
+    assert subdomain_hook("airlock", "pds.example.org", "service") == "airlock--service.pds.example.org"
+    hosts = {subdomain_hook(name, "h", "user") for name in (
+        "alice@diabetes-t2", "alice@mi-outcomes", "bob@diabetes-t2", "jean.dupont@diabetes-t2",
+        "jean_dupont@diabetes-t2", "jean-dupont@diabetes-t2", "a--b@cc-dd", "a@b--cc-dd", "alice", "w-alice")}
+    assert len(hosts) == 10  # no two share a host, whatever their spelling
+    assert all(len(host.split(".")[0]) <= 63 for host in hosts)
+    long = workspace("a" * 40, "p" + "x" * 38 + "z")
+    assert subdomain_hook(long.user, "h", "user").startswith("u-")  # too long a label: JupyterHub's hash
+
+
+def test_at_the_gate_a_workspace_user_is_its_person_in_its_project_only():
+    assert workspace_person("alice@diabetes-t2", "diabetes-t2") == "alice"
+    assert workspace_person("alice@diabetes-t2", "mi-outcomes") is None
+    assert workspace_person("alice@diabetes-t2", None) is None  # it never acts as itself
+    assert workspace_person("alice", None) == "alice" and workspace_person("alice", "diabetes-t2") == "alice"
+    assert workspace_person(None, None) is None
