@@ -309,7 +309,7 @@ def _big_png(path):
     (["big.png"], {"memory_bytes": 512 * 1024**2}, "more memory than a rebuild may use"),
     (["big.png", "small.parquet"], {"cpu_seconds": 1}, "1 s of CPU"),
     # short of memory, pyarrow cannot start its threads and waits forever, using no CPU: any wall
-    # limit ends it (8 s: the child starts and gets stuck in about 2)
+    # limit ends it (8 s: the children of the other two cases finish in about 2)
     (["small.parquet"], {"memory_bytes": 512 * 1024**2, "wall_seconds": 8}, "512 MiB of memory"),
 ])
 def test_a_rebuild_beyond_the_childs_limits_refuses_the_files_and_spares_the_gate(tmp_path, files, limit, expected):
