@@ -43,7 +43,7 @@ def check_workspace_admission(registry, user_name: str, server_name: str,
                               hub_groups: set[str] | None = None) -> Workspace:
     """Raise :class:`PermissionDenied` (audited by the registry) unless the workspace of JupyterHub
     server ``user_name/server_name`` may start now; return it. A person names her project
-    (``alice/diabetes-t2``: the start goes on to her workspace user, :mod:`.workspace_users`); a
+    (``alice/diabetes-t2``: the start goes on to her workspace user, :mod:`pds_kernel.workspace_names`); a
     workspace user its one server (``alice@diabetes-t2/diabetes-t2``). The default server (no name)
     is never a workspace. ``hub_groups``, when given (Kubernetes: the identity provider's projects),
     must hold the project too, as the pre-spawn hook requires."""

@@ -167,11 +167,16 @@ def registry_admins(registry: Registry) -> set[str]:
 
 
 # ---- enforcement at login ------------------------------------------------------------------
+#: Why a person's own named server stops: workspaces run as their own hub user (ADR 17).
+MOVED = ("a workspace now runs as its own hub user, on its own host: start it again from your home "
+         "page (your files are kept)")
+
+
 async def stop_revoked_servers(context: HubContext, handler, username: str, *,
                                today: date | None = None, reason: str = "login") -> list[str]:
     """Stop every running workspace of ``username`` (a person, or one workspace user) whose project
     she may no longer use, and bring her roles on her workspace users in line with the registry
-    (:func:`.workspace_users.project_workspaces`).
+    (:func:`.workspace_roles.project_workspaces`).
 
     Called at every login and every auth refresh: an expired membership or a closed project stops
     the workspace. Returns the projects whose workspaces were stopped (each one audited).
@@ -207,11 +212,6 @@ async def stop_revoked_servers(context: HubContext, handler, username: str, *,
             ))
             stopped.append(name)
     return stopped
-
-
-#: Why a person's own named server stops: workspaces run as their own hub user (ADR 17).
-MOVED = ("a workspace now runs as its own hub user, on its own host: start it again from your home "
-         "page (your files are kept)")
 
 
 def record_workspace_role(context: HubContext, person: str, project: str, action: str, checked_at: str) -> None:

@@ -141,7 +141,7 @@ class SandboxSpawner(Spawner):
     @property
     def person(self) -> str:
         """The person whose workspace this is (the hub runs it as her workspace user,
-        :mod:`pds_kernel.hub.workspace_users`)."""
+        :mod:`pds_kernel.workspace_names`)."""
         return person_of(self.user.name)
 
     def _key(self) -> str:
@@ -222,7 +222,7 @@ class SandboxSpawner(Spawner):
             if not self.name:
                 raise PermissionDenied("start a project server: the server name must be a project id")
             if workspace_of_server(self.user.name, self.name) is None:
-                raise PermissionDenied(f"a workspace runs as its own hub user ({self.user.name}{SEPARATOR}{self.name}): "
+                raise PermissionDenied(f"a workspace runs as its own hub user ({self.person}{SEPARATOR}{self.name}): "
                                        "start it from your home page")
             spec = authorised_workspace_spec(settings, self.context.registry, self.person,
                                              self.name, action="workspace.authorise")
