@@ -49,27 +49,22 @@ def _figure_slots(notebook) -> Iterator[tuple[dict, str]]:
                         yield bundle, mime
 
 
-class _KeyTwice(ValueError):
-    pass
-
-
-def _no_key_twice(pairs: list[tuple[str, object]]) -> dict:
-    if len({k for k, _ in pairs}) != len(pairs):
-        raise _KeyTwice
-    return dict(pairs)
-
-
 def needs_rebuild(path: Path) -> bool:
     """True when ``path`` is a notebook (JSON) the gate writes again: it holds a PNG or JPEG figure,
-    or gives a key twice (every reader keeps one value; the other leaves unseen)."""
-    data = path.read_bytes()
+    or gives a key twice (every reader keeps one value; the other leaves unseen). One parse: the
+    hook notes a key given twice and keeps the last value, as every JSON reader here does."""
+    twice: list[str] = []
+
+    def noting_keys_twice(pairs: list[tuple[str, object]]) -> dict:
+        if len({k for k, _ in pairs}) != len(pairs):
+            twice.append("twice")
+        return dict(pairs)
+
     try:
-        json.loads(data, object_pairs_hook=_no_key_twice)
-    except _KeyTwice:
-        return True
+        notebook = json.loads(path.read_bytes(), object_pairs_hook=noting_keys_twice)
     except (ValueError, RecursionError):
         return False
-    return next(_figure_slots(json.loads(data)), None) is not None
+    return bool(twice) or next(_figure_slots(notebook), None) is not None
 
 
 def _decoded(value, where: str) -> bytes:
