@@ -38,6 +38,12 @@ restart (KubeSpawner then reports the server stopped). ``restart_limit`` restart
 ``restart_window`` seconds (the chart's ``workspace.restartLimit``, ``workspace.restartWindowSeconds``)
 are a crash loop: the server is stopped, audited ``workspace.stop`` with ``cause: restarted
 repeatedly``. Each time the researcher's home page says why (:mod:`pds_kernel.hub.notices`).
+
+The hub runs each workspace as its own hub user, ``<person>@<project>`` (ADR 17): every entry and
+notice names the person (:attr:`PdsKubeSpawner.person`), as the home page and the audit trail do.
+KubeSpawner names the pod from the hub user (``jupyter-{user_server}``, its ``safe`` slugs: the
+``@`` is escaped and a hash keeps two names apart); the home claim keeps its name of before
+(``pds_kernel.hub.kubernetes``, set in the pre-spawn hook).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from traitlets import Any, Integer
 from ..extract.tree import REFUSED_EXIT
 from ..k8s import restarts
 from ..k8s.pod_status import ExtractMismatch, failed_extract_check, stopped_on_change
+from ..workspace_names import person_of
 
 #: what ``poll`` answers for a server stopped after a crash loop (JupyterHub: "exited with code 1")
 RESTARTED_EXIT = 1
@@ -68,6 +75,11 @@ class PdsKubeSpawner(KubeSpawner):
     _restart_log: restarts.RestartLog | None = None
 
     @property
+    def person(self) -> str:
+        """The person whose workspace this is (the hub runs it as her workspace user)."""
+        return person_of(self.user.name)
+
+    @property
     def restart_log(self) -> restarts.RestartLog:
         """This server's notebook ends as this hub process saw them (new when the hub restarted)."""
         if self._restart_log is None:
@@ -79,7 +91,7 @@ class PdsKubeSpawner(KubeSpawner):
         told of the server's previous run is forgotten."""
         self.restart_log.reset()
         if self.context is not None:
-            self.context.notices.clear(self.user.name, self.name or "")
+            self.context.notices.clear(self.person, self.name or "")
         return super().start()
 
     def is_pod_running(self, pod):
@@ -91,7 +103,7 @@ class PdsKubeSpawner(KubeSpawner):
             name = ((pod or {}).get("metadata") or {}).get("name") or self.pod_name
             refusal = ExtractMismatch(self.name or "", str(name), terminated)
             if self.context is not None:  # without one (never in configure's hub) it is refused all the same
-                self.context.record(refusal.audit_event(self.user.name, workload="workspace",
+                self.context.record(refusal.audit_event(self.person, workload="workspace",
                                                         server=self.name or ""))
             raise refusal
         return super().is_pod_running(pod)
@@ -125,7 +137,7 @@ class PdsKubeSpawner(KubeSpawner):
         added = log.observe(end, now)
         if not added:
             return False
-        server, user = self.name or "", self.user.name
+        server, user = self.name or "", self.person
         looping = end.restarted and log.looping(now)
         event = restarts.restart_event(user, server, end, added) if end.restarted else \
             restarts.ended_event(user, server, end)
@@ -148,5 +160,5 @@ class PdsKubeSpawner(KubeSpawner):
         self._change_recorded = key
         self.log.warning("%s: the extract changed while the server ran; stopping it", self._log_name)
         if self.context is not None:
-            self.context.record(stopped_on_change(self.context.runtime.audit, self.user.name, self.name or "",
+            self.context.record(stopped_on_change(self.context.runtime.audit, self.person, self.name or "",
                                                   pod or {}, terminated))

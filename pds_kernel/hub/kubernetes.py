@@ -73,6 +73,7 @@ from ..registry import Role
 from ..registry.names import check_label_safe_user_name
 from ..sandbox.spec import WorkspaceSpec, authorised_workspace_spec, home_volume_name
 from ..settings import Settings, load_settings
+from ..workspace_names import Workspace, person_of, workspace_of_server
 from . import budget, worker_refusal_api
 from .common import (
     ADMIN_ROLE,
@@ -93,6 +94,8 @@ log = logging.getLogger(__name__)
 #: User options a spawn request may carry (KubeSpawner's profile choice). Anything else is refused.
 ALLOWED_OPTIONS = frozenset({"profile"})
 GATEWAY_SERVICE = "dask-gateway"
+#: The gateway service's role: it reads the hub groups of a workspace's person.
+GATEWAY_ROLE = "pds-gateway"
 #: The hub's own service whose token the membership watcher stops servers with (made at each start).
 WATCHER_SERVICE = "pds-watcher"
 #: Where the chart sets the hub's public address (z2jh loads ``hub.config`` into ``c`` before ``configure``).
@@ -102,7 +105,7 @@ HOST_GUIDANCE = (f"set {HOST_SETTING} to the https address browsers use for the 
                  "certificate for both names at the ingress: each user's workspaces and the gate get "
                  "their own host below it (docs/deploy-kubernetes.md, 'Host names')")
 #: Roles this module defines; configuration from the chart (``hub.loadRoles``) may not redefine them.
-OWNED_ROLES = frozenset({"user", "admin", ADMIN_ROLE, WATCHER_SERVICE})
+OWNED_ROLES = frozenset({"user", "admin", ADMIN_ROLE, WATCHER_SERVICE, GATEWAY_ROLE})
 
 
 def server_token_scopes() -> list[str]:
@@ -127,7 +130,9 @@ def build_roles(services: set[str]) -> list[dict[str, Any]]:
     * ``pds-admin``: held by the hub group ``pds:admins`` only (its members are set at each
       sign-in and refresh by ``PdsOAuthenticator``); any user holding it directly loses it at start;
     * ``admin`` (JupyterHub's built-in): nobody; JupyterHub clears every admin flag at start;
-    * ``airlock-service``: the airlock reads identities and groups.
+    * ``airlock-service``: the airlock reads identities and groups;
+    * ``pds-gateway``: the gateway reads users' groups (a workspace user holds none: the gateway
+      checks its person's, :meth:`pds_kernel.k8s.gateway.WorkspaceAuthenticator.person_groups`).
     """
     reachable = [s for s in (GATEWAY_SERVICE, AIRLOCK_SERVICE) if s in services]
     roles: list[dict[str, Any]] = [
@@ -139,7 +144,15 @@ def build_roles(services: set[str]) -> list[dict[str, Any]]:
     ]
     if AIRLOCK_SERVICE in services:
         roles.append(airlock_service_role())
+    if GATEWAY_SERVICE in services:
+        roles.append(gateway_service_role())
     return roles
+
+
+def gateway_service_role() -> dict[str, Any]:
+    """The gateway's own token: the names and groups of users, nothing else (no servers, no tokens)."""
+    return {"name": GATEWAY_ROLE, "description": "dask-gateway: reads the hub groups of a workspace's person",
+            "scopes": ["read:users:groups"], "services": [GATEWAY_SERVICE]}
 
 
 def watcher_role() -> dict[str, Any]:
@@ -168,10 +181,39 @@ def _group_names(user: Any) -> set[str]:
     return {getattr(g, "name", g) for g in (getattr(user, "groups", None) or ())}
 
 
+def spawner_workspace(spawner) -> Workspace:
+    """The workspace ``spawner`` runs: the one server of a workspace user, named after its project.
+    :class:`PermissionDenied` for any other server (a person's own named server from before
+    workspace users, another name, the default server)."""
+    if not spawner.name:
+        raise PermissionDenied("start a project server: the server name must be a project id")
+    found = workspace_of_server(spawner.user.name, spawner.name)
+    if found is None:
+        raise PermissionDenied(f"a workspace runs as its own hub user (<person>@{spawner.name}): "
+                               "start it from your home page")
+    return found
+
+
+def person_groups(spawner, person: str) -> set[str]:
+    """The hub groups of ``person`` (the identity provider's projects ∩ the registry's, set at her
+    sign-in): a workspace user holds none of its own. None known when she has no hub user."""
+    from jupyterhub import orm
+
+    db = getattr(spawner.user, "db", None)
+    row = orm.User.find(db, person) if db is not None else None
+    return _group_names(row) if row is not None else set()
+
+
+def acting_person(spawner) -> str:
+    """Whom a spawner's audit entries name: the person of a workspace user, else the hub user."""
+    return person_of(spawner.user.name)
+
+
 def _refuse(context: HubContext, spawner, exc: PdsError) -> None:
     stage = {"stage": "extract"} if isinstance(exc, ExtractRefused) else {}
+    person = acting_person(spawner)
     context.record(AuditEvent(
-        actor=spawner.user.name, action="workspace.refused", target=f"user:{spawner.user.name}",
+        actor=person, action="workspace.refused", target=f"user:{person}",
         project=spawner.name or "", outcome=Outcome.DENIED,
         details={"server": spawner.name or "", "reason": str(exc), **stage}))
 
@@ -183,9 +225,8 @@ def check_spawn_request(context: HubContext, spawner, *, action: str) -> Workspa
 
     The registry decision is audited by :meth:`Registry.check_access` under ``action``.
     """
-    project = spawner.name
-    if not project:
-        raise PermissionDenied("start a project server: the server name must be a project id")
+    found = spawner_workspace(spawner)
+    project = found.project
     options = dict(spawner.user_options or {})
     unknown = set(options) - ALLOWED_OPTIONS
     if unknown:
@@ -193,8 +234,8 @@ def check_spawn_request(context: HubContext, spawner, *, action: str) -> Workspa
     profile = options.get("profile")
     if profile not in (None, "", project):
         raise PermissionDenied(f"profile {profile!r} is not this server's project {project}")
-    spec = authorised_workspace_spec(context.settings, context.registry, spawner.user.name, project,
-                                     action=action, groups=_group_names(spawner.user))
+    spec = authorised_workspace_spec(context.settings, context.registry, found.person, project,
+                                     action=action, groups=person_groups(spawner, found.person))
     check_label_safe_user_name(spec.user)  # its pods' ``pds.user`` label: refused here with what to do
     expected_mount(context.settings, context.runtime.audit, project)
     return spec
@@ -204,9 +245,12 @@ def make_profile_list(context: HubContext, k8s: K8sConfig) -> Callable:
     """KubeSpawner's callable ``profile_list``: one profile per project the user may start."""
 
     def profile_list(spawner) -> list[dict[str, Any]]:
-        groups = _group_names(spawner.user)
-        projects = [p for p in context.registry.active_projects(spawner.user.name, Role.RESEARCHER)
-                    if p.id in groups and (not spawner.name or p.id == spawner.name)]
+        found = workspace_of_server(spawner.user.name, spawner.name or "")
+        if found is None:  # not a workspace: nothing to offer (the pre-spawn hook refuses it)
+            return []
+        groups = person_groups(spawner, found.person)
+        projects = [p for p in context.registry.active_projects(found.person, Role.RESEARCHER)
+                    if p.id in groups and p.id == found.project]
         return [{
             "display_name": f"{p.title} ({p.id})",
             "slug": p.id,
@@ -230,7 +274,8 @@ def make_pre_spawn_hook(context: HubContext) -> Callable:
         except PdsError as exc:
             _refuse(context, spawner, exc)
             raise web.HTTPError(403, str(exc), reason=str(exc)) from None
-        # KubeSpawner creates the home claim when missing (storage_pvc_ensure) under this name.
+        # KubeSpawner creates the home claim when missing (storage_pvc_ensure) under this name: the
+        # person's and the project's, as before workspace users (an upgrade keeps every home)
         spawner.pvc_name = home_volume_name(spec.project, spec.user)
 
     return pre_spawn_hook

@@ -37,6 +37,13 @@ with the token of the hub's own ``pds-watcher`` service (:func:`pds_kernel.hub.k
 At the same pace it starts the check that audits the Dask worker pods refusing their project's
 extract (:class:`pds_kernel.hub.worker_watch.WorkerRefusalWatch`).
 
+Workspace users (``alice@diabetes-t2``, ADR 17: each workspace is the one server of its own hub
+user) never sign in. Their auth refresh (their server's token, a spawn) is valid while the person
+is an active researcher of the project *and* holds the project's hub group (the identity
+provider's side, set at her sign-in); else it is refused, and the server stopped when the registry
+withdrew the access. The person's refresh and sign-in project her roles on her workspace users and
+stop her own named servers from before (:func:`pds_kernel.hub.common.stop_revoked_servers`).
+
 Only the documented override points of OAuthenticator are used (``update_auth_model``,
 ``get_user_groups``, ``check_allowed``, ``refresh_user``); the token exchange is upstream's.
 The standard settings (``client_id``, ``authorize_url``, ``token_url``, ``userdata_url``,
@@ -59,12 +66,14 @@ from ..audit import AuditEvent
 from ..errors import InvalidInput, PermissionDenied
 from ..registry import Role
 from ..registry.names import check_project_id
+from ..workspace_names import parse_workspace_user
 from .admission import admission_handlers
 from .common import (
     AuditedLogoutHandler,
     is_registry_user,
     project_groups,
     record_login_refused,
+    refresh_workspace_user,
     stop_revoked_servers,
     user_roles,
 )
@@ -305,7 +314,9 @@ class PdsOAuthenticator(GenericOAuthenticator):
     async def refresh_user(self, user, handler=None, **kwargs):
         """Re-apply the registry: groups (projects and :data:`ADMIN_GROUP`) can only shrink between
         sign-ins (the IdP groups are re-read at the next sign-in, or here when
-        ``enable_auth_state`` keeps the tokens)."""
+        ``enable_auth_state`` keeps the tokens). A workspace user: :meth:`refresh_workspace`."""
+        if parse_workspace_user(user.name) is not None:
+            return await self.refresh_workspace(user, handler)
         refreshed = await super().refresh_user(user, handler, **kwargs)
         if refreshed is False or not is_registry_user(self.registry, user.name):
             return False
@@ -320,6 +331,21 @@ class PdsOAuthenticator(GenericOAuthenticator):
         if handler is not None:
             await stop_revoked_servers(self.context, handler, user.name, reason="refresh")
         return model
+
+    async def refresh_workspace(self, user, handler=None) -> bool:
+        """A workspace user's refresh: ``True`` (its groups untouched: it holds none) while its
+        person holds the project's hub group and the registry lets her work in it; else ``False``
+        (JupyterHub then refuses its token and its spawn)."""
+        from jupyterhub import orm
+
+        found = parse_workspace_user(user.name)
+        db = getattr(handler, "db", None) or getattr(user, "db", None)
+        person = orm.User.find(db, found.person) if db is not None else None
+        if person is None or found.project not in {g.name for g in person.groups}:
+            log.info("refused the refresh of %s: %s is not in the hub group of %s",
+                     user.name, found.person, found.project)
+            return False
+        return await refresh_workspace_user(self.context, user, handler)
 
     def get_handlers(self, app):
         return [(r"/logout", AuditedLogoutHandler), *admission_handlers(), *user_api_handlers(),

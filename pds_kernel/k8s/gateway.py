@@ -7,14 +7,19 @@ project's image, limits, read-only extract and labels, and only that workspace c
 sets the cluster options.
 
 **Who is calling.** dask-gateway keys clusters by the name its authenticator returns: a user lists,
-connects to, scales and stops only the clusters created under the same name. A notebook calls with
-its server's ``$JUPYTERHUB_API_TOKEN``; for that token the hub's ``/hub/api/user`` lists exactly one
-``access:servers!server=<user>/<server>`` scope, and the server name is the project id (one named
-server per project). :class:`WorkspaceAuthenticator` therefore returns the identity
-``<user>/<project>``, so the clusters of ``alice``'s ``alpha`` workspace and of her ``beta``
-workspace live under two different names and neither workspace can list or reach the other's
-clusters. A token that names no single server (a personal API token, a browser session) is refused:
-clusters are started from a workspace only. The token must also carry
+connects to, scales and stops only the clusters created under the same name. Each workspace is the
+one server of its own hub user, ``<person>@<project>`` (ADR 17, :mod:`pds_kernel.workspace_names`),
+named after its project. A notebook calls with its server's ``$JUPYTERHUB_API_TOKEN``; for that
+token the hub's ``/hub/api/user`` names the workspace user and lists exactly one
+``access:servers!server=alice@alpha/alpha`` scope. :class:`WorkspaceAuthenticator` therefore returns
+the identity ``<person>/<project>`` (``alice/alpha``, the name of before workspace users: clusters
+keep their owner across the upgrade), so the clusters of ``alice``'s ``alpha`` workspace and of her
+``beta`` workspace live under two different names and neither workspace can list or reach the
+other's clusters. A token of any other hub user (a person's own, a personal API token, a browser
+session, a person's named server from before), or of a workspace user's server of another name, is
+refused: clusters are started from a workspace only. The hub groups checked are the person's (a
+workspace user holds none): the gateway reads them from the hub with its own service token
+(``read:users:groups``, :func:`pds_kernel.hub.kubernetes.build_roles`). The token must also carry
 ``access:services!service=<gateway>`` (the hub grants it to server tokens in Kubernetes mode, see
 :func:`pds_kernel.hub.kubernetes.server_token_scopes`).
 
@@ -45,6 +50,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from dask_gateway_server.auth import JupyterHubAuthenticator, UserCache, unauthorized
@@ -60,6 +66,7 @@ from ..registry.names import check_project_id, check_user_name
 from ..runtime import Runtime
 from ..sandbox.spec import authorised_workspace_spec
 from ..settings import Settings, load_settings
+from ..workspace_names import parse_workspace_user
 from .config import K8sConfig, load_k8s_config
 from .pods import build_cluster_overrides
 
@@ -67,7 +74,7 @@ log = logging.getLogger(__name__)
 
 ACTION = "dask.cluster.authorise"
 AUTH_ACTION = "dask.gateway.authenticate"
-#: Separates the hub user from the project in a gateway identity. Neither user names nor project
+#: Separates the person from the project in a gateway identity. Neither user names nor project
 #: ids may contain it (:mod:`pds_kernel.registry.names`), so the split is unambiguous.
 SEPARATOR = "/"
 
@@ -114,11 +121,12 @@ def parse_identity(name: str) -> WorkspaceIdentity:
 
 
 def workspace_identity(model: dict, service_name: str) -> WorkspaceIdentity:
-    """Pure: the workspace a hub identity model (``/hub/api/user``) belongs to.
+    """Pure: the workspace a hub identity model (``/hub/api/user``) belongs to: (person, project).
 
-    Accepted only when the model is a user's, its scopes grant access to the gateway service, and
-    they name exactly one server of that user (``access:servers!server=<user>/<project>``) and no
-    wider server access. Raises :class:`PermissionDenied` otherwise (deny by default).
+    Accepted only when the model is a workspace user's (``<person>@<project>``), its scopes grant
+    access to the gateway service, and they name exactly one server of that user, its project's
+    (``access:servers!server=<person>@<project>/<project>``), and no wider server access. Raises
+    :class:`PermissionDenied` otherwise (deny by default).
     """
     if not service_name:
         raise PermissionDenied("the gateway has no JupyterHub service name: refusing every token")
@@ -134,10 +142,14 @@ def workspace_identity(model: dict, service_name: str) -> WorkspaceIdentity:
     if len(servers) != 1 or wider:
         raise PermissionDenied("the token is not a workspace's own token (it must name exactly one "
                                "server): start Dask clusters from a project workspace")
-    try:
-        return WorkspaceIdentity(check_user_name(name), check_project_id(servers[0]))
-    except InvalidInput as exc:
-        raise PermissionDenied(f"not a project workspace: {exc}") from None
+    found = parse_workspace_user(name)
+    if found is None:
+        raise PermissionDenied(f"{str(name)[:64]!r} is not a workspace user (<person>@<project>): start "
+                               "Dask clusters from a project workspace (started again since the upgrade)")
+    if servers[0] != found.server:
+        raise PermissionDenied(f"the workspace user {name} runs one server, {found.server}, "
+                               f"not {servers[0][:64]!r}")
+    return WorkspaceIdentity(found.person, found.project)
 
 
 class NoUserCache(UserCache):
@@ -203,7 +215,25 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
         except PermissionDenied as exc:
             self._record_refusal(model, str(exc))
             raise unauthorized("jupyterhub") from None
-        return User(identity.name, groups=model.get("groups") or [], admin=False)
+        return User(identity.name, groups=await self.person_groups(identity.user), admin=False)
+
+    async def person_groups(self, person: str) -> list[str]:
+        """The hub groups of ``person`` (her projects, the identity provider's ∩ the registry's),
+        read with the gateway's own service token: a workspace user holds no group of its own.
+        None when the hub knows no such user; 502 when it will not say (deny)."""
+        response = await self.session.get(f"{self.jupyterhub_api_url}/users/{quote(person, safe='')}",
+                                          ssl=self.ssl_context,
+                                          headers={"Authorization": f"token {self.jupyterhub_api_token}"})
+        async with response:
+            if response.status == 404:
+                return []
+            if response.status >= 400:
+                log.warning("the hub did not tell the groups of %s (%s): the gateway's service needs "
+                            "read:users:groups (pds_kernel.hub.kubernetes.build_roles)", person, response.status)
+                raise web.HTTPBadGateway(reason="JupyterHub did not tell the workspace's groups")
+            model = await response.json()
+        groups = model.get("groups") if isinstance(model, dict) else None
+        return [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
 
     def _record_refusal(self, model: dict, reason: str) -> None:
         actor = str(model.get("name", "?"))[:64] if isinstance(model, dict) else "?"

@@ -26,11 +26,27 @@ class FakeGroup:
 
 
 class FakeUser:
-    """What KubeSpawner reads of a JupyterHub user."""
+    """What KubeSpawner reads of a JupyterHub user; ``db``: the hub's database (its persons' groups)."""
 
-    def __init__(self, name: str, groups: list[str]):
+    def __init__(self, name: str, groups: list[str], db=None):
         self.name, self.id, self.url = name, 1, f"/user/{name}/"
         self.groups = [FakeGroup(g) for g in groups]
+        self.db = db
+
+
+def hub_db(people: dict[str, list[str]]):
+    """A JupyterHub database (in memory) where each person of ``people`` holds those hub groups."""
+    from jupyterhub import orm
+
+    db = orm.new_session_factory("sqlite://")()
+    groups: dict[str, orm.Group] = {}
+    for person, names in people.items():
+        row = orm.User(name=person)
+        db.add(row)
+        for name in names:
+            row.groups.append(groups.setdefault(name, orm.Group(name=name)))
+    db.commit()
+    return db
 
 
 class FakeHub:
@@ -45,11 +61,15 @@ class FakeOrmSpawner:
         self.name, self.server, self.state = name, None, None
 
 
-def make_spawner(settings, user: str, groups: list[str], server: str, *, options=None, k8s=None):
+def make_spawner(settings, user: str, groups: list[str], server: str, *, options=None, k8s=None,
+                 hub_user: str | None = None):
+    """The spawner of person ``user``'s workspace ``server`` (run by her workspace user
+    ``user@server``, ADR 17; ``hub_user`` another hub user), ``groups``: her hub groups."""
     c = z2jh_hub_config()
     configure(c, settings=settings, k8s=k8s or K8sConfig())
-    spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser(user, groups), hub=FakeHub(),
-                          orm_spawner=FakeOrmSpawner(server))
+    name = hub_user or (f"{user}@{server}" if server else user)
+    spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser(name, [], hub_db({user: groups})), hub=FakeHub(),
+                             orm_spawner=FakeOrmSpawner(server))
     spawner.user_options = options or {}
     return spawner
 
@@ -165,8 +185,8 @@ async def test_modify_hook_rechecks_even_without_pre_spawn(settings, runtime, re
 async def test_profile_list_shows_only_active_projects(settings, runtime, registry, kubeconfig):
     alice = make_spawner(settings, "alice", ["alpha-study", "beta-study"], "beta-study")
     assert [p["slug"] for p in alice.profile_list(alice)] == ["beta-study"]
-    unnamed = make_spawner(settings, "alice", ["alpha-study", "beta-study"], "")
-    assert [p["slug"] for p in unnamed.profile_list(unnamed)] == ["alpha-study", "beta-study"]
+    unnamed = make_spawner(settings, "alice", ["alpha-study", "beta-study"], "")  # not a workspace
+    assert unnamed.profile_list(unnamed) == []
     carol = make_spawner(settings, "carol", ["alpha-study"], "alpha-study")
     assert carol.profile_list(carol) == []
     limits = alice.profile_list(alice)[0]["kubespawner_override"]
@@ -196,7 +216,10 @@ async def test_roles_name_no_user(settings, runtime, registry):
     """Members added after the hub started get the same access: no role lists registry users."""
     registry.upsert_user("admin", "alice", email="alice@example.org", is_admin=True)
     roles = {r["name"]: r for r in hub_config(settings).JupyterHub.load_roles}
-    assert set(roles) == {"user", ADMIN_ROLE, "admin", "airlock-service", "pds-watcher"}
+    assert set(roles) == {"user", ADMIN_ROLE, "admin", "airlock-service", "pds-watcher", "pds-gateway"}
+    # the gateway reads the groups of a workspace's person (a workspace user holds none), nothing else
+    assert roles["pds-gateway"]["scopes"] == ["read:users:groups"]
+    assert roles["pds-gateway"]["services"] == ["dask-gateway"]
     # the membership watcher's service: stops servers, lists nobody (tests/security/test_k8s_membership_watcher.py)
     assert roles["pds-watcher"]["scopes"] == ["admin:servers"] and roles["pds-watcher"]["services"] == ["pds-watcher"]
     assert roles["user"]["scopes"] == ["self", "access:services!service=dask-gateway",
@@ -207,14 +230,14 @@ async def test_roles_name_no_user(settings, runtime, registry):
     assert roles["admin"]["users"] == []  # nobody is JupyterHub's built-in admin
     assert roles["airlock-service"]["services"] == ["airlock"]
     alone = {r["name"]: r for r in hub_config(settings, services=()).JupyterHub.load_roles}
-    assert alone["user"]["scopes"] == ["self"] and "airlock-service" not in alone
+    assert alone["user"]["scopes"] == ["self"] and "airlock-service" not in alone and "pds-gateway" not in alone
 
 
 async def test_chart_roles_are_kept_but_may_not_replace_ours(settings, runtime, registry):
     culler = {"name": "jupyterhub-idle-culler", "scopes": ["list:users"], "services": ["culler"]}
     roles = hub_config(settings, load_roles=[culler]).JupyterHub.load_roles
     assert roles[0] == culler
-    for name in ("user", "admin", ADMIN_ROLE, "pds-watcher"):
+    for name in ("user", "admin", ADMIN_ROLE, "pds-watcher", "pds-gateway"):
         with pytest.raises(InvalidInput, match=name):
             hub_config(settings, load_roles=[{"name": name, "scopes": ["admin:users"]}])
     with pytest.raises(InvalidInput, match="pds-watcher"):  # nor its service, whose token stops servers
@@ -245,7 +268,7 @@ async def test_the_hub_spawns_with_the_pds_kubespawner(settings, runtime, regist
     c = z2jh_hub_config()
     context = configure(c, settings=settings, k8s=K8sConfig())
     assert c.JupyterHub.spawner_class is PdsKubeSpawner and issubclass(PdsKubeSpawner, KubeSpawner)
-    spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser("alice", ["alpha-study"]), hub=FakeHub(),
+    spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser("alice@alpha-study", []), hub=FakeHub(),
                              orm_spawner=FakeOrmSpawner("alpha-study"))
     assert spawner.context is context
     assert "self.is_pod_running(self.pod_reflector.pods.get(ref_key" in inspect.getsource(KubeSpawner._start)
