@@ -58,7 +58,7 @@ def ask_hub(cluster: str, environ: Mapping[str, str]) -> tuple[dict[str, Any] | 
     user, server = environ.get("JUPYTERHUB_USER"), environ.get("JUPYTERHUB_SERVER_NAME")
     if not (url and token and user and server):
         return None, "this is not a hub's workspace (no $JUPYTERHUB_API_URL, token, user or server name)"
-    request = Request(f"{url.rstrip('/')}{REFUSALS_PATH}/{quote(user, safe='')}/{quote(server, safe='')}"
+    request = Request(f"{url.rstrip('/')}{REFUSALS_PATH}/{quote(user, safe='@')}/{quote(server, safe='')}"
                       f"?cluster={quote(cluster, safe='')}", headers={"Authorization": f"token {token}"})
     try:
         with urlopen(request, timeout=HUB_TIMEOUT) as response:

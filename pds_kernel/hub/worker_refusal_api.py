@@ -17,7 +17,10 @@ exactly that scope, or its user in person. No scope is added to any token: a wor
 reaches only its own server's answer, another user's is refused (403) by JupyterHub before this
 code runs. The answer is the hub's fixed sentence (:data:`~pds_kernel.k8s.pod_status.MISMATCH`),
 the audit entry's time and the container's name: never the pod's message, which the audit trail
-keeps for administrators. Each answer is audited (``dask.cluster.refusals``); so that a workspace
+keeps for administrators. The workspace is the one server of its workspace user
+(``/worker-refusals/alice@alpha/alpha``, ADR 17): the answer is its person's (the ``pds.user`` label
+of the gateway's worker pods) and the entries name her; any other server is refused (404). Each
+answer is audited (``dask.cluster.refusals``); so that a workspace
 asking in a loop cannot fill the audit trail, one asker gets at most :data:`QUESTIONS_PER_MINUTE`
 answers a minute, then 429 (the first refusal of each minute audited, ``denied``).
 """
@@ -31,6 +34,7 @@ import time
 
 from ..audit import AuditEvent, AuditTrail, Outcome
 from ..k8s.pod_status import MISMATCH
+from ..workspace_names import person_of, workspace_of_server
 
 API_PATH = "/api/pds/worker-refusals"
 #: a dask-gateway cluster name (a label value: what the hub's entries name it by)
@@ -101,7 +105,12 @@ def make_handler():
             cluster = self.get_argument("cluster", "")
             if not CLUSTER_NAME.fullmatch(cluster):
                 raise web.HTTPError(400, "give the name of your Dask cluster: ?cluster=<name>")
-            asker = getattr(self.current_user, "name", None) or user_name  # the token's owner (an admin asking too)
+            found = workspace_of_server(user_name, server_name)
+            if found is None:  # a person's own named server from before workspace users, another name
+                raise web.HTTPError(404, "not a workspace: ask from the workspace ($JUPYTERHUB_USER/$JUPYTERHUB_SERVER_NAME)")
+            user_name = found.person  # whose worker pods, whose entries
+            # the token's owner (an admin asking too); a workspace's own token acts for its person
+            asker = person_of(getattr(self.current_user, "name", None) or user_name)
             asked = rate.count(asker, time.time())
             if asked > QUESTIONS_PER_MINUTE:
                 if asked == QUESTIONS_PER_MINUTE + 1:

@@ -20,7 +20,9 @@ from tornado import web as tornado_web
 from tornado.httpclient import AsyncHTTPClient
 
 from pds_kernel.hub.kubernetes import configure
+from pds_kernel.hub.workspace_roles import grant
 from pds_kernel.k8s.config import K8sConfig
+from pds_kernel.workspace_names import workspace
 
 from .conftest import z2jh_hub_config
 
@@ -121,8 +123,19 @@ class Hub:
         user.sync_groups(groups)
         return user
 
-    async def start_server(self, user, project: str, token_scopes=None) -> str:
-        """Start a named server through JupyterHub's own ``User.spawn``; its token."""
+    def workspace_user(self, user, project: str):
+        """The hub user that runs ``user``'s workspace of ``project`` (``alice@alpha-study``, ADR 17),
+        made with the person's role on it as the hub makes it (:func:`pds_kernel.hub.workspace_roles.grant`)."""
+        found = workspace(user.name, project)
+        grant(self.app.db, found)
+        return self.app.users[orm.User.find(self.app.db, found.user)]
+
+    async def start_server(self, user, project: str, token_scopes=None, *, legacy: bool = False) -> str:
+        """Start ``user``'s workspace of ``project`` (the server of her workspace user; ``legacy``:
+        her own named server, as before workspace users) through JupyterHub's own ``User.spawn``;
+        its token."""
+        if not legacy:
+            user = self.workspace_user(user, project)
         spawner = user.get_spawner(project, replace_failed=True)
         if token_scopes is not None:
             spawner.server_token_scopes = token_scopes

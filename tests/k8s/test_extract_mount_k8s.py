@@ -28,7 +28,7 @@ from pds_kernel.k8s.config import parse_k8s_config
 
 from .conftest import PUBLISHED_MANIFEST, REPO, helm_available
 from .test_chart import chart_without_dependencies, merged_values, render
-from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, denied, make_spawner, spawn_manifest
+from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, denied, hub_db, make_spawner, spawn_manifest
 
 pytestmark = pytest.mark.asyncio
 
@@ -106,7 +106,7 @@ def _chart_spawner(tmp_path, settings):
     cm = next(d for d in render(chart, []) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pds-config")
     c = z2jh_spawner_config(merged_values())
     configure(c, settings=settings, k8s=parse_k8s_config(json.loads(cm["data"]["k8s.json"])))
-    return PdsKubeSpawner(_mock=True, config=c, user=FakeUser("alice", ["alpha-study"]), hub=FakeHub(),
+    return PdsKubeSpawner(_mock=True, config=c, user=FakeUser("alice@alpha-study", [], hub_db({"alice": ["alpha-study"]})), hub=FakeHub(),
                        orm_spawner=FakeOrmSpawner("alpha-study"))
 
 

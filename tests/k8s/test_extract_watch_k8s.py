@@ -26,7 +26,7 @@ from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
 
 from .conftest import HUB_HOST_VALUES, helm_available, write_fingerprint_record
 from .test_chart import chart_without_dependencies, helm, merged_values, render
-from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, make_spawner, spawn_manifest
+from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, hub_db, make_spawner, spawn_manifest
 
 PROBE = ["python", "-I", "-m", "pds_kernel.extract.pod_watch", "/data", "--record", "/srv/pds/extract-check/fingerprint",
          "--deadline", "25"]
@@ -42,7 +42,7 @@ def _chart_spawner(tmp_path, settings, *helm_args: str) -> tuple[PdsKubeSpawner,
               if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pds-config")
     c = z2jh_spawner_config(merged_values())
     configure(c, settings=settings, k8s=parse_k8s_config(json.loads(cm["data"]["k8s.json"])))
-    spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser("alice", ["alpha-study"]), hub=FakeHub(),
+    spawner = PdsKubeSpawner(_mock=True, config=c, user=FakeUser("alice@alpha-study", [], hub_db({"alice": ["alpha-study"]})), hub=FakeHub(),
                              orm_spawner=FakeOrmSpawner("alpha-study"))
     return spawner, c
 

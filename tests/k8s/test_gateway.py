@@ -113,12 +113,14 @@ def test_identities_without_a_workspace_are_refused(runtime, registry, name):
     assert len(denied(runtime)) == 1
 
 
-SERVER = ["users:activity!user=alice", "access:servers!server=alice/alpha-study"]
-IDENTIFY = ["read:users:name!user=alice", "read:users:groups!user=alice"]
+#: the workspace of alice in alpha-study is the server alpha-study of the hub user alice@alpha-study (ADR 17)
+WS = "alice@alpha-study"
+SERVER = [f"users:activity!user={WS}", f"access:servers!server={WS}/alpha-study"]
+IDENTIFY = [f"read:users:name!user={WS}", f"read:users:groups!user={WS}"]
 
 
-def hub_model(*scopes: str, kind: str = "user", name: str = "alice") -> dict:
-    return {"kind": kind, "name": name, "groups": ["alpha-study"], "scopes": [*IDENTIFY, *scopes]}
+def hub_model(*scopes: str, kind: str = "user", name: str = WS) -> dict:
+    return {"kind": kind, "name": name, "groups": [], "scopes": [*IDENTIFY, *scopes]}
 
 
 def test_workspace_identity_from_the_hub_model():
@@ -130,12 +132,16 @@ def test_workspace_identity_from_the_hub_model():
 @pytest.mark.parametrize("model,why", [
     (hub_model(*SERVER), "no access to the service"),                                   # JupyterHub's default
     (hub_model(*SERVER, "access:services!service=airlock"), "no access to the service"),
-    (hub_model("access:services!service=dask-gateway", "access:servers!user=alice"), "exactly one"),
-    (hub_model("access:services!service=dask-gateway", *SERVER, "access:servers!user=alice"), "exactly one"),
-    (hub_model("access:services!service=dask-gateway", *SERVER, "access:servers!server=alice/beta-study"),
+    (hub_model("access:services!service=dask-gateway", f"access:servers!user={WS}"), "exactly one"),
+    (hub_model("access:services!service=dask-gateway", *SERVER, f"access:servers!user={WS}"), "exactly one"),
+    (hub_model("access:services!service=dask-gateway", *SERVER, f"access:servers!server={WS}/beta-study"),
      "exactly one"),
-    (hub_model("access:services!service=dask-gateway", "access:servers!server=bob/alpha-study"), "exactly one"),
-    (hub_model("access:services!service=dask-gateway", "access:servers!server=alice/"), "not a project"),
+    (hub_model("access:services!service=dask-gateway", "access:servers!server=bob@alpha-study/alpha-study"),
+     "exactly one"),
+    (hub_model("access:services!service=dask-gateway", f"access:servers!server={WS}/"), "runs one server"),
+    # a person's own named server from before workspace users (its token, until it is stopped)
+    (hub_model("access:services!service=dask-gateway", "access:servers!server=alice/alpha-study", name="alice"),
+     "not a workspace user"),
     (hub_model("access:services", *SERVER, kind="service", name="airlock"), "only a user"),
 ])
 def test_other_tokens_are_not_workspaces(model, why):

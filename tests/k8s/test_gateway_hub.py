@@ -149,9 +149,10 @@ async def test_workspace_token_has_default_server_scopes_plus_gateway(hub):
     alice = hub.sign_in("alice", ["alpha-study", "beta-study"])
     token = await hub.start_server(alice, "alpha-study")
     stored = orm.APIToken.find(hub.app.db, token)
-    assert set(stored.scopes) == {"users:activity!user", "access:servers!server=alice/alpha-study",
+    assert stored.user.name == "alice@alpha-study"  # the workspace user (ADR 17)
+    assert set(stored.scopes) == {"users:activity!user", "access:servers!server=alice@alpha-study/alpha-study",
                                   "access:services!service=dask-gateway"}
-    pod = alice.spawners["alpha-study"].pod_manifest
+    pod = hub.workspace_user(alice, "alpha-study").spawners["alpha-study"].pod_manifest
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["JUPYTERHUB_API_TOKEN"] == token  # the token dask_gateway.JupyterHubAuth reads
     model = await hub.whoami(token)
@@ -160,12 +161,14 @@ async def test_workspace_token_has_default_server_scopes_plus_gateway(hub):
 
 
 async def test_a_workspace_is_on_its_users_host_and_links_to_the_gate_on_its_own(hub):
-    """The chart's subdomain_host (k8s_hub): JupyterHub serves alice's servers at her own host, and
-    the workspace shows links to the gate's host (pds_kernel.hub.origins, test_chart_hub_host.py)."""
+    """The chart's subdomain_host (k8s_hub): JupyterHub serves alice's workspace of alpha-study at its
+    own host (its workspace user's, ADR 17), and the workspace shows links to the gate's host
+    (pds_kernel.hub.origins, test_chart_hub_host.py)."""
     alice = hub.sign_in("alice", ["alpha-study"])
     await hub.start_server(alice, "alpha-study")
-    assert hub.app.subdomain_host == HUB_HOST and alice.host == "https://alice.pds.example.org"
-    pod = alice.spawners["alpha-study"].pod_manifest
+    runs = hub.workspace_user(alice, "alpha-study")
+    assert hub.app.subdomain_host == HUB_HOST and runs.host == "https://w-alice--alpha-study.pds.example.org"
+    pod = runs.spawners["alpha-study"].pod_manifest
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["PDS_AIRLOCK_PAGES"] == "https://airlock--service.pds.example.org/services/airlock/"
     assert env["JUPYTERHUB_HOST"] == HUB_HOST  # where the workspace's own sign-in goes
@@ -177,11 +180,11 @@ async def test_stock_gateway_authenticator_accepts_the_workspace_token(hub):
     # JupyterHub 5.5's default server token (the built-in 'server' role), as before the fix
     bare = await hub.start_server(alice, "beta-study", token_scopes=[])
     assert set(orm.APIToken.find(hub.app.db, bare).scopes) == {
-        "users:activity!user", "access:servers!server=alice/beta-study"}
+        "users:activity!user", "access:servers!server=alice@beta-study/beta-study"}
     auth = await stock_authenticator(hub)
     try:
         user = await auth.authenticate(gateway_request(token))
-        assert user.name == "alice" and "alpha-study" in user.groups
+        assert user.name == "alice@alpha-study"  # the workspace user (ADR 17): our authenticator maps it
         with pytest.raises(web.HTTPUnauthorized):
             await auth.authenticate(gateway_request(bare))
     finally:
@@ -239,6 +242,25 @@ async def test_clusters_are_bound_to_the_calling_workspace(hub, gateway, runtime
     assert [(e.actor, e.project) for e in denied] == [("alice", "beta-study")]
 
 
+async def test_the_gateway_checks_the_persons_hub_groups(hub, gateway, runtime):
+    """A workspace user holds no group: the gateway reads its person's with its own token (the
+    ``pds-gateway`` role); her identity provider withdrawing the project's group refuses clusters."""
+    address, app = gateway
+    alice = hub.sign_in("alice", ["alpha-study"])
+    token = await hub.start_server(alice, "alpha-study")
+    assert await app.authenticator.person_groups("alice") == ["alpha-study"]
+    assert await app.authenticator.person_groups("nobody") == []
+    async with client(address, token) as gw:
+        await gw.submit()
+        hub.sign_in("alice", [])  # her next sign-in: the IdP no longer grants alpha-study
+        with pytest.raises(ValueError, match="hub group"):  # the hub's refresh is not due yet: the gateway refuses
+            await gw.submit()
+        hub.workspace_user(alice, "alpha-study")._auth_refreshed = None  # as if auth_refresh_age had passed
+        with pytest.raises(ClientResponseError) as refused:  # the hub refuses the token itself
+            await gw.submit()
+        assert refused.value.status == 401
+
+
 async def test_tokens_that_name_no_workspace_are_refused(hub, gateway, runtime):
     address, _ = gateway
     alice = hub.sign_in("alice", ["alpha-study"])
@@ -255,15 +277,23 @@ async def test_tokens_that_name_no_workspace_are_refused(hub, gateway, runtime):
 
 
 async def test_workspace_of_a_withdrawn_member_gets_no_cluster(hub, gateway, registry):
-    """bob's token is valid at the hub, but the registry no longer lets him use beta: refused."""
+    """bob's token was valid at the hub, but the registry no longer lets him use beta: the gateway
+    refuses while the hub's refresh is not due, then the hub refuses the token (its refresh of the
+    workspace user, PdsOAuthenticator.refresh_workspace) and stops the workspace."""
     address, _ = gateway
     registry.add_member("admin", "beta-study", "bob", "researcher", date(2030, 6, 30))
     bob = hub.sign_in("bob", ["alpha-study", "beta-study"])
     token = await hub.start_server(bob, "beta-study")
+    await hub.whoami(token)  # the hub refreshed its workspace user now
     registry.remove_member("admin", "beta-study", "bob", "researcher")
     async with client(address, token) as gw:
         with pytest.raises(ValueError, match="researcher"):
             await gw.submit()
+        runs = hub.workspace_user(bob, "beta-study")
+        runs._auth_refreshed = None  # as if auth_refresh_age had passed
+        with pytest.raises(ClientResponseError) as refused:
+            await gw.submit()
+        assert refused.value.status == 401
 
 
 # ---- gap 4: administrators come from sign-ins, never from a list loaded at start ---------------------
