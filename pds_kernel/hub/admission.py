@@ -145,12 +145,27 @@ class AdmittedServerAPIHandler(UserServerAPIHandler):
     @needs_scope("delete:servers")
     async def delete(self, user_name, server_name=""):
         found = parse_workspace_user(user_name)
-        if found is None and server_name and self.find_user(user_name) is not None:
-            mine = workspace(user_name, server_name)
-            if self.find_user(mine.user) is not None:  # the query kept: JupyterHub's page sends _xsrf there
+        user = self.find_user(user_name) if found is None and server_name else None
+        # a person's own named server from before (still running) is stopped itself: the hub's
+        # watcher stops it so, and must not stop her workspace instead; an invalid name is no person
+        if user is not None and not _legacy_server_runs(user, server_name):
+            try:
+                mine = workspace(user_name, server_name)
+            except InvalidInput:
+                mine = None
+            if mine is not None and self.find_user(mine.user) is not None:
+                # the query kept: JupyterHub's page sends _xsrf there
                 _on_workspace_user(self, user_name, mine, self.hub.base_url + "api/users/{user}/servers/{server}")
                 return None
         return await super().delete(user_name, server_name)
+
+
+def _legacy_server_runs(user, server_name: str) -> bool:
+    """Whether the person's own named server ``server_name`` (from before workspace users) runs."""
+    if server_name not in user.orm_user.orm_spawners:
+        return False
+    spawner = user.spawners[server_name]
+    return bool(spawner.active or spawner.ready)
 
 
 def admission_handlers() -> list[tuple[str, type]]:
