@@ -46,7 +46,7 @@ async def watcher_world_fixture(settings, tmp_path, monkeypatch):
 async def running_alpha(hub: Hub, name: str):
     user = hub.sign_in(name, ["alpha-study"])
     await hub.start_server(user, "alpha-study")
-    spawner = user.spawners["alpha-study"]
+    spawner = hub.workspace_user(user, "alpha-study").spawners["alpha-study"]  # its workspace user (ADR 17)
     assert spawner.active
     return spawner
 

@@ -155,7 +155,7 @@ async def test_the_api_refusing_does_not_stop_the_membership_checks(world, caplo
     world.api.pods = [listed_worker(world.manifest, "a1b2c", UID, "Pending", [statuses.check_refused(1)], [])]
     alice = world.hub.sign_in("alice", ["alpha-study"])
     await world.hub.start_server(alice, "alpha-study")
-    spawner = alice.spawners["alpha-study"]
+    spawner = world.hub.workspace_user(alice, "alpha-study").spawners["alpha-study"]
     world.registry.remove_member("admin", "alpha-study", "alice")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20 * INTERVAL + 5

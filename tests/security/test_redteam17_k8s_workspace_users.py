@@ -29,16 +29,20 @@ the spawner, :func:`pds_kernel.k8s.gateway.workspace_identity` and its person's 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
+import k8s_watcher_support as watched
 import pytest
 import pytest_asyncio
 from aiohttp import ClientResponseError
+from k8s_watcher_support import watcher_world_fixture  # noqa: F401  (the world fixture)
 from tornado import web
 from worker_refusal_support import ask, hub_with_refusals
 
 from pds_kernel.audit import AuditTrail
 from pds_kernel.errors import PermissionDenied
+from pds_kernel.hub.common import MOVED
 from pds_kernel.k8s.gateway import workspace_identity
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
@@ -190,3 +194,32 @@ async def test_only_the_workspace_itself_learns_its_refusal(refusals):
     entries = [e for e in refusals.runtime.audit.entries() if e.action == "dask.cluster.refusals"]
     assert {e.actor for e in entries} <= {"alice", "bob"}  # people, never workspace users
     assert all(e.target in ("user:alice", "user:bob") for e in entries)
+
+
+# ---- the upgrade: a person's own named server still running -------------------------------------------
+@pytest.mark.asyncio
+async def test_the_watcher_stops_the_legacy_server_not_the_new_workspace(world):
+    """alice's named server of before the upgrade still runs when she starts her workspace (its
+    workspace user) from her home page. The watcher stops the legacy server (reason MOVED) through
+    ``DELETE /hub/api/users/alice/servers/alpha-study``, which the hub answered ``307`` to her
+    workspace user's path: the watcher stopped her new workspace instead, at every pass, and the
+    legacy one ran on (got through before the fix)."""
+    ws_hub, _, runtime = world
+    alice = ws_hub.sign_in("alice", ["alpha-study"])
+    legacy = alice.get_spawner("alpha-study", replace_failed=True)
+    legacy.pre_spawn_hook = None  # started by the hub of before: no hook of this release ran
+
+    async def as_before(spawner, pod):
+        return pod
+
+    legacy.modify_pod_hook = as_before
+    await alice.spawn("alpha-study")
+    legacy.stop_polling()
+    await ws_hub.start_server(alice, "alpha-study")
+    new = ws_hub.workspace_user(alice, "alpha-study").spawners["alpha-study"]
+    assert legacy.active and new.active
+    assert await watched.stopped_within(legacy, 20 * watched.INTERVAL + 5), "the legacy server still runs"
+    await asyncio.sleep(3 * watched.INTERVAL)  # more passes
+    assert new.active, "the watcher stopped the new workspace"
+    moved = await watched.audited_stops(runtime, "alice")
+    assert [e.details["reason"] for e in moved] == [MOVED]

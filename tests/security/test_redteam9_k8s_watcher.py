@@ -38,7 +38,7 @@ async def test_a_hanging_stop_does_not_hold_the_other_stops(world, monkeypatch):
     stop = NoClusterSpawner.stop
 
     async def hanging_stop(self, now=False):
-        if self.user.name == "bob":
+        if self.user.name == "bob@alpha-study":  # bob's workspace user (ADR 17)
             await released.wait()  # his pod stuck terminating
         return await stop(self, now)
 
@@ -77,7 +77,7 @@ async def test_a_renamed_account_cannot_send_the_stop_to_another_path(world):
     alice = await watched.running_alpha(hub, "alice")
     assert bob.active and alice.active
     renamed = "bob/servers/alpha-study#"
-    _rename(hub, "alice", renamed)  # no registry user of that name: her access is revoked
+    _rename(hub, "alice@alpha-study", renamed)  # her workspace user: no workspace of that name, it stops
     assert await watched.stopped_within(alice, 20 * watched.INTERVAL + 5), "the renamed account's workspace still runs"
     assert len(await watched.audited_stops(runtime, renamed)) == 1
     assert bob.active and not watched.watcher_stops(runtime, "bob")  # bob was never the one stopped
