@@ -64,7 +64,7 @@ def workspace(world, monkeypatch):
     monkeypatch.setenv("DASK_GATEWAY__AUTH__TYPE", "jupyterhub")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", world.token("alice", "alpha-study"))
     monkeypatch.setenv("JUPYTERHUB_API_URL", world.hub.hub.api_url)
-    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice@alpha-study")  # its workspace user (ADR 17)
     monkeypatch.setenv("JUPYTERHUB_SERVER_NAME", "alpha-study")
     monkeypatch.setenv("PDS_PROJECT", "alpha-study")
     dask.config.refresh()

@@ -53,41 +53,41 @@ async def _token(hub, user: str, project: str) -> str:
 
 async def test_the_owner_learns_it_and_only_the_hubs_sentence(hub):
     """The control: alice's own workspace gets the answer, without the pod's (forged) message."""
-    code, answer = await ask(hub, await _token(hub, "alice", "alpha-study"), "alice/alpha-study", ALICE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "alice", "alpha-study"), "alice@alpha-study/alpha-study", ALICE_CLUSTER)
     assert code == 200 and answer["refused"] is True
     assert set(answer) == {"refused", "cluster", "at", "container", "reason"} and answer["container"] == "dask-worker"
     assert "script" not in json.dumps(answer) and "re-publish it (pds extract build)" not in json.dumps(answer)
 
 
 async def test_another_users_workspace_token_is_refused(hub):
-    code, answer = await ask(hub, await _token(hub, "bob", "alpha-study"), "alice/alpha-study", ALICE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "bob", "alpha-study"), "alice@alpha-study/alpha-study", ALICE_CLUSTER)
     assert code == 404 and answer == {}  # JupyterHub's refusal: it does not even say the server exists
 
 
 async def test_the_same_users_workspace_of_another_project_is_refused(hub):
-    code, _ = await ask(hub, await _token(hub, "alice", "beta-study"), "alice/alpha-study", ALICE_CLUSTER)
+    code, _ = await ask(hub, await _token(hub, "alice", "beta-study"), "alice@alpha-study/alpha-study", ALICE_CLUSTER)
     assert code == 404
 
 
 async def test_another_users_cluster_under_ones_own_path_says_nothing(hub):
     """bob names alice's cluster (its name learnt somehow) under his own server: no refusal of his."""
-    code, answer = await ask(hub, await _token(hub, "bob", "alpha-study"), "bob/alpha-study", ALICE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "bob", "alpha-study"), "bob@alpha-study/alpha-study", ALICE_CLUSTER)
     assert code == 200 and answer == {"refused": False}
 
 
 async def test_the_same_cluster_name_under_another_project_says_nothing(hub):
-    code, answer = await ask(hub, await _token(hub, "alice", "beta-study"), "alice/beta-study", ALICE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "alice", "beta-study"), "alice@beta-study/beta-study", ALICE_CLUSTER)
     assert code == 200 and answer == {"refused": False}
 
 
 @pytest.mark.parametrize("cluster", ["", "..%2F..%2Fhub", "a%20b", "x" * 64, "%2A", "a%0Ab", "-a"])
 async def test_a_malformed_cluster_name_is_refused(hub, cluster):
-    code, _ = await ask(hub, await _token(hub, "alice", "alpha-study"), "alice/alpha-study", cluster)
+    code, _ = await ask(hub, await _token(hub, "alice", "alpha-study"), "alice@alpha-study/alpha-study", cluster)
     assert code == 400
 
 
 async def test_no_token_no_answer(hub):
-    code, _ = await ask(hub, None, "alice/alpha-study", ALICE_CLUSTER)
+    code, _ = await ask(hub, None, "alice@alpha-study/alpha-study", ALICE_CLUSTER)
     assert code == 403
 
 
@@ -100,6 +100,6 @@ async def test_no_services_token_reads_a_users_refusals(hub):
     assert {"dask-gateway", "airlock", "pds-watcher"} <= set(tokens)  # the control
     for name, token in tokens.items():
         assert (await hub.whoami(token))["kind"] == "service", name
-        code, answer = await ask(hub, token, "alice/alpha-study", ALICE_CLUSTER)
+        code, answer = await ask(hub, token, "alice@alpha-study/alpha-study", ALICE_CLUSTER)
         assert code in (403, 404) and answer.get("refused") is not True, (name, code, answer)
     assert not [e for e in hub.runtime.audit.entries(action="dask.cluster.refusals") if e.outcome == "ok"]

@@ -52,7 +52,7 @@ async def _token(hub, user: str) -> str:
 @pytest.mark.asyncio
 async def test_the_owner_with_an_underscore_learns_it(hub):
     """The control: al_ice's own workspace is told of her cluster's refusal."""
-    code, answer = await ask(hub, await _token(hub, "al_ice"), "al_ice/alpha-study", UNDERSCORE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "al_ice"), "al_ice@alpha-study/alpha-study", UNDERSCORE_CLUSTER)
     assert code == 200 and answer["refused"] is True
 
 
@@ -60,7 +60,7 @@ async def test_the_owner_with_an_underscore_learns_it(hub):
 async def test_a_user_whose_name_differs_by_an_underscore_learns_nothing(hub):
     """Got through before its fix: al-ice named al_ice's cluster under her own path and was told
     al_ice's cluster was refused (both users' pods carried the label ``al-ice``)."""
-    code, answer = await ask(hub, await _token(hub, "al-ice"), "al-ice/alpha-study", UNDERSCORE_CLUSTER)
+    code, answer = await ask(hub, await _token(hub, "al-ice"), "al-ice@alpha-study/alpha-study", UNDERSCORE_CLUSTER)
     assert code == 200 and answer == {"refused": False}
 
 
@@ -71,8 +71,10 @@ def test_no_two_valid_user_names_share_a_label():
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("path", ["al%5Fice/alpha-study", "al_ice%2Falpha-study", "al-ice/..%2Fal_ice%2Falpha-study",
-                                  "al_ice/alpha-study%20", "AL_ICE/alpha-study"])
+@pytest.mark.parametrize("path", ["al%5Fice@alpha-study/alpha-study", "al_ice@alpha-study%2Falpha-study",
+                                  "al-ice@alpha-study/..%2Fal_ice@alpha-study%2Falpha-study",
+                                  "al_ice@alpha-study/alpha-study%20", "AL_ICE@alpha-study/alpha-study",
+                                  "al_ice%40alpha-study/alpha-study", "al_ice/alpha-study"])
 async def test_another_users_path_in_an_encoded_form_is_refused(hub, path):
     """al-ice's workspace token on al_ice's path, percent-encoded or respelled: never her answer."""
     code, answer = await ask(hub, await _token(hub, "al-ice"), path, UNDERSCORE_CLUSTER)
@@ -83,7 +85,7 @@ async def test_another_users_path_in_an_encoded_form_is_refused(hub, path):
 @pytest.mark.asyncio
 async def test_each_answer_names_who_asked(hub):
     """al-ice asking for her own server: the audit entry names her, not al_ice."""
-    await ask(hub, await _token(hub, "al-ice"), "al-ice/alpha-study", UNDERSCORE_CLUSTER)
+    await ask(hub, await _token(hub, "al-ice"), "al-ice@alpha-study/alpha-study", UNDERSCORE_CLUSTER)
     (entry,) = [e for e in hub.runtime.audit.entries(action="dask.cluster.refusals")]
     assert (entry.actor, entry.target, entry.details["refused"]) == ("al-ice", "user:al-ice", False)
 
@@ -97,7 +99,7 @@ async def test_a_workspace_asking_in_a_loop_cannot_fill_the_audit_trail(hub):
     from pds_kernel.hub.worker_refusal_api import QUESTIONS_PER_MINUTE
 
     token = await _token(hub, "al-ice")
-    codes = [(await ask(hub, token, "al-ice/alpha-study", f"c{i}"))[0] for i in range(3 * QUESTIONS_PER_MINUTE)]
+    codes = [(await ask(hub, token, "al-ice@alpha-study/alpha-study", f"c{i}"))[0] for i in range(3 * QUESTIONS_PER_MINUTE)]
     entries = hub.runtime.audit.entries(action="dask.cluster.refusals")
     assert 429 in codes and codes[0] == 200, codes
     assert len(entries) <= 2 * (QUESTIONS_PER_MINUTE + 1), len(entries)  # a minute may turn during the loop
@@ -115,5 +117,5 @@ async def test_a_pds_administrators_token_reads_no_ones_refusals(hub):
     admin = hub.sign_in("dave", [ADMIN_GROUP])
     token = admin.new_api_token(note="red team 10")
     assert "admin:servers" in (await hub.whoami(token))["scopes"]  # the control: an administrator's token
-    code, answer = await ask(hub, token, "al_ice/alpha-study", UNDERSCORE_CLUSTER)
+    code, answer = await ask(hub, token, "al_ice@alpha-study/alpha-study", UNDERSCORE_CLUSTER)
     assert code in (403, 404) and answer.get("refused") is not True, (code, answer)

@@ -127,7 +127,7 @@ def test_deleted_workspace_token_keeps_a_gateway_session(world):
         cluster = gw.new_cluster()
         try:
             assert [c.name for c in gw.list_clusters()] == [cluster.name]
-            assert delete_hub_tokens(world, "erin") >= 1
+            assert delete_hub_tokens(world, f"erin@{ALPHA}") >= 1
             with pytest.raises(Exception):  # noqa: B017  (the hub no longer knows the token)
                 world.hub.call(world.hub.whoami(world.token("erin", ALPHA)))
             with pytest.raises(Exception, match="401|Unauthorized"):
