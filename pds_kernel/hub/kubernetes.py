@@ -102,7 +102,7 @@ WATCHER_SERVICE = "pds-watcher"
 HOST_SETTING = "jupyterhub.hub.config.JupyterHub.subdomain_host"
 HOST_GUIDANCE = (f"set {HOST_SETTING} to the https address browsers use for the hub (e.g. "
                  "https://pds.example.org), with a wildcard DNS entry (*.pds.example.org) and a TLS "
-                 "certificate for both names at the ingress: each user's workspaces and the gate get "
+                 "certificate for both names at the ingress: each workspace and the gate get "
                  "their own host below it (docs/deploy-kubernetes.md, 'Host names')")
 #: Roles this module defines; configuration from the chart (``hub.loadRoles``) may not redefine them.
 OWNED_ROLES = frozenset({"user", "admin", ADMIN_ROLE, WATCHER_SERVICE, GATEWAY_ROLE})
@@ -343,7 +343,7 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.JupyterHub.redirect_to_server = False
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
-    # each user's workspaces, the gate and the hub on their own host (pds_kernel.hub.origins)
+    # each workspace, the gate and the hub on their own host (pds_kernel.hub.origins)
     c.JupyterHub.subdomain_host = host
     c.JupyterHub.subdomain_hook = subdomain_hook  # w-<person>--<project>.<host> per workspace (ADR 17)
     airlock_pages = service_url(host, AIRLOCK_SERVICE)

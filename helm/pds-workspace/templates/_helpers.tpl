@@ -140,13 +140,13 @@ annotations:
 {{- end }}
 
 {{- /* The hub's public address, JupyterHub's subdomain_host (pds_kernel.hub.origins): the hub at
-       https://<name>, each user's workspaces at <user>.<name>, the gate at airlock--service.<name>.
+       https://<name>, each workspace at w-<person>--<project>.<name> (ADR 17), the gate at airlock--service.<name>.
        Without it one origin would serve the hub, the gate and every JupyterLab, and script in one
        could drive the others; so it is required, an https DNS name with nothing after it (the hub
        refuses the same at start: pds_kernel.hub.kubernetes.public_host). */ -}}
 {{- define "pds.hubHost" -}}
 {{- $setting := "jupyterhub.hub.config.JupyterHub.subdomain_host" }}
-{{- $guidance := "the https address browsers use for the hub, e.g. https://pds.example.org, with a wildcard DNS entry (*.pds.example.org) and a TLS certificate for both names at your ingress: each user's workspaces and the gate get their own host below it (docs/deploy-kubernetes.md, \"Host names\")" }}
+{{- $guidance := "the https address browsers use for the hub, e.g. https://pds.example.org, with a wildcard DNS entry (*.pds.example.org) and a TLS certificate for both names at your ingress: each workspace and the gate get their own host below it (docs/deploy-kubernetes.md, \"Host names\")" }}
 {{- $host := dig "hub" "config" "JupyterHub" "subdomain_host" "" (.Values.jupyterhub | default dict) | toString }}
 {{- if not $host }}
 {{- fail (printf "%s is required: set it to %s" $setting $guidance) }}
