@@ -140,6 +140,21 @@ async def test_refresh_keeps_admin_only_while_the_registry_agrees(authenticator,
     assert ADMIN_GROUP not in (await authenticator.refresh_user(SignedInUser("alice", ["alpha-study"])))["groups"]
 
 
+async def test_a_workspace_users_refresh_follows_its_persons_group_and_membership(authenticator, registry):
+    """``alice@alpha-study`` (ADR 17) never signs in: its refresh (its server's token, a spawn) is
+    valid while alice holds the project's hub group and the registry's membership, its own groups
+    untouched (``True``); refused otherwise. Names that are no workspace user go to the person's path."""
+    from .test_spawner import FakeUser, hub_db
+
+    db = hub_db({"alice": ["alpha-study", "beta-study"], "bob": ["alpha-study"]})
+    assert await authenticator.refresh_user(FakeUser("alice@alpha-study", [], db)) is True
+    assert await authenticator.refresh_user(FakeUser("bob@beta-study", [], db)) is False  # no group of beta
+    assert await authenticator.refresh_user(FakeUser("carol@alpha-study", [], db)) is False  # never signed in
+    registry.remove_member("admin", "alpha-study", "alice")
+    assert await authenticator.refresh_user(FakeUser("alice@alpha-study", [], db)) is False  # the registry withdrew it
+    assert await authenticator.refresh_user(SignedInUser("alice@alpha-study@x", ["alpha-study"])) is False
+
+
 @pytest.mark.parametrize("setting", ["admin_users", "admin_groups"])
 async def test_other_admin_settings_are_refused(settings, runtime, registry, setting):
     from traitlets import TraitError
