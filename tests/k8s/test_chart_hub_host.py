@@ -110,7 +110,7 @@ def test_the_whole_release_gives_the_hub_its_host_and_the_proxy_host_routing(tmp
     context = configure(c, settings=settings, k8s=K8sConfig())
     assert c.JupyterHub.subdomain_host == HUB_HOST
     # the hub's pages link to the gate on its own host
-    assert c.JupyterHub.template_vars["pds"](SimpleNamespace(name="olga"))["airlock"] == GATE
+    assert c.JupyterHub.template_vars["pds"](SimpleNamespace(name="olga", db=None))["airlock"] == GATE
     context.runtime.close()
 
 

@@ -31,7 +31,7 @@ from pds_kernel.sandbox.notebook_server import server_command
 
 from .conftest import REPO, helm_available
 from .test_chart import chart_without_dependencies, merged_values, render
-from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, spawn_manifest
+from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, hub_db, spawn_manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sandbox"))
 from lockdown_server import LedgerHost, start_server
@@ -64,7 +64,7 @@ async def chart_pod(tmp_path, settings) -> dict:
 
     c = z2jh_spawner_config(merged_values())
     configure(c, settings=settings, k8s=k8s)  # z2jh's hub.extraConfig runs after its own values
-    spawner = KubeSpawner(_mock=True, config=c, user=FakeUser("alice", ["alpha-study"]), hub=FakeHub(),
+    spawner = KubeSpawner(_mock=True, config=c, user=FakeUser("alice@alpha-study", [], hub_db({"alice": ["alpha-study"]})), hub=FakeHub(),
                           orm_spawner=FakeOrmSpawner("alpha-study"))
     spawner.user_options = {}
     return await spawn_manifest(spawner)
