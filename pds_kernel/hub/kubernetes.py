@@ -196,7 +196,7 @@ def spawner_workspace(spawner) -> Workspace:
 
 def person_groups(spawner, person: str) -> set[str]:
     """The hub groups of ``person`` (the identity provider's projects ∩ the registry's, set at her
-    sign-in): a workspace user holds none of its own. None known when she has no hub user."""
+    sign-in): a workspace user holds none of its own. Empty when she has no hub user."""
     from jupyterhub import orm
 
     db = getattr(spawner.user, "db", None)
