@@ -117,7 +117,7 @@ async def test_chart_workspace_refuses_the_same_downloads(tmp_path, settings, re
     command = [sys.executable, *container["command"][1:-1], "server"]
     server = start_server(home, tmp_path, ledger=None, command=command, env=env)
     try:
-        assert "PDS lockdown active" in server.log() and "served-bytes/alice/alpha-study" in server.log()
+        assert "PDS lockdown active" in server.log() and "served-bytes/alice@alpha-study/alpha-study" in server.log()  # its workspace user (ADR 17)
         for path in ("/files/notes.txt", "/files/big.csv?download=1", "/view/notes.txt",
                      "/nbconvert/html/x.ipynb?download=true", "/api/contents/big.csv", "/proxy/9/etc"):
             assert server.request(path)[0] == 403, path
