@@ -17,14 +17,15 @@ Each workspace is the one server of its own hub user, ``alice@alpha-study`` (ser
 * a workspace whose person the identity provider withdrew from the project, still holding its
   server's token.
 
-Before the fix (the Kubernetes mode still keyed on the hub user as the person) the gateway took
-``alice@alpha-study`` for a malformed user name and refused every workspace, the spawner labelled
-pods and named home claims with ``alice@alpha-study`` (a new, empty home: a lost one on upgrade,
-and a pod the API server refuses), and a server named after another project would have started
-(the pre-spawn hook read the server name only): 3 attacks got through or broke the platform. Each
-now fails: :func:`pds_kernel.hub.kubernetes.spawner_workspace`, the person's groups and names in
-the spawner, :func:`pds_kernel.k8s.gateway.workspace_identity` and its person's groups,
-``PdsOAuthenticator.refresh_workspace`` and the endpoint's :func:`workspace_of_server`.
+Before the fix the Kubernetes mode still took the hub user for the person: it refused every
+workspace user (the registry knows no ``alice@alpha-study``: no pod, no cluster), it still started a
+person's own named server (the pre-spawn hook read only the server's name), and the watcher's stop
+of such a server still running was answered ``307`` to her new workspace, which it stopped instead,
+at every pass. 2 attacks got through (the legacy start, the watcher's redirect); the others failed
+already or could not be tried. Each now fails: :func:`pds_kernel.hub.kubernetes.spawner_workspace`,
+the person's groups and names in the spawner, :func:`pds_kernel.k8s.gateway.workspace_identity` and
+its person's groups, ``PdsOAuthenticator.refresh_workspace``, the worker refusals endpoint's
+``workspace_of_server`` and the hub's ``DELETE`` of a still-running named server (``admission``).
 """
 
 from __future__ import annotations
