@@ -80,7 +80,7 @@ def matching_evidence(evidence: Mapping[str, Any] | None, sha256: str) -> tuple[
 
 
 def _scan(value: str, header: bool) -> list[tuple[str, Status, str]]:
-    found = (content.hidden_rules(value) + content.lookalike_rules(value) + content.padding_rules(value)
+    found = (content.hidden_rules(value) + content.lookalike_rules(value, latin=True) + content.padding_rules(value)
              + content.formula_rules(value))
     if header:
         return content.header_rules(value) + content.date_rules(value) + found

@@ -200,6 +200,11 @@ _CONFUSABLE = frozenset("\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\
                         "\u0456\u0458\u051b\u051d\u04bb\u04cf\u0501\u0475\u04af\u0391\u0392\u0395\u0396"
                         "\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7\u03bf\u03bd\u03b9"
                         "\u03ba\u03b1\u03c1\u03c5")
+#: look-alikes that fail alone as a one-letter word (red team 17): every Cyrillic one, and the Greek
+#: capitals and omicron; not the Greek small letters statistics name alone (``α``, ``κ``, ``ν``, ``ρ``)
+_CONFUSABLE_ALONE = frozenset(c for c in _CONFUSABLE if (
+    unicodedata.name(c).startswith("CYRILLIC") or unicodedata.name(c).startswith("GREEK CAPITAL")
+    or c == "\u03bf"))
 
 
 @lru_cache(maxsize=8192)
@@ -212,17 +217,24 @@ def _script(char: str) -> str:
     return unicodedata.name(char, "?").split(" ")[0]
 
 
-def _lookalikes(value: str) -> list[tuple[int, int]]:
+def _lookalikes(value: str, latin: bool = False) -> list[tuple[int, int]]:
     """(start, end) of each word that holds a look-alike letter: mixed with Latin letters, or
-    spelt wholly in Cyrillic or Greek look-alikes (two letters or more: ``α = 0.05`` is fine) in a
-    text that has Latin letters."""
+    spelt wholly in Cyrillic or Greek look-alikes in a text that has Latin letters (``latin``: the
+    text around ``value`` does, as a table's cell among Latin ones): two letters or more, or one
+    letter of :data:`_CONFUSABLE_ALONE` (a Cyrillic ``а`` for ``a``) when no other word of ``value``
+    is written in that script (``α = 0.05`` and a Russian ``с`` among Russian words are fine)."""
     if value.isascii():
         return []
     words = [(m.start(), m.end(), {_script(c) for c in m.group()}) for m in _WORD.finditer(value)]
-    latin = any("LATIN" in scripts for _, _, scripts in words)
+    latin = latin or any("LATIN" in scripts for _, _, scripts in words)
+    if not latin:
+        return []
+    native = {script for a, b, scripts in words if len(scripts) == 1
+              for script in scripts if not all(c in _CONFUSABLE for c in value[a:b])}
     return [(a, b) for a, b, scripts in words
             if ("LATIN" in scripts and scripts & _LOOKALIKE_SCRIPTS)
-            or (latin and b - a > 1 and "LATIN" not in scripts and all(c in _CONFUSABLE for c in value[a:b]))]
+            or ("LATIN" not in scripts and all(c in _CONFUSABLE for c in value[a:b])
+                and (b - a > 1 or (value[a] in _CONFUSABLE_ALONE and not scripts & native)))]
 
 
 def _is_lookalike(char: str) -> bool:
@@ -233,9 +245,10 @@ def _shown_word(word: str) -> str:
     return "".join(_code(c) if _is_lookalike(c) else c for c in word)
 
 
-def lookalike_rules(value: str) -> list[tuple[str, Status, str]]:
-    """Letters of another script drawn like Latin ones, inside Latin text (``r\u0435gion``)."""
-    spans = _lookalikes(value)
+def lookalike_rules(value: str, latin: bool = False) -> list[tuple[str, Status, str]]:
+    """Letters of another script drawn like Latin ones, inside Latin text (``r\u0435gion``, a
+    Cyrillic ``\u0430`` alone); ``latin``: ``value`` stands among Latin text (a table's cell)."""
+    spans = _lookalikes(value, latin)
     if not spans:
         return []
     word = value[spans[0][0]:spans[0][1]]
@@ -284,8 +297,8 @@ def _code(text: str) -> str:
     return "".join(f"<U+{ord(c):04X}>" for c in text)
 
 
-def _mark_lookalikes(value: str) -> str:
-    spans = _lookalikes(value)
+def _mark_lookalikes(value: str, latin: bool = False) -> str:
+    spans = _lookalikes(value, latin)
     if not spans:
         return value
     out, last = [], 0
@@ -307,7 +320,7 @@ def visible_text(text: str) -> str:
 def visible_cell(value: str) -> str:
     """A table's cell or header as the review page shows it: :func:`visible`, look-alike letters
     and the blanks at either end written ``<U+XXXX>``."""
-    value = _mark_lookalikes(value)
+    value = _mark_lookalikes(value, latin=True)
     stripped = value.strip(" \t")
     if stripped != value:
         start = value.index(stripped[:1]) if stripped else len(value)
