@@ -55,7 +55,7 @@ def test_p_ratio_fails_where_dominance_alone_would_pass(tmp_path):
 
 
 def test_magnitudes_without_contributions_say_dominance_not_verifiable(tmp_path):
-    r = run(tmp_path, "t.csv", b"g,cost\na,10524\nb,10500.0\n", {"labels": ["g"], "magnitudes": {"cost": "sum"}})
+    r = run(tmp_path, "t.csv", b"g,cost\na,10524\nb,10500\n", {"labels": ["g"], "magnitudes": {"cost": "sum"}})
     messages = [f.message for f in r.findings if f.rule == "magnitude"]
     assert r.verdict == "review" and messages and messages[0].startswith(NOT_VERIFIABLE)
 

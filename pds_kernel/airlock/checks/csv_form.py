@@ -6,16 +6,70 @@ around a field and the ending of each line are drawn as nothing, and bytes that 
 each drawn as the same replacement character. Each carried a bit per line or cell past the
 checker; each fails ``hidden-text`` here. The page shows each cell as written (``0120``, ``+120``,
 ``1.2e2``), not as the number pandas reads (:func:`pds_kernel.airlock.web.render.render_file`).
+
+Red team 17: the page shows ``"N"`` and ``N`` alike, so a field in quotes or not was a bit; now
+a column (and the header) must quote alike every field of one kind (texts, numbers, missing
+values) that needs no quotes: csv.writer, pandas and R each do. And a column must spell its
+numbers one way (:mod:`.csv_numbers`: ``1.5`` beside ``1.50`` fails).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
-from . import content
+from . import content, csv_numbers
 from .result import Finding, Status
+
+#: what :func:`_grid` writes for each field: quotes a field needs (it holds the separator, a quote
+#: or a line break), then a missing value, a number and a text, in quotes and bare. A column keeps
+#: each kind's quoting alike: R quotes texts and leaves ``NA`` and numbers bare, pandas'
+#: ``QUOTE_NONNUMERIC`` quotes texts only, csv.writer quotes only what needs it.
+_NEEDED, _Q_MISSING, _Q_NUMBER, _Q_TEXT, _MISSING, _NUMBER, _TEXT = "\x02\x03\x04\x05\x06\x07\x08"
+_PAIRS = ((_Q_MISSING, _MISSING), (_Q_NUMBER, _NUMBER), (_Q_TEXT, _TEXT))
+#: columns named in a finding
+_NAMED = 3
+
+
+def _grid(text: str, separator: str) -> list[str]:
+    """``text``'s lines with each field written as one marker (above), by regular expressions
+    (C code: a quoted million-cell table takes a few passes, not a Python loop per field)."""
+    s = re.escape(separator)
+    start, end = rf"(?<=[{s}\n])", rf"(?=[{s}\n]|\Z)"
+    number = rf"(?=[^{s}\n\"]*[0-9]){csv_numbers.NUMBER.pattern}"
+    grid = "\n" + re.sub(r"\r\n?", "\n", text)
+    for pattern, marker in (
+            (rf'{start}"(?=(?:[^"]|"")*(?:""|[{s}\n]))(?:[^"]|"")*"{end}', _NEEDED),
+            (rf'{start}"(?:NA)?"{end}', _Q_MISSING), (rf'{start}"{number}"{end}', _Q_NUMBER),
+            (rf'{start}"[^"{s}\n]*"{end}', _Q_TEXT), (rf"{start}(?:NA)?{end}", _MISSING),
+            (rf"{start}{number}{end}", _NUMBER), (rf"{start}(?![\x02-\x08]{end})[^{s}\n]+{end}", _TEXT)):
+        grid = re.sub(pattern, marker, grid)
+    return grid[1:].split("\n")
+
+
+def _free_quotes(text: str, separator: str, header: list[str]) -> list[str]:
+    """Columns (``the header`` for the first line) where fields of one kind needing no quotes are
+    quoted in some rows and not in others."""
+    if '"' not in text:
+        return []
+    lines = _grid(text, separator)
+    mixed = []
+    if any(set(pair) <= set(lines[0].split(separator)) for pair in _PAIRS):
+        mixed.append("the header")
+    columns: dict[int, set[str]] = {}
+    for line in set(lines[1:]) - {"", _MISSING}:  # a blank line (failed on its own)
+        for position, marker in enumerate(line.split(separator)):
+            columns.setdefault(position, set()).add(marker)
+    for position in sorted(p for p, markers in columns.items() if any(set(pair) <= markers for pair in _PAIRS)):
+        mixed.append(repr(header[position]) if position < len(header) else f"column {position + 1}")
+    return mixed
+
+
+def _named(columns: list[str]) -> str:
+    more = f" and {len(columns) - _NAMED} more" if len(columns) > _NAMED else ""
+    return ", ".join(columns[:_NAMED]) + more
 
 
 def check_csv(path: Path, separator: str) -> list[Finding]:
@@ -25,13 +79,21 @@ def check_csv(path: Path, separator: str) -> list[Finding]:
     text = data.decode("utf-8", "replace").removeprefix("\ufeff")
     found += content.line_ending_rules(text)
     blank, padded = [], []
+    header: list[str] = []
+    columns: list[set[str]] = []
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     try:
         for record in reader:
             if not record:
                 blank.append(reader.line_num)
-            elif any(field != field.strip(" \t") for field in record):
+                continue
+            if any(field != field.strip(" \t") for field in record):
                 padded.append(reader.line_num)
+            if not header:
+                header = record
+                continue
+            columns += [set() for _ in range(len(record) - len(columns))]
+            list(map(set.add, columns, record))  # each column's distinct spellings, in C
     except csv.Error:
         pass  # the table reader says what is malformed
     out = [Finding(rule, status, message) for rule, status, message in found]
@@ -44,4 +106,18 @@ def check_csv(path: Path, separator: str) -> list[Finding]:
                                                        f"of a field (the first is line {padded[0]}): the page does not "
                                                        "show them, so they can carry data past the checker; remove "
                                                        "them"))
+    quoted = _free_quotes(text, separator, header)
+    if quoted:
+        out.append(Finding("hidden-text", Status.FAIL, f"fields in quotes in some rows and not in others where quotes "
+                                                       f"change nothing ({_named(quoted)}): the page shows \"N\" and N "
+                                                       "alike, so the quotes can carry data past the checker; write "
+                                                       "the file with one quoting rule (csv.writer, pandas' to_csv)"))
+    spelt = [(repr(header[i]) if i < len(header) else f"column {i + 1}", why)
+             for i, why in enumerate(map(csv_numbers.column_problem, columns)) if why]
+    if spelt:
+        out.append(Finding("hidden-text", Status.FAIL, f"numbers spelt in several ways in {len(spelt)} column(s) "
+                                                       f"({_named([f'{n}: {why}' for n, why in spelt])}): the page "
+                                                       "shows 1.5 and 1.50 as one number, so the spelling can carry "
+                                                       "data past the checker; write each column's numbers one way "
+                                                       "(a fixed count of decimals, or the shortest form)"))
     return out
