@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from pathlib import Path
 
@@ -31,6 +32,10 @@ _NEEDED, _Q_MISSING, _Q_NUMBER, _Q_TEXT, _MISSING, _NUMBER, _TEXT = "\x02\x03\x0
 _PAIRS = ((_Q_MISSING, _MISSING), (_Q_NUMBER, _NUMBER), (_Q_TEXT, _TEXT))
 #: columns named in a finding
 _NAMED = 3
+#: records read before their columns are judged (a pass of C code a column and batch)
+_BATCH = 512
+#: a field of a record joined by NUL starting or ending with a blank (one search a record, in C)
+_PADDED = re.compile(r"(?:^|\x00)[ \t]|[ \t](?:\x00|$)")
 
 
 def _grid(text: str, separator: str) -> list[str]:
@@ -67,6 +72,36 @@ def _free_quotes(text: str, separator: str, header: list[str]) -> list[str]:
     return mixed
 
 
+def _feed(columns: list[csv_numbers.Column], batch: list[list[str]]) -> None:
+    """Each column's values of ``batch`` to its :class:`.csv_numbers.Column` (a short row's
+    missing fields read as empty); ``batch`` is emptied."""
+    if not batch:
+        return
+    width = max(map(len, batch))
+    columns += [csv_numbers.Column() for _ in range(width - len(columns))]
+    for column, values in zip(columns, itertools.zip_longest(*batch, fillvalue="")):
+        column.feed(values)
+    batch.clear()
+
+
+def _spelling_problems(text: str, separator: str, columns: list[csv_numbers.Column]) -> list[tuple[int, str]]:
+    """(position, why) of each column whose numbers no writer's one way explains: read again for
+    those columns only, their distinct values judged by :func:`.csv_numbers.column_problem`."""
+    odd = [i for i, column in enumerate(columns) if column.way is None]
+    if not odd:
+        return []
+    values: dict[int, set[str]] = {i: set() for i in odd}
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    try:
+        next(records, None)
+        for record in records:
+            for i in odd:
+                values[i].add(record[i] if i < len(record) else "")
+    except csv.Error:
+        pass
+    return [(i, why) for i in odd if (why := csv_numbers.column_problem(values[i]))]
+
+
 def _named(columns: list[str]) -> str:
     more = f" and {len(columns) - _NAMED} more" if len(columns) > _NAMED else ""
     return ", ".join(columns[:_NAMED]) + more
@@ -80,22 +115,26 @@ def check_csv(path: Path, separator: str) -> list[Finding]:
     found += content.line_ending_rules(text)
     blank, padded = [], []
     header: list[str] = []
-    columns: list[set[str]] = []
+    columns: list[csv_numbers.Column] = []
+    batch: list[list[str]] = []
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     try:
         for record in reader:
             if not record:
                 blank.append(reader.line_num)
                 continue
-            if any(field != field.strip(" \t") for field in record):
+            joined = "\x00".join(record)
+            if (" " in joined or "\t" in joined) and _PADDED.search(joined):
                 padded.append(reader.line_num)
             if not header:
                 header = record
                 continue
-            columns += [set() for _ in range(len(record) - len(columns))]
-            list(map(set.add, columns, record))  # each column's distinct spellings, in C
+            batch.append(record)
+            if len(batch) == _BATCH:
+                _feed(columns, batch)
     except csv.Error:
         pass  # the table reader says what is malformed
+    _feed(columns, batch)
     out = [Finding(rule, status, message) for rule, status, message in found]
     if blank:
         out.append(Finding("hidden-text", Status.FAIL, f"{len(blank)} blank line(s) (the first is line {blank[0]}): "
@@ -113,7 +152,7 @@ def check_csv(path: Path, separator: str) -> list[Finding]:
                                                        "alike, so the quotes can carry data past the checker; write "
                                                        "the file with one quoting rule (csv.writer, pandas' to_csv)"))
     spelt = [(repr(header[i]) if i < len(header) else f"column {i + 1}", why)
-             for i, why in enumerate(map(csv_numbers.column_problem, columns)) if why]
+             for i, why in _spelling_problems(text, separator, columns)]
     if spelt:
         out.append(Finding("hidden-text", Status.FAIL, f"numbers spelt in several ways in {len(spelt)} column(s) "
                                                        f"({_named([f'{n}: {why}' for n, why in spelt])}): the page "
