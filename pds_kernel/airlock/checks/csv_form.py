@@ -93,7 +93,7 @@ def _spelling_problems(text: str, separator: str, columns: list[csv_numbers.Colu
     values: dict[int, set[str]] = {i: set() for i in odd}
     records = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     try:
-        next(records, None)
+        next((record for record in records if record), None)  # the header
         for record in records:
             for i in odd:
                 values[i].add(record[i] if i < len(record) else "")
