@@ -96,7 +96,7 @@ run: .stamp-system .stamp-venv .stamp-node bytecode
 # 2 cores, 2026-12-06). Files stay whole on one process (their module fixtures start those services).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/helm lint bytecode reachable
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 # Some tests run processes as other users (nobody, a pod's user) from this checkout's virtual
 # environments: the checkout and every directory above it must let them pass. A clone into

@@ -45,6 +45,17 @@ def _own_v1_groups() -> dict[str, Path]:
 TERMINAL_VARIABLES = ("COLUMNS", "LINES")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files of long tests first: those marked ``slow`` or ``functional`` (a real hub, sandbox or
+    browser). ``make test`` hands whole files to its workers in this order
+    (``--dist loadfile --no-loadscope-reorder``; xdist's own order, most tests first, started the
+    files of a few long tests last, and the run's last minutes waited for one of them alone).
+    Within a file, and among files of one kind, the order is the collection's."""
+    long_files = {item.path for item in items
+                  if item.get_closest_marker("slow") or item.get_closest_marker("functional")}
+    items.sort(key=lambda item: item.path not in long_files)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):  # the controller, once per worker
     node.workerinput["pds_terminal"] = {name: os.environ.get(name) for name in TERMINAL_VARIABLES}

@@ -31,6 +31,8 @@ from gate_support import (  # noqa: F401  (the fixtures gate and gate_registry)
 
 from pds_kernel.airlock.staging import RefusedFiles
 
+pytestmark = pytest.mark.slow
+
 SECRET_SHA = hashlib.sha256(SECRET_TABLE).hexdigest()  #: what a checker who read the default file saw
 APPROVAL = json.dumps({"verdicts": {"0": {"decision": "approve", "comment": "x", "sha256": SECRET_SHA}}}).encode()
 

@@ -22,6 +22,7 @@ makes them; ``pds`` run by the OS user of the tests mapped to root.
 
 from __future__ import annotations
 
+import pytest
 from hub_account_seals_support import (  # noqa: F401  (the fixture world)
     ATTACKER_PASSWORD,
     ATTACKER_SECRET,
@@ -43,6 +44,8 @@ from hub_account_seals_support import (  # noqa: F401  (the fixture world)
 from two_person_accounts_support import reset_with_pds
 
 from pds_kernel.errors import InvalidInput
+
+pytestmark = pytest.mark.slow
 
 
 def _refused(hub, user: str, password: str, secret: str) -> None:

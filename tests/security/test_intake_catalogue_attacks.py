@@ -35,6 +35,8 @@ from pds_kernel.snds.catalogue import ingestible_names, ingestible_table, nomenc
 from pds_kernel.snds.file_names import example_name, parse_delivery_name
 from pds_kernel.snds.schema_generator import generate_catalogue
 
+pytestmark = pytest.mark.slow
+
 ROWS = 12  #: generated rows per file
 LINE = 4  #: the line each edge value is written on (1: the header)
 UNPARSABLE, MISSING, NOT_IN_SET = Check.UNPARSABLE, Check.MISSING, Check.NOT_IN_SET

@@ -28,6 +28,8 @@ from model_tensor_support import (
     tensor_gate,
 )
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory):

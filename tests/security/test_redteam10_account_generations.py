@@ -41,6 +41,8 @@ from pds_kernel.hub.account_seals import BROKEN
 from pds_kernel.hub.local import provision_account, set_account_approval
 from pds_kernel.registry import Registry
 
+pytestmark = pytest.mark.slow
+
 
 def _anchors(runtime) -> FileAnchorStore:
     return FileAnchorStore(Path(runtime.settings.audit_anchor_file), runtime.audit.keyring)

@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import pytest
 from audit_rotation_support import rotated
 from audit_support import fill, pds_audit_verify
 from hub_account_seals_support import put_back, snapshot
@@ -36,6 +37,8 @@ from pds_kernel.hub.account_seals import BROKEN
 from pds_kernel.hub.local import set_account_approval
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
+
+pytestmark = pytest.mark.slow
 
 FAR = 10**12  #: the entry a lock-out line names (red team 10)
 ATTACKER_KEY = AuditKey(b"the attacker's own key, 32 bytes")

@@ -22,7 +22,7 @@ from redteam11_packages_support import ADMIN, MARKER, members, wheel_name, write
 from pds_kernel.errors import InvalidInput, NotFound
 from pds_kernel.packages.service import PackageRefused, PackageService
 
-pytestmark = pytest.mark.skipif(shutil.which("clamscan") is None, reason="ClamAV is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("clamscan") is None, reason="ClamAV is not installed"), pytest.mark.slow]
 
 world = support.world
 hostile = support.hostile

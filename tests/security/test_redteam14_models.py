@@ -24,6 +24,8 @@ from redteam14_models_support import as_text, bf16_file, in_low_bits, skops_rewr
 
 from pds_kernel.airlock.staging import RefusedFiles
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory):

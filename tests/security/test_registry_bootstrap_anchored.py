@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from registry_bootstrap_support import (
     RESTORE,
     assert_nobody_bootstraps,
@@ -38,6 +39,8 @@ from pds_kernel.registry.seals import UPGRADE_ACTION
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import RegistryRules
+
+pytestmark = pytest.mark.slow
 
 
 def test_every_administrator_seal_broken_then_an_os_account_administers(world):

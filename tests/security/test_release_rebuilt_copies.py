@@ -432,6 +432,8 @@ def test_rows_written_a_shade_from_a_pngs_background_do_not_leave(tmp_path, ink)
 # ---- the sandbox the gate rebuilds in (airlock.rebuild_runner: sandbox) --------------------------
 _PROBE = r"""
 import json, os, socket, sys
+
+pytestmark = pytest.mark.slow
 job = json.load(sys.stdin)
 found = {"own file": open(job["own"], "rb").read(4) == b"PAR1"}
 for what, path in job["others"].items():

@@ -37,6 +37,8 @@ from pds_kernel.errors import InvalidInput, PermissionDenied
 from pds_kernel.hub import accounts
 from pds_kernel.hub.local import provision_account, set_account_approval
 
+pytestmark = pytest.mark.slow
+
 DENIED = PermissionDenied.exit_code
 
 
