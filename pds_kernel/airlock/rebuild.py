@@ -238,7 +238,10 @@ def _rebuild_in_child(items: list[tuple[Path, Path, str]], sandbox: RebuildSandb
             sandbox.finish(prepared_job)
     if sandbox is None:
         payload = json.dumps([[str(s), str(t), n] for s, t, n in items]).encode()
-        return _run_child(CHILD, None, payload, (memory_bytes, cpu_seconds), wall_seconds)
+        # the gate's environment stays behind (its secrets, and settings such as an allocator's or
+        # a thread count that other code of the process set, which changed what the child could do)
+        return _run_child(CHILD, {"PATH": os.environ.get("PATH", os.defpath)}, payload,
+                          (memory_bytes, cpu_seconds), wall_seconds)
     prepared = sandbox.prepare(items, memory_bytes, CHILD[1:])
     try:
         payload = json.dumps([[str(s), str(t), n] for s, t, n in prepared.inside]).encode()

@@ -43,6 +43,8 @@ from pds_kernel.airlock.rebuild import MAX_PIXELS, rebuild, submitted_path
 from pds_kernel.airlock.staging import RefusedFiles
 from pds_kernel.errors import InvalidInput
 
+pytestmark = pytest.mark.slow
+
 DECLARED = {"labels": ["region"], "counts": ["persons"]}
 PLAIN = {"t.parquet": _parquet, "fig.png": _png, "fig.jpg": _jpeg, "fig.pdf": _pdf,
          "t.xlsx": lambda: _xlsx_edited(lambda name, data: [(name, data)])}
@@ -432,8 +434,6 @@ def test_rows_written_a_shade_from_a_pngs_background_do_not_leave(tmp_path, ink)
 # ---- the sandbox the gate rebuilds in (airlock.rebuild_runner: sandbox) --------------------------
 _PROBE = r"""
 import json, os, socket, sys
-
-pytestmark = pytest.mark.slow
 job = json.load(sys.stdin)
 found = {"own file": open(job["own"], "rb").read(4) == b"PAR1"}
 for what, path in job["others"].items():
