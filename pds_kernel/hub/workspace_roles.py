@@ -31,9 +31,10 @@ def grant(db, found: Workspace) -> bool:
     person = orm.User.find(db, found.person)
     if person is None:
         raise InvalidInput(f"{found.person} has never signed in to the hub: the workspace starts after a first sign-in")
-    if orm.User.find(db, found.user) is not None and any(role.name == found.role for role in person.roles):
+    owner = orm.User.find(db, found.user)
+    if owner is not None and any(role.name == found.role for role in person.roles):
         return False
-    if orm.User.find(db, found.user) is None:
+    if owner is None:
         owner = orm.User(name=found.user)
         db.add(owner)
         db.commit()
