@@ -336,6 +336,12 @@ def check_admit_workspace(registry, user: str, project: str, *, action: str,
     return info
 
 
+def left_hub_group(person: str, project: str) -> str:
+    """Why a running workspace or Dask cluster stops while the registry still admits it: its person
+    is out of the project's hub group (on Kubernetes, the identity provider's side)."""
+    return f"{person} is no longer in the hub group of project {project}: the identity provider withdrew it"
+
+
 # ---- imports and packages (the two-way airlock calls these) ----------------------------------
 def can_import(registry, actor: str, project: str, from_workspace: bool = False) -> bool:
     """Ask for an import into a project: an active researcher of it, personally, from a browser

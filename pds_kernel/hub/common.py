@@ -12,6 +12,7 @@ sandbox spawner) and the Kubernetes (OIDC, KubeSpawner) configurations both use 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -173,19 +174,24 @@ MOVED = ("a workspace now runs as its own hub user, on its own host: start it ag
 
 
 async def stop_revoked_servers(context: HubContext, handler, username: str, *,
-                               today: date | None = None, reason: str = "login") -> list[str]:
+                               today: date | None = None, reason: str = "login",
+                               groups: Iterable[str] | None = None) -> list[str]:
     """Stop every running workspace of ``username`` (a person, or one workspace user) whose project
     she may no longer use, and bring her roles on her workspace users in line with the registry
     (:func:`.workspace_roles.project_workspaces`).
 
     Called at every login and every auth refresh: an expired membership or a closed project stops
-    the workspace. Returns the projects whose workspaces were stopped (each one audited).
+    the workspace. ``groups``: the person's project groups the sign-in or refresh just computed
+    (the identity provider's side ∩ the registry's): a project outside them is withdrawn and its
+    workspace stopped as well, before JupyterHub writes them to her hub user. Returns the projects
+    whose workspaces were stopped (each one audited).
     """
     if handler is None:
         return []
     found = parse_workspace_user(username)
     person = found.person if found is not None else username
-    allowed = set(project_groups(context.registry, person, today)) if is_registry_user(context.registry, person) else set()
+    registered = set(project_groups(context.registry, person, today)) if is_registry_user(context.registry, person) else set()
+    allowed = registered & set(groups) if groups is not None else registered
     if found is None and handler.find_user(person) is not None:
         granted, withdrawn = project_workspaces(handler.db, person, allowed)
         for project in granted:
@@ -203,7 +209,12 @@ async def stop_revoked_servers(context: HubContext, handler, username: str, *,
         for name, spawner in list(user.spawners.items()):
             if not (spawner.active or spawner.ready) or (name in allowed and owner != person):
                 continue
-            why = revoke_reason(context.registry, person, name, today) if owner != person else MOVED
+            if owner == person:
+                why = MOVED
+            elif name in registered:
+                why = permissions.left_hub_group(person, name)
+            else:
+                why = revoke_reason(context.registry, person, name, today)
             log.info("stopping %s/%s: %s", owner, name, why)
             await handler.stop_single_user(user, name)
             context.record(AuditEvent(
@@ -271,7 +282,10 @@ def make_post_auth_hook(context: HubContext):
             actor=username, action="hub.login", target=f"user:{username}",
             details={"groups": authentication.get("groups", []), "remote_ip": _remote_ip(handler)},
         ))
-        await stop_revoked_servers(context, handler, username, reason="login")
+        # the groups the sign-in computed (the identity provider's side ∩ the registry's), which
+        # JupyterHub writes to her hub user only after this hook
+        groups = authentication.get("groups") if getattr(authenticator, "manage_groups", False) else None
+        await stop_revoked_servers(context, handler, username, reason="login", groups=groups)
         return authentication
 
     return post_auth_hook

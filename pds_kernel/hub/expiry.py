@@ -49,6 +49,7 @@ from ..audit import AuditEvent
 from ..errors import IntegrityError
 from ..extract.mount_watch import CHANGED_CAUSE, changed_mounts
 from ..periodic import PeriodicCheck
+from ..permissions import left_hub_group
 from ..project_end import homes_over_quota, outside_home_bytes
 from ..workspace_names import parse_workspace_user, person_of
 from .common import MOVED, HubContext, is_registry_user, project_groups, revoke_reason
@@ -57,22 +58,26 @@ log = logging.getLogger(__name__)
 
 
 def servers_to_stop(context: HubContext, running: dict[str, list[str]], today: date | None = None,
-                    account_ok: Callable[[str], bool] | None = None) -> list[tuple[str, str, str]]:
+                    account_ok: Callable[[str], bool] | None = None,
+                    groups_of: Callable[[str], set[str]] | None = None) -> list[tuple[str, str, str]]:
     """``(user, server, reason)`` for every running server whose user may not use that project now
     (registry) or whose hub account is revoked (``account_ok(user)`` false), or whose access it cannot
     check (a seal it cannot read: red team 9, a hub left with the old keyring after a rotation ended
-    every pass here, every workspace unwatched). ``running`` maps user name -> running server names."""
+    every pass here, every workspace unwatched). ``running`` maps user name -> running server names.
+    ``groups_of(person)``: her hub groups, where a workspace needs the project's group to start
+    (Kubernetes: the identity provider's side); the workspace stops once she is out of it."""
     doomed = []
     for user, servers in running.items():
         try:
-            doomed += _user_servers_to_stop(context.registry, user, servers, today, account_ok)
+            doomed += _user_servers_to_stop(context.registry, user, servers, today, account_ok, groups_of)
         except IntegrityError as exc:  # deny by default: a sealed approval or account it cannot check
             doomed += [(user, server, f"the hub cannot check the access of {user}: {exc}") for server in servers]
     return doomed
 
 
 def _user_servers_to_stop(registry, user: str, servers: list[str], today: date | None,
-                          account_ok: Callable[[str], bool] | None) -> list[tuple[str, str, str]]:
+                          account_ok: Callable[[str], bool] | None,
+                          groups_of: Callable[[str], set[str]] | None = None) -> list[tuple[str, str, str]]:
     """``user`` is a hub user: a workspace user runs its project's server while its person may use
     the project; a person's own named server is from before workspace users (ADR 17), and stops."""
     found = parse_workspace_user(user)
@@ -82,8 +87,12 @@ def _user_servers_to_stop(registry, user: str, servers: list[str], today: date |
     if account_ok is not None and not account_ok(person):
         return [(user, server, f"the hub account of {person} is revoked") for server in servers]
     allowed = set(project_groups(registry, person, today)) if is_registry_user(registry, person) else set()
-    return [(user, server, revoke_reason(registry, person, server, today)) for server in servers
-            if server != found.server or server not in allowed]
+    doomed = [(user, server, revoke_reason(registry, person, server, today)) for server in servers
+              if server != found.server or server not in allowed]
+    if groups_of is not None and found.server in servers and found.server in allowed \
+            and found.server not in groups_of(person):
+        doomed.append((user, found.server, left_hub_group(person, found.server)))
+    return doomed
 
 
 class MembershipWatcher(PeriodicCheck):
@@ -92,10 +101,11 @@ class MembershipWatcher(PeriodicCheck):
     what = "membership check"
 
     def __init__(self, app, context: HubContext, token: str, interval: float,
-                 account_ok: Callable[[str], bool] | None = None) -> None:
+                 account_ok: Callable[[str], bool] | None = None, check_hub_groups: bool = False) -> None:
         super().__init__(interval)
         self.app = app
         self.account_ok = account_ok
+        self.check_hub_groups = check_hub_groups
         self.context = context
         self.token = token
         self._stopping: set[tuple[str, str]] = set()
@@ -109,9 +119,17 @@ class MembershipWatcher(PeriodicCheck):
         except RuntimeError:
             return None
         watcher = cls(authenticator.parent, authenticator.context, token, interval,
-                      account_ok=getattr(authenticator, "can_use_account", None))
+                      account_ok=getattr(authenticator, "can_use_account", None),
+                      check_hub_groups=getattr(authenticator, "workspaces_need_hub_groups", False))
         watcher.start()
         return watcher
+
+    def _hub_groups(self, person: str) -> set[str]:
+        """The hub groups of ``person`` (none when she has no hub user)."""
+        from jupyterhub import orm
+
+        row = orm.User.find(self.app.db, person)
+        return {group.name for group in row.groups} if row is not None else set()
 
     def _running(self) -> dict[str, list[str]]:
         running: dict[str, list[str]] = {}
@@ -146,7 +164,8 @@ class MembershipWatcher(PeriodicCheck):
             log.exception("reading the audit trail's new workspace entries for the home pages failed")
         stopped = []
         try:  # a failure here must not skip the quota and extract checks below
-            revoked = servers_to_stop(self.context, self._running(), today, self.account_ok)
+            revoked = servers_to_stop(self.context, self._running(), today, self.account_ok,
+                                      self._hub_groups if self.check_hub_groups else None)
         except Exception:
             log.exception("the membership check failed; the quota and extract checks run anyway")
             revoked = []

@@ -337,6 +337,10 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.Authenticator.post_auth_hook = make_post_auth_hook(context)
     c.Authenticator.refresh_pre_spawn = True
     c.Authenticator.auth_refresh_age = 300
+    # the provider's tokens kept (encrypted with z2jh's CryptKeeper keys, which the chart always
+    # makes), so each refresh asks the provider again: a project group it withdrew stops the
+    # workspace at her next refresh instead of her next sign-in (PdsOAuthenticator.refresh_user)
+    c.Authenticator.enable_auth_state = True
 
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = max(5, len(registry.projects()))

@@ -21,8 +21,9 @@ stopping servers, the services), when:
 
 * at sign-in: they are in one of the ``idp_admin_groups`` *and* the registry marks their active
   account admin; a sign-in without both takes them out of the group;
-* at each auth refresh (``auth_refresh_age``): they stay only while the registry still says so
-  (the IdP groups are re-read there only with ``enable_auth_state``, otherwise at the next sign-in).
+* at each auth refresh (``auth_refresh_age``): they stay only while the registry and the IdP still
+  say so (the Kubernetes configuration sets ``enable_auth_state``: the provider's tokens are kept,
+  encrypted, and each refresh asks the provider again; without it the IdP is read at sign-in only).
 
 No other path: ``admin_users`` and upstream's ``admin_groups`` are refused as settings, the auth
 model always says ``admin: False``, and the Kubernetes configuration binds the role to the group,
@@ -41,8 +42,12 @@ Workspace users (``alice@diabetes-t2``, ADR 17: each workspace is the one server
 user) never sign in. Their auth refresh (their server's token, a spawn) is valid while the person
 is an active researcher of the project *and* holds the project's hub group (the identity
 provider's side, set at her sign-in); else it is refused, and the server stopped when the registry
-withdrew the access. The person's refresh and sign-in project her roles on her workspace users and
-stop her own named servers from before (:func:`pds_kernel.hub.common.stop_revoked_servers`).
+withdrew the access. The person's refresh and sign-in project her roles on her workspace users from
+the groups they just computed (registry ∩ IdP), stop what those no longer allow and her own named
+servers from before (:func:`pds_kernel.hub.common.stop_revoked_servers`); a refresh whose fresh IdP
+answer names another account or no sign-in group ends her session and stops her workspaces (red
+team 18). The membership watcher also stops a workspace whose person is out of the project's hub
+group (``workspaces_need_hub_groups``).
 
 Only the documented override points of OAuthenticator are used (``update_auth_model``,
 ``get_user_groups``, ``check_allowed``, ``refresh_user``); the token exchange is upstream's.
@@ -191,6 +196,11 @@ class PdsOAuthenticator(GenericOAuthenticator):
         if self.context is not None and self.worker_refusal_interval > 0:
             self._worker_watch = WorkerRefusalWatch.start_for(self, self.worker_refusal_interval)
 
+    #: a workspace starts only while its person holds the project's hub group (the identity
+    #: provider's side: :func:`pds_kernel.hub.kubernetes.check_spawn_request`), so the membership
+    #: watcher stops it once she is out of the group
+    workspaces_need_hub_groups = True
+
     @validate("admin_users", "admin_groups")
     def _refuse_admin_lists(self, proposal):
         """Administrators come from ``idp_admin_groups`` ∩ the registry only (module docstring)."""
@@ -320,8 +330,14 @@ class PdsOAuthenticator(GenericOAuthenticator):
         refreshed = await super().refresh_user(user, handler, **kwargs)
         if refreshed is False or not is_registry_user(self.registry, user.name):
             return False
-        if isinstance(refreshed, dict):  # fresh IdP data, through update_auth_model
+        if isinstance(refreshed, dict):  # fresh IdP data (auth state), through get_user_groups
             model = refreshed
+            why = self.refused_refresh(user.name, model)
+            if why:  # her workspaces stop and her roles go now, not at her next sign-in
+                log.info("refused the refresh of %s: %s", user.name, why)
+                record_login_refused(self.context, user.name, handler, why)
+                await stop_revoked_servers(self.context, handler, user.name, reason="refresh", groups=())
+                return False
         else:
             current = {g.name for g in getattr(user, "groups", [])}
             allowed = set(project_groups(self.registry, user.name))
@@ -329,8 +345,18 @@ class PdsOAuthenticator(GenericOAuthenticator):
                 allowed.add(ADMIN_GROUP)
             model = {"name": user.name, "groups": sorted(current & allowed), "admin": False}
         if handler is not None:
-            await stop_revoked_servers(self.context, handler, user.name, reason="refresh")
+            await stop_revoked_servers(self.context, handler, user.name, reason="refresh",
+                                       groups=model.get("groups") or ())
         return model
+
+    def refused_refresh(self, username: str, model: dict) -> str:
+        """Why the identity provider's fresh answer ends the session of ``username`` (empty: it
+        does not): another account behind the tokens, or no sign-in group any more."""
+        if model.get("name") != username:
+            return "the identity provider's tokens now name another account"
+        if not self.idp_grants(model.get("auth_state")).may_login:
+            return "not in an IdP sign-in group any more"
+        return ""
 
     async def refresh_workspace(self, user, handler=None) -> bool:
         """A workspace user's refresh: ``True`` (its groups untouched: it holds none) while its

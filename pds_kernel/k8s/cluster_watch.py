@@ -12,12 +12,18 @@ and worker pods on Kubernetes, or ends the processes of the local backend). Each
 (``dask.cluster.stop``, actor ``dask-gateway``, cause ``access revoked``) once.
 
 New clusters of a halted project are refused at creation by the same admission rule.
+
+The identity provider's side too: a cluster whose person is no longer in the project's hub group
+(the hub learns it at her sign-in or auth refresh, red team 18) is stopped, audited the same way;
+the hub is asked once per person and pass, with the gateway's own token (``read:users:groups``).
+A hub that does not answer stops nothing (its refusal is logged; the registry's check still runs,
+and no new token reaches the cluster: the gateway asks the hub at every request).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date
 from typing import Any
 
@@ -69,18 +75,47 @@ class ClusterWatcher(PeriodicCheck):
 
     what = "cluster admission check"
 
-    def __init__(self, backend, context, interval: float):
+    def __init__(self, backend, context, interval: float,
+                 groups_of: Callable[[str], Awaitable[list[str]]] | None = None):
         super().__init__(interval)
         self.backend = backend
         self.context = context
+        self.groups_of = groups_of
         self._stopped: set[str] = set()
+
+    async def _out_of_group(self, clusters: list, doomed: list) -> list[tuple[str, str, str]]:
+        """The clusters (not in ``doomed`` already) whose person is out of their project's hub group."""
+        if self.groups_of is None:
+            return []
+        from .gateway import parse_identity
+
+        named = {name for name, _, _ in doomed}
+        held: dict[str, set[str] | None] = {}
+        out = []
+        for cluster in clusters:
+            if cluster.name in named:
+                continue
+            identity = parse_identity(cluster.username)  # stop_reason stopped those it refuses
+            if identity.user not in held:
+                try:
+                    held[identity.user] = set(await self.groups_of(identity.user))
+                except Exception as exc:  # the hub did not answer: keep it for the next pass (docstring)
+                    log.warning("the hub did not tell the groups of %s (%s): next try at the next pass",
+                                identity.user, exc)
+                    held[identity.user] = None
+            groups = held[identity.user]
+            if groups is not None and identity.project not in groups:
+                out.append((cluster.name, cluster.username, permissions.left_hub_group(identity.user, identity.project)))
+        return out
 
     async def check_once(self, today: date | None = None) -> list[str]:
         """Stop every active cluster whose workspace may not run now; return their names."""
         today = today or self.context.today or date.today()
-        clusters = await self.backend.list_clusters()
+        clusters = list(await self.backend.list_clusters())
+        doomed = clusters_to_stop(self.context.registry, clusters, today)
+        doomed += await self._out_of_group(clusters, doomed)
         stopped = []
-        for name, username, why in clusters_to_stop(self.context.registry, clusters, today):
+        for name, username, why in doomed:
             if name in self._stopped:  # stopping already (the backend ends it asynchronously)
                 continue
             await self.backend.stop_cluster(name)

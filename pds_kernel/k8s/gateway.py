@@ -186,7 +186,8 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
         if self.context is not None and self.cluster_check_interval > 0:
             from .cluster_watch import ClusterWatcher
 
-            self.watcher = ClusterWatcher(app["backend"], self.context, self.cluster_check_interval)
+            self.watcher = ClusterWatcher(app["backend"], self.context, self.cluster_check_interval,
+                                          groups_of=self.person_groups)
             self.watcher.start()
 
     async def cleanup(self):

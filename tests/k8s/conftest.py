@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from datetime import date
 from pathlib import Path
@@ -81,9 +82,18 @@ def use_kubeconfig(tmp_path: Path, monkeypatch, server: str) -> Path:
 
 def z2jh_hub_config() -> Config:
     """``c`` as z2jh hands it to our ``configure`` (hub.extraConfig): ``hub.config`` loaded, here
-    the one value the chart requires, the hub's host name."""
+    the one value the chart requires, the hub's host name, and the auth state's encryption key that
+    z2jh always generates (``hub.config.CryptKeeper.keys``)."""
+    from jupyterhub.crypto import CryptKeeper
+
     c = Config()
     c.JupyterHub.subdomain_host = HUB_HOST
+    keys = [secrets.token_hex(32)]
+    c.CryptKeeper["keys"] = keys  # (a Config's attribute ``keys`` is the dict's method)
+    # CryptKeeper reads the config of JupyterHub.instance(), the chart's hub; a test's hub is not it
+    keeper = CryptKeeper.instance()
+    if not keeper.keys:
+        keeper.keys = keys
     return c
 
 

@@ -4,27 +4,34 @@
 z2jh renders from the chart's ``hub.services``) and serves its real REST API on loopback. Servers
 start through the hub's own ``User.spawn``: it mints ``$JUPYTERHUB_API_TOKEN`` from
 ``server_token_scopes`` and runs the PDS hooks on KubeSpawner's real pod manifest; only the
-Kubernetes calls are replaced (:class:`NoClusterSpawner`).
+Kubernetes calls are replaced (:class:`NoClusterSpawner`). Its ``PdsOAuthenticator`` talks to a
+small identity provider on loopback (:mod:`.oidc_provider`): :meth:`Hub.sign_in` writes the person's
+IdP groups there and her auth state as a sign-in leaves it, so JupyterHub's auth refreshes ask that
+provider again, as in production (``enable_auth_state``).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import time
 
 from jupyterhub import orm, roles
 from jupyterhub.app import JupyterHub
+from jupyterhub.crypto import CryptKeeper
 from kubespawner import KubeSpawner
 from tornado import httpserver, netutil
 from tornado import web as tornado_web
 from tornado.httpclient import AsyncHTTPClient
 
 from pds_kernel.hub.kubernetes import configure
+from pds_kernel.hub.oidc import ADMIN_GROUP
 from pds_kernel.hub.workspace_roles import grant
 from pds_kernel.k8s.config import K8sConfig
 from pds_kernel.workspace_names import workspace
 
 from .conftest import z2jh_hub_config
+from .oidc_provider import OpenIdProvider
 
 GATEWAY = "dask-gateway"
 #: One plain log format for both applications (importing dask_gateway_server changes the default
@@ -88,6 +95,15 @@ async def start_hub(settings, db_url: str, tmp_path, notebook_url: str, namespac
     if load_roles is not None:
         c.JupyterHub.load_roles = load_roles
     configure(c, settings=settings, k8s=K8sConfig())
+    # the chart's hub.config.GenericOAuthenticator, against the identity provider on loopback
+    idp = OpenIdProvider({}, IDP_CLIENT, secrets.token_hex(16))
+    issuer = idp.start()
+    c.PdsOAuthenticator.client_id, c.PdsOAuthenticator.client_secret = idp.client_id, idp.client_secret
+    c.PdsOAuthenticator.authorize_url = f"{issuer}/authorize"
+    c.PdsOAuthenticator.token_url = f"{issuer}/token"
+    c.PdsOAuthenticator.userdata_url = f"{issuer}/userinfo"
+    c.PdsOAuthenticator.allowed_groups = {IDP_SIGN_IN_GROUP}
+    c.PdsOAuthenticator.idp_admin_groups = {IDP_ADMIN_GROUP}
     # test plumbing: a local database, loopback addresses, no Kubernetes API calls
     c.JupyterHub.db_url = db_url
     c.JupyterHub.cookie_secret = secrets.token_bytes(32)
@@ -102,17 +118,41 @@ async def start_hub(settings, db_url: str, tmp_path, notebook_url: str, namespac
     await app.initialize([])
     server = httpserver.HTTPServer(app.tornado_application)
     server.add_sockets(sockets)
-    return app, server, f"http://127.0.0.1:{port}/hub/api"
+    app.pds_test_idp = idp
+    return app, HubServers(server, idp), f"http://127.0.0.1:{port}/hub/api"
+
+
+IDP_CLIENT, IDP_SIGN_IN_GROUP, IDP_ADMIN_GROUP = "pds-workspace", "pds-users", "pds-admins"
+
+
+class HubServers:
+    """The hub's HTTP server and its identity provider's: stopped together."""
+
+    def __init__(self, hub, idp: OpenIdProvider):
+        self.hub, self.idp = hub, idp
+
+    def stop(self) -> None:
+        self.hub.stop()
+        self.idp.server.stop()
+
+
+def idp_groups(groups: list[str]) -> list[str]:
+    """The identity provider's groups that give the hub groups ``groups`` (the registry agreeing)."""
+    return [IDP_SIGN_IN_GROUP, *(f"pds-project-{g}" for g in groups if g != ADMIN_GROUP),
+            *([IDP_ADMIN_GROUP] if ADMIN_GROUP in groups else [])]
 
 
 class Hub:
     def __init__(self, app, api_url: str, services: list[dict]):
         self.app, self.api_url = app, api_url
         self.service_tokens = {s["name"]: s["api_token"] for s in services}
+        self.idp: OpenIdProvider = app.pds_test_idp
 
     def sign_in(self, name: str, groups: list[str]):
         """What the hub does once PdsOAuthenticator accepted a user (``BaseHandler.auth_to_user``):
-        create the user with JupyterHub's default roles, set the project groups."""
+        create the user with JupyterHub's default roles, set the project groups, keep the provider's
+        tokens (encrypted auth state), the provider now putting her in the matching IdP groups.
+        ``groups=[]``: the provider withdrew every project."""
         orm_user = orm.User.find(self.app.db, name)
         if orm_user is None:
             orm_user = orm.User(name=name)
@@ -121,6 +161,15 @@ class Hub:
             self.app.db.commit()
         user = self.app.users[orm_user]
         user.sync_groups(groups)
+        self.idp.directory[name] = idp_groups(groups)
+        token = secrets.token_urlsafe(24)
+        self.idp.tokens[token] = name
+        auth_state = {"access_token": token, "token_response": {"access_token": token, "token_type": "Bearer"},
+                      "oauth_user": {"preferred_username": name, "groups": self.idp.directory[name]}}
+        # User.save_auth_state's encryption, done here without awaiting its thread
+        orm_user.encrypted_auth_state = CryptKeeper.instance()._encrypt(auth_state)
+        self.app.db.commit()
+        user._auth_refreshed = time.monotonic()  # as auth_to_user: signed in now, no refresh for auth_refresh_age
         return user
 
     def workspace_user(self, user, project: str):

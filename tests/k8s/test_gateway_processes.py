@@ -14,6 +14,7 @@ import time
 import pytest
 from distributed import Client
 
+from pds_kernel.permissions import left_hub_group
 from pds_kernel.project_end import ProjectEnd
 
 from .gateway_processes import GatewayWorld, collected_here
@@ -122,3 +123,32 @@ def test_workspace_client_on_kubernetes_shows_no_dashboard_link(world, monkeypat
     # dask_gateway's Gateway.__del__ fails on a closed client (its loop is gone): let it fail now,
     # not when a later collection runs it inside pytest's own compile at session end
     gc.collect()
+
+
+def test_a_cluster_stops_once_its_person_is_out_of_the_projects_hub_group(world):
+    """The identity provider takes bob out of alpha-study; the hub learns it at his next sign-in or
+    refresh and stops his workspace (tests/security/test_redteam18_k8s_idp_withdrawal.py). His Dask
+    cluster ran on: the gateway's watcher read the registry alone, which still lists him (red team
+    18, got through before). Now it asks the hub for his groups too and stops it, audited; alice's
+    cluster of the same project runs on."""
+    with world.gateway.client(world.token("bob", "alpha-study")) as gw, \
+            world.gateway.client(world.token("alice", "alpha-study")) as other:
+        cluster, kept = gw.new_cluster(), other.new_cluster()
+        try:
+            world.hub.call(_signed_in(world.hub.hub, "bob", []))  # his groups as that sign-in computed them
+            deadline = time.monotonic() + 20
+            while gw.list_clusters() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert gw.list_clusters() == [], "the cluster runs on"
+            (stop,) = [e for e in world.runtime.audit.entries(action="dask.cluster.stop")
+                       if e.details.get("cluster") == cluster.name]
+            assert stop.details["reason"] == left_hub_group("bob", "alpha-study")
+            assert [c.name for c in other.list_clusters()] == [kept.name]
+        finally:
+            world.hub.call(_signed_in(world.hub.hub, "bob", ["alpha-study"]))
+            kept.shutdown()
+            cluster.shutdown()
+
+
+async def _signed_in(hub, name: str, groups: list[str]) -> None:
+    hub.sign_in(name, groups)
