@@ -56,11 +56,11 @@ ADMIN_SCOPES = ["self", "admin-ui", "admin:users", "admin:groups", "admin:server
 AIRLOCK_SERVICE = "airlock"
 
 
-def admin_role(**holders: list[str]) -> dict[str, Any]:
+def admin_role(scopes: list[str] = ADMIN_SCOPES, **holders: list[str]) -> dict[str, Any]:
     """The :data:`ADMIN_ROLE` definition, held by ``users=[...]`` (local) or ``groups=[...]``
-    (Kubernetes)."""
+    (Kubernetes, with its own ``scopes``)."""
     return {"name": ADMIN_ROLE, "description": ROLE_DESCRIPTIONS[Role.ADMIN.value],
-            "scopes": list(ADMIN_SCOPES), **holders}
+            "scopes": list(scopes), **holders}
 
 
 def airlock_service_role() -> dict[str, Any]:

@@ -42,7 +42,8 @@ Scopes and roles name no user, so nothing depends on who was in the registry whe
   workspace token for the user in person (``pds_kernel.airlock.web.identity.workspace_project``);
 * every hub user (the built-in ``user`` role) may reach the gateway and the airlock services;
   what they may do there is decided by the registry, not by hub roles;
-* administrators: the ``pds-admin`` role (no access to others' servers, shares or tokens) is held
+* administrators: the ``pds-admin`` role (:data:`K8S_ADMIN_SCOPES`: no access to others' servers,
+  shares, tokens or identity-provider tokens) is held
   by the hub group ``pds:admins``, which ``PdsOAuthenticator`` manages at each sign-in and refresh
   (identity-provider admin group ∩ registry admin flag); JupyterHub's built-in ``admin`` role is
   emptied at every start and never granted.
@@ -77,6 +78,7 @@ from ..workspace_names import Workspace, person_of, workspace_of_server
 from . import budget, worker_refusal_api
 from .common import (
     ADMIN_ROLE,
+    ADMIN_SCOPES,
     AIRLOCK_SERVICE,
     HubContext,
     admin_role,
@@ -122,6 +124,14 @@ def server_token_scopes() -> list[str]:
     return sorted({*default, f"access:services!service={GATEWAY_SERVICE}"})
 
 
+#: The administrators' scopes on the Kubernetes hub: :data:`ADMIN_SCOPES` without ``admin:users``,
+#: whose ``admin:auth_state`` would show them every person's identity-provider tokens, which this
+#: hub keeps to refresh her groups (``enable_auth_state``; red team 18). Its other parts remain:
+#: reading and listing users (``users``), their roles, and deleting a hub user; not creating nor
+#: editing one (hub users come from sign-ins, their names and flags from the registry).
+K8S_ADMIN_SCOPES = [*(s for s in ADMIN_SCOPES if s != "admin:users"), "users", "read:roles:users", "delete:users"]
+
+
 def build_roles(services: set[str]) -> list[dict[str, Any]]:
     """The hub roles of the Kubernetes mode; none of them lists users.
 
@@ -139,7 +149,7 @@ def build_roles(services: set[str]) -> list[dict[str, Any]]:
         {"name": "user", "description": "PDS user: own resources; the gateway and the airlock "
                                         "(the registry decides what they may do there)",
          "scopes": ["self", *(f"access:services!service={s}" for s in reachable)]},
-        admin_role(groups=[ADMIN_GROUP]),
+        admin_role(K8S_ADMIN_SCOPES, groups=[ADMIN_GROUP]),
         {"name": "admin", "users": []},
     ]
     if AIRLOCK_SERVICE in services:

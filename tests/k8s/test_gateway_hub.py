@@ -331,11 +331,12 @@ async def test_administrators_hold_the_narrow_role_through_their_group(hub, regi
     registry.upsert_user("olga", "root", email="root@example.org", is_admin=True)  # olga may step down: another remains
     olga = hub.sign_in("olga", [ADMIN_GROUP])
     model = await hub.whoami(olga.new_api_token(note="olga's own"))
-    assert {"admin:users", "admin:servers", "admin:groups"} <= set(model["scopes"])
+    assert {"users", "admin:servers", "admin:groups"} <= set(model["scopes"])
+    assert not {"admin:users", "admin:auth_state"} & set(model["scopes"])  # the IdP tokens it keeps
     assert not {"access:servers", "tokens", "shares"} & set(model["scopes"])
     assert all(s.endswith("!user=olga") for s in model["scopes"] if s.startswith("access:servers"))
     assert model["admin"] is False and ADMIN_GROUP in model["groups"]
     registry.upsert_user("olga", "olga", email="olga@example.org", is_admin=False)  # she steps down herself
     olga._auth_refreshed = None  # as if auth_refresh_age had passed
     model = await hub.whoami(olga.new_api_token(note="after"))
-    assert "admin:users" not in model["scopes"] and ADMIN_GROUP not in model["groups"]
+    assert "users" not in model["scopes"] and ADMIN_GROUP not in model["groups"]

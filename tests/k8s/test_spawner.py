@@ -10,7 +10,7 @@ from pds_kernel.audit import AuditTrail
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.common import ADMIN_ROLE, ADMIN_SCOPES
 from pds_kernel.hub.kube_spawner import PdsKubeSpawner
-from pds_kernel.hub.kubernetes import configure
+from pds_kernel.hub.kubernetes import K8S_ADMIN_SCOPES, configure
 from pds_kernel.hub.oidc import ADMIN_GROUP
 from pds_kernel.k8s.config import Gpu, K8sConfig
 from pds_kernel.sandbox.spec import authorised_workspace_spec, home_volume_name
@@ -226,7 +226,9 @@ async def test_roles_name_no_user(settings, runtime, registry):
                                        "access:services!service=airlock"]
     assert "users" not in roles["user"]  # JupyterHub keeps its default: every user
     assert roles[ADMIN_ROLE]["groups"] == [ADMIN_GROUP] and "users" not in roles[ADMIN_ROLE]
-    assert roles[ADMIN_ROLE]["scopes"] == ADMIN_SCOPES
+    # ADMIN_SCOPES but admin:users, whose admin:auth_state would show the identity provider's tokens
+    assert roles[ADMIN_ROLE]["scopes"] == K8S_ADMIN_SCOPES and "admin:users" not in K8S_ADMIN_SCOPES
+    assert set(K8S_ADMIN_SCOPES) - {"users", "read:roles:users", "delete:users"} == set(ADMIN_SCOPES) - {"admin:users"}
     assert roles["admin"]["users"] == []  # nobody is JupyterHub's built-in admin
     assert roles["airlock-service"]["services"] == ["airlock"]
     alone = {r["name"]: r for r in hub_config(settings, services=()).JupyterHub.load_roles}

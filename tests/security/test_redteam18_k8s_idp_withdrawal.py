@@ -13,21 +13,26 @@ real JupyterHub in Kubernetes mode with its real proxy and watcher, the provider
 * the provider's tokens kept for alice answer, at a refresh, for another account (the name of the
   refreshed model is replaced by JupyterHub with hers: the other account's groups would be hers);
 * her hub groups lose the project (a sign-in elsewhere computed them) while the workspace runs:
-  the watcher read the registry alone.
+  the watcher read the registry alone;
+* once the hub keeps the provider's tokens: an administrator reads them in a person's user model
+  (JupyterHub's ``admin:users``, which administrators held, includes ``admin:auth_state``).
 
-All four got through before: the workspace ran on, her role on its hub user stayed, and her refresh
-(the first three) was accepted. Now the hub keeps the provider's tokens (``enable_auth_state``,
+All five got through before (the last against the first fix): the workspace ran on, her role on its
+hub user stayed, and her refresh (the first three) was accepted. Now the hub keeps the provider's tokens (``enable_auth_state``,
 encrypted with z2jh's CryptKeeper keys) so each refresh asks the provider again
 (``PdsOAuthenticator.refresh_user``); a refresh refuses another account or a person out of every
 sign-in group, and the sign-in and refresh stop what the new groups no longer allow and withdraw the
 role (:func:`pds_kernel.hub.common.stop_revoked_servers`, ``groups``); the watcher stops a workspace
-whose person is out of the project's hub group (``workspaces_need_hub_groups``). The controls: bob,
-whom the provider keeps, works on.
+whose person is out of the project's hub group (``workspaces_need_hub_groups``); administrators on
+Kubernetes hold ``admin:users``'s parts but ``admin:auth_state``
+(:data:`pds_kernel.hub.kubernetes.K8S_ADMIN_SCOPES`). The controls: bob, whom the provider keeps,
+works on; an administrator still lists users.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from jupyterhub import orm
@@ -37,8 +42,9 @@ from k8s_watcher_support import (  # noqa: F401  (the world fixture)
     stopped_within,
     watcher_world_fixture,
 )
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from pds_kernel.hub.oidc import ADMIN_GROUP
 from pds_kernel.permissions import left_hub_group
 from pds_kernel.workspace_names import workspace
 
@@ -127,3 +133,23 @@ async def test_the_watcher_stops_a_workspace_whose_person_left_the_projects_hub_
     assert entry.details["reason"] == left_hub_group("alice", "alpha-study")
     await asyncio.sleep(3 * INTERVAL)
     assert bob.active
+
+
+async def test_an_administrator_reads_no_persons_identity_provider_tokens(world):
+    """The hub now keeps each person's IdP tokens (auth state) to refresh her groups. JupyterHub's
+    ``admin:users``, which administrators held, includes ``admin:auth_state``: ada read alice's
+    access token in alice's user model (got through before its fix), and could ask a token with
+    that scope alone. Administrators on Kubernetes now hold ``admin:users``'s other parts only."""
+    hub, registry, _ = world
+    await running_alpha(hub, "alice")
+    registry.upsert_user("admin", "ada", email="ada@example.org", is_admin=True)
+    token = hub.sign_in("ada", [ADMIN_GROUP]).new_api_token(note="ada's own")
+    headers = {"Authorization": f"token {token}"}
+    seen = await AsyncHTTPClient().fetch(f"{hub.api_url}/users/alice", headers=headers)
+    listed = await AsyncHTTPClient().fetch(f"{hub.api_url}/users", headers=headers)
+    assert b"auth_state" not in seen.body and b"access_token" not in seen.body
+    assert b"access_token" not in listed.body and b"alice" in listed.body  # she still lists users
+    asked = await AsyncHTTPClient().fetch(
+        f"{hub.api_url}/users/ada/tokens", method="POST", headers=headers, raise_error=False,
+        body=json.dumps({"scopes": ["admin:auth_state"], "note": "read their tokens"}))
+    assert asked.code == 400 and b"not held" in asked.body, asked.body[:300]

@@ -28,7 +28,7 @@ async def test_an_administrator_cannot_rename_their_hub_user_to_a_researchers(wo
     registry.upsert_user("admin", "ada", email="ada@example.org", is_admin=True)
     ada = hub.sign_in("ada", [ADMIN_GROUP])
     token = ada.new_api_token(note="ada's own")
-    assert "admin:users" in (await hub.whoami(token))["scopes"]  # what lets JupyterHub rename
+    assert "users" in (await hub.whoami(token))["scopes"]  # no admin:users any more (red team 18)
     response = await AsyncHTTPClient().fetch(
         f"{hub.api_url}/users/ada", method="PATCH", body=json.dumps({"name": "bob"}),
         headers={"Authorization": f"token {token}"}, raise_error=False)
@@ -36,8 +36,10 @@ async def test_an_administrator_cannot_rename_their_hub_user_to_a_researchers(wo
     assert (await hub.whoami(token))["name"] == "ada"
     (refused,) = [e for e in runtime.audit.entries(action="hub.user.rename") if e.actor == "ada"]
     assert refused.outcome == "denied" and refused.target == "user:ada" and refused.details["to"] == "bob"
-    # every other field still goes to JupyterHub's handler
+    # every other field goes to JupyterHub's handler, which refuses it too since red team 18: an
+    # administrator edits no hub user on Kubernetes (no admin:users, whose admin:auth_state would
+    # show the identity provider's tokens the hub keeps)
     response = await AsyncHTTPClient().fetch(
         f"{hub.api_url}/users/ada", method="PATCH", body=json.dumps({"name": "ada"}),
         headers={"Authorization": f"token {token}"}, raise_error=False)
-    assert response.code == 200, response.body[:300]
+    assert response.code == 403 and b"admin:users" in response.body, response.body[:300]
