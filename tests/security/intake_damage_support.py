@@ -15,9 +15,10 @@ from delivery_factory import fresh_runtime, make_rows, write_delivery, write_tab
 from pds_kernel import lake as lake_mod
 from pds_kernel.ingest import ingest_delivery
 from pds_kernel.ingest.manifest import Manifest
+from pds_kernel.ingest.quarantine import read_quarantine
 
 __all__ = ["fresh_runtime", "make_rows", "write_delivery", "write_table", "ingest", "lake_values",
-           "committed"]
+           "committed", "quarantine_of"]
 
 
 def ingest(runtime, delivery: Path) -> dict:
@@ -38,3 +39,15 @@ def lake_values(runtime, table: str, column: str) -> list:
 
 def committed(runtime, name: str) -> bool:
     return Manifest(runtime.settings.paths.lake).get(name) is not None
+
+
+def quarantine_of(runtime, name: str, min_reason: int = 10) -> pl.DataFrame | None:
+    """The quarantine of file ``name`` (None: nothing quarantined); every line's reason is longer
+    than ``min_reason`` characters (a reason that says what to do)."""
+    lake = runtime.settings.paths.lake
+    entry = Manifest(lake).get(name)
+    if not entry or not entry.quarantine:
+        return None
+    frame = read_quarantine(lake / entry.quarantine)
+    assert frame["reason"].str.len_chars().min() > min_reason
+    return frame

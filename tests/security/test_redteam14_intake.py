@@ -15,12 +15,19 @@ import zipfile
 
 import polars as pl
 import pytest
-from intake_damage_support import fresh_runtime, ingest, lake_values, make_rows, write_delivery, write_table
+from intake_damage_support import (
+    fresh_runtime,
+    ingest,
+    lake_values,
+    make_rows,
+    quarantine_of,
+    write_delivery,
+    write_table,
+)
 
 from pds_kernel import lake as lake_mod
 from pds_kernel.ingest import Status, streamed
 from pds_kernel.ingest.manifest import Manifest
-from pds_kernel.ingest.quarantine import read_quarantine
 from pds_kernel.snds.catalogue import ingestible_names
 from pds_kernel.snds.file_names import _yearly_patterns, example_name, parse_delivery_name
 
@@ -43,13 +50,8 @@ def _write(path, lines: list[bytes]) -> None:
 
 def _quarantined(runtime, name: str) -> dict[int, str]:
     """``{line: check}`` of the quarantine of file ``name``, every entry with a reason."""
-    lake = runtime.settings.paths.lake
-    entry = Manifest(lake).get(name)
-    if not entry or not entry.quarantine:
-        return {}
-    frame = read_quarantine(lake / entry.quarantine)
-    assert frame["reason"].str.len_chars().min() > 10
-    return dict(zip(frame["line"].to_list(), frame["check"].to_list(), strict=True))
+    frame = quarantine_of(runtime, name)
+    return {} if frame is None else dict(zip(frame["line"].to_list(), frame["check"].to_list(), strict=True))
 
 
 def _report(runtime) -> dict:

@@ -27,11 +27,17 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from intake_damage_support import fresh_runtime, ingest, lake_values, make_rows, write_delivery, write_table
+from intake_damage_support import (
+    fresh_runtime,
+    ingest,
+    lake_values,
+    make_rows,
+    quarantine_of,
+    write_delivery,
+    write_table,
+)
 
 from pds_kernel.ingest import Status, streamed
-from pds_kernel.ingest.manifest import Manifest
-from pds_kernel.ingest.quarantine import read_quarantine
 from pds_kernel.snds.tables import MISSING_DATE
 
 PRS = "ER_PRS_F_202301.csv"
@@ -40,12 +46,9 @@ _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
 
 def _quarantined(runtime, name: str) -> dict[int, tuple[str, str]]:
     """``{line: (check, column)}`` of the quarantine of file ``name``, every entry with a reason."""
-    lake = runtime.settings.paths.lake
-    entry = Manifest(lake).get(name)
-    if not entry or not entry.quarantine:
+    frame = quarantine_of(runtime, name, min_reason=20)
+    if frame is None:
         return {}
-    frame = read_quarantine(lake / entry.quarantine)
-    assert frame["reason"].str.len_chars().min() > 20
     return {line: (check, column or "") for line, check, column in frame.select("line", "check", "column").rows()}
 
 
