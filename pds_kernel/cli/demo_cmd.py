@@ -116,12 +116,12 @@ def run(
 def _serve(config: Path, settings, port: int) -> None:
     """Run the local JupyterHub in the foreground, as `pds hub run` does, on the demo's config."""
     try:
-        from ..hub.local import hub_dir, hub_url
+        from ..hub.local import hub_dir, public_host
         from .hub_cmd import hub_environment, run_hub_foreground
     except ImportError:
         console.print("[yellow]hub: skipped[/] JupyterHub is not installed (make venv installs it from uv.lock)")
         return
-    console.print(f"[bold green]JupyterHub: {hub_url(settings)}[/] (Ctrl-C stops it and every workspace)",
+    console.print(f"[bold green]JupyterHub: {public_host(settings)}[/] (Ctrl-C stops it and every workspace)",
                   highlight=False, soft_wrap=True)
     raise typer.Exit(run_hub_foreground(hub_environment(config, port), hub_dir(settings)))
 

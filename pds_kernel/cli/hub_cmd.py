@@ -62,12 +62,12 @@ def run(
     port: int | None = typer.Option(None, "--port", "-p", help="Public port (default: hub.port, 8000)."),
 ) -> None:
     """Start JupyterHub in the foreground (Ctrl-C stops it and every workspace)."""
-    from ..hub.local import hub_dir, hub_url
+    from ..hub.local import hub_dir, public_host
     state = ctx.obj
     settings = state.settings
     if port is not None:
         settings = replace(settings, hub=replace(settings.hub, port=port))
-    url = hub_url(settings)  # refuses an address browsers could not use, before anything is made
+    url = public_host(settings)  # refuses an address browsers could not use, before anything is made
     env = hub_environment(state.config, port)
     cwd = hub_dir(settings)
     console.print(f"JupyterHub on [bold]{url}[/] (state in {cwd}); Ctrl-C to stop")

@@ -106,13 +106,9 @@ def airlock_port(settings: Settings) -> int:
 
 
 def public_host(settings: Settings) -> str:
-    """The hub's public address, JupyterHub's ``subdomain_host`` (:mod:`.origins`)."""
+    """The hub's public address, where a browser reaches it: JupyterHub's ``subdomain_host``
+    (:mod:`.origins`)."""
     return subdomain_host(settings.hub.public_url, settings.hub.ip, settings.hub.port)
-
-
-def hub_url(settings: Settings) -> str:
-    """Where a browser reaches the hub."""
-    return public_host(settings)
 
 
 def gate_public_url(settings: Settings) -> str:
