@@ -18,6 +18,7 @@ authenticator's routes before its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 
 from jupyterhub.apihandlers.users import UserServerAPIHandler
@@ -40,13 +41,17 @@ REFUSAL_HINT = ("Ask the project's data manager to add you (or to renew your mem
 
 
 def check_workspace_admission(registry, user_name: str, server_name: str,
-                              hub_groups: set[str] | None = None) -> Workspace:
+                              hub_groups: set[str] | None = None,
+                              account_ok: Callable[[str], bool] | None = None) -> Workspace:
     """Raise :class:`PermissionDenied` (audited by the registry) unless the workspace of JupyterHub
     server ``user_name/server_name`` may start now; return it. A person names her project
     (``alice/diabetes-t2``: the start goes on to her workspace user, :mod:`pds_kernel.workspace_names`); a
     workspace user its one server (``alice@diabetes-t2/diabetes-t2``). The default server (no name)
     is never a workspace. ``hub_groups``, when given (Kubernetes: the identity provider's projects),
-    must hold the project too, as the pre-spawn hook requires."""
+    must hold the project too, as the pre-spawn hook requires. ``account_ok``, when given (local:
+    :meth:`PdsNativeAuthenticator.can_use_account`), must say the person's hub account is approved:
+    an administrator's start of a revoked person's workspace ran until the membership watcher
+    stopped it (red team 18)."""
     if not server_name:
         raise PermissionDenied("a workspace is a project: start it from your home page "
                                "(the server name must be a project id)")
@@ -59,6 +64,9 @@ def check_workspace_admission(registry, user_name: str, server_name: str,
     if hub_groups is not None and found.project not in hub_groups:
         raise PermissionDenied(f"{found.person} is not in the hub group of project {found.project}: "
                                "sign in again (the identity provider may have withdrawn it)")
+    if account_ok is not None and not account_ok(found.person):
+        raise PermissionDenied(f"the hub account of {found.person} is revoked: an administrator approves "
+                               "it again (pds hub account approve) before any of their workspaces starts")
     return found
 
 
@@ -80,7 +88,8 @@ def _admit(handler, user_name: str, server_name: str | None) -> Workspace | None
         target = handler.find_user(person_of(user_name))
         groups = {g.name for g in target.groups} if target is not None else set()
     try:
-        found = check_workspace_admission(context.registry, user_name, server_name or "", groups)
+        found = check_workspace_admission(context.registry, user_name, server_name or "", groups,
+                                          getattr(handler.authenticator, "can_use_account", None))
         if parse_workspace_user(user_name) is None and grant(handler.db, found):  # her workspace user next
             record_workspace_role(context, found.person, found.project, "hub.workspace.grant", "start")
         return found

@@ -12,7 +12,7 @@ sandbox spawner) and the Kubernetes (OIDC, KubeSpawner) configurations both use 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -259,11 +259,18 @@ def revoke_reason(registry: Registry, username: str, project: str, today: date |
     return "access revoked"
 
 
-async def refresh_workspace_user(context: HubContext, user, handler=None, today: date | None = None) -> bool:
+async def refresh_workspace_user(context: HubContext, user, handler=None, today: date | None = None,
+                                 account_ok: Callable[[str], bool] | None = None) -> bool:
     """JupyterHub's auth refresh of a workspace user (its server's token, a spawn): valid while its
-    person is an active researcher of its project; else its server is stopped and ``False``."""
+    person is an active researcher of its project; else its server is stopped and ``False``.
+    ``account_ok(person)``, when given (local: the hub account approved and sealed), must hold too:
+    a revoked account's workspace token is refused at its next refresh and its start at once (the
+    membership watcher stops its server, audited; red team 18)."""
     found = parse_workspace_user(user.name)
     if found is None:
+        return False
+    if account_ok is not None and not account_ok(found.person):
+        log.info("refused the refresh of %s: the hub account of %s is revoked", user.name, found.person)
         return False
     if is_registry_user(context.registry, found.person) and \
             found.project in project_groups(context.registry, found.person, today):

@@ -334,7 +334,7 @@ class PdsNativeAuthenticator(NativeAuthenticator):
 
     async def refresh_user(self, user, handler=None):
         if parse_workspace_user(user.name) is not None:  # never signs in: valid while its person's access is
-            return await refresh_workspace_user(self.context, user, handler)
+            return await refresh_workspace_user(self.context, user, handler, account_ok=self.can_use_account)
         model = auth_model(self.registry, user.name)
         if model is None:
             return False
