@@ -17,7 +17,7 @@ administers. What a researcher, or a page or script in her browser or notebook, 
    the workspace's (``inherit``, her other workspace, a role's name); another person's session;
    the workspace's own token, and hers, used instead of a session; a code its page reads,
    exchanged by its notebook with its server's token (the client's secret), and her other
-   workspace's code exchanged so;
+   workspace's code exchanged so; a code sent to its callback with a state the page chose;
 4. the workspace's own token (``$JUPYTERHUB_API_TOKEN``, read in her notebook) on the hub's REST API:
    list users, read or start or stop her other workspace, make tokens, share its server, start her
    workspaces through her own path, open her other workspace;
@@ -163,7 +163,8 @@ def test_a_crafted_project_on_her_own_path_reaches_no_workspace(world, project):
     assert _servers(hub, hub_user("bob", Q)) == set()
 
 
-@pytest.mark.parametrize("person", ["bob%2F..%2Falice", f"alice%40{P}%40x", "ALICE", f"alice%40{P}%2F..%2F{Q}"])
+@pytest.mark.parametrize("person", ["bob%2F..%2Falice", f"alice%40{P}%40x", "ALICE", f"alice%40{P}%2F..%2F{Q}",
+                                    f"alice%2540{P}", f"alice%40{P}%00"])
 def test_a_crafted_person_on_the_api_reaches_no_workspace(world, person):
     hub, people, _, _ = world
     answer = people["alice"].api("POST", f"/hub/api/users/{person}/servers/{P}", allow_redirects=False)
@@ -344,6 +345,26 @@ def test_her_other_workspaces_code_is_not_exchanged_with_this_workspaces_secret(
     other = _client_of(addresses[Q])
     exchanged = _exchange(hub, other, server_token, _code(hub, people["alice"], other))
     assert exchanged.status_code in (400, 401, 403) and "access_token" not in exchanged.text
+
+
+@pytest.mark.parametrize("state_cookie", [None, "chosen-by-the-page"])
+def test_a_code_sent_to_her_workspace_without_its_own_state_signs_nobody_in(world, state_cookie):
+    """A page of another origin sends a browser to the workspace's callback with a code and the
+    state it chose (login CSRF: the browser would be signed in to a workspace as someone else),
+    with no state cookie, or one it tossed unsigned."""
+    hub, people, addresses, _ = world
+    client = _client_of(addresses[P])
+    browser = requests.Session()
+    if state_cookie is not None:
+        for name in ("jupyterhub-user-alice%40diabetes-t2-diabetes-t2-oauth-state", "oauth-state"):
+            browser.cookies.set(name, state_cookie, domain=urlsplit(addresses[P]).hostname)
+    code = _code(hub, people["alice"], client)
+    answer = browser.get(f"{client['redirect_uri']}?{urlencode({'code': code, 'state': 'chosen-by-the-page'})}",
+                         allow_redirects=False, timeout=30)
+    assert answer.status_code == 403, answer.status_code
+    assert not [c for c in browser.cookies if c.name.startswith("jupyterhub-user-") and not c.name.endswith("state")]
+    assert requests.get(f"{addresses[P]}/api/contents/", cookies=browser.cookies, timeout=30,
+                        allow_redirects=False).status_code in (302, 403)
 
 
 # ---- 4. the workspace's own token on the hub -------------------------------------------------------
