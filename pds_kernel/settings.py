@@ -154,6 +154,11 @@ class Disclosure(Thresholds):
         check_quorum(self.reviews_required, "setting disclosure.reviews_required")
 
 
+def is_socket_path(value: str) -> bool:
+    """An absolute path of printable characters and no blank: safe as a line of a configuration."""
+    return value.startswith("/") and value.isprintable() and not any(c.isspace() for c in value)
+
+
 @dataclass(frozen=True)
 class Airlock:
     """Limits of export requests (see ``pds_kernel.airlock.limits``)."""
@@ -172,6 +177,9 @@ class Airlock:
     clamscan: str = "clamscan"  #: the ClamAV scanner (Debian package clamav)
     clamav_database: str = ""  #: signature directory; "" = ClamAV's default (/var/lib/clamav, freshclam)
     clamscan_timeout_seconds: int = 300  #: a scan that takes longer refuses the file
+    #: the socket of a running clamd (signatures loaded once, pds_kernel.airlock.clamav); "" = clamscan per scan
+    clamd_socket: str = ""
+    clamdscan: str = "clamdscan"  #: clamd's client (Debian package clamdscan), used with clamd_socket
     import_concurrent_scans: int = 2  #: imports staged and scanned at once (one per user; past it: 503)
     import_max_bytes_per_day: int = 1024 * 1024 * 1024  #: what one user's imports stage in 24 hours, in bytes
     export_max_bytes_per_day: int = 1024 * 1024 * 1024  #: what one user's export requests stage in 24 hours, in bytes
@@ -184,6 +192,12 @@ class Airlock:
     #: copies go) and of its /tmp and /dev/shm each, and files and folders of its home
     rebuild_scratch_mb: int = 1024
     rebuild_scratch_files: int = 256
+
+    def __post_init__(self) -> None:
+        # written into clamdscan's configuration, an option a line (pds_kernel.airlock.clamav)
+        if self.clamd_socket and not is_socket_path(self.clamd_socket):
+            raise InvalidInput("setting airlock.clamd_socket must be an absolute path without blanks, "
+                               f"got {self.clamd_socket[:80]!r}")
 
 
 @dataclass(frozen=True)

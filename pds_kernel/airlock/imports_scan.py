@@ -16,9 +16,10 @@ Deny by default, in this order (the first failure refuses the file; nothing refu
    and all of it reaches ClamAV): names a person can read, one member per name, ZIP compression
    the scanner unpacks, local headers agreeing with the central directory, one size per TAR
    member, no byte outside the members;
-5. **malware**: ClamAV's ``clamscan`` (which also looks inside archives). Exit code 0 is clean, 1 a
-   signature found; anything else (scanner missing, no signature database, timeout, crash) refuses
-   the file: a scan that did not run never passes.
+5. **malware**: ClamAV (:mod:`.clamav`: ``clamscan``, or a running ``clamd`` through ``clamdscan``;
+   both look inside archives). Exit code 0 is clean, 1 a signature found; anything else (scanner or
+   daemon missing, no signature database, timeout, crash) refuses the file: a scan that did not run
+   never passes.
 
 :func:`scan_import` returns a check result shaped like the export checks' (``kind``, ``status``,
 ``rules``, ``findings``) plus the archive listing and the scanner's verdict, stored with the file
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import subprocess
 import tarfile
 import zipfile
 import zlib
@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import archive_rules as rules
+from . import clamav
 from .checks.result import Status
 from .import_content import Content
 
@@ -81,12 +82,15 @@ class ImportLimits:
     clamscan: str = "clamscan"
     clamav_database: str = ""  #: "" = ClamAV's default directory
     timeout_seconds: int = 300
+    clamd_socket: str = ""  #: "" = clamscan; else the socket of a running clamd (:mod:`.clamav`)
+    clamdscan: str = "clamdscan"
 
     @classmethod
     def from_settings(cls, settings) -> ImportLimits:
         a = settings.airlock
         return cls(a.import_max_file_bytes, a.import_max_members, a.import_max_unpacked_bytes,
-                   a.import_max_ratio, a.clamscan, a.clamav_database, a.clamscan_timeout_seconds)
+                   a.import_max_ratio, a.clamscan, a.clamav_database, a.clamscan_timeout_seconds,
+                   a.clamd_socket, a.clamdscan)
 
 
 def import_extension(name: str) -> str:
@@ -277,39 +281,13 @@ def _check_tar_end(tf: tarfile.TarFile, budget: _Budget) -> None:
 
 
 # ---- malware -----------------------------------------------------------------------------------
-def clamscan_argv(paths: list[Path], limits: ImportLimits) -> list[str]:
-    """Pure: the ``clamscan`` command for ``paths`` (alerts on encrypted and over-limit content)."""
-    argv = [limits.clamscan, "--no-summary", "--stdout", "--alert-encrypted=yes", "--alert-exceeds-max=yes",
-            f"--max-filesize={limits.max_file_bytes}", f"--max-scansize={limits.max_unpacked_bytes}"]
-    if limits.clamav_database:
-        argv.append(f"--database={limits.clamav_database}")
-    return [*argv, "--", *(str(path) for path in paths)]
-
-
-def run_clamscan(paths: list[Path], limits: ImportLimits) -> dict[str, Any]:
-    """``{"verdict": "clean"}`` when every file of ``paths`` is clean, in one ``clamscan`` run (the
-    signatures load once), or raises :class:`ScanRefusal` (a signature, naming the first file it
-    was found in, or no verdict at all)."""
+def run_malware_scan(paths: list[Path], limits: ImportLimits) -> dict[str, Any]:
+    """ClamAV's verdict on every file of ``paths``, in one run (:func:`.clamav.scan_files`: clamscan,
+    or clamd through clamdscan); :class:`ScanRefusal` (rule ``malware``) for a signature or no verdict."""
     try:
-        done = subprocess.run(clamscan_argv(paths, limits), capture_output=True, text=True,
-                              timeout=limits.timeout_seconds, check=False)
-    except FileNotFoundError:
-        raise ScanRefusal("malware", "the malware scanner (clamscan) is not installed: the file cannot be "
-                                     "scanned, so it is refused; ask an admin") from None
-    except subprocess.TimeoutExpired:
-        raise ScanRefusal("malware", f"the malware scan took longer than {limits.timeout_seconds} s: "
-                                     "the file is refused") from None
-    if done.returncode == 0:
-        return {"verdict": "clean", "scanner": "clamav"}
-    if done.returncode == 1:
-        found = [line.removesuffix(" FOUND") for line in done.stdout.splitlines() if line.endswith(" FOUND")]
-        where, _, signature = found[0].rpartition(": ") if found else ("", "", "unknown")
-        log.warning("clamscan found %s in %s", signature, where or paths)
-        raise ScanRefusal("malware", f"the malware scan found {signature.strip()[:120]}: the file is refused",
-                          file=Path(where).name if where else "")
-    log.error("clamscan failed (%s): %s", done.returncode, (done.stderr or done.stdout)[-500:])
-    raise ScanRefusal("malware", f"the malware scan could not run (clamscan exit {done.returncode}): the file is "
-                                 "refused; ask an admin to check the scanner and its signatures")
+        return clamav.scan_files(paths, limits)
+    except clamav.MalwareRefusal as refusal:
+        raise ScanRefusal("malware", refusal.message, file=refusal.file) from None
 
 
 # ---- the whole scan ----------------------------------------------------------------------------
@@ -336,7 +314,7 @@ def scan_import(path: Path, name: str, limits: ImportLimits) -> dict[str, Any]:
             members = list_zip(path, limits) if import_extension(name) == ".zip" else list_tar(path, limits)
             if import_extension(name) in (".tar.gz", ".tgz"):
                 _check_gzip(path)
-        clamav = run_clamscan([path], limits)
+        malware = run_malware_scan([path], limits)
     except ScanRefusal as refusal:
         return _result(kind, Status.FAIL, {refusal.rule: Status.FAIL.value},
                        [{"rule": refusal.rule, "status": Status.FAIL.value, "message": refusal.message}])
@@ -352,4 +330,4 @@ def scan_import(path: Path, name: str, limits: ImportLimits) -> dict[str, Any]:
         rules["code"] = Status.REVIEW.value
         findings.append({"rule": "code", "status": Status.REVIEW.value, "message": "code: a checker reads it"})
         status = Status.REVIEW
-    return _result(kind, status, rules, findings, clamav=clamav, members=members or [])
+    return _result(kind, status, rules, findings, clamav=malware, members=members or [])

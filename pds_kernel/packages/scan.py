@@ -1,7 +1,7 @@
 """The malware scan every wheel goes through before the package index serves it.
 
 An approval downloads code that every workspace of the platform may then install and run, so its
-wheels are scanned as imported files are (:func:`pds_kernel.airlock.imports_scan.run_clamscan`:
+wheels are scanned as imported files are (:func:`pds_kernel.airlock.imports_scan.run_malware_scan`:
 ClamAV's ``clamscan``, with the airlock's scanner and signatures, ``airlock.clamscan`` and
 ``airlock.clamav_database``), inside the archive too, in one run for the whole closure. Deny by default: a signature found, a wheel
 over the scan's limits, or no verdict at all (no scanner, no signatures, a timeout) refuses the
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..airlock.imports_scan import ImportLimits, ScanRefusal, run_clamscan
+from ..airlock.imports_scan import ImportLimits, ScanRefusal, run_malware_scan
 
 #: ClamAV reads at most this much of one file (its own ceiling is just under 4 GiB)
 _CLAMAV_CEILING = 4000 * 1024 * 1024
@@ -50,7 +50,7 @@ def scan_wheels(paths: list[Path], settings) -> WheelRefusal | None:
             return WheelRefusal(path.name, f"{path.stat().st_size} bytes, more than the scan reads "
                                            f"(packages.scan_max_bytes = {settings.packages.scan_max_bytes})")
     try:
-        run_clamscan(paths, replace(limits, timeout_seconds=limits.timeout_seconds * len(paths)))
+        run_malware_scan(paths, replace(limits, timeout_seconds=limits.timeout_seconds * len(paths)))
     except ScanRefusal as refusal:
         return WheelRefusal(refusal.file or paths[0].name, refusal.message)
     return None

@@ -56,7 +56,7 @@ def test_clean_import_is_scanned_reviewed_and_released_read_only(service, import
     assert view.direction == "import" and view.state == "submitted"
     staged = service.get_request("olga", view.id)
     scans = {f.name: f.check for f in staged.files}
-    assert scans["load.py"]["clamav"] == {"verdict": "clean", "scanner": "clamav"}
+    assert scans["load.py"]["clamav"] == {"verdict": "clean", "scanner": "clamav", "through": "clamscan"}
     assert scans["load.py"]["status"] == "review" and scans["codes.csv"]["status"] == "pass"
     with pytest.raises(PermissionDenied, match="never reviews"):
         service.review("alice", view.id, {0: APPROVE, 1: APPROVE})

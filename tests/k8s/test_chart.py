@@ -93,6 +93,14 @@ def merged_values(*files: Path) -> dict:
     return values
 
 
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def mounts_token(container: dict) -> bool:
+    """Whether ``container`` mounts its pod's ServiceAccount token (the pods mount none themselves)."""
+    return any(m["mountPath"] == TOKEN_DIR for m in container.get("volumeMounts", []))
+
+
 def pod_specs(docs: list[dict]):
     for d in docs:
         if d["kind"] in {"Deployment", "Job"}:
@@ -184,10 +192,12 @@ def test_config_map_feeds_registry_and_k8s_config(rendered):
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_our_pods_are_restricted(rendered, name):
     for pod_name, spec in pod_specs(rendered[name]):
-        # the airlock alone holds a token: its ServiceAccount creates the model-check Jobs of the
-        # namespace (Role pds-airlock, tests/k8s/test_model_check_job.py)
+        # the airlock's gate alone holds a token: its ServiceAccount creates the model-check Jobs of
+        # the namespace (Role pds-airlock, tests/k8s/test_model_check_job.py); mounted in its container
+        # only, never by the pod (tests/k8s/test_chart_clamd.py)
         token = (pod_name == "pds-airlock" and spec.get("serviceAccountName") == "pds-airlock")
-        assert spec["automountServiceAccountToken"] is token, pod_name
+        assert spec["automountServiceAccountToken"] is False, pod_name
+        assert [c["name"] for c in spec["containers"] if mounts_token(c)] == (["airlock"] if token else []), pod_name
         assert spec["securityContext"]["runAsNonRoot"] is True, pod_name
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", pod_name
         assert not spec.get("initContainers"), pod_name

@@ -29,7 +29,7 @@ from pds_kernel.snds.cohort_list import generate_cohort_list
 from pds_kernel.snds.generator import generate
 
 from .conftest import REPO, helm_available
-from .test_chart import K8S_VERSION, chart_without_dependencies, render
+from .test_chart import K8S_VERSION, chart_without_dependencies, mounts_token, render
 from .test_model_check_job import _selects
 
 sys.path.insert(0, str(REPO / "tests" / "security"))  # the real gate with ClamAV (imports_support)
@@ -191,7 +191,7 @@ def test_chart_with_cohort_links_only_keeps_the_role_and_a_new_install_may_share
     assert kinds[("Role", "pds-airlock")]["rules"][0] == {"apiGroups": ["batch"], "resources": ["jobs"],
                                                           "verbs": ["create", "get", "delete"]}
     airlock = kinds[("Deployment", "pds-airlock")]["spec"]["template"]["spec"]
-    assert (airlock["serviceAccountName"], airlock["automountServiceAccountToken"]) == ("pds-airlock", True)
+    assert airlock["serviceAccountName"] == "pds-airlock" and mounts_token(airlock["containers"][0])
     assert kinds[("PersistentVolumeClaim", "pds-keys")]["spec"]["accessModes"] == ["ReadWriteMany"]
 
 

@@ -29,7 +29,7 @@ from pds_kernel.sandbox.spec import extract_volume_name, home_volume_name
 from pds_kernel.settings import ModelCheck
 
 from .conftest import REPO, helm_available
-from .test_chart import K8S_VERSION, chart_without_dependencies, render
+from .test_chart import K8S_VERSION, chart_without_dependencies, mounts_token, render
 from .test_chart_jobs import BWRAP, _bwrap_works
 
 sys.path.insert(0, str(REPO / "tests" / "ai"))  # the model-check fixtures
@@ -159,7 +159,7 @@ def test_chart_grants_the_airlock_only_its_namespaces_check_jobs(release):
     for doc in (role, binding, kinds[("ServiceAccount", "pds-airlock")]):
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     pod = kinds[("Deployment", "pds-airlock")]["spec"]["template"]["spec"]
-    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("pds-airlock", True)
+    assert pod["serviceAccountName"] == "pds-airlock" and mounts_token(pod["containers"][0])
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["PDS_MODEL_CHECK__RUNNER"] == "kubernetes" and env["PDS_K8S_CONFIG_FILE"] == "/etc/pds/k8s.json"
     # the gate rebuilds submitted tables and figures in a Job of the project (ADR 10, tests/k8s/test_rebuild_job.py);
@@ -179,7 +179,8 @@ def test_chart_without_model_checks_cohort_links_nor_rebuild_jobs_gives_the_airl
     docs = render(chart, [values])
     assert not [d for d in docs if d["kind"] in {"Role", "RoleBinding", "ServiceAccount"}]
     airlock = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "pds-airlock")
-    assert airlock["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    pod = airlock["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and not any(mounts_token(c) for c in pod["containers"])
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ from pds_kernel.errors import InvalidInput
 from pds_kernel.k8s.config import parse_k8s_config
 
 from .conftest import REPO, helm_available
-from .test_chart import chart_without_dependencies, render
+from .test_chart import chart_without_dependencies, mounts_token, render
 from .test_model_check_job import _selects, assert_isolated_job
 
 sys.path.insert(0, str(REPO / "tests" / "security"))
@@ -141,7 +141,7 @@ def test_chart_with_rebuild_jobs_only_keeps_the_role_and_the_api_server_route(ch
     kinds = {(d["kind"], d["metadata"]["name"]): d for d in docs}
     assert ("Role", "pds-airlock") in kinds and ("RoleBinding", "pds-airlock") in kinds
     pod = kinds[("Deployment", "pds-airlock")]["spec"]["template"]["spec"]
-    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("pds-airlock", True)
+    assert pod["serviceAccountName"] == "pds-airlock" and mounts_token(pod["containers"][0])
     egress = kinds[("NetworkPolicy", "pds-airlock")]["spec"]["egress"]
     assert {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"port": 443, "protocol": "TCP"}]} in egress
 
