@@ -7,11 +7,14 @@ short ``/tmp`` path because Unix socket paths are limited to 107 bytes.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
@@ -20,9 +23,10 @@ from urllib.parse import urljoin
 
 import onetimepass
 import polars as pl
+import pytest
 import requests
 import yaml
-from ports import free_port_block  # noqa: F401  (re-exported: the hub tests' name)
+from ports import free_port_block
 from published import publish_by_hand
 
 from pds_kernel.cli.hub_cmd import hub_command, hub_environment
@@ -244,6 +248,49 @@ def make_world(root: Path, port: int) -> Hub:
     registry.add_member("root", PROJECT, "alice", "researcher", today + timedelta(days=100))
     registry.add_member("root", OTHER_PROJECT, "bob", "researcher", today + timedelta(days=100))
     return Hub(root=root, config=config, port=port, settings=settings, runtime=runtime, registry=registry)
+
+
+@contextlib.contextmanager
+def module_hub(prefix: str, *, airlock: bool = False):
+    """A world (:func:`make_world`) in a fresh folder of /tmp for a module's fixture, not started:
+    the fixture sets it up, then ``hub.start()``. ``airlock``: the hub runs its gate. Skips without
+    bubblewrap; stopped and removed afterwards."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    hub = make_world(root, free_port_block())
+    patch = pytest.MonkeyPatch()
+    if airlock:
+        patch.setenv("PDS_HUB_AIRLOCK", "on")
+    try:
+        yield hub
+    finally:
+        patch.undo()
+        hub.stop()
+        hub.runtime.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def signed_in(hub: Hub, secrets: dict[str, str]) -> dict[str, HubClient]:
+    """A client per person of ``secrets`` (name: second-factor secret), signed in, with a token."""
+    people = {}
+    for name, secret in secrets.items():
+        client = hub.client()
+        assert client.login(name, secret), name
+        client.make_token(name)
+        people[name] = client
+    return people
+
+
+def workspace_ready(client: HubClient, person: str, project: str, timeout: float = 90) -> dict:
+    """The server model of ``person``'s workspace of ``project`` once ready (asked with ``client``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.api("GET", f"/hub/api/users/{hub_user(person, project)}").json().get("servers", {}).get(project)
+        if state and state["ready"]:
+            return state
+        time.sleep(0.3)
+    raise TimeoutError(f"the workspace of {person} in {project} did not start")
 
 
 #: secret -> last 30-second step whose code was handed out (the hub accepts each code once).

@@ -29,10 +29,8 @@ pages and answers, and the gate refuses a form a page of another origin sends (`
 from __future__ import annotations
 
 import hashlib
-import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -46,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airlock"))
 
 from airlock_factories import files
-from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, browser_sign_in, free_port_block, hub_user, make_world
+from hubfixtures import OTHER_PROJECT, PASSWORD, PROJECT, browser_sign_in, hub_user, module_hub
 from sqlalchemy import select
 
 from pds_kernel.airlock.models import ExportRequest, Review
@@ -63,13 +61,7 @@ TABLE = b"atc,persons\nA10BA02,37\nA10BB09,25\n"
 def world_fixture():
     """The hub (gate on), alice's submitted request, carol's account (a checker of alice's project,
     a researcher of another) with her workspace of that other project running."""
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed")
-    root = Path(tempfile.mkdtemp(prefix="pdsr16", dir="/tmp"))
-    hub = make_world(root, free_port_block())
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PDS_HUB_AIRLOCK", "on")
-    try:
+    with module_hub("pdsr16", airlock=True) as hub:
         expiry = date.today() + timedelta(days=100)
         hub.registry.upsert_user("root", "carol")
         hub.registry.add_member("root", PROJECT, "carol", "output-checker", expiry)
@@ -81,11 +73,6 @@ def world_fixture():
         request = service.create("alice", PROJECT, files(("table.csv", TABLE)), MARK, {"notebook": "a.ipynb"})
         hub.start()
         yield hub, secret, request.id, alice
-    finally:
-        mp.undo()
-        hub.stop()
-        hub.runtime.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _signed_in(chromium, hub, user: str, secret: str):

@@ -20,9 +20,7 @@ Before ADR 17 there were no workspace users: these guard the new names (none got
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -32,7 +30,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 
 from hub_kernel import execute
-from hubfixtures import OTHER_PROJECT, PROJECT, free_port_block, hub_user, make_world
+from hubfixtures import OTHER_PROJECT, PROJECT, hub_user, module_hub, signed_in, workspace_ready
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.local import gate_public_url, provision_account
@@ -45,43 +43,14 @@ ALICE_WS = hub_user("alice", PROJECT)
 @pytest.fixture(name="world", scope="module")
 def world_fixture():
     """The hub with its gate; alice, bob and root signed in (tokens); alice's workspace running."""
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed")
-    root = Path(tempfile.mkdtemp(prefix="pdsr17", dir="/tmp"))
-    hub = make_world(root, free_port_block())
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PDS_HUB_AIRLOCK", "on")
-    try:
+    with module_hub("pdsr17", airlock=True) as hub:
         secrets = {name: provision_account(hub.settings, hub.registry, name, "correct-horse-battery-9", actor="root")
                    for name in ("root", "alice", "bob")}
         hub.start()
-        people = {}
-        for name, secret in secrets.items():
-            client = hub.client()
-            assert client.login(name, secret)
-            client.make_token(name)
-            people[name] = client
+        people = signed_in(hub, secrets)
         started = people["alice"].api("POST", f"/hub/api/users/alice/servers/{PROJECT}")
         assert started.status_code in (201, 202), started.text
-        state = _wait_ready(people["alice"])
-        yield hub, people, secrets, hub.server(state)
-    finally:
-        mp.undo()
-        hub.stop()
-        hub.runtime.close()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_ready(alice, timeout: float = 90) -> dict:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = alice.api("GET", f"/hub/api/users/{ALICE_WS}").json().get("servers", {}).get(PROJECT)
-        if state and state["ready"]:
-            return state
-        time.sleep(0.3)
-    raise TimeoutError("alice's workspace did not start")
+        yield hub, people, secrets, hub.server(workspace_ready(people["alice"], "alice", PROJECT))
 
 
 def _running(hub) -> dict:

@@ -45,10 +45,7 @@ whether it runs, and its host names its person and project.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
-import tempfile
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -62,7 +59,7 @@ from jupyterhub.scopes import _check_scopes_exist
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 
 from hub_kernel import execute
-from hubfixtures import OTHER_PROJECT, PROJECT, free_port_block, hub_user, make_world
+from hubfixtures import OTHER_PROJECT, PROJECT, hub_user, module_hub, signed_in, workspace_ready
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.common import ADMIN_ROLE, HubContext
@@ -81,46 +78,23 @@ EVIL = "evil.example"
 def world_fixture():
     """The hub; root, alice, bob and carol signed in (tokens); alice's two workspaces running, and the
     token of her diabetes-t2 workspace's server as her notebook reads it."""
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed")
-    root = Path(tempfile.mkdtemp(prefix="pdsr18", dir="/tmp"))
-    hub = make_world(root, free_port_block())
-    later = date.today() + timedelta(days=100)
-    hub.registry.add_member("root", Q, "alice", "researcher", later)
-    hub.registry.upsert_user("root", "carol")
-    hub.registry.add_member("root", P, "carol", "researcher", later)
-    try:
+    with module_hub("pdsr18") as hub:
+        later = date.today() + timedelta(days=100)
+        hub.registry.add_member("root", Q, "alice", "researcher", later)
+        hub.registry.upsert_user("root", "carol")
+        hub.registry.add_member("root", P, "carol", "researcher", later)
         secrets = {name: provision_account(hub.settings, hub.registry, name, "correct-horse-battery-9", actor="root")
                    for name in ("root", "alice", "bob", "carol")}
         hub.start()
-        people = {}
-        for name, secret in secrets.items():
-            client = hub.client()
-            assert client.login(name, secret)
-            client.make_token(name)
-            people[name] = client
+        people = signed_in(hub, secrets)
         for project in (P, Q):
             started = people["alice"].api("POST", f"/hub/api/users/alice/servers/{project}")
             assert started.status_code in (201, 202), started.text
-        addresses = {project: hub.server(_wait_ready(people["alice"], project)) for project in (P, Q)}
+        addresses = {project: hub.server(workspace_ready(people["alice"], "alice", project)) for project in (P, Q)}
         ran = execute(addresses[P], people["alice"].token, "import os; print(os.environ['JUPYTERHUB_API_TOKEN'])")
         assert ran["error"] is None, ran["error"]
         server_token = ran["stdout"].strip().splitlines()[-1]
         yield hub, people, addresses, server_token
-    finally:
-        hub.stop()
-        hub.runtime.close()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_ready(alice, project: str, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = alice.api("GET", f"/hub/api/users/{hub_user('alice', project)}").json().get("servers", {}).get(project)
-        if state and state["ready"]:
-            return state
-        time.sleep(0.3)
-    raise TimeoutError(f"alice's workspace of {project} did not start")
 
 
 def _hub_users(hub) -> set[str]:
