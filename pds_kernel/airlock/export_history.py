@@ -1,15 +1,19 @@
-"""An author's earlier model exports of a project, judged with a new request's models.
+"""A project's earlier model exports, judged with a new request's models.
 
 A column of the extract cut into pieces, each under the model rules' limits and exported in its
-own request, passed every file (red team 16B). At submission the gate reads the model files of the
-author's recent requests of the same project that may leave or have left (submitted, under review,
-changes requested, approved, released, revoked after a release), and :mod:`.checks.model_split`
-judges each new model with them as one file.
+own request, passed every file (red team 16B), and pieces sent by two authors of the project still
+did after that (red team 18B): the project's data is the same whoever sends it. At submission the
+gate reads the model files of the project's recent requests that may leave or have left
+(submitted, under review, changes requested, approved, released, revoked after a release), the
+author's own first, then every other author's, and :mod:`.checks.model_split` judges each new
+model with them as one file. Another author's file is named to the checker by its request id
+only, never by its name: what the author sees of a finding is its rule's fixed explanation.
 
 The work is bounded, and what the bounds leave out is said to the checker: the author's
-:data:`MAX_REQUESTS` most recent such requests, of them the :data:`MAX_FILES` most recent model
-files and at most :data:`MAX_BYTES` of them (a larger earlier file is not read). Each file is read
-once per submission, so the cost grows with the files read, never with their pairs.
+:data:`MAX_REQUESTS` most recent such requests and the project's :data:`MAX_REQUESTS` most recent
+ones, of their model files the :data:`MAX_FILES` most recent (the author's own before the others')
+and at most :data:`MAX_BYTES` of them (a larger earlier file is not read). Each file is read once
+per submission, so the cost grows with the files read, never with their pairs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import select
 
@@ -31,7 +36,8 @@ from .states import State
 
 log = logging.getLogger(__name__)
 
-#: the author's most recent requests of the project whose model files are read, at most
+#: the most recent requests of the project whose model files are read, at most: the author's own
+#: and, as many again, the project's (every author's)
 MAX_REQUESTS = 50
 #: earlier model files read, at most (the most recent first)
 MAX_FILES = 20
@@ -42,33 +48,50 @@ STATES = (State.SUBMITTED, State.UNDER_REVIEW, State.CHANGES_REQUESTED, State.AP
           State.REVOKED)
 
 
+class Earlier(NamedTuple):
+    """One earlier model file of the project."""
+
+    request_id: str
+    name: str
+    path: Path
+    mine: bool  #: sent by the author of the request being checked
+
+
+def _recent(s, project: str, author: str | None, exclude: str | None) -> list[ExportRequest]:
+    """The :data:`MAX_REQUESTS` most recent requests of ``project`` that may leave or have left
+    (of ``author`` only, unless None), without ``exclude``."""
+    query = select(ExportRequest).where(ExportRequest.project_id == project, ExportRequest.direction == "export",
+                                        ExportRequest.state.in_([st.value for st in STATES]))
+    if author is not None:
+        query = query.where(ExportRequest.author == author)
+    query = query.order_by(ExportRequest.created_at.desc()).limit(MAX_REQUESTS + 1)
+    return [req for req in s.scalars(query) if req.id != exclude][:MAX_REQUESTS]
+
+
 def earlier_models(sessions, staging: Path, project: str, author: str,
-                   exclude: str | None) -> tuple[list[tuple[str, str, Path]], int]:
-    """(the model files of ``author``'s recent exports of ``project`` as (request id, name, staged
-    path), most recent first, within the bounds; how many more the bounds left out)."""
+                   exclude: str | None) -> tuple[list[Earlier], int]:
+    """(the model files of the recent exports of ``project``, ``author``'s first then the other
+    authors', each most recent first, within the bounds; how many more the bounds left out)."""
     with transaction(sessions) as s:
-        query = (select(ExportRequest).where(ExportRequest.project_id == project, ExportRequest.author == author,
-                                             ExportRequest.direction == "export",
-                                             ExportRequest.state.in_([st.value for st in STATES]))
-                 .order_by(ExportRequest.created_at.desc()).limit(MAX_REQUESTS + 1))
-        requests = [req for req in s.scalars(query) if req.id != exclude][:MAX_REQUESTS]
-        rows = [(req.id, f.name, f.stored_name, f.size) for req in requests
+        own = _recent(s, project, author, exclude)
+        others = [req for req in _recent(s, project, None, exclude) if req.author != author]
+        rows = [(req.id, f.name, f.stored_name, f.size, req.author == author) for req in own + others
                 for f in sorted(req.files, key=lambda f: f.index) if f.kind == "model"]
     out, left_out, budget = [], 0, MAX_BYTES
-    for request_id, name, stored, size in rows:
+    for request_id, name, stored, size, mine in rows:
         if len(out) >= MAX_FILES or size > budget:
             left_out += 1
             continue
         budget -= size
-        out.append((request_id, name, request_dir(staging, project, request_id) / stored))
+        out.append(Earlier(request_id, name, request_dir(staging, project, request_id) / stored, mine))
     return out, left_out
 
 
-def split_check(earlier: Callable[[], tuple[list[tuple[str, str, Path]], int]],
+def split_check(earlier: Callable[[], tuple[list[Earlier], int]],
                 reference: Callable[[], Reference | None] | None,
                 models: Mapping[int, tuple[str, Path]], results: Mapping[int, FileCheck]) -> None:
     """Add to ``results`` what each of this request's ``models`` (index -> name, staged path) holds
-    of the extract together with the request's other models and the author's earlier ones."""
+    of the extract together with the request's other models and the project's earlier ones."""
     if not models or reference is None:
         return
     before, left_out = earlier()
@@ -79,14 +102,16 @@ def split_check(earlier: Callable[[], tuple[list[tuple[str, str, Path]], int]],
         return  # no extract: each model's own check says nothing was compared
     own = {i: evidence_of(path, name, ref) or {} for i, (name, path) in models.items()}
     pieces = []
-    for request_id, name, path in before:
+    for request_id, name, path, mine in before:
         try:
             evidence = evidence_of(path, name, ref)
         except (OSError, ValueError) as exc:
             log.warning("earlier model %s of %s unreadable for the split rule: %s", name, request_id, exc)
             continue
-        if evidence:
+        if evidence and mine:
             pieces.append(Piece(f"request {request_id[:8]}", name, evidence))
+        elif evidence:  # another author's: its request id only, never its name
+            pieces.append(Piece(f"request {request_id[:8]} of another author", "a model file", evidence, mine=False))
     for i, evidence in own.items():
         if not evidence:
             continue
@@ -94,9 +119,9 @@ def split_check(earlier: Callable[[], tuple[list[tuple[str, str, Path]], int]],
         results[i].extend(split_findings(evidence, siblings + pieces))
         if left_out and any(len(found) - chance >= MIN_ADDED for found, chance, _ in evidence.values()):
             results[i].add(Finding(RULE, Status.REVIEW, (
-                f"{left_out} model file(s) of your earlier requests of this project were not compared with this "
-                f"one (the gate reads the {MAX_FILES} most recent, {MAX_BYTES >> 20} MiB at most): a checker must "
-                "confirm the models do not carry an extract column between them")))
+                f"{left_out} model file(s) of the project's earlier requests (yours or other authors') were not "
+                f"compared with this one (the gate reads the {MAX_FILES} most recent, yours first, {MAX_BYTES >> 20} "
+                "MiB at most): a checker must confirm the models do not carry an extract column between them")))
 
 
-__all__ = ["earlier_models", "split_check", "MAX_REQUESTS", "MAX_FILES", "MAX_BYTES"]
+__all__ = ["Earlier", "earlier_models", "split_check", "MAX_REQUESTS", "MAX_FILES", "MAX_BYTES"]

@@ -257,8 +257,9 @@ def test_pieces_already_named_to_a_checker_go_to_review_and_a_file_failing_alone
 
 
 def test_earlier_model_files_beyond_the_bounds_are_said_to_the_checker(gate, monkeypatch):
-    """The gate reads at most MAX_FILES earlier model files (20; 2 here): the rest is named as not
-    compared, in a review finding, on a model holding values of the extract."""
+    """The gate reads at most MAX_FILES earlier model files (20; 2 here; the author's own first,
+    then other authors' of the project): the rest is named as not compared, in a review finding,
+    on a model holding values of the extract."""
     from pds_kernel.airlock import export_history
 
     service, extract, weights = gate
@@ -268,7 +269,7 @@ def test_earlier_model_files_beyond_the_bounds_are_said_to_the_checker(gate, mon
         view = _send(service, "gina", {f"net-{n}.safetensors": _piece(weights, piece)})
     found = findings(service, view)
     assert view.files[0].check_status == "review", found
-    assert any(f["status"] == "review" and "1 model file(s) of your earlier requests" in f["message"]
+    assert any(f["status"] == "review" and "model file(s) of the project's earlier requests (yours or other authors')" in f["message"]
                for f in found), found
 
 

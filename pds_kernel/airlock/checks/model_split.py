@@ -5,15 +5,19 @@ of an extract column, or :data:`.model_tensors.MIN_WINDOWS` runs of its rows in 
 A column cut into pieces under those numbers, each exported in its own file (of one request, or of
 requests sent one after another), passed every file (red team 16B). Here a model file is judged
 together with the other model files of its request and the author's earlier exports of the
-project (:mod:`pds_kernel.airlock.export_history` picks them, within bounds): per column, the union
-of the values they hold and the sum of their row-order runs are judged as one file's.
+project, the author's and other authors' (:mod:`pds_kernel.airlock.export_history` picks them,
+within bounds): per column, the union of the values they hold and the sum of their row-order runs
+are judged as one file's.
 
 A file is blamed only when it adds to the union: at least :data:`MIN_ADDED` values, beyond
 chance, that the other files do not hold, or runs of rows of its own. A file that fails alone is
 failed by :mod:`.model_tensors` already: it is left out of the union and not named twice. Values
 fail when every file was silent alone (pieces cut under the review level) and go to review when
 some file was already named to a checker: honest tree models of one column hold its values as
-thresholds, up to 256 each, and two of them may hold more than 300 together.
+thresholds, up to 256 each, and two of them may hold more than 300 together. Other authors'
+files count as the author's own, except when they alone are over the limits: their own
+submission was blamed for it then, and a new file adding to them goes to review, so that one
+author's cut column does not fail every later model of the project.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from .result import Finding, Status
 MIN_ADDED = 5
 #: other files named in a finding, at most
 MAX_NAMED = 3
+#: why a file adding to other authors' pieces already over the limit goes to review, not fail
+BLAMED = "other authors' requests hold as many without it (their submission was blamed)"
 
 #: what one model holds of each extract column: label -> (distinct values, chance, row-order runs)
 Evidence = dict[str, tuple[set[float], float, int]]
@@ -40,9 +46,10 @@ Evidence = dict[str, tuple[set[float], float, int]]
 class Piece:
     """One other model file, as a finding names it."""
 
-    where: str  #: "this request", or "request 1a2b3c4d"
-    name: str
+    where: str  #: "this request", "request 1a2b3c4d", or "request 1a2b3c4d of another author"
+    name: str  #: the file's name; "a model file" for another author's (its name is theirs)
     evidence: Evidence = field(default_factory=dict)
+    mine: bool = True  #: sent by the author of the file judged
 
 
 def evidence_of(path: Path, name: str, reference: Reference) -> Evidence | None:
@@ -61,7 +68,13 @@ def evidence_of(path: Path, name: str, reference: Reference) -> Evidence | None:
 
 def _named(pieces: list[Piece]) -> str:
     shown = ", ".join(f"{p.name[:60]} ({p.where})" for p in pieces[:MAX_NAMED])
-    return shown + (f" and {len(pieces) - MAX_NAMED} more" if len(pieces) > MAX_NAMED else "")
+    rest = pieces[MAX_NAMED:]
+    if not rest:
+        return shown
+    others = list(dict.fromkeys(p.where.removesuffix(" of another author") for p in rest if not p.mine))
+    return shown + f" and {len(rest)} more" + (
+        f" (of other authors: {', '.join(others[:MAX_NAMED])}{', ...' if len(others) > MAX_NAMED else ''})"
+        if others else "")
 
 
 def _alone(evidence: tuple[set[float], float, int]) -> float:
@@ -69,12 +82,21 @@ def _alone(evidence: tuple[set[float], float, int]) -> float:
     return len(found) - chance
 
 
+def _values_of_others(pieces: list[Piece], label: str) -> float:
+    """Distinct values of ``label`` beyond chance that other authors' pieces hold between them."""
+    theirs = [p.evidence[label] for p in pieces if not p.mine]
+    if not theirs:
+        return 0.0
+    return len(set().union(*(found for found, _, _ in theirs))) - sum(chance for _, chance, _ in theirs)
+
+
 def split_findings(own: Evidence, others: list[Piece]) -> list[Finding]:
     """Findings of a file holding ``own`` of the extract, judged with the ``others``. A file that
     fails alone is left out of the union (its own check names it). When every file of the union
     was silent alone (under :data:`.model_tensors.REVIEW_VALUES` values each: pieces cut to pass),
     the union fails; when some were already named to a checker (trees' thresholds are data values,
-    and two histogram boosters of the same column can hold 200 each), it goes to review."""
+    and two histogram boosters of the same column can hold 200 each), or when other authors' files
+    alone are over the limit (their submission was blamed), it goes to review."""
     out = []
     for label, (found, chance, windows) in own.items():
         with_it = [p for p in others if label in p.evidence and _alone(p.evidence[label]) < MIN_VALUES]
@@ -86,10 +108,15 @@ def split_findings(own: Evidence, others: list[Piece]) -> list[Finding]:
         added = len(found - theirs) - chance
         if (len(found) - chance < MIN_VALUES and added >= MIN_ADDED and len(union) - union_chance >= MIN_VALUES):
             silent = all(_alone(e) < REVIEW_VALUES for e in [own[label]] + [p.evidence[label] for p in with_it])
+            blamed = _values_of_others(with_it, label) >= MIN_VALUES
             together = (f"this model holds {len(found)} distinct values of the extract's column {label}; with "
                         f"{_named(with_it)}, the models hold {len(union)} (chance explains {union_chance:.0f}), over "
                         f"the {MIN_VALUES} one model may carry")
-            if silent:
+            if blamed:
+                out.append(Finding(RULE, Status.REVIEW, (
+                    f"{together}: {BLAMED}; a checker must confirm this model does not add to a column cut into "
+                    "pieces")))
+            elif silent:
                 out.append(Finding(RULE, Status.FAIL, (
                     f"{together}: cut into pieces across files or exports, each too small to be named, they carry "
                     "the column's values. Export what the model learnt, not the values")))
@@ -100,10 +127,15 @@ def split_findings(own: Evidence, others: list[Piece]) -> list[Finding]:
         pieces = [p for p in with_it if 0 < p.evidence[label][2] < MIN_WINDOWS]
         runs = windows + sum(p.evidence[label][2] for p in pieces)
         if 0 < windows < MIN_WINDOWS and runs >= MIN_WINDOWS:
-            out.append(Finding(RULE, Status.FAIL, (
-                f"this model holds {windows} runs of consecutive rows of the extract's column {label} in the "
-                f"extract's row order; with {_named(pieces)} the models hold {runs}, over the {MIN_WINDOWS} one "
-                "model may hold: cut into pieces, they carry the column's rows")))
+            together = (f"this model holds {windows} runs of consecutive rows of the extract's column {label} in the "
+                        f"extract's row order; with {_named(pieces)} the models hold {runs}, over the {MIN_WINDOWS} "
+                        "one model may hold")
+            if sum(p.evidence[label][2] for p in pieces if not p.mine) >= MIN_WINDOWS:
+                out.append(Finding(RULE, Status.REVIEW, (
+                    f"{together}: {BLAMED}; a checker must confirm this model does not add to a column cut into "
+                    "pieces")))
+            else:
+                out.append(Finding(RULE, Status.FAIL, f"{together}: cut into pieces, they carry the column's rows"))
     return out
 
 
