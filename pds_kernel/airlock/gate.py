@@ -59,7 +59,8 @@ class ProjectGate:
     #: runs the platform's attack of a model file: (index, name, staged path, declaration or None)
     #: -> (findings, report); None where nothing is submitted (``pds airlock check``)
     model_checker: Callable | None = None
-    #: the project's extract as numbers (read when a model is checked), for rule model-tensors
+    #: the project's extract as numbers (read when a model, text or code file is checked), for rules
+    #: model-tensors and embedded-data (:mod:`.checks.text_columns`)
     reference: Callable[[], Reference | None] | None = None
     #: the author's earlier model exports of the project (:func:`.export_history.earlier_models`),
     #: judged with a new request's models; None where nothing is submitted

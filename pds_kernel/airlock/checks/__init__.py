@@ -14,6 +14,7 @@ establish (are these distinct persons? magnitudes?) is ``review`` unless the tab
   against the project's released tables;
 - :mod:`.content`: identifiers, day-level dates, free text, for tables and text alike;
 - :mod:`.code`: code and notebooks (outputs, embedded data, identifiers);
+- :mod:`.text_columns`: a column of the project's extract written out in a text or code file;
 - figures pass only through review, and fail when the request does not carry their table.
 
 Thresholds are an explicit argument, so two projects with different rules can be checked in one
@@ -45,6 +46,7 @@ from . import (
     models,
     pregates,
     tables,
+    text_columns,
 )
 from .differencing import Released
 from .result import REFUSAL_RULES, FileCheck, Finding, Status, Thresholds, worst
@@ -135,7 +137,8 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
     """Check one file. ``other_files`` are the names of the rest of the request; ``sha256`` is the
     file's (computed when not given and needed); ``known_ids`` the 12-character prefixes of the
     project's PERSON_IDs; ``released`` the project's released tables (differencing); ``reference``
-    returns the project's extract as numbers, for models (:mod:`.model_tensors`)."""
+    returns the project's extract as numbers, for models (:mod:`.model_tensors`) and the numbers
+    of text and code files (:mod:`.text_columns`)."""
     kind = filetypes.kind_of(name)
     with open(path, "rb") as fh:
         head = fh.read(filetypes.HEAD_BYTES)
@@ -163,9 +166,12 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
     elif kind == "text":
         _check_text(path, result)
         result.extend(_preview(path.stat().st_size))
+        result.extend(text_columns.column_findings(path, name, reference() if reference else None))
     elif kind == "code":
         result.extend(code.check_code(path, name, path.stat().st_size))
         result.extend(_preview(path.stat().st_size))
+        if path.stat().st_size <= code.MAX_CODE_BYTES:
+            result.extend(text_columns.column_findings(path, name, reference() if reference else None))
     elif kind == "model":
         declared = isinstance(context.get("models"), Mapping) and name in context["models"]
         result.extend(models.check_model(path, name, head, path.stat().st_size, reference, declared=declared))
