@@ -30,6 +30,9 @@ from .checks import FileCheck, Finding, Status
 from .checks.model_reference import Reference
 from .checks.model_split import MIN_ADDED, Piece, evidence_of, split_findings
 from .checks.model_tensors import RULE
+from .checks.text_columns import MAX_TEXT_BYTES, readable_text
+from .checks.text_columns import RULE as TEXT_RULE
+from .checks.text_columns import evidence as text_evidence
 from .models import ExportRequest
 from .staging import request_dir
 from .states import State
@@ -43,18 +46,21 @@ MAX_REQUESTS = 50
 MAX_FILES = 20
 #: bytes of earlier model files read, at most
 MAX_BYTES = 64 * 1024 * 1024
+#: the kinds of file judged together: models, and text and code files (:mod:`.checks.text_columns`)
+KINDS = ("model", "text", "code")
 #: the states of a request whose files may leave, or have left
 STATES = (State.SUBMITTED, State.UNDER_REVIEW, State.CHANGES_REQUESTED, State.APPROVED, State.RELEASED,
           State.REVOKED)
 
 
 class Earlier(NamedTuple):
-    """One earlier model file of the project."""
+    """One earlier model, text or code file of the project."""
 
     request_id: str
     name: str
     path: Path
     mine: bool  #: sent by the author of the request being checked
+    kind: str = "model"
 
 
 def _recent(s, project: str, author: str | None, exclude: str | None) -> list[ExportRequest]:
@@ -70,58 +76,71 @@ def _recent(s, project: str, author: str | None, exclude: str | None) -> list[Ex
 
 def earlier_models(sessions, staging: Path, project: str, author: str,
                    exclude: str | None) -> tuple[list[Earlier], int]:
-    """(the model files of the recent exports of ``project``, ``author``'s first then the other
-    authors', each most recent first, within the bounds; how many more the bounds left out)."""
+    """(the model, text and code files of the recent exports of ``project``, ``author``'s first
+    then the other authors', each most recent first, within the bounds; how many more the bounds
+    left out)."""
     with transaction(sessions) as s:
         own = _recent(s, project, author, exclude)
         others = [req for req in _recent(s, project, None, exclude) if req.author != author]
-        rows = [(req.id, f.name, f.stored_name, f.size, req.author == author) for req in own + others
-                for f in sorted(req.files, key=lambda f: f.index) if f.kind == "model"]
+        rows = [(req.id, f.name, f.stored_name, f.size, req.author == author, f.kind) for req in own + others
+                for f in sorted(req.files, key=lambda f: f.index) if f.kind in KINDS]
     out, left_out, budget = [], 0, MAX_BYTES
-    for request_id, name, stored, size, mine in rows:
+    for request_id, name, stored, size, mine, kind in rows:
         if len(out) >= MAX_FILES or size > budget:
             left_out += 1
             continue
-        budget -= size
-        out.append(Earlier(request_id, name, request_dir(staging, project, request_id) / stored, mine))
+        budget -= min(size, MAX_TEXT_BYTES) if kind != "model" else size  # text: its first MiB is read
+        out.append(Earlier(request_id, name, request_dir(staging, project, request_id) / stored, mine, kind))
     return out, left_out
+
+
+def _evidence(path: Path, name: str, kind: str, ref: Reference):
+    """What the file holds of the extract's columns (:data:`.checks.model_split.Evidence`)."""
+    if kind == "model":
+        return evidence_of(path, name, ref)
+    return text_evidence(readable_text(path, name), ref)
 
 
 def split_check(earlier: Callable[[], tuple[list[Earlier], int]],
                 reference: Callable[[], Reference | None] | None,
-                models: Mapping[int, tuple[str, Path]], results: Mapping[int, FileCheck]) -> None:
-    """Add to ``results`` what each of this request's ``models`` (index -> name, staged path) holds
-    of the extract together with the request's other models and the project's earlier ones."""
-    if not models or reference is None:
+                files: Mapping[int, tuple[str, Path, str]], results: Mapping[int, FileCheck]) -> None:
+    """Add to ``results`` what each of this request's model, text and code ``files`` (index ->
+    name, staged path, kind) holds of the extract together with the request's other such files and
+    the project's earlier ones."""
+    files = {i: f for i, f in files.items() if f[2] in KINDS}
+    if not files or reference is None:
         return
     before, left_out = earlier()
-    if not before and not left_out and len(models) < 2:
+    if not before and not left_out and len(files) < 2:
         return
     ref = reference()
     if ref is None:
         return  # no extract: each model's own check says nothing was compared
-    own = {i: evidence_of(path, name, ref) or {} for i, (name, path) in models.items()}
+    own = {i: _evidence(path, name, kind, ref) or {} for i, (name, path, kind) in files.items()}
     pieces = []
-    for request_id, name, path, mine in before:
+    for request_id, name, path, mine, kind in before:
         try:
-            evidence = evidence_of(path, name, ref)
+            evidence = _evidence(path, name, kind, ref)
         except (OSError, ValueError) as exc:
-            log.warning("earlier model %s of %s unreadable for the split rule: %s", name, request_id, exc)
+            log.warning("earlier file %s of %s unreadable for the split rule: %s", name, request_id, exc)
             continue
         if evidence and mine:
             pieces.append(Piece(f"request {request_id[:8]}", name, evidence))
         elif evidence:  # another author's: its request id only, never its name
-            pieces.append(Piece(f"request {request_id[:8]} of another author", "a model file", evidence, mine=False))
+            pieces.append(Piece(f"request {request_id[:8]} of another author", f"a {kind} file", evidence,
+                                mine=False))
     for i, evidence in own.items():
         if not evidence:
             continue
-        siblings = [Piece("this request", models[j][0], e) for j, e in own.items() if j != i and e]
-        results[i].extend(split_findings(evidence, siblings + pieces))
+        rule = RULE if files[i][2] == "model" else TEXT_RULE
+        siblings = [Piece("this request", files[j][0], e) for j, e in own.items() if j != i and e]
+        results[i].extend(split_findings(evidence, siblings + pieces, rule))
         if left_out and any(len(found) - chance >= MIN_ADDED for found, chance, _ in evidence.values()):
-            results[i].add(Finding(RULE, Status.REVIEW, (
-                f"{left_out} model file(s) of the project's earlier requests (yours or other authors') were not "
-                f"compared with this one (the gate reads the {MAX_FILES} most recent, yours first, {MAX_BYTES >> 20} "
-                "MiB at most): a checker must confirm the models do not carry an extract column between them")))
+            results[i].add(Finding(rule, Status.REVIEW, (
+                f"{left_out} file(s) of the project's earlier requests (yours or other authors') were not compared "
+                f"with this one (the gate reads the {MAX_FILES} most recent model, text and code files, yours first, "
+                f"{MAX_BYTES >> 20} MiB at most): a checker must confirm the files do not carry an extract column "
+                "between them")))
 
 
-__all__ = ["Earlier", "earlier_models", "split_check", "MAX_REQUESTS", "MAX_FILES", "MAX_BYTES"]
+__all__ = ["Earlier", "earlier_models", "split_check", "KINDS", "MAX_REQUESTS", "MAX_FILES", "MAX_BYTES"]

@@ -62,7 +62,7 @@ class ProjectGate:
     #: the project's extract as numbers (read when a model, text or code file is checked), for rules
     #: model-tensors and embedded-data (:mod:`.checks.text_columns`)
     reference: Callable[[], Reference | None] | None = None
-    #: the author's earlier model exports of the project (:func:`.export_history.earlier_models`),
+    #: the project's earlier model, text and code exports (:func:`.export_history.earlier_models`),
     #: judged with a new request's models; None where nothing is submitted
     earlier: Callable | None = None
 
@@ -166,7 +166,7 @@ def project_gate(settings, sessions, limits, project: str, thresholds: Threshold
     :func:`.submission.request_gate` made once for the whole submission (its model checks mount
     it); without it the extract is checked here. A project with no extract has nothing to check;
     one whose extract fails is refused (:class:`ExtractRefused`). With ``author``, a request's
-    models are judged with that author's earlier model exports of the project too."""
+    models, text and code files are judged with the project's earlier ones too (that author's first)."""
     if extract is None:
         extract = gate_extract(settings, audit, project)
     projects = settings.paths.projects
@@ -193,9 +193,9 @@ def run_gate(gate: ProjectGate, directory: Path, files: list[tuple[int, str, str
         if i in submitted:
             results[i].extend(submitted_findings(submitted[i][0], name, gate.max_bytes))
     check_refusals(results, {i: n for i, n, _, _ in files})
-    if gate.earlier is not None:  # a column cut into pieces across this request's models and earlier ones
+    if gate.earlier is not None:  # a column cut into pieces across this request's files and earlier ones
         split_check(gate.earlier, gate.reference,
-                    {i: (n, directory / stored) for i, n, stored, _ in files if results[i].kind == "model"}, results)
+                    {i: (n, directory / stored, results[i].kind) for i, n, stored, _ in files}, results)
     reports = {}
     if gate.model_checker is not None:
         declared = context.get("models") if isinstance(context.get("models"), Mapping) else {}
@@ -229,7 +229,7 @@ def check_paths(gate: ProjectGate, paths: list[Path], context: Mapping[str, Any]
         for i in copies.keys() - refused.keys():
             results[i].extend(submitted_findings(Path(paths[i]), names[i], gate.max_bytes))
         split_check(lambda: ([], 0), gate.reference,  # the models given together (earlier exports: the gate's)
-                    {i: (names[i], Path(paths[i])) for i, r in results.items() if r.kind == "model"}, results)
+                    {i: (names[i], Path(paths[i]), r.kind) for i, r in results.items()}, results)
     for i, why in refused.items():
         results[i] = FileCheck(kind=filetypes.kind_of(names[i]))
         results[i].add(Finding("rebuild", Status.FAIL, why))

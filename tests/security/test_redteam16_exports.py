@@ -269,7 +269,7 @@ def test_earlier_model_files_beyond_the_bounds_are_said_to_the_checker(gate, mon
         view = _send(service, "gina", {f"net-{n}.safetensors": _piece(weights, piece)})
     found = findings(service, view)
     assert view.files[0].check_status == "review", found
-    assert any(f["status"] == "review" and "model file(s) of the project's earlier requests (yours or other authors')" in f["message"]
+    assert any(f["status"] == "review" and "file(s) of the project's earlier requests (yours or other authors')" in f["message"]
                for f in found), found
 
 

@@ -29,7 +29,8 @@ with a finding that says why. 9 attempts, 7 of which got through before this rou
 
 Controls: a declared results table passes; a script with a few constants, a Markdown report of
 means and coefficients, and a notebook with a plot get the verdict they had before (review, with
-no ``embedded-data`` finding); an honest model sent after other authors' cut pieces goes to review.
+no ``embedded-data`` finding); a model sent after other authors' cut pieces (over the limit
+without it) goes to review.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from model_tensor_support import checker_findings as findings
 
 from pds_kernel.registry import Role
 
-AUTHORS = ("bob", "carol", "dave", "erin", "fanny", "gina", "hugo")
+AUTHORS = ("bob", "carol", "dave", "erin", "fanny", "gina", "hugo", "ivan", "judith")
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +61,25 @@ def gate(tmp_path_factory):
         yield service, extract, mlp_weights(*person_rows(extract), steps=20)
 
 
+SENT: list[tuple[str, str]] = []  #: (author, request id) of the running test's requests
+
+
+@pytest.fixture(autouse=True)
+def _withdrawn_after(gate):
+    """Each test's requests are withdrawn after it (withdrawn requests are not judged with later
+    ones): the tests share one project, and each attack is judged on its own pieces."""
+    yield
+    service = gate[0]
+    while SENT:
+        author, request_id = SENT.pop()
+        service.withdraw(author, request_id, "test over")
+
+
 def _send(service, author: str, files: dict[str, bytes], context: dict | None = None):
-    return service.create(author, PROJECT, [(n, io.BytesIO(d)) for n, d in files.items()], "for the paper",
+    view = service.create(author, PROJECT, [(n, io.BytesIO(d)) for n, d in files.items()], "for the paper",
                           context or {})
+    SENT.append((author, view.id))
+    return view
 
 
 def _piece(weights: dict, values: np.ndarray) -> bytes:
@@ -88,7 +105,8 @@ def _failed(found: list[dict], rule: str, words: str) -> bool:
 def test_a_column_cut_into_pieces_by_two_authors_fails_naming_the_other_by_request_id_only(gate):
     """Got through before: bob sends 4 requests of 40 amounts, carol 4 more (320 distinct values,
     shuffled); each author's own pieces stay under 300. Carol's last now fails, naming bob's
-    requests by id only (never bob's file names), and bob's own pieces stay in review."""
+    requests by id only (never bob's file names; carol reads no name nor id), and bob's own pieces
+    stay in review. Control: a later model adding to them goes to review (carol's was blamed)."""
     service, extract, weights = gate
     pieces = np.split(np.random.default_rng(18).permutation(_amounts(extract))[:320], 8)
     sent = {}
@@ -106,6 +124,16 @@ def test_a_column_cut_into_pieces_by_two_authors_fails_naming_the_other_by_reque
     assert "bob-secret" not in json.dumps(found), found
     shown = json.dumps(service.get_request("carol", view.id).files[0].check)  # what carol reads
     assert "another author" not in shown and sent[3].id[:8] not in shown, shown
+
+    # control: a model adding 40 paid amounts of fanny's own (none a base amount, a column bob's and
+    # carol's hold fewer of) to the 320 is named to the checker, not failed: carol's was blamed
+    mine = np.random.default_rng(18).permutation(_amounts(extract))[320:]
+    mine = mine[~np.isin(mine, extract.claims.BSE_REM_MNT.dropna().to_numpy())][:40]
+    view = _send(service, "fanny", {"mine.safetensors": _piece(weights, mine)})
+    found = findings(service, view)
+    assert view.files[0].check_status == "review", found
+    assert any(f["rule"] == "model-tensors" and f["status"] == "review" and "their submission was blamed"
+               in f["message"] for f in found), found
 
 
 def _run_piece(extract, weights: dict, start: int, tmp_path) -> bytes:
@@ -136,21 +164,6 @@ def test_a_column_in_row_order_cut_into_runs_by_two_authors_fails(gate, tmp_path
     found = findings(service, view)
     assert view.files[0].check_status == "fail", found
     assert _failed(found, "model-tensors", "runs of consecutive rows") and "of another author" in str(found), found
-
-
-def test_an_honest_model_after_other_authors_pieces_over_the_limit_goes_to_review(gate):
-    """Control: bob's and carol's pieces hold 320 paid amounts between them (carol's last failed);
-    a model of fanny adding 40 paid amounts of her own (none a base amount, a column bob's and
-    carol's hold fewer of) is named to the checker, not failed: the submission that crossed the
-    limit was blamed."""
-    service, extract, weights = gate
-    mine = np.random.default_rng(18).permutation(_amounts(extract))[320:]
-    mine = mine[~np.isin(mine, extract.claims.BSE_REM_MNT.dropna().to_numpy())][:40]
-    view = _send(service, "fanny", {"mine.safetensors": _piece(weights, mine)})
-    found = findings(service, view)
-    assert view.files[0].check_status == "review", found
-    assert any(f["rule"] == "model-tensors" and f["status"] == "review" and "their submission was blamed"
-               in f["message"] for f in found), found
 
 
 # ---- 2. a column written in text and code files ---------------------------------------------------
@@ -233,6 +246,37 @@ def _png() -> bytes:
     figure.savefig(buffer, format="png")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _text_run_piece(extract, start: int) -> bytes:
+    """A text file of the amounts of the claims from row ``start`` on, one a line, as many as make
+    7 to 9 runs of rows in row order."""
+    from pds_kernel.airlock.checks.model_reference import reference_at
+    from pds_kernel.airlock.checks.text_columns import evidence
+
+    rows, reference = extract.claims.PRS_PAI_MNT.dropna().to_numpy(), reference_at(extract.path)
+    for length in range(8, 40):
+        text = "".join(f"{v:.2f}\n" for v in rows[start:start + length])
+        runs = max((r for _, _, r in evidence(text, reference).values()), default=0)
+        if runs >= 7:
+            assert runs <= 9, runs
+            return text.encode()
+    raise AssertionError(f"no run of rows from row {start}")
+
+
+def test_a_column_cut_into_pieces_across_text_and_code_files_fails(gate):
+    """Got through before (each file: review, read by a checker): runs of the amounts in the claims'
+    row order, 7 to 9 runs each (under the 20 of one file), in a text file, a Python file and a
+    Markdown file sent one after another by ivan and, the last, by judith."""
+    service, extract, _ = gate
+    for author, name, start in (("ivan", "a.txt", 3000), ("ivan", "b.py", 3400), ("judith", "c.md", 3800)):
+        data = _text_run_piece(extract, start)
+        view = _send(service, author, {name: b'X = """\n' + data + b'"""\n' if name.endswith(".py") else data})
+        found = findings(service, view)
+        if author == "ivan":
+            assert view.files[0].check_status == "review", found
+    assert view.files[0].check_status == "fail", found
+    assert _failed(found, "embedded-data", "runs of consecutive rows") and "a text file (request " in str(found), found
 
 
 # ---- 3. pieces of 50 to 300 values ----------------------------------------------------------------

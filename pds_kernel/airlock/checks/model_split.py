@@ -1,17 +1,19 @@
-"""Several model files judged as one: a column cut into pieces (rule ``model-tensors``).
+"""Several files judged as one: a column cut into pieces (rule ``model-tensors``; ``embedded-data``
+for text and code files, whose numbers :mod:`.text_columns` compares with the extract).
 
 :mod:`.model_tensors` judges one file: more than :data:`.model_tensors.MIN_VALUES` distinct values
 of an extract column, or :data:`.model_tensors.MIN_WINDOWS` runs of its rows in row order, fail it.
 A column cut into pieces under those numbers, each exported in its own file (of one request, or of
-requests sent one after another), passed every file (red team 16B). Here a model file is judged
-together with the other model files of its request and the author's earlier exports of the
-project, the author's and other authors' (:mod:`pds_kernel.airlock.export_history` picks them,
-within bounds): per column, the union of the values they hold and the sum of their row-order runs
-are judged as one file's.
+requests sent one after another), passed every file (red team 16B), and so did pieces sent by two
+authors, or written in text and code files (red team 18B). Here a model, text or code file is
+judged together with the other such files of its request and the project's earlier exports, the
+author's and other authors' (:mod:`pds_kernel.airlock.export_history` picks them, within bounds):
+per column, the union of the values they hold and the sum of their row-order runs are judged as
+one file's.
 
 A file is blamed only when it adds to the union: at least :data:`MIN_ADDED` values, beyond
 chance, that the other files do not hold, or runs of rows of its own. A file that fails alone is
-failed by :mod:`.model_tensors` already: it is left out of the union and not named twice. Values
+failed by :mod:`.model_tensors` (or :mod:`.text_columns`) already: it is left out of the union and not named twice. Values
 fail when every file was silent alone (pieces cut under the review level) and go to review when
 some file was already named to a checker: honest tree models of one column hold its values as
 thresholds, up to 256 each, and two of them may hold more than 300 together. Other authors'
@@ -44,10 +46,10 @@ Evidence = dict[str, tuple[set[float], float, int]]
 
 @dataclass(frozen=True)
 class Piece:
-    """One other model file, as a finding names it."""
+    """One other model, text or code file, as a finding names it."""
 
     where: str  #: "this request", "request 1a2b3c4d", or "request 1a2b3c4d of another author"
-    name: str  #: the file's name; "a model file" for another author's (its name is theirs)
+    name: str  #: the file's name; "a model file" (or text, code) for another author's: its name is theirs
     evidence: Evidence = field(default_factory=dict)
     mine: bool = True  #: sent by the author of the file judged
 
@@ -90,8 +92,9 @@ def _values_of_others(pieces: list[Piece], label: str) -> float:
     return len(set().union(*(found for found, _, _ in theirs))) - sum(chance for _, chance, _ in theirs)
 
 
-def split_findings(own: Evidence, others: list[Piece]) -> list[Finding]:
-    """Findings of a file holding ``own`` of the extract, judged with the ``others``. A file that
+def split_findings(own: Evidence, others: list[Piece], rule: str = RULE) -> list[Finding]:
+    """Findings (of ``rule``: a text or code file's are ``embedded-data``) of a file holding
+    ``own`` of the extract, judged with the ``others``. A file that
     fails alone is left out of the union (its own check names it). When every file of the union
     was silent alone (under :data:`.model_tensors.REVIEW_VALUES` values each: pieces cut to pass),
     the union fails; when some were already named to a checker (trees' thresholds are data values,
@@ -109,33 +112,34 @@ def split_findings(own: Evidence, others: list[Piece]) -> list[Finding]:
         if (len(found) - chance < MIN_VALUES and added >= MIN_ADDED and len(union) - union_chance >= MIN_VALUES):
             silent = all(_alone(e) < REVIEW_VALUES for e in [own[label]] + [p.evidence[label] for p in with_it])
             blamed = _values_of_others(with_it, label) >= MIN_VALUES
-            together = (f"this model holds {len(found)} distinct values of the extract's column {label}; with "
-                        f"{_named(with_it)}, the models hold {len(union)} (chance explains {union_chance:.0f}), over "
-                        f"the {MIN_VALUES} one model may carry")
+            together = (f"this file holds {len(found)} distinct values of the extract's column {label}; with "
+                        f"{_named(with_it)}, the files hold {len(union)} (chance explains {union_chance:.0f}), over "
+                        f"the {MIN_VALUES} one file may carry")
             if blamed:
-                out.append(Finding(RULE, Status.REVIEW, (
-                    f"{together}: {BLAMED}; a checker must confirm this model does not add to a column cut into "
+                out.append(Finding(rule, Status.REVIEW, (
+                    f"{together}: {BLAMED}; a checker must confirm this file does not add to a column cut into "
                     "pieces")))
             elif silent:
-                out.append(Finding(RULE, Status.FAIL, (
+                out.append(Finding(rule, Status.FAIL, (
                     f"{together}: cut into pieces across files or exports, each too small to be named, they carry "
-                    "the column's values. Export what the model learnt, not the values")))
+                    "the column's values. Export what a model learnt, and results as tables of aggregates, not the "
+                    "values")))
             else:
-                out.append(Finding(RULE, Status.REVIEW, (
+                out.append(Finding(rule, Status.REVIEW, (
                     f"{together}: a checker must confirm they are thresholds of tree models fitted on the same "
-                    "data, not a column cut into pieces")))
+                    "data (or results such as quantiles), not a column cut into pieces")))
         pieces = [p for p in with_it if 0 < p.evidence[label][2] < MIN_WINDOWS]
         runs = windows + sum(p.evidence[label][2] for p in pieces)
         if 0 < windows < MIN_WINDOWS and runs >= MIN_WINDOWS:
-            together = (f"this model holds {windows} runs of consecutive rows of the extract's column {label} in the "
-                        f"extract's row order; with {_named(pieces)} the models hold {runs}, over the {MIN_WINDOWS} "
-                        "one model may hold")
+            together = (f"this file holds {windows} runs of consecutive rows of the extract's column {label} in the "
+                        f"extract's row order; with {_named(pieces)} the files hold {runs}, over the {MIN_WINDOWS} "
+                        "one file may hold")
             if sum(p.evidence[label][2] for p in pieces if not p.mine) >= MIN_WINDOWS:
-                out.append(Finding(RULE, Status.REVIEW, (
-                    f"{together}: {BLAMED}; a checker must confirm this model does not add to a column cut into "
+                out.append(Finding(rule, Status.REVIEW, (
+                    f"{together}: {BLAMED}; a checker must confirm this file does not add to a column cut into "
                     "pieces")))
             else:
-                out.append(Finding(RULE, Status.FAIL, f"{together}: cut into pieces, they carry the column's rows"))
+                out.append(Finding(rule, Status.FAIL, f"{together}: cut into pieces, they carry the column's rows"))
     return out
 
 
