@@ -75,7 +75,8 @@ RULE_EXPLANATIONS = {
     "code": "code file: a checker reads it",
     "notebook-output": "an output left in a notebook: strip outputs or a checker reads each one",
     "embedded-data": "data where a checker does not look: literals in code, notebook metadata or outputs, "
-                     "file metadata, workbook parts or formulas, bytes outside a figure's image",
+                     "file metadata, workbook parts or formulas, bytes outside a figure's image, or values of "
+                     "the project's extract written in a text or code file (alone, or with other exports)",
     # imports (pds_kernel/airlock/imports_scan.py, cohort_intake.py)
     "malware": "the malware scan (ClamAV) found a signature or could not run: the file is refused",
     "import-type": "the content of this file is not a type that may be imported",

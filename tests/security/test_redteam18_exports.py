@@ -3,34 +3,36 @@
 Each attack submits real files (model weights saved with safetensors; Python, Markdown, text,
 JSON and notebook files as a researcher writes them) through the real airlock service, on a
 project with a real extract built from a synthetic delivery, and asserts the gate fails the file
-with a finding that says why. 9 attempts, 7 of which got through before this round's fixes
+with a finding that says why. 10 attempts, 8 of which got through before this round's fixes
 (each file went to a checker as "review", with nothing saying what it held):
 
 1. The residuals red team 16B left on its rule judging several model files as one: a column cut
    into pieces under the model rules' limits, sent by TWO authors of the project (shuffled values;
    runs of rows in row order: 2 attempts). Only the author's own exports were judged together.
    The fix (pds_kernel/airlock/export_history.py, checks/model_split.py) judges each model with
-   the project's recent model exports, the author's first then every other author's, within the
-   same bounds; another author's file is named to the checker by its request id only (the author
-   sees only the rule's fixed explanation). A file adding to other authors' pieces that are over
-   the limit without it goes to review (their submission was blamed), so that one author's cut
+   the project's recent exports, the author's first then every other author's, within the same
+   bounds; another author's file is named to the checker by its request id only (the author sees
+   only the rule's fixed explanation). A file adding to other authors' pieces that are over the
+   limit without it goes to review (their submission was blamed), so that one author's cut
    column does not fail every later model of the project.
 2. The same column written out in text and code files, which only a checker read: 5,000 paid
    amounts of the claims in the extract's row order as a Python list literal whose lines a
    comment cuts (under the literal-table rule of 20 lines), the dates of care as ISO strings, the
-   amounts shuffled one a line in Markdown, as a JSON list, and in a notebook's code cell
-   (5 attempts). The fix (checks/text_columns.py) compares the numbers and day-level dates of a
+   amounts shuffled one a line in Markdown, as a JSON list, and in a notebook's code cell; and
+   runs of the amounts' rows cut across a text file, a script and another author's Markdown
+   (6 attempts). The fix (checks/text_columns.py) compares the numbers and day-level dates of a
    text or code file with the extract as a model's are: more than 300 distinct values of a column
    beyond chance (measured with each number moved by one unit of its last decimal), or 20 runs of
-   its rows in row order, fail (``embedded-data``).
+   its rows in row order, fail (``embedded-data``); and text and code files join the files judged
+   as one (model_split.py).
 3. Pieces of 50 to 300 values each, in two model files and in a text file (2 attempts): they go
    to review, which is the documented outcome (named to the checker); not failed, because honest
    tree models hold up to 256 thresholds of a column each (docs/output-checking.md).
 
 Controls: a declared results table passes; a script with a few constants, a Markdown report of
-means and coefficients, and a notebook with a plot get the verdict they had before (review, with
-no ``embedded-data`` finding); a model sent after other authors' cut pieces (over the limit
-without it) goes to review.
+3,000 means and coefficients, and a notebook with a plot get the verdict they had before (review,
+with no ``embedded-data`` finding); a model sent after other authors' cut pieces (over the limit
+without it) goes to review. Each test's requests are withdrawn after it.
 """
 
 from __future__ import annotations
