@@ -180,8 +180,8 @@ def _py_literal(values: np.ndarray) -> str:
     return "\n".join(lines + ["]", "print(sum(AMOUNTS))", ""])
 
 
-def _notebook(source: str, outputs: list | None = None) -> bytes:
-    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": outputs or [],
+def _notebook(source: str, outputs: list | None = None, metadata: dict | None = None) -> bytes:
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": metadata or {}, "outputs": outputs or [],
               "source": source.splitlines(keepends=True)}]
     return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1).encode()
 
@@ -196,13 +196,16 @@ def _attacks(extract) -> dict[str, bytes]:
             "amounts.md": ("# Amounts\n\n" + "".join(f"- {v:.2f}\n" + ("\nand\n\n" if n % 40 == 39 else "")
                                                      for n, v in enumerate(shuffled))).encode(),
             "amounts.json": json.dumps({"values": [round(float(v), 2) for v in shuffled]}).encode(),
-            "analysis.ipynb": _notebook(_py_literal(rows))}
+            "analysis.ipynb": _notebook(_py_literal(rows)),
+            "metadata.ipynb": _notebook("print('hello')\n", metadata={"tags": [], "cache": rows.tolist()})}
 
 
-@pytest.mark.parametrize("name", ["amounts.py", "dates.py", "amounts.md", "amounts.json", "analysis.ipynb"])
+@pytest.mark.parametrize("name", ["amounts.py", "dates.py", "amounts.md", "amounts.json", "analysis.ipynb",
+                                  "metadata.ipynb"])
 def test_an_extract_column_written_in_a_text_or_code_file_fails(gate, name):
     """Got through before (review: "code is read by a checker" / "text files are read by a checker",
-    no embedded-data finding): the column in row order (code, notebook, dates) or shuffled (Markdown,
+    no embedded-data finding): the column in row order (code, notebook cell, dates, a cell's metadata
+    as JSON numbers, which the metadata rules, reading strings, did not see) or shuffled (Markdown,
     JSON)."""
     service, extract, _ = gate
     view = _send(service, "gina", {name: _attacks(extract)[name]})

@@ -9,11 +9,12 @@ comparison with the project's extract (:mod:`.model_tensors`) reads the file's n
 
 - the numbers are every number written in the file, in file order (:func:`.model_arrays.text_numbers`),
   and its day-level dates (``2021-03-04``, ``04/03/2021``) as days since 1970, which the extract's
-  date columns are compared as; a notebook is read as its cells' sources and outputs;
+  date columns are compared as; a notebook is read as its cells' sources, outputs and metadata;
 - **values of a column**: more than :data:`.model_tensors.MIN_VALUES` distinct values of one
   column beyond chance fail the file, :data:`.model_tensors.REVIEW_VALUES` are named to the
   checker. Chance is measured on the file's own numbers: each is moved by one unit of its last
-  written decimal (``23.45`` by 0.01, ``1200`` by 1) and the moved numbers that are values of the
+  written decimal that is no trailing zero (``23.45`` by 0.01, ``25.50`` by 0.1, ``1200`` by 1:
+  a moved number is as round as the number was) and the moved numbers that are values of the
   column are what chance gives (a mean or a coefficient is as likely to be a value as its
   neighbours are; a copied value is not). Integers and quarters under 1024 do not count;
 - **rows in order**: :data:`.model_tensors.MIN_WINDOWS` runs of a column's consecutive rows in
@@ -54,8 +55,9 @@ WHAT_TO_DO = ("results leave as tables of aggregates (pds_kernel.sdc) and code w
 
 
 def readable_text(path: Path, name: str) -> str:
-    """The text of a text or code file whose numbers are compared: a notebook's cell sources and
-    outputs (its JSON would escape the line breaks between numbers), else the file's first bytes."""
+    """The text of a text or code file whose numbers are compared: a notebook's cell sources,
+    outputs and metadata (its JSON would escape the line breaks between numbers), else the file's
+    first bytes."""
     with open(path, "rb") as fh:
         text = fh.read(MAX_TEXT_BYTES).decode("utf-8", "replace")
     if Path(name).suffix.lower() != ".ipynb":
@@ -64,17 +66,20 @@ def readable_text(path: Path, name: str) -> str:
         notebook = json.loads(text)
     except ValueError:
         return text
-    cells = notebook.get("cells") if isinstance(notebook, dict) else None
-    parts = []
+    if not isinstance(notebook, dict):
+        return text
+    cells = notebook.get("cells")
+    parts = [json.dumps(notebook.get("metadata"))]
     for cell in cells if isinstance(cells, list) else []:
         if not isinstance(cell, dict):
             continue
-        parts.append(_joined(cell.get("source", "")))
+        parts += [_joined(cell.get("source", "")), json.dumps(cell.get("metadata"))]
         for output in cell.get("outputs") or []:
             if isinstance(output, dict):
                 parts.append(_joined(output.get("text", "")))
                 data = output.get("data")
-                parts.extend(_joined(v) for v in (data.values() if isinstance(data, dict) else ()))
+                parts.extend(_joined(v) for mime, v in (data.items() if isinstance(data, dict) else ())
+                             if not str(mime).startswith(("image/png", "image/jpeg")))  # base64: no numbers
     return "\n".join(parts)
 
 
