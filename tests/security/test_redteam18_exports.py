@@ -3,7 +3,7 @@
 Each attack submits real files (model weights saved with safetensors; Python, Markdown, text,
 JSON and notebook files as a researcher writes them) through the real airlock service, on a
 project with a real extract built from a synthetic delivery, and asserts the gate fails the file
-with a finding that says why. 10 attempts, 8 of which got through before this round's fixes
+with a finding that says why. 12 attempts, 10 of which got through before this round's fixes
 (each file went to a checker as "review", with nothing saying what it held):
 
 1. The residuals red team 16B left on its rule judging several model files as one: a column cut
@@ -18,13 +18,15 @@ with a finding that says why. 10 attempts, 8 of which got through before this ro
 2. The same column written out in text and code files, which only a checker read: 5,000 paid
    amounts of the claims in the extract's row order as a Python list literal whose lines a
    comment cuts (under the literal-table rule of 20 lines), the dates of care as ISO strings, the
-   amounts shuffled one a line in Markdown, as a JSON list, and in a notebook's code cell; and
-   runs of the amounts' rows cut across a text file, a script and another author's Markdown
-   (6 attempts). The fix (checks/text_columns.py) compares the numbers and day-level dates of a
+   amounts shuffled one a line in Markdown, as a JSON list, in a notebook's code cell, and as JSON
+   numbers in a cell's metadata (the notebook metadata rules read its strings only); and runs of
+   the amounts' rows cut across a text file, a script and another author's Markdown; and 3,000
+   scaled amounts (no value of the extract) as numbers in a cell's metadata (8 attempts). The fix (checks/text_columns.py) compares the numbers and day-level dates of a
    text or code file with the extract as a model's are: more than 300 distinct values of a column
    beyond chance (measured with each number moved by one unit of its last decimal), or 20 runs of
-   its rows in row order, fail (``embedded-data``); and text and code files join the files judged
-   as one (model_split.py).
+   its rows in row order, fail (``embedded-data``); text and code files join the files judged as
+   one (model_split.py); a notebook's metadata is bounded by its JSON's size, numbers included
+   (checks/code.py), not its strings' only.
 3. Pieces of 50 to 300 values each, in two model files and in a text file (2 attempts): they go
    to review, which is the documented outcome (named to the checker); not failed, because honest
    tree models hold up to 256 thresholds of a column each (docs/output-checking.md).
@@ -213,6 +215,17 @@ def test_an_extract_column_written_in_a_text_or_code_file_fails(gate, name):
     assert view.files[0].check_status == "fail", found
     assert any(f["rule"] == "embedded-data" and f["status"] == "fail" and "of the extract's column ER_PRS_F."
                in f["message"] and "read the data from /data" in f["message"] for f in found), found
+
+
+def test_numbers_in_a_notebooks_metadata_count_in_its_size(gate):
+    """Got through before (review): 3,000 amounts scaled by 1.07 (no value of the extract any more)
+    as JSON numbers in a cell's metadata; the 16 KiB bound on metadata counted its strings only."""
+    service, extract, _ = gate
+    scaled = [round(float(v) * 1.07, 4) for v in _rows(extract)[:3000]]
+    view = _send(service, "gina", {"scaled.ipynb": _notebook("print('hello')\n", metadata={"cache": scaled})})
+    found = findings(service, view)
+    assert view.files[0].check_status == "fail", found
+    assert _failed(found, "embedded-data", "bytes of metadata (at most 16384)"), found
 
 
 def test_legitimate_text_code_and_notebooks_keep_their_verdict(gate):

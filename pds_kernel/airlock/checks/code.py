@@ -135,13 +135,15 @@ def _strings(value, depth: int = 0):
 
 def _metadata(metadata, where: str) -> list[tuple[str, Status, str, int | None]]:
     """Data hidden in notebook or cell metadata, which the review page does not show: checked like
-    source (identifiers, base64 blocks, literal tables), and bounded in size."""
+    source (identifiers, base64 blocks, literal tables), and bounded in size: its JSON, numbers
+    included (a list of 3,000 numbers holds no string; red team 18B)."""
     if not metadata:
         return []
     text = "\n".join(_strings(metadata))
     found = embedded_data(text, where) + [(r, s, m, None) for r, s, m, _ in identifiers(text, where)]
-    if len(text.encode()) > MAX_METADATA_BYTES:
-        found.append(("embedded-data", Status.FAIL, f"{where}: {len(text.encode())} bytes of metadata (at most "
+    size = len(json.dumps(metadata, ensure_ascii=False).encode())  # numbers too, not only its strings
+    if size > MAX_METADATA_BYTES:
+        found.append(("embedded-data", Status.FAIL, f"{where}: {size} bytes of metadata (at most "
                                                      f"{MAX_METADATA_BYTES}): data hidden from the reviewer's view", None))
     return found
 
