@@ -1,19 +1,21 @@
-"""A project's earlier model exports, judged with a new request's models.
+"""A project's earlier exports, judged with a new request's models, text and code files.
 
 A column of the extract cut into pieces, each under the model rules' limits and exported in its
-own request, passed every file (red team 16B), and pieces sent by two authors of the project still
-did after that (red team 18B): the project's data is the same whoever sends it. At submission the
-gate reads the model files of the project's recent requests that may leave or have left
-(submitted, under review, changes requested, approved, released, revoked after a release), the
-author's own first, then every other author's, and :mod:`.checks.model_split` judges each new
-model with them as one file. Another author's file is named to the checker by its request id
-only, never by its name: what the author sees of a finding is its rule's fixed explanation.
+own request, passed every file (red team 16B), and pieces sent by two authors of the project, or
+written in text and code files, still did after that (red team 18B): the project's data is the
+same whoever sends it, in whatever file. At submission the gate reads the model, text and code
+files of the project's recent requests that may leave or have left (submitted, under review,
+changes requested, approved, released, revoked after a release), the author's own first, then
+every other author's, and :mod:`.checks.model_split` judges each new such file with them as one
+file. Another author's file is named to the checker by its request id only, never by its name:
+what the author sees of a finding is its rule's fixed explanation.
 
 The work is bounded, and what the bounds leave out is said to the checker: the author's
 :data:`MAX_REQUESTS` most recent such requests and the project's :data:`MAX_REQUESTS` most recent
-ones, of their model files the :data:`MAX_FILES` most recent (the author's own before the others')
-and at most :data:`MAX_BYTES` of them (a larger earlier file is not read). Each file is read once
-per submission, so the cost grows with the files read, never with their pairs.
+ones, of their files the :data:`MAX_FILES` most recent (the author's own before the others') and
+at most :data:`MAX_BYTES` of them (a larger earlier file is not read; a text or code file counts
+for the first :data:`.checks.text_columns.MAX_TEXT_BYTES` it reads). Each file is read once per
+submission, so the cost grows with the files read, never with their pairs.
 """
 
 from __future__ import annotations
@@ -39,12 +41,12 @@ from .states import State
 
 log = logging.getLogger(__name__)
 
-#: the most recent requests of the project whose model files are read, at most: the author's own
+#: the most recent requests of the project whose files are read, at most: the author's own
 #: and, as many again, the project's (every author's)
 MAX_REQUESTS = 50
-#: earlier model files read, at most (the most recent first)
+#: earlier files read, at most (the most recent first, the author's own before the others')
 MAX_FILES = 20
-#: bytes of earlier model files read, at most
+#: bytes of earlier files read, at most
 MAX_BYTES = 64 * 1024 * 1024
 #: the kinds of file judged together: models, and text and code files (:mod:`.checks.text_columns`)
 KINDS = ("model", "text", "code")
@@ -86,10 +88,11 @@ def earlier_models(sessions, staging: Path, project: str, author: str,
                 for f in sorted(req.files, key=lambda f: f.index) if f.kind in KINDS]
     out, left_out, budget = [], 0, MAX_BYTES
     for request_id, name, stored, size, mine, kind in rows:
-        if len(out) >= MAX_FILES or size > budget:
+        read = size if kind == "model" else min(size, MAX_TEXT_BYTES)  # a text file: its first MiB
+        if len(out) >= MAX_FILES or read > budget:
             left_out += 1
             continue
-        budget -= min(size, MAX_TEXT_BYTES) if kind != "model" else size  # text: its first MiB is read
+        budget -= read
         out.append(Earlier(request_id, name, request_dir(staging, project, request_id) / stored, mine, kind))
     return out, left_out
 
