@@ -42,7 +42,8 @@ AUTHORS = ("bob", "carol", "dave", "erin", "fanny", "gina")
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory):
     """(airlock service, the project's demo extract, a network's genuine weights), for the module;
-    each test submits as its own researcher, whose earlier requests are only its own."""
+    each test submits as its own researcher, and its requests are withdrawn after it (the gate
+    judges a model with every author's recent exports of the project: red team 18B)."""
     from datetime import date
 
     with tensor_gate(tmp_path_factory.mktemp("redteam16-exports")) as (service, extract):
@@ -52,9 +53,26 @@ def gate(tmp_path_factory):
         yield service, extract, mlp_weights(*person_rows(extract), steps=20)
 
 
+SENT: list[tuple[str, str]] = []  #: (author, request id) of the running test's requests
+
+
+@pytest.fixture(autouse=True)
+def _withdrawn_after(request):
+    """Each test's requests are withdrawn after it: withdrawn requests are not judged with later
+    ones, so each attack is judged on its own pieces (and the module stays fast)."""
+    yield
+    if SENT:
+        service = request.getfixturevalue("gate")[0]
+        while SENT:
+            author, request_id = SENT.pop()
+            service.withdraw(author, request_id, "test over")
+
+
 def _send(service, author: str, files: dict[str, bytes], context: dict | None = None):
-    return service.create(author, PROJECT, [(n, io.BytesIO(d)) for n, d in files.items()], "for the paper",
+    view = service.create(author, PROJECT, [(n, io.BytesIO(d)) for n, d in files.items()], "for the paper",
                           context or {})
+    SENT.append((author, view.id))
+    return view
 
 
 def _all_findings(service, view) -> list[list[dict]]:
