@@ -34,6 +34,7 @@ import numpy as np
 from ...errors import InvalidInput
 from ...hashing import sha256_file
 from . import (
+    cell_spelling,
     code,
     containers,
     content,
@@ -47,6 +48,7 @@ from . import (
     pregates,
     tables,
     text_columns,
+    typography,
 )
 from .differencing import Released
 from .result import REFUSAL_RULES, FileCheck, Finding, Status, Thresholds, worst
@@ -257,6 +259,7 @@ def _check_table(path: Path, name: str, thresholds: Thresholds, evidence: Mappin
     for problem in declared.problems + roles.problems:
         result.add(Finding("declaration", Status.REVIEW, f"declaration: {problem}"))
     result.extend(tables.check_text_cells(table, _scan))
+    result.extend(cell_spelling.check_columns(frame))
     _check_values(table, thresholds, evidence, declared, whole_unknown, result)
     sums = [j for j, pos in enumerate(table.numeric) if roles.magnitudes.get(pos) == "sum"]
     result.extend(tables.check_margins(table))
@@ -341,7 +344,7 @@ def _check_text(path: Path, result: FileCheck) -> None:
     for rule, status, message in content.undecodable_rules(data[:_TEXT_LIMIT], cut=len(data) > _TEXT_LIMIT):
         result.add(Finding(rule, status, message))
     text = data[:_TEXT_LIMIT].decode("utf-8", "replace").removeprefix("\ufeff")
-    for rule, status, message in content.line_ending_rules(text):
+    for rule, status, message in content.line_ending_rules(text) + typography.sign_rules(text):
         result.add(Finding(rule, status, message))
     for number, line in enumerate(text.splitlines(), start=1):
         found = (content.identifier_rules(line) + content.date_rules(line) + content.hidden_rules(line)

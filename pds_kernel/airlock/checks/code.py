@@ -23,7 +23,7 @@ import json
 import re
 from pathlib import Path
 
-from . import content
+from . import content, typography
 from .result import MAX_FINDINGS_PER_RULE, Finding, Status
 
 MAX_CODE_BYTES = 1024 * 1024
@@ -211,11 +211,13 @@ def check_notebook(text: str) -> list[Finding]:
         return [Finding("file-type", Status.FAIL, "this .ipynb is not a notebook (no list of cells)")]
     out: list[Finding] = []
     outputs = 0
+    shown_texts = []  # the sources and outputs, judged together for look-alike signs
     for index, cell in enumerate(notebook["cells"], start=1):
         if not isinstance(cell, dict):
             continue
         where = f"cell {index}"
         source = _source(cell)
+        shown_texts.append(source)
         found = embedded_data(source, where) + identifiers(source, where)
         if cell.get("attachments"):
             found.append(("embedded-data", Status.FAIL, f"{where}: attachments (files inside the notebook)", None))
@@ -225,6 +227,7 @@ def check_notebook(text: str) -> list[Finding]:
                 continue
             outputs += 1
             shown, kinds = _output_text(output)
+            shown_texts.append(shown)
             label = f"{where}, output {n}"
             found += identifiers(shown, label) + embedded_data(shown, label, blanks=False) + _output_images(output, label)
             if content.DAY_DATE.search(shown):
@@ -236,6 +239,8 @@ def check_notebook(text: str) -> list[Finding]:
                 found.append(("notebook-output", Status.REVIEW, f"{label}: text output, read by a checker", None))
         for rule, status, message, line in found:
             out.append(Finding(rule, status, message, line=line))
+    out += [Finding(rule, status, f"cells and outputs: {message}")
+            for rule, status, message in typography.sign_rules("\n".join(shown_texts))]
     widgets = (notebook.get("metadata") or {}).get("widgets") if isinstance(notebook.get("metadata"), dict) else None
     if widgets:
         out.append(Finding("embedded-data", Status.FAIL, "notebook metadata holds widget state (data): clear it"))
@@ -260,6 +265,7 @@ def check_code(path: Path, name: str, size: int) -> list[Finding]:
     else:
         findings = [Finding(rule, status, message, line=line)
                     for rule, status, message, line in embedded_data(text, "source") + identifiers(text, "source")]
+        findings += [Finding(rule, status, message) for rule, status, message in typography.sign_rules(text)]
     findings += [Finding(rule, status, message) for rule, status, message in
                  content.undecodable_rules(data) + content.line_ending_rules(text)]
     kept: dict[str, int] = {}

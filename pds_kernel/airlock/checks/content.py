@@ -231,10 +231,77 @@ def _lookalikes(value: str, latin: bool = False) -> list[tuple[int, int]]:
         return []
     native = {script for a, b, scripts in words if len(scripts) == 1
               for script in scripts if not all(c in _CONFUSABLE for c in value[a:b])}
+    majority = _majority(value, words)
+
+    def alone_out_of_place(scripts: set[str]) -> bool:
+        if majority is not None:
+            return majority not in scripts
+        return not scripts & native
+
     return [(a, b) for a, b, scripts in words
             if ("LATIN" in scripts and scripts & _LOOKALIKE_SCRIPTS)
             or ("LATIN" not in scripts and all(c in _CONFUSABLE for c in value[a:b])
-                and (b - a > 1 or (value[a] in _CONFUSABLE_ALONE and not scripts & native)))]
+                and (b - a > 1 or (value[a] in _CONFUSABLE_ALONE and alone_out_of_place(scripts))))
+            or (b - a == 1 and value[a] in _TWINS.get(majority or "", ""))]
+
+
+#: Latin letters drawn like a Cyrillic or Greek one: alone among Cyrillic (Greek) words, written in
+#: Latin where the text around is in that script (a Latin ``a`` for the Russian ``а``), a bit each
+_TWINS = {"CYRILLIC": "aceijopsxyABCEHIJKMOPSTXY", "GREEK": "aikopuvABEHIKMNOPTXYZ"}
+
+
+def _majority(value: str, words: list[tuple[int, int, set[str]]]) -> str | None:
+    """The script most words of two letters or more of ``value`` are written in (Latin, Cyrillic
+    or Greek), if more are in it than in any other; None on a tie (red team 18: a one-letter word
+    takes the script of the words around it)."""
+    counts = {"LATIN": 0, "CYRILLIC": 0, "GREEK": 0}
+    for a, b, scripts in words:
+        if b - a > 1 and len(scripts) == 1 and (script := next(iter(scripts))) in counts:
+            counts[script] += 1
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    return ranked[0][0] if ranked[0][1] > ranked[1][1] else None
+
+
+#: compatibility forms a page draws like (or nearly like) an ASCII letter, digit or sign (red team
+#: 18): full-width (``\uff4e``, ``\uff11``), mathematical (``\U0001d5c7``, ``\U0001d7e3``, sans-serif as the
+#: page's font) and ligatures (``\ufb01``); superscripts and subscripts (``10\u2074``, ``CO\u2082``) are drawn
+#: raised or lowered, and fine
+_COMPAT_TAGS = ("<font>", "<wide>", "<compat>")
+
+
+@cache
+def _compat() -> re.Pattern:
+    """One character class of every compatibility form of ASCII (built once, planes 0 and 1)."""
+    points = [c for c in range(0x80, 0x20000) if unicodedata.decomposition(chr(c)).startswith(_COMPAT_TAGS)
+              and unicodedata.normalize("NFKC", chr(c)).isascii()]
+    return re.compile("[" + "".join(f"\\U{c:08x}" for c in points) + "]")
+
+
+def compatibility_rules(value: str) -> list[tuple[str, Status, str]]:
+    """Full-width, mathematical letters and digits and ligatures in place of ASCII ones
+    (``\uff11\uff12\uff10`` for ``120``): a bit each, wherever they stand (a word, a number, alone)."""
+    if value.isascii():
+        return []
+    found = _compat().findall(value)
+    if not found:
+        return []
+    first = found[0]
+    return [("hidden-text", Status.FAIL, f"{len(found)} character(s) in a full-width, mathematical or ligature form "
+                                         f"of a plain one (the first U+{ord(first):04X} {unicodedata.name(first, '?')}, "
+                                         f"drawn like {unicodedata.normalize('NFKC', first)!r}): each can carry a bit "
+                                         "past the checker; write the plain characters (unicodedata.normalize('NFKC', "
+                                         "text))")]
+
+
+def normal_form_rules(value: str) -> list[tuple[str, Status, str]]:
+    """A letter and a combining accent where one character exists (``e`` U+0301 for ``\u00e9``): the
+    page draws both alike, so each accented letter can carry a bit (red team 18)."""
+    if value.isascii() or unicodedata.is_normalized("NFC", value):
+        return []
+    return [("hidden-text", Status.FAIL, "letters written as a base letter and a combining accent (e and U+0301) "
+                                         "where one character exists (\u00e9): the page draws both alike, so each can "
+                                         "carry a bit past the checker; save the text in composed form (NFC: "
+                                         "unicodedata.normalize('NFC', text))")]
 
 
 def _is_lookalike(char: str) -> bool:
@@ -242,6 +309,9 @@ def _is_lookalike(char: str) -> bool:
 
 
 def _shown_word(word: str) -> str:
+    """A flagged word with its look-alike letters coded (wholly, a Latin letter among Cyrillic words)."""
+    if not any(_is_lookalike(c) for c in word):
+        return _code(word)
     return "".join(_code(c) if _is_lookalike(c) else c for c in word)
 
 
@@ -250,13 +320,13 @@ def lookalike_rules(value: str, latin: bool = False) -> list[tuple[str, Status, 
     Cyrillic ``\u0430`` alone); ``latin``: ``value`` stands among Latin text (a table's cell)."""
     spans = _lookalikes(value, latin)
     if not spans:
-        return []
+        return compatibility_rules(value) + normal_form_rules(value)
     word = value[spans[0][0]:spans[0][1]]
-    first = next(c for c in word if _is_lookalike(c))
-    return [("hidden-text", Status.FAIL, f"{len(spans)} word(s) written with letters of another script that look "
-                                         f"Latin (the first, {_shown_word(word)!r}, holds U+{ord(first):04X} "
+    first = next((c for c in word if _is_lookalike(c)), word[0])
+    return [("hidden-text", Status.FAIL, f"{len(spans)} word(s) written with letters of another script than the "
+                                         f"words around them that look alike (the first, {_shown_word(word)!r}, holds U+{ord(first):04X} "
                                          f"{unicodedata.name(first, '?')}): each can carry a bit past the checker; "
-                                         "write them in Latin letters")]
+                                         "write them in the script of the words around them")] + normal_form_rules(value)
 
 
 _TRAILING_BLANKS = re.compile(r"[ \t]+(?=\r\n|\n|\r|$)")
@@ -297,15 +367,22 @@ def _code(text: str) -> str:
     return "".join(f"<U+{ord(c):04X}>" for c in text)
 
 
+_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
 def _mark_lookalikes(value: str, latin: bool = False) -> str:
-    spans = _lookalikes(value, latin)
-    if not spans:
+    """``value`` with look-alike words, compatibility forms and (in a text not in NFC) combining
+    accents written ``<U+XXXX>``."""
+    if value.isascii():
         return value
+    if not unicodedata.is_normalized("NFC", value):
+        value = _COMBINING.sub(lambda m: _code(m.group()), value)
+    spans = _lookalikes(value, latin)
     out, last = [], 0
     for a, b in spans:
         out += [value[last:a], _shown_word(value[a:b])]
         last = b
-    return "".join(out + [value[last:]])
+    return _compat().sub(lambda m: _code(m.group()), "".join(out + [value[last:]]))
 
 
 def visible_text(text: str) -> str:

@@ -1,0 +1,88 @@
+"""Look-alike signs written in two ways in one place: a bit per sign (red team 18).
+
+A page draws a space and a no-break space alike, ``'`` and ``’`` nearly alike, a hyphen, an en
+dash and a minus sign nearly alike: a text or a table's column free to write each apostrophe or
+each space between digits one way or the other carries a bit per sign past the checker. Writers
+do not mix them where a sign plays one part: a French typesetter puts a no-break space before
+each ``:`` (or none), a spreadsheet writes every range ``18–24`` with the same dash, a word
+processor turns every apostrophe into ``’``. So each class of look-alike signs below must be
+written one way in each *context* (what stands on either side: a digit, a letter, a space or
+the edge, another sign) of one text or one column: a hyphen in ``Île-de-France`` (between
+letters) beside an en dash in ``18–24`` (between digits) is fine, ``l'hôpital`` beside
+``l’Isle`` is not. What stays is the one way a text or column chooses for each context: a few
+bits a file, not a bit a sign.
+
+A text of ASCII signs only is settled in one search (C code); otherwise a search a sign and
+context where a non-ASCII sign stands.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import cache
+
+from .result import Status
+
+#: classes of signs a page draws alike or nearly alike (the ASCII one first)
+CLASSES: dict[str, tuple[str, ...]] = {
+    "space": (" ", "\u00a0", "\u202f"),
+    "apostrophe": ("'", "\u2019", "\u2018", "\u02bc", "\u2032", "\u00b4"),
+    "double quote": ('"', "\u201c", "\u201d", "\u201e", "\u2033"),
+    "dash": ("-", "\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2015", "\u2212", "\ufe63"),
+}
+_PLURAL = {"space": "spaces", "apostrophe": "apostrophes", "double quote": "double quotes", "dash": "dashes"}
+_NON_ASCII = re.compile("[" + "".join(c for signs in CLASSES.values() for c in signs if not c.isascii()) + "]")
+#: what stands beside a sign: a digit, a letter, a space or the edge of the text, another sign
+_BEFORE = {"digit": r"(?<=\d)", "letter": r"(?<=[^\W\d_])", "space": r"(?<!\S)", "sign": r"(?<=[^\w\s]|_)"}
+_AFTER = {"digit": r"(?=\d)", "letter": r"(?=[^\W\d_])", "space": r"(?!\S)", "sign": r"(?=[^\w\s]|_)"}
+
+
+def _side(char: str) -> str:
+    if not char or char.isspace():
+        return "space"
+    if char.isdigit():
+        return "digit"
+    if char.isalpha():
+        return "letter"
+    return "sign"
+
+
+@cache
+def _pattern(sign: str, before: str, after: str) -> re.Pattern:
+    return re.compile(_BEFORE[before] + re.escape(sign) + _AFTER[after])
+
+
+def _name(sign: str) -> str:
+    return f"U+{ord(sign):04X} {unicodedata.name(sign, '?')}"
+
+
+def mixed_signs(text: str) -> str:
+    """Why ``text`` writes a class of look-alike signs in two ways in one context, or "" (one way).
+    A table's column is judged as its distinct cells joined by line breaks."""
+    contexts: dict[tuple[str, str, str], None] = {}
+    for m in _NON_ASCII.finditer(text):
+        start = m.start()
+        before = _side(text[start - 1] if start else "")
+        after = _side(text[start + 1] if start + 1 < len(text) else "")
+        kind = next(k for k, signs in CLASSES.items() if m.group() in signs)
+        contexts[(kind, before, after)] = None
+        if len(contexts) > 64:
+            break
+    for kind, before, after in contexts:
+        used = [sign for sign in CLASSES[kind] if _pattern(sign, before, after).search(text)]
+        if len(used) > 1:
+            where = "at the edge" if before == after == "space" else f"between a {before} and a {after}"
+            return (f"{_PLURAL[kind]} written in {len(used)} ways {where} ({' and '.join(map(_name, used[:3]))}), which a "
+                    "page draws alike")
+    return ""
+
+
+def sign_rules(text: str) -> list[tuple[str, Status, str]]:
+    """The ``hidden-text`` finding of a text file, a program or a notebook writing look-alike signs
+    two ways in one context."""
+    why = mixed_signs(text)
+    if not why:
+        return []
+    return [("hidden-text", Status.FAIL, f"{why}: each can carry a bit past the checker; write each the same way "
+                                         "throughout (one apostrophe, one dash, one kind of space in each place)")]
