@@ -83,8 +83,9 @@ def matching_evidence(evidence: Mapping[str, Any] | None, sha256: str) -> tuple[
     return None, Finding("acro", Status.REVIEW, f"{ACRO_MISMATCH}: {why}; the record is ignored")
 
 
-def _scan(value: str, header: bool) -> list[tuple[str, Status, str]]:
-    found = (content.hidden_rules(value) + content.lookalike_rules(value, latin=True) + content.padding_rules(value)
+def _scan(value: str, header: bool, around: str = "LATIN") -> list[tuple[str, Status, str]]:
+    """Every rule on a table's header or text cell; ``around``: the table's script (:func:`.content.table_script`)."""
+    found = (content.hidden_rules(value) + content.lookalike_rules(value, around) + content.padding_rules(value)
              + content.formula_rules(value))
     if header:
         return content.header_rules(value) + content.date_rules(value) + found

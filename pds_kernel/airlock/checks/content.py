@@ -22,8 +22,10 @@ Each rule is a small pure function over one string, returning ``(rule, status, m
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import cache, lru_cache
 
 from ...snds.tables import TABLES
@@ -212,26 +214,26 @@ def _script(char: str) -> str:
     if char.isascii():
         return "LATIN"
     folded = unicodedata.normalize("NFKC", char)
-    if ord(char) > 0xFF and folded != char and folded.isascii():
-        return "COMPAT"
+    if (ord(char) > 0xFF and folded != char and folded.isascii()
+            and not unicodedata.decomposition(char).startswith(("<super>", "<sub>"))):
+        return "COMPAT"  # not a superscript or subscript (``CO\u2082``): drawn raised or lowered
     return unicodedata.name(char, "?").split(" ")[0]
 
 
-def _lookalikes(value: str, latin: bool = False) -> list[tuple[int, int]]:
+def _lookalikes(value: str, around: str | None = None) -> list[tuple[int, int]]:
     """(start, end) of each word that holds a look-alike letter: mixed with Latin letters, or
-    spelt wholly in Cyrillic or Greek look-alikes in a text that has Latin letters (``latin``: the
-    text around ``value`` does, as a table's cell among Latin ones): two letters or more, or one
+    spelt wholly in Cyrillic or Greek look-alikes in a text that has Latin letters (``around``: the
+    script of the text around ``value``, a table's cell: :func:`table_script`): two letters or more, or one
     letter of :data:`_CONFUSABLE_ALONE` (a Cyrillic ``а`` for ``a``) when no other word of ``value``
     is written in that script (``α = 0.05`` and a Russian ``с`` among Russian words are fine)."""
     if value.isascii():
         return []
     words = [(m.start(), m.end(), {_script(c) for c in m.group()}) for m in _WORD.finditer(value)]
-    latin = latin or any("LATIN" in scripts for _, _, scripts in words)
-    if not latin:
+    if around != "LATIN" and not any("LATIN" in scripts for _, _, scripts in words):
         return []
     native = {script for a, b, scripts in words if len(scripts) == 1
               for script in scripts if not all(c in _CONFUSABLE for c in value[a:b])}
-    majority = _majority(value, words)
+    majority = _majority(words) or around
 
     def alone_out_of_place(scripts: set[str]) -> bool:
         if majority is not None:
@@ -245,12 +247,32 @@ def _lookalikes(value: str, latin: bool = False) -> list[tuple[int, int]]:
             or (b - a == 1 and value[a] in _TWINS.get(majority or "", ""))]
 
 
+def table_script(values: Iterable[str], limit: int = 2000) -> str:
+    """The script most words of two letters or more of a table's header and text cells (the first
+    ``limit``) are written in: Latin unless more are Cyrillic or Greek (a Russian table's cell ``\u0441``
+    alone is Russian, a Latin table's is a look-alike)."""
+    counts = {"LATIN": 0, "CYRILLIC": 0, "GREEK": 0}
+    for value in itertools.islice(values, limit):
+        if value.isascii():
+            counts["LATIN"] += len(_ASCII_WORD.findall(value))
+            continue
+        for m in _WORD.finditer(value):
+            scripts = {_script(c) for c in m.group()}
+            if len(m.group()) > 1 and len(scripts) == 1 and (script := scripts.pop()) in counts:
+                counts[script] += 1
+    best = max(counts, key=lambda script: counts[script])
+    return best if counts[best] > counts["LATIN"] else "LATIN"
+
+
+_ASCII_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
 #: Latin letters drawn like a Cyrillic or Greek one: alone among Cyrillic (Greek) words, written in
 #: Latin where the text around is in that script (a Latin ``a`` for the Russian ``а``), a bit each
 _TWINS = {"CYRILLIC": "aceijopsxyABCEHIJKMOPSTXY", "GREEK": "aikopuvABEHIKMNOPTXYZ"}
 
 
-def _majority(value: str, words: list[tuple[int, int, set[str]]]) -> str | None:
+def _majority(words: list[tuple[int, int, set[str]]]) -> str | None:
     """The script most words of two letters or more of ``value`` are written in (Latin, Cyrillic
     or Greek), if more are in it than in any other; None on a tie (red team 18: a one-letter word
     takes the script of the words around it)."""
@@ -315,10 +337,11 @@ def _shown_word(word: str) -> str:
     return "".join(_code(c) if _is_lookalike(c) else c for c in word)
 
 
-def lookalike_rules(value: str, latin: bool = False) -> list[tuple[str, Status, str]]:
+def lookalike_rules(value: str, around: str | None = None) -> list[tuple[str, Status, str]]:
     """Letters of another script drawn like Latin ones, inside Latin text (``r\u0435gion``, a
-    Cyrillic ``\u0430`` alone); ``latin``: ``value`` stands among Latin text (a table's cell)."""
-    spans = _lookalikes(value, latin)
+    Cyrillic ``\u0430`` alone); ``around``: the script of the text ``value`` stands in (a table's
+    cell: :func:`table_script`)."""
+    spans = _lookalikes(value, around)
     if not spans:
         return compatibility_rules(value) + normal_form_rules(value)
     word = value[spans[0][0]:spans[0][1]]
@@ -370,14 +393,14 @@ def _code(text: str) -> str:
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
-def _mark_lookalikes(value: str, latin: bool = False) -> str:
+def _mark_lookalikes(value: str, around: str | None = None) -> str:
     """``value`` with look-alike words, compatibility forms and (in a text not in NFC) combining
     accents written ``<U+XXXX>``."""
     if value.isascii():
         return value
     if not unicodedata.is_normalized("NFC", value):
         value = _COMBINING.sub(lambda m: _code(m.group()), value)
-    spans = _lookalikes(value, latin)
+    spans = _lookalikes(value, around)
     out, last = [], 0
     for a, b in spans:
         out += [value[last:a], _shown_word(value[a:b])]
@@ -394,10 +417,10 @@ def visible_text(text: str) -> str:
     return visible(text)
 
 
-def visible_cell(value: str) -> str:
+def visible_cell(value: str, around: str = "LATIN") -> str:
     """A table's cell or header as the review page shows it: :func:`visible`, look-alike letters
     and the blanks at either end written ``<U+XXXX>``."""
-    value = _mark_lookalikes(value, latin=True)
+    value = _mark_lookalikes(value, around)
     stripped = value.strip(" \t")
     if stripped != value:
         start = value.index(stripped[:1]) if stripped else len(value)

@@ -16,6 +16,7 @@ Magnitudes are judged in :mod:`.magnitudes` (from contributions) and from the AC
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InvalidInput
-from .content import COMPACT_DATE
+from .content import COMPACT_DATE, table_script
 from .declaration import Declaration, Roles, assign
 from .result import MAX_FINDINGS_PER_RULE, Finding, Status, Thresholds
 
@@ -337,12 +338,15 @@ def _compact_days(column: pd.Series) -> bool:
 def check_text_cells(table: LoadedTable, scan) -> list[Finding]:
     """Run the content rules on headers and on every text cell (label columns included)."""
     findings = []
+    text_positions = [p for p in range(table.frame.shape[1]) if p in table.labels]
+    texts = {p: table.frame.iloc[:, p].dropna().astype(str).unique() for p in text_positions
+             if pd.api.types.is_object_dtype(table.frame.iloc[:, p]) or pd.api.types.is_string_dtype(table.frame.iloc[:, p])}
+    around = table_script(itertools.chain(table.frame.columns, *texts.values()))
     for pos, name in enumerate(table.frame.columns):
         if name.startswith("Unnamed"):
             continue
-        for rule, status, message in scan(name, header=True):
+        for rule, status, message in scan(name, header=True, around=around):
             findings.append(Finding(rule, status, f"header: {message}", row=None, col=pos))
-    text_positions = [p for p in range(table.frame.shape[1]) if p in table.labels]
     for pos in text_positions:
         column = table.frame.iloc[:, pos]
         if pd.api.types.is_datetime64_any_dtype(column):
@@ -355,8 +359,8 @@ def check_text_cells(table: LoadedTable, scan) -> list[Finding]:
                                                                     "dates; publish months or years unless the day "
                                                                     "is needed", col=pos))
             continue  # numbers that are identifiers are a pre-gate (pregates.check_identifiers)
-        uniques = column.dropna().astype(str).unique()
-        flagged = {u: scan(u, header=False) for u in uniques}
+        uniques = texts[pos] if pos in texts else column.dropna().astype(str).unique()
+        flagged = {u: scan(u, header=False, around=around) for u in uniques}
         flagged = {u: f for u, f in flagged.items() if f}
         if not flagged:
             continue

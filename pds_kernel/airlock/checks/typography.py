@@ -33,19 +33,28 @@ CLASSES: dict[str, tuple[str, ...]] = {
 }
 _PLURAL = {"space": "spaces", "apostrophe": "apostrophes", "double quote": "double quotes", "dash": "dashes"}
 _NON_ASCII = re.compile("[" + "".join(c for signs in CLASSES.values() for c in signs if not c.isascii()) + "]")
-#: what stands beside a sign: a digit, a letter, a space or the edge of the text, another sign
-_BEFORE = {"digit": r"(?<=\d)", "letter": r"(?<=[^\W\d_])", "space": r"(?<!\S)", "sign": r"(?<=[^\w\s]|_)"}
-_AFTER = {"digit": r"(?=\d)", "letter": r"(?=[^\W\d_])", "space": r"(?!\S)", "sign": r"(?=[^\w\s]|_)"}
+#: what stands beside a sign: a digit, a letter, a blank, the edge of a line (a Markdown list's
+#: ``-`` is not a dash in a sentence), another sign
+_BEFORE = {"digit": r"(?<=\d)", "letter": r"(?<=[^\W\d_])", "space": r"(?<=[^\S\n\r])", "edge": r"(?<![^\n\r])",
+           "sign": r"(?<=[^\w\s]|_)"}
+_AFTER = {"digit": r"(?=\d)", "letter": r"(?=[^\W\d_])", "space": r"(?=[^\S\n\r])", "edge": r"(?![^\n\r])",
+          "sign": r"(?=[^\w\s]|_)"}
 
 
 def _side(char: str) -> str:
-    if not char or char.isspace():
+    if char in {"", "\n", "\r"}:
+        return "edge"
+    if char.isspace():
         return "space"
     if char.isdigit():
         return "digit"
     if char.isalpha():
         return "letter"
     return "sign"
+
+
+_SIDE = {"digit": "a digit", "letter": "a letter", "space": "a blank", "edge": "the edge of a line or cell",
+         "sign": "a sign"}
 
 
 @cache
@@ -72,7 +81,7 @@ def mixed_signs(text: str) -> str:
     for kind, before, after in contexts:
         used = [sign for sign in CLASSES[kind] if _pattern(sign, before, after).search(text)]
         if len(used) > 1:
-            where = "at the edge" if before == after == "space" else f"between a {before} and a {after}"
+            where = f"between {_SIDE[before]} and {_SIDE[after]}"
             return (f"{_PLURAL[kind]} written in {len(used)} ways {where} ({' and '.join(map(_name, used[:3]))}), which a "
                     "page draws alike")
     return ""

@@ -7,12 +7,21 @@ Anyone else gets :func:`redacted_file`: the file's metadata and its redacted fin
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import InvalidInput
-from ..checks.content import ANSI_COLOUR, PREVIEW_BYTES, PREVIEW_COLS, PREVIEW_ROWS, visible_cell, visible_text
+from ..checks.content import (
+    ANSI_COLOUR,
+    PREVIEW_BYTES,
+    PREVIEW_COLS,
+    PREVIEW_ROWS,
+    table_script,
+    visible_cell,
+    visible_text,
+)
 from ..checks.tables import read_table
 
 MAX_ROWS = PREVIEW_ROWS  #: a larger table fails the ``preview`` rule
@@ -186,13 +195,16 @@ def render_file(file, path: Path) -> Rendered:
         except InvalidInput as exc:
             return Rendered(file, "none", note=str(exc), general=general)
         marks = _cell_marks(check)
-        header = [visible_cell(str(c)) for c in frame.columns[:MAX_COLS]]
+        shown = frame.iloc[:MAX_ROWS, :MAX_COLS]
+        around = table_script(itertools.chain((str(c) for c in frame.columns),
+                                              (v for column in shown.columns for v in shown[column] if isinstance(v, str))))
+        header = [visible_cell(str(c), around) for c in frame.columns[:MAX_COLS]]
         rows = []
         for r, values in enumerate(frame.iloc[:MAX_ROWS, :MAX_COLS].itertuples(index=False)):
             row = []
             for c, value in enumerate(values):
                 status, message = marks.get((r, c), ("", ""))
-                row.append(("" if value != value else visible_cell(str(value)), status, message))  # NaN -> empty
+                row.append(("" if value != value else visible_cell(str(value), around), status, message))  # NaN -> empty
             rows.append(row)
         note = ""
         cut = frame.shape[0] > MAX_ROWS or frame.shape[1] > MAX_COLS
