@@ -8,23 +8,27 @@ does not make is a bit per cell, word or sign. Every attack here goes through th
 service (staging, the checks) and, where the page matters, the real review page; each asserts the
 file fails ``hidden-text`` with a reason the checker reads.
 
-28 attempts and 3 controls (17 files); 27 attempts got through before their fix:
+32 attempts and 3 controls (17 files); 31 attempts got through before their fix:
 
 - numbers inside a table's text cells (5: ``dose 1.5 mg`` beside ``dose 1.50 mg``, ``n=010``,
   ``12 (3.40%)``, a date ``2023-1-5`` beside ``2023-01-05``, the same in an XLSX): now the numbers
   of a column's text cells follow one spelling for each place in the cell
   (:mod:`pds_kernel.airlock.checks.cell_spelling`).
-- the case of a code (``E11`` beside ``e11``) and cells equal but for blanks (``<10`` and
-  ``< 10``): now a column writes its codes in one case, and no two cells differ only so (2).
-- look-alike signs (9: a minus sign U+2212 and an en dash beside ``-``, a no-break space and
-  ``’`` beside a space and ``'`` in cells and headers, a no-break space for each space of a text,
+- codes and markers (3: ``E11`` beside ``e11``, ``R01`` beside ``R2``, ``<10`` beside ``< 10``):
+  now a column writes its codes in one case and pads their digits to one width, and no two of its
+  cells differ only by case or blanks.
+- missing values (2: ``NA`` beside ``N/A``, or beside an empty field): a reader takes all for a
+  missing value; now a CSV column writes them one way (:mod:`pds_kernel.airlock.checks.csv_numbers`).
+- look-alike signs (10: a minus sign U+2212 and an en dash beside ``-``, a no-break space, ``’``
+  and ``“”`` beside a space, ``'`` and ``""`` in cells and headers, a no-break space for each space of a text,
   apostrophes in Markdown, dashes in a program and a notebook's outputs): now each class of signs
   is written one way in each context of a column or a file (:mod:`pds_kernel.airlock.checks.typography`);
   a no-break space grouping digits in a number column already failed (red team 17, 1).
 - compatibility forms (6: full-width digits in a number column, a full-width word, a mathematical
   sans-serif word and digit in cells, a full-width letter in Markdown, a mathematical letter in a
-  program) and accents written as combining marks (2: a CSV cell, a text; ``é`` NFC or NFD): now
-  ``hidden-text`` fails and the page writes them ``<U+XXXX>`` (:mod:`pds_kernel.airlock.checks.content`).
+  program) and accents written as combining marks (2: a CSV column, a text; ``é`` NFC or NFD,
+  a bit per accent): now ``hidden-text`` fails (a text or column wholly in NFD passes) and the page
+  writes them ``<U+XXXX>`` (:mod:`pds_kernel.airlock.checks.content`).
 - a one-letter word in the other script (3: a Cyrillic ``а`` among Latin words beside a genuine
   Cyrillic word, a Latin ``a`` in a Russian cell and in a Russian text): now a one-letter
   look-alike takes the script of most words around it (a cell alone: of the whole table).
@@ -51,6 +55,7 @@ from redteam13_support import gate13_fixture  # noqa: F401  (fixture)
 #: pseudonyms' bits, one per row or line (the payload of every channel below)
 BITS = format(1841275123456, "b")
 NBSP, MINUS, NDASH, RSQUO, CYR_A = "\u00a0", "\u2212", "\u2013", "\u2019", "\u0430"
+LDQUO, RDQUO, QQ = "\u201c", "\u201d", '""'  #: typographic quotes; a quote inside a CSV field
 
 
 def rules(view, status: str | None = None) -> set[str]:
@@ -97,6 +102,7 @@ CELLS = {
     "n (%) with a trailing zero": (lambda i, one: f"\"{20 + i} ({i}.5{'0' if one else ''}%)\",{120 + i}", "zeros end"),
     "a date padded or not": (lambda i, one: f"2023-{'0' if one else ''}{i % 9 + 1}-15,{120 + i}", "zeros pad"),
     "a code's case": (lambda i, one: f"{'E' if one else 'e'}{11 + i},{120 + i}", "codes in capitals"),
+    "a code padded or not": (lambda i, one: f"R{'0' if one else ''}{i % 9 + 1},{120 + i}", "codes inside the cells: zeros pad"),
     "a marker with a blank": (lambda i, one: f"R{i},{'< 10' if one else '<10'}" if i % 2 else f"R{i},{120 + i}",
                               "the same but for case or blanks"),
 }
@@ -106,14 +112,21 @@ SIGNS = {
     "a no-break space": (lambda i, one: f"Paris{NBSP if one else ' '}{i},{120 + i}", "spaces written in 2 ways"),
     "a typographic apostrophe": (lambda i, one: f"l{RSQUO if one else chr(39)}hôpital {i},{120 + i}",
                                  "apostrophes written in 2 ways"),
+    "typographic quotes": (lambda i, one: f"\"le {LDQUO if one else QQ}Centre{RDQUO if one else QQ} {i}\",{120 + i}",
+                           "double quotes written in 2 ways"),
+}
+MISSING = {
+    "NA or N/A": (lambda i, one: f"R{i},{'NA' if one else 'N/A'}" if i % 2 else f"R{i},{120 + i}", "'N/A' and 'NA'"),
+    "NA or empty": (lambda i, one: f"R{i},{'NA' if one else ''}" if i % 2 else f"R{i},{120 + i}", "'' and 'NA'"),
 }
 
 
-@pytest.mark.parametrize("attack", sorted(CELLS) + sorted(SIGNS))
+@pytest.mark.parametrize("attack", sorted(CELLS) + sorted(SIGNS) + sorted(MISSING))
 def test_a_text_cells_spelling_carries_a_bit_per_cell(gate13, attack):
     """Before: only a column of numbers was judged on its spelling (red team 17); a text cell's
-    numbers, case and signs were free, and the page showed each as written."""
-    cell, why = {**CELLS, **SIGNS}[attack]
+    numbers, case and signs, and how a missing value is written, were free, and the page showed
+    each as written."""
+    cell, why = {**CELLS, **SIGNS, **MISSING}[attack]
     view = submit(gate13, "t.csv", rows(cell))
     assert "hidden-text" in rules(view, "fail"), (attack, rules(view))
     assert why in page_of(gate13, view), attack

@@ -345,7 +345,8 @@ def _check_text(path: Path, result: FileCheck) -> None:
     for rule, status, message in content.undecodable_rules(data[:_TEXT_LIMIT], cut=len(data) > _TEXT_LIMIT):
         result.add(Finding(rule, status, message))
     text = data[:_TEXT_LIMIT].decode("utf-8", "replace").removeprefix("\ufeff")
-    for rule, status, message in content.line_ending_rules(text) + typography.sign_rules(text):
+    whole = content.line_ending_rules(text) + typography.sign_rules(text) + content.normal_form_rules(text)
+    for rule, status, message in whole:
         result.add(Finding(rule, status, message))
     for number, line in enumerate(text.splitlines(), start=1):
         found = (content.identifier_rules(line) + content.date_rules(line) + content.hidden_rules(line)

@@ -10,13 +10,17 @@ written, and a checker reads ``dose 1.5 mg`` and ``dose 1.50 mg``, ``n=010`` and
 - the numbers inside its text cells, taken by their place in the cell (the first number of each
   cell, the second...), are spelt in several ways (:func:`.csv_numbers.column_problem`: trailing
   zeros, padding, signs, decimal marks, grouping); ``12 (3.4%)`` beside ``150 (10.0%)`` is fine,
-  a program wrote both. Numbers glued after a letter are codes (``E11``, ``C50.9``), not numbers;
+  a program wrote both. Numbers glued after a letter are codes (``E11``, ``C50.9``), not numbers:
+  their first digits are padded to one width (``R01`` beside ``R2`` fails, ``C01`` beside ``E11``
+  is fine);
 - it writes a class of look-alike signs (spaces, apostrophes, quotes, dashes) two ways in one
   context (:mod:`.typography`);
 - its codes (a letter, then digits: ``E11``, ``a10ba02``) are in capitals in some cells and in
   small letters in others;
 - two of its cells differ only by the case of their letters or by blanks (``<10`` and ``< 10``,
-  ``NA`` and ``N/A``, ``Nord`` and ``NORD``).
+  ``Nord`` and ``NORD``);
+- it writes accents both as one character and as a letter and a combining mark
+  (:func:`.content.normal_form_rules`).
 
 What stays is each column's one way (its case, its dash, its decimals): a few bits a column.
 """
@@ -28,7 +32,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from . import csv_numbers, typography
+from . import content, csv_numbers, typography
 from .result import Finding, Status
 
 #: a number inside a text: not glued after a letter, digit, ``.`` or ``,``; a sign only where a word
@@ -38,7 +42,9 @@ TEXT_NUMBER = re.compile(r"(?:(?<![\w.,])[+-])?(?<![\w.,])[0-9]+(?:[ \u00a0\u202
                          r"(?:[.,][0-9]+)?(?:[eE][+-]?[0-9]+)?(?![0-9])")
 #: a code: letters then digits (``E11``, ``C50``, ``a10ba02``)
 _CODE = re.compile(r"(?<![^\W\d_])[A-Za-z]+[0-9][A-Za-z0-9]*")
+_DIGITS = re.compile(r"[0-9]+")
 _BLANKS = re.compile(r"[\s/]+")
+_MIXED_FORMS = "accents written both as one character (\u00e9) and as a letter and a combining mark (e and U+0301)"
 #: columns named in a finding
 _NAMED = 3
 #: distinct cells judged a column (a column of more is a column of free text or identifiers, judged
@@ -47,16 +53,20 @@ MAX_DISTINCT = 20_000
 
 
 def _numbers_problem(cells: list[str]) -> str:
-    slots: dict[int, set[str]] = {}
+    """The numbers of the text cells by their place, and the first digits of their codes (``R01``
+    beside ``R2``: zeros pad some), each place spelt one way."""
+    slots: dict[tuple[str, int], set[str]] = {}
     for cell in cells:
         if csv_numbers.parse(cell) is not None:
             continue  # a cell that is a number: csv_numbers judges a CSV's
         for place, m in enumerate(TEXT_NUMBER.finditer(cell)):
-            slots.setdefault(place, set()).add(m.group())
-    for _place, values in sorted(slots.items()):
+            slots.setdefault(("numbers", place), set()).add(m.group())
+        for place, code in enumerate(_CODE.findall(cell)):
+            slots.setdefault(("codes", place), set()).add(_DIGITS.search(code).group())
+    for (kind, _), values in sorted(slots.items()):
         why = csv_numbers.column_problem(values) if len(values) > 1 else ""
         if why:
-            return f"numbers inside the cells: {why}"
+            return f"{kind} inside the cells: {why}"
     return ""
 
 
@@ -86,8 +96,9 @@ def column_problem(cells: Iterable[str]) -> str:
     cells = [c for c in cells if c]
     if len(cells) < 2:
         return ""
-    return (_numbers_problem(cells) or typography.mixed_signs("\n".join(cells)) or _case_problem(cells)
-            or _twins_problem(cells))
+    joined = "\n".join(cells)
+    return (_numbers_problem(cells) or typography.mixed_signs(joined) or _case_problem(cells) or _twins_problem(cells)
+            or (_MIXED_FORMS if content.normal_form_rules(joined) else ""))
 
 
 def _text_cells(column: pd.Series) -> list[str]:
@@ -117,5 +128,5 @@ def check_columns(frame: pd.DataFrame) -> list[Finding]:
     return [Finding("hidden-text", Status.FAIL, f"cells written in several ways in {len(found)} column(s) ({named}): "
                                                 "the page shows them as written and a checker reads them as one, so "
                                                 "the way each is written can carry data past the checker; write each "
-                                                "column one way (the same decimals, case, dash, apostrophe and spaces "
-                                                "in every cell)")]
+                                                "column one way (the same decimals, case, dash, apostrophe, spaces "
+                                                "and accents in every cell)")]

@@ -239,8 +239,9 @@ def check_notebook(text: str) -> list[Finding]:
                 found.append(("notebook-output", Status.REVIEW, f"{label}: text output, read by a checker", None))
         for rule, status, message, line in found:
             out.append(Finding(rule, status, message, line=line))
+    shown = "\n".join(shown_texts)
     out += [Finding(rule, status, f"cells and outputs: {message}")
-            for rule, status, message in typography.sign_rules("\n".join(shown_texts))]
+            for rule, status, message in typography.sign_rules(shown) + content.normal_form_rules(shown)]
     widgets = (notebook.get("metadata") or {}).get("widgets") if isinstance(notebook.get("metadata"), dict) else None
     if widgets:
         out.append(Finding("embedded-data", Status.FAIL, "notebook metadata holds widget state (data): clear it"))
@@ -265,7 +266,8 @@ def check_code(path: Path, name: str, size: int) -> list[Finding]:
     else:
         findings = [Finding(rule, status, message, line=line)
                     for rule, status, message, line in embedded_data(text, "source") + identifiers(text, "source")]
-        findings += [Finding(rule, status, message) for rule, status, message in typography.sign_rules(text)]
+        findings += [Finding(rule, status, message) for rule, status, message in
+                     typography.sign_rules(text) + content.normal_form_rules(text)]
     findings += [Finding(rule, status, message) for rule, status, message in
                  content.undecodable_rules(data) + content.line_ending_rules(text)]
     kept: dict[str, int] = {}

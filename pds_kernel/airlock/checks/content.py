@@ -315,14 +315,15 @@ def compatibility_rules(value: str) -> list[tuple[str, Status, str]]:
                                          "text))")]
 
 
-def normal_form_rules(value: str) -> list[tuple[str, Status, str]]:
-    """A letter and a combining accent where one character exists (``e`` U+0301 for ``\u00e9``): the
-    page draws both alike, so each accented letter can carry a bit (red team 18)."""
-    if value.isascii() or unicodedata.is_normalized("NFC", value):
+def normal_form_rules(text: str) -> list[tuple[str, Status, str]]:
+    """Accents written both as one character (``\u00e9``) and as a letter and a combining mark (``e``
+    U+0301) in one text or column: the page draws both alike, so each accented letter can carry a
+    bit (red team 18); a text wholly in one form (NFC, or macOS' NFD) is fine."""
+    if text.isascii() or unicodedata.is_normalized("NFC", text) or unicodedata.is_normalized("NFD", text):
         return []
-    return [("hidden-text", Status.FAIL, "letters written as a base letter and a combining accent (e and U+0301) "
-                                         "where one character exists (\u00e9): the page draws both alike, so each can "
-                                         "carry a bit past the checker; save the text in composed form (NFC: "
+    return [("hidden-text", Status.FAIL, "accents written both as one character (\u00e9) and as a letter and a "
+                                         "combining mark (e and U+0301): the page draws both alike, so each can carry "
+                                         "a bit past the checker; save the text in one form (NFC: "
                                          "unicodedata.normalize('NFC', text))")]
 
 
@@ -343,13 +344,13 @@ def lookalike_rules(value: str, around: str | None = None) -> list[tuple[str, St
     cell: :func:`table_script`)."""
     spans = _lookalikes(value, around)
     if not spans:
-        return compatibility_rules(value) + normal_form_rules(value)
+        return compatibility_rules(value)
     word = value[spans[0][0]:spans[0][1]]
     first = next((c for c in word if _is_lookalike(c)), word[0])
     return [("hidden-text", Status.FAIL, f"{len(spans)} word(s) written with letters of another script than the "
                                          f"words around them that look alike (the first, {_shown_word(word)!r}, holds U+{ord(first):04X} "
                                          f"{unicodedata.name(first, '?')}): each can carry a bit past the checker; "
-                                         "write them in the script of the words around them")] + normal_form_rules(value)
+                                         "write them in the script of the words around them")]
 
 
 _TRAILING_BLANKS = re.compile(r"[ \t]+(?=\r\n|\n|\r|$)")

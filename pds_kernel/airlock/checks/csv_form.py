@@ -151,6 +151,14 @@ def check_csv(path: Path, separator: str) -> list[Finding]:
                                                        f"change nothing ({_named(quoted)}): the page shows \"N\" and N "
                                                        "alike, so the quotes can carry data past the checker; write "
                                                        "the file with one quoting rule (csv.writer, pandas' to_csv)"))
+    missing = [f"{repr(header[i]) if i < len(header) else f'column {i + 1}'}: {' and '.join(map(repr, sorted(c.missing)))}"
+               for i, c in enumerate(columns) if len(c.missing) > 1]
+    if missing:
+        out.append(Finding("hidden-text", Status.FAIL, f"missing values written in several ways in {len(missing)} "
+                                                       f"column(s) ({_named(missing)}): a reader takes each for a "
+                                                       "missing value, so the way each is written can carry data past "
+                                                       "the checker; write them one way (pandas' to_csv leaves them "
+                                                       "empty, R writes NA)"))
     spelt = [(repr(header[i]) if i < len(header) else f"column {i + 1}", why)
              for i, why in _spelling_problems(text, separator, columns)]
     if spelt:

@@ -153,19 +153,30 @@ def _fixed(decimals: int) -> re.Pattern:
 _FIRST = re.compile(r"^-?[0-9]+(?:\.([0-9]+))?$", re.MULTILINE)
 
 
+#: the fields pandas reads as a missing value (``read_csv``'s defaults; the empty field too): a
+#: column writes them one way (red team 18), as pandas (empty) and R (``NA``) do
+MISSING = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+           "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+_MISSING = re.compile("^(" + "|".join(re.escape(m) for m in sorted(MISSING, key=len, reverse=True)) + ")$", re.MULTILINE)
+
+
 class Column:
     """The first of the ways of :data:`_PLAIN` and a fixed count of decimals that a column's
     values follow, fed a batch at a time (a pass of C code a batch); ``way`` is None when they
-    follow none of them: :func:`column_problem` then judges its distinct values."""
+    follow none of them: :func:`column_problem` then judges its distinct values. ``missing``: how
+    the column writes its missing values."""
 
     def __init__(self) -> None:
         self.way: int | None = -1  #: -1 until the first batch; an index in (*_PLAIN, fixed)
         self.decimals: int | None = None
+        self.missing: set[str] = set()
 
     def feed(self, values: Iterable[str]) -> None:
+        lines = "\n".join(values) + "\n"
+        if len(self.missing) < 2:
+            self.missing.update(_MISSING.findall(lines[:-1]))
         if self.way is None:
             return
-        lines = "\n".join(values) + "\n"
         if self.decimals is None and (first := _FIRST.search(lines)):
             self.decimals = len(first.group(1) or "")
         patterns = (*_PLAIN, _fixed(self.decimals or 0))
