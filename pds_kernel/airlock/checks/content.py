@@ -223,9 +223,11 @@ def _script(char: str) -> str:
 def _lookalikes(value: str, around: str | None = None) -> list[tuple[int, int]]:
     """(start, end) of each word that holds a look-alike letter: mixed with Latin letters, or
     spelt wholly in Cyrillic or Greek look-alikes in a text that has Latin letters (``around``: the
-    script of the text around ``value``, a table's cell: :func:`table_script`): two letters or more, or one
-    letter of :data:`_CONFUSABLE_ALONE` (a Cyrillic ``а`` for ``a``) when no other word of ``value``
-    is written in that script (``α = 0.05`` and a Russian ``с`` among Russian words are fine)."""
+    script of the text around ``value``, a table's cell: :func:`table_script`): two letters or more,
+    or one letter of :data:`_CONFUSABLE_ALONE` (a Cyrillic ``а`` for ``a``) out of the script most
+    words of ``value`` (else ``around``) are in, or when none is, of every other word; and a Latin
+    letter alone among Cyrillic or Greek words (:data:`_TWINS`). ``α = 0.05`` and a Russian ``с``
+    among Russian words are fine."""
     if value.isascii():
         return []
     words = [(m.start(), m.end(), {_script(c) for c in m.group()}) for m in _WORD.finditer(value)]
@@ -273,7 +275,7 @@ _TWINS = {"CYRILLIC": "aceijopsxyABCEHIJKMOPSTXY", "GREEK": "aikopuvABEHIKMNOPTX
 
 
 def _majority(words: list[tuple[int, int, set[str]]]) -> str | None:
-    """The script most words of two letters or more of ``value`` are written in (Latin, Cyrillic
+    """The script most of ``words`` of two letters or more are written in (Latin, Cyrillic
     or Greek), if more are in it than in any other; None on a tie (red team 18: a one-letter word
     takes the script of the words around it)."""
     counts = {"LATIN": 0, "CYRILLIC": 0, "GREEK": 0}
