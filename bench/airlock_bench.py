@@ -119,7 +119,8 @@ def _submission(root: Path, path: Path, context: dict) -> float:
             start = time.perf_counter()
             view = service.create("alice", "p-bench", [(path.name, io.BytesIO(data))], "bench", context)
             best = min(best, time.perf_counter() - start)
-            assert view.files[0].check_status == "pass", view.files[0].check_status
+            failed = {rule for rule, status in view.files[0].check["rules"].items() if status != "pass"}
+            assert failed <= {"preview"}, view.files[0].check  # larger than the page shows: by design
         return best
     finally:
         runtime.close()
@@ -152,17 +153,20 @@ def run(out_dir: Path, quick: bool) -> dict:
         start = time.perf_counter()
         all_rules()
         ours = min(ours, time.perf_counter() - start)
-    assert result.verdict == "pass", result.to_dict()["findings"][:3]
+    # the table is larger than the review page shows (500 rows, 60 columns: red team 15's ``preview``
+    # rule): every other rule passes it
+    assert {f.rule for f in result.findings if f.status.value != "pass"} == {"preview"}, result.to_dict()["findings"][:3]
     rows.append({"name": "check a 5,000-row declared table with every rule on (1M cells)", "value": round(ours, 3),
                  "unit": "s", "peer": "target", "peer_value": 1.0, "ratio": round(1.0 / ours, 2) if ours else None,
                  "note": f"peak {peak:.1f} MB; pre-gates, declaration, counts, dominance and p-ratio from "
-                         "contributions, totals, 3 released tables, 200k PERSON_IDs; verdict pass; best of 3"})
+                         "contributions, totals, 3 released tables, 200k PERSON_IDs; every rule passes but `preview` "
+                         "(larger than the page shows); best of 3"})
     submitted = _submission(out_dir / "world", path, context)
     rows.append({"name": "submit the same table through the gate's service (1M cells)", "value": round(submitted, 3),
                  "unit": "s", "peer": "target", "peer_value": 1.0,
                  "ratio": round(1.0 / submitted, 2) if submitted else None,
                  "note": "stage, SHA-256, every check (no released table, no extract yet), request rows in the "
-                         "database; verdict pass; best of 3"})
+                         "database; every rule passes but `preview`; best of 3"})
     acro_time = _acro_check(10_000 if not quick else 2_500)
     ten_k = rows[0]["value"]
     rows.append({"name": "check a 10k-cell table", "value": ten_k, "unit": "s",
@@ -174,7 +178,8 @@ def run(out_dir: Path, quick: bool) -> dict:
                 "where the pandas peer applies the small-cell rule alone: a ratio below 1 on the first two "
                 "rows is the price of the other rules. Both find the same small cells (asserted). The 1M-cell "
                 "tables have 5,000 rows (the default pre-gate limit per table file). The all-rules row is a "
-                "declared table that passes, checked with every rule on; its ratio is the 1 s target / our time.")
+                "declared table that every rule passes but `preview` (it is larger than the review page shows), "
+                "checked with every rule on; its ratio is the 1 s target / our time.")
     return {"title": "Airlock disclosure checks", "rows": rows, "markdown": markdown}
 
 

@@ -102,8 +102,6 @@ def column_problem(cells: Iterable[str]) -> str:
 
 
 def _text_cells(column: pd.Series) -> list[str]:
-    if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
-        return []
     distinct = pd.unique(column.dropna())
     if len(distinct) > MAX_DISTINCT:
         return []
@@ -117,7 +115,9 @@ def check_columns(frame: pd.DataFrame) -> list[Finding]:
     why = column_problem(str(c) for c in frame.columns if not str(c).startswith("Unnamed"))
     if why:
         found.append(("the header", why))
-    for position in range(frame.shape[1]):
+    texts = [p for p, dtype in enumerate(frame.dtypes)
+             if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)]
+    for position in texts:
         why = column_problem(_text_cells(frame.iloc[:, position]))
         if why:
             found.append((repr(str(frame.columns[position])), why))

@@ -160,6 +160,13 @@ MISSING = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
 _MISSING = re.compile("^(" + "|".join(re.escape(m) for m in sorted(MISSING, key=len, reverse=True)) + ")$", re.MULTILINE)
 
 
+def _may_be_missing(lines: str) -> bool:
+    """Whether ``lines`` can hold a value of :data:`MISSING` (a few scans of C code, skipping the
+    search in a column of numbers)."""
+    return (lines.startswith("\n") or "\n\n" in lines or "N" in lines or "n" in lines or "#" in lines
+            or "<" in lines)
+
+
 class Column:
     """The first of the ways of :data:`_PLAIN` and a fixed count of decimals that a column's
     values follow, fed a batch at a time (a pass of C code a batch); ``way`` is None when they
@@ -173,7 +180,7 @@ class Column:
 
     def feed(self, values: Iterable[str]) -> None:
         lines = "\n".join(values) + "\n"
-        if len(self.missing) < 2:
+        if len(self.missing) < 2 and _may_be_missing(lines):
             self.missing.update(_MISSING.findall(lines[:-1]))
         if self.way is None:
             return
