@@ -43,6 +43,11 @@ TEXT_NUMBER = re.compile(r"(?:(?<![\w.,])[+-])?(?<![\w.,])[0-9]+(?:[ \u00a0\u202
 #: a code: letters then digits (``E11``, ``C50``, ``a10ba02``)
 _CODE = re.compile(r"(?<![^\W\d_])[A-Za-z]+[0-9][A-Za-z0-9]*")
 _DIGITS = re.compile(r"[0-9]+")
+_CODE_DIGITS = re.compile(r"(?<![^\W\d_])[A-Za-z]+([0-9]+)")
+#: what a number can be spelt with besides digits (a zero first, a mark, a sign, an exponent,
+#: grouping): a column without any holds integers that have one spelling each (one search, in C)
+_SPELT = re.compile(r"(?<![0-9])0[0-9]|[0-9][.,' \u00a0\u202f][0-9]|[+-][0-9]|[0-9][eE][+-]?[0-9]")
+_LOWER_CODE, _UPPER_CODE = re.compile(r"[a-z][0-9]"), re.compile(r"[A-Z][0-9]")
 _BLANKS = re.compile(r"[\s/]+")
 _MIXED_FORMS = "accents written both as one character (\u00e9) and as a letter and a combining mark (e and U+0301)"
 #: columns named in a finding
@@ -52,12 +57,19 @@ _NAMED = 3
 MAX_DISTINCT = 20_000
 
 
-def _numbers_problem(cells: list[str]) -> str:
+def _one_way(values: set[str]) -> bool:
+    return len(values) < 2 or not csv_numbers.column_problem(values)
+
+
+def _numbers_problem(cells: list[str], joined: str) -> str:
     """The numbers of the text cells by their place, and the first digits of their codes (``R01``
-    beside ``R2``: zeros pad some), each place spelt one way."""
+    beside ``R2``: zeros pad some), each place spelt one way. All of them spelt one way (a search
+    in C over ``joined``, the cells joined by line breaks) are so at each place."""
+    if _one_way(set(TEXT_NUMBER.findall(joined))) and _one_way(set(_CODE_DIGITS.findall(joined))):
+        return ""
     slots: dict[tuple[str, int], set[str]] = {}
     for cell in cells:
-        if csv_numbers.parse(cell) is not None:
+        if csv_numbers.NUMBER.fullmatch(cell):
             continue  # a cell that is a number: csv_numbers judges a CSV's
         for place, m in enumerate(TEXT_NUMBER.finditer(cell)):
             slots.setdefault(("numbers", place), set()).add(m.group())
@@ -97,7 +109,9 @@ def column_problem(cells: Iterable[str]) -> str:
     if len(cells) < 2:
         return ""
     joined = "\n".join(cells)
-    return (_numbers_problem(cells) or typography.mixed_signs(joined) or _case_problem(cells) or _twins_problem(cells)
+    numbers = _numbers_problem(cells, joined) if _SPELT.search(joined) else ""  # else: integers without zeros before
+    cases = _case_problem(cells) if _LOWER_CODE.search(joined) and _UPPER_CODE.search(joined) else ""
+    return (numbers or typography.mixed_signs(joined) or cases or _twins_problem(cells)
             or (_MIXED_FORMS if content.normal_form_rules(joined) else ""))
 
 
