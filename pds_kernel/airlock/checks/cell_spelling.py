@@ -58,7 +58,9 @@ MAX_DISTINCT = 20_000
 
 
 def _one_way(values: set[str]) -> bool:
-    return len(values) < 2 or not csv_numbers.column_problem(values)
+    if len(values) < 2 or (all(v.isdigit() for v in values) and len({len(v) for v in values}) == 1):
+        return True  # codes' digits of one width (``C00075``): padded alike
+    return not csv_numbers.column_problem(values)
 
 
 def _numbers_problem(cells: list[str], joined: str) -> str:

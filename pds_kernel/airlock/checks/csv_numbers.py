@@ -160,11 +160,13 @@ MISSING = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
 _MISSING = re.compile("^(" + "|".join(re.escape(m) for m in sorted(MISSING, key=len, reverse=True)) + ")$", re.MULTILINE)
 
 
-def _may_be_missing(lines: str) -> bool:
-    """Whether ``lines`` can hold a value of :data:`MISSING` (a few scans of C code, skipping the
-    search in a column of numbers)."""
-    return (lines.startswith("\n") or "\n\n" in lines or "N" in lines or "n" in lines or "#" in lines
-            or "<" in lines)
+def _missing_in(lines: str) -> set[str]:
+    """The values of :data:`MISSING` among ``lines`` (each ending with a line break): the empty
+    one found by two scans of C code, the others searched only where their letters are."""
+    found = {""} if lines.startswith("\n") or "\n\n" in lines else set()
+    if "N" in lines or "n" in lines or "#" in lines or "<" in lines:
+        found.update(_MISSING.findall(lines[:-1]))
+    return found
 
 
 class Column:
@@ -180,8 +182,8 @@ class Column:
 
     def feed(self, values: Iterable[str]) -> None:
         lines = "\n".join(values) + "\n"
-        if len(self.missing) < 2 and _may_be_missing(lines):
-            self.missing.update(_MISSING.findall(lines[:-1]))
+        if len(self.missing) < 2:
+            self.missing |= _missing_in(lines)
         if self.way is None:
             return
         if self.decimals is None and (first := _FIRST.search(lines)):
