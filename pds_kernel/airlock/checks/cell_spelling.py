@@ -17,8 +17,8 @@ written, and a checker reads ``dose 1.5 mg`` and ``dose 1.50 mg``, ``n=010`` and
   context (:mod:`.typography`);
 - its codes (a letter, then digits: ``E11``, ``a10ba02``) are in capitals in some cells and in
   small letters in others;
-- two of its cells differ only by the case of their letters or by blanks (``<10`` and ``< 10``,
-  ``Nord`` and ``NORD``);
+- two of its cells differ only by blanks, or by the case of three letters or more (``<10`` and
+  ``< 10``, ``Nord`` and ``NORD``; ``N`` and ``n`` often name different things);
 - it writes accents both as one character and as a letter and a combining mark
   (:func:`.content.normal_form_rules`).
 
@@ -48,7 +48,7 @@ _CODE_DIGITS = re.compile(r"(?<![^\W\d_])[A-Za-z]+([0-9]+)")
 #: grouping): a column without any holds integers that have one spelling each (one search, in C)
 _SPELT = re.compile(r"(?<![0-9])0[0-9]|[0-9][.,' \u00a0\u202f][0-9]|[+-][0-9]|[0-9][eE][+-]?[0-9]")
 _LOWER_CODE, _UPPER_CODE = re.compile(r"[a-z][0-9]"), re.compile(r"[A-Z][0-9]")
-_BLANKS = re.compile(r"[\s/]+")
+_BLANKS = re.compile(r"\s+")
 _MIXED_FORMS = "accents written both as one character (\u00e9) and as a letter and a combining mark (e and U+0301)"
 #: columns named in a finding
 _NAMED = 3
@@ -96,23 +96,27 @@ def _case_problem(cells: list[str]) -> str:
 
 
 def _twins_problem(cells: list[str]) -> str:
+    """Two cells equal but for blanks, or for case when they have three letters or more (``N`` and
+    ``n``, ``N (%)`` and ``n (%)``, ``Na`` and ``NA`` often name different things)."""
     seen: dict[str, str] = {}
     for cell in cells:
-        key = _BLANKS.sub("", cell).casefold()
+        key = _BLANKS.sub("", cell)
+        key = key.casefold() if sum(c.isalpha() for c in key) > 2 else key
         if key in seen and seen[key] != cell:
             return f"{seen[key]!r} beside {cell!r} (the same but for case or blanks)"
         seen[key] = cell
     return ""
 
 
-def column_problem(cells: Iterable[str]) -> str:
-    """Why a column's distinct text ``cells`` are written in several ways, or "" (one way)."""
+def column_problem(cells: Iterable[str], header: bool = False) -> str:
+    """Why a column's distinct text ``cells`` are written in several ways, or "" (one way);
+    ``header``: they are the header's names (``p25`` beside ``Q1`` is no code's case)."""
     cells = [c for c in cells if c]
     if len(cells) < 2:
         return ""
     joined = "\n".join(cells)
     numbers = _numbers_problem(cells, joined) if _SPELT.search(joined) else ""  # else: integers without zeros before
-    cases = _case_problem(cells) if _LOWER_CODE.search(joined) and _UPPER_CODE.search(joined) else ""
+    cases = "" if header or not (_LOWER_CODE.search(joined) and _UPPER_CODE.search(joined)) else _case_problem(cells)
     return (numbers or typography.mixed_signs(joined) or cases or _twins_problem(cells)
             or (_MIXED_FORMS if content.normal_form_rules(joined) else ""))
 
@@ -128,7 +132,7 @@ def check_columns(frame: pd.DataFrame) -> list[Finding]:
     """The ``hidden-text`` finding of a table whose header or text columns write their cells in
     several ways (see the module's list)."""
     found = []
-    why = column_problem(str(c) for c in frame.columns if not str(c).startswith("Unnamed"))
+    why = column_problem((str(c) for c in frame.columns if not str(c).startswith("Unnamed")), header=True)
     if why:
         found.append(("the header", why))
     texts = [p for p, dtype in enumerate(frame.dtypes)
