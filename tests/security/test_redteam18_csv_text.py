@@ -8,8 +8,9 @@ does not make is a bit per cell, word or sign. Every attack here goes through th
 service (staging, the checks) and, where the page matters, the real review page; each asserts the
 file fails ``hidden-text`` with a reason the checker reads.
 
-32 attempts and 3 controls (17 files); 31 attempts got through before their fix (and one channel
-is left open, a strict xfail: a column's one way, chosen by the author, a bit a column):
+33 attempts and 3 controls (18 files); 32 attempts got through before their fix (two channels are
+left open, strict xfails: a column's one way, chosen by the author, a bit a column; apostrophes
+and dashes in a program's comments, where quotes and minus signs are syntax):
 
 - numbers inside a table's text cells (5: ``dose 1.5 mg`` beside ``dose 1.50 mg``, ``n=010``,
   ``12 (3.40%)``, a date ``2023-1-5`` beside ``2023-01-05``, the same in an XLSX): now the numbers
@@ -20,10 +21,11 @@ is left open, a strict xfail: a column's one way, chosen by the author, a bit a 
   cells differ only by case or blanks.
 - missing values (2: ``NA`` beside ``N/A``, or beside an empty field): a reader takes all for a
   missing value; now a CSV column writes them one way (:mod:`pds_kernel.airlock.checks.csv_numbers`).
-- look-alike signs (10: a minus sign U+2212 and an en dash beside ``-``, a no-break space, ``’``
+- look-alike signs (11: a minus sign U+2212 and an en dash beside ``-``, a no-break space, ``’``
   and ``“”`` beside a space, ``'`` and ``""`` in cells and headers, a no-break space for each space of a text,
-  apostrophes in Markdown, dashes in a program and a notebook's outputs): now each class of signs
-  is written one way in each context of a column or a file (:mod:`pds_kernel.airlock.checks.typography`);
+  apostrophes in Markdown, dashes in a text, no-break spaces in a program and a notebook's outputs):
+  now each class of signs is written one way in each context of a column or a text, and a
+  program's or notebook's spaces one way (:mod:`pds_kernel.airlock.checks.typography`);
   a no-break space grouping digits in a number column already failed (red team 17, 1).
 - compatibility forms (6: full-width digits in a number column, a full-width word, a mathematical
   sans-serif word and digit in cells, a full-width letter in Markdown, a mathematical letter in a
@@ -35,6 +37,7 @@ is left open, a strict xfail: a column's one way, chosen by the author, a bit a 
   look-alike takes the script of most words around it (a cell alone: of the whole table).
 
 Controls: French text and tables with accents, ``’``, no-break spaces and en dashes used one way,
+an R notebook whose source quotes with ``'`` and whose output with ``‘’``,
 tables as pandas and R write ``n (%)`` and confidence intervals, ages, ICD-10 codes with and
 without a fourth character, tables wholly in Greek or Russian (with one-letter cells), statistics'
 ``α``, ``10⁴``, ``CO₂``, Markdown with lists and an em dash: no ``hidden-text`` finding. Two of
@@ -187,7 +190,8 @@ def test_a_look_alike_character_carries_a_bit(gate13, attack):
 TEXTS = {
     "a no-break space for each space": ("notes.txt", lines(lambda i, one: f"we found{NBSP if one else ' '}a rise")),
     "apostrophes in Markdown": ("notes.md", lines(lambda i, one: f"l{RSQUO if one else chr(39)}effet {i}")),
-    "dashes in a program": ("fit.py", lines(lambda i, one: f"# 18{NDASH if one else '-'}24 ans")),
+    "no-break spaces in a program": ("fit.py", lines(lambda i, one: f"x = 1{NBSP if one else ' '}+ {i}")),
+    "dashes in a text": ("notes.txt", lines(lambda i, one: f"18{NDASH if one else '-'}24 ans")),
     "a no-break space in a notebook's outputs": ("fit.ipynb", None),
 }
 
@@ -215,8 +219,11 @@ def test_french_and_statistics_texts_pass(gate13):
              "fit.py": "x = -3\nprint(f\"{x} - done\")  # l’effet, α = 0.05, 10⁴ cells, CO₂, m²\n",
              "ru.txt": "Данные SNDS с 2020 года: я и R\nМосква, а не Париж, о чём и речь.\n",
              "el.txt": "Η ομάδα Α είχε 120 ασθενείς και ο μέσος όρος ήταν 3,4.\n"}
-    for name, text in texts.items():
-        view = submit(gate13, name, text.encode())
+    r_notebook = json.loads(_notebook(["Error in library(foo): there is no package called \u2018foo\u2019\n"]))
+    r_notebook["cells"][0]["source"] = ["x <- c('a', 'b')  # 2019\u20132020\n", "library('foo')\n"]
+    for name, data in [*((name, text.encode()) for name, text in texts.items()),
+                       ("r.ipynb", json.dumps(r_notebook, ensure_ascii=False).encode())]:
+        view = submit(gate13, name, data)
         assert "hidden-text" not in rules(view), (name, view.files[0].check)
 
 
@@ -245,12 +252,15 @@ def test_tables_wholly_in_greek_or_russian_pass(gate13):
         assert "<U+" not in page_of(gate13, view), data
 
 
-# ---- the channel left open (a strict xfail: closing it makes the test pass, and fail here) -----
+# ---- channels left open (strict xfails: closing one makes its test pass, and fail here) -------
 OPEN = {
     "one way per column, chosen by the author": (
         "a.csv", "".join(f"c{i}," for i in range(len(BITS))).rstrip(",") + "\n" + ",".join(
             f"{1 + i}.5{'0' if bit == '1' else ''}" for i, bit in enumerate(BITS)) + "\n",
         "a bit per column (its decimals, case, dash...): closing it means rewriting every table released"),
+    "apostrophes and dashes in a program's comments": (
+        "fit.py", "x = f('a', 'b')  # the \u2018b\u2019 column\n" + lines(lambda i, one: f"# 18{NDASH if one else '-'}24 ans"),
+        "a program's quotes and minus signs are syntax beside its comments' typographic ones: only its spaces are judged"),
 }
 
 

@@ -241,7 +241,8 @@ def check_notebook(text: str) -> list[Finding]:
             out.append(Finding(rule, status, message, line=line))
     shown = "\n".join(shown_texts)
     out += [Finding(rule, status, f"cells and outputs: {message}")
-            for rule, status, message in typography.sign_rules(shown) + content.normal_form_rules(shown)]
+            for rule, status, message in typography.sign_rules(shown, typography.IN_CODE)
+            + content.normal_form_rules(shown)]
     widgets = (notebook.get("metadata") or {}).get("widgets") if isinstance(notebook.get("metadata"), dict) else None
     if widgets:
         out.append(Finding("embedded-data", Status.FAIL, "notebook metadata holds widget state (data): clear it"))
@@ -267,7 +268,7 @@ def check_code(path: Path, name: str, size: int) -> list[Finding]:
         findings = [Finding(rule, status, message, line=line)
                     for rule, status, message, line in embedded_data(text, "source") + identifiers(text, "source")]
         findings += [Finding(rule, status, message) for rule, status, message in
-                     typography.sign_rules(text) + content.normal_form_rules(text)]
+                     typography.sign_rules(text, typography.IN_CODE) + content.normal_form_rules(text)]
     findings += [Finding(rule, status, message) for rule, status, message in
                  content.undecodable_rules(data) + content.line_ending_rules(text)]
     kept: dict[str, int] = {}

@@ -66,16 +66,17 @@ def _name(sign: str) -> str:
     return f"U+{ord(sign):04X} {unicodedata.name(sign, '?')}"
 
 
-def mixed_signs(text: str) -> str:
-    """Why ``text`` writes a class of look-alike signs in two ways in one context, or "" (one way).
-    A table's column is judged as its distinct cells joined by line breaks."""
+def mixed_signs(text: str, kinds: tuple[str, ...] = tuple(CLASSES)) -> str:
+    """Why ``text`` writes a class of look-alike signs (of ``kinds``) in two ways in one context,
+    or "" (one way). A table's column is judged as its distinct cells joined by line breaks."""
     contexts: dict[tuple[str, str, str], None] = {}
     for m in _NON_ASCII.finditer(text):
         start = m.start()
         before = _side(text[start - 1] if start else "")
         after = _side(text[start + 1] if start + 1 < len(text) else "")
         kind = next(k for k, signs in CLASSES.items() if m.group() in signs)
-        contexts[(kind, before, after)] = None
+        if kind in kinds:
+            contexts[(kind, before, after)] = None
         if len(contexts) > 64:
             break
     for kind, before, after in contexts:
@@ -87,10 +88,15 @@ def mixed_signs(text: str) -> str:
     return ""
 
 
-def sign_rules(text: str) -> list[tuple[str, Status, str]]:
-    """The ``hidden-text`` finding of a text file, a program or a notebook writing look-alike signs
-    two ways in one context."""
-    why = mixed_signs(text)
+#: what a program's signs are judged on: its quotes and minus signs are syntax beside the
+#: typographic ones of its comments (``f(a, 'b')  # the ‘b’ column``), a space is a space
+IN_CODE = ("space",)
+
+
+def sign_rules(text: str, kinds: tuple[str, ...] = tuple(CLASSES)) -> list[tuple[str, Status, str]]:
+    """The ``hidden-text`` finding of a text file, a program (``kinds``: :data:`IN_CODE`) or a
+    notebook writing look-alike signs two ways in one context."""
+    why = mixed_signs(text, kinds)
     if not why:
         return []
     return [("hidden-text", Status.FAIL, f"{why}: each can carry a bit past the checker; write each the same way "
