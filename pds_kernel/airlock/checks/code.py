@@ -12,7 +12,8 @@ Publishing code is expected of researchers; what must not leave with it is data.
   attachments or widget state count as embedded data;
 - ``hidden-text``: characters a reader cannot see (:func:`.content.hidden_rules`), look-alike
   letters, blanks ending a line, in the source, the outputs or the metadata, and line endings of
-  two kinds in the file: fail;
+  two kinds in the file; spaces written two ways (a space and a no-break space) or accents both
+  composed and not in the file (a notebook: its sources and outputs together; red team 18): fail;
 - ``code``: every code file is read by a checker (review): the gate cannot tell what a program does.
 """
 
