@@ -17,7 +17,9 @@ Each rule is a small pure function over one string, returning ``(rule, status, m
   variation selectors, private use, fillers and odd spaces): fail. A page draws them as nothing,
   so they carry data past the checker (Unicode tag characters spell ASCII one for one), or
   reorder what the checker reads (a right-to-left override). The review page shows each as
-  ``<U+XXXX>`` (:func:`visible`).
+  ``<U+XXXX>`` (:func:`visible`). Visible but drawn alike (red teams 15 and 18): look-alike
+  letters of another script (:func:`lookalike_rules`), full-width and mathematical forms
+  (:func:`compatibility_rules`), accents both composed and not (:func:`normal_form_rules`).
 """
 
 from __future__ import annotations

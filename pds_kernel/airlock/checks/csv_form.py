@@ -10,7 +10,9 @@ checker; each fails ``hidden-text`` here. The page shows each cell as written (`
 Red team 17: the page shows ``"N"`` and ``N`` alike, so a field in quotes or not was a bit; now
 a column (and the header) must quote alike every field of one kind (texts, numbers, missing
 values) that needs no quotes: csv.writer, pandas and R each do. And a column must spell its
-numbers one way (:mod:`.csv_numbers`: ``1.5`` beside ``1.50`` fails).
+numbers one way (:mod:`.csv_numbers`: ``1.5`` beside ``1.50`` fails). Red team 18: and its
+missing values (``NA`` beside ``N/A`` or an empty field fails); the text of any table's cells is
+judged in :mod:`.cell_spelling`.
 """
 
 from __future__ import annotations
