@@ -34,6 +34,7 @@ from pathlib import Path
 import requests
 import yaml
 from dask_gateway import Gateway, JupyterHubAuth
+from jupyterhub import orm
 from ports import free_port
 
 from pds_kernel.settings import Settings
@@ -139,8 +140,13 @@ class HubThread:
         return self.call(go())
 
     def personal_token(self, user: str) -> str:
+        """A token ``user`` makes on the hub's token page, her groups as they are (signed in first,
+        with none, when she never was: a sign-in with none would take her out of her projects, and
+        the gateway's watcher then stops her clusters)."""
         async def go():
-            return self.hub.sign_in(user, []).new_api_token(note="made on the token page")
+            found = orm.User.find(self.hub.app.db, user)
+            person = self.hub.app.users[found] if found is not None else self.hub.sign_in(user, [])
+            return person.new_api_token(note="made on the token page")
         return self.call(go())
 
     def stop(self) -> None:
