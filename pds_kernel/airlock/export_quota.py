@@ -54,7 +54,7 @@ def stage_export(service, author: str, directory: Path, round_: int,
     them all, leaving nothing staged, when they would take the author's exports of the day past
     ``airlock.export_max_bytes_per_day``."""
     limit = service.settings.airlock.export_max_bytes_per_day
-    used = staged_bytes(service._sessions, service.settings.paths.staging, author)
+    used = staged_bytes(service.sessions, service.settings.paths.staging, author)
     staged = stage_all(directory, round_, items, service.limits)
     adding = sum(sf.size for sf in staged)
     if used + adding > limit:

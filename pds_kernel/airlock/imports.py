@@ -128,7 +128,7 @@ class ImportService:
         request_id = uuid.uuid4().hex
         directory = request_dir(self.settings.paths.staging, project, request_id)
         context: dict[str, Any] = {"import": {"kind": kind}}
-        used = import_quota.staged_bytes(service._sessions, actor)
+        used = import_quota.staged_bytes(service.sessions, actor)
         try:
             if kind == "cohort":
                 raw = self._stage(directory / RAW_DIR, files)
@@ -162,7 +162,7 @@ class ImportService:
                 reviews_required, min_cell) -> RequestView:
         service = self.airlock
         contents = permissions.can_read_contents(service.registry, actor, project, actor)
-        with transaction(service._sessions) as s:
+        with transaction(service.sessions) as s:
             req = add_request_rows(s, request_id, project, actor, "import", justification, context,
                                    reviews_required, min_cell, staged, results)
             service._record(AuditEvent(

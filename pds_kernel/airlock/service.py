@@ -106,7 +106,7 @@ class AirlockService:
         self.settings = runtime.settings
         self.limits = limits or load_limits(runtime.settings)
         self.registry = registry or Registry.from_runtime(runtime)
-        self._sessions = runtime.sessions
+        self.sessions = runtime.sessions
         self._audit = runtime.audit
 
     # ---- helpers ---------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ class AirlockService:
         except (PermissionDenied, InvalidTransition, IntegrityError, InvalidInput) as exc:
             project = ""
             try:
-                with transaction(self._sessions) as s:
+                with transaction(self.sessions) as s:
                     req = s.get(ExportRequest, request_id) if isinstance(request_id, str) else None
                     project = req.project_id if req is not None else ""
             except PdsError:
@@ -176,7 +176,7 @@ class AirlockService:
         if submitters is None:
             submitters = frozenset()
             if view.state in REVIEWABLE:
-                with transaction(self._sessions) as s:
+                with transaction(self.sessions) as s:
                     submitters = submitted_by(s, view.id)
         return replace(view, actions=offered_actions(self.registry, view, viewer, submitters))
 
@@ -187,7 +187,7 @@ class AirlockService:
         permission checks therefore run between transactions, never inside one, and the write
         transaction that follows re-checks the state it acts on.
         """
-        with transaction(self._sessions) as s:
+        with transaction(self.sessions) as s:
             req = self._load(s, request_id)
             return req.project_id, req.author, req.state
 
@@ -219,7 +219,7 @@ class AirlockService:
 
     def _list(self, actor: str, query: ListQuery, page: int, per_page: int | None) -> RequestPage:
         check_user_name(actor)
-        result = read_page(self._sessions, self.registry, actor, query, page=page, per_page=per_page)
+        result = read_page(self.sessions, self.registry, actor, query, page=page, per_page=per_page)
         self._record(AuditEvent(actor=actor, action="airlock.request.list", target=f"scope:{query.scope}",
                                 project=query.project or "",
                                 details={"count": len(result.items), "total": result.total, "page": result.page}))
@@ -232,7 +232,7 @@ class AirlockService:
             contents = permissions.can_read_contents(self.registry, actor, project, author)
             # verdicts count as the quorum counts them until the request is released or closed
             checkers = permissions.checkers_of(self.registry, project) if state in _OPEN else None
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 req = self._load(s, request_id)
                 submitters = submitted_by(s, req.id) if checkers or req.state in REVIEWABLE else frozenset()
                 view = self._view(req, actor, contents, checkers and checkers - submitters)
@@ -252,7 +252,7 @@ class AirlockService:
             project, author, _ = self._peek(request_id)
             permissions.check_view(self.registry, actor, project, author)
             permissions.check_read_contents(self.registry, actor, project, author)
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 req = self._load(s, request_id)
                 f = next((f for f in req.files if f.index == index), None)
                 if f is None:
@@ -267,7 +267,7 @@ class AirlockService:
 
     # ---- submission ------------------------------------------------------------------------------
     def _gate(self, project: str, thresholds: Thresholds, request_id: str, author: str) -> ProjectGate:
-        return request_gate(self.settings, self._sessions, self.registry, self.limits, project, thresholds,
+        return request_gate(self.settings, self.sessions, self.registry, self.limits, project, thresholds,
                             request_id, author, self.runtime.audit)
 
     def create(self, actor: str, project: str, files: list[tuple[str, BinaryIO]], justification: str,
@@ -305,7 +305,7 @@ class AirlockService:
             if isinstance(exc, PdsError):
                 self._deny(actor, "airlock.request.create", request_id, project, exc)
             raise
-        with transaction(self._sessions) as s:
+        with transaction(self.sessions) as s:
             req = add_request_rows(s, request_id, project, author, "export", justification, context,
                                    reviews_required, thresholds.min_cell, staged, results)
             self._record(AuditEvent(
@@ -333,7 +333,7 @@ class AirlockService:
         def run():
             project, author, state = self._authorise(actor, request_id, action, what)
             contents = permissions.can_read_contents(self.registry, actor, project, author)
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 self._apply(s, req, action, actor, **details)
                 view = self._view(req, actor, contents)
@@ -356,7 +356,7 @@ class AirlockService:
             records = checked_context({"acro": acro}).get("acro") if acro else {}
             if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
                 raise InvalidInput("acro must map file names to ACRO records")
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 req = self._load(s, request_id)
                 if req.direction == "import":
                     raise InvalidInput("an import is not resubmitted: withdraw it and import the corrected "
@@ -381,7 +381,7 @@ class AirlockService:
             files_after = {i: (i, n, stored, sha) for i, (n, stored, sha) in kept.items()}
             files_after.update({sf.index: (sf.index, sf.name, sf.stored_name, sf.sha256) for sf in staged})
             results = run_gate(gate, directory, [files_after[i] for i in sorted(files_after)], context)
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.round + 1 != round_:
                     raise InvalidTransition("the request changed while resubmitting: try again")
@@ -436,7 +436,7 @@ class AirlockService:
             project, author, _ = self._peek(request_id)
             permissions.check_checker(self.registry, actor, project, author)
             checkers = permissions.checkers_of(self.registry, project)  # whose verdicts count
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.state not in {st.value for st in REVIEWABLE_STATES}:
                     raise InvalidTransition(f"cannot review a request that is {req.state}")
@@ -480,7 +480,7 @@ class AirlockService:
             project, author, state = self._authorise(actor, request_id, Action.RELEASE, "release")
             contents = permissions.can_read_contents(self.registry, actor, project, author)
             checkers = permissions.checkers_of(self.registry, project)
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 check_transition(req.state, Action.RELEASE)
                 complete = reviews.complete_reviewers(req, checkers - submitted_by(s, req.id))
@@ -514,7 +514,7 @@ class AirlockService:
         try:
             copy_release(target, project, request_id, claim, items, open_to_workspaces=direction == "import")
         except BaseException as exc:
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 s.execute(update(ExportRequest).where(ExportRequest.id == request_id,
                                                       ExportRequest.release_claim == claim)
                           .values(release_claim=None, release_claimed_at=None)
@@ -524,7 +524,7 @@ class AirlockService:
                                         details={"reason": str(exc) or type(exc).__name__}), session=s)
             raise
 
-        with transaction(self._sessions) as s:
+        with transaction(self.sessions) as s:
             req = self._load(s, request_id, lock=True)
             if req.release_claim != claim:  # pragma: no cover - only after a takeover of a stale claim
                 raise IntegrityError(f"the release of {request_id} was taken over by another process")
@@ -533,7 +533,7 @@ class AirlockService:
                         files=[{"name": i.name, "sha256": i.sha256} for i in items])
             view = self._view(req, actor, contents)
         if direction == "import":
-            refresh_manifest(target, self._sessions, project)
+            refresh_manifest(target, self.sessions, project)
         return self._with_actions(view, actor)
 
     def _release_root(self, direction: str) -> Path:
@@ -550,7 +550,7 @@ class AirlockService:
         def run():
             project, author, state = self._authorise(actor, request_id, Action.REVOKE, "revoke")
             contents = permissions.can_read_contents(self.registry, actor, project, author)
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 req = self._load(s, request_id, lock=True)
                 if req.state != state:
                     raise InvalidTransition(f"request {request_id} changed meanwhile: it is now {req.state}")
@@ -563,7 +563,7 @@ class AirlockService:
                         hide_revoked(self._release_root(direction), req.project_id, req.id)
                 view = self._view(req, actor, contents)
             if state == State.RELEASED.value and direction == "import":
-                refresh_manifest(self._release_root(direction), self._sessions, project)
+                refresh_manifest(self._release_root(direction), self.sessions, project)
             return self._with_actions(view, actor)
         return self._guarded(actor, "airlock.request.revoke", request_id, run)
 
@@ -574,7 +574,7 @@ class AirlockService:
         def run():
             project, author, _ = self._peek(request_id)
             platform_permissions.check_download(self.registry, actor, project, author)
-            with transaction(self._sessions) as s:
+            with transaction(self.sessions) as s:
                 req = self._load(s, request_id)
                 if req.state != State.RELEASED.value:
                     raise InvalidTransition(f"request {request_id} is {req.state}, not released")

@@ -232,7 +232,7 @@ def _paused_release(import_gate):
                                                      "sha256": hashlib.sha256(content).hexdigest()}}})
         assert r.status_code == 200, r.text
     service = import_gate.service
-    with transaction(service._sessions) as s:
+    with transaction(service.sessions) as s:
         stored = s.query(RequestFile).filter_by(request_id=rid).one().stored_name
     fifo = request_dir(service.settings.paths.staging, PROJECT, rid) / stored
     fifo.unlink()

@@ -260,7 +260,7 @@ def test_staged_import_changed_after_its_clean_scan_and_approval(import_gate):
                                                                  "sha256": hashlib.sha256(CODE).hexdigest()}}}
                                ).status_code == 200
     service = import_gate.service
-    with transaction(service._sessions) as s:
+    with transaction(service.sessions) as s:
         stored = s.query(RequestFile).filter_by(request_id=rid).one().stored_name
     staged = request_dir(service.settings.paths.staging, "diab-2024", rid) / stored
     staged.chmod(0o644)
