@@ -46,7 +46,8 @@ withdrew the access. The person's refresh and sign-in project her roles on her w
 the groups they just computed (registry ∩ IdP), stop what those no longer allow and her own named
 servers from before (:func:`pds_kernel.hub.common.stop_revoked_servers`); a refresh whose fresh IdP
 answer names another account or no sign-in group ends her session and stops her workspaces (red
-team 18). The membership watcher also stops a workspace whose person is out of the project's hub
+team 18); a workspace user's refresh runs its person's due refresh first, so her workspace's token
+alone brings the provider's answer. The membership watcher also stops a workspace whose person is out of the project's hub
 group (``workspaces_need_hub_groups``).
 
 Only the documented override points of OAuthenticator are used (``update_auth_model``,
@@ -365,6 +366,9 @@ class PdsOAuthenticator(GenericOAuthenticator):
         from jupyterhub import orm
 
         found = parse_workspace_user(user.name)
+        if not await self._person_refreshed(found.person, handler):
+            log.info("refused the refresh of %s: %s must sign in again", user.name, found.person)
+            return False
         db = getattr(handler, "db", None) or getattr(user, "db", None)
         person = orm.User.find(db, found.person) if db is not None else None
         if person is None or found.project not in {g.name for g in person.groups}:
@@ -372,6 +376,18 @@ class PdsOAuthenticator(GenericOAuthenticator):
                      user.name, found.person, found.project)
             return False
         return await refresh_workspace_user(self.context, user, handler)
+
+    async def _person_refreshed(self, person: str, handler) -> bool:
+        """Refresh ``person`` through the request's handler when her own refresh is due (JupyterHub's
+        ``refresh_auth``: the identity provider asked again, her groups written): a workspace's token
+        used while she makes no request of her own (its activity reports, the gate, the gateway) no
+        longer rides on groups the hub read before the provider withdrew them (red team 18). False
+        when the refresh sends her to sign in again."""
+        refresh = getattr(handler, "refresh_auth", None)
+        target = handler.find_user(person) if refresh is not None and hasattr(handler, "find_user") else None
+        if target is None:
+            return True  # no request to refresh through, or she never signed in (the group check refuses)
+        return await refresh(target) is not None
 
     def get_handlers(self, app):
         return [(r"/logout", AuditedLogoutHandler), *admission_handlers(), *user_api_handlers(),

@@ -10,6 +10,8 @@ real JupyterHub in Kubernetes mode with its real proxy and watcher, the provider
   at a refresh, since it kept no tokens; and even then, the projection of her roles and the stops
   at sign-in and refresh read the registry alone);
 * the provider takes her out of the sign-in group altogether;
+* the same, while she makes no request of her own: her workspace's token (its activity reports,
+  the gate, the gateway) was refreshed against the groups her last sign-in left;
 * the provider's tokens kept for alice answer, at a refresh, for another account (the name of the
   refreshed model is replaced by JupyterHub with hers: the other account's groups would be hers);
 * her hub groups lose the project (a sign-in elsewhere computed them) while the workspace runs:
@@ -17,7 +19,7 @@ real JupyterHub in Kubernetes mode with its real proxy and watcher, the provider
 * once the hub keeps the provider's tokens: an administrator reads them in a person's user model
   (JupyterHub's ``admin:users``, which administrators held, includes ``admin:auth_state``).
 
-All five got through before (the last against the first fix): the workspace ran on, her role on its
+All six got through before (the last against the first fix): the workspace ran on, her role on its
 hub user stayed, and her refresh (the first three) was accepted. Now the hub keeps the provider's tokens (``enable_auth_state``,
 encrypted with z2jh's CryptKeeper keys) so each refresh asks the provider again
 (``PdsOAuthenticator.refresh_user``); a refresh refuses another account or a person out of every
@@ -99,6 +101,25 @@ async def test_a_project_group_the_provider_withdrew_stops_the_workspace_at_her_
     assert await refresh(hub, "bob") == 200
     await asyncio.sleep(3 * INTERVAL)
     assert bob.active and holds_role(hub, "bob", "alpha-study")
+
+
+async def test_her_workspaces_token_alone_brings_the_providers_withdrawal(world):
+    """She makes no request of her own (a long computation, no page open); her workspace's token
+    still reaches the hub (its activity reports, the gate, the gateway ask about it). Its refresh
+    read her groups as her last sign-in left them, and the token stayed valid: got through before
+    its fix. Now a due refresh of hers runs first, through the same request."""
+    hub, _, runtime = world
+    alice = await running_alpha(hub, "alice")
+    token = alice.api_token
+    hub.idp.directory["alice"].remove("pds-project-alpha-study")
+    person(hub, "alice")._auth_refreshed = None  # her own refresh is due
+    hub.workspace_user(person(hub, "alice"), "alpha-study")._auth_refreshed = None
+    with pytest.raises(HTTPClientError) as refused:
+        await hub.whoami(token)
+    assert refused.value.code == 403
+    assert await stopped_within(alice, STOP_WITHIN)
+    (entry,) = await stops(runtime, "alice")
+    assert entry.details["reason"] == left_hub_group("alice", "alpha-study")
 
 
 async def test_a_person_the_provider_no_longer_lets_sign_in_loses_her_workspaces(world):
