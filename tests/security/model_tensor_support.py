@@ -4,6 +4,7 @@ model files built with the real libraries (safetensors, onnx, XGBoost, LightGBM,
 
 from __future__ import annotations
 
+import io
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -77,6 +78,39 @@ def tensor_gate(root: Path):
         yield service, build_extract(runtime, root)
     finally:
         runtime.close()
+
+
+@contextmanager
+def authors_gate(root: Path, authors: tuple[str, ...]):
+    """(airlock service, the project's extract, a network's genuine weights): :func:`tensor_gate`
+    with ``authors`` researchers of its project, each test submitting as its own."""
+    from pds_kernel.registry import Role
+
+    with tensor_gate(root) as (service, extract):
+        for name in authors:
+            service.registry.upsert_user("root", name)
+            service.registry.add_member("root", PROJECT, name, Role.RESEARCHER, date(2099, 12, 31))
+        yield service, extract, mlp_weights(*person_rows(extract), steps=20)
+
+
+class SentRequests:
+    """The requests a test sent, withdrawn after it: withdrawn requests are not judged with later
+    ones (the gate judges a model, text or code file with every author's recent exports of the
+    project: red team 18B), so each attack is judged on its own pieces."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, service, author: str, files: dict[str, bytes], context: dict | None = None):
+        view = service.create(author, PROJECT, [(n, io.BytesIO(d)) for n, d in files.items()], "for the paper",
+                              context or {})
+        self.sent.append((author, view.id))
+        return view
+
+    def withdraw_all(self, service) -> None:
+        while self.sent:
+            author, request_id = self.sent.pop()
+            service.withdraw(author, request_id, "test over")
 
 
 def claim_rows(extract: Extract) -> tuple[np.ndarray, np.ndarray]:

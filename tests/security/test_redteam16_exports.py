@@ -31,10 +31,15 @@ import io
 
 import numpy as np
 import pytest
-from model_tensor_support import PROJECT, claim_rows, mlp_weights, person_rows, safetensors_bytes, saved, tensor_gate
+from model_tensor_support import (
+    SentRequests,
+    authors_gate,
+    claim_rows,
+    person_rows,
+    safetensors_bytes,
+    saved,
+)
 from model_tensor_support import checker_findings as findings
-
-from pds_kernel.registry import Role
 
 AUTHORS = ("bob", "carol", "dave", "erin", "fanny", "gina")
 
@@ -42,37 +47,24 @@ AUTHORS = ("bob", "carol", "dave", "erin", "fanny", "gina")
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory):
     """(airlock service, the project's demo extract, a network's genuine weights), for the module;
-    each test submits as its own researcher, and its requests are withdrawn after it (the gate
-    judges a model with every author's recent exports of the project: red team 18B)."""
-    from datetime import date
-
-    with tensor_gate(tmp_path_factory.mktemp("redteam16-exports")) as (service, extract):
-        for name in AUTHORS:
-            service.registry.upsert_user("root", name)
-            service.registry.add_member("root", PROJECT, name, Role.RESEARCHER, date(2099, 12, 31))
-        yield service, extract, mlp_weights(*person_rows(extract), steps=20)
+    each test submits as its own researcher, and its requests are withdrawn after it."""
+    with authors_gate(tmp_path_factory.mktemp("redteam16-exports"), AUTHORS) as world:
+        yield world
 
 
-SENT: list[tuple[str, str]] = []  #: (author, request id) of the running test's requests
+SENT = SentRequests()  #: the running test's requests
 
 
 @pytest.fixture(autouse=True)
 def _withdrawn_after(request):
-    """Each test's requests are withdrawn after it: withdrawn requests are not judged with later
-    ones, so each attack is judged on its own pieces (and the module stays fast)."""
+    """Each test's requests are withdrawn after it (:class:`model_tensor_support.SentRequests`)."""
     yield
-    if SENT:
-        service = request.getfixturevalue("gate")[0]
-        while SENT:
-            author, request_id = SENT.pop()
-            service.withdraw(author, request_id, "test over")
+    if SENT.sent:
+        SENT.withdraw_all(request.getfixturevalue("gate")[0])
 
 
 def _send(service, author: str, files: dict[str, bytes], context: dict | None = None):
-    view = service.create(author, PROJECT, [(n, io.BytesIO(d)) for n, d in files.items()], "for the paper",
-                          context or {})
-    SENT.append((author, view.id))
-    return view
+    return SENT.send(service, author, files, context)
 
 
 def _all_findings(service, view) -> list[list[dict]]:

@@ -45,10 +45,8 @@ import json
 
 import numpy as np
 import pytest
-from model_tensor_support import PROJECT, mlp_weights, person_rows, safetensors_bytes, tensor_gate
+from model_tensor_support import SentRequests, authors_gate, safetensors_bytes
 from model_tensor_support import checker_findings as findings
-
-from pds_kernel.registry import Role
 
 AUTHORS = ("bob", "carol", "dave", "erin", "fanny", "gina", "hugo", "ivan", "judith")
 
@@ -56,16 +54,11 @@ AUTHORS = ("bob", "carol", "dave", "erin", "fanny", "gina", "hugo", "ivan", "jud
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory):
     """(airlock service, the project's demo extract, a network's genuine weights), for the module."""
-    from datetime import date
-
-    with tensor_gate(tmp_path_factory.mktemp("redteam18-exports")) as (service, extract):
-        for name in AUTHORS:
-            service.registry.upsert_user("root", name)
-            service.registry.add_member("root", PROJECT, name, Role.RESEARCHER, date(2099, 12, 31))
-        yield service, extract, mlp_weights(*person_rows(extract), steps=20)
+    with authors_gate(tmp_path_factory.mktemp("redteam18-exports"), AUTHORS) as world:
+        yield world
 
 
-SENT: list[tuple[str, str]] = []  #: (author, request id) of the running test's requests
+SENT = SentRequests()  #: the running test's requests
 
 
 @pytest.fixture(autouse=True)
@@ -73,17 +66,11 @@ def _withdrawn_after(gate):
     """Each test's requests are withdrawn after it (withdrawn requests are not judged with later
     ones): the tests share one project, and each attack is judged on its own pieces."""
     yield
-    service = gate[0]
-    while SENT:
-        author, request_id = SENT.pop()
-        service.withdraw(author, request_id, "test over")
+    SENT.withdraw_all(gate[0])
 
 
 def _send(service, author: str, files: dict[str, bytes], context: dict | None = None):
-    view = service.create(author, PROJECT, [(n, io.BytesIO(d)) for n, d in files.items()], "for the paper",
-                          context or {})
-    SENT.append((author, view.id))
-    return view
+    return SENT.send(service, author, files, context)
 
 
 def _piece(weights: dict, values: np.ndarray) -> bytes:
