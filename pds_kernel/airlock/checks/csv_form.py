@@ -70,7 +70,7 @@ def _free_quotes(text: str, separator: str, header: list[str]) -> list[str]:
         for position, marker in enumerate(line.split(separator)):
             columns.setdefault(position, set()).add(marker)
     for position in sorted(p for p, markers in columns.items() if any(set(pair) <= markers for pair in _PAIRS)):
-        mixed.append(repr(header[position]) if position < len(header) else f"column {position + 1}")
+        mixed.append(_column_name(header, position))
     return mixed
 
 
@@ -102,6 +102,11 @@ def _spelling_problems(text: str, separator: str, columns: list[csv_numbers.Colu
     except csv.Error:
         pass
     return [(i, why) for i in odd if (why := csv_numbers.column_problem(values[i]))]
+
+
+def _column_name(header: list[str], position: int) -> str:
+    """How a finding names the column at ``position``: its header, or its number past the header."""
+    return repr(header[position]) if position < len(header) else f"column {position + 1}"
 
 
 def _named(columns: list[str]) -> str:
@@ -153,7 +158,7 @@ def check_csv(path: Path, separator: str) -> list[Finding]:
                                                        f"change nothing ({_named(quoted)}): the page shows \"N\" and N "
                                                        "alike, so the quotes can carry data past the checker; write "
                                                        "the file with one quoting rule (csv.writer, pandas' to_csv)"))
-    missing = [f"{repr(header[i]) if i < len(header) else f'column {i + 1}'}: {' and '.join(map(repr, sorted(c.missing)))}"
+    missing = [f"{_column_name(header, i)}: {' and '.join(map(repr, sorted(c.missing)))}"
                for i, c in enumerate(columns) if len(c.missing) > 1]
     if missing:
         out.append(Finding("hidden-text", Status.FAIL, f"missing values written in several ways in {len(missing)} "
@@ -161,7 +166,7 @@ def check_csv(path: Path, separator: str) -> list[Finding]:
                                                        "missing value, so the way each is written can carry data past "
                                                        "the checker; write them one way (pandas' to_csv leaves them "
                                                        "empty, R writes NA)"))
-    spelt = [(repr(header[i]) if i < len(header) else f"column {i + 1}", why)
+    spelt = [(_column_name(header, i), why)
              for i, why in _spelling_problems(text, separator, columns)]
     if spelt:
         out.append(Finding("hidden-text", Status.FAIL, f"numbers spelt in several ways in {len(spelt)} column(s) "
