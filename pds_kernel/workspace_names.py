@@ -17,6 +17,9 @@ the JupyterHub user ``alice@diabetes-t2``, a *workspace user*: its own host, its
   a workspace whose access ended: a stale role grants nothing.
 * The platform keys everything else on the person and the project (:func:`person_of`): the audit
   trail, homes, budgets, notices, the gate.
+* dask-gateway keys a workspace's clusters by ``<person>/<project>`` (:attr:`Workspace.gateway_name`,
+  read back by :func:`parse_gateway_name`): the name of before workspace users, so clusters kept their
+  owner across that upgrade.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from .registry.names import check_project_id, check_user_name
 
 #: Between the person and the project in a workspace user's name; in no user name or project id.
 SEPARATOR = "@"
+#: Between the person and the project in a workspace's dask-gateway name; in no user name or project id.
+GATEWAY_SEPARATOR = "/"
 #: Prefix of the person's role on one workspace user.
 ROLE_PREFIX = "workspace."
 
@@ -43,6 +48,11 @@ class Workspace:
     def user(self) -> str:
         """The JupyterHub user that owns the workspace's server (``alice@diabetes-t2``)."""
         return f"{self.person}{SEPARATOR}{self.project}"
+
+    @property
+    def gateway_name(self) -> str:
+        """The name dask-gateway keys the workspace's clusters by (``alice/diabetes-t2``)."""
+        return f"{self.person}{GATEWAY_SEPARATOR}{self.project}"
 
     @property
     def server(self) -> str:
@@ -78,6 +88,17 @@ def parse_workspace_user(name: object) -> Workspace | None:
     if not isinstance(name, str) or name.count(SEPARATOR) != 1:
         return None
     person, _, project = name.partition(SEPARATOR)
+    try:
+        return workspace(person, project)
+    except InvalidInput:
+        return None
+
+
+def parse_gateway_name(name: object) -> Workspace | None:
+    """The workspace a dask-gateway user name (``alice/diabetes-t2``) stands for, or ``None``."""
+    if not isinstance(name, str) or name.count(GATEWAY_SEPARATOR) != 1:
+        return None
+    person, _, project = name.partition(GATEWAY_SEPARATOR)
     try:
         return workspace(person, project)
     except InvalidInput:

@@ -31,6 +31,7 @@ from .. import permissions
 from ..audit import AuditEvent
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..periodic import PeriodicCheck
+from ..workspace_names import GATEWAY_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,14 @@ def stop_reason(registry, username: str, today: date) -> str | None:
         identity = parse_identity(username)
     except PermissionDenied as exc:
         return str(exc)
-    if permissions.can_admit_workspace(registry, identity.user, identity.project, today=today):
+    if permissions.can_admit_workspace(registry, identity.person, identity.project, today=today):
         return None
     try:
         info = registry.get_project(identity.project)
     except (InvalidInput, NotFound):
         return f"there is no project {identity.project!r}"
     return (permissions.project_refusal(info, today)
-            or f"{identity.user} is no longer an active researcher of project {identity.project}")
+            or f"{identity.person} is no longer an active researcher of project {identity.project}")
 
 
 def clusters_to_stop(registry, clusters: Iterable[Any], today: date) -> list[tuple[str, str, str]]:
@@ -96,16 +97,16 @@ class ClusterWatcher(PeriodicCheck):
             if cluster.name in named:
                 continue
             identity = parse_identity(cluster.username)  # stop_reason stopped those it refuses
-            if identity.user not in held:
+            if identity.person not in held:
                 try:
-                    held[identity.user] = set(await self.groups_of(identity.user))
+                    held[identity.person] = set(await self.groups_of(identity.person))
                 except Exception as exc:  # the hub did not answer: keep it for the next pass (docstring)
                     log.warning("the hub did not tell the groups of %s (%s): next try at the next pass",
-                                identity.user, exc)
-                    held[identity.user] = None
-            groups = held[identity.user]
+                                identity.person, exc)
+                    held[identity.person] = None
+            groups = held[identity.person]
             if groups is not None and identity.project not in groups:
-                out.append((cluster.name, cluster.username, permissions.left_hub_group(identity.user, identity.project)))
+                out.append((cluster.name, cluster.username, permissions.left_hub_group(identity.person, identity.project)))
         return out
 
     async def check_once(self, today: date | None = None) -> list[str]:
@@ -121,7 +122,7 @@ class ClusterWatcher(PeriodicCheck):
             await self.backend.stop_cluster(name)
             self._stopped.add(name)
             stopped.append(name)
-            user, _, project = username.partition("/")
+            user, _, project = username.partition(GATEWAY_SEPARATOR)  # a malformed name is stopped too
             log.info("stopped cluster %s of %s: %s", name, username, why)
             self.context.audit.record(AuditEvent(
                 actor=ACTOR, action=STOP_ACTION, target=f"user:{user[:64]}", project=project[:64],

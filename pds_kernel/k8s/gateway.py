@@ -59,14 +59,13 @@ from traitlets import Any as AnyTrait
 from traitlets import Float
 
 from ..audit import AuditEvent, AuditTrail, Outcome
-from ..errors import InvalidInput, PdsError, PermissionDenied
+from ..errors import PdsError, PermissionDenied
 from ..extract.mount_check import ExtractRefused, expected_mount
 from ..registry import Registry
-from ..registry.names import check_project_id, check_user_name
 from ..runtime import Runtime
 from ..sandbox.spec import authorised_workspace_spec
 from ..settings import Settings, load_settings
-from ..workspace_names import parse_workspace_user
+from ..workspace_names import Workspace, parse_gateway_name, parse_workspace_user
 from .config import K8sConfig, load_k8s_config
 from .pods import build_cluster_overrides
 
@@ -74,9 +73,6 @@ log = logging.getLogger(__name__)
 
 ACTION = "dask.cluster.authorise"
 AUTH_ACTION = "dask.gateway.authenticate"
-#: Separates the person from the project in a gateway identity. Neither user names nor project
-#: ids may contain it (:mod:`pds_kernel.registry.names`), so the split is unambiguous.
-SEPARATOR = "/"
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,30 +93,17 @@ class GatewayContext:
 
 
 # ---- identity: which workspace is calling ------------------------------------------------------
-@dataclass(frozen=True)
-class WorkspaceIdentity:
-    user: str
-    project: str
-
-    @property
-    def name(self) -> str:
-        """The name dask-gateway keys clusters by."""
-        return f"{self.user}{SEPARATOR}{self.project}"
-
-
-def parse_identity(name: str) -> WorkspaceIdentity:
-    """``alice/alpha-study`` → (alice, alpha-study); anything else raises :class:`PermissionDenied`."""
-    user, sep, project = str(name).partition(SEPARATOR)
-    try:
-        if not sep:
-            raise InvalidInput("no project")
-        return WorkspaceIdentity(check_user_name(user), check_project_id(project))
-    except InvalidInput:
-        raise PermissionDenied(f"{name!r} is not a workspace identity (<user>/<project>): "
-                               "start Dask clusters from a project workspace") from None
+def parse_identity(name: str) -> Workspace:
+    """``alice/alpha-study`` → alice's workspace of alpha-study; anything else raises
+    :class:`PermissionDenied`."""
+    found = parse_gateway_name(name)
+    if found is None:
+        raise PermissionDenied(f"{str(name)[:64]!r} is not a workspace identity (<user>/<project>): "
+                               "start Dask clusters from a project workspace")
+    return found
 
 
-def workspace_identity(model: dict, service_name: str) -> WorkspaceIdentity:
+def workspace_identity(model: dict, service_name: str) -> Workspace:
     """Pure: the workspace a hub identity model (``/hub/api/user``) belongs to: (person, project).
 
     Accepted only when the model is a workspace user's (``<person>@<project>``), its scopes grant
@@ -149,7 +132,7 @@ def workspace_identity(model: dict, service_name: str) -> WorkspaceIdentity:
     if servers[0] != found.server:
         raise PermissionDenied(f"the workspace user {name} runs one server, {found.server}, "
                                f"not {servers[0][:64]!r}")
-    return WorkspaceIdentity(found.person, found.project)
+    return found
 
 
 class NoUserCache(UserCache):
@@ -216,7 +199,7 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
         except PermissionDenied as exc:
             self._record_refusal(model, str(exc))
             raise unauthorized("jupyterhub") from None
-        return User(identity.name, groups=await self.person_groups(identity.user), admin=False)
+        return User(identity.gateway_name, groups=await self.person_groups(identity.person), admin=False)
 
     async def person_groups(self, person: str) -> list[str]:
         """The hub groups of ``person`` (her projects, the identity provider's ∩ the registry's),
@@ -267,20 +250,20 @@ def cluster_overrides(context: GatewayContext, project: Any, user: Any) -> dict[
     except PermissionDenied as exc:
         raise _deny(context, str(getattr(user, "name", "?"))[:64], str(project)[:64], str(exc)) from None
     if project != identity.project:
-        raise _deny(context, identity.user, str(project)[:64],
+        raise _deny(context, identity.person, str(project)[:64],
                     f"a cluster of this workspace must be for its project {identity.project}, "
                     f"not {str(project)[:64]!r}")
     try:
-        spec = authorised_workspace_spec(context.settings, context.registry, identity.user, identity.project,
+        spec = authorised_workspace_spec(context.settings, context.registry, identity.person, identity.project,
                                          action=ACTION, today=context.today, groups=_groups(user))
     except PermissionDenied as exc:
-        if context.registry.can_access(identity.user, identity.project, today=context.today):
-            raise _deny(context, identity.user, identity.project, str(exc)) from None  # the group check
+        if context.registry.can_access(identity.person, identity.project, today=context.today):
+            raise _deny(context, identity.person, identity.project, str(exc)) from None  # the group check
         raise
     try:  # what each worker pod's verify-extract container checks the mounted extract against
         extract = expected_mount(context.settings, context.audit, identity.project)
     except ExtractRefused as exc:
-        raise _deny(context, identity.user, identity.project, str(exc)) from None
+        raise _deny(context, identity.person, identity.project, str(exc)) from None
     return build_cluster_overrides(spec, context.k8s, extract=extract)
 
 

@@ -8,7 +8,13 @@ from pds_kernel.airlock.web.identity import workspace_person
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.origins import subdomain_hook
 from pds_kernel.registry.names import check_new_user_name
-from pds_kernel.workspace_names import parse_workspace_user, person_of, workspace, workspace_of_server
+from pds_kernel.workspace_names import (
+    parse_gateway_name,
+    parse_workspace_user,
+    person_of,
+    workspace,
+    workspace_of_server,
+)
 
 
 def test_a_workspace_user_names_its_person_and_project_and_nothing_else():
@@ -25,6 +31,16 @@ def test_a_workspace_user_names_its_person_and_project_and_nothing_else():
     assert workspace_of_server("alice", "diabetes-t2") is None
     with pytest.raises(InvalidInput):
         check_new_user_name("eve@diabetes-t2")  # no account is named like a workspace user
+
+
+def test_the_same_workspace_has_its_dask_gateway_name():
+    """dask-gateway keys a workspace's clusters by ``<person>/<project>``: one type, two renderings."""
+    found = workspace("jean.dupont", "diabetes-t2")
+    assert found.gateway_name == "jean.dupont/diabetes-t2"
+    assert parse_gateway_name(found.gateway_name) == found == parse_workspace_user(found.user)
+    for name in ("alice", "alice/", "/diabetes-t2", "a/b/diabetes-t2", "alice@diabetes-t2", "alice/Diabetes",
+                 None, 3, "../diabetes-t2"):
+        assert parse_gateway_name(name) is None, name
 
 
 def test_the_persons_role_reaches_the_one_server_only():

@@ -125,7 +125,7 @@ def hub_model(*scopes: str, kind: str = "user", name: str = WS) -> dict:
 
 def test_workspace_identity_from_the_hub_model():
     identity = workspace_identity(hub_model(*SERVER, "access:services!service=dask-gateway"), "dask-gateway")
-    assert (identity.user, identity.project, identity.name) == ("alice", "alpha-study", "alice/alpha-study")
+    assert (identity.person, identity.project, identity.gateway_name) == ("alice", "alpha-study", "alice/alpha-study")
     assert workspace_identity(hub_model(*SERVER, "access:services"), "dask-gateway").project == "alpha-study"
 
 
