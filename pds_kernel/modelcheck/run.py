@@ -16,13 +16,17 @@ declared order (:func:`refit`): the state it carries that fitting does not make 
 and whether the refitted estimator gives the submitted one's outputs (:func:`reproduction`). The
 attacks test the declared rows, so a declaration padded with rows the model never saw (or
 missing some it did) makes them test the wrong rows; a model the declared rows re-make was
-trained on those rows.
+trained on those rows. A LightGBM text model is trained again the same way from the parameters its
+file records after its trees (every seed included: :func:`refit_lightgbm`); an XGBoost file records
+none, so its declaration stays with the checker.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 import time
 import traceback
@@ -175,6 +179,53 @@ def refit(model, X_train, y_train):
     return clone(model).fit(X_train, y_train)
 
 
+#: LightGBM parameters whose text value the refit accepts (a word each): the rest of a model file's
+#: text parameters name files or machines (``input_model``, ``forcedsplits_filename``, ``machines``...),
+#: which the author controls and the refit must not read
+LIGHTGBM_WORDS = frozenset({"boosting", "objective", "metric", "tree_learner", "device_type", "data_sample_strategy",
+                            "monotone_constraints_method"})
+_WORD = re.compile(r"^[a-z0-9_]{0,40}$")
+
+
+def lightgbm_params(booster) -> dict[str, Any]:
+    """The training parameters a LightGBM model file records, as the refit uses them; raises
+    :class:`UnsupportedModel` when they cannot re-make it on one machine (trained across machines,
+    on a GPU, or naming a file)."""
+    params: dict[str, Any] = {}
+    for key, value in dict(booster.params).items():
+        if isinstance(value, str) and value:
+            if key not in LIGHTGBM_WORDS or not _WORD.fullmatch(value):
+                raise UnsupportedModel(f"the model's parameter {str(key)[:40]} names {value[:60]!r}: the platform "
+                                       "trains LightGBM again only from numbers and its own words")
+        if not isinstance(value, str) or value:
+            params[key] = value
+    if int(params.get("num_machines", 1) or 1) > 1:
+        raise UnsupportedModel(f"the model was trained across {params['num_machines']} machines (lightgbm.dask): "
+                               "the platform trains it again on one, which makes another model")
+    if params.get("device_type", "cpu") != "cpu":
+        raise UnsupportedModel(f"the model was trained on a {params['device_type']} device")
+    params.update(num_threads=min(int(params.get("num_threads") or 1), os.cpu_count() or 1), verbose=-1)
+    return params
+
+
+def refit_lightgbm(model: LightGBMClassifier, X_train, y_train) -> LightGBMClassifier:
+    """The LightGBM model of ``model`` trained again on the declared training rows, in their declared
+    order, with the parameters and number of rounds its file records."""
+    import lightgbm as lgb
+
+    booster = lgb.train(lightgbm_params(model.booster), lgb.Dataset(X_train, label=y_train),
+                        num_boost_round=model.booster.current_iteration())
+    fresh = LightGBMClassifier(booster)
+    fresh.classes_ = model.classes_
+    return fresh
+
+
+def refit_of(fmt: str):
+    """The refit of a model of format ``fmt`` on the declared training rows (``None``: the file keeps
+    no recipe to train it again)."""
+    return {"skops": refit, "lightgbm": refit_lightgbm}.get(fmt)
+
+
 def extra_state(model, fresh) -> list[str]:
     """Attributes of a loaded scikit-learn model that the same estimator fitted on the declared
     training rows (``fresh``, :func:`refit`) does not have, or whose arrays have another shape:
@@ -228,20 +279,43 @@ def _difference(model, other, X) -> float | None:
     return difference if np.isfinite(difference) else None
 
 
-def reproduction(model, fresh, X, X_train, y_train) -> dict[str, Any]:
+def reproduction(model, fresh, X, X_train, y_train, again=refit) -> dict[str, Any]:
     """Whether ``fresh`` (:func:`refit` on ``X_train``, ``y_train``) gives the outputs of the submitted
     ``model`` on the declared rows ``X`` (training and test): ``difference`` (the largest, ``None``
     when the outputs do not even have the same shape: other classes), ``reproduced`` (within
     :data:`REPRODUCED_WITHIN`) and ``seeded``: whether a refit on the same rows makes the same model
-    (every ``random_state`` fixed, or a second refit giving the first one's outputs: a solver that
-    draws nothing), so that a difference can only come from the rows."""
+    (every ``random_state`` fixed, or a second refit, ``again``, giving the first one's outputs: a
+    solver that draws nothing), so that a difference can only come from the rows."""
     difference = _difference(model, fresh, X)
     reproduced = difference is not None and difference <= REPRODUCED_WITHIN
-    seeded = _seeded(model)
+    seeded = not isinstance(model, LightGBMClassifier) and _seeded(model)  # LightGBM's seeds: refit twice
     if not reproduced and not seeded:
-        again = _difference(fresh, refit(model, X_train, y_train), X)
-        seeded = again is not None and again <= REPRODUCED_WITHIN
+        second = _difference(fresh, again(model, X_train, y_train), X)
+        seeded = second is not None and second <= REPRODUCED_WITHIN
     return {"rows": int(len(X)), "difference": difference, "reproduced": reproduced, "seeded": seeded}
+
+
+def _reproduce(report: dict[str, Any], model, remake, rows: dict[str, Any]) -> None:
+    """Train the model again on the declared rows (``remake``) and report what differs: a skops
+    estimator's state fitting does not make (``extra_state``), and ``reproduction``."""
+    try:
+        fresh = remake(model, rows["X_train"], rows["y_train"])
+    except UnsupportedModel as exc:  # the file keeps a recipe the platform will not run: a checker decides
+        report.setdefault("skipped", {})["reproduction"] = str(exc)
+        return
+    except Exception as exc:
+        if remake is refit:
+            report["extra_state"] = [f"the estimator could not be refitted to compare ({type(exc).__name__})"]
+        else:
+            report.setdefault("skipped", {})["reproduction"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return
+    if remake is refit:
+        report["extra_state"] = extra_state(model, fresh)
+    try:
+        report["reproduction"] = reproduction(model, fresh, np.concatenate([rows["X_train"], rows["X_test"]]),
+                                              rows["X_train"], rows["y_train"], again=remake)
+    except Exception as exc:  # reported: the verdict cannot pass without it
+        report.setdefault("skipped", {})["reproduction"] = f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def tpr_at(fpr: np.ndarray, tpr: np.ndarray, level: float) -> float:
@@ -349,18 +423,9 @@ def attack(job: dict, out: Path) -> dict[str, Any]:
         report.setdefault("skipped", {})["leaves"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     if leaves is not None:
         report["leaves"] = leaves
-    if job["format"] == "skops":
-        try:
-            fresh = refit(model, rows["X_train"], rows["y_train"])
-        except Exception as exc:
-            report["extra_state"] = [f"the estimator could not be refitted to compare ({type(exc).__name__})"]
-        else:
-            report["extra_state"] = extra_state(model, fresh)
-            try:
-                report["reproduction"] = reproduction(model, fresh, np.concatenate([rows["X_train"], rows["X_test"]]),
-                                                      rows["X_train"], rows["y_train"])
-            except Exception as exc:  # reported: the verdict cannot pass without it
-                report.setdefault("skipped", {})["reproduction"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    remake = refit_of(job["format"])
+    if remake is not None:
+        _reproduce(report, model, remake, rows)
     report["params"] = _plain({k: v for k, v in model.get_params().items()
                                if isinstance(v, (int, float, str, bool)) and k != "booster"})
     target = Target(model=model, X_train=rows["X_train"], y_train=rows["y_train"],

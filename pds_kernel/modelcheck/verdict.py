@@ -178,13 +178,22 @@ def findings(report: dict[str, Any], limits) -> list[Finding]:
     return out
 
 
+#: the formats whose file keeps the recipe to train the model again (:func:`pds_kernel.modelcheck.run.refit_of`)
+REMADE_FORMATS = ("skops", "lightgbm")
+#: what to do when the same recipe on the same rows gave two models, by format
+_UNSEEDED = {"skops": "it was fitted without a fixed random_state; fit it with one, on the declared rows in their "
+                      "declared order",
+             "lightgbm": "LightGBM trained twice from the parameters its file records gave two models; train it "
+                         "with deterministic=True, on the declared rows in their declared order"}
+
+
 def _reproduction_findings(report: dict[str, Any]) -> list[Finding]:
-    """A scikit-learn estimator (skops) that the declared training rows do not re-make: the attacks
-    tested other rows than the model was trained on (a declaration padded with rows it never saw
-    hides its members among them). **fail** when a refit on the same rows makes the same model (every
-    seed fixed, or a solver that draws nothing), **review** otherwise."""
-    if report.get("format") != "skops" or report.get("extra_state"):
-        return []  # other formats keep no training recipe; a failed refit already fails
+    """A scikit-learn estimator (skops) or a LightGBM model that the declared training rows do not
+    re-make: the attacks tested other rows than the model was trained on (a declaration padded with
+    rows it never saw hides its members among them). **fail** when a refit on the same rows makes the
+    same model (every seed fixed, or a solver that draws nothing), **review** otherwise."""
+    if report.get("format") not in REMADE_FORMATS or report.get("extra_state"):
+        return []  # XGBoost keeps no training recipe; a failed skops refit already fails
     made = report.get("reproduction")
     if not isinstance(made, dict):
         why = (report.get("skipped") or {}).get("reproduction", "not in the report")
@@ -202,6 +211,4 @@ def _reproduction_findings(report: dict[str, Any]) -> list[Finding]:
                                                      "rows it was fitted on, in that order")]
     return [Finding("model-attack", Status.REVIEW, f"the platform could not re-make the model from the declared "
                                                    f"training rows ({gap}) and cannot tell whether they are the "
-                                                   "rows it was trained on: it was fitted without a fixed "
-                                                   "random_state; fit it with one, on the declared rows in their "
-                                                   "declared order")]
+                                                   f"rows it was trained on: {_UNSEEDED[report['format']]}")]

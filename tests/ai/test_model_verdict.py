@@ -47,14 +47,16 @@ def test_untrusted_unsupported_and_broken_reports():
     assert ("model-attack", "fail") in _statuses(dict(_report(), foreign_persons=3))
 
 
-def _skops(**reproduction) -> dict:
-    raw = {"status": "ok", "format": "skops", "model": "RandomForestClassifier", "n_train": 400, "n_test": 200,
+def _skops(fmt: str = "skops", skipped: dict | None = None, **reproduction) -> dict:
+    raw = {"status": "ok", "format": fmt, "model": "RandomForestClassifier", "n_train": 400, "n_test": 200,
            "structural": {"k_anonymity_risk": False},
            "recommendation": {"immediate_rejection": [], "support_rejection": []}}
     attack = {"auc": 0.55, "p_value": 0.2, "tpr_at_fpr": {"0.001": 0.0, "0.01": 0.02, "0.1": 0.12}}
     raw.update(worst_case=dict(attack), lira=dict(attack))
     if reproduction:
         raw["reproduction"] = reproduction
+    if skipped:
+        raw["skipped"] = skipped
     return clean_report(raw)
 
 
@@ -74,3 +76,18 @@ def test_a_skops_report_without_its_comparison_never_passes():
     assert _statuses(_skops()) == {("model-attack", "review")}
     forged = _skops(rows=600, difference=0.0, reproduced="yes", seeded=True)  # not a bool: dropped
     assert "reproduction" not in forged and _statuses(forged) == {("model-attack", "review")}
+
+
+def test_a_lightgbm_model_is_judged_by_its_refit_and_one_not_trained_again_goes_to_review():
+    """LightGBM files record their training parameters: the same rules as skops; a file whose
+    parameters the platform will not run (a file name, several machines) is not verified."""
+    assert _statuses(_skops("lightgbm", rows=600, difference=0.0, reproduced=True, seeded=True)) == {("model-attack", "pass")}
+    padded = findings(_skops("lightgbm", rows=600, difference=0.3, reproduced=False, seeded=True), LIMITS)
+    assert [(f.rule, f.status.value) for f in padded] == [("model-attack", "fail")]
+    unstable = findings(_skops("lightgbm", rows=600, difference=0.3, reproduced=False, seeded=False), LIMITS)
+    assert unstable[0].status.value == "review" and "deterministic=True" in unstable[0].message
+    refused = findings(_skops("lightgbm", skipped={"reproduction": "the model's parameter input_model names '/x'"}),
+                       LIMITS)
+    assert [(f.rule, f.status.value) for f in refused] == [("model-attack", "review")]
+    assert "could not compare" in refused[0].message and "input_model" in refused[0].message
+    assert _statuses(_skops("xgboost-json")) == {("model-attack", "pass")}  # keeps no recipe: the checker's

@@ -363,3 +363,32 @@ def test_exact_declaration_of_a_seeded_forest_is_re_made_and_an_unseeded_one_goe
     view = submit(service, "unseeded.skops", skops_of(unseeded), declaration)
     assert any(f["rule"] == "model-attack" and f["status"] == "review" and "random_state" in f["message"]
                for f in findings(service, view)), findings(service, view)
+
+
+# ---- 7. LightGBM: its file records its training parameters, seeds included (trained again too) ----
+
+def _lightgbm(rows: int) -> bytes:
+    """A LightGBM model of bagged trees (drawn rows: its seeds matter), trained on the first ``rows``."""
+    import lightgbm as lgb
+
+    X, y = ROWS[FEATURES].to_numpy(), ROWS["outcome"].to_numpy()
+    model = lgb.LGBMClassifier(n_estimators=30, num_leaves=15, min_child_samples=5, subsample=0.7, subsample_freq=1,
+                               colsample_bytree=0.8, verbose=-1).fit(X[:rows], y[:rows])
+    return lightgbm_text(model.booster_)
+
+
+@pytest.mark.slow
+def test_lightgbm_declared_with_rows_it_never_saw_fails_and_its_exact_declaration_passes(checked):
+    """Bagged LightGBM trees fitted on rows 0-149, declared as trained on rows 0-299 (padded): before,
+    the leaf rule saw every leaf reached and the file went to review like any boosted model (a
+    LightGBM declaration was not verified). LightGBM trained again from the parameters its own file
+    records makes another model on those rows: fail. Control: the same file declared with rows 0-149
+    is re-made (no reproduction finding)."""
+    service, alice = checked
+    model = _lightgbm(150)
+    padded = submit(service, "gbm.txt", model, write_rows(alice, ROWS, ROWS.PERSON_ID[:300], ROWS.PERSON_ID[300:400]))
+    _attack_fails(service, padded, "the declaration does not name the rows the model was trained on")
+    exact = submit(service, "gbm.txt", model, write_rows(alice, ROWS, ROWS.PERSON_ID[:150], ROWS.PERSON_ID[300:400]))
+    found = findings(service, exact)
+    assert not [f for f in found if "rows the model was trained on" in f["message"]
+                or "could not re-make" in f["message"] or "could not compare" in f["message"]], found
