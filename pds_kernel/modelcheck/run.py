@@ -187,17 +187,26 @@ LIGHTGBM_WORDS = frozenset({"boosting", "objective", "metric", "tree_learner", "
 _WORD = re.compile(r"^[a-z0-9_]{0,40}$")
 
 
+def _texts_in(value: Any) -> list[str]:
+    """The non-empty texts of a parameter's value (LightGBM reads a list from ``a,b``), at any depth."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _texts_in(item)]
+    return []
+
+
 def lightgbm_params(booster) -> dict[str, Any]:
     """The training parameters a LightGBM model file records, as the refit uses them; raises
     :class:`UnsupportedModel` when they cannot re-make it on one machine (trained across machines,
     on a GPU, or naming a file)."""
     params: dict[str, Any] = {}
     for key, value in dict(booster.params).items():
-        if isinstance(value, str) and value:
-            if key not in LIGHTGBM_WORDS or not _WORD.fullmatch(value):
-                raise UnsupportedModel(f"the model's parameter {str(key)[:40]} names {value[:60]!r}: the platform "
-                                       "trains LightGBM again only from numbers and its own words")
-        if not isinstance(value, str) or value:
+        texts = _texts_in(value)
+        if texts and (key not in LIGHTGBM_WORDS or not all(_WORD.fullmatch(t) for t in texts)):
+            raise UnsupportedModel(f"the model's parameter {str(key)[:40]} names {', '.join(texts)[:60]!r}: the "
+                                   "platform trains LightGBM again only from numbers and its own words")
+        if value not in ("", [], None):
             params[key] = value
     if int(params.get("num_machines", 1) or 1) > 1:
         raise UnsupportedModel(f"the model was trained across {params['num_machines']} machines (lightgbm.dask): "

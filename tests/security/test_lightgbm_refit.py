@@ -47,6 +47,8 @@ def test_the_rows_it_was_trained_on_re_make_it_and_padded_rows_do_not(model_text
     ("[forcedsplits_filename: /etc/hostname]", "forcedsplits_filename"),
     ("[input_model: /check/job.json]", "input_model"),
     ("[forcedbins_filename: ../../x]", "forcedbins_filename"),
+    ("[valid: /etc/hostname,/check/job.json]", "valid"),           # LightGBM reads a list from a,b
+    ("[metric: binary_logloss,/etc/passwd]", "metric"),
     ("[objective: binary /etc/passwd]", "objective"),
     ("[machines: 10.0.0.1:12400,10.0.0.2:12400]", "machines"),
     ("[num_machines: 2]", "across 2 machines"),
