@@ -8,16 +8,19 @@
   parameters, so the ones the structural attack judges are read from the trees themselves:
   ``max_depth`` (deepest leaf), ``n_estimators`` (rounds) and ``min_child_weight`` (the smallest
   leaf hessian, a lower bound of the real setting's effect).
-- LightGBM text: LightGBM's own parser, wrapped as a classifier that predicts (it cannot be
-  retrained, so shadow-model attacks do not apply).
+- LightGBM text: LightGBM's own parser, wrapped as a classifier. The file records every training
+  parameter after its trees, seeds included, so the classifier trains again from them
+  (:func:`lightgbm_params`: numbers and LightGBM's own words only, never a file, machines or a GPU).
 
 Anything else is :class:`UnsupportedModel` (the gate sends it to review with the reason).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -32,20 +35,70 @@ class UntrustedModel(Exception):
 
 
 class LightGBMClassifier(ClassifierMixin, BaseEstimator):
-    """A loaded LightGBM binary or multiclass booster seen as a scikit-learn classifier."""
+    """A loaded LightGBM binary or multiclass booster seen as a scikit-learn classifier; ``fit``
+    trains a new booster with the loaded one's recorded parameters and rounds (``fitted_``), its
+    recorded seeds unless ``random_state`` is given (LiRA's shadow models draw their own)."""
 
-    def __init__(self, booster=None):
+    def __init__(self, booster=None, random_state=None):
         self.booster = booster
+        self.random_state = random_state
 
-    def fit(self, X, y):  # pragma: no cover - never retrained
-        raise UnsupportedModel("a LightGBM model loaded from its text format cannot be retrained")
+    def fit(self, X, y):
+        import lightgbm as lgb
+
+        params = lightgbm_params(self.booster)
+        if self.random_state is not None:  # LightGBM derives every seed it is not given from `seed`
+            params = {k: v for k, v in params.items() if not k.endswith("_seed")} | {"seed": int(self.random_state)}
+        self.fitted_ = lgb.train(params, lgb.Dataset(np.asarray(X, dtype=float), label=y),
+                                 num_boost_round=self.booster.current_iteration())
+        self.classes_ = np.unique(y)
+        return self
 
     def predict_proba(self, X):
-        p = np.asarray(self.booster.predict(np.asarray(X, dtype=float)))
+        booster = self.fitted_ if hasattr(self, "fitted_") else self.booster
+        p = np.asarray(booster.predict(np.asarray(X, dtype=float)))
         return np.column_stack([1 - p, p]) if p.ndim == 1 else p
 
     def predict(self, X):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+#: LightGBM parameters whose text value the refit accepts (a word each): the rest of a model file's
+#: text parameters name files or machines (``input_model``, ``forcedsplits_filename``, ``machines``...),
+#: which the author controls and the refit must not read
+LIGHTGBM_WORDS = frozenset({"boosting", "objective", "metric", "tree_learner", "device_type", "data_sample_strategy",
+                            "monotone_constraints_method"})
+_WORD = re.compile(r"^[a-z0-9_]{0,40}$")
+
+
+def _texts_in(value: Any) -> list[str]:
+    """The non-empty texts of a parameter's value (LightGBM reads a list from ``a,b``), at any depth."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _texts_in(item)]
+    return []
+
+
+def lightgbm_params(booster) -> dict[str, Any]:
+    """The training parameters a LightGBM model file records, as the refit uses them; raises
+    :class:`UnsupportedModel` when they cannot re-make it on one machine (trained across machines,
+    on a GPU, or naming a file)."""
+    params: dict[str, Any] = {}
+    for key, value in dict(booster.params).items():
+        texts = _texts_in(value)
+        if texts and (key not in LIGHTGBM_WORDS or not all(_WORD.fullmatch(t) for t in texts)):
+            raise UnsupportedModel(f"the model's parameter {str(key)[:40]} names {', '.join(texts)[:60]!r}: the "
+                                   "platform trains LightGBM again only from numbers and its own words")
+        if value not in ("", [], None):
+            params[key] = value
+    if int(params.get("num_machines", 1) or 1) > 1:
+        raise UnsupportedModel(f"the model was trained across {params['num_machines']} machines (lightgbm.dask): "
+                               "the platform trains it again on one, which makes another model")
+    if params.get("device_type", "cpu") != "cpu":
+        raise UnsupportedModel(f"the model was trained on a {params['device_type']} device")
+    params.update(num_threads=min(int(params.get("num_threads") or 1), os.cpu_count() or 1), verbose=-1)
+    return params
 
 
 _DEPTH = re.compile(r"^(\t*)")

@@ -17,16 +17,14 @@ and whether the refitted estimator gives the submitted one's outputs (:func:`rep
 attacks test the declared rows, so a declaration padded with rows the model never saw (or
 missing some it did) makes them test the wrong rows; a model the declared rows re-make was
 trained on those rows. A LightGBM text model is trained again the same way from the parameters its
-file records after its trees (every seed included: :func:`refit_lightgbm`); an XGBoost file records
-none, so its declaration stays with the checker.
+file records after its trees (every seed included: :func:`.loaders.lightgbm_params`), for LiRA's
+shadow models too; an XGBoost file records none, so its declaration stays with the checker.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import sys
 import time
 import traceback
@@ -35,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .loaders import LightGBMClassifier, UnsupportedModel, UntrustedModel, load_model
+from .loaders import LightGBMClassifier, UnsupportedModel, UntrustedModel, lightgbm_params, load_model
 
 PERSON = "PERSON_ID"
 ROW = "row"
@@ -172,67 +170,16 @@ def leaf_check(model, X_train: np.ndarray) -> dict[str, int] | None:
 
 
 def refit(model, X_train, y_train):
-    """The estimator of ``model`` (same parameters, ``random_state`` included) fitted on the declared
-    training rows, in their declared order."""
+    """The estimator of ``model`` (same parameters, ``random_state`` included; a LightGBM model's
+    recorded parameters) fitted on the declared training rows, in their declared order."""
     from sklearn.base import clone
 
     return clone(model).fit(X_train, y_train)
 
 
-#: LightGBM parameters whose text value the refit accepts (a word each): the rest of a model file's
-#: text parameters name files or machines (``input_model``, ``forcedsplits_filename``, ``machines``...),
-#: which the author controls and the refit must not read
-LIGHTGBM_WORDS = frozenset({"boosting", "objective", "metric", "tree_learner", "device_type", "data_sample_strategy",
-                            "monotone_constraints_method"})
-_WORD = re.compile(r"^[a-z0-9_]{0,40}$")
-
-
-def _texts_in(value: Any) -> list[str]:
-    """The non-empty texts of a parameter's value (LightGBM reads a list from ``a,b``), at any depth."""
-    if isinstance(value, str):
-        return [value] if value else []
-    if isinstance(value, (list, tuple)):
-        return [text for item in value for text in _texts_in(item)]
-    return []
-
-
-def lightgbm_params(booster) -> dict[str, Any]:
-    """The training parameters a LightGBM model file records, as the refit uses them; raises
-    :class:`UnsupportedModel` when they cannot re-make it on one machine (trained across machines,
-    on a GPU, or naming a file)."""
-    params: dict[str, Any] = {}
-    for key, value in dict(booster.params).items():
-        texts = _texts_in(value)
-        if texts and (key not in LIGHTGBM_WORDS or not all(_WORD.fullmatch(t) for t in texts)):
-            raise UnsupportedModel(f"the model's parameter {str(key)[:40]} names {', '.join(texts)[:60]!r}: the "
-                                   "platform trains LightGBM again only from numbers and its own words")
-        if value not in ("", [], None):
-            params[key] = value
-    if int(params.get("num_machines", 1) or 1) > 1:
-        raise UnsupportedModel(f"the model was trained across {params['num_machines']} machines (lightgbm.dask): "
-                               "the platform trains it again on one, which makes another model")
-    if params.get("device_type", "cpu") != "cpu":
-        raise UnsupportedModel(f"the model was trained on a {params['device_type']} device")
-    params.update(num_threads=min(int(params.get("num_threads") or 1), os.cpu_count() or 1), verbose=-1)
-    return params
-
-
-def refit_lightgbm(model: LightGBMClassifier, X_train, y_train) -> LightGBMClassifier:
-    """The LightGBM model of ``model`` trained again on the declared training rows, in their declared
-    order, with the parameters and number of rounds its file records."""
-    import lightgbm as lgb
-
-    booster = lgb.train(lightgbm_params(model.booster), lgb.Dataset(X_train, label=y_train),
-                        num_boost_round=model.booster.current_iteration())
-    fresh = LightGBMClassifier(booster)
-    fresh.classes_ = model.classes_
-    return fresh
-
-
-def refit_of(fmt: str):
-    """The refit of a model of format ``fmt`` on the declared training rows (``None``: the file keeps
-    no recipe to train it again)."""
-    return {"skops": refit, "lightgbm": refit_lightgbm}.get(fmt)
+#: the formats whose file keeps the recipe to train the model again (:func:`refit`): a scikit-learn
+#: estimator's parameters, a LightGBM text model's parameters (:func:`.loaders.lightgbm_params`)
+RETRAINED = frozenset({"skops", "lightgbm"})
 
 
 def extra_state(model, fresh) -> list[str]:
@@ -288,41 +235,52 @@ def _difference(model, other, X) -> float | None:
     return difference if np.isfinite(difference) else None
 
 
-def reproduction(model, fresh, X, X_train, y_train, again=refit) -> dict[str, Any]:
+def reproduction(model, fresh, X, X_train, y_train) -> dict[str, Any]:
     """Whether ``fresh`` (:func:`refit` on ``X_train``, ``y_train``) gives the outputs of the submitted
     ``model`` on the declared rows ``X`` (training and test): ``difference`` (the largest, ``None``
     when the outputs do not even have the same shape: other classes), ``reproduced`` (within
     :data:`REPRODUCED_WITHIN`) and ``seeded``: whether a refit on the same rows makes the same model
-    (every ``random_state`` fixed, or a second refit, ``again``, giving the first one's outputs: a
-    solver that draws nothing), so that a difference can only come from the rows."""
+    (every ``random_state`` fixed, or a second refit giving the first one's outputs: a solver that
+    draws nothing), so that a difference can only come from the rows."""
     difference = _difference(model, fresh, X)
     reproduced = difference is not None and difference <= REPRODUCED_WITHIN
     seeded = not isinstance(model, LightGBMClassifier) and _seeded(model)  # LightGBM's seeds: refit twice
     if not reproduced and not seeded:
-        second = _difference(fresh, again(model, X_train, y_train), X)
+        second = _difference(fresh, refit(model, X_train, y_train), X)
         seeded = second is not None and second <= REPRODUCED_WITHIN
     return {"rows": int(len(X)), "difference": difference, "reproduced": reproduced, "seeded": seeded}
 
 
-def _reproduce(report: dict[str, Any], model, remake, rows: dict[str, Any]) -> None:
-    """Train the model again on the declared rows (``remake``) and report what differs: a skops
-    estimator's state fitting does not make (``extra_state``), and ``reproduction``."""
+def _not_retrainable(model) -> str:
+    """Why LiRA's shadow models cannot be trained like ``model`` (empty: they can)."""
+    if not isinstance(model, LightGBMClassifier):
+        return ""
     try:
-        fresh = remake(model, rows["X_train"], rows["y_train"])
+        lightgbm_params(model.booster)
+    except UnsupportedModel as exc:
+        return f"the model cannot be retrained from its file: {exc}"
+    return ""
+
+
+def _reproduce(report: dict[str, Any], model, estimator: bool, rows: dict[str, Any]) -> None:
+    """Train the model again on the declared rows (:func:`refit`) and report what differs: a
+    scikit-learn ``estimator``'s state fitting does not make (``extra_state``), and ``reproduction``."""
+    try:
+        fresh = refit(model, rows["X_train"], rows["y_train"])
     except UnsupportedModel as exc:  # the file keeps a recipe the platform will not run: a checker decides
         report.setdefault("skipped", {})["reproduction"] = str(exc)
         return
     except Exception as exc:
-        if remake is refit:
+        if estimator:
             report["extra_state"] = [f"the estimator could not be refitted to compare ({type(exc).__name__})"]
         else:
             report.setdefault("skipped", {})["reproduction"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         return
-    if remake is refit:
+    if estimator:
         report["extra_state"] = extra_state(model, fresh)
     try:
         report["reproduction"] = reproduction(model, fresh, np.concatenate([rows["X_train"], rows["X_test"]]),
-                                              rows["X_train"], rows["y_train"], again=remake)
+                                              rows["X_train"], rows["y_train"])
     except Exception as exc:  # reported: the verdict cannot pass without it
         report.setdefault("skipped", {})["reproduction"] = f"{type(exc).__name__}: {str(exc)[:200]}"
 
@@ -432,9 +390,8 @@ def attack(job: dict, out: Path) -> dict[str, Any]:
         report.setdefault("skipped", {})["leaves"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     if leaves is not None:
         report["leaves"] = leaves
-    remake = refit_of(job["format"])
-    if remake is not None:
-        _reproduce(report, model, remake, rows)
+    if job["format"] in RETRAINED:
+        _reproduce(report, model, job["format"] == "skops", rows)
     report["params"] = _plain({k: v for k, v in model.get_params().items()
                                if isinstance(v, (int, float, str, bool)) and k != "booster"})
     target = Target(model=model, X_train=rows["X_train"], y_train=rows["y_train"],
@@ -444,11 +401,12 @@ def attack(job: dict, out: Path) -> dict[str, Any]:
     attacks = {"structural": lambda: StructuralAttack(output_dir=work, write_report=False),
                "worst_case": lambda: WorstCaseAttack(output_dir=work, write_report=False,
                                                      n_reps=int(job["worst_case_reps"]), n_dummy_reps=1)}
-    if job.get("shadow_models", 0) > 0 and not isinstance(model, LightGBMClassifier):
+    why_not = _not_retrainable(model)
+    if job.get("shadow_models", 0) > 0 and not why_not:
         attacks["lira"] = lambda: LIRAAttack(output_dir=work, write_report=False,
                                              n_shadow_models=int(job["shadow_models"]))
     else:
-        skipped["lira"] = "the model cannot be retrained from its file (shadow models need its training recipe)"
+        skipped["lira"] = why_not or "no shadow models asked"
     for name, make in attacks.items():
         start = time.monotonic()
         try:

@@ -178,7 +178,8 @@ def findings(report: dict[str, Any], limits) -> list[Finding]:
     return out
 
 
-#: the formats whose file keeps the recipe to train the model again (:func:`pds_kernel.modelcheck.run.refit_of`)
+#: the formats whose file keeps the recipe to train the model again: :data:`pds_kernel.modelcheck.run.RETRAINED`
+#: (the check environment's module, which the gate does not import; a test keeps them equal)
 REMADE_FORMATS = ("skops", "lightgbm")
 #: what to do when the same recipe on the same rows gave two models, by format
 _UNSEEDED = {"skops": "it was fitted without a fixed random_state; fit it with one, on the declared rows in their "

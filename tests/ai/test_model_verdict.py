@@ -91,3 +91,11 @@ def test_a_lightgbm_model_is_judged_by_its_refit_and_one_not_trained_again_goes_
     assert [(f.rule, f.status.value) for f in refused] == [("model-attack", "review")]
     assert "could not compare" in refused[0].message and "input_model" in refused[0].message
     assert _statuses(_skops("xgboost-json")) == {("model-attack", "pass")}  # keeps no recipe: the checker's
+
+
+def test_the_gate_judges_the_formats_the_check_trains_again():
+    """The verdict reads a reproduction for the formats the check trains again, and only those."""
+    from pds_kernel.modelcheck.run import RETRAINED
+    from pds_kernel.modelcheck.verdict import REMADE_FORMATS
+
+    assert set(REMADE_FORMATS) == RETRAINED

@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from pds_kernel.modelcheck.loaders import UnsupportedModel, load_lightgbm
-from pds_kernel.modelcheck.run import lightgbm_params, refit_lightgbm, refit_of, reproduction
+from pds_kernel.modelcheck.loaders import UnsupportedModel, lightgbm_params, load_lightgbm
+from pds_kernel.modelcheck.run import RETRAINED, refit, reproduction
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -36,10 +36,10 @@ def _loaded(text: str, tmp_path):
 
 def test_the_rows_it_was_trained_on_re_make_it_and_padded_rows_do_not(model_text, tmp_path):
     model = _loaded(model_text, tmp_path)
-    assert refit_of("lightgbm") is refit_lightgbm and refit_of("xgboost-json") is None
-    same = reproduction(model, refit_lightgbm(model, X[:200], Y[:200]), X, X[:200], Y[:200], again=refit_lightgbm)
+    assert "lightgbm" in RETRAINED and "xgboost-json" not in RETRAINED
+    same = reproduction(model, refit(model, X[:200], Y[:200]), X, X[:200], Y[:200])
     assert same["reproduced"] and same["difference"] == 0.0
-    padded = reproduction(model, refit_lightgbm(model, X[:300], Y[:300]), X, X[:300], Y[:300], again=refit_lightgbm)
+    padded = reproduction(model, refit(model, X[:300], Y[:300]), X, X[:300], Y[:300])
     assert not padded["reproduced"] and padded["seeded"] and padded["difference"] > 0.01  # -> fail (verdict)
 
 
@@ -71,3 +71,4 @@ def test_the_refit_runs_on_the_check_sandbox_threads(model_text, tmp_path):
     assert "[num_threads: 512]" in lines
     params = lightgbm_params(_loaded("\n".join(lines) + "\n", tmp_path).booster)
     assert params["num_threads"] == min(512, os.cpu_count() or 1) and params["verbose"] == -1
+

@@ -383,7 +383,8 @@ def test_lightgbm_declared_with_rows_it_never_saw_fails_and_its_exact_declaratio
     the leaf rule saw every leaf reached and the file went to review like any boosted model (a
     LightGBM declaration was not verified). LightGBM trained again from the parameters its own file
     records makes another model on those rows: fail. Control: the same file declared with rows 0-149
-    is re-made (no reproduction finding)."""
+    is re-made (no reproduction finding), and LiRA trained its shadow models from the same parameters
+    (skipped for LightGBM before)."""
     service, alice = checked
     model = _lightgbm(150)
     padded = submit(service, "gbm.txt", model, write_rows(alice, ROWS, ROWS.PERSON_ID[:300], ROWS.PERSON_ID[300:400]))
@@ -392,3 +393,5 @@ def test_lightgbm_declared_with_rows_it_never_saw_fails_and_its_exact_declaratio
     found = findings(service, exact)
     assert not [f for f in found if "rows the model was trained on" in f["message"]
                 or "could not re-make" in f["message"] or "could not compare" in f["message"]], found
+    report = service.get_request("olga", exact.id).files[0].check["model_check"]
+    assert "auc" in report.get("lira", {}) and "lira" not in report.get("skipped", {}), report  # shadow LightGBMs now
