@@ -6,7 +6,8 @@ are reported: a missing required value, an unparsable value, a value outside its
 value not matching its pattern, a text longer than its published length, a code missing from its
 referential, a date outside the month of its monthly file (the column that decides the month, see
 ``Table.month_from``). Red team 15A added a blank around a code, a text longer than the
-catalogue's length and a date after the ingest (:data:`FUTURE_MARGIN`). A row is quarantined for
+catalogue's length and a date after the ingest (:data:`FUTURE_MARGIN`); red team 19C a date
+before 1900 (:data:`OLDEST_DATE`). A row is quarantined for
 the first check that fails, so each quarantined row has exactly one reason.
 
 Keeping the checks vectorised (one expression per check over a whole batch) is what makes the
@@ -23,7 +24,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from ..snds.tables import Column, Table, polars_type
+from ..snds.tables import MISSING_DATE, YEARMONTH, Column, Table, polars_type
 
 #: Text formats of dates in delivered files (see ``pds_kernel.snds.tables``).
 DATE_FORMATS = {"sas_datetime": "%d%b%Y:%H:%M:%S", "dmy": "%d%m%Y"}
@@ -33,6 +34,15 @@ DATE_FORMATS = {"sas_datetime": "%d%b%Y:%H:%M:%S", "dmy": "%d%m%Y"}
 #: years 0000 to 0999, which four digits can also write, are refused with them: no SNDS date is
 #: earlier than the missing date 1600-01-01, and Python's dates start at the year 1.
 EARLIEST_DATE = date(1000, 1, 1)
+#: A date before this one, other than the SNDS's missing date 1600-01-01, is quarantined
+#: (``date_too_old``; red team 19C: ``01JAN1601`` and ``30DEC1899`` loaded). No date of the
+#: catalogue is older: claims start in 2006, PMSI stays in the 1990s (a long psychiatric stay
+#: may have begun decades before its exit), exonerations and the dates of effect of the health
+#: insurance's referentials after 1945; births are years, not dates (``BEN_NAI_ANN``: 1905
+#: loads). End dates are bounded too (a right never ended before 1900). Before it lie
+#: typing slips of the missing date (1601) and the zero dates of spreadsheets and ODBC drivers
+#: (1899-12-30, 1899-12-31), a null turned into a date on the way.
+OLDEST_DATE = date(1900, 1, 1)
 #: A date later than the ingest's day by more than this is quarantined (``future_date``): no
 #: care, flux or death of a delivery lies after its extraction (red team 15A: ``31DEC2999`` and
 #: ``31DEC9999`` loaded). A week covers clocks and time zones. End dates (:func:`is_end_date`)
@@ -72,6 +82,7 @@ class Check:
     BLANK = "blank_around_code"  #: a code or identifier with a blank before or after it (15A)
     TOO_LONG = "too_long"  #: a text longer than the catalogue's length (red team 15A)
     FUTURE = "future_date"  #: a date after the ingest (red team 15A)
+    TOO_OLD = "date_too_old"  #: a date before OLDEST_DATE, not the missing date (red team 19C)
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,11 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
         checks.append(ColumnCheck(Check.FUTURE, name, typed.is_not_null() & (typed > last), pl.lit(
             f"date after the ingest in {name} (later than {last.isoformat()}, the ingest's day and "
             f"{FUTURE_MARGIN.days} days): ") + _quoted(raw)))
+    if column.type == "date":
+        checks.append(ColumnCheck(Check.TOO_OLD, name, typed.is_not_null() & (typed < OLDEST_DATE)
+                                  & (typed != MISSING_DATE), pl.lit(
+            f"date too old in {name} (before {OLDEST_DATE.isoformat()}, and not the SNDS's missing "
+            f"date {MISSING_DATE.isoformat()}: a slip or a null turned into a date?): ") + _quoted(raw)))
     allowed = column.values
     if allowed is None and column.type == "month":
         allowed = frozenset(range(1, 13))
@@ -180,15 +196,17 @@ def _period_text(period: str) -> str:
 
 
 def build_month_check(column: Column, raw: pl.Expr, typed: pl.Expr, month: str) -> ColumnCheck:
-    """A date of ``column`` outside ``month`` (``YYYYMM``, or ``YYYY`` for a yearly file: the
-    period of the file being loaded)."""
-    if column.type != "date":
-        raise ValueError(f"{column.name}: only a date column can decide the month of a file")
-    first, last = _period_days(month)
-    return ColumnCheck(Check.WRONG_MONTH, column.name,
-                       typed.is_not_null() & ((typed < first) | (typed > last)),
-                       pl.lit(f"{column.name} is not in the {_period_text(month)}: ")
-                       + _quoted(raw))
+    """A date, or a ``YYYYMM`` text, of ``column`` outside ``month`` (``YYYYMM``, or ``YYYY`` for
+    a yearly file: the period of the file being loaded)."""
+    if column.type == "date":
+        first, last = _period_days(month)
+        wrong = typed.is_not_null() & ((typed < first) | (typed > last))
+    elif column.type == "str" and column.pattern == YEARMONTH:
+        wrong = raw.is_not_null() & (raw.str.slice(0, len(month)) != month)
+    else:
+        raise ValueError(f"{column.name}: only a date or a year-month column can decide the month of a file")
+    return ColumnCheck(Check.WRONG_MONTH, column.name, wrong,
+                       pl.lit(f"{column.name} is not in the {_period_text(month)}: ") + _quoted(raw))
 
 
 def build_year_month_check(year_column: str, month_column: str, period: str) -> ColumnCheck:

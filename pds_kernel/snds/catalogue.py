@@ -24,8 +24,9 @@ catalogued table is built from its schema by :func:`catalogue_table`:
 * how the table is delivered (:func:`split_of`): yearly when its name holds a year marker
   (``aa``, ``AAAA``: ``T_MCO23B.csv``), a snapshot for referentials (``_R``) and the products
   that are not monthly, one file per month (``ER_UCD_F_202301.csv``) for DCIR, DCIRS, EGB, DAMIR.
-* the month a monthly DCIR file holds is decided by its flux date ``FLX_DIS_DTD``
-  (:data:`FLUX_MONTH_PRODUCTS`), as for the profile's claims tables.
+* the month a monthly file holds (DCIR, DCIRS, EGB, DAMIR) is decided by its flux date
+  ``FLX_DIS_DTD``, else its flux year-month ``FLX_ANN_MOI`` (OPEN_DAMIR), as for the profile's
+  claims tables (:data:`FLUX_COLUMNS`); EB_HMV_F and EB_INB_F publish neither and are not checked.
 """
 
 from __future__ import annotations
@@ -37,16 +38,17 @@ from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-from .tables import TABLES, Column, LakeType, Table, TextFormat
+from .tables import TABLES, YEARMONTH, Column, LakeType, Table, TextFormat
 
 #: Products delivered one file per month (the others are snapshots, or yearly by name).
 MONTHLY_PRODUCTS = ("DCIR", "DCIRS", "EGB", "DAMIR")
-#: Products whose monthly files each hold one month of the flux date ``FLX_DIS_DTD``, as the
-#: profile's ER_PRS_F, ER_PHA_F and ER_BIO_F do: a row of another flux month is quarantined
-#: (``wrong_month``) instead of loading into the wrong month's partition.
-FLUX_MONTH_PRODUCTS = ("DCIR",)
-#: Pattern of a ``yearmonth`` column (``YYYYMM`` text).
-YEARMONTH = r"^[0-9]{4}(0[1-9]|1[0-2])$"
+#: The columns that say which month a row of a monthly file belongs to, the first published one
+#: decides: the flux date (the month the claim was made available, as the profile's ER_PRS_F,
+#: ER_PHA_F and ER_BIO_F), else the flux year-month (``YYYYMM`` text, OPEN_DAMIR). A row of another
+#: month is quarantined (``wrong_month``) instead of loading into the wrong month's partition (red
+#: team 19C: EGB, DCIRS and DAMIR rows of any month loaded). The catalogue copy has no
+#: descriptions: a table with neither column (EB_HMV_F, EB_INB_F) has no month check.
+FLUX_COLUMNS = ("FLX_DIS_DTD", "FLX_ANN_MOI")
 #: Integers longer than this are kept as text (Int64 holds 18 digits).
 _MAX_INT_DIGITS = 18
 #: Columns whose published type disagrees between tables: one type everywhere, as in the profile
@@ -224,6 +226,16 @@ def source_foreign_keys(data: dict) -> tuple:
     return tuple(keys)
 
 
+def _month_column(columns: list[Column]) -> str | None:
+    """The column whose month decides a monthly file's (:data:`FLUX_COLUMNS`), if published: a
+    date, or a ``YYYYMM`` text."""
+    for name in FLUX_COLUMNS:
+        for c in columns:
+            if c.name == name and (c.type == "date" or c.pattern == YEARMONTH):
+                return name
+    return None
+
+
 @cache
 def catalogue_table(name: str) -> Table:
     """The ingestible table ``name`` built from its published schema (see the module docstring).
@@ -245,9 +257,7 @@ def catalogue_table(name: str) -> Table:
             length=_text_length(field) if lake_type == "str" else None))
     names = {c.name for c in columns}
     split = split_of(name, entry.product)
-    flux_dated = any(c.name == "FLX_DIS_DTD" and c.type == "date" for c in columns)
-    month_from = ("FLX_DIS_DTD" if split == "monthly" and entry.product in FLUX_MONTH_PRODUCTS and flux_dated
-                  else None)
+    month_from = _month_column(columns) if split == "monthly" else None
     return Table(name, tuple(columns), primary_key=tuple(k for k in pk if k in names),
                  split=split, group=entry.product, foreign_keys=source_foreign_keys(data),
                  month_from=month_from)

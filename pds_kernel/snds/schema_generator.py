@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from .catalogue import YEARMONTH, entries, ingestible_names, ingestible_table, nomenclature_codes, schema
+from .catalogue import entries, ingestible_names, ingestible_table, nomenclature_codes, schema
 from .file_names import example_name
-from .tables import Column, Table
+from .tables import YEARMONTH, Column, Table
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 #: Values for the patterns of the profile and the catalogue when no nomenclature gives one.

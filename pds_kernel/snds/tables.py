@@ -36,6 +36,8 @@ MISSING_DATE = date(1600, 1, 1)
 ICD10 = r"^[A-Z][0-9]{2}[0-9A-Z+]{0,3}$"
 ATC7 = r"^[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}$"
 ATC3 = r"^[A-Z][0-9]{2}$"
+#: Pattern of a year-month (``YYYYMM`` text: the catalogue's ``yearmonth`` columns).
+YEARMONTH = r"^[0-9]{4}(0[1-9]|1[0-2])$"
 #: Names of label columns (see :attr:`Column.free_text`).
 _FREE_TEXT_NAME = r"(^|_)(LIB|NOM)(_|$)|_L[0-9]{2}$"
 
@@ -79,8 +81,9 @@ class Table:
     #: previous version of the table.
     split: Literal["monthly", "yearly", "snapshot"] = "monthly"
     #: the date column whose month decides a monthly file (the DCIR flux date, the date of death,
-    #: the exit of a PMSI stay): the ingestion quarantines a row whose value falls outside its
-    #: file's month (or year, for a yearly file)
+    #: the exit of a PMSI stay), or a year-month column (:data:`YEARMONTH`: OPEN_DAMIR's flux
+    #: month): the ingestion quarantines a row whose value falls outside its file's month (or
+    #: year, for a yearly file)
     month_from: str | None = None
     #: the year and month columns that decide the period of a file, as ``month_from`` does
     #: (``SOR_ANN``, ``SOR_MOI``: the exit of a PMSI stay)

@@ -190,7 +190,7 @@ KINDS = {
         ("01JAN2023:25:00:00", bad(UNPARSABLE)), ("2023-01-01", bad(UNPARSABLE)), ("", ok(None)),
         ("01 JAN2023:00:00:00", bad(UNPARSABLE)), ("01-JAN-2023:00:00:00", bad(UNPARSABLE)),
         ("01JAN2023:00:00", bad(UNPARSABLE)), ("01JAN2023:00:00:00:00", bad(UNPARSABLE)),
-        # a DCIR file holds one flux month, as the profile's ER_PRS_F does (catalogue.FLUX_MONTH_PRODUCTS)
+        # a DCIR file holds one flux month, as the profile's ER_PRS_F does (catalogue.FLUX_COLUMNS)
         ("01FEB2023:00:00:00", bad(WRONG_MONTH)), ("31DEC2022:00:00:00", bad(WRONG_MONTH)),
         ("31JAN2023:00:00:00", ok("2023-01-31"))]),
     "PMSI date (DDMMYYYY)": ("T_HADaaC", "ENT_DAT", [

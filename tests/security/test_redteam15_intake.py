@@ -206,7 +206,10 @@ def test_a_text_longer_than_its_catalogue_length_is_quarantined(parser, tmp_path
 # -- 6. the period of a file ---------------------------------------------------------------------
 
 def _stays(tmp_path, name: str, exits: list[date]):
-    rows = [dict(ETA_NUM="2A0000022", RSA_NUM=1000 + i, NIR_ANO_17=f"NIR{i:014d}", ENT_DAT=day - timedelta(days=2),
+    # a stay whose exit is missing has a missing entry too (two days before 1600-01-01 is a date
+    # too old since red team 19C)
+    rows = [dict(ETA_NUM="2A0000022", RSA_NUM=1000 + i, NIR_ANO_17=f"NIR{i:014d}",
+                 ENT_DAT=day if day == MISSING_DATE else day - timedelta(days=2),
                  SOR_DAT=day, EXE_SOI_DTD=day, EXE_SOI_DTF=day) for i, day in enumerate(exits)]
     (tmp_path / "d").mkdir(parents=True, exist_ok=True)
     write_table(tmp_path / "d" / name, "T_MCOaaC", rows)
