@@ -50,6 +50,7 @@ from ..snds.tables import TABLES
 from .cohort import select_persons
 from .conformity import MANIFEST, ConformityReport, check_extract
 from .frames import PARTITIONED_TABLES, Backend, LakeFrames, PolarsBackend
+from .identifier_search import lookup_key
 from .layout import PARQUET_OPTIONS, is_partitioned, partition_count, table_entry, write_frame
 from .linkage import cohort_table, death_maps, person_map, read_linkage_file
 from .pinning import lake_changes, pinned_versions, previous_versions
@@ -132,15 +133,16 @@ def authorise(runtime, actor: str, project: str, action: str, today: date | None
 def raw_identifiers(lake: Path, among: pl.Series | None = None, *,
                     versions: dict[str, int] | None = None) -> pl.Series:
     """Every distinct raw person identifier value in the lake (for the conformity check); with
-    ``among``, only those equal to one of its values.
+    ``among``, only those whose lookup key (:func:`.identifier_search.lookup_key`: the first
+    characters, upper case) is one of its values.
 
-    The conformity check passes the extract's distinct text values and tokens as ``among``: testing
-    the lake's identifier columns against that set is much cheaper than collecting every distinct
-    identifier of the lake, and finds exactly the identifiers that matter (the check gives them in
-    upper case and as written, and compares in upper case). With ``versions``, the
-    tables at those versions (what a pinned build read)."""
+    The conformity check passes the windows of the extract's texts as ``among``: testing the lake's
+    identifier columns against that set is much cheaper than collecting every distinct identifier
+    of the lake, and finds every identifier that a text of the extract may hold (the check then
+    searches those few in its texts). With ``versions``, the tables at those versions (what a pinned
+    build read)."""
     frames = LakeFrames(lake, versions=versions)
-    wanted = None if among is None else pl.LazyFrame({"id": among.cast(pl.String).drop_nulls().unique()})
+    wanted = None if among is None else pl.LazyFrame({"key": among.cast(pl.String).drop_nulls().unique()})
     parts = []
     for name, table in TABLES.items():
         columns = [c for c in table.column_names if c in RAW_ID_COLUMNS]
@@ -149,8 +151,9 @@ def raw_identifiers(lake: Path, among: pl.Series | None = None, *,
             for c in columns:
                 ids = scan.select(pl.col(c).cast(pl.String).alias("id"))
                 # filter (or take the distinct values) per column first: the final unique is small; a
-                # semi join filters twice as fast as ``is_in`` against the extract's 100,000s of values
-                parts.append(ids.unique() if wanted is None else ids.join(wanted, on="id", how="semi"))
+                # semi join filters twice as fast as ``is_in`` against the extract's 100,000s of keys
+                parts.append(ids.unique() if wanted is None else
+                             ids.join(wanted, left_on=lookup_key(pl.col("id")), right_on="key", how="semi"))
     if not parts:
         return pl.Series("id", [], dtype=pl.String)
     # collected together, the column scans run side by side (a concat of them runs one by one)

@@ -36,6 +36,7 @@ import polars as pl
 from ..hashing import sha256_file
 from ..snds.tables import polars_type
 from .footer import footer_faults, footer_texts
+from .identifier_search import RawIds, search, views
 from .layout import bucket, entry_files, split
 from .spec import (
     BIRTH_MONTH_COLUMNS,
@@ -50,10 +51,10 @@ from .spec import (
 MANIFEST = "manifest.json"
 #: Département codes: metropolitan 01-95 with Corsica 2A/2B, overseas 971-978, abroad 99, unknown 999.
 DEPARTEMENT = r"^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-8]|99|999)$"
-_TOKEN = r"[0-9A-Za-z]+"
-_WHOLE_TOKEN = r"^[0-9A-Za-z]+$"
 #: The key of a file's footer texts among the (file, column) keys of the text search.
 _FOOTER = "\0footer"
+#: The key of the column names among them.
+_NAMES = ("", "")
 #: Without a ``min_k`` in the spec, a k below this is noted in the report (not refused).
 UNCHECKED_K_WARNING = 5
 #: The date that puts a row of these tables in the project's period (the selection keeps only the
@@ -158,69 +159,11 @@ def _count_in(values: pl.Series, reference: pl.DataFrame) -> int:
     return pl.DataFrame({"v": values}).join(reference, on="v", how="semi").height
 
 
-def _raw_hits(path: Path, column: str, distinct: pl.Series, tokens: pl.DataFrame,
-              raw_ids: pl.DataFrame) -> int:
-    """How many values of text column ``column`` of file ``path`` are, or contain as a token, a raw
-    identifier (a value equal to an identifier counts once as a value and once as its token, as
-    each row is searched both ways).
-
-    ``distinct`` are the column's distinct non-null values, ``tokens`` the same values and their
-    tokens (:func:`_tokens`): the (slow) token search runs on them only, as an extract column of
-    millions of rows has few distinct values (a pseudonym per person, a handful of codes); the
-    column itself is read only when some value is a hit."""
-    if distinct.is_empty():
-        return 0
-    hits_per_value = pl.concat([
-        pl.DataFrame({"value": distinct, "v": distinct.str.to_uppercase()}).join(raw_ids, on="v", how="semi")
-        .select("value"),
-        tokens.join(raw_ids, left_on="token", right_on="v", how="semi").select("value"),
-    ]).group_by("value").len()
-    if hits_per_value.is_empty():
-        return 0
+def _raw_hits(path: Path, column: str, hits: pl.DataFrame) -> int:
+    """How many rows of text column ``column`` of file ``path`` hold a raw identifier (``hits``: its
+    distinct values that do, :func:`.identifier_search.search`): the column is read only then."""
     values = pl.scan_parquet(path).select(pl.col(column).alias("value")).drop_nulls().collect()
-    return int(values.join(hits_per_value, on="value")["len"].sum())
-
-
-#: The longest run of tokens joined back together (an identifier cut by dashes or spaces).
-_LONGEST_RUN = 64
-#: Tokens of one value whose runs are joined (beyond, the value's tokens are still searched, not
-#: their runs): bounds the runs of a long free text to some 16,000.
-_RUN_TOKENS = 256
-
-
-def _runs(tokens: list[str]) -> list[str]:
-    """Every run of two or more consecutive ``tokens`` joined, up to :data:`_LONGEST_RUN` characters:
-    ``"ABC-DEF GH"`` gives ``ABCDEF``, ``DEFGH`` and ``ABCDEFGH``."""
-    runs = []
-    tokens = tokens[:_RUN_TOKENS]
-    for start in range(len(tokens)):
-        joined = tokens[start]
-        for token in tokens[start + 1:]:
-            joined += token
-            if len(joined) > _LONGEST_RUN:
-                break
-            runs.append(joined)
-    return runs
-
-
-def _tokens(distinct: pl.Series) -> pl.DataFrame:
-    """``value`` (each distinct value) and ``token`` (each of its alphanumeric tokens and each run
-    of consecutive tokens joined, :func:`_runs`, in upper case; null for a value without any), one
-    row per pair: computed once per column, for the lake lookup and the hits. Identifiers are
-    looked up in upper case (:func:`.build.raw_identifiers`), so one written in lower case, or cut
-    by separators, is found too. A value that is one token (a pseudonym, most codes) is its own
-    token, without the (costlier) extraction."""
-    distinct = distinct.cast(pl.String)
-    whole = distinct.str.contains(_WHOLE_TOKEN)
-    single, other = distinct.filter(whole), distinct.filter(~whole)
-    split = other.str.extract_all(_TOKEN)
-    runs = pl.Series([_runs(tokens) if tokens is not None and len(tokens) > 1 else [] for tokens in split.to_list()],
-                     dtype=pl.List(pl.String))
-    return pl.concat([pl.DataFrame({"value": single, "token": single.str.to_uppercase()}),
-                      pl.DataFrame({"value": other, "token": split}).explode("token")
-                      .with_columns(pl.col("token").str.to_uppercase()),
-                      pl.DataFrame({"value": other, "token": runs}).explode("token").drop_nulls()
-                      .with_columns(pl.col("token").str.to_uppercase())])
+    return values.join(hits.select("value").unique(), on="value", how="semi").height
 
 
 def _distinct_text(root: Path, files: list[ListedFile], schemas: dict[str, pl.Schema]) -> dict[tuple[str, str], pl.Series]:
@@ -231,28 +174,6 @@ def _distinct_text(root: Path, files: list[ListedFile], schemas: dict[str, pl.Sc
             for f in files for column, dtype in schemas[f.file].items() if dtype == pl.String}
 
 
-def _name_tokens(names: list[str]) -> pl.DataFrame:
-    """``value`` (a column name) and ``token`` (the name and its tokens and runs, :func:`_tokens`)."""
-    names_s = pl.Series("value", names, dtype=pl.String)
-    return pl.concat([pl.DataFrame({"value": names_s, "token": names_s.str.to_uppercase()}), _tokens(names_s)])
-
-
-def _text_candidates(tokens: dict[tuple[str, str], pl.DataFrame]) -> pl.Series:
-    """The distinct text values of the extract and their alphanumeric tokens and runs, in upper case
-    and as written (and the column names and theirs): the only values that a raw identifier of the
-    lake could be found as. The lake's identifiers are looked up as they are, not case-folded row
-    by row: one written in lower case in the extract is found through its upper-case token (SNDS
-    identifiers are upper case), one in mixed case through its token as written."""
-    parts = [pl.Series("v", [], dtype=pl.String)]
-    for frame in tokens.values():
-        values = frame.get_column("value").unique()
-        several = values.filter(~values.str.contains(_WHOLE_TOKEN))  # a one-token value is its token as written
-        parts += [values.alias("v"), frame.get_column("token").drop_nulls().alias("v"),
-                  several.str.extract_all(_TOKEN).explode().drop_nulls().alias("v")]
-    return pl.concat(parts).unique()
-
-
-RawIds = pl.Series | Callable[[pl.Series], pl.Series]
 Mapper = Callable[[Callable[..., Any], list[tuple]], list]
 
 
@@ -307,31 +228,32 @@ def check_unit(directory: str, spec: ExtractSpec, files: list[ListedFile], cohor
     root = Path(directory)
     schemas = {f.file: pl.read_parquet_schema(root / f.file) for f in files}
     distinct = _distinct_text(root, files, schemas)
-    tokens = {key: _tokens(values) for key, values in distinct.items()}
+    trusted = {(f.file, PERSON_ID): cohort for f, cohort in zip(files, cohorts, strict=True)}
+    texts = {key: views(values, trusted.get(key)) for key, values in distinct.items()}
     names = sorted({column for schema in schemas.values() for column in schema})
-    tokens[("", "")] = _name_tokens(names)  # column names: an identifier may hide in one too
-    for f in files:  # and the text of the files' footers (metadata; statistics other than the values)
-        tokens[(f.file, _FOOTER)] = _tokens(_footer_only(footer_texts(root / f.file), f.file, distinct))
-    if callable(raw_ids):
-        raw_ids = raw_ids(_text_candidates(tokens))
-    raw_frame = pl.DataFrame({"v": raw_ids.cast(pl.String).str.to_uppercase().drop_nulls().unique()})
+    texts[_NAMES] = views(pl.Series(names, dtype=pl.String))  # an identifier may hide in a column name too
+    for f in files:  # and in the text of the files' footers (metadata; statistics other than the values)
+        texts[(f.file, _FOOTER)] = views(_footer_only(footer_texts(root / f.file), f.file, distinct))
+    found = search(texts, raw_ids)
+    no_hits = pl.DataFrame(schema={"value": pl.String, "kind": pl.String})
     results = []
     for item, cohort in zip(files, cohorts, strict=True):
         path, schema = root / item.file, pl.Schema(schemas[item.file])
         df = pl.read_parquet(path, columns=_checked_columns(schema, item.table, spec))
         rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+        in_names = found.get(_NAMES, no_hits).filter(pl.col("value").is_in(schema.names()))
+        in_footer = found.get((item.file, _FOOTER), no_hits)
         result: dict = {"table": item.table, "file": item.file, "columns": schema.names(), "rows": rows,
-                        "hash_ok": sha256_file(path) == item.sha256, "raw_hits": {},
+                        "hash_ok": sha256_file(path) == item.sha256, "raw_hits": {}, "raw_kinds": {},
                         "outside": 0, "misplaced": 0, "finer": {}, "k": None,
-                        "raw_names": tokens[("", "")].filter(pl.col("value").is_in(schema.names()))
-                        .join(raw_frame, left_on="token", right_on="v", how="semi").height,
+                        "raw_names": in_names["value"].n_unique(), "name_kinds": in_names["kind"].to_list(),
                         "types": _unexpected_types(schema, item.table, spec), "footer": footer_faults(path),
-                        "footer_hits": tokens[(item.file, _FOOTER)]
-                        .join(raw_frame, left_on="token", right_on="v", how="semi")["value"].n_unique()}
+                        "footer_hits": in_footer["value"].n_unique(), "footer_kinds": in_footer["kind"].to_list()}
         for column, dtype in schema.items():
-            if dtype == pl.String:
-                result["raw_hits"][column] = _raw_hits(path, column, distinct[(item.file, column)],
-                                                      tokens[(item.file, column)], raw_frame)
+            hits = found.get((item.file, column))
+            if dtype == pl.String and hits is not None:
+                result["raw_hits"][column] = _raw_hits(path, column, hits)
+                result["raw_kinds"][column] = hits["kind"].to_list()
         if PERSON_ID in df.columns:
             persons = distinct.get((item.file, PERSON_ID))
             if persons is None:
@@ -421,13 +343,15 @@ def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: Conformit
                           "extract builder never writes: rebuild the extract")
         if r["footer_hits"]:
             report.refuse(f"the Parquet footer of file {r['file']} holds {r['footer_hits']} raw identifier "
-                          "value(s) of the lake")
+                          f"value(s) of the lake ({_kinds(r['footer_kinds'])})")
     if any(r.get("raw_names") for r in results):  # never the name itself: it is the identifier
-        report.refuse(f"a column name of {name} is a raw identifier of the lake (or holds one)")
+        report.refuse(f"a column name of {name} is a raw identifier of the lake (or holds one: "
+                      f"{_kinds(k for r in results for k in r['name_kinds'])})")
     for column in columns:
         hits = sum(r["raw_hits"].get(column, 0) for r in results)
         if hits:
-            report.refuse(f"{name}.{column} holds {hits} raw identifier value(s) of the lake")
+            report.refuse(f"{name}.{column} holds {hits} raw identifier value(s) of the lake "
+                          f"({_kinds(k for r in results for k in r['raw_kinds'].get(column, []))})")
     outside = sum(r["outside"] for r in results)
     if outside:
         report.refuse(f"{name} holds {outside} person(s) outside the cohort")
@@ -462,6 +386,11 @@ def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: Conformit
         combined = pl.concat(partials, how="vertical_relaxed").group_by(qis).agg(pl.col("n").sum())
         k = None if combined.is_empty() else int(combined["n"].min())
         report.k_anonymity[name] = {"columns": qis, "k": k}
+
+
+def _kinds(kinds) -> str:
+    """How identifiers were found (:mod:`.identifier_search`), for a reason: ``as written, base64``."""
+    return ", ".join(sorted(set(kinds)))
 
 
 def _finer_than_spec(df: pl.DataFrame, name: str, spec: ExtractSpec, rows: int) -> dict[tuple[str, str], int]:

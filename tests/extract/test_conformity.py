@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from datetime import date
@@ -14,6 +15,7 @@ from extract_lake import DIABETES_SPEC
 from pds_kernel.errors import DisclosureRisk
 from pds_kernel.extract.build import raw_identifiers, run_build, run_check, write_parquet
 from pds_kernel.extract.conformity import check_extract
+from pds_kernel.extract.identifier_search import AS_WRITTEN, KEY_LENGTH, views
 from pds_kernel.extract.layout import entry_files
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
 from pds_kernel.hashing import sha256_file
@@ -82,7 +84,7 @@ def test_planted_raw_identifier_value(extract, small_lake):
         .alias("PFS_EXE_NUM")))
     report = check_extract(directory, SPEC, cohort, raw)
     assert not report.ok
-    assert report.reasons == ["ER_PRS_F.PFS_EXE_NUM holds 1 raw identifier value(s) of the lake"]
+    assert report.reasons == ["ER_PRS_F.PFS_EXE_NUM holds 1 raw identifier value(s) of the lake (as written)"]
     assert nir not in " ".join(report.reasons)  # the reason never repeats the identifier
 
 
@@ -154,37 +156,40 @@ def test_check_command_catches_tampering_of_the_published_extract(runtime, regis
 
 
 def test_raw_identifiers_found_the_same_way_through_the_lake_lookup(extract, small_lake):
-    """The build passes a lookup (the lake's identifiers among the extract's text values) instead of
-    every identifier of the lake: the same faults, counted the same, in any text column and row."""
+    """The build passes a lookup (the lake's identifiers whose key is among the extract's windows)
+    instead of every identifier of the lake: the same faults, counted the same (rows holding an
+    identifier), in any text column and row."""
     directory, cohort, raw = extract
     people = small_lake.rows["IR_BEN_R"]
     nir, idt, stay_nir = people[0]["BEN_NIR_PSA"], people[1]["BEN_IDT_ANO"], small_lake.rows["T_MCOaaC"][0]["NIR_ANO_17"]
     _rewrite(directory, "ER_PRS_F", lambda df: df.with_columns(
         pl.when(pl.int_range(pl.len()) < 3).then(pl.lit(f"{nir} {idt}"))  # 3 rows, 2 identifiers each
-        .when(pl.int_range(pl.len()) < 5).then(pl.lit(nir))                # 2 rows: the value and its token
+        .when(pl.int_range(pl.len()) < 5).then(pl.lit(nir))                # 2 rows: the value
         .otherwise(pl.col("PFS_EXE_NUM")).alias("PFS_EXE_NUM")))
     _rewrite(directory, "T_MCOaaB", lambda df: df.with_columns(pl.lit(f"x-{stay_nir}").alias("DGN_PAL")))
     rows_b = pl.read_parquet(_first_file(directory, "T_MCOaaB")).height
-    expected = ["ER_PRS_F.PFS_EXE_NUM holds 10 raw identifier value(s) of the lake",
-                f"T_MCOaaB.DGN_PAL holds {rows_b} raw identifier value(s) of the lake"]
+    expected = ["ER_PRS_F.PFS_EXE_NUM holds 5 raw identifier value(s) of the lake (as written)",
+                f"T_MCOaaB.DGN_PAL holds {rows_b} raw identifier value(s) of the lake (as written)"]
     with_all = check_extract(directory, SPEC, cohort, raw)
     looked_up = check_extract(directory, SPEC, cohort, partial(raw_identifiers, small_lake.path))
     assert sorted(with_all.reasons) == sorted(looked_up.reasons) == sorted(expected)
-    found = raw_identifiers(small_lake.path, among=pl.Series([nir, "nobody", idt, None]))
+    keys = [nir[:KEY_LENGTH], "NOBODY", idt.lower()[:KEY_LENGTH].upper(), None]
+    found = raw_identifiers(small_lake.path, among=pl.Series(keys))
     assert sorted(found.to_list()) == sorted([nir, idt])
 
 
-def test_tokens_of_text_values_are_those_of_the_full_extraction():
-    """A value that is one alphanumeric token skips the extraction: the (value, token) pairs must
-    be those the extraction gives for every kind of value (one token, several, none, accents,
-    a line end after a token), in upper case, with the runs of consecutive tokens joined."""
-    from pds_kernel.extract.conformity import _TOKEN, _tokens
-
-    values = pl.Series(["ABC123", "a-b", "", "É1", "x y", "123", "NIR\n", "-", "ab_cd", "Zz9"])
-    full = pl.DataFrame({"value": values, "token": values.str.extract_all(_TOKEN)}).explode("token")
-    # in upper case, and each run of two or more consecutive tokens joined (an identifier cut by
-    # separators): a-b gives A, B and AB
-    runs = [(v, "".join(t[i:j]).upper()) for v, t in zip(values, values.str.extract_all(_TOKEN), strict=True)
-            for i in range(len(t)) for j in range(i + 2, len(t) + 1)]
-    expected = [(v, t if t is None else t.upper()) for v, t in full.rows()] + runs
-    assert sorted(_tokens(values).rows(), key=str) == sorted(expected, key=str)
+def test_views_of_a_text_value():
+    """The views searched for an identifier (:mod:`pds_kernel.extract.identifier_search`): the whole
+    value, its tokens, its letters and digits (full-width folded), reversed, and its encoded runs
+    decoded at every alignment, all in upper case; a cohort pseudonym is its whole value only."""
+    secret = "AB12CD34EF56GH78Z"
+    encoded = {"hex": "0" + secret.encode().hex(), "base64": "xy" + base64.b64encode(secret.encode()).decode(),
+               "percent-encoded": "".join(f"%{b:02x}" for b in secret.encode()[:5]) + secret[5:]}
+    values = pl.Series(["id=ab12-cd34", "ｘ１２", *encoded.values(), "f" * 64])
+    found = views(values, whole_only=pl.Series(["f" * 64]))
+    pairs = set(zip(found["view"], found["kind"], strict=True))
+    assert {("ID=AB12-CD34", AS_WRITTEN), ("ID", AS_WRITTEN), ("AB12", AS_WRITTEN), ("IDAB12CD34", AS_WRITTEN),
+            ("43DC21BADI", "reversed"), ("X12", AS_WRITTEN)} <= pairs
+    for kind in encoded:
+        assert (secret, kind) in pairs and (secret[::-1], f"reversed {kind}") in pairs, kind
+    assert found.filter(pl.col("value") == "f" * 64).select("view", "kind").rows() == [("F" * 64, AS_WRITTEN)]
