@@ -5,9 +5,9 @@ Refuses (every reason is collected, none stops the others):
 * a file the manifest does not list, or whose SHA-256 differs from the manifest;
 * a raw identifier column (BEN_NIR_PSA, NIR_ANO_17, BEN_NIR_ANO, BEN_IDT_ANO), or any column the
   spec does not allow;
-* a raw identifier *value* of the lake in any text column (whole value, or any alphanumeric token
-  of it: ``"id=ABC123"`` is caught too, in any case, and ``"ABC-123"`` as a run of tokens joined),
-  as a column name (or a token of one), or in a file's Parquet footer (metadata, statistics);
+* a raw identifier *value* of the lake anywhere inside a text column's value, a column name or a
+  file's Parquet footer (metadata, statistics), in any case, glued to other letters or cut by
+  separators, reversed, or in a hex, base64 or percent-encoded run (:mod:`.identifier_search`);
 * a column stored with another type than the builder writes (a dictionary, a list, bytes, a
   struct, a date as text: what the other checks would not read), and a footer holding anything the
   builder never writes (:mod:`.footer`);
