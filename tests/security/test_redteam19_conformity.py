@@ -4,13 +4,13 @@ A bug, a malicious spec or a derived column puts a cohort person's ``BEN_NIR_PSA
 raw identifier of the lake) into an extract's text, in a form the check did not search: glued to
 other letters or to another identifier, in full-width characters, reversed, or encoded (hex with
 or without separators and at an odd alignment, base64 and base64url glued to other letters,
-UTF-16, percent-encoding, hex of the reversed identifier), in a value, a column name or the
-lake's own free text and the study's linkage file as the build copies them. The tampered files are
-written as an attacker with write access would (the manifest's hashes true, as in
-test_redteam12_conformity.py) and checked with the lake lookup the build and ``pds extract check``
-use. Before the fix 22 of the 23 attempts got through (the identifier cut by invisible spaces was
-already found as a run of tokens); the check now searches every identifier of the lake as a
-substring of each text, of its letters and digits, reversed, and of its encoded runs decoded
+UTF-16, percent-encoding, hex of the reversed identifier): in a text value of an extract's file
+(written as an attacker with write access would, the manifest's hashes true, as in
+test_redteam12_conformity.py, and checked with the lake lookup the build and ``pds extract
+check`` use), and in the subject column's name and values a study's linkage file gives the build.
+Before the fix all 23 attempts got through (each run against the code before the fix: 20 extracts
+passed the check, 3 builds were published). The check now searches every identifier of the lake
+as a substring of each text, of its letters and digits, reversed, and of its encoded runs decoded
 (``pds_kernel/extract/identifier_search.py``). Controls: an honest extract with codes, amounts,
 dates, keyed PERSON_IDs, labels, hex lot numbers and base64-looking words passes.
 """
