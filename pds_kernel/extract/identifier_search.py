@@ -82,13 +82,13 @@ def _hex_views(run: str) -> list[str]:
 def _base64_views(run: str) -> list[str]:
     """A base64 or base64url run decoded at its four alignments."""
     run = run.translate(_BASE64URL)
-    views = []
+    decoded = []
     for offset in range(4):
         part = run[offset:]
         # its last 2 or 3 characters are a last byte or two (padded); a last single one is no byte
         part = part[:-1] if len(part) % 4 == 1 else part + "=" * (-len(part) % 4)
-        views.append(_alnum(binascii.a2b_base64(part)))
-    return views
+        decoded.append(_alnum(binascii.a2b_base64(part)))
+    return decoded
 
 
 def _decoded(value: str, squeezed: str) -> list[tuple[str, str]]:
@@ -106,11 +106,12 @@ def views(values: pl.Series, whole_only: pl.Series | None = None) -> pl.DataFram
     """``value``, ``view`` and ``kind``: every view of each of the distinct ``values`` (module
     docstring); those among ``whole_only`` (the cohort's pseudonyms) have their whole value only."""
     values = values.cast(pl.String).drop_nulls().unique()
+    trusted = values.is_in(whole_only.cast(pl.String).implode()) if whole_only is not None else values.is_null()
     # a whole value is looked up by its first window only (it is searched whole, and its letters
-    # and digits below): the cohort's 64-character pseudonyms would otherwise give 53 windows each
-    whole = pl.DataFrame({"value": values, "view": values, "kind": AS_WRITTEN, "windows": False})
-    if whole_only is not None:
-        values = values.filter(~values.is_in(whole_only.cast(pl.String).implode()))
+    # and digits below): the cohort's 64-character pseudonyms would otherwise give 53 windows each,
+    # and a pseudonym only as written (were the pseudonymisation broken, it would be a lake's value)
+    whole = pl.DataFrame({"value": values, "view": values, "kind": AS_WRITTEN, "windows": False, "fold": ~trusted})
+    values = values.filter(~trusted)
     squeezed = values.str.normalize("NFKC").str.replace_all(r"[^0-9A-Za-z]", "")
     several = values.filter(~values.str.contains(r"^[0-9A-Za-z]+$"))
     frame = pl.DataFrame({"value": values, "squeezed": squeezed})
@@ -126,19 +127,20 @@ def views(values: pl.Series, whole_only: pl.Series | None = None) -> pl.DataFram
                                orient="row")
         backward = forward.with_columns(pl.col("view").str.reverse(), (pl.lit("reversed ") + pl.col("kind")).alias("kind"))
         parts += [forward, backward]
-    return (pl.concat(parts, how="diagonal_relaxed").with_columns(pl.col("windows").fill_null(True))
+    return (pl.concat(parts, how="diagonal_relaxed").with_columns(pl.col("windows", "fold").fill_null(True))
             .filter(pl.col("view").is_not_null() & (pl.col("view") != "")).unique())
 
 
 def _keys(frame: pl.DataFrame) -> pl.Series:
     """Every window of :data:`KEY_LENGTH` characters of the views (a shorter view whole; the first
-    window only of a view without ``windows``), as written and in upper case."""
+    window only of a view without ``windows``), as written and (but a view without ``fold``) in
+    upper case."""
     length = pl.col("view").str.len_chars().cast(pl.Int64)
     last = pl.when(pl.col("windows")).then(pl.max_horizontal(length - KEY_LENGTH + 1, 1)).otherwise(1)
-    windows = (frame.select("view", pl.int_ranges(0, last).alias("at"))
-               .explode("at").select(pl.col("view").str.slice(pl.col("at"), KEY_LENGTH).alias("key"))
-               .get_column("key").unique())
-    return pl.concat([windows, windows.str.to_uppercase()]).unique()
+    windows = (frame.select("view", "fold", pl.int_ranges(0, last).alias("at")).explode("at")
+               .select(pl.col("view").str.slice(pl.col("at"), KEY_LENGTH).alias("key"), "fold").unique())
+    folded = windows.filter("fold").get_column("key").str.to_uppercase()
+    return pl.concat([windows.get_column("key"), folded]).unique()
 
 
 def search(texts: dict[Hashable, pl.DataFrame], raw_ids: RawIds) -> dict[Hashable, pl.DataFrame]:
