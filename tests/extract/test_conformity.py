@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 from datetime import date
@@ -15,7 +14,7 @@ from extract_lake import DIABETES_SPEC
 from pds_kernel.errors import DisclosureRisk
 from pds_kernel.extract.build import raw_identifiers, run_build, run_check, write_parquet
 from pds_kernel.extract.conformity import check_extract
-from pds_kernel.extract.identifier_search import AS_WRITTEN, KEY_LENGTH, views
+from pds_kernel.extract.identifier_search import KEY_LENGTH
 from pds_kernel.extract.layout import entry_files
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
 from pds_kernel.hashing import sha256_file
@@ -176,20 +175,3 @@ def test_raw_identifiers_found_the_same_way_through_the_lake_lookup(extract, sma
     keys = [nir[:KEY_LENGTH], "NOBODY", idt[:KEY_LENGTH], nir.lower()[:KEY_LENGTH], None]
     found = raw_identifiers(small_lake.path, among=pl.Series(keys))
     assert sorted(found.to_list()) == sorted([nir, idt])
-
-
-def test_views_of_a_text_value():
-    """The views searched for an identifier (:mod:`pds_kernel.extract.identifier_search`): the whole
-    value, its tokens, its letters and digits (full-width folded), reversed, and its encoded runs
-    decoded at every alignment; a cohort pseudonym is its whole value only."""
-    secret = "AB12CD34EF56GH78Z"
-    encoded = {"hex": "0" + secret.encode().hex(), "base64": "xy" + base64.b64encode(secret.encode()).decode(),
-               "percent-encoded": "".join(f"%{b:02x}" for b in secret.encode()[:5]) + secret[5:]}
-    values = pl.Series(["id=ab12-cd34", "ｘ１２", *encoded.values(), "f" * 64])
-    found = views(values, whole_only=pl.Series(["f" * 64]))
-    pairs = set(zip(found["view"], found["kind"], strict=True))
-    assert {("id=ab12-cd34", AS_WRITTEN), ("id", AS_WRITTEN), ("ab12", AS_WRITTEN), ("idab12cd34", AS_WRITTEN),
-            ("43dc21badi", "reversed"), ("x12", AS_WRITTEN)} <= pairs
-    for kind in encoded:
-        assert (secret, kind) in pairs and (secret[::-1], f"reversed {kind}") in pairs, kind
-    assert found.filter(pl.col("value") == "f" * 64).select("view", "kind").rows() == [("f" * 64, AS_WRITTEN)]
