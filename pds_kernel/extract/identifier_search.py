@@ -14,7 +14,7 @@ malicious spec could give it without a key (each text becomes a few *views*):
   each run of the base64 or base64url alphabet (blanks removed) of at least
   :data:`BASE64_RUN` characters, and a text holding ``%``, decoded at every alignment (a run glued
   to other letters starts anywhere), its bytes kept as letters and digits (so UTF-16 is read too),
-  and reversed.
+  and reversed; and the runs inside what they decode to, once more (``base64 in hex``).
 
 Finding every identifier of the lake in every view is a substring search over millions of
 patterns: too large for one automaton in a real lake (tens of millions of persons, three
@@ -74,12 +74,12 @@ def _alnum(data: bytes) -> str:
     return data.translate(None, _NOT_ALNUM).decode("ascii")
 
 
-def _hex_views(run: str) -> list[str]:
+def _hex_bytes(run: str) -> list[bytes]:
     """A hexadecimal run decoded at both alignments."""
-    return [_alnum(bytes.fromhex(run[offset:][:(len(run) - offset) // 2 * 2])) for offset in (0, 1)]
+    return [bytes.fromhex(run[offset:][:(len(run) - offset) // 2 * 2]) for offset in (0, 1)]
 
 
-def _base64_views(run: str) -> list[str]:
+def _base64_bytes(run: str) -> list[bytes]:
     """A base64 or base64url run decoded at its four alignments."""
     run = run.translate(_BASE64URL)
     decoded = []
@@ -87,18 +87,27 @@ def _base64_views(run: str) -> list[str]:
         part = run[offset:]
         # its last 2 or 3 characters are a last byte or two (padded); a last single one is no byte
         part = part[:-1] if len(part) % 4 == 1 else part + "=" * (-len(part) % 4)
-        decoded.append(_alnum(binascii.a2b_base64(part)))
+        decoded.append(binascii.a2b_base64(part))
     return decoded
 
 
-def _decoded(value: str, squeezed: str) -> list[tuple[str, str]]:
-    """``(view, kind)`` of the encoded runs of ``value`` (``squeezed``: its letters and digits)."""
-    views = [(view, "hex") for run in _HEX_RUN.findall(squeezed) for view in _hex_views(run)]
+def _decoded(value: str, squeezed: str, depth: int = 2) -> list[tuple[str, str]]:
+    """``(view, kind)`` of the encoded runs of ``value`` (``squeezed``: its letters and digits)
+    decoded, and of the runs inside what they decode to, ``depth`` levels deep (an identifier
+    encoded twice: ``"base64 in hex"``)."""
+    runs = [("hex", data) for run in _HEX_RUN.findall(squeezed) for data in _hex_bytes(run)]
     blank_free = "".join(value.split())
     if len(blank_free) >= BASE64_RUN:
-        views += [(view, "base64") for run in _BASE64_RUN.findall(blank_free) for view in _base64_views(run)]
+        runs += [("base64", data) for run in _BASE64_RUN.findall(blank_free) for data in _base64_bytes(run)]
     if "%" in value:
-        views.append((_alnum(urllib.parse.unquote_to_bytes(value)), "percent-encoded"))
+        runs.append(("percent-encoded", urllib.parse.unquote_to_bytes(value)))
+    views = []
+    for kind, data in runs:
+        view = _alnum(data)
+        views.append((view, kind))
+        if depth > 1 and len(view) >= KEY_LENGTH:
+            views += [(inner, f"{inner_kind} in {kind}") for inner, inner_kind in
+                      _decoded(data.decode("latin-1"), view, depth - 1)]
     return [(view, kind) for view, kind in views if view]
 
 

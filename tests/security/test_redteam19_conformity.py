@@ -4,11 +4,11 @@ A bug, a malicious spec or a derived column puts a cohort person's ``BEN_NIR_PSA
 raw identifier of the lake) into an extract's text, in a form the check did not search: glued to
 other letters or to another identifier, in full-width characters, reversed, or encoded (hex with
 or without separators and at an odd alignment, base64 and base64url glued to other letters,
-UTF-16, percent-encoding, hex of the reversed identifier): in a text value of an extract's file
+UTF-16, percent-encoding, hex of the reversed identifier, encoded twice): in a text value of an extract's file
 (written as an attacker with write access would, the manifest's hashes true, as in
 test_redteam12_conformity.py, and checked with the lake lookup the build and ``pds extract
 check`` use), and in the subject column's name and values a study's linkage file gives the build.
-Before the fix all 23 attempts got through (each run against the code before the fix: 20 extracts
+Before the fix all 26 attempts got through (each run against the code before the fix: 23 extracts
 passed the check, 3 builds were published). The check now searches every identifier of the lake
 as a substring of each text, of its letters and digits, reversed, and of its encoded runs decoded
 (``pds_kernel/extract/identifier_search.py``). Controls: an honest extract with codes, amounts,
@@ -114,6 +114,10 @@ ATTACKS = {
                                                        for i in range(0, 28, 8)), "base64"),
     "base64 of UTF-16": (lambda nir, idt: _b64(nir.encode("utf-16-le")), "base64"),
     "percent-encoded bytes": (lambda nir, idt: "".join(f"%{b:02X}" for b in nir.encode()), "percent-encoded"),
+    "base64 of the hex": (lambda nir, idt: _b64(_hex(nir).encode()), "hex in base64"),
+    "hex of the base64": (lambda nir, idt: _hex(_b64(nir.encode())), "base64 in hex"),
+    "percent-encoded base64": (lambda nir, idt: "".join(f"%{b:02X}" for b in _b64(nir.encode()).encode()),
+                               "base64 in percent-encoded"),
 }
 
 
