@@ -133,8 +133,8 @@ def authorise(runtime, actor: str, project: str, action: str, today: date | None
 def raw_identifiers(lake: Path, among: pl.Series | None = None, *,
                     versions: dict[str, int] | None = None) -> pl.Series:
     """Every distinct raw person identifier value in the lake (for the conformity check); with
-    ``among``, only those whose lookup key (:func:`.identifier_search.lookup_key`: the first
-    characters, upper case) is one of its values.
+    ``among``, only those whose lookup key (:func:`.identifier_search.lookup_key`: a hash of the
+    first characters) is one of its values.
 
     The conformity check passes the windows of the extract's texts as ``among``: testing the lake's
     identifier columns against that set is much cheaper than collecting every distinct identifier
@@ -142,7 +142,7 @@ def raw_identifiers(lake: Path, among: pl.Series | None = None, *,
     searches those few in its texts). With ``versions``, the tables at those versions (what a pinned
     build read)."""
     frames = LakeFrames(lake, versions=versions)
-    wanted = None if among is None else pl.LazyFrame({"key": among.cast(pl.String).drop_nulls().unique()})
+    wanted = None if among is None else pl.LazyFrame({"key": among.drop_nulls().unique()})
     parts = []
     for name, table in TABLES.items():
         columns = [c for c in table.column_names if c in RAW_ID_COLUMNS]

@@ -63,10 +63,12 @@ RawIds = pl.Series | Callable[[pl.Series], pl.Series]
 
 
 def lookup_key(identifiers: pl.Expr) -> pl.Expr:
-    """An identifier's lookup key: its first :data:`KEY_LENGTH` characters (a shorter identifier is
-    its own key). ``str.head``: as fast as reading the identifier, where ``str.slice`` costs a third
-    more and an upper-casing twice that."""
-    return identifiers.str.head(KEY_LENGTH)
+    """An identifier's lookup key: a 64-bit hash of its first :data:`KEY_LENGTH` characters (of the
+    whole of a shorter one). A hash joins and deduplicates four times faster than the text, in
+    half the memory; two texts of one hash only add an identifier to search for, which the search
+    then does not find. ``str.head``: as fast as reading the identifier, where ``str.slice``
+    costs a third more and an upper-casing twice that."""
+    return identifiers.str.head(KEY_LENGTH).hash(seed=0)
 
 
 def _alnum(data: bytes) -> str:
@@ -141,15 +143,15 @@ def views(values: pl.Series, whole_only: pl.Series | None = None) -> pl.DataFram
 
 
 def _keys(frame: pl.DataFrame) -> pl.Series:
-    """Every window of :data:`KEY_LENGTH` characters of the views (a shorter view whole; the first
-    window only of a view without ``windows``), as written and (but a view without ``fold``) in
-    upper case."""
+    """The lookup keys of every window of :data:`KEY_LENGTH` characters of the views (a shorter view
+    whole; the first window only of a view without ``windows``), as written and (but a view
+    without ``fold``) in upper case."""
     length = pl.col("view").str.len_chars().cast(pl.Int64)
     last = pl.when(pl.col("windows")).then(pl.max_horizontal(length - KEY_LENGTH + 1, 1)).otherwise(1)
     windows = (frame.select("view", "fold", pl.int_ranges(0, last).alias("at")).explode("at")
-               .select(pl.col("view").str.slice(pl.col("at"), KEY_LENGTH).alias("key"), "fold").unique())
-    folded = windows.filter("fold").get_column("key").str.to_uppercase()
-    return pl.concat([windows.get_column("key"), folded]).unique()
+               .select(pl.col("view").str.slice(pl.col("at"), KEY_LENGTH).alias("key"), "fold"))
+    return pl.concat([windows.select(lookup_key(pl.col("key"))).to_series(),
+                      windows.filter("fold").select(lookup_key(pl.col("key").str.to_uppercase())).to_series()]).unique()
 
 
 def search(texts: dict[Hashable, pl.DataFrame], raw_ids: RawIds) -> dict[Hashable, pl.DataFrame]:

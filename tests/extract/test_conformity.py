@@ -14,7 +14,7 @@ from extract_lake import DIABETES_SPEC
 from pds_kernel.errors import DisclosureRisk
 from pds_kernel.extract.build import raw_identifiers, run_build, run_check, write_parquet
 from pds_kernel.extract.conformity import check_extract
-from pds_kernel.extract.identifier_search import KEY_LENGTH
+from pds_kernel.extract.identifier_search import KEY_LENGTH, lookup_key
 from pds_kernel.extract.layout import entry_files
 from pds_kernel.extract.spec import PERSON_ID, parse_spec
 from pds_kernel.hashing import sha256_file
@@ -172,6 +172,6 @@ def test_raw_identifiers_found_the_same_way_through_the_lake_lookup(extract, sma
     with_all = check_extract(directory, SPEC, cohort, raw)
     looked_up = check_extract(directory, SPEC, cohort, partial(raw_identifiers, small_lake.path))
     assert sorted(with_all.reasons) == sorted(looked_up.reasons) == sorted(expected)
-    keys = [nir[:KEY_LENGTH], "NOBODY", idt[:KEY_LENGTH], nir.lower()[:KEY_LENGTH], None]
-    found = raw_identifiers(small_lake.path, among=pl.Series(keys))
+    keys = pl.DataFrame({"text": [nir, "NOBODY", idt[:KEY_LENGTH], nir.lower(), None]}).select(lookup_key(pl.col("text")))
+    found = raw_identifiers(small_lake.path, among=keys.to_series())
     assert sorted(found.to_list()) == sorted([nir, idt])
