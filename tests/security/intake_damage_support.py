@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "ingest"))
 from delivery_factory import fresh_runtime, make_rows, write_delivery, write_table
 
 from pds_kernel import lake as lake_mod
-from pds_kernel.ingest import ingest_delivery
+from pds_kernel.ingest import ingest_delivery, streamed
 from pds_kernel.ingest.manifest import Manifest
 from pds_kernel.ingest.quarantine import read_quarantine
 
@@ -51,3 +51,17 @@ def quarantine_of(runtime, name: str, min_reason: int = 10) -> pl.DataFrame | No
     frame = read_quarantine(lake / entry.quarantine)
     assert frame["reason"].str.len_chars().min() > min_reason
     return frame
+
+
+def quarantined_checks(runtime, name: str) -> dict[int, tuple[str, str]]:
+    """``{line: (check, column)}`` of the quarantine of file ``name``, every entry with a reason
+    that says what to do (more than 20 characters)."""
+    frame = quarantine_of(runtime, name, min_reason=20)
+    if frame is None:
+        return {}
+    return {line: (check, column or "") for line, check, column in frame.select("line", "check", "column").rows()}
+
+
+def use_parser(monkeypatch, parser: str) -> None:
+    """Make every file of the test go through the ``streamed`` parser, or the block parser."""
+    monkeypatch.setattr(streamed, "MIN_BYTES", 0 if parser == "streamed" else 1 << 60)

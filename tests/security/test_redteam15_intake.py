@@ -32,28 +32,19 @@ from intake_damage_support import (
     ingest,
     lake_values,
     make_rows,
-    quarantine_of,
+    quarantined_checks,
+    use_parser,
     write_delivery,
     write_table,
 )
 
-from pds_kernel.ingest import Status, streamed
+from pds_kernel.ingest import Status
 from pds_kernel.snds.tables import MISSING_DATE
 
 PRS = "ER_PRS_F_202301.csv"
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
-def _quarantined(runtime, name: str) -> dict[int, tuple[str, str]]:
-    """``{line: (check, column)}`` of the quarantine of file ``name``, every entry with a reason."""
-    frame = quarantine_of(runtime, name, min_reason=20)
-    if frame is None:
-        return {}
-    return {line: (check, column or "") for line, check, column in frame.select("line", "check", "column").rows()}
-
-
-def _parser(monkeypatch, parser: str) -> None:
-    monkeypatch.setattr(streamed, "MIN_BYTES", 0 if parser == "streamed" else 1 << 60)
 
 
 def _sas(day: date) -> str:
@@ -103,7 +94,7 @@ def test_a_label_holding_quotes_in_pairs_loads(tmp_path):
     assert sorted(lake_values(runtime, "IR_PHA_R", "PHA_MED_NOM")) == sorted(labels)
 
 
-def test_a_quoting_export_of_a_label_is_still_quarantined(tmp_path):
+def test_a_quoting_export_of_a_label_is_stillquarantined_checks(tmp_path):
     """Did not get through (before or after): a label quoted whole, with doubled quotes, with an
     odd quote (the half of a quoted separator or line feed), a quoted separator, and a code with a
     quote; beside them a label with quotes in pairs loads (before: quarantined too)."""
@@ -114,7 +105,7 @@ def test_a_quoting_export_of_a_label_is_still_quarantined(tmp_path):
     path.write_bytes(path.read_bytes().replace(b"A10BA02", b'A10"BA02', 1))  # the ATC code, line 2
     result = ingest(runtime, delivery)["IR_PHA_R.csv"]
     assert (result.rows_loaded, result.rows_quarantined) == (2, 4)
-    assert {line: check for line, (check, _) in _quarantined(runtime, "IR_PHA_R.csv").items()} == {
+    assert {line: check for line, (check, _) in quarantined_checks(runtime, "IR_PHA_R.csv").items()} == {
         2: "quote", 3: "quote", 4: "quote", 5: "quote"}
     assert sorted(lake_values(runtime, "IR_PHA_R", "PHA_MED_NOM")) == ['CREME "X"', "DOSE"]
 
@@ -161,18 +152,18 @@ def test_a_utf8_value_beside_a_latin1_one_on_the_same_line_is_refused(tmp_path):
 # -- 4. blanks around codes ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("parser", ["blocks", "streamed"])
-def test_a_blank_around_a_code_is_quarantined(parser, tmp_path, monkeypatch):
+def test_a_blank_around_a_code_isquarantined_checks(parser, tmp_path, monkeypatch):
     """Got through: ``'75123456 '``, ``' 01C75100'`` and a tab (a space: the streamed parser
     takes no tab) after a department loaded with their blanks; each then matches no
     practitioner, fund or nomenclature code."""
-    _parser(monkeypatch, parser)
+    use_parser(monkeypatch, parser)
     runtime = fresh_runtime(tmp_path)
     delivery, rows = _claims(tmp_path, {0: {"PFS_EXE_NUM": "75123456 "}, 1: {"ORG_CLE_NUM": " 01C75100"},
                                         2: {"BEN_RES_DPT": "75\t" if parser == "blocks" else "75 "},
                                         3: {"BEN_NIR_PSA": " NIR0000000000000"}})
     result = ingest(runtime, delivery)[PRS]
     assert (result.rows_loaded, result.rows_quarantined) == (len(rows) - 4, 4)
-    assert _quarantined(runtime, PRS) == {2: ("blank_around_code", "PFS_EXE_NUM"),
+    assert quarantined_checks(runtime, PRS) == {2: ("blank_around_code", "PFS_EXE_NUM"),
                                           3: ("blank_around_code", "ORG_CLE_NUM"),
                                           4: ("blank_around_code", "BEN_RES_DPT"),
                                           5: ("blank_around_code", "BEN_NIR_PSA")}
@@ -190,16 +181,16 @@ def test_a_blank_around_a_label_loads_as_written(tmp_path):
 # -- 5. catalogue lengths ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("parser", ["blocks", "streamed"])
-def test_a_text_longer_than_its_catalogue_length_is_quarantined(parser, tmp_path, monkeypatch):
+def test_a_text_longer_than_its_catalogue_length_isquarantined_checks(parser, tmp_path, monkeypatch):
     """Got through: a department of four characters (3 in the catalogue), a beneficiary
     identifier of 18 (17: two values glued), a practitioner number of 10 (9)."""
-    _parser(monkeypatch, parser)
+    use_parser(monkeypatch, parser)
     runtime = fresh_runtime(tmp_path)
     delivery, rows = _claims(tmp_path, {0: {"BEN_RES_DPT": "0750"}, 1: {"BEN_NIR_PSA": "NIR000000000000021"},
                                         2: {"PFS_EXE_NUM": "7512345670"}, 3: {"BEN_RES_DPT": "075"}})
     result = ingest(runtime, delivery)[PRS]
     assert (result.rows_loaded, result.rows_quarantined) == (len(rows) - 3, 3)
-    assert _quarantined(runtime, PRS) == {2: ("too_long", "BEN_RES_DPT"), 3: ("too_long", "BEN_NIR_PSA"),
+    assert quarantined_checks(runtime, PRS) == {2: ("too_long", "BEN_RES_DPT"), 3: ("too_long", "BEN_NIR_PSA"),
                                           4: ("too_long", "PFS_EXE_NUM")}
 
 
@@ -220,16 +211,16 @@ def _stays(tmp_path, name: str, exits: list[date]):
     ("T_MCOaaC_202301.csv", [date(2023, 1, 5), date(2023, 2, 1), date(2022, 12, 31), MISSING_DATE], {3, 4, 5}),
     ("T_MCO23C.csv", [date(2023, 1, 5), date(2022, 12, 31), date(2023, 12, 31), date(2024, 1, 1)], {3, 5}),
 ])
-def test_stays_outside_the_period_of_their_file_are_quarantined(name, exits, wrong, tmp_path):
+def test_stays_outside_the_period_of_their_file_arequarantined_checks(name, exits, wrong, tmp_path):
     """Got through: a stay whose exit date is in another month (monthly file) or year (yearly
     file) loaded into the file's partition, where a study by period finds it twice or never."""
     runtime = fresh_runtime(tmp_path)
     result = ingest(runtime, _stays(tmp_path, name, exits))[name]
     assert (result.rows_loaded, result.rows_quarantined) == (len(exits) - len(wrong), len(wrong))
-    assert _quarantined(runtime, name) == {line: ("wrong_month", "SOR_DAT") for line in wrong}
+    assert quarantined_checks(runtime, name) == {line: ("wrong_month", "SOR_DAT") for line in wrong}
 
 
-def test_a_stay_summary_outside_its_month_is_quarantined(tmp_path):
+def test_a_stay_summary_outside_its_month_isquarantined_checks(tmp_path):
     """Got through: T_MCOaaB's exit year and month (SOR_ANN, SOR_MOI) of another month."""
     runtime = fresh_runtime(tmp_path)
     base = dict(ETA_NUM="2A0000022", DGN_PAL="E11", SOR_ANN=2023, SOR_MOI=1)
@@ -239,26 +230,26 @@ def test_a_stay_summary_outside_its_month_is_quarantined(tmp_path):
     write_table(tmp_path / "d" / "T_MCOaaB_202301.csv", "T_MCOaaB", rows)
     result = ingest(runtime, tmp_path / "d")["T_MCOaaB_202301.csv"]
     assert (result.rows_loaded, result.rows_quarantined) == (2, 2)
-    assert _quarantined(runtime, "T_MCOaaB_202301.csv") == {3: ("wrong_month", "SOR_ANN"),
+    assert quarantined_checks(runtime, "T_MCOaaB_202301.csv") == {3: ("wrong_month", "SOR_ANN"),
                                                              4: ("wrong_month", "SOR_ANN")}
 
 
-def test_a_claim_of_another_flux_month_is_quarantined(tmp_path):
+def test_a_claim_of_another_flux_month_isquarantined_checks(tmp_path):
     """Did not get through (checked since the profile's first version): the DCIR flux date."""
     runtime = fresh_runtime(tmp_path)
     delivery, rows = _claims(tmp_path, {0: {"FLX_DIS_DTD": "01FEB2023:00:00:00"}})
     result = ingest(runtime, delivery)[PRS]
-    assert result.rows_quarantined == 1 and _quarantined(runtime, PRS) == {2: ("wrong_month", "FLX_DIS_DTD")}
+    assert result.rows_quarantined == 1 and quarantined_checks(runtime, PRS) == {2: ("wrong_month", "FLX_DIS_DTD")}
 
 
 # -- 7. dates after the ingest ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("parser", ["blocks", "streamed"])
-def test_dates_after_the_ingest_are_quarantined(parser, tmp_path, monkeypatch):
+def test_dates_after_the_ingest_arequarantined_checks(parser, tmp_path, monkeypatch):
     """Got through: a date of care in 2999 and on 31DEC9999, and one a month after the ingest,
     loaded; the end of a care period on 31DEC9999 (an open end) and a date of care within the
     week's margin load."""
-    _parser(monkeypatch, parser)
+    use_parser(monkeypatch, parser)
     runtime = fresh_runtime(tmp_path)
     today = date.today()
     delivery, rows = _claims(tmp_path, {
@@ -267,7 +258,7 @@ def test_dates_after_the_ingest_are_quarantined(parser, tmp_path, monkeypatch):
         4: {"EXE_SOI_DTF": "31DEC9999:00:00:00"}})
     result = ingest(runtime, delivery)[PRS]
     assert (result.rows_loaded, result.rows_quarantined) == (len(rows) - 3, 3)
-    assert _quarantined(runtime, PRS) == {line: ("future_date", "EXE_SOI_DTD") for line in (2, 3, 4)}
+    assert quarantined_checks(runtime, PRS) == {line: ("future_date", "EXE_SOI_DTD") for line in (2, 3, 4)}
     assert date(9999, 12, 31) in lake_values(runtime, "ER_PRS_F", "EXE_SOI_DTF")
     assert max(lake_values(runtime, "ER_PRS_F", "EXE_SOI_DTD")) == today + timedelta(days=7)
 
@@ -284,5 +275,5 @@ def test_an_open_ended_exoneration_loads_and_a_future_start_does_not(tmp_path):
     write_table(tmp_path / "d" / "IR_IMB_R.csv", "IR_IMB_R", rows)
     result = ingest(runtime, tmp_path / "d")["IR_IMB_R.csv"]
     assert (result.rows_loaded, result.rows_quarantined) == (2, 1)
-    assert _quarantined(runtime, "IR_IMB_R.csv") == {4: ("future_date", "IMB_ALD_DTD")}
+    assert quarantined_checks(runtime, "IR_IMB_R.csv") == {4: ("future_date", "IMB_ALD_DTD")}
     assert sorted(lake_values(runtime, "IR_IMB_R", "IMB_ALD_DTF")) == [date(2031, 1, 1), date(9999, 12, 31)]

@@ -39,12 +39,13 @@ from intake_damage_support import (
     ingest,
     lake_values,
     make_rows,
-    quarantine_of,
+    quarantined_checks,
+    use_parser,
     write_delivery,
     write_table,
 )
 
-from pds_kernel.ingest import Status, ingest_delivery, streamed
+from pds_kernel.ingest import Status, ingest_delivery
 from pds_kernel.ingest.checks import OLDEST_DATE
 from pds_kernel.snds.catalogue import MONTHLY_PRODUCTS, entries, ingestible_table
 from pds_kernel.snds.schema_generator import generate_table
@@ -56,16 +57,6 @@ MONTH = "202301"
 WITHOUT_FLUX = {"EB_HMV_F", "EB_INB_F"}
 
 
-def _quarantined(runtime, name: str) -> dict[int, tuple[str, str]]:
-    """``{line: (check, column)}`` of the quarantine of file ``name``, every entry with a reason."""
-    frame = quarantine_of(runtime, name, min_reason=20)
-    if frame is None:
-        return {}
-    return {line: (check, column or "") for line, check, column in frame.select("line", "check", "column").rows()}
-
-
-def _parser(monkeypatch, parser: str) -> None:
-    monkeypatch.setattr(streamed, "MIN_BYTES", 0 if parser == "streamed" else 1 << 60)
 
 
 def _other_monthly_tables() -> list[str]:
@@ -112,7 +103,7 @@ def test_rows_of_another_month_are_quarantined_in_egb_dcirs_and_damir(parser, tm
     """Got through: a month of every monthly table of EGB, DCIRS and DAMIR, its first row of the
     next flux month and its second of the month before, loaded both into the file's partition.
     The tables without a flux column load whole (controls), as do the other rows."""
-    _parser(monkeypatch, parser)
+    use_parser(monkeypatch, parser)
     runtime = fresh_runtime(tmp_path)
     delivery = tmp_path / "d"
     expected = {}
@@ -131,7 +122,7 @@ def test_rows_of_another_month_are_quarantined_in_egb_dcirs_and_damir(parser, tm
     assert len(results) == 26 and len(expected) == 24
     for name, result in results.items():
         assert result.status == Status.LOADED, (name, result)
-        assert _quarantined(runtime, name) == expected.get(name, {}), name
+        assert quarantined_checks(runtime, name) == expected.get(name, {}), name
         assert result.rows_loaded == 4 - len(expected.get(name, {})), name
     assert lake_values(runtime, "OPEN_DAMIR", "FLX_ANN_MOI") == [MONTH, MONTH]
 
@@ -142,7 +133,7 @@ def test_rows_of_another_month_are_quarantined_in_egb_dcirs_and_damir(parser, tm
 def test_dates_of_the_far_past_are_quarantined_and_the_missing_date_loads(parser, tmp_path, monkeypatch):
     """Got through: dates of care on 01JAN1601, 30DEC1899 and 31DEC1899, and an end of care in
     1601, loaded as dates. The SNDS's missing date 01JAN1600 and 01JAN1900 (the bound) load."""
-    _parser(monkeypatch, parser)
+    use_parser(monkeypatch, parser)
     runtime = fresh_runtime(tmp_path)
     rows = make_rows(persons=12, months=(MONTH,))[("ER_PRS_F", MONTH)]
     delivery = write_delivery(tmp_path / "d", {("ER_PRS_F", MONTH): rows})
@@ -154,13 +145,13 @@ def test_dates_of_the_far_past_are_quarantined_and_the_missing_date_loads(parser
         5: {"EXE_SOI_DTD": "01JAN1900:00:00:00"}})
     result = ingest(runtime, delivery)[name]
     assert (result.rows_loaded, result.rows_quarantined) == (len(rows) - 4, 4)
-    assert _quarantined(runtime, name) == {2: ("date_too_old", "EXE_SOI_DTD"), 3: ("date_too_old", "EXE_SOI_DTD"),
+    assert quarantined_checks(runtime, name) == {2: ("date_too_old", "EXE_SOI_DTD"), 3: ("date_too_old", "EXE_SOI_DTD"),
                                            4: ("date_too_old", "EXE_SOI_DTD"), 5: ("date_too_old", "EXE_SOI_DTF")}
     care = lake_values(runtime, "ER_PRS_F", "EXE_SOI_DTD")
     assert min(care) == MISSING_DATE and sorted(set(care))[1] == OLDEST_DATE == date(1900, 1, 1)
 
 
-def test_a_stay_entered_in_1601_is_quarantined(tmp_path):
+def test_a_stay_entered_in_1601_isquarantined_checks(tmp_path):
     """Got through: a PMSI stay entry on 01011601 (%d%m%Y) loaded; its missing date 01011600
     loads."""
     runtime = fresh_runtime(tmp_path)
@@ -171,7 +162,7 @@ def test_a_stay_entered_in_1601_is_quarantined(tmp_path):
     name = f"T_MCOaaC_{MONTH}.csv"
     result = ingest(runtime, delivery)[name]
     assert (result.rows_loaded, result.rows_quarantined) == (len(rows) - 1, 1)
-    assert _quarantined(runtime, name) == {2: ("date_too_old", "ENT_DAT")}
+    assert quarantined_checks(runtime, name) == {2: ("date_too_old", "ENT_DAT")}
     assert MISSING_DATE in lake_values(runtime, "T_MCOaaC", "ENT_DAT")
 
 
@@ -191,7 +182,7 @@ def test_an_exoneration_of_1899_is_quarantined_and_real_old_values_load(tmp_path
     write_table(tmp_path / "d" / "IR_BEN_R.csv", "IR_BEN_R", people)
     results = ingest(runtime, tmp_path / "d")
     assert (results["IR_IMB_R.csv"].rows_loaded, results["IR_IMB_R.csv"].rows_quarantined) == (1, 2)
-    assert _quarantined(runtime, "IR_IMB_R.csv") == {3: ("date_too_old", "IMB_ALD_DTD"),
+    assert quarantined_checks(runtime, "IR_IMB_R.csv") == {3: ("date_too_old", "IMB_ALD_DTD"),
                                                      4: ("date_too_old", "IMB_ALD_DTF")}
     assert lake_values(runtime, "IR_IMB_R", "IMB_ALD_DTD") == [date(1975, 5, 1)]
     assert lake_values(runtime, "IR_IMB_R", "IMB_ALD_DTF") == [date(9999, 12, 31)]
