@@ -342,6 +342,13 @@ def left_hub_group(person: str, project: str) -> str:
     return f"{person} is no longer in the hub group of project {project}: the identity provider withdrew it"
 
 
+def hub_groups_unconfirmed(person: str, project: str, seconds: float) -> str:
+    """Why a Dask cluster stops when the hub has not said for ``seconds`` whether its person is still
+    in the project's hub group (deny by default: the identity provider's side is unknown)."""
+    return (f"the hub has not confirmed for {seconds:.0f} s that {person} is still in the hub group of project "
+            f"{project}: the cluster stops until the hub answers again (start it again then)")
+
+
 # ---- imports and packages (the two-way airlock calls these) ----------------------------------
 def can_import(registry, actor: str, project: str, from_workspace: bool = False) -> bool:
     """Ask for an import into a project: an active researcher of it, personally, from a browser

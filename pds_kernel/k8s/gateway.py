@@ -157,6 +157,10 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
         "project is halted or closed, or whose user lost the project, is stopped "
         "(pds_kernel.k8s.cluster_watch). configure_gateway() sets it to "
         "hub.membership_check_seconds (default 10); 0 turns the check off."))
+    hub_silence_limit = Float(900.0, config=True, help=(
+        "Seconds the hub may leave unanswered whether a running cluster's person is still in the "
+        "project's hub group before that cluster stops (deny by default; a hub's restart for an "
+        "upgrade takes well under this). pds_kernel.k8s.cluster_watch.HUB_SILENCE_LIMIT."))
 
     async def setup(self, app):
         if not self.jupyterhub_service_name:
@@ -170,7 +174,7 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
             from .cluster_watch import ClusterWatcher
 
             self.watcher = ClusterWatcher(app["backend"], self.context, self.cluster_check_interval,
-                                          groups_of=self.person_groups)
+                                          groups_of=self.person_groups, hub_silence_limit=self.hub_silence_limit)
             self.watcher.start()
 
     async def cleanup(self):

@@ -14,7 +14,7 @@ import time
 import pytest
 from distributed import Client
 
-from pds_kernel.permissions import left_hub_group
+from pds_kernel.permissions import hub_groups_unconfirmed, left_hub_group
 from pds_kernel.project_end import ProjectEnd
 
 from .gateway_processes import GatewayWorld, collected_here
@@ -22,8 +22,10 @@ from .gateway_processes import GatewayWorld, collected_here
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
 
-#: The gateway checks its running clusters against the registry every second here (10 s by default).
-CHECK_EVERY_SECOND = "\nc.WorkspaceAuthenticator.cluster_check_interval = 1.0\n"
+#: The gateway checks its running clusters against the registry every second here (10 s by default),
+#: and stops those whose person's groups the hub has not told for 8 s (15 minutes by default).
+CHECK_EVERY_SECOND = ("\nc.WorkspaceAuthenticator.cluster_check_interval = 1.0\n"
+                      "c.WorkspaceAuthenticator.hub_silence_limit = 8.0\n")
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +149,32 @@ def test_a_cluster_stops_once_its_person_is_out_of_the_projects_hub_group(world)
         finally:
             world.hub.call(_signed_in(world.hub.hub, "bob", ["alpha-study"]))
             kept.shutdown()
+            cluster.shutdown()
+
+
+def test_a_cluster_stops_once_the_hub_has_not_told_its_persons_groups_for_too_long(world):
+    """The hub stops answering (its event loop held): before, the gateway's watcher stopped nothing
+    for as long as the hub stayed silent, so a withdrawal by the identity provider went unseen
+    (red team 18's residual); each ask also waited for the hub with no bound, holding the registry's
+    stops of the same pass. Now each ask waits half the silence limit at most, and a cluster whose
+    person's groups have gone untold for the limit (8 s here) stops, audited with the reason."""
+    with world.gateway.client(world.token("bob", "alpha-study")) as gw:
+        cluster = gw.new_cluster()
+        try:
+            world.hub.loop.call_soon_threadsafe(time.sleep, 14)  # the hub answers nobody for 14 s
+            deadline, stops = time.monotonic() + 40, []
+            while not stops and time.monotonic() < deadline:
+                time.sleep(0.5)
+                stops = [e for e in world.runtime.audit.entries(action="dask.cluster.stop")
+                         if e.details.get("cluster") == cluster.name]
+            assert stops, "the cluster ran on while the hub was silent"
+            reason, expected = stops[0].details["reason"], hub_groups_unconfirmed("bob", "alpha-study", 8)
+            assert reason.split(" s that ")[1] == expected.split(" s that ")[1], reason  # the seconds vary
+            deadline = time.monotonic() + 30
+            while gw.list_clusters() and time.monotonic() < deadline:  # the hub answers again
+                time.sleep(0.2)
+            assert gw.list_clusters() == []
+        finally:
             cluster.shutdown()
 
 
