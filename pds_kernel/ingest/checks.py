@@ -112,10 +112,11 @@ def build_typed(column: Column, raw: pl.Expr) -> pl.Expr:
 
 
 def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
-                 references: Collection | None = None, latest: date | None = None) -> list[ColumnCheck]:
+                 references: pl.Series | Collection | None = None,
+                 latest: date | None = None) -> list[ColumnCheck]:
     """The checks of one column, in reporting order. ``references``: the allowed codes when the
-    column points into a referential (already loaded); ``latest``: the last date a value may hold
-    (default :func:`latest_date`)."""
+    column points into a referential (already loaded; a series, or any collection of values);
+    ``latest``: the last date a value may hold (default :func:`latest_date`)."""
     name = column.name
     checks: list[ColumnCheck] = []
     if not column.nullable:
@@ -173,7 +174,9 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
                                          "SNDS catalogue (a value cut or glued to another?): ") + _quoted(raw)))
     if column.references is not None:
         ref_table, ref_column = column.references
-        codes = pl.Series(list(references or ()), dtype=polars_type(column.type))
+        dtype = polars_type(column.type)
+        codes = (references.cast(dtype) if isinstance(references, pl.Series)
+                 else pl.Series(list(references or ()), dtype=dtype))
         checks.append(ColumnCheck(Check.REFERENCE, name, typed.is_not_null() & ~typed.is_in(codes.implode()),
                                   pl.lit(f"{name} not found in {ref_table}.{ref_column}: ") + _quoted(raw)))
     return checks
@@ -227,7 +230,7 @@ def typed_name(column: str) -> str:
 
 
 def build_table_checks(table: Table, present: Collection[str],
-                       references: dict[str, Collection] | None = None, month: str | None = None,
+                       references: dict[str, pl.Series | Collection] | None = None, month: str | None = None,
                        latest: date | None = None) -> tuple[dict[str, pl.Expr], list[ColumnCheck]]:
     """Typed expressions of the columns present (named :func:`typed_name`, computed once per
     batch) and the checks of those columns, which read the text columns and the typed copies.

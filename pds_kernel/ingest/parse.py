@@ -83,7 +83,8 @@ class ParseJob:
     staging: str  #: directory for this file's staged outputs
     encoding: str = "latin-1"
     batch_rows: int = 50_000
-    references: dict[str, list] = field(default_factory=dict)  #: column -> allowed codes
+    #: column -> allowed codes (a series: ~8 bytes a code, where a list of Python ints took ~50)
+    references: dict[str, pl.Series] = field(default_factory=dict)
     #: column -> (nomenclature, code column) whose codes it should hold (unknown codes are
     #: counted for the report, not refused); the worker reads the lists from the package
     nomenclatures: dict[str, tuple[str, str]] = field(default_factory=dict)

@@ -280,7 +280,7 @@ class _Run:
         self.manifest: Manifest
         self.results: dict[str, FileResult] = {}
         self.indexes: dict[str, KeyIndex] = {}
-        self.codes: dict[tuple[str, str], list] = {}  #: referential codes, per run
+        self.codes: dict[tuple[str, str], pl.Series] = {}  #: referential codes, per run
         self.events: list[AuditEvent] = []  #: audit entries of files not flushed yet
         self.recovered: list[str] = []  #: files committed by a killed run, audited by this one
         self.commits: Commits | None = None  # type: ignore[assignment]  # set once the lake is checked
@@ -351,9 +351,11 @@ class _Run:
                     missing = ref_table
                     break
                 if column.references not in self.codes:  # referentials are committed first
+                    # a series: as a list of Python ints, IR_PHA_R's ~110,000 codes held
+                    # ~6 MiB for the rest of the run (bench/RESULTS.md)
                     codes = pl.scan_parquet([self.lake / e.parquet for e in entries]).select(
                         pl.col(ref_column).unique()).collect().get_column(ref_column)
-                    self.codes[column.references] = codes.drop_nulls().to_list()
+                    self.codes[column.references] = codes.drop_nulls()
                 references[column.name] = self.codes[column.references]
             if missing:
                 self.record(FileResult(
