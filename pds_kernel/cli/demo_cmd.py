@@ -6,16 +6,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import demo
 from ..errors import InvalidInput
 from ..runtime import Runtime
 from .app import console
 from .identity import own_identity
+
+if TYPE_CHECKING:
+    from .. import demo
 
 app = typer.Typer(help="The demo behind `make run`: synthetic data, projects, extracts and the local hub.",
                   no_args_is_help=True)
@@ -75,6 +78,8 @@ def run(
     port: int = typer.Option(8000, "--port", help="Public port of the hub (it also uses the next three)."),
 ) -> None:
     """Generate, ingest, register, extract, then serve JupyterHub on 127.0.0.1 (idempotent)."""
+    from .. import demo
+
     options = demo.DemoOptions(directory=directory, patients=patients, years=_years(years), seed=seed, port=port)
     config, settings = demo.prepare(options)
     actor = own_identity(settings)  # the demo's own configuration maps the OS user (cli.identities)
@@ -133,6 +138,7 @@ def code(
     directory: Path = typer.Option(Path("var/demo"), "--dir", help="Demo directory."),
 ) -> None:
     """Print the current two-factor code of a demo account (demo convenience: reads the hub database)."""
+    from .. import demo
     from ..registry.names import check_user_name
 
     check_user_name(user)

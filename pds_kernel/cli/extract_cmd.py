@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .. import permissions
 from ..errors import DisclosureRisk, InvalidInput
-from ..registry import Registry, Role
+from ..registry.models import Role
 from ..registry.names import check_project_id
 from .app import console
 
@@ -157,6 +157,7 @@ def verify(ctx: typer.Context, project: str = typer.Argument(..., help="Project 
 def show(ctx: typer.Context, project: str = typer.Argument(..., help="Project id.")) -> None:
     """Show the manifest of a project's extract (members with a valid membership and admins)."""
     from ..extract.build import read_manifest
+    from ..registry.service import Registry
 
     state = ctx.obj
     actor = state.actor

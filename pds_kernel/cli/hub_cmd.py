@@ -14,7 +14,6 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from ..errors import InvalidInput
-from ..registry import Registry
 from .app import console
 
 app = typer.Typer(help="The local JupyterHub: run it, sync the registry into it, manage accounts.",
@@ -89,6 +88,7 @@ def sync(ctx: typer.Context) -> None:
     """Push the registry into the running hub: project groups, and stop revoked servers."""
     from ..hub.common import sync_hub
     from ..hub.local import api_port, sync_token
+    from ..registry.service import Registry
 
     state = ctx.obj
     settings = state.settings
@@ -120,6 +120,7 @@ def account_add(
     registry.membership_approvals: 2 the account (created or reset) waits for a second
     administrator: pds hub account approve USER, run by another administrator."""
     from ..hub.local import provision_account
+    from ..registry.service import Registry
 
     state = ctx.obj
     registry = Registry.from_runtime(state.runtime)
@@ -137,6 +138,7 @@ def account_approve(ctx: typer.Context, user: str = typer.Argument(..., help="Re
     administrator, registry.membership_approvals: 2), or again after a revocation (audited; never
     your own account under the two-person rule)."""
     from ..hub.local import set_account_approval
+    from ..registry.service import Registry
 
     state = ctx.obj
     set_account_approval(state.settings, Registry.from_runtime(state.runtime), user, True, actor=state.actor)
@@ -147,6 +149,7 @@ def account_approve(ctx: typer.Context, user: str = typer.Argument(..., help="Re
 def account_revoke(ctx: typer.Context, user: str = typer.Argument(..., help="Registry user name.")) -> None:
     """Disable a hub account: no login, every session cookie refused at once (audited)."""
     from ..hub.local import set_account_approval
+    from ..registry.service import Registry
 
     state = ctx.obj
     set_account_approval(state.settings, Registry.from_runtime(state.runtime), user, False, actor=state.actor)
@@ -158,6 +161,7 @@ def account_unbind(ctx: typer.Context, user: str = typer.Argument(..., help="Reg
     """OIDC: free USER's name for another account of the identity provider (its first sign-in binds
     the name again). For an account deleted and made again at the provider; audited."""
     from ..hub.oidc_subjects import unbind
+    from ..registry.service import Registry
 
     state = ctx.obj
     if unbind(state.runtime.audit, Registry.from_runtime(state.runtime), state.actor, user):

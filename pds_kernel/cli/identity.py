@@ -18,7 +18,6 @@ import getpass
 from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import PermissionDenied
-from ..registry import Registry
 
 
 def own_identity(settings, os_user: str | None = None) -> str:
@@ -29,6 +28,8 @@ def own_identity(settings, os_user: str | None = None) -> str:
 
 def resolve_actor(runtime, requested: str | None, os_user: str | None = None) -> str:
     """The acting identity of one command: the mapped identity, or an audited impersonation."""
+    from ..registry.service import Registry
+
     own = own_identity(runtime.settings, os_user)
     if not requested or requested == own:
         return own

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -15,10 +16,13 @@ from rich.table import Table
 from .. import permissions
 from ..audit import AuditEvent, Outcome
 from ..errors import InvalidInput, NotFound, PermissionDenied
-from ..registry import Registry, Role
+from ..registry.models import Role
 from ..registry.names import check_new_user_name, check_project_id, check_user_name, is_label_safe_user_name
 from ..registry.spec import load_registry_file
 from .app import console
+
+if TYPE_CHECKING:
+    from ..registry.service import Registry
 
 app = typer.Typer(help="Projects, users and memberships (the project registry).", no_args_is_help=True)
 
@@ -27,6 +31,8 @@ def _registry(ctx: typer.Context, action: str, target: str = "", project: str = 
     """The registry, once the actor is known to be allowed to administer it
     (:func:`pds_kernel.permissions.check_administer_registry`; the registry service checks every
     write again). A refusal is audited."""
+    from ..registry.service import Registry
+
     state = ctx.obj
     registry = Registry.from_runtime(state.runtime)
     actor = state.actor
@@ -71,6 +77,8 @@ def apply(
 
     Members of a listed project that FILE does not list are removed; projects and users that FILE
     does not list are left alone."""
+    from ..registry.service import Registry
+
     spec = load_registry_file(file)  # parse and validate each item before touching the registry
     registry = Registry.from_runtime(ctx.obj.runtime)  # the service checks the actor (and audits a refusal)
     changes = registry.apply(ctx.obj.actor, spec)  # checks references, then writes all or nothing
@@ -156,6 +164,8 @@ def approve_member(
 ) -> None:
     """Approve the pending ROLE membership of USER in PROJECT (registry.membership_approvals: 2):
     a second administrator, who neither granted it nor holds it, personally (never with --as)."""
+    from ..registry.service import Registry
+
     check_project_id(project)
     check_user_name(user)
     role_value = _role(role)
@@ -173,6 +183,8 @@ def approve_admin(
 ) -> None:
     """Approve USER as an administrator (registry.membership_approvals: 2): a second administrator,
     who did not make USER one and is not USER, personally (never with --as)."""
+    from ..registry.service import Registry
+
     check_user_name(user)
     registry = Registry.from_runtime(ctx.obj.runtime)  # the service checks the actor (and audits a refusal)
     info = registry.approve_administrator(ctx.obj.actor, user)

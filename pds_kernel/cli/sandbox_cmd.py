@@ -10,8 +10,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..sandbox.exec import describe_sandbox, run_in_sandbox
-from ..sandbox.probing import run_probes
 from .app import console, err_console
 
 app = typer.Typer(help="The local workspace sandbox (bubblewrap).", no_args_is_help=True)
@@ -29,6 +27,8 @@ def exec_(
 
     Example: pds sandbox exec demo-a --user alice -- python -c 'import os; print(os.listdir("/data"))'
     """
+    from ..sandbox.exec import run_in_sandbox
+
     state = ctx.obj
     err_console.print(f"[dim]sandbox {project}/{user}: {shlex.join(command)}[/]", highlight=False)
     try:
@@ -49,6 +49,8 @@ def show(
     command: list[str] = typer.Argument(None, help="Command to show the sandbox line for (default: a shell)."),
 ) -> None:
     """Print the workspace spec (mounts, limits) and the full sandbox command line. Starts nothing."""
+    from ..sandbox.exec import describe_sandbox
+
     spec, argv, allowed = describe_sandbox(ctx.obj.runtime, user, project, command or ["/bin/sh"])
     table = Table("mount", "host path", "inside", "access", title=f"workspace {project}/{user}")
     for mount in spec.mounts:
@@ -72,6 +74,8 @@ def probe(
     each escape attempt is printed, then `N attempts, K succeeded`. Run it as the hub's user
     (root for `make run`) to check a live system.
     """
+    from ..sandbox.probing import run_probes
+
     results = run_probes(ctx.obj.runtime, user, project, actor=ctx.obj.actor)
     for result in results:
         mark = "[bold red]ESCAPED[/]" if result.succeeded else "[green]blocked[/]"
