@@ -24,7 +24,6 @@ from html import escape
 from pathlib import Path
 
 import polars as pl
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..snds.catalogue import ingestible_names, ingestible_table
 from .manifest import Manifest, write_atomic
@@ -310,6 +309,8 @@ def build_report(run_id: str, lake: Path, manifest: Manifest, result) -> dict:
 
 
 def render_html(report: dict) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape  # at the end of a run, after its peak
+
     env = Environment(loader=PackageLoader("pds_kernel.ingest", "templates"),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
     charts = {table: render_bars_svg(f"{table}: rows loaded per month", volumes)
