@@ -92,13 +92,22 @@ def lightgbm_params(booster) -> dict[str, Any]:
                                    "platform trains LightGBM again only from numbers and its own words")
         if value not in ("", [], None):
             params[key] = value
-    if int(params.get("num_machines", 1) or 1) > 1:
-        raise UnsupportedModel(f"the model was trained across {params['num_machines']} machines (lightgbm.dask): "
+    machines, threads = _count(params, "num_machines"), _count(params, "num_threads")
+    if machines > 1:
+        raise UnsupportedModel(f"the model was trained across {machines} machines (lightgbm.dask): "
                                "the platform trains it again on one, which makes another model")
     if params.get("device_type", "cpu") != "cpu":
         raise UnsupportedModel(f"the model was trained on a {params['device_type']} device")
-    params.update(num_threads=min(int(params.get("num_threads") or 1), os.cpu_count() or 1), verbose=-1)
+    params.update(num_threads=min(max(threads, 1), os.cpu_count() or 1), verbose=-1)
     return params
+
+
+def _count(params: dict[str, Any], key: str) -> int:
+    """A whole-number parameter (1 when absent or 0); raises :class:`UnsupportedModel` otherwise."""
+    value = params.get(key) or 1
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UnsupportedModel(f"the model's parameter {key} is {str(value)[:40]!r}, not a whole number")
+    return value
 
 
 _DEPTH = re.compile(r"^(\t*)")
