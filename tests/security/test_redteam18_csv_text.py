@@ -208,6 +208,74 @@ def test_look_alike_signs_in_texts_carry_a_bit_per_sign(gate13, attack):
     assert "written in 2 ways" in page_of(gate13, view), attack
 
 
+# ---- 4. the prose of programs: comments, strings, markdown -----------------------------------
+def _cells(cells: list[tuple[str, str]], language: str = "python") -> str:
+    """A notebook of (cell type, source) cells in ``language``."""
+    made = [{"cell_type": kind, "metadata": {}, "source": source,
+             **({"execution_count": None, "outputs": []} if kind == "code" else {})} for kind, source in cells]
+    return json.dumps({"cells": made, "metadata": {"kernelspec": {"name": language, "language": language}},
+                       "nbformat": 4, "nbformat_minor": 5}, ensure_ascii=False)
+
+
+APOS = chr(39)
+PROSE = {
+    "dashes in a program's comments": (
+        "fit.py", "x = f('a', 'b')  # the \u2018b\u2019 column\n" + lines(lambda i, one: f"# 18{NDASH if one else '-'}24 ans")),
+    "apostrophes in comments": ("fit.py", lines(lambda i, one: f"x{i} = {i}  # l{RSQUO if one else APOS}effet")),
+    "a minus sign in a comment": ("fit.py", lines(lambda i, one: f"y{i} = {i} - 1  # {MINUS if one else '-'}1 an")),
+    "apostrophes in docstrings": ("fit.py", "".join(f'def f{i}():\n    """l{RSQUO if one else APOS}effet {i}"""\n'
+                                                    for i, one in enumerate(b == "1" for b in BITS))),
+    "apostrophes in an f-string's text": ("fit.py", lines(lambda i, one: f"print(f\"{{x}} l{RSQUO if one else APOS}effet\")")),
+    "an escaped apostrophe in a string": ("fit.py", lines(lambda i, one: f"s = 'l{RSQUO if one else chr(92) + APOS}effet'")),
+    "a typographic apostrophe outside strings": ("fit.py", lines(lambda i, one: f"'l{RSQUO if one else APOS}effet")),
+    "apostrophes in R comments": ("fit.R", lines(lambda i, one: f"x <- c('a', 'b') - {i}  # l{RSQUO if one else APOS}effet")),
+    "apostrophes in R strings": ("fit.R", lines(lambda i, one: f'cat("l{RSQUO if one else APOS}effet", {i})')),
+    "apostrophes in SQL comments": ("q.sql", lines(lambda i, one: f"SELECT {i} -- l{RSQUO if one else APOS}effet")),
+    "a doubled quote in SQL strings": ("q.sql", lines(lambda i, one: f"SELECT 'l{RSQUO if one else APOS * 2}effet'")),
+    "a notebook's code-cell comments": ("fit.ipynb", _cells([("code", lines(lambda i, one: f"x = {i}  # l"
+                                                                               f"{RSQUO if one else APOS}effet"))])),
+    "a notebook's markdown cells": ("fit.ipynb", _cells([("markdown", lines(lambda i, one: f"l{RSQUO if one else APOS}"
+                                                                                f"effet {i}"))])),
+    "an R notebook's comments": ("fit.ipynb", _cells([("code", lines(lambda i, one: f"x <- {i}  # 18"
+                                                                            f"{NDASH if one else '-'}24 ans"))], "R")),
+    "the text of R Markdown": ("report.Rmd", lines(lambda i, one: f"l{RSQUO if one else APOS}effet {i}")
+                               + "```{r}\nx <- c('a', 'b')\n```\n"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(PROSE))
+def test_look_alike_signs_in_a_programs_prose_carry_a_bit_per_sign(gate13, attack):
+    """Before (red team 18C's strict xfail): a program's quotes and minus signs are syntax, so only
+    its spaces were judged, and its comments, strings and a notebook's markdown wrote each
+    apostrophe or dash one way or the other."""
+    name, text = PROSE[attack]
+    view = submit(gate13, name, text.encode())
+    assert "hidden-text" in rules(view, "fail"), (attack, rules(view))
+    shown = page_of(gate13, view)
+    assert any(why in shown for why in ("the program's comments: ", "the program's strings: ",
+                                        "outside the program's comments and strings")), attack
+
+
+def test_programs_writing_their_prose_one_way_pass(gate13):
+    """French comments with ``’`` and ``–`` throughout beside code whose syntax uses ``'`` and
+    ``-``; R, SQL, a notebook with markdown, R Markdown."""
+    programs = {
+        "fit.py": ("# Calcul de l’effet du traitement – cohorte 2019–2020\nimport pandas as pd\n\n\n"
+                   "def taux(df):\n    \"\"\"Le taux d’incidence – pour 1 000 personnes‑années.\"\"\"\n"
+                   "    return df['n'] / (df['py'] - 1) * 1000  # l’âge – 1\n\n\n"
+                   "x = -3\nprint(f\"{x:>3} – l’effet\", 'l’âge', x - 1)  # d’après l’article\n"),
+        "fit.R": ("# L’effet du traitement – 2019–2020\nlibrary('dplyr')\nx <- c('a', \"b\") - 1\n"
+                  "y <- x[x > -1]  # l’âge\ncat(\"l’effet\", `nom de colonne`, '\\n')\n"),
+        "q.sql": "-- l’effet – 2019–2020\nSELECT \"a\", 'c''est' FROM t WHERE x > -1; /* l’âge */\n",
+        "fit.ipynb": _cells([("markdown", "# L’effet – 2019–2020\n"), ("code", "x = df['a'] - 1  # l’âge\n")]),
+        "report.Rmd": ("---\ntitle: \"L’effet\"\n---\n\nL’effet du traitement – 2019–2020.\n\n"
+                       "```{r}\nx <- c('a', 'b') - 1  # l’âge\n```\n"),
+    }
+    for name, text in programs.items():
+        view = submit(gate13, name, text.encode())
+        assert "hidden-text" not in rules(view), (name, view.files[0].check)
+
+
 # ---- controls --------------------------------------------------------------------------------
 FRENCH = ("Résultats : l’effet du traitement à 12 mois est de 3,4 % (IC 95 % : 2,1–4,8).\n"
           "L’Île-de-France compte 1 234 patients ; été, naïve, cœur, Noël, où, çà.\n")
@@ -258,9 +326,6 @@ OPEN = {
         "a.csv", "".join(f"c{i}," for i in range(len(BITS))).rstrip(",") + "\n" + ",".join(
             f"{1 + i}.5{'0' if bit == '1' else ''}" for i, bit in enumerate(BITS)) + "\n",
         "a bit per column (its decimals, case, dash...): closing it means rewriting every table released"),
-    "apostrophes and dashes in a program's comments": (
-        "fit.py", "x = f('a', 'b')  # the \u2018b\u2019 column\n" + lines(lambda i, one: f"# 18{NDASH if one else '-'}24 ans"),
-        "a program's quotes and minus signs are syntax beside its comments' typographic ones: only its spaces are judged"),
 }
 
 

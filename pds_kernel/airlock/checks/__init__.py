@@ -13,7 +13,8 @@ establish (are these distinct persons? magnitudes?) is ``review`` unless the tab
   dominance and p-ratio from contributions; :mod:`.differencing`: totals against cells, and
   against the project's released tables;
 - :mod:`.content`: identifiers, day-level dates, free text, for tables and text alike;
-- :mod:`.code`: code and notebooks (outputs, embedded data, identifiers);
+- :mod:`.code`: code and notebooks (outputs, embedded data, identifiers); :mod:`.program_text`:
+  the prose of programs (comments, strings) judged for look-alike signs (:mod:`.typography`);
 - :mod:`.text_columns`: a column of the project's extract written out in a text or code file;
 - figures pass only through review, and fail when the request does not carry their table.
 

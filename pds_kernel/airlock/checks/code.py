@@ -14,6 +14,9 @@ Publishing code is expected of researchers; what must not leave with it is data.
   letters, blanks ending a line, in the source, the outputs or the metadata, and line endings of
   two kinds in the file; spaces written two ways (a space and a no-break space) or accents both
   composed and not in the file (a notebook: its sources and outputs together; red team 18): fail;
+  and the prose of a program (its comments and strings, a notebook's markdown: :mod:`.program_text`)
+  writing apostrophes, quotes or dashes two ways in one context, or a typographic one in its code
+  (red team 19): fail;
 - ``code``: every code file is read by a checker (review): the gate cannot tell what a program does.
 """
 
@@ -24,7 +27,7 @@ import json
 import re
 from pathlib import Path
 
-from . import content, typography
+from . import content, program_text, typography
 from .result import MAX_FINDINGS_PER_RULE, Finding, Status
 
 MAX_CODE_BYTES = 1024 * 1024
@@ -203,6 +206,16 @@ def _output_images(output: dict, where: str) -> list[tuple[str, Status, str, int
     return out
 
 
+def _language(metadata) -> str:
+    """A notebook's language, lower case, from its kernel's metadata ("" when it says none)."""
+    metadata = metadata if isinstance(metadata, dict) else {}
+    for key, field in (("language_info", "name"), ("kernelspec", "language")):
+        value = metadata.get(key)
+        if isinstance(value, dict) and isinstance(value.get(field), str):
+            return value[field].lower()
+    return ""
+
+
 def check_notebook(text: str) -> list[Finding]:
     try:
         notebook = json.loads(text)
@@ -213,12 +226,15 @@ def check_notebook(text: str) -> list[Finding]:
     out: list[Finding] = []
     outputs = 0
     shown_texts = []  # the sources and outputs, judged together for look-alike signs
+    parts = program_text.Parts()  # the cells' comments (and markdown), strings and code
+    language = _language(notebook.get("metadata"))
     for index, cell in enumerate(notebook["cells"], start=1):
         if not isinstance(cell, dict):
             continue
         where = f"cell {index}"
         source = _source(cell)
         shown_texts.append(source)
+        parts += program_text.cell_parts(str(cell.get("cell_type", "")), source, language)
         found = embedded_data(source, where) + identifiers(source, where)
         if cell.get("attachments"):
             found.append(("embedded-data", Status.FAIL, f"{where}: attachments (files inside the notebook)", None))
@@ -244,6 +260,7 @@ def check_notebook(text: str) -> list[Finding]:
     out += [Finding(rule, status, f"cells and outputs: {message}")
             for rule, status, message in typography.sign_rules(shown, typography.IN_CODE)
             + content.normal_form_rules(shown)]
+    out += [Finding(rule, status, f"cells: {message}") for rule, status, message in program_text.prose_rules(parts)]
     widgets = (notebook.get("metadata") or {}).get("widgets") if isinstance(notebook.get("metadata"), dict) else None
     if widgets:
         out.append(Finding("embedded-data", Status.FAIL, "notebook metadata holds widget state (data): clear it"))
@@ -268,8 +285,10 @@ def check_code(path: Path, name: str, size: int) -> list[Finding]:
     else:
         findings = [Finding(rule, status, message, line=line)
                     for rule, status, message, line in embedded_data(text, "source") + identifiers(text, "source")]
+        parts = program_text.program_parts(text, name)
         findings += [Finding(rule, status, message) for rule, status, message in
-                     typography.sign_rules(text, typography.IN_CODE) + content.normal_form_rules(text)]
+                     typography.sign_rules(text, typography.IN_CODE) + content.normal_form_rules(text)
+                     + (program_text.prose_rules(parts) if parts else [])]
     findings += [Finding(rule, status, message) for rule, status, message in
                  content.undecodable_rules(data) + content.line_ending_rules(text)]
     kept: dict[str, int] = {}

@@ -62,7 +62,7 @@ def _pattern(sign: str, before: str, after: str) -> re.Pattern:
     return re.compile(_BEFORE[before] + re.escape(sign) + _AFTER[after])
 
 
-def _name(sign: str) -> str:
+def sign_name(sign: str) -> str:
     return f"U+{ord(sign):04X} {unicodedata.name(sign, '?')}"
 
 
@@ -83,13 +83,14 @@ def mixed_signs(text: str, kinds: tuple[str, ...] = tuple(CLASSES)) -> str:
         used = [sign for sign in CLASSES[kind] if _pattern(sign, before, after).search(text)]
         if len(used) > 1:
             where = f"between {_SIDE[before]} and {_SIDE[after]}"
-            return (f"{_PLURAL[kind]} written in {len(used)} ways {where} ({' and '.join(map(_name, used[:3]))}), which a "
+            return (f"{_PLURAL[kind]} written in {len(used)} ways {where} ({' and '.join(map(sign_name, used[:3]))}), which a "
                     "page draws alike")
     return ""
 
 
-#: what a program's signs are judged on: its quotes and minus signs are syntax beside the
-#: typographic ones of its comments (``f(a, 'b')  # the ‘b’ column``), a space is a space
+#: what a program's whole text is judged on: its quotes and minus signs are syntax beside the
+#: typographic ones of its comments (``f(a, 'b')  # the ‘b’ column``), a space is a space; its
+#: comments and strings are judged on every class (:mod:`.program_text`)
 IN_CODE = ("space",)
 
 

@@ -1,0 +1,260 @@
+"""The prose of a program: its comments and the text of its strings (red team 19).
+
+A program's quotes and minus signs are syntax, so :mod:`.typography` judged only its spaces; its
+comments and the text inside its strings are prose a checker reads like a text file's, and each
+apostrophe or dash there written ``'`` or ``’``, ``-`` or ``−`` was a bit past the checker. This
+module splits a program into its prose and its code, with a real tokenizer where one exists:
+
+- Python (``.py``, a notebook's code cells): :mod:`tokenize`; the prose is each comment and
+  each string literal's text (a docstring, an f-string's text without its ``{fields}``). Source
+  ``tokenize`` cannot read to its end (an unclosed triple quote, a bad indent) is read by the
+  scanner below with Python's signs;
+- R, SQL (and a chunk of R Markdown or Quarto in another language, with R's signs): a small
+  scanner (:class:`Grammar`) of line comments (``#``, ``--``), block comments (``/* */``) and
+  quoted strings (``\\`` escapes in R, a doubled ``''`` in SQL); a string not closed runs to
+  the end of the text (all of it is then judged as prose). Backquoted names in R and SQL's
+  ``"names"`` are code;
+- Markdown (a notebook's markdown and raw cells, the text of ``.qmd`` and ``.Rmd`` outside their
+  code chunks) is prose whole.
+
+The comments (with the markdown: the author's prose) must write each class of look-alike signs one
+way in each context, as a text file must (:func:`.typography.mixed_signs`), and so must the
+strings: judged apart, since a string may have to match the data's own spelling
+(``label == 'l''hôpital'``) beside comments written with ``’``. Code never holds a typographic
+apostrophe, quote or dash (no language reads them): one there (outside comments and strings) is
+prose the tokenizer could not place, and fails too. What stays: a program's one way for its
+comments and one for its strings, a few bits a file.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import PurePosixPath
+
+from . import typography
+from .result import Status
+
+
+@dataclass
+class Parts:
+    """A program's text in three parts: its comments (with a notebook's markdown and the text of
+    R Markdown: the author's prose), the text of its strings, and its code."""
+
+    comments: list[str] = field(default_factory=list)
+    strings: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
+
+    def __iadd__(self, other: Parts) -> Parts:
+        self.comments += other.comments
+        self.strings += other.strings
+        self.code += other.code
+        return self
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """Where a language's prose is: comments and strings (see the module)."""
+
+    line_comments: tuple[str, ...]
+    block_comment: tuple[str, str] | None
+    strings: str  #: quotes whose content is prose
+    names: str  #: quotes whose content is a name (code)
+    backslash: bool  #: a backslash escapes the next character inside quotes
+    doubled: bool  #: a doubled quote inside quotes is the quote itself (SQL)
+
+
+R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False)
+SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True)
+#: Python's signs, for source :mod:`tokenize` cannot read to its end
+PYTHON = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False)
+_GRAMMARS = {".r": R, ".sql": SQL}
+
+
+def scan(text: str, grammar: Grammar) -> Parts:
+    """The comments, strings and code of ``text`` read with ``grammar``."""
+    parts = Parts()
+    block = grammar.block_comment
+    openers = re.compile("|".join(re.escape(s) for s in (*grammar.line_comments, *(block[:1] if block else ()),
+                                                          *grammar.strings, *grammar.names)))
+    i, n = 0, len(text)
+    while (found := openers.search(text, i)) is not None:
+        opener = found.group()
+        parts.code.append(text[i:found.start()])
+        if opener in grammar.line_comments:
+            end = text.find("\n", found.end())
+            end = n if end < 0 else end
+            parts.comments.append(text[found.end():end])
+            i = end
+        elif block and opener == block[0]:
+            end = text.find(block[1], found.end())
+            end = n if end < 0 else end
+            parts.comments.append(text[found.end():end])
+            i = min(n, end + len(block[1]))
+        else:
+            end = _inside(opener, grammar).match(text, found.end()).end()  # a string not closed runs to the end
+            inside = text[found.end():end]
+            if opener in grammar.strings:
+                parts.strings.append(_unescaped(inside.replace(opener * 2, opener) if grammar.doubled else inside,
+                                        grammar.backslash))
+            else:
+                parts.code.append(inside)
+            i = min(n, end + 1)
+    parts.code.append(text[i:])
+    return parts
+
+
+@cache
+def _inside(quote: str, grammar: Grammar) -> re.Pattern:
+    """What may stand inside quotes ``quote`` (escaped quotes included)."""
+    q = re.escape(quote)
+    if grammar.backslash:
+        return re.compile(rf"(?:[^{q}\\]|\\.)*(?:\\\Z)?", re.S)
+    if grammar.doubled:
+        return re.compile(rf"(?:[^{q}]|{q}{q})*", re.S)
+    return re.compile(rf"[^{q}]*", re.S)
+
+
+_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def _unescaped(text: str, backslash: bool = True) -> str:
+    """A string's text with its escaped quotes as the quotes they stand for (``l\\'effet`` is
+    ``l'effet``, as ``l''effet`` is in SQL), so a reader's apostrophe is judged as one."""
+    if not backslash or "\\" not in text:
+        return text
+    return _ESCAPE.sub(lambda m: m.group(1) if m.group(1) in "'\"" else m.group(0), text)
+
+
+_PREFIX = re.compile(r"^[A-Za-z]*")
+_FSTRING_MIDDLE = getattr(tokenize, "FSTRING_MIDDLE", None)  # Python 3.12's f-strings, token by token
+
+
+def _literal_text(token: str) -> str:
+    """The text inside a Python string literal (an f-string's fields written ``{}``)."""
+    prefix = _PREFIX.match(token).group()
+    body = token[len(prefix):]
+    quote = body[:3] if body[:3] in {'"""', "'''"} else body[:1]
+    inner = body[len(quote):len(body) - len(quote)] if len(body) >= 2 * len(quote) else body[len(quote):]
+    inner = inner if "r" in prefix.lower() else _unescaped(inner)
+    return _without_fields(inner) if "f" in prefix.lower() else inner
+
+
+def _without_fields(text: str) -> str:
+    """An f-string's text with each replacement field's expression left out (``{x:>3}`` -> ``{}``)."""
+    out, depth = [], 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if depth == 0 and char in "{}" and text.startswith(char * 2, i):
+            out.append(char * 2)
+            i += 2
+            continue
+        if char == "{":
+            if depth == 0:
+                out.append("{")
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                out.append("}")
+        elif depth == 0:
+            out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def python(source: str) -> Parts:
+    """The comments, strings and code of Python source, by :mod:`tokenize` (see the module)."""
+    parts = Parts()
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):  # IndentationError is a SyntaxError
+        return scan(source, PYTHON)
+    for index, token in enumerate(tokens):
+        if token.type == tokenize.COMMENT:
+            parts.comments.append(token.string[1:])
+        elif token.type == tokenize.STRING:
+            (parts.comments if _alone(tokens, index) else parts.strings).append(_literal_text(token.string))
+        elif _FSTRING_MIDDLE is not None and token.type == _FSTRING_MIDDLE:
+            parts.strings.append(_unescaped(token.string))
+        else:
+            parts.code.append(token.string)
+    return parts
+
+
+_LINE_START = {tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING}
+_LINE_END = {tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER}
+
+
+def _alone(tokens: list[tokenize.TokenInfo], index: int) -> bool:
+    """A string that is a statement alone (a docstring, a string written as a comment): prose of
+    the author, judged with the comments (a string used by the code may have to match the data)."""
+    before = tokens[index - 1].type if index else tokenize.NEWLINE
+    after = [t.type for t in tokens[index + 1:index + 3]]
+    return before in _LINE_START and bool(after) and (
+        after[0] in _LINE_END or (after[0] == tokenize.COMMENT and len(after) > 1 and after[1] in _LINE_END))
+
+
+_CHUNK = re.compile(r"^[ \t]*```+[ \t]*\{?[ \t]*([A-Za-z0-9_]*)[^\n]*\n(.*?)^[ \t]*```+[ \t]*$", re.M | re.S)
+
+
+def _literate(text: str) -> Parts:
+    """The parts of R Markdown or Quarto: the text outside its chunks is prose (with the
+    comments), a chunk is read in its language (Python's, SQL's, else R's signs)."""
+    parts, mark = Parts(), 0
+    for chunk in _CHUNK.finditer(text):
+        parts.comments.append(text[mark:chunk.start()])
+        parts += _in_language(chunk.group(2), chunk.group(1).lower())
+        mark = chunk.end()
+    parts.comments.append(text[mark:])
+    return parts
+
+
+def _in_language(source: str, language: str) -> Parts:
+    if language in {"python", ""}:
+        return python(source)
+    return scan(source, SQL if language == "sql" else R)
+
+
+def program_parts(text: str, name: str) -> Parts | None:
+    """The parts of a program named ``name``, or None for a language read as code only."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix == ".py":
+        return python(text)
+    if suffix in {".qmd", ".rmd"}:
+        return _literate(text)
+    grammar = _GRAMMARS.get(suffix)
+    return scan(text, grammar) if grammar else None
+
+
+def cell_parts(cell_type: str, source: str, language: str) -> Parts:
+    """The parts of a notebook cell: a markdown or raw cell is prose (with the comments), a code
+    cell is read in the notebook's ``language`` (Python's signs when it says none)."""
+    if cell_type != "code":
+        return Parts(comments=[source])
+    return _in_language(source, language)
+
+
+#: the signs no language's syntax writes (its spaces are judged with the whole text)
+_TYPOGRAPHIC = re.compile("[" + "".join(sign for kind in ("apostrophe", "double quote", "dash")
+                                         for sign in typography.CLASSES[kind][1:]) + "]")
+
+
+def prose_rules(parts: Parts) -> list[tuple[str, Status, str]]:
+    """The ``hidden-text`` finding of a program whose comments, or whose strings, write look-alike
+    signs two ways in one context, or whose code holds a typographic sign (see the module)."""
+    for what, texts in (("comments", parts.comments), ("strings", parts.strings)):
+        why = typography.mixed_signs("\n".join(texts))
+        if why:
+            return [("hidden-text", Status.FAIL, f"the program's {what}: {why}: each can carry a bit past the checker; "
+                                                 f"write each the same way in all its {what}")]
+    stray = next((m.group() for m in map(_TYPOGRAPHIC.search, parts.code) if m), None)
+    if stray:
+        return [("hidden-text", Status.FAIL, f"{typography.sign_name(stray)} outside the program's comments and strings, "
+                                             "where no language reads it: prose the gate cannot place; write it "
+                                             "in a comment or a string")]
+    return []

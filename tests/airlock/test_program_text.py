@@ -1,0 +1,60 @@
+"""The split of programs into comments, strings and code (:mod:`pds_kernel.airlock.checks.program_text`),
+on which the look-alike signs of their prose are judged (red team 19)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pds_kernel.airlock.checks import program_text as pt
+
+
+def test_python_comments_strings_docstrings_and_fstrings():
+    source = ('def f(df):\n    """L’effet."""\n    return df[df.lib == "l\\\'hôpital"]  # l’âge\n'
+              "x = f'{d[\"k\"]:>3} – {y}' + r'\\d' + b'z'\n")
+    parts = pt.python(source)
+    assert parts.comments == ["L’effet.", " l’âge"]  # a docstring is the author's prose
+    assert parts.strings == ["l'hôpital", "{} – {}", "\\d", "z"]  # escapes undone but in raw strings
+    assert "’" not in "".join(parts.code) and "df" in parts.code
+
+
+def test_python_that_tokenize_cannot_read_is_scanned():
+    parts = pt.python("def f():\n  x = 1\n y = '''l’effet\n")  # a bad indent, an unclosed string
+    assert parts.strings[-1] == "l’effet\n"
+    parts = pt.python("!ls 'l’effet'\n%time x  # c\n")  # a notebook's shell and magic lines
+    assert parts.strings == ["l’effet"] and parts.comments == [" c"]
+
+
+@pytest.mark.parametrize(("text", "comments", "strings", "code"), [
+    ("x <- 'it\\'s'  # l’x\n", [" l’x"], ["it's"], ["x <- ", "  ", "\n"]),
+    ('y <- "a # b" # c', [" c"], ["a # b"], ["y <- ", " ", ""]),
+    ("`nom d’une colonne` <- 1", [], [], ["", "nom d’une colonne", " <- 1"]),
+    ("z <- 'unclosed\n# not a comment", [], ["unclosed\n# not a comment"], ["z <- ", ""]),
+])
+def test_the_r_scanner(text, comments, strings, code):
+    parts = pt.scan(text, pt.R)
+    assert (parts.comments, parts.strings, parts.code) == (comments, strings, code)
+
+
+def test_the_sql_scanner():
+    parts = pt.scan("SELECT 'l''effet', \"col\" -- c\n/* block\n */ x - 1 /* open", pt.SQL)
+    assert parts.comments == [" c", " block\n ", " open"]
+    assert parts.strings == ["l'effet"]
+    assert parts.code == ["SELECT ", ", ", "col", " ", "\n", " x - 1 ", ""]
+
+
+def test_literate_documents_and_notebook_cells():
+    parts = pt.program_parts("L’effet.\n```{r echo=FALSE}\nx <- 'a'  # c\n```\nFin.\n```{python}\ny = \"b\"\n```\n",
+                             "report.Rmd")
+    assert parts.comments == ["L’effet.\n", " c", "\nFin.\n", "\n"] and parts.strings == ["a", "b"]
+    assert pt.cell_parts("markdown", "l’effet", "python").comments == ["l’effet"]
+    assert pt.cell_parts("code", "x <- 'a'  # c", "r").strings == ["a"]
+    assert pt.program_parts("echo 'a'", "run.sh") is None  # a shell script: its spaces only
+
+
+def test_the_rules():
+    assert pt.prose_rules(pt.python("x = 'a'  # l’effet, l’âge\ny = x - 1  # 2019–2020\n")) == []
+    assert "the program's comments: apostrophes" in pt.prose_rules(pt.python("# l’effet\n# l'âge\n"))[0][2]
+    assert "the program's strings: dashes" in pt.prose_rules(pt.python("a = '18–24'\nb = '18-24'\n"))[0][2]
+    assert "U+2212 MINUS SIGN outside" in pt.prose_rules(pt.scan("x <- 1 \u2212 2", pt.R))[0][2]
+    # comments and strings are judged apart: a string may match the data's own spelling
+    assert pt.prose_rules(pt.scan("-- l’effet\nSELECT * FROM t WHERE lib = 'l''hôpital'", pt.SQL)) == []
