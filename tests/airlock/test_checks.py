@@ -208,3 +208,19 @@ def test_acro_regression_dof(tmp_path):
     record = session.evidence()["ols.csv"]
     r = check_file(out, "ols.csv", Thresholds(min_dof=20), evidence={**record, "source": "acro"})
     assert r.rule_status["dof"].value == "fail"
+
+
+@pytest.mark.parametrize(("share", "review"), [(0.91, True), (0.89, False), (0.95, True)])
+def test_counts_mostly_one_number_ask_for_review(share, review):
+    """The most common count is found as the median's copies (no sort): exact at the 90 % line,
+    wherever the repeated number stands among the others."""
+    from pds_kernel.airlock.checks import pregates
+
+    n = 1000
+    repeated = int(share * n)
+    for constant in (10.0, 500.0, 2000.0):  # below, among and above the other counts
+        counts = np.concatenate([np.full(repeated, constant), np.arange(n - repeated) + 11.5])
+        np.random.default_rng(0).shuffle(counts)
+        frame = pd.DataFrame({"g": [f"g{i}" for i in range(n)], "n": counts})
+        found = pregates.check_microdata(frame, [0], [counts])
+        assert any("counts are the same number" in f.message for f in found) == review, (share, constant)
