@@ -8,9 +8,11 @@ does not make is a bit per cell, word or sign. Every attack here goes through th
 service (staging, the checks) and, where the page matters, the real review page; each asserts the
 file fails ``hidden-text`` with a reason the checker reads.
 
-33 attempts and 3 controls (18 files); 32 attempts got through before their fix (two channels are
-left open, strict xfails: a column's one way, chosen by the author, a bit a column; apostrophes
-and dashes in a program's comments, where quotes and minus signs are syntax):
+33 attempts and 3 controls (18 files); 32 attempts got through before their fix, and red team 19
+added 15 attempts on the prose of programs and 1 control (section 4), all 15 through before
+(one channel is left open, a strict xfail: a column's one way, chosen by the author, a bit a
+column; red team 18 left a second one, apostrophes and dashes in a program's comments, closed
+by red team 19):
 
 - numbers inside a table's text cells (5: ``dose 1.5 mg`` beside ``dose 1.50 mg``, ``n=010``,
   ``12 (3.40%)``, a date ``2023-1-5`` beside ``2023-01-05``, the same in an XLSX): now the numbers
@@ -35,6 +37,14 @@ and dashes in a program's comments, where quotes and minus signs are syntax):
 - a one-letter word in the other script (3: a Cyrillic ``а`` among Latin words beside a genuine
   Cyrillic word, a Latin ``a`` in a Russian cell and in a Russian text): now a one-letter
   look-alike takes the script of most words around it (a cell alone: of the whole table).
+- red team 19, the prose of programs (15: dashes, apostrophes and a minus sign U+2212 in Python
+  comments, ``’`` in docstrings, in an f-string's text, beside an escaped ``\\'`` in strings, and
+  outside any string; R comments and strings, SQL comments and a doubled ``''`` in strings; a
+  notebook's code-cell comments, markdown cells, an R notebook's comments; R Markdown's text):
+  a program's quotes and minus signs are syntax, so only its spaces were judged. Now its comments
+  (with markdown) and its strings each write a class of signs one way per context, found by
+  :mod:`tokenize` for Python and a small scanner for R and SQL, and a typographic sign in code
+  fails (:mod:`pds_kernel.airlock.checks.program_text`).
 
 Controls: French text and tables with accents, ``’``, no-break spaces and en dashes used one way,
 an R notebook whose source quotes with ``'`` and whose output with ``‘’``,
@@ -42,7 +52,10 @@ tables as pandas and R write ``n (%)`` and confidence intervals, ages, ICD-10 co
 without a fourth character, tables wholly in Greek or Russian (with one-letter cells), statistics'
 ``α``, ``10⁴``, ``CO₂``, Markdown with lists and an em dash: no ``hidden-text`` finding. Two of
 them failed before: a one-letter cell of a Greek or Russian table was taken for a look-alike among
-Latin text, and a subscript (``CO₂``) for a look-alike letter in a Latin word.
+Latin text, and a subscript (``CO₂``) for a look-alike letter in a Latin word. Red team 19's
+control: French comments and docstrings with ``’`` and ``–`` throughout beside code whose syntax
+uses ``'`` and ``-``, R, SQL (a string ``'c''est'`` beside comments with ``’``), a notebook with
+markdown, R Markdown.
 """
 
 from __future__ import annotations
