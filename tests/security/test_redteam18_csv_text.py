@@ -9,7 +9,7 @@ service (staging, the checks) and, where the page matters, the real review page;
 file fails ``hidden-text`` with a reason the checker reads.
 
 33 attempts and 3 controls (18 files); 32 attempts got through before their fix, and red team 19
-added 15 attempts on the prose of programs and 1 control (section 4), all 15 through before
+added 16 attempts on the prose of programs and 1 control (section 4), all 16 through before
 (one channel is left open, a strict xfail: a column's one way, chosen by the author, a bit a
 column; red team 18 left a second one, apostrophes and dashes in a program's comments, closed
 by red team 19):
@@ -37,14 +37,15 @@ by red team 19):
 - a one-letter word in the other script (3: a Cyrillic ``а`` among Latin words beside a genuine
   Cyrillic word, a Latin ``a`` in a Russian cell and in a Russian text): now a one-letter
   look-alike takes the script of most words around it (a cell alone: of the whole table).
-- red team 19, the prose of programs (15: dashes, apostrophes and a minus sign U+2212 in Python
+- red team 19, the prose of programs (16: dashes, apostrophes and a minus sign U+2212 in Python
   comments, ``’`` in docstrings, in an f-string's text, beside an escaped ``\\'`` in strings, and
   outside any string; R comments and strings, SQL comments and a doubled ``''`` in strings; a
-  notebook's code-cell comments, markdown cells, an R notebook's comments; R Markdown's text):
-  a program's quotes and minus signs are syntax, so only its spaces were judged. Now its comments
-  (with markdown) and its strings each write a class of signs one way per context, found by
-  :mod:`tokenize` for Python and a small scanner for R and SQL, and a typographic sign in code
-  fails (:mod:`pds_kernel.airlock.checks.program_text`).
+  notebook's code-cell comments, markdown cells, outputs, an R notebook's comments; R Markdown's
+  text): a program's quotes and minus signs are syntax, so only its spaces were judged. Now its
+  comments (with markdown) and its strings each write a class of signs one way per context, found
+  by :mod:`tokenize` for Python and a small scanner for R and SQL, a typographic sign in code
+  fails (:mod:`pds_kernel.airlock.checks.program_text`), and so do a notebook's outputs, judged
+  as one text.
 
 Controls: French text and tables with accents, ``’``, no-break spaces and en dashes used one way,
 an R notebook whose source quotes with ``'`` and whose output with ``‘’``,
@@ -251,6 +252,8 @@ PROSE = {
                                                                                 f"effet {i}"))])),
     "an R notebook's comments": ("fit.ipynb", _cells([("code", lines(lambda i, one: f"x <- {i}  # 18"
                                                                             f"{NDASH if one else '-'}24 ans"))], "R")),
+    "apostrophes in a notebook's outputs": ("fit.ipynb", _notebook([f"l{RSQUO if bit == '1' else APOS}effet {i}\n"
+                                                                   for i, bit in enumerate(BITS)]).decode()),
     "the text of R Markdown": ("report.Rmd", lines(lambda i, one: f"l{RSQUO if one else APOS}effet {i}")
                                + "```{r}\nx <- c('a', 'b')\n```\n"),
 }
@@ -265,7 +268,7 @@ def test_look_alike_signs_in_a_programs_prose_carry_a_bit_per_sign(gate13, attac
     view = submit(gate13, name, text.encode())
     assert "hidden-text" in rules(view, "fail"), (attack, rules(view))
     shown = page_of(gate13, view)
-    assert any(why in shown for why in ("the program's comments: ", "the program's strings: ",
+    assert any(why in shown for why in ("the program's comments: ", "the program's strings: ", "outputs: apostrophes",
                                         "outside the program's comments and strings")), attack
 
 

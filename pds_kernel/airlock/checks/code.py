@@ -15,8 +15,8 @@ Publishing code is expected of researchers; what must not leave with it is data.
   two kinds in the file; spaces written two ways (a space and a no-break space) or accents both
   composed and not in the file (a notebook: its sources and outputs together; red team 18): fail;
   and the prose of a program (its comments and strings, a notebook's markdown: :mod:`.program_text`)
-  writing apostrophes, quotes or dashes two ways in one context, or a typographic one in its code
-  (red team 19): fail;
+  or a notebook's outputs writing apostrophes, quotes or dashes two ways in one context, or a
+  typographic one in its code (red team 19): fail;
 - ``code``: every code file is read by a checker (review): the gate cannot tell what a program does.
 """
 
@@ -226,6 +226,7 @@ def check_notebook(text: str) -> list[Finding]:
     out: list[Finding] = []
     outputs = 0
     shown_texts = []  # the sources and outputs, judged together for look-alike signs
+    output_texts = []  # the outputs' text, judged on every class of signs (the page shows it as a text)
     parts = program_text.Parts()  # the cells' comments (and markdown), strings and code
     language = _language(notebook.get("metadata"))
     for index, cell in enumerate(notebook["cells"], start=1):
@@ -245,6 +246,7 @@ def check_notebook(text: str) -> list[Finding]:
             outputs += 1
             shown, kinds = _output_text(output)
             shown_texts.append(shown)
+            output_texts.append(shown)
             label = f"{where}, output {n}"
             found += identifiers(shown, label) + embedded_data(shown, label, blanks=False) + _output_images(output, label)
             if content.DAY_DATE.search(shown):
@@ -261,6 +263,8 @@ def check_notebook(text: str) -> list[Finding]:
             for rule, status, message in typography.sign_rules(shown, typography.IN_CODE)
             + content.normal_form_rules(shown)]
     out += [Finding(rule, status, f"cells: {message}") for rule, status, message in program_text.prose_rules(parts)]
+    out += [Finding(rule, status, f"outputs: {message}")
+            for rule, status, message in typography.sign_rules("\n".join(output_texts))]
     widgets = (notebook.get("metadata") or {}).get("widgets") if isinstance(notebook.get("metadata"), dict) else None
     if widgets:
         out.append(Finding("embedded-data", Status.FAIL, "notebook metadata holds widget state (data): clear it"))
