@@ -109,7 +109,8 @@ def split_check(earlier: Callable[[], tuple[list[Earlier], int]],
                 files: Mapping[int, tuple[str, Path, str]], results: Mapping[int, FileCheck]) -> None:
     """Add to ``results`` what each of this request's model, text and code ``files`` (index ->
     name, staged path, kind) holds of the extract together with the request's other such files and
-    the project's earlier ones."""
+    the project's earlier ones. A text or code file's holdings are its own check's
+    (``FileCheck.evidence``); a model's are read here (its own check measures other things)."""
     files = {i: f for i, f in files.items() if f[2] in KINDS}
     if not files or reference is None:
         return
@@ -119,7 +120,8 @@ def split_check(earlier: Callable[[], tuple[list[Earlier], int]],
     ref = reference()
     if ref is None:
         return  # no extract: each model's own check says nothing was compared
-    own = {i: _evidence(path, name, kind, ref) or {} for i, (name, path, kind) in files.items()}
+    own = {i: (results[i].evidence if results[i].evidence is not None else _evidence(path, name, kind, ref)) or {}
+           for i, (name, path, kind) in files.items()}  # a text or code file's: its own check's
     pieces = []
     for request_id, name, path, mine, kind in before:
         try:

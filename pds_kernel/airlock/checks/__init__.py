@@ -170,12 +170,14 @@ def check_file(path: Path, name: str, thresholds: Thresholds, *,
     elif kind == "text":
         _check_text(path, result)
         result.extend(_preview(path.stat().st_size))
-        result.extend(text_columns.column_findings(path, name, reference() if reference else None))
+        found, result.evidence = text_columns.column_findings(path, name, reference() if reference else None)
+        result.extend(found)
     elif kind == "code":
         result.extend(code.check_code(path, name, path.stat().st_size))
         result.extend(_preview(path.stat().st_size))
         if path.stat().st_size <= code.MAX_CODE_BYTES:
-            result.extend(text_columns.column_findings(path, name, reference() if reference else None))
+            found, result.evidence = text_columns.column_findings(path, name, reference() if reference else None)
+            result.extend(found)
     elif kind == "model":
         declared = isinstance(context.get("models"), Mapping) and name in context["models"]
         result.extend(models.check_model(path, name, head, path.stat().st_size, reference, declared=declared))

@@ -72,6 +72,10 @@ class FileCheck:
     rule_status: dict[str, Status] = field(default_factory=dict)  #: rule -> worst status seen
     _kept: dict[str, int] = field(default_factory=dict, repr=False)
     _seen: set = field(default_factory=set, repr=False)
+    #: what a text or code file holds of the extract's columns, as its ``embedded-data`` check
+    #: found it (:func:`.text_columns.evidence`); the rule judging several files together reads it
+    #: instead of reading the file again. Never in :meth:`to_dict`.
+    evidence: dict | None = field(default=None, repr=False)
 
     def add(self, finding: Finding) -> None:
         self.rule_status[finding.rule] = worst([self.rule_status.get(finding.rule, Status.PASS),

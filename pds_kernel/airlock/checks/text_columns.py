@@ -184,17 +184,20 @@ def evidence(text: str, reference: Reference) -> dict[str, tuple[set[float], flo
     return out
 
 
-def column_findings(path: Path, name: str, reference: Reference | None) -> list[Finding]:
-    """``embedded-data`` findings of the text or code file at ``path`` holding an extract column."""
+def column_findings(path: Path, name: str, reference: Reference | None) -> tuple[list[Finding], dict | None]:
+    """``embedded-data`` findings of the text or code file at ``path`` holding an extract column,
+    and what it holds of each column (:func:`evidence`; ``None`` without an extract), which the
+    rule judging several files together reads instead of reading the file again."""
     if reference is None:
-        return []
+        return [], None
     text = readable_text(path, name)
     out = []
     if path.stat().st_size > MAX_TEXT_BYTES or len(_WRITTEN.findall(text)) > MAX_NUMBERS:
         out.append(Finding(RULE, Status.REVIEW, (
             f"only the first {MAX_TEXT_BYTES} bytes and {MAX_NUMBERS} numbers of the file were compared with the "
             "extract: a checker must confirm the rest is not a column of it")))
-    for label, (found, chance, runs) in evidence(text, reference).items():
+    found_in_file = evidence(text, reference)
+    for label, (found, chance, runs) in found_in_file.items():
         excess = len(found) - chance
         if excess >= MIN_VALUES:
             out.append(Finding(RULE, Status.FAIL, (
@@ -209,7 +212,7 @@ def column_findings(path: Path, name: str, reference: Reference | None) -> list[
             out.append(Finding(RULE, Status.FAIL, (
                 f"the file holds {runs} runs of consecutive rows of the extract's column {label} in the extract's "
                 f"row order: the column's rows written out; {WHAT_TO_DO}")))
-    return out
+    return out, found_in_file
 
 
 __all__ = ["column_findings", "evidence", "readable_text", "MAX_NUMBERS", "MAX_TEXT_BYTES"]
