@@ -48,7 +48,13 @@ def test_literate_documents_and_notebook_cells():
     assert parts.comments == ["L’effet.\n", " c", "\nFin.\n", "\n"] and parts.strings == ["a", "b"]
     assert pt.cell_parts("markdown", "l’effet", "python").comments == ["l’effet"]
     assert pt.cell_parts("code", "x <- 'a'  # c", "r").strings == ["a"]
-    assert pt.program_parts("echo 'a'", "run.sh") is None  # a shell script: its spaces only
+    assert pt.program_parts("a.txt", "notes.txt") is None  # not a program: a text, judged whole
+
+
+def test_a_shell_comment_opens_at_the_start_of_a_word_only():
+    parts = pt.program_parts("#!/bin/sh\n# l’effet\necho \"${#x} l'a\" 'b' # fin\nn=${#arr[@]}; ls # c’est\n", "run.sh")
+    assert parts.comments == ["!/bin/sh", " l’effet", " fin", " c’est"] and parts.strings == ["${#x} l'a", "b"]
+    assert "n=${#arr[@]}; ls " in "".join(parts.code)
 
 
 def test_the_rules():

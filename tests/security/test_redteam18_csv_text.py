@@ -9,7 +9,7 @@ service (staging, the checks) and, where the page matters, the real review page;
 file fails ``hidden-text`` with a reason the checker reads.
 
 33 attempts and 3 controls (18 files); 32 attempts got through before their fix, and red team 19
-added 16 attempts on the prose of programs and 1 control (section 4), all 16 through before
+added 17 attempts on the prose of programs and 1 control (section 4), all 17 through before
 (one channel is left open, a strict xfail: a column's one way, chosen by the author, a bit a
 column; red team 18 left a second one, apostrophes and dashes in a program's comments, closed
 by red team 19):
@@ -245,6 +245,7 @@ PROSE = {
     "apostrophes in R comments": ("fit.R", lines(lambda i, one: f"x <- c('a', 'b') - {i}  # l{RSQUO if one else APOS}effet")),
     "apostrophes in R strings": ("fit.R", lines(lambda i, one: f'cat("l{RSQUO if one else APOS}effet", {i})')),
     "apostrophes in SQL comments": ("q.sql", lines(lambda i, one: f"SELECT {i} -- l{RSQUO if one else APOS}effet")),
+    "apostrophes in a shell script's comments": ("run.sh", lines(lambda i, one: f"echo {i}  # l{RSQUO if one else APOS}effet")),
     "a doubled quote in SQL strings": ("q.sql", lines(lambda i, one: f"SELECT 'l{RSQUO if one else APOS * 2}effet'")),
     "a notebook's code-cell comments": ("fit.ipynb", _cells([("code", lines(lambda i, one: f"x = {i}  # l"
                                                                                f"{RSQUO if one else APOS}effet"))])),
@@ -283,6 +284,7 @@ def test_programs_writing_their_prose_one_way_pass(gate13):
         "fit.R": ("# L’effet du traitement – 2019–2020\nlibrary('dplyr')\nx <- c('a', \"b\") - 1\n"
                   "y <- x[x > -1]  # l’âge\ncat(\"l’effet\", `nom de colonne`, '\\n')\n"),
         "q.sql": "-- l’effet – 2019–2020\nSELECT \"a\", 'c''est' FROM t WHERE x > -1; /* l’âge */\n",
+        "run.sh": ("#!/bin/sh\n# L’effet – 2019–2020\nn=${#ARGS[@]}\necho \"l’âge\" 'x' $((n - 1))  # d’après\n"),
         "fit.ipynb": _cells([("markdown", "# L’effet – 2019–2020\n"), ("code", "x = df['a'] - 1  # l’âge\n")]),
         "report.Rmd": ("---\ntitle: \"L’effet\"\n---\n\nL’effet du traitement – 2019–2020.\n\n"
                        "```{r}\nx <- c('a', 'b') - 1  # l’âge\n```\n"),

@@ -9,8 +9,9 @@ module splits a program into its prose and its code, with a real tokenizer where
   each string literal's text (a docstring, an f-string's text without its ``{fields}``). Source
   ``tokenize`` cannot read to its end (an unclosed triple quote, a bad indent) is read by the
   scanner below with Python's signs;
-- R, SQL (and a notebook or a chunk of R Markdown or Quarto in another language, with R's
-  signs): a small scanner (:class:`Grammar`) of line comments (``#``, ``--``), block comments (``/* */``) and
+- R, SQL, shell scripts (and a notebook or a chunk of R Markdown or Quarto in another language,
+  with R's signs): a small scanner (:class:`Grammar`) of line comments (``#``, ``--``; the shell's
+  ``#`` at the start of a word only), block comments (``/* */``) and
   quoted strings (``\\`` escapes in R, a doubled ``''`` in SQL); a string not closed runs to
   the end of the text (all of it is then judged as prose). Backquoted names in R and SQL's
   ``"names"`` are judged with the strings (a column may be named ``d’après``);
@@ -66,21 +67,27 @@ class Grammar:
     names: str  #: quotes around a name (R's backquotes, SQL's double quotes)
     backslash: bool  #: a backslash escapes the next character inside quotes
     doubled: bool  #: a doubled quote inside quotes is the quote itself (SQL)
+    #: a line comment opens only at the start of a word (the shell's ``#``: ``${#x}`` is no comment)
+    word_comments: bool = False
 
 
 R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False)
 SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True)
+#: a shell script's signs (red team 19: its prose was free, only its spaces were judged)
+SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_comments=True)
 #: Python's signs, for source :mod:`tokenize` cannot read to its end
 PYTHON = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False)
-_GRAMMARS = {".r": R, ".sql": SQL}
+_GRAMMARS = {".r": R, ".sql": SQL, ".sh": SHELL}
 
 
 def scan(text: str, grammar: Grammar) -> Parts:
     """The comments, strings and code of ``text`` read with ``grammar``."""
     parts = Parts()
     block = grammar.block_comment
-    openers = re.compile("|".join(re.escape(s) for s in (*grammar.line_comments, *(block[:1] if block else ()),
-                                                          *grammar.strings, *grammar.names)))
+    comment_start = r"(?:^|(?<=[\s;&|()]))" if grammar.word_comments else ""
+    openers = re.compile("|".join([*(comment_start + re.escape(c) for c in grammar.line_comments),
+                                   *(re.escape(o) for o in (*(block[:1] if block else ()), *grammar.strings,
+                                                            *grammar.names))]), re.M)
     i, n = 0, len(text)
     while (found := openers.search(text, i)) is not None:
         opener = found.group()
