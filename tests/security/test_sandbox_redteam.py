@@ -169,10 +169,15 @@ def _quota_stops(hub) -> list:
 
 
 def _fresh_workspace(hub, secret):
-    """alice's workspace started anew (stopped first if an earlier attack left it running)."""
+    """alice's workspace started anew (stopped first if an earlier attack left it running), her home
+    without the files earlier attacks wrote: a watcher's stop in the middle of a cell leaves them
+    (the unlinked files' attack, stopped before it unlinked them), and they put her home over the
+    quota, which refused the next attack's start (a race of a loaded machine, 2026-12-06)."""
     if running(hub, "alice"):
         assert hub.admin_api("DELETE", f"/users/alice/servers/{PROJECT}").status_code in (202, 204)
         assert _stopped_within(hub, 60)
+    for left in (hub.settings.paths.homes / PROJECT / "alice").glob("*.bin"):
+        left.unlink()
     return start_workspace(hub, secret)
 
 
