@@ -82,27 +82,26 @@ def workspace(person: str, project: str) -> Workspace:
     return Workspace(check_user_name(person), check_project_id(project))
 
 
-def parse_workspace_user(name: object) -> Workspace | None:
-    """The workspace a JupyterHub user name stands for, or ``None`` for any other name (a person's,
-    a malformed one)."""
-    if not isinstance(name, str) or name.count(SEPARATOR) != 1:
+def _parse(name: object, separator: str) -> Workspace | None:
+    """The workspace ``name`` writes as ``<person><separator><project>``, or ``None``."""
+    if not isinstance(name, str) or name.count(separator) != 1:
         return None
-    person, _, project = name.partition(SEPARATOR)
+    person, _, project = name.partition(separator)
     try:
         return workspace(person, project)
     except InvalidInput:
         return None
+
+
+def parse_workspace_user(name: object) -> Workspace | None:
+    """The workspace a JupyterHub user name stands for, or ``None`` for any other name (a person's,
+    a malformed one)."""
+    return _parse(name, SEPARATOR)
 
 
 def parse_gateway_name(name: object) -> Workspace | None:
     """The workspace a dask-gateway user name (``alice/diabetes-t2``) stands for, or ``None``."""
-    if not isinstance(name, str) or name.count(GATEWAY_SEPARATOR) != 1:
-        return None
-    person, _, project = name.partition(GATEWAY_SEPARATOR)
-    try:
-        return workspace(person, project)
-    except InvalidInput:
-        return None
+    return _parse(name, GATEWAY_SEPARATOR)
 
 
 def person_of(name: str) -> str:
