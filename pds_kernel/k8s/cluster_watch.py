@@ -87,13 +87,12 @@ class ClusterWatcher(PeriodicCheck):
 
     def __init__(self, backend, context, interval: float,
                  groups_of: Callable[[str], Awaitable[list[str]]] | None = None,
-                 hub_silence_limit: float = HUB_SILENCE_LIMIT, clock: Callable[[], float] = time.monotonic):
+                 hub_silence_limit: float = HUB_SILENCE_LIMIT):
         super().__init__(interval)
         self.backend = backend
         self.context = context
         self.groups_of = groups_of
         self.hub_silence_limit = hub_silence_limit
-        self.clock = clock
         self._stopped: set[str] = set()
         #: person -> when the hub first left her groups unanswered (since its last answer)
         self._unanswered: dict[str, float] = {}
@@ -126,20 +125,20 @@ class ClusterWatcher(PeriodicCheck):
         """The hub groups of ``person``; ``None`` when the hub did not answer within half the silence
         limit (10 s at most: a hanging hub must not hold the pass, whose registry stops wait for it),
         its silence timed from this ask."""
-        asked = self.clock()
+        asked = time.monotonic()
         try:
             groups = set(await asyncio.wait_for(self.groups_of(person), min(10.0, self.hub_silence_limit / 2)))
         except Exception as exc:  # the hub did not answer: keep it for the next pass (docstring)
             since = self._unanswered.setdefault(person, asked)
             log.warning("the hub did not tell the groups of %s for %.0f s (%s): her clusters stop after %.0f s",
-                        person, self.clock() - since, exc, self.hub_silence_limit)
+                        person, time.monotonic() - since, exc, self.hub_silence_limit)
             return None
         self._unanswered.pop(person, None)
         return groups
 
     def _silent_for(self, person: str) -> float:
         since = self._unanswered.get(person)
-        return 0.0 if since is None else self.clock() - since
+        return 0.0 if since is None else time.monotonic() - since
 
     async def check_once(self, today: date | None = None) -> list[str]:
         """Stop every active cluster whose workspace may not run now; return their names."""
