@@ -45,8 +45,6 @@ PRS = "ER_PRS_F_202301.csv"
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
-
-
 def _sas(day: date) -> str:
     return f"{day.day:02d}{_MONTHS[day.month - 1]}{day.year}:00:00:00"
 

@@ -57,8 +57,6 @@ MONTH = "202301"
 WITHOUT_FLUX = {"EB_HMV_F", "EB_INB_F"}
 
 
-
-
 def _other_monthly_tables() -> list[str]:
     """The monthly tables of the catalogue's monthly products other than the DCIR."""
     return [name for name, entry in entries().items()
