@@ -1,10 +1,11 @@
 """The nomenclature codes a file's coded columns are checked against, built once per process.
 
 A coded column (ICD-10 diagnoses, ATC or CIP drugs, organisations...) is checked against the code
-list of its nomenclature in the catalogue (:func:`pds_kernel.snds.catalogue.nomenclature_codes`):
-the block parser looks the distinct values of each block up in a set, the streamed parser probes a
-series inside its query. Codes the nomenclature lacks are counted in the quality report, not
-refused (a new code may be delivered before its nomenclature).
+list of its nomenclature in the catalogue (:func:`pds_kernel.snds.catalogue.nomenclature_series`),
+held as a polars series of the column's lake type: the block parser looks the distinct values of
+each block up in it, the streamed parser probes it inside its query. Codes the nomenclature lacks
+are counted in the quality report, not refused (a new code may be delivered before its
+nomenclature).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 
 import polars as pl
 
-from ..snds.catalogue import nomenclature_codes
+from ..snds.catalogue import nomenclature_series
 from .stats import ColumnStats
 
 #: Held while a file's nomenclature codes are looked up: the parse threads start together and each
@@ -23,40 +24,28 @@ CODES_BUILT = threading.Lock()
 
 
 @functools.cache
-def known_codes(name: str, column: str, numeric: bool) -> frozenset:
-    """The codes of a nomenclature as the lake holds them: text, or numbers for a numeric column
-    (``"001"`` and ``"1.00"`` are the number 1). Built once per process."""
-    codes = nomenclature_codes(name, column)
-    if not numeric:
-        return frozenset(codes)
-    numbers = set()
-    for code in codes:
-        try:
-            numbers.add(float(code))
-        except ValueError:
-            continue
-    return frozenset(numbers)
-
-
-@functools.cache
 def known_series(name: str, column: str, dtype: pl.DataType) -> pl.Series:
-    """The codes of :func:`known_codes` as a series of the column's lake type ``dtype`` (an
-    integer column keeps the codes that are whole numbers), for a probe inside a query."""
-    codes = known_codes(name, column, dtype.is_numeric())
+    """The codes of a nomenclature as the lake holds them, distinct and sorted: text, or numbers for
+    a numeric column ``dtype`` (``"001"`` and ``"1.00"`` are the number 1; an integer column keeps
+    the codes that are whole numbers). Built once per process."""
+    text = nomenclature_series(name, column)
+    if not dtype.is_numeric():
+        return text.cast(dtype)
+    numbers = text.cast(pl.Float64, strict=False).drop_nulls()
+    numbers = numbers.filter(numbers.is_finite())
     if dtype.is_integer():
-        return pl.Series([int(c) for c in codes if c.is_integer() and abs(c) < 2**63], dtype=dtype)
-    return pl.Series(sorted(codes), dtype=dtype)
+        numbers = numbers.filter((numbers == numbers.floor()) & (numbers.abs() < 2.0**63))
+    return numbers.cast(dtype).unique().sort()
 
 
-def count_unknown_codes(good: pl.DataFrame, codes: dict[str, frozenset], stats: ColumnStats) -> None:
-    """Add to ``stats.unknown_codes`` the loaded values missing from their column's nomenclature.
-    The distinct values of the block (a few per column) are looked up in a set built once, in
-    one select for every column; rows are counted only for a value that is unknown."""
-    distinct = good.select(pl.col(c).drop_nulls().unique().implode() for c in codes).row(0)
-    for (column, known), values in zip(codes.items(), distinct):
-        numeric = good.schema[column].is_numeric()
-        unknown = [v for v in values if (float(v) if numeric else v) not in known]
-        if unknown:
-            wanted = pl.Series(unknown, dtype=good.schema[column]).implode()
+def count_unknown_codes(good: pl.DataFrame, codes: dict[str, pl.Series], stats: ColumnStats) -> None:
+    """Add to ``stats.unknown_codes`` the loaded values missing from their column's nomenclature:
+    the distinct values of the block (a few per column) are looked up in the codes, and rows are
+    counted only for a value that is unknown."""
+    for column, known in codes.items():
+        values = good.get_column(column)
+        distinct = values.drop_nulls().unique()
+        unknown = distinct.filter(~distinct.is_in(known.implode()))
+        if len(unknown):
             stats.unknown_codes[column] = (stats.unknown_codes.get(column, 0)
-                                           + int(good.get_column(column).is_in(wanted).sum()))
+                                           + int(values.is_in(unknown.implode()).sum()))

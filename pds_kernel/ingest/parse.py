@@ -41,7 +41,7 @@ from ..snds.catalogue import ingestible_table
 from ..snds.tables import polars_type
 from . import streamed
 from .checks import Check, build_lake_columns, build_table_checks, joined_fields, quoted_fields, row_verdict
-from .codes import CODES_BUILT, count_unknown_codes, known_codes, known_series
+from .codes import CODES_BUILT, count_unknown_codes, known_series
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
 from .stats import ColumnStats
@@ -400,7 +400,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     loaded: list[pl.DataFrame] = []  # line number and key hashes of each loaded row
     hashes = key_hash_exprs(job.table) if table.primary_key else []
     with CODES_BUILT:
-        codes = {c: known_codes(*n, lake_types[c].is_numeric())
+        codes = {c: known_series(*n, lake_types[c])
                  for c, n in job.nomenclatures.items() if c in present}
     next_line = 2  # line 1 is the header
     quarantine_fh: io.BufferedWriter | None = None

@@ -37,8 +37,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import TYPE_CHECKING
 
 from .tables import TABLES, YEARMONTH, Column, LakeType, Table, TextFormat
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: Products delivered one file per month (the others are snapshots, or yearly by name).
 MONTHLY_PRODUCTS = ("DCIR", "DCIRS", "EGB", "DAMIR")
@@ -133,7 +137,15 @@ def code_column(name: str) -> str:
 @cache
 def nomenclature_codes(name: str, column: str | None = None) -> tuple[str, ...]:
     """The codes of nomenclature ``name`` (column ``column``, default its code column), as text,
-    sorted and distinct. The files are published in UTF-8 or latin-1: both are accepted."""
+    sorted and distinct."""
+    return tuple(nomenclature_series(name, column).to_list())
+
+
+def nomenclature_series(name: str, column: str | None = None) -> pl.Series:
+    """The codes of :func:`nomenclature_codes` as a polars series of text, built at each call: the
+    intake keeps them so (ICD-10's and the drug codes' ~110,000 codes held 10 MiB as Python
+    strings and sets, under 2 MiB as a series). The files are published in UTF-8 or latin-1:
+    both are accepted."""
     import polars as pl
 
     source, stem = nomenclatures()[name]
@@ -145,13 +157,12 @@ def nomenclature_codes(name: str, column: str | None = None) -> tuple[str, ...]:
     column = column or code_column(name)
     header = raw[: raw.find(b"\n")].decode("utf-8").rstrip("\r").split(";")
     if column not in (field.strip('"') for field in header):
-        return ()
+        return pl.Series(column, [], dtype=pl.String)
     # only the code column is built: a big nomenclature (IR_ORG_V, 60,000 rows and 40 columns)
     # read whole held 35 MiB for the 60,000 codes wanted
     frame = pl.read_csv(raw, separator=";", infer_schema=False, quote_char='"',
                         truncate_ragged_lines=True, columns=[column])
-    codes = frame.get_column(column).drop_nulls().str.strip_chars().unique().sort()
-    return tuple(codes.to_list())
+    return frame.get_column(column).drop_nulls().str.strip_chars().unique().sort()
 
 
 def split_of(name: str, product: str) -> str:

@@ -211,16 +211,15 @@ def test_threads_starting_together_build_each_nomenclature_once(threshold, tmp_p
     from concurrent.futures import ThreadPoolExecutor
 
     monkeypatch.setattr(streamed, "MIN_BYTES", threshold)
-    codes.known_codes.cache_clear()
     codes.known_series.cache_clear()
     built = []
-    uncached = codes.nomenclature_codes.__wrapped__
+    uncached = codes.nomenclature_series
 
     def counted(name, column=None):
         built.append((name, column))
         return uncached(name, column)
 
-    monkeypatch.setattr(codes, "nomenclature_codes", counted)
+    monkeypatch.setattr(codes, "nomenclature_series", counted)
     sources = [write_table(tmp_path / f"ER_PRS_F_20230{i}.csv", "ER_PRS_F",
                            make_rows(persons=300, months=(f"20230{i}",))[("ER_PRS_F", f"20230{i}")])
                for i in (1, 2)]
@@ -230,5 +229,4 @@ def test_threads_starting_together_build_each_nomenclature_once(threshold, tmp_p
         outcomes = list(pool.map(parse_file, jobs))
     assert all(o.rows_loaded > 0 for o in outcomes)
     assert len(built) == len(set(built)) == len(NOMENCLATURES)
-    codes.known_codes.cache_clear()  # the next tests build them with the real function
-    codes.known_series.cache_clear()
+    codes.known_series.cache_clear()  # the next tests build them with the real function
