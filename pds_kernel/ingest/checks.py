@@ -7,7 +7,8 @@ value not matching its pattern, a text longer than its published length, a code 
 referential, a date outside the month of its monthly file (the column that decides the month, see
 ``Table.month_from``). Red team 15A added a blank around a code, a text longer than the
 catalogue's length and a date after the ingest (:data:`FUTURE_MARGIN`); red team 19C a date
-before 1900 (:data:`OLDEST_DATE`). A row is quarantined for
+before 1900 (:data:`OLDEST_DATE`); red team 20D a year outside its plausible range
+(:func:`year_bounds`). A row is quarantined for
 the first check that fails, so each quarantined row has exactly one reason.
 
 Keeping the checks vectorised (one expression per check over a whole batch) is what makes the
@@ -48,6 +49,51 @@ OLDEST_DATE = date(1900, 1, 1)
 #: ``31DEC9999`` loaded). A week covers clocks and time zones. End dates (:func:`is_end_date`)
 #: may lie in the future: rights, exonerations, rentals and conventions end after an extraction.
 FUTURE_MARGIN = timedelta(days=7)
+#: A birth year before this one is quarantined (``year_out_of_range``, red team 20D): nobody born
+#: earlier lived into the SNDS's years (the oldest person on record, born in 1875, died in 1997,
+#: before the first claims of 2006). Birth years between it and 1900 are real (a person born in
+#: 1895 was 111 in 2006); every other year column is bounded by :data:`OLDEST_DATE`'s year.
+OLDEST_BIRTH_YEAR = 1870
+#: The year of the SNDS's missing date 1600-01-01: a year, or year-month (``160001``), derived
+#: from a missing date (a death year-month ``BEN_DCD_AME`` of a living person) loads, as the
+#: missing date does.
+MISSING_YEAR = MISSING_DATE.year
+
+
+def is_birth_year(column: Column) -> bool:
+    """A year of birth (``BEN_NAI_ANN``, ``IPP_ANN_NAI``: a name holding ``NAI``)."""
+    return "NAI" in column.name.upper()
+
+
+def is_year_column(column: Column) -> bool:
+    """A year (``year``: ``BEN_NAI_ANN``, ``SOR_ANN``, ``ENT_ANN``...) or a year-month held as
+    text (the catalogue's ``yearmonth``: ``MOI_ANN_SOR_SEJ``, ``EXD_ANN_MOI``, ``BEN_DCD_AME``)."""
+    return column.type == "year" or (column.type == "str" and column.pattern == YEARMONTH)
+
+
+def year_bounds(column: Column, latest: date) -> tuple[int, int | None]:
+    """The first and last years (None: no last one) a year column of the catalogue may hold.
+
+    Both kinds are quarantined outside them (``year_out_of_range``), not only counted, because
+    what lies outside is never a year of the data but damage a query cannot tell from one:
+    ``0000`` (a null written as a number), ``1601`` (a slip of the missing year), ``2999``
+    (a placeholder or a shifted field). Loaded, a birth year ``0000`` makes a person 2023 years
+    old in every mean age, and a stay of the year 2999 counts in no study's years.
+
+    * **Birth years** (:func:`is_birth_year`): from :data:`OLDEST_BIRTH_YEAR`, not 1900: people
+      born in the 1890s are in the SNDS's first years, and quarantining their beneficiary row
+      would drop them from every study. An unknown birth year is delivered empty (null).
+    * **Care years** (exits, entries, years of care or of an act): from :data:`OLDEST_DATE`'s
+      year, the bound of every date (``date_too_old``): a stay or a care is never older; one
+      between 1900 and the SNDS's start is suspicious but can be real (a long psychiatric stay),
+      so it loads, as such dates do.
+    * Both end at the year of ``latest`` (the ingest's day and :data:`FUTURE_MARGIN`:
+      ``future_date`` for dates), except an end year-month (a name holding ``DTF``, ``FIN``,
+      ``AMF`` or ``EXF``), which may lie after the extraction as end dates do.
+    """
+    first = OLDEST_BIRTH_YEAR if is_birth_year(column) else OLDEST_DATE.year
+    ends = column.type == "str" and any(part in column.name for part in ("DTF", "FIN", "AMF", "EXF"))
+    return first, None if ends else latest.year
 
 
 def latest_date(today: date | None = None) -> date:
@@ -83,6 +129,7 @@ class Check:
     TOO_LONG = "too_long"  #: a text longer than the catalogue's length (red team 15A)
     FUTURE = "future_date"  #: a date after the ingest (red team 15A)
     TOO_OLD = "date_too_old"  #: a date before OLDEST_DATE, not the missing date (red team 19C)
+    YEAR_RANGE = "year_out_of_range"  #: a year outside :func:`year_bounds` (red team 20D)
 
 
 @dataclass(frozen=True)
@@ -157,6 +204,8 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
                                   & (typed != MISSING_DATE), pl.lit(
             f"date too old in {name} (before {OLDEST_DATE.isoformat()}, and not the SNDS's missing "
             f"date {MISSING_DATE.isoformat()}: a slip or a null turned into a date?): ") + _quoted(raw)))
+    if column.type == "year":
+        checks.append(_year_check(column, typed, raw, latest or latest_date()))
     allowed = column.values
     if allowed is None and column.type == "month":
         allowed = frozenset(range(1, 13))
@@ -168,6 +217,9 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
     if column.pattern is not None:
         checks.append(ColumnCheck(Check.PATTERN, name, raw.is_not_null() & ~raw.str.contains(column.pattern),
                                   pl.lit(f"{name} does not match {column.pattern}: ") + _quoted(raw)))
+        if is_year_column(column):  # a year-month of the right shape: 000012, 160101, 299901
+            year = raw.str.slice(0, 4).cast(pl.Int32, strict=False)
+            checks.append(_year_check(column, year, raw, latest or latest_date()))
     if column.length is not None and column.type == "str":
         checks.append(ColumnCheck(Check.TOO_LONG, name, raw.is_not_null() & (raw.str.len_chars() > column.length),
                                   pl.lit(f"longer than the {column.length} characters of {name} in the "
@@ -180,6 +232,19 @@ def build_checks(column: Column, raw: pl.Expr, typed: pl.Expr,
         checks.append(ColumnCheck(Check.REFERENCE, name, typed.is_not_null() & ~typed.is_in(codes.implode()),
                                   pl.lit(f"{name} not found in {ref_table}.{ref_column}: ") + _quoted(raw)))
     return checks
+
+
+def _year_check(column: Column, year: pl.Expr, raw: pl.Expr, latest: date) -> ColumnCheck:
+    """A year (or the year of a year-month) of ``column`` outside :func:`year_bounds`, other than
+    the missing date's year :data:`MISSING_YEAR`."""
+    first, last = year_bounds(column, latest)
+    wrong = year < first if last is None else (year < first) | (year > last)
+    kind = "birth year" if is_birth_year(column) else "year"
+    until = "" if last is None else f" to {last}"
+    empty = " (an unknown birth year is delivered empty)" if is_birth_year(column) else ""
+    return ColumnCheck(Check.YEAR_RANGE, column.name, year.is_not_null() & wrong & (year != MISSING_YEAR), pl.lit(
+        f"{kind} out of range in {column.name} (expected {first}{until}, or {MISSING_YEAR}, the year of "
+        f"the SNDS's missing date: a null written as 0000, a slip or a placeholder?){empty}: ") + _quoted(raw))
 
 
 def _period_days(period: str) -> tuple[date, date]:
@@ -198,18 +263,30 @@ def _period_text(period: str) -> str:
     return f"month of the file ({period[:4]}-{period[4:]})" if len(period) == 6 else f"year of the file ({period})"
 
 
-def build_month_check(column: Column, raw: pl.Expr, typed: pl.Expr, month: str) -> ColumnCheck:
+def build_month_check(column: Column, raw: pl.Expr, typed: pl.Expr, month: str, table: str = "") -> ColumnCheck:
     """A date, or a ``YYYYMM`` text, of ``column`` outside ``month`` (``YYYYMM``, or ``YYYY`` for
-    a yearly file: the period of the file being loaded)."""
+    a yearly file: the period of the file being loaded). The reason says what to do (red team
+    20D): which column was compared, the row's month and the file's, and how to deliver the row
+    (an extraction split by month of care instead of flux quarantines most of its rows here)."""
     if column.type == "date":
         first, last = _period_days(month)
         wrong = typed.is_not_null() & ((typed < first) | (typed > last))
+        own = typed.dt.strftime("%Y%m" if len(month) == 6 else "%Y")
     elif column.type == "str" and column.pattern == YEARMONTH:
         wrong = raw.is_not_null() & (raw.str.slice(0, len(month)) != month)
+        own = raw.str.slice(0, len(month))
     else:
         raise ValueError(f"{column.name}: only a date or a year-month column can decide the month of a file")
-    return ColumnCheck(Check.WRONG_MONTH, column.name, wrong,
-                       pl.lit(f"{column.name} is not in the {_period_text(month)}: ") + _quoted(raw))
+    unit = "month" if len(month) == 6 else "year"
+    where = (pl.lit(f"; deliver it in {table}_") + own.fill_null("YYYYMM") + pl.lit(".csv")
+             if table and unit == "month" else pl.lit(f"; deliver it in the file of its {unit}"))
+    flux = (f". A monthly file holds one month of flux: an extraction split by another month (the month "
+            f"of care, EXE_SOI_DTD) is quarantined here, extract it again split by {column.name}"
+            if column.name.startswith("FLX_") else "")
+    return ColumnCheck(Check.WRONG_MONTH, column.name, wrong, pl.lit(
+        f"{column.name} is not in the {_period_text(month)}: ") + _quoted(raw)
+        + pl.lit(f" (the {unit} of a row is that of its {column.name})") + where
+        + pl.lit(f" (pds ingest --correction if that {unit} is loaded){flux}"))
 
 
 def build_year_month_check(year_column: str, month_column: str, period: str) -> ColumnCheck:
@@ -253,7 +330,7 @@ def build_table_checks(table: Table, present: Collection[str],
             checks.extend(build_checks(column, raw, pl.col(typed_name(column.name)),
                                        (references or {}).get(column.name), latest))
         if period is not None and column.name == table.month_from:
-            checks.append(build_month_check(column, raw, pl.col(typed_name(column.name)), period))
+            checks.append(build_month_check(column, raw, pl.col(typed_name(column.name)), period, table.name))
     pair = table.year_month_from
     if period is not None and pair is not None and pair[0] in present and pair[1] in present:
         checks.append(build_year_month_check(*pair, period))

@@ -55,6 +55,9 @@ class ManifestEntry:
     missing_dates: dict[str, int] | None = None  #: per date column: rows holding 1600-01-01
     #: per column with a nomenclature: loaded values missing from it (only columns that have one)
     unknown_codes: dict[str, int] | None = None
+    #: per care date column: loaded dates from 1900 to before the SNDS (None: not counted, a file
+    #: loaded before red team 20D)
+    early_dates: dict[str, int] | None = None
     version: int | None = None  #: version of its table that committed it (None: lake before versions)
     #: files (relative to the lake) of the earlier versions of this delivered file, kept until expired
     superseded: list[str] | None = None

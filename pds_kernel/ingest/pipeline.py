@@ -417,7 +417,8 @@ class _Run:
             quarantine=str(quarantine.relative_to(self.lake)) if outcome.quarantine else None,
             run=self.run_id, replaces=previous.sha256 if previous else None,
             nulls=outcome.stats.nulls, missing_dates=outcome.stats.missing_dates,
-            unknown_codes=outcome.stats.unknown_codes, superseded=superseded, correction=correction)
+            unknown_codes=outcome.stats.unknown_codes, early_dates=outcome.stats.early_dates,
+            superseded=superseded, correction=correction)
         self.commits.add(entry, target.stat().st_size, previous)
         self.unflushed += 1
         self.unflushed_bytes += outcome.bytes

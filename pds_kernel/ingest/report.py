@@ -5,6 +5,7 @@ It describes the lake as the manifest records it (not only this run's files), so
 build the same lake (local or Dask, clean or resumed after a crash) give the same figures:
 
 * this run's files (status, counts, reasons) and per-table totals;
+* care dates between 1900 and the SNDS's start, per column (loaded, counted: see :mod:`.stats`);
 * null rates per column, and for dates the share of the SNDS "missing" date 1600-01-01 (counted
   when each file was parsed and kept in the manifest, see :mod:`.stats`);
 * quarantine reasons per table, check and column, with counts and a few examples;
@@ -27,7 +28,7 @@ import polars as pl
 
 from ..snds.catalogue import ingestible_names, ingestible_table
 from .manifest import Manifest, write_atomic
-from .stats import ColumnStats
+from .stats import SNDS_START, ColumnStats
 
 #: Examples kept per quarantine reason, and characters kept of each raw line.
 EXAMPLES = 3
@@ -86,7 +87,8 @@ def _column_stats(lake: Path, entries: list) -> ColumnStats:
             unrecorded.append(lake / e.parquet)
             total.merge(ColumnStats(e.table, unknown_codes=dict(e.unknown_codes or {})))
             continue
-        total.merge(ColumnStats(e.table, dict(e.nulls), dict(e.missing_dates), dict(e.unknown_codes or {})))
+        total.merge(ColumnStats(e.table, dict(e.nulls), dict(e.missing_dates), dict(e.unknown_codes or {}),
+                                dict(e.early_dates or {})))
     if unrecorded:
         total.add(pl.scan_parquet(unrecorded))
     return total
@@ -110,6 +112,8 @@ def build_table_stats(lake: Path, manifest: Manifest) -> dict:
             if c.type == "date":
                 missing = figures.missing_dates[c.name]
                 info.update(missing_dates=missing, missing_date_rate=round(missing / rows, 6) if rows else 0.0)
+            if c.name in figures.early_dates:
+                info.update(early_dates=figures.early_dates[c.name])
             if c.nomenclature is not None:
                 info.update(nomenclature=":".join(c.nomenclature),
                             unknown_codes=figures.unknown_codes.get(c.name, 0))
@@ -305,6 +309,7 @@ def build_report(run_id: str, lake: Path, manifest: Manifest, result) -> dict:
         "monthly_volumes": build_monthly_volumes(manifest),
         "quarantine": build_quarantine_summary(lake, manifest),
         "integrity": build_integrity(lake, manifest),
+        "snds_start": SNDS_START.isoformat(),
     }
 
 

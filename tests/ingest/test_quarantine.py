@@ -73,7 +73,8 @@ def test_each_bad_row_is_quarantined_with_line_and_reason(runtime, delivery):
     dup_line = [line for line, (check, _) in expected_prs.items() if check == "duplicate_key"][0]
     assert "same key as line 2" in reasons[dup_line]
     assert "32JAN2023" in " ".join(reasons.values())
-    assert "FLX_DIS_DTD is not in the month of the file (2023-01): '01FEB2023:00:00:00'" in reasons.values()
+    assert any(r.startswith("FLX_DIS_DTD is not in the month of the file (2023-01): '01FEB2023:00:00:00'")
+               for r in reasons.values())
     # the good rows of the corrupted files are all loaded
     prs = lake_mod.scan_table(lake, "ER_PRS_F").collect()
     assert not prs.filter(pl.col("DCT_ORD_NUM") >= 900000).height

@@ -42,4 +42,8 @@ def test_reason_names_the_column_and_the_month():
     frame = pl.DataFrame({"FLX_DIS_DTD": ["01MAR2023:00:00:00"]}).with_columns(typed["FLX_DIS_DTD"])
     assert typed_name("FLX_DIS_DTD") in frame.columns
     assert frame.select(check.reason).item() == (
-        "FLX_DIS_DTD is not in the month of the file (2023-02): '01MAR2023:00:00:00'")
+        "FLX_DIS_DTD is not in the month of the file (2023-02): '01MAR2023:00:00:00' (the month of a "
+        "row is that of its FLX_DIS_DTD); deliver it in ER_PRS_F_202303.csv (pds ingest --correction "
+        "if that month is loaded). A monthly file holds one month of flux: an extraction split by "
+        "another month (the month of care, EXE_SOI_DTD) is quarantined here, extract it again split "
+        "by FLX_DIS_DTD")

@@ -175,8 +175,9 @@ KINDS = {
         ("128", bad(UNPARSABLE)), ("257", bad(UNPARSABLE)), ("268", bad(UNPARSABLE)), ("-255", bad(UNPARSABLE)),
         ("JAN", bad(UNPARSABLE)), ("1.0", bad(UNPARSABLE)), ("012023", bad(UNPARSABLE))]),
     "year (Int16)": ("T_HADaaC", "ENT_ANN", [
-        ("2023", ok("2023")), ("02023", ok("2023")), ("+2023", ok("2023")), ("32767", ok("32767")),
-        ("32768", bad(UNPARSABLE)), ("67303", bad(UNPARSABLE)), ("2023.0", bad(UNPARSABLE)), ("23", ok("23")),
+        ("2023", ok("2023")), ("02023", ok("2023")), ("+2023", ok("2023")), ("32767", bad(Check.YEAR_RANGE)),
+        ("32768", bad(UNPARSABLE)), ("67303", bad(UNPARSABLE)), ("2023.0", bad(UNPARSABLE)),
+        ("23", bad(Check.YEAR_RANGE)),  # red team 20D: a year of two digits, or of the far future
         ("MMXXIII", bad(UNPARSABLE))]),
     "number": ("ER_UCD_F", "UCD_ACH_PRU", [
         ("1e5", ok("100000.0")), (".5", ok("0.5")), ("-0", ok("-0.0")), ("12,50", bad(UNPARSABLE)),
