@@ -47,7 +47,7 @@ def make_rows(persons: int = 30, months: tuple[str, ...] = ("202301", "202302"),
     for i in range(persons):
         rows["IR_BEN_R"].append(dict(
             BEN_NIR_PSA=f"NIR{i:014d}", BEN_RNG_GEM=1, BEN_NIR_ANO=f"ANO{i:014d}", BEN_IDT_ANO=f"IDT{i:014d}",
-            BEN_CDI_NIR="00", BEN_NAI_ANN=1940 + i, BEN_NAI_MOI=1 + i % 12, BEN_SEX_COD=1 + i % 2,
+            BEN_CDI_NIR="00", BEN_NAI_ANN=1940 + i % 80, BEN_NAI_MOI=1 + i % 12, BEN_SEX_COD=1 + i % 2,
             BEN_DCD_DTE=MISSING_DATE, BEN_RES_DPT="2A" if i % 7 == 0 else "075", BEN_RES_COM="001",
             ORG_AFF_BEN="01C751000", BEN_DTE_INS=date(2015, 3, 14), BEN_DTE_MAJ=date(2023, 5, 17),
             MAX_TRT_DTD=date(2023, 12, 20)))
@@ -63,7 +63,7 @@ def make_rows(persons: int = 30, months: tuple[str, ...] = ("202301", "202302"),
                             FLX_TRT_DTD=flux + timedelta(days=3), ORG_CLE_NUM="01C751000", PRS_ORD_NUM=1,
                             REM_TYP_AFF=1)
                 prs.append(dict(**keys, BEN_NIR_PSA=f"NIR{i:014d}", BEN_RNG_GEM=1, BEN_SEX_COD=1 + i % 2,
-                                BEN_NAI_ANN=1940 + i, BEN_RES_DPT="075", EXE_SOI_DTD=care, EXE_SOI_DTF=care,
+                                BEN_NAI_ANN=1940 + i % 80, BEN_RES_DPT="075", EXE_SOI_DTD=care, EXE_SOI_DTF=care,
                                 PRS_NAT_REF=3317, PRS_ACT_QTE=1.0, PRS_PAI_MNT=round(rng.uniform(1, 90), 2),
                                 BSE_REM_MNT=25.0, DPN_QLF=rng.choice([0, 71, None]), PSE_SPE_COD=1,
                                 PFS_EXE_NUM="751234567", ETB_PRE_FIN=None))

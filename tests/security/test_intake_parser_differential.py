@@ -64,7 +64,7 @@ VALUES = [
     (PRS, "BEN_SEX_COD", "02", ok("2")), (PRS, "BEN_SEX_COD", "+9", ok("9")),
     (PRS, "BEN_SEX_COD", "3", bad(NOT_IN_SET)), (PRS, "BEN_SEX_COD", "1.0", bad(UNPARSABLE)),
     # year (Int16): values past its range must not wrap or load as null
-    (PRS, "BEN_NAI_ANN", "32767", ok("32767")), (PRS, "BEN_NAI_ANN", "32768", bad(UNPARSABLE)),
+    (PRS, "BEN_NAI_ANN", "32767", bad(Check.YEAR_RANGE)), (PRS, "BEN_NAI_ANN", "32768", bad(UNPARSABLE)),
     (PRS, "BEN_NAI_ANN", "70000", bad(UNPARSABLE)), (PRS, "BEN_NAI_ANN", "-32769", bad(UNPARSABLE)),
     (PRS, "BEN_NAI_ANN", "01980", ok("1980")), (PRS, "BEN_NAI_ANN", "1980.0", bad(UNPARSABLE)),
     # floats
