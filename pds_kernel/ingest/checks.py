@@ -247,7 +247,7 @@ def _year_check(column: Column, year: pl.Expr, raw: pl.Expr, latest: date) -> Co
         f"the SNDS's missing date: a null written as 0000, a slip or a placeholder?){empty}: ") + _quoted(raw))
 
 
-def _period_days(period: str) -> tuple[date, date]:
+def period_days(period: str) -> tuple[date, date]:
     """The first and last days of ``period`` (``YYYYMM`` or ``YYYY``). The last day, not the next
     period's first: that of December 9999 is no date, and building it crashed the run of an
     ER_PRS_F_999912.csv."""
@@ -269,7 +269,7 @@ def build_month_check(column: Column, raw: pl.Expr, typed: pl.Expr, month: str, 
     20D): which column was compared, the row's month and the file's, and how to deliver the row
     (an extraction split by month of care instead of flux quarantines most of its rows here)."""
     if column.type == "date":
-        first, last = _period_days(month)
+        first, last = period_days(month)
         wrong = typed.is_not_null() & ((typed < first) | (typed > last))
         own = typed.dt.strftime("%Y%m" if len(month) == 6 else "%Y")
     elif column.type == "str" and column.pattern == YEARMONTH:

@@ -58,6 +58,8 @@ class ManifestEntry:
     #: per care date column: loaded dates from 1900 to before the SNDS (None: not counted, a file
     #: loaded before red team 20D)
     early_dates: dict[str, int] | None = None
+    #: per care date column: loaded dates after the file's period (None: not counted)
+    late_dates: dict[str, int] | None = None
     version: int | None = None  #: version of its table that committed it (None: lake before versions)
     #: files (relative to the lake) of the earlier versions of this delivered file, kept until expired
     superseded: list[str] | None = None

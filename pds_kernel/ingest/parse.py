@@ -396,7 +396,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     lines_path = staging / f"{stem}.lines.parquet"
     quarantine_path = staging / f"{stem}.quarantine.csv"
     outcome.parquet, outcome.lines = str(parquet_path), str(lines_path)
-    outcome.stats = stats = ColumnStats(job.table)
+    outcome.stats = stats = ColumnStats(job.table, period=job.month)
     loaded: list[pl.DataFrame] = []  # line number and key hashes of each loaded row
     hashes = key_hash_exprs(job.table) if table.primary_key else []
     with CODES_BUILT:
@@ -508,7 +508,7 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
         outcome.quarantine = str(staging / f"{source.stem}.quarantine.csv")
         bad.write_csv(outcome.quarantine, separator=";")
     outcome.parquet = str(target)
-    outcome.stats = ColumnStats(job.table).add_figures(found.figures)
+    outcome.stats = ColumnStats(job.table, period=job.month).add_figures(found.figures)
     outcome.stats.unknown_codes.update(found.unknown_codes)
     outcome.rows_read, outcome.rows_loaded, outcome.rows_quarantined = scan.rows, found.loaded, quarantined
     _hand_over_keys(table, found.keys, outcome, staging / f"{source.stem}.lines.parquet")

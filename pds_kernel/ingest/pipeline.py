@@ -418,6 +418,7 @@ class _Run:
             run=self.run_id, replaces=previous.sha256 if previous else None,
             nulls=outcome.stats.nulls, missing_dates=outcome.stats.missing_dates,
             unknown_codes=outcome.stats.unknown_codes, early_dates=outcome.stats.early_dates,
+            late_dates=outcome.stats.late_dates,
             superseded=superseded, correction=correction)
         self.commits.add(entry, target.stat().st_size, previous)
         self.unflushed += 1

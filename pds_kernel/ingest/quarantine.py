@@ -32,7 +32,7 @@ def move_to_quarantine(outcome: ParseOutcome, f: DeliveryFile, dups: pl.DataFram
      .sink_parquet(tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL))
     os.replace(tmp, staged)
     unknown_codes = outcome.stats.unknown_codes if outcome.stats else {}
-    outcome.stats = ColumnStats(f.table).add(pl.scan_parquet(staged))
+    outcome.stats = ColumnStats(f.table, period=f.month).add(pl.scan_parquet(staged))
     outcome.stats.unknown_codes = unknown_codes  # counted before: may include the duplicate rows
     if outcome.key_lines is not None:
         outcome.key_lines = (outcome.key_lines.with_row_index("__row")

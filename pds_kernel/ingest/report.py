@@ -5,7 +5,8 @@ It describes the lake as the manifest records it (not only this run's files), so
 build the same lake (local or Dask, clean or resumed after a crash) give the same figures:
 
 * this run's files (status, counts, reasons) and per-table totals;
-* care dates between 1900 and the SNDS's start, per column (loaded, counted: see :mod:`.stats`);
+* care dates between 1900 and the SNDS's start, and after their file's period, per column
+  (loaded, counted: see :mod:`.stats`);
 * null rates per column, and for dates the share of the SNDS "missing" date 1600-01-01 (counted
   when each file was parsed and kept in the manifest, see :mod:`.stats`);
 * quarantine reasons per table, check and column, with counts and a few examples;
@@ -88,7 +89,7 @@ def _column_stats(lake: Path, entries: list) -> ColumnStats:
             total.merge(ColumnStats(e.table, unknown_codes=dict(e.unknown_codes or {})))
             continue
         total.merge(ColumnStats(e.table, dict(e.nulls), dict(e.missing_dates), dict(e.unknown_codes or {}),
-                                dict(e.early_dates or {})))
+                                dict(e.early_dates or {}), dict(e.late_dates or {})))
     if unrecorded:
         total.add(pl.scan_parquet(unrecorded))
     return total
@@ -113,7 +114,8 @@ def build_table_stats(lake: Path, manifest: Manifest) -> dict:
                 missing = figures.missing_dates[c.name]
                 info.update(missing_dates=missing, missing_date_rate=round(missing / rows, 6) if rows else 0.0)
             if c.name in figures.early_dates:
-                info.update(early_dates=figures.early_dates[c.name])
+                info.update(early_dates=figures.early_dates[c.name],
+                            late_dates=figures.late_dates.get(c.name, 0))
             if c.nomenclature is not None:
                 info.update(nomenclature=":".join(c.nomenclature),
                             unknown_codes=figures.unknown_codes.get(c.name, 0))

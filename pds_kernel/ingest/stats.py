@@ -1,5 +1,5 @@
 """Column figures of a lake file (nulls per column, SNDS "missing" dates per date column, care
-dates older than the SNDS per care date column).
+dates older than the SNDS, or later than the file's period, per care date column).
 
 The parser computes them while the rows are in memory, block by block, and the manifest keeps them
 with the file; the quality report sums the manifest's figures instead of reading the whole lake
@@ -17,7 +17,7 @@ import polars as pl
 from ..snds.catalogue import ingestible_table
 from ..snds.periods import EARLIEST_YEAR
 from ..snds.tables import MISSING_DATE
-from .checks import OLDEST_DATE
+from .checks import OLDEST_DATE, period_days
 
 #: Dates of care, of a stay or of a claim's flux (red team 20D): one between :data:`OLDEST_DATE`
 #: (older ones are quarantined, ``date_too_old``) and :data:`SNDS_START` is almost surely damage
@@ -31,6 +31,13 @@ CARE_DATES = frozenset({"FLX_DIS_DTD", "FLX_TRT_DTD", "EXE_SOI_DTD", "EXE_SOI_DT
 #: The first day of the SNDS's data as the ingestion sees it (``ingest.earliest_year``'s default:
 #: the PMSI starts in 2005, the DCIR in 2006).
 SNDS_START = date(EARLIEST_YEAR, 1, 1)
+#: Dates of care or of a stay that a file of a period (a month of flux, a year of exits) cannot
+#: hold after that period: a care is billed after it is given, a stay enters before its exit.
+#: One later is counted (``l:COLUMN``), not quarantined: a date after the file's period but before
+#: the ingest passes every check (a date after the ingest is ``future_date``), and a claim paid in
+#: advance can be real. Flux and processing dates are left out (``FLX_TRT_DTD`` may follow the
+#: month of its flux), and so are the columns that decide the period (``wrong_month``).
+CARE_STARTS = frozenset({"EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT"})
 
 
 def care_date_columns(table: str) -> list[str]:
@@ -38,10 +45,18 @@ def care_date_columns(table: str) -> list[str]:
     return [c.name for c in ingestible_table(table).columns if c.type == "date" and c.name in CARE_DATES]
 
 
-def figure_exprs(table: str) -> list[pl.Expr]:
+def late_date_columns(table: str, period: str | None) -> list[str]:
+    """The :data:`CARE_STARTS` of ``table`` checked against a file's ``period`` (none without one)."""
+    if period is None or len(period) not in (4, 6) or not period.isdigit():
+        return []
+    return [name for name in care_date_columns(table) if name in CARE_STARTS]
+
+
+def figure_exprs(table: str, period: str | None = None) -> list[pl.Expr]:
     """One row of figures of a frame of ``table``'s lake columns: ``n:COLUMN`` (nulls),
-    ``m:COLUMN`` (SNDS "missing" dates) and ``e:COLUMN`` (care dates from 1900 to before
-    :data:`SNDS_START`); :meth:`ColumnStats.add_figures` adds such a row."""
+    ``m:COLUMN`` (SNDS "missing" dates), ``e:COLUMN`` (care dates from 1900 to before
+    :data:`SNDS_START`) and, for a file of ``period`` (``YYYYMM`` or ``YYYY``), ``l:COLUMN``
+    (care dates after it); :meth:`ColumnStats.add_figures` adds such a row."""
     exprs = []
     for c in ingestible_table(table).columns:
         exprs.append(pl.col(c.name).null_count().cast(pl.Int64).alias(f"n:{c.name}"))
@@ -49,13 +64,18 @@ def figure_exprs(table: str) -> list[pl.Expr]:
             exprs.append((pl.col(c.name) == MISSING_DATE).sum().cast(pl.Int64).alias(f"m:{c.name}"))
     exprs += [pl.col(name).is_between(OLDEST_DATE, SNDS_START, closed="left").sum().cast(pl.Int64)
               .alias(f"e:{name}") for name in care_date_columns(table)]
+    late = late_date_columns(table, period)
+    if late:
+        last = period_days(period)[1]
+        exprs += [(pl.col(name) > last).sum().cast(pl.Int64).alias(f"l:{name}") for name in late]
     return exprs
 
 
 @dataclass
 class ColumnStats:
     """Running totals for the rows of one table: ``nulls`` and ``missing_dates`` per column, and
-    ``early_dates`` per care date column (:data:`CARE_DATES`)."""
+    ``early_dates`` per care date column (:data:`CARE_DATES`); with the ``period`` of a file,
+    ``late_dates`` per :data:`CARE_STARTS` column."""
 
     table: str
     nulls: dict[str, int] = field(default_factory=dict)
@@ -64,6 +84,9 @@ class ColumnStats:
     unknown_codes: dict[str, int] = field(default_factory=dict)
     #: per care date column: loaded dates from 1900 to before SNDS_START
     early_dates: dict[str, int] = field(default_factory=dict)
+    #: per care date column of CARE_STARTS: loaded dates after the file's period
+    late_dates: dict[str, int] = field(default_factory=dict)
+    period: str | None = None  #: the file's period (``YYYYMM``, ``YYYY``), None for a table's total
 
     def __post_init__(self):
         for c in ingestible_table(self.table).columns:
@@ -72,10 +95,12 @@ class ColumnStats:
                 self.missing_dates.setdefault(c.name, 0)
         for name in care_date_columns(self.table):
             self.early_dates.setdefault(name, 0)
+        for name in late_date_columns(self.table, self.period):
+            self.late_dates.setdefault(name, 0)
 
     def add(self, frame: pl.DataFrame | pl.LazyFrame) -> ColumnStats:
         """Add the figures of ``frame`` (rows with the lake columns of the table)."""
-        row = frame.select(figure_exprs(self.table))
+        row = frame.select(figure_exprs(self.table, self.period))
         return self.add_figures((row.collect() if isinstance(row, pl.LazyFrame) else row).row(0, named=True))
 
     def add_figures(self, row: dict) -> ColumnStats:
@@ -86,6 +111,8 @@ class ColumnStats:
             self.missing_dates[name] += row[f"m:{name}"] or 0
         for name in self.early_dates:
             self.early_dates[name] += row[f"e:{name}"] or 0
+        for name in self.late_dates:
+            self.late_dates[name] += row.get(f"l:{name}") or 0
         return self
 
     def merge(self, other: ColumnStats) -> None:
@@ -99,6 +126,9 @@ class ColumnStats:
         for name, n in other.early_dates.items():
             if name in self.early_dates:
                 self.early_dates[name] += n
+        for name, n in other.late_dates.items():
+            if name in self.early_dates:
+                self.late_dates[name] = self.late_dates.get(name, 0) + n
         for name, n in other.unknown_codes.items():
             if name in self.nulls:
                 self.unknown_codes[name] = self.unknown_codes.get(name, 0) + n

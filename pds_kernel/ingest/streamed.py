@@ -147,7 +147,7 @@ def stream_rows(source: Path, table, header: list[str], references: dict, month:
     queries = [good.drop("__line").sink_parquet(target, compression="zstd", compression_level=1,
                                                 maintain_order=True, row_group_size=ROW_GROUP_ROWS,
                                                 lazy=True),
-               good.select(pl.len().alias("loaded"), *figure_exprs(table.name),
+               good.select(pl.len().alias("loaded"), *figure_exprs(table.name, month),
                            *(_unknown(c, codes) for c, codes in known_codes.items()))]
     if table.primary_key:
         queries.append(good.select(pl.col("__line").alias("line"), *key_hash_exprs(table.name)))

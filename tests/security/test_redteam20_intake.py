@@ -4,28 +4,30 @@ Each test delivers crafted files to the real ingestion (``ingest_delivery``, wha
 calls, on a real lake in ``tmp_path``) and asserts that the attack fails: the damaged rows are
 quarantined with their check and column, or loaded and counted in the quality report, and every
 file keeps rows read = loaded + quarantined. Both parsers are played where a clean file could
-reach the streamed one. 7 attacks, 5 got through before the fixes:
+reach the streamed one. 9 attacks, 7 got through before the fixes:
 
 * years out of range loaded as years: a birth year ``BEN_NAI_ANN`` of ``1601``, ``2999``, ``0000``
   or ``1869`` (both parsers, 2 attacks); care years of the catalogue's stay and claims tables,
   held as numbers (``ENT_ANN`` ``0000`` and ``2999``, ``SOI_ANN`` ``1601``) or as year-month text
   (``EXD_ANN_MOI`` ``000012``, ``MOI_ANN_SOR_SEJ`` ``299901``);
 * dates of care between 1900 and the SNDS's start (``EXE_SOI_DTD`` and ``EXE_SOI_DTF`` of
-  ``1950``, a PMSI stay entered ``01011950``) loaded without a word in the quality report;
+  ``1950``, a PMSI stay entered ``01011950``) loaded without a word in the quality report, and so
+  did dates of care after their file's month but before the ingest (a care in June in the January
+  flux file, a January stay entered in March), both parsers (3 attacks);
 * the quarantine of a DCIRS month extracted by month of care (its rows of the next flux month)
   said only ``FLX_DIS_DTD is not in the month of the file``: not what to do about it.
 
-Did not get through: a date of care after the delivery (``01JAN2999``, and next month's first day
-when the ingest is a month earlier) was quarantined (``future_date``, red team 15A), and a birth
-year after the ingest's now is too (``2999`` above).
+Did not get through: a date of care after the ingest (``01JAN2999``, and the ingest's day and
+eight days) was quarantined (``future_date``, red team 15A), with both parsers (2 attacks).
 
 The fixes: a year outside its range is quarantined (``year_out_of_range``): a birth year from 1870
 (nobody born earlier lived into the SNDS's years), any other year from 1900, both to the ingest's
 year, the missing date's year 1600 excepted (see ``pds_kernel.ingest.checks.year_bounds`` for why
 both are quarantined); a date of care, of a stay or of a flux from 1900 to before 2000 loads and
-is counted per column in a section of its own of the quality report, "Care dates before the SNDS"
-(it can be real: a late claim, a long psychiatric stay); a ``wrong_month`` reason names the
-column compared, the row's month and the file's, the file to deliver the row in, and for a flux
+is counted per column in a section of its own of the quality report, "Care dates before the SNDS
+or after their file" (it can be real: a late claim, a long psychiatric stay), and so is a start or
+end of care or a stay's entry after the month (or year) of its file; a ``wrong_month`` reason
+names the column compared, the row's month and the file's, the file to deliver the row in, and for a flux
 column the re-extraction split by flux month. Controls that must load, and do: birth years 1870,
 1900, 1905 and 2024, an empty one and 1600; care years 1975 and 1600, an ALD opened in 1975 and a
 birth in 1905 (not care dates: not counted), a care date of 2000-01-01 (the bound, not counted),
@@ -158,7 +160,7 @@ def test_care_dates_before_the_snds_load_and_are_counted_in_the_report(tmp_path)
     assert counted == {("ER_PRS_F", "EXE_SOI_DTD"): 2, ("ER_PRS_F", "EXE_SOI_DTF"): 1, ("T_MCOaaC", "ENT_DAT"): 1}
     assert "IMB_ALD_DTD" not in report["tables"]["IR_IMB_R"]["columns"] or not (
         report["tables"]["IR_IMB_R"]["columns"]["IMB_ALD_DTD"].get("early_dates"))
-    section = _section(page, "Care dates before the SNDS")
+    section = _section(page, "Care dates before the SNDS or after their file")
     assert "<code>ER_PRS_F</code>" in section and "<code>EXE_SOI_DTD</code>" in section
     assert "<code>T_MCOaaC</code>" in section and "<code>ENT_DAT</code>" in section
     assert "loaded, not quarantined" in section and "IMB_ALD_DTD" not in section
@@ -180,6 +182,32 @@ def test_a_date_of_care_after_the_delivery_stays_quarantined(parser, tmp_path, m
     result = ingest(runtime, delivery)[name]
     assert quarantined_checks(runtime, name) == {2: ("future_date", "EXE_SOI_DTD"), 3: ("future_date", "EXE_SOI_DTD")}
     assert result.rows_loaded == len(rows) - 2
+
+
+@pytest.mark.parametrize("parser", ["blocks", "streamed"])
+def test_care_dates_after_their_files_month_load_and_are_counted_in_the_report(parser, tmp_path, monkeypatch):
+    """Got through: in the January flux file, a claim's care in June and an end of care in
+    March, and a January stay entered in March (after its exit), loaded without a word: before the
+    ingest, no check sees them. They load (a claim paid in advance can be real) and the report
+    counts them per column; the processing date (``FLX_TRT_DTD``, which may follow its flux
+    month) and the care of the month's last day are not counted."""
+    use_parser(monkeypatch, parser)
+    rows = make_rows(persons=60, months=(MONTH,))
+    prs, mco = rows[("ER_PRS_F", MONTH)], rows[("T_MCOaaC", MONTH)]
+    rows[("ER_PRS_F", MONTH)] = [dict(prs[0], EXE_SOI_DTD=date(2023, 6, 15)), dict(prs[1], EXE_SOI_DTF=date(2023, 3, 2)),
+                                 dict(prs[2], EXE_SOI_DTD=date(2023, 1, 31), FLX_TRT_DTD=date(2023, 2, 3)), *prs[3:]]
+    rows[("T_MCOaaC", MONTH)] = [dict(mco[0], ENT_DAT=date(2023, 3, 1)), *mco[1:]]
+    delivery = write_delivery(tmp_path / "d", rows)
+    runtime = fresh_runtime(tmp_path)
+    result = ingest_delivery(runtime, delivery, actor="attacker")
+    assert {(f.status, f.rows_quarantined) for f in result.files} == {(Status.LOADED, 0)}
+    report, page = _report(result)
+    counted = {(table, column): info["late_dates"] for table, stats in report["tables"].items()
+               for column, info in stats["columns"].items() if info.get("late_dates")}
+    assert counted == {("ER_PRS_F", "EXE_SOI_DTD"): 1, ("ER_PRS_F", "EXE_SOI_DTF"): 1, ("T_MCOaaC", "ENT_DAT"): 1}
+    section = _section(page, "Care dates before the SNDS or after their file")
+    assert "<code>EXE_SOI_DTF</code>" in section and "<code>ENT_DAT</code>" in section
+    assert "FLX_TRT_DTD" not in section
 
 
 # -- 3. a DCIRS month extracted by month of care ---------------------------------------------------
@@ -223,5 +251,5 @@ def test_the_demo_generators_delivery_loads_with_no_quarantine_and_no_date_count
     report, page = _report(result)
     assert not [(t, c) for t, s in report["tables"].items() for c, info in s["columns"].items()
                 if info.get("early_dates")]
-    assert "No date of care, stay or flux before 2000-01-01." in page
+    assert "No date of care, stay or flux before 2000-01-01, nor after its file" in page
     assert min(lake_values(runtime, "IR_BEN_R", "BEN_NAI_ANN")) >= OLDEST_BIRTH_YEAR
