@@ -11,7 +11,10 @@ Default: allow. Denied with ``EPERM`` (the program sees an ordinary permission e
 * ``personality`` with a flag that weakens the address space (:data:`PERSONALITY_DENIED_FLAGS`:
   no ASLR, executable data, page zero...); reading it (``0xffffffff``) and the plain Linux
   personalities stay allowed;
-* ``ioctl`` ``TIOCSTI`` and ``TIOCLINUX`` (typing into a terminal).
+* ``ioctl`` ``TIOCSTI`` and ``TIOCLINUX`` (typing into a terminal);
+* ``socket`` of any family but :data:`SOCKET_FAMILIES` (``EAFNOSUPPORT``): Unix, IPv4, IPv6 and
+  netlink sockets live in the sandbox's own network namespace, but others do not (``AF_VSOCK``
+  reaches the hypervisor and every virtual machine beside it whatever the namespace).
 
 System calls of a foreign ABI (32-bit ``int 0x80``, x32 on x86-64) kill the process: libseccomp's
 default for an architecture the filter was not built for.
@@ -38,7 +41,10 @@ DENIED = (
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
     "fanotify_init", "lookup_dcookie", "syslog",
     # other processes
-    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "setns",
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "setns", "kcmp",
+    "process_madvise", "process_mrelease",
+    # memory the kernel takes out of its own map (and no inspection of the host sees)
+    "memfd_secret",
     # the kernel itself and the machine
     "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
     "create_module", "get_kernel_syms", "query_module", "reboot", "swapon", "swapoff", "acct",
@@ -65,6 +71,8 @@ _PERSONALITY_QUERY = 0xFFFFFFFF
 _BIT31 = 0x80000000
 #: ``ioctl`` requests that inject input into a terminal.
 DENIED_IOCTLS = {"TIOCSTI": 0x5412, "TIOCLINUX": 0x541C}
+#: The only socket families a sandbox may open: those its network namespace confines.
+SOCKET_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
 
 
 class SeccompUnavailable(PdsError):
@@ -111,6 +119,13 @@ def build_filter():
     f.add_rule(deny, "personality", lib.Arg(0, lib.GT, _PERSONALITY_QUERY))
     for request in DENIED_IOCTLS.values():
         f.add_rule(deny, "ioctl", lib.Arg(1, lib.MASKED_EQ, 0xFFFFFFFF, request))
+    # socket: every family up to the highest allowed one but those allowed, and every value above
+    # it (a family with high bits set included: the kernel reads 32 bits, the filter 64)
+    no_family = lib.ERRNO(errno.EAFNOSUPPORT)
+    highest = max(SOCKET_FAMILIES.values())
+    for family in sorted(set(range(highest)) - set(SOCKET_FAMILIES.values())):
+        f.add_rule(no_family, "socket", lib.Arg(0, lib.MASKED_EQ, 0xFFFFFFFF, family))
+    f.add_rule(no_family, "socket", lib.Arg(0, lib.GT, highest))
     return f
 
 

@@ -245,20 +245,28 @@ def syscall_attempt(world, name: str, capfd) -> str:
 
 # ---- the disk outside the home: a running workspace's writes that the home quota must count ------
 
-#: From a kernel: write QUOTA + 4 MB into every regular file the kernel holds open for writing
-#: outside the home (the notebook server's log on the host, inherited through the kernel's output).
+#: From a kernel: write QUOTA + 4 MB into every descriptor the kernel holds for writing that leads
+#: outside the home to the notebook server's log on the host: the file itself, inherited through
+#: the kernel's output (before red team 20A), or the pipe the server now copies into it (a pipe
+#: whose reading end no descriptor of the kernel holds).
 LOG_FILL = """
 import fcntl, os, stat
 chunk = b"x" * (1 << 20)
-targets, seen = [], set()
+targets, seen, read_pipes, entries = [], set(), set(), []
 for name in os.listdir("/proc/self/fd"):
     fd = int(name)
     try:
         info, flags, where = os.fstat(fd), fcntl.fcntl(fd, fcntl.F_GETFL), os.readlink(f"/proc/self/fd/{{fd}}")
     except OSError:
         continue
-    if (stat.S_ISREG(info.st_mode) and flags & (os.O_WRONLY | os.O_RDWR) and not where.startswith("/home/jovyan")
-            and (info.st_dev, info.st_ino) not in seen):  # stdout and stderr: one file
+    entries.append((fd, info, flags, where))
+    if stat.S_ISFIFO(info.st_mode) and flags & os.O_ACCMODE == os.O_RDONLY:
+        read_pipes.add(info.st_ino)
+for fd, info, flags, where in entries:
+    writable = flags & (os.O_WRONLY | os.O_RDWR)
+    out_file = stat.S_ISREG(info.st_mode) and not where.startswith("/home/jovyan")
+    out_pipe = stat.S_ISFIFO(info.st_mode) and info.st_ino not in read_pipes
+    if writable and (out_file or out_pipe) and (info.st_dev, info.st_ino) not in seen:  # stdout and stderr: one
         seen.add((info.st_dev, info.st_ino))
         targets.append(fd)
 for fd in targets:
