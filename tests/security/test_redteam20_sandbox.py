@@ -1,28 +1,31 @@
-"""Red team 20A: the embedded workspace sandbox and its lockdown, attacked from inside a real
-sandbox (alice in proj-a; bob in proj-b beside her) started the way the platform starts it (the
-access check, spec and command line of ``pds sandbox exec``), and from a kernel of a workspace a
-real hub started. Each test is one attempt, asserted to fail.
+"""Red team 20A: the embedded workspace sandbox, its seccomp filter, its notebook server's log and the local Dask cluster, attacked from inside.
+
+Each test is one real attempt, asserted to fail, from inside a real sandbox started the way the
+platform starts it (the access check, spec and command line of ``pds sandbox exec``: alice in
+proj-a, bob in proj-b beside her), or from a kernel of a workspace a real hub started.
 
 Tried, beyond the earlier rounds (``test_sandbox_escape.py``, ``test_sandbox_redteam.py``,
 ``test_lockdown_escape.py``, ``test_redteam7_sockets.py``, ``test_socket_rate_attacks.py``,
 ``test_disk_quota_attacks.py``):
 
 * socket families no network namespace confines: ``AF_VSOCK`` (a listener the hypervisor reaches,
-  stream and datagram; got through before the fix), the same family with high bits set in the
-  system call's argument (a control: the families a workspace needs still open);
-* kernel interfaces the filter left open: ``kcmp`` and ``process_madvise`` on a sibling process,
-  ``memfd_secret`` (all three got through before the fix, though none gave more than its own
-  processes), ``TIOCLINUX`` on a terminal;
-* what the host later trusts in the home: immutable and append-only flags (a file the purge cannot
-  remove), file capabilities and ``trusted.``/``security.`` attributes;
-* denying service: exemption from the OOM killer, real-time scheduling and I/O priority;
-  bubblewrap run again inside the sandbox as "root";
+  stream and datagram), the same family with high bits set in the system call's argument (both
+  got through before the fix; a control: the families a workspace needs still open);
+* kernel interfaces: ``kcmp`` and ``process_madvise`` on a sibling process, ``memfd_secret`` (``kcmp``
+  and ``memfd_secret`` got through before the fix, though on the sandbox's own processes only),
+  ``TIOCLINUX``, ``fsmount``, ``move_mount``, ``fspick``, ``mount_setattr``, a cgroup v1 mount for its
+  ``release_agent``, bubblewrap run again inside as "root";
+* what the host later handles in the home: immutable and append-only flags (a file the purge
+  cannot remove), file capabilities and ``trusted.``/``security.`` attributes, an extract file hard
+  linked into the home, a write lease held against the gate's reader of a model's inputs;
+* denying service: exemption from the OOM killer, real-time scheduling and I/O priority, System V
+  shared memory held outside any address space past the memory limit;
 * the descriptors a sandbox process is started with (one of a host directory would lead out);
-* a Dask scheduler and an abstract socket of one project's workspace reached from another's (the
-  local Dask cluster runs inside the workspace's sandbox, in its network namespace);
+* the local Dask cluster: its worker's filter and privileges, and a Dask scheduler and an abstract
+  socket of one project's workspace reached from another project's;
 * from a kernel of a workspace the hub started: the environments and command lines of every
   process it sees, searched for the hub's secrets; the notebook server's log, a host file the
-  kernel inherits as its output, rewritten and truncated (got through before the fix).
+  kernel inherited through its output, rewritten and truncated (got through before the fix).
 """
 
 from __future__ import annotations
