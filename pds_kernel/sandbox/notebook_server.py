@@ -24,10 +24,7 @@ Before jupyter is imported it:
 * makes the server process non-dumpable (:func:`make_undumpable`): its kernels run as the same
   user, and could otherwise attach to it with ``ptrace`` or write ``/proc/<pid>/mem`` to switch
   the lockdown off in memory. Kernels are separate programs (``execve`` makes them dumpable again),
-  so debugging one's own code still works;
-* keeps its log to itself (:func:`~.output_relay.keep_log_to_itself`): when its output is a host
-  file, its kernels and terminals get a pipe the server copies into it, so none can truncate or
-  rewrite what the server logged.
+  so debugging one's own code still works.
 
 The lockdown checks all of this again when it loads (:func:`check_platform_config`) and stops
 the server when a path or an extension is not the platform's.
@@ -40,7 +37,6 @@ import sys
 from pathlib import Path
 
 from ..extract.tree import refuse_unless_checked
-from .output_relay import keep_log_to_itself
 
 #: The platform's Jupyter configuration directory (read-only wherever the package is installed).
 PLATFORM_CONFIG_DIR = Path(__file__).resolve().parent / "jupyter_config"
@@ -193,7 +189,6 @@ def main(argv: list[str] | None = None) -> None:
     if not sys.flags.isolated:
         os.execv(sys.executable, [sys.executable, "-I", "-m", __name__, mode, *argv])
     make_undumpable()
-    keep_log_to_itself()
     refuse_unless_checked(os.environ)  # Kubernetes: /data is the tree the pod's verify-extract checked
     env = platform_env(dict(os.environ))
     os.environ.clear()

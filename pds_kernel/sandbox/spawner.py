@@ -52,6 +52,7 @@ from .hub_policy import HubApiPolicy
 from .identity import ensure_sandbox_account, hand_over
 from .inside import BRIDGE_PORTS, RUN_DIR
 from .launch import EXTRACT_REFUSED
+from .log_relay import start_log_relay, wait_for_relay
 from .notebook_server import server_command
 from .rate import SocketThrottle, ThrottleReport
 from .scratch import bound_runtime_dir, pid_alive, unmount_scratch
@@ -114,6 +115,8 @@ class SandboxSpawner(Spawner):
     pid = Integer(0)
     port = Integer(0)
     _proc = Any(None, allow_none=True)
+    #: the process appending the sandbox's output to its log (:mod:`.log_relay`), started here
+    _log_relay = Any(None, allow_none=True)
     _bridges = List()
     _token_sha256 = Unicode("")
     #: (device, inode) of the notebook server's socket, recorded when it opened it
@@ -262,11 +265,15 @@ class SandboxSpawner(Spawner):
                               extract=extract)
         log_path = self._new_log()
         started = time.monotonic()
-        with open(log_path, "ab") as log_file:
+        # the sandbox writes its log through a pipe: no process of it holds the file (log_relay)
+        self._log_relay, log_pipe = await start_log_relay(log_path, spec.max_file_mb)
+        try:
             self._proc = await asyncio.create_subprocess_exec(
                 *cmd, env=launch_env(env), stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                stdout=log_pipe, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
             )
+        finally:
+            os.close(log_pipe)
         self.pid = self._proc.pid
         try:
             await self._wait_for_socket(runtime_dir / "server.sock", log_path)
@@ -381,6 +388,7 @@ class SandboxSpawner(Spawner):
         deadline = time.monotonic() + self.start_timeout
         while not path.is_socket():
             if self._proc.returncode is not None:
+                await wait_for_relay(self._log_relay)
                 tail = log_path.read_text(errors="replace").splitlines()[-15:]
                 self.log.error("sandbox of %s/%s exited:\n%s", self.person, self.name, "\n".join(tail))
                 raise web.HTTPError(500, f"the workspace exited during start (code {self._proc.returncode})")

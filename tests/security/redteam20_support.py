@@ -371,6 +371,26 @@ for name in os.listdir("/proc/self/fd"):
 print("TAMPER", done or "no file inherited", flush=True)
 """
 
+#: From a kernel: the processes whose memory it may write (``/proc/<pid>/mem`` opens for writing:
+#: same user, dumpable) and the descriptors each holds of the workspace's log on the host.
+LOG_HOLDERS = r"""
+import json, os
+found = {}
+for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
+    try:
+        os.close(os.open(f"/proc/{pid}/mem", os.O_RDWR))
+    except OSError:
+        continue  # the notebook server: non-dumpable
+    held = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            held.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    found[pid] = [target for target in held if "/logs/" in target]
+print("HOLDERS", json.dumps(found), flush=True)
+"""
+
 #: From a kernel: every environment and command line it can read of the processes it sees, as JSON.
 DUMP_PROCESSES = r"""
 import json, os

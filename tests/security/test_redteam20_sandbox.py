@@ -25,7 +25,9 @@ Tried, beyond the earlier rounds (``test_sandbox_escape.py``, ``test_sandbox_red
   socket of one project's workspace reached from another project's;
 * from a kernel of a workspace the hub started: the environments and command lines of every
   process it sees, searched for the hub's secrets; the notebook server's log, a host file the
-  kernel inherited through its output, rewritten and truncated (got through before the fix).
+  kernel inherited through its output, rewritten and truncated, and held by processes whose
+  memory a kernel may write (``/proc/<pid>/mem`` of bubblewrap and of the ``inside`` launcher):
+  both got through before the fix.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from redteam20_support import (
     DASK_WORKER,
     DUMP_PROCESSES,
     LEASE_HOLDER,
+    LOG_HOLDERS,
     LOG_TAMPER,
     REACHER,
     attempt,
@@ -253,10 +256,10 @@ def test_the_hubs_secrets_in_what_a_kernel_sees_of_other_processes(kernel):
 
 def test_a_kernel_rewrites_the_notebook_servers_log(kernel):
     """Got through before the fix. A kernel inherited the notebook server's output, the log on the
-    hub's disk (``paths.state/logs``), opened for appending: it cleared ``O_APPEND`` and wrote at the
-    start of the file, and truncated it, erasing or forging what the server logged there (its
-    lockdown's refusals among them). Now the server keeps the log to itself and its kernels write
-    into a pipe it copies from: nothing of the log can be rewritten."""
+    hub's disk (``paths.state/logs``), opened for appending (ipykernel keeps it on a descriptor of
+    its own): it cleared ``O_APPEND``, wrote at the start of the file and truncated it, erasing or
+    forging what the server logged there (its lockdown's refusals among them). Now the sandbox's
+    output is a pipe that a process outside the sandbox appends to the log."""
     hub, alice, url = kernel
     log = log_path(hub, PROJECT)
     before = log.read_bytes()
@@ -266,3 +269,16 @@ def test_a_kernel_rewrites_the_notebook_servers_log(kernel):
     after = log.read_bytes()
     assert after.startswith(before), f"the log was rewritten from a kernel: {result['stdout']}"
 
+
+def test_the_log_held_by_a_process_whose_memory_a_kernel_writes(kernel):
+    """Got through before the fix (and through its first version, which kept the file in the
+    non-dumpable notebook server and gave its kernels a pipe): bubblewrap, PID 1 of the sandbox,
+    and the ``inside`` launcher hold the sandbox's output too, and a kernel may open their
+    ``/proc/<pid>/mem`` for writing (same user, dumpable; ``ptrace`` is denied, this is not): code
+    written there runs with their descriptors, the log's among them. Now none of them holds it."""
+    hub, alice, url = kernel
+    result = execute(url, alice.token, LOG_HOLDERS, timeout=60)
+    line = next(x for x in result["stdout"].splitlines() if x.startswith("HOLDERS "))
+    holders = json.loads(line.removeprefix("HOLDERS "))
+    assert "1" in holders, holders  # the attempt reached bubblewrap's memory
+    assert not any(holders.values()), holders
