@@ -2,9 +2,9 @@
 
 The command has three layers, outermost first::
 
-    python -I -m pds_kernel.sandbox.launch [--cgroup N --memory-mb M --cpus C --pids P]
+    python -I -m pds_kernel.sandbox.launch [--cgroup N --memory-mb M --cpus C --pids P | --cpu-list L]
         [--run-as UID:GID] --
-    bwrap <namespaces, mounts>  --  prlimit <processes[, memory]>  [taskset <cpus>]  nice
+    bwrap <namespaces, mounts>  --  prlimit <processes[, memory]>  nice
         python -I -m pds_kernel.sandbox.inside --keep-env K1,K2 --socket hub  --  <argv>
 
 * ``launch`` (see :mod:`.launch`) sets the control group's limits, and when the caller is root
@@ -27,7 +27,9 @@ The command has three layers, outermost first::
   one process limit (``pids.max``, where the ``pids`` controller is available).
   Otherwise (fallback) the limits are per process: ``RLIMIT_AS`` (the memory limit plus
   :data:`ADDRESS_SPACE_HEADROOM_MB`, because Python's numeric stack reserves about 2 GB of address
-  space it never touches) and CPU affinity to ``ceil(cpu_limit)`` cores. Always:
+  space it never touches) and CPU affinity to ``ceil(cpu_limit)`` cores, set by the launcher
+  before bubblewrap starts (the seccomp filter denies ``sched_setaffinity`` inside: a process may
+  otherwise widen its own affinity to every CPU, red team 20A). Always:
   ``RLIMIT_NPROC`` (counted per user namespace and host uid, so per sandbox; never enforced on
   host root, which is one more reason a sandbox never maps to it), ``RLIMIT_FSIZE`` when the spec
   bounds the size of one file (``spec.max_file_mb``) and a lower priority.
@@ -61,7 +63,6 @@ from .spec import DATA_MOUNT, WorkspaceSpec
 
 BWRAP = "/usr/bin/bwrap"
 PRLIMIT = "/usr/bin/prlimit"
-TASKSET = "/usr/bin/taskset"
 NICE = "/usr/bin/nice"
 
 #: uid/gid of the researcher inside the sandbox (the Jupyter docker-stacks convention). Outside it
@@ -283,6 +284,8 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
     if host.cgroup:
         args += ["--cgroup", cgroup.group_name(spec.project, spec.user), "--memory-mb", str(spec.mem_limit_mb),
                  "--cpus", str(spec.cpu_limit), "--pids", str(MAX_PROCESSES)]
+    else:  # the fallback: CPU affinity, set by the launcher (the filter denies it inside)
+        args += ["--cpu-list", cpu_list(spec.cpu_limit, host.cpus)]
     if host.account is not None:
         args += ["--run-as", f"{host.account.uid}:{host.account.gid}"]
     elif host.root:
@@ -334,9 +337,8 @@ def sandbox_command(spec: WorkspaceSpec, argv: list[str], *, env: dict[str, str]
         args += [f"--fsize={int(spec.max_file_mb) * MIB}"]
     if not host.cgroup:
         address_space = (spec.mem_limit_mb + ADDRESS_SPACE_HEADROOM_MB) * 1024 * 1024
-        args += [f"--as={address_space}", "--", TASKSET, "-c", cpu_list(spec.cpu_limit, host.cpus)]
-    else:
-        args += ["--"]
+        args += [f"--as={address_space}"]
+    args += ["--"]
     args += [NICE, "-n", str(NICENESS),
              host.python, "-I", "-m", "pds_kernel.sandbox.inside",
              "--keep-env", ",".join(keep),

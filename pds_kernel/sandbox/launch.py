@@ -237,6 +237,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--cpus", type=float, default=1.0)
     parser.add_argument("--pids", type=int, default=None)
+    parser.add_argument("--cpu-list", default=None,
+                        help="CPUs (0,1,...) to pin the sandbox to when it has no control group")
     parser.add_argument("--run-as", default=None, help="UID:GID to drop to (the caller is root)")
     parser.add_argument("--verified-extract", default=None,
                         help="TARGET:BUILD_ID:FINGERPRINT of the extract the caller checked")
@@ -256,6 +258,8 @@ def prepare(argv: list[str]) -> list[str]:
     run_as = _check_run_as(args.run_as)
     if args.cgroup:
         cgroup.apply(args.cgroup, args.memory_mb, args.cpus, pids=args.pids)
+    if args.cpu_list:  # inherited by bubblewrap and everything it starts; fixed there (seccomp)
+        os.sched_setaffinity(0, [int(cpu) for cpu in args.cpu_list.split(",")])
     options = bwrap.options
     extract_fd = None
     if run_as is not None:

@@ -45,6 +45,8 @@ DENIED = (
     "process_madvise", "process_mrelease",
     # memory the kernel takes out of its own map (and no inspection of the host sees)
     "memfd_secret",
+    # the CPUs of a sandbox without control groups are its limit (set by the launcher)
+    "sched_setaffinity",
     # the kernel itself and the machine
     "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
     "create_module", "get_kernel_syms", "query_module", "reboot", "swapon", "swapoff", "acct",

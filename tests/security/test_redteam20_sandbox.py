@@ -197,6 +197,25 @@ def test_the_local_dask_workers_run_in_the_same_sandbox(world, capfd):
     assert found["vsock"] == EAFNOSUPPORT and found["other extract"] is False, found
 
 
+def test_widening_the_cpus_of_a_sandbox_without_control_groups(world, monkeypatch, capfd):
+    """Got through before the fix. Without control groups (the fallback) a sandbox's CPU limit is the
+    set of CPUs it is pinned to (``taskset`` inside the sandbox): a process widened its own
+    affinity from CPU 0 to every CPU of the host (``sched_setaffinity``), taking them from the hub
+    and other workspaces. Now the launcher pins the sandbox before bubblewrap starts and the
+    filter denies ``sched_setaffinity`` inside."""
+    from pds_kernel.sandbox import bwrap
+
+    monkeypatch.setattr(bwrap.cgroup, "detect", lambda: None)  # the fallback: no control group
+    result = attempt(world, ["widen_affinity"], capfd)["widen_affinity"]
+    assert result == "errno 1, pinned to 1 CPU", result  # the project's 1.0 CPU, and no more
+
+
+def test_raising_the_hard_limits_set_for_the_sandbox(world, capfd):
+    """``setrlimit`` past a hard limit (processes, file size, descriptors, niceness, real-time
+    priority, locked memory) needs ``CAP_SYS_RESOURCE`` of the host's user namespace. Refused."""
+    assert attempt(world, ["raise_limits"], capfd)["raise_limits"] == EPERM
+
+
 def test_bubblewrap_again_inside_the_sandbox(world, capfd):
     """``/usr/bin/bwrap`` is visible inside (``/usr`` is): run as a nested sandbox mapping uid 0, it
     needs a new user namespace, which the sandbox cannot create. Refused."""
