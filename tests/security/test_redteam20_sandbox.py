@@ -18,8 +18,10 @@ Tried, beyond the earlier rounds (``test_sandbox_escape.py``, ``test_sandbox_red
 * what the host later handles in the home: immutable and append-only flags (a file the purge
   cannot remove), file capabilities and ``trusted.``/``security.`` attributes, an extract file hard
   linked into the home, a write lease held against the gate's reader of a model's inputs;
-* denying service: exemption from the OOM killer, real-time scheduling and I/O priority, System V
-  shared memory held outside any address space past the memory limit;
+* denying service: exemption from the OOM killer, real-time scheduling and I/O priority, hard
+  limits raised, System V shared memory held outside any address space past the memory limit,
+  the CPU affinity of a sandbox without control groups widened to every CPU (got through before
+  the fix);
 * the descriptors a sandbox process is started with (one of a host directory would lead out);
 * the local Dask cluster: its worker's filter and privileges, and a Dask scheduler and an abstract
   socket of one project's workspace reached from another project's;
