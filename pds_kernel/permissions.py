@@ -542,6 +542,15 @@ def check_read_contents(registry, user: str, project: str, author: str) -> None:
                                "files before release")
 
 
+def can_see_digests(contents: bool, sent_the_bytes: bool, direction: str, released: bool) -> bool:
+    """The SHA-256s of a request's files (and of the verdicts bound to them): to whoever reads the
+    contents, to the call that sent the bytes (it has them), for an import (its bytes came from
+    outside), and once released. Not before to anyone else: outside the workspace a hash confirms a
+    guess of the bytes (the author hashed her table with its small cell set to 0..199 and found it,
+    red team 20B, tests/security/test_redteam20_gate.py)."""
+    return contents or sent_the_bytes or direction == "import" or released
+
+
 def can_see_votes(user: str, author: str, state: State, reviewed_this_round: bool) -> bool:
     """Checkers see the others' verdicts only after giving their own; everyone once decided."""
     if State(state) in DECIDED_STATES:

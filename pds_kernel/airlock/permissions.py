@@ -12,6 +12,7 @@ from ..permissions import (  # noqa: F401  (re-exported)
     can_read_contents,
     can_research,
     can_review_submitted,
+    can_see_digests,
     can_see_votes,
     can_view,
     check_act,

@@ -164,11 +164,13 @@ class AirlockService:
             raise
 
     def _view(self, req: ExportRequest, viewer: str, contents: bool = False,
-              checkers: frozenset[str] | None = None) -> RequestView:
+              checkers: frozenset[str] | None = None, sent: bool = False) -> RequestView:
         """``req`` as ``viewer`` sees it: redacted unless ``contents`` (decided by
         :func:`.permissions.can_read_contents`, between transactions: see :meth:`_peek`);
-        ``checkers`` as for :func:`.views.build_view`."""
-        return build_view(req, viewer, contents=contents, checkers=checkers)
+        ``checkers`` as for :func:`.views.build_view`; the files' SHA-256s as
+        :func:`.permissions.can_see_digests` says (``sent``: the answer to the call that sent them)."""
+        digests = permissions.can_see_digests(contents, sent, req.direction or "export", req.released_at is not None)
+        return build_view(req, viewer, contents=contents, checkers=checkers, digests=digests)
 
     def _with_actions(self, view: RequestView, viewer: str, submitters: frozenset[str] | None = None) -> RequestView:
         """Add what ``viewer`` may do now (registry questions: outside any open transaction);
@@ -319,7 +321,7 @@ class AirlockService:
             if submit:
                 self._apply(s, req, Action.SUBMIT, actor)
             s.refresh(req)
-            view = self._view(req, actor, contents)
+            view = self._view(req, actor, contents, sent=True)
         return self._with_actions(view, actor)
 
     def submit(self, actor: str, request_id: str) -> RequestView:
@@ -412,7 +414,7 @@ class AirlockService:
                             replaced=[sf.name for sf in staged], removed=sorted(remove),
                             files=[{"name": f.name, "sha256": f.sha256} for f in req.files])
                 s.refresh(req)
-                return self._view(req, actor, contents)
+                return self._view(req, actor, contents, sent=True)
 
         try:
             self._guarded(actor, "airlock.request.resubmit", request_id, stage)

@@ -3,7 +3,7 @@
 :func:`build_view` turns a request row into a :class:`RequestView` for one viewer. The quorum
 rules it reports (:mod:`.reviews`) are the ones the service decides with. A viewer who may not read the contents (:func:`.permissions.can_read_contents`: the
 author, an admin who is not a checker of the project) gets a *redacted* view: names, sizes,
-SHA-256s, statuses, verdicts and comments, but neither the justification nor the context the author
+statuses, verdicts and comments (SHA-256s once released: :func:`pds_kernel.permissions.can_see_digests`), but neither the justification nor the context the author
 sent, and check findings reduced to rule, status and location (:func:`build_redacted_check`).
 """
 
@@ -219,17 +219,18 @@ def build_redacted_check(check: dict, min_cell: int) -> dict:
 
 
 def build_view(req: ExportRequest, viewer: str, *, contents: bool,
-               checkers: frozenset[str] | None = None) -> RequestView:
+               checkers: frozenset[str] | None = None, digests: bool = True) -> RequestView:
     """``req`` as ``viewer`` may see it; ``contents=False`` gives the redacted view. With
     ``checkers`` (the project's output checkers now), the verdicts of anyone else are shown as
-    not counting, as the quorum counts them (:func:`.reviews.valid_verdicts`)."""
+    not counting, as the quorum counts them (:func:`.reviews.valid_verdicts`). Without ``digests``
+    (:func:`pds_kernel.permissions.can_see_digests`) every SHA-256 is ``""``."""
     valid = valid_verdicts(req, checkers)
     complete = complete_reviewers(req, checkers)
     own_complete = viewer in complete
     visible = can_see_votes(viewer, req.author, State(req.state), own_complete)
     valid_ids = {r.id for v in valid.values() for r in v.values()}
     reviews = [
-        ReviewView(r.reviewer, r.file_index, r.file_sha256, r.decision, r.comment, r.round,
+        ReviewView(r.reviewer, r.file_index, r.file_sha256 if digests else "", r.decision, r.comment, r.round,
                    iso(r.created_at), r.id in valid_ids)
         for r in req.reviews if visible or r.reviewer == viewer
     ]
@@ -237,7 +238,7 @@ def build_view(req: ExportRequest, viewer: str, *, contents: bool,
     files = []
     for f in req.files:
         check = stored_check(f)
-        files.append(FileView(f.index, f.name, f.sha256, f.size, f.kind, f.check_status,
+        files.append(FileView(f.index, f.name, f.sha256 if digests else "", f.size, f.kind, f.check_status,
                               check if contents else build_redacted_check(check, req.min_cell)))
     return RequestView(
         id=req.id, project=req.project_id, author=req.author, state=req.state,

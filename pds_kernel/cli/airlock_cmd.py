@@ -36,7 +36,7 @@ def _show(view) -> None:
                   f"{view.complete_reviews}/{view.reviews_required} reviews · checks {view.check_status}")
     table = Table("#", "file", "kind", "size", "check", "sha256")
     for f in view.files:
-        table.add_row(str(f.index), f.name, f.kind, str(f.size), f.check_status, f.sha256[:16])
+        table.add_row(str(f.index), f.name, f.kind, str(f.size), f.check_status, f.sha256[:16] or "once released")
     console.print(table)
     for f in view.files:
         _findings(f, limit=20)
