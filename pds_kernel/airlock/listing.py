@@ -118,7 +118,7 @@ def _completed_by(session: Session, actor: str, projects: list[str]) -> list[str
     """Open requests of ``projects`` the actor holds a complete review of (out of their queue).
 
     :func:`.reviews.complete_reviewers` decides, on the columns it reads (the request's round, its
-    files' index and SHA-256, the actor's own verdicts in order) rather than on whole rows: a busy
+    files' index, SHA-256 and staged name, the actor's own verdicts in order) rather than on whole rows: a busy
     checker may hold reviews on thousands of open requests."""
     open_states = [s.value for s in REVIEWABLE_STATES]
     reviewed = (select(Review.request_id).join(ExportRequest)
@@ -128,9 +128,10 @@ def _completed_by(session: Session, actor: str, projects: list[str]) -> list[str
         select(ExportRequest.id, ExportRequest.round).where(ExportRequest.id.in_(reviewed)))}
     if not requests:
         return []
-    for rid, index, sha in session.execute(select(RequestFile.request_id, RequestFile.index, RequestFile.sha256)
-                                           .where(RequestFile.request_id.in_(reviewed))):
-        requests[rid].files.append(SimpleNamespace(index=index, sha256=sha))
+    for rid, index, sha, stored in session.execute(
+            select(RequestFile.request_id, RequestFile.index, RequestFile.sha256, RequestFile.stored_name)
+            .where(RequestFile.request_id.in_(reviewed))):
+        requests[rid].files.append(SimpleNamespace(index=index, sha256=sha, stored_name=stored))
     for rid, index, sha, decision, rnd in session.execute(
             select(Review.request_id, Review.file_index, Review.file_sha256, Review.decision, Review.round)
             .where(Review.reviewer == actor, Review.request_id.in_(reviewed)).order_by(Review.id)):

@@ -2,8 +2,9 @@
 
 Pure functions over request rows, used by :mod:`.service` (to decide) and :mod:`.views` (to
 report). A checker gives one verdict per file, bound to the file's SHA-256. A reviewer is
-*complete* for the current round when they hold a valid verdict on every current file (same bytes;
-approvals of unchanged files survive a resubmission, other verdicts are answered by it). When
+*complete* for the current round when they hold a valid verdict on every current file (same bytes,
+given since the file was last sent; approvals of files not sent again survive a resubmission, other
+verdicts are answered by it). When
 ``reviews_required`` checkers are complete, the request is decided: any reject rejects, else any
 request for changes asks for changes, else it is approved. Who may review is
 :func:`.permissions.check_checker`'s question (output checkers of the project, never the author).
@@ -18,6 +19,7 @@ from ..settings import MIN_REVIEWS
 from .checks import Status
 from .inputs import check_text
 from .models import ExportRequest, RequestFile, Review
+from .staging import staged_round
 from .states import Action
 
 DECISIONS = ("approve", "request_changes", "reject")
@@ -36,6 +38,10 @@ def valid_verdicts(req: ExportRequest, checkers: frozenset[str] | None = None) -
     """reviewer -> file index -> their latest verdict that still counts; with ``checkers`` (the
     project's output checkers now: :func:`pds_kernel.permissions.checkers_of`), only theirs."""
     current = {f.index: f.sha256 for f in req.files}
+    # the round each file was last sent in: a verdict counts for that upload, not for the same bytes
+    # sent again (the count of complete reviews then told the author whether her upload from outside
+    # equalled what she sent from the workspace: red team 20B)
+    sent_in = {f.index: staged_round(f.stored_name) or req.round for f in req.files}
     latest: dict[tuple[str, int], Review] = {}
     for review in req.reviews:  # ordered by id: later rows win
         latest[(review.reviewer, review.file_index)] = review
@@ -43,8 +49,8 @@ def valid_verdicts(req: ExportRequest, checkers: frozenset[str] | None = None) -
     for (reviewer, index), review in latest.items():
         if checkers is not None and reviewer not in checkers:
             continue  # no longer a checker of the project: their verdicts no longer count
-        if current.get(index) != review.file_sha256:
-            continue  # the file changed (or left the request): the verdict is lost
+        if current.get(index) != review.file_sha256 or review.round < sent_in[index]:
+            continue  # the file changed or was sent again (or left the request): the verdict is lost
         if review.decision != "approve" and review.round != req.round:
             continue  # a request for changes or a rejection is answered by the resubmission
         out.setdefault(reviewer, {})[index] = review

@@ -112,6 +112,12 @@ def check_staged_types(directory: Path, staged: list[StagedFile], limits: Airloc
         raise RefusedFiles(reasons)
 
 
+def staged_round(stored_name: str) -> int | None:
+    """The round in which a staged copy was sent (its name is ``<index>-r<round>-<name>``), else None."""
+    found = re.match(r"[0-9]{1,6}-r([0-9]{1,6})-", stored_name)
+    return int(found.group(1)) if found else None
+
+
 def stage_file(directory: Path, index: int, round_: int, name: str, source: BinaryIO,
                limits: AirlockLimits, budget: int) -> StagedFile:
     """Copy ``source`` into ``directory`` read-only, hashing it; refuse beyond the size limits.

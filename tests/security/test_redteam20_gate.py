@@ -403,3 +403,25 @@ def test_another_projects_checker_reviews_releases_and_revokes_by_id(gate20):
         gate20.service.review("oscar", view.id, {0: {"decision": "approve", "comment": ""}})
     after = gate20.service.get_request("olga", view.id)
     assert after.state == "submitted" and after.complete_reviews == 0 and after.reviews == []
+
+
+def _resubmitted_guess(gate, value: int) -> dict:
+    """olga approves alice's table, omar asks for changes; alice, outside the workspace, resubmits the
+    table with its small cell set to ``value`` through the API: the answer she reads."""
+    view = gate.submit()
+    gate.service.review("olga", view.id, {0: {"decision": "approve", "comment": "an exception"}})
+    gate.service.review("omar", view.id, {0: {"decision": "request_changes", "comment": "the small cell"}})
+    guess = SECRET_TABLE.replace(b",7\n", b",%d\n" % value)
+    r = requests.post(gate.base + f"api/requests/{view.id}/resubmit", timeout=60,
+                      headers={"Authorization": "token fake-alice"}, files=[("files", ("t.csv", guess, "text/csv"))])
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_resubmitted_guess_keeps_an_approval_only_when_right(gate20):
+    """The same oracle as the hash, through the verdicts. Got through before its fix: an approval survived
+    a resubmission of the same bytes, so the answer's count of complete reviews (1 or 0) told the author
+    whether the table she sent from outside (7, or 8) equalled what she sent from the workspace. A
+    verdict now counts for the upload it was given on: a file sent again loses its reviews."""
+    right, wrong = _resubmitted_guess(gate20, 7), _resubmitted_guess(gate20, 8)
+    assert (right["complete_reviews"], right["state"]) == (wrong["complete_reviews"], wrong["state"])
