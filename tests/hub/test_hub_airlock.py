@@ -158,7 +158,7 @@ def test_export_from_workspace_two_checkers_approve_in_browser_then_download(gat
     shown = shown.json()
     assert (shown["author"], shown["project"], shown["state"]) == ("alice", PROJECT, "submitted")
     assert [f["name"] for f in shown["files"]] == ["dispensings_by_atc.csv"]
-    assert shown["files"][0]["sha256"] == hashlib.sha256(table).hexdigest()
+    assert shown["files"][0]["sha256"] == ""  # no hash before release: it confirms a guess (red team 20B)
     with hub.runtime.sessions() as s:
         row = s.scalars(select(ExportRequest).where(ExportRequest.id == request_id)).one()
         assert (row.author, row.project_id, row.state, row.reviews_required) == ("alice", PROJECT, "submitted", 2)

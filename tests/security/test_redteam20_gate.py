@@ -4,17 +4,20 @@ them; a release reaching someone it should not.
 Each test is one attempt made for real against one running gate (the production application on
 loopback, ``redteam20_gate_support.py``) or its service, and asserts that the attack fails.
 
-What earlier rounds did not try: a guess of an unreleased file confirmed by the SHA-256 the gate
-shows its author outside the workspace (the small cell of a table, found among 200 guesses, in
-every state before release and in the verdicts shown once rejected); the routes of a notebook's
+Five got through before their fix: a guess of an unreleased file confirmed by the SHA-256 the gate
+showed its author outside the workspace (the small cell of a table, found among 200 guesses, in
+every state before release and in the verdicts shown once rejected), and to an administrator (4);
+and by the count of complete reviews after she resubmitted the guess, an approval surviving the
+same bytes sent again (1). What earlier rounds did not try either: the routes of a notebook's
 figures and a model's plot by everyone but a checker; odd spellings of the file and download
 routes; conditional requests (``If-None-Match`` with the checker's ``ETag`` or a guessed one,
 ``If-Range``, ``If-Modified-Since``) telling whether content matches a guess; the author's
 verdict carrying a guessed hash, answered alike; the checker's page and JSON kept by a shared
-cache; one checker's two sessions approving at once; the author made a checker mid-review; a
+cache; one checker's four sessions approving at once; the author made a checker mid-review; a
 resubmission after the approval, and the staged bytes changed before the release; the rebuilt
-copy against the submitted bytes; a release after the project ended; a release downloaded by a
-member who joined later, by its author once only a checker, through ``--as``.
+copy against the submitted bytes; a release after the project ended, released again after its
+revocation; a release downloaded by a member who joined later, by its author once only a checker,
+through ``--as``; another project's checker reviewing, releasing and revoking by request id.
 """
 
 from __future__ import annotations

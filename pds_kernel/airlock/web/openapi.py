@@ -57,7 +57,9 @@ def build_openapi(prefix: str = "/") -> dict:
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
                 "File": {"type": "object", "properties": {
-                    "index": {"type": "integer"}, "name": {"type": "string"}, "sha256": {"type": "string"},
+                    "index": {"type": "integer"}, "name": {"type": "string"},
+                    "sha256": {"type": "string", "description": "empty before release for whoever may not read "
+                               "the contents (a hash confirms a guess of the bytes)"},
                     "size": {"type": "integer"}, "kind": {"type": "string"},
                     "check_status": {"type": "string", "enum": ["pass", "review", "fail"]},
                     "check": {"type": "object"}}},
