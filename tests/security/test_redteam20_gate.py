@@ -17,7 +17,8 @@ cache; one checker's four sessions approving at once; the author made a checker 
 resubmission after the approval, and the staged bytes changed before the release; the rebuilt
 copy against the submitted bytes; a release after the project ended, released again after its
 revocation; a release downloaded by a member who joined later, by its author once only a checker,
-through ``--as``; another project's checker reviewing, releasing and revoking by request id.
+through ``--as``; another project's checker reviewing, releasing and revoking by request id;
+archives named as a text, a table and Markdown.
 """
 
 from __future__ import annotations
@@ -428,3 +429,40 @@ def test_a_resubmitted_guess_keeps_an_approval_only_when_right(gate20):
     verdict now counts for the upload it was given on: a file sent again loses its reviews."""
     right, wrong = _resubmitted_guess(gate20, 7), _resubmitted_guess(gate20, 8)
     assert (right["complete_reviews"], right["state"]) == (wrong["complete_reviews"], wrong["state"])
+
+
+# ---- archives under another name ------------------------------------------------------------------
+def _tar_of(name: str, data: bytes) -> bytes:
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _zip_of(name: str, data: bytes) -> bytes:
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(name, data)
+    return out.getvalue()
+
+
+ARCHIVES = {"tar-as-txt": ("notes.txt", lambda: _tar_of("rows.csv", SECRET_TABLE)),
+            "zip-as-csv": ("t.csv", lambda: _zip_of("rows.csv", SECRET_TABLE)),
+            "gzip-as-md": ("report.md", lambda: __import__("gzip").compress(SECRET_TABLE, mtime=0))}
+
+
+@pytest.mark.parametrize("kind", sorted(ARCHIVES))
+def test_an_archive_under_the_name_of_a_text_or_table(gate20, kind):
+    """Archives are refused by name; a tar named ``.txt``, a ZIP named ``.csv`` (members stored, so the
+    table reads in clear inside) and a gzip named ``.md``: refused at submission, never staged for review."""
+    from pds_kernel.airlock.staging import RefusedFiles
+
+    name, make = ARCHIVES[kind]
+    with pytest.raises(RefusedFiles):
+        gate20.submit(content=make(), name=name)
