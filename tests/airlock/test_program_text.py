@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pds_kernel.airlock.checks import program_text as pt
+from pds_kernel.airlock.checks import typography
 
 
 def test_python_comments_strings_docstrings_and_fstrings():
@@ -64,3 +65,45 @@ def test_the_rules():
     assert "U+2212 MINUS SIGN outside" in pt.prose_rules(pt.scan("x <- 1 \u2212 2", pt.R))[0][2]
     # comments and strings are judged apart: a string may match the data's own spelling
     assert pt.prose_rules(pt.scan("-- l’effet\nSELECT * FROM t WHERE lib = 'l''hôpital'", pt.SQL)) == []
+
+
+def test_shell_here_documents_are_strings():
+    text = ("cat <<EOF >a; cat <<-'FIN' # c\nl'effet $x\nEOF\n\tl’âge\n\tFIN\n"
+            "n=$((1 << 3)); grep x <<< 'y'\ncat <<\\END\nopen\n")
+    parts = pt.program_parts(text, "run.sh")
+    assert parts.strings == ["l'effet $x\n", "\tl’âge\n", "y", "open\n"]  # not closed: it runs to the end
+    assert parts.comments == [" c"] and "n=$((1 << 3)); grep x <<< " in "".join(parts.code)
+
+
+def test_sql_dollar_quotes_are_strings():
+    parts = pt.scan("SELECT $$l'a$$, $q$it's $$ ok$q$, $1, x$y$ -- c\n$t$open", pt.SQL)
+    assert parts.strings == ["l'a", "it's $$ ok", "open"] and parts.comments == [" c"]
+
+
+@pytest.mark.parametrize(("source", "comments", "strings"), [
+    ("%%sql\nSELECT 'l''effet' -- c\n", [" c"], ["l'effet"]),
+    ("%%bash\necho 'a' # c\n", [" c"], ["a"]),
+    ("%%script bash\necho \"a\"\n", [], ["a"]),
+    ("%%R -i df\nx <- 'it\\'s'  # c\n", [" c"], ["it's"]),
+    ("%%writefile notes.md\nl'effet\n", ["l'effet\n"], []),
+    ("%%writefile -a fit.R\nx <- 'a'  # c\n", [" c"], ["a"]),
+    ("%%markdown\nl'effet\n", ["l'effet\n"], []),
+    ("%%time\nx = 'a'  # c\n", [" c"], ["a"]),  # a magic of Python's
+])
+def test_cell_magics_are_read_in_their_language(source, comments, strings):
+    parts = pt.cell_parts("code", source, "python")
+    assert (parts.comments, parts.strings) == (comments, strings)
+
+
+def test_percent_scripts_read_a_magic_cell_in_its_language():
+    parts = pt.program_parts("x = 'a'  # c\n# %%\n# %%sql\nSELECT 'l''a'\n#%% [markdown]\n# fin\n", "fit.py")
+    assert parts.strings == ["l'a", "a"] and parts.comments == [" c", " %%", "%% [markdown]", " fin"]
+
+
+def test_a_broken_encoding_beside_the_right_one():
+    assert "U+00E9" in typography.mixed_signs("l'été, l'Ã©tÃ©")
+    assert "U+2019" in typography.mixed_signs("l’effet, lâ€™effet")
+    assert typography.mixed_signs("lâ€™effet, Ã©tÃ©") == ""  # wholly broken: one way
+    assert typography.mixed_signs("São Paulo, à 3 %, 37,2 °C, Â, Ã") == ""
+    assert pt.prose_rules(pt.python("s = lib.replace('Ã©', 'é')  # fix\n")) == []  # a cleaning step's strings
+    assert pt.prose_rules(pt.python("# é\n# Ã©\n"))

@@ -69,30 +69,69 @@ class Grammar:
     doubled: bool  #: a doubled quote inside quotes is the quote itself (SQL)
     #: a line comment opens only at the start of a word (the shell's ``#``: ``${#x}`` is no comment)
     word_comments: bool = False
+    #: the shell's here-documents (``<<EOF``, ``<<-'EOF'``): the lines up to the delimiter are a string
+    heredocs: bool = False
+    #: PostgreSQL's dollar quotes (``$$...$$``, ``$tag$...$tag$``): a string
+    dollar_quotes: bool = False
 
 
 R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False)
-SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True)
+SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True, dollar_quotes=True)
 #: a shell script's signs (red team 19: its prose was free, only its spaces were judged)
-SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_comments=True)
+SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_comments=True, heredocs=True)
 #: Python's signs, for source :mod:`tokenize` cannot read to its end
 PYTHON = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False)
 _GRAMMARS = {".r": R, ".sql": SQL, ".sh": SHELL}
+
+
+#: a here-document's operator and delimiter (``<<<`` is a here-string: a word, read as code)
+_HEREDOC = r"(?<!<)<<(?P<tabs>-?)[ \t]*(?P<delimiter>'[^'\n]*'|\"[^\"\n]*\"|\\?[A-Za-z_][\w-]*)"
+#: a dollar quote's tag (``$1`` is a parameter, ``x$y`` a name)
+_DOLLAR = r"(?<![\w$])\$(?:[A-Za-z_]\w*)?\$"
+
+
+@cache
+def _openers(grammar: Grammar, after_heredoc: bool) -> re.Pattern:
+    """What opens a comment, string or name in ``grammar`` (and the end of a line that a
+    here-document's body follows)."""
+    block = grammar.block_comment
+    comment_start = r"(?:^|(?<=[\s;&|()]))" if grammar.word_comments else ""
+    return re.compile("|".join([*(comment_start + re.escape(c) for c in grammar.line_comments),
+                                *(re.escape(o) for o in (*(block[:1] if block else ()), *grammar.strings,
+                                                         *grammar.names)),
+                                *([_HEREDOC] if grammar.heredocs else []), *([_DOLLAR] if grammar.dollar_quotes else []),
+                                *(["\n"] if after_heredoc else [])]), re.M)
 
 
 def scan(text: str, grammar: Grammar) -> Parts:
     """The comments, strings and code of ``text`` read with ``grammar``."""
     parts = Parts()
     block = grammar.block_comment
-    comment_start = r"(?:^|(?<=[\s;&|()]))" if grammar.word_comments else ""
-    openers = re.compile("|".join([*(comment_start + re.escape(c) for c in grammar.line_comments),
-                                   *(re.escape(o) for o in (*(block[:1] if block else ()), *grammar.strings,
-                                                            *grammar.names))]), re.M)
+    heredocs: list[re.Pattern] = []  # the delimiters of the here-documents whose bodies follow this line
     i, n = 0, len(text)
-    while (found := openers.search(text, i)) is not None:
+    while (found := _openers(grammar, bool(heredocs)).search(text, i)) is not None:
         opener = found.group()
         parts.code.append(text[i:found.start()])
-        if opener in grammar.line_comments:
+        if found.group() == "\n":  # a line ending with here-documents: their bodies follow, each a string
+            i = found.end()
+            for delimiter in heredocs:
+                end = delimiter.search(text, i)
+                parts.strings.append(text[i:end.start() if end else n])  # not closed: it runs to the end
+                i = end.end() if end else n
+            heredocs = []
+        elif opener.startswith("<<"):
+            line = text[text.rfind("\n", 0, found.start()) + 1:found.start()]
+            if line.count("((") <= line.count("))"):  # not a shift in arithmetic (``$((1 << n))``)
+                word = found.group("delimiter").strip("'\"").removeprefix("\\")
+                heredocs.append(re.compile(("^\t*" if found.group("tabs") else "^") + re.escape(word) + "$\n?", re.M))
+            parts.code.append(opener)
+            i = found.end()
+        elif opener.startswith("$"):
+            end = text.find(opener, found.end())
+            end = n if end < 0 else end
+            parts.strings.append(text[found.end():end])
+            i = min(n, end + len(opener))
+        elif opener in grammar.line_comments:
             end = text.find("\n", found.end())
             end = n if end < 0 else end
             parts.comments.append(text[found.end():end])
@@ -225,11 +264,58 @@ def _in_language(source: str, language: str) -> Parts:
     return scan(source, SQL if language == "sql" else R)
 
 
+#: a cell magic opening an IPython cell (``%%sql``; a percent script may write it ``# %%sql``)
+_MAGIC = re.compile(r"(?P<escaped>#[ \t]?)?%%(?P<name>[A-Za-z]\w*)(?P<args>[^\n]*)\n?")
+_MAGIC_GRAMMARS = {"sql": SQL, "bash": SHELL, "sh": SHELL, "r": R}
+_MAGIC_PROSE = {"markdown", "html", "latex"}
+
+
+def _magic_cell(source: str, escaped: bool = False) -> Parts | None:
+    """The parts of an IPython cell its cell magic reads in another language (red team 20C: a
+    ``%%sql`` cell's ``'l''effet'`` was two Python strings), or None for a cell of Python's."""
+    magic = _MAGIC.match(source)
+    if not magic or (magic.group("escaped") and not escaped):
+        return None
+    name, args = magic.group("name").lower(), magic.group("args").split()
+    if name == "script" and args:  # ``%%script bash``
+        name = PurePosixPath(args[0]).name.lower()
+    if name in _MAGIC_GRAMMARS:  # its arguments with its text (``%%sql SELECT 1`` is a query)
+        return scan(source[magic.end("name"):], _MAGIC_GRAMMARS[name])
+    body = source[magic.end():]
+    if name in _MAGIC_PROSE:
+        return Parts(comments=[body], code=[magic.group()])
+    if name in {"writefile", "file"} and args:  # the file it writes: a program in its language, else prose
+        parts = program_parts(body, args[-1]) or Parts(comments=[body])
+        parts.code.append(magic.group())
+        return parts
+    return None
+
+
+#: a cell's first line in a percent script (``# %%``, ``#%% [markdown]``; ``# %%sql`` is a magic)
+_CELL_MARK = re.compile(r"(^#[ \t]?%%(?![A-Za-z]).*\n?)", re.M)
+
+
+def _percent_script(text: str) -> Parts:
+    """The parts of a ``.py`` script: a cell of a percent script opening with a cell magic is read
+    in its language, the rest as one Python program."""
+    if "%%" not in text:
+        return python(text)
+    parts, source = Parts(), []
+    for index, piece in enumerate(_CELL_MARK.split(text)):
+        magic = None if index % 2 else _magic_cell(piece, escaped=True)
+        if magic is None:
+            source.append(piece)
+        else:
+            parts += magic
+    parts += python("".join(source))
+    return parts
+
+
 def program_parts(text: str, name: str) -> Parts | None:
     """The parts of a program named ``name``, or None for a language read as code only."""
     suffix = PurePosixPath(name).suffix.lower()
     if suffix == ".py":
-        return python(text)
+        return _percent_script(text)
     if suffix in {".qmd", ".rmd"}:
         return _literate(text)
     grammar = _GRAMMARS.get(suffix)
@@ -241,7 +327,8 @@ def cell_parts(cell_type: str, source: str, language: str) -> Parts:
     cell is read in the notebook's ``language`` (Python's signs when it says none)."""
     if cell_type != "code":
         return Parts(comments=[source])
-    return _in_language(source, language)
+    magic = _magic_cell(source) if language in {"python", ""} else None
+    return magic if magic is not None else _in_language(source, language)
 
 
 #: the signs no language's syntax writes (its spaces are judged with the whole text)
@@ -249,11 +336,16 @@ _TYPOGRAPHIC = re.compile("[" + "".join(sign for kind in ("apostrophe", "double 
                                          for sign in typography.CLASSES[kind][1:]) + "]")
 
 
+#: what a program's strings are judged on: not the broken encoding, which a cleaning step must
+#: match (``lib.replace('Ã©', 'é')``)
+STRING_SIGNS = tuple(typography.CLASSES)
+
+
 def prose_rules(parts: Parts) -> list[tuple[str, Status, str]]:
     """The ``hidden-text`` finding of a program whose comments, or whose strings, write look-alike
     signs two ways in one context, or whose code holds a typographic sign (see the module)."""
-    for what, texts in (("comments", parts.comments), ("strings", parts.strings)):
-        why = typography.mixed_signs("\n".join(texts))
+    for what, texts, kinds in (("comments", parts.comments, typography.ALL), ("strings", parts.strings, STRING_SIGNS)):
+        why = typography.mixed_signs("\n".join(texts), kinds)
         if why:
             return [("hidden-text", Status.FAIL, f"the program's {what}: {why}: each can carry a bit past the checker; "
                                                  f"write each the same way in all its {what}")]

@@ -66,9 +66,41 @@ def sign_name(sign: str) -> str:
     return f"U+{ord(sign):04X} {unicodedata.name(sign, '?')}"
 
 
-def mixed_signs(text: str, kinds: tuple[str, ...] = tuple(CLASSES)) -> str:
+#: a character's UTF-8 bytes read as Windows-1252 (Latin-1 where it leaves a byte undefined):
+#: ``Ã©`` for ``é``, ``Â°`` for ``°``, ``â€™`` for ``’`` (red team 20C)
+BROKEN_ENCODING = "broken encoding"
+_READ_AS = {byte: bytes([byte]).decode("cp1252", "ignore") or chr(byte) for byte in range(0x80, 0x100)}
+_BYTE = {char: byte for byte, char in _READ_AS.items()}
+_MOJIBAKE = re.compile("[\u00c2-\u00f4][" + re.escape("".join(_READ_AS[b] for b in range(0x80, 0xC0))) + "]{1,3}")
+#: every class of signs and the broken encoding: what a text is judged on
+ALL = (*CLASSES, BROKEN_ENCODING)
+
+
+def broken_encoding(text: str) -> str:
+    """Why ``text`` writes a character both as itself and as its UTF-8 bytes read as Latin-1 or
+    Windows-1252, which a checker takes for noise (a bit each), or "" (a text wholly in one way passes)."""
+    seen: set[str] = set()
+    for m in _MOJIBAKE.finditer(text):
+        raw = bytes(_BYTE[char] for char in m.group())
+        size = 2 if raw[0] < 0xE0 else 3 if raw[0] < 0xF0 else 4
+        try:
+            char = raw[:size].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        broken = m.group()[:size]
+        if broken not in seen and char in text.replace(broken, ""):
+            return (f"{sign_name(char)} written both as itself and as {broken!r} (its UTF-8 bytes read as Latin-1), "
+                    "which a checker takes for noise")
+        seen.add(broken)
+        if len(seen) > 64:
+            break
+    return ""
+
+
+def mixed_signs(text: str, kinds: tuple[str, ...] = ALL) -> str:
     """Why ``text`` writes a class of look-alike signs (of ``kinds``) in two ways in one context,
-    or "" (one way). A table's column is judged as its distinct cells joined by line breaks."""
+    or a character both as itself and in a broken encoding (:func:`broken_encoding`, when ``kinds``
+    holds it), or "" (one way). A table's column is judged as its distinct cells joined by line breaks."""
     contexts: dict[tuple[str, str, str], None] = {}
     for m in _NON_ASCII.finditer(text):
         start = m.start()
@@ -85,7 +117,7 @@ def mixed_signs(text: str, kinds: tuple[str, ...] = tuple(CLASSES)) -> str:
             where = f"between {_SIDE[before]} and {_SIDE[after]}"
             return (f"{_PLURAL[kind]} written in {len(used)} ways {where} ({' and '.join(map(sign_name, used[:3]))}), which a "
                     "page draws alike")
-    return ""
+    return broken_encoding(text) if BROKEN_ENCODING in kinds else ""
 
 
 #: what a program's whole text is judged on: its quotes and minus signs are syntax beside the
@@ -94,7 +126,7 @@ def mixed_signs(text: str, kinds: tuple[str, ...] = tuple(CLASSES)) -> str:
 IN_CODE = ("space",)
 
 
-def sign_rules(text: str, kinds: tuple[str, ...] = tuple(CLASSES)) -> list[tuple[str, Status, str]]:
+def sign_rules(text: str, kinds: tuple[str, ...] = ALL) -> list[tuple[str, Status, str]]:
     """The ``hidden-text`` finding of a text file, a program (``kinds``: :data:`IN_CODE`) or a
     notebook writing look-alike signs two ways in one context."""
     why = mixed_signs(text, kinds)
