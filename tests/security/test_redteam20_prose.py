@@ -8,7 +8,7 @@ opened by one ``'`` (``Résumé de l'étude``) and closed by another carries ``l
 ``l’effet`` on each line, a bit per line. Every attack goes through the gate's real service and
 asserts the file fails ``hidden-text``.
 
-12 attempts and 5 controls; 10 attempts got through before their fix:
+12 attempts and 6 controls; 9 attempts got through before their fix:
 
 - shell here-documents (4: ``<<EOF``, ``<<'EOF'``, ``<<-EOF`` with tabs, in a ``%%bash`` cell):
   their body was read as shell code. The three in ``.sh`` files got through; the notebook's failed
@@ -32,8 +32,9 @@ asserts the file fails ``hidden-text``.
 Controls: an honest shell script with here-documents of French prose, ``$((1 << n))`` and
 ``<<<``; SQL functions and comments in dollar quotes beside ``'c''est'``; a notebook with
 ``%%sql``, ``%%bash`` and ``%%writefile`` cells and a percent script; a French text and a
-cleaning script replacing ``Ã©`` by ``é`` in its strings. Three of them failed before: the
-here-document and the ``%%bash`` and ``%%writefile`` cells' ``’`` was taken for a sign in code.
+cleaning script replacing ``Ã©`` by ``é`` in its strings. Four of them failed before: the ``’``
+of a here-document, a dollar quote, a ``%%sql``, ``%%bash`` or ``%%writefile`` cell was taken for
+a sign in code.
 """
 
 from __future__ import annotations

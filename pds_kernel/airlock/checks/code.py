@@ -16,7 +16,8 @@ Publishing code is expected of researchers; what must not leave with it is data.
   composed and not in the file (a notebook: its sources and outputs together; red team 18): fail;
   and the prose of a program (its comments and strings, a notebook's markdown: :mod:`.program_text`)
   or a notebook's outputs writing apostrophes, quotes or dashes two ways in one context, or a
-  typographic one in its code (red team 19): fail;
+  typographic one in its code (red team 19), or a character both as itself and in a broken
+  encoding (``é`` and ``Ã©``; red team 20C): fail;
 - ``code``: every code file is read by a checker (review): the gate cannot tell what a program does.
 """
 

@@ -1,4 +1,4 @@
-"""The prose of a program: its comments and the text of its strings (red team 19).
+"""The prose of a program: its comments and the text of its strings (red teams 19 and 20C).
 
 A program's quotes and minus signs are syntax, so :mod:`.typography` judged only its spaces; its
 comments and the text inside its strings are prose a checker reads like a text file's, and each
@@ -14,7 +14,15 @@ module splits a program into its prose and its code, with a real tokenizer where
   ``#`` at the start of a word only), block comments (``/* */``) and
   quoted strings (``\\`` escapes in R, a doubled ``''`` in SQL); a string not closed runs to
   the end of the text (all of it is then judged as prose). Backquoted names in R and SQL's
-  ``"names"`` are judged with the strings (a column may be named ``d’après``);
+  ``"names"`` are judged with the strings (a column may be named ``d’après``). The shell's
+  here-documents (``<<EOF``, ``<<-'EOF'``: the lines up to the delimiter; not ``<<<`` nor a shift
+  in ``$((...))``) and PostgreSQL's dollar quotes (``$$...$$``, ``$tag$...$tag$``) are strings
+  (red team 20C: read as code, an ASCII apostrophe there opened a "string" and was never judged);
+- an IPython cell opening with a cell magic (in a notebook, or in a ``.py`` percent script after
+  a ``# %%`` line, where it may be written ``# %%sql``) is read in the magic's language:
+  ``%%sql``, ``%%bash``, ``%%sh``, ``%%script bash``, ``%%R``; ``%%writefile`` by the file's
+  suffix (prose when it is no program); ``%%markdown``, ``%%html``, ``%%latex`` are prose; other
+  magics (``%%time``) hold Python;
 - Markdown (a notebook's markdown and raw cells, the text of ``.qmd`` and ``.Rmd`` outside their
   code chunks) is prose whole.
 
@@ -23,8 +31,11 @@ way in each context, as a text file must (:func:`.typography.mixed_signs`), and 
 strings: judged apart, since a string may have to match the data's own spelling
 (``label == 'l''hôpital'``) beside comments written with ``’``. Code never holds a typographic
 apostrophe, quote or dash (no language reads them): one there (outside comments and strings) is
-prose the tokenizer could not place, and fails too. What stays: a program's one way for its
-comments and one for its strings, a few bits a file. Cost: ``tokenize`` reads about 1 MB a second
+prose the tokenizer could not place, and fails too. The comments must not write a character
+both as itself and in a broken encoding (``é`` and ``Ã©``, :func:`.typography.broken_encoding`);
+the strings may, since a cleaning step must match the data's spelling (``replace('Ã©', 'é')``).
+What stays: a program's one way for its comments and one for its strings, a few bits a file,
+and a broken encoding in its strings. Cost: ``tokenize`` reads about 1 MB a second
 (0.2 s for a program the review page shows whole, 200,000 bytes; 0.9 s at :data:`.code.MAX_CODE_BYTES`).
 """
 

@@ -12,6 +12,11 @@ letters) beside an en dash in ``18–24`` (between digits) is fine, ``l'hôpital
 ``l’Isle`` is not. What stays is the one way a text or column chooses for each context: a few
 bits a file, not a bit a sign.
 
+A character written both as itself and as its UTF-8 bytes read as Latin-1 or Windows-1252
+(``37°`` and ``37Â°``, ``é`` and ``Ã©``, ``’`` and ``â€™``) is a bit per character too, which a
+checker takes for noise: a text or column must write each one way (wholly broken passes; red
+team 20C).
+
 A text of ASCII signs only is settled in one search (C code); otherwise a search a sign and
 context where a non-ASCII sign stands.
 """
