@@ -73,6 +73,7 @@ def test_shell_here_documents_are_strings():
     parts = pt.program_parts(text, "run.sh")
     assert parts.strings == ["l'effet $x\n", "\tl’âge\n", "y", "open\n"]  # not closed: it runs to the end
     assert parts.comments == [" c"] and "n=$((1 << 3)); grep x <<< " in "".join(parts.code)
+    assert pt.program_parts('echo "((" ; cat <<EOF\nl’a\nEOF\n', "run.sh").strings == ["((", "l’a\n"]
 
 
 def test_sql_dollar_quotes_are_strings():
@@ -107,3 +108,10 @@ def test_a_broken_encoding_beside_the_right_one():
     assert typography.mixed_signs("São Paulo, à 3 %, 37,2 °C, Â, Ã") == ""
     assert pt.prose_rules(pt.python("s = lib.replace('Ã©', 'é')  # fix\n")) == []  # a cleaning step's strings
     assert pt.prose_rules(pt.python("# é\n# Ã©\n"))
+
+
+def test_a_quote_right_after_a_letter_is_an_apostrophe():
+    assert pt.scan("Résumé de l'étude\nl’effet\n", pt.SHELL).strings == []  # prose, not a string
+    assert "’" in "".join(pt.scan("Résumé de l'étude\nl’effet\n", pt.R).code)
+    assert pt.scan("SELECT N'l’a', E'b', x'ff', abc'd'", pt.SQL).strings == ["l’a", "b", "ff"]
+    assert pt.scan("x <- r\"(l'a)\"", pt.R).strings == ["(l'a)"] and pt.scan("f'a' + rb'b'", pt.PYTHON).strings == ["a", "b"]

@@ -8,7 +8,8 @@ opened by one ``'`` (``Résumé de l'étude``) and closed by another carries ``l
 ``l’effet`` on each line, a bit per line. Every attack goes through the gate's real service and
 asserts the file fails ``hidden-text``.
 
-12 attempts and 6 controls; 9 attempts got through before their fix:
+16 attempts and 6 controls; 13 attempts got through before their fix (and one channel is
+left open, a strict xfail: double quotes in a shell script's prose):
 
 - shell here-documents (4: ``<<EOF``, ``<<'EOF'``, ``<<-EOF`` with tabs, in a ``%%bash`` cell):
   their body was read as shell code. The three in ``.sh`` files got through; the notebook's failed
@@ -23,6 +24,12 @@ asserts the file fails ``hidden-text``.
   Now a cell's body is read in its magic's language (``%%sql``, ``%%bash``, ``%%sh``,
   ``%%script``, ``%%R``; ``%%writefile`` by the file's suffix, prose when it is no program;
   ``%%markdown``, ``%%html``, ``%%latex`` are prose).
+- prose written straight as code (4: a ``.sh``, an ``.R`` and an ``.sql`` file of those lines, and
+  a here-document whose ``<<`` a quoted ``"(("`` earlier on its line made the gate take for a shift
+  in arithmetic): all got through. Now only the line's code counts for ``((``, and a quote right
+  after a letter (``l'effet``, ``patients'``) is an apostrophe, never a string's opening (but
+  after a prefix: ``E'...'``, ``N'...'``, ``f'...'``; in the shell only ``'``), so each ``’`` of
+  such prose is a sign in code, and fails.
 - text in a broken encoding (2: ``37Â°`` beside ``37°`` in a text, ``Ã©`` beside ``é`` in a
   program's comments: UTF-8 read as Latin-1 or Windows-1252, which a checker takes for noise): both
   got through; no class of look-alike signs held them. Now a text, a column, a program's comments
@@ -74,6 +81,10 @@ ATTACKS = {
     "a %%sql cell of a percent script": ("fit.py", "# %%\nimport pandas as pd\n\n# %%\n%%sql\n" + SQL_STRINGS),
     "a %%R cell": ("fit.ipynb", _cells("%%R -i df\n" + lines(lambda i, one: f"cat('l{RSQUO if one else ESCAPED}effet')"))),
     "a %%writefile cell": ("fit.ipynb", _cells(f"%%writefile notes.txt\n{OPENED}{PROSE}{CLOSED}")),
+    "prose written as shell code": ("run.sh", f"#!/bin/sh\n{OPENED}{PROSE}{CLOSED}"),
+    "prose written as R code": ("fit.R", f"{OPENED}{PROSE}{CLOSED}"),
+    "prose written as SQL code": ("q.sql", f"{OPENED}{PROSE}{CLOSED}"),
+    "a here-document after a quoted ((": ("run.sh", f'echo "((" ; cat <<EOF\n{OPENED}{PROSE}{CLOSED}EOF\n'),
     "degrees in a broken encoding": ("notes.txt", lines(lambda i, one: f"Température {36 + i % 3}{'Â°' if one else '°'}C")),
     "accents in a broken encoding in comments": ("fit.R", lines(lambda i, one: f"x{i} <- {i}  # {'Ã©' if one else 'é'}tude")),
 }
@@ -92,7 +103,7 @@ HONEST = {
                f"{FRENCH_HEREDOC}Fichier : $n\nEOF\ncat <<-'FIN'\n\tC’est fini.\n\tFIN\necho 'done' # l’âge\n"),
     "q.sql": ("-- L’effet du traitement\nCREATE FUNCTION taux(n int) RETURNS numeric AS $$\n"
               "  SELECT n / 1000.0  -- pour 1 000 personnes‑années\n$$ LANGUAGE sql;\n"
-              "COMMENT ON FUNCTION taux IS $c$L’incidence – pour 1 000$c$;\nSELECT 'c’est', x$y FROM t;\n"),
+              "COMMENT ON FUNCTION taux IS $c$L’incidence – pour 1 000$c$;\nSELECT N'c’est', E'l’âge', x$y FROM t;\n"),
     "fit.ipynb": _cells("import pandas as pd\ndf = pd.read_parquet('cohorte.parquet')  # l’extrait\n",
                         "%%sql\nSELECT 'E11' AS code -- l’effet\nFROM t WHERE x > -1\n",
                         f"%%bash\ncat <<EOF > notes.md\n{FRENCH_HEREDOC}EOF\n",
@@ -108,3 +119,22 @@ HONEST = {
 def test_honest_here_documents_dollar_quotes_cell_magics_and_accents_pass(gate13, name):
     view = submit(gate13, name, HONEST[name].encode())
     assert "hidden-text" not in rules(view), (name, view.files[0].check)
+
+
+LDQUO, RDQUO = "\u201c", "\u201d"
+#: channels left open (strict xfails: closing one makes its test pass, and fail here)
+OPEN = {
+    "double quotes in a shell script's prose": (
+        "run.sh", "echo \"Résumé\n" + lines(lambda i, one: f"il a dit {LDQUO}oui{RDQUO} {i}" if one
+                                             else f'il a dit "oui" {i}') + 'fin"\n',
+        "the shell's \" may follow a letter (\"$(cat \"$d/x\")\" nests quotes), so a \" closing a quotation "
+        "in prose reopens a string; a checker reads a shell script whole"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(OPEN))
+def test_channels_left_open(gate13, request, attack):
+    name, text, reason = OPEN[attack]
+    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+    view = submit(gate13, name, text.encode())
+    assert "hidden-text" in rules(view, "fail"), rules(view)

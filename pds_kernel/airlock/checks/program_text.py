@@ -17,7 +17,10 @@ module splits a program into its prose and its code, with a real tokenizer where
   ``"names"`` are judged with the strings (a column may be named ``d’après``). The shell's
   here-documents (``<<EOF``, ``<<-'EOF'``: the lines up to the delimiter; not ``<<<`` nor a shift
   in ``$((...))``) and PostgreSQL's dollar quotes (``$$...$$``, ``$tag$...$tag$``) are strings
-  (red team 20C: read as code, an ASCII apostrophe there opened a "string" and was never judged);
+  (red team 20C: read as code, an ASCII apostrophe there opened a "string" and was never judged).
+  A quote right after a letter (``l'effet``, ``patients'``) opens no string but after a prefix
+  (``E'...'``, ``r"(...)"``; the shell's ``"`` may, ``"$(cat "$d/x")"``): it is prose's
+  apostrophe, so prose written straight as code keeps its ``’`` in the code, where it fails;
 - an IPython cell opening with a cell magic (in a notebook, or in a ``.py`` percent script after
   a ``# %%`` line, where it may be written ``# %%sql``) is read in the magic's language:
   ``%%sql``, ``%%bash``, ``%%sh``, ``%%script bash``, ``%%R``; ``%%writefile`` by the file's
@@ -84,14 +87,22 @@ class Grammar:
     heredocs: bool = False
     #: PostgreSQL's dollar quotes (``$$...$$``, ``$tag$...$tag$``): a string
     dollar_quotes: bool = False
+    #: the quotes that open no string right after a letter (:func:`_apostrophe`)
+    apostrophes: str = "'\""
+    #: the words that may stand right before a string's opening quote (``E'...'``, ``r"(...)"``)
+    prefixes: frozenset[str] = frozenset()
 
 
-R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False)
-SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True, dollar_quotes=True)
+R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False, prefixes=frozenset({"r"}))
+SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True, dollar_quotes=True,
+              prefixes=frozenset({"e", "n", "b", "x"}))
 #: a shell script's signs (red team 19: its prose was free, only its spaces were judged)
-SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_comments=True, heredocs=True)
+#: (its ``"`` may follow a letter: ``"$(cat "$d/x")"`` nests quotes)
+SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_comments=True, heredocs=True,
+                apostrophes="'")
 #: Python's signs, for source :mod:`tokenize` cannot read to its end
-PYTHON = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False)
+PYTHON = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False,
+                 prefixes=frozenset({"r", "u", "b", "f", "br", "rb", "fr", "rf"}))
 _GRAMMARS = {".r": R, ".sql": SQL, ".sh": SHELL}
 
 
@@ -131,7 +142,7 @@ def scan(text: str, grammar: Grammar) -> Parts:
                 i = end.end() if end else n
             heredocs = []
         elif opener.startswith("<<"):
-            line = text[text.rfind("\n", 0, found.start()) + 1:found.start()]
+            line = _line_code(parts.code)
             if line.count("((") <= line.count("))"):  # not a shift in arithmetic (``$((1 << n))``)
                 word = found.group("delimiter").strip("'\"").removeprefix("\\")
                 heredocs.append(re.compile(("^\t*" if found.group("tabs") else "^") + re.escape(word) + "$\n?", re.M))
@@ -152,6 +163,9 @@ def scan(text: str, grammar: Grammar) -> Parts:
             end = n if end < 0 else end
             parts.comments.append(text[found.end():end])
             i = min(n, end + len(block[1]))
+        elif _apostrophe(text, found.start(), grammar):
+            parts.code.append(opener)
+            i = found.end()
         else:
             end = _inside(opener, grammar).match(text, found.end()).end()  # a string not closed runs to the end
             inside = text[found.end():end]  # a quoted name is judged as a string: it names the data too
@@ -160,6 +174,30 @@ def scan(text: str, grammar: Grammar) -> Parts:
             i = min(n, end + 1)
     parts.code.append(text[i:])
     return parts
+
+
+def _line_code(code: list[str]) -> str:
+    """The code of the line read so far (its strings and comments left out)."""
+    tail = []
+    for piece in reversed(code):
+        tail.append(piece.rpartition("\n")[2])
+        if "\n" in piece:
+            break
+    return "".join(reversed(tail))
+
+
+_WORD_END = re.compile(r"\w+\Z")
+
+
+def _apostrophe(text: str, start: int, grammar: Grammar) -> bool:
+    """A quote right after a letter is prose's apostrophe or closing quote (``l'effet``,
+    ``patients'``), not a string's opening: no language opens one there but after a prefix
+    (``E'...'``). Red team 20C: prose written as code, each ASCII apostrophe opening a "string"
+    whose typographic ones were never judged beside it."""
+    if not start or not text[start - 1].isalpha() or text[start] not in grammar.apostrophes:
+        return False
+    word = _WORD_END.search(text, max(0, start - 8), start)
+    return word is None or word.group().lower() not in grammar.prefixes
 
 
 @cache
