@@ -18,6 +18,10 @@ def test_python_comments_strings_docstrings_and_fstrings():
     assert "’" not in "".join(parts.code) and "df" in parts.code
 
 
+def test_python_strings_glued_together_are_judged_as_one():
+    assert pt.python("q = 'l''effet' 'x' + 'a'\"b\"").strings == ["l'effet", "x", "a\"b"]
+
+
 def test_python_that_tokenize_cannot_read_is_scanned():
     parts = pt.python("def f():\n  x = 1\n y = '''l’effet\n")  # a bad indent, an unclosed string
     assert parts.strings[-1] == "l’effet\n"

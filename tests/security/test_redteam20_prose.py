@@ -8,7 +8,7 @@ opened by one ``'`` (``Résumé de l'étude``) and closed by another carries ``l
 ``l’effet`` on each line, a bit per line. Every attack goes through the gate's real service and
 asserts the file fails ``hidden-text``.
 
-16 attempts and 6 controls; 13 attempts got through before their fix (and one channel is
+17 attempts and 6 controls; 14 attempts got through before their fix (and one channel is
 left open, a strict xfail: double quotes in a shell script's prose):
 
 - shell here-documents (4: ``<<EOF``, ``<<'EOF'``, ``<<-EOF`` with tabs, in a ``%%bash`` cell):
@@ -17,13 +17,14 @@ left open, a strict xfail: double quotes in a shell script's prose):
   here-document, see the controls). Now a here-document's body is a string.
 - PostgreSQL dollar quotes (2: ``$$...$$``, ``$note$...$note$``): read as SQL code; both got
   through. Now their text is a string.
-- cell magics (4: ``%%sql`` in a notebook and in a ``.py`` percent script, ``SELECT 'l''effet'``
-  beside ``'l’effet'``, read with Python's grammar, two strings ``'l'`` and ``'effet'``; a
-  ``%%R`` cell; a ``%%writefile`` cell of prose): the two ``%%sql`` got through; the ``%%R`` cell
-  and the ``%%writefile`` cell failed already (Python's ``\\'`` is R's; ``’`` outside strings).
-  Now a cell's body is read in its magic's language (``%%sql``, ``%%bash``, ``%%sh``,
-  ``%%script``, ``%%R``; ``%%writefile`` by the file's suffix, prose when it is no program;
-  ``%%markdown``, ``%%html``, ``%%latex`` are prose).
+- cell magics (5: ``%%sql`` in a notebook, in a ``.py`` percent script and left out of a Python
+  cell, ``SELECT 'l''effet'`` beside ``'l’effet'``, read with Python's grammar, two strings
+  ``'l'`` and ``'effet'``; a ``%%R`` cell; a ``%%writefile`` cell of prose): the three SQL cells
+  got through; the ``%%R`` cell and the ``%%writefile`` cell failed already (Python's ``\\'`` is
+  R's; ``’`` outside strings). Now a cell's body is read in its magic's language (``%%sql``,
+  ``%%bash``, ``%%sh``, ``%%script``, ``%%R``; ``%%writefile`` by the file's suffix, prose when
+  it is no program; ``%%markdown``, ``%%html``, ``%%latex`` are prose), and two Python strings
+  glued together (``'l''effet'``) are judged as one, with the apostrophe they show.
 - prose written straight as code (4: a ``.sh``, an ``.R`` and an ``.sql`` file of those lines, and
   a here-document whose ``<<`` a quoted ``"(("`` earlier on its line made the gate take for a shift
   in arithmetic): all got through. Now only the line's code counts for ``((``, and a quote right
@@ -79,6 +80,7 @@ ATTACKS = {
     "a tagged dollar-quoted string": ("q.sql", f"COMMENT ON TABLE t IS $note${OPENED}{PROSE}{CLOSED}$note$;\n"),
     "a %%sql cell": ("fit.ipynb", _cells("import pandas as pd\n", "%%sql\n" + SQL_STRINGS)),
     "a %%sql cell of a percent script": ("fit.py", "# %%\nimport pandas as pd\n\n# %%\n%%sql\n" + SQL_STRINGS),
+    "SQL in a cell without its magic": ("fit.ipynb", _cells("import pandas as pd\n", SQL_STRINGS)),
     "a %%R cell": ("fit.ipynb", _cells("%%R -i df\n" + lines(lambda i, one: f"cat('l{RSQUO if one else ESCAPED}effet')"))),
     "a %%writefile cell": ("fit.ipynb", _cells(f"%%writefile notes.txt\n{OPENED}{PROSE}{CLOSED}")),
     "prose written as shell code": ("run.sh", f"#!/bin/sh\n{OPENED}{PROSE}{CLOSED}"),

@@ -6,7 +6,8 @@ apostrophe or dash there written ``'`` or ``’``, ``-`` or ``−`` was a bit pa
 module splits a program into its prose and its code, with a real tokenizer where one exists:
 
 - Python (``.py``, a notebook's code cells): :mod:`tokenize`; the prose is each comment and
-  each string literal's text (a docstring, an f-string's text without its ``{fields}``). Source
+  each string literal's text (a docstring, an f-string's text without its ``{fields}``; two
+  literals glued together, SQL's ``'l''effet'``, are one text with the apostrophe it shows). Source
   ``tokenize`` cannot read to its end (an unclosed triple quote, a bad indent) is read by the
   scanner below with Python's signs;
 - R, SQL, shell scripts (and a notebook or a chunk of R Markdown or Quarto in another language,
@@ -270,6 +271,9 @@ def python(source: str) -> Parts:
     for index, token in enumerate(tokens):
         if token.type == tokenize.COMMENT:
             parts.comments.append(token.string[1:])
+        elif token.type == tokenize.STRING and index and _glued(tokens[index - 1], token):
+            # ``'l''effet'``: SQL's doubled quote, Python's two strings; judged as the apostrophe it shows
+            parts.strings[-1] += _PREFIX.sub("", token.string)[0] + _literal_text(token.string)
         elif token.type == tokenize.STRING:
             (parts.comments if _alone(tokens, index) else parts.strings).append(_literal_text(token.string))
         elif _FSTRING_MIDDLE is not None and token.type == _FSTRING_MIDDLE:
@@ -277,6 +281,12 @@ def python(source: str) -> Parts:
         else:
             parts.code.append(token.string)
     return parts
+
+
+def _glued(before: tokenize.TokenInfo, token: tokenize.TokenInfo) -> bool:
+    """Two string literals with nothing between them (red team 20C: SQL's ``'l''effet'`` in a
+    cell without its ``%%sql``)."""
+    return before.type == tokenize.STRING and before.end == token.start  # the first was not alone: a string
 
 
 _LINE_START = {tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING}
