@@ -8,7 +8,7 @@ opened by one ``'`` (``Résumé de l'étude``) and closed by another carries ``l
 ``l’effet`` on each line, a bit per line. Every attack goes through the gate's real service and
 asserts the file fails ``hidden-text``.
 
-17 attempts and 6 controls; 14 attempts got through before their fix (and one channel is
+18 attempts and 6 controls; 15 attempts got through before their fix (and one channel is
 left open, a strict xfail: double quotes in a shell script's prose):
 
 - shell here-documents (4: ``<<EOF``, ``<<'EOF'``, ``<<-EOF`` with tabs, in a ``%%bash`` cell):
@@ -31,16 +31,16 @@ left open, a strict xfail: double quotes in a shell script's prose):
   after a letter (``l'effet``, ``patients'``) is an apostrophe, never a string's opening (but
   after a prefix: ``E'...'``, ``N'...'``, ``f'...'``; in the shell only ``'``), so each ``’`` of
   such prose is a sign in code, and fails.
-- text in a broken encoding (2: ``37Â°`` beside ``37°`` in a text, ``Ã©`` beside ``é`` in a
-  program's comments: UTF-8 read as Latin-1 or Windows-1252, which a checker takes for noise): both
-  got through; no class of look-alike signs held them. Now a text, a column, a program's comments
-  or a notebook's outputs writing a character both ways fails
-  (:func:`pds_kernel.airlock.checks.typography.mixed_signs`).
+- text in a broken encoding (3: ``37Â°`` beside ``37°`` in a text, ``Ã©`` beside ``é`` in a
+  program's comments and in its names: UTF-8 read as Latin-1 or Windows-1252, which a checker
+  takes for noise): all got through; no class of look-alike signs held them. Now a text, a
+  column, a program's comments and code (not its strings) or a notebook's outputs writing a
+  character both ways fails (:func:`pds_kernel.airlock.checks.typography.broken_encoding`).
 
 Controls: an honest shell script with here-documents of French prose, ``$((1 << n))`` and
-``<<<``; SQL functions and comments in dollar quotes beside ``'c''est'``; a notebook with
-``%%sql``, ``%%bash`` and ``%%writefile`` cells and a percent script; a French text and a
-cleaning script replacing ``Ã©`` by ``é`` in its strings. Four of them failed before: the ``’``
+``<<<``; SQL functions and comments in dollar quotes beside ``N'c’est'`` and ``E'l’âge'``; a
+notebook with ``%%sql``, ``%%bash`` and ``%%writefile`` cells and a percent script; a French
+text and a cleaning script replacing ``Ã©`` by ``é`` in its strings. Four of them failed before: the ``’``
 of a here-document, a dollar quote, a ``%%sql``, ``%%bash`` or ``%%writefile`` cell was taken for
 a sign in code.
 """
@@ -88,6 +88,7 @@ ATTACKS = {
     "prose written as SQL code": ("q.sql", f"{OPENED}{PROSE}{CLOSED}"),
     "a here-document after a quoted ((": ("run.sh", f'echo "((" ; cat <<EOF\n{OPENED}{PROSE}{CLOSED}EOF\n'),
     "degrees in a broken encoding": ("notes.txt", lines(lambda i, one: f"Température {36 + i % 3}{'Â°' if one else '°'}C")),
+    "accents in a broken encoding in names": ("fit.R", lines(lambda i, one: f"r{'Ã©' if one else 'é'}sultat_{i} <- {i}")),
     "accents in a broken encoding in comments": ("fit.R", lines(lambda i, one: f"x{i} <- {i}  # {'Ã©' if one else 'é'}tude")),
 }
 

@@ -35,11 +35,11 @@ way in each context, as a text file must (:func:`.typography.mixed_signs`), and 
 strings: judged apart, since a string may have to match the data's own spelling
 (``label == 'l''hôpital'``) beside comments written with ``’``. Code never holds a typographic
 apostrophe, quote or dash (no language reads them): one there (outside comments and strings) is
-prose the tokenizer could not place, and fails too. The comments must not write a character
-both as itself and in a broken encoding (``é`` and ``Ã©``, :func:`.typography.broken_encoding`);
-the strings may, since a cleaning step must match the data's spelling (``replace('Ã©', 'é')``).
-What stays: a program's one way for its comments and one for its strings, a few bits a file,
-and a broken encoding in its strings. Cost: ``tokenize`` reads about 1 MB a second
+prose the tokenizer could not place, and fails too. The comments and code must not write a
+character both as itself and in a broken encoding (``é`` and ``Ã©``,
+:func:`.typography.broken_encoding`); the strings may, since a cleaning step must match the
+data's spelling (``replace('Ã©', 'é')``). What stays: a program's one way for its comments and
+one for its strings, a few bits a file, and a broken encoding in its strings. Cost: ``tokenize`` reads about 1 MB a second
 (0.2 s for a program the review page shows whole, 200,000 bytes; 0.9 s at :data:`.code.MAX_CODE_BYTES`).
 """
 
@@ -395,18 +395,18 @@ _TYPOGRAPHIC = re.compile("[" + "".join(sign for kind in ("apostrophe", "double 
                                          for sign in typography.CLASSES[kind][1:]) + "]")
 
 
-#: what a program's strings are judged on: not the broken encoding, which a cleaning step must
-#: match (``lib.replace('Ã©', 'é')``)
-STRING_SIGNS = tuple(typography.CLASSES)
-
-
 def prose_rules(parts: Parts) -> list[tuple[str, Status, str]]:
     """The ``hidden-text`` finding of a program whose comments, or whose strings, write look-alike
-    signs two ways in one context, or whose code holds a typographic sign (see the module)."""
-    for what, texts, kinds in (("comments", parts.comments, typography.ALL), ("strings", parts.strings, STRING_SIGNS)):
-        why = typography.mixed_signs("\n".join(texts), kinds)
-        if why:
-            return [("hidden-text", Status.FAIL, f"the program's {what}: {why}: each can carry a bit past the checker; "
+    signs two ways in one context, whose comments and code write a character both as itself and
+    in a broken encoding (not its strings: a cleaning step matches the data's, ``replace('Ã©',
+    'é')``), or whose code holds a typographic sign (see the module)."""
+    for what, texts, why in (
+            ("comments", parts.comments, lambda text: typography.mixed_signs(text, tuple(typography.CLASSES))),
+            ("strings", parts.strings, lambda text: typography.mixed_signs(text, tuple(typography.CLASSES))),
+            ("comments and code", parts.comments + parts.code, typography.broken_encoding)):
+        found = why("\n".join(texts))
+        if found:
+            return [("hidden-text", Status.FAIL, f"the program's {what}: {found}: each can carry a bit past the checker; "
                                                  f"write each the same way in all its {what}")]
     stray = next((m.group() for m in map(_TYPOGRAPHIC.search, parts.code) if m), None)
     if stray:
