@@ -216,20 +216,52 @@ def test_another_person_cannot_tell_her_workspaces_from_none(world):
     assert answers("alice", Q) == running == answers("dave", P) == answers("alice", "no-such-project"), running
 
 
+#: What an anonymous client asks a workspace's host (method, path after the server's prefix, headers):
+#: a page, the server's and JupyterLab's APIs, ``HEAD``, a WebSocket upgrade, a write, the OAuth
+#: callback. Each answer must not depend on whether the workspace runs or exists.
+ANONYMOUS_PROBES = [
+    ("GET", "/lab", {}),
+    ("GET", "/api/status", {}),
+    ("GET", "/lab/api/settings", {}),
+    ("HEAD", "/lab", {}),
+    ("GET", "/api/kernels/x/channels", {"Upgrade": "websocket", "Connection": "Upgrade",
+                                         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}),
+    ("POST", "/api/contents", {}),
+    ("GET", "/oauth_callback", {}),
+]
+#: Headers whose presence says nothing of the workspace (the clock, the connection's own).
+_NEUTRAL_HEADERS = {"date", "connection", "keep-alive"}
+
+
+def _anonymous_answer(address: str, person: str, method: str, path: str, headers: dict) -> tuple:
+    """What an anonymous client can compare of one answer, the person's name taken out: status, the
+    redirect's path, the headers' names, the cookies' names, the body's length class (digits)."""
+    answer = requests.request(method, address + path, headers=headers, allow_redirects=False, timeout=30)
+    location = urlsplit(answer.headers.get("Location", "")).path.replace(person, "<person>")
+    cookies = sorted(c.split("=", 1)[0].replace(person, "<person>") for c in answer.raw.headers.getlist("Set-Cookie"))
+    size = int(answer.headers.get("Content-Length") or len(answer.content))
+    return (answer.status_code, location, tuple(sorted({name.lower() for name in answer.headers} - _NEUTRAL_HEADERS)),
+            tuple(cookies), len(str(size)) if size else 0)
+
+
 @pytest.mark.xfail(strict=True, reason="residual risk (ADR 17): a workspace's host names its person and "
                                        "project, and JupyterHub answers a request to it differently when it runs")
 def test_an_anonymous_request_cannot_tell_whether_her_workspace_runs(world):
     """Anyone who guesses a person and a project asks their workspace's host: a running workspace
-    sends the request to the hub's authorize endpoint, one that does not run (or does not exist) to
-    the hub. This test asserts both answers look alike (a strict expected failure)."""
+    sends a page to the hub's authorize endpoint, answers its APIs ``403``, ``HEAD`` ``405`` and a
+    WebSocket ``404`` with its own headers and cookies; one that does not run (carol's) or does not
+    exist (dave's) sends every request to the hub. This test asserts the whole answers look alike
+    (a strict expected failure)."""
     _, _, addresses, _ = world
     running = addresses[P]
-    never = running.replace("alice", "dave")  # dave has no workspace: same shape of address
-    kinds = []
-    for address in (running, never):
-        answer = requests.get(f"{address}/lab", allow_redirects=False, timeout=30)
-        kinds.append((answer.status_code, urlsplit(answer.headers.get("Location", "")).path))
-    assert kinds[0] == kinds[1], kinds
+    hosts = {"alice": running, "carol": running.replace("alice", "carol"), "dave": running.replace("alice", "dave")}
+    differ = []
+    for method, path, headers in ANONYMOUS_PROBES:
+        answers = {person: _anonymous_answer(address, person, method, path, headers)
+                   for person, address in hosts.items()}
+        if len(set(answers.values())) > 1:
+            differ.append((method, path, answers))
+    assert not differ, differ
 
 
 # ---- 3. the skipped confirmation page ------------------------------------------------------------
