@@ -383,12 +383,17 @@ def apply_workspace_invariants(pod: dict[str, Any], spec: WorkspaceSpec, cfg: K8
     notebook["livenessProbe"] = extract_watch_probe(cfg)
     notebook.pop("startupProbe", None)
     notebook.pop("readinessProbe", None)
-    env = [e for e in notebook.get("env") or [] if not is_server_config_variable(str(e.get("name", "")))]
+    # literal values only: a ``valueFrom`` (singleuser.extraEnv, KubeSpawner.environment) would hand
+    # the researcher's code a Secret of the namespace (the database URL, the audit key...)
+    env = [e for e in notebook.get("env") or [] if not is_server_config_variable(str(e.get("name", "")))
+           and "valueFrom" not in e]
     env = rewrite_hub_urls(env, hub_api_url, cfg)
     notebook["env"] = merge_env(env, build_workspace_env(spec, cfg, airlock_pages))
 
     ps["containers"] = [notebook]
-    for key in ("ephemeralContainers", "hostAliases", "serviceAccount"):
+    # the namespace's default ServiceAccount: another one (singleuser.serviceAccountName) may carry
+    # a cloud identity or a RoleBinding the researcher's code would use
+    for key in ("ephemeralContainers", "hostAliases", "serviceAccount", "serviceAccountName"):
         ps.pop(key, None)
     ps["initContainers"] = [extract_check_container(extract, cfg, notebook["image"], record=True)]
     ps["volumes"] = build_workspace_volumes(spec, cfg)

@@ -385,12 +385,16 @@ def test_workspace_has_no_dns(policy_sets):
         assert not reachable_probes(policies, f"{A}/workspace", "dns")
 
 
-def test_dns_for_workspaces_only_when_enabled(tmp_path):
+def test_dns_for_workspaces_only_when_enabled_and_filtered(tmp_path):
+    """workspace.dns needs Cilium's name filter (red team 20E): the DNS rule is then a
+    CiliumNetworkPolicy (tests/security/test_redteam20_k8s.py), no NetworkPolicy opens port 53."""
     values = tmp_path / "dns.yaml"
-    values.write_text("workspace: {dns: true}\n")
+    values.write_text("workspace: {dns: true}\nnetworkPolicy: {dns: {nameFilter: cilium}}\n")
     chart = chart_without_dependencies(tmp_path)
-    pols = [d for d in render(chart, [EXAMPLE, values]) if d["kind"] == "NetworkPolicy"]
-    assert can_reach(pols, PODS[f"{A}/workspace"], PODS["dns"], 53, "UDP")
+    docs = render(chart, [EXAMPLE, values])
+    pols = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert not can_reach(pols, PODS[f"{A}/workspace"], PODS["dns"], 53, "UDP")
+    assert any(d["metadata"]["name"] == f"pds-{A}-workspace-dns" for d in docs if d["kind"] == "CiliumNetworkPolicy")
     assert not can_reach(pols, PODS[f"{A}/workspace"], OUTSIDE["internet"], 53, "UDP")
     assert not can_reach(pols, PODS[f"{A}/workspace"], OUTSIDE["internet"], 443)
 

@@ -179,3 +179,47 @@ annotations:
 {{- define "pds.airlockHost" -}}
 {{- printf "https://airlock--service.%s" (trimPrefix "https://" (include "pds.hubHost" .)) }}
 {{- end }}
+
+{{- /* Values of the upstream charts that would reopen what the per-project NetworkPolicies and the
+       hub's pod hook close, refused at render (red team 20E, docs/deploy-kubernetes.md): policies
+       add up, so one z2jh singleuser rule opening egress or ingress opens it for every workspace
+       whatever our policies say; a Secret handed by extraEnv is readable by the researcher's code;
+       and without our policies the Dask pods of every project have no NetworkPolicy at all. */ -}}
+{{- define "pds.checkUserPodValues" -}}
+{{- if not .Values.networkPolicy.enabled }}
+{{- fail "networkPolicy.enabled is false: the Dask schedulers and workers of every project would have no NetworkPolicy (the internet, the cloud metadata endpoint, other projects' pods); the chart refuses it, keep it true" }}
+{{- end }}
+{{- if and .Values.workspace.dns (ne .Values.networkPolicy.dns.nameFilter "cilium") }}
+{{- fail "workspace.dns is true without networkPolicy.dns.nameFilter: cilium: a workspace would resolve every name through the cluster DNS, a tunnel for data; set nameFilter cilium (only the Services a workspace reaches resolve) or keep workspace.dns false" }}
+{{- end }}
+{{- $single := (.Values.jupyterhub | default dict).singleuser | default dict }}
+{{- $np := $single.networkPolicy | default dict }}
+{{- range $rule, $on := $np.egressAllowRules | default dict }}
+{{- if $on }}
+{{- fail (printf "jupyterhub.singleuser.networkPolicy.egressAllowRules.%s is true: it would open that egress to every workspace (NetworkPolicies add up); keep every egressAllowRules false (workspaces reach the hub, the gate, the package index and their Dask scheduler through the chart's own policies)" $rule) }}
+{{- end }}
+{{- end }}
+{{- if $np.egress }}
+{{- fail "jupyterhub.singleuser.networkPolicy.egress is not empty: it would open that egress to every workspace (NetworkPolicies add up); keep it [] (docs/deploy-kubernetes.md, NetworkPolicies)" }}
+{{- end }}
+{{- if or $np.ingress $np.allowedIngressPorts }}
+{{- fail "jupyterhub.singleuser.networkPolicy.ingress / allowedIngressPorts is not empty: it would let other pods into every workspace; keep both [] (the hub and its proxy reach workspaces through the chart's own policies)" }}
+{{- end }}
+{{- if $single.serviceAccountName }}
+{{- fail "jupyterhub.singleuser.serviceAccountName is set: workspaces run as the namespace's default ServiceAccount with no token; keep it null" }}
+{{- end }}
+{{- $env := $single.extraEnv | default dict }}
+{{- if kindIs "map" $env }}
+{{- range $name, $value := $env }}
+{{- if and (kindIs "map" $value) (hasKey $value "valueFrom") }}
+{{- fail (printf "jupyterhub.singleuser.extraEnv.%s takes its value from the cluster (valueFrom): the researcher's code would read it; give workspaces literal values only" $name) }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- range $item := $env }}
+{{- if and (kindIs "map" $item) (hasKey $item "valueFrom") }}
+{{- fail (printf "jupyterhub.singleuser.extraEnv %v takes its value from the cluster (valueFrom): the researcher's code would read it; give workspaces literal values only" $item.name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
