@@ -17,9 +17,10 @@ Deny by default, in this order (the first failure refuses the file; nothing refu
    the scanner unpacks, local headers agreeing with the central directory, one size per TAR
    member, no byte outside the members;
 5. **malware**: ClamAV (:mod:`.clamav`: ``clamscan``, or a running ``clamd`` through ``clamdscan``;
-   both look inside archives). Exit code 0 is clean, 1 a signature found; anything else (scanner or
-   daemon missing, no signature database, timeout, crash) refuses the file: a scan that did not run
-   never passes.
+   both look inside archives), given also what :mod:`.import_decode` decodes (a notebook's base64
+   outputs, a PNG's deflated streams), which ClamAV does not. Exit code 0 is clean, 1 a signature
+   found; anything else (scanner or daemon missing, no signature database, timeout, crash) refuses
+   the file: a scan that did not run never passes.
 
 :func:`scan_import` returns a check result shaped like the export checks' (``kind``, ``status``,
 ``rules``, ``findings``) plus the archive listing and the scanner's verdict, stored with the file
@@ -31,6 +32,7 @@ from __future__ import annotations
 import gzip
 import logging
 import tarfile
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from . import archive_rules as rules
 from . import clamav
 from .checks.result import Status
 from .import_content import Content
+from .import_decode import Decoded, DecodeRefusal, decodable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,9 @@ _MAGIC = {".parquet": (b"PAR1",), ".pdf": (b"%PDF-",), ".png": (b"\x89PNG\r\n\x1
           ".zip": (b"PK\x03\x04", b"PK\x05\x06"), ".tar.gz": (b"\x1f\x8b",), ".tgz": (b"\x1f\x8b",)}
 _HEAD = 4096
 _CHUNK = 1024 * 1024
+#: the longest name of one folder or file in a member's path (Linux's NAME_MAX), and the longest path
+MAX_NAME_PART = 255
+MAX_MEMBER_PATH = 1024
 
 
 class ScanRefusal(Exception):
@@ -149,6 +155,11 @@ def check_member_name(member: str) -> None:
         raise ScanRefusal("archive", f"member {member[:200]!r} climbs out of the archive ('..')")
     if "\x00" in member:
         raise ScanRefusal("archive", "a member name holds a NUL byte")
+    if len(member.encode("utf-8", "surrogateescape")) > MAX_MEMBER_PATH or \
+            any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_PART for part in member.split("/")):
+        raise ScanRefusal("archive", f"member {member[:200]!r}... has a name longer than {MAX_NAME_PART} bytes "
+                                     f"(or a path longer than {MAX_MEMBER_PATH}), which a file system does not "
+                                     "take: the workspace could not extract it as listed; rename it")
 
 
 def _refuse(reason: str | None) -> None:
@@ -177,6 +188,21 @@ def _check_content(member: str, content: Content) -> None:
     _refuse(content.refusal())
 
 
+def _kept(decoded: Decoded | None, name: str) -> bytearray | None:
+    """A buffer for the bytes of a member :mod:`.import_decode` decodes (a notebook, a PNG), else None."""
+    return bytearray() if decoded is not None and decodable(name) else None
+
+
+def _decode(decoded: Decoded | None, name: str, data: bytes | bytearray | None) -> None:
+    """Decode ``data`` (a notebook's base64, a PNG's streams) for the malware scan (:mod:`.import_decode`)."""
+    if decoded is None or data is None:
+        return
+    try:
+        decoded.add(name, bytes(data))
+    except DecodeRefusal as refusal:
+        raise ScanRefusal("import-type", str(refusal)) from None
+
+
 class _Budget:
     def __init__(self, limits: ImportLimits, packed: int):
         self.limits, self.packed, self.members, self.unpacked = limits, max(packed, 1), 0, 0
@@ -195,7 +221,7 @@ class _Budget:
                                          "size (a compression bomb?)")
 
 
-def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
+def list_zip(path: Path, limits: ImportLimits, decoded: Decoded | None = None) -> list[dict[str, Any]]:
     budget = _Budget(limits, path.stat().st_size)
     members = []
     names = rules.MemberNames()
@@ -218,13 +244,16 @@ def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                     members.append({"name": info.filename, "size": 0, "type": "directory"})
                     continue
                 _refuse(rules.zip_method_refusal(info))
-                content, actual = Content(info.filename, member=True), 0
+                content, actual, kept = Content(info.filename, member=True), 0, _kept(decoded, info.filename)
                 with zf.open(info) as member:  # decompressed for real: lying headers are caught
                     while chunk := member.read(_CHUNK):
                         content.feed(chunk)
                         actual += len(chunk)
                         budget.add_bytes(len(chunk))
+                        if kept is not None:
+                            kept += chunk
                 _check_content(info.filename, content)
+                _decode(decoded, info.filename, kept)
                 members.append({"name": info.filename, "size": actual, "type": "file"})
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError, OSError,
             zlib.error) as exc:  # a corrupt deflate (zlib.error) or bzip2 (OSError) stream: red team 13
@@ -232,7 +261,7 @@ def list_zip(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
     return members
 
 
-def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
+def list_tar(path: Path, limits: ImportLimits, decoded: Decoded | None = None) -> list[dict[str, Any]]:
     budget = _Budget(limits, path.stat().st_size)
     members = []
     names = rules.MemberNames()
@@ -253,9 +282,13 @@ def list_tar(path: Path, limits: ImportLimits) -> list[dict[str, Any]]:
                                                  "(device, FIFO or other)")
                 budget.add_bytes(info.size)
                 handle, content = tf.extractfile(info), Content(info.name, member=True)
+                kept = _kept(decoded, info.name)
                 while handle is not None and (chunk := handle.read(_CHUNK)):
                     content.feed(chunk)
+                    if kept is not None:
+                        kept += chunk
                 _check_content(info.name, content)
+                _decode(decoded, info.name, kept)
                 members.append({"name": info.name, "size": info.size, "type": "file"})
             _check_tar_end(tf, budget)
     except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
@@ -310,11 +343,16 @@ def scan_import(path: Path, name: str, limits: ImportLimits) -> dict[str, Any]:
             raise ScanRefusal("max-size", f"{name} is larger than {limits.max_file_bytes} bytes")
         kind = check_content_type(path, name)
         members = None
-        if kind == "archive":
-            members = list_zip(path, limits) if import_extension(name) == ".zip" else list_tar(path, limits)
-            if import_extension(name) in (".tar.gz", ".tgz"):
-                _check_gzip(path)
-        malware = run_malware_scan([path], limits)
+        with tempfile.TemporaryDirectory(prefix="pds-decoded-") as tmp:  # import_decode.py: scanned too
+            decoded = Decoded(Path(tmp), limits.max_unpacked_bytes)
+            if kind == "archive":
+                members = (list_zip(path, limits, decoded) if import_extension(name) == ".zip"
+                           else list_tar(path, limits, decoded))
+                if import_extension(name) in (".tar.gz", ".tgz"):
+                    _check_gzip(path)
+            elif decodable(name):
+                _decode(decoded, name, path.read_bytes())
+            malware = run_malware_scan([path, *decoded.paths], limits)
     except ScanRefusal as refusal:
         return _result(kind, Status.FAIL, {refusal.rule: Status.FAIL.value},
                        [{"rule": refusal.rule, "status": Status.FAIL.value, "message": refusal.message}])
