@@ -6,8 +6,9 @@ Each rule closes a way to get content past the listing a checker reads or past t
 * **names a person can read**: no control, format (right-to-left override, zero-width) or
   unassigned character in a member name, which would show ``report<RLO>fdp.py`` as ``reportyp.pdf``;
 * **one member per name**: no two members whose names are equal once case, Unicode form and ``./``
-  are set aside (the checker's tool shows one, the extraction in the workspace keeps the other; a
-  case-insensitive disk merges them), and no file where another member needs a folder;
+  are set aside (compatibility forms too, NFKC: ``\ufb01le.py`` is ``file.py``, red team 20G; the
+  checker's tool shows one, the extraction in the workspace keeps the other; a case-insensitive disk
+  merges them), and no file where another member needs a folder;
 * **ZIP compression the scanner unpacks**: stored, deflate or bzip2 only (ClamAV does not unpack
   an LZMA member, which Python reads without a word);
 * **every byte of a ZIP accounted for**: members laid end to end from the first byte, then the
@@ -78,7 +79,7 @@ class MemberNames:
 
     @staticmethod
     def _parts(name: str) -> list[str]:
-        folded = unicodedata.normalize("NFC", name).casefold()
+        folded = unicodedata.normalize("NFKC", name).casefold()  # NFKC: "ﬁle.py" is "file.py" (red team 20G)
         return [p for p in folded.split("/") if p not in ("", ".")]
 
     def add(self, name: str, folder: bool) -> str | None:

@@ -48,6 +48,17 @@ KINDS = ("files", "cohort")
 RAW_DIR = cohort_link.RAW_DIR  #: staging/<project>/<request>/raw/: what was uploaded when it is not what is reviewed
 
 
+def check_case(names: list[str]) -> None:
+    """No two files of one import whose names differ only by case: released side by side, one
+    would replace the other on a case-insensitive imports volume (an SMB share), and the workspace
+    would read bytes listed under the other's hash (red team 20G)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise InvalidInput(f"{other!r} and {name!r} differ only by case: rename one of them")
+
+
 class ImportService:
     """Import requests, on top of the airlock service (one model, one transition table)."""
 
@@ -108,6 +119,7 @@ class ImportService:
                 raise InvalidInput("say why these files need to come into the workspace (justification)")
             check_text(justification, "the justification", MAX_TEXT)
             check_names([name for name, _ in files], service.limits)
+            check_case([name for name, _ in files])
             if kind == "cohort" and len(files) != 1:
                 raise InvalidInput("a cohort import is exactly one CSV file")
             permissions.check_import(service.registry, actor, project, from_workspace=from_workspace)
