@@ -47,6 +47,10 @@ MAX_RECORD = 16 * 1024 * 1024
 #: the folders of ``NAME-VERSION.data/`` pip installs (the install schemes)
 SCHEMES = {"purelib", "platlib", "scripts", "headers", "data"}
 _CHUNK = 1 << 20
+#: data files (under ``NAME-VERSION.data/data/``, installed in the prefix) that Jupyter or IPython
+#: read at start-up: server and notebook configuration (which loads extensions) and kernelspecs
+#: (which shadow the platform's kernel): named in the approval (red team 20G)
+JUPYTER_DATA = ("etc/jupyter/", "etc/ipython/", "share/jupyter/kernels/")
 
 
 class _Refused(Exception):
@@ -186,8 +190,9 @@ def wheel_refusal(path: Path, max_unpacked: int) -> str | None:
 
 def startup_hooks(path: Path) -> list[str]:
     """What the wheel at ``path`` installs that runs without being imported: ``.pth`` files (run
-    by every interpreter that reads its site folder) and commands (``.data/scripts``, console and
-    GUI entry points). For the approval's audit entry; the rules of :func:`wheel_refusal` hold."""
+    by every interpreter that reads its site folder), commands (``.data/scripts``, console and
+    GUI entry points) and Jupyter configuration or kernelspecs (:data:`JUPYTER_DATA`). For the
+    approval's audit entry; the rules of :func:`wheel_refusal` hold."""
     hooks = []
     with zipfile.ZipFile(path) as archive:
         for name in archive.namelist():
@@ -195,6 +200,8 @@ def startup_hooks(path: Path) -> list[str]:
             site = parts[1:2] in (["purelib"], ["platlib"]) and parts[0].endswith(".data")
             if name.endswith(".pth") and (len(parts) == 1 or (site and len(parts) == 3)):
                 hooks.append(f"{name} (runs at interpreter start-up where it is a site folder)")
+            elif parts[0].endswith(".data") and parts[1:2] == ["data"] and "/".join(parts[2:]).startswith(JUPYTER_DATA):
+                hooks.append(f"{name} (Jupyter or IPython configuration or a kernelspec: read at the next start)")
             elif parts[0].endswith(".data") and parts[1:2] == ["scripts"] and len(parts) == 3:
                 hooks.append(f"{name} (a command)")
             elif name.endswith(".dist-info/entry_points.txt") and len(parts) == 2:

@@ -163,7 +163,9 @@ class Wheelhouse:
 
     def add(self, wheels: Iterable[WheelInfo], source_dir: Path) -> list[WheelInfo]:
         """Copy ``wheels`` (read from ``source_dir``, hashes checked again) into the house and list
-        them in the manifest. A file already there must have the same hash. Returns those added."""
+        them in the manifest. A file already there must have the same hash, and a release already
+        served gets no other file (a build tag or another spelling of its file name, which pip
+        would install instead of the approved one: red team 20G). Returns those added."""
         added: list[WheelInfo] = []
         with self._locked():
             self.files_dir.mkdir(parents=True, exist_ok=True)
@@ -173,6 +175,13 @@ class Wheelhouse:
                 source = Path(source_dir) / wheel.file
                 if "/" in wheel.file or sha256_of(source) != wheel.sha256:
                     raise IntegrityError(f"{wheel.file} changed after it was checked: approve again")
+                others = [e["file"] for e in projects.get(wheel.project, [])
+                          if _same_version(e["version"], wheel.version) and e["file"] != wheel.file]
+                if others:
+                    raise IntegrityError(f"{wheel.file}: {wheel.project} {wheel.version} is already approved with "
+                                         f"other files ({', '.join(others)[:300]}): the index serves the files of "
+                                         "a release that were approved, never one added later (pip would prefer it); "
+                                         f"revoke {wheel.project}=={wheel.version} first to approve other files")
                 target = self.files_dir / wheel.file
                 if target.exists() and sha256_of(target) != wheel.sha256:
                     raise IntegrityError(f"{wheel.file} is already approved with another SHA-256: "
