@@ -53,11 +53,12 @@ def _binary(mime: str) -> bool:
 class Decoded:
     """The decoded parts of one import's files, as files of ``directory``, at most ``limit`` bytes."""
 
-    def __init__(self, directory: Path, limit: int):
+    def __init__(self, directory: Path, limit: int, *, whole_limit: int):
         self.directory, self.limit, self.total = Path(directory), limit, 0
+        self.whole_limit = whole_limit  #: the most bytes of one archive member read whole to decode it
         self.paths: list[Path] = []
 
-    def add(self, name: str, data: bytes) -> None:
+    def add(self, name: str, data: bytes | bytearray) -> None:
         """Decode the file or member ``name`` whose bytes are ``data`` (a notebook or a PNG)."""
         if PurePosixPath(name.lower()).suffix == ".ipynb":
             self._notebook(name, data)
@@ -78,7 +79,7 @@ class Decoded:
             raise DecodeRefusal(f"what the imported notebooks and images decode to is longer than {self.limit} "
                                 "bytes (the scan's limit): import fewer or smaller files")
 
-    def _notebook(self, name: str, data: bytes) -> None:
+    def _notebook(self, name: str, data: bytes | bytearray) -> None:
         try:
             document = json.loads(data)
         except (ValueError, RecursionError):
@@ -115,7 +116,7 @@ class Decoded:
         if raw.startswith(_PNG):
             self._png(raw)
 
-    def _png(self, data: bytes) -> None:
+    def _png(self, data: bytes | bytearray) -> None:
         """The inflated ``zTXt``/``iTXt`` chunks (one file) and ``IDAT`` stream (another) of the PNG ``data``."""
         at, idat, texts = len(_PNG), [], []
         while at + 12 <= len(data):

@@ -193,12 +193,22 @@ def _kept(decoded: Decoded | None, name: str) -> bytearray | None:
     return bytearray() if decoded is not None and decodable(name) else None
 
 
+def _keep(decoded: Decoded | None, name: str, kept: bytearray | None, chunk: bytes) -> None:
+    """Add ``chunk`` to ``kept`` (a member decoded whole), at most the size of one imported file."""
+    if decoded is None or kept is None:
+        return
+    kept += chunk
+    if len(kept) > decoded.whole_limit:
+        raise ScanRefusal("archive", f"member {name[:200]!r} is a notebook or PNG larger than {decoded.whole_limit} "
+                                     "bytes, decoded whole to be scanned: import it on its own")
+
+
 def _decode(decoded: Decoded | None, name: str, data: bytes | bytearray | None) -> None:
     """Decode ``data`` (a notebook's base64, a PNG's streams) for the malware scan (:mod:`.import_decode`)."""
     if decoded is None or data is None:
         return
     try:
-        decoded.add(name, bytes(data))
+        decoded.add(name, data)
     except DecodeRefusal as refusal:
         raise ScanRefusal("import-type", str(refusal)) from None
 
@@ -250,8 +260,7 @@ def list_zip(path: Path, limits: ImportLimits, decoded: Decoded | None = None) -
                         content.feed(chunk)
                         actual += len(chunk)
                         budget.add_bytes(len(chunk))
-                        if kept is not None:
-                            kept += chunk
+                        _keep(decoded, info.filename, kept, chunk)
                 _check_content(info.filename, content)
                 _decode(decoded, info.filename, kept)
                 members.append({"name": info.filename, "size": actual, "type": "file"})
@@ -285,8 +294,7 @@ def list_tar(path: Path, limits: ImportLimits, decoded: Decoded | None = None) -
                 kept = _kept(decoded, info.name)
                 while handle is not None and (chunk := handle.read(_CHUNK)):
                     content.feed(chunk)
-                    if kept is not None:
-                        kept += chunk
+                    _keep(decoded, info.name, kept, chunk)
                 _check_content(info.name, content)
                 _decode(decoded, info.name, kept)
                 members.append({"name": info.name, "size": info.size, "type": "file"})
@@ -344,7 +352,7 @@ def scan_import(path: Path, name: str, limits: ImportLimits) -> dict[str, Any]:
         kind = check_content_type(path, name)
         members = None
         with tempfile.TemporaryDirectory(prefix="pds-decoded-") as tmp:  # import_decode.py: scanned too
-            decoded = Decoded(Path(tmp), limits.max_unpacked_bytes)
+            decoded = Decoded(Path(tmp), limits.max_unpacked_bytes, whole_limit=limits.max_file_bytes)
             if kind == "archive":
                 members = (list_zip(path, limits, decoded) if import_extension(name) == ".zip"
                            else list_tar(path, limits, decoded))
