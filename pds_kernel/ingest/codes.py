@@ -25,12 +25,13 @@ CODES_BUILT = threading.Lock()
 
 @functools.cache
 def known_series(name: str, column: str, dtype: pl.DataType) -> pl.Series:
-    """The codes of a nomenclature as the lake holds them, distinct and sorted: text, or numbers for
+    """The codes of a nomenclature as the lake holds them, distinct and sorted (:func:`_missing`
+    searches them): text, or numbers for
     a numeric column ``dtype`` (``"001"`` and ``"1.00"`` are the number 1; an integer column keeps
     the codes that are whole numbers). Built once per process."""
     text = nomenclature_series(name, column)
     if not dtype.is_numeric():
-        return text.cast(dtype)
+        return text.cast(dtype).sort()  # sorted as the lake's type sorts: looked up by binary search
     numbers = text.cast(pl.Float64, strict=False).drop_nulls()
     numbers = numbers.filter(numbers.is_finite())
     if dtype.is_integer():
@@ -44,8 +45,17 @@ def count_unknown_codes(good: pl.DataFrame, codes: dict[str, pl.Series], stats: 
     counted only for a value that is unknown."""
     for column, known in codes.items():
         values = good.get_column(column)
-        distinct = values.drop_nulls().unique()
-        unknown = distinct.filter(~distinct.is_in(known.implode()))
+        unknown = _missing(values.drop_nulls().unique(), known)
         if len(unknown):
             stats.unknown_codes[column] = (stats.unknown_codes.get(column, 0)
                                            + int(values.is_in(unknown.implode()).sum()))
+
+
+def _missing(values: pl.Series, known: pl.Series) -> pl.Series:
+    """The ``values`` that the sorted ``known`` lacks, each found by a binary search: a hash table of
+    a nomenclature's ~100,000 codes built for every block cost 0.2-0.3 s of CPU on the whole
+    delivery."""
+    if known.is_empty():
+        return values
+    at = known.search_sorted(values).clip(0, known.len() - 1)
+    return values.filter(known.gather(at) != values)
