@@ -18,7 +18,19 @@ from pds_kernel.ingest.manifest import Manifest
 from pds_kernel.ingest.quarantine import read_quarantine
 
 __all__ = ["fresh_runtime", "make_rows", "write_delivery", "write_table", "ingest", "lake_values",
-           "committed", "quarantine_of"]
+           "committed", "quarantine_of", "edit_fields"]
+
+
+def edit_fields(path: Path, edits: dict[int, dict[str, str]]) -> None:
+    """Set the given fields of data lines ``edits`` keys (0 = first row) of Latin-1 file ``path``."""
+    lines = path.read_text(encoding="latin-1").split("\n")
+    header = lines[0].split(";")
+    for row, values in edits.items():
+        fields = lines[row + 1].split(";")
+        for column, text in values.items():
+            fields[header.index(column)] = text
+        lines[row + 1] = ";".join(fields)
+    path.write_text("\n".join(lines), encoding="latin-1")
 
 
 def ingest(runtime, delivery: Path) -> dict:

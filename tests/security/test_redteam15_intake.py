@@ -28,6 +28,7 @@ from datetime import date, timedelta
 
 import pytest
 from intake_damage_support import (
+    edit_fields,
     fresh_runtime,
     ingest,
     lake_values,
@@ -54,15 +55,7 @@ def _claims(tmp_path, edits: dict[int, dict[str, str]]):
     given field texts; the rows as written, before the edits."""
     rows = make_rows(persons=12, months=("202301",))[("ER_PRS_F", "202301")]
     delivery = write_delivery(tmp_path / "d", {("ER_PRS_F", "202301"): rows})
-    path = delivery / PRS
-    lines = path.read_text(encoding="latin-1").split("\n")
-    header = lines[0].split(";")
-    for row, values in edits.items():
-        fields = lines[row + 1].split(";")
-        for column, text in values.items():
-            fields[header.index(column)] = text
-        lines[row + 1] = ";".join(fields)
-    path.write_text("\n".join(lines), encoding="latin-1")
+    edit_fields(delivery / PRS, edits)
     return delivery, rows
 
 

@@ -35,6 +35,7 @@ from datetime import date
 
 import pytest
 from intake_damage_support import (
+    edit_fields,
     fresh_runtime,
     ingest,
     lake_values,
@@ -70,18 +71,6 @@ def _flux_column(name: str) -> str | None:
     return next((c for c in ("FLX_DIS_DTD", "FLX_ANN_MOI") if c in names), None)
 
 
-def _edit(path, edits: dict[int, dict[str, str]]) -> None:
-    """Set the given fields of data lines ``edits`` keys (0 = first row) of file ``path``."""
-    lines = path.read_text(encoding="latin-1").split("\n")
-    header = lines[0].split(";")
-    for row, values in edits.items():
-        fields = lines[row + 1].split(";")
-        for column, text in values.items():
-            fields[header.index(column)] = text
-        lines[row + 1] = ";".join(fields)
-    path.write_text("\n".join(lines), encoding="latin-1")
-
-
 # -- 1. the month of EGB, DCIRS and DAMIR files ----------------------------------------------------
 
 def test_the_catalogue_names_the_month_column_of_every_other_monthly_table():
@@ -114,7 +103,7 @@ def test_rows_of_another_month_are_quarantined_in_egb_dcirs_and_damir(parser, tm
             edits = {0: {column: "202302"}, 1: {column: "202212"}}
         else:
             edits = {0: {column: "01FEB2023:00:00:00"}, 1: {column: "31DEC2022:00:00:00"}}
-        _edit(generated.path, edits)
+        edit_fields(generated.path, edits)
         expected[generated.path.name] = {2: ("wrong_month", column), 3: ("wrong_month", column)}
     results = ingest(runtime, delivery)
     assert len(results) == 26 and len(expected) == 24
@@ -136,7 +125,7 @@ def test_dates_of_the_far_past_are_quarantined_and_the_missing_date_loads(parser
     rows = make_rows(persons=12, months=(MONTH,))[("ER_PRS_F", MONTH)]
     delivery = write_delivery(tmp_path / "d", {("ER_PRS_F", MONTH): rows})
     name = f"ER_PRS_F_{MONTH}.csv"
-    _edit(delivery / name, {
+    edit_fields(delivery / name, {
         0: {"EXE_SOI_DTD": "01JAN1601:00:00:00"}, 1: {"EXE_SOI_DTD": "30DEC1899:00:00:00"},
         2: {"EXE_SOI_DTD": "31DEC1899:00:00:00"}, 3: {"EXE_SOI_DTF": "01JAN1601:00:00:00"},
         4: {"EXE_SOI_DTD": "01JAN1600:00:00:00", "EXE_SOI_DTF": "01JAN1600:00:00:00"},
@@ -196,7 +185,7 @@ def test_a_code_outside_its_nomenclature_is_loaded_and_named_in_the_report(tmp_p
     or newer than the data: quarantining would drop real rows of new codes) and the quality
     report lists it in a section of its own, not only in a column of the collapsed null rates."""
     generated = generate_table(tmp_path / "d", "T_MCOaaD", rows=4, period="2023", seed=19)
-    _edit(generated.path, {0: {"ASS_DGN": "Z9999"}})
+    edit_fields(generated.path, {0: {"ASS_DGN": "Z9999"}})
     runtime = fresh_runtime(tmp_path)
     result = ingest_delivery(runtime, tmp_path / "d", actor="attacker")
     [loaded] = result.files

@@ -41,6 +41,7 @@ from datetime import date, timedelta
 
 import pytest
 from intake_damage_support import (
+    edit_fields,
     fresh_runtime,
     ingest,
     lake_values,
@@ -59,18 +60,6 @@ from pds_kernel.snds.schema_generator import generate_table
 
 MONTH = "202301"
 YEAR_RANGE = "year_out_of_range"
-
-
-def _edit(path, edits: dict[int, dict[str, str]]) -> None:
-    """Set the given fields of data lines ``edits`` keys (0 = first row) of file ``path``."""
-    lines = path.read_text(encoding="latin-1").split("\n")
-    header = lines[0].split(";")
-    for row, values in edits.items():
-        fields = lines[row + 1].split(";")
-        for column, text in values.items():
-            fields[header.index(column)] = text
-        lines[row + 1] = ";".join(fields)
-    path.write_text("\n".join(lines), encoding="latin-1")
 
 
 def _report(result) -> tuple[dict, str]:
@@ -98,7 +87,7 @@ def test_birth_years_out_of_range_are_quarantined_and_real_ones_load(parser, tmp
     (tmp_path / "d").mkdir()
     path = write_table(tmp_path / "d" / "IR_BEN_R.csv", "IR_BEN_R", people)
     years = ["1601", "2999", "0000", "1869", str(OLDEST_BIRTH_YEAR), "1900", "1905", "2024", "", "1600"]
-    _edit(path, {row: {"BEN_NAI_ANN": year} for row, year in enumerate(years)})
+    edit_fields(path, {row: {"BEN_NAI_ANN": year} for row, year in enumerate(years)})
     result = ingest(runtime, tmp_path / "d")["IR_BEN_R.csv"]
     assert (result.rows_loaded, result.rows_quarantined) == (6, 4)
     assert quarantined_checks(runtime, "IR_BEN_R.csv") == {line: (YEAR_RANGE, "BEN_NAI_ANN") for line in (2, 3, 4, 5)}
@@ -115,12 +104,12 @@ def test_care_years_out_of_range_are_quarantined_as_numbers_and_as_text(tmp_path
     1975 (a long one: it loads, as a 1975 date does) and in 1600 (the missing year) load."""
     delivery = tmp_path / "d"
     had = generate_table(delivery, "T_HADaaC", rows=4, period="2023", seed=20)
-    _edit(had.path, {0: {"ENT_ANN": "0000"}, 1: {"ENT_ANN": "2999"}, 2: {"ENT_ANN": "1975"},
+    edit_fields(had.path, {0: {"ENT_ANN": "0000"}, 1: {"ENT_ANN": "2999"}, 2: {"ENT_ANN": "1975"},
                      3: {"ENT_ANN": "1600"}})
     damir = generate_table(delivery, "MA_REM_FT", rows=3, period=MONTH, seed=20)
-    _edit(damir.path, {0: {"SOI_ANN": "1601"}, 1: {"EXD_ANN_MOI": "000012"}})
+    edit_fields(damir.path, {0: {"SOI_ANN": "1601"}, 1: {"EXD_ANN_MOI": "000012"}})
     ssr = generate_table(delivery, "T_SSRaaB", rows=2, period="2023", seed=20)
-    _edit(ssr.path, {0: {"MOI_ANN_SOR_SEJ": "299901"}})
+    edit_fields(ssr.path, {0: {"MOI_ANN_SOR_SEJ": "299901"}})
     runtime = fresh_runtime(tmp_path)
     results = ingest(runtime, delivery)
     assert {name: r.status for name, r in results.items()} == dict.fromkeys(results, Status.LOADED)
@@ -176,7 +165,7 @@ def test_a_date_of_care_after_the_delivery_stays_quarantined(parser, tmp_path, m
     delivery = write_delivery(tmp_path / "d", {("ER_PRS_F", MONTH): rows})
     name = f"ER_PRS_F_{MONTH}.csv"
     soon = date.today() + timedelta(days=8)
-    _edit(delivery / name, {0: {"EXE_SOI_DTD": "01JAN2999:00:00:00"},
+    edit_fields(delivery / name, {0: {"EXE_SOI_DTD": "01JAN2999:00:00:00"},
                             1: {"EXE_SOI_DTD": f"{soon.day:02d}{soon.strftime('%b').upper()}{soon.year}:00:00:00"},
                             2: {"EXE_SOI_DTD": date.today().strftime("%d%b%Y:00:00:00").upper()}})
     result = ingest(runtime, delivery)[name]
@@ -218,7 +207,7 @@ def test_a_dcirs_month_split_by_care_month_says_what_to_do_in_the_quarantine_and
     only. The reason, in the quarantine file and in the report's examples, now names the column
     compared, the file's month and the row's, the file to deliver it in, and the re-extraction."""
     generated = generate_table(tmp_path / "d", "NS_PRS_F", rows=4, period=MONTH, seed=20)
-    _edit(generated.path, {0: {"FLX_DIS_DTD": "03FEB2023:00:00:00", "EXE_SOI_DTD": "28JAN2023:00:00:00"}})
+    edit_fields(generated.path, {0: {"FLX_DIS_DTD": "03FEB2023:00:00:00", "EXE_SOI_DTD": "28JAN2023:00:00:00"}})
     runtime = fresh_runtime(tmp_path)
     result = ingest_delivery(runtime, tmp_path / "d", actor="attacker")
     [loaded] = result.files
