@@ -111,3 +111,12 @@ def zeros_zip(megabytes: int) -> bytes:
         for _ in range(megabytes):
             out.write(chunk)
     return buffer.getvalue()
+
+
+def assert_refused(answer, reason: str, gate) -> None:
+    """An upload refused with ``reason``: 400, nothing staged, the refusal audited with it."""
+    assert answer.status_code == 400, (answer.status_code, answer.text[:300])
+    assert reason in answer.json()["error"], answer.json()["error"]
+    assert not gate.staged_anything()
+    denied = gate.service.runtime.audit.entries(action="airlock.import.create")[-1]
+    assert denied.outcome == "denied" and reason in str(denied.details), denied

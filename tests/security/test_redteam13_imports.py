@@ -36,6 +36,7 @@ import pytest
 from imports_support import (  # noqa: F401  (fixtures)
     MARKER,
     PROJECT,
+    assert_refused,
     gate_registry_fixture,
     import_gate_fixture,
     settings_fixture,
@@ -47,14 +48,6 @@ CODE = b"print('analysis')\n"
 ELF = Path("/bin/true").read_bytes()[:64 * 1024]
 #: a ZIP whose one member, the test signature, is LZMA-compressed: ClamAV does not unpack it
 HIDDEN_ZIP = zip_of(("payload.py", MARKER), compression=zipfile.ZIP_LZMA)
-
-
-def assert_refused(answer, reason: str, gate) -> None:
-    assert answer.status_code == 400, (answer.status_code, answer.text[:300])
-    assert reason in answer.json()["error"], answer.json()["error"]
-    assert not gate.staged_anything()
-    denied = gate.service.runtime.audit.entries(action="airlock.import.create")[-1]
-    assert denied.outcome == "denied" and reason in str(denied.details), denied
 
 
 # ---- what a checker cannot read comes in behind a name ------------------------------------------

@@ -43,6 +43,7 @@ import redteam11_packages_support as support
 from imports_support import (  # noqa: F401  (fixtures)
     MARKER,
     PROJECT,
+    assert_refused,
     gate_registry_fixture,
     import_gate_fixture,
     settings_fixture,
@@ -58,14 +59,6 @@ pytestmark = pytest.mark.skipif(shutil.which("clamscan") is None, reason="ClamAV
 world = support.world
 hostile = support.hostile
 ELF = Path("/bin/true").read_bytes()[:8192]
-
-
-def assert_refused(answer, reason: str, gate) -> None:
-    assert answer.status_code == 400, (answer.status_code, answer.text[:300])
-    assert reason in answer.json()["error"], answer.json()["error"]
-    assert not gate.staged_anything()
-    denied = gate.service.runtime.audit.entries(action="airlock.import.create")[-1]
-    assert denied.outcome == "denied" and reason in str(denied.details), denied
 
 
 def approvals(created: dict) -> dict:

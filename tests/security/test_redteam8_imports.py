@@ -27,6 +27,7 @@ import requests
 from imports_support import (  # noqa: F401  (fixtures)
     HASHED,
     MARKER,
+    assert_refused,
     gate_registry_fixture,
     import_gate_fixture,
     settings_fixture,
@@ -38,14 +39,6 @@ from pds_kernel.packages.wheelhouse import read_wheel
 
 CODE = b"print('analysis')\n"
 INNER = zip_of(("payload.py", b"import os; os.system('id')\n"))
-
-
-def assert_refused(answer, reason: str, gate) -> None:
-    assert answer.status_code == 400, (answer.status_code, answer.text[:300])
-    assert reason in answer.json()["error"], answer.json()["error"]
-    assert not gate.staged_anything()
-    denied = gate.service.runtime.audit.entries(action="airlock.import.create")[-1]
-    assert denied.outcome == "denied" and reason in str(denied.details), denied
 
 
 def test_zip_member_compressed_with_lzma_hides_a_signature_from_clamav(import_gate):
