@@ -223,3 +223,23 @@ annotations:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{- /* The dask-gateway chart writes these values into its pod manifests as they are, unquoted: a
+       newline in one is YAML of the operator's choosing in the pod (a securityContext, host
+       namespaces). Each must be one plain word. The pds-harden post-renderer checks the pods
+       again (ADR 18). */ -}}
+{{- define "pds.checkGatewayScalars" -}}
+{{- $dg := index .Values "dask-gateway" | default dict -}}
+{{- range $part := list "gateway" "controller" "traefik" -}}
+{{- $values := get $dg $part | default dict -}}
+{{- $image := get $values "image" | default dict -}}
+{{- $rbac := get (get $dg "rbac" | default dict) $part | default dict -}}
+{{- $auth := dig "auth" "jupyterhub" dict $values -}}
+{{- $scalars := dict (printf "%s.image.name" $part) (get $image "name") (printf "%s.image.tag" $part) (get $image "tag") (printf "rbac.%s.serviceAccountName" $part) (get $rbac "serviceAccountName") (printf "%s.auth.jupyterhub.apiTokenFromSecretName" $part) (get $auth "apiTokenFromSecretName") (printf "%s.auth.jupyterhub.apiTokenFromSecretKey" $part) (get $auth "apiTokenFromSecretKey") -}}
+{{- range $name, $value := $scalars -}}
+{{- if and $value (not (regexMatch "^[A-Za-z0-9][A-Za-z0-9._/:@-]*$" (toString $value))) -}}
+{{- fail (printf "dask-gateway.%s is %q: the dask-gateway chart writes it into its pod manifest unquoted, so it must be one word of letters, digits and ._/:@- (no space, newline or quote)" $name (toString $value)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
