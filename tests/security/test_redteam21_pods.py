@@ -1,4 +1,4 @@
-"""Red team 21: the pods of the production release that the upstream charts leave without a securityContext, attacked by an operator's values and through the manifests the post-renderer receives.
+"""Red team 21K: the pods of the production release that the upstream charts leave without a securityContext, attacked by an operator's values and through the manifests the post-renderer receives.
 
 dask-gateway 2026.3.0's chart has no value for the securityContext of its API server, its
 controller and its traefik proxy: they ran as their images' user, with the container runtime's
@@ -9,7 +9,7 @@ of the test's own and run by the real ``helm`` over the whole release (the offli
 to JupyterHub 4.4.0 and dask-gateway 2026.3.0).
 
 Tried: values that the dask-gateway chart writes into its pod manifests unquoted (image names and
-tags, ServiceAccount and Secret names) carrying YAML of the attacker's choosing (a privileged
+tags, ServiceAccount names) carrying YAML of the attacker's choosing (a privileged
 container, added capabilities, root, the host's PID namespace); the same manifests with the chart's
 own check of those values taken out, so that only the post-renderer stands; other charts' pods
 loosened by their own values; manifests the post-renderer cannot read or that are not this chart's;
@@ -108,9 +108,13 @@ def test_only_the_dask_gateway_pods_change(chart, env):
 SMUGGLED = {
     "gateway-tag": injected("gateway", ["securityContext:", "  privileged: true", "  capabilities: {add: [SYS_ADMIN]}"]),
     "controller-tag": injected("controller", ["securityContext: {runAsUser: 0, runAsNonRoot: false}"]),
-    "traefik-name": {"dask-gateway": {"traefik": {"image": {"name": "traefik\n" + CONTAINER + "securityContext: {privileged: true}\n" + CONTAINER + "x: docker.io/traefik"}}}},
+    "traefik-name": {"dask-gateway": {"traefik": {"image": {"name": "\n".join(
+        ["traefik", POD + "hostNetwork: true", POD + "initContainers:", POD + "  - name: sneaky",
+         POD + "    image: docker.io/traefik"])}}}},
+    "controller-name": {"dask-gateway": {"controller": {"image": {"name": "\n".join(
+        ["x", POD + "initContainers:", POD + "  - name: sneaky", POD + "    securityContext: {privileged: true}",
+         POD + "    image: ghcr.io/dask/dask-gateway-server"])}}}},
     "service-account": {"dask-gateway": {"rbac": {"gateway": {"serviceAccountName": "x\n" + POD + "hostPID: true"}}}},
-    "token-secret": {"dask-gateway": {"gateway": {"auth": {"jupyterhub": {"apiTokenFromSecretName": 'hub"\n' + CONTAINER + "x: \"y"}}}}},
 }
 
 
@@ -133,6 +137,7 @@ LOOSENED = {
                 "securityContext.seLinuxOptions"),
     "host-pid": (injected("gateway", ["hostPID: true", "initContainers:", "  - name: sneaky",
                                       "    image: busybox:1"], indent=POD), "sets hostPID"),
+    "privileged-init-container": (SMUGGLED["controller-name"], "container sneaky of Deployment controller-dask-gateway"),
 }
 
 
@@ -140,7 +145,8 @@ LOOSENED = {
 def test_a_loosened_dask_gateway_pod_is_refused_by_the_post_renderer(env, unchecked, tmp_path, values, reason):
     plain = render(unchecked, [values_file(tmp_path, values)])  # without it, the YAML reaches the pod
     assert any(sc for pod, spec in pod_specs(plain) if pod in GATEWAY_PODS
-               for sc in [spec.get("hostPID")] + [c.get("securityContext") for c in spec["containers"]])
+               for sc in [spec.get("hostPID")] + [c.get("securityContext") for c in
+                                                  spec["containers"] + (spec.get("initContainers") or [])])
     err = refused_by_post_renderer(env, unchecked, tmp_path, values)
     assert "pds-harden: " in err and reason in err, err
 
