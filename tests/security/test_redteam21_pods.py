@@ -189,6 +189,8 @@ def stream(*docs) -> str:
 UNREADABLE = {
     "broken-yaml": (stream(MARKER, "kind: Deployment\nmetadata: {name: [unclosed\n"), "not a YAML mapping"),
     "a-list": (stream(MARKER, "- kind: Pod\n- kind: Pod\n"), "not a YAML mapping"),
+    "list-kind": (stream(MARKER, {"apiVersion": "v1", "kind": "List", "items": [PRIVILEGED_DEPLOYMENT]}),
+                  "hides them from the check"),
     "no-marker": (stream({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}), "0 PostRendererRequired"),
     "two-markers": (stream(MARKER, MARKER), "2 PostRendererRequired"),
     "newer-contract": (stream({**MARKER, "spec": {"contract": 2}}), "contract 2"),
