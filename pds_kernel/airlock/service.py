@@ -24,7 +24,6 @@ import secrets
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,27 +34,24 @@ from sqlalchemy.orm import Session
 from .. import permissions as platform_permissions
 from ..audit import AuditEvent, Outcome
 from ..db import transaction
-from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PdsError, PermissionDenied
+from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound, PdsError
 from ..hashing import sha256_file
-from ..registry import Registry
 from ..registry.names import check_project_id, check_user_name
 from . import permissions, reviews
 from .checks import Thresholds
 from .export_quota import stage_export
 from .gate import ProjectGate, run_gate
 from .imports_mount import hide_revoked, refresh_manifest
-from .inputs import brief, check_text
-from .limits import AirlockLimits, load_limits
+from .inputs import check_text
 from .listing import DEFAULT_PER_PAGE, ListQuery, RequestPage, read_page
 from .models import ExportRequest, RequestFile, Review
 from .rebuild import rebuild_sandbox, release_copies
 from .release import ReleaseItem, check_not_releasing, copy_release, outbox_dir, type_refusal, withdraw_release
+from .request_access import RequestAccess
 from .reviews import DECISIONS  # noqa: F401  (re-exported)
 from .staging import (
-    RefusedFiles,
     StagedFile,
     check_names,
-    check_request_id,
     check_staged_types,
     check_types,
     request_dir,
@@ -77,18 +73,12 @@ from .views import (  # noqa: F401  (FileView, RequestSummary, RequestView, Revi
     RequestSummary,
     RequestView,
     ReviewView,
-    build_view,
-    offered_actions,
 )
 from .views import stored_check as _stored_check
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 10_000
-#: The most of a refusal's reason an audit entry keeps: a reason may quote what a workspace sent
-#: (the messages quote little: :func:`.inputs.quoted`), and administrators read the trail
-MAX_AUDITED_REASON = 2_000
-
 
 #: the states where the verdicts shown are those that count now (:func:`.permissions.checkers_of`)
 _OPEN = frozenset({State.SUBMITTED.value, State.UNDER_REVIEW.value, State.APPROVED.value})
@@ -98,45 +88,11 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class AirlockService:
-    """Export requests of every project, backed by the shared database and the staging area."""
+class AirlockService(RequestAccess):
+    """Export requests of every project, backed by the shared database and the staging area (the
+    steps every call is made of, loading, authorising, auditing a refusal: :mod:`.request_access`)."""
 
-    def __init__(self, runtime, limits: AirlockLimits | None = None, registry: Registry | None = None):
-        self.runtime = runtime
-        self.settings = runtime.settings
-        self.limits = limits or load_limits(runtime.settings)
-        self.registry = registry or Registry.from_runtime(runtime)
-        self.sessions = runtime.sessions
-        self._audit = runtime.audit
-
-    # ---- helpers ---------------------------------------------------------------------------------
-    def _record(self, event: AuditEvent, session: Session | None = None) -> None:
-        self._audit.record(event, session=session)
-
-    def _deny(self, actor: str, action: str, req_id: str, project: str, exc: PdsError) -> None:
-        """Audit a refusal: a policy decision (role, state, a refused file type) is ``denied``, a bad
-        input or a broken record ``failed``."""
-        denied = isinstance(exc, (PermissionDenied, InvalidTransition, RefusedFiles))
-        details: dict[str, Any] = {"reason": brief(str(exc), MAX_AUDITED_REASON)}
-        if isinstance(exc, RefusedFiles):
-            details["refused"] = {brief(n, 200): brief(str(why), MAX_AUDITED_REASON // 4)
-                                  for n, why in list(exc.reasons.items())[:self.limits.max_files]}
-        self._record(AuditEvent(actor=actor, action=action, target=f"request:{req_id}", project=project,
-                                outcome=Outcome.DENIED if denied else Outcome.FAILED, details=details))
-
-    def _load(self, s: Session, request_id: str, lock: bool = False) -> ExportRequest:
-        check_request_id(request_id)
-        req = s.get(ExportRequest, request_id, with_for_update=lock)
-        if req is None:
-            raise NotFound(f"no export request {request_id}")
-        return req
-
-    def _thresholds(self, project: str) -> tuple[Thresholds, int]:
-        info = self.registry.get_project(project)
-        disclosure = self.settings.disclosure
-        thresholds = Thresholds.for_project(disclosure, info.min_cell, info.max_table_rows)
-        return thresholds, reviews.quorum(info.reviews_required or disclosure.reviews_required)
-
+    # ---- the one state change --------------------------------------------------------------------
     def _apply(self, s: Session, req: ExportRequest, action: Action, actor: str, **details: Any) -> None:
         """The one place a request changes state: check the move, change, audit, same transaction."""
         rule = check_transition(req.state, action)
@@ -147,63 +103,6 @@ class AirlockService:
         self._record(AuditEvent(actor=actor, action=rule.event, target=f"request:{req.id}",
                                 project=req.project_id,
                                 details={"from": before, "to": rule.to.value, **details}), session=s)
-
-    def _guarded(self, actor: str, action_name: str, request_id: str, fn):
-        """Run ``fn``; audit a refusal (permission, transition, integrity) before re-raising it."""
-        try:
-            return fn()
-        except (PermissionDenied, InvalidTransition, IntegrityError, InvalidInput) as exc:
-            project = ""
-            try:
-                with transaction(self.sessions) as s:
-                    req = s.get(ExportRequest, request_id) if isinstance(request_id, str) else None
-                    project = req.project_id if req is not None else ""
-            except PdsError:
-                pass
-            self._deny(actor, action_name, request_id if isinstance(request_id, str) else "?", project, exc)
-            raise
-
-    def _view(self, req: ExportRequest, viewer: str, contents: bool = False,
-              checkers: frozenset[str] | None = None, sent: bool = False) -> RequestView:
-        """``req`` as ``viewer`` sees it: redacted unless ``contents`` (decided by
-        :func:`.permissions.can_read_contents`, between transactions: see :meth:`_peek`);
-        ``checkers`` as for :func:`.views.build_view`; the files' SHA-256s as
-        :func:`.permissions.can_see_digests` says (``sent``: the answer to the call that sent them)."""
-        digests = permissions.can_see_digests(contents, sent, req.direction or "export", req.released_at is not None)
-        return build_view(req, viewer, contents=contents, checkers=checkers, digests=digests)
-
-    def _with_actions(self, view: RequestView, viewer: str, submitters: frozenset[str] | None = None) -> RequestView:
-        """Add what ``viewer`` may do now (registry questions: outside any open transaction);
-        ``submitters`` (:func:`.submitters.submitted_by`) when the caller read them already."""
-        if submitters is None:
-            submitters = frozenset()
-            if view.state in REVIEWABLE:
-                with transaction(self.sessions) as s:
-                    submitters = submitted_by(s, view.id)
-        return replace(view, actions=offered_actions(self.registry, view, viewer, submitters))
-
-    def _peek(self, request_id: str) -> tuple[str, str, str]:
-        """(project, author, state) of a request, read in a short transaction of its own.
-
-        SQLite transactions here are exclusive (BEGIN IMMEDIATE), and the registry opens its own:
-        permission checks therefore run between transactions, never inside one, and the write
-        transaction that follows re-checks the state it acts on.
-        """
-        with transaction(self.sessions) as s:
-            req = self._load(s, request_id)
-            return req.project_id, req.author, req.state
-
-    def _authorise(self, actor: str, request_id: str, action: Action, what: str) -> tuple[str, str, str]:
-        """(project, author, state) of a request that ``actor`` may ``action`` now, else raises.
-
-        Visibility comes first (a request's state is nobody else's business), then whether the
-        state allows ``action``, then whether ``actor`` holds the role the transition needs. Runs
-        between transactions (see :meth:`_peek`); the write that follows re-checks the state."""
-        project, author, state = self._peek(request_id)
-        permissions.check_view(self.registry, actor, project, author)
-        rule = check_transition(state, action)
-        permissions.check_act(self.registry, rule.actor, actor, project, author, what)
-        return project, author, state
 
     # ---- reads -----------------------------------------------------------------------------------
     def list_requests(self, actor: str, *, project: str | None = None, scope: str = "mine",
@@ -268,6 +167,12 @@ class AirlockService:
         return self._guarded(actor, "airlock.file.view", request_id, run)
 
     # ---- submission ------------------------------------------------------------------------------
+    def _thresholds(self, project: str) -> tuple[Thresholds, int]:
+        info = self.registry.get_project(project)
+        disclosure = self.settings.disclosure
+        thresholds = Thresholds.for_project(disclosure, info.min_cell, info.max_table_rows)
+        return thresholds, reviews.quorum(info.reviews_required or disclosure.reviews_required)
+
     def _gate(self, project: str, thresholds: Thresholds, request_id: str, author: str) -> ProjectGate:
         return request_gate(self.settings, self.sessions, self.registry, self.limits, project, thresholds,
                             request_id, author, self.runtime.audit)
