@@ -16,6 +16,8 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -32,6 +34,7 @@ from pds_kernel.airlock.limits import AirlockLimits
 from pds_kernel.airlock.service import AirlockService
 from pds_kernel.airlock.web import make_app, server_options
 from pds_kernel.registry import Registry, Role
+from pds_kernel.runtime import Runtime
 
 PREFIX = "/services/airlock/"
 #: A table with markers no page or answer to the author may carry: a label, a small cell (7) and a
@@ -103,10 +106,36 @@ def people(runtime) -> Registry:
 
 @pytest.fixture(name="gate")
 def gate_fixture(runtime, gate_registry):
-    service = AirlockService(runtime, limits=replace(AirlockLimits(), auto_release=False), registry=gate_registry)
+    with served_gate(runtime, gate_registry) as gate:
+        yield gate
+
+
+@contextmanager
+def served_gate(runtime, registry: Registry) -> Iterator[Gate]:
+    """The gate of ``runtime`` and ``registry`` (auto-release off: a test releases), served on
+    loopback until the block ends."""
+    service = AirlockService(runtime, limits=replace(AirlockLimits(), auto_release=False), registry=registry)
     app = make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)
     with live_server(app, **server_options()) as url:
-        yield Gate(url + PREFIX, service, gate_registry)
+        yield Gate(url + PREFIX, service, registry)
+
+
+@contextmanager
+def module_gate(tmp_path_factory, name: str,
+                prepare: Callable[[Registry], None] | None = None) -> Iterator[Gate]:
+    """One gate for a module (:func:`served_gate`): a runtime of its own in a temporary folder
+    ``name``, :func:`people` in its registry, then whatever ``prepare`` adds to it."""
+    from tests.conftest import make_settings
+
+    runtime = Runtime(make_settings(tmp_path_factory.mktemp(name) / "pds"))
+    try:
+        registry = people(runtime)
+        if prepare is not None:
+            prepare(registry)
+        with served_gate(runtime, registry) as gate:
+            yield gate
+    finally:
+        runtime.close()
 
 
 def leaks(text: str | bytes) -> list[str]:

@@ -11,35 +11,19 @@ where it is not installed. The listener stands for "another site": anything a pa
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from chromium import browser
-from gate_support import PREFIX, Gate, people
-
-from pds_kernel.airlock.limits import AirlockLimits
-from pds_kernel.airlock.service import AirlockService
-from pds_kernel.airlock.web import make_app, server_options
-from pds_kernel.runtime import Runtime
+from gate_support import Gate, module_gate
 
 
 @pytest.fixture(name="gate13", scope="module")
 def gate13_fixture(tmp_path_factory):
     """One gate for the module (each test makes its own requests)."""
-    from airlock_web import FakeIdentity, live_server
-
-    from tests.conftest import make_settings
-
-    runtime = Runtime(make_settings(tmp_path_factory.mktemp("rt13") / "pds"))
-    try:
-        registry = people(runtime)
-        service = AirlockService(runtime, limits=replace(AirlockLimits(), auto_release=False), registry=registry)
-        app = make_app(runtime, FakeIdentity(), prefix=PREFIX, service=service)
-        with live_server(app, **server_options()) as url:
-            yield Gate(url + PREFIX, service, registry)
-    finally:
-        runtime.close()
+    with module_gate(tmp_path_factory, "rt13") as gate:
+        yield gate
 
 
 @dataclass

@@ -10,7 +10,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pds_kernel.sandbox.exec import finish_sandbox, prepare_sandbox, run_in_sandbox
+from sandbox_attempts_support import SIBLING, run_attempts
+
+from pds_kernel.sandbox.exec import finish_sandbox, prepare_sandbox
 
 #: One attempt per name (x86-64 system call numbers); prints ``ATTEMPT <name> <result>``, where the
 #: result is ``ok ...`` when the kernel did it and ``errno N`` (or an exception) otherwise.
@@ -23,14 +25,7 @@ HOME = "/home/jovyan"
 def call(number, *args):
     result = libc.syscall(ctypes.c_long(number), *args)
     return "ok %d" % result if result >= 0 else "errno %d" % ctypes.get_errno()
-
-def sibling():
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(30)
-        os._exit(0)
-    return pid
-
+""" + SIBLING + r"""
 def vsock_listen():
     # AF_VSOCK is not confined by a network namespace: a listener there is reached from the
     # hypervisor, a connection goes to it (CID 2) or to other guests (nothing is sent here)
@@ -276,15 +271,7 @@ finally:
 
 def attempt(world, names: list[str], capfd, user: str = "alice", project: str = "proj-a") -> dict[str, str]:
     """Run the attempts ``names`` of :data:`ATTEMPTS` in one sandbox of (user, project): name -> result."""
-    run_in_sandbox(world.runtime, user, project, ["python", "-c", ATTEMPTS, *names], actor="red-team", timeout=60)
-    out = capfd.readouterr().out
-    results = {}
-    for line in out.splitlines():
-        if line.startswith("ATTEMPT "):
-            _, name, result = line.split(" ", 2)
-            results[name] = result
-    assert set(results) == set(names), out  # every attempt ran
-    return results
+    return run_attempts(world, ATTEMPTS, names, capfd, user, project)
 
 
 #: In a workspace: a file of the home under a write lease, held (printing ``leased``) until killed.

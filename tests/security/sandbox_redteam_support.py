@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from sandbox_attempts_support import SIBLING, run_attempts
+
 from pds_kernel import trees
 from pds_kernel.project_end import home_quota_refusal
 from pds_kernel.sandbox.exec import run_in_sandbox
@@ -160,13 +162,7 @@ def call(name, *args):
     result = libc.syscall(ctypes.c_long(NR[name]), *args)
     return "ok" if result >= 0 else "errno %d" % ctypes.get_errno()
 
-def child():
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(30)
-        os._exit(0)
-    return pid
-
+""" + SIBLING + r"""
 def shocker():
     # the classic container escape: a forged handle of inode 2 (the root directory) of the file
     # system that holds the home, opened through any directory of that file system
@@ -180,7 +176,7 @@ def name_to_handle():
     return call("name_to_handle_at", -100, HOME, buf, ctypes.byref(mount_id), 0)
 
 def vm_read():
-    pid = child()
+    pid = sibling()
     local = ctypes.create_string_buffer(64)
     iov_local = struct.pack("QQ", ctypes.addressof(local), 64)
     iov_remote = struct.pack("QQ", id(sys), 64)  # an address mapped in the forked child too
@@ -190,7 +186,7 @@ def vm_read():
         os.kill(pid, signal.SIGKILL)
 
 def steal_fd():
-    pid = child()
+    pid = sibling()
     try:
         pidfd = libc.syscall(ctypes.c_long(NR["pidfd_open"]), pid, 0)
         if pidfd < 0:
@@ -235,12 +231,7 @@ SYSCALL_ATTEMPTS = ("open_by_handle_at", "name_to_handle_at", "fsopen", "open_tr
 
 def syscall_attempt(world, name: str, capfd) -> str:
     """Run one attempt of :data:`SYSCALLS` in alice's sandbox: ``ok`` or the error it got."""
-    run_in_sandbox(world.runtime, "alice", "proj-a", ["python", "-c", SYSCALLS, name], actor="red-team",
-                   timeout=60)
-    out = capfd.readouterr().out
-    line = next((line for line in out.splitlines() if line.startswith(f"ATTEMPT {name} ")), None)
-    assert line is not None, out
-    return line.removeprefix(f"ATTEMPT {name} ")
+    return run_attempts(world, SYSCALLS, [name], capfd)[name]
 
 
 # ---- the disk outside the home: a running workspace's writes that the home quota must count ------

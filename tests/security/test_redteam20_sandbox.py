@@ -58,6 +58,7 @@ from redteam20_support import (
     listening_workspace,
     log_path,
 )
+from sandbox_attempts_support import attempt_results
 from sandbox_redteam_support import set_memory_limit
 
 from pds_kernel.errors import InvalidInput
@@ -240,7 +241,7 @@ def test_a_dask_scheduler_and_an_abstract_socket_of_another_project(world, capfd
     with listening_workspace(world, "alice", "proj-a"):
         run_in_sandbox(world.runtime, "bob", "proj-b", ["python", "-c", REACHER], actor="red-team", timeout=60)
     out = capfd.readouterr().out
-    results = dict(line.split(" ", 2)[1:] for line in out.splitlines() if line.startswith("ATTEMPT "))
+    results = attempt_results(out)
     assert set(results) == {"tcp", "abstract", "dask"}, out
     assert not any(r.startswith("ok") for r in results.values()), results
 
