@@ -188,29 +188,33 @@ def _check_content(member: str, content: Content) -> None:
     _refuse(content.refusal())
 
 
-def _kept(decoded: Decoded | None, name: str) -> bytearray | None:
-    """A buffer for the bytes of a member :mod:`.import_decode` decodes (a notebook, a PNG), else None."""
-    return bytearray() if decoded is not None and decodable(name) else None
+class _DecodableBytes:
+    """What :mod:`.import_decode` decodes of one file or archive member (a notebook, a PNG) for the
+    malware scan: its bytes, kept as they are read (:meth:`feed`), then decoded (:meth:`decode`).
+    Does nothing for any other name, nor without ``decoded``."""
 
+    def __init__(self, decoded: Decoded | None, name: str):
+        self.decoded = decoded if decoded is not None and decodable(name) else None
+        self.name, self.kept = name, bytearray()
 
-def _keep(decoded: Decoded | None, name: str, kept: bytearray | None, chunk: bytes) -> None:
-    """Add ``chunk`` to ``kept`` (a member decoded whole), at most the size of one imported file."""
-    if decoded is None or kept is None:
-        return
-    kept += chunk
-    if len(kept) > decoded.whole_limit:
-        raise ScanRefusal("archive", f"member {name[:200]!r} is a notebook or PNG larger than {decoded.whole_limit} "
-                                     "bytes, decoded whole to be scanned: import it on its own")
+    def feed(self, chunk: bytes) -> None:
+        """Keep ``chunk`` of a member decoded whole: at most the size of one imported file."""
+        if self.decoded is None:
+            return
+        self.kept += chunk
+        if len(self.kept) > self.decoded.whole_limit:
+            raise ScanRefusal("archive", f"member {self.name[:200]!r} is a notebook or PNG larger than "
+                                         f"{self.decoded.whole_limit} bytes, decoded whole to be scanned: "
+                                         "import it on its own")
 
-
-def _decode(decoded: Decoded | None, name: str, data: bytes | bytearray | None) -> None:
-    """Decode ``data`` (a notebook's base64, a PNG's streams) for the malware scan (:mod:`.import_decode`)."""
-    if decoded is None or data is None:
-        return
-    try:
-        decoded.add(name, data)
-    except DecodeRefusal as refusal:
-        raise ScanRefusal("import-type", str(refusal)) from None
+    def decode(self, data: bytes | None = None) -> None:
+        """Decode ``data``, else what was fed (a notebook's base64, a PNG's streams), into ``decoded``."""
+        if self.decoded is None:
+            return
+        try:
+            self.decoded.add(self.name, self.kept if data is None else data)
+        except DecodeRefusal as refusal:
+            raise ScanRefusal("import-type", str(refusal)) from None
 
 
 class _Budget:
@@ -254,15 +258,16 @@ def list_zip(path: Path, limits: ImportLimits, decoded: Decoded | None = None) -
                     members.append({"name": info.filename, "size": 0, "type": "directory"})
                     continue
                 _refuse(rules.zip_method_refusal(info))
-                content, actual, kept = Content(info.filename, member=True), 0, _kept(decoded, info.filename)
+                content, actual = Content(info.filename, member=True), 0
+                kept = _DecodableBytes(decoded, info.filename)
                 with zf.open(info) as member:  # decompressed for real: lying headers are caught
                     while chunk := member.read(_CHUNK):
                         content.feed(chunk)
                         actual += len(chunk)
                         budget.add_bytes(len(chunk))
-                        _keep(decoded, info.filename, kept, chunk)
+                        kept.feed(chunk)
                 _check_content(info.filename, content)
-                _decode(decoded, info.filename, kept)
+                kept.decode()
                 members.append({"name": info.filename, "size": actual, "type": "file"})
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError, OSError,
             zlib.error) as exc:  # a corrupt deflate (zlib.error) or bzip2 (OSError) stream: red team 13
@@ -291,12 +296,12 @@ def list_tar(path: Path, limits: ImportLimits, decoded: Decoded | None = None) -
                                                  "(device, FIFO or other)")
                 budget.add_bytes(info.size)
                 handle, content = tf.extractfile(info), Content(info.name, member=True)
-                kept = _kept(decoded, info.name)
+                kept = _DecodableBytes(decoded, info.name)
                 while handle is not None and (chunk := handle.read(_CHUNK)):
                     content.feed(chunk)
-                    _keep(decoded, info.name, kept, chunk)
+                    kept.feed(chunk)
                 _check_content(info.name, content)
-                _decode(decoded, info.name, kept)
+                kept.decode()
                 members.append({"name": info.name, "size": info.size, "type": "file"})
             _check_tar_end(tf, budget)
     except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
@@ -359,7 +364,7 @@ def scan_import(path: Path, name: str, limits: ImportLimits) -> dict[str, Any]:
                 if import_extension(name) in (".tar.gz", ".tgz"):
                     _check_gzip(path)
             elif decodable(name):
-                _decode(decoded, name, path.read_bytes())
+                _DecodableBytes(decoded, name).decode(path.read_bytes())
             malware = run_malware_scan([path, *decoded.paths], limits)
     except ScanRefusal as refusal:
         return _result(kind, Status.FAIL, {refusal.rule: Status.FAIL.value},
