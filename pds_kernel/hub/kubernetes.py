@@ -142,7 +142,8 @@ def build_roles(services: set[str]) -> list[dict[str, Any]]:
     * ``admin`` (JupyterHub's built-in): nobody; JupyterHub clears every admin flag at start;
     * ``airlock-service``: the airlock reads identities and groups;
     * ``pds-gateway``: the gateway reads users' groups (a workspace user holds none: the gateway
-      checks its person's, :meth:`pds_kernel.k8s.gateway.WorkspaceAuthenticator.person_groups`).
+      checks its person's, :meth:`pds_kernel.k8s.gateway.WorkspaceAuthenticator.person_groups`)
+      and which servers run (:meth:`~pds_kernel.k8s.gateway.WorkspaceAuthenticator.workspace_servers`).
     """
     reachable = [s for s in (GATEWAY_SERVICE, AIRLOCK_SERVICE) if s in services]
     roles: list[dict[str, Any]] = [
@@ -160,9 +161,12 @@ def build_roles(services: set[str]) -> list[dict[str, Any]]:
 
 
 def gateway_service_role() -> dict[str, Any]:
-    """The gateway's own token: the names and groups of users, nothing else (no servers, no tokens)."""
-    return {"name": GATEWAY_ROLE, "description": "dask-gateway: reads the hub groups of a workspace's person",
-            "scopes": ["read:users:groups"], "services": [GATEWAY_SERVICE]}
+    """The gateway's own token: the names and groups of users, and which servers run (a cluster
+    stops with its workspace, :mod:`pds_kernel.k8s.cluster_watch`); nothing else (no server
+    control, no tokens)."""
+    return {"name": GATEWAY_ROLE, "description": "dask-gateway: reads the hub groups of a workspace's "
+                                                 "person and whether the workspace runs",
+            "scopes": ["read:users:groups", "read:servers"], "services": [GATEWAY_SERVICE]}
 
 
 def watcher_role() -> dict[str, Any]:

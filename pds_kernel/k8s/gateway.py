@@ -36,9 +36,15 @@ the server stopped) kept listing, connecting to and making clusters through that
 (tests/security/test_revocation_attacks_dask.py). :class:`WorkspaceAuthenticator` never answers
 from it (:class:`NoUserCache`): each call shows its token to the hub.
 
+**One cluster at a time.** A workspace runs at most one cluster (each is capped at the project's
+``dask_workers``; more clusters would multiply the cap): the handler refuses another while one is
+pending or running (audited as ``dask.cluster.authorise``), with what to do. The options are built
+without the backend, so :class:`ClusterLedger` lends it to them (set by the authenticator's setup).
+
 **While it runs.** The authenticator also starts :class:`~pds_kernel.k8s.cluster_watch.ClusterWatcher`
 in the gateway process: every ``cluster_check_interval`` seconds it stops the clusters whose
-project was halted or closed, or whose user lost the project (audited ``dask.cluster.stop``).
+project was halted or closed, or whose user lost the project, whose workspace server no longer
+runs, and the extra clusters of requests sent together (audited ``dask.cluster.stop``).
 
 The gateway image has no JupyterHub: nothing here imports it.
 """
@@ -46,8 +52,8 @@ The gateway image has no JupyterHub: nothing here imports it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -66,6 +72,7 @@ from ..runtime import Runtime
 from ..sandbox.spec import authorised_workspace_spec
 from ..settings import Settings, load_settings
 from ..workspace_names import Workspace, parse_gateway_name, parse_workspace_user
+from .cluster_watch import CLUSTERS_PER_WORKSPACE, active, one_cluster_at_a_time
 from .config import K8sConfig, load_k8s_config
 from .pods import build_cluster_overrides
 
@@ -73,6 +80,19 @@ log = logging.getLogger(__name__)
 
 ACTION = "dask.cluster.authorise"
 AUTH_ACTION = "dask.gateway.authenticate"
+
+
+class ClusterLedger:
+    """The clusters a workspace runs, as the gateway's backend knows them. dask-gateway builds the
+    cluster options without its backend: :meth:`WorkspaceAuthenticator.setup` lends it here (none
+    lent: the gateway cannot tell, and refuses every cluster)."""
+
+    def __init__(self) -> None:
+        self.backend: Any = None
+
+    async def running(self, username: str) -> list[str]:
+        """The pending or running clusters of gateway user ``username``."""
+        return sorted(c.name for c in active(await self.backend.list_clusters(username=username)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +103,7 @@ class GatewayContext:
     k8s: K8sConfig
     #: ``today`` for tests; ``None`` = the real date at each decision.
     today: date | None = None
+    ledger: ClusterLedger = field(default_factory=ClusterLedger)
 
     # traitlets copies config values; this object is shared on purpose (one database engine)
     def __deepcopy__(self, memo: dict) -> GatewayContext:
@@ -170,11 +191,14 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
         await super().setup(app)
         self.cache = NoUserCache(max_age=0)  # whatever cache_max_age says: a deleted token is out at once
         self.watcher = None
+        if self.context is not None:
+            self.context.ledger.backend = app["backend"]
         if self.context is not None and self.cluster_check_interval > 0:
             from .cluster_watch import ClusterWatcher
 
             self.watcher = ClusterWatcher(app["backend"], self.context, self.cluster_check_interval,
-                                          groups_of=self.person_groups, hub_silence_limit=self.hub_silence_limit)
+                                          groups_of=self.person_groups, hub_silence_limit=self.hub_silence_limit,
+                                          servers_of=self.workspace_servers)
             self.watcher.start()
 
     async def cleanup(self):
@@ -223,6 +247,26 @@ class WorkspaceAuthenticator(JupyterHubAuthenticator):
         groups = model.get("groups") if isinstance(model, dict) else None
         return [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
 
+    async def workspace_servers(self, user: str) -> set[str]:
+        """The servers the hub runs for workspace user ``user`` (``alice@alpha``), read with the
+        gateway's own token (``read:servers``); empty when the hub knows no such user. Raises when the
+        hub will not say (the watcher then counts its silence)."""
+        response = await self.session.get(f"{self.jupyterhub_api_url}/users/{quote(user, safe='')}",
+                                          ssl=self.ssl_context,
+                                          headers={"Authorization": f"token {self.jupyterhub_api_token}"})
+        async with response:
+            if response.status == 404:
+                return set()
+            if response.status >= 400:
+                raise web.HTTPBadGateway(reason=f"JupyterHub did not tell the servers of {user} ({response.status})")
+            model = await response.json()
+        servers = model.get("servers") if isinstance(model, dict) else None
+        if not isinstance(servers, dict):
+            raise PermissionDenied("the hub did not list the workspace's servers: the gateway's service "
+                                   "needs read:servers (pds_kernel.hub.kubernetes.gateway_service_role)")
+        return {name for name, server in servers.items()
+                if isinstance(server, dict) and server.get("pending") != "stop"}
+
     def _record_refusal(self, model: dict, reason: str) -> None:
         actor = str(model.get("name", "?"))[:64] if isinstance(model, dict) else "?"
         log.info("gateway refused a token of %s: %s", actor, reason)
@@ -243,11 +287,14 @@ def _deny(context: GatewayContext, actor: str, project: str, reason: str) -> Per
     return PermissionDenied(reason)
 
 
-def cluster_overrides(context: GatewayContext, project: Any, user: Any) -> dict[str, Any]:
+def cluster_overrides(context: GatewayContext, project: Any, user: Any,
+                      running: list[str] | None = ()) -> dict[str, Any]:
     """Check access (audited, raises :class:`PermissionDenied`) and build the overrides.
 
     ``user`` is the gateway user of :class:`WorkspaceAuthenticator` (``<user>/<project>``); the
-    requested ``project`` must be that workspace's project.
+    requested ``project`` must be that workspace's project. ``running``: the clusters the workspace
+    runs now (:class:`ClusterLedger`; ``None`` = unknown, refused); it may run
+    :data:`~pds_kernel.k8s.cluster_watch.CLUSTERS_PER_WORKSPACE`.
     """
     try:
         identity = parse_identity(getattr(user, "name", ""))
@@ -264,6 +311,11 @@ def cluster_overrides(context: GatewayContext, project: Any, user: Any) -> dict[
         if context.registry.can_access(identity.person, identity.project, today=context.today):
             raise _deny(context, identity.person, identity.project, str(exc)) from None  # the group check
         raise
+    if running is None or len(running) >= CLUSTERS_PER_WORKSPACE:
+        raise _deny(context, identity.person, identity.project,
+                    one_cluster_at_a_time(running[0]) if running else
+                    "the gateway cannot tell which Dask clusters this workspace runs (its authenticator must "
+                    "be pds_kernel.k8s.gateway.WorkspaceAuthenticator): no new cluster")
     try:  # what each worker pod's verify-extract container checks the mounted extract against
         extract = expected_mount(context.settings, context.audit, identity.project)
     except ExtractRefused as exc:
@@ -275,14 +327,16 @@ def make_cluster_options(context: GatewayContext) -> Callable[[Any], Any]:
     """The ``c.Backend.cluster_options`` callable (dask-gateway calls it with the user)."""
     from dask_gateway_server.options import Options, String
 
-    def handler(options, user) -> dict[str, Any]:
-        try:
-            return cluster_overrides(context, options.project, user)
-        except PdsError as exc:
-            log.info("cluster refused for %s: %s", getattr(user, "name", "?"), exc)
-            raise
+    def handler_for(running: list[str] | None) -> Callable[[Any, Any], dict[str, Any]]:
+        def handler(options, user) -> dict[str, Any]:
+            try:
+                return cluster_overrides(context, options.project, user, running)
+            except PdsError as exc:
+                log.info("cluster refused for %s: %s", getattr(user, "name", "?"), exc)
+                raise
+        return handler
 
-    def cluster_options(user) -> Options:
+    def options(user, running: list[str] | None) -> Options:
         # A text field, not a choice list: a request for another project reaches the handler,
         # which refuses it *and* records the attempt in the audit trail.
         try:
@@ -290,7 +344,17 @@ def make_cluster_options(context: GatewayContext) -> Callable[[Any], Any]:
         except PermissionDenied:
             default = ""
         return Options(String("project", default=default, label="Project (this workspace's)"),
-                       handler=handler)
+                       handler=handler_for(running))
+
+    async def counted(user) -> Options:
+        # dask-gateway creates the cluster right after the handler, with no await in between on
+        # its database backends (KubeBackend awaits its API: the watcher stops what slips past)
+        return options(user, await context.ledger.running(user.name))
+
+    def cluster_options(user) -> Options | Awaitable[Options]:
+        if context.ledger.backend is None:  # no backend lent: the handler refuses every cluster
+            return options(user, None)
+        return counted(user)
 
     return cluster_options
 

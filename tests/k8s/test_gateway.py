@@ -17,10 +17,19 @@ from pds_kernel.k8s.gateway import configure_gateway, offered_project, workspace
 K8S = K8sConfig(project_images={"beta-study": "registry.example.org/pds/notebook-gpu:1"})
 
 
+class FakeNoClusters:
+    """A gateway backend's listing where no workspace runs a cluster yet (the options count them)."""
+
+    async def list_clusters(self, username=None, statuses=None):
+        return []
+
+
 def options_for(runtime, user: User, request: dict, k8s: K8sConfig = K8S):
+    import asyncio
+
     c = Config()
-    configure_gateway(c, runtime=runtime, k8s=k8s)
-    options = c.Backend.cluster_options(user)
+    configure_gateway(c, runtime=runtime, k8s=k8s).ledger.backend = FakeNoClusters()
+    options = asyncio.run(c.Backend.cluster_options(user))
     parsed = options.parse_options(request)
     return options, options.get_configuration(parsed, user)
 
@@ -161,7 +170,7 @@ def test_real_backend_refuses_cross_project_options(runtime, registry):
     from dask_gateway_server.backends.base import Backend, PublicException
 
     c = Config()
-    configure_gateway(c, runtime=runtime, k8s=K8S)
+    configure_gateway(c, runtime=runtime, k8s=K8S).ledger.backend = FakeNoClusters()
     backend = Backend(config=c, cluster_config_class=KubeClusterConfig)
     alice_in_alpha = User("alice/alpha-study", groups=["alpha-study", "beta-study"])
     options, config = asyncio.run(backend.process_cluster_options(alice_in_alpha, {}))
@@ -222,3 +231,35 @@ def test_cluster_pods_start_without_a_dashboard(runtime, registry, role):
 
     env = {e["name"]: e["value"] for e in controller.get_env("pds", "0123abcd", config) if e["name"].startswith("DASK_")}
     assert dask.config.collect_env(env)["distributed"]["scheduler"]["http"]["routes"] == []
+
+
+def test_a_workspace_runs_one_cluster_at_a_time(runtime, registry):
+    """Red team 21A: a second cluster of the same workspace is refused (audited), and so is any
+    cluster when the gateway cannot tell which ones the workspace runs (no backend lent)."""
+    from pds_kernel.k8s.gateway import cluster_overrides
+
+    c = Config()
+    context = configure_gateway(c, runtime=runtime, k8s=K8S)
+    alice = User("alice/alpha-study", groups=["alpha-study", "beta-study"])
+    assert cluster_overrides(context, "alpha-study", alice, [])["cluster_max_workers"] == 3
+    with pytest.raises(PermissionDenied, match=r"runs a Dask cluster already \(c1\)"):
+        cluster_overrides(context, "alpha-study", alice, ["c1"])
+    options = c.Backend.cluster_options(alice)  # no backend lent: refused
+    with pytest.raises(PermissionDenied, match="cannot tell"):
+        options.get_configuration(options.parse_options({}), alice)
+    assert [e.details["reason"][:40] for e in denied(runtime)] == [
+        "this workspace runs a Dask cluster alrea", "the gateway cannot tell which Dask clust"]
+
+
+def test_the_watcher_keeps_a_workspaces_oldest_cluster():
+    """Clusters made by requests sent together, past the creation check: all but the oldest stop."""
+    from types import SimpleNamespace as Cluster
+
+    from pds_kernel.k8s.cluster_watch import extra_clusters
+
+    clusters = [Cluster(name="b", username="alice/alpha-study", status=2, start_time=20),
+                Cluster(name="a", username="alice/alpha-study", status=1, start_time=10),
+                Cluster(name="c", username="alice/alpha-study", status=3, start_time=5),  # stopping
+                Cluster(name="d", username="bob/alpha-study", status=2, start_time=30)]
+    assert [(name, user) for name, user, _ in extra_clusters(clusters)] == [("b", "alice/alpha-study")]
+    assert "(a)" in extra_clusters(clusters)[0][2]

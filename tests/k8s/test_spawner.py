@@ -217,8 +217,9 @@ async def test_roles_name_no_user(settings, runtime, registry):
     registry.upsert_user("admin", "alice", email="alice@example.org", is_admin=True)
     roles = {r["name"]: r for r in hub_config(settings).JupyterHub.load_roles}
     assert set(roles) == {"user", ADMIN_ROLE, "admin", "airlock-service", "pds-watcher", "pds-gateway"}
-    # the gateway reads the groups of a workspace's person (a workspace user holds none), nothing else
-    assert roles["pds-gateway"]["scopes"] == ["read:users:groups"]
+    # the gateway reads the groups of a workspace's person (a workspace user holds none) and whether
+    # the workspace runs (its clusters stop with it), nothing else
+    assert roles["pds-gateway"]["scopes"] == ["read:users:groups", "read:servers"]
     assert roles["pds-gateway"]["services"] == ["dask-gateway"]
     # the membership watcher's service: stops servers, lists nobody (tests/security/test_k8s_membership_watcher.py)
     assert roles["pds-watcher"]["scopes"] == ["admin:servers"] and roles["pds-watcher"]["services"] == ["pds-watcher"]
