@@ -1,6 +1,7 @@
-"""Red team 21A: the Dask cluster boundary, through the real dask-gateway-server behind the real
-JupyterHub (tests/k8s/gateway_processes.py: schedulers and workers are real processes, reached
-through the gateway's own proxy; the gateway's watcher runs every second here).
+"""Red team 21A: the Dask cluster boundary, attacked through the real dask-gateway-server behind the real JupyterHub.
+
+The world is tests/k8s/gateway_processes.py's (schedulers and workers are real processes, reached
+through the gateway's own proxy); the gateway's watcher runs every second here.
 
 The attacker holds alice's ``alpha-study`` workspace (its hub token, code on her kernel, on her
 cluster's scheduler and workers); the targets are her ``beta-study`` cluster (another project of the
