@@ -41,7 +41,7 @@ class Scene:
         with world.gateway.client(self.alpha_token) as gw:
             self.alpha = gw.new_cluster(shutdown_on_close=False)
         with self.alpha.get_client(set_as_default=False) as client:
-            self.alpha_env = client.run_on_scheduler(scheduler_environment())
+            self.alpha_env, self.alpha_http_port = client.run_on_scheduler(scheduler_environment())
 
     @property
     def gateway(self):
@@ -58,12 +58,13 @@ class Scene:
 
 def scheduler_environment():
     """For ``client.run_on_scheduler`` (a closure: pickled by value, the scheduler cannot import
-    this module): the scheduler's ``DASK_GATEWAY_*`` variables."""
+    this module): the scheduler's ``DASK_GATEWAY_*`` variables and the port of its HTTP server."""
 
-    def read(dask_scheduler=None) -> dict[str, str]:
+    def read(dask_scheduler=None) -> tuple[dict[str, str], int]:
         import os
 
-        return {k: v for k, v in os.environ.items() if k.startswith("DASK_GATEWAY")}
+        return ({k: v for k, v in os.environ.items() if k.startswith("DASK_GATEWAY")},
+                dask_scheduler.http_server.port)
 
     return read
 
@@ -95,6 +96,30 @@ def collected():
 def denials(scene, actor: str) -> list:
     return [e for e in scene.world.runtime.audit.entries(action="dask.cluster.authorise")
             if e.outcome == "denied" and e.actor == actor]
+
+
+# ---- naming the other project's cluster ---------------------------------------------------------------
+def test_list_clusters_in_every_status(scene):
+    """The list filtered by every status (stopped and failed clusters included): only the workspace's own."""
+    response = scene.post("/api/v1/clusters/?status=pending,running,stopping,stopped,failed",
+                          scene.alpha_token, method="GET")
+    assert response.status_code == 200
+    assert scene.beta.name not in response.json()
+    assert all(c["name"] not in scene.names_of(f"alice/{BETA}") for c in response.json().values())
+
+
+#: beta's cluster named by another spelling of its path: capitals, a trailing slash, a dot segment,
+#: an encoded slash.
+RESPELLED = ["{name}".upper(), "{name}/", "x/../{name}", "x%2F..%2F{name}"]
+
+
+@pytest.mark.parametrize("form", RESPELLED)
+def test_other_projects_cluster_under_another_spelling(scene, form):
+    """Its report (and TLS key) fetched from alpha's workspace: never served."""
+    path = form.replace("{NAME}", "{name}").format(name=scene.beta.name)
+    response = scene.post(f"/api/v1/clusters/{path}", scene.alpha_token, method="GET")
+    assert response.status_code in (403, 404), response.text[:200]
+    assert "tls_key" not in response.text
 
 
 # ---- cluster options: what a workspace may ask the gateway to build ---------------------------------
@@ -249,10 +274,8 @@ def test_scheduler_http_port_without_the_proxy(scene, page):
     it serves nothing, not even its health or identity; its site map (which distributed always
     serves) names no page but itself."""
     row = scene.gateway.cluster_rows()[scene.alpha.name]
-    with scene.alpha.get_client(set_as_default=False) as client:
-        port = client.run_on_scheduler(lambda dask_scheduler=None: dask_scheduler.http_server.port)
     host = row["scheduler_address"].split("://")[1].rsplit(":", 1)[0]
-    response = requests.get(f"http://{host}:{port}/{page}", timeout=5)
+    response = requests.get(f"http://{host}:{scene.alpha_http_port}/{page}", timeout=5)
     if page == "sitemap.json":
         assert response.json() == {"paths": ["/sitemap.json"]}
     else:
