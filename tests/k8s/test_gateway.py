@@ -25,11 +25,15 @@ class FakeNoClusters:
 
 
 def options_for(runtime, user: User, request: dict, k8s: K8sConfig = K8S):
+    """The cluster options a fresh workspace is offered, and what ``request`` makes of them (from
+    plain tests and from coroutines alike: the options' count is awaited on a loop of its own)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     c = Config()
     configure_gateway(c, runtime=runtime, k8s=k8s).ledger.backend = FakeNoClusters()
-    options = asyncio.run(c.Backend.cluster_options(user))
+    with ThreadPoolExecutor(1) as pool:
+        options = pool.submit(asyncio.run, c.Backend.cluster_options(user)).result()
     parsed = options.parse_options(request)
     return options, options.get_configuration(parsed, user)
 
