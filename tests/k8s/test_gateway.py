@@ -267,3 +267,41 @@ def test_the_watcher_keeps_a_workspaces_oldest_cluster():
                 Cluster(name="d", username="bob/alpha-study", status=2, start_time=30)]
     assert [(name, user) for name, user, _ in extra_clusters(clusters)] == [("b", "alice/alpha-study")]
     assert "(a)" in extra_clusters(clusters)[0][2]
+
+
+def test_the_watcher_stops_the_clusters_of_a_workspace_the_hub_no_longer_runs(runtime, registry):
+    """alice's alpha workspace runs, her beta one does not: only the beta cluster stops (cause
+    ``workspace stopped``); a hub silent about a workspace stops nothing before the silence limit."""
+    import asyncio
+    from types import SimpleNamespace as Cluster
+
+    from pds_kernel.k8s.cluster_watch import ClusterWatcher
+
+    clusters = {"ca": Cluster(name="ca", username="alice/alpha-study", status=2, start_time=1),
+                "cb": Cluster(name="cb", username="alice/beta-study", status=2, start_time=1)}
+
+    class FakeBackend:
+        async def list_clusters(self, username=None, statuses=None):
+            return [c for c in clusters.values() if c.status == 2]
+
+        async def stop_cluster(self, name, failed=False):
+            clusters[name].status = 3
+
+    async def groups_of(person):
+        return ["alpha-study", "beta-study"]
+
+    silent = {"on": True}
+
+    async def servers_of(user):
+        if silent["on"]:
+            raise TimeoutError("the hub does not answer")
+        return {"alpha-study"} if user == "alice@alpha-study" else set()
+
+    context = configure_gateway(Config(), runtime=runtime, k8s=K8S)
+    watcher = ClusterWatcher(FakeBackend(), context, 1.0, groups_of=groups_of, servers_of=servers_of,
+                             hub_silence_limit=60)
+    assert asyncio.run(watcher.check_once()) == []  # silent, well under the limit
+    silent["on"] = False
+    assert asyncio.run(watcher.check_once()) == ["cb"]
+    stop = [e for e in AuditTrail(runtime.sessions).entries() if e.action == "dask.cluster.stop"][-1]
+    assert (stop.target, stop.project, stop.details["cause"]) == ("user:alice", "beta-study", "workspace stopped")
