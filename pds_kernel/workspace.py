@@ -136,6 +136,9 @@ def dask_client(workers: int | None = None, wait: float | None = None):
     when none joined it shuts the cluster down and raises
     :class:`~pds_kernel.dask_workers.NoDaskWorker`, saying whether the worker pods refused the
     project's extract (the hub recorded it) or what else to check (:mod:`pds_kernel.dask_workers`).
+    A workspace runs one cluster at a time there, and it stops with the workspace: while another
+    notebook's cluster runs, the gateway refuses a new one and names it (close it there, or stop it
+    with ``dask_gateway.Gateway().stop_cluster(name)``).
 
     Locally the cluster belongs to the client: ``client.close()`` shuts the cluster down too, so
     the next notebook's cluster gets the dashboard port again (8787, the only one the workspace's
