@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from pds_kernel.airlock.checks import program_scan, typography
 from pds_kernel.airlock.checks import program_text as pt
-from pds_kernel.airlock.checks import typography
 
 
 def test_python_comments_strings_docstrings_and_fstrings():
@@ -119,3 +119,24 @@ def test_a_quote_right_after_a_letter_is_an_apostrophe():
     assert "’" in "".join(pt.scan("Résumé de l'étude\nl’effet\n", pt.R).code)
     assert pt.scan("SELECT N'l’a', E'b', x'ff', abc'd'", pt.SQL).strings == ["l’a", "b", "ff"]
     assert pt.scan("x <- r\"(l'a)\"", pt.R).strings == ["(l'a)"] and pt.scan("f'a' + rb'b'", pt.PYTHON).strings == ["a", "b"]
+
+
+def test_the_shell_reads_ansi_c_quotes_and_raw_single_quotes():
+    bs = chr(92)
+    parts = pt.program_parts(f"echo $'l{bs}x27a' $'l{bs}u2019b{bs}n' $'{bs}047{bs}342{bs}200{bs}231{bs}q' 'C:{bs}' 'd'\n",
+                             "run.sh")
+    assert parts.strings == ["l'a", "l’b\n", f"'’{bs}q", f"C:{bs}", "d"]
+    assert program_scan.ansi_c(f"{bs}U0001F600{bs}cA{bs}xff{bs}uD800") == "\U0001f600\x01\ufffd\ufffd"
+    assert pt.program_parts("awk -F';' '{print}' | cut -d',' -f2\n", "run.sh").strings == ["-F';", "{print}", "-d',"]
+
+
+def test_a_shell_word_is_one_string_with_the_quotes_prose_shows():
+    parts = pt.program_parts('echo "il a dit "oui" 1" "$d"/x"$e" a" b" --n="$m" "c "d\n', "run.sh")
+    assert parts.strings == ['il a dit "oui" 1', "$d/x$e", 'a" b', "--n=$m", 'c "d']
+
+
+def test_a_broken_encoding_in_strings_but_a_cleaning_steps_pairs():
+    assert typography.repaired("rÃ©gion, lâ€™effet, 37Â°, Ã, Â") == "région, l’effet, 37°, Ã, Â"
+    assert "the program's strings: U+00E9" in pt.prose_rules(pt.python("print('rÃ©sultat')\nprint('été')\n"))[0][2]
+    assert pt.prose_rules(pt.python("x.replace('rÃ©gion', 'région'); y.replace('é', 'Ã©'); print('été')\n")) == []
+    assert pt.prose_rules(pt.python("x.replace('Ã©', 'é'); print('rÃ©sultat')\n"))  # printed: no pair

@@ -8,8 +8,8 @@ opened by one ``'`` (``Résumé de l'étude``) and closed by another carries ``l
 ``l’effet`` on each line, a bit per line. Every attack goes through the gate's real service and
 asserts the file fails ``hidden-text``.
 
-18 attempts and 6 controls; 15 attempts got through before their fix (and one channel is
-left open, a strict xfail: double quotes in a shell script's prose):
+18 attempts and 6 controls; 15 attempts got through before their fix (the channel it left open,
+double quotes in a shell script's prose, is closed by red team 21: ``test_redteam21_prose.py``):
 
 - shell here-documents (4: ``<<EOF``, ``<<'EOF'``, ``<<-EOF`` with tabs, in a ``%%bash`` cell):
   their body was read as shell code. The three in ``.sh`` files got through; the notebook's failed
@@ -123,21 +123,3 @@ def test_honest_here_documents_dollar_quotes_cell_magics_and_accents_pass(gate13
     view = submit(gate13, name, HONEST[name].encode())
     assert "hidden-text" not in rules(view), (name, view.files[0].check)
 
-
-LDQUO, RDQUO = "\u201c", "\u201d"
-#: channels left open (strict xfails: closing one makes its test pass, and fail here)
-OPEN = {
-    "double quotes in a shell script's prose": (
-        "run.sh", "echo \"Résumé\n" + lines(lambda i, one: f"il a dit {LDQUO}oui{RDQUO} {i}" if one
-                                             else f'il a dit "oui" {i}') + 'fin"\n',
-        "the shell's \" may follow a letter (\"$(cat \"$d/x\")\" nests quotes), so a \" closing a quotation "
-        "in prose reopens a string; a checker reads a shell script whole"),
-}
-
-
-@pytest.mark.parametrize("attack", sorted(OPEN))
-def test_channels_left_open(gate13, request, attack):
-    name, text, reason = OPEN[attack]
-    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-    view = submit(gate13, name, text.encode())
-    assert "hidden-text" in rules(view, "fail"), rules(view)

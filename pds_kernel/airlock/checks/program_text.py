@@ -1,4 +1,4 @@
-"""The prose of a program: its comments and the text of its strings (red teams 19 and 20C).
+"""The prose of a program: its comments and the text of its strings (red teams 19, 20C and 21).
 
 A program's quotes and minus signs are syntax, so :mod:`.typography` judged only its spaces; its
 comments and the text inside its strings are prose a checker reads like a text file's, and each
@@ -9,19 +9,10 @@ module splits a program into its prose and its code, with a real tokenizer where
   each string literal's text (a docstring, an f-string's text without its ``{fields}``; two
   literals glued together, SQL's ``'l''effet'``, are one text with the apostrophe it shows). Source
   ``tokenize`` cannot read to its end (an unclosed triple quote, a bad indent) is read by the
-  scanner below with Python's signs;
+  scanner with Python's signs;
 - R, SQL, shell scripts (and a notebook or a chunk of R Markdown or Quarto in another language,
-  with R's signs): a small scanner (:class:`Grammar`) of line comments (``#``, ``--``; the shell's
-  ``#`` at the start of a word only), block comments (``/* */``) and
-  quoted strings (``\\`` escapes in R, a doubled ``''`` in SQL); a string not closed runs to
-  the end of the text (all of it is then judged as prose). Backquoted names in R and SQL's
-  ``"names"`` are judged with the strings (a column may be named ``d’après``). The shell's
-  here-documents (``<<EOF``, ``<<-'EOF'``: the lines up to the delimiter; not ``<<<`` nor a shift
-  in ``$((...))``) and PostgreSQL's dollar quotes (``$$...$$``, ``$tag$...$tag$``) are strings
-  (red team 20C: read as code, an ASCII apostrophe there opened a "string" and was never judged).
-  A quote right after a letter (``l'effet``, ``patients'``) opens no string but after a prefix
-  (``E'...'``, ``r"(...)"``; the shell's ``"`` may, ``"$(cat "$d/x")"``): it is prose's
-  apostrophe, so prose written straight as code keeps its ``’`` in the code, where it fails;
+  with R's signs): the small scanner of :mod:`.program_scan` (comments, quoted strings, the shell's
+  here-documents, ``$'...'`` and words, PostgreSQL's dollar quotes);
 - an IPython cell opening with a cell magic (in a notebook, or in a ``.py`` percent script after
   a ``# %%`` line, where it may be written ``# %%sql``) is read in the magic's language:
   ``%%sql``, ``%%bash``, ``%%sh``, ``%%script bash``, ``%%R``; ``%%writefile`` by the file's
@@ -37,10 +28,15 @@ strings: judged apart, since a string may have to match the data's own spelling
 apostrophe, quote or dash (no language reads them): one there (outside comments and strings) is
 prose the tokenizer could not place, and fails too. The comments and code must not write a
 character both as itself and in a broken encoding (``é`` and ``Ã©``,
-:func:`.typography.broken_encoding`); the strings may, since a cleaning step must match the
-data's spelling (``replace('Ã©', 'é')``). What stays: a program's one way for its comments and
-one for its strings, a few bits a file, and a broken encoding in its strings. Cost: ``tokenize`` reads about 1 MB a second
-(0.2 s for a program the review page shows whole, 200,000 bytes; 0.9 s at :data:`.code.MAX_CODE_BYTES`).
+:func:`.typography.broken_encoding`), nor must the strings (red team 21: ``print('rÃ©sultat')``
+beside ``print('résultat')`` was a bit a line), but for a cleaning step's pairs: a string in a
+broken encoding whose repair is the string right before or after it (``replace('Ã©', 'é')``,
+``{'rÃ©gion': 'région'}``, ``gsub("Ã©", "é", x)``) is left out. What stays: a program's one way
+for its comments and one for its strings, a few bits a file, and the pairs of a cleaning step.
+A false alarm: a string matching the data in its broken spelling (``lib == 'rÃ©gion'``) beside
+a string writing ``é`` (repair the column first), or a program explaining a broken encoding.
+Cost: ``tokenize`` reads about 1 MB a second (0.2 s for a program the review page shows whole,
+200,000 bytes; 0.9 s at :data:`.code.MAX_CODE_BYTES`).
 """
 
 from __future__ import annotations
@@ -48,180 +44,15 @@ from __future__ import annotations
 import io
 import re
 import tokenize
-from dataclasses import dataclass, field
-from functools import cache
 from pathlib import PurePosixPath
 
 from . import typography
+from .program_scan import PYTHON, SHELL, SQL, Grammar, Parts, R, scan, unescaped
 from .result import Status
 
-
-@dataclass
-class Parts:
-    """A program's text in three parts: its comments (with a notebook's markdown and the text of
-    R Markdown: the author's prose), the text of its strings, and its code."""
-
-    comments: list[str] = field(default_factory=list)
-    strings: list[str] = field(default_factory=list)
-    code: list[str] = field(default_factory=list)
-
-    def __iadd__(self, other: Parts) -> Parts:
-        self.comments += other.comments
-        self.strings += other.strings
-        self.code += other.code
-        return self
-
-
-@dataclass(frozen=True)
-class Grammar:
-    """Where a language's prose is: comments and strings (see the module)."""
-
-    line_comments: tuple[str, ...]
-    block_comment: tuple[str, str] | None
-    strings: str  #: quotes around a string
-    names: str  #: quotes around a name (R's backquotes, SQL's double quotes)
-    backslash: bool  #: a backslash escapes the next character inside quotes
-    doubled: bool  #: a doubled quote inside quotes is the quote itself (SQL)
-    #: a line comment opens only at the start of a word (the shell's ``#``: ``${#x}`` is no comment)
-    word_comments: bool = False
-    #: the shell's here-documents (``<<EOF``, ``<<-'EOF'``): the lines up to the delimiter are a string
-    heredocs: bool = False
-    #: PostgreSQL's dollar quotes (``$$...$$``, ``$tag$...$tag$``): a string
-    dollar_quotes: bool = False
-    #: the quotes that open no string right after a letter (:func:`_apostrophe`)
-    apostrophes: str = "'\""
-    #: the words that may stand right before a string's opening quote (``E'...'``, ``r"(...)"``)
-    prefixes: frozenset[str] = frozenset()
-
-
-R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False, prefixes=frozenset({"r"}))
-SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True, dollar_quotes=True,
-              prefixes=frozenset({"e", "n", "b", "x"}))
-#: a shell script's signs (red team 19: its prose was free, only its spaces were judged)
-#: (its ``"`` may follow a letter: ``"$(cat "$d/x")"`` nests quotes)
-SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_comments=True, heredocs=True,
-                apostrophes="'")
-#: Python's signs, for source :mod:`tokenize` cannot read to its end
-PYTHON = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False,
-                 prefixes=frozenset({"r", "u", "b", "f", "br", "rb", "fr", "rf"}))
+__all__ = ["PYTHON", "R", "SHELL", "SQL", "Grammar", "Parts", "cell_parts", "program_parts", "prose_rules", "python",
+           "scan"]
 _GRAMMARS = {".r": R, ".sql": SQL, ".sh": SHELL}
-
-
-#: a here-document's operator and delimiter (``<<<`` is a here-string: a word, read as code)
-_HEREDOC = r"(?<!<)<<(?P<tabs>-?)[ \t]*(?P<delimiter>'[^'\n]*'|\"[^\"\n]*\"|\\?[A-Za-z_][\w-]*)"
-#: a dollar quote's tag (``$1`` is a parameter, ``x$y`` a name)
-_DOLLAR = r"(?<![\w$])\$(?:[A-Za-z_]\w*)?\$"
-
-
-@cache
-def _openers(grammar: Grammar, after_heredoc: bool) -> re.Pattern:
-    """What opens a comment, string or name in ``grammar`` (and the end of a line that a
-    here-document's body follows)."""
-    block = grammar.block_comment
-    comment_start = r"(?:^|(?<=[\s;&|()]))" if grammar.word_comments else ""
-    return re.compile("|".join([*(comment_start + re.escape(c) for c in grammar.line_comments),
-                                *(re.escape(o) for o in (*(block[:1] if block else ()), *grammar.strings,
-                                                         *grammar.names)),
-                                *([_HEREDOC] if grammar.heredocs else []), *([_DOLLAR] if grammar.dollar_quotes else []),
-                                *(["\n"] if after_heredoc else [])]), re.M)
-
-
-def scan(text: str, grammar: Grammar) -> Parts:
-    """The comments, strings and code of ``text`` read with ``grammar``."""
-    parts = Parts()
-    block = grammar.block_comment
-    heredocs: list[re.Pattern] = []  # the delimiters of the here-documents whose bodies follow this line
-    i, n = 0, len(text)
-    while (found := _openers(grammar, bool(heredocs)).search(text, i)) is not None:
-        opener = found.group()
-        parts.code.append(text[i:found.start()])
-        if found.group() == "\n":  # a line ending with here-documents: their bodies follow, each a string
-            i = found.end()
-            for delimiter in heredocs:
-                end = delimiter.search(text, i)
-                parts.strings.append(text[i:end.start() if end else n])  # not closed: it runs to the end
-                i = end.end() if end else n
-            heredocs = []
-        elif opener.startswith("<<"):
-            line = _line_code(parts.code)
-            if line.count("((") <= line.count("))"):  # not a shift in arithmetic (``$((1 << n))``)
-                word = found.group("delimiter").strip("'\"").removeprefix("\\")
-                heredocs.append(re.compile(("^\t*" if found.group("tabs") else "^") + re.escape(word) + "$\n?", re.M))
-            parts.code.append(opener)
-            i = found.end()
-        elif opener.startswith("$"):
-            end = text.find(opener, found.end())
-            end = n if end < 0 else end
-            parts.strings.append(text[found.end():end])
-            i = min(n, end + len(opener))
-        elif opener in grammar.line_comments:
-            end = text.find("\n", found.end())
-            end = n if end < 0 else end
-            parts.comments.append(text[found.end():end])
-            i = end
-        elif block and opener == block[0]:
-            end = text.find(block[1], found.end())
-            end = n if end < 0 else end
-            parts.comments.append(text[found.end():end])
-            i = min(n, end + len(block[1]))
-        elif _apostrophe(text, found.start(), grammar):
-            parts.code.append(opener)
-            i = found.end()
-        else:
-            end = _inside(opener, grammar).match(text, found.end()).end()  # a string not closed runs to the end
-            inside = text[found.end():end]  # a quoted name is judged as a string: it names the data too
-            parts.strings.append(_unescaped(inside.replace(opener * 2, opener) if grammar.doubled else inside,
-                                            grammar.backslash))
-            i = min(n, end + 1)
-    parts.code.append(text[i:])
-    return parts
-
-
-def _line_code(code: list[str]) -> str:
-    """The code of the line read so far (its strings and comments left out)."""
-    tail = []
-    for piece in reversed(code):
-        tail.append(piece.rpartition("\n")[2])
-        if "\n" in piece:
-            break
-    return "".join(reversed(tail))
-
-
-_WORD_END = re.compile(r"\w+\Z")
-
-
-def _apostrophe(text: str, start: int, grammar: Grammar) -> bool:
-    """A quote right after a letter is prose's apostrophe or closing quote (``l'effet``,
-    ``patients'``), not a string's opening: no language opens one there but after a prefix
-    (``E'...'``). Red team 20C: prose written as code, each ASCII apostrophe opening a "string"
-    whose typographic ones were never judged beside it."""
-    if not start or not text[start - 1].isalpha() or text[start] not in grammar.apostrophes:
-        return False
-    word = _WORD_END.search(text, max(0, start - 8), start)
-    return word is None or word.group().lower() not in grammar.prefixes
-
-
-@cache
-def _inside(quote: str, grammar: Grammar) -> re.Pattern:
-    """What may stand inside quotes ``quote`` (escaped quotes included)."""
-    q = re.escape(quote)
-    if grammar.backslash:
-        return re.compile(rf"(?:[^{q}\\]|\\.)*(?:\\\Z)?", re.S)
-    if grammar.doubled:
-        return re.compile(rf"(?:[^{q}]|{q}{q})*", re.S)
-    return re.compile(rf"[^{q}]*", re.S)
-
-
-_ESCAPE = re.compile(r"\\(.)", re.S)
-
-
-def _unescaped(text: str, backslash: bool = True) -> str:
-    """A string's text with its escaped quotes as the quotes they stand for (``l\\'effet`` is
-    ``l'effet``, as ``l''effet`` is in SQL), so a reader's apostrophe is judged as one."""
-    if not backslash or "\\" not in text:
-        return text
-    return _ESCAPE.sub(lambda m: m.group(1) if m.group(1) in "'\"" else m.group(0), text)
-
 
 _PREFIX = re.compile(r"^[A-Za-z]*")
 _FSTRING_MIDDLE = getattr(tokenize, "FSTRING_MIDDLE", None)  # Python 3.12's f-strings, token by token
@@ -233,7 +64,7 @@ def _literal_text(token: str) -> str:
     body = token[len(prefix):]
     quote = body[:3] if body[:3] in {'"""', "'''"} else body[:1]
     inner = body[len(quote):len(body) - len(quote)] if len(body) >= 2 * len(quote) else body[len(quote):]
-    inner = inner if "r" in prefix.lower() else _unescaped(inner)
+    inner = inner if "r" in prefix.lower() else unescaped(inner)
     return _without_fields(inner) if "f" in prefix.lower() else inner
 
 
@@ -277,7 +108,7 @@ def python(source: str) -> Parts:
         elif token.type == tokenize.STRING:
             (parts.comments if _alone(tokens, index) else parts.strings).append(_literal_text(token.string))
         elif _FSTRING_MIDDLE is not None and token.type == _FSTRING_MIDDLE:
-            parts.strings.append(_unescaped(token.string))
+            parts.strings.append(unescaped(token.string))
         else:
             parts.code.append(token.string)
     return parts
@@ -397,13 +228,14 @@ _TYPOGRAPHIC = re.compile("[" + "".join(sign for kind in ("apostrophe", "double 
 
 def prose_rules(parts: Parts) -> list[tuple[str, Status, str]]:
     """The ``hidden-text`` finding of a program whose comments, or whose strings, write look-alike
-    signs two ways in one context, whose comments and code write a character both as itself and
-    in a broken encoding (not its strings: a cleaning step matches the data's, ``replace('Ã©',
-    'é')``), or whose code holds a typographic sign (see the module)."""
+    signs two ways in one context or a character both as itself and in a broken encoding (its
+    strings but a cleaning step's pairs, ``replace('Ã©', 'é')``), or whose code holds a typographic
+    sign (see the module)."""
     for what, texts, why in (
             ("comments", parts.comments, lambda text: typography.mixed_signs(text, tuple(typography.CLASSES))),
             ("strings", parts.strings, lambda text: typography.mixed_signs(text, tuple(typography.CLASSES))),
-            ("comments and code", parts.comments + parts.code, typography.broken_encoding)):
+            ("comments and code", parts.comments + parts.code, typography.broken_encoding),
+            ("strings", _unpaired(parts.strings), typography.broken_encoding)):
         found = why("\n".join(texts))
         if found:
             return [("hidden-text", Status.FAIL, f"the program's {what}: {found}: each can carry a bit past the checker; "
@@ -414,3 +246,14 @@ def prose_rules(parts: Parts) -> list[tuple[str, Status, str]]:
                                              "where no language reads it: prose the gate cannot place; write it "
                                              "in a comment or a string")]
     return []
+
+
+def _unpaired(strings: list[str]) -> list[str]:
+    """The strings but those in a broken encoding whose repair is the string right before or after
+    them: a cleaning step's pairs (``replace('Ã©', 'é')``, ``{'rÃ©gion': 'région'}``; red team 21)."""
+    kept = []
+    for index, text in enumerate(strings):
+        fixed = typography.repaired(text)
+        if fixed == text or fixed not in strings[max(0, index - 1):index] + strings[index + 1:index + 2]:
+            kept.append(text)
+    return kept

@@ -81,18 +81,34 @@ _MOJIBAKE = re.compile("[\u00c2-\u00f4][" + re.escape("".join(_READ_AS[b] for b 
 ALL = (*CLASSES, BROKEN_ENCODING)
 
 
+def _broken(m: re.Match) -> tuple[str, str] | None:
+    """The character a run of :data:`_MOJIBAKE` is in a broken encoding, and that broken form, or None."""
+    raw = bytes(_BYTE[char] for char in m.group())
+    size = 2 if raw[0] < 0xE0 else 3 if raw[0] < 0xF0 else 4
+    try:
+        return raw[:size].decode("utf-8"), m.group()[:size]
+    except UnicodeDecodeError:
+        return None
+
+
+def repaired(text: str) -> str:
+    """``text`` with each character in a broken encoding written as itself (``rÃ©gion``: ``région``)."""
+    def repair(m: re.Match) -> str:
+        found = _broken(m)
+        return m.group() if found is None else found[0] + m.group()[len(found[1]):]
+
+    return _MOJIBAKE.sub(repair, text)
+
+
 def broken_encoding(text: str) -> str:
     """Why ``text`` writes a character both as itself and as its UTF-8 bytes read as Latin-1 or
     Windows-1252, which a checker takes for noise (a bit each), or "" (a text wholly in one way passes)."""
     seen: set[str] = set()
     for m in _MOJIBAKE.finditer(text):
-        raw = bytes(_BYTE[char] for char in m.group())
-        size = 2 if raw[0] < 0xE0 else 3 if raw[0] < 0xF0 else 4
-        try:
-            char = raw[:size].decode("utf-8")
-        except UnicodeDecodeError:
+        found = _broken(m)
+        if found is None:
             continue
-        broken = m.group()[:size]
+        char, broken = found
         if broken not in seen and char in text.replace(broken, ""):
             return (f"{sign_name(char)} written both as itself and as {broken!r} (its UTF-8 bytes read as Latin-1), "
                     "which a checker takes for noise")

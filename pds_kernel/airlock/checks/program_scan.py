@@ -1,0 +1,281 @@
+"""The small scanner of a program's comments, strings and code in R, SQL and the shell (red teams
+19, 20C and 21; :mod:`.program_text` reads Python with :mod:`tokenize` and places each language).
+
+A :class:`Grammar` says where a language's prose is: line comments (``#``, ``--``; the shell's
+``#`` at the start of a word only), block comments (``/* */``) and quoted strings (``\\`` escapes
+in R, a doubled ``''`` in SQL); a string not closed runs to the end of the text (all of it is then
+judged as prose). Backquoted names in R and SQL's ``"names"`` are judged with the strings (a column
+may be named ``d’après``). The shell's here-documents (``<<EOF``, ``<<-'EOF'``: the lines up to the
+delimiter; not ``<<<`` nor a shift in ``$((...))``) and PostgreSQL's dollar quotes (``$$...$$``,
+``$tag$...$tag$``) are strings (red team 20C). A quote right after a letter (``l'effet``,
+``patients'``) opens no string but after a prefix (``E'...'``, ``r"(...)"``; the shell's ``"``
+may, ``"$(cat "$d/x")"``): it is prose's apostrophe, so prose written straight as code keeps its
+``’`` in the code, where it fails.
+
+The shell's quotes are read as the shell reads them (red team 21): a backslash is itself inside
+``'...'`` (``'C:\\'`` is closed); ``$'...'`` (ANSI-C quoting) is a string whose escapes are the
+characters they stand for (``$'l\\x27effet'`` is ``l'effet``, ``$'\\u2019'`` is ``’``, octal and
+``\\n`` too), or each escape was a way to write an apostrophe the checker does not decode; and
+the quoted parts of one shell word with the text glued to them (``"il a dit "oui" 1"``,
+``"$d"/x``) are one string with the quotes it shows, or a ``"`` closing a quotation in prose was
+syntax, never judged beside the ``“`` of the next line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+
+
+@dataclass
+class Parts:
+    """A program's text in three parts: its comments (with a notebook's markdown and the text of
+    R Markdown: the author's prose), the text of its strings, and its code."""
+
+    comments: list[str] = field(default_factory=list)
+    strings: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
+
+    def __iadd__(self, other: Parts) -> Parts:
+        self.comments += other.comments
+        self.strings += other.strings
+        self.code += other.code
+        return self
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """Where a language's prose is: comments and strings (see the module)."""
+
+    line_comments: tuple[str, ...]
+    block_comment: tuple[str, str] | None
+    strings: str  #: quotes around a string
+    names: str  #: quotes around a name (R's backquotes, SQL's double quotes)
+    backslash: bool  #: a backslash escapes the next character inside quotes
+    doubled: bool  #: a doubled quote inside quotes is the quote itself (SQL)
+    #: a line comment opens only at the start of a word (the shell's ``#``: ``${#x}`` is no comment)
+    word_comments: bool = False
+    #: the shell's here-documents (``<<EOF``, ``<<-'EOF'``): the lines up to the delimiter are a string
+    heredocs: bool = False
+    #: PostgreSQL's dollar quotes (``$$...$$``, ``$tag$...$tag$``): a string
+    dollar_quotes: bool = False
+    #: the quotes that open no string right after a letter (:func:`_apostrophe`)
+    apostrophes: str = "'\""
+    #: the words that may stand right before a string's opening quote (``E'...'``, ``r"(...)"``)
+    prefixes: frozenset[str] = frozenset()
+
+
+    #: the quotes inside which a backslash is itself (the shell's ``'...'``)
+    raw: str = ""
+    #: the shell's ANSI-C quotes (``$'...'``): a string whose escapes are decoded (:func:`ansi_c`)
+    ansi_c: bool = False
+    #: the shell's words: a word's quoted parts and the text glued to them are one string
+    words: bool = False
+
+
+R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False, prefixes=frozenset({"r"}))
+SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True, dollar_quotes=True,
+              prefixes=frozenset({"e", "n", "b", "x"}))
+#: a shell script's signs (red team 19: its prose was free, only its spaces were judged)
+#: (its ``"`` may follow a letter: ``"$(cat "$d/x")"`` nests quotes)
+SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_comments=True, heredocs=True,
+                apostrophes="'", raw="'", ansi_c=True, words=True)
+#: Python's signs, for source :mod:`tokenize` cannot read to its end
+PYTHON = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False,
+                 prefixes=frozenset({"r", "u", "b", "f", "br", "rb", "fr", "rf"}))
+
+
+#: a here-document's operator and delimiter (``<<<`` is a here-string: a word, read as code)
+_HEREDOC = r"(?<!<)<<(?P<tabs>-?)[ \t]*(?P<delimiter>'[^'\n]*'|\"[^\"\n]*\"|\\?[A-Za-z_][\w-]*)"
+#: a dollar quote's tag (``$1`` is a parameter, ``x$y`` a name)
+_DOLLAR = r"(?<![\w$])\$(?:[A-Za-z_]\w*)?\$"
+#: what a shell word is made of besides its quoted parts (no blank, operator, quote or backquote)
+_WORD = re.compile(r"[^\s|&;()<>'\"`]*")
+_WORD_TAIL = re.compile(r"[^\s|&;()<>'\"`]*\Z")
+
+
+@cache
+def _openers(grammar: Grammar, after_heredoc: bool) -> re.Pattern:
+    """What opens a comment, string or name in ``grammar`` (and the end of a line that a
+    here-document's body follows)."""
+    block = grammar.block_comment
+    comment_start = r"(?:^|(?<=[\s;&|()]))" if grammar.word_comments else ""
+    return re.compile("|".join([*(comment_start + re.escape(c) for c in grammar.line_comments),
+                                *(re.escape(o) for o in (*(block[:1] if block else ()), *grammar.strings,
+                                                         *grammar.names)),
+                                *([r"\$'"] if grammar.ansi_c else []),
+                                *([_HEREDOC] if grammar.heredocs else []), *([_DOLLAR] if grammar.dollar_quotes else []),
+                                *(["\n"] if after_heredoc else [])]), re.M)
+
+
+@dataclass
+class _Word:
+    """The shell word being read: the string it is judged as, and where its last quote closed."""
+
+    index: int  #: its string in ``Parts.strings``
+    after: int  #: the position right after its last closing quote
+
+
+def scan(text: str, grammar: Grammar) -> Parts:
+    """The comments, strings and code of ``text`` read with ``grammar``."""
+    parts = Parts()
+    block = grammar.block_comment
+    heredocs: list[re.Pattern] = []  # the delimiters of the here-documents whose bodies follow this line
+    word: _Word | None = None  # the shell word a quoted part closed, which text glued to it continues
+    i, n = 0, len(text)
+    while (found := _openers(grammar, bool(heredocs)).search(text, i)) is not None:
+        opener = found.group()
+        parts.code.append(text[i:found.start()])
+        quoted = opener in grammar.strings or opener in grammar.names or opener == "$'"
+        if word is not None and not (quoted and _WORD.fullmatch(text, word.after, found.start())):
+            _end_word(text, parts, word)  # the word ends before this opener: its text glued after its last quote
+            word = None
+        if found.group() == "\n":  # a line ending with here-documents: their bodies follow, each a string
+            i = found.end()
+            for delimiter in heredocs:
+                end = delimiter.search(text, i)
+                parts.strings.append(text[i:end.start() if end else n])  # not closed: it runs to the end
+                i = end.end() if end else n
+            heredocs = []
+        elif opener.startswith("<<"):
+            line = _line_code(parts.code)
+            if line.count("((") <= line.count("))"):  # not a shift in arithmetic (``$((1 << n))``)
+                delimiter = found.group("delimiter").strip("'\"").removeprefix("\\")
+                heredocs.append(re.compile(("^\t*" if found.group("tabs") else "^") + re.escape(delimiter) + "$\n?", re.M))
+            parts.code.append(opener)
+            i = found.end()
+        elif opener.startswith("$") and opener != "$'":
+            end = text.find(opener, found.end())
+            end = n if end < 0 else end
+            parts.strings.append(text[found.end():end])
+            i = min(n, end + len(opener))
+        elif opener in grammar.line_comments:
+            end = text.find("\n", found.end())
+            end = n if end < 0 else end
+            parts.comments.append(text[found.end():end])
+            i = end
+        elif block and opener == block[0]:
+            end = text.find(block[1], found.end())
+            end = n if end < 0 else end
+            parts.comments.append(text[found.end():end])
+            i = min(n, end + len(block[1]))
+        elif _apostrophe(text, found.start(), grammar):
+            parts.code.append(opener)
+            i = found.end()
+        else:
+            quote = opener[-1]
+            escapes = grammar.backslash and (opener == "$'" or quote not in grammar.raw)
+            end = _inside(quote, grammar.doubled, escapes).match(text, found.end()).end()  # not closed: to the end
+            inside = text[found.end():end]  # a quoted name is judged as a string: it names the data too
+            value = (ansi_c(inside) if opener == "$'" else
+                     unescaped(inside.replace(quote * 2, quote) if grammar.doubled else inside, escapes))
+            i = min(n, end + 1)
+            if not grammar.words:
+                parts.strings.append(value)
+                continue
+            opening = opener[-1] if _prose_side(value[:1]) else ""
+            if word is not None:  # a quoted part glued to the word's last: one string, with the text between
+                last = parts.strings[word.index]
+                parts.strings[word.index] += ((text[word.after - 1] if _prose_side(last[-1:]) else "")
+                                              + text[word.after:found.start()] + opener[:-1] + opening + value)
+            else:  # with the text glued before it (``oui" 0``)
+                before = _WORD_TAIL.search(parts.code[-1]).group()
+                parts.strings.append(before + opener[:-1] + opening + value if before else value)
+            word = _Word(len(parts.strings) - 1, i) if end < n else None
+    if word is not None:
+        _end_word(text, parts, word)
+    parts.code.append(text[i:])
+    return parts
+
+
+def _end_word(text: str, parts: Parts, word: _Word) -> None:
+    """The end of a shell word: the text glued after its last quote (``"$d"/x``)."""
+    after = _WORD.match(text, word.after).group()
+    if after:
+        last = parts.strings[word.index]
+        parts.strings[word.index] += (text[word.after - 1] if _prose_side(last[-1:]) else "") + after
+
+
+def _prose_side(char: str) -> bool:
+    """A shell word's quote is shown in its string when the quoted text beside it is a blank or a
+    stop, as in prose (``dit "oui" 1``: ``"dit "`` then ``oui`` then ``" 1"``), not a name or a path
+    (``"$d"/x``, ``--name="$n"``), where its quotes are syntax."""
+    return char.isspace() or char in ",;:!?"
+
+
+def _line_code(code: list[str]) -> str:
+    """The code of the line read so far (its strings and comments left out)."""
+    tail = []
+    for piece in reversed(code):
+        tail.append(piece.rpartition("\n")[2])
+        if "\n" in piece:
+            break
+    return "".join(reversed(tail))
+
+
+_WORD_END = re.compile(r"\w+\Z")
+
+
+def _apostrophe(text: str, start: int, grammar: Grammar) -> bool:
+    """A quote right after a letter is prose's apostrophe or closing quote (``l'effet``,
+    ``patients'``), not a string's opening: no language opens one there but after a prefix
+    (``E'...'``). Red team 20C: prose written as code, each ASCII apostrophe opening a "string"
+    whose typographic ones were never judged beside it."""
+    if not start or not text[start - 1].isalpha() or text[start] not in grammar.apostrophes:
+        return False
+    if grammar.words and _WORD_TAIL.search(text, max(0, start - 64), start).group().startswith("-"):
+        return False  # a shell option's argument (``awk -F';'``, ``cut -d','``)
+    word = _WORD_END.search(text, max(0, start - 8), start)
+    return word is None or word.group().lower() not in grammar.prefixes
+
+
+@cache
+def _inside(quote: str, doubled: bool, escapes: bool) -> re.Pattern:
+    """What may stand inside quotes ``quote`` (escaped quotes included)."""
+    q = re.escape(quote)
+    if escapes:
+        return re.compile(rf"(?:[^{q}\\]|\\.)*(?:\\\Z)?", re.S)
+    if doubled:
+        return re.compile(rf"(?:[^{q}]|{q}{q})*", re.S)
+    return re.compile(rf"[^{q}]*", re.S)
+
+
+_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def unescaped(text: str, backslash: bool = True) -> str:
+    """A string's text with its escaped quotes as the quotes they stand for (``l\\'effet`` is
+    ``l'effet``, as ``l''effet`` is in SQL), so a reader's apostrophe is judged as one."""
+    if not backslash or "\\" not in text:
+        return text
+    return _ESCAPE.sub(lambda m: m.group(1) if m.group(1) in "'\"" else m.group(0), text)
+
+#: an ANSI-C escape of the shell (``$'...'``): hexadecimal, Unicode, octal, control, one character
+_ANSI_C = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|u[0-9A-Fa-f]{1,4}|U[0-9A-Fa-f]{1,8}|[0-7]{1,3}|c.|.)", re.S)
+_ANSI_C_SIMPLE = {"a": 7, "b": 8, "e": 27, "E": 27, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, "'": 39,
+                  '"': 34, "?": 63}
+
+
+def ansi_c(text: str) -> str:
+    """The text the shell makes of ``$'text'``: each escape the bytes it stands for (``\\x27`` and
+    ``\\047`` are ``'``, ``\\u2019`` and ``\\342\\200\\231`` are ``’``), read as UTF-8 (red team 21)."""
+    out, mark = bytearray(), 0
+    for m in _ANSI_C.finditer(text):
+        out += text[mark:m.start()].encode("utf-8", "replace")
+        mark, escape = m.end(), m.group(1)
+        if escape[0] == "x":
+            out.append(int(escape[1:], 16))
+        elif escape[0] in "uU":
+            code = int(escape[1:], 16)
+            out += (chr(code) if code < 0x110000 and not 0xD800 <= code < 0xE000 else "\ufffd").encode("utf-8")
+        elif escape[0] in "01234567":
+            out.append(int(escape, 8) & 0xFF)
+        elif escape[0] == "c" and len(escape) == 2:
+            out.append(ord(escape[1]) & 0x1F if escape[1].isascii() else 0x3F)
+        elif escape in _ANSI_C_SIMPLE:
+            out.append(_ANSI_C_SIMPLE[escape])
+        else:  # not an escape: the backslash stays
+            out += m.group().encode("utf-8", "replace")
+    out += text[mark:].encode("utf-8", "replace")
+    return out.decode("utf-8", "replace")

@@ -1,0 +1,117 @@
+"""Red team 21: a program's prose red team 20C left open, its shell quotes and its strings in a broken encoding.
+
+Red team 20C read here-documents, dollar quotes and cell magics in their own language and left
+three holes in :mod:`pds_kernel.airlock.checks.program_scan` and
+:mod:`pds_kernel.airlock.checks.program_text`. Every attack goes through the gate's real service
+and asserts the file fails ``hidden-text``; each carries a bit a line.
+
+11 attempts, all got through before their fix, and 4 controls (the shell script's failed before):
+
+- double quotes in a shell script's prose (4: a quotation ``"oui"`` beside ``“oui”`` in a string
+  over many lines, the 20C strict expected failure; one ``echo`` a line; a quotation with a blank
+  inside, ``" oui"``; a ``%%bash`` cell of a percent script): the shell's ``"`` closing the string
+  before ``oui`` and opening the next was syntax, never judged beside the ``“`` of the next line.
+  Now the quoted parts of one shell word and the text glued to them are one string with the
+  quotes it shows (``"il a dit "oui" 1"``, ``oui" 1``, ``"$d"/x``).
+- the shell's ANSI-C quotes (3: ``$'l\\x27effet'``, ``$'l\\'effet'`` beside ``$'l\\u2019effet'``,
+  octal bytes ``\\047`` and ``\\342\\200\\231``): each escape was text the gate did not decode, a
+  way to write an apostrophe a checker does not read as one. Now ``$'...'`` is judged as the text
+  the shell makes of it; a backslash inside ``'...'`` is itself (``'C:\\'`` is closed: it opened a
+  "string" to the next apostrophe, a false alarm, see the controls), and a quote after an
+  option's letter opens a string (``awk -F';'``, ``cut -d','``: read as apostrophes before).
+- a broken encoding in a program's strings (4: ``print('rÃ©sultat')`` beside
+  ``print('résultat')``, the same in R, ``37Â°C`` in SQL, a here-document): red team 20C judged
+  the comments and code only, as a cleaning step's strings must match the data. Now the strings
+  are judged too, but for a string in a broken encoding whose repair is the string right before
+  or after it (``replace('Ã©', 'é')``, ``{'rÃ©gion': 'région'}``).
+
+Controls: an honest shell script (words glued to quotes, ``"$(cat "$d/x")"``, ``grep "motif"``
+beside ``“oui”``, ``'C:\\'`` before ``'l’effet'``, ``IFS=$'\\n\\t'``, ``$'l\\u2019effet'``, ``awk -F';'``), and
+cleaning steps in Python, R and SQL printing accented messages. One strict expected failure: a
+broken string printed beside its repair, a pair like a cleaning step's.
+"""
+
+from __future__ import annotations
+
+import pytest
+from redteam13_support import gate13_fixture  # noqa: F401  (fixture)
+from test_redteam18_csv_text import RSQUO, lines, rules, submit
+
+APOS, BACKSLASH = chr(39), chr(92)
+LDQUO, RDQUO = "\u201c", "\u201d"
+
+
+def _said(one: bool, i: int, spaced: bool = False) -> str:
+    """A quotation in prose, with ASCII or typographic quotes (a blank after the opening one)."""
+    blank = " " if spaced else ""
+    return f"il a dit {LDQUO}{blank}oui{RDQUO} {i}" if one else f'il a dit "{blank}oui" {i}'
+
+
+QUOTED_PROSE = 'echo "Résumé\n' + lines(lambda i, one: _said(one, i)) + 'fin"\n'
+
+
+def _ansi_c(escape: str, other: str) -> str:
+    """A line of prose a line, each apostrophe written ``escape`` or ``other`` in ``$'...'``."""
+    return lines(lambda i, one: f"echo $'l{other if one else escape}effet, groupe {i}'")
+
+
+ATTACKS = {
+    "double quotes over many lines": ("run.sh", QUOTED_PROSE),
+    "double quotes, one echo a line": ("run.sh", lines(lambda i, one: f'echo "{_said(one, i)}"')),
+    "double quotes with a blank inside": ("run.sh", lines(lambda i, one: f'echo "{_said(one, i, spaced=True)}"')),
+    "double quotes in a %%bash cell": ("fit.py", "# %%\nimport pandas as pd\n\n# %%\n%%bash\n" + QUOTED_PROSE),
+    "ANSI-C hexadecimal apostrophes": ("run.sh", _ansi_c(BACKSLASH + "x27", RSQUO)),
+    "ANSI-C Unicode apostrophes": ("run.sh", _ansi_c(BACKSLASH + APOS, BACKSLASH + "u2019")),
+    "ANSI-C octal apostrophes": ("run.sh", _ansi_c(BACKSLASH + "047", BACKSLASH + f"342{BACKSLASH}200{BACKSLASH}231")),
+    "a broken encoding in Python strings": ("fit.py", lines(lambda i, one: f"print('r{'Ã©' if one else 'é'}sultat {i}')")),
+    "a broken encoding in R strings": ("fit.R", lines(lambda i, one: f"cat('r{'Ã©' if one else 'é'}sultat {i}')")),
+    "a broken encoding in SQL strings": (
+        "q.sql", lines(lambda i, one: f"SELECT '{36 + i % 3}{'Â°' if one else '°'}C' AS t{i};")),
+    "a broken encoding in a here-document": (
+        "run.sh", "cat <<EOF > notes.txt\n" + lines(lambda i, one: f"r{'Ã©' if one else 'é'}sultat {i}") + "EOF\n"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_shell_quotes_and_broken_strings_carry_a_bit_per_line(gate13, attack):
+    """Got through before: each ``"`` or escape was shell syntax, each broken string unjudged."""
+    name, text = ATTACKS[attack]
+    view = submit(gate13, name, text.encode())
+    assert "hidden-text" in rules(view, "fail"), (attack, view.files[0].check)
+
+
+HONEST = {
+    "run.sh": ('#!/bin/bash\n# Rapport d’étude\nd="$HOME/sortie"\nn="$(wc -l < "$d/x.csv")"\n'
+               'echo "Total : "$n" patients" > "$d"/total"$ext"\ngrep -c "motif" "f.txt"\n'
+               'echo "Il a dit “oui”, puis : “non”."\nprintf \'%s\\n\' \'C:\\\'\necho \'l’effet\'\n'
+               "IFS=$'\\n\\t'\necho $'Résumé\\n' $'l\\u2019effet' \"l’âge\"\n"
+               "awk -F';' '{ print $1 }' \"$d/x.csv\" | cut -d',' -f2\n"),
+    "clean.py": ("FIX = {'Ã©': 'é', 'Ã¨': 'è', 'Â°': '°', 'â€™': '’'}\nprint('Libellés réparés, 37,2 °C')\n"
+                 "for broken, right in FIX.items():\n    lib = lib.replace(broken, right)\n"
+                 "df['region'] = df['region'].replace({'rÃ©gion': 'région'})\n"),
+    "clean.R": 'x <- gsub("rÃ©gion", "région", x)\ncat("Régions réparées : ", length(x), "\\n")\n',
+    "clean.sql": "UPDATE t SET lib = REPLACE(lib, 'Ã©', 'é');\nSELECT 'Libellés réparés' AS état;\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HONEST))
+def test_honest_shell_quotes_and_cleaning_steps_pass(gate13, name):
+    view = submit(gate13, name, HONEST[name].encode())
+    assert "hidden-text" not in rules(view), (name, view.files[0].check)
+
+
+#: channels left open (strict xfails: closing one makes its test pass, and fail here)
+OPEN = {
+    "a broken string printed beside its repair": (
+        "fit.py", lines(lambda i, one: f"print('rÃ©sultat {i}', 'résultat {i}')" if one else f"print('résultat {i}')"),
+        "a string in a broken encoding beside its repair is a cleaning step's pair (replace('Ã©', 'é')); "
+        "a checker reads the pair, both forms side by side"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(OPEN))
+def test_channels_left_open(gate13, request, attack):
+    name, text, reason = OPEN[attack]
+    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+    view = submit(gate13, name, text.encode())
+    assert "hidden-text" in rules(view, "fail"), rules(view)
