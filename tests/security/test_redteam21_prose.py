@@ -1,4 +1,4 @@
-"""Red team 21: a program's prose red team 20C left open, its shell quotes and its strings in a broken encoding.
+"""Red team 21, the program prose red team 20C left open (a shell script's double quotes and `$'...'` quotes, a broken encoding in strings).
 
 Red team 20C read here-documents, dollar quotes and cell magics in their own language and left
 three holes in :mod:`pds_kernel.airlock.checks.program_scan` and

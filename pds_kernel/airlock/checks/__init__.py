@@ -14,7 +14,8 @@ establish (are these distinct persons? magnitudes?) is ``review`` unless the tab
   against the project's released tables;
 - :mod:`.content`: identifiers, day-level dates, free text, for tables and text alike;
 - :mod:`.code`: code and notebooks (outputs, embedded data, identifiers); :mod:`.program_text`:
-  the prose of programs (comments, strings) judged for look-alike signs (:mod:`.typography`);
+  the prose of programs (comments, strings) judged for look-alike signs (:mod:`.typography`),
+  found by :mod:`tokenize` or by the scanner of R, SQL and the shell (:mod:`.program_scan`);
 - :mod:`.text_columns`: a column of the project's extract written out in a text or code file;
 - figures pass only through review, and fail when the request does not carry their table.
 

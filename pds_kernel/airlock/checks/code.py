@@ -17,7 +17,7 @@ Publishing code is expected of researchers; what must not leave with it is data.
   and the prose of a program (its comments and strings, a notebook's markdown: :mod:`.program_text`)
   or a notebook's outputs writing apostrophes, quotes or dashes two ways in one context, or a
   typographic one in its code (red team 19), or a character both as itself and in a broken
-  encoding (``é`` and ``Ã©``; red team 20C): fail;
+  encoding (``é`` and ``Ã©``; red team 20C; in its strings since red team 21): fail;
 - ``code``: every code file is read by a checker (review): the gate cannot tell what a program does.
 """
 
