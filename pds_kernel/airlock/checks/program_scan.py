@@ -111,10 +111,17 @@ def _openers(grammar: Grammar, after_heredoc: bool) -> re.Pattern:
 
 @dataclass
 class _Word:
-    """The shell word being read: the string it is judged as, and where its last quote closed."""
+    """The shell word being read: its string's index in ``Parts.strings``, its text so far (joined
+    when the word ends), and where its last quote closed."""
 
-    index: int  #: its string in ``Parts.strings``
-    after: int  #: the position right after its last closing quote
+    index: int
+    after: int
+    pieces: list[str]
+    last: str = ""  #: the last character of its text so far
+
+    def add(self, *pieces: str) -> None:
+        self.pieces += pieces
+        self.last = next((piece[-1] for piece in reversed(pieces) if piece), self.last)
 
 
 def scan(text: str, grammar: Grammar) -> Parts:
@@ -176,13 +183,17 @@ def scan(text: str, grammar: Grammar) -> Parts:
                 continue
             opening = opener[-1] if _prose_side(value[:1]) else ""
             if word is not None:  # a quoted part glued to the word's last: one string, with the text between
-                last = parts.strings[word.index]
-                parts.strings[word.index] += ((text[word.after - 1] if _prose_side(last[-1:]) else "")
-                                              + text[word.after:found.start()] + opener[:-1] + opening + value)
+                word.add(text[word.after - 1] if _prose_side(word.last) else "", text[word.after:found.start()],
+                         opener[:-1], opening, value)
+                word.after = i
             else:  # with the text glued before it (``oui" 0``)
-                before = _WORD_TAIL.search(parts.code[-1]).group()
-                parts.strings.append(before + opener[:-1] + opening + value if before else value)
-            word = _Word(len(parts.strings) - 1, i) if end < n else None
+                before = _WORD_TAIL.search(parts.code[-1], max(0, len(parts.code[-1]) - 256)).group()
+                parts.strings.append("")
+                word = _Word(len(parts.strings) - 1, i, [])
+                word.add(*((before, opener[:-1], opening) if before else ()), value)
+            if end >= n:  # not closed: the word ends with the text
+                _end_word(text, parts, word)
+                word = None
     if word is not None:
         _end_word(text, parts, word)
     parts.code.append(text[i:])
@@ -191,10 +202,10 @@ def scan(text: str, grammar: Grammar) -> Parts:
 
 def _end_word(text: str, parts: Parts, word: _Word) -> None:
     """The end of a shell word: the text glued after its last quote (``"$d"/x``)."""
-    after = _WORD.match(text, word.after).group()
+    after = _WORD.match(text, word.after).group() if word.after < len(text) else ""
     if after:
-        last = parts.strings[word.index]
-        parts.strings[word.index] += (text[word.after - 1] if _prose_side(last[-1:]) else "") + after
+        word.add(text[word.after - 1] if _prose_side(word.last) else "", after)
+    parts.strings[word.index] = "".join(word.pieces)
 
 
 def _prose_side(char: str) -> bool:
