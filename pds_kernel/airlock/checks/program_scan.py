@@ -15,7 +15,8 @@ may, ``"$(cat "$d/x")"``): it is prose's apostrophe, so prose written straight a
 The shell's quotes are read as the shell reads them (red team 21): a backslash is itself inside
 ``'...'`` (``'C:\\'`` is closed); ``$'...'`` (ANSI-C quoting) is a string whose escapes are the
 characters they stand for (``$'l\\x27effet'`` is ``l'effet``, ``$'\\u2019'`` is ``’``, octal and
-``\\n`` too), or each escape was a way to write an apostrophe the checker does not decode; and
+``\\n`` too), or each escape was a way to write an apostrophe the checker does not decode (so
+``tr $'\\u2019' "'"`` fails as ``tr "’" "'"`` does: one string each sign, alone); and
 the quoted parts of one shell word with the text glued to them (``"il a dit "oui" 1"``,
 ``"$d"/x``) are one string with the quotes it shows, or a ``"`` closing a quotation in prose was
 syntax, never judged beside the ``“`` of the next line.
