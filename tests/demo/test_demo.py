@@ -130,11 +130,39 @@ def test_registry_step_keeps_admin_decisions_and_renews_expired_memberships(runt
     assert register(runtime, "admin").status == "reused"
 
 
+def _stop(proc) -> None:
+    """Ctrl-C to the demo's process group, then SIGKILL if it has not ended within a minute."""
+    import os
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _output_so_far(proc, quiet: float = 5.0) -> str:
+    """What the demo printed, read until its pipe ends or stays silent ``quiet`` seconds: a process
+    it started in a session of its own may still hold the pipe, and a plain read would wait for it."""
+    import os
+    import select
+
+    fd, chunks = proc.stdout.fileno(), []
+    while select.select([fd], [], [], quiet)[0]:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
 @pytest.mark.functional
 def test_run_ends_with_the_hub_serving_and_ctrl_c_stops_it(demo_runs):
     """What `make run` ends with: JupyterHub answering on loopback at http://localhost:<port>, stopped cleanly by Ctrl-C."""
-    import os
-    import signal
     import subprocess
     import sys
     import time
@@ -145,7 +173,7 @@ def test_run_ends_with_the_hub_serving_and_ctrl_c_stops_it(demo_runs):
     args = [a for a in ARGS if a != "--no-hub"]
     proc = subprocess.Popen([str(Path(sys.executable).parent / "pds"), "demo", "run", "--dir", str(root),
                              *args, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            start_new_session=True)
     try:
         deadline, status = time.monotonic() + 120, None
         while time.monotonic() < deadline and proc.poll() is None:
@@ -156,17 +184,14 @@ def test_run_ends_with_the_hub_serving_and_ctrl_c_stops_it(demo_runs):
                 break
             except OSError:
                 time.sleep(1)
-        assert status == 200, proc.stdout.read() if proc.poll() is not None else "hub did not answer"
+        if status != 200:
+            _stop(proc)
+            pytest.fail(f"the hub did not answer on port {port} (pds demo run exited {proc.returncode}):\n"
+                        + _output_so_far(proc))
         assert "password" in page.lower()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    output = proc.stdout.read()
+        _stop(proc)
+    output = _output_so_far(proc)
     assert f"JupyterHub: http://localhost:{port}" in output  # its own host; workspaces and the gate below it
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/hub/login", timeout=5)
