@@ -6,7 +6,7 @@ queries, JSON bodies, CLI arguments, declarations)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from .errors import InvalidInput
@@ -20,7 +20,13 @@ def is_digits(text: str, most: int) -> bool:
 
 
 def parse_date(where: str, value: Any) -> date:
-    """``value`` as a date: a ``date`` (YAML reads ISO dates itself) or ISO text ``YYYY-MM-DD``."""
+    """``value`` as a date: a ``date`` (YAML reads ISO dates itself) or ISO text ``YYYY-MM-DD``.
+
+    A date with a time (YAML reads ``2022-03-01 10:00:00`` as a ``datetime``, a subclass of
+    ``date``) is refused: compared with a date later on, it raised a ``TypeError`` instead of an
+    error naming the field."""
+    if isinstance(value, datetime):
+        raise InvalidInput(f"{where}: {str(value)[:40]!r} is a date and time: give the date alone (YYYY-MM-DD)")
     if isinstance(value, date):
         return value
     try:

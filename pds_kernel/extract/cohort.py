@@ -28,9 +28,19 @@ INFORMATION_LINE = 71
 
 
 def _starts_with_any(column: str, prefixes: Iterable[str]) -> pl.Expr:
-    expr = pl.lit(False)
+    """``column`` starts with one of ``prefixes``: one ``is_in`` per prefix length (a code
+    nomenclature has a handful), so a list of thousands of codes stays one flat expression.
+
+    A chain of one ``starts_with`` per prefix grew a tree as deep as the list, which polars took
+    time quadratic in to plan: 1,000 ATC prefixes took 19 s, 3,000 over two minutes, and a spec of
+    25,000 (150 KB, within the spec's bound) never finished (red team 21B)."""
+    by_length: dict[int, set[str]] = {}
     for prefix in prefixes:
-        expr = expr | pl.col(column).str.starts_with(prefix)
+        by_length.setdefault(len(prefix), set()).add(prefix)
+    expr = pl.lit(False)
+    for length, group in sorted(by_length.items()):
+        head = pl.col(column).str.slice(0, length)
+        expr = expr | head.is_in(pl.Series(sorted(group), dtype=pl.String).implode())
     return expr.fill_null(False)
 
 

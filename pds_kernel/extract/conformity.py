@@ -15,8 +15,10 @@ Refuses (every reason is collected, none stops the others):
   a death (KI_CCI_R) before the period's first day or after its last (the first day of its
   month when care dates are generalised to the month), whatever the spec parser let through;
 * a PERSON_ID outside the cohort;
+* a date of IR_BEN_R after the period's last day (a death, the last care processed, an update);
 * a quasi-identifier the spec says to generalise that is not generalised (birth month present,
-  commune that is not a département code, date that is not the first of its month);
+  commune that is not a département code, date that is not the first of its month, a count of
+  days up to a care date such as PMSI's ``SEJ_NUM``);
 * a k-anonymity below the spec's ``min_k``.
 
 It reports the k-anonymity of the declared quasi-identifiers: per table, the smallest number of
@@ -42,9 +44,11 @@ from .spec import (
     BIRTH_MONTH_COLUMNS,
     COHORT_TABLE,
     COMMUNE_COLUMNS,
+    DAY_COUNT_COLUMNS,
     EXTRACT_TABLES,
     PERSON_ID,
     RAW_ID_COLUMNS,
+    UNTIL_PERIOD_END_TABLES,
     ExtractSpec,
 )
 
@@ -184,7 +188,7 @@ def _map_here(function: Callable[..., Any], items: list[tuple]) -> list:
 def _checked_columns(schema: pl.Schema, name: str, spec: ExtractSpec) -> list[str]:
     """The columns the row-level checks read: PERSON_ID, the quasi-identifiers and the columns the
     spec says to generalise (never a whole table: an extract's table can be larger than memory)."""
-    wanted = {PERSON_ID, *spec.quasi_identifiers, *BIRTH_MONTH_COLUMNS}
+    wanted = {PERSON_ID, *spec.quasi_identifiers, *BIRTH_MONTH_COLUMNS, *DAY_COUNT_COLUMNS.get(name, ())}
     wanted |= {commune for (table, commune), _ in COMMUNE_COLUMNS.items() if table == name}
     wanted |= {column for column, dtype in schema.items() if dtype == pl.Date}
     return [column for column in schema.names() if column in wanted]
@@ -369,6 +373,9 @@ def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: Conformit
             report.refuse(f"{name}.{column}: {count} value(s) finer than a département")
         elif kind == "care_month" and count:
             report.refuse(f"{name}.{column}: {count} date(s) not generalised to the month")
+        elif kind == "day_count":
+            report.refuse(f"{name}.{column} counts days up to a care date (the exact day), but the spec "
+                          "generalises care dates to the month")
     out_of_period: dict[str, int] = {}
     for r in results:
         for column, count in r.get("out_of_period", {}).items():
@@ -411,12 +418,18 @@ def _finer_than_spec(df: pl.DataFrame, name: str, spec: ExtractSpec, rows: int) 
         for column, dtype in df.schema.items():
             if dtype == pl.Date:
                 found[("care_month", column)] = df.filter(pl.col(column).dt.day() != 1).height
+        for column in DAY_COUNT_COLUMNS.get(name, ()):
+            if column in df.columns:
+                found[("day_count", column)] = rows
     return found
 
 
 def _out_of_period(df: pl.DataFrame, name: str, spec: ExtractSpec) -> dict[str, int]:
     """Rows of ``df`` whose period date (:data:`PERIOD_COLUMNS`) is outside the spec's period
     (from the first day of its month when care dates are generalised to the month)."""
+    if name in UNTIL_PERIOD_END_TABLES:  # what happened to the person, up to the period's end
+        return {column: df.filter(pl.col(column) > spec.end).height
+                for column, dtype in df.schema.items() if dtype == pl.Date}
     column = PERIOD_COLUMNS.get(name)
     if column is None or column not in df.columns or df.schema[column] != pl.Date:
         return {}

@@ -15,7 +15,7 @@ from ..snds.tables import DCIR_KEYS, MISSING_DATE
 from .cohort import PERSON, STAY_KEYS, claims, stays
 from .frames import LakeFrames
 from .record_keys import key_record_numbers
-from .spec import COMMUNE_COLUMNS, PERSON_ID, ExtractSpec
+from .spec import COMMUNE_COLUMNS, PERSON_ID, UNTIL_PERIOD_END_TABLES, ExtractSpec
 
 
 def _generalise(lf: pl.LazyFrame, table: str, spec: ExtractSpec) -> pl.LazyFrame:
@@ -28,6 +28,15 @@ def _generalise(lf: pl.LazyFrame, table: str, spec: ExtractSpec) -> pl.LazyFrame
             if t == table and commune in schema:
                 changes.append(pl.col(departement).alias(commune))
     return lf.with_columns(changes) if changes else lf
+
+
+def _until_period_end(lf: pl.LazyFrame, spec: ExtractSpec) -> pl.LazyFrame:
+    """``lf`` (a table of :data:`~.spec.UNTIL_PERIOD_END_TABLES`) with every date after the
+    period's end made null: a death, the last care processed or an update of the record after the
+    period would tell the project what happened after the years it may see (KI_CCI_R keeps the
+    deaths of the period only). Dates before the period (a registration, a death) are its history."""
+    dates = [name for name, dtype in lf.collect_schema().items() if dtype == pl.Date]
+    return lf.with_columns(pl.when(pl.col(c) <= spec.end).then(pl.col(c)).alias(c) for c in dates)
 
 
 def _persons(persons_map: pl.DataFrame, column: str = PERSON) -> pl.LazyFrame:
@@ -75,4 +84,6 @@ def table_rows(frames: LakeFrames, table: str, spec: ExtractSpec, persons_map: p
               .filter(pl.col(PERSON_ID).is_not_null()))
     else:  # pragma: no cover - the spec parser only lets the extract's tables through
         raise ValueError(table)
+    if table in UNTIL_PERIOD_END_TABLES:
+        lf = _until_period_end(lf, spec)
     return key_record_numbers(_generalise(lf, table, spec).select(spec.output_columns(table)), record_key)

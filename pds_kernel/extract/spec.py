@@ -58,6 +58,13 @@ COMMUNE_COLUMNS: dict[tuple[str, str], str] = {
 }
 #: Birth date finer than the year (dropped when birth_date is generalised to the year).
 BIRTH_MONTH_COLUMNS = ("BEN_NAI_MOI",)
+#: Whole numbers that count days up to a care date (PMSI's stay number ``SEJ_NUM`` counts the days
+#: from a reference date to the stay's entry): the exact day, so not copied when care dates go to
+#: the month.
+DAY_COUNT_COLUMNS: dict[str, tuple[str, ...]] = {"T_MCOaaC": ("SEJ_NUM",)}
+#: Tables whose dates tell what happened to a person (death, last care processed, record updated),
+#: not when an event of the period happened: a date after the period's end is not copied.
+UNTIL_PERIOD_END_TABLES = ("IR_BEN_R",)
 #: Quasi-identifiers used for the k-anonymity report when the spec declares none.
 DEFAULT_QUASI_IDENTIFIERS = ("BEN_NAI_ANN", "BEN_SEX_COD", "BEN_RES_DPT", "BEN_RES_COM",
                              "AGE_ANN", "COD_SEX", "BDI_DEP", "BDI_COD", "DCD_DPT_COD")
@@ -126,7 +133,7 @@ class Linkage:
 class Generalise:
     birth_year: bool = False  #: birth date → year (the birth month is not copied)
     departement: bool = False  #: commune → département
-    care_month: bool = False  #: every date → first day of its month
+    care_month: bool = False  #: every date → first day of its month (day counts are not copied)
 
     @property
     def any(self) -> bool:
@@ -172,7 +179,8 @@ class ExtractSpec:
             return (PERSON_ID,) + ((self.linkage.subject_id,) if self.linkage else ())
         requested = self.tables[table]
         keep = [c for c in requested if c not in RAW_ID_COLUMNS
-                and not (self.generalise.birth_year and c in BIRTH_MONTH_COLUMNS)]
+                and not (self.generalise.birth_year and c in BIRTH_MONTH_COLUMNS)
+                and not (self.generalise.care_month and c in DAY_COUNT_COLUMNS.get(table, ()))]
         prefix = () if table in NON_PERSON_TABLES else (PERSON_ID,)
         return prefix + tuple(keep)
 
@@ -415,12 +423,19 @@ def parse_spec(text: str, origin: str = "spec", base_dir: Path | None = None) ->
                        min_k=min_k, linkage=linkage, text=text)
 
 
+#: The longest linkage file name a spec may give (a name is a path relative to the spec).
+_MAX_FILE_NAME = 255
+
+
 def _linkage_file(origin: str, name: str, base_dir: Path | None) -> Path:
     """The linkage file ``name``: relative to the spec, inside its directory once links are resolved.
 
     The file is read as CSV and its header named in errors, so a spec must not point the build at
     the key store, the trusted third party's files or another project's list (by an absolute path,
     by '..', or through a symbolic link next to the spec)."""
+    if len(name) > _MAX_FILE_NAME or not name.isprintable():
+        raise InvalidInput(f"{origin}: linkage.file: the name must be printable text of at most {_MAX_FILE_NAME} "
+                           "characters (no control character such as NUL or a line break): rename the file")
     base = (base_dir or Path.cwd()).resolve()
     path = Path(name)
     resolved = (base / path).resolve()
