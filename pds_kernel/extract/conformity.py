@@ -18,7 +18,7 @@ Refuses (every reason is collected, none stops the others):
 * a date of IR_BEN_R after the period's last day (a death, the last care processed, an update);
 * a quasi-identifier the spec says to generalise that is not generalised (birth month present,
   commune that is not a département code, date that is not the first of its month, a count of
-  days up to a care date such as PMSI's ``SEJ_NUM``);
+  days up to a care date such as PMSI's ``SEJ_NUM``, an age at a dated stay such as ``AGE_ANN``);
 * a k-anonymity below the spec's ``min_k``.
 
 It reports the k-anonymity of the declared quasi-identifiers: per table, the smallest number of
@@ -41,6 +41,7 @@ from .footer import footer_faults, footer_texts
 from .identifier_search import RawIds, search, views
 from .layout import bucket, entry_files, split
 from .spec import (
+    AGE_AT_EVENT_COLUMNS,
     BIRTH_MONTH_COLUMNS,
     COHORT_TABLE,
     COMMUNE_COLUMNS,
@@ -188,7 +189,8 @@ def _map_here(function: Callable[..., Any], items: list[tuple]) -> list:
 def _checked_columns(schema: pl.Schema, name: str, spec: ExtractSpec) -> list[str]:
     """The columns the row-level checks read: PERSON_ID, the quasi-identifiers and the columns the
     spec says to generalise (never a whole table: an extract's table can be larger than memory)."""
-    wanted = {PERSON_ID, *spec.quasi_identifiers, *BIRTH_MONTH_COLUMNS, *DAY_COUNT_COLUMNS.get(name, ())}
+    wanted = {PERSON_ID, *spec.quasi_identifiers, *BIRTH_MONTH_COLUMNS, *DAY_COUNT_COLUMNS.get(name, ()),
+              *AGE_AT_EVENT_COLUMNS.get(name, ())}
     wanted |= {commune for (table, commune), _ in COMMUNE_COLUMNS.items() if table == name}
     wanted |= {column for column, dtype in schema.items() if dtype == pl.Date}
     return [column for column in schema.names() if column in wanted]
@@ -373,6 +375,9 @@ def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: Conformit
             report.refuse(f"{name}.{column}: {count} value(s) finer than a département")
         elif kind == "care_month" and count:
             report.refuse(f"{name}.{column}: {count} date(s) not generalised to the month")
+        elif kind == "age_at_event":
+            report.refuse(f"{name}.{column} is an age at a dated stay (it tells part of the birth month), but "
+                          "the spec generalises birth dates to the year")
         elif kind == "day_count":
             report.refuse(f"{name}.{column} counts days up to a care date (the exact day), but the spec "
                           "generalises care dates to the month")
@@ -409,6 +414,9 @@ def _finer_than_spec(df: pl.DataFrame, name: str, spec: ExtractSpec, rows: int) 
         for column in BIRTH_MONTH_COLUMNS:
             if column in df.columns:
                 found[("birth_month", column)] = rows
+        for column in AGE_AT_EVENT_COLUMNS.get(name, ()):
+            if column in df.columns:
+                found[("age_at_event", column)] = rows
     if g.departement:
         for (table, commune), _ in COMMUNE_COLUMNS.items():
             if table == name and commune in df.columns:

@@ -58,6 +58,10 @@ COMMUNE_COLUMNS: dict[tuple[str, str], str] = {
 }
 #: Birth date finer than the year (dropped when birth_date is generalised to the year).
 BIRTH_MONTH_COLUMNS = ("BEN_NAI_MOI",)
+#: Ages in years at a dated event (PMSI's age at the stay's entry): with the event's date and the
+#: birth year, each tells whether the birthday had passed, that is part of the birth month; not
+#: copied when birth dates go to the year.
+AGE_AT_EVENT_COLUMNS: dict[str, tuple[str, ...]] = {"T_MCOaaB": ("AGE_ANN",)}
 #: Whole numbers that count days up to a care date (PMSI's stay number ``SEJ_NUM`` counts the days
 #: from a reference date to the stay's entry): the exact day, so not copied when care dates go to
 #: the month.
@@ -131,7 +135,7 @@ class Linkage:
 
 @dataclass(frozen=True)
 class Generalise:
-    birth_year: bool = False  #: birth date → year (the birth month is not copied)
+    birth_year: bool = False  #: birth date → year (the birth month and ages at a stay are not copied)
     departement: bool = False  #: commune → département
     care_month: bool = False  #: every date → first day of its month (day counts are not copied)
 
@@ -179,7 +183,8 @@ class ExtractSpec:
             return (PERSON_ID,) + ((self.linkage.subject_id,) if self.linkage else ())
         requested = self.tables[table]
         keep = [c for c in requested if c not in RAW_ID_COLUMNS
-                and not (self.generalise.birth_year and c in BIRTH_MONTH_COLUMNS)
+                and not (self.generalise.birth_year and (c in BIRTH_MONTH_COLUMNS
+                                                          or c in AGE_AT_EVENT_COLUMNS.get(table, ())))
                 and not (self.generalise.care_month and c in DAY_COUNT_COLUMNS.get(table, ()))]
         prefix = () if table in NON_PERSON_TABLES else (PERSON_ID,)
         return prefix + tuple(keep)

@@ -11,6 +11,11 @@ Got through before, fixed:
   stay number ``SEJ_NUM`` counts the days from a reference date to the entry (the generator writes
   it so), and it was copied as a plain integer; it is no longer copied when care dates go to the
   month, and the check refuses it (2 attempts);
+* a spec that generalises birth dates to the year still let a researcher narrow the birth month of
+  49 of the 52 persons with a stay (15 of them to 4 months or fewer): T_MCOaaB's ``AGE_ANN``, the
+  age at the stay's entry, with the stay's date and the birth year, tells whether the birthday had
+  passed; it is no longer copied when birth dates go to the year, and the check refuses it (2
+  attempts);
 * a project of 2022 read, in IR_BEN_R, the 2023 deaths of its persons (``BEN_DCD_DTE``), the date
   of their last care processed (``MAX_TRT_DTD``) and of their record's update, while KI_CCI_R keeps
   the deaths of the period only; IR_BEN_R's dates after the period's end are no longer copied, and
@@ -328,3 +333,52 @@ def test_a_cohort_file_listing_persons_outside_the_criteria_brings_none_of_them(
     published = read_table(linked.path, "IR_BEN_R")
     assert not others & set(cohort["SUBJECT"]) and published[PERSON_ID].is_in(list(matched)).all()
     shutil.rmtree(spec_dir)
+
+
+# ---- generalisation: an age at a dated stay is part of the birth month ---------------------------
+AGES_BY_YEAR = YEARS_2022 + CARE + """tables:
+  IR_BEN_R: [BEN_NAI_ANN]
+  T_MCOaaB: [ETA_NUM, RSA_NUM, AGE_ANN]
+  T_MCOaaC: [ETA_NUM, RSA_NUM, EXE_SOI_DTD]
+generalise: {birth_date: year}
+"""
+
+
+def _birth_month_bounds(built) -> pl.DataFrame:
+    """What the published extract tells of each person's birth month: a stay in month ``m`` of
+    year ``y`` at age ``y - birth year`` means the birthday was in month ``m`` or before, at one
+    year less that it was after; every stay narrows the months left (``low``..``high``)."""
+    ages = read_table(built.path, "T_MCOaaB")
+    if "AGE_ANN" not in ages.columns:
+        return pl.DataFrame(schema={PERSON_ID: pl.String, "low": pl.Int64, "high": pl.Int64})
+    stays = (read_table(built.path, "T_MCOaaC").join(ages, on=["ETA_NUM", "RSA_NUM", PERSON_ID])
+             .join(read_table(built.path, "IR_BEN_R"), on=PERSON_ID))
+    month = pl.col("EXE_SOI_DTD").dt.month().cast(pl.Int64)
+    passed = pl.col("AGE_ANN").cast(pl.Int64) == pl.col("EXE_SOI_DTD").dt.year().cast(pl.Int64) - pl.col("BEN_NAI_ANN").cast(pl.Int64)
+    return (stays.group_by(PERSON_ID)
+            .agg(pl.when(passed).then(pl.lit(1)).otherwise(month + 1).max().alias("low"),
+                 pl.when(passed).then(month).otherwise(pl.lit(12)).min().alias("high")))
+
+
+def test_an_age_at_a_dated_stay_does_not_narrow_a_birth_date_generalised_to_the_year(lake):
+    """``birth_date: year`` drops BEN_NAI_MOI, but T_MCOaaB.AGE_ANN (the age at the stay's entry)
+    with the stay's date and the birth year says whether the birthday had passed: a stay in month
+    m narrows the birth month to 1..m or m+1..12 (got through before: persons' birth months
+    narrowed, from the published files alone). AGE_ANN is no longer copied under ``birth_date:
+    year``, and the check refuses it."""
+    built = _build(lake, AGES_BY_YEAR)
+    bounds = _birth_month_bounds(built)
+    narrowed = bounds.filter(pl.col("high") - pl.col("low") < 11)
+    assert narrowed.height == 0, f"{narrowed.height} persons' birth month narrowed (to {narrowed.head(3).rows()}...)"
+    assert read_table(built.path, "IR_BEN_R").height > 50 and read_table(built.path, "T_MCOaaB").height > 5
+
+
+def test_an_age_at_a_stay_put_back_into_a_birth_year_extract_is_refused(lake, tmp_path):
+    """The same extract with AGE_ANN put back (what the build wrote before), its hash recorded:
+    the check passed it before; it refuses it now."""
+    built = _build(lake, AGES_BY_YEAR)
+    copy = writable_copy(built.path, tmp_path / "copy")
+    stays = pl.read_parquet(copy / built.manifest["tables"]["T_MCOaaB"]["files"][0]["file"])
+    rewrite_file(copy, "T_MCOaaB", stays.with_columns(pl.lit(50, dtype=pl.Int64).alias("AGE_ANN")))
+    report = _check(lake, copy, AGES_BY_YEAR)
+    assert any("T_MCOaaB.AGE_ANN is an age at a dated stay" in r for r in report.reasons), report.reasons
