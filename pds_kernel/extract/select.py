@@ -77,10 +77,16 @@ def table_rows(frames: LakeFrames, table: str, spec: ExtractSpec, persons_map: p
     elif table == "KI_CCI_R":
         by_idt = death_maps["BEN_IDT_ANO"].lazy().rename({PERSON_ID: "_BY_IDT"})
         by_nir = death_maps["BEN_NIR_ANO"].lazy().rename({PERSON_ID: "_BY_NIR"})
+        # a BEN_IDT_ANO the referential knows decides alone (the death of a person outside the cohort
+        # stays out, even when its BEN_NIR_ANO is a cohort member's); BEN_NIR_ANO only for the others
+        known = frames.scan("IR_BEN_R").select("BEN_IDT_ANO").drop_nulls().unique().with_columns(
+            pl.lit(True).alias("_IDT_KNOWN"))
         lf = (frames.scan(table).filter(pl.col("BEN_DCD_DTE").is_between(spec.start, spec.end))
               .join(by_idt, on="BEN_IDT_ANO", how="left")
               .join(by_nir, on="BEN_NIR_ANO", how="left")
-              .with_columns(pl.coalesce("_BY_IDT", "_BY_NIR").alias(PERSON_ID))
+              .join(known, on="BEN_IDT_ANO", how="left")
+              .with_columns(pl.when(pl.col("_IDT_KNOWN").fill_null(False)).then(pl.col("_BY_IDT"))
+                            .otherwise(pl.col("_BY_NIR")).alias(PERSON_ID))
               .filter(pl.col(PERSON_ID).is_not_null()))
     else:  # pragma: no cover - the spec parser only lets the extract's tables through
         raise ValueError(table)

@@ -20,6 +20,11 @@ Got through before, fixed:
   of their last care processed (``MAX_TRT_DTD``) and of their record's update, while KI_CCI_R keeps
   the deaths of the period only; IR_BEN_R's dates after the period's end are no longer copied, and
   the check refuses one (2 attempts);
+* a death record whose BEN_IDT_ANO names a woman outside a cohort of men and whose BEN_NIR_ANO names
+  a man of it (the two identifiers disagree, as a matching error makes them): the death and its
+  cause were given to the man, since deaths were resolved through the cohort's identifiers only and
+  BEN_NIR_ANO was tried when BEN_IDT_ANO found no cohort member; a BEN_IDT_ANO the referential knows
+  now decides alone (1 attempt);
 * a spec listing thousands of ATC or ICD-10 prefixes (150 KB of codes, well within the spec's
   256 KiB): one ``starts_with`` per prefix chained into one expression, which polars planned in
   quadratic time: 1,000 prefixes took 19 s, 3,000 over two minutes, 25,000 never finished; the
@@ -75,6 +80,25 @@ YEARS_2022 = "project: {project}\nyears: [2022]\n"
 CARE = "include: [{care: {from: 2022-01-01, to: 2022-12-31}}]\n"
 
 
+#: The death planted in the delivery (:func:`_plant_a_crossed_death`): its cause and day, and the
+#: BEN_NIR_PSA of the woman it belongs to (by BEN_IDT_ANO) and of the man whose BEN_NIR_ANO it carries.
+CROSSED: dict[str, str] = {"cause": "X70", "day": "15JUN2022:00:00:00"}
+
+
+def _plant_a_crossed_death(delivery: Path) -> None:
+    """Add to the delivery a 2022 death whose BEN_IDT_ANO is a woman's of the referential and whose
+    BEN_NIR_ANO is a man's (a record whose two identifiers disagree, as a matching error makes one);
+    neither has a death of their own."""
+    ben = pl.read_csv(delivery / "IR_BEN_R.csv", separator=";", infer_schema=False)
+    alone = ben.filter(pl.col("BEN_DCD_DTE").str.starts_with("01JAN1600") & ~pl.col("BEN_IDT_ANO").is_duplicated()
+                       & ~pl.col("BEN_NIR_ANO").is_duplicated()).sort("BEN_NIR_PSA")
+    woman, man = (alone.filter(pl.col("BEN_SEX_COD") == sex).row(0, named=True) for sex in ("2", "1"))
+    CROSSED.update(woman=woman["BEN_NIR_PSA"], man=man["BEN_NIR_PSA"])
+    with open(delivery / "KI_CCI_R_202206.csv", "a", encoding="ascii") as deaths:
+        deaths.write(f"{woman['BEN_IDT_ANO']};{man['BEN_NIR_ANO']};{CROSSED['day']};{CROSSED['cause']};"
+                     f"{woman['BEN_NAI_ANN']};2;{woman['BEN_RES_DPT']}\n")
+
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
     """A generated delivery (300 persons, 2022-2023) ingested into a lake; two open projects."""
@@ -84,6 +108,7 @@ def lake(tmp_path_factory):
         getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
     runtime = Runtime(Settings(paths=paths))
     generate(root / "delivery", patients=300, years=(2022, 2023), seed=21)
+    _plant_a_crossed_death(root / "delivery")
     ingest_delivery(runtime, root / "delivery", actor="test")
     make_registry(runtime)
     yield runtime
@@ -382,3 +407,22 @@ def test_an_age_at_a_stay_put_back_into_a_birth_year_extract_is_refused(lake, tm
     rewrite_file(copy, "T_MCOaaB", stays.with_columns(pl.lit(50, dtype=pl.Int64).alias("AGE_ANN")))
     report = _check(lake, copy, AGES_BY_YEAR)
     assert any("T_MCOaaB.AGE_ANN is an age at a dated stay" in r for r in report.reasons), report.reasons
+
+
+# ---- persons outside the cohort, through the causes of death -------------------------------------
+def test_a_death_of_a_person_outside_the_cohort_is_not_given_to_a_person_in_it(lake):
+    """A 2022 death whose BEN_IDT_ANO names a woman of the referential and whose BEN_NIR_ANO names a
+    man, in a cohort of men: the build resolved deaths through the cohort's identifiers only, so the
+    woman's BEN_IDT_ANO found nobody and the BEN_NIR_ANO fallback gave her death and its cause to the
+    man (got through before: a person outside the cohort in the extract, under a cohort member's
+    PERSON_ID). A BEN_IDT_ANO the referential knows now decides alone; BEN_NIR_ANO is used only for a
+    BEN_IDT_ANO it does not know."""
+    assert _lake(lake, "KI_CCI_R").filter(pl.col("DCD_CIM_COD") == CROSSED["cause"]).height == 1
+    built = _build(lake, YEARS_2022 + "include: [{sex: [1]}]\ntables:\n  IR_BEN_R: [BEN_SEX_COD]\n  KI_CCI_R: all\n")
+    key = _key(lake)
+    cohort = set(pl.read_parquet(built.path / "COHORT.parquet")[PERSON_ID])
+    assert pseudonym(key, CROSSED["man"]) in cohort and pseudonym(key, CROSSED["woman"]) not in cohort
+    deaths = read_table(built.path, "KI_CCI_R")
+    assert deaths.height > 0 and deaths[PERSON_ID].is_in(list(cohort)).all()
+    assert deaths.filter(pl.col("DCD_CIM_COD") == CROSSED["cause"]).height == 0
+    assert deaths.filter(pl.col(PERSON_ID) == pseudonym(key, CROSSED["man"])).height == 0
