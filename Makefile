@@ -93,7 +93,8 @@ run: .stamp-system .stamp-venv .stamp-node bytecode
 # ---- tests and benchmarks -----------------------------------------------------------------
 # Two test processes per core: most tests wait on the processes they start (hubs, sandboxes, gates,
 # PostgreSQL, Chromium), so one per core leaves the cores idle half the time (19.9 min against 16.2 on
-# 2 cores, 2026-12-06). Files stay whole on one process (their module fixtures start those services).
+# 2 cores, 2026-12-06); three per core was slower again (20.4 min against 19.0, 2026-12-07). Files stay whole on
+# one process (their module fixtures start those services).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 test: .stamp-system .stamp-venv .stamp-venv-modelcheck .stamp-node .tools/bin/helm lint bytecode reachable
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 tests
