@@ -1,5 +1,6 @@
 """Column figures of a lake file (nulls per column, SNDS "missing" dates per date column, care
-dates older than the SNDS, or later than the file's period, per care date column).
+dates and years older than the SNDS per care date or year column, care dates later than the
+file's period).
 
 The parser computes them while the rows are in memory, block by block, and the manifest keeps them
 with the file; the quality report sums the manifest's figures instead of reading the whole lake
@@ -17,7 +18,7 @@ import polars as pl
 from ..snds.catalogue import ingestible_table
 from ..snds.periods import EARLIEST_YEAR
 from ..snds.tables import MISSING_DATE
-from .checks import OLDEST_DATE, period_days
+from .checks import OLDEST_DATE, is_year_column, period_days
 
 #: Dates of care, of a stay or of a claim's flux (red team 20D): one between :data:`OLDEST_DATE`
 #: (older ones are quarantined, ``date_too_old``) and :data:`SNDS_START` is almost surely damage
@@ -28,6 +29,17 @@ from .checks import OLDEST_DATE, period_days
 #: affiliation may be decades old; so are births (years, bounded apart).
 CARE_DATES = frozenset({"FLX_DIS_DTD", "FLX_TRT_DTD", "EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT",
                         "DAT_DEB_FAC", "DAT_FIN_FAC", "PRS_HOS_DTD", "DCT_REM_DTD", "DCT_ARR_DTE"})
+#: Years (``year``) and year-months (``yearmonth``, text) of care, of a stay or of a flux (red
+#: team 21): one from 1900 (older ones are quarantined, ``year_out_of_range``) to before the
+#: SNDS's start is counted as :data:`CARE_DATES` are (an exit year ``1923`` for ``2023``). Left
+#: out: years of birth and death, of an accident (``*_DRA_AME``), of a prescription, of a previous
+#: abortion (``ANN_IVG_PREC``) and of a referential's processing (``DTE_ANN_TRT``), which may be old.
+CARE_YEARS = frozenset({"SOR_ANN", "ENT_ANN", "SOI_ANN", "SOIN_ANN", "ACT_ANN", "ADM_ANN", "ANN", "ANN_DEB",
+                        "ANN_FIN", "ANN_LUN_1S", "ANN_PO", "DAT_ADM_ANN", "DAT_POS_ANN", "POS_ANN",
+                        "FIN_ANN_SEQ", "SEQ_FIN_ANN", "SOR_ANN_SSEQ", "SEJ_LUN_ANN", "RAL_ACT_ANN",
+                        "ANN_MOI", "MOI_ANN", "MOI_ANN_SOR_SEJ", "EXD_ANN_MOI", "EXF_ANN_MOI", "FLX_ANN_MOI",
+                        "REM_ANN_MOI", "EXE_SOI_AMD", "EXE_SOI_AMF", "PRS_HOS_AMD", "TRS_DTD_AMD",
+                        "TRS_DTD_AME", "TRS_DTF_AME"})
 #: The first day of the SNDS's data as the ingestion sees it (``ingest.earliest_year``'s default:
 #: the PMSI starts in 2005, the DCIR in 2006).
 SNDS_START = date(EARLIEST_YEAR, 1, 1)
@@ -45,6 +57,22 @@ def care_date_columns(table: str) -> list[str]:
     return [c.name for c in ingestible_table(table).columns if c.type == "date" and c.name in CARE_DATES]
 
 
+def care_year_columns(table: str) -> list[str]:
+    """The :data:`CARE_YEARS` among the year and year-month columns of ``table``."""
+    return [c.name for c in ingestible_table(table).columns if is_year_column(c) and c.name in CARE_YEARS]
+
+
+def _early(table: str) -> list[pl.Expr]:
+    """``e:COLUMN``: the care dates and years of ``table`` from 1900 to before :data:`SNDS_START`."""
+    exprs = [pl.col(name).is_between(OLDEST_DATE, SNDS_START, closed="left").alias(name)
+             for name in care_date_columns(table)]
+    for c in ingestible_table(table).columns:
+        if is_year_column(c) and c.name in CARE_YEARS:
+            year = pl.col(c.name) if c.type == "year" else pl.col(c.name).str.slice(0, 4).cast(pl.Int32, strict=False)
+            exprs.append(year.is_between(OLDEST_DATE.year, SNDS_START.year, closed="left").alias(c.name))
+    return [e.sum().cast(pl.Int64).name.prefix("e:") for e in exprs]
+
+
 def late_date_columns(table: str, period: str | None) -> list[str]:
     """The :data:`CARE_STARTS` of ``table`` checked against a file's ``period`` (none without one)."""
     if period is None or len(period) not in (4, 6) or not period.isdigit():
@@ -54,7 +82,7 @@ def late_date_columns(table: str, period: str | None) -> list[str]:
 
 def figure_exprs(table: str, period: str | None = None) -> list[pl.Expr]:
     """One row of figures of a frame of ``table``'s lake columns: ``n:COLUMN`` (nulls),
-    ``m:COLUMN`` (SNDS "missing" dates), ``e:COLUMN`` (care dates from 1900 to before
+    ``m:COLUMN`` (SNDS "missing" dates), ``e:COLUMN`` (care dates and years from 1900 to before
     :data:`SNDS_START`) and, for a file of ``period`` (``YYYYMM`` or ``YYYY``), ``l:COLUMN``
     (care dates after it); :meth:`ColumnStats.add_figures` adds such a row."""
     exprs = []
@@ -62,8 +90,7 @@ def figure_exprs(table: str, period: str | None = None) -> list[pl.Expr]:
         exprs.append(pl.col(c.name).null_count().cast(pl.Int64).alias(f"n:{c.name}"))
         if c.type == "date":
             exprs.append((pl.col(c.name) == MISSING_DATE).sum().cast(pl.Int64).alias(f"m:{c.name}"))
-    exprs += [pl.col(name).is_between(OLDEST_DATE, SNDS_START, closed="left").sum().cast(pl.Int64)
-              .alias(f"e:{name}") for name in care_date_columns(table)]
+    exprs += _early(table)
     late = late_date_columns(table, period)
     if late:
         last = period_days(period)[1]
@@ -74,15 +101,15 @@ def figure_exprs(table: str, period: str | None = None) -> list[pl.Expr]:
 @dataclass
 class ColumnStats:
     """Running totals for the rows of one table: ``nulls`` and ``missing_dates`` per column, and
-    ``early_dates`` per care date column (:data:`CARE_DATES`); with the ``period`` of a file,
-    ``late_dates`` per :data:`CARE_STARTS` column."""
+    ``early_dates`` per care date or year column (:data:`CARE_DATES`, :data:`CARE_YEARS`); with
+    the ``period`` of a file, ``late_dates`` per :data:`CARE_STARTS` column."""
 
     table: str
     nulls: dict[str, int] = field(default_factory=dict)
     missing_dates: dict[str, int] = field(default_factory=dict)
     #: per column with a nomenclature: loaded values its nomenclature does not hold (if any)
     unknown_codes: dict[str, int] = field(default_factory=dict)
-    #: per care date column: loaded dates from 1900 to before SNDS_START
+    #: per care date or year column: loaded dates (years) from 1900 to before SNDS_START
     early_dates: dict[str, int] = field(default_factory=dict)
     #: per care date column of CARE_STARTS: loaded dates after the file's period
     late_dates: dict[str, int] = field(default_factory=dict)
@@ -93,7 +120,7 @@ class ColumnStats:
             self.nulls.setdefault(c.name, 0)
             if c.type == "date":
                 self.missing_dates.setdefault(c.name, 0)
-        for name in care_date_columns(self.table):
+        for name in care_date_columns(self.table) + care_year_columns(self.table):
             self.early_dates.setdefault(name, 0)
         for name in late_date_columns(self.table, self.period):
             self.late_dates.setdefault(name, 0)
