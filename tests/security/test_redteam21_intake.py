@@ -1,4 +1,4 @@
-"""Red team 21: silent damage at intake, a residual of red team 20D.
+"""Red team 21, silent damage at intake (years of care before the SNDS, a residual of red team 20D).
 
 Each test delivers crafted files to the real ingestion (``ingest_delivery``, what ``pds ingest``
 calls, on a real lake in ``tmp_path``) and reads the quality report it writes. 1 attack, which got
