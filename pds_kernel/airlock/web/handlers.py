@@ -39,6 +39,7 @@ from ..listing import DEFAULT_PER_PAGE
 from ..service import AirlockService
 from . import bodies
 from .connections import BodyPace, body_seconds, peer_of
+from .headers import set_gate_headers
 from .logs import SafeSummary, safe_path, summary
 from .same_origin import REFUSED as REFUSED_FOREIGN
 from .same_origin import foreign_origin
@@ -236,19 +237,7 @@ class BaseHandler(BoundedBody):
         return bodies.JSON_TYPES if self.api else bodies.FORM_TYPES
 
     def set_default_headers(self) -> None:
-        # No frame at all, not even of the same origin; a window another page opened on the gate
-        # keeps no handle to it (COOP); a page of another origin cannot even load the gate's answers
-        # as an image or a script (CORP). The gate has its own host (pds_kernel.hub.origins).
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("X-Frame-Options", "DENY")
-        self.set_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.set_header("Cross-Origin-Resource-Policy", "same-origin")
-        self.set_header("Referrer-Policy", "same-origin")
-        self.set_header("Content-Security-Policy",
-                        "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
-                        "object-src 'none'; script-src 'none'; frame-ancestors 'none'; form-action 'self'; "
-                        "base-uri 'none'")
-        self.set_header("Cache-Control", "no-store")
+        set_gate_headers(self)
 
     async def prepare(self) -> None:
         self.start_body()
@@ -408,6 +397,9 @@ class WorkspaceApiHandler(ApiHandler):
 class OpenApiHandler(BoundedBody):
     def initialize(self, document: dict):
         self.document = document
+
+    def set_default_headers(self) -> None:
+        set_gate_headers(self)
 
     def prepare(self) -> None:
         self.start_body()

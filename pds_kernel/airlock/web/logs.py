@@ -17,6 +17,8 @@ import logging
 
 from tornado.web import RequestHandler, StaticFileHandler
 
+from .headers import set_gate_headers
+
 access_log = logging.getLogger("tornado.access")
 
 #: the longest path a log line shows (every address the gate serves is shorter)
@@ -69,3 +71,6 @@ class StaticFiles(SafeSummary, StaticFileHandler):
 
     def known_address(self) -> bool:  # type: ignore[override]
         return self.get_status() < 400
+
+    def set_default_headers(self) -> None:  # the gate's headers, its own 404 included
+        set_gate_headers(self, cacheable=True)

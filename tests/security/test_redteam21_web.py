@@ -1,0 +1,236 @@
+"""Red team, twenty-first round (21C): the airlock's web pages, as a browser attacker tries them.
+
+The real gate (the production application and server options, tests/security/gate_support.py's
+people) on loopback, one for the module; every attempt is what a browser, or a page of another site
+open in the checker's browser, can send or be sent. Earlier rounds tried script in what a researcher
+writes (test_redteam13_browser.py, in a real Chromium), cross-site forms (test_redteam16_origins.py,
+test_redteam8_gate.py) and file numbers of the raw-file address (test_gate.py); this round tries the
+answers those tests did not look at, the other addresses that carry a file number, the fields a
+researcher declares, and forms sent from a browser's own navigation.
+
+Got through before its fix: the gate's API description (``api/openapi.json``), its style sheet and
+the answer to a style sheet it does not have were served without the headers of every other answer
+(no ``nosniff``, no refusal of frames, no ``Content-Security-Policy``): all are now answered with
+them (pds_kernel/airlock/web/headers.py; 3 attempts).
+"""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from urllib.parse import urlparse
+
+import pytest
+import requests
+from gate_support import module_gate
+
+pytestmark = pytest.mark.timeout(120)
+
+CLEAN = b"group,n\nA,120\nB,130\n"
+MARKUP = ('"\'><script>window.__pwned=1</script><img src=x onerror=alert(1)>'
+          '<a href="javascript:alert(2)">x</a><iframe src=//127.0.0.1:9/></iframe>'
+          '<meta http-equiv=refresh content="0;url=//127.0.0.1:9/"><base href=//127.0.0.1:9/>')
+
+
+@pytest.fixture(name="gate", scope="module")
+def gate_fixture(tmp_path_factory):
+    with module_gate(tmp_path_factory, "rt21web") as gate:
+        yield gate
+
+
+@pytest.fixture(name="made", scope="module")
+def made_fixture(gate):
+    """A request that waits for review (its table has a small cell), with markup in the
+    justification, in every field of its declarations and in a checker's comment."""
+    context = {"notebook": MARKUP, "acro": {"t.csv": {"method": MARKUP, "summary": MARKUP}}}
+    view = gate.submit(content=b"group,n\nA,120\nB,3\n", justification="Table 1 " + MARKUP, context=context)
+    gate.service.review("olga", view.id, {0: {"decision": "request_changes", "comment": "see " + MARKUP}})
+    return view
+
+
+class Elements(HTMLParser):
+    """Every element of a page and its attributes, as a browser's parser reads them."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found.append((tag, {k: v or "" for k, v in attrs}))
+
+
+def acting_markup(html: str) -> list[str]:
+    """What in ``html`` a browser would run or fetch from elsewhere: script and frame elements,
+    refreshes, bases, handlers and ``javascript:`` addresses in any attribute."""
+    parser = Elements()
+    parser.feed(html)
+    out = []
+    for tag, attrs in parser.found:
+        if tag in {"script", "iframe", "frame", "object", "embed", "base", "meta"} and not (
+                tag == "meta" and set(attrs) == {"charset"}):
+            out.append(tag)
+        for name, value in attrs.items():
+            if name.startswith("on") or value.strip().lower().startswith(("javascript:", "//", "data:")):
+                out.append(f"{tag} {name}={value[:40]}")
+    return out
+
+
+# ---- the headers of every answer ---------------------------------------------------------------
+ANSWERS = ["api/openapi.json", "static/airlock.css", "static/nothing.css", "api/me", "api/nothing",
+           "", "requests", "nothing-here", "requests/{id}", "requests/{id}/files/0",
+           "requests/{id}/files/0/model-check.png", "requests/{id}/files/0/outputs/1/1", "requests/{id}/download/0"]
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+def test_every_answer_refuses_frames_sniffing_and_referrers(gate, made, path):
+    """A page of another site frames, sniffs or reads the referrer of any answer of the gate, to
+    the checker signed in: the API's description and the style sheet included. Got through before
+    its fix for ``api/openapi.json``, ``static/airlock.css`` and ``static/nothing.css`` (none of these headers)."""
+    r = gate.browser("olga").get(gate.base + path.replace("{id}", made.id), timeout=30, allow_redirects=False)
+    policy = r.headers.get("Content-Security-Policy", "")
+    assert r.headers.get("X-Content-Type-Options") == "nosniff", (path, r.status_code, dict(r.headers))
+    assert r.headers.get("X-Frame-Options") == "DENY", path
+    assert "frame-ancestors 'none'" in policy or "sandbox" in policy, (path, policy)
+    assert "script-src 'none'" in policy or "default-src 'none'" in policy, (path, policy)
+    assert r.headers.get("Referrer-Policy") in {"same-origin", "no-referrer"}, path
+    assert r.headers.get("Cross-Origin-Resource-Policy") == "same-origin", path
+
+
+@pytest.mark.parametrize("path", ["requests/{id}", "requests/{id}/files/0", "requests", "nothing-here",
+                                  "api/requests/{id}"])
+def test_no_answer_showing_unreleased_content_is_kept_by_a_cache(gate, made, path):
+    """The checker's browser (or a proxy on the way) keeps the review page, the raw file, the list
+    or the API's answer, and a later user of the same computer reads it from the cache."""
+    user = gate.browser("olga")
+    headers = {"Authorization": "token fake-olga"} if path.startswith("api/") else {}
+    r = user.get(gate.base + path.replace("{id}", made.id), headers=headers, timeout=30)
+    assert r.status_code in (200, 404), (path, r.status_code)
+    assert r.headers.get("Cache-Control") == "no-store", (path, r.headers.get("Cache-Control"))
+
+
+# ---- researcher-controlled text on the checker's pages ---------------------------------------------
+def test_markup_in_the_declarations_and_findings_never_acts_on_the_checkers_pages(gate, made):
+    """Markup (closing a quoted attribute first) in the justification, in every field of the
+    declarations (notebook, ACRO method and summary, a model's name and its training rows, an
+    unknown key), and in a co-checker's comment; then the review page and the lists, parsed as a
+    browser parses them: no element or attribute of it runs, frames, refreshes or rebases."""
+    olga = gate.browser("omar")
+    page = olga.get(gate.base + f"requests/{made.id}", timeout=30)
+    assert page.status_code == 200 and "window.__pwned=1" in page.text.replace("&lt;", "<")  # shown, as text
+    assert acting_markup(page.text) == [], acting_markup(page.text)
+    for path in ("requests", "requests?show=others", "requests?project=" + requests.utils.quote(MARKUP)):
+        listed = olga.get(gate.base + path, timeout=30)
+        assert acting_markup(listed.text) == [], (path, acting_markup(listed.text))
+
+
+def test_the_page_title_and_headers_carry_no_researcher_text(gate, made):
+    """The browser's title bar, its history and the answer's headers are outside what the page
+    escapes: nothing a researcher wrote is in them."""
+    r = gate.browser("omar").get(gate.base + f"requests/{made.id}", timeout=30)
+    title = r.text[r.text.index("<title>"):r.text.index("</title>")]
+    assert "script" not in title and "img" not in title and made.id[:8] in title, title
+    assert not any("__pwned" in v or "onerror" in v or "<" in v for v in r.headers.values()), dict(r.headers)
+
+
+# ---- file numbers in the other addresses -----------------------------------------------------------
+@pytest.mark.parametrize("tail", [
+    "download/-1", "download/%D9%A0", "download/%EF%BC%90", "download/1234567", "download/0%20",
+    "files/%C2%B2/model-check.png", "files/0/outputs/-1/1", "files/0/outputs/%D9%A1/%EF%BC%91",
+    "files/0/outputs/1/99999999", "files/0x0", "files/+0", "download/0/..%2f1",
+])
+def test_odd_file_numbers_in_downloads_figures_and_plots(gate, tail):
+    """The file number of a download, a notebook's figure or a model's plot written negative, huge,
+    with a sign, in Arabic-Indic or full-width digits (which Python's ``int`` reads as 0 or 1), or
+    followed by a blank or a path: never a file, never an error page of the server."""
+    view = gate.submit(content=CLEAN)
+    gate.approve(view.id)
+    gate.service.release("olga", view.id)
+    for user in ("alice", "olga"):
+        r = gate.browser(user).get(gate.base + f"requests/{view.id}/{tail}", timeout=30, allow_redirects=False)
+        assert r.status_code in (400, 404), (user, tail, r.status_code)
+        assert CLEAN not in r.content and "Traceback" not in r.text
+
+
+# ---- a file served as a document ----------------------------------------------------------------------
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
+
+
+@pytest.mark.parametrize("name,content", [
+    ("figure.png", SVG), ("figure.jpg", b"<!doctype html><script>alert(1)</script>"),
+    ("figure.svg", SVG), ("page.html", b"<script>alert(1)</script>"),
+])
+def test_a_file_that_says_it_is_a_picture_or_a_page(gate, name, content):
+    """A picture the checker's page shows inline, or a file named as a page, whose bytes are SVG or
+    HTML with script: refused at submission, or never served as a document of the gate's origin."""
+    r = gate.api("alice", "POST", "requests", data={"project": "diab-2024", "justification": "figure 1"},
+                 files=[("files", (name, content, "image/svg+xml"))])
+    if r.status_code != 201:
+        assert r.status_code == 400 and r.json()["error"], (name, r.status_code, r.text)
+        return
+    shown = gate.browser("olga").get(gate.base + f"requests/{r.json()['id']}/files/0", timeout=30)
+    ctype = shown.headers["Content-Type"]
+    assert ctype in {"application/octet-stream", "image/png", "image/jpeg"}, (name, ctype)
+    assert "sandbox" in shown.headers["Content-Security-Policy"] and b"<script" not in shown.content
+
+
+# ---- forms and requests that change a request ----------------------------------------------------------
+@pytest.mark.parametrize("said", [
+    {"Sec-Fetch-Site": "none"},                             # a bookmarklet, an address typed or pasted
+    {"Origin": "http://127.0.0.1:1"},                       # the gate's host, another port (an older browser)
+    {"Sec-Fetch-Site": "same-site", "Origin": "{own}"},     # the browser says same-site: Origin is not enough
+], ids=["typed", "other-port", "same-site-with-own-origin"])
+def test_a_form_with_a_good_token_from_a_navigation_the_gate_did_not_make(gate, said):
+    """The checker's form, with the token of her own cookie, sent by a navigation that is not one
+    of the gate's pages: refused and audited, nothing recorded."""
+    view = gate.submit(content=CLEAN)
+    olga = gate.browser("olga")
+    token = gate.xsrf(olga, f"requests/{view.id}")
+    own = urlparse(gate.base)
+    headers = {k: v.replace("{own}", f"{own.scheme}://{own.netloc}") for k, v in said.items()}
+    form = {"_xsrf": token, "decision_0": "approve", "comment_0": "fine", "sha_0": view.files[0].sha256}
+    r = olga.post(gate.base + f"requests/{view.id}/review", data=form, headers=headers, timeout=30,
+                  allow_redirects=False)
+    assert r.status_code == 403 and "a page that is not the gate" in r.text, (said, r.status_code)
+    assert gate.service.get_request("olga", view.id).complete_reviews == 0
+    refused = gate.service.runtime.audit.entries(action="airlock.access.cross_origin")
+    assert refused and refused[-1].actor == "olga"
+
+
+@pytest.mark.parametrize("override", [{"headers": {"X-HTTP-Method-Override": "POST"}},
+                                      {"params": {"_method": "POST"}}], ids=["header", "parameter"])
+def test_a_get_that_says_it_is_a_post(gate, override):
+    """A link or an image whose GET asks, in a method-override header or parameter, to be taken as
+    the review or the release: a GET is a GET."""
+    view = gate.submit(content=CLEAN)
+    olga = gate.browser("olga")
+    for action in ("review", "release", "withdraw"):
+        params = {"decision_0": "approve", "sha_0": view.files[0].sha256, **override.get("params", {})}
+        r = olga.get(gate.base + f"requests/{view.id}/{action}", params=params,
+                     headers=override.get("headers", {}), timeout=30, allow_redirects=False)
+        assert r.status_code == 405, (action, r.status_code)
+    after = gate.service.get_request("olga", view.id)
+    assert after.state == "submitted" and after.complete_reviews == 0
+
+
+def test_the_forms_token_cookie_stays_on_the_gate(gate, made):
+    """The ``_xsrf`` cookie a page of the gate sets: a cross-site request never carries it
+    (``SameSite=Strict``) and it is sent to the gate's addresses only (its path), so a form of
+    another site cannot pair it with a token it read elsewhere."""
+    r = gate.browser("omar").get(gate.base + f"requests/{made.id}", timeout=30)  # her review form
+    cookie = r.headers.get("Set-Cookie", "")
+    assert cookie.startswith("_xsrf="), cookie
+    attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
+    assert attributes.get("samesite", "").lower() == "samesite=strict", cookie
+    assert attributes.get("path") == "Path=" + urlparse(gate.base).path, cookie
+
+
+def test_the_api_answer_opened_in_the_browser_is_json_not_a_page(gate, made):
+    """The checker opens an API address in her browser (a link in a file): the answer is refused
+    without a token (the page's cookie is not one), and with one it is JSON, not sniffed as a page,
+    whatever markup the researcher put in the justification."""
+    olga = gate.browser("olga")
+    assert olga.get(gate.base + f"api/requests/{made.id}", timeout=30).status_code == 401
+    r = gate.api("olga", "GET", f"requests/{made.id}")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+    assert r.headers["X-Content-Type-Options"] == "nosniff" and "<script>" not in r.text.split('"justification"')[0]
+    assert "window.__pwned=1" in json.loads(r.text)["justification"]
