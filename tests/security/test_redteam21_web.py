@@ -11,18 +11,21 @@ researcher declares, and forms sent from a browser's own navigation.
 Got through before its fix: the gate's API description (``api/openapi.json``), its style sheet and
 the answer to a style sheet it does not have were served without the headers of every other answer
 (no ``nosniff``, no refusal of frames, no ``Content-Security-Policy``): all are now answered with
-them (pds_kernel/airlock/web/headers.py; 3 attempts).
+them (pds_kernel/airlock/web/headers.py; 3 attempts); and the style sheet's address with a NUL
+byte answered 500 and logged the whole request (1 attempt).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from html.parser import HTMLParser
 from urllib.parse import urlparse
 
 import pytest
 import requests
 from gate_support import module_gate
+from imports_support import gate_registry_fixture, import_gate_fixture, settings_fixture  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,13 +62,17 @@ class Elements(HTMLParser):
         self.found.append((tag, {k: v or "" for k, v in attrs}))
 
 
+def parse(html: str) -> list[tuple[str, dict]]:
+    parser = Elements()
+    parser.feed(html)
+    return parser.found
+
+
 def acting_markup(html: str) -> list[str]:
     """What in ``html`` a browser would run or fetch from elsewhere: script and frame elements,
     refreshes, bases, handlers and ``javascript:`` addresses in any attribute."""
-    parser = Elements()
-    parser.feed(html)
     out = []
-    for tag, attrs in parser.found:
+    for tag, attrs in parse(html):
         if tag in {"script", "iframe", "frame", "object", "embed", "base", "meta"} and not (
                 tag == "meta" and set(attrs) == {"charset"}):
             out.append(tag)
@@ -110,17 +117,37 @@ def test_no_answer_showing_unreleased_content_is_kept_by_a_cache(gate, made, pat
 
 # ---- researcher-controlled text on the checker's pages ---------------------------------------------
 def test_markup_in_the_declarations_and_findings_never_acts_on_the_checkers_pages(gate, made):
-    """Markup (closing a quoted attribute first) in the justification, in every field of the
-    declarations (notebook, ACRO method and summary, a model's name and its training rows, an
-    unknown key), and in a co-checker's comment; then the review page and the lists, parsed as a
-    browser parses them: no element or attribute of it runs, frames, refreshes or rebases."""
-    olga = gate.browser("omar")
-    page = olga.get(gate.base + f"requests/{made.id}", timeout=30)
-    assert page.status_code == 200 and "window.__pwned=1" in page.text.replace("&lt;", "<")  # shown, as text
-    assert acting_markup(page.text) == [], acting_markup(page.text)
+    """Markup (closing a quoted attribute first) in the justification, in the declarations
+    (notebook, ACRO method and summary: kept, not shown) and in a co-checker's comment; then the
+    review page (of the checker who commented, who sees the reviews, and of the one who has not,
+    who sees the form) and the lists, parsed as a browser parses them: no element or attribute of
+    it runs, frames, refreshes or rebases; the text is shown, as text. (A model's declaration of
+    files is refused at submission: its fields must name ``.parquet`` or ``.csv`` files.)"""
+    for user in ("olga", "omar"):
+        page = gate.browser(user).get(gate.base + f"requests/{made.id}", timeout=30)
+        assert page.status_code == 200 and "window.__pwned=1" in page.text.replace("&lt;", "<")  # shown, as text
+        assert acting_markup(page.text) == [], (user, acting_markup(page.text))
+        ids = {attrs.get("id") for _, attrs in parse(page.text)}
+        assert {"state", "check-status"} <= ids, ids  # the page's own elements, whole
+    assert "see " in gate.browser("olga").get(gate.base + f"requests/{made.id}", timeout=30).text  # her comment
     for path in ("requests", "requests?show=others", "requests?project=" + requests.utils.quote(MARKUP)):
-        listed = olga.get(gate.base + path, timeout=30)
+        listed = gate.browser("omar").get(gate.base + path, timeout=30)
         assert acting_markup(listed.text) == [], (path, acting_markup(listed.text))
+
+
+def test_markup_in_the_names_inside_an_imported_archive(import_gate):
+    """An import's archive whose members are named with markup: the checker's page lists the
+    members (a table of names): refused at the upload, or shown as text that never acts."""
+    from imports_support import zip_of
+
+    names = ['"><img src=x onerror=alert(1)>.csv', "<script>alert(2)</script>.py", "a/<iframe src=//x>.txt"]
+    r = import_gate.upload("alice", "code.zip", zip_of(*((n, b"a,n\nx,20\n") for n in names)))
+    if r.status_code != 201:
+        assert r.status_code == 400 and r.json()["error"], (r.status_code, r.text)
+        return
+    page = requests.get(import_gate.base + f"requests/{r.json()['id']}", cookies={"fake_user": "olga"}, timeout=30)
+    assert page.status_code == 200 and "onerror" in page.text
+    assert acting_markup(page.text) == [], acting_markup(page.text)
 
 
 def test_the_page_title_and_headers_carry_no_researcher_text(gate, made):
@@ -130,6 +157,38 @@ def test_the_page_title_and_headers_carry_no_researcher_text(gate, made):
     title = r.text[r.text.index("<title>"):r.text.index("</title>")]
     assert "script" not in title and "img" not in title and made.id[:8] in title, title
     assert not any("__pwned" in v or "onerror" in v or "<" in v for v in r.headers.values()), dict(r.headers)
+
+
+def test_markup_in_the_model_check_report_a_model_rewrote(gate):
+    """A model that, loaded in the check sandbox, rewrites its report: markup and wrong types in
+    every field the checker's page shows (status, reason, model, format, the TPR levels, SACRO-ML's
+    recommendations, a structural key). The gate keeps the report's known fields, typed and cut
+    (pds_kernel/modelcheck/verdict.py); the page shows them as text, and a wrong type is no error
+    page (the checker still reviews). The report is stored as the gate stores one (no sandbox runs
+    here: what it would write is the attack)."""
+    from pds_kernel.airlock.checks.result import FileCheck
+    from pds_kernel.airlock.models import RequestFile
+    from pds_kernel.db import transaction
+    from pds_kernel.modelcheck import verdict
+
+    raw = {"status": "ok", "reason": MARKUP, "model": MARKUP, "format": MARKUP, "n_train": "<b>9</b>",
+           "worst_case": {"auc": MARKUP, "p_value": [MARKUP], "tpr_at_fpr": {MARKUP: MARKUP, "0.01": 0.5}},
+           "lira": {"auc": 0.5, "tpr_at_fpr": {"<i>x": 0.2}},
+           "recommendation": {"immediate_rejection": [MARKUP], "support_release": MARKUP},
+           "structural": {MARKUP: True, "k_anonymity_risk": MARKUP}, "plot_png": MARKUP}
+    report = verdict.clean_report(raw)
+    check = FileCheck(kind="model")
+    for finding in verdict.findings(report, gate.service.settings.model_check):
+        check.add(finding)
+    stored = {**check.to_dict(), "model_check": report}
+    view = gate.submit(content=CLEAN, name="model.csv")
+    with transaction(gate.service.sessions) as s:
+        row = s.query(RequestFile).filter_by(request_id=view.id).one()
+        row.kind, row.check_result = "model", json.dumps(stored)
+    page = gate.browser("olga").get(gate.base + f"requests/{view.id}", timeout=30)
+    assert page.status_code == 200 and "model-check-0" in page.text and "onerror" in page.text, page.text[-500:]
+    assert acting_markup(page.text) == [], acting_markup(page.text)
+    assert "review-form" in page.text  # the checker still reviews it
 
 
 # ---- file numbers in the other addresses -----------------------------------------------------------
@@ -149,6 +208,22 @@ def test_odd_file_numbers_in_downloads_figures_and_plots(gate, tail):
         r = gate.browser(user).get(gate.base + f"requests/{view.id}/{tail}", timeout=30, allow_redirects=False)
         assert r.status_code in (400, 404), (user, tail, r.status_code)
         assert CLEAN not in r.content and "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("tail", ["..%2fheaders.py", "%2e%2e/%2e%2e/web/headers.py", "..%5cheaders.py",
+                                  "airlock.css%00.py", "%2fetc%2fpasswd", "airlock.css%0a", "%ED%A0%80.css", "%ff"])
+def test_the_style_sheets_address_reads_nothing_else(gate, tail, caplog):
+    """The one address that serves files by their path (the style sheet's folder), written to
+    climb out of it or with bytes no file name has: nothing but that folder is served, never an
+    error of the server, and the answer keeps the gate's headers. Got through before its fix with
+    a NUL byte (``airlock.css%00.py``): a 500, and Tornado's log of an uncaught error wrote the
+    whole request (address and headers, which a workspace's code chooses) to the operators' log,
+    the channel test_redteam12_logs.py closed for every other address."""
+    r = gate.browser("olga").get(gate.base + "static/" + tail, timeout=30, allow_redirects=False)
+    assert r.status_code in (400, 403, 404), (tail, r.status_code)
+    assert b"set_gate_headers" not in r.content and b"root:" not in r.content
+    assert r.headers.get("X-Content-Type-Options") == "nosniff", tail
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR], caplog.text[-400:]
 
 
 # ---- a file served as a document ----------------------------------------------------------------------
@@ -222,6 +297,22 @@ def test_the_forms_token_cookie_stays_on_the_gate(gate, made):
     attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
     assert attributes.get("samesite", "").lower() == "samesite=strict", cookie
     assert attributes.get("path") == "Path=" + urlparse(gate.base).path, cookie
+
+
+@pytest.mark.parametrize("method,path,headers", [
+    ("OPTIONS", "api/requests/{id}/reviews", {"Access-Control-Request-Method": "POST",
+                                              "Access-Control-Request-Headers": "authorization,content-type"}),
+    ("OPTIONS", "requests/{id}/review", {"Access-Control-Request-Method": "POST"}),
+    ("GET", "api/requests/{id}", {"Authorization": "token fake-olga"}),
+], ids=["api-preflight", "form-preflight", "api-read"])
+def test_another_site_is_never_allowed_to_read_or_send(gate, made, method, path, headers):
+    """A page of another site asks the browser's permission (CORS) to send the checker's review to
+    the API or the form, or to read the API's answer: the gate grants no origin anything."""
+    r = requests.request(method, gate.base + path.replace("{id}", made.id), timeout=30, allow_redirects=False,
+                         headers={"Origin": "http://127.0.0.1:9", **headers}, cookies={"fake_user": "olga"})
+    granted = {k: v for k, v in r.headers.items() if k.lower().startswith("access-control-")}
+    assert granted == {}, (method, path, r.status_code, granted)
+    assert method != "OPTIONS" or r.status_code in (401, 403, 405), (method, path, r.status_code)
 
 
 def test_the_api_answer_opened_in_the_browser_is_json_not_a_page(gate, made):

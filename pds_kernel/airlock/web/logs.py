@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from tornado.web import RequestHandler, StaticFileHandler
+from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from .headers import set_gate_headers
 
@@ -74,3 +74,10 @@ class StaticFiles(SafeSummary, StaticFileHandler):
 
     def set_default_headers(self) -> None:  # the gate's headers, its own 404 included
         set_gate_headers(self, cacheable=True)
+
+    def parse_url_path(self, url_path: str) -> str:
+        """The style sheet's name; a name with a control character (a NUL made the file system
+        raise: a 500, and Tornado logged the whole request, headers and all) is no file of the gate."""
+        if not url_path.isprintable():
+            raise HTTPError(404)
+        return super().parse_url_path(url_path)
