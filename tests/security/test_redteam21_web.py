@@ -1,4 +1,4 @@
-"""Red team, twenty-first round (21C): the airlock's web pages, as a browser attacker tries them.
+"""Red team 21C: the airlock's web pages, as a browser attacker tries them.
 
 The real gate (the production application and server options, tests/security/gate_support.py's
 people) on loopback, one for the module; every attempt is what a browser, or a page of another site
