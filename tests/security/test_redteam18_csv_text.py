@@ -347,9 +347,15 @@ OPEN = {
 }
 
 
+def assert_channel_closed(gate, request, name: str, text: str, reason: str) -> None:
+    """A channel left open, as a strict expected failure: the gate should fail ``text`` sent as
+    ``name`` for hidden text; ``reason`` says why it does not yet (closing it makes the test pass,
+    and fail here). Shared by the prose red teams."""
+    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+    view = submit(gate, name, text.encode())
+    assert "hidden-text" in rules(view, "fail"), rules(view)
+
+
 @pytest.mark.parametrize("attack", sorted(OPEN))
 def test_channels_left_open(gate13, request, attack):
-    name, text, reason = OPEN[attack]
-    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-    view = submit(gate13, name, text.encode())
-    assert "hidden-text" in rules(view, "fail"), rules(view)
+    assert_channel_closed(gate13, request, *OPEN[attack])
