@@ -97,6 +97,24 @@ def z2jh_hub_config() -> Config:
     return c
 
 
+def chart_without_dependencies(dest: Path) -> Path:
+    """A copy of the umbrella chart under ``dest`` without its upstream dependencies: our templates alone."""
+    chart = dest / "pds-workspace"
+    shutil.copytree(CHART, chart)
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    meta.pop("dependencies")
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    return chart
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory) -> Path:
+    """:func:`chart_without_dependencies`, once per test file; skips without helm."""
+    if not helm_available():
+        pytest.skip("helm binary missing: run `make helm`")
+    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
+
+
 def helm_available() -> bool:
     return HELM.exists() or shutil.which("helm") is not None
 

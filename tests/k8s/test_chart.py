@@ -50,20 +50,6 @@ CUSTOM_KINDS = {"IngressRoute", "Middleware", "TLSOption", "IngressRouteTCP", "C
 UNAPPLIED_KINDS = CUSTOM_KINDS | {"PostRendererRequired"}
 
 
-def chart_without_dependencies(dest: Path) -> Path:
-    chart = dest / "pds-workspace"
-    shutil.copytree(CHART, chart)
-    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
-    meta.pop("dependencies")
-    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
-    return chart
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory) -> Path:
-    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
-
-
 def helm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([helm_bin(), *args], capture_output=True, text=True, timeout=120)
 

@@ -14,14 +14,9 @@ import pytest
 from pds_kernel.airlock.clamav import clamd_config
 from pds_kernel.settings import Airlock
 
-from .test_chart import K8S_VERSION, chart_without_dependencies, mounts_token, render
+from .test_chart import K8S_VERSION, mounts_token, render
 
 SOCKET = "/run/clamd/clamd.sock"
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory):
-    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
 
 
 def airlock_release(chart, tmp_path, **airlock) -> dict:

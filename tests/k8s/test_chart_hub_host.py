@@ -24,16 +24,11 @@ from pds_kernel.hub.origins import service_url
 from pds_kernel.k8s.config import K8sConfig
 
 from .conftest import HUB_HOST, HUB_HOST_VALUES, chart_with_upstream, helm_available, upstream_charts_available
-from .test_chart import _notes, chart_without_dependencies, helm, render
+from .test_chart import _notes, helm, render
 
 pytestmark = pytest.mark.skipif(not helm_available(), reason="helm binary missing: run `make helm`")
 
 GATE = service_url(HUB_HOST, "airlock")  # https://airlock--service.pds.example.org/services/airlock/
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory) -> Path:
-    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
 
 
 def _host_values(tmp_path: Path, host) -> Path:

@@ -33,8 +33,8 @@ import yaml
 from pds_kernel.extract.conformity import MANIFEST
 from pds_kernel.extract.layout import entry_files
 
-from .conftest import HUB_HOST_VALUES, REPO, helm_available
-from .test_chart import chart_without_dependencies, helm, render
+from .conftest import HUB_HOST_VALUES, REPO, chart_without_dependencies, helm_available
+from .test_chart import helm, render
 
 BWRAP = shutil.which("bwrap")
 

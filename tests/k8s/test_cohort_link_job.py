@@ -28,8 +28,8 @@ from pds_kernel.settings import CohortLink
 from pds_kernel.snds.cohort_list import generate_cohort_list
 from pds_kernel.snds.generator import generate
 
-from .conftest import REPO, helm_available
-from .test_chart import K8S_VERSION, chart_without_dependencies, mounts_token, render
+from .conftest import REPO
+from .test_chart import K8S_VERSION, mounts_token, render
 from .test_model_check_job import _selects
 
 sys.path.insert(0, str(REPO / "tests" / "security"))  # the real gate with ClamAV (imports_support)
@@ -126,13 +126,6 @@ def test_link_job_is_valid_kubernetes_and_isolated_like_a_check_job():
 
 
 # ---- the chart -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory):
-    if not helm_available():
-        pytest.skip("helm binary missing: run `make helm`")
-    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
-
-
 def _render(chart, tmp_path, values: dict) -> list[dict]:
     path = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
     path.write_text(json.dumps({"projects": [{"id": PROJECT, "title": "Diabetes", "start": "2025-01-01",

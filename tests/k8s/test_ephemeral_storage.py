@@ -19,8 +19,8 @@ from pds_kernel.k8s.config import K8sConfig
 from pds_kernel.k8s.jobs import isolated_job
 from pds_kernel.k8s.storage import LOG_MIB, quantity_mib
 
-from .conftest import CHART, chart_with_upstream, helm_available, upstream_charts_available
-from .test_chart import chart_without_dependencies, helm, render
+from .conftest import CHART, chart_with_upstream, chart_without_dependencies, helm_available, upstream_charts_available
+from .test_chart import helm, render
 from .test_gateway import options_for
 from .test_spawner import make_spawner, spawn_manifest
 

@@ -26,8 +26,8 @@ from tornado import web
 from pds_kernel.audit import AuditEvent, Outcome
 from pds_kernel.k8s.config import parse_k8s_config
 
-from .conftest import PUBLISHED_MANIFEST, REPO, helm_available
-from .test_chart import chart_without_dependencies, merged_values, render
+from .conftest import PUBLISHED_MANIFEST, REPO, chart_without_dependencies, helm_available
+from .test_chart import merged_values, render
 from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, denied, hub_db, make_spawner, spawn_manifest
 
 pytestmark = pytest.mark.asyncio

@@ -24,8 +24,8 @@ from pds_kernel.hub.kube_spawner import PdsKubeSpawner
 from pds_kernel.hub.kubernetes import configure
 from pds_kernel.k8s.config import K8sConfig, parse_k8s_config
 
-from .conftest import HUB_HOST_VALUES, helm_available, write_fingerprint_record
-from .test_chart import chart_without_dependencies, helm, merged_values, render
+from .conftest import HUB_HOST_VALUES, chart_without_dependencies, helm_available, write_fingerprint_record
+from .test_chart import helm, merged_values, render
 from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, hub_db, make_spawner, spawn_manifest
 
 PROBE = ["python", "-I", "-m", "pds_kernel.extract.pod_watch", "/data", "--record", "/srv/pds/extract-check/fingerprint",

@@ -10,16 +10,9 @@ import pytest
 from pds_kernel.settings import Gate, load_settings
 
 from .conftest import HUB_HOST_VALUES
-from .test_chart import chart_without_dependencies, helm, helm_available, render
+from .test_chart import helm, render
 
 PROJECT = {"id": "diab-2024", "title": "Diabetes", "start": "2025-01-01", "end": "2030-12-31"}
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory):
-    if not helm_available():
-        pytest.skip("helm binary missing: run `make helm`")
-    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
 
 
 def _values(tmp_path, connections: dict | None) -> object:

@@ -29,8 +29,8 @@ from pds_kernel.k8s.config import parse_k8s_config
 from pds_kernel.k8s.pods import NOTEBOOK_COMMAND
 from pds_kernel.sandbox.notebook_server import server_command
 
-from .conftest import REPO, helm_available
-from .test_chart import chart_without_dependencies, merged_values, render
+from .conftest import REPO, chart_without_dependencies, helm_available
+from .test_chart import merged_values, render
 from .test_spawner import FakeHub, FakeOrmSpawner, FakeUser, hub_db, spawn_manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sandbox"))

@@ -28,8 +28,8 @@ from pds_kernel.modelcheck.k8s_job import build_check_job, parse_pod_log
 from pds_kernel.sandbox.spec import extract_volume_name, home_volume_name
 from pds_kernel.settings import ModelCheck
 
-from .conftest import REPO, helm_available
-from .test_chart import K8S_VERSION, chart_without_dependencies, mounts_token, render
+from .conftest import REPO
+from .test_chart import K8S_VERSION, mounts_token, render
 from .test_chart_jobs import BWRAP, _bwrap_works
 
 sys.path.insert(0, str(REPO / "tests" / "ai"))  # the model-check fixtures
@@ -116,13 +116,6 @@ def _selects(selector: dict, labels: dict) -> bool:
         if expr["operator"] == "In" and labels.get(expr["key"]) not in expr["values"]:
             return False
     return True
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory):
-    if not helm_available():
-        pytest.skip("helm binary missing: run `make helm`")
-    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,8 @@ from pds_kernel.k8s.pods import build_cluster_overrides, build_labels
 from pds_kernel.sandbox.spec import build_workspace_spec
 from pds_kernel.settings import Settings
 
-from .conftest import HUB_HOST_VALUES, helm_available
-from .test_chart import EXAMPLE, chart_without_dependencies, render
+from .conftest import HUB_HOST_VALUES, chart_without_dependencies, helm_available
+from .test_chart import EXAMPLE, render
 
 pytestmark = pytest.mark.skipif(not helm_available(), reason="helm binary missing: run `make helm`")
 

@@ -290,7 +290,8 @@ async def test_chart_values_reach_the_hubs_spawner_and_the_workspace(settings, r
 @pytest.mark.parametrize("value", ["workspace.restartLimit=0", "workspace.restartLimit=21",
                                    "workspace.restartWindowSeconds=86401", "workspace.daskWorkerWaitSeconds=0"])
 def test_chart_refuses_out_of_bounds_restart_values(tmp_path, value):
-    from .test_chart import chart_without_dependencies, helm
+    from .conftest import chart_without_dependencies
+    from .test_chart import helm
 
     chart = chart_without_dependencies(tmp_path / "chart")
     done = helm("template", "pds", str(chart), "-f", str(HUB_HOST_VALUES), "--namespace", "pds", "--set", value)

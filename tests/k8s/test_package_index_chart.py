@@ -11,8 +11,8 @@ from pds_kernel.k8s.pods import build_workspace_env
 from pds_kernel.sandbox.spec import build_workspace_spec
 from pds_kernel.settings import Settings
 
-from .conftest import helm_available
-from .test_chart import chart_without_dependencies, pod_specs, render
+from .conftest import chart_without_dependencies, helm_available
+from .test_chart import pod_specs, render
 
 pytestmark = pytest.mark.skipif(not helm_available(), reason="helm binary missing: run `make helm`")
 

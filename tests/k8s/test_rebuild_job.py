@@ -36,8 +36,8 @@ from pds_kernel.airlock.staging import RefusedFiles
 from pds_kernel.errors import InvalidInput
 from pds_kernel.k8s.config import parse_k8s_config
 
-from .conftest import REPO, helm_available
-from .test_chart import chart_without_dependencies, mounts_token, render
+from .conftest import REPO
+from .test_chart import mounts_token, render
 from .test_model_check_job import _selects, assert_isolated_job
 
 sys.path.insert(0, str(REPO / "tests" / "security"))
@@ -87,13 +87,6 @@ def test_rebuild_job_is_valid_kubernetes_with_the_isolation_of_a_check_job():
 def test_rebuild_job_mounts_only_a_work_folder_of_its_project(work, project):
     with pytest.raises(InvalidInput):
         _job(work, project)
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory):
-    if not helm_available():
-        pytest.skip("helm binary missing: run `make helm`")
-    return chart_without_dependencies(tmp_path_factory.mktemp("chart"))
 
 
 @pytest.fixture(scope="module")
