@@ -13,7 +13,6 @@ SQL on the delivery's CSV files alone (no lake, no extract code), with the stand
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import date
 from pathlib import Path
 
@@ -30,9 +29,9 @@ from pds_kernel.ingest import ingest_delivery
 from pds_kernel.pseudo import KeyStore, pseudonym
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, Settings
 from pds_kernel.snds.generator import generate
 from pds_kernel.snds.tables import DCIR_KEYS
+from tests.conftest import make_settings
 
 PROJECT = "acts-drugs"
 #: A coronary angioplasty (stays of an infarction), an ECG (town and stays), a chest X-ray.
@@ -97,10 +96,7 @@ def expected_hospital_drugs(delivery: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("acts")
-    paths = Paths(**{f.name: root / "pds" / f.name for f in fields(Paths)})
-    for f in fields(Paths):
-        getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(Settings(paths=paths))
+    runtime = Runtime(make_settings(root / "pds"))
     delivery = root / "delivery"
     generate(delivery, patients=400, years=(2022, 2022), seed=11)
     ingest_delivery(runtime, delivery, actor="test")

@@ -12,7 +12,6 @@ the delivery's CSV files alone (no lake, no extract code), applying the standard
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import date
 from pathlib import Path
 
@@ -27,9 +26,9 @@ from pds_kernel.ingest import ingest_delivery
 from pds_kernel.pseudo import KeyStore, pseudonym
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, Settings
 from pds_kernel.snds.generator import generate
 from pds_kernel.snds.tables import DCIR_KEYS
+from tests.conftest import make_settings
 
 YEAR_START, YEAR_END = date(2022, 1, 1), date(2022, 12, 31)
 RETURN_CODES = ("NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET", "DAT_RET")
@@ -124,10 +123,7 @@ class Generated:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Generated:
     root = tmp_path_factory.mktemp("generated")
-    paths = Paths(**{f.name: root / "pds" / f.name for f in fields(Paths)})
-    for f in fields(Paths):
-        getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(Settings(paths=paths))
+    runtime = Runtime(make_settings(root / "pds"))
     delivery = root / "delivery"
     generate(delivery, patients=400, years=(2022, 2022), seed=7)
     ingest_delivery(runtime, delivery, actor="test")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import fields
 
 import pytest
 
@@ -22,14 +21,14 @@ from pds_kernel.registry import Registry
 from pds_kernel.registry.models import MEMBERSHIP_APPROVALS_RULE
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, RegistryRules, Settings
+from pds_kernel.settings import RegistryRules
+from tests.conftest import make_settings
 
 PASSWORD = "long-enough-password"
 
 
 def _runtime(tmp_path, approvals: int) -> Runtime:
-    paths = Paths(**{f.name: tmp_path / f.name for f in fields(Paths)})
-    return Runtime(Settings(paths=paths, registry=RegistryRules(membership_approvals=approvals)))
+    return Runtime(make_settings(tmp_path, registry=RegistryRules(membership_approvals=approvals)))
 
 
 def _world(tmp_path, approvals: int) -> tuple[Runtime, Registry]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from dataclasses import fields
 
 import onetimepass
 import pytest
@@ -29,7 +28,8 @@ from pds_kernel.hub.local import (
 from pds_kernel.registry import Registry
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, RegistryRules, Settings
+from pds_kernel.settings import RegistryRules
+from tests.conftest import make_settings
 
 PASSWORD = "long-enough-password"
 
@@ -37,8 +37,7 @@ PASSWORD = "long-enough-password"
 @pytest.fixture
 def world(tmp_path):
     """root and ada, approved administrators; alice and bob, users; two approvals."""
-    paths = Paths(**{f.name: tmp_path / f.name for f in fields(Paths)})
-    runtime = Runtime(Settings(paths=paths, registry=RegistryRules(membership_approvals=2)))
+    runtime = Runtime(make_settings(tmp_path, registry=RegistryRules(membership_approvals=2)))
     registry = Registry.from_runtime(runtime)
     registry.apply("os:root", parse_registry({"users": [{"name": "root", "admin": True}, {"name": "ada", "admin": True},
                                                         {"name": "alice"}, {"name": "bob"}]}))

@@ -22,6 +22,7 @@ from pds_kernel.registry import Registry
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.rotate_audit_key import rotate_audit_key
 from pds_kernel.runtime import Runtime
+from tests.conftest import make_settings
 
 TODAY = date(2026, 6, 1)
 UNTIL = date(2027, 6, 30)
@@ -132,13 +133,10 @@ def make_hub_world(root: Path) -> tuple[Runtime, Registry]:
     """A local installation (SQLite) whose hub has accounts: root's, alice's (approved) and bob's
     (revoked by root), each sealed by the platform. No hub process: the seals are checked as a
     sign-in checks them (:meth:`pds_kernel.hub.account_seals.AccountSeals.sealed`)."""
-    from dataclasses import fields
 
     from pds_kernel.hub.local import provision_account, set_account_approval
-    from pds_kernel.settings import Paths, Settings
 
-    paths = Paths(**{f.name: root / f.name for f in fields(Paths)})
-    runtime = Runtime(Settings(paths=paths))
+    runtime = Runtime(make_settings(root))
     registry = make_registry(runtime)
     for name in ("root", "alice", "bob"):
         provision_account(runtime.settings, registry, name, "long-enough-password", actor="root")

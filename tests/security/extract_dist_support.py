@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import fields
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from pds_kernel.extract.spec import PERSON_ID, parse_spec
 from pds_kernel.hashing import sha256_file
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, Settings
+from tests.conftest import make_settings
 
 SPEC = parse_spec(DIABETES_SPEC)
 PERSONS_PER_PARTITION = 3
@@ -31,10 +30,7 @@ PERSONS_PER_PARTITION = 3
 def build(root: Path) -> tuple[Path, pl.Series, pl.Series, dict]:
     """Build the diabetes extract with several partitions under ``root``; (its path, cohort, the
     lake's raw ids, manifest)."""
-    paths = Paths(**{f.name: root / f.name for f in fields(Paths)})
-    for f in fields(Paths):
-        getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
-    settings = Settings(paths=paths)
+    settings = make_settings(root)
     write_lake(settings.paths.lake, generate_rows())
     runtime = Runtime(settings)
     try:

@@ -8,7 +8,6 @@ import json
 import struct
 import sys
 from contextlib import contextmanager
-from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai"))  # its helpe
 from model_check_support import make_service, submit  # noqa: F401
 
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, Settings
+from tests.conftest import make_settings
 
 
 @contextmanager
 def airlock(root: Path):
     """(service, settings): a fresh platform under ``root`` with the model-check project."""
-    paths = Paths(**{f.name: root / f.name for f in fields(Paths)})
-    for f in fields(Paths):
-        getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
-    settings = replace(Settings(), paths=paths)
+    settings = make_settings(root)
     runtime = Runtime(settings)
     try:
         yield make_service(runtime), settings

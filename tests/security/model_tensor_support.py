@@ -8,7 +8,7 @@ import io
 import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -25,8 +25,8 @@ from pds_kernel.extract.spec import parse_spec
 from pds_kernel.ingest import ingest_delivery
 from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, Settings
 from pds_kernel.snds.generator import generate
+from tests.conftest import make_settings
 
 #: people dispensed an antidiabetic drug (ATC A10) in 2021-2022, with their claims and stays
 SPEC = (f"project: {PROJECT}\nyears: [2021, 2022]\ninclude: [{{drug: {{atc: [A10]}}}}]\n"
@@ -69,10 +69,7 @@ def checker_findings(service, view) -> list[dict]:
 def tensor_gate(root: Path):
     """(airlock service, the project's extract): a fresh platform whose model-check project has a
     real extract built from a synthetic delivery."""
-    paths = Paths(**{f.name: root / "pds" / f.name for f in fields(Paths)})
-    for f in fields(Paths):
-        getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(replace(Settings(), paths=paths))
+    runtime = Runtime(make_settings(root / "pds"))
     try:
         service = make_service(runtime)
         yield service, build_extract(runtime, root)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import shutil
 import tempfile
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
@@ -40,16 +39,13 @@ from pds_kernel.extract.build import raw_identifiers, run_build
 from pds_kernel.extract.conformity import check_extract
 from pds_kernel.extract.spec import PERSON_ID, load_spec, parse_spec
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, Settings
+from tests.conftest import make_settings
 
 SPEC = parse_spec(SMALL_SPEC)
 
 
 def _runtime(root: Path) -> Runtime:
-    paths = Paths(**{f.name: root / f.name for f in fields(Paths)})
-    for f in fields(Paths):
-        getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
-    return Runtime(Settings(paths=paths))
+    return Runtime(make_settings(root))
 
 
 @pytest.fixture(scope="module")

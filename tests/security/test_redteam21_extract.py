@@ -51,7 +51,6 @@ import re
 import shutil
 import string
 import time
-from dataclasses import fields
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -71,9 +70,9 @@ from pds_kernel.extract.spec import PERSON_ID, RAW_ID_COLUMNS, parse_spec
 from pds_kernel.ingest import ingest_delivery
 from pds_kernel.pseudo import KeyStore, pseudonym
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, Settings
 from pds_kernel.snds.generator import generate
 from pds_kernel.snds.tables import MISSING_DATE
+from tests.conftest import make_settings
 
 YEARS_2022 = "project: {project}\nyears: [2022]\n"
 #: Everyone with care (a claim or a valid stay) in the period.
@@ -103,10 +102,7 @@ def _plant_a_crossed_death(delivery: Path) -> None:
 def lake(tmp_path_factory):
     """A generated delivery (300 persons, 2022-2023) ingested into a lake; two open projects."""
     root = tmp_path_factory.mktemp("rt21x")
-    paths = Paths(**{f.name: root / "pds" / f.name for f in fields(Paths)})
-    for f in fields(Paths):
-        getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(Settings(paths=paths))
+    runtime = Runtime(make_settings(root / "pds"))
     generate(root / "delivery", patients=300, years=(2022, 2023), seed=21)
     _plant_a_crossed_death(root / "delivery")
     ingest_delivery(runtime, root / "delivery", actor="test")

@@ -8,7 +8,6 @@ a real database and must fail, leave no membership and be audited as denied.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import date
 
 import pytest
@@ -18,7 +17,7 @@ from pds_kernel.permissions import Impersonation
 from pds_kernel.registry import Registry
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, Settings
+from tests.conftest import make_settings
 
 PROJECT = "cardio-study"
 UNTIL = date(2027, 6, 30)
@@ -26,8 +25,7 @@ UNTIL = date(2027, 6, 30)
 
 @pytest.fixture
 def world(tmp_path):
-    paths = Paths(**{f.name: tmp_path / f.name for f in fields(Paths)})
-    runtime = Runtime(Settings(paths=paths))
+    runtime = Runtime(make_settings(tmp_path))
     registry = Registry.from_runtime(runtime)
     registry.upsert_user("os:root", "root", is_admin=True)
     registry.upsert_user("root", "ada", is_admin=True)

@@ -36,6 +36,7 @@ from two_person_accounts_support import (
 from pds_kernel.errors import InvalidInput, PermissionDenied
 from pds_kernel.hub import accounts
 from pds_kernel.hub.local import provision_account, set_account_approval
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -284,15 +285,13 @@ def test_the_last_administrator_resets_an_account_alone(tmp_path):
     """root demotes every other administrator, so nobody can be his second one, then resets a
     researcher's account: it stays pending (a registry never goes back to having no administrator,
     so no bootstrap), and his own approval is refused. Real registry and hub database, no hub."""
-    from dataclasses import fields
 
     from pds_kernel.registry import Registry
     from pds_kernel.registry.spec import parse_registry
     from pds_kernel.runtime import Runtime
-    from pds_kernel.settings import Paths, RegistryRules, Settings
+    from pds_kernel.settings import RegistryRules
 
-    paths = Paths(**{f.name: tmp_path / f.name for f in fields(Paths)})
-    runtime = Runtime(Settings(paths=paths, registry=RegistryRules(membership_approvals=2)))
+    runtime = Runtime(make_settings(tmp_path, registry=RegistryRules(membership_approvals=2)))
     try:
         registry = Registry.from_runtime(runtime)
         registry.apply("os:root", parse_registry({"users": [{"name": "root", "admin": True},

@@ -30,7 +30,8 @@ from pds_kernel.registry.bootstrap import Bootstrap
 from pds_kernel.registry.models import MEMBERSHIP_APPROVALS_RULE, RegistryRule
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Database, Paths, RegistryRules, Settings
+from pds_kernel.settings import Database, RegistryRules, Settings
+from tests.conftest import make_settings
 
 PROJECT = "cardio-study"
 UNTIL = date(2027, 6, 30)
@@ -38,8 +39,7 @@ TODAY = date(2026, 6, 1)
 
 
 def _settings(tmp_path, approvals: int = 2, database: str | None = None) -> Settings:
-    paths = Paths(**{f.name: tmp_path / f.name for f in fields(Paths)})
-    settings = Settings(paths=paths, registry=RegistryRules(membership_approvals=approvals))
+    settings = make_settings(tmp_path, registry=RegistryRules(membership_approvals=approvals))
     return replace(settings, database=Database(url=database)) if database else settings
 
 

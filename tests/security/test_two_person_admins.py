@@ -10,7 +10,6 @@ the real registry service on a real database (SQLite) and must fail; a refused a
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import date
 
 import pytest
@@ -21,7 +20,8 @@ from pds_kernel.permissions import SERVICE_REGISTRY_SYNC, Impersonation
 from pds_kernel.registry import Registry
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, RegistryRules, Settings
+from pds_kernel.settings import RegistryRules
+from tests.conftest import make_settings
 
 PROJECT = "cardio-study"
 UNTIL = date(2027, 6, 30)
@@ -29,8 +29,7 @@ TODAY = date(2026, 6, 1)
 
 
 def _runtime(tmp_path, approvals: int = 2) -> Runtime:
-    paths = Paths(**{f.name: tmp_path / f.name for f in fields(Paths)})
-    return Runtime(Settings(paths=paths, registry=RegistryRules(membership_approvals=approvals)))
+    return Runtime(make_settings(tmp_path, registry=RegistryRules(membership_approvals=approvals)))
 
 
 def _users(*admins: str, others: tuple[str, ...] = ()):

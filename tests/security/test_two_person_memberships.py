@@ -9,7 +9,6 @@ access anywhere: ``check_access``, ``can_access``, ``active_projects``) and the 
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import date
 
 import pytest
@@ -19,7 +18,8 @@ from pds_kernel.permissions import SERVICE_REGISTRY_SYNC, Impersonation
 from pds_kernel.registry import Registry
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Paths, RegistryRules, Settings
+from pds_kernel.settings import RegistryRules
+from tests.conftest import make_settings
 
 PROJECT = "cardio-study"
 UNTIL = date(2027, 6, 30)
@@ -27,8 +27,7 @@ LATER = date(2028, 6, 30)
 
 
 def _world(tmp_path, approvals: int):
-    paths = Paths(**{f.name: tmp_path / f.name for f in fields(Paths)})
-    runtime = Runtime(Settings(paths=paths, registry=RegistryRules(membership_approvals=approvals)))
+    runtime = Runtime(make_settings(tmp_path, registry=RegistryRules(membership_approvals=approvals)))
     registry = Registry.from_runtime(runtime)
     # the first installation: whoever opens the empty registry makes its first administrators, approved
     # at once (one registry file); an administrator made later waits for a second one's approval
