@@ -269,6 +269,10 @@ class CohortLink:
     mem_mb: int = 2048  #: the Job's memory in MB (a list of 1,000,000 rows fits)
 
 
+#: bcrypt cost factors :attr:`Hub.password_cost` may take (bcrypt's own least, and 64 times the default)
+PASSWORD_COSTS = (4, 18)
+
+
 @dataclass(frozen=True)
 class Hub:
     port: int = 8000  #: public port of the local JupyterHub
@@ -293,6 +297,15 @@ class Hub:
     socket_requests_per_second: float = 20.0
     #: how many it may make at once beyond that rate (a pip install of a few dozen packages)
     socket_request_burst: int = 200
+    #: bcrypt cost of the account passwords the platform hashes (provisioning, resets, a user's own
+    #: change): 2**cost rounds, about 0.25 s of one core at 12, paid again at every login. Each step
+    #: down halves what guessing a stolen hub database costs: below 10 is for test suites only
+    password_cost: int = 12
+
+    def __post_init__(self) -> None:
+        if not PASSWORD_COSTS[0] <= self.password_cost <= PASSWORD_COSTS[1]:
+            raise InvalidInput(f"setting hub.password_cost must be between {PASSWORD_COSTS[0]} and "
+                               f"{PASSWORD_COSTS[1]} (bcrypt's cost factor; 12 by default), got {self.password_cost}")
 
 
 @dataclass(frozen=True)

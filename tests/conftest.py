@@ -14,9 +14,15 @@ import localhost_names
 import pytest
 
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import Database, Paths, Settings
+from pds_kernel.settings import Database, Hub, Paths, Settings
 
 localhost_names.install()  # alice.localhost, airlock--service.localhost: loopback, as in a browser
+
+#: bcrypt at its least cost for the suite's hub accounts (``hub.password_cost``; 12 in use costs a
+#: quarter of a second of a core per hash and again per login: about two minutes of a run). The hubs
+#: and ``pds`` commands the tests start read the variable; settings built here carry it.
+TEST_PASSWORD_COST = 4
+os.environ.setdefault("PDS_HUB__PASSWORD_COST", str(TEST_PASSWORD_COST))
 
 # ---- parallel runs (pytest-xdist, ``make test`` runs two workers per core) -----------------------
 # Sandboxes get a control group per (project, user) below the caller's own (pds_kernel.sandbox.
@@ -115,7 +121,7 @@ def make_settings(root: Path, **sections) -> Settings:
     paths = Paths(**{f.name: root / f.name for f in fields(Paths)})
     for f in fields(Paths):
         getattr(paths, f.name).mkdir(parents=True, exist_ok=True)
-    return replace(Settings(paths=paths), **sections)
+    return replace(Settings(paths=paths, hub=Hub(password_cost=TEST_PASSWORD_COST)), **sections)
 
 
 @pytest.fixture

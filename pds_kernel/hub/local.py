@@ -285,7 +285,7 @@ class PdsNativeAuthenticator(NativeAuthenticator):
             self.context.record(AuditEvent(actor=username, action="hub.account.password", target=f"user:{username}",
                                            outcome=Outcome.DENIED, details={"reason": BROKEN}))
             return None
-        info.password = bcrypt.hashpw(new_password.encode(), bcrypt.gensalt())
+        info.password = bcrypt.hashpw(new_password.encode(), bcrypt.gensalt(self.context.settings.hub.password_cost))
         generation = new_generation()
         self.account_seals.write(self.db, account.with_password(info.password).renewed(generation))  # what was checked
         self.db.commit()
@@ -399,7 +399,7 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
         raise InvalidInput("the password must have at least 8 characters")
     bootstrap = permissions.bootstraps(registry)
     secret = base64.b32encode(secrets.token_bytes(10)).decode()
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(settings.hub.password_cost))
     seals = AccountSeals(registry._audit)
     generation = new_generation()
     session = _hub_sessions(settings)()

@@ -228,8 +228,8 @@ def make_world(root: Path, port: int) -> Hub:
     # its domain and the names below it, and Python's cookie jar (unlike a browser) never sends a
     # cookie of the domain ".localhost" back to the bare name "localhost".
     public_url = f"http://pds.localhost:{port}"
-    config.write_text(yaml.safe_dump({"paths": paths, "hub": {"port": port, "ip": "127.0.0.1", "public_url": public_url},
-                                      "cli": {"identities": {getpass.getuser(): "root"}}}))
+    hub = {"port": port, "ip": "127.0.0.1", "public_url": public_url, "password_cost": 4}  # tests/conftest.py
+    config.write_text(yaml.safe_dump({"paths": paths, "hub": hub, "cli": {"identities": {getpass.getuser(): "root"}}}))
     settings = load_settings(config, environ={})
     for f in fields(Paths):
         getattr(settings.paths, f.name).mkdir(parents=True, exist_ok=True)

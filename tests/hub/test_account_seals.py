@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 
 import onetimepass
 import pytest
@@ -28,7 +29,7 @@ from pds_kernel.hub.local import (
 from pds_kernel.registry import Registry
 from pds_kernel.registry.spec import parse_registry
 from pds_kernel.runtime import Runtime
-from pds_kernel.settings import RegistryRules
+from pds_kernel.settings import Hub, RegistryRules
 from tests.conftest import make_settings
 
 PASSWORD = "long-enough-password"
@@ -180,3 +181,42 @@ def test_a_users_own_password_change_on_the_hub_keeps_the_account_sealed(hub):
     [changed] = hub.actions("hub.account.password")
     assert changed.outcome == "ok" and changed.details["remote_ip"] and len(changed.details["generation"]) == 32
     assert hub.client().login("alice", secret, password="a-new-long-password-7")
+
+
+def _stored_hash(settings, user: str) -> bytes:
+    session = _hub_sessions(settings)()
+    try:
+        from nativeauthenticator.orm import UserInfo
+
+        return bytes(UserInfo.find(session, user).password)
+    finally:
+        session.close()
+        session.get_bind().dispose()
+
+
+def test_passwords_are_hashed_at_the_configured_bcrypt_cost(world):
+    """``hub.password_cost``: the suite's 4 (tests/conftest.py) for a provisioning and a user's own
+    change; the default, 12, for a reset made under the default settings; what it hashed signs in."""
+    import bcrypt
+
+    runtime, registry = world
+    settings = runtime.settings
+    assert settings.hub.password_cost == 4
+    provision_account(settings, registry, "alice", PASSWORD, actor="root")
+    assert _stored_hash(settings, "alice").startswith(b"$2b$04$")
+    set_account_approval(settings, registry, "alice", True, actor="ada")
+    session = _hub_sessions(settings)()
+    try:
+        assert _authenticator(runtime, registry, session).change_password("alice", "another-long-password")
+    finally:
+        session.close()
+        session.get_bind().dispose()
+    assert _stored_hash(settings, "alice").startswith(b"$2b$04$")
+    in_use = replace(settings, hub=Hub())
+    assert in_use.hub.password_cost == 12
+    provision_account(in_use, registry, "alice", PASSWORD, actor="root", reset=True)
+    stored = _stored_hash(settings, "alice")
+    assert stored.startswith(b"$2b$12$") and bcrypt.checkpw(PASSWORD.encode(), stored)
+    for cost in (3, 19):
+        with pytest.raises(InvalidInput, match="hub.password_cost must be between 4 and 18"):
+            Hub(password_cost=cost)

@@ -120,7 +120,7 @@ def put_back(hub: Hub, user: str, copy: dict[str, tuple]) -> None:
 
 
 def known_hash(password: str = ATTACKER_PASSWORD) -> bytes:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4))  # tests/conftest.py
 
 
 def otp_secret(hub: Hub, user: str) -> str:

@@ -65,7 +65,8 @@ def make_identity_world(root: Path, retention_days: int = 30) -> World:
     """Two administrators (root, ada), a researcher (alice), two checkers (olga, omar)."""
     paths = {f.name: str(root / f.name) for f in fields(Paths)}
     config = root / "pds.yaml"
-    config.write_text(yaml.safe_dump({"paths": paths, "project_end": {"retention_days": retention_days}}))
+    config.write_text(yaml.safe_dump({"paths": paths, "project_end": {"retention_days": retention_days},
+                                      "hub": {"password_cost": 4}}))  # tests/conftest.py
     runtime = Runtime(load_settings(config, environ={}))
     registry = Registry.from_runtime(runtime)
     registry.upsert_user("root", "root", is_admin=True)  # the bootstrap: the first administrator
