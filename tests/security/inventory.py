@@ -27,11 +27,16 @@ def collect() -> Counter:
     own plugins and options)."""
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly",
                           "-p", "no:cacheprovider", SUITE], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    counts = Counter(m.group(1) for line in out.stdout.splitlines() if (m := _NODE.match(line)))
+    counts = count_attempts(out.stdout.splitlines())
     if out.returncode != 0 or not counts:
         raise RuntimeError(f"pytest could not collect {SUITE} (exit {out.returncode}):\n{out.stdout[-2000:]}"
                            f"{out.stderr[-2000:]}")
     return counts
+
+
+def count_attempts(node_ids) -> Counter:
+    """Attempts per file of the suite among pytest node ids (``tests/security/test_x.py::test_y[case]``)."""
+    return Counter(m.group(1) for node_id in node_ids if (m := _NODE.match(node_id)))
 
 
 def what_it_attacks(path: Path) -> str:
