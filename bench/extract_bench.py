@@ -1,7 +1,7 @@
 """Extract building vs DuckDB SQL on the same Parquet, and pseudonymisation throughput.
 
 The lake is synthetic Parquet written directly with numpy/polars in the lake layout (at least 5
-million claim rows over 24 months; 600,000 in quick mode), with pharmacy lines, a drug referential
+million claim rows over 24 months; 150,000 in quick mode), with pharmacy lines, a drug referential
 and PMSI stays. Two benchmark cohorts, each selected by the extract code (polars, lazy, the real steps of
 ``pds extract build``) and by the same selection written as DuckDB SQL, in the same run:
 
@@ -479,12 +479,12 @@ def _pseudo_rows(lake: Path, quick: bool) -> list[dict]:
     rekeyed = pl.DataFrame({"BEN_NIR_PSA": ids}).join(table, on="BEN_NIR_PSA", how="left")
     ours = time.perf_counter() - t0
     assert rekeyed["PERSON_ID"].null_count() == 0
-    sample = ids.head(200_000 if quick else 1_000_000).to_list()
+    sample = ids.head(50_000 if quick else 1_000_000).to_list()
     t0 = time.perf_counter()
     _ = [hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in sample]
     plain = time.perf_counter() - t0
     message = b"0" * 17
-    n = 200_000 if quick else 1_000_000
+    n = 50_000 if quick else 1_000_000
     digest = hmac.digest
     t0 = time.perf_counter()
     for _ in range(n):
@@ -534,7 +534,7 @@ def _compare(name: str, spec_text: str, sql: str, tables: tuple[str, ...], lake:
 
 
 def run(out_dir: Path, quick: bool) -> dict:
-    claims = 600_000 if quick else 5_000_000
+    claims = 150_000 if quick else 5_000_000
     repeats = 1 if quick else 3
     with tempfile.TemporaryDirectory(dir=out_dir if out_dir.exists() else None) as tmp:
         lake = Path(tmp) / "lake"

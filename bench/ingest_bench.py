@@ -1,7 +1,7 @@
 """Ingestion throughput: ``ingest_delivery`` against DuckDB's own CSV → Parquet on the same files.
 
 The delivery is made by the synthetic generator (``pds_kernel.snds.generator``): one year of
-ER_PRS_F claim files, at least 5 million rows (about 100,000 in quick mode). Both sides run in their
+ER_PRS_F claim files, at least 5 million rows (about 35,000 in quick mode). Both sides run in their
 own fresh subprocess, one after the other, on the same files with the OS cache warmed:
 
 * ours: ``ingest_delivery`` (typed parsing, every check, quarantine, duplicate keys, manifest,
@@ -24,8 +24,8 @@ Ratio = DuckDB time / our time: ≥ 1.0 means the ingestion is at least as fast 
 A second section, "many files", measures what a national delivery of tens of thousands of small
 files costs (:mod:`bench.many_files`): the demo generator's 1,599 files (200 people, 2005-2023)
 against DuckDB at its best settings (``preserve_insertion_order=false``, all threads, latin-1,
-the same zstd level), and deliveries of the same shape at two sizes (1,600 and 20,000 files; 70
-and 350 in quick mode) to show that the cost per file does not grow with the lake: the goal is
+the same zstd level), and deliveries of the same shape at two sizes (1,600 and 20,000 files; 40
+and 200 in quick mode) to show that the cost per file does not grow with the lake: the goal is
 20,000 files in no more than 13× the time of 1,600.
 """
 
@@ -139,7 +139,7 @@ def make_delivery(out_dir: Path, quick: bool) -> tuple[Path, int, int]:
     from pds_kernel.snds.generator import generate
 
     generated = out_dir / "generated"
-    summary = generate(generated, patients=3_000 if quick else 160_000, years=(2023, 2023), seed=11)
+    summary = generate(generated, patients=1_000 if quick else 160_000, years=(2023, 2023), seed=11)
     delivery = out_dir / "delivery"
     delivery.mkdir(exist_ok=True)
     rows = size = 0
@@ -223,7 +223,7 @@ def run_many_files(out_dir: Path, quick: bool, options: str, peer: str) -> tuple
     from bench.many_files import demo_delivery, scale_delivery
 
     demo = demo_delivery(out_dir / "many-demo", years=(2022, 2023) if quick else (2005, 2023))
-    small_n, large_n = (70, 350) if quick else (1_600, 20_000)
+    small_n, large_n = (40, 200) if quick else (1_600, 20_000)
     small = scale_delivery(out_dir / f"many-{small_n}", small_n)
     large = scale_delivery(out_dir / f"many-{large_n}", large_n)
     for folder in (demo, small, large):  # warm the OS cache for both sides
