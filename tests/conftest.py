@@ -20,8 +20,9 @@ from pds_kernel.settings import Database, Hub, Paths, Settings
 localhost_names.install()  # alice.localhost, airlock--service.localhost: loopback, as in a browser
 
 #: bcrypt at its least cost for the suite's hub accounts (``hub.password_cost``; 12 in use costs a
-#: quarter of a second of a core per hash and again per login: about two minutes of a run). The hubs
-#: and ``pds`` commands the tests start read the variable; settings built here carry it.
+#: quarter of a second of a core per hash and again per login: 5% of a run's CPU, about two minutes
+#: of a core). The hubs and ``pds`` commands the tests start read the variable; settings built here
+#: carry it (tests/hub/hubfixtures.py and the identity worlds write it in their configuration files).
 TEST_PASSWORD_COST = 4
 os.environ.setdefault("PDS_HUB__PASSWORD_COST", str(TEST_PASSWORD_COST))
 #: OpenMP's threads (xgboost, scikit-learn, LightGBM in the tests and the commands they start) sleep
