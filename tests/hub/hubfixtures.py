@@ -35,6 +35,7 @@ from pds_kernel.registry import Registry
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, load_settings
 from pds_kernel.workspace_names import parse_workspace_user, workspace
+from tests.conftest import TEST_PASSWORD_COST
 
 PROJECT = "diabetes-t2"
 OTHER_PROJECT = "mi-outcomes"
@@ -228,7 +229,8 @@ def make_world(root: Path, port: int) -> Hub:
     # its domain and the names below it, and Python's cookie jar (unlike a browser) never sends a
     # cookie of the domain ".localhost" back to the bare name "localhost".
     public_url = f"http://pds.localhost:{port}"
-    hub = {"port": port, "ip": "127.0.0.1", "public_url": public_url, "password_cost": 4}  # tests/conftest.py
+    hub = {"port": port, "ip": "127.0.0.1", "public_url": public_url,
+           "password_cost": TEST_PASSWORD_COST}
     config.write_text(yaml.safe_dump({"paths": paths, "hub": hub, "cli": {"identities": {getpass.getuser(): "root"}}}))
     settings = load_settings(config, environ={})
     for f in fields(Paths):

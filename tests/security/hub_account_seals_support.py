@@ -28,6 +28,7 @@ from hubfixtures import PASSWORD, PROJECT, Hub, free_port_block, make_world
 from two_person_accounts_support import _fresh_step, pds_as  # noqa: F401  (pds_as re-exported)
 
 from pds_kernel.hub.local import hub_dir, provision_account, set_account_approval
+from tests.conftest import TEST_PASSWORD_COST
 
 ADMINS = ("root", "ada", "abe")
 RESEARCHERS = ("alice", "bob", "carol", "erin", "frank", "gus", "hana", "ivy", "jack", "kim", "mia")
@@ -120,7 +121,7 @@ def put_back(hub: Hub, user: str, copy: dict[str, tuple]) -> None:
 
 
 def known_hash(password: str = ATTACKER_PASSWORD) -> bytes:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4))  # tests/conftest.py
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(TEST_PASSWORD_COST))
 
 
 def otp_secret(hub: Hub, user: str) -> str:

@@ -26,6 +26,7 @@ from pds_kernel.airlock.service import AirlockService
 from pds_kernel.registry import Registry, Role
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Paths, load_settings
+from tests.conftest import TEST_PASSWORD_COST
 
 PROJECT = "ident-study"
 PDS = str(Path(sys.executable).with_name("pds"))
@@ -66,7 +67,7 @@ def make_identity_world(root: Path, retention_days: int = 30) -> World:
     paths = {f.name: str(root / f.name) for f in fields(Paths)}
     config = root / "pds.yaml"
     config.write_text(yaml.safe_dump({"paths": paths, "project_end": {"retention_days": retention_days},
-                                      "hub": {"password_cost": 4}}))  # tests/conftest.py
+                                      "hub": {"password_cost": TEST_PASSWORD_COST}}))
     runtime = Runtime(load_settings(config, environ={}))
     registry = Registry.from_runtime(runtime)
     registry.upsert_user("root", "root", is_admin=True)  # the bootstrap: the first administrator
