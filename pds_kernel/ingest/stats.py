@@ -57,19 +57,23 @@ def care_date_columns(table: str) -> list[str]:
     return [c.name for c in ingestible_table(table).columns if c.type == "date" and c.name in CARE_DATES]
 
 
+def _care_years(table: str) -> list:
+    """The :data:`CARE_YEARS` among the year and year-month columns of ``table`` (catalogue columns)."""
+    return [c for c in ingestible_table(table).columns if is_year_column(c) and c.name in CARE_YEARS]
+
+
 def care_year_columns(table: str) -> list[str]:
-    """The :data:`CARE_YEARS` among the year and year-month columns of ``table``."""
-    return [c.name for c in ingestible_table(table).columns if is_year_column(c) and c.name in CARE_YEARS]
+    """The names of :func:`_care_years`."""
+    return [c.name for c in _care_years(table)]
 
 
 def _early(table: str) -> list[pl.Expr]:
     """``e:COLUMN``: the care dates and years of ``table`` from 1900 to before :data:`SNDS_START`."""
     exprs = [pl.col(name).is_between(OLDEST_DATE, SNDS_START, closed="left").alias(name)
              for name in care_date_columns(table)]
-    for c in ingestible_table(table).columns:
-        if is_year_column(c) and c.name in CARE_YEARS:
-            year = pl.col(c.name) if c.type == "year" else pl.col(c.name).str.slice(0, 4).cast(pl.Int32, strict=False)
-            exprs.append(year.is_between(OLDEST_DATE.year, SNDS_START.year, closed="left").alias(c.name))
+    for c in _care_years(table):
+        year = pl.col(c.name) if c.type == "year" else pl.col(c.name).str.slice(0, 4).cast(pl.Int32, strict=False)
+        exprs.append(year.is_between(OLDEST_DATE.year, SNDS_START.year, closed="left").alias(c.name))
     return [e.sum().cast(pl.Int64).name.prefix("e:") for e in exprs]
 
 
