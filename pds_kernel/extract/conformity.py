@@ -36,7 +36,7 @@ from typing import Any
 import polars as pl
 
 from ..hashing import sha256_file
-from ..snds.tables import polars_type
+from ..snds.tables import MISSING_DATE, polars_type
 from .footer import footer_faults, footer_texts
 from .identifier_search import RawIds, search, views
 from .layout import bucket, entry_files, split
@@ -47,6 +47,7 @@ from .spec import (
     COMMUNE_COLUMNS,
     DAY_COUNT_COLUMNS,
     EXTRACT_TABLES,
+    OPEN_SPELLS,
     PERSON_ID,
     RAW_ID_COLUMNS,
     UNTIL_PERIOD_END_TABLES,
@@ -434,14 +435,24 @@ def _finer_than_spec(df: pl.DataFrame, name: str, spec: ExtractSpec, rows: int) 
 
 def _out_of_period(df: pl.DataFrame, name: str, spec: ExtractSpec) -> dict[str, int]:
     """Rows of ``df`` whose period date (:data:`PERIOD_COLUMNS`) is outside the spec's period
-    (from the first day of its month when care dates are generalised to the month)."""
+    (from the first day of its month when care dates are generalised to the month), or whose
+    spell (:data:`~.spec.OPEN_SPELLS`) starts after the period or ends outside it."""
     if name in UNTIL_PERIOD_END_TABLES:  # what happened to the person, up to the period's end
         return {column: df.filter(pl.col(column) > spec.end).height
                 for column, dtype in df.schema.items() if dtype == pl.Date}
+    first = spec.start.replace(day=1) if spec.generalise.care_month else spec.start
+    if name in OPEN_SPELLS:  # open at some point of the period; a later end is written "no end"
+        start, end = OPEN_SPELLS[name]
+        found = {}
+        if df.schema.get(start) == pl.Date:
+            found[start] = df.filter(pl.col(start) > spec.end).height
+        if df.schema.get(end) == pl.Date:
+            ended = pl.col(end).is_not_null() & (pl.col(end) != MISSING_DATE)
+            found[end] = df.filter(ended & ~pl.col(end).is_between(first, spec.end)).height
+        return found
     column = PERIOD_COLUMNS.get(name)
     if column is None or column not in df.columns or df.schema[column] != pl.Date:
         return {}
-    first = spec.start.replace(day=1) if spec.generalise.care_month else spec.start
     return {column: df.filter(pl.col(column).is_not_null() & ~pl.col(column).is_between(first, spec.end)).height}
 
 

@@ -15,7 +15,7 @@ from ..snds.tables import DCIR_KEYS, MISSING_DATE
 from .cohort import PERSON, STAY_KEYS, claims, stays
 from .frames import LakeFrames
 from .record_keys import key_record_numbers
-from .spec import COMMUNE_COLUMNS, PERSON_ID, UNTIL_PERIOD_END_TABLES, ExtractSpec
+from .spec import COMMUNE_COLUMNS, OPEN_SPELLS, PERSON_ID, UNTIL_PERIOD_END_TABLES, ExtractSpec
 
 
 def _generalise(lf: pl.LazyFrame, table: str, spec: ExtractSpec) -> pl.LazyFrame:
@@ -37,6 +37,16 @@ def _until_period_end(lf: pl.LazyFrame, spec: ExtractSpec) -> pl.LazyFrame:
     deaths of the period only). Dates before the period (a registration, a death) are its history."""
     dates = [name for name, dtype in lf.collect_schema().items() if dtype == pl.Date]
     return lf.with_columns(pl.when(pl.col(c) <= spec.end).then(pl.col(c)).alias(c) for c in dates)
+
+
+def _open_in_period(lf: pl.LazyFrame, table: str, spec: ExtractSpec) -> pl.LazyFrame:
+    """The rows of ``lf`` (a table of :data:`~.spec.OPEN_SPELLS`) whose spell overlaps the period,
+    an end after the period's end written as "no end" (``MISSING_DATE``, as the SNDS writes it)."""
+    start, end = OPEN_SPELLS[table]
+    no_end = pl.col(end).is_null() | (pl.col(end) == MISSING_DATE)
+    overlaps = (pl.col(start) <= spec.end) & (no_end | (pl.col(end) >= spec.start))
+    return lf.filter(overlaps).with_columns(
+        pl.when(pl.col(end) > spec.end).then(pl.lit(MISSING_DATE)).otherwise(pl.col(end)).alias(end))
 
 
 def _persons(persons_map: pl.DataFrame, column: str = PERSON) -> pl.LazyFrame:
@@ -65,10 +75,7 @@ def table_rows(frames: LakeFrames, table: str, spec: ExtractSpec, persons_map: p
     elif table == "IR_PHA_R":
         lf = frames.scan(table)
     elif table == "IR_IMB_R":
-        open_in_period = (pl.col("IMB_ALD_DTD") <= spec.end) & (
-            pl.col("IMB_ALD_DTF").is_null() | (pl.col("IMB_ALD_DTF") == MISSING_DATE)
-            | (pl.col("IMB_ALD_DTF") >= spec.start))
-        lf = frames.scan(table).filter(open_in_period).join(_persons(persons_map), on=PERSON)
+        lf = _open_in_period(frames.scan(table), table, spec).join(_persons(persons_map), on=PERSON)
     elif table == "T_MCOaaC":
         lf = _cohort_stays(frames, spec, persons_map)
     elif table in ("T_MCOaaB", "T_MCOaaD", "T_MCOaaA", "T_MCOaaMED"):

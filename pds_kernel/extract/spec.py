@@ -69,6 +69,11 @@ DAY_COUNT_COLUMNS: dict[str, tuple[str, ...]] = {"T_MCOaaC": ("SEJ_NUM",)}
 #: Tables whose dates tell what happened to a person (death, last care processed, record updated),
 #: not when an event of the period happened: a date after the period's end is not copied.
 UNTIL_PERIOD_END_TABLES = ("IR_BEN_R",)
+#: Spells (start and end date columns) of tables whose rows are kept when the spell overlaps the
+#: period (an ALD open at some point of it): an end after the period's end is written as the SNDS
+#: "no end" (:data:`~pds_kernel.snds.tables.MISSING_DATE`), so the project reads "still open at the
+#: period's end" and does not learn when, or whether, the spell ended later.
+OPEN_SPELLS: dict[str, tuple[str, str]] = {"IR_IMB_R": ("IMB_ALD_DTD", "IMB_ALD_DTF")}
 #: Quasi-identifiers used for the k-anonymity report when the spec declares none.
 DEFAULT_QUASI_IDENTIFIERS = ("BEN_NAI_ANN", "BEN_SEX_COD", "BEN_RES_DPT", "BEN_RES_COM",
                              "AGE_ANN", "COD_SEX", "BDI_DEP", "BDI_COD", "DCD_DPT_COD")

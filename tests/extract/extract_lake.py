@@ -97,7 +97,8 @@ def generate_rows(persons: int = 60, seed: int = 7) -> dict[str, list[dict]]:
         if rng.random() < 0.3:
             rows["IR_IMB_R"].append(dict(
                 BEN_NIR_PSA=nir, BEN_RNG_GEM=1, IMB_ALD_NUM=8, IMB_ALD_DTD=date(rng.choice(YEARS), 1, 1),
-                IMB_ALD_DTF=rng.choice([MISSING_DATE, date(2021, 6, 30)]), IMB_ETM_NAT=41,
+                IMB_ALD_DTF=rng.choice([MISSING_DATE, date(2021, 6, 30), date(2022, 9, 30), date(2023, 12, 15)]),
+                IMB_ETM_NAT=41,
                 MED_MTF_COD=rng.choice(["E119", "E110", "I251"])))
         if rng.random() < 0.15:
             known = rng.random() < 0.7

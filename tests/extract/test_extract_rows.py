@@ -116,11 +116,17 @@ def test_no_event_outside_the_period_and_no_date_outside_the_years(extract):
     imb = tables["IR_IMB_R"]
     assert imb.height > 0
     for started, ended in imb.select("IMB_ALD_DTD", "IMB_ALD_DTF").iter_rows():
-        assert started <= END and (ended == MISSING_DATE or ended >= START)
+        assert started <= END and (ended == MISSING_DATE or START <= ended <= END)
     theirs = [r for r in rows["IR_IMB_R"] if r["BEN_NIR_PSA"] in cohort]
     open_in_period = [r for r in theirs if r["IMB_ALD_DTD"] <= END
                       and (r["IMB_ALD_DTF"] == MISSING_DATE or r["IMB_ALD_DTF"] >= START)]
     assert imb.height == len(open_in_period) < len(theirs), "an ALD closed before the period stays out"
+    # an ALD that ended after the period reads "no end": the project does not learn when it ended
+    ended_later = [r for r in open_in_period if r["IMB_ALD_DTF"] > END]
+    assert ended_later, "the lake must hold an ALD ending after the period"
+    as_published = sorted((r["IMB_ALD_DTD"], MISSING_DATE if r["IMB_ALD_DTF"] > END else r["IMB_ALD_DTF"])
+                          for r in open_in_period)
+    assert sorted(imb.select("IMB_ALD_DTD", "IMB_ALD_DTF").iter_rows()) == as_published
     # not vacuous: the cohort has claims and deaths outside the period, and the dates are not generalised
     assert [r for r in rows["ER_PRS_F"] if r["BEN_NIR_PSA"] in cohort and not START <= r["EXE_SOI_DTD"] <= END]
     assert [r for r in rows["KI_CCI_R"] if not START <= r["BEN_DCD_DTE"] <= END]

@@ -20,6 +20,9 @@ Got through before, fixed:
   of their last care processed (``MAX_TRT_DTD``) and of their record's update, while KI_CCI_R keeps
   the deaths of the period only; IR_BEN_R's dates after the period's end are no longer copied, and
   the check refuses one (2 attempts);
+* the same project read, in IR_IMB_R, when its persons' ALDs ended after 2022 (an ALD open in the
+  period was copied with its end as delivered); an end after the period is now written as the SNDS
+  "no end", and the check refuses an end outside the period (3 attempts);
 * a death record whose BEN_IDT_ANO names a woman outside a cohort of men and whose BEN_NIR_ANO names
   a man of it (the two identifiers disagree, as a matching error makes them): the death and its
   cause were given to the man, since deaths were resolved through the cohort's identifiers only and
@@ -205,6 +208,51 @@ def test_a_death_after_the_period_put_back_into_the_beneficiaries_is_refused(lak
     report = _check(lake, copy, REFERENTIAL_2022)
     assert not report.ok
     assert any("IR_BEN_R.BEN_DCD_DTE: 1 date(s) outside the project's period" in r for r in report.reasons)
+
+
+ALDS_2022 = YEARS_2022 + CARE + """tables:
+  IR_IMB_R: all
+"""
+
+
+def test_a_2022_project_does_not_learn_when_its_persons_alds_ended_later(lake):
+    """IR_IMB_R keeps the ALDs open at some point of the period; their end was copied as
+    delivered, so an end in 2023 or later told a project of 2022 when the ALD ended (the person
+    recovered, or died, or moved) after the years it may see (got through before). An end after the
+    period now reads as the SNDS "no end"; ends inside the period stay as they are."""
+    built = _build(lake, ALDS_2022)
+    key = _key(lake)
+    alds = _lake(lake, "IR_IMB_R")
+    alds = alds.with_columns(pl.Series(PERSON_ID, [pseudonym(key, n) for n in alds["BEN_NIR_PSA"]]))
+    cohort = list(pl.read_parquet(built.path / "COHORT.parquet")[PERSON_ID])
+    end = date(2022, 12, 31)
+    theirs = alds.filter(pl.col(PERSON_ID).is_in(cohort) & (pl.col("IMB_ALD_DTD") <= end)
+                         & ((pl.col("IMB_ALD_DTF") == MISSING_DATE) | (pl.col("IMB_ALD_DTF") >= date(2022, 1, 1))))
+    assert theirs.filter(pl.col("IMB_ALD_DTF") > end).height >= 1, "the lake must hold an ALD ending after 2022"
+    published = read_table(built.path, "IR_IMB_R")
+    assert published.height == theirs.height
+    assert published.filter(pl.col("IMB_ALD_DTF") > end).height == 0
+    expected = theirs.select(PERSON_ID, "IMB_ALD_DTD", pl.when(pl.col("IMB_ALD_DTF") > end).then(pl.lit(MISSING_DATE))
+                             .otherwise(pl.col("IMB_ALD_DTF")).alias("IMB_ALD_DTF"))
+    assert sorted(published.select(PERSON_ID, "IMB_ALD_DTD", "IMB_ALD_DTF").iter_rows()) == sorted(expected.iter_rows())
+    assert _check(lake, built.path, ALDS_2022).ok
+
+
+@pytest.mark.parametrize("ended", [date(2024, 3, 31), date(2021, 6, 30)], ids=["after", "before"])
+def test_an_ald_end_outside_the_period_put_back_is_refused(lake, tmp_path, ended):
+    """The same extract with one ALD's end written back as delivered (2024), or as an end before
+    the period (an ALD that should not be there), hash recorded: an older build held such rows, so
+    ``pds extract check`` must refuse them."""
+    built = _build(lake, ALDS_2022)
+    copy = writable_copy(built.path, tmp_path / "copy")
+    alds = pl.read_parquet(copy / built.manifest["tables"]["IR_IMB_R"]["files"][0]["file"])
+    assert alds.height >= 1
+    alds = alds.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(ended))
+                             .otherwise(pl.col("IMB_ALD_DTF")).alias("IMB_ALD_DTF"))
+    rewrite_file(copy, "IR_IMB_R", alds)
+    report = _check(lake, copy, ALDS_2022)
+    assert not report.ok
+    assert any("IR_IMB_R.IMB_ALD_DTF: 1 date(s) outside the project's period" in r for r in report.reasons)
 
 
 # ---- spec inputs at the boundary -----------------------------------------------------------------
