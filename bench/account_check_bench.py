@@ -61,28 +61,26 @@ def _check(settings):
     from nativeauthenticator.orm import UserInfo
 
     from pds_kernel.hub.account_seals import AccountSeals
-    from pds_kernel.hub.local import _hub_sessions
+    from pds_kernel.hub.local import hub_session
     from pds_kernel.runtime import Runtime
 
     runtime = Runtime(settings)
-    db = _hub_sessions(settings)()
     try:
-        info = UserInfo.find(db, "alice")
-        seals = AccountSeals(runtime.audit)
-        started = time.perf_counter()
-        assert seals.refusal(db, info) is None
-        first = time.perf_counter() - started
-        later = []
-        for _ in range(20):
+        with hub_session(settings) as db:
+            info = UserInfo.find(db, "alice")
+            seals = AccountSeals(runtime.audit)
             started = time.perf_counter()
             assert seals.refusal(db, info) is None
-            later.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        assert info.is_valid_password("long-enough-password")
-        bcrypt = time.perf_counter() - started
+            first = time.perf_counter() - started
+            later = []
+            for _ in range(20):
+                started = time.perf_counter()
+                assert seals.refusal(db, info) is None
+                later.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            assert info.is_valid_password("long-enough-password")
+            bcrypt = time.perf_counter() - started
     finally:
-        db.close()
-        db.get_bind().dispose()
         runtime.close()
     return first, statistics.median(later), bcrypt
 

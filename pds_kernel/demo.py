@@ -309,20 +309,15 @@ def register(runtime: Runtime, actor: str, today: date | None = None) -> StepRes
 
 def hub_account_exists(settings: Settings, user: str) -> bool:
     """Whether the hub already has a NativeAuthenticator account for ``user`` (read-only)."""
-    from .hub.local import hub_db_url
-
     db = settings.paths.state / "hub" / "jupyterhub.sqlite"
     if not db.is_file():
         return False
-    from jupyterhub.orm import new_session_factory
     from nativeauthenticator.orm import UserInfo
 
-    session = new_session_factory(hub_db_url(settings))()
-    try:
+    from .hub.local import hub_session
+
+    with hub_session(settings) as session:
         return UserInfo.find(session, user) is not None
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 def create_accounts(runtime: Runtime, actor: str) -> tuple[StepResult, list[Account]]:
@@ -455,22 +450,17 @@ def current_code(settings: Settings, user: str, actor: str) -> str:
 
     Refused for any user who is not one of :data:`DEMO_USERS`; audited."""
     import onetimepass
-    from jupyterhub.orm import new_session_factory
     from nativeauthenticator.orm import UserInfo
 
     from .audit import AuditEvent
-    from .hub.local import hub_db_url
+    from .hub.local import hub_session
 
     if user not in {name for name, *_rest in DEMO_USERS}:
         raise InvalidInput(f"{user} is not a demo account ({', '.join(n for n, *_r in DEMO_USERS)})")
     if not hub_account_exists(settings, user):
         raise NotFound(f"{user} has no hub account yet: run `pds demo run` first")
-    session = new_session_factory(hub_db_url(settings))()
-    try:
+    with hub_session(settings) as session:
         secret = UserInfo.find(session, user).otp_secret
-    finally:
-        session.close()
-        session.get_bind().dispose()
     runtime = Runtime(settings)
     try:
         runtime.audit.record(AuditEvent(actor=actor, action="demo.code", target=f"user:{user}"))

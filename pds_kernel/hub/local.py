@@ -29,8 +29,11 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nativeauthenticator import NativeAuthenticator
 from traitlets import Any, Bool, Float, default
@@ -76,6 +79,9 @@ from .origins import service_url, subdomain_hook, subdomain_host
 from .pages import make_template_vars, platform_handlers
 from .provisions import AccountSecret, write_provision
 from .provisions import ensure_table as ensure_provisions_table
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 #: JupyterHub service holding the token that ``pds hub sync`` uses (admin of users, groups, servers).
 SYNC_SERVICE = "pds-sync"
@@ -361,12 +367,21 @@ class PdsNativeAuthenticator(NativeAuthenticator):
 
 
 # ---- accounts provisioned by an admin ----------------------------------------------------------
-def _hub_sessions(settings: Settings):
+@contextmanager
+def hub_session(settings: Settings) -> Iterator[Session]:
+    """A session on the local hub's database (JupyterHub's tables and NativeAuthenticator's
+    ``users_info``), closed and its engine disposed on the way out: the platform's commands open the
+    database the hub itself runs on, once per action, and leave no connection behind."""
     from jupyterhub import orm  # noqa: F401  (declares the hub tables)
     from jupyterhub.orm import new_session_factory
     from nativeauthenticator.orm import UserInfo  # noqa: F401  (adds users_info to them)
 
-    return new_session_factory(hub_db_url(settings))
+    session = new_session_factory(hub_db_url(settings))()
+    try:
+        yield session
+    finally:
+        session.close()
+        session.get_bind().dispose()
 
 
 def provision_account(settings: Settings, registry: Registry, username: str, password: str, *,
@@ -402,9 +417,8 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(settings.hub.password_cost))
     seals = AccountSeals(registry._audit)
     generation = new_generation()
-    session = _hub_sessions(settings)()
     ended = 0
-    try:
+    with hub_session(settings) as session:
         ensure_provisions_table(session)
         seal_accounts_of_upgrade(session, seals, registry._audit, actor)
         info = UserInfo.find(session, username)
@@ -428,9 +442,6 @@ def provision_account(settings: Settings, registry: Registry, username: str, pas
             if hub_user is not None:  # commits the account with it
                 ended = end_sessions(session, hub_user, delete_tokens=True)
         session.commit()
-    finally:
-        session.close()
-        session.get_bind().dispose()
     details: dict = {"pending": pending, "approvals": approvals, GENERATION: generation}
     if bootstrap and approvals >= 2:
         details["bootstrap"] = True
@@ -452,14 +463,10 @@ def set_account_approval(settings: Settings, registry: Registry, username: str, 
     (:func:`.accounts.apply_account_approval`, the same service as the hub's accounts page)."""
     check_user_name(username)
     seals = AccountSeals(registry._audit)
-    session = _hub_sessions(settings)()
-    try:
+    with hub_session(settings) as session:
         seal_accounts_of_upgrade(session, seals, registry._audit, actor)
         apply_account_approval(session, registry, registry._audit.record, seals, username, approved,
                                actor=actor, via="cli")
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 def seal_accounts_made_before_seals(settings: Settings, audit, actor: str) -> list[str] | None:
@@ -468,12 +475,8 @@ def seal_accounts_made_before_seals(settings: Settings, audit, actor: str) -> li
     seals = AccountSeals(audit)
     if seals.upgrade_done(audit):  # the usual case: the hub database is not even opened
         return None
-    session = _hub_sessions(settings)()
-    try:
+    with hub_session(settings) as session:
         return seal_accounts_of_upgrade(session, seals, audit, actor)
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 def reseal_hub_accounts(settings: Settings, audit, old, new) -> dict | None:
@@ -482,12 +485,8 @@ def reseal_hub_accounts(settings: Settings, audit, old, new) -> dict | None:
     installation has none (on Kubernetes the hub signs users in through the identity provider)."""
     if not (hub_dir(settings) / "jupyterhub.sqlite").is_file():
         return None
-    session = _hub_sessions(settings)()
-    try:
+    with hub_session(settings) as session:
         return reseal_accounts(session, audit, old, new)
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 # ---- the configuration -------------------------------------------------------------------------

@@ -237,28 +237,22 @@ def test_a_reset_ends_the_accounts_sessions_and_tokens(one):
     reset stand no more (the old credentials may be in someone else's hands)."""
     from jupyterhub import orm
 
-    from pds_kernel.hub.local import _hub_sessions
+    from pds_kernel.hub.local import hub_session
 
     runtime, registry = one
     provision_account(runtime.settings, registry, "alice", PASSWORD, actor="root")
-    db = _hub_sessions(runtime.settings)()
-    try:
+    with hub_session(runtime.settings) as db:
         user = orm.User(name="alice")
         db.add_all([user, orm.OAuthClient(identifier="jupyterhub")])  # what a running hub holds
         db.commit()
         user.new_api_token(note="a thief's")
         cookie, tokens = user.cookie_id, db.query(orm.APIToken).filter(orm.APIToken.user_id == user.id).count()
         assert tokens == 1
-    finally:
-        db.close()
     provision_account(runtime.settings, registry, "alice", PASSWORD, actor="root", reset=True)
-    db = _hub_sessions(runtime.settings)()
-    try:
+    with hub_session(runtime.settings) as db:
         user = orm.User.find(db, "alice")
         assert user.cookie_id != cookie
         assert db.query(orm.APIToken).filter(orm.APIToken.user_id == user.id).count() == 0
-    finally:
-        db.close()
     [reset] = _entries(runtime, "hub.account.reset")
     assert _details(reset) == {"pending": False, "approvals": 1, "tokens_deleted": 1}
 

@@ -20,8 +20,8 @@ from pds_kernel.hub.account_seals import BROKEN, UPGRADE_ACTION, AccountSeals
 from pds_kernel.hub.common import HubContext
 from pds_kernel.hub.local import (
     PdsNativeAuthenticator,
-    _hub_sessions,
     hub_dir,
+    hub_session,
     provision_account,
     seal_accounts_made_before_seals,
     set_account_approval,
@@ -47,14 +47,10 @@ def world(tmp_path):
 
 
 def _sealed(runtime, user: str) -> bool:
-    session = _hub_sessions(runtime.settings)()
-    try:
+    with hub_session(runtime.settings) as session:
         from nativeauthenticator.orm import UserInfo
 
         return AccountSeals(runtime.audit).sealed(session, UserInfo.find(session, user))
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 def _write(runtime, sql: str, *values) -> None:
@@ -87,11 +83,9 @@ def test_the_accounts_made_before_the_seals_are_sealed_once(world):
     runtime, registry = world
     from nativeauthenticator.orm import UserInfo
 
-    session = _hub_sessions(runtime.settings)()
-    session.add(UserInfo(username="alice", password=b"$2b$12$" + b"x" * 53, is_authorized=True, has_2fa=True))
-    session.commit()
-    session.close()
-    session.get_bind().dispose()
+    with hub_session(runtime.settings) as session:
+        session.add(UserInfo(username="alice", password=b"$2b$12$" + b"x" * 53, is_authorized=True, has_2fa=True))
+        session.commit()
     assert not _sealed(runtime, "alice")
     assert seal_accounts_made_before_seals(runtime.settings, runtime.audit, "hub") == ["alice"]
     assert _sealed(runtime, "alice")
@@ -144,8 +138,7 @@ def test_a_password_change_seals_the_account_and_a_broken_one_is_refused(world):
     settings = runtime.settings
     secret = provision_account(settings, registry, "alice", PASSWORD, actor="root")
     set_account_approval(settings, registry, "alice", True, actor="ada")
-    session = _hub_sessions(settings)()
-    try:
+    with hub_session(settings) as session:
         auth = _authenticator(runtime, registry, session)
         assert auth.change_password("alice", "another-long-password") is True
         assert _sealed(runtime, "alice")
@@ -159,9 +152,6 @@ def test_a_password_change_seals_the_account_and_a_broken_one_is_refused(world):
         assert asyncio.run(auth.authenticate(None, login)) is None
         assert runtime.audit.entries(action="hub.login")[-1].details["reason"] == BROKEN
         assert not auth.can_use_account("alice")
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 def test_a_users_own_password_change_on_the_hub_keeps_the_account_sealed(hub):
@@ -184,14 +174,10 @@ def test_a_users_own_password_change_on_the_hub_keeps_the_account_sealed(hub):
 
 
 def _stored_hash(settings, user: str) -> bytes:
-    session = _hub_sessions(settings)()
-    try:
+    with hub_session(settings) as session:
         from nativeauthenticator.orm import UserInfo
 
         return bytes(UserInfo.find(session, user).password)
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 def test_passwords_are_hashed_at_the_configured_bcrypt_cost(world):
@@ -205,12 +191,8 @@ def test_passwords_are_hashed_at_the_configured_bcrypt_cost(world):
     provision_account(settings, registry, "alice", PASSWORD, actor="root")
     assert _stored_hash(settings, "alice").startswith(b"$2b$04$")
     set_account_approval(settings, registry, "alice", True, actor="ada")
-    session = _hub_sessions(settings)()
-    try:
+    with hub_session(settings) as session:
         assert _authenticator(runtime, registry, session).change_password("alice", "another-long-password")
-    finally:
-        session.close()
-        session.get_bind().dispose()
     assert _stored_hash(settings, "alice").startswith(b"$2b$04$")
     in_use = replace(settings, hub=Hub())
     assert in_use.hub.password_cost == 12

@@ -148,12 +148,8 @@ def account_sealed(runtime: Runtime, user: str) -> bool:
     """Whether a sign-in would take ``user``'s account: it is not among the accounts whose seal is
     missing or wrong under the key in force (what the accounts page shows as broken)."""
     from pds_kernel.hub.account_seals import AccountSeals
-    from pds_kernel.hub.local import _hub_sessions
+    from pds_kernel.hub.local import hub_session
 
-    db = _hub_sessions(runtime.settings)()
-    try:
+    with hub_session(runtime.settings) as db:
         broken = AccountSeals(runtime.audit).broken(db)
-    finally:
-        db.close()
-        db.get_bind().dispose()
     return user not in broken

@@ -30,7 +30,7 @@ from pds_kernel.audit_anchor import FileAnchorStore
 from pds_kernel.hub.account_seals import BROKEN, AccountSeals
 from pds_kernel.hub.accounts import TOTP_STEP, current_step
 from pds_kernel.hub.common import HubContext
-from pds_kernel.hub.local import PdsNativeAuthenticator, _hub_sessions, provision_account, set_account_approval
+from pds_kernel.hub.local import PdsNativeAuthenticator, hub_session, provision_account, set_account_approval
 from pds_kernel.runtime import Runtime
 
 PASSWORD = "long-enough-password"
@@ -51,8 +51,7 @@ def refused(runtime: Runtime, user: str, secret: str) -> str | None:
     from pds_kernel.registry import Registry
 
     registry = Registry.from_runtime(runtime)
-    session = _hub_sessions(runtime.settings)()
-    try:
+    with hub_session(runtime.settings) as session:
         context = HubContext(settings=runtime.settings, runtime=runtime, registry=registry)
         auth = PdsNativeAuthenticator(context=context, db=session, membership_check_interval=0)
         while True:
@@ -65,18 +64,11 @@ def refused(runtime: Runtime, user: str, secret: str) -> str | None:
         assert not auth.can_use_account(user)  # the watcher and a session's refresh refuse it too
         assert user in auth.account_seals.broken(session)  # the accounts page shows it broken
         return runtime.audit.entries(action="hub.login")[-1].details["reason"]
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 def sealed(runtime: Runtime, user: str) -> bool:
-    session = _hub_sessions(runtime.settings)()
-    try:
+    with hub_session(runtime.settings) as session:
         return user not in AccountSeals(runtime.audit).broken(session)
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 def revoked_and_put_back(runtime: Runtime, user: str) -> dict:

@@ -63,7 +63,7 @@ from hubfixtures import OTHER_PROJECT, PROJECT, hub_user, module_hub, signed_in,
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.common import ADMIN_ROLE, HubContext
-from pds_kernel.hub.local import PdsNativeAuthenticator, _hub_sessions, provision_account, set_account_approval
+from pds_kernel.hub.local import PdsNativeAuthenticator, hub_session, provision_account, set_account_approval
 from pds_kernel.hub.origins import subdomain_hook
 from pds_kernel.workspace_names import parse_workspace_user, workspace
 
@@ -511,15 +511,11 @@ def test_a_revoked_persons_workspace_token_is_refused_at_its_refresh(carol_revok
     is not (got through before the fix: both were valid, the registry alone was asked)."""
     hub, _, _, _ = carol_revoked
     context = HubContext(settings=hub.settings, runtime=hub.runtime, registry=hub.registry)
-    session = _hub_sessions(hub.settings)()
-    try:
+    with hub_session(hub.settings) as session:
         auth = PdsNativeAuthenticator(context=context, db=session, membership_check_interval=0)
         for person, valid in (("alice", True), ("carol", False)):
             user = session.query(orm.User).filter(orm.User.name == hub_user(person, P)).one()
             assert asyncio.run(auth.refresh_user(user)) is valid, person
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 # ---- 8. withdrawn while the hub is down (last: it restarts the hub) -----------------------------------
