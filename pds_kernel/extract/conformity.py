@@ -380,8 +380,8 @@ def _add_up(name: str, results: list[dict], spec: ExtractSpec, report: Conformit
             report.refuse(f"{name}.{column} is an age at a dated stay (it tells part of the birth month), but "
                           "the spec generalises birth dates to the year")
         elif kind == "day_count":
-            report.refuse(f"{name}.{column} counts days up to a care date (the exact day), but the spec "
-                          "generalises care dates to the month")
+            report.refuse(f"{name}.{column} counts days (with the months of care dates, it tells their day), "
+                          "but the spec generalises care dates to the month")
     out_of_period: dict[str, int] = {}
     for r in results:
         for column, count in r.get("out_of_period", {}).items():

@@ -62,10 +62,12 @@ BIRTH_MONTH_COLUMNS = ("BEN_NAI_MOI",)
 #: birth year, each tells whether the birthday had passed, that is part of the birth month; not
 #: copied when birth dates go to the year.
 AGE_AT_EVENT_COLUMNS: dict[str, tuple[str, ...]] = {"T_MCOaaB": ("AGE_ANN",)}
-#: Whole numbers that count days up to a care date (PMSI's stay number ``SEJ_NUM`` counts the days
-#: from a reference date to the stay's entry): the exact day, so not copied when care dates go to
-#: the month.
-DAY_COUNT_COLUMNS: dict[str, tuple[str, ...]] = {"T_MCOaaC": ("SEJ_NUM",)}
+#: Whole numbers that count days: PMSI's stay number ``SEJ_NUM`` counts the days from a reference
+#: date to the stay's entry (the exact day); a stay's length ``SEJ_NBJ``, with the months of its
+#: entry and of its exit (or of a death, or of the next stay's entry after a transfer), pins the
+#: days of a short stay across a month's end (in on a 31st, out on the 1st). Not copied when care
+#: dates go to the month.
+DAY_COUNT_COLUMNS: dict[str, tuple[str, ...]] = {"T_MCOaaC": ("SEJ_NUM",), "T_MCOaaB": ("SEJ_NBJ",)}
 #: Tables whose dates tell what happened to a person (death, last care processed, record updated),
 #: not when an event of the period happened: a date after the period's end is not copied.
 UNTIL_PERIOD_END_TABLES = ("IR_BEN_R",)

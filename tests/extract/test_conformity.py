@@ -96,9 +96,9 @@ def test_raw_identifier_column(extract, small_lake):
 
 def test_extra_column(extract):
     directory, cohort, raw = extract
-    _rewrite(directory, "T_MCOaaB", lambda df: df.with_columns(pl.lit(3).alias("SEJ_NBJ")))
+    _rewrite(directory, "T_MCOaaB", lambda df: df.with_columns(pl.lit("8").alias("ENT_MOD")))
     report = check_extract(directory, SPEC, cohort, raw)
-    assert report.reasons == ["T_MCOaaB.SEJ_NBJ is not allowed by the spec"]
+    assert report.reasons == ["T_MCOaaB.ENT_MOD is not allowed by the spec"]
 
 
 def test_person_outside_the_cohort(extract):

@@ -10,7 +10,9 @@ Got through before, fixed:
 * a spec that generalises care dates to the month still gave each stay's exact entry day: PMSI's
   stay number ``SEJ_NUM`` counts the days from a reference date to the entry (the generator writes
   it so), and it was copied as a plain integer; it is no longer copied when care dates go to the
-  month, and the check refuses it (2 attempts);
+  month, and the check refuses it (2 attempts); nor was a stay's length ``SEJ_NBJ``, which with
+  the months of its entry and exit pinned the days of a short stay across a month's end (in on the
+  31st, out on the 1st after one night) (2 attempts);
 * a spec that generalises birth dates to the year still let a researcher narrow the birth month of
   49 of the 52 persons with a stay (15 of them to 4 months or fewer): T_MCOaaB's ``AGE_ANN``, the
   age at the stay's entry, with the stay's date and the birth year, tells whether the birthday had
@@ -54,7 +56,7 @@ import re
 import shutil
 import string
 import time
-from datetime import date
+from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -163,7 +165,55 @@ def test_a_day_count_put_back_into_a_month_generalised_extract_is_refused(lake, 
     rewrite_file(copy, "T_MCOaaC", stays)
     report = _check(lake, copy, STAYS_BY_MONTH)
     assert not report.ok
-    assert any("SEJ_NUM counts days up to a care date" in r for r in report.reasons), report.reasons
+    assert any("SEJ_NUM counts days" in r for r in report.reasons), report.reasons
+
+
+STAY_TABLES_BY_MONTH = YEARS_2022 + CARE + """tables:
+  T_MCOaaB: all
+  T_MCOaaC: all
+generalise: {care_date: month}
+"""
+
+
+def _entry_days_left(entry_month: date, exit_month: date, nights: int) -> int:
+    """How many entry days a stay entered in ``entry_month`` and left in ``exit_month`` after
+    ``nights`` nights leaves possible (its month's last ``nights`` days when it crossed the end)."""
+    days_in_month = ((entry_month.replace(day=28) + timedelta(days=4)).replace(day=1) - entry_month).days
+    return days_in_month - nights if exit_month == entry_month else nights
+
+
+def test_a_stays_length_does_not_pin_its_days_across_a_months_end(lake):
+    """T_MCOaaB's ``SEJ_NBJ`` (a stay's length in days) with T_MCOaaC's entry and exit months,
+    both generalised to the month: a stay in on the 31st and out on the 1st read as "entered in
+    January, left in February, 1 night", that is its exact days (got through before). The length is
+    no longer copied when care dates go to the month."""
+    built = _build(lake, STAY_TABLES_BY_MONTH)
+    lengths = read_table(built.path, "T_MCOaaB")
+    stays = read_table(built.path, "T_MCOaaC")
+    assert "SEJ_NBJ" not in lengths.columns and stays.height > 20
+    assert (stays["EXE_SOI_DTF"].dt.day() == 1).all()
+    # the attack was real: with the lake's lengths, published stays had their entry day pinned
+    source = _lake(lake, "T_MCOaaB").join(_lake(lake, "T_MCOaaC"), on=["ETA_NUM", "RSA_NUM"])
+    months = source.filter(pl.col("EXE_SOI_DTD").is_between(date(2022, 1, 1), date(2022, 12, 31))).select(
+        pl.col("EXE_SOI_DTD").dt.month_start(), pl.col("EXE_SOI_DTF").dt.month_start(), "SEJ_NBJ")
+    pinned = [r for r in months.iter_rows() if r[0] != r[1] and _entry_days_left(*r) <= 2]
+    assert pinned, "the lake must hold a short stay across a month's end"
+    lake_lengths = sorted(source["SEJ_NBJ"].to_list())
+    for column, dtype in lengths.schema.items():  # no whole-number column holds the lengths instead
+        if dtype.is_integer():
+            assert sorted(lengths[column].to_list()) != lake_lengths, column
+
+
+def test_a_stays_length_put_back_into_a_month_generalised_extract_is_refused(lake, tmp_path):
+    """The same extract with SEJ_NBJ put back (what the build wrote before), hash recorded."""
+    built = _build(lake, STAY_TABLES_BY_MONTH)
+    copy = writable_copy(built.path, tmp_path / "copy")
+    lengths = pl.read_parquet(copy / built.manifest["tables"]["T_MCOaaB"]["files"][0]["file"])
+    lengths = lengths.with_columns(pl.lit(1, dtype=pl.Int32).alias("SEJ_NBJ"))
+    rewrite_file(copy, "T_MCOaaB", lengths)
+    report = _check(lake, copy, STAY_TABLES_BY_MONTH)
+    assert not report.ok
+    assert any("T_MCOaaB.SEJ_NBJ counts days" in r for r in report.reasons), report.reasons
 
 
 # ---- years: what happened after the period -------------------------------------------------------
