@@ -31,15 +31,22 @@ CARE_DATES = frozenset({"FLX_DIS_DTD", "FLX_TRT_DTD", "EXE_SOI_DTD", "EXE_SOI_DT
                         "DAT_DEB_FAC", "DAT_FIN_FAC", "PRS_HOS_DTD", "DCT_REM_DTD", "DCT_ARR_DTE"})
 #: Years (``year``) and year-months (``yearmonth``, text) of care, of a stay or of a flux (red
 #: team 21): one from 1900 (older ones are quarantined, ``year_out_of_range``) to before the
-#: SNDS's start is counted as :data:`CARE_DATES` are (an exit year ``1923`` for ``2023``). Left
-#: out: years of birth and death, of an accident (``*_DRA_AME``), of a prescription, of a previous
-#: abortion (``ANN_IVG_PREC``) and of a referential's processing (``DTE_ANN_TRT``), which may be old.
+#: SNDS's start is counted as :data:`CARE_DATES` are (an exit year ``1923`` for ``2023``). Every
+#: year column of the catalogue is in this set or in :data:`OTHER_YEARS` (a test holds it so: a
+#: catalogue update that brings a new one names it until it is placed).
 CARE_YEARS = frozenset({"SOR_ANN", "ENT_ANN", "SOI_ANN", "SOIN_ANN", "ACT_ANN", "ADM_ANN", "ANN", "ANN_DEB",
                         "ANN_FIN", "ANN_LUN_1S", "ANN_PO", "DAT_ADM_ANN", "DAT_POS_ANN", "POS_ANN",
                         "FIN_ANN_SEQ", "SEQ_FIN_ANN", "SOR_ANN_SSEQ", "SEJ_LUN_ANN", "RAL_ACT_ANN",
                         "ANN_MOI", "MOI_ANN", "MOI_ANN_SOR_SEJ", "EXD_ANN_MOI", "EXF_ANN_MOI", "FLX_ANN_MOI",
                         "REM_ANN_MOI", "EXE_SOI_AMD", "EXE_SOI_AMF", "PRS_HOS_AMD", "TRS_DTD_AMD",
                         "TRS_DTD_AME", "TRS_DTF_AME"})
+#: The years and year-months of the catalogue that are not of care, which may be decades old:
+#: births (``BEN_NAI_ANN``, ``ben_nai_ann``, a practitioner's ``IPP_ANN_NAI``), deaths
+#: (``BEN_DCD_AME``), accidents at work (``BEN_DRA_AME``, ``PRS_DRA_AME``), prescriptions
+#: (``PRE_PRE_AMD``), a previous abortion (``ANN_IVG_PREC``) and a referential's processing
+#: (``DTE_ANN_TRT``).
+OTHER_YEARS = frozenset({"BEN_NAI_ANN", "ben_nai_ann", "IPP_ANN_NAI", "BEN_DCD_AME", "BEN_DRA_AME",
+                         "PRS_DRA_AME", "PRE_PRE_AMD", "ANN_IVG_PREC", "DTE_ANN_TRT"})
 #: The first day of the SNDS's data as the ingestion sees it (``ingest.earliest_year``'s default:
 #: the PMSI starts in 2005, the DCIR in 2006).
 SNDS_START = date(EARLIEST_YEAR, 1, 1)

@@ -89,6 +89,20 @@ def test_no_published_date_or_datetime_loads_as_text():
         ("date", "sas_datetime")] * 2
 
 
+def test_every_year_column_of_the_catalogue_is_placed_as_care_or_not():
+    """A year or year-month column is of care (its early values are counted in the quality report)
+    or not (a birth, a death, an accident, a prescription...: may be decades old), never neither: a
+    new one brought by a catalogue update is named here until someone places it."""
+    from pds_kernel.ingest.checks import is_year_column
+    from pds_kernel.ingest.stats import CARE_YEARS, OTHER_YEARS, care_year_columns
+
+    assert not CARE_YEARS & OTHER_YEARS
+    found = {c.name for t in ingestible_names() for c in ingestible_table(t).columns if is_year_column(c)}
+    assert found - CARE_YEARS - OTHER_YEARS == set(), "year columns neither of care nor in OTHER_YEARS"
+    assert (CARE_YEARS | OTHER_YEARS) - found == set(), "names of no catalogue column"
+    assert care_year_columns("T_MCOaaB") == ["SOR_ANN"] and care_year_columns("IR_BEN_R") == []
+
+
 def test_a_published_datetime_loads_as_a_date(tmp_path):
     made = generate_table(tmp_path / "delivery", "T_RIPaaC", rows=3, period="202301")
     lines = made.path.read_text(encoding="latin-1").splitlines()
