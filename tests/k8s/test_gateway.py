@@ -269,6 +269,21 @@ def test_the_watcher_keeps_a_workspaces_oldest_cluster():
     assert "(a)" in extra_clusters(clusters)[0][2]
 
 
+def test_the_watchers_active_statuses_are_dask_gateways_pending_and_running():
+    """cluster_watch writes dask-gateway's statuses as numbers (importing its enum would need
+    dask-gateway-server wherever the watcher is imported): held to the installed server's enum, so
+    an upgrade that renumbers it fails here instead of letting a running cluster look stopped."""
+    from types import SimpleNamespace as Cluster
+
+    from dask_gateway_server.models import ClusterStatus
+
+    from pds_kernel.k8s.cluster_watch import ACTIVE_STATUSES, active
+
+    assert ACTIVE_STATUSES == (ClusterStatus.PENDING.value, ClusterStatus.RUNNING.value)
+    clusters = [Cluster(name=s.name, status=s) for s in ClusterStatus]
+    assert [c.name for c in active(clusters)] == ["PENDING", "RUNNING"]
+
+
 def test_the_watcher_stops_the_clusters_of_a_workspace_the_hub_no_longer_runs(runtime, registry):
     """alice's alpha workspace runs, her beta one does not: only the beta cluster stops (cause
     ``workspace stopped``); a hub silent about a workspace stops nothing before the silence limit."""
