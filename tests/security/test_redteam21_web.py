@@ -12,7 +12,9 @@ Got through before its fix: the gate's API description (``api/openapi.json``), i
 the answer to a style sheet it does not have were served without the headers of every other answer
 (no ``nosniff``, no refusal of frames, no ``Content-Security-Policy``): all are now answered with
 them (pds_kernel/airlock/web/headers.py; 3 attempts); and the style sheet's address with a NUL
-byte answered 500 and logged the whole request (1 attempt).
+byte answered 500 and logged the whole request (1 attempt); the model check's table wrote both
+attacks' TPRs under one attack's FPR levels, a TPR at 0.1 under 0.001 when their levels differ
+(1 attempt).
 """
 
 from __future__ import annotations
@@ -166,16 +168,25 @@ def test_markup_in_the_model_check_report_a_model_rewrote(gate):
     (pds_kernel/modelcheck/verdict.py); the page shows them as text, and a wrong type is no error
     page (the checker still reviews). The report is stored as the gate stores one (no sandbox runs
     here: what it would write is the attack)."""
-    from pds_kernel.airlock.checks.result import FileCheck
-    from pds_kernel.airlock.models import RequestFile
-    from pds_kernel.db import transaction
-    from pds_kernel.modelcheck import verdict
-
     raw = {"status": "ok", "reason": MARKUP, "model": MARKUP, "format": MARKUP, "n_train": "<b>9</b>",
            "worst_case": {"auc": MARKUP, "p_value": [MARKUP], "tpr_at_fpr": {MARKUP: MARKUP, "0.01": 0.5}},
            "lira": {"auc": 0.5, "tpr_at_fpr": {"<i>x": 0.2}},
            "recommendation": {"immediate_rejection": [MARKUP], "support_release": MARKUP},
            "structural": {MARKUP: True, "k_anonymity_risk": MARKUP}, "plot_png": MARKUP}
+    page = _page_with_model_report(gate, raw)
+    assert page.status_code == 200 and "model-check-0" in page.text and "onerror" in page.text, page.text[-500:]
+    assert acting_markup(page.text) == [], acting_markup(page.text)
+    assert "review-form" in page.text  # the checker still reviews it
+
+
+def _page_with_model_report(gate, raw: dict) -> requests.Response:
+    """The checker's page of a request whose one file carries the model-check report ``raw``, cleaned
+    and stored as the gate stores one (no sandbox runs here: what it would write is the attack)."""
+    from pds_kernel.airlock.checks.result import FileCheck
+    from pds_kernel.airlock.models import RequestFile
+    from pds_kernel.db import transaction
+    from pds_kernel.modelcheck import verdict
+
     report = verdict.clean_report(raw)
     check = FileCheck(kind="model")
     for finding in verdict.findings(report, gate.service.settings.model_check):
@@ -185,10 +196,54 @@ def test_markup_in_the_model_check_report_a_model_rewrote(gate):
     with transaction(gate.service.sessions) as s:
         row = s.query(RequestFile).filter_by(request_id=view.id).one()
         row.kind, row.check_result = "model", json.dumps(stored)
-    page = gate.browser("olga").get(gate.base + f"requests/{view.id}", timeout=30)
-    assert page.status_code == 200 and "model-check-0" in page.text and "onerror" in page.text, page.text[-500:]
-    assert acting_markup(page.text) == [], acting_markup(page.text)
-    assert "review-form" in page.text  # the checker still reviews it
+    return gate.browser("olga").get(gate.base + f"requests/{view.id}", timeout=30)
+
+
+class _Table(HTMLParser):
+    """The cells of the first table inside the model check's block, row by row."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._inside = self._done = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "div" and ("class", "model-check") in attrs:
+            self._inside = True
+        elif self._inside and not self._done and tag == "tr":
+            self.rows.append([])
+        elif self._inside and not self._done and tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table" and self._inside:
+            self._done = True
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_the_model_tables_tpr_columns_are_each_attacks_own_levels(gate):
+    """The two attacks report TPRs at different FPR levels (a report a model rewrote, or sacroml
+    changing its levels for one attack): the columns were one attack's levels and the other row's
+    values were written under them in order, so a checker read a TPR at 0.1 as one at 0.001 (got
+    through before). Each level either attack reports is a column; a row shows its own value under
+    it, or says it was not measured there."""
+    raw = {"status": "ok", "worst_case": {"auc": 0.7, "p_value": 0.01, "tpr_at_fpr": {"0.1": 0.95, "0.01": 0.9}},
+           "lira": {"auc": 0.6, "p_value": 0.2, "tpr_at_fpr": {"0.001": 0.3, "0.01": 0.4}}}
+    page = _page_with_model_report(gate, raw)
+    assert page.status_code == 200, page.status_code
+    table = _Table()
+    table.feed(page.text)
+    assert table.rows == [
+        ["attack", "AUC", "p-value (AUC > 0.5)", "TPR at FPR 0.001", "TPR at FPR 0.01", "TPR at FPR 0.1"],
+        ["worst case", "0.700", "0.01", "not measured", "0.900", "0.950"],
+        ["LiRA", "0.600", "0.2", "0.300", "0.400", "not measured"]], table.rows
 
 
 # ---- file numbers in the other addresses -----------------------------------------------------------

@@ -235,9 +235,28 @@ def render_file(file, path: Path) -> Rendered:
     if file.kind == "archive" and isinstance(check.get("members"), list):
         return archive_listing(file, check["members"], general)
     if file.kind == "model" and isinstance(check.get("model_check"), dict):
-        return Rendered(file, "model", general=general, model=check["model_check"],
+        model = dict(check["model_check"], tpr_levels=tpr_levels(check["model_check"]))
+        return Rendered(file, "model", general=general, model=model,
                         note="" if model_plot(check) else "no ROC plot: no membership-inference attack ran")
     return Rendered(file, "none", note="no preview for this type: download it to inspect", general=general)
+
+
+def tpr_levels(report: dict) -> list[str]:
+    """The FPR levels of the model table's TPR columns: every level either attack reports (each row
+    shows its value under its own level, or none), in increasing order. One attack's levels for
+    both rows put the other's values under levels they were not measured at, when the two differ."""
+    levels: set[str] = set()
+    for name in ("worst_case", "lira"):
+        attack = report.get(name)
+        if isinstance(attack, dict) and isinstance(attack.get("tpr_at_fpr"), dict):
+            levels |= {str(level) for level in attack["tpr_at_fpr"]}
+
+    def order(level: str) -> tuple[int, float, str]:
+        try:
+            return (0, float(level), level)
+        except ValueError:
+            return (1, 0.0, level)
+    return sorted(levels, key=order)
 
 
 def _cut(data: bytes, size: int) -> str:
