@@ -5,7 +5,7 @@ three holes in :mod:`pds_kernel.airlock.checks.program_scan` and
 :mod:`pds_kernel.airlock.checks.program_text`. Every attack goes through the gate's real service
 and asserts the file fails ``hidden-text``; each carries a bit a line.
 
-11 attempts, all got through before their fix, and 4 controls (the shell script's failed before):
+16 attempts, all got through before their fix, and 6 controls (the shell script's failed before):
 
 - double quotes in a shell script's prose (4: a quotation ``"oui"`` beside ``“oui”`` in a string
   over many lines, the 20C strict expected failure; one ``echo`` a line; a quotation with a blank
@@ -25,9 +25,16 @@ and asserts the file fails ``hidden-text``; each carries a bit a line.
   are judged too, but for a string in a broken encoding whose repair is the string right before
   or after it (``replace('Ã©', 'é')``, ``{'rÃ©gion': 'région'}``).
 
+- a Python or R string's character escapes (5: ``"l\\u2019effet"`` beside ``"l'effet"``, Python's
+  ``\\N{RIGHT SINGLE QUOTATION MARK}`` beside ``\\x27``, octal bytes in a bytes string, R's
+  ``\\u{2019}`` and ``\\xe2\\x80\\x99``): judged as the letters written, never as the apostrophe
+  a reader of the output sees. Now each is the character it stands for (raw strings are left as
+  written).
+
 Controls: an honest shell script (words glued to quotes, ``"$(cat "$d/x")"``, ``grep "motif"``
 beside ``“oui”``, ``'C:\\'`` before ``'l’effet'``, ``IFS=$'\\n\\t'``, ``$'l\\u2019effet'``, ``awk -F';'``), and
-cleaning steps in Python, R and SQL printing accented messages. One strict expected failure: a
+cleaning steps in Python, R and SQL printing accented messages, and Python and R programs writing
+``’`` as an escape and as itself, with other escapes and raw strings. One strict expected failure: a
 broken string printed beside its repair, a pair like a cleaning step's.
 """
 
@@ -80,6 +87,36 @@ def test_shell_quotes_and_broken_strings_carry_a_bit_per_line(gate13, attack):
     assert "hidden-text" in rules(view, "fail"), (attack, view.files[0].check)
 
 
+def _escaped(line: str, escape: str, other: str) -> str:
+    """A line of prose a line in ``line`` (a program's statement with ``{}`` for the apostrophe),
+    each apostrophe written ``escape`` or ``other`` inside a string."""
+    return lines(lambda i, one: line.format(other if one else escape, i))
+
+
+#: a Python or R string's character escapes (red team 21's residual): each a way to write an
+#: apostrophe the gate did not decode, so ``\u2019`` beside ``'`` was one sign only
+ESCAPES = {
+    "Python Unicode escapes": ("fit.py", _escaped('print("l{}effet, groupe {}")', APOS, BACKSLASH + "u2019")),
+    "Python named escapes": (
+        "fit.py", _escaped('print("l{}effet, groupe {}")', BACKSLASH + "x27", BACKSLASH + "N{RIGHT SINGLE QUOTATION MARK}")),
+    "Python octal escapes in a bytes string": (
+        "fit.py", _escaped('out.write(b"l{}effet, groupe {}")', BACKSLASH + "047",
+                           BACKSLASH + "342" + BACKSLASH + "200" + BACKSLASH + "231")),
+    "R Unicode escapes in braces": ("fit.R", _escaped('cat("l{}effet, groupe {}")', APOS, BACKSLASH + "u{2019}")),
+    "R byte escapes": ("fit.R", _escaped('cat("l{}effet, groupe {}")', BACKSLASH + "x27",
+                                         BACKSLASH + "xe2" + BACKSLASH + "x80" + BACKSLASH + "x99")),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ESCAPES))
+def test_escaped_apostrophes_in_python_and_r_strings_carry_a_bit_per_line(gate13, attack):
+    """Got through before: a string's ``\\u2019`` (``\\x27``, octal, ``\\N{...}``) was judged as
+    the letters written, not the apostrophe a reader of the output sees."""
+    name, text = ESCAPES[attack]
+    view = submit(gate13, name, text.encode())
+    assert "hidden-text" in rules(view, "fail"), (attack, view.files[0].check)
+
+
 HONEST = {
     "run.sh": ('#!/bin/bash\n# Rapport d’étude\nd="$HOME/sortie"\nn="$(wc -l < "$d/x.csv")"\n'
                'echo "Total : "$n" patients" > "$d"/total"$ext"\ngrep -c "motif" "f.txt"\n'
@@ -91,6 +128,9 @@ HONEST = {
                  "df['region'] = df['region'].replace({'rÃ©gion': 'région'})\n"),
     "clean.R": 'x <- gsub("rÃ©gion", "région", x)\ncat("Régions réparées : ", length(x), "\\n")\n',
     "clean.sql": "UPDATE t SET lib = REPLACE(lib, 'Ã©', 'é');\nSELECT 'Libellés réparés' AS état;\n",
+    "escapes.py": ('print("l\\u2019effet", "l’âge", "d\\N{RIGHT SINGLE QUOTATION MARK}après")\n'
+                   'path = "C:\\\\temp\\n"\npattern = r"\\d+\\u2019?"\nsep = "\\t"\n'),
+    "escapes.R": 'cat("l\\u2019effet", "l’âge", "\\u00e9t\\u00e9\\n")\nx <- gsub(r"(\\d+)", "", x)\n',
 }
 
 

@@ -25,6 +25,7 @@ syntax, never judged beside the ``“`` of the next line.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -73,9 +74,13 @@ class Grammar:
     ansi_c: bool = False
     #: the shell's words: a word's quoted parts and the text glued to them are one string
     words: bool = False
+    #: a string's character escapes (``\\u2019``, ``\\x27``, octal) decoded (:func:`code_escapes`):
+    #: "bytes" where ``\\x`` and octal escapes are bytes read as UTF-8 (R), "str" where they are
+    #: code points (Python's strings); "" leaves them as written
+    escapes: str = ""
 
 
-R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False, prefixes=frozenset({"r"}))
+R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False, prefixes=frozenset({"r"}), escapes="bytes")
 SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True, dollar_quotes=True,
               prefixes=frozenset({"e", "n", "b", "x"}))
 #: a shell script's signs (red team 19: its prose was free, only its spaces were judged)
@@ -84,7 +89,7 @@ SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_com
                 apostrophes="'", raw="'", ansi_c=True, words=True)
 #: Python's signs, for source :mod:`tokenize` cannot read to its end
 PYTHON = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False,
-                 prefixes=frozenset({"r", "u", "b", "f", "br", "rb", "fr", "rf"}))
+                 prefixes=frozenset({"r", "u", "b", "f", "br", "rb", "fr", "rf"}), escapes="str")
 
 
 #: a here-document's operator and delimiter (``<<<`` is a here-string: a word, read as code)
@@ -176,8 +181,12 @@ def scan(text: str, grammar: Grammar) -> Parts:
             escapes = grammar.backslash and (opener == "$'" or quote not in grammar.raw)
             end = _inside(quote, grammar.doubled, escapes).match(text, found.end()).end()  # not closed: to the end
             inside = text[found.end():end]  # a quoted name is judged as a string: it names the data too
-            value = (ansi_c(inside) if opener == "$'" else
-                     unescaped(inside.replace(quote * 2, quote) if grammar.doubled else inside, escapes))
+            if opener == "$'":
+                value = ansi_c(inside)
+            elif escapes and grammar.escapes and not _raw_prefix(text, found.start()):
+                value = code_escapes(inside, grammar.escapes == "bytes")
+            else:
+                value = unescaped(inside.replace(quote * 2, quote) if grammar.doubled else inside, escapes)
             i = min(n, end + 1)
             if not grammar.words:
                 parts.strings.append(value)
@@ -262,6 +271,50 @@ def unescaped(text: str, backslash: bool = True) -> str:
     if not backslash or "\\" not in text:
         return text
     return _ESCAPE.sub(lambda m: m.group(1) if m.group(1) in "'\"" else m.group(0), text)
+
+#: an escape of a Python or R string: hexadecimal, Unicode (R's also in braces), a character's
+#: name (Python), octal, or one character (a quote is itself; any other stays as written)
+_CODE_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|[uU]\{[0-9A-Fa-f]{1,8}\}|u[0-9A-Fa-f]{1,4}|U[0-9A-Fa-f]{1,8}"
+                          r"|N\{[A-Za-z0-9 -]{1,88}\}|[0-7]{1,3}|.)", re.S)
+
+
+def _raw_prefix(text: str, start: int) -> bool:
+    """Whether the quote at ``start`` opens a raw string (``r"..."``, ``R"(...)"``, ``rb'...'``)."""
+    before = re.search(r"(?<![\w])[A-Za-z]{1,2}\Z", text[max(0, start - 3):start])
+    return bool(before) and "r" in before.group().lower()
+
+
+def code_escapes(text: str, byte_escapes: bool) -> str:
+    """A Python or R string's text with its character escapes as the characters they stand for:
+    ``\\u2019``, R's ``\\u{2019}`` and Python's ``\\N{RIGHT SINGLE QUOTATION MARK}`` are ``’``,
+    ``\\x27`` and ``\\047`` are ``'``, and an escaped quote is the quote (:func:`unescaped`). Each
+    was a way to write a sign beside its other spelling that the checker did not read (red team 21).
+    ``byte_escapes``: ``\\x`` and octal escapes are bytes read as UTF-8 (R: ``\\xe2\\x80\\x99``
+    is ``’``), else code points (Python's strings). Other escapes (``\\n``) stay as written."""
+    if "\\" not in text:
+        return text
+    out, mark = bytearray(), 0
+    for m in _CODE_ESCAPE.finditer(text):
+        out += text[mark:m.start()].encode("utf-8", "replace")
+        mark, escape = m.end(), m.group(1)
+        if escape[0] == "x" or escape[0] in "01234567":
+            number = int(escape[1:], 16) if escape[0] == "x" else int(escape, 8)
+            out += bytes([number & 0xFF]) if byte_escapes else chr(number).encode("utf-8")
+        elif escape[0] in "uU":
+            code = int(escape[1:].strip("{}"), 16)
+            out += (chr(code) if code < 0x110000 and not 0xD800 <= code < 0xE000 else "\ufffd").encode("utf-8")
+        elif escape[0] == "N" and len(escape) > 1:
+            try:
+                out += unicodedata.lookup(escape[2:-1]).encode("utf-8")
+            except KeyError:  # no such name: as written
+                out += m.group().encode("utf-8")
+        elif escape in "'\"":
+            out += escape.encode()
+        else:  # not a character escape: as written
+            out += m.group().encode("utf-8", "replace")
+    out += text[mark:].encode("utf-8", "replace")
+    return out.decode("utf-8", "replace")
+
 
 #: an ANSI-C escape of the shell (``$'...'``): hexadecimal, Unicode, octal, control, one character
 _ANSI_C = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|u[0-9A-Fa-f]{1,4}|U[0-9A-Fa-f]{1,8}|[0-7]{1,3}|c.|.)", re.S)

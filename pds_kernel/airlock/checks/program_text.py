@@ -47,7 +47,7 @@ import tokenize
 from pathlib import PurePosixPath
 
 from . import typography
-from .program_scan import PYTHON, SHELL, SQL, Grammar, Parts, R, scan, unescaped
+from .program_scan import PYTHON, SHELL, SQL, Grammar, Parts, R, code_escapes, scan
 from .result import Status
 
 __all__ = ["PYTHON", "R", "SHELL", "SQL", "Grammar", "Parts", "cell_parts", "program_parts", "prose_rules", "python",
@@ -64,7 +64,7 @@ def _literal_text(token: str) -> str:
     body = token[len(prefix):]
     quote = body[:3] if body[:3] in {'"""', "'''"} else body[:1]
     inner = body[len(quote):len(body) - len(quote)] if len(body) >= 2 * len(quote) else body[len(quote):]
-    inner = inner if "r" in prefix.lower() else unescaped(inner)
+    inner = inner if "r" in prefix.lower() else code_escapes(inner, "b" in prefix.lower())
     return _without_fields(inner) if "f" in prefix.lower() else inner
 
 
@@ -108,7 +108,7 @@ def python(source: str) -> Parts:
         elif token.type == tokenize.STRING:
             (parts.comments if _alone(tokens, index) else parts.strings).append(_literal_text(token.string))
         elif _FSTRING_MIDDLE is not None and token.type == _FSTRING_MIDDLE:
-            parts.strings.append(unescaped(token.string))
+            parts.strings.append(code_escapes(token.string, False))
         else:
             parts.code.append(token.string)
     return parts
