@@ -15,6 +15,8 @@ them (pds_kernel/airlock/web/headers.py; 3 attempts); and the style sheet's addr
 byte answered 500 and logged the whole request (1 attempt); the model check's table wrote both
 attacks' TPRs under one attack's FPR levels, a TPR at 0.1 under 0.001 when their levels differ
 (1 attempt).
+
+The same surfaces opened in a real headless Chromium as each checker (1 attempt): nothing runs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pytest
 import requests
 from gate_support import module_gate
 from imports_support import gate_registry_fixture, import_gate_fixture, settings_fixture  # noqa: F401  (fixtures)
+from redteam13_support import PWNED, chromium_fixture, signed_in  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -161,6 +164,15 @@ def test_the_page_title_and_headers_carry_no_researcher_text(gate, made):
     assert not any("__pwned" in v or "onerror" in v or "<" in v for v in r.headers.values()), dict(r.headers)
 
 
+#: a model-check report a model rewrote from inside the check's sandbox: markup and wrong types
+REWRITTEN_REPORT = {
+    "status": "ok", "reason": MARKUP, "model": MARKUP, "format": MARKUP, "n_train": "<b>9</b>",
+    "worst_case": {"auc": MARKUP, "p_value": [MARKUP], "tpr_at_fpr": {MARKUP: MARKUP, "0.01": 0.5}},
+    "lira": {"auc": 0.5, "tpr_at_fpr": {"<i>x": 0.2}},
+    "recommendation": {"immediate_rejection": [MARKUP], "support_release": MARKUP},
+    "structural": {MARKUP: True, "k_anonymity_risk": MARKUP}, "plot_png": MARKUP}
+
+
 def test_markup_in_the_model_check_report_a_model_rewrote(gate):
     """A model that, loaded in the check sandbox, rewrites its report: markup and wrong types in
     every field the checker's page shows (status, reason, model, format, the TPR levels, SACRO-ML's
@@ -168,20 +180,20 @@ def test_markup_in_the_model_check_report_a_model_rewrote(gate):
     (pds_kernel/modelcheck/verdict.py); the page shows them as text, and a wrong type is no error
     page (the checker still reviews). The report is stored as the gate stores one (no sandbox runs
     here: what it would write is the attack)."""
-    raw = {"status": "ok", "reason": MARKUP, "model": MARKUP, "format": MARKUP, "n_train": "<b>9</b>",
-           "worst_case": {"auc": MARKUP, "p_value": [MARKUP], "tpr_at_fpr": {MARKUP: MARKUP, "0.01": 0.5}},
-           "lira": {"auc": 0.5, "tpr_at_fpr": {"<i>x": 0.2}},
-           "recommendation": {"immediate_rejection": [MARKUP], "support_release": MARKUP},
-           "structural": {MARKUP: True, "k_anonymity_risk": MARKUP}, "plot_png": MARKUP}
-    page = _page_with_model_report(gate, raw)
+    page = _page_with_model_report(gate, REWRITTEN_REPORT)
     assert page.status_code == 200 and "model-check-0" in page.text and "onerror" in page.text, page.text[-500:]
     assert acting_markup(page.text) == [], acting_markup(page.text)
     assert "review-form" in page.text  # the checker still reviews it
 
 
 def _page_with_model_report(gate, raw: dict) -> requests.Response:
-    """The checker's page of a request whose one file carries the model-check report ``raw``, cleaned
-    and stored as the gate stores one (no sandbox runs here: what it would write is the attack)."""
+    """The checker's page of a request whose one file carries the model-check report ``raw``."""
+    return gate.browser("olga").get(gate.base + f"requests/{_request_with_model_report(gate, raw)}", timeout=30)
+
+
+def _request_with_model_report(gate, raw: dict) -> str:
+    """A request (its id) whose one file carries the model-check report ``raw``, cleaned and stored
+    as the gate stores one (no sandbox runs here: what it would write is the attack)."""
     from pds_kernel.airlock.checks.result import FileCheck
     from pds_kernel.airlock.models import RequestFile
     from pds_kernel.db import transaction
@@ -196,7 +208,7 @@ def _page_with_model_report(gate, raw: dict) -> requests.Response:
     with transaction(gate.service.sessions) as s:
         row = s.query(RequestFile).filter_by(request_id=view.id).one()
         row.kind, row.check_result = "model", json.dumps(stored)
-    return gate.browser("olga").get(gate.base + f"requests/{view.id}", timeout=30)
+    return view.id
 
 
 class _Table(HTMLParser):
@@ -244,6 +256,44 @@ def test_the_model_tables_tpr_columns_are_each_attacks_own_levels(gate):
         ["attack", "AUC", "p-value (AUC > 0.5)", "TPR at FPR 0.001", "TPR at FPR 0.01", "TPR at FPR 0.1"],
         ["worst case", "0.700", "0.01", "not measured", "0.900", "0.950"],
         ["LiRA", "0.600", "0.2", "0.300", "0.400", "not measured"]], table.rows
+
+
+def test_this_rounds_surfaces_run_nothing_in_a_real_browser(gate, made, import_gate, chromium):
+    """The pages above, parsed as a browser parses them, held no acting element; opened in a real
+    headless Chromium as each checker (the request with markup in its declarations and comments,
+    the lists filtered by a project named with markup, a model-check report a model rewrote, an
+    imported archive whose members are named with markup), and each planted link clicked: no
+    script runs, no dialog opens, the page stays the gate's."""
+    from imports_support import zip_of
+
+    names = ['"><img src=x onerror=alert(1)>.csv', "<script>alert(2)</script>.py"]
+    upload = import_gate.upload("alice", "code.zip", zip_of(*((n, b"a,n\nx,20\n") for n in names)))
+    pages = [(gate, f"requests/{made.id}"), (gate, "requests"),
+             (gate, "requests?project=" + requests.utils.quote(MARKUP)),
+             (gate, f"requests/{_request_with_model_report(gate, REWRITTEN_REPORT)}")]
+    if upload.status_code == 201:
+        pages.append((import_gate, f"requests/{upload.json()['id']}"))
+    opened, dialogs = 0, []
+    for user in ("olga", "omar"):
+        for where in (gate, import_gate):
+            context = signed_in(chromium, where, user)
+            page = context.new_page()
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            try:
+                for server, path in pages:
+                    if server is not where:
+                        continue
+                    answer = page.goto(where.base + path, wait_until="load")
+                    # the list filtered by a project named with markup is refused (400), as a page too
+                    assert answer is not None and answer.status in (200, 400 if "project=" in path else 200), (user, path)
+                    for link in page.locator("a[href^='javascript:']").all():
+                        link.click(timeout=2000)
+                    page.wait_for_timeout(100)
+                    assert page.evaluate(PWNED) == [] and page.url.startswith(where.base), (user, path, page.url)
+                    opened += 1
+            finally:
+                context.close()
+    assert dialogs == [] and opened == 2 * len(pages), (dialogs, opened)
 
 
 # ---- file numbers in the other addresses -----------------------------------------------------------
