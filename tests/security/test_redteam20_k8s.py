@@ -36,6 +36,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from release_chart_support import release_chart_fixture  # noqa: F401  (fixture)
 
 from pds_kernel.extract.mount_check import ExpectedMount
 from pds_kernel.k8s.pods import build_cluster_overrides
@@ -72,13 +73,6 @@ pytestmark = pytest.mark.skipif(not helm_available(), reason="helm binary missin
 USER_PODS = [k for k in PODS if "/" in k]
 #: the Kubernetes API's Service address and an API server endpoint, beside test_netpol's outside
 KUBE_API = [External("kube-api", "10.96.0.1"), External("apiserver", "10.0.0.1")]
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory):
-    if not upstream_charts_available():
-        pytest.skip("upstream charts missing (PDS_UPSTREAM_CHARTS)")
-    return chart_with_upstream(tmp_path_factory.mktemp("release"))
 
 
 @pytest.fixture(scope="module")

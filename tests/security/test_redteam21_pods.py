@@ -24,6 +24,7 @@ import json
 import kubernetes_validate
 import pytest
 import yaml
+from release_chart_support import release_chart_fixture  # noqa: F401  (fixture)
 
 from tests.k8s.conftest import chart_with_upstream, helm_available, upstream_charts_available
 from tests.k8s.post_renderer import MARKER_KIND, helm_home, render_hardened, run_plugin, template
@@ -35,13 +36,6 @@ pytestmark = pytest.mark.skipif(not helm_available(), reason="helm binary missin
 GATEWAY_PODS = {"api-dask-gateway", "controller-dask-gateway", "traefik-dask-gateway"}
 #: what a container line of the dask-gateway chart is indented by, and a pod spec's key
 CONTAINER, POD = " " * 10, " " * 6
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory):
-    if not upstream_charts_available():
-        pytest.skip("upstream charts missing (PDS_UPSTREAM_CHARTS)")
-    return chart_with_upstream(tmp_path_factory.mktemp("release"))
 
 
 @pytest.fixture(scope="module")
