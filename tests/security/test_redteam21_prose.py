@@ -88,8 +88,8 @@ def test_shell_quotes_and_broken_strings_carry_a_bit_per_line(gate13, attack):
 
 
 def _escaped(line: str, escape: str, other: str) -> str:
-    """A line of prose a line in ``line`` (a program's statement with ``{}`` for the apostrophe),
-    each apostrophe written ``escape`` or ``other`` inside a string."""
+    """One statement a line, ``line`` with ``{}`` for the apostrophe and the line's number: the
+    apostrophe written ``escape`` or ``other`` inside its string, a bit a line."""
     return lines(lambda i, one: line.format(other if one else escape, i))
 
 
