@@ -42,6 +42,13 @@ def validate(ctx: typer.Context, spec_file: Path = typer.Argument(..., help="The
                   f"{len(spec.tables)} table(s), period {spec.start} to {spec.end}")
     for number, step in enumerate(build_plan(spec), 1):
         console.print(f"  {number:2d}. {step}")
+    _withheld(spec)
+
+
+def _withheld(spec) -> None:
+    """Say which requested columns the spec's generalisation keeps out, and why."""
+    for table, column, why in spec.withheld_columns():
+        console.print(f"not copied: {table}.{column}: {why}")
 
 
 @app.command("build")
@@ -94,6 +101,7 @@ def build(
                   f"{manifest['persons']} persons, k-anonymity {result.report.k_status}")
     for note in result.report.notes:
         console.print(f"note: {note}")
+    _withheld(spec)
     _tables(manifest)
     _lake_changes(manifest)
 

@@ -189,12 +189,28 @@ class ExtractSpec:
         if table == COHORT_TABLE:
             return (PERSON_ID,) + ((self.linkage.subject_id,) if self.linkage else ())
         requested = self.tables[table]
-        keep = [c for c in requested if c not in RAW_ID_COLUMNS
-                and not (self.generalise.birth_year and (c in BIRTH_MONTH_COLUMNS
-                                                          or c in AGE_AT_EVENT_COLUMNS.get(table, ())))
-                and not (self.generalise.care_month and c in DAY_COUNT_COLUMNS.get(table, ()))]
+        keep = [c for c in requested if c not in RAW_ID_COLUMNS and self._generalised_away(table, c) is None]
         prefix = () if table in NON_PERSON_TABLES else (PERSON_ID,)
         return prefix + tuple(keep)
+
+    def _generalised_away(self, table: str, column: str) -> str | None:
+        """Why ``column`` of ``table`` is not copied under the spec's generalisation (None: copied)."""
+        g = self.generalise
+        if g.birth_year and column in BIRTH_MONTH_COLUMNS:
+            return "a birth month, and birth dates go to the year"
+        if g.birth_year and column in AGE_AT_EVENT_COLUMNS.get(table, ()):
+            return ("an age at a dated stay, which tells whether the birthday had passed (part of the birth "
+                    "month), and birth dates go to the year")
+        if g.care_month and column in DAY_COUNT_COLUMNS.get(table, ()):
+            return ("a count of days, which with the months of care dates gives their day, and care dates go "
+                    "to the month (a spec without care_date: month copies it)")
+        return None
+
+    def withheld_columns(self) -> list[tuple[str, str, str]]:
+        """``(table, column, why)`` of each requested column the generalisation keeps out of the
+        extract (asking for one is no error: ``pds extract validate`` and ``build`` say so)."""
+        return [(table, column, why) for table, columns in self.tables.items() for column in columns
+                if column not in RAW_ID_COLUMNS and (why := self._generalised_away(table, column))]
 
     def output_tables(self) -> tuple[str, ...]:
         return tuple(self.tables) + (COHORT_TABLE,)

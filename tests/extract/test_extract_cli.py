@@ -42,9 +42,14 @@ def test_validate_build_check_show(settings, registry, small_lake, tmp_path):
     result = _pds(config, "validate", str(spec))
     assert result.returncode == 0, result.stderr
     assert "valid against the lake" in result.stdout and "include drug" in result.stdout
+    # what the spec asks for and its generalisation keeps out, said before the build and by it
+    withheld = ["not copied: IR_BEN_R.BEN_NAI_MOI: a birth month, and birth dates go to the year",
+                "not copied: T_MCOaaC.SEJ_NUM: a count of days"]
+    assert all(line in result.stdout for line in withheld), result.stdout
     result = _pds(config, "build", "diab-study", "--spec", str(spec))
     assert result.returncode == 0, result.stderr
     assert "published" in result.stdout and "COHORT" in result.stdout
+    assert all(line in result.stdout for line in withheld), result.stdout
     result = _pds(config, "check", "diab-study")
     assert result.returncode == 0 and "conforms" in result.stdout, result.stdout + result.stderr
     result = _pds(config, "show", "diab-study", actor="alice")
