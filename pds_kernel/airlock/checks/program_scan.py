@@ -78,11 +78,16 @@ class Grammar:
     #: "bytes" where ``\\x`` and octal escapes are bytes read as UTF-8 (R), "str" where they are
     #: code points (Python's strings); "" leaves them as written
     escapes: str = ""
+    #: prefixes whose strings take backslash escapes although the language's others do not
+    #: (PostgreSQL's ``E'l\\u2019effet'``), decoded as R's are (:func:`code_escapes`)
+    escape_prefixes: frozenset[str] = frozenset()
+    #: the prefix of strings written with Unicode escapes (PostgreSQL's ``U&'l\\2019effet'``: :func:`unicode_escapes`)
+    unicode_prefix: str = ""
 
 
 R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False, prefixes=frozenset({"r"}), escapes="bytes")
 SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True, dollar_quotes=True,
-              prefixes=frozenset({"e", "n", "b", "x"}))
+              prefixes=frozenset({"e", "n", "b", "x"}), escape_prefixes=frozenset({"e"}), unicode_prefix="u&")
 #: a shell script's signs (red team 19: its prose was free, only its spaces were judged)
 #: (its ``"`` may follow a letter: ``"$(cat "$d/x")"`` nests quotes)
 SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_comments=True, heredocs=True,
@@ -178,15 +183,21 @@ def scan(text: str, grammar: Grammar) -> Parts:
             i = found.end()
         else:
             quote = opener[-1]
-            escapes = grammar.backslash and (opener == "$'" or quote not in grammar.raw)
+            prefix = _prefix(text, found.start()) if quote in grammar.strings else ""
+            escaped_prefix = prefix in grammar.escape_prefixes
+            escapes = (grammar.backslash or escaped_prefix) and (opener == "$'" or quote not in grammar.raw)
             end = _inside(quote, grammar.doubled, escapes).match(text, found.end()).end()  # not closed: to the end
             inside = text[found.end():end]  # a quoted name is judged as a string: it names the data too
+            if grammar.doubled:
+                inside = inside.replace(quote * 2, quote)
             if opener == "$'":
                 value = ansi_c(inside)
-            elif escapes and grammar.escapes and not _raw_prefix(text, found.start()):
-                value = code_escapes(inside, grammar.escapes == "bytes")
+            elif escapes and (grammar.escapes or escaped_prefix) and "r" not in prefix:
+                value = code_escapes(inside, grammar.escapes != "str")
+            elif grammar.unicode_prefix and prefix == grammar.unicode_prefix:
+                value = unicode_escapes(inside)
             else:
-                value = unescaped(inside.replace(quote * 2, quote) if grammar.doubled else inside, escapes)
+                value = unescaped(inside, escapes)
             i = min(n, end + 1)
             if not grammar.words:
                 parts.strings.append(value)
@@ -255,6 +266,8 @@ def _apostrophe(text: str, start: int, grammar: Grammar) -> bool:
 def _inside(quote: str, doubled: bool, escapes: bool) -> re.Pattern:
     """What may stand inside quotes ``quote`` (escaped quotes included)."""
     q = re.escape(quote)
+    if escapes and doubled:  # PostgreSQL's E'...': a backslash or a doubled quote escapes the quote
+        return re.compile(rf"(?:[^{q}\\]|\\.|{q}{q})*(?:\\\Z)?", re.S)
     if escapes:
         return re.compile(rf"(?:[^{q}\\]|\\.)*(?:\\\Z)?", re.S)
     if doubled:
@@ -278,10 +291,25 @@ _CODE_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|[uU]\{[0-9A-Fa-f]{1,8}\}|u[0-9A
                           r"|N\{[A-Za-z0-9 -]{1,88}\}|[0-7]{1,3}|.)", re.S)
 
 
-def _raw_prefix(text: str, start: int) -> bool:
-    """Whether the quote at ``start`` opens a raw string (``r"..."``, ``R"(...)"``, ``rb'...'``)."""
-    before = re.search(r"(?<![\w])[A-Za-z]{1,2}\Z", text[max(0, start - 3):start])
-    return bool(before) and "r" in before.group().lower()
+def _prefix(text: str, start: int) -> str:
+    """The prefix of the string whose quote is at ``start``, lower-cased: one or two letters glued
+    to it (``r"..."``, ``rb'...'``, ``E'...'``) or PostgreSQL's ``U&``; "" when none."""
+    before = re.search(r"(?<![\w&])[A-Za-z]{1,2}&?\Z", text[max(0, start - 4):start])
+    return before.group().lower() if before else ""
+
+
+#: a Unicode escape of PostgreSQL's ``U&'...'`` strings: four or six hexadecimal digits, or ``\\``
+_UNICODE_ESCAPE = re.compile(r"\\(?:([0-9A-Fa-f]{4})|\+([0-9A-Fa-f]{6})|(\\))")
+
+
+def unicode_escapes(text: str) -> str:
+    """The text of a PostgreSQL ``U&'...'`` string: ``\\2019`` and ``\\+002019`` are ``’``."""
+    def char(m: re.Match) -> str:
+        if m.group(3):
+            return "\\"
+        code = int(m.group(1) or m.group(2), 16)
+        return chr(code) if code < 0x110000 and not 0xD800 <= code < 0xE000 else "\ufffd"
+    return _UNICODE_ESCAPE.sub(char, text)
 
 
 def code_escapes(text: str, byte_escapes: bool) -> str:
