@@ -135,6 +135,11 @@ def test_a_shell_word_is_one_string_with_the_quotes_prose_shows():
     assert parts.strings == ['il a dit "oui" 1', "$d/x$e", 'a" b', "--n=$m", 'c "d']
 
 
+def test_a_quote_set_off_by_blanks_is_shown_as_prose_shows_it():
+    parts = pt.program_parts('echo "il a dit " oui " 1"\nread -p "Nom : " f\necho "a\t" x "b"\necho "c "\n', "run.sh")
+    assert parts.strings == ['il a dit " ', ' " 1', 'Nom : " ', 'a\t" ', "b", "c "]
+
+
 def test_a_broken_encoding_in_strings_but_a_cleaning_steps_pairs():
     assert typography.repaired("rÃ©gion, lâ€™effet, 37Â°, Ã, Â") == "région, l’effet, 37°, Ã, Â"
     assert "the program's strings: U+00E9" in pt.prose_rules(pt.python("print('rÃ©sultat')\nprint('été')\n"))[0][2]
