@@ -140,6 +140,13 @@ def test_a_quote_set_off_by_blanks_is_shown_as_prose_shows_it():
     assert parts.strings == ['il a dit " ', ' " 1', 'Nom : " ', 'a\t" ', "b", "c "]
 
 
+def test_sql_strings_are_also_read_as_mysql_reads_a_backslash():
+    bs = chr(92)
+    parts = pt.program_parts(f"SELECT 'l{bs}'effet' AS a, 'C:{bs}' AS b;\n", "q.sql")
+    assert parts.strings == [f"l{bs}", f"C:{bs}", "l'effet", "C:' AS b;\n"]  # standard SQL's, then MySQL's
+    assert pt.program_parts("SELECT 'l''effet' AS a;\n", "q.sql").strings == ["l'effet"]  # no backslash: one reading
+
+
 def test_a_broken_encoding_in_strings_but_a_cleaning_steps_pairs():
     assert typography.repaired("rÃ©gion, lâ€™effet, 37Â°, Ã, Â") == "région, l’effet, 37°, Ã, Â"
     assert "the program's strings: U+00E9" in pt.prose_rules(pt.python("print('rÃ©sultat')\nprint('été')\n"))[0][2]

@@ -5,7 +5,7 @@ three holes in :mod:`pds_kernel.airlock.checks.program_scan` and
 :mod:`pds_kernel.airlock.checks.program_text`. Every attack goes through the gate's real service
 and asserts the file fails ``hidden-text``; each carries a bit a line.
 
-21 attempts, all got through before their fix, and 7 controls (the shell script's failed before):
+23 attempts, all got through before their fix, and 9 controls (the shell script's failed before):
 
 - double quotes in a shell script's prose (4: a quotation ``"oui"`` beside ``“oui”`` in a string
   over many lines, the 20C strict expected failure; one ``echo`` a line; a quotation with a blank
@@ -29,15 +29,18 @@ and asserts the file fails ``hidden-text``; each carries a bit a line.
   are judged too, but for a string in a broken encoding whose repair is the string right before
   or after it (``replace('Ã©', 'é')``, ``{'rÃ©gion': 'région'}``).
 
-- a Python, R or SQL string's character escapes (7: ``"l\\u2019effet"`` beside ``"l'effet"``,
+- a Python, R or SQL string's character escapes (9: ``"l\\u2019effet"`` beside ``"l'effet"``,
   Python's ``\\N{RIGHT SINGLE QUOTATION MARK}`` beside ``\\x27``, octal bytes in a bytes string,
   R's ``\\u{2019}`` and ``\\xe2\\x80\\x99``, PostgreSQL's ``E'l\\u2019effet'`` and
-  ``U&'l\\2019effet'`` beside ``'l''effet'``): judged as the letters written, never as the
-  apostrophe a reader of the output sees. Now each is the character it stands for (raw strings are
-  left as written).
+  ``U&'l\\2019effet'`` beside ``'l''effet'``, MySQL's ``'l\\'effet'`` beside ``'l’effet'``, a
+  letter or a blank after it): judged as the letters written, never as the apostrophe a reader of
+  the output sees. Now each is the character it stands for (raw strings are left as written), and
+  a SQL text holding a backslash is read twice, as standard SQL and as MySQL, both readings'
+  strings judged.
 
 Controls: an honest shell script (words glued to quotes, ``"$(cat "$d/x")"``, ``grep "motif"``
-beside ``“oui”``, ``'C:\\'`` before ``'l’effet'``, ``IFS=$'\\n\\t'``, ``$'l\\u2019effet'``, ``awk -F';'``), and
+beside ``“oui”``, ``'C:\\'`` before ``'l’effet'``, ``IFS=$'\\n\\t'``, ``$'l\\u2019effet'``, ``awk -F';'``, prompts
+``read -p "Nom : " f``), PostgreSQL's ``'C:\\'`` before ``'l’effet'`` and an honest MySQL query, and
 cleaning steps in Python, R and SQL printing accented messages, and Python, R and SQL programs
 writing ``’`` as an escape and as itself, with other escapes and raw strings. One strict expected failure: a
 broken string printed beside its repair, a pair like a cleaning step's.
@@ -120,6 +123,9 @@ ESCAPES = {
                                                     BACKSLASH + "u2019")),
     "PostgreSQL Unicode strings": ("q.sql", _escaped("SELECT U&'l{}effet, groupe {}' AS t;", APOS * 2,
                                                      BACKSLASH + "2019")),
+    "MySQL backslash escapes": ("q.sql", _escaped("SELECT 'l{}effet, groupe {}' AS t;", BACKSLASH + APOS, RSQUO)),
+    "MySQL backslash escapes set off by blanks": (
+        "q.sql", _escaped("SELECT 'il a dit {0} oui {0} {1}' AS t;", BACKSLASH + APOS, "\u2018")),
 }
 
 
@@ -149,6 +155,8 @@ HONEST = {
     "escapes.R": 'cat("l\\u2019effet", "l’âge", "\\u00e9t\\u00e9\\n")\nx <- gsub(r"(\\d+)", "", x)\n',
     "escapes.sql": ("SELECT E'l\\u2019effet\\n' AS a, U&'l\\2019\\00e2ge' AS b, 'l’ann\u00e9e' AS c,\n"
                     "       E'Total :\\t' AS d, N'caf\u00e9' AS e;\n"),
+    "paths.sql": "SELECT 'C:\\' AS disque, 'a\\\\' AS b, 'l’effet' AS c, \"Libellé\" FROM t; -- d’après\n",
+    "mysql.sql": "SELECT 'l\\'effet' AS a, \"Total : \" AS b, 'C:\\\\temp' AS c; -- l'an\n",
 }
 
 

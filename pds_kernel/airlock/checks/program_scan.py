@@ -19,7 +19,10 @@ characters they stand for (``$'l\\x27effet'`` is ``l'effet``, ``$'\\u2019'`` is 
 ``tr $'\\u2019' "'"`` fails as ``tr "’" "'"`` does: one string each sign, alone); and
 the quoted parts of one shell word with the text glued to them (``"il a dit "oui" 1"``,
 ``"$d"/x``) are one string with the quotes it shows, or a ``"`` closing a quotation in prose was
-syntax, never judged beside the ``“`` of the next line.
+syntax, never judged beside the ``“`` of the next line; so is a quote set off by blanks
+(``echo "il a dit " oui 1`` shows ``il a dit " ``). SQL's backslash means two things: standard
+SQL's ``'C:\\'`` is closed, MySQL's ``'l\\'effet'`` is ``l'effet``; a SQL text holding a
+backslash is read both ways, the strings of both judged (:attr:`Grammar.dialect`).
 """
 
 from __future__ import annotations
@@ -83,11 +86,17 @@ class Grammar:
     escape_prefixes: frozenset[str] = frozenset()
     #: the prefix of strings written with Unicode escapes (PostgreSQL's ``U&'l\\2019effet'``: :func:`unicode_escapes`)
     unicode_prefix: str = ""
+    #: another dialect whose reading of a text holding a backslash differs, its strings judged too
+    #: (MySQL's ``'l\\'effet'`` is ``l'effet``, where standard SQL reads ``'l\\'`` then ``effet``)
+    dialect: Grammar | None = None
 
 
 R = Grammar(("#",), None, "'\"", "`", backslash=True, doubled=False, prefixes=frozenset({"r"}), escapes="bytes")
+#: MySQL's signs: a backslash escapes in its strings, which double quotes also open
+MYSQL = Grammar(("--", "#"), ("/*", "*/"), "'\"", "`", backslash=True, doubled=True, prefixes=frozenset({"n", "b", "x"}))
 SQL = Grammar(("--",), ("/*", "*/"), "'", '"`', backslash=False, doubled=True, dollar_quotes=True,
-              prefixes=frozenset({"e", "n", "b", "x"}), escape_prefixes=frozenset({"e"}), unicode_prefix="u&")
+              prefixes=frozenset({"e", "n", "b", "x"}), escape_prefixes=frozenset({"e"}), unicode_prefix="u&",
+              dialect=MYSQL)
 #: a shell script's signs (red team 19: its prose was free, only its spaces were judged)
 #: (its ``"`` may follow a letter: ``"$(cat "$d/x")"`` nests quotes)
 SHELL = Grammar(("#",), None, "'\"", "", backslash=True, doubled=False, word_comments=True, heredocs=True,
@@ -222,6 +231,8 @@ def scan(text: str, grammar: Grammar) -> Parts:
     if word is not None:
         _end_word(text, parts, word)
     parts.code.append(text[i:])
+    if grammar.dialect is not None and "\\" in text:  # red team 21: ``'l\\'effet'`` beside ``'l’effet'``
+        parts.strings += scan(text, grammar.dialect).strings
     return parts
 
 
