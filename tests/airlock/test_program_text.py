@@ -138,6 +138,8 @@ def test_a_shell_word_is_one_string_with_the_quotes_prose_shows():
 def test_a_quote_set_off_by_blanks_is_shown_as_prose_shows_it():
     parts = pt.program_parts('echo "il a dit " oui " 1"\nread -p "Nom : " f\necho "a\t" x "b"\necho "c "\n', "run.sh")
     assert parts.strings == ['il a dit " ', ' " 1', 'Nom : " ', 'a\t" ', "b", "c "]
+    escaped = pt.program_parts('echo "il a dit "\\ oui\\;1 "a"\\ "b"\n', "run.sh").strings
+    assert escaped == ['il a dit " oui;1', "a b"]  # a word's escaped characters, as the shell makes them
 
 
 def test_sql_strings_are_also_read_as_mysql_reads_a_backslash():

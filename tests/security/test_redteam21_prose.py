@@ -5,7 +5,7 @@ three holes in :mod:`pds_kernel.airlock.checks.program_scan` and
 :mod:`pds_kernel.airlock.checks.program_text`. Every attack goes through the gate's real service
 and asserts the file fails ``hidden-text``; each carries a bit a line.
 
-23 attempts, all got through before their fix, and 9 controls (the shell script's failed before):
+24 attempts, all got through before their fix, and 9 controls (the shell script's failed before):
 
 - double quotes in a shell script's prose (4: a quotation ``"oui"`` beside ``“oui”`` in a string
   over many lines, the 20C strict expected failure; one ``echo`` a line; a quotation with a blank
@@ -13,10 +13,12 @@ and asserts the file fails ``hidden-text``; each carries a bit a line.
   before ``oui`` and opening the next was syntax, never judged beside the ``“`` of the next line.
   Now the quoted parts of one shell word and the text glued to them are one string with the
   quotes it shows (``"il a dit "oui" 1"``, ``oui" 1``, ``"$d"/x``).
-- a quote set off by blanks (3: ``echo "il a dit " oui 1`` beside ``echo "il a dit “ oui 1"``,
-  the closing side ``echo oui " a-t-il dit 1"``, and the same with apostrophes): a quoted part
-  ending or starting with a blank, a blank outside, was a word's edge, its quote syntax. Now that
-  quote is shown in the string with the blank beside it (``il a dit " ``), as prose writes it.
+- a quote set off by blanks (4: ``echo "il a dit " oui 1`` beside ``echo "il a dit “ oui 1"``,
+  the closing side ``echo oui " a-t-il dit 1"``, the same with apostrophes, and a blank escaped
+  outside the quotes, ``"il a dit "\\ oui``): a quoted part ending or starting with a blank, a
+  blank outside, was a word's edge, its quote syntax. Now that quote is shown in the string with
+  the blank beside it (``il a dit " ``), as prose writes it, and a word's escaped characters are
+  the characters the shell makes of them.
 - the shell's ANSI-C quotes (3: ``$'l\\x27effet'``, ``$'l\\'effet'`` beside ``$'l\\u2019effet'``,
   octal bytes ``\\047`` and ``\\342\\200\\231``): each escape was text the gate did not decode, a
   way to write an apostrophe a checker does not read as one. Now ``$'...'`` is judged as the text
@@ -78,6 +80,8 @@ ATTACKS = {
         f'echo "il a dit {LDQUO} oui {i}"' if one else f'echo "il a dit " oui {i}'))),
     "a closing double quote set off by blanks": ("run.sh", lines(lambda i, one: (
         f'echo "oui {RDQUO} a-t-il dit {i}"' if one else f'echo oui " a-t-il dit {i}"'))),
+    "a quote set off by an escaped blank": ("run.sh", lines(lambda i, one: (
+        f'echo "il a dit {LDQUO} oui {i}"' if one else f'echo "il a dit "{BACKSLASH} oui {i}'))),
     "an opening apostrophe set off by blanks": ("run.sh", lines(lambda i, one: (
         f"echo 'il a dit \u2018 oui {i}'" if one else f"echo 'il a dit ' oui {i}"))),
     "double quotes in a %%bash cell": ("fit.py", "# %%\nimport pandas as pd\n\n# %%\n%%bash\n" + QUOTED_PROSE),

@@ -111,8 +111,15 @@ _HEREDOC = r"(?<!<)<<(?P<tabs>-?)[ \t]*(?P<delimiter>'[^'\n]*'|\"[^\"\n]*\"|\\?[
 #: a dollar quote's tag (``$1`` is a parameter, ``x$y`` a name)
 _DOLLAR = r"(?<![\w$])\$(?:[A-Za-z_]\w*)?\$"
 #: what a shell word is made of besides its quoted parts (no blank, operator, quote or backquote)
-_WORD = re.compile(r"[^\s|&;()<>'\"`]*")
-_WORD_TAIL = re.compile(r"[^\s|&;()<>'\"`]*\Z")
+#: (a backslash escapes the next character: ``"il a dit "\\ oui`` is one word)
+_WORD = re.compile(r"(?:[^\s|&;()<>'\"`\\]|\\.)*")
+_WORD_TAIL = re.compile(r"(?:[^\s|&;()<>'\"`\\]|\\.)*\Z")
+_WORD_ESCAPE = re.compile(r"\\(.)")
+
+
+def _word_text(text: str) -> str:
+    """The text the shell makes of a word's unquoted part (``\\ `` is a blank)."""
+    return _WORD_ESCAPE.sub(r"\1", text) if "\\" in text else text
 
 
 @cache
@@ -213,11 +220,11 @@ def scan(text: str, grammar: Grammar) -> Parts:
                 continue
             opening = opener[-1] if _prose_side(value[:1]) else ""
             if word is not None:  # a quoted part glued to the word's last: one string, with the text between
-                word.add(text[word.after - 1] if _prose_side(word.last) else "", text[word.after:found.start()],
+                word.add(text[word.after - 1] if _prose_side(word.last) else "", _word_text(text[word.after:found.start()]),
                          opener[:-1], opening, value)
                 word.after = i
             else:  # with the text glued before it (``oui" 0``)
-                before = _WORD_TAIL.search(parts.code[-1], max(0, len(parts.code[-1]) - 256)).group()
+                before = _word_text(_WORD_TAIL.search(parts.code[-1], max(0, len(parts.code[-1]) - 256)).group())
                 parts.strings.append("")
                 word = _Word(len(parts.strings) - 1, i, [])
                 if before:
@@ -238,7 +245,7 @@ def scan(text: str, grammar: Grammar) -> Parts:
 
 def _end_word(text: str, parts: Parts, word: _Word) -> None:
     """The end of a shell word: the text glued after its last quote (``"$d"/x``)."""
-    after = _WORD.match(text, word.after).group() if word.after < len(text) else ""
+    after = _word_text(_WORD.match(text, word.after).group()) if word.after < len(text) else ""
     if after:
         word.add(text[word.after - 1] if _prose_side(word.last) else "", after)
     elif _set_off(word.last, 0) and _set_off(text, word.after) and text[word.after - 1] in "'\"":
