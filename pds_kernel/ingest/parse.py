@@ -486,18 +486,18 @@ def _parse_streamed(job: ParseJob, table, header: list[str], fh, sample: bytes, 
         codes = {c: known_series(*n, lake_types[c]) for c, n in job.nomenclatures.items() if c in header}
     target = staging / f"{source.stem}.parquet"
     found = streamed.stream_rows(source, table, header, job.references, job.month, numbers,
-                                 lake_types, target, codes, latest=job.latest)
+                                 lake_types, target, codes, latest=job.latest, blanks=scan.blanks)
     if numbers and (found is None or found.loaded < scan.rows):
         # A number the reader refused, or rows to quarantine: load the file from its text read,
         # as the block parser does, so that the rows loaded and the rows quarantined come from
         # the same read (the typed reader accepts the same numbers as the text conversion).
         found = streamed.stream_rows(source, table, header, job.references, job.month, {},
-                                     lake_types, target, codes, latest=job.latest)
+                                     lake_types, target, codes, latest=job.latest, blanks=scan.blanks)
     if found is None:  # a text read of clean bytes fails only if the file changed under it
         return False
     bad = pl.DataFrame()
     if found.loaded < scan.rows:
-        bad = streamed.quarantined_rows(source, table, header, job.references, job.month, job.latest)
+        bad = streamed.quarantined_rows(source, table, header, job.references, job.month, job.latest, scan.blanks)
     if bad is None or found.loaded + bad.height != scan.rows or streamed.identity(source, fh) != before:
         # The file changed between the reads (a delivery still being written, a swap): the block
         # parser reads it once, so the hash recorded is that of the rows loaded.

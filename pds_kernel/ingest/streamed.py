@@ -119,11 +119,13 @@ class Streamed:
 
 
 def _rows(source: Path, table, header: list[str], references: dict, month: str | None,
-          numbers: dict[str, pl.DataType], latest: date | None = None) -> tuple[pl.LazyFrame, pl.Expr, list[pl.Expr]]:
+          numbers: dict[str, pl.DataType], latest: date | None, blanks: bool
+          ) -> tuple[pl.LazyFrame, pl.Expr, list[pl.Expr]]:
     """The file's rows, as the block parser sees them (line numbers, text columns, typed copies,
     ``__fields`` and ``__flaw``: clean bytes mean one field per column and no flawed line), with
-    the flag of a bad row and the columns of its quarantine entry."""
-    typed, checks = build_table_checks(table, set(header), references, month, latest)
+    the flag of a bad row and the columns of its quarantine entry. ``blanks``: whether the file
+    holds a space (:attr:`Scan.blanks`; without one, no check of blanks around codes can fail)."""
+    typed, checks = build_table_checks(table, set(header), references, month, latest, blanks)
     flags, entry = row_verdict(len(header), checks)
     frame = (pl.scan_csv(source, separator=";", quote_char=None, has_header=True, encoding="utf8",
                          schema={c: numbers.get(c, pl.String) for c in header}, glob=False)
@@ -135,14 +137,14 @@ def _rows(source: Path, table, header: list[str], references: dict, month: str |
 
 def stream_rows(source: Path, table, header: list[str], references: dict, month: str | None,
                 numbers: dict[str, pl.DataType], lake_types: dict, target: Path,
-                known_codes: dict[str, pl.Series], latest: date | None = None) -> Streamed | None:
+                known_codes: dict[str, pl.Series], latest: date | None = None, blanks: bool = True) -> Streamed | None:
     """Write the rows of ``source`` that pass every check to ``target`` and compute, in the same
     pass (the branches of one query share the reading and the checks), the figures the pipeline
     needs of them. ``numbers``: the columns to read as numbers (the others are read as text and typed by
     the checks' expressions); ``known_codes``: per column checked against a nomenclature, its
     codes in the column's lake type (a loaded value not among them is counted for the report).
-    ``None`` when the reader refused a number: read them as text."""
-    frame, bad, _ = _rows(source, table, header, references, month, numbers, latest)
+    ``None`` when the reader refused a number: read them as text. ``blanks``: see :func:`_rows`."""
+    frame, bad, _ = _rows(source, table, header, references, month, numbers, latest, blanks)
     good = frame.filter(~bad).select("__line", *build_lake_columns(table, set(header))).cast(lake_types)
     queries = [good.drop("__line").sink_parquet(target, compression="zstd", compression_level=1,
                                                 maintain_order=True, row_group_size=ROW_GROUP_ROWS,
@@ -171,13 +173,13 @@ def _unknown(column: str, codes: pl.Series) -> pl.Expr:
 
 
 def quarantined_rows(source: Path, table, header: list[str], references: dict, month: str | None,
-                     latest: date | None = None) -> pl.DataFrame | None:
+                     latest: date | None = None, blanks: bool = True) -> pl.DataFrame | None:
     """The quarantine entries of ``source`` (line, check, column, reason, raw), read as text so
     that the raw line is rebuilt exactly from its fields (every line has one per column and no
     field holds ``;``); ``None`` if the reader fails (the file changed since it was checked). A
     second pass, taken only by a file with rows to quarantine: a branch of the loading query that
     kept the bad rows would read and check the file again anyway."""
-    frame, bad, entry = _rows(source, table, header, references, month, {}, latest)
+    frame, bad, entry = _rows(source, table, header, references, month, {}, latest, blanks)
     try:
         with _ONE_QUERY:
             return (frame.filter(bad)

@@ -63,6 +63,8 @@ VARIANTS = {
     "number the reader refuses": (lambda ls: _join(_edit(ls, 90, "PRS_PAI_MNT", b"2.x")), "streamed"),
     "blank before a number": (lambda ls: _join(_edit(ls, 100, "PRS_ACT_QTE", b" 2")), "streamed"),
     "blank in a text": (lambda ls: _join(_edit(ls, 110, "PFS_EXE_NUM", b"751 234")), "streamed"),
+    # the one space of the file: the streamed parser checks blanks around codes only when it holds one
+    "blank after a code": (lambda ls: _join(_edit(ls, 105, "BEN_RES_DPT", b"075 ")), "streamed"),
     # a quote is never loaded (red team 14B): its line is quarantined by the block parser
     "quote in a text": (lambda ls: _join(_edit(ls, 120, "PFS_EXE_NUM", b'"751"')), "blocks"),
     "repeated key": (lambda ls: _join(ls[:130] + [ls[129]] + ls[130:]), "streamed"),
@@ -141,6 +143,8 @@ def test_both_parsers_load_and_quarantine_the_same_rows(variant, tmp_path, monke
         assert candidate.rows_quarantined == 1 and candidate.quarantine
     if variant == "quote in a text":
         assert candidate.rows_quarantined == 1 and b"quote" in Path(candidate.quarantine).read_bytes()
+    if variant == "blank after a code":
+        assert b"blank_around_code" in Path(candidate.quarantine).read_bytes()
     if variant == "C1 byte":
         assert "C1 control character" in candidate.refused
     else:
