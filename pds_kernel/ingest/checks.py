@@ -423,14 +423,19 @@ LINE_FLAWS = {
 }
 
 
-def row_verdict(columns: int, checks: list[ColumnCheck]) -> tuple[list[pl.Expr], list[pl.Expr]]:
+def row_flags(columns: int, checks: list[ColumnCheck]) -> list[pl.Expr]:
     """What decides whether a row of a file of ``columns`` columns is loaded: the flags that make
-    it bad (any true, or null, quarantines it), and the ``check``, ``column`` and ``reason`` of
-    its quarantine entry (those of the first check that fails). They read ``__flaw`` (the check a
-    whole line fails, null when none: see :data:`LINE_FLAWS`), ``__fields`` (the line's field
-    count), the text columns and their typed copies."""
-    flawed = pl.col("__flaw").is_not_null()
-    wrong_count = pl.col("__fields") != columns
+    it bad (any true, or null, quarantines it). They read ``__flaw`` (the check a whole line
+    fails, null when none: see :data:`LINE_FLAWS`), ``__fields`` (the line's field count), the
+    text columns and their typed copies."""
+    return [pl.col("__flaw").is_not_null(), pl.col("__fields") != columns] + [c.bad for c in checks]
+
+
+def quarantine_entry(columns: int, checks: list[ColumnCheck]) -> list[pl.Expr]:
+    """The ``check``, ``column`` and ``reason`` of a bad row's quarantine entry: those of the first
+    of :func:`row_flags` that fails. Built only for a file with a bad row: three expressions of
+    every check, a millisecond or two a file, most of a small file's checking otherwise."""
+    flawed, wrong_count, *_ = row_flags(columns, [])
     flaw_reason = pl.coalesce([pl.when(pl.col("__flaw") == check).then(pl.lit(reason))
                                for check, reason in LINE_FLAWS.items()])
     failing = [(flawed, pl.col("__flaw"), pl.lit(""), flaw_reason),
@@ -438,6 +443,5 @@ def row_verdict(columns: int, checks: list[ColumnCheck]) -> tuple[list[pl.Expr],
                 pl.lit(f"wrong number of fields: expected {columns}, got ")
                 + pl.col("__fields").cast(pl.String))]
     failing += [(c.bad, pl.lit(c.check), pl.lit(c.column), c.reason) for c in checks]
-    entry = [pl.coalesce([pl.when(bad).then(item[index]) for bad, *item in failing]).alias(name)
-             for index, name in enumerate(("check", "column", "reason"))]
-    return [flawed, wrong_count] + [c.bad for c in checks], entry
+    return [pl.coalesce([pl.when(bad).then(item[index]) for bad, *item in failing]).alias(name)
+            for index, name in enumerate(("check", "column", "reason"))]

@@ -40,7 +40,15 @@ from ..hashing import sha256_file
 from ..snds.catalogue import ingestible_table
 from ..snds.tables import polars_type
 from . import streamed
-from .checks import Check, build_lake_columns, build_table_checks, joined_fields, quoted_fields, row_verdict
+from .checks import (
+    Check,
+    build_lake_columns,
+    build_table_checks,
+    joined_fields,
+    quarantine_entry,
+    quoted_fields,
+    row_flags,
+)
 from .codes import CODES_BUILT, count_unknown_codes, known_series
 from .delivery import check_header
 from .keys import LINES_SCHEMA, key_hash_exprs
@@ -375,7 +383,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     typed, checks = build_table_checks(table, present, job.references, job.month, job.latest)
     lake_columns = build_lake_columns(table, present)
     lake_types = lake_schema(job.table)
-    bad_flags, entry = row_verdict(len(header), checks)
+    bad_flags = row_flags(len(header), checks)
 
     numbers = _number_columns(table, header)
     quoting = quoted_fields(table, header)
@@ -429,7 +437,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                         count_unknown_codes(good, codes, stats)
                 if n_bad:
                     rows = frame.filter(flags).select(
-                        pl.col("__line").alias("line"), *entry,
+                        pl.col("__line").alias("line"), *quarantine_entry(len(header), checks),
                         _raw_line(frame, header).alias("raw"))
                     if quarantine_fh is None:
                         quarantine_fh = quarantine_path.open("wb")

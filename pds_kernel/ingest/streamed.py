@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .checks import build_lake_columns, build_table_checks, joined_fields, row_verdict
+from .checks import build_lake_columns, build_table_checks, joined_fields, quarantine_entry, row_flags
 from .keys import key_hash_exprs
 from .stats import figure_exprs
 
@@ -126,7 +126,7 @@ def _rows(source: Path, table, header: list[str], references: dict, month: str |
     the flag of a bad row and the columns of its quarantine entry. ``blanks``: whether the file
     holds a space (:attr:`Scan.blanks`; without one, no check of blanks around codes can fail)."""
     typed, checks = build_table_checks(table, set(header), references, month, latest, blanks)
-    flags, entry = row_verdict(len(header), checks)
+    flags, entry = row_flags(len(header), checks), quarantine_entry(len(header), checks)
     frame = (pl.scan_csv(source, separator=";", quote_char=None, has_header=True, encoding="utf8",
                          schema={c: numbers.get(c, pl.String) for c in header}, glob=False)
              .with_row_index("__line", offset=2)
