@@ -60,11 +60,24 @@ def move_to_quarantine(outcome: ParseOutcome, f: DeliveryFile, dups: pl.DataFram
     outcome.rows_quarantined += dups.height
 
 
+#: The columns of a quarantine file, as the ingestion writes them.
+QUARANTINE_SCHEMA = {"line": pl.UInt32, "check": pl.String, "column": pl.String, "reason": pl.String,
+                     "raw": pl.String}
+
+
 def read_quarantine(path: Path) -> pl.DataFrame:
     """A quarantine file as written by the ingestion (UTF-8, ``;``, quoted raw lines)."""
-    return pl.read_csv(path, separator=";", schema={"line": pl.UInt32, "check": pl.String,
-                                                    "column": pl.String, "reason": pl.String,
-                                                    "raw": pl.String})
+    return pl.read_csv(path, separator=";", schema=QUARANTINE_SCHEMA)
+
+
+def read_quarantines(paths: list[Path]) -> pl.DataFrame:
+    """Every quarantine file of ``paths`` in one frame, each row with the ``path`` it came from:
+    one query over all of them (a lake of 20,000 small files held 8,000 quarantine files, and
+    reading them one by one was most of a correction's run)."""
+    if not paths:
+        return pl.DataFrame(schema={**QUARANTINE_SCHEMA, "path": pl.String})
+    return pl.scan_csv([str(p) for p in paths], separator=";", schema=QUARANTINE_SCHEMA, glob=False,
+                       include_file_paths="path").collect()
 
 
 def _raw_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:

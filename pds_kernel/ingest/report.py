@@ -166,16 +166,15 @@ def build_monthly_volumes(manifest: Manifest) -> dict[str, dict[str, int]]:
 
 
 def build_quarantine_summary(lake: Path, manifest: Manifest) -> list[dict]:
-    from .quarantine import read_quarantine
+    from .quarantine import read_quarantines
 
-    frames = []
-    for entry in sorted(manifest.entries.values(), key=lambda e: e.name):
-        if entry.quarantine:
-            frames.append(read_quarantine(lake / entry.quarantine).with_columns(
-                pl.lit(entry.table).alias("table"), pl.lit(entry.name).alias("file")))
-    if not frames:
+    quarantined = {str(lake / e.quarantine): e for e in manifest.entries.values() if e.quarantine}
+    if not quarantined:
         return []
-    rows = pl.concat(frames).with_columns(pl.col("column").fill_null(""))
+    files = pl.DataFrame({"path": list(quarantined), "table": [e.table for e in quarantined.values()],
+                          "file": [e.name for e in quarantined.values()]})
+    rows = (read_quarantines(list(quarantined)).join(files, on="path", how="left")
+            .with_columns(pl.col("column").fill_null("")))
     summary = []
     for (table, check, column), group in rows.group_by(["table", "check", "column"], maintain_order=True):
         examples = group.sort(["file", "line"]).head(EXAMPLES)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+
 import polars as pl
 import pytest
 from delivery_factory import write_table
@@ -134,3 +137,20 @@ def test_empty_or_truncated_file(runtime, delivery, content):
     result = ingest_delivery(runtime, delivery, actor="tester")
     f = next(f for f in result.files if f.name == "IR_BEN_R.csv")
     assert f.status == Status.REFUSED and f.rows_read == 0
+
+
+def test_the_report_sums_up_every_quarantine_file_of_the_lake(runtime, delivery):
+    """The report's quarantine section: a group per table, check and column over every quarantine
+    file of the lake (read in one query), each with its count and first examples by file and line."""
+    expected_prs, expected_pha = _corrupt(delivery)
+    result = ingest_delivery(runtime, delivery, actor="tester")
+    summary = json.loads(result.report_json.read_text())["quarantine"]
+    counts = {(s["table"], s["check"], s["column"]): s["count"] for s in summary}
+    expected = Counter(("ER_PRS_F", *kind) for kind in expected_prs.values())
+    expected.update(("ER_PHA_F", *kind) for kind in expected_pha.values())
+    assert counts == dict(expected)
+    for group in summary:
+        lines = [(e["file"], e["line"]) for e in group["examples"]]
+        assert lines == sorted(lines) and len(lines) == min(3, group["count"])
+        source = delivery / lines[0][0]
+        assert all(e["raw"] == _lines(source)[e["line"] - 1][:len(e["raw"])] for e in group["examples"])
