@@ -93,7 +93,7 @@ from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Ingest, Paths, Settings
 from pds_kernel.ingest import ingest_delivery
 root = Path(sys.argv[1])
-# earliest_year: the 20,000 files of bench.many_files.scale_delivery go back to the 18th century
+# earliest_year: the 20,000 files of bench.many_files.scale_delivery go back to 1925
 rt = Runtime(Settings(paths=Paths(**{f.name: root / f.name for f in fields(Paths)}),
                       ingest=Ingest(earliest_year=1000)))
 correction = len(sys.argv) > 3 and sys.argv[3] == "correction"
