@@ -433,9 +433,9 @@ def row_flags(columns: int, checks: list[ColumnCheck]) -> list[pl.Expr]:
 
 def quarantine_entry(columns: int, checks: list[ColumnCheck]) -> list[pl.Expr]:
     """The ``check``, ``column`` and ``reason`` of a bad row's quarantine entry: those of the first
-    of :func:`row_flags` that fails. Built only for a block with a bad row: three expressions of
-    every check, a millisecond or two each time, were most of a small file's checking when every
-    file built them."""
+    of :func:`row_flags` that fails. Built only for a file with a bad row: three expressions of
+    every check, a millisecond or two, were most of a small file's checking when every file built
+    them."""
     flawed, wrong_count, *_ = row_flags(columns, [])
     flaw_reason = pl.coalesce([pl.when(pl.col("__flaw") == check).then(pl.lit(reason))
                                for check, reason in LINE_FLAWS.items()])

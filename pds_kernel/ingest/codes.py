@@ -25,7 +25,7 @@ CODES_BUILT = threading.Lock()
 
 @functools.cache
 def known_series(name: str, column: str, dtype: pl.DataType) -> pl.Series:
-    """The codes of a nomenclature as the lake holds them, distinct and sorted (:func:`_unknown`
+    """The codes of a nomenclature as the lake holds them, distinct and sorted (:func:`_unknown_values`
     searches them): text, or numbers for
     a numeric column ``dtype`` (``"001"`` and ``"1.00"`` are the number 1; an integer column keeps
     the codes that are whole numbers). Built once per process."""
@@ -45,7 +45,7 @@ def count_unknown_codes(good: pl.DataFrame, codes: dict[str, pl.Series], stats: 
     one query, and rows are counted only for a value that is unknown."""
     if not codes:
         return
-    found = good.select(_unknown(column, known) for column, known in codes.items()).row(0)
+    found = good.select(_unknown_values(column, known) for column, known in codes.items()).row(0)
     for column, unknown in zip(codes, found):
         if unknown:
             wanted = pl.Series(unknown, dtype=good.schema[column]).implode()
@@ -53,7 +53,7 @@ def count_unknown_codes(good: pl.DataFrame, codes: dict[str, pl.Series], stats: 
                                            + int(good.get_column(column).is_in(wanted).sum()))
 
 
-def _unknown(column: str, known: pl.Series) -> pl.Expr:
+def _unknown_values(column: str, known: pl.Series) -> pl.Expr:
     """The distinct values of ``column`` that the sorted ``known`` lacks, as a list, each found by a
     binary search: a hash table of a nomenclature's ~100,000 codes built for every block cost
     0.2-0.3 s of CPU on the whole delivery, and a query per column (a series' methods each run

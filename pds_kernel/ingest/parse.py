@@ -384,6 +384,7 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
     lake_columns = build_lake_columns(table, present)
     lake_types = lake_schema(job.table)
     bad_flags = row_flags(len(header), checks)
+    entry: list[pl.Expr] = []  # the quarantine entry's columns, built at the file's first bad row
 
     numbers = _number_columns(table, header)
     quoting = quoted_fields(table, header)
@@ -436,8 +437,9 @@ def _parse_body(job, table, header, fh, sample, digest, outcome: ParseOutcome, s
                     if codes:
                         count_unknown_codes(good, codes, stats)
                 if n_bad:
+                    entry = entry or quarantine_entry(len(header), checks)
                     rows = frame.filter(flags).select(
-                        pl.col("__line").alias("line"), *quarantine_entry(len(header), checks),
+                        pl.col("__line").alias("line"), *entry,
                         _raw_line(frame, header).alias("raw"))
                     if quarantine_fh is None:
                         quarantine_fh = quarantine_path.open("wb")
