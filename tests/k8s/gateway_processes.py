@@ -212,6 +212,22 @@ class GatewayProcess:
             db.row_factory = sqlite3.Row
             return {r["name"]: dict(r) for r in db.execute("SELECT * FROM clusters")}
 
+    def live_workers(self, cluster: str) -> list[str]:
+        """The cluster's workers the gateway's database holds as not yet stopped (status below
+        dask-gateway's ``JobStatus.STOPPED``, 5)."""
+        with sqlite3.connect(self.db_path) as db:
+            return [name for (name,) in db.execute(
+                "SELECT w.name FROM workers w JOIN clusters c ON w.cluster_id = c.id"
+                " WHERE c.name = ? AND w.status < 5", (cluster,))]
+
+    def wait_no_live_workers(self, cluster: str, timeout: float = 60) -> None:
+        """Until every worker of ``cluster`` has stopped (a test that scaled it waits here before
+        the next one reports its workers itself)."""
+        deadline = time.monotonic() + timeout
+        while (live := self.live_workers(cluster)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not live, f"workers of {cluster} still not stopped after {timeout} s: {live}"
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
