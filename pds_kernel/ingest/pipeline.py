@@ -66,11 +66,13 @@ log = logging.getLogger(__name__)
 STAGING_DIR = "_staging"
 #: Committed files are made durable (a version of each table, journal fsync, audit transaction) at
 #: least every this many files or this many bytes of delivered files (about a second of parsing on
-#: two cores): a kill loses at most that much work, which the next run redoes. The batches depend
+#: two cores: claims files parse at ~190 MB/s): a kill loses at most that much work, which the next
+#: run redoes. At 32 MiB every large claims file made its own flush (~0.04 s of the main thread's
+#: time each, taken from the parse: bench/RESULTS.md). The batches depend
 #: on the delivery only, never on the clock or on which worker answered first, so a local run and a
 #: run on Dask make the same versions of the same files.
 FLUSH_EVERY_FILES = 256
-FLUSH_EVERY_BYTES = 32 * 1024 * 1024
+FLUSH_EVERY_BYTES = 192 * 1024 * 1024
 
 
 class Status:
@@ -463,8 +465,6 @@ class _Run:
         """Audit the files a killed run committed and did not audit (the ledger entries recovered
         from the tables' logs): one ``ingest.file`` each, naming the run that committed it,
         recorded at once (one database transaction)."""
-        from ..db import transaction
-
         events = []
         for e in entries:
             status = Status.CORRECTED if e.replaces or e.correction is not None else Status.LOADED
@@ -475,7 +475,9 @@ class _Run:
             events.append(AuditEvent(
                 actor=self.actor, action="ingest.file", target=e.name, outcome=Outcome.OK,
                 details={"run": e.run, "recovered_by": self.run_id, **_file_details(result), "version": e.version}))
-        if events:
+        if events:  # the database's modules are imported when first needed: a run starts parsing sooner
+            from ..db import transaction
+
             with transaction(self.runtime.sessions) as session:
                 self.runtime.audit.record_many(events, session=session)
 
