@@ -10,21 +10,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "reference" / "red-team.md"
 sys.path.insert(0, str(ROOT / "tests" / "security"))
 
-from inventory import SUITE, collect, count_attempts, render  # noqa: E402
-
-
-def _whole_suite_collected(config) -> bool:
-    """Whether this session collected every test of tests/security: run on the whole directory (or
-    the whole suite), nothing deselected. ``make test`` does; then its own collection is counted."""
-    chosen = [Path(arg.split("::")[0]).resolve() for arg in config.args]
-    security = ROOT / SUITE
-    return (not config.option.keyword and not config.option.markexpr and not config.option.deselect
-            and any(arg == security or arg in security.parents for arg in chosen))
+from inventory import collect, count_attempts, render, whole_suite_collected  # noqa: E402
 
 
 @pytest.mark.slow  # without the whole suite in this session: pytest collects it in a fresh interpreter
 def test_red_team_page_matches_the_suite(request):
-    if _whole_suite_collected(request.config):
+    if whole_suite_collected(request.config):
         counts = count_attempts(item.nodeid for item in request.session.items)
     else:
         counts = collect()
