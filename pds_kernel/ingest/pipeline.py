@@ -65,14 +65,14 @@ log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
 #: Committed files are made durable (a version of each table, journal fsync, audit transaction) at
-#: least every this many files or this many bytes of delivered files (about a second of parsing on
-#: two cores: claims files parse at ~190 MB/s): a kill loses at most that much work, which the next
-#: run redoes. At 32 MiB every large claims file made its own flush (~0.04 s of the main thread's
-#: time each, taken from the parse: bench/RESULTS.md). The batches depend
-#: on the delivery only, never on the clock or on which worker answered first, so a local run and a
-#: run on Dask make the same versions of the same files.
+#: least every this many files or this many bytes of delivered files (a large claims file makes its
+#: own): a kill loses at most that much work, which the next run redoes. Every 192 MiB instead saved
+#: no measurable time on the bench's large files (~0.04 s of the main thread per flush, beside the
+#: parse) and held ~14 MiB more at the whole delivery's peak (alternating runs, 2026-12-07). The
+#: batches depend on the delivery only, never on the clock or on which worker answered first, so a
+#: local run and a run on Dask make the same versions of the same files.
 FLUSH_EVERY_FILES = 256
-FLUSH_EVERY_BYTES = 192 * 1024 * 1024
+FLUSH_EVERY_BYTES = 32 * 1024 * 1024
 
 
 class Status:
