@@ -28,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.ingest_bench import _DUCKDB_BEST, _OURS_ANY, _duckdb_options, _measure
+from bench.ingest_bench import _DUCKDB_BEST, _OURS_ANY, _duckdb_options, _measure, cpu_time_row
 from bench.memory import settle_library_pages
 
 #: The libraries' floor: the least any intake on polars + SQLAlchemy + deltalake holds for the same
@@ -104,6 +104,7 @@ def run(out_dir: Path, quick: bool) -> dict:
              peer_value=round(best_duck["seconds"], 2), ratio=round(ratio, 2),
              note=f"{rows:,} rows, {mb:,.0f} MB of Latin-1 CSV; best of {len(ours)}; ours "
                   f"[{tried}] s, DuckDB [{tried_duck}] s; goal ≥ 1.0"),
+        cpu_time_row("whole delivery: CPU time (median)", ours, duck, label),
         dict(name="whole delivery: throughput", value=round(mb / best_ours["seconds"], 1), unit="MB/s", peer=label,
              peer_value=round(mb / best_duck["seconds"], 1), ratio=round(ratio, 2),
              note=f"{len(files) / best_ours['seconds']:,.0f} files/s against {len(files) / best_duck['seconds']:,.0f}"),

@@ -27,6 +27,9 @@ def test_bench_runner_quick_ingest(tmp_path):
     assert "Ingestion: CSV → Parquet lake vs DuckDB" in text
     assert "DuckDB COPY" in text and "MB/s" in text and "peak memory" in text
     assert "Machine:" in text
+    cpu = next(line for line in text.splitlines() if line.startswith("| CPU time (median) |"))
+    ours, duck = (float(cell) for cell in (cpu.split("|")[2], cpu.split("|")[5]))
+    assert ours > 0 and duck > 0 and "cores kept busy" in cpu  # measured, each side's own
 
 
 @pytest.mark.slow
