@@ -84,6 +84,18 @@ def documented_total(page: Path = ROOT / "docs" / "isolation.md") -> int | None:
     return int(found[0]) if len(found) == 1 else None
 
 
+def documented_total_wrong(attempts: int, page: Path = ROOT / "docs" / "isolation.md") -> str | None:
+    """What to tell a run of the whole suite that made ``attempts`` attempts when ``page`` states
+    another total (None when it states the same)."""
+    documented = documented_total(page)
+    if documented == attempts:
+        return None
+    stated = "no total" if documented is None else f"{documented} red-team attempts"
+    return (f"{page.relative_to(ROOT) if page.is_relative_to(ROOT) else page} states {stated}, this run made "
+            f"{attempts}: write **{attempts} attempts, 0 succeeded** there, with the round's attacks "
+            "(docs/reference/red-team.md lists the files; the strict expected failures are not counted)")
+
+
 def whole_suite_collected(config) -> bool:
     """Whether a pytest session collects every test of the suite: run on tests/security or an
     ancestor (``make test`` runs ``tests``), with nothing deselected by ``-k``, ``-m`` or
