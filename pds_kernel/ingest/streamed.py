@@ -120,19 +120,20 @@ class Streamed:
 
 def _rows(source: Path, table, header: list[str], references: dict, month: str | None,
           numbers: dict[str, pl.DataType], latest: date | None, blanks: bool
-          ) -> tuple[pl.LazyFrame, pl.Expr, list[pl.Expr]]:
+          ) -> tuple[pl.LazyFrame, pl.Expr, list]:
     """The file's rows, as the block parser sees them (line numbers, text columns, typed copies,
     ``__fields`` and ``__flaw``: clean bytes mean one field per column and no flawed line), with
-    the flag of a bad row and the columns of its quarantine entry. ``blanks``: whether the file
-    holds a space (:attr:`Scan.blanks`; without one, no check of blanks around codes can fail)."""
+    the flag of a bad row and the checks it was built from (:func:`quarantined_rows` builds their
+    quarantine entry). ``blanks``: whether the file holds a space (:attr:`Scan.blanks`; without
+    one, no check of blanks around codes can fail)."""
     typed, checks = build_table_checks(table, set(header), references, month, latest, blanks)
-    flags, entry = row_flags(len(header), checks), quarantine_entry(len(header), checks)
+    flags = row_flags(len(header), checks)
     frame = (pl.scan_csv(source, separator=";", quote_char=None, has_header=True, encoding="utf8",
                          schema={c: numbers.get(c, pl.String) for c in header}, glob=False)
              .with_row_index("__line", offset=2)
              .with_columns(pl.lit(len(header), dtype=pl.UInt32).alias("__fields"),
                            pl.lit(None, dtype=pl.String).alias("__flaw"), *typed.values()))
-    return frame, pl.any_horizontal(flags).fill_null(True), entry
+    return frame, pl.any_horizontal(flags).fill_null(True), checks
 
 
 def stream_rows(source: Path, table, header: list[str], references: dict, month: str | None,
@@ -179,7 +180,8 @@ def quarantined_rows(source: Path, table, header: list[str], references: dict, m
     field holds ``;``); ``None`` if the reader fails (the file changed since it was checked). A
     second pass, taken only by a file with rows to quarantine: a branch of the loading query that
     kept the bad rows would read and check the file again anyway."""
-    frame, bad, entry = _rows(source, table, header, references, month, {}, latest, blanks)
+    frame, bad, checks = _rows(source, table, header, references, month, {}, latest, blanks)
+    entry = quarantine_entry(len(header), checks)
     try:
         with _ONE_QUERY:
             return (frame.filter(bad)
