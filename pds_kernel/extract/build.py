@@ -206,8 +206,11 @@ def _swap_link(link: Path, target: str) -> None:
     os.replace(tmp, link)
 
 
-def publish(settings, project: str, staging: Path, build_id: str) -> Path:
-    """Make the staged build read-only and switch ``extract`` to it; remove the previous build."""
+def publish(settings, project: str, staging: Path, build_id: str) -> tuple[Path, Path | None]:
+    """Make the staged build read-only and switch ``extract`` to it. Returns the build and the one
+    it replaced (``None`` if none), which the caller removes (:func:`remove_superseded`) once the
+    publication is in the audit trail: a running workspace's watcher tells the removal of a
+    superseded build from tampering by that record (:mod:`.mount_watch`)."""
     pdir = project_dir(settings, project)
     builds = pdir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
@@ -226,8 +229,19 @@ def publish(settings, project: str, staging: Path, build_id: str) -> Path:
     # only a build this function published is removed: never where a planted link points
     if previous and _BUILD_LINK.fullmatch(previous) and previous != f"builds/{build_id}" \
             and not (pdir / previous).is_symlink():
-        _remove_tree(pdir / previous)
-    return final
+        return final, pdir / previous
+    return final, None
+
+
+def remove_superseded(build: Path | None) -> None:
+    """Remove the build a publication replaced (see :func:`publish`). A failure leaves it on disk,
+    logged: the new build is published and audited whatever happens to the old one."""
+    if build is None:
+        return
+    try:
+        _remove_tree(build)
+    except OSError as exc:
+        log.warning("the superseded extract build %s could not be removed (%s); remove it by hand", build, exc)
 
 
 def _write_spec_copy(pdir: Path, text: str) -> None:
@@ -312,7 +326,7 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
             raise DisclosureRisk("the extract was refused by the conformity check: " + "; ".join(report.reasons))
         manifest["conformity"] = report.as_dict()
         manifest_sha256 = _write_manifest(staging, manifest)
-        final = publish(settings, project, staging, build_id)
+        final, superseded = publish(settings, project, staging, build_id)
         published = published_state(final)
         _write_spec_copy(pdir, spec.text)
         step("publish")
@@ -332,6 +346,7 @@ def run_build(runtime, project: str, spec: ExtractSpec, *, actor: str, backend: 
         lake_changes=changes, persons=persons.height, manifest_sha256=manifest_sha256,
         files_fingerprint=published.fingerprint, bytes=published.total_bytes,
         rows={t: v["rows"] for t, v in tables.items()}, k_anonymity=report.k_min))
+    remove_superseded(superseded)  # after the record: see publish
     log.info("built extract %s of project %s (%d persons)", build_id, project, persons.height)
     return BuildResult(project=project, path=final, manifest=manifest, report=report)
 
