@@ -238,8 +238,7 @@ class SandboxSpawner(Spawner):
         account = ensure_sandbox_account()
         self._prepare_home(spec.mount(home_volume_name(spec.project, spec.user)).host_path)
         hand_over(spec.mount(home_volume_name(spec.project, spec.user)).host_path, account)
-        extract, watched = await self._checked_extract(spec)
-        self._mounted = MountedExtract.of(extract, watched)  # what the hub's watcher compares it with
+        extract, self._mounted = await self._checked_extract(spec)  # what the hub's watcher compares it with
         prepare_imports_mount(spec.mount(imports_volume_name(spec.project)))
 
         runtime_dir = prepare_runtime_dir(self._runtime_dir())
@@ -355,14 +354,15 @@ class SandboxSpawner(Spawner):
         self._proc = None
 
     # ---- helpers -------------------------------------------------------------------------------
-    async def _checked_extract(self, spec) -> tuple[CheckedMount, int]:
+    async def _checked_extract(self, spec) -> tuple[CheckedMount, MountedExtract]:
         """The project's extract, checked against the audit trail (:mod:`pds_kernel.extract.mount_check`:
         re-hashed when small, compared with its recorded state when large), in a thread: hashing
-        a few GiB must not stop the hub; and a descriptor of the checked build, which the hub's
-        watcher reads while the workspace runs (:func:`~pds_kernel.extract.mount_watch.open_watched`).
+        a few GiB must not stop the hub; and what the hub's watcher compares the build with while
+        the workspace runs: a descriptor of it and its entries' state
+        (:func:`~pds_kernel.extract.mount_watch.open_watched`).
         A refusal is audited and shown to the researcher."""
 
-        def check() -> tuple[CheckedMount, int]:
+        def check() -> tuple[CheckedMount, MountedExtract]:
             checked = check_for_workspace(self._settings, self.context.runtime.audit, spec.project)
             return checked, open_watched(self._settings, checked)
 

@@ -4,7 +4,6 @@ build the workspace mounts, and a new publication."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from hub_identity_support import started_world
 from hubfixtures import write_extract
 from project_end_support import PROJECT, make_quota_world
 from published import publish_by_hand
+
+from pds_kernel.extract.build import remove_superseded
 
 
 @pytest.fixture(name="world", scope="module")
@@ -35,12 +36,11 @@ def build_of(hub):
 
 
 def republish(hub) -> None:
-    """A fresh extract, published as a build publishes one (the previous build removed)."""
+    """A fresh extract, published as a build publishes one: recorded, then the previous build
+    removed by the builder's own function."""
     pdir = hub.settings.paths.projects / PROJECT
     old = build_of(hub)
     (pdir / "extract").unlink()
     write_extract(pdir / "extract", rows=120)
     publish_by_hand(hub.runtime, PROJECT, actor="root")
-    for path in [old, *old.rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
-    shutil.rmtree(old)
+    remove_superseded(old)
