@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(CURDIR)/.tools/bin:$(PATH)
 
-APT_PACKAGES := bubblewrap libseccomp2 postgresql chromium iproute2 socat clamav clamav-daemon clamdscan bash less grep git
+APT_PACKAGES := bubblewrap libseccomp2 postgresql chromium iproute2 socat clamav clamav-daemon clamdscan bash less grep git e2fsprogs
 # R in the workspaces (docs/r.md): the kernel and the packages an SNDS analysis starts with, installed
 # without Debian's recommends (with them: ~650 packages, 1.6 GB; without: 69 packages, 136 MB).
 # R and its Jupyter kernel, data.table, survival, and the tidyverse (its core packages named one by one,

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import subprocess
 from datetime import date
 
 import polars as pl
@@ -136,6 +137,24 @@ def test_rebuild_is_deterministic_and_replaces_atomically(runtime, built):
     assert file_hashes(again.manifest) == first
     assert again.path != built.path and not built.path.exists()
     assert extract_dir(runtime.settings, "diab-study").resolve() == again.path.resolve()
+
+
+def test_a_rebuild_whose_previous_build_cannot_be_removed_is_published(runtime, built, caplog):
+    """The previous build is removed after the new one is published and recorded: a file of it that
+    cannot be removed (immutable, ``chattr +i``) leaves it on disk, logged, and the rebuild stands."""
+    stuck = next(p for p in sorted(built.path.rglob("*.parquet")))
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="pds_kernel.extract.build"):
+            again = run_build(runtime, "diab-study", parse_spec(DIABETES_SPEC), actor="root")
+        assert extract_dir(runtime.settings, "diab-study").resolve() == again.path.resolve()
+        assert stuck.exists()
+        assert [r for r in caplog.records if "could not be removed" in r.getMessage()
+                and str(built.path) in r.getMessage()]
+        latest = [e for e in runtime.audit.entries(project="diab-study", action="extract.build")][-1]
+        assert latest.outcome == "ok" and latest.details["build_id"] == again.path.name
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
 
 
 def test_check_of_the_published_extract(runtime, built):
