@@ -164,40 +164,20 @@ def _plain(rel: str) -> bool:
 
 
 # ---- scanning -----------------------------------------------------------------------------------
-def _walk(root: int, prefix: str = "", skip_vanished: bool = False) -> Iterator[tuple[str, os.stat_result, int]]:
+def _walk(root: int, prefix: str = "") -> Iterator[tuple[str, os.stat_result, int]]:
     """``(relative path, lstat, directory fd)`` of every entry below ``root``, sorted, depth first.
     A folder inside a folder is given but not walked: an extract has none (:func:`scan` refuses it,
     and a fingerprint with it differs from every published one), so no tree, however deep, makes
-    the walk recurse more than once (a deep one raised ``RecursionError`` before: red team 7).
-    ``skip_vanished``: an entry removed between the listing and its ``stat`` is left out (a tree
-    being removed), instead of raising."""
+    the walk recurse more than once (a deep one raised ``RecursionError`` before: red team 7)."""
     for name in sorted(os.listdir(root)):
-        try:
-            info = os.stat(name, dir_fd=root, follow_symlinks=False)
-        except FileNotFoundError:
-            if skip_vanished:
-                continue
-            raise
+        info = os.stat(name, dir_fd=root, follow_symlinks=False)
         yield prefix + name, info, root
         if stat.S_ISDIR(info.st_mode) and not prefix:
+            sub = _open_dir(root, name)
             try:
-                sub = _open_dir(root, name)
-            except TreeRefused:
-                if skip_vanished and not _present(root, name):
-                    continue
-                raise
-            try:
-                yield from _walk(sub, f"{prefix}{name}/", skip_vanished)
+                yield from _walk(sub, f"{prefix}{name}/")
             finally:
                 os.close(sub)
-
-
-def _present(parent: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=parent, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _state(rel: str, info: os.stat_result) -> bytes:
@@ -266,12 +246,11 @@ def _kind(info: os.stat_result) -> str:
     return "not a file"
 
 
-def fingerprint(root: int, states: dict[str, os.stat_result] | None = None, *, skip_vanished: bool = False) -> str:
+def fingerprint(root: int, states: dict[str, os.stat_result] | None = None) -> str:
     """The fingerprint of the tree at ``root`` (:func:`scan`'s, without its checks); ``states``,
-    when given, receives the state of every entry the fingerprint was taken over. ``skip_vanished``:
-    see :func:`_walk` (the hub's watcher of a build that may be being removed)."""
+    when given, receives the state of every entry the fingerprint was taken over."""
     digest = hashlib.sha256(_state(".", os.fstat(root)))
-    for rel, info, _parent in _walk(root, skip_vanished=skip_vanished):
+    for rel, info, _parent in _walk(root):
         digest.update(_state(rel, info))
         if states is not None:
             states[rel] = info

@@ -21,6 +21,8 @@ quota.
 And it stops a workspace whose extract changed while it runs: a file of the build it mounts
 written, replaced, added or removed after its start (:mod:`pds_kernel.extract.mount_watch`),
 audited with ``cause: extract changed``; its next start checks the extract again and is refused.
+A workspace whose build a newer publication superseded is stopped too, audited with ``cause:
+extract republished``; its next start mounts the new build.
 
 Each stop runs on its own, never awaited by the pass: a stop that hangs (a pod stuck terminating on
 a node that no longer answers, a sandbox slow to die) holds only its own server, which no later pass
@@ -47,7 +49,7 @@ from urllib.parse import quote
 
 from ..audit import AuditEvent
 from ..errors import IntegrityError
-from ..extract.mount_watch import CHANGED_CAUSE, changed_mounts
+from ..extract.mount_watch import changed_mounts
 from ..periodic import PeriodicCheck
 from ..permissions import left_hub_group
 from ..project_end import homes_over_quota, outside_home_bytes
@@ -194,8 +196,8 @@ class MembershipWatcher(PeriodicCheck):
             for mounted in mounts.values():
                 if mounted.directory is not None:
                     os.close(mounted.directory)
-        for user, server, why in changed:
-            if self._begin_stop(user, server, CHANGED_CAUSE, why):
+        for user, server, cause, why in changed:
+            if self._begin_stop(user, server, cause, why):
                 stopped.append(f"{user}/{server}")
         return stopped
 

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from ..extract.mount_watch import CHANGED_CAUSE
+from ..extract.mount_watch import CHANGED_CAUSE, REPUBLISHED_CAUSE
 from ..k8s.restarts import CRASH_LOOP_CAUSE, notice_of_entry
 
 #: notices kept at most (a few per active user)
@@ -55,8 +55,8 @@ STOP_NOTICES = {
     CHANGED_CAUSE: "the project's extract changed while it ran (or its notebook reported so), so nothing more "
                    "was read from it. An administrator checks the extract (pds extract verify); if your next "
                    "start is refused, wait until it is published again",
-    "extract republished": "a newer version of the project's extract was published. Start it again to work "
-                           "on the new version",
+    REPUBLISHED_CAUSE: "a newer version of the project's extract was published. Start it again to work "
+                       "on the new version",
     CRASH_LOOP_CAUSE: "its notebook kept ending and was restarted too often (each cause is on record). "
                             "Start it again; if it keeps ending, ask an administrator",
 }

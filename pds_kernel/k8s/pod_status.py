@@ -31,7 +31,7 @@ from typing import Any
 
 from ..events import AuditEvent, Outcome
 from ..extract.mount_check import ExtractRefused, latest_publication
-from ..extract.mount_watch import CHANGED_CAUSE
+from ..extract.mount_watch import CHANGED_CAUSE, REPUBLISHED_CAUSE
 from .pods import (
     COHORT_LINK_CONTAINER,
     DASK_WORKER_CONTAINER,
@@ -58,9 +58,6 @@ CHANGED_WHILE_RUNNING_REPORTED = (
     "watch writes that report, but the researcher's code runs in the same container and could write it "
     "too): not confirmed until its next start's verify-extract refuses the extract, or `pds extract "
     "verify` finds it changed; if the extract is intact, the next start works")
-#: The audit cause of a running workspace stopped because a newer publication removed the build its
-#: pod mounts (its ``/data`` emptied: a change to the pod, which cannot read the audit trail).
-REPUBLISHED_CAUSE = "extract republished"
 #: containers whose start compares their ``/data`` with what ``verify-extract`` checked
 #: (:func:`~pds_kernel.extract.tree.refuse_unless_checked`, :func:`~pds_kernel.extract.tree.require_checked`)
 CHECKED_STARTS = (NOTEBOOK_CONTAINER, DASK_WORKER_CONTAINER, COHORT_LINK_CONTAINER)

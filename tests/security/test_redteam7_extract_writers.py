@@ -223,7 +223,8 @@ def test_one_strange_build_does_not_blind_the_watcher(runtime, change):
     mounts = {("alice", PROJECT): MountedExtract.of(strange), ("bob", OTHER): MountedExtract.of(other)}
     try:
         changed = changed_mounts(settings, runtime.audit, mounts)
-        assert [(user, server) for user, server, _ in changed] == [("alice", PROJECT), ("bob", OTHER)]
+        assert [(user, server, cause) for user, server, cause, _ in changed] == [
+            ("alice", PROJECT, "extract changed"), ("bob", OTHER, "extract changed")]
         with pytest.raises(ExtractChangedWhileRead):
             read_checked(settings.paths.projects, strange, lambda open_file: open_file(COHORT).read())
     finally:

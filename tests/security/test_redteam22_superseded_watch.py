@@ -1,0 +1,474 @@
+"""Red team 22: the watch over a running workspace's build, when a newer publication supersedes it.
+
+The attacker can write the project's directory on the host (root, or the account that owns the
+builds) but cannot change the clock. For a few hours of session 22 the hub's watcher let a
+superseded build lose entries and its folders change times (it took that for the publication's
+removal of the build), to fix a false stop CI had caught. Three attempts below GOT THROUGH that
+exception: a file of the superseded build replaced, read and removed between two passes; a file
+the researcher holds open linked out of the build, unlinked from it, and written; a forged file
+moved out of the walk's way by a process following the walk with inotify. Two more used the
+audit trail's word that the build was superseded (a row planted without the audit key, a signed
+record of a build that does not exist) to open that exception on the current build.
+
+Now no partial tree is tolerated: a superseded build stops the workspaces that mount it at the
+watcher's next pass (``cause: extract republished``; their next start mounts the new build), and
+any change to a current build stops them as changed (:mod:`pds_kernel.extract.mount_watch`). Each
+test runs the watcher's own pass (:func:`~pds_kernel.extract.mount_watch.changed_mounts`) for one
+workspace, with what its start took (:func:`~pds_kernel.extract.mount_watch.open_watched`). The
+other attempts (inode numbers reused, contents changed with the file's times put back, names
+exchanged, entries of other kinds) failed against the fingerprint already and stay as regression
+tests, on the current build.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import mmap
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from published import publish_by_hand, record_publication
+from sqlalchemy import insert
+
+from pds_kernel.audit import AuditRow
+from pds_kernel.extract.build import remove_superseded
+from pds_kernel.extract.mount_check import ExtractRefused, check_for_workspace
+from pds_kernel.extract.mount_watch import (
+    CHANGED_CAUSE,
+    REPUBLISHED_CAUSE,
+    MountedExtract,
+    changed_mounts,
+    open_watched,
+)
+
+PROJECT = "p-redteam22"
+CHANGED = f"{CHANGED_CAUSE}: the extract it mounts"
+REPUBLISHED = f"{REPUBLISHED_CAUSE}: a newer extract"
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+# ---- the world: a published build and what a workspace's start took of it ----------------------
+def _write_build(runtime, folders: int, per_folder: int) -> Path:
+    written = runtime.settings.paths.projects / PROJECT / "extract"
+    written.mkdir(parents=True)
+    (written / "COHORT.parquet").write_bytes(b"cohort rows" * 50)
+    for f in range(folders):
+        folder = written / f"ER_PRS_F_{f:02d}"
+        folder.mkdir()
+        for i in range(per_folder):
+            (folder / f"part-{i:05d}.parquet").write_bytes(f"rows {f} {i} ".encode() * 20)
+    return publish_by_hand(runtime, PROJECT)
+
+
+@contextmanager
+def _started(runtime, folders: int = 2, per_folder: int = 4):
+    build = _write_build(runtime, folders, per_folder)
+    mounted = open_watched(runtime.settings, check_for_workspace(runtime.settings, runtime.audit, PROJECT))
+    try:
+        yield build, mounted
+    finally:
+        os.close(mounted.directory)
+
+
+@pytest.fixture(name="world")
+def world_fixture(runtime):
+    with _started(runtime) as (build, mounted):
+        yield runtime, build, mounted
+
+
+def _publish_newer(runtime) -> None:
+    """A newer build published and recorded; the mounted one not removed yet (superseded)."""
+    link = runtime.settings.paths.projects / PROJECT / "extract"
+    link.unlink()
+    link.mkdir()
+    (link / "COHORT.parquet").write_bytes(b"newer cohort rows" * 40)
+    publish_by_hand(runtime, PROJECT)
+
+
+def _writable(build: Path) -> None:
+    """What the removal does first (and what a builder who owns the files can do): folders 0700."""
+    for folder in [build, *(p for p in build.iterdir() if p.is_dir())]:
+        os.chmod(folder, stat.S_IRWXU)
+
+
+def _files(build: Path) -> list[Path]:
+    return sorted(p for p in build.rglob("*") if p.is_file())
+
+
+def _verdict(runtime, mounted: MountedExtract) -> str | None:
+    """``cause: reason`` of the watcher's pass for a workspace mounting ``mounted``, or ``None``
+    (it runs on)."""
+    stops = changed_mounts(runtime.settings, runtime.audit, {("alice", PROJECT): mounted})
+    return None if not stops else f"{stops[0][2]}: {stops[0][3]}"
+
+
+def _exchange(a: Path, b: Path) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.ENOSYS):
+            pytest.skip("renameat2(RENAME_EXCHANGE) not supported here")
+        raise OSError(err, os.strerror(err))
+
+
+def _reuse_inode(path: Path, inode: int, make, tries: int = 300) -> bool:
+    """Create ``path`` with ``make`` until it gets inode ``inode`` (ext4 hands freed inodes out
+    again); whether it did. ``path`` exists afterwards either way."""
+    for _ in range(tries):
+        make(path)
+        if os.lstat(path).st_ino == inode:
+            return True
+        (os.rmdir if path.is_dir() else os.unlink)(path)
+    make(path)
+    return False
+
+
+# ---- inode reuse -----------------------------------------------------------------------------
+def test_a_removed_file_recreated_with_its_inode_size_and_mtime(world):
+    """A file removed, then a forged one of the same size created under its name until
+    the filesystem hands out the same inode number again, its mtime set back with os.utime.
+    Fails: its ctime (set by the kernel at creation, later than the start's) differs."""
+    runtime, build, mounted = world
+    _writable(build)
+    target = _files(build)[-1]
+    before = os.lstat(target)
+    data = target.read_bytes()
+    target.unlink()
+    assert CHANGED in _verdict(runtime, mounted)  # a file gone from a current build
+
+    def make(path: Path) -> None:
+        path.write_bytes(bytes(reversed(data)))
+
+    reused = _reuse_inode(target, before.st_ino, make)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.chmod(target, 0o444)
+    assert CHANGED in _verdict(runtime, mounted), f"inode reused: {reused}"
+
+
+def test_a_folder_recreated_with_its_inode_holding_a_forged_file(world):
+    """A partition folder emptied and removed, recreated until it gets its old inode
+    number (folders are compared by inode only) with a forged file under an old name. Fails:
+    the forged file is an entry with another ctime (and usually another inode) than at the start."""
+    runtime, build, mounted = world
+    _writable(build)
+    folder = next(p for p in build.iterdir() if p.is_dir())
+    inode = os.lstat(folder).st_ino
+    names = sorted(p.name for p in folder.iterdir())
+    for name in names:
+        (folder / name).unlink()
+    folder.rmdir()
+    assert CHANGED in _verdict(runtime, mounted)
+    reused = _reuse_inode(folder, inode, lambda p: p.mkdir())
+    (folder / names[0]).write_bytes(b"forged rows")
+    assert CHANGED in _verdict(runtime, mounted), f"inode reused: {reused}"
+
+
+def test_a_folder_emptied_and_another_renamed_into_its_place(world):
+    """Folder A emptied and removed, folder B (with its files) renamed to A. Fails: A is another
+    inode, and B's files have new ctimes (rename sets the moved inode's ctime) and other inodes."""
+    runtime, build, mounted = world
+    _writable(build)
+    first, second = sorted(p for p in build.iterdir() if p.is_dir())[:2]
+    for path in first.iterdir():
+        path.unlink()
+    first.rmdir()
+    os.rename(second, first)
+    assert CHANGED in _verdict(runtime, mounted)
+
+
+# ---- content changed with the file's state kept ------------------------------------------------
+def test_a_file_truncated_rewritten_and_its_mtime_restored(world):
+    """Truncated to zero, rewritten with other bytes of the same size, mtime put back with utime
+    (same inode, size, mtime). Fails: the ctime moved."""
+    runtime, build, mounted = world
+    target = _files(build)[-1]
+    before = os.lstat(target)
+    data = target.read_bytes()
+    with open(target, "r+b") as out:  # root: no chmod needed (a chmod would move the ctime too)
+        out.truncate(0)
+        out.write(bytes(reversed(data)))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.lstat(target)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert CHANGED in _verdict(runtime, mounted)
+
+
+def test_a_hole_punched_in_a_file(world):
+    """fallocate(PUNCH_HOLE|KEEP_SIZE): bytes zeroed with no write(2), same size and inode.
+    Fails: the filesystem sets mtime and ctime."""
+    runtime, build, mounted = world
+    target = _files(build)[-1]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    fd = os.open(target, os.O_RDWR)
+    try:
+        if libc.fallocate(fd, 0x01 | 0x02, 0, 4096) != 0:  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+            pytest.skip(f"fallocate: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(fd)
+    assert set(target.read_bytes()) == {0}
+    assert CHANGED in _verdict(runtime, mounted)
+
+
+# ---- names swapped, replaced, or made to look vanished -----------------------------------------
+def test_two_files_of_the_same_size_exchanged_with_renameat2(world):
+    """RENAME_EXCHANGE swaps two names atomically: neither ever vanishes from the walk, both keep
+    their inodes but are at each other's names. Fails: the inodes are at the wrong names, and the
+    exchange sets both files' ctimes."""
+    runtime, build, mounted = world
+    a, b = [p for p in _files(build) if p.parent != build][:2]
+    assert a.stat().st_size == b.stat().st_size
+    _exchange(a, b)
+    assert CHANGED in _verdict(runtime, mounted)
+
+
+def test_a_file_exchanged_with_a_forged_folder(world):
+    """A top-level file exchanged with a folder holding forged files: the name is still there (no
+    vanish) but a folder now. Fails: the entry is a folder where a file was, of another inode."""
+    runtime, build, mounted = world
+    _writable(build)
+    cohort = build / "COHORT.parquet"
+    forged = build / ".forged"
+    forged.mkdir()
+    (forged / "part-00000.parquet").write_bytes(b"forged")
+    _exchange(cohort, forged)
+    os.rename(forged, build.parent / ".kept")  # the old file taken out of the build
+    assert _verdict(runtime, mounted) is not None
+
+
+@pytest.mark.parametrize("kind", ["symlink", "directory", "fifo"])
+def test_a_file_replaced_by_another_kind_of_entry(world, kind):
+    """A file replaced (rename over it) by a symlink to forged data, a directory, or a FIFO.
+    Fails: another inode at the name (and a FIFO is only stat'ed by the walk: no hang)."""
+    runtime, build, mounted = world
+    _writable(build)
+    target = _files(build)[-1]
+    outside = build.parent / ".forged.parquet"
+    outside.write_bytes(b"forged rows")
+    tmp = target.with_name(".tmp")
+    if kind == "symlink":
+        os.symlink(outside, tmp)
+    elif kind == "directory":
+        tmp.mkdir()
+    else:
+        os.mkfifo(tmp)
+    if kind == "directory":
+        target.unlink()
+    os.rename(tmp, target)
+    assert _verdict(runtime, mounted) is not None
+
+
+@pytest.mark.parametrize("where", ["top", "folder"])
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "deep folder", "socket"])
+def test_an_entry_of_another_kind_added(world, kind, where, monkeypatch):
+    """A symlink, FIFO, socket or folder (with a folder inside: deeper than any walk goes)
+    added to the build. Fails: an entry not there at the start."""
+    runtime, build, mounted = world
+    _writable(build)
+    parent = build if where == "top" else next(p for p in build.iterdir() if p.is_dir())
+    new = parent / "zz-added"
+    if kind == "symlink":
+        os.symlink("/etc/passwd", new)
+    elif kind == "fifo":
+        os.mkfifo(new)
+    elif kind == "socket":
+        import socket
+        monkeypatch.chdir(parent)  # a relative name: the full path is too long for sun_path
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.bind(new.name)
+        finally:
+            sock.close()
+    else:
+        deep = new
+        for _ in range(50):
+            deep = deep / "d"
+        deep.mkdir(parents=True)
+        (deep / "forged.parquet").write_bytes(b"x")
+    assert CHANGED in _verdict(runtime, mounted)
+
+
+# ---- the removal's exception used as cover (got through it; a superseded build now stops) ------
+def test_a_file_replaced_read_then_removed_between_two_passes(world):
+    """GOT THROUGH the removal exception: between two passes, a file of the superseded build
+    replaced by a forged one (the researcher reads it), then removed; the next pass saw only an
+    entry gone and a folder's times changed, what the removal does. Now the first pass after the
+    publication's record stops the workspace (``extract republished``), before and after the
+    attack."""
+    runtime, build, mounted = world
+    _publish_newer(runtime)
+    assert REPUBLISHED in _verdict(runtime, mounted)
+    _writable(build)
+    target = _files(build)[-1]
+    forged = target.with_name(".forged")
+    forged.write_bytes(b"forged rows " * 10)
+    os.rename(forged, target)
+    assert target.read_bytes().startswith(b"forged rows")
+    target.unlink()
+    assert REPUBLISHED in _verdict(runtime, mounted)
+
+
+def test_control_the_same_on_a_current_build_is_seen_after_the_fact(world):
+    """The same steps on a build no publication superseded: the forged file's trace (its folder's
+    times) stops the workspace at the next pass, as changed."""
+    runtime, build, mounted = world
+    assert _verdict(runtime, mounted) is None
+    _writable(build)
+    target = _files(build)[-1]
+    forged = target.with_name(".forged")
+    forged.write_bytes(b"forged rows " * 10)
+    os.rename(forged, target)
+    target.unlink()
+    assert CHANGED in _verdict(runtime, mounted)
+
+
+def test_a_file_linked_out_then_removed_and_written_under_an_open_descriptor(world):
+    """GOT THROUGH the removal exception: the researcher's kernel holds a file of the build open
+    and mapped (polars maps Parquet); the attacker hard-links it outside the build, removes its
+    name from the build (taken for the removal), then writes it through the outside link: the
+    researcher reads the forged bytes. On a current build the name gone stops the workspace at
+    once; on a superseded one the publication does (previous test)."""
+    runtime, build, mounted = world
+    target = _files(build)[-1]
+    original = target.read_bytes()
+    researcher = os.open(target, os.O_RDONLY)  # opened through the mount, before the attack
+    mapped = mmap.mmap(researcher, 0, prot=mmap.PROT_READ)
+    try:
+        _writable(build)
+        outside = build.parent.parent / ".kept-part"
+        os.link(target, outside)
+        target.unlink()
+        assert CHANGED in _verdict(runtime, mounted)
+        os.chmod(outside, 0o644)
+        with open(outside, "r+b") as out:
+            out.write(b"FORGED" + original[6:])
+        assert os.pread(researcher, 6, 0) == b"FORGED" and mapped[:6] == b"FORGED"
+        assert CHANGED in _verdict(runtime, mounted)
+    finally:
+        mapped.close()
+        os.close(researcher)
+
+
+_SHUTTLE = textwrap.dedent("""
+    import ctypes, os, struct, sys
+    first, last, name = sys.argv[1:4]
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(0)
+    IN_CLOSE_NOWRITE = 0x10
+    watches = {libc.inotify_add_watch(fd, first.encode(), IN_CLOSE_NOWRITE): "first",
+               libc.inotify_add_watch(fd, last.encode(), IN_CLOSE_NOWRITE): "last"}
+    print("ready", flush=True)
+    while True:
+        data = os.read(fd, 65536)
+        i = 0
+        while i < len(data):
+            wd, mask, cookie, size = struct.unpack_from("iIII", data, i)
+            i += 16 + size
+            # the walk is done with `first`: move the file there before it reaches `last`;
+            # done with `last`: move it back to `last`, where the researcher reads it
+            src, dst = (last, first) if watches.get(wd) == "first" else (first, last)
+            try:
+                os.rename(os.path.join(src, name), os.path.join(dst, name))
+            except FileNotFoundError:
+                pass
+""")
+
+
+def test_a_forged_file_moved_out_of_the_walks_way(runtime):
+    """GOT THROUGH the removal exception: a forged file replaces one of the build's last partition
+    folder and is always in the build, yet no pass saw it: a process following the walk with
+    inotify (IN_CLOSE_NOWRITE: the walk closes a folder once it has listed it) renames the file
+    into the first folder once the walk is done with it, and back into the last once the walk is
+    done with that one. The folders' times changed, which the exception ignored. Without it (a
+    current build; a superseded one stops as republished), every rename changes the folders'
+    times, and every pass sees it."""
+    with _started(runtime, folders=6, per_folder=400) as (build, mounted):
+        _writable(build)
+        folders = sorted(p for p in build.iterdir() if p.is_dir())
+        target = folders[-1] / "part-00000.parquet"
+        forged = target.with_name(".forged")
+        forged.write_bytes(b"forged rows " * 10)
+        os.rename(forged, target)
+        assert CHANGED in _verdict(runtime, mounted)  # the control: a pass sees it where it lies
+        attacker = subprocess.Popen([sys.executable, "-c", _SHUTTLE, str(folders[0]), str(folders[-1]),
+                                     target.name], stdout=subprocess.PIPE, text=True)
+        try:
+            assert attacker.stdout.readline().strip() == "ready"
+            verdicts = []
+            for _ in range(10):
+                verdicts.append(_verdict(runtime, mounted))
+                for _ in range(100):  # the attacker puts it back at the researcher's path
+                    if target.exists():
+                        break
+                    os.sched_yield()
+                assert target.read_bytes().startswith(b"forged rows")
+        finally:
+            attacker.kill()
+            attacker.wait()
+        missed = sum(v is None for v in verdicts)
+        assert missed == 0, f"{missed} of {len(verdicts)} passes missed a forged file that was always in the build"
+
+
+# ---- the full removal ------------------------------------------------------------------------
+def test_nothing_can_be_added_to_a_removed_build_directory(world):
+    """Once the build directory has no link left, try to create a file, a folder or a FIFO in it
+    through the very descriptor the workspace mounts. Fails: the kernel refuses new entries in a
+    deleted directory (ENOENT); and the workspace is stopped as republished."""
+    runtime, build, mounted = world
+    _publish_newer(runtime)
+    remove_superseded(build)
+    assert os.fstat(mounted.directory).st_nlink == 0
+    with pytest.raises(FileNotFoundError):
+        os.open("forged.parquet", os.O_WRONLY | os.O_CREAT, 0o444, dir_fd=mounted.directory)
+    with pytest.raises(FileNotFoundError):
+        os.mkdir("ER_PRS_F_00", dir_fd=mounted.directory)
+    assert os.listdir(mounted.directory) == []
+    assert REPUBLISHED in _verdict(runtime, mounted)
+
+
+# ---- the audit trail's word that the build is superseded ---------------------------------------
+def test_a_publication_row_planted_in_the_database_without_the_key(world):
+    """GOT THROUGH the removal exception: someone who can write the database but does not hold the
+    audit key inserts an ``extract.build`` row naming another build (the append-only guards refuse
+    UPDATE and DELETE, not INSERT); the current build then counted as superseded, and its files
+    could be removed (and forged, read, removed) unseen. Now the record of a newer publication only
+    stops the workspace (``extract republished``: no data shown), and its next start is refused
+    (the recorded build is nowhere): availability, which a database writer has anyway.
+    ``pds audit verify`` names the row."""
+    runtime, build, mounted = world
+    details = {"build_id": "20000101T000000Z-abcdef", "manifest_sha256": "0" * 64, "files_fingerprint": "1" * 64}
+    with runtime.audit._sessions() as session:
+        session.execute(insert(AuditRow).values(
+            time="2100-01-01T00:00:00+00:00", schema_version=1, actor="admin", action="extract.build",
+            target=f"project:{PROJECT}", project=PROJECT, outcome="ok", details=json.dumps(details),
+            prev_hash="0" * 64, hash="f" * 64, chain_version=2))
+        session.commit()
+    _writable(build)
+    for path in _files(build)[::2]:
+        path.unlink()
+    assert REPUBLISHED in _verdict(runtime, mounted)
+    with pytest.raises(ExtractRefused):
+        check_for_workspace(runtime.settings, runtime.audit, PROJECT)
+
+
+def test_a_signed_publication_of_a_build_that_does_not_exist(world):
+    """A real (signed) ``extract.build`` entry naming a build that is nowhere on disk (the builder's
+    account holds the key), then half the current build removed: it opened the removal exception
+    on the current build. Now: the workspace stopped, its next start refused."""
+    runtime, build, mounted = world
+    record_publication(runtime.audit, PROJECT)
+    _writable(build)
+    for path in _files(build)[::2]:
+        path.unlink()
+    assert REPUBLISHED in _verdict(runtime, mounted)
+    with pytest.raises(ExtractRefused):
+        check_for_workspace(runtime.settings, runtime.audit, PROJECT)
