@@ -177,8 +177,14 @@ def changed_mounts(settings, audit, mounts: dict[tuple[str, str], MountedExtract
 
 
 def _verdict(settings, audit, mounted: MountedExtract) -> tuple[str, str] | None:
-    """A superseded build first: the publication removes it, which changes its files too."""
-    reason = superseded(audit, mounted)
+    """A superseded build first: the publication removes it, which changes its files too. When the
+    audit trail cannot be read, the files are compared all the same (a removal is then taken for a
+    change: a false alarm, never a change let through)."""
+    try:
+        reason = superseded(audit, mounted)
+    except Exception:
+        log.exception("the latest publication of project %s could not be read", mounted.project)
+        reason = None
     if reason is not None:
         return REPUBLISHED_CAUSE, reason
     reason = mounted_extract_change(settings, audit, mounted)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from published import publish_by_hand
+from sqlalchemy import text
 
 from pds_kernel.extract.build import remove_superseded
 from pds_kernel.extract.mount_check import check_for_workspace
@@ -142,3 +143,21 @@ def test_a_half_removed_build_that_no_publication_replaced(world):
     remove_superseded(build)
     cause, reason = _verdict(runtime, mounted)
     assert cause == CHANGED_CAUSE and "was removed" in reason
+
+
+def test_an_audit_trail_that_cannot_be_read_leaves_the_files_watched(world, caplog):
+    """The trail's table taken away under the hub (a database failing): the pass cannot tell a
+    superseded build, so it compares the files all the same: an unchanged build runs on, a
+    changed one is stopped as changed."""
+    runtime, build, mounted = world
+    with runtime.audit._sessions() as session:
+        session.execute(text("ALTER TABLE audit_log RENAME TO audit_log_away"))
+        session.commit()
+    assert _verdict(runtime, mounted) is None
+    assert "latest publication of project p-superseded could not be read" in caplog.text
+    target = _files(build)[-1]
+    os.chmod(target, 0o644)
+    with open(target, "ab") as out:
+        out.write(b"forged rows")
+    cause, reason = _verdict(runtime, mounted)
+    assert cause == CHANGED_CAUSE and CHANGED in reason
