@@ -17,6 +17,7 @@ sandbox; the extract's files are changed as root on the host.
 
 from __future__ import annotations
 
+import html
 import os
 import time
 
@@ -79,8 +80,8 @@ def test_an_extract_file_replaced_by_another_of_the_same_size(world):
 
 def test_a_new_publication_stops_a_running_workspace_as_republished(world):
     """The control: a data manager publishes a new extract (the build alice mounts is removed): her
-    workspace is stopped, audited ``cause: extract republished`` (never ``extract changed``), and
-    her next start mounts the new build."""
+    workspace is stopped, audited ``cause: extract republished`` (never ``extract changed``), her
+    home page says why, and her next start mounts the new build."""
     hub, secret = world
     alice, _url = start_workspace(hub, secret)
     mounted = build_of(hub).name
@@ -92,6 +93,8 @@ def test_a_new_publication_stops_a_running_workspace_as_republished(world):
     stops = [e.details for e in hub.actions("workspace.stop") if mounted in e.details.get("reason", "")]
     assert [d["cause"] for d in stops] == ["extract republished"], stops
     assert stops[0]["checked_at"] == "watcher"
+    told = f"Your workspace {PROJECT} was stopped: a newer version of the project's extract was published"
+    assert told in html.unescape(alice.get("/hub/home").text)
     alice, url = start_workspace(hub, secret)
     assert "ER_PRS_F.parquet" in execute(url, alice.token, READ, timeout=60)["stdout"]
     assert build_of(hub).name != mounted
