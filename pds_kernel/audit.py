@@ -356,6 +356,12 @@ class AuditTrail:
             return newest_checked(session, AuditRow.__table__, keyring, anchors, self._history, selectors,
                                   self._whole)
 
+    def newest_entry(self, selectors: list[Selector]) -> tuple[AuditEntry | None, str | None]:
+        """:meth:`newest` as an entry (its details read): ``(entry or None, why it cannot be relied
+        on or None)``."""
+        found = self.newest(selectors)
+        return (None if found.row is None else _entry(found.row)), found.problem
+
     def verify(self, actor: str = "pds audit verify") -> VerifyReport:
         """Check the chain against the key and the trusted anchors, name the untrusted anchor lines
         (recording those found now, as ``actor``: :mod:`pds_kernel.audit_forged`); anchor the head

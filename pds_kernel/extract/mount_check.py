@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..audit import AuditEvent, Outcome
+from ..audit import AuditEvent, Outcome, Selector
 from ..errors import IntegrityError, PdsError
 from ..registry.names import check_project_id
 from .tree import TreeRefused, open_published, verify
@@ -72,32 +72,57 @@ def expected_mount(settings, audit, project: str) -> ExpectedMount:
     publication = latest_publication(audit, check_project_id(project))
     build_id = publication.details["build_id"]
     fingerprint = publication.details.get("files_fingerprint")
-    last = _last_verification(audit, project, build_id, publication.seq)
-    if last is not None and last.outcome != Outcome.OK:
-        raise _refuse(project, f"its last full verification ({last.time[:16]} UTC) failed: "
-                               f"{last.details.get('reason', 'no reason recorded')}")
-    if last is not None:
-        fingerprint = last.details.get("files_fingerprint") or fingerprint
+    passed = _last_passed_verification(audit, project, build_id, publication.seq)
+    failed = _failed_verification(audit, project, build_id, passed.seq if passed else publication.seq)
+    if failed is not None:
+        raise _refuse(project, f"its last full verification ({failed.time[:16]} UTC) failed: "
+                               f"{failed.details.get('reason', 'no reason recorded')}")
+    if passed is not None:
+        fingerprint = passed.details.get("files_fingerprint") or fingerprint
     return ExpectedMount(project, build_id, publication.details["manifest_sha256"], fingerprint,
                          settings.hub.extract_hash_max_bytes)
 
 
 def latest_publication(audit, project: str):
     """The audit entry of ``project``'s latest publication (``extract.build`` with a build id and
-    its manifest's SHA-256); :class:`ExtractRefused` when there is none."""
-    built = [e for e in audit.entries(project=project, action="extract.build")
-             if e.outcome == Outcome.OK and e.details.get("build_id")]
-    if not built:
+    its manifest's SHA-256), read so that only a real one counts (:meth:`AuditTrail.newest_entry`:
+    it authenticates under the audit key, and no entry after it is missing up to the latest
+    anchor): a row planted in the database without the key, or a newer publication deleted, refuses
+    the mount instead of choosing what is mounted (red team 22). :class:`ExtractRefused` when there
+    is none, or when the trail cannot say."""
+    entry, problem = audit.newest_entry([Selector(("extract.build",), f"project:{project}")])
+    if problem is not None:
+        raise _refuse(project, f"the audit trail's record of its latest publication cannot be relied on "
+                               f"({problem}); an administrator runs `pds audit verify`")
+    if entry is None:
         raise _refuse(project, "it was never published (no build of it in the audit trail)")
-    if not built[-1].details.get("manifest_sha256"):
-        raise _refuse(project, f"its build {built[-1].details['build_id']} predates the audit trail's record of "
+    build_id = entry.details.get("build_id")
+    if not isinstance(build_id, str) or not build_id:
+        raise _refuse(project, "its latest publication in the audit trail names no build; rebuild it")
+    if not entry.details.get("manifest_sha256"):
+        raise _refuse(project, f"its build {build_id} predates the audit trail's record of "
                                "its manifest, so nothing tells the published files apart; rebuild it")
-    return built[-1]
+    return entry
 
 
-def _last_verification(audit, project: str, build_id: str, after: int):
-    runs = [e for e in audit.entries(project=project, action="extract.verify")
-            if e.seq > after and e.details.get("build_id") == build_id]
+def _last_passed_verification(audit, project: str, build_id: str, after: int):
+    """The newest passed ``pds extract verify`` of the published build, read as the publication is
+    (authenticated, nothing missing after it): its fingerprint becomes what later mounts of a large
+    extract are compared with, so a row planted without the key must not set it (red team 22)."""
+    entry, problem = audit.newest_entry([Selector(("extract.verify",), f"project:{project}")])
+    if problem is not None:
+        raise _refuse(project, f"the audit trail's record of its last verification cannot be relied on "
+                               f"({problem}); an administrator runs `pds audit verify`")
+    if entry is None or entry.seq <= after or entry.details.get("build_id") != build_id:
+        return None
+    return entry
+
+
+def _failed_verification(audit, project: str, build_id: str, after: int):
+    """A failed verification of the build after ``after`` (the last passed one, or the publication):
+    any one refuses the mount, planted or not (a planted one can only refuse)."""
+    runs = [e for e in audit.entries(project=project, action="extract.verify", after=after)
+            if e.outcome != Outcome.OK and e.details.get("build_id") == build_id]
     return runs[-1] if runs else None
 
 

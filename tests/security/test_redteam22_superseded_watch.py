@@ -1,4 +1,5 @@
-"""Red team 22: the watch over a running workspace's build, when a newer publication supersedes it.
+"""Red team 22: the watch over a running workspace's build when a newer publication supersedes it, and the
+records that say what is published.
 
 The attacker can write the project's directory on the host (root, or the account that owns the
 builds) but cannot change the clock. For a few hours of session 22 the hub's watcher let a
@@ -9,6 +10,10 @@ the researcher holds open linked out of the build, unlinked from it, and written
 moved out of the walk's way by a process following the walk with inotify. Two more used the
 audit trail's word that the build was superseded (a row planted without the audit key, a signed
 record of a build that does not exist) to open that exception on the current build.
+Following those records showed a worse gap: a workspace's start read the latest publication and
+verification from the database as found, so a row planted without the audit key chose what was
+mounted (two attempts below got through); both are now read authenticated
+(:meth:`~pds_kernel.audit.AuditTrail.newest_entry`).
 
 Now no partial tree is tolerated: a superseded build stops the workspaces that mount it at the
 watcher's next pass (``cause: extract republished``; their next start mounts the new build), and
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import mmap
 import os
@@ -35,11 +41,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from published import publish_by_hand, record_publication
+from published import publish_by_hand, record_publication, write_manifest
 from sqlalchemy import insert
 
 from pds_kernel.audit import AuditRow
-from pds_kernel.extract.build import remove_superseded
+from pds_kernel.extract.build import published_state, remove_superseded
 from pds_kernel.extract.mount_check import ExtractRefused, check_for_workspace
 from pds_kernel.extract.mount_watch import (
     CHANGED_CAUSE,
@@ -436,27 +442,70 @@ def test_nothing_can_be_added_to_a_removed_build_directory(world):
 
 
 # ---- the audit trail's word that the build is superseded ---------------------------------------
-def test_a_publication_row_planted_in_the_database_without_the_key(world):
-    """GOT THROUGH the removal exception: someone who can write the database but does not hold the
-    audit key inserts an ``extract.build`` row naming another build (the append-only guards refuse
-    UPDATE and DELETE, not INSERT); the current build then counted as superseded, and its files
-    could be removed (and forged, read, removed) unseen. Now the record of a newer publication only
-    stops the workspace (``extract republished``: no data shown), and its next start is refused
-    (the recorded build is nowhere): availability, which a database writer has anyway.
-    ``pds audit verify`` names the row."""
-    runtime, build, mounted = world
-    details = {"build_id": "20000101T000000Z-abcdef", "manifest_sha256": "0" * 64, "files_fingerprint": "1" * 64}
+def _plant(runtime, action: str, details: dict) -> None:
+    """A row written straight into the audit table, as someone who can write the database but
+    does not hold the audit key writes it (the append-only guards refuse UPDATE and DELETE, not
+    INSERT)."""
     with runtime.audit._sessions() as session:
         session.execute(insert(AuditRow).values(
-            time="2100-01-01T00:00:00+00:00", schema_version=1, actor="admin", action="extract.build",
+            time="2100-01-01T00:00:00+00:00", schema_version=1, actor="admin", action=action,
             target=f"project:{PROJECT}", project=PROJECT, outcome="ok", details=json.dumps(details),
             prev_hash="0" * 64, hash="f" * 64, chain_version=2))
         session.commit()
+
+
+def test_a_publication_row_planted_in_the_database_without_the_key(world):
+    """GOT THROUGH the removal exception: a planted ``extract.build`` row naming another build made
+    the current build count as superseded, and its files could be removed (and forged, read,
+    removed) unseen. Now the watcher and the start read the latest publication authenticated
+    (``AuditTrail.newest_entry``): the planted row is no publication, the build is watched as
+    before (a file removed stops the workspace as changed), and a start is refused until an
+    administrator runs ``pds audit verify``."""
+    runtime, build, mounted = world
+    _plant(runtime, "extract.build", {"build_id": "20000101T000000Z-abcdef", "manifest_sha256": "0" * 64,
+                                      "files_fingerprint": "1" * 64})
+    assert _verdict(runtime, mounted) is None
+    with pytest.raises(ExtractRefused, match="cannot be relied on"):
+        check_for_workspace(runtime.settings, runtime.audit, PROJECT)
     _writable(build)
     for path in _files(build)[::2]:
         path.unlink()
-    assert REPUBLISHED in _verdict(runtime, mounted)
-    with pytest.raises(ExtractRefused):
+    assert CHANGED in _verdict(runtime, mounted)
+
+
+def test_a_forged_build_published_by_a_row_planted_without_the_key(world):
+    """GOT THROUGH before: someone who can write the projects' storage and the database, but
+    holds no audit key, puts a forged build beside the real one, points ``extract`` at it and
+    plants the ``extract.build`` row that describes it (its manifest's SHA-256, its fingerprint):
+    every start mounted the forged rows, checked against the planted record. Now the row does not
+    authenticate, and the start is refused."""
+    runtime, build, _mounted = world
+    pdir = runtime.settings.paths.projects / PROJECT
+    forged = pdir / "builds" / "20991231T000000Z-f0f0f0"
+    forged.mkdir()
+    (forged / "COHORT.parquet").write_bytes(b"forged cohort rows" * 30)
+    data = write_manifest(forged, PROJECT, forged.name)
+    for path in [*forged.rglob("*"), forged]:
+        os.chmod(path, 0o555 if path.is_dir() else 0o444)
+    link = pdir / "extract"
+    tmp = pdir / ".extract.forged"
+    os.symlink(f"builds/{forged.name}", tmp)
+    os.replace(tmp, link)
+    state = published_state(forged)
+    _plant(runtime, "extract.build", {"build_id": forged.name, "manifest_sha256": hashlib.sha256(data).hexdigest(),
+                                      "files_fingerprint": state.fingerprint, "bytes": state.total_bytes})
+    with pytest.raises(ExtractRefused, match="cannot be relied on"):
+        check_for_workspace(runtime.settings, runtime.audit, PROJECT)
+
+
+def test_a_verification_row_planted_without_the_key(world):
+    """The fingerprint of a passed ``pds extract verify`` becomes what later starts of a large
+    extract compare the files with: a planted ``extract.verify`` row naming a fingerprint of the
+    attacker's choosing must not set it. Now that row is read authenticated too: the start is
+    refused."""
+    runtime, build, _mounted = world
+    _plant(runtime, "extract.verify", {"build_id": build.name, "files_fingerprint": "2" * 64, "bytes": 1})
+    with pytest.raises(ExtractRefused, match="cannot be relied on"):
         check_for_workspace(runtime.settings, runtime.audit, PROJECT)
 
 
