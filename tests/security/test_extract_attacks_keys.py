@@ -5,6 +5,7 @@ lake, the real key store, registry and audit trail."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from dataclasses import replace
@@ -20,7 +21,9 @@ from extract_attacks_support import (
     manifest_of,
     rewrite_file,
 )
+from sqlalchemy import insert
 
+from pds_kernel.audit import AuditRow
 from pds_kernel.errors import IntegrityError, PermissionDenied
 from pds_kernel.extract.build import SPEC_COPY, run_build, run_check
 from pds_kernel.extract.layout import bucket, entry_files
@@ -155,6 +158,32 @@ def test_a_published_extract_changed_consistently_is_detected_by_the_check(world
     report = run_check(world, "diab-study", actor="root")
     assert not report.ok
     assert any("is not the one published" in r for r in report.reasons), report.reasons
+
+
+def test_a_pinned_rebuild_refuses_a_manifest_vouched_for_by_a_row_planted_without_the_key(world):
+    """Red team 22: the manifest edited (to pin an older lake version) and an ``extract.build``
+    row naming the same build with the edited manifest's SHA-256 planted in the database by someone
+    without the audit key. GOT THROUGH before: any row naming the build vouched for its manifest.
+    Now only the latest publication, authenticated, does: the rebuild is refused, and so is the
+    check's reading of the manifest."""
+    built = _build(world)
+    manifest = manifest_of(built.path)
+    built.path.chmod(0o755)
+    (built.path / "manifest.json").chmod(0o644)
+    manifest["builder"] = "someone-else"
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (built.path / "manifest.json").write_bytes(data)
+    details = {"build_id": built.path.name, "manifest_sha256": hashlib.sha256(data).hexdigest()}
+    with world.audit._sessions() as session:
+        session.execute(insert(AuditRow).values(
+            time="2100-01-01T00:00:00+00:00", schema_version=1, actor="admin", action="extract.build",
+            target="project:diab-study", project="diab-study", outcome="ok", details=json.dumps(details),
+            prev_hash="0" * 64, hash="f" * 64, chain_version=2))
+        session.commit()
+    with pytest.raises(IntegrityError, match="cannot be relied on"):
+        _build(world, pin=manifest["lake_versions"])
+    report = run_check(world, "diab-study", actor="root")
+    assert not report.ok and any("cannot be relied on" in r for r in report.reasons), report.reasons
 
 
 def test_a_pinned_rebuild_refuses_a_manifest_changed_after_publication(world):
