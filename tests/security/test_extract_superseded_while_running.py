@@ -18,116 +18,62 @@ runs the whole path with a real hub.
 from __future__ import annotations
 
 import os
-import stat
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from published import publish_by_hand
 from sqlalchemy import text
+from superseded_support import files, publish_newer, started, watcher_pass, writable
 
 from pds_kernel.extract.build import remove_superseded
-from pds_kernel.extract.mount_check import check_for_workspace
-from pds_kernel.extract.mount_watch import (
-    CHANGED_CAUSE,
-    REPUBLISHED_CAUSE,
-    MountedExtract,
-    changed_mounts,
-    open_watched,
-)
+from pds_kernel.extract.mount_watch import CHANGED_CAUSE, REPUBLISHED_CAUSE
 
-PROJECT = "p-superseded"
 CHANGED = "changed after the workspace started"
-
-
-def _write_build(runtime, folders: int, per_folder: int) -> Path:
-    """Publish an extract of ``folders`` partition folders of ``per_folder`` files and one flat file."""
-    written = runtime.settings.paths.projects / PROJECT / "extract"
-    written.mkdir(parents=True)
-    (written / "COHORT.parquet").write_bytes(b"cohort rows" * 50)
-    for f in range(folders):
-        folder = written / f"ER_PRS_F_{f}"
-        folder.mkdir()
-        for i in range(per_folder):
-            (folder / f"part-{i:05d}.parquet").write_bytes(f"rows {f} {i} ".encode() * 20)
-    return publish_by_hand(runtime, PROJECT)
-
-
-@contextmanager
-def _started(runtime, folders: int = 2, per_folder: int = 4):
-    """A published build and what a workspace's start took of it (the watcher's reference)."""
-    build = _write_build(runtime, folders, per_folder)
-    mounted = open_watched(runtime.settings, check_for_workspace(runtime.settings, runtime.audit, PROJECT))
-    try:
-        yield build, mounted
-    finally:
-        os.close(mounted.directory)
 
 
 @pytest.fixture(name="world")
 def world_fixture(runtime):
-    with _started(runtime) as (build, mounted):
+    with started(runtime) as (build, mounted):
         yield runtime, build, mounted
-
-
-def _publish_newer(runtime) -> None:
-    """A newer build published and recorded; the one the workspace mounts not removed yet."""
-    link = runtime.settings.paths.projects / PROJECT / "extract"
-    link.unlink()
-    link.mkdir()
-    (link / "COHORT.parquet").write_bytes(b"newer cohort rows" * 40)
-    publish_by_hand(runtime, PROJECT)
-
-
-def _files(build: Path) -> list[Path]:
-    return sorted(p for p in build.rglob("*") if p.is_file())
 
 
 def _remove_half(build: Path) -> None:
     """What the removal has done when a pass lands halfway: folders writable, every other file gone."""
-    for folder in [build, *(p for p in build.iterdir() if p.is_dir())]:
-        os.chmod(folder, stat.S_IRWXU)
-    for path in _files(build)[::2]:
+    writable(build)
+    for path in files(build)[::2]:
         path.unlink()
-
-
-def _verdict(runtime, mounted: MountedExtract) -> tuple[str, str] | None:
-    """``(cause, reason)`` of the watcher's pass for a workspace mounting ``mounted``, or ``None``."""
-    stops = changed_mounts(runtime.settings, runtime.audit, {("alice", PROJECT): mounted})
-    return None if not stops else stops[0][2:]
 
 
 def test_a_superseded_build_stops_its_workspace_whatever_its_removal_has_done(world):
     """Recorded and intact, half removed (the pass CI caught), wholly removed: each pass says
     republished, never changed."""
     runtime, build, mounted = world
-    assert _verdict(runtime, mounted) is None
-    _publish_newer(runtime)
-    first = _verdict(runtime, mounted)
+    assert watcher_pass(runtime, mounted) is None
+    publish_newer(runtime)
+    first = watcher_pass(runtime, mounted)
     assert first[0] == REPUBLISHED_CAUSE and build.name in first[1], first
     _remove_half(build)
-    assert _verdict(runtime, mounted)[0] == REPUBLISHED_CAUSE
+    assert watcher_pass(runtime, mounted)[0] == REPUBLISHED_CAUSE
     remove_superseded(build)
     assert not build.exists()
-    assert _verdict(runtime, mounted)[0] == REPUBLISHED_CAUSE
+    assert watcher_pass(runtime, mounted)[0] == REPUBLISHED_CAUSE
 
 
 def test_the_watcher_racing_a_real_removal(runtime):
     """Passes taken back to back while the builder's removal of 2,400 files runs in another
     thread: each says republished (before, a pass landing in the removal said changed, or that
     the build could not be read); the test makes sure some landed while the build was half gone."""
-    with _started(runtime, folders=4, per_folder=600) as (build, mounted):
-        _publish_newer(runtime)
+    with started(runtime, folders=4, per_folder=600) as (build, mounted):
+        publish_newer(runtime)
         remover = threading.Thread(target=remove_superseded, args=(build,))
         verdicts, halfway = [], 0
         remover.start()
         while remover.is_alive():
             entries = len(os.listdir(mounted.directory))
-            verdicts.append(_verdict(runtime, mounted))
+            verdicts.append(watcher_pass(runtime, mounted))
             halfway += 0 < entries and os.fstat(mounted.directory).st_nlink > 0
         remover.join()
-        verdicts.append(_verdict(runtime, mounted))
+        verdicts.append(watcher_pass(runtime, mounted))
         assert not build.exists()
         assert {cause for cause, _ in verdicts} == {REPUBLISHED_CAUSE}, verdicts[:3]
         assert halfway >= 1, "no pass landed during the removal: the race was not exercised"
@@ -138,10 +84,10 @@ def test_a_half_removed_build_that_no_publication_replaced(world):
     workspace is stopped as changed, then as removed."""
     runtime, build, mounted = world
     _remove_half(build)
-    cause, reason = _verdict(runtime, mounted)
+    cause, reason = watcher_pass(runtime, mounted)
     assert cause == CHANGED_CAUSE and CHANGED in reason
     remove_superseded(build)
-    cause, reason = _verdict(runtime, mounted)
+    cause, reason = watcher_pass(runtime, mounted)
     assert cause == CHANGED_CAUSE and "was removed" in reason
 
 
@@ -153,11 +99,11 @@ def test_an_audit_trail_that_cannot_be_read_leaves_the_files_watched(world, capl
     with runtime.audit._sessions() as session:
         session.execute(text("ALTER TABLE audit_log RENAME TO audit_log_away"))
         session.commit()
-    assert _verdict(runtime, mounted) is None
+    assert watcher_pass(runtime, mounted) is None
     assert "latest publication of project p-superseded could not be read" in caplog.text
-    target = _files(build)[-1]
+    target = files(build)[-1]
     os.chmod(target, 0o644)
     with open(target, "ab") as out:
         out.write(b"forged rows")
-    cause, reason = _verdict(runtime, mounted)
+    cause, reason = watcher_pass(runtime, mounted)
     assert cause == CHANGED_CAUSE and CHANGED in reason

@@ -33,16 +33,15 @@ import hashlib
 import json
 import mmap
 import os
-import stat
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from published import publish_by_hand, record_publication, write_manifest
+from published import record_publication, write_manifest
 from sqlalchemy import insert
+from superseded_support import PROJECT, files, publish_newer, started, watcher_pass, writable
 
 from pds_kernel.audit import AuditRow
 from pds_kernel.extract.build import published_state, remove_superseded
@@ -51,11 +50,8 @@ from pds_kernel.extract.mount_watch import (
     CHANGED_CAUSE,
     REPUBLISHED_CAUSE,
     MountedExtract,
-    changed_mounts,
-    open_watched,
 )
 
-PROJECT = "p-redteam22"
 CHANGED = f"{CHANGED_CAUSE}: the extract it mounts"
 REPUBLISHED = f"{REPUBLISHED_CAUSE}: a newer extract"
 RENAME_EXCHANGE = 2
@@ -63,58 +59,17 @@ AT_FDCWD = -100
 
 
 # ---- the world: a published build and what a workspace's start took of it ----------------------
-def _write_build(runtime, folders: int, per_folder: int) -> Path:
-    written = runtime.settings.paths.projects / PROJECT / "extract"
-    written.mkdir(parents=True)
-    (written / "COHORT.parquet").write_bytes(b"cohort rows" * 50)
-    for f in range(folders):
-        folder = written / f"ER_PRS_F_{f:02d}"
-        folder.mkdir()
-        for i in range(per_folder):
-            (folder / f"part-{i:05d}.parquet").write_bytes(f"rows {f} {i} ".encode() * 20)
-    return publish_by_hand(runtime, PROJECT)
-
-
-@contextmanager
-def _started(runtime, folders: int = 2, per_folder: int = 4):
-    build = _write_build(runtime, folders, per_folder)
-    mounted = open_watched(runtime.settings, check_for_workspace(runtime.settings, runtime.audit, PROJECT))
-    try:
-        yield build, mounted
-    finally:
-        os.close(mounted.directory)
-
-
 @pytest.fixture(name="world")
 def world_fixture(runtime):
-    with _started(runtime) as (build, mounted):
+    with started(runtime) as (build, mounted):
         yield runtime, build, mounted
-
-
-def _publish_newer(runtime) -> None:
-    """A newer build published and recorded; the mounted one not removed yet (superseded)."""
-    link = runtime.settings.paths.projects / PROJECT / "extract"
-    link.unlink()
-    link.mkdir()
-    (link / "COHORT.parquet").write_bytes(b"newer cohort rows" * 40)
-    publish_by_hand(runtime, PROJECT)
-
-
-def _writable(build: Path) -> None:
-    """What the removal does first (and what a builder who owns the files can do): folders 0700."""
-    for folder in [build, *(p for p in build.iterdir() if p.is_dir())]:
-        os.chmod(folder, stat.S_IRWXU)
-
-
-def _files(build: Path) -> list[Path]:
-    return sorted(p for p in build.rglob("*") if p.is_file())
 
 
 def _verdict(runtime, mounted: MountedExtract) -> str | None:
     """``cause: reason`` of the watcher's pass for a workspace mounting ``mounted``, or ``None``
     (it runs on)."""
-    stops = changed_mounts(runtime.settings, runtime.audit, {("alice", PROJECT): mounted})
-    return None if not stops else f"{stops[0][2]}: {stops[0][3]}"
+    found = watcher_pass(runtime, mounted)
+    return None if found is None else f"{found[0]}: {found[1]}"
 
 
 def _exchange(a: Path, b: Path) -> None:
@@ -144,8 +99,8 @@ def test_a_removed_file_recreated_with_its_inode_size_and_mtime(world):
     the filesystem hands out the same inode number again, its mtime set back with os.utime.
     Fails: its ctime (set by the kernel at creation, later than the start's) differs."""
     runtime, build, mounted = world
-    _writable(build)
-    target = _files(build)[-1]
+    writable(build)
+    target = files(build)[-1]
     before = os.lstat(target)
     data = target.read_bytes()
     target.unlink()
@@ -165,7 +120,7 @@ def test_a_folder_recreated_with_its_inode_holding_a_forged_file(world):
     number (folders are compared by inode only) with a forged file under an old name. Fails:
     the forged file is an entry with another ctime (and usually another inode) than at the start."""
     runtime, build, mounted = world
-    _writable(build)
+    writable(build)
     folder = next(p for p in build.iterdir() if p.is_dir())
     inode = os.lstat(folder).st_ino
     names = sorted(p.name for p in folder.iterdir())
@@ -182,7 +137,7 @@ def test_a_folder_emptied_and_another_renamed_into_its_place(world):
     """Folder A emptied and removed, folder B (with its files) renamed to A. Fails: A is another
     inode, and B's files have new ctimes (rename sets the moved inode's ctime) and other inodes."""
     runtime, build, mounted = world
-    _writable(build)
+    writable(build)
     first, second = sorted(p for p in build.iterdir() if p.is_dir())[:2]
     for path in first.iterdir():
         path.unlink()
@@ -196,7 +151,7 @@ def test_a_file_truncated_rewritten_and_its_mtime_restored(world):
     """Truncated to zero, rewritten with other bytes of the same size, mtime put back with utime
     (same inode, size, mtime). Fails: the ctime moved."""
     runtime, build, mounted = world
-    target = _files(build)[-1]
+    target = files(build)[-1]
     before = os.lstat(target)
     data = target.read_bytes()
     with open(target, "r+b") as out:  # root: no chmod needed (a chmod would move the ctime too)
@@ -212,7 +167,7 @@ def test_a_hole_punched_in_a_file(world):
     """fallocate(PUNCH_HOLE|KEEP_SIZE): bytes zeroed with no write(2), same size and inode.
     Fails: the filesystem sets mtime and ctime."""
     runtime, build, mounted = world
-    target = _files(build)[-1]
+    target = files(build)[-1]
     libc = ctypes.CDLL(None, use_errno=True)
     libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
     fd = os.open(target, os.O_RDWR)
@@ -231,7 +186,7 @@ def test_two_files_of_the_same_size_exchanged_with_renameat2(world):
     their inodes but are at each other's names. Fails: the inodes are at the wrong names, and the
     exchange sets both files' ctimes."""
     runtime, build, mounted = world
-    a, b = [p for p in _files(build) if p.parent != build][:2]
+    a, b = [p for p in files(build) if p.parent != build][:2]
     assert a.stat().st_size == b.stat().st_size
     _exchange(a, b)
     assert CHANGED in _verdict(runtime, mounted)
@@ -241,7 +196,7 @@ def test_a_file_exchanged_with_a_forged_folder(world):
     """A top-level file exchanged with a folder holding forged files: the name is still there (no
     vanish) but a folder now. Fails: the entry is a folder where a file was, of another inode."""
     runtime, build, mounted = world
-    _writable(build)
+    writable(build)
     cohort = build / "COHORT.parquet"
     forged = build / ".forged"
     forged.mkdir()
@@ -256,8 +211,8 @@ def test_a_file_replaced_by_another_kind_of_entry(world, kind):
     """A file replaced (rename over it) by a symlink to forged data, a directory, or a FIFO.
     Fails: another inode at the name (and a FIFO is only stat'ed by the walk: no hang)."""
     runtime, build, mounted = world
-    _writable(build)
-    target = _files(build)[-1]
+    writable(build)
+    target = files(build)[-1]
     outside = build.parent / ".forged.parquet"
     outside.write_bytes(b"forged rows")
     tmp = target.with_name(".tmp")
@@ -279,7 +234,7 @@ def test_an_entry_of_another_kind_added(world, kind, where, monkeypatch):
     """A symlink, FIFO, socket or folder (with a folder inside: deeper than any walk goes)
     added to the build. Fails: an entry not there at the start."""
     runtime, build, mounted = world
-    _writable(build)
+    writable(build)
     parent = build if where == "top" else next(p for p in build.iterdir() if p.is_dir())
     new = parent / "zz-added"
     if kind == "symlink":
@@ -311,10 +266,10 @@ def test_a_file_replaced_read_then_removed_between_two_passes(world):
     publication's record stops the workspace (``extract republished``), before and after the
     attack."""
     runtime, build, mounted = world
-    _publish_newer(runtime)
+    publish_newer(runtime)
     assert REPUBLISHED in _verdict(runtime, mounted)
-    _writable(build)
-    target = _files(build)[-1]
+    writable(build)
+    target = files(build)[-1]
     forged = target.with_name(".forged")
     forged.write_bytes(b"forged rows " * 10)
     os.rename(forged, target)
@@ -328,8 +283,8 @@ def test_control_the_same_on_a_current_build_is_seen_after_the_fact(world):
     times) stops the workspace at the next pass, as changed."""
     runtime, build, mounted = world
     assert _verdict(runtime, mounted) is None
-    _writable(build)
-    target = _files(build)[-1]
+    writable(build)
+    target = files(build)[-1]
     forged = target.with_name(".forged")
     forged.write_bytes(b"forged rows " * 10)
     os.rename(forged, target)
@@ -344,12 +299,12 @@ def test_a_file_linked_out_then_removed_and_written_under_an_open_descriptor(wor
     researcher reads the forged bytes. On a current build the name gone stops the workspace at
     once; on a superseded one the publication does (previous test)."""
     runtime, build, mounted = world
-    target = _files(build)[-1]
+    target = files(build)[-1]
     original = target.read_bytes()
     researcher = os.open(target, os.O_RDONLY)  # opened through the mount, before the attack
     mapped = mmap.mmap(researcher, 0, prot=mmap.PROT_READ)
     try:
-        _writable(build)
+        writable(build)
         outside = build.parent.parent / ".kept-part"
         os.link(target, outside)
         target.unlink()
@@ -397,8 +352,8 @@ def test_a_forged_file_moved_out_of_the_walks_way(runtime):
     done with that one. The folders' times changed, which the exception ignored. Without it (a
     current build; a superseded one stops as republished), every rename changes the folders'
     times, and every pass sees it."""
-    with _started(runtime, folders=6, per_folder=400) as (build, mounted):
-        _writable(build)
+    with started(runtime, folders=6, per_folder=400) as (build, mounted):
+        writable(build)
         folders = sorted(p for p in build.iterdir() if p.is_dir())
         target = folders[-1] / "part-00000.parquet"
         forged = target.with_name(".forged")
@@ -430,7 +385,7 @@ def test_nothing_can_be_added_to_a_removed_build_directory(world):
     through the very descriptor the workspace mounts. Fails: the kernel refuses new entries in a
     deleted directory (ENOENT); and the workspace is stopped as republished."""
     runtime, build, mounted = world
-    _publish_newer(runtime)
+    publish_newer(runtime)
     remove_superseded(build)
     assert os.fstat(mounted.directory).st_nlink == 0
     with pytest.raises(FileNotFoundError):
@@ -467,8 +422,8 @@ def test_a_publication_row_planted_in_the_database_without_the_key(world):
     assert _verdict(runtime, mounted) is None
     with pytest.raises(ExtractRefused, match="cannot be relied on"):
         check_for_workspace(runtime.settings, runtime.audit, PROJECT)
-    _writable(build)
-    for path in _files(build)[::2]:
+    writable(build)
+    for path in files(build)[::2]:
         path.unlink()
     assert CHANGED in _verdict(runtime, mounted)
 
@@ -515,8 +470,8 @@ def test_a_signed_publication_of_a_build_that_does_not_exist(world):
     on the current build. Now: the workspace stopped, its next start refused."""
     runtime, build, mounted = world
     record_publication(runtime.audit, PROJECT)
-    _writable(build)
-    for path in _files(build)[::2]:
+    writable(build)
+    for path in files(build)[::2]:
         path.unlink()
     assert REPUBLISHED in _verdict(runtime, mounted)
     with pytest.raises(ExtractRefused):
