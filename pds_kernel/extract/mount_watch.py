@@ -126,7 +126,7 @@ def _current_fingerprint(projects_root: str, mounted: MountedExtract) -> str | N
             os.close(fd)
 
 
-def mounted_extract_change(settings, audit, mounted: MountedExtract) -> str | None:
+def mounted_extract_change(settings, mounted: MountedExtract) -> str | None:
     """Why the build ``mounted`` is no longer what its workspace's start checked, or ``None``
     (unchanged). A build removed is changed, whatever removed it (see :func:`superseded`)."""
     try:
@@ -187,5 +187,5 @@ def _verdict(settings, audit, mounted: MountedExtract) -> tuple[str, str] | None
         reason = None
     if reason is not None:
         return REPUBLISHED_CAUSE, reason
-    reason = mounted_extract_change(settings, audit, mounted)
+    reason = mounted_extract_change(settings, mounted)
     return (CHANGED_CAUSE, reason) if reason is not None else None

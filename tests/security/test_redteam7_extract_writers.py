@@ -71,7 +71,7 @@ def _after_the_check(runtime, mapping, original: bytes) -> None:
     checked = check_for_workspace(settings, runtime.audit, PROJECT)
     _rewrite(mapping)
     read = read_checked(settings.paths.projects, checked, lambda open_file: open_file(COHORT).read())
-    seen = mounted_extract_change(settings, runtime.audit, MountedExtract.of(checked))
+    seen = mounted_extract_change(settings, MountedExtract.of(checked))
     pytest.fail(f"got through: the gate read {'other' if read != original else 'the checked'} bytes as "
                 f"checked, the watcher said {seen!r}")
 
@@ -176,7 +176,7 @@ def test_the_watcher_sees_a_change_the_size_and_times_hide(runtime, change):
     _published(runtime.settings)
     checked = check_for_workspace(runtime.settings, runtime.audit, PROJECT)
     change(_extract(runtime.settings) / COHORT)
-    seen = mounted_extract_change(runtime.settings, runtime.audit, MountedExtract.of(checked))
+    seen = mounted_extract_change(runtime.settings, MountedExtract.of(checked))
     assert seen is not None and "changed after the workspace started" in seen
 
 
