@@ -51,6 +51,7 @@ Scopes and roles name no user, so nothing depends on who was in the registry whe
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import secrets
@@ -88,7 +89,7 @@ from .common import (
 )
 from .kube_spawner import PdsKubeSpawner
 from .oidc import ADMIN_GROUP, PdsOAuthenticator
-from .origins import named_host, service_url, subdomain_hook
+from .origins import named_host, service_url, workspace_host_hook
 from .pages import make_template_vars, platform_handlers
 
 log = logging.getLogger(__name__)
@@ -336,10 +337,26 @@ def make_modify_pod_hook(context: HubContext, k8s: K8sConfig, airlock_pages: str
     return modify_pod_hook
 
 
+def workspace_host_key(c) -> bytes:
+    """The key that names the workspaces' hosts (:func:`.origins.workspace_host_hook`), derived
+    (HMAC-SHA256) from the first of z2jh's ``hub.config.CryptKeeper.keys``: the chart makes that key
+    once and keeps it in the hub's Secret across upgrades, so a workspace keeps its host. Refused
+    when it is missing: a key of our choosing here would be a key anyone can read in this file."""
+    section = c["CryptKeeper"] if "CryptKeeper" in c else {}
+    keys = section.get("keys") if hasattr(section, "get") else None
+    first = keys[0] if isinstance(keys, (list, tuple)) and keys else None
+    if not isinstance(first, str) or len(first) < 32:
+        raise InvalidInput("jupyterhub.hub.config.CryptKeeper.keys is not set (the chart makes it unless "
+                           "it is given): it keys the workspaces' host names; leave it to the chart or set "
+                           "a random key of 64 hexadecimal digits")
+    return hmac.digest(first.encode("utf-8"), b"pds_kernel.hub.origins: the workspaces' host names", "sha256")
+
+
 def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None) -> HubContext:
     """Fill JupyterHub's config object ``c`` for Kubernetes. Returns the context."""
-    # first: a hub without its own host name must not start at all
+    # first: a hub without its own host name, or without the key of its workspaces' hosts, must not start at all
     host = public_host(c)
+    host_key = workspace_host_key(c)
     settings = settings or load_settings()
     k8s = k8s or load_k8s_config()
     context = HubContext.from_settings(settings)
@@ -363,7 +380,8 @@ def configure(c, settings: Settings | None = None, k8s: K8sConfig | None = None)
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
     # each workspace, the gate and the hub on their own host (pds_kernel.hub.origins)
     c.JupyterHub.subdomain_host = host
-    c.JupyterHub.subdomain_hook = subdomain_hook  # w-<person>--<project>.<host> per workspace (ADR 17)
+    # w--<keyed digest>.<host> per workspace (ADR 17, amended): its name tells nobody who works on what
+    c.JupyterHub.subdomain_hook = workspace_host_hook(host_key)
     airlock_pages = service_url(host, AIRLOCK_SERVICE)
     c.JupyterHub.template_vars = make_template_vars(context, airlock_pages)
     c.JupyterHub.extra_handlers = platform_handlers()

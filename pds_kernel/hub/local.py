@@ -75,7 +75,7 @@ from .common import (
     stop_revoked_servers,
 )
 from .expiry import MembershipWatcher
-from .origins import service_url, subdomain_hook, subdomain_host
+from .origins import service_url, subdomain_host, workspace_host_hook
 from .pages import make_template_vars, platform_handlers
 from .provisions import AccountSecret, write_provision
 from .provisions import ensure_table as ensure_provisions_table
@@ -135,6 +135,18 @@ def _secret_file(path: Path) -> str:
 def sync_token(settings: Settings) -> str:
     """The ``pds-sync`` service token, created (0600) on first use; never logged."""
     return _secret_file(hub_dir(settings) / "pds-sync.token")
+
+
+def workspace_host_key(settings: Settings) -> bytes:
+    """The key that names the workspaces' hosts (:func:`.origins.workspace_host_hook`): 32 random
+    bytes kept in the hub's state directory (0600, made on first use), so a workspace keeps its
+    host from one start of the hub to the next; never logged."""
+    path = hub_dir(settings) / "workspace-hosts.key"
+    try:
+        return bytes.fromhex(_secret_file(path))
+    except ValueError:
+        raise InvalidInput(f"{path} does not hold a key (64 hexadecimal digits): remove it and start "
+                           "the hub again (every workspace then gets a new host)") from None
 
 
 def airlock_cookie_secret(settings: Settings) -> str:
@@ -502,7 +514,8 @@ def configure(c, settings: Settings | None = None) -> HubContext:
     c.JupyterHub.port = settings.hub.port
     # each user's workspaces, the gate and the hub on their own host (pds_kernel.hub.origins)
     c.JupyterHub.subdomain_host = public_host(settings)
-    c.JupyterHub.subdomain_hook = subdomain_hook  # w-<person>--<project>.<host> per workspace (ADR 17)
+    # w--<keyed digest>.<host> per workspace (ADR 17, amended): its name tells nobody who works on what
+    c.JupyterHub.subdomain_hook = workspace_host_hook(workspace_host_key(settings))
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = api_port(settings)
     c.JupyterHub.db_url = hub_db_url(settings)

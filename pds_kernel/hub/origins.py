@@ -11,8 +11,8 @@ JupyterLab extension) read the review queue and approved a request in her name
 ``<user>.<host>`` and each service at ``<service>--service.<host>`` (JupyterHub's own ``idna`` hook names
 them; :func:`service_url` asks it too). Each workspace runs as its own hub user
 (:mod:`pds_kernel.workspace_names`), so each has its own host too, named by
-:func:`subdomain_hook` (``w-<person>--<project>.<host>``): see docs/adr/0016-one-origin-per-user.md and
-docs/adr/0017-a-hub-user-per-workspace.md.
+:func:`workspace_host_hook` (``w--<keyed digest>.<host>``, which names neither the person nor the
+project): see docs/adr/0016-one-origin-per-user.md and docs/adr/0017-a-hub-user-per-workspace.md.
 
 Locally the default is ``http://localhost:<port>``: browsers resolve every ``*.localhost`` name to
 the loopback address themselves (RFC 6761), so no DNS entry is needed. Anywhere else the operator
@@ -22,8 +22,11 @@ names the hub and points a wildcard DNS entry (``*.<name>``) at it; on Kubernete
 
 from __future__ import annotations
 
+import base64
+import hmac
 import ipaddress
 import re
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from jupyterhub.utils import subdomain_hook_idna
@@ -32,8 +35,6 @@ from ..errors import InvalidInput
 from ..workspace_names import parse_workspace_user
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
-#: A workspace's DNS label: ``w-<person>--<project>`` when both are plain DNS words.
-_DNS_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def _is_ip(name: str) -> bool:
@@ -91,16 +92,34 @@ def service_url(host: str, service: str) -> str:
     return f"{parsed.scheme}://{domain}{port}/services/{service}/"
 
 
-def subdomain_hook(name: str, domain: str, kind: str) -> str:
-    """JupyterHub's ``subdomain_hook``: a workspace user's host reads ``w-alice--diabetes-t2.<host>``;
-    every other name (people, services, a workspace whose names are not plain DNS words) is named by
-    JupyterHub's own ``idna`` hook. No label of that hook starts with ``w-`` and has ``--`` (plain
-    names have none; its hashed ones start with ``u-``, its services' end with ``--service``; no
-    service of the platform starts with ``w-``), and ``--`` is in neither the person nor the project
-    here, so two workspaces never share a host."""
-    found = parse_workspace_user(name) if kind == "user" else None
-    if found is not None and _DNS_WORD.fullmatch(found.person) and _DNS_WORD.fullmatch(found.project):
-        label = f"w-{found.person}--{found.project}"
-        if len(label) <= 63:
-            return f"{label}.{domain}"
-    return subdomain_hook_idna(name, domain, kind)
+#: The label of every workspace's host: ``w--`` and :data:`DIGEST_CHARS` characters of a keyed
+#: digest of the workspace user's name. No label of JupyterHub's ``idna`` hook starts so: plain
+#: names have no ``--``, IDNA ones start with ``xn--``, hashed ones with ``u-``, services' end with
+#: ``--service`` (and no service of the platform starts with ``w-``).
+WORKSPACE_LABEL = re.compile(r"w--[a-z2-7]{26}")
+DIGEST_CHARS = 26  #: 130 bits of the keyed digest (base32): never guessed, never shared by two workspaces
+KEY_BYTES = 32  #: the least key :func:`workspace_host_hook` takes
+
+
+def workspace_host_hook(key: bytes) -> Callable[[str, str, str], str]:
+    """JupyterHub's ``subdomain_hook`` under ``key`` (the hub's own secret: :mod:`.local`,
+    :mod:`.kubernetes`): a workspace user's host reads ``w--<26 characters>.<host>``, the
+    characters a keyed digest (HMAC-SHA256, base32) of its name (``alice@diabetes-t2``); every other
+    name (people, services) is named by JupyterHub's own ``idna`` hook.
+
+    The label names neither the person nor the project: when it did (``w-alice--diabetes-t2``),
+    anyone who guessed both names asked that host anonymously and learnt from the answer whether
+    the workspace was running (JupyterHub answers for a running server, sends everything else to the
+    hub). Without the key, the host of a workspace cannot be formed; it is in the hub's redirects
+    to the person who opens it, and in her browser. The same key gives the same host at every start
+    of the hub (bookmarks keep working); a new key moves every workspace to a new host."""
+    if not isinstance(key, bytes) or len(key) < KEY_BYTES:
+        raise InvalidInput(f"the key of the workspaces' host names must be at least {KEY_BYTES} bytes")
+
+    def subdomain_hook(name: str, domain: str, kind: str) -> str:
+        if kind == "user" and parse_workspace_user(name) is not None:
+            digest = hmac.digest(key, name.encode("utf-8"), "sha256")
+            return f"w--{base64.b32encode(digest).decode('ascii').lower()[:DIGEST_CHARS]}.{domain}"
+        return subdomain_hook_idna(name, domain, kind)
+
+    return subdomain_hook

@@ -6,7 +6,7 @@ import pytest
 
 from pds_kernel.airlock.web.identity import workspace_person
 from pds_kernel.errors import InvalidInput
-from pds_kernel.hub.origins import subdomain_hook
+from pds_kernel.hub.origins import WORKSPACE_LABEL, workspace_host_hook
 from pds_kernel.registry.names import check_new_user_name
 from pds_kernel.workspace_names import (
     parse_gateway_name,
@@ -50,17 +50,39 @@ def test_the_persons_role_reaches_the_one_server_only():
                               "servers!server=alice@diabetes-t2/diabetes-t2"]
 
 
+KEY = bytes(range(32))
+
+
 def test_each_workspace_has_a_host_of_its_own():
-    assert subdomain_hook("alice@diabetes-t2", "pds.example.org", "user") == "w-alice--diabetes-t2.pds.example.org"
+    subdomain_hook = workspace_host_hook(KEY)
+    host = subdomain_hook("alice@diabetes-t2", "pds.example.org", "user")
+    label, domain = host.split(".", 1)
+    assert domain == "pds.example.org" and WORKSPACE_LABEL.fullmatch(label), host
+    assert subdomain_hook("alice@diabetes-t2", "pds.example.org", "user") == host  # the same at every start
     assert subdomain_hook("alice", "pds.example.org", "user") == "alice.pds.example.org"
     assert subdomain_hook("airlock", "pds.example.org", "service") == "airlock--service.pds.example.org"
-    hosts = {subdomain_hook(name, "h", "user") for name in (
-        "alice@diabetes-t2", "alice@mi-outcomes", "bob@diabetes-t2", "jean.dupont@diabetes-t2",
-        "jean_dupont@diabetes-t2", "jean-dupont@diabetes-t2", "a--b@cc-dd", "a@b--cc-dd", "alice", "w-alice")}
-    assert len(hosts) == 10  # no two share a host, whatever their spelling
+    names = ("alice@diabetes-t2", "alice@mi-outcomes", "bob@diabetes-t2", "jean.dupont@diabetes-t2",
+             "jean_dupont@diabetes-t2", "jean-dupont@diabetes-t2", "a--b@cc-dd", "a@b--cc-dd", "alice", "w-alice",
+             workspace("a" * 40, "p" + "x" * 38 + "z").user)
+    hosts = {subdomain_hook(name, "h", "user") for name in names}
+    assert len(hosts) == len(names)  # no two share a host, whatever their spelling or length
     assert all(len(host.split(".")[0]) <= 63 for host in hosts)
-    long = workspace("a" * 40, "p" + "x" * 38 + "z")
-    assert subdomain_hook(long.user, "h", "user").startswith("u-")  # too long a label: JupyterHub's hash
+
+
+def test_a_workspaces_host_names_neither_its_person_nor_its_project():
+    """Red team 18's residual (ADR 17, amended): the host is a keyed digest of the workspace's name;
+    another key gives another host, and no part of the names is in it."""
+    for person, project in (("alice", "diabetes-t2"), ("barbara", "mi-outcomes"), ("jean.dupont", "cohort")):
+        label = workspace_host_hook(KEY)(f"{person}@{project}", "h", "user").split(".")[0]
+        assert WORKSPACE_LABEL.fullmatch(label), label
+        assert person not in label and project not in label
+        assert label != workspace_host_hook(bytes(32))(f"{person}@{project}", "h", "user").split(".")[0]
+
+
+@pytest.mark.parametrize("key", [b"", b"short", bytes(31), "0" * 64, None])
+def test_a_key_too_short_or_not_bytes_is_refused(key):
+    with pytest.raises(InvalidInput, match="at least 32 bytes"):
+        workspace_host_hook(key)
 
 
 def test_at_the_gate_a_workspace_user_is_its_person_in_its_project_only():

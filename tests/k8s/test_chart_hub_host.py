@@ -20,7 +20,7 @@ from traitlets.config import Config
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.kubernetes import HOST_SETTING, configure
-from pds_kernel.hub.origins import service_url
+from pds_kernel.hub.origins import WORKSPACE_LABEL, service_url
 from pds_kernel.k8s.config import K8sConfig
 
 from .conftest import HUB_HOST, HUB_HOST_VALUES, chart_with_upstream, helm_available, upstream_charts_available
@@ -102,8 +102,13 @@ def test_the_whole_release_gives_the_hub_its_host_and_the_proxy_host_routing(tmp
     c = Config()
     for section, cfg in values["hub"]["config"].items():
         c[section].update(cfg)
+    # z2jh reads the auth-state key the chart made from the same Secret, joined by ";"
+    c.CryptKeeper["keys"] = base64.b64decode(secret["data"]["hub.config.CryptKeeper.keys"]).decode().split(";")
     context = configure(c, settings=settings, k8s=K8sConfig())
     assert c.JupyterHub.subdomain_host == HUB_HOST
+    # the workspaces' hosts are keyed by that key (ADR 17, amended): none names its person or project
+    host = c.JupyterHub.subdomain_hook("olga@alpha-study", "pds.example.org", "user")
+    assert WORKSPACE_LABEL.fullmatch(host.split(".")[0]) and "olga" not in host and "alpha" not in host
     # the hub's pages link to the gate on its own host
     assert c.JupyterHub.template_vars["pds"](SimpleNamespace(name="olga", db=None))["airlock"] == GATE
     context.runtime.close()
@@ -118,3 +123,15 @@ def test_the_hub_refuses_to_start_without_its_own_host_name(settings, host):
     with pytest.raises(InvalidInput, match=HOST_SETTING.replace(".", r"\.")) as refused:
         configure(c, settings=settings, k8s=K8sConfig())
     assert "wildcard DNS" in str(refused.value) or "IP address" in str(refused.value)
+
+
+@pytest.mark.parametrize("keys", [None, [], [""], ["short"], [42], "0" * 64])
+def test_the_hub_refuses_to_start_without_the_key_of_the_workspaces_hosts(settings, keys):
+    """Without the chart's auth-state key there is no key to name the workspaces' hosts with: the
+    hub does not start (a key of the code's own would be one anyone can read)."""
+    c = Config()
+    c.JupyterHub.subdomain_host = HUB_HOST
+    if keys is not None:
+        c.CryptKeeper["keys"] = keys
+    with pytest.raises(InvalidInput, match=r"CryptKeeper\.keys is not set"):
+        configure(c, settings=settings, k8s=K8sConfig())

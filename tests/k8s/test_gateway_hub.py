@@ -37,6 +37,7 @@ from pds_kernel.airlock.web.identity import workspace_project
 from pds_kernel.audit import AuditTrail
 from pds_kernel.hub.common import ADMIN_ROLE
 from pds_kernel.hub.oidc import ADMIN_GROUP
+from pds_kernel.hub.origins import WORKSPACE_LABEL
 from pds_kernel.k8s.config import K8sConfig
 from pds_kernel.k8s.gateway import WorkspaceAuthenticator, configure_gateway
 
@@ -167,7 +168,8 @@ async def test_a_workspace_is_on_its_users_host_and_links_to_the_gate_on_its_own
     alice = hub.sign_in("alice", ["alpha-study"])
     await hub.start_server(alice, "alpha-study")
     runs = hub.workspace_user(alice, "alpha-study")
-    assert hub.app.subdomain_host == HUB_HOST and runs.host == "https://w-alice--alpha-study.pds.example.org"
+    label, domain = runs.host.removeprefix("https://").split(".", 1)
+    assert hub.app.subdomain_host == HUB_HOST and domain == "pds.example.org" and WORKSPACE_LABEL.fullmatch(label)
     pod = runs.spawners["alpha-study"].pod_manifest
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["PDS_AIRLOCK_PAGES"] == "https://airlock--service.pds.example.org/services/airlock/"

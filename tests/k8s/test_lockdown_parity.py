@@ -42,10 +42,12 @@ pytestmark = [pytest.mark.skipif(not helm_available(), reason="helm binary missi
 
 def z2jh_spawner_config(values: dict) -> Config:
     """What z2jh's jupyterhub_config.py sets on KubeSpawner from the ``singleuser`` values we use,
-    and the hub's host name it loads from ``hub.config``."""
+    and the hub's host name it loads from ``hub.config``, with the auth-state key the chart makes
+    (``hub.config.CryptKeeper.keys``: it keys the workspaces' host names)."""
     single = values["jupyterhub"]["singleuser"]
     c = Config()
     c.JupyterHub.subdomain_host = values["jupyterhub"]["hub"]["config"]["JupyterHub"]["subdomain_host"]
+    c.CryptKeeper["keys"] = [secrets.token_hex(32)]  # (a Config's attribute ``keys`` is the dict's method)
     c.KubeSpawner.cmd = single["cmd"]
     c.KubeSpawner.default_url = single["defaultUrl"]
     c.KubeSpawner.uid = single["uid"]

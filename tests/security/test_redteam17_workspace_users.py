@@ -33,7 +33,8 @@ from hub_kernel import execute
 from hubfixtures import OTHER_PROJECT, PROJECT, hub_user, module_hub, signed_in, workspace_ready
 
 from pds_kernel.errors import InvalidInput
-from pds_kernel.hub.local import gate_public_url, provision_account
+from pds_kernel.hub.local import gate_public_url, provision_account, workspace_host_key
+from pds_kernel.hub.origins import workspace_host_hook
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(300)]
 
@@ -153,4 +154,5 @@ def test_home_page_links_to_the_workspace_on_its_own_host(world):
     page = people["alice"].get("/hub/home")
     assert page.status_code == 200
     assert f'href="{address}/"' in page.text or f'href="{urljoin(address + "/", "")}"' in page.text, page.text[-2000:]
-    assert address.startswith(f"http://w-alice--{PROJECT}.pds.localhost:")
+    key = workspace_host_key(hub.settings)  # the hub's own, in its state folder (ADR 17, amended)
+    assert address.startswith("http://" + workspace_host_hook(key)(f"alice@{PROJECT}", "pds.localhost:", "user"))

@@ -38,8 +38,11 @@ admission refuses a workspace whose person's hub account is not approved
 (:func:`pds_kernel.hub.admission.check_workspace_admission`, ``account_ok``, audited as
 ``workspace.refused``), and the local authenticator's refresh of a workspace user asks the same
 (:func:`pds_kernel.hub.common.refresh_workspace_user`). The 68 others failed already. What remains
-(docs/isolation.md), one strict expected failure: an anonymous request to a workspace's host says
-whether it runs, and its host names its person and project.
+(docs/isolation.md), one strict expected failure: an anonymous request to a workspace's host said
+whether it ran, and its host named its person and project. Closed since (ADR 17, amended): the host
+is a keyed digest of the workspace's name, and every address formed from the names answers alike;
+two attempts on those hosts were added then (another person looking for her host in the hub's
+answers, a kernel looking for the hub's key): 73 attempts, none got through.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ import requests
 from jupyterhub import orm
 from jupyterhub.roles import _validate_role_name, get_default_roles
 from jupyterhub.scopes import _check_scopes_exist
+from jupyterhub.utils import subdomain_hook_idna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 
@@ -63,8 +67,14 @@ from hubfixtures import OTHER_PROJECT, PROJECT, hub_user, module_hub, signed_in,
 
 from pds_kernel.errors import InvalidInput
 from pds_kernel.hub.common import ADMIN_ROLE, HubContext
-from pds_kernel.hub.local import PdsNativeAuthenticator, hub_session, provision_account, set_account_approval
-from pds_kernel.hub.origins import subdomain_hook
+from pds_kernel.hub.local import (
+    PdsNativeAuthenticator,
+    hub_session,
+    provision_account,
+    set_account_approval,
+    workspace_host_key,
+)
+from pds_kernel.hub.origins import WORKSPACE_LABEL, workspace_host_hook
 from pds_kernel.workspace_names import parse_workspace_user, workspace
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -244,24 +254,99 @@ def _anonymous_answer(address: str, person: str, method: str, path: str, headers
             tuple(cookies), len(str(size)) if size else 0)
 
 
-@pytest.mark.xfail(strict=True, reason="residual risk (ADR 17): a workspace's host names its person and "
-                                       "project, and JupyterHub answers a request to it differently when it runs")
+def _guessed_addresses(hub, real: str, person: str, project: str) -> dict[str, str]:
+    """The addresses of ``person``'s workspace of ``project`` that someone without the hub's key can
+    form from the two names (the server's path after each): the host of ADR 17 before its amendment
+    (``w-<person>--<project>``), JupyterHub's own host for the workspace user's name, the person's
+    own host, and the hub's host."""
+    hub_parts = urlsplit(hub.url)
+    port = f":{hub_parts.port}" if hub_parts.port else ""
+    path = urlsplit(real).path.replace("alice", person).replace(P, project)
+    name = f"{person}@{project}"
+    hosts = {"ADR 17's first host": f"w-{person}--{project}.{hub_parts.hostname}",
+             "JupyterHub's own host": subdomain_hook_idna(name, hub_parts.hostname, "user"),
+             "the person's host": f"{person}.{hub_parts.hostname}",
+             "the hub's host": hub_parts.hostname}
+    return {kind: f"{hub_parts.scheme}://{host}{port}{path}" for kind, host in hosts.items()}
+
+
 def test_an_anonymous_request_cannot_tell_whether_her_workspace_runs(world):
-    """Anyone who guesses a person and a project asks their workspace's host: a running workspace
-    sends a page to the hub's authorize endpoint, answers its APIs ``403``, ``HEAD`` ``405`` and a
-    WebSocket ``404`` with its own headers and cookies; one that does not run (carol's) or does not
-    exist (dave's) sends every request to the hub. This test asserts the whole answers look alike
-    (a strict expected failure)."""
-    _, _, addresses, _ = world
-    running = addresses[P]
-    hosts = {"alice": running, "carol": running.replace("alice", "carol"), "dave": running.replace("alice", "dave")}
+    """Got through before the fix (a strict expected failure since red team 18): anyone who guessed
+    a person and a project asked their workspace's host, ``w-alice--diabetes-t2``: a running
+    workspace sent a page to the hub's authorize endpoint, answered its APIs ``403``, ``HEAD``
+    ``405`` and a WebSocket ``404`` with its own headers and cookies; one that did not run (carol's)
+    or did not exist (dave's) sent every request to the hub. Now a workspace's host is a keyed
+    digest of its name (``w--<26 characters>``, :func:`pds_kernel.hub.origins.workspace_host_hook`):
+    at every address formed from the names, alice's running workspace, carol's stopped one and
+    dave's that does not exist answer alike."""
+    hub, _, addresses, _ = world
+    real = addresses[P]
+    label = urlsplit(real).hostname.split(".")[0]
+    assert WORKSPACE_LABEL.fullmatch(label), real
+    assert workspace_host_hook(workspace_host_key(hub.settings))(ALICE_P, "h", "user") == f"{label}.h"
     differ = []
-    for method, path, headers in ANONYMOUS_PROBES:
-        answers = {person: _anonymous_answer(address, person, method, path, headers)
-                   for person, address in hosts.items()}
-        if len(set(answers.values())) > 1:
-            differ.append((method, path, answers))
+    guessed = {person: _guessed_addresses(hub, real, person, P) for person in ("alice", "carol", "dave")}
+    assert real not in guessed["alice"].values()
+    for kind in guessed["alice"]:
+        for method, path, headers in ANONYMOUS_PROBES:
+            answers = {person: _anonymous_answer(addresses[kind] + path, person, method, "", headers)
+                       for person, addresses in guessed.items()}
+            if len(set(answers.values())) > 1:
+                differ.append((kind, method, path, answers))
     assert not differ, differ
+    # the control: at its real address, her running workspace answers otherwise (the oracle the
+    # key now hides)
+    told = [(method, path) for method, path, headers in ANONYMOUS_PROBES
+            if _anonymous_answer(real + path, "alice", method, "", headers)
+            != _anonymous_answer(guessed["alice"]["ADR 17's first host"] + path, "alice", method, "", headers)]
+    assert told, "the probes no longer tell a running workspace from one that is not"
+
+
+def test_another_signed_in_person_is_not_given_her_workspaces_host(world):
+    """bob, signed in, looks for the host of alice's running workspace where the hub might name it:
+    her users in the REST API (his session's token), the pages he may open, the redirects of her
+    paths; none holds it (with it he could ask whether it runs)."""
+    hub, people, addresses, _ = world
+    bob = people["bob"]
+    label = urlsplit(addresses[P]).hostname.split(".")[0]
+    seen = []
+    for path in (f"/hub/api/users/{ALICE_P}", f"/hub/api/users/{ALICE_P}/servers/{P}/progress", "/hub/api/users/alice",
+                 "/hub/api/users", f"/hub/api/users/{ALICE_P}/servers/{P}"):
+        answer = bob.api("GET", path, allow_redirects=False)
+        seen.append((path, answer.status_code, answer.headers.get("Location", ""), answer.text))
+    for path in ("/hub/home", f"/hub/spawn-pending/{ALICE_P}/{P}", f"/hub/user/{ALICE_P}/{P}/", f"/user/{ALICE_P}/{P}/lab",
+                 f"/hub/spawn/alice/{P}", "/hub/token"):
+        answer = bob.http.get(hub.url + path, allow_redirects=False, timeout=30)
+        seen.append((path, answer.status_code, answer.headers.get("Location", ""), answer.text))
+    told = [(path, status) for path, status, location, text in seen if label in location or label in text]
+    assert not told, told
+    assert label in people["alice"].get("/hub/home").text  # the control: her own home page links to it
+
+
+def test_a_kernel_cannot_read_the_key_of_the_workspaces_hosts(world):
+    """alice's notebook (in her sandbox) looks for the hub's key, which would give her every other
+    workspace's host: at its path on the host, its folder, the environment of her kernel and of
+    the sandbox's first process; it is nowhere in her sandbox."""
+    hub, people, addresses, _ = world
+    key = workspace_host_key(hub.settings).hex()
+    path = hub.settings.paths.state / "hub" / "workspace-hosts.key"
+    assert path.is_file()
+    code = f"""
+import os, pathlib
+found = []
+for p in ({str(path)!r}, {str(path.parent)!r}, "/proc/1/environ", "/proc/self/environ"):
+    try:
+        data = pathlib.Path(p).read_bytes() if not os.path.isdir(p) else "\\n".join(os.listdir(p)).encode()
+        found.append((p, {key!r}.encode() in data or bytes.fromhex({key!r}) in data))
+    except OSError as exc:
+        found.append((p, type(exc).__name__))
+print(found)
+"""
+    ran = execute(addresses[P], people["alice"].token, code)
+    assert ran["error"] is None, ran["error"]
+    result = ran["stdout"].strip().splitlines()[-1]
+    assert "True" not in result and key not in ran["stdout"], result
+    assert f"({str(path)!r}, 'FileNotFoundError')" in result or f"({str(path)!r}, 'PermissionError')" in result, result
 
 
 # ---- 3. the skipped confirmation page ------------------------------------------------------------
@@ -463,12 +548,15 @@ def test_no_two_names_share_a_host():
     hosts: dict[str, str] = {}
     names = [(found.user, "user") for found in _pairs()] + [(person, "user") for person in PEOPLE] + \
         [(service, "service") for service in ("airlock", "pds-sync", "dask-gateway", "pds-watcher")]
+    subdomain_hook = workspace_host_hook(bytes(range(32)))
     for name, kind in names:
         host = subdomain_hook(name, "pds.example.org", kind)
         label = host.removesuffix(".pds.example.org")
         assert "." not in label and 0 < len(label) <= 63, host
         assert hosts.setdefault(host, name) == name, f"{name} and {hosts[host]} share {host}"
-    assert hosts[f"w-alice--{P}.pds.example.org"] == ALICE_P
+    assert hosts[subdomain_hook(ALICE_P, "pds.example.org", "user")] == ALICE_P
+    assert all(WORKSPACE_LABEL.fullmatch(host.split(".")[0]) for host, name in hosts.items()
+               if parse_workspace_user(name) is not None)
 
 
 def test_no_two_pairs_share_a_role_and_none_is_a_hub_or_platform_role():

@@ -140,7 +140,7 @@ annotations:
 {{- end }}
 
 {{- /* The hub's public address, JupyterHub's subdomain_host (pds_kernel.hub.origins): the hub at
-       https://<name>, each workspace at w-<person>--<project>.<name> (ADR 17), the gate at airlock--service.<name>.
+       https://<name>, each workspace at w--<keyed digest>.<name> (ADR 17), the gate at airlock--service.<name>.
        Without it one origin would serve the hub, the gate and every JupyterLab, and script in one
        could drive the others; so it is required, an https DNS name with nothing after it (the hub
        refuses the same at start: pds_kernel.hub.kubernetes.public_host). */ -}}
