@@ -143,10 +143,13 @@ def workspace_host_key(settings: Settings) -> bytes:
     host from one start of the hub to the next; never logged."""
     path = hub_dir(settings) / "workspace-hosts.key"
     try:
-        return bytes.fromhex(_secret_file(path))
+        key = bytes.fromhex(_secret_file(path))
     except ValueError:
+        key = b""
+    if len(key) < 32:
         raise InvalidInput(f"{path} does not hold a key (64 hexadecimal digits): remove it and start "
-                           "the hub again (every workspace then gets a new host)") from None
+                           "the hub again (every workspace then gets a new host)")
+    return key
 
 
 def airlock_cookie_secret(settings: Settings) -> str:

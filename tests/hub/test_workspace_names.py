@@ -91,3 +91,19 @@ def test_at_the_gate_a_workspace_user_is_its_person_in_its_project_only():
     assert workspace_person("alice@diabetes-t2", None) is None  # it never acts as itself
     assert workspace_person("alice", None) == "alice" and workspace_person("alice", "diabetes-t2") == "alice"
     assert workspace_person(None, None) is None
+
+
+def test_the_local_hub_keeps_its_key_of_the_workspaces_hosts(settings):
+    """The local hub's key: made at the first start, 0600 in the hub's state folder, the same at
+    every start (a workspace keeps its host); a file that holds no key refuses the start with what
+    to do."""
+    from pds_kernel.hub.local import hub_dir, workspace_host_key
+
+    key = workspace_host_key(settings)
+    path = hub_dir(settings) / "workspace-hosts.key"
+    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert workspace_host_key(settings) == key
+    for held in ("not a key", "ab" * 8, ""):
+        path.write_text(held)
+        with pytest.raises(InvalidInput, match="remove it and start the hub again"):
+            workspace_host_key(settings)
