@@ -330,6 +330,18 @@ def dashboard_static_dirs() -> list[str]:
     return found
 
 
+class SameOriginReferrer(web.OutputTransform):
+    """Every answer of the workspace's server (its pages, its APIs, a redirect, an error, a response
+    relayed from a port of the workspace, whatever header that one set) says ``Referrer-Policy:
+    same-origin``: a link followed from JupyterLab to another site does not send the workspace's
+    address. The address is a keyed name (pds_kernel.hub.origins), and a site that learnt it could
+    ask it, without signing in, whether the workspace runs."""
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        headers["Referrer-Policy"] = "same-origin"
+        return status_code, headers, chunk
+
+
 def _jupyter_server_extension_points():
     return [{"module": "pds_kernel.sandbox.lockdown"}]
 
@@ -349,6 +361,7 @@ def _load_jupyter_server_extension(serverapp) -> None:
         budget.install(serverapp.web_app, client, exempt_static_prefixes(serverapp.base_url),
                        lambda chunk: lockdown.is_data("", chunk[:SNIFF_BYTES]),
                        url_path_join(serverapp.base_url, "/proxy/"), budget.PlatformFiles(dashboard_static_dirs))
+        serverapp.web_app.transforms.append(SameOriginReferrer)  # last: over a relayed response's own
         from .notebook_server import project_page_config  # the page title names the project
         serverapp.web_app.settings["page_config_hook"] = project_page_config(
             serverapp.web_app.settings.get("page_config_hook"))

@@ -607,3 +607,45 @@ def test_budget_survives_a_server_restart(world, full_budget, tmp_path):
     finally:
         again.stop()
     assert status == 403 and "export request" in body["message"]
+
+
+# ---- the workspace's address, sent to other sites -------------------------------------------------
+REFERRER_SERVER = r"""
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'<a href="http://elsewhere.localhost/">a link</a>'
+        self.send_response(200)
+        self.send_header("Referrer-Policy", "unsafe-url")  # send the full address everywhere
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_no_answer_lets_a_link_send_the_workspaces_address_to_another_site(world, full_budget, dashboard_port_server):
+    """A workspace's host is a keyed name (ADR 17, amended): a site that learnt it could ask it,
+    without signing in, whether the workspace runs. Browsers send a page's origin to the sites its
+    links lead to unless the page says otherwise: every answer of the server says ``same-origin``,
+    its pages, its APIs, a refusal, a missing file, and a page relayed from the dashboard port by a
+    server in the workspace that asks for ``unsafe-url``."""
+    server, port = dashboard_port_server
+    proc = subprocess.Popen([sys.executable, "-c", REFERRER_SERVER, str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        answers = {path: world["server"].request(path) for path in (
+            "/lab", "/api/status", "/api/contents/no-such-file", "/files/big.csv", "/static/favicon.ico")}
+        answers["relayed"] = server.request(f"/proxy/{port}/page")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert {path: status for path, (status, _, _) in answers.items()} == {
+        "/lab": 200, "/api/status": 200, "/api/contents/no-such-file": 404, "/files/big.csv": 403,
+        "/static/favicon.ico": 200, "relayed": 200}
+    policies = {path: headers.get_all("Referrer-Policy") for path, (_, _, headers) in answers.items()}
+    assert all(found == ["same-origin"] for found in policies.values()), policies
