@@ -48,6 +48,12 @@ EXPORT_CELL = ('answer = ws.request_export(["results/claims_per_month.csv"], '
                '"Monthly claims and persons, months under 10 persons suppressed"); answer')
 #: What the journeys hand to each other (the tests of this module run in order).
 STATE: dict = {}
+#: What distributed's worker logs when one heartbeat to its scheduler fails and it carries on (a
+#: starved machine: seen once in a run of the whole suite, the notebook's results were right).
+#: Its traceback ends with the closed comm's error. Nothing else is forgiven.
+HEARTBEAT_NOISE = re.compile(
+    r"^\S+ \S+ - distributed\.worker - ERROR - Failed to communicate with scheduler during heartbeat\.\n"
+    r"(?:.*\n)*?distributed\.comm\.core\.CommClosedError: .*$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +134,7 @@ def test_researcher_signs_in_starts_runs_the_example_and_asks_for_an_export(worl
         page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
         _wait_notebook_ran(page)
         outputs = page.locator(".jp-Notebook .jp-OutputArea").all_inner_texts()
-        text = "\n".join(outputs)
+        text = HEARTBEAT_NOISE.sub("", "\n".join(outputs))
         assert "Traceback" not in text and "Error" not in text, text[-3000:]
         assert "distributed.shuffle" not in text and "WARNING" not in text, text[-3000:]
         assert "claims_per_month.csv: pass" in text, text[-3000:]
