@@ -402,7 +402,8 @@ def test_scopes_beyond_the_workspaces_get_no_code(world, scope):
 def test_another_persons_session_gets_no_code_for_her_workspace(world):
     hub, people, addresses, _ = world
     answer = _authorize(hub, _client_of(addresses[P]), people["bob"].http)
-    assert answer.status_code == 403
+    # refused as a client that does not exist (red team 23: a 403 told him it runs)
+    assert answer.status_code == 400 and "Invalid client_id parameter value." in answer.text
     _no_code(answer)
 
 
