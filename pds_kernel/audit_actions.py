@@ -88,6 +88,7 @@ ACTIONS: dict[str, ActionInfo] = {
     "hub.identity.bound": ActionInfo(_USER, "the first sign-in through the identity provider bound the user name to its account (SHA-256 of the issuer and subject in details: subject); any other account is refused that name"),
     "hub.identity.unbound": ActionInfo(_USER, "an administrator freed the user name for another account of the identity provider (pds hub account unbind; the digest it was bound to in details), or was refused"),
     "hub.logout": ActionInfo(_USER, "a log-out from the hub"),
+    "hub.oauth.authorize": ActionInfo("server:<hub user>/<server>", "denied: a signed-in person asked the hub's authorize endpoint for a server she may not access (answered as an unknown client, red team 23); the target names the server"),
     "hub.signup": ActionInfo(_USER, "a person asked for an account (waits for an administrator)"),
     "hub.socket.refused": ActionInfo(_USER, "a workspace's request through its socket to the hub was refused"),
     "hub.sync": ActionInfo("hub", "the hub's users and groups were brought in line with the registry"),

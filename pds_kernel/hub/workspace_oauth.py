@@ -22,6 +22,7 @@ from jupyterhub.apihandlers.auth import OAuthAuthorizeHandler
 from oauthlib.oauth2.rfc6749.errors import InvalidClientIdError
 from tornado import web
 
+from ..audit import AuditEvent, Outcome
 from ..workspace_names import workspace_of_server
 
 
@@ -46,7 +47,11 @@ class WorkspaceOAuthAuthorizeHandler(OAuthAuthorizeHandler):
         client = self.oauth_provider.fetch_by_client_id(client_id) if client_id else None
         spawner = getattr(client, "spawner", None)
         if spawner is not None and not self.get_scope_filter("access:servers")(spawner, kind="server"):
-            self.log.warning("refused %s the authorization of a server out of reach", self.current_user.name)
+            person = self.current_user.name
+            self.log.warning("refused %s the authorization of a server out of reach", person)
+            self.authenticator.context.record(AuditEvent(
+                actor=person, action="hub.oauth.authorize", target=f"server:{spawner.user.name}/{spawner.name}",
+                outcome=Outcome.DENIED, details={"reason": "no access to the server"}))
             refusal = InvalidClientIdError()
             raise web.HTTPError(refusal.status_code, refusal.description)
 

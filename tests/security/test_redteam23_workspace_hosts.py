@@ -33,7 +33,7 @@ request 403 against 400, with a foreign ``redirect_uri`` ``Mismatching redirect 
 ``Invalid client_id``). Fixed the same day: before oauthlib reads the request, a server's client
 the signed-in person may not access answers as an unknown one, on ``GET`` and on ``POST``
 (:meth:`pds_kernel.hub.workspace_oauth.WorkspaceOAuthAuthorizeHandler.refuse_servers_out_of_reach`).
-The rest failed already. 39 attempts.
+The rest failed already. 40 attempts.
 """
 
 from __future__ import annotations
@@ -169,6 +169,17 @@ def test_the_authorize_form_posted_by_another_person_is_answered_as_an_unknown_c
         assert label not in answer.headers.get("Location", "") and label not in answer.text
         answers[user] = (answer.status_code, answer.headers.get("Location", ""))
     assert answers[ALICE_P] == answers[DAVE_P] and answers[ALICE_P][0] == 400, answers
+
+
+def test_the_refusal_is_audited(world):
+    """Every access decision is audited: bob's request for her workspace's client leaves a refusal
+    naming him and the server."""
+    hub, people, _ = world
+    before = len(hub.actions("hub.oauth.authorize"))
+    answer = _authorize(hub, people["bob"].http, {"client_id": client_id(ALICE_P, P), "response_type": "code"})
+    assert answer.status_code == 400
+    entries = hub.actions("hub.oauth.authorize")[before:]
+    assert [(e.actor, e.target, e.outcome) for e in entries] == [("bob", f"server:{ALICE_P}/{P}", "denied")]
 
 
 @pytest.mark.parametrize("variant", list(EARLY_ERRORS))
