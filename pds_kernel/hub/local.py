@@ -75,7 +75,7 @@ from .common import (
     stop_revoked_servers,
 )
 from .expiry import MembershipWatcher
-from .origins import service_url, subdomain_host, workspace_host_hook
+from .origins import KEY_BYTES, service_url, subdomain_host, workspace_host_hook
 from .pages import make_template_vars, platform_handlers
 from .provisions import AccountSecret, write_provision
 from .provisions import ensure_table as ensure_provisions_table
@@ -146,7 +146,7 @@ def workspace_host_key(settings: Settings) -> bytes:
         key = bytes.fromhex(_secret_file(path))
     except ValueError:
         key = b""
-    if len(key) < 32:
+    if len(key) < KEY_BYTES:
         raise InvalidInput(f"{path} does not hold a key (64 hexadecimal digits): remove it and start "
                            "the hub again (every workspace then gets a new host)")
     return key
