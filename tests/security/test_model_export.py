@@ -287,14 +287,14 @@ def test_a_cohort_swapped_between_the_gates_check_and_the_checks_mount_is_not_mo
     assert "re-publish it" in findings[0].message and report["status"] == "error"
 
 
-FLOOD_MIB = 64  #: on standard output, by each interpreter the check starts (and 8 on standard error)
+FLOOD_MIB = 32  #: on standard output, by each interpreter the check starts (and 8 on standard error)
 
 
 def test_a_check_printing_hundreds_of_megabytes_does_not_fill_the_gates_memory(gate, tmp_path, caplog, monkeypatch):
     """Got through before the fix: the gate read the check's standard output and error whole into
     its memory (``subprocess.run(capture_output=True)``). What the check prints comes from the
     libraries that load and attack the researcher's model; here a check environment whose start-up
-    prints 64 MiB on standard output and 8 MiB on standard error (a ``.pth`` file, run by every
+    prints 32 MiB on standard output and 8 MiB on standard error (a ``.pth`` file, run by every
     interpreter the check starts, even with ``-I``: hundreds of MiB in all) stands for such a
     library. The real check runs after it, in the real sandbox. The gate now keeps only the last
     bytes: what it allocates while the check runs stays far below what was printed, and the check
