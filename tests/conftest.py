@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -16,6 +17,11 @@ import pytest
 
 from pds_kernel.runtime import Runtime
 from pds_kernel.settings import Database, Hub, Paths, Settings
+
+# This process may write bytecode (the environment says not to, for every other process): pytest
+# keeps the test modules it rewrites in __pycache__ (untracked), so the next collection, in each
+# worker of `make test` and in the next run, reads them instead of rewriting every assert again.
+sys.dont_write_bytecode = False
 
 localhost_names.install()  # alice.localhost, airlock--service.localhost: loopback, as in a browser
 
