@@ -350,3 +350,66 @@ def test_requests_session_reuse_is_not_cut(small_gate):
         for _ in range(5):
             r = s.get(small_gate.base + "api/me", headers={"Authorization": "token fake-alice"}, timeout=10)
             assert r.json() == {"name": "alice"}
+
+
+# ---- a connection the gate closes after its answer -----------------------------------------------
+def _answer(sock: socket.socket) -> tuple[bytes, bytes]:
+    """(status line, headers in lower case) of one answer read from ``sock`` (its body read too);
+    (b"", b"") when the gate closed the connection before answering."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"", b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                   if line.startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head.split(b"\r\n")[0], head.lower()
+
+
+EARLY_ANSWERS = {  # answers the gate decides from the headers, before any body
+    "a token the gate does not know": (f"GET {PREFIX}api/me HTTP/1.1\r\nHost: x\r\n"
+                                       "Authorization: token not-a-token\r\n\r\n", b"401"),
+    "no token": f"GET {PREFIX}api/me HTTP/1.1\r\nHost: x\r\n\r\n",
+    "a page without a session": f"GET {PREFIX}requests HTTP/1.1\r\nHost: x\r\n\r\n",
+    "an unknown operation": f"GET {PREFIX}api/nothing HTTP/1.1\r\nHost: x\r\nAuthorization: token fake-alice\r\n\r\n",
+    "an unknown query parameter": f"GET {PREFIX}api/me?zz=1 HTTP/1.1\r\nHost: x\r\nAuthorization: token fake-alice\r\n\r\n",
+    "a body too large, declared": (f"POST {PREFIX}api/requests HTTP/1.1\r\nHost: x\r\nAuthorization: token fake-alice\r\n"
+                                   "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 999999999999\r\n\r\n"),
+    "a refused body, never sent": (f"POST {PREFIX}api/requests HTTP/1.1\r\nHost: x\r\n"
+                                   "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("label", sorted(EARLY_ANSWERS))
+def test_an_answer_before_the_body_never_leaves_the_proxy_a_dead_connection(small_gate, label):
+    """Got through before the fix (the hub airlock journey failed with it, once in CI): the gate
+    answered a request without a valid token with a 401 from its headers, then closed the
+    connection, without saying so. The hub's proxy keeps its connections to the gate for the next
+    request of anyone: it sent another person's review into the closed socket and answered it 503.
+    Now an answer either leaves the connection open (the next request on it is answered: a 401,
+    403 or 404 of a request without a body) or says ``Connection: close`` (a body refused at once,
+    which the gate will not read)."""
+    raw = EARLY_ANSWERS[label]
+    raw = raw[0] if isinstance(raw, tuple) else raw
+    with small_gate.connect() as sock:
+        sock.settimeout(10)
+        sock.sendall(raw.encode())
+        status, headers = _answer(sock)
+        assert status.startswith(b"HTTP/1.1 4"), (label, status)
+        says_close = b"\r\nconnection: close" in headers
+        if not says_close:
+            try:
+                sock.sendall(ME)
+                again, _ = _answer(sock)
+            except OSError as exc:
+                again = repr(exc).encode()
+            assert again == b"HTTP/1.1 200 OK", f"{label}: {status!r} kept the connection, then it was closed"
+    if label in {"a token the gate does not know", "no token", "a page without a session"}:
+        assert not says_close, f"{label}: a request without a body need not cost the client its connection"

@@ -69,6 +69,7 @@ def _after_body(method):
     """Run ``method`` only once the body has arrived and passed :meth:`BoundedBody.read_body`."""
     @functools.wraps(method)
     async def wrapper(self, *args, **kwargs):
+        self.body_arrived = True
         self.stop_pace()  # the whole body has arrived
         self.read_body()
         result = method(self, *args, **kwargs)
@@ -87,6 +88,9 @@ class BoundedBody(SafeSummary, RequestHandler):
 
     body_types: set[str] = bodies.JSON_TYPES
     _pace: BodyPace | None = None  #: set once the request is accepted (:meth:`pace_body`)
+    #: the request's whole body has arrived and its method runs (:func:`_after_body`); an answer
+    #: written before (from prepare) closes the connection (:meth:`flush`)
+    body_arrived = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -120,11 +124,26 @@ class BoundedBody(SafeSummary, RequestHandler):
             self._refusal = exc  # answered once the body is drained, so the client reads the answer
         self.request.connection.set_max_body_size(max(limit, DISCARD_LIMIT))
 
+    def flush(self, include_footers: bool = False):
+        """Before the first bytes of an answer written ahead of the body (a refusal decided from the
+        headers, in prepare): ``Connection: close``. Tornado closes such a connection once the answer
+        is sent (it will not read what may follow); said in the answer, the hub's proxy does not keep
+        the connection for its next request. Unsaid, the proxy kept it, sent the next request of
+        whoever came next on it (another person's review) into the closed socket, and answered that
+        request 503."""
+        if not self.body_arrived and not self._headers_written:
+            self.set_header("Connection", "close")
+        return super().flush(include_footers)
+
     def refuse_after_body(self, refusal: Exception) -> None:
         """Answer ``refusal`` once the body has arrived (dropped as it comes) when it is declared at
-        most :data:`REFUSAL_DRAIN_LIMIT` bytes and arrives within :data:`REFUSAL_DRAIN_SECONDS`
-        (else the connection closes), and at once otherwise."""
+        most :data:`REFUSAL_DRAIN_LIMIT` bytes (none declared and none chunked: no body) and
+        arrives within :data:`REFUSAL_DRAIN_SECONDS` (else the connection closes), and at once
+        otherwise (the answer then says the connection closes: :meth:`flush`). Answered after the
+        body, the connection stays open for the client's next request."""
         declared = self.request.headers.get("Content-Length", "")
+        if not declared and "Transfer-Encoding" not in self.request.headers:
+            declared = "0"  # HTTP/1.1: a request without either has no body
         if not (declared.isascii() and declared.isdigit() and int(declared) <= REFUSAL_DRAIN_LIMIT):
             raise refusal
         self._chunks = []
