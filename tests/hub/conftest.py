@@ -11,6 +11,8 @@ from hubfixtures import free_port_block, make_world
 
 #: Characters of the hub's log shown under a failed test (the gate's and the proxy's lines are in it).
 LOG_TAIL_CHARS = 12_000
+#: Whether a test's call failed (kept for the fixtures' teardown).
+CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -19,9 +21,6 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call":
         item.stash[CALL_FAILED] = report.failed
     return report
-
-
-CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
