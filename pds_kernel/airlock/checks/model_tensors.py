@@ -126,29 +126,34 @@ class _Model:
 
     def __init__(self, arrays: Arrays, reference: Reference):
         self.items = []
+        self.every: list[np.ndarray] = []  #: each array's distinct finite values, trivial ones too
         for name, array in arrays.arrays.items():
             kind = _kind(array)
             flat = array.ravel()
             if kind == "low":
                 flat = flat.astype(np.float64)
-            distinct = np.unique(flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat)
-            distinct = distinct[~_trivial(distinct.astype(np.float64))]
+            every = np.unique(flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat)
+            distinct = every[~_trivial(every.astype(np.float64))]
             exact, near = _union(reference, kind)
             distinct = distinct[_in_sorted(distinct.astype(near.dtype), near)]
             members = int(_in_sorted(flat.astype(exact.dtype), exact).sum()) if flat.size > MIN_DISTINCT else 0
             self.items.append((name, array, kind, distinct, members))
+            self.every.append(every)
 
     def matches(self, ref: np.ndarray) -> tuple[set[float], float, str]:
         """(distinct values of the model in ``ref``, as float64; the chance level; an array holding most)."""
         found: set[float] = set()
         chance, best, where = 0.0, 0, ""
+        by_kind: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # ref as each kind stores it, moved
         for name, _, kind, distinct, _ in self.items:
             if not len(distinct):
                 continue
-            target = _cast(ref, kind)
+            if kind not in by_kind:
+                target = _cast(ref, kind)
+                by_kind[kind] = (target, *(np.unique(moved) for moved in _shifted(target)))
+            target, up, down = by_kind[kind]
             values = distinct.astype(target.dtype) if kind != "f32" else distinct.astype(np.float32)
             hit = values[_in_sorted(values, target)]
-            up, down = (np.unique(moved) for moved in _shifted(target))
             chance += (_in_sorted(values, up).sum() + _in_sorted(values, down).sum()) / 2
             found.update(hit.astype(np.float64).tolist())
             if len(hit) > best:
@@ -327,10 +332,12 @@ def _order_runs(model: _Model, reference: Reference, least: int = MIN_WINDOWS):
         if cache[key] is None:
             continue
         k, windows, shuffled = cache[key]
-        for name, array, kind, _, members in model.items:
+        for (name, array, kind, _, members), every in zip(model.items, model.every):
             if members < k + least:
                 continue
             target = column.distinct.astype(np.float32) if kind == "f32" else column.distinct
+            if int(_in_sorted(every.astype(target.dtype), target).sum()) < MIN_DISTINCT:
+                continue  # a window keeps MIN_DISTINCT of the column's values (_hashes): none can here
             for axis, seq in _sequences(array):
                 values = seq.astype(target.dtype)
                 pos = np.clip(np.searchsorted(target, values), 0, len(target) - 1)
