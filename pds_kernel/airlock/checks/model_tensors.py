@@ -126,14 +126,15 @@ class _Model:
 
     def __init__(self, arrays: Arrays, reference: Reference):
         self.items = []
-        self.every: list[np.ndarray] = []  #: each array's distinct finite values, trivial ones too
+        self.every: list[np.ndarray] = []  #: each array's distinct values but NaN (trivial, infinite too)
         for name, array in arrays.arrays.items():
             kind = _kind(array)
             flat = array.ravel()
             if kind == "low":
                 flat = flat.astype(np.float64)
-            every = np.unique(flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat)
-            distinct = every[~_trivial(every.astype(np.float64))]
+            every = np.unique(flat[~np.isnan(flat)] if flat.dtype.kind == "f" else flat)
+            finite = every[np.isfinite(every)] if every.dtype.kind == "f" else every
+            distinct = finite[~_trivial(finite.astype(np.float64))]
             exact, near = _union(reference, kind)
             distinct = distinct[_in_sorted(distinct.astype(near.dtype), near)]
             members = int(_in_sorted(flat.astype(exact.dtype), exact).sum()) if flat.size > MIN_DISTINCT else 0
